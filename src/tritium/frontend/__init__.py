@@ -1,0 +1,1 @@
+"""The .tri front end: source files, lexer, parser, AST and diagnostics."""

@@ -1,0 +1,230 @@
+"""One `Diagnostic` type for every user-facing error, rendered like rustc or as JSON lines.
+
+    examples/mlp.tri:7:52: error[E0301]: unknown config key `out_feature` for `TernaryLinear`
+       |
+     7 |     layer fc1: TernaryLinear { in_features: 64, out_feature: 10 }
+       |                                                ^^^^^^^^^^^ unknown key
+       |
+       = help: did you mean `out_features`?
+
+Error codes are grouped by stage: E00xx usage/input, E01xx lexing, E02xx parsing,
+E03xx names and config, E04xx types, E05xx shapes, E06xx imports, W0xxx warnings.
+The table of codes with a one-line meaning lives in `CODES` and in docs/language.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A half-open region of one source file. Lines and columns are 1-based;
+    `end_col` is the column just past the last character (on `end_line`)."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def to(self, other: Span) -> Span:
+        """The span from the start of `self` to the end of `other`."""
+        return Span(self.file, self.line, self.col, other.end_line, other.end_col)
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    span: Span
+    message: str = ""
+
+
+@dataclass(slots=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None
+    severity: Severity = Severity.ERROR
+    label: str = ""
+    secondary: list[Label] = field(default_factory=list)
+    help: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def to_json(self) -> dict:
+        def span_json(s: Span | None) -> dict | None:
+            if s is None:
+                return None
+            return {"file": s.file, "line": s.line, "col": s.col,
+                    "end_line": s.end_line, "end_col": s.end_col}
+
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+            "span": span_json(self.span),
+            "label": self.label,
+            "secondary": [{"span": span_json(l.span), "message": l.message}
+                          for l in self.secondary],
+            "help": self.help,
+            "notes": list(self.notes),
+        }
+
+
+class DiagnosticError(Exception):
+    """Raised to abort a stage with one or more diagnostics already collected."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("; ".join(d.message for d in diagnostics))
+
+
+# Every code the compiler emits, with what it means. Tests check each is reachable.
+CODES: dict[str, str] = {
+    "E0001": "file not found",
+    "E0002": "path is a directory",
+    "E0003": "file cannot be read",
+    "E0004": "file is not valid UTF-8",
+    "E0005": "input too large",
+    "E0101": "unexpected character",
+    "E0102": "unterminated string literal",
+    "E0103": "unterminated block comment",
+    "E0104": "invalid escape sequence in string",
+    "E0105": "malformed number literal",
+    "E0201": "unexpected token",
+    "E0202": "expected a specific token",
+    "E0203": "nesting too deep",
+    "E0204": "invalid top-level item",
+    "E0205": "invalid assignment target",
+    "E0206": "duplicate definition",
+    "E0301": "unknown config key",
+    "E0302": "missing required config key",
+    "E0303": "unknown layer kind",
+    "E0304": "undefined name",
+    "E0305": "undefined function",
+    "E0306": "wrong number of arguments",
+    "E0307": "unknown named argument",
+    "E0308": "config value has the wrong type",
+    "E0309": "invalid config value",
+    "E0310": "layer used before definition or not callable",
+    "E0401": "type mismatch",
+    "E0402": "implicit float-to-int conversion",
+    "E0403": "trit value outside {-1, 0, 1}",
+    "E0404": "argument has the wrong type",
+    "E0405": "operator not defined for these types",
+    "E0406": "condition is not a bool",
+    "E0407": "missing return",
+    "E0501": "tensor literal value count disagrees with its shape",
+    "E0502": "matmul inner dimensions differ",
+    "E0503": "layer input shape mismatch",
+    "E0504": "returned shape disagrees with declared return type",
+    "E0505": "shapes cannot be broadcast",
+    "E0506": "invalid reshape",
+    "E0507": "rank mismatch",
+    "E0508": "invalid dimension or index",
+    "E0509": "non-positive output size",
+    "E0601": "import cycle",
+    "E0602": "imported file not found",
+    "W0001": "unused variable",
+    "W0002": "layer declared but never used",
+    "W0003": "unused parameter",
+}
+
+
+def suggest(name: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """The closest candidate to a misspelled name, or None."""
+    matches = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    best = suggest(name, candidates)
+    return f"did you mean `{best}`?" if best else None
+
+
+class SourceMap:
+    """Source texts by file name, for rendering the lines a diagnostic points at."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, list[str]] = {}
+
+    def add(self, name: str, text: str) -> None:
+        self._texts[name] = text.split("\n")
+
+    def line(self, name: str, lineno: int) -> str | None:
+        lines = self._texts.get(name)
+        if lines is None or not (1 <= lineno <= len(lines)):
+            return None
+        return lines[lineno - 1].rstrip("\r")
+
+
+def _display_width_prefix(line: str, col: int) -> int:
+    # Tabs are shown as 4 spaces in the rendered source line; keep the caret aligned.
+    prefix = line[: max(col - 1, 0)]
+    return len(prefix.expandtabs(4))
+
+
+def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = False) -> str:
+    """rustc-style text: header, the source line(s), carets, labels, help."""
+    sev = diag.severity.value
+    if color:
+        colors = {"error": "\x1b[1;31m", "warning": "\x1b[1;33m", "note": "\x1b[1;36m"}
+        c, b, r, blue = colors[sev], "\x1b[1m", "\x1b[0m", "\x1b[1;34m"
+    else:
+        c = b = r = blue = ""
+    where = f"{diag.span}: " if diag.span else ""
+    out = [f"{b}{where}{r}{c}{sev}[{diag.code}]{r}{b}: {diag.message}{r}"]
+    labels: list[tuple[Span, str, bool]] = []
+    if diag.span is not None:
+        labels.append((diag.span, diag.label, True))
+    labels.extend((l.span, l.message, False) for l in diag.secondary)
+    shown = [(s, m, p) for (s, m, p) in labels if sources and sources.line(s.file, s.line) is not None]
+    if shown:
+        width = max(len(str(s.line)) for s, _, _ in shown)
+        pad = " " * width
+        out.append(f"{blue}{pad} |{r}")
+        last_file = diag.span.file if diag.span else None
+        for span, msg, primary in shown:
+            if span.file != last_file:
+                out.append(f"{blue}{pad}::: {r}{span}")
+                last_file = span.file
+            text = sources.line(span.file, span.line) or ""
+            out.append(f"{blue}{str(span.line).rjust(width)} |{r} {text.expandtabs(4)}")
+            start = _display_width_prefix(text, span.col)
+            if span.end_line == span.line:
+                end = _display_width_prefix(text, span.end_col)
+            else:
+                end = len(text.expandtabs(4))
+            n = max(end - start, 1)
+            mark = "^" if primary else "-"
+            col = c if primary else blue
+            tail = f" {msg}" if msg else ""
+            out.append(f"{blue}{pad} |{r} {' ' * start}{col}{mark * n}{tail}{r}")
+        out.append(f"{blue}{pad} |{r}")
+        prefix = f"{blue}{pad} = {r}"
+    else:
+        prefix = "  = "
+    for note in diag.notes:
+        out.append(f"{prefix}{b}note{r}: {note}")
+    if diag.help:
+        out.append(f"{prefix}{b}help{r}: {diag.help}")
+    return "\n".join(out)
+
+
+def render_json(diag: Diagnostic) -> str:
+    return json.dumps(diag.to_json(), sort_keys=True)
