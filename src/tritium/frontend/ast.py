@@ -1,0 +1,327 @@
+"""The abstract syntax tree. Every node carries a `span`; spans never take part in equality,
+so two parses of differently formatted but equivalent programs compare equal (the formatter's
+property test relies on that).
+
+Surface spellings that mean the same thing map to one node: `fn forward` and `forward`,
+`start_dim: 1` and `start_dim=1`, `Tensor[2, 3]` and `Tensor<float32, [2, 3]>` (dtype aside),
+`a if c else b` and `c ? a : b`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Span
+
+_NOSPAN = Span("<none>", 0, 0, 0, 0)
+
+
+def _span() -> Span:
+    return field(default=_NOSPAN, compare=False, repr=False)
+
+
+# ----------------------------------------------------------------------------- types
+
+@dataclass(slots=True)
+class Dim:
+    """One dimension of a shape: an int, a symbolic name, `?`, or an expression (`2*c`)."""
+    value: int | str | None | Expr   # None means `?`
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class TypeExpr:
+    name: str                        # trit, bool, int, int8, …, Tensor, TernaryTensor
+    dtype: str | None = None         # element type for tensors
+    shape: list[Dim] | None = None   # None: shape not given
+    span: Span = _span()
+
+
+# ----------------------------------------------------------------------------- expressions
+
+@dataclass(slots=True)
+class Expr:
+    pass
+
+
+@dataclass(slots=True)
+class Name(Expr):
+    id: str
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Num(Expr):
+    value: int | float
+    is_float: bool = False
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class TritLit(Expr):
+    value: int
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Str(Expr):
+    value: str
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Bool(Expr):
+    value: bool
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class NoneLit(Expr):
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Unknown(Expr):
+    """`?` used as a value (an unknown dimension in a shape list)."""
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class ListLit(Expr):
+    items: list[Expr]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class DictLit(Expr):
+    entries: list[ConfigEntry]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Unary(Expr):
+    op: str          # "-", "+", "not"
+    operand: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Binary(Expr):
+    op: str          # + - * / // % @ ** == != < <= > >= and or is "is not"
+    left: Expr
+    right: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class CondExpr(Expr):
+    cond: Expr
+    then: Expr
+    other: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Arg:
+    value: Expr
+    name: str | None = None
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Call(Expr):
+    func: Expr
+    args: list[Arg]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Slice(Expr):
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Index(Expr):
+    value: Expr
+    indices: list[Expr]   # each an Expr or a Slice
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Attr(Expr):
+    value: Expr
+    attr: str
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Range(Expr):
+    start: Expr
+    stop: Expr
+    span: Span = _span()
+
+
+# ----------------------------------------------------------------------------- statements
+
+@dataclass(slots=True)
+class Stmt:
+    pass
+
+
+@dataclass(slots=True)
+class Let(Stmt):
+    name: str
+    type: TypeExpr | None
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Assign(Stmt):
+    target: Expr       # Name, or Index/Attr
+    op: str            # "=", "+=", "-=", "*=", "/=", "@="
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class If(Stmt):
+    cond: Expr
+    then: list[Stmt]
+    other: list[Stmt] | None = None   # an `else if` is an If inside `other`
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class For(Stmt):
+    var: str
+    iter: Expr          # a Range or a call such as range(n)
+    body: list[Stmt]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Return(Stmt):
+    value: Expr | None
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class ExprStmt(Stmt):
+    value: Expr
+    span: Span = _span()
+
+
+# ----------------------------------------------------------------------------- declarations
+
+@dataclass(slots=True)
+class ConfigEntry:
+    key: str
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class ParamSpec:
+    """A typed parameter: a function argument or a block's `params { c: int = 1 }` entry."""
+    name: str
+    type: TypeExpr | None
+    default: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class LayerKind:
+    """`TernaryLinear { in_features: 64 }`, `Down[2] { … }`, or `Proj(64, 10)`."""
+    kind: str
+    config: list[ConfigEntry]
+    args: list[Arg] | None = None    # call-style instantiation `Kind(args)`
+    repeat: Expr | None = None       # `Kind[N]`
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class LayerDecl:
+    """`layer name: Kind {…}` or `layer name: if (cond) { Kind {…} Kind {…} }`."""
+    name: str
+    kinds: list[LayerKind]          # more than one: a sequence (used by the conditional form)
+    cond: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class ParamDecl:
+    """`param w: TernaryTensor[256, 10] = init` (the init is optional)."""
+    name: str
+    type: TypeExpr
+    init: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class FnDef:
+    name: str
+    params: list[ParamSpec]
+    ret: TypeExpr | None
+    body: list[Stmt]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Section:
+    """`training { … }`, `performance { … }`, `quantization { … }`, `params { … }`, `repeat { … }`."""
+    name: str
+    entries: list[ConfigEntry]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class ParamsSection:
+    params: list[ParamSpec]
+    span: Span = _span()
+
+
+BodyItem = ConfigEntry | LayerDecl | ParamDecl | FnDef | Section | ParamsSection | Let | Stmt
+
+
+@dataclass(slots=True)
+class ModelDef:
+    name: str
+    body: list
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class BlockDef:
+    name: str
+    body: list
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class LayerDef:
+    """The explicit layer forms: `layer Name(args) -> T { … }` and `layer Name { … }`."""
+    name: str
+    params: list[ParamSpec] | None   # None when written without parentheses
+    ret: TypeExpr | None
+    body: list
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Import(Stmt):
+    path: str
+    span: Span = _span()
+
+
+Item = ModelDef | BlockDef | LayerDef | FnDef | Import
+
+
+@dataclass(slots=True)
+class Program:
+    items: list
+    file: str = field(default="<input>", compare=False)
+    span: Span = _span()

@@ -1,0 +1,289 @@
+"""The lexer: one master regular expression, tokens with line:col spans, comments kept aside.
+
+Newlines are tokens (statements and config entries end at a newline) except inside `(` and
+`[`, and after a token that cannot end a line (a binary operator, `,`, `(`…): there a line
+break just continues the expression, so `a +\\n b` is one expression. `-` is always an
+operator: `x-1` is subtraction and `-1` is negation of a literal, folded by the checker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from .diagnostics import Diagnostic, Span
+
+
+class T(str, Enum):
+    IDENT = "identifier"
+    INT = "integer"
+    FLOAT = "float"
+    TRIT = "trit literal"
+    STRING = "string"
+    OP = "operator"
+    KEYWORD = "keyword"
+    NEWLINE = "newline"
+    EOF = "end of file"
+
+
+KEYWORDS = frozenset({
+    "model", "block", "layer", "fn", "def", "param", "let", "return", "if", "else", "for",
+    "in", "import", "and", "or", "not", "is", "None", "true", "false", "True", "False",
+})
+
+# Longest operators first so that `**` wins over `*`, `..` over `.`, `->` over `-`.
+OPERATORS = [
+    "**=", "...", "**", "->", "..", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "@=", "//",
+    "+", "-", "*", "/", "%", "@", "<", ">", "=", ".", ",", ":", ";", "(", ")", "[", "]", "{", "}",
+    "?", "|",
+]
+
+# After these tokens a newline does not end the statement.
+_CONTINUES = frozenset({
+    "+", "-", "*", "/", "//", "%", "@", "**", "==", "!=", "<", "<=", ">", ">=", "=", "+=", "-=",
+    "*=", "/=", "@=", "**=", ",", "(", "[", "{", ".", "..", "->", ":", "?", "and", "or", "not",
+    "|",
+})
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
+
+_MASTER = re.compile(
+    r"""
+    (?P<ws>[ \t\f\r]+)
+  | (?P<nl>\n)
+  | (?P<lcomment>(?://|\#)[^\n]*)
+  | (?P<bcomment>/\*)
+  | (?P<number>(?:\d[\d_]*)(?:\.\d[\d_]*)?(?:[eE][+-]?[\d_]*)?[A-Za-z_0-9]*
+              |\.\d[\d_]*(?:[eE][+-]?[\d_]*)?)
+  | (?P<ident>[A-Za-z_][A-Za-z_0-9]*)
+  | (?P<string>["'])
+  | (?P<op>"""
+    + "|".join(re.escape(o) for o in OPERATORS)
+    + r""")
+    """,
+    re.VERBOSE,
+)
+
+_INT_RE = re.compile(r"\d[\d_]*")
+_FLOAT_RE = re.compile(r"(?:\d[\d_]*(?:\.\d[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?")
+
+
+@dataclass(slots=True)
+class Token:
+    kind: T
+    text: str          # the source text (for STRING: the decoded value)
+    value: object      # int, float, str or None
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    file: str
+
+    @property
+    def span(self) -> Span:
+        return Span(self.file, self.line, self.col, self.end_line, self.end_col)
+
+    def is_op(self, text: str) -> bool:
+        return self.kind is T.OP and self.text == text
+
+    def is_kw(self, text: str) -> bool:
+        return self.kind is T.KEYWORD and self.text == text
+
+    def describe(self) -> str:
+        if self.kind is T.EOF:
+            return "end of file"
+        if self.kind is T.NEWLINE:
+            return "end of line"
+        if self.kind is T.STRING:
+            return "a string"
+        return f"`{self.text}`"
+
+
+@dataclass(slots=True)
+class Comment:
+    text: str       # including the `//`, `#` or `/* */` markers
+    line: int
+    col: int
+    end_line: int
+    own_line: bool  # nothing but whitespace before it on its line
+
+
+@dataclass(slots=True)
+class LexResult:
+    tokens: list[Token]
+    comments: list[Comment]
+    diagnostics: list[Diagnostic]
+
+
+def _decode_string(body: str, span_of) -> tuple[str, list[Diagnostic]]:
+    out: list[str] = []
+    diags: list[Diagnostic] = []
+    i = 0
+    n = len(body)
+    while i < n:
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        if i + 1 >= n:
+            diags.append(Diagnostic("E0104", "a string cannot end with a lone `\\`", span_of(i, i + 1),
+                                    help="write `\\\\` for a backslash"))
+            break
+        esc = body[i + 1]
+        if esc in _ESCAPES:
+            out.append(_ESCAPES[esc])
+            i += 2
+        elif esc == "u":
+            m = re.match(r"u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4})", body[i + 1:])
+            cp = int(m.group(1) or m.group(2), 16) if m else -1
+            if m is None or cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+                diags.append(Diagnostic("E0104", "invalid unicode escape", span_of(i, i + 2),
+                                        help="write `\\u{1F600}` or `\\u00e9`"))
+                i += 2
+            else:
+                out.append(chr(cp))
+                i += 1 + m.end()
+        else:
+            diags.append(Diagnostic("E0104", f"unknown escape sequence `\\{esc}`", span_of(i, i + 2),
+                                    help="valid escapes: \\n \\t \\r \\0 \\\\ \\\" \\' \\u{…}"))
+            i += 2
+    return "".join(out), diags
+
+
+def tokenize(text: str, file: str = "<input>") -> LexResult:
+    tokens: list[Token] = []
+    comments: list[Comment] = []
+    diags: list[Diagnostic] = []
+    depth: list[str] = []          # open brackets
+    pos = 0
+    line = 1
+    line_start = 0
+    n = len(text)
+    match = _MASTER.match
+    last_sig: Token | None = None  # last token that is not a NEWLINE
+
+    def add(kind: T, tok_text: str, value, start: int, end: int, l0: int, c0: int) -> None:
+        nonlocal last_sig
+        tok = Token(kind, tok_text, value, l0, c0, line, end - line_start + 1, file)
+        tokens.append(tok)
+        last_sig = tok
+
+    while pos < n:
+        m = match(text, pos)
+        col = pos - line_start + 1
+        if m is None:
+            ch = text[pos]
+            hint = None
+            if ch in "`$":
+                hint = "this character has no meaning in .tri"
+            elif ch == "!":
+                hint = "use `not` for logical negation (`!=` is not-equal)"
+            elif ch == "&":
+                hint = "use `and` for logical conjunction"
+            elif ord(ch) > 127:
+                hint = "identifiers and operators are ASCII; non-ASCII text belongs in strings or comments"
+            diags.append(Diagnostic("E0101", f"unexpected character `{ch}`" if ch.isprintable()
+                                    else f"unexpected character U+{ord(ch):04X}",
+                                    Span(file, line, col, line, col + 1), help=hint))
+            pos += 1
+            continue
+        kind = m.lastgroup
+        end = m.end()
+        if kind == "ws":
+            pos = end
+            continue
+        if kind == "nl":
+            if (not depth or depth[-1] == "{") and last_sig is not None and not (
+                (last_sig.kind in (T.OP, T.KEYWORD)) and last_sig.text in _CONTINUES
+            ) and (not tokens or tokens[-1].kind is not T.NEWLINE):
+                tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col + 1, file))
+            pos = end
+            line += 1
+            line_start = pos
+            continue
+        if kind == "lcomment":
+            own = text[line_start:pos].strip() == ""
+            comments.append(Comment(m.group(), line, col, line, own))
+            pos = end
+            continue
+        if kind == "bcomment":
+            close = text.find("*/", pos + 2)
+            own = text[line_start:pos].strip() == ""
+            if close < 0:
+                diags.append(Diagnostic("E0103", "unterminated block comment",
+                                        Span(file, line, col, line, col + 2),
+                                        label="comment starts here",
+                                        help="close it with `*/`"))
+                break
+            body = text[pos:close + 2]
+            l0 = line
+            nls = body.count("\n")
+            if nls:
+                line += nls
+                line_start = pos + body.rfind("\n") + 1
+            comments.append(Comment(body, l0, col, line, own))
+            pos = close + 2
+            continue
+        if kind == "number":
+            s = m.group()
+            if s.endswith("t") and _INT_RE.fullmatch(s[:-1]):
+                add(T.TRIT, s, int(s[:-1].replace("_", "")), pos, end, line, col)
+            elif _INT_RE.fullmatch(s):
+                add(T.INT, s, int(s.replace("_", "")), pos, end, line, col)
+            elif _FLOAT_RE.fullmatch(s) and not s.endswith("_"):
+                add(T.FLOAT, s, float(s.replace("_", "")), pos, end, line, col)
+            else:
+                diags.append(Diagnostic("E0105", f"malformed number `{s}`",
+                                        Span(file, line, col, line, end - line_start + 1),
+                                        help="numbers look like `42`, `0.5`, `1e-3`, `2.5E+4`; a trit literal like `1t`"))
+                add(T.INT, s, 0, pos, end, line, col)
+            pos = end
+            continue
+        if kind == "ident":
+            s = m.group()
+            add(T.KEYWORD if s in KEYWORDS else T.IDENT, s, s, pos, end, line, col)
+            pos = end
+            continue
+        if kind == "string":
+            quote = m.group()
+            i = pos + 1
+            while i < n:
+                c = text[i]
+                if c == "\\":
+                    i += 2
+                    continue
+                if c == quote or c == "\n":
+                    break
+                i += 1
+            if i >= n or text[i] != quote:
+                diags.append(Diagnostic("E0102", "unterminated string literal",
+                                        Span(file, line, col, line, min(i, n) - line_start + 1),
+                                        label="string starts here",
+                                        help=f"close it with {quote} on the same line"))
+                pos = min(i, n)
+                add(T.STRING, "", "", pos, pos, line, col)
+                continue
+            raw = text[pos + 1:i]
+            base_col = col + 1
+            value, sd = _decode_string(
+                raw, lambda a, b, bc=base_col, ln=line: Span(file, ln, bc + a, ln, bc + b))
+            diags.extend(sd)
+            add(T.STRING, text[pos:i + 1], value, pos, i + 1, line, col)
+            pos = i + 1
+            continue
+        # operator
+        s = m.group()
+        if s in ("(", "[", "{"):
+            depth.append(s)
+        elif s in (")", "]", "}"):
+            if depth:
+                depth.pop()
+        add(T.OP, s, s, pos, end, line, col)
+        pos = end
+    col = pos - line_start + 1
+    if tokens and tokens[-1].kind is not T.NEWLINE:
+        tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col, file))
+    tokens.append(Token(T.EOF, "", None, line, col, line, col, file))
+    return LexResult(tokens, comments, diags)

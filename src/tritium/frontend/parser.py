@@ -1,0 +1,863 @@
+"""Recursive-descent parser with Pratt expressions, bounded nesting and error recovery.
+
+Nesting (parentheses, brackets, blocks) is bounded by MAX_DEPTH: deeper input gets a clear
+E0203 instead of a RecursionError. After a syntax error the parser skips to the next item of
+the enclosing body (or the next top-level item), so one run reports every independent error.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+from . import ast as A
+from .diagnostics import Diagnostic, Span
+from .lexer import T, Token, tokenize
+
+MAX_DEPTH = 200
+
+DTYPES = frozenset({
+    "trit", "bool", "int", "int8", "int16", "int32", "int64", "uint8", "float", "float16",
+    "bfloat16", "float32", "float64", "str",
+})
+TENSOR_TYPES = frozenset({"Tensor", "TernaryTensor"})
+
+_COMPARE = {"==", "!=", "<", "<=", ">", ">="}
+_BINARY_PREC = {
+    "or": 2, "and": 3,
+    "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "is": 5,
+    "+": 6, "-": 6,
+    "*": 7, "/": 7, "//": 7, "%": 7, "@": 7,
+}
+_UNARY_PREC = 8
+_POW_PREC = 9
+_ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "@=", "**="}
+_TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
+_SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
+
+
+class ParseError(Exception):
+    def __init__(self, diag: Diagnostic):
+        self.diag = diag
+        super().__init__(diag.message)
+
+
+@contextmanager
+def _recursion_headroom(limit: int = 20000):
+    old = sys.getrecursionlimit()
+    if old < limit:
+        sys.setrecursionlimit(limit)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+class Parser:
+    def __init__(self, tokens: list[Token], file: str):
+        self.toks = tokens
+        self.pos = 0
+        self.file = file
+        self.diags: list[Diagnostic] = []
+        self.depth = 0
+
+    # ------------------------------------------------------------------ token helpers
+    @property
+    def tok(self) -> Token:
+        return self.toks[self.pos]
+
+    def peek(self, k: int = 1) -> Token:
+        i = min(self.pos + k, len(self.toks) - 1)
+        return self.toks[i]
+
+    def advance(self) -> Token:
+        t = self.toks[self.pos]
+        if t.kind is not T.EOF:
+            self.pos += 1
+        return t
+
+    def prev_span(self) -> Span:
+        return self.toks[max(self.pos - 1, 0)].span
+
+    def at_op(self, *ops: str) -> bool:
+        t = self.tok
+        return t.kind is T.OP and t.text in ops
+
+    def at_kw(self, *kws: str) -> bool:
+        t = self.tok
+        return t.kind is T.KEYWORD and t.text in kws
+
+    def error(self, message: str, tok: Token | None = None, code: str = "E0201",
+              label: str = "", help: str | None = None) -> ParseError:
+        t = tok or self.tok
+        return ParseError(Diagnostic(code, message, t.span, label=label, help=help))
+
+    def expect_op(self, op: str, context: str = "") -> Token:
+        if self.at_op(op):
+            return self.advance()
+        where = f" {context}" if context else ""
+        help = None
+        if op in ")]}" and self.tok.kind in (T.NEWLINE, T.EOF):
+            help = f"a `{op}` is missing"
+        raise self.error(f"expected `{op}`{where}, found {self.tok.describe()}", code="E0202",
+                         label=f"expected `{op}`", help=help)
+
+    def expect_ident(self, what: str = "a name") -> Token:
+        t = self.tok
+        if t.kind is T.IDENT:
+            return self.advance()
+        if t.kind is T.KEYWORD:
+            raise self.error(f"expected {what}, found keyword `{t.text}`", code="E0202",
+                             help=f"`{t.text}` is reserved; choose another name")
+        raise self.error(f"expected {what}, found {t.describe()}", code="E0202")
+
+    def skip_newlines(self) -> None:
+        while self.tok.kind is T.NEWLINE or self.at_op(";"):
+            self.advance()
+
+    def skip_separators(self) -> None:
+        while self.tok.kind is T.NEWLINE or self.at_op(";", ","):
+            self.advance()
+
+    def end_of_statement(self) -> None:
+        t = self.tok
+        if t.kind is T.NEWLINE or t.is_op(";"):
+            self.advance()
+            return
+        if t.is_op("}") or t.kind is T.EOF:
+            return
+        raise self.error(f"expected end of statement, found {t.describe()}",
+                         label="unexpected here",
+                         help="put each statement on its own line or separate them with `;`")
+
+    @contextmanager
+    def nested(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.depth -= 1
+            raise self.error(f"nesting is too deep (more than {MAX_DEPTH} levels)", code="E0203",
+                             help="split the expression into several `let` statements")
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    # ------------------------------------------------------------------ recovery
+    def sync_top(self) -> None:
+        """Skip to the next top-level item after a syntax error."""
+        depth = 0
+        while self.tok.kind is not T.EOF:
+            t = self.tok
+            if t.kind is T.OP:
+                if t.text == "{":
+                    depth += 1
+                elif t.text == "}":
+                    depth -= 1
+            if t.kind is T.KEYWORD and t.text in _TOP_KEYWORDS and t.col == 1 and (
+                    depth <= 0 or self.toks[self.pos - 1].kind is T.NEWLINE):
+                return
+            self.advance()
+
+    def sync_body(self, start: int) -> None:
+        """Skip to the end of the body item that began at token `start`: the first newline or
+        `}` where every bracket opened since `start` is closed again."""
+        depth = 0
+        for t in self.toks[start:self.pos]:
+            if t.kind is T.OP and t.text in "{([":
+                depth += 1
+            elif t.kind is T.OP and t.text in "})]":
+                depth = max(depth - 1, 0)
+        while self.tok.kind is not T.EOF:
+            t = self.tok
+            if t.kind is T.OP and t.text in "{([":
+                depth += 1
+            elif t.kind is T.OP and t.text in "})]":
+                if depth == 0 and t.text == "}":
+                    return
+                depth = max(depth - 1, 0)
+            elif t.kind is T.NEWLINE and depth == 0:
+                self.advance()
+                return
+            elif t.kind is T.KEYWORD and t.text in _TOP_KEYWORDS and t.col == 1:
+                return
+            self.advance()
+
+    # ------------------------------------------------------------------ program
+    def parse_program(self) -> A.Program:
+        items = []
+        self.skip_separators()
+        start = self.tok.span
+        while self.tok.kind is not T.EOF:
+            try:
+                items.append(self.parse_item())
+            except ParseError as e:
+                self.diags.append(e.diag)
+                t = self.tok
+                if t.kind is not T.EOF and not (t.kind is T.KEYWORD and t.text in _TOP_KEYWORDS
+                                                and t.col == 1):
+                    self.advance()
+                self.sync_top()
+            self.skip_separators()
+        return A.Program(items, self.file, start.to(self.tok.span))
+
+    def parse_item(self):
+        t = self.tok
+        if t.is_kw("import"):
+            self.advance()
+            if self.tok.kind is not T.STRING:
+                raise self.error("expected a file name string after `import`", code="E0202",
+                                 help='write `import "layers.tri"`')
+            path = self.advance()
+            node = A.Import(path.value, t.span.to(path.span))
+            self.end_of_statement()
+            return node
+        if t.is_kw("model") or t.is_kw("block"):
+            self.advance()
+            name = self.expect_ident(f"a {t.text} name")
+            body = self.parse_body(f"{t.text} `{name.text}`")
+            cls = A.ModelDef if t.text == "model" else A.BlockDef
+            return cls(name.text, body, t.span.to(self.prev_span()))
+        if t.is_kw("layer"):
+            self.advance()
+            name = self.expect_ident("a layer name")
+            params = None
+            if self.at_op("("):
+                params = self.parse_param_specs()
+            ret = None
+            if self.at_op("->"):
+                self.advance()
+                ret = self.parse_type()
+            if self.at_op(":"):
+                raise self.error("`layer name: Kind { … }` declares a layer instance and belongs "
+                                 "inside a `model` or `block`", tok=t, code="E0204",
+                                 help="define a new layer type with `layer Name(args) { … }`")
+            body = self.parse_body(f"layer `{name.text}`")
+            return A.LayerDef(name.text, params, ret, body, t.span.to(self.prev_span()))
+        if t.is_kw("fn") or t.is_kw("def"):
+            return self.parse_fn()
+        if t.kind is T.IDENT and self.peek().is_op(":"):
+            raise self.error(f"a constant like `{t.text}: …` must be inside a `model` or `block`",
+                             code="E0204")
+        raise self.error(f"expected `model`, `block`, `layer`, `fn` or `import`, found {t.describe()}",
+                         code="E0204", label="not a top-level item")
+
+    # ------------------------------------------------------------------ bodies
+    def parse_body(self, what: str) -> list:
+        open_tok = self.tok
+        self.expect_op("{", f"to open the body of {what}")
+        items: list = []
+        errors_before = len(self.diags)
+        with self.nested():
+            self.skip_separators()
+            while not self.at_op("}"):
+                if len(self.diags) > errors_before and (
+                        self.tok.kind is T.EOF or (self.tok.kind is T.KEYWORD and
+                                                   self.tok.text in _TOP_KEYWORDS and
+                                                   self.tok.col == 1)):
+                    return items  # an error inside this body already explains the rest
+                if self.tok.kind is T.EOF:
+                    raise ParseError(Diagnostic(
+                        "E0202", f"unclosed `{{` of {what}", open_tok.span,
+                        label="this `{` is never closed", help="add a `}` at the end of the body"))
+                if self.tok.kind is T.KEYWORD and self.tok.text in ("model", "block") \
+                        and self.tok.col == 1:
+                    raise ParseError(Diagnostic(
+                        "E0202", f"unclosed `{{` of {what}", open_tok.span,
+                        label="this `{` is never closed",
+                        help="add a `}` before the next top-level item"))
+                start = self.pos
+                try:
+                    items.append(self.parse_body_item())
+                except ParseError as e:
+                    self.diags.append(e.diag)
+                    self.sync_body(start)
+                self.skip_separators()
+            self.advance()
+        return items
+
+    def _is_method_def(self) -> bool:
+        """IDENT `(` … `)` followed by `->` or `{`: a method such as `forward(x: T) -> T { }`."""
+        if not (self.tok.kind is T.IDENT and self.peek().is_op("(")):
+            return False
+        depth = 0
+        i = self.pos + 1
+        toks = self.toks
+        while i < len(toks):
+            t = toks[i]
+            if t.kind is T.OP and t.text in "([{":
+                depth += 1
+            elif t.kind is T.OP and t.text in ")]}":
+                depth -= 1
+                if depth == 0:
+                    nxt = toks[i + 1] if i + 1 < len(toks) else t
+                    return nxt.is_op("->") or nxt.is_op("{")
+            elif t.kind in (T.EOF,):
+                return False
+            i += 1
+        return False
+
+    def parse_body_item(self):
+        t = self.tok
+        if t.is_kw("layer"):
+            return self.parse_layer_decl()
+        if t.is_kw("param"):
+            self.advance()
+            name = self.expect_ident("a parameter name")
+            self.expect_op(":", "before the parameter's type")
+            ty = self.parse_type()
+            init = None
+            if self.at_op("="):
+                self.advance()
+                init = self.parse_expr()
+            node = A.ParamDecl(name.text, ty, init, t.span.to(self.prev_span()))
+            self.end_of_statement()
+            return node
+        if t.is_kw("fn") or t.is_kw("def"):
+            return self.parse_fn()
+        if self._is_method_def():
+            return self.parse_fn(keyword=False)
+        if t.kind is T.IDENT and self.peek().is_op("{"):
+            if t.text == "params":
+                return self.parse_params_section()
+            self.advance()
+            entries = self.parse_entries(f"`{t.text}`")
+            return A.Section(t.text, entries, t.span.to(self.prev_span()))
+        if t.kind in (T.IDENT, T.STRING) and self.peek().is_op(":"):
+            self.advance()
+            self.advance()
+            value = self.parse_expr()
+            return A.ConfigEntry(t.value if t.kind is T.STRING else t.text, value,
+                                 t.span.to(self.prev_span()))
+        return self.parse_statement()
+
+    def parse_params_section(self) -> A.ParamsSection:
+        t = self.advance()
+        self.expect_op("{")
+        specs = []
+        with self.nested():
+            self.skip_separators()
+            while not self.at_op("}"):
+                if self.tok.kind is T.EOF:
+                    raise self.error("unclosed `params {`", tok=t, code="E0202")
+                specs.append(self.parse_param_spec())
+                self.skip_separators()
+            self.advance()
+        return A.ParamsSection(specs, t.span.to(self.prev_span()))
+
+    def parse_entries(self, what: str) -> list[A.ConfigEntry]:
+        """`{ key: value, key: value \\n key: value }` (entries split by commas or newlines)."""
+        open_tok = self.expect_op("{", f"to open {what}")
+        entries: list[A.ConfigEntry] = []
+        with self.nested():
+            self.skip_separators()
+            while not self.at_op("}"):
+                k = self.tok
+                if k.kind is T.EOF:
+                    raise self.error(f"unclosed `{{` of {what}", tok=open_tok, code="E0202",
+                                     label="this `{` is never closed")
+                if k.kind not in (T.IDENT, T.STRING, T.KEYWORD):
+                    raise self.error(f"expected a key in {what}, found {k.describe()}",
+                                     code="E0202", help="entries look like `key: value`")
+                self.advance()
+                if self.at_op("="):
+                    raise self.error("config entries use `:`, not `=`", code="E0202",
+                                     help=f"write `{k.text}: …`")
+                self.expect_op(":", f"after the key `{k.text}`")
+                value = self.parse_expr()
+                entries.append(A.ConfigEntry(k.value if k.kind is T.STRING else k.text, value,
+                                             k.span.to(self.prev_span())))
+                if not (self.at_op("}") or self.at_op(",") or self.at_op(";")
+                        or self.tok.kind is T.NEWLINE
+                        or (self.tok.kind in (T.IDENT, T.STRING) and self.peek().is_op(":"))):
+                    raise self.error(f"expected `,`, a new line or `}}` after the value of "
+                                     f"`{k.text}`, found {self.tok.describe()}", code="E0202",
+                                     help="separate entries with commas or new lines")
+                self.skip_separators()
+            self.advance()
+        return entries
+
+    def parse_layer_decl(self) -> A.LayerDecl:
+        t = self.advance()  # 'layer'
+        name = self.expect_ident("a layer name")
+        if self.at_op("(") or self.at_op("{"):
+            raise self.error("a layer type cannot be defined inside a model or block",
+                             tok=t, code="E0204",
+                             help=f"declare an instance with `layer {name.text}: Kind {{ … }}`, "
+                                  f"or move the definition to the top level")
+        self.expect_op(":", f"after the layer name `{name.text}`")
+        if self.at_kw("if"):
+            self.advance()
+            cond = self.parse_expr()
+            self.expect_op("{", "to open the conditional layer")
+            kinds = []
+            with self.nested():
+                self.skip_separators()
+                while not self.at_op("}"):
+                    if self.tok.kind is T.EOF:
+                        raise self.error("unclosed conditional layer", tok=t, code="E0202")
+                    kinds.append(self.parse_layer_kind())
+                    self.skip_separators()
+                self.advance()
+            if not kinds:
+                raise self.error("a conditional layer needs at least one layer kind", tok=t,
+                                 code="E0202")
+            node = A.LayerDecl(name.text, kinds, cond, t.span.to(self.prev_span()))
+        else:
+            kind = self.parse_layer_kind()
+            node = A.LayerDecl(name.text, [kind], None, t.span.to(self.prev_span()))
+        self.end_of_statement()
+        return node
+
+    def parse_layer_kind(self) -> A.LayerKind:
+        k = self.expect_ident("a layer kind such as `TernaryLinear`")
+        repeat = None
+        if self.at_op("["):
+            self.advance()
+            repeat = self.parse_expr()
+            self.expect_op("]", "after the repetition count")
+        args = None
+        config: list[A.ConfigEntry] = []
+        if self.at_op("("):
+            args = self.parse_args()
+        if self.at_op("{"):
+            config = self.parse_entries(f"the config of `{k.text}`")
+        return A.LayerKind(k.text, config, args, repeat, k.span.to(self.prev_span()))
+
+    # ------------------------------------------------------------------ functions
+    def parse_param_specs(self) -> list[A.ParamSpec]:
+        self.expect_op("(")
+        specs = []
+        while not self.at_op(")"):
+            specs.append(self.parse_param_spec())
+            if self.at_op(","):
+                self.advance()
+            elif not self.at_op(")"):
+                raise self.error(f"expected `,` or `)` in the parameter list, found "
+                                 f"{self.tok.describe()}", code="E0202")
+        self.advance()
+        return specs
+
+    def parse_param_spec(self) -> A.ParamSpec:
+        name = self.expect_ident("a parameter name")
+        ty = None
+        if self.at_op(":"):
+            self.advance()
+            ty = self.parse_type()
+        default = None
+        if self.at_op("="):
+            self.advance()
+            default = self.parse_expr()
+        return A.ParamSpec(name.text, ty, default, name.span.to(self.prev_span()))
+
+    def parse_fn(self, keyword: bool = True) -> A.FnDef:
+        t = self.tok
+        if keyword:
+            self.advance()
+        name = self.expect_ident("a function name")
+        params = self.parse_param_specs()
+        ret = None
+        if self.at_op("->"):
+            self.advance()
+            ret = self.parse_type()
+        body = self.parse_block()
+        return A.FnDef(name.text, params, ret, body, t.span.to(self.prev_span()))
+
+    # ------------------------------------------------------------------ types
+    def parse_type(self) -> A.TypeExpr:
+        t = self.tok
+        if t.kind is T.KEYWORD and t.text == "None":
+            self.advance()
+            return A.TypeExpr("None", span=t.span)
+        name = self.expect_ident("a type")
+        dtype = None
+        shape = None
+        if self.at_op("<"):
+            self.advance()
+            if self.at_op("["):
+                shape = self.parse_dims()
+            else:
+                d = self.expect_ident("an element type")
+                dtype = d.text
+                if self.at_op(","):
+                    self.advance()
+                    shape = self.parse_dims()
+            self.expect_op(">", "to close the type arguments")
+        elif self.at_op("[") and name.text[:1].isupper():
+            shape = self.parse_dims()
+            if shape and isinstance(shape[0].value, str) and shape[0].value in DTYPES:
+                dtype = shape.pop(0).value
+                if not shape:
+                    shape = None
+        return A.TypeExpr(name.text, dtype, shape, name.span.to(self.prev_span()))
+
+    def parse_dims(self) -> list[A.Dim]:
+        self.expect_op("[")
+        dims: list[A.Dim] = []
+        while not self.at_op("]"):
+            t = self.tok
+            e = self.parse_expr()
+            if isinstance(e, A.Num) and not e.is_float:
+                dims.append(A.Dim(e.value, e.span))
+            elif isinstance(e, A.Name):
+                dims.append(A.Dim(e.id, e.span))
+            elif isinstance(e, A.Unknown):
+                dims.append(A.Dim(None, e.span))
+            else:
+                dims.append(A.Dim(e, t.span.to(self.prev_span())))
+            if self.at_op(","):
+                self.advance()
+            elif not self.at_op("]"):
+                raise self.error(f"expected `,` or `]` in a shape, found {self.tok.describe()}",
+                                 code="E0202")
+        self.advance()
+        return dims
+
+    # ------------------------------------------------------------------ statements
+    def parse_block(self) -> list:
+        open_tok = self.expect_op("{", "to open a block")
+        stmts: list = []
+        with self.nested():
+            self.skip_newlines()
+            while not self.at_op("}"):
+                if self.tok.kind is T.EOF or (self.tok.kind is T.KEYWORD and self.tok.text in
+                                              ("model", "block") and self.tok.col == 1):
+                    raise ParseError(Diagnostic(
+                        "E0202", "unclosed `{`", open_tok.span, label="this `{` is never closed",
+                        help="add the missing `}`"))
+                stmts.append(self.parse_statement())
+                self.skip_newlines()
+            self.advance()
+        return stmts
+
+    def parse_statement(self):
+        t = self.tok
+        if t.is_kw("let"):
+            self.advance()
+            name = self.expect_ident("a variable name")
+            ty = None
+            if self.at_op(":"):
+                self.advance()
+                ty = self.parse_type()
+            self.expect_op("=", f"after `let {name.text}`")
+            value = self.parse_expr()
+            node = A.Let(name.text, ty, value, t.span.to(self.prev_span()))
+            self.end_of_statement()
+            return node
+        if t.is_kw("return"):
+            self.advance()
+            value = None
+            if not (self.tok.kind is T.NEWLINE or self.at_op("}") or self.at_op(";")):
+                value = self.parse_expr()
+            node = A.Return(value, t.span.to(self.prev_span()))
+            self.end_of_statement()
+            return node
+        if t.is_kw("if"):
+            node = self.parse_if()
+            self.end_of_statement()
+            return node
+        if t.is_kw("for"):
+            self.advance()
+            var = self.expect_ident("a loop variable")
+            if not self.at_kw("in"):
+                raise self.error(f"expected `in` after `for {var.text}`", code="E0202",
+                                 help=f"write `for {var.text} in 0..n {{ … }}`")
+            self.advance()
+            it = self.parse_expr()
+            body = self.parse_block()
+            node = A.For(var.text, it, body, t.span.to(self.prev_span()))
+            self.end_of_statement()
+            return node
+        if t.kind is T.KEYWORD and t.text in ("model", "block", "import"):
+            raise self.error(f"`{t.text}` is only allowed at the top level", code="E0204")
+        expr = self.parse_expr()
+        if self.tok.kind is T.OP and self.tok.text in _ASSIGN_OPS:
+            op = self.advance()
+            if not isinstance(expr, A.Name | A.Index | A.Attr):
+                raise ParseError(Diagnostic("E0205", "cannot assign to this expression",
+                                            expr.span, label="not a variable",
+                                            help="assign to a name, e.g. `x = …`"))
+            value = self.parse_expr()
+            node = A.Assign(expr, op.text, value, t.span.to(self.prev_span()))
+        else:
+            node = A.ExprStmt(expr, t.span.to(self.prev_span()))
+        self.end_of_statement()
+        return node
+
+    def parse_if(self) -> A.If:
+        t = self.advance()  # 'if'
+        cond = self.parse_expr()
+        then = self.parse_block()
+        other = None
+        save = self.pos
+        while self.tok.kind is T.NEWLINE:
+            self.advance()
+        if self.at_kw("else"):
+            self.advance()
+            if self.at_kw("if"):
+                with self.nested():
+                    other = [self.parse_if()]
+            else:
+                other = self.parse_block()
+        else:
+            self.pos = save
+        return A.If(cond, then, other, t.span.to(self.prev_span()))
+
+    # ------------------------------------------------------------------ expressions
+    def parse_expr(self) -> A.Expr:
+        with self.nested():
+            start = self.tok
+            e = self.parse_range()
+            if self.at_kw("if") and not self._if_starts_block():
+                self.advance()
+                cond = self.parse_range()
+                if not self.at_kw("else"):
+                    raise self.error("a conditional expression needs `else`", code="E0202",
+                                     help="write `a if cond else b`")
+                self.advance()
+                other = self.parse_expr()
+                return A.CondExpr(cond, e, other, start.span.to(self.prev_span()))
+            if self.at_op("?"):
+                self.advance()
+                then = self.parse_expr()
+                self.expect_op(":", "in the conditional expression `c ? a : b`")
+                other = self.parse_expr()
+                return A.CondExpr(e, then, other, start.span.to(self.prev_span()))
+            return e
+
+    def _if_starts_block(self) -> bool:
+        return False
+
+    def parse_range(self) -> A.Expr:
+        start = self.tok
+        e = self.parse_binary(0)
+        if self.at_op(".."):
+            self.advance()
+            stop = self.parse_binary(0)
+            return A.Range(e, stop, start.span.to(self.prev_span()))
+        return e
+
+    def _binary_op(self) -> tuple[str, int] | None:
+        t = self.tok
+        if t.kind is T.OP and t.text in _BINARY_PREC:
+            return t.text, _BINARY_PREC[t.text]
+        if t.kind is T.KEYWORD and t.text in ("and", "or", "is"):
+            return t.text, _BINARY_PREC[t.text]
+        if t.kind is T.KEYWORD and t.text == "not" and self.peek().is_kw("in"):
+            return "not in", 5
+        if t.kind is T.KEYWORD and t.text == "in":
+            return "in", 5
+        return None
+
+    def parse_binary(self, min_prec: int) -> A.Expr:
+        start = self.tok
+        if self.at_kw("not"):
+            self.advance()
+            with self.nested():
+                operand = self.parse_binary(4)
+            left: A.Expr = A.Unary("not", operand, start.span.to(self.prev_span()))
+        else:
+            left = self.parse_unary()
+        while True:
+            info = self._binary_op()
+            if info is None:
+                return left
+            op, prec = info
+            if prec < min_prec:
+                return left
+            self.advance()
+            if op == "is" and self.at_kw("not"):
+                self.advance()
+                op = "is not"
+            elif op == "not in":
+                self.advance()
+            with self.nested():
+                right = self.parse_binary(prec + 1)
+            left = A.Binary(op, left, right, start.span.to(self.prev_span()))
+            if op in _COMPARE and self._binary_op() and self._binary_op()[0] in _COMPARE:
+                raise self.error("comparisons cannot be chained", code="E0201",
+                                 help="write `a < b and b < c`")
+
+    def parse_unary(self) -> A.Expr:
+        t = self.tok
+        if t.kind is T.OP and t.text in ("-", "+"):
+            self.advance()
+            with self.nested():
+                operand = self.parse_unary()
+            span = t.span.to(self.prev_span())
+            if t.text == "-" and isinstance(operand, A.Num) and operand.value >= 0 \
+                    and not isinstance(operand.value, bool):
+                return A.Num(-operand.value, operand.is_float, span)
+            if t.text == "-" and isinstance(operand, A.TritLit) and operand.value >= 0:
+                return A.TritLit(-operand.value, span)
+            return A.Unary(t.text, operand, span)
+        return self.parse_power()
+
+    def parse_power(self) -> A.Expr:
+        start = self.tok
+        base = self.parse_postfix()
+        if self.at_op("**"):
+            self.advance()
+            with self.nested():
+                exp = self.parse_unary()
+            return A.Binary("**", base, exp, start.span.to(self.prev_span()))
+        return base
+
+    def parse_postfix(self) -> A.Expr:
+        start = self.tok
+        e = self.parse_primary()
+        while True:
+            if self.at_op("("):
+                args = self.parse_args()
+                e = A.Call(e, args, start.span.to(self.prev_span()))
+            elif self.at_op("["):
+                self.advance()
+                idx = []
+                with self.nested():
+                    while not self.at_op("]"):
+                        idx.append(self.parse_subscript())
+                        if self.at_op(","):
+                            self.advance()
+                        elif not self.at_op("]"):
+                            raise self.error(f"expected `,` or `]` in an index, found "
+                                             f"{self.tok.describe()}", code="E0202")
+                self.advance()
+                e = A.Index(e, idx, start.span.to(self.prev_span()))
+            elif self.at_op("."):
+                self.advance()
+                name = self.tok
+                if name.kind not in (T.IDENT, T.KEYWORD):
+                    raise self.error(f"expected an attribute name after `.`, found "
+                                     f"{name.describe()}", code="E0202")
+                self.advance()
+                e = A.Attr(e, name.text, start.span.to(self.prev_span()))
+            else:
+                return e
+
+    def parse_subscript(self) -> A.Expr:
+        start = self.tok
+        parts: list[A.Expr | None] = [None]
+        if not self.at_op(":"):
+            parts[0] = self.parse_expr()
+            if not self.at_op(":"):
+                return parts[0]
+        while self.at_op(":") and len(parts) < 3:
+            self.advance()
+            if self.at_op(":", ",", "]"):
+                parts.append(None)
+            else:
+                parts.append(self.parse_expr())
+        while len(parts) < 3:
+            parts.append(None)
+        return A.Slice(parts[0], parts[1], parts[2], start.span.to(self.prev_span()))
+
+    def parse_args(self) -> list[A.Arg]:
+        self.expect_op("(")
+        args: list[A.Arg] = []
+        with self.nested():
+            seen_named = False
+            while not self.at_op(")"):
+                t = self.tok
+                if t.kind is T.IDENT and (self.peek().is_op(":") or self.peek().is_op("=")):
+                    self.advance()
+                    self.advance()
+                    value = self.parse_expr()
+                    args.append(A.Arg(value, t.text, t.span.to(self.prev_span())))
+                    seen_named = True
+                else:
+                    value = self.parse_expr()
+                    if seen_named:
+                        raise ParseError(Diagnostic(
+                            "E0201", "a positional argument cannot follow a named one",
+                            value.span, help="move the positional arguments first"))
+                    args.append(A.Arg(value, None, value.span))
+                if self.at_op(","):
+                    self.advance()
+                elif not self.at_op(")"):
+                    raise self.error(f"expected `,` or `)` in the argument list, found "
+                                     f"{self.tok.describe()}", code="E0202",
+                                     help="a `)` may be missing")
+            self.advance()
+        return args
+
+    def parse_primary(self) -> A.Expr:
+        t = self.tok
+        k = t.kind
+        if k is T.INT:
+            self.advance()
+            return A.Num(t.value, False, t.span)
+        if k is T.FLOAT:
+            self.advance()
+            return A.Num(t.value, True, t.span)
+        if k is T.TRIT:
+            self.advance()
+            return A.TritLit(t.value, t.span)
+        if k is T.STRING:
+            self.advance()
+            return A.Str(t.value, t.span)
+        if k is T.IDENT:
+            self.advance()
+            return A.Name(t.text, t.span)
+        if k is T.KEYWORD:
+            if t.text in ("true", "True", "false", "False"):
+                self.advance()
+                return A.Bool(t.text in ("true", "True"), t.span)
+            if t.text == "None":
+                self.advance()
+                return A.NoneLit(t.span)
+        if k is T.OP:
+            if t.text == "(":
+                self.advance()
+                with self.nested():
+                    self.skip_newlines()
+                    if self.at_op(")"):
+                        self.advance()
+                        return A.ListLit([], t.span.to(self.prev_span()))
+                    e = self.parse_expr()
+                    if self.at_op(","):
+                        items = [e]
+                        while self.at_op(","):
+                            self.advance()
+                            if self.at_op(")"):
+                                break
+                            items.append(self.parse_expr())
+                        e = A.ListLit(items, t.span)
+                    self.expect_op(")", "to close the parenthesis")
+                if isinstance(e, A.ListLit):
+                    e.span = t.span.to(self.prev_span())
+                return e
+            if t.text == "[":
+                self.advance()
+                items = []
+                with self.nested():
+                    while not self.at_op("]"):
+                        items.append(self.parse_expr())
+                        if self.at_op(","):
+                            self.advance()
+                        elif not self.at_op("]"):
+                            raise self.error(f"expected `,` or `]` in a list, found "
+                                             f"{self.tok.describe()}", code="E0202")
+                self.advance()
+                return A.ListLit(items, t.span.to(self.prev_span()))
+            if t.text == "{":
+                entries = self.parse_entries("a dictionary")
+                return A.DictLit(entries, t.span.to(self.prev_span()))
+            if t.text == "?":
+                self.advance()
+                return A.Unknown(t.span)
+        if k is T.NEWLINE:
+            raise self.error("expected an expression, found the end of the line", code="E0201",
+                             label="expression missing")
+        raise self.error(f"expected an expression, found {t.describe()}", code="E0201",
+                         label="expected an expression")
+
+
+def parse(text: str, file: str = "<input>") -> tuple[A.Program, list[Diagnostic], list]:
+    """Parse a whole file. Returns the program, every lexing and parsing diagnostic, and the
+    comments (for the formatter)."""
+    lexed = tokenize(text, file)
+    p = Parser(lexed.tokens, file)
+    with _recursion_headroom():
+        prog = p.parse_program()
+    diags = lexed.diagnostics + p.diags
+    diags.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
+    return prog, diags, lexed.comments
