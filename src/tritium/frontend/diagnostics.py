@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class Span:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
     NOTE = "note"
@@ -79,8 +79,8 @@ class Diagnostic:
             "message": self.message,
             "span": span_json(self.span),
             "label": self.label,
-            "secondary": [{"span": span_json(l.span), "message": l.message}
-                          for l in self.secondary],
+            "secondary": [{"span": span_json(lb.span), "message": lb.message}
+                          for lb in self.secondary],
             "help": self.help,
             "notes": list(self.notes),
         }
@@ -192,7 +192,7 @@ def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = Fal
     labels: list[tuple[Span, str, bool]] = []
     if diag.span is not None:
         labels.append((diag.span, diag.label, True))
-    labels.extend((l.span, l.message, False) for l in diag.secondary)
+    labels.extend((lb.span, lb.message, False) for lb in diag.secondary)
     shown = [(s, m, p) for (s, m, p) in labels if sources and sources.line(s.file, s.line) is not None]
     if shown:
         width = max(len(str(s.line)) for s, _, _ in shown)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from .diagnostics import Diagnostic, Span
 
 
-class T(str, Enum):
+class T(StrEnum):
     IDENT = "identifier"
     INT = "integer"
     FLOAT = "float"
