@@ -1,0 +1,637 @@
+"""The reference interpreter: numpy semantics of every op, the oracle for all backends.
+
+Numerics follow torch: batch_norm uses the running stats, gelu is the exact erf form (or the
+tanh approximation), pooling and convolution are NCHW, softmax is max-shifted. Matmul,
+linear and convolution accumulate in float64 and every result is cast to its declared
+dtype (bf16 is computed and stored as f32). Parameters are passed as a dict of arrays keyed
+by their dotted path from the root layer (`fc1.weight`, `blk.conv.weight`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .core import Attr, Block, Dense, Function, LayerDef, Module, Op
+from .ops import fused_operands, packed_bytes, pair, with_defaults
+from .types import NUMPY_DTYPES, TensorType, Type
+from .verifier import resolve_call
+
+
+class InterpretError(RuntimeError):
+    pass
+
+
+Array = np.ndarray
+Kernel = Callable[[list[Array], dict[str, Attr]], Any]
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(*names: str) -> Callable[[Kernel], Kernel]:
+    def deco(fn: Kernel) -> Kernel:
+        for n in names:
+            KERNELS[n] = fn
+        return fn
+    return deco
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x: Array) -> Array:
+    return _erf(np.asarray(x, dtype=np.float64)).astype(np.float64)
+
+
+def to_type(v: Any, t: Type) -> Array:
+    """`v` as an array of type `t`'s dtype (0-d for scalars)."""
+    return np.asarray(v).astype(NUMPY_DTYPES[t.dtype], copy=False)
+
+
+def _f(x: Array) -> Array:
+    return np.asarray(x, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+_BIN = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+        "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
+        "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+        "ge": np.greater_equal, "logical_and": np.logical_and, "logical_or": np.logical_or}
+
+for _n, _fn in _BIN.items():
+    def _binary(xs: list[Array], a: dict[str, Attr], fn: Any = _fn, name: str = _n) -> Array:
+        x, y = xs
+        if name in ("add", "sub", "mul", "div", "pow"):
+            x, y = _f(x), _f(y)
+        with np.errstate(all="ignore"):
+            return fn(x, y)
+    KERNELS[_n] = _binary
+
+
+def sigmoid(x: Array) -> Array:
+    x = _f(x)
+    with np.errstate(over="ignore"):
+        return np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))
+
+
+def gelu(x: Array, approximate: str = "none") -> Array:
+    x = _f(x)
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+
+def activation(x: Array, name: str) -> Array:
+    return {"none": lambda v: v, "relu": lambda v: np.maximum(v, 0),
+            "relu6": lambda v: np.clip(v, 0, 6), "gelu": gelu, "silu": lambda v: _f(v) * sigmoid(v),
+            "sigmoid": sigmoid, "tanh": np.tanh}[name](x)
+
+
+_UN: dict[str, Callable[[Array], Array]] = {
+    "neg": np.negative, "abs": np.abs, "relu": lambda v: np.maximum(v, 0),
+    "relu6": lambda v: np.clip(v, 0, 6), "exp": lambda v: np.exp(_f(v)),
+    "log": lambda v: np.log(_f(v)), "sqrt": lambda v: np.sqrt(_f(v)), "sigmoid": sigmoid,
+    "tanh": lambda v: np.tanh(_f(v)), "silu": lambda v: _f(v) * sigmoid(v),
+    "logical_not": np.logical_not, "dropout": lambda v: v,
+}
+for _n, _fn in _UN.items():
+    def _unary(xs: list[Array], a: dict[str, Attr], fn: Any = _fn) -> Array:
+        with np.errstate(all="ignore"):
+            return fn(xs[0])
+    KERNELS[_n] = _unary
+
+
+@kernel("gelu")
+def _gelu(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return gelu(xs[0], a["approximate"])
+
+
+def softmax(x: Array, dim: int) -> Array:
+    x = _f(x)
+    e = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    return e / np.sum(e, axis=dim, keepdims=True)
+
+
+@kernel("softmax")
+def _softmax(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return softmax(xs[0], a["dim"])
+
+
+@kernel("log_softmax")
+def _log_softmax(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = _f(xs[0])
+    m = np.max(x, axis=a["dim"], keepdims=True)
+    return x - m - np.log(np.sum(np.exp(x - m), axis=a["dim"], keepdims=True))
+
+
+@kernel("select")
+def _select(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.where(*xs)
+
+
+@kernel("cast")
+def _cast(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = xs[0]
+    if a["dtype"] == "trit":
+        return np.clip(np.round(x), -1, 1)
+    if a["dtype"] in ("i8", "u8", "i32", "i64") and np.issubdtype(x.dtype, np.floating):
+        return np.trunc(x)
+    return x
+
+
+# ------------------------------------------------------------------------------ reductions
+
+
+def _dims(x: Array, a: dict[str, Attr]) -> tuple[int, ...]:
+    return tuple(d % x.ndim for d in a["dims"]) or tuple(range(x.ndim))
+
+
+@kernel("sum")
+def _sum(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = xs[0]
+    return np.sum(_f(x) if x.dtype.kind == "f" else x.astype(np.int64), axis=_dims(x, a), keepdims=a["keepdim"])
+
+
+@kernel("mean")
+def _mean(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.mean(_f(xs[0]), axis=_dims(xs[0], a), keepdims=a["keepdim"])
+
+
+def _reducer(fn: Any) -> Kernel:
+    def k(xs: list[Array], a: dict[str, Attr]) -> Array:
+        return fn(xs[0], axis=_dims(xs[0], a), keepdims=a["keepdim"])
+    return k
+
+
+KERNELS["max"], KERNELS["min"] = _reducer(np.max), _reducer(np.min)
+
+
+@kernel("argmax")
+def _argmax(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.argmax(xs[0], axis=a["dim"], keepdims=a["keepdim"])
+
+
+# -------------------------------------------------------------------------- linear algebra
+
+
+@kernel("matmul")
+def _matmul(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x, y = xs
+    if x.dtype.kind == "f" or y.dtype.kind == "f":
+        return _f(x) @ _f(y)
+    return x.astype(np.int64) @ y.astype(np.int64)
+
+
+def linear(x: Array, w: Array, b: Array | None = None) -> Array:
+    y = _f(x) @ _f(w).T
+    return y if b is None else y + _f(b)
+
+
+@kernel("linear")
+def _linear(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return linear(*xs)
+
+
+def conv2d(x: Array, w: Array, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Array:
+    """NCHW convolution by im2col (sliding windows) and one einsum per call, in float64."""
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
+    x, w = _f(x), _f(w)
+    n, c, _, _ = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # [N, C, Ho, Wo, kh, kw]
+    ho, wo = win.shape[2], win.shape[3]
+    win = win.reshape(n, groups, cg, ho, wo, kh, kw)
+    wg = w.reshape(groups, o // groups, cg, kh, kw)
+    out = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True)
+    return out.reshape(n, o, ho, wo)
+
+
+def _conv_attrs(a: dict[str, Attr]) -> dict[str, Any]:
+    return {k: a[k] for k in ("stride", "padding", "dilation", "groups")}
+
+
+@kernel("conv2d")
+def _conv2d(xs: list[Array], a: dict[str, Attr]) -> Array:
+    y = conv2d(xs[0], xs[1], **_conv_attrs(a))
+    return y if len(xs) == 2 else y + _f(xs[2])[None, :, None, None]
+
+
+def _channel(v: Array, rank: int, axis: int = 1) -> Array:
+    shape = [1] * rank
+    shape[axis] = -1
+    return _f(v).reshape(shape)
+
+
+@kernel("batch_norm")
+def _batch_norm(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x, mean, var, w, b = xs
+    r = x.ndim
+    return (_f(x) - _channel(mean, r)) / np.sqrt(_channel(var, r) + a["eps"]) * _channel(w, r) + _channel(b, r)
+
+
+@kernel("layer_norm")
+def _layer_norm(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = _f(xs[0])
+    axes = tuple(range(x.ndim - a["normalized_ndim"], x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    y = (x - mu) / np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + a["eps"])
+    if len(xs) > 1:
+        y = y * _f(xs[1])
+    return y + _f(xs[2]) if len(xs) > 2 else y
+
+
+@kernel("rms_norm")
+def _rms_norm(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = _f(xs[0])
+    axes = tuple(range(x.ndim - a["normalized_ndim"], x.ndim))
+    y = x / np.sqrt((x * x).mean(axis=axes, keepdims=True) + a["eps"])
+    return y * _f(xs[1]) if len(xs) > 1 else y
+
+
+def _pool_windows(x: Array, a: dict[str, Attr], pad_value: float) -> Array:
+    kh, kw = pair(a["kernel_size"], "kernel_size")
+    sh, sw = pair(a["stride"] if a["stride"] is not None else a["kernel_size"], "stride")
+    ph, pw = pair(a["padding"], "padding")
+    pads = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
+    xp = np.pad(_f(x), pads, constant_values=pad_value)
+    return sliding_window_view(xp, (kh, kw), axis=(-2, -1))[..., ::sh, ::sw, :, :]
+
+
+@kernel("max_pool2d")
+def _max_pool(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return _pool_windows(xs[0], a, -np.inf).max(axis=(-2, -1))
+
+
+@kernel("avg_pool2d")
+def _avg_pool(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return _pool_windows(xs[0], a, 0.0).mean(axis=(-2, -1))
+
+
+@kernel("adaptive_avg_pool2d")
+def _adaptive_pool(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = _f(xs[0])
+    oh, ow = pair(a["output_size"], "output_size")
+    h, w = x.shape[-2:]
+    out = np.empty(x.shape[:-2] + (oh, ow))
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -(-((i + 1) * h) // oh)
+        for j in range(ow):
+            w0, w1 = (j * w) // ow, -(-((j + 1) * w) // ow)
+            out[..., i, j] = x[..., h0:h1, w0:w1].mean(axis=(-2, -1))
+    return out
+
+
+def attention(q: Array, k: Array, v: Array, causal: bool = False, scale: float | None = None) -> Array:
+    q, k, v = _f(q), _f(k), _f(v)
+    s = (q @ np.swapaxes(k, -1, -2)) * (scale if scale is not None else 1 / math.sqrt(q.shape[-1]))
+    if causal:
+        lq, lk = s.shape[-2:]
+        s = np.where(np.tril(np.ones((lq, lk), dtype=bool)), s, -np.inf)
+    return softmax(s, -1) @ v
+
+
+@kernel("scaled_dot_product_attention")
+def _sdpa(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return attention(*xs, causal=a["causal"], scale=a["scale"])
+
+
+@kernel("multi_head_attention")
+def _mha(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x, win, bin_, wout, bout = (_f(v) for v in xs)
+    b, n, e = x.shape
+    h = a["num_heads"]
+    qkv = linear(x, win, bin_).reshape(b, n, 3, h, e // h).transpose(2, 0, 3, 1, 4)
+    y = attention(qkv[0], qkv[1], qkv[2], causal=a["causal"])
+    return linear(y.transpose(0, 2, 1, 3).reshape(b, n, e), wout, bout)
+
+
+@kernel("embedding")
+def _embedding(xs: list[Array], a: dict[str, Attr]) -> Array:
+    idx, w = xs
+    if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
+        raise InterpretError(f"embedding index out of range [0, {w.shape[0]})")
+    return w[idx]
+
+
+# ---------------------------------------------------------------------------------- shapes
+
+
+@kernel("reshape")
+def _reshape(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return xs[0].reshape(a["shape"])
+
+
+@kernel("flatten")
+def _flatten(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = xs[0]
+    if x.ndim == 0:
+        return x.reshape(1)
+    s, e = a["start_dim"] % x.ndim, a["end_dim"] % x.ndim
+    return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+
+
+@kernel("transpose")
+def _transpose(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.swapaxes(xs[0], a["dim0"], a["dim1"])
+
+
+@kernel("permute")
+def _permute(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.transpose(xs[0], a["dims"])
+
+
+@kernel("slice")
+def _slice(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = xs[0]
+    idx = [slice(None)] * x.ndim
+    idx[a["dim"]] = slice(a["start"], a["end"], a["step"])
+    return x[tuple(idx)]
+
+
+@kernel("index")
+def _index(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.take(xs[0], a["index"], axis=a["dim"])
+
+
+@kernel("concat")
+def _concat(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.concatenate(xs, axis=a["dim"])
+
+
+@kernel("stack")
+def _stack(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.stack(xs, axis=a["dim"])
+
+
+@kernel("squeeze")
+def _squeeze(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.squeeze(xs[0], axis=a["dim"])
+
+
+@kernel("unsqueeze")
+def _unsqueeze(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.expand_dims(xs[0], a["dim"])
+
+
+@kernel("dim")
+def _dim(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return np.int64(xs[0].shape[a["dim"]])
+
+
+# ---------------------------------------------------------------------------- quantization
+
+
+def _per(x: Array, per_channel: bool, axis: int = 0) -> tuple[tuple[int, ...], bool]:
+    """Reduction axes of a per-tensor or per-channel statistic."""
+    if not per_channel:
+        return tuple(range(x.ndim)), False
+    axis %= x.ndim
+    return tuple(i for i in range(x.ndim) if i != axis), True
+
+
+def quantize_ternary(w: Array, quantizer: str = "twn", per_channel: bool = False,
+                     threshold: float | None = None) -> tuple[Array, Array]:
+    """twn: delta = 0.7 mean|w|, scale = mean of the kept |w|; absmean (BitNet b1.58):
+    scale = mean|w|, trits = clip(round(w / scale), -1, 1); threshold: keep |w| > threshold,
+    scale = mean of the kept |w|. Statistics per tensor or per output channel (axis 0)."""
+    w = _f(w)
+    axes, keep = _per(w, per_channel)
+    mag = np.abs(w)
+    if quantizer == "absmean":
+        scale = mag.mean(axis=axes, keepdims=True)
+        t = np.clip(np.round(w / np.maximum(scale, 1e-8)), -1, 1)
+    else:
+        delta = 0.7 * mag.mean(axis=axes, keepdims=True) if quantizer == "twn" else threshold
+        mask = mag > delta
+        kept = mask.sum(axis=axes, keepdims=True)
+        scale = np.where(kept > 0, (mag * mask).sum(axis=axes, keepdims=True) / np.maximum(kept, 1), 0.0)
+        t = np.sign(w) * mask
+    scale = scale.reshape(-1) if keep else scale.reshape(())
+    return t.astype(np.int8), scale.astype(np.float32)
+
+
+def quantize_int(x: Array, bits: int, per_channel: bool = False, axis: int = 0) -> tuple[Array, Array]:
+    """Symmetric absmax: scale = max|x| / qmax (qmax 127 or 7), q = clip(round(x / scale))."""
+    x = _f(x)
+    qmax = 127 if bits == 8 else 7
+    axes, keep = _per(x, per_channel, axis)
+    scale = np.abs(x).max(axis=axes, keepdims=True, initial=0.0) / qmax
+    scale = scale.astype(np.float32).astype(np.float64)
+    q = np.clip(np.round(x / np.where(scale == 0, 1, scale)), -qmax, qmax)
+    scale = scale.reshape(-1) if keep else scale.reshape(())
+    return q.astype(np.int8), scale.astype(np.float32)
+
+
+@kernel("quantize_ternary")
+def _quantize_ternary(xs: list[Array], a: dict[str, Attr]) -> tuple[Array, Array]:
+    return quantize_ternary(xs[0], a["quantizer"], a["per_channel"], a["threshold"])
+
+
+@kernel("quantize_int8")
+def _quantize_int8(xs: list[Array], a: dict[str, Attr]) -> tuple[Array, Array]:
+    return quantize_int(xs[0], 8, a["per_channel"], a["axis"])
+
+
+@kernel("quantize_int4")
+def _quantize_int4(xs: list[Array], a: dict[str, Attr]) -> tuple[Array, Array]:
+    return quantize_int(xs[0], 4, a["per_channel"], a["axis"])
+
+
+def dequantize(q: Array, s: Array, axis: int = 0) -> Array:
+    s = _f(s)
+    if s.ndim == 1:
+        s = _channel(s, q.ndim, axis % q.ndim)
+    return _f(q) * s
+
+
+@kernel("dequantize")
+def _dequantize(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return dequantize(xs[0], xs[1], a["axis"])
+
+
+def pack(t: Array, fmt: str) -> Array:
+    """Pack trits row-wise (rows = dim 0 of a rank >= 2 tensor). Codes are trit + 1.
+    t2: each row is zero-padded to a multiple of 128 trits; within each 128-trit block,
+    byte j (0..31) holds trits j, j+32, j+64, j+96 in bits 0-1, 2-3, 4-5, 6-7.
+    t1.6: each row is zero-padded to a multiple of 5; byte b holds trits 5b..5b+4 as
+    sum(code[5b+i] * 3**i)."""
+    rows = t.reshape(1, -1) if t.ndim == 1 else t.reshape(t.shape[0], -1)
+    k = rows.shape[1]
+    nb = packed_bytes(k, fmt)
+    codes = (rows.astype(np.int64) + 1)
+    if fmt == "t2":
+        codes = np.pad(codes, ((0, 0), (0, nb * 4 - k)), constant_values=1)
+        blocks = codes.reshape(rows.shape[0], -1, 4, 32)  # [r, block, k, j] = trit 32k + j
+        out = sum(blocks[:, :, i, :] << (2 * i) for i in range(4)).reshape(rows.shape[0], nb)
+    else:
+        codes = np.pad(codes, ((0, 0), (0, nb * 5 - k)), constant_values=1).reshape(rows.shape[0], nb, 5)
+        out = (codes * 3 ** np.arange(5)).sum(axis=-1)
+    out = out.astype(np.uint8)
+    return out.reshape(-1) if t.ndim == 1 else out
+
+
+def unpack(p: Array, fmt: str, shape: Sequence[int]) -> Array:
+    rows = p.reshape(1, -1) if len(shape) == 1 else p.reshape(shape[0], -1)
+    k = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+    b = rows.astype(np.int64)
+    if fmt == "t2":
+        codes = np.stack([(b >> (2 * i)) & 3 for i in range(4)], axis=-1)  # [r, byte, k]
+        codes = codes.reshape(rows.shape[0], -1, 32, 4).transpose(0, 1, 3, 2).reshape(rows.shape[0], -1)
+    else:
+        codes = np.stack([(b // 3**i) % 3 for i in range(5)], axis=-1).reshape(rows.shape[0], -1)
+    return (codes[:, :k] - 1).astype(np.int8).reshape(shape)
+
+
+@kernel("pack")
+def _pack(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return pack(xs[0], a["format"])
+
+
+@kernel("unpack")
+def _unpack(xs: list[Array], a: dict[str, Attr]) -> Array:
+    return unpack(xs[0], a["format"], a["shape"])
+
+
+def quantize_act_int8(x: Array) -> Array:
+    """Fake-quantize activations: int8 absmax per token (last dim), returned dequantized."""
+    s = np.abs(_f(x)).max(axis=-1, keepdims=True) / 127
+    s = np.where(s == 0, 1, s)
+    return np.clip(np.round(_f(x) / s), -127, 127) * s
+
+
+def _fused_tail(y: Array, xs: list[Array], a: dict[str, Attr], channel_axis: int) -> Array:
+    ops = dict(zip(fused_operands(a), xs))
+    if "scale" in ops:
+        s = _f(ops["scale"])
+        y = y * (_channel(s, y.ndim, channel_axis) if s.ndim == 1 else s)
+    if "bias" in ops:
+        y = y + _channel(ops["bias"], y.ndim, channel_axis)
+    if "residual" in ops:
+        y = y + _f(ops["residual"])
+    return activation(y, a["activation"])
+
+
+@kernel("fused_linear")
+def _fused_linear(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x, w = xs[0], xs[1]
+    if a["format"] != "none":
+        w = unpack(w, a["format"], [w.shape[0], a["in_features"]])
+    if a["act_quant"] == "int8":
+        x = quantize_act_int8(x)
+    return _fused_tail(linear(x, w), xs, a, -1)
+
+
+@kernel("fused_conv2d")
+def _fused_conv2d(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = quantize_act_int8(xs[0]) if a["act_quant"] == "int8" else xs[0]
+    return _fused_tail(conv2d(x, xs[1], **_conv_attrs(a)), xs, a, 1)
+
+
+def constant_value(value: Attr, t: Type) -> Array:
+    if isinstance(value, Dense):
+        return to_type(np.array(value.data).reshape(t.shape), t)  # type: ignore[union-attr]
+    if isinstance(t, TensorType):
+        return to_type(np.full(t.shape, value), t)
+    return to_type(value, t)
+
+
+def eval_op(name: str, attrs: dict[str, Attr], operands: list[Array], result_types: list[Type]) -> list[Array]:
+    """Evaluate one region-free, context-free op (not param/call/if) on numpy operands."""
+    a = with_defaults(name, attrs)
+    if name == "constant":
+        return [constant_value(a["value"], result_types[0])]
+    fn = KERNELS.get(name)
+    if fn is None:
+        raise InterpretError(f"op '{name}' cannot be evaluated out of context")
+    out = fn(operands, a)
+    outs = list(out) if isinstance(out, tuple) else [out]
+    return [to_type(v, t) for v, t in zip(outs, result_types)]
+
+
+# ------------------------------------------------------------------------------ interpreter
+
+
+class Interpreter:
+    """Runs functions of a module. `params` maps dotted parameter paths to arrays."""
+
+    def __init__(self, module: Module, params: dict[str, Array] | None = None,
+                 check_shapes: bool = True) -> None:
+        self.module = module
+        self.params = params or {}
+        self.check_shapes = check_shapes
+
+    def run(self, func: str | Function, args: Sequence[Any], layer: LayerDef | None = None,
+            prefix: str = "") -> list[Array]:
+        if isinstance(func, str):
+            f = self.module.function(func)
+            if f is None:
+                raise InterpretError(f"no function '{func}'")
+            if "." in func:
+                layer = self.module.layer(func.split(".", 1)[0])
+        else:
+            f = func
+        if len(args) != len(f.args):
+            raise InterpretError(f"@{f.name} takes {len(f.args)} arguments, got {len(args)}")
+        env: dict[int, Array] = {}
+        bind: dict[str, int] = {}
+        for v, x in zip(f.args, args):
+            env[id(v)] = self.check(to_type(x, v.type), v.type, bind, f"argument %{v.name}")
+        return self.block(f.body, env, layer, prefix, bind)
+
+    def check(self, x: Array, t: Type, bind: dict[str, int], what: str) -> Array:
+        if not self.check_shapes:
+            return x
+        shape = t.shape if isinstance(t, TensorType) else ()
+        ok = x.ndim == len(shape)
+        for d, n in zip(shape, x.shape):
+            if isinstance(d, int):
+                ok = ok and d == n
+            elif isinstance(d, str):
+                ok = ok and bind.setdefault(d, n) == n
+        if not ok:
+            raise InterpretError(f"{what} has shape {list(x.shape)}, its type is {t}")
+        return x
+
+    def block(self, block: Block, env: dict[int, Array], layer: LayerDef | None, prefix: str,
+              bind: dict[str, int]) -> list[Array]:
+        for op in block.ops:
+            if op.name in ("return", "yield"):
+                return [env[id(v)] for v in op.operands]
+            outs = self.op(op, [env[id(v)] for v in op.operands], env, layer, prefix, bind)
+            for r, x in zip(op.results, outs):
+                env[id(r)] = self.check(x, r.type, bind, f"result of '{op.name}'")
+        raise InterpretError("block without terminator")
+
+    def op(self, op: Op, xs: list[Array], env: dict[int, Array], layer: LayerDef | None,
+           prefix: str, bind: dict[str, int]) -> list[Array]:
+        if op.name == "param":
+            key = prefix + op.attrs["name"]
+            if key not in self.params:
+                raise InterpretError(f"no value for parameter '{key}'")
+            return [to_type(self.params[key], op.results[0].type)]
+        if op.name == "call":
+            target, f, sub = resolve_call(self.module, layer, op)
+            outs = self.run(f, xs, target, prefix + sub)
+            return [to_type(x, r.type) for x, r in zip(outs, op.results)]
+        if op.name == "if":
+            region = op.regions[0] if bool(xs[0]) else op.regions[1]
+            outs = self.block(region, env, layer, prefix, bind)
+            return [to_type(x, r.type) for x, r in zip(outs, op.results)]
+        try:
+            return eval_op(op.name, op.attrs, xs, op.result_types)
+        except (ValueError, IndexError) as e:
+            raise InterpretError(f"op '{op.name}': {e}") from None
+
+
+def interpret(module: Module, func: str, args: Sequence[Any],
+              params: dict[str, Array] | None = None) -> list[Array]:
+    """Run `func` (a module-level function or `Layer.method`) on numpy `args`."""
+    return Interpreter(module, params).run(func, args)
+

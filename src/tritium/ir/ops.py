@@ -1,0 +1,766 @@
+"""The op-definition table: for every op its operand count, attributes (kind, default),
+result count and type-inference rule. `infer_type(name, operand_types, attrs)` is the one
+entry point the lowering, the verifier and the passes share.
+
+Ops whose results cannot be inferred from operands alone (constant, param, call, if) carry
+their result types; the verifier checks them against their context instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .core import Attr, Dense
+from .types import (
+    Dim,
+    ScalarType,
+    TensorType,
+    Type,
+    broadcast_shapes,
+    dim_str,
+    dims_compatible,
+    is_float,
+    join_dim,
+    promote,
+)
+
+
+class InferError(ValueError):
+    """An op's operands or attributes do not fit its definition."""
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    kind: str  # int | float | bool | str | ints | dense | any | optint | optfloat
+    default: Attr = None
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+Infer = Callable[[list[Type], dict[str, Attr]], list[Type]]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    operands: tuple[int, int | None]  # (min, max); max None = variadic
+    infer: Infer | None  # None: the op carries its result types
+    attrs: dict[str, AttrSpec] = field(default_factory=dict)
+    pure: bool = True
+    commutative: bool = False
+    regions: int = 0
+    terminator: bool = False
+    summary: str = ""
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def _def(name: str, operands: tuple[int, int | None], infer: Infer | None,
+         summary: str, **kw: object) -> None:
+    OPS[name] = OpDef(name, operands, infer, summary=summary, **kw)  # type: ignore[arg-type]
+
+
+def with_defaults(name: str, attrs: dict[str, Attr]) -> dict[str, Attr]:
+    """`attrs` completed with the defaults of op `name`'s optional attributes."""
+    full = {k: s.default for k, s in OPS[name].attrs.items() if not s.required}
+    full.update(attrs)
+    return full
+
+
+def check_attrs(name: str, attrs: dict[str, Attr]) -> None:
+    spec = OPS[name].attrs
+    for k, s in spec.items():
+        if s.required and k not in attrs:
+            raise InferError(f"missing required attribute '{k}'")
+    for k, v in attrs.items():
+        if k not in spec:
+            raise InferError(f"unknown attribute '{k}'")
+        s = spec[k]
+        ok = {
+            "int": lambda v: type(v) is int,
+            "optint": lambda v: v is None or type(v) is int,
+            "float": lambda v: type(v) in (int, float),
+            "optfloat": lambda v: v is None or type(v) in (int, float),
+            "bool": lambda v: type(v) is bool,
+            "str": lambda v: type(v) is str,
+            "ints": lambda v: isinstance(v, list) and all(type(x) is int for x in v),
+            "dense": lambda v: isinstance(v, Dense) or type(v) in (int, float, bool),
+            "any": lambda v: True,
+        }[s.kind](v)
+        if not ok:
+            raise InferError(f"attribute '{k}' must be of kind {s.kind}, got {v!r}")
+        if s.choices and v not in s.choices:
+            raise InferError(f"attribute '{k}' must be one of {', '.join(s.choices)}; got {v!r}")
+
+
+def infer_type(name: str, operand_types: list[Type], attrs: dict[str, Attr] | None = None) -> list[Type]:
+    """The result types of op `name` applied to operands of `operand_types` with `attrs`.
+    Raises InferError (a ValueError) with a message when they do not fit."""
+    d = OPS.get(name)
+    if d is None:
+        raise InferError(f"unknown op '{name}'")
+    attrs = dict(attrs or {})
+    lo, hi = d.operands
+    n = len(operand_types)
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if lo == hi else f"{lo}..{hi if hi is not None else ''}"
+        raise InferError(f"'{name}' takes {want} operands, got {n}")
+    check_attrs(name, attrs)
+    if d.infer is None:
+        raise InferError(f"'{name}' carries its result types; they cannot be inferred")
+    return d.infer(list(operand_types), with_defaults(name, attrs))
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _t(t: Type, what: str = "operand") -> TensorType:
+    if not isinstance(t, TensorType):
+        raise InferError(f"{what} must be a tensor, got {t}")
+    return t
+
+
+def _shape(t: Type) -> tuple[Dim, ...]:
+    return t.shape if isinstance(t, TensorType) else ()
+
+
+def _axis(d: int, rank: int) -> int:
+    if not -rank <= d < max(rank, 1):
+        raise InferError(f"dim {d} out of range for rank {rank}")
+    return d % rank if rank else 0
+
+
+def _float_dtype(dtype: str) -> str:
+    return dtype if dtype in ("f32", "f16", "bf16") else "f32"
+
+
+def _same(a: Dim, b: Dim, what: str) -> Dim:
+    if not dims_compatible(a, b):
+        raise InferError(f"{what}: {dim_str(a)} != {dim_str(b)}")
+    return join_dim(a, b)
+
+
+def _result(shape: tuple[Dim, ...], dtype: str, scalar: bool) -> Type:
+    if scalar:
+        if dtype in ("trit", "i8", "u8"):
+            dtype = "i64"
+        if dtype == "bf16":
+            dtype = "f32"
+        return ScalarType(dtype)
+    return TensorType(tuple(shape), dtype)
+
+
+def _arith_dtype(x: Type, y: Type) -> str:
+    if isinstance(x, ScalarType) and isinstance(y, TensorType):
+        x, y = y, x
+    if isinstance(y, ScalarType) and isinstance(x, TensorType):  # scalars are "weak"
+        return "f32" if is_float(y) and not is_float(x) else x.dtype
+    return promote(x.dtype, y.dtype)
+
+
+def _broadcast(*ts: Type) -> tuple[Dim, ...]:
+    shape: tuple[Dim, ...] = ()
+    for t in ts:
+        try:
+            shape = broadcast_shapes(shape, _shape(t))
+        except ValueError as e:
+            raise InferError(str(e)) from None
+    return shape
+
+
+def _all_scalar(ts: list[Type]) -> bool:
+    return all(isinstance(t, ScalarType) for t in ts)
+
+
+def _no_str(ts: list[Type]) -> None:
+    if any(t.dtype == "str" for t in ts):
+        raise InferError("str values have no arithmetic")
+
+
+def pair(v: Attr, what: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return v, v
+    if len(v) == 1:
+        return v[0], v[0]
+    if len(v) != 2:
+        raise InferError(f"'{what}' must have 1 or 2 entries, got {v}")
+    return v[0], v[1]
+
+
+def window_out(n: Dim, k: int, s: int, p: int, d: int = 1) -> Dim:
+    """Output size of a sliding window (conv, pooling) over an input dim of size n."""
+    if isinstance(n, int):
+        out = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if out <= 0:
+            raise InferError(f"window of size {k} does not fit input size {n}")
+        return out
+    return n if (s == 1 and 2 * p == d * (k - 1)) else None
+
+
+# ------------------------------------------------------------------------------ elementwise
+
+
+def _binary(name: str) -> Infer:
+    def infer(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+        _no_str(ts)
+        dt = _arith_dtype(ts[0], ts[1])
+        if name == "div" and not dt.startswith(("f", "bf")):
+            dt = "f32"
+        elif dt == "trit" and name not in ("mul", "maximum", "minimum"):
+            dt = "i8"
+        return [_result(_broadcast(*ts), dt, _all_scalar(ts))]
+    return infer
+
+
+def _unary(float_result: bool) -> Infer:
+    def infer(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+        _no_str(ts)
+        t = ts[0]
+        dt = _float_dtype(t.dtype) if float_result else t.dtype
+        return [_result(_shape(t), dt, isinstance(t, ScalarType))]
+    return infer
+
+
+def _softmax(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    t = _t(ts[0])
+    _axis(a["dim"], t.rank)
+    return [t.with_dtype(_float_dtype(t.dtype))]
+
+
+def _compare(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    if (ts[0].dtype == "str") != (ts[1].dtype == "str"):
+        raise InferError("cannot compare str with a number")
+    return [_result(_broadcast(*ts), "bool", _all_scalar(ts))]
+
+
+def _logical(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    for t in ts:
+        if t.dtype != "bool":
+            raise InferError(f"logical ops take bool operands, got {t}")
+    return [_result(_broadcast(*ts), "bool", _all_scalar(ts))]
+
+
+def _select(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    if ts[0].dtype != "bool":
+        raise InferError(f"select condition must be bool, got {ts[0]}")
+    return [_result(_broadcast(*ts), _arith_dtype(ts[1], ts[2]), _all_scalar(ts))]
+
+
+def _cast(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    t = ts[0]
+    if isinstance(t, ScalarType):
+        return [ScalarType(a["dtype"])]
+    return [t.with_dtype(a["dtype"])]
+
+
+# ------------------------------------------------------------------------------- reductions
+
+
+def _reduce(kind: str) -> Infer:
+    def infer(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+        t = _t(ts[0])
+        dims = {_axis(d, t.rank) for d in a["dims"]} or set(range(t.rank))
+        shape = [1 if i in dims else d for i, d in enumerate(t.shape) if a["keepdim"] or i not in dims]
+        dt = _float_dtype(t.dtype) if kind == "mean" else ("i64" if kind == "sum" and not is_float(t) and t.dtype != "bool" else t.dtype)
+        if kind == "sum" and t.dtype == "bool":
+            dt = "i64"
+        return [TensorType(tuple(shape), dt)]
+    return infer
+
+
+def _argmax(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    t = _t(ts[0])
+    d = _axis(a["dim"], t.rank)
+    shape = [1 if i == d else s for i, s in enumerate(t.shape) if a["keepdim"] or i != d]
+    return [TensorType(tuple(shape), "i64")]
+
+
+# ------------------------------------------------------------------------------ linear algebra
+
+
+def _matmul(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x, y = _t(ts[0], "lhs"), _t(ts[1], "rhs")
+    if x.rank == 0 or y.rank == 0:
+        raise InferError("matmul operands must have rank >= 1")
+    xs = list(x.shape) if x.rank > 1 else [1, x.shape[0]]
+    ys = list(y.shape) if y.rank > 1 else [y.shape[0], 1]
+    _same(xs[-1], ys[-2], "matmul contraction dims differ")
+    batch = _broadcast(TensorType(tuple(xs[:-2]), "f32"), TensorType(tuple(ys[:-2]), "f32"))
+    shape = list(batch) + ([xs[-2]] if x.rank > 1 else []) + ([ys[-1]] if y.rank > 1 else [])
+    dt = promote(x.dtype, y.dtype)
+    if not is_float(x) and not is_float(y):
+        dt = "i32" if dt in ("bool", "trit", "i8", "u8") else dt
+    return [TensorType(tuple(shape), dt)]
+
+
+def _linear(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x, w = _t(ts[0], "input"), _t(ts[1], "weight")
+    if x.rank < 1 or w.rank != 2:
+        raise InferError(f"linear expects input [..., in] and weight [out, in]; got {x}, {w}")
+    _same(x.shape[-1], w.shape[1], "linear in_features")
+    if len(ts) > 2:
+        b = _t(ts[2], "bias")
+        if b.rank != 1:
+            raise InferError(f"linear bias must be 1-d, got {b}")
+        _same(b.shape[0], w.shape[0], "linear bias size")
+    return [TensorType(x.shape[:-1] + (w.shape[0],), _float_dtype(x.dtype))]
+
+
+def _conv_out(x: TensorType, w: TensorType, a: dict[str, Attr]) -> TensorType:
+    if x.rank != 4 or w.rank != 4:
+        raise InferError(f"conv2d expects input [N, C, H, W] and weight [O, C/groups, kh, kw]; got {x}, {w}")
+    g = a["groups"]
+    if isinstance(x.shape[1], int) and isinstance(w.shape[1], int) and x.shape[1] != w.shape[1] * g:
+        raise InferError(f"conv2d: input channels {x.shape[1]} != weight channels {w.shape[1]} * groups {g}")
+    if isinstance(w.shape[0], int) and w.shape[0] % g:
+        raise InferError(f"conv2d: out channels {w.shape[0]} not divisible by groups {g}")
+    (sh, sw), (ph, pw), (dh, dw) = (pair(a[k], k) for k in ("stride", "padding", "dilation"))
+    kh, kw = w.shape[2], w.shape[3]
+    if not (isinstance(kh, int) and isinstance(kw, int)):
+        raise InferError("conv2d kernel size must be static")
+    h, wd = window_out(x.shape[2], kh, sh, ph, dh), window_out(x.shape[3], kw, sw, pw, dw)
+    return TensorType((x.shape[0], w.shape[0], h, wd), _float_dtype(x.dtype))
+
+
+def _conv2d(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    out = _conv_out(_t(ts[0], "input"), _t(ts[1], "weight"), a)
+    if len(ts) > 2:
+        b = _t(ts[2], "bias")
+        if b.rank != 1:
+            raise InferError("conv2d bias must be 1-d")
+        _same(b.shape[0], out.shape[1], "conv2d bias size")
+    return [out]
+
+
+def _check_vec(t: Type, n: Dim, what: str) -> None:
+    t = _t(t, what)
+    if t.rank != 1:
+        raise InferError(f"{what} must be 1-d, got {t}")
+    _same(t.shape[0], n, f"{what} size")
+
+
+def _batch_norm(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0], "input")
+    if x.rank < 2:
+        raise InferError("batch_norm input must have rank >= 2 (channels at dim 1)")
+    for t, what in zip(ts[1:], ("running_mean", "running_var", "weight", "bias")):
+        _check_vec(t, x.shape[1], what)
+    return [x.with_dtype(_float_dtype(x.dtype))]
+
+
+def _norm(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0], "input")
+    k = a["normalized_ndim"]
+    if not 1 <= k <= x.rank:
+        raise InferError(f"normalized_ndim {k} out of range for {x}")
+    for t, what in zip(ts[1:], ("weight", "bias")):
+        t = _t(t, what)
+        if t.rank != k or not all(dims_compatible(p, q) for p, q in zip(t.shape, x.shape[-k:])):
+            raise InferError(f"{what} shape {t} does not match normalized shape of {x}")
+    return [x.with_dtype(_float_dtype(x.dtype))]
+
+
+def _pool(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0], "input")
+    if x.rank not in (3, 4):
+        raise InferError(f"pooling expects [N, C, H, W] or [C, H, W], got {x}")
+    kh, kw = pair(a["kernel_size"], "kernel_size")
+    sh, sw = pair(a["stride"] if a["stride"] is not None else a["kernel_size"], "stride")
+    ph, pw = pair(a["padding"], "padding")
+    if ph * 2 > kh or pw * 2 > kw:
+        raise InferError("padding must be at most half the kernel size")
+    h, w = window_out(x.shape[-2], kh, sh, ph), window_out(x.shape[-1], kw, sw, pw)
+    return [x.with_shape(x.shape[:-2] + (h, w))]
+
+
+def _adaptive_pool(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0], "input")
+    if x.rank not in (3, 4):
+        raise InferError(f"adaptive_avg_pool2d expects [N, C, H, W] or [C, H, W], got {x}")
+    return [x.with_shape(x.shape[:-2] + pair(a["output_size"], "output_size"))]
+
+
+def _mha(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x, win, bin_, wout, bout = (_t(t) for t in ts)
+    if x.rank != 3:
+        raise InferError(f"multi_head_attention input must be [batch, seq, embed], got {x}")
+    e = x.shape[2]
+    if win.rank != 2 or wout.rank != 2:
+        raise InferError("in_proj_weight and out_proj_weight must be 2-d")
+    _same(win.shape[1], e, "in_proj_weight columns")
+    if isinstance(win.shape[0], int) and isinstance(e, int) and win.shape[0] != 3 * e:
+        raise InferError(f"in_proj_weight must have 3*embed = {3 * e} rows, has {win.shape[0]}")
+    _check_vec(bin_, win.shape[0], "in_proj_bias")
+    _same(wout.shape[0], e, "out_proj_weight rows")
+    _same(wout.shape[1], e, "out_proj_weight columns")
+    _check_vec(bout, e, "out_proj_bias")
+    if isinstance(e, int) and e % a["num_heads"]:
+        raise InferError(f"embed dim {e} not divisible by num_heads {a['num_heads']}")
+    return [x.with_dtype(_float_dtype(x.dtype))]
+
+
+def _sdpa(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    q, k, v = (_t(t) for t in ts)
+    if q.rank < 2 or k.rank != q.rank or v.rank != q.rank:
+        raise InferError("q, k, v must have the same rank >= 2")
+    _same(q.shape[-1], k.shape[-1], "q/k head dim")
+    _same(k.shape[-2], v.shape[-2], "k/v sequence length")
+    batch = _broadcast(*(TensorType(t.shape[:-2], "f32") for t in (q, k, v)))
+    return [TensorType(batch + (q.shape[-2], v.shape[-1]), _float_dtype(q.dtype))]
+
+
+def _embedding(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    idx, w = _t(ts[0], "indices"), _t(ts[1], "weight")
+    if idx.dtype not in ("i8", "i32", "i64", "u8"):
+        raise InferError(f"embedding indices must be integers, got {idx}")
+    if w.rank != 2:
+        raise InferError(f"embedding weight must be [num, dim], got {w}")
+    return [TensorType(idx.shape + (w.shape[1],), w.dtype)]
+
+
+# ----------------------------------------------------------------------------------- shapes
+
+
+def _reshape(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x, shape = _t(ts[0]), list(a["shape"])
+    if shape.count(-1) > 1 or any(d < -1 for d in shape):
+        raise InferError(f"bad reshape target {shape}")
+    known = math.prod(d for d in shape if d != -1)
+    n = x.numel()
+    if n is not None:
+        if -1 in shape:
+            if known == 0 or n % known:
+                raise InferError(f"cannot reshape {x} to {shape}")
+            shape[shape.index(-1)] = n // known
+        elif n != known:
+            raise InferError(f"cannot reshape {x} ({n} elements) to {shape}")
+    return [x.with_shape(tuple(None if d == -1 else d for d in shape))]
+
+
+def _flatten(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    if x.rank == 0:
+        return [x.with_shape((1,))]
+    s, e = _axis(a["start_dim"], x.rank), _axis(a["end_dim"], x.rank)
+    if s > e:
+        raise InferError(f"flatten start_dim {s} > end_dim {e}")
+    mid = x.shape[s:e + 1]
+    d: Dim = math.prod(mid) if all(isinstance(m, int) for m in mid) else (mid[0] if len(mid) == 1 else None)  # type: ignore[arg-type]
+    return [x.with_shape(x.shape[:s] + (d,) + x.shape[e + 1:])]
+
+
+def _transpose(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    i, j = _axis(a["dim0"], x.rank), _axis(a["dim1"], x.rank)
+    s = list(x.shape)
+    s[i], s[j] = s[j], s[i]
+    return [x.with_shape(tuple(s))]
+
+
+def _permute(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    dims = [_axis(d, x.rank) for d in a["dims"]]
+    if sorted(dims) != list(range(x.rank)):
+        raise InferError(f"permute dims {a['dims']} are not a permutation of rank {x.rank}")
+    return [x.with_shape(tuple(x.shape[d] for d in dims))]
+
+
+def _slice(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    d = _axis(a["dim"], x.rank)
+    start, end, step = a["start"], a["end"], a["step"]
+    if step <= 0:
+        raise InferError("slice step must be positive")
+    n = x.shape[d]
+    if isinstance(n, int):
+        out: Dim = len(range(*slice(start, end, step).indices(n)))
+    else:
+        out = n if (start == 0 and end is None and step == 1) else None
+    s = list(x.shape)
+    s[d] = out
+    return [x.with_shape(tuple(s))]
+
+
+def _index(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    d = _axis(a["dim"], x.rank)
+    n, i = x.shape[d], a["index"]
+    if isinstance(n, int) and not -n <= i < n:
+        raise InferError(f"index {i} out of range for dim {d} of size {n}")
+    return [x.with_shape(x.shape[:d] + x.shape[d + 1:])]
+
+
+def _concat(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    xs = [_t(t) for t in ts]
+    r, dt = xs[0].rank, xs[0].dtype
+    if any(x.rank != r or x.dtype != dt for x in xs):
+        raise InferError("concat operands must have the same rank and dtype")
+    d = _axis(a["dim"], r)
+    shape = list(xs[0].shape)
+    for x in xs[1:]:
+        for i in range(r):
+            if i != d:
+                shape[i] = _same(shape[i], x.shape[i], f"concat dim {i}")
+    sizes = [x.shape[d] for x in xs]
+    shape[d] = sum(sizes) if all(isinstance(s, int) for s in sizes) else None  # type: ignore[arg-type]
+    return [TensorType(tuple(shape), dt)]
+
+
+def _stack(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    xs = [_t(t) for t in ts]
+    if any(x.rank != xs[0].rank or x.dtype != xs[0].dtype for x in xs):
+        raise InferError("stack operands must have the same rank and dtype")
+    shape = list(xs[0].shape)
+    for x in xs[1:]:
+        shape = [_same(p, q, "stack operand shapes") for p, q in zip(shape, x.shape)]
+    d = _axis(a["dim"], len(shape) + 1)
+    return [TensorType(tuple(shape[:d] + [len(xs)] + shape[d:]), xs[0].dtype)]
+
+
+def _squeeze(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    d = _axis(a["dim"], x.rank)
+    if isinstance(x.shape[d], int) and x.shape[d] != 1:
+        raise InferError(f"cannot squeeze dim {d} of size {x.shape[d]}")
+    return [x.with_shape(x.shape[:d] + x.shape[d + 1:])]
+
+
+def _unsqueeze(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    d = _axis(a["dim"], x.rank + 1)
+    return [x.with_shape(x.shape[:d] + (1,) + x.shape[d:])]
+
+
+def _dim(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    _axis(a["dim"], _t(ts[0]).rank)
+    return [ScalarType("i64")]
+
+
+# ----------------------------------------------------------------------------- quantization
+
+
+def _scale_type(x: TensorType, a: dict[str, Attr]) -> TensorType:
+    if not a["per_channel"]:
+        return TensorType((), "f32")
+    return TensorType((x.shape[_axis(a["axis"], x.rank)],), "f32")
+
+
+def _quantize_ternary(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    if not is_float(x):
+        raise InferError(f"quantize_ternary takes a float tensor, got {x}")
+    if a["quantizer"] == "threshold" and a["threshold"] is None:
+        raise InferError("quantizer 'threshold' needs a 'threshold' attribute")
+    if a["per_channel"] and x.rank == 0:
+        raise InferError("per-channel quantization needs rank >= 1")
+    return [x.with_dtype("trit"), _scale_type(x, {**a, "axis": 0})]
+
+
+def _quantize_int(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x = _t(ts[0])
+    if not is_float(x):
+        raise InferError(f"integer quantization takes a float tensor, got {x}")
+    if a["per_channel"] and x.rank == 0:
+        raise InferError("per-channel quantization needs rank >= 1")
+    return [x.with_dtype("i8"), _scale_type(x, a)]
+
+
+def _dequantize(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    q, s = _t(ts[0], "quantized"), _t(ts[1], "scale")
+    if q.dtype not in ("trit", "i8", "i32"):
+        raise InferError(f"dequantize takes trit/i8/i32 values, got {q}")
+    if s.rank == 1:
+        _same(s.shape[0], q.shape[_axis(a["axis"], q.rank)], "dequantize scale size")
+    elif s.rank != 0:
+        raise InferError(f"dequantize scale must be 0-d or 1-d, got {s}")
+    return [q.with_dtype("f32")]
+
+
+def packed_bytes(k: int, fmt: str) -> int:
+    """Bytes for one packed row of k trits (t2: 128-trit blocks of 32 bytes; t1.6: 5 per byte)."""
+    if fmt == "t2":
+        return -(-k // 128) * 32
+    return -(-k // 5)
+
+
+def _pack(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    t = _t(ts[0])
+    if t.dtype != "trit" or t.rank == 0 or not t.is_static:
+        raise InferError(f"pack takes a static trit tensor of rank >= 1, got {t}")
+    if t.rank == 1:
+        return [TensorType((packed_bytes(t.shape[0], a["format"]),), "u8")]  # type: ignore[arg-type]
+    k = math.prod(t.shape[1:])  # type: ignore[arg-type]
+    return [TensorType((t.shape[0], packed_bytes(k, a["format"])), "u8")]
+
+
+def _unpack(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    p = _t(ts[0])
+    out = TensorType(tuple(a["shape"]), "trit")
+    if p.dtype != "u8" or _pack([out], a)[0] != p:
+        raise InferError(f"unpack: {p} is not the {a['format']} packing of {out}")
+    return [out]
+
+
+# ----------------------------------------------------------------------------------- fused ops
+
+
+ACTIVATIONS = ("none", "relu", "relu6", "gelu", "silu", "sigmoid", "tanh")
+FUSED_ATTRS = {
+    "activation": AttrSpec("str", "none", choices=ACTIVATIONS),
+    "has_scale": AttrSpec("bool", False),
+    "has_bias": AttrSpec("bool", False),
+    "has_residual": AttrSpec("bool", False),
+    "act_quant": AttrSpec("str", "none", choices=("none", "int8")),
+}
+
+
+def fused_operands(a: dict[str, Attr]) -> list[str]:
+    """Operand roles of a fused op, in order, from its has_* flags."""
+    return ["input", "weight"] + [n for n in ("scale", "bias", "residual") if a.get(f"has_{n}")]
+
+
+def _fused_tail(ts: list[Type], a: dict[str, Attr], out: TensorType, ch: Dim) -> list[Type]:
+    roles = fused_operands(a)
+    if len(ts) != len(roles):
+        raise InferError(f"operands must be ({', '.join(roles)}) for these has_* flags, got {len(ts)}")
+    for role, t in zip(roles[2:], ts[2:]):
+        t = _t(t, role)
+        if role == "residual":
+            try:
+                if broadcast_shapes(out.shape, t.shape) != out.shape:
+                    raise ValueError
+            except ValueError:
+                raise InferError(f"residual {t} does not broadcast to the output {out}") from None
+        elif t.rank == 1:
+            _same(t.shape[0], ch, f"{role} size")
+        elif not (role == "scale" and t.rank == 0):
+            raise InferError(f"{role} must be 1-d (or a 0-d scale), got {t}")
+    return [out]
+
+
+def _fused_linear(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    x, w = _t(ts[0], "input"), _t(ts[1], "weight")
+    if a["format"] != "none":
+        if a["in_features"] is None:
+            raise InferError("a packed weight needs the 'in_features' attribute")
+        k = a["in_features"]
+        if w.rank != 2 or w.dtype != "u8":
+            raise InferError(f"packed weight must be u8 [out, bytes], got {w}")
+        _same(w.shape[1], packed_bytes(k, a["format"]), "packed weight bytes per row")
+        w = TensorType((w.shape[0], k), "trit")
+    out = _linear([x, w], {})[0]
+    return _fused_tail(ts, a, out, w.shape[0])  # type: ignore[arg-type]
+
+
+def _fused_conv2d(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    out = _conv_out(_t(ts[0], "input"), _t(ts[1], "weight"), a)
+    return _fused_tail(ts, a, out, out.shape[1])
+
+
+# ------------------------------------------------------------------------------------ table
+
+CONV_ATTRS = {
+    "stride": AttrSpec("ints", [1, 1]),
+    "padding": AttrSpec("ints", [0, 0]),
+    "dilation": AttrSpec("ints", [1, 1]),
+    "groups": AttrSpec("int", 1),
+}
+POOL_ATTRS = {
+    "kernel_size": AttrSpec("ints", required=True),
+    "stride": AttrSpec("any", None),
+    "padding": AttrSpec("ints", [0, 0]),
+}
+QUANT = ("twn", "absmean", "threshold")
+
+_def("constant", (0, 0), None, "a scalar or tensor literal", attrs={"value": AttrSpec("dense", required=True)})
+_def("param", (0, 0), None, "load a parameter of the enclosing layer", attrs={"name": AttrSpec("str", required=True)})
+_def("call", (0, None), None, "call a function, a layer method or a sub-layer instance",
+     attrs={"callee": AttrSpec("str", required=True), "instance": AttrSpec("str", None)})
+_def("if", (1, 1), None, "structured conditional: two regions ending in yield", regions=2)
+_def("yield", (0, None), None, "terminator of an if region", pure=False, terminator=True)
+_def("return", (0, None), None, "terminator of a function body", pure=False, terminator=True)
+
+for _n in ("add", "sub", "mul", "div", "pow", "maximum", "minimum"):
+    _def(_n, (2, 2), _binary(_n), "elementwise with numpy broadcasting",
+         commutative=_n in ("add", "mul", "maximum", "minimum"))
+for _n in ("eq", "ne", "lt", "le", "gt", "ge"):
+    _def(_n, (2, 2), _compare, "elementwise comparison → bool", commutative=_n in ("eq", "ne"))
+for _n in ("logical_and", "logical_or"):
+    _def(_n, (2, 2), _logical, "elementwise logic on bool", commutative=True)
+_def("logical_not", (1, 1), _logical, "elementwise logical not")
+_def("select", (3, 3), _select, "select(cond, a, b): a where cond else b (torch.where)")
+for _n in ("neg", "abs", "relu", "relu6"):
+    _def(_n, (1, 1), _unary(False), "elementwise, same dtype")
+for _n in ("exp", "log", "sqrt", "sigmoid", "tanh", "silu"):
+    _def(_n, (1, 1), _unary(True), "elementwise, float result")
+_def("gelu", (1, 1), _unary(True), "GELU, exact erf form or tanh approximation",
+     attrs={"approximate": AttrSpec("str", "none", choices=("none", "tanh"))})
+_def("softmax", (1, 1), _softmax, "softmax along dim", attrs={"dim": AttrSpec("int", -1)})
+_def("log_softmax", (1, 1), _softmax, "log-softmax along dim", attrs={"dim": AttrSpec("int", -1)})
+_def("cast", (1, 1), _cast, "convert dtype", attrs={"dtype": AttrSpec("str", required=True)})
+
+_RED = {"dims": AttrSpec("ints", []), "keepdim": AttrSpec("bool", False)}
+for _n in ("sum", "mean", "max", "min"):
+    _def(_n, (1, 1), _reduce(_n), "reduction over dims ([] = all)", attrs=_RED)
+_def("argmax", (1, 1), _argmax, "index of the maximum along dim",
+     attrs={"dim": AttrSpec("int", required=True), "keepdim": AttrSpec("bool", False)})
+
+_def("matmul", (2, 2), _matmul, "numpy/torch matmul with batch broadcasting")
+_def("linear", (2, 3), _linear, "y = x @ W^T (+ b); W [out, in]")
+_def("conv2d", (2, 3), _conv2d, "2-d convolution, NCHW, weight [O, C/groups, kh, kw]", attrs=CONV_ATTRS)
+_def("batch_norm", (5, 5), _batch_norm, "inference batch norm with running stats",
+     attrs={"eps": AttrSpec("float", 1e-5)})
+_def("layer_norm", (1, 3), _norm, "layer norm over the last normalized_ndim dims",
+     attrs={"normalized_ndim": AttrSpec("int", 1), "eps": AttrSpec("float", 1e-5)})
+_def("rms_norm", (1, 2), _norm, "RMS norm over the last normalized_ndim dims",
+     attrs={"normalized_ndim": AttrSpec("int", 1), "eps": AttrSpec("float", 1e-6)})
+_def("max_pool2d", (1, 1), _pool, "max pooling (padding with -inf)", attrs=POOL_ATTRS)
+_def("avg_pool2d", (1, 1), _pool, "average pooling (zero padding counted)", attrs=POOL_ATTRS)
+_def("adaptive_avg_pool2d", (1, 1), _adaptive_pool, "adaptive average pooling (torch bins)",
+     attrs={"output_size": AttrSpec("ints", required=True)})
+_def("multi_head_attention", (5, 5), _mha, "self-attention like torch nn.MultiheadAttention (batch_first)",
+     attrs={"num_heads": AttrSpec("int", required=True), "causal": AttrSpec("bool", False)})
+_def("scaled_dot_product_attention", (3, 3), _sdpa, "softmax(q k^T * scale [+ causal mask]) v",
+     attrs={"causal": AttrSpec("bool", False), "scale": AttrSpec("optfloat", None)})
+_def("embedding", (2, 2), _embedding, "rows of weight selected by integer indices")
+_def("dropout", (1, 1), _unary(False), "identity at inference", attrs={"p": AttrSpec("float", 0.5)})
+
+_def("reshape", (1, 1), _reshape, "reshape to static dims (one may be -1)",
+     attrs={"shape": AttrSpec("ints", required=True)})
+_def("flatten", (1, 1), _flatten, "merge dims start_dim..end_dim",
+     attrs={"start_dim": AttrSpec("int", 0), "end_dim": AttrSpec("int", -1)})
+_def("transpose", (1, 1), _transpose, "swap two dims",
+     attrs={"dim0": AttrSpec("int", required=True), "dim1": AttrSpec("int", required=True)})
+_def("permute", (1, 1), _permute, "reorder dims", attrs={"dims": AttrSpec("ints", required=True)})
+_def("slice", (1, 1), _slice, "x[start:end:step] along dim (python semantics)",
+     attrs={"dim": AttrSpec("int", required=True), "start": AttrSpec("int", 0),
+            "end": AttrSpec("optint", None), "step": AttrSpec("int", 1)})
+_def("index", (1, 1), _index, "x[index] along dim, removing it",
+     attrs={"dim": AttrSpec("int", 0), "index": AttrSpec("int", required=True)})
+_def("concat", (1, None), _concat, "concatenate along dim", attrs={"dim": AttrSpec("int", 0)})
+_def("stack", (1, None), _stack, "stack along a new dim", attrs={"dim": AttrSpec("int", 0)})
+_def("squeeze", (1, 1), _squeeze, "remove a size-1 dim", attrs={"dim": AttrSpec("int", required=True)})
+_def("unsqueeze", (1, 1), _unsqueeze, "insert a size-1 dim", attrs={"dim": AttrSpec("int", required=True)})
+_def("dim", (1, 1), _dim, "the size of one dim as an i64 scalar", attrs={"dim": AttrSpec("int", required=True)})
+
+_def("quantize_ternary", (1, 1), _quantize_ternary, "float → (trits, f32 scale)",
+     attrs={"quantizer": AttrSpec("str", "twn", choices=QUANT), "per_channel": AttrSpec("bool", False),
+            "threshold": AttrSpec("optfloat", None)})
+for _n in ("quantize_int8", "quantize_int4"):
+    _def(_n, (1, 1), _quantize_int, "symmetric absmax quantization → (i8 values, f32 scale)",
+         attrs={"per_channel": AttrSpec("bool", False), "axis": AttrSpec("int", 0)})
+_def("dequantize", (2, 2), _dequantize, "q * scale (scale 0-d or per channel along axis)",
+     attrs={"axis": AttrSpec("int", 0)})
+_def("pack", (1, 1), _pack, "pack trits row-wise into bytes",
+     attrs={"format": AttrSpec("str", required=True, choices=("t2", "t1.6"))})
+_def("unpack", (1, 1), _unpack, "inverse of pack",
+     attrs={"format": AttrSpec("str", required=True, choices=("t2", "t1.6")),
+            "shape": AttrSpec("ints", required=True)})
+_def("fused_linear", (2, 5), _fused_linear, "act(x @ W^T * scale + bias + residual), one kernel",
+     attrs={**FUSED_ATTRS, "format": AttrSpec("str", "none", choices=("none", "t2", "t1.6")),
+            "in_features": AttrSpec("optint", None)})
+_def("fused_conv2d", (2, 5), _fused_conv2d, "act(conv2d(x, W) * scale + bias + residual), one kernel",
+     attrs={**FUSED_ATTRS, **CONV_ATTRS})

@@ -1,0 +1,231 @@
+"""The verifier: structure, SSA dominance, terminators, attributes and types of every op.
+
+Errors name the function, the op (printed) and the offending value:
+
+    VerifyError: in @Tiny.forward: op 'linear' (%3 = linear(%x, %2) : ...): linear in_features: 64 != 32
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .core import Block, Dense, Function, LayerDef, Module, Op
+from .ops import OPS, InferError, check_attrs, infer_type
+from .printer import print_op
+from .types import ScalarType, TensorType, Type, types_compatible
+
+
+class VerifyError(ValueError):
+    pass
+
+
+def resolve_param(module: Module, layer: LayerDef | None, name: str) -> Type | None:
+    """The declared type of parameter `name` seen from `layer`, following dotted paths through
+    sub-layer instances whose kind is a layer of the module; None if there is none."""
+    if layer is None:
+        return None
+    p = layer.param(name)
+    if p is not None:
+        return p.type
+    head, _, rest = name.partition(".")
+    sub = layer.sublayer(head)
+    if rest and sub is not None and module.layer(sub.kind) is not None:
+        return resolve_param(module, module.layer(sub.kind), rest)
+    return None
+
+
+def resolve_call(module: Module, layer: LayerDef | None, op: Op) -> tuple[LayerDef | None, Function, str]:
+    """(layer of the callee, callee, parameter prefix) of a `call` op; raises VerifyError."""
+    callee, inst = op.attrs.get("callee"), op.attrs.get("instance")
+    if inst is not None:
+        sub = layer.sublayer(inst) if layer else None
+        if sub is None:
+            raise VerifyError(f"no sub-layer instance '{inst}'")
+        target = module.layer(sub.kind)
+        if target is None:
+            raise VerifyError(f"sub-layer '{inst}' is of builtin kind '{sub.kind}'; lower it to ops")
+        f = target.function(callee)
+        if f is None:
+            raise VerifyError(f"layer '{sub.kind}' has no method '{callee}'")
+        return target, f, inst + "."
+    if layer is not None and layer.function(callee) is not None:
+        return layer, layer.function(callee), ""  # type: ignore[return-value]
+    f = module.function(callee)
+    if f is None or "." in callee:
+        raise VerifyError(f"no function '{callee}'")
+    return None, f, ""
+
+
+def _check_constant(op: Op) -> None:
+    t, v = op.results[0].type, op.attrs["value"]
+    if isinstance(v, Dense):
+        if not isinstance(t, TensorType) or not t.is_static:
+            raise InferError("a dense constant needs a static tensor type")
+        if len(v.data) != t.numel():
+            raise InferError(f"dense constant has {len(v.data)} elements, type {t} needs {t.numel()}")
+        vals = v.data
+    else:
+        vals = (v,)
+    if t.dtype == "str" or isinstance(v, str):
+        raise InferError("str constants are not supported")
+    if t.dtype == "trit" and any(x not in (-1, 0, 1) or isinstance(x, float) for x in vals):
+        raise InferError("trit constants must be -1, 0 or 1")
+    if t.dtype not in ("f32", "f16", "bf16") and any(isinstance(x, float) for x in vals):
+        raise InferError(f"float value in a constant of type {t}")
+    if t.dtype == "bool" and any(not isinstance(x, bool) for x in vals):
+        raise InferError(f"non-bool value in a constant of type {t}")
+    if t.dtype in ("i8", "u8", "i32"):
+        info = np.iinfo(t.dtype.replace("u8", "uint8").replace("i", "int"))
+        if any(not info.min <= x <= info.max for x in vals):
+            raise InferError(f"value out of range for {t.dtype}")
+
+
+class Verifier:
+    def __init__(self, module: Module) -> None:
+        self.module = module
+        self.layer: LayerDef | None = None
+        self.func: Function | None = None
+
+    def fail(self, op: Op | None, msg: str) -> VerifyError:
+        where = self.func.name if self.func else "?"
+        if self.layer is not None:
+            where = f"{self.layer.name}.{where}"
+        if op is None:
+            return VerifyError(f"in @{where}: {msg}")
+        return VerifyError(f"in @{where}: op '{op.name}' ({print_op(op)}): {msg}")
+
+    def run(self) -> None:
+        names = [i.name for i in self.module.items]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise VerifyError(f"duplicate module item names: {', '.join(sorted(dup))}")
+        for item in self.module.items:
+            if isinstance(item, LayerDef):
+                self.verify_layer(item)
+            else:
+                self.layer = None
+                self.verify_function(item)
+
+    def verify_layer(self, layer: LayerDef) -> None:
+        self.layer, self.func = layer, None
+        if layer.kind not in ("layer", "model", "block"):
+            raise VerifyError(f"@{layer.name}: unknown layer kind '{layer.kind}'")
+        names = [p.name for p in layer.params] + [s.name for s in layer.sublayers] + [
+            f.name for f in layer.functions]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise VerifyError(f"@{layer.name}: duplicate member names: {', '.join(sorted(dup))}")
+        for s in layer.sublayers:
+            if s.kind == layer.name:
+                raise VerifyError(f"@{layer.name}: sub-layer '{s.name}' instantiates its own layer")
+        for f in layer.functions:
+            self.verify_function(f)
+
+    def verify_function(self, f: Function) -> None:
+        self.func = f
+        term = f.body.terminator
+        if term is None or term.name != "return":
+            raise self.fail(term, "function body must end with 'return'")
+        self.verify_block(f.body, set(), top=True)
+        got = [v.type for v in term.operands]
+        if len(got) != len(f.result_types) or not all(
+            types_compatible(a, b) for a, b in zip(got, f.result_types)
+        ):
+            raise self.fail(term, f"returns ({', '.join(map(str, got))}) but the function declares "
+                                  f"({', '.join(map(str, f.result_types))})")
+
+    def verify_block(self, block: Block, scope: set[int], top: bool) -> None:
+        scope = set(scope)
+        for a in block.args:
+            scope.add(id(a))
+        for i, op in enumerate(block.ops):
+            if op.parent is not block:
+                raise self.fail(op, "op's parent link does not point to its block")
+            last = i == len(block.ops) - 1
+            d = OPS.get(op.name)
+            if d is None:
+                raise self.fail(op, f"unknown op '{op.name}'")
+            if d.terminator and not last:
+                raise self.fail(op, "terminator in the middle of a block")
+            if d.terminator and (op.name == "return") != top:
+                raise self.fail(op, f"'{op.name}' is not allowed here")
+            for k, v in enumerate(op.operands):
+                if id(v) not in scope:
+                    raise self.fail(op, f"operand #{k} ({v!r}) is not defined before its use "
+                                        "(or is defined in a region that does not enclose the use)")
+            if len(op.regions) != d.regions:
+                raise self.fail(op, f"expects {d.regions} regions, has {len(op.regions)}")
+            for r in op.regions:
+                if r.parent_op is not op:
+                    raise self.fail(op, "region's parent link does not point to its op")
+                self.verify_block(r, scope, top=False)
+            try:
+                self.verify_op(op)
+            except InferError as e:
+                raise self.fail(op, str(e)) from None
+            for r in op.results:
+                if r.owner is not op:
+                    raise self.fail(op, "result's owner link does not point to its op")
+                scope.add(id(r))
+        if not top and (not block.ops or block.ops[-1].name != "yield"):
+            raise self.fail(block.parent_op, "region must end with 'yield'")
+
+    def verify_op(self, op: Op) -> None:
+        d = OPS[op.name]
+        types = [v.type for v in op.operands]
+        lo, hi = d.operands
+        if len(types) < lo or (hi is not None and len(types) > hi):
+            raise InferError(f"takes {lo}..{hi if hi is not None else ''} operands, has {len(types)}")
+        check_attrs(op.name, op.attrs)
+        got = op.result_types
+        if d.infer is not None:
+            want = infer_type(op.name, types, op.attrs)
+            if len(got) != len(want) or not all(types_compatible(a, b) for a, b in zip(got, want)):
+                raise InferError(f"result types ({', '.join(map(str, got))}) do not match the "
+                                 f"inferred ({', '.join(map(str, want))})")
+            return
+        if d.terminator:
+            if got:
+                raise InferError("a terminator has no results")
+            return
+        if op.name == "constant":
+            if len(got) != 1:
+                raise InferError("constant has one result")
+            _check_constant(op)
+        elif op.name == "param":
+            if len(got) != 1:
+                raise InferError("param has one result")
+            t = resolve_param(self.module, self.layer, op.attrs["name"])
+            if t is None:
+                raise InferError(f"no parameter '{op.attrs['name']}' in "
+                                 f"{'layer ' + self.layer.name if self.layer else 'a module-level function'}")
+            if t != got[0]:
+                raise InferError(f"parameter '{op.attrs['name']}' has type {t}, the op says {got[0]}")
+        elif op.name == "call":
+            try:
+                _, f, _ = resolve_call(self.module, self.layer, op)
+            except VerifyError as e:
+                raise InferError(str(e)) from None
+            if len(types) != len(f.arg_types) or not all(
+                types_compatible(a, b) for a, b in zip(types, f.arg_types)
+            ):
+                raise InferError(f"arguments ({', '.join(map(str, types))}) do not match callee "
+                                 f"'{f.name}' ({', '.join(map(str, f.arg_types))})")
+            if len(got) != len(f.result_types) or not all(
+                types_compatible(a, b) for a, b in zip(got, f.result_types)
+            ):
+                raise InferError(f"results do not match callee '{f.name}' results")
+        elif op.name == "if":
+            c = types[0]
+            if c != ScalarType("bool") and c != TensorType((), "bool"):
+                raise InferError(f"condition must be a bool scalar, got {c}")
+            for r in op.regions:
+                ys = [v.type for v in r.ops[-1].operands]
+                if len(ys) != len(got) or not all(types_compatible(a, b) for a, b in zip(ys, got)):
+                    raise InferError(f"region yields ({', '.join(map(str, ys))}) but the op "
+                                     f"results are ({', '.join(map(str, got))})")
+
+
+def verify(module: Module) -> None:
+    """Raise VerifyError on the first problem found in `module`."""
+    Verifier(module).run()
