@@ -1,0 +1,108 @@
+"""Pass infrastructure: the Pass base class, the registry of passes by name and a greedy
+pattern-rewrite driver shared by the rewriting passes.
+
+A pattern is `fn(op, b) -> list[Value] | None`: it inspects `op`, may build new ops with the
+Builder `b` (inserting before `op`) and returns the values that replace `op`'s results, or
+None to leave it alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..ir.builder import Builder
+from ..ir.core import Function, Module, Op, Value, erase_op, replace_all_uses
+from ..ir.interpreter import constant_value
+
+Pattern = Callable[[Op, Builder], "list[Value] | None"]
+PASSES: dict[str, type[Pass]] = {}
+
+
+class Pass:
+    """A module-to-module transformation; `run` returns whether anything changed."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Any]] = {}  # option name → default
+    free_options: ClassVar[bool] = False  # accept any option name (e.g. dim bindings)
+
+    def __init__(self, **options: Any) -> None:
+        unknown = set(options) - set(self.options)
+        if unknown and not self.free_options:
+            raise ValueError(f"pass '{self.name}' has no option(s) {', '.join(sorted(unknown))}")
+        self.opts = {**self.options, **options}
+
+    def run(self, module: Module) -> bool:
+        changed = False
+        for _, f in module.all_functions():
+            changed |= self.run_on_function(f, module)
+        return changed
+
+    def run_on_function(self, f: Function, module: Module) -> bool:
+        raise NotImplementedError(f"pass '{self.name}' must override run or run_on_function")
+
+    def __repr__(self) -> str:
+        return f"{self.name}{self.opts or ''}"
+
+
+def register(cls: type[Pass]) -> type[Pass]:
+    PASSES[cls.name] = cls
+    return cls
+
+
+def apply_patterns(f: Function, patterns: list[Pattern], max_rounds: int = 64) -> bool:
+    """Apply `patterns` greedily to every op of `f` until none applies (or max_rounds)."""
+    changed_any = False
+    for _ in range(max_rounds):
+        changed = False
+        for op in list(f.walk()):
+            if op.parent is None or not _attached(op):
+                continue
+            for pat in patterns:
+                new = pat(op, Builder.before_op(op))
+                if new is None:
+                    continue
+                replace_op(f, op, new)
+                changed = True
+                break
+        changed_any |= changed
+        if not changed:
+            break
+    return changed_any
+
+
+def _attached(op: Op) -> bool:
+    """Whether `op` is still reachable (its block's parent ops are not erased)."""
+    block = op.parent
+    while block is not None:
+        parent = block.parent_op
+        if parent is None:
+            return True
+        if parent.parent is None:
+            return False
+        block = parent.parent
+    return False
+
+
+def replace_op(f: Function, op: Op, values: list[Value]) -> None:
+    """Replace every use of `op`'s results by `values` and erase `op`."""
+    assert len(values) == len(op.results), f"{op.name}: {len(values)} replacements"
+    for r, v in zip(op.results, values):
+        if r is not v:
+            replace_all_uses(f.body, r, v)
+    erase_op(op)
+
+
+def const_array(v: Value) -> np.ndarray | None:
+    """The value of `v` if it is defined by a `constant` op."""
+    op = v.op
+    if op is None or op.name != "constant":
+        return None
+    return constant_value(op.attrs["value"], v.type)
+
+
+def is_splat(v: Value, x: float) -> bool:
+    c = const_array(v)
+    return c is not None and c.size > 0 and bool(np.all(c == x))

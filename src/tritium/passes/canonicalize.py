@@ -1,0 +1,135 @@
+"""`canonicalize`: local simplifications that never change results.
+
+    add(x, 0), sub(x, 0), mul(x, 1), div(x, 1), pow(x, 1) → x   (when the type is unchanged)
+    add(c, x) → add(x, c)      constants go right in commutative ops
+    neg(neg(x)) → x            relu(relu(x)) → relu(x)         dropout(x) → x (inference)
+    transpose(transpose(x, a, b), a, b) → x     transpose(x, a, a) → x
+    permute(permute(x, p), q) → permute(x, p∘q)   permute(x, identity) → x
+    reshape(reshape(x)) → reshape(x)   reshape/flatten/cast that changes nothing → x
+    dim(x) of a static dim → constant             if(constant) → the taken region inlined
+"""
+
+from __future__ import annotations
+
+from ..ir.builder import Builder
+from ..ir.core import Function, Module, Op, Value
+from ..ir.ops import with_defaults
+from ..ir.types import ScalarType, TensorType
+from .base import Pass, Pattern, apply_patterns, const_array, is_splat, register
+
+
+def _same_type(op: Op, x: Value) -> list[Value] | None:
+    return [x] if op.results[0].type == x.type else None
+
+
+def identity_operand(op: Op, b: Builder) -> list[Value] | None:
+    if op.name in ("add", "sub") and is_splat(op.operands[1], 0):
+        return _same_type(op, op.operands[0])
+    if op.name == "add" and is_splat(op.operands[0], 0):
+        return _same_type(op, op.operands[1])
+    if op.name in ("mul", "div", "pow") and is_splat(op.operands[1], 1):
+        return _same_type(op, op.operands[0])
+    if op.name == "mul" and is_splat(op.operands[0], 1):
+        return _same_type(op, op.operands[1])
+    return None
+
+
+def constants_right(op: Op, b: Builder) -> list[Value] | None:
+    from ..ir.ops import OPS
+
+    if not OPS[op.name].commutative or len(op.operands) != 2:
+        return None
+    x, y = op.operands
+    if const_array(x) is None or const_array(y) is not None:
+        return None
+    return b.create(op.name, [y, x], op.attrs, op.result_types).results
+
+
+def _producer(v: Value, name: str) -> Op | None:
+    p = v.op
+    return p if p is not None and p.name == name else None
+
+
+def involutions(op: Op, b: Builder) -> list[Value] | None:
+    if op.name == "neg" and (p := _producer(op.operands[0], "neg")):
+        return [p.operands[0]]
+    if op.name in ("relu", "logical_not") and (p := _producer(op.operands[0], op.name)):
+        return [p.results[0]] if op.name == "relu" else [p.operands[0]]
+    if op.name == "dropout":
+        return [op.operands[0]]
+    return None
+
+
+def _norm(d: int, rank: int) -> int:
+    return d % rank if rank else 0
+
+
+def layout(op: Op, b: Builder) -> list[Value] | None:
+    x = op.operands[0] if op.operands else None
+    if op.name == "transpose":
+        r = x.type.rank  # type: ignore[union-attr]
+        pair = {_norm(op.attrs["dim0"], r), _norm(op.attrs["dim1"], r)}
+        if len(pair) == 1:
+            return [x]  # type: ignore[list-item]
+        p = _producer(x, "transpose")  # type: ignore[arg-type]
+        if p and {_norm(p.attrs["dim0"], r), _norm(p.attrs["dim1"], r)} == pair:
+            return [p.operands[0]]
+    if op.name == "permute":
+        r = x.type.rank  # type: ignore[union-attr]
+        q = [_norm(d, r) for d in op.attrs["dims"]]
+        if q == list(range(r)):
+            return [x]  # type: ignore[list-item]
+        p = _producer(x, "permute")  # type: ignore[arg-type]
+        if p:
+            inner = [_norm(d, r) for d in p.attrs["dims"]]
+            return [b.permute(p.operands[0], dims=[inner[i] for i in q])]
+    if op.name == "reshape":
+        p = _producer(x, "reshape") or _producer(x, "flatten")  # type: ignore[arg-type]
+        if p:
+            return b.create("reshape", [p.operands[0]], op.attrs, op.result_types).results
+        t = op.results[0].type
+        if isinstance(t, TensorType) and t.is_static and t == x.type:  # type: ignore[union-attr]
+            return [x]  # type: ignore[list-item]
+    if op.name == "flatten":
+        a = with_defaults("flatten", op.attrs)
+        r = x.type.rank  # type: ignore[union-attr]
+        if r and _norm(a["start_dim"], r) == _norm(a["end_dim"], r):
+            return [x]  # type: ignore[list-item]
+    if op.name == "cast" and op.results[0].type == x.type:  # type: ignore[union-attr]
+        return [x]  # type: ignore[list-item]
+    return None
+
+
+def static_dim(op: Op, b: Builder) -> list[Value] | None:
+    if op.name != "dim":
+        return None
+    t = op.operands[0].type
+    d = t.shape[_norm(op.attrs["dim"], t.rank)]  # type: ignore[union-attr]
+    if not isinstance(d, int):
+        return None
+    return [b.constant(d, ScalarType("i64"))]
+
+
+def constant_if(op: Op, b: Builder) -> list[Value] | None:
+    if op.name != "if":
+        return None
+    c = const_array(op.operands[0])
+    if c is None:
+        return None
+    region = op.regions[0] if bool(c) else op.regions[1]
+    *body, term = region.ops
+    for inner in body:
+        region.remove(inner)
+        b.insert(inner)
+    return list(term.operands)
+
+
+PATTERNS: list[Pattern] = [identity_operand, constants_right, involutions, layout, static_dim, constant_if]
+
+
+@register
+class Canonicalize(Pass):
+    name = "canonicalize"
+
+    def run_on_function(self, f: Function, module: Module) -> bool:
+        return apply_patterns(f, PATTERNS)

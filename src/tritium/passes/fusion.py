@@ -1,0 +1,91 @@
+"""`fuse`: fold a linear/conv2d and what follows it into one `fused_linear`/`fused_conv2d`,
+which a backend maps to one kernel (runtime ternary_linear: y = act(x @ W^T * scale + bias
++ residual)).
+
+    w = dequantize(t, s)            → weight t, scale s (has_scale)
+    y = linear(x, w[, b])           → bias b (has_bias)
+    y = add(y, bias)                → bias (linear only, bias [out], when b is absent)
+    y = add(y, r)                   → residual r (same type as y; has_residual)
+    y = relu|relu6|gelu|silu|sigmoid|tanh(y)  → activation
+
+The chain is taken in this order, through values with exactly one use in the same block.
+A plain float linear/conv with nothing to absorb is left alone.
+"""
+
+from __future__ import annotations
+
+from ..ir.builder import Builder
+from ..ir.core import Function, Module, Op, Value, erase_op, use_counts
+from ..ir.ops import ACTIVATIONS, with_defaults
+from ..ir.types import TensorType, is_float
+from .base import Pass, apply_patterns, register
+
+
+def _single_user(f: Function, v: Value, counts: dict[int, int]) -> Op | None:
+    if counts.get(id(v), 0) != 1:
+        return None
+    return next(op for op in f.walk() if any(o is v for o in op.operands))
+
+
+@register
+class Fuse(Pass):
+    name = "fuse"
+
+    def run_on_function(self, f: Function, module: Module) -> bool:
+        def pattern(op: Op, b: Builder) -> list[Value] | None:
+            return self.fuse(f, op)
+        return apply_patterns(f, [pattern])
+
+    def fuse(self, f: Function, p: Op) -> list[Value] | None:
+        if p.name not in ("linear", "conv2d"):
+            return None
+        x, w = p.operands[0], p.operands[1]
+        scale = None
+        deq = w.op
+        if deq is not None and deq.name == "dequantize" and \
+                with_defaults("dequantize", deq.attrs)["axis"] % w.type.rank == 0:  # type: ignore[union-attr]
+            w, scale = deq.operands
+        bias = p.operands[2] if len(p.operands) > 2 else None
+        residual, act = None, "none"
+        counts = use_counts(f.body)
+        chain = [p]
+        cur = p.results[0]
+        while act == "none":
+            u = _single_user(f, cur, counts)
+            if u is None or u.parent is not p.parent:
+                break
+            if u.name == "add" and u.results[0].type == cur.type:
+                other = u.operands[1] if u.operands[0] is cur else u.operands[0]
+                if other is cur:
+                    break
+                t = other.type
+                if bias is None and residual is None and p.name == "linear" and \
+                        isinstance(t, TensorType) and t.rank == 1 and t.dtype == cur.type.dtype and \
+                        t.shape[0] == cur.type.shape[-1]:  # type: ignore[union-attr]
+                    bias = other
+                elif residual is None and t == cur.type:
+                    residual = other
+                else:
+                    break
+            elif u.name in ACTIVATIONS and with_defaults(u.name, u.attrs).get("approximate", "none") == "none":
+                act = u.name
+            else:
+                break
+            chain.append(u)
+            cur = u.results[0]
+        if len(chain) == 1 and scale is None and is_float(w.type):
+            return None
+        last = chain[-1]
+        attrs = dict(p.attrs)
+        attrs.update(activation=act, has_scale=scale is not None, has_bias=bias is not None,
+                     has_residual=residual is not None)
+        operands = [x, w] + [v for v in (scale, bias, residual) if v is not None]
+        name = "fused_linear" if p.name == "linear" else "fused_conv2d"
+        fused = Builder.before_op(last).create(name, operands, attrs, last.result_types)
+        # The pattern driver replaces `p`; replace the end of the chain here.
+        for op in reversed(chain[1:]):
+            for old in op.results:
+                for user in f.walk():
+                    user.operands = [fused.results[0] if o is old else o for o in user.operands]
+            erase_op(op)
+        return list(fused.results) if len(chain) == 1 else [fused.results[0]]
