@@ -143,6 +143,7 @@ CODES: dict[str, str] = {
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",
+    "W0004": "unknown section or section key",
 }
 
 
@@ -199,12 +200,15 @@ def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = Fal
         pad = " " * width
         out.append(f"{blue}{pad} |{r}")
         last_file = diag.span.file if diag.span else None
+        last_line: tuple[str, int] | None = None
         for span, msg, primary in shown:
             if span.file != last_file:
                 out.append(f"{blue}{pad}::: {r}{span}")
                 last_file = span.file
             text = sources.line(span.file, span.line) or ""
-            out.append(f"{blue}{str(span.line).rjust(width)} |{r} {text.expandtabs(4)}")
+            if (span.file, span.line) != last_line:
+                out.append(f"{blue}{str(span.line).rjust(width)} |{r} {text.expandtabs(4)}")
+            last_line = (span.file, span.line)
             start = _display_width_prefix(text, span.col)
             if span.end_line == span.line:
                 end = _display_width_prefix(text, span.end_col)

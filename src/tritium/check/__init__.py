@@ -1,0 +1,189 @@
+"""The checker: resolves imports, then checks names, config keys, types, trits and shapes.
+
+    result = check_file("examples/mlp.tri")
+    result.ok            # no errors
+    result.diagnostics   # errors and warnings, in source order
+    result.program       # the AST of the main file
+    result.definitions   # every model/block/layer/fn visible from it, imports included
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..frontend import ast as A
+from ..frontend.diagnostics import Diagnostic, DiagnosticError, Label, SourceMap, did_you_mean
+from ..frontend.parser import parse
+from ..frontend.source import SourceFile, decode_source, read_source
+from .checker import Checker, Definition
+
+__all__ = ["CheckResult", "Definition", "check_file", "check_source", "load_program"]
+
+MAX_IMPORT_DEPTH = 64
+
+
+@dataclass
+class Module:
+    source: SourceFile
+    program: A.Program
+    comments: list
+
+
+@dataclass
+class CheckResult:
+    program: A.Program | None
+    diagnostics: list[Diagnostic]
+    sources: SourceMap
+    definitions: dict[str, Definition] = field(default_factory=dict)
+    modules: dict[str, Module] = field(default_factory=dict)   # by file name, main first
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def files(self) -> list[str]:
+        """Every file the program depends on (the main file and its imports, transitively)."""
+        return list(self.modules)
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.modules: dict[str, Module] = {}
+        self.sources = SourceMap()
+        self.diags: list[Diagnostic] = []
+        self.defs: dict[str, Definition] = {}
+        self.stack: list[str] = []
+
+    def key(self, src: SourceFile) -> str:
+        return str(src.path) if src.path is not None else src.name
+
+    def load(self, src: SourceFile) -> Module:
+        key = self.key(src)
+        self.sources.add(src.name, src.text)
+        program, diags, comments = parse(src.text, src.name)
+        self.diags.extend(diags)
+        mod = Module(src, program, comments)
+        self.modules[key] = mod
+        self.stack.append(key)
+        try:
+            for item in program.items:
+                if isinstance(item, A.Import):
+                    self.load_import(item, src)
+            for item in program.items:
+                if isinstance(item, A.ModelDef | A.BlockDef | A.LayerDef | A.FnDef):
+                    prev = self.defs.get(item.name)
+                    if prev is not None and prev.node is not item:
+                        self.diags.append(Diagnostic(
+                            "E0206", f"`{item.name}` is defined more than once", item.span,
+                            label="second definition",
+                            secondary=[Label(prev.node.span, "first defined here")],
+                            help="rename one of them"))
+                        continue
+                    self.defs[item.name] = Definition(item.name, item, src.name)
+        finally:
+            self.stack.pop()
+        return mod
+
+    def load_import(self, imp: A.Import, importer: SourceFile) -> None:
+        base = importer.path.parent if importer.path is not None else Path.cwd()
+        target = (base / imp.path)
+        try:
+            resolved = str(target.resolve())
+        except (OSError, RuntimeError):
+            resolved = str(target)
+        if resolved in self.stack:
+            chain = self.stack[self.stack.index(resolved):] + [resolved]
+            names = " -> ".join(os.path.basename(c) for c in chain)
+            self.diags.append(Diagnostic("E0601", f"import cycle: {names}", imp.span,
+                                         label="this import closes the cycle",
+                                         help="move the shared definitions into a third file "
+                                              "that both import"))
+            return
+        if resolved in self.modules:
+            return
+        if len(self.stack) >= MAX_IMPORT_DEPTH:
+            self.diags.append(Diagnostic("E0601", "imports nest too deeply", imp.span))
+            return
+        shown = os.path.relpath(target) if not os.path.isabs(imp.path) else imp.path
+        try:
+            src = read_source(target, display=shown)
+        except DiagnosticError as err:
+            d = err.diagnostics[0]
+            code = "E0602" if d.code in ("E0001", "E0002") else d.code
+            near = None
+            if target.parent.is_dir():
+                near = did_you_mean(target.name, [p.name for p in target.parent.glob("*.tri")])
+            self.diags.append(Diagnostic(code, f"cannot import \"{imp.path}\": {d.message}",
+                                         imp.span, label="imported here",
+                                         help=near or d.help or
+                                         f"paths are relative to {importer.name}'s directory"))
+            return
+        self.load(src)
+
+
+def load_program(src: SourceFile) -> _Loader:
+    loader = _Loader()
+    loader.load(src)
+    return loader
+
+
+def _check(src: SourceFile) -> CheckResult:
+    loader = load_program(src)
+    main = loader.modules[loader.key(src)]
+    diags = loader.diags
+    parse_errors = any(d.is_error for d in diags)
+    checker = Checker(loader.defs, diags)
+    # Only the main file's definitions are checked here; imported files are checked when
+    # they are the main file, and through every use of them from this one.
+    for item in main.program.items:
+        d = loader.defs.get(getattr(item, "name", None))
+        if d is not None and d.node is item:
+            checker.check_definition(d)
+    del parse_errors
+    diags.sort(key=lambda d: (d.span is not None, d.span.file if d.span else "",
+                              d.span.line if d.span else 0, d.span.col if d.span else 0))
+    ordered = {loader.key(src): main}
+    ordered.update(loader.modules)
+    return CheckResult(main.program, _dedupe(diags), loader.sources, loader.defs,
+                       {m.source.name: m for m in ordered.values()})
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen = set()
+    out = []
+    for d in diags:
+        key = (d.code, d.message, d.span)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def check_source(text: str, file: str = "<input>", path: Path | None = None) -> CheckResult:
+    """Check program text. Never raises for bad input: problems come back as diagnostics."""
+    return _check(SourceFile(file, text, path))
+
+
+def check_bytes(data: bytes, file: str = "<input>") -> CheckResult:
+    try:
+        src = decode_source(data, file)
+    except DiagnosticError as err:
+        return CheckResult(None, err.diagnostics, SourceMap())
+    return _check(src)
+
+
+def check_file(path: str | os.PathLike[str]) -> CheckResult:
+    try:
+        src = read_source(path)
+    except DiagnosticError as err:
+        return CheckResult(None, err.diagnostics, SourceMap())
+    return _check(src)

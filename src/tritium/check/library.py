@@ -1,0 +1,489 @@
+"""The builtin library: layer kinds with their config keys, and functions with signatures.
+
+Each layer kind lists its config keys (type, default, whether required) and a shape rule
+from the input tensor type to the output type. Shape rules raise `ShapeError` with a code,
+a message, the config key to point at (if any) and a help text. docs/language.md is
+written from these tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .types import Dim, Shape, TensorT
+
+QUANTIZERS = ("twn", "absmean", "bitnet", "b1.58", "threshold", "deterministic", "fixed",
+              "stochastic")
+ACT_QUANT = ("none", "int8")
+FORMATS = ("t2", "t1.6")
+STE_KINDS = ("identity", "clipped")
+
+
+class ShapeError(Exception):
+    def __init__(self, code: str, message: str, key: str | None = None, help: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.key, self.help = code, message, key, help
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A config key. `type` is one of: int, float, bool, str, pair (int or [int, int]),
+    ints (int or list of ints), padding (pair or "same"/"valid"), list, dict, any."""
+    type: str
+    default: object = None
+    required: bool = False
+    choices: tuple = ()
+    min: float | None = None
+    doc: str = ""
+
+
+def _req(type_: str, doc: str = "", min: float | None = 1) -> Key:
+    return Key(type_, None, True, min=min, doc=doc)
+
+
+_QUANT_KEYS = {
+    "quantizer": Key("str", "twn", choices=QUANTIZERS, doc="weight quantizer"),
+    "quantization": Key("str", None, choices=QUANTIZERS, doc="alias of `quantizer`"),
+    "threshold": Key("float", None, min=0, doc="fixed threshold (threshold quantizer) or TWN factor"),
+    "per_channel": Key("bool", False, doc="one scale per output channel"),
+    "act_quant": Key("str", "none", choices=ACT_QUANT, doc="activation quantization"),
+    "ste": Key("str", "identity", choices=STE_KINDS, doc="straight-through estimator"),
+    "format": Key("str", "t2", choices=FORMATS, doc="packed format at inference"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSpec:
+    name: str
+    keys: dict[str, Key]
+    rule: object            # callable(TensorT, cfg: dict) -> TensorT
+    doc: str = ""
+    ternary: bool = False
+    min_rank: int = 1
+    positional: tuple[str, ...] = field(default=())   # order for call-style `Kind(a, b)`
+
+
+# ----------------------------------------------------------------------------- shape helpers
+
+def pair(v) -> tuple[int, int] | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                   for x in v):
+        return (v[0], v[1])
+    return None
+
+
+def conv_out(size: Dim, k: int, s: int, p: int, d: int = 1, key: str = "kernel_size",
+             ceil: bool = False) -> Dim:
+    """Output length of a convolution or pooling window, symbolic when `size` is."""
+    if isinstance(size, int):
+        num = size + 2 * p - d * (k - 1) - 1
+        out = (-(-num // s) if ceil else num // s) + 1
+        if out <= 0 or num < 0:
+            raise ShapeError("E0509", f"an input of size {size} is too small for a window of "
+                             f"{k} (dilation {d}) with padding {p}: the output would be empty",
+                             key=key, help="reduce the kernel or stride, or pad the input")
+        return out
+    if size is None:
+        return None
+    if s == 1 and 2 * p == d * (k - 1):
+        return size
+    num = 2 * p - d * (k - 1) - 1
+    inner = f"{size}{num:+d}" if num else size
+    return f"({inner})//{s}+1" if s != 1 else f"{inner}+1"
+
+
+def _last_dim_check(x: TensorT, n, key: str, what: str) -> None:
+    if x.shape is None or not x.shape or n is None:
+        return
+    last = x.shape[-1]
+    if isinstance(last, int) and isinstance(n, int) and last != n:
+        raise ShapeError("E0503", f"this layer expects {n} {what} but its input has {last}",
+                         key=key, help=f"set `{key}: {last}`, or change the layer before it to "
+                                       f"produce {n}")
+    if isinstance(last, str) and isinstance(n, str) and last != n and last.isidentifier() \
+            and n.isidentifier():
+        return
+
+
+def _channel_check(x: TensorT, c, key: str, rank: int, kind: str) -> None:
+    if x.shape is None or c is None:
+        return
+    if len(x.shape) != rank:
+        layout = "[batch, channels, height, width]" if rank == 4 else "[batch, features]"
+        raise ShapeError("E0507", f"`{kind}` expects a rank-{rank} input {layout}, "
+                                  f"got rank {len(x.shape)}", help="reshape or flatten the input")
+    ch = x.shape[1]
+    if isinstance(ch, int) and isinstance(c, int) and ch != c:
+        raise ShapeError("E0503", f"this layer expects {c} input channels but its input has {ch}",
+                         key=key, help=f"set `{key}: {ch}`, or change the layer before it to "
+                                       f"produce {c} channels")
+
+
+def _out_dtype(x: TensorT) -> str | None:
+    if x.dtype in (None, "trit") or (x.dtype and x.dtype.startswith("int")) or x.ternary:
+        return "float32"
+    return x.dtype
+
+
+def _linear(x: TensorT, cfg: dict) -> TensorT:
+    _last_dim_check(x, cfg.get("in_features"), "in_features", "input features")
+    if x.shape is None:
+        return TensorT(_out_dtype(x), None)
+    if len(x.shape) == 0:
+        raise ShapeError("E0507", "a linear layer needs at least a rank-1 input")
+    return TensorT(_out_dtype(x), x.shape[:-1] + (cfg.get("out_features"),))
+
+
+def _conv2d(x: TensorT, cfg: dict) -> TensorT:
+    cin, cout, groups = cfg.get("in_channels"), cfg.get("out_channels"), cfg.get("groups", 1)
+    _channel_check(x, cin, "in_channels", 4, "conv2d")
+    for key, val in (("in_channels", cin), ("out_channels", cout)):
+        if isinstance(val, int) and isinstance(groups, int) and groups > 0 and val % groups:
+            raise ShapeError("E0309", f"`{key}` ({val}) must be divisible by `groups` ({groups})",
+                             key="groups")
+    k = pair(cfg.get("kernel_size"))
+    s = pair(cfg.get("stride", 1)) or (1, 1)
+    d = pair(cfg.get("dilation", 1)) or (1, 1)
+    pad = cfg.get("padding", 0)
+    if pad == "same":
+        if k is None:
+            return TensorT("float32", None)
+        if s != (1, 1):
+            raise ShapeError("E0309", "`padding: \"same\"` requires `stride: 1`", key="padding")
+        p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+    elif pad == "valid":
+        p = (0, 0)
+    else:
+        p = pair(pad) or (0, 0)
+    if x.shape is None or k is None:
+        return TensorT("float32", None)
+    b, _, h, w = x.shape
+    oh = conv_out(h, k[0], s[0], p[0], d[0])
+    ow = conv_out(w, k[1], s[1], p[1], d[1])
+    return TensorT("float32", (b, cout, oh, ow))
+
+
+def _pool2d(x: TensorT, cfg: dict, ceil_key: bool = False) -> TensorT:
+    if x.shape is None:
+        return x
+    if len(x.shape) not in (3, 4):
+        raise ShapeError("E0507", f"2-d pooling expects a rank-4 input [batch, channels, height, "
+                                  f"width], got rank {len(x.shape)}")
+    k = pair(cfg.get("kernel_size"))
+    st = cfg.get("stride")
+    s = pair(st) if st is not None else k
+    p = pair(cfg.get("padding", 0)) or (0, 0)
+    d = pair(cfg.get("dilation", 1)) or (1, 1)
+    if k is None or s is None:
+        return TensorT(x.dtype, x.shape[:-2] + (None, None))
+    if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
+        raise ShapeError("E0309", "pooling padding must be at most half the kernel size",
+                         key="padding")
+    ceil = bool(cfg.get("ceil_mode", False))
+    h, w = x.shape[-2:]
+    return TensorT(x.dtype, x.shape[:-2] + (conv_out(h, k[0], s[0], p[0], d[0], ceil=ceil),
+                                            conv_out(w, k[1], s[1], p[1], d[1], ceil=ceil)))
+
+
+def _adaptive_pool(x: TensorT, cfg: dict) -> TensorT:
+    o = cfg.get("output_size")
+    op = pair(o) if o is not None else None
+    if x.shape is None:
+        return x
+    if len(x.shape) not in (3, 4):
+        raise ShapeError("E0507", f"adaptive pooling expects a rank-4 input, got rank "
+                                  f"{len(x.shape)}")
+    if op is None:
+        return TensorT(x.dtype, x.shape[:-2] + (None, None))
+    return TensorT(x.dtype, x.shape[:-2] + op)
+
+
+def _batchnorm(rank_ok: tuple[int, ...]):
+    def rule(x: TensorT, cfg: dict) -> TensorT:
+        if x.shape is not None:
+            if len(x.shape) not in rank_ok:
+                raise ShapeError("E0507", f"expects an input of rank {' or '.join(map(str, rank_ok))}"
+                                          f", got rank {len(x.shape)}",
+                                 help="BatchNorm1d takes [batch, features] or [batch, C, L]; "
+                                      "BatchNorm2d takes [batch, C, H, W]")
+            ch = x.shape[1]
+            n = cfg.get("num_features")
+            if isinstance(ch, int) and isinstance(n, int) and ch != n:
+                raise ShapeError("E0503", f"this layer normalizes {n} features but its input has "
+                                          f"{ch}", key="num_features",
+                                 help=f"set `num_features: {ch}`")
+        return TensorT(_out_dtype(x), x.shape)
+    return rule
+
+
+def _norm_last(x: TensorT, cfg: dict) -> TensorT:
+    ns = cfg.get("normalized_shape", cfg.get("dim"))
+    dims = [ns] if isinstance(ns, int) else ns if isinstance(ns, list) else None
+    if x.shape is not None and dims:
+        tail = x.shape[-len(dims):] if len(dims) <= len(x.shape) else None
+        if tail is None:
+            raise ShapeError("E0507", f"normalized shape {dims} has more dims than the input")
+        for got, want in zip(tail, dims):
+            if isinstance(got, int) and isinstance(want, int) and got != want:
+                raise ShapeError("E0503", f"this layer normalizes over {dims} but the input ends "
+                                          f"with {list(tail)}", key="normalized_shape",
+                                 help=f"set `normalized_shape: {list(tail) if len(tail) > 1 else tail[0]}`")
+    return TensorT(_out_dtype(x), x.shape)
+
+
+def _same(x: TensorT, cfg: dict) -> TensorT:
+    return x
+
+
+def _float_same(x: TensorT, cfg: dict) -> TensorT:
+    return TensorT(_out_dtype(x), x.shape)
+
+
+def _ternary_act(x: TensorT, cfg: dict) -> TensorT:
+    return TensorT("float32", x.shape)
+
+
+def _flatten_rule(x: TensorT, cfg: dict) -> TensorT:
+    return flatten_shape(x, cfg.get("start_dim", 1), cfg.get("end_dim", -1))
+
+
+def flatten_shape(x: TensorT, start, end) -> TensorT:
+    if x.shape is None or not isinstance(start, int) or not isinstance(end, int):
+        return TensorT(x.dtype, None, x.ternary)
+    r = len(x.shape)
+    if r == 0:
+        return TensorT(x.dtype, (1,), x.ternary)
+    s = start + r if start < 0 else start
+    e = end + r if end < 0 else end
+    if not (0 <= s < r) or not (0 <= e < r):
+        raise ShapeError("E0508", f"flatten dims ({start}, {end}) are out of range for a "
+                                  f"rank-{r} tensor")
+    if s > e:
+        raise ShapeError("E0508", f"flatten start_dim {start} comes after end_dim {end}")
+    prod: Dim = 1
+    for d in x.shape[s:e + 1]:
+        if isinstance(prod, int) and isinstance(d, int):
+            prod *= d
+        else:
+            prod = None
+    return TensorT(x.dtype, x.shape[:s] + (prod,) + x.shape[e + 1:], x.ternary)
+
+
+def _embedding(x: TensorT, cfg: dict) -> TensorT:
+    if x.dtype is not None and x.dtype not in ("int", "int32", "int64", "int8", "int16"):
+        raise ShapeError("E0404", f"an embedding takes integer token ids, got {x.dtype} values",
+                         help="declare the input as `Tensor<int64, [batch, seq]>`")
+    shape = None if x.shape is None else x.shape + (cfg.get("embedding_dim"),)
+    return TensorT("float32", shape)
+
+
+def _attention(x: TensorT, cfg: dict) -> TensorT:
+    e, h = cfg.get("embed_dim"), cfg.get("num_heads")
+    if isinstance(e, int) and isinstance(h, int) and h > 0 and e % h:
+        raise ShapeError("E0309", f"`embed_dim` ({e}) must be divisible by `num_heads` ({h})",
+                         key="num_heads")
+    if x.shape is not None and len(x.shape) != 3:
+        raise ShapeError("E0507", f"attention expects [batch, seq, embed], got rank "
+                                  f"{len(x.shape)}")
+    _last_dim_check(x, e, "embed_dim", "embedding features")
+    return TensorT("float32", x.shape)
+
+
+def _mlp_keys(extra: dict | None = None) -> dict[str, Key]:
+    keys = {
+        "in_features": _req("int", "input features (last dim of the input)"),
+        "out_features": _req("int", "output features"),
+        "bias": Key("bool", True, doc="learned additive bias"),
+    }
+    keys.update(extra or {})
+    return keys
+
+
+def _conv_keys(quant: bool) -> dict[str, Key]:
+    keys = {
+        "in_channels": _req("int", "input channels"),
+        "out_channels": _req("int", "output channels"),
+        "kernel_size": _req("pair", "window size: int or [h, w]"),
+        "stride": Key("pair", 1, min=1),
+        "padding": Key("padding", 0, min=0, doc="int, [h, w], \"same\" or \"valid\""),
+        "dilation": Key("pair", 1, min=1),
+        "groups": Key("int", 1, min=1, doc="depthwise when equal to in_channels"),
+        "bias": Key("bool", True),
+    }
+    if quant:
+        keys.update(_QUANT_KEYS)
+    return keys
+
+
+_POOL_KEYS = {
+    "kernel_size": _req("pair", "window size"),
+    "stride": Key("pair", None, min=1, doc="defaults to kernel_size"),
+    "padding": Key("pair", 0, min=0),
+    "dilation": Key("pair", 1, min=1),
+    "ceil_mode": Key("bool", False),
+}
+
+LAYERS: dict[str, LayerSpec] = {}
+
+
+def _add(spec: LayerSpec) -> None:
+    LAYERS[spec.name] = spec
+
+
+_add(LayerSpec("TernaryLinear", _mlp_keys(dict(_QUANT_KEYS)), _linear,
+               "linear layer with ternary weights", True, positional=("in_features", "out_features")))
+_add(LayerSpec("BitLinear", _mlp_keys({"bias": Key("bool", False), "eps": Key("float", 1e-5, min=0),
+                                       **{k: _QUANT_KEYS[k] for k in ("format",)}}),
+               _linear, "BitNet b1.58 linear: RMSNorm, int8 activations, absmean ternary weights",
+               True, positional=("in_features", "out_features")))
+_add(LayerSpec("Linear", _mlp_keys(), _linear, "full-precision linear layer",
+               positional=("in_features", "out_features")))
+_add(LayerSpec("Int8Linear", _mlp_keys(), _linear, "linear layer with int8 per-channel weights",
+               positional=("in_features", "out_features")))
+_add(LayerSpec("Int4Linear", _mlp_keys(), _linear, "linear layer with int4 per-channel weights",
+               positional=("in_features", "out_features")))
+_add(LayerSpec("TernaryConv2d", _conv_keys(True), _conv2d, "2-d convolution with ternary weights",
+               True, positional=("in_channels", "out_channels", "kernel_size")))
+_add(LayerSpec("Conv2d", _conv_keys(False), _conv2d, "full-precision 2-d convolution",
+               positional=("in_channels", "out_channels", "kernel_size")))
+_add(LayerSpec("BatchNorm1d", {"num_features": _req("int"), "eps": Key("float", 1e-5, min=0),
+                               "momentum": Key("float", 0.1, min=0), "affine": Key("bool", True)},
+               _batchnorm((2, 3)), "batch normalization over [batch, C] or [batch, C, L]",
+               positional=("num_features",)))
+_add(LayerSpec("BatchNorm2d", {"num_features": _req("int"), "eps": Key("float", 1e-5, min=0),
+                               "momentum": Key("float", 0.1, min=0), "affine": Key("bool", True)},
+               _batchnorm((4,)), "batch normalization over [batch, C, H, W]",
+               positional=("num_features",)))
+_add(LayerSpec("LayerNorm", {"normalized_shape": _req("ints"), "eps": Key("float", 1e-5, min=0),
+                             "elementwise_affine": Key("bool", True)}, _norm_last,
+               "layer normalization over the trailing dims", positional=("normalized_shape",)))
+_add(LayerSpec("RMSNorm", {"normalized_shape": Key("ints", None, min=1), "dim": Key("int", None, min=1),
+                           "eps": Key("float", 1e-6, min=0)}, _norm_last,
+               "root-mean-square normalization over the trailing dims (`dim` or `normalized_shape`)",
+               positional=("normalized_shape",)))
+for _n, _d in (("ReLU", "max(x, 0)"), ("ReLU6", "min(max(x, 0), 6)"), ("GELU", "exact (erf) GELU"),
+               ("SiLU", "x * sigmoid(x)"), ("Sigmoid", "logistic sigmoid"), ("Tanh", "tanh"),
+               ("Identity", "returns its input")):
+    _add(LayerSpec(_n, {}, _same if _n == "Identity" else _float_same, _d))
+_add(LayerSpec("Softmax", {"dim": Key("int", -1, min=None)}, _float_same, "softmax along `dim`",
+               positional=("dim",)))
+_add(LayerSpec("Dropout", {"p": Key("float", 0.5, min=0)}, _same, "dropout (training only)",
+               positional=("p",)))
+_add(LayerSpec("Flatten", {"start_dim": Key("int", 1, min=None), "end_dim": Key("int", -1, min=None)},
+               _flatten_rule, "flatten dims start_dim..end_dim into one",
+               positional=("start_dim", "end_dim")))
+_add(LayerSpec("MaxPool2d", dict(_POOL_KEYS), _pool2d, "2-d max pooling", positional=("kernel_size",)))
+_add(LayerSpec("AvgPool2d", {k: v for k, v in _POOL_KEYS.items() if k != "dilation"}, _pool2d,
+               "2-d average pooling", positional=("kernel_size",)))
+_add(LayerSpec("AdaptiveAvgPool2d", {"output_size": _req("pair")}, _adaptive_pool,
+               "2-d average pooling to a fixed output size", positional=("output_size",)))
+_add(LayerSpec("Embedding", {"num_embeddings": _req("int"), "embedding_dim": _req("int")},
+               _embedding, "lookup table of learned vectors",
+               positional=("num_embeddings", "embedding_dim")))
+_attn_keys = {"embed_dim": _req("int"), "num_heads": _req("int"), "bias": Key("bool", False),
+              "causal": Key("bool", False), "dropout": Key("float", 0.0, min=0)}
+_add(LayerSpec("MultiheadAttention", dict(_attn_keys), _attention,
+               "multi-head self-attention with full-precision projections",
+               positional=("embed_dim", "num_heads")))
+_add(LayerSpec("TernaryAttention", {**_attn_keys, **_QUANT_KEYS}, _attention,
+               "multi-head self-attention with ternary q/k/v/o projections", True,
+               positional=("embed_dim", "num_heads")))
+_add(LayerSpec("TernaryActivation", {"threshold": Key("float", 0.5, min=0)}, _ternary_act,
+               "maps activations to {-1, 0, +1} (straight-through gradient)"))
+
+LAYER_ALIASES = {"MultiHeadAttention": "MultiheadAttention", "BatchNorm": "BatchNorm1d",
+                 "TernaryDense": "TernaryLinear", "Dense": "Linear"}
+
+
+# ----------------------------------------------------------------------------- functions
+
+@dataclass(frozen=True, slots=True)
+class FnParam:
+    name: str
+    kind: str          # tensor, int, float, bool, str, ints (int or list), shape (list), any, tensors
+    default: object = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FnSpec:
+    name: str
+    params: tuple[FnParam, ...]
+    doc: str
+    variadic: bool = False   # extra positional args allowed (e.g. max(a, b))
+
+
+def _p(name: str, kind: str = "tensor", default=None, required: bool | None = None) -> FnParam:
+    return FnParam(name, kind, default, default is None if required is None else required)
+
+
+def _opt(name: str, kind: str, default) -> FnParam:
+    return FnParam(name, kind, default, False)
+
+
+FUNCTIONS: dict[str, FnSpec] = {}
+
+
+def _fn(name: str, params: tuple, doc: str, variadic: bool = False) -> None:
+    FUNCTIONS[name] = FnSpec(name, params, doc, variadic)
+
+
+for _n, _d in (("relu", "max(x, 0)"), ("relu6", "min(max(x, 0), 6)"), ("gelu", "exact GELU"),
+               ("silu", "x * sigmoid(x)"), ("sigmoid", "logistic sigmoid"), ("tanh", "tanh"),
+               ("exp", "e^x"), ("log", "natural logarithm"), ("sqrt", "square root"),
+               ("abs", "absolute value"), ("neg", "negation"), ("sign", "sign in {-1, 0, 1}")):
+    _fn(_n, (_p("x"),), _d)
+_fn("softmax", (_p("x"), _opt("dim", "int", -1)), "softmax along `dim`")
+_fn("log_softmax", (_p("x"), _opt("dim", "int", -1)), "log-softmax along `dim`")
+_fn("flatten", (_p("x"), _opt("start_dim", "int", 0), _opt("end_dim", "int", -1)),
+    "flatten dims start_dim..end_dim (torch.flatten semantics)")
+_fn("reshape", (_p("x"), _p("shape", "shape")), "reshape; one dim may be -1")
+_fn("view", (_p("x"), _p("shape", "shape")), "alias of reshape")
+_fn("transpose", (_p("x"), _p("dim0", "int"), _p("dim1", "int")), "swap two dims")
+_fn("permute", (_p("x"), _p("dims", "shape")), "reorder dims")
+_fn("unsqueeze", (_p("x"), _p("dim", "int")), "insert a dim of size 1")
+_fn("squeeze", (_p("x"), _opt("dim", "int", None)), "remove dims of size 1")
+_fn("concat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "concatenate along `dim`")
+_fn("cat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "alias of concat")
+_fn("stack", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "stack along a new dim")
+_fn("matmul", (_p("a"), _p("b")), "matrix product (same as `a @ b`)")
+_fn("ternary_matmul", (_p("x"), _p("w")), "x @ wᵀ with ternary w of shape [out, in]")
+for _n in ("sum", "mean", "amax", "amin"):
+    _fn(_n, (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
+        f"{_n} over `dim` (all dims when omitted)")
+_fn("max", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
+    "max over `dim`, or elementwise max of two tensors")
+_fn("min", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
+    "min over `dim`, or elementwise min of two tensors")
+_fn("maximum", (_p("a"), _p("b")), "elementwise maximum")
+_fn("minimum", (_p("a"), _p("b")), "elementwise minimum")
+_fn("clamp", (_p("x"), _opt("min", "float", None), _opt("max", "float", None)), "clip to [min, max]")
+_fn("where", (_p("cond"), _p("a"), _p("b")), "elementwise select")
+for _n in ("zeros", "ones", "randn", "rand", "random_ternary", "empty"):
+    _fn(_n, (_p("shape", "shape"),), f"a new tensor of the given shape ({_n})")
+_fn("full", (_p("shape", "shape"), _p("value", "float")), "a new tensor filled with `value`")
+_fn("attention", (_p("q"), _p("k"), _p("v"), _opt("mask", "tensor", None),
+                  _opt("causal", "bool", False)),
+    "scaled dot-product attention softmax(q kᵀ / √d) v")
+_fn("scaled_dot_product_attention", FUNCTIONS["attention"].params, "alias of attention")
+_fn("layer_norm", (_p("x"), _opt("eps", "float", 1e-5)), "layer norm over the last dim")
+_fn("rms_norm", (_p("x"), _opt("eps", "float", 1e-6)), "RMS norm over the last dim")
+_fn("dropout", (_p("x"), _opt("p", "float", 0.5)), "dropout (identity at inference)")
+_fn("max_pool2d", (_p("x"), _p("kernel_size", "ints"), _opt("stride", "ints", None),
+                   _opt("padding", "ints", 0)), "2-d max pooling")
+_fn("avg_pool2d", (_p("x"), _p("kernel_size", "ints"), _opt("stride", "ints", None),
+                   _opt("padding", "ints", 0)), "2-d average pooling")
+_fn("adaptive_avg_pool2d", (_p("x"), _p("output_size", "ints")), "adaptive average pooling")
+_fn("quantize_ternary", (_p("x"), _opt("quantizer", "str", "twn")),
+    "ternarize (straight-through gradient)")
+_fn("cast", (_p("x", "any"), _p("dtype", "str")), "convert to a dtype, e.g. cast(x, \"int8\")")
+for _n in ("int", "int8", "int32", "int64", "float", "float16", "bfloat16", "float32", "bool",
+           "trit"):
+    _fn(_n, (_p("x", "any"),), f"convert to {_n}")
+_fn("range", (_p("n", "int"),), "0, 1, …, n-1 (for loops)")
+_fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim")
+_fn("print", (_p("x", "any"),), "print a value (debugging)", variadic=True)

@@ -1,0 +1,164 @@
+"""Types the checker infers: tensors with dtype and symbolic shapes, scalars, lists, layers.
+
+A dimension is an `int`, a `str` (a symbolic name such as `batch`, or a derived expression
+such as `(h-1)//2+1`), or `None` for `?`. Two dims conflict only when both are known ints and
+differ: symbolic dims might be equal at run time, so they are never reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Dim = int | str | None
+Shape = tuple[Dim, ...]
+
+INT_TYPES = frozenset({"int", "int8", "int16", "int32", "int64", "uint8"})
+FLOAT_TYPES = frozenset({"float", "float16", "bfloat16", "float32", "float64"})
+SCALAR_TYPES = INT_TYPES | FLOAT_TYPES | {"bool", "str", "trit"}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorT:
+    dtype: str | None = None          # None: not known
+    shape: Shape | None = None        # None: rank not known
+    ternary: bool = False
+
+    def __str__(self) -> str:
+        base = "TernaryTensor" if self.ternary else "Tensor"
+        if self.shape is None:
+            return base if self.dtype is None or self.ternary else f"{base}<{self.dtype}>"
+        dims = ", ".join(dim_str(d) for d in self.shape)
+        if self.dtype and not self.ternary and self.dtype != "float32":
+            return f"{base}<{self.dtype}, [{dims}]>"
+        return f"{base}[{dims}]"
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarT:
+    name: str   # int, float, bool, str, trit, int8, …
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ListT:
+    def __str__(self) -> str:
+        return "list"
+
+
+@dataclass(frozen=True, slots=True)
+class DictT:
+    def __str__(self) -> str:
+        return "dict"
+
+
+@dataclass(frozen=True, slots=True)
+class NoneT:
+    def __str__(self) -> str:
+        return "None"
+
+
+@dataclass(frozen=True, slots=True)
+class RangeT:
+    def __str__(self) -> str:
+        return "range"
+
+
+@dataclass(frozen=True, slots=True)
+class AnyT:
+    def __str__(self) -> str:
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class LayerT:
+    inst: object = field(compare=False)   # a checker.LayerInst
+    optional: bool = False                # a conditional layer whose condition is not known
+
+    def __str__(self) -> str:
+        return f"layer `{getattr(self.inst, 'name', '?')}`"
+
+
+@dataclass(frozen=True, slots=True)
+class FnT:
+    name: str
+
+    def __str__(self) -> str:
+        return f"function `{self.name}`"
+
+
+Type = TensorT | ScalarT | ListT | DictT | NoneT | RangeT | AnyT | LayerT | FnT
+
+ANY = AnyT()
+INT = ScalarT("int")
+FLOAT = ScalarT("float")
+BOOL = ScalarT("bool")
+STR = ScalarT("str")
+
+
+@dataclass(slots=True)
+class Value:
+    """What the checker knows about a value: its type and, when known, its constant."""
+    ty: Type
+    const: object = None    # python int/float/bool/str/list/dict/None when known
+    known: bool = False     # distinguishes a known `None` constant from "not known"
+
+    @staticmethod
+    def of(const) -> Value:
+        if isinstance(const, bool):
+            return Value(BOOL, const, True)
+        if isinstance(const, int):
+            return Value(INT, const, True)
+        if isinstance(const, float):
+            return Value(FLOAT, const, True)
+        if isinstance(const, str):
+            return Value(STR, const, True)
+        if const is None:
+            return Value(NoneT(), None, True)
+        if isinstance(const, list):
+            return Value(ListT(), const, True)
+        if isinstance(const, dict):
+            return Value(DictT(), const, True)
+        return Value(ANY)
+
+
+def dim_str(d: Dim) -> str:
+    return "?" if d is None else str(d)
+
+
+def dims_conflict(a: Dim, b: Dim) -> bool:
+    return isinstance(a, int) and isinstance(b, int) and a != b
+
+
+def dims_equal(a: Dim, b: Dim) -> bool:
+    return a is not None and a == b
+
+
+def join_dim(a: Dim, b: Dim) -> Dim:
+    return a if a == b else None
+
+
+def join_shape(a: Shape | None, b: Shape | None) -> Shape | None:
+    if a is None or b is None or len(a) != len(b):
+        return None
+    return tuple(join_dim(x, y) for x, y in zip(a, b))
+
+
+def join_types(a: Type, b: Type) -> Type:
+    if a == b:
+        return a
+    if isinstance(a, TensorT) and isinstance(b, TensorT):
+        return TensorT(a.dtype if a.dtype == b.dtype else None, join_shape(a.shape, b.shape),
+                       a.ternary and b.ternary)
+    if isinstance(a, ScalarT) and isinstance(b, ScalarT):
+        if a.name in FLOAT_TYPES or b.name in FLOAT_TYPES:
+            return FLOAT
+        return a
+    return ANY
+
+
+def shape_str(shape: Shape | None) -> str:
+    if shape is None:
+        return "[…]"
+    return "[" + ", ".join(dim_str(d) for d in shape) + "]"

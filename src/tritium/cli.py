@@ -1,0 +1,193 @@
+"""The one entry point: `tritium check|fmt|…`.
+
+Exit codes: 0 success, 1 the program or data is wrong, 2 usage error (bad flags, missing or
+unreadable files). A mistake in a program or a command line never shows a Python traceback.
+The compiler commands must not import torch; the commands that run models import it lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from . import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+_USAGE_CODES = {"E0001", "E0002", "E0003", "E0004", "E0005"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's usage errors exit with 2, as we want
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _color(stream) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR") or os.environ.get("CLICOLOR_FORCE"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def emit_diagnostics(diags, sources, error_format: str) -> None:
+    from .frontend.diagnostics import render, render_json
+
+    out = sys.stderr
+    if error_format == "json":
+        for d in diags:
+            print(render_json(d), file=sys.stdout)
+        return
+    color = _color(out)
+    for d in diags:
+        print(render(d, sources, color=color), file=out)
+        print(file=out)
+
+
+def _summary_line(n_err: int, n_warn: int, what: str) -> str:
+    parts = []
+    if n_err:
+        parts.append(f"{n_err} error{'s' if n_err != 1 else ''}")
+    if n_warn:
+        parts.append(f"{n_warn} warning{'s' if n_warn != 1 else ''}")
+    return f"{what}: " + ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- check
+
+def cmd_check(args) -> int:
+    from .check import check_file
+
+    worst = EXIT_OK
+    total_err = total_warn = 0
+    for path in args.files:
+        result = check_file(path)
+        diags = result.diagnostics
+        if args.deny_warnings:
+            from .frontend.diagnostics import Severity
+            for d in diags:
+                if d.severity is Severity.WARNING:
+                    d.severity = Severity.ERROR
+        emit_diagnostics(diags, result.sources, args.error_format)
+        errs = [d for d in diags if d.is_error]
+        total_err += len(errs)
+        total_warn += len(diags) - len(errs)
+        if result.program is None and errs and errs[0].code in _USAGE_CODES:
+            worst = max(worst, EXIT_USAGE)
+        elif errs:
+            worst = max(worst, EXIT_FAIL)
+        elif args.error_format != "json" and not args.quiet:
+            extra = f" ({len(diags)} warning{'s' if len(diags) != 1 else ''})" if diags else ""
+            print(f"{path}: ok{extra}")
+    if args.error_format != "json" and (total_err or total_warn) and len(args.files) > 1:
+        print(_summary_line(total_err, total_warn, "total"), file=sys.stderr)
+    return worst
+
+
+def cmd_fmt(args) -> int:
+    from .frontend.diagnostics import DiagnosticError
+    from .frontend.formatter import format_source
+    from .frontend.source import read_source
+
+    worst = EXIT_OK
+    for path in args.files:
+        try:
+            src = read_source(path)
+            out = format_source(src.text, src.name)
+        except DiagnosticError as err:
+            emit_diagnostics(err.diagnostics, _sources_for(path), args.error_format)
+            code = err.diagnostics[0].code if err.diagnostics else ""
+            worst = max(worst, EXIT_USAGE if code in _USAGE_CODES else EXIT_FAIL)
+            continue
+        if args.check:
+            if out != src.text:
+                print(f"{path}: would reformat", file=sys.stderr)
+                worst = max(worst, EXIT_FAIL)
+        elif args.write:
+            if out != src.text:
+                from pathlib import Path
+
+                from .cachedir import atomic_write_text
+                atomic_write_text(Path(path), out)
+                print(f"reformatted {path}")
+        else:
+            sys.stdout.write(out)
+    return worst
+
+
+def _sources_for(path):
+    from .frontend.diagnostics import SourceMap
+    from .frontend.source import read_source
+
+    sm = SourceMap()
+    try:
+        src = read_source(path)
+        sm.add(src.name, src.text)
+    except Exception:  # noqa: BLE001 - the diagnostic already explains the file problem
+        pass
+    return sm
+
+
+# ----------------------------------------------------------------------------- parser
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tritium", formatter_class=_formatter,
+                description="Tritium: a compiler and runtime for ternary neural networks.",
+                epilog="examples:\n"
+                       "  tritium check examples/*.tri\n"
+                       "  tritium fmt --check examples/mlp.tri\n\n"
+                       "Run `tritium COMMAND --help` for the options of one command.")
+    p.add_argument("--version", action="version", version=f"tritium {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    c = sub.add_parser("check", help="check .tri files for errors", formatter_class=_formatter,
+                       description="Check types, shapes, config keys and the ternary constraint.",
+                       epilog="examples:\n  tritium check examples/mlp.tri\n"
+                              "  tritium check --error-format json examples/*.tri\n"
+                              "  tritium check -D warnings model.tri   # warnings fail too")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--error-format", choices=("human", "json"), default="human",
+                   help="human-readable (default) or one JSON object per line on stdout")
+    c.add_argument("-D", dest="deny", choices=("warnings",), default=None,
+                   help="`-D warnings` turns warnings into errors")
+    c.add_argument("-q", "--quiet", action="store_true", help="print nothing for clean files")
+    c.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("fmt", help="format .tri files canonically", formatter_class=_formatter,
+                       description="Print each file in the one canonical layout (like gofmt).",
+                       epilog="examples:\n  tritium fmt model.tri            # print formatted\n"
+                              "  tritium fmt --write examples/*.tri\n"
+                              "  tritium fmt --check examples/*.tri  # exit 1 if any would change")
+    f.add_argument("files", nargs="+", metavar="FILE")
+    mode = f.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted")
+    mode.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
+    f.add_argument("--error-format", choices=("human", "json"), default="human")
+    f.set_defaults(func=cmd_fmt)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if hasattr(args, "deny"):
+        args.deny_warnings = args.deny == "warnings"
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
