@@ -1,0 +1,148 @@
+"""The CPU kernel backend: C sources specialized per ISA, built at first use, loaded with ctypes.
+
+``load()`` returns a :class:`NativeLibrary` (or ``None`` when the kernels are disabled with
+``$TRITIUM_DISABLE_NATIVE=1``, there is no C compiler, or the build fails; one warning per
+process says so and the runtime falls back to pure PyTorch). The result is cached per
+(ISA, compiler, cache dir) so tests may switch ``$TRITIUM_CPU_ISA`` within one process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritium.backends.cpu import isa as isa_mod
+from tritium.backends.cpu.build import BuildError, BuiltKernel, KernelConfig, build, render_source
+
+__all__ = [
+    "BuildError",
+    "KernelConfig",
+    "NativeLibrary",
+    "load",
+    "load_error",
+    "render_source",
+]
+
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+_I = ctypes.c_int
+
+ABI_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NativeLibrary:
+    """A loaded kernel binary and its typed entry points (ctypes releases the GIL on calls)."""
+
+    lib: ctypes.CDLL
+    built: BuiltKernel
+
+    @property
+    def isa(self) -> str:
+        return self.built.config.isa
+
+    @property
+    def path(self) -> Path:
+        return self.built.path
+
+    @property
+    def openmp(self) -> bool:
+        return "-fopenmp" in self.built.flags
+
+
+def _bind(lib: ctypes.CDLL) -> None:
+    sigs = {
+        "tri_isa": (ctypes.c_char_p, []),
+        "tri_abi_version": (_I, []),
+        "tri_pack": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
+        "tri_unpack": (_I64, [_I, _P, _I64, _I64, _I64, _P, _I]),
+        "tri_linear": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I64, _P, _P, _I, _I, _P, _I]),
+        "tri_gemm_i8": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I]),
+        "tri_quantize_rows": (None, [_P, _I64, _I64, _P, _P, _I]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+_lock = threading.Lock()
+_loaded: dict[tuple, NativeLibrary | None] = {}
+_errors: dict[tuple, str] = {}
+_warned = False
+
+
+def _disabled() -> bool:
+    return os.environ.get("TRITIUM_DISABLE_NATIVE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _key(isa: str | None) -> tuple:
+    return (
+        _disabled(),
+        isa or os.environ.get("TRITIUM_CPU_ISA", ""),
+        os.environ.get("CC", ""),
+        os.environ.get("TRITIUM_CACHE_DIR", ""),
+    )
+
+
+def _warn_once(message: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def load(isa: str | None = None) -> NativeLibrary | None:
+    """The kernel library for ``isa`` (default: ``$TRITIUM_CPU_ISA`` or the best supported)."""
+    key = _key(isa)
+    try:
+        return _loaded[key]
+    except KeyError:
+        pass
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        result: NativeLibrary | None = None
+        if key[0]:
+            _errors[key] = "native kernels disabled by TRITIUM_DISABLE_NATIVE"
+            _warn_once(
+                "tritium: native CPU kernels disabled by TRITIUM_DISABLE_NATIVE; "
+                "using the pure-PyTorch path (correct, slower)"
+            )
+        else:
+            try:
+                result = _build_and_load(isa_mod.select_isa(isa))
+            except (BuildError, OSError, AttributeError) as exc:
+                _errors[key] = str(exc)
+                _warn_once(
+                    "tritium: could not build the native CPU kernels, using the pure-PyTorch "
+                    f"path (correct, slower). Reason: {exc}"
+                )
+        _loaded[key] = result
+        return result
+
+
+def _build_and_load(isa: str) -> NativeLibrary:
+    config = KernelConfig(isa=isa)
+    built = build(config)
+    try:
+        lib = ctypes.CDLL(str(built.path))
+        _bind(lib)
+    except (OSError, AttributeError):
+        # A damaged cached binary that still matched its hash is unlikely; rebuild once anyway.
+        built.path.unlink(missing_ok=True)
+        built = build(config)
+        lib = ctypes.CDLL(str(built.path))
+        _bind(lib)
+    if lib.tri_abi_version() != ABI_VERSION:
+        raise BuildError(f"kernel ABI {lib.tri_abi_version()} != expected {ABI_VERSION}")
+    return NativeLibrary(lib, built)
+
+
+def load_error() -> str | None:
+    """Why the last ``load()`` with the current environment returned None (or None)."""
+    return _errors.get(_key(None))

@@ -1,0 +1,704 @@
+/* Tritium CPU kernels: ternary packing (t2, t1.6) and ternary GEMM/GEMV.
+ *
+ * One translation unit, specialized by the prelude that build.py prepends (see
+ * tritium_kernels.h). The int8 path is exact: the weights are stored as codes c = trit + 1
+ * in {0, 1, 2}, so  sum_k xq[k] * trit[k] = sum_k xq[k] * c[k] - sum_k xq[k]; the first sum
+ * is an unsigned-by-signed byte product (maddubs / dpbusd) that never saturates because
+ * |c * xq| <= 2 * 127. The fp32 path decodes a tile of rows to floats once and reuses it
+ * for a chunk of tokens with an FMA micro-kernel.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if TRI_ISA_AVX2 || TRI_ISA_AVX512
+#include <immintrin.h>
+#endif
+#if TRI_ISA_NEON
+#include <arm_neon.h>
+#endif
+
+#define TRI_ABI_VERSION 1
+
+TRI_EXPORT const char *tri_isa(void) {
+#if TRI_ISA_AVX512
+    return "avx512";
+#elif TRI_ISA_AVX2
+    return "avx2";
+#elif TRI_ISA_NEON
+    return "neon";
+#else
+    return "scalar";
+#endif
+}
+
+TRI_EXPORT int tri_abi_version(void) { return TRI_ABI_VERSION; }
+
+static inline int64_t blk_elems(int fmt) { return fmt == TRI_FMT_T2 ? TRI_T2_BLOCK : TRI_T16_BLOCK; }
+static inline int64_t n_blocks(int fmt, int64_t k) { return (k + blk_elems(fmt) - 1) / blk_elems(fmt); }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static void *tri_alloc(size_t bytes) {
+    void *p = NULL;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    return p;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Packing                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+/* 128 trits -> 32 bytes; byte j = c[j] | c[j+32]<<2 | c[j+64]<<4 | c[j+96]<<6.
+ * Returns the largest code seen (> 2 means an invalid value was present). */
+static inline uint8_t pack_block_t2(const int8_t *s, uint8_t *d) {
+    uint8_t mx = 0;
+    for (int j = 0; j < 32; j++) {
+        uint8_t c0 = (uint8_t)(s[j] + 1), c1 = (uint8_t)(s[j + 32] + 1);
+        uint8_t c2 = (uint8_t)(s[j + 64] + 1), c3 = (uint8_t)(s[j + 96] + 1);
+        uint8_t a = c0 > c1 ? c0 : c1, b = c2 > c3 ? c2 : c3, m = a > b ? a : b;
+        mx = mx > m ? mx : m;
+        d[j] = (uint8_t)(c0 | (c1 << 2) | (c2 << 4) | (c3 << 6));
+    }
+    return mx;
+}
+
+/* 160 trits -> 32 bytes; byte j = 81 c[j] + 27 c[j+32] + 9 c[j+64] + 3 c[j+96] + c[j+128]. */
+static inline uint8_t pack_block_t16(const int8_t *s, uint8_t *d) {
+    uint8_t mx = 0;
+    for (int j = 0; j < 32; j++) {
+        uint8_t c0 = (uint8_t)(s[j] + 1), c1 = (uint8_t)(s[j + 32] + 1);
+        uint8_t c2 = (uint8_t)(s[j + 64] + 1), c3 = (uint8_t)(s[j + 96] + 1);
+        uint8_t c4 = (uint8_t)(s[j + 128] + 1);
+        uint8_t a = c0 > c1 ? c0 : c1, b = c2 > c3 ? c2 : c3, m = a > b ? a : b;
+        m = m > c4 ? m : c4;
+        mx = mx > m ? mx : m;
+        d[j] = (uint8_t)(c0 * 81 + c1 * 27 + c2 * 9 + c3 * 3 + c4);
+    }
+    return mx;
+}
+
+static int pack_row(int fmt, const int8_t *src, int64_t k, uint8_t *dst) {
+    const int64_t be = blk_elems(fmt);
+    const int64_t full = k / be;
+    uint8_t mx = 0;
+    for (int64_t b = 0; b < full; b++) {
+        uint8_t m = fmt == TRI_FMT_T2 ? pack_block_t2(src + b * be, dst + b * TRI_BLOCK_BYTES)
+                                      : pack_block_t16(src + b * be, dst + b * TRI_BLOCK_BYTES);
+        mx = mx > m ? mx : m;
+    }
+    if (k > full * be) {
+        int8_t tmp[TRI_T16_BLOCK];
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, src + full * be, (size_t)(k - full * be));
+        uint8_t m = fmt == TRI_FMT_T2 ? pack_block_t2(tmp, dst + full * TRI_BLOCK_BYTES)
+                                      : pack_block_t16(tmp, dst + full * TRI_BLOCK_BYTES);
+        mx = mx > m ? mx : m;
+    }
+    return mx > 2;
+}
+
+TRI_EXPORT int64_t tri_pack(int fmt, const int8_t *src, int64_t rows, int64_t k, uint8_t *dst,
+                            int64_t row_bytes, int nthreads) {
+    int64_t bad_row = rows;
+#pragma omp parallel for schedule(static) num_threads(nthreads) reduction(min : bad_row)
+    for (int64_t r = 0; r < rows; r++) {
+        if (pack_row(fmt, src + r * k, k, dst + r * row_bytes) && r < bad_row) bad_row = r;
+    }
+    if (bad_row == rows) return -1;
+    for (int64_t c = 0; c < k; c++) {
+        int8_t v = src[bad_row * k + c];
+        if (v < -1 || v > 1) return bad_row * k + c;
+    }
+    return bad_row * k; /* not reached: the row had an invalid value */
+}
+
+/* Decode one 32-byte block into trits. Returns nonzero when a byte is invalid. */
+static inline int unpack_block_t2(const uint8_t *s, int8_t *d) {
+    uint8_t bad = 0;
+    for (int j = 0; j < 32; j++) {
+        uint8_t b = s[j];
+        bad |= (uint8_t)(b & (b >> 1) & 0x55); /* a code 3 has both of its bits set */
+        d[j] = (int8_t)((b & 3) - 1);
+        d[j + 32] = (int8_t)(((b >> 2) & 3) - 1);
+        d[j + 64] = (int8_t)(((b >> 4) & 3) - 1);
+        d[j + 96] = (int8_t)((b >> 6) - 1);
+    }
+    return bad != 0;
+}
+
+/* Base-3 digits by fixed point: f = 270 v approximates v / 243 in 16-bit fixed point
+ * from above by less than 1/243, so the top digit of 3 f is exactly the next trit code
+ * for every v in 0..242 (checked exhaustively in the tests). */
+static inline int unpack_block_t16(const uint8_t *s, int8_t *d) {
+    uint8_t mx = 0;
+    for (int j = 0; j < 32; j++) {
+        uint32_t v = s[j];
+        mx = mx > s[j] ? mx : s[j];
+        uint32_t f = v * 270u, t;
+        t = f * 3u; d[j] = (int8_t)((int)(t >> 16) - 1); f = t & 0xFFFFu;
+        t = f * 3u; d[j + 32] = (int8_t)((int)(t >> 16) - 1); f = t & 0xFFFFu;
+        t = f * 3u; d[j + 64] = (int8_t)((int)(t >> 16) - 1); f = t & 0xFFFFu;
+        t = f * 3u; d[j + 96] = (int8_t)((int)(t >> 16) - 1); f = t & 0xFFFFu;
+        t = f * 3u; d[j + 128] = (int8_t)((int)(t >> 16) - 1);
+    }
+    return mx > 242;
+}
+
+/* Whether byte j of block b (row of length k) is invalid: bad code or non-zero padding. */
+static int byte_invalid(int fmt, uint8_t byte, int64_t b, int64_t j, int64_t k) {
+    const int64_t be = blk_elems(fmt);
+    const int nd = fmt == TRI_FMT_T2 ? 4 : 5;
+    int codes[5];
+    if (fmt == TRI_FMT_T2) {
+        for (int i = 0; i < 4; i++) codes[i] = (byte >> (2 * i)) & 3;
+    } else {
+        if (byte > 242) return 1;
+        int v = byte;
+        for (int i = 4; i >= 0; i--) { codes[i] = v % 3; v /= 3; }
+    }
+    for (int i = 0; i < nd; i++) {
+        if (codes[i] == 3) return 1;
+        if (b * be + 32 * i + j >= k && codes[i] != 1) return 1;
+    }
+    return 0;
+}
+
+static int unpack_row(int fmt, const uint8_t *src, int64_t k, int8_t *dst) {
+    const int64_t be = blk_elems(fmt);
+    const int64_t full = k / be;
+    int8_t tmp[TRI_T16_BLOCK];
+    int bad = 0;
+    for (int64_t b = 0; b < full; b++) {
+        int8_t *d = dst ? dst + b * be : tmp;
+        bad |= fmt == TRI_FMT_T2 ? unpack_block_t2(src + b * TRI_BLOCK_BYTES, d)
+                                 : unpack_block_t16(src + b * TRI_BLOCK_BYTES, d);
+    }
+    if (k > full * be) {
+        int64_t rem = k - full * be;
+        bad |= fmt == TRI_FMT_T2 ? unpack_block_t2(src + full * TRI_BLOCK_BYTES, tmp)
+                                 : unpack_block_t16(src + full * TRI_BLOCK_BYTES, tmp);
+        for (int64_t i = rem; i < be; i++) bad |= tmp[i] != 0;
+        if (dst) memcpy(dst + full * be, tmp, (size_t)rem);
+    }
+    return bad;
+}
+
+TRI_EXPORT int64_t tri_unpack(int fmt, const uint8_t *src, int64_t rows, int64_t k,
+                              int64_t row_bytes, int8_t *dst, int nthreads) {
+    int64_t bad_row = rows;
+#pragma omp parallel for schedule(static) num_threads(nthreads) reduction(min : bad_row)
+    for (int64_t r = 0; r < rows; r++) {
+        if (unpack_row(fmt, src + r * row_bytes, k, dst ? dst + r * k : NULL) && r < bad_row)
+            bad_row = r;
+    }
+    if (bad_row == rows) return -1;
+    for (int64_t i = 0; i < row_bytes; i++) {
+        if (byte_invalid(fmt, src[bad_row * row_bytes + i], i / TRI_BLOCK_BYTES,
+                         i % TRI_BLOCK_BYTES, k))
+            return bad_row * row_bytes + i;
+    }
+    return bad_row * row_bytes;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Activation quantization and epilogue                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < k; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    float sc = amax / 127.0f;
+    if (sc == 0.0f) sc = 1.0f;
+    int32_t acc = 0;
+    for (int64_t i = 0; i < k; i++) {
+        float v = nearbyintf(x[i] / sc);
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        int8_t qi = (int8_t)v;
+        q[i] = qi;
+        acc += qi;
+    }
+    for (int64_t i = k; i < ldq; i++) q[i] = 0;
+    *s = sc;
+    if (sum) *sum = acc;
+}
+
+TRI_EXPORT void tri_quantize_rows(const float *x, int64_t m, int64_t k, int8_t *xq, float *s,
+                                  int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t t = 0; t < m; t++) quantize_row(x + t * k, k, xq + t * k, k, s + t, NULL);
+}
+
+static inline float act_apply(int act, float v) {
+    switch (act) {
+    case TRI_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case TRI_ACT_RELU6: return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    case TRI_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case TRI_ACT_SILU: return v / (1.0f + expf(-v));
+    case TRI_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case TRI_ACT_TANH: return tanhf(v);
+    default: return v;
+    }
+}
+
+typedef struct {
+    const float *scale;
+    int64_t nscale;
+    const float *bias;
+    const float *residual;
+    int act;
+} Epi;
+
+static inline float epi_apply(const Epi *e, int64_t n, int64_t t, int64_t col, float v) {
+    v *= e->scale[e->nscale == 1 ? 0 : col];
+    if (e->bias) v += e->bias[col];
+    if (e->residual) v += e->residual[t * n + col];
+    return act_apply(e->act, v);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* ISA micro-kernels                                                                    */
+/*   decode_codes: packed row -> uint8 codes (0..2), nb * block elements                */
+/*   i8_dot4x1 / i8_dot4x2: sum codes * xq over kpad for 4 code rows x 1 or 2 tokens   */
+/*   f32_dot4x1 / f32_dot4x2: sum wf * x over k for 4 float rows x 1 or 2 tokens       */
+/*   gemv_direct4 (SIMD only): int8 GEMV that decodes the packed bytes in registers     */
+/* ------------------------------------------------------------------------------------ */
+
+__attribute__((unused)) static void decode_codes_scalar(int fmt, const uint8_t *w, int64_t nb, uint8_t *c) {
+    if (fmt == TRI_FMT_T2) {
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *s = w + b * 32;
+            uint8_t *d = c + b * TRI_T2_BLOCK;
+            for (int j = 0; j < 32; j++) {
+                uint8_t v = s[j];
+                d[j] = v & 3; d[j + 32] = (v >> 2) & 3; d[j + 64] = (v >> 4) & 3; d[j + 96] = v >> 6;
+            }
+        }
+    } else {
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *s = w + b * 32;
+            uint8_t *d = c + b * TRI_T16_BLOCK;
+            for (int j = 0; j < 32; j++) {
+                uint32_t f = (uint32_t)s[j] * 270u, t;
+                t = f * 3u; d[j] = (uint8_t)(t >> 16); f = t & 0xFFFFu;
+                t = f * 3u; d[j + 32] = (uint8_t)(t >> 16); f = t & 0xFFFFu;
+                t = f * 3u; d[j + 64] = (uint8_t)(t >> 16); f = t & 0xFFFFu;
+                t = f * 3u; d[j + 96] = (uint8_t)(t >> 16); f = t & 0xFFFFu;
+                t = f * 3u; d[j + 128] = (uint8_t)(t >> 16);
+            }
+        }
+    }
+}
+
+#if TRI_ISA_AVX2 || TRI_ISA_AVX512
+#define TRI_HAVE_DIRECT 1
+
+static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float hsum_f32(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The five t1.6 code vectors of one 32-byte block (digit i = codes of elements j + 32 i). */
+#define T16_DECODE(v, c0, c1, c2, c3, c4)                                                     \
+    do {                                                                                      \
+        const __m256i z_ = _mm256_setzero_si256(), k3_ = _mm256_set1_epi16(3);               \
+        __m256i fl_ = _mm256_mullo_epi16(_mm256_unpacklo_epi8((v), z_), _mm256_set1_epi16(270)); \
+        __m256i fh_ = _mm256_mullo_epi16(_mm256_unpackhi_epi8((v), z_), _mm256_set1_epi16(270)); \
+        c0 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+        fl_ = _mm256_mullo_epi16(fl_, k3_); fh_ = _mm256_mullo_epi16(fh_, k3_);                \
+        c1 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+        fl_ = _mm256_mullo_epi16(fl_, k3_); fh_ = _mm256_mullo_epi16(fh_, k3_);                \
+        c2 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+        fl_ = _mm256_mullo_epi16(fl_, k3_); fh_ = _mm256_mullo_epi16(fh_, k3_);                \
+        c3 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+        fl_ = _mm256_mullo_epi16(fl_, k3_); fh_ = _mm256_mullo_epi16(fh_, k3_);                \
+        c4 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+    } while (0)
+
+static void decode_codes(int fmt, const uint8_t *w, int64_t nb, uint8_t *c) {
+    if (fmt == TRI_FMT_T2) {
+        const __m256i m3 = _mm256_set1_epi8(3);
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(w + b * 32));
+            uint8_t *d = c + b * TRI_T2_BLOCK;
+            _mm256_storeu_si256((__m256i *)d, _mm256_and_si256(v, m3));
+            _mm256_storeu_si256((__m256i *)(d + 32), _mm256_and_si256(_mm256_srli_epi16(v, 2), m3));
+            _mm256_storeu_si256((__m256i *)(d + 64), _mm256_and_si256(_mm256_srli_epi16(v, 4), m3));
+            _mm256_storeu_si256((__m256i *)(d + 96), _mm256_and_si256(_mm256_srli_epi16(v, 6), m3));
+        }
+    } else {
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(w + b * 32)), c0, c1, c2, c3, c4;
+            T16_DECODE(v, c0, c1, c2, c3, c4);
+            uint8_t *d = c + b * TRI_T16_BLOCK;
+            _mm256_storeu_si256((__m256i *)d, c0);
+            _mm256_storeu_si256((__m256i *)(d + 32), c1);
+            _mm256_storeu_si256((__m256i *)(d + 64), c2);
+            _mm256_storeu_si256((__m256i *)(d + 96), c3);
+            _mm256_storeu_si256((__m256i *)(d + 128), c4);
+        }
+    }
+}
+
+#define LD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define MAC(acc, c, x) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16((c), (x)), ones))
+
+static void i8_dot4x1(const uint8_t *const *c, const int8_t *x, int64_t kp, int32_t *o) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < kp; i += 32) {
+        __m256i xv = LD(x + i);
+        MAC(a0, LD(c[0] + i), xv);
+        MAC(a1, LD(c[1] + i), xv);
+        MAC(a2, LD(c[2] + i), xv);
+        MAC(a3, LD(c[3] + i), xv);
+    }
+    o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
+}
+
+static void i8_dot4x2(const uint8_t *const *c, const int8_t *x0, const int8_t *x1, int64_t kp,
+                      int32_t *o) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int64_t i = 0; i < kp; i += 32) {
+        __m256i xa = LD(x0 + i), xb = LD(x1 + i), cv;
+        cv = LD(c[0] + i); MAC(a0, cv, xa); MAC(b0, cv, xb);
+        cv = LD(c[1] + i); MAC(a1, cv, xa); MAC(b1, cv, xb);
+        cv = LD(c[2] + i); MAC(a2, cv, xa); MAC(b2, cv, xb);
+        cv = LD(c[3] + i); MAC(a3, cv, xa); MAC(b3, cv, xb);
+    }
+    o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
+    o[4] = hsum_i32(b0); o[5] = hsum_i32(b1); o[6] = hsum_i32(b2); o[7] = hsum_i32(b3);
+}
+
+/* Sum of 4 maddubs (t2) or 5 (t1.6) stays below 5 * 508 < 32768: add in int16, then widen. */
+static inline __m256i blk_t2(__m256i v, __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m3), x0),
+                                 _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1));
+    __m256i q = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2),
+                                 _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x3));
+    return _mm256_add_epi16(p, q);
+}
+
+static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int64_t nb, int32_t *o) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    if (fmt == TRI_FMT_T2) {
+        const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+        int64_t b = 0;
+        /* two blocks per step: 8 maddubs summed in int16 (max 4064) before widening */
+        for (; b + 2 <= nb; b += 2) {
+            const int8_t *xb = x + b * TRI_T2_BLOCK;
+            __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
+            __m256i y0 = LD(xb + 128), y1 = LD(xb + 160), y2 = LD(xb + 192), y3 = LD(xb + 224);
+            int64_t o0 = b * 32, o1 = o0 + 32;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w0 + o0), x0, x1, x2, x3), blk_t2(LD(w0 + o1), y0, y1, y2, y3)), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w1 + o0), x0, x1, x2, x3), blk_t2(LD(w1 + o1), y0, y1, y2, y3)), ones));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w2 + o0), x0, x1, x2, x3), blk_t2(LD(w2 + o1), y0, y1, y2, y3)), ones));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w3 + o0), x0, x1, x2, x3), blk_t2(LD(w3 + o1), y0, y1, y2, y3)), ones));
+        }
+        for (; b < nb; b++) {
+            const int8_t *xb = x + b * TRI_T2_BLOCK;
+            __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
+            int64_t o0 = b * 32;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(blk_t2(LD(w0 + o0), x0, x1, x2, x3), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(blk_t2(LD(w1 + o0), x0, x1, x2, x3), ones));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(blk_t2(LD(w2 + o0), x0, x1, x2, x3), ones));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(blk_t2(LD(w3 + o0), x0, x1, x2, x3), ones));
+        }
+    } else {
+        __m256i *acc[4] = {&a0, &a1, &a2, &a3};
+        for (int64_t b = 0; b < nb; b++) {
+            const int8_t *xb = x + b * TRI_T16_BLOCK;
+            for (int r = 0; r < 4; r++) {
+                __m256i c0, c1, c2, c3, c4, v = LD(w[r] + b * 32);
+                T16_DECODE(v, c0, c1, c2, c3, c4);
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(c0, LD(xb)), _mm256_maddubs_epi16(c1, LD(xb + 32)));
+                p = _mm256_add_epi16(p, _mm256_add_epi16(_mm256_maddubs_epi16(c2, LD(xb + 64)), _mm256_maddubs_epi16(c3, LD(xb + 96))));
+                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c4, LD(xb + 128)));
+                *acc[r] = _mm256_add_epi32(*acc[r], _mm256_madd_epi16(p, ones));
+            }
+        }
+    }
+    o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
+}
+
+static inline __m256 tail_mask_load(const float *p, int64_t rem) {
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(p, m);
+}
+
+static void f32_dot4x1(const float *const *wf, const float *x, int64_t k, float *o) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(_mm256_load_ps(wf[0] + i), xv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_load_ps(wf[1] + i), xv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_load_ps(wf[2] + i), xv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_load_ps(wf[3] + i), xv, a3);
+    }
+    if (i < k) {
+        __m256 xv = tail_mask_load(x + i, k - i);
+        a0 = _mm256_fmadd_ps(_mm256_load_ps(wf[0] + i), xv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_load_ps(wf[1] + i), xv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_load_ps(wf[2] + i), xv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_load_ps(wf[3] + i), xv, a3);
+    }
+    o[0] = hsum_f32(a0); o[1] = hsum_f32(a1); o[2] = hsum_f32(a2); o[3] = hsum_f32(a3);
+}
+
+static void f32_dot4x2(const float *const *wf, const float *x0, const float *x1, int64_t k, float *o) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int64_t i = 0;
+    for (; i < k; i += 8) {
+        __m256 xa, xb;
+        if (i + 8 <= k) { xa = _mm256_loadu_ps(x0 + i); xb = _mm256_loadu_ps(x1 + i); }
+        else { xa = tail_mask_load(x0 + i, k - i); xb = tail_mask_load(x1 + i, k - i); }
+        __m256 w;
+        w = _mm256_load_ps(wf[0] + i); a0 = _mm256_fmadd_ps(w, xa, a0); b0 = _mm256_fmadd_ps(w, xb, b0);
+        w = _mm256_load_ps(wf[1] + i); a1 = _mm256_fmadd_ps(w, xa, a1); b1 = _mm256_fmadd_ps(w, xb, b1);
+        w = _mm256_load_ps(wf[2] + i); a2 = _mm256_fmadd_ps(w, xa, a2); b2 = _mm256_fmadd_ps(w, xb, b2);
+        w = _mm256_load_ps(wf[3] + i); a3 = _mm256_fmadd_ps(w, xa, a3); b3 = _mm256_fmadd_ps(w, xb, b3);
+    }
+    o[0] = hsum_f32(a0); o[1] = hsum_f32(a1); o[2] = hsum_f32(a2); o[3] = hsum_f32(a3);
+    o[4] = hsum_f32(b0); o[5] = hsum_f32(b1); o[6] = hsum_f32(b2); o[7] = hsum_f32(b3);
+}
+
+#else /* portable C (TRI_ISA_SCALAR; NEON builds use this path too, see docs/formats.md) */
+#define TRI_HAVE_DIRECT 0
+
+static void decode_codes(int fmt, const uint8_t *w, int64_t nb, uint8_t *c) {
+    decode_codes_scalar(fmt, w, nb, c);
+}
+
+static void i8_dot4x1(const uint8_t *const *c, const int8_t *x, int64_t kp, int32_t *o) {
+    for (int r = 0; r < 4; r++) {
+        const uint8_t *cr = c[r];
+        int32_t s = 0;
+        for (int64_t i = 0; i < kp; i++) s += (int32_t)cr[i] * (int32_t)x[i];
+        o[r] = s;
+    }
+}
+
+static void i8_dot4x2(const uint8_t *const *c, const int8_t *x0, const int8_t *x1, int64_t kp,
+                      int32_t *o) {
+    for (int r = 0; r < 4; r++) {
+        const uint8_t *cr = c[r];
+        int32_t s0 = 0, s1 = 0;
+        for (int64_t i = 0; i < kp; i++) {
+            s0 += (int32_t)cr[i] * (int32_t)x0[i];
+            s1 += (int32_t)cr[i] * (int32_t)x1[i];
+        }
+        o[r] = s0;
+        o[4 + r] = s1;
+    }
+}
+
+static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int64_t nb, int32_t *o) {
+    (void)fmt; (void)w; (void)x; (void)nb; (void)o; /* never called: TRI_HAVE_DIRECT == 0 */
+}
+
+static void f32_dot4x1(const float *const *wf, const float *x, int64_t k, float *o) {
+    for (int r = 0; r < 4; r++) {
+        float s = 0.0f;
+        for (int64_t i = 0; i < k; i++) s += wf[r][i] * x[i];
+        o[r] = s;
+    }
+}
+
+static void f32_dot4x2(const float *const *wf, const float *x0, const float *x1, int64_t k, float *o) {
+    f32_dot4x1(wf, x0, k, o);
+    f32_dot4x1(wf, x1, k, o + 4);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------ */
+/* Driver: tasks = (tile of 4 rows) x (chunk of tokens), static schedule                 */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    int64_t m, k, n, row_bytes, kpad, nb;
+    int fmt;
+    const uint8_t *w;
+    const float *x;      /* fp32 mode */
+    const int8_t *xq;    /* int8 mode: m x kpad, zero padded */
+    const float *sx;     /* int8 mode: per-token scale (NULL for raw output) */
+    const int32_t *sumx; /* int8 mode: per-token sum of xq */
+    float *y;
+    int32_t *yi; /* raw int32 output (tri_gemm_i8) */
+    Epi epi;
+} Problem;
+
+static int run_problem(const Problem *P, int nthreads) {
+    const int is_i8 = P->xq != NULL;
+    const int64_t ntile = (P->n + 3) / 4;
+    const int64_t chunk = TRI_TOK_CHUNK;
+    const int64_t nchunk = (P->m + chunk - 1) / chunk;
+    const int64_t ntasks = ntile * nchunk;
+    const int direct = TRI_HAVE_DIRECT && is_i8 && P->m <= TRI_GEMV_MAX_M;
+    const int64_t kpad = P->kpad, n = P->n;
+    uint8_t *zero_row = tri_alloc((size_t)P->row_bytes);
+    if (!zero_row) return 1;
+    /* a packed row of zero trits: code 1 everywhere */
+    memset(zero_row, P->fmt == TRI_FMT_T2 ? 0x55 : 121, (size_t)P->row_bytes);
+    int err = 0;
+#pragma omp parallel num_threads(nthreads) reduction(| : err)
+    {
+        uint8_t *codes = NULL;
+        float *wf = NULL;
+        int ok = 1;
+        if (!direct) {
+            codes = tri_alloc((size_t)(4 * kpad));
+            ok = codes != NULL;
+            if (ok && !is_i8) {
+                wf = tri_alloc((size_t)(4 * kpad) * sizeof(float));
+                ok = wf != NULL;
+            }
+        }
+        err |= !ok;
+#pragma omp for schedule(static)
+        for (int64_t task = 0; task < ntasks; task++) {
+            if (!ok) continue;
+            const int64_t tile = task / nchunk, ch = task % nchunk;
+            const int64_t r0 = tile * 4, nr = min64(4, n - r0);
+            const int64_t t0 = ch * chunk, t1 = min64(P->m, t0 + chunk);
+            const uint8_t *wr[4];
+            for (int r = 0; r < 4; r++) wr[r] = r < nr ? P->w + (r0 + r) * P->row_bytes : zero_row;
+            if (is_i8) {
+                const uint8_t *cr[4];
+                if (!direct) {
+                    for (int r = 0; r < 4; r++) {
+                        decode_codes(P->fmt, wr[r], P->nb, codes + r * kpad);
+                        cr[r] = codes + r * kpad;
+                    }
+                }
+                for (int64_t t = t0; t < t1;) {
+                    int32_t acc[8];
+                    int nt = 1;
+                    if (direct) {
+                        gemv_direct4(P->fmt, wr, P->xq + t * kpad, P->nb, acc);
+                    } else if (t + 1 < t1) {
+                        i8_dot4x2(cr, P->xq + t * kpad, P->xq + (t + 1) * kpad, kpad, acc);
+                        nt = 2;
+                    } else {
+                        i8_dot4x1(cr, P->xq + t * kpad, kpad, acc);
+                    }
+                    for (int u = 0; u < nt; u++) {
+                        const int64_t tt = t + u;
+                        for (int64_t r = 0; r < nr; r++) {
+                            int32_t v = acc[4 * u + r] - P->sumx[tt];
+                            if (P->yi) P->yi[tt * n + r0 + r] = v;
+                            else P->y[tt * n + r0 + r] = epi_apply(&P->epi, n, tt, r0 + r, (float)v * P->sx[tt]);
+                        }
+                    }
+                    t += nt;
+                }
+            } else {
+                const float *fr[4];
+                for (int r = 0; r < 4; r++) {
+                    uint8_t *c = codes + r * kpad;
+                    float *f = wf + r * kpad;
+                    decode_codes(P->fmt, wr[r], P->nb, c);
+                    for (int64_t i = 0; i < kpad; i++) f[i] = (float)c[i] - 1.0f;
+                    fr[r] = f;
+                }
+                for (int64_t t = t0; t < t1;) {
+                    float acc[8];
+                    int nt = 1;
+                    if (t + 1 < t1) {
+                        f32_dot4x2(fr, P->x + t * P->k, P->x + (t + 1) * P->k, P->k, acc);
+                        nt = 2;
+                    } else {
+                        f32_dot4x1(fr, P->x + t * P->k, P->k, acc);
+                    }
+                    for (int u = 0; u < nt; u++) {
+                        const int64_t tt = t + u;
+                        for (int64_t r = 0; r < nr; r++)
+                            P->y[tt * n + r0 + r] = epi_apply(&P->epi, n, tt, r0 + r, acc[4 * u + r]);
+                    }
+                    t += nt;
+                }
+            }
+        }
+        free(codes);
+        free(wf);
+    }
+    free(zero_row);
+    return err;
+}
+
+TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w, int64_t n,
+                          int64_t row_bytes, int fmt, const float *scale, int64_t nscale,
+                          const float *bias, const float *residual, int act, int act_quant,
+                          float *y, int nthreads) {
+    Problem P;
+    memset(&P, 0, sizeof P);
+    P.m = m; P.k = k; P.n = n; P.row_bytes = row_bytes; P.fmt = fmt; P.w = w; P.y = y;
+    P.nb = n_blocks(fmt, k);
+    P.kpad = P.nb * blk_elems(fmt);
+    P.epi.scale = scale; P.epi.nscale = nscale; P.epi.bias = bias; P.epi.residual = residual;
+    P.epi.act = act;
+    if (m == 0 || n == 0) return 0;
+    if (!act_quant) {
+        P.x = x;
+        return run_problem(&P, nthreads);
+    }
+    int8_t *xq = tri_alloc((size_t)(m * P.kpad));
+    float *sx = tri_alloc((size_t)m * sizeof(float));
+    int32_t *sumx = tri_alloc((size_t)m * sizeof(int32_t));
+    int err = 1;
+    if (xq && sx && sumx) {
+        const int64_t kpad = P.kpad;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int64_t t = 0; t < m; t++) quantize_row(x + t * k, k, xq + t * kpad, kpad, sx + t, sumx + t);
+        P.xq = xq; P.sx = sx; P.sumx = sumx;
+        err = run_problem(&P, nthreads);
+    }
+    free(xq); free(sx); free(sumx);
+    return err;
+}
+
+TRI_EXPORT int tri_gemm_i8(const int8_t *xq, int64_t m, int64_t k, const uint8_t *w, int64_t n,
+                           int64_t row_bytes, int fmt, int32_t *y, int nthreads) {
+    Problem P;
+    memset(&P, 0, sizeof P);
+    P.m = m; P.k = k; P.n = n; P.row_bytes = row_bytes; P.fmt = fmt; P.w = w; P.yi = y;
+    P.nb = n_blocks(fmt, k);
+    P.kpad = P.nb * blk_elems(fmt);
+    if (m == 0 || n == 0) return 0;
+    int8_t *xp = tri_alloc((size_t)(m * P.kpad));
+    int32_t *sumx = tri_alloc((size_t)m * sizeof(int32_t));
+    int err = 1;
+    if (xp && sumx) {
+        const int64_t kpad = P.kpad;
+        for (int64_t t = 0; t < m; t++) {
+            int32_t s = 0;
+            for (int64_t i = 0; i < k; i++) { xp[t * kpad + i] = xq[t * k + i]; s += xq[t * k + i]; }
+            for (int64_t i = k; i < kpad; i++) xp[t * kpad + i] = 0;
+            sumx[t] = s;
+        }
+        P.xq = xp; P.sumx = sumx;
+        err = run_problem(&P, nthreads);
+    }
+    free(xp); free(sumx);
+    return err;
+}

@@ -1,0 +1,66 @@
+/* Tritium CPU kernels: shared constants and the exported C ABI.
+ *
+ * build.py prepends a prelude that defines the specialization macros:
+ *   TRI_ISA_AVX512, TRI_ISA_AVX2, TRI_ISA_NEON, TRI_ISA_SCALAR  (exactly one is 1)
+ *   TRI_ROW_TILE      rows of W handled together (fixed at 4 by the micro-kernels)
+ *   TRI_TOK_CHUNK     tokens per parallel task
+ *   TRI_GEMV_MAX_M    batches up to this size use the direct-decode GEMV
+ * The byte layouts are described in docs/formats.md (format version 1).
+ */
+#ifndef TRITIUM_KERNELS_H
+#define TRITIUM_KERNELS_H
+
+#include <stdint.h>
+
+#define TRI_FMT_T2 0
+#define TRI_FMT_T16 1
+
+/* t2: 128 trits per 32-byte block; t1.6: 160 trits per 32-byte block. */
+#define TRI_T2_BLOCK 128
+#define TRI_T16_BLOCK 160
+#define TRI_BLOCK_BYTES 32
+
+#define TRI_ACT_NONE 0
+#define TRI_ACT_RELU 1
+#define TRI_ACT_RELU6 2
+#define TRI_ACT_GELU 3
+#define TRI_ACT_SILU 4
+#define TRI_ACT_SIGMOID 5
+#define TRI_ACT_TANH 6
+
+#define TRI_EXPORT __attribute__((visibility("default")))
+
+/* Returns a string naming the compiled ISA path ("avx2", "scalar", ...). */
+TRI_EXPORT const char *tri_isa(void);
+TRI_EXPORT int tri_abi_version(void);
+
+/* Pack int8 trits (rows x k, row-major, contiguous) into dst (rows x row_bytes).
+ * Returns -1 on success, else the flat index r*k+c of the first invalid value. */
+TRI_EXPORT int64_t tri_pack(int fmt, const int8_t *src, int64_t rows, int64_t k, uint8_t *dst,
+                            int64_t row_bytes, int nthreads);
+
+/* Unpack (dst != NULL) or only validate (dst == NULL) packed rows.
+ * Returns -1 on success, else the flat byte index r*row_bytes+b of the first invalid byte
+ * (t2: a code 3, or a non-zero padding code; t1.6: a byte > 242, or non-zero padding). */
+TRI_EXPORT int64_t tri_unpack(int fmt, const uint8_t *src, int64_t rows, int64_t k,
+                              int64_t row_bytes, int8_t *dst, int nthreads);
+
+/* y[m, n] = act((x @ W^T) * scale + bias + residual) with W the packed trits.
+ * act_quant 0: fp32 activations; 1: per-token int8 absmax quantization (exact int32 GEMM).
+ * nscale is 1 (per tensor) or n (per channel); bias/residual may be NULL.
+ * Returns 0 on success, 1 on allocation failure. */
+TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w, int64_t n,
+                          int64_t row_bytes, int fmt, const float *scale, int64_t nscale,
+                          const float *bias, const float *residual, int act, int act_quant,
+                          float *y, int nthreads);
+
+/* Exact integer GEMM: y[m, n] = sum_k xq[m, k] * W[n, k] in int32 (xq row-major m x k). */
+TRI_EXPORT int tri_gemm_i8(const int8_t *xq, int64_t m, int64_t k, const uint8_t *w, int64_t n,
+                           int64_t row_bytes, int fmt, int32_t *y, int nthreads);
+
+/* Per-token absmax int8 quantization: s[t] = max|x[t,:]|/127 (1 if that is 0),
+ * xq = clamp(round_half_even(x / s), -127, 127). Writes xq (m x k), s (m). */
+TRI_EXPORT void tri_quantize_rows(const float *x, int64_t m, int64_t k, int8_t *xq, float *s,
+                                  int nthreads);
+
+#endif

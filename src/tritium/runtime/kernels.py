@@ -1,0 +1,438 @@
+"""Ternary linear and conv2d kernels: dispatch to the native CPU kernels or pure PyTorch.
+
+``ternary_linear`` computes ``act((x' @ W^T) * scale + bias + residual)`` with ``W`` a packed
+trit matrix. With ``act_quant="int8"`` the activations are quantized per token
+(``s = max|x_row| / 127``, 1 when that is 0; ``xq = clamp(round(x / s), -127, 127)``), the
+product ``xq @ W^T`` is computed exactly in int32 and ``x' @ W^T := y_int * s``.
+
+The core is registered as the custom op ``tritium::ternary_linear`` (with a fake kernel and an
+autograd formula), so ``torch.compile`` traces through models that use it and autograd works
+(the gradient of the int8 path treats the activation quantizer as identity, the usual STE).
+In eager mode without autograd the op's implementation is called directly to save the
+dispatcher's per-call overhead on small problems.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tritium.backends import cpu as cpu_backend
+from tritium.runtime.packing import (
+    FORMAT_CODE,
+    PackedTernary,
+    num_threads,
+    packed_row_bytes,
+    unpack_ternary,
+)
+
+ACTIVATIONS: tuple[str | None, ...] = (None, "relu", "relu6", "gelu", "silu", "sigmoid", "tanh")
+ACT_QUANT_MODES = ("none", "int8")
+_ACT_CODE = {None: 0, "relu": 1, "relu6": 2, "gelu": 3, "silu": 4, "sigmoid": 5, "tanh": 6}
+
+__all__ = [
+    "ACTIVATIONS",
+    "ACT_QUANT_MODES",
+    "kernel_info",
+    "native_available",
+    "quantize_activations_int8",
+    "ternary_conv2d",
+    "ternary_linear",
+    "ternary_matmul_int8",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Native library and the validated-weights cache
+# ---------------------------------------------------------------------------------------------
+
+
+def _lib():
+    return cpu_backend.load()
+
+
+def native_available() -> bool:
+    """Whether the C kernels built and loaded (this may build them on first call)."""
+    return _lib() is not None
+
+
+def kernel_info() -> dict[str, Any]:
+    """Which kernels run: ISA, compiler, cached binary, threads."""
+    lib = _lib()
+    info: dict[str, Any] = {"native": lib is not None, "threads": num_threads()}
+    if lib is None:
+        info.update(isa="torch", error=cpu_backend.load_error())
+        return info
+    b = lib.built
+    info.update(
+        isa=lib.isa,
+        compiler=b.compiler,
+        compiler_version=b.compiler_version,
+        flags=" ".join(b.flags),
+        openmp=lib.openmp,
+        cache_path=str(b.path),
+        key=b.key,
+    )
+    return info
+
+
+# id(data tensor) -> (weakref to it, data_ptr, _version): packed bytes already checked once.
+_VALIDATED: dict[int, tuple[weakref.ref, int, int]] = {}
+
+
+def _ensure_valid(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> None:
+    key = id(wdata)
+    hit = _VALIDATED.get(key)
+    ptr, ver = wdata.data_ptr(), wdata._version
+    if hit is not None and hit[0]() is wdata and hit[1] == ptr and hit[2] == ver:
+        return
+    PackedTernary(fmt, wdata, (n, k)).validate()
+    if len(_VALIDATED) > 4096:
+        _VALIDATED.clear()
+    _VALIDATED[key] = (weakref.ref(wdata), ptr, ver)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure-PyTorch reference / fallback
+# ---------------------------------------------------------------------------------------------
+
+
+def quantize_activations_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (last dim) absmax int8: returns ``(xq int8, s float32 [..., 1])``."""
+    x = x.float()
+    s = x.abs().amax(dim=-1, keepdim=True) / 127
+    s = torch.where(s == 0, torch.ones_like(s), s)
+    xq = torch.clamp(torch.round(x / s), -127, 127).to(torch.int8)
+    return xq, s
+
+
+def _apply_activation(y: torch.Tensor, activation: str | None) -> torch.Tensor:
+    if activation is None:
+        return y
+    if activation == "relu":
+        return F.relu(y)
+    if activation == "relu6":
+        return F.relu6(y)
+    if activation == "gelu":
+        return F.gelu(y)
+    if activation == "silu":
+        return F.silu(y)
+    if activation == "sigmoid":
+        return torch.sigmoid(y)
+    return torch.tanh(y)
+
+
+def _int_matmul_exact(xq: torch.Tensor, trits: torch.Tensor) -> torch.Tensor:
+    """Exact int32 ``xq @ trits^T`` via floating point (exact while K * 127 < 2**24 in fp32)."""
+    k = xq.shape[-1]
+    dt = torch.float32 if k * 127 < 2**24 else torch.float64
+    return (xq.to(dt) @ trits.to(dt).t()).to(torch.int32)
+
+
+def _reference_linear(
+    x: torch.Tensor,
+    trits: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    activation: str | None,
+    act_quant: str,
+) -> torch.Tensor:
+    x = x.float()
+    if act_quant == "int8":
+        xq, s = quantize_activations_int8(x)
+        y = _int_matmul_exact(xq, trits).float() * s
+    else:
+        y = x @ trits.to(x.dtype).t()
+    y = y * scale.float().reshape(-1)
+    if bias is not None:
+        y = y + bias.float()
+    if residual is not None:
+        y = y + residual.float()
+    return _apply_activation(y, activation)
+
+
+# ---------------------------------------------------------------------------------------------
+# The implementation behind the custom op (x is 2-D float32 contiguous)
+# ---------------------------------------------------------------------------------------------
+
+
+def _linear_impl(
+    x: torch.Tensor,
+    wdata: torch.Tensor,
+    n: int,
+    k: int,
+    fmt: str,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    activation: str,
+    act_quant: str,
+) -> torch.Tensor:
+    act = activation or None
+    lib = _lib() if x.device.type == "cpu" and wdata.device.type == "cpu" else None
+    if lib is None:
+        trits = unpack_ternary(PackedTernary(fmt, wdata, (n, k)))
+        return _reference_linear(x, trits, scale, bias, residual, act, act_quant)
+    _ensure_valid(lib, wdata, n, k, fmt)
+    m = x.shape[0]
+    scale = scale.float().contiguous()
+    if bias is not None:
+        bias = bias.float().contiguous()
+    if residual is not None:
+        residual = residual.float().contiguous()
+    y = torch.empty((m, n), dtype=torch.float32)
+    rc = lib.lib.tri_linear(
+        x.data_ptr(),
+        m,
+        k,
+        wdata.data_ptr(),
+        n,
+        wdata.shape[1],
+        FORMAT_CODE[fmt],
+        scale.data_ptr(),
+        scale.numel(),
+        None if bias is None else bias.data_ptr(),
+        None if residual is None else residual.data_ptr(),
+        _ACT_CODE[act],
+        1 if act_quant == "int8" else 0,
+        y.data_ptr(),
+        num_threads(),
+    )
+    if rc != 0:
+        raise MemoryError("tritium: the native ternary_linear kernel could not allocate its buffers")
+    return y
+
+
+@torch.library.custom_op("tritium::ternary_linear", mutates_args=())
+def _ternary_linear_op(
+    x: torch.Tensor,
+    wdata: torch.Tensor,
+    n: int,
+    k: int,
+    fmt: str,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    activation: str,
+    act_quant: str,
+) -> torch.Tensor:
+    return _linear_impl(x, wdata, n, k, fmt, scale, bias, residual, activation, act_quant)
+
+
+@_ternary_linear_op.register_fake
+def _ternary_linear_fake(x, wdata, n, k, fmt, scale, bias, residual, activation, act_quant):
+    return x.new_empty((x.shape[0], n), dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, wdata, n, k, fmt, scale, bias, residual, activation, act_quant = inputs
+    ctx.meta = (n, k, fmt, activation, bias is not None, residual is not None)
+    ctx.save_for_backward(x, wdata, scale, bias, residual)
+
+
+def _backward(ctx, grad):
+    x, wdata, scale, bias, residual = ctx.saved_tensors
+    n, k, fmt, activation, has_bias, has_res = ctx.meta
+    needs = ctx.needs_input_grad
+    trits = unpack_ternary(PackedTernary(fmt, wdata, (n, k)))
+    with torch.enable_grad():
+        xs = x.detach().requires_grad_(needs[0])
+        ss = scale.detach().float().requires_grad_(needs[5])
+        bs = bias.detach().float().requires_grad_(needs[6]) if has_bias else None
+        rs = residual.detach().float().requires_grad_(needs[7]) if has_res else None
+        # STE: the int8 activation quantizer is treated as identity in the backward pass.
+        y = _reference_linear(xs, trits, ss, bs, rs, activation or None, "none")
+        wrt = [t for t in (xs, ss, bs, rs) if t is not None and t.requires_grad]
+        grads = iter(torch.autograd.grad(y, wrt, grad)) if wrt else iter(())
+    gx = next(grads) if needs[0] else None
+    gs = next(grads).reshape(scale.shape).to(scale.dtype) if needs[5] else None
+    gb = next(grads).to(bias.dtype) if has_bias and needs[6] else None
+    gr = next(grads).to(residual.dtype) if has_res and needs[7] else None
+    return gx, None, None, None, None, gs, gb, gr, None, None
+
+
+_ternary_linear_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_common(w: PackedTernary, activation: str | None, act_quant: str) -> None:
+    if not isinstance(w, PackedTernary):
+        raise TypeError(f"w must be a PackedTernary, got {type(w).__name__}")
+    if activation not in _ACT_CODE:
+        raise ValueError(
+            f"unknown activation {activation!r}; expected one of "
+            f"{', '.join(repr(a) for a in ACTIVATIONS)}"
+        )
+    if act_quant not in ACT_QUANT_MODES:
+        raise ValueError(f"act_quant must be 'none' or 'int8', got {act_quant!r}")
+
+
+def ternary_linear(
+    x: torch.Tensor,
+    w: PackedTernary,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    act_quant: str = "none",
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``act((x' @ W^T) * scale + bias + residual)`` for x [..., K]; returns [..., N] in x's dtype."""
+    _check_common(w, activation, act_quant)
+    n, k = w.shape
+    if x.shape[-1] != k:
+        raise ValueError(f"x has {x.shape[-1]} features but the ternary weight has K={k}")
+    if not torch.is_tensor(scale):
+        scale = torch.tensor(scale, dtype=torch.float32)
+    if scale.numel() not in (1, n):
+        raise ValueError(f"scale must have 1 or N={n} elements, got {tuple(scale.shape)}")
+    if bias is not None and bias.numel() != n:
+        raise ValueError(f"bias must have N={n} elements, got {tuple(bias.shape)}")
+    out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    if x2.dtype != torch.float32:
+        x2 = x2.float()
+    if not x2.is_contiguous():
+        x2 = x2.contiguous()
+    scale = scale.reshape(-1)
+    if bias is not None:
+        bias = bias.reshape(-1)
+    if residual is not None:
+        residual = residual.expand(*lead, n).reshape(-1, n)
+    act = activation or ""
+    args = (x2, w.data, n, k, w.format, scale, bias, residual, act, act_quant)
+    grad_needed = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x2, scale, bias, residual)
+    )
+    if grad_needed or torch.compiler.is_compiling():
+        y = torch.ops.tritium.ternary_linear(*args)
+    else:
+        y = _linear_impl(*args)
+    if out_dtype != torch.float32:
+        y = y.to(out_dtype)
+    return y.reshape(*lead, n)
+
+
+def ternary_matmul_int8(xq: torch.Tensor, w: PackedTernary) -> torch.Tensor:
+    """Exact ``xq @ W^T`` in int32 for int8 ``xq`` [M, K] (the integer core of the int8 path)."""
+    if not isinstance(w, PackedTernary):
+        raise TypeError(f"w must be a PackedTernary, got {type(w).__name__}")
+    if xq.dtype != torch.int8 or xq.dim() != 2:
+        raise ValueError("xq must be a 2-D int8 tensor")
+    n, k = w.shape
+    if xq.shape[1] != k:
+        raise ValueError(f"xq has {xq.shape[1]} features but the ternary weight has K={k}")
+    lib = _lib() if xq.device.type == "cpu" else None
+    if lib is None:
+        return _int_matmul_exact(xq, unpack_ternary(w))
+    _ensure_valid(lib, w.data, n, k, w.format)
+    xq = xq.contiguous()
+    m = xq.shape[0]
+    y = torch.empty((m, n), dtype=torch.int32)
+    rc = lib.lib.tri_gemm_i8(
+        xq.data_ptr(), m, k, w.data.data_ptr(), n, packed_row_bytes(k, w.format),
+        FORMAT_CODE[w.format], y.data_ptr(), num_threads(),
+    )
+    if rc != 0:
+        raise MemoryError("tritium: the native int8 GEMM could not allocate its buffers")
+    return y
+
+
+def _pair(v: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    t = tuple(int(i) for i in v)
+    if len(t) != 2:
+        raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def ternary_conv2d(
+    x: torch.Tensor,
+    w: PackedTernary,
+    weight_shape: tuple[int, int, int, int],
+    scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    activation: str | None = None,
+    act_quant: str = "none",
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """NCHW conv with ternary weights packed as 2-D (O, I/groups * kh * kw), via im2col + GEMM.
+
+    With ``act_quant="int8"`` a token is one output position's im2col column of one group.
+    """
+    _check_common(w, activation, act_quant)
+    o, ig, kh, kw = (int(v) for v in weight_shape)
+    if w.shape != (o, ig * kh * kw):
+        raise ValueError(f"packed weight shape {w.shape} does not match weight_shape {tuple(weight_shape)}")
+    if x.dim() != 4:
+        raise ValueError(f"ternary_conv2d expects NCHW input, got shape {tuple(x.shape)}")
+    b, c, h, wd = x.shape
+    if groups < 1 or c != ig * groups or o % groups != 0:
+        raise ValueError(
+            f"channels mismatch: input has {c} channels, weight expects {ig} x groups={groups} "
+            f"and {o} outputs must divide into {groups} groups"
+        )
+    st, pd, dl = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    ho = (h + 2 * pd[0] - dl[0] * (kh - 1) - 1) // st[0] + 1
+    wo = (wd + 2 * pd[1] - dl[1] * (kw - 1) - 1) // st[1] + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"input {h}x{wd} is too small for kernel {kh}x{kw} with this padding")
+    if not torch.is_tensor(scale):
+        scale = torch.tensor(scale, dtype=torch.float32)
+    scale = scale.reshape(-1)
+    if scale.numel() not in (1, o):
+        raise ValueError(f"scale must have 1 or O={o} elements, got {tuple(scale.shape)}")
+    out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
+    xf = x.float()
+    cols = F.unfold(xf, (kh, kw), dilation=dl, padding=pd, stride=st)  # (B, C*kh*kw, L)
+    L = ho * wo
+    kg = ig * kh * kw
+    if groups == 1 or (groups <= 4 and native_available()):
+        og = o // groups
+        res2 = None
+        if residual is not None:
+            res2 = residual.float().expand(b, o, ho, wo).permute(0, 2, 3, 1).reshape(b * L, o)
+        outs = []
+        for g in range(groups):
+            xg = cols[:, g * kg : (g + 1) * kg, :].transpose(1, 2).reshape(b * L, kg)
+            if groups == 1:
+                wg, sg, bg, rg = w, scale, bias, res2
+            else:
+                rows = slice(g * og, (g + 1) * og)
+                wg = PackedTernary(w.format, w.data[rows], (og, kg))
+                sg = scale if scale.numel() == 1 else scale[rows]
+                bg = None if bias is None else bias.reshape(-1)[rows]
+                rg = None if res2 is None else res2[:, rows]
+            outs.append(ternary_linear(xg, wg, sg, bg, activation, act_quant, rg))
+        y2 = outs[0] if groups == 1 else torch.cat(outs, dim=1)
+        y = y2.reshape(b, ho, wo, o).permute(0, 3, 1, 2).contiguous()
+        return y.to(out_dtype)
+    # Many groups (depthwise and friends): the per-group weights are small, so unpack them once
+    # and compute all groups in one batched product.
+    trits = unpack_ternary(w).reshape(groups, o // groups, kg).float()
+    colg = cols.reshape(b, groups, kg, L)
+    if act_quant == "int8":
+        xq, s = quantize_activations_int8(colg.transpose(2, 3))  # (B, G, L, kg), (B, G, L, 1)
+        yi = torch.einsum("bglk,gok->bgol", xq.float(), trits)  # exact: |sum| < 2**24
+        y = yi * s.transpose(2, 3)
+    else:
+        y = torch.einsum("bgkl,gok->bgol", colg, trits)
+    y = y.reshape(b, o, ho, wo) * scale.float().reshape(1, -1, 1, 1)
+    if bias is not None:
+        y = y + bias.float().reshape(1, o, 1, 1)
+    if residual is not None:
+        y = y + residual.float()
+    return _apply_activation(y, activation).to(out_dtype)
