@@ -285,12 +285,12 @@ class Checker:
 
     # ------------------------------------------------------------------ layer instances
     def resolve_kind(self, kind: str, span: Span) -> tuple[L.LayerSpec | None, Definition | None]:
+        d = self.defs.get(kind)
+        if d is not None and d.kind in ("block", "layer", "model"):
+            return None, d   # user definitions shadow builtin kinds of the same name
         k = L.LAYER_ALIASES.get(kind, kind)
         if k in L.LAYERS:
             return L.LAYERS[k], None
-        d = self.defs.get(kind)
-        if d is not None and d.kind in ("block", "layer", "model"):
-            return None, d
         cands = list(L.LAYERS) + [n for n, dd in self.defs.items() if dd.kind != "fn"]
         self.report("E0303", f"unknown layer kind `{kind}`", span, label="not a layer kind",
                     help=did_you_mean(kind, cands) or "define it with `block` or `layer`, or "
@@ -924,6 +924,7 @@ class Checker:
             if e.value not in (-1, 0, 1):
                 self.report("E0403", f"`{e.value}t` is not a trit", e.span,
                             label="outside {-1, 0, 1}", help="a trit literal is -1t, 0t or 1t")
+                return Value(ScalarT("trit"))
             return Value(ScalarT("trit"), e.value, True)
         if t is A.Unknown:
             return Value(ANY, None, True)

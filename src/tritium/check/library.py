@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .types import Dim, Shape, TensorT
+from .types import Dim, TensorT
 
 QUANTIZERS = ("twn", "absmean", "bitnet", "b1.58", "threshold", "deterministic", "fixed",
               "stochastic")

@@ -670,8 +670,7 @@ class Parser:
                 op = "is not"
             elif op == "not in":
                 self.advance()
-            with self.nested():
-                right = self.parse_binary(prec + 1)
+            right = self.parse_binary(prec + 1)
             left = A.Binary(op, left, right, start.span.to(self.prev_span()))
             if op in _COMPARE and self._binary_op() and self._binary_op()[0] in _COMPARE:
                 raise self.error("comparisons cannot be chained", code="E0201",
@@ -807,21 +806,20 @@ class Parser:
         if k is T.OP:
             if t.text == "(":
                 self.advance()
-                with self.nested():
-                    self.skip_newlines()
-                    if self.at_op(")"):
+                self.skip_newlines()
+                if self.at_op(")"):
+                    self.advance()
+                    return A.ListLit([], t.span.to(self.prev_span()))
+                e = self.parse_expr()
+                if self.at_op(","):
+                    items = [e]
+                    while self.at_op(","):
                         self.advance()
-                        return A.ListLit([], t.span.to(self.prev_span()))
-                    e = self.parse_expr()
-                    if self.at_op(","):
-                        items = [e]
-                        while self.at_op(","):
-                            self.advance()
-                            if self.at_op(")"):
-                                break
-                            items.append(self.parse_expr())
-                        e = A.ListLit(items, t.span)
-                    self.expect_op(")", "to close the parenthesis")
+                        if self.at_op(")"):
+                            break
+                        items.append(self.parse_expr())
+                    e = A.ListLit(items, t.span)
+                self.expect_op(")", "to close the parenthesis")
                 if isinstance(e, A.ListLit):
                     e.span = t.span.to(self.prev_span())
                 return e

@@ -1,0 +1,314 @@
+"""The checker: one test per error code it must catch, the warnings, and clean programs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tritium.check import check_file, check_source
+from tritium.frontend.diagnostics import CODES, Severity, render
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = sorted((ROOT / "examples").glob("*.tri"))
+DESIGN = ROOT.parent / "shared" / "DESIGN.md"
+
+
+def codes(src: str) -> list[str]:
+    return [d.code for d in check_source(src, "t.tri").diagnostics]
+
+
+def errors(src: str) -> list[str]:
+    return [d.code for d in check_source(src, "t.tri").diagnostics if d.is_error]
+
+
+def one(src: str, code: str):
+    res = check_source(src, "t.tri")
+    found = [d for d in res.diagnostics if d.code == code]
+    assert found, f"expected {code}, got {[(d.code, d.message) for d in res.diagnostics]}"
+    return found[0], res
+
+
+MLP = """
+model M {
+    hidden: 32
+    layer fc1: TernaryLinear { in_features: 64, out_features: hidden }
+    layer fc2: TernaryLinear { in_features: hidden, out_features: 10 }
+    forward(x: Tensor[batch, 64]) -> Tensor[batch, 10] {
+        return fc2(relu(fc1(x)))
+    }
+}
+"""
+
+
+def test_examples_exist_and_check_clean():
+    names = {p.stem for p in EXAMPLES}
+    assert {"mlp", "lenet5", "resnet18", "mobilenetv2", "bitnet_block"} <= names
+    for path in EXAMPLES:
+        res = check_file(path)
+        assert res.diagnostics == [], f"{path.name}: {[render(d, res.sources) for d in res.diagnostics]}"
+
+
+@pytest.mark.skipif(not DESIGN.exists(), reason="shared/DESIGN.md not beside the repo")
+def test_design_dialect_snippets_check_clean():
+    blocks = re.findall(r"```\n(.*?)```", DESIGN.read_text(), re.S)
+    tri = [b for b in blocks if "forward" in b and ("model" in b or "layer" in b)]
+    assert len(tri) >= 2
+    for b in tri:
+        res = check_source(b, "design.tri")
+        assert [d for d in res.diagnostics if d.is_error] == [], [
+            render(d, res.sources) for d in res.diagnostics]
+
+
+def test_clean_program_has_no_diagnostics():
+    assert codes(MLP) == []
+
+
+def test_trit_literal_out_of_range():
+    d, _ = one("fn f() -> trit { let t: trit = 2\n return t }", "E0403")
+    assert "2 is not a trit" in d.message and d.span.line == 1
+    assert errors("fn f() -> trit { return 3t }") == ["E0403"]
+    assert errors("fn f() -> trit { let t: trit = -1\n return t }") == []
+
+
+def test_ternary_tensor_value_out_of_range_and_count():
+    d, _ = one("fn f() -> Tensor { return TernaryTensor[2, 2](1, 0, -1, 2) }", "E0403")
+    assert d.span.col == 57
+    d, _ = one("fn f() -> Tensor { return TernaryTensor[2, 3](1, 0, -1, 1) }", "E0501")
+    assert "needs 6 values, got 4" in d.message
+    assert errors("fn f() -> Tensor { return TernaryTensor[2, 2](1, 0, -1, 1) }") == []
+    assert errors("fn f() -> Tensor { return Tensor[3](0.5, 1.5) }") == ["E0501"]
+
+
+def test_float_to_int_without_cast():
+    d, _ = one("fn f() -> int32 { let y: int32 = 3.14\n return y }", "E0402")
+    assert d.help and "int32(" in d.help
+    assert errors("fn f() -> int32 { let y: int32 = int32(3.14)\n return y }") == []
+    assert errors("fn f() -> float { let y: float = 3\n return y }") == []
+
+
+def test_undefined_name_with_suggestion():
+    d, _ = one(MLP.replace("relu(fc1(x))", "relu(fc1(xx))"), "E0304")
+    assert "`xx`" in d.message
+
+
+def test_undefined_function_with_suggestion():
+    d, _ = one(MLP.replace("relu(", "relux("), "E0305")
+    assert d.help == "did you mean `relu`?"
+
+
+def test_wrong_argument_count_and_names_and_types():
+    assert "E0306" in errors(MLP.replace("relu(fc1(x))", "relu(fc1(x), 1)"))
+    assert "E0307" in errors(MLP.replace("return fc2(relu(fc1(x)))",
+                                         "return fc2(softmax(fc1(x), dimm: 1))"))
+    d, _ = one(MLP.replace("relu(fc1(x))", 'relu("x")'), "E0404")
+    assert "must be a tensor" in d.message
+    src = "fn g(a: int, b: int) -> int { return a + b }\nfn f() -> int { return g(1) }"
+    assert errors(src) == ["E0306"]
+
+
+def test_unknown_config_key_suggests_fix():
+    d, res = one(MLP.replace("out_features: hidden", "out_feature: hidden"), "E0301")
+    assert d.help == "did you mean `out_features`?"
+    text = render(d, res.sources)
+    assert text.startswith("t.tri:4:49: error[E0301]: unknown config key `out_feature`")
+    assert "^^^^" in text and "= help: did you mean `out_features`?" in text
+
+
+def test_missing_config_key():
+    d, _ = one(MLP.replace("in_features: 64, ", ""), "E0302")
+    assert "`in_features`" in d.message
+
+
+def test_config_value_types_and_values():
+    assert "E0308" in errors(MLP.replace("in_features: 64", "in_features: 6.5"))
+    assert "E0308" in errors(MLP.replace("in_features: 64", 'in_features: "64"'))
+    d, _ = one(MLP.replace("in_features: 64", "in_features: 64, quantizer: \"twm\""), "E0309")
+    assert d.help == "did you mean `twn`?"
+    assert "E0309" in errors(MLP.replace("in_features: 64", "in_features: 0"))
+    assert "E0303" in errors(MLP.replace("TernaryLinear { in_features: 64", "TernaryLiner { in_features: 64"))
+
+
+def test_matmul_inner_dimension_mismatch():
+    src = """
+layer Head {
+    param w: TernaryTensor[256, 10]
+    fn forward(x: Tensor[N, 128]) -> Tensor[N, 10] { return x @ w }
+}"""
+    d, _ = one(src, "E0502")
+    assert "128 vs 256" in d.message and len(d.secondary) == 2
+
+
+def test_layer_input_shape_mismatch_points_at_config():
+    src = MLP.replace("in_features: hidden, out_features: 10", "in_features: 128, out_features: 10")
+    d, _ = one(src, "E0503")
+    assert "expects 128 input features but its input has 32" in d.message
+    assert d.secondary and d.secondary[0].span.line == 5
+    assert d.help.startswith("set `in_features: 32`")
+
+
+def test_conv_shapes_through_block_instances():
+    src = """
+block Res {
+    params { channels: int }
+    layer conv: TernaryConv2d { in_channels: channels, out_channels: channels, kernel_size: 3, padding: 1 }
+    forward(x: Tensor[b, channels, h, w]) -> Tensor[b, channels, h, w] { return relu(conv(x) + x) }
+}
+model N {
+    layer stem: Conv2d { in_channels: 3, out_channels: 32, kernel_size: 3 }
+    layer r: Res { channels: CH }
+    layer pool: AdaptiveAvgPool2d { output_size: 1 }
+    layer fc: Linear { in_features: 32, out_features: 2 }
+    forward(x: Tensor[batch, 3, 8, 8]) -> Tensor[batch, 2] {
+        return fc(flatten(pool(r(stem(x))), start_dim: 1))
+    }
+}"""
+    assert errors(src.replace("CH", "32")) == []
+    d, _ = one(src.replace("CH", "64"), "E0503")
+    assert "layer `r` (Res)" in d.message
+
+
+def test_conv_output_size_and_too_small_input():
+    src = """
+model C {
+    layer c: Conv2d { in_channels: 1, out_channels: 4, kernel_size: K, stride: 2, padding: 1, dilation: 2 }
+    layer fc: Linear { in_features: F, out_features: 2 }
+    forward(x: Tensor[b, 1, 9, 9]) -> Tensor[b, 2] { return fc(flatten(c(x), start_dim: 1)) }
+}"""
+    # (9 + 2 - 2*(3-1) - 1) // 2 + 1 = 4  ->  4 * 4 * 4 = 64 features
+    assert errors(src.replace("K", "3").replace("F", "64")) == []
+    assert errors(src.replace("K", "3").replace("F", "36")) == ["E0503"]
+    assert "E0509" in errors(src.replace("K", "7").replace("F", "64"))
+
+
+def test_return_shape_mismatch():
+    d, _ = one(MLP.replace("Tensor[batch, 10] {", "Tensor[batch, 12] {"), "E0504")
+    assert "[batch, 10]" in d.message and "[batch, 12]" in d.message
+
+
+def test_import_cycle_and_missing_import(tmp_path):
+    (tmp_path / "a.tri").write_text('import "b.tri"\n' + MLP)
+    (tmp_path / "b.tri").write_text('import "a.tri"\n')
+    res = check_file(tmp_path / "a.tri")
+    assert [d.code for d in res.diagnostics] == ["E0601"]
+    assert "a.tri -> b.tri -> a.tri" in res.diagnostics[0].message
+    (tmp_path / "c.tri").write_text('import "nope.tri"\n')
+    assert [d.code for d in check_file(tmp_path / "c.tri").diagnostics] == ["E0602"]
+
+
+def test_import_makes_blocks_visible(tmp_path):
+    (tmp_path / "blocks.tri").write_text("""
+block Dense {
+    params { n_in: int, n_out: int }
+    layer fc: TernaryLinear { in_features: n_in, out_features: n_out }
+    forward(x: Tensor[b, n_in]) -> Tensor[b, n_out] { return relu(fc(x)) }
+}""")
+    (tmp_path / "main.tri").write_text("""import "blocks.tri"
+model M {
+    layer d: Dense { n_in: 64, n_out: 16 }
+    forward(x: Tensor[b, 64]) -> Tensor[b, 16] { return d(x) }
+}""")
+    res = check_file(tmp_path / "main.tri")
+    assert res.diagnostics == []
+    assert set(res.definitions) == {"Dense", "M"}
+
+
+def test_repetition_chains_in_out_and_resets_stride():
+    src = """
+block Down {
+    params { c_in: int, c_out: int, stride: int = 2 }
+    layer conv: TernaryConv2d { in_channels: c_in, out_channels: c_out, kernel_size: 3, stride: stride, padding: 1 }
+    forward(x: Tensor) -> Tensor { return relu(conv(x)) }
+}
+model R {
+    layer stage: Down[3] { c_in: 8, c_out: 16 }
+    forward(x: Tensor[b, 8, 32, 32]) -> Tensor[b, 16, OUT, OUT] { return stage(x) }
+}"""
+    # first instance: stride 2 (32 -> 16); later ones chain c_in := 16 and reset stride to 1
+    assert errors(src.replace("OUT", "16")) == []
+    assert errors(src.replace("OUT", "8")) == ["E0504"]
+
+
+def test_repeat_clause_overrides_chaining():
+    src = """
+block B {
+    params { c_in: int, c_out: int }
+    repeat { c_in: c_out, c_out: c_out * 2 }
+    layer fc: Linear { in_features: c_in, out_features: c_out }
+    forward(x: Tensor) -> Tensor { return fc(x) }
+}
+model R {
+    layer s: B[3] { c_in: 4, c_out: 8 }
+    forward(x: Tensor[b, 4]) -> Tensor[b, OUT] { return s(x) }
+}"""
+    assert errors(src.replace("OUT", "32")) == []      # 4 -> 8 -> 16 -> 32
+    assert errors(src.replace("OUT", "8")) == ["E0504"]
+
+
+def test_conditional_layer_presence():
+    src = """
+block D {
+    params { c_in: int, c_out: int }
+    layer skip: if (c_in != c_out) { Linear { in_features: c_in, out_features: c_out } }
+    layer fc: Linear { in_features: c_in, out_features: c_out }
+    forward(x: Tensor) -> Tensor {
+        identity = x
+        if skip is not None { identity = skip(x) }
+        return fc(x) + identity
+    }
+}
+model M {
+    layer a: D { c_in: 4, c_out: 4 }
+    layer b: D { c_in: 4, c_out: 8 }
+    forward(x: Tensor[n, 4]) -> Tensor[n, 8] { return b(a(x)) }
+}"""
+    assert errors(src) == []
+
+
+def test_broadcast_reshape_and_dims():
+    base = "fn f(x: Tensor[2, 3], y: Tensor[4, 3]) -> Tensor { return EXPR }"
+    assert errors(base.replace("EXPR", "x + y")) == ["E0505"]
+    assert errors(base.replace("EXPR", "reshape(x, [3, 2])")) == []
+    assert errors(base.replace("EXPR", "reshape(x, [4, 2])")) == ["E0506"]
+    assert errors(base.replace("EXPR", "softmax(x, dim: 5)")) == ["E0508"]
+    assert errors(base.replace("EXPR", "concat([x, y], dim: 0)")) == []
+    assert errors(base.replace("EXPR", "concat([x, y], dim: 1)")) == ["E0505"]
+
+
+def test_condition_must_be_bool():
+    src = "fn f(x: Tensor[2]) -> Tensor { if x { return x }\n return x }"
+    assert errors(src) == ["E0406"]
+
+
+def test_missing_return():
+    assert errors("fn f(x: Tensor[2]) -> Tensor[2] { let y = x }") == ["E0407"]
+
+
+def test_duplicate_definitions():
+    assert "E0206" in errors(MLP + MLP)
+    assert "E0206" in errors(MLP.replace("layer fc2:", "layer fc1:"))
+
+
+def test_unused_variable_and_layer_warnings():
+    src = MLP.replace("return fc2(relu(fc1(x)))", "let tmp = 3\n return fc1(x)").replace(
+        "Tensor[batch, 10] {", "Tensor[batch, 32] {")
+    res = check_source(src, "t.tri")
+    got = {(d.code, d.severity) for d in res.diagnostics}
+    assert got == {("W0001", Severity.WARNING), ("W0002", Severity.WARNING)}
+    assert res.ok
+
+
+def test_every_code_is_documented():
+    emitted = set()
+    for path in (ROOT / "src" / "tritium").rglob("*.py"):
+        emitted |= set(re.findall(r'"([EW]\d{4})"', path.read_text()))
+    assert emitted <= set(CODES), emitted - set(CODES)
+
+
+def test_symbolic_dims_are_usable_in_body():
+    src = """
+fn heads(x: Tensor[b, s, 64]) -> Tensor[b, 4, s, 16] {
+    return transpose(reshape(x, [b, s, 4, 16]), 1, 2)
+}"""
+    assert errors(src) == []
