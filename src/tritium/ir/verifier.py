@@ -12,7 +12,7 @@ import numpy as np
 from .core import Block, Dense, Function, LayerDef, Module, Op
 from .ops import OPS, InferError, check_attrs, infer_type
 from .printer import print_op
-from .types import ScalarType, TensorType, Type, types_compatible
+from .types import NUMPY_DTYPES, ScalarType, TensorType, Type, types_compatible
 
 
 class VerifyError(ValueError):
@@ -75,7 +75,7 @@ def _check_constant(op: Op) -> None:
     if t.dtype == "bool" and any(not isinstance(x, bool) for x in vals):
         raise InferError(f"non-bool value in a constant of type {t}")
     if t.dtype in ("i8", "u8", "i32"):
-        info = np.iinfo(t.dtype.replace("u8", "uint8").replace("i", "int"))
+        info = np.iinfo(NUMPY_DTYPES[t.dtype])
         if any(not info.min <= x <= info.max for x in vals):
             raise InferError(f"value out of range for {t.dtype}")
 

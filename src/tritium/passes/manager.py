@@ -7,9 +7,9 @@
 
 Pipelines:
     O0  verify
-    O1  canonicalize, constant-fold, dce
-    O2  canonicalize, constant-fold, cse, quant-dequant-elim, dce, fuse, dce
-    O3  bn-fold, [shape-specialize], fixpoint(canonicalize, constant-fold, cse,
+    O1  constant-fold, canonicalize, dce
+    O2  constant-fold, canonicalize, cse, quant-dequant-elim, dce, fuse, dce
+    O3  bn-fold, [shape-specialize], fixpoint(constant-fold, canonicalize, cse,
         quant-dequant-elim, dce), fuse, fixpoint(canonicalize, cse, dce)
 """
 
@@ -175,7 +175,7 @@ class PassManager:
             raise PassError(f"invalid IR after {after}: {e}") from None
 
 
-CLEANUP = ("canonicalize", "constant-fold", "cse", "quant-dequant-elim", "dce")
+CLEANUP = ("constant-fold", "canonicalize", "cse", "quant-dequant-elim", "dce")
 
 
 def pipeline_passes(level: int | str, bindings: dict[str, int] | None = None,
@@ -184,7 +184,7 @@ def pipeline_passes(level: int | str, bindings: dict[str, int] | None = None,
     if lvl <= 0:
         return [PASSES["verify"]()]
     if lvl == 1:
-        return [PASSES[n]() for n in ("canonicalize", "constant-fold", "dce")]
+        return [PASSES[n]() for n in ("constant-fold", "canonicalize", "dce")]
     if lvl == 2:
         return [PASSES[n]() for n in (*CLEANUP, "fuse", "dce")]
     out: list[Pass | Fixpoint] = [PASSES["bn-fold"]()]
