@@ -233,17 +233,22 @@ def get_quantizer(name: str) -> WeightQuantizer:
 # --- activations ------------------------------------------------------------------------
 
 
-def quantize_activations_int8(x: torch.Tensor, eps: float = 1e-5) -> IntQuant:
+def quantize_activations_int8(x: torch.Tensor) -> IntQuant:
     """int8 absmax quantization per token (per row of the last dimension).
 
-    ``scale = max(|x|, eps) / 127`` over the last dim (shape ``(..., 1)``);
-    ``q = clamp(round(x / scale), -127, 127)`` as int8. ``q * scale`` approximates ``x``.
+    ``scale = max|x| / 127`` over the last dim (shape ``(..., 1)``; 1 for an all-zero row);
+    ``q = clamp(round(x / scale), -127, 127)`` as int8, so ``q * scale`` approximates ``x``.
+    These are exactly the numbers the int8 kernels of :mod:`tritium.runtime.kernels` use.
     """
     xf = x.detach().to(torch.float32)
-    absmax = xf.abs().amax(dim=-1, keepdim=True).clamp(min=eps)
-    scale = absmax / 127.0
+    scale = _int8_token_scale(xf)
     q = torch.clamp(torch.round(xf / scale), -127.0, 127.0).to(torch.int8)
     return IntQuant(q, scale)
+
+
+def _int8_token_scale(x: torch.Tensor) -> torch.Tensor:
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127.0
+    return torch.where(scale == 0, torch.ones_like(scale), scale)
 
 
 def ternarize_activations(

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from tritium.runtime.quant import DEFAULT_ACTIVATION_THRESHOLD
+from tritium.runtime.quant import DEFAULT_ACTIVATION_THRESHOLD, quantize_activations_int8
 
 __all__ = [
     "IdentitySTE",
@@ -68,19 +68,18 @@ class ClippedSTE(torch.autograd.Function):
 class Int8ActivationSTE(torch.autograd.Function):
     """Fake int8 absmax quantization per token (last dim); identity gradient.
 
-    Forward computes ``q * scale`` with ``scale = max(|x|, eps) / 127`` per row and
-    ``q = clamp(round(x / scale), -127, 127)``, the same numbers the int8 kernels use.
+    Forward computes ``q * scale`` with ``scale = max|x| / 127`` per row (1 for a zero row)
+    and ``q = clamp(round(x / scale), -127, 127)``: the numbers the int8 kernels use.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
-        absmax = x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=eps)
-        scale = absmax / 127.0
-        return torch.clamp(torch.round(x.detach() / scale), -127.0, 127.0) * scale
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        q, scale = quantize_activations_int8(x)
+        return (q.to(torch.float32) * scale).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad_output, None
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        return grad_output
 
 
 class TernaryActivationSTE(torch.autograd.Function):
@@ -127,9 +126,9 @@ def get_ste(name: str, clip: float = 1.0) -> Callable[[torch.Tensor, torch.Tenso
     raise ValueError(f"unknown STE {name!r}; valid names are: {valid}")
 
 
-def fake_quant_int8(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-token int8 absmax fake quantization with a straight-through gradient."""
-    return Int8ActivationSTE.apply(x, eps)
+def fake_quant_int8(x: torch.Tensor) -> torch.Tensor:
+    """Per-token (last dim) int8 absmax fake quantization with a straight-through gradient."""
+    return Int8ActivationSTE.apply(x)
 
 
 def ternary_activation(
