@@ -134,6 +134,56 @@ def _sources_for(path):
     return sm
 
 
+def _parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"tritium: error: --set expects NAME=VALUE, got `{item}`")
+        for conv in (int, float):
+            try:
+                out[key] = conv(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = {"true": True, "false": False}.get(raw, raw)
+    return out
+
+
+def cmd_summary(args) -> int:
+    import json
+
+    from .check import check_file
+    from .check.summary import (
+        pick_definition,
+        render_summary,
+        summarize_definition,
+        summary_diagnostics,
+    )
+
+    result = check_file(args.file)
+    errs = [d for d in result.diagnostics if d.is_error]
+    if errs:
+        emit_diagnostics(errs, result.sources, "human")
+        return EXIT_USAGE if result.program is None and errs[0].code in _USAGE_CODES else EXIT_FAIL
+    d = pick_definition(result, args.model)
+    if d is None:
+        emit_diagnostics(summary_diagnostics(result, args.model), result.sources, "human")
+        return EXIT_USAGE
+    try:
+        hyper = _parse_sets(args.set)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    s = summarize_definition(result, d, hyper)
+    if args.json:
+        print(json.dumps(s.to_json(), indent=2))
+    else:
+        render_summary(s)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- parser
 
 Command = Callable[[argparse.Namespace], int]
@@ -173,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
     f.add_argument("--error-format", choices=("human", "json"), default="human")
     f.set_defaults(func=cmd_fmt)
+
+    s = sub.add_parser("summary", help="per-layer shapes, parameters by bit width and sizes",
+                       formatter_class=_formatter,
+                       description="Summarize a model statically: output shape per layer, "
+                                   "parameters by bit width, packed and fp32 sizes.",
+                       epilog="examples:\n  tritium summary examples/resnet18.tri\n"
+                              "  tritium summary examples/resnet18.tri --model BasicBlock "
+                              "--set c_in=64 --set c_out=128\n"
+                              "  tritium summary examples/mlp.tri --json")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--model", default=None, help="the model, block or layer to summarize")
+    s.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="a hyperparameter of the block or layer (repeatable)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(func=cmd_summary)
     return p
 
 

@@ -118,6 +118,10 @@ class Checker:
         self.inner: list[Diagnostic] = []
         self.used_layers: set[str] = set()
         self._instance_cache: dict = {}
+        # When a list, every builtin layer application is recorded as
+        # (qualified name, KindInst, config, input type, output type); see check.summary.
+        self.trace: list | None = None
+        self._path: list[str] = []
 
     # ------------------------------------------------------------------ reporting
     def report(self, code: str, message: str, span: Span | None, label: str = "",
@@ -452,13 +456,23 @@ class Checker:
                         help=f"guard the call with `if {inst.name} is not None {{ … }}`")
             return Value(ANY)
         cur = args
-        for kind in inst.kinds:
-            count = kind.repeat or 1
-            cfg = dict(kind.cfg)
-            for r in range(count):
-                if r > 0:
-                    cfg = self.next_repeat_cfg(kind, cfg)
-                cur = [self.apply_kind(inst, kind, cfg, cur, call)]
+        self._path.append(inst.name)
+        try:
+            for i, kind in enumerate(inst.kinds):
+                count = kind.repeat or 1
+                cfg = dict(kind.cfg)
+                for r in range(count):
+                    if r > 0:
+                        cfg = self.next_repeat_cfg(kind, cfg)
+                    parts = ([str(i)] if len(inst.kinds) > 1 else []) + (
+                        [str(r)] if kind.repeat is not None else [])
+                    self._path.extend(parts)
+                    try:
+                        cur = [self.apply_kind(inst, kind, cfg, cur, call)]
+                    finally:
+                        del self._path[len(self._path) - len(parts):]
+        finally:
+            self._path.pop()
         return cur[0]
 
     def next_repeat_cfg(self, kind: KindInst, cfg: dict) -> dict:
@@ -507,7 +521,10 @@ class Checker:
                             call.args[0].span if call.args else call.span)
                 return Value(ANY)
             try:
-                return Value(kind.spec.rule(x.ty, cfg))
+                out = Value(kind.spec.rule(x.ty, cfg))
+                if self.trace is not None:
+                    self.trace.append((".".join(self._path), kind, dict(cfg), x.ty, out.ty))
+                return out
             except L.ShapeError as e:
                 sec = []
                 if e.key and e.key in kind.spans:
@@ -531,7 +548,7 @@ class Checker:
         key = (d.name, tuple(sorted((k, repr(v.ty) if isinstance(v, Value) else repr(v))
                                     for k, v in cfg.items())),
                tuple(repr(a.ty) for a in args))
-        if key in self._instance_cache:
+        if key in self._instance_cache and self.trace is None:
             return self._instance_cache[key]
         saved = (self.inner, self.used_layers)
         self.inner = []
