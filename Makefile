@@ -17,6 +17,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/tritium check examples/*.tri
+	$(VENV)/bin/tritium summary examples/mlp.tri
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
