@@ -127,11 +127,13 @@ class Parser:
             self.expect("[")
             shape = self.comma_list("]", self.dim)
             self.expect(",")
+            at = self.i
             dtype = self.expect_kind("ident")
             self.expect(">")
             try:
                 return TensorType(tuple(shape), dtype)
             except ValueError as e:
+                self.i = at
                 raise self.error(str(e)) from None
         kind, text, _, _ = self.peek()
         if kind == "ident":
@@ -175,16 +177,17 @@ class Parser:
 
     def attr_dict(self) -> dict[str, Attr]:
         self.expect("{")
+        out: dict[str, Attr] = {}
 
-        def entry() -> tuple[str, Attr]:
+        def entry() -> None:
             key = self.expect_kind("ident")
+            if key in out:
+                self.i -= 1
+                raise self.error(f"duplicate attribute name '{key}'")
             self.expect("=")
-            return key, self.attr()
+            out[key] = self.attr()
 
-        entries = self.comma_list("}", entry)
-        out = dict(entries)
-        if len(out) != len(entries):
-            raise self.error("duplicate attribute name")
+        self.comma_list("}", entry)
         return out
 
     # ------------------------------------------------------------------ ops and functions
@@ -197,6 +200,7 @@ class Parser:
         return v
 
     def op(self) -> Op:
+        start = self.i
         results: list[str] = []
         if self.peek()[0] == "value":
             results.append(self.next())
@@ -212,6 +216,8 @@ class Parser:
         in_types = self.comma_list(")", self.type)
         self.expect("->")
         out_types = self.comma_list(")", self.type) if self.accept("(") else [self.type()]
+        end = self.i
+        self.i = start  # errors about the whole op point at its start
         if len(in_types) != len(operands):
             raise self.error(f"'{name}' has {len(operands)} operands but {len(in_types)} operand types")
         for v, t in zip(operands, in_types):
@@ -219,6 +225,10 @@ class Parser:
                 raise self.error(f"'{name}': operand type {t} does not match the value's type {v.type}")
         if len(out_types) != len(results):
             raise self.error(f"'{name}' defines {len(results)} values but has {len(out_types)} result types")
+        for r in results:
+            if r in self.values:
+                raise self.error(f"value {r} is defined twice")
+        self.i = end
         regions = []
         while self.at("{"):
             self.next()
@@ -228,8 +238,6 @@ class Parser:
             regions.append(block)
         op = Op(name, operands, attrs, out_types, regions)
         for r, v in zip(results, op.results):
-            if r in self.values:
-                raise self.error(f"value {r} is defined twice")
             self.values[r] = v
         return op
 

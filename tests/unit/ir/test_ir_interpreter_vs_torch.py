@@ -1,0 +1,129 @@
+"""The reference interpreter agrees with torch on every layer op (torch is the standard)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tritium.ir import Builder, Module, interpret, new_function, tensor
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+rng = np.random.default_rng(0)
+
+
+def run1(name: str, arrays: list[np.ndarray], dtypes: list[str] | None = None, **attrs) -> np.ndarray:
+    """Build a one-op function over `arrays` and interpret it."""
+    dtypes = dtypes or ["f32"] * len(arrays)
+    f, b = new_function("f", [(f"a{i}", tensor(a.shape, d)) for i, (a, d) in enumerate(zip(arrays, dtypes))])
+    out = b.op(name, *f.args, **attrs)
+    out = out if not isinstance(out, tuple) else out[0]
+    b.ret(out)
+    f.result_types = [out.type]
+    return interpret(Module([f]), "f", arrays)[0]
+
+
+def t(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(x, dtype=np.float32))
+
+
+def close(a: np.ndarray, b: torch.Tensor, tol: float = 1e-5) -> None:
+    np.testing.assert_allclose(a, b.detach().numpy(), rtol=tol, atol=tol)
+
+
+def rand(*shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("stride,padding,dilation,groups", [
+    (1, 0, 1, 1), (2, 1, 1, 1), (1, 2, 2, 1), (2, 1, 1, 2), (1, 1, 1, 4), (3, 0, 1, 1),
+])
+def test_conv2d(stride: int, padding: int, dilation: int, groups: int) -> None:
+    x, w, bias = rand(2, 4, 9, 7), rand(8, 4 // groups, 3, 3), rand(8)
+    got = run1("conv2d", [x, w, bias], stride=[stride, stride], padding=[padding, padding],
+               dilation=[dilation, dilation], groups=groups)
+    close(got, F.conv2d(t(x), t(w), t(bias), stride, padding, dilation, groups), 1e-4)
+
+
+def test_linear_matmul() -> None:
+    x, w, b = rand(3, 5, 6), rand(4, 6), rand(4)
+    close(run1("linear", [x, w, b]), F.linear(t(x), t(w), t(b)))
+    a, c = rand(2, 3, 4), rand(4, 5)
+    close(run1("matmul", [a, c]), t(a) @ t(c))
+    v = rand(4)
+    close(run1("matmul", [v, c]), t(v) @ t(c))
+    close(run1("matmul", [a, v]), t(a) @ t(v))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu(approximate: str) -> None:
+    x = rand(64) * 4
+    close(run1("gelu", [x], approximate=approximate), F.gelu(t(x), approximate=approximate))
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "silu", "sigmoid", "tanh", "exp", "abs", "neg"])
+def test_unary(name: str) -> None:
+    x = rand(5, 7) * 5
+    ref = {"relu": F.relu, "relu6": F.relu6, "silu": F.silu, "sigmoid": torch.sigmoid,
+           "tanh": torch.tanh, "exp": torch.exp, "abs": torch.abs, "neg": torch.neg}[name]
+    close(run1(name, [x]), ref(t(x)), 1e-5 if name != "exp" else 1e-4)
+
+
+def test_softmax_and_log_softmax() -> None:
+    x = rand(3, 4, 5) * 10
+    close(run1("softmax", [x], dim=1), F.softmax(t(x), dim=1))
+    close(run1("log_softmax", [x], dim=-1), F.log_softmax(t(x), dim=-1))
+
+
+def test_batch_norm() -> None:
+    x, m, v, g, b = rand(2, 3, 4, 4), rand(3), np.abs(rand(3)) + 0.1, rand(3), rand(3)
+    got = run1("batch_norm", [x, m, v, g, b], eps=1e-3)
+    close(got, F.batch_norm(t(x), t(m), t(v), t(g), t(b), training=False, eps=1e-3))
+
+
+def test_layer_and_rms_norm() -> None:
+    x, w, b = rand(2, 3, 8), rand(3, 8), rand(3, 8)
+    close(run1("layer_norm", [x, w, b], normalized_ndim=2), F.layer_norm(t(x), (3, 8), t(w), t(b)))
+    close(run1("rms_norm", [x, w[0]], eps=1e-6), F.rms_norm(t(x), (8,), t(w[0]), eps=1e-6))
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, 1, 1)])
+def test_pools(k: int, s: int | None, p: int) -> None:
+    x = rand(2, 3, 7, 9)
+    close(run1("max_pool2d", [x], kernel_size=[k], stride=s, padding=[p, p]), F.max_pool2d(t(x), k, s, p))
+    close(run1("avg_pool2d", [x], kernel_size=[k, k], stride=s, padding=[p]), F.avg_pool2d(t(x), k, s, p))
+
+
+@pytest.mark.parametrize("out", [(1, 1), (3, 2), (7, 9), (4, 5)])
+def test_adaptive_avg_pool(out: tuple[int, int]) -> None:
+    x = rand(2, 3, 7, 9)
+    close(run1("adaptive_avg_pool2d", [x], output_size=list(out)), F.adaptive_avg_pool2d(t(x), out))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention(causal: bool) -> None:
+    q, k, v = rand(2, 3, 5, 4), rand(2, 3, 5, 4), rand(2, 3, 5, 6)
+    got = run1("scaled_dot_product_attention", [q, k, v], causal=causal)
+    close(got, F.scaled_dot_product_attention(t(q), t(k), t(v), is_causal=causal))
+    e, h = 8, 2
+    mha = torch.nn.MultiheadAttention(e, h, batch_first=True)
+    x = rand(2, 5, e)
+    mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), 1) if causal else None
+    ref, _ = mha(t(x), t(x), t(x), attn_mask=mask, need_weights=False)
+    params = [mha.in_proj_weight, mha.in_proj_bias, mha.out_proj.weight, mha.out_proj.bias]
+    got = run1("multi_head_attention", [x] + [p.detach().numpy() for p in params], num_heads=h, causal=causal)
+    close(got, ref)
+
+
+def test_embedding_and_shapes() -> None:
+    idx, w = np.array([[0, 2], [1, 1]]), rand(3, 4)
+    close(run1("embedding", [idx, w], ["i64", "f32"]), F.embedding(torch.from_numpy(idx), t(w)))
+    x = rand(2, 3, 4)
+    close(run1("flatten", [x], start_dim=1), torch.flatten(t(x), 1))
+    close(run1("permute", [x], dims=[2, 0, 1]), t(x).permute(2, 0, 1))
+    close(run1("slice", [x], dim=2, start=1, end=None, step=2), t(x)[:, :, 1::2])
+    close(run1("index", [x], dim=1, index=-1), t(x)[:, -1])
+    close(run1("concat", [x, x], dim=1), torch.cat([t(x), t(x)], 1))
+    close(run1("stack", [x, x], dim=3), torch.stack([t(x), t(x)], 3))
+    close(run1("mean", [x], dims=[0, 2], keepdim=True), t(x).mean((0, 2), keepdim=True))
+    close(run1("max", [x], dims=[1]), t(x).amax(1))
