@@ -1,0 +1,560 @@
+"""Hypothesis strategies that generate well-formed .tri source text.
+
+The text is built bottom-up from small pieces, each of which remembers the precedence level
+of its outermost operator, so the generator only adds the parentheses that validity needs
+(plus a few redundant ones at random). Layout varies on purpose: spacing, newlines inside
+brackets and after binary operators, `;` and `,` separators, both spellings of types,
+conditionals and named arguments, and comments of every kind in many positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+NAMES = ["x", "y", "h", "w", "n", "c", "alpha", "beta", "c_in", "c_out", "stride", "hidden",
+         "N", "B", "in_features", "out_features", "_tmp", "x2", "params", "forward", "shape"]
+KINDS = ["TernaryLinear", "TernaryConv2d", "BatchNorm1d", "BatchNorm2d", "ReLU", "Down",
+         "Residual", "MyBlock"]
+KEYS = ["in_features", "out_features", "kernel_size", "stride", "padding", "bias", "quantizer",
+        "threshold", "num_features", "type", "milestones", "lr", "k1"]
+KEYWORD_KEYS = ["if", "in", "model", "for"]
+DTYPES = ["trit", "bool", "int", "int8", "int32", "float", "float16", "bfloat16", "float32",
+          "str"]
+SECTIONS = ["training", "performance", "quantization", "repeat", "inference"]
+FUNCS = ["relu", "flatten", "ternary_matmul", "ones", "zeros", "random_ternary", "softmax",
+         "range", "len", "f"]
+
+# (operator, precedence) as in the parser; comparisons cannot be chained.
+BINARY = [("or", 2), ("and", 3), ("==", 5), ("!=", 5), ("<", 5), ("<=", 5), (">", 5),
+          (">=", 5), ("is", 5), ("is not", 5), ("in", 5), ("not in", 5), ("+", 6), ("-", 6),
+          ("*", 7), ("/", 7), ("%", 7), ("@", 7)]
+COMPARE = {"==", "!=", "<", "<=", ">", ">="}
+# Operators after which a line break continues the expression.
+CONTINUES = {"+", "-", "*", "/", "%", "@", "**", "==", "!=", "<", "<=", ">", ">=", "and",
+             "or"}
+
+ATOM, POSTFIX, POW, UNARY, NOT, RANGE, COND = 11, 10, 9, 8, 4, 1, 0
+
+
+@dataclass(frozen=True)
+class E:
+    """A generated expression: its text and the precedence level of its outer form."""
+    text: str
+    level: int
+    compare: bool = False   # outermost operator is a (non-chainable) comparison
+
+
+# ----------------------------------------------------------------------------- leaves
+
+comment_text = st.text(
+    alphabet=st.sampled_from(list("abcxyz XYZ019_-*/#:;{}()[]\"'\\éπ∑→")), max_size=20)
+
+
+@st.composite
+def line_comment(draw) -> str:
+    marker = draw(st.sampled_from(["//", "#", "// ", "# "]))
+    return marker + draw(comment_text).rstrip()
+
+
+@st.composite
+def block_comment(draw) -> str:
+    body = draw(st.lists(comment_text, min_size=1, max_size=3)).copy()
+    text = "\n".join(body).replace("*/", "* /")
+    if text.endswith("*"):
+        text += " "
+    return f"/*{text}*/"
+
+
+@st.composite
+def gap(draw) -> str:
+    """Whitespace between two tokens on one line, sometimes holding a block comment."""
+    choice = draw(st.integers(0, 9))
+    if choice == 0:
+        return f" {draw(block_comment())} "
+    return " " if choice < 8 else "  "
+
+
+@st.composite
+def ident(draw) -> str:
+    if draw(st.integers(0, 7)) == 0:
+        return draw(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
+            lambda s: s not in {"model", "block", "layer", "fn", "def", "param", "let",
+                                "return", "if", "else", "for", "in", "import", "and", "or",
+                                "not", "is", "true", "false"}))
+    return draw(st.sampled_from(NAMES))
+
+
+def escape_char(ch: str, quote: str, style: int) -> str:
+    if ch == "\\":
+        return "\\\\"
+    if ch == quote:
+        return "\\" + quote
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
+    if ch == "\r":
+        return "\\r"
+    if ch == "\0":
+        return "\\0"
+    if not ch.isprintable() or (style == 1 and ord(ch) > 127):
+        return f"\\u{{{ord(ch):x}}}" if ord(ch) > 0xFFFF or style else f"\\u{ord(ch):04x}"
+    return ch
+
+
+@st.composite
+def string_lit(draw) -> str:
+    value = draw(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12))
+    quote = draw(st.sampled_from(['"', "'"]))
+    style = draw(st.integers(0, 1))
+    body = "".join(escape_char(ch, quote, style) for ch in value)
+    if quote == "'" and draw(st.booleans()):
+        body = body.replace('"', '\\"')
+    return quote + body + quote
+
+
+@st.composite
+def number(draw) -> E:
+    kind = draw(st.integers(0, 9))
+    if kind <= 3:
+        text = str(draw(st.integers(0, 10**6)))
+    elif kind == 4:
+        text = draw(st.sampled_from(["1_000", "0", "007", "12_3"]))
+    elif kind == 5:
+        text = f"{draw(st.integers(-1, 1)) % 3}t" if draw(st.booleans()) else "1t"
+    elif kind == 6:
+        text = draw(st.sampled_from(["1e-3", "2.5E+4", ".5", "1.0", "3e10", "1e999", "0.0",
+                                     "1_0.5", "6.02e23"]))
+    else:
+        f = draw(st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False))
+        text = repr(f)
+    if draw(st.integers(0, 5)) == 0:
+        return E("-" + text, UNARY)
+    return E(text, ATOM)
+
+
+# ----------------------------------------------------------------------------- expressions
+
+def wrap(draw, e: E, need: int) -> str:
+    if e.level < need or draw(st.integers(0, 15)) == 0:
+        return f"({e.text})"
+    return e.text
+
+
+def op_text(draw, op: str) -> str:
+    """A binary operator with its spacing: spaces, tight (symbols only) or a line break."""
+    choice = draw(st.integers(0, 12))
+    if op in CONTINUES and choice == 0:
+        return f" {op}\n        "
+    if choice == 1 and op not in {"and", "or", "is", "is not", "in", "not in", "/", "//"}:
+        return op
+    return f"{draw(gap())}{op}{draw(gap())}"
+
+
+@st.composite
+def atom(draw) -> E:
+    choice = draw(st.integers(0, 9))
+    if choice <= 3:
+        return E(draw(ident()), ATOM)
+    if choice <= 5:
+        return draw(number())
+    if choice == 6:
+        return E(draw(string_lit()), ATOM)
+    if choice == 7:
+        return E(draw(st.sampled_from(["true", "false", "True", "False", "None"])), ATOM)
+    if choice == 8:
+        return E("?", ATOM)
+    return E(draw(ident()), ATOM)
+
+
+def sep_list(draw, items: list[str]) -> str:
+    """Items of a bracketed list, separated by `,` with spaces or line breaks."""
+    out = []
+    for i, item in enumerate(items):
+        out.append(item)
+        if i + 1 < len(items):
+            out.append(",\n    " if draw(st.integers(0, 6)) == 0 else ", ")
+    if items and draw(st.integers(0, 6)) == 0:
+        out.append(",")
+    return "".join(out)
+
+
+@st.composite
+def expr(draw, depth: int = 3) -> E:
+    if depth <= 0:
+        return draw(atom())
+    sub = expr(depth - 1)
+    choice = draw(st.integers(0, 19))
+    if choice <= 2:
+        return draw(atom())
+    if choice <= 6:
+        op, prec = draw(st.sampled_from(BINARY))
+        left, right = draw(sub), draw(sub)
+        lt = f"({left.text})" if op in COMPARE and left.compare else wrap(draw, left, prec)
+        rt = wrap(draw, right, prec + 1)
+        if op in {"/", "//"} and rt.startswith(("*", "/")):
+            rt = f"({rt})"
+        return E(f"{lt}{op_text(draw, op)}{rt}", prec, op in COMPARE)
+    if choice == 7:
+        base, exp = draw(sub), draw(sub)
+        return E(f"{wrap(draw, base, POSTFIX)}{op_text(draw, '**')}{wrap(draw, exp, UNARY)}",
+                 POW)
+    if choice == 8:
+        operand = draw(sub)
+        op = draw(st.sampled_from(["-", "+", "not "]))
+        if op == "not ":
+            return E(op + wrap(draw, operand, NOT), NOT)
+        return E(op + wrap(draw, operand, UNARY), UNARY)
+    if choice == 9:
+        a, c, b = draw(sub), draw(sub), draw(sub)
+        if draw(st.booleans()):
+            return E(f"{wrap(draw, a, RANGE)} if {wrap(draw, c, RANGE)} else {b.text}", COND)
+        return E(f"{wrap(draw, c, RANGE)} ? {a.text} : {b.text}", COND)
+    if choice == 10:
+        fn = draw(st.sampled_from(FUNCS))
+        positional = [draw(sub).text for _ in range(draw(st.integers(0, 3)))]
+        named = [f"{draw(ident())}{draw(st.sampled_from([': ', '=', ' = ']))}{draw(sub).text}"
+                 for _ in range(draw(st.integers(0, 2)))]
+        return E(f"{fn}({sep_list(draw, positional + named)})", POSTFIX)
+    if choice == 11:
+        target = draw(sub)
+        indices = []
+        for _ in range(draw(st.integers(0, 3))):
+            kind = draw(st.integers(0, 4))
+            if kind == 0:
+                parts = [draw(sub).text if draw(st.booleans()) else "" for _ in range(2)]
+                indices.append(":".join(parts))
+            elif kind == 1:
+                indices.append(f"{draw(sub).text}::{draw(sub).text}")
+            else:
+                indices.append(draw(sub).text)
+        return E(f"{wrap(draw, target, POSTFIX)}[{', '.join(indices)}]", POSTFIX)
+    if choice == 12:
+        target = draw(sub)
+        return E(f"{wrap(draw, target, POSTFIX)}.{draw(st.sampled_from(['shape', 'T', 'in']))}",
+                 POSTFIX)
+    if choice == 13:
+        items = [draw(sub).text for _ in range(draw(st.integers(0, 4)))]
+        if draw(st.integers(0, 4)) == 0 and len(items) != 1:
+            return E(f"({sep_list(draw, items)})", ATOM)
+        return E(f"[{sep_list(draw, items)}]", ATOM)
+    if choice == 14:
+        return E(draw(dict_lit(depth - 1)), ATOM)
+    if choice == 15:
+        start, stop = draw(sub), draw(sub)
+        return E(f"{wrap(draw, start, RANGE + 1)}..{wrap(draw, stop, RANGE + 1)}", RANGE)
+    if choice == 16:
+        vals = ", ".join(draw(st.sampled_from(["1", "0", "-1"])) for _ in range(4))
+        return E(f"TernaryTensor[2, 2]({vals})", POSTFIX)
+    if choice == 17:
+        return E(f"{draw(ident())}.shape[{draw(st.integers(0, 3))}]", POSTFIX)
+    return E(f"({draw(sub).text})", ATOM)
+
+
+@st.composite
+def key(draw, allow_keyword: bool = False) -> str:
+    choice = draw(st.integers(0, 9))
+    if choice == 0:
+        return draw(string_lit())
+    if choice == 1 and allow_keyword:
+        return draw(st.sampled_from(KEYWORD_KEYS))
+    return draw(st.sampled_from(KEYS))
+
+
+@st.composite
+def entries(draw, depth: int, min_size: int = 0, max_size: int = 5) -> str:
+    """The inside of a `{ … }` config group, entries split by commas, `;` or new lines."""
+    n = draw(st.integers(min_size, max_size))
+    out = []
+    for i in range(n):
+        sep = draw(st.sampled_from([", ", ", ", "\n", ",\n", "; ", " "]))
+        keyword_ok = sep in (", ", ",\n") or i == 0
+        k = draw(key(allow_keyword=keyword_ok))
+        if draw(st.integers(0, 6)) == 0 and depth > 0:
+            value = draw(dict_lit(depth - 1))
+        else:
+            value = draw(expr(min(depth, 2))).text
+        comment = ""
+        if draw(st.integers(0, 8)) == 0:
+            comment = f" {draw(block_comment())}"
+        if i > 0:
+            out.append(sep)
+        if "\n" in sep and draw(st.integers(0, 4)) == 0:
+            out.append(f"{draw(line_comment())}\n")
+        out.append(f"{k}: {value}{comment}")
+        if draw(st.integers(0, 8)) == 0 and i + 1 < n:
+            out.append(f", {draw(line_comment())}\n")
+    return "".join(out)
+
+
+@st.composite
+def dict_lit(draw, depth: int = 1) -> str:
+    body = draw(entries(depth, 0, 3))
+    if not body:
+        return "{}"
+    return "{ " + body + " }" if draw(st.booleans()) else "{\n" + body + "\n}"
+
+
+# ----------------------------------------------------------------------------- types
+
+@st.composite
+def dims(draw) -> list[str]:
+    out = []
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.integers(0, 5))
+        if kind <= 1:
+            out.append(str(draw(st.integers(1, 512))))
+        elif kind <= 3:
+            out.append(draw(st.sampled_from(["batch", "N", "c_in", "h", "w", "n_out"])))
+        elif kind == 4:
+            out.append("?")
+        else:
+            out.append(draw(st.sampled_from(["2 * c", "c + 1", "h / 2", "-1"])))
+    return out
+
+
+@st.composite
+def type_expr(draw, angle_ok: bool = True) -> str:
+    """A type. `angle_ok=False` avoids ending with `>` (a `param` without init: see the
+    formatter's notes on `;`)."""
+    choice = draw(st.integers(0, 9))
+    if choice <= 2:
+        return draw(st.sampled_from(DTYPES))
+    name = draw(st.sampled_from(["Tensor", "TernaryTensor"]))
+    dtype = draw(st.sampled_from(DTYPES))
+    ds = draw(dims())
+    shape = f"[{', '.join(ds)}]"
+    if choice == 3:
+        return name
+    if choice <= 5 and not (ds and ds[0] in DTYPES):
+        return f"{name}{shape}"
+    if choice == 6:
+        return f"{name}[{', '.join([dtype, *ds])}]"
+    if not angle_ok:
+        return f"{name}{shape}"
+    if choice == 7:
+        return f"{name}<{dtype}>"
+    if choice == 8:
+        return f"{name}<[{', '.join(ds)}]>"
+    return f"{name}<{dtype}, {shape}>"
+
+
+@st.composite
+def param_spec(draw, allow_default: bool = True) -> str:
+    text = draw(ident())
+    if draw(st.integers(0, 4)) > 0:
+        text += f": {draw(type_expr())}"
+    if allow_default and draw(st.integers(0, 3)) == 0:
+        text += f" = {draw(expr(1)).text}"
+    return text
+
+
+# ----------------------------------------------------------------------------- statements
+
+def indent_lines(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line if line else line for line in text.split("\n"))
+
+
+@st.composite
+def value_expr(draw, depth: int = 3) -> E:
+    """An expression that can end a statement: a trailing `?` would continue the line."""
+    value = draw(expr(depth))
+    if value.text.endswith("?"):
+        return E(f"({value.text})", ATOM)
+    return value
+
+
+@st.composite
+def simple_statement(draw) -> str:
+    choice = draw(st.integers(0, 5))
+    value = draw(value_expr(3))
+    if choice == 0:
+        ty = f": {draw(type_expr())}" if draw(st.booleans()) else ""
+        return f"let {draw(ident())}{ty} = {value.text}"
+    if choice == 1:
+        op = draw(st.sampled_from(["=", "+=", "-=", "*=", "/=", "@=", "**="]))
+        target = draw(st.sampled_from(["x", "out", "y[0]", "self.w", "x.shape[1]", "h"]))
+        return f"{target} {op} {value.text}"
+    if choice == 2:
+        return "return" if draw(st.integers(0, 3)) == 0 else f"return {value.text}"
+    if choice == 3:
+        return f"{draw(st.sampled_from(FUNCS))}({value.text})"
+    return f"{draw(ident())} = {value.text}"
+
+
+@st.composite
+def statement(draw, depth: int) -> str:
+    choice = draw(st.integers(0, 9))
+    if depth > 0 and choice == 0:
+        cond = draw(expr(2)).text
+        then = draw(statements(depth - 1))
+        text = f"if {cond} {{\n{indent_lines(then)}\n}}"
+        kind = draw(st.integers(0, 3))
+        if kind == 1:
+            text += f" else {{\n{indent_lines(draw(statements(depth - 1)))}\n}}"
+        elif kind == 2:
+            text += f"\nelse if {draw(expr(1)).text} {{ {draw(simple_statement())} }}"
+        return text
+    if depth > 0 and choice == 1:
+        it = draw(st.sampled_from(["0..n", "0..4", "range(n)", "1..x.shape[0]", "xs"]))
+        body = draw(statements(depth - 1))
+        return f"for {draw(ident())} in {it} {{\n{indent_lines(body)}\n}}"
+    return draw(simple_statement())
+
+
+@st.composite
+def with_comments(draw, lines: list[str], semicolons: bool = True) -> str:
+    """Join statements/items with newlines (or `;`), adding comments and blank lines."""
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        roll = draw(st.integers(0, 9))
+        if roll == 0:
+            out.append(draw(line_comment()))
+        elif roll == 1:
+            out.append(draw(block_comment()))
+        elif roll == 2 and i > 0:
+            out.append("")
+        roll = draw(st.integers(0, 9))
+        if roll == 0:
+            line += f"  {draw(line_comment())}"
+        elif roll == 1:
+            line += f" {draw(block_comment())}"
+        elif roll == 2 and semicolons and "\n" not in line:
+            line += ";"
+        out.append(line)
+    return "\n".join(out)
+
+
+@st.composite
+def statements(draw, depth: int = 2) -> str:
+    items = [draw(statement(depth)) for _ in range(draw(st.integers(1, 4)))]
+    return draw(with_comments(items))
+
+
+# ----------------------------------------------------------------------------- declarations
+
+@st.composite
+def layer_kind(draw) -> str:
+    text = draw(st.sampled_from(KINDS))
+    if draw(st.integers(0, 4)) == 0:
+        text += f"[{draw(st.sampled_from(['2', 'n', '3']))}]"
+    if draw(st.integers(0, 5)) == 0:
+        text += f"({', '.join(draw(expr(1)).text for _ in range(draw(st.integers(0, 2))))})"
+    body = draw(entries(2))
+    if body or draw(st.booleans()):
+        if "\n" in body or draw(st.integers(0, 3)) == 0:
+            text += " {\n" + indent_lines(body) + "\n}"
+        else:
+            text += " { " + body + " }"
+    return text
+
+
+@st.composite
+def layer_decl(draw) -> str:
+    name = draw(ident())
+    if draw(st.integers(0, 4)) == 0:
+        cond = draw(expr(2)).text
+        if draw(st.booleans()):
+            cond = f"({cond})"
+        kinds = [draw(layer_kind()) for _ in range(draw(st.integers(1, 3)))]
+        return f"layer {name}: if {cond} {{\n{indent_lines(chr(10).join(kinds))}\n}}"
+    return f"layer {name}: {draw(layer_kind())}"
+
+
+@st.composite
+def method(draw, bare_ok: bool) -> str:
+    name = draw(st.sampled_from(["forward", "helper", "f"]))
+    params = ", ".join(draw(param_spec()) for _ in range(draw(st.integers(0, 3))))
+    ret = f" -> {draw(type_expr())}" if draw(st.booleans()) else ""
+    keyword = "" if bare_ok and draw(st.booleans()) else draw(st.sampled_from(["fn ", "def "]))
+    body = draw(statements(2))
+    if bare_ok and not keyword and not ret:
+        ret = f" -> {draw(type_expr())}" if draw(st.booleans()) else ""
+    return f"{keyword}{name}({params}){ret} {{\n{indent_lines(body)}\n}}"
+
+
+@st.composite
+def section(draw) -> str:
+    name = draw(st.sampled_from(SECTIONS))
+    body = draw(entries(2, 0, 6))
+    if "\n" in body:
+        return f"{name} {{\n{indent_lines(body)}\n}}"
+    return f"{name} {{ {body} }}"
+
+
+@st.composite
+def params_section(draw) -> str:
+    specs = [draw(param_spec()) for _ in range(draw(st.integers(0, 4)))]
+    if draw(st.booleans()):
+        return "params {\n" + indent_lines("\n".join(specs)) + "\n}"
+    return "params { " + ", ".join(specs) + " }"
+
+
+@st.composite
+def param_decl(draw) -> str:
+    if draw(st.booleans()):
+        return f"param {draw(ident())}: {draw(type_expr())} = {draw(value_expr(2)).text}"
+    return f"param {draw(ident())}: {draw(type_expr(angle_ok=False))}"
+
+
+@st.composite
+def body_item(draw, kind: str) -> str:
+    choice = draw(st.integers(0, 9))
+    if choice <= 1:
+        return f"{draw(ident())}: {draw(expr(2)).text}"
+    if choice <= 3:
+        return draw(layer_decl())
+    if choice == 4:
+        return draw(method(bare_ok=True))
+    if choice == 5:
+        return draw(section())
+    if choice == 6:
+        return draw(param_decl())
+    if choice == 7:
+        return f"let {draw(ident())} = {draw(value_expr(2)).text}"
+    if choice == 8 and kind == "block":
+        return draw(params_section())
+    return draw(simple_statement())
+
+
+@st.composite
+def body(draw, kind: str) -> str:
+    items = [draw(body_item(kind)) for _ in range(draw(st.integers(0, 5)))]
+    return draw(with_comments(items))
+
+
+@st.composite
+def item(draw) -> str:
+    choice = draw(st.integers(0, 6))
+    name = draw(st.sampled_from(["Net", "Tiny", "Down", "Residual", "Proj", "Head", "M2"]))
+    header_comment = f"  {draw(line_comment())}" if draw(st.integers(0, 5)) == 0 else ""
+    if choice <= 1:
+        kw = "model" if choice == 0 else "block"
+        return f"{kw} {name} {{{header_comment}\n{indent_lines(draw(body(kw)))}\n}}"
+    if choice == 2:
+        specs = [draw(param_spec(allow_default=False)) for _ in range(draw(st.integers(0, 4)))]
+        joined = ",\n    ".join(specs) if draw(st.integers(0, 3)) == 0 else ", ".join(specs)
+        ret = f" -> {draw(type_expr())}" if draw(st.booleans()) else ""
+        return (f"layer {name}({joined}){ret} {{{header_comment}\n"
+                f"{indent_lines(draw(body('layer')))}\n}}")
+    if choice == 3:
+        return f"layer {name} {{{header_comment}\n{indent_lines(draw(body('layer')))}\n}}"
+    if choice == 4:
+        return draw(method(bare_ok=False))
+    if choice == 5:
+        return f"import {draw(string_lit())}"
+    return f"layer {name}(x: Tensor) -> Tensor {{\n    return relu(x)\n}}"
+
+
+@st.composite
+def programs(draw) -> str:
+    """A whole well-formed program as source text."""
+    items = [draw(item()) for _ in range(draw(st.integers(1, 4)))]
+    text = draw(with_comments(items, semicolons=False))
+    if draw(st.integers(0, 3)) == 0:
+        text = f"{draw(line_comment())}\n\n{text}"
+    if draw(st.integers(0, 3)) == 0:
+        text += f"\n{draw(block_comment())}"
+    return text + "\n"
