@@ -136,9 +136,9 @@ def modules(draw: st.DrawFn) -> Module:
                                                                    st.booleans(), st.sampled_from(["t2", "t1.6", "none"])))))
                       for p in pnames]
             subs = [SubLayer(s, draw(names), draw(st.dictionaries(names, attrs, max_size=2)))
-                    for s in draw(st.lists(names.filter(lambda s: s not in pnames), max_size=2, unique=True))]
+                    for s in draw(st.lists(names.filter(lambda s, taken=tuple(pnames): s not in taken), max_size=2, unique=True))]
             used = set(pnames) | {s.name for s in subs}
-            fnames = draw(st.lists(names.filter(lambda s: s not in used), min_size=1, max_size=2, unique=True))
+            fnames = draw(st.lists(names.filter(lambda s, taken=frozenset(used): s not in taken), min_size=1, max_size=2, unique=True))
             fs = [draw(functions(params, fn)) for fn in fnames]
             m.items.append(LayerDef(draw(st.sampled_from(["layer", "model", "block"])), name,
                                     draw(st.dictionaries(names, attrs, max_size=3)), params, subs, fs))

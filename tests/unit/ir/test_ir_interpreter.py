@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tritium.ir import InterpretError, Interpreter, interpret, parse_module
+from tritium.ir import Interpreter, InterpretError, interpret, parse_module
 from tritium.ir.interpreter import dequantize, pack, quantize_int, quantize_ternary, unpack
 
 rng = np.random.default_rng(1)

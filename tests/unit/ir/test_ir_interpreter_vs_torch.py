@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritium.ir import Builder, Module, interpret, new_function, tensor
+from tritium.ir import Module, interpret, new_function, tensor
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

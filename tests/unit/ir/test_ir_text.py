@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from tritium.ir import (
-    Builder,
     Dense,
     LayerDef,
     Module,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tritium.ir import InferError, OPS, ScalarType, TensorType, infer_type, parse_type
+from tritium.ir import OPS, InferError, ScalarType, TensorType, infer_type, parse_type
 from tritium.ir.types import broadcast_shapes, promote, types_compatible
 
 
