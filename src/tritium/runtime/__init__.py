@@ -1,0 +1,119 @@
+"""The Tritium runtime: what generated models import (``from tritium import runtime as trt``).
+
+Quantizers (:mod:`.quant`), straight-through estimators (:mod:`.ste`), layers with a
+training and a frozen (packed) mode (:mod:`.layers`), ternary packing (:mod:`.packing`),
+kernels (:mod:`.kernels`), safetensors checkpoints (:mod:`.checkpoint`) and model
+summaries (:mod:`.summary`). The runtime never imports the compiler.
+"""
+
+from tritium.runtime.checkpoint import (
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    CheckpointMetadata,
+    TensorInfo,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
+from tritium.runtime.kernels import ternary_conv2d, ternary_linear
+from tritium.runtime.layers import (
+    BitLinear,
+    Int4Linear,
+    Int8Linear,
+    TernaryActivation,
+    TernaryConv2d,
+    TernaryLayer,
+    TernaryLinear,
+    TritiumLayer,
+    freeze_model,
+    tritium_layers,
+)
+from tritium.runtime.packing import PackedTernary, pack_ternary, unpack_ternary
+from tritium.runtime.quant import (
+    QUANTIZER_NAMES,
+    IntQuant,
+    TernaryQuant,
+    dequantize_int,
+    dequantize_ternary,
+    get_quantizer,
+    pack_int4,
+    quantize_absmean,
+    quantize_activations_int8,
+    quantize_int4_weights,
+    quantize_int8_weights,
+    quantize_stochastic,
+    quantize_threshold,
+    quantize_twn,
+    quantize_weight,
+    ternarize_activations,
+    unpack_int4,
+)
+from tritium.runtime.ste import (
+    ClippedSTE,
+    IdentitySTE,
+    fake_quant_int8,
+    get_ste,
+    ste_clipped,
+    ste_identity,
+    ternary_activation,
+)
+from tritium.runtime.summary import LayerSummary, Summary, render_summary, summarize
+
+__all__ = [
+    # layers
+    "TritiumLayer",
+    "TernaryLayer",
+    "TernaryLinear",
+    "TernaryConv2d",
+    "BitLinear",
+    "TernaryActivation",
+    "Int8Linear",
+    "Int4Linear",
+    "freeze_model",
+    "tritium_layers",
+    # quantizers
+    "QUANTIZER_NAMES",
+    "TernaryQuant",
+    "IntQuant",
+    "get_quantizer",
+    "quantize_twn",
+    "quantize_absmean",
+    "quantize_threshold",
+    "quantize_stochastic",
+    "quantize_weight",
+    "dequantize_ternary",
+    "quantize_activations_int8",
+    "ternarize_activations",
+    "quantize_int8_weights",
+    "quantize_int4_weights",
+    "dequantize_int",
+    "pack_int4",
+    "unpack_int4",
+    # straight-through estimators
+    "IdentitySTE",
+    "ClippedSTE",
+    "ste_identity",
+    "ste_clipped",
+    "get_ste",
+    "fake_quant_int8",
+    "ternary_activation",
+    # packing and kernels
+    "PackedTernary",
+    "pack_ternary",
+    "unpack_ternary",
+    "ternary_linear",
+    "ternary_conv2d",
+    # checkpoints
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "CheckpointMetadata",
+    "TensorInfo",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint_metadata",
+    # summaries
+    "LayerSummary",
+    "Summary",
+    "summarize",
+    "render_summary",
+]

@@ -1,0 +1,368 @@
+"""Checkpoints: round trips, metadata, validation of every corruption case, size on disk."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+import tritium
+from tritium.runtime.checkpoint import (
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
+from tritium.runtime.layers import (
+    BitLinear,
+    Int4Linear,
+    Int8Linear,
+    TernaryConv2d,
+    TernaryLinear,
+    freeze_model,
+)
+from tritium.runtime.packing import FORMAT_VERSION, packed_row_bytes
+
+
+class Net(nn.Module):
+    """A small mixed model: ternary conv + BN, ternary/int8/int4/BitNet linears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = TernaryConv2d(1, 4, 3, padding=1, bias=False, per_channel=True)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc1 = TernaryLinear(64, 32, quantizer="absmean")
+        self.fc2 = Int8Linear(32, 16)
+        self.fc3 = Int4Linear(16, 12, group_size=8)
+        self.head = BitLinear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.conv(x)))
+        h = nn.functional.avg_pool2d(h, 2).flatten(1)
+        return self.head(torch.relu(self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(h)))))))
+
+
+def _trained_net(seed: int = 0) -> Net:
+    torch.manual_seed(seed)
+    net = Net()
+    net.train()
+    net(torch.randn(8, 1, 8, 8))  # move the BatchNorm running statistics off their defaults
+    return net.eval()
+
+
+X = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(42))
+
+
+def test_unfrozen_roundtrip_and_metadata(tmp_path: Path) -> None:
+    net = _trained_net()
+    path = tmp_path / "net.safetensors"
+    meta = save_checkpoint(path, net, source_hash="abc123", extra={"epochs": "3"})
+    assert not meta.frozen
+    fresh = _trained_net(seed=1)
+    state, loaded = load_checkpoint(path, fresh)
+    assert set(state) == set(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(X), net(X))
+    assert loaded.checkpoint_version == CHECKPOINT_VERSION
+    assert loaded.tritium_version == tritium.__version__
+    assert loaded.packing_version == FORMAT_VERSION
+    assert loaded.source_hash == "abc123"
+    assert loaded.extra == {"epochs": "3"}
+    info = loaded.tensors["fc1.weight"]
+    assert (info.layer_kind, info.logical_shape, info.packing_format, info.quantizer) == (
+        "TernaryLinear",
+        (32, 64),
+        "none",
+        "absmean",
+    )
+    assert loaded.tensors["bn.running_mean"].layer_kind == "BatchNorm2d"
+    assert loaded.tensors["bn.running_mean"].quantizer == "none"
+    assert loaded == meta
+    # no temp files left behind by the atomic write
+    assert os.listdir(tmp_path) == ["net.safetensors"]
+
+
+@pytest.mark.parametrize("fmt", ["t2", "t1.6"])
+def test_frozen_roundtrip_into_unfrozen_model(tmp_path: Path, fmt: str) -> None:
+    net = freeze_model(_trained_net(), fmt)
+    path = tmp_path / "frozen.safetensors"
+    save_checkpoint(path, net)
+    state, meta = load_checkpoint(path)
+    assert meta.frozen and meta.packing_formats == {fmt, "int8", "int4"}
+    # only packed data, scales, biases and BatchNorm state are stored
+    for name, tensor in state.items():
+        leaf = name.rsplit(".", 1)[1]
+        assert leaf in {"weight_packed", "weight_int8", "weight_scale", "bias"} or name.startswith(
+            "bn."
+        ), name
+        if leaf == "weight_packed":
+            assert tensor.dtype == torch.uint8
+    info = meta.tensors["conv.weight_packed"]
+    assert info.logical_shape == (4, 1, 3, 3) and info.packing_format == fmt
+    assert state["conv.weight_packed"].shape == (4, packed_row_bytes(9, fmt))
+    assert meta.tensors["fc2.weight_int8"].packing_format == "int8"
+    assert meta.tensors["fc3.weight_packed"].logical_shape == (12, 16)
+    assert meta.tensors["head.weight_packed"].quantizer == "absmean"
+    # a fresh, unfrozen model becomes a frozen skeleton and then holds the same weights
+    fresh = _trained_net(seed=5)
+    load_checkpoint(path, fresh)
+    assert fresh.fc1.frozen and fresh.fc1.format == fmt and fresh.fc3.frozen
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(X), net(X))
+    # and loading into an already frozen skeleton of the right format works too
+    skeleton = freeze_model(Net(), fmt).eval()
+    load_checkpoint(path, skeleton)
+    with torch.no_grad():
+        torch.testing.assert_close(skeleton(X), net(X))
+
+
+def test_file_is_plain_safetensors(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, freeze_model(_trained_net()))
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    assert header["__metadata__"]["tritium.checkpoint_version"] == str(CHECKPOINT_VERSION)
+    assert not raw.startswith(b"PK") and b"\x80\x02" not in raw[:16]  # not a zip/pickle
+    plain = safetensors.torch.load_file(str(path))
+    assert set(plain) == set(read_checkpoint_metadata(path).tensors)
+
+
+# --- corruption -------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def good(tmp_path: Path) -> Path:
+    path = tmp_path / "good.safetensors"
+    save_checkpoint(path, freeze_model(_trained_net()), source_hash="h")
+    return path
+
+
+def _rewrite_header(path: Path, edit: Callable[[dict], None]) -> None:
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    edit(header)
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
+
+
+def _edit_tensor_meta(key: str, field: str, value: object) -> Callable[[dict], None]:
+    def edit(header: dict) -> None:
+        tensors = json.loads(header["__metadata__"]["tritium.tensors"])
+        tensors[key][field] = value
+        header["__metadata__"]["tritium.tensors"] = json.dumps(tensors)
+
+    return edit
+
+
+def _expect_error(path: Path, *fragments: str) -> CheckpointError:
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    err = info.value
+    assert isinstance(err, ValueError)
+    msg = str(err)
+    assert str(path) in msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    return err
+
+
+def test_random_bytes(good: Path) -> None:
+    good.write_bytes(os.urandom(4096))
+    _expect_error(good)
+
+
+def test_random_bytes_with_plausible_prefix(good: Path) -> None:
+    good.write_bytes(struct.pack("<Q", 100) + os.urandom(200))
+    _expect_error(good, "header is not valid JSON")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999])
+def test_truncated(good: Path, keep: float) -> None:
+    raw = good.read_bytes()
+    good.write_bytes(raw[: int(len(raw) * keep)])
+    _expect_error(good, "truncated")
+
+
+def test_truncated_inside_header(good: Path) -> None:
+    good.write_bytes(good.read_bytes()[:100])
+    _expect_error(good, "truncated")
+
+
+def test_empty_and_tiny_files(good: Path) -> None:
+    good.write_bytes(b"")
+    _expect_error(good, "too short")
+    good.write_bytes(b"\x01\x02\x03")
+    _expect_error(good, "too short")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    _expect_error(tmp_path / "absent.safetensors", "no such file")
+
+
+def test_trailing_garbage(good: Path) -> None:
+    good.write_bytes(good.read_bytes() + b"junk")
+    _expect_error(good, "trailing")
+
+
+def test_flipped_data_byte(good: Path) -> None:
+    raw = bytearray(good.read_bytes())
+    raw[-3] ^= 0xFF
+    good.write_bytes(bytes(raw))
+    _expect_error(good, "digest", "corrupted")
+
+
+def test_header_edited_version(good: Path) -> None:
+    _rewrite_header(good, lambda h: h["__metadata__"].update({"tritium.checkpoint_version": "9"}))
+    _expect_error(good, "version 9", "reads version 1")
+
+
+def test_header_edited_packing_version(good: Path) -> None:
+    _rewrite_header(good, lambda h: h["__metadata__"].update({"tritium.packing_version": "7"}))
+    _expect_error(good, "packing version 7")
+
+
+def test_header_edited_unknown_format(good: Path) -> None:
+    _rewrite_header(good, _edit_tensor_meta("fc1.weight_packed", "packing_format", "t3"))
+    _expect_error(good, "fc1.weight_packed", "unknown packing format 't3'")
+
+
+def test_header_edited_logical_shape(good: Path) -> None:
+    _rewrite_header(good, _edit_tensor_meta("fc1.weight_packed", "logical_shape", [32, 400]))
+    _expect_error(good, "fc1.weight_packed", "implies")
+
+
+def test_header_edited_tensor_shape(good: Path) -> None:
+    def edit(header: dict) -> None:
+        header["bn.weight"]["shape"] = [5]
+
+    _rewrite_header(good, edit)
+    _expect_error(good, "bn.weight", "needs 20 bytes")
+
+
+def test_header_edited_offsets(good: Path) -> None:
+    def edit(header: dict) -> None:
+        start, end = header["bn.bias"]["data_offsets"]
+        header["bn.bias"]["data_offsets"] = [start + 4, end + 4]
+
+    _rewrite_header(good, edit)
+    _expect_error(good)
+
+
+def test_header_edited_garbage_metadata(good: Path) -> None:
+    _rewrite_header(good, lambda h: h["__metadata__"].update({"tritium.tensors": "{not json"}))
+    _expect_error(good, "not valid JSON")
+    _rewrite_header(good, lambda h: h.pop("__metadata__"))
+    _expect_error(good, "not a Tritium checkpoint")
+
+
+def test_header_edited_dtype(good: Path) -> None:
+    def edit(header: dict) -> None:
+        header["fc1.weight_packed"]["dtype"] = "I8"
+
+    _rewrite_header(good, edit)
+    _expect_error(good, "fc1.weight_packed")
+
+
+def test_plain_safetensors_is_not_a_tritium_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "plain.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(3)}, str(path))
+    _expect_error(path, "not a Tritium checkpoint")
+
+
+# --- model mismatches -------------------------------------------------------------------
+
+
+def test_shape_mismatch_against_model(tmp_path: Path) -> None:
+    path = tmp_path / "a.safetensors"
+    save_checkpoint(path, nn.Sequential(TernaryLinear(8, 4)))
+    with pytest.raises(CheckpointError, match=r"'0.weight'.*expects \(5, 8\)"):
+        load_checkpoint(path, nn.Sequential(TernaryLinear(8, 5)))
+    # a frozen checkpoint whose packed rows differ from the model's
+    save_checkpoint(path, freeze_model(nn.Sequential(TernaryLinear(300, 4))))
+    with pytest.raises(CheckpointError, match="0.weight_packed"):
+        load_checkpoint(path, nn.Sequential(TernaryLinear(100, 4)))
+
+
+def test_strict_and_non_strict_keys(tmp_path: Path) -> None:
+    path = tmp_path / "a.safetensors"
+    save_checkpoint(path, nn.Sequential(TernaryLinear(8, 4)))
+    bigger = nn.Sequential(TernaryLinear(8, 4), nn.Linear(4, 2))
+    with pytest.raises(CheckpointError, match="missing from the checkpoint: 1.bias, 1.weight"):
+        load_checkpoint(path, bigger)
+    load_checkpoint(path, bigger, strict=False)
+    with pytest.raises(CheckpointError, match="not in the model: 0.bias"):
+        load_checkpoint(path, nn.Sequential(TernaryLinear(8, 4, bias=False)))
+
+
+def test_frozen_model_cannot_take_float_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "a.safetensors"
+    save_checkpoint(path, nn.Sequential(TernaryLinear(8, 4)))
+    with pytest.raises(CheckpointError, match="is frozen but the checkpoint holds its float"):
+        load_checkpoint(path, freeze_model(nn.Sequential(TernaryLinear(8, 4))))
+    save_checkpoint(path, freeze_model(nn.Sequential(TernaryLinear(8, 4)), "t1.6"))
+    with pytest.raises(CheckpointError, match="frozen as 't2'"):
+        load_checkpoint(path, freeze_model(nn.Sequential(TernaryLinear(8, 4)), "t2"))
+
+
+def test_extra_must_be_strings(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="str to str"):
+        save_checkpoint(tmp_path / "x.safetensors", nn.Linear(2, 2), extra={"n": 3})  # type: ignore[dict-item]
+
+
+# --- size -------------------------------------------------------------------------------
+
+
+def _torch_save_size(model: nn.Module) -> int:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return len(buf.getvalue())
+
+
+def _ratio(tmp_path: Path, model: nn.Module, fmt: str) -> float:
+    fp32 = _torch_save_size(model)
+    path = tmp_path / f"{fmt}.safetensors"
+    save_checkpoint(path, freeze_model(model, fmt))
+    return fp32 / path.stat().st_size
+
+
+def test_checkpoint_at_least_14x_smaller_mlp(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    mlp = nn.Sequential(
+        TernaryLinear(256, 512), nn.ReLU(), TernaryLinear(512, 512), nn.ReLU(), TernaryLinear(512, 10)
+    )
+    assert _ratio(tmp_path, mlp, "t2") >= 14.0
+
+
+def test_checkpoint_at_least_14x_smaller_convnet(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+
+    def block(c_in: int, c_out: int) -> list[nn.Module]:
+        return [TernaryConv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+    convnet = nn.Sequential(
+        *block(3, 32), *block(32, 64), nn.MaxPool2d(2), *block(64, 128), nn.MaxPool2d(2),
+        *block(128, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(), TernaryLinear(128, 10),
+    )
+    assert _ratio(tmp_path, convnet, "t1.6") >= 14.0
+
+
+def test_rejected_checkpoint_leaves_model_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "a.safetensors"
+    save_checkpoint(path, freeze_model(nn.Sequential(TernaryLinear(300, 4), TernaryLinear(4, 2))))
+    model = nn.Sequential(TernaryLinear(300, 4), TernaryLinear(4, 3))
+    weight = model[0].weight.detach().clone()
+    with pytest.raises(CheckpointError, match=r"'1.bias' has shape \(2,\)"):
+        load_checkpoint(path, model)
+    assert not model[0].frozen and not model[1].frozen
+    assert torch.equal(model[0].weight, weight)
