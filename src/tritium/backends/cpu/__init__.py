@@ -15,8 +15,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritium.backends.cpu import build as _build
 from tritium.backends.cpu import isa as isa_mod
-from tritium.backends.cpu.build import BuildError, BuiltKernel, KernelConfig, build, render_source
+from tritium.backends.cpu.build import BuildError, BuiltKernel, KernelConfig, render_source
 
 __all__ = [
     "BuildError",
@@ -128,14 +129,14 @@ def load(isa: str | None = None) -> NativeLibrary | None:
 
 def _build_and_load(isa: str) -> NativeLibrary:
     config = KernelConfig(isa=isa)
-    built = build(config)
+    built = _build.build(config)
     try:
         lib = ctypes.CDLL(str(built.path))
         _bind(lib)
     except (OSError, AttributeError):
         # A damaged cached binary that still matched its hash is unlikely; rebuild once anyway.
         built.path.unlink(missing_ok=True)
-        built = build(config)
+        built = _build.build(config)
         lib = ctypes.CDLL(str(built.path))
         _bind(lib)
     if lib.tri_abi_version() != ABI_VERSION:

@@ -357,7 +357,12 @@ static void decode_codes(int fmt, const uint8_t *w, int64_t nb, uint8_t *c) {
 }
 
 #define LD(p) _mm256_loadu_si256((const __m256i *)(p))
+#if TRI_ISA_AVX512
+/* AVX-512 VNNI (VL form): unsigned codes x signed activations, 4 products into each int32. */
+#define MAC(acc, c, x) acc = _mm256_dpbusd_epi32(acc, (c), (x))
+#else
 #define MAC(acc, c, x) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16((c), (x)), ones))
+#endif
 
 static void i8_dot4x1(const uint8_t *const *c, const int8_t *x, int64_t kp, int32_t *o) {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -398,9 +403,32 @@ static inline __m256i blk_t2(__m256i v, __m256i x0, __m256i x1, __m256i x2, __m2
     return _mm256_add_epi16(p, q);
 }
 
+#if TRI_ISA_AVX512
+static inline __m256i blk_t2_vnni(__m256i acc, __m256i v, __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(v, m3), x0);
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1);
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2);
+    return _mm256_dpbusd_epi32(acc, _mm256_srli_epi16(_mm256_andnot_si256(_mm256_set1_epi8(0x3F), v), 6), x3);
+}
+#endif
+
 static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int64_t nb, int32_t *o) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+#if TRI_ISA_AVX512
+    if (fmt == TRI_FMT_T2) {
+        const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+        for (int64_t b = 0; b < nb; b++) {
+            const int8_t *xb = x + b * TRI_T2_BLOCK;
+            __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
+            a0 = blk_t2_vnni(a0, LD(w0 + b * 32), x0, x1, x2, x3);
+            a1 = blk_t2_vnni(a1, LD(w1 + b * 32), x0, x1, x2, x3);
+            a2 = blk_t2_vnni(a2, LD(w2 + b * 32), x0, x1, x2, x3);
+            a3 = blk_t2_vnni(a3, LD(w3 + b * 32), x0, x1, x2, x3);
+        }
+    } else
+#endif
     if (fmt == TRI_FMT_T2) {
         const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
         int64_t b = 0;
