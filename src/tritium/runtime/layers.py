@@ -11,7 +11,7 @@ and ``forward`` calls the packed kernels (:func:`tritium.runtime.kernels.ternary
 :func:`tritium.runtime.kernels.ternary_conv2d`). A frozen layer's ``state_dict`` holds only
 the packed uint8 (or int8) data, the float32 scales and the bias.
 
-To load a frozen checkpoint, build the frozen skeleton first -- ``Layer.frozen(...)`` or
+To load a frozen checkpoint, build the frozen skeleton first -- ``Layer.frozen_skeleton(...)`` or
 ``layer.freeze_skeleton(format)`` on a freshly constructed layer allocates correctly sized
 buffers holding an all-zero weight without quantizing anything -- then ``load_state_dict``.
 
@@ -54,7 +54,13 @@ from tritium.runtime.quant import (
     quantize_weight,
     unpack_int4,
 )
-from tritium.runtime.ste import fake_quant_int8, get_ste, ste_identity, ternary_activation
+from tritium.runtime.ste import (
+    fake_quant_int8,
+    get_ste,
+    ste_clipped,
+    ste_identity,
+    ternary_activation,
+)
 
 __all__ = [
     "TritiumLayer",
@@ -149,8 +155,9 @@ class TritiumLayer(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def frozen(cls, *args: Any, format: str | None = None, **kwargs: Any) -> Self:
-        """Construct a frozen skeleton: ``cls(*args, **kwargs).freeze_skeleton(format)``."""
+    def frozen_skeleton(cls, *args: Any, format: str | None = None, **kwargs: Any) -> Self:
+        """Construct a frozen skeleton to load a state_dict into:
+        ``cls(*args, **kwargs).freeze_skeleton(format)``."""
         return cls(*args, **kwargs).freeze_skeleton(format)
 
 
@@ -186,9 +193,9 @@ class TernaryLayer(TritiumLayer):
         self.per_channel = bool(per_channel)
         self.threshold = None if threshold is None else float(threshold)
         self.act_quant = _check_choice("act_quant", act_quant, ACT_QUANT_MODES)
-        self.ste = ste
+        get_ste(ste, ste_clip)  # raises for an unknown name
+        self.ste = ste.strip().lower()
         self.ste_clip = float(ste_clip)
-        self._ste_fn = get_ste(ste, ste_clip)
         self.frozen = False
         self.format: str | None = None
 
@@ -235,7 +242,9 @@ class TernaryLayer(TritiumLayer):
         """``trits * scale`` as a float tensor wired to the latent weight through the STE."""
         q = self.ternary_weight()
         w_q = dequantize_ternary(q.trits, q.scale).to(self.weight.dtype)
-        return self._ste_fn(self.weight, w_q)
+        if self.ste == "clipped":
+            return ste_clipped(self.weight, w_q, self.ste_clip)
+        return ste_identity(self.weight, w_q)
 
     def packed_weight(self) -> PackedTernary:
         """The frozen weight as a :class:`PackedTernary` view of the buffers."""

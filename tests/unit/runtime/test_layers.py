@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import subprocess
 import sys
 
@@ -254,10 +256,15 @@ def test_conv_freeze_equivalence(conv_kw: dict, fmt: str) -> None:
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_conv_int8_act_quant_freeze_equivalence() -> None:
+@pytest.mark.parametrize(
+    "conv_kw",
+    [{"padding": 1}, {"stride": 2, "groups": 2}, {"dilation": 2, "groups": 4, "padding": 1}],
+    ids=["plain", "strided-grouped", "dilated-depthwise"],
+)
+def test_conv_int8_act_quant_freeze_equivalence(conv_kw: dict) -> None:
     torch.manual_seed(5)
-    layer = TernaryConv2d(5, 4, 3, padding=1, act_quant="int8").eval()
-    x = _rand(2, 5, 6, 6, seed=8)
+    layer = TernaryConv2d(4, 8, 3, act_quant="int8", **conv_kw).eval()
+    x = _rand(2, 4, 7, 6, seed=8)
     with torch.no_grad():
         ref = layer(x)
         layer.freeze()
@@ -300,7 +307,7 @@ def test_stochastic_layer_draws_in_training_only() -> None:
 def test_frozen_skeleton_loads_state_dict() -> None:
     torch.manual_seed(8)
     src = TernaryConv2d(3, 5, 3, padding=1, per_channel=True).freeze("t1.6")
-    dst = TernaryConv2d.frozen(3, 5, 3, padding=1, per_channel=True, format="t1.6")
+    dst = TernaryConv2d.frozen_skeleton(3, 5, 3, padding=1, per_channel=True, format="t1.6")
     assert dst.frozen and not hasattr(dst, "weight")
     assert unpack_ternary(dst.packed_weight()).abs().sum() == 0
     with torch.no_grad():
@@ -314,7 +321,7 @@ def test_frozen_skeleton_loads_state_dict() -> None:
     with pytest.raises(RuntimeError):
         lin.freeze_skeleton("t2")
     # 150 trits a row: two 128-trit t2 blocks, one 160-trit t1.6 block
-    wrong = TernaryLinear.frozen(150, 4, format="t1.6")
+    wrong = TernaryLinear.frozen_skeleton(150, 4, format="t1.6")
     with pytest.raises(RuntimeError, match="size mismatch"):
         wrong.load_state_dict(TernaryLinear(150, 4).freeze("t2").state_dict())
 
@@ -399,10 +406,20 @@ def test_int4_linear_correctness(group_size: int | None) -> None:
     assert sd["weight_packed"].shape == (6, 7) and sd["weight_packed"].dtype == torch.uint8
     assert sd["weight_scale"].shape == (6, 1 if group_size is None else -(-13 // group_size))
     torch.testing.assert_close(out, ref)
-    skeleton = Int4Linear.frozen(13, 6, group_size=group_size)
+    skeleton = Int4Linear.frozen_skeleton(13, 6, group_size=group_size)
     skeleton.load_state_dict(sd)
     with torch.no_grad():
         torch.testing.assert_close(skeleton(x), out)
+
+
+def test_layers_pickle_and_deepcopy() -> None:
+    torch.manual_seed(13)
+    x = _rand(2, 6)
+    for layer in (TernaryLinear(6, 3, ste="clipped"), TernaryLinear(6, 3).freeze("t1.6")):
+        layer.eval()
+        for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+            with torch.no_grad():
+                torch.testing.assert_close(clone(x), layer(x))
 
 
 def test_constructor_validation() -> None:
