@@ -244,7 +244,10 @@ def expr(draw, depth: int = 3) -> E:
         return E(draw(dict_lit(depth - 1)), ATOM)
     if choice == 15:
         start, stop = draw(sub), draw(sub)
-        return E(f"{wrap(draw, start, RANGE + 1)}..{wrap(draw, stop, RANGE + 1)}", RANGE)
+        stop_text = wrap(draw, stop, RANGE + 1)
+        if stop_text.startswith("."):
+            stop_text = f"({stop_text})"  # `...` is one token
+        return E(f"{wrap(draw, start, RANGE + 1)}..{stop_text}", RANGE)
     if choice == 16:
         vals = ", ".join(draw(st.sampled_from(["1", "0", "-1"])) for _ in range(4))
         return E(f"TernaryTensor[2, 2]({vals})", POSTFIX)

@@ -26,6 +26,9 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import ast as A
@@ -69,12 +72,26 @@ def format_source(text: str, file: str = "<input>") -> str:
 
 def format_program(program: A.Program, comments: list[Comment]) -> str:
     """The canonical text of a parsed program with its comments."""
-    attached = _Attachments()
-    attached.attach_root(program, comments)
-    lines = _Printer(attached).program(program)
+    with _recursion_headroom():
+        attached = _Attachments()
+        attached.attach_root(program, comments)
+        lines = _Printer(attached).program(program)
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines) + "\n" if lines else ""
+
+
+@contextmanager
+def _recursion_headroom(limit: int = 20000) -> Iterator[None]:
+    """The parser accepts 200 levels of nesting; printing one level takes a few frames.
+    (Long operator and postfix chains are printed iteratively and need no headroom.)"""
+    old = sys.getrecursionlimit()
+    if old < limit:
+        sys.setrecursionlimit(limit)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 # ----------------------------------------------------------------------------- literals
@@ -572,27 +589,54 @@ class _Printer:
         if isinstance(e, A.Binary):
             if e.op == "**":
                 return f"{self.expr(e.left, _POSTFIX)} ** {self.expr(e.right, _UNARY)}", _POW
-            prec = _BINARY_PREC[e.op]
-            left = self.expr(e.left, prec)
-            if e.op in _COMPARE and isinstance(e.left, A.Binary) and e.left.op in _COMPARE \
-                    and not left.startswith("("):
-                left = f"({left})"
-            return f"{left} {e.op} {self.expr(e.right, prec + 1)}", prec
+            return self._binary_chain(e), _BINARY_PREC[e.op]
         if isinstance(e, A.CondExpr):
             return (f"{self.expr(e.then, _RANGE)} if {self.expr(e.cond, _RANGE)} "
                     f"else {self.expr(e.other, _COND)}"), _COND
         if isinstance(e, A.Range):
             return f"{self.expr(e.start, _RANGE + 1)}..{self.expr(e.stop, _RANGE + 1)}", _RANGE
-        if isinstance(e, A.Call):
-            return f"{self.expr(e.func, _POSTFIX)}({self.args(e.args)})", _POSTFIX
-        if isinstance(e, A.Index):
-            inner = ", ".join(self.subscript(i) for i in e.indices)
-            return f"{self.expr(e.value, _POSTFIX)}[{inner}]", _POSTFIX
-        if isinstance(e, A.Attr):
-            return f"{self.expr(e.value, _POSTFIX)}.{e.attr}", _POSTFIX
+        if isinstance(e, A.Call | A.Index | A.Attr):
+            return self._postfix_chain(e), _POSTFIX
         if isinstance(e, A.Slice):
             return self.subscript(e), _COND
         raise TypeError(f"cannot format expression {type(e).__name__}")
+
+    def _binary_chain(self, e: A.Binary) -> str:
+        """`a + b - c …`: the left spine of operators of one precedence, printed without
+        recursion (a chain of 10,000 terms is fine)."""
+        prec = _BINARY_PREC[e.op]
+        rights: list[tuple[str, A.Expr]] = []
+        node: A.Expr = e
+        while isinstance(node, A.Binary) and node.op != "**" and _BINARY_PREC[node.op] == prec:
+            if rights and rights[-1][0] in _COMPARE and node.op in _COMPARE:
+                break  # `(a < b) == c`: comparisons do not chain
+            rights.append((node.op, node.right))
+            node = node.left
+        left, level = self._expr(node)
+        if level < prec or (rights[-1][0] in _COMPARE and isinstance(node, A.Binary)
+                            and node.op in _COMPARE):
+            left = f"({left})"
+        parts = [left]
+        for op, right in reversed(rights):
+            parts.append(f" {op} {self.expr(right, prec + 1)}")
+        return "".join(parts)
+
+    def _postfix_chain(self, e: A.Expr) -> str:
+        """`x.a[0](y).b …` printed without recursion along the chain."""
+        chain: list[A.Expr] = []
+        node = e
+        while isinstance(node, A.Call | A.Index | A.Attr):
+            chain.append(node)
+            node = node.func if isinstance(node, A.Call) else node.value
+        parts = [self.expr(node, _POSTFIX)]
+        for link in reversed(chain):
+            if isinstance(link, A.Call):
+                parts.append(f"({self.args(link.args)})")
+            elif isinstance(link, A.Index):
+                parts.append(f"[{', '.join(self.subscript(i) for i in link.indices)}]")
+            else:
+                parts.append(f".{link.attr}")
+        return "".join(parts)
 
     def subscript(self, e: A.Expr) -> str:
         if not isinstance(e, A.Slice):
