@@ -15,7 +15,7 @@ from tritium.runtime.checkpoint import (
     read_checkpoint_metadata,
     save_checkpoint,
 )
-from tritium.runtime.kernels import ternary_conv2d, ternary_linear
+from tritium.runtime.kernels import native_available, ternary_conv2d, ternary_linear
 from tritium.runtime.layers import (
     BitLinear,
     Int4Linear,
@@ -28,11 +28,20 @@ from tritium.runtime.layers import (
     freeze_model,
     tritium_layers,
 )
-from tritium.runtime.packing import PackedTernary, pack_ternary, unpack_ternary
+from tritium.runtime.packing import (
+    FORMAT_VERSION,
+    PackedTernary,
+    TernaryValueError,
+    pack_ternary,
+    packed_row_bytes,
+    unpack_ternary,
+)
 from tritium.runtime.quant import (
+    DEFAULT_ACTIVATION_THRESHOLD,
     QUANTIZER_NAMES,
     IntQuant,
     TernaryQuant,
+    canonical_quantizer_name,
     dequantize_int,
     dequantize_ternary,
     get_quantizer,
@@ -49,6 +58,7 @@ from tritium.runtime.quant import (
     unpack_int4,
 )
 from tritium.runtime.ste import (
+    STE_NAMES,
     ClippedSTE,
     IdentitySTE,
     fake_quant_int8,
@@ -76,6 +86,8 @@ __all__ = [
     "TernaryQuant",
     "IntQuant",
     "get_quantizer",
+    "canonical_quantizer_name",
+    "DEFAULT_ACTIVATION_THRESHOLD",
     "quantize_twn",
     "quantize_absmean",
     "quantize_threshold",
@@ -92,13 +104,18 @@ __all__ = [
     # straight-through estimators
     "IdentitySTE",
     "ClippedSTE",
+    "STE_NAMES",
     "ste_identity",
     "ste_clipped",
     "get_ste",
     "fake_quant_int8",
     "ternary_activation",
     # packing and kernels
+    "FORMAT_VERSION",
     "PackedTernary",
+    "TernaryValueError",
+    "packed_row_bytes",
+    "native_available",
     "pack_ternary",
     "unpack_ternary",
     "ternary_linear",

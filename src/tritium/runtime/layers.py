@@ -28,6 +28,7 @@ Buffer names of a frozen layer:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -125,34 +126,35 @@ def _pair(v: int | tuple[int, int], what: str) -> tuple[int, int]:
     return (t[0], t[1])
 
 
-class TritiumLayer(nn.Module):
+class TritiumLayer(nn.Module, ABC):
     """Base class of the layers :func:`freeze_model` and the checkpoint code know about."""
 
     frozen: bool
     """True once :meth:`freeze` (or :meth:`freeze_skeleton`) has run."""
 
     @property
+    @abstractmethod
     def packing_format(self) -> str | None:
         """Storage format of the frozen weight (``"t2"``, ``"t1.6"``, ``"int8"``, ``"int4"``)."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def quantizer_name(self) -> str:
         """The weight quantizer, for checkpoint metadata and summaries."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def weight_shape(self) -> tuple[int, ...]:
         """The logical (unpacked) shape of the weight."""
-        raise NotImplementedError
 
+    @abstractmethod
     def freeze(self, format: str | None = None) -> Self:
         """Quantize and pack the weight in place; returns ``self``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def freeze_skeleton(self, format: str | None = None) -> Self:
-        """Turn into a frozen layer with zero buffers of the right sizes (for loading)."""
-        raise NotImplementedError
+        """Turn into a frozen layer with buffers of the right sizes holding an all-zero
+        weight, without quantizing anything (to load a state_dict into)."""
 
     @classmethod
     def frozen_skeleton(cls, *args: Any, format: str | None = None, **kwargs: Any) -> Self:
@@ -645,9 +647,9 @@ class _IntLinear(TritiumLayer):
                 f"{type(self).__name__} freezes to 'int{self.bits}', not to {format!r}"
             )
 
+    @abstractmethod
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight the layer computes with (no gradient)."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.frozen:

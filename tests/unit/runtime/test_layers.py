@@ -456,3 +456,14 @@ def test_runtime_does_not_import_the_compiler() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_public_exports_as_generated_code_uses_them() -> None:
+    import tritium.runtime as trt
+
+    missing = [name for name in trt.__all__ if not hasattr(trt, name)]
+    assert missing == []
+    model = nn.Sequential(trt.TernaryLinear(8, 4, quantizer="deterministic", threshold=0.05))
+    trt.freeze_model(model, format="t1.6")
+    assert isinstance(model[0].packed_weight(), trt.PackedTernary)
+    assert trt.unpack_ternary(model[0].packed_weight()).shape == (4, 8)
