@@ -72,7 +72,7 @@ def kernel_info() -> dict[str, Any]:
         compiler=b.compiler,
         compiler_version=b.compiler_version,
         flags=" ".join(b.flags),
-        openmp=lib.openmp,
+        threading=lib.threading,
         cache_path=str(b.path),
         key=b.key,
     )

@@ -113,7 +113,7 @@ class PackedTernary:
             n, k = self.shape
             idx = lib.lib.tri_unpack(
                 FORMAT_CODE[self.format], self.data.data_ptr(), n, k, self.data.shape[1], None,
-                num_threads(),
+                _pack_threads(n * k),
             )
             if idx >= 0:
                 self._raise_at(int(idx))
@@ -135,6 +135,12 @@ def num_threads() -> int:
         except ValueError:
             pass
     return max(1, torch.get_num_threads())
+
+
+def _pack_threads(elements: int) -> int:
+    """Packing is memory-bound: one thread streams ~20 G trits/s, so split only huge matrices
+    (an extra thread on a busy machine costs more in barrier waits than it saves)."""
+    return 1 if elements < (1 << 26) else num_threads()
 
 
 def _native_for(t: torch.Tensor):
@@ -174,7 +180,7 @@ def pack_ternary(trits: torch.Tensor, format: str = "t2") -> PackedTernary:
     lib = _native_for(t8)
     if lib is not None and n * k > 0:
         out = torch.empty((n, rb), dtype=torch.uint8)
-        idx = lib.lib.tri_pack(FORMAT_CODE[format], t8.data_ptr(), n, k, out.data_ptr(), rb, num_threads())
+        idx = lib.lib.tri_pack(FORMAT_CODE[format], t8.data_ptr(), n, k, out.data_ptr(), rb, _pack_threads(n * k))
         if idx >= 0:
             r, c = divmod(int(idx), k)
             raise TernaryValueError(r, c, trits[r, c].item())
@@ -190,7 +196,7 @@ def unpack_ternary(p: PackedTernary) -> torch.Tensor:
     if lib is not None and n * k > 0:
         out = torch.empty((n, k), dtype=torch.int8)
         idx = lib.lib.tri_unpack(
-            FORMAT_CODE[p.format], p.data.data_ptr(), n, k, p.data.shape[1], out.data_ptr(), num_threads()
+            FORMAT_CODE[p.format], p.data.data_ptr(), n, k, p.data.shape[1], out.data_ptr(), _pack_threads(n * k)
         )
         if idx >= 0:
             p._raise_at(int(idx))

@@ -51,8 +51,8 @@ class NativeLibrary:
         return self.built.path
 
     @property
-    def openmp(self) -> bool:
-        return "-fopenmp" in self.built.flags
+    def threading(self) -> str:
+        return "pthread work-claiming pool"
 
 
 def _bind(lib: ctypes.CDLL) -> None:

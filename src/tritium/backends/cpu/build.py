@@ -27,7 +27,9 @@ from tritium.backends.cpu import isa as isa_mod
 from tritium.cachedir import atomic_write_text, cache_subdir, digest
 
 SOURCE_FILES = ("tritium_kernels.h", "tritium_kernels.c")
-BASE_FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-fvisibility=hidden", "-fno-math-errno")
+BASE_FLAGS = (
+    "-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-fno-math-errno",
+)
 
 
 class BuildError(RuntimeError):
@@ -149,26 +151,6 @@ def _compile(cc: str, source: str, flags: list[str], out: Path) -> None:
                 os.unlink(tmp_so)
 
 
-@functools.cache
-def _openmp_works(cc: str) -> bool:
-    with tempfile.TemporaryDirectory(prefix="tritium-omp-") as tmp:
-        src = Path(tmp) / "omp.c"
-        src.write_text(
-            "#include <omp.h>\nint f(void){int s=0;\n#pragma omp parallel reduction(+:s)\n"
-            "s+=omp_get_num_threads();\nreturn s;}\n",
-            encoding="utf-8",
-        )
-        try:
-            proc = subprocess.run(
-                [cc, "-fopenmp", "-fPIC", "-shared", str(src), "-o", str(Path(tmp) / "omp.so")],
-                capture_output=True,
-                timeout=120,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return proc.returncode == 0
-
-
 def build(config: KernelConfig, cache_dir: Path | None = None) -> BuiltKernel:
     """Return a verified shared object for ``config``, compiling it if needed."""
     cc = find_compiler()
@@ -180,8 +162,6 @@ def build(config: KernelConfig, cache_dir: Path | None = None) -> BuiltKernel:
         )
     version = compiler_version(cc)
     flags = list(BASE_FLAGS) + list(isa_mod.ISA_FLAGS[config.isa])
-    if _openmp_works(cc):
-        flags.append("-fopenmp")
     source = render_source(config)
     cpu = " ".join(sorted(isa_mod.cpu_flags()))
     key = digest(source, " ".join(flags), version, cpu)

@@ -6,14 +6,19 @@
  * is an unsigned-by-signed byte product (maddubs / dpbusd) that never saturates because
  * |c * xq| <= 2 * 127. The fp32 path decodes a tile of rows to floats once and reuses it
  * for a chunk of tokens with an FMA micro-kernel.
+ *
+ * Threads: a small persistent pool with work claiming (an atomic task counter) in which the
+ * calling thread works too. Unlike a static OpenMP schedule, a call never waits for a thread
+ * that the OS has not scheduled yet: unclaimed tasks are simply taken by whoever runs, so on
+ * a busy machine a call degrades to single-thread speed instead of waiting a time slice.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #if TRI_ISA_AVX2 || TRI_ISA_AVX512
 #include <immintrin.h>
 #endif
@@ -47,6 +52,114 @@ static void *tri_alloc(size_t bytes) {
     if (bytes == 0) bytes = 64;
     if (posix_memalign(&p, 64, bytes) != 0) return NULL;
     return p;
+}
+
+
+/* ------------------------------------------------------------------------------------ */
+/* Work-claiming thread pool                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
+
+#define TRI_MAX_THREADS 64
+#define TRI_SPIN 20000
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_mutex_t busy; /* held by the caller that owns the pool for one job */
+    int nworkers;
+    pthread_t th[TRI_MAX_THREADS];
+    _Atomic uint32_t gen;   /* job generation; bumped to publish a job */
+    _Atomic uint64_t claim; /* (gen << 32) | next task index */
+    _Atomic int64_t done;   /* tasks finished in the current job */
+    tri_task_fn fn;
+    void *ctx;
+    int64_t ntasks;
+    int active; /* workers allowed to join the current job */
+} TriPool;
+
+static TriPool g_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
+
+static void pool_claim_loop(uint32_t gen, tri_task_fn fn, void *ctx, int64_t ntasks, int tid) {
+    for (;;) {
+        uint64_t c = atomic_load_explicit(&g_pool.claim, memory_order_acquire);
+        if ((uint32_t)(c >> 32) != gen || (int64_t)(c & 0xFFFFFFFFu) >= ntasks) return;
+        if (atomic_compare_exchange_weak_explicit(&g_pool.claim, &c, c + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            fn(ctx, (int64_t)(c & 0xFFFFFFFFu), tid);
+            atomic_fetch_add_explicit(&g_pool.done, 1, memory_order_release);
+        }
+    }
+}
+
+static inline void cpu_relax(void) {
+#if TRI_ISA_AVX2 || TRI_ISA_AVX512
+    _mm_pause();
+#endif
+}
+
+static void *pool_worker(void *arg) {
+    const int tid = (int)(intptr_t)arg;
+    uint32_t seen = atomic_load(&g_pool.gen);
+    for (;;) {
+        /* spin briefly for back-to-back calls, then sleep */
+        for (int i = 0; i < TRI_SPIN && atomic_load_explicit(&g_pool.gen, memory_order_acquire) == seen; i++)
+            cpu_relax();
+        pthread_mutex_lock(&g_pool.mu);
+        while (atomic_load(&g_pool.gen) == seen) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
+        seen = atomic_load(&g_pool.gen);
+        tri_task_fn fn = g_pool.fn;
+        void *ctx = g_pool.ctx;
+        int64_t ntasks = g_pool.ntasks;
+        int join = tid <= g_pool.active;
+        pthread_mutex_unlock(&g_pool.mu);
+        if (join) pool_claim_loop(seen, fn, ctx, ntasks, tid);
+    }
+    return NULL;
+}
+
+/* Run fn(ctx, i, tid) for i in [0, ntasks) on up to nthreads threads (tid 0 is the caller). */
+static void pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads <= 1 || ntasks <= 1 || ntasks > 0xFFFFFFFFLL || pthread_mutex_trylock(&g_pool.busy) != 0) {
+        for (int64_t i = 0; i < ntasks; i++) fn(ctx, i, 0);
+        return;
+    }
+    pthread_mutex_lock(&g_pool.mu);
+    while (g_pool.nworkers < nthreads - 1) {
+        int tid = g_pool.nworkers + 1;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&g_pool.th[g_pool.nworkers], &attr, pool_worker, (void *)(intptr_t)tid);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;
+        g_pool.nworkers++;
+    }
+    uint32_t gen = atomic_load(&g_pool.gen) + 1;
+    g_pool.fn = fn;
+    g_pool.ctx = ctx;
+    g_pool.ntasks = ntasks;
+    g_pool.active = nthreads - 1;
+    atomic_store(&g_pool.done, 0);
+    atomic_store(&g_pool.claim, (uint64_t)gen << 32);
+    atomic_store_explicit(&g_pool.gen, gen, memory_order_release);
+    pthread_cond_broadcast(&g_pool.cv);
+    pthread_mutex_unlock(&g_pool.mu);
+    pool_claim_loop(gen, fn, ctx, ntasks, 0);
+    /* only tasks a worker has claimed can still be running; wait for those */
+    for (int64_t spins = 0; atomic_load_explicit(&g_pool.done, memory_order_acquire) < ntasks; spins++) {
+        if (spins < 4096) cpu_relax();
+        else sched_yield();
+    }
+    pthread_mutex_unlock(&g_pool.busy);
+}
+
+static inline void atomic_min64(_Atomic int64_t *a, int64_t v) {
+    int64_t cur = atomic_load(a);
+    while (v < cur && !atomic_compare_exchange_weak(a, &cur, v)) {
+    }
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -102,13 +215,39 @@ static int pack_row(int fmt, const int8_t *src, int64_t k, uint8_t *dst) {
     return mx > 2;
 }
 
+typedef struct {
+    int fmt;
+    const int8_t *src;
+    int64_t rows, k, row_bytes, rows_per_task;
+    uint8_t *dst;
+    int8_t *out;
+    const uint8_t *in;
+    _Atomic int64_t bad_row;
+} RowsJob;
+
+static void pack_task(void *ctx, int64_t task, int tid) {
+    RowsJob *J = ctx;
+    (void)tid;
+    int64_t r1 = min64(J->rows, (task + 1) * J->rows_per_task);
+    for (int64_t r = task * J->rows_per_task; r < r1; r++)
+        if (pack_row(J->fmt, J->src + r * J->k, J->k, J->dst + r * J->row_bytes)) atomic_min64(&J->bad_row, r);
+}
+
+static int64_t rows_per_task(int64_t rows, int64_t k, int nthreads) {
+    /* ~8 tasks per thread, each at least ~64K elements */
+    int64_t per = (rows + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads);
+    int64_t min_rows = (65536 + k) / (k + 1);
+    if (per < min_rows) per = min_rows;
+    return per < 1 ? 1 : per;
+}
+
 TRI_EXPORT int64_t tri_pack(int fmt, const int8_t *src, int64_t rows, int64_t k, uint8_t *dst,
                             int64_t row_bytes, int nthreads) {
-    int64_t bad_row = rows;
-#pragma omp parallel for schedule(static) num_threads(nthreads) reduction(min : bad_row)
-    for (int64_t r = 0; r < rows; r++) {
-        if (pack_row(fmt, src + r * k, k, dst + r * row_bytes) && r < bad_row) bad_row = r;
-    }
+    RowsJob J = {.fmt = fmt, .src = src, .rows = rows, .k = k, .row_bytes = row_bytes, .dst = dst};
+    atomic_init(&J.bad_row, rows);
+    J.rows_per_task = rows_per_task(rows, k, nthreads);
+    pool_run(pack_task, &J, (rows + J.rows_per_task - 1) / J.rows_per_task, nthreads);
+    int64_t bad_row = atomic_load(&J.bad_row);
     if (bad_row == rows) return -1;
     for (int64_t c = 0; c < k; c++) {
         int8_t v = src[bad_row * k + c];
@@ -188,14 +327,22 @@ static int unpack_row(int fmt, const uint8_t *src, int64_t k, int8_t *dst) {
     return bad;
 }
 
+static void unpack_task(void *ctx, int64_t task, int tid) {
+    RowsJob *J = ctx;
+    (void)tid;
+    int64_t r1 = min64(J->rows, (task + 1) * J->rows_per_task);
+    for (int64_t r = task * J->rows_per_task; r < r1; r++)
+        if (unpack_row(J->fmt, J->in + r * J->row_bytes, J->k, J->out ? J->out + r * J->k : NULL))
+            atomic_min64(&J->bad_row, r);
+}
+
 TRI_EXPORT int64_t tri_unpack(int fmt, const uint8_t *src, int64_t rows, int64_t k,
                               int64_t row_bytes, int8_t *dst, int nthreads) {
-    int64_t bad_row = rows;
-#pragma omp parallel for schedule(static) num_threads(nthreads) reduction(min : bad_row)
-    for (int64_t r = 0; r < rows; r++) {
-        if (unpack_row(fmt, src + r * row_bytes, k, dst ? dst + r * k : NULL) && r < bad_row)
-            bad_row = r;
-    }
+    RowsJob J = {.fmt = fmt, .in = src, .rows = rows, .k = k, .row_bytes = row_bytes, .out = dst};
+    atomic_init(&J.bad_row, rows);
+    J.rows_per_task = rows_per_task(rows, k, nthreads);
+    pool_run(unpack_task, &J, (rows + J.rows_per_task - 1) / J.rows_per_task, nthreads);
+    int64_t bad_row = atomic_load(&J.bad_row);
     if (bad_row == rows) return -1;
     for (int64_t i = 0; i < row_bytes; i++) {
         if (byte_invalid(fmt, src[bad_row * row_bytes + i], i / TRI_BLOCK_BYTES,
@@ -230,10 +377,29 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
     if (sum) *sum = acc;
 }
 
+typedef struct {
+    const float *x;
+    int64_t k, ldq;
+    int8_t *xq;
+    float *s;
+    int32_t *sum;
+} QuantJob;
+
+static void quant_task(void *ctx, int64_t t, int tid) {
+    QuantJob *J = ctx;
+    (void)tid;
+    quantize_row(J->x + t * J->k, J->k, J->xq + t * J->ldq, J->ldq, J->s + t, J->sum ? J->sum + t : NULL);
+}
+
+static void quantize_all(const float *x, int64_t m, int64_t k, int8_t *xq, int64_t ldq, float *s,
+                         int32_t *sum, int nthreads) {
+    QuantJob J = {x, k, ldq, xq, s, sum};
+    pool_run(quant_task, &J, m, m * k < 32768 ? 1 : nthreads);
+}
+
 TRI_EXPORT void tri_quantize_rows(const float *x, int64_t m, int64_t k, int8_t *xq, float *s,
                                   int nthreads) {
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t t = 0; t < m; t++) quantize_row(x + t * k, k, xq + t * k, k, s + t, NULL);
+    quantize_all(x, m, k, xq, k, s, NULL, nthreads);
 }
 
 static inline float act_apply(int act, float v) {
@@ -576,101 +742,136 @@ typedef struct {
     Epi epi;
 } Problem;
 
-static int run_problem(const Problem *P, int nthreads) {
+typedef struct {
+    const Problem *P;
+    int64_t nchunk, tiles_per_task, ntile;
+    int direct;
+    const uint8_t *zero_row;
+    uint8_t *codes[TRI_MAX_THREADS]; /* per-thread scratch, allocated on first use */
+    float *wf[TRI_MAX_THREADS];
+    _Atomic int err;
+} ProblemJob;
+
+/* One output tile: rows r0..r0+3 (padded with a zero row) x tokens t0..t1-1. */
+static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
+    const Problem *P = J->P;
     const int is_i8 = P->xq != NULL;
-    const int64_t ntile = (P->n + 3) / 4;
-    const int64_t chunk = TRI_TOK_CHUNK;
-    const int64_t nchunk = (P->m + chunk - 1) / chunk;
-    const int64_t ntasks = ntile * nchunk;
-    const int direct = TRI_HAVE_DIRECT && is_i8 && P->m <= TRI_GEMV_MAX_M;
     const int64_t kpad = P->kpad, n = P->n;
+    const int64_t r0 = tile * 4, nr = min64(4, n - r0);
+    const int64_t t0 = ch * TRI_TOK_CHUNK, t1 = min64(P->m, t0 + TRI_TOK_CHUNK);
+    const uint8_t *wr[4];
+    for (int r = 0; r < 4; r++) wr[r] = r < nr ? P->w + (r0 + r) * P->row_bytes : J->zero_row;
+    uint8_t *codes = NULL;
+    if (!J->direct) {
+        if (!J->codes[tid]) J->codes[tid] = tri_alloc((size_t)(4 * kpad));
+        if (!is_i8 && !J->wf[tid]) J->wf[tid] = tri_alloc((size_t)(4 * kpad) * sizeof(float));
+        codes = J->codes[tid];
+        if (!codes || (!is_i8 && !J->wf[tid])) {
+            atomic_store(&J->err, 1);
+            return;
+        }
+    }
+    if (is_i8) {
+        const uint8_t *cr[4];
+        if (!J->direct) {
+            for (int r = 0; r < 4; r++) {
+                decode_codes(P->fmt, wr[r], P->nb, codes + r * kpad);
+                cr[r] = codes + r * kpad;
+            }
+        }
+        for (int64_t t = t0; t < t1;) {
+            int32_t acc[8];
+            int nt = 1;
+            if (J->direct) {
+                gemv_direct4(P->fmt, wr, P->xq + t * kpad, P->nb, acc);
+            } else if (t + 1 < t1) {
+                i8_dot4x2(cr, P->xq + t * kpad, P->xq + (t + 1) * kpad, kpad, acc);
+                nt = 2;
+            } else {
+                i8_dot4x1(cr, P->xq + t * kpad, kpad, acc);
+            }
+            for (int u = 0; u < nt; u++) {
+                const int64_t tt = t + u;
+                for (int64_t r = 0; r < nr; r++) {
+                    int32_t v = acc[4 * u + r] - P->sumx[tt];
+                    if (P->yi) P->yi[tt * n + r0 + r] = v;
+                    else P->y[tt * n + r0 + r] = epi_apply(&P->epi, n, tt, r0 + r, (float)v * P->sx[tt]);
+                }
+            }
+            t += nt;
+        }
+    } else {
+        const float *fr[4];
+        float *wf = J->wf[tid];
+        for (int r = 0; r < 4; r++) {
+            uint8_t *c = codes + r * kpad;
+            float *f = wf + r * kpad;
+            decode_codes(P->fmt, wr[r], P->nb, c);
+            for (int64_t i = 0; i < kpad; i++) f[i] = (float)c[i] - 1.0f;
+            fr[r] = f;
+        }
+        for (int64_t t = t0; t < t1;) {
+            float acc[8];
+            int nt = 1;
+            if (t + 1 < t1) {
+                f32_dot4x2(fr, P->x + t * P->k, P->x + (t + 1) * P->k, P->k, acc);
+                nt = 2;
+            } else {
+                f32_dot4x1(fr, P->x + t * P->k, P->k, acc);
+            }
+            for (int u = 0; u < nt; u++) {
+                const int64_t tt = t + u;
+                for (int64_t r = 0; r < nr; r++)
+                    P->y[tt * n + r0 + r] = epi_apply(&P->epi, n, tt, r0 + r, acc[4 * u + r]);
+            }
+            t += nt;
+        }
+    }
+}
+
+/* A task is a run of tiles within one token chunk (task -> chunk-major, tiles contiguous). */
+static void problem_task(void *ctx, int64_t task, int tid) {
+    ProblemJob *J = ctx;
+    const int64_t groups = (J->ntile + J->tiles_per_task - 1) / J->tiles_per_task;
+    const int64_t ch = task / groups, g = task % groups;
+    const int64_t tile1 = min64(J->ntile, (g + 1) * J->tiles_per_task);
+    for (int64_t tile = g * J->tiles_per_task; tile < tile1; tile++) run_tile(J, tile, ch, tid);
+}
+
+static int run_problem(const Problem *P, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads < 1) nthreads = 1;
+    ProblemJob *J = calloc(1, sizeof(ProblemJob));
     uint8_t *zero_row = tri_alloc((size_t)P->row_bytes);
-    if (!zero_row) return 1;
+    if (!J || !zero_row) {
+        free(J);
+        free(zero_row);
+        return 1;
+    }
     /* a packed row of zero trits: code 1 everywhere */
     memset(zero_row, P->fmt == TRI_FMT_T2 ? 0x55 : 121, (size_t)P->row_bytes);
-    int err = 0;
-#pragma omp parallel num_threads(nthreads) reduction(| : err)
-    {
-        uint8_t *codes = NULL;
-        float *wf = NULL;
-        int ok = 1;
-        if (!direct) {
-            codes = tri_alloc((size_t)(4 * kpad));
-            ok = codes != NULL;
-            if (ok && !is_i8) {
-                wf = tri_alloc((size_t)(4 * kpad) * sizeof(float));
-                ok = wf != NULL;
-            }
-        }
-        err |= !ok;
-#pragma omp for schedule(static)
-        for (int64_t task = 0; task < ntasks; task++) {
-            if (!ok) continue;
-            const int64_t tile = task / nchunk, ch = task % nchunk;
-            const int64_t r0 = tile * 4, nr = min64(4, n - r0);
-            const int64_t t0 = ch * chunk, t1 = min64(P->m, t0 + chunk);
-            const uint8_t *wr[4];
-            for (int r = 0; r < 4; r++) wr[r] = r < nr ? P->w + (r0 + r) * P->row_bytes : zero_row;
-            if (is_i8) {
-                const uint8_t *cr[4];
-                if (!direct) {
-                    for (int r = 0; r < 4; r++) {
-                        decode_codes(P->fmt, wr[r], P->nb, codes + r * kpad);
-                        cr[r] = codes + r * kpad;
-                    }
-                }
-                for (int64_t t = t0; t < t1;) {
-                    int32_t acc[8];
-                    int nt = 1;
-                    if (direct) {
-                        gemv_direct4(P->fmt, wr, P->xq + t * kpad, P->nb, acc);
-                    } else if (t + 1 < t1) {
-                        i8_dot4x2(cr, P->xq + t * kpad, P->xq + (t + 1) * kpad, kpad, acc);
-                        nt = 2;
-                    } else {
-                        i8_dot4x1(cr, P->xq + t * kpad, kpad, acc);
-                    }
-                    for (int u = 0; u < nt; u++) {
-                        const int64_t tt = t + u;
-                        for (int64_t r = 0; r < nr; r++) {
-                            int32_t v = acc[4 * u + r] - P->sumx[tt];
-                            if (P->yi) P->yi[tt * n + r0 + r] = v;
-                            else P->y[tt * n + r0 + r] = epi_apply(&P->epi, n, tt, r0 + r, (float)v * P->sx[tt]);
-                        }
-                    }
-                    t += nt;
-                }
-            } else {
-                const float *fr[4];
-                for (int r = 0; r < 4; r++) {
-                    uint8_t *c = codes + r * kpad;
-                    float *f = wf + r * kpad;
-                    decode_codes(P->fmt, wr[r], P->nb, c);
-                    for (int64_t i = 0; i < kpad; i++) f[i] = (float)c[i] - 1.0f;
-                    fr[r] = f;
-                }
-                for (int64_t t = t0; t < t1;) {
-                    float acc[8];
-                    int nt = 1;
-                    if (t + 1 < t1) {
-                        f32_dot4x2(fr, P->x + t * P->k, P->x + (t + 1) * P->k, P->k, acc);
-                        nt = 2;
-                    } else {
-                        f32_dot4x1(fr, P->x + t * P->k, P->k, acc);
-                    }
-                    for (int u = 0; u < nt; u++) {
-                        const int64_t tt = t + u;
-                        for (int64_t r = 0; r < nr; r++)
-                            P->y[tt * n + r0 + r] = epi_apply(&P->epi, n, tt, r0 + r, acc[4 * u + r]);
-                    }
-                    t += nt;
-                }
-            }
-        }
-        free(codes);
-        free(wf);
+    J->P = P;
+    J->zero_row = zero_row;
+    J->direct = TRI_HAVE_DIRECT && P->xq != NULL && P->m <= TRI_GEMV_MAX_M;
+    J->ntile = (P->n + 3) / 4;
+    J->nchunk = (P->m + TRI_TOK_CHUNK - 1) / TRI_TOK_CHUNK;
+    atomic_init(&J->err, 0);
+    /* about 16 tasks per thread in total, but never split below one tile */
+    int64_t want_groups = (16 * (int64_t)nthreads + J->nchunk - 1) / J->nchunk;
+    if (want_groups < 1) want_groups = 1;
+    J->tiles_per_task = (J->ntile + want_groups - 1) / want_groups;
+    if (J->tiles_per_task < 1) J->tiles_per_task = 1;
+    const int64_t groups = (J->ntile + J->tiles_per_task - 1) / J->tiles_per_task;
+    /* tiny problems are not worth waking a thread for */
+    const double work = (double)P->m * (double)P->n * (double)P->kpad;
+    pool_run(problem_task, J, groups * J->nchunk, work < 262144.0 ? 1 : nthreads);
+    int err = atomic_load(&J->err);
+    for (int i = 0; i < TRI_MAX_THREADS; i++) {
+        free(J->codes[i]);
+        free(J->wf[i]);
     }
     free(zero_row);
+    free(J);
     return err;
 }
 
@@ -695,9 +896,7 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
     int32_t *sumx = tri_alloc((size_t)m * sizeof(int32_t));
     int err = 1;
     if (xq && sx && sumx) {
-        const int64_t kpad = P.kpad;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int64_t t = 0; t < m; t++) quantize_row(x + t * k, k, xq + t * kpad, kpad, sx + t, sumx + t);
+        quantize_all(x, m, k, xq, P.kpad, sx, sumx, nthreads);
         P.xq = xq; P.sx = sx; P.sumx = sumx;
         err = run_problem(&P, nthreads);
     }
