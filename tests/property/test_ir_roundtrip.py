@@ -28,11 +28,12 @@ from tritium.ir import (
     verify,
 )
 
-EXAMPLES = int(os.environ.get("TRITIUM_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("TRITIUM_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
     lambda s: s not in ("true", "false", "none", "inf", "nan", "tensor", "dense"))
+kinds = st.from_regex(r"[A-Z][A-Za-z0-9]{0,6}", fullmatch=True)  # builtin kinds: never a layer name
 dims = st.one_of(st.integers(1, 4), st.sampled_from(["n", "m", "batch"]), st.none())
 floats = st.floats(allow_nan=False, width=32)
 scalars = st.one_of(st.integers(-2**40, 2**40), floats, st.booleans(), st.text(max_size=8), st.none())
@@ -135,7 +136,7 @@ def modules(draw: st.DrawFn) -> Module:
                                draw(st.one_of(st.none(), st.builds(QuantSpec, st.sampled_from(["twn", "absmean"]),
                                                                    st.booleans(), st.sampled_from(["t2", "t1.6", "none"])))))
                       for p in pnames]
-            subs = [SubLayer(s, draw(names), draw(st.dictionaries(names, attrs, max_size=2)))
+            subs = [SubLayer(s, draw(kinds), draw(st.dictionaries(names, attrs, max_size=2)))
                     for s in draw(st.lists(names.filter(lambda s, taken=tuple(pnames): s not in taken), max_size=2, unique=True))]
             used = set(pnames) | {s.name for s in subs}
             fnames = draw(st.lists(names.filter(lambda s, taken=frozenset(used): s not in taken), min_size=1, max_size=2, unique=True))

@@ -264,9 +264,12 @@ def _reduce(kind: str) -> Infer:
         t = _t(ts[0])
         dims = {_axis(d, t.rank) for d in a["dims"]} or set(range(t.rank))
         shape = [1 if i in dims else d for i, d in enumerate(t.shape) if a["keepdim"] or i not in dims]
-        dt = _float_dtype(t.dtype) if kind == "mean" else ("i64" if kind == "sum" and not is_float(t) and t.dtype != "bool" else t.dtype)
-        if kind == "sum" and t.dtype == "bool":
-            dt = "i64"
+        if kind == "mean":
+            dt = _float_dtype(t.dtype)
+        elif kind == "sum" and not is_float(t):
+            dt = "i64"  # integer, trit and bool sums accumulate in i64
+        else:
+            dt = t.dtype
         return [TensorType(tuple(shape), dt)]
     return infer
 

@@ -75,9 +75,10 @@ class Printer:
         self.names[id(v)] = n
         return n
 
-    def op_line(self, op: Op) -> str:
+    def op_line(self, op: Op, define: bool = True) -> str:
+        """The op's text; `define=False` reuses names already assigned to its results."""
         ops = ", ".join(self.name(o) for o in op.operands)
-        res = ", ".join(self.define(r) for r in op.results)
+        res = ", ".join(self.define(r) if define else self.name(r) for r in op.results)
         head = f"{res} = " if op.results else ""
         attrs = f" {format_attr_dict(op.attrs)}" if op.attrs else ""
         rt = op.result_types
@@ -158,8 +159,8 @@ def print_function(f: Function) -> str:
 
 
 def print_op(op: Op) -> str:
-    """One op on one line, its operands named by position (for error messages)."""
+    """One op on one line, out of context: operands are named by position (%v0, %v1...)."""
     p = Printer()
     for i, o in enumerate(op.operands):
-        p.names.setdefault(id(o), o.name and f"%{o.name}" or f"%v{i}")
+        p.names.setdefault(id(o), f"%{o.name}" if o.name else f"%v{i}")
     return p.op_line(op)

@@ -11,12 +11,16 @@ import numpy as np
 
 from .core import Block, Dense, Function, LayerDef, Module, Op
 from .ops import OPS, InferError, check_attrs, infer_type
-from .printer import print_op
+from .printer import Printer
 from .types import NUMPY_DTYPES, ScalarType, TensorType, Type, types_compatible
 
 
 class VerifyError(ValueError):
     pass
+
+
+PACK_FORMATS = ("t2", "t1.6", "none")
+QUANTIZERS = ("twn", "absmean", "threshold", "stochastic", "int8", "int4")
 
 
 def resolve_param(module: Module, layer: LayerDef | None, name: str) -> Type | None:
@@ -80,11 +84,37 @@ def _check_constant(op: Op) -> None:
             raise InferError(f"value out of range for {t.dtype}")
 
 
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of `graph` (node → successors) as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1 = on the DFS stack, 2 = done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if state.get(node) == 1:
+            return path[path.index(node):] + [node]
+        if state.get(node) == 2:
+            return None
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            found = visit(nxt, path + [node])
+            if found:
+                return found
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        found = visit(node, [])
+        if found:
+            return found
+    return None
+
+
 class Verifier:
     def __init__(self, module: Module) -> None:
         self.module = module
         self.layer: LayerDef | None = None
         self.func: Function | None = None
+        self.printer = Printer()
+        self.calls: dict[str, set[str]] = {}  # "Layer.f" / "f" → callees, for the cycle check
 
     def fail(self, op: Op | None, msg: str) -> VerifyError:
         where = self.func.name if self.func else "?"
@@ -92,7 +122,7 @@ class Verifier:
             where = f"{self.layer.name}.{where}"
         if op is None:
             return VerifyError(f"in @{where}: {msg}")
-        return VerifyError(f"in @{where}: op '{op.name}' ({print_op(op)}): {msg}")
+        return VerifyError(f"in @{where}: op '{op.name}' ({self.printer.op_line(op, define=False)}): {msg}")
 
     def run(self) -> None:
         names = [i.name for i in self.module.items]
@@ -105,6 +135,16 @@ class Verifier:
             else:
                 self.layer = None
                 self.verify_function(item)
+        self.check_recursion()
+
+    def check_recursion(self) -> None:
+        cycle = find_cycle(self.calls)
+        if cycle:
+            raise VerifyError(f"recursive calls are not allowed: {' -> '.join(cycle)}")
+        nested = {la.name: {s.kind for s in la.sublayers if self.module.layer(s.kind)} for la in self.module.layers}
+        cycle = find_cycle(nested)
+        if cycle:
+            raise VerifyError(f"layers instantiate themselves: {' -> '.join(cycle)}")
 
     def verify_layer(self, layer: LayerDef) -> None:
         self.layer, self.func = layer, None
@@ -115,14 +155,18 @@ class Verifier:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise VerifyError(f"@{layer.name}: duplicate member names: {', '.join(sorted(dup))}")
-        for s in layer.sublayers:
-            if s.kind == layer.name:
-                raise VerifyError(f"@{layer.name}: sub-layer '{s.name}' instantiates its own layer")
+        for p in layer.params:
+            q = p.quant
+            if q is not None and (q.format not in PACK_FORMATS or not isinstance(q.per_channel, bool)
+                                  or q.quantizer not in QUANTIZERS):
+                raise VerifyError(f"@{layer.name}: parameter '{p.name}' has an invalid quantization spec {q}")
         for f in layer.functions:
             self.verify_function(f)
 
     def verify_function(self, f: Function) -> None:
         self.func = f
+        self.printer = Printer()
+        self.printer.function(f, 0)  # names values as the printed IR does, for messages
         term = f.body.terminator
         if term is None or term.name != "return":
             raise self.fail(term, "function body must end with 'return'")
@@ -203,9 +247,11 @@ class Verifier:
                 raise InferError(f"parameter '{op.attrs['name']}' has type {t}, the op says {got[0]}")
         elif op.name == "call":
             try:
-                _, f, _ = resolve_call(self.module, self.layer, op)
+                target, f, _ = resolve_call(self.module, self.layer, op)
             except VerifyError as e:
                 raise InferError(str(e)) from None
+            caller = f"{self.layer.name}.{self.func.name}" if self.layer else self.func.name  # type: ignore[union-attr]
+            self.calls.setdefault(caller, set()).add(f"{target.name}.{f.name}" if target else f.name)
             if len(types) != len(f.arg_types) or not all(
                 types_compatible(a, b) for a, b in zip(types, f.arg_types)
             ):

@@ -3,6 +3,7 @@ which a backend maps to one kernel (runtime ternary_linear: y = act(x @ W^T * sc
 + residual)).
 
     w = dequantize(t, s)            → weight t, scale s (has_scale)
+    t = unpack(p) {format}          → packed weight p with format and in_features (linear only)
     y = linear(x, w[, b])           → bias b (has_bias)
     y = add(y, bias)                → bias (linear only, bias [out], when b is absent)
     y = add(y, r)                   → residual r (same type as y; has_residual)
@@ -45,6 +46,11 @@ class Fuse(Pass):
         if deq is not None and deq.name == "dequantize" and \
                 with_defaults("dequantize", deq.attrs)["axis"] % w.type.rank == 0:  # type: ignore[union-attr]
             w, scale = deq.operands
+        packed: dict[str, object] = {}
+        unp = w.op
+        if p.name == "linear" and unp is not None and unp.name == "unpack" and len(unp.attrs["shape"]) == 2:
+            packed = {"format": unp.attrs["format"], "in_features": unp.attrs["shape"][1]}
+            w = unp.operands[0]
         bias = p.operands[2] if len(p.operands) > 2 else None
         residual, act = None, "none"
         counts = use_counts(f.body)
@@ -77,6 +83,7 @@ class Fuse(Pass):
             return None
         last = chain[-1]
         attrs = dict(p.attrs)
+        attrs.update(packed)
         attrs.update(activation=act, has_scale=scale is not None, has_bias=bias is not None,
                      has_residual=residual is not None)
         operands = [x, w] + [v for v in (scale, bias, residual) if v is not None]

@@ -1,7 +1,7 @@
 """`shape-specialize{batch=1,...}`: replace symbolic dims by the given sizes everywhere
 (function arguments and results, op results, layer parameters), re-infer result types to
-make dims that were unknown (`?`) static where possible, and fold `dim` ops of static dims
-into constants. Bindings apply to the symbol of that name in every function.
+make dims that were unknown (`?`) static where possible (function results included, from
+the returned values), and fold `dim` ops of static dims into constants. Bindings apply to the symbol of that name in every function.
 
 `bindings_for(function, shapes)` computes the bindings from concrete input shapes.
 """
@@ -62,6 +62,9 @@ class ShapeSpecialize(Pass):
             for a in f.args:
                 a.type = substitute(a.type, env)
             self._block(f.body, env)
+            ret = f.body.terminator
+            if ret is not None and len(ret.operands) == len(f.result_types):
+                f.result_types = [refine(t, v.type) for t, v in zip(f.result_types, ret.operands)]
             changed |= apply_patterns(f, [static_dim])
         after = [str(v.type) for _, f in module.all_functions() for v in self._values(f)]
         return changed or before != after

@@ -130,3 +130,45 @@ def test_return_inside_region_rejected() -> None:
 """
     with pytest.raises(VerifyError, match="'return' is not allowed here"):
         verify(parse_module(text))
+
+
+def test_recursion_rejected() -> None:
+    text = """func @a(%x: f32) -> (f32) {
+  %0 = call(%x) {callee = "b"} : (f32) -> f32
+  return(%0) : (f32) -> ()
+}
+
+func @b(%x: f32) -> (f32) {
+  %0 = call(%x) {callee = "a"} : (f32) -> f32
+  return(%0) : (f32) -> ()
+}
+"""
+    with pytest.raises(VerifyError, match="recursive calls are not allowed: a -> b -> a"):
+        verify(parse_module(text))
+    verify(parse_module(text.replace('{callee = "a"}', '{callee = "c"}').replace(
+        "func @b", 'func @c(%x: f32) -> (f32) {\n  return(%x) : (f32) -> ()\n}\n\nfunc @b')))
+
+
+def test_error_messages_use_printed_value_names() -> None:
+    text = """func @f(%x: tensor<[4], f32>) -> (tensor<[4], f32>) {
+  %0 = exp(%x) : (tensor<[4], f32>) -> tensor<[4], f32>
+  %1 = softmax(%0) {dim = 3} : (tensor<[4], f32>) -> tensor<[4], f32>
+  return(%1) : (tensor<[4], f32>) -> ()
+}
+"""
+    with pytest.raises(VerifyError, match=r"op 'softmax' \(%1 = softmax\(%0\) \{dim = 3\} .*\): dim 3 out of range"):
+        verify(parse_module(text))
+
+
+def test_bad_quant_spec() -> None:
+    text = 'layer @L {} {\n  param @w : tensor<[2], f32> {quantizer = "twn", per_channel = false, format = "t3"}\n}\n'
+    with pytest.raises(VerifyError, match="invalid quantization spec"):
+        verify(parse_module(text))
+
+
+def test_layer_instantiation_cycle_rejected() -> None:
+    text = "layer @A {} {\n  sublayer @b : @B\n}\n\nlayer @B {} {\n  sublayer @a : @A\n}\n"
+    with pytest.raises(VerifyError, match="layers instantiate themselves: A -> B -> A"):
+        verify(parse_module(text))
+    with pytest.raises(VerifyError, match="layers instantiate themselves: A -> A"):
+        verify(parse_module("layer @A {} {\n  sublayer @me : @A\n}\n"))
