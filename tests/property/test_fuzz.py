@@ -55,6 +55,8 @@ _TOKEN_RE = re.compile(r"\s+|\w+|\"[^\"\n]*\"|//[^\n]*|#[^\n]*|/\*.*?\*/|.", re.
 # below, which starts failing (XPASS) when the bug is fixed: then delete both entries.
 KNOWN_CHECKER_CRASHES = {
     ("AttributeError", "forward_of"),
+    ("AttributeError", "refine"),
+    ("ValueError", "_conv2d"),
 }
 
 
@@ -278,10 +280,26 @@ def test_fuzz_deep_nesting_parse_and_format(name: str) -> None:
 
 # ----------------------------------------------------------------------------- known crashes
 
-@pytest.mark.xfail(raises=AttributeError, strict=True,
-                   reason="checker: forward_of reads `.params` of a BlockDef whose body did "
-                          "not parse")
-def test_known_crash_block_with_parse_error_used_with_repetition() -> None:
-    text = ("block BitNetBlock{param\nmodel T{layer blocks:BitNetBlock[2]{m:m s:4}\n"
-            "d(t:r<i>)->T[]{blocks()}}")
-    assert_check_result(text, allow_known=False)
+def _known(text: str, exc: type[Exception], ident: str):
+    return pytest.param(text, id=ident, marks=pytest.mark.xfail(
+        raises=exc, strict=True,
+        reason="known checker crash; when fixed, delete this case and its signature in "
+               "KNOWN_CHECKER_CRASHES"))
+
+
+KNOWN_CRASH_REPROS = [
+    _known("block B {\n    param\n}\nmodel T {\n    layer blocks: B[2] { }\n"
+           "    forward(t: Tensor) -> Tensor { return blocks(t) }\n}\n",
+           AttributeError, "forward_of-BlockDef-without-params"),
+    _known("layer J() {\n    let W: y = random_ternary([])\n}\n",
+           AttributeError, "refine-AnyT-shape"),
+    _known("block k{/{}\n layer conv1:TernaryConv2d{s:c s:t kernel_size:3 e:e}\n"
+           "d(x:Tensor[n,b,c,h,w])->r{if s{}\n((conv1(x)))}",
+           ValueError, "conv2d-rank5-unpack"),
+]
+
+
+@pytest.mark.parametrize("text", KNOWN_CRASH_REPROS)
+def test_known_checker_crash(text: str) -> None:
+    """Minimized crashes found by the fuzzer (see KNOWN_CHECKER_CRASHES)."""
+    assert assert_check_result(text, allow_known=False) is not None
