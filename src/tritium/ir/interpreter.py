@@ -399,14 +399,14 @@ def _per(x: Array, per_channel: bool, axis: int = 0) -> tuple[tuple[int, ...], b
 def quantize_ternary(w: Array, quantizer: str = "twn", per_channel: bool = False,
                      threshold: float | None = None) -> tuple[Array, Array]:
     """twn: delta = 0.7 mean|w|, scale = mean of the kept |w|; absmean (BitNet b1.58):
-    scale = mean|w|, trits = clip(round(w / scale), -1, 1); threshold: keep |w| > threshold,
+    scale = mean|w|, trits = clip(round(w / (scale + 1e-5)), -1, 1); threshold: keep |w| > threshold,
     scale = mean of the kept |w|. Statistics per tensor or per output channel (axis 0)."""
     w = _f(w)
     axes, keep = _per(w, per_channel)
     mag = np.abs(w)
     if quantizer == "absmean":
         scale = mag.mean(axis=axes, keepdims=True)
-        t = np.clip(np.round(w / np.maximum(scale, 1e-8)), -1, 1)
+        t = np.clip(np.round(w / (scale + 1e-5)), -1, 1)
     else:
         delta = 0.7 * mag.mean(axis=axes, keepdims=True) if quantizer == "twn" else threshold
         mask = mag > delta
@@ -457,36 +457,33 @@ def _dequantize(xs: list[Array], a: dict[str, Attr]) -> Array:
 
 
 def pack(t: Array, fmt: str) -> Array:
-    """Pack trits row-wise (rows = dim 0 of a rank >= 2 tensor). Codes are trit + 1.
-    t2: each row is zero-padded to a multiple of 128 trits; within each 128-trit block,
-    byte j (0..31) holds trits j, j+32, j+64, j+96 in bits 0-1, 2-3, 4-5, 6-7.
-    t1.6: each row is zero-padded to a multiple of 5; byte b holds trits 5b..5b+4 as
-    sum(code[5b+i] * 3**i)."""
+    """Pack trits row-wise (rows = dim 0 of a rank >= 2 tensor) in the runtime's format
+    version 1. Codes are c = trit + 1; rows are zero-padded to whole 32-byte blocks.
+    t2: 128-trit blocks; byte j holds trits j, j+32, j+64, j+96 in bits 0-1, 2-3, 4-5, 6-7.
+    t1.6: 160-trit blocks; byte j = 81 c(j) + 27 c(j+32) + 9 c(j+64) + 3 c(j+96) + c(j+128)."""
     rows = t.reshape(1, -1) if t.ndim == 1 else t.reshape(t.shape[0], -1)
-    k = rows.shape[1]
+    n, k = rows.shape
     nb = packed_bytes(k, fmt)
-    codes = (rows.astype(np.int64) + 1)
+    per_byte = 4 if fmt == "t2" else 5
+    codes = np.pad(rows.astype(np.int64) + 1, ((0, 0), (0, nb * per_byte - k)), constant_values=1)
+    blocks = codes.reshape(n, -1, per_byte, 32)  # [row, block, i, j] = trit 32 i + j
     if fmt == "t2":
-        codes = np.pad(codes, ((0, 0), (0, nb * 4 - k)), constant_values=1)
-        blocks = codes.reshape(rows.shape[0], -1, 4, 32)  # [r, block, k, j] = trit 32k + j
-        out = sum(blocks[:, :, i, :] << (2 * i) for i in range(4)).reshape(rows.shape[0], nb)
+        out = sum(blocks[:, :, i, :] << (2 * i) for i in range(4))
     else:
-        codes = np.pad(codes, ((0, 0), (0, nb * 5 - k)), constant_values=1).reshape(rows.shape[0], nb, 5)
-        out = (codes * 3 ** np.arange(5)).sum(axis=-1)
-    out = out.astype(np.uint8)
+        out = sum(blocks[:, :, i, :] * 3 ** (4 - i) for i in range(5))
+    out = np.asarray(out).reshape(n, nb).astype(np.uint8)
     return out.reshape(-1) if t.ndim == 1 else out
 
 
 def unpack(p: Array, fmt: str, shape: Sequence[int]) -> Array:
     rows = p.reshape(1, -1) if len(shape) == 1 else p.reshape(shape[0], -1)
     k = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
-    b = rows.astype(np.int64)
+    b = rows.astype(np.int64).reshape(rows.shape[0], -1, 1, 32)  # [row, block, 1, j]
     if fmt == "t2":
-        codes = np.stack([(b >> (2 * i)) & 3 for i in range(4)], axis=-1)  # [r, byte, k]
-        codes = codes.reshape(rows.shape[0], -1, 32, 4).transpose(0, 1, 3, 2).reshape(rows.shape[0], -1)
+        codes = np.concatenate([(b >> (2 * i)) & 3 for i in range(4)], axis=2)
     else:
-        codes = np.stack([(b // 3**i) % 3 for i in range(5)], axis=-1).reshape(rows.shape[0], -1)
-    return (codes[:, :k] - 1).astype(np.int8).reshape(shape)
+        codes = np.concatenate([(b // 3 ** (4 - i)) % 3 for i in range(5)], axis=2)
+    return (codes.reshape(rows.shape[0], -1)[:, :k] - 1).astype(np.int8).reshape(shape)
 
 
 @kernel("pack")

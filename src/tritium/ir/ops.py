@@ -583,10 +583,10 @@ def _dequantize(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
 
 
 def packed_bytes(k: int, fmt: str) -> int:
-    """Bytes for one packed row of k trits (t2: 128-trit blocks of 32 bytes; t1.6: 5 per byte)."""
-    if fmt == "t2":
-        return -(-k // 128) * 32
-    return -(-k // 5)
+    """Bytes for one packed row of k trits: whole 32-byte blocks of 128 (t2) or 160 (t1.6)
+    trits, as in tritium.runtime.packing (format version 1)."""
+    per_block = 128 if fmt == "t2" else 160
+    return -(-k // per_block) * 32
 
 
 def _pack(ts: list[Type], a: dict[str, Attr]) -> list[Type]:

@@ -33,7 +33,7 @@ def test_absmean_and_threshold() -> None:
     w = np.array([0.9, -0.05, 0.3, -2.0])
     t, s = quantize_ternary(w, "absmean")
     assert s == pytest.approx(np.abs(w).mean())
-    np.testing.assert_array_equal(t, np.clip(np.round(w / s), -1, 1))
+    np.testing.assert_array_equal(t, np.clip(np.round(w / (s + 1e-5)), -1, 1))
     t, s = quantize_ternary(w, "threshold", threshold=0.5)
     np.testing.assert_array_equal(t, [1, 0, 0, -1])
     assert s == pytest.approx(1.45)
@@ -70,13 +70,19 @@ def test_t2_layout() -> None:
 
 
 def test_t16_layout() -> None:
-    p = pack(np.array([1, -1, 0, 0, 1, -1], dtype=np.int8), "t1.6")
-    assert p.tolist() == [2 + 0 * 3 + 1 * 9 + 1 * 27 + 2 * 81, 0 + 1 * 3 + 1 * 9 + 1 * 27 + 1 * 81]
+    t = np.zeros(170, dtype=np.int8)
+    t[0], t[32], t[64], t[96], t[128], t[5], t[165] = 1, -1, 0, 1, -1, 1, -1
+    p = pack(t, "t1.6")
+    assert p.shape == (64,)
+    assert p[0] == 81 * 2 + 27 * 0 + 9 * 1 + 3 * 2 + 0
+    assert p[5] == 81 * 2 + 27 + 9 + 3 + 1
+    assert p[32 + 5] == 81 * 0 + 27 + 9 + 3 + 1
+    assert p[1] == 121 and p[63] == 121  # all-zero trits (also the padding)
 
 
 FUSED = '''\
-func @f(%x: tensor<[3, 130], f32>, %p: tensor<[4, 26], u8>, %s: tensor<[4], f32>, %b: tensor<[4], f32>, %r: tensor<[3, 4], f32>) -> (tensor<[3, 4], f32>) {
-  %0 = fused_linear(%x, %p, %s, %b, %r) {format = "t1.6", in_features = 130, activation = "silu", has_scale = true, has_bias = true, has_residual = true, act_quant = "int8"} : (tensor<[3, 130], f32>, tensor<[4, 26], u8>, tensor<[4], f32>, tensor<[4], f32>, tensor<[3, 4], f32>) -> tensor<[3, 4], f32>
+func @f(%x: tensor<[3, 130], f32>, %p: tensor<[4, 32], u8>, %s: tensor<[4], f32>, %b: tensor<[4], f32>, %r: tensor<[3, 4], f32>) -> (tensor<[3, 4], f32>) {
+  %0 = fused_linear(%x, %p, %s, %b, %r) {format = "t1.6", in_features = 130, activation = "silu", has_scale = true, has_bias = true, has_residual = true, act_quant = "int8"} : (tensor<[3, 130], f32>, tensor<[4, 32], u8>, tensor<[4], f32>, tensor<[4], f32>, tensor<[3, 4], f32>) -> tensor<[3, 4], f32>
   return(%0) : (tensor<[3, 4], f32>) -> ()
 }
 '''

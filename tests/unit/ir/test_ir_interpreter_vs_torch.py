@@ -127,3 +127,29 @@ def test_embedding_and_shapes() -> None:
     close(run1("stack", [x, x], dim=3), torch.stack([t(x), t(x)], 3))
     close(run1("mean", [x], dims=[0, 2], keepdim=True), t(x).mean((0, 2), keepdim=True))
     close(run1("max", [x], dims=[1]), t(x).amax(1))
+
+
+@pytest.mark.parametrize("fmt", ["t2", "t1.6"])
+@pytest.mark.parametrize("k", [1, 127, 160, 333])
+def test_pack_matches_runtime_format(fmt: str, k: int) -> None:
+    """The IR's pack/unpack produce the runtime's packed bytes exactly (format version 1)."""
+    from tritium.ir.interpreter import pack, unpack
+    from tritium.runtime.packing import pack_ternary
+
+    trits = rng.integers(-1, 2, (5, k)).astype(np.int8)
+    ref = pack_ternary(torch.from_numpy(trits), fmt).data.numpy()
+    np.testing.assert_array_equal(pack(trits, fmt), ref)
+    np.testing.assert_array_equal(unpack(ref, fmt, [5, k]), trits)
+
+
+@pytest.mark.parametrize("quantizer", ["twn", "absmean"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_ternary_quantizers_match_runtime(quantizer: str, per_channel: bool) -> None:
+    from tritium.ir.interpreter import quantize_ternary
+    from tritium.runtime.quant import get_quantizer
+
+    w = rand(6, 10)
+    ref = get_quantizer(quantizer)(torch.from_numpy(w), per_channel=per_channel)
+    t, s = quantize_ternary(w, quantizer, per_channel)
+    np.testing.assert_array_equal(t, ref.trits.numpy())
+    np.testing.assert_allclose(s.reshape(-1), ref.scale.numpy(), rtol=1e-6)
