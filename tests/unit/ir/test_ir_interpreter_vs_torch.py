@@ -153,3 +153,21 @@ def test_ternary_quantizers_match_runtime(quantizer: str, per_channel: bool) -> 
     t, s = quantize_ternary(w, quantizer, per_channel)
     np.testing.assert_array_equal(t, ref.trits.numpy())
     np.testing.assert_allclose(s.reshape(-1), ref.scale.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("act_quant", ["none", "int8"])
+@pytest.mark.parametrize("activation", ["none", "relu", "gelu", "silu"])
+def test_fused_linear_matches_runtime_kernel(act_quant: str, activation: str) -> None:
+    from tritium.ir.interpreter import pack
+    from tritium.runtime.kernels import ternary_linear
+    from tritium.runtime.packing import pack_ternary
+
+    n, k = 6, 200
+    x, trits = rand(3, k), rng.integers(-1, 2, (n, k)).astype(np.int8)
+    scale, bias, res = np.abs(rand(n)) + 0.1, rand(n), rand(3, n)
+    got = run1("fused_linear", [x, pack(trits, "t2"), scale, bias, res], ["f32", "u8", "f32", "f32", "f32"],
+               format="t2", in_features=k, activation=activation, act_quant=act_quant,
+               has_scale=True, has_bias=True, has_residual=True)
+    ref = ternary_linear(t(x), pack_ternary(torch.from_numpy(trits), "t2"), t(scale), t(bias),
+                         None if activation == "none" else activation, act_quant, t(res))
+    close(got, ref, 1e-4)
