@@ -174,10 +174,23 @@ def pack_ternary(trits: torch.Tensor, format: str = "t2") -> PackedTernary:
         trits = torch.as_tensor(trits)
     if trits.dim() != 2:
         raise ValueError(f"pack_ternary expects a 2-D (rows, cols) tensor, got shape {tuple(trits.shape)}")
-    t8 = _to_int8(trits.detach().cpu())
-    n, k = t8.shape
+    trits = trits.detach().cpu()
+    n, k = trits.shape
     rb = packed_row_bytes(k, format)
-    lib = _native_for(t8)
+    lib = _native_for(trits)
+    if lib is not None and trits.dtype == torch.float32 and n * k > 0:
+        src = trits.contiguous()
+        out = torch.empty((n, rb), dtype=torch.uint8)
+        idx = lib.lib.tri_pack_f32(
+            FORMAT_CODE[format], src.data_ptr(), n, k, out.data_ptr(), rb, _pack_threads(n * k)
+        )
+        if idx == -2:
+            raise MemoryError("tritium: pack_ternary could not allocate a row buffer")
+        if idx >= 0:
+            r, c = divmod(int(idx), k)
+            raise TernaryValueError(r, c, trits[r, c].item())
+        return PackedTernary(format=format, data=out, shape=(n, k))
+    t8 = _to_int8(trits)
     if lib is not None and n * k > 0:
         out = torch.empty((n, rb), dtype=torch.uint8)
         idx = lib.lib.tri_pack(FORMAT_CODE[format], t8.data_ptr(), n, k, out.data_ptr(), rb, _pack_threads(n * k))

@@ -60,6 +60,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_isa": (ctypes.c_char_p, []),
         "tri_abi_version": (_I, []),
         "tri_pack": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
+        "tri_pack_f32": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_unpack": (_I64, [_I, _P, _I64, _I64, _I64, _P, _I]),
         "tri_linear": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I64, _P, _P, _I, _I, _P, _I]),
         "tri_gemm_i8": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I]),

@@ -256,6 +256,63 @@ TRI_EXPORT int64_t tri_pack(int fmt, const int8_t *src, int64_t rows, int64_t k,
     return bad_row * k; /* not reached: the row had an invalid value */
 }
 
+/* float32 input: trit = sign(v), invalid unless v is exactly that trit (catches 0.5, 2, NaN). */
+static int f32_row_to_trits(const float *s, int64_t k, int8_t *d) {
+    uint8_t bad = 0;
+    for (int64_t i = 0; i < k; i++) {
+        float v = s[i];
+        int8_t t = (int8_t)((v > 0.0f) - (v < 0.0f));
+        bad |= (uint8_t)(v != (float)t);
+        d[i] = t;
+    }
+    return bad;
+}
+
+typedef struct {
+    int fmt;
+    const float *src;
+    int64_t rows, k, row_bytes, rows_per_task;
+    uint8_t *dst;
+    _Atomic int64_t bad_row;
+    _Atomic int oom;
+} PackF32Job;
+
+static void pack_f32_task(void *ctx, int64_t task, int tid) {
+    PackF32Job *J = ctx;
+    (void)tid;
+    int8_t *tmp = tri_alloc((size_t)J->k);
+    if (!tmp) {
+        atomic_store(&J->oom, 1);
+        return;
+    }
+    int64_t r1 = min64(J->rows, (task + 1) * J->rows_per_task);
+    for (int64_t r = task * J->rows_per_task; r < r1; r++) {
+        int bad = f32_row_to_trits(J->src + r * J->k, J->k, tmp);
+        bad |= pack_row(J->fmt, tmp, J->k, J->dst + r * J->row_bytes);
+        if (bad) atomic_min64(&J->bad_row, r);
+    }
+    free(tmp);
+}
+
+/* Like tri_pack for float32 input. Returns -1, the flat index of the first invalid value,
+ * or -2 when a buffer could not be allocated. */
+TRI_EXPORT int64_t tri_pack_f32(int fmt, const float *src, int64_t rows, int64_t k, uint8_t *dst,
+                                int64_t row_bytes, int nthreads) {
+    PackF32Job J = {.fmt = fmt, .src = src, .rows = rows, .k = k, .row_bytes = row_bytes, .dst = dst};
+    atomic_init(&J.bad_row, rows);
+    atomic_init(&J.oom, 0);
+    J.rows_per_task = rows_per_task(rows, k, nthreads);
+    pool_run(pack_f32_task, &J, (rows + J.rows_per_task - 1) / J.rows_per_task, nthreads);
+    if (atomic_load(&J.oom)) return -2;
+    int64_t bad_row = atomic_load(&J.bad_row);
+    if (bad_row == rows) return -1;
+    for (int64_t c = 0; c < k; c++) {
+        float v = src[bad_row * k + c];
+        if (!(v == -1.0f || v == 0.0f || v == 1.0f)) return bad_row * k + c;
+    }
+    return bad_row * k;
+}
+
 /* Decode one 32-byte block into trits. Returns nonzero when a byte is invalid. */
 static inline int unpack_block_t2(const uint8_t *s, int8_t *d) {
     uint8_t bad = 0;

@@ -39,6 +39,11 @@ TRI_EXPORT int tri_abi_version(void);
 TRI_EXPORT int64_t tri_pack(int fmt, const int8_t *src, int64_t rows, int64_t k, uint8_t *dst,
                             int64_t row_bytes, int nthreads);
 
+/* The same for float32 input (valid values are exactly -1.0, 0.0, 1.0; -0.0 counts as 0).
+ * Returns -1, the flat index of the first invalid value, or -2 on allocation failure. */
+TRI_EXPORT int64_t tri_pack_f32(int fmt, const float *src, int64_t rows, int64_t k, uint8_t *dst,
+                                int64_t row_bytes, int nthreads);
+
 /* Unpack (dst != NULL) or only validate (dst == NULL) packed rows.
  * Returns -1 on success, else the flat byte index r*row_bytes+b of the first invalid byte
  * (t2: a code 3, or a non-zero padding code; t1.6: a byte > 242, or non-zero padding). */
