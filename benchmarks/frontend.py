@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import pstats
 import random
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tritium.check import check_source  # noqa: E402
+from tritium.frontend.lexer import tokenize  # noqa: E402
 from tritium.frontend.parser import parse  # noqa: E402
 
 PARSE_TARGET = 50_000      # lines per second
@@ -182,6 +184,17 @@ def median_time(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
+def median_time_without_gc(fn: Callable[[], object], runs: int) -> float:
+    """The same with the cyclic garbage collector off: the share of the time it takes."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return median_time(fn, runs)
+    finally:
+        if was:
+            gc.enable()
+
+
 def tritium_command() -> list[str]:
     exe = Path(sys.executable).with_name("tritium")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "tritium"]
@@ -246,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     result = check_source(text, "<bench>")
     n_check_errors = len(result.errors)
 
+    t_lex = median_time(lambda: tokenize(text, "<bench>"), args.runs)
     t_parse = median_time(lambda: parse(text, "<bench>"), args.runs)
+    t_parse_nogc = median_time_without_gc(lambda: parse(text, "<bench>"), args.runs)
     t_check = median_time(lambda: check_source(text, "<bench>"), max(3, args.runs // 2))
     t_proc, code = process_time([*tritium_command(), "check", "examples/resnet18.tri"], 5)
     torch_api, torch_cli = torch_imported_by_check()
@@ -256,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("parse (lex+parse)", f"{parse_rate:,.0f} lines/s", f"> {PARSE_TARGET:,} lines/s",
          parse_rate > PARSE_TARGET),
+        ("  of which lexing alone", f"{n_lines / t_lex:,.0f} lines/s", "(reported)", True),
+        ("  parse with the GC disabled", f"{n_lines / t_parse_nogc:,.0f} lines/s",
+         "(reported)", True),
         ("parse + check", f"{check_rate:,.0f} lines/s", "(reported)", True),
         ("`tritium check examples/resnet18.tri`", f"{t_proc:.3f} s (exit {code})",
          f"< {CHECK_PROCESS_TARGET} s", t_proc < CHECK_PROCESS_TARGET and code == 0),
@@ -271,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'-' * w0}  {'-' * w1}  {'-' * w2}  ------")
     for name, value, target, ok in rows:
         print(f"{name:<{w0}}  {value:>{w1}}  {target:<{w2}}  {'ok' if ok else 'MISSED'}")
-    print(f"\nparse {t_parse * 1000:.1f} ms, parse+check {t_check * 1000:.1f} ms for "
-          f"{n_lines:,} lines")
+    print(f"\nlex {t_lex * 1000:.1f} ms, parse {t_parse * 1000:.1f} ms "
+          f"({t_parse_nogc * 1000:.1f} ms without GC), parse+check {t_check * 1000:.1f} ms "
+          f"for {n_lines:,} lines")
     if args.profile or parse_rate <= PARSE_TARGET:
         print("\nwhere parsing spends its time (cProfile, 3 parses, by own time):")
         print(profile_parse(text))
