@@ -33,7 +33,7 @@ class InferError(ValueError):
 
 @dataclass(frozen=True)
 class AttrSpec:
-    kind: str  # int | float | bool | str | ints | dense | any | optint | optfloat
+    kind: str  # int | float | bool | str | ints | dense | any | optint | optfloat | optints
     default: Attr = None
     required: bool = False
     choices: tuple[str, ...] = ()
@@ -87,6 +87,7 @@ def check_attrs(name: str, attrs: dict[str, Attr]) -> None:
             "bool": lambda v: type(v) is bool,
             "str": lambda v: type(v) is str,
             "ints": lambda v: isinstance(v, list) and all(type(x) is int for x in v),
+            "optints": lambda v: v is None or (isinstance(v, list) and all(type(x) is int for x in v)),
             "dense": lambda v: isinstance(v, Dense) or type(v) in (int, float, bool),
             "any": lambda v: True,
         }[s.kind](v)
@@ -111,7 +112,12 @@ def infer_type(name: str, operand_types: list[Type], attrs: dict[str, Attr] | No
     check_attrs(name, attrs)
     if d.infer is None:
         raise InferError(f"'{name}' carries its result types; they cannot be inferred")
-    return d.infer(list(operand_types), with_defaults(name, attrs))
+    try:
+        return d.infer(list(operand_types), with_defaults(name, attrs))
+    except InferError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
+        raise InferError(f"'{name}': invalid operands or attributes ({e})") from None
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -673,7 +679,7 @@ CONV_ATTRS = {
 }
 POOL_ATTRS = {
     "kernel_size": AttrSpec("ints", required=True),
-    "stride": AttrSpec("any", None),
+    "stride": AttrSpec("optints", None),
     "padding": AttrSpec("ints", [0, 0]),
 }
 QUANT = ("twn", "absmean", "threshold")
