@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..ir.builder import Builder
 from ..ir.core import Function, Module, Op, Value
-from ..ir.ops import with_defaults
+from ..ir.ops import OPS, with_defaults
 from ..ir.types import ScalarType, TensorType
 from .base import Pass, Pattern, apply_patterns, const_array, is_splat, register
 
@@ -35,8 +35,6 @@ def identity_operand(op: Op, b: Builder) -> list[Value] | None:
 
 
 def constants_right(op: Op, b: Builder) -> list[Value] | None:
-    from ..ir.ops import OPS
-
     if not OPS[op.name].commutative or len(op.operands) != 2:
         return None
     x, y = op.operands
@@ -64,47 +62,51 @@ def _norm(d: int, rank: int) -> int:
     return d % rank if rank else 0
 
 
+def _tensor_operand(op: Op) -> TensorType | None:
+    t = op.operands[0].type if op.operands else None
+    return t if isinstance(t, TensorType) else None
+
+
 def layout(op: Op, b: Builder) -> list[Value] | None:
-    x = op.operands[0] if op.operands else None
+    t = _tensor_operand(op)
+    if t is None or op.name not in ("transpose", "permute", "reshape", "flatten", "cast"):
+        return None
+    x, r = op.operands[0], t.rank
     if op.name == "transpose":
-        r = x.type.rank  # type: ignore[union-attr]
         pair = {_norm(op.attrs["dim0"], r), _norm(op.attrs["dim1"], r)}
         if len(pair) == 1:
-            return [x]  # type: ignore[list-item]
-        p = _producer(x, "transpose")  # type: ignore[arg-type]
+            return [x]
+        p = _producer(x, "transpose")
         if p and {_norm(p.attrs["dim0"], r), _norm(p.attrs["dim1"], r)} == pair:
             return [p.operands[0]]
-    if op.name == "permute":
-        r = x.type.rank  # type: ignore[union-attr]
+    elif op.name == "permute":
         q = [_norm(d, r) for d in op.attrs["dims"]]
         if q == list(range(r)):
-            return [x]  # type: ignore[list-item]
-        p = _producer(x, "permute")  # type: ignore[arg-type]
+            return [x]
+        p = _producer(x, "permute")
         if p:
             inner = [_norm(d, r) for d in p.attrs["dims"]]
             return [b.permute(p.operands[0], dims=[inner[i] for i in q])]
-    if op.name == "reshape":
-        p = _producer(x, "reshape") or _producer(x, "flatten")  # type: ignore[arg-type]
+    elif op.name == "reshape":
+        p = _producer(x, "reshape") or _producer(x, "flatten")
         if p:
             return b.create("reshape", [p.operands[0]], op.attrs, op.result_types).results
-        t = op.results[0].type
-        if isinstance(t, TensorType) and t.is_static and t == x.type:  # type: ignore[union-attr]
-            return [x]  # type: ignore[list-item]
-    if op.name == "flatten":
+        if t.is_static and op.results[0].type == t:
+            return [x]
+    elif op.name == "flatten":
         a = with_defaults("flatten", op.attrs)
-        r = x.type.rank  # type: ignore[union-attr]
         if r and _norm(a["start_dim"], r) == _norm(a["end_dim"], r):
-            return [x]  # type: ignore[list-item]
-    if op.name == "cast" and op.results[0].type == x.type:  # type: ignore[union-attr]
-        return [x]  # type: ignore[list-item]
+            return [x]
+    elif op.results[0].type == t:  # cast to the same dtype
+        return [x]
     return None
 
 
 def static_dim(op: Op, b: Builder) -> list[Value] | None:
-    if op.name != "dim":
+    t = _tensor_operand(op)
+    if op.name != "dim" or t is None:
         return None
-    t = op.operands[0].type
-    d = t.shape[_norm(op.attrs["dim"], t.rank)]  # type: ignore[union-attr]
+    d = t.shape[_norm(op.attrs["dim"], t.rank)]
     if not isinstance(d, int):
         return None
     return [b.constant(d, ScalarType("i64"))]
