@@ -14,23 +14,26 @@ from ..ir.ops import OPS
 from .base import Pass, register
 
 
-def attr_key(v: Attr) -> Any:
-    """A hashable key that tells apart values Python equates (1, 1.0, True; 0.0, -0.0)."""
+def attr_key(v: Attr, exact: bool = True) -> Any:
+    """A hashable key that tells apart values Python equates (1, 1.0, True; 0.0, -0.0).
+    With exact=False, a Dense is keyed by its length and hash only (cheap; may collide)."""
     if isinstance(v, float):
         return ("f", repr(v))
     if isinstance(v, bool):
         return ("b", v)
     if isinstance(v, list):
-        return ("l", tuple(attr_key(x) for x in v))
+        return ("l", tuple(attr_key(x, exact) for x in v))
     if isinstance(v, dict):
-        return ("d", tuple((k, attr_key(x)) for k, x in sorted(v.items())))
+        return ("d", tuple((k, attr_key(x, exact)) for k, x in sorted(v.items())))
     if isinstance(v, Dense):
-        return ("t", tuple(attr_key(x) for x in v.data))
+        if not exact:
+            return ("t", len(v.data), hash(v.data))
+        return ("t", repr(v.data))  # repr tells 0.0 from -0.0 and 1 from 1.0 from True
     return (type(v).__name__, v)
 
 
-def op_key(op: Op) -> Any:
-    return (op.name, tuple(id(o) for o in op.operands), attr_key(op.attrs),
+def op_key(op: Op, exact: bool = True) -> Any:
+    return (op.name, tuple(id(o) for o in op.operands), attr_key(op.attrs, exact),
             tuple(str(t) for t in op.result_types))
 
 
@@ -41,20 +44,21 @@ class CommonSubexpressionElimination(Pass):
     def run_on_function(self, f: Function, module: Module) -> bool:
         self.changed = False
         self.root = f.body
-        self.block(f.body, {})
+        self.block(f.body, {})  # cheap key → ops with that key (compared exactly on a hit)
         return self.changed
 
-    def block(self, block: Block, scope: dict[Any, Op]) -> None:
-        scope = dict(scope)
+    def block(self, block: Block, scope: dict[Any, list[Op]]) -> None:
+        scope = {k: list(v) for k, v in scope.items()}
         for op in list(block.ops):
             for r in op.regions:
                 self.block(r, scope)
             if op.regions or not OPS[op.name].pure:
                 continue
-            key = op_key(op)
-            prev = scope.get(key)
+            bucket = scope.setdefault(op_key(op, exact=False), [])
+            exact = op_key(op) if bucket else None
+            prev = next((p for p in bucket if op_key(p) == exact), None)
             if prev is None:
-                scope[key] = op
+                bucket.append(op)
                 continue
             for old, new in zip(op.results, prev.results):
                 replace_all_uses(self.root, old, new)
