@@ -184,6 +184,136 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
+def _compile_one(job: tuple) -> tuple[int, str, str, list]:
+    """Compile one file (runs in a worker process with -j)."""
+    path, opt, emit, no_cache, output = job
+    from .driver.compile import CompileError, compile_program, emit_front_stage
+
+    try:
+        if emit in ("tokens", "ast"):
+            return EXIT_OK, emit_front_stage(path, emit), "", []
+        result = compile_program(path, opt_level=opt, use_cache=not no_cache,
+                                 with_ir=emit in ("ir", "ir-opt"))
+        text = result.stages.get(emit)
+        if text is None:
+            return EXIT_FAIL, "", f"{path}: the `{emit}` stage is not available", []
+        if output is not None:
+            from pathlib import Path
+
+            from .cachedir import atomic_write_text
+            atomic_write_text(Path(output), text)
+            text = ""
+        return EXIT_OK, text, "", result.warnings
+    except CompileError as err:
+        code = EXIT_USAGE if err.diagnostics and err.diagnostics[0].code in _USAGE_CODES \
+            else EXIT_FAIL
+        return code, "", "", [(err.diagnostics, err.sources)]
+
+
+def cmd_compile(args) -> int:
+    import os
+    from pathlib import Path
+
+    outputs: list[str | None] = [None] * len(args.files)
+    if args.output:
+        if len(args.files) == 1 and not Path(args.output).is_dir():
+            outputs = [args.output]
+        else:
+            out_dir = Path(args.output)
+            if out_dir.exists() and not out_dir.is_dir():
+                print(f"tritium: error: -o {args.output}: several inputs need a directory",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            out_dir.mkdir(parents=True, exist_ok=True)
+            ext = {"py": ".py", "ir": ".ir", "ir-opt": ".opt.ir", "tokens": ".tokens",
+                   "ast": ".ast"}[args.emit]
+            outputs = [str(out_dir / (Path(f).stem + ext)) for f in args.files]
+    if args.print_ir_after_all:
+        from .driver.compile import CompileError, compile_program
+
+        def dump(name: str, text: str) -> None:
+            print(f"// -----// IR Dump After {name} //----- //\n{text}", file=sys.stderr)
+        try:
+            compile_program(args.files[0], opt_level=args.opt, use_cache=False,
+                            print_ir_after_all=dump)
+        except CompileError as err:
+            emit_diagnostics(err.diagnostics, err.sources, args.error_format)
+            return EXIT_FAIL
+    jobs = [(f, args.opt, args.emit, args.no_cache, o) for f, o in zip(args.files, outputs)]
+    if args.jobs > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=min(args.jobs, os.cpu_count() or 1,
+                                                 len(jobs))) as pool:
+            results = list(pool.map(_compile_one, jobs))
+    else:
+        results = [_compile_one(j) for j in jobs]
+    worst = EXIT_OK
+    for code, text, message, diags in results:
+        if text:
+            sys.stdout.write(text)
+        if message:
+            print(message, file=sys.stderr)
+        for item in diags:
+            if isinstance(item, tuple):
+                emit_diagnostics(item[0], item[1], args.error_format)
+        worst = max(worst, code)
+    return worst
+
+
+def cmd_cache(args) -> int:
+    from .driver.cache import CompileCache
+
+    cache = CompileCache()
+    if args.action == "clear":
+        n = cache.clear()
+        print(f"removed {n} compile cache entr{'y' if n == 1 else 'ies'} from {cache.root}")
+        return EXIT_OK
+    st = cache.stats()
+    print(f"compile cache: {st.path}")
+    print(f"  entries: {st.entries}")
+    print(f"  size:    {st.bytes:,} bytes (cap {st.max_bytes:,}; TRITIUM_CACHE_MAX_BYTES)")
+    return EXIT_OK
+
+
+def cmd_profile(args) -> int:
+    import cProfile
+    import io
+    import pstats
+    import time
+    import tracemalloc
+
+    from .driver.compile import CompileError, compile_program
+
+    tracemalloc.start()
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    try:
+        result = compile_program(args.file, opt_level=args.opt, use_cache=False)
+    except CompileError as err:
+        prof.disable()
+        emit_diagnostics(err.diagnostics, err.sources, "human")
+        return EXIT_FAIL
+    prof.disable()
+    total = time.perf_counter() - t
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"{args.file}: compiled at -O{args.opt} in {total * 1000:.1f} ms, "
+          f"peak traced memory {peak / 1e6:.1f} MB")
+    print("stage            ms")
+    for stage, secs in result.timings.items():
+        print(f"  {stage:<14} {secs * 1000:8.2f}")
+    if result.pass_report:
+        print(result.pass_report)
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(args.top)
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
+    print(f"top {args.top} functions by cumulative time:")
+    print("\n".join(lines[start:start + args.top + 1]))
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- parser
 
 Command = Callable[[argparse.Namespace], int]
@@ -238,6 +368,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a hyperparameter of the block or layer (repeatable)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=cmd_summary)
+
+    co = sub.add_parser("compile", help="compile .tri files to PyTorch (or dump a stage)",
+                        formatter_class=_formatter,
+                        description="Compile through every stage; print or write one of them.",
+                        epilog="examples:\n  tritium compile examples/mlp.tri -o mlp.py\n"
+                               "  tritium compile examples/resnet18.tri --emit ir-opt -O3\n"
+                               "  tritium compile examples/*.tri -o build/ -j 2\n"
+                               "  tritium compile model.tri --emit ir --print-ir-after-all")
+    co.add_argument("files", nargs="+", metavar="FILE")
+    co.add_argument("-o", "--output", default=None,
+                    help="output file (one input) or directory (several inputs)")
+    for level in range(4):
+        co.add_argument(f"-O{level}", dest="opt", action="store_const", const=level,
+                        help=f"optimization level {level}" + (" (default)" if level == 2 else ""))
+    co.set_defaults(opt=2)
+    co.add_argument("--emit", choices=("tokens", "ast", "ir", "ir-opt", "py"), default="py",
+                    help="the stage to output (default: py)")
+    co.add_argument("--target", choices=("pytorch",), default="pytorch")
+    co.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    co.add_argument("--print-ir-after-all", action="store_true",
+                    help="print the IR after every pass to stderr")
+    co.add_argument("-j", "--jobs", type=int, default=1, help="compile files in N processes")
+    co.add_argument("--error-format", choices=("human", "json"), default="human")
+    co.set_defaults(func=cmd_compile)
+
+    ca = sub.add_parser("cache", help="show or clear the compile cache", formatter_class=_formatter,
+                        epilog="examples:\n  tritium cache info\n  tritium cache clear")
+    ca.add_argument("action", choices=("info", "clear"))
+    ca.set_defaults(func=cmd_cache)
+
+    pr = sub.add_parser("profile", help="time and measure every compile stage",
+                        formatter_class=_formatter,
+                        epilog="examples:\n  tritium profile examples/resnet18.tri\n"
+                               "  tritium profile examples/mlp.tri -O3 --top 30")
+    pr.add_argument("file", metavar="FILE")
+    for level in range(4):
+        pr.add_argument(f"-O{level}", dest="opt", action="store_const", const=level)
+    pr.set_defaults(opt=2)
+    pr.add_argument("--top", type=int, default=15, help="how many functions to list")
+    pr.set_defaults(func=cmd_profile)
     return p
 
 

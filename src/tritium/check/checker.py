@@ -368,6 +368,16 @@ class Checker:
                 cfg[key] = v
         if spec is not None and "quantization" in cfg:
             cfg.setdefault("quantizer", cfg.pop("quantization"))
+        if spec is not None and "quantizer" in spec.keys and isinstance(cfg.get("quantizer"), str):
+            q = cfg["quantizer"]
+            fixed = q in ("threshold", "deterministic", "fixed")
+            if fixed and "threshold" not in cfg:
+                self.report("E0302", f"the `{q}` quantizer needs a `threshold`", lk.span,
+                            help="add e.g. `threshold: 0.05`")
+            elif not fixed and "threshold" in cfg and "threshold" in spans:
+                self.report("E0309", f"`threshold` applies only to the threshold quantizer, "
+                                     f"not `{q}`", spans["threshold"],
+                            help="use `quantizer: \"threshold\"`, or remove `threshold`")
         for key, k in keys.items():
             if key not in spans and k.required:
                 self.report("E0302", f"missing required config key `{key}` for `{lk.kind}`",
@@ -1643,6 +1653,8 @@ class Checker:
             return Value(TensorT(xt.dtype if name != "mean" else "float32", s))
         if name in ("maximum", "minimum"):
             return self.elementwise2(b["a"], b["b"], e)
+        if name == "floordiv":
+            return self.binary("//", b["a"], b["b"], e)
         if name == "where":
             return self.tensor_binary("+", b["a"].ty, b["b"].ty, e)
         if name in ("zeros", "ones", "randn", "rand", "random_ternary", "empty", "full"):

@@ -459,6 +459,8 @@ _fn("max", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
     "max over `dim`, or elementwise max of two tensors")
 _fn("min", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
     "min over `dim`, or elementwise min of two tensors")
+_fn("floordiv", (_p("a", "any"), _p("b", "any")),
+    "integer (floor) division; `//` starts a comment in .tri")
 _fn("maximum", (_p("a"), _p("b")), "elementwise maximum")
 _fn("minimum", (_p("a"), _p("b")), "elementwise minimum")
 _fn("clamp", (_p("x"), _opt("min", "float", None), _opt("max", "float", None)), "clip to [min, max]")

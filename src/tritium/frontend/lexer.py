@@ -4,6 +4,7 @@ Newlines are tokens (statements and config entries end at a newline) except insi
 `[`, and after a token that cannot end a line (a binary operator, `,`, `(`…): there a line
 break just continues the expression, so `a +\\n b` is one expression. `-` is always an
 operator: `x-1` is subtraction and `-1` is negation of a literal, folded by the checker.
+`//` always starts a comment (integer division is the builtin `floordiv(a, b)`).
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ KEYWORDS = frozenset({
 
 # Longest operators first so that `**` wins over `*`, `..` over `.`, `->` over `-`.
 OPERATORS = [
-    "**=", "...", "**", "->", "..", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "@=", "//",
+    "**=", "...", "**", "->", "..", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "@=",
     "+", "-", "*", "/", "%", "@", "<", ">", "=", ".", ",", ":", ";", "(", ")", "[", "]", "{", "}",
     "?", "|",
 ]
 
 # After these tokens a newline does not end the statement.
 _CONTINUES = frozenset({
-    "+", "-", "*", "/", "//", "%", "@", "**", "==", "!=", "<", "<=", ">", ">=", "=", "+=", "-=",
+    "+", "-", "*", "/", "%", "@", "**", "==", "!=", "<", "<=", ">", ">=", "=", "+=", "-=",
     "*=", "/=", "@=", "**=", ",", "(", "[", "{", ".", "..", "->", ":", "?", "and", "or", "not",
     "|",
 })

@@ -6,6 +6,7 @@ kernels (:mod:`.kernels`), safetensors checkpoints (:mod:`.checkpoint`) and mode
 summaries (:mod:`.summary`). The runtime never imports the compiler.
 """
 
+from tritium.runtime.attention import SelfAttention
 from tritium.runtime.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointError,
@@ -14,6 +15,14 @@ from tritium.runtime.checkpoint import (
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
+)
+from tritium.runtime.functional import (
+    cast,
+    init_weight,
+    random_ternary,
+    repeat_configs,
+    same_padding,
+    ternary_weight,
 )
 from tritium.runtime.kernels import native_available, ternary_conv2d, ternary_linear
 from tritium.runtime.layers import (
@@ -70,6 +79,14 @@ from tritium.runtime.ste import (
 from tritium.runtime.summary import LayerSummary, Summary, render_summary, summarize
 
 __all__ = [
+    # generated-code helpers
+    "SelfAttention",
+    "cast",
+    "init_weight",
+    "random_ternary",
+    "repeat_configs",
+    "same_padding",
+    "ternary_weight",
     # layers
     "TritiumLayer",
     "TernaryLayer",

@@ -1,0 +1,289 @@
+"""The compile pipeline: source → tokens → AST → checked program → IR → optimized IR → Python.
+
+    result = compile_program("examples/mlp.tri", opt_level=2)
+    result.python                  # the generated nn.Module source
+    result.stages["ir-opt"]        # the optimized IR as text
+    result.timings                 # seconds per stage (empty stages were cached)
+    Model = result.classes["DigitsMLP"]
+
+Every stage is kept as text in a content-addressed cache entry keyed by the compiler version,
+the options and the main file's bytes; the entry also records the hash of every imported
+file and is only used when they all still match, so editing an import invalidates its
+importers. Nothing here imports torch until the generated module is executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..frontend.diagnostics import Diagnostic, SourceMap
+from .cache import CompileCache
+
+STAGES = ("tokens", "ast", "ir", "ir-opt", "py")
+TARGETS = ("pytorch",)
+
+
+class CompileError(Exception):
+    """The program (or the request) is wrong: carries diagnostics for rendering."""
+
+    def __init__(self, diagnostics: list[Diagnostic], sources: SourceMap | None = None):
+        self.diagnostics = diagnostics
+        self.sources = sources or SourceMap()
+        super().__init__("; ".join(d.message for d in diagnostics))
+
+
+@dataclass
+class CompileResult:
+    file: str
+    entry: str | None                     # the default definition (`tritium.load` picks it)
+    python: str
+    stages: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
+    files: list[str] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    pass_report: str = ""
+    _module: types.ModuleType | None = None
+
+    @property
+    def module(self) -> types.ModuleType:
+        """The generated source executed as a Python module (imports torch)."""
+        if self._module is None:
+            digest = hashlib.sha256(self.python.encode()).hexdigest()[:16]
+            name = f"tritium_generated_{digest}"
+            mod = sys.modules.get(name)
+            if mod is None:
+                mod = types.ModuleType(name)
+                mod.__file__ = f"<tritium:{self.file}>"
+                filename = f"<generated from {self.file}>"
+                # tracebacks through generated code show its lines
+                linecache.cache[filename] = (len(self.python), None,
+                                             self.python.splitlines(True), filename)
+                code = compile(self.python, filename, "exec")
+                exec(code, mod.__dict__)
+                sys.modules[name] = mod
+            self._module = mod
+        return self._module
+
+    @property
+    def classes(self) -> dict[str, type]:
+        mod = self.module
+        return {n: getattr(mod, n) for n in getattr(mod, "__all__", [])}
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _options_key(opt_level: int, target: str, with_ir: bool) -> str:
+    return f"O{opt_level}|{target}|ir={with_ir}"
+
+
+def _dump_tokens(text: str, file: str) -> str:
+    from ..frontend.lexer import tokenize
+    lines = []
+    for t in tokenize(text, file).tokens:
+        shown = t.text.replace("\n", "\\n")
+        lines.append(f"{t.line}:{t.col}\t{t.kind.name}\t{shown}")
+    return "\n".join(lines) + "\n"
+
+
+def _dump_ast(node, indent: int = 0) -> str:
+    pad = "  " * indent
+    if isinstance(node, list):
+        if not node:
+            return "[]"
+        return "[\n" + "".join(f"{pad}  {_dump_ast(x, indent + 1)}\n" for x in node) + pad + "]"
+    if hasattr(node, "__dataclass_fields__"):
+        fields = [f for f in node.__dataclass_fields__ if f != "span"]
+        span = getattr(node, "span", None)
+        where = f" @{span.line}:{span.col}" if span is not None and span.line else ""
+        inner = "".join(f"{pad}  {f}: {_dump_ast(getattr(node, f), indent + 1)}\n"
+                        for f in fields)
+        return f"{type(node).__name__}{where}\n{inner}".rstrip("\n")
+    return repr(node)
+
+
+def compile_program(path_or_source: str | Path, *, opt_level: int = 2, target: str = "pytorch",
+                    use_cache: bool = True, with_ir: bool = True, file: str | None = None,
+                    print_ir_after_all=None, cache: CompileCache | None = None) -> CompileResult:
+    """Compile a .tri file (a path) or program text (a string containing a newline or `{`)."""
+    from ..frontend.diagnostics import DiagnosticError
+    from ..frontend.source import decode_source, read_source
+
+    if target not in TARGETS:
+        raise CompileError([Diagnostic("E0309", f"unknown target `{target}`", None,
+                                       help=f"targets: {', '.join(TARGETS)}")])
+    if opt_level not in (0, 1, 2, 3):
+        raise CompileError([Diagnostic("E0309", f"unknown optimization level -O{opt_level}", None,
+                                       help="use -O0, -O1, -O2 or -O3")])
+    t0 = time.perf_counter()
+    try:
+        if isinstance(path_or_source, Path) or ("\n" not in path_or_source
+                                                 and "{" not in path_or_source):
+            src = read_source(path_or_source)
+        else:
+            src = decode_source(path_or_source.encode(), file or "<input>")
+    except DiagnosticError as err:
+        raise CompileError(err.diagnostics) from None
+    timings = {"read": time.perf_counter() - t0}
+
+    key = hashlib.sha256("\0".join([
+        __version__, _options_key(opt_level, target, with_ir), src.name,
+        hashlib.sha256(src.text.encode()).hexdigest()]).encode()).hexdigest()
+    store = None
+    if use_cache and print_ir_after_all is None:
+        try:
+            store = cache or CompileCache()
+        except OSError:
+            store = None
+    if store is not None:
+        t = time.perf_counter()
+        hit = store.get(key)
+        if hit is not None and _deps_unchanged(hit.get("deps", {})):
+            timings["cache"] = time.perf_counter() - t
+            return CompileResult(src.name, hit.get("entry"), hit["python"], hit["stages"],
+                                 timings, True, list(hit.get("deps", {})),
+                                 pass_report=hit.get("pass_report", ""))
+    result = _compile_uncached(src, opt_level, with_ir, timings, print_ir_after_all)
+    if store is not None:
+        deps = {}
+        for f in result.files:
+            p = Path(f)
+            if p.is_file():
+                deps[str(p)] = hashlib.sha256(_read(p)).hexdigest()
+        try:
+            store.put(key, {"python": result.python, "stages": result.stages,
+                            "entry": result.entry, "deps": deps,
+                            "pass_report": result.pass_report})
+        except OSError:
+            pass
+    return result
+
+
+def _deps_unchanged(deps: dict[str, str]) -> bool:
+    for f, digest in deps.items():
+        try:
+            if hashlib.sha256(_read(Path(f))).hexdigest() != digest:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _compile_uncached(src, opt_level: int, with_ir: bool, timings: dict,
+                      print_ir_after_all) -> CompileResult:
+    from ..backends.pytorch.codegen import CodegenError, generate
+    from ..check import _check
+    from ..check.summary import pick_definition
+
+    t = time.perf_counter()
+    result = _check(src)
+    timings["parse+check"] = time.perf_counter() - t
+    errors = [d for d in result.diagnostics if d.is_error]
+    if errors:
+        raise CompileError(result.diagnostics, result.sources)
+    stages: dict[str, str] = {}
+    t = time.perf_counter()
+    try:
+        python = generate(result)
+    except CodegenError as exc:
+        raise CompileError([Diagnostic("E0310", f"cannot generate PyTorch code: {exc}", None)],
+                           result.sources) from None
+    timings["codegen"] = time.perf_counter() - t
+    stages["py"] = python
+    entry = pick_definition(result, None)
+    files = [str(m.source.path) for m in result.modules.values() if m.source.path is not None]
+    out = CompileResult(src.name, entry.name if entry else None, python, stages, timings, False,
+                        files, [d for d in result.diagnostics if not d.is_error])
+    if with_ir:
+        _ir_stages(result, out, opt_level, print_ir_after_all)
+    return out
+
+
+def _ir_stages(result, out: CompileResult, opt_level: int, print_ir_after_all) -> None:
+    try:
+        from ..ir.lowering import LoweringError, lower
+    except ImportError:
+        return
+    from ..ir import print_module
+    from ..passes import pipeline
+
+    if out.entry is None:
+        return
+    t = time.perf_counter()
+    try:
+        lowered = lower(result)
+    except LoweringError as exc:
+        out.stages["ir"] = f"// lowering failed: {exc}\n"
+        out.timings["lower"] = time.perf_counter() - t
+        return
+    out.stages["ir"] = print_module(lowered.module)
+    out.timings["lower"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pm = pipeline(f"O{opt_level}")
+    if print_ir_after_all is not None:
+        pm.print_ir_after_all = print_ir_after_all
+    report = pm.run(lowered.module)
+    out.stages["ir-opt"] = print_module(lowered.module)
+    out.pass_report = report.table()
+    out.timings["passes"] = time.perf_counter() - t
+
+
+def stage_text(result: CompileResult, stage: str, source_text: str | None = None) -> str:
+    """The text of one `--emit` stage."""
+    if stage in result.stages:
+        return result.stages[stage]
+    raise CompileError([Diagnostic("E0310", f"the `{stage}` stage is not available for "
+                                            f"{result.file}", None)])
+
+
+def emit_front_stage(path: str, stage: str) -> str:
+    """`--emit tokens` and `--emit ast` (cheap, never cached)."""
+    from ..frontend.diagnostics import DiagnosticError
+    from ..frontend.parser import parse
+    from ..frontend.source import read_source
+
+    try:
+        src = read_source(path)
+    except DiagnosticError as err:
+        raise CompileError(err.diagnostics) from None
+    if stage == "tokens":
+        return _dump_tokens(src.text, src.name)
+    prog, diags, _ = parse(src.text, src.name)
+    errors = [d for d in diags if d.is_error]
+    if errors:
+        sm = SourceMap()
+        sm.add(src.name, src.text)
+        raise CompileError(errors, sm)
+    return _dump_ast(prog) + "\n"
+
+
+def load_module(path: str | Path, name: str | None = None, **hyperparameters):
+    """An instantiated module: the named model/block/layer of the file, or the file's only
+    model (else its last top-level layer), built with the given hyperparameters."""
+    result = compile_program(path, with_ir=False)
+    classes = result.classes
+    target = name or result.entry
+    if target is None or target not in classes:
+        from ..frontend.diagnostics import did_you_mean
+        what = f"no model, block or layer named `{name}`" if name else \
+            "the file has several models; pass name=…"
+        raise CompileError([Diagnostic("E0304", f"{result.file}: {what}", None,
+                                       help=did_you_mean(name or "", list(classes)) or
+                                       f"defined: {', '.join(classes) or 'nothing'}")])
+    from ..frontend.names import py_local
+    cls = classes.get(target) or classes[py_local(target)]
+    try:
+        return cls(**{py_local(k): v for k, v in hyperparameters.items()})
+    except TypeError as exc:
+        raise CompileError([Diagnostic("E0306", f"cannot build `{target}`: {exc}", None,
+                                       help="pass its hyperparameters as keyword arguments")]
+                           ) from None

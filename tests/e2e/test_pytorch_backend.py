@@ -1,0 +1,211 @@
+"""The PyTorch backend: generated modules build, run, train with STE, freeze, and match a
+hand-written PyTorch ResNet-18; nothing in a .tri file can inject code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import tritium
+from tritium import runtime as trt
+from tritium.driver import CompileError
+
+ROOT = Path(__file__).resolve().parents[2]
+EX = ROOT / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("name,shape,out", [
+    ("mlp", (3, 64), (3, 10)),
+    ("lenet5", (2, 1, 32, 32), (2, 10)),
+    ("resnet18", (2, 3, 32, 32), (2, 10)),
+    ("mobilenetv2", (2, 3, 32, 32), (2, 10)),
+])
+def test_examples_build_and_run(name, shape, out):
+    model = tritium.load(EX / f"{name}.tri")
+    model.eval()
+    with torch.no_grad():
+        y = model(torch.randn(*shape))
+    assert tuple(y.shape) == out and torch.isfinite(y).all()
+
+
+def test_transformer_example_runs():
+    model = tritium.load(EX / "bitnet_block.tri").eval()
+    with torch.no_grad():
+        y = model(torch.randint(0, 256, (2, 5)))
+    assert tuple(y.shape) == (2, 5, 256)
+    block = tritium.load(EX / "bitnet_block.tri", "BitNetBlock", dim=32, heads=4, ffn=64)
+    assert tuple(block(torch.randn(1, 3, 32)).shape) == (1, 3, 32)
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (8, 64)), ("lenet5", (4, 1, 32, 32))])
+def test_every_ternary_weight_gets_gradient(name, shape):
+    model = tritium.load(EX / f"{name}.tri")
+    model.train()
+    loss = nn.functional.cross_entropy(model(torch.randn(*shape)), torch.randint(0, 10, (shape[0],)))
+    loss.backward()
+    ternary = [m for m in model.modules() if isinstance(m, trt.TernaryLayer)]
+    assert ternary
+    for m in ternary:
+        assert m.weight.grad is not None and m.weight.grad.abs().sum() > 0
+
+
+def test_freeze_gives_packed_inference_with_same_outputs():
+    torch.manual_seed(0)
+    model = tritium.load(EX / "mlp.tri").eval()
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        ref = model(x)
+        trt.freeze_model(model)
+        got = model(x)
+    assert not any("weight" == n.split(".")[-1] and p.dtype == torch.float32 and p.dim() == 2
+                   for n, p in model.named_parameters())
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+class _HandBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = trt.TernaryConv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = trt.TernaryConv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(trt.TernaryConv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        identity = x if self.shortcut is None else self.shortcut(x)
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class _HandResNet18(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 64, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(64)
+        chans = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
+        for i, (a, b, s) in enumerate(chans, 1):
+            setattr(self, f"layer{i}", nn.Sequential(_HandBlock(a, b, s), _HandBlock(b, b, 1)))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def test_resnet18_matches_hand_written_pytorch():
+    torch.manual_seed(0)
+    gen = tritium.load(EX / "resnet18.tri")
+    hand = _HandResNet18()
+    assert set(gen.state_dict()) == set(hand.state_dict())
+    # give the batch norms non-trivial statistics, then copy every weight across
+    gen.train()
+    with torch.no_grad():
+        gen(torch.randn(8, 3, 32, 32))
+    hand.load_state_dict(gen.state_dict())
+    gen.eval()
+    hand.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(gen(x), hand(x), rtol=1e-5, atol=1e-5)
+
+
+HOSTILE = '''
+block Evil {
+    params { lambda_: int }
+    layer training: Linear { in_features: 4, out_features: 4 }
+    layer forward: ReLU
+    layer self: Linear { in_features: 4, out_features: 4 }
+    forward(x: Tensor[n, 4]) -> Tensor[n, 4] {
+        let print = x
+        let torch = self(print)
+        let __import__ = forward(training(torch))
+        return __import__
+    }
+}
+model M {
+    layer class: Evil { lambda_: 1 }
+    forward(x: Tensor[n, 4]) -> Tensor[n, 4] {
+        let str = class(x)
+        return str
+    }
+    training { optimizer: "adam\\"); import os; os.system(\\"touch PWNED", loss: "x\\n'''
+HOSTILE += '''import os" }
+}
+'''
+
+
+def test_hostile_names_and_strings_cannot_inject(tmp_path):
+    f = tmp_path / "evil.tri"
+    f.write_text(HOSTILE)
+    result = tritium.compile(f)
+    src = result.python
+    assert "import os" not in src.replace("'adam\"); import os; os.system(\"touch PWNED'", "") \
+        .replace("'x\\nimport os'", "")
+    compile(src, "evil.py", "exec")   # valid Python
+    model = tritium.load(f)
+    assert isinstance(model.training, bool)      # nn.Module.training is not shadowed
+    assert hasattr(model, "class_") and hasattr(model.class_, "training_")
+    y = model(torch.randn(2, 4))
+    assert y.shape == (2, 4)
+    assert model.tritium_training["optimizer"] == 'adam"); import os; os.system("touch PWNED'
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+
+
+def test_load_errors_are_clear(tmp_path):
+    with pytest.raises(CompileError, match="no model, block or layer named `Nope`"):
+        tritium.load(EX / "mlp.tri", "Nope")
+    with pytest.raises(CompileError, match="cannot build `BasicBlock`"):
+        tritium.load(EX / "resnet18.tri", "BasicBlock")
+    bad = tmp_path / "bad.tri"
+    bad.write_text("model M { forward(x: Tensor) -> Tensor { return relux(x) } }")
+    with pytest.raises(CompileError) as err:
+        tritium.load(bad)
+    assert err.value.diagnostics[0].code == "E0305"
+
+
+def test_explicit_layer_forms_and_design_dialects(tmp_path):
+    f = tmp_path / "layers.tri"
+    f.write_text('''
+layer Scaled(in_features: int, out_features: int) {
+    let W: TernaryTensor<trit, [out_features, in_features]> = random_ternary([out_features, in_features])
+    param alpha: Tensor[1] = ones([1])
+    fn forward(x: Tensor<float32, [?, in_features]>) -> Tensor<float32, [?, out_features]> {
+        return alpha * ternary_matmul(x, W)
+    }
+}
+layer Affine(w: TernaryTensor<trit, [n_in, n_out]>, b: Tensor<float32, [n_out]>,
+             x: Tensor<float32, [?, n_in]>) -> Tensor<float32, [?, n_out]> {
+    return x @ w + b
+}
+layer Head {
+    param w: TernaryTensor[16, 4]
+    param b: Tensor[4]
+    fn forward(x: Tensor[N, 16]) -> Tensor[N, 4] { return x @ w + b }
+}
+''')
+    s = tritium.load(f, "Scaled", in_features=8, out_features=3)
+    x = torch.randn(2, 8)
+    y = s(x)
+    assert y.shape == (2, 3)
+    w = s.W.detach()
+    # W holds random trits, so its TWN view is a scaled copy of them; the output uses it
+    assert set(w.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    a = tritium.load(f, "Affine", n_in=8, n_out=3)
+    assert a(torch.zeros(3), torch.randn(2, 8)).shape == (2, 3)   # inputs in declared order
+    h = tritium.load(f, "Head")
+    out = h(torch.randn(5, 16))
+    out.sum().backward()
+    assert h.w.grad is not None and h.w.grad.abs().sum() > 0

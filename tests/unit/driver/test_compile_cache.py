@@ -1,0 +1,128 @@
+"""The compile driver and its cache: hits, corruption, invalidation by imports, eviction."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tritium.driver import CompileError, compile_program
+from tritium.driver.cache import CompileCache
+
+ROOT = Path(__file__).resolve().parents[3]
+MLP = ROOT / "examples" / "mlp.tri"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    return CompileCache()
+
+
+def test_second_compile_is_a_cache_hit_with_same_output(cache):
+    a = compile_program(MLP, with_ir=False, cache=cache)
+    b = compile_program(MLP, with_ir=False, cache=cache)
+    assert not a.cached and b.cached
+    assert a.python == b.python and "class DigitsMLP(nn.Module)" in b.python
+    assert len(cache.entries()) == 1
+
+
+def test_options_are_part_of_the_key(cache):
+    compile_program(MLP, with_ir=False, opt_level=1, cache=cache)
+    r = compile_program(MLP, with_ir=False, opt_level=2, cache=cache)
+    assert not r.cached and len(cache.entries()) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
+def test_corrupted_entry_is_detected_and_rebuilt(cache, damage):
+    first = compile_program(MLP, with_ir=False, cache=cache)
+    (entry,) = cache.entries()
+    data = entry.read_bytes()
+    if damage == "truncate":
+        entry.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        entry.write_bytes(b"\x00\xff not json")
+    else:
+        i = data.index(b"class DigitsMLP")
+        entry.write_bytes(data[:i] + b"class DigitsMLQ" + data[i + 15:])
+    again = compile_program(MLP, with_ir=False, cache=cache)
+    assert not again.cached and again.python == first.python
+    assert compile_program(MLP, with_ir=False, cache=cache).cached
+
+
+def test_editing_an_import_invalidates_the_importer(cache, tmp_path):
+    lib = tmp_path / "lib.tri"
+    main = tmp_path / "main.tri"
+    lib.write_text("block D {\n params { n: int }\n layer fc: Linear { in_features: n, out_features: 2 }\n"
+                   " forward(x: Tensor[b, n]) -> Tensor[b, 2] { return fc(x) }\n}\n")
+    main.write_text('import "lib.tri"\nmodel M {\n layer d: D { n: 4 }\n'
+                    ' forward(x: Tensor[b, 4]) -> Tensor[b, 2] { return d(x) }\n}\n')
+    first = compile_program(main, with_ir=False, cache=cache)
+    assert compile_program(main, with_ir=False, cache=cache).cached
+    lib.write_text(lib.read_text().replace("return fc(x)", "return relu(fc(x))"))
+    after = compile_program(main, with_ir=False, cache=cache)
+    assert not after.cached and "torch.relu(self.fc(x))" in after.python
+    assert after.python != first.python
+
+
+def test_lru_eviction_respects_the_size_cap(cache, tmp_path, monkeypatch):
+    files = []
+    for i in range(4):
+        f = tmp_path / f"m{i}.tri"
+        f.write_text(MLP.read_text().replace("hidden: 128", f"hidden: {100 + i}"))
+        files.append(f)
+    compile_program(files[0], with_ir=False, cache=cache)
+    size = cache.stats().bytes
+    monkeypatch.setenv("TRITIUM_CACHE_MAX_BYTES", str(int(size * 2.5)))
+    for f in files[1:]:
+        compile_program(f, with_ir=False, cache=cache)
+    assert cache.stats().bytes <= size * 2.5 and len(cache.entries()) == 2
+    assert compile_program(files[3], with_ir=False, cache=cache).cached
+    assert not compile_program(files[0], with_ir=False, cache=cache).cached
+
+
+def test_no_cache_option(cache):
+    compile_program(MLP, with_ir=False, use_cache=False)
+    assert cache.entries() == []
+
+
+def test_errors_are_compile_errors(tmp_path):
+    with pytest.raises(CompileError) as err:
+        compile_program(tmp_path / "missing.tri")
+    assert err.value.diagnostics[0].code == "E0001"
+    with pytest.raises(CompileError, match="unknown optimization level"):
+        compile_program(MLP, opt_level=7)
+
+
+def _run(*args, env_dir):
+    import os
+    env = dict(os.environ, TRITIUM_CACHE_DIR=str(env_dir))
+    return subprocess.run([sys.executable, "-m", "tritium", *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, env=env)
+
+
+def test_cli_compile_outputs_and_cache_commands(tmp_path):
+    out = tmp_path / "mlp.py"
+    r = _run("compile", str(MLP), "-o", str(out), env_dir=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    assert "class DigitsMLP(nn.Module)" in out.read_text()
+    r = _run("compile", "examples/mlp.tri", "examples/lenet5.tri", "-o", str(tmp_path / "b"),
+             "-j", "2", env_dir=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["lenet5.py", "mlp.py"]
+    r = _run("compile", "examples/mlp.tri", "--emit", "tokens", env_dir=tmp_path / "c")
+    assert r.returncode == 0 and "KEYWORD\tmodel" in r.stdout
+    r = _run("compile", "examples/mlp.tri", "--emit", "ast", env_dir=tmp_path / "c")
+    assert r.returncode == 0 and "ModelDef @2:1" in r.stdout
+    r = _run("cache", "info", env_dir=tmp_path / "c")
+    assert r.returncode == 0 and "entries: 3" in r.stdout   # the shown path is part of the key
+    r = _run("cache", "clear", env_dir=tmp_path / "c")
+    assert r.returncode == 0 and "removed 3" in r.stdout
+    bad = tmp_path / "bad.tri"
+    bad.write_text("model M { forward(x: Tensor) -> Tensor { return relux(x) } }")
+    r = _run("compile", str(bad), env_dir=tmp_path / "c")
+    assert r.returncode == 1 and "E0305" in r.stderr and "Traceback" not in r.stderr
+    r = _run("profile", "examples/mlp.tri", env_dir=tmp_path / "c")
+    assert r.returncode == 0 and "peak traced memory" in r.stdout and "parse+check" in r.stdout
