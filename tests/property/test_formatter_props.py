@@ -8,14 +8,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from strategies import programs
 
 from tritium.frontend.formatter import format_source
 from tritium.frontend.parser import parse
+
+sys.path.insert(0, str(Path(__file__).parent))  # the strategies module (any import mode)
+from strategies import programs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.tri"))
