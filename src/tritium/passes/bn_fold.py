@@ -19,11 +19,17 @@ from __future__ import annotations
 
 from ..ir.builder import Builder
 from ..ir.core import Function, Module, Op, Value, erase_op, use_counts
-from ..ir.ops import with_defaults
+from ..ir.ops import fused_operands, with_defaults
 from ..ir.types import ScalarType, is_float
 from .base import Pass, apply_patterns, register
 
 PRODUCERS = ("linear", "conv2d", "fused_linear", "fused_conv2d")
+
+
+def _axis0(deq: Op) -> bool:
+    """Whether a dequantize scales along dim 0 (the output channels of a weight)."""
+    rank = deq.operands[0].type.rank  # type: ignore[union-attr]
+    return with_defaults("dequantize", deq.attrs)["axis"] % rank == 0
 
 
 @register
@@ -55,9 +61,11 @@ class BatchNormFold(Pass):
         k = b.div(gamma, b.sqrt(b.add(var, eps)))
         shift = b.sub(beta, b.mul(mean, k))
 
+        def scale_rows(w: Value) -> Value:  # float weights: W * k[:, None, ...]
+            return b.mul(w, b.reshape(k, shape=[-1, 1, 1, 1] if conv else [-1, 1]))
+
         if fused:
-            roles = dict(zip(["input", "weight", "scale", "bias"] if a["has_scale"] else
-                             ["input", "weight", "bias"], p.operands))
+            roles = dict(zip(fused_operands(a), p.operands))
             x, w = roles["input"], roles["weight"]
             scale = b.mul(roles["scale"], k) if "scale" in roles else None
             bias = roles.get("bias")
@@ -65,17 +73,15 @@ class BatchNormFold(Pass):
             x, w = p.operands[0], p.operands[1]
             scale, bias = None, (p.operands[2] if len(p.operands) > 2 else None)
             deq = w.op
-            if deq is not None and deq.name == "dequantize" and with_defaults("dequantize", deq.attrs)["axis"] % w.type.rank == 0:  # type: ignore[union-attr]
+            if deq is not None and deq.name == "dequantize" and _axis0(deq):
                 w = b.dequantize(deq.operands[0], b.mul(deq.operands[1], k))
             elif is_float(w.type):
-                shape = [-1, 1, 1, 1] if conv else [-1, 1]
-                w = b.mul(w, b.reshape(k, shape=shape))
+                w = scale_rows(w)
             else:
-                scale, fused = k, True
+                scale, fused = k, True  # trits stay trits: k becomes the scale of a fused op
         if fused and scale is None:
             if is_float(w.type):
-                shape = [-1, 1, 1, 1] if conv else [-1, 1]
-                w = b.mul(w, b.reshape(k, shape=shape))
+                w = scale_rows(w)
             else:
                 scale = k
         new_bias = shift if bias is None else b.add(b.mul(bias, k), shift)
