@@ -734,6 +734,75 @@ static void f32_dot4x2(const float *const *wf, const float *x0, const float *x1,
     o[4] = hsum_f32(b0); o[5] = hsum_f32(b1); o[6] = hsum_f32(b2); o[7] = hsum_f32(b3);
 }
 
+#if TRI_ISA_AVX512
+#define TRI_HAVE_4X4 1
+/* 512-bit micro-kernels: 4 rows x 4 tokens, 16 zmm accumulators. */
+static void i8_dot4x4(const uint8_t *const *c, const int8_t *const *x, int64_t kp, int32_t *o) {
+    __m512i a[4][4];
+    for (int u = 0; u < 4; u++)
+        for (int r = 0; r < 4; r++) a[u][r] = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 64 <= kp; i += 64) {
+        const __m512i c0 = _mm512_loadu_si512(c[0] + i), c1 = _mm512_loadu_si512(c[1] + i);
+        const __m512i c2 = _mm512_loadu_si512(c[2] + i), c3 = _mm512_loadu_si512(c[3] + i);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+            const __m512i xv = _mm512_loadu_si512(x[u] + i);
+            a[u][0] = _mm512_dpbusd_epi32(a[u][0], c0, xv);
+            a[u][1] = _mm512_dpbusd_epi32(a[u][1], c1, xv);
+            a[u][2] = _mm512_dpbusd_epi32(a[u][2], c2, xv);
+            a[u][3] = _mm512_dpbusd_epi32(a[u][3], c3, xv);
+        }
+    }
+    if (i < kp) { /* kpad is a multiple of 32: one half vector left */
+        const __mmask64 m = 0xFFFFFFFFull;
+        const __m512i c0 = _mm512_maskz_loadu_epi8(m, c[0] + i), c1 = _mm512_maskz_loadu_epi8(m, c[1] + i);
+        const __m512i c2 = _mm512_maskz_loadu_epi8(m, c[2] + i), c3 = _mm512_maskz_loadu_epi8(m, c[3] + i);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+            const __m512i xv = _mm512_maskz_loadu_epi8(m, x[u] + i);
+            a[u][0] = _mm512_dpbusd_epi32(a[u][0], c0, xv);
+            a[u][1] = _mm512_dpbusd_epi32(a[u][1], c1, xv);
+            a[u][2] = _mm512_dpbusd_epi32(a[u][2], c2, xv);
+            a[u][3] = _mm512_dpbusd_epi32(a[u][3], c3, xv);
+        }
+    }
+    for (int u = 0; u < 4; u++)
+        for (int r = 0; r < 4; r++) o[4 * u + r] = _mm512_reduce_add_epi32(a[u][r]);
+}
+
+static void f32_dot4x4(const float *const *wf, const float *const *x, int64_t k, float *o) {
+    __m512 a[4][4];
+    for (int u = 0; u < 4; u++)
+        for (int r = 0; r < 4; r++) a[u][r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16) {
+        const __mmask16 m = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1u);
+        const __m512 w0 = _mm512_load_ps(wf[0] + i), w1 = _mm512_load_ps(wf[1] + i);
+        const __m512 w2 = _mm512_load_ps(wf[2] + i), w3 = _mm512_load_ps(wf[3] + i);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x[u] + i);
+            a[u][0] = _mm512_fmadd_ps(w0, xv, a[u][0]);
+            a[u][1] = _mm512_fmadd_ps(w1, xv, a[u][1]);
+            a[u][2] = _mm512_fmadd_ps(w2, xv, a[u][2]);
+            a[u][3] = _mm512_fmadd_ps(w3, xv, a[u][3]);
+        }
+    }
+    for (int u = 0; u < 4; u++)
+        for (int r = 0; r < 4; r++) o[4 * u + r] = _mm512_reduce_add_ps(a[u][r]);
+}
+#else
+#define TRI_HAVE_4X4 0
+static void i8_dot4x4(const uint8_t *const *c, const int8_t *const *x, int64_t kp, int32_t *o) {
+    i8_dot4x2(c, x[0], x[1], kp, o);
+    i8_dot4x2(c, x[2], x[3], kp, o + 8);
+}
+static void f32_dot4x4(const float *const *wf, const float *const *x, int64_t k, float *o) {
+    f32_dot4x2(wf, x[0], x[1], k, o);
+    f32_dot4x2(wf, x[2], x[3], k, o + 8);
+}
+#endif
+
 #else /* portable C (TRI_ISA_SCALAR; NEON builds use this path too, see docs/formats.md) */
 #define TRI_HAVE_DIRECT 0
 
@@ -780,6 +849,16 @@ static void f32_dot4x2(const float *const *wf, const float *x0, const float *x1,
     f32_dot4x1(wf, x0, k, o);
     f32_dot4x1(wf, x1, k, o + 4);
 }
+
+#define TRI_HAVE_4X4 0
+static void i8_dot4x4(const uint8_t *const *c, const int8_t *const *x, int64_t kp, int32_t *o) {
+    i8_dot4x2(c, x[0], x[1], kp, o);
+    i8_dot4x2(c, x[2], x[3], kp, o + 8);
+}
+static void f32_dot4x4(const float *const *wf, const float *const *x, int64_t k, float *o) {
+    f32_dot4x2(wf, x[0], x[1], k, o);
+    f32_dot4x2(wf, x[2], x[3], k, o + 8);
+}
 #endif
 
 /* ------------------------------------------------------------------------------------ */
@@ -788,6 +867,7 @@ static void f32_dot4x2(const float *const *wf, const float *x0, const float *x1,
 
 typedef struct {
     int64_t m, k, n, row_bytes, kpad, nb;
+    int64_t ldx; /* row stride of xq and of the code/float scratch rows: kpad + 64 (no 4K aliasing) */
     int fmt;
     const uint8_t *w;
     const float *x;      /* fp32 mode */
@@ -813,15 +893,15 @@ typedef struct {
 static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
     const Problem *P = J->P;
     const int is_i8 = P->xq != NULL;
-    const int64_t kpad = P->kpad, n = P->n;
+    const int64_t kpad = P->kpad, ldx = P->ldx, n = P->n;
     const int64_t r0 = tile * 4, nr = min64(4, n - r0);
     const int64_t t0 = ch * TRI_TOK_CHUNK, t1 = min64(P->m, t0 + TRI_TOK_CHUNK);
     const uint8_t *wr[4];
     for (int r = 0; r < 4; r++) wr[r] = r < nr ? P->w + (r0 + r) * P->row_bytes : J->zero_row;
     uint8_t *codes = NULL;
     if (!J->direct) {
-        if (!J->codes[tid]) J->codes[tid] = tri_alloc((size_t)(4 * kpad));
-        if (!is_i8 && !J->wf[tid]) J->wf[tid] = tri_alloc((size_t)(4 * kpad) * sizeof(float));
+        if (!J->codes[tid]) J->codes[tid] = tri_alloc((size_t)(4 * ldx));
+        if (!is_i8 && !J->wf[tid]) J->wf[tid] = tri_alloc((size_t)(4 * ldx) * sizeof(float));
         codes = J->codes[tid];
         if (!codes || (!is_i8 && !J->wf[tid])) {
             atomic_store(&J->err, 1);
@@ -832,20 +912,25 @@ static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
         const uint8_t *cr[4];
         if (!J->direct) {
             for (int r = 0; r < 4; r++) {
-                decode_codes(P->fmt, wr[r], P->nb, codes + r * kpad);
-                cr[r] = codes + r * kpad;
+                decode_codes(P->fmt, wr[r], P->nb, codes + r * ldx);
+                cr[r] = codes + r * ldx;
             }
         }
         for (int64_t t = t0; t < t1;) {
-            int32_t acc[8];
+            int32_t acc[16];
             int nt = 1;
             if (J->direct) {
-                gemv_direct4(P->fmt, wr, P->xq + t * kpad, P->nb, acc);
+                gemv_direct4(P->fmt, wr, P->xq + t * ldx, P->nb, acc);
+            } else if (TRI_HAVE_4X4 && t + 3 < t1) {
+                const int8_t *xs[4] = {P->xq + t * ldx, P->xq + (t + 1) * ldx, P->xq + (t + 2) * ldx,
+                                       P->xq + (t + 3) * ldx};
+                i8_dot4x4(cr, xs, kpad, acc);
+                nt = 4;
             } else if (t + 1 < t1) {
-                i8_dot4x2(cr, P->xq + t * kpad, P->xq + (t + 1) * kpad, kpad, acc);
+                i8_dot4x2(cr, P->xq + t * ldx, P->xq + (t + 1) * ldx, kpad, acc);
                 nt = 2;
             } else {
-                i8_dot4x1(cr, P->xq + t * kpad, kpad, acc);
+                i8_dot4x1(cr, P->xq + t * ldx, kpad, acc);
             }
             for (int u = 0; u < nt; u++) {
                 const int64_t tt = t + u;
@@ -861,16 +946,21 @@ static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
         const float *fr[4];
         float *wf = J->wf[tid];
         for (int r = 0; r < 4; r++) {
-            uint8_t *c = codes + r * kpad;
-            float *f = wf + r * kpad;
+            uint8_t *c = codes + r * ldx;
+            float *f = wf + r * ldx;
             decode_codes(P->fmt, wr[r], P->nb, c);
             for (int64_t i = 0; i < kpad; i++) f[i] = (float)c[i] - 1.0f;
             fr[r] = f;
         }
         for (int64_t t = t0; t < t1;) {
-            float acc[8];
+            float acc[16];
             int nt = 1;
-            if (t + 1 < t1) {
+            if (TRI_HAVE_4X4 && t + 3 < t1) {
+                const float *xs[4] = {P->x + t * P->k, P->x + (t + 1) * P->k, P->x + (t + 2) * P->k,
+                                      P->x + (t + 3) * P->k};
+                f32_dot4x4(fr, xs, P->k, acc);
+                nt = 4;
+            } else if (t + 1 < t1) {
                 f32_dot4x2(fr, P->x + t * P->k, P->x + (t + 1) * P->k, P->k, acc);
                 nt = 2;
             } else {
@@ -941,6 +1031,7 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
     P.m = m; P.k = k; P.n = n; P.row_bytes = row_bytes; P.fmt = fmt; P.w = w; P.y = y;
     P.nb = n_blocks(fmt, k);
     P.kpad = P.nb * blk_elems(fmt);
+    P.ldx = P.kpad + 64;
     P.epi.scale = scale; P.epi.nscale = nscale; P.epi.bias = bias; P.epi.residual = residual;
     P.epi.act = act;
     if (m == 0 || n == 0) return 0;
@@ -948,12 +1039,12 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
         P.x = x;
         return run_problem(&P, nthreads);
     }
-    int8_t *xq = tri_alloc((size_t)(m * P.kpad));
+    int8_t *xq = tri_alloc((size_t)(m * P.ldx));
     float *sx = tri_alloc((size_t)m * sizeof(float));
     int32_t *sumx = tri_alloc((size_t)m * sizeof(int32_t));
     int err = 1;
     if (xq && sx && sumx) {
-        quantize_all(x, m, k, xq, P.kpad, sx, sumx, nthreads);
+        quantize_all(x, m, k, xq, P.ldx, sx, sumx, nthreads);
         P.xq = xq; P.sx = sx; P.sumx = sumx;
         err = run_problem(&P, nthreads);
     }
@@ -968,12 +1059,13 @@ TRI_EXPORT int tri_gemm_i8(const int8_t *xq, int64_t m, int64_t k, const uint8_t
     P.m = m; P.k = k; P.n = n; P.row_bytes = row_bytes; P.fmt = fmt; P.w = w; P.yi = y;
     P.nb = n_blocks(fmt, k);
     P.kpad = P.nb * blk_elems(fmt);
+    P.ldx = P.kpad + 64;
     if (m == 0 || n == 0) return 0;
-    int8_t *xp = tri_alloc((size_t)(m * P.kpad));
+    int8_t *xp = tri_alloc((size_t)(m * P.ldx));
     int32_t *sumx = tri_alloc((size_t)m * sizeof(int32_t));
     int err = 1;
     if (xp && sumx) {
-        const int64_t kpad = P.kpad;
+        const int64_t kpad = P.ldx;
         for (int64_t t = 0; t < m; t++) {
             int32_t s = 0;
             for (int64_t i = 0; i < k; i++) { xp[t * kpad + i] = xq[t * k + i]; s += xq[t * k + i]; }
