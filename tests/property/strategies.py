@@ -491,7 +491,7 @@ def section(draw) -> str:
 def params_section(draw) -> str:
     specs = [draw(param_spec()) for _ in range(draw(st.integers(0, 4)))]
     if draw(st.booleans()):
-        return "params {\n" + indent_lines("\n".join(specs)) + "\n}"
+        return "params {\n" + indent_lines(draw(with_comments(specs))) + "\n}"
     return "params { " + ", ".join(specs) + " }"
 
 
@@ -506,7 +506,8 @@ def param_decl(draw) -> str:
 def body_item(draw, kind: str) -> str:
     choice = draw(st.integers(0, 9))
     if choice <= 1:
-        return f"{draw(ident())}: {draw(expr(2)).text}"
+        k = draw(string_lit()) if draw(st.integers(0, 5)) == 0 else draw(ident())
+        return f"{k}: {draw(expr(2)).text}"
     if choice <= 3:
         return draw(layer_decl())
     if choice == 4:

@@ -2,7 +2,7 @@
 
 * the formatted text parses to the same AST (spans aside) as the original;
 * formatting is idempotent;
-* every comment's text is still there.
+* every comment's text is still there, and the comments keep their order.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def check_round_trip(src: str) -> str:
     assert again == out, f"not idempotent\n--- once\n{out}\n--- twice\n{again}"
     for c in comments:
         assert c.text.rstrip() in out, f"comment {c.text!r} lost\n--- output\n{out}"
-    assert len(comments2) == len(comments)
+    assert [c.text.rstrip() for c in comments2] == [c.text.rstrip() for c in comments], \
+        f"comments reordered\n--- input\n{src}\n--- output\n{out}"
     assert out.endswith("\n") and not out.endswith("\n\n")
     return out
 

@@ -225,29 +225,35 @@ class _Attachments:
         for i, cs in inside.items():
             kid = kids[i]
             if _children(kid) is None:
-                for c in cs:
-                    self._add(self.leading if c.own_line else self.trailing, kid, c)
+                for c in cs:  # sorted out by _normalize, which keeps their order
+                    self._add(self.trailing, kid, c)
             else:
                 self._attach(kid, cs)
 
     def _normalize(self, node) -> None:
-        """At most one comment stays at a line's end: earlier ones move before the node (for
-        trailing comments) or to the start of the body (for comments after a `{`)."""
+        """At most one comment stays at a line's end: for trailing comments the last one (the
+        earlier ones move before the node), after a `{` the first one (the later ones move to
+        the start of the body). The order of the comments is kept."""
         kids = _children(node)
         if kids is None:
             return
         header = self.header.get(id(node), [])
         if len(header) > 1:
-            moved, self.header[id(node)] = header[:-1], header[-1:]
+            self.header[id(node)], moved = header[:1], header[1:]
             table = self.leading if kids else self.dangling
             target = kids[0] if kids else node
             table[id(target)] = sorted(moved + table.get(id(target), []),
                                        key=lambda c: (c.line, c.col))
         for kid in kids:
+            for table in (self.leading, self.trailing):
+                if id(kid) in table:
+                    table[id(kid)].sort(key=lambda c: (c.line, c.col))
             trailing = self.trailing.get(id(kid), [])
-            if len(trailing) > 1:
-                self.leading[id(kid)] = self.leading.get(id(kid), []) + trailing[:-1]
-                self.trailing[id(kid)] = trailing[-1:]
+            keep = 1 if trailing and not trailing[-1].own_line else 0
+            if len(trailing) > keep:
+                moved = trailing[:len(trailing) - keep]
+                self.leading[id(kid)] = self.leading.get(id(kid), []) + moved
+                self.trailing[id(kid)] = trailing[len(trailing) - keep:]
             self._normalize(kid)
 
     def has_comments(self, container) -> bool:
@@ -325,11 +331,11 @@ class _Printer:
         header = self.c.header.get(id(node))
         if not header:
             return ""
-        return "  " + _comment_lines(header[-1])[0]
+        return "  " + _comment_lines(header[0])[0]
 
     def _header_rest(self, node) -> list[str]:
         header = self.c.header.get(id(node))
-        return _comment_lines(header[-1])[1:] if header else []
+        return _comment_lines(header[0])[1:] if header else []
 
     def _braced(self, head: str, node, kids: list, indent: str, render) -> list[str]:
         """`head {` + one kid per line + `}`; `head {}` when empty and without comments."""

@@ -306,3 +306,14 @@ def test_format_program_matches_format_source() -> None:
 def test_empty_program() -> None:
     assert fmt("") == ""
     assert fmt("// only a comment") == "// only a comment\n"
+
+
+def test_crlf_and_tabs_are_normalized() -> None:
+    src = "model M {\r\n\tlayer fc: TernaryLinear { in_features: 4 }  // c\r\n\t/* x */\r\n}\r\n"
+    assert fmt(src) == ("model M {\n    layer fc: TernaryLinear { in_features: 4 }  // c\n"
+                        "    /* x */\n}\n")
+
+
+def test_several_trailing_comments_keep_one_per_line_end() -> None:
+    src = "fn f() {\n    let x = g(1,  // one\n              2)  // two\n}\n"
+    assert fmt(src) == "fn f() {\n    // one\n    let x = g(1, 2)  // two\n}\n"
