@@ -503,16 +503,17 @@ class _Printer:
                 and not self.c.trailing.get(id(other[0])):
             nested = self.if_stmt(other[0], indent)
             return [*lines, f"{indent}}} else {nested[0][len(indent):]}", *nested[1:]]
-        else_lines = self._children_lines_subset(node, other, inner, final=True,
-                                                 first_prev=node.then[-1] if node.then else None)
+        else_lines = self._children_lines_subset(node, other, inner, final=True)
         if not then_lines and not else_lines and not self.c.header.get(id(node)):
             return [f"{indent}if {self.expr(node.cond)} {{}} else {{}}"]
         return [*lines, f"{indent}}} else {{", *else_lines, f"{indent}}}"]
 
-    def _children_lines_subset(self, owner: A.If, kids: list, indent: str, final: bool,
-                               first_prev=None) -> list[str]:
+    def _children_lines_subset(self, owner: A.If, kids: list, indent: str, final: bool
+                               ) -> list[str]:
+        """The statements of one branch of `owner`; the last branch also gets the comments
+        left at the end of the statement."""
         out: list[str] = []
-        prev_end = self.c.end_line(first_prev) if first_prev is not None else None
+        prev_end: int | None = None
         for i, kid in enumerate(kids):
             if i > 0 and prev_end is not None and self.c.start_line(kid) - prev_end > 1:
                 out.append("")
