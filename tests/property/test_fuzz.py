@@ -53,11 +53,7 @@ _TOKEN_RE = re.compile(r"\s+|\w+|\"[^\"\n]*\"|//[^\n]*|#[^\n]*|/\*.*?\*/|.", re.
 # (exception type, checker function it escapes from). The fuzz targets set these aside so
 # that they keep looking for new ones; each also has a minimized strict-xfail regression test
 # below, which starts failing (XPASS) when the bug is fixed: then delete both entries.
-KNOWN_CHECKER_CRASHES = {
-    ("AttributeError", "forward_of"),
-    ("AttributeError", "refine"),
-    ("ValueError", "_conv2d"),
-}
+KNOWN_CHECKER_CRASHES: set[tuple[str, str]] = set()
 
 
 def _crash_site(exc: BaseException) -> tuple[str, str]:
@@ -250,7 +246,7 @@ DEEP = {
 
 # The checker still recurses along these chains (reported to the front-end owner); the
 # parser and the formatter handle them. strict: the marker must go when the checker is fixed.
-CHECKER_RECURSES = {"attrs", "long_sum", "long_and"}
+CHECKER_RECURSES: set[str] = set()
 
 
 @pytest.mark.parametrize("name", [
@@ -280,26 +276,19 @@ def test_fuzz_deep_nesting_parse_and_format(name: str) -> None:
 
 # ----------------------------------------------------------------------------- known crashes
 
-def _known(text: str, exc: type[Exception], ident: str):
-    return pytest.param(text, id=ident, marks=pytest.mark.xfail(
-        raises=exc, strict=True,
-        reason="known checker crash; when fixed, delete this case and its signature in "
-               "KNOWN_CHECKER_CRASHES"))
-
-
 KNOWN_CRASH_REPROS = [
-    _known("block B {\n    param\n}\nmodel T {\n    layer blocks: B[2] { }\n"
-           "    forward(t: Tensor) -> Tensor { return blocks(t) }\n}\n",
-           AttributeError, "forward_of-BlockDef-without-params"),
-    _known("layer J() {\n    let W: y = random_ternary([])\n}\n",
-           AttributeError, "refine-AnyT-shape"),
-    _known("block k{/{}\n layer conv1:TernaryConv2d{s:c s:t kernel_size:3 e:e}\n"
-           "d(x:Tensor[n,b,c,h,w])->r{if s{}\n((conv1(x)))}",
-           ValueError, "conv2d-rank5-unpack"),
+    pytest.param(text, id=ident) for text, ident in [
+        ("block B {\n    param\n}\nmodel T {\n    layer blocks: B[2] { }\n"
+         "    forward(t: Tensor) -> Tensor { return blocks(t) }\n}\n",
+         "forward_of-BlockDef-without-params"),
+        ("layer J() {\n    let W: y = random_ternary([])\n}\n", "refine-AnyT-shape"),
+        ("block k{/{}\n layer conv1:TernaryConv2d{s:c s:t kernel_size:3 e:e}\n"
+         "d(x:Tensor[n,b,c,h,w])->r{if s{}\n((conv1(x)))}", "conv2d-rank5-unpack"),
+    ]
 ]
 
 
 @pytest.mark.parametrize("text", KNOWN_CRASH_REPROS)
-def test_known_checker_crash(text: str) -> None:
-    """Minimized crashes found by the fuzzer (see KNOWN_CHECKER_CRASHES)."""
+def test_fuzzer_found_crashes_stay_fixed(text: str) -> None:
+    """Minimized checker crashes the fuzzer found; each now gives diagnostics."""
     assert assert_check_result(text, allow_known=False) is not None

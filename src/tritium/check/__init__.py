@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..frontend import ast as A
 from ..frontend.diagnostics import Diagnostic, DiagnosticError, Label, SourceMap, did_you_mean
-from ..frontend.parser import parse
+from ..frontend.parser import _recursion_headroom, parse
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
 
@@ -144,10 +144,16 @@ def _check(src: SourceFile) -> CheckResult:
     checker = Checker(loader.defs, diags)
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.
-    for item in main.program.items:
-        d = loader.defs.get(getattr(item, "name", None))
-        if d is not None and d.node is item:
-            checker.check_definition(d)
+    with _recursion_headroom():
+        for item in main.program.items:
+            d = loader.defs.get(getattr(item, "name", None))
+            if d is not None and d.node is item:
+                try:
+                    checker.check_definition(d)
+                except RecursionError:
+                    diags.append(Diagnostic(
+                        "E0203", f"`{d.name}` nests too deeply to check", item.span,
+                        help="split long expressions into several `let` statements"))
     del parse_errors
     diags.sort(key=lambda d: (d.span is not None, d.span.file if d.span else "",
                               d.span.line if d.span else 0, d.span.col if d.span else 0))

@@ -194,8 +194,10 @@ class Checker:
                 if item.type is not None:
                     ty = self.type_from_expr(item.type, scope)
                     self.check_assignable(ty, v, item.value.span, item.name)
-                    v = Value(ty, v.const, v.known) if isinstance(ty, ScalarT) else Value(
-                        self.refine(ty, v.ty))
+                    if isinstance(ty, ScalarT):
+                        v = Value(ty, v.const, v.known)
+                    elif isinstance(ty, TensorT):
+                        v = Value(self.refine(ty, v.ty))
                 scope.vars[item.name] = v
                 scope.used.add(item.name)
             elif isinstance(item, A.Section) and abstract:
@@ -600,9 +602,9 @@ class Checker:
         if fns:
             return fns[0]
         stmts = [i for i in node.body if isinstance(i, A.Stmt)]
-        tensor_params = [p for p in node.params or []
-                         if p.type is not None and p.type.name in TENSOR_TYPES]
-        return A.FnDef("forward", tensor_params, node.ret, stmts, node.span)
+        params = getattr(node, "params", None) or []
+        tensor_params = [p for p in params if p.type is not None and p.type.name in TENSOR_TYPES]
+        return A.FnDef("forward", tensor_params, getattr(node, "ret", None), stmts, node.span)
 
     # ------------------------------------------------------------------ functions
     def check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
@@ -1011,8 +1013,20 @@ class Checker:
         return Value(ANY)
 
     def eval_binary(self, e: A.Binary, scope: Scope) -> Value:
+        # Left-deep chains (`a + b + c + …`, `p and q and …`) are walked iteratively, so a
+        # 10,000-term sum does not recurse 10,000 levels.
+        chain: list[A.Binary] = []
+        cur: A.Expr = e
+        while isinstance(cur, A.Binary):
+            chain.append(cur)
+            cur = cur.left
+        a = self.eval_expr(cur, scope)
+        for node in reversed(chain):
+            a = self.binary_step(node, a, scope)
+        return a
+
+    def binary_step(self, e: A.Binary, a: Value, scope: Scope) -> Value:
         op = e.op
-        a = self.eval_expr(e.left, scope)
         if op in ("and", "or"):
             if a.known and not isinstance(a.const, SymInt):
                 if (op == "and" and not a.const) or (op == "or" and a.const):

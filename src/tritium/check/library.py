@@ -159,6 +159,9 @@ def _conv2d(x: TensorT, cfg: dict) -> TensorT:
         p = (0, 0)
     else:
         p = pair(pad) or (0, 0)
+    if x.shape is not None and len(x.shape) != 4:
+        raise ShapeError("E0507", f"conv2d expects a rank-4 input [batch, channels, height, "
+                                  f"width], got rank {len(x.shape)}")
     if x.shape is None or k is None:
         return TensorT("float32", None)
     b, _, h, w = x.shape
