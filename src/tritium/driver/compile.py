@@ -183,6 +183,7 @@ def _compile_uncached(src, opt_level: int, with_ir: bool, timings: dict,
     from ..backends.pytorch.codegen import CodegenError, generate
     from ..check import _check
     from ..check.summary import pick_definition
+    from ..frontend.parser import _recursion_headroom
 
     t = time.perf_counter()
     result = _check(src)
@@ -193,9 +194,14 @@ def _compile_uncached(src, opt_level: int, with_ir: bool, timings: dict,
     stages: dict[str, str] = {}
     t = time.perf_counter()
     try:
-        python = generate(result)
+        with _recursion_headroom():
+            python = generate(result)
     except CodegenError as exc:
         raise CompileError([Diagnostic("E0310", f"cannot generate PyTorch code: {exc}", None)],
+                           result.sources) from None
+    except RecursionError:
+        raise CompileError([Diagnostic("E0203", "the program nests too deeply to generate code",
+                                       None, help="split long expressions into `let`s")],
                            result.sources) from None
     timings["codegen"] = time.perf_counter() - t
     stages["py"] = python
