@@ -42,7 +42,7 @@ class KernelConfig:
 
     isa: str = "avx2"
     tok_chunk: int = 64  # tokens per parallel task
-    gemv_max_m: int = 3  # batches up to this size use the direct-decode GEMV (SIMD paths)
+    gemv_max_m: int = 2  # int8 batches up to this size use the direct-decode GEMV (SIMD paths)
 
     def defines(self) -> dict[str, int]:
         d = {f"TRI_ISA_{name.upper()}": int(name == self.isa) for name in isa_mod.ISA_ORDER}

@@ -692,6 +692,68 @@ static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int6
     o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
 }
 
+/* fp32 GEMV from the packed bytes: 32 codes (0..2) -> 32 trits -> 4 x 8 floats, FMA with x. */
+static inline __m256 fma_codes32(__m256i c, const float *x, __m256 acc) {
+    const __m256i t = _mm256_sub_epi8(c, _mm256_set1_epi8(1));
+    const __m128i lo = _mm256_castsi256_si128(t), hi = _mm256_extracti128_si256(t, 1);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc);
+    return acc;
+}
+
+#if TRI_ISA_AVX512
+typedef __m512 facc_t;
+#define FACC_ZERO() _mm512_setzero_ps()
+#define FACC_SUM(a, b) _mm512_reduce_add_ps(_mm512_add_ps((a), (b)))
+static inline __m512 fma_codes32_512(__m256i c, const float *x, __m512 acc) {
+    const __m256i t = _mm256_sub_epi8(c, _mm256_set1_epi8(1));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(t))), _mm512_loadu_ps(x), acc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(t, 1))), _mm512_loadu_ps(x + 16), acc);
+}
+#define FMA_CODES fma_codes32_512
+#else
+typedef __m256 facc_t;
+#define FACC_ZERO() _mm256_setzero_ps()
+#define FACC_SUM(a, b) hsum_f32(_mm256_add_ps((a), (b)))
+#define FMA_CODES fma_codes32
+#endif
+
+/* x is zero padded to nb whole blocks. */
+static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o) {
+    facc_t a[4][2];
+    for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = FACC_ZERO();
+    if (fmt == TRI_FMT_T2) {
+        const __m256i m3 = _mm256_set1_epi8(3);
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = x + b * TRI_T2_BLOCK;
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const __m256i v = LD(w[r] + b * 32);
+                a[r][0] = FMA_CODES(_mm256_and_si256(v, m3), xb, a[r][0]);
+                a[r][1] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), xb + 32, a[r][1]);
+                a[r][0] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), xb + 64, a[r][0]);
+                a[r][1] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), xb + 96, a[r][1]);
+            }
+        }
+    } else {
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = x + b * TRI_T16_BLOCK;
+            for (int r = 0; r < 4; r++) {
+                __m256i c0, c1, c2, c3, c4, v = LD(w[r] + b * 32);
+                T16_DECODE(v, c0, c1, c2, c3, c4);
+                a[r][0] = FMA_CODES(c0, xb, a[r][0]);
+                a[r][1] = FMA_CODES(c1, xb + 32, a[r][1]);
+                a[r][0] = FMA_CODES(c2, xb + 64, a[r][0]);
+                a[r][1] = FMA_CODES(c3, xb + 96, a[r][1]);
+                a[r][0] = FMA_CODES(c4, xb + 128, a[r][0]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) o[r] = FACC_SUM(a[r][0], a[r][1]);
+}
+
 static inline __m256 tail_mask_load(const float *p, int64_t rem) {
     __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     return _mm256_maskload_ps(p, m);
@@ -837,6 +899,10 @@ static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int6
     (void)fmt; (void)w; (void)x; (void)nb; (void)o; /* never called: TRI_HAVE_DIRECT == 0 */
 }
 
+static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o) {
+    (void)fmt; (void)w; (void)x; (void)nb; (void)o; /* never called: TRI_HAVE_DIRECT == 0 */
+}
+
 static void f32_dot4x1(const float *const *wf, const float *x, int64_t k, float *o) {
     for (int r = 0; r < 4; r++) {
         float s = 0.0f;
@@ -871,6 +937,7 @@ typedef struct {
     int fmt;
     const uint8_t *w;
     const float *x;      /* fp32 mode */
+    const float *xpad;   /* fp32 mode, direct GEMV: x rows zero padded to stride ldx */
     const int8_t *xq;    /* int8 mode: m x kpad, zero padded */
     const float *sx;     /* int8 mode: per-token scale (NULL for raw output) */
     const int32_t *sumx; /* int8 mode: per-token sum of xq */
@@ -942,6 +1009,13 @@ static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
             }
             t += nt;
         }
+    } else if (J->direct) {
+        for (int64_t t = t0; t < t1; t++) {
+            float acc[4];
+            f32_gemv_direct4(P->fmt, wr, P->xpad + t * ldx, P->nb, acc);
+            for (int64_t r = 0; r < nr; r++)
+                P->y[t * n + r0 + r] = epi_apply(&P->epi, n, t, r0 + r, acc[r]);
+        }
     } else {
         const float *fr[4];
         float *wf = J->wf[tid];
@@ -999,7 +1073,7 @@ static int run_problem(const Problem *P, int nthreads) {
     memset(zero_row, P->fmt == TRI_FMT_T2 ? 0x55 : 121, (size_t)P->row_bytes);
     J->P = P;
     J->zero_row = zero_row;
-    J->direct = TRI_HAVE_DIRECT && P->xq != NULL && P->m <= TRI_GEMV_MAX_M;
+    J->direct = TRI_HAVE_DIRECT && (P->xq != NULL ? P->m <= TRI_GEMV_MAX_M : P->xpad != NULL);
     J->ntile = (P->n + 3) / 4;
     J->nchunk = (P->m + TRI_TOK_CHUNK - 1) / TRI_TOK_CHUNK;
     atomic_init(&J->err, 0);
@@ -1037,7 +1111,17 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
     if (m == 0 || n == 0) return 0;
     if (!act_quant) {
         P.x = x;
-        return run_problem(&P, nthreads);
+        if (!TRI_HAVE_DIRECT || m > 1) return run_problem(&P, nthreads); /* direct fp32: m == 1 */
+        float *xp = tri_alloc((size_t)(m * P.ldx) * sizeof(float));
+        if (!xp) return 1;
+        for (int64_t t = 0; t < m; t++) {
+            memcpy(xp + t * P.ldx, x + t * k, (size_t)k * sizeof(float));
+            memset(xp + t * P.ldx + k, 0, (size_t)(P.ldx - k) * sizeof(float));
+        }
+        P.xpad = xp;
+        int rc = run_problem(&P, nthreads);
+        free(xp);
+        return rc;
     }
     int8_t *xq = tri_alloc((size_t)(m * P.ldx));
     float *sx = tri_alloc((size_t)m * sizeof(float));
