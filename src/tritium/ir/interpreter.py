@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .core import Attr, Block, Dense, Function, LayerDef, Module, Op
-from .ops import fused_operands, packed_bytes, pair, with_defaults
+from .ops import fused_operands, packed_bytes, pair, pool_out, pool_params, with_defaults
 from .types import NUMPY_DTYPES, TensorType, Type
 from .verifier import resolve_call
 
@@ -58,6 +58,7 @@ def _f(x: Array) -> Array:
 # ----------------------------------------------------------------------------- elementwise
 
 _BIN = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+        "floordiv": np.floor_divide,
         "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
         "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
         "ge": np.greater_equal, "logical_and": np.logical_and, "logical_or": np.logical_or}
@@ -92,7 +93,7 @@ def activation(x: Array, name: str) -> Array:
 
 
 _UN: dict[str, Callable[[Array], Array]] = {
-    "neg": np.negative, "abs": np.abs, "relu": lambda v: np.maximum(v, 0),
+    "neg": np.negative, "abs": np.abs, "sign": np.sign, "relu": lambda v: np.maximum(v, 0),
     "relu6": lambda v: np.clip(v, 0, 6), "exp": lambda v: np.exp(_f(v)),
     "log": lambda v: np.log(_f(v)), "sqrt": lambda v: np.sqrt(_f(v)), "sigmoid": sigmoid,
     "tanh": lambda v: np.tanh(_f(v)), "silu": lambda v: _f(v) * sigmoid(v),
@@ -103,6 +104,20 @@ for _n, _fn in _UN.items():
         with np.errstate(all="ignore"):
             return fn(xs[0])
     KERNELS[_n] = _unary
+
+
+@kernel("clamp")
+def _clamp(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = xs[0]
+    if a["min"] is not None:
+        x = np.maximum(x, a["min"])
+    return x if a["max"] is None else np.minimum(x, a["max"])
+
+
+@kernel("ternarize")
+def _ternarize(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = _f(xs[0])
+    return np.sign(x) * (np.abs(x) > a["threshold"])
 
 
 @kernel("gelu")
@@ -255,23 +270,35 @@ def _rms_norm(xs: list[Array], a: dict[str, Attr]) -> Array:
     return y * _f(xs[1]) if len(xs) > 1 else y
 
 
-def _pool_windows(x: Array, a: dict[str, Attr], pad_value: float) -> Array:
-    kh, kw = pair(a["kernel_size"], "kernel_size")
-    sh, sw = pair(a["stride"] if a["stride"] is not None else a["kernel_size"], "stride")
-    ph, pw = pair(a["padding"], "padding")
-    pads = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
-    xp = np.pad(_f(x), pads, constant_values=pad_value)
-    return sliding_window_view(xp, (kh, kw), axis=(-2, -1))[..., ::sh, ::sw, :, :]
+def _pool(x: Array, a: dict[str, Attr], kind: str) -> Array:
+    """torch pooling over the last two dims (ceil_mode, dilation; avg counts padding)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pool_params(a)
+    h, w = x.shape[-2:]
+    ho = pool_out(h, kh, sh, ph, dh, a["ceil_mode"])
+    wo = pool_out(w, kw, sw, pw, dw, a["ceil_mode"])
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1  # window extents
+    # left padding p; right padding p, or more when a ceil-mode window runs past it
+    rh = max(ph, (ho - 1) * sh + eh - h - ph)  # type: ignore[operator]
+    rw = max(pw, (wo - 1) * sw + ew - w - pw)  # type: ignore[operator]
+    pads = [(0, 0)] * (x.ndim - 2) + [(ph, rh), (pw, rw)]
+    xp = np.pad(_f(x), pads, constant_values=-np.inf if kind == "max" else 0.0)
+    win = sliding_window_view(xp, (eh, ew), axis=(-2, -1))[..., ::sh, ::sw, ::dh, ::dw][..., :ho, :wo, :, :]
+    if kind == "max":
+        return win.max(axis=(-2, -1))
+    # avg: divide by the window size clipped to the padded input (torch count_include_pad)
+    size_h = np.minimum(np.arange(ho) * sh - ph + kh, h + ph) - (np.arange(ho) * sh - ph)
+    size_w = np.minimum(np.arange(wo) * sw - pw + kw, w + pw) - (np.arange(wo) * sw - pw)
+    return win.sum(axis=(-2, -1)) / (size_h[:, None] * size_w[None, :])
 
 
 @kernel("max_pool2d")
 def _max_pool(xs: list[Array], a: dict[str, Attr]) -> Array:
-    return _pool_windows(xs[0], a, -np.inf).max(axis=(-2, -1))
+    return _pool(xs[0], a, "max")
 
 
 @kernel("avg_pool2d")
 def _avg_pool(xs: list[Array], a: dict[str, Attr]) -> Array:
-    return _pool_windows(xs[0], a, 0.0).mean(axis=(-2, -1))
+    return _pool(xs[0], a, "avg")
 
 
 @kernel("adaptive_avg_pool2d")
@@ -288,9 +315,14 @@ def _adaptive_pool(xs: list[Array], a: dict[str, Attr]) -> Array:
     return out
 
 
-def attention(q: Array, k: Array, v: Array, causal: bool = False, scale: float | None = None) -> Array:
+def attention(q: Array, k: Array, v: Array, mask: Array | None = None, causal: bool = False,
+              scale: float | None = None) -> Array:
+    """torch scaled_dot_product_attention: a bool mask keeps True entries, a float mask is
+    added to the scores."""
     q, k, v = _f(q), _f(k), _f(v)
     s = (q @ np.swapaxes(k, -1, -2)) * (scale if scale is not None else 1 / math.sqrt(q.shape[-1]))
+    if mask is not None:
+        s = np.where(mask, s, -np.inf) if mask.dtype == np.bool_ else s + _f(mask)
     if causal:
         lq, lk = s.shape[-2:]
         s = np.where(np.tril(np.ones((lq, lk), dtype=bool)), s, -np.inf)
@@ -299,7 +331,7 @@ def attention(q: Array, k: Array, v: Array, causal: bool = False, scale: float |
 
 @kernel("scaled_dot_product_attention")
 def _sdpa(xs: list[Array], a: dict[str, Attr]) -> Array:
-    return attention(*xs, causal=a["causal"], scale=a["scale"])
+    return attention(xs[0], xs[1], xs[2], xs[3] if len(xs) > 3 else None, a["causal"], a["scale"])
 
 
 @kernel("multi_head_attention")
@@ -325,7 +357,8 @@ def _embedding(xs: list[Array], a: dict[str, Attr]) -> Array:
 
 @kernel("reshape")
 def _reshape(xs: list[Array], a: dict[str, Attr]) -> Array:
-    return xs[0].reshape(a["shape"])
+    x = xs[0]
+    return x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(a["shape"])])
 
 
 @kernel("flatten")
@@ -372,7 +405,7 @@ def _stack(xs: list[Array], a: dict[str, Attr]) -> Array:
 
 @kernel("squeeze")
 def _squeeze(xs: list[Array], a: dict[str, Attr]) -> Array:
-    return np.squeeze(xs[0], axis=a["dim"])
+    return np.squeeze(xs[0]) if a["dim"] is None else np.squeeze(xs[0], axis=a["dim"])
 
 
 @kernel("unsqueeze")

@@ -259,7 +259,14 @@ def lower(result: CheckResult, entry: str | None = None,
         msg = first.message if first else "the program could not be read"
         raise LoweringError(f"cannot lower a program with errors: {msg}",
                             first.span if first else None)
-    return _Lowerer(result).run(entry, hyper or {})
+    try:
+        return _Lowerer(result).run(entry, hyper or {})
+    except LoweringError:
+        raise
+    except RecursionError:
+        raise LoweringError("the program nests too deeply to lower") from None
+    except Exception as e:  # a bug of the lowering: still no raw traceback for the user
+        raise LoweringError(f"internal error while lowering: {type(e).__name__}: {e}") from e
 
 
 class _Lowerer:
@@ -602,6 +609,9 @@ class _Lowerer:
     # ------------------------------------------------------------------ forward functions
     def forward_inputs(self, build: LayerBuild) -> tuple[A.FnDef, list[A.ParamSpec]]:
         node = build.d.node
+        if not isinstance(node, A.LayerDef) and not self.checker.has_forward(node):
+            raise LoweringError(f"`{build.d.name}` has no `forward`", node.span,
+                                help="add `forward(x: Tensor[…]) -> Tensor { … }`")
         fn = self.checker.forward_of(node)
         if isinstance(node, A.LayerDef) and not self.checker.has_forward(node):
             params = [p for p in node.params or [] if p.type is not None and p.type.name == "Tensor"]
@@ -609,12 +619,17 @@ class _Lowerer:
         return fn, list(fn.params)
 
     def try_forward(self, build: LayerBuild) -> None:
-        _, params = self.forward_inputs(build)
-        for p in params:
-            t = self.decl_type(p.type, build, p.span)
-            if t is None or isinstance(t, _Unshaped):
-                return
-        self.ensure_forward(build, None, build.d.node.span)
+        """The forward of a layer that is declared but never called, when its input types are
+        declared; skipped (the LayerDef keeps its state only) when it cannot be lowered alone."""
+        try:
+            _, params = self.forward_inputs(build)
+            for p in params:
+                t = self.decl_type(p.type, build, p.span)
+                if t is None or isinstance(t, _Unshaped):
+                    return
+            self.ensure_forward(build, None, build.d.node.span)
+        except LoweringError:
+            return
 
     def ensure_forward(self, build: LayerBuild, actual: list[Type] | None,
                        span: Span | None) -> Function:

@@ -215,6 +215,8 @@ def _binary(name: str) -> Infer:
         dt = _arith_dtype(ts[0], ts[1])
         if name == "div" and not dt.startswith(("f", "bf")):
             dt = "f32"
+        elif name == "floordiv" and dt in ("bool", "trit"):
+            dt = "i64"
         elif dt == "trit" and name not in ("mul", "maximum", "minimum"):
             dt = "i8"
         return [_result(_broadcast(*ts), dt, _all_scalar(ts))]
@@ -372,16 +374,38 @@ def _norm(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
     return [x.with_dtype(_float_dtype(x.dtype))]
 
 
+def pool_out(n: Dim, k: int, s: int, p: int, d: int, ceil: bool) -> Dim:
+    """Output size of torch pooling (floor or ceil mode; a window must start inside the
+    input or its left padding)."""
+    if not isinstance(n, int):
+        return n if (s == 1 and 2 * p == d * (k - 1)) else None
+    span = n + 2 * p - d * (k - 1) - 1
+    if span < 0:
+        raise InferError(f"pooling window of size {k} does not fit input size {n}")
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def pool_params(a: dict[str, Attr]) -> tuple[tuple[int, int], ...]:
+    """(kernel, stride, padding, dilation) pairs of a pooling op's attributes."""
+    k = pair(a["kernel_size"], "kernel_size")
+    s = pair(a["stride"] if a["stride"] is not None else a["kernel_size"], "stride")
+    return k, s, pair(a["padding"], "padding"), pair(a.get("dilation", 1), "dilation")
+
+
 def _pool(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
     x = _t(ts[0], "input")
     if x.rank not in (3, 4):
         raise InferError(f"pooling expects [N, C, H, W] or [C, H, W], got {x}")
-    kh, kw = pair(a["kernel_size"], "kernel_size")
-    sh, sw = pair(a["stride"] if a["stride"] is not None else a["kernel_size"], "stride")
-    ph, pw = pair(a["padding"], "padding")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pool_params(a)
+    if min(kh, kw, sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
+        raise InferError("kernel_size, stride and dilation must be >= 1, padding >= 0")
     if ph * 2 > kh or pw * 2 > kw:
         raise InferError("padding must be at most half the kernel size")
-    h, w = window_out(x.shape[-2], kh, sh, ph), window_out(x.shape[-1], kw, sw, pw)
+    h = pool_out(x.shape[-2], kh, sh, ph, dh, a["ceil_mode"])
+    w = pool_out(x.shape[-1], kw, sw, pw, dw, a["ceil_mode"])
     return [x.with_shape(x.shape[:-2] + (h, w))]
 
 
@@ -412,12 +436,22 @@ def _mha(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
 
 
 def _sdpa(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
-    q, k, v = (_t(t) for t in ts)
+    q, k, v = (_t(t) for t in ts[:3])
     if q.rank < 2 or k.rank != q.rank or v.rank != q.rank:
         raise InferError("q, k, v must have the same rank >= 2")
     _same(q.shape[-1], k.shape[-1], "q/k head dim")
     _same(k.shape[-2], v.shape[-2], "k/v sequence length")
     batch = _broadcast(*(TensorType(t.shape[:-2], "f32") for t in (q, k, v)))
+    if len(ts) == 4:
+        m = _t(ts[3], "mask")
+        scores = TensorType(batch + (q.shape[-2], k.shape[-2]), "f32")
+        try:
+            if broadcast_shapes(scores.shape, m.shape) != scores.shape:
+                raise ValueError
+        except ValueError:
+            raise InferError(f"mask {m} does not broadcast to the scores {scores}") from None
+        if m.dtype != "bool" and not is_float(m):
+            raise InferError(f"mask must be bool (True = attend) or float (added), got {m}")
     return [TensorType(batch + (q.shape[-2], v.shape[-1]), _float_dtype(q.dtype))]
 
 
@@ -434,19 +468,28 @@ def _embedding(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
 
 
 def _reshape(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
-    x, shape = _t(ts[0]), list(a["shape"])
-    if shape.count(-1) > 1 or any(d < -1 for d in shape):
-        raise InferError(f"bad reshape target {shape}")
-    known = math.prod(d for d in shape if d != -1)
-    n = x.numel()
-    if n is not None:
-        if -1 in shape:
-            if known == 0 or n % known:
-                raise InferError(f"cannot reshape {x} to {shape}")
-            shape[shape.index(-1)] = n // known
-        elif n != known:
-            raise InferError(f"cannot reshape {x} ({n} elements) to {shape}")
-    return [x.with_shape(tuple(None if d == -1 else d for d in shape))]
+    x, target = _t(ts[0]), list(a["shape"])
+    if target.count(-1) > 1 or any(d < -1 for d in target):
+        raise InferError(f"bad reshape target {target}")
+    if any(d == 0 and i >= x.rank for i, d in enumerate(target)):
+        raise InferError(f"reshape target {target}: 0 copies an input dim that does not exist")
+    # Dims copied with 0 cancel against the same input dims; -1 is the quotient of the
+    # remaining input dims by the remaining target dims.
+    copied = {i for i, d in enumerate(target) if d == 0}
+    shape: list[Dim] = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
+    in_rest = [d for i, d in enumerate(x.shape) if i not in copied]
+    n_out = math.prod(d for i, d in enumerate(target) if i not in copied and d != -1)
+    if all(isinstance(d, int) for d in in_rest):
+        n_in = math.prod(in_rest)  # type: ignore[arg-type]
+        if -1 in target:
+            if n_out == 0 or n_in % n_out:
+                raise InferError(f"cannot reshape {x} to {target}")
+            shape[target.index(-1)] = n_in // n_out
+        elif n_in != n_out:
+            raise InferError(f"cannot reshape {x} to {target}: element counts differ")
+    elif -1 in target:
+        shape[target.index(-1)] = None
+    return [x.with_shape(tuple(shape))]
 
 
 def _flatten(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
@@ -531,6 +574,10 @@ def _stack(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
 
 def _squeeze(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
     x = _t(ts[0])
+    if a["dim"] is None:
+        if not x.is_static:
+            raise InferError(f"squeeze without a dim needs a static shape, got {x}")
+        return [x.with_shape(tuple(d for d in x.shape if d != 1))]
     d = _axis(a["dim"], x.rank)
     if isinstance(x.shape[d], int) and x.shape[d] != 1:
         raise InferError(f"cannot squeeze dim {d} of size {x.shape[d]}")
@@ -681,6 +728,7 @@ POOL_ATTRS = {
     "kernel_size": AttrSpec("ints", required=True),
     "stride": AttrSpec("optints", None),
     "padding": AttrSpec("ints", [0, 0]),
+    "ceil_mode": AttrSpec("bool", False),
 }
 QUANT = ("twn", "absmean", "threshold")
 
@@ -692,7 +740,7 @@ _def("if", (1, 1), None, "structured conditional: two regions ending in yield", 
 _def("yield", (0, None), None, "terminator of an if region", pure=False, terminator=True)
 _def("return", (0, None), None, "terminator of a function body", pure=False, terminator=True)
 
-for _n in ("add", "sub", "mul", "div", "pow", "maximum", "minimum"):
+for _n in ("add", "sub", "mul", "div", "floordiv", "pow", "maximum", "minimum"):
     _def(_n, (2, 2), _binary(_n), "elementwise with numpy broadcasting",
          commutative=_n in ("add", "mul", "maximum", "minimum"))
 for _n in ("eq", "ne", "lt", "le", "gt", "ge"):
@@ -701,8 +749,12 @@ for _n in ("logical_and", "logical_or"):
     _def(_n, (2, 2), _logical, "elementwise logic on bool", commutative=True)
 _def("logical_not", (1, 1), _logical, "elementwise logical not")
 _def("select", (3, 3), _select, "select(cond, a, b): a where cond else b (torch.where)")
-for _n in ("neg", "abs", "relu", "relu6"):
+for _n in ("neg", "abs", "sign", "relu", "relu6"):
     _def(_n, (1, 1), _unary(False), "elementwise, same dtype")
+_def("clamp", (1, 1), _unary(False), "clip to [min, max] (either bound may be none)",
+     attrs={"min": AttrSpec("optfloat", None), "max": AttrSpec("optfloat", None)})
+_def("ternarize", (1, 1), _unary(True), "sign(x) where |x| > threshold, else 0 (ternary activation)",
+     attrs={"threshold": AttrSpec("float", 0.5)})
 for _n in ("exp", "log", "sqrt", "sigmoid", "tanh", "silu"):
     _def(_n, (1, 1), _unary(True), "elementwise, float result")
 _def("gelu", (1, 1), _unary(True), "GELU, exact erf form or tanh approximation",
@@ -726,18 +778,19 @@ _def("layer_norm", (1, 3), _norm, "layer norm over the last normalized_ndim dims
      attrs={"normalized_ndim": AttrSpec("int", 1), "eps": AttrSpec("float", 1e-5)})
 _def("rms_norm", (1, 2), _norm, "RMS norm over the last normalized_ndim dims",
      attrs={"normalized_ndim": AttrSpec("int", 1), "eps": AttrSpec("float", 1e-6)})
-_def("max_pool2d", (1, 1), _pool, "max pooling (padding with -inf)", attrs=POOL_ATTRS)
+_def("max_pool2d", (1, 1), _pool, "max pooling (padding with -inf)",
+     attrs={**POOL_ATTRS, "dilation": AttrSpec("ints", [1, 1])})
 _def("avg_pool2d", (1, 1), _pool, "average pooling (zero padding counted)", attrs=POOL_ATTRS)
 _def("adaptive_avg_pool2d", (1, 1), _adaptive_pool, "adaptive average pooling (torch bins)",
      attrs={"output_size": AttrSpec("ints", required=True)})
 _def("multi_head_attention", (5, 5), _mha, "self-attention like torch nn.MultiheadAttention (batch_first)",
      attrs={"num_heads": AttrSpec("int", required=True), "causal": AttrSpec("bool", False)})
-_def("scaled_dot_product_attention", (3, 3), _sdpa, "softmax(q k^T * scale [+ causal mask]) v",
+_def("scaled_dot_product_attention", (3, 4), _sdpa, "softmax(q k^T * scale [+ mask] [+ causal mask]) v",
      attrs={"causal": AttrSpec("bool", False), "scale": AttrSpec("optfloat", None)})
 _def("embedding", (2, 2), _embedding, "rows of weight selected by integer indices")
 _def("dropout", (1, 1), _unary(False), "identity at inference", attrs={"p": AttrSpec("float", 0.5)})
 
-_def("reshape", (1, 1), _reshape, "reshape to static dims (one may be -1)",
+_def("reshape", (1, 1), _reshape, "reshape; a dim may be -1 (inferred) or 0 (copied from the input)",
      attrs={"shape": AttrSpec("ints", required=True)})
 _def("flatten", (1, 1), _flatten, "merge dims start_dim..end_dim",
      attrs={"start_dim": AttrSpec("int", 0), "end_dim": AttrSpec("int", -1)})
@@ -751,7 +804,8 @@ _def("index", (1, 1), _index, "x[index] along dim, removing it",
      attrs={"dim": AttrSpec("int", 0), "index": AttrSpec("int", required=True)})
 _def("concat", (1, None), _concat, "concatenate along dim", attrs={"dim": AttrSpec("int", 0)})
 _def("stack", (1, None), _stack, "stack along a new dim", attrs={"dim": AttrSpec("int", 0)})
-_def("squeeze", (1, 1), _squeeze, "remove a size-1 dim", attrs={"dim": AttrSpec("int", required=True)})
+_def("squeeze", (1, 1), _squeeze, "remove a size-1 dim (all of them when dim is none)",
+     attrs={"dim": AttrSpec("optint", None)})
 _def("unsqueeze", (1, 1), _unsqueeze, "insert a size-1 dim", attrs={"dim": AttrSpec("int", required=True)})
 _def("dim", (1, 1), _dim, "the size of one dim as an i64 scalar", attrs={"dim": AttrSpec("int", required=True)})
 

@@ -61,11 +61,11 @@ def test_gelu(approximate: str) -> None:
     close(run1("gelu", [x], approximate=approximate), F.gelu(t(x), approximate=approximate))
 
 
-@pytest.mark.parametrize("name", ["relu", "relu6", "silu", "sigmoid", "tanh", "exp", "abs", "neg"])
+@pytest.mark.parametrize("name", ["relu", "relu6", "silu", "sigmoid", "tanh", "exp", "abs", "neg", "sign"])
 def test_unary(name: str) -> None:
     x = rand(5, 7) * 5
     ref = {"relu": F.relu, "relu6": F.relu6, "silu": F.silu, "sigmoid": torch.sigmoid,
-           "tanh": torch.tanh, "exp": torch.exp, "abs": torch.abs, "neg": torch.neg}[name]
+           "tanh": torch.tanh, "exp": torch.exp, "abs": torch.abs, "neg": torch.neg, "sign": torch.sign}[name]
     close(run1(name, [x]), ref(t(x)), 1e-5 if name != "exp" else 1e-4)
 
 
@@ -87,11 +87,17 @@ def test_layer_and_rms_norm() -> None:
     close(run1("rms_norm", [x, w[0]], eps=1e-6), F.rms_norm(t(x), (8,), t(w[0]), eps=1e-6))
 
 
-@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, 1, 1)])
-def test_pools(k: int, s: int | None, p: int) -> None:
+@pytest.mark.parametrize("k,s,p,ceil", [(2, None, 0, False), (3, 2, 1, False), (3, 1, 1, False),
+                                        (2, None, 0, True), (3, 2, 1, True), (3, 3, 1, True), (2, 3, 0, True)])
+def test_pools(k: int, s: int | None, p: int, ceil: bool) -> None:
     x = rand(2, 3, 7, 9)
-    close(run1("max_pool2d", [x], kernel_size=[k], stride=s, padding=[p, p]), F.max_pool2d(t(x), k, s, p))
-    close(run1("avg_pool2d", [x], kernel_size=[k, k], stride=s, padding=[p]), F.avg_pool2d(t(x), k, s, p))
+    stride = None if s is None else [s]
+    close(run1("max_pool2d", [x], kernel_size=[k], stride=stride, padding=[p, p], ceil_mode=ceil),
+          F.max_pool2d(t(x), k, s, p, ceil_mode=ceil))
+    close(run1("avg_pool2d", [x], kernel_size=[k, k], stride=stride, padding=[p], ceil_mode=ceil),
+          F.avg_pool2d(t(x), k, s, p, ceil_mode=ceil))
+    close(run1("max_pool2d", [x], kernel_size=[k], stride=stride, padding=[p], dilation=[2, 1], ceil_mode=ceil),
+          F.max_pool2d(t(x), k, s, p, dilation=(2, 1), ceil_mode=ceil))
 
 
 @pytest.mark.parametrize("out", [(1, 1), (3, 2), (7, 9), (4, 5)])
@@ -105,6 +111,13 @@ def test_attention(causal: bool) -> None:
     q, k, v = rand(2, 3, 5, 4), rand(2, 3, 5, 4), rand(2, 3, 5, 6)
     got = run1("scaled_dot_product_attention", [q, k, v], causal=causal)
     close(got, F.scaled_dot_product_attention(t(q), t(k), t(v), is_causal=causal))
+    bmask = rng.random((5, 5)) > 0.3
+    np.fill_diagonal(bmask, True)
+    fmask = rand(3, 1, 5)
+    for mask, dt in ((bmask, "bool"), (fmask, "f32")):
+        got = run1("scaled_dot_product_attention", [q, k, v, mask], ["f32", "f32", "f32", dt], scale=0.3)
+        tm = torch.from_numpy(mask) if dt == "bool" else t(mask)
+        close(got, F.scaled_dot_product_attention(t(q), t(k), t(v), attn_mask=tm, scale=0.3))
     e, h = 8, 2
     mha = torch.nn.MultiheadAttention(e, h, batch_first=True)
     x = rand(2, 5, e)
@@ -127,6 +140,19 @@ def test_embedding_and_shapes() -> None:
     close(run1("stack", [x, x], dim=3), torch.stack([t(x), t(x)], 3))
     close(run1("mean", [x], dims=[0, 2], keepdim=True), t(x).mean((0, 2), keepdim=True))
     close(run1("max", [x], dims=[1]), t(x).amax(1))
+    close(run1("clamp", [x], min=-0.5, max=None), t(x).clamp(min=-0.5))
+    close(run1("clamp", [x], min=-0.5, max=0.25), t(x).clamp(-0.5, 0.25))
+    close(run1("reshape", [x], shape=[0, 0, 2, -1]), t(x).reshape(2, 3, 2, 2))
+    close(run1("squeeze", [x[:, :1]]), t(x[:, :1]).squeeze())
+    two = np.full((4,), 2, np.float32)
+    close(run1("floordiv", [x * 5, two]), torch.floor_divide(t(x * 5), t(two)))
+
+
+def test_ternarize_matches_runtime() -> None:
+    from tritium.runtime.quant import ternarize_activations
+
+    x = rand(4, 9)
+    close(run1("ternarize", [x], threshold=0.4), ternarize_activations(t(x), 0.4))
 
 
 @pytest.mark.parametrize("fmt", ["t2", "t1.6"])
