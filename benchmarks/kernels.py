@@ -151,7 +151,8 @@ def render(rows: list[dict], bw: float, info: dict) -> None:
         ])
     title = (
         f"Ternary linear, {info.get('isa')} kernels, {info.get('threads')} threads; "
-        f"memory bandwidth {bw:.1f} GB/s (copy, same run)"
+        f"memory bandwidth {bw:.1f} GB/s (copy, same run); machine load {info.get('loadavg_1min')} "
+        f"on {os.cpu_count()} CPUs"
     )
     try:
         from rich.console import Console
@@ -181,11 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shapes", default=None, help="comma list of NxK (default 1024x1024,4096x4096,11008x4096)")
     ap.add_argument("--batches", default=None, help="comma list of batch sizes (default 1,8,64,256)")
     ap.add_argument("--threads", type=int, default=None, help="threads for torch and tritium")
+    ap.add_argument("--isa", default=None, help="force a kernel ISA path (avx512, avx2, scalar)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved repetitions (median)")
     ap.add_argument("--min-time", type=float, default=0.02, help="seconds per timing sample")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
+    if args.isa:
+        os.environ["TRITIUM_CPU_ISA"] = args.isa
     if args.threads:
         torch.set_num_threads(args.threads)
         os.environ["TRITIUM_NUM_THREADS"] = str(args.threads)
@@ -202,10 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     batch_list = [int(b) for b in batches.split(",")]
     info = kernel_info()
     print(f"kernels: {json.dumps(info)}", file=sys.stderr)
+    load_before = os.getloadavg()[0]
     bw = memory_bandwidth(args.rounds)
     rows = []
     for n, k in shape_list:
         rows += bench_shape(n, k, batch_list, args, bw)
+    info["loadavg_1min"] = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     render(rows, bw, info)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

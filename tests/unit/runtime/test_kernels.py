@@ -157,10 +157,9 @@ def test_fused_epilogue(fmt, activation, act_quant):
     p = pack_ternary(trits, fmt)
     x = torch.randn(m, k)
     residual = torch.randn(m, n)
-    for scale in (torch.rand(n) + 0.1, torch.tensor([0.37])):
-        for bias in (None, torch.randn(n)):
-            y = ternary_linear(x, p, scale, bias, activation, act_quant, residual)
-            _close(y, _reference(x, trits, scale, bias, residual, activation, act_quant))
+    for scale, bias, res in ((torch.rand(n) + 0.1, torch.randn(n), residual), (torch.tensor([0.37]), None, None)):
+        y = ternary_linear(x, p, scale, bias, activation, act_quant, res)
+        _close(y, _reference(x, trits, scale, bias, res, activation, act_quant))
 
 
 @pytest.mark.native
