@@ -66,3 +66,70 @@ def test_lossy_quant_elim_changes_numerics_only_when_asked() -> None:
     assert PASSES["quant-dequant-elim"](lossy=True).run(m)
     x = arr(4, 8)
     np.testing.assert_array_equal(interpret(m, "f", [x])[0], x)
+
+
+MODEL = '''\
+layer @Block {} {
+  param @conv.weight : tensor<[4, 4, 3, 3], f32> {quantizer = "twn", per_channel = true, format = "t2"}
+  param @bn.mean : tensor<[4], f32>
+  param @bn.var : tensor<[4], f32>
+  param @bn.weight : tensor<[4], f32>
+  param @bn.bias : tensor<[4], f32>
+  func @forward(%x: tensor<[N, 4, 6, 6], f32>) -> (tensor<[N, 4, 6, 6], f32>) {
+    %0 = param() {name = "conv.weight"} : () -> tensor<[4, 4, 3, 3], f32>
+    %1, %2 = quantize_ternary(%0) {per_channel = true} : (tensor<[4, 4, 3, 3], f32>) -> (tensor<[4, 4, 3, 3], trit>, tensor<[4], f32>)
+    %3 = dequantize(%1, %2) : (tensor<[4, 4, 3, 3], trit>, tensor<[4], f32>) -> tensor<[4, 4, 3, 3], f32>
+    %4 = conv2d(%x, %3) {padding = [1, 1]} : (tensor<[N, 4, 6, 6], f32>, tensor<[4, 4, 3, 3], f32>) -> tensor<[N, 4, 6, 6], f32>
+    %5 = param() {name = "bn.mean"} : () -> tensor<[4], f32>
+    %6 = param() {name = "bn.var"} : () -> tensor<[4], f32>
+    %7 = param() {name = "bn.weight"} : () -> tensor<[4], f32>
+    %8 = param() {name = "bn.bias"} : () -> tensor<[4], f32>
+    %9 = batch_norm(%4, %5, %6, %7, %8) : (tensor<[N, 4, 6, 6], f32>, tensor<[4], f32>, tensor<[4], f32>, tensor<[4], f32>, tensor<[4], f32>) -> tensor<[N, 4, 6, 6], f32>
+    %10 = add(%9, %x) : (tensor<[N, 4, 6, 6], f32>, tensor<[N, 4, 6, 6], f32>) -> tensor<[N, 4, 6, 6], f32>
+    %11 = relu(%10) : (tensor<[N, 4, 6, 6], f32>) -> tensor<[N, 4, 6, 6], f32>
+    return(%11) : (tensor<[N, 4, 6, 6], f32>) -> ()
+  }
+}
+
+model @Net {depth = 2} {
+  sublayer @b1 : @Block
+  sublayer @b2 : @Block
+  param @fc.weight : tensor<[3, 4], f32>
+  func @forward(%x: tensor<[batch, 4, 6, 6], f32>, %deep: bool) -> (tensor<[batch, 3], f32>) {
+    %0 = call(%x) {callee = "forward", instance = "b1"} : (tensor<[batch, 4, 6, 6], f32>) -> tensor<[batch, 4, 6, 6], f32>
+    %1 = if(%deep) : (bool) -> tensor<[batch, 4, 6, 6], f32> {
+      %2 = call(%0) {callee = "forward", instance = "b2"} : (tensor<[batch, 4, 6, 6], f32>) -> tensor<[batch, 4, 6, 6], f32>
+      yield(%2) : (tensor<[batch, 4, 6, 6], f32>) -> ()
+    } {
+      yield(%0) : (tensor<[batch, 4, 6, 6], f32>) -> ()
+    }
+    %3 = adaptive_avg_pool2d(%1) {output_size = [1, 1]} : (tensor<[batch, 4, 6, 6], f32>) -> tensor<[batch, 4, 1, 1], f32>
+    %4 = flatten(%3) {start_dim = 1} : (tensor<[batch, 4, 1, 1], f32>) -> tensor<[batch, 4], f32>
+    %5 = param() {name = "fc.weight"} : () -> tensor<[3, 4], f32>
+    %6, %7 = quantize_ternary(%5) {quantizer = "absmean"} : (tensor<[3, 4], f32>) -> (tensor<[3, 4], trit>, tensor<[], f32>)
+    %8 = dequantize(%6, %7) : (tensor<[3, 4], trit>, tensor<[], f32>) -> tensor<[3, 4], f32>
+    %9 = linear(%4, %8) : (tensor<[batch, 4], f32>, tensor<[3, 4], f32>) -> tensor<[batch, 3], f32>
+    return(%9) : (tensor<[batch, 3], f32>) -> ()
+  }
+}
+'''
+
+
+@pytest.mark.parametrize("level", ["O0", "O1", "O2", "O3"])
+def test_pipelines_on_a_model_with_calls(level: str) -> None:
+    from tritium.ir import parse_module, print_module
+    from tritium.passes import pipeline
+
+    params = {"fc.weight": arr(3, 4)}
+    for blk in ("b1", "b2"):
+        params.update({f"{blk}.conv.weight": arr(4, 4, 3, 3), f"{blk}.bn.mean": arr(4),
+                       f"{blk}.bn.var": arr(4, positive=True), f"{blk}.bn.weight": arr(4), f"{blk}.bn.bias": arr(4)})
+    x = arr(2, 4, 6, 6)
+    m = parse_module(MODEL)
+    refs = [interpret(m, "Net.forward", [x, deep], params)[0] for deep in (True, False)]
+    pipeline(level, bindings={"batch": 2} if level == "O3" else None, verify_each=True).run(m)
+    text = print_module(m)
+    if level == "O3":
+        assert "fused_conv2d" in text and "fused_linear" in text and "tensor<[2, 3], f32>" in text
+    for deep, ref in zip((True, False), refs):
+        np.testing.assert_allclose(interpret(m, "Net.forward", [x, deep], params)[0], ref, rtol=1e-5, atol=1e-5)
