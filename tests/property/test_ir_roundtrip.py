@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ from tritium.ir import (
     SubLayer,
     TensorType,
     Value,
+    VerifyError,
     new_function,
     parse_module,
     print_module,
@@ -30,6 +32,7 @@ from tritium.ir import (
 
 EXAMPLES = int(os.environ.get("TRITIUM_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+LIGHT = settings(max_examples=max(EXAMPLES // 3, 10), deadline=None, suppress_health_check=list(HealthCheck))
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
     lambda s: s not in ("true", "false", "none", "inf", "nan", "tensor", "dense"))
@@ -157,3 +160,36 @@ def test_print_parse_roundtrip(m: Module) -> None:
     assert print_module(parsed) == text
     assert structurally_equal(parsed, m)
     verify(parsed)
+
+
+@LIGHT
+@given(modules())
+def test_clone_is_equal_and_independent(m: Module) -> None:
+    from tritium.ir import clone_module
+
+    c = clone_module(m)
+    assert structurally_equal(c, m) and print_module(c) == print_module(m)
+    verify(c)
+    originals = {id(op) for op in m.walk()}
+    assert not any(id(op) in originals for op in c.walk())
+
+
+@LIGHT
+@given(modules(), st.data())
+def test_verifier_catches_use_before_def(m: Module, data: st.DataObject) -> None:
+    """Moving a use above its definition (or out of its region) never goes unnoticed."""
+    fs = [f for _, f in m.all_functions() if any(op.operands and op.operands[0].op for op in f.walk())]
+    if not fs:
+        return
+    f = data.draw(st.sampled_from(fs))
+    users = [op for op in f.walk() if op.operands and op.operands[0].op is not None]
+    user = data.draw(st.sampled_from(users))
+    definer = user.operands[0].op
+    # Move `user` right before the op that defines its first operand.
+    user.parent.remove(user)
+    anchor = definer
+    while anchor.parent is not None and anchor.parent.parent_op is not None and data.draw(st.booleans()):
+        anchor = anchor.parent.parent_op  # or before an enclosing op
+    anchor.parent.insert_before(anchor, user)
+    with pytest.raises(VerifyError):
+        verify(m)

@@ -263,6 +263,42 @@ def erase_op(op: Op) -> None:
         op.parent.remove(op)
 
 
+# ----------------------------------------------------------------------------------------- copying
+
+
+def clone_module(m: Module) -> Module:
+    """A deep copy of `m` (new ops and values, same structure); attributes are shared
+    (they are immutable by convention)."""
+    items: list[LayerDef | Function] = []
+    for item in m.items:
+        if isinstance(item, Function):
+            items.append(clone_function(item))
+        else:
+            items.append(LayerDef(item.kind, item.name, dict(item.hparams),
+                                  [ParamDef(p.name, p.type, p.init, p.quant) for p in item.params],
+                                  [SubLayer(s.name, s.kind, dict(s.config)) for s in item.sublayers],
+                                  [clone_function(f) for f in item.functions]))
+    return Module(items)
+
+
+def clone_function(f: Function) -> Function:
+    return Function(f.name, _clone_block(f.body, {}), list(f.result_types))
+
+
+def _clone_block(block: Block, vmap: dict[int, Value]) -> Block:
+    new = Block([a.type for a in block.args], [a.name for a in block.args])
+    for old, a in zip(block.args, new.args):
+        vmap[id(old)] = a
+    for op in block.ops:
+        regions = [_clone_block(r, vmap) for r in op.regions]
+        operands = [vmap.get(id(o), o) for o in op.operands]
+        c = Op(op.name, operands, dict(op.attrs), op.result_types, regions)
+        for old, r in zip(op.results, c.results):
+            vmap[id(old)] = r
+        new.append(c)
+    return new
+
+
 # ----------------------------------------------------------------------------- structural equality
 
 

@@ -153,3 +153,12 @@ def test_compiler_does_not_import_torch() -> None:
             "from tritium.passes import run_opt; "
             "assert 'torch' not in sys.modules and 'scipy' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_op_has_semantics() -> None:
+    from tritium.ir import OPS
+    from tritium.ir.interpreter import KERNELS
+
+    structural = {"constant", "param", "call", "if", "yield", "return"}
+    assert set(OPS) - set(KERNELS) == structural
+    assert set(KERNELS) <= set(OPS)
