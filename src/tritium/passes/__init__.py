@@ -22,6 +22,7 @@ from .manager import (
     PassRecord,
     PassReport,
     parse_pass,
+    parse_pipeline_spec,
     pipeline,
     pipeline_passes,
     run_opt,
@@ -30,6 +31,6 @@ from .shape_specialize import bindings_for
 
 __all__ = [
     "PASSES", "Fixpoint", "Pass", "PassError", "PassManager", "PassRecord", "PassReport",
-    "apply_patterns", "bindings_for", "parse_pass", "pipeline", "pipeline_passes", "register",
-    "run_opt",
+    "apply_patterns", "bindings_for", "parse_pass", "parse_pipeline_spec", "pipeline",
+    "pipeline_passes", "register", "run_opt",
 ]

@@ -204,15 +204,31 @@ def pipeline(level: int | str, *, bindings: dict[str, int] | None = None,
                        print_ir_after_all=print_ir_after_all, max_iterations=max_iterations)
 
 
+def parse_pipeline_spec(spec: str) -> tuple[int, dict[str, int]]:
+    """`O3`, `-O2`, `2` or `O3{batch=1,seq=16}` → (level, shape bindings)."""
+    m = re.fullmatch(r"\s*-?O?([0-3])\s*(?:\{(.*)\})?\s*", spec)
+    if m is None:
+        raise ValueError(f"unknown pipeline '{spec}' (expected O0..O3, optionally with {{name=size,...}})")
+    bindings: dict[str, int] = {}
+    for item in filter(None, (m.group(2) or "").split(",")):
+        k, sep, v = item.partition("=")
+        if not sep or not v.strip().isdigit():
+            raise ValueError(f"pipeline binding '{item}' must be name=size")
+        bindings[k.strip()] = int(v)
+    return int(m.group(1)), bindings
+
+
 def run_opt(text: str, passes: list[str] | str | None = None, pipeline: str | int | None = None,
             verify_each: bool = True) -> str:
-    """Parse `text`, run the passes (names with optional `{k=v}` options) or a pipeline, and
-    return the printed result. The input and every intermediate result are verified."""
+    """Parse `text`, run the passes (names with optional `{k=v}` options) or a pipeline
+    (`O2`, or `O3{batch=1}` with shape bindings), and return the printed result. The input
+    and every intermediate result are verified."""
     m = parse_module(text)
     if passes is not None and pipeline is not None:
         raise ValueError("give passes or a pipeline, not both")
     if pipeline is not None:
-        pm = PassManager(pipeline_passes(pipeline), verify_each=verify_each)
+        level, bindings = parse_pipeline_spec(str(pipeline))
+        pm = PassManager(pipeline_passes(level, bindings), verify_each=verify_each)
     else:
         specs = split_pipeline(passes) if isinstance(passes, str) else list(passes or [])
         pm = PassManager([parse_pass(s) for s in specs], verify_each=verify_each)

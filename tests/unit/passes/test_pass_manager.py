@@ -128,3 +128,14 @@ def test_bindings_for() -> None:
         bindings_for(f, [(7, 5)])
     with pytest.raises(ValueError, match="1 arguments, got 2"):
         bindings_for(f, [(7, 4), (1,)])
+
+
+def test_parse_pipeline_spec() -> None:
+    from tritium.passes import parse_pipeline_spec
+
+    assert parse_pipeline_spec("O3{batch=1, seq=16}") == (3, {"batch": 1, "seq": 16})
+    assert parse_pipeline_spec("-O2") == (2, {}) and parse_pipeline_spec("1") == (1, {})
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        parse_pipeline_spec("O7")
+    with pytest.raises(ValueError, match="must be name=size"):
+        parse_pipeline_spec("O3{batch=x}")
