@@ -66,8 +66,10 @@ _BIN = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_di
 for _n, _fn in _BIN.items():
     def _binary(xs: list[Array], a: dict[str, Attr], fn: Any = _fn, name: str = _n) -> Array:
         x, y = xs
-        if name in ("add", "sub", "mul", "div", "pow"):
-            x, y = _f(x), _f(y)
+        if name in ("add", "sub", "mul", "div", "floordiv", "pow") and (x.dtype.kind == "f" or y.dtype.kind == "f"):
+            x, y = _f(x), _f(y)  # float arithmetic in float64; integers stay exact
+        elif name in ("add", "sub", "mul", "pow", "floordiv"):
+            x, y = x.astype(np.int64), y.astype(np.int64)  # no int8 overflow before the cast
         with np.errstate(all="ignore"):
             return fn(x, y)
     KERNELS[_n] = _binary

@@ -1014,9 +1014,12 @@ class _Lowerer:
         if x is None or y is None or isinstance(x, str) or isinstance(y, str):
             if op in ("==", "!="):
                 return (x == y) == (op == "==") if _is_const(x) and _is_const(y) else op == "!="
-        if op in ("//", "%"):
-            raise LoweringError(f"`{op}` is only supported on values known when lowering", span,
+        if op == "%":
+            raise LoweringError("`%` is only supported on values known when lowering", span,
                                 help="compute it from hyperparameters or static shapes")
+        if op == "//":
+            xv, yv = self.operands(b, x, y, span)
+            return b.floordiv(xv, yv)
         if op not in _BINOPS:
             raise LoweringError(f"cannot lower the operator `{op}`", span)
         xv, yv = self.operands(b, x, y, span)
@@ -1418,12 +1421,7 @@ class _Lowerer:
         if kind in ("MultiheadAttention", "TernaryAttention"):
             return self.attention_layer(b, layer, p, kind, cfg, x, span)
         if kind == "TernaryActivation":
-            th = float(cfg.get("threshold", 0.5))
-            f = ScalarType("f32")
-            pos = b.gt(x, b.constant(th, f))
-            neg = b.lt(x, b.constant(-th, f))
-            inner = b.select(neg, b.constant(-1.0, f), b.constant(0.0, f))
-            return b.select(pos, b.constant(1.0, f), inner)
+            return b.ternarize(x, threshold=float(cfg.get("threshold", 0.5)))
         raise LoweringError(f"cannot lower the builtin layer `{kind}`", span)
 
     @staticmethod
@@ -1467,14 +1465,17 @@ class _Lowerer:
 
     @staticmethod
     def pool(b: Builder, x: Value, op: str, cfg: dict, span: Span | None) -> Value:
-        if cfg.get("ceil_mode"):
-            raise LoweringError("pooling with `ceil_mode: true` cannot be expressed in the IR", span)
-        if _pair(cfg.get("dilation", 1), "dilation", span) != [1, 1]:
-            raise LoweringError("dilated pooling cannot be expressed in the IR", span)
         attrs: dict[str, Any] = {"kernel_size": _pair(cfg["kernel_size"], "kernel_size", span),
                                  "padding": _pair(cfg.get("padding", 0), "padding", span)}
         if cfg.get("stride") is not None:
             attrs["stride"] = _pair(cfg["stride"], "stride", span)
+        dilation = _pair(cfg.get("dilation", 1), "dilation", span)
+        if dilation != [1, 1]:
+            if op != "max_pool2d":
+                raise LoweringError("average pooling has no dilation", span)
+            attrs["dilation"] = dilation
+        if cfg.get("ceil_mode"):
+            attrs["ceil_mode"] = True
         return b.op(op, x, **attrs)
 
     def attention_layer(self, b: Builder, layer: LayerDef, p: str, kind: str, cfg: dict,
@@ -1497,22 +1498,12 @@ class _Lowerer:
             return b.linear(inp, self.ternary(b, w, q), *bias)
 
         qv, kv, vv = proj("q_proj", x), proj("k_proj", x), proj("v_proj", x)
-        dh = e // h
-        heads = [self.split_heads(b, t, h, dh) for t in (qv, kv, vv)]
+        # [B, L, E] -> reshape [B, L, h, E/h] -> permute [B, h, L, E/h]
+        heads = [b.permute(b.reshape(t, shape=[0, 0, h, e // h]), dims=[0, 2, 1, 3])
+                 for t in (qv, kv, vv)]
         o = b.scaled_dot_product_attention(*heads, causal=bool(cfg.get("causal", False)))
-        if h == 1:
-            merged = b.squeeze(o, dim=1)
-        else:
-            merged = b.concat(*[b.index(o, dim=1, index=i) for i in range(h)], dim=-1)
+        merged = b.reshape(b.permute(o, dims=[0, 2, 1, 3]), shape=[0, 0, e])
         return proj("o_proj", merged)
-
-    @staticmethod
-    def split_heads(b: Builder, t: Value, h: int, dh: int) -> Value:
-        """[B, L, h*dh] -> [B, h, L, dh] (the reshape + transpose of multi-head attention)."""
-        if h == 1:
-            return b.unsqueeze(t, dim=1)
-        parts = [b.slice(t, dim=2, start=i * dh, end=(i + 1) * dh) for i in range(h)]
-        return b.stack(*parts, dim=1)
 
     # ------------------------------------------------------------------ builtin functions
     def builtin(self, name: str, args: list[tuple[str | None, Any]], b: Builder,
@@ -1572,10 +1563,39 @@ class _Lowerer:
                     op.results[0].type = out.type.with_shape(
                         tuple(name if i == dyn[0] else d for i, d in enumerate(out.type.shape)))
             return out
+        copied = self.copy_reshape(b, x, items)
+        if copied is not None:
+            return copied
         return self.structural_reshape(b, x, items, span)
+
+    @staticmethod
+    def copy_reshape(b: Builder, x: Value, items: list[Any]) -> Value | None:
+        """A reshape that keeps leading dynamic dims in place with `0` (copy the input dim):
+        `[b, s, 128] -> [b, s, 4, 32]` is `reshape {shape = [0, 0, 4, 32]}`."""
+        t = x.type
+        assert isinstance(t, TensorType)
+        shape: list[int] = []
+        for i, d in enumerate(items):
+            if i < t.rank and isinstance(d, SymDim) and (
+                    (d.src is x and d.dim == i) or (d.name is not None and d.name == t.shape[i])):
+                shape.append(0)
+            elif _is_int(d) and d != 0:
+                shape.append(d)
+            else:
+                shape.append(-2)
+        if shape.count(-2) + shape.count(-1) > 1:
+            return None
+        shape = [-1 if d == -2 else d for d in shape]
+        try:
+            return b.reshape(x, shape=shape)
+        except InferError:
+            return None
 
     def structural_reshape(self, b: Builder, x: Value, items: list[Any],
                            span: Span | None) -> Value:
+        """A reshape whose unchanged dims (same symbol or size) are not all leading: the dims
+        that change must be static; they are merged with `flatten` and split again with
+        static `slice`s and `stack`."""
         t = x.type
         assert isinstance(t, TensorType)
         dims = list(t.shape)
@@ -1770,12 +1790,7 @@ def _sign(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any
     x = a["x"]
     if _is_num(x):
         return (x > 0) - (x < 0)
-    xv = _tensor(lw, b, x, span)
-    if xv.type.dtype == "trit":
-        return xv
-    fl = xv.type.dtype in ("f32", "f16", "bf16")
-    one, mone, zero = (lw.to_value(b, c, xv, span) for c in ((1.0, -1.0, 0.0) if fl else (1, -1, 0)))
-    return b.select(b.gt(xv, zero), one, b.select(b.lt(xv, zero), mone, zero))
+    return b.sign(_tensor(lw, b, x, span))
 
 
 def _softmax_fn(name: str) -> BuiltinFn:
@@ -1830,10 +1845,7 @@ def _squeeze(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> 
     assert isinstance(t, TensorType)
     if not all(_is_int(d) for d in t.shape):
         raise LoweringError("squeeze without a dim needs a static shape", span)
-    for i in reversed(range(t.rank)):
-        if t.shape[i] == 1:
-            x = b.squeeze(x, dim=i)
-    return x
+    return b.squeeze(x)
 
 
 def _concat_fn(op: str) -> BuiltinFn:
@@ -1906,12 +1918,14 @@ def _clamp(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> An
         lo, hi = a["min"], a["max"]
         x = x if lo is None else max(x, lo)
         return x if hi is None else min(x, hi)
-    xv = _tensor(lw, b, x, span)
-    if a["min"] is not None:
-        xv = b.maximum(xv, lw.to_value(b, a["min"], xv, span))
-    if a["max"] is not None:
-        xv = b.minimum(xv, lw.to_value(b, a["max"], xv, span))
-    return xv
+    attrs: dict[str, Any] = {}
+    for k in ("min", "max"):
+        v = a[k]
+        if v is not None:
+            if not _is_num(v):
+                raise LoweringError(f"`{k}` of clamp must be a number known when lowering", span)
+            attrs[k] = float(v)
+    return b.clamp(_tensor(lw, b, x, span), **attrs)
 
 
 @_builtin("where")
@@ -1946,14 +1960,22 @@ def _random(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> A
 
 @_builtin("attention", "scaled_dot_product_attention")
 def _attention(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    if a["mask"] is not None:
-        raise LoweringError("attention with an explicit mask cannot be lowered; use "
-                            "`causal: true`", span)
     causal = a["causal"]
     if not isinstance(causal, bool):
         raise LoweringError("`causal` must be true or false known when lowering", span)
-    q, k, v = (_tensor(lw, b, a[n], span) for n in ("q", "k", "v"))
-    return b.scaled_dot_product_attention(q, k, v, causal=causal)
+    ops = [_tensor(lw, b, a[n], span) for n in ("q", "k", "v")]
+    if a["mask"] is not None:
+        ops.append(_tensor(lw, b, a["mask"], span))
+    return b.scaled_dot_product_attention(*ops, causal=causal)
+
+
+@_builtin("floordiv")
+def _floordiv(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x, y = a["a"], a["b"]
+    if (_is_num(x) or isinstance(x, bool)) and (_is_num(y) or isinstance(y, bool)):
+        return _py_binary("//", x, y, span)
+    xv, yv = lw.operands(b, x, y, span)
+    return b.floordiv(xv, yv)
 
 
 def _norm_fn(op: str) -> BuiltinFn:

@@ -162,3 +162,16 @@ def test_every_op_has_semantics() -> None:
     structural = {"constant", "param", "call", "if", "yield", "return"}
     assert set(OPS) - set(KERNELS) == structural
     assert set(KERNELS) <= set(OPS)
+
+
+def test_integer_arithmetic_is_exact() -> None:
+    text = """func @f(%a: i64, %b: i64, %t: tensor<[3], trit>) -> (i64, tensor<[3], i8>, f32) {
+  %0 = mul(%a, %b) : (i64, i64) -> i64
+  %1 = add(%t, %t) : (tensor<[3], trit>, tensor<[3], trit>) -> tensor<[3], i8>
+  %2 = div(%a, %b) : (i64, i64) -> f32
+  return(%0, %1, %2) : (i64, tensor<[3], i8>, f32) -> ()
+}
+"""
+    big = 2**40 + 1
+    p, s, q = interpret(parse_module(text), "f", [big, 3, np.array([1, -1, 1])])
+    assert int(p) == big * 3 and s.tolist() == [2, -2, 2] and float(q) == pytest.approx(big / 3)
