@@ -603,6 +603,7 @@ static void i8_dot4x1(const uint8_t *const *c, const int8_t *x, int64_t kp, int3
 static void i8_dot4x2(const uint8_t *const *c, const int8_t *x0, const int8_t *x1, int64_t kp,
                       int32_t *o) {
     const __m256i ones = _mm256_set1_epi16(1);
+#if TRI_ISA_AVX512
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     for (int64_t i = 0; i < kp; i += 32) {
@@ -614,6 +615,28 @@ static void i8_dot4x2(const uint8_t *const *c, const int8_t *x0, const int8_t *x
     }
     o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
     o[4] = hsum_i32(b0); o[5] = hsum_i32(b1); o[6] = hsum_i32(b2); o[7] = hsum_i32(b3);
+#else
+    /* maddubs results (|.| <= 508) are summed in int16 for up to 64 steps (64 * 508 < 32768)
+     * and widened to int32 once per run: 2 instead of 3 instructions per 32 products. */
+    int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i0 = 0; i0 < kp; i0 += 64 * 32) {
+        const int64_t i1 = min64(kp, i0 + 64 * 32);
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int64_t i = i0; i < i1; i += 32) {
+            __m256i xa = LD(x0 + i), xb = LD(x1 + i), cv;
+            cv = LD(c[0] + i); a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(cv, xa)); b0 = _mm256_add_epi16(b0, _mm256_maddubs_epi16(cv, xb));
+            cv = LD(c[1] + i); a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(cv, xa)); b1 = _mm256_add_epi16(b1, _mm256_maddubs_epi16(cv, xb));
+            cv = LD(c[2] + i); a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(cv, xa)); b2 = _mm256_add_epi16(b2, _mm256_maddubs_epi16(cv, xb));
+            cv = LD(c[3] + i); a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(cv, xa)); b3 = _mm256_add_epi16(b3, _mm256_maddubs_epi16(cv, xb));
+        }
+        acc[0] += hsum_i32(_mm256_madd_epi16(a0, ones)); acc[1] += hsum_i32(_mm256_madd_epi16(a1, ones));
+        acc[2] += hsum_i32(_mm256_madd_epi16(a2, ones)); acc[3] += hsum_i32(_mm256_madd_epi16(a3, ones));
+        acc[4] += hsum_i32(_mm256_madd_epi16(b0, ones)); acc[5] += hsum_i32(_mm256_madd_epi16(b1, ones));
+        acc[6] += hsum_i32(_mm256_madd_epi16(b2, ones)); acc[7] += hsum_i32(_mm256_madd_epi16(b3, ones));
+    }
+    for (int j = 0; j < 8; j++) o[j] = acc[j];
+#endif
 }
 
 /* Sum of 4 maddubs (t2) or 5 (t1.6) stays below 5 * 508 < 32768: add in int16, then widen. */
