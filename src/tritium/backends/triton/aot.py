@@ -1,0 +1,242 @@
+"""Ahead-of-time builds: every kernel of a model through `triton.compile` for a CUDA target.
+
+    build = build_model(module, "cuda:sm_90")          # module: optimized Tritium IR
+    for k in build.kernels:
+        k.name, k.constexprs, k.seconds, k.entries()    # PTX .entry names
+        k.stages["ptx"], k.stages["cubin"]              # ttir, ttgir, llir, ptx (text), cubin (bytes)
+    print(build.dump("ttgir"))
+
+No GPU is needed: Triton's CUDA backend lowers TTIR → TTGIR → LLIR → PTX and runs `ptxas`
+for the cubin on any machine. A kernel is compiled from exactly the one-kernel module the
+runtime launchers load (`codegen.runtime_source`), with one tile configuration: the largest
+autotuning config that fits the largest problem the model runs through that kernel (an
+unknown M, such as the batch, counts as `ASSUMED_M`). One binary is built per distinct
+(kernel, constexprs) pair.
+
+Every build is stored in the compile cache (`tritium.driver.cache.CompileCache`, under the
+shared cache root) keyed by the kernel source's hash, the target, the constexprs, the
+compile options, the generator version and the Triton and Tritium versions; each stage is
+kept, the cubin base64-encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ... import __version__
+from ...cachedir import digest
+from ...driver.cache import CompileCache
+from ...ir import Module
+from .codegen import GENERATOR_VERSION, runtime_source
+from .extract import KernelUse, extract_kernels
+from .loader import load_source, source_digest
+from .specs import BLOCK_TRITS, Conv2dSpec, KernelSpec, LinearSpec, QuantInt8Spec
+
+TARGETS = {"cuda:sm_80": 80, "cuda:sm_90": 90}
+STAGES = ("ttir", "ttgir", "llir", "ptx", "cubin")
+TEXT_STAGES = ("ttir", "ttgir", "llir", "ptx")
+ASSUMED_M = 64
+
+_ARG_TYPES = {
+    "x_ptr": "*fp32", "w_ptr": "*u8", "scale_ptr": "*fp32", "norm_w_ptr": "*fp32",
+    "bias_ptr": "*fp32", "res_ptr": "*fp32", "y_ptr": "*fp32", "q_ptr": "*i8", "s_ptr": "*fp32",
+    "eps": "fp32",
+}
+_ENTRY = re.compile(r"^\s*\.(?:visible\s+)?\.entry\s+([A-Za-z_][A-Za-z0-9_$]*)", re.M)
+
+
+class AotError(Exception):
+    """A kernel failed to compile for the target (the message names kernel and target)."""
+
+
+def parse_target(target: str) -> int:
+    """`cuda:sm_80` → 80. Raises ValueError for an unknown target."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    return TARGETS[target]
+
+
+def ptx_entries(ptx: str) -> list[str]:
+    """The names of the `.entry` points a PTX module declares."""
+    return _ENTRY.findall(ptx)
+
+
+@dataclass(frozen=True)
+class AotRequest:
+    """One binary to build: a kernel, its constexprs and launch options."""
+
+    spec: KernelSpec
+    constexprs: tuple[tuple[str, int | bool], ...]
+    num_warps: int
+    num_stages: int
+    uses: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class AotKernel:
+    name: str
+    target: str
+    constexprs: dict[str, int | bool]
+    num_warps: int
+    num_stages: int
+    stages: dict[str, str | bytes]
+    seconds: float
+    cached: bool
+    key: str
+    uses: list[str] = field(default_factory=list)
+
+    def text(self, stage: str) -> str:
+        value = self.stages[stage]
+        if isinstance(value, bytes):
+            raise ValueError(f"the {stage} stage is binary")
+        return value
+
+    def entries(self) -> list[str]:
+        return ptx_entries(self.text("ptx"))
+
+    def label(self) -> str:
+        cx = ", ".join(f"{k}={int(v) if isinstance(v, bool) else v}"
+                       for k, v in self.constexprs.items())
+        return f"{self.name} [{cx}; num_warps={self.num_warps}, num_stages={self.num_stages}]"
+
+
+@dataclass
+class AotBuild:
+    target: str
+    kernels: list[AotKernel]
+
+    @property
+    def seconds(self) -> float:
+        return sum(k.seconds for k in self.kernels if not k.cached)
+
+    def dump(self, stage: str) -> str:
+        """Every kernel's `stage` as one text, each under a header comment."""
+        if stage not in TEXT_STAGES:
+            raise ValueError(f"`{stage}` is not a text stage ({', '.join(TEXT_STAGES)})")
+        mark = ";" if stage == "llir" else "//"
+        parts = []
+        for k in self.kernels:
+            how = "cache" if k.cached else f"compiled in {k.seconds:.2f} s"
+            head = [f"{mark} ===== {k.label()} for {self.target} ({how})"]
+            head += [f"{mark}   used by {u}" for u in k.uses]
+            parts.append("\n".join(head) + "\n" + k.text(stage).rstrip("\n") + "\n")
+        return "\n".join(parts)
+
+
+def _gemm_requests(uses: Sequence[KernelUse], assumed_m: int) -> list[AotRequest]:
+    groups: dict[tuple, list[KernelUse]] = {}
+    for u in uses:
+        geo = tuple(sorted(u.conv.constexprs().items())) if u.conv is not None else ()
+        groups.setdefault((u.spec, geo, u.per_channel), []).append(u)
+    out = []
+    for (spec, geo, per_channel), group in groups.items():
+        mod = load_source(runtime_source(spec), interpret=False)
+        m = max((u.m if u.m is not None else assumed_m) for u in group)
+        n = max(u.n for u in group)
+        k = max(u.k for u in group)
+        fit = mod.fitting_gemm_configs(mod.GEMM_CONFIGS, m, n, k, BLOCK_TRITS[spec.format])
+        best = max(fit, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])
+        cx: dict[str, int | bool] = dict(geo)
+        cx["PER_CHANNEL"] = per_channel
+        cx.update(best.kwargs)
+        out.append(AotRequest(spec, tuple(cx.items()), best.num_warps, best.num_stages,
+                              tuple(u.describe() for u in group)))
+    return out
+
+
+def quant_request(m: int = ASSUMED_M, k: int = 4096) -> AotRequest:
+    """The standalone int8 quantizer, tiled for an M x K activation."""
+    spec = QuantInt8Spec()
+    mod = load_source(runtime_source(spec), interpret=False)
+    fit = mod.fitting_quant_configs(mod.QUANT_CONFIGS, m, k)
+    best = max(fit, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_K"])
+    return AotRequest(spec, tuple(best.kwargs.items()), best.num_warps, best.num_stages)
+
+
+def requests_for(uses: Sequence[KernelUse], assumed_m: int = ASSUMED_M) -> list[AotRequest]:
+    """The binaries that serve `uses`, sorted by kernel name and constexprs."""
+    reqs = _gemm_requests([u for u in uses if isinstance(u.spec, (LinearSpec, Conv2dSpec))],
+                          assumed_m)
+    return sorted(reqs, key=lambda r: (r.name, r.constexprs))
+
+
+def _signature(jit_fn) -> dict[str, str]:
+    sig = {}
+    for p in jit_fn.params:
+        sig[p.name] = "constexpr" if p.is_constexpr else _ARG_TYPES.get(p.name, "i32")
+    return sig
+
+
+def compile_request(req: AotRequest, target: str, cache: CompileCache | None = None,
+                    use_cache: bool = True) -> AotKernel:
+    """Build (or fetch from the cache) one kernel binary for `target`."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    cc = parse_target(target)
+    source = runtime_source(req.spec)
+    constexprs = dict(req.constexprs)
+    options = {"num_warps": req.num_warps, "num_stages": req.num_stages,
+               "enable_fp_fusion": False}
+    key = digest("tritium-triton-aot", __version__, str(GENERATOR_VERSION),
+                 source_digest(source), req.name, target,
+                 json.dumps(constexprs, sort_keys=True), json.dumps(options, sort_keys=True),
+                 triton.__version__)
+    store = None
+    if use_cache:
+        try:
+            store = cache or CompileCache()
+        except OSError:
+            store = None
+    if store is not None:
+        hit = store.get(key)
+        if hit is not None and all(s in hit.get("stages", {}) for s in STAGES):
+            stages: dict[str, str | bytes] = {s: hit["stages"][s] for s in TEXT_STAGES}
+            stages["cubin"] = base64.b64decode(hit["stages"]["cubin"])
+            return AotKernel(req.name, target, constexprs, req.num_warps, req.num_stages,
+                             stages, float(hit.get("seconds", 0.0)), True, key, list(req.uses))
+    mod = load_source(source, interpret=False)
+    jit_fn = getattr(mod, req.name).fn
+    t = time.perf_counter()
+    try:
+        compiled = triton.compile(ASTSource(fn=jit_fn, signature=_signature(jit_fn),
+                                            constexprs=constexprs),
+                                  target=GPUTarget("cuda", cc, 32), options=options)
+    except Exception as exc:  # noqa: BLE001 - Triton raises many types; report them as one
+        raise AotError(f"{req.name} failed to compile for {target}: "
+                       f"{type(exc).__name__}: {exc}") from exc
+    seconds = time.perf_counter() - t
+    stages = {s: compiled.asm[s] for s in STAGES}
+    if store is not None:
+        payload = {"kernel": req.name, "target": target, "constexprs": constexprs,
+                   "options": options, "seconds": seconds, "triton": triton.__version__,
+                   "stages": {**{s: stages[s] for s in TEXT_STAGES},
+                              "cubin": base64.b64encode(bytes(stages["cubin"])).decode()}}
+        try:
+            store.put(key, payload)
+        except OSError:
+            pass
+    return AotKernel(req.name, target, constexprs, req.num_warps, req.num_stages, stages,
+                     seconds, False, key, list(req.uses))
+
+
+def build(requests: Iterable[AotRequest], target: str, cache: CompileCache | None = None,
+          use_cache: bool = True) -> AotBuild:
+    parse_target(target)
+    return AotBuild(target, [compile_request(r, target, cache, use_cache) for r in requests])
+
+
+def build_model(module: Module, target: str, cache: CompileCache | None = None,
+                use_cache: bool = True, assumed_m: int = ASSUMED_M) -> AotBuild:
+    """Compile every kernel the (optimized) IR `module` needs for `target`."""
+    return build(requests_for(extract_kernels(module), assumed_m), target, cache, use_cache)
