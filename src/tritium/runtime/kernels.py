@@ -263,6 +263,18 @@ _ternary_linear_op.register_autograd(_backward, setup_context=_setup_context)
 # ---------------------------------------------------------------------------------------------
 
 
+def _use_triton(*tensors: torch.Tensor | None) -> bool:
+    """CUDA tensors go to the generated Triton kernels (tritium.backends.triton, imported
+    lazily: triton is optional) unless autograd or torch.compile needs the custom-op path."""
+    if torch.compiler.is_compiling():
+        return False
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return False
+    from tritium.backends.triton import dispatch
+
+    return dispatch.available()
+
+
 def _check_common(w: PackedTernary, activation: str | None, act_quant: str) -> None:
     if not isinstance(w, PackedTernary):
         raise TypeError(f"w must be a PackedTernary, got {type(w).__name__}")
@@ -295,6 +307,10 @@ def ternary_linear(
         raise ValueError(f"scale must have 1 or N={n} elements, got {tuple(scale.shape)}")
     if bias is not None and bias.numel() != n:
         raise ValueError(f"bias must have N={n} elements, got {tuple(bias.shape)}")
+    if x.is_cuda and _use_triton(x, scale, bias, residual):  # GPU: Triton kernels
+        from tritium.backends.triton import dispatch
+
+        return dispatch.ternary_linear(x, w, scale, bias, activation, act_quant, residual)
     out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
@@ -395,6 +411,11 @@ def ternary_conv2d(
     scale = scale.reshape(-1)
     if scale.numel() not in (1, o):
         raise ValueError(f"scale must have 1 or O={o} elements, got {tuple(scale.shape)}")
+    if x.is_cuda and _use_triton(x, scale, bias, residual):  # GPU: Triton kernels
+        from tritium.backends.triton import dispatch
+
+        return dispatch.ternary_conv2d(x, w, (o, ig, kh, kw), scale, bias, st, pd, dl, groups,
+                                       activation, act_quant, residual)
     out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
     xf = x.float()
     cols = F.unfold(xf, (kh, kw), dilation=dl, padding=pd, stride=st)  # (B, C*kh*kw, L)

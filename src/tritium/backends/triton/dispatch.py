@@ -1,0 +1,64 @@
+"""The runtime's door to the Triton kernels.
+
+`tritium.runtime.kernels.ternary_linear` / `ternary_conv2d` call `ternary_linear` /
+`ternary_conv2d` here when the activations live on a CUDA device (and no autograd graph is
+being recorded; training keeps the differentiable reference path). They import this module
+lazily, so the runtime imports without triton; `available()` tells whether triton is
+installed. Packed weights are validated once per tensor version, as the CPU kernels do.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import weakref
+
+import torch
+
+from ...runtime.packing import PackedTernary
+
+__all__ = ["available", "ternary_conv2d", "ternary_linear"]
+
+# id(data tensor) -> (weakref to it, data_ptr, _version): packed bytes already checked once.
+_VALIDATED: dict[int, tuple[weakref.ref, int, int]] = {}
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the `triton` package is importable."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def _ensure_valid(w: PackedTernary) -> None:
+    data = w.data
+    hit = _VALIDATED.get(id(data))
+    ptr, ver = data.data_ptr(), data._version
+    if hit is not None and hit[0]() is data and hit[1] == ptr and hit[2] == ver:
+        return
+    w.validate()
+    if len(_VALIDATED) > 4096:
+        _VALIDATED.clear()
+    _VALIDATED[id(data)] = (weakref.ref(data), ptr, ver)
+
+
+def ternary_linear(x: torch.Tensor, w: PackedTernary, scale: torch.Tensor,
+                   bias: torch.Tensor | None, activation: str | None, act_quant: str,
+                   residual: torch.Tensor | None) -> torch.Tensor:
+    """`tritium.runtime.kernels.ternary_linear` on the Triton kernels."""
+    from .launch import triton_ternary_linear
+
+    _ensure_valid(w)
+    return triton_ternary_linear(x, w, scale, bias, activation, act_quant, residual)
+
+
+def ternary_conv2d(x: torch.Tensor, w: PackedTernary, weight_shape: tuple[int, int, int, int],
+                   scale: torch.Tensor, bias: torch.Tensor | None,
+                   stride: int | tuple[int, int], padding: int | tuple[int, int],
+                   dilation: int | tuple[int, int], groups: int, activation: str | None,
+                   act_quant: str, residual: torch.Tensor | None) -> torch.Tensor:
+    """`tritium.runtime.kernels.ternary_conv2d` on the Triton implicit-GEMM kernel."""
+    from .launch import triton_ternary_conv2d
+
+    _ensure_valid(w)
+    return triton_ternary_conv2d(x, w, weight_shape, scale, bias, stride, padding, dilation,
+                                 groups, activation, act_quant, residual)
