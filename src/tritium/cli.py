@@ -210,10 +210,111 @@ def _compile_one(job: tuple) -> tuple[int, str, str, list]:
         return code, "", "", [(err.diagnostics, err.sources)]
 
 
+_FRONT_EMITS = ("tokens", "ast", "ir", "ir-opt")
+_GPU_EMITS = ("triton", "ttir", "ttgir", "llir", "ptx", "cubin")
+_GPU_EXT = {"triton": ".triton.py", "ttir": ".ttir", "ttgir": ".ttgir", "llir": ".ll",
+            "ptx": ".ptx"}
+
+
+def _check_target_emit(args) -> str | None:
+    """Fill in the target's default `--emit`; a message when target and stage do not match."""
+    if args.emit is None:
+        args.emit = {"pytorch": "py", "triton": "triton"}.get(args.target, "ptx")
+    if args.emit in _FRONT_EMITS:
+        return None
+    if args.target == "pytorch" and args.emit != "py":
+        need = "triton" if args.emit == "triton" else "cuda:sm_80|cuda:sm_90"
+        return f"`--emit {args.emit}` needs `--target {need}`"
+    if args.target == "triton" and args.emit != "triton":
+        return (f"`--target triton` emits Triton source (`--emit triton`); `--emit {args.emit}` "
+                "needs `--target cuda:sm_80|cuda:sm_90`")
+    if args.target.startswith("cuda:") and args.emit not in _GPU_EMITS:
+        return f"`--target {args.target}` emits {', '.join(_GPU_EMITS)}, not `{args.emit}`"
+    if args.emit == "cubin" and not args.output:
+        return "`--emit cubin` writes binary files: give an output directory with -o DIR"
+    return None
+
+
+def _compile_gpu(args) -> int:
+    """`--emit triton` (generated kernel source) and the AOT stages ttir … cubin."""
+    from pathlib import Path
+
+    from .cachedir import atomic_write_bytes, atomic_write_text
+    from .driver.compile import CompileError, compile_program
+
+    several = len(args.files) > 1 or args.emit == "cubin" or (
+        args.output is not None and Path(args.output).is_dir())
+    if args.output and several:
+        out_dir = Path(args.output)
+        if out_dir.exists() and not out_dir.is_dir():
+            print(f"tritium: error: -o {args.output}: needs a directory here", file=sys.stderr)
+            return EXIT_USAGE
+        out_dir.mkdir(parents=True, exist_ok=True)
+    worst = EXIT_OK
+    for path in args.files:
+        try:
+            result = compile_program(path, opt_level=args.opt, use_cache=not args.no_cache,
+                                     with_ir=True)
+        except CompileError as err:
+            emit_diagnostics(err.diagnostics, err.sources, args.error_format)
+            code = err.diagnostics[0].code if err.diagnostics else ""
+            worst = max(worst, EXIT_USAGE if code in _USAGE_CODES else EXIT_FAIL)
+            continue
+        ir_text = result.stages.get("ir-opt", "")
+        if not ir_text or ir_text.startswith("// lowering failed"):
+            print(f"{path}: no optimized IR to generate kernels from "
+                  f"{ir_text.strip() or '(lowering unavailable)'}", file=sys.stderr)
+            worst = max(worst, EXIT_FAIL)
+            continue
+        from .ir import parse_module
+
+        module = parse_module(ir_text)
+        if args.emit == "triton":
+            from .backends.triton.extract import model_source
+
+            text = model_source(module, f"{Path(path).name}, -O{args.opt}")
+        else:
+            try:
+                from .backends.triton.aot import AotError, build_model
+            except ImportError as exc:
+                print(f"tritium: error: the {args.target} target needs triton "
+                      f"(pip install 'tritium[gpu]'): {exc}", file=sys.stderr)
+                return EXIT_FAIL
+            try:
+                build = build_model(module, args.target, use_cache=not args.no_cache)
+            except AotError as exc:
+                print(f"{path}: {exc}", file=sys.stderr)
+                worst = max(worst, EXIT_FAIL)
+                continue
+            if not build.kernels:
+                print(f"{path}: no ternary kernels to compile", file=sys.stderr)
+                continue
+            if args.emit == "cubin":
+                for k in build.kernels:
+                    dest = Path(args.output) / f"{Path(path).stem}.{k.name}.{k.key[:10]}.cubin"
+                    atomic_write_bytes(dest, bytes(k.stages["cubin"]))
+                    print(f"{dest}  {k.label()}")
+                continue
+            text = build.dump(args.emit)
+        if args.output is None:
+            sys.stdout.write(text)
+        elif several:
+            atomic_write_text(Path(args.output) / (Path(path).stem + _GPU_EXT[args.emit]), text)
+        else:
+            atomic_write_text(Path(args.output), text)
+    return worst
+
+
 def cmd_compile(args) -> int:
     import os
     from pathlib import Path
 
+    problem = _check_target_emit(args)
+    if problem is not None:
+        print(f"tritium: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.emit in _GPU_EMITS:
+        return _compile_gpu(args)
     outputs: list[str | None] = [None] * len(args.files)
     if args.output:
         if len(args.files) == 1 and not Path(args.output).is_dir():
@@ -375,7 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="examples:\n  tritium compile examples/mlp.tri -o mlp.py\n"
                                "  tritium compile examples/resnet18.tri --emit ir-opt -O3\n"
                                "  tritium compile examples/*.tri -o build/ -j 2\n"
-                               "  tritium compile model.tri --emit ir --print-ir-after-all")
+                               "  tritium compile model.tri --emit ir --print-ir-after-all\n"
+                               "  tritium compile examples/mlp.tri --target triton --emit triton\n"
+                               "  tritium compile examples/resnet18.tri --target cuda:sm_90 "
+                               "--emit ptx\n"
+                               "  tritium compile examples/mlp.tri --target cuda:sm_80 "
+                               "--emit cubin -o build/")
     co.add_argument("files", nargs="+", metavar="FILE")
     co.add_argument("-o", "--output", default=None,
                     help="output file (one input) or directory (several inputs)")
@@ -383,9 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
         co.add_argument(f"-O{level}", dest="opt", action="store_const", const=level,
                         help=f"optimization level {level}" + (" (default)" if level == 2 else ""))
     co.set_defaults(opt=2)
-    co.add_argument("--emit", choices=("tokens", "ast", "ir", "ir-opt", "py"), default="py",
-                    help="the stage to output (default: py)")
-    co.add_argument("--target", choices=("pytorch",), default="pytorch")
+    co.add_argument("--emit", choices=("tokens", "ast", "ir", "ir-opt", "py", *_GPU_EMITS),
+                    default=None,
+                    help="the stage to output (default: py for pytorch, triton for triton, "
+                         "ptx for cuda:*)")
+    co.add_argument("--target", choices=("pytorch", "triton", "cuda:sm_80", "cuda:sm_90"),
+                    default="pytorch",
+                    help="pytorch (nn.Module source), triton (kernel source) or a CUDA "
+                         "architecture for ahead-of-time kernel builds")
     co.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     co.add_argument("--print-ir-after-all", action="store_true",
                     help="print the IR after every pass to stderr")

@@ -224,7 +224,7 @@ def _describe(spec: LinearSpec | Conv2dSpec) -> str:
         core = "conv2d(x, W)"
     if spec.act_quant == "int8":
         core = core.replace(x, f"Q8({x})", 1)
-    expr = f"({core}) * scale"
+    expr = f"({core}) * scale" if " " in core.split("(")[0] or "@" in core else f"{core} * scale"
     if spec.has_bias:
         expr += " + bias"
     if spec.has_residual:
@@ -253,7 +253,7 @@ def _emit_k_loop(e: _Lines, spec: LinearSpec | Conv2dSpec, load_tile) -> None:
     e(f"for blk in range(0, tl.cdiv(K, {trits})):")
     e.indent()
     e(f"packed = tl.load(w_cols + blk * {BLOCK_BYTES}, mask=mask_n[None, :], "
-      f"other={ZERO_BYTE[fmt]}).to(tl.int32)")
+      f"other=0x{ZERO_BYTE[fmt]:02X}).to(tl.int32)")
     _emit_decode_prep(e, fmt)
     e(f"for fi in tl.static_range({fields}):")
     e.indent()
@@ -303,6 +303,19 @@ def _emit_epilogue(e: _Lines, spec: LinearSpec | Conv2dSpec, channel: str, out: 
     e("tl.store(y_ptr + out, y, mask=mask)")
 
 
+def _emit_signature(e: _Lines, name: str, args: Sequence[str]) -> None:
+    e(f"def {name}(")
+    line = ""
+    for a in args:
+        piece = a + ","
+        if line and len(line) + 1 + len(piece) > 88:
+            e("    " + line)
+            line = piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    e("    " + line, "):")
+
+
 def _autotune_decorator(e: _Lines, fmt: str) -> None:
     prune = "prune_gemm_t2" if fmt == "t2" else "prune_gemm_t16"
     e('@triton.autotune(configs=GEMM_CONFIGS, key=["M", "N", "K"],',
@@ -326,11 +339,7 @@ def _linear_kernel(spec: LinearSpec, uses: Sequence[str]) -> str:
     if spec.prenorm != "none":
         args.append("eps")
     args += ["PER_CHANNEL: tl.constexpr", "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr"]
-    e(f"def {spec.name}(")
-    e.indent()
-    e(*[a + "," for a in args])
-    e.dedent()
-    e("):")
+    _emit_signature(e, spec.name, args)
     e.indent()
     e(f'"""{_describe(spec)}."""')
     e("pid_m = tl.program_id(0)", "pid_n = tl.program_id(1)",
@@ -386,11 +395,7 @@ def _conv_kernel(spec: Conv2dSpec, uses: Sequence[str]) -> str:
              "KH: tl.constexpr", "KW: tl.constexpr", "SH: tl.constexpr", "SW: tl.constexpr",
              "PH: tl.constexpr", "PW: tl.constexpr", "DH: tl.constexpr", "DW: tl.constexpr",
              "PER_CHANNEL: tl.constexpr", "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr"]
-    e(f"def {spec.name}(")
-    e.indent()
-    e(*[a + "," for a in args])
-    e.dedent()
-    e("):")
+    _emit_signature(e, spec.name, args)
     e.indent()
     e(f'"""{_describe(spec)}.',
       "",
@@ -485,10 +490,10 @@ def generate_source(specs: Iterable[KernelSpec], title: str = "runtime kernels",
         helpers |= _helpers_for(s)
     gemm = ",\n".join(
         f'    triton.Config({{"BLOCK_M": {m}, "BLOCK_N": {n}}}, num_warps={w}, num_stages={st})'
-        for m, n, w, st in GEMM_CONFIGS)
+        for m, n, w, st in GEMM_CONFIGS) + ","
     quant = ",\n".join(
         f'    triton.Config({{"BLOCK_M": {m}, "BLOCK_K": {k}}}, num_warps={w})'
-        for m, k, w in QUANT_CONFIGS)
+        for m, k, w in QUANT_CONFIGS) + ","
     parts = [_HEADER.format(title=title.replace('"', "'")),
              _AUTOTUNE.format(gemm_configs=gemm, quant_configs=quant,
                               t2_trits=BLOCK_TRITS["t2"], t16_trits=BLOCK_TRITS["t1.6"])]
