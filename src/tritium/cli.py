@@ -519,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(opt=2)
     pr.add_argument("--top", type=int, default=15, help="how many functions to list")
     pr.set_defaults(func=cmd_profile)
+    from .driver.train_cli import register as _register_train
+    _register_train(sub, _formatter)
     return p
 
 

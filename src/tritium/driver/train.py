@@ -1,0 +1,941 @@
+"""`tritium train`: quantization-aware training of a .tri model, freezing, and the report.
+
+    result = train(TrainOptions("examples/mlp.tri", out="runs/mlp"))
+    result.metrics["ternary"]["test_accuracy"]
+
+One run: compile the program, build its entry (seeded), take optimizer, learning rate,
+schedule, batch size, epochs, loss and augmentation from its `training { }` block (options
+override), train with the straight-through estimator, evaluate a held-out validation split
+each epoch and keep the best model as a frozen, packed checkpoint; then train the fp32
+twin (same architecture with float layers, same initialization, same data order) unless
+`baseline=False`, measure both on the test split, and compare with the program's
+`performance { }` expectations.
+
+Files written to `out/` (only by rank 0 under `torchrun`): `model.safetensors` (frozen
+ternary, best epoch), `fp32.safetensors` (the baseline), `train_state.safetensors` (latent
+weights and optimizer state after the last finished epoch, for `--resume`), `model.py`
+(the generated module), `metrics.json`, `curves.png`, `weights.png`. Every file is written
+atomically, so an interrupted run leaves the last good checkpoint intact.
+
+Reproducibility: the seed fixes the initialization, the data order and augmentation of
+every epoch (each epoch reseeds from `(seed, epoch)`), so a resumed run ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cachedir import atomic_write_bytes, atomic_write_text
+from ..data import Dataset, DatasetError, Normalization, adapt_inputs, load_dataset, split_holdout
+from .models import (
+    ModelBuildError,
+    RunInfo,
+    build_model,
+    declared_input_shape,
+    float_twin,
+)
+
+__all__ = ["TrainError", "TrainOptions", "TrainResult", "TrainSettings", "resolve_settings",
+           "train", "evaluate_model", "measure_latency"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOSSES = ("cross_entropy", "mse")
+SCHEDULES = ("constant", "multistep", "step", "cosine")
+AUGMENTATIONS = ("random_crop", "random_shift", "horizontal_flip", "hflip", "noise")
+EVAL_BATCH = 512
+
+
+class TrainError(Exception):
+    """A wrong option, training block or resume state: a message and optional help; `code`
+    is the CLI's exit code (2: usage, 1: the program or a state file is wrong)."""
+
+    def __init__(self, message: str, help: str | None = None, code: int = 2) -> None:  # noqa: A002
+        self.message = message
+        self.help = help
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass
+class TrainOptions:
+    """What the command line gives; `None` means "from the training block or the default"."""
+
+    file: str
+    out: str | None = None
+    data: str | None = None
+    data_dir: str | None = None
+    model: str | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
+    loss: str | None = None
+    lr_schedule: str | None = None
+    augmentation: list[str] | None = None
+    seed: int | None = None
+    validation_split: float | None = None
+    format: str = "t2"
+    baseline: bool = True
+    resume: str | None = None          # a train_state file or a run directory
+    progress: bool | None = None       # None: when stdout is a terminal and not under CI
+    latency_runs: int = 200
+    quiet: bool = False
+    threads: int = 1                   # torch intra-op threads; 0: torch's default
+
+
+@dataclass
+class TrainSettings:
+    """The resolved training recipe."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 64
+    loss: str = "cross_entropy"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: dict[str, Any] = field(default_factory=lambda: {"type": "constant"})
+    warmup_epochs: int = 0
+    augmentation: list[str] = field(default_factory=list)
+    seed: int = 0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    early_stopping: int | None = None
+    validation_split: float = 0.1
+    dataset: str = "digits"
+
+
+@dataclass
+class TrainResult:
+    out: Path | None
+    metrics: dict[str, Any]
+    interrupted: bool = False
+
+
+# ----------------------------------------------------------------------------- settings
+
+def _num(block: dict, key: str, kind: type, lo: float | None = None) -> Any:
+    v = block[key]
+    if isinstance(v, bool) or not isinstance(v, int | float) or (kind is int and v != int(v)):
+        raise TrainError(f"training block: `{key}` must be {'an integer' if kind is int else 'a number'}, "
+                         f"got {v!r}", code=1)
+    v = kind(v)
+    if lo is not None and v < lo:
+        raise TrainError(f"training block: `{key}` must be at least {lo}, got {v}", code=1)
+    return v
+
+
+def _schedule(spec: Any) -> dict[str, Any]:
+    if spec is None:
+        return {"type": "constant"}
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        raise TrainError(f"lr_schedule must be a name or a dictionary with `type`, got {spec!r}",
+                         help='e.g. { type: "multistep", milestones: [5, 8] } or "cosine"')
+    kind = spec["type"].lower()
+    if kind not in SCHEDULES:
+        raise TrainError(f"unknown lr_schedule type `{spec['type']}`",
+                         help=f"one of {', '.join(SCHEDULES)}")
+    out = {**spec, "type": kind}
+    if kind == "multistep":
+        ms = out.get("milestones", [])
+        if not isinstance(ms, list) or not all(isinstance(m, int) and m > 0 for m in ms):
+            raise TrainError(f"multistep milestones must be a list of positive epochs, got {ms!r}")
+    if kind == "step" and not (isinstance(out.get("step_size"), int) and out["step_size"] > 0):
+        raise TrainError("the step schedule needs a positive integer `step_size`")
+    return out
+
+
+def resolve_settings(block: dict[str, Any], opts: TrainOptions) -> TrainSettings:
+    """The program's `training { }` block with the command line's overrides applied."""
+    s = TrainSettings()
+    b = dict(block or {})
+    if "lr" in b and "learning_rate" not in b:
+        b["learning_rate"] = b["lr"]
+    if "optimizer" in b:
+        s.optimizer = str(b["optimizer"]).lower()
+    if "learning_rate" in b:
+        s.learning_rate = _num(b, "learning_rate", float, 0.0)
+    if "epochs" in b:
+        s.epochs = _num(b, "epochs", int, 1)
+    if "batch_size" in b:
+        s.batch_size = _num(b, "batch_size", int, 1)
+    if "loss" in b:
+        s.loss = str(b["loss"]).lower()
+    if "weight_decay" in b:
+        s.weight_decay = _num(b, "weight_decay", float, 0.0)
+    if "momentum" in b:
+        s.momentum = _num(b, "momentum", float, 0.0)
+    if "nesterov" in b:
+        s.nesterov = bool(b["nesterov"])
+    if "betas" in b:
+        betas = b["betas"]
+        if not (isinstance(betas, list) and len(betas) == 2
+                and all(isinstance(x, int | float) for x in betas)):
+            raise TrainError(f"training block: `betas` must be two numbers, got {betas!r}", code=1)
+        s.betas = (float(betas[0]), float(betas[1]))
+    s.schedule = _schedule(b.get("lr_schedule", b.get("scheduler")))
+    if "warmup_epochs" in b:
+        s.warmup_epochs = _num(b, "warmup_epochs", int, 0)
+    if "augmentation" in b:
+        aug = b["augmentation"]
+        s.augmentation = [aug] if isinstance(aug, str) else list(aug or [])
+    if "seed" in b:
+        s.seed = _num(b, "seed", int, 0)
+    if "label_smoothing" in b:
+        s.label_smoothing = _num(b, "label_smoothing", float, 0.0)
+    if "grad_clip" in b:
+        s.grad_clip = _num(b, "grad_clip", float, 0.0) or None
+    if "early_stopping" in b:
+        es = b["early_stopping"]
+        s.early_stopping = None if es is False else (5 if es is True else _num(b, "early_stopping", int, 1))
+    if "validation_split" in b:
+        s.validation_split = _num(b, "validation_split", float, 0.0)
+    if "dataset" in b or "data" in b:
+        s.dataset = str(b.get("dataset", b.get("data")))
+    # command-line overrides
+    for name in ("optimizer", "learning_rate", "epochs", "batch_size", "loss", "weight_decay",
+                 "momentum", "seed", "validation_split"):
+        v = getattr(opts, name)
+        if v is not None:
+            setattr(s, name, v.lower() if isinstance(v, str) else v)
+    if opts.lr_schedule is not None:
+        s.schedule = _schedule(opts.lr_schedule)
+    if opts.augmentation is not None:
+        s.augmentation = [a for a in opts.augmentation if a and a != "none"]
+    if opts.data is not None:
+        s.dataset = opts.data
+    # validation
+    if s.optimizer not in OPTIMIZERS:
+        raise TrainError(f"unknown optimizer `{s.optimizer}`", help=f"one of {', '.join(OPTIMIZERS)}")
+    if s.loss not in LOSSES:
+        raise TrainError(f"unknown loss `{s.loss}`", help=f"one of {', '.join(LOSSES)}")
+    bad = [a for a in s.augmentation if a not in AUGMENTATIONS]
+    if bad:
+        raise TrainError(f"unknown augmentation {', '.join(map(repr, bad))}",
+                         help=f"known: {', '.join(AUGMENTATIONS)}")
+    if s.epochs < 1 or s.batch_size < 1 or not s.learning_rate > 0:
+        raise TrainError("epochs, batch size and learning rate must be positive")
+    if not 0.0 <= s.validation_split < 0.9:
+        raise TrainError(f"validation split must be in [0, 0.9), got {s.validation_split}")
+    return s
+
+
+def lr_at(s: TrainSettings, epoch: int) -> float:
+    """The learning rate of (0-based) `epoch`: warm-up, then the schedule."""
+    base = s.learning_rate
+    if epoch < s.warmup_epochs:
+        return base * (epoch + 1) / (s.warmup_epochs + 1)
+    kind = s.schedule["type"]
+    gamma = float(s.schedule.get("gamma", 0.1))
+    if kind == "multistep":
+        return base * gamma ** sum(1 for m in s.schedule.get("milestones", []) if epoch >= m)
+    if kind == "step":
+        return base * gamma ** (epoch // int(s.schedule["step_size"]))
+    if kind == "cosine":
+        span = max(1, s.epochs - s.warmup_epochs)
+        t = (epoch - s.warmup_epochs) / span
+        floor = float(s.schedule.get("eta_min", 0.0))
+        return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    return base
+
+
+def _optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.learning_rate, momentum=s.momentum,
+                               nesterov=s.nesterov and s.momentum > 0, weight_decay=s.weight_decay)
+    cls = torch.optim.Adam if s.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=s.learning_rate, betas=s.betas, weight_decay=s.weight_decay)
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    norm: Normalization
+    num_classes: int
+    input_shape: list[int] | None
+
+
+def prepare_splits(ds: Dataset, s: TrainSettings, input_shape: list[int] | None) -> Splits:
+    if s.validation_split > 0:
+        x_tr, y_tr, x_va, y_va = split_holdout(ds.x_train, ds.y_train, s.validation_split, seed=1)
+    else:
+        x_tr, y_tr, x_va, y_va = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    return Splits(x_tr, y_tr, x_va, y_va, ds.x_test, ds.y_test, Normalization.fit(x_tr),
+                  ds.num_classes, input_shape)
+
+
+def model_inputs(x: np.ndarray | torch.Tensor, norm: Normalization,
+                 input_shape: list[int] | None) -> torch.Tensor:
+    """Raw samples → normalized, adapted to the model's declared input shape."""
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    t = (t - norm.mean) / norm.std
+    return adapt_inputs(t, tuple(input_shape) if input_shape else None)
+
+
+def _augment(x: torch.Tensor, names: list[str], gen: torch.Generator) -> torch.Tensor:
+    """Augment a raw batch `[N, C, H, W]` (flat samples are left alone by spatial ops)."""
+    if not names:
+        return x
+    img = x.dim() == 4
+    for name in names:
+        if name in ("random_crop", "random_shift") and img:
+            n, _, h, w = x.shape
+            pad = max(1, min(h, w) // 8)
+            padded = F.pad(x, (pad, pad, pad, pad))
+            dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+            dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+            x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+        elif name in ("horizontal_flip", "hflip") and img:
+            flip = torch.rand(x.shape[0], generator=gen) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        elif name == "noise":
+            x = x + 0.05 * x.std() * torch.randn(x.shape, generator=gen)
+    return x
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def _loss(s: TrainSettings, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if s.loss == "mse":
+        return F.mse_loss(logits, F.one_hot(y, logits.shape[-1]).float())
+    return F.cross_entropy(logits, y, label_smoothing=s.label_smoothing)
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """`(accuracy, mean loss)` of `model` in eval mode over prepared inputs `x`."""
+    was = model.training
+    model.eval()
+    correct, total_loss = 0, 0.0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        yb = y[i:i + batch_size]
+        correct += int((logits.argmax(-1) == yb).sum())
+        if loss is not None:
+            total_loss += float(loss(logits, yb)) * len(yb)
+    model.train(was)
+    n = max(1, len(x))
+    return correct / n, total_loss / n
+
+
+def measure_latency(model: nn.Module, sample: torch.Tensor, runs: int = 200) -> float:
+    """Median batch-1 forward time in milliseconds (after a warm-up)."""
+    model.eval()
+    x = sample[:1].contiguous()
+    with torch.inference_mode():
+        for _ in range(max(5, runs // 10)):
+            model(x)
+        times = []
+        for _ in range(max(1, runs)):
+            t = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2] * 1000.0
+
+
+# ----------------------------------------------------------------------------- distributed
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def setup(cls) -> Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """BatchNorm statistics from rank 0 to every rank (DDP syncs only gradients)."""
+        if self.world > 1:
+            import torch.distributed as dist
+            for b in model.buffers():
+                dist.broadcast(b, 0)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- the loop
+
+@dataclass
+class _Run:
+    """One model being trained: its optimizer, history and best epoch."""
+
+    label: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    stale: int = 0
+
+
+class _Reporter:
+    """Rich progress bars on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, enabled: bool, quiet: bool) -> None:
+        from rich.console import Console
+        self.console = Console(quiet=quiet, highlight=False)
+        self.enabled = enabled and not quiet
+        self.progress = None
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                                     TimeElapsedColumn(), console=self.console)
+
+    def __enter__(self) -> _Reporter:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def task(self, label: str, total: int) -> Any:
+        if self.progress is None:
+            return None
+        return self.progress.add_task(label, total=total, stats="")
+
+    def advance(self, task: Any, stats: str) -> None:
+        if self.progress is not None and task is not None:
+            self.progress.update(task, advance=1, stats=stats)
+
+    def epoch_done(self, label: str, row: dict[str, float], best: bool) -> None:
+        line = (f"{label} epoch {int(row['epoch'])}: loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.4f} | val loss {row['val_loss']:.4f} "
+                f"acc {row['val_acc']:.4f} | lr {row['lr']:.3g}" + (" *" if best else ""))
+        if self.progress is not None:
+            self.progress.console.print(line, soft_wrap=True)
+        else:
+            self.console.print(line, soft_wrap=True)
+
+
+def _epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + rank)
+
+
+def _train_epoch(run: _Run, wrapped: nn.Module, s: TrainSettings, sp: Splits, epoch: int,
+                 dist_: Dist, rep: _Reporter) -> tuple[float, float]:
+    lr = lr_at(s, epoch)
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    torch.manual_seed(s.seed * 1_000_003 + epoch)      # dropout, stochastic quantizers
+    order = torch.randperm(len(sp.x_train), generator=_epoch_generator(s.seed, epoch))
+    per_rank = len(order) // dist_.world if dist_.world > 1 else len(order)
+    mine = order[dist_.rank * per_rank:(dist_.rank + 1) * per_rank]
+    bs = max(1, s.batch_size // dist_.world)
+    steps = max(1, math.ceil(len(mine) / bs))
+    if dist_.world > 1:
+        steps = per_rank // bs or 1
+    gen = _epoch_generator(s.seed, epoch, dist_.rank + 1)
+    task = rep.task(f"{run.label} {epoch + 1}/{s.epochs}", steps)
+    wrapped.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    x_all = torch.as_tensor(sp.x_train)
+    y_all = torch.as_tensor(sp.y_train)
+    for step in range(steps):
+        idx = mine[step * bs:(step + 1) * bs]
+        if len(idx) == 0:
+            break
+        xb = _augment(x_all[idx], s.augmentation, gen)
+        xb = model_inputs(xb, sp.norm, sp.input_shape)
+        yb = y_all[idx]
+        logits = wrapped(xb)
+        loss = _loss(s, logits, yb)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if s.grad_clip:
+            nn.utils.clip_grad_norm_(run.model.parameters(), s.grad_clip)
+        run.optimizer.step()
+        total_loss += loss.item() * len(yb)
+        correct += int((logits.argmax(-1) == yb).sum())
+        seen += len(yb)
+        rep.advance(task, f"loss {total_loss / seen:.4f} acc {correct / seen:.4f}")
+    dist_.sync_buffers(run.model)
+    if rep.progress is not None and task is not None:
+        rep.progress.remove_task(task)
+    return total_loss / max(1, seen), correct / max(1, seen)
+
+
+# ----------------------------------------------------------------------------- state files
+
+def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -> bytes:
+    import safetensors.torch
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in run.model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous().clone()
+    opt = run.optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in opt["state"].items():
+        for key, val in st.items():
+            if isinstance(val, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = val.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(pid), {})[key] = val
+    meta = {
+        "tritium.train_state": "1",
+        "epoch": str(epoch),
+        "source_hash": info.source_hash,
+        "entry": info.entry,
+        "history": json.dumps(run.history),
+        "best_acc": repr(run.best_acc),
+        "best_epoch": str(run.best_epoch),
+        "stale": str(run.stale),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "optim_scalars": json.dumps(scalars),
+        "settings": json.dumps(asdict(settings)),
+    }
+    return safetensors.torch.save(tensors, metadata=meta)
+
+
+def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
+    """Restore `run` from a train_state file; returns the number of finished epochs."""
+    import safetensors
+    import safetensors.torch
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = safetensors.torch.load_file(str(path))
+    except FileNotFoundError:
+        raise TrainError(f"cannot resume: no training state at {path}",
+                         help="--resume takes the run directory of an earlier `tritium train` "
+                              "(holding train_state.safetensors) or that file") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means a damaged file
+        raise TrainError(f"cannot resume: {path} is not a readable training state ({exc})",
+                         code=1) from None
+    if meta.get("tritium.train_state") != "1":
+        raise TrainError(f"cannot resume: {path} is not a Tritium training state",
+                         help="pass the run directory or its train_state.safetensors")
+    if meta.get("source_hash") != info.source_hash or meta.get("entry") != info.entry:
+        raise TrainError(f"cannot resume: {path} was trained from a different program or model",
+                         help="resume with the same .tri file (unchanged) and --model", code=1)
+    try:
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        run.model.load_state_dict(model_state, strict=True)
+        state: dict[int, dict[str, Any]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, key = k.split(".", 2)
+                state.setdefault(int(pid), {})[key] = v
+        for pid, sc in json.loads(meta["optim_scalars"]).items():
+            state.setdefault(int(pid), {}).update(sc)
+        run.optimizer.load_state_dict({"state": state,
+                                       "param_groups": json.loads(meta["param_groups"])})
+        run.history = json.loads(meta["history"])
+        run.best_acc = float(meta["best_acc"])
+        run.best_epoch = int(meta["best_epoch"])
+        run.stale = int(meta.get("stale", "0"))
+        return int(meta["epoch"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise TrainError(f"cannot resume from {path}: {exc}", code=1) from None
+
+
+# ----------------------------------------------------------------------------- the command
+
+def _progress_default() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("CI") and not os.environ.get("NO_PROGRESS")
+
+
+def _freeze_copy(model: nn.Module, fmt: str) -> nn.Module:
+    import copy
+
+    from ..runtime import freeze_model
+    return freeze_model(copy.deepcopy(model).eval(), fmt)
+
+
+def _fit(run: _Run, s: TrainSettings, sp: Splits, dist_: Dist, rep: _Reporter, start: int,
+         on_epoch: Callable[[_Run, int, bool], None], x_val: torch.Tensor,
+         y_val: torch.Tensor) -> None:
+    wrapped: nn.Module = run.model
+    if dist_.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        wrapped = DistributedDataParallel(run.model)
+    for epoch in range(start, s.epochs):
+        t = time.perf_counter()
+        loss, acc = _train_epoch(run, wrapped, s, sp, epoch, dist_, rep)
+        val_acc, val_loss = evaluate_model(run.model, x_val, y_val,
+                                           lambda lg, yb: _loss(s, lg, yb))
+        row = {"epoch": epoch + 1, "train_loss": loss, "train_acc": acc, "val_loss": val_loss,
+               "val_acc": val_acc, "lr": lr_at(s, epoch), "seconds": time.perf_counter() - t}
+        run.history.append(row)
+        best = val_acc > run.best_acc
+        if best:
+            run.best_acc, run.best_epoch, run.stale = val_acc, epoch + 1, 0
+        else:
+            run.stale += 1
+        rep.epoch_done(run.label, row, best)
+        on_epoch(run, epoch + 1, best)
+        if s.early_stopping and run.stale >= s.early_stopping:
+            rep.console.print(f"{run.label}: no improvement for {run.stale} epochs, stopping")
+            break
+
+
+def _digest(model: nn.Module) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def train(opts: TrainOptions) -> TrainResult:
+    """Run `tritium train`; raises TrainError, DatasetError, ModelBuildError, CompileError."""
+    dist_ = Dist.setup()
+    threads = torch.get_num_threads()
+    if opts.threads > 0:
+        # small models train far faster on one thread (no intra-op sync); latency is
+        # measured with the same setting for both models
+        torch.set_num_threads(opts.threads)
+    try:
+        return _train(opts, dist_)
+    finally:
+        torch.set_num_threads(threads)
+        dist_.close()
+
+
+def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
+    from ..runtime import save_checkpoint, tritium_layers
+
+    if opts.format not in ("t2", "t1.6"):
+        raise TrainError(f"unknown packing format `{opts.format}`", help="t2 or t1.6")
+    path = Path(opts.file)
+    out = Path(opts.out) if opts.out else Path("runs") / path.stem
+    main = dist_.main
+    # the model, seeded
+    probe = build_model(path, opts.model, opts.hyperparameters)
+    settings = resolve_settings(getattr(probe.model, "tritium_training", {}), opts)
+    torch.manual_seed(settings.seed)
+    np.random.seed(settings.seed % 2**32)
+    built = build_model(path, opts.model, opts.hyperparameters)
+    model = built.model
+    if not tritium_layers(model):
+        raise ModelBuildError(f"`{built.entry}` has no ternary layers to train and freeze",
+                              help="use TernaryLinear/TernaryConv2d/BitLinear layers")
+    shape = declared_input_shape(str(path), built.entry, opts.hyperparameters)
+    ds = load_dataset(settings.dataset, opts.data_dir)
+    sp = prepare_splits(ds, settings, shape)
+    x_val = model_inputs(sp.x_val, sp.norm, shape)
+    y_val = torch.as_tensor(sp.y_val)
+    x_test = model_inputs(sp.x_test, sp.norm, shape)
+    y_test = torch.as_tensor(sp.y_test)
+    try:
+        model.eval()
+        with torch.no_grad():
+            logits = model(x_val[:2])
+    except Exception as exc:  # noqa: BLE001 - the user's model on the user's data
+        raise DatasetError(f"`{built.entry}` cannot take the {ds.name} samples "
+                           f"(shaped {list(x_val.shape[1:])}): {exc}",
+                           help="declare the forward's input shape, e.g. "
+                                "forward(x: Tensor[batch, 64])") from None
+    if logits.dim() != 2 or logits.shape[-1] < ds.num_classes:
+        raise DatasetError(f"`{built.entry}` outputs {list(logits.shape[1:])} per sample but "
+                           f"{ds.name} has {ds.num_classes} classes",
+                           help="the model must output one logit per class")
+    model.train()
+    info = RunInfo(source=built.source, file=str(path), entry=built.entry,
+                   hyperparameters=dict(opts.hyperparameters), dataset=settings.dataset,
+                   input_shape=shape, normalization=(sp.norm.mean, sp.norm.std),
+                   num_classes=ds.num_classes, variant="ternary", format=opts.format)
+    baseline_init = float_twin(model) if opts.baseline else None
+    run = _Run("ternary", model, _optimizer(settings, model.parameters()))
+    start = 0
+    if opts.resume is not None:
+        rp = Path(opts.resume)
+        state_path = rp / "train_state.safetensors" if rp.is_dir() else rp
+        start = _load_state(state_path, run, info)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "model.py", built.compiled.python)
+    ckpt = out / "model.safetensors"
+    progress = _progress_default() if opts.progress is None else opts.progress
+
+    def on_epoch(r: _Run, epoch: int, best: bool) -> None:
+        if not main:
+            return
+        if best or not ckpt.exists():
+            frozen = _freeze_copy(r.model, opts.format)
+            save_checkpoint(ckpt, frozen, source_hash=info.source_hash,
+                            extra=info.to_extra(**{"tritium.epoch": str(epoch),
+                                                   "tritium.val_accuracy": repr(r.best_acc)}))
+        atomic_write_bytes(out / "train_state.safetensors",
+                           _state_blob(r, epoch, settings, info))
+
+    t0 = time.perf_counter()
+    with _Reporter(progress and main, opts.quiet or not main) as rep:
+        if main and start:
+            rep.console.print(f"resuming after epoch {start} of {settings.epochs}")
+        try:
+            _fit(run, settings, sp, dist_, rep, start, on_epoch, x_val, y_val)
+        except KeyboardInterrupt:
+            if main:
+                rep.console.print(f"interrupted: the last good checkpoint is {ckpt} "
+                                  f"(resume with --resume {out})")
+            return TrainResult(out if main else None, {}, interrupted=True)
+        ternary_seconds = time.perf_counter() - t0
+        base_run = None
+        if baseline_init is not None:
+            twin, replaced = baseline_init
+            torch.manual_seed(settings.seed)
+            base_run = _Run("fp32", twin, _optimizer(settings, twin.parameters()))
+            base_best: dict[str, Any] = {}
+
+            def on_base(r: _Run, epoch: int, best: bool) -> None:
+                if best:
+                    base_best["state"] = {k: v.clone() for k, v in r.model.state_dict().items()}
+
+            t1 = time.perf_counter()
+            try:
+                _fit(base_run, settings, sp, dist_, rep, 0, on_base, x_val, y_val)
+            except KeyboardInterrupt:
+                if main:
+                    rep.console.print(f"interrupted during the fp32 baseline: {ckpt} is complete")
+                return TrainResult(out if main else None, {}, interrupted=True)
+            base_seconds = time.perf_counter() - t1
+            twin.load_state_dict(base_best["state"])
+    if os.environ.get("TRITIUM_TEST_DIGEST_DIR"):
+        digest_dir = Path(os.environ["TRITIUM_TEST_DIGEST_DIR"])
+        digest_dir.mkdir(parents=True, exist_ok=True)
+        (digest_dir / f"rank{dist_.rank}.txt").write_text(_digest(run.model))
+    dist_.barrier()
+    if not main:
+        return TrainResult(None, {})
+
+    # the report: everything measured from the files just written
+    from .evaluate import load_for_eval
+    frozen, _ = load_for_eval(ckpt)
+    t_acc, _ = evaluate_model(frozen, x_test, y_test)
+    v_acc, _ = evaluate_model(frozen, x_val, y_val)
+    ternary = {"test_accuracy": t_acc, "val_accuracy": v_acc,
+               "checkpoint_bytes": ckpt.stat().st_size,
+               "tensor_bytes": _tensor_bytes(frozen),
+               "latency_ms": measure_latency(frozen, x_test, opts.latency_runs),
+               "best_epoch": run.best_epoch, "train_seconds": ternary_seconds,
+               "params": sum(p.numel() for p in run.model.parameters()),
+               "format": opts.format, "native_kernels": _native(),
+               "threads": torch.get_num_threads()}
+    metrics: dict[str, Any] = {
+        "file": str(path), "model": built.entry, "dataset": ds.name,
+        "splits": {"train": len(sp.y_train), "val": len(sp.y_val), "test": len(sp.y_test)},
+        "input_shape": shape, "settings": asdict(settings), "ternary": ternary,
+        "history": {"ternary": run.history},
+        "weight_distribution": _weight_distribution(frozen),
+    }
+    if base_run is not None:
+        twin, replaced = baseline_init  # type: ignore[misc]
+        twin = base_run.model.eval()
+        fp_path = out / "fp32.safetensors"
+        save_checkpoint(fp_path, twin, source_hash=info.source_hash,
+                        extra=RunInfo(**{**asdict(info), "variant": "fp32"}).to_extra(
+                            **{"tritium.epoch": str(base_run.best_epoch)}))
+        b_acc, _ = evaluate_model(twin, x_test, y_test)
+        bv_acc, _ = evaluate_model(twin, x_val, y_val)
+        metrics["fp32"] = {"test_accuracy": b_acc, "val_accuracy": bv_acc,
+                           "checkpoint_bytes": fp_path.stat().st_size,
+                           "tensor_bytes": _tensor_bytes(twin),
+                           "latency_ms": measure_latency(twin, x_test, opts.latency_runs),
+                           "best_epoch": base_run.best_epoch, "train_seconds": base_seconds,
+                           "layers_replaced": replaced}
+        metrics["history"]["fp32"] = base_run.history
+        metrics["ratio"] = {
+            "checkpoint": metrics["fp32"]["checkpoint_bytes"] / ternary["checkpoint_bytes"],
+            "tensors": metrics["fp32"]["tensor_bytes"] / max(1, ternary["tensor_bytes"]),
+            "latency_speedup": metrics["fp32"]["latency_ms"] / ternary["latency_ms"],
+        }
+    metrics["performance"] = _expectations(getattr(model, "tritium_performance", {}), metrics)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    _plots(out, metrics)
+    _print_report(rep.console, metrics, out)
+    return TrainResult(out, metrics)
+
+
+def _native() -> bool:
+    from ..runtime import native_available
+    return bool(native_available())
+
+
+def _tensor_bytes(model: nn.Module) -> int:
+    return sum(v.numel() * v.element_size() for v in model.state_dict().values())
+
+
+def _weight_distribution(frozen: nn.Module) -> dict[str, dict[str, float]]:
+    from ..runtime import TernaryLayer, tritium_layers
+    out = {}
+    for name, layer in tritium_layers(frozen):
+        if isinstance(layer, TernaryLayer):
+            t = layer.ternary_weight().trits
+            n = max(1, t.numel())
+            out[name] = {"-1": float((t == -1).sum()) / n, "0": float((t == 0).sum()) / n,
+                         "+1": float((t == 1).sum()) / n}
+    return out
+
+
+def _expectations(perf: dict[str, Any], m: dict[str, Any]) -> list[dict[str, Any]]:
+    t = m["ternary"]
+    rows = []
+    for key, want in (perf or {}).items():
+        measured: float | None = None
+        passed: bool | None = None
+        if key == "min_accuracy":
+            measured = t["test_accuracy"]
+            passed = measured >= float(want)
+        elif key == "max_size_kb":
+            measured = t["checkpoint_bytes"] / 1024
+            passed = measured <= float(want)
+        elif key == "max_latency_ms":
+            measured = t["latency_ms"]
+            passed = measured <= float(want)
+        elif key == "max_params":
+            measured = t["params"]
+            passed = measured <= float(want)
+        elif key == "min_speedup" and "ratio" in m:
+            measured = m["ratio"]["latency_speedup"]
+            passed = measured >= float(want)
+        rows.append({"key": key, "expected": want, "measured": measured, "passed": passed})
+    return rows
+
+
+def _plots(out: Path, m: dict[str, Any]) -> None:
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def save(fig: Any, name: str) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        atomic_write_bytes(out / name, buf.getvalue())
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, hist in m["history"].items():
+        ep = [r["epoch"] for r in hist]
+        ax1.plot(ep, [r["train_loss"] for r in hist], label=f"{label} train")
+        ax1.plot(ep, [r["val_loss"] for r in hist], "--", label=f"{label} val")
+        ax2.plot(ep, [r["train_acc"] for r in hist], label=f"{label} train")
+        ax2.plot(ep, [r["val_acc"] for r in hist], "--", label=f"{label} val")
+    ax1.set(title="loss", xlabel="epoch")
+    ax2.set(title="accuracy", xlabel="epoch")
+    ax1.legend()
+    ax2.legend()
+    fig.tight_layout()
+    save(fig, "curves.png")
+
+    dist = m["weight_distribution"]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(dist) + 2), 4))
+    names = list(dist)
+    bottom = np.zeros(len(names))
+    for key, color in (("-1", "#d62728"), ("0", "#7f7f7f"), ("+1", "#2ca02c")):
+        vals = np.array([dist[n][key] for n in names])
+        ax.bar(names, vals, bottom=bottom, label=key, color=color)
+        bottom += vals
+    ax.set(title="ternary weights per layer", ylabel="share")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    save(fig, "weights.png")
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB"
+
+
+def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
+    from rich.table import Table
+
+    t, b = m["ternary"], m.get("fp32")
+    table = Table(title=f"{m['model']} on {m['dataset']} (test split, {m['splits']['test']} samples)")
+    table.add_column("")
+    table.add_column(f"ternary ({t['format']}, frozen)", justify="right")
+    if b:
+        table.add_column("fp32 baseline", justify="right")
+        table.add_column("ratio", justify="right")
+    rows = [
+        ("test accuracy", f"{t['test_accuracy']:.4f}", b and f"{b['test_accuracy']:.4f}",
+         b and f"{t['test_accuracy'] - b['test_accuracy']:+.4f}"),
+        ("checkpoint size", _kb(t["checkpoint_bytes"]), b and _kb(b["checkpoint_bytes"]),
+         b and f"{m['ratio']['checkpoint']:.1f}x smaller"),
+        ("weights and buffers", _kb(t["tensor_bytes"]), b and _kb(b["tensor_bytes"]),
+         b and f"{m['ratio']['tensors']:.1f}x smaller"),
+        (f"batch-1 latency ({t['threads']} thread{'s' if t['threads'] > 1 else ''})",
+         f"{t['latency_ms']:.3f} ms", b and f"{b['latency_ms']:.3f} ms",
+         b and f"{m['ratio']['latency_speedup']:.2f}x speed"),
+        ("best epoch", str(t["best_epoch"]), b and str(b["best_epoch"]), b and ""),
+        ("training time", f"{t['train_seconds']:.1f} s", b and f"{b['train_seconds']:.1f} s",
+         b and ""),
+    ]
+    for r in rows:
+        table.add_row(*[c for c in r if c is not None])
+    console.print(table)
+    if not t["native_kernels"]:
+        console.print("[yellow]note:[/] native kernels unavailable; latency is the pure-torch path")
+    if m["performance"]:
+        perf = Table(title="performance { } expectations")
+        for col in ("expectation", "required", "measured", "result"):
+            perf.add_column(col)
+        for r in m["performance"]:
+            meas = "not measured" if r["measured"] is None else f"{r['measured']:.4g}"
+            res = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "-"}[r["passed"]]
+            perf.add_row(r["key"], str(r["expected"]), meas, res)
+        console.print(perf)
+    console.print(f"wrote {out}/: model.safetensors, "
+                  f"{'fp32.safetensors, ' if b else ''}model.py, metrics.json, curves.png, "
+                  f"weights.png, train_state.safetensors")

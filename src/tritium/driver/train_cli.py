@@ -1,0 +1,219 @@
+"""The `train`, `eval`, `predict` and `export` subcommands of `tritium`.
+
+`register(subparsers, formatter_class)` adds them to the main parser. Importing this module
+is cheap (no torch): the commands import the trainer when they run, so `tritium check`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_TRAIN_EPILOG = """examples:
+  tritium train examples/mlp.tri --out runs/mlp
+  tritium train examples/lenet5.tri --epochs 5 --out runs/lenet5
+  tritium train examples/mlp.tri --data mnist --data-dir ~/datasets --no-baseline
+  tritium train examples/mlp.tri --out runs/mlp --resume            # continue runs/mlp
+  torchrun --nproc-per-node 2 -m tritium train examples/mlp.tri     # DDP on CPU (gloo)
+
+data: digits (embedded, default), mnist and fashion-mnist (IDX files in DIR/mnist/ or
+DIR/fashion-mnist/), cifar10 (binary batches in DIR/cifar10/cifar-10-batches-bin/), or an
+.npz with arrays x and y. DIR is --data-dir, $TRITIUM_DATA_DIR or ~/.cache/tritium/data.
+Nothing is downloaded."""
+
+
+def _error(message: str, help: str | None = None) -> None:  # noqa: A002
+    from rich.console import Console
+    from rich.markup import escape
+    err = Console(stderr=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    if help:
+        err.print(f"  [bold]help:[/] {escape(help)}")
+
+
+def _guard(fn: Any) -> Any:
+    """Run a command; turn every expected failure into a message and an exit code."""
+    def run(args: argparse.Namespace) -> int:
+        from ..cli import emit_diagnostics
+        from ..data import DatasetError
+        from .compile import CompileError
+        try:
+            return fn(args)
+        except CompileError as err:
+            emit_diagnostics(err.diagnostics, err.sources, "human")
+            usage = {"E0001", "E0002", "E0003", "E0004", "E0005"}
+            return EXIT_USAGE if any(d.code in usage for d in err.diagnostics) else EXIT_FAIL
+        except DatasetError as err:
+            _error(err.message, err.help)
+            return err.code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as err:  # noqa: BLE001 - sorted below; unknown ones re-raise
+            from ..runtime import CheckpointError
+            from .evaluate import ExportError
+            from .models import ModelBuildError
+            from .train import TrainError
+            if isinstance(err, TrainError):
+                _error(err.message, err.help)
+                return err.code
+            if isinstance(err, CheckpointError):
+                _error(str(err), "pass a model.safetensors written by `tritium train`")
+                return EXIT_USAGE if err.problem == "no such file" else EXIT_FAIL
+            if isinstance(err, ModelBuildError | ExportError):
+                _error(err.message, err.help)
+                return EXIT_FAIL
+            raise
+    return run
+
+
+def _sets(items: list[str] | None) -> dict[str, Any]:
+    from ..cli import _parse_sets
+    return _parse_sets(items or [])
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainOptions, train
+
+    aug = None
+    if args.augment is not None:
+        aug = [a.strip() for a in args.augment.split(",") if a.strip()]
+    opts = TrainOptions(
+        file=args.file, out=args.out, data=args.data, data_dir=args.data_dir, model=args.model,
+        hyperparameters=_sets(args.set), epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        momentum=args.momentum, loss=args.loss, lr_schedule=args.lr_schedule,
+        augmentation=aug, seed=args.seed, validation_split=args.val_split, format=args.format,
+        baseline=not args.no_baseline, resume=args.resume, latency_runs=args.latency_runs,
+        progress=False if args.no_progress else None, quiet=args.quiet,
+        threads=args.threads)
+    if opts.resume == "":
+        opts.resume = opts.out or f"runs/{__import__('pathlib').Path(args.file).stem}"
+    result = train(opts)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoint
+    r = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir)
+    if args.json:
+        print(json.dumps(r.__dict__))
+    else:
+        print(f"{r.checkpoint}: {r.model} ({r.variant}) on {r.dataset} test split, "
+              f"{r.samples} samples: accuracy {r.accuracy:.4f}, loss {r.loss:.4f}")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .evaluate import load_for_eval, load_samples, predict
+    model, info = load_for_eval(args.checkpoint)
+    probs = predict(model, info, load_samples(args.input))
+    top = max(1, min(args.top, probs.shape[-1]))
+    for i, p in enumerate(probs):
+        values, classes = p.topk(top)
+        if args.json:
+            print(json.dumps({"index": i, "class": int(classes[0]),
+                              "probabilities": [round(float(v), 6) for v in p]}))
+        else:
+            alts = ", ".join(f"{int(c)}: {float(v):.3f}" for v, c in zip(values, classes))
+            print(f"{i}: class {int(classes[0])}  ({alts})")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .evaluate import export_checkpoint
+    r = export_checkpoint(args.checkpoint, args.format, args.output)
+    print(f"wrote {r['output']} ({r['format']}, {r['bytes']:,} bytes): the unpacked ternary "
+          f"model {r['model']}, input [batch, {', '.join(map(str, r['input_shape']))}]; "
+          f"max |difference| from the packed model on a test input: {r['max_abs_diff']:.2e}")
+    return EXIT_OK
+
+
+def register(sub: Any, formatter_class: Any) -> None:
+    """Add `train`, `eval`, `predict` and `export` to the `tritium` subcommands."""
+    t = sub.add_parser("train", help="train a .tri model (QAT), freeze it, compare with fp32",
+                       formatter_class=formatter_class, epilog=_TRAIN_EPILOG,
+                       description="Quantization-aware training with the program's training "
+                                   "{ } block (flags override); writes a packed checkpoint, "
+                                   "the generated module, metrics.json and plots to --out.")
+    t.add_argument("file", metavar="FILE")
+    t.add_argument("--data", default=None, metavar="NAME|PATH",
+                   help="digits (default), mnist, fashion-mnist, cifar10 or an .npz")
+    t.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="where local datasets live (default $TRITIUM_DATA_DIR or "
+                        "~/.cache/tritium/data)")
+    t.add_argument("--out", default=None, metavar="DIR", help="output directory (runs/<file>)")
+    t.add_argument("--model", default=None, help="the model to train when the file has several")
+    t.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="a hyperparameter of the model (repeatable)")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None, help="learning rate")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None)
+    t.add_argument("--weight-decay", type=float, default=None)
+    t.add_argument("--momentum", type=float, default=None)
+    t.add_argument("--loss", choices=("cross_entropy", "mse"), default=None)
+    t.add_argument("--lr-schedule", choices=("constant", "multistep", "step", "cosine"),
+                   default=None)
+    t.add_argument("--augment", default=None, metavar="A,B",
+                   help="augmentations (random_crop, horizontal_flip, noise) or `none`")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--val-split", type=float, default=None,
+                   help="share of the training split held out for validation (default 0.1)")
+    t.add_argument("--format", choices=("t2", "t1.6"), default="t2",
+                   help="packing of the frozen ternary weights (default t2)")
+    t.add_argument("--no-baseline", action="store_true", help="skip the fp32 baseline")
+    t.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                   help="continue from a run directory or its train_state.safetensors "
+                        "(default: --out)")
+    t.add_argument("--no-progress", action="store_true", help="plain lines, no progress bars")
+    t.add_argument("--latency-runs", type=int, default=200, help="timed batch-1 forwards")
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch threads for training and latency (default 1; 0: torch's "
+                        "default)")
+    t.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    t.set_defaults(func=_guard(cmd_train))
+
+    e = sub.add_parser("eval", help="accuracy of a checkpoint on its test split",
+                       formatter_class=formatter_class,
+                       epilog="examples:\n  tritium eval runs/mlp/model.safetensors\n"
+                              "  tritium eval runs/mlp/fp32.safetensors --json")
+    e.add_argument("checkpoint", metavar="CKPT")
+    e.add_argument("--data", default=None, metavar="NAME|PATH",
+                   help="another dataset than the one it was trained on")
+    e.add_argument("--data-dir", default=None, metavar="DIR")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_guard(cmd_eval))
+
+    p = sub.add_parser("predict", help="classify samples with a checkpoint",
+                       formatter_class=formatter_class,
+                       epilog="examples:\n  tritium predict runs/mlp/model.safetensors x.npy\n"
+                              "  tritium predict runs/mlp/model.safetensors samples.csv --json\n\n"
+                              "INPUT: .npy (one sample or a batch), .npz (array x) or .csv "
+                              "(one sample per row),\nin the raw scale of the training data "
+                              "(the stored normalization is applied).")
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("--top", type=int, default=3, help="how many classes to show")
+    p.add_argument("--json", action="store_true", help="one JSON object per sample")
+    p.set_defaults(func=_guard(cmd_predict))
+
+    x = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or safetensors",
+                       formatter_class=formatter_class,
+                       epilog="examples:\n"
+                              "  tritium export runs/mlp/model.safetensors --format onnx -o mlp.onnx\n"
+                              "  tritium export runs/mlp/model.safetensors --format torchscript "
+                              "-o mlp.pt\n\nThe export holds the unpacked ternary model (weights "
+                              "trits*scale as float\nconstants in standard layers), not "
+                              "Tritium's packed kernels.")
+    x.add_argument("checkpoint", metavar="CKPT")
+    x.add_argument("--format", choices=("onnx", "torchscript", "safetensors"), required=True)
+    x.add_argument("-o", "--output", required=True, metavar="FILE")
+    x.set_defaults(func=_guard(cmd_export))
