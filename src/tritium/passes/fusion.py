@@ -10,14 +10,16 @@ which a backend maps to one kernel (runtime ternary_linear: y = act(x @ W^T * sc
     y = relu|relu6|gelu|silu|sigmoid|tanh(y)  → activation
 
 The chain is taken in this order, through values with exactly one use in the same block.
-A plain float linear/conv with nothing to absorb is left alone.
+A plain float linear/conv with nothing to absorb is left alone. A fused op without an
+activation (e.g. one the lowering emitted with act_quant) absorbs what follows it the same
+way (a bias only when it has none and no residual; a residual only when it has none).
 """
 
 from __future__ import annotations
 
 from ..ir.builder import Builder
 from ..ir.core import Function, Module, Op, Value, erase_op, use_counts
-from ..ir.ops import ACTIVATIONS, with_defaults
+from ..ir.ops import ACTIVATIONS, fused_operands, with_defaults
 from ..ir.types import TensorType, is_float
 from .base import Pass, apply_patterns, register
 
@@ -38,6 +40,8 @@ class Fuse(Pass):
         return apply_patterns(f, [pattern])
 
     def fuse(self, f: Function, p: Op) -> list[Value] | None:
+        if p.name in ("fused_linear", "fused_conv2d"):
+            return self.extend(f, p)
         if p.name not in ("linear", "conv2d"):
             return None
         x, w = p.operands[0], p.operands[1]
@@ -52,7 +56,24 @@ class Fuse(Pass):
             packed = {"format": unp.attrs["format"], "in_features": unp.attrs["shape"][1]}
             w = unp.operands[0]
         bias = p.operands[2] if len(p.operands) > 2 else None
-        residual, act = None, "none"
+        return self.absorb(f, p, x, w, scale, bias, None, {**p.attrs, **packed},
+                           lone_ok=scale is not None or not is_float(w.type))
+
+    def extend(self, f: Function, p: Op) -> list[Value] | None:
+        """A fused op without an activation absorbs the bias/residual/activation after it."""
+        a = with_defaults(p.name, p.attrs)
+        if a["activation"] != "none":
+            return None
+        roles = dict(zip(fused_operands(a), p.operands))
+        base = {k: v for k, v in p.attrs.items() if k not in ("activation", "has_scale", "has_bias", "has_residual")}
+        return self.absorb(f, p, roles["input"], roles["weight"], roles.get("scale"), roles.get("bias"),
+                           roles.get("residual"), base, lone_ok=False)
+
+    def absorb(self, f: Function, p: Op, x: Value, w: Value, scale: Value | None, bias: Value | None,
+               residual: Value | None, attrs: dict, lone_ok: bool) -> list[Value] | None:
+        """Follow the single-use chain after `p` and build the fused op replacing it; with
+        nothing absorbed, only when `lone_ok` (e.g. a dequantized weight was folded in)."""
+        act = "none"
         counts = use_counts(f.body)
         chain = [p]
         cur = p.results[0]
@@ -65,7 +86,7 @@ class Fuse(Pass):
                 if other is cur:
                     break
                 t = other.type
-                if bias is None and residual is None and p.name == "linear" and \
+                if bias is None and residual is None and p.name.endswith("linear") and \
                         isinstance(t, TensorType) and t.rank == 1 and t.dtype == cur.type.dtype and \
                         t.shape[0] == cur.type.shape[-1]:  # type: ignore[union-attr]
                     bias = other
@@ -79,15 +100,14 @@ class Fuse(Pass):
                 break
             chain.append(u)
             cur = u.results[0]
-        if len(chain) == 1 and scale is None and is_float(w.type):
+        if len(chain) == 1 and not lone_ok:
             return None
         last = chain[-1]
-        attrs = dict(p.attrs)
-        attrs.update(packed)
+        attrs = dict(attrs)
         attrs.update(activation=act, has_scale=scale is not None, has_bias=bias is not None,
                      has_residual=residual is not None)
         operands = [x, w] + [v for v in (scale, bias, residual) if v is not None]
-        name = "fused_linear" if p.name == "linear" else "fused_conv2d"
+        name = "fused_linear" if p.name.endswith("linear") else "fused_conv2d"
         fused = Builder.before_op(last).create(name, operands, attrs, last.result_types)
         # The pattern driver replaces `p`; replace the end of the chain here.
         for op in reversed(chain[1:]):

@@ -133,3 +133,19 @@ def test_pipelines_on_a_model_with_calls(level: str) -> None:
         assert "fused_conv2d" in text and "fused_linear" in text and "tensor<[2, 3], f32>" in text
     for deep, ref in zip((True, False), refs):
         np.testing.assert_allclose(interpret(m, "Net.forward", [x, deep], params)[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fuse_extends_fused_ops_numerics() -> None:
+    f, b = new_function("f", [("x", tensor((2, 3, 8))), ("t", tensor((4, 8), "trit")), ("s", tensor((4,))),
+                              ("bias", tensor((4,))), ("r", tensor((2, 3, 4)))])
+    x, t, s, bias, r = f.args
+    y = b.gelu(b.add(r, b.add(b.fused_linear(x, t, s, has_scale=True, act_quant="int8"), bias)))
+    b.ret(y)
+    f.result_types = [y.type]
+    m = Module([f])
+    inputs = [arr(2, 3, 8), rng.integers(-1, 2, (4, 8)).astype(np.int8), arr(4, positive=True), arr(4), arr(2, 3, 4)]
+    ref = interpret(m, "f", inputs)[0]
+    assert PASSES["fuse"]().run(m)
+    verify(m)
+    assert [op.name for op in m.walk()] == ["fused_linear", "return"]
+    np.testing.assert_allclose(interpret(m, "f", inputs)[0], ref, rtol=1e-5, atol=1e-5)
