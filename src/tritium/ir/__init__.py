@@ -17,6 +17,7 @@ from .core import (
     Value,
     clone_module,
     count_ops,
+    load_time_ops,
     structurally_equal,
 )
 from .interpreter import Interpreter, InterpretError, eval_op, interpret
@@ -28,7 +29,7 @@ from .verifier import VerifyError, verify
 
 __all__ = [
     "DTYPES", "OPS", "Block", "Builder", "Dense", "Dim", "Function", "InferError", "InterpretError",
-    "Interpreter", "LayerDef", "Module", "clone_module", "count_ops", "Op", "OpDef", "ParamDef", "ParseError", "QuantSpec",
+    "Interpreter", "LayerDef", "Module", "clone_module", "count_ops", "load_time_ops", "Op", "OpDef", "ParamDef", "ParseError", "QuantSpec",
     "ScalarType", "SubLayer", "TensorType", "Type", "Value", "VerifyError", "eval_op", "infer_type",
     "interpret", "new_function", "parse_module", "parse_type", "print_function", "print_module",
     "print_op", "structurally_equal", "tensor", "verify",

@@ -263,6 +263,21 @@ def erase_op(op: Op) -> None:
         op.parent.remove(op)
 
 
+def load_time_ops(f: Function) -> list[Op]:
+    """The top-level ops of `f` whose results depend only on parameters and constants (e.g.
+    weight quantization, folded batch-norm scales): a backend computes them once when the
+    parameters are loaded, not on every call. In program order."""
+    known: set[int] = set()
+    out: list[Op] = []
+    for op in f.body.ops:
+        if op.regions or op.name in ("call", "return", "yield"):
+            continue
+        if op.name in ("param", "constant") or (op.operands and all(id(v) in known for v in op.operands)):
+            out.append(op)
+            known.update(id(r) for r in op.results)
+    return out
+
+
 # ----------------------------------------------------------------------------------------- copying
 
 

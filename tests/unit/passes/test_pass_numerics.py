@@ -149,3 +149,18 @@ def test_fuse_extends_fused_ops_numerics() -> None:
     verify(m)
     assert [op.name for op in m.walk()] == ["fused_linear", "return"]
     np.testing.assert_allclose(interpret(m, "f", inputs)[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_load_time_ops_after_bn_fold() -> None:
+    from tritium.ir import load_time_ops, parse_module
+    from tritium.passes import pipeline
+
+    m = parse_module(MODEL)
+    pipeline(3).run(m)
+    f = m.function("Block.forward")
+    pre = load_time_ops(f)
+    names = {op.name for op in pre}
+    assert {"param", "quantize_ternary", "sqrt", "div"} <= names
+    assert not names & {"fused_conv2d", "return"}
+    runtime = [op.name for op in f.body.ops if op not in pre]
+    assert runtime == ["fused_conv2d", "return"]
