@@ -1011,11 +1011,13 @@ static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
             int nt = 1;
             if (J->direct) {
                 gemv_direct4(P->fmt, wr, P->xq + t * ldx, P->nb, acc);
-            } else if (TRI_HAVE_4X4 && t + 3 < t1) {
+            } else if (TRI_HAVE_4X4 && t + 2 < t1) {
+                /* 3 tokens left: the fourth slot repeats the third and its result is dropped */
+                const int64_t t3 = t + 3 < t1 ? t + 3 : t + 2;
                 const int8_t *xs[4] = {P->xq + t * ldx, P->xq + (t + 1) * ldx, P->xq + (t + 2) * ldx,
-                                       P->xq + (t + 3) * ldx};
+                                       P->xq + t3 * ldx};
                 i8_dot4x4(cr, xs, kpad, acc);
-                nt = 4;
+                nt = t3 == t + 3 ? 4 : 3;
             } else if (t + 1 < t1) {
                 i8_dot4x2(cr, P->xq + t * ldx, P->xq + (t + 1) * ldx, kpad, acc);
                 nt = 2;
@@ -1052,11 +1054,12 @@ static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
         for (int64_t t = t0; t < t1;) {
             float acc[16];
             int nt = 1;
-            if (TRI_HAVE_4X4 && t + 3 < t1) {
+            if (TRI_HAVE_4X4 && t + 2 < t1) {
+                const int64_t t3 = t + 3 < t1 ? t + 3 : t + 2;
                 const float *xs[4] = {P->x + t * P->k, P->x + (t + 1) * P->k, P->x + (t + 2) * P->k,
-                                      P->x + (t + 3) * P->k};
+                                      P->x + t3 * P->k};
                 f32_dot4x4(fr, xs, P->k, acc);
-                nt = 4;
+                nt = t3 == t + 3 ? 4 : 3;
             } else if (t + 1 < t1) {
                 f32_dot4x2(fr, P->x + t * P->k, P->x + (t + 1) * P->k, P->k, acc);
                 nt = 2;
@@ -1134,7 +1137,8 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
     if (m == 0 || n == 0) return 0;
     if (!act_quant) {
         P.x = x;
-        if (!TRI_HAVE_DIRECT || m > 1) return run_problem(&P, nthreads); /* direct fp32: m == 1 */
+        /* direct fp32 GEMV (decode per token) beats the decoded-tile path up to 3 tokens */
+        if (!TRI_HAVE_DIRECT || m > 3) return run_problem(&P, nthreads);
         float *xp = tri_alloc((size_t)(m * P.ldx) * sizeof(float));
         if (!xp) return 1;
         for (int64_t t = 0; t < m; t++) {
