@@ -232,8 +232,8 @@ class _Attachments:
 
     def _normalize(self, node) -> None:
         """At most one comment stays at a line's end: for trailing comments the last one (the
-        earlier ones move before the node), after a `{` the first one (the later ones move to
-        the start of the body). The order of the comments is kept."""
+        earlier ones move before a leaf node or to the end of a braced one), after a `{` the
+        first one (the later ones move to the start of the body). The order is kept."""
         kids = _children(node)
         if kids is None:
             return
@@ -252,7 +252,9 @@ class _Attachments:
             keep = 1 if trailing and not trailing[-1].own_line else 0
             if len(trailing) > keep:
                 moved = trailing[:len(trailing) - keep]
-                self.leading[id(kid)] = self.leading.get(id(kid), []) + moved
+                # Before a leaf; at the end inside a braced node, after its inner comments.
+                table = self.leading if _children(kid) is None else self.dangling
+                table[id(kid)] = table.get(id(kid), []) + moved
                 self.trailing[id(kid)] = trailing[len(trailing) - keep:]
             self._normalize(kid)
 
@@ -500,7 +502,7 @@ class _Printer:
             return [*lines, f"{indent}}}"]
         other = node.other
         if len(other) == 1 and isinstance(other[0], A.If) and not self.c.leading.get(id(other[0])) \
-                and not self.c.trailing.get(id(other[0])):
+                and not self.c.trailing.get(id(other[0])) and not self.c.dangling.get(id(node)):
             nested = self.if_stmt(other[0], indent)
             return [*lines, f"{indent}}} else {nested[0][len(indent):]}", *nested[1:]]
         else_lines = self._children_lines_subset(node, other, inner, final=True)

@@ -317,3 +317,19 @@ def test_crlf_and_tabs_are_normalized() -> None:
 def test_several_trailing_comments_keep_one_per_line_end() -> None:
     src = "fn f() {\n    let x = g(1,  // one\n              2)  // two\n}\n"
     assert fmt(src) == "fn f() {\n    // one\n    let x = g(1, 2)  // two\n}\n"
+
+
+def test_extra_trailing_comments_of_a_braced_node_stay_after_its_inner_comments() -> None:
+    src = "fn f() {\n    if a { x = 1 } else if b { y = 2 } /* x */ // y\n    return 1\n}\n"
+    assert fmt(src) == """fn f() {
+    if a {
+        x = 1
+    } else {
+        if b {
+            y = 2
+        }
+        /* x */
+    }  // y
+    return 1
+}
+"""
