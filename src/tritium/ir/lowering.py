@@ -397,9 +397,10 @@ class _Lowerer:
             elif isinstance(item, A.Let) and not form_b:
                 self.declare_let(build, item, quant)
 
-    def section_quant(self, node: Any, scope: Any) -> QuantCfg:
+    def section_quant(self, node: Any, scope: Any) -> Callable[[], QuantCfg]:
         """The definition's `quantization { … }` section (quantizer, per_channel, threshold,
-        format) for its TernaryTensor weights; TWN per tensor, t2 without one."""
+        format) for its TernaryTensor weights (TWN per tensor, t2 without one); resolved only
+        when a ternary weight needs it."""
         cfg: dict[str, Any] = {}
         for item in node.body:
             if isinstance(item, A.Section) and item.name == "quantization":
@@ -408,7 +409,7 @@ class _Lowerer:
                     if v.known and e.key in ("quantizer", "weights", "per_channel", "threshold",
                                              "format"):
                         cfg["quantizer" if e.key == "weights" else e.key] = v.const
-        return self.quant_cfg(cfg, "twn", getattr(node, "span", None))
+        return lambda: self.quant_cfg(cfg, "twn", getattr(node, "span", None))
 
     def quant_cfg(self, cfg: dict, default: str, span: Span | None) -> QuantCfg:
         raw = cfg.get("quantizer") or cfg.get("quantization") or default
@@ -533,18 +534,18 @@ class _Lowerer:
         return list(dims)
 
     def add_param(self, build: LayerBuild, name: str, te: A.TypeExpr, init: A.Expr | None,
-                  quant: QuantCfg, span: Span | None) -> None:
+                  quant: Callable[[], QuantCfg], span: Span | None) -> None:
         ty = self.decl_type(te, build, span)
         if not isinstance(ty, TensorType) or ty.shape is None:
             raise LoweringError(f"parameter `{name}` needs a tensor type with a shape", span)
         ternary = te.name == "TernaryTensor"
         dtype = "f32" if ternary or ty.dtype is None else ty.dtype
+        q = quant() if ternary else None
         self.param(build, name, list(ty.shape), self.init_text(init, len(ty.shape)),
-                   quant.spec if ternary else None, dtype, span)
-        build.env[name] = ParamRef(name, build.layer.params[-1].type,  # type: ignore[arg-type]
-                                   quant if ternary else None)
+                   q.spec if q else None, dtype, span)
+        build.env[name] = ParamRef(name, build.layer.params[-1].type, q)  # type: ignore[arg-type]
 
-    def declare_let(self, build: LayerBuild, item: A.Let, quant: QuantCfg) -> None:
+    def declare_let(self, build: LayerBuild, item: A.Let, quant: Callable[[], QuantCfg]) -> None:
         ternary = item.type is not None and item.type.name == "TernaryTensor"
         call = item.value.func.id if isinstance(item.value, A.Call) and isinstance(
             item.value.func, A.Name) else None
@@ -553,10 +554,11 @@ class _Lowerer:
             shape = v.ty.shape if v is not None and isinstance(v.ty, TensorT) else None
             if shape is None or not all(_is_int(d) for d in shape):
                 raise LoweringError(f"weight `{item.name}` needs a static shape", item.span)
+            q = quant() if ternary or call == "random_ternary" else None
             self.param(build, item.name, list(shape), self.init_text(item.value, len(shape)),
-                       quant.spec if ternary or call == "random_ternary" else None, span=item.span)
+                       q.spec if q else None, span=item.span)
             build.env[item.name] = ParamRef(item.name, build.layer.params[-1].type,  # type: ignore[arg-type]
-                                            quant if ternary or call == "random_ternary" else None)
+                                            q)
         elif not isinstance(build.env.get(item.name), bool | int | float | str | list):
             build.env[item.name] = LazyExpr(item.value)
 
