@@ -347,7 +347,8 @@ class _Lowerer:
         hparams: dict[str, Any] = {}
         for p in self.checker.user_params(d.node):
             v = scope.vars.get(p.name)
-            if v is None or not v.known or not _is_const(v.const):
+            if v is None or not v.known or not (_is_const(v.const) or isinstance(v.const, list)
+                                                and all(_is_const(x) for x in _flat(v.const))):
                 raise LoweringError(
                     f"hyperparameter `{p.name}` of `{d.name}` has no constant value", span,
                     help="give it in the layer's config (or `hyper` for the entry)")
