@@ -819,7 +819,7 @@ class _Lowerer:
             if a is _MISSING or bb is _MISSING:
                 env[n] = Undef(n, "it is assigned on only one branch of a run-time condition")
                 continue
-            if _is_const(a) and _is_const(bb) and type(a) is type(bb) and a == bb:
+            if a is bb or (_is_const(a) and _is_const(bb) and type(a) is type(bb) and a == bb):
                 env[n] = a
                 continue
             if not self.yieldable(a) or not self.yieldable(bb):
