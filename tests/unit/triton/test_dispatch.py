@@ -1,0 +1,102 @@
+"""Runtime dispatch to the Triton kernels, the module loader, and the GPU-only checks."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from tritium.backends.triton import dispatch
+from tritium.backends.triton.codegen import runtime_source
+from tritium.backends.triton.loader import load_source, source_path
+from tritium.backends.triton.specs import LinearSpec
+from tritium.runtime import kernels as cpu
+from tritium.runtime.packing import PackedDataError, PackedTernary, pack_ternary
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _weights(n: int, k: int, fmt: str = "t2", seed: int = 0) -> tuple[PackedTernary, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randint(-1, 2, (n, k), generator=g).float()
+    return pack_ternary(t, fmt), t
+
+
+@pytest.mark.usefixtures("interpreted")
+def test_dispatch_linear_and_conv_match_the_cpu_kernels():
+    w, _ = _weights(12, 45, "t1.6")
+    x = torch.randn(5, 45)
+    scale = torch.rand(12) + 0.5
+    y = dispatch.ternary_linear(x, w, scale, None, "relu", "int8", None)
+    assert torch.equal(y, cpu.ternary_linear(x, w, scale, None, "relu", "int8"))
+    wc, t = _weights(6, 2 * 9, "t2", 1)
+    xc = torch.randn(1, 2, 5, 5)
+    yc = dispatch.ternary_conv2d(xc, wc, (6, 2, 3, 3), torch.tensor(1.0), None, 1, 1, 1, 1,
+                                 None, "none", None)
+    ref = torch.nn.functional.conv2d(xc, t.reshape(6, 2, 3, 3), padding=1)
+    torch.testing.assert_close(yc, ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.usefixtures("interpreted")
+def test_dispatch_validates_packed_bytes_again_after_a_change():
+    w, _ = _weights(3, 20, "t2", 2)
+    x = torch.randn(2, 20)
+    dispatch.ternary_linear(x, w, torch.tensor(1.0), None, None, "none", None)
+    w.data[1, 0] = 0xFF  # code 3 in every field: not a trit
+    with pytest.raises(PackedDataError, match=r"row 1, byte 0"):
+        dispatch.ternary_linear(x, w, torch.tensor(1.0), None, None, "none", None)
+
+
+def test_runtime_keeps_autograd_on_the_differentiable_path():
+    x = torch.randn(2, 8, requires_grad=True)
+    assert not cpu._use_triton(x, torch.tensor(1.0), None, None)
+    with torch.no_grad():
+        assert cpu._use_triton(x, torch.tensor(1.0), None, None) == dispatch.available()
+    assert dispatch.available()  # triton is part of the test install
+
+
+def test_loader_keeps_interpreted_and_compiled_modules_apart():
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    spec = LinearSpec("t2", "relu")
+    before = os.environ.get("TRITON_INTERPRET")
+    jit_mod = load_source(runtime_source(spec), interpret=False)
+    interp_mod = load_source(runtime_source(spec), interpret=True)
+    assert isinstance(getattr(jit_mod, spec.name).fn, JITFunction)
+    assert isinstance(getattr(interp_mod, spec.name).fn, InterpretedFunction)
+    assert load_source(runtime_source(spec), interpret=False) is jit_mod
+    assert os.environ.get("TRITON_INTERPRET") == before
+    path = source_path(runtime_source(spec))
+    assert path.read_text() == runtime_source(spec)
+    assert path.stem[:16] in jit_mod.__name__
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_tensors_run_the_triton_kernels():
+    w, t = _weights(130, 300, "t2", 3)
+    x = torch.randn(17, 300)
+    scale = torch.rand(130) + 0.5
+    bias = torch.randn(130)
+    y_cpu = cpu.ternary_linear(x, w, scale, bias, "relu", "int8")
+    wg = PackedTernary(w.format, w.data.cuda(), w.shape)
+    y_gpu = cpu.ternary_linear(x.cuda(), wg, scale.cuda(), bias.cuda(), "relu", "int8")
+    assert y_gpu.is_cuda and torch.equal(y_gpu.cpu(), y_cpu)
+    yf = cpu.ternary_linear(x.cuda(), wg, scale.cuda(), bias.cuda(), "gelu")
+    torch.testing.assert_close(yf.cpu(), cpu.ternary_linear(x, w, scale, bias, "gelu"),
+                               rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_conv2d_runs_the_triton_kernel():
+    w, t = _weights(16, 8 * 9, "t1.6", 4)
+    x = torch.randn(2, 8, 9, 9)
+    y_cpu = cpu.ternary_conv2d(x, w, (16, 8, 3, 3), torch.tensor(0.5), None, 2, 1,
+                               act_quant="int8")
+    wg = PackedTernary(w.format, w.data.cuda(), w.shape)
+    y_gpu = cpu.ternary_conv2d(x.cuda(), wg, (16, 8, 3, 3), torch.tensor(0.5).cuda(), None, 2, 1,
+                               act_quant="int8")
+    assert torch.equal(y_gpu.cpu(), y_cpu)
