@@ -343,7 +343,14 @@ class _Lowerer:
             raise LoweringError(f"`{d.name}` is a function, not a layer", span)
         if self.depth >= MAX_DEPTH:
             raise LoweringError(f"`{d.name}` instantiates itself recursively", span)
+        seen = len(self.checker.diags)
         scope, layers = self.checker.definition_env(d.node, cfg, abstract=False)
+        errors = [x for x in self.checker.diags[seen:] if x.is_error]
+        if errors:
+            given = ", ".join(f"{k}: {v!r}" for k, v in cfg.items()
+                              if not isinstance(v, CValue))
+            raise LoweringError(f"`{d.name}` cannot be instantiated with {{{given}}}: "
+                                f"{errors[0].message}", errors[0].span or span)
         hparams: dict[str, Any] = {}
         for p in self.checker.user_params(d.node):
             v = scope.vars.get(p.name)

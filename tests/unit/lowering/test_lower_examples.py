@@ -83,6 +83,12 @@ def test_unshaped_entry_input_is_a_clean_error() -> None:
     assert e.value.span is not None and e.value.span.line == 4
 
 
+def test_bad_hyperparameter_value_is_a_clean_error() -> None:
+    with pytest.raises(LoweringError, match="cannot be instantiated") as e:
+        lower(checked(DATA / "design_intro.tri"), "Residual", {"channels": "wide"})
+    assert "internal" not in e.value.message
+
+
 def test_missing_hyperparameter_is_a_clean_error() -> None:
     with pytest.raises(LoweringError, match="`n_in`"):
         lower(checked(DATA / "dialect_b_affine.tri"), "Affine")
