@@ -250,17 +250,21 @@ def _pair(v: Any, what: str, span: Span | None) -> list[int]:
 
 
 def lower(result: CheckResult, entry: str | None = None,
-          hyper: dict[str, Any] | None = None) -> LoweredModel:
+          hyper: dict[str, Any] | None = None, *,
+          input_types: Sequence[Type] | None = None) -> LoweredModel:
     """Lower the checked program `result` with `entry` (a model/block/layer name; default the
     file's only model, else its last layer/block) as the root, `hyper` giving values for the
-    entry's hyperparameters. Raises LoweringError."""
+    entry's hyperparameters. `input_types` gives the entry's argument types, as a caller
+    would (needed when an input is declared without a shape, e.g. `x: Tensor`; declared
+    dims and dtypes win otherwise). Raises LoweringError."""
     if result.program is None or not result.ok:
         first = result.errors[0] if result.errors else None
         msg = first.message if first else "the program could not be read"
         raise LoweringError(f"cannot lower a program with errors: {msg}",
                             first.span if first else None)
     try:
-        return _Lowerer(result).run(entry, hyper or {})
+        return _Lowerer(result).run(entry, hyper or {},
+                                    list(input_types) if input_types is not None else None)
     except LoweringError:
         raise
     except RecursionError:
@@ -281,7 +285,8 @@ class _Lowerer:
         self.depth = 0
 
     # ------------------------------------------------------------------ top level
-    def run(self, entry: str | None, hyper: dict[str, Any]) -> LoweredModel:
+    def run(self, entry: str | None, hyper: dict[str, Any],
+            input_types: list[Type] | None) -> LoweredModel:
         d = pick_definition(self.result, entry)
         if d is None:
             names = [n for n, x in self.result.definitions.items() if x.kind != "fn"]
@@ -296,7 +301,7 @@ class _Lowerer:
                 raise LoweringError(f"`{d.name}` has no hyperparameter `{k}`", d.node.span,
                                     help=f"its hyperparameters: {', '.join(sorted(known)) or 'none'}")
         root = self.instance(d, dict(hyper), d.node.span)
-        self.ensure_forward(root, None, d.node.span)
+        self.ensure_forward(root, input_types, d.node.span)
         for b in list(self.builds.values()):
             if b.forward is None:
                 self.try_forward(b)

@@ -19,7 +19,7 @@ from lowering_helpers import (  # noqa: E402
     run,
 )
 
-from tritium.ir import interpret, parse_module, print_module, verify  # noqa: E402
+from tritium.ir import TensorType, interpret, parse_module, print_module, verify  # noqa: E402
 from tritium.ir.lowering import LoweringError, lower  # noqa: E402
 from tritium.passes import bindings_for, pipeline  # noqa: E402
 
@@ -83,6 +83,16 @@ def test_unshaped_entry_input_is_a_clean_error() -> None:
     with pytest.raises(LoweringError, match="needs a declared shape") as e:
         lower(checked(DATA / "dialect_a_proj.tri"), "Proj", {"in_features": 8, "out_features": 3})
     assert e.value.span is not None and e.value.span.line == 4
+
+
+def test_input_types_for_an_unshaped_entry() -> None:
+    low = lower(checked(DATA / "dialect_a_proj.tri"), "Proj", {"in_features": 8, "out_features": 3},
+                input_types=[TensorType(("batch", 8), "f16")])
+    f = low.module.function(low.entry)
+    assert [str(t) for t in f.arg_types] == ["tensor<[batch, 8], f16>"]
+    assert [str(t) for t in f.result_types] == ["tensor<[batch, 3], f16>"]
+    outs, _, _ = run(low, {"batch": 2})
+    assert outs[0].shape == (2, 3)
 
 
 def test_bad_hyperparameter_value_is_a_clean_error() -> None:
