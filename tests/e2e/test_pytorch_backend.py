@@ -209,3 +209,23 @@ layer Head {
     out = h(torch.randn(5, 16))
     out.sum().backward()
     assert h.w.grad is not None and h.w.grad.abs().sum() > 0
+
+
+def test_format_key_chooses_the_packed_format_and_import_names_are_mangled(tmp_path):
+    f = tmp_path / "fmt.tri"
+    f.write_text('''
+model F {
+    layer a: TernaryLinear { in_features: 300, out_features: 7, format: "t1.6" }
+    layer b: TernaryLinear { in_features: 7, out_features: 2 }
+    forward(x: Tensor[n, 300]) -> Tensor[n, 2] { return b(a(x)) }
+}
+''')
+    model = tritium.load(f).eval()          # the class is emitted as `F_` (F is torch's)
+    assert type(model).__name__ == "F_"
+    x = torch.randn(3, 300)
+    with torch.no_grad():
+        ref = model(x)
+        trt.freeze_model(model)
+        got = model(x)
+    assert (model.a.format, model.b.format) == ("t1.6", "t2")
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)

@@ -23,6 +23,7 @@ from tritium.runtime.functional import (
     repeat_configs,
     same_padding,
     ternary_weight,
+    with_format,
 )
 from tritium.runtime.kernels import native_available, ternary_conv2d, ternary_linear
 from tritium.runtime.layers import (
@@ -87,6 +88,7 @@ __all__ = [
     "repeat_configs",
     "same_padding",
     "ternary_weight",
+    "with_format",
     # layers
     "TritiumLayer",
     "TernaryLayer",

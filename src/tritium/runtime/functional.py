@@ -82,3 +82,14 @@ def cast(x, dtype: str):
     if dtype.startswith(("int", "uint")):
         return int(x)
     return float(x)
+
+
+def with_format(layer: nn.Module, fmt: str) -> nn.Module:
+    """Set the packed format a ternary layer (or every ternary layer inside `layer`) freezes
+    to by default; returns `layer` (used for a .tri layer's `format:` key)."""
+    from tritium.runtime.layers import TernaryLayer
+
+    for m in layer.modules():
+        if isinstance(m, TernaryLayer):
+            m.preferred_format = fmt
+    return layer

@@ -200,6 +200,8 @@ class TernaryLayer(TritiumLayer):
         self.ste_clip = float(ste_clip)
         self.frozen = False
         self.format: str | None = None
+        # the format `freeze()` uses when none is given (a .tri layer's `format:` key)
+        self.preferred_format: str | None = None
 
     # -- properties used by checkpoints and summaries ------------------------------------
 
@@ -269,7 +271,8 @@ class TernaryLayer(TritiumLayer):
         Freezing a frozen layer with another format re-packs it; with the same format it is a
         no-op.
         """
-        fmt = _check_choice("packing format", format or "t2", TERNARY_FORMATS)
+        fmt = _check_choice("packing format", format or self.preferred_format or "t2",
+                            TERNARY_FORMATS)
         if self.frozen:
             if fmt != self.format:
                 trits = unpack_ternary(self.packed_weight())
@@ -285,7 +288,8 @@ class TernaryLayer(TritiumLayer):
     def freeze_skeleton(self, format: str | None = None) -> Self:
         """Frozen layer whose buffers are sized for ``format`` and hold an all-zero weight
         (valid packed zero trits, scale 0); no quantization happens. Load a state_dict next."""
-        fmt = _check_choice("packing format", format or "t2", TERNARY_FORMATS)
+        fmt = _check_choice("packing format", format or self.preferred_format or "t2",
+                            TERNARY_FORMATS)
         if self.frozen:
             raise RuntimeError(f"{type(self).__name__} is already frozen")
         device = self.weight.device
@@ -797,13 +801,15 @@ def tritium_layers(model: nn.Module) -> list[tuple[str, TritiumLayer]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, TritiumLayer)]
 
 
-def freeze_model(model: nn.Module, format: str = "t2") -> nn.Module:
+def freeze_model(model: nn.Module, format: str | None = None) -> nn.Module:
     """Freeze every Tritium layer in ``model`` in place and return ``model``.
 
-    Ternary layers are packed with ``format`` (``"t2"`` or ``"t1.6"``); int8/int4 layers
-    use their own formats.
+    Ternary layers are packed with ``format`` (``"t2"`` or ``"t1.6"``); with ``None`` each
+    layer uses its ``preferred_format`` (set from a .tri ``format:`` key), else ``"t2"``.
+    int8/int4 layers use their own formats.
     """
-    _check_choice("packing format", format, TERNARY_FORMATS)
+    if format is not None:
+        _check_choice("packing format", format, TERNARY_FORMATS)
     for _, layer in tritium_layers(model):
         if isinstance(layer, TernaryLayer):
             layer.freeze(format)

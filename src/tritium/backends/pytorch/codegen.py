@@ -417,7 +417,10 @@ class PyTorchCodegen:
                 args.append(f"{k}={_q(key.default)}")
         if spec.name == "TernaryAttention":
             args.append("ternary=True")
-        return f"{ctor}({', '.join(args)})"
+        call = f"{ctor}({', '.join(args)})"
+        if "format" in given and "format" in spec.keys:
+            return f"trt.with_format({call}, {given['format']})"
+        return call
 
     @staticmethod
     def static_padding(given: dict[str, str]) -> str:
