@@ -96,9 +96,13 @@ class _Loader:
     def load_import(self, imp: A.Import, importer: SourceFile) -> None:
         base = importer.path.parent if importer.path is not None else Path.cwd()
         target = (base / imp.path)
+        if "\0" in imp.path or not imp.path.strip():
+            self.diags.append(Diagnostic("E0602", f"cannot import {imp.path!r}: not a valid "
+                                                  f"file name", imp.span, label="imported here"))
+            return
         try:
             resolved = str(target.resolve())
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):
             resolved = str(target)
         if resolved in self.stack:
             chain = self.stack[self.stack.index(resolved):] + [resolved]

@@ -27,6 +27,9 @@ def read_source(path: str | os.PathLike[str], display: str | None = None) -> Sou
     """Read a source file as UTF-8. Raises DiagnosticError (E0001-E0005) on any problem."""
     p = Path(path)
     name = display if display is not None else str(path)
+    if "\0" in str(path):
+        return _raise(_usage("E0003", f"cannot read {name!r}: a file name cannot contain a "
+                                      f"NUL character"))
     if p.is_dir():
         return _raise(_usage("E0002", f"`{name}` is a directory, not a .tri file",
                              help=f"pass the files inside it, e.g. `{name}/*.tri`"))

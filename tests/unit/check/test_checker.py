@@ -312,3 +312,9 @@ fn heads(x: Tensor[b, s, 64]) -> Tensor[b, 4, s, 16] {
     return transpose(reshape(x, [b, s, 4, 16]), 1, 2)
 }"""
     assert errors(src) == []
+
+
+def test_invalid_import_and_file_names_are_diagnostics():
+    assert errors('import "\0"') == ["E0602"]
+    assert errors('import ""') == ["E0602"]
+    assert [d.code for d in check_file("a\0b.tri").diagnostics] == ["E0003"]
