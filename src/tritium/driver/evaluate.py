@@ -176,8 +176,8 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(plain, sample)
-        buf = io.BytesIO()
-        torch.jit.save(traced, buf)
+            buf = io.BytesIO()
+            torch.jit.save(traced, buf)
         atomic_write_bytes(out, buf.getvalue())
     else:
         import io

@@ -775,7 +775,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     metrics: dict[str, Any] = {
         "file": str(path), "model": built.entry, "dataset": ds.name,
         "splits": {"train": len(sp.y_train), "val": len(sp.y_val), "test": len(sp.y_test)},
-        "input_shape": shape, "settings": asdict(settings), "ternary": ternary,
+        "input_shape": shape, "settings": asdict(settings), "world_size": dist_.world,
+        "ternary": ternary,
         "history": {"ternary": run.history},
         "weight_distribution": _weight_distribution(frozen),
     }

@@ -31,9 +31,9 @@ def _error(message: str, help: str | None = None) -> None:  # noqa: A002
     from rich.console import Console
     from rich.markup import escape
     err = Console(stderr=True, highlight=False)
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if help:
-        err.print(f"  [bold]help:[/] {escape(help)}")
+        err.print(f"  [bold]help:[/] {escape(help)}", soft_wrap=True)
 
 
 def _guard(fn: Any) -> Any:
