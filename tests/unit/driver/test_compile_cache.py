@@ -126,3 +126,26 @@ def test_cli_compile_outputs_and_cache_commands(tmp_path):
     assert r.returncode == 1 and "E0305" in r.stderr and "Traceback" not in r.stderr
     r = _run("profile", "examples/mlp.tri", env_dir=tmp_path / "c")
     assert r.returncode == 0 and "peak traced memory" in r.stdout and "parse+check" in r.stdout
+
+
+def test_cli_emits_ir_stages_and_pass_dumps(tmp_path):
+    r = _run("compile", "examples/mlp.tri", "--emit", "ir", "-O0", env_dir=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    assert "model @DigitsMLP" in r.stdout and "quantize_ternary" in r.stdout
+    assert "fused_linear" not in r.stdout
+    r = _run("compile", "examples/mlp.tri", "--emit", "ir-opt", "-O3", env_dir=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    assert "fused_linear" in r.stdout and "batch_norm" not in r.stdout   # bn folded, fused
+    r = _run("compile", "examples/mlp.tri", "--emit", "ir-opt", "--print-ir-after-all",
+             env_dir=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    assert "// -----// IR Dump After fuse //----- //" in r.stderr
+
+
+def test_api_returns_every_stage(cache):
+    r = compile_program(MLP, opt_level=2, cache=cache)
+    assert set(r.stages) >= {"py", "ir", "ir-opt"}
+    assert "parse+check" in r.timings and "passes" in r.timings
+    assert "fuse" in r.pass_report
+    again = compile_program(MLP, opt_level=2, cache=cache)
+    assert again.cached and again.stages == r.stages
