@@ -9,6 +9,9 @@ per run; tests that need a compile of their own say so.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,19 @@ def test_cli_prints_the_generated_triton_source(capsys):
     funcs = {n.name for n in ast.parse(first).body if isinstance(n, ast.FunctionDef)}
     assert "tri_conv2d_t2" in funcs and "_dot_f32_trits" in funcs
     assert first.count("# used by BasicBlock__") == 17
+
+
+def test_emitting_triton_source_imports_neither_torch_nor_triton(tmp_path):
+    code = (
+        "import contextlib, io, sys\n"
+        "from tritium.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    rc = main(['compile', {str(EX / 'mlp.tri')!r}, '--target', 'triton'])\n"
+        "assert rc == 0 and 'def tri_linear_t2_bias(' in out.getvalue()\n"
+        "print(sorted(m for m in ('torch', 'triton') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "TRITIUM_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
