@@ -51,13 +51,18 @@ def _timer(fn: Callable[[], object], min_time: float) -> Callable[[], float]:
     return sample
 
 
-def measure(fns: dict[str, Callable[[], object]], rounds: int, min_time: float) -> dict[str, float]:
+STATS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
+
+
+def measure(
+    fns: dict[str, Callable[[], object]], rounds: int, min_time: float, stat: str = "median"
+) -> dict[str, float]:
     samplers = {name: _timer(fn, min_time) for name, fn in fns.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, s in samplers.items():
             times[name].append(s())
-    return {name: statistics.median(v) for name, v in times.items()}
+    return {name: STATS[stat](v) for name, v in times.items()}
 
 
 def memory_bandwidth(rounds: int) -> float:
@@ -114,7 +119,7 @@ def bench_shape(n: int, k: int, batches: list[int], args, bw: float) -> list[dic
         x = torch.randn(m, k, generator=g)
         fns = _impls(x, w_fp32, qlin, p2, p16, scale, compiled)
         with torch.no_grad():
-            t = measure(fns, args.rounds, args.min_time)
+            t = measure(fns, args.rounds, args.min_time, args.stat)
         row = {"n": n, "k": k, "batch": m, **{f"{key}_ms": v * 1e3 for key, v in t.items()}}
         for key in ("tri_i8_t2", "tri_f32_t2", "tri_i8_t16", "tri_f32_t16"):
             row[f"{key}_vs_fp32"] = t["fp32"] / t[key]
@@ -131,7 +136,7 @@ def bench_shape(n: int, k: int, batches: list[int], args, bw: float) -> list[dic
     return rows
 
 
-def render(rows: list[dict], bw: float, info: dict) -> None:
+def render(rows: list[dict], bw: float, info: dict, stat: str = "median") -> None:
     headers = [
         "N x K", "batch", "fp32 ms", "int8dyn ms", "compiled ms",
         "T i8/t2 ms", "vs fp32", "vs int8dyn", "T f32/t2 ms", "vs fp32",
@@ -150,7 +155,8 @@ def render(rows: list[dict], bw: float, info: dict) -> None:
             f"{r['i8_t2_weight_GBps']:.1f}", f"{100 * r['i8_t2_bw_frac']:.0f}%",
         ])
     title = (
-        f"Ternary linear, {info.get('isa')} kernels, {info.get('threads')} threads; "
+        f"Ternary linear ({stat} of interleaved rounds), {info.get('isa')} kernels, "
+        f"{info.get('threads')} threads; "
         f"memory bandwidth {bw:.1f} GB/s (copy, same run); machine load {info.get('loadavg_1min')} "
         f"on {os.cpu_count()} CPUs"
     )
@@ -185,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--isa", default=None, help="force a kernel ISA path (avx512, avx2, scalar)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved repetitions (median)")
     ap.add_argument("--min-time", type=float, default=0.02, help="seconds per timing sample")
+    ap.add_argument(
+        "--stat", choices=sorted(STATS), default="median",
+        help="statistic over the rounds (min = best-of, for a machine shared with other jobs)",
+    )
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
@@ -212,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     for n, k in shape_list:
         rows += bench_shape(n, k, batch_list, args, bw)
     info["loadavg_1min"] = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
-    render(rows, bw, info)
+    render(rows, bw, info, args.stat)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"bandwidth_GBps": bw, "kernel_info": info, "rows": rows}, fh, indent=2)
+            json.dump({"bandwidth_GBps": bw, "stat": args.stat, "kernel_info": info, "rows": rows}, fh, indent=2)
     return 0
 
 

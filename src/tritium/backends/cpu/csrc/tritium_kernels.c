@@ -822,59 +822,93 @@ static void f32_dot4x2(const float *const *wf, const float *x0, const float *x1,
 #if TRI_ISA_AVX512
 #define TRI_HAVE_4X4 1
 /* 512-bit micro-kernels: 4 rows x 4 tokens, 16 zmm accumulators. */
-static void i8_dot4x4(const uint8_t *const *c, const int8_t *const *x, int64_t kp, int32_t *o) {
-    __m512i a[4][4];
-    for (int u = 0; u < 4; u++)
-        for (int r = 0; r < 4; r++) a[u][r] = _mm512_setzero_si512();
+/* Named accumulators (not an array): GCC then accumulates in place instead of copying. */
+/* acc += u8 codes . s8 activations; inline asm because GCC 12 copies the tied accumulator of
+ * the intrinsic through a fresh register on every use. */
+#define DPBUSD512(acc, cu, xs) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(cu), "v"(xs))
+#define DP4(u, xv)                                        \
+    do {                                                  \
+        const __m512i xv_ = (xv);                         \
+        DPBUSD512(a##u##0, c0, xv_);                      \
+        DPBUSD512(a##u##1, c1, xv_);                      \
+        DPBUSD512(a##u##2, c2, xv_);                      \
+        DPBUSD512(a##u##3, c3, xv_);                      \
+    } while (0)
+
+__attribute__((noinline)) static void i8_dot4x4(const uint8_t *const *c, const int8_t *const *x, int64_t kp, int32_t *o) {
+    __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00;
+    __m512i a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m512i a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+    __m512i a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+    const uint8_t *p0 = c[0], *p1 = c[1], *p2 = c[2], *p3 = c[3];
+    const int8_t *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
     int64_t i = 0;
     for (; i + 64 <= kp; i += 64) {
-        const __m512i c0 = _mm512_loadu_si512(c[0] + i), c1 = _mm512_loadu_si512(c[1] + i);
-        const __m512i c2 = _mm512_loadu_si512(c[2] + i), c3 = _mm512_loadu_si512(c[3] + i);
-#pragma GCC unroll 4
-        for (int u = 0; u < 4; u++) {
-            const __m512i xv = _mm512_loadu_si512(x[u] + i);
-            a[u][0] = _mm512_dpbusd_epi32(a[u][0], c0, xv);
-            a[u][1] = _mm512_dpbusd_epi32(a[u][1], c1, xv);
-            a[u][2] = _mm512_dpbusd_epi32(a[u][2], c2, xv);
-            a[u][3] = _mm512_dpbusd_epi32(a[u][3], c3, xv);
-        }
+        const __m512i c0 = _mm512_loadu_si512(p0 + i), c1 = _mm512_loadu_si512(p1 + i);
+        const __m512i c2 = _mm512_loadu_si512(p2 + i), c3 = _mm512_loadu_si512(p3 + i);
+        DP4(0, _mm512_loadu_si512(x0 + i));
+        DP4(1, _mm512_loadu_si512(x1 + i));
+        DP4(2, _mm512_loadu_si512(x2 + i));
+        DP4(3, _mm512_loadu_si512(x3 + i));
     }
     if (i < kp) { /* kpad is a multiple of 32: one half vector left */
         const __mmask64 m = 0xFFFFFFFFull;
-        const __m512i c0 = _mm512_maskz_loadu_epi8(m, c[0] + i), c1 = _mm512_maskz_loadu_epi8(m, c[1] + i);
-        const __m512i c2 = _mm512_maskz_loadu_epi8(m, c[2] + i), c3 = _mm512_maskz_loadu_epi8(m, c[3] + i);
-#pragma GCC unroll 4
-        for (int u = 0; u < 4; u++) {
-            const __m512i xv = _mm512_maskz_loadu_epi8(m, x[u] + i);
-            a[u][0] = _mm512_dpbusd_epi32(a[u][0], c0, xv);
-            a[u][1] = _mm512_dpbusd_epi32(a[u][1], c1, xv);
-            a[u][2] = _mm512_dpbusd_epi32(a[u][2], c2, xv);
-            a[u][3] = _mm512_dpbusd_epi32(a[u][3], c3, xv);
-        }
+        const __m512i c0 = _mm512_maskz_loadu_epi8(m, p0 + i), c1 = _mm512_maskz_loadu_epi8(m, p1 + i);
+        const __m512i c2 = _mm512_maskz_loadu_epi8(m, p2 + i), c3 = _mm512_maskz_loadu_epi8(m, p3 + i);
+        DP4(0, _mm512_maskz_loadu_epi8(m, x0 + i));
+        DP4(1, _mm512_maskz_loadu_epi8(m, x1 + i));
+        DP4(2, _mm512_maskz_loadu_epi8(m, x2 + i));
+        DP4(3, _mm512_maskz_loadu_epi8(m, x3 + i));
     }
-    for (int u = 0; u < 4; u++)
-        for (int r = 0; r < 4; r++) o[4 * u + r] = _mm512_reduce_add_epi32(a[u][r]);
+    o[0] = _mm512_reduce_add_epi32(a00); o[1] = _mm512_reduce_add_epi32(a01);
+    o[2] = _mm512_reduce_add_epi32(a02); o[3] = _mm512_reduce_add_epi32(a03);
+    o[4] = _mm512_reduce_add_epi32(a10); o[5] = _mm512_reduce_add_epi32(a11);
+    o[6] = _mm512_reduce_add_epi32(a12); o[7] = _mm512_reduce_add_epi32(a13);
+    o[8] = _mm512_reduce_add_epi32(a20); o[9] = _mm512_reduce_add_epi32(a21);
+    o[10] = _mm512_reduce_add_epi32(a22); o[11] = _mm512_reduce_add_epi32(a23);
+    o[12] = _mm512_reduce_add_epi32(a30); o[13] = _mm512_reduce_add_epi32(a31);
+    o[14] = _mm512_reduce_add_epi32(a32); o[15] = _mm512_reduce_add_epi32(a33);
 }
 
-static void f32_dot4x4(const float *const *wf, const float *const *x, int64_t k, float *o) {
-    __m512 a[4][4];
-    for (int u = 0; u < 4; u++)
-        for (int r = 0; r < 4; r++) a[u][r] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i += 16) {
-        const __mmask16 m = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1u);
-        const __m512 w0 = _mm512_load_ps(wf[0] + i), w1 = _mm512_load_ps(wf[1] + i);
-        const __m512 w2 = _mm512_load_ps(wf[2] + i), w3 = _mm512_load_ps(wf[3] + i);
-#pragma GCC unroll 4
-        for (int u = 0; u < 4; u++) {
-            const __m512 xv = _mm512_maskz_loadu_ps(m, x[u] + i);
-            a[u][0] = _mm512_fmadd_ps(w0, xv, a[u][0]);
-            a[u][1] = _mm512_fmadd_ps(w1, xv, a[u][1]);
-            a[u][2] = _mm512_fmadd_ps(w2, xv, a[u][2]);
-            a[u][3] = _mm512_fmadd_ps(w3, xv, a[u][3]);
-        }
+#define FM4(u, xv)                                      \
+    f##u##0 = _mm512_fmadd_ps(w0, (xv), f##u##0);       \
+    f##u##1 = _mm512_fmadd_ps(w1, (xv), f##u##1);       \
+    f##u##2 = _mm512_fmadd_ps(w2, (xv), f##u##2);       \
+    f##u##3 = _mm512_fmadd_ps(w3, (xv), f##u##3)
+
+__attribute__((noinline)) static void f32_dot4x4(const float *const *wf, const float *const *x, int64_t k, float *o) {
+    __m512 f00 = _mm512_setzero_ps(), f01 = f00, f02 = f00, f03 = f00;
+    __m512 f10 = f00, f11 = f00, f12 = f00, f13 = f00;
+    __m512 f20 = f00, f21 = f00, f22 = f00, f23 = f00;
+    __m512 f30 = f00, f31 = f00, f32 = f00, f33 = f00;
+    const float *q0 = wf[0], *q1 = wf[1], *q2 = wf[2], *q3 = wf[3];
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        const __m512 w0 = _mm512_load_ps(q0 + i), w1 = _mm512_load_ps(q1 + i);
+        const __m512 w2 = _mm512_load_ps(q2 + i), w3 = _mm512_load_ps(q3 + i);
+        FM4(0, _mm512_loadu_ps(x0 + i));
+        FM4(1, _mm512_loadu_ps(x1 + i));
+        FM4(2, _mm512_loadu_ps(x2 + i));
+        FM4(3, _mm512_loadu_ps(x3 + i));
     }
-    for (int u = 0; u < 4; u++)
-        for (int r = 0; r < 4; r++) o[4 * u + r] = _mm512_reduce_add_ps(a[u][r]);
+    if (i < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - i)) - 1u);
+        const __m512 w0 = _mm512_load_ps(q0 + i), w1 = _mm512_load_ps(q1 + i);
+        const __m512 w2 = _mm512_load_ps(q2 + i), w3 = _mm512_load_ps(q3 + i);
+        FM4(0, _mm512_maskz_loadu_ps(m, x0 + i));
+        FM4(1, _mm512_maskz_loadu_ps(m, x1 + i));
+        FM4(2, _mm512_maskz_loadu_ps(m, x2 + i));
+        FM4(3, _mm512_maskz_loadu_ps(m, x3 + i));
+    }
+    o[0] = _mm512_reduce_add_ps(f00); o[1] = _mm512_reduce_add_ps(f01);
+    o[2] = _mm512_reduce_add_ps(f02); o[3] = _mm512_reduce_add_ps(f03);
+    o[4] = _mm512_reduce_add_ps(f10); o[5] = _mm512_reduce_add_ps(f11);
+    o[6] = _mm512_reduce_add_ps(f12); o[7] = _mm512_reduce_add_ps(f13);
+    o[8] = _mm512_reduce_add_ps(f20); o[9] = _mm512_reduce_add_ps(f21);
+    o[10] = _mm512_reduce_add_ps(f22); o[11] = _mm512_reduce_add_ps(f23);
+    o[12] = _mm512_reduce_add_ps(f30); o[13] = _mm512_reduce_add_ps(f31);
+    o[14] = _mm512_reduce_add_ps(f32); o[15] = _mm512_reduce_add_ps(f33);
 }
 #else
 #define TRI_HAVE_4X4 0
