@@ -45,11 +45,15 @@ def _cdiv(a: int, b: int) -> int:
 
 def _launch(kernel: object, grid_of, args: list, constexprs: dict,
             config: Mapping[str, int] | None) -> None:
+    # No FMA contraction: the epilogue then rounds exactly like the CPU kernels (the int8 path
+    # stays bit-exact on a GPU); the interpreter ignores the option.
+    options = {"enable_fp_fusion": False}
     if config is None:
-        kernel[lambda meta: grid_of(meta)](*args, **constexprs)  # type: ignore[index]
+        kernel[lambda meta: grid_of(meta)](*args, **constexprs, **options)  # type: ignore[index]
     else:
         meta = dict(config)
-        kernel.fn[grid_of(meta)](*args, **constexprs, **meta)  # type: ignore[attr-defined]
+        kernel.fn[grid_of(meta)](*args, **constexprs, **meta,  # type: ignore[attr-defined]
+                                 **options)
 
 
 def _activation(activation: str | None) -> str:
