@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The main job: train the digits MLP (ternary QAT + fp32 baseline), freeze, report.
 demo: $(STAMP)
-	$(VENV)/bin/tritium check examples/*.tri
-	$(VENV)/bin/tritium summary examples/mlp.tri
+	$(VENV)/bin/tritium train examples/mlp.tri --out runs/mlp
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
