@@ -591,13 +591,18 @@ def eval_op(name: str, attrs: dict[str, Attr], operands: list[Array], result_typ
 
 
 class Interpreter:
-    """Runs functions of a module. `params` maps dotted parameter paths to arrays."""
+    """Runs functions of a module. `params` maps dotted parameter paths to arrays.
+    `trace(op, outputs, prefix)`, when given, sees every op's results as they are computed
+    (prefix = the parameter path of the layer instance running), e.g. to compare a backend's
+    intermediate values with the oracle's."""
 
     def __init__(self, module: Module, params: dict[str, Array] | None = None,
-                 check_shapes: bool = True) -> None:
+                 check_shapes: bool = True,
+                 trace: Callable[[Op, list[Array], str], None] | None = None) -> None:
         self.module = module
         self.params = params or {}
         self.check_shapes = check_shapes
+        self.trace = trace
 
     def run(self, func: str | Function, args: Sequence[Any], layer: LayerDef | None = None,
             prefix: str = "") -> list[Array]:
@@ -639,6 +644,8 @@ class Interpreter:
             outs = self.op(op, [env[id(v)] for v in op.operands], env, layer, prefix, bind)
             for r, x in zip(op.results, outs):
                 env[id(r)] = self.check(x, r.type, bind, f"result of '{op.name}'")
+            if self.trace is not None:
+                self.trace(op, outs, prefix)
         raise InterpretError("block without terminator")
 
     def op(self, op: Op, xs: list[Array], env: dict[int, Array], layer: LayerDef | None,

@@ -175,3 +175,13 @@ def test_integer_arithmetic_is_exact() -> None:
     big = 2**40 + 1
     p, s, q = interpret(parse_module(text), "f", [big, 3, np.array([1, -1, 1])])
     assert int(p) == big * 3 and s.tolist() == [2, -2, 2] and float(q) == pytest.approx(big / 3)
+
+
+def test_trace_sees_every_op_with_its_instance_prefix() -> None:
+    m = parse_module(CALLS)
+    params = {"a.w": np.array([2.0, 3.0]), "b.w": np.array([10.0, 100.0])}
+    seen: list[tuple[str, str]] = []
+    Interpreter(m, params, trace=lambda op, outs, prefix: seen.append((op.name, prefix))).run(
+        "Outer.forward", [np.ones((1, 2)), True])
+    assert seen == [("param", "a."), ("mul", "a."), ("call", ""), ("param", "b."), ("mul", "b."),
+                    ("call", ""), ("if", "")]
