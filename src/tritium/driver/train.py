@@ -641,14 +641,17 @@ def train(opts: TrainOptions) -> TrainResult:
     """Run `tritium train`; raises TrainError, DatasetError, ModelBuildError, CompileError."""
     dist_ = Dist.setup()
     threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
     if opts.threads > 0:
         # small models train far faster on one thread (no intra-op sync); latency is
         # measured with the same setting for both models
         torch.set_num_threads(opts.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         return _train(opts, dist_)
     finally:
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
         dist_.close()
 
 
@@ -705,6 +708,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "model.py", built.compiled.python)
+        if not opts.baseline and (out / "fp32.safetensors").exists():
+            (out / "fp32.safetensors").unlink()     # a stale baseline of an earlier run
     ckpt = out / "model.safetensors"
     progress = _progress_default() if opts.progress is None else opts.progress
 
@@ -890,7 +895,7 @@ def _plots(out: Path, m: dict[str, Any]) -> None:
         ax.bar(names, vals, bottom=bottom, label=key, color=color)
         bottom += vals
     ax.set(title="ternary weights per layer", ylabel="share")
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     save(fig, "weights.png")
 
