@@ -82,3 +82,27 @@ def test_float_twin_same_init_and_unpacked_twin_same_function():
     x = torch.randn(3, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(plain(x), frozen(x), atol=1e-4, rtol=1e-4)
+
+
+def test_augmentations_keep_shapes_and_follow_the_generator():
+    from tritium.driver.train import _augment
+
+    x = torch.rand(6, 1, 8, 8)
+    names = ["random_crop", "horizontal_flip", "noise"]
+    a = _augment(x, names, torch.Generator().manual_seed(1))
+    b = _augment(x, names, torch.Generator().manual_seed(1))
+    c = _augment(x, names, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    flat = torch.rand(4, 64)
+    assert torch.equal(_augment(flat, ["random_crop", "hflip"], torch.Generator()), flat)
+    assert _augment(x, [], torch.Generator()) is x
+
+
+def test_help_lists_the_commands_with_examples(capsys):
+    from tritium.cli import main
+
+    for cmd in ("train", "eval", "predict", "export"):
+        with pytest.raises(SystemExit) as exit_:
+            main([cmd, "--help"])
+        assert exit_.value.code == 0
+        assert f"tritium {cmd} " in capsys.readouterr().out
