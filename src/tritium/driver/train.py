@@ -737,6 +737,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
             return TrainResult(out if main else None, {}, interrupted=True)
         ternary_seconds = time.perf_counter() - t0
         base_run = None
+        base_seconds, replaced = 0.0, 0
         if baseline_init is not None:
             twin, replaced = baseline_init
             torch.manual_seed(settings.seed)
@@ -786,7 +787,6 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         "weight_distribution": _weight_distribution(frozen),
     }
     if base_run is not None:
-        twin, replaced = baseline_init  # type: ignore[misc]
         twin = base_run.model.eval()
         fp_path = out / "fp32.safetensors"
         save_checkpoint(fp_path, twin, source_hash=info.source_hash,
