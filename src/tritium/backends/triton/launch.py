@@ -14,6 +14,7 @@ accumulates int8 × trit products in int32, so the integer core is bit-exact.
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Mapping
 
@@ -21,7 +22,7 @@ import torch
 
 from ...runtime.packing import PackedTernary
 from .codegen import runtime_source
-from .loader import load_source
+from .loader import interpreting, load_source
 from .specs import Conv2dSpec, KernelSpec, LinearSpec, QuantInt8Spec
 
 __all__ = [
@@ -35,7 +36,12 @@ __all__ = [
 
 def kernel_for(spec: KernelSpec) -> object:
     """The autotuned kernel object for `spec` (generated and loaded on first use)."""
-    mod: types.ModuleType = load_source(runtime_source(spec))
+    return _kernel(spec, interpreting())
+
+
+@functools.lru_cache(maxsize=256)
+def _kernel(spec: KernelSpec, interpret: bool) -> object:
+    mod: types.ModuleType = load_source(runtime_source(spec), interpret)
     return getattr(mod, spec.name)
 
 
