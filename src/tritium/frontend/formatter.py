@@ -238,12 +238,17 @@ class _Attachments:
         if kids is None:
             return
         header = self.header.get(id(node), [])
-        if len(header) > 1:
-            self.header[id(node)], moved = header[:1], header[1:]
+        if header:
             table = self.leading if kids else self.dangling
             target = kids[0] if kids else node
-            table[id(target)] = sorted(moved + table.get(id(target), []),
-                                       key=lambda c: (c.line, c.col))
+            after = table.get(id(target), [])
+            # One comment stays after the `{`, unless an own-line one (from a multi-line
+            # header) came before it: then all of them go on their own lines, in order.
+            keep = 1 if not after or (header[0].line, header[0].col) < (after[0].line,
+                                                                        after[0].col) else 0
+            self.header[id(node)], moved = header[:keep], header[keep:]
+            if moved:
+                table[id(target)] = sorted(moved + after, key=lambda c: (c.line, c.col))
         for kid in kids:
             for table in (self.leading, self.trailing):
                 if id(kid) in table:
