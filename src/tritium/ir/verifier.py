@@ -78,7 +78,7 @@ def _check_constant(op: Op) -> None:
         raise InferError(f"float value in a constant of type {t}")
     if t.dtype == "bool" and any(not isinstance(x, bool) for x in vals):
         raise InferError(f"non-bool value in a constant of type {t}")
-    if t.dtype in ("i8", "u8", "i32"):
+    if t.dtype in ("i8", "u8", "i32", "i64"):
         info = np.iinfo(NUMPY_DTYPES[t.dtype])
         if any(not info.min <= x <= info.max for x in vals):
             raise InferError(f"value out of range for {t.dtype}")

@@ -69,6 +69,8 @@ def test_verifier_errors(old: str, new: str, message: str) -> None:
     ("dense<[1.0]>", "tensor<[2], f32>", "has 1 elements"),
     ("dense<[1.0]>", "tensor<[n], f32>", "static tensor type"),
     ("300", "tensor<[2], i8>", "out of range for i8"),
+    ("dense<[1, 99999999999999999999]>", "tensor<[2], i64>", "out of range for i64"),
+    ("-1", "tensor<[2], u8>", "out of range for u8"),
     ("1", "bool", "non-bool"),
 ])
 def test_bad_constants(value: str, type_: str, message: str) -> None:
