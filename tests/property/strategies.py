@@ -539,7 +539,14 @@ def item(draw) -> str:
         return f"{kw} {name} {{{header_comment}\n{indent_lines(draw(body(kw)))}\n}}"
     if choice == 2:
         specs = [draw(param_spec(allow_default=False)) for _ in range(draw(st.integers(0, 4)))]
-        joined = ",\n    ".join(specs) if draw(st.integers(0, 3)) == 0 else ", ".join(specs)
+        layout = draw(st.integers(0, 5))
+        if layout == 0:
+            joined = ",\n    ".join(specs)
+        elif layout == 1:
+            joined = "".join(f"\n    {draw(line_comment())}\n    {spec}, {draw(line_comment())}"
+                             for spec in specs) + "\n"
+        else:
+            joined = ", ".join(specs)
         ret = f" -> {draw(type_expr())}" if draw(st.booleans()) else ""
         return (f"layer {name}({joined}){ret} {{{header_comment}\n"
                 f"{indent_lines(draw(body('layer')))}\n}}")
