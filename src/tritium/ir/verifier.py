@@ -62,9 +62,11 @@ def resolve_call(module: Module, layer: LayerDef | None, op: Op) -> tuple[LayerD
 
 def _check_constant(op: Op) -> None:
     t, v = op.results[0].type, op.attrs["value"]
+    if isinstance(t, TensorType) and not t.is_static:
+        raise InferError(f"a tensor constant needs a static type, got {t}")
     if isinstance(v, Dense):
-        if not isinstance(t, TensorType) or not t.is_static:
-            raise InferError("a dense constant needs a static tensor type")
+        if not isinstance(t, TensorType):
+            raise InferError("a dense constant needs a tensor type")
         if len(v.data) != t.numel():
             raise InferError(f"dense constant has {len(v.data)} elements, type {t} needs {t.numel()}")
         vals = v.data
