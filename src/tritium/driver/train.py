@@ -97,6 +97,7 @@ class TrainOptions:
     progress: bool | None = None       # None: when stdout is a terminal and not under CI
     latency_runs: int = 200
     quiet: bool = False
+    device: str = "auto"               # training device: auto (CUDA when available), cpu, cuda
     threads: int = 1                   # torch intra-op threads; 0: torch's default
 
 
@@ -370,21 +371,33 @@ def measure_latency(model: nn.Module, sample: torch.Tensor, runs: int = 200) -> 
 class Dist:
     rank: int = 0
     world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
     @classmethod
-    def setup(cls) -> Dist:
+    def setup(cls, device: str = "auto") -> Dist:
+        """The process group under torchrun (gloo on CPU, nccl on CUDA) and this rank's
+        training device (`auto`: CUDA when available)."""
+        if device not in ("auto", "cpu", "cuda"):
+            raise TrainError(f"unknown device `{device}`", help="auto, cpu or cuda")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise TrainError("--device cuda: no CUDA device is available", help="use --device cpu")
+        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
         world = int(os.environ.get("WORLD_SIZE", "1"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        dev = torch.device("cuda", local % max(1, torch.cuda.device_count())) if cuda \
+            else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(dev)
         if world <= 1:
-            return cls()
+            return cls(device=dev)
         import torch.distributed as dist
         if not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend)
-        return cls(dist.get_rank(), dist.get_world_size())
+            dist.init_process_group("nccl" if cuda else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), dev)
 
     def sync_buffers(self, model: nn.Module) -> None:
         """BatchNorm statistics from rank 0 to every rank (DDP syncs only gradients)."""
@@ -496,8 +509,8 @@ def _train_epoch(run: _Run, wrapped: nn.Module, s: TrainSettings, sp: Splits, ep
         if len(idx) == 0:
             break
         xb = _augment(x_all[idx], s.augmentation, gen)
-        xb = model_inputs(xb, sp.norm, sp.input_shape)
-        yb = y_all[idx]
+        xb = model_inputs(xb, sp.norm, sp.input_shape).to(dist_.device)
+        yb = y_all[idx].to(dist_.device)
         logits = wrapped(xb)
         loss = _loss(s, logits, yb)
         run.optimizer.zero_grad(set_to_none=True)
@@ -598,7 +611,7 @@ def _freeze_copy(model: nn.Module, fmt: str) -> nn.Module:
     import copy
 
     from ..runtime import freeze_model
-    return freeze_model(copy.deepcopy(model).eval(), fmt)
+    return freeze_model(copy.deepcopy(model).cpu().eval(), fmt)
 
 
 def _fit(run: _Run, s: TrainSettings, sp: Splits, dist_: Dist, rep: _Reporter, start: int,
@@ -607,7 +620,9 @@ def _fit(run: _Run, s: TrainSettings, sp: Splits, dist_: Dist, rep: _Reporter, s
     wrapped: nn.Module = run.model
     if dist_.world > 1:
         from torch.nn.parallel import DistributedDataParallel
-        wrapped = DistributedDataParallel(run.model)
+        on_cuda = dist_.device.type == "cuda"
+        wrapped = DistributedDataParallel(run.model,
+                                          device_ids=[dist_.device] if on_cuda else None)
     for epoch in range(start, s.epochs):
         t = time.perf_counter()
         loss, acc = _train_epoch(run, wrapped, s, sp, epoch, dist_, rep)
@@ -639,7 +654,7 @@ def _digest(model: nn.Module) -> str:
 
 def train(opts: TrainOptions) -> TrainResult:
     """Run `tritium train`; raises TrainError, DatasetError, ModelBuildError, CompileError."""
-    dist_ = Dist.setup()
+    dist_ = Dist.setup(opts.device)
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     if opts.threads > 0:
@@ -693,7 +708,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         raise DatasetError(f"`{built.entry}` outputs {list(logits.shape[1:])} per sample but "
                            f"{ds.name} has {ds.num_classes} classes",
                            help="the model must output one logit per class")
-    model.train()
+    model.to(dist_.device).train()
+    x_val_dev, y_val_dev = x_val.to(dist_.device), y_val.to(dist_.device)
     info = RunInfo(source=built.source, file=str(path), entry=built.entry,
                    hyperparameters=dict(opts.hyperparameters), dataset=settings.dataset,
                    input_shape=shape, normalization=(sp.norm.mean, sp.norm.std),
@@ -729,7 +745,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         if main and start:
             rep.console.print(f"resuming after epoch {start} of {settings.epochs}")
         try:
-            _fit(run, settings, sp, dist_, rep, start, on_epoch, x_val, y_val)
+            _fit(run, settings, sp, dist_, rep, start, on_epoch, x_val_dev, y_val_dev)
         except KeyboardInterrupt:
             if main:
                 rep.console.print(f"interrupted: the last good checkpoint is {ckpt} "
@@ -750,7 +766,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
 
             t1 = time.perf_counter()
             try:
-                _fit(base_run, settings, sp, dist_, rep, 0, on_base, x_val, y_val)
+                _fit(base_run, settings, sp, dist_, rep, 0, on_base, x_val_dev, y_val_dev)
             except KeyboardInterrupt:
                 if main:
                     rep.console.print(f"interrupted during the fp32 baseline: {ckpt} is complete")
@@ -787,7 +803,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         "weight_distribution": _weight_distribution(frozen),
     }
     if base_run is not None:
-        twin = base_run.model.eval()
+        twin = base_run.model.cpu().eval()
         fp_path = out / "fp32.safetensors"
         save_checkpoint(fp_path, twin, source_hash=info.source_hash,
                         extra=RunInfo(**{**asdict(info), "variant": "fp32"}).to_extra(

@@ -91,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         augmentation=aug, seed=args.seed, validation_split=args.val_split, format=args.format,
         baseline=not args.no_baseline, resume=args.resume, latency_runs=args.latency_runs,
         progress=False if args.no_progress else None, quiet=args.quiet,
-        threads=args.threads)
+        threads=args.threads, device=args.device)
     if opts.resume == "":
         opts.resume = opts.out or f"runs/{__import__('pathlib').Path(args.file).stem}"
     result = train(opts)
@@ -175,6 +175,9 @@ def register(sub: Any, formatter_class: Any) -> None:
                         "(default: --out)")
     t.add_argument("--no-progress", action="store_true", help="plain lines, no progress bars")
     t.add_argument("--latency-runs", type=int, default=200, help="timed batch-1 forwards")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="training device (default: CUDA when available); the frozen model "
+                        "is measured on the CPU")
     t.add_argument("--threads", type=int, default=1,
                    help="torch threads for training and latency (default 1; 0: torch's "
                         "default)")
