@@ -70,28 +70,36 @@ def with_defaults(name: str, attrs: dict[str, Attr]) -> dict[str, Attr]:
     return full
 
 
+def _ints(v: Attr) -> bool:
+    return isinstance(v, list) and all(type(x) is int for x in v)
+
+
+ATTR_KINDS: dict[str, Callable[[Attr], bool]] = {
+    "int": lambda v: type(v) is int,
+    "optint": lambda v: v is None or type(v) is int,
+    "float": lambda v: type(v) in (int, float),
+    "optfloat": lambda v: v is None or type(v) in (int, float),
+    "bool": lambda v: type(v) is bool,
+    "str": lambda v: type(v) is str,
+    "ints": _ints,
+    "optints": lambda v: v is None or _ints(v),
+    "dense": lambda v: isinstance(v, Dense) or type(v) in (int, float, bool),
+    "any": lambda v: True,
+}
+
+
 def check_attrs(name: str, attrs: dict[str, Attr]) -> None:
+    """Raise InferError unless `attrs` has op `name`'s required attributes, no unknown ones,
+    and values of the right kinds and choices."""
     spec = OPS[name].attrs
     for k, s in spec.items():
         if s.required and k not in attrs:
             raise InferError(f"missing required attribute '{k}'")
     for k, v in attrs.items():
-        if k not in spec:
+        s = spec.get(k)
+        if s is None:
             raise InferError(f"unknown attribute '{k}'")
-        s = spec[k]
-        ok = {
-            "int": lambda v: type(v) is int,
-            "optint": lambda v: v is None or type(v) is int,
-            "float": lambda v: type(v) in (int, float),
-            "optfloat": lambda v: v is None or type(v) in (int, float),
-            "bool": lambda v: type(v) is bool,
-            "str": lambda v: type(v) is str,
-            "ints": lambda v: isinstance(v, list) and all(type(x) is int for x in v),
-            "optints": lambda v: v is None or (isinstance(v, list) and all(type(x) is int for x in v)),
-            "dense": lambda v: isinstance(v, Dense) or type(v) in (int, float, bool),
-            "any": lambda v: True,
-        }[s.kind](v)
-        if not ok:
+        if not ATTR_KINDS[s.kind](v):
             raise InferError(f"attribute '{k}' must be of kind {s.kind}, got {v!r}")
         if s.choices and v not in s.choices:
             raise InferError(f"attribute '{k}' must be one of {', '.join(s.choices)}; got {v!r}")
