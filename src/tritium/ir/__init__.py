@@ -28,9 +28,10 @@ from .types import DTYPES, Dim, ScalarType, TensorType, Type
 from .verifier import VerifyError, verify
 
 __all__ = [
-    "DTYPES", "OPS", "Block", "Builder", "Dense", "Dim", "Function", "InferError", "InterpretError",
-    "Interpreter", "LayerDef", "Module", "clone_module", "count_ops", "load_time_ops", "Op", "OpDef", "ParamDef", "ParseError", "QuantSpec",
-    "ScalarType", "SubLayer", "TensorType", "Type", "Value", "VerifyError", "eval_op", "infer_type",
-    "interpret", "new_function", "parse_module", "parse_type", "print_function", "print_module",
-    "print_op", "structurally_equal", "tensor", "verify",
+    "DTYPES", "OPS", "Block", "Builder", "Dense", "Dim", "Function", "InferError",
+    "InterpretError", "Interpreter", "LayerDef", "Module", "Op", "OpDef", "ParamDef",
+    "ParseError", "QuantSpec", "ScalarType", "SubLayer", "TensorType", "Type", "Value",
+    "VerifyError", "clone_module", "count_ops", "eval_op", "infer_type", "interpret",
+    "load_time_ops", "new_function", "parse_module", "parse_type", "print_function",
+    "print_module", "print_op", "structurally_equal", "tensor", "verify",
 ]
