@@ -227,3 +227,46 @@ def test_ctrl_c_leaves_the_last_good_checkpoint(tmp_path: Path):
     # the run resumes from its last finished epoch (here: nothing left to train)
     assert train(MLP, "--epochs", "1", "--no-baseline", "--out", str(out), "--resume") == 0
     assert len(json.loads((out / "metrics.json").read_text())["history"]["ternary"]) >= 1
+
+
+def test_local_mnist_files_train_lenet_with_resizing(tmp_path: Path, capsys):
+    import gzip
+    import struct
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+
+    def idx(name: str, arr: np.ndarray) -> None:
+        head = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + b"".join(
+            struct.pack(">I", d) for d in arr.shape)
+        (folder / f"{name}.gz").write_bytes(gzip.compress(head + arr.astype(np.uint8).tobytes()))
+
+    # two easy classes: bright top half vs bright bottom half, 28x28
+    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % 2
+        x = rng.integers(0, 40, (n, 28, 28))
+        for i, c in enumerate(y):
+            x[i, :14] += 200 * (c == 0)
+            x[i, 14:] += 200 * (c == 1)
+        return x, y
+
+    xt, yt = images(64)
+    xs, ys = images(20)
+    idx("train-images-idx3-ubyte", xt)
+    idx("train-labels-idx1-ubyte", yt)
+    idx("t10k-images-idx3-ubyte", xs)
+    idx("t10k-labels-idx1-ubyte", ys)
+    out = tmp_path / "run"
+    assert train(LENET, "--data", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
+                 "--no-baseline", "--out", str(out)) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dataset"] == "mnist" and m["splits"]["test"] == 20
+    assert main(["eval", str(out / "model.safetensors"), "--data-dir", str(tmp_path / "data"),
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert got["accuracy"] == m["ternary"]["test_accuracy"]
+    # the MLP declares 64 inputs: 28x28 images cannot be flattened into it
+    assert train(MLP, "--data", "mnist", "--data-dir", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "mlp")) == 1
+    assert "64 features" in capsys.readouterr().err
