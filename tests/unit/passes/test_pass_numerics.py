@@ -164,3 +164,25 @@ def test_load_time_ops_after_bn_fold() -> None:
     assert not names & {"fused_conv2d", "return"}
     runtime = [op.name for op in f.body.ops if op not in pre]
     assert runtime == ["fused_conv2d", "return"]
+
+
+@pytest.mark.parametrize("scale_kind", ["none", "tensor", "out"])
+def test_fuse_matmul_numerics(scale_kind: str) -> None:
+    f, b = new_function("f", [("x", tensor((3, 8))), ("t", tensor((8, 4), "trit")), ("bias", tensor((4,)))])
+    x, t, bias = f.args
+    w = t
+    if scale_kind == "tensor":
+        w = b.dequantize(t, b.constant(0.5, tensor(())))
+    elif scale_kind == "out":
+        w = b.dequantize(t, b.constant(np.array([1.0, 2.0, 0.5, 3.0], np.float32), tensor((4,))), axis=1)
+    y = b.relu(b.add(b.matmul(x, w), bias))
+    b.ret(y)
+    f.result_types = [y.type]
+    m = Module([f])
+    inputs = [arr(3, 8), rng.integers(-1, 2, (8, 4)).astype(np.int8), arr(4)]
+    ref = interpret(m, "f", inputs)[0]
+    assert PASSES["fuse"]().run(m)
+    PASSES["dce"]().run(m)
+    verify(m)
+    assert "fused_linear" in [op.name for op in m.walk()] and "matmul" not in [op.name for op in m.walk()]
+    np.testing.assert_allclose(interpret(m, "f", inputs)[0], ref, rtol=1e-5, atol=1e-5)
