@@ -144,6 +144,17 @@ def test_lenet5_trains_and_freezes_through_the_same_command(tmp_path: Path):
     assert kinds == {"TernaryConv2d", "TernaryLinear"}
     assert evaluate_checkpoint(out / "model.safetensors").accuracy == m["ternary"]["test_accuracy"]
     assert m["ternary"]["test_accuracy"] > 0.3      # one epoch of a CNN: well above chance
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return
+    assert main(["export", str(out / "model.safetensors"), "--format", "onnx",
+                 "-o", str(tmp_path / "lenet.onnx")]) == 0
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    sess = ort.InferenceSession(str(tmp_path / "lenet.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[0], ref, atol=1e-4, rtol=1e-4)
 
 
 def test_seeded_runs_are_reproducible_and_resume_matches(tmp_path: Path):
