@@ -115,7 +115,6 @@ class Verifier:
         self.module = module
         self.layer: LayerDef | None = None
         self.func: Function | None = None
-        self.printer = Printer()
         self.calls: dict[str, set[str]] = {}  # "Layer.f" / "f" → callees, for the cycle check
 
     def fail(self, op: Op | None, msg: str) -> VerifyError:
@@ -124,7 +123,10 @@ class Verifier:
             where = f"{self.layer.name}.{where}"
         if op is None:
             return VerifyError(f"in @{where}: {msg}")
-        return VerifyError(f"in @{where}: op '{op.name}' ({self.printer.op_line(op, define=False)}): {msg}")
+        printer = Printer()
+        if self.func is not None:
+            printer.function(self.func, 0)  # names values as the printed function does
+        return VerifyError(f"in @{where}: op '{op.name}' ({printer.op_line(op, define=False)}): {msg}")
 
     def run(self) -> None:
         names = [i.name for i in self.module.items]
@@ -167,8 +169,6 @@ class Verifier:
 
     def verify_function(self, f: Function) -> None:
         self.func = f
-        self.printer = Printer()
-        self.printer.function(f, 0)  # names values as the printed IR does, for messages
         term = f.body.terminator
         if term is None or term.name != "return":
             raise self.fail(term, "function body must end with 'return'")
