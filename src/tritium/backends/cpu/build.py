@@ -161,7 +161,7 @@ def build(config: KernelConfig, cache_dir: Path | None = None) -> BuiltKernel:
             else f"the C compiler $CC={os.environ['CC']!r} does not exist"
         )
     version = compiler_version(cc)
-    flags = list(BASE_FLAGS) + list(isa_mod.ISA_FLAGS[config.isa])
+    flags = list(BASE_FLAGS) + list(isa_mod.ISA_FLAGS[config.isa]) + isa_mod.optional_flags(config.isa)
     source = render_source(config)
     cpu = " ".join(sorted(isa_mod.cpu_flags()))
     key = digest(source, " ".join(flags), version, cpu)

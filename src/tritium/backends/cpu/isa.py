@@ -29,6 +29,16 @@ ISA_REQUIRES: dict[str, tuple[str, ...]] = {
 
 ISA_ORDER: tuple[str, ...] = ("avx512", "avx2", "scalar")
 
+# Extensions a path uses when the CPU has them (the C source tests the compiler's macros).
+ISA_OPTIONAL: dict[str, tuple[tuple[str, str], ...]] = {
+    "avx512": (("avx512vbmi", "-mavx512vbmi"),),  # t1.6 decode by byte-table lookups
+}
+
+
+def optional_flags(isa: str, flags: frozenset[str] | None = None) -> list[str]:
+    flags = cpu_flags() if flags is None else flags
+    return [flag for cpu, flag in ISA_OPTIONAL.get(isa, ()) if cpu in flags]
+
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:

@@ -554,6 +554,22 @@ static inline float hsum_f32(__m256 v) {
         c4 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
     } while (0)
 
+#if TRI_ISA_AVX512 && defined(__AVX512VBMI__)
+/* g_t16_tab[i][v] = base-3 digit i (most significant first) of byte v, for v < 243. */
+static uint8_t g_t16_tab[5][256] __attribute__((aligned(64)));
+static pthread_once_t g_t16_once = PTHREAD_ONCE_INIT;
+static void t16_tables_fill(void) {
+    for (int v = 0; v < 256; v++) {
+        int r = v < 243 ? v : 0;
+        for (int i = 4; i >= 0; i--) {
+            g_t16_tab[i][v] = (uint8_t)(r % 3);
+            r /= 3;
+        }
+    }
+}
+static inline void t16_tables_init(void) { pthread_once(&g_t16_once, t16_tables_fill); }
+#endif
+
 static void decode_codes(int fmt, const uint8_t *w, int64_t nb, uint8_t *c) {
     if (fmt == TRI_FMT_T2) {
         const __m256i m3 = _mm256_set1_epi8(3);
@@ -566,7 +582,24 @@ static void decode_codes(int fmt, const uint8_t *w, int64_t nb, uint8_t *c) {
             _mm256_storeu_si256((__m256i *)(d + 96), _mm256_and_si256(_mm256_srli_epi16(v, 6), m3));
         }
     } else {
-        for (int64_t b = 0; b < nb; b++) {
+        int64_t b = 0;
+#if TRI_ISA_AVX512 && defined(__AVX512VBMI__)
+        t16_tables_init();
+        for (; b + 2 <= nb; b += 2) {
+            const __m512i v = _mm512_loadu_si512(w + b * 32);
+            const __mmask64 hi = _mm512_movepi8_mask(v);
+            uint8_t *d = c + b * TRI_T16_BLOCK;
+            for (int i = 0; i < 5; i++) {
+                const __m512i *t = (const __m512i *)g_t16_tab[i];
+                __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(t), v, _mm512_load_si512(t + 1));
+                __m512i up = _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), v, _mm512_load_si512(t + 3));
+                __m512i dg = _mm512_mask_blend_epi8(hi, lo, up);
+                _mm256_storeu_si256((__m256i *)(d + 32 * i), _mm512_castsi512_si256(dg));
+                _mm256_storeu_si256((__m256i *)(d + TRI_T16_BLOCK + 32 * i), _mm512_extracti64x4_epi64(dg, 1));
+            }
+        }
+#endif
+        for (; b < nb; b++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(w + b * 32)), c0, c1, c2, c3, c4;
             T16_DECODE(v, c0, c1, c2, c3, c4);
             uint8_t *d = c + b * TRI_T16_BLOCK;
@@ -649,6 +682,7 @@ static inline __m256i blk_t2(__m256i v, __m256i x0, __m256i x1, __m256i x2, __m2
     return _mm256_add_epi16(p, q);
 }
 
+
 #if TRI_ISA_AVX512
 static inline __m256i blk_t2_vnni(__m256i acc, __m256i v, __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
     const __m256i m3 = _mm256_set1_epi8(3);
@@ -700,7 +734,37 @@ static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int6
         }
     } else {
         __m256i *acc[4] = {&a0, &a1, &a2, &a3};
-        for (int64_t b = 0; b < nb; b++) {
+        int64_t b = 0;
+#if TRI_ISA_AVX512 && defined(__AVX512VBMI__)
+        /* Two blocks per zmm; each base-3 digit plane is a 256-entry byte table lookup done as
+         * two 128-entry vpermi2b lookups blended on the index's top bit. */
+        t16_tables_init();
+        __m512i z0 = _mm512_setzero_si512(), z1 = z0, z2 = z0, z3 = z0;
+        __m512i *zacc[4] = {&z0, &z1, &z2, &z3};
+        for (; b + 2 <= nb; b += 2) {
+            const int8_t *xa = x + b * TRI_T16_BLOCK, *xc = xa + TRI_T16_BLOCK;
+            __m512i xv[5];
+            for (int i = 0; i < 5; i++)
+                xv[i] = _mm512_inserti64x4(_mm512_castsi256_si512(LD(xa + 32 * i)), LD(xc + 32 * i), 1);
+            for (int r = 0; r < 4; r++) {
+                const __m512i v = _mm512_loadu_si512(w[r] + b * 32);
+                const __mmask64 hi = _mm512_movepi8_mask(v);
+                __m512i acc = *zacc[r];
+                for (int i = 0; i < 5; i++) {
+                    const __m512i *t = (const __m512i *)g_t16_tab[i];
+                    __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(t), v, _mm512_load_si512(t + 1));
+                    __m512i up = _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), v, _mm512_load_si512(t + 3));
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_mask_blend_epi8(hi, lo, up), xv[i]);
+                }
+                *zacc[r] = acc;
+            }
+        }
+        a0 = _mm256_add_epi32(a0, _mm256_add_epi32(_mm512_castsi512_si256(z0), _mm512_extracti64x4_epi64(z0, 1)));
+        a1 = _mm256_add_epi32(a1, _mm256_add_epi32(_mm512_castsi512_si256(z1), _mm512_extracti64x4_epi64(z1, 1)));
+        a2 = _mm256_add_epi32(a2, _mm256_add_epi32(_mm512_castsi512_si256(z2), _mm512_extracti64x4_epi64(z2, 1)));
+        a3 = _mm256_add_epi32(a3, _mm256_add_epi32(_mm512_castsi512_si256(z3), _mm512_extracti64x4_epi64(z3, 1)));
+#endif
+        for (; b < nb; b++) {
             const int8_t *xb = x + b * TRI_T16_BLOCK;
             for (int r = 0; r < 4; r++) {
                 __m256i c0, c1, c2, c3, c4, v = LD(w[r] + b * 32);
@@ -761,7 +825,26 @@ static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, i
             }
         }
     } else {
-        for (int64_t b = 0; b < nb; b++) {
+        int64_t b = 0;
+#if TRI_ISA_AVX512 && defined(__AVX512VBMI__)
+        t16_tables_init();
+        for (; b + 2 <= nb; b += 2) { /* two blocks per zmm, digits by table lookup */
+            const float *xa = x + b * TRI_T16_BLOCK, *xc = xa + TRI_T16_BLOCK;
+            for (int r = 0; r < 4; r++) {
+                const __m512i v = _mm512_loadu_si512(w[r] + b * 32);
+                const __mmask64 hi = _mm512_movepi8_mask(v);
+                for (int i = 0; i < 5; i++) {
+                    const __m512i *t = (const __m512i *)g_t16_tab[i];
+                    __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(t), v, _mm512_load_si512(t + 1));
+                    __m512i up = _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), v, _mm512_load_si512(t + 3));
+                    __m512i d = _mm512_mask_blend_epi8(hi, lo, up);
+                    a[r][i & 1] = FMA_CODES(_mm512_castsi512_si256(d), xa + 32 * i, a[r][i & 1]);
+                    a[r][(i + 1) & 1] = FMA_CODES(_mm512_extracti64x4_epi64(d, 1), xc + 32 * i, a[r][(i + 1) & 1]);
+                }
+            }
+        }
+#endif
+        for (; b < nb; b++) {
             const float *xb = x + b * TRI_T16_BLOCK;
             for (int r = 0; r < 4; r++) {
                 __m256i c0, c1, c2, c3, c4, v = LD(w[r] + b * 32);
