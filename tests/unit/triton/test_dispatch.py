@@ -100,3 +100,21 @@ def test_cuda_conv2d_runs_the_triton_kernel():
     y_gpu = cpu.ternary_conv2d(x.cuda(), wg, (16, 8, 3, 3), torch.tensor(0.5).cuda(), None, 2, 1,
                                act_quant="int8")
     assert torch.equal(y_gpu.cpu(), y_cpu)
+
+
+@pytest.mark.usefixtures("interpreted")
+def test_aot_compiles_in_a_process_that_runs_the_interpreter(tmp_path, monkeypatch):
+    from tritium.backends.triton import aot
+
+    # Triton's standard library was built for the interpreter here, so the compile runs in a
+    # helper process; a fresh Triton cache makes it a real compile.
+    assert not aot._process_can_compile()
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
+    x = torch.randn(3, 40)
+    assert torch.equal(dispatch.ternary_linear(x, _weights(4, 40)[0], torch.tensor(1.0), None,
+                                               None, "int8", None),
+                       cpu.ternary_linear(x, _weights(4, 40)[0], torch.tensor(1.0),
+                                          act_quant="int8"))
+    kernel = aot.compile_request(aot.quant_request(16, 64), "cuda:sm_80", use_cache=False)
+    assert kernel.entries() == ["tri_quantize_int8"] and not kernel.cached
+    assert os.environ["TRITON_INTERPRET"] == "1"

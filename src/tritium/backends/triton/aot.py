@@ -13,6 +13,11 @@ autotuning config that fits the largest problem the model runs through that kern
 unknown M, such as the batch, counts as `ASSUMED_M`). One binary is built per distinct
 (kernel, constexprs) pair.
 
+`triton.compile` needs a process whose Triton was imported without TRITON_INTERPRET (Triton
+builds its standard library, `tl.cdiv`, `tl.max`, …, for one or the other at import time);
+in a process that runs the interpreter, the cache misses of a build are compiled in one
+helper process (`python -m tritium.backends.triton.aot`, JSON on stdin and stdout).
+
 Every build is stored in the compile cache (`tritium.driver.cache.CompileCache`, under the
 shared cache root) keyed by the kernel source's hash, the target, the constexprs, the
 compile options, the generator version and the Triton and Tritium versions; each stage is
@@ -22,8 +27,12 @@ kept, the cubin base64-encoded.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +43,7 @@ from ...driver.cache import CompileCache
 from ...ir import Module
 from .codegen import GENERATOR_VERSION, runtime_source
 from .extract import KernelUse, extract_kernels
-from .loader import load_source, source_digest
+from .loader import interpret_mode, load_source, source_digest
 from .specs import BLOCK_TRITS, Conv2dSpec, KernelSpec, LinearSpec, QuantInt8Spec
 
 TARGETS = {"cuda:sm_80": 80, "cuda:sm_90": 90}
@@ -176,67 +185,148 @@ def _signature(jit_fn) -> dict[str, str]:
     return sig
 
 
-def compile_request(req: AotRequest, target: str, cache: CompileCache | None = None,
-                    use_cache: bool = True) -> AotKernel:
-    """Build (or fetch from the cache) one kernel binary for `target`."""
+def _options(req: AotRequest) -> dict[str, int | bool]:
+    # No FMA contraction: the epilogue rounds like the CPU kernels (int8 stays bit-exact).
+    return {"num_warps": req.num_warps, "num_stages": req.num_stages, "enable_fp_fusion": False}
+
+
+def _key(req: AotRequest, target: str, triton_version: str) -> str:
+    return digest("tritium-triton-aot", __version__, str(GENERATOR_VERSION),
+                  source_digest(runtime_source(req.spec)), req.name, target,
+                  json.dumps(dict(req.constexprs), sort_keys=True),
+                  json.dumps(_options(req), sort_keys=True), triton_version)
+
+
+def _process_can_compile() -> bool:
+    """Whether `triton.compile` works in this process. Triton decides at import time whether
+    its standard library (`tl.cdiv`, `tl.max`, …) is built for the interpreter
+    (TRITON_INTERPRET=1) or for compilation; only the latter can be compiled."""
+    from triton.language import standard
+    from triton.runtime.jit import JITFunction
+
+    return isinstance(standard.cdiv, JITFunction)
+
+
+def _compile_here(req: AotRequest, target: str) -> dict:
+    """Compile in this process: {"stages": {...text, "cubin": base64}, "seconds": s} or
+    {"error": message}."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    cc = parse_target(target)
-    source = runtime_source(req.spec)
-    constexprs = dict(req.constexprs)
-    options = {"num_warps": req.num_warps, "num_stages": req.num_stages,
-               "enable_fp_fusion": False}
-    key = digest("tritium-triton-aot", __version__, str(GENERATOR_VERSION),
-                 source_digest(source), req.name, target,
-                 json.dumps(constexprs, sort_keys=True), json.dumps(options, sort_keys=True),
-                 triton.__version__)
+    mod = load_source(runtime_source(req.spec), interpret=False)
+    jit_fn = getattr(mod, req.name).fn
+    t = time.perf_counter()
+    try:
+        with interpret_mode(False):
+            compiled = triton.compile(
+                ASTSource(fn=jit_fn, signature=_signature(jit_fn), constexprs=dict(req.constexprs)),
+                target=GPUTarget("cuda", parse_target(target), 32), options=_options(req))
+    except Exception as exc:  # noqa: BLE001 - Triton raises many types; report them as one
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    stages = {s: compiled.asm[s] for s in TEXT_STAGES}
+    stages["cubin"] = base64.b64encode(bytes(compiled.asm["cubin"])).decode()
+    return {"stages": stages, "seconds": time.perf_counter() - t}
+
+
+def _spec_to_json(spec: KernelSpec) -> dict:
+    return {"kind": spec.kind, "fields": dataclasses.asdict(spec)}
+
+
+def _spec_from_json(data: dict) -> KernelSpec:
+    cls = {"linear": LinearSpec, "conv2d": Conv2dSpec, "quant_int8": QuantInt8Spec}[data["kind"]]
+    return cls(**data["fields"])
+
+
+def _compile_in_subprocess(reqs: Sequence[AotRequest], target: str) -> list[dict]:
+    """Compile in a fresh interpreter without TRITON_INTERPRET (this process imported
+    Triton for its interpreter)."""
+    payload = json.dumps({"target": target, "requests": [
+        {"spec": _spec_to_json(r.spec), "constexprs": list(r.constexprs),
+         "num_warps": r.num_warps, "num_stages": r.num_stages} for r in reqs]})
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "tritium.backends.triton.aot"], input=payload,
+                          capture_output=True, text=True, env=env, timeout=3600)
+    if done.returncode != 0:
+        raise AotError(f"the Triton compiler process failed (exit {done.returncode}): "
+                       f"{done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def _worker_main() -> int:
+    """`python -m tritium.backends.triton.aot`: compile the JSON requests read from stdin."""
+    job = json.loads(sys.stdin.read())
+    out = []
+    for r in job["requests"]:
+        req = AotRequest(_spec_from_json(r["spec"]), tuple((k, v) for k, v in r["constexprs"]),
+                         int(r["num_warps"]), int(r["num_stages"]))
+        out.append(_compile_here(req, job["target"]))
+    sys.stdout.write(json.dumps(out))
+    return 0
+
+
+def _kernel(req: AotRequest, target: str, result: dict, cached: bool, key: str) -> AotKernel:
+    stages: dict[str, str | bytes] = {s: result["stages"][s] for s in TEXT_STAGES}
+    stages["cubin"] = base64.b64decode(result["stages"]["cubin"])
+    return AotKernel(req.name, target, dict(req.constexprs), req.num_warps, req.num_stages,
+                     stages, float(result.get("seconds", 0.0)), cached, key, list(req.uses))
+
+
+def build(requests: Iterable[AotRequest], target: str, cache: CompileCache | None = None,
+          use_cache: bool = True) -> AotBuild:
+    """Build (or fetch from the cache) every requested binary for `target`. Cache misses
+    are compiled in this process, or in one helper process when this one runs the Triton
+    interpreter. Raises AotError naming the first kernel that fails."""
+    import triton
+
+    parse_target(target)
+    reqs = list(requests)
     store = None
     if use_cache:
         try:
             store = cache or CompileCache()
         except OSError:
             store = None
+    keys = [_key(r, target, triton.__version__) for r in reqs]
+    found: dict[int, AotKernel] = {}
     if store is not None:
-        hit = store.get(key)
-        if hit is not None and all(s in hit.get("stages", {}) for s in STAGES):
-            stages: dict[str, str | bytes] = {s: hit["stages"][s] for s in TEXT_STAGES}
-            stages["cubin"] = base64.b64decode(hit["stages"]["cubin"])
-            return AotKernel(req.name, target, constexprs, req.num_warps, req.num_stages,
-                             stages, float(hit.get("seconds", 0.0)), True, key, list(req.uses))
-    mod = load_source(source, interpret=False)
-    jit_fn = getattr(mod, req.name).fn
-    t = time.perf_counter()
-    try:
-        compiled = triton.compile(ASTSource(fn=jit_fn, signature=_signature(jit_fn),
-                                            constexprs=constexprs),
-                                  target=GPUTarget("cuda", cc, 32), options=options)
-    except Exception as exc:  # noqa: BLE001 - Triton raises many types; report them as one
-        raise AotError(f"{req.name} failed to compile for {target}: "
-                       f"{type(exc).__name__}: {exc}") from exc
-    seconds = time.perf_counter() - t
-    stages = {s: compiled.asm[s] for s in STAGES}
-    if store is not None:
-        payload = {"kernel": req.name, "target": target, "constexprs": constexprs,
-                   "options": options, "seconds": seconds, "triton": triton.__version__,
-                   "stages": {**{s: stages[s] for s in TEXT_STAGES},
-                              "cubin": base64.b64encode(bytes(stages["cubin"])).decode()}}
-        try:
-            store.put(key, payload)
-        except OSError:
-            pass
-    return AotKernel(req.name, target, constexprs, req.num_warps, req.num_stages, stages,
-                     seconds, False, key, list(req.uses))
+        for i, (r, key) in enumerate(zip(reqs, keys)):
+            hit = store.get(key)
+            if hit is not None and all(s in hit.get("stages", {}) for s in STAGES):
+                found[i] = _kernel(r, target, hit, True, key)
+    missing = [i for i in range(len(reqs)) if i not in found]
+    if missing:
+        todo = [reqs[i] for i in missing]
+        if _process_can_compile():
+            results = [_compile_here(r, target) for r in todo]
+        else:
+            results = _compile_in_subprocess(todo, target)
+        for i, result in zip(missing, results):
+            r = reqs[i]
+            if "error" in result:
+                raise AotError(f"{r.name} failed to compile for {target}: {result['error']}")
+            if store is not None:
+                try:
+                    store.put(keys[i], {"kernel": r.name, "target": target,
+                                        "constexprs": dict(r.constexprs), "options": _options(r),
+                                        "triton": triton.__version__, **result})
+                except OSError:
+                    pass
+            found[i] = _kernel(r, target, result, False, keys[i])
+    return AotBuild(target, [found[i] for i in range(len(reqs))])
 
 
-def build(requests: Iterable[AotRequest], target: str, cache: CompileCache | None = None,
-          use_cache: bool = True) -> AotBuild:
-    parse_target(target)
-    return AotBuild(target, [compile_request(r, target, cache, use_cache) for r in requests])
+def compile_request(req: AotRequest, target: str, cache: CompileCache | None = None,
+                    use_cache: bool = True) -> AotKernel:
+    """Build (or fetch from the cache) one kernel binary for `target`."""
+    return build([req], target, cache, use_cache).kernels[0]
 
 
 def build_model(module: Module, target: str, cache: CompileCache | None = None,
                 use_cache: bool = True, assumed_m: int = ASSUMED_M) -> AotBuild:
     """Compile every kernel the (optimized) IR `module` needs for `target`."""
     return build(requests_for(extract_kernels(module), assumed_m), target, cache, use_cache)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

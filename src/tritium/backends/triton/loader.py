@@ -5,7 +5,9 @@ file, `<cache root>/triton/src/<sha256>.py` (atomically, named by its content), 
 from there. Whether `@triton.jit` builds interpreted kernels is decided when the module
 executes (`TRITON_INTERPRET`, read through `triton.knobs`); a module is therefore cached per
 (source, interpret) pair, and `interpret=False` can be forced for ahead-of-time builds in a
-process that otherwise runs the interpreter.
+process that otherwise runs the interpreter. (Compiling is another matter: Triton builds its
+own standard library for the interpreter or the compiler when it is imported, so `aot`
+compiles in a helper process when this one imported Triton for the interpreter.)
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def interpreting() -> bool:
 
 
 @contextmanager
-def _interpret_mode(on: bool) -> Iterator[None]:
+def interpret_mode(on: bool) -> Iterator[None]:
+    """Temporarily force TRITON_INTERPRET on or off (the knob and the variable)."""
     from triton import knobs
 
     # scope() restores both the knob and the TRITON_INTERPRET variable it mirrors.
@@ -74,7 +77,7 @@ def load_source(source: str, interpret: bool | None = None) -> types.ModuleType:
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         try:
-            with _interpret_mode(mode):
+            with interpret_mode(mode):
                 spec.loader.exec_module(mod)
         except BaseException:
             sys.modules.pop(name, None)
