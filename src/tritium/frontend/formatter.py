@@ -14,8 +14,12 @@ The layout:
 * A `{ … }` group (a layer config, a section, `params { … }`, a dictionary that is the value
   of a config entry) stays on one line, `{ a: 1, b: 2 }`, when that line fits in 100
   columns and no comment sits inside it; otherwise it has one entry per line.
+* A function or layer signature longer than 100 columns gets one parameter per line.
+  Expressions are never broken across lines.
 * Expressions get the fewest parentheses the parser's precedence needs.
 * Strings are re-escaped, floats printed with `repr` (so they round-trip and stay floats).
+* A statement whose last token would make the lexer continue the line (`x = ?`, or a `param`
+  whose type ends in `>`) is ended with `;`.
 * Every comment survives: an own-line comment stays before the item, statement or entry that
   follows it, a trailing comment stays at the end of the line of the node it follows, and a
   comment after an opening `{` stays there.
@@ -46,7 +50,7 @@ _BINARY_PREC = {
     "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "is": 5, "is not": 5, "in": 5,
     "not in": 5,
     "+": 6, "-": 6,
-    "*": 7, "/": 7, "//": 7, "%": 7, "@": 7,
+    "*": 7, "/": 7, "%": 7, "@": 7,
 }
 # Precedence levels of the printed forms (higher binds tighter).
 _COND = 0
