@@ -1,9 +1,11 @@
 """Run every Triton kernel in this directory on the CPU through Triton's interpreter.
 
 `@triton.jit` decides between compiled and interpreted kernels when a kernel module is
-executed, reading TRITON_INTERPRET through `triton.knobs`. The variable is set here, when
-pytest collects this directory and before any test imports a generated kernel module, so it
-holds in every pytest-xdist worker whatever that worker ran before; `interpreted` checks it.
+executed, and Triton builds its own standard library for one or the other when it is first
+imported, both from TRITON_INTERPRET. The variable is set here, while pytest collects (before
+any test runs, in every pytest-xdist worker); nothing collected earlier imports triton. The
+`interpreted` fixture checks both. AOT builds in these processes compile in a helper process
+(see `tritium.backends.triton.aot`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ def _cache_root(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def interpreted() -> None:
+    """Fail loudly (instead of with a Triton error deep inside a kernel) when this process
+    imported Triton before this file set TRITON_INTERPRET: Triton builds its standard library
+    (`tl.cdiv`, `tl.max`, ...) for the interpreter or the compiler when it is imported."""
     from triton import knobs
+    from triton.language import standard
+    from triton.runtime.jit import JITFunction
 
     assert knobs.runtime.interpret, "TRITON_INTERPRET must be set before kernels load"
+    assert not isinstance(standard.cdiv, JITFunction), (
+        "triton was imported before tests/unit/triton/conftest.py set TRITON_INTERPRET=1 "
+        "(a test module imported torch._dynamo or triton at collection time?)")
