@@ -480,3 +480,27 @@ def test_unpack_and_kernels_agree_on_the_torch_path(monkeypatch):
     x = torch.randn(4, 77)
     _close(ternary_linear(x, p, torch.ones(13), act_quant="int8"),
            _reference(x, trits, torch.ones(13), act_quant="int8"))
+
+
+@pytest.mark.native
+def test_concurrent_calls_from_python_threads():
+    # ctypes releases the GIL: several threads share the native pool (or run serially beside it)
+    trits = _rand_trits(96, 700, seed=9)
+    p = pack_ternary(trits, "t1.6")
+    xs = [torch.randn(m, 700) for m in (1, 2, 5, 33)]
+    scale = torch.rand(96) + 0.5
+    want = [_reference(x, trits, scale, act_quant="int8") for x in xs]
+    errors = []
+
+    def worker(i):
+        for _ in range(10):
+            got = ternary_linear(xs[i], p, scale, act_quant="int8")
+            if not torch.allclose(got, want[i], atol=1e-4, rtol=1e-4):
+                errors.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
