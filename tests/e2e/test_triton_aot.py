@@ -133,7 +133,7 @@ def test_cli_prints_the_generated_triton_source(capsys):
     assert capsys.readouterr().out == first
     funcs = {n.name for n in ast.parse(first).body if isinstance(n, ast.FunctionDef)}
     assert "tri_conv2d_t2" in funcs and "_dot_f32_trits" in funcs
-    assert first.count("# used by BasicBlock__") == 17
+    assert first.count("#   BasicBlock__") == 17
 
 
 def test_emitting_triton_source_imports_neither_torch_nor_triton(tmp_path):

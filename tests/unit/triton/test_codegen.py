@@ -28,6 +28,7 @@ def test_every_spec_generates_valid_python_with_a_unique_kernel_name():
     specs = [*ALL_LINEAR, *ALL_CONV, QuantInt8Spec()]
     assert len({s.name for s in specs}) == len(specs)
     source = generate_source(specs)
+    assert max(len(line) for line in source.splitlines()) <= 100
     funcs = _functions(source)
     for s in specs:
         assert s.name in funcs
@@ -155,7 +156,7 @@ def test_extract_kernels_from_hand_written_ir():
         "KH": 3, "KW": 3, "SH": 2, "SW": 2, "PH": 1, "PW": 1, "DH": 1, "DW": 1}
     assert (packed.n, packed.k) == (7, 40)
     source = model_source(module, "Net")
-    assert "# used by Net.forward %11 (M=50, N=8, K=27, kernel 3x3, stride [2, 2]" in source
+    assert "#   Net.forward %11: M=50 N=8 K=27 conv 3x3 s2 p1 d1 g1\n" in source
     assert source == model_source(parse_module(IR), "Net")
 
 

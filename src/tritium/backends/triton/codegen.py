@@ -103,7 +103,10 @@ def fitting_gemm_configs(configs, M, N, K, block_trits):
 
 
 def fitting_quant_configs(configs, M, K):
-    fit = [c for c in configs if _fits(c.kwargs["BLOCK_M"], M, 4) and _fits(c.kwargs["BLOCK_K"], K, 64)]
+    fit = [
+        c for c in configs
+        if _fits(c.kwargs["BLOCK_M"], M, 4) and _fits(c.kwargs["BLOCK_K"], K, 64)
+    ]
     return fit or [min(configs, key=_area)]
 
 
@@ -126,7 +129,8 @@ def prune_gemm_t16(configs, named_args, **kwargs):
 
 
 def prune_quant(configs, named_args, **kwargs):
-    return _single_when_interpreted(fitting_quant_configs(configs, named_args["M"], named_args["K"]))
+    return _single_when_interpreted(
+        fitting_quant_configs(configs, named_args["M"], named_args["K"]))
 
 '''
 
@@ -303,6 +307,11 @@ def _emit_epilogue(e: _Lines, spec: LinearSpec | Conv2dSpec, channel: str, out: 
     e("tl.store(y_ptr + out, y, mask=mask)")
 
 
+def _emit_uses(e: _Lines, uses: Sequence[str]) -> None:
+    if uses:
+        e("# used by:", *[f"#   {u}" for u in uses])
+
+
 def _emit_signature(e: _Lines, name: str, args: Sequence[str]) -> None:
     e(f"def {name}(")
     line = ""
@@ -325,8 +334,7 @@ def _autotune_decorator(e: _Lines, fmt: str) -> None:
 
 def _linear_kernel(spec: LinearSpec, uses: Sequence[str]) -> str:
     e = _Lines()
-    for u in uses:
-        e(f"# used by {u}")
+    _emit_uses(e, uses)
     _autotune_decorator(e, spec.format)
     args = ["x_ptr", "w_ptr", "scale_ptr"]
     if spec.prenorm == "rms_weight":
@@ -382,15 +390,14 @@ def _linear_kernel(spec: LinearSpec, uses: Sequence[str]) -> str:
 
 def _conv_kernel(spec: Conv2dSpec, uses: Sequence[str]) -> str:
     e = _Lines()
-    for u in uses:
-        e(f"# used by {u}")
+    _emit_uses(e, uses)
     _autotune_decorator(e, spec.format)
     args = ["x_ptr", "w_ptr", "scale_ptr"]
     if spec.has_bias:
         args.append("bias_ptr")
     if spec.has_residual:
         args.append("res_ptr")
-    args += ["y_ptr", "M", "N", "K", "C_in", "H", "W", "O", "Ho", "Wo",
+    args += ["y_ptr", "M", "N", "K", "C_in", "H", "W", "C_out", "Ho", "Wo",
              "stride_xb", "stride_xc", "stride_xh", "stride_xw", "stride_wn",
              "KH: tl.constexpr", "KW: tl.constexpr", "SH: tl.constexpr", "SW: tl.constexpr",
              "PH: tl.constexpr", "PW: tl.constexpr", "DH: tl.constexpr", "DW: tl.constexpr",
@@ -430,14 +437,13 @@ def _conv_kernel(spec: Conv2dSpec, uses: Sequence[str]) -> str:
         e("acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)")
     _emit_k_loop(e, spec, load_tile)
     _emit_epilogue(e, spec, "channel",
-                   "(img * (O * Ho * Wo) + pos)[:, None] + (channel * (Ho * Wo))[None, :]")
+                   "(img * (C_out * Ho * Wo) + pos)[:, None] + (channel * (Ho * Wo))[None, :]")
     return e.text()
 
 
 def _quant_kernel(uses: Sequence[str]) -> str:
     e = _Lines()
-    for u in uses:
-        e(f"# used by {u}")
+    _emit_uses(e, uses)
     e('@triton.autotune(configs=QUANT_CONFIGS, key=["M", "K"],',
       '                 prune_configs_by={"early_config_prune": prune_quant})',
       "@triton.jit",
@@ -446,7 +452,7 @@ def _quant_kernel(uses: Sequence[str]) -> str:
       "    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,",
       "):")
     e.indent()
-    e('"""Per-token absmax int8: s = max|x_row| / 127 (1 for a zero row), '
+    e('"""Per-token absmax int8: s = max|x_row| / 127 (1 for a zero row),',
       'q = clamp(round(x / s), -127, 127)."""',
       "offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)",
       "offs_k = tl.arange(0, BLOCK_K)",
@@ -466,8 +472,8 @@ def _quant_kernel(uses: Sequence[str]) -> str:
     e("k = k0 + offs_k",
       "mask = mask_m[:, None] & (k < K)[None, :]",
       "xt = tl.load(x_rows + k[None, :], mask=mask, other=0.0)",
-      "tl.store(q_ptr + offs_m[:, None] * stride_qm + k[None, :], "
-      "_quantize_int8(xt, xs[:, None]), mask=mask)")
+      "q = _quantize_int8(xt, xs[:, None])",
+      "tl.store(q_ptr + offs_m[:, None] * stride_qm + k[None, :], q, mask=mask)")
     return e.text()
 
 
@@ -497,13 +503,13 @@ def generate_source(specs: Iterable[KernelSpec], title: str = "runtime kernels",
     parts = [_HEADER.format(title=title.replace('"', "'")),
              _AUTOTUNE.format(gemm_configs=gemm, quant_configs=quant,
                               t2_trits=BLOCK_TRITS["t2"], t16_trits=BLOCK_TRITS["t1.6"])]
-    parts.append("# ----------------------------------------------------------------------------- helpers\n")
+    parts.append("\n# ----------------------------------------------------------------------------- helpers\n")
     for name in ("round", "quant", "dotf", "gelu", "tanh"):
         if name in helpers:
-            parts.append("\n" + _HELPERS[name] + "\n")
-    parts.append("# ----------------------------------------------------------------------------- kernels\n")
+            parts.append("\n\n" + _HELPERS[name])
+    parts.append("\n\n# ----------------------------------------------------------------------------- kernels\n")
     for s in unique:
-        parts.append("\n" + _kernel_source(s, (uses or {}).get(s, ())) + "\n")
+        parts.append("\n\n" + _kernel_source(s, (uses or {}).get(s, ())))
     return "".join(parts).rstrip("\n") + "\n"
 
 

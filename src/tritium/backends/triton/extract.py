@@ -54,13 +54,18 @@ class KernelUse:
     conv: ConvGeometry | None = None
 
     def describe(self) -> str:
+        """`Net.forward %5: M=? N=40 K=96`, plus `conv 3x3 s2 p1 d1 g1` for a convolution."""
         m = "?" if self.m is None else str(self.m)
-        text = f"{self.site} (M={m}, N={self.n}, K={self.k}"
+        text = f"{self.site}: M={m} N={self.n} K={self.k}"
         if self.conv is not None:
             g = self.conv
-            text += (f", kernel {g.kernel[0]}x{g.kernel[1]}, stride {list(g.stride)}, "
-                     f"padding {list(g.padding)}, groups {g.groups}")
-        return text + ")"
+
+            def pair(v: tuple[int, int]) -> str:
+                return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+
+            text += (f" conv {g.kernel[0]}x{g.kernel[1]} s{pair(g.stride)} p{pair(g.padding)} "
+                     f"d{pair(g.dilation)} g{g.groups}")
+        return text
 
 
 def _pair(v: object) -> tuple[int, int]:
