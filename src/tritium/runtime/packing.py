@@ -140,7 +140,7 @@ def num_threads() -> int:
 def _pack_threads(elements: int) -> int:
     """Packing is memory-bound: one thread streams ~20 G trits/s, so split only huge matrices
     (an extra thread on a busy machine costs more in barrier waits than it saves)."""
-    return 1 if elements < (1 << 26) else num_threads()
+    return 1 if elements < (1 << 24) else num_threads()
 
 
 def _native_for(t: torch.Tensor):
