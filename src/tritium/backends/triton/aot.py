@@ -20,8 +20,10 @@ helper process (`python -m tritium.backends.triton.aot`, JSON on stdin and stdou
 
 Every build is stored in the compile cache (`tritium.driver.cache.CompileCache`, under the
 shared cache root) keyed by the kernel source's hash, the target, the constexprs, the
-compile options, the generator version and the Triton and Tritium versions; each stage is
-kept, the cubin base64-encoded.
+compile options, the alignment assumptions, the generator version and the Triton and Tritium
+versions; each stage is kept, the cubin base64-encoded. Like Triton's JIT for typical
+arguments, the binaries assume 16-byte aligned tensor pointers and a packed row stride that
+is a multiple of 16 (it always is: whole 32-byte blocks).
 """
 
 from __future__ import annotations
@@ -185,6 +187,17 @@ def _signature(jit_fn) -> dict[str, str]:
     return sig
 
 
+# Specialization the runtime's JIT also applies to typical arguments: every tensor pointer is
+# 16-byte aligned (torch allocations are) and a packed row is a whole number of 32-byte blocks.
+_DIVISIBLE_BY_16 = ("x_ptr", "w_ptr", "scale_ptr", "norm_w_ptr", "bias_ptr", "res_ptr", "y_ptr",
+                    "q_ptr", "s_ptr", "stride_wn")
+
+
+def _attrs(jit_fn) -> dict[tuple[int], list[list]]:
+    return {(i,): [["tt.divisibility", 16]] for i, p in enumerate(jit_fn.params)
+            if p.name in _DIVISIBLE_BY_16}
+
+
 def _options(req: AotRequest) -> dict[str, int | bool]:
     # No FMA contraction: the epilogue rounds like the CPU kernels (int8 stays bit-exact).
     return {"num_warps": req.num_warps, "num_stages": req.num_stages, "enable_fp_fusion": False}
@@ -194,7 +207,8 @@ def _key(req: AotRequest, target: str, triton_version: str) -> str:
     return digest("tritium-triton-aot", __version__, str(GENERATOR_VERSION),
                   source_digest(runtime_source(req.spec)), req.name, target,
                   json.dumps(dict(req.constexprs), sort_keys=True),
-                  json.dumps(_options(req), sort_keys=True), triton_version)
+                  json.dumps(_options(req), sort_keys=True), ",".join(_DIVISIBLE_BY_16),
+                  triton_version)
 
 
 def _process_can_compile() -> bool:
@@ -220,7 +234,8 @@ def _compile_here(req: AotRequest, target: str) -> dict:
     try:
         with interpret_mode(False):
             compiled = triton.compile(
-                ASTSource(fn=jit_fn, signature=_signature(jit_fn), constexprs=dict(req.constexprs)),
+                ASTSource(fn=jit_fn, signature=_signature(jit_fn), constexprs=dict(req.constexprs),
+                          attrs=_attrs(jit_fn)),
                 target=GPUTarget("cuda", parse_target(target), 32), options=_options(req))
     except Exception as exc:  # noqa: BLE001 - Triton raises many types; report them as one
         return {"error": f"{type(exc).__name__}: {exc}"}
