@@ -54,9 +54,12 @@ class KernelUse:
     conv: ConvGeometry | None = None
 
     def describe(self) -> str:
-        """`Net.forward %5: M=? N=40 K=96`, plus `conv 3x3 s2 p1 d1 g1` for a convolution."""
+        """`Net.forward %5: M=? N=40 K=96`, then `per-channel` (scale) and, for a convolution,
+        `conv 3x3 s2 p1 d1 g1`."""
         m = "?" if self.m is None else str(self.m)
         text = f"{self.site}: M={m} N={self.n} K={self.k}"
+        if self.per_channel:
+            text += " per-channel"
         if self.conv is not None:
             g = self.conv
 
