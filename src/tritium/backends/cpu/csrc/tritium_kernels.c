@@ -684,6 +684,12 @@ static inline __m256i blk_t2(__m256i v, __m256i x0, __m256i x1, __m256i x2, __m2
 
 
 #if TRI_ISA_AVX512
+/* acc += u8 codes . s8 activations; inline asm because GCC 12 copies the tied accumulator of
+ * the intrinsic through a fresh register on every use. */
+#define DPBUSD512(acc, cu, xs) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(cu), "v"(xs))
+#endif
+
+#if TRI_ISA_AVX512
 static inline __m256i blk_t2_vnni(__m256i acc, __m256i v, __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
     const __m256i m3 = _mm256_set1_epi8(3);
     acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(v, m3), x0);
@@ -699,7 +705,34 @@ static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int6
 #if TRI_ISA_AVX512
     if (fmt == TRI_FMT_T2) {
         const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
-        for (int64_t b = 0; b < nb; b++) {
+        int64_t b = 0;
+        /* two blocks per zmm: the low half holds block b, the high half block b + 1 */
+        __m512i z0 = _mm512_setzero_si512(), z1 = z0, z2 = z0, z3 = z0;
+        const __m512i m3z = _mm512_set1_epi8(3);
+        for (; b + 2 <= nb; b += 2) {
+            const int8_t *xa = x + b * TRI_T2_BLOCK, *xc = xa + TRI_T2_BLOCK;
+            __m512i xv[4];
+            for (int i = 0; i < 4; i++)
+                xv[i] = _mm512_inserti64x4(_mm512_castsi256_si512(LD(xa + 32 * i)), LD(xc + 32 * i), 1);
+#define T2Z(acc, wp)                                                                                  \
+    do {                                                                                              \
+        const __m512i v_ = _mm512_loadu_si512((wp) + b * 32);                                         \
+        DPBUSD512(acc, _mm512_and_si512(v_, m3z), xv[0]);                                            \
+        DPBUSD512(acc, _mm512_and_si512(_mm512_srli_epi16(v_, 2), m3z), xv[1]);                      \
+        DPBUSD512(acc, _mm512_and_si512(_mm512_srli_epi16(v_, 4), m3z), xv[2]);                      \
+        DPBUSD512(acc, _mm512_and_si512(_mm512_srli_epi16(v_, 6), m3z), xv[3]);                      \
+    } while (0)
+            T2Z(z0, w0);
+            T2Z(z1, w1);
+            T2Z(z2, w2);
+            T2Z(z3, w3);
+#undef T2Z
+        }
+        a0 = _mm256_add_epi32(_mm512_castsi512_si256(z0), _mm512_extracti64x4_epi64(z0, 1));
+        a1 = _mm256_add_epi32(_mm512_castsi512_si256(z1), _mm512_extracti64x4_epi64(z1, 1));
+        a2 = _mm256_add_epi32(_mm512_castsi512_si256(z2), _mm512_extracti64x4_epi64(z2, 1));
+        a3 = _mm256_add_epi32(_mm512_castsi512_si256(z3), _mm512_extracti64x4_epi64(z3, 1));
+        for (; b < nb; b++) {
             const int8_t *xb = x + b * TRI_T2_BLOCK;
             __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
             a0 = blk_t2_vnni(a0, LD(w0 + b * 32), x0, x1, x2, x3);
@@ -906,9 +939,6 @@ static void f32_dot4x2(const float *const *wf, const float *x0, const float *x1,
 #define TRI_HAVE_4X4 1
 /* 512-bit micro-kernels: 4 rows x 4 tokens, 16 zmm accumulators. */
 /* Named accumulators (not an array): GCC then accumulates in place instead of copying. */
-/* acc += u8 codes . s8 activations; inline asm because GCC 12 copies the tied accumulator of
- * the intrinsic through a fresh register on every use. */
-#define DPBUSD512(acc, cu, xs) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(cu), "v"(xs))
 #define DP4(u, xv)                                        \
     do {                                                  \
         const __m512i xv_ = (xv);                         \
