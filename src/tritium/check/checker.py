@@ -202,6 +202,11 @@ class Checker:
                 scope.used.add(item.name)
             elif isinstance(item, A.Section) and abstract:
                 self.check_section(item, scope)
+            elif isinstance(item, A.Stmt) and not isinstance(item, A.Let) and abstract \
+                    and isinstance(node, A.ModelDef | A.BlockDef):
+                kind = "model" if isinstance(node, A.ModelDef) else "block"
+                self.report("E0204", f"a statement cannot stand directly in a {kind} body",
+                            item.span, help="statements belong inside `forward(…) { … }`")
         return scope, layers
 
     def check_bodies(self, node, scope: Scope, layers: dict[str, LayerInst],

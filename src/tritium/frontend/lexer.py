@@ -35,7 +35,7 @@ KEYWORDS = frozenset({
 
 # Longest operators first so that `**` wins over `*`, `..` over `.`, `->` over `-`.
 OPERATORS = [
-    "**=", "...", "**", "->", "..", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "@=",
+    "**=", "**", "->", "..", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "@=",
     "+", "-", "*", "/", "%", "@", "<", ">", "=", ".", ",", ":", ";", "(", ")", "[", "]", "{", "}",
     "?", "|",
 ]
@@ -80,6 +80,10 @@ class Token:
     end_line: int
     end_col: int
     file: str
+    # a line break followed this token but did not end the statement (the token is one
+    # that continues a line, such as `>` or `?`); the parser uses it where such a token
+    # can also end a statement (`param w: Tensor<f32, [2]>` at the end of a line)
+    nl_after: bool = False
 
     @property
     def span(self) -> Span:
@@ -196,10 +200,11 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             pos = end
             continue
         if kind == "nl":
-            if (not depth or depth[-1] == "{") and last_sig is not None and not (
-                (last_sig.kind in (T.OP, T.KEYWORD)) and last_sig.text in _CONTINUES
-            ) and (not tokens or tokens[-1].kind is not T.NEWLINE):
-                tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col + 1, file))
+            if (not depth or depth[-1] == "{") and last_sig is not None:
+                if last_sig.kind in (T.OP, T.KEYWORD) and last_sig.text in _CONTINUES:
+                    last_sig.nl_after = True
+                elif not tokens or tokens[-1].kind is not T.NEWLINE:
+                    tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col + 1, file))
             pos = end
             line += 1
             line_start = pos

@@ -119,12 +119,18 @@ class Parser:
         while self.tok.kind is T.NEWLINE or self.at_op(";", ","):
             self.advance()
 
+    def line_ended(self) -> bool:
+        """The previous token (`>` closing a type, `?`) was followed by a line break that the
+        lexer kept as a continuation: here it ends the statement."""
+        prev = self.toks[self.pos - 1] if self.pos else None
+        return prev is not None and prev.nl_after and prev.text in (">", "?")
+
     def end_of_statement(self) -> None:
         t = self.tok
         if t.kind is T.NEWLINE or t.is_op(";"):
             self.advance()
             return
-        if t.is_op("}") or t.kind is T.EOF:
+        if t.is_op("}") or t.kind is T.EOF or self.line_ended():
             return
         raise self.error(f"expected end of statement, found {t.describe()}",
                          label="unexpected here",
@@ -367,7 +373,7 @@ class Parser:
                 entries.append(A.ConfigEntry(k.value if k.kind is T.STRING else k.text, value,
                                              k.span.to(self.prev_span())))
                 if not (self.at_op("}") or self.at_op(",") or self.at_op(";")
-                        or self.tok.kind is T.NEWLINE
+                        or self.tok.kind is T.NEWLINE or self.line_ended()
                         or (self.tok.kind in (T.IDENT, T.STRING) and self.peek().is_op(":"))):
                     raise self.error(f"expected `,`, a new line or `}}` after the value of "
                                      f"`{k.text}`, found {self.tok.describe()}", code="E0202",
@@ -651,6 +657,9 @@ class Parser:
     def parse_binary(self, min_prec: int) -> A.Expr:
         start = self.tok
         if self.at_kw("not"):
+            if min_prec > 4:
+                raise self.error("`not` binds more loosely than the operator before it",
+                                 code="E0201", help="add parentheses: `… (not x)`")
             self.advance()
             with self.nested():
                 operand = self.parse_binary(4)
@@ -704,7 +713,7 @@ class Parser:
     def parse_postfix(self) -> A.Expr:
         start = self.tok
         e = self.parse_primary()
-        while True:
+        while not self.line_ended():
             if self.at_op("("):
                 args = self.parse_args()
                 e = A.Call(e, args, start.span.to(self.prev_span()))
@@ -731,6 +740,7 @@ class Parser:
                 e = A.Attr(e, name.text, start.span.to(self.prev_span()))
             else:
                 return e
+        return e
 
     def parse_subscript(self) -> A.Expr:
         start = self.tok

@@ -35,6 +35,8 @@ def read_source(path: str | os.PathLike[str], display: str | None = None) -> Sou
                              help=f"pass the files inside it, e.g. `{name}/*.tri`"))
     if not p.exists():
         return _raise(_usage("E0001", f"no such file: `{name}`"))
+    if not p.is_file():
+        return _raise(_usage("E0003", f"cannot read `{name}`: not a regular file"))
     try:
         size = p.stat().st_size
         if size > MAX_SOURCE_BYTES:

@@ -318,3 +318,7 @@ def test_invalid_import_and_file_names_are_diagnostics():
     assert errors('import "\0"') == ["E0602"]
     assert errors('import ""') == ["E0602"]
     assert [d.code for d in check_file("a\0b.tri").diagnostics] == ["E0003"]
+
+
+def test_statements_directly_in_a_model_body_are_errors():
+    assert errors("model M {\n    a: 1\n    [1]\n}") == ["E0204"]

@@ -101,3 +101,26 @@ model C { forward(x) { return x + } }
 def test_comments_are_kept_aside():
     _, _, comments = parse("# one\nfn f() -> int { return 1 } // two\n/* three */")
     assert [c.text for c in comments] == ["# one", "// two", "/* three */"]
+
+
+def test_regressions_found_by_the_formatter_author():
+    # a type ending in `>` or a `?` at the end of a line ends the statement
+    src = "layer H {\n    param w: Tensor<float32, [2]>\n    param b: Tensor[2]\n}"
+    prog, diags, _ = parse(src)
+    assert diags == [] and len(prog.items[0].body) == 2
+    prog, diags, _ = parse("fn f() {\n x = ?\n y = 1\n}")
+    assert diags == [] and len(prog.items[0].body) == 2
+    # `not` cannot silently swallow the rest of a tighter expression
+    _, diags, _ = parse("fn f(a: int, b: bool, c: int) -> int { return a * not b + c }")
+    assert [d.code for d in diags] == ["E0201"]
+    _, diags, _ = parse("fn f(a: bool, b: bool) -> bool { return not a and not b }")
+    assert diags == []
+    # `0...5` is `0 .. .5`, not an unknown `...` operator
+    toks = [t.text for t in tokenize("0...5").tokens if t.kind is not T.NEWLINE][:-1]
+    assert toks == ["0", "..", ".5"]
+
+
+def test_device_files_are_not_read(tmp_path):
+    from tritium.check import check_file
+    res = check_file("/dev/zero")
+    assert [d.code for d in res.diagnostics] == ["E0003"]
