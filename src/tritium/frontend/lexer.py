@@ -47,12 +47,16 @@ _CONTINUES = frozenset({
     "|",
 })
 
+_OPEN = frozenset("([{")
+_CLOSE = frozenset(")]}")
+
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
 
 _MASTER = re.compile(
     r"""
-    (?P<ws>[ \t\f\r]+)
-  | (?P<nl>\n)
+    [ \t\f\r]*
+    (?:
+    (?P<nl>\n)
   | (?P<lcomment>(?://|\#)[^\n]*)
   | (?P<bcomment>/\*)
   | (?P<number>(?:\d[\d_]*)(?:\.\d[\d_]*)?(?:[eE][+-]?[\d_]*)?[A-Za-z_0-9]*
@@ -62,6 +66,8 @@ _MASTER = re.compile(
   | (?P<op>"""
     + "|".join(re.escape(o) for o in OPERATORS)
     + r""")
+    | (?P<ws>[ \t\f\r]*\Z)
+    )
     """,
     re.VERBOSE,
 )
@@ -84,13 +90,14 @@ class Token:
     # that continues a line, such as `>` or `?`); the parser uses it where such a token
     # can also end a statement (`param w: Tensor<f32, [2]>` at the end of a line)
     nl_after: bool = False
+    op: str | None = None   # the text of an operator token (fast comparisons), else None
 
     @property
     def span(self) -> Span:
         return Span(self.file, self.line, self.col, self.end_line, self.end_col)
 
     def is_op(self, text: str) -> bool:
-        return self.kind is T.OP and self.text == text
+        return self.op == text
 
     def is_kw(self, text: str) -> bool:
         return self.kind is T.KEYWORD and self.text == text
@@ -177,8 +184,10 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
 
     while pos < n:
         m = match(text, pos)
-        col = pos - line_start + 1
         if m is None:
+            while text[pos] in " \t\f\r":
+                pos += 1
+            col = pos - line_start + 1
             ch = text[pos]
             hint = None
             if ch in "`$":
@@ -196,6 +205,26 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             continue
         kind = m.lastgroup
         end = m.end()
+        pos = m.start(kind)
+        col = pos - line_start + 1
+        if kind == "ident":
+            s = m.group(kind)
+            last_sig = Token(T.KEYWORD if s in KEYWORDS else T.IDENT, s, s, line, col, line,
+                             end - line_start + 1, file)
+            tokens.append(last_sig)
+            pos = end
+            continue
+        if kind == "op":
+            s = m.group(kind)
+            if s in _OPEN:
+                depth.append(s)
+            elif s in _CLOSE:
+                if depth:
+                    depth.pop()
+            last_sig = Token(T.OP, s, s, line, col, line, end - line_start + 1, file, False, s)
+            tokens.append(last_sig)
+            pos = end
+            continue
         if kind == "ws":
             pos = end
             continue
@@ -211,7 +240,7 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             continue
         if kind == "lcomment":
             own = text[line_start:pos].strip() == ""
-            comments.append(Comment(m.group(), line, col, line, own))
+            comments.append(Comment(m.group(kind), line, col, line, own))
             pos = end
             continue
         if kind == "bcomment":
@@ -233,7 +262,7 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             pos = close + 2
             continue
         if kind == "number":
-            s = m.group()
+            s = m.group(kind)
             if s.endswith("t") and _INT_RE.fullmatch(s[:-1]):
                 add(T.TRIT, s, int(s[:-1].replace("_", "")), pos, end, line, col)
             elif _INT_RE.fullmatch(s):
@@ -247,13 +276,8 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
                 add(T.INT, s, 0, pos, end, line, col)
             pos = end
             continue
-        if kind == "ident":
-            s = m.group()
-            add(T.KEYWORD if s in KEYWORDS else T.IDENT, s, s, pos, end, line, col)
-            pos = end
-            continue
         if kind == "string":
-            quote = m.group()
+            quote = m.group(kind)
             i = pos + 1
             while i < n:
                 c = text[i]
@@ -279,15 +303,7 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             add(T.STRING, text[pos:i + 1], value, pos, i + 1, line, col)
             pos = i + 1
             continue
-        # operator
-        s = m.group()
-        if s in ("(", "[", "{"):
-            depth.append(s)
-        elif s in (")", "]", "}"):
-            if depth:
-                depth.pop()
-        add(T.OP, s, s, pos, end, line, col)
-        pos = end
+        raise AssertionError(f"lexer: unhandled token kind {kind}")
     col = pos - line_start + 1
     if tokens and tokens[-1].kind is not T.NEWLINE:
         tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col, file))

@@ -7,6 +7,7 @@ the enclosing body (or the next top-level item), so one run reports every indepe
 
 from __future__ import annotations
 
+import gc
 import sys
 from contextlib import contextmanager
 
@@ -32,6 +33,7 @@ _BINARY_PREC = {
 _UNARY_PREC = 8
 _POW_PREC = 9
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "@=", "**="}
+_TERMINATORS = frozenset({",", ")", "]", "}", ";", ":"})
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
 
@@ -53,6 +55,24 @@ def _recursion_headroom(limit: int = 20000):
         sys.setrecursionlimit(old)
 
 
+class _Nesting:
+    __slots__ = ("parser",)
+
+    def __init__(self, parser: Parser) -> None:
+        self.parser = parser
+
+    def __enter__(self) -> None:
+        p = self.parser
+        p.depth += 1
+        if p.depth > MAX_DEPTH:
+            p.depth -= 1
+            raise p.error(f"nesting is too deep (more than {MAX_DEPTH} levels)", code="E0203",
+                          help="split the expression into several `let` statements")
+
+    def __exit__(self, *exc) -> None:
+        self.parser.depth -= 1
+
+
 class Parser:
     def __init__(self, tokens: list[Token], file: str):
         self.toks = tokens
@@ -60,11 +80,17 @@ class Parser:
         self.file = file
         self.diags: list[Diagnostic] = []
         self.depth = 0
+        self._nesting = _Nesting(self)
 
     # ------------------------------------------------------------------ token helpers
     @property
     def tok(self) -> Token:
         return self.toks[self.pos]
+
+    def span_from(self, start: Token) -> Span:
+        """From the start of `start` to the end of the last consumed token."""
+        end = self.toks[self.pos - 1] if self.pos else start
+        return Span(self.file, start.line, start.col, end.end_line, end.end_col)
 
     def peek(self, k: int = 1) -> Token:
         i = min(self.pos + k, len(self.toks) - 1)
@@ -80,11 +106,10 @@ class Parser:
         return self.toks[max(self.pos - 1, 0)].span
 
     def at_op(self, *ops: str) -> bool:
-        t = self.tok
-        return t.kind is T.OP and t.text in ops
+        return self.toks[self.pos].op in ops
 
     def at_kw(self, *kws: str) -> bool:
-        t = self.tok
+        t = self.toks[self.pos]
         return t.kind is T.KEYWORD and t.text in kws
 
     def error(self, message: str, tok: Token | None = None, code: str = "E0201",
@@ -136,17 +161,10 @@ class Parser:
                          label="unexpected here",
                          help="put each statement on its own line or separate them with `;`")
 
-    @contextmanager
-    def nested(self):
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            self.depth -= 1
-            raise self.error(f"nesting is too deep (more than {MAX_DEPTH} levels)", code="E0203",
-                             help="split the expression into several `let` statements")
-        try:
-            yield
-        finally:
-            self.depth -= 1
+    def nested(self) -> _Nesting:
+        """`with self.nested():` counts one level of nesting (a class-based context manager:
+        this runs for every expression, and generator-based ones cost several times more)."""
+        return self._nesting
 
     # ------------------------------------------------------------------ recovery
     def sync_top(self) -> None:
@@ -222,7 +240,7 @@ class Parser:
             name = self.expect_ident(f"a {t.text} name")
             body = self.parse_body(f"{t.text} `{name.text}`")
             cls = A.ModelDef if t.text == "model" else A.BlockDef
-            return cls(name.text, body, t.span.to(self.prev_span()))
+            return cls(name.text, body, self.span_from(t))
         if t.is_kw("layer"):
             self.advance()
             name = self.expect_ident("a layer name")
@@ -238,7 +256,7 @@ class Parser:
                                  "inside a `model` or `block`", tok=t, code="E0204",
                                  help="define a new layer type with `layer Name(args) { … }`")
             body = self.parse_body(f"layer `{name.text}`")
-            return A.LayerDef(name.text, params, ret, body, t.span.to(self.prev_span()))
+            return A.LayerDef(name.text, params, ret, body, self.span_from(t))
         if t.is_kw("fn") or t.is_kw("def"):
             return self.parse_fn()
         if t.kind is T.IDENT and self.peek().is_op(":"):
@@ -315,7 +333,7 @@ class Parser:
             if self.at_op("="):
                 self.advance()
                 init = self.parse_expr()
-            node = A.ParamDecl(name.text, ty, init, t.span.to(self.prev_span()))
+            node = A.ParamDecl(name.text, ty, init, self.span_from(t))
             self.end_of_statement()
             return node
         if t.is_kw("fn") or t.is_kw("def"):
@@ -327,13 +345,13 @@ class Parser:
                 return self.parse_params_section()
             self.advance()
             entries = self.parse_entries(f"`{t.text}`")
-            return A.Section(t.text, entries, t.span.to(self.prev_span()))
+            return A.Section(t.text, entries, self.span_from(t))
         if t.kind in (T.IDENT, T.STRING) and self.peek().is_op(":"):
             self.advance()
             self.advance()
             value = self.parse_expr()
             return A.ConfigEntry(t.value if t.kind is T.STRING else t.text, value,
-                                 t.span.to(self.prev_span()))
+                                 self.span_from(t))
         return self.parse_statement()
 
     def parse_params_section(self) -> A.ParamsSection:
@@ -348,7 +366,7 @@ class Parser:
                 specs.append(self.parse_param_spec())
                 self.skip_separators()
             self.advance()
-        return A.ParamsSection(specs, t.span.to(self.prev_span()))
+        return A.ParamsSection(specs, self.span_from(t))
 
     def parse_entries(self, what: str) -> list[A.ConfigEntry]:
         """`{ key: value, key: value \\n key: value }` (entries split by commas or newlines)."""
@@ -407,10 +425,10 @@ class Parser:
             if not kinds:
                 raise self.error("a conditional layer needs at least one layer kind", tok=t,
                                  code="E0202")
-            node = A.LayerDecl(name.text, kinds, cond, t.span.to(self.prev_span()))
+            node = A.LayerDecl(name.text, kinds, cond, self.span_from(t))
         else:
             kind = self.parse_layer_kind()
-            node = A.LayerDecl(name.text, [kind], None, t.span.to(self.prev_span()))
+            node = A.LayerDecl(name.text, [kind], None, self.span_from(t))
         self.end_of_statement()
         return node
 
@@ -466,7 +484,7 @@ class Parser:
             self.advance()
             ret = self.parse_type()
         body = self.parse_block()
-        return A.FnDef(name.text, params, ret, body, t.span.to(self.prev_span()))
+        return A.FnDef(name.text, params, ret, body, self.span_from(t))
 
     # ------------------------------------------------------------------ types
     def parse_type(self) -> A.TypeExpr:
@@ -509,7 +527,7 @@ class Parser:
             elif isinstance(e, A.Unknown):
                 dims.append(A.Dim(None, e.span))
             else:
-                dims.append(A.Dim(e, t.span.to(self.prev_span())))
+                dims.append(A.Dim(e, self.span_from(t)))
             if self.at_op(","):
                 self.advance()
             elif not self.at_op("]"):
@@ -546,7 +564,7 @@ class Parser:
                 ty = self.parse_type()
             self.expect_op("=", f"after `let {name.text}`")
             value = self.parse_expr()
-            node = A.Let(name.text, ty, value, t.span.to(self.prev_span()))
+            node = A.Let(name.text, ty, value, self.span_from(t))
             self.end_of_statement()
             return node
         if t.is_kw("return"):
@@ -554,7 +572,7 @@ class Parser:
             value = None
             if not (self.tok.kind is T.NEWLINE or self.at_op("}") or self.at_op(";")):
                 value = self.parse_expr()
-            node = A.Return(value, t.span.to(self.prev_span()))
+            node = A.Return(value, self.span_from(t))
             self.end_of_statement()
             return node
         if t.is_kw("if"):
@@ -570,7 +588,7 @@ class Parser:
             self.advance()
             it = self.parse_expr()
             body = self.parse_block()
-            node = A.For(var.text, it, body, t.span.to(self.prev_span()))
+            node = A.For(var.text, it, body, self.span_from(t))
             self.end_of_statement()
             return node
         if t.kind is T.KEYWORD and t.text in ("model", "block", "import"):
@@ -583,9 +601,9 @@ class Parser:
                                             expr.span, label="not a variable",
                                             help="assign to a name, e.g. `x = …`"))
             value = self.parse_expr()
-            node = A.Assign(expr, op.text, value, t.span.to(self.prev_span()))
+            node = A.Assign(expr, op.text, value, self.span_from(t))
         else:
-            node = A.ExprStmt(expr, t.span.to(self.prev_span()))
+            node = A.ExprStmt(expr, self.span_from(t))
         self.end_of_statement()
         return node
 
@@ -606,10 +624,27 @@ class Parser:
                 other = self.parse_block()
         else:
             self.pos = save
-        return A.If(cond, then, other, t.span.to(self.prev_span()))
+        return A.If(cond, then, other, self.span_from(t))
 
     # ------------------------------------------------------------------ expressions
     def parse_expr(self) -> A.Expr:
+        # Fast path: a lone literal or name followed by a terminator (`in_features: 64,`) is
+        # most of what config-heavy programs contain; skip the precedence ladder for it.
+        toks, pos = self.toks, self.pos
+        if pos + 1 < len(toks):
+            nxt = toks[pos + 1]
+            if nxt.op in _TERMINATORS or nxt.kind is T.NEWLINE:
+                t = toks[pos]
+                k = t.kind
+                if k is T.IDENT:
+                    self.pos = pos + 1
+                    return A.Name(t.text, t.span)
+                if k is T.INT or k is T.FLOAT:
+                    self.pos = pos + 1
+                    return A.Num(t.value, k is T.FLOAT, t.span)
+                if k is T.STRING:
+                    self.pos = pos + 1
+                    return A.Str(t.value, t.span)
         with self.nested():
             start = self.tok
             e = self.parse_range()
@@ -621,13 +656,13 @@ class Parser:
                                      help="write `a if cond else b`")
                 self.advance()
                 other = self.parse_expr()
-                return A.CondExpr(cond, e, other, start.span.to(self.prev_span()))
+                return A.CondExpr(cond, e, other, self.span_from(start))
             if self.at_op("?"):
                 self.advance()
                 then = self.parse_expr()
                 self.expect_op(":", "in the conditional expression `c ? a : b`")
                 other = self.parse_expr()
-                return A.CondExpr(e, then, other, start.span.to(self.prev_span()))
+                return A.CondExpr(e, then, other, self.span_from(start))
             return e
 
     def _if_starts_block(self) -> bool:
@@ -639,7 +674,7 @@ class Parser:
         if self.at_op(".."):
             self.advance()
             stop = self.parse_binary(0)
-            return A.Range(e, stop, start.span.to(self.prev_span()))
+            return A.Range(e, stop, self.span_from(start))
         return e
 
     def _binary_op(self) -> tuple[str, int] | None:
@@ -663,7 +698,7 @@ class Parser:
             self.advance()
             with self.nested():
                 operand = self.parse_binary(4)
-            left: A.Expr = A.Unary("not", operand, start.span.to(self.prev_span()))
+            left: A.Expr = A.Unary("not", operand, self.span_from(start))
         else:
             left = self.parse_unary()
         while True:
@@ -680,7 +715,7 @@ class Parser:
             elif op == "not in":
                 self.advance()
             right = self.parse_binary(prec + 1)
-            left = A.Binary(op, left, right, start.span.to(self.prev_span()))
+            left = A.Binary(op, left, right, self.span_from(start))
             if op in _COMPARE and self._binary_op() and self._binary_op()[0] in _COMPARE:
                 raise self.error("comparisons cannot be chained", code="E0201",
                                  help="write `a < b and b < c`")
@@ -691,7 +726,7 @@ class Parser:
             self.advance()
             with self.nested():
                 operand = self.parse_unary()
-            span = t.span.to(self.prev_span())
+            span = self.span_from(t)
             if t.text == "-" and isinstance(operand, A.Num) and operand.value >= 0 \
                     and not isinstance(operand.value, bool):
                 return A.Num(-operand.value, operand.is_float, span)
@@ -707,7 +742,7 @@ class Parser:
             self.advance()
             with self.nested():
                 exp = self.parse_unary()
-            return A.Binary("**", base, exp, start.span.to(self.prev_span()))
+            return A.Binary("**", base, exp, self.span_from(start))
         return base
 
     def parse_postfix(self) -> A.Expr:
@@ -716,7 +751,7 @@ class Parser:
         while not self.line_ended():
             if self.at_op("("):
                 args = self.parse_args()
-                e = A.Call(e, args, start.span.to(self.prev_span()))
+                e = A.Call(e, args, self.span_from(start))
             elif self.at_op("["):
                 self.advance()
                 idx = []
@@ -729,7 +764,7 @@ class Parser:
                             raise self.error(f"expected `,` or `]` in an index, found "
                                              f"{self.tok.describe()}", code="E0202")
                 self.advance()
-                e = A.Index(e, idx, start.span.to(self.prev_span()))
+                e = A.Index(e, idx, self.span_from(start))
             elif self.at_op("."):
                 self.advance()
                 name = self.tok
@@ -737,7 +772,7 @@ class Parser:
                     raise self.error(f"expected an attribute name after `.`, found "
                                      f"{name.describe()}", code="E0202")
                 self.advance()
-                e = A.Attr(e, name.text, start.span.to(self.prev_span()))
+                e = A.Attr(e, name.text, self.span_from(start))
             else:
                 return e
         return e
@@ -757,7 +792,7 @@ class Parser:
                 parts.append(self.parse_expr())
         while len(parts) < 3:
             parts.append(None)
-        return A.Slice(parts[0], parts[1], parts[2], start.span.to(self.prev_span()))
+        return A.Slice(parts[0], parts[1], parts[2], self.span_from(start))
 
     def parse_args(self) -> list[A.Arg]:
         self.expect_op("(")
@@ -770,7 +805,7 @@ class Parser:
                     self.advance()
                     self.advance()
                     value = self.parse_expr()
-                    args.append(A.Arg(value, t.text, t.span.to(self.prev_span())))
+                    args.append(A.Arg(value, t.text, self.span_from(t)))
                     seen_named = True
                 else:
                     value = self.parse_expr()
@@ -819,7 +854,7 @@ class Parser:
                 self.skip_newlines()
                 if self.at_op(")"):
                     self.advance()
-                    return A.ListLit([], t.span.to(self.prev_span()))
+                    return A.ListLit([], self.span_from(t))
                 e = self.parse_expr()
                 if self.at_op(","):
                     items = [e]
@@ -831,7 +866,7 @@ class Parser:
                     e = A.ListLit(items, t.span)
                 self.expect_op(")", "to close the parenthesis")
                 if isinstance(e, A.ListLit):
-                    e.span = t.span.to(self.prev_span())
+                    e.span = self.span_from(t)
                 return e
             if t.text == "[":
                 self.advance()
@@ -845,10 +880,10 @@ class Parser:
                             raise self.error(f"expected `,` or `]` in a list, found "
                                              f"{self.tok.describe()}", code="E0202")
                 self.advance()
-                return A.ListLit(items, t.span.to(self.prev_span()))
+                return A.ListLit(items, self.span_from(t))
             if t.text == "{":
                 entries = self.parse_entries("a dictionary")
-                return A.DictLit(entries, t.span.to(self.prev_span()))
+                return A.DictLit(entries, self.span_from(t))
             if t.text == "?":
                 self.advance()
                 return A.Unknown(t.span)
@@ -862,10 +897,18 @@ class Parser:
 def parse(text: str, file: str = "<input>") -> tuple[A.Program, list[Diagnostic], list]:
     """Parse a whole file. Returns the program, every lexing and parsing diagnostic, and the
     comments (for the formatter)."""
-    lexed = tokenize(text, file)
-    p = Parser(lexed.tokens, file)
-    with _recursion_headroom():
-        prog = p.parse_program()
+    # Lexing and parsing allocate many small objects that all stay alive: the cyclic garbage
+    # collector would traverse them again and again (half the parse time) and find nothing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        lexed = tokenize(text, file)
+        p = Parser(lexed.tokens, file)
+        with _recursion_headroom():
+            prog = p.parse_program()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     diags = lexed.diagnostics + p.diags
     diags.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
     return prog, diags, lexed.comments
