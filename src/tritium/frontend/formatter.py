@@ -375,7 +375,8 @@ class _Printer:
             return [f"{indent}import {quote_string(node.path)}"]
         if isinstance(node, A.ModelDef | A.BlockDef):
             kw = "model" if isinstance(node, A.ModelDef) else "block"
-            return self._braced(f"{kw} {node.name} ", node, node.body, indent, self.body_item)
+            return self._braced(f"{kw} {node.name} ", node, node.body, indent,
+                                self.model_body_item)
         if isinstance(node, A.LayerDef):
             return self._signature(f"layer {node.name}", node.params, node.ret, node,
                                    node.body, indent, self.body_item)
@@ -383,9 +384,16 @@ class _Printer:
             return self.fn(node, indent)
         return self.body_item(node, indent)
 
-    def fn(self, node: A.FnDef, indent: str) -> list[str]:
-        return self._signature(f"fn {node.name}", node.params, node.ret, node, node.body,
-                               indent, self.statement)
+    def fn(self, node: A.FnDef, indent: str, keyword: bool = True) -> list[str]:
+        head = f"fn {node.name}" if keyword else node.name
+        return self._signature(head, node.params, node.ret, node, node.body, indent,
+                               self.statement)
+
+    def model_body_item(self, node, indent: str) -> list[str]:
+        """Inside a model or block, `forward` is written without `fn` (as in DESIGN.md)."""
+        if isinstance(node, A.FnDef) and node.name == "forward":
+            return self.fn(node, indent, keyword=False)
+        return self.body_item(node, indent)
 
     def _signature(self, name: str, params: list[A.ParamSpec] | None, ret: A.TypeExpr | None,
                    node, body: list, indent: str, render) -> list[str]:

@@ -43,7 +43,7 @@ model DigitsMLP {
     layer fc1: TernaryLinear { in_features: 64, out_features: hidden, quantizer: "twn" }
     layer fc2: TernaryLinear { in_features: hidden, out_features: 10 }
 
-    fn forward(x: Tensor[batch, 64]) -> Tensor[batch, 10] {
+    forward(x: Tensor[batch, 64]) -> Tensor[batch, 10] {
         x = relu(fc1(x))  // hidden layer
         return fc2(x)
     }
@@ -118,7 +118,7 @@ model M {   // after the brace
 model M {  // after the brace
     // before a layer
     layer fc: TernaryLinear  // trailing a layer
-    fn forward(x: Tensor) -> Tensor {
+    forward(x: Tensor) -> Tensor {
         /* block before */
         let y = x
         if y is not None {  // after if brace
@@ -168,7 +168,7 @@ def test_canonical_spellings() -> None:
 }
 """
     assert fmt(src) == """model M {
-    fn forward(x: Tensor<float16, [batch, 64]>, y: TernaryTensor[2, 3]) -> Tensor<float32, [?, n]> {
+    forward(x: Tensor<float16, [batch, 64]>, y: TernaryTensor[2, 3]) -> Tensor<float32, [?, n]> {
         x = flatten(x, start_dim: 1)
         return x if c else y
     }
@@ -333,3 +333,11 @@ def test_extra_trailing_comments_of_a_braced_node_stay_after_its_inner_comments(
     return 1
 }
 """
+
+
+def test_examples_are_in_canonical_layout() -> None:
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[3] / "examples"
+    for path in sorted(root.glob("*.tri")):
+        text = path.read_text()
+        assert fmt(text) == text, f"{path.name} is not formatted: run `tritium fmt --write`"
