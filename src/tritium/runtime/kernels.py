@@ -14,6 +14,7 @@ dispatcher's per-call overhead on small problems.
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import Any
 
@@ -205,6 +206,82 @@ def _linear_impl(
     if rc != 0:
         raise MemoryError("tritium: the native ternary_linear kernel could not allocate its buffers")
     return y
+
+
+class LinearPlan:
+    """A frozen layer's native call with everything but the input resolved once: the kernel
+    function, the weight/scale/bias pointers and the format. Batch-1 inference of small layers
+    is dominated by per-call Python work, which this removes. A plan is only used while its
+    tensors are unchanged (same objects, same version counters) and rebuilt otherwise; it is
+    never used under autograd or torch.compile (the custom op handles those)."""
+
+    __slots__ = ("fn", "n", "k", "row_bytes", "fmt_code", "slen", "act", "aq", "tensors",
+                 "versions", "ptrs", "env_threads")
+
+    def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
+                 bias: torch.Tensor | None, act_quant: str) -> None:
+        self.fn = lib.lib.tri_linear
+        self.n, self.k = n, k
+        self.row_bytes = wdata.shape[1]
+        self.fmt_code = FORMAT_CODE[fmt]
+        self.slen = scale.numel()
+        self.aq = 1 if act_quant == "int8" else 0
+        self.tensors = (wdata, scale, bias)
+        self.versions = tuple(None if t is None else t._version for t in self.tensors)
+        self.ptrs = tuple(None if t is None else t.data_ptr() for t in self.tensors)
+        env = os.environ.get("TRITIUM_NUM_THREADS")
+        self.env_threads = num_threads() if env else 0
+
+    def valid_for(self, wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
+                  ) -> bool:
+        w0, s0, b0 = self.tensors
+        return (w0 is wdata and s0 is scale and b0 is bias
+                and self.versions == (wdata._version, scale._version,
+                                      None if bias is None else bias._version))
+
+    def __call__(self, x2: torch.Tensor, activation: str | None,
+                 residual: torch.Tensor | None) -> torch.Tensor:
+        m = x2.shape[0]
+        y = torch.empty((m, self.n), dtype=torch.float32)
+        wp, sp, bp = self.ptrs
+        rc = self.fn(x2.data_ptr(), m, self.k, wp, self.n, self.row_bytes, self.fmt_code, sp,
+                     self.slen, bp, None if residual is None else residual.data_ptr(),
+                     _ACT_CODE[activation], self.aq, y.data_ptr(),
+                     self.env_threads or max(1, torch.get_num_threads()))
+        if rc != 0:
+            raise MemoryError("tritium: the native ternary_linear kernel could not allocate "
+                              "its buffers")
+        return y
+
+
+def linear_plan(wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
+                bias: torch.Tensor | None, act_quant: str) -> LinearPlan | None:
+    """A :class:`LinearPlan` for a frozen weight on the CPU, or None (no native kernels, or
+    tensors the plan cannot take as they are)."""
+    if wdata.device.type != "cpu" or scale.device.type != "cpu":
+        return None
+    if scale.dtype != torch.float32 or not scale.is_contiguous() or (
+            bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()
+                                  or bias.device.type != "cpu")):
+        return None
+    lib = _lib()
+    if lib is None:
+        return None
+    _ensure_valid(lib, wdata, n, k, fmt)
+    return LinearPlan(lib, wdata, n, k, fmt, scale, bias, act_quant)
+
+
+_is_compiling = torch.compiler.is_compiling
+
+
+def plan_usable(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
+    """True when a plan may serve this call: eager mode, no gradient to track, CPU float32."""
+    if x.dtype != torch.float32 or x.is_cuda:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or any(
+            t is not None and t.requires_grad for t in others)):
+        return False
+    return not _is_compiling()
 
 
 @torch.library.custom_op("tritium::ternary_linear", mutates_args=())

@@ -202,6 +202,7 @@ class TernaryLayer(TritiumLayer):
         self.format: str | None = None
         # the format `freeze()` uses when none is given (a .tri layer's `format:` key)
         self.preferred_format: str | None = None
+        self._plan: kernels.LinearPlan | None = None   # cached native call (frozen, eager)
 
     # -- properties used by checkpoints and summaries ------------------------------------
 
@@ -383,9 +384,24 @@ class TernaryLinear(TernaryLayer):
         residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``act(x W^T + b + residual)``; ``activation``/``residual`` are optional fusions."""
-        _check_activation(activation)
+        if activation is not None:
+            _check_activation(activation)
         x = self._pre(x)
         if self.frozen:
+            # fast path: a cached native call (no autograd, eager mode, float32 CPU input)
+            if residual is None and x.dim() == 2 and x.shape[1] == self.in_features:
+                bufs = self._buffers
+                wdata, scale, bias = bufs["weight_packed"], bufs["weight_scale"], \
+                    self._parameters.get("bias")
+                if kernels.plan_usable(x, None, bias):
+                    plan = self._plan
+                    if plan is None or not plan.valid_for(wdata, scale, bias):
+                        plan = self._plan = kernels.linear_plan(
+                            wdata, self.out_features, self.in_features, self.format, scale,
+                            bias, self.act_quant)
+                    if plan is not None:
+                        return plan(x if x.is_contiguous() else x.contiguous(), activation,
+                                    None)
             lead = x.shape[:-1]
             x2 = x.reshape(-1, x.shape[-1])
             r2 = None if residual is None else residual.reshape(-1, self.out_features)
