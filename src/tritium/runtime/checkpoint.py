@@ -21,11 +21,14 @@ and what is wrong.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import hashlib
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,13 @@ from torch import nn
 import tritium
 from tritium.cachedir import atomic_write_bytes
 from tritium.runtime.layers import TernaryLayer, TritiumLayer, tritium_layers
-from tritium.runtime.packing import FORMAT_VERSION, packed_row_bytes
+from tritium.runtime.packing import (
+    FORMAT_VERSION,
+    PackedTernary,
+    pack_ternary,
+    packed_row_bytes,
+    unpack_ternary,
+)
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -50,8 +59,73 @@ __all__ = [
     "read_checkpoint_metadata",
 ]
 
-CHECKPOINT_VERSION = 1
-"""Version of the checkpoint layout (metadata keys and their meaning)."""
+CHECKPOINT_VERSION = 2
+"""Version of the checkpoint layout (metadata keys and their meaning). Version 2 stores
+ternary weights densely (see :func:`encode_dense`); version 1 files (stored in the kernel
+layout) are still read."""
+
+_READABLE_VERSIONS = (1, 2)
+_DENSE = {"t2", "t1.6"}
+
+
+_Z = "zlib:"
+_MAX_JSON = 64 * 1024 * 1024
+
+
+def _pack_json(obj: Any) -> str:
+    """JSON for a header field, zlib-compressed and base64-encoded (`zlib:` prefix): the
+    per-tensor metadata and the program source would otherwise dominate small checkpoints."""
+    raw = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return _Z + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+def _unpack_json(text: str) -> Any:
+    """Read a header field written by :func:`_pack_json` (or plain JSON, as in version 1).
+    Raises ValueError for anything malformed."""
+    if text.startswith(_Z):
+        try:
+            d = zlib.decompressobj()
+            raw = d.decompress(base64.b64decode(text[len(_Z):], validate=True), _MAX_JSON)
+            if d.unconsumed_tail:
+                raise ValueError("compressed metadata is too large")
+        except (zlib.error, binascii.Error) as e:
+            raise ValueError(f"compressed metadata is damaged: {e}") from None
+        text = raw.decode("utf-8", errors="strict")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(str(e)) from None
+
+
+def encode_dense(trits: torch.Tensor) -> torch.Tensor:
+    """Trits in {-1, 0, 1} as a dense base-3 byte stream: 5 trits per byte, byte =
+    sum_i (t[5j+i] + 1) * 3**i, over the flattened tensor, the last byte padded with zero
+    trits. 1.6 bits per trit in the file, whatever the kernel layout pads in memory."""
+    t = trits.reshape(-1).to(torch.int16) + 1
+    pad = (-t.numel()) % 5
+    if pad:
+        t = torch.cat([t, torch.ones(pad, dtype=torch.int16)])
+    t = t.view(-1, 5)
+    out = t[:, 0] + 3 * t[:, 1] + 9 * t[:, 2] + 27 * t[:, 3] + 81 * t[:, 4]
+    return out.to(torch.uint8)
+
+
+def decode_dense(data: torch.Tensor, count: int) -> torch.Tensor:
+    """The inverse of :func:`encode_dense`: `count` trits as int8. Raises ValueError for a
+    byte above 242 or a non-zero padding trit."""
+    b = data.reshape(-1).to(torch.int16)
+    if b.numel() != -(-count // 5):
+        raise ValueError(f"{b.numel()} bytes cannot hold {count} trits")
+    if b.numel() and int(b.max()) > 242:
+        raise ValueError(f"byte {int(b.argmax())} is {int(b.max())}, not five base-3 digits")
+    digits = torch.empty((b.numel(), 5), dtype=torch.int16)
+    for i in range(5):
+        digits[:, i] = b % 3
+        b = b // 3
+    flat = digits.reshape(-1)
+    if flat.numel() > count and bool((flat[count:] != 1).any()):
+        raise ValueError("the padding after the last trit is not zero")
+    return (flat[:count] - 1).to(torch.int8)
 
 PACKING_FORMATS: tuple[str, ...] = ("none", "t2", "t1.6", "int8", "int4")
 """Packing formats a checkpoint tensor may declare (``"none"``: stored as is)."""
@@ -202,6 +276,11 @@ def save_checkpoint(
         if isinstance(v, torch.Tensor)
     }
     infos = _describe(model, state)
+    for name, info in infos.items():
+        if info.packing_format in _DENSE:
+            n, k = info.logical_shape[0], math.prod(info.logical_shape[1:])
+            trits = unpack_ternary(PackedTernary(info.packing_format, state[name], (n, k)))
+            state[name] = encode_dense(trits)
     meta = CheckpointMetadata(
         checkpoint_version=CHECKPOINT_VERSION,
         tritium_version=tritium.__version__,
@@ -216,8 +295,8 @@ def save_checkpoint(
         "tritium.version": meta.tritium_version,
         "tritium.packing_version": str(FORMAT_VERSION),
         "tritium.source_hash": source_hash or "",
-        "tritium.tensors": json.dumps({k: v.to_json() for k, v in infos.items()}, sort_keys=True),
-        "tritium.extra": json.dumps(extra, sort_keys=True),
+        "tritium.tensors": _pack_json({k: v.to_json() for k, v in infos.items()}),
+        "tritium.extra": _pack_json(extra),
         "tritium.digest": _tensor_digest(state),
     }
     try:
@@ -326,20 +405,21 @@ def _parse_metadata(path: Path, meta: dict[str, str], names: set[str]) -> Checkp
         raise CheckpointError(
             path, f"checkpoint version {meta[_KEY_VERSION]!r} is not an integer"
         ) from None
-    if version != CHECKPOINT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise CheckpointError(
             path,
             f"checkpoint format version {version} is not supported "
-            f"(this Tritium {tritium.__version__} reads version {CHECKPOINT_VERSION})",
+            f"(this Tritium {tritium.__version__} reads versions "
+            f"{', '.join(map(str, _READABLE_VERSIONS))})",
         )
     try:
         packing_version = int(meta.get("tritium.packing_version", ""))
     except ValueError:
         raise CheckpointError(path, "missing or malformed 'tritium.packing_version'") from None
     try:
-        raw_tensors = json.loads(meta.get("tritium.tensors", ""))
-        extra = json.loads(meta.get("tritium.extra", "{}"))
-    except json.JSONDecodeError as e:
+        raw_tensors = _unpack_json(meta.get("tritium.tensors", ""))
+        extra = _unpack_json(meta.get("tritium.extra", "{}"))
+    except ValueError as e:
         raise CheckpointError(path, f"tensor metadata is not valid JSON ({e})") from None
     if not isinstance(raw_tensors, dict):
         raise CheckpointError(path, "'tritium.tensors' is not a JSON object")
@@ -379,7 +459,8 @@ def _parse_metadata(path: Path, meta: dict[str, str], names: set[str]) -> Checkp
     )
 
 
-def _expected_stored_shape(info: TensorInfo) -> tuple[int, ...]:
+def _expected_stored_shape(info: TensorInfo, version: int = CHECKPOINT_VERSION
+                           ) -> tuple[int, ...]:
     """The stored shape the metadata implies for a tensor."""
     fmt = info.packing_format
     if fmt == "none" or fmt == "int8":
@@ -389,6 +470,8 @@ def _expected_stored_shape(info: TensorInfo) -> tuple[int, ...]:
     n, k = info.logical_shape[0], math.prod(info.logical_shape[1:])
     if fmt == "int4":
         return (n, -(-k // 2))
+    if version >= 2:
+        return (-(-(n * k) // 5),)
     return (n, packed_row_bytes(k, fmt))
 
 
@@ -411,7 +494,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
     for name, tensor in state.items():
         info = metadata.tensors[name]
         try:
-            want = _expected_stored_shape(info)
+            want = _expected_stored_shape(info, metadata.checkpoint_version)
         except ValueError as e:
             raise CheckpointError(path, f"tensor {name!r}: {e}") from None
         if tuple(tensor.shape) != want:
@@ -430,6 +513,16 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
         raise CheckpointError(
             path, "tensor data does not match the stored digest: the file is corrupted"
         )
+    if metadata.checkpoint_version >= 2:
+        for name, info in metadata.tensors.items():
+            if info.packing_format not in _DENSE:
+                continue
+            n, k = info.logical_shape[0], math.prod(info.logical_shape[1:])
+            try:
+                trits = decode_dense(state[name], n * k).reshape(n, k)
+            except ValueError as e:
+                raise CheckpointError(path, f"tensor {name!r}: {e}") from None
+            state[name] = pack_ternary(trits, info.packing_format).data
     return state, metadata
 
 
