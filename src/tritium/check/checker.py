@@ -122,6 +122,9 @@ class Checker:
         # (qualified name, KindInst, config, input type, output type); see check.summary.
         self.trace: list | None = None
         self._path: list[str] = []
+        self._fn_cache: dict = {}          # (fn, argument types) -> result of a call
+        self._loop_depth = 0
+        self._active_fns: set[str] = set()
 
     # ------------------------------------------------------------------ reporting
     def report(self, code: str, message: str, span: Span | None, label: str = "",
@@ -785,12 +788,18 @@ class Checker:
                 self.report("E0404", f"cannot iterate over {it.ty}", s.iter.span,
                             help="write `for i in 0..n` or `for i in range(n)`")
             n = it.const if it.known and isinstance(it.const, int) else None
-            count = n if n is not None and n <= MAX_UNROLL else 2
-            body_scope = scope
-            for i in range(max(count, 1) if n != 0 else 0):
-                body_scope.vars[s.var] = Value.of(i) if n is not None else Value(INT)
-                body_scope.used.add(s.var)
-                self.exec_block(s.body, body_scope)
+            # Unroll known loops (the loop variable may feed shapes), but only the outermost
+            # two levels: nested loops multiply, so inner ones run twice with an unknown index.
+            exact = n is not None and n <= MAX_UNROLL and self._loop_depth < 2
+            count = n if exact else (min(n, 2) if n is not None else 2)
+            self._loop_depth += 1
+            try:
+                for i in range(count):
+                    scope.vars[s.var] = Value.of(i) if exact else Value(INT)
+                    scope.used.add(s.var)
+                    self.exec_block(s.body, scope)
+            finally:
+                self._loop_depth -= 1
         elif isinstance(s, A.FnDef):
             self.report("E0204", "functions cannot be nested", s.span)
 
@@ -921,9 +930,11 @@ class Checker:
 
     # ------------------------------------------------------------------ expressions
     def undefined(self, name: str, span: Span, scope: Scope) -> Value:
-        cands = list(scope.vars) + [n for n, d in self.defs.items()] + list(L.FUNCTIONS)
-        self.report("E0304", f"undefined name `{name}`", span, label="not defined",
-                    help=did_you_mean(name, cands))
+        help = None
+        if not self.quiet:   # inside an instance only the first problem is kept: skip difflib
+            cands = list(scope.vars) + [n for n, d in self.defs.items()] + list(L.FUNCTIONS)
+            help = did_you_mean(name, cands)
+        self.report("E0304", f"undefined name `{name}`", span, label="not defined", help=help)
         return Value(ANY)
 
     def eval_const(self, e: A.Expr, scope: Scope) -> Value:
@@ -1385,10 +1396,15 @@ class Checker:
                 elif isinstance(ty, TensorT) and not isinstance(a.ty, TensorT | AnyT):
                     self.report("E0404", f"argument `{p.name}` of `{fn.name}` must be {ty}, got "
                                          f"{a.ty}", arg.span)
-        if self.instance_depth >= MAX_INSTANCE_DEPTH:
-            return Value(ANY)
+        declared = Value(self.type_from_expr(fn.ret, Scope())) if fn.ret else Value(ANY)
+        if self.instance_depth >= MAX_INSTANCE_DEPTH or d.name in self._active_fns:
+            return declared   # a recursive call: its declared type, not another unfolding
+        key = (d.name, tuple((repr(a.ty), repr(a.const) if a.known else None) for a in args))
+        if key in self._fn_cache:
+            return self._fn_cache[key]
         self.instance_depth += 1
         self.quiet += 1
+        self._active_fns.add(d.name)
         saved_inner = self.inner
         self.inner = []
         try:
@@ -1397,7 +1413,9 @@ class Checker:
         finally:
             self.instance_depth -= 1
             self.quiet -= 1
+            self._active_fns.discard(d.name)
             self.inner = saved_inner
+        self._fn_cache[key] = res
         return res
 
     def tensor_literal(self, f: A.Index, e: A.Call, scope: Scope) -> Value:

@@ -322,3 +322,21 @@ def test_invalid_import_and_file_names_are_diagnostics():
 
 def test_statements_directly_in_a_model_body_are_errors():
     assert errors("model M {\n    a: 1\n    [1]\n}") == ["E0204"]
+
+
+def test_mutually_recursive_functions_check_in_linear_time():
+    # each function calls the other twice: unfolding the calls would take 2**32 steps
+    src = """
+fn f(x: Tensor[4]) -> Tensor[4] { return g(x) + g(x) }
+fn g(x: Tensor[4]) -> Tensor[4] { return f(x) + f(x) }
+fn h(x: Tensor[4]) -> Tensor[4] { return f(x) }
+"""
+    assert errors(src) == []
+    assert errors(src.replace("fn h(x: Tensor[4]) -> Tensor[4] { return f(x) }",
+                              "fn h(x: Tensor[4]) -> Tensor[3] { return f(x) }")) == ["E0504"]
+
+
+def test_deeply_nested_loops_do_not_explode():
+    src = "fn f(x: Tensor[4]) -> Tensor[4] {\n" + "for i in 0..60 {\n" * 8 + "x = x + 1.0\n" \
+        + "}\n" * 8 + "return x\n}\n"
+    assert errors(src) == []
