@@ -194,6 +194,9 @@ def _compile_one(job: tuple) -> tuple[int, str, str, list]:
             return EXIT_OK, emit_front_stage(path, emit), "", []
         result = compile_program(path, opt_level=opt, use_cache=not no_cache,
                                  with_ir=emit in ("ir", "ir-opt"))
+        lowered = result.stages.get("ir", "")
+        if emit in ("ir", "ir-opt") and lowered.startswith("// lowering failed: "):
+            return EXIT_FAIL, "", f"error: {lowered[len('// lowering failed: '):].strip()}", []
         text = result.stages.get(emit)
         if text is None:
             return EXIT_FAIL, "", f"{path}: the `{emit}` stage is not available", []

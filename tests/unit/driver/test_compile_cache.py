@@ -149,3 +149,15 @@ def test_api_returns_every_stage(cache):
     assert "fuse" in r.pass_report
     again = compile_program(MLP, opt_level=2, cache=cache)
     assert again.cached and again.stages == r.stages
+
+
+def test_cli_reports_a_lowering_failure(tmp_path):
+    f = tmp_path / "rec.tri"
+    f.write_text("fn f(x: Tensor[n, 4]) -> Tensor[n, 4] { return g(x) + g(x) }\n"
+                 "fn g(x: Tensor[n, 4]) -> Tensor[n, 4] { return f(x) + f(x) }\n"
+                 "layer L {\n    fn forward(x: Tensor[n, 4]) -> Tensor[n, 4] { return f(x) }\n}\n")
+    for emit in ("ir", "ir-opt"):
+        r = _run("compile", str(f), "--emit", emit, env_dir=tmp_path / "c")
+        assert r.returncode == 1 and "calls itself too deeply" in r.stderr
+    r = _run("compile", str(f), env_dir=tmp_path / "c")     # the PyTorch source still builds
+    assert r.returncode == 0 and "def f(x):" in r.stdout
