@@ -229,3 +229,11 @@ model F {
         got = model(x)
     assert (model.a.format, model.b.format) == ("t1.6", "t2")
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet5", "resnet18", "mobilenetv2", "bitnet_block"])
+def test_generated_source_is_formatted(name):
+    src = tritium.compile(EX / f"{name}.tri", with_ir=False).python
+    long = [ln for ln in src.splitlines() if len(ln) > 99 and not ln.lstrip().startswith("#")]
+    assert long == []
+    assert src == tritium.compile(EX / f"{name}.tri", with_ir=False, use_cache=False).python
