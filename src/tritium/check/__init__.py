@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..frontend import ast as A
 from ..frontend.diagnostics import Diagnostic, DiagnosticError, Label, SourceMap, did_you_mean
-from ..frontend.parser import _recursion_headroom, parse
+from ..frontend.parser import parse, recursion_headroom
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
 
@@ -148,7 +148,7 @@ def _check(src: SourceFile) -> CheckResult:
     checker = Checker(loader.defs, diags)
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.
-    with _recursion_headroom():
+    with recursion_headroom():
         for item in main.program.items:
             d = loader.defs.get(getattr(item, "name", None))
             if d is not None and d.node is item:

@@ -193,15 +193,7 @@ class Checker:
                 scope.vars[item.name] = Value(ty)
                 scope.used.add(item.name)
             elif isinstance(item, A.Let):
-                v = self.eval_expr(item.value, scope)
-                if item.type is not None:
-                    ty = self.type_from_expr(item.type, scope)
-                    self.check_assignable(ty, v, item.value.span, item.name)
-                    if isinstance(ty, ScalarT):
-                        v = Value(ty, v.const, v.known)
-                    elif isinstance(ty, TensorT):
-                        v = Value(self.refine(ty, v.ty))
-                scope.vars[item.name] = v
+                scope.vars[item.name] = self.eval_let(item, scope)
                 scope.used.add(item.name)
             elif isinstance(item, A.Section) and abstract:
                 self.check_section(item, scope)
@@ -733,17 +725,21 @@ class Checker:
                 scope.defined_at.setdefault(name, span)
         scope.vars[name] = v
 
+    def eval_let(self, s: A.Let, scope: Scope) -> Value:
+        """The value of `let name[: T] = e`, checked against and refined by T."""
+        v = self.eval_expr(s.value, scope)
+        if s.type is not None:
+            ty = self.type_from_expr(s.type, scope)
+            self.check_assignable(ty, v, s.value.span, s.name)
+            if isinstance(ty, ScalarT):
+                v = Value(ty, v.const, v.known)
+            elif isinstance(ty, TensorT):
+                v = Value(self.refine(ty, v.ty))
+        return v
+
     def exec_stmt(self, s, scope: Scope) -> None:
         if isinstance(s, A.Let):
-            v = self.eval_expr(s.value, scope)
-            if s.type is not None:
-                ty = self.type_from_expr(s.type, scope)
-                self.check_assignable(ty, v, s.value.span, s.name)
-                if isinstance(ty, ScalarT):
-                    v = Value(ty, v.const, v.known)
-                elif isinstance(ty, TensorT):
-                    v = Value(self.refine(ty, v.ty))
-            self.define(scope, s.name, v, s.span)
+            self.define(scope, s.name, self.eval_let(s, scope), s.span)
         elif isinstance(s, A.Assign):
             v = self.eval_expr(s.value, scope)
             if isinstance(s.target, A.Name):

@@ -183,7 +183,7 @@ def _compile_uncached(src, opt_level: int, with_ir: bool, timings: dict,
     from ..backends.pytorch.codegen import CodegenError, generate
     from ..check import _check
     from ..check.summary import pick_definition
-    from ..frontend.parser import _recursion_headroom
+    from ..frontend.parser import recursion_headroom
 
     t = time.perf_counter()
     result = _check(src)
@@ -194,7 +194,7 @@ def _compile_uncached(src, opt_level: int, with_ir: bool, timings: dict,
     stages: dict[str, str] = {}
     t = time.perf_counter()
     try:
-        with _recursion_headroom():
+        with recursion_headroom():
             python = generate(result)
     except CodegenError as exc:
         raise CompileError([Diagnostic("E0310", f"cannot generate PyTorch code: {exc}", None)],

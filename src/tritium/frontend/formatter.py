@@ -30,15 +30,13 @@ from __future__ import annotations
 import bisect
 import math
 import re
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import ast as A
 from .diagnostics import DiagnosticError
 from .lexer import KEYWORDS, Comment
 from .parser import DTYPES, parse
+from .parser import recursion_headroom as _recursion_headroom
 
 INDENT = "    "
 MAX_WIDTH = 100
@@ -85,17 +83,6 @@ def format_program(program: A.Program, comments: list[Comment]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-@contextmanager
-def _recursion_headroom(limit: int = 20000) -> Iterator[None]:
-    """The parser accepts 200 levels of nesting; printing one level takes a few frames.
-    (Long operator and postfix chains are printed iteratively and need no headroom.)"""
-    old = sys.getrecursionlimit()
-    if old < limit:
-        sys.setrecursionlimit(limit)
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
 
 
 # ----------------------------------------------------------------------------- literals

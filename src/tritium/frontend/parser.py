@@ -45,7 +45,9 @@ class ParseError(Exception):
 
 
 @contextmanager
-def _recursion_headroom(limit: int = 20000):
+def recursion_headroom(limit: int = 20000):
+    """Raise the interpreter's recursion limit for a bounded-depth recursive walk (the
+    parser accepts MAX_DEPTH levels, and each level takes a few Python frames)."""
     old = sys.getrecursionlimit()
     if old < limit:
         sys.setrecursionlimit(limit)
@@ -904,7 +906,7 @@ def parse(text: str, file: str = "<input>") -> tuple[A.Program, list[Diagnostic]
     try:
         lexed = tokenize(text, file)
         p = Parser(lexed.tokens, file)
-        with _recursion_headroom():
+        with recursion_headroom():
             prog = p.parse_program()
     finally:
         if gc_was_enabled:

@@ -117,19 +117,14 @@ class _Ctx:
 MAX_LINE = 99
 
 
-def _wrap(line: str) -> list[str]:
-    """Break a long line that ends with a call, list or dict into one element per line
-    (black's style);
-    quotes and brackets inside the arguments are respected. Comments are never wrapped."""
-    if len(line) <= MAX_LINE or line.lstrip().startswith("#") or not line.endswith((")", "]", "}")):
-        return [line]
+def _scan(text: str):
+    """Yield (index, char, depth) for the characters of `text` outside string literals;
+    depth counts the brackets open before the character."""
     depth = 0
     quote = None
-    opens: list[int] = []
-    start = -1
     i = 0
-    while i < len(line):
-        c = line[i]
+    while i < len(text):
+        c = text[i]
         if quote:
             if c == "\\":
                 i += 2
@@ -138,7 +133,26 @@ def _wrap(line: str) -> list[str]:
                 quote = None
         elif c in "'\"":
             quote = c
-        elif c in "([{":
+        else:
+            if c in ")]}":
+                depth -= 1
+            yield i, c, depth
+            if c in "([{":
+                depth += 1
+        i += 1
+
+
+def _wrap(line: str) -> list[str]:
+    """Break a long line that ends with a call, list or dict into one element per line
+    (black's style); quotes and brackets inside the elements are respected. Comments are
+    never wrapped."""
+    if len(line) <= MAX_LINE or line.lstrip().startswith("#") or \
+            not line.endswith((")", "]", "}")):
+        return [line]
+    opens: list[int] = []
+    start = -1
+    for i, c, _ in _scan(line):
+        if c in "([{":
             opens.append(i)
         elif c in ")]}":
             if not opens:
@@ -146,38 +160,12 @@ def _wrap(line: str) -> list[str]:
             o = opens.pop()
             if i == len(line) - 1:
                 start = o
-        i += 1
-    if start < 0 or quote or opens:
+    if start < 0 or opens:
         return [line]
     head, body = line[:start + 1], line[start + 1:-1]
-    args, cur, depth, quote, i = [], [], 0, None, 0
-    while i < len(body):
-        c = body[i]
-        if quote:
-            cur.append(c)
-            if c == "\\" and i + 1 < len(body):
-                cur.append(body[i + 1])
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-            cur.append(c)
-        elif c in "([{":
-            depth += 1
-            cur.append(c)
-        elif c in ")]}":
-            depth -= 1
-            cur.append(c)
-        elif c == "," and depth == 0:
-            args.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(c)
-        i += 1
-    if "".join(cur).strip():
-        args.append("".join(cur).strip())
+    cuts = [i for i, c, depth in _scan(body) if c == "," and depth == 0]
+    pieces = [body[a + 1:b] for a, b in zip([-1] + cuts, cuts + [len(body)])]
+    args = [p.strip() for p in pieces if p.strip()]
     if not args:
         return [line]
     indent = line[: len(line) - len(line.lstrip())]
