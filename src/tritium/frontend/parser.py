@@ -34,6 +34,7 @@ _UNARY_PREC = 8
 _POW_PREC = 9
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "@=", "**="}
 _TERMINATORS = frozenset({",", ")", "]", "}", ";", ":"})
+_ENTRY_END = frozenset({"}", ",", ";"})
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
 
@@ -110,6 +111,9 @@ class Parser:
     def at_op(self, *ops: str) -> bool:
         return self.toks[self.pos].op in ops
 
+    def at(self, op: str) -> bool:
+        return self.toks[self.pos].op == op
+
     def at_kw(self, *kws: str) -> bool:
         t = self.toks[self.pos]
         return t.kind is T.KEYWORD and t.text in kws
@@ -130,7 +134,7 @@ class Parser:
                          label=f"expected `{op}`", help=help)
 
     def expect_ident(self, what: str = "a name") -> Token:
-        t = self.tok
+        t = self.toks[self.pos]
         if t.kind is T.IDENT:
             return self.advance()
         if t.kind is T.KEYWORD:
@@ -139,12 +143,18 @@ class Parser:
         raise self.error(f"expected {what}, found {t.describe()}", code="E0202")
 
     def skip_newlines(self) -> None:
-        while self.tok.kind is T.NEWLINE or self.at_op(";"):
-            self.advance()
+        toks = self.toks
+        t = toks[self.pos]
+        while t.kind is T.NEWLINE or t.op == ";":
+            self.pos += 1
+            t = toks[self.pos]
 
     def skip_separators(self) -> None:
-        while self.tok.kind is T.NEWLINE or self.at_op(";", ","):
-            self.advance()
+        toks = self.toks
+        t = toks[self.pos]
+        while t.kind is T.NEWLINE or t.op == ";" or t.op == ",":
+            self.pos += 1
+            t = toks[self.pos]
 
     def line_ended(self) -> bool:
         """The previous token (`>` closing a type, `?`) was followed by a line break that the
@@ -153,7 +163,7 @@ class Parser:
         return prev is not None and prev.nl_after and prev.text in (">", "?")
 
     def end_of_statement(self) -> None:
-        t = self.tok
+        t = self.toks[self.pos]
         if t.kind is T.NEWLINE or t.is_op(";"):
             self.advance()
             return
@@ -173,7 +183,7 @@ class Parser:
         """Skip to the next top-level item after a syntax error."""
         depth = 0
         while self.tok.kind is not T.EOF:
-            t = self.tok
+            t = self.toks[self.pos]
             if t.kind is T.OP:
                 if t.text == "{":
                     depth += 1
@@ -194,7 +204,7 @@ class Parser:
             elif t.kind is T.OP and t.text in "})]":
                 depth = max(depth - 1, 0)
         while self.tok.kind is not T.EOF:
-            t = self.tok
+            t = self.toks[self.pos]
             if t.kind is T.OP and t.text in "{([":
                 depth += 1
             elif t.kind is T.OP and t.text in "})]":
@@ -218,7 +228,7 @@ class Parser:
                 items.append(self.parse_item())
             except ParseError as e:
                 self.diags.append(e.diag)
-                t = self.tok
+                t = self.toks[self.pos]
                 if t.kind is not T.EOF and not (t.kind is T.KEYWORD and t.text in _TOP_KEYWORDS
                                                 and t.col == 1):
                     self.advance()
@@ -227,7 +237,7 @@ class Parser:
         return A.Program(items, self.file, start.to(self.tok.span))
 
     def parse_item(self):
-        t = self.tok
+        t = self.toks[self.pos]
         if t.is_kw("import"):
             self.advance()
             if self.tok.kind is not T.STRING:
@@ -247,13 +257,13 @@ class Parser:
             self.advance()
             name = self.expect_ident("a layer name")
             params = None
-            if self.at_op("("):
+            if self.at("("):
                 params = self.parse_param_specs()
             ret = None
-            if self.at_op("->"):
+            if self.at("->"):
                 self.advance()
                 ret = self.parse_type()
-            if self.at_op(":"):
+            if self.at(":"):
                 raise self.error("`layer name: Kind { … }` declares a layer instance and belongs "
                                  "inside a `model` or `block`", tok=t, code="E0204",
                                  help="define a new layer type with `layer Name(args) { … }`")
@@ -269,13 +279,13 @@ class Parser:
 
     # ------------------------------------------------------------------ bodies
     def parse_body(self, what: str) -> list:
-        open_tok = self.tok
+        open_tok = self.toks[self.pos]
         self.expect_op("{", f"to open the body of {what}")
         items: list = []
         errors_before = len(self.diags)
         with self.nested():
             self.skip_separators()
-            while not self.at_op("}"):
+            while not self.at("}"):
                 if len(self.diags) > errors_before and (
                         self.tok.kind is T.EOF or (self.tok.kind is T.KEYWORD and
                                                    self.tok.text in _TOP_KEYWORDS and
@@ -323,7 +333,7 @@ class Parser:
         return False
 
     def parse_body_item(self):
-        t = self.tok
+        t = self.toks[self.pos]
         if t.is_kw("layer"):
             return self.parse_layer_decl()
         if t.is_kw("param"):
@@ -332,7 +342,7 @@ class Parser:
             self.expect_op(":", "before the parameter's type")
             ty = self.parse_type()
             init = None
-            if self.at_op("="):
+            if self.at("="):
                 self.advance()
                 init = self.parse_expr()
             node = A.ParamDecl(name.text, ty, init, self.span_from(t))
@@ -362,7 +372,7 @@ class Parser:
         specs = []
         with self.nested():
             self.skip_separators()
-            while not self.at_op("}"):
+            while not self.at("}"):
                 if self.tok.kind is T.EOF:
                     raise self.error("unclosed `params {`", tok=t, code="E0202")
                 specs.append(self.parse_param_spec())
@@ -372,40 +382,52 @@ class Parser:
 
     def parse_entries(self, what: str) -> list[A.ConfigEntry]:
         """`{ key: value, key: value \\n key: value }` (entries split by commas or newlines)."""
-        open_tok = self.expect_op("{", f"to open {what}")
+        open_tok = self.expect_op("{", "to open " + what)
         entries: list[A.ConfigEntry] = []
+        toks = self.toks
+        file = self.file
         with self.nested():
             self.skip_separators()
-            while not self.at_op("}"):
-                k = self.tok
-                if k.kind is T.EOF:
+            while True:
+                k = toks[self.pos]
+                if k.op == "}":
+                    break
+                kind = k.kind
+                if kind is T.EOF:
                     raise self.error(f"unclosed `{{` of {what}", tok=open_tok, code="E0202",
                                      label="this `{` is never closed")
-                if k.kind not in (T.IDENT, T.STRING, T.KEYWORD):
+                if kind is not T.IDENT and kind is not T.STRING and kind is not T.KEYWORD:
                     raise self.error(f"expected a key in {what}, found {k.describe()}",
                                      code="E0202", help="entries look like `key: value`")
-                self.advance()
-                if self.at_op("="):
-                    raise self.error("config entries use `:`, not `=`", code="E0202",
-                                     help=f"write `{k.text}: …`")
-                self.expect_op(":", f"after the key `{k.text}`")
+                self.pos += 1
+                if toks[self.pos].op != ":":
+                    if self.at("="):
+                        raise self.error("config entries use `:`, not `=`", code="E0202",
+                                         help=f"write `{k.text}: …`")
+                    self.expect_op(":", f"after the key `{k.text}`")
+                self.pos += 1
                 value = self.parse_expr()
-                entries.append(A.ConfigEntry(k.value if k.kind is T.STRING else k.text, value,
-                                             k.span.to(self.prev_span())))
-                if not (self.at_op("}") or self.at_op(",") or self.at_op(";")
-                        or self.tok.kind is T.NEWLINE or self.line_ended()
-                        or (self.tok.kind in (T.IDENT, T.STRING) and self.peek().is_op(":"))):
+                end = toks[self.pos - 1]
+                entries.append(A.ConfigEntry(k.value if kind is T.STRING else k.text, value,
+                                             Span(file, k.line, k.col, end.end_line,
+                                                  end.end_col)))
+                t = toks[self.pos]
+                if not (t.op in _ENTRY_END or t.kind is T.NEWLINE or self.line_ended()
+                        or (t.kind in (T.IDENT, T.STRING) and self.peek().is_op(":"))):
                     raise self.error(f"expected `,`, a new line or `}}` after the value of "
-                                     f"`{k.text}`, found {self.tok.describe()}", code="E0202",
+                                     f"`{k.text}`, found {t.describe()}", code="E0202",
                                      help="separate entries with commas or new lines")
-                self.skip_separators()
-            self.advance()
+                t = toks[self.pos]
+                while t.kind is T.NEWLINE or t.op == "," or t.op == ";":
+                    self.pos += 1
+                    t = toks[self.pos]
+            self.pos += 1
         return entries
 
     def parse_layer_decl(self) -> A.LayerDecl:
         t = self.advance()  # 'layer'
         name = self.expect_ident("a layer name")
-        if self.at_op("(") or self.at_op("{"):
+        if self.at("(") or self.at("{"):
             raise self.error("a layer type cannot be defined inside a model or block",
                              tok=t, code="E0204",
                              help=f"declare an instance with `layer {name.text}: Kind {{ … }}`, "
@@ -418,7 +440,7 @@ class Parser:
             kinds = []
             with self.nested():
                 self.skip_separators()
-                while not self.at_op("}"):
+                while not self.at("}"):
                     if self.tok.kind is T.EOF:
                         raise self.error("unclosed conditional layer", tok=t, code="E0202")
                     kinds.append(self.parse_layer_kind())
@@ -437,15 +459,15 @@ class Parser:
     def parse_layer_kind(self) -> A.LayerKind:
         k = self.expect_ident("a layer kind such as `TernaryLinear`")
         repeat = None
-        if self.at_op("["):
+        if self.at("["):
             self.advance()
             repeat = self.parse_expr()
             self.expect_op("]", "after the repetition count")
         args = None
         config: list[A.ConfigEntry] = []
-        if self.at_op("("):
+        if self.at("("):
             args = self.parse_args()
-        if self.at_op("{"):
+        if self.at("{"):
             config = self.parse_entries(f"the config of `{k.text}`")
         return A.LayerKind(k.text, config, args, repeat, k.span.to(self.prev_span()))
 
@@ -453,11 +475,11 @@ class Parser:
     def parse_param_specs(self) -> list[A.ParamSpec]:
         self.expect_op("(")
         specs = []
-        while not self.at_op(")"):
+        while not self.at(")"):
             specs.append(self.parse_param_spec())
-            if self.at_op(","):
+            if self.at(","):
                 self.advance()
-            elif not self.at_op(")"):
+            elif not self.at(")"):
                 raise self.error(f"expected `,` or `)` in the parameter list, found "
                                  f"{self.tok.describe()}", code="E0202")
         self.advance()
@@ -466,23 +488,23 @@ class Parser:
     def parse_param_spec(self) -> A.ParamSpec:
         name = self.expect_ident("a parameter name")
         ty = None
-        if self.at_op(":"):
+        if self.at(":"):
             self.advance()
             ty = self.parse_type()
         default = None
-        if self.at_op("="):
+        if self.at("="):
             self.advance()
             default = self.parse_expr()
         return A.ParamSpec(name.text, ty, default, name.span.to(self.prev_span()))
 
     def parse_fn(self, keyword: bool = True) -> A.FnDef:
-        t = self.tok
+        t = self.toks[self.pos]
         if keyword:
             self.advance()
         name = self.expect_ident("a function name")
         params = self.parse_param_specs()
         ret = None
-        if self.at_op("->"):
+        if self.at("->"):
             self.advance()
             ret = self.parse_type()
         body = self.parse_block()
@@ -490,25 +512,25 @@ class Parser:
 
     # ------------------------------------------------------------------ types
     def parse_type(self) -> A.TypeExpr:
-        t = self.tok
+        t = self.toks[self.pos]
         if t.kind is T.KEYWORD and t.text == "None":
             self.advance()
             return A.TypeExpr("None", span=t.span)
         name = self.expect_ident("a type")
         dtype = None
         shape = None
-        if self.at_op("<"):
+        if self.at("<"):
             self.advance()
-            if self.at_op("["):
+            if self.at("["):
                 shape = self.parse_dims()
             else:
                 d = self.expect_ident("an element type")
                 dtype = d.text
-                if self.at_op(","):
+                if self.at(","):
                     self.advance()
                     shape = self.parse_dims()
             self.expect_op(">", "to close the type arguments")
-        elif self.at_op("[") and name.text[:1].isupper():
+        elif self.at("[") and name.text[:1].isupper():
             shape = self.parse_dims()
             if shape and isinstance(shape[0].value, str) and shape[0].value in DTYPES:
                 dtype = shape.pop(0).value
@@ -519,8 +541,8 @@ class Parser:
     def parse_dims(self) -> list[A.Dim]:
         self.expect_op("[")
         dims: list[A.Dim] = []
-        while not self.at_op("]"):
-            t = self.tok
+        while not self.at("]"):
+            t = self.toks[self.pos]
             e = self.parse_expr()
             if isinstance(e, A.Num) and not e.is_float:
                 dims.append(A.Dim(e.value, e.span))
@@ -530,9 +552,9 @@ class Parser:
                 dims.append(A.Dim(None, e.span))
             else:
                 dims.append(A.Dim(e, self.span_from(t)))
-            if self.at_op(","):
+            if self.at(","):
                 self.advance()
-            elif not self.at_op("]"):
+            elif not self.at("]"):
                 raise self.error(f"expected `,` or `]` in a shape, found {self.tok.describe()}",
                                  code="E0202")
         self.advance()
@@ -544,7 +566,7 @@ class Parser:
         stmts: list = []
         with self.nested():
             self.skip_newlines()
-            while not self.at_op("}"):
+            while not self.at("}"):
                 if self.tok.kind is T.EOF or (self.tok.kind is T.KEYWORD and self.tok.text in
                                               ("model", "block") and self.tok.col == 1):
                     raise ParseError(Diagnostic(
@@ -556,12 +578,12 @@ class Parser:
         return stmts
 
     def parse_statement(self):
-        t = self.tok
+        t = self.toks[self.pos]
         if t.is_kw("let"):
             self.advance()
             name = self.expect_ident("a variable name")
             ty = None
-            if self.at_op(":"):
+            if self.at(":"):
                 self.advance()
                 ty = self.parse_type()
             self.expect_op("=", f"after `let {name.text}`")
@@ -572,7 +594,7 @@ class Parser:
         if t.is_kw("return"):
             self.advance()
             value = None
-            if not (self.tok.kind is T.NEWLINE or self.at_op("}") or self.at_op(";")):
+            if not (self.tok.kind is T.NEWLINE or self.at("}") or self.at(";")):
                 value = self.parse_expr()
             node = A.Return(value, self.span_from(t))
             self.end_of_statement()
@@ -648,7 +670,7 @@ class Parser:
                     self.pos = pos + 1
                     return A.Str(t.value, t.span)
         with self.nested():
-            start = self.tok
+            start = self.toks[self.pos]
             e = self.parse_range()
             if self.at_kw("if") and not self._if_starts_block():
                 self.advance()
@@ -659,7 +681,7 @@ class Parser:
                 self.advance()
                 other = self.parse_expr()
                 return A.CondExpr(cond, e, other, self.span_from(start))
-            if self.at_op("?"):
+            if self.at("?"):
                 self.advance()
                 then = self.parse_expr()
                 self.expect_op(":", "in the conditional expression `c ? a : b`")
@@ -671,16 +693,16 @@ class Parser:
         return False
 
     def parse_range(self) -> A.Expr:
-        start = self.tok
+        start = self.toks[self.pos]
         e = self.parse_binary(0)
-        if self.at_op(".."):
+        if self.at(".."):
             self.advance()
             stop = self.parse_binary(0)
             return A.Range(e, stop, self.span_from(start))
         return e
 
     def _binary_op(self) -> tuple[str, int] | None:
-        t = self.tok
+        t = self.toks[self.pos]
         if t.kind is T.OP and t.text in _BINARY_PREC:
             return t.text, _BINARY_PREC[t.text]
         if t.kind is T.KEYWORD and t.text in ("and", "or", "is"):
@@ -692,7 +714,7 @@ class Parser:
         return None
 
     def parse_binary(self, min_prec: int) -> A.Expr:
-        start = self.tok
+        start = self.toks[self.pos]
         if self.at_kw("not"):
             if min_prec > 4:
                 raise self.error("`not` binds more loosely than the operator before it",
@@ -723,7 +745,7 @@ class Parser:
                                  help="write `a < b and b < c`")
 
     def parse_unary(self) -> A.Expr:
-        t = self.tok
+        t = self.toks[self.pos]
         if t.kind is T.OP and t.text in ("-", "+"):
             self.advance()
             with self.nested():
@@ -738,9 +760,9 @@ class Parser:
         return self.parse_power()
 
     def parse_power(self) -> A.Expr:
-        start = self.tok
+        start = self.toks[self.pos]
         base = self.parse_postfix()
-        if self.at_op("**"):
+        if self.at("**"):
             self.advance()
             with self.nested():
                 exp = self.parse_unary()
@@ -748,28 +770,28 @@ class Parser:
         return base
 
     def parse_postfix(self) -> A.Expr:
-        start = self.tok
+        start = self.toks[self.pos]
         e = self.parse_primary()
         while not self.line_ended():
-            if self.at_op("("):
+            if self.at("("):
                 args = self.parse_args()
                 e = A.Call(e, args, self.span_from(start))
-            elif self.at_op("["):
+            elif self.at("["):
                 self.advance()
                 idx = []
                 with self.nested():
-                    while not self.at_op("]"):
+                    while not self.at("]"):
                         idx.append(self.parse_subscript())
-                        if self.at_op(","):
+                        if self.at(","):
                             self.advance()
-                        elif not self.at_op("]"):
+                        elif not self.at("]"):
                             raise self.error(f"expected `,` or `]` in an index, found "
                                              f"{self.tok.describe()}", code="E0202")
                 self.advance()
                 e = A.Index(e, idx, self.span_from(start))
-            elif self.at_op("."):
+            elif self.at("."):
                 self.advance()
-                name = self.tok
+                name = self.toks[self.pos]
                 if name.kind not in (T.IDENT, T.KEYWORD):
                     raise self.error(f"expected an attribute name after `.`, found "
                                      f"{name.describe()}", code="E0202")
@@ -780,13 +802,13 @@ class Parser:
         return e
 
     def parse_subscript(self) -> A.Expr:
-        start = self.tok
+        start = self.toks[self.pos]
         parts: list[A.Expr | None] = [None]
-        if not self.at_op(":"):
+        if not self.at(":"):
             parts[0] = self.parse_expr()
-            if not self.at_op(":"):
+            if not self.at(":"):
                 return parts[0]
-        while self.at_op(":") and len(parts) < 3:
+        while self.at(":") and len(parts) < 3:
             self.advance()
             if self.at_op(":", ",", "]"):
                 parts.append(None)
@@ -801,8 +823,8 @@ class Parser:
         args: list[A.Arg] = []
         with self.nested():
             seen_named = False
-            while not self.at_op(")"):
-                t = self.tok
+            while not self.at(")"):
+                t = self.toks[self.pos]
                 if t.kind is T.IDENT and (self.peek().is_op(":") or self.peek().is_op("=")):
                     self.advance()
                     self.advance()
@@ -816,9 +838,9 @@ class Parser:
                             "E0201", "a positional argument cannot follow a named one",
                             value.span, help="move the positional arguments first"))
                     args.append(A.Arg(value, None, value.span))
-                if self.at_op(","):
+                if self.at(","):
                     self.advance()
-                elif not self.at_op(")"):
+                elif not self.at(")"):
                     raise self.error(f"expected `,` or `)` in the argument list, found "
                                      f"{self.tok.describe()}", code="E0202",
                                      help="a `)` may be missing")
@@ -826,7 +848,7 @@ class Parser:
         return args
 
     def parse_primary(self) -> A.Expr:
-        t = self.tok
+        t = self.toks[self.pos]
         k = t.kind
         if k is T.INT:
             self.advance()
@@ -854,15 +876,15 @@ class Parser:
             if t.text == "(":
                 self.advance()
                 self.skip_newlines()
-                if self.at_op(")"):
+                if self.at(")"):
                     self.advance()
                     return A.ListLit([], self.span_from(t))
                 e = self.parse_expr()
-                if self.at_op(","):
+                if self.at(","):
                     items = [e]
-                    while self.at_op(","):
+                    while self.at(","):
                         self.advance()
-                        if self.at_op(")"):
+                        if self.at(")"):
                             break
                         items.append(self.parse_expr())
                     e = A.ListLit(items, t.span)
@@ -874,11 +896,11 @@ class Parser:
                 self.advance()
                 items = []
                 with self.nested():
-                    while not self.at_op("]"):
+                    while not self.at("]"):
                         items.append(self.parse_expr())
-                        if self.at_op(","):
+                        if self.at(","):
                             self.advance()
-                        elif not self.at_op("]"):
+                        elif not self.at("]"):
                             raise self.error(f"expected `,` or `]` in a list, found "
                                              f"{self.tok.describe()}", code="E0202")
                 self.advance()
