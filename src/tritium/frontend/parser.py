@@ -932,6 +932,12 @@ def parse(text: str, file: str = "<input>") -> tuple[A.Program, list[Diagnostic]
             prog = p.parse_program()
     finally:
         if gc_was_enabled:
+            if gc.get_freeze_count() == 0:
+                # Move the new, long-lived AST and tokens straight to the oldest generation
+                # (freeze + unfreeze splices lists; nothing is traversed): otherwise the first
+                # young-generation collection after parsing walks all of them for nothing.
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
     diags = lexed.diagnostics + p.diags
     diags.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
