@@ -1142,8 +1142,6 @@ class Checker:
                 self.report("E0405", "`@` needs two tensors", e.span, help="use `*` to scale")
                 return Value(ANY)
             return Value(self.matmul(ta, tb, e.span, e.left.span, e.right.span))
-        if op == "**" and isinstance(tb, TensorT) and not isinstance(ta, TensorT):
-            pass
         sa = ta.shape if isinstance(ta, TensorT) else ()
         sb = tb.shape if isinstance(tb, TensorT) else ()
         shape = self.broadcast(sa, sb, e.span)

@@ -102,7 +102,7 @@ _QUANT_ALIASES = {"deterministic": "threshold", "fixed": "threshold", "bitnet": 
 
 
 class CodegenError(Exception):
-    pass
+    """A checked program that has no PyTorch translation (the message says which part)."""
 
 
 @dataclass
