@@ -179,33 +179,12 @@ def _linear_impl(
         trits = unpack_ternary(PackedTernary(fmt, wdata, (n, k)))
         return _reference_linear(x, trits, scale, bias, residual, act, act_quant)
     _ensure_valid(lib, wdata, n, k, fmt)
-    m = x.shape[0]
     scale = scale.float().contiguous()
     if bias is not None:
         bias = bias.float().contiguous()
     if residual is not None:
         residual = residual.float().contiguous()
-    y = torch.empty((m, n), dtype=torch.float32)
-    rc = lib.lib.tri_linear(
-        x.data_ptr(),
-        m,
-        k,
-        wdata.data_ptr(),
-        n,
-        wdata.shape[1],
-        FORMAT_CODE[fmt],
-        scale.data_ptr(),
-        scale.numel(),
-        None if bias is None else bias.data_ptr(),
-        None if residual is None else residual.data_ptr(),
-        _ACT_CODE[act],
-        1 if act_quant == "int8" else 0,
-        y.data_ptr(),
-        num_threads(),
-    )
-    if rc != 0:
-        raise MemoryError("tritium: the native ternary_linear kernel could not allocate its buffers")
-    return y
+    return LinearPlan(lib, wdata, n, k, fmt, scale, bias, act_quant)(x, act, residual)
 
 
 class LinearPlan:
@@ -215,7 +194,7 @@ class LinearPlan:
     tensors are unchanged (same objects, same version counters) and rebuilt otherwise; it is
     never used under autograd or torch.compile (the custom op handles those)."""
 
-    __slots__ = ("fn", "n", "k", "row_bytes", "fmt_code", "slen", "act", "aq", "tensors",
+    __slots__ = ("fn", "n", "k", "row_bytes", "fmt_code", "slen", "aq", "tensors",
                  "versions", "ptrs", "env_threads")
 
     def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
