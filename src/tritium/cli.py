@@ -427,8 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tritium", formatter_class=_formatter,
                 description="Tritium: a compiler and runtime for ternary neural networks.",
                 epilog="examples:\n"
+                       "  tritium train examples/mlp.tri --out runs/mlp\n"
                        "  tritium check examples/*.tri\n"
-                       "  tritium fmt --check examples/mlp.tri\n\n"
+                       "  tritium compile examples/resnet18.tri --emit ir-opt -O3\n"
+                       "  tritium summary examples/resnet18.tri\n\n"
                        "Run `tritium COMMAND --help` for the options of one command.")
     p.add_argument("--version", action="version", version=f"tritium {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
