@@ -126,6 +126,24 @@ def _pair(v: int | tuple[int, int], what: str) -> tuple[int, int]:
     return (t[0], t[1])
 
 
+
+def _linear_params(module: nn.Module, in_features: int, out_features: int, bias: bool,
+                   device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+    """`nn.Linear`'s shape checks and uninitialized `weight` [out, in] and `bias` [out]."""
+    if in_features <= 0 or out_features <= 0:
+        raise ValueError(
+            f"in_features and out_features must be positive, got {in_features}, {out_features}"
+        )
+    module.in_features = int(in_features)
+    module.out_features = int(out_features)
+    factory: dict[str, Any] = {"device": device, "dtype": dtype}
+    module.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
+    if bias:
+        module.bias = nn.Parameter(torch.empty(out_features, **factory))
+    else:
+        module.register_parameter("bias", None)
+
+
 class TritiumLayer(nn.Module, ABC):
     """Base class of the layers :func:`freeze_model` and the checkpoint code know about."""
 
@@ -347,18 +365,7 @@ class TernaryLinear(TernaryLayer):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if in_features <= 0 or out_features <= 0:
-            raise ValueError(
-                f"in_features and out_features must be positive, got {in_features}, {out_features}"
-            )
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_features, **factory))
-        else:
-            self.register_parameter("bias", None)
+        _linear_params(self, in_features, out_features, bias, device, dtype)
         self._init_quant(quantizer, per_channel, threshold, act_quant, ste, ste_clip)
         self.reset_parameters()
 
@@ -631,18 +638,7 @@ class _IntLinear(TritiumLayer):
         device: torch.device | str | None,
         dtype: torch.dtype | None,
     ) -> None:
-        if in_features <= 0 or out_features <= 0:
-            raise ValueError(
-                f"in_features and out_features must be positive, got {in_features}, {out_features}"
-            )
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_features, **factory))
-        else:
-            self.register_parameter("bias", None)
+        _linear_params(self, in_features, out_features, bias, device, dtype)
         self.frozen = False
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
