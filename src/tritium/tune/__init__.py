@@ -1,0 +1,1 @@
+"""The autotuner: closed-loop search over kernel parameters with a persistent archive."""
