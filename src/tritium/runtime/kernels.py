@@ -15,13 +15,16 @@ dispatcher's per-call overhead on small problems.
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from tritium.backends import cpu as cpu_backend
+from tritium.backends.cpu.build import KernelConfig
 from tritium.runtime.packing import (
     FORMAT_CODE,
     PackedTernary,
@@ -43,6 +46,10 @@ __all__ = [
     "ternary_conv2d",
     "ternary_linear",
     "ternary_matmul_int8",
+    "get_config_resolver",
+    "m_bucket",
+    "run_linear",
+    "set_config_resolver",
 ]
 
 
@@ -187,29 +194,119 @@ def _linear_impl(
     return LinearPlan(lib, wdata, n, k, fmt, scale, bias, act_quant)(x, act, residual)
 
 
+# ---------------------------------------------------------------------------------------------
+# Kernel configs chosen per problem (the autotuner's hook)
+# ---------------------------------------------------------------------------------------------
+
+ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
+
+_RESOLVER: ConfigResolver | None = None
+# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear function, threads) of the chosen config
+_RESOLVED: dict[tuple, tuple[Any, int]] = {}
+_resolver_warned = False
+
+
+def m_bucket(m: int) -> int:
+    """The batch-size bucket a resolver answers for: 1, 2, 3, 4, then the next power of two."""
+    return m if m <= 4 else 1 << (m - 1).bit_length()
+
+
+def set_config_resolver(fn: ConfigResolver | None) -> None:
+    """Install (or with None remove) the function that picks a kernel specialization.
+
+    ``fn(m, n, k, fmt, act_quant, isa)`` gets the batch-size bucket ``m`` (see
+    :func:`m_bucket`), the weight shape, the packed format (``"t2"``/``"t1.6"``), the
+    activation mode (``"none"``/``"int8"``) and the ISA path of the default kernels, and returns
+    a :class:`~tritium.backends.cpu.KernelConfig` or None (the default config). The answer is
+    cached per (bucket, n, k, fmt, act_quant, isa) until the resolver is set again. A resolver
+    never breaks inference: if it raises, returns something else than a config, or returns a
+    config that cannot be built, the default kernels run and one warning says so.
+    """
+    global _RESOLVER
+    if fn is not None and not callable(fn):
+        raise TypeError(f"the config resolver must be callable or None, got {type(fn).__name__}")
+    _RESOLVER = fn
+    _RESOLVED.clear()
+
+
+def get_config_resolver() -> ConfigResolver | None:
+    """The installed config resolver, or None."""
+    return _RESOLVER
+
+
+def _resolver_warn(message: str) -> None:
+    global _resolver_warned
+    if not _resolver_warned:
+        _resolver_warned = True
+        warnings.warn(f"tritium: {message}; using the default kernel config", RuntimeWarning,
+                      stacklevel=4)
+
+
+def _default_threads() -> int:
+    return num_threads() if os.environ.get("TRITIUM_NUM_THREADS") else 0
+
+
+def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str) -> tuple[Any, int]:
+    """The (tri_linear, threads) to run for this problem: the resolver's config or the default."""
+    key = (m_bucket(m), n, k, fmt, act_quant, default_lib.isa)
+    hit = _RESOLVED.get(key)
+    if hit is not None:
+        return hit
+    choice = (default_lib.lib.tri_linear, _default_threads())
+    resolver = _RESOLVER
+    if resolver is not None:
+        try:
+            config = resolver(key[0], n, k, fmt, act_quant, default_lib.isa)
+        except Exception as exc:  # noqa: BLE001 - a resolver must never break inference
+            _resolver_warn(f"the kernel config resolver raised {type(exc).__name__}: {exc}")
+            config = None
+        if config is not None and not isinstance(config, KernelConfig):
+            _resolver_warn(f"the kernel config resolver returned a {type(config).__name__}, "
+                           "not a KernelConfig")
+            config = None
+        if config is not None:
+            lib = cpu_backend.load(config=config)
+            if lib is None:
+                _resolver_warn(f"kernel config {config} could not be loaded "
+                               f"({cpu_backend.load_error(config)})")
+            else:
+                choice = (lib.lib.tri_linear, config.threads or _default_threads())
+    if _RESOLVER is resolver:
+        _RESOLVED[key] = choice
+    return choice
+
+
 class LinearPlan:
     """A frozen layer's native call with everything but the input resolved once: the kernel
     function, the weight/scale/bias pointers and the format. Batch-1 inference of small layers
     is dominated by per-call Python work, which this removes. A plan is only used while its
     tensors are unchanged (same objects, same version counters) and rebuilt otherwise; it is
-    never used under autograd or torch.compile (the custom op handles those)."""
+    never used under autograd or torch.compile (the custom op handles those).
 
-    __slots__ = ("fn", "n", "k", "row_bytes", "fmt_code", "slen", "aq", "tensors",
-                 "versions", "ptrs", "env_threads")
+    Without ``config`` the plan runs the default kernels, or, when a config resolver is
+    installed, the specialization it picks for each batch-size bucket; with ``config`` it
+    runs exactly that specialization (``lib`` must be its library)."""
+
+    __slots__ = ("lib", "fn", "n", "k", "fmt", "row_bytes", "fmt_code", "slen", "aq", "act_quant",
+                 "tensors", "versions", "ptrs", "env_threads", "fixed")
 
     def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
-                 bias: torch.Tensor | None, act_quant: str) -> None:
+                 bias: torch.Tensor | None, act_quant: str,
+                 config: KernelConfig | None = None) -> None:
+        self.lib = lib
         self.fn = lib.lib.tri_linear
-        self.n, self.k = n, k
+        self.n, self.k, self.fmt = n, k, fmt
         self.row_bytes = wdata.shape[1]
         self.fmt_code = FORMAT_CODE[fmt]
         self.slen = scale.numel()
         self.aq = 1 if act_quant == "int8" else 0
+        self.act_quant = act_quant
         self.tensors = (wdata, scale, bias)
         self.versions = tuple(None if t is None else t._version for t in self.tensors)
         self.ptrs = tuple(None if t is None else t.data_ptr() for t in self.tensors)
-        env = os.environ.get("TRITIUM_NUM_THREADS")
-        self.env_threads = num_threads() if env else 0
+        self.fixed = config is not None
+        self.env_threads = (config.threads if config is not None and config.threads
+                            else _default_threads())
 
     def valid_for(self, wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
                   ) -> bool:
@@ -221,12 +318,16 @@ class LinearPlan:
     def __call__(self, x2: torch.Tensor, activation: str | None,
                  residual: torch.Tensor | None) -> torch.Tensor:
         m = x2.shape[0]
+        if _RESOLVER is None or self.fixed:
+            fn, threads = self.fn, self.env_threads
+        else:
+            fn, threads = _resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant)
         y = torch.empty((m, self.n), dtype=torch.float32)
         wp, sp, bp = self.ptrs
-        rc = self.fn(x2.data_ptr(), m, self.k, wp, self.n, self.row_bytes, self.fmt_code, sp,
-                     self.slen, bp, None if residual is None else residual.data_ptr(),
-                     _ACT_CODE[activation], self.aq, y.data_ptr(),
-                     self.env_threads or max(1, torch.get_num_threads()))
+        rc = fn(x2.data_ptr(), m, self.k, wp, self.n, self.row_bytes, self.fmt_code, sp,
+                self.slen, bp, None if residual is None else residual.data_ptr(),
+                _ACT_CODE[activation], self.aq, y.data_ptr(),
+                threads or max(1, torch.get_num_threads()))
         if rc != 0:
             raise MemoryError("tritium: the native ternary_linear kernel could not allocate "
                               "its buffers")
@@ -391,6 +492,50 @@ def ternary_linear(
     if out_dtype != torch.float32:
         y = y.to(out_dtype)
     return y.reshape(*lead, n)
+
+
+def run_linear(
+    config: KernelConfig,
+    x: torch.Tensor,
+    wdata: torch.Tensor,
+    n: int,
+    k: int,
+    fmt: str,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    act_quant: str = "none",
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``ternary_linear`` run by exactly the kernel specialization ``config`` (what a tuner
+    times): no resolver, no fallback. ``x`` is [M, K] (any float dtype), ``wdata`` the packed
+    bytes of an N x K weight in ``fmt``; returns float32 [M, N]. Raises RuntimeError when the
+    config cannot be built or loaded on this machine."""
+    if not isinstance(config, KernelConfig):
+        raise TypeError(f"config must be a KernelConfig, got {type(config).__name__}")
+    w = PackedTernary(fmt, wdata, (n, k))
+    _check_common(w, activation, act_quant)
+    if x.dim() != 2 or x.shape[1] != k:
+        raise ValueError(f"x must be [M, K={k}], got {tuple(x.shape)}")
+    if x.device.type != "cpu" or wdata.device.type != "cpu":
+        raise ValueError("run_linear runs the CPU kernels: x and the weights must be on the CPU")
+    scale = (scale if torch.is_tensor(scale) else torch.tensor(scale)).float().reshape(-1)
+    if scale.numel() not in (1, n):
+        raise ValueError(f"scale must have 1 or N={n} elements, got {tuple(scale.shape)}")
+    if bias is not None:
+        if bias.numel() != n:
+            raise ValueError(f"bias must have N={n} elements, got {tuple(bias.shape)}")
+        bias = bias.float().reshape(-1).contiguous()
+    if residual is not None:
+        residual = residual.float().expand(x.shape[0], n).contiguous()
+    lib = cpu_backend.load(config=config)
+    if lib is None:
+        raise RuntimeError(f"kernel config {config} could not be loaded: "
+                           f"{cpu_backend.load_error(config)}")
+    _ensure_valid(lib, wdata, n, k, fmt)
+    x2 = x.float().contiguous()
+    plan = LinearPlan(lib, wdata, n, k, fmt, scale.contiguous(), bias, act_quant, config=config)
+    return plan(x2, activation, residual)
 
 
 def ternary_matmul_int8(xq: torch.Tensor, w: PackedTernary) -> torch.Tensor:

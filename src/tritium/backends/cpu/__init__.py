@@ -82,12 +82,13 @@ def _disabled() -> bool:
     return os.environ.get("TRITIUM_DISABLE_NATIVE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _key(isa: str | None) -> tuple:
+def _key(isa: str | None, config: KernelConfig | None = None) -> tuple:
     return (
         _disabled(),
         isa or os.environ.get("TRITIUM_CPU_ISA", ""),
         os.environ.get("CC", ""),
         os.environ.get("TRITIUM_CACHE_DIR", ""),
+        None if config is None else config.build_config(),
     )
 
 
@@ -98,9 +99,22 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def load(isa: str | None = None) -> NativeLibrary | None:
-    """The kernel library for ``isa`` (default: ``$TRITIUM_CPU_ISA`` or the best supported)."""
-    key = _key(isa)
+def load(isa: str | None = None, config: KernelConfig | None = None) -> NativeLibrary | None:
+    """The kernel library for ``isa`` (default: ``$TRITIUM_CPU_ISA`` or the best supported).
+
+    With ``config`` the library is that specialization (``config.isa`` is used as it is: a
+    path this CPU cannot run is a load failure, not a silent substitute; ``isa``, if given,
+    must agree). Each specialization is its own cached shared object, loaded once per
+    process. Failures return None (with the reason in :func:`load_error`); the default
+    library warns once per process, a tuned config does not (its caller falls back).
+    """
+    if config is not None:
+        if not isinstance(config, KernelConfig):
+            raise TypeError(f"config must be a KernelConfig, got {type(config).__name__}")
+        if isa is not None and isa != config.isa:
+            raise ValueError(f"isa={isa!r} disagrees with config.isa={config.isa!r}")
+        isa = config.isa
+    key = _key(isa, config)
     try:
         return _loaded[key]
     except KeyError:
@@ -111,13 +125,21 @@ def load(isa: str | None = None) -> NativeLibrary | None:
         result: NativeLibrary | None = None
         if key[0]:
             _errors[key] = "native kernels disabled by TRITIUM_DISABLE_NATIVE"
-            _warn_once(
-                "tritium: native CPU kernels disabled by TRITIUM_DISABLE_NATIVE; "
-                "using the pure-PyTorch path (correct, slower)"
-            )
+            if config is None:
+                _warn_once(
+                    "tritium: native CPU kernels disabled by TRITIUM_DISABLE_NATIVE; "
+                    "using the pure-PyTorch path (correct, slower)"
+                )
+        elif config is not None:
+            try:
+                if config.isa not in isa_mod.supported_isas():
+                    raise BuildError(f"this CPU cannot run the {config.isa} kernels")
+                result = _build_and_load(config.build_config())
+            except (BuildError, OSError, AttributeError) as exc:
+                _errors[key] = str(exc)
         else:
             try:
-                result = _build_and_load(isa_mod.select_isa(isa))
+                result = _build_and_load(KernelConfig(isa=isa_mod.select_isa(isa)))
             except (BuildError, OSError, AttributeError) as exc:
                 _errors[key] = str(exc)
                 _warn_once(
@@ -128,8 +150,7 @@ def load(isa: str | None = None) -> NativeLibrary | None:
         return result
 
 
-def _build_and_load(isa: str) -> NativeLibrary:
-    config = KernelConfig(isa=isa)
+def _build_and_load(config: KernelConfig) -> NativeLibrary:
     built = _build.build(config)
     try:
         lib = ctypes.CDLL(str(built.path))
@@ -145,6 +166,6 @@ def _build_and_load(isa: str) -> NativeLibrary:
     return NativeLibrary(lib, built)
 
 
-def load_error() -> str | None:
-    """Why the last ``load()`` with the current environment returned None (or None)."""
-    return _errors.get(_key(None))
+def load_error(config: KernelConfig | None = None) -> str | None:
+    """Why the last ``load()`` (of ``config``) with the current environment returned None."""
+    return _errors.get(_key(config.isa if config is not None else None, config))

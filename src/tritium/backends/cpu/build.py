@@ -19,12 +19,15 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from tritium.backends.cpu import isa as isa_mod
 from tritium.cachedir import atomic_write_text, cache_subdir, digest
+from tritium.tune.space import Param
 
 SOURCE_FILES = ("tritium_kernels.h", "tritium_kernels.c")
 BASE_FLAGS = (
@@ -38,17 +41,86 @@ class BuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class KernelConfig:
-    """One specialization of the kernel template."""
+    """One specialization of the kernel template, plus the run-time thread count.
+
+    Every field but ``threads`` becomes a ``#define`` of the rendered C source (so each config
+    is its own cached shared object); ``threads`` (0 = the runtime default) only changes how
+    the kernel is called. :meth:`search_params` lists the fields an autotuner may change on an
+    ISA path with their legal values, :meth:`from_params` turns a tuner config back into a
+    ``KernelConfig``.
+    """
 
     isa: str = "avx2"
-    tok_chunk: int = 64  # tokens per parallel task
+    tok_chunk: int = 64  # tokens per parallel task of the decoded-tile path
     gemv_max_m: int = 2  # int8 batches up to this size use the direct-decode GEMV (SIMD paths)
+    threads: int = 0  # threads per call; 0 = runtime default (TRITIUM_NUM_THREADS / torch)
+
+    def __post_init__(self) -> None:
+        if self.isa not in _ALL:
+            raise ValueError(
+                f"unknown kernel ISA {self.isa!r}; expected one of {', '.join(_ALL)}"
+            )
+        for p in _PARAMS:
+            v = getattr(self, p.name)
+            if not isinstance(v, int) or isinstance(v, bool) or v not in p.values:
+                raise ValueError(f"KernelConfig.{p.name}={v!r} is not one of {list(p.values)}")
 
     def defines(self) -> dict[str, int]:
         d = {f"TRI_ISA_{name.upper()}": int(name == self.isa) for name in isa_mod.ISA_ORDER}
         d["TRI_ISA_NEON"] = 0
         d.update(TRI_ROW_TILE=4, TRI_TOK_CHUNK=self.tok_chunk, TRI_GEMV_MAX_M=self.gemv_max_m)
         return d
+
+    def build_config(self) -> KernelConfig:
+        """The same specialization with the run-time-only fields at their defaults (what the
+        shared object depends on)."""
+        return replace(self, threads=0)
+
+    @classmethod
+    def search_params(cls, isa: str) -> tuple[Param, ...]:
+        """The tunable fields on ``isa`` with their legal values and defaults."""
+        if isa not in _ALL:
+            raise ValueError(
+                f"unknown kernel ISA {isa!r}; expected one of {', '.join(_ALL)}"
+            )
+        return tuple(p for p in _PARAMS if isa in p_isas(p.name))
+
+    @classmethod
+    def from_params(cls, isa: str, params: Mapping[str, Any]) -> KernelConfig:
+        """The config of ``isa`` with ``params`` (a subset of :meth:`search_params` names)."""
+        known = {p.name for p in cls.search_params(isa)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown kernel parameter(s) {', '.join(map(repr, unknown))} for {isa}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(isa=isa, **dict(params))
+
+
+_ALL = ("avx512", "avx2", "neon", "scalar")
+_SIMD = ("avx512", "avx2", "neon")  # the paths with a direct-decode GEMV (TRI_HAVE_DIRECT)
+
+# (parameter, ISA paths where it changes the code or the run)
+_PARAM_TABLE: tuple[tuple[Param, tuple[str, ...]], ...] = (
+    (Param("tok_chunk", (16, 32, 64, 128, 256), 64,
+           "tokens per parallel task of the decoded-tile GEMM (a tile of 4 weight rows is "
+           "decoded once per chunk)"), _ALL),
+    (Param("gemv_max_m", (1, 2, 3, 4, 6, 8), 2,
+           "int8 batches up to this size decode the packed weights in registers (GEMV) "
+           "instead of decoding a tile once per token chunk"), _SIMD),
+    (Param("threads", (0, 1, 2, 4), 0,
+           "threads per call (0: TRITIUM_NUM_THREADS or torch.get_num_threads())"), _ALL),
+)
+_PARAMS: tuple[Param, ...] = tuple(p for p, _ in _PARAM_TABLE)
+
+
+def p_isas(name: str) -> tuple[str, ...]:
+    """The ISA paths on which parameter ``name`` has an effect."""
+    for p, isas in _PARAM_TABLE:
+        if p.name == name:
+            return isas
+    raise KeyError(name)
 
 
 @dataclass(frozen=True)
