@@ -411,3 +411,14 @@ def test_bad_arguments():
         LLMStrategy(url="http://h", timeout=0)
     with pytest.raises(ValueError, match="max_retries"):
         LLMStrategy(url="http://h", max_retries=-1)
+
+
+def test_default_fallback_is_the_heuristic(monkeypatch):
+    from tritium.tune.strategies import HeuristicStrategy
+
+    monkeypatch.delenv("TRITIUM_LLM_URL", raising=False)
+    s = LLMStrategy()
+    history = [Trial(SPACE.default(), "llm", median_ms=2.0, number=0)]
+    got = s.suggest(SPACE, history, CTX)
+    assert isinstance(s.fallback, HeuristicStrategy)
+    assert SPACE.validate(got) is None and got != SPACE.default()
