@@ -1,7 +1,8 @@
 """Render, compile, cache and load the C kernels.
 
 A specialization (ISA path, tile sizes) is rendered into one C translation unit: a prelude of
-``#define`` lines followed by ``csrc/tritium_kernels.h`` and ``csrc/tritium_kernels.c``. The
+``#define`` lines followed by ``csrc/tritium_kernels.h`` and ``csrc/tritium_kernels.c`` (with
+``csrc/tritium_neon.h`` in place of its ``#include`` line for the ``neon`` path). The
 shared object is cached under ``cache_subdir("kernels")`` by a key over the source text, the
 compiler flags, the compiler's ``--version`` output and the CPU flags. Writes are atomic
 (compile to a temp name in the same directory, then ``os.replace``), a sidecar file holds the
@@ -29,7 +30,7 @@ from tritium.backends.cpu import isa as isa_mod
 from tritium.cachedir import atomic_write_text, cache_subdir, digest
 from tritium.tune.space import Param
 
-SOURCE_FILES = ("tritium_kernels.h", "tritium_kernels.c")
+SOURCE_FILES = ("tritium_kernels.h", "tritium_neon.h", "tritium_kernels.c")
 BASE_FLAGS = (
     "-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-fno-math-errno",
 )
@@ -67,7 +68,6 @@ class KernelConfig:
 
     def defines(self) -> dict[str, int]:
         d = {f"TRI_ISA_{name.upper()}": int(name == self.isa) for name in isa_mod.ISA_ORDER}
-        d["TRI_ISA_NEON"] = 0
         d.update(TRI_ROW_TILE=4, TRI_TOK_CHUNK=self.tok_chunk, TRI_GEMV_MAX_M=self.gemv_max_m)
         return d
 
@@ -144,6 +144,9 @@ def render_source(config: KernelConfig) -> str:
     lines += [f"#define {k} {v}" for k, v in config.defines().items()]
     header = _read_source("tritium_kernels.h")
     body = _read_source("tritium_kernels.c").replace('#include "tritium_kernels.h"\n', "")
+    # the NEON micro-kernels live in their own header; only the neon path carries them
+    neon = _read_source("tritium_neon.h") if config.isa == "neon" else ""
+    body = body.replace('#include "tritium_neon.h"', neon)
     return "\n".join(lines) + "\n" + header + "\n" + body
 
 

@@ -1,9 +1,11 @@
 """CPU feature detection and the choice of kernel ISA path.
 
-The kernels ship three specializations of one C source: ``avx512`` (AVX-512 BW/VL with
-VNNI), ``avx2`` (AVX2 + FMA) and ``scalar`` (portable C; also what ARM machines build).
-``$TRITIUM_CPU_ISA`` forces one of them (tests use ``scalar`` to exercise the portable path on
-an x86 machine); a forced path the CPU cannot run falls back to the best one it can.
+The kernels ship four specializations of one C source: ``avx512`` (AVX-512 BW/VL with
+VNNI), ``avx2`` (AVX2 + FMA), ``neon`` (aarch64 Advanced SIMD, with the armv8.2 dot product
+instructions when the CPU has them) and ``scalar`` (portable C). A path is only offered on the
+architecture it is written for (x86-64 or aarch64). ``$TRITIUM_CPU_ISA`` forces one of them
+(tests use ``scalar`` to exercise the portable path on an x86 machine); a forced path the CPU
+cannot run falls back to the best one it can, with a warning saying why.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import warnings
 ISA_FLAGS: dict[str, tuple[str, ...]] = {
     "avx512": ("-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"),
     "avx2": ("-mavx2", "-mfma"),
+    "neon": ("-march=armv8-a",),  # Advanced SIMD is part of every armv8-a CPU
     "scalar": (),
 }
 
@@ -24,14 +27,32 @@ ISA_FLAGS: dict[str, tuple[str, ...]] = {
 ISA_REQUIRES: dict[str, tuple[str, ...]] = {
     "avx512": ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"),
     "avx2": ("avx2", "fma"),
+    "neon": (),
     "scalar": (),
 }
 
-ISA_ORDER: tuple[str, ...] = ("avx512", "avx2", "scalar")
+ISA_ORDER: tuple[str, ...] = ("avx512", "avx2", "neon", "scalar")
+
+# The machine architecture each SIMD path is written for (platform.machine() spellings).
+X86_MACHINES = ("x86_64", "amd64", "i686", "i386")
+ARM64_MACHINES = ("aarch64", "arm64")
+ISA_ARCH: dict[str, tuple[str, ...]] = {
+    "avx512": X86_MACHINES,
+    "avx2": X86_MACHINES,
+    "neon": ARM64_MACHINES,
+}
+
+# The aarch64 dot product instructions (sdot/udot, armv8.2-a): "asimddp" in /proc/cpuinfo,
+# bit 20 of AT_HWCAP.
+NEON_DOTPROD_FLAGS = ("-march=armv8.2-a+dotprod",)
+_AT_HWCAP = 16
+_HWCAP_ASIMDDP = 1 << 20
 
 # Extensions a path uses when the CPU has them (the C source tests the compiler's macros).
 ISA_OPTIONAL: dict[str, tuple[tuple[str, str], ...]] = {
     "avx512": (("avx512vbmi", "-mavx512vbmi"),),  # t1.6 decode by byte-table lookups
+    # sdot for the int8 products; a later -march replaces the earlier one (gcc and clang)
+    "neon": (("asimddp", NEON_DOTPROD_FLAGS[0]),),
 }
 
 
@@ -51,7 +72,23 @@ def cpu_flags() -> frozenset[str]:
                     return frozenset(value.split())
     except OSError:
         pass
-    return frozenset()
+    return _hwcap_flags()
+
+
+def _hwcap_flags() -> frozenset[str]:
+    """aarch64 without a readable /proc/cpuinfo: the dot product bit of the auxiliary vector."""
+    if platform.machine().lower() not in ARM64_MACHINES:
+        return frozenset()
+    try:
+        import ctypes
+
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype = ctypes.c_ulong
+        getauxval.argtypes = [ctypes.c_ulong]
+        hwcap = int(getauxval(_AT_HWCAP))
+    except (OSError, AttributeError):
+        return frozenset()
+    return frozenset({"asimd", "asimddp"} if hwcap & _HWCAP_ASIMDDP else {"asimd"})
 
 
 def cpu_model() -> str:
@@ -66,18 +103,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def supported_isas(flags: frozenset[str] | None = None) -> list[str]:
+def supported_isas(flags: frozenset[str] | None = None, machine: str | None = None) -> list[str]:
     """ISA paths this CPU can run, best first (always ends with ``scalar``)."""
     flags = cpu_flags() if flags is None else flags
-    is_x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+    machine = (machine or platform.machine()).lower()
     out = []
     for isa in ISA_ORDER:
-        needs = ISA_REQUIRES[isa]
-        if needs and not is_x86:
+        if isa in ISA_ARCH and machine not in ISA_ARCH[isa]:
             continue
-        if all(f in flags for f in needs):
+        if all(f in flags for f in ISA_REQUIRES[isa]):
             out.append(isa)
     return out
+
+
+def _unsupported_reason(isa: str) -> str:
+    machine = platform.machine() or "unknown"
+    if isa in ISA_ARCH and machine.lower() not in ISA_ARCH[isa]:
+        arch = "an x86-64" if ISA_ARCH[isa] == X86_MACHINES else "an aarch64 (64-bit ARM)"
+        return f"the {isa} kernels need {arch} CPU and this machine is {machine}"
+    missing = [f for f in ISA_REQUIRES[isa] if f not in cpu_flags()]
+    return f"this CPU cannot run the {isa} kernels (missing CPU flags: {', '.join(missing)})"
 
 
 def select_isa(requested: str | None = None) -> str:
@@ -96,9 +141,15 @@ def select_isa(requested: str | None = None) -> str:
         return available[0]
     if want not in available:
         warnings.warn(
-            f"this CPU cannot run the {want} kernels; using {available[0]}",
+            f"TRITIUM_CPU_ISA={want}: {_unsupported_reason(want)}; using {available[0]}",
             RuntimeWarning,
             stacklevel=3,
         )
         return available[0]
     return want
+
+
+def compile_flags(isa: str, flags: frozenset[str] | None = None) -> list[str]:
+    """The ISA flags of ``isa`` plus the optional ones ``flags`` (default: this CPU) allow;
+    e.g. ``compile_flags("neon", frozenset({"asimddp"}))`` is the dot product build."""
+    return list(ISA_FLAGS[isa]) + optional_flags(isa, flags)

@@ -1035,7 +1035,10 @@ static void f32_dot4x4(const float *const *wf, const float *const *x, int64_t k,
 }
 #endif
 
-#else /* portable C (TRI_ISA_SCALAR; NEON builds use this path too, see docs/formats.md) */
+#elif TRI_ISA_NEON
+#include "tritium_neon.h" /* the NEON micro-kernels (build.py renders it inline) */
+
+#else /* portable C (TRI_ISA_SCALAR) */
 #define TRI_HAVE_DIRECT 0
 
 static void decode_codes(int fmt, const uint8_t *w, int64_t nb, uint8_t *c) {
