@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast fuzz lint bench clean
+.PHONY: install demo test test-fast fuzz lint bench clean cross-tools
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,27 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tritium train examples/mlp.tri --out runs/mlp
 
-test: $(STAMP)
+test: $(STAMP) cross-tools
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q -n 2
+
+# The aarch64 cross compiler and qemu-user for the NEON kernel test
+# (tests/unit/runtime/test_neon_cross.py). Installed only when missing, as root, with apt-get;
+# anywhere else this prints why it is skipped and that test skips with the install command.
+CROSS_APT := gcc-aarch64-linux-gnu qemu-user
+cross-tools:
+	@if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then \
+	    echo "cross-tools: aarch64-linux-gnu-gcc and qemu-aarch64 are installed"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	    echo "cross-tools: skipped (not root); the NEON cross test will skip. To run it: sudo apt-get install -y $(CROSS_APT)"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "cross-tools: skipped (no apt-get); the NEON cross test will skip. It needs aarch64-linux-gnu-gcc and qemu-aarch64 on PATH"; \
+	else \
+	    echo "cross-tools: apt-get install -y $(CROSS_APT)"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CROSS_APT) >/dev/null; } || \
+	    echo "cross-tools: apt-get failed; the NEON cross test will skip"; \
+	fi
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow"
