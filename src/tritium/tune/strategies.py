@@ -218,6 +218,8 @@ class TPEStrategy:
         for t in history:
             by_key.setdefault(config_key(t.config), t)
         for key, t in by_key.items():
+            if t.status == "running":  # claimed by a worker, result not in yet
+                continue
             if key not in self._told and space.validate(t.config) is None:
                 self._tell(key, t, dists, t.config)
         repeats = 0

@@ -1,0 +1,477 @@
+"""The trial archive: every tuning trial in a database, shared by concurrent workers.
+
+SQLAlchemy Core over any URL (SQLite under ``cache_subdir("tune")`` by default, PostgreSQL or
+any other by ``--storage``). Two tables:
+
+- ``studies``: one search problem, unique by (kernel, kernel source hash, shape, format,
+  device fingerprint); it also keeps the last baseline times (default config and torch fp32).
+- ``trials``: one config of one study, unique by (study, config key). A worker *claims* a
+  config by inserting its row (status ``running``) before measuring it; a second worker that
+  wants the same config gets an IntegrityError and asks its strategy again, so several
+  ``tritium tune`` processes on one storage share one search with no trial lost or duplicated.
+  The row is then updated with the result.
+
+SQLite runs in WAL mode with a busy timeout so concurrent writers wait instead of failing.
+``export_json``/``import_json`` move studies between machines as a versioned JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tritium.tune.space import Config, Trial, config_key
+
+EXPORT_FORMAT = "tritium-tune-archive"
+EXPORT_VERSION = 1
+STATUSES = ("ok", "invalid", "wrong", "noisy", "error", "running")
+DB_NAME = "archive.db"
+
+
+class ArchiveError(Exception):
+    """The storage cannot be opened or read, or an export file is malformed (one line)."""
+
+
+def default_url() -> str:
+    """``$TRITIUM_TUNE_STORAGE`` or the SQLite file under the cache root's ``tune`` area."""
+    env = os.environ.get("TRITIUM_TUNE_STORAGE")
+    if env:
+        return env
+    from tritium.cachedir import cache_subdir
+
+    return f"sqlite:///{cache_subdir('tune') / DB_NAME}"
+
+
+def default_db_path() -> Path | None:
+    """The SQLite file behind the default URL (None when the storage is not a local file)."""
+    url = default_url()
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def shape_text(shape: Iterable[int]) -> str:
+    return ",".join(str(int(d)) for d in shape)
+
+
+def parse_shape_text(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(","))
+
+
+def _tables():
+    import sqlalchemy as sa
+
+    md = sa.MetaData()
+    studies = sa.Table(
+        "studies", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kernel", sa.String(128), nullable=False),
+        sa.Column("source_hash", sa.String(64), nullable=False),
+        sa.Column("shape", sa.String(128), nullable=False),
+        sa.Column("format", sa.String(16), nullable=False),
+        sa.Column("device_fingerprint", sa.String(64), nullable=False),
+        sa.Column("device", sa.Text, nullable=False, default="{}"),
+        sa.Column("default_ms", sa.Float, nullable=True),
+        sa.Column("fp32_ms", sa.Float, nullable=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.UniqueConstraint("kernel", "source_hash", "shape", "format", "device_fingerprint",
+                            name="uq_study"),
+    )
+    trials = sa.Table(
+        "trials", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False,
+                  index=True),
+        sa.Column("config", sa.Text, nullable=False),
+        sa.Column("config_key", sa.String(1024), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("median_ms", sa.Float, nullable=True),
+        sa.Column("ci_lo_ms", sa.Float, nullable=True),
+        sa.Column("ci_hi_ms", sa.Float, nullable=True),
+        sa.Column("times_ms", sa.Text, nullable=False, default="[]"),
+        sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("strategy", sa.String(32), nullable=False),
+        sa.Column("worker", sa.String(128), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.UniqueConstraint("study_id", "config_key", name="uq_trial"),
+    )
+    return md, studies, trials
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+class Archive:
+    """One storage URL: create the tables on first use, claim, record and query trials."""
+
+    def __init__(self, url: str | None = None) -> None:
+        import sqlalchemy as sa
+        from sqlalchemy import exc
+
+        self.url = url or default_url()
+        try:
+            kwargs: dict[str, Any] = {}
+            if self.url.startswith("sqlite"):
+                kwargs["connect_args"] = {"timeout": 60}
+                path = self.url.split("///", 1)[1] if "///" in self.url else ""
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(self.url, **kwargs)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.md, self.studies, self.trials = _tables()
+            self.md.create_all(self.engine)
+        except (exc.ArgumentError, exc.NoSuchModuleError) as e:
+            raise ArchiveError(f"invalid storage URL {self.url!r}: {_first_line(e)}") from None
+        except (exc.SQLAlchemyError, OSError, ImportError) as e:
+            raise ArchiveError(f"cannot open the tuning archive {self.url!r}: "
+                               f"{_first_line(e)}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _run(self, fn, *args):
+        """Run ``fn(conn, *args)`` in a transaction; database failures become ArchiveError."""
+        from sqlalchemy import exc
+
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn, *args)
+        except exc.IntegrityError:
+            raise
+        except exc.SQLAlchemyError as e:
+            raise ArchiveError(f"tuning archive {self.url!r}: {_first_line(e)}") from None
+
+    # ------------------------------------------------------------------ studies
+
+    def study(self, kernel: str, source_hash: str, shape: Iterable[int], fmt: str,
+              device_fingerprint: str, device: dict[str, Any] | None = None) -> int:
+        """The id of the study for this problem, created if needed (safe under races)."""
+        import sqlalchemy as sa
+        from sqlalchemy import exc
+
+        key = dict(kernel=kernel, source_hash=source_hash, shape=shape_text(shape), format=fmt,
+                   device_fingerprint=device_fingerprint)
+        s = self.studies
+
+        def find(conn):
+            q = sa.select(s.c.id).where(*(s.c[k] == v for k, v in key.items()))
+            return conn.execute(q).scalar()
+
+        found = self._run(find)
+        if found is not None:
+            return int(found)
+        try:
+            return int(self._run(lambda conn: conn.execute(s.insert().values(
+                **key, device=json.dumps(device or {}, sort_keys=True),
+                created_at=time.time())).inserted_primary_key[0]))
+        except exc.IntegrityError:
+            return int(self._run(find))
+
+    def set_baseline(self, study_id: int, default_ms: float | None,
+                     fp32_ms: float | None) -> None:
+        s = self.studies
+        self._run(lambda conn: conn.execute(
+            s.update().where(s.c.id == study_id).values(default_ms=default_ms, fp32_ms=fp32_ms)))
+
+    def study_info(self, study_id: int) -> dict[str, Any]:
+        import sqlalchemy as sa
+
+        s = self.studies
+        row = self._run(lambda conn: conn.execute(
+            sa.select(s).where(s.c.id == study_id)).mappings().first())
+        if row is None:
+            raise ArchiveError(f"no study with id {study_id} in {self.url!r}")
+        return _study_dict(row)
+
+    def find_studies(self, kernel: str | None = None, device_fingerprint: str | None = None,
+                     fmt: str | None = None, source_hash: str | None = None
+                     ) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        s = self.studies
+        conds = [c for c in (
+            s.c.kernel == kernel if kernel is not None else None,
+            s.c.device_fingerprint == device_fingerprint if device_fingerprint else None,
+            s.c.format == fmt if fmt is not None else None,
+            s.c.source_hash == source_hash if source_hash is not None else None,
+        ) if c is not None]
+        rows = self._run(lambda conn: conn.execute(
+            sa.select(s).where(*conds).order_by(s.c.id)).mappings().all())
+        return [_study_dict(r) for r in rows]
+
+    # ------------------------------------------------------------------ trials
+
+    def claim(self, study_id: int, config: Config, strategy: str,
+              worker: str | None = None) -> int | None:
+        """Reserve ``config`` in the study; its trial id, or None when it is already taken."""
+        from sqlalchemy import exc
+
+        t = self.trials
+        try:
+            return int(self._run(lambda conn: conn.execute(t.insert().values(
+                study_id=study_id, config=json.dumps(config, sort_keys=True),
+                config_key=config_key(config), status="running", strategy=strategy,
+                worker=worker or worker_id(), times_ms="[]", created_at=time.time(),
+            )).inserted_primary_key[0]))
+        except exc.IntegrityError:
+            return None
+
+    def record(self, trial_id: int, trial: Trial) -> None:
+        """Store the outcome of a claimed trial."""
+        t = self.trials
+        lo, hi = trial.ci_ms if trial.ci_ms is not None else (None, None)
+        self._run(lambda conn: conn.execute(t.update().where(t.c.id == trial_id).values(
+            status=trial.status, median_ms=trial.median_ms, ci_lo_ms=lo, ci_hi_ms=hi,
+            times_ms=json.dumps([round(x, 6) for x in trial.times_ms]), reason=trial.reason)))
+
+    def release(self, trial_id: int) -> None:
+        """Give a claimed config back (the measurement was interrupted before a result)."""
+        t = self.trials
+        self._run(lambda conn: conn.execute(
+            t.delete().where(t.c.id == trial_id, t.c.status == "running")))
+
+    def history(self, study_id: int) -> list[Trial]:
+        """Every trial of the study in claim order (``running`` ones are still measured)."""
+        import sqlalchemy as sa
+
+        t = self.trials
+        rows = self._run(lambda conn: conn.execute(
+            sa.select(t).where(t.c.study_id == study_id).order_by(t.c.id)).mappings().all())
+        return [_trial(r, i) for i, r in enumerate(rows)]
+
+    def best(self, study_id: int) -> Trial | None:
+        ok = [t for t in self.history(study_id) if t.ok]
+        return min(ok, key=lambda t: t.median_ms) if ok else None  # type: ignore[arg-type,return-value]
+
+    def best_per_study(self, kernel: str | None = None, device_fingerprint: str | None = None,
+                       fmt: str | None = None, source_hash: str | None = None
+                       ) -> list[tuple[dict[str, Any], Config, float]]:
+        """(study, best config, its median) for each matching study with a successful trial."""
+        import sqlalchemy as sa
+
+        studies = {s["id"]: s for s in self.find_studies(kernel, device_fingerprint, fmt,
+                                                         source_hash)}
+        if not studies:
+            return []
+        t = self.trials
+        q = (sa.select(t.c.study_id, t.c.config, t.c.median_ms)
+             .where(t.c.study_id.in_(list(studies)), t.c.status == "ok",
+                    t.c.median_ms.is_not(None))
+             .order_by(t.c.study_id, t.c.median_ms, t.c.id))
+        rows = self._run(lambda conn: conn.execute(q).all())
+        out: dict[int, tuple[dict[str, Any], Config, float]] = {}
+        for sid, cfg, med in rows:
+            if sid not in out:
+                out[sid] = (studies[sid], json.loads(cfg), float(med))
+        return [out[k] for k in sorted(out)]
+
+    def statistics(self, study_id: int) -> dict[str, Any]:
+        """Counts by status and strategy, the best and the default/fp32 baselines."""
+        hist = self.history(study_id)
+        info = self.study_info(study_id)
+        by_status: dict[str, int] = {}
+        by_strategy: dict[str, int] = {}
+        for t in hist:
+            by_status[t.status] = by_status.get(t.status, 0) + 1
+            by_strategy[t.strategy] = by_strategy.get(t.strategy, 0) + 1
+        best = min((t for t in hist if t.ok), key=lambda t: t.median_ms, default=None)  # type: ignore[arg-type,return-value]
+        return {
+            "trials": len(hist), "by_status": by_status, "by_strategy": by_strategy,
+            "best_ms": best.median_ms if best else None,
+            "best_config": best.config if best else None,
+            "default_ms": info["default_ms"], "fp32_ms": info["fp32_ms"],
+            "workers": len(self._workers(study_id)),
+        }
+
+    def _workers(self, study_id: int) -> list[str]:
+        import sqlalchemy as sa
+
+        t = self.trials
+        return list(self._run(lambda conn: conn.execute(
+            sa.select(t.c.worker).where(t.c.study_id == study_id).distinct()).scalars().all()))
+
+    # ------------------------------------------------------------------ export / import
+
+    def export_json(self, path: Path, kernel: str | None = None) -> int:
+        """Write every study (of ``kernel``) with its finished trials; the number of studies."""
+        from tritium.cachedir import atomic_write_text
+
+        doc: dict[str, Any] = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                               "exported_at": time.time(), "studies": []}
+        for s in self.find_studies(kernel):
+            trials = [t for t in self.history(s["id"]) if t.status != "running"]
+            doc["studies"].append({
+                "kernel": s["kernel"], "source_hash": s["source_hash"], "shape": s["shape"],
+                "format": s["format"], "device_fingerprint": s["device_fingerprint"],
+                "device": s["device"], "default_ms": s["default_ms"], "fp32_ms": s["fp32_ms"],
+                "trials": [{
+                    "config": t.config, "status": t.status, "median_ms": t.median_ms,
+                    "ci_ms": list(t.ci_ms) if t.ci_ms else None, "times_ms": t.times_ms,
+                    "reason": t.reason, "strategy": t.strategy,
+                } for t in trials],
+            })
+        try:
+            atomic_write_text(Path(path), json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        except OSError as e:
+            raise ArchiveError(f"cannot write {path}: {e.strerror or e}") from None
+        return len(doc["studies"])
+
+    def import_json(self, path: Path) -> tuple[int, int]:
+        """Merge an export file; (trials added, trials already present). Validates everything
+        first, so a malformed file changes nothing."""
+        doc = read_export(path)
+        added = skipped = 0
+        for s in doc["studies"]:
+            sid = self.study(s["kernel"], s["source_hash"], s["shape"], s["format"],
+                             s["device_fingerprint"], s["device"])
+            if s["default_ms"] is not None or s["fp32_ms"] is not None:
+                info = self.study_info(sid)
+                if info["default_ms"] is None:
+                    self.set_baseline(sid, s["default_ms"], s["fp32_ms"])
+            for t in s["trials"]:
+                tid = self.claim(sid, t["config"], t["strategy"], worker="import")
+                if tid is None:
+                    skipped += 1
+                    continue
+                self.record(tid, Trial(
+                    config=t["config"], strategy=t["strategy"], status=t["status"],
+                    median_ms=t["median_ms"],
+                    ci_ms=tuple(t["ci_ms"]) if t["ci_ms"] else None,  # type: ignore[arg-type]
+                    times_ms=list(t["times_ms"]), reason=t["reason"]))
+                added += 1
+        return added, skipped
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _study_dict(row: Any) -> dict[str, Any]:
+    d = dict(row)
+    d["shape"] = parse_shape_text(d["shape"])
+    try:
+        d["device"] = json.loads(d["device"] or "{}")
+    except ValueError:
+        d["device"] = {}
+    return d
+
+
+def _trial(row: Any, number: int) -> Trial:
+    lo, hi = row["ci_lo_ms"], row["ci_hi_ms"]
+    return Trial(
+        config=json.loads(row["config"]), strategy=row["strategy"], status=row["status"],
+        median_ms=row["median_ms"], ci_ms=(lo, hi) if lo is not None and hi is not None else None,
+        times_ms=json.loads(row["times_ms"] or "[]"), reason=row["reason"], number=number,
+    )
+
+
+# ---------------------------------------------------------------------- export validation
+
+def _fail(where: str, what: str) -> None:
+    raise ArchiveError(f"malformed tuning export: {where}: {what}")
+
+
+def _num_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool)
+                         and math.isfinite(v) and v >= 0)
+
+
+def read_export(path: Path) -> dict[str, Any]:
+    """Load and validate an export file; ArchiveError names the first problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArchiveError(f"cannot import {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArchiveError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ArchiveError(f"{path} is not valid JSON: {e}") from None
+    validate_export(doc)
+    return doc
+
+
+def validate_export(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        _fail("top level", f"expected an object, got {type(doc).__name__}")
+    if doc.get("format") != EXPORT_FORMAT:
+        _fail("format", f"expected {EXPORT_FORMAT!r}, got {doc.get('format')!r}")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        _fail("version", f"expected an integer, got {version!r}")
+    if version > EXPORT_VERSION:
+        _fail("version", f"{version} is newer than this tritium reads ({EXPORT_VERSION})")
+    if version < 1:
+        _fail("version", f"{version} is not a valid version")
+    studies = doc.get("studies")
+    if not isinstance(studies, list):
+        _fail("studies", "expected a list")
+    for i, s in enumerate(studies):
+        w = f"studies[{i}]"
+        if not isinstance(s, dict):
+            _fail(w, "expected an object")
+        for key in ("kernel", "source_hash", "format", "device_fingerprint"):
+            if not isinstance(s.get(key), str) or not s[key]:
+                _fail(f"{w}.{key}", "expected a non-empty string")
+        shape = s.get("shape")
+        if (not isinstance(shape, list) or not shape
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                           for d in shape)):
+            _fail(f"{w}.shape", f"expected a list of positive integers, got {shape!r}")
+        if not isinstance(s.get("device", {}), dict):
+            _fail(f"{w}.device", "expected an object")
+        s.setdefault("device", {})
+        for key in ("default_ms", "fp32_ms"):
+            s.setdefault(key, None)
+            if not _num_or_none(s[key]):
+                _fail(f"{w}.{key}", f"expected a non-negative number or null, got {s[key]!r}")
+        trials = s.get("trials")
+        if not isinstance(trials, list):
+            _fail(f"{w}.trials", "expected a list")
+        for j, t in enumerate(trials):
+            tw = f"{w}.trials[{j}]"
+            if not isinstance(t, dict):
+                _fail(tw, "expected an object")
+            cfg = t.get("config")
+            if not isinstance(cfg, dict) or not all(
+                    isinstance(v, int | str | bool | float) for v in cfg.values()):
+                _fail(f"{tw}.config", "expected an object of scalar parameter values")
+            if t.get("status") not in STATUSES[:-1]:
+                _fail(f"{tw}.status", f"{t.get('status')!r} is not one of "
+                                      f"{', '.join(STATUSES[:-1])}")
+            t.setdefault("median_ms", None)
+            if not _num_or_none(t["median_ms"]):
+                _fail(f"{tw}.median_ms", f"expected a non-negative number or null, "
+                                         f"got {t['median_ms']!r}")
+            if t["status"] == "ok" and t["median_ms"] is None:
+                _fail(f"{tw}.median_ms", "an ok trial needs a median")
+            ci = t.setdefault("ci_ms", None)
+            if ci is not None and (not isinstance(ci, list) or len(ci) != 2
+                                   or not all(_num_or_none(v) and v is not None for v in ci)):
+                _fail(f"{tw}.ci_ms", f"expected [low, high] or null, got {ci!r}")
+            times = t.setdefault("times_ms", [])
+            if not isinstance(times, list) or not all(
+                    _num_or_none(v) and v is not None for v in times):
+                _fail(f"{tw}.times_ms", "expected a list of non-negative numbers")
+            if not isinstance(t.setdefault("strategy", "import"), str):
+                _fail(f"{tw}.strategy", "expected a string")
+            if not isinstance(t.setdefault("reason", None), str | None):
+                _fail(f"{tw}.reason", "expected a string or null")

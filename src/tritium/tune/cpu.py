@@ -1,0 +1,256 @@
+"""The CPU kernels as tuning problems: ``cpu.linear`` (int8 activations) and ``cpu.linear_f32``.
+
+A :class:`CpuLinearProblem` is one ternary linear ``y = (x' @ W^T) * scale + bias`` of shape
+(M, N, K) in one packed format on one ISA path. Its search space is the kernel template's
+``KernelConfig.search_params(isa)``, canonicalized for the shape so that configs which run the
+same code are not timed twice (``gemv_max_m`` only decides whether an M-row batch takes the
+GEMV path; ``tok_chunk`` only matters on the tiled path). Each config is built as its own
+specialization (cached by the kernel build cache) and checked against the runtime's PyTorch
+reference: bit-exact for the int8 path, to a float tolerance for the fp32 path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from tritium.tune.measure import InvalidConfig
+from tritium.tune.space import Config, SearchSpace
+
+CPU_KERNELS = {"cpu.linear": "int8", "cpu.linear_f32": "none"}
+FORMATS = ("t2", "t1.6")
+
+
+def act_quant_of(kernel: str) -> str:
+    try:
+        return CPU_KERNELS[kernel]
+    except KeyError:
+        raise ValueError(f"unknown CPU kernel {kernel!r}; expected one of "
+                         f"{', '.join(CPU_KERNELS)}") from None
+
+
+def kernel_of(act_quant: str) -> str:
+    return "cpu.linear" if act_quant == "int8" else "cpu.linear_f32"
+
+
+def default_isa() -> str:
+    from tritium.backends.cpu import isa as isa_mod
+
+    return isa_mod.select_isa(None)
+
+
+@cache
+def source_hash() -> str:
+    """A hash of the C kernel sources: tuned configs of other sources are not reused."""
+    from tritium.backends.cpu.build import SOURCE_FILES
+
+    h = hashlib.sha256()
+    base = resources.files("tritium.backends.cpu").joinpath("csrc")
+    for name in SOURCE_FILES:
+        h.update(name.encode())
+        h.update(base.joinpath(name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def kernel_source() -> str:
+    """The C source of the kernels (what the LLM strategy reads)."""
+    from tritium.backends.cpu.build import KernelConfig, render_source
+
+    return render_source(KernelConfig(isa=default_isa()))
+
+
+def device_info(isa: str | None = None) -> dict[str, Any]:
+    """The machine as the tuner sees it (its fingerprint keys the archive)."""
+    from tritium.backends.cpu import isa as isa_mod
+
+    isa = isa or default_isa()
+    return {
+        "kind": "cpu", "isa": isa, "model": isa_mod.cpu_model(), "cores": os.cpu_count() or 1,
+        "machine": os.uname().machine if hasattr(os, "uname") else "",
+    }
+
+
+def device_fingerprint(device: dict[str, Any]) -> str:
+    """Same CPU model, core count and ISA path: same fingerprint (tunes move between them)."""
+    text = "|".join(f"{k}={device.get(k)}" for k in ("kind", "isa", "model", "cores", "machine"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def linear_space(kernel: str, m: int, isa: str) -> SearchSpace:
+    """The canonical search space of a CPU linear kernel for batch ``m`` on ``isa``."""
+    from tritium.backends.cpu.build import KernelConfig
+
+    aq = act_quant_of(kernel)
+    params = KernelConfig.search_params(isa)
+    names = {p.name for p in params}
+    if aq != "int8" and "gemv_max_m" in names:  # the GEMV switch exists only on the int8 path
+        params = tuple(p for p in params if p.name != "gemv_max_m")
+        names.discard("gemv_max_m")
+    gemv = next((p for p in params if p.name == "gemv_max_m"), None)
+    if gemv is not None and len({m <= v for v in gemv.values}) == 1:
+        params = tuple(p for p in params if p.name != "gemv_max_m")  # one path whatever the value
+        uses_gemv_always = m <= gemv.default
+        if uses_gemv_always:  # the tile size of the other path is irrelevant too
+            params = tuple(p for p in params if p.name != "tok_chunk")
+        gemv = None
+
+    def canonical(config: Config) -> str | None:
+        if gemv is None:
+            return None
+        g = config["gemv_max_m"]
+        path = m <= g
+        same = [v for v in gemv.values if (m <= v) == path]
+        canon = gemv.default if gemv.default in same else same[0]
+        if g != canon:
+            return (f"gemv_max_m={g} runs the same code as gemv_max_m={canon} for M={m} "
+                    f"({'GEMV' if path else 'tiled'} path)")
+        if path and "tok_chunk" in config:
+            tok = next(p for p in params if p.name == "tok_chunk")
+            if config["tok_chunk"] != tok.default:
+                return f"tok_chunk has no effect on the GEMV path taken for M={m}"
+        return None
+
+    return SearchSpace(kernel, tuple(params), constraint=canonical if gemv is not None else None)
+
+
+def kernel_config(isa: str, config: Config):
+    from tritium.backends.cpu.build import KernelConfig
+
+    try:
+        return KernelConfig.from_params(isa, config)
+    except (TypeError, ValueError) as e:
+        raise InvalidConfig(str(e)) from None
+
+
+@dataclass
+class CpuLinearProblem:
+    """One CPU linear kernel problem: (M, N, K), packed format, ISA path."""
+
+    kernel: str
+    shape: tuple[int, int, int]
+    fmt: str = "t2"
+    isa: str = field(default_factory=default_isa)
+
+    def __post_init__(self) -> None:
+        self.act_quant = act_quant_of(self.kernel)
+        if self.fmt not in FORMATS:
+            raise ValueError(f"unknown format {self.fmt!r}; expected one of {', '.join(FORMATS)}")
+        if len(self.shape) != 3 or any(int(d) < 1 for d in self.shape):
+            raise ValueError(f"shape must be three positive integers M,N,K, got {self.shape}")
+        self.shape = tuple(int(d) for d in self.shape)  # type: ignore[assignment]
+
+    # -- the Problem protocol -------------------------------------------------------------
+
+    def space(self) -> SearchSpace:
+        return linear_space(self.kernel, self.shape[0], self.isa)
+
+    def inputs(self, seed: int) -> dict[str, Any]:
+        import torch
+
+        from tritium.runtime.packing import pack_ternary
+
+        m, n, k = self.shape
+        g = torch.Generator().manual_seed(seed)
+        trits = torch.randint(-1, 2, (n, k), generator=g, dtype=torch.int8)
+        packed = pack_ternary(trits, self.fmt)
+        return {
+            "x": torch.randn(m, k, generator=g) * (1 + 3 * torch.rand(m, 1, generator=g)),
+            "trits": trits, "wdata": packed.data,
+            "scale": (0.5 + torch.rand(n, generator=g)).float().contiguous(),
+            "bias": torch.randn(n, generator=g).float().contiguous(),
+        }
+
+    def reference(self, inputs: dict[str, Any]):
+        from tritium.runtime.kernels import _reference_linear
+
+        return _reference_linear(inputs["x"], inputs["trits"], inputs["scale"], inputs["bias"],
+                                 None, None, self.act_quant)
+
+    def output(self, inputs: dict[str, Any]):
+        import torch
+
+        return torch.empty((self.shape[0], self.shape[1]), dtype=torch.float32)
+
+    def runner(self, config: Config) -> Callable[[Any, Any], None]:
+        return self.runner_for(kernel_config(self.isa, config))
+
+    def runner_for(self, kc) -> Callable[[Any, Any], None]:
+        """Run the specialization ``kc`` into a caller-owned (poisonable) output buffer."""
+        import torch
+
+        from tritium.backends import cpu as cpu_backend
+        from tritium.runtime import kernels
+
+        lib = cpu_backend.load(config=kc)
+        if lib is None:
+            raise InvalidConfig(f"does not build or load: {cpu_backend.load_error(kc)}")
+        m, n, k = self.shape
+        fmt, aq = self.fmt, self.act_quant
+        plans: dict[int, Any] = {}
+
+        def run(inputs: dict[str, Any], out) -> None:
+            plan = plans.get(id(inputs["wdata"]))
+            if plan is None:
+                plans.clear()
+                plan = kernels.LinearPlan(lib, inputs["wdata"], n, k, fmt, inputs["scale"],
+                                          inputs["bias"], aq, config=kc)
+                plans[id(inputs["wdata"])] = plan
+            wp, sp, bp = plan.ptrs
+            rc = plan.fn(inputs["x"].data_ptr(), m, k, wp, n, plan.row_bytes, plan.fmt_code,
+                         sp, plan.slen, bp, None, 0, plan.aq, out.data_ptr(),
+                         plan.env_threads or max(1, torch.get_num_threads()))
+            if rc != 0:
+                raise MemoryError("the kernel could not allocate its buffers")
+
+        return run
+
+    def check(self, got, expected) -> str | None:
+        import torch
+
+        if self.act_quant == "int8":
+            if torch.equal(got, expected):
+                return None
+            bad = ~(got == expected)
+        else:
+            tol = 1e-4 * float(expected.abs().max()) + 1e-6
+            bad = ~torch.isclose(got, expected, rtol=1e-4, atol=tol)
+            if not bool(bad.any()):
+                return None
+        count = int(bad.sum())
+        r, c = (int(i) for i in bad.nonzero()[0])
+        kind = "bit-exact int8" if self.act_quant == "int8" else "fp32"
+        return (f"{count} of {got.numel()} outputs differ from the {kind} reference "
+                f"(first at [{r}, {c}]: got {float(got[r, c])!r}, "
+                f"expected {float(expected[r, c])!r})")
+
+    def fp32_runner(self, inputs: dict[str, Any]) -> Callable[[], Any]:
+        import torch
+        import torch.nn.functional as F
+
+        w = (inputs["trits"].float() * inputs["scale"][:, None]).contiguous()
+        x, b = inputs["x"], inputs["bias"]
+
+        def run():
+            with torch.no_grad():
+                return F.linear(x, w, b)
+
+        return run
+
+    # -- extras -----------------------------------------------------------------------------
+
+    def neighbour_shapes(self) -> list[tuple[int, int, int]]:
+        """Nearby problems for the stability check: M±1, N+32 (a row block), K+128 (a t2 block)."""
+        m, n, k = self.shape
+        out = [(m + 1, n, k)]
+        if m > 1:
+            out.append((m - 1, n, k))
+        out += [(m, n + 32, k), (m, n, k + 128)]
+        return out
+
+    def at(self, shape: tuple[int, int, int]) -> CpuLinearProblem:
+        return CpuLinearProblem(self.kernel, shape, self.fmt, self.isa)
