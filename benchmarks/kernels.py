@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shapes", default=None, help="comma list of NxK (default 1024x1024,4096x4096,11008x4096)")
     ap.add_argument("--batches", default=None, help="comma list of batch sizes (default 1,8,64,256)")
     ap.add_argument("--threads", type=int, default=None, help="threads for torch and tritium")
-    ap.add_argument("--isa", default=None, help="force a kernel ISA path (avx512, avx2, scalar)")
+    ap.add_argument("--isa", default=None, help="force a kernel ISA path (avx512, avx2, neon, scalar)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved repetitions (median)")
     ap.add_argument("--min-time", type=float, default=0.02, help="seconds per timing sample")
     ap.add_argument(
