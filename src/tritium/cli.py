@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "  tritium train examples/mlp.tri --out runs/mlp\n"
                        "  tritium check examples/*.tri\n"
                        "  tritium compile examples/resnet18.tri --emit ir-opt -O3\n"
-                       "  tritium summary examples/resnet18.tri\n\n"
+                       "  tritium summary examples/resnet18.tri\n"
+                       "  tritium tune --kernel cpu.linear --shape 1,4096,4096\n\n"
                        "Run `tritium COMMAND --help` for the options of one command.")
     p.add_argument("--version", action="version", version=f"tritium {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -526,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_profile)
     from .driver.train_cli import register as _register_train
     _register_train(sub, _formatter)
+    from .tune.cli import register as _register_tune
+    _register_tune(sub, _formatter)
     return p
 
 

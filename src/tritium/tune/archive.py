@@ -50,9 +50,13 @@ def default_url() -> str:
 
 def default_db_path() -> Path | None:
     """The SQLite file behind the default URL (None when the storage is not a local file)."""
-    url = default_url()
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
+    env = os.environ.get("TRITIUM_TUNE_STORAGE")
+    if not env:
+        from tritium.cachedir import cache_root
+
+        return cache_root() / "tune" / DB_NAME
+    if env.startswith("sqlite:///"):
+        return Path(env[len("sqlite:///"):])
     return None
 
 

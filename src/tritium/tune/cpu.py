@@ -81,41 +81,86 @@ def device_fingerprint(device: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def linear_space(kernel: str, m: int, isa: str) -> SearchSpace:
-    """The canonical search space of a CPU linear kernel for batch ``m`` on ``isa``."""
-    from tritium.backends.cpu.build import KernelConfig
+_G2_PARAMS = ("gemm_mr", "gemm_nrv", "gemm_mc", "gemm_kc", "gemm_pf")
 
-    aq = act_quant_of(kernel)
-    params = KernelConfig.search_params(isa)
+
+def _path(m: int, config: Config, names: set[str], int8: bool) -> str:
+    """Which code an int8 batch of ``m`` rows runs under ``config`` (the C kernel's dispatch:
+    the G2 GEMM from ``gemm_min_m`` rows, else the GEMV up to ``gemv_max_m``, else tiles)."""
+    if not int8:
+        return "tile"
+    if "gemm_min_m" in names and m >= config["gemm_min_m"]:
+        return "g2"
+    if "gemv_max_m" in names and m <= config["gemv_max_m"]:
+        return "gemv"
+    return "tile"
+
+
+_RELEVANT = {"g2": set(_G2_PARAMS), "gemv": set(), "tile": {"tok_chunk"}}
+
+
+def linear_space(kernel: str, m: int, isa: str,
+                 only: dict[str, tuple[Any, ...]] | None = None) -> SearchSpace:
+    """The canonical search space of a CPU linear kernel for batch ``m`` on ``isa``.
+
+    Configs that run the same code are collapsed: the path switches (``gemm_min_m``,
+    ``gemv_max_m``) take their default when it selects the same path, else the first value
+    that does, and the parameters of the paths a batch of ``m`` rows does not take stay at
+    their defaults. Parameters no config can change for this ``m`` are left out. ``only``
+    narrows parameters to some of their values (the default is always kept).
+    """
+    from tritium.backends.cpu.build import KernelConfig
+    from tritium.tune.space import Param
+
+    int8 = act_quant_of(kernel) == "int8"
+    params = list(KernelConfig.search_params(isa))
+    if not int8:  # the GEMV and G2 switches are int8 paths
+        params = [p for p in params if p.name not in ("gemv_max_m", "gemm_min_m", *_G2_PARAMS)]
+    if only:
+        unknown = sorted(set(only) - {p.name for p in params})
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {kernel} on {isa}")
+        params = [Param(p.name, tuple(v for v in p.values if v in only[p.name] or v == p.default),
+                        p.default, p.help) if p.name in only else p for p in params]
     names = {p.name for p in params}
-    if aq != "int8" and "gemv_max_m" in names:  # the GEMV switch exists only on the int8 path
-        params = tuple(p for p in params if p.name != "gemv_max_m")
-        names.discard("gemv_max_m")
-    gemv = next((p for p in params if p.name == "gemv_max_m"), None)
-    if gemv is not None and len({m <= v for v in gemv.values}) == 1:
-        params = tuple(p for p in params if p.name != "gemv_max_m")  # one path whatever the value
-        uses_gemv_always = m <= gemv.default
-        if uses_gemv_always:  # the tile size of the other path is irrelevant too
-            params = tuple(p for p in params if p.name != "tok_chunk")
-        gemv = None
+    by_name = {p.name: p for p in params}
+    default = {p.name: p.default for p in params}
+
+    def reachable_paths() -> set[str]:
+        paths = set()
+        for g in by_name.get("gemm_min_m", Param("x", (1 << 62,), 1 << 62)).values:
+            for v in by_name.get("gemv_max_m", Param("x", (0,), 0)).values:
+                cfg = {**default, "gemm_min_m": g, "gemv_max_m": v}
+                paths.add(_path(m, cfg, names, int8))
+        return paths
+
+    paths = reachable_paths()
+    relevant = {"threads"} | set().union(*(_RELEVANT[p] for p in paths))
+    if len(paths) > 1:
+        relevant |= {n for n in ("gemm_min_m", "gemv_max_m") if n in names}
+    params = [p for p in params if p.name in relevant]
+    kept = {p.name for p in params}
 
     def canonical(config: Config) -> str | None:
-        if gemv is None:
-            return None
-        g = config["gemv_max_m"]
-        path = m <= g
-        same = [v for v in gemv.values if (m <= v) == path]
-        canon = gemv.default if gemv.default in same else same[0]
-        if g != canon:
-            return (f"gemv_max_m={g} runs the same code as gemv_max_m={canon} for M={m} "
-                    f"({'GEMV' if path else 'tiled'} path)")
-        if path and "tok_chunk" in config:
-            tok = next(p for p in params if p.name == "tok_chunk")
-            if config["tok_chunk"] != tok.default:
-                return f"tok_chunk has no effect on the GEMV path taken for M={m}"
+        full = {**default, **config}
+        path = _path(m, full, names, int8)
+        for switch in ("gemm_min_m", "gemv_max_m"):
+            if switch not in kept:
+                continue
+            p = by_name[switch]
+            same = [v for v in p.values if _path(m, {**full, switch: v}, names, int8) == path]
+            if path == "g2" and switch == "gemv_max_m":
+                same = list(p.values)  # irrelevant on the G2 path: only the default
+            canon = p.default if p.default in same else same[0]
+            if full[switch] != canon:
+                return (f"{switch}={full[switch]} runs the same code as {switch}={canon} "
+                        f"for M={m} ({path} path)")
+        for name in kept - {"threads", "gemm_min_m", "gemv_max_m"} - _RELEVANT[path]:
+            if full[name] != default[name]:
+                return f"{name} has no effect on the {path} path taken for M={m}"
         return None
 
-    return SearchSpace(kernel, tuple(params), constraint=canonical if gemv is not None else None)
+    return SearchSpace(kernel, tuple(params), constraint=canonical if len(paths) > 1 else None)
 
 
 def kernel_config(isa: str, config: Config):
@@ -180,8 +225,15 @@ class CpuLinearProblem:
         return self.runner_for(kernel_config(self.isa, config))
 
     def runner_for(self, kc) -> Callable[[Any, Any], None]:
-        """Run the specialization ``kc`` into a caller-owned (poisonable) output buffer."""
-        import torch
+        """Run the specialization ``kc`` through the runtime's own call path (a fixed-config
+        ``LinearPlan``, exactly what dispatch runs) and leave the result in ``out``.
+
+        When the plan cannot write into a caller's buffer, the output is copied into ``out``
+        and, before each run, a same-sized NaN block is freed so that the plan's fresh
+        allocation most likely reuses poisoned memory; fresh inputs per trial make stale
+        results from earlier runs wrong as well. The timed call (``run.timed``) skips the copy.
+        """
+        import inspect
 
         from tritium.backends import cpu as cpu_backend
         from tritium.runtime import kernels
@@ -189,24 +241,37 @@ class CpuLinearProblem:
         lib = cpu_backend.load(config=kc)
         if lib is None:
             raise InvalidConfig(f"does not build or load: {cpu_backend.load_error(kc)}")
-        m, n, k = self.shape
+        n, k = self.shape[1], self.shape[2]
         fmt, aq = self.fmt, self.act_quant
+        takes_out = "out" in inspect.signature(kernels.LinearPlan.__call__).parameters
         plans: dict[int, Any] = {}
 
-        def run(inputs: dict[str, Any], out) -> None:
+        def plan_for(inputs: dict[str, Any]):
             plan = plans.get(id(inputs["wdata"]))
             if plan is None:
                 plans.clear()
                 plan = kernels.LinearPlan(lib, inputs["wdata"], n, k, fmt, inputs["scale"],
                                           inputs["bias"], aq, config=kc)
                 plans[id(inputs["wdata"])] = plan
-            wp, sp, bp = plan.ptrs
-            rc = plan.fn(inputs["x"].data_ptr(), m, k, wp, n, plan.row_bytes, plan.fmt_code,
-                         sp, plan.slen, bp, None, 0, plan.aq, out.data_ptr(),
-                         plan.env_threads or max(1, torch.get_num_threads()))
-            if rc != 0:
-                raise MemoryError("the kernel could not allocate its buffers")
+            return plan
 
+        def run(inputs: dict[str, Any], out) -> None:
+            plan = plan_for(inputs)
+            if takes_out:
+                plan(inputs["x"], None, None, out=out)
+                return
+            import torch
+
+            torch.empty_like(out).fill_(float("nan"))  # freed at once: poisons the heap block
+            out.copy_(plan(inputs["x"], None, None))
+
+        def timed(inputs: dict[str, Any], out) -> None:
+            if takes_out:
+                plan_for(inputs)(inputs["x"], None, None, out=out)
+            else:
+                plan_for(inputs)(inputs["x"], None, None)
+
+        run.timed = timed  # type: ignore[attr-defined]
         return run
 
     def check(self, got, expected) -> str | None:

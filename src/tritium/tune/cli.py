@@ -1,0 +1,430 @@
+"""`tritium tune`: search kernel parameters for one shape or for every shape a model uses.
+
+Exit codes: 0 tuned (or exported/imported), 1 nothing could be measured (every trial failed),
+2 usage error (bad shape, unknown kernel, unreadable storage, malformed export file, missing
+model file), 3 a Triton tune on a machine without a CUDA GPU: the configs were pruned by
+ahead-of-time compilation but timing them needs a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_GPU = 0, 1, 2, 3
+STRATEGY_NAMES = ("grid", "random", "heuristic", "tpe", "llm")
+
+_EPILOG = """examples:
+  tritium tune --kernel cpu.linear --shape 1,4096,4096 --budget 20
+  tritium tune --kernel cpu.linear --shape 64,1024,1024 --strategy tpe --report runs/tune
+  tritium tune --model examples/mlp.tri --batch 1,64 --budget 12
+  tritium tune --kernel cpu.linear_f32 --shape 8,512,512 --strategy grid
+  tritium tune --kernel triton.ternary_linear --shape 64,4096,4096 --target cuda:sm_90
+  tritium tune --export tuned.json          # move tuned configs to another machine
+  tritium tune --import tuned.json --storage sqlite:///other.db
+
+kernels: cpu.linear (int8 activations), cpu.linear_f32 (float activations) and the Triton
+kernels (triton.*). Several processes given the same --storage share one search.
+exit codes: 0 done, 1 no config could be measured, 2 usage error, 3 Triton configs pruned
+but not timed (no CUDA GPU here)."""
+
+
+class UsageError(Exception):
+    pass
+
+
+def register(sub: Any, formatter_class: Any) -> None:
+    t = sub.add_parser("tune", help="autotune kernel parameters (CPU kernels, Triton configs)",
+                       formatter_class=formatter_class, epilog=_EPILOG,
+                       description="Closed-loop search over kernel parameters: every trial is "
+                                   "checked against a reference, timed with a confidence "
+                                   "interval and recorded in an archive that the runtime's "
+                                   "dispatch reads.")
+    what = t.add_argument_group("what to tune")
+    what.add_argument("--kernel", default=None, metavar="NAME",
+                      help="cpu.linear, cpu.linear_f32 or a triton.* kernel")
+    what.add_argument("--shape", default=None, metavar="M,N,K",
+                      help="batch rows M, output features N, input features K")
+    what.add_argument("--model", default=None, metavar="FILE.tri",
+                      help="tune every ternary linear/conv shape the model runs")
+    what.add_argument("--entry", default=None, metavar="NAME",
+                      help="the model in FILE.tri when it defines several")
+    what.add_argument("--batch", default="1,64", metavar="B,B",
+                      help="batch sizes for --model (default 1,64)")
+    what.add_argument("--format", choices=("t2", "t1.6"), default="t2",
+                      help="packed weight format (default t2)")
+    what.add_argument("--isa", default=None, help="CPU kernel path (default: the best here)")
+    what.add_argument("--target", default="cuda:sm_90",
+                      help="GPU target of Triton kernels (default cuda:sm_90)")
+    how = t.add_argument_group("how")
+    how.add_argument("--strategy", choices=STRATEGY_NAMES, default="heuristic",
+                     help="search strategy (default heuristic)")
+    how.add_argument("--budget", type=int, default=24, metavar="N",
+                     help="trials per shape (default 24)")
+    how.add_argument("--time", type=float, default=None, metavar="S",
+                     help="stop a shape after S seconds")
+    how.add_argument("--patience", type=int, default=None, metavar="K",
+                     help="stop when the last K trials improved less than --min-improvement "
+                          "(default 12; off for grid)")
+    how.add_argument("--min-improvement", type=float, default=1.0, metavar="PCT",
+                     help="early-stopping threshold in percent (default 1)")
+    how.add_argument("--seed", type=int, default=0)
+    how.add_argument("--quick", action="store_true",
+                     help="fewer, shorter timing samples (faster, noisier)")
+    how.add_argument("--no-stability", action="store_true",
+                     help="skip the check of the winner on neighbouring sizes")
+    how.add_argument("--llm-url", default=None, metavar="URL",
+                     help="OpenAI-compatible endpoint of the llm strategy (key from "
+                          "$TRITIUM_LLM_API_KEY)")
+    out = t.add_argument_group("archive and output")
+    out.add_argument("--storage", default=None, metavar="URL",
+                     help="SQLAlchemy URL of the archive (default: SQLite in the cache dir)")
+    out.add_argument("--report", default=None, metavar="DIR",
+                     help="write a markdown + PNG report per shape under DIR")
+    out.add_argument("--export", default=None, metavar="FILE",
+                     help="write the archive (or --kernel's studies) to a JSON file")
+    out.add_argument("--import", dest="import_", default=None, metavar="FILE",
+                     help="merge a JSON export into the archive")
+    out.add_argument("--top", type=int, default=8, help="rows of the results table")
+    out.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines")
+    t.set_defaults(func=cmd_tune)
+
+
+def _err(message: str) -> int:
+    print(f"tritium tune: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or any(d < 1 for d in dims):
+        raise UsageError(f"--shape expects M,N,K (three positive integers), got {text!r}")
+    return dims  # type: ignore[return-value]
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        out = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        out = []
+    if not out or any(b < 1 for b in out):
+        raise UsageError(f"--batch expects a comma list of positive integers, got {text!r}")
+    return out
+
+
+def cmd_tune(args: Any) -> int:
+    try:
+        return _cmd_tune(args)
+    except UsageError as e:
+        return _err(str(e))
+
+
+def _open_archive(url: str | None):
+    from tritium.tune.archive import Archive, ArchiveError
+
+    try:
+        return Archive(url)
+    except ArchiveError as e:
+        raise UsageError(str(e)) from None
+    except ImportError as e:  # pragma: no cover - the tune extra is missing
+        raise UsageError(f"the tune extra is not installed ({e}); "
+                         "pip install 'tritium[tune]'") from None
+
+
+def _cmd_tune(args: Any) -> int:
+    from tritium.tune.archive import ArchiveError
+
+    for name in ("budget", "top"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1")
+    if args.time is not None and args.time <= 0:
+        raise UsageError("--time must be positive")
+    if args.patience is not None and args.patience < 0:
+        raise UsageError("--patience must be 0 (off) or positive")
+    if args.model and (args.kernel or args.shape):
+        raise UsageError("give either --model FILE.tri or --kernel NAME --shape M,N,K")
+    if args.kernel and not args.shape:
+        raise UsageError("--kernel needs --shape M,N,K")
+    if args.shape and not args.kernel:
+        raise UsageError("--shape needs --kernel NAME")
+    tuning = bool(args.model or args.kernel)
+    if not tuning and not (args.export or args.import_):
+        raise UsageError("nothing to do: give --kernel NAME --shape M,N,K, --model FILE.tri, "
+                         "--export FILE or --import FILE")
+    shape = parse_shape(args.shape) if args.shape else None
+    batches = parse_batches(args.batch)
+    if args.kernel and not args.kernel.startswith("triton."):
+        from tritium.tune.cpu import CPU_KERNELS
+
+        if args.kernel not in CPU_KERNELS:
+            raise UsageError(f"unknown kernel {args.kernel!r}; expected cpu.linear, "
+                             "cpu.linear_f32 or a triton.* kernel")
+    if args.model and not Path(args.model).is_file():
+        raise UsageError(f"cannot read {args.model}: no such file")
+    if args.import_ and not Path(args.import_).is_file():
+        raise UsageError(f"cannot import {args.import_}: no such file")
+
+    if args.kernel and args.kernel.startswith("triton."):
+        return _tune_triton(args, shape)  # type: ignore[arg-type]
+
+    archive = _open_archive(args.storage)
+    try:
+        if args.import_:
+            try:
+                added, skipped = archive.import_json(Path(args.import_))
+            except ArchiveError as e:
+                raise UsageError(str(e)) from None
+            print(f"imported {added} trial{'s' if added != 1 else ''} from {args.import_}"
+                  + (f" ({skipped} already present)" if skipped else ""))
+        code = EXIT_OK
+        if tuning:
+            problems = (_model_problems(args, batches) if args.model
+                        else [(args.kernel, shape)])
+            code = _tune_all(args, archive, problems)
+        if args.export:
+            try:
+                n = archive.export_json(Path(args.export),
+                                        args.kernel if args.kernel else None)
+            except ArchiveError as e:
+                raise UsageError(str(e)) from None
+            print(f"exported {n} stud{'ies' if n != 1 else 'y'} to {args.export}")
+        return code
+    except ArchiveError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        archive.close()
+
+
+# ----------------------------------------------------------------------------- model shapes
+
+def model_shapes(path: str, entry: str | None, batches: list[int], fmt: str,
+                 input_shape: list[int] | None = None) -> list[tuple[str, tuple[int, int, int]]]:
+    """(kernel, (M, N, K)) of every native ternary linear the model runs at these batch sizes
+    (convolutions as their im2col GEMM), recorded through the runtime's config resolver."""
+    import torch
+
+    from tritium.driver.compile import CompileError
+    from tritium.driver.models import ModelBuildError, build_model, declared_input_shape
+    from tritium.runtime import freeze_model, kernels
+    from tritium.tune.cpu import kernel_of
+
+    try:
+        built = build_model(path, entry)
+    except CompileError as e:
+        first = e.diagnostics[0].message if getattr(e, "diagnostics", None) else str(e)
+        raise UsageError(f"{path}: {first}") from None
+    except ModelBuildError as e:
+        raise UsageError(str(e)) from None
+    dims = input_shape or declared_input_shape(path, built.entry)
+    if dims is None:
+        raise UsageError(f"{path}: the input shape of `{built.entry}` is not static; "
+                         "its forward must declare Tensor[batch, ...] with known sizes")
+    if not kernels.native_available():
+        raise UsageError("the native CPU kernels are not available here, so there is "
+                         "nothing to tune")
+    model = freeze_model(built.model.eval(), fmt)
+    seen: dict[tuple, None] = {}
+
+    def record(m, n, k, fmt_, act_quant, isa):
+        seen[(kernel_of(act_quant), (m, n, k))] = None
+        return None
+
+    previous = kernels.get_config_resolver()
+    kernels.set_config_resolver(record)
+    try:
+        with torch.no_grad():
+            for b in batches:
+                model(torch.randn(b, *dims))
+    finally:
+        kernels.set_config_resolver(previous)
+    return list(seen)  # type: ignore[arg-type]
+
+
+def _model_problems(args: Any, batches: list[int]) -> list[tuple[str, tuple[int, int, int]]]:
+    shapes = model_shapes(args.model, args.entry, batches, args.format)
+    if not shapes:
+        raise UsageError(f"{args.model} runs no ternary linear or conv layer on the native "
+                         "kernels")
+    print(f"{args.model}: {len(shapes)} kernel shape{'s' if len(shapes) != 1 else ''} "
+          f"at batch {','.join(map(str, batches))}: "
+          + ", ".join(f"{k} {m}x{n}x{kk}" for k, (m, n, kk) in shapes))
+    return shapes
+
+
+# ----------------------------------------------------------------------------- CPU tuning
+
+def _strategy(args: Any):
+    from tritium.tune.strategies import make_strategy
+
+    if args.strategy == "llm":
+        opts = {"url": args.llm_url} if args.llm_url else {}
+        try:
+            return make_strategy("llm", seed=args.seed, **opts)
+        except TypeError:
+            return make_strategy("llm", seed=args.seed)
+    return make_strategy(args.strategy, seed=args.seed)
+
+
+def _tune_all(args: Any, archive: Any, problems: list[tuple[str, tuple[int, int, int]]]) -> int:
+    from rich.console import Console
+
+    from tritium.tune import cpu
+    from tritium.tune.loop import tune
+    from tritium.tune.measure import Settings
+
+    console = Console(highlight=False)
+    settings = Settings.quick() if args.quick else Settings()
+    isa = args.isa
+    if isa is not None:
+        from tritium.backends.cpu import isa as isa_mod
+
+        if isa not in isa_mod.ISA_FLAGS:
+            raise UsageError(f"unknown --isa {isa!r}; expected one of "
+                             f"{', '.join(isa_mod.ISA_ORDER)}")
+    isa = isa or cpu.default_isa()
+    device = cpu.device_info(isa)
+    fp = cpu.device_fingerprint(device)
+    patience = args.patience if args.patience is not None else (
+        0 if args.strategy == "grid" else 12)
+    any_ok = False
+    for kernel, shape in problems:
+        problem = cpu.CpuLinearProblem(kernel, shape, args.format, isa)
+        space = problem.space()
+        bound = math.prod(len(p.values) for p in space.params)
+        console.print(f"[bold]{kernel}[/bold] M,N,K={','.join(map(str, shape))} "
+                      f"{args.format} on {device['model']} ({isa}): up to {bound} configs, "
+                      f"strategy {args.strategy}, budget {args.budget}")
+
+        def show(trial, _console=console):
+            if args.quiet:
+                return
+            ms = f"{trial.median_ms:.4f} ms" if trial.median_ms is not None else "-"
+            why = f"  ({trial.reason})" if trial.reason and trial.status != "ok" else ""
+            _console.print(f"  #{trial.number:<3} {trial.status:<7} {ms:>12}  "
+                           f"{_config_text(trial.config)}{why}")
+
+        result = tune(problem, _strategy(args), archive, budget=args.budget, time_s=args.time,
+                      patience=patience, min_improvement=args.min_improvement / 100,
+                      seed=args.seed, settings=settings, stability=not args.no_stability,
+                      device=device, device_fingerprint=fp, source_hash=cpu.source_hash(),
+                      source=cpu.kernel_source() if args.strategy == "llm" else "",
+                      on_trial=show)
+        any_ok = any_ok or result.best is not None
+        _print_result(console, result, args.top)
+        if args.report:
+            _write_report(args, result, device)
+    from tritium.tune import dispatch
+
+    dispatch.reset()
+    return EXIT_OK if any_ok else EXIT_FAIL
+
+
+def _config_text(config: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in config.items())
+
+
+def _ratio(base: float | None, v: float | None) -> str:
+    return f"{base / v:.2f}x" if base and v else "-"
+
+
+def _print_result(console: Any, result: Any, top: int) -> None:
+    from rich.table import Table
+
+    ok = sorted((t for t in result.history if t.ok), key=lambda t: t.median_ms)
+    table = Table(title=f"{result.kernel} {','.join(map(str, result.shape))} {result.fmt}: "
+                        f"top configs ({len(result.history)} trials in the archive, "
+                        f"this run: {len(result.trials)}, stopped: {result.stopped})")
+    table.add_column("#", justify="right")
+    table.add_column("config")
+    table.add_column("median ms", justify="right")
+    table.add_column("95% CI ms", justify="right")
+    table.add_column("vs default", justify="right")
+    table.add_column("vs fp32", justify="right")
+    table.add_column("strategy")
+    for i, t in enumerate(ok[:top], 1):
+        ci = f"{t.ci_ms[0]:.4f}..{t.ci_ms[1]:.4f}" if t.ci_ms else "-"
+        table.add_row(str(i), _config_text(t.config), f"{t.median_ms:.4f}", ci,
+                      _ratio(result.default_ms, t.median_ms),
+                      _ratio(result.fp32_ms, t.median_ms), t.strategy)
+    console.print(table)
+    base = (f"default config {result.default_ms:.4f} ms" if result.default_ms else
+            "default config not measured")
+    fp32 = f", torch fp32 {result.fp32_ms:.4f} ms" if result.fp32_ms else ""
+    console.print(f"  baseline (this run): {base}{fp32}")
+    if result.best is None:
+        console.print("  [red]no config passed the correctness check and timing[/red]")
+    for row in result.stability:
+        sp = f"{row['speedup']:.2f}x" if row["speedup"] else "-"
+        console.print(f"  stability {','.join(map(str, row['shape']))}: tuned vs default {sp}")
+
+
+def _write_report(args: Any, result: Any, device: dict) -> None:
+    from tritium.tune.report import write_report
+
+    name = f"{result.kernel}_{'x'.join(map(str, result.shape))}_{result.fmt}".replace("/", "_")
+    out = Path(args.report) / name if args.model else Path(args.report)
+    exhaustive = result.best.median_ms if result.strategy == "grid" and result.best else None
+    meta = {"kernel": result.kernel, "shape": list(result.shape), "device": device,
+            "default_ms": result.default_ms, "fp32_ms": result.fp32_ms,
+            "stability": result.stability}
+    if exhaustive is not None and result.stopped == "exhausted":
+        meta["exhaustive_best_ms"] = exhaustive
+    path = write_report(out, {result.strategy: result.trials}, meta)
+    print(f"  report: {path}")
+
+
+# ----------------------------------------------------------------------------- Triton
+
+def _tune_triton(args: Any, shape: tuple[int, int, int]) -> int:
+    """Prune Triton configs by AOT compilation; timing needs a CUDA GPU."""
+    try:
+        from tritium.tune import triton_space as ts
+    except ImportError as e:
+        raise UsageError(f"the Triton search space is not available: {e}") from None
+    try:
+        space = ts.triton_space(args.kernel, shape, args.target)
+    except (ValueError, KeyError) as e:
+        raise UsageError(str(e).strip("'\"")) from None
+    from tritium.tune.strategies import make_strategy
+    from tritium.tune.strategy import TuneContext
+
+    strategy = make_strategy("grid" if args.strategy == "llm" else args.strategy,
+                             seed=args.seed)
+    ctx = TuneContext(kernel=args.kernel, shape=shape, device={"target": args.target})
+    from tritium.tune.space import Trial
+
+    history: list[Trial] = []
+    while len(history) < args.budget:
+        config = strategy.suggest(space, history, ctx)
+        if config is None:
+            break
+        reason = space.validate(config) or ts.prune(space, config, args.target)
+        history.append(Trial(config=config, strategy=strategy.name,
+                             status="invalid" if reason else "ok", reason=reason,
+                             number=len(history)))
+        if not args.quiet:
+            print(f"  #{len(history) - 1:<3} {'pruned' if reason else 'builds':<7} "
+                  f"{_config_text(config)}" + (f"  ({reason})" if reason else ""))
+    builds = sum(1 for t in history if t.reason is None)
+    print(f"{args.kernel} {','.join(map(str, shape))} for {args.target}: {builds} of "
+          f"{len(history)} configs build ahead of time, {len(history) - builds} pruned")
+    import importlib.util
+
+    has_gpu = False
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    if not has_gpu:
+        print("tritium tune: timing Triton configs needs a CUDA GPU; none here, so only the "
+              "ahead-of-time pruning ran (exit 3)", file=sys.stderr)
+        return EXIT_NO_GPU
+    print("tritium tune: GPU timing of Triton configs is not part of the CPU tuner; the "
+          "pruned list above is the search space to time", file=sys.stderr)
+    return EXIT_NO_GPU

@@ -1,0 +1,159 @@
+"""Runtime dispatch of tuned configs: the archive's best config for this machine and shape.
+
+:func:`install` registers :func:`resolve` with ``tritium.runtime.kernels.set_config_resolver``.
+For a problem (batch bucket M, N, K, format, activation mode, ISA) the resolver answers the
+best archived config of the same kernel, kernel source, format and device fingerprint at the
+nearest tuned shape (log-scale distance over M, N, K; at most :data:`MAX_DISTANCE` octaves in
+total), provided it beat the default config there. Answers are cached in memory; the archive
+is read once per process (one query for all studies of a kernel), and a missing, unreadable or
+corrupt archive means the default config, never an exception.
+
+:func:`install_if_tuned` installs the resolver only when the default archive file exists (a
+``stat``: it imports neither torch nor SQLAlchemy), so an untuned machine pays nothing.
+``$TRITIUM_TUNED_CONFIGS=0`` turns tuned dispatch off.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from typing import Any
+
+MAX_DISTANCE = 6.0
+
+_lock = threading.Lock()
+_answers: dict[tuple, Any] = {}
+_tables: dict[tuple, list[tuple[tuple[int, ...], dict[str, Any], float]]] = {}
+_storage: str | None = None
+_errors: list[str] = []
+
+
+def enabled() -> bool:
+    return os.environ.get("TRITIUM_TUNED_CONFIGS", "1").strip().lower() not in (
+        "0", "false", "no", "off")
+
+
+def _distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    return sum(abs(math.log2(max(x, 1)) - math.log2(max(y, 1))) for x, y in zip(a, b))
+
+
+def _table(kernel: str, fmt: str, isa: str) -> list[tuple[tuple[int, ...], dict[str, Any], float]]:
+    """(shape, best config, median) of every useful study of this kernel on this machine."""
+    key = (kernel, fmt, isa)
+    if key in _tables:
+        return _tables[key]
+    rows: list[tuple[tuple[int, ...], dict[str, Any], float]] = []
+    try:
+        from tritium.tune import archive as archive_mod
+        from tritium.tune import cpu
+
+        url = _storage or archive_mod.default_url()
+        path = archive_mod.default_db_path() if _storage is None else None
+        if path is None or path.is_file():
+            ar = archive_mod.Archive(url)
+            try:
+                fp = cpu.device_fingerprint(cpu.device_info(isa))
+                for study, config, ms in ar.best_per_study(kernel, fp, fmt, cpu.source_hash()):
+                    default_ms = study.get("default_ms")
+                    if default_ms is not None and ms >= default_ms:
+                        continue  # the default was as good: nothing to gain
+                    rows.append((tuple(study["shape"]), config, ms))
+            finally:
+                ar.close()
+    except Exception as e:  # noqa: BLE001 - dispatch must never break inference
+        _errors.append(f"{type(e).__name__}: {e}")
+        rows = []
+    _tables[key] = rows
+    return rows
+
+
+def lookup(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str
+           ) -> dict[str, Any] | None:
+    """The tuned config (a tuner config dict) for this problem, or None."""
+    from tritium.tune.cpu import kernel_of
+
+    rows = _table(kernel_of(act_quant), fmt, isa)
+    best: tuple[float, float, dict[str, Any]] | None = None
+    for shape, config, ms in rows:
+        d = _distance((m, n, k), shape)
+        if d <= MAX_DISTANCE and (best is None or (d, ms) < best[:2]):
+            best = (d, ms, config)
+    return None if best is None else best[2]
+
+
+def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
+    """The resolver the runtime calls: a ``KernelConfig`` or None (the default config)."""
+    key = (m, n, k, fmt, act_quant, isa)
+    try:
+        return _answers[key]
+    except KeyError:
+        pass
+    with _lock:
+        if key in _answers:
+            return _answers[key]
+        answer = None
+        if enabled():
+            try:
+                config = lookup(m, n, k, fmt, act_quant, isa)
+                if config is not None:
+                    from tritium.backends.cpu.build import KernelConfig
+
+                    answer = KernelConfig.from_params(isa, config)
+            except Exception as e:  # noqa: BLE001 - a stale or foreign config: default
+                _errors.append(f"{type(e).__name__}: {e}")
+                answer = None
+        _answers[key] = answer
+        return answer
+
+
+def reset(storage: str | None = None) -> None:
+    """Forget cached answers (after a tune) and optionally read another storage URL."""
+    global _storage
+    with _lock:
+        _answers.clear()
+        _tables.clear()
+        _errors.clear()
+        _storage = storage
+
+
+def errors() -> list[str]:
+    """Why lookups fell back to the default config (for `tritium tune --show` and tests)."""
+    return list(_errors)
+
+
+def install(storage: str | None = None) -> None:
+    """Register the resolver with the runtime (reading ``storage`` or the default archive)."""
+    from tritium.runtime import kernels
+
+    reset(storage)
+    kernels.set_config_resolver(resolve)
+
+
+def uninstall() -> None:
+    from tritium.runtime import kernels
+
+    if kernels.get_config_resolver() is resolve:
+        kernels.set_config_resolver(None)
+    reset()
+
+
+def install_if_tuned() -> bool:
+    """Install the resolver when tuned dispatch is enabled and the default archive exists."""
+    if not enabled():
+        return False
+    try:
+        from tritium.tune.archive import default_db_path, default_url
+
+        path = default_db_path()
+        if path is None:
+            if not os.environ.get("TRITIUM_TUNE_STORAGE"):
+                return False
+            install(default_url())
+            return True
+        if not path.is_file():
+            return False
+    except OSError:
+        return False
+    install()
+    return True
