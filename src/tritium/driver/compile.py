@@ -6,8 +6,8 @@
     result.timings                 # seconds per stage (empty stages were cached)
     Model = result.classes["DigitsMLP"]
 
-Every stage is kept as text in a content-addressed cache entry keyed by the compiler version,
-the options and the main file's bytes; the entry also records the hash of every imported
+Every stage is kept as text in a content-addressed cache entry keyed by the compiler (a hash
+of its source files, :func:`compiler_fingerprint`), the options and the main file's bytes; the entry also records the hash of every imported
 file and is only used when they all still match, so editing an import invalidates its
 importers. Nothing here imports torch until the generated module is executed.
 """
@@ -82,6 +82,31 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
+_COMPILER_FINGERPRINT: str | None = None
+
+
+def compiler_fingerprint() -> str:
+    """sha256 over the compiler's own source files (every module of the package but the
+    runtime, the data sets and the tuner), so a cache entry written by a different compiler
+    -- an upgrade or a local edit of the same version -- is never served. Computed once
+    per process (a few milliseconds)."""
+    global _COMPILER_FINGERPRINT
+    if _COMPILER_FINGERPRINT is None:
+        root = Path(__file__).resolve().parent.parent
+        h = hashlib.sha256(__version__.encode())
+        for p in sorted(root.rglob("*.py")):
+            rel = p.relative_to(root).as_posix()
+            if rel.split("/", 1)[0] in ("runtime", "data", "tune"):
+                continue
+            h.update(rel.encode() + b"\0")
+            try:
+                h.update(p.read_bytes())
+            except OSError:
+                h.update(b"unreadable")
+        _COMPILER_FINGERPRINT = h.hexdigest()
+    return _COMPILER_FINGERPRINT
+
+
 def _options_key(opt_level: int, target: str, with_ir: bool) -> str:
     return f"O{opt_level}|{target}|ir={with_ir}"
 
@@ -136,7 +161,7 @@ def compile_program(path_or_source: str | Path, *, opt_level: int = 2, target: s
     timings = {"read": time.perf_counter() - t0}
 
     key = hashlib.sha256("\0".join([
-        __version__, _options_key(opt_level, target, with_ir), src.name,
+        compiler_fingerprint(), _options_key(opt_level, target, with_ir), src.name,
         hashlib.sha256(src.text.encode()).hexdigest()]).encode()).hexdigest()
     store = None
     if use_cache and print_ir_after_all is None:

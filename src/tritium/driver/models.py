@@ -324,7 +324,7 @@ def _compile_for(info: RunInfo) -> CompileResult:
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, RunInfo]:
     """Rebuild the model a `tritium train` checkpoint holds, load it (frozen ternary layers
     become packed), and return it in eval mode with its :class:`RunInfo`."""
-    from ..runtime import load_checkpoint, read_checkpoint_metadata
+    from ..runtime import fold_batchnorms, load_checkpoint, read_checkpoint_metadata
 
     meta = read_checkpoint_metadata(path)
     info = RunInfo.from_extra(meta.extra, str(path))
@@ -333,4 +333,6 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, RunInfo]:
     if info.variant == "fp32":
         model, _ = float_twin(model)
     load_checkpoint(path, model)
+    # a checkpoint written before batch-norm folding (version 1 or 2) gets it now
+    fold_batchnorms(model)
     return model.eval(), info

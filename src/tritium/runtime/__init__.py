@@ -35,6 +35,8 @@ from tritium.runtime.layers import (
     TernaryLayer,
     TernaryLinear,
     TritiumLayer,
+    fold_batchnorm,
+    fold_batchnorms,
     freeze_model,
     tritium_layers,
 )
@@ -98,6 +100,8 @@ __all__ = [
     "TernaryActivation",
     "Int8Linear",
     "Int4Linear",
+    "fold_batchnorm",
+    "fold_batchnorms",
     "freeze_model",
     "tritium_layers",
     # quantizers

@@ -1,18 +1,24 @@
 """Checkpoints: safetensors files with Tritium metadata. Never pickle.
 
-A checkpoint is a model's ``state_dict`` (frozen layers: packed uint8/int8 data, float32
-scales, bias; unfrozen layers: float tensors) in the safetensors format. Its header's
-``__metadata__`` (string to string) carries:
+A checkpoint is a model's ``state_dict`` (frozen layers: packed ternary/int8/int4 data,
+scales, bias; unfrozen layers: float tensors) in the safetensors format, with the Tritium
+metadata in the header's ``__metadata__`` (string to string). Version 3 (written now) has
+two keys:
 
 * ``tritium.checkpoint_version`` -- :data:`CHECKPOINT_VERSION`;
-* ``tritium.version`` -- the Tritium version that wrote it;
-* ``tritium.packing_version`` -- :data:`tritium.runtime.packing.FORMAT_VERSION`;
-* ``tritium.source_hash`` -- the hash of the ``.tri`` source (empty if unknown);
-* ``tritium.tensors`` -- JSON: per tensor, the layer kind, the logical shape, the packing
-  format (``"none"``, ``"t2"``, ``"t1.6"``, ``"int8"``, ``"int4"``) and the quantizer;
-* ``tritium.extra`` -- JSON object of caller-supplied strings;
-* ``tritium.digest`` -- sha256 over every tensor's name, dtype, shape and bytes, so that a
-  corrupted data section is detected.
+* ``tritium`` -- one base85 string of raw-deflated JSON (with the preset dictionary
+  :data:`_V3_ZDICT`) holding the Tritium version, the packing version, the source hash, the
+  kind of every module owning a tensor and the quantizer of every Tritium layer, the
+  logical shape and format of every packed tensor, the tensors stored as float16, the
+  batch norms folded into frozen layers, the caller's ``extra`` strings and a sha256
+  digest (128 bits) over every stored tensor's name, dtype, shape and bytes.
+
+What is stored (see docs/formats.md): ternary weights densely, 5 trits a byte
+(:func:`encode_dense`); a frozen ternary layer's ``weight_scale`` and ``bias`` as float16
+when every value is a normal float16 number (relative rounding error at most 2**-11), else
+as float32; everything else as the model holds it. Reading restores the in-memory layout
+(kernel packing, float32 scales). Versions 1 (kernel layout, plain metadata keys) and 2
+(dense trits, one zlib JSON per metadata key) are still read.
 
 :func:`load_checkpoint` validates the file structure itself before handing it to
 safetensors, and turns every problem into a :class:`CheckpointError` that names the file
@@ -59,12 +65,13 @@ __all__ = [
     "read_checkpoint_metadata",
 ]
 
-CHECKPOINT_VERSION = 2
-"""Version of the checkpoint layout (metadata keys and their meaning). Version 2 stores
-ternary weights densely (see :func:`encode_dense`); version 1 files (stored in the kernel
-layout) are still read."""
+CHECKPOINT_VERSION = 3
+"""Version of the checkpoint layout (metadata keys and their meaning). Version 3 keeps all
+Tritium metadata in one compressed key, may store frozen ternary scales and biases as
+float16 and records folded batch norms; version 2 (dense trits, see :func:`encode_dense`)
+and version 1 (kernel layout) files are still read."""
 
-_READABLE_VERSIONS = (1, 2)
+_READABLE_VERSIONS = (1, 2, 3)
 _DENSE = {"t2", "t1.6"}
 
 
@@ -95,6 +102,83 @@ def _unpack_json(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(str(e)) from None
+
+
+# The preset dictionary of version 3's metadata deflate stream: the words Tritium metadata
+# and .tri sources are made of, so a small checkpoint's metadata costs a fraction of what a
+# dictionary-less stream does. Part of the format: version 3 files decode only with exactly
+# these bytes (a different dictionary needs a new checkpoint version).
+_V3_ZDICT = (
+    b'{"d":"","f16":[],"fold":{},"h":"","k":{},"p":1,"q":{},"t":{},"v":"","x":{}}'
+    b'"BatchNorm1d","BatchNorm2d","LayerNorm","Linear","Conv2d","FloatLinear","FloatConv2d",'
+    b'"Int8Linear","Int4Linear","BitLinear","TernaryConv2d","TernaryLinear","Embedding",'
+    b'"absmean","stochastic","threshold","int8-absmax","int4-absmax","twn",'
+    b'"t1.6","t2","int8","int4",".running_mean",".running_var",".num_batches_tracked",'
+    b'".weight_packed",".weight_scale",".weight_int8",".weight",".bias",'
+    b'"tritium.dataset":"digits","tritium.entry":"","tritium.epoch":"","tritium.file":"'
+    b'examples/","tritium.format":"t2","tritium.hyperparameters":"{}","tritium.input_shape'
+    b'":"[","tritium.normalization":"[","tritium.num_classes":"10","tritium.val_accuracy":'
+    b'"0.9","tritium.variant":"ternary","fp32","tritium.source":"'
+    b"// \n# \nimport \nfn \nblock \nparams { \nmodel \n    layer \n"
+    b"    training {\n        optimizer: \\\"adam\\\"\n        learning_rate: 0.0"
+    b"\n        epochs: \n        batch_size: 64\n        loss: \\\"cross_entropy\\\"\n    }"
+    b"\n    performance { min_accuracy: 0.9, max_size_kb: , max_latency_ms: }\n}\n"
+    b": MaxPool2d { kernel_size: 2 }\n    layer : AdaptiveAvgPool2d { output_size: 1 }"
+    b"\n    layer : Dropout { p: 0. }\n    layer : Conv2d { in_channels: , out_channels: "
+    b", kernel_size: 3, stride: 2, padding: 1, groups: , bias: false }"
+    b"\n    layer : Linear { in_features: , out_features: , quantizer: \\\"absmean\\\""
+    b", per_channel: true }\n    layer : BatchNorm2d { num_features: }\n"
+    b"    layer : TernaryConv2d { in_channels: , out_channels: , kernel_size: 3, padding: 1"
+    b" }\n    layer : BatchNorm1d { num_features: }\n    layer : TernaryLinear "
+    b"{ in_features: , out_features: , quantizer: \\\"twn\\\" }\n\n"
+    b"    forward(x: Tensor[batch, ]) -> Tensor[batch, 10] {\n        x = flatten(x, "
+    b"start_dim: 1)\n        out = relu(bn1(conv1(x)))\n        x = relu(\n        "
+    b"return (x)\n    }\n"
+)
+
+
+def _pack_v3(obj: Any) -> str:
+    """The version 3 ``tritium`` header value: base85 of raw deflate (preset dictionary)
+    of compact JSON."""
+    raw = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _V3_ZDICT)
+    return base64.b85encode(c.compress(raw) + c.flush()).decode("ascii")
+
+
+def _unpack_v3(text: str) -> Any:
+    """Read a value written by :func:`_pack_v3`; raises ValueError for anything malformed."""
+    try:
+        packed = base64.b85decode(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as e:
+        raise ValueError(f"compressed metadata is damaged: {e}") from None
+    d = zlib.decompressobj(-15, _V3_ZDICT)
+    try:
+        raw = d.decompress(packed, _MAX_JSON)
+    except zlib.error as e:
+        raise ValueError(f"compressed metadata is damaged: {e}") from None
+    if d.unconsumed_tail:
+        raise ValueError("compressed metadata is too large")
+    if not d.eof:
+        raise ValueError("compressed metadata is damaged: the stream is incomplete")
+    try:
+        return json.loads(raw.decode("utf-8", errors="strict"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"compressed metadata is damaged: {e}") from None
+
+
+# float16 holds a value to 2**-11 relative error when it is a normal float16 number
+_F16_MIN, _F16_MAX = 2.0 ** -14, 65504.0
+
+
+def _fits_float16(t: torch.Tensor) -> bool:
+    """True when every element is zero or a finite value of magnitude in float16's normal
+    range, so that storing it as float16 changes it by at most 2**-11 relatively."""
+    if t.dtype != torch.float32:
+        return False
+    a = t.detach().abs()
+    nz = a[a != 0]
+    return bool(torch.isfinite(a).all()) and (
+        nz.numel() == 0 or (float(nz.min()) >= _F16_MIN and float(nz.max()) <= _F16_MAX))
 
 
 def encode_dense(trits: torch.Tensor) -> torch.Tensor:
@@ -208,6 +292,11 @@ class CheckpointMetadata:
     source_hash: str | None
     tensors: dict[str, TensorInfo] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    folds: dict[str, str] = field(default_factory=dict)
+    """Frozen layers with a batch norm folded into them: layer name -> the name of the
+    sibling attribute that held the batch norm (``""`` when none was recorded)."""
+    float16: frozenset[str] = frozenset()
+    """Tensors stored as float16 in the file (read back as float32)."""
 
     @property
     def frozen(self) -> bool:
@@ -222,7 +311,7 @@ class CheckpointMetadata:
 # --- writing ----------------------------------------------------------------------------
 
 
-def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+def _tensor_digest(tensors: dict[str, torch.Tensor], size: int = 32) -> str:
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
@@ -232,7 +321,7 @@ def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
         raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
         h.update(len(raw).to_bytes(8, "little"))
         h.update(raw)
-    return h.hexdigest()
+    return h.hexdigest()[: 2 * size]
 
 
 def _describe(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, TensorInfo]:
@@ -254,16 +343,31 @@ def _describe(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, Ten
     return infos
 
 
+def _folds(model: nn.Module) -> dict[str, str]:
+    return {name: layer.folded_bn for name, layer in tritium_layers(model)
+            if isinstance(layer, TernaryLayer) and layer.folded}
+
+
+def _source_hash_of(extra: dict[str, str]) -> str | None:
+    src = extra.get("tritium.source")
+    return None if src is None else hashlib.sha256(src.encode()).hexdigest()
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
     *,
     source_hash: str | None = None,
     extra: dict[str, str] | None = None,
+    float16_scales: bool = True,
 ) -> CheckpointMetadata:
     """Write ``model.state_dict()`` and the Tritium metadata to ``path`` atomically.
 
-    Returns the metadata written. ``extra`` values must be strings.
+    Returns the metadata written. ``extra`` values must be strings. With
+    ``float16_scales`` (default) a frozen ternary layer's ``weight_scale`` and ``bias`` are
+    stored as float16 when every value is a normal float16 number (relative error at most
+    2**-11; they are read back as float32); otherwise, and for every other tensor, the
+    model's dtype is kept.
     """
     path = Path(path)
     extra = dict(extra or {})
@@ -281,6 +385,17 @@ def save_checkpoint(
             n, k = info.logical_shape[0], math.prod(info.logical_shape[1:])
             trits = unpack_ternary(PackedTernary(info.packing_format, state[name], (n, k)))
             state[name] = encode_dense(trits)
+    half: set[str] = set()
+    if float16_scales:
+        for prefix, layer in tritium_layers(model):
+            if not (isinstance(layer, TernaryLayer) and layer.frozen):
+                continue
+            for name in _own_keys(state, prefix):
+                if name.rpartition(".")[2] in ("weight_scale", "bias") \
+                        and _fits_float16(state[name]):
+                    state[name] = state[name].to(torch.float16)
+                    half.add(name)
+    folds = _folds(model)
     meta = CheckpointMetadata(
         checkpoint_version=CHECKPOINT_VERSION,
         tritium_version=tritium.__version__,
@@ -288,22 +403,39 @@ def save_checkpoint(
         source_hash=source_hash,
         tensors=infos,
         extra=extra,
+        folds=folds,
+        float16=frozenset(half),
     )
-    header = {
-        "format": "pt",
-        _KEY_VERSION: str(CHECKPOINT_VERSION),
-        "tritium.version": meta.tritium_version,
-        "tritium.packing_version": str(FORMAT_VERSION),
-        "tritium.source_hash": source_hash or "",
-        "tritium.tensors": _pack_json({k: v.to_json() for k, v in infos.items()}),
-        "tritium.extra": _pack_json(extra),
-        "tritium.digest": _tensor_digest(state),
+    kinds: dict[str, str] = {}
+    quants: dict[str, str] = {}
+    for name, info in infos.items():
+        prefix = name.rpartition(".")[0]
+        kinds[prefix] = info.layer_kind
+        if info.quantizer != "none":
+            quants[prefix] = info.quantizer
+    blob: dict[str, Any] = {
+        "v": meta.tritium_version,
+        "p": FORMAT_VERSION,
+        "k": kinds,
+        "q": quants,
+        "t": {k: [v.packing_format, list(v.logical_shape)] for k, v in infos.items()
+              if v.packing_format != "none"},
+        "f16": sorted(half),
+        "fold": folds,
+        "x": extra,
+        "d": _tensor_digest(state, 16),
     }
+    # the source hash is left out when the embedded source gives it back
+    if source_hash is not None and source_hash != _source_hash_of(extra):
+        blob["h"] = source_hash
+    elif source_hash is None and "tritium.source" in extra:
+        blob["h"] = ""
+    header = {_KEY_VERSION: str(CHECKPOINT_VERSION), "tritium": _pack_v3(blob)}
     try:
-        blob = safetensors.torch.save(state, metadata=header)
+        data = safetensors.torch.save(state, metadata=header)
     except Exception as e:  # safetensors reports unsupported dtypes etc. in its own types
         raise CheckpointError(path, f"cannot serialize the state_dict: {e}") from e
-    atomic_write_bytes(path, blob)
+    atomic_write_bytes(path, data)
     return meta
 
 
@@ -394,7 +526,74 @@ def _parse_structure(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str,
     return header, meta
 
 
-def _parse_metadata(path: Path, meta: dict[str, str], names: set[str]) -> CheckpointMetadata:
+def _v3_blob(path: Path, meta: dict[str, str]) -> dict[str, Any]:
+    """The decoded, type-checked ``tritium`` key of a version 3 header."""
+    if "tritium" not in meta:
+        raise CheckpointError(path, "version 3 header has no 'tritium' metadata key")
+    try:
+        blob = _unpack_v3(meta["tritium"])
+    except ValueError as e:
+        raise CheckpointError(path, f"Tritium metadata is not readable ({e})") from None
+    if not isinstance(blob, dict):
+        raise CheckpointError(path, "Tritium metadata is not a JSON object")
+    want = {"v": str, "p": int, "k": dict, "q": dict, "t": dict, "f16": list, "fold": dict,
+            "x": dict, "d": str}
+    for key, typ in want.items():
+        if not isinstance(blob.get(key), typ) or isinstance(blob.get(key), bool):
+            raise CheckpointError(path, f"Tritium metadata field {key!r} is missing or "
+                                        f"not a {typ.__name__}")
+    if "h" in blob and not isinstance(blob["h"], str):
+        raise CheckpointError(path, "Tritium metadata field 'h' is not a string")
+    for key in ("k", "q", "fold", "x"):
+        if not all(isinstance(v, str) for v in blob[key].values()):
+            raise CheckpointError(path, f"Tritium metadata field {key!r} maps to non-strings")
+    if not all(isinstance(v, str) for v in blob["f16"]):
+        raise CheckpointError(path, "Tritium metadata field 'f16' is not a list of names")
+    return blob
+
+
+def _v3_tensors(path: Path, blob: dict[str, Any], header: dict[str, Any]
+                ) -> dict[str, TensorInfo]:
+    """Per-tensor metadata of a version 3 file, rebuilt from the compact fields and the
+    stored shapes."""
+    for key in ("t", "f16"):
+        unknown = sorted(set(blob[key]) - set(header))
+        if unknown:
+            raise CheckpointError(path, f"Tritium metadata names tensors that are not stored: "
+                                        f"{unknown}")
+    for name in blob["f16"]:
+        if header[name]["dtype"] != "F16":
+            raise CheckpointError(path, f"tensor {name!r} is listed as float16 but stored as "
+                                        f"{header[name]['dtype']}")
+    tensors: dict[str, TensorInfo] = {}
+    for name, entry in header.items():
+        prefix = name.rpartition(".")[0]
+        kind = blob["k"].get(prefix, "unknown")
+        quant = blob["q"].get(prefix, "none")
+        packed = blob["t"].get(name)
+        if packed is None:
+            tensors[name] = TensorInfo(kind, tuple(entry["shape"]), "none", quant)
+            continue
+        try:
+            if not isinstance(packed, list) or len(packed) != 2:
+                raise ValueError("entry is not a [format, shape] pair")
+            info = TensorInfo.from_json({"layer_kind": kind, "logical_shape": packed[1],
+                                         "packing_format": packed[0], "quantizer": quant})
+        except ValueError as e:
+            raise CheckpointError(path, f"metadata of tensor {name!r}: {e}") from None
+        tensors[name] = info
+    for layer, bn in blob["fold"].items():
+        stored = {tensors[n].packing_format for n in _own_keys(tensors, layer)}
+        if not stored & _DENSE or (bn and "." in bn):
+            raise CheckpointError(path, f"folded batch norm {bn!r} of layer {layer!r}: the "
+                                        "layer is not a stored ternary layer")
+    return tensors
+
+
+def _parse_metadata(path: Path, meta: dict[str, str], header: dict[str, Any]
+                    ) -> tuple[CheckpointMetadata, str | None]:
+    """The metadata and the stored digest of a checkpoint."""
+    names = set(header)
     if _KEY_VERSION not in meta:
         raise CheckpointError(
             path, f"no {_KEY_VERSION!r} in the header metadata: not a Tritium checkpoint"
@@ -412,32 +611,46 @@ def _parse_metadata(path: Path, meta: dict[str, str], names: set[str]) -> Checkp
             f"(this Tritium {tritium.__version__} reads versions "
             f"{', '.join(map(str, _READABLE_VERSIONS))})",
         )
-    try:
-        packing_version = int(meta.get("tritium.packing_version", ""))
-    except ValueError:
-        raise CheckpointError(path, "missing or malformed 'tritium.packing_version'") from None
-    try:
-        raw_tensors = _unpack_json(meta.get("tritium.tensors", ""))
-        extra = _unpack_json(meta.get("tritium.extra", "{}"))
-    except ValueError as e:
-        raise CheckpointError(path, f"tensor metadata is not valid JSON ({e})") from None
-    if not isinstance(raw_tensors, dict):
-        raise CheckpointError(path, "'tritium.tensors' is not a JSON object")
-    if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
-        raise CheckpointError(path, "'tritium.extra' is not a JSON object of strings")
-    tensors: dict[str, TensorInfo] = {}
-    for name, obj in raw_tensors.items():
+    if version >= 3:
+        blob = _v3_blob(path, meta)
+        packing_version = blob["p"]
+        extra = blob["x"]
+        tensors = _v3_tensors(path, blob, header)
+        source_hash = (blob["h"] or None) if "h" in blob else _source_hash_of(extra)
+        digest: str | None = blob["d"]
+        folds, half = dict(blob["fold"]), frozenset(blob["f16"])
+        tritium_version = blob["v"]
+    else:
         try:
-            info = TensorInfo.from_json(obj)
+            packing_version = int(meta.get("tritium.packing_version", ""))
+        except ValueError:
+            raise CheckpointError(path, "missing or malformed 'tritium.packing_version'") from None
+        try:
+            raw_tensors = _unpack_json(meta.get("tritium.tensors", ""))
+            extra = _unpack_json(meta.get("tritium.extra", "{}"))
         except ValueError as e:
-            raise CheckpointError(path, f"metadata of tensor {name!r}: {e}") from None
+            raise CheckpointError(path, f"tensor metadata is not valid JSON ({e})") from None
+        if not isinstance(raw_tensors, dict):
+            raise CheckpointError(path, "'tritium.tensors' is not a JSON object")
+        if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+            raise CheckpointError(path, "'tritium.extra' is not a JSON object of strings")
+        tensors = {}
+        for name, obj in raw_tensors.items():
+            try:
+                tensors[name] = TensorInfo.from_json(obj)
+            except ValueError as e:
+                raise CheckpointError(path, f"metadata of tensor {name!r}: {e}") from None
+        source_hash = meta.get("tritium.source_hash") or None
+        digest = meta.get("tritium.digest")
+        folds, half = {}, frozenset()
+        tritium_version = meta.get("tritium.version", "")
+    for name, info in tensors.items():
         if info.packing_format not in PACKING_FORMATS:
             raise CheckpointError(
                 path,
                 f"tensor {name!r} uses unknown packing format {info.packing_format!r} "
                 f"(known: {', '.join(PACKING_FORMATS)})",
             )
-        tensors[name] = info
     if info_gap := names.symmetric_difference(tensors):
         raise CheckpointError(
             path, f"tensor metadata does not match the stored tensors: {sorted(info_gap)}"
@@ -451,12 +664,14 @@ def _parse_metadata(path: Path, meta: dict[str, str], names: set[str]) -> Checkp
         )
     return CheckpointMetadata(
         checkpoint_version=version,
-        tritium_version=meta.get("tritium.version", ""),
+        tritium_version=tritium_version,
         packing_version=packing_version,
-        source_hash=meta.get("tritium.source_hash") or None,
+        source_hash=source_hash,
         tensors=tensors,
         extra=dict(extra),
-    )
+        folds=folds,
+        float16=half,
+    ), digest
 
 
 def _expected_stored_shape(info: TensorInfo, version: int = CHECKPOINT_VERSION
@@ -486,7 +701,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
     except OSError as e:
         raise CheckpointError(path, f"cannot read the file: {e.strerror or e}") from None
     header, meta = _parse_structure(path, data)
-    metadata = _parse_metadata(path, meta, set(header))
+    metadata, digest = _parse_metadata(path, meta, header)
     try:
         state = safetensors.torch.load(data)
     except Exception as e:  # any failure of the decoder is a corrupted file to the user
@@ -508,11 +723,13 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
             raise CheckpointError(
                 path, f"tensor {name!r} is {tensor.dtype}, but {info.packing_format} data is {dtype}"
             )
-    digest = meta.get("tritium.digest")
-    if digest is None or _tensor_digest(state) != digest:
+    size = 16 if metadata.checkpoint_version >= 3 else 32
+    if digest is None or _tensor_digest(state, size) != digest:
         raise CheckpointError(
             path, "tensor data does not match the stored digest: the file is corrupted"
         )
+    for name in metadata.float16:
+        state[name] = state[name].to(torch.float32)
     if metadata.checkpoint_version >= 2:
         for name, info in metadata.tensors.items():
             if info.packing_format not in _DENSE:
@@ -537,13 +754,20 @@ def _own_keys(names: Any, prefix: str) -> list[str]:
     return [n for n in names if n.startswith(dot) and "." not in n[len(dot) :]]
 
 
-def _freeze_plan(
-    path: Path, model: nn.Module, metadata: CheckpointMetadata
-) -> list[tuple[str, TritiumLayer, str | None]]:
-    """The unfrozen layers that must become frozen skeletons (and their formats) to take the
-    checkpoint; raises for layers frozen differently from what the checkpoint stores."""
-    plan: list[tuple[str, TritiumLayer, str | None]] = []
-    for prefix, layer in tritium_layers(model):
+_Plan = list[tuple[str, TritiumLayer, str | None, bool]]
+
+
+def _freeze_plan(path: Path, model: nn.Module, metadata: CheckpointMetadata) -> _Plan:
+    """The layers that must become frozen skeletons (with their formats; ``None``: already
+    frozen) and/or folded skeletons to take the checkpoint; raises for layers frozen
+    differently from what the checkpoint stores."""
+    plan: _Plan = []
+    layers = dict(tritium_layers(model))
+    for name in metadata.folds:
+        if not isinstance(layers.get(name), TernaryLayer):
+            raise CheckpointError(path, f"the checkpoint folds a batch norm into {name!r}, "
+                                        "which is not a ternary layer of the model")
+    for prefix, layer in layers.items():
         own = _own_keys(metadata.tensors, prefix)
         stored = {metadata.tensors[n].packing_format for n in own} - {"none"}
         where = prefix or "<root>"
@@ -558,26 +782,68 @@ def _freeze_plan(
         if len(stored) > 1:
             raise CheckpointError(path, f"layer {where!r} has tensors in several packings: {sorted(stored)}")
         (fmt,) = stored
+        fold = prefix in metadata.folds
         if not layer.frozen:
-            plan.append((prefix, layer, fmt if isinstance(layer, TernaryLayer) else None))
-        elif layer.packing_format != fmt:
+            plan.append((prefix, layer, fmt if isinstance(layer, TernaryLayer) else None, fold))
+            continue
+        if layer.packing_format != fmt:
             raise CheckpointError(
                 path,
                 f"layer {where!r} is frozen as {layer.packing_format!r} but the checkpoint "
                 f"stores it as {fmt!r}",
             )
+        folded = isinstance(layer, TernaryLayer) and layer.folded
+        if folded and not fold:
+            raise CheckpointError(path, f"layer {where!r} has a batch norm folded into it but "
+                                        "the checkpoint stores it without one; load into an "
+                                        "unfrozen model")
+        if fold and not folded:
+            plan.append((prefix, layer, None, True))
     return plan
 
 
+def _folded_norms(path: Path, model: nn.Module, metadata: CheckpointMetadata
+                  ) -> list[tuple[nn.Module, str, str]]:
+    """``(parent, attribute, dotted name)`` of the batch norms the checkpoint folded that
+    the model still holds (they become ``nn.Identity``)."""
+    modules = dict(model.named_modules())
+    out: list[tuple[nn.Module, str, str]] = []
+    for layer, bn in metadata.folds.items():
+        if not bn:
+            continue
+        parent_name = layer.rpartition(".")[0]
+        parent = modules.get(parent_name)
+        dotted = f"{parent_name}.{bn}" if parent_name else bn
+        child = None if parent is None else parent._modules.get(bn)
+        if isinstance(child, nn.Identity):
+            continue
+        if not isinstance(child, nn.modules.batchnorm._BatchNorm):
+            raise CheckpointError(
+                path, f"the checkpoint folded the batch norm {dotted!r} into {layer!r}, but "
+                      f"the model holds {type(child).__name__ if child is not None else 'nothing'}"
+                      " there")
+        out.append((parent, bn, dotted))
+    return out
+
+
 def _expected_tensors(
-    model: nn.Module, plan: list[tuple[str, TritiumLayer, str | None]]
+    model: nn.Module, plan: _Plan, norms: list[tuple[nn.Module, str, str]]
 ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """Shapes and dtypes of ``model.state_dict()`` once ``plan`` is applied (model untouched)."""
+    """Shapes and dtypes of ``model.state_dict()`` once ``plan`` is applied and the folded
+    batch norms are gone (model untouched)."""
     expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-    for prefix, layer, fmt in plan:
+    for _, _, dotted in norms:
+        for name in _own_keys(list(expected), dotted):
+            del expected[name]
+    for prefix, layer, fmt, fold in plan:
         for name in _own_keys(list(expected), prefix):
             del expected[name]
-        probe = copy.deepcopy(layer).freeze_skeleton(fmt)
+        probe = copy.deepcopy(layer)
+        if not probe.frozen:
+            probe.freeze_skeleton(fmt)
+        if fold:
+            assert isinstance(probe, TernaryLayer)
+            probe.fold_skeleton()
         dot = f"{prefix}." if prefix else ""
         for k, v in probe.state_dict().items():
             expected[dot + k] = (tuple(v.shape), v.dtype)
@@ -593,7 +859,9 @@ def load_checkpoint(
     """Read and validate a checkpoint; optionally load it into ``model``.
 
     Returns ``(state_dict, metadata)``. With a ``model``: unfrozen Tritium layers whose
-    tensors are stored packed are to become frozen skeletons of the stored format; every
+    tensors are stored packed are to become frozen skeletons of the stored format, layers
+    the checkpoint stores with a batch norm folded into them become folded skeletons and
+    that batch norm (named in the metadata) becomes ``nn.Identity``; every
     stored tensor's shape is checked against what the model expects (always), missing and
     unexpected keys are errors when ``strict``; only when all checks pass are the layers
     frozen and the tensors loaded, so a rejected checkpoint leaves the model untouched.
@@ -604,7 +872,8 @@ def load_checkpoint(
     if model is None:
         return state, metadata
     plan = _freeze_plan(path, model, metadata)
-    expected = _expected_tensors(model, plan)
+    norms = _folded_norms(path, model, metadata)
+    expected = _expected_tensors(model, plan, norms)
     mismatches: list[str] = []
     for name in sorted(state):
         tensor = state[name]
@@ -629,8 +898,15 @@ def load_checkpoint(
             if unexpected:
                 parts.append(f"not in the model: {', '.join(unexpected)}")
             raise CheckpointError(path, "; ".join(parts))
-    for _, layer, fmt in plan:
-        layer.freeze_skeleton(fmt)
+    for prefix, layer, fmt, fold in plan:
+        if not layer.frozen:
+            layer.freeze_skeleton(fmt)
+        if fold:
+            assert isinstance(layer, TernaryLayer)
+            layer.fold_skeleton()
+            layer.folded_bn = metadata.folds[prefix]
+    for parent, attr, _ in norms:
+        setattr(parent, attr, nn.Identity())
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:

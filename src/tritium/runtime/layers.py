@@ -11,6 +11,14 @@ and ``forward`` calls the packed kernels (:func:`tritium.runtime.kernels.ternary
 :func:`tritium.runtime.kernels.ternary_conv2d`). A frozen layer's ``state_dict`` holds only
 the packed uint8 (or int8) data, the float32 scales and the bias.
 
+Batch-norm folding (:func:`fold_batchnorm`, done by :func:`freeze_model` for the pairs a
+generated model lists in its ``tritium_folds`` attribute and for consecutive children of an
+``nn.Sequential``, see :func:`fold_batchnorms`): an eval-mode ``BatchNorm1d``/
+``BatchNorm2d`` applied directly to a frozen ternary layer's output becomes that layer's
+per-output-channel scale and bias (the trits are untouched) and the batch norm becomes
+``nn.Identity``. A folded layer's ``weight_scale`` has one entry per output channel and it
+always has a ``bias``.
+
 To load a frozen checkpoint, build the frozen skeleton first -- ``Layer.frozen_skeleton(...)`` or
 ``layer.freeze_skeleton(format)`` on a freshly constructed layer allocates correctly sized
 buffers holding an all-zero weight without quantizing anything -- then ``load_state_dict``.
@@ -75,6 +83,8 @@ __all__ = [
     "TERNARY_FORMATS",
     "ACT_QUANT_MODES",
     "ACTIVATIONS",
+    "fold_batchnorm",
+    "fold_batchnorms",
     "freeze_model",
     "tritium_layers",
 ]
@@ -220,6 +230,10 @@ class TernaryLayer(TritiumLayer):
         self.format: str | None = None
         # the format `freeze()` uses when none is given (a .tri layer's `format:` key)
         self.preferred_format: str | None = None
+        # a batch norm folded into weight_scale and bias (see fold_batchnorm), and the name
+        # of the sibling attribute that held it ("" when not known)
+        self.folded = False
+        self.folded_bn = ""
         self._plan: kernels.LinearPlan | None = None   # cached native call (frozen, eager)
 
     # -- properties used by checkpoints and summaries ------------------------------------
@@ -282,7 +296,44 @@ class TernaryLayer(TritiumLayer):
         )
 
     def _scale_len(self) -> int:
-        return self.out_dim if self.per_channel else 1
+        return self.out_dim if self.per_channel or self.folded else 1
+
+    def fold_affine(self, k: torch.Tensor, shift: torch.Tensor) -> Self:
+        """Fold ``y -> y * k + shift`` (per output channel) into this frozen layer: the scale
+        becomes ``scale * k`` (one per channel) and the bias ``bias * k + shift``; the trits
+        stay as they are. Computed in float64, stored as float32."""
+        if not self.frozen:
+            raise RuntimeError(f"{type(self).__name__} must be frozen before folding into it")
+        n = self.out_dim
+        if k.numel() != n or shift.numel() != n:
+            raise ValueError(f"a fold into {n} output channels needs {n} factors and shifts, "
+                             f"got {k.numel()} and {shift.numel()}")
+        with torch.no_grad():
+            k64 = k.detach().to(torch.float64).reshape(n)
+            s64 = self.weight_scale.detach().to(torch.float64).reshape(-1).expand(n) * k64
+            b64 = shift.detach().to(torch.float64).reshape(n)
+            if self.bias is not None:
+                b64 = b64 + self.bias.detach().to(torch.float64) * k64
+            device = self.weight_packed.device
+            self.register_buffer("weight_scale", s64.to(torch.float32, copy=True).to(device))
+            self.bias = nn.Parameter(b64.to(torch.float32).to(device), requires_grad=False)
+        self.folded = True
+        self._plan = None
+        return self
+
+    def fold_skeleton(self) -> Self:
+        """A frozen skeleton shaped like a folded layer (per-channel scale, a bias), all
+        zeros: the structure :func:`tritium.runtime.load_checkpoint` loads folded layers into."""
+        if not self.frozen:
+            raise RuntimeError(f"{type(self).__name__} must be a frozen skeleton first")
+        n = self.out_dim
+        device = self.weight_packed.device
+        self.register_buffer("weight_scale", torch.zeros(n, dtype=torch.float32, device=device))
+        self.bias = nn.Parameter(torch.zeros(n, dtype=torch.float32, device=device),
+                                 requires_grad=False)
+        self.folded = True
+        self._plan = None
+        return self
 
     def freeze(self, format: str | None = None) -> Self:
         """Quantize once, pack (``format`` ``"t2"`` default, or ``"t1.6"``), drop the float weight.
@@ -335,6 +386,8 @@ class TernaryLayer(TritiumLayer):
             s += f", ste={self.ste!r}"
         if self.frozen:
             s += f", frozen={self.format!r}"
+        if self.folded:
+            s += ", folded_bn=True"
         return s
 
 
@@ -395,6 +448,11 @@ class TernaryLinear(TernaryLayer):
             _check_activation(activation)
         x = self._pre(x)
         if self.frozen:
+            if self.folded and x.dim() != 2:
+                raise ValueError(
+                    f"{type(self).__name__}: a batch norm was folded into this layer, which is "
+                    f"exact only for 2-D (batch, features) inputs; got shape {tuple(x.shape)} "
+                    "(freeze with fold_bn=False to keep the batch norm)")
             # fast path: a cached native call (no autograd, eager mode, float32 CPU input)
             if residual is None and x.dim() == 2 and x.shape[1] == self.in_features:
                 bufs = self._buffers
@@ -813,12 +871,95 @@ def tritium_layers(model: nn.Module) -> list[tuple[str, TritiumLayer]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, TritiumLayer)]
 
 
-def freeze_model(model: nn.Module, format: str | None = None) -> nn.Module:
+def _bn_fold_problem(layer: nn.Module, bn: nn.Module) -> str | None:
+    """Why ``bn`` cannot be folded into ``layer`` (None when it can)."""
+    if isinstance(layer, TernaryConv2d):
+        want: type[nn.Module] = nn.BatchNorm2d
+    elif isinstance(layer, TernaryLinear):
+        want = nn.BatchNorm1d
+    else:
+        return f"{type(layer).__name__} is not a ternary linear or convolution layer"
+    if not isinstance(bn, want):
+        return f"a {type(layer).__name__} folds a {want.__name__}, not a {type(bn).__name__}"
+    assert isinstance(bn, nn.modules.batchnorm._BatchNorm)
+    if bn.running_mean is None or bn.running_var is None:
+        return "the batch norm keeps no running statistics (track_running_stats=False)"
+    if bn.num_features != layer.out_dim:
+        return (f"the batch norm has {bn.num_features} features but the layer has "
+                f"{layer.out_dim} output channels")
+    if layer.folded:
+        return "the layer already has a batch norm folded into it"
+    return None
+
+
+def fold_batchnorm(layer: TernaryLayer, bn: nn.Module) -> TernaryLayer:
+    """Fold the inference form of ``bn`` (running statistics) into the frozen ``layer``
+    whose output it normalizes, in place: with ``k = gamma / sqrt(running_var + eps)``
+    the layer's scale becomes ``scale * k`` and its bias ``bias * k + beta - mean * k``.
+    The caller replaces ``bn`` by ``nn.Identity`` (:func:`freeze_model` does). For a
+    :class:`TernaryLinear` the result is exact for 2-D inputs only (the layer then refuses
+    others). Raises ``ValueError`` naming what prevents the fold."""
+    problem = _bn_fold_problem(layer, bn)
+    if problem is not None:
+        raise ValueError(f"cannot fold the batch norm: {problem}")
+    if not layer.frozen:
+        raise RuntimeError(f"{type(layer).__name__} must be frozen before folding into it")
+    assert isinstance(bn, nn.modules.batchnorm._BatchNorm)
+    assert bn.running_mean is not None and bn.running_var is not None
+    with torch.no_grad():
+        k = 1.0 / torch.sqrt(bn.running_var.to(torch.float64) + bn.eps)
+        if bn.weight is not None:
+            k = k * bn.weight.to(torch.float64)
+        shift = -bn.running_mean.to(torch.float64) * k
+        if bn.bias is not None:
+            shift = shift + bn.bias.to(torch.float64)
+    return layer.fold_affine(k, shift)
+
+
+def _fold_pairs_of(mod: nn.Module) -> list[tuple[str, str]]:
+    """The sibling (layer, batch norm) attribute pairs of ``mod`` whose dataflow is known to
+    be ``bn(layer(x))`` and nothing else: those a generated module lists in
+    ``tritium_folds``, and consecutive children of a plain ``nn.Sequential``."""
+    pairs = [tuple(p) for p in getattr(mod, "tritium_folds", None) or ()]
+    if type(mod) is nn.Sequential:
+        names = list(mod._modules)
+        pairs += list(zip(names, names[1:]))
+    return [(str(a), str(b)) for a, b in pairs]
+
+
+def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
+    """Fold every batch norm that only ever normalizes a frozen ternary layer's output into
+    that layer (:func:`fold_batchnorm`) and replace it by ``nn.Identity``, in place. The
+    pairs come from each module's ``tritium_folds`` (the generated code lists a pair when
+    every use of both is the one expression ``bn(layer(x))``) and from consecutive children
+    of ``nn.Sequential`` containers; pairs whose modules do not qualify at run time (an
+    absent conditional layer, no running statistics, an unfrozen layer...) are left alone.
+    Returns the dotted names of the ``(layer, batch norm)`` pairs folded."""
+    done: list[tuple[str, str]] = []
+    for prefix, mod in list(model.named_modules()):
+        for lname, bname in _fold_pairs_of(mod):
+            layer, bn = mod._modules.get(lname), mod._modules.get(bname)
+            if not isinstance(layer, TernaryLayer) or not layer.frozen or bn is None \
+                    or _bn_fold_problem(layer, bn) is not None:
+                continue
+            fold_batchnorm(layer, bn)
+            layer.folded_bn = bname
+            setattr(mod, bname, nn.Identity())
+            dot = f"{prefix}." if prefix else ""
+            done.append((dot + lname, dot + bname))
+    return done
+
+
+def freeze_model(model: nn.Module, format: str | None = None, *,
+                 fold_bn: bool = True) -> nn.Module:
     """Freeze every Tritium layer in ``model`` in place and return ``model``.
 
     Ternary layers are packed with ``format`` (``"t2"`` or ``"t1.6"``); with ``None`` each
     layer uses its ``preferred_format`` (set from a .tri ``format:`` key), else ``"t2"``.
-    int8/int4 layers use their own formats.
+    int8/int4 layers use their own formats. With ``fold_bn`` (default) every batch norm that
+    only normalizes a ternary layer's output (see :func:`fold_batchnorms`) is folded into it
+    and becomes ``nn.Identity``: the frozen model is for inference, with the batch norms'
+    running statistics.
     """
     if format is not None:
         _check_choice("packing format", format, TERNARY_FORMATS)
@@ -827,4 +968,6 @@ def freeze_model(model: nn.Module, format: str | None = None) -> nn.Module:
             layer.freeze(format)
         else:
             layer.freeze()
+    if fold_bn:
+        fold_batchnorms(model)
     return model

@@ -18,8 +18,8 @@ import tritium
 from tritium.runtime.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointError,
-    _pack_json,
-    _unpack_json,
+    _pack_v3,
+    _unpack_v3,
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
@@ -118,13 +118,20 @@ def test_frozen_roundtrip_into_unfrozen_model(tmp_path: Path, fmt: str) -> None:
     fresh = _trained_net(seed=5)
     load_checkpoint(path, fresh)
     assert fresh.fc1.frozen and fresh.fc1.format == fmt and fresh.fc3.frozen
+    # ternary scales and biases went through float16 (relative error <= 2**-11 each)
+    assert meta.float16 == {"conv.weight_scale", "fc1.weight_scale", "fc1.bias",
+                            "head.weight_scale"}
+    assert all(state[n].dtype == torch.float32 for n in meta.float16)
     with torch.no_grad():
-        torch.testing.assert_close(fresh(X), net(X))
-    # and loading into an already frozen skeleton of the right format works too
+        torch.testing.assert_close(fresh(X), net(X), rtol=5e-3, atol=5e-3)
+    # and loading into an already frozen skeleton of the right format works too, exactly
+    # when the scales are kept in float32
+    save_checkpoint(path, net, float16_scales=False)
+    assert not read_checkpoint_metadata(path).float16
     skeleton = freeze_model(Net(), fmt).eval()
     load_checkpoint(path, skeleton)
     with torch.no_grad():
-        torch.testing.assert_close(skeleton(X), net(X))
+        torch.testing.assert_close(skeleton(X), net(X), rtol=0, atol=0)
 
 
 def test_file_is_plain_safetensors(tmp_path: Path) -> None:
@@ -158,13 +165,18 @@ def _rewrite_header(path: Path, edit: Callable[[dict], None]) -> None:
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
 
 
-def _edit_tensor_meta(key: str, field: str, value: object) -> Callable[[dict], None]:
+def _edit_blob(change: Callable[[dict], None]) -> Callable[[dict], None]:
+    """A header edit that changes the decoded version 3 ``tritium`` metadata."""
     def edit(header: dict) -> None:
-        tensors = _unpack_json(header["__metadata__"]["tritium.tensors"])
-        tensors[key][field] = value
-        header["__metadata__"]["tritium.tensors"] = _pack_json(tensors)
+        blob = _unpack_v3(header["__metadata__"]["tritium"])
+        change(blob)
+        header["__metadata__"]["tritium"] = _pack_v3(blob)
 
     return edit
+
+
+def _edit_packed(key: str, index: int, value: object) -> Callable[[dict], None]:
+    return _edit_blob(lambda b: b["t"][key].__setitem__(index, value))
 
 
 def _expect_error(path: Path, *fragments: str) -> CheckpointError:
@@ -226,21 +238,21 @@ def test_flipped_data_byte(good: Path) -> None:
 
 def test_header_edited_version(good: Path) -> None:
     _rewrite_header(good, lambda h: h["__metadata__"].update({"tritium.checkpoint_version": "9"}))
-    _expect_error(good, "version 9", "reads versions 1, 2")
+    _expect_error(good, "version 9", "reads versions 1, 2, 3")
 
 
 def test_header_edited_packing_version(good: Path) -> None:
-    _rewrite_header(good, lambda h: h["__metadata__"].update({"tritium.packing_version": "7"}))
+    _rewrite_header(good, _edit_blob(lambda b: b.update(p=7)))
     _expect_error(good, "packing version 7")
 
 
 def test_header_edited_unknown_format(good: Path) -> None:
-    _rewrite_header(good, _edit_tensor_meta("fc1.weight_packed", "packing_format", "t3"))
+    _rewrite_header(good, _edit_packed("fc1.weight_packed", 0, "t3"))
     _expect_error(good, "fc1.weight_packed", "unknown packing format 't3'")
 
 
 def test_header_edited_logical_shape(good: Path) -> None:
-    _rewrite_header(good, _edit_tensor_meta("fc1.weight_packed", "logical_shape", [32, 400]))
+    _rewrite_header(good, _edit_packed("fc1.weight_packed", 1, [32, 400]))
     _expect_error(good, "fc1.weight_packed", "implies")
 
 
@@ -262,8 +274,8 @@ def test_header_edited_offsets(good: Path) -> None:
 
 
 def test_header_edited_garbage_metadata(good: Path) -> None:
-    _rewrite_header(good, lambda h: h["__metadata__"].update({"tritium.tensors": "{not json"}))
-    _expect_error(good, "not valid JSON")
+    _rewrite_header(good, lambda h: h["__metadata__"].update({"tritium": "{not json"}))
+    _expect_error(good, "metadata is not readable", "damaged")
     _rewrite_header(good, lambda h: h.pop("__metadata__"))
     _expect_error(good, "not a Tritium checkpoint")
 
@@ -384,7 +396,7 @@ def test_dense_storage_round_trips_and_beats_the_kernel_layout(tmp_path: Path) -
         freeze_model(model, "t2")
         ref = model(x)
     path = tmp_path / "dense.safetensors"
-    save_checkpoint(path, model)
+    save_checkpoint(path, model, float16_scales=False)
     fresh = nn.Sequential(TernaryLinear(64, 128), TernaryLinear(128, 10))
     load_checkpoint(path, fresh)
     with torch.no_grad():
@@ -403,6 +415,106 @@ def test_dense_storage_rejects_impossible_bytes(tmp_path: Path) -> None:
 
 
 def test_compressed_metadata_damage_is_a_clear_error(good: Path) -> None:
-    _rewrite_header(good, lambda h: h["__metadata__"].update(
-        {"tritium.tensors": "zlib:bm90IHpsaWI="}))
+    _rewrite_header(good, lambda h: h["__metadata__"].update({"tritium": "bm90IHpsaWI="}))
     _expect_error(good, "metadata", "damaged")
+    # a valid stream cut short
+    def cut(header: dict) -> None:
+        header["__metadata__"]["tritium"] = header["__metadata__"]["tritium"][:40]
+
+    raw = good.read_bytes()
+    good.write_bytes(raw)
+    _rewrite_header(good, cut)
+    _expect_error(good, "metadata", "damaged")
+
+
+def test_v3_metadata_fields_are_checked(good: Path) -> None:
+    raw = good.read_bytes()
+    for change, fragment in [
+        (lambda b: b.pop("d"), "field 'd' is missing"),
+        (lambda b: b.update(k=[]), "field 'k' is missing or not a dict"),
+        (lambda b: b.update(f16=["nope"]), "not stored: ['nope']"),
+        (lambda b: b.update(f16=["bn.weight"]), "'bn.weight' is listed as float16 but stored as F32"),
+        (lambda b: b.update(fold={"bn": "x"}), "is not a stored ternary layer"),
+        (lambda b: b["t"].update({"fc1.weight_packed": "t2"}), "not a [format, shape] pair"),
+    ]:
+        good.write_bytes(raw)
+        _rewrite_header(good, _edit_blob(change))
+        _expect_error(good, fragment)
+    good.write_bytes(raw)
+    _rewrite_header(good, lambda h: h["__metadata__"].pop("tritium"))
+    _expect_error(good, "no 'tritium' metadata key")
+
+
+# --- older versions and what version 3 stores ---------------------------------------------
+
+DATA = Path(__file__).parent / "data"
+
+
+class _V2Net(nn.Module):
+    """The model of data/v2_frozen.safetensors, written by checkpoint version 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = TernaryConv2d(1, 4, 3, padding=1, bias=False, per_channel=True)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = TernaryLinear(64, 10, quantizer="absmean")
+        self.bn1 = nn.BatchNorm1d(10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.conv(x)))
+        h = nn.functional.avg_pool2d(h, 2).flatten(1)
+        return self.bn1(self.fc(h))
+
+
+def test_version_2_files_are_still_read(tmp_path: Path) -> None:
+    path = DATA / "v2_frozen.safetensors"
+    meta = read_checkpoint_metadata(path)
+    assert meta.checkpoint_version == 2 and meta.source_hash == "v2" and not meta.folds
+    assert meta.extra == {"note": "written by checkpoint version 2"}
+    model = _V2Net()
+    load_checkpoint(path, model)
+    io_ = safetensors.torch.load_file(str(DATA / "v2_frozen_io.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(io_["x"]), io_["y"], rtol=0, atol=0)
+    # and written again as version 3 (exactly, with float32 scales)
+    out = tmp_path / "v3.safetensors"
+    save_checkpoint(out, model, float16_scales=False, source_hash=meta.source_hash)
+    again = _V2Net()
+    assert load_checkpoint(out, again)[1].checkpoint_version == 3
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(io_["x"]), io_["y"], rtol=0, atol=0)
+    # a damaged version 2 file is still reported clearly
+    damaged = tmp_path / "v2_damaged.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    damaged.write_bytes(bytes(raw))
+    _expect_error(damaged, "digest", "corrupted")
+
+
+def test_float16_only_when_the_values_fit(tmp_path: Path) -> None:
+    layer = TernaryLinear(8, 4).freeze()
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([1e-6, 1.0, -2.0, 0.0]))   # 1e-6 is below float16's normal range
+    path = tmp_path / "l.safetensors"
+    meta = save_checkpoint(path, layer)
+    assert meta.float16 == {"weight_scale"}
+    state, _ = load_checkpoint(path)
+    assert torch.equal(state["bias"], layer.bias.detach())
+    assert state["weight_scale"].dtype == torch.float32
+    assert float((state["weight_scale"] - layer.weight_scale).abs().max()) <= \
+        float(layer.weight_scale.abs().max()) * 2 ** -11
+
+
+def test_source_hash_is_recovered_from_the_embedded_source(tmp_path: Path) -> None:
+    import hashlib
+
+    src = "model M { }\n"
+    path = tmp_path / "s.safetensors"
+    h = hashlib.sha256(src.encode()).hexdigest()
+    assert save_checkpoint(path, nn.Linear(2, 2), source_hash=h,
+                           extra={"tritium.source": src}).source_hash == h
+    assert read_checkpoint_metadata(path).source_hash == h
+    save_checkpoint(path, nn.Linear(2, 2), source_hash="other", extra={"tritium.source": src})
+    assert read_checkpoint_metadata(path).source_hash == "other"
+    save_checkpoint(path, nn.Linear(2, 2), extra={"tritium.source": src})
+    assert read_checkpoint_metadata(path).source_hash is None

@@ -365,9 +365,84 @@ class PyTorchCodegen:
             lets = [i for i in node.body if isinstance(i, A.Let)]
             inputs = [p for p in node.params or [] if p.type is not None and p.type.name == "Tensor"]
             fns = [A.FnDef("forward", inputs, node.ret, lets + stmts, node.span)]
+        folds = self.fold_pairs(node, fns)
+        if folds:
+            self.emit(2, "# batch norms that freezing may fold into the layer they follow")
+            self.emit(2, f"self.tritium_folds = {_q(folds)}")
         for fn in fns:
             self.emit(0, "")
             self.gen_method(fn, attrs, ternary_params)
+
+    _FOLD_PRODUCERS = {"TernaryLinear": 1, "BitLinear": 1, "TernaryConv2d": 2}
+    _FOLD_NORMS = {"BatchNorm1d": 1, "BatchNorm2d": 2}
+
+    def fold_pairs(self, node, fns: list[A.FnDef]) -> list[list[str]]:
+        """The ``[layer, batch_norm]`` attribute pairs whose batch norm the frozen model may
+        fold into the ternary layer: every use of either layer in every method is the one
+        expression ``bn(layer(x))`` (so nothing else sees the layer's un-normalized output
+        or the batch norm's input), the layer is a ternary linear (with a BatchNorm1d) or
+        convolution (with a BatchNorm2d), and no local shadows either name."""
+        producers: dict[str, int] = {}
+        norms: dict[str, int] = {}
+        for item in node.body:
+            if not isinstance(item, A.LayerDecl) or len(item.kinds) != 1 \
+                    or item.kinds[0].repeat is not None:
+                continue
+            spec, _ = self.checker.resolve_kind(item.kinds[0].kind, item.kinds[0].span)
+            if spec is None:
+                continue
+            if spec.name in self._FOLD_PRODUCERS:
+                producers[item.name] = self._FOLD_PRODUCERS[spec.name]
+            elif spec.name in self._FOLD_NORMS:
+                norms[item.name] = self._FOLD_NORMS[spec.name]
+        if not producers or not norms:
+            return []
+        refs: dict[str, int] = {}
+        bound: set[str] = set()
+        pairs: dict[tuple[str, str], int] = {}
+        stack: list = []
+        for fn in fns:
+            bound.update(p.name for p in fn.params)
+            stack.extend(fn.params)
+            stack.extend(fn.body)
+        while stack:
+            x = stack.pop()
+            if isinstance(x, A.Name):
+                refs[x.id] = refs.get(x.id, 0) + 1
+            elif isinstance(x, A.Let):
+                bound.add(x.name)
+            elif isinstance(x, A.For):
+                bound.add(x.var)
+            elif isinstance(x, A.Call):
+                pair = self._fold_call(x, producers, norms)
+                if pair is not None:
+                    pairs[pair] = pairs.get(pair, 0) + 1
+            if hasattr(x, "__slots__") and not isinstance(x, str):
+                for sl in x.__slots__:
+                    v = getattr(x, sl, None)
+                    if isinstance(v, list):
+                        stack.extend(v)
+                    elif hasattr(v, "__slots__") and not isinstance(v, str):
+                        stack.append(v)
+        return [[py_attr(p), py_attr(b)] for (p, b), n in sorted(pairs.items())
+                if refs.get(p) == n and refs.get(b) == n and p not in bound and b not in bound]
+
+    @staticmethod
+    def _fold_call(call: A.Call, producers: dict[str, int],
+                   norms: dict[str, int]) -> tuple[str, str] | None:
+        """``(layer, bn)`` when ``call`` is ``bn(layer(x))`` with one positional argument each."""
+        if not isinstance(call.func, A.Name) or call.func.id not in norms or len(call.args) != 1:
+            return None
+        arg = call.args[0]
+        inner = arg.value
+        if arg.name is not None or not isinstance(inner, A.Call) \
+                or not isinstance(inner.func, A.Name) or inner.func.id not in producers:
+            return None
+        if len(inner.args) != 1 or inner.args[0].name is not None:
+            return None
+        if producers[inner.func.id] != norms[call.func.id]:
+            return None
+        return inner.func.id, call.func.id
 
     def quant_section(self, node) -> dict:
         q = {"quantizer": "twn", "per_channel": False, "threshold": None}
