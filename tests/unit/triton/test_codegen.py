@@ -48,7 +48,8 @@ def test_kernel_body_holds_only_what_its_spec_needs():
     plain = _functions(runtime_source(LinearSpec("t2")))["tri_linear_t2"]
     args = [a.arg for a in plain.args.args]
     assert args[:3] == ["x_ptr", "w_ptr", "scale_ptr"] and "bias_ptr" not in args
-    assert args[-3:] == ["PER_CHANNEL", "BLOCK_M", "BLOCK_N"]
+    assert args[-5:] == ["PER_CHANNEL", "BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"]
+    assert [ast.unparse(d) for d in plain.args.defaults] == ["128", "1"]
     text = ast.unparse(plain)
     assert "_dot_f32_trits" in text and "_quantize_int8" not in text and "tl.static_range(4)" in text
 
@@ -58,7 +59,8 @@ def test_kernel_body_holds_only_what_its_spec_needs():
     assert args[:6] == ["x_ptr", "w_ptr", "scale_ptr", "norm_w_ptr", "bias_ptr", "res_ptr"]
     assert "eps" in args
     body = ast.unparse(fn)
-    for needle in ("tl.static_range(5)", "packed * 270", "tl.cdiv(K, 160)", "out_dtype=tl.int32",
+    for needle in ("tl.static_range(5)", "packed * 270", "tl.cdiv(K, BLOCK_K)",
+                   "tl.static_range(BLOCK_K // 160)", "out_dtype=tl.int32",
                    "inv_rms", "amax", "_tanh(y)", "other=121"):
         assert needle in body, needle
     helpers = _functions(full)
@@ -70,7 +72,7 @@ def test_conv_geometry_is_constexpr():
     fn = _functions(runtime_source(Conv2dSpec("t2")))["tri_conv2d_t2"]
     constexpr = [a.arg for a in fn.args.args if a.annotation is not None]
     assert constexpr == ["KH", "KW", "SH", "SW", "PH", "PW", "DH", "DW", "PER_CHANNEL",
-                         "BLOCK_M", "BLOCK_N"]
+                         "BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"]
 
 
 def test_autotune_configs_and_pruning():

@@ -104,6 +104,7 @@ class AotKernel:
     cached: bool
     key: str
     uses: list[str] = field(default_factory=list)
+    shared: int | None = None  # bytes of shared memory one block needs (`metadata.shared`)
 
     def text(self, stage: str) -> str:
         value = self.stages[stage]
@@ -221,9 +222,17 @@ def _process_can_compile() -> bool:
     return isinstance(standard.cdiv, JITFunction)
 
 
+def _constexprs(jit_fn, req: AotRequest) -> dict[str, int | bool]:
+    """The request's constexprs, with the kernel's defaults for those it leaves out
+    (`triton.compile` does not apply Python defaults itself)."""
+    out = {p.name: p.default for p in jit_fn.params if p.is_constexpr and p.has_default}
+    out.update(dict(req.constexprs))
+    return out
+
+
 def _compile_here(req: AotRequest, target: str) -> dict:
-    """Compile in this process: {"stages": {...text, "cubin": base64}, "seconds": s} or
-    {"error": message}."""
+    """Compile in this process: {"stages": {...text, "cubin": base64}, "seconds": s,
+    "shared": bytes of shared memory per block} or {"error": message}."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -234,14 +243,15 @@ def _compile_here(req: AotRequest, target: str) -> dict:
     try:
         with interpret_mode(False):
             compiled = triton.compile(
-                ASTSource(fn=jit_fn, signature=_signature(jit_fn), constexprs=dict(req.constexprs),
-                          attrs=_attrs(jit_fn)),
+                ASTSource(fn=jit_fn, signature=_signature(jit_fn),
+                          constexprs=_constexprs(jit_fn, req), attrs=_attrs(jit_fn)),
                 target=GPUTarget("cuda", parse_target(target), 32), options=_options(req))
     except Exception as exc:  # noqa: BLE001 - Triton raises many types; report them as one
         return {"error": f"{type(exc).__name__}: {exc}"}
     stages = {s: compiled.asm[s] for s in TEXT_STAGES}
     stages["cubin"] = base64.b64encode(bytes(compiled.asm["cubin"])).decode()
-    return {"stages": stages, "seconds": time.perf_counter() - t}
+    return {"stages": stages, "seconds": time.perf_counter() - t,
+            "shared": int(compiled.metadata.shared)}
 
 
 def _spec_to_json(spec: KernelSpec) -> dict:
@@ -283,8 +293,10 @@ def _worker_main() -> int:
 def _kernel(req: AotRequest, target: str, result: dict, cached: bool, key: str) -> AotKernel:
     stages: dict[str, str | bytes] = {s: result["stages"][s] for s in TEXT_STAGES}
     stages["cubin"] = base64.b64decode(result["stages"]["cubin"])
+    shared = result.get("shared")
     return AotKernel(req.name, target, dict(req.constexprs), req.num_warps, req.num_stages,
-                     stages, float(result.get("seconds", 0.0)), cached, key, list(req.uses))
+                     stages, float(result.get("seconds", 0.0)), cached, key, list(req.uses),
+                     int(shared) if shared is not None else None)
 
 
 def build(requests: Iterable[AotRequest], target: str, cache: CompileCache | None = None,

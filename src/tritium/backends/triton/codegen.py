@@ -14,6 +14,13 @@ The kernels read the packed bytes of docs/formats.md directly. The K loop walks 
 32-byte blocks; each block is loaded once as a [32, BLOCK_N] tile of bytes and decoded field
 by field, and field f of block b holds the 32 consecutive elements b·B + 32·f + j (j < 32),
 which line up with a [BLOCK_M, 32] tile of activations for one `tl.dot`.
+
+Two more tile parameters of the GEMM kernels have defaults, so the autotuning configs (and
+any caller) may leave them out: `BLOCK_K`, the trits one K-loop iteration consumes (a multiple
+of the format's packed block, 128 for t2 and 160 for t1.6; the default is one block), and
+`GROUP_M`, the number of row tiles that sweep the column tiles together before the next rows
+start (programs are re-numbered so that those tiles' weight columns stay in L2; the default 1
+keeps the plain 2-D grid order). The autotuner (`tritium.tune.triton_space`) searches both.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from .specs import (
     spec_sort_key,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages), smallest first.
 GEMM_CONFIGS: tuple[tuple[int, int, int, int], ...] = (
@@ -254,10 +261,16 @@ def _emit_k_loop(e: _Lines, spec: LinearSpec | Conv2dSpec, load_tile) -> None:
     """The main loop over packed blocks and fields, accumulating into `acc`."""
     fmt = spec.format
     trits, fields = BLOCK_TRITS[fmt], FIELDS[fmt]
-    e(f"for blk in range(0, tl.cdiv(K, {trits})):")
+    e(f'tl.static_assert(BLOCK_K % {trits} == 0, "BLOCK_K must be a multiple of {trits}")',
+      "for kb in range(0, tl.cdiv(K, BLOCK_K)):")
     e.indent()
-    e(f"packed = tl.load(w_cols + blk * {BLOCK_BYTES}, mask=mask_n[None, :], "
-      f"other=0x{ZERO_BYTE[fmt]:02X}).to(tl.int32)")
+    e(f"for sb in tl.static_range(BLOCK_K // {trits}):")
+    e.indent()
+    e(f"blk = kb * (BLOCK_K // {trits}) + sb",
+      "# byte j of a block holds elements >= blk * B + j: past K it reads as zero trits",
+      f"packed = tl.load(w_cols + blk * {BLOCK_BYTES},",
+      f"                 mask=mask_n[None, :] & (blk * {trits} + offs_j < K)[:, None],",
+      f"                 other=0x{ZERO_BYTE[fmt]:02X}).to(tl.int32)")
     _emit_decode_prep(e, fmt)
     e(f"for fi in tl.static_range({fields}):")
     e.indent()
@@ -270,6 +283,28 @@ def _emit_k_loop(e: _Lines, spec: LinearSpec | Conv2dSpec, load_tile) -> None:
         e("acc = _dot_f32_trits(xt, w.to(tl.float32), acc)")
     e.dedent()
     e.dedent()
+    e.dedent()
+
+
+def _emit_program_ids(e: _Lines) -> None:
+    """pid_m, pid_n of this program; with GROUP_M > 1, re-numbered so that GROUP_M row tiles
+    sweep all column tiles before the next GROUP_M rows start (launch order is axis 0
+    fastest, so consecutive programs share weight columns in L2)."""
+    e("pid_m = tl.program_id(0)", "pid_n = tl.program_id(1)", "if GROUP_M > 1:")
+    e.indent()
+    e("num_m = tl.num_programs(0)",
+      "pid = pid_n * num_m + pid_m",
+      "band = GROUP_M * tl.num_programs(1)",
+      "first_m = (pid // band) * GROUP_M",
+      "rows = tl.minimum(num_m - first_m, GROUP_M)",
+      "pid_m = first_m + (pid % band) % rows",
+      "pid_n = (pid % band) // rows")
+    e.dedent()
+
+
+def _tile_args(spec: LinearSpec | Conv2dSpec) -> list[str]:
+    return ["BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr",
+            f"BLOCK_K: tl.constexpr = {BLOCK_TRITS[spec.format]}", "GROUP_M: tl.constexpr = 1"]
 
 
 def _emit_absmax(e: _Lines, load_tile, k_step: str) -> None:
@@ -346,12 +381,12 @@ def _linear_kernel(spec: LinearSpec, uses: Sequence[str]) -> str:
     args += ["y_ptr", "M", "N", "K", "stride_xm", "stride_wn", "stride_ym"]
     if spec.prenorm != "none":
         args.append("eps")
-    args += ["PER_CHANNEL: tl.constexpr", "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr"]
+    args += ["PER_CHANNEL: tl.constexpr", *_tile_args(spec)]
     _emit_signature(e, spec.name, args)
     e.indent()
     e(f'"""{_describe(spec)}."""')
-    e("pid_m = tl.program_id(0)", "pid_n = tl.program_id(1)",
-      "offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)",
+    _emit_program_ids(e)
+    e("offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)",
       "offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)",
       "offs_j = tl.arange(0, 32)",
       "mask_m = offs_m < M", "mask_n = offs_n < N",
@@ -359,7 +394,8 @@ def _linear_kernel(spec: LinearSpec, uses: Sequence[str]) -> str:
       "w_cols = w_ptr + offs_n[None, :] * stride_wn + offs_j[:, None]")
 
     def load_raw(e: _Lines) -> None:
-        e("xt = tl.load(x_rows + k[None, :], mask=mask_m[:, None] & (k < K)[None, :], other=0.0)")
+        e("xt = tl.load(x_rows + k[None, :], mask=mask_m[:, None] & (k < K)[None, :],",
+          "             other=0.0)")
 
     def load_tile(e: _Lines) -> None:
         load_raw(e)
@@ -401,7 +437,7 @@ def _conv_kernel(spec: Conv2dSpec, uses: Sequence[str]) -> str:
              "stride_xb", "stride_xc", "stride_xh", "stride_xw", "stride_wn",
              "KH: tl.constexpr", "KW: tl.constexpr", "SH: tl.constexpr", "SW: tl.constexpr",
              "PH: tl.constexpr", "PW: tl.constexpr", "DH: tl.constexpr", "DW: tl.constexpr",
-             "PER_CHANNEL: tl.constexpr", "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr"]
+             "PER_CHANNEL: tl.constexpr", *_tile_args(spec)]
     _emit_signature(e, spec.name, args)
     e.indent()
     e(f'"""{_describe(spec)}.',
@@ -409,7 +445,8 @@ def _conv_kernel(spec: Conv2dSpec, uses: Sequence[str]) -> str:
       "Implicit GEMM per group (program axis 2): M = B * Ho * Wo output positions,",
       "N = output channels of the group, K = C_in * KH * KW in torch's unfold order",
       '(channel, kernel row, kernel column); padding reads as zeros."""')
-    e("pid_m = tl.program_id(0)", "pid_n = tl.program_id(1)", "g = tl.program_id(2)",
+    _emit_program_ids(e)
+    e("g = tl.program_id(2)",
       "offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)",
       "offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)",
       "offs_j = tl.arange(0, 32)",
@@ -427,7 +464,8 @@ def _conv_kernel(spec: Conv2dSpec, uses: Sequence[str]) -> str:
           "ih = ih0[:, None] + ((k % (KH * KW)) // KW)[None, :] * DH",
           "iw = iw0[:, None] + (k % KW)[None, :] * DW",
           "inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)",
-          "xt = tl.load(x_img[:, None] + c[None, :] * stride_xc + ih * stride_xh + iw * stride_xw,",
+          "xt = tl.load(x_img[:, None] + c[None, :] * stride_xc + ih * stride_xh",
+          "             + iw * stride_xw,",
           "             mask=mask_m[:, None] & (k < K)[None, :] & inside, other=0.0)")
 
     if spec.act_quant == "int8":
