@@ -200,6 +200,23 @@ def test_forcing_neon_on_x86_falls_back_with_a_clear_warning(monkeypatch):
         assert isa_mod.select_isa() == isa_mod.supported_isas()[0]
 
 
+def test_an_aarch64_host_selects_neon_and_refuses_x86_paths(monkeypatch):
+    """What isa.py decides on an aarch64 machine, simulated through its two inputs."""
+    monkeypatch.setattr(isa_mod.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(isa_mod, "cpu_flags", lambda: frozenset({"fp", "asimd", "asimddp"}))
+    monkeypatch.delenv("TRITIUM_CPU_ISA", raising=False)
+    assert isa_mod.supported_isas() == ["neon", "scalar"]
+    assert isa_mod.select_isa() == "neon"
+    assert isa_mod.compile_flags("neon")[-1] == "-march=armv8.2-a+dotprod"
+    monkeypatch.setenv("TRITIUM_CPU_ISA", "scalar")
+    assert isa_mod.select_isa() == "scalar"
+    monkeypatch.setenv("TRITIUM_CPU_ISA", "avx2")
+    with pytest.warns(RuntimeWarning, match="avx2 kernels need an x86-64 CPU and this machine is aarch64"):
+        assert isa_mod.select_isa() == "neon"
+    monkeypatch.setattr(isa_mod, "cpu_flags", lambda: frozenset({"fp", "asimd"}))
+    assert isa_mod.compile_flags("neon") == ["-march=armv8-a"]
+
+
 def test_pack_unpack_round_trip_and_invalid_input(drv, tmp_path):
     rng = np.random.default_rng(1)
     b, cases = Batch(), []
