@@ -50,7 +50,8 @@ from .models import (
 )
 
 __all__ = ["TrainError", "TrainOptions", "TrainResult", "TrainSettings", "resolve_settings",
-           "train", "evaluate_model", "measure_latency"]
+           "train", "evaluate_model", "measure_latency",
+           "measure_latencies"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "mse")
@@ -349,20 +350,31 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return correct / n, total_loss / n
 
 
-def measure_latency(model: nn.Module, sample: torch.Tensor, runs: int = 200) -> float:
-    """Median batch-1 forward time in milliseconds (after a warm-up)."""
-    model.eval()
+def measure_latencies(models: dict[str, nn.Module], sample: torch.Tensor,
+                      runs: int = 200) -> dict[str, float]:
+    """Median batch-1 forward time in milliseconds of each model, after a warm-up. The
+    models run in turn within every round (interleaved), so a change in machine load
+    during the measurement affects them alike."""
     x = sample[:1].contiguous()
+    for m in models.values():
+        m.eval()
+    times: dict[str, list[float]] = {name: [] for name in models}
+    clock = time.perf_counter
     with torch.inference_mode():
         for _ in range(max(5, runs // 10)):
-            model(x)
-        times = []
+            for m in models.values():
+                m(x)
         for _ in range(max(1, runs)):
-            t = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2] * 1000.0
+            for name, m in models.items():
+                t = clock()
+                m(x)
+                times[name].append(clock() - t)
+    return {name: sorted(v)[len(v) // 2] * 1000.0 for name, v in times.items()}
+
+
+def measure_latency(model: nn.Module, sample: torch.Tensor, runs: int = 200) -> float:
+    """Median batch-1 forward time in milliseconds (after a warm-up)."""
+    return measure_latencies({"model": model}, sample, runs)["model"]
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -789,7 +801,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     ternary = {"test_accuracy": t_acc, "val_accuracy": v_acc,
                "checkpoint_bytes": ckpt.stat().st_size,
                "tensor_bytes": _tensor_bytes(frozen),
-               "latency_ms": measure_latency(frozen, x_test, opts.latency_runs),
+               "latency_ms": 0.0,
                "best_epoch": run.best_epoch, "train_seconds": ternary_seconds,
                "params": sum(p.numel() for p in run.model.parameters()),
                "format": opts.format, "native_kernels": _native(),
@@ -813,10 +825,17 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         metrics["fp32"] = {"test_accuracy": b_acc, "val_accuracy": bv_acc,
                            "checkpoint_bytes": fp_path.stat().st_size,
                            "tensor_bytes": _tensor_bytes(twin),
-                           "latency_ms": measure_latency(twin, x_test, opts.latency_runs),
+                           "latency_ms": 0.0,
                            "best_epoch": base_run.best_epoch, "train_seconds": base_seconds,
                            "layers_replaced": replaced}
         metrics["history"]["fp32"] = base_run.history
+    # batch-1 latency of both models from their checkpoints, measured interleaved
+    lat_models = {"ternary": frozen}
+    if base_run is not None:
+        lat_models["fp32"], _ = load_for_eval(out / "fp32.safetensors")
+    for name, ms in measure_latencies(lat_models, x_test, opts.latency_runs).items():
+        metrics[name]["latency_ms"] = ms
+    if base_run is not None:
         metrics["ratio"] = {
             "checkpoint": metrics["fp32"]["checkpoint_bytes"] / ternary["checkpoint_bytes"],
             "tensors": metrics["fp32"]["tensor_bytes"] / max(1, ternary["tensor_bytes"]),
