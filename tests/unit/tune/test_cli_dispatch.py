@@ -1,0 +1,137 @@
+"""`tritium tune` end to end on small shapes, and the runtime's dispatch of tuned configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tritium.cli import main
+from tritium.runtime import kernels
+from tritium.runtime.packing import pack_ternary
+from tritium.tune import cpu, dispatch
+from tritium.tune.archive import Archive
+from tritium.tune.loop import tune
+from tritium.tune.measure import Settings
+from tritium.tune.strategies import GridStrategy
+
+ROOT = Path(__file__).resolve().parents[3]
+native = pytest.mark.skipif(not kernels.native_available(), reason="no native kernels")
+
+
+@pytest.fixture(autouse=True)
+def _storage(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITIUM_TUNE_STORAGE", f"sqlite:///{tmp_path / 'tune.db'}")
+    kernels.set_config_resolver(None)
+    dispatch.reset()
+    yield
+    kernels.set_config_resolver(None)
+    dispatch.reset()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--kernel", "cpu.linear", "--shape", "8,512"], "--shape expects M,N,K"),
+    (["--kernel", "cpu.linear", "--shape", "a,b,c"], "--shape expects M,N,K"),
+    (["--kernel", "cpu.linear", "--shape", "0,4,4"], "--shape expects M,N,K"),
+    (["--kernel", "gpu.magic", "--shape", "1,2,3"], "unknown kernel 'gpu.magic'"),
+    (["--kernel", "cpu.linear"], "--kernel needs --shape"),
+    (["--model", "nowhere.tri"], "cannot read nowhere.tri: no such file"),
+    (["--import", "nowhere.json"], "cannot import nowhere.json: no such file"),
+    (["--kernel", "cpu.linear", "--shape", "1,2,3", "--storage", "bogus://x"],
+     "invalid storage URL"),
+    ([], "nothing to do"),
+    (["--kernel", "cpu.linear", "--shape", "1,8,8", "--budget", "0"], "--budget must be"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(argv, message, capsys):
+    assert main(["tune", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_corrupt_export_file_is_a_usage_error(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "tritium-tune-archive", "version": 1,
+                               "studies": [{"kernel": 3}]}))
+    assert main(["tune", "--import", str(bad)]) == 2
+    assert "studies[0].kernel: expected a non-empty string" in capsys.readouterr().err
+
+
+@native
+def test_tune_end_to_end_then_export_and_import(tmp_path, capsys):
+    report = tmp_path / "report"
+    argv = ["tune", "--kernel", "cpu.linear_f32", "--shape", "3,40,70", "--strategy", "random",
+            "--budget", "3", "--quick", "--seed", "1", "--report", str(report),
+            "--export", str(tmp_path / "tuned.json")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "top configs" in out and "vs fp32" in out and "baseline (this run)" in out
+    assert (report / "report.md").is_file()
+    ar = Archive()
+    (study,) = ar.find_studies("cpu.linear_f32")
+    hist = ar.history(study["id"])
+    assert len(hist) == 3 and all(t.strategy == "random" for t in hist)
+    assert study["default_ms"] is not None and study["fp32_ms"] is not None
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["tune", "--import", str(tmp_path / "tuned.json"), "--storage", other]) == 0
+    assert "imported 3 trials" in capsys.readouterr().out
+    (copied,) = Archive(other).find_studies("cpu.linear_f32")
+    assert copied["shape"] == (3, 40, 70)
+
+
+@native
+def test_tune_model_finds_every_ternary_linear_shape(capsys):
+    shapes = sorted(__import__("tritium.tune.cli", fromlist=["x"]).model_shapes(
+        str(ROOT / "examples" / "mlp.tri"), None, [1, 64], "t2"))
+    assert shapes and all(k in ("cpu.linear", "cpu.linear_f32") for k, _ in shapes)
+    assert {s[0] for _, s in shapes} == {1, 64}  # both batch buckets
+    assert main(["tune", "--model", str(ROOT / "examples" / "mlp.tri"), "--batch", "1",
+                 "--budget", "1", "--quick", "--no-stability", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "kernel shape" in out
+    assert len(Archive().find_studies()) == len([s for s in shapes if s[1][0] == 1])
+
+
+@native
+def test_after_tuning_the_runtime_runs_the_tuned_specialization():
+    isa = cpu.default_isa()
+    shape = (16, 37, 170)
+    problem = cpu.CpuLinearProblem("cpu.linear", shape, "t1.6", isa)
+    ar = Archive()
+    result = tune(problem, GridStrategy(), ar, budget=3, baseline=False, stability=False,
+                  settings=Settings.quick(), device=cpu.device_info(isa),
+                  device_fingerprint=cpu.device_fingerprint(cpu.device_info(isa)),
+                  source_hash=cpu.source_hash())
+    assert result.best is not None
+    ar.close()
+    from tritium.backends import cpu as cpu_backend
+    from tritium.backends.cpu import KernelConfig
+
+    tuned = KernelConfig.from_params(isa, result.best.config)
+    assert dispatch.install_if_tuned()
+    g = torch.Generator().manual_seed(0)
+    w = pack_ternary(torch.randint(-1, 2, (37, 170), generator=g).float(), "t1.6")
+    x = torch.randn(16, 170, generator=g)
+    scale = torch.rand(37) + 0.5
+    got = kernels.ternary_linear(x, w, scale, act_quant="int8")
+    fn = kernels._RESOLVED[(16, 37, 170, "t1.6", "int8", cpu_backend.load().isa)][0]
+    assert fn is cpu_backend.load(config=tuned).lib.tri_linear
+    assert dispatch.resolve(16, 37, 170, "t1.6", "int8", isa) == tuned
+    kernels.set_config_resolver(None)
+    torch.testing.assert_close(got, kernels.ternary_linear(x, w, scale, act_quant="int8"),
+                               rtol=0, atol=0)
+
+
+def test_a_missing_or_corrupt_archive_means_the_default_config(tmp_path, monkeypatch):
+    assert not dispatch.install_if_tuned()  # no archive file yet: nothing installed
+    assert kernels.get_config_resolver() is None
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"garbage" * 1000)
+    monkeypatch.setenv("TRITIUM_TUNE_STORAGE", f"sqlite:///{corrupt}")
+    assert dispatch.install_if_tuned()
+    assert dispatch.resolve(1, 64, 64, "t2", "int8", cpu.default_isa()) is None
+    assert dispatch.errors() and "cannot open" in dispatch.errors()[0]
+    monkeypatch.setenv("TRITIUM_TUNED_CONFIGS", "0")
+    dispatch.reset()
+    assert not dispatch.install_if_tuned()
