@@ -103,6 +103,43 @@ def _ensure_valid(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> None:
     _VALIDATED[key] = (weakref.ref(wdata), ptr, ver)
 
 
+# id(data tensor) -> (weakref to it, data_ptr, _version, n, k, fmt, G2 layout): the int8 GEMM's
+# 2-bit panel layout of a weight, made once per weight on its first batch that uses the GEMM.
+_G2_LAYOUTS: dict[int, tuple] = {}
+
+
+def _g2_min_m(lib) -> int:
+    """The batch size from which ``lib`` runs the G2 GEMM (a huge number when it has none)."""
+    if lib.lib.tri_g2_bytes(0, 16, 16) <= 0:
+        return 1 << 62
+    return lib.built.config.gemm_min_m
+
+
+def _g2_layout(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> torch.Tensor | None:
+    """The cached G2 layout of a (validated) packed weight, made on first use."""
+    key = id(wdata)
+    hit = _G2_LAYOUTS.get(key)
+    if (hit is not None and hit[0]() is wdata
+            and hit[1:6] == (wdata.data_ptr(), wdata._version, n, k, fmt)):
+        return hit[6]
+    nbytes = lib.lib.tri_g2_bytes(FORMAT_CODE[fmt], n, k)
+    if nbytes <= 0:
+        return None
+    out = torch.empty(nbytes, dtype=torch.uint8)
+    if lib.lib.tri_g2_pack(FORMAT_CODE[fmt], wdata.data_ptr(), n, k, wdata.shape[1],
+                           out.data_ptr(), num_threads()):
+        raise MemoryError("tritium: could not allocate the int8 GEMM's weight layout")
+
+    def _drop(ref: weakref.ref, key: int = key) -> None:
+        entry = _G2_LAYOUTS.get(key)
+        if entry is not None and entry[0] is ref:
+            del _G2_LAYOUTS[key]
+
+    _G2_LAYOUTS[key] = (weakref.ref(wdata, _drop), wdata.data_ptr(), wdata._version, n, k, fmt,
+                        out)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure-PyTorch reference / fallback
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +238,8 @@ def _linear_impl(
 ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
 
 _RESOLVER: ConfigResolver | None = None
-# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear function, threads) of the chosen config
+# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear, threads, G2 minimum batch) of the
+# chosen config
 _RESOLVED: dict[tuple, tuple[Any, int]] = {}
 _resolver_warned = False
 
@@ -246,13 +284,15 @@ def _default_threads() -> int:
     return num_threads() if os.environ.get("TRITIUM_NUM_THREADS") else 0
 
 
-def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str) -> tuple[Any, int]:
-    """The (tri_linear, threads) to run for this problem: the resolver's config or the default."""
+def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
+             ) -> tuple[Any, int, int]:
+    """The (tri_linear, threads, G2 minimum batch) to run for this problem: the resolver's
+    config or the default."""
     key = (m_bucket(m), n, k, fmt, act_quant, default_lib.isa)
     hit = _RESOLVED.get(key)
     if hit is not None:
         return hit
-    choice = (default_lib.lib.tri_linear, _default_threads())
+    choice = (default_lib.lib.tri_linear, _default_threads(), _g2_min_m(default_lib))
     resolver = _RESOLVER
     if resolver is not None:
         try:
@@ -270,7 +310,8 @@ def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str) -> t
                 _resolver_warn(f"kernel config {config} could not be loaded "
                                f"({cpu_backend.load_error(config)})")
             else:
-                choice = (lib.lib.tri_linear, config.threads or _default_threads())
+                choice = (lib.lib.tri_linear, config.threads or _default_threads(),
+                          _g2_min_m(lib))
     if _RESOLVER is resolver:
         _RESOLVED[key] = choice
     return choice
@@ -288,7 +329,7 @@ class LinearPlan:
     runs exactly that specialization (``lib`` must be its library)."""
 
     __slots__ = ("lib", "fn", "n", "k", "fmt", "row_bytes", "fmt_code", "slen", "aq", "act_quant",
-                 "tensors", "versions", "ptrs", "env_threads", "fixed")
+                 "tensors", "versions", "ptrs", "env_threads", "fixed", "g2_min", "g2")
 
     def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
                  bias: torch.Tensor | None, act_quant: str,
@@ -305,6 +346,8 @@ class LinearPlan:
         self.versions = tuple(None if t is None else t._version for t in self.tensors)
         self.ptrs = tuple(None if t is None else t.data_ptr() for t in self.tensors)
         self.fixed = config is not None
+        self.g2_min = _g2_min_m(lib) if self.aq else 1 << 62
+        self.g2: torch.Tensor | None = None
         self.env_threads = (config.threads if config is not None and config.threads
                             else _default_threads())
 
@@ -319,15 +362,20 @@ class LinearPlan:
                  residual: torch.Tensor | None) -> torch.Tensor:
         m = x2.shape[0]
         if _RESOLVER is None or self.fixed:
-            fn, threads = self.fn, self.env_threads
+            fn, threads, g2_min = self.fn, self.env_threads, self.g2_min
         else:
-            fn, threads = _resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant)
+            fn, threads, g2_min = _resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant)
+        gw = None
+        if self.aq and m >= g2_min:
+            if self.g2 is None:
+                self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
+            gw = None if self.g2 is None else self.g2.data_ptr()
         y = torch.empty((m, self.n), dtype=torch.float32)
         wp, sp, bp = self.ptrs
         rc = fn(x2.data_ptr(), m, self.k, wp, self.n, self.row_bytes, self.fmt_code, sp,
                 self.slen, bp, None if residual is None else residual.data_ptr(),
                 _ACT_CODE[activation], self.aq, y.data_ptr(),
-                threads or max(1, torch.get_num_threads()))
+                threads or max(1, torch.get_num_threads()), gw)
         if rc != 0:
             raise MemoryError("tritium: the native ternary_linear kernel could not allocate "
                               "its buffers")

@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,10 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_pack": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_pack_f32": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_unpack": (_I64, [_I, _P, _I64, _I64, _I64, _P, _I]),
-        "tri_linear": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I64, _P, _P, _I, _I, _P, _I]),
+        "tri_linear": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I64, _P, _P, _I, _I, _P, _I,
+                            _P]),
+        "tri_g2_bytes": (_I64, [_I, _I64, _I64]),
+        "tri_g2_pack": (_I, [_I, _P, _I64, _I64, _I64, _P, _I]),
         "tri_gemm_i8": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I]),
         "tri_quantize_rows": (None, [_P, _I64, _I64, _P, _P, _I]),
     }

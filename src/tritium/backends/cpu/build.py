@@ -54,6 +54,12 @@ class KernelConfig:
     isa: str = "avx2"
     tok_chunk: int = 64  # tokens per parallel task of the decoded-tile path
     gemv_max_m: int = 2  # int8 batches up to this size use the direct-decode GEMV (SIMD paths)
+    gemm_min_m: int = 8  # int8 batches from this size use the G2 GEMM (avx512)
+    gemm_mr: int = 8  # G2 micro-kernel tokens
+    gemm_nrv: int = 2  # G2 micro-kernel zmm of 16 output channels
+    gemm_mc: int = 64  # G2 tokens per parallel task
+    gemm_kc: int = 0  # G2 K block in elements (0: whole rows)
+    gemm_pf: int = 0  # G2 weight prefetch distance in bytes (0: none)
     threads: int = 0  # threads per call; 0 = runtime default (TRITIUM_NUM_THREADS / torch)
 
     def __post_init__(self) -> None:
@@ -69,6 +75,10 @@ class KernelConfig:
     def defines(self) -> dict[str, int]:
         d = {f"TRI_ISA_{name.upper()}": int(name == self.isa) for name in isa_mod.ISA_ORDER}
         d.update(TRI_ROW_TILE=4, TRI_TOK_CHUNK=self.tok_chunk, TRI_GEMV_MAX_M=self.gemv_max_m)
+        if self.isa == "avx512":
+            d.update(TRI_GEMM_MIN_M=self.gemm_min_m, TRI_GEMM_MR=self.gemm_mr,
+                     TRI_GEMM_NRV=self.gemm_nrv, TRI_GEMM_MC=self.gemm_mc,
+                     TRI_GEMM_KC=self.gemm_kc, TRI_GEMM_PF=self.gemm_pf)
         return d
 
     def build_config(self) -> KernelConfig:
@@ -100,6 +110,7 @@ class KernelConfig:
 
 _ALL = ("avx512", "avx2", "neon", "scalar")
 _SIMD = ("avx512", "avx2", "neon")  # the paths with a direct-decode GEMV (TRI_HAVE_DIRECT)
+_G2 = ("avx512",)  # the paths with the G2 GEMM (TRI_HAVE_G2)
 
 # (parameter, ISA paths where it changes the code or the run)
 _PARAM_TABLE: tuple[tuple[Param, tuple[str, ...]], ...] = (
@@ -109,6 +120,22 @@ _PARAM_TABLE: tuple[tuple[Param, tuple[str, ...]], ...] = (
     (Param("gemv_max_m", (1, 2, 3, 4, 6, 8), 2,
            "int8 batches up to this size decode the packed weights in registers (GEMV) "
            "instead of decoding a tile once per token chunk"), _SIMD),
+    (Param("gemm_min_m", (1, 2, 3, 4, 6, 8, 16, 32, 64), 8,
+           "int8 batches from this size run the G2 GEMM (weights re-laid out once as 2-bit "
+           "panels of 16 channels, VNNI micro-kernel with broadcast activations)"), _G2),
+    (Param("gemm_mr", (1, 2, 4, 6, 8, 10, 12), 8,
+           "G2 micro-kernel tokens (rows of register accumulators)"), _G2),
+    (Param("gemm_nrv", (1, 2, 3, 4), 2,
+           "G2 micro-kernel zmm of 16 output channels (columns of register accumulators); "
+           "gemm_mr * gemm_nrv above ~26 spills registers"), _G2),
+    (Param("gemm_mc", (8, 16, 32, 64, 128, 256), 64,
+           "G2 tokens per parallel task (the activation rows one weight panel group meets)"),
+     _G2),
+    (Param("gemm_kc", (0, 256, 512, 1024, 2048), 0,
+           "G2 K block in elements (0: whole rows; else partial sums go through an L1 tile)"),
+     _G2),
+    (Param("gemm_pf", (0, 256, 512, 1024), 0,
+           "G2 software prefetch distance in bytes along each weight panel (0: none)"), _G2),
     (Param("threads", (0, 1, 2, 4), 0,
            "threads per call (0: TRITIUM_NUM_THREADS or torch.get_num_threads())"), _ALL),
 )

@@ -5,12 +5,36 @@
  *   TRI_ROW_TILE      rows of W handled together (fixed at 4 by the micro-kernels)
  *   TRI_TOK_CHUNK     tokens per parallel task
  *   TRI_GEMV_MAX_M    batches up to this size use the direct-decode GEMV
+ *   TRI_GEMM_MIN_M    int8 batches from this size use the G2 GEMM (AVX-512 only)
+ *   TRI_GEMM_MR, TRI_GEMM_NRV  G2 micro-kernel: tokens x zmm (16 channels) of accumulators
+ *   TRI_GEMM_MC       G2 tokens per parallel task
+ *   TRI_GEMM_KC       G2 K block in elements (0: whole rows)
+ *   TRI_GEMM_PF       G2 weight prefetch distance in bytes (0: none)
  * The byte layouts are described in docs/formats.md (format version 1).
  */
 #ifndef TRITIUM_KERNELS_H
 #define TRITIUM_KERNELS_H
 
 #include <stdint.h>
+
+#ifndef TRI_GEMM_MIN_M
+#define TRI_GEMM_MIN_M 8
+#endif
+#ifndef TRI_GEMM_MR
+#define TRI_GEMM_MR 8
+#endif
+#ifndef TRI_GEMM_NRV
+#define TRI_GEMM_NRV 2
+#endif
+#ifndef TRI_GEMM_MC
+#define TRI_GEMM_MC 64
+#endif
+#ifndef TRI_GEMM_KC
+#define TRI_GEMM_KC 0
+#endif
+#ifndef TRI_GEMM_PF
+#define TRI_GEMM_PF 0
+#endif
 
 #define TRI_FMT_T2 0
 #define TRI_FMT_T16 1
@@ -53,11 +77,19 @@ TRI_EXPORT int64_t tri_unpack(int fmt, const uint8_t *src, int64_t rows, int64_t
 /* y[m, n] = act((x @ W^T) * scale + bias + residual) with W the packed trits.
  * act_quant 0: fp32 activations; 1: per-token int8 absmax quantization (exact int32 GEMM).
  * nscale is 1 (per tensor) or n (per channel); bias/residual may be NULL.
- * Returns 0 on success, 1 on allocation failure. */
+ * gw: the G2 layout of W (tri_g2_pack) for the int8 GEMM, or NULL (re-laid out per call
+ * when the G2 GEMM runs). Returns 0 on success, 1 on allocation failure. */
 TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w, int64_t n,
                           int64_t row_bytes, int fmt, const float *scale, int64_t nscale,
                           const float *bias, const float *residual, int act, int act_quant,
-                          float *y, int nthreads);
+                          float *y, int nthreads, const uint8_t *gw);
+
+/* Bytes of the G2 layout of an n x k weight (0 when this build has no G2 GEMM). */
+TRI_EXPORT int64_t tri_g2_bytes(int fmt, int64_t n, int64_t k);
+
+/* Re-lay packed rows out as G2 panels (see the .c file). Returns 0, or 1 on allocation failure. */
+TRI_EXPORT int tri_g2_pack(int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t row_bytes,
+                           uint8_t *out, int nthreads);
 
 /* Exact integer GEMM: y[m, n] = sum_k xq[m, k] * W[n, k] in int32 (xq row-major m x k). */
 TRI_EXPORT int tri_gemm_i8(const int8_t *xq, int64_t m, int64_t k, const uint8_t *w, int64_t n,
