@@ -19,6 +19,7 @@ from tritium.runtime.checkpoint import (
 from tritium.runtime.functional import (
     cast,
     init_weight,
+    norm,
     random_ternary,
     repeat_configs,
     same_padding,
@@ -86,6 +87,7 @@ __all__ = [
     "SelfAttention",
     "cast",
     "init_weight",
+    "norm",
     "random_ternary",
     "repeat_configs",
     "same_padding",

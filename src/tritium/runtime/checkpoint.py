@@ -45,7 +45,12 @@ from torch import nn
 
 import tritium
 from tritium.cachedir import atomic_write_bytes
-from tritium.runtime.layers import TernaryLayer, TritiumLayer, tritium_layers
+from tritium.runtime.layers import (
+    TernaryLayer,
+    TritiumLayer,
+    folded_norm_replacement,
+    tritium_layers,
+)
 from tritium.runtime.packing import (
     FORMAT_VERSION,
     PackedTernary,
@@ -815,8 +820,9 @@ def _folded_norms(path: Path, model: nn.Module, metadata: CheckpointMetadata
         parent = modules.get(parent_name)
         dotted = f"{parent_name}.{bn}" if parent_name else bn
         child = None if parent is None else parent._modules.get(bn)
-        if isinstance(child, nn.Identity):
-            continue
+        if parent is not None and bn in parent._modules and (
+                child is None or isinstance(child, nn.Identity)):
+            continue   # already removed
         if not isinstance(child, nn.modules.batchnorm._BatchNorm):
             raise CheckpointError(
                 path, f"the checkpoint folded the batch norm {dotted!r} into {layer!r}, but "
@@ -861,7 +867,8 @@ def load_checkpoint(
     Returns ``(state_dict, metadata)``. With a ``model``: unfrozen Tritium layers whose
     tensors are stored packed are to become frozen skeletons of the stored format, layers
     the checkpoint stores with a batch norm folded into them become folded skeletons and
-    that batch norm (named in the metadata) becomes ``nn.Identity``; every
+    that batch norm (named in the metadata) is removed as :func:`~tritium.runtime.
+    fold_batchnorms` removes it; every
     stored tensor's shape is checked against what the model expects (always), missing and
     unexpected keys are errors when ``strict``; only when all checks pass are the layers
     frozen and the tensors loaded, so a rejected checkpoint leaves the model untouched.
@@ -906,7 +913,7 @@ def load_checkpoint(
             layer.fold_skeleton()
             layer.folded_bn = metadata.folds[prefix]
     for parent, attr, _ in norms:
-        setattr(parent, attr, nn.Identity())
+        setattr(parent, attr, folded_norm_replacement(parent, attr))
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:

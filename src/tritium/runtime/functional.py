@@ -49,6 +49,13 @@ def random_ternary(shape: Sequence[int], generator: torch.Generator | None = Non
                          dtype=torch.int8)
 
 
+def norm(bn: nn.Module | None, y: torch.Tensor) -> torch.Tensor:
+    """``bn(y)``, or ``y`` itself once freezing has folded the batch norm ``bn`` into the
+    layer that produced ``y`` (the generated code calls the batch norms of its
+    ``tritium_folds`` pairs through this, and a folded one is ``None``: no module call)."""
+    return y if bn is None else bn(y)
+
+
 def same_padding(kernel_size: int | Sequence[int], dilation: int | Sequence[int] = 1
                  ) -> tuple[int, int]:
     """The zero padding that keeps the spatial size at stride 1 (odd kernels)."""

@@ -15,9 +15,10 @@ Batch-norm folding (:func:`fold_batchnorm`, done by :func:`freeze_model` for the
 generated model lists in its ``tritium_folds`` attribute and for consecutive children of an
 ``nn.Sequential``, see :func:`fold_batchnorms`): an eval-mode ``BatchNorm1d``/
 ``BatchNorm2d`` applied directly to a frozen ternary layer's output becomes that layer's
-per-output-channel scale and bias (the trits are untouched) and the batch norm becomes
-``nn.Identity``. A folded layer's ``weight_scale`` has one entry per output channel and it
-always has a ``bias``.
+per-output-channel scale and bias (the trits are untouched) and the batch norm is removed
+(``None``, which the generated code skips, or ``nn.Identity`` in an ``nn.Sequential``).
+A folded layer's ``weight_scale`` has one entry per output channel and it always has a
+``bias``.
 
 To load a frozen checkpoint, build the frozen skeleton first -- ``Layer.frozen_skeleton(...)`` or
 ``layer.freeze_skeleton(format)`` on a freshly constructed layer allocates correctly sized
@@ -896,7 +897,7 @@ def fold_batchnorm(layer: TernaryLayer, bn: nn.Module) -> TernaryLayer:
     """Fold the inference form of ``bn`` (running statistics) into the frozen ``layer``
     whose output it normalizes, in place: with ``k = gamma / sqrt(running_var + eps)``
     the layer's scale becomes ``scale * k`` and its bias ``bias * k + beta - mean * k``.
-    The caller replaces ``bn`` by ``nn.Identity`` (:func:`freeze_model` does). For a
+    The caller removes ``bn`` (:func:`fold_batchnorms` does). For a
     :class:`TernaryLinear` the result is exact for 2-D inputs only (the layer then refuses
     others). Raises ``ValueError`` naming what prevents the fold."""
     problem = _bn_fold_problem(layer, bn)
@@ -916,35 +917,44 @@ def fold_batchnorm(layer: TernaryLayer, bn: nn.Module) -> TernaryLayer:
     return layer.fold_affine(k, shift)
 
 
-def _fold_pairs_of(mod: nn.Module) -> list[tuple[str, str]]:
+def _fold_pairs_of(mod: nn.Module) -> list[tuple[str, str, bool]]:
     """The sibling (layer, batch norm) attribute pairs of ``mod`` whose dataflow is known to
-    be ``bn(layer(x))`` and nothing else: those a generated module lists in
-    ``tritium_folds``, and consecutive children of a plain ``nn.Sequential``."""
-    pairs = [tuple(p) for p in getattr(mod, "tritium_folds", None) or ()]
+    be ``bn(layer(x))`` and nothing else, with whether a folded batch norm becomes ``None``
+    (a generated module's ``tritium_folds``: its code calls them through
+    :func:`tritium.runtime.norm`) or ``nn.Identity`` (consecutive children of a plain
+    ``nn.Sequential``)."""
+    pairs = [(str(a), str(b), True) for a, b in getattr(mod, "tritium_folds", None) or ()]
     if type(mod) is nn.Sequential:
         names = list(mod._modules)
-        pairs += list(zip(names, names[1:]))
-    return [(str(a), str(b)) for a, b in pairs]
+        pairs += [(a, b, False) for a, b in zip(names, names[1:])]
+    return pairs
+
+
+def folded_norm_replacement(mod: nn.Module, bname: str) -> nn.Module | None:
+    """What the batch norm ``bname`` of ``mod`` becomes once folded: ``None`` when ``mod``
+    lists it in ``tritium_folds`` (no call at all), else ``nn.Identity()``."""
+    listed = any(str(b) == bname for _, b in getattr(mod, "tritium_folds", None) or ())
+    return None if listed else nn.Identity()
 
 
 def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
     """Fold every batch norm that only ever normalizes a frozen ternary layer's output into
-    that layer (:func:`fold_batchnorm`) and replace it by ``nn.Identity``, in place. The
-    pairs come from each module's ``tritium_folds`` (the generated code lists a pair when
+    that layer (:func:`fold_batchnorm`) and remove it, in place: ``None`` in a generated
+    module (its code skips it), ``nn.Identity`` in an ``nn.Sequential``. The pairs come from each module's ``tritium_folds`` (the generated code lists a pair when
     every use of both is the one expression ``bn(layer(x))``) and from consecutive children
     of ``nn.Sequential`` containers; pairs whose modules do not qualify at run time (an
     absent conditional layer, no running statistics, an unfrozen layer...) are left alone.
     Returns the dotted names of the ``(layer, batch norm)`` pairs folded."""
     done: list[tuple[str, str]] = []
     for prefix, mod in list(model.named_modules()):
-        for lname, bname in _fold_pairs_of(mod):
+        for lname, bname, to_none in _fold_pairs_of(mod):
             layer, bn = mod._modules.get(lname), mod._modules.get(bname)
             if not isinstance(layer, TernaryLayer) or not layer.frozen or bn is None \
                     or _bn_fold_problem(layer, bn) is not None:
                 continue
             fold_batchnorm(layer, bn)
             layer.folded_bn = bname
-            setattr(mod, bname, nn.Identity())
+            setattr(mod, bname, None if to_none else nn.Identity())
             dot = f"{prefix}." if prefix else ""
             done.append((dot + lname, dot + bname))
     return done
@@ -958,8 +968,8 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
     layer uses its ``preferred_format`` (set from a .tri ``format:`` key), else ``"t2"``.
     int8/int4 layers use their own formats. With ``fold_bn`` (default) every batch norm that
     only normalizes a ternary layer's output (see :func:`fold_batchnorms`) is folded into it
-    and becomes ``nn.Identity``: the frozen model is for inference, with the batch norms'
-    running statistics.
+    and removed: the frozen model is for inference, with the batch norms' running
+    statistics.
     """
     if format is not None:
         _check_choice("packing format", format, TERNARY_FORMATS)

@@ -111,6 +111,7 @@ class _Ctx:
     locals: set[str] = field(default_factory=set)
     self_attrs: set[str] = field(default_factory=set)   # layers, hyperparameters, constants
     ternary: dict[str, str] = field(default_factory=dict)  # param name -> local holding its quantized view
+    folded_norms: set[str] = field(default_factory=set)   # batch norms of tritium_folds pairs
     in_init: bool = False
 
 
@@ -367,11 +368,12 @@ class PyTorchCodegen:
             fns = [A.FnDef("forward", inputs, node.ret, lets + stmts, node.span)]
         folds = self.fold_pairs(node, fns)
         if folds:
-            self.emit(2, "# batch norms that freezing may fold into the layer they follow")
+            self.emit(2, "# batch norms that freezing may fold into the layer they follow "
+                         "(then None)")
             self.emit(2, f"self.tritium_folds = {_q(folds)}")
         for fn in fns:
             self.emit(0, "")
-            self.gen_method(fn, attrs, ternary_params)
+            self.gen_method(fn, attrs, ternary_params, {b for _, b in folds})
 
     _FOLD_PRODUCERS = {"TernaryLinear": 1, "BitLinear": 1, "TernaryConv2d": 2}
     _FOLD_NORMS = {"BatchNorm1d": 1, "BatchNorm2d": 2}
@@ -603,8 +605,9 @@ class PyTorchCodegen:
                 f"{self.expr(lk.repeat, ctx)}, lambda c: {{{upd}}}))")
 
     # ------------------------------------------------------------------ methods
-    def gen_method(self, fn: A.FnDef, attrs: set[str], ternary: dict[str, dict]) -> None:
-        ctx = _Ctx(self_attrs=set(attrs))
+    def gen_method(self, fn: A.FnDef, attrs: set[str], ternary: dict[str, dict],
+                   folded_norms: set[str] | None = None) -> None:
+        ctx = _Ctx(self_attrs=set(attrs), folded_norms=set(folded_norms or ()))
         params = ["self"]
         for p in fn.params:
             ctx.locals.add(p.name)
@@ -823,6 +826,9 @@ class PyTorchCodegen:
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")
         n = f.id
+        if py_attr(n) in ctx.folded_norms and n in ctx.self_attrs and n not in ctx.locals:
+            # a batch norm freezing may fold away (then None): skipped when it is
+            return f"trt.norm(self.{py_attr(n)}, {', '.join(args)})"
         if n in ctx.self_attrs:
             return f"self.{py_attr(n)}({', '.join(args)})"
         if n in ctx.locals:
