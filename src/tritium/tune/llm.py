@@ -16,7 +16,8 @@ Endpoint URL (``url``, default ``$TRITIUM_LLM_URL``): a URL whose path ends in
 gets ``/v1/chat/completions``. So ``http://host:8000``, ``http://host:8000/v1`` and
 ``http://host:8000/v1/chat/completions`` all reach the same place.
 
-The API key is read from the environment variable named by ``api_key_env`` (default
+The model is ``model``; when left at its default, ``$TRITIUM_LLM_MODEL`` overrides it (a
+local server such as vLLM or Ollama names its own models). The API key is read from the environment variable named by ``api_key_env`` (default
 ``TRITIUM_LLM_API_KEY``) and sent as ``Authorization: Bearer <key>``; it is never logged, and
 it is scrubbed from every reason this module records.
 
@@ -51,6 +52,7 @@ from tritium.tune.strategy import Strategy, TuneContext
 
 log = logging.getLogger("tritium.tune.llm")
 
+DEFAULT_MODEL = "gpt-4o-mini"
 MAX_SOURCE_CHARS = 12_000
 MAX_HISTORY_ROWS = 40
 MAX_RESPONSE_BYTES = 1 << 20
@@ -252,12 +254,14 @@ class LLMStrategy:
 
     name = "llm"
 
-    def __init__(self, url: str | None = None, model: str = "gpt-4o-mini",
+    def __init__(self, url: str | None = None, model: str = DEFAULT_MODEL,
                  api_key_env: str = "TRITIUM_LLM_API_KEY", timeout: float = 30.0,
                  max_retries: int = 2, fallback: Strategy | None = None) -> None:
         raw = url if url is not None else os.environ.get("TRITIUM_LLM_URL", "")
         self.url = endpoint_url(raw) if raw.strip() else None
-        self.model = model
+        # the default model name yields to $TRITIUM_LLM_MODEL (local servers name their own)
+        self.model = (os.environ.get("TRITIUM_LLM_MODEL", "").strip() or model
+                      if model == DEFAULT_MODEL else model)
         self.api_key_env = api_key_env
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")

@@ -350,12 +350,17 @@ def test_no_url_falls_back_without_a_request(monkeypatch, caplog):
     assert caplog.text.count("falling back") == 1
 
 
-def test_url_from_the_environment(endpoint, monkeypatch):
+def test_url_and_model_from_the_environment(endpoint, monkeypatch):
     monkeypatch.setenv("TRITIUM_LLM_URL", endpoint.url.removesuffix("/v1"))
+    monkeypatch.setenv("TRITIUM_LLM_MODEL", "qwen2.5-coder:7b")
     endpoint.script = [answer(json.dumps(GOOD))]
     s = LLMStrategy(fallback=Fixed())
     assert s.suggest(SPACE, [], CTX) == GOOD
     assert endpoint.requests[0]["path"] == "/v1/chat/completions"
+    assert endpoint.requests[0]["body"]["model"] == "qwen2.5-coder:7b"
+    assert LLMStrategy(model="explicit").model == "explicit"
+    monkeypatch.delenv("TRITIUM_LLM_MODEL")
+    assert LLMStrategy().model == "gpt-4o-mini"
 
 
 def test_connection_refused(monkeypatch):
