@@ -54,7 +54,8 @@ def test_train_writes_every_file(mlp_run: Path):
         assert sum(share.values()) == pytest.approx(1.0)
     assert {r["key"] for r in m["performance"]} == {"min_accuracy", "max_size_kb"}
     assert m["ternary"]["checkpoint_bytes"] == (mlp_run / "model.safetensors").stat().st_size
-    assert m["ratio"]["checkpoint"] > 3.5      # t2 pads each 64-trit row to 128 trits
+    # dense trits, the batch norm folded into fc1, float16 scales and biases
+    assert m["ratio"]["checkpoint"] > 12.0
 
 
 def test_checkpoint_is_frozen_and_self_describing(mlp_run: Path):
@@ -67,6 +68,13 @@ def test_checkpoint_is_frozen_and_self_describing(mlp_run: Path):
     layers = [layer for _, layer in tritium_layers(model) if isinstance(layer, TernaryLayer)]
     assert layers and all(layer.frozen for layer in layers)
     assert info.variant == "ternary"
+    # the batch norm is folded into fc1 and gone from the file and the model
+    assert meta.folds == {"fc1": "bn1"} and model.fc1.folded and model.bn1 is None
+    assert not any(name.startswith("bn1.") for name in meta.tensors)
+    # the fp32 baseline stays an honest float32 state_dict, batch norm included
+    fp32 = read_checkpoint_metadata(mlp_run / "fp32.safetensors")
+    assert not fp32.folds and not fp32.float16 and not fp32.frozen
+    assert {"bn1.running_mean", "fc1.weight", "fc2.weight"} <= set(fp32.tensors)
 
 
 def test_reported_accuracy_equals_recomputation_from_the_checkpoints(mlp_run: Path):

@@ -83,27 +83,34 @@ def _read(path: Path) -> bytes:
 
 
 _COMPILER_FINGERPRINT: str | None = None
+_NOT_COMPILER = ("runtime", "data", "tune")
+
+
+def fingerprint_sources(root: Path) -> str:
+    """sha256 over the version and every ``.py`` file under ``root`` (the package) except
+    the runtime, the data sets and the tuner, names and bytes, in a fixed order."""
+    h = hashlib.sha256(__version__.encode())
+    for p in sorted(root.rglob("*.py")):
+        rel = p.relative_to(root).as_posix()
+        if rel.split("/", 1)[0] in _NOT_COMPILER:
+            continue
+        h.update(rel.encode() + b"\0")
+        try:
+            h.update(p.read_bytes())
+        except OSError:
+            h.update(b"unreadable")
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def compiler_fingerprint() -> str:
-    """sha256 over the compiler's own source files (every module of the package but the
-    runtime, the data sets and the tuner), so a cache entry written by a different compiler
-    -- an upgrade or a local edit of the same version -- is never served. Computed once
-    per process (a few milliseconds)."""
+    """The hash of the compiler's own source files (:func:`fingerprint_sources` of this
+    package), part of every cache key, so an entry written by a different compiler -- an
+    upgrade or a local edit of the same version -- is never served. Computed once per
+    process (a few milliseconds)."""
     global _COMPILER_FINGERPRINT
     if _COMPILER_FINGERPRINT is None:
-        root = Path(__file__).resolve().parent.parent
-        h = hashlib.sha256(__version__.encode())
-        for p in sorted(root.rglob("*.py")):
-            rel = p.relative_to(root).as_posix()
-            if rel.split("/", 1)[0] in ("runtime", "data", "tune"):
-                continue
-            h.update(rel.encode() + b"\0")
-            try:
-                h.update(p.read_bytes())
-            except OSError:
-                h.update(b"unreadable")
-        _COMPILER_FINGERPRINT = h.hexdigest()
+        _COMPILER_FINGERPRINT = fingerprint_sources(Path(__file__).resolve().parent.parent)
     return _COMPILER_FINGERPRINT
 
 

@@ -35,6 +35,35 @@ def test_options_are_part_of_the_key(cache):
     assert not r.cached and len(cache.entries()) == 2
 
 
+def test_the_compiler_itself_is_part_of_the_key(cache, monkeypatch):
+    from tritium.driver import compile as driver_compile
+
+    assert not compile_program(MLP, with_ir=False, cache=cache).cached
+    assert compile_program(MLP, with_ir=False, cache=cache).cached
+    # another compiler (an upgrade, or an edited source file) never reuses the entry
+    monkeypatch.setattr(driver_compile, "_COMPILER_FINGERPRINT", "another compiler")
+    assert not compile_program(MLP, with_ir=False, cache=cache).cached
+
+
+def test_fingerprint_follows_compiler_sources_only(tmp_path):
+    from tritium.driver.compile import fingerprint_sources
+
+    pkg = tmp_path / "pkg"
+    for rel in ("frontend/parser.py", "backends/pytorch/codegen.py", "runtime/layers.py",
+                "tune/space.py"):
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(f"# {rel}\n")
+    first = fingerprint_sources(pkg)
+    (pkg / "runtime/layers.py").write_text("# edited runtime\n")
+    (pkg / "tune/space.py").write_text("# edited tuner\n")
+    assert fingerprint_sources(pkg) == first
+    (pkg / "backends/pytorch/codegen.py").write_text("# edited code generator\n")
+    second = fingerprint_sources(pkg)
+    assert second != first
+    (pkg / "frontend/new_pass.py").write_text("")
+    assert fingerprint_sources(pkg) != second
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
 def test_corrupted_entry_is_detected_and_rebuilt(cache, damage):
     first = compile_program(MLP, with_ir=False, cache=cache)
