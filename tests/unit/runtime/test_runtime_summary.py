@@ -89,9 +89,15 @@ def test_mixed_model_int_layers_and_batchnorm() -> None:
     assert i8.packed_bytes == 128 * 16 + 4 * 16 + 4 * 16
     assert (i4.int4_params, i4.fp32_params) == (16 * 6, 6)
     assert i4.packed_bytes == 6 * 8 + 4 * 6 * 2 + 4 * 6
-    frozen = summarize(freeze_model(model))
+    import copy
+
+    frozen = summarize(freeze_model(copy.deepcopy(model), fold_bn=False))
     assert [r.packed_bytes for r in frozen.layers] == [r.packed_bytes for r in s.layers]
     assert frozen.int8_params == s.int8_params and frozen.int4_params == s.int4_params
+    # with the batch norm folded into the convolution (per-channel scale and a bias)
+    folded = summarize(freeze_model(model))
+    fconv, fbn = folded.layers[:2]
+    assert fbn.packed_bytes == 0 and fconv.packed_bytes == conv.packed_bytes - 4 + 2 * 4 * 8
 
 
 def test_single_layer_and_tuple_input() -> None:
