@@ -87,6 +87,8 @@ def _tables():
         sa.Column("device", sa.Text, nullable=False, default="{}"),
         sa.Column("default_ms", sa.Float, nullable=True),
         sa.Column("fp32_ms", sa.Float, nullable=True),
+        # default time / best config's time, measured side by side after a search
+        sa.Column("confirmed_speedup", sa.Float, nullable=True),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.UniqueConstraint("kernel", "source_hash", "shape", "format", "device_fingerprint",
                             name="uq_study"),
@@ -192,6 +194,11 @@ class Archive:
         s = self.studies
         self._run(lambda conn: conn.execute(
             s.update().where(s.c.id == study_id).values(default_ms=default_ms, fp32_ms=fp32_ms)))
+
+    def set_confirmed_speedup(self, study_id: int, speedup: float | None) -> None:
+        s = self.studies
+        self._run(lambda conn: conn.execute(
+            s.update().where(s.c.id == study_id).values(confirmed_speedup=speedup)))
 
     def study_info(self, study_id: int) -> dict[str, Any]:
         import sqlalchemy as sa

@@ -8,6 +8,7 @@ ahead-of-time compilation but timing them needs a GPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -73,6 +74,9 @@ def register(sub: Any, formatter_class: Any) -> None:
     how.add_argument("--seed", type=int, default=0)
     how.add_argument("--quick", action="store_true",
                      help="fewer, shorter timing samples (faster, noisier)")
+    how.add_argument("--max-ci", type=float, default=None, metavar="PCT",
+                     help="a trial whose 95%% interval is wider than PCT%% of its median is "
+                          "noisy (default 25; 50 with --quick)")
     how.add_argument("--no-stability", action="store_true",
                      help="skip the check of the winner on neighbouring sizes")
     how.add_argument("--llm-url", default=None, metavar="URL",
@@ -280,6 +284,10 @@ def _tune_all(args: Any, archive: Any, problems: list[tuple[str, tuple[int, int,
 
     console = Console(highlight=False)
     settings = Settings.quick() if args.quick else Settings()
+    if args.max_ci is not None:
+        if args.max_ci <= 0:
+            raise UsageError("--max-ci must be positive")
+        settings = dataclasses.replace(settings, max_rel_ci=args.max_ci / 100)
     isa = args.isa
     if isa is not None:
         from tritium.backends.cpu import isa as isa_mod
@@ -357,6 +365,10 @@ def _print_result(console: Any, result: Any, top: int) -> None:
             "default config not measured")
     fp32 = f", torch fp32 {result.fp32_ms:.4f} ms" if result.fp32_ms else ""
     console.print(f"  baseline (this run): {base}{fp32}")
+    if result.confirmed and result.confirmed["default_ms"] and result.confirmed["tuned_ms"]:
+        d, t = result.confirmed["default_ms"], result.confirmed["tuned_ms"]
+        console.print(f"  side by side: default {d:.4f} ms, tuned {t:.4f} ms: "
+                      f"{d / t:.2f}x" + ("" if d > t else " (the default config stays)"))
     if result.best is None:
         console.print("  [red]no config passed the correctness check and timing[/red]")
     for row in result.stability:

@@ -4,7 +4,8 @@
 For a problem (batch bucket M, N, K, format, activation mode, ISA) the resolver answers the
 best archived config of the same kernel, kernel source, format and device fingerprint at the
 nearest tuned shape (log-scale distance over M, N, K; at most :data:`MAX_DISTANCE` octaves in
-total), provided it beat the default config there. Answers are cached in memory; the archive
+total), provided it beat the default config there (side by side when the search confirmed
+it, else against the baseline). Answers are cached in memory; the archive
 is read once per process (one query for all studies of a kernel), and a missing, unreadable or
 corrupt archive means the default config, never an exception.
 
@@ -55,8 +56,12 @@ def _table(kernel: str, fmt: str, isa: str) -> list[tuple[tuple[int, ...], dict[
             try:
                 fp = cpu.device_fingerprint(cpu.device_info(isa))
                 for study, config, ms in ar.best_per_study(kernel, fp, fmt, cpu.source_hash()):
+                    confirmed = study.get("confirmed_speedup")
                     default_ms = study.get("default_ms")
-                    if default_ms is not None and ms >= default_ms:
+                    if confirmed is not None:
+                        if confirmed <= 1.0:
+                            continue  # side by side, the default was as fast
+                    elif default_ms is not None and ms >= default_ms:
                         continue  # the default was as good: nothing to gain
                     rows.append((tuple(study["shape"]), config, ms))
             finally:

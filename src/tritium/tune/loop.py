@@ -10,7 +10,9 @@
 - until ``budget`` trials (rejected configs do not count, but at most ``4 * budget + 20``
   suggestions are made), ``time_s`` seconds, early stopping (the last ``patience`` trials did
   not improve the best by more than ``min_improvement``) or an exhausted strategy,
-- then the stability check: the winner and the default config on neighbouring sizes.
+- then the default and the winner re-timed side by side (the confirmed speedup, which the
+  runtime's dispatch trusts over trials measured minutes apart) and the stability check: the
+  winner and the default config on neighbouring sizes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tritium.tune.archive import Archive
-from tritium.tune.measure import Problem, Settings, measure_config, measure_fp32
+from tritium.tune.measure import (
+    Problem,
+    Settings,
+    compare_configs,
+    measure_config,
+    measure_fp32,
+)
 from tritium.tune.space import Config, SearchSpace, Trial
 from tritium.tune.strategy import Strategy, TuneContext
 
@@ -44,6 +52,8 @@ class TuneResult:
     elapsed_s: float
     device: dict[str, Any] = field(default_factory=dict)
     stability: list[dict[str, Any]] = field(default_factory=list)
+    # the default and the best config re-timed side by side after the search
+    confirmed: dict[str, float | None] | None = None
 
     @property
     def default_ms(self) -> float | None:
@@ -168,6 +178,14 @@ def tune(
         default=default, fp32_ms=fp32_ms, best=best, stopped=stopped,
         elapsed_s=time.monotonic() - start, device=device,
     )
+    if baseline and best is not None and best.config != space.default():
+        d_ms, t_ms = compare_configs(problem, [space.default(), best.config],
+                                     seed * 7919 + 3, settings, rounds=3)
+        result.confirmed = {"default_ms": d_ms, "tuned_ms": t_ms}
+        if d_ms and t_ms:
+            archive.set_confirmed_speedup(study, d_ms / t_ms)
+    elif baseline and best is not None:
+        archive.set_confirmed_speedup(study, 1.0)  # the default config is the best
     if stability and best is not None:
         result.stability = stability_check(problem, best.config, space.default(), seed,
                                            settings)

@@ -196,3 +196,39 @@ def measure_fp32(problem: Problem, seed: int, settings: Settings | None = None) 
     fn = problem.fp32_runner(problem.inputs(seed))
     med, _ci, _times, _noisy = _timed(fn, settings)
     return med
+
+
+def compare_configs(problem: Problem, configs: list[Config], seed: int,
+                    settings: Settings | None = None, rounds: int = 5) -> list[float | None]:
+    """Median times of several configs measured side by side: ``rounds`` rounds, each timing
+    every config once (in a rotated order), on the same inputs; each config's result is the
+    median of its per-round medians. Load that drifts during a search affects all of them
+    alike, so their ratios are fairer than those of trials measured minutes apart. A config
+    that does not run or is wrong gets None."""
+    settings = settings or Settings()
+    inputs = problem.inputs(seed)
+    expected = problem.reference(inputs)
+    calls: list[Callable[[], Any] | None] = []
+    for config in configs:
+        try:
+            run = problem.runner(config)
+            out = problem.output(inputs)
+            poison(out)
+            run(inputs, out)
+            ok = problem.check(out, expected) is None
+        except Exception:  # noqa: BLE001 - a broken config just has no time
+            ok = False
+        if not ok:
+            calls.append(None)
+            continue
+        timed = getattr(run, "timed", run)
+        calls.append(lambda timed=timed, out=out: timed(inputs, out))
+    per_round: list[list[float]] = [[] for _ in configs]
+    for r in range(rounds):
+        order = list(range(len(configs)))
+        order = order[r % len(order):] + order[: r % len(order)] if order else order
+        for i in order:
+            fn = calls[i]
+            if fn is not None:
+                per_round[i].append(statistics.median(time_calls(fn, settings)))
+    return [statistics.median(ts) if ts else None for ts in per_round]

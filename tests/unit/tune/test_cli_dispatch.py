@@ -62,7 +62,7 @@ def test_a_corrupt_export_file_is_a_usage_error(tmp_path, capsys):
 def test_tune_end_to_end_then_export_and_import(tmp_path, capsys):
     report = tmp_path / "report"
     argv = ["tune", "--kernel", "cpu.linear_f32", "--shape", "3,40,70", "--strategy", "random",
-            "--budget", "3", "--quick", "--seed", "1", "--report", str(report),
+            "--budget", "3", "--quick", "--max-ci", "1000", "--seed", "1", "--report", str(report),
             "--export", str(tmp_path / "tuned.json")]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -87,7 +87,7 @@ def test_tune_model_finds_every_ternary_linear_shape(capsys):
     assert shapes and all(k in ("cpu.linear", "cpu.linear_f32") for k, _ in shapes)
     assert {s[0] for _, s in shapes} == {1, 64}  # both batch buckets
     assert main(["tune", "--model", str(ROOT / "examples" / "mlp.tri"), "--batch", "1",
-                 "--budget", "1", "--quick", "--no-stability", "-q"]) == 0
+                 "--budget", "1", "--quick", "--max-ci", "1000", "--no-stability", "-q"]) == 0
     out = capsys.readouterr().out
     assert "kernel shape" in out
     assert len(Archive().find_studies()) == len([s for s in shapes if s[1][0] == 1])
@@ -100,7 +100,8 @@ def test_after_tuning_the_runtime_runs_the_tuned_specialization():
     problem = cpu.CpuLinearProblem("cpu.linear", shape, "t1.6", isa)
     ar = Archive()
     result = tune(problem, GridStrategy(), ar, budget=3, baseline=False, stability=False,
-                  settings=Settings.quick(), device=cpu.device_info(isa),
+                  settings=Settings(warmup=1, samples=5, min_sample_s=0.0005, max_rel_ci=100.0),
+                  device=cpu.device_info(isa),
                   device_fingerprint=cpu.device_fingerprint(cpu.device_info(isa)),
                   source_hash=cpu.source_hash())
     assert result.best is not None
