@@ -54,12 +54,13 @@ class KernelConfig:
     isa: str = "avx2"
     tok_chunk: int = 64  # tokens per parallel task of the decoded-tile path
     gemv_max_m: int = 2  # int8 batches up to this size use the direct-decode GEMV (SIMD paths)
-    gemm_min_m: int = 8  # int8 batches from this size use the G2 GEMM (avx512)
+    gemm_min_m: int = 2  # int8 batches from this size use the G2 GEMM (avx512)
     gemm_mr: int = 8  # G2 micro-kernel tokens
     gemm_nrv: int = 2  # G2 micro-kernel zmm of 16 output channels
     gemm_mc: int = 64  # G2 tokens per parallel task
     gemm_kc: int = 0  # G2 K block in elements (0: whole rows)
     gemm_pf: int = 0  # G2 weight prefetch distance in bytes (0: none)
+    gemm_unpack: int = 1  # G2: expand weight blocks into a buffer once per task (1) or not (0)
     threads: int = 0  # threads per call; 0 = runtime default (TRITIUM_NUM_THREADS / torch)
 
     def __post_init__(self) -> None:
@@ -78,7 +79,8 @@ class KernelConfig:
         if self.isa == "avx512":
             d.update(TRI_GEMM_MIN_M=self.gemm_min_m, TRI_GEMM_MR=self.gemm_mr,
                      TRI_GEMM_NRV=self.gemm_nrv, TRI_GEMM_MC=self.gemm_mc,
-                     TRI_GEMM_KC=self.gemm_kc, TRI_GEMM_PF=self.gemm_pf)
+                     TRI_GEMM_KC=self.gemm_kc, TRI_GEMM_PF=self.gemm_pf,
+                     TRI_GEMM_UNPACK=self.gemm_unpack)
         return d
 
     def build_config(self) -> KernelConfig:
@@ -120,7 +122,7 @@ _PARAM_TABLE: tuple[tuple[Param, tuple[str, ...]], ...] = (
     (Param("gemv_max_m", (1, 2, 3, 4, 6, 8), 2,
            "int8 batches up to this size decode the packed weights in registers (GEMV) "
            "instead of decoding a tile once per token chunk"), _SIMD),
-    (Param("gemm_min_m", (1, 2, 3, 4, 6, 8, 16, 32, 64), 8,
+    (Param("gemm_min_m", (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256, 512), 2,
            "int8 batches from this size run the G2 GEMM (weights re-laid out once as 2-bit "
            "panels of 16 channels, VNNI micro-kernel with broadcast activations)"), _G2),
     (Param("gemm_mr", (1, 2, 4, 6, 8, 10, 12), 8,
@@ -136,6 +138,10 @@ _PARAM_TABLE: tuple[tuple[Param, tuple[str, ...]], ...] = (
      _G2),
     (Param("gemm_pf", (0, 256, 512, 1024), 0,
            "G2 software prefetch distance in bytes along each weight panel (0: none)"), _G2),
+    (Param("gemm_unpack", (0, 1), 1,
+           "G2: expand each weight block to int8 codes once per task into a per-thread buffer "
+           "reused by all its micro-kernel calls (1), or expand in registers at every use (0); "
+           "tasks of at most gemm_mr tokens always expand in registers"), _G2),
     (Param("threads", (0, 1, 2, 4), 0,
            "threads per call (0: TRITIUM_NUM_THREADS or torch.get_num_threads())"), _ALL),
 )

@@ -1399,8 +1399,11 @@ static inline __m512i g2_expand(const uint8_t *p) {
  * NRV zmm. Always inlined into one function per R, so every loop below has constant bounds
  * and the accumulators live in registers. */
 static inline __attribute__((always_inline)) void g2_micro_body(
-    const int R, const int8_t *const *xr, const uint8_t *const *wp, int64_t g0, int64_t g1,
-    int32_t *c, int acc_in) {
+    const int R, const int U, const int8_t *const *xr, const uint8_t *const *wp, int64_t g0,
+    int64_t g1, int32_t *c, int acc_in) {
+    /* U = 0: wp[v] are G2 panels (2-bit, expanded here); U = 1: wp[v] point into a block
+     * already expanded by g2_unpack (zmm v of group g at (g - g0) * NRV + v) */
+    const int64_t S = U ? 64 * G2_NRV : 16;
     __m512i acc[G2_MR][G2_NRV];
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
@@ -1410,7 +1413,7 @@ static inline __attribute__((always_inline)) void g2_micro_body(
     const uint8_t *w[G2_NRV];
     const int8_t *x[G2_MR];
 #pragma GCC unroll 4
-    for (int v = 0; v < G2_NRV; v++) w[v] = wp[v] + 16 * g0;
+    for (int v = 0; v < G2_NRV; v++) w[v] = wp[v] + (U ? 0 : 16 * g0);
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++) x[r] = xr[r] + 4 * g0;
     /* fewer than 8 accumulators cannot hide the vpdpbusd latency: then odd groups go to a
@@ -1430,11 +1433,11 @@ static inline __attribute__((always_inline)) void g2_micro_body(
 #pragma GCC unroll 4
             for (int v = 0; v < G2_NRV; v++) {
 #if TRI_GEMM_PF
-                if (((uintptr_t)w[v] & 63) == 0) _mm_prefetch((const char *)(w[v] + TRI_GEMM_PF), _MM_HINT_T0);
+                if (!U && ((uintptr_t)w[v] & 63) == 0) _mm_prefetch((const char *)(w[v] + TRI_GEMM_PF), _MM_HINT_T0);
 #endif
-                wv[v] = g2_expand(w[v]);
-                wu[v] = g2_expand(w[v] + 16);
-                w[v] += 32;
+                wv[v] = U ? _mm512_load_si512(w[v]) : g2_expand(w[v]);
+                wu[v] = U ? _mm512_load_si512(w[v] + S) : g2_expand(w[v] + S);
+                w[v] += 2 * S;
             }
 #pragma GCC unroll 16
             for (int r = 0; r < R; r++) {
@@ -1454,10 +1457,10 @@ static inline __attribute__((always_inline)) void g2_micro_body(
 #pragma GCC unroll 4
         for (int v = 0; v < G2_NRV; v++) {
 #if TRI_GEMM_PF
-            if (((uintptr_t)w[v] & 63) == 0) _mm_prefetch((const char *)(w[v] + TRI_GEMM_PF), _MM_HINT_T0);
+            if (!U && ((uintptr_t)w[v] & 63) == 0) _mm_prefetch((const char *)(w[v] + TRI_GEMM_PF), _MM_HINT_T0);
 #endif
-            wv[v] = g2_expand(w[v]);
-            w[v] += 16;
+            wv[v] = U ? _mm512_load_si512(w[v]) : g2_expand(w[v]);
+            w[v] += S;
         }
 #pragma GCC unroll 16
         for (int r = 0; r < R; r++) {
@@ -1485,7 +1488,12 @@ typedef void (*g2_micro_fn)(const int8_t *const *, const uint8_t *const *, int64
     __attribute__((noinline)) static void g2_micro_##R(const int8_t *const *xr,             \
                                                        const uint8_t *const *wp, int64_t g0, \
                                                        int64_t g1, int32_t *c, int acc_in) { \
-        g2_micro_body(R, xr, wp, g0, g1, c, acc_in);                                         \
+        g2_micro_body(R, 0, xr, wp, g0, g1, c, acc_in);                                      \
+    }                                                                                        \
+    __attribute__((noinline)) static void g2_microu_##R(const int8_t *const *xr,            \
+                                                        const uint8_t *const *wp, int64_t g0, \
+                                                        int64_t g1, int32_t *c, int acc_in) { \
+        g2_micro_body(R, 1, xr, wp, g0, g1, c, acc_in);                                      \
     }
 G2_MICRO(1)
 #if G2_MR >= 2
@@ -1525,43 +1533,87 @@ G2_MICRO(12)
 #error "TRI_GEMM_MR above 12 is not supported"
 #endif
 
-/* g2_micro_tab[R] runs R tokens (1 <= R <= MR): a batch tail costs only its own rows */
-static const g2_micro_fn g2_micro_tab[G2_MR + 1] = {
-    NULL, g2_micro_1,
+/* g2_micro_tab[U][R] runs R tokens (1 <= R <= MR) on packed (U = 0) or expanded (U = 1)
+ * weights: a batch tail costs only its own rows */
+static const g2_micro_fn g2_micro_tab[2][G2_MR + 1] = {
+    {NULL, g2_micro_1,
 #if G2_MR >= 2
-    g2_micro_2,
+     g2_micro_2,
 #endif
 #if G2_MR >= 3
-    g2_micro_3,
+     g2_micro_3,
 #endif
 #if G2_MR >= 4
-    g2_micro_4,
+     g2_micro_4,
 #endif
 #if G2_MR >= 5
-    g2_micro_5,
+     g2_micro_5,
 #endif
 #if G2_MR >= 6
-    g2_micro_6,
+     g2_micro_6,
 #endif
 #if G2_MR >= 7
-    g2_micro_7,
+     g2_micro_7,
 #endif
 #if G2_MR >= 8
-    g2_micro_8,
+     g2_micro_8,
 #endif
 #if G2_MR >= 9
-    g2_micro_9,
+     g2_micro_9,
 #endif
 #if G2_MR >= 10
-    g2_micro_10,
+     g2_micro_10,
 #endif
 #if G2_MR >= 11
-    g2_micro_11,
+     g2_micro_11,
 #endif
 #if G2_MR >= 12
-    g2_micro_12,
+     g2_micro_12,
 #endif
+    },
+    {NULL, g2_microu_1,
+#if G2_MR >= 2
+     g2_microu_2,
+#endif
+#if G2_MR >= 3
+     g2_microu_3,
+#endif
+#if G2_MR >= 4
+     g2_microu_4,
+#endif
+#if G2_MR >= 5
+     g2_microu_5,
+#endif
+#if G2_MR >= 6
+     g2_microu_6,
+#endif
+#if G2_MR >= 7
+     g2_microu_7,
+#endif
+#if G2_MR >= 8
+     g2_microu_8,
+#endif
+#if G2_MR >= 9
+     g2_microu_9,
+#endif
+#if G2_MR >= 10
+     g2_microu_10,
+#endif
+#if G2_MR >= 11
+     g2_microu_11,
+#endif
+#if G2_MR >= 12
+     g2_microu_12,
+#endif
+    },
 };
+
+/* Expand groups g0..g1-1 of NRV panels into buf ([g - g0][v] zmm). */
+static void g2_unpack(const uint8_t *const *wp, int64_t g0, int64_t g1, uint8_t *buf) {
+    for (int64_t g = g0; g < g1; g++)
+        for (int v = 0; v < G2_NRV; v++)
+            _mm512_store_si512(buf + ((g - g0) * G2_NRV + v) * 64, g2_expand(wp[v] + 16 * g));
+}
 
 /* y[t, c0 .. c0 + cnt) from the int32 sums of one token and 16 channels. */
 static void g2_epilogue(const Problem *P, int64_t t, int64_t c0, int cnt, const int32_t *acc) {
@@ -1595,6 +1647,7 @@ typedef struct {
     const uint8_t *gw;
     int64_t n16, k4, ngroups;
     int32_t *tile[TRI_MAX_THREADS]; /* per-thread MC x NR partial sums, allocated on first use */
+    uint8_t *wbuf[TRI_MAX_THREADS]; /* per-thread expanded weight block (TRI_GEMM_UNPACK) */
     _Atomic int err;
 } G2Job;
 
@@ -1614,13 +1667,27 @@ static void g2_task(void *ctx, int64_t task, int tid) {
     const uint8_t *wp[G2_NRV];
     for (int v = 0; v < G2_NRV; v++) wp[v] = J->gw + min64(p0 + v, J->n16 - 1) * J->k4 * 16;
     const int64_t kcg = TRI_GEMM_KC > 0 ? TRI_GEMM_KC / 4 : J->k4;
+    /* expand the weights once per block when more than one micro-kernel call will use them */
+    const int unpack = TRI_GEMM_UNPACK && t1 - t0 > G2_MR;
+    uint8_t *buf = NULL;
+    if (unpack) {
+        if (!J->wbuf[tid]) J->wbuf[tid] = tri_alloc((size_t)(min64(kcg, J->k4) * G2_NR * 4));
+        buf = J->wbuf[tid];
+        if (!buf) {
+            atomic_store(&J->err, 1);
+            return;
+        }
+    }
+    const uint8_t *bp[G2_NRV];
+    for (int v = 0; v < G2_NRV; v++) bp[v] = buf + 64 * v;
     for (int64_t g0 = 0; g0 < J->k4; g0 += kcg) {
         const int64_t g1 = min64(J->k4, g0 + kcg);
+        if (unpack) g2_unpack(wp, g0, g1, buf);
         for (int64_t t = t0; t < t1; t += G2_MR) {
             const int rows = (int)min64(G2_MR, t1 - t);
             const int8_t *xr[G2_MR];
             for (int r = 0; r < rows; r++) xr[r] = P->xq + (t + r) * P->ldx;
-            g2_micro_tab[rows](xr, wp, g0, g1, tile + (t - t0) * G2_NR, g0 > 0);
+            g2_micro_tab[unpack][rows](xr, unpack ? bp : wp, g0, g1, tile + (t - t0) * G2_NR, g0 > 0);
         }
     }
     for (int64_t t = t0; t < t1; t++)
@@ -1659,7 +1726,10 @@ static int run_g2(const Problem *P, const uint8_t *gw, int nthreads) {
     const double work = (double)P->m * (double)P->n * (double)P->k;
     pool_run(g2_task, J, J->ngroups * nchunk, work < 262144.0 ? 1 : nthreads);
     int err = atomic_load(&J->err);
-    for (int i = 0; i < TRI_MAX_THREADS; i++) free(J->tile[i]);
+    for (int i = 0; i < TRI_MAX_THREADS; i++) {
+        free(J->tile[i]);
+        free(J->wbuf[i]);
+    }
     free(J);
     free(own);
     return err;

@@ -10,6 +10,8 @@
  *   TRI_GEMM_MC       G2 tokens per parallel task
  *   TRI_GEMM_KC       G2 K block in elements (0: whole rows)
  *   TRI_GEMM_PF       G2 weight prefetch distance in bytes (0: none)
+ *   TRI_GEMM_UNPACK   G2: expand a weight block once per task into an L1/L2 buffer (1) or
+ *                     in registers at every use (0)
  * The byte layouts are described in docs/formats.md (format version 1).
  */
 #ifndef TRITIUM_KERNELS_H
@@ -18,7 +20,7 @@
 #include <stdint.h>
 
 #ifndef TRI_GEMM_MIN_M
-#define TRI_GEMM_MIN_M 8
+#define TRI_GEMM_MIN_M 2
 #endif
 #ifndef TRI_GEMM_MR
 #define TRI_GEMM_MR 8
@@ -31,6 +33,9 @@
 #endif
 #ifndef TRI_GEMM_KC
 #define TRI_GEMM_KC 0
+#endif
+#ifndef TRI_GEMM_UNPACK
+#define TRI_GEMM_UNPACK 1
 #endif
 #ifndef TRI_GEMM_PF
 #define TRI_GEMM_PF 0
