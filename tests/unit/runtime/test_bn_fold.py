@@ -219,3 +219,21 @@ def test_folded_checkpoint_rejects_models_without_the_norm(tmp_path: Path) -> No
     with pytest.raises(CheckpointError, match="has a batch norm folded into it but"):
         load_checkpoint(path, freeze_model(_pair(TernaryLinear(6, 4), nn.BatchNorm1d(4),
                                                  seed=0)))
+
+
+def test_a_fold_by_hand_round_trips_without_a_norm_to_remove(tmp_path: Path) -> None:
+    layer = TernaryConv2d(4, 6, 3, padding=1, bias=False).freeze("t1.6")
+    bn = nn.BatchNorm2d(6)
+    _randomize_bn(bn, 7)
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        ref = bn.eval()(layer(x))
+        fold_batchnorm(layer, bn)
+        torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+    path = tmp_path / "conv.safetensors"
+    assert save_checkpoint(path, layer, float16_scales=False).folds == {"": ""}
+    fresh = TernaryConv2d(4, 6, 3, padding=1, bias=False)
+    load_checkpoint(path, fresh)
+    assert fresh.frozen and fresh.folded and fresh.format == "t1.6"
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), layer(x), rtol=0, atol=0)
