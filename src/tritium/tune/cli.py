@@ -22,12 +22,14 @@ _EPILOG = """examples:
   tritium tune --kernel cpu.linear --shape 64,1024,1024 --strategy tpe --report runs/tune
   tritium tune --model examples/mlp.tri --batch 1,64 --budget 12
   tritium tune --kernel cpu.linear_f32 --shape 8,512,512 --strategy grid
-  tritium tune --kernel triton.ternary_linear --shape 64,4096,4096 --target cuda:sm_90
+  tritium tune --kernel triton.linear_t2 --shape 64,4096,4096 --target cuda:sm_90
   tritium tune --export tuned.json          # move tuned configs to another machine
   tritium tune --import tuned.json --storage sqlite:///other.db
 
 kernels: cpu.linear (int8 activations), cpu.linear_f32 (float activations) and the Triton
-kernels (triton.*). Several processes given the same --storage share one search.
+kernels (triton.linear_t2, triton.linear_t16, their fused variants such as
+triton.linear_t2_q8, and triton.quantize_int8). Several processes given the same --storage
+share one search.
 exit codes: 0 done, 1 no config could be measured, 2 usage error, 3 Triton configs pruned
 but not timed (no CUDA GPU here)."""
 
@@ -174,6 +176,10 @@ def _cmd_tune(args: Any) -> int:
     if args.import_ and not Path(args.import_).is_file():
         raise UsageError(f"cannot import {args.import_}: no such file")
 
+    if args.llm_url and args.strategy != "llm":
+        raise UsageError("--llm-url is for --strategy llm")
+    if args.strategy == "llm" and tuning:
+        _strategy(args)  # a malformed endpoint URL is a usage error before any work
     if args.kernel and args.kernel.startswith("triton."):
         return _tune_triton(args, shape)  # type: ignore[arg-type]
 
@@ -267,11 +273,13 @@ def _strategy(args: Any):
     from tritium.tune.strategies import make_strategy
 
     if args.strategy == "llm":
-        opts = {"url": args.llm_url} if args.llm_url else {}
+        from tritium.tune.llm import LLMStrategy
+        from tritium.tune.strategies import HeuristicStrategy
+
         try:
-            return make_strategy("llm", seed=args.seed, **opts)
-        except TypeError:
-            return make_strategy("llm", seed=args.seed)
+            return LLMStrategy(url=args.llm_url, fallback=HeuristicStrategy(seed=args.seed))
+        except ValueError as e:
+            raise UsageError(f"--llm-url: {e}") from None
     return make_strategy(args.strategy, seed=args.seed)
 
 

@@ -136,3 +136,37 @@ def test_a_missing_or_corrupt_archive_means_the_default_config(tmp_path, monkeyp
     monkeypatch.setenv("TRITIUM_TUNED_CONFIGS", "0")
     dispatch.reset()
     assert not dispatch.install_if_tuned()
+
+
+def test_a_triton_tune_without_gpu_prunes_by_aot_and_exits_3(capsys):
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        pytest.skip("this checks the no-GPU path")
+    code = main(["tune", "--kernel", "triton.linear_t2", "--shape", "16,256,256",
+                 "--strategy", "random", "--budget", "2", "--target", "cuda:sm_80"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "configs build ahead of time" in captured.out
+    assert "timing Triton configs needs a CUDA GPU" in captured.err
+
+
+def test_triton_usage_errors_exit_2(capsys):
+    pytest.importorskip("triton")
+    assert main(["tune", "--kernel", "triton.nope", "--shape", "1,2,3"]) == 2
+    assert "unknown Triton kernel 'triton.nope'" in capsys.readouterr().err
+    assert main(["tune", "--kernel", "triton.linear_t2", "--shape", "1,2,3",
+                 "--target", "cuda:sm_70"]) == 2
+    assert "unknown target 'cuda:sm_70'" in capsys.readouterr().err
+
+
+@native
+def test_the_llm_strategy_without_endpoint_falls_back_to_the_heuristic(monkeypatch, capsys):
+    monkeypatch.delenv("TRITIUM_LLM_URL", raising=False)
+    assert main(["tune", "--kernel", "cpu.linear_f32", "--shape", "2,24,40", "--strategy",
+                 "llm", "--budget", "2", "--quick", "--max-ci", "1000", "--no-stability",
+                 "-q"]) == 0
+    (study,) = Archive().find_studies("cpu.linear_f32")
+    assert len(Archive().history(study["id"])) == 2
+    assert main(["tune", "--kernel", "cpu.linear", "--shape", "1,8,8", "--llm-url",
+                 "http://127.0.0.1:9/v1"]) == 2
+    assert "--llm-url is for --strategy llm" in capsys.readouterr().err
