@@ -102,13 +102,9 @@ int main(int argc, char **argv) {
             float *bias = has_bias ? rdarr((size_t)n * sizeof(float)) : NULL;
             float *res = has_res ? rdarr((size_t)(m * n) * sizeof(float)) : NULL;
             float *y = mkarr((size_t)(m * n) * sizeof(float));
-#ifdef TRI_GEMM_MIN_M /* the ABI whose tri_linear takes the G2 weight layout (NULL: none) */
+            /* gw NULL: no pre-built G2 weight layout (the NEON build has no G2 GEMM) */
             wr64(tri_linear(x, m, k, w, n, rb, (int)fmt, scale, nscale, bias, res, (int)act,
                             (int)act_quant, y, (int)nt, NULL));
-#else
-            wr64(tri_linear(x, m, k, w, n, rb, (int)fmt, scale, nscale, bias, res, (int)act,
-                            (int)act_quant, y, (int)nt));
-#endif
             wrarr(y, (size_t)(m * n) * sizeof(float));
             free(x); free(w); free(scale); free(bias); free(res); free(y);
         } else if (op == 4) {
