@@ -10,10 +10,12 @@ dynamic quantization (``torch.ao.quantization.quantize_dynamic``); ``torch.compi
 unpack-the-packed-t2-weights-then-matmul. Tritium rows: the int8-activation path (per-token
 absmax, exact int32 maddubs/VNNI GEMM; the headline) and the fp32-activation path, for t2 and
 t1.6. Each figure is the median over interleaved repetitions (every implementation runs once
-per round, so a burst of load on the machine hits all of them alike); ratios are against fp32
-``F.linear`` and int8 dynamic measured in that same round-robin. GB/s is packed weight bytes
-streamed per call divided by the time; the memory bandwidth is measured in the same run with
-a large ``torch`` copy (read + write bytes).
+per round, in an order rotated every round, so a burst of load on the machine -- or torch's
+OpenMP workers still spinning after a parallel op -- hits all of them alike); ratios are
+against fp32 ``F.linear`` and int8 dynamic measured in that same round-robin. GMAC/s is
+M*N*K multiply-adds per second of the int8 paths. GB/s is packed weight bytes streamed per
+call divided by the time; the memory bandwidth is measured in the same run with a large
+``torch`` copy (read + write bytes).
 """
 
 from __future__ import annotations
@@ -59,9 +61,13 @@ def measure(
 ) -> dict[str, float]:
     samplers = {name: _timer(fn, min_time) for name, fn in fns.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, s in samplers.items():
-            times[name].append(s())
+    names = list(samplers)
+    for r in range(rounds):
+        # rotate the order every round: torch's OpenMP workers keep spinning for a while after
+        # a parallel op and slow down whatever runs next on a 2-core machine, so no
+        # implementation may always follow the same one
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(samplers[name]())
     return {name: STATS[stat](v) for name, v in times.items()}
 
 
@@ -124,6 +130,8 @@ def bench_shape(n: int, k: int, batches: list[int], args, bw: float) -> list[dic
         for key in ("tri_i8_t2", "tri_f32_t2", "tri_i8_t16", "tri_f32_t16"):
             row[f"{key}_vs_fp32"] = t["fp32"] / t[key]
             row[f"{key}_vs_int8dyn"] = t["int8dyn"] / t[key]
+        for key in ("int8dyn", "tri_i8_t2", "tri_i8_t16"):
+            row[f"{key}_GMACs"] = m * n * k / t[key] / 1e9
         row["i8_t2_weight_GBps"] = p2.nbytes() / t["tri_i8_t2"] / 1e9
         row["i8_t2_bw_frac"] = row["i8_t2_weight_GBps"] / bw
         row["i8_t16_weight_GBps"] = p16.nbytes() / t["tri_i8_t16"] / 1e9
@@ -140,7 +148,8 @@ def render(rows: list[dict], bw: float, info: dict, stat: str = "median") -> Non
     headers = [
         "N x K", "batch", "fp32 ms", "int8dyn ms", "compiled ms",
         "T i8/t2 ms", "vs fp32", "vs int8dyn", "T f32/t2 ms", "vs fp32",
-        "T i8/t1.6 ms", "vs fp32", "T f32/t1.6 ms", "vs fp32", "W GB/s (i8/t2)", "% bw",
+        "T i8/t1.6 ms", "vs fp32", "vs int8dyn", "T f32/t1.6 ms", "vs fp32",
+        "GMAC/s int8dyn", "GMAC/s i8/t2", "W GB/s (i8/t2)", "% bw",
     ]
     body = []
     for r in rows:
@@ -148,10 +157,12 @@ def render(rows: list[dict], bw: float, info: dict, stat: str = "median") -> Non
             f"{r['n']}x{r['k']}", str(r["batch"]),
             f"{r['fp32_ms']:.3f}", f"{r['int8dyn_ms']:.3f}",
             f"{r['compiled_ms']:.3f}" if "compiled_ms" in r else "-",
-            f"{r['tri_i8_t2_ms']:.3f}", f"{r['tri_i8_t2_vs_fp32']:.1f}x", f"{r['tri_i8_t2_vs_int8dyn']:.1f}x",
+            f"{r['tri_i8_t2_ms']:.3f}", f"{r['tri_i8_t2_vs_fp32']:.1f}x", f"{r['tri_i8_t2_vs_int8dyn']:.2f}x",
             f"{r['tri_f32_t2_ms']:.3f}", f"{r['tri_f32_t2_vs_fp32']:.1f}x",
             f"{r['tri_i8_t16_ms']:.3f}", f"{r['tri_i8_t16_vs_fp32']:.1f}x",
+            f"{r['tri_i8_t16_vs_int8dyn']:.2f}x",
             f"{r['tri_f32_t16_ms']:.3f}", f"{r['tri_f32_t16_vs_fp32']:.1f}x",
+            f"{r['int8dyn_GMACs']:.0f}", f"{r['tri_i8_t2_GMACs']:.0f}",
             f"{r['i8_t2_weight_GBps']:.1f}", f"{100 * r['i8_t2_bw_frac']:.0f}%",
         ])
     title = (
