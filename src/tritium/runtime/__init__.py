@@ -159,3 +159,10 @@ __all__ = [
     "summarize",
     "render_summary",
 ]
+
+# Tuned kernel configs (`tritium tune`): when a tuning archive exists, the kernels' config
+# resolver answers the archived best config per shape on this machine. Here it is only a stat;
+# the archive is read on the first kernel call (docs/tuning.md; TRITIUM_TUNED_CONFIGS=0: off).
+from tritium.tune.dispatch import install_if_tuned as _install_if_tuned  # noqa: E402
+
+_install_if_tuned()

@@ -170,3 +170,23 @@ def test_the_llm_strategy_without_endpoint_falls_back_to_the_heuristic(monkeypat
     assert main(["tune", "--kernel", "cpu.linear", "--shape", "1,8,8", "--llm-url",
                  "http://127.0.0.1:9/v1"]) == 2
     assert "--llm-url is for --strategy llm" in capsys.readouterr().err
+
+
+def test_importing_the_runtime_installs_tuned_dispatch_when_an_archive_exists(tmp_path):
+    """(Without an archive nothing is installed: see the missing-archive test above.)"""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import tritium.runtime\n"
+            "from tritium.runtime import kernels\n"
+            "from tritium.tune import dispatch\n"
+            "print(kernels.get_config_resolver() is dispatch.resolve)\n")
+    db = tmp_path / "tuned.db"
+    Archive(f"sqlite:///{db}").close()
+    env = {**os.environ, "TRITIUM_TUNE_STORAGE": f"sqlite:///{db}",
+           "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True"]
