@@ -24,11 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tritium.backends.cpu import isa as isa_mod
 from tritium.cachedir import atomic_write_text, cache_subdir, digest
-from tritium.tune.space import Param
+
+if TYPE_CHECKING:  # the runtime must not import the tuner; Param is built on demand
+    from tritium.tune.space import Param
 
 SOURCE_FILES = ("tritium_kernels.h", "tritium_neon.h", "tritium_kernels.c")
 BASE_FLAGS = (
@@ -95,7 +97,10 @@ class KernelConfig:
             raise ValueError(
                 f"unknown kernel ISA {isa!r}; expected one of {', '.join(_ALL)}"
             )
-        return tuple(p for p in _PARAMS if isa in p_isas(p.name))
+        from tritium.tune.space import Param
+
+        return tuple(Param(p.name, p.values, p.default, p.help)
+                     for p in _PARAMS if isa in p_isas(p.name))
 
     @classmethod
     def from_params(cls, isa: str, params: Mapping[str, Any]) -> KernelConfig:
@@ -114,38 +119,48 @@ _ALL = ("avx512", "avx2", "neon", "scalar")
 _SIMD = ("avx512", "avx2", "neon")  # the paths with a direct-decode GEMV (TRI_HAVE_DIRECT)
 _G2 = ("avx512",)  # the paths with the G2 GEMM (TRI_HAVE_G2)
 
+@dataclass(frozen=True)
+class _P:
+    """A tunable field (turned into a ``tritium.tune.space.Param`` by ``search_params``)."""
+
+    name: str
+    values: tuple[int, ...]
+    default: int
+    help: str
+
+
 # (parameter, ISA paths where it changes the code or the run)
-_PARAM_TABLE: tuple[tuple[Param, tuple[str, ...]], ...] = (
-    (Param("tok_chunk", (16, 32, 64, 128, 256), 64,
+_PARAM_TABLE: tuple[tuple[_P, tuple[str, ...]], ...] = (
+    (_P("tok_chunk", (16, 32, 64, 128, 256), 64,
            "tokens per parallel task of the decoded-tile GEMM (a tile of 4 weight rows is "
            "decoded once per chunk)"), _ALL),
-    (Param("gemv_max_m", (1, 2, 3, 4, 6, 8), 2,
+    (_P("gemv_max_m", (1, 2, 3, 4, 6, 8), 2,
            "int8 batches up to this size decode the packed weights in registers (GEMV) "
            "instead of decoding a tile once per token chunk"), _SIMD),
-    (Param("gemm_min_m", (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256, 512), 2,
+    (_P("gemm_min_m", (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256, 512), 2,
            "int8 batches from this size run the G2 GEMM (weights re-laid out once as 2-bit "
            "panels of 16 channels, VNNI micro-kernel with broadcast activations)"), _G2),
-    (Param("gemm_mr", (1, 2, 4, 6, 8, 10, 12), 8,
+    (_P("gemm_mr", (1, 2, 4, 6, 8, 10, 12), 8,
            "G2 micro-kernel tokens (rows of register accumulators)"), _G2),
-    (Param("gemm_nrv", (1, 2, 3, 4), 2,
+    (_P("gemm_nrv", (1, 2, 3, 4), 2,
            "G2 micro-kernel zmm of 16 output channels (columns of register accumulators); "
            "gemm_mr * gemm_nrv above ~26 spills registers"), _G2),
-    (Param("gemm_mc", (8, 16, 32, 64, 128, 256), 64,
+    (_P("gemm_mc", (8, 16, 32, 64, 128, 256), 64,
            "G2 tokens per parallel task (the activation rows one weight panel group meets)"),
      _G2),
-    (Param("gemm_kc", (0, 256, 512, 1024, 2048), 0,
+    (_P("gemm_kc", (0, 256, 512, 1024, 2048), 0,
            "G2 K block in elements (0: whole rows; else partial sums go through an L1 tile)"),
      _G2),
-    (Param("gemm_pf", (0, 256, 512, 1024), 0,
+    (_P("gemm_pf", (0, 256, 512, 1024), 0,
            "G2 software prefetch distance in bytes along each weight panel (0: none)"), _G2),
-    (Param("gemm_unpack", (0, 1), 1,
+    (_P("gemm_unpack", (0, 1), 1,
            "G2: expand each weight block to int8 codes once per task into a per-thread buffer "
            "reused by all its micro-kernel calls (1), or expand in registers at every use (0); "
            "tasks of at most gemm_mr tokens always expand in registers"), _G2),
-    (Param("threads", (0, 1, 2, 4), 0,
+    (_P("threads", (0, 1, 2, 4), 0,
            "threads per call (0: TRITIUM_NUM_THREADS or torch.get_num_threads())"), _ALL),
 )
-_PARAMS: tuple[Param, ...] = tuple(p for p, _ in _PARAM_TABLE)
+_PARAMS: tuple[_P, ...] = tuple(p for p, _ in _PARAM_TABLE)
 
 
 def p_isas(name: str) -> tuple[str, ...]:
