@@ -1382,6 +1382,10 @@ TRI_EXPORT int tri_g2_pack(int fmt, const uint8_t *w, int64_t n, int64_t k, int6
 
 typedef int32_t tri_i32u __attribute__((may_alias, aligned(1)));
 
+/* The intrinsic, not DPBUSD512: in these fully unrolled kernels GCC 12 keeps the
+ * accumulators in place with it, while the asm form costs register copies in the loop. */
+#define G2_DP(acc, w, x) acc = _mm512_dpbusd_epi32(acc, w, x)
+
 /* 16 bytes (16 channels x 4 two-bit codes) -> 16 dwords of 4 code bytes (0..2). */
 static inline __m512i g2_expand(const uint8_t *p) {
     const __m512i t = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
@@ -1446,8 +1450,8 @@ static inline __attribute__((always_inline)) void g2_micro_body(
                 x[r] += 8;
 #pragma GCC unroll 4
                 for (int v = 0; v < G2_NRV; v++) {
-                    DPBUSD512(acc[r][v], wv[v], xb);
-                    DPBUSD512(acc2[r][v], wu[v], xc);
+                    G2_DP(acc[r][v], wv[v], xb);
+                    G2_DP(acc2[r][v], wu[v], xc);
                 }
             }
         }
@@ -1467,7 +1471,7 @@ static inline __attribute__((always_inline)) void g2_micro_body(
             const __m512i xb = _mm512_set1_epi32(*(const tri_i32u *)x[r]);
             x[r] += 4;
 #pragma GCC unroll 4
-            for (int v = 0; v < G2_NRV; v++) DPBUSD512(acc[r][v], wv[v], xb);
+            for (int v = 0; v < G2_NRV; v++) G2_DP(acc[r][v], wv[v], xb);
         }
     }
     if (SPLIT) {
