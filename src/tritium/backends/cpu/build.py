@@ -58,7 +58,7 @@ class KernelConfig:
     gemv_max_m: int = 2  # int8 batches up to this size use the direct-decode GEMV (SIMD paths)
     gemm_min_m: int = 2  # int8 batches from this size use the G2 GEMM (avx512)
     gemm_mr: int = 8  # G2 micro-kernel tokens
-    gemm_nrv: int = 2  # G2 micro-kernel zmm of 16 output channels
+    gemm_nrv: int = 3  # G2 micro-kernel zmm of 16 output channels
     gemm_mc: int = 64  # G2 tokens per parallel task
     gemm_kc: int = 0  # G2 K block in elements (0: whole rows)
     gemm_pf: int = 0  # G2 weight prefetch distance in bytes (0: none)
@@ -142,7 +142,7 @@ _PARAM_TABLE: tuple[tuple[_P, tuple[str, ...]], ...] = (
            "panels of 16 channels, VNNI micro-kernel with broadcast activations)"), _G2),
     (_P("gemm_mr", (1, 2, 4, 6, 8, 10, 12), 8,
            "G2 micro-kernel tokens (rows of register accumulators)"), _G2),
-    (_P("gemm_nrv", (1, 2, 3, 4), 2,
+    (_P("gemm_nrv", (1, 2, 3, 4), 3,
            "G2 micro-kernel zmm of 16 output channels (columns of register accumulators); "
            "gemm_mr * gemm_nrv above ~26 spills registers"), _G2),
     (_P("gemm_mc", (8, 16, 32, 64, 128, 256), 64,

@@ -26,7 +26,7 @@
 #define TRI_GEMM_MR 8
 #endif
 #ifndef TRI_GEMM_NRV
-#define TRI_GEMM_NRV 2
+#define TRI_GEMM_NRV 3
 #endif
 #ifndef TRI_GEMM_MC
 #define TRI_GEMM_MC 64
