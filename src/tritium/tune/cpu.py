@@ -81,7 +81,9 @@ def device_fingerprint(device: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-_G2_PARAMS = ("gemm_mr", "gemm_nrv", "gemm_mc", "gemm_kc", "gemm_pf")
+def _is_g2_param(name: str) -> bool:
+    """The G2 GEMM's own parameters (``gemm_mr``, ``gemm_nrv``, ...; not its switch)."""
+    return name.startswith("gemm_") and name != "gemm_min_m"
 
 
 def _path(m: int, config: Config, names: set[str], int8: bool) -> str:
@@ -96,7 +98,11 @@ def _path(m: int, config: Config, names: set[str], int8: bool) -> str:
     return "tile"
 
 
-_RELEVANT = {"g2": set(_G2_PARAMS), "gemv": set(), "tile": {"tok_chunk"}}
+def _relevant(path: str, names: set[str]) -> set[str]:
+    """The parameters (besides ``threads`` and the switches) that change the ``path`` code."""
+    if path == "g2":
+        return {n for n in names if _is_g2_param(n)}
+    return {"tok_chunk"} & names if path == "tile" else set()
 
 
 def linear_space(kernel: str, m: int, isa: str,
@@ -115,7 +121,8 @@ def linear_space(kernel: str, m: int, isa: str,
     int8 = act_quant_of(kernel) == "int8"
     params = list(KernelConfig.search_params(isa))
     if not int8:  # the GEMV and G2 switches are int8 paths
-        params = [p for p in params if p.name not in ("gemv_max_m", "gemm_min_m", *_G2_PARAMS)]
+        params = [p for p in params
+                  if p.name not in ("gemv_max_m", "gemm_min_m") and not _is_g2_param(p.name)]
     if only:
         unknown = sorted(set(only) - {p.name for p in params})
         if unknown:
@@ -135,7 +142,7 @@ def linear_space(kernel: str, m: int, isa: str,
         return paths
 
     paths = reachable_paths()
-    relevant = {"threads"} | set().union(*(_RELEVANT[p] for p in paths))
+    relevant = {"threads"} | set().union(*(_relevant(p, names) for p in paths))
     if len(paths) > 1:
         relevant |= {n for n in ("gemm_min_m", "gemv_max_m") if n in names}
     params = [p for p in params if p.name in relevant]
@@ -155,7 +162,7 @@ def linear_space(kernel: str, m: int, isa: str,
             if full[switch] != canon:
                 return (f"{switch}={full[switch]} runs the same code as {switch}={canon} "
                         f"for M={m} ({path} path)")
-        for name in kept - {"threads", "gemm_min_m", "gemv_max_m"} - _RELEVANT[path]:
+        for name in kept - {"threads", "gemm_min_m", "gemv_max_m"} - _relevant(path, names):
             if full[name] != default[name]:
                 return f"{name} has no effect on the {path} path taken for M={m}"
         return None
