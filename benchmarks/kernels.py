@@ -10,7 +10,7 @@ dynamic quantization (``torch.ao.quantization.quantize_dynamic``); ``torch.compi
 unpack-the-packed-t2-weights-then-matmul. Tritium rows: the int8-activation path (per-token
 absmax, exact int32 maddubs/VNNI GEMM; the headline) and the fp32-activation path, for t2 and
 t1.6. Each figure is the median over interleaved repetitions (every implementation runs once
-per round, in an order rotated every round, so a burst of load on the machine -- or torch's
+per round, in a fresh random order every round, so a burst of load on the machine -- or torch's
 OpenMP workers still spinning after a parallel op -- hits all of them alike); ratios are
 against fp32 ``F.linear`` and int8 dynamic measured in that same round-robin. GMAC/s is
 M*N*K multiply-adds per second of the int8 paths. GB/s is packed weight bytes streamed per
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -62,11 +63,13 @@ def measure(
     samplers = {name: _timer(fn, min_time) for name, fn in fns.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(samplers)
-    for r in range(rounds):
-        # rotate the order every round: torch's OpenMP workers keep spinning for a while after
-        # a parallel op and slow down whatever runs next on a 2-core machine, so no
-        # implementation may always follow the same one
-        for name in names[r % len(names):] + names[: r % len(names)]:
+    order = random.Random(0)
+    for _ in range(rounds):
+        # a fresh order every round: torch's OpenMP workers keep spinning for a while after a
+        # parallel op and slow down whatever runs next on a 2-core machine, so no
+        # implementation may always follow the same one (a rotation would keep the neighbours)
+        order.shuffle(names)
+        for name in names:
             times[name].append(samplers[name]())
     return {name: STATS[stat](v) for name, v in times.items()}
 
