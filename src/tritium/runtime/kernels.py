@@ -108,11 +108,16 @@ def _ensure_valid(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> None:
 _G2_LAYOUTS: dict[int, tuple] = {}
 
 
+_G2_MIN: dict[int, int] = {}  # id(ctypes library) -> G2 minimum batch
+
+
 def _g2_min_m(lib) -> int:
     """The batch size from which ``lib`` runs the G2 GEMM (a huge number when it has none)."""
-    if lib.lib.tri_g2_bytes(0, 16, 16) <= 0:
-        return 1 << 62
-    return lib.built.config.gemm_min_m
+    hit = _G2_MIN.get(id(lib.lib))
+    if hit is None:
+        has_g2 = lib.lib.tri_g2_bytes(0, 16, 16) > 0
+        hit = _G2_MIN[id(lib.lib)] = lib.built.config.gemm_min_m if has_g2 else 1 << 62
+    return hit
 
 
 def _g2_layout(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> torch.Tensor | None:
