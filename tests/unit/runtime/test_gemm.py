@@ -155,3 +155,10 @@ def test_the_plan_caches_the_g2_layout_and_follows_weight_changes(monkeypatch):
 
     gc.collect()
     assert key not in kernels._G2_LAYOUTS  # dropped with its weight
+
+
+@pytest.mark.parametrize("m", [1, 4, 20])
+def test_k_zero_gives_zero_products(isa, m):
+    p = pack_ternary(torch.zeros(5, 0, dtype=torch.int8), "t1.6")
+    got = kernels.ternary_matmul_int8(torch.zeros(m, 0, dtype=torch.int8), p)
+    assert torch.equal(got, torch.zeros(m, 5, dtype=torch.int32))

@@ -1684,6 +1684,7 @@ static void g2_task(void *ctx, int64_t task, int tid) {
     }
     const uint8_t *bp[G2_NRV];
     for (int v = 0; v < G2_NRV; v++) bp[v] = buf + 64 * v;
+    if (J->k4 == 0) memset(tile, 0, (size_t)G2_TILE_ROWS * G2_NR * sizeof(int32_t)); /* K = 0 */
     for (int64_t g0 = 0; g0 < J->k4; g0 += kcg) {
         const int64_t g1 = min64(J->k4, g0 + kcg);
         if (unpack) g2_unpack(wp, g0, g1, buf);
