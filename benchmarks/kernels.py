@@ -9,7 +9,8 @@ A shape NxK is a linear layer with N output features and K input features (weigh
 dynamic quantization (``torch.ao.quantization.quantize_dynamic``); ``torch.compile`` of
 unpack-the-packed-t2-weights-then-matmul. Tritium rows: the int8-activation path (per-token
 absmax, exact int32 maddubs/VNNI GEMM; the headline) and the fp32-activation path, for t2 and
-t1.6. Each figure is the median over interleaved repetitions (every implementation runs once
+t1.6, each called the way a frozen ternary layer calls it (its cached ``LinearPlan``; the int8
+dynamic baseline is likewise a module with prepacked weights). Each figure is the median over interleaved repetitions (every implementation runs once
 per round, in a fresh random order every round, so a burst of load on the machine -- or torch's
 OpenMP workers still spinning after a parallel op -- hits all of them alike); ratios are
 against fp32 ``F.linear`` and int8 dynamic measured in that same round-robin. GMAC/s is
@@ -33,7 +34,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from tritium.runtime.kernels import kernel_info, ternary_linear
+from tritium.runtime.kernels import kernel_info, linear_plan, ternary_linear
 from tritium.runtime.packing import pack_ternary
 
 
@@ -91,15 +92,25 @@ def _unpack_matmul(x: torch.Tensor, data: torch.Tensor, k: int, scale: torch.Ten
     return (x @ w.t()) * scale
 
 
+def _tritium(x, p, scale, act_quant: str) -> Callable[[], object]:
+    """The call a frozen ternary layer makes (its cached LinearPlan; int8 dynamic is timed as
+    a module with prepacked weights too), or ``ternary_linear`` without native kernels."""
+    n, k = p.shape
+    plan = linear_plan(p.data, n, k, p.format, scale, None, act_quant)
+    if plan is None:
+        return lambda: ternary_linear(x, p, scale, act_quant=act_quant)
+    return lambda: plan(x, None, None)
+
+
 def _impls(x, w_fp32, qlin, p2, p16, scale, compiled) -> dict[str, Callable[[], object]]:
     k = x.shape[1]
     fns: dict[str, Callable[[], object]] = {
         "fp32": lambda: F.linear(x, w_fp32),
         "int8dyn": lambda: qlin(x),
-        "tri_i8_t2": lambda: ternary_linear(x, p2, scale, act_quant="int8"),
-        "tri_f32_t2": lambda: ternary_linear(x, p2, scale),
-        "tri_i8_t16": lambda: ternary_linear(x, p16, scale, act_quant="int8"),
-        "tri_f32_t16": lambda: ternary_linear(x, p16, scale),
+        "tri_i8_t2": _tritium(x, p2, scale, "int8"),
+        "tri_f32_t2": _tritium(x, p2, scale, "none"),
+        "tri_i8_t16": _tritium(x, p16, scale, "int8"),
+        "tri_f32_t16": _tritium(x, p16, scale, "none"),
     }
     if compiled is not None:
         fns["compiled"] = lambda: compiled(x, p2.data, k, scale)
