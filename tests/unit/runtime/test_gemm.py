@@ -162,3 +162,23 @@ def test_k_zero_gives_zero_products(isa, m):
     p = pack_ternary(torch.zeros(5, 0, dtype=torch.int8), "t1.6")
     got = kernels.ternary_matmul_int8(torch.zeros(m, 0, dtype=torch.int8), p)
     assert torch.equal(got, torch.zeros(m, 5, dtype=torch.int32))
+
+
+@pytest.mark.skipif(not HAS_G2, reason="the G2 GEMM needs AVX-512")
+def test_the_resolved_config_decides_whether_the_g2_layout_is_made(monkeypatch):
+    monkeypatch.setenv("TRITIUM_CPU_ISA", "avx512")
+    n, k = 40, 96
+    w = _weights(n, k, 3)
+    p = pack_ternary(w, "t2")
+    scale = torch.ones(n)
+    x = torch.randn(16, k)
+    ref = kernels._reference_linear(x, w, scale, None, None, None, "int8")
+    kernels.set_config_resolver(lambda *a: KernelConfig("avx512", gemm_min_m=512))
+    try:
+        plan = kernels.linear_plan(p.data, n, k, "t2", scale, None, "int8")
+        torch.testing.assert_close(plan(x, None, None), ref, rtol=1e-5, atol=1e-5)
+        assert plan.g2 is None and id(p.data) not in kernels._G2_LAYOUTS
+    finally:
+        kernels.set_config_resolver(None)
+    torch.testing.assert_close(plan(x, None, None), ref, rtol=1e-5, atol=1e-5)
+    assert plan.g2 is not None and kernels._G2_LAYOUTS[id(p.data)][6] is plan.g2
