@@ -129,7 +129,11 @@ class Archive:
         import sqlalchemy as sa
         from sqlalchemy import exc
 
-        self.url = url or default_url()
+        try:
+            self.url = url or default_url()
+        except OSError as e:
+            raise ArchiveError(f"cannot create the tuning archive's directory: "
+                               f"{e.strerror or e}") from None
         try:
             kwargs: dict[str, Any] = {}
             if self.url.startswith("sqlite"):
