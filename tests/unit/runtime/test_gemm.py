@@ -62,7 +62,7 @@ G2_CONFIGS = [
     {"gemm_mr": 1, "gemm_nrv": 1, "gemm_mc": 8, "gemm_kc": 256},
     {"gemm_mr": 6, "gemm_nrv": 3, "gemm_mc": 16, "gemm_kc": 512, "gemm_unpack": 0,
      "gemm_pf": 256},
-    {"gemm_mr": 12, "gemm_nrv": 4, "gemm_min_m": 1, "gemm_unpack": 1, "threads": 1},
+    {"gemm_mr": 12, "gemm_nrv": 4, "gemm_min_m": 1, "gemm_unpack": 1, "gemm_pf": 0, "threads": 1},
     {"gemm_mr": 10, "gemm_nrv": 2, "gemm_mc": 256, "gemm_kc": 2048, "gemm_min_m": 16},
 ]
 

@@ -61,7 +61,7 @@ class KernelConfig:
     gemm_nrv: int = 3  # G2 micro-kernel zmm of 16 output channels
     gemm_mc: int = 64  # G2 tokens per parallel task
     gemm_kc: int = 0  # G2 K block in elements (0: whole rows)
-    gemm_pf: int = 0  # G2 weight prefetch distance in bytes (0: none)
+    gemm_pf: int = 512  # G2 weight prefetch distance in bytes (0: none)
     gemm_unpack: int = 1  # G2: expand weight blocks into a buffer once per task (1) or not (0)
     threads: int = 0  # threads per call; 0 = runtime default (TRITIUM_NUM_THREADS / torch)
 
@@ -151,7 +151,7 @@ _PARAM_TABLE: tuple[tuple[_P, tuple[str, ...]], ...] = (
     (_P("gemm_kc", (0, 256, 512, 1024, 2048), 0,
            "G2 K block in elements (0: whole rows; else partial sums go through an L1 tile)"),
      _G2),
-    (_P("gemm_pf", (0, 256, 512, 1024), 0,
+    (_P("gemm_pf", (0, 256, 512, 1024), 512,
            "G2 software prefetch distance in bytes along each weight panel (0: none)"), _G2),
     (_P("gemm_unpack", (0, 1), 1,
            "G2: expand each weight block to int8 codes once per task into a per-thread buffer "

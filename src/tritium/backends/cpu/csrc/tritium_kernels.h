@@ -38,7 +38,7 @@
 #define TRI_GEMM_UNPACK 1
 #endif
 #ifndef TRI_GEMM_PF
-#define TRI_GEMM_PF 0
+#define TRI_GEMM_PF 512
 #endif
 
 #define TRI_FMT_T2 0
