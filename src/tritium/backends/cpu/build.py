@@ -59,7 +59,7 @@ class KernelConfig:
     gemm_min_m: int = 2  # int8 batches from this size use the G2 GEMM (avx512)
     gemm_mr: int = 8  # G2 micro-kernel tokens
     gemm_nrv: int = 3  # G2 micro-kernel zmm of 16 output channels
-    gemm_mc: int = 64  # G2 tokens per parallel task
+    gemm_mc: int = 256  # G2 tokens per parallel task
     gemm_kc: int = 0  # G2 K block in elements (0: whole rows)
     gemm_pf: int = 512  # G2 weight prefetch distance in bytes (0: none)
     gemm_unpack: int = 1  # G2: expand weight blocks into a buffer once per task (1) or not (0)
@@ -145,7 +145,7 @@ _PARAM_TABLE: tuple[tuple[_P, tuple[str, ...]], ...] = (
     (_P("gemm_nrv", (1, 2, 3, 4), 3,
            "G2 micro-kernel zmm of 16 output channels (columns of register accumulators); "
            "gemm_mr * gemm_nrv above ~26 spills registers"), _G2),
-    (_P("gemm_mc", (8, 16, 32, 64, 128, 256), 64,
+    (_P("gemm_mc", (8, 16, 32, 64, 128, 256), 256,
            "G2 tokens per parallel task (the activation rows one weight panel group meets)"),
      _G2),
     (_P("gemm_kc", (0, 256, 512, 1024, 2048), 0,

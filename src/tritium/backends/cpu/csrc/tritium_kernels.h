@@ -29,7 +29,7 @@
 #define TRI_GEMM_NRV 3
 #endif
 #ifndef TRI_GEMM_MC
-#define TRI_GEMM_MC 64
+#define TRI_GEMM_MC 256
 #endif
 #ifndef TRI_GEMM_KC
 #define TRI_GEMM_KC 0
