@@ -2,8 +2,13 @@
 
 Exit codes: 0 tuned (or exported/imported), 1 nothing could be measured (every trial failed),
 2 usage error (bad shape, unknown kernel, unreadable storage, malformed export file, missing
-model file), 3 a Triton tune on a machine without a CUDA GPU: the configs were pruned by
-ahead-of-time compilation but timing them needs a GPU.
+model file), 3 a Triton tune on a machine without a CUDA GPU and without ``--device
+interpret``: the configs were pruned by ahead-of-time compilation but not timed.
+
+Triton kernels are tuned like the CPU ones (the same loop, archive and reports) on a CUDA GPU;
+``--device interpret`` runs the same loop on Triton's interpreter on CPU tensors (real
+correctness checks, timings that say nothing about a GPU; archived under an interpreter
+fingerprint that GPU dispatch never uses).
 """
 
 from __future__ import annotations
@@ -22,16 +27,18 @@ _EPILOG = """examples:
   tritium tune --kernel cpu.linear --shape 64,1024,1024 --strategy tpe --report runs/tune
   tritium tune --model examples/mlp.tri --batch 1,64 --budget 12
   tritium tune --kernel cpu.linear_f32 --shape 8,512,512 --strategy grid
-  tritium tune --kernel triton.linear_t2 --shape 64,4096,4096 --target cuda:sm_90
+  tritium tune --kernel triton.linear_t2 --shape 64,4096,4096          # on a CUDA GPU
+  tritium tune --kernel triton.linear_t2 --shape 3,40,200 --device interpret --budget 3
   tritium tune --export tuned.json          # move tuned configs to another machine
   tritium tune --import tuned.json --storage sqlite:///other.db
 
 kernels: cpu.linear (int8 activations), cpu.linear_f32 (float activations) and the Triton
 kernels (triton.linear_t2, triton.linear_t16, their fused variants such as
 triton.linear_t2_q8, and triton.quantize_int8). Several processes given the same --storage
-share one search.
+share one search. Triton kernels are timed on the CUDA GPU; without one, --device interpret
+checks them on Triton's interpreter (timings meaningless), else they are only pruned.
 exit codes: 0 done, 1 no config could be measured, 2 usage error, 3 Triton configs pruned
-but not timed (no CUDA GPU here)."""
+but not timed (no CUDA GPU here and no --device interpret)."""
 
 
 class UsageError(Exception):
@@ -59,8 +66,13 @@ def register(sub: Any, formatter_class: Any) -> None:
     what.add_argument("--format", choices=("t2", "t1.6"), default="t2",
                       help="packed weight format (default t2)")
     what.add_argument("--isa", default=None, help="CPU kernel path (default: the best here)")
-    what.add_argument("--target", default="cuda:sm_90",
-                      help="GPU target of Triton kernels (default cuda:sm_90)")
+    what.add_argument("--target", default=None,
+                      help="GPU target whose AOT compile prunes Triton configs (default: the "
+                           "GPU's own, else cuda:sm_90)")
+    what.add_argument("--device", choices=("auto", "cuda", "interpret"), default="auto",
+                      help="where Triton configs run: the CUDA GPU (auto when there is one) "
+                           "or Triton's interpreter on CPU tensors (checks correctness; its "
+                           "timings say nothing about a GPU)")
     how = t.add_argument_group("how")
     how.add_argument("--strategy", choices=STRATEGY_NAMES, default="heuristic",
                      help="search strategy (default heuristic)")
@@ -180,8 +192,14 @@ def _cmd_tune(args: Any) -> int:
         raise UsageError("--llm-url is for --strategy llm")
     if args.strategy == "llm" and tuning:
         _strategy(args)  # a malformed endpoint URL is a usage error before any work
-    if args.kernel and args.kernel.startswith("triton."):
-        return _tune_triton(args, shape)  # type: ignore[arg-type]
+    triton = bool(args.kernel and args.kernel.startswith("triton."))
+    if getattr(args, "device", "auto") != "auto" and not triton:
+        raise UsageError("--device is for triton.* kernels")
+    triton_plan = None
+    if triton:
+        triton_plan = _triton_plan(args, shape)  # type: ignore[arg-type]
+        if triton_plan["device"] is None:
+            return _prune_triton(args, shape, triton_plan)  # type: ignore[arg-type]
 
     archive = _open_archive(args.storage)
     try:
@@ -193,7 +211,9 @@ def _cmd_tune(args: Any) -> int:
             print(f"imported {added} trial{'s' if added != 1 else ''} from {args.import_}"
                   + (f" ({skipped} already present)" if skipped else ""))
         code = EXIT_OK
-        if tuning:
+        if triton_plan is not None:
+            code = _tune_triton(args, archive, shape, triton_plan)  # type: ignore[arg-type]
+        elif tuning:
             problems = (_model_problems(args, batches) if args.model
                         else [(args.kernel, shape)])
             code = _tune_all(args, archive, problems)
@@ -401,30 +421,91 @@ def _write_report(args: Any, result: Any, device: dict) -> None:
 
 # ----------------------------------------------------------------------------- Triton
 
-def _tune_triton(args: Any, shape: tuple[int, int, int]) -> int:
-    """Prune Triton configs by AOT compilation; timing needs a CUDA GPU."""
+def _settings(args: Any):
+    from tritium.tune.measure import Settings
+
+    settings = Settings.quick() if args.quick else Settings()
+    if args.max_ci is not None:
+        if args.max_ci <= 0:
+            raise UsageError("--max-ci must be positive")
+        settings = dataclasses.replace(settings, max_rel_ci=args.max_ci / 100)
+    return settings
+
+
+def _triton_plan(args: Any, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """Where the Triton configs run and which target prunes them: ``device`` is "cuda",
+    "interpret" or None (no GPU: prune only); ``target`` the AOT target of the search space;
+    ``prune_target`` the one pruning configs (None: the GPU's compute capability is not one
+    the tuner can compile for, so the GPU itself rejects what it cannot run)."""
+    from tritium.tune import triton_run
+
+    if args.device == "interpret":
+        try:
+            triton_run.use_interpreter()
+        except triton_run.InterpreterUnavailable as e:
+            raise UsageError(str(e)) from None
     try:
         from tritium.tune import triton_space as ts
     except ImportError as e:
         raise UsageError(f"the Triton search space is not available: {e}") from None
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        raise UsageError("triton is not installed; pip install 'tritium[triton]'")
+    has_gpu = False
+    if args.device != "interpret":
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    info: dict[str, Any] | None = None
+    device: str | None = None
+    if args.device == "interpret":
+        device = "interpret"
+    elif has_gpu:
+        device = "cuda"
+        info = triton_run.cuda_device_info()
+    target = args.target
+    prune_target = target
+    if info is not None:
+        own = info["target"]
+        if target is not None and target != own:
+            print(f"tritium tune: this GPU ({info['model']}, {info['capability']}) prunes with "
+                  f"its own target {own or 'none'}, not --target {target}", file=sys.stderr)
+        target = own or target or "cuda:sm_90"
+        prune_target = own
+    target = target or "cuda:sm_90"
+    if info is None:
+        prune_target = target
     try:
-        space = ts.triton_space(args.kernel, shape, args.target)
+        space = ts.triton_space(args.kernel, shape, target)
     except (ValueError, KeyError) as e:
         raise UsageError(str(e).strip("'\"")) from None
-    from tritium.tune.strategies import make_strategy
+    return {"device": device, "target": target, "prune_target": prune_target, "space": space,
+            "cuda": info}
+
+
+def _triton_context(args: Any, shape: tuple[int, int, int], device: dict[str, Any]):
+    from tritium.tune import triton_space as ts
     from tritium.tune.strategy import TuneContext
 
-    strategy = make_strategy("grid" if args.strategy == "llm" else args.strategy,
-                             seed=args.seed)
-    ctx = TuneContext(kernel=args.kernel, shape=shape, device={"target": args.target})
+    return TuneContext(kernel=args.kernel, shape=shape, device=device,
+                       source=ts.kernel_source(args.kernel) if args.strategy == "llm" else "")
+
+
+def _prune_triton(args: Any, shape: tuple[int, int, int], plan: dict[str, Any]) -> int:
+    """No GPU and no --device interpret: prune configs by AOT compilation, time nothing."""
+    from tritium.tune import triton_space as ts
     from tritium.tune.space import Trial
 
+    space, target = plan["space"], plan["target"]
+    strategy = _strategy(args)
+    ctx = _triton_context(args, shape, ts.device_description(target))
     history: list[Trial] = []
     while len(history) < args.budget:
         config = strategy.suggest(space, history, ctx)
         if config is None:
             break
-        reason = space.validate(config) or ts.prune(space, config, args.target)
+        reason = space.validate(config) or ts.prune(space, config, target)
         history.append(Trial(config=config, strategy=strategy.name,
                              status="invalid" if reason else "ok", reason=reason,
                              number=len(history)))
@@ -432,19 +513,74 @@ def _tune_triton(args: Any, shape: tuple[int, int, int]) -> int:
             print(f"  #{len(history) - 1:<3} {'pruned' if reason else 'builds':<7} "
                   f"{_config_text(config)}" + (f"  ({reason})" if reason else ""))
     builds = sum(1 for t in history if t.reason is None)
-    print(f"{args.kernel} {','.join(map(str, shape))} for {args.target}: {builds} of "
+    print(f"{args.kernel} {','.join(map(str, shape))} for {target}: {builds} of "
           f"{len(history)} configs build ahead of time, {len(history) - builds} pruned")
-    import importlib.util
-
-    has_gpu = False
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        has_gpu = torch.cuda.is_available()
-    if not has_gpu:
-        print("tritium tune: timing Triton configs needs a CUDA GPU; none here, so only the "
-              "ahead-of-time pruning ran (exit 3)", file=sys.stderr)
-        return EXIT_NO_GPU
-    print("tritium tune: GPU timing of Triton configs is not part of the CPU tuner; the "
-          "pruned list above is the search space to time", file=sys.stderr)
+    print("tritium tune: timing Triton configs needs a CUDA GPU; none here, so only the "
+          "ahead-of-time pruning ran (exit 3; --device interpret checks and times them on "
+          "Triton's interpreter instead)", file=sys.stderr)
     return EXIT_NO_GPU
+
+
+def _tune_triton(args: Any, archive: Any, shape: tuple[int, int, int],
+                 plan: dict[str, Any]) -> int:
+    """Tune a Triton kernel with the real loop on the GPU, or on the interpreter."""
+    from rich.console import Console
+
+    from tritium.tune import dispatch, triton_run
+    from tritium.tune import triton_space as ts
+    from tritium.tune.loop import tune
+
+    console = Console(highlight=False)
+    target, prune_target = plan["target"], plan["prune_target"]
+    interpret = plan["device"] == "interpret"
+    settings = _settings(args)
+    if interpret:
+        settings = triton_run.interpreter_settings(settings)
+        if args.max_ci is not None:
+            settings = dataclasses.replace(settings, max_rel_ci=args.max_ci / 100)
+        info = triton_run.interpreter_device_info(target)
+    else:
+        info = plan["cuda"]
+    device = {**ts.device_description(target), **info}
+    fp = triton_run.device_fingerprint(info)
+    problem = triton_run.TritonProblem(args.kernel, shape, plan["device"], target)
+    space = plan["space"]
+    bound = math.prod(len(p.values) for p in space.params)
+    where = ("Triton's interpreter on CPU tensors" if interpret
+             else f"{info['model']} ({info['capability']})")
+    console.print(f"[bold]{args.kernel}[/bold] M,N,K={','.join(map(str, shape))} on {where}: "
+                  f"up to {bound} configs, pruned for {prune_target or 'nothing (unknown GPU)'}"
+                  f", strategy {args.strategy}, budget {args.budget}")
+    if interpret:
+        console.print(f"  [yellow]note: {triton_run.INTERPRETER_NOTE}; archived under the "
+                      f"interpreter fingerprint {fp}, which GPU dispatch never uses[/yellow]")
+
+    def show(trial):
+        if args.quiet:
+            return
+        ms = f"{trial.median_ms:.4f} ms" if trial.median_ms is not None else "-"
+        why = f"  ({trial.reason})" if trial.reason and trial.status != "ok" else ""
+        console.print(f"  #{trial.number:<3} {trial.status:<7} {ms:>12}  "
+                      f"{_config_text(trial.config)}{why}")
+
+    prune = None
+    if prune_target is not None:
+        def prune(sp, config):
+            return ts.prune(sp, config, prune_target)
+
+    patience = args.patience if args.patience is not None else (
+        0 if args.strategy == "grid" else 12)
+    result = tune(problem, _strategy(args), archive, budget=args.budget, time_s=args.time,
+                  patience=patience, min_improvement=args.min_improvement / 100,
+                  seed=args.seed, settings=settings, prune=prune,
+                  stability=not args.no_stability, device=device, device_fingerprint=fp,
+                  source_hash=triton_run.source_hash(args.kernel),
+                  source=ts.kernel_source(args.kernel) if args.strategy == "llm" else "",
+                  on_trial=show)
+    _print_result(console, result, args.top)
+    if interpret:
+        console.print("  (interpreter timings: they rank nothing on a GPU)")
+    if args.report:
+        _write_report(args, result, device)
+    dispatch.reset()
+    return EXIT_OK if result.best is not None else EXIT_FAIL

@@ -12,6 +12,14 @@ corrupt archive means the default config, never an exception.
 :func:`install_if_tuned` installs the resolver only when the default archive file exists (a
 ``stat``: it imports neither torch nor SQLAlchemy), so an untuned machine pays nothing.
 ``$TRITIUM_TUNED_CONFIGS=0`` turns tuned dispatch off.
+
+The generated Triton kernels on a CUDA GPU ask :func:`triton_config` (from
+``tritium.backends.triton.dispatch``): the best archived config of the same Triton kernel,
+generated source and GPU fingerprint (model, compute capability, SM count) at the nearest
+tuned shape, under the same rules; None leaves the choice to ``@triton.autotune``. Studies
+measured on Triton's interpreter are never used (their fingerprints start with
+``interpreter-`` and their device is not a GPU). A tuned config that fails to launch is
+dropped for the process (:func:`triton_config_failed`) and autotuning takes over.
 """
 
 from __future__ import annotations
@@ -112,12 +120,129 @@ def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
         return answer
 
 
+# ----------------------------------------------------------------------------- Triton on CUDA
+
+_triton_answers: dict[tuple, dict[str, Any] | None] = {}
+_triton_tables: dict[tuple, list[tuple[tuple[int, ...], dict[str, Any], float]]] = {}
+
+
+def _m_bucket(m: int) -> int:
+    """The batch bucket of the CPU resolver (1, 2, 3, 4, then powers of two)."""
+    return m if m <= 4 else 1 << (m - 1).bit_length()
+
+
+def _is_gpu_study(study: dict[str, Any]) -> bool:
+    fp = str(study.get("device_fingerprint") or "")
+    device = study.get("device") or {}
+    return not fp.startswith("interpreter-") and device.get("kind") == "cuda"
+
+
+def _archive_exists() -> bool:
+    """Whether there is an archive to read (a stat for the default SQLite file)."""
+    if _storage is not None:
+        return True
+    from tritium.tune.archive import default_db_path
+
+    path = default_db_path()
+    if path is None:
+        return bool(os.environ.get("TRITIUM_TUNE_STORAGE"))
+    return path.is_file()
+
+
+def triton_table(kernel: str, fmt: str, fingerprint: str, source_hash: str
+                 ) -> list[tuple[tuple[int, ...], dict[str, Any], float]]:
+    """(shape, best config, median) of every useful GPU study of a Triton kernel."""
+    key = (kernel, fmt, fingerprint, source_hash)
+    if key in _triton_tables:
+        return _triton_tables[key]
+    rows: list[tuple[tuple[int, ...], dict[str, Any], float]] = []
+    if fingerprint.startswith("interpreter-"):
+        _triton_tables[key] = rows
+        return rows
+    try:
+        if _archive_exists():
+            from tritium.tune import archive as archive_mod
+
+            ar = archive_mod.Archive(_storage or archive_mod.default_url())
+            try:
+                for study, config, ms in ar.best_per_study(kernel, fingerprint, fmt,
+                                                           source_hash):
+                    if not _is_gpu_study(study):
+                        continue
+                    confirmed = study.get("confirmed_speedup")
+                    default_ms = study.get("default_ms")
+                    if confirmed is not None:
+                        if confirmed <= 1.0:
+                            continue
+                    elif default_ms is not None and ms >= default_ms:
+                        continue
+                    rows.append((tuple(study["shape"]), config, ms))
+            finally:
+                ar.close()
+    except Exception as e:  # noqa: BLE001 - dispatch must never break inference
+        _errors.append(f"{type(e).__name__}: {e}")
+        rows = []
+    _triton_tables[key] = rows
+    return rows
+
+
+def triton_lookup(kernel: str, fmt: str, m: int, n: int, k: int, fingerprint: str,
+                  source_hash: str) -> dict[str, Any] | None:
+    """The tuned config of a Triton kernel for this problem on the GPU ``fingerprint``."""
+    best: tuple[float, float, dict[str, Any]] | None = None
+    for shape, config, ms in triton_table(kernel, fmt, fingerprint, source_hash):
+        d = _distance((m, n, k), shape)
+        if d <= MAX_DISTANCE and (best is None or (d, ms) < best[:2]):
+            best = (d, ms, config)
+    return None if best is None else dict(best[2])
+
+
+def triton_config(kernel: str, fmt: str, m: int, n: int, k: int,
+                  device_index: int | None = None) -> dict[str, Any] | None:
+    """What the Triton launcher should run on this CUDA device: the tuned config (BLOCK_*,
+    GROUP_M, num_warps, num_stages) or None (``@triton.autotune`` chooses). Never raises."""
+    key = (kernel, fmt, _m_bucket(m), n, k, device_index)
+    try:
+        return _triton_answers[key]
+    except KeyError:
+        pass
+    with _lock:
+        if key in _triton_answers:
+            return _triton_answers[key]
+        answer = None
+        if enabled():
+            try:
+                if _archive_exists():
+                    from tritium.tune import triton_run
+
+                    fp = triton_run.device_fingerprint(
+                        triton_run.cuda_device_info(device_index))
+                    answer = triton_lookup(kernel, fmt, key[2], n, k, fp,
+                                           triton_run.source_hash(kernel))
+            except Exception as e:  # noqa: BLE001 - no tuned config: autotuning
+                _errors.append(f"{type(e).__name__}: {e}")
+                answer = None
+        _triton_answers[key] = answer
+        return answer
+
+
+def triton_config_failed(kernel: str, fmt: str, m: int, n: int, k: int,
+                         device_index: int | None, error: BaseException) -> None:
+    """A tuned config did not launch: use autotuning for this problem from now on."""
+    with _lock:
+        _triton_answers[(kernel, fmt, _m_bucket(m), n, k, device_index)] = None
+        _errors.append(f"{kernel} {m}x{n}x{k}: the tuned config failed to launch "
+                       f"({type(error).__name__}: {error})")
+
+
 def reset(storage: str | None = None) -> None:
     """Forget cached answers (after a tune) and optionally read another storage URL."""
     global _storage
     with _lock:
         _answers.clear()
         _tables.clear()
+        _triton_answers.clear()
+        _triton_tables.clear()
         _errors.clear()
         _storage = storage
 

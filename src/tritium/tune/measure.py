@@ -9,7 +9,10 @@ For each trial :func:`measure_config`
    kernel once and compares the *whole* buffer with the reference (``wrong`` on a mismatch: a
    kernel that skips work or writes only part of the output fails here),
 4. warms up, then takes ``samples`` timings, each the mean of enough back-to-back calls to
-   last ``min_sample_s`` (so the clock's resolution does not matter),
+   last ``min_sample_s`` (so the clock's resolution does not matter);
+   a runner, or an fp32 baseline callable, may carry a ``timer`` attribute with the
+   signature of :func:`time_calls` that takes the samples instead (the Triton problems time
+   GPU kernels with CUDA events this way),
 5. reports the median and a distribution-free confidence interval on it (order statistics of
    the binomial), re-measures once when the interval is wider than ``max_rel_ci`` of the
    median, and marks the trial ``noisy`` if it still is,
@@ -132,12 +135,13 @@ def time_calls(fn: Callable[[], Any], settings: Settings) -> list[float]:
     return out
 
 
-def _timed(fn: Callable[[], Any], settings: Settings) -> tuple[float, tuple[float, float],
-                                                                list[float], bool]:
+def _timed(fn: Callable[[], Any], settings: Settings,
+           timer: Callable[[Callable[[], Any], Settings], list[float]] | None = None
+           ) -> tuple[float, tuple[float, float], list[float], bool]:
     """(median, CI, samples, noisy) with one re-measurement when the first CI is too wide."""
     times: list[float] = []
     for _attempt in range(2):
-        times = time_calls(fn, settings)
+        times = (timer or time_calls)(fn, settings)
         med = statistics.median(times)
         lo, hi = median_ci(times, settings.confidence)
         if med > 0 and (hi - lo) / med <= settings.max_rel_ci:
@@ -169,7 +173,8 @@ def measure_config(problem: Problem, config: Config, strategy: str, seed: int,
             trial.status, trial.reason = "wrong", why
             return trial
         timed = getattr(run, "timed", run)  # a runner may time a leaner call than it checks
-        med, ci, times, noisy = _timed(lambda: timed(inputs, out), settings)
+        med, ci, times, noisy = _timed(lambda: timed(inputs, out), settings,
+                                       getattr(run, "timer", None))
         poison(out)
         run(inputs, out)
         why = problem.check(out, expected)
@@ -194,7 +199,7 @@ def measure_fp32(problem: Problem, seed: int, settings: Settings | None = None) 
     """Median time of the torch fp32 baseline on the same problem, in milliseconds."""
     settings = settings or Settings()
     fn = problem.fp32_runner(problem.inputs(seed))
-    med, _ci, _times, _noisy = _timed(fn, settings)
+    med, _ci, _times, _noisy = _timed(fn, settings, getattr(fn, "timer", None))
     return med
 
 
@@ -209,6 +214,7 @@ def compare_configs(problem: Problem, configs: list[Config], seed: int,
     inputs = problem.inputs(seed)
     expected = problem.reference(inputs)
     calls: list[Callable[[], Any] | None] = []
+    timers: list[Callable[[Callable[[], Any], Settings], list[float]]] = []
     for config in configs:
         try:
             run = problem.runner(config)
@@ -220,9 +226,11 @@ def compare_configs(problem: Problem, configs: list[Config], seed: int,
             ok = False
         if not ok:
             calls.append(None)
+            timers.append(time_calls)
             continue
         timed = getattr(run, "timed", run)
         calls.append(lambda timed=timed, out=out: timed(inputs, out))
+        timers.append(getattr(run, "timer", None) or time_calls)
     per_round: list[list[float]] = [[] for _ in configs]
     for r in range(rounds):
         order = list(range(len(configs)))
@@ -230,5 +238,5 @@ def compare_configs(problem: Problem, configs: list[Config], seed: int,
         for i in order:
             fn = calls[i]
             if fn is not None:
-                per_round[i].append(statistics.median(time_calls(fn, settings)))
+                per_round[i].append(statistics.median(timers[i](fn, settings)))
     return [statistics.median(ts) if ts else None for ts in per_round]

@@ -5,6 +5,10 @@
 being recorded; training keeps the differentiable reference path). They import this module
 lazily, so the runtime imports without triton; `available()` tells whether triton is
 installed. Packed weights are validated once per tensor version, as the CPU kernels do.
+
+On CUDA tensors a linear runs the config `tritium tune` archived for this kernel, shape and
+GPU (`tritium.tune.dispatch.triton_config`) when there is one, else `@triton.autotune`
+chooses; a tuned config that fails to launch is dropped and autotuning runs instead.
 """
 
 from __future__ import annotations
@@ -48,7 +52,45 @@ def ternary_linear(x: torch.Tensor, w: PackedTernary, scale: torch.Tensor,
     from .launch import triton_ternary_linear
 
     _ensure_valid(w)
+    tuned = tuned_linear_config(x, w, bias is not None, activation, act_quant,
+                                residual is not None)
+    if tuned is not None:
+        kernel, config = tuned
+        try:
+            return triton_ternary_linear(x, w, scale, bias, activation, act_quant, residual,
+                                         config=config)
+        except Exception as e:  # noqa: BLE001 - a stale tuned config: let autotuning choose
+            from ...tune import dispatch as tuned_dispatch
+
+            n, k = w.shape
+            tuned_dispatch.triton_config_failed(kernel, w.format, _rows(x), n, k,
+                                                x.device.index, e)
     return triton_ternary_linear(x, w, scale, bias, activation, act_quant, residual)
+
+
+def _rows(x: torch.Tensor) -> int:
+    return x.numel() // max(x.shape[-1], 1) if x.dim() else 1
+
+
+def tuned_linear_config(x: torch.Tensor, w: PackedTernary, has_bias: bool,
+                        activation: str | None, act_quant: str, has_residual: bool
+                        ) -> tuple[str, dict] | None:
+    """(tuner kernel name, archived config) for this linear on x's CUDA device, or None (not
+    a CUDA tensor, nothing tuned, or any failure: ``@triton.autotune`` then chooses)."""
+    if x.device.type != "cuda":
+        return None
+    try:
+        from ...tune import dispatch as tuned_dispatch
+        from .specs import LinearSpec
+
+        act = "none" if activation in (None, "", "none") else str(activation)
+        spec = LinearSpec(w.format, act, act_quant, has_bias, has_residual)
+        kernel = "triton." + spec.name.removeprefix("tri_")
+        n, k = w.shape
+        config = tuned_dispatch.triton_config(kernel, w.format, _rows(x), n, k, x.device.index)
+    except Exception:  # noqa: BLE001 - tuned dispatch never breaks inference
+        return None
+    return None if config is None else (kernel, config)
 
 
 def ternary_conv2d(x: torch.Tensor, w: PackedTernary, weight_shape: tuple[int, int, int, int],

@@ -5,7 +5,10 @@
 Each launcher turns its arguments into a kernel spec, generates (once per spec and process)
 the Triton module for that spec, loads it and launches the kernel on x's device: a CUDA
 device, or CPU tensors under `TRITON_INTERPRET=1`. Autotuning picks the block sizes; pass
-``config={"BLOCK_M": 16, "BLOCK_N": 32}`` to force one (tests use it to get several tiles).
+``config={"BLOCK_M": 16, "BLOCK_N": 32}`` to force one (tests use it to get several tiles; the
+tuner passes whole configs, ``num_warps`` and ``num_stages`` included). The linear and
+quantizer launchers also take ``out=``, the caller's output buffer(s) to write into (the tuner
+poisons them before each checked run).
 
 Numerics: float paths accumulate in fp32 (tensor cores via an exact two-term tf32 split);
 ``act_quant="int8"`` quantizes per token exactly as `tritium.runtime.kernels` does and
@@ -62,6 +65,17 @@ def _launch(kernel: object, grid_of, args: list, constexprs: dict,
                                  **options)
 
 
+def _out_buffer(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype,
+                device: torch.device, what: str) -> torch.Tensor:
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if (tuple(out.shape) != shape or out.dtype != dtype or out.device != device
+            or not out.is_contiguous()):
+        raise ValueError(f"{what} must be a contiguous {dtype} tensor of shape {list(shape)} on "
+                         f"{device}, got {out.dtype} {list(out.shape)} on {out.device}")
+    return out
+
+
 def _activation(activation: str | None) -> str:
     return "none" if activation in (None, "", "none") else str(activation)
 
@@ -101,9 +115,11 @@ def triton_ternary_linear(
     residual: torch.Tensor | None = None,
     *,
     config: Mapping[str, int] | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``act((x' @ W^T) * scale + bias + residual)`` for x [..., K]; returns [..., N]."""
-    return _linear(x, w, scale, bias, activation, act_quant, residual, "none", None, 0.0, config)
+    return _linear(x, w, scale, bias, activation, act_quant, residual, "none", None, 0.0, config,
+                   out)
 
 
 def triton_rmsnorm_bitlinear(
@@ -118,19 +134,21 @@ def triton_rmsnorm_bitlinear(
     residual: torch.Tensor | None = None,
     *,
     config: Mapping[str, int] | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The fused RMSNorm + BitLinear: ``linear(rms_norm(x, norm_weight, eps), W)`` with the
     normalization computed in the kernel's prologue (one pass for the statistics, one for the
     int8 scale, then the GEMM), never written to memory."""
     prenorm = "rms" if norm_weight is None else "rms_weight"
     return _linear(x, w, scale, bias, activation, act_quant, residual, prenorm, norm_weight,
-                   eps, config)
+                   eps, config, out)
 
 
 def _linear(x: torch.Tensor, w: PackedTernary, scale: torch.Tensor | float,
             bias: torch.Tensor | None, activation: str | None, act_quant: str,
             residual: torch.Tensor | None, prenorm: str, norm_weight: torch.Tensor | None,
-            eps: float, config: Mapping[str, int] | None) -> torch.Tensor:
+            eps: float, config: Mapping[str, int] | None,
+            out: torch.Tensor | None = None) -> torch.Tensor:
     n, k = w.shape
     if x.shape[-1] != k:
         raise ValueError(f"x has {x.shape[-1]} features but the ternary weight has K={k}")
@@ -142,7 +160,7 @@ def _linear(x: torch.Tensor, w: PackedTernary, scale: torch.Tensor | float,
     out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
     x2 = x.reshape(-1, k).to(torch.float32).contiguous()
     m = x2.shape[0]
-    y = torch.empty((m, n), dtype=torch.float32, device=dev)
+    y = _out_buffer(out, (m, n), torch.float32, dev, "out")
     if m == 0 or n == 0:
         return y.to(out_dtype).reshape(*lead, n)
     sc = _prepare_scale(scale, n, dev)
@@ -163,16 +181,18 @@ def _linear(x: torch.Tensor, w: PackedTernary, scale: torch.Tensor | float,
     return y.to(out_dtype).reshape(*lead, n)
 
 
-def triton_quantize_int8(x: torch.Tensor, *, config: Mapping[str, int] | None = None
+def triton_quantize_int8(x: torch.Tensor, *, config: Mapping[str, int] | None = None,
+                         out: tuple[torch.Tensor, torch.Tensor] | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token (last dim) absmax int8: ``(xq int8 [..., K], s float32 [..., 1])``, equal
-    bit for bit to `tritium.runtime.kernels.quantize_activations_int8`."""
+    bit for bit to `tritium.runtime.kernels.quantize_activations_int8`. ``out=(q, s)``: write
+    into an int8 [M, K] and a float32 [M] buffer."""
     k = x.shape[-1]
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k).to(torch.float32).contiguous()
     m = x2.shape[0]
-    q = torch.empty((m, k), dtype=torch.int8, device=x.device)
-    s = torch.empty((m,), dtype=torch.float32, device=x.device)
+    q = _out_buffer(None if out is None else out[0], (m, k), torch.int8, x.device, "out[0]")
+    s = _out_buffer(None if out is None else out[1], (m,), torch.float32, x.device, "out[1]")
     if m and k:
         _launch(kernel_for(QuantInt8Spec()), lambda meta: (_cdiv(m, meta["BLOCK_M"]),),
                 [x2, q, s, m, k, x2.stride(0), q.stride(0)], {}, config)
