@@ -364,8 +364,14 @@ class LinearPlan:
                                       None if bias is None else bias._version))
 
     def __call__(self, x2: torch.Tensor, activation: str | None,
-                 residual: torch.Tensor | None) -> torch.Tensor:
+                 residual: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x2`` is a contiguous float32 [M, K]; the result is written to ``out`` (a contiguous
+        float32 [M, N] on the CPU, what a tuner poisons before each run) or a new tensor."""
         m = x2.shape[0]
+        if out is not None and (out.dtype != torch.float32 or out.device.type != "cpu"
+                                or tuple(out.shape) != (m, self.n) or not out.is_contiguous()):
+            raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {(m, self.n)}, "
+                             f"got {out.dtype} {tuple(out.shape)} on {out.device}")
         if _RESOLVER is None or self.fixed:
             fn, threads, g2_min = self.fn, self.env_threads, self.g2_min
         else:
@@ -375,7 +381,7 @@ class LinearPlan:
             if self.g2 is None:
                 self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
             gw = None if self.g2 is None else self.g2.data_ptr()
-        y = torch.empty((m, self.n), dtype=torch.float32)
+        y = torch.empty((m, self.n), dtype=torch.float32) if out is None else out
         wp, sp, bp = self.ptrs
         rc = fn(x2.data_ptr(), m, self.k, wp, self.n, self.row_bytes, self.fmt_code, sp,
                 self.slen, bp, None if residual is None else residual.data_ptr(),

@@ -50,3 +50,31 @@ def test_plan_is_not_used_when_autograd_needs_the_op():
     assert layer._plan is None and y.requires_grad
     y.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("act_quant", ["none", "int8"])
+@pytest.mark.parametrize("m", [1, 3, 40])
+def test_plan_writes_every_element_of_a_given_out(act_quant, m):
+    layer = _frozen(3, True, act_quant)
+    x = torch.randn(m, 70)
+    with torch.no_grad():
+        ref = layer(x)
+        plan = layer._plan
+        out = torch.full((m, 33), float("nan"))
+        got = plan(x.contiguous(), None, None, out=out)
+    assert got is out
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bad", [
+    torch.empty(4, 33, dtype=torch.float64),
+    torch.empty(3, 33),
+    torch.empty(33, 4).t(),
+])
+def test_plan_rejects_an_out_it_cannot_write(bad):
+    layer = _frozen(4)
+    x = torch.randn(4, 70)
+    with torch.no_grad():
+        layer(x)
+        with pytest.raises(ValueError, match="out must be a contiguous float32"):
+            layer._plan(x, None, None, out=bad)
