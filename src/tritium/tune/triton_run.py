@@ -191,6 +191,8 @@ class TritonProblem:
         self._dev = _torch_device(self.device)
         self.quant = isinstance(self.spec, QuantInt8Spec)
         self.fmt = "int8" if self.quant else self.spec.format
+        # the per-output tolerance of the last reference (RMSNorm + int8 paths only)
+        self._step = None
 
     # -- the Problem protocol -------------------------------------------------------------
 

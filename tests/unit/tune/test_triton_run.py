@@ -223,6 +223,81 @@ def test_cli_tunes_on_the_interpreter_and_reports(tmp_path, capsys):
     assert sum(t.status == "ok" for t in trials) == 3
 
 
+@pytest.mark.usefixtures("interpreted")
+def test_cli_llm_strategy_gets_the_kernel_source_and_device(tmp_path, capsys, monkeypatch):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tritium.cli import main
+
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    config = {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 256, "GROUP_M": 1, "num_warps": 4,
+              "num_stages": 2}
+    requests: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            requests.append(json.loads(body))
+            reply = json.dumps({"choices": [{"index": 0, "message": {
+                "role": "assistant", "content": json.dumps(config)}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    db = tmp_path / "t.db"
+    try:
+        code = main(["tune", "--kernel", "triton.linear_t2", "--shape", "3,40,200", "--device",
+                     "interpret", "--budget", "1", "--storage", f"sqlite:///{db}",
+                     "--no-stability", "--strategy", "llm", "--target", "cuda:sm_80",
+                     "--llm-url", f"http://127.0.0.1:{server.server_address[1]}/v1"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    prompt = json.dumps(requests[0])
+    assert "@triton.jit" in prompt and "tri_linear_t2" in prompt
+    assert "166912" in prompt and "triton-interpreter" in prompt
+    ar = Archive(f"sqlite:///{db}")
+    try:
+        (study,) = ar.find_studies("triton.linear_t2")
+        (trial,) = ar.history(study["id"])
+    finally:
+        ar.close()
+    assert (trial.config, trial.strategy, trial.status) == (config, "llm", "ok")
+
+
+def test_interpreter_after_a_compiler_import_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITIUM_CACHE_DIR"] = str(tmp_path / "cache")
+    code = ("import sys, triton\n"
+            "from tritium.cli import main\n"
+            "sys.exit(main(['tune', '--kernel', 'triton.linear_t2', '--shape', '3,40,200', "
+            "'--device', 'interpret', '--storage', 'sqlite:///" + str(tmp_path / "x.db") +
+            "']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Triton was already imported for its compiler" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_cli_without_gpu_or_interpreter_still_prunes_and_exits_3(capsys):
     from tritium.cli import main
 
