@@ -212,7 +212,8 @@ def test_cli_tunes_on_the_interpreter_and_reports(tmp_path, capsys):
     assert code == 0, out
     assert "Triton's interpreter on CPU tensors" in out and "top configs" in out
     assert "say nothing about a GPU" in out
-    assert (tmp_path / "rep" / "report.md").is_file()
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "kind=triton-interpreter" in report and "say nothing about a GPU" in report
     ar = Archive(f"sqlite:///{db}")
     try:
         (study,) = ar.find_studies("triton.linear_t2")
