@@ -59,18 +59,22 @@ STATS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median,
 
 
 def measure(
-    fns: dict[str, Callable[[], object]], rounds: int, min_time: float, stat: str = "median"
+    fns: dict[str, Callable[[], object]], rounds: int, min_time: float, stat: str = "median",
+    settle: float = 0.05,
 ) -> dict[str, float]:
     samplers = {name: _timer(fn, min_time) for name, fn in fns.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(samplers)
     order = random.Random(0)
     for _ in range(rounds):
-        # a fresh order every round: torch's OpenMP workers keep spinning for a while after a
-        # parallel op and slow down whatever runs next on a 2-core machine, so no
-        # implementation may always follow the same one (a rotation would keep the neighbours)
+        # A fresh order every round, and a pause before each sample: torch's OpenMP workers
+        # (and tritium's pool) keep spinning for several milliseconds after a parallel op and
+        # would otherwise take a core from whatever runs next on this 2-core machine. Each
+        # implementation is measured in its own steady state, not in its neighbour's wake.
         order.shuffle(names)
         for name in names:
+            if settle > 0:
+                time.sleep(settle)
             times[name].append(samplers[name]())
     return {name: STATS[stat](v) for name, v in times.items()}
 
@@ -139,7 +143,7 @@ def bench_shape(n: int, k: int, batches: list[int], args, bw: float) -> list[dic
         x = torch.randn(m, k, generator=g)
         fns = _impls(x, w_fp32, qlin, p2, p16, scale, compiled)
         with torch.no_grad():
-            t = measure(fns, args.rounds, args.min_time, args.stat)
+            t = measure(fns, args.rounds, args.min_time, args.stat, args.settle)
         row = {"n": n, "k": k, "batch": m, **{f"{key}_ms": v * 1e3 for key, v in t.items()}}
         for key in ("tri_i8_t2", "tri_f32_t2", "tri_i8_t16", "tri_f32_t16"):
             row[f"{key}_vs_fp32"] = t["fp32"] / t[key]
@@ -219,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--stat", choices=sorted(STATS), default="median",
         help="statistic over the rounds (min = best-of, for a machine shared with other jobs)",
+    )
+    ap.add_argument(
+        "--settle", type=float, default=0.05,
+        help="seconds of pause before each sample, so thread pools left spinning by the previous "
+        "implementation have gone to sleep (0 = back to back)",
     )
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
