@@ -67,8 +67,31 @@ def native_available() -> bool:
     return _lib() is not None
 
 
+def openmp_runtimes() -> list[str]:
+    """The OpenMP runtime files (libgomp, libomp, libiomp) mapped into this process, from
+    ``/proc/self/maps`` (an empty list where that file does not exist)."""
+    found: set[str] = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split(None, 5)
+                if len(parts) == 6:
+                    name = os.path.basename(parts[5].strip())
+                    if name.startswith(("libgomp", "libomp", "libiomp")):
+                        found.add(os.path.realpath(parts[5].strip()))
+    except OSError:
+        return []
+    return sorted(found)
+
+
 def kernel_info() -> dict[str, Any]:
-    """Which kernels run: ISA, compiler, cached binary, threads."""
+    """Which kernels run: ISA, compiler, cached binary, threads, thread pool.
+
+    ``pool`` is ``"openmp"`` or ``"pthread"``; with OpenMP, ``omp_library`` is the runtime the
+    kernels are bound to and ``omp_shared_with_torch`` says whether it is the only OpenMP
+    runtime in the process (then the kernels and PyTorch's ops share one team of threads).
+    ``pool_fallback`` says why an OpenMP build was replaced by the pthread pool, if it was.
+    """
     lib = _lib()
     info: dict[str, Any] = {"native": lib is not None, "threads": num_threads()}
     if lib is None:
@@ -81,9 +104,15 @@ def kernel_info() -> dict[str, Any]:
         compiler_version=b.compiler_version,
         flags=" ".join(b.flags),
         threading=lib.threading,
+        pool=lib.pool,
+        pool_fallback=b.pool_fallback or None,
         cache_path=str(b.path),
         key=b.key,
     )
+    if lib.pool == "openmp":
+        runtimes = openmp_runtimes()
+        info.update(omp_library=lib.omp_library, openmp_runtimes=runtimes,
+                    omp_shared_with_torch=runtimes == [lib.omp_library])
     return info
 
 

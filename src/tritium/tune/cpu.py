@@ -24,6 +24,8 @@ from tritium.tune.space import Config, SearchSpace
 
 CPU_KERNELS = {"cpu.linear": "int8", "cpu.linear_f32": "none"}
 FORMATS = ("t2", "t1.6")
+# parameters that change how every path runs (thread count, thread pool), not which code
+RUN_PARAMS = ("threads", "pool")
 
 
 def act_quant_of(kernel: str) -> str:
@@ -99,7 +101,8 @@ def _path(m: int, config: Config, names: set[str], int8: bool) -> str:
 
 
 def _relevant(path: str, names: set[str]) -> set[str]:
-    """The parameters (besides ``threads`` and the switches) that change the ``path`` code."""
+    """The parameters (besides the run ones, ``threads`` and ``pool``, and the switches) that
+    change the ``path`` code."""
     if path == "g2":
         return {n for n in names if _is_g2_param(n)}
     return {"tok_chunk"} & names if path == "tile" else set()
@@ -142,7 +145,7 @@ def linear_space(kernel: str, m: int, isa: str,
         return paths
 
     paths = reachable_paths()
-    relevant = {"threads"} | set().union(*(_relevant(p, names) for p in paths))
+    relevant = set(RUN_PARAMS) | set().union(*(_relevant(p, names) for p in paths))
     if len(paths) > 1:
         relevant |= {n for n in ("gemm_min_m", "gemv_max_m") if n in names}
     params = [p for p in params if p.name in relevant]
@@ -162,7 +165,7 @@ def linear_space(kernel: str, m: int, isa: str,
             if full[switch] != canon:
                 return (f"{switch}={full[switch]} runs the same code as {switch}={canon} "
                         f"for M={m} ({path} path)")
-        for name in kept - {"threads", "gemm_min_m", "gemv_max_m"} - _relevant(path, names):
+        for name in kept - {*RUN_PARAMS, "gemm_min_m", "gemv_max_m"} - _relevant(path, names):
             if full[name] != default[name]:
                 return f"{name} has no effect on the {path} path taken for M={m}"
         return None

@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,24 @@ class NativeLibrary:
         return self.built.path
 
     @property
+    def pool(self) -> str:
+        """The thread pool the binary parallelizes with: ``"openmp"`` or ``"pthread"``."""
+        return self.lib.tri_pool().decode()
+
+    @property
+    def omp_library(self) -> str | None:
+        """The OpenMP runtime file the kernels are bound to (None for the pthread pool).
+
+        After ``import torch`` this is PyTorch's own ``libgomp.so.1``: the kernels and
+        torch's ops then run on one shared team of worker threads.
+        """
+        path = self.lib.tri_omp_library().decode()
+        return os.path.realpath(path) if path else None
+
+    @property
     def threading(self) -> str:
+        if self.pool == "openmp":
+            return f"OpenMP team ({self.omp_library or 'unknown runtime'}), work claiming"
         return "pthread work-claiming pool"
 
 
@@ -59,6 +76,8 @@ def _bind(lib: ctypes.CDLL) -> None:
     sigs = {
         "tri_isa": (ctypes.c_char_p, []),
         "tri_abi_version": (_I, []),
+        "tri_pool": (ctypes.c_char_p, []),
+        "tri_omp_library": (ctypes.c_char_p, []),
         "tri_pack": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_pack_f32": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_unpack": (_I64, [_I, _P, _I64, _I64, _I64, _P, _I]),
@@ -85,10 +104,24 @@ def _disabled() -> bool:
     return os.environ.get("TRITIUM_DISABLE_NATIVE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def select_pool() -> str:
+    """The thread pool of the default library: ``$TRITIUM_CPU_POOL`` (``openmp`` or
+    ``pthread``), else ``openmp``. An unknown value warns and uses ``openmp``."""
+    want = os.environ.get("TRITIUM_CPU_POOL", "").strip().lower()
+    if not want:
+        return "openmp"
+    if want not in _build.POOLS:
+        warnings.warn(f"TRITIUM_CPU_POOL={want!r} is not one of {', '.join(_build.POOLS)}; "
+                      "using openmp", RuntimeWarning, stacklevel=4)
+        return "openmp"
+    return want
+
+
 def _key(isa: str | None, config: KernelConfig | None = None) -> tuple:
     return (
         _disabled(),
         isa or os.environ.get("TRITIUM_CPU_ISA", ""),
+        os.environ.get("TRITIUM_CPU_POOL", "") if config is None else "",
         os.environ.get("CC", ""),
         os.environ.get("TRITIUM_CACHE_DIR", ""),
         None if config is None else config.build_config(),
@@ -142,7 +175,10 @@ def load(isa: str | None = None, config: KernelConfig | None = None) -> NativeLi
                 _errors[key] = str(exc)
         else:
             try:
-                result = _build_and_load(KernelConfig(isa=isa_mod.select_isa(isa)))
+                result = _build_and_load(KernelConfig(isa=isa_mod.select_isa(isa),
+                                                      pool=select_pool()))
+                if result.built.pool_fallback:
+                    _warn_once(f"tritium: {result.built.pool_fallback}")
             except (BuildError, OSError, AttributeError) as exc:
                 _errors[key] = str(exc)
                 _warn_once(

@@ -64,6 +64,7 @@ class KernelConfig:
     gemm_pf: int = 512  # G2 weight prefetch distance in bytes (0: none)
     gemm_unpack: int = 1  # G2: expand weight blocks into a buffer once per task (1) or not (0)
     threads: int = 0  # threads per call; 0 = runtime default (TRITIUM_NUM_THREADS / torch)
+    pool: str = "openmp"  # thread pool: "openmp" (torch's libgomp team) or "pthread" (our own)
 
     def __post_init__(self) -> None:
         if self.isa not in _ALL:
@@ -72,12 +73,13 @@ class KernelConfig:
             )
         for p in _PARAMS:
             v = getattr(self, p.name)
-            if not isinstance(v, int) or isinstance(v, bool) or v not in p.values:
+            if type(v) is not type(p.default) or v not in p.values:
                 raise ValueError(f"KernelConfig.{p.name}={v!r} is not one of {list(p.values)}")
 
     def defines(self) -> dict[str, int]:
         d = {f"TRI_ISA_{name.upper()}": int(name == self.isa) for name in isa_mod.ISA_ORDER}
-        d.update(TRI_ROW_TILE=4, TRI_TOK_CHUNK=self.tok_chunk, TRI_GEMV_MAX_M=self.gemv_max_m)
+        d.update(TRI_ROW_TILE=4, TRI_TOK_CHUNK=self.tok_chunk, TRI_GEMV_MAX_M=self.gemv_max_m,
+                 TRI_POOL_OPENMP=int(self.pool == "openmp"))
         if self.isa == "avx512":
             d.update(TRI_GEMM_MIN_M=self.gemm_min_m, TRI_GEMM_MR=self.gemm_mr,
                      TRI_GEMM_NRV=self.gemm_nrv, TRI_GEMM_MC=self.gemm_mc,
@@ -116,6 +118,9 @@ class KernelConfig:
 
 
 _ALL = ("avx512", "avx2", "neon", "scalar")
+POOLS = ("openmp", "pthread")
+# compiler flags of each thread pool (the OpenMP one needs the compiler's OpenMP support)
+POOL_FLAGS: dict[str, tuple[str, ...]] = {"openmp": ("-fopenmp",), "pthread": ()}
 _SIMD = ("avx512", "avx2", "neon")  # the paths with a direct-decode GEMV (TRI_HAVE_DIRECT)
 _G2 = ("avx512",)  # the paths with the G2 GEMM (TRI_HAVE_G2)
 
@@ -124,8 +129,8 @@ class _P:
     """A tunable field (turned into a ``tritium.tune.space.Param`` by ``search_params``)."""
 
     name: str
-    values: tuple[int, ...]
-    default: int
+    values: tuple[Any, ...]
+    default: Any
     help: str
 
 
@@ -159,6 +164,9 @@ _PARAM_TABLE: tuple[tuple[_P, tuple[str, ...]], ...] = (
            "tasks of at most gemm_mr tokens always expand in registers"), _G2),
     (_P("threads", (0, 1, 2, 4), 0,
            "threads per call (0: TRITIUM_NUM_THREADS or torch.get_num_threads())"), _ALL),
+    (_P("pool", POOLS, "openmp",
+           "thread pool: 'openmp' runs on the OpenMP team PyTorch uses (one shared pool), "
+           "'pthread' on the kernels' own work-claiming pool"), _ALL),
 )
 _PARAMS: tuple[_P, ...] = tuple(p for p, _ in _PARAM_TABLE)
 
@@ -180,6 +188,8 @@ class BuiltKernel:
     flags: tuple[str, ...]
     key: str
     built_now: bool
+    # why the requested OpenMP pool was replaced by the pthread pool ("" when it was not)
+    pool_fallback: str = ""
 
 
 def _read_source(name: str) -> str:
@@ -274,8 +284,40 @@ def _compile(cc: str, source: str, flags: list[str], out: Path) -> None:
                 os.unlink(tmp_so)
 
 
+def _build_one(cc: str, version: str, config: KernelConfig, kdir: Path) -> BuiltKernel:
+    flags = (list(BASE_FLAGS) + list(isa_mod.ISA_FLAGS[config.isa])
+             + isa_mod.optional_flags(config.isa) + list(POOL_FLAGS[config.pool]))
+    source = render_source(config)
+    cpu = " ".join(sorted(isa_mod.cpu_flags()))
+    key = digest(source, " ".join(flags), version, cpu)
+    so = kdir / f"tritium_{config.isa}_{key[:20]}.so"
+    failed = so.with_suffix(".failed")
+    built_now = False
+    if not _verified(so):
+        with _locked(kdir / f".{so.name}.lock"):
+            if not _verified(so):
+                if config.pool == "openmp" and failed.is_file():
+                    # this compiler already failed on this very source and flags: do not
+                    # pay for the failing compile in every process
+                    raise BuildError(failed.read_text("utf-8", errors="replace"))
+                try:
+                    _compile(cc, source, flags, so)
+                except BuildError as exc:
+                    if config.pool == "openmp":
+                        atomic_write_text(failed, str(exc))
+                    raise
+                atomic_write_text(so.with_suffix(".sha256"), _sha256_file(so))
+                built_now = True
+    return BuiltKernel(so, config, cc, version.splitlines()[0], tuple(flags), key, built_now)
+
+
 def build(config: KernelConfig, cache_dir: Path | None = None) -> BuiltKernel:
-    """Return a verified shared object for ``config``, compiling it if needed."""
+    """Return a verified shared object for ``config``, compiling it if needed.
+
+    A config with ``pool="openmp"`` that the compiler cannot build (no OpenMP support, e.g.
+    clang without libomp) is built with ``pool="pthread"`` instead; the returned
+    ``BuiltKernel.config`` says which, and ``pool_fallback`` holds the compiler's reason.
+    """
     cc = find_compiler()
     if cc is None:
         raise BuildError(
@@ -284,18 +326,13 @@ def build(config: KernelConfig, cache_dir: Path | None = None) -> BuiltKernel:
             else f"the C compiler $CC={os.environ['CC']!r} does not exist"
         )
     version = compiler_version(cc)
-    flags = list(BASE_FLAGS) + list(isa_mod.ISA_FLAGS[config.isa]) + isa_mod.optional_flags(config.isa)
-    source = render_source(config)
-    cpu = " ".join(sorted(isa_mod.cpu_flags()))
-    key = digest(source, " ".join(flags), version, cpu)
     kdir = cache_dir or cache_subdir("kernels")
     kdir.mkdir(parents=True, exist_ok=True)
-    so = kdir / f"tritium_{config.isa}_{key[:20]}.so"
-    built_now = False
-    if not _verified(so):
-        with _locked(kdir / f".{so.name}.lock"):
-            if not _verified(so):
-                _compile(cc, source, flags, so)
-                atomic_write_text(so.with_suffix(".sha256"), _sha256_file(so))
-                built_now = True
-    return BuiltKernel(so, config, cc, version.splitlines()[0], tuple(flags), key, built_now)
+    try:
+        return _build_one(cc, version, config, kdir)
+    except BuildError as exc:
+        if config.pool != "openmp":
+            raise
+        reason = f"the OpenMP build failed, using the pthread pool: {exc}"
+    fallback = _build_one(cc, version, replace(config, pool="pthread"), kdir)
+    return replace(fallback, pool_fallback=reason)

@@ -7,10 +7,19 @@
  * |c * xq| <= 2 * 127. The fp32 path decodes a tile of rows to floats once and reuses it
  * for a chunk of tokens with an FMA micro-kernel.
  *
- * Threads: a small persistent pool with work claiming (an atomic task counter) in which the
- * calling thread works too. Unlike a static OpenMP schedule, a call never waits for a thread
- * that the OS has not scheduled yet: unclaimed tasks are simply taken by whoever runs, so on
- * a busy machine a call degrades to single-thread speed instead of waiting a time slice.
+ * Threads (TRI_POOL_OPENMP=1, the default build): an OpenMP parallel region of exactly the
+ * requested thread count, inside which the threads claim tasks from an atomic counter (so a
+ * thread that starts late simply finds fewer tasks). The shared object needs libgomp.so.1 by
+ * soname; loaded after PyTorch (which always runs first in the runtime), the dynamic linker
+ * binds it to PyTorch's own libgomp, so the kernels and torch's ops share one hot team of
+ * workers instead of two pools fighting over the cores (libgomp's idle workers spin for a
+ * while after every torch op). A call from inside a parallel region, a call while another
+ * thread's call owns the team, and any call in a child process forked after the library was
+ * loaded (libgomp's team does not survive fork()) run serially on the calling thread.
+ *
+ * TRI_POOL_OPENMP=0 (compilers without OpenMP): a small persistent pthread pool with the same
+ * work claiming, in which the calling thread works too; a call never waits for a thread that
+ * the OS has not scheduled yet: unclaimed tasks are simply taken by whoever runs.
  */
 #include <math.h>
 #include <stdint.h>
@@ -19,6 +28,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <unistd.h>
+#include <dlfcn.h>
+#if TRI_POOL_OPENMP
+#include <omp.h>
+#endif
 #if TRI_ISA_AVX2 || TRI_ISA_AVX512
 #include <immintrin.h>
 #endif
@@ -26,7 +40,7 @@
 #include <arm_neon.h>
 #endif
 
-#define TRI_ABI_VERSION 2
+#define TRI_ABI_VERSION 3
 
 TRI_EXPORT const char *tri_isa(void) {
 #if TRI_ISA_AVX512
@@ -62,6 +76,49 @@ static void *tri_alloc(size_t bytes) {
 typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 
 #define TRI_MAX_THREADS 64
+
+static void run_serial(tri_task_fn fn, void *ctx, int64_t ntasks) {
+    for (int64_t i = 0; i < ntasks; i++) fn(ctx, i, 0);
+}
+
+/* set in a child process forked after the library was loaded (see tri_atfork_child) */
+static volatile int g_forked = 0;
+
+#if TRI_POOL_OPENMP
+
+static _Atomic int g_omp_busy; /* one call at a time owns the team; others run serially */
+
+/* Run fn(ctx, i, tid) for i in [0, ntasks) on exactly nthreads threads of an OpenMP team
+ * (tid = omp_get_thread_num(); 0 is the caller). */
+static void pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads <= 1 || ntasks <= 1 || g_forked || omp_in_parallel() || omp_get_level() > 0) {
+        run_serial(fn, ctx, ntasks);
+        return;
+    }
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&g_omp_busy, &expected, 1)) {
+        run_serial(fn, ctx, ntasks);
+        return;
+    }
+    _Atomic int64_t next;
+    atomic_init(&next, 0);
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int tid = omp_get_thread_num();
+        for (;;) {
+            int64_t t = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+            if (t >= ntasks) break;
+            fn(ctx, t, tid);
+        }
+    }
+    atomic_store(&g_omp_busy, 0);
+}
+
+static void tri_atfork_child(void) { g_forked = 1; }
+
+#else /* pthread pool */
+
 #define TRI_SPIN 20000
 
 typedef struct {
@@ -122,8 +179,9 @@ static void *pool_worker(void *arg) {
 /* Run fn(ctx, i, tid) for i in [0, ntasks) on up to nthreads threads (tid 0 is the caller). */
 static void pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
-    if (nthreads <= 1 || ntasks <= 1 || ntasks > 0xFFFFFFFFLL || pthread_mutex_trylock(&g_pool.busy) != 0) {
-        for (int64_t i = 0; i < ntasks; i++) fn(ctx, i, 0);
+    if (nthreads <= 1 || ntasks <= 1 || ntasks > 0xFFFFFFFFLL || g_forked ||
+        pthread_mutex_trylock(&g_pool.busy) != 0) {
+        run_serial(fn, ctx, ntasks);
         return;
     }
     pthread_mutex_lock(&g_pool.mu);
@@ -154,6 +212,28 @@ static void pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
         else sched_yield();
     }
     pthread_mutex_unlock(&g_pool.busy);
+}
+
+/* The child of a fork() has only the forking thread: the workers are gone (and a lock may
+ * have been copied held), so its calls run serially. */
+static void tri_atfork_child(void) { g_forked = 1; }
+
+#endif
+
+__attribute__((constructor)) static void tri_register_atfork(void) {
+    pthread_atfork(NULL, NULL, tri_atfork_child);
+}
+
+TRI_EXPORT const char *tri_pool(void) { return TRI_POOL_OPENMP ? "openmp" : "pthread"; }
+
+/* The file of the OpenMP runtime this library's omp_* calls are bound to ("" for the pthread
+ * pool, or when it cannot be told). */
+TRI_EXPORT const char *tri_omp_library(void) {
+#if TRI_POOL_OPENMP
+    Dl_info info;
+    if (dladdr((void *)&omp_get_max_threads, &info) && info.dli_fname) return info.dli_fname;
+#endif
+    return "";
 }
 
 static inline void atomic_min64(_Atomic int64_t *a, int64_t v) {

@@ -12,10 +12,19 @@
  *   TRI_GEMM_PF       G2 weight prefetch distance in bytes (0: none)
  *   TRI_GEMM_UNPACK   G2: expand a weight block once per task into an L1/L2 buffer (1) or
  *                     in registers at every use (0)
+ *   TRI_POOL_OPENMP   1: parallel regions on the OpenMP runtime (built with -fopenmp);
+ *                     0: the library's own pthread pool
  * The byte layouts are described in docs/formats.md (format version 1).
  */
 #ifndef TRITIUM_KERNELS_H
 #define TRITIUM_KERNELS_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
+#ifndef TRI_POOL_OPENMP
+#define TRI_POOL_OPENMP 0
+#endif
 
 #include <stdint.h>
 
@@ -62,6 +71,12 @@
 /* Returns a string naming the compiled ISA path ("avx2", "scalar", ...). */
 TRI_EXPORT const char *tri_isa(void);
 TRI_EXPORT int tri_abi_version(void);
+
+/* The thread pool this build parallelizes with: "openmp" or "pthread". */
+TRI_EXPORT const char *tri_pool(void);
+
+/* The file of the OpenMP runtime the library is bound to ("" for the pthread pool). */
+TRI_EXPORT const char *tri_omp_library(void);
 
 /* Pack int8 trits (rows x k, row-major, contiguous) into dst (rows x row_bytes).
  * Returns -1 on success, else the flat index r*k+c of the first invalid value. */
