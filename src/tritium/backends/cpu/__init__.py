@@ -78,6 +78,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_abi_version": (_I, []),
         "tri_pool": (ctypes.c_char_p, []),
         "tri_omp_library": (ctypes.c_char_p, []),
+        "tri_pool_threads": (_I, [_I, _I]),
         "tri_pack": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_pack_f32": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_unpack": (_I64, [_I, _P, _I64, _I64, _I64, _P, _I]),

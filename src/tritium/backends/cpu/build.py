@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the runtime must not import the tuner; Param is built on de
 SOURCE_FILES = ("tritium_kernels.h", "tritium_neon.h", "tritium_kernels.c")
 BASE_FLAGS = (
     "-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-fno-math-errno",
+    "-Werror=implicit-function-declaration",
 )
 
 

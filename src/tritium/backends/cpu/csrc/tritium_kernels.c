@@ -89,17 +89,17 @@ static volatile int g_forked = 0;
 static _Atomic int g_omp_busy; /* one call at a time owns the team; others run serially */
 
 /* Run fn(ctx, i, tid) for i in [0, ntasks) on exactly nthreads threads of an OpenMP team
- * (tid = omp_get_thread_num(); 0 is the caller). */
-static void pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+ * (tid = omp_get_thread_num(); 0 is the caller). Returns the number of threads used. */
+static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
     if (nthreads <= 1 || ntasks <= 1 || g_forked || omp_in_parallel() || omp_get_level() > 0) {
         run_serial(fn, ctx, ntasks);
-        return;
+        return 1;
     }
     int expected = 0;
     if (!atomic_compare_exchange_strong(&g_omp_busy, &expected, 1)) {
         run_serial(fn, ctx, ntasks);
-        return;
+        return 1;
     }
     _Atomic int64_t next;
     atomic_init(&next, 0);
@@ -113,6 +113,7 @@ static void pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
         }
     }
     atomic_store(&g_omp_busy, 0);
+    return nthreads;
 }
 
 static void tri_atfork_child(void) { g_forked = 1; }
@@ -176,13 +177,14 @@ static void *pool_worker(void *arg) {
     return NULL;
 }
 
-/* Run fn(ctx, i, tid) for i in [0, ntasks) on up to nthreads threads (tid 0 is the caller). */
-static void pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+/* Run fn(ctx, i, tid) for i in [0, ntasks) on up to nthreads threads (tid 0 is the caller).
+ * Returns the number of threads the job was offered to. */
+static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
     if (nthreads <= 1 || ntasks <= 1 || ntasks > 0xFFFFFFFFLL || g_forked ||
         pthread_mutex_trylock(&g_pool.busy) != 0) {
         run_serial(fn, ctx, ntasks);
-        return;
+        return 1;
     }
     pthread_mutex_lock(&g_pool.mu);
     while (g_pool.nworkers < nthreads - 1) {
@@ -212,6 +214,7 @@ static void pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
         else sched_yield();
     }
     pthread_mutex_unlock(&g_pool.busy);
+    return g_pool.active + 1;
 }
 
 /* The child of a fork() has only the forking thread: the workers are gone (and a lock may
@@ -234,6 +237,56 @@ TRI_EXPORT const char *tri_omp_library(void) {
     if (dladdr((void *)&omp_get_max_threads, &info) && info.dli_fname) return info.dli_fname;
 #endif
     return "";
+}
+
+typedef struct {
+    _Atomic int team; /* the largest team size a task saw (OpenMP), else 0 */
+    _Atomic int64_t ran;
+} ProbeJob;
+
+static void probe_task(void *ctx, int64_t task, int tid) {
+    ProbeJob *J = ctx;
+    (void)task;
+    (void)tid;
+#if TRI_POOL_OPENMP
+    int team = omp_get_num_threads(), cur = atomic_load(&J->team);
+    while (team > cur && !atomic_compare_exchange_weak(&J->team, &cur, team)) {
+    }
+#endif
+    atomic_fetch_add(&J->ran, 1);
+}
+
+/* Diagnostics: how many threads a kernel call asking for nthreads runs on, by running 256
+ * empty tasks through the pool; with nested != 0 the call is made from each thread of an
+ * enclosing 2-thread OpenMP parallel region (a kernel called inside a torch parallel op).
+ * Returns the largest count over the calls, or -1 if a task was lost or (OpenMP, not nested)
+ * the team the tasks ran on was not the count pool_run reported. */
+static void probe_once(int nthreads, int check_team, _Atomic int *result, _Atomic int *bad) {
+    ProbeJob J;
+    atomic_init(&J.team, 0);
+    atomic_init(&J.ran, 0);
+    int used = pool_run(probe_task, &J, 256, nthreads);
+    if (atomic_load(&J.ran) != 256) atomic_store(bad, 1);
+    if (TRI_POOL_OPENMP && check_team && used > 1 && atomic_load(&J.team) != used)
+        atomic_store(bad, 1);
+    int cur = atomic_load(result);
+    while (used > cur && !atomic_compare_exchange_weak(result, &cur, used)) {
+    }
+}
+
+TRI_EXPORT int tri_pool_threads(int nthreads, int nested) {
+    _Atomic int result, bad;
+    atomic_init(&result, 0);
+    atomic_init(&bad, 0);
+    if (!nested) {
+        probe_once(nthreads, 1, &result, &bad);
+    } else {
+#if TRI_POOL_OPENMP
+#pragma omp parallel num_threads(2)
+#endif
+        probe_once(nthreads, 0, &result, &bad);
+    }
+    return atomic_load(&bad) ? -1 : atomic_load(&result);
 }
 
 static inline void atomic_min64(_Atomic int64_t *a, int64_t v) {

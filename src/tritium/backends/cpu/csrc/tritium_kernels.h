@@ -78,6 +78,10 @@ TRI_EXPORT const char *tri_pool(void);
 /* The file of the OpenMP runtime the library is bound to ("" for the pthread pool). */
 TRI_EXPORT const char *tri_omp_library(void);
 
+/* Diagnostics: the thread count a call asking for nthreads runs on (nested: called from each
+ * thread of an enclosing 2-thread OpenMP region); -1 if the pool misbehaved. */
+TRI_EXPORT int tri_pool_threads(int nthreads, int nested);
+
 /* Pack int8 trits (rows x k, row-major, contiguous) into dst (rows x row_bytes).
  * Returns -1 on success, else the flat index r*k+c of the first invalid value. */
 TRI_EXPORT int64_t tri_pack(int fmt, const int8_t *src, int64_t rows, int64_t k, uint8_t *dst,

@@ -1,0 +1,209 @@
+"""The kernels' thread pools: OpenMP (shared with PyTorch) and the pthread fallback.
+
+Thread counts are honoured exactly, a call nested in a parallel region runs serially, two
+Python threads may call at once, a forked child (DataLoader workers) can still call the
+kernels, and a compiler without OpenMP falls back to the pthread pool with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from tritium.backends import cpu
+from tritium.backends.cpu import build as build_mod
+from tritium.backends.cpu import isa as isa_mod
+from tritium.backends.cpu.build import KernelConfig
+from tritium.runtime import kernels
+from tritium.runtime.packing import pack_ternary
+
+pytestmark = pytest.mark.native
+
+BEST = isa_mod.supported_isas()[0]
+POOLS = build_mod.POOLS
+TORCH_GOMP = Path(torch.__file__).parent / "lib" / "libgomp.so.1"
+
+
+def _lib(pool: str):
+    lib = cpu.load(config=KernelConfig(isa=BEST, pool=pool))
+    if lib is None:
+        pytest.skip(f"the {pool} kernels do not build here: {cpu.load_error()}")
+    if lib.pool != pool:
+        pytest.skip(f"the {pool} pool is unavailable: {lib.built.pool_fallback}")
+    return lib
+
+
+def _problem(m=16, n=512, k=4096, seed=0):
+    """Big enough (m * n * k > 262144) that the kernels run it on the thread pool."""
+    g = torch.Generator().manual_seed(seed)
+    trits = torch.randint(-1, 2, (n, k), generator=g, dtype=torch.int8)
+    w = pack_ternary(trits, "t2")
+    x = torch.randn(m, k, generator=g)
+    scale = torch.rand(n, generator=g) + 0.5
+    return w, x, scale
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_a_call_runs_on_exactly_the_requested_threads(pool, threads):
+    lib = _lib(pool)
+    assert lib.lib.tri_pool_threads(threads, 0) == threads
+
+
+def test_a_call_inside_a_parallel_region_runs_serially():
+    lib = _lib("openmp")
+    # each thread of an enclosing 2-thread OpenMP region asks for 4 threads: both run serially
+    assert lib.lib.tri_pool_threads(4, 1) == 1
+    # and the pool is still usable afterwards
+    assert lib.lib.tri_pool_threads(2, 0) == 2
+
+
+def test_the_openmp_kernels_share_torchs_libgomp():
+    if not TORCH_GOMP.is_file():
+        pytest.skip(f"this torch build has no {TORCH_GOMP.name} of its own")
+    # a fresh process, importing torch first as the runtime always does
+    code = textwrap.dedent("""
+        import json, torch
+        from tritium.runtime import kernels
+        info = kernels.kernel_info()
+        print(json.dumps({k: info.get(k) for k in
+                          ("pool", "omp_library", "openmp_runtimes", "omp_shared_with_torch")}))
+    """)
+    env = {**os.environ, "TRITIUM_CPU_ISA": BEST}
+    env.pop("TRITIUM_CPU_POOL", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["pool"] == "openmp"
+    assert info["omp_library"] == os.path.realpath(TORCH_GOMP)
+    assert info["openmp_runtimes"] == [os.path.realpath(TORCH_GOMP)]
+    assert info["omp_shared_with_torch"] is True
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_two_python_threads_call_parallel_kernels_at_once(pool):
+    _lib(pool)
+    cfg = KernelConfig(isa=BEST, pool=pool, threads=2)
+    problems = [_problem(m=m, seed=m) for m in (8, 33)]
+    want = [kernels.run_linear(cfg, x, w.data, *w.shape, w.format, s, act_quant="int8")
+            for w, x, s in problems]
+    errors: list[str] = []
+
+    def worker(i):
+        w, x, s = problems[i]
+        for _ in range(8):
+            got = kernels.run_linear(cfg, x, w.data, *w.shape, w.format, s, act_quant="int8")
+            if not torch.equal(got, want[i]):
+                errors.append(f"thread {i}: wrong result")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(problems))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def _child(cfg, w, x, scale, queue):
+    y = kernels.run_linear(cfg, x, w.data, *w.shape, w.format, scale, act_quant="int8")
+    queue.put(y.numpy().tobytes())
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_forked_child_can_call_the_kernels(pool):
+    _lib(pool)
+    cfg = KernelConfig(isa=BEST, pool=pool, threads=2)
+    w, x, scale = _problem()
+    # the parent runs the pool first (its workers exist when the fork happens)
+    want = kernels.run_linear(cfg, x, w.data, *w.shape, w.format, scale, act_quant="int8")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(cfg, w, x, scale, queue))
+    proc.start()
+    proc.join(120)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+        proc.join()
+    assert not hung, "the kernel call in the forked child never returned"
+    assert proc.exitcode == 0
+    assert queue.get(timeout=10) == want.numpy().tobytes()
+
+
+def _failing_openmp_cc(tmp_path: Path) -> str:
+    """A C compiler without OpenMP: the real one, except that -fopenmp fails."""
+    real = build_mod.find_compiler()
+    if real is None:
+        pytest.skip("no C compiler")
+    script = tmp_path / "cc-no-openmp"
+    script.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        for a in "$@"; do
+          if [ "$a" = "-fopenmp" ]; then echo "fake-cc: OpenMP is not supported" >&2; exit 1; fi
+        done
+        exec {real} "$@"
+    """))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def test_a_compiler_without_openmp_builds_the_pthread_pool(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", _failing_openmp_cc(tmp_path))
+    cache = tmp_path / "cache"
+    built = build_mod.build(KernelConfig(isa="scalar"), cache_dir=cache)
+    assert built.config.pool == "pthread"
+    assert "OpenMP is not supported" in built.pool_fallback
+    assert "-fopenmp" not in built.flags
+    # the failure is remembered: the next build does not run the failing compile again
+    assert len(list(cache.glob("*.failed"))) == 1
+    again = build_mod.build(KernelConfig(isa="scalar"), cache_dir=cache)
+    assert again.path == built.path and not again.built_now
+    assert "OpenMP is not supported" in again.pool_fallback
+    # asking for the pthread pool itself is no fallback
+    direct = build_mod.build(KernelConfig(isa="scalar", pool="pthread"), cache_dir=cache)
+    assert direct.path == built.path and direct.pool_fallback == ""
+
+
+def test_the_default_library_warns_and_reports_the_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", _failing_openmp_cc(tmp_path))
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRITIUM_CPU_ISA", "scalar")
+    monkeypatch.setattr(cpu, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="OpenMP build failed"):
+        lib = cpu.load()
+    assert lib is not None and lib.pool == "pthread" and lib.omp_library is None
+    info = kernels.kernel_info()
+    assert info["pool"] == "pthread"
+    assert "OpenMP is not supported" in info["pool_fallback"]
+    w, x, scale = _problem(m=4, n=64, k=512)
+    torch.testing.assert_close(
+        kernels.ternary_linear(x, w, scale, act_quant="int8"),
+        kernels.run_linear(KernelConfig(isa="scalar", pool="pthread"), x, w.data, *w.shape,
+                           w.format, scale, act_quant="int8"), rtol=0, atol=0)
+
+
+def test_the_pool_can_be_chosen_by_environment(monkeypatch):
+    monkeypatch.setenv("TRITIUM_CPU_ISA", BEST)
+    monkeypatch.setenv("TRITIUM_CPU_POOL", "pthread")
+    lib = cpu.load()
+    assert lib is not None and lib.pool == "pthread"
+    assert kernels.kernel_info()["threading"] == "pthread work-claiming pool"
+    monkeypatch.setenv("TRITIUM_CPU_POOL", "bogus")
+    with pytest.warns(RuntimeWarning, match="TRITIUM_CPU_POOL='bogus'"):
+        assert cpu.select_pool() == "openmp"
+
+
+def test_bad_pool_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"KernelConfig.pool='tbb' is not one of"):
+        KernelConfig(isa="scalar", pool="tbb")
