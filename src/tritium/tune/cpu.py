@@ -244,6 +244,8 @@ class CpuLinearProblem:
         lib = cpu_backend.load(config=kc)
         if lib is None:
             raise InvalidConfig(f"does not build or load: {cpu_backend.load_error(kc)}")
+        if lib.pool != kc.pool:  # a compiler without OpenMP: do not time pthread as openmp
+            raise InvalidConfig(f"the {kc.pool} pool is unavailable: {lib.built.pool_fallback}")
         n, k = self.shape[1], self.shape[2]
         fmt, aq = self.fmt, self.act_quant
         plans: dict[int, Any] = {}

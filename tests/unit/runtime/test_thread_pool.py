@@ -207,3 +207,15 @@ def test_the_pool_can_be_chosen_by_environment(monkeypatch):
 def test_bad_pool_is_a_clear_error():
     with pytest.raises(ValueError, match=r"KernelConfig.pool='tbb' is not one of"):
         KernelConfig(isa="scalar", pool="tbb")
+
+
+def test_the_tuner_does_not_time_a_fallback_as_openmp(tmp_path, monkeypatch):
+    from tritium.tune.cpu import CpuLinearProblem
+    from tritium.tune.measure import InvalidConfig
+
+    monkeypatch.setenv("CC", _failing_openmp_cc(tmp_path))
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    problem = CpuLinearProblem("cpu.linear", (4, 64, 512), isa="scalar")
+    with pytest.raises(InvalidConfig, match="openmp pool is unavailable"):
+        problem.runner_for(KernelConfig(isa="scalar", pool="openmp"))
+    assert callable(problem.runner_for(KernelConfig(isa="scalar", pool="pthread")))

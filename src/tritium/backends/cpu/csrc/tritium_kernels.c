@@ -89,7 +89,7 @@ static volatile int g_forked = 0;
 static _Atomic int g_omp_busy; /* one call at a time owns the team; others run serially */
 
 /* Run fn(ctx, i, tid) for i in [0, ntasks) on exactly nthreads threads of an OpenMP team
- * (tid = omp_get_thread_num(); 0 is the caller). Returns the number of threads used. */
+ * (tid = omp_get_thread_num(); 0 is the caller). Returns the size of the team that ran. */
 static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
     if (nthreads <= 1 || ntasks <= 1 || g_forked || omp_in_parallel() || omp_get_level() > 0) {
@@ -103,9 +103,11 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     }
     _Atomic int64_t next;
     atomic_init(&next, 0);
+    int team = 1;
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num();
+        if (tid == 0) team = omp_get_num_threads(); /* less than asked under OMP_DYNAMIC */
         for (;;) {
             int64_t t = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
             if (t >= ntasks) break;
@@ -113,7 +115,7 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
         }
     }
     atomic_store(&g_omp_busy, 0);
-    return nthreads;
+    return team;
 }
 
 static void tri_atfork_child(void) { g_forked = 1; }
