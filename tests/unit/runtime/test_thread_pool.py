@@ -91,6 +91,30 @@ def test_the_openmp_kernels_share_torchs_libgomp():
     assert info["omp_shared_with_torch"] is True
 
 
+def test_kernels_loaded_before_torch_still_leave_one_openmp_runtime():
+    # the library's libgomp.so.1 comes from the system search path; torch's libtorch then
+    # needs the same soname and the dynamic linker reuses the already loaded one
+    code = textwrap.dedent("""
+        import json, sys
+        from tritium.backends import cpu
+        assert "torch" not in sys.modules
+        lib = cpu.load()
+        import torch
+        torch.relu(torch.randn(256, 4096))  # a parallel torch op
+        from tritium.runtime import kernels
+        info = kernels.kernel_info()
+        print(json.dumps([lib.pool, info["openmp_runtimes"], info["omp_library"]]))
+    """)
+    env = {**os.environ, "TRITIUM_CPU_ISA": BEST}
+    env.pop("TRITIUM_CPU_POOL", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    pool, runtimes, omp_library = json.loads(out.stdout.strip().splitlines()[-1])
+    assert pool == "openmp"
+    assert runtimes == [omp_library]
+
+
 @pytest.mark.parametrize("pool", POOLS)
 def test_two_python_threads_call_parallel_kernels_at_once(pool):
     _lib(pool)
