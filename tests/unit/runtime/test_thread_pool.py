@@ -207,6 +207,7 @@ def test_the_default_library_warns_and_reports_the_fallback(tmp_path, monkeypatc
     with pytest.warns(RuntimeWarning, match="OpenMP build failed"):
         lib = cpu.load()
     assert lib is not None and lib.pool == "pthread" and lib.omp_library is None
+    assert "OpenMP is not supported" in cpu.load_error()
     info = kernels.kernel_info()
     assert info["pool"] == "pthread"
     assert "OpenMP is not supported" in info["pool_fallback"]

@@ -186,6 +186,8 @@ def load(isa: str | None = None, config: KernelConfig | None = None) -> NativeLi
                     "tritium: could not build the native CPU kernels, using the pure-PyTorch "
                     f"path (correct, slower). Reason: {exc}"
                 )
+        if result is not None and result.built.pool_fallback:
+            _errors[key] = result.built.pool_fallback
         _loaded[key] = result
         return result
 
@@ -207,5 +209,6 @@ def _build_and_load(config: KernelConfig) -> NativeLibrary:
 
 
 def load_error(config: KernelConfig | None = None) -> str | None:
-    """Why the last ``load()`` (of ``config``) with the current environment returned None."""
+    """Why the last ``load()`` (of ``config``) with the current environment returned None, or
+    why a library it returned runs the pthread pool instead of the requested OpenMP one."""
     return _errors.get(_key(config.isa if config is not None else None, config))
