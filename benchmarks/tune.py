@@ -50,9 +50,12 @@ REDUCED = {
     "gemm_min_m": (1, 8, 16),
     "gemm_mr": (2, 4, 6, 8, 12),
     "gemm_nrv": (1, 2, 3, 4),
-    "gemm_mc": (32, 64, 128),
+    "gemm_mc": (64, 128),
     "gemm_kc": (0,),
     "gemm_pf": (0,),
+    "gemm_unpack": (1,),
+    # one thread per call (below), so the pool cannot matter; the OpenMP one is the default
+    "pool": ("openmp",),
 }
 # One thread per call: on a shared 2-core machine the best thread count follows the other
 # processes' load, which changes during a run, so a threads dimension measures the neighbours.
