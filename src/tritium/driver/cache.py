@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def max_bytes() -> int:
         try:
             return max(int(raw), 0)
         except ValueError:
-            pass
+            warnings.warn(f"tritium: TRITIUM_CACHE_MAX_BYTES={raw!r} is not a whole number of "
+                          f"bytes; using the default cap of {DEFAULT_MAX_BYTES} bytes",
+                          RuntimeWarning, stacklevel=2)
     return DEFAULT_MAX_BYTES
 
 

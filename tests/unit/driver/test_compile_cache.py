@@ -190,3 +190,13 @@ def test_cli_reports_a_lowering_failure(tmp_path):
         assert r.returncode == 1 and "calls itself too deeply" in r.stderr
     r = _run("compile", str(f), env_dir=tmp_path / "c")     # the PyTorch source still builds
     assert r.returncode == 0 and "def f(x):" in r.stdout
+
+
+def test_a_malformed_cache_cap_warns_and_uses_the_default(monkeypatch):
+    from tritium.driver import cache as cache_mod
+
+    monkeypatch.setenv("TRITIUM_CACHE_MAX_BYTES", "lots")
+    with pytest.warns(RuntimeWarning, match="TRITIUM_CACHE_MAX_BYTES='lots'"):
+        assert cache_mod.max_bytes() == cache_mod.DEFAULT_MAX_BYTES
+    monkeypatch.setenv("TRITIUM_CACHE_MAX_BYTES", "1000")
+    assert cache_mod.max_bytes() == 1000
