@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 MAX_DISTANCE = 6.0
@@ -47,12 +48,51 @@ def _distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return sum(abs(math.log2(max(x, 1)) - math.log2(max(y, 1))) for x, y in zip(a, b))
 
 
-def _table(kernel: str, fmt: str, isa: str) -> list[tuple[tuple[int, ...], dict[str, Any], float]]:
+Rows = list[tuple[tuple[int, ...], dict[str, Any], float]]
+
+
+def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash: str,
+                 keep: Callable[[dict[str, Any]], bool] | None = None) -> Rows:
+    """(shape, best config, median) of every study of ``kernel`` on this device whose best
+    config beat the default: side by side when the search confirmed it, else against the
+    baseline measured before the search."""
+    from tritium.tune import archive as archive_mod
+
+    rows: Rows = []
+    ar = archive_mod.Archive(url)
+    try:
+        for study, config, ms in ar.best_per_study(kernel, fingerprint, fmt, source_hash):
+            if keep is not None and not keep(study):
+                continue
+            confirmed = study.get("confirmed_speedup")
+            default_ms = study.get("default_ms")
+            if confirmed is not None:
+                if confirmed <= 1.0:
+                    continue  # side by side, the default was as fast
+            elif default_ms is not None and ms >= default_ms:
+                continue  # the default was as good: nothing to gain
+            rows.append((tuple(study["shape"]), config, ms))
+    finally:
+        ar.close()
+    return rows
+
+
+def _nearest(rows: Rows, m: int, n: int, k: int) -> dict[str, Any] | None:
+    """The config of the nearest tuned shape within :data:`MAX_DISTANCE` (ties: fastest)."""
+    best: tuple[float, float, dict[str, Any]] | None = None
+    for shape, config, ms in rows:
+        d = _distance((m, n, k), shape)
+        if d <= MAX_DISTANCE and (best is None or (d, ms) < best[:2]):
+            best = (d, ms, config)
+    return None if best is None else dict(best[2])
+
+
+def _table(kernel: str, fmt: str, isa: str) -> Rows:
     """(shape, best config, median) of every useful study of this kernel on this machine."""
     key = (kernel, fmt, isa)
     if key in _tables:
         return _tables[key]
-    rows: list[tuple[tuple[int, ...], dict[str, Any], float]] = []
+    rows: Rows = []
     try:
         from tritium.tune import archive as archive_mod
         from tritium.tune import cpu
@@ -60,20 +100,8 @@ def _table(kernel: str, fmt: str, isa: str) -> list[tuple[tuple[int, ...], dict[
         url = _storage or archive_mod.default_url()
         path = archive_mod.default_db_path() if _storage is None else None
         if path is None or path.is_file():
-            ar = archive_mod.Archive(url)
-            try:
-                fp = cpu.device_fingerprint(cpu.device_info(isa))
-                for study, config, ms in ar.best_per_study(kernel, fp, fmt, cpu.source_hash()):
-                    confirmed = study.get("confirmed_speedup")
-                    default_ms = study.get("default_ms")
-                    if confirmed is not None:
-                        if confirmed <= 1.0:
-                            continue  # side by side, the default was as fast
-                    elif default_ms is not None and ms >= default_ms:
-                        continue  # the default was as good: nothing to gain
-                    rows.append((tuple(study["shape"]), config, ms))
-            finally:
-                ar.close()
+            fp = cpu.device_fingerprint(cpu.device_info(isa))
+            rows = _useful_rows(url, kernel, fp, fmt, cpu.source_hash())
     except Exception as e:  # noqa: BLE001 - dispatch must never break inference
         _errors.append(f"{type(e).__name__}: {e}")
         rows = []
@@ -86,13 +114,7 @@ def lookup(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str
     """The tuned config (a tuner config dict) for this problem, or None."""
     from tritium.tune.cpu import kernel_of
 
-    rows = _table(kernel_of(act_quant), fmt, isa)
-    best: tuple[float, float, dict[str, Any]] | None = None
-    for shape, config, ms in rows:
-        d = _distance((m, n, k), shape)
-        if d <= MAX_DISTANCE and (best is None or (d, ms) < best[:2]):
-            best = (d, ms, config)
-    return None if best is None else best[2]
+    return _nearest(_table(kernel_of(act_quant), fmt, isa), m, n, k)
 
 
 def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
@@ -149,13 +171,12 @@ def _archive_exists() -> bool:
     return path.is_file()
 
 
-def triton_table(kernel: str, fmt: str, fingerprint: str, source_hash: str
-                 ) -> list[tuple[tuple[int, ...], dict[str, Any], float]]:
+def triton_table(kernel: str, fmt: str, fingerprint: str, source_hash: str) -> Rows:
     """(shape, best config, median) of every useful GPU study of a Triton kernel."""
     key = (kernel, fmt, fingerprint, source_hash)
     if key in _triton_tables:
         return _triton_tables[key]
-    rows: list[tuple[tuple[int, ...], dict[str, Any], float]] = []
+    rows: Rows = []
     if fingerprint.startswith("interpreter-"):
         _triton_tables[key] = rows
         return rows
@@ -163,22 +184,8 @@ def triton_table(kernel: str, fmt: str, fingerprint: str, source_hash: str
         if _archive_exists():
             from tritium.tune import archive as archive_mod
 
-            ar = archive_mod.Archive(_storage or archive_mod.default_url())
-            try:
-                for study, config, ms in ar.best_per_study(kernel, fingerprint, fmt,
-                                                           source_hash):
-                    if not _is_gpu_study(study):
-                        continue
-                    confirmed = study.get("confirmed_speedup")
-                    default_ms = study.get("default_ms")
-                    if confirmed is not None:
-                        if confirmed <= 1.0:
-                            continue
-                    elif default_ms is not None and ms >= default_ms:
-                        continue
-                    rows.append((tuple(study["shape"]), config, ms))
-            finally:
-                ar.close()
+            rows = _useful_rows(_storage or archive_mod.default_url(), kernel, fingerprint, fmt,
+                                source_hash, keep=_is_gpu_study)
     except Exception as e:  # noqa: BLE001 - dispatch must never break inference
         _errors.append(f"{type(e).__name__}: {e}")
         rows = []
@@ -189,12 +196,7 @@ def triton_table(kernel: str, fmt: str, fingerprint: str, source_hash: str
 def triton_lookup(kernel: str, fmt: str, m: int, n: int, k: int, fingerprint: str,
                   source_hash: str) -> dict[str, Any] | None:
     """The tuned config of a Triton kernel for this problem on the GPU ``fingerprint``."""
-    best: tuple[float, float, dict[str, Any]] | None = None
-    for shape, config, ms in triton_table(kernel, fmt, fingerprint, source_hash):
-        d = _distance((m, n, k), shape)
-        if d <= MAX_DISTANCE and (best is None or (d, ms) < best[:2]):
-            best = (d, ms, config)
-    return None if best is None else dict(best[2])
+    return _nearest(triton_table(kernel, fmt, fingerprint, source_hash), m, n, k)
 
 
 def triton_config(kernel: str, fmt: str, m: int, n: int, k: int,
