@@ -24,10 +24,13 @@ weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -542,6 +545,24 @@ def _train_epoch(run: _Run, wrapped: nn.Module, s: TrainSettings, sp: Splits, ep
 
 # ----------------------------------------------------------------------------- state files
 
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) while the block writes the epoch's files, then raise it: an
+    interrupt never lands between creating a temporary file and renaming it into place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT,
+                      previous if previous is not None else signal.default_int_handler)
+        if pending:
+            raise KeyboardInterrupt
+
 def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -> bytes:
     import safetensors.torch
     tensors: dict[str, torch.Tensor] = {}
@@ -744,6 +765,10 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     def on_epoch(r: _Run, epoch: int, best: bool) -> None:
         if not main:
             return
+        with _interrupts_deferred():
+            _write_epoch(r, epoch, best)
+
+    def _write_epoch(r: _Run, epoch: int, best: bool) -> None:
         if best or not ckpt.exists():
             frozen = _freeze_copy(r.model, opts.format)
             save_checkpoint(ckpt, frozen, source_hash=info.source_hash,

@@ -106,3 +106,21 @@ def test_help_lists_the_commands_with_examples(capsys):
             main([cmd, "--help"])
         assert exit_.value.code == 0
         assert f"tritium {cmd} " in capsys.readouterr().out
+
+
+def test_ctrl_c_during_an_epoch_write_is_held_until_the_write_ends():
+    import os
+    import signal
+
+    from tritium.driver.train import _interrupts_deferred
+
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            finished.append("write completed")
+    assert finished == ["write completed"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with _interrupts_deferred():
+        finished.append("no interrupt, no exception")
+    assert len(finished) == 2
