@@ -532,6 +532,17 @@ def _check_common(w: PackedTernary, activation: str | None, act_quant: str) -> N
         raise ValueError(f"act_quant must be 'none' or 'int8', got {act_quant!r}")
 
 
+def _checked_scale_bias(n: int, scale, bias: torch.Tensor | None) -> torch.Tensor:
+    """``scale`` as a tensor of 1 or N elements, and ``bias`` of N (or None), else ValueError."""
+    if not torch.is_tensor(scale):
+        scale = torch.tensor(scale, dtype=torch.float32)
+    if scale.numel() not in (1, n):
+        raise ValueError(f"scale must have 1 or N={n} elements, got {tuple(scale.shape)}")
+    if bias is not None and bias.numel() != n:
+        raise ValueError(f"bias must have N={n} elements, got {tuple(bias.shape)}")
+    return scale
+
+
 def ternary_linear(
     x: torch.Tensor,
     w: PackedTernary,
@@ -546,12 +557,7 @@ def ternary_linear(
     n, k = w.shape
     if x.shape[-1] != k:
         raise ValueError(f"x has {x.shape[-1]} features but the ternary weight has K={k}")
-    if not torch.is_tensor(scale):
-        scale = torch.tensor(scale, dtype=torch.float32)
-    if scale.numel() not in (1, n):
-        raise ValueError(f"scale must have 1 or N={n} elements, got {tuple(scale.shape)}")
-    if bias is not None and bias.numel() != n:
-        raise ValueError(f"bias must have N={n} elements, got {tuple(bias.shape)}")
+    scale = _checked_scale_bias(n, scale, bias)
     if x.is_cuda and _use_triton(x, scale, bias, residual):  # GPU: Triton kernels
         from tritium.backends.triton import dispatch
 
@@ -607,12 +613,8 @@ def run_linear(
         raise ValueError(f"x must be [M, K={k}], got {tuple(x.shape)}")
     if x.device.type != "cpu" or wdata.device.type != "cpu":
         raise ValueError("run_linear runs the CPU kernels: x and the weights must be on the CPU")
-    scale = (scale if torch.is_tensor(scale) else torch.tensor(scale)).float().reshape(-1)
-    if scale.numel() not in (1, n):
-        raise ValueError(f"scale must have 1 or N={n} elements, got {tuple(scale.shape)}")
+    scale = _checked_scale_bias(n, scale, bias).float().reshape(-1)
     if bias is not None:
-        if bias.numel() != n:
-            raise ValueError(f"bias must have N={n} elements, got {tuple(bias.shape)}")
         bias = bias.float().reshape(-1).contiguous()
     if residual is not None:
         residual = residual.float().expand(x.shape[0], n).contiguous()
