@@ -84,11 +84,9 @@ def endpoint_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"the LLM endpoint URL {url!r} is not an http:// or https:// URL")
     path = parsed.path.rstrip("/")
-    if path.endswith("/chat/completions"):
-        pass
-    elif path == "":
+    if not path:
         path = "/v1/chat/completions"
-    else:
+    elif not path.endswith("/chat/completions"):
         path += "/chat/completions"
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, parsed.query, ""))
 
