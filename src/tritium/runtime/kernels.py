@@ -91,6 +91,10 @@ def kernel_info() -> dict[str, Any]:
     kernels are bound to and ``omp_shared_with_torch`` says whether it is the only OpenMP
     runtime in the process (then the kernels and PyTorch's ops share one team of threads).
     ``pool_fallback`` says why an OpenMP build was replaced by the pthread pool, if it was.
+    ``pool_stats`` holds the pool's counters (``tritium.backends.cpu.POOL_STATS``): how many
+    calls ran in parallel, how often a caller waited for a thread the OS had not scheduled
+    (``stalls``, ``wait_ns``), and the smaller team of a back-off in progress (``cap``);
+    ``$TRITIUM_POOL_DEBUG=1`` reports each back-off on stderr.
     """
     lib = _lib()
     info: dict[str, Any] = {"native": lib is not None, "threads": num_threads()}
@@ -108,6 +112,7 @@ def kernel_info() -> dict[str, Any]:
         pool_fallback=b.pool_fallback or None,
         cache_path=str(b.path),
         key=b.key,
+        pool_stats=lib.pool_stats(),
     )
     if lib.pool == "openmp":
         runtimes = openmp_runtimes()

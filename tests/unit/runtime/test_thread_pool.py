@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -53,15 +54,32 @@ def _problem(m=16, n=512, k=4096, seed=0):
     return w, x, scale
 
 
+@pytest.fixture
+def fixed_team():
+    """``_lib`` with the team-size adaptation off for the test: a test that counts threads
+    must not see a back-off that another process on this machine triggered."""
+    libs = []
+
+    def get(pool: str):
+        lib = _lib(pool)
+        lib.configure_pool(adaptive=False)
+        libs.append(lib)
+        return lib
+
+    yield get
+    for lib in libs:
+        lib.configure_pool(adaptive=cpu._env_flag("TRITIUM_POOL_ADAPTIVE", True))
+
+
 @pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
-def test_a_call_runs_on_exactly_the_requested_threads(pool, threads):
-    lib = _lib(pool)
+def test_a_call_runs_on_exactly_the_requested_threads(pool, threads, fixed_team):
+    lib = fixed_team(pool)
     assert lib.lib.tri_pool_threads(threads, 0) == threads
 
 
-def test_a_call_inside_a_parallel_region_runs_serially():
-    lib = _lib("openmp")
+def test_a_call_inside_a_parallel_region_runs_serially(fixed_team):
+    lib = fixed_team("openmp")
     # each thread of an enclosing 2-thread OpenMP region asks for 4 threads: both run serially
     assert lib.lib.tri_pool_threads(4, 1) == 1
     # and the pool is still usable afterwards
@@ -113,6 +131,77 @@ def test_kernels_loaded_before_torch_still_leave_one_openmp_runtime():
     pool, runtimes, omp_library = json.loads(out.stdout.strip().splitlines()[-1])
     assert pool == "openmp"
     assert runtimes == [omp_library]
+
+
+@pytest.fixture
+def adaptive_pool():
+    """``_lib`` with the adaptation on and its counters and back-off cleared; reset after."""
+    libs = []
+
+    def get(pool: str):
+        lib = _lib(pool)
+        lib.configure_pool(adaptive=True, debug=False)
+        libs.append(lib)
+        return lib
+
+    yield get
+    for lib in libs:
+        lib.configure_pool(adaptive=cpu._env_flag("TRITIUM_POOL_ADAPTIVE", True),
+                           debug=cpu._env_flag("TRITIUM_POOL_DEBUG", False))
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_late_worker_shrinks_the_team_for_a_back_off_then_the_team_returns(
+        pool, adaptive_pool):
+    lib = adaptive_pool(pool)
+    # the worker holds a claimed task for 30 ms: the caller has to wait for it
+    assert lib.lib.tri_pool_stall_probe(2, 30_000) == 2
+    st = lib.pool_stats()
+    assert st["stalls"] == 1 and st["max_wait_ns"] >= 20_000_000
+    assert st["cap"] == 1 and st["backoff_left_ns"] > 0  # one thread for the back-off
+    assert st["next_backoff_ns"] == 2 * 20_000_000  # a second stall would wait longer
+    assert lib.lib.tri_pool_threads(2, 0) == 1  # capped: serial, no wait for the worker
+    assert lib.pool_stats()["capped"] == 1
+    # a second stall right after the back-off doubles it
+    time.sleep(st["backoff_left_ns"] / 1e9 + 0.005)
+    assert lib.lib.tri_pool_stall_probe(2, 30_000) == 2
+    st = lib.pool_stats()
+    assert st["stalls"] == 2 and st["next_backoff_ns"] == 4 * 20_000_000
+    # once it is over, the full team runs again; a call that does not stall resets it
+    time.sleep(st["backoff_left_ns"] / 1e9 + 0.005)
+    assert lib.lib.tri_pool_threads(2, 0) == 2
+    assert lib.pool_stats()["cap"] == 0
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_without_adaptation_stalls_are_counted_but_the_team_is_kept(pool, fixed_team):
+    lib = fixed_team(pool)
+    assert lib.lib.tri_pool_stall_probe(2, 20_000) == 2
+    st = lib.pool_stats()
+    assert st["stalls"] == 1 and st["adaptive"] == 0 and st["cap"] == 0
+    assert lib.lib.tri_pool_threads(2, 0) == 2
+
+
+def test_pool_stats_and_debug_reports_are_observable():
+    code = textwrap.dedent(f"""
+        import json
+        from tritium.backends import cpu
+        from tritium.backends.cpu.build import KernelConfig
+        from tritium.runtime import kernels
+        lib = cpu.load()
+        assert lib.lib.tri_pool_stall_probe(2, 20000) == 2
+        assert lib.lib.tri_pool_threads(2, 0) == 1
+        print(json.dumps(kernels.kernel_info()["pool_stats"]))
+    """)
+    env = {**os.environ, "TRITIUM_CPU_ISA": BEST, "TRITIUM_POOL_DEBUG": "1"}
+    env.pop("TRITIUM_POOL_ADAPTIVE", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    assert stats["debug"] == 1 and stats["adaptive"] == 1
+    assert stats["stalls"] >= 1 and stats["capped"] >= 1
+    assert "tritium pool: waited" in out.stderr and "running on 1 thread(s)" in out.stderr
 
 
 @pytest.mark.parametrize("pool", POOLS)

@@ -32,7 +32,24 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 3
+ABI_VERSION = 4
+
+
+# The counters of the kernels' thread pool, in the order tri_pool_stats writes them:
+# calls asking for more than one thread; of which ran in parallel; got fewer threads because
+# of a back-off; ran serially because another call owned the team; stalled (the caller waited
+# for a thread that was not scheduled); total and longest wait of callers for their team; the
+# team cap of the back-off in progress (0: none) and its remaining time; the next back-off's
+# length; the team of the last parallel call; whether adaptation and debug reports are on.
+POOL_STATS = ("calls", "parallel", "capped", "busy", "stalls", "wait_ns", "max_wait_ns", "cap",
+              "backoff_left_ns", "next_backoff_ns", "last_team", "adaptive", "debug")
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,19 @@ class NativeLibrary:
         path = self.lib.tri_omp_library().decode()
         return os.path.realpath(path) if path else None
 
+    def pool_stats(self) -> dict[str, int]:
+        """The thread pool's counters since the library was loaded (or last configured): see
+        :data:`POOL_STATS` and ``csrc/tritium_pool.h``."""
+        buf = (ctypes.c_int64 * len(POOL_STATS))()
+        self.lib.tri_pool_stats(buf, len(POOL_STATS))
+        return dict(zip(POOL_STATS, buf, strict=True))
+
+    def configure_pool(self, adaptive: bool | None = None, debug: bool | None = None) -> None:
+        """Turn the team-size adaptation and the stderr reports on or off (None keeps a
+        setting); clears the counters and any back-off in progress."""
+        self.lib.tri_pool_configure(-1 if adaptive is None else int(bool(adaptive)),
+                                    -1 if debug is None else int(bool(debug)))
+
     @property
     def threading(self) -> str:
         if self.pool == "openmp":
@@ -79,6 +109,9 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_pool": (ctypes.c_char_p, []),
         "tri_omp_library": (ctypes.c_char_p, []),
         "tri_pool_threads": (_I, [_I, _I]),
+        "tri_pool_configure": (None, [_I, _I]),
+        "tri_pool_stats": (_I, [_P, _I]),
+        "tri_pool_stall_probe": (_I, [_I, _I]),
         "tri_pack": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_pack_f32": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_unpack": (_I64, [_I, _P, _I64, _I64, _I64, _P, _I]),
@@ -205,6 +238,8 @@ def _build_and_load(config: KernelConfig) -> NativeLibrary:
         _bind(lib)
     if lib.tri_abi_version() != ABI_VERSION:
         raise BuildError(f"kernel ABI {lib.tri_abi_version()} != expected {ABI_VERSION}")
+    lib.tri_pool_configure(int(_env_flag("TRITIUM_POOL_ADAPTIVE", True)),
+                           int(_env_flag("TRITIUM_POOL_DEBUG", False)))
     return NativeLibrary(lib, built)
 
 

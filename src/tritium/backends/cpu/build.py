@@ -1,8 +1,9 @@
 """Render, compile, cache and load the C kernels.
 
 A specialization (ISA path, tile sizes) is rendered into one C translation unit: a prelude of
-``#define`` lines followed by ``csrc/tritium_kernels.h`` and ``csrc/tritium_kernels.c`` (with
-``csrc/tritium_neon.h`` in place of its ``#include`` line for the ``neon`` path). The
+``#define`` lines followed by ``csrc/tritium_kernels.h`` and ``csrc/tritium_kernels.c``, with
+``csrc/tritium_pool.h`` (the thread pool) and, for the ``neon`` path, ``csrc/tritium_neon.h``
+in place of their ``#include`` lines. The
 shared object is cached under ``cache_subdir("kernels")`` by a key over the source text, the
 compiler flags, the compiler's ``--version`` output and the CPU flags. Writes are atomic
 (compile to a temp name in the same directory, then ``os.replace``), a sidecar file holds the
@@ -32,7 +33,7 @@ from tritium.cachedir import atomic_write_text, cache_subdir, digest
 if TYPE_CHECKING:  # the runtime must not import the tuner; Param is built on demand
     from tritium.tune.space import Param
 
-SOURCE_FILES = ("tritium_kernels.h", "tritium_neon.h", "tritium_kernels.c")
+SOURCE_FILES = ("tritium_kernels.h", "tritium_pool.h", "tritium_neon.h", "tritium_kernels.c")
 BASE_FLAGS = (
     "-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-fno-math-errno",
     "-Werror=implicit-function-declaration",
@@ -206,6 +207,7 @@ def render_source(config: KernelConfig) -> str:
     # the NEON micro-kernels live in their own header; only the neon path carries them
     neon = _read_source("tritium_neon.h") if config.isa == "neon" else ""
     body = body.replace('#include "tritium_neon.h"', neon)
+    body = body.replace('#include "tritium_pool.h"', _read_source("tritium_pool.h"))
     return "\n".join(lines) + "\n" + header + "\n" + body
 
 

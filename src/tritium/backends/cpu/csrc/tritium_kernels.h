@@ -78,9 +78,20 @@ TRI_EXPORT const char *tri_pool(void);
 /* The file of the OpenMP runtime the library is bound to ("" for the pthread pool). */
 TRI_EXPORT const char *tri_omp_library(void);
 
+/* The pool's team-size control (tritium_pool.h): adaptive (1) or always the requested team
+ * (0), stderr reports of back-offs (debug); -1 keeps a setting. Clears the counters. */
+TRI_EXPORT void tri_pool_configure(int adaptive, int debug);
+
+/* The pool's counters (order in tritium_pool.h); returns how many there are. */
+TRI_EXPORT int tri_pool_stats(int64_t *out, int n);
+
 /* Diagnostics: the thread count a call asking for nthreads runs on (nested: called from each
  * thread of an enclosing 2-thread OpenMP region); -1 if the pool misbehaved. */
 TRI_EXPORT int tri_pool_threads(int nthreads, int nested);
+
+/* Diagnostics: the team of a call whose workers stop for delay_us after claiming a task, as
+ * a worker the OS does not schedule would (tests of the back-off); -1 if a task was lost. */
+TRI_EXPORT int tri_pool_stall_probe(int nthreads, int delay_us);
 
 /* Pack int8 trits (rows x k, row-major, contiguous) into dst (rows x row_bytes).
  * Returns -1 on success, else the flat index r*k+c of the first invalid value. */

@@ -1,0 +1,449 @@
+/* Tritium CPU kernels: the work-claiming thread pool and the size of its team.
+ *
+ * pool_run(fn, ctx, ntasks, nthreads) runs fn(ctx, i, tid) for every task i on a team of up
+ * to nthreads threads (tid 0 is the caller). Threads claim tasks from an atomic counter, so a
+ * thread that starts late simply finds fewer tasks.
+ *
+ * TRI_POOL_OPENMP=1 (the default build): an OpenMP parallel region. The shared object needs
+ * libgomp.so.1 by soname; loaded after PyTorch, the dynamic linker binds it to PyTorch's own
+ * libgomp, so the kernels and torch's ops share one hot team of workers instead of two pools
+ * fighting over the cores (libgomp's idle workers spin for a while after every torch op).
+ * TRI_POOL_OPENMP=0 (compilers without OpenMP): a small persistent pthread pool in which the
+ * calling thread works too and waits only for tasks that a worker has claimed.
+ *
+ * Why the team size adapts. An OpenMP parallel region ends in a barrier: the caller cannot
+ * return before every thread of the team has arrived, even a thread that found no task left;
+ * and libgomp starts the next region only once every worker of the last one has docked.
+ * When another process keeps the other cores busy (a training run, a data loader, a second
+ * PyTorch process whose own OpenMP workers spin after each op), the kernel's worker thread
+ * is runnable but not running, and the caller sits in that barrier until the scheduler gives
+ * the worker a time slice: 7-8 ms on a 2-core Linux guest, for a call whose work takes 0.2 ms.
+ * The pthread pool has the same exposure for a worker descheduled in the middle of a task.
+ * So every parallel call measures how long its caller waited for its team (to start, and
+ * after finishing its own share).
+ * A wait longer than the call's work (and than TRI_STALL_MIN_NS) means a thread of the team
+ * was not scheduled: the pool then runs calls on fewer threads (one less per thread that came
+ * too late to claim a task) for a back-off period, and tries the full team again afterwards.
+ * The back-off doubles while stalls repeat (TRI_BACKOFF_MIN_NS up to TRI_BACKOFF_MAX_NS) and
+ * resets after a full-team call that did not stall, so a loaded machine pays one stall per
+ * back-off period (under 1% of the time at the longest period) and an idle one pays nothing.
+ * The counters are read by tri_pool_stats (kernel_info()["pool_stats"] in Python); with
+ * debug on (TRITIUM_POOL_DEBUG=1) every back-off is reported on stderr.
+ *
+ * Calls from inside a parallel region, calls while another thread's call owns the team, and
+ * any call in a child process forked after the library was loaded (libgomp's team does not
+ * survive fork()) run serially on the calling thread.
+ */
+#include <stdio.h>
+#include <time.h>
+
+typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
+
+#define TRI_MAX_THREADS 64
+
+#define TRI_STALL_MIN_NS 100000LL       /* a wait under 0.1 ms is never called a stall */
+#define TRI_BACKOFF_MIN_NS 20000000LL   /* 20 ms */
+#define TRI_BACKOFF_MAX_NS 1000000000LL /* 1 s */
+
+static void run_serial(tri_task_fn fn, void *ctx, int64_t ntasks) {
+    for (int64_t i = 0; i < ntasks; i++) fn(ctx, i, 0);
+}
+
+/* set in a child process forked after the library was loaded (see tri_atfork_child) */
+static volatile int g_forked = 0;
+
+static inline int64_t tri_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if TRI_ISA_AVX2 || TRI_ISA_AVX512
+    _mm_pause();
+#endif
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Team size: stall detection and back-off                                              */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    _Atomic int64_t calls;      /* calls that asked for more than one thread */
+    _Atomic int64_t parallel;   /* of which ran on more than one thread */
+    _Atomic int64_t capped;     /* of which got fewer threads because of a back-off */
+    _Atomic int64_t busy;       /* of which ran serially: another call owned the team */
+    _Atomic int64_t stalls;     /* parallel calls whose caller waited for a late thread */
+    _Atomic int64_t wait_ns;    /* total time callers waited for their team */
+    _Atomic int64_t max_wait_ns;
+    _Atomic int64_t cap;        /* threads allowed until until_ns */
+    _Atomic int64_t until_ns;   /* end of the current back-off (monotonic clock) */
+    _Atomic int64_t backoff_ns; /* length of the next back-off */
+    _Atomic int64_t last_team;  /* threads the last parallel call ran on */
+    _Atomic int adaptive;       /* 0: always the requested team (for comparison) */
+    _Atomic int debug;          /* 1: report back-offs on stderr */
+} TriPoolState;
+
+static TriPoolState g_ps = {.cap = TRI_MAX_THREADS, .backoff_ns = TRI_BACKOFF_MIN_NS,
+                            .adaptive = 1};
+
+#define TRI_RELAXED memory_order_relaxed
+
+/* The team size for a call that asks for nthreads at time now. */
+static int pool_team(int nthreads, int64_t now) {
+    atomic_fetch_add_explicit(&g_ps.calls, 1, TRI_RELAXED);
+    if (atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED) &&
+        now < atomic_load_explicit(&g_ps.until_ns, TRI_RELAXED)) {
+        int cap = (int)atomic_load_explicit(&g_ps.cap, TRI_RELAXED);
+        if (nthreads > cap) {
+            atomic_fetch_add_explicit(&g_ps.capped, 1, TRI_RELAXED);
+            return cap;
+        }
+    }
+    return nthreads;
+}
+
+/* After a parallel call that asked for `want` threads and ran on `team`, of which `idle`
+ * claimed no task: the caller worked for work_ns, then waited wait_ns for the others. */
+static void pool_feedback(int want, int team, int idle, int64_t work_ns, int64_t wait_ns,
+                          int64_t end) {
+    atomic_fetch_add_explicit(&g_ps.parallel, 1, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.last_team, team, TRI_RELAXED);
+    if (wait_ns < 0) wait_ns = 0;
+    atomic_fetch_add_explicit(&g_ps.wait_ns, wait_ns, TRI_RELAXED);
+    int64_t mx = atomic_load_explicit(&g_ps.max_wait_ns, TRI_RELAXED);
+    while (wait_ns > mx &&
+           !atomic_compare_exchange_weak_explicit(&g_ps.max_wait_ns, &mx, wait_ns, TRI_RELAXED,
+                                                  TRI_RELAXED)) {
+    }
+    const int stalled = wait_ns > TRI_STALL_MIN_NS && wait_ns > work_ns;
+    if (stalled) atomic_fetch_add_explicit(&g_ps.stalls, 1, TRI_RELAXED);
+    if (!atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED)) return;
+    if (stalled) {
+        int late = idle > 0 ? idle : 1;
+        int cap = team - late < 1 ? 1 : team - late;
+        int64_t backoff = atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED);
+        atomic_store_explicit(&g_ps.cap, cap, TRI_RELAXED);
+        atomic_store_explicit(&g_ps.until_ns, end + backoff, TRI_RELAXED);
+        atomic_store_explicit(&g_ps.backoff_ns,
+                              backoff * 2 > TRI_BACKOFF_MAX_NS ? TRI_BACKOFF_MAX_NS : backoff * 2,
+                              TRI_RELAXED);
+        if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
+            fprintf(stderr,
+                    "tritium pool: waited %.3f ms for %d late thread(s) after %.3f ms of work "
+                    "(team %d); running on %d thread(s) for %.0f ms\n",
+                    wait_ns / 1e6, late, work_ns / 1e6, team, cap, backoff / 1e6);
+    } else if (team >= want &&
+               atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED) != TRI_BACKOFF_MIN_NS) {
+        atomic_store_explicit(&g_ps.backoff_ns, TRI_BACKOFF_MIN_NS, TRI_RELAXED);
+        if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
+            fprintf(stderr, "tritium pool: a team of %d ran without a stall; back-off reset\n",
+                    team);
+    }
+}
+
+#if TRI_POOL_OPENMP
+
+static _Atomic int g_omp_busy; /* one call at a time owns the team; others run serially */
+
+/* Returns the size of the team that ran. */
+static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads > ntasks) nthreads = (int)ntasks;
+    if (nthreads <= 1 || g_forked || omp_in_parallel() || omp_get_level() > 0) {
+        run_serial(fn, ctx, ntasks);
+        return 1;
+    }
+    const int want = nthreads;
+    const int64_t t0 = tri_now_ns();
+    nthreads = pool_team(nthreads, t0);
+    int expected = 0;
+    if (nthreads <= 1 || !atomic_compare_exchange_strong(&g_omp_busy, &expected, 1)) {
+        if (nthreads > 1) atomic_fetch_add_explicit(&g_ps.busy, 1, TRI_RELAXED);
+        run_serial(fn, ctx, ntasks);
+        return 1;
+    }
+    _Atomic int64_t next;
+    _Atomic int idle;
+    atomic_init(&next, 0);
+    atomic_init(&idle, 0);
+    int team = 1;
+    int64_t t_enter = t0, t_done = t0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int tid = omp_get_thread_num();
+        if (tid == 0) t_enter = tri_now_ns();
+        int64_t did = 0;
+        for (;;) {
+            int64_t t = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+            if (t >= ntasks) break;
+            fn(ctx, t, tid);
+            did++;
+        }
+        if (tid == 0) {
+            team = omp_get_num_threads(); /* less than asked under OMP_DYNAMIC */
+            t_done = tri_now_ns();
+        } else if (did == 0) {
+            atomic_fetch_add_explicit(&idle, 1, memory_order_relaxed);
+        }
+    }
+    const int64_t t1 = tri_now_ns();
+    atomic_store(&g_omp_busy, 0);
+    /* libgomp starts a region only when every worker of the previous one has docked, and
+     * ends it only when every worker has arrived: both are waits for the team */
+    pool_feedback(want, team, atomic_load(&idle), t_done - t_enter,
+                  (t_enter - t0) + (t1 - t_done), t1);
+    return team;
+}
+
+static void tri_atfork_child(void) { g_forked = 1; }
+
+#else /* pthread pool */
+
+#define TRI_SPIN 20000
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_mutex_t busy; /* held by the caller that owns the pool for one job */
+    int nworkers;
+    pthread_t th[TRI_MAX_THREADS];
+    _Atomic uint32_t gen;   /* job generation; bumped to publish a job */
+    _Atomic uint64_t claim; /* (gen << 32) | next task index */
+    _Atomic int64_t done;   /* tasks finished in the current job */
+    tri_task_fn fn;
+    void *ctx;
+    int64_t ntasks;
+    int active; /* workers allowed to join the current job */
+} TriPool;
+
+static TriPool g_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
+
+/* Claims and runs tasks of job `gen`; returns how many this thread ran. */
+static int64_t pool_claim_loop(uint32_t gen, tri_task_fn fn, void *ctx, int64_t ntasks, int tid) {
+    int64_t did = 0;
+    for (;;) {
+        uint64_t c = atomic_load_explicit(&g_pool.claim, memory_order_acquire);
+        if ((uint32_t)(c >> 32) != gen || (int64_t)(c & 0xFFFFFFFFu) >= ntasks) return did;
+        if (atomic_compare_exchange_weak_explicit(&g_pool.claim, &c, c + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            fn(ctx, (int64_t)(c & 0xFFFFFFFFu), tid);
+            atomic_fetch_add_explicit(&g_pool.done, 1, memory_order_release);
+            did++;
+        }
+    }
+}
+
+static void *pool_worker(void *arg) {
+    const int tid = (int)(intptr_t)arg;
+    uint32_t seen = atomic_load(&g_pool.gen);
+    for (;;) {
+        /* spin briefly for back-to-back calls, then sleep */
+        for (int i = 0; i < TRI_SPIN && atomic_load_explicit(&g_pool.gen, memory_order_acquire) == seen; i++)
+            cpu_relax();
+        pthread_mutex_lock(&g_pool.mu);
+        while (atomic_load(&g_pool.gen) == seen) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
+        seen = atomic_load(&g_pool.gen);
+        tri_task_fn fn = g_pool.fn;
+        void *ctx = g_pool.ctx;
+        int64_t ntasks = g_pool.ntasks;
+        int join = tid <= g_pool.active;
+        pthread_mutex_unlock(&g_pool.mu);
+        if (join) pool_claim_loop(seen, fn, ctx, ntasks, tid);
+    }
+    return NULL;
+}
+
+/* Returns the number of threads the job was offered to. */
+static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads > ntasks) nthreads = (int)ntasks;
+    if (nthreads <= 1 || ntasks > 0xFFFFFFFFLL || g_forked) {
+        run_serial(fn, ctx, ntasks);
+        return 1;
+    }
+    const int want = nthreads;
+    const int64_t t0 = tri_now_ns();
+    nthreads = pool_team(nthreads, t0);
+    if (nthreads <= 1 || pthread_mutex_trylock(&g_pool.busy) != 0) {
+        if (nthreads > 1) atomic_fetch_add_explicit(&g_ps.busy, 1, TRI_RELAXED);
+        run_serial(fn, ctx, ntasks);
+        return 1;
+    }
+    pthread_mutex_lock(&g_pool.mu);
+    while (g_pool.nworkers < nthreads - 1) {
+        int tid = g_pool.nworkers + 1;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&g_pool.th[g_pool.nworkers], &attr, pool_worker, (void *)(intptr_t)tid);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;
+        g_pool.nworkers++;
+    }
+    if (nthreads - 1 > g_pool.nworkers) nthreads = g_pool.nworkers + 1;
+    uint32_t gen = atomic_load(&g_pool.gen) + 1;
+    g_pool.fn = fn;
+    g_pool.ctx = ctx;
+    g_pool.ntasks = ntasks;
+    g_pool.active = nthreads - 1;
+    atomic_store(&g_pool.done, 0);
+    atomic_store(&g_pool.claim, (uint64_t)gen << 32);
+    atomic_store_explicit(&g_pool.gen, gen, memory_order_release);
+    pthread_cond_broadcast(&g_pool.cv);
+    pthread_mutex_unlock(&g_pool.mu);
+    const int64_t mine = pool_claim_loop(gen, fn, ctx, ntasks, 0);
+    const int64_t t_done = tri_now_ns();
+    /* only tasks a worker has claimed can still be running; wait for those */
+    for (int64_t spins = 0; atomic_load_explicit(&g_pool.done, memory_order_acquire) < ntasks; spins++) {
+        if (spins < 4096) cpu_relax();
+        else sched_yield();
+    }
+    const int64_t t1 = tri_now_ns();
+    const int team = g_pool.active + 1;
+    pthread_mutex_unlock(&g_pool.busy);
+    /* a worker that never woke up costs nothing here (its tasks went to the caller); one that
+     * was descheduled holding a claimed task shows as a wait */
+    pool_feedback(want, team, mine == ntasks ? team - 1 : 0, t_done - t0, t1 - t_done, t1);
+    return team;
+}
+
+/* The child of a fork() has only the forking thread: the workers are gone (and a lock may
+ * have been copied held), so its calls run serially. */
+static void tri_atfork_child(void) { g_forked = 1; }
+
+#endif
+
+__attribute__((constructor)) static void tri_register_atfork(void) {
+    pthread_atfork(NULL, NULL, tri_atfork_child);
+}
+
+TRI_EXPORT const char *tri_pool(void) { return TRI_POOL_OPENMP ? "openmp" : "pthread"; }
+
+/* The file of the OpenMP runtime this library's omp_* calls are bound to ("" for the pthread
+ * pool, or when it cannot be told). */
+TRI_EXPORT const char *tri_omp_library(void) {
+#if TRI_POOL_OPENMP
+    Dl_info info;
+    if (dladdr((void *)&omp_get_max_threads, &info) && info.dli_fname) return info.dli_fname;
+#endif
+    return "";
+}
+
+/* adaptive: 0 always runs the requested team (stalls are still counted), 1 adapts, -1 keeps
+ * the setting; debug likewise. Also clears the counters and any back-off in progress. */
+TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
+    if (adaptive >= 0) atomic_store(&g_ps.adaptive, adaptive ? 1 : 0);
+    if (debug >= 0) atomic_store(&g_ps.debug, debug ? 1 : 0);
+    atomic_store(&g_ps.calls, 0);
+    atomic_store(&g_ps.parallel, 0);
+    atomic_store(&g_ps.capped, 0);
+    atomic_store(&g_ps.busy, 0);
+    atomic_store(&g_ps.stalls, 0);
+    atomic_store(&g_ps.wait_ns, 0);
+    atomic_store(&g_ps.max_wait_ns, 0);
+    atomic_store(&g_ps.cap, TRI_MAX_THREADS);
+    atomic_store(&g_ps.until_ns, 0);
+    atomic_store(&g_ps.backoff_ns, TRI_BACKOFF_MIN_NS);
+    atomic_store(&g_ps.last_team, 0);
+}
+
+/* The pool's counters, in this order (see TRI_POOL_STATS in tritium_kernels.h): calls,
+ * parallel, capped, busy, stalls, wait_ns, max_wait_ns, cap (0 when no back-off is running),
+ * backoff_left_ns, next_backoff_ns, last_team, adaptive, debug. Writes at most n values and
+ * returns how many there are. */
+TRI_EXPORT int tri_pool_stats(int64_t *out, int n) {
+    const int64_t now = tri_now_ns();
+    const int64_t until = atomic_load(&g_ps.until_ns);
+    const int64_t v[] = {
+        atomic_load(&g_ps.calls),      atomic_load(&g_ps.parallel),   atomic_load(&g_ps.capped),
+        atomic_load(&g_ps.busy),       atomic_load(&g_ps.stalls),     atomic_load(&g_ps.wait_ns),
+        atomic_load(&g_ps.max_wait_ns), now < until ? atomic_load(&g_ps.cap) : 0,
+        now < until ? until - now : 0, atomic_load(&g_ps.backoff_ns), atomic_load(&g_ps.last_team),
+        atomic_load(&g_ps.adaptive),   atomic_load(&g_ps.debug),
+    };
+    const int count = (int)(sizeof v / sizeof v[0]);
+    for (int i = 0; i < n && i < count; i++) out[i] = v[i];
+    return count;
+}
+
+typedef struct {
+    _Atomic int team; /* the largest team size a task saw (OpenMP), else 0 */
+    _Atomic int64_t ran;
+} ProbeJob;
+
+static void probe_task(void *ctx, int64_t task, int tid) {
+    ProbeJob *J = ctx;
+    (void)task;
+    (void)tid;
+#if TRI_POOL_OPENMP
+    int team = omp_get_num_threads(), cur = atomic_load(&J->team);
+    while (team > cur && !atomic_compare_exchange_weak(&J->team, &cur, team)) {
+    }
+#endif
+    atomic_fetch_add(&J->ran, 1);
+}
+
+/* Diagnostics: how many threads a kernel call asking for nthreads runs on, by running 256
+ * empty tasks through the pool; with nested != 0 the call is made from each thread of an
+ * enclosing 2-thread OpenMP parallel region (a kernel called inside a torch parallel op).
+ * Returns the largest count over the calls, or -1 if a task was lost or (OpenMP, not nested)
+ * the team the tasks ran on was not the count pool_run reported. */
+static void probe_once(int nthreads, int check_team, _Atomic int *result, _Atomic int *bad) {
+    ProbeJob J;
+    atomic_init(&J.team, 0);
+    atomic_init(&J.ran, 0);
+    int used = pool_run(probe_task, &J, 256, nthreads);
+    if (atomic_load(&J.ran) != 256) atomic_store(bad, 1);
+    if (TRI_POOL_OPENMP && check_team && used > 1 && atomic_load(&J.team) != used)
+        atomic_store(bad, 1);
+    int cur = atomic_load(result);
+    while (used > cur && !atomic_compare_exchange_weak(result, &cur, used)) {
+    }
+}
+
+typedef struct {
+    int delay_us;
+    _Atomic int worker_in;
+    _Atomic int64_t ran;
+} StallJob;
+
+static void stall_task(void *ctx, int64_t task, int tid) {
+    StallJob *J = ctx;
+    (void)task;
+    if (tid != 0) {
+        atomic_store(&J->worker_in, 1);
+        usleep((useconds_t)J->delay_us); /* a worker the OS did not run in time */
+    } else {
+        /* the caller leaves a task for a worker to claim (for at most a second) */
+        const int64_t until = tri_now_ns() + 1000000000LL;
+        while (!atomic_load(&J->worker_in) && tri_now_ns() < until) sched_yield();
+    }
+    atomic_fetch_add(&J->ran, 1);
+}
+
+/* Diagnostics: a call of 256 tiny tasks on nthreads threads in which every worker stops for
+ * delay_us after claiming its first task, as a descheduled worker would. Returns the team
+ * that ran it, or -1 if a task was lost. */
+TRI_EXPORT int tri_pool_stall_probe(int nthreads, int delay_us) {
+    StallJob J = {.delay_us = delay_us < 0 ? 0 : delay_us};
+    atomic_init(&J.worker_in, 0);
+    atomic_init(&J.ran, 0);
+    int used = pool_run(stall_task, &J, 256, nthreads);
+    return atomic_load(&J.ran) == 256 ? used : -1;
+}
+
+TRI_EXPORT int tri_pool_threads(int nthreads, int nested) {
+    _Atomic int result, bad;
+    atomic_init(&result, 0);
+    atomic_init(&bad, 0);
+    if (!nested) {
+        probe_once(nthreads, 1, &result, &bad);
+    } else {
+#if TRI_POOL_OPENMP
+#pragma omp parallel num_threads(2)
+#endif
+        probe_once(nthreads, 0, &result, &bad);
+    }
+    return atomic_load(&bad) ? -1 : atomic_load(&result);
+}
