@@ -183,7 +183,7 @@ def test_without_adaptation_stalls_are_counted_but_the_team_is_kept(pool, fixed_
 
 
 def test_pool_stats_and_debug_reports_are_observable():
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         import json
         from tritium.backends import cpu
         from tritium.backends.cpu.build import KernelConfig
