@@ -1193,9 +1193,8 @@ static int run_problem(const Problem *P, int nthreads) {
     J->tiles_per_task = (J->ntile + want_groups - 1) / want_groups;
     if (J->tiles_per_task < 1) J->tiles_per_task = 1;
     const int64_t groups = (J->ntile + J->tiles_per_task - 1) / J->tiles_per_task;
-    /* tiny problems are not worth waking a thread for */
     const double work = (double)P->m * (double)P->n * (double)P->kpad;
-    pool_run(problem_task, J, groups * J->nchunk, work < 262144.0 ? 1 : nthreads);
+    pool_run(problem_task, J, groups * J->nchunk, team_for_work(work, nthreads));
     int err = atomic_load(&J->err);
     for (int i = 0; i < TRI_MAX_THREADS; i++) {
         free(J->codes[i]);
@@ -1633,7 +1632,7 @@ static int run_g2(const Problem *P, const uint8_t *gw, int nthreads) {
     atomic_init(&J->err, 0);
     const int64_t nchunk = (P->m + TRI_GEMM_MC - 1) / TRI_GEMM_MC;
     const double work = (double)P->m * (double)P->n * (double)P->k;
-    pool_run(g2_task, J, J->ngroups * nchunk, work < 262144.0 ? 1 : nthreads);
+    pool_run(g2_task, J, J->ngroups * nchunk, team_for_work(work, nthreads));
     int err = atomic_load(&J->err);
     for (int i = 0; i < TRI_MAX_THREADS; i++) {
         free(J->tile[i]);

@@ -24,9 +24,10 @@
  * A wait longer than the call's work (and than TRI_STALL_MIN_NS) means a thread of the team
  * was not scheduled: the pool then runs calls on fewer threads (one less per thread that came
  * too late to claim a task) for a back-off period, and tries the full team again afterwards.
- * The back-off doubles while stalls repeat (TRI_BACKOFF_MIN_NS up to TRI_BACKOFF_MAX_NS) and
- * resets after a full-team call that did not stall, so a loaded machine pays one stall per
- * back-off period (under 1% of the time at the longest period) and an idle one pays nothing.
+ * The back-off doubles with each stall (TRI_BACKOFF_MIN_NS up to TRI_BACKOFF_MAX_NS) and halves
+ * for each back-off length of full-team calls without one, so a loaded machine pays about one
+ * stall per back-off period (a few percent at the longest) and an idle one pays nothing. Small
+ * products never wake a thread at all (team_for_work).
  * The counters are read by tri_pool_stats (kernel_info()["pool_stats"] in Python); with
  * debug on (TRITIUM_POOL_DEBUG=1) every back-off is reported on stderr.
  *
@@ -41,9 +42,20 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 
 #define TRI_MAX_THREADS 64
 
-#define TRI_STALL_MIN_NS 100000LL       /* a wait under 0.1 ms is never called a stall */
+#define TRI_STALL_MIN_NS 20000LL        /* a wait under 20 us is never called a stall */
 #define TRI_BACKOFF_MIN_NS 20000000LL   /* 20 ms */
 #define TRI_BACKOFF_MAX_NS 1000000000LL /* 1 s */
+#define TRI_WORK_PER_THREAD 524288.0    /* multiply-adds that pay for waking one more thread */
+
+/* The team a product of `work` multiply-adds is worth: one thread per TRI_WORK_PER_THREAD
+ * (tens of microseconds of one core), at most nthreads. Waking a thread and joining it costs
+ * microseconds on an idle machine and can cost a scheduler time slice on a busy one, so a
+ * small product runs on the calling thread alone. */
+static inline int team_for_work(double work, int nthreads) {
+    const double t = work / TRI_WORK_PER_THREAD;
+    if (t < 2.0) return 1;
+    return t < (double)nthreads ? (int)t : nthreads;
+}
 
 static void run_serial(tri_task_fn fn, void *ctx, int64_t ntasks) {
     for (int64_t i = 0; i < ntasks; i++) fn(ctx, i, 0);
@@ -79,6 +91,7 @@ typedef struct {
     _Atomic int64_t cap;        /* threads allowed until until_ns */
     _Atomic int64_t until_ns;   /* end of the current back-off (monotonic clock) */
     _Atomic int64_t backoff_ns; /* length of the next back-off */
+    _Atomic int64_t calm_ns;    /* when the back-off length last grew or shrank */
     _Atomic int64_t last_team;  /* threads the last parallel call ran on */
     _Atomic int adaptive;       /* 0: always the requested team (for comparison) */
     _Atomic int debug;          /* 1: report back-offs on stderr */
@@ -128,17 +141,25 @@ static void pool_feedback(int want, int team, int idle, int64_t work_ns, int64_t
         atomic_store_explicit(&g_ps.backoff_ns,
                               backoff * 2 > TRI_BACKOFF_MAX_NS ? TRI_BACKOFF_MAX_NS : backoff * 2,
                               TRI_RELAXED);
+        atomic_store_explicit(&g_ps.calm_ns, end, TRI_RELAXED);
         if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
             fprintf(stderr,
                     "tritium pool: waited %.3f ms for %d late thread(s) after %.3f ms of work "
                     "(team %d); running on %d thread(s) for %.0f ms\n",
                     wait_ns / 1e6, late, work_ns / 1e6, team, cap, backoff / 1e6);
-    } else if (team >= want &&
-               atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED) != TRI_BACKOFF_MIN_NS) {
-        atomic_store_explicit(&g_ps.backoff_ns, TRI_BACKOFF_MIN_NS, TRI_RELAXED);
-        if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
-            fprintf(stderr, "tritium pool: a team of %d ran without a stall; back-off reset\n",
-                    team);
+    } else if (team >= want) {
+        /* the full team ran without a stall: each back-off length of calm halves the next
+         * back-off, so intermittent load keeps it long and a quiet machine brings it down */
+        const int64_t backoff = atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED);
+        if (backoff > TRI_BACKOFF_MIN_NS &&
+            end - atomic_load_explicit(&g_ps.calm_ns, TRI_RELAXED) >= backoff) {
+            const int64_t next = backoff / 2 < TRI_BACKOFF_MIN_NS ? TRI_BACKOFF_MIN_NS : backoff / 2;
+            atomic_store_explicit(&g_ps.backoff_ns, next, TRI_RELAXED);
+            atomic_store_explicit(&g_ps.calm_ns, end, TRI_RELAXED);
+            if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
+                fprintf(stderr, "tritium pool: %.0f ms without a stall; next back-off %.0f ms\n",
+                        backoff / 1e6, next / 1e6);
+        }
     }
 }
 
@@ -345,6 +366,7 @@ TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
     atomic_store(&g_ps.cap, TRI_MAX_THREADS);
     atomic_store(&g_ps.until_ns, 0);
     atomic_store(&g_ps.backoff_ns, TRI_BACKOFF_MIN_NS);
+    atomic_store(&g_ps.calm_ns, 0);
     atomic_store(&g_ps.last_team, 0);
 }
 

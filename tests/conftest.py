@@ -1,0 +1,89 @@
+"""Suite-wide isolation and ISA coverage.
+
+- Every test gets its own cache root (compile cache, tuning archive, Triton sources), so no
+  test sees another's entries or the user's own archive; only the kernel binaries, which are
+  content-addressed (source, flags, compiler, CPU), are shared through a link to one
+  directory, so each specialization is still built once. The tuned-config resolver and the
+  dispatch answers are cleared around every test, and the environment variables that change
+  how the kernels run (threads, pools, tuning) are removed: the suite does not depend on the
+  shell it was started from. (``$TRITIUM_CPU_ISA`` is kept: ``TRITIUM_CPU_ISA=avx2 make
+  test`` runs the whole suite on the AVX2 path, as an AVX2-only machine would.)
+- Tests that use the ``every_isa`` fixture (``pytestmark = pytest.mark.usefixtures(
+  "every_isa")``) run once per ISA path this CPU can execute (``$TRITIUM_CPU_ISA``): on an
+  AVX-512 machine also the AVX2 and scalar paths, so none of them can regress unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tritium.backends.cpu import isa as isa_mod
+from tritium.cachedir import cache_root
+
+# The kernel binaries of the cache the suite was started with (built once, shared by all
+# tests); everything else lives under a root private to this session, then to each test.
+_SHARED_KERNELS = cache_root() / "kernels"
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="tritium-tests-"))
+
+_RUNTIME_ENV = ("TRITIUM_TUNE_STORAGE", "TRITIUM_TUNED_CONFIGS", "TRITIUM_NUM_THREADS",
+                "TRITIUM_CPU_POOL", "TRITIUM_POOL_ADAPTIVE", "TRITIUM_POOL_DEBUG")
+
+
+def _private_root(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    _SHARED_KERNELS.mkdir(parents=True, exist_ok=True)
+    link = path / "kernels"
+    if not link.exists():
+        link.symlink_to(_SHARED_KERNELS, target_is_directory=True)
+    return path
+
+
+# Before any test module imports the runtime (which installs tuned dispatch when an archive
+# exists under the cache root): the session's own root, with no archive in it.
+os.environ["TRITIUM_CACHE_DIR"] = str(_private_root(_SESSION_ROOT / "session"))
+for _name in _RUNTIME_ENV:
+    os.environ.pop(_name, None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+
+
+def _reset_tuned_dispatch() -> None:
+    # only if a test already imported them: importing torch here would slow torch-free tests
+    if "tritium.tune.dispatch" in sys.modules:
+        sys.modules["tritium.tune.dispatch"].reset()
+    if "tritium.runtime.kernels" in sys.modules:
+        sys.modules["tritium.runtime.kernels"].set_config_resolver(None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(request, monkeypatch):
+    """A cache root and tuning archive of this test's own."""
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:60]
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_SESSION_ROOT))
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(_private_root(root)))
+    _reset_tuned_dispatch()
+    yield
+    _reset_tuned_dispatch()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _isa_paths() -> list[str]:
+    if os.environ.get("TRITIUM_DISABLE_NATIVE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return ["torch"]
+    return isa_mod.supported_isas()
+
+
+@pytest.fixture(params=_isa_paths(), ids=lambda p: f"isa={p}")
+def every_isa(request, monkeypatch) -> str:
+    """The ISA path of the native kernels for this run of the test."""
+    if request.param != "torch":
+        monkeypatch.setenv("TRITIUM_CPU_ISA", request.param)
+    return request.param
