@@ -14,6 +14,7 @@ dispatcher's per-call overhead on small problems.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 import weakref
@@ -50,6 +51,7 @@ __all__ = [
     "m_bucket",
     "run_linear",
     "set_config_resolver",
+    "tuned_configs_used",
 ]
 
 
@@ -277,9 +279,12 @@ def _linear_impl(
 ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
 
 _RESOLVER: ConfigResolver | None = None
-# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear, threads, G2 minimum batch) of the
+# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear, thread cap, G2 minimum batch) of the
 # chosen config
-_RESOLVED: dict[tuple, tuple[Any, int]] = {}
+_RESOLVED: dict[tuple, tuple[Any, int, int]] = {}
+# (m bucket, n, k, fmt, act_quant, isa) -> the resolver's config, for the problems it answered
+# with one (what tuned_configs_used reports)
+_TUNED_USED: dict[tuple, KernelConfig] = {}
 _resolver_warned = False
 
 
@@ -304,6 +309,7 @@ def set_config_resolver(fn: ConfigResolver | None) -> None:
         raise TypeError(f"the config resolver must be callable or None, got {type(fn).__name__}")
     _RESOLVER = fn
     _RESOLVED.clear()
+    _TUNED_USED.clear()
 
 
 def get_config_resolver() -> ConfigResolver | None:
@@ -319,19 +325,36 @@ def _resolver_warn(message: str) -> None:
                       stacklevel=4)
 
 
+def tuned_configs_used() -> list[dict[str, Any]]:
+    """The problems for which the installed config resolver (the autotuner's archive) chose a
+    specialization since it was installed: batch bucket, shape, format, activation mode, ISA
+    and the config. Empty when every layer ran the default kernels."""
+    return [{"m_bucket": key[0], "n": key[1], "k": key[2], "fmt": key[3], "act_quant": key[4],
+             "isa": key[5], "config": dataclasses.asdict(config)}
+            for key, config in list(_TUNED_USED.items())]
+
+
 def _default_threads() -> int:
     return num_threads() if os.environ.get("TRITIUM_NUM_THREADS") else 0
 
 
+def _call_threads(env_threads: int, cap: int) -> int:
+    """The threads of one call: the user's count (``$TRITIUM_NUM_THREADS``, else torch's
+    current ``get_num_threads()``), at most ``cap`` when a tuned config has one."""
+    user = env_threads or max(1, torch.get_num_threads())
+    return min(cap, user) if cap else user
+
+
 def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
              ) -> tuple[Any, int, int]:
-    """The (tri_linear, threads, G2 minimum batch) to run for this problem: the resolver's
-    config or the default."""
+    """The (tri_linear, thread cap, G2 minimum batch) to run for this problem: the resolver's
+    config or the default (cap 0: the user's thread count). A tuned thread count only ever
+    lowers the user's: it is a cap, never an override."""
     key = (m_bucket(m), n, k, fmt, act_quant, default_lib.isa)
     hit = _RESOLVED.get(key)
     if hit is not None:
         return hit
-    choice = (default_lib.lib.tri_linear, _default_threads(), _g2_min_m(default_lib))
+    choice = (default_lib.lib.tri_linear, 0, _g2_min_m(default_lib))
     resolver = _RESOLVER
     if resolver is not None:
         try:
@@ -349,8 +372,9 @@ def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
                 _resolver_warn(f"kernel config {config} could not be loaded "
                                f"({cpu_backend.load_error(config)})")
             else:
-                choice = (lib.lib.tri_linear, config.threads or _default_threads(),
-                          _g2_min_m(lib))
+                choice = (lib.lib.tri_linear, config.threads, _g2_min_m(lib))
+                if _RESOLVER is resolver:
+                    _TUNED_USED[key] = config
     if _RESOLVER is resolver:
         _RESOLVED[key] = choice
     return choice
@@ -407,9 +431,11 @@ class LinearPlan:
             raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {(m, self.n)}, "
                              f"got {out.dtype} {tuple(out.shape)} on {out.device}")
         if _RESOLVER is None or self.fixed:
-            fn, threads, g2_min = self.fn, self.env_threads, self.g2_min
+            fn, threads, g2_min = (self.fn, self.env_threads or max(1, torch.get_num_threads()),
+                                   self.g2_min)
         else:
-            fn, threads, g2_min = _resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant)
+            fn, cap, g2_min = _resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant)
+            threads = _call_threads(_default_threads(), cap)
         gw = None
         if self.aq and m >= g2_min:
             if self.g2 is None:
@@ -419,8 +445,7 @@ class LinearPlan:
         wp, sp, bp = self.ptrs
         rc = fn(x2.data_ptr(), m, self.k, wp, self.n, self.row_bytes, self.fmt_code, sp,
                 self.slen, bp, None if residual is None else residual.data_ptr(),
-                _ACT_CODE[activation], self.aq, y.data_ptr(),
-                threads or max(1, torch.get_num_threads()), gw)
+                _ACT_CODE[activation], self.aq, y.data_ptr(), threads, gw)
         if rc != 0:
             raise MemoryError("tritium: the native ternary_linear kernel could not allocate "
                               "its buffers")

@@ -2,10 +2,15 @@
 
 :func:`install` registers :func:`resolve` with ``tritium.runtime.kernels.set_config_resolver``.
 For a problem (batch bucket M, N, K, format, activation mode, ISA) the resolver answers the
-best archived config of the same kernel, kernel source, format and device fingerprint at the
-nearest tuned shape (log-scale distance over M, N, K; at most :data:`MAX_DISTANCE` octaves in
-total), provided it beat the default config there (side by side when the search confirmed
-it, else against the baseline). Answers are cached in memory; the archive
+best archived config of the same kernel, kernel source, format and device fingerprint (CPU
+model, core count, ISA path) measured at exactly this shape (the batch bucket, N and K),
+provided it beat the default config there (side by side when the search confirmed it, else
+against the baseline). A config is never borrowed from a neighbouring shape: a tile, a path
+switch or a thread count that won at one size can lose badly at another (a 64x128x64 layer
+that borrowed the 2-thread config of a larger shape ran 100x slower on a busy machine). The
+runtime caps a tuned thread count at the user's own (``torch.set_num_threads``,
+``$TRITIUM_NUM_THREADS``) and records which tuned configs ran
+(``tritium.runtime.kernels.tuned_configs_used``). Answers are cached in memory; the archive
 is read once per process (one query for all studies of a kernel), and a missing, unreadable or
 corrupt archive means the default config, never an exception.
 
@@ -15,8 +20,8 @@ corrupt archive means the default config, never an exception.
 
 The generated Triton kernels on a CUDA GPU ask :func:`triton_config` (from
 ``tritium.backends.triton.dispatch``): the best archived config of the same Triton kernel,
-generated source and GPU fingerprint (model, compute capability, SM count) at the nearest
-tuned shape, under the same rules; None leaves the choice to ``@triton.autotune``. Studies
+generated source and GPU fingerprint (model, compute capability, SM count) at the same
+shape, under the same rules; None leaves the choice to ``@triton.autotune``. Studies
 measured on Triton's interpreter are never used (their fingerprints start with
 ``interpreter-`` and their device is not a GPU). A tuned config that fails to launch is
 dropped for the process (:func:`triton_config_failed`) and autotuning takes over.
@@ -24,13 +29,10 @@ dropped for the process (:func:`triton_config_failed`) and autotuning takes over
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
-
-MAX_DISTANCE = 6.0
 
 _lock = threading.Lock()
 _answers: dict[tuple, Any] = {}
@@ -42,10 +44,6 @@ _errors: list[str] = []
 def enabled() -> bool:
     return os.environ.get("TRITIUM_TUNED_CONFIGS", "1").strip().lower() not in (
         "0", "false", "no", "off")
-
-
-def _distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    return sum(abs(math.log2(max(x, 1)) - math.log2(max(y, 1))) for x, y in zip(a, b))
 
 
 Rows = list[tuple[tuple[int, ...], dict[str, Any], float]]
@@ -77,14 +75,13 @@ def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash:
     return rows
 
 
-def _nearest(rows: Rows, m: int, n: int, k: int) -> dict[str, Any] | None:
-    """The config of the nearest tuned shape within :data:`MAX_DISTANCE` (ties: fastest)."""
-    best: tuple[float, float, dict[str, Any]] | None = None
+def _exact(rows: Rows, m: int, n: int, k: int) -> dict[str, Any] | None:
+    """The config tuned at exactly this shape (several studies of it: the fastest)."""
+    best: tuple[float, dict[str, Any]] | None = None
     for shape, config, ms in rows:
-        d = _distance((m, n, k), shape)
-        if d <= MAX_DISTANCE and (best is None or (d, ms) < best[:2]):
-            best = (d, ms, config)
-    return None if best is None else dict(best[2])
+        if tuple(shape) == (m, n, k) and (best is None or ms < best[0]):
+            best = (ms, config)
+    return None if best is None else dict(best[1])
 
 
 def _table(kernel: str, fmt: str, isa: str) -> Rows:
@@ -114,7 +111,7 @@ def lookup(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str
     """The tuned config (a tuner config dict) for this problem, or None."""
     from tritium.tune.cpu import kernel_of
 
-    return _nearest(_table(kernel_of(act_quant), fmt, isa), m, n, k)
+    return _exact(_table(kernel_of(act_quant), fmt, isa), m, n, k)
 
 
 def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
@@ -196,7 +193,7 @@ def triton_table(kernel: str, fmt: str, fingerprint: str, source_hash: str) -> R
 def triton_lookup(kernel: str, fmt: str, m: int, n: int, k: int, fingerprint: str,
                   source_hash: str) -> dict[str, Any] | None:
     """The tuned config of a Triton kernel for this problem on the GPU ``fingerprint``."""
-    return _nearest(triton_table(kernel, fmt, fingerprint, source_hash), m, n, k)
+    return _exact(triton_table(kernel, fmt, fingerprint, source_hash), m, n, k)
 
 
 def triton_config(kernel: str, fmt: str, m: int, n: int, k: int,

@@ -1,0 +1,109 @@
+"""Where tuned configs apply: the exact shape and machine they were measured on, with a
+thread count that never exceeds the user's, and a record of which ones ran."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tritium.backends import cpu as cpu_backend
+from tritium.backends.cpu import KernelConfig
+from tritium.cli import main
+from tritium.runtime import kernels
+from tritium.runtime.packing import pack_ternary
+from tritium.tune import cpu, dispatch
+from tritium.tune.archive import Archive
+
+native = pytest.mark.skipif(not kernels.native_available(), reason="no native kernels")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITIUM_TUNE_STORAGE", f"sqlite:///{tmp_path / 'tune.db'}")
+    kernels.set_config_resolver(None)
+    dispatch.reset()
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    kernels.set_config_resolver(None)
+    dispatch.reset()
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 64), (64, 128, 64), (3, 40, 70)])
+@pytest.mark.parametrize("delta", [(0, 0, 1), (0, 1, 0), (1, 0, 0), (0, 64, 0), (0, 0, -1)])
+def test_a_config_applies_to_its_own_shape_only(shape, delta, monkeypatch):
+    tuned = {"threads": 1, "tok_chunk": 16}
+    rows = [(shape, tuned, 0.01)]
+    monkeypatch.setattr(dispatch, "_table", lambda kernel, fmt, isa: rows)
+    assert dispatch.lookup(*shape, "t2", "int8", "avx2") == tuned
+    near = tuple(max(1, s + d) for s, d in zip(shape, delta, strict=True))
+    if near != shape:
+        assert dispatch.lookup(*near, "t2", "int8", "avx2") is None
+
+
+def test_of_several_studies_of_one_shape_the_fastest_wins(monkeypatch):
+    rows = [((1, 8, 8), {"threads": 2}, 0.5), ((1, 8, 8), {"threads": 1}, 0.2),
+            ((2, 8, 8), {"threads": 4}, 0.1)]
+    monkeypatch.setattr(dispatch, "_table", lambda kernel, fmt, isa: rows)
+    assert dispatch.lookup(1, 8, 8, "t2", "none", "scalar") == {"threads": 1}
+
+
+def _problem(m=16, n=512, k=4096):
+    g = torch.Generator().manual_seed(0)
+    w = pack_ternary(torch.randint(-1, 2, (n, k), generator=g, dtype=torch.int8), "t2")
+    return w, torch.randn(m, k, generator=g), torch.rand(n, generator=g) + 0.5
+
+
+@native
+@pytest.mark.parametrize("tuned_threads, user_threads, parallel", [
+    (2, 1, False),   # the user asked for one thread: a tuned 2 does not override it
+    (1, 2, False),   # a tuned 1 lowers the user's 2
+    (2, 2, True),
+])
+def test_a_tuned_thread_count_is_a_cap_on_the_users(tuned_threads, user_threads, parallel,
+                                                      monkeypatch):
+    monkeypatch.delenv("TRITIUM_NUM_THREADS", raising=False)
+    isa = cpu_backend.load().isa
+    config = KernelConfig(isa=isa, threads=tuned_threads)
+    lib = cpu_backend.load(config=config)
+    assert lib is not None, cpu_backend.load_error(config)
+    lib.configure_pool(adaptive=False)  # count the team asked for, whatever the machine load
+    try:
+        torch.set_num_threads(user_threads)
+        kernels.set_config_resolver(lambda *key: config)
+        w, x, scale = _problem()
+        kernels.ternary_linear(x, w, scale, act_quant="int8")  # one-time weight re-layout
+        lib.configure_pool(adaptive=False)  # counters from zero
+        got = kernels.ternary_linear(x, w, scale, act_quant="int8")
+        stats = lib.pool_stats()
+        assert (stats["parallel"] > 0) is parallel, stats
+        if parallel:
+            assert stats["last_team"] == 2
+        (used,) = kernels.tuned_configs_used()
+        assert (used["m_bucket"], used["n"], used["k"]) == (16, 512, 4096)
+        assert used["config"]["threads"] == tuned_threads
+        kernels.set_config_resolver(None)
+        assert kernels.tuned_configs_used() == []
+        torch.testing.assert_close(got, kernels.ternary_linear(x, w, scale, act_quant="int8"),
+                                   rtol=0, atol=0)
+    finally:
+        lib.configure_pool(adaptive=cpu_backend._env_flag("TRITIUM_POOL_ADAPTIVE", True))
+
+
+@native
+def test_a_model_tune_leaves_untuned_shapes_on_the_defaults(tmp_path, monkeypatch):
+    """The issue's case: after `tritium tune --model ... --batch 1`, a batch-64 layer (never
+    tuned) must run the default config, not a neighbour's."""
+    from tritium.runtime import TernaryLinear, freeze_model
+
+    assert main(["tune", "--kernel", "cpu.linear", "--shape", "1,128,64", "--budget", "2",
+                 "--quick", "--max-ci", "1000", "--no-stability", "-q"]) == 0
+    assert Archive().find_studies("cpu.linear")
+    assert dispatch.install_if_tuned()
+    layer = TernaryLinear(64, 128, act_quant="int8").eval()
+    freeze_model(layer)
+    with torch.no_grad():
+        layer(torch.randn(64, 64))
+    isa = cpu.default_isa()
+    assert dispatch.resolve(64, 128, 64, "t2", "int8", isa) is None
+    assert all(u["m_bucket"] == 1 for u in kernels.tuned_configs_used())
