@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import stat
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from . import __version__
 
@@ -364,18 +367,110 @@ def cmd_compile(args) -> int:
     return worst
 
 
+CACHE_AREAS = ("compile", "kernels", "triton", "tune")
+
+
+def _cache_area(text: str) -> str:
+    if text not in CACHE_AREAS:
+        raise argparse.ArgumentTypeError(
+            f"unknown cache area {text!r} (choose from {', '.join(CACHE_AREAS)})")
+    return text
+
+
+def _dir_usage(path: Path) -> tuple[int, int]:
+    """(files, bytes) under ``path`` (0, 0 when it does not exist); links are not followed."""
+    files = size = 0
+    if path.is_dir():
+        for p in path.rglob("*"):
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                files += 1
+                size += st.st_size
+    return files, size
+
+
+def _archive_summary() -> str:
+    """The tuning archive in one line: where, how big, how many studies."""
+    from .tune.archive import Archive, ArchiveError, default_db_path, default_url
+
+    path = default_db_path()
+    if path is not None and not path.is_file():
+        return f"{path} (none yet)"
+    where = str(path) if path is not None else default_url()
+    try:
+        ar = Archive(default_url())
+        try:
+            studies = ar.find_studies()
+        finally:
+            ar.close()
+    except (ArchiveError, ImportError, OSError) as exc:
+        return f"{where} (unreadable: {exc})"
+    size = f", {path.stat().st_size:,} bytes" if path is not None else ""
+    kernels_ = sorted({s["kernel"] for s in studies})
+    return (f"{where}: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'}{size}"
+            + (f" ({', '.join(kernels_)})" if kernels_ else ""))
+
+
+def _clear_area(area: str) -> str:
+    from .cachedir import cache_root
+
+    if area == "compile":
+        from .driver.cache import CompileCache
+
+        cache = CompileCache()
+        n = cache.clear()
+        return f"removed {n} compile cache entr{'y' if n == 1 else 'ies'} from {cache.root}"
+    if area == "tune":
+        from .tune.archive import default_db_path, default_url
+
+        path = default_db_path()
+        if path is None:
+            return (f"left the tuning archive at {default_url()} alone: it is not a local file "
+                    "(drop its tables with the database's own tools)")
+        removed = 0
+        for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+                removed += 1
+        return (f"removed the tuning archive {path}" if removed
+                else f"no tuning archive at {path}")
+    root = cache_root() / area
+    files, size = _dir_usage(root)
+    if root.is_dir():
+        shutil.rmtree(root)
+    what = "kernel binaries" if area == "kernels" else "generated Triton sources"
+    return f"removed {files} file(s) of {what} ({size:,} bytes) from {root}"
+
+
 def cmd_cache(args) -> int:
+    from .cachedir import cache_root
     from .driver.cache import CompileCache
 
-    cache = CompileCache()
     if args.action == "clear":
-        n = cache.clear()
-        print(f"removed {n} compile cache entr{'y' if n == 1 else 'ies'} from {cache.root}")
+        for area in args.areas or CACHE_AREAS:
+            print(_clear_area(area))
         return EXIT_OK
-    st = cache.stats()
+    if args.areas:
+        print("tritium cache: error: `info` takes no areas (they name what `clear` removes)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    st = CompileCache().stats()
+    print(f"cache root: {cache_root()} (TRITIUM_CACHE_DIR)")
     print(f"compile cache: {st.path}")
     print(f"  entries: {st.entries}")
     print(f"  size:    {st.bytes:,} bytes (cap {st.max_bytes:,}; TRITIUM_CACHE_MAX_BYTES)")
+    for area, what in (("kernels", "kernel binaries"), ("triton", "Triton sources")):
+        files, size = _dir_usage(cache_root() / area)
+        print(f"{what}: {cache_root() / area}: {files} file(s), {size:,} bytes")
+    print(f"tuning archive: {_archive_summary()}")
+    from .tune.dispatch import enabled
+
+    print("  tuned configs at run time: "
+          + ("on (exact shapes of this machine only; TRITIUM_TUNED_CONFIGS=0 turns them off)"
+             if enabled() else "off (TRITIUM_TUNED_CONFIGS)"))
     return EXIT_OK
 
 
@@ -510,9 +605,14 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--error-format", choices=("human", "json"), default="human")
     co.set_defaults(func=cmd_compile)
 
-    ca = sub.add_parser("cache", help="show or clear the compile cache", formatter_class=_formatter,
-                        epilog="examples:\n  tritium cache info\n  tritium cache clear")
+    ca = sub.add_parser("cache", help="show or clear the caches and the tuning archive",
+                        formatter_class=_formatter,
+                        epilog="examples:\n  tritium cache info\n  tritium cache clear\n"
+                               "  tritium cache clear compile kernels   # keep the tuning archive")
     ca.add_argument("action", choices=("info", "clear"))
+    ca.add_argument("areas", nargs="*", type=_cache_area, metavar="AREA",
+                    help=f"with clear: only these areas ({', '.join(CACHE_AREAS)}; "
+                         "default: all of them)")
     ca.set_defaults(func=cmd_cache)
 
     pr = sub.add_parser("profile", help="time and measure every compile stage",

@@ -10,6 +10,7 @@ import pytest
 
 from tritium.driver import CompileError, compile_program
 from tritium.driver.cache import CompileCache
+from tritium.tune.archive import Archive
 
 ROOT = Path(__file__).resolve().parents[3]
 MLP = ROOT / "examples" / "mlp.tri"
@@ -147,8 +148,20 @@ def test_cli_compile_outputs_and_cache_commands(tmp_path):
     assert r.returncode == 0 and "ModelDef @2:1" in r.stdout
     r = _run("cache", "info", env_dir=tmp_path / "c")
     assert r.returncode == 0 and "entries: 3" in r.stdout   # the shown path is part of the key
-    r = _run("cache", "clear", env_dir=tmp_path / "c")
-    assert r.returncode == 0 and "removed 3" in r.stdout
+    assert "tuning archive:" in r.stdout and "(none yet)" in r.stdout
+    assert "kernel binaries:" in r.stdout
+    archive = tmp_path / "c" / "tune" / "archive.db"
+    archive.parent.mkdir(parents=True)
+    Archive(f"sqlite:///{archive}").close()
+    r = _run("cache", "info", env_dir=tmp_path / "c")
+    assert r.returncode == 0 and f"{archive}: 0 studies" in r.stdout
+    r = _run("cache", "clear", "compile", env_dir=tmp_path / "c")
+    assert r.returncode == 0 and "removed 3" in r.stdout and archive.is_file()
+    r = _run("cache", "clear", env_dir=tmp_path / "c")  # every area, the archive too
+    assert r.returncode == 0 and f"removed the tuning archive {archive}" in r.stdout
+    assert not archive.exists()
+    r = _run("cache", "clear", "bogus", env_dir=tmp_path / "c")
+    assert r.returncode == 2 and "unknown cache area 'bogus'" in r.stderr
     bad = tmp_path / "bad.tri"
     bad.write_text("model M { forward(x: Tensor) -> Tensor { return relux(x) } }")
     r = _run("compile", str(bad), env_dir=tmp_path / "c")
