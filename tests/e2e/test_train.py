@@ -54,6 +54,7 @@ def test_train_writes_every_file(mlp_run: Path):
         assert sum(share.values()) == pytest.approx(1.0)
     assert {r["key"] for r in m["performance"]} == {"min_accuracy", "max_size_kb"}
     assert m["ternary"]["checkpoint_bytes"] == (mlp_run / "model.safetensors").stat().st_size
+    assert m["ternary"]["tuned_configs"] == []  # no tuning archive in this test's cache root
     # dense trits, the batch norm folded into fc1, float16 scales and biases
     assert m["ratio"]["checkpoint"] > 12.0
 

@@ -860,6 +860,9 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         lat_models["fp32"], _ = load_for_eval(out / "fp32.safetensors")
     for name, ms in measure_latencies(lat_models, x_test, opts.latency_runs).items():
         metrics[name]["latency_ms"] = ms
+    # whether the autotuner's archive chose any kernel config of those runs
+    from tritium.runtime.kernels import tuned_configs_used
+    ternary["tuned_configs"] = tuned_configs_used()
     if base_run is not None:
         metrics["ratio"] = {
             "checkpoint": metrics["fp32"]["checkpoint_bytes"] / ternary["checkpoint_bytes"],
@@ -993,6 +996,13 @@ def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
     console.print(table)
     if not t["native_kernels"]:
         console.print("[yellow]note:[/] native kernels unavailable; latency is the pure-torch path")
+    tuned = t.get("tuned_configs") or []
+    if tuned:
+        shapes = ", ".join(f"{c['m_bucket']}x{c['n']}x{c['k']}" for c in tuned)
+        console.print(f"kernel configs: tuned (from the tuning archive) for {shapes}; the "
+                      "other layers ran the defaults (TRITIUM_TUNED_CONFIGS=0 turns tuning off)")
+    else:
+        console.print("kernel configs: the defaults (no tuned config applied)")
     if m["performance"]:
         perf = Table(title="performance { } expectations")
         for col in ("expectation", "required", "measured", "result"):
