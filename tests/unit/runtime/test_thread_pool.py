@@ -167,10 +167,9 @@ def test_a_late_worker_shrinks_the_team_for_a_back_off_then_the_team_returns(
     assert lib.lib.tri_pool_stall_probe(2, 30_000) == 2
     st = lib.pool_stats()
     assert st["stalls"] == 2 and st["next_backoff_ns"] == 4 * 20_000_000
-    # once it is over, the full team runs again; a call that does not stall resets it
+    # once it is over, the full team runs again
     time.sleep(st["backoff_left_ns"] / 1e9 + 0.005)
     assert lib.lib.tri_pool_threads(2, 0) == 2
-    assert lib.pool_stats()["cap"] == 0
 
 
 @pytest.mark.parametrize("pool", POOLS)

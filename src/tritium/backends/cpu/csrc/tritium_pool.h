@@ -255,9 +255,13 @@ static int64_t pool_claim_loop(uint32_t gen, tri_task_fn fn, void *ctx, int64_t 
     }
 }
 
+/* the job generation current when each worker was created: a new worker joins the job it
+ * was created for, even if it first runs after that job was published */
+static uint32_t g_spawn_gen[TRI_MAX_THREADS];
+
 static void *pool_worker(void *arg) {
     const int tid = (int)(intptr_t)arg;
-    uint32_t seen = atomic_load(&g_pool.gen);
+    uint32_t seen = g_spawn_gen[tid];
     for (;;) {
         /* spin briefly for back-to-back calls, then sleep */
         for (int i = 0; i < TRI_SPIN && atomic_load_explicit(&g_pool.gen, memory_order_acquire) == seen; i++)
@@ -294,6 +298,7 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     pthread_mutex_lock(&g_pool.mu);
     while (g_pool.nworkers < nthreads - 1) {
         int tid = g_pool.nworkers + 1;
+        g_spawn_gen[tid] = atomic_load(&g_pool.gen);
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -426,6 +431,7 @@ static void probe_once(int nthreads, int check_team, _Atomic int *result, _Atomi
 
 typedef struct {
     int delay_us;
+    int64_t t_start;
     _Atomic int worker_in;
     _Atomic int64_t ran;
 } StallJob;
@@ -434,8 +440,11 @@ static void stall_task(void *ctx, int64_t task, int tid) {
     StallJob *J = ctx;
     (void)task;
     if (tid != 0) {
+        /* a worker the OS did not run in time: it holds its task for delay_us, plus twice
+         * however long it took to get here (that time counts as the caller's work) */
+        const int64_t late_us = (tri_now_ns() - J->t_start) / 1000;
         atomic_store(&J->worker_in, 1);
-        usleep((useconds_t)J->delay_us); /* a worker the OS did not run in time */
+        usleep((useconds_t)(J->delay_us + 2 * late_us));
     } else {
         /* the caller leaves a task for a worker to claim (for at most a second) */
         const int64_t until = tri_now_ns() + 1000000000LL;
@@ -448,7 +457,7 @@ static void stall_task(void *ctx, int64_t task, int tid) {
  * delay_us after claiming its first task, as a descheduled worker would. Returns the team
  * that ran it, or -1 if a task was lost. */
 TRI_EXPORT int tri_pool_stall_probe(int nthreads, int delay_us) {
-    StallJob J = {.delay_us = delay_us < 0 ? 0 : delay_us};
+    StallJob J = {.delay_us = delay_us < 0 ? 0 : delay_us, .t_start = tri_now_ns()};
     atomic_init(&J.worker_in, 0);
     atomic_init(&J.ran, 0);
     int used = pool_run(stall_task, &J, 256, nthreads);
