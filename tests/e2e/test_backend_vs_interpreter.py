@@ -22,6 +22,9 @@ from tritium.ir import interpret, verify
 from tritium.ir.lowering import lower
 from tritium.passes import pipeline
 
+# runs once per ISA path of this CPU (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("every_isa")
+
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"
 RTOL = ATOL = 1e-4

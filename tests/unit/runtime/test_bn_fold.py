@@ -22,6 +22,9 @@ from tritium.runtime import (
     save_checkpoint,
 )
 
+# runs once per ISA path of this CPU (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("every_isa")
+
 
 def _randomize_bn(bn: nn.modules.batchnorm._BatchNorm, seed: int) -> None:
     """Running statistics and affine parameters far from their defaults (negative gammas

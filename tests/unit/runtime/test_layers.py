@@ -34,6 +34,9 @@ from tritium.runtime.ste import (
     ternary_activation,
 )
 
+# runs once per ISA path of this CPU (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("every_isa")
+
 QUANTIZERS = [
     {"quantizer": "twn"},
     {"quantizer": "absmean"},

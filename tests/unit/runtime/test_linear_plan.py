@@ -9,7 +9,9 @@ import torch
 from tritium import runtime as trt
 from tritium.runtime import kernels
 
-pytestmark = pytest.mark.skipif(not kernels.native_available(), reason="no native kernels")
+# runs once per ISA path of this CPU (tests/conftest.py)
+pytestmark = [pytest.mark.skipif(not kernels.native_available(), reason="no native kernels"),
+              pytest.mark.usefixtures("every_isa")]
 
 
 def _frozen(seed: int, bias: bool = True, act_quant: str = "none") -> trt.TernaryLinear:

@@ -18,6 +18,9 @@ from tritium.runtime.packing import (
     unpack_ternary,
 )
 
+# runs once per ISA path of this CPU (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("every_isa")
+
 FORMATS = ["t2", "t1.6"]
 
 

@@ -71,11 +71,15 @@ def test_tune_end_to_end_then_export_and_import(tmp_path, capsys):
     ar = Archive()
     (study,) = ar.find_studies("cpu.linear_f32")
     hist = ar.history(study["id"])
-    assert len(hist) == 3 and all(t.strategy == "random" for t in hist)
+    # the budget counts measured trials; configs the space rejects are recorded as invalid
+    # and do not count (how many the random draws hit depends on the ISA's search space)
+    measured = [t for t in hist if t.status != "invalid"]
+    assert len(measured) == 3, [(t.status, t.reason) for t in hist]
+    assert all(t.strategy == "random" for t in hist)
     assert study["default_ms"] is not None and study["fp32_ms"] is not None
     other = f"sqlite:///{tmp_path / 'other.db'}"
     assert main(["tune", "--import", str(tmp_path / "tuned.json"), "--storage", other]) == 0
-    assert "imported 3 trials" in capsys.readouterr().out
+    assert f"imported {len(hist)} trials" in capsys.readouterr().out
     (copied,) = Archive(other).find_studies("cpu.linear_f32")
     assert copied["shape"] == (3, 40, 70)
 
