@@ -498,8 +498,8 @@ def _parse_structure(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str,
         if not isinstance(entry, dict):
             raise CheckpointError(path, f"tensor {name!r}: header entry is not an object")
         dtype, shape, offs = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in _DTYPES:
-            raise CheckpointError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise CheckpointError(path, f"tensor {name!r}: unknown dtype {_short(dtype)}")
         if not isinstance(shape, list) or len(shape) > _MAX_RANK or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
@@ -599,10 +599,10 @@ def _v3_tensors(path: Path, blob: dict[str, Any], header: dict[str, Any]
         prefix = name.rpartition(".")[0]
         kind = blob["k"].get(prefix, "unknown")
         quant = blob["q"].get(prefix, "none")
-        packed = blob["t"].get(name)
-        if packed is None:
+        if name not in blob["t"]:
             tensors[name] = TensorInfo(kind, tuple(entry["shape"]), "none", quant)
             continue
+        packed = blob["t"][name]
         try:
             if not isinstance(packed, list) or len(packed) != 2:
                 raise ValueError("entry is not a [format, shape] pair")
