@@ -161,3 +161,18 @@ def test_cli_eval_of_hostile_checkpoint_paths_is_one_clear_line(tmp_path):
         assert time.monotonic() - t < 60
         assert r.returncode == 1, r.stderr
         assert "Traceback" not in r.stderr and target in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_resuming_from_a_training_state_that_is_not_a_file_is_a_clear_error(tmp_path, kind):
+    from tritium.driver.train import TrainError, _load_state
+
+    path = tmp_path / "train_state.safetensors"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    t = time.monotonic()
+    with pytest.raises(TrainError, match="not a regular file") as err:
+        _load_state(path, None, None)   # type: ignore[arg-type]
+    assert time.monotonic() - t < 5 and str(path) in err.value.message
