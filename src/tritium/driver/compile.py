@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..cachedir import read_file_bounded
 from ..frontend.diagnostics import Diagnostic, SourceMap
 from .cache import CompileCache
 
@@ -79,7 +80,31 @@ class CompileResult:
 
 
 def _read(path: Path) -> bytes:
-    return path.read_bytes()
+    """A source file the cache records (an import): a regular file of at most the source
+    size limit (links followed: they are the user's files, not the cache's)."""
+    from ..frontend.source import MAX_SOURCE_BYTES
+
+    return read_file_bounded(path, MAX_SOURCE_BYTES, follow_symlinks=True)
+
+
+def _valid_payload(payload: dict) -> str | None:
+    """Why a compile cache payload cannot be served (a forged or foreign entry that passed
+    the checksum), or None."""
+    if not isinstance(payload.get("python"), str):
+        return "no generated source"
+    stages = payload.get("stages")
+    if not isinstance(stages, dict) or not all(
+            k in STAGES and isinstance(v, str) for k, v in stages.items()):
+        return "malformed stages"
+    if not isinstance(payload.get("entry"), str | None):
+        return "malformed entry name"
+    deps = payload.get("deps", {})
+    if not isinstance(deps, dict) or not all(
+            isinstance(k, str) and "\0" not in k and isinstance(v, str) for k, v in deps.items()):
+        return "malformed dependency list"
+    if not isinstance(payload.get("pass_report", ""), str):
+        return "malformed pass report"
+    return None
 
 
 _COMPILER_FINGERPRINT: str | None = None
@@ -178,7 +203,7 @@ def compile_program(path_or_source: str | Path, *, opt_level: int = 2, target: s
             store = None
     if store is not None:
         t = time.perf_counter()
-        hit = store.get(key)
+        hit = store.get(key, _valid_payload)
         if hit is not None and _deps_unchanged(hit.get("deps", {})):
             timings["cache"] = time.perf_counter() - t
             return CompileResult(src.name, hit.get("entry"), hit["python"], hit["stages"],
@@ -188,9 +213,10 @@ def compile_program(path_or_source: str | Path, *, opt_level: int = 2, target: s
     if store is not None:
         deps = {}
         for f in result.files:
-            p = Path(f)
-            if p.is_file():
-                deps[str(p)] = hashlib.sha256(_read(p)).hexdigest()
+            try:
+                deps[str(f)] = hashlib.sha256(_read(Path(f))).hexdigest()
+            except OSError:
+                continue
         try:
             store.put(key, {"python": result.python, "stages": result.stages,
                             "entry": result.entry, "deps": deps,
@@ -205,7 +231,7 @@ def _deps_unchanged(deps: dict[str, str]) -> bool:
         try:
             if hashlib.sha256(_read(Path(f))).hexdigest() != digest:
                 return False
-        except OSError:
+        except (OSError, ValueError):
             return False
     return True
 

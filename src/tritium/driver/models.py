@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,28 +85,148 @@ class RunInfo:
 
     @classmethod
     def from_extra(cls, extra: dict[str, str], where: str) -> RunInfo:
+        """The run metadata of a checkpoint, every field validated (a checkpoint is
+        untrusted input): raises :class:`~tritium.runtime.CheckpointError` naming the file
+        and the field."""
+        from ..runtime import CheckpointError
+
+        for key in ("tritium.source", "tritium.entry"):
+            if key not in extra:
+                raise ModelBuildError(
+                    f"{where} lacks the metadata `{key}`: it was not written by "
+                    "`tritium train`", help="load it with tritium.runtime.load_checkpoint into "
+                                            "a model you build yourself")
         try:
-            shape = json.loads(extra.get("tritium.input_shape", "null"))
-            norm = json.loads(extra.get("tritium.normalization", "[0.0, 1.0]"))
             return cls(
-                source=extra["tritium.source"],
-                file=extra.get("tritium.file", "<checkpoint>"),
-                entry=extra["tritium.entry"],
-                hyperparameters=json.loads(extra.get("tritium.hyperparameters", "{}")),
-                dataset=extra.get("tritium.dataset", "digits"),
-                input_shape=[int(d) for d in shape] if shape is not None else None,
-                normalization=(float(norm[0]), float(norm[1])),
-                num_classes=int(extra.get("tritium.num_classes", "10")),
-                variant=extra.get("tritium.variant", "ternary"),
-                format=extra.get("tritium.format", "t2"),
+                source=_source_field(extra["tritium.source"]),
+                file=_text_field(extra.get("tritium.file", "<checkpoint>"), "tritium.file"),
+                entry=_name_field(extra["tritium.entry"]),
+                hyperparameters=_hyper_field(extra.get("tritium.hyperparameters", "{}")),
+                dataset=_text_field(extra.get("tritium.dataset", "digits"), "tritium.dataset"),
+                input_shape=_shape_field(extra.get("tritium.input_shape", "null")),
+                normalization=_norm_field(extra.get("tritium.normalization", "[0.0, 1.0]")),
+                num_classes=_classes_field(extra.get("tritium.num_classes", "10")),
+                variant=_choice_field(extra.get("tritium.variant", "ternary"),
+                                      "tritium.variant", VARIANTS),
+                format=_choice_field(extra.get("tritium.format", "t2"), "tritium.format",
+                                     WEIGHT_FORMATS),
             )
-        except KeyError as exc:
-            raise ModelBuildError(
-                f"{where} lacks the metadata `{exc.args[0]}`: it was not written by "
-                "`tritium train`", help="load it with tritium.runtime.load_checkpoint into "
-                                        "a model you build yourself") from None
-        except (ValueError, TypeError, IndexError) as exc:
-            raise ModelBuildError(f"{where}: malformed run metadata ({exc})") from None
+        except _FieldError as exc:
+            raise CheckpointError(where, f"run metadata field {exc.field!r}: {exc.problem}"
+                                  ) from None
+
+
+# ----------------------------------------------------------------- run metadata validation
+
+VARIANTS = ("ternary", "fp32")
+WEIGHT_FORMATS = ("t2", "t1.6")
+MAX_INPUT_RANK = 8
+MAX_INPUT_ELEMENTS = 1 << 28
+MAX_CLASSES = 1 << 24
+MAX_TEXT_FIELD = 4096
+
+
+class _FieldError(Exception):
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+def _json_field(text: str, field: str, depth: int) -> Any:
+    from ..cachedir import parse_json
+
+    try:
+        return parse_json(text, max_depth=depth)
+    except ValueError as e:
+        raise _FieldError(field, f"not valid JSON ({str(e)[:200]})") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _source_field(text: str) -> str:
+    from ..frontend.source import MAX_SOURCE_BYTES
+
+    if not text.strip():
+        raise _FieldError("tritium.source", "the program source is empty")
+    if "\0" in text:
+        raise _FieldError("tritium.source", "the program source contains a NUL character")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+        raise _FieldError("tritium.source", f"the program source is larger than "
+                                            f"{MAX_SOURCE_BYTES} bytes")
+    return text
+
+
+def _text_field(text: str, field: str) -> str:
+    if not text or len(text) > MAX_TEXT_FIELD:
+        raise _FieldError(field, f"expected 1 to {MAX_TEXT_FIELD} characters, got {len(text)}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise _FieldError(field, f"{text[:60]!r} contains control characters")
+    return text
+
+
+def _name_field(text: str) -> str:
+    if not text.isidentifier() or len(text) > 256:
+        raise _FieldError("tritium.entry", f"{text[:60]!r} is not a model name")
+    return text
+
+
+def _hyper_field(text: str) -> dict[str, Any]:
+    value = _json_field(text, "tritium.hyperparameters", 1)
+    if not isinstance(value, dict):
+        raise _FieldError("tritium.hyperparameters", "expected a JSON object")
+    for k, v in value.items():
+        if not k.isidentifier() or len(k) > 256:
+            raise _FieldError("tritium.hyperparameters", f"{k[:60]!r} is not a parameter name")
+        if not (_is_int(v) or _finite(v) or isinstance(v, bool)
+                or (isinstance(v, str) and len(v) <= MAX_TEXT_FIELD)):
+            raise _FieldError("tritium.hyperparameters",
+                              f"{k}: expected a number, a boolean or a short string, "
+                              f"got {str(v)[:60]!r}")
+    return value
+
+
+def _shape_field(text: str) -> list[int] | None:
+    value = _json_field(text, "tritium.input_shape", 1)
+    if value is None:
+        return None
+    if (not isinstance(value, list) or not 1 <= len(value) <= MAX_INPUT_RANK
+            or not all(_is_int(d) and d > 0 for d in value)
+            or math.prod(value) > MAX_INPUT_ELEMENTS):
+        raise _FieldError("tritium.input_shape",
+                          f"expected null or 1 to {MAX_INPUT_RANK} positive sizes of at most "
+                          f"{MAX_INPUT_ELEMENTS} elements in all, got {text[:80]!r}")
+    return [int(d) for d in value]
+
+
+def _norm_field(text: str) -> tuple[float, float]:
+    value = _json_field(text, "tritium.normalization", 1)
+    if (not isinstance(value, list) or len(value) != 2 or not all(_finite(v) for v in value)
+            or not value[1] > 0):
+        raise _FieldError("tritium.normalization",
+                          f"expected [mean, std] with finite numbers and std > 0, "
+                          f"got {text[:80]!r}")
+    return float(value[0]), float(value[1])
+
+
+def _classes_field(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 9 \
+            or not 1 <= int(text) <= MAX_CLASSES:
+        raise _FieldError("tritium.num_classes",
+                          f"expected a whole number from 1 to {MAX_CLASSES}, got {text[:40]!r}")
+    return int(text)
+
+
+def _choice_field(text: str, field: str, choices: tuple[str, ...]) -> str:
+    if text not in choices:
+        raise _FieldError(field, f"{text[:40]!r} is not one of {', '.join(choices)}")
+    return text
 
 
 @dataclass
@@ -132,7 +253,7 @@ def _instantiate(compiled: CompileResult, entry: str | None,
     cls = classes.get(target) or classes[py_local(target)]
     try:
         return cls(**{py_local(k): v for k, v in hyper.items()}), target
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError, MemoryError, RuntimeError) as exc:
         raise ModelBuildError(f"cannot build `{target}`: {exc}",
                               help="pass its hyperparameters with --set NAME=VALUE") from None
 
@@ -311,14 +432,22 @@ def unpacked_twin(model: nn.Module) -> nn.Module:
 # ----------------------------------------------------------------------------- checkpoints
 
 def _compile_for(info: RunInfo) -> CompileResult:
-    path = Path(info.file)
-    if path.is_file():
-        try:
-            if hashlib.sha256(path.read_bytes()).hexdigest() == info.source_hash:
-                return compile_program(str(path), with_ir=False)
-        except OSError:
-            pass
-    return compile_program(info.source, with_ir=False, file=info.file)
+    """Compile a checkpoint's program. Its source is text from the checkpoint (untrusted,
+    never taken for a path); the file it names is used instead only when it is a regular
+    file holding exactly that text (then its imports resolve), read with a bound."""
+    from ..cachedir import read_file_bounded
+
+    want = info.source.encode("utf-8", "surrogatepass")
+    try:
+        if hashlib.sha256(read_file_bounded(info.file, len(want), follow_symlinks=True)
+                          ).hexdigest() == info.source_hash:
+            return compile_program(Path(info.file), with_ir=False)
+    except (OSError, ValueError):
+        pass   # gone, edited, not a regular file, a name the system refuses: use the text
+    # compile_program takes a string without a newline or `{` for a path: a program text
+    # always gets its final newline, so it is compiled as text whatever it holds
+    text = info.source if info.source.endswith("\n") else info.source + "\n"
+    return compile_program(text, with_ir=False, file=info.file)
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, RunInfo]:

@@ -594,8 +594,16 @@ def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -
 
 def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
     """Restore `run` from a train_state file; returns the number of finished epochs."""
+    import stat
+
     import safetensors
     import safetensors.torch
+    try:   # a FIFO or a device is not a training state (and would block or never end)
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        mode = stat.S_IFREG   # missing or unreadable: reported below as safetensors sees it
+    if not stat.S_ISREG(mode):
+        raise TrainError(f"cannot resume: {path} is not a regular file", code=1)
     try:
         with safetensors.safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}

@@ -33,6 +33,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ import torch
 from torch import nn
 
 import tritium
-from tritium.cachedir import atomic_write_bytes
+from tritium.cachedir import UnsafeFileError, atomic_write_bytes, parse_json, read_file_bounded
 from tritium.runtime.layers import (
     TernaryLayer,
     TritiumLayer,
@@ -82,6 +83,13 @@ _DENSE = {"t2", "t1.6"}
 
 _Z = "zlib:"
 _MAX_JSON = 64 * 1024 * 1024
+# Tritium's metadata nests at most 4 levels ({"t": {name: [format, [shape]]}}); the safetensors
+# header 3 ({name: {"shape": [...]}}). Deeper JSON is not a checkpoint (and would be a
+# RecursionError for the parser).
+_MAX_META_DEPTH = 8
+_MAX_HEADER_DEPTH = 3
+_MAX_RANK = 32
+_HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 def _pack_json(obj: Any) -> str:
@@ -102,11 +110,8 @@ def _unpack_json(text: str) -> Any:
                 raise ValueError("compressed metadata is too large")
         except (zlib.error, binascii.Error) as e:
             raise ValueError(f"compressed metadata is damaged: {e}") from None
-        text = raw.decode("utf-8", errors="strict")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(str(e)) from None
+        return parse_json(raw, max_depth=_MAX_META_DEPTH)
+    return parse_json(text, max_depth=_MAX_META_DEPTH)
 
 
 # The preset dictionary of version 3's metadata deflate stream: the words Tritium metadata
@@ -166,8 +171,8 @@ def _unpack_v3(text: str) -> Any:
     if not d.eof:
         raise ValueError("compressed metadata is damaged: the stream is incomplete")
     try:
-        return json.loads(raw.decode("utf-8", errors="strict"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return parse_json(raw, max_depth=_MAX_META_DEPTH)
+    except ValueError as e:
         raise ValueError(f"compressed metadata is damaged: {e}") from None
 
 
@@ -238,6 +243,12 @@ _MAX_HEADER = 100 * 1024 * 1024
 _KEY_VERSION = "tritium.checkpoint_version"
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value from a file, cut to ``limit`` characters for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class CheckpointError(ValueError):
     """A checkpoint cannot be written or read: the message names the file and the problem."""
 
@@ -278,10 +289,11 @@ class TensorInfo:
             kind, fmt, quant = obj["layer_kind"], obj["packing_format"], obj["quantizer"]
         except KeyError as e:
             raise ValueError(f"entry lacks the key {e.args[0]!r}") from None
-        if not isinstance(shape, list) or not all(
+        if not isinstance(shape, list) or len(shape) > _MAX_RANK or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
-            raise ValueError(f"logical_shape {shape!r} is not a list of non-negative ints")
+            raise ValueError(f"logical_shape {_short(shape)} is not a list of at most "
+                             f"{_MAX_RANK} non-negative ints")
         if not all(isinstance(v, str) for v in (kind, fmt, quant)):
             raise ValueError("layer_kind, packing_format and quantizer must be strings")
         return cls(kind, tuple(shape), fmt, quant)
@@ -468,8 +480,8 @@ def _parse_structure(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str,
             "the file is truncated or not a safetensors file",
         )
     try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = parse_json(data[8 : 8 + n], max_depth=_MAX_HEADER_DEPTH)
+    except ValueError as e:
         raise CheckpointError(path, f"header is not valid JSON ({e}): corrupted file") from None
     if not isinstance(header, dict):
         raise CheckpointError(path, "header is not a JSON object: corrupted file")
@@ -486,19 +498,19 @@ def _parse_structure(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str,
         if not isinstance(entry, dict):
             raise CheckpointError(path, f"tensor {name!r}: header entry is not an object")
         dtype, shape, offs = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in _DTYPES:
-            raise CheckpointError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise CheckpointError(path, f"tensor {name!r}: unknown dtype {_short(dtype)}")
+        if not isinstance(shape, list) or len(shape) > _MAX_RANK or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
-            raise CheckpointError(path, f"tensor {name!r}: malformed shape {shape!r}")
+            raise CheckpointError(path, f"tensor {name!r}: malformed shape {_short(shape)}")
         if (
             not isinstance(offs, list)
             or len(offs) != 2
             or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
             or not 0 <= offs[0] <= offs[1]
         ):
-            raise CheckpointError(path, f"tensor {name!r}: malformed data_offsets {offs!r}")
+            raise CheckpointError(path, f"tensor {name!r}: malformed data_offsets {_short(offs)}")
         need = math.prod(shape) * _DTYPES[dtype][1]
         if offs[1] - offs[0] != need:
             raise CheckpointError(
@@ -549,6 +561,18 @@ def _v3_blob(path: Path, meta: dict[str, str]) -> dict[str, Any]:
                                         f"not a {typ.__name__}")
     if "h" in blob and not isinstance(blob["h"], str):
         raise CheckpointError(path, "Tritium metadata field 'h' is not a string")
+    if not 0 <= blob["p"] < 1 << 31:
+        raise CheckpointError(path, f"Tritium metadata field 'p' (packing version) "
+                                    f"{_short(blob['p'])} is out of range")
+    if not _HEX32.fullmatch(blob["d"]):
+        raise CheckpointError(path, f"Tritium metadata field 'd' (tensor digest) "
+                                    f"{_short(blob['d'])} is not 32 hex digits")
+    if len(blob.get("h", "")) > 256:
+        raise CheckpointError(path, f"Tritium metadata field 'h' (source hash) "
+                                    f"{_short(blob['h'])} is too long")
+    if len(blob["v"]) > 64:
+        raise CheckpointError(path, f"Tritium metadata field 'v' (Tritium version) "
+                                    f"{_short(blob['v'])} is too long")
     for key in ("k", "q", "fold", "x"):
         if not all(isinstance(v, str) for v in blob[key].values()):
             raise CheckpointError(path, f"Tritium metadata field {key!r} maps to non-strings")
@@ -575,10 +599,10 @@ def _v3_tensors(path: Path, blob: dict[str, Any], header: dict[str, Any]
         prefix = name.rpartition(".")[0]
         kind = blob["k"].get(prefix, "unknown")
         quant = blob["q"].get(prefix, "none")
-        packed = blob["t"].get(name)
-        if packed is None:
+        if name not in blob["t"]:
             tensors[name] = TensorInfo(kind, tuple(entry["shape"]), "none", quant)
             continue
+        packed = blob["t"][name]
         try:
             if not isinstance(packed, list) or len(packed) != 2:
                 raise ValueError("entry is not a [format, shape] pair")
@@ -700,11 +724,16 @@ _STORED_DTYPE = {"t2": torch.uint8, "t1.6": torch.uint8, "int4": torch.uint8, "i
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
     try:
-        data = path.read_bytes()
+        # a regular file, read to the size it has when opened: a FIFO or /dev/zero is an
+        # error, never a hang or an exhausted memory
+        data = read_file_bounded(path, None, follow_symlinks=True)
     except FileNotFoundError:
         raise CheckpointError(path, "no such file") from None
-    except OSError as e:
-        raise CheckpointError(path, f"cannot read the file: {e.strerror or e}") from None
+    except UnsafeFileError as e:
+        raise CheckpointError(path, f"{e.reason}: a checkpoint is a .safetensors file") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(path, f"cannot read the file: "
+                                    f"{getattr(e, 'strerror', None) or e}") from None
     header, meta = _parse_structure(path, data)
     metadata, digest = _parse_metadata(path, meta, header)
     try:

@@ -13,6 +13,16 @@ any other by ``--storage``). Two tables:
 
 SQLite runs in WAL mode with a busy timeout so concurrent writers wait instead of failing.
 ``export_json``/``import_json`` move studies between machines as a versioned JSON document.
+
+Readers that must never wait -- the runtime's dispatch, on every ``tritium predict`` -- open
+the archive with ``Archive(url, read_only=True)``: an SQLite file is opened read-only
+(``mode=ro``, ``query_only``) with a busy timeout of :data:`READER_BUSY_TIMEOUT_S`, only when it
+is a regular file (the default file under the cache root also not through a symbolic link),
+and no table is created; a tuner holding the database locked makes the read fail at once
+(``ArchiveError``), and the caller goes on untuned. Everything read back is untrusted:
+:meth:`Archive.best_per_study` skips (and lists in ``skipped``) studies and trials whose
+shape, numbers or config are malformed -- NaN or negative times, configs that are not flat
+objects of scalars, JSON nested too deeply.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import math
 import os
 import socket
 import time
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +43,9 @@ EXPORT_FORMAT = "tritium-tune-archive"
 EXPORT_VERSION = 1
 STATUSES = ("ok", "invalid", "wrong", "noisy", "error", "running")
 DB_NAME = "archive.db"
+READER_BUSY_TIMEOUT_S = 0.05
+MAX_CONFIG_CHARS = 16 * 1024
+MAX_TRIAL_TIMES_CHARS = 1 << 20
 
 
 class ArchiveError(Exception):
@@ -60,6 +74,15 @@ def default_db_path() -> Path | None:
     return None
 
 
+def _default_reader_url() -> str:
+    """The default storage URL without creating any directory (a reader creates nothing)."""
+    env = os.environ.get("TRITIUM_TUNE_STORAGE")
+    if env:
+        return env
+    path = default_db_path()
+    return f"sqlite:///{path}"
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -70,6 +93,62 @@ def shape_text(shape: Iterable[int]) -> str:
 
 def parse_shape_text(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(","))
+
+
+def checked_shape(text: Any) -> tuple[int, ...]:
+    """A study's shape from the archive: 1 to 8 positive integers (ValueError otherwise)."""
+    if not isinstance(text, str) or len(text) > 128:
+        raise ValueError(f"shape {str(text)[:40]!r} is not a shape")
+    parts = text.split(",")
+    if not 1 <= len(parts) <= 8 or not all(p.isascii() and p.isdigit() and len(p) <= 12
+                                           for p in parts):
+        raise ValueError(f"shape {text[:40]!r} is not a list of positive integers")
+    shape = tuple(int(p) for p in parts)
+    if not all(d > 0 for d in shape):
+        raise ValueError(f"shape {text[:40]!r} has a zero size")
+    return shape
+
+
+def checked_config(text: Any) -> Config:
+    """A config read back from the archive: a flat JSON object of parameter names to finite
+    numbers, booleans or short strings (ValueError otherwise). Whether its values are legal
+    for a kernel is the caller's question (``SearchSpace.validate``, ``KernelConfig``)."""
+    from tritium.cachedir import parse_json
+
+    if not isinstance(text, str) or len(text) > MAX_CONFIG_CHARS:
+        raise ValueError("the config is not a short JSON text")
+    config = parse_json(text, max_depth=1)
+    if not isinstance(config, dict):
+        raise ValueError("the config is not a JSON object")
+    for k, v in config.items():
+        if not (isinstance(v, bool | int | str) or (isinstance(v, float) and math.isfinite(v))):
+            raise ValueError(f"config value {k[:40]!r} is not a number, boolean or string")
+        if isinstance(v, str) and len(v) > 256 or isinstance(v, int) and abs(v) > 1 << 62:
+            raise ValueError(f"config value {k[:40]!r} is out of range")
+    return config
+
+
+def _ms(v: Any, *, required: bool = False) -> float | None:
+    """A time (or ratio) read back from the archive: None, or a finite non-negative float."""
+    if v is None and not required:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{v!r} is not a finite non-negative number")
+    return float(v)
+
+
+def readable_sqlite_file(path: Path, follow_symlinks: bool) -> None:
+    """Raise ArchiveError unless ``path`` is a regular file (a FIFO, a device or, when
+    ``follow_symlinks`` is false, a symbolic link is not an archive)."""
+    import stat as stat_mod
+
+    try:
+        st = os.stat(path, follow_symlinks=follow_symlinks)
+    except (OSError, ValueError) as e:
+        raise ArchiveError(f"cannot read the tuning archive {path}: "
+                           f"{getattr(e, 'strerror', None) or e}") from None
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise ArchiveError(f"the tuning archive {path} is not a regular file")
 
 
 def _tables():
@@ -125,15 +204,21 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 class Archive:
     """One storage URL: create the tables on first use, claim, record and query trials."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, read_only: bool = False) -> None:
         import sqlalchemy as sa
         from sqlalchemy import exc
 
+        self.read_only = read_only
+        self.skipped: list[str] = []
+        """Why rows of the last :meth:`best_per_study` were left out (malformed data)."""
         try:
-            self.url = url or default_url()
+            self.url = url or (_default_reader_url() if read_only else default_url())
         except OSError as e:
             raise ArchiveError(f"cannot create the tuning archive's directory: "
                                f"{e.strerror or e}") from None
+        if read_only:
+            self._open_reader(self.url)
+            return
         try:
             kwargs: dict[str, Any] = {}
             if self.url.startswith("sqlite"):
@@ -150,6 +235,41 @@ class Archive:
             raise ArchiveError(f"invalid storage URL {self.url!r}: {_first_line(e)}") from None
         except (exc.SQLAlchemyError, OSError, ImportError) as e:
             raise ArchiveError(f"cannot open the tuning archive {self.url!r}: "
+                               f"{_first_line(e)}") from None
+
+    def _open_reader(self, url: str) -> None:
+        """A read-only engine that never waits for a lock and never creates anything."""
+        import sqlalchemy as sa
+        from sqlalchemy import exc
+
+        try:
+            self.md, self.studies, self.trials = _tables()
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[1] if "///" in url else ""
+                if not path or path == ":memory:" or path.startswith("file:"):
+                    raise ArchiveError(f"cannot read the tuning archive {url!r} read-only: "
+                                       "not an SQLite file")
+                default = default_db_path()
+                readable_sqlite_file(Path(path), follow_symlinks=(
+                    default is None or Path(path) != default))
+                uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+
+                def connect():
+                    import sqlite3
+
+                    conn = sqlite3.connect(uri, uri=True, timeout=READER_BUSY_TIMEOUT_S,
+                                           check_same_thread=False)
+                    conn.execute("PRAGMA query_only=1")
+                    return conn
+
+                self.engine = sa.create_engine("sqlite://", creator=connect,
+                                               poolclass=sa.pool.NullPool)
+            else:
+                self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        except (exc.ArgumentError, exc.NoSuchModuleError) as e:
+            raise ArchiveError(f"invalid storage URL {url!r}: {_first_line(e)}") from None
+        except (exc.SQLAlchemyError, OSError, ImportError) as e:
+            raise ArchiveError(f"cannot open the tuning archive {url!r}: "
                                f"{_first_line(e)}") from None
 
     def close(self) -> None:
@@ -268,7 +388,11 @@ class Archive:
         t = self.trials
         rows = self._run(lambda conn: conn.execute(
             sa.select(t).where(t.c.study_id == study_id).order_by(t.c.id)).mappings().all())
-        return [_trial(r, i) for i, r in enumerate(rows)]
+        try:
+            return [_trial(r, i) for i, r in enumerate(rows)]
+        except (ValueError, TypeError) as e:
+            raise ArchiveError(f"tuning archive {self.url!r}: a trial of study {study_id} is "
+                               f"malformed ({e})") from None
 
     def best(self, study_id: int) -> Trial | None:
         ok = [t for t in self.history(study_id) if t.ok]
@@ -280,8 +404,14 @@ class Archive:
         """(study, best config, its median) for each matching study with a successful trial."""
         import sqlalchemy as sa
 
-        studies = {s["id"]: s for s in self.find_studies(kernel, device_fingerprint, fmt,
-                                                         source_hash)}
+        self.skipped = []
+        studies = {}
+        for s in self.find_studies(kernel, device_fingerprint, fmt, source_hash):
+            why = s.get("malformed")
+            if why:
+                self.skipped.append(f"study {s['id']}: {why}")
+            else:
+                studies[s["id"]] = s
         if not studies:
             return []
         t = self.trials
@@ -293,7 +423,10 @@ class Archive:
         out: dict[int, tuple[dict[str, Any], Config, float]] = {}
         for sid, cfg, med in rows:
             if sid not in out:
-                out[sid] = (studies[sid], json.loads(cfg), float(med))
+                try:
+                    out[sid] = (studies[sid], checked_config(cfg), _ms(med, required=True))
+                except ValueError as e:   # a malformed trial: the next best one may do
+                    self.skipped.append(f"study {sid}: a trial's {e}")
         return [out[k] for k in sorted(out)]
 
     def statistics(self, study_id: int) -> dict[str, Any]:
@@ -379,21 +512,47 @@ def _first_line(e: BaseException) -> str:
 
 
 def _study_dict(row: Any) -> dict[str, Any]:
+    """A study row as a dict; ``malformed`` holds why its shape or numbers cannot be
+    trusted (then ``shape`` is ``()`` and the numbers are None)."""
+    from tritium.cachedir import parse_json
+
     d = dict(row)
-    d["shape"] = parse_shape_text(d["shape"])
     try:
-        d["device"] = json.loads(d["device"] or "{}")
-    except ValueError:
+        d["shape"] = checked_shape(d["shape"])
+        for key in ("default_ms", "fp32_ms", "confirmed_speedup"):
+            d[key] = _ms(d.get(key))
+    except ValueError as e:
+        d["malformed"] = str(e)
+        d["shape"] = ()
+        for key in ("default_ms", "fp32_ms", "confirmed_speedup"):
+            d[key] = None
+    try:
+        device = parse_json(d["device"] or "{}", max_depth=8)
+        d["device"] = device if isinstance(device, dict) else {}
+    except (ValueError, TypeError):
         d["device"] = {}
     return d
 
 
 def _trial(row: Any, number: int) -> Trial:
-    lo, hi = row["ci_lo_ms"], row["ci_hi_ms"]
+    """A trial row (ValueError when its config, times or status are malformed)."""
+    from tritium.cachedir import parse_json
+
+    lo, hi = _ms(row["ci_lo_ms"]), _ms(row["ci_hi_ms"])
+    if row["status"] not in STATUSES:
+        raise ValueError(f"status {str(row['status'])[:40]!r} is not one of {STATUSES}")
+    times = row["times_ms"] or "[]"
+    if not isinstance(times, str) or len(times) > MAX_TRIAL_TIMES_CHARS:
+        raise ValueError("times_ms is not a short JSON list")
+    times_ms = parse_json(times, max_depth=1)
+    if not isinstance(times_ms, list):
+        raise ValueError("times_ms is not a JSON list")
     return Trial(
-        config=json.loads(row["config"]), strategy=row["strategy"], status=row["status"],
-        median_ms=row["median_ms"], ci_ms=(lo, hi) if lo is not None and hi is not None else None,
-        times_ms=json.loads(row["times_ms"] or "[]"), reason=row["reason"], number=number,
+        config=checked_config(row["config"]), strategy=str(row["strategy"]),
+        status=row["status"], median_ms=_ms(row["median_ms"]),
+        ci_ms=(lo, hi) if lo is not None and hi is not None else None,
+        times_ms=[_ms(t, required=True) for t in times_ms],  # type: ignore[misc]
+        reason=row["reason"], number=number,
     )
 
 
@@ -408,16 +567,25 @@ def _num_or_none(v: Any) -> bool:
                          and math.isfinite(v) and v >= 0)
 
 
+MAX_EXPORT_BYTES = 256 * 1024 * 1024
+
+
 def read_export(path: Path) -> dict[str, Any]:
-    """Load and validate an export file; ArchiveError names the first problem."""
+    """Load and validate an export file (a regular file of at most
+    :data:`MAX_EXPORT_BYTES`, JSON nested at most 8 levels, no NaN); ArchiveError names the
+    first problem."""
+    from tritium.cachedir import UnsafeFileError, parse_json, read_file_bounded
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = read_file_bounded(path, MAX_EXPORT_BYTES, follow_symlinks=True)
     except FileNotFoundError:
         raise ArchiveError(f"cannot import {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnsafeFileError as e:
+        raise ArchiveError(f"cannot import {path}: it {e.reason}") from None
+    except (OSError, ValueError) as e:
         raise ArchiveError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     try:
-        doc = json.loads(text)
+        doc = parse_json(data, max_depth=8)
     except ValueError as e:
         raise ArchiveError(f"{path} is not valid JSON: {e}") from None
     validate_export(doc)

@@ -25,12 +25,21 @@ shape, under the same rules; None leaves the choice to ``@triton.autotune``. Stu
 measured on Triton's interpreter are never used (their fingerprints start with
 ``interpreter-`` and their device is not a GPU). A tuned config that fails to launch is
 dropped for the process (:func:`triton_config_failed`) and autotuning takes over.
+
+The archive is read as untrusted input and never waited for: it is opened read-only with a
+busy timeout of ``archive.READER_BUSY_TIMEOUT_S`` (:func:`_open_archive`), so inference goes
+on untuned while a tuner holds it locked; malformed studies and trials are skipped
+(``Archive.best_per_study``), and every config is checked against the kernel's legal values
+before it configures anything (:func:`_legal_cpu_config`, :func:`_legal_triton_config`). A
+corrupt archive or an illegal config is reported by one warning per process
+(:func:`_warn_once`) and means the default config.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +48,7 @@ _answers: dict[tuple, Any] = {}
 _tables: dict[tuple, list[tuple[tuple[int, ...], dict[str, Any], float]]] = {}
 _storage: str | None = None
 _errors: list[str] = []
+_warned = False
 
 
 def enabled() -> bool:
@@ -54,10 +64,8 @@ def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash:
     """(shape, best config, median) of every study of ``kernel`` on this device whose best
     config beat the default: side by side when the search confirmed it, else against the
     baseline measured before the search."""
-    from tritium.tune import archive as archive_mod
-
     rows: Rows = []
-    ar = archive_mod.Archive(url)
+    ar = _open_archive(url)
     try:
         for study, config, ms in ar.best_per_study(kernel, fingerprint, fmt, source_hash):
             if keep is not None and not keep(study):
@@ -71,8 +79,81 @@ def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash:
                 continue  # the default was as good: nothing to gain
             rows.append((tuple(study["shape"]), config, ms))
     finally:
+        _note_skipped(ar)
         ar.close()
     return rows
+
+
+# ------------------------------------------------------- reading the archive (untrusted)
+
+def _open_archive(url: str):
+    """The archive, read-only and without waiting for a lock a tuner holds."""
+    from tritium.tune import archive as archive_mod
+
+    return archive_mod.Archive(url, read_only=True)
+
+
+def _warn_once(message: str) -> None:
+    """Record why tuned dispatch ignored something; the first time, warn."""
+    global _warned
+    _errors.append(message)
+    if not _warned:
+        _warned = True
+        warnings.warn(f"tritium: ignoring the tuning archive's {message}; the default kernel "
+                      "configs run", RuntimeWarning, stacklevel=3)
+
+
+def _note_skipped(ar: Any) -> None:
+    for why in getattr(ar, "skipped", [])[:20]:
+        _warn_once(f"malformed entry ({why})")
+
+
+def _unreadable(e: BaseException) -> None:
+    """An archive that could not be read: busy (a tuner holds it) is expected and silent,
+    anything else (corrupt, not a database) warns once."""
+    text = f"{type(e).__name__}: {e}"
+    if "locked" in text or "busy" in text:
+        _errors.append(f"{text} (the archive is busy: running untuned)")
+    else:
+        _warn_once(f"unreadable data ({text})")
+
+
+def _legal_cpu_config(isa: str, config: dict[str, Any]):
+    """The ``KernelConfig`` of an archived config when every value is legal on ``isa``, else
+    None (with one warning): an archive never configures an illegal kernel."""
+    from tritium.backends.cpu.build import KernelConfig
+
+    try:
+        return KernelConfig.from_params(isa, config)
+    except (TypeError, ValueError) as e:
+        _warn_once(f"illegal CPU kernel config ({e})")
+        return None
+
+
+def _legal_triton_config(kernel: str, shape: tuple[int, int, int],
+                         config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An archived Triton config when the kernel's search space for ``shape`` accepts it,
+    else None: illegal names, types or values warn once (a corrupt archive); legal values
+    that the space's constraint rejects for this shape just mean autotuning."""
+    if config is None:
+        return None
+    try:
+        from tritium.tune.space import SearchSpace
+        from tritium.tune.triton_space import triton_space
+
+        space = triton_space(kernel, shape)
+        why = SearchSpace(kernel, space.params).validate(config)   # names, types, values
+        misfit = None if why is not None or space.constraint is None \
+            else space.constraint(config)
+    except Exception as e:  # noqa: BLE001 - an unknown kernel or shape: not legal here
+        why, misfit = f"{type(e).__name__}: {e}", None
+    if why is not None:
+        _warn_once(f"illegal {kernel} config ({why})")
+        return None
+    if misfit is not None:   # legal values that do not fit this problem: autotune instead
+        _errors.append(f"{kernel} {shape}: the tuned config does not fit ({misfit})")
+        return None
+    return config
 
 
 def _exact(rows: Rows, m: int, n: int, k: int) -> dict[str, Any] | None:
@@ -100,7 +181,7 @@ def _table(kernel: str, fmt: str, isa: str) -> Rows:
             fp = cpu.device_fingerprint(cpu.device_info(isa))
             rows = _useful_rows(url, kernel, fp, fmt, cpu.source_hash())
     except Exception as e:  # noqa: BLE001 - dispatch must never break inference
-        _errors.append(f"{type(e).__name__}: {e}")
+        _unreadable(e)
         rows = []
     _tables[key] = rows
     return rows
@@ -129,9 +210,7 @@ def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
             try:
                 config = lookup(m, n, k, fmt, act_quant, isa)
                 if config is not None:
-                    from tritium.backends.cpu.build import KernelConfig
-
-                    answer = KernelConfig.from_params(isa, config)
+                    answer = _legal_cpu_config(isa, config)
             except Exception as e:  # noqa: BLE001 - a stale or foreign config: default
                 _errors.append(f"{type(e).__name__}: {e}")
                 answer = None
@@ -184,7 +263,7 @@ def triton_table(kernel: str, fmt: str, fingerprint: str, source_hash: str) -> R
             rows = _useful_rows(_storage or archive_mod.default_url(), kernel, fingerprint, fmt,
                                 source_hash, keep=_is_gpu_study)
     except Exception as e:  # noqa: BLE001 - dispatch must never break inference
-        _errors.append(f"{type(e).__name__}: {e}")
+        _unreadable(e)
         rows = []
     _triton_tables[key] = rows
     return rows
@@ -216,8 +295,8 @@ def triton_config(kernel: str, fmt: str, m: int, n: int, k: int,
 
                     fp = triton_run.device_fingerprint(
                         triton_run.cuda_device_info(device_index))
-                    answer = triton_lookup(kernel, fmt, key[2], n, k, fp,
-                                           triton_run.source_hash(kernel))
+                    answer = _legal_triton_config(kernel, (key[2], n, k), triton_lookup(
+                        kernel, fmt, key[2], n, k, fp, triton_run.source_hash(kernel)))
             except Exception as e:  # noqa: BLE001 - no tuned config: autotuning
                 _errors.append(f"{type(e).__name__}: {e}")
                 answer = None
@@ -236,8 +315,9 @@ def triton_config_failed(kernel: str, fmt: str, m: int, n: int, k: int,
 
 def reset(storage: str | None = None) -> None:
     """Forget cached answers (after a tune) and optionally read another storage URL."""
-    global _storage
+    global _storage, _warned
     with _lock:
+        _warned = False
         _answers.clear()
         _tables.clear()
         _triton_answers.clear()

@@ -213,3 +213,106 @@ def test_a_malformed_cache_cap_warns_and_uses_the_default(monkeypatch):
         assert cache_mod.max_bytes() == cache_mod.DEFAULT_MAX_BYTES
     monkeypatch.setenv("TRITIUM_CACHE_MAX_BYTES", "1000")
     assert cache_mod.max_bytes() == 1000
+
+
+# ------------------------------------------------------------------ entries are untrusted
+
+LENET = ROOT / "examples" / "lenet5.tri"
+
+
+def test_an_entry_copied_under_another_key_is_a_miss_and_rebuilt(cache):
+    """A valid entry of one program placed under another program's key is never served."""
+    mlp = compile_program(MLP, with_ir=False, cache=cache)
+    (mlp_entry,) = cache.entries()
+    lenet = compile_program(LENET, with_ir=False, cache=cache)
+    (lenet_entry,) = [p for p in cache.entries() if p != mlp_entry]
+    mlp_entry.write_bytes(lenet_entry.read_bytes())        # LeNet-5's entry, MLP's name
+    again = compile_program(MLP, with_ir=False, cache=cache)
+    assert not again.cached and again.python == mlp.python and "LeNet" not in again.python
+    assert compile_program(MLP, with_ir=False, cache=cache).cached      # rewritten
+    assert compile_program(LENET, with_ir=False, cache=cache).python == lenet.python
+
+
+@pytest.mark.parametrize("kind", ["symlink-zero", "symlink-file", "fifo", "directory",
+                                  "deep", "huge"])
+def test_an_entry_that_is_not_a_plain_small_file_is_a_miss(cache, tmp_path, kind, monkeypatch):
+    import os
+
+    from tritium.driver import cache as cache_mod
+
+    first = compile_program(MLP, with_ir=False, cache=cache)
+    (entry,) = cache.entries()
+    good = entry.read_bytes()
+    entry.unlink()
+    if kind == "symlink-zero":
+        entry.symlink_to("/dev/zero")
+    elif kind == "symlink-file":
+        target = tmp_path / "elsewhere.json"
+        target.write_bytes(good)                  # even a valid entry is not read via a link
+        entry.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(entry)
+    elif kind == "directory":
+        entry.mkdir()
+    elif kind == "deep":
+        entry.write_bytes(b"[" * 100_000)
+    else:
+        monkeypatch.setattr(cache_mod, "MAX_ENTRY_BYTES", len(good) - 1)
+        entry.write_bytes(good)
+    again = compile_program(MLP, with_ir=False, cache=cache)   # no hang, no RecursionError
+    assert not again.cached and again.python == first.python
+    if kind == "symlink-file":
+        assert (tmp_path / "elsewhere.json").read_bytes() == good   # the target is untouched
+    if kind not in ("directory", "huge"):
+        assert entry.is_file() and not entry.is_symlink()          # rewritten atomically
+        assert compile_program(MLP, with_ir=False, cache=cache).cached
+
+
+def test_a_forged_entry_with_a_valid_checksum_but_a_bad_payload_is_a_miss(cache):
+    from tritium.driver import cache as cache_mod
+
+    first = compile_program(MLP, with_ir=False, cache=cache)
+    (entry,) = cache.entries()
+    key = entry.stem
+    for payload in ({"python": 1, "stages": {}}, {"python": "x", "stages": []},
+                    {"python": "x", "stages": {"py": "x"}, "deps": {"/dev/zero": 3}},
+                    {"python": "x", "stages": {"evil": "x"}}):
+        entry.write_bytes(cache_mod._entry_bytes(key, payload))
+        assert cache.get(key) == payload                    # a well-formed entry...
+        again = compile_program(MLP, with_ir=False, cache=cache)   # ...but not a compile one
+        assert not again.cached and again.python == first.python
+
+
+def test_dependencies_named_by_an_entry_are_read_safely(cache, tmp_path):
+    """An entry's dependency list names files: a FIFO or device there is a changed
+    dependency (a rebuild), never a hang."""
+    from tritium.driver import cache as cache_mod
+
+    first = compile_program(MLP, with_ir=False, cache=cache)
+    (entry,) = cache.entries()
+    import os
+    fifo = tmp_path / "dep.tri"
+    os.mkfifo(fifo)
+    payload = {"python": "forged = 1\n", "stages": {"py": "forged = 1\n"}, "entry": None,
+               "deps": {str(fifo): "0" * 64, "/dev/zero": "0" * 64}, "pass_report": ""}
+    entry.write_bytes(cache_mod._entry_bytes(entry.stem, payload))
+    again = compile_program(MLP, with_ir=False, cache=cache)
+    assert not again.cached and again.python == first.python
+
+
+def test_cache_keys_are_hex_digests(cache):
+    for key in ("../../etc/passwd", "", "A" * 64, "ab/cd" * 20):
+        with pytest.raises(ValueError, match="hex digests"):
+            cache.get(key)
+
+
+def test_clear_removes_links_and_fifos_but_never_their_targets(cache, tmp_path):
+    import os
+
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    (cache.root / ("a" * 64 + ".json")).symlink_to(target)
+    os.mkfifo(cache.root / ("b" * 64 + ".json"))
+    assert len(cache.entries()) == 2
+    assert cache.clear() == 2 and cache.entries() == []
+    assert target.read_text() == "keep me"

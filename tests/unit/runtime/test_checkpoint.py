@@ -529,3 +529,89 @@ def test_source_hash_is_recovered_from_the_embedded_source(tmp_path: Path) -> No
     assert read_checkpoint_metadata(path).source_hash == "other"
     save_checkpoint(path, nn.Linear(2, 2), extra={"tritium.source": src})
     assert read_checkpoint_metadata(path).source_hash is None
+
+
+# --- hostile files: not regular, deep JSON, adversarial header values -----------------------
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "link-to-dev-zero", "fifo", "directory"])
+def test_a_path_that_is_not_a_regular_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
+    import time
+
+    path = tmp_path / "model.safetensors"
+    if kind == "dev-zero":
+        path = Path("/dev/zero")
+    elif kind == "link-to-dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    t = time.monotonic()
+    err = _expect_error(path, "not a regular file")
+    assert time.monotonic() - t < 5 and err.path == str(path)
+
+
+def _raw_header(path: Path, header: bytes) -> None:
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+@pytest.mark.parametrize("header", [b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+                                    b'{"__metadata__": {"x": "y"}, "t": {"dtype": "F32", '
+                                    b'"shape": [[[[1]]]], "data_offsets": [0, 4]}}'])
+def test_deeply_nested_header_json_is_a_clear_error(tmp_path: Path, header: bytes) -> None:
+    path = tmp_path / "deep.safetensors"
+    _raw_header(path, header)
+    _expect_error(path, "header is not valid JSON", "nested")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_in_the_header_are_rejected(good: Path, value: str) -> None:
+    raw = good.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    text = raw[8:8 + n].decode()
+    i = text.index('"data_offsets":[') + len('"data_offsets":[')
+    j = text.index(",", i)
+    edited = (text[:i] + value + text[j:]).encode()
+    good.write_bytes(struct.pack("<Q", len(edited)) + edited + raw[8 + n:])
+    _expect_error(good, "not a finite number")
+
+
+def test_deep_json_inside_the_compressed_metadata_is_a_clear_error(good: Path) -> None:
+    import base64
+    import zlib
+
+    from tritium.runtime.checkpoint import _V3_ZDICT
+
+    def deep(header: dict) -> None:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _V3_ZDICT)
+        raw = b'{"x":' * 100_000 + b"1" + b"}" * 100_000
+        header["__metadata__"]["tritium"] = base64.b85encode(
+            c.compress(raw) + c.flush()).decode()
+
+    _rewrite_header(good, deep)
+    _expect_error(good, "metadata", "nested")
+
+
+def test_v3_metadata_values_are_range_checked(good: Path) -> None:
+    raw = good.read_bytes()
+    for change, fragment in [
+        (lambda b: b.update(p=-1), "field 'p'"),
+        (lambda b: b.update(p=10 ** 30), "field 'p'"),
+        (lambda b: b.update(d="zz" * 16), "field 'd'"),
+        (lambda b: b.update(d=""), "field 'd'"),
+        (lambda b: b.update(v="x" * 1000), "field 'v'"),
+        (lambda b: b.update(h="h" * 1000), "field 'h'"),
+        (lambda b: b["t"].update({"fc1.weight_packed": ["t2", [1] * 100]}), "logical_shape"),
+    ]:
+        good.write_bytes(raw)
+        _rewrite_header(good, _edit_blob(change))
+        _expect_error(good, fragment)
+
+
+def test_a_shape_of_absurd_rank_is_rejected(good: Path) -> None:
+    def edit(h: dict) -> None:
+        h["fc1.bias"]["shape"] = [1] * 1000
+
+    _rewrite_header(good, edit)
+    _expect_error(good, "malformed shape", "...")

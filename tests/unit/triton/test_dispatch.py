@@ -73,6 +73,25 @@ def test_loader_keeps_interpreted_and_compiled_modules_apart():
     assert path.stem[:16] in jit_mod.__name__
 
 
+@pytest.mark.parametrize("kind", ["symlink-zero", "fifo", "other-bytes", "longer"])
+def test_a_cached_kernel_source_that_is_not_exactly_the_source_is_rewritten(
+        tmp_path, monkeypatch, kind):
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    source = runtime_source(LinearSpec("t2", "relu"))
+    path = source_path(source)
+    path.unlink()
+    if kind == "symlink-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "other-bytes":
+        path.write_text(source.replace("tl.", "xx", 1))
+    else:
+        path.write_text(source + "import os\n")
+    assert source_path(source) == path           # no hang, no OOM: rewritten
+    assert not path.is_symlink() and path.read_text() == source
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_cuda_tensors_run_the_triton_kernels():

@@ -427,3 +427,37 @@ def test_default_fallback_is_the_heuristic(monkeypatch):
     got = s.suggest(SPACE, history, CTX)
     assert isinstance(s.fallback, HeuristicStrategy)
     assert SPACE.validate(got) is None and got != SPACE.default()
+
+
+def _answer_texts():
+    from hypothesis import strategies as st
+
+    legal = [v for p in SPACE.params for v in p.values]
+    values = st.one_of(st.sampled_from(legal), st.integers(), st.floats(), st.text(max_size=6),
+                       st.booleans(), st.none(), st.lists(st.integers(), max_size=2))
+    names = st.sampled_from([*SPACE.names, "config", "BLOCK_N", "__class__"])
+    obj = st.dictionaries(names, values, max_size=4)
+    json_text = st.one_of(obj, st.fixed_dictionaries({"config": obj})).map(
+        lambda o: json.dumps(o, allow_nan=True))
+    return st.lists(st.one_of(json_text, st.text(max_size=20),
+                              st.sampled_from(["```json\n", "```", "{", "[" * 2000, "NaN"])),
+                    max_size=5).map("".join)
+
+
+def test_generated_answers_only_ever_yield_legal_configs():
+    """Whatever an endpoint answers, parse_config returns a config the space accepts or
+    raises the bad-answer error (the same validation as archived configs)."""
+    from hypothesis import given, settings
+
+    from tritium.tune.llm import _BadAnswer, parse_config
+
+    @settings(max_examples=300, deadline=None)
+    @given(text=_answer_texts())
+    def run(text: str) -> None:
+        try:
+            config = parse_config(SPACE, text)
+        except _BadAnswer:
+            return
+        assert SPACE.validate(config) is None
+
+    run()

@@ -10,17 +10,32 @@ compiler flags, the compiler's ``--version`` output and the CPU flags. Writes ar
 sha256 of the binary and is checked before every load (a mismatch rebuilds), and an exclusive
 file lock serializes concurrent builders of the same key (pytest-xdist workers, several
 processes).
+
+Everything in the kernel cache is read back as untrusted: the binary and its sidecar only as
+regular files, never through a symbolic link, never more than a bound
+(:func:`tritium.cachedir.read_file_bounded`); a sidecar that is a link (to ``/dev/zero``, say),
+a FIFO, too large or wrong means a rebuild. The lock file is opened without following links.
+
+A failed OpenMP build leaves a ``.failed`` marker (JSON: why, when, the compiler, its version
+and the build key) so that later processes go straight to the pthread pool instead of paying
+for the failing compile again. It is honoured only when the failure was a verdict of the
+compiler on this source (it exited with an error status), for the same key and compiler, and
+for :data:`FAILED_MARKER_TTL_S` seconds; a compiler killed by a signal, timed out or that could
+not be started leaves a marker that is never honoured, so the next process retries.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -28,7 +43,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tritium.backends.cpu import isa as isa_mod
-from tritium.cachedir import atomic_write_text, cache_subdir, digest
+from tritium.cachedir import (
+    atomic_write_text,
+    cache_subdir,
+    digest,
+    parse_json,
+    read_file_bounded,
+)
 
 if TYPE_CHECKING:  # the runtime must not import the tuner; Param is built on demand
     from tritium.tune.space import Param
@@ -41,7 +62,28 @@ BASE_FLAGS = (
 
 
 class BuildError(RuntimeError):
-    """The C compiler is missing or failed; the message carries its output."""
+    """The C compiler is missing or failed; the message carries its output.
+
+    ``deterministic`` is True when the compiler itself rejected the source (it ran to the end
+    and exited with an error status): the same build would fail again. A compiler killed by
+    a signal or a timeout, or one that could not be started, is not a verdict on the source.
+    """
+
+    def __init__(self, message: str, *, deterministic: bool = False) -> None:
+        super().__init__(message)
+        self.deterministic = deterministic
+
+
+MAX_BINARY_BYTES = 256 * 1024 * 1024   # a kernel library is a few hundred KiB
+MAX_SIDECAR_BYTES = 4096
+MAX_MARKER_BYTES = 64 * 1024
+FAILED_MARKER_TTL_S = 24 * 3600.0
+"""How long a deterministic build failure is remembered (then the build is tried again)."""
+MARKER_FORMAT = 1
+# what a compiler driver prints when the program it runs was killed (gcc: "Killed signal
+# terminated program cc1"; clang: "clang frontend command failed due to signal")
+_KILLED = ("signal terminated program", "due to signal", "Killed", "out of memory",
+           "Cannot allocate memory")
 
 
 @dataclass(frozen=True)
@@ -235,7 +277,21 @@ def compiler_version(cc: str) -> str:
 
 
 def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(read_file_bounded(path, MAX_BINARY_BYTES)).hexdigest()
+
+
+def _open_lock(path: Path) -> int:
+    """A descriptor of the lock file, created if needed, never through a symbolic link (a
+    link there is removed: a lock file holds nothing)."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+    path.unlink()
+    return os.open(path, flags | os.O_EXCL, 0o644)
 
 
 @contextlib.contextmanager
@@ -246,20 +302,72 @@ def _locked(path: Path):
     except ImportError:  # pragma: no cover - non-POSIX
         yield
         return
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def read_sidecar(so: Path) -> str | None:
+    """The sha256 a binary's sidecar records, or None when the sidecar is missing, not a
+    regular file (a link, a FIFO, a device), too large or not a digest."""
+    try:
+        text = read_file_bounded(so.with_suffix(".sha256"), MAX_SIDECAR_BYTES).decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    text = text.strip()
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
 
 
 def _verified(so: Path) -> bool:
-    sidecar = so.with_suffix(".sha256")
+    want = read_sidecar(so)
+    if want is None:
+        return False
     try:
-        return so.is_file() and sidecar.read_text("utf-8").strip() == _sha256_file(so)
+        return _sha256_file(so) == want
     except OSError:
         return False
+
+
+def _write_marker(failed: Path, key: str, cc: str, version: str, exc: BuildError) -> None:
+    """Record a failed build: why, when, which compiler, which key, and whether it is a
+    verdict of the compiler (only then is it honoured)."""
+    now = time.time()
+    record = {"format": MARKER_FORMAT, "key": key, "compiler": cc,
+              "compiler_version": version.splitlines()[0] if version else "",
+              "when": now, "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+              "deterministic": bool(exc.deterministic), "reason": str(exc)[:8000]}
+    with contextlib.suppress(OSError):
+        atomic_write_text(failed, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def honoured_failure(failed: Path, key: str, cc: str, version: str,
+                     now: float | None = None) -> str | None:
+    """The message of a ``.failed`` marker that still stands for this build, or None (no
+    marker, unreadable or malformed, another key or compiler, a failure that was not the
+    compiler's verdict, older than :data:`FAILED_MARKER_TTL_S` or dated in the future)."""
+    try:
+        record = parse_json(read_file_bounded(failed, MAX_MARKER_BYTES), max_depth=4)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != MARKER_FORMAT:
+        return None
+    when = record.get("when")
+    if not isinstance(when, int | float) or isinstance(when, bool):
+        return None
+    age = (time.time() if now is None else now) - when
+    first = version.splitlines()[0] if version else ""
+    if (record.get("key") != key or record.get("compiler") != cc
+            or record.get("compiler_version") != first or record.get("deterministic") is not True
+            or not 0 <= age <= FAILED_MARKER_TTL_S or not isinstance(record.get("reason"), str)):
+        return None
+    return (f"{record['reason']} (recorded {record.get('when_utc', '')} in {failed.name}; "
+            "delete it to retry now)")
 
 
 def _compile(cc: str, source: str, flags: list[str], out: Path) -> None:
@@ -269,16 +377,25 @@ def _compile(cc: str, source: str, flags: list[str], out: Path) -> None:
         fd, tmp_so = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         os.close(fd)
         try:
-            proc = subprocess.run(
-                [cc, *flags, str(src), "-o", tmp_so, "-lm"],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if proc.returncode != 0:
-                raise BuildError(
-                    f"{cc} failed (exit {proc.returncode}):\n{proc.stderr.strip()[:4000]}"
+            try:
+                proc = subprocess.run(
+                    [cc, *flags, str(src), "-o", tmp_so, "-lm"],
+                    capture_output=True,
+                    text=True,
+                    errors="replace",
+                    timeout=300,
                 )
+            except subprocess.TimeoutExpired:
+                raise BuildError(f"{cc} did not finish within 300 s") from None
+            except OSError as e:
+                raise BuildError(f"cannot run the C compiler {cc!r}: {e.strerror or e}") from None
+            if proc.returncode != 0:
+                err = proc.stderr.strip()
+                # a verdict on the source: a normal exit with an error status, not a kill
+                verdict = 0 < proc.returncode < 128 and not any(k in err for k in _KILLED)
+                how = (f"exit {proc.returncode}" if proc.returncode > 0
+                       else f"killed by signal {-proc.returncode}")
+                raise BuildError(f"{cc} failed ({how}):\n{err[:4000]}", deterministic=verdict)
             with open(tmp_so, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp_so, out)
@@ -299,16 +416,20 @@ def _build_one(cc: str, version: str, config: KernelConfig, kdir: Path) -> Built
     if not _verified(so):
         with _locked(kdir / f".{so.name}.lock"):
             if not _verified(so):
-                if config.pool == "openmp" and failed.is_file():
-                    # this compiler already failed on this very source and flags: do not
-                    # pay for the failing compile in every process
-                    raise BuildError(failed.read_text("utf-8", errors="replace"))
+                if config.pool == "openmp":
+                    # this compiler already rejected this very source and flags: do not pay
+                    # for the failing compile in every process (for a while)
+                    known = honoured_failure(failed, key, cc, version)
+                    if known is not None:
+                        raise BuildError(known, deterministic=True)
                 try:
                     _compile(cc, source, flags, so)
                 except BuildError as exc:
                     if config.pool == "openmp":
-                        atomic_write_text(failed, str(exc))
+                        _write_marker(failed, key, cc, version, exc)
                     raise
+                with contextlib.suppress(OSError):
+                    failed.unlink()
                 atomic_write_text(so.with_suffix(".sha256"), _sha256_file(so))
                 built_now = True
     return BuiltKernel(so, config, cc, version.splitlines()[0], tuple(flags), key, built_now)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ...cachedir import atomic_write_text, cache_subdir
+from ...cachedir import atomic_write_text, cache_subdir, read_file_bounded
 
 _MODULES: dict[tuple[str, bool], types.ModuleType] = {}
 _LOCK = threading.Lock()
@@ -34,8 +34,9 @@ def source_digest(source: str) -> str:
 def source_path(source: str) -> Path:
     """The file holding `source` (written on first use)."""
     path = cache_subdir("triton") / "src" / f"{source_digest(source)}.py"
-    try:
-        if path.read_text(encoding="utf-8") == source:
+    want = source.encode("utf-8")
+    try:   # a regular file of exactly these bytes (never a link, FIFO or device)
+        if read_file_bounded(path, len(want)) == want:
             return path
     except OSError:
         pass
