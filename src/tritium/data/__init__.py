@@ -30,6 +30,7 @@ __all__ = [
     "adapt_inputs",
     "data_root",
     "load_dataset",
+    "read_arrays",
     "split_holdout",
 ]
 
@@ -206,17 +207,54 @@ def _as_images(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _npz(path: Path) -> Dataset:
+def read_arrays(path: str | os.PathLike[str], what: str = "data") -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` (or the one array of an `.npy`, as `x`), read from a regular
+    file opened without blocking (never a FIFO or a device), without unpickling; any damage
+    (not a zip, truncated, object arrays) is a DatasetError naming the file."""
+    import zipfile
+
+    from ..argcheck import ArgError, open_input, show_path
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}",
-                           help="an .npz with arrays `x` and `y` (numbers, no objects)") from None
+        fh = open_input(path, what)
+    except ArgError as exc:
+        raise DatasetError(exc.message, code=2) from None
+    try:
+        with fh:
+            magic = fh.read(6)
+            fh.seek(0)
+            if not (magic.startswith((b"PK\x03\x04", b"PK\x05\x06")) or magic == b"\x93NUMPY"):
+                raise DatasetError(f"cannot read {show_path(path)}: not a NumPy .npz or .npy "
+                                   "file (its first bytes are neither a zip nor an .npy "
+                                   "header)", help="an .npz with arrays `x` and `y`", code=2)
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return {"x": loaded}
+            with loaded as z:
+                return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
+            zipfile.LargeZipFile, NotImplementedError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, zipfile.BadZipFile | EOFError):
+            reason = f"not a valid NumPy file ({reason})"
+        raise DatasetError(f"cannot read {show_path(path)}: {reason}",
+                           help="an .npz with numeric arrays (no objects)",
+                           code=2 if isinstance(exc, zipfile.BadZipFile | EOFError) else 1
+                           ) from None
+
+
+def _npz(path: Path) -> Dataset:
+    arrays = read_arrays(path, "--data")
     if "x" not in arrays or "y" not in arrays:
         raise DatasetError(f"{path} has arrays {sorted(arrays)}, needs `x` and `y`",
                            help="optionally also `x_test` and `y_test`; otherwise 20% of "
                                 "`x` is held out")
+    for k in ("x", "x_test"):
+        a = arrays.get(k)
+        if a is not None and (a.dtype.kind not in "biuf" or a.ndim < 2):
+            raise DatasetError(f"{path}: `{k}` must be a numeric array of samples, one per "
+                               f"row (got {a.dtype} {list(a.shape)})")
+        if a is not None and a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise DatasetError(f"{path}: `{k}` holds inf or nan values")
     x, y = _as_images(arrays["x"]), arrays["y"]
     if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or len(y) != len(x) or len(x) < 2:
         raise DatasetError(f"{path}: `y` must be a 1-D array of integer labels, one per row "
@@ -247,13 +285,9 @@ def load_dataset(spec: str, data_dir: str | os.PathLike[str] | None = None) -> D
     if name in ("cifar10", "cifar-10"):
         return _cifar10(data_root(data_dir))
     path = Path(spec).expanduser()
-    if path.suffix == ".npz":
-        if not path.is_file():
-            raise DatasetError(f"no such file: {path}",
-                               help="an .npz with arrays `x` and `y` (optionally `x_test`, "
-                                    "`y_test`)", code=2)
+    if path.suffix.lower() == ".npz":
         return _npz(path)
-    if path.is_dir():
+    if os.path.isdir(path):
         found = [d for d in ("mnist", "fashion-mnist", "cifar10") if (path / d).is_dir()]
         if len(found) == 1:
             return load_dataset(found[0], path)

@@ -318,7 +318,7 @@ def _compile_for(info: RunInfo) -> CompileResult:
                 return compile_program(str(path), with_ir=False)
         except OSError:
             pass
-    return compile_program(info.source, with_ir=False, file=info.file)
+    return compile_program(source=info.source, with_ir=False, file=info.file)
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, RunInfo]:

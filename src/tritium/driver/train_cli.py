@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from ..argcheck import number
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 _TRAIN_EPILOG = """examples:
@@ -39,11 +41,15 @@ def _error(message: str, help: str | None = None) -> None:  # noqa: A002
 def _guard(fn: Any) -> Any:
     """Run a command; turn every expected failure into a message and an exit code."""
     def run(args: argparse.Namespace) -> int:
+        from ..argcheck import ArgError
         from ..cli import emit_diagnostics
         from ..data import DatasetError
         from .compile import CompileError
         try:
             return fn(args)
+        except ArgError as err:
+            print(f"tritium: error: {err.message}", file=sys.stderr)
+            return err.code
         except CompileError as err:
             emit_diagnostics(err.diagnostics, err.sources, "human")
             usage = {"E0001", "E0002", "E0003", "E0004", "E0005"}
@@ -77,7 +83,47 @@ def _sets(items: list[str] | None) -> dict[str, Any]:
     return _parse_sets(items or [])
 
 
+def _source_file(path: str) -> None:
+    """The program file: a readable regular file (a usage error otherwise)."""
+    from ..argcheck import input_diagnostic
+    from .compile import CompileError
+
+    d = input_diagnostic(path)
+    if d is not None:
+        raise CompileError([d])
+
+
+def check_train_paths(args: argparse.Namespace) -> None:
+    """Every path `train` reads or writes, before anything is loaded or built (ArgError)."""
+    from pathlib import Path
+
+    from ..argcheck import ArgError, check_input_file, check_output_dir, input_problem, show_path
+    out = args.out or str(Path("runs") / Path(args.file).stem)
+    check_output_dir(out, "--out")
+    if args.data_dir is not None:
+        p = args.data_dir
+        problem = input_problem(p)
+        if problem is not None and not problem.startswith("is a directory"):
+            raise ArgError(f"--data-dir {show_path(p)} "
+                           f"{'does not exist' if problem == 'does not exist' else problem}"
+                           "; it needs a directory")
+        if problem is None:
+            raise ArgError(f"--data-dir {show_path(p)} is a file; it needs a directory")
+    if args.data is not None and args.data.strip().lower().endswith(".npz"):
+        check_input_file(args.data, "--data")
+    if args.resume is not None:
+        resume = args.resume or out      # bare --resume: the --out directory
+        problem = input_problem(resume)
+        if problem is not None and problem.startswith("is a directory"):
+            check_input_file(str(Path(resume) / "train_state.safetensors"), "--resume")
+        elif problem is not None:
+            raise ArgError(f"--resume {show_path(resume)} {problem}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    hyper = _sets(args.set)
+    _source_file(args.file)
+    check_train_paths(args)
     from .train import TrainOptions, train
 
     aug = None
@@ -85,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         aug = [a.strip() for a in args.augment.split(",") if a.strip()]
     opts = TrainOptions(
         file=args.file, out=args.out, data=args.data, data_dir=args.data_dir, model=args.model,
-        hyperparameters=_sets(args.set), epochs=args.epochs, batch_size=args.batch_size,
+        hyperparameters=hyper, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
         momentum=args.momentum, loss=args.loss, lr_schedule=args.lr_schedule,
         augmentation=aug, seed=args.seed, validation_split=args.val_split, format=args.format,
@@ -100,7 +146,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _checkpoint(path: str) -> None:
+    from ..argcheck import check_input_file
+    check_input_file(path, "checkpoint")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    _checkpoint(args.checkpoint)
+    if args.data is not None and args.data.strip().lower().endswith(".npz"):
+        from ..argcheck import check_input_file
+        check_input_file(args.data, "--data")
     from .evaluate import evaluate_checkpoint
     r = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir)
     if args.json:
@@ -112,6 +167,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from ..argcheck import check_input_file
+    _checkpoint(args.checkpoint)
+    check_input_file(args.input, "INPUT")
     from .evaluate import load_for_eval, load_samples, predict
     model, info = load_for_eval(args.checkpoint)
     probs = predict(model, info, load_samples(args.input))
@@ -128,6 +186,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ..argcheck import check_output_file
+    _checkpoint(args.checkpoint)
+    check_output_file(args.output, "-o")
     from .evaluate import export_checkpoint
     r = export_checkpoint(args.checkpoint, args.format, args.output)
     print(f"wrote {r['output']} ({r['format']}, {r['bytes']:,} bytes): the unpacked ternary "
@@ -153,19 +214,19 @@ def register(sub: Any, formatter_class: Any) -> None:
     t.add_argument("--model", default=None, help="the model to train when the file has several")
     t.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a hyperparameter of the model (repeatable)")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None, help="learning rate")
+    t.add_argument("--epochs", type=number("epochs"), default=None)
+    t.add_argument("--batch-size", type=number("batch_size"), default=None)
+    t.add_argument("--lr", type=number("learning_rate"), default=None, help="learning rate")
     t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None)
-    t.add_argument("--weight-decay", type=float, default=None)
-    t.add_argument("--momentum", type=float, default=None)
+    t.add_argument("--weight-decay", type=number("weight_decay"), default=None)
+    t.add_argument("--momentum", type=number("momentum"), default=None)
     t.add_argument("--loss", choices=("cross_entropy", "mse"), default=None)
     t.add_argument("--lr-schedule", choices=("constant", "multistep", "step", "cosine"),
                    default=None)
     t.add_argument("--augment", default=None, metavar="A,B",
                    help="augmentations (random_crop, horizontal_flip, noise) or `none`")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--val-split", type=float, default=None,
+    t.add_argument("--seed", type=number("seed"), default=None)
+    t.add_argument("--val-split", type=number("validation_split"), default=None,
                    help="share of the training split held out for validation (default 0.1)")
     t.add_argument("--format", choices=("t2", "t1.6"), default="t2",
                    help="packing of the frozen ternary weights (default t2)")
@@ -174,11 +235,11 @@ def register(sub: Any, formatter_class: Any) -> None:
                    help="continue from a run directory or its train_state.safetensors "
                         "(default: --out)")
     t.add_argument("--no-progress", action="store_true", help="plain lines, no progress bars")
-    t.add_argument("--latency-runs", type=int, default=200, help="timed batch-1 forwards")
+    t.add_argument("--latency-runs", type=number("latency_runs"), default=200, help="timed batch-1 forwards")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="training device (default: CUDA when available); the frozen model "
                         "is measured on the CPU")
-    t.add_argument("--threads", type=int, default=1,
+    t.add_argument("--threads", type=number("threads"), default=1,
                    help="torch threads for training and latency (default 1; 0: torch's "
                         "default)")
     t.add_argument("-q", "--quiet", action="store_true", help="print nothing")
@@ -204,7 +265,7 @@ def register(sub: Any, formatter_class: Any) -> None:
                               "(the stored normalization is applied).")
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("input", metavar="INPUT")
-    p.add_argument("--top", type=int, default=3, help="how many classes to show")
+    p.add_argument("--top", type=number("top"), default=3, help="how many classes to show")
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
     p.set_defaults(func=_guard(cmd_predict))
 

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tritium.argcheck import number
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_GPU = 0, 1, 2, 3
 STRATEGY_NAMES = ("grid", "random", "heuristic", "tpe", "llm")
 
@@ -76,19 +78,19 @@ def register(sub: Any, formatter_class: Any) -> None:
     how = t.add_argument_group("how")
     how.add_argument("--strategy", choices=STRATEGY_NAMES, default="heuristic",
                      help="search strategy (default heuristic)")
-    how.add_argument("--budget", type=int, default=24, metavar="N",
+    how.add_argument("--budget", type=number("budget"), default=24, metavar="N",
                      help="trials per shape (default 24)")
-    how.add_argument("--time", type=float, default=None, metavar="S",
+    how.add_argument("--time", type=number("time"), default=None, metavar="S",
                      help="stop a shape after S seconds")
-    how.add_argument("--patience", type=int, default=None, metavar="K",
+    how.add_argument("--patience", type=number("patience"), default=None, metavar="K",
                      help="stop when the last K trials improved less than --min-improvement "
                           "(default 12; off for grid)")
-    how.add_argument("--min-improvement", type=float, default=1.0, metavar="PCT",
+    how.add_argument("--min-improvement", type=number("min_improvement"), default=1.0, metavar="PCT",
                      help="early-stopping threshold in percent (default 1)")
-    how.add_argument("--seed", type=int, default=0)
+    how.add_argument("--seed", type=number("seed"), default=0)
     how.add_argument("--quick", action="store_true",
                      help="fewer, shorter timing samples (faster, noisier)")
-    how.add_argument("--max-ci", type=float, default=None, metavar="PCT",
+    how.add_argument("--max-ci", type=number("max_ci"), default=None, metavar="PCT",
                      help="a trial whose 95%% interval is wider than PCT%% of its median is "
                           "noisy (default 25; 50 with --quick)")
     how.add_argument("--no-stability", action="store_true",
@@ -105,7 +107,7 @@ def register(sub: Any, formatter_class: Any) -> None:
                      help="write the archive (or --kernel's studies) to a JSON file")
     out.add_argument("--import", dest="import_", default=None, metavar="FILE",
                      help="merge a JSON export into the archive")
-    out.add_argument("--top", type=int, default=8, help="rows of the results table")
+    out.add_argument("--top", type=number("top"), default=8, help="rows of the results table")
     out.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines")
     t.set_defaults(func=cmd_tune)
 
@@ -116,24 +118,53 @@ def _err(message: str) -> int:
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
+    from tritium.argcheck import MAX_MATRIX, RANGES
+
     parts = text.replace("x", ",").split(",")
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
         dims = ()
-    if len(dims) != 3 or any(d < 1 for d in dims):
-        raise UsageError(f"--shape expects M,N,K (three positive integers), got {text!r}")
+    rng = RANGES["dim"]
+    if len(dims) != 3 or any(rng.check(d) for d in dims):
+        raise UsageError(f"--shape expects M,N,K (three integers from 1 to {int(rng.hi)}), "
+                         f"got {text!r}")
+    m, n, k = dims
+    if max(m * k, n * k, m * n) > MAX_MATRIX:
+        raise UsageError(f"--shape {m},{n},{k} is too large: a matrix of it would hold more "
+                         f"than {MAX_MATRIX} elements")
     return dims  # type: ignore[return-value]
 
 
 def parse_batches(text: str) -> list[int]:
+    from tritium.argcheck import RANGES
+
     try:
         out = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         out = []
-    if not out or any(b < 1 for b in out):
-        raise UsageError(f"--batch expects a comma list of positive integers, got {text!r}")
+    rng = RANGES["dim"]
+    if not out or any(rng.check(b) for b in out):
+        raise UsageError(f"--batch expects a comma list of integers from 1 to {int(rng.hi)}, "
+                         f"got {text!r}")
     return out
+
+
+def _check_paths(args: Any) -> None:
+    """Every file `tune` reads or writes, before any work (UsageError, one line)."""
+    from tritium.argcheck import ArgError, check_input_file, check_output_dir, check_output_file
+
+    try:
+        if args.model:
+            check_input_file(args.model, "--model")
+        if args.import_:
+            check_input_file(args.import_, "--import")
+        if args.export:
+            check_output_file(args.export, "--export")
+        if args.report:
+            check_output_dir(args.report, "--report")
+    except ArgError as e:
+        raise UsageError(e.message) from None
 
 
 def cmd_tune(args: Any) -> int:
@@ -183,10 +214,7 @@ def _cmd_tune(args: Any) -> int:
         if args.kernel not in CPU_KERNELS:
             raise UsageError(f"unknown kernel {args.kernel!r}; expected cpu.linear, "
                              "cpu.linear_f32 or a triton.* kernel")
-    if args.model and not Path(args.model).is_file():
-        raise UsageError(f"cannot read {args.model}: no such file")
-    if args.import_ and not Path(args.import_).is_file():
-        raise UsageError(f"cannot import {args.import_}: no such file")
+    _check_paths(args)
 
     if args.llm_url and args.strategy != "llm":
         raise UsageError("--llm-url is for --strategy llm")
