@@ -35,7 +35,8 @@ from typing import Any
 __all__ = ["ArgError", "MAX_JOBS", "MAX_THREADS", "NAME_MAX", "PATH_MAX", "RANGES", "Range",
            "check_input_file", "check_output_dir", "check_output_file", "input_diagnostic",
            "input_problem",
-           "number", "open_input", "show_path", "write_output"]
+           "check_name", "number", "open_input", "path_arg", "quote", "show_path",
+           "write_output"]
 
 NAME_MAX = 255          # bytes in one path component (Linux, macOS)
 PATH_MAX = 4096         # bytes in a whole path
@@ -111,9 +112,20 @@ class Range:
         return value
 
 
-def _short(text: str) -> str:
+def quote(text: object) -> str:
+    """A user's word for a one-line message: a Python literal (control characters escaped),
+    shortened in the middle when long."""
     r = repr(text)
-    return r if len(r) <= 40 else r[:30] + "…" + r[-6:]
+    return r if len(r) <= 60 else r[:40] + "…" + r[-12:]
+
+
+def check_name(text: str | None, flag: str) -> None:
+    """A model, block or layer name given on the command line: an identifier (ArgError)."""
+    if text is not None and not (text.isidentifier() and len(text) <= 255):
+        raise ArgError(f"{flag} expects a name (letters, digits, `_`), got {quote(text)}")
+
+
+_short = quote
 
 
 _E = 100_000   # most epochs, trials, milestones, ...
@@ -175,6 +187,26 @@ def number(key: str, flag: str | None = None):
 
 # ----------------------------------------------------------------------------- paths
 
+#: what a path argument is: the command checks it with the matching function before work
+PATH_ROLES = ("input-file", "input-dir", "output-file", "output-dir", "output", "data",
+              "resume")
+
+
+def path_arg(role: str):
+    """An argparse `type` that keeps the word as given and records the path's role
+    (`.role`, one of :data:`PATH_ROLES`); the command checks it before any work, and the
+    hostile-input test generates bad paths for every option so marked."""
+    if role not in PATH_ROLES:
+        raise ValueError(f"unknown path role {role!r}")
+
+    def convert(text: str) -> str:
+        return text
+
+    convert.__name__ = "path"
+    convert.role = role  # type: ignore[attr-defined]
+    return convert
+
+
 def show_path(path: str | os.PathLike[str]) -> str:
     """A path as one line of text: backquoted, or as a Python literal when it holds control
     characters (a newline would otherwise split the message)."""
@@ -207,7 +239,8 @@ def _name_problem(text: str, output: bool) -> str | None:
 
 
 def _stat(p: str) -> os.stat_result | None:
-    """`os.stat`, None when nothing is there; other errors become a one-line reason."""
+    """`os.stat`, None when nothing is there; other errors become ArgError with a predicate
+    about the path ("cannot be reached: `a` is a file, not a directory")."""
     try:
         return os.stat(p)
     except FileNotFoundError:
@@ -216,16 +249,17 @@ def _stat(p: str) -> os.stat_result | None:
         for anc in reversed(Path(p).parents):
             a = os.fspath(anc)
             if a not in ("", ".") and os.path.exists(a) and not os.path.isdir(a):
-                raise ArgError(f"{show_path(a)} is a file, not a directory") from None
-        raise ArgError("a part of it is a file, not a directory") from None
+                raise ArgError(f"cannot be reached: {show_path(a)} is a file, not a "
+                               "directory") from None
+        raise ArgError("cannot be reached: a part of it is a file, not a directory") from None
     except PermissionError:
-        raise ArgError("permission denied on a directory in it") from None
+        raise ArgError("cannot be reached: permission denied on a directory in it") from None
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise ArgError("is too long for a file name") from None
         if exc.errno == errno.ELOOP:
             raise ArgError("has too many levels of symbolic links") from None
-        raise ArgError(exc.strerror or str(exc)) from None
+        raise ArgError(f"cannot be read ({exc.strerror or exc})") from None
 
 
 def _kind(mode: int) -> str:
@@ -318,7 +352,7 @@ def _dir_problem(text: str) -> str | None:
     try:
         st = _stat(text)
     except ArgError as exc:
-        return f"{show_path(text)}: {exc.message}"
+        return f"{show_path(text)} {exc.message}"
     if st is not None:
         if not stat.S_ISDIR(st.st_mode):
             kind = "a file" if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
@@ -332,7 +366,7 @@ def _dir_problem(text: str) -> str | None:
         try:
             ast = _stat(a)
         except ArgError as exc:
-            return f"{show_path(text)}: {exc.message}"
+            return f"{show_path(text)} {exc.message}"
         if ast is None:
             continue
         if not stat.S_ISDIR(ast.st_mode):
@@ -369,7 +403,7 @@ def check_output_file(path: str | os.PathLike[str], flag: str = "-o") -> Path:
     try:
         st = _stat(text)
     except ArgError as exc:
-        raise ArgError(f"{flag} {show_path(text)}: {exc.message}") from None
+        raise ArgError(f"{flag} {show_path(text)} {exc.message}") from None
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise ArgError(f"{flag} {show_path(text)} is {_kind(st.st_mode)}; give a file name")
     problem = _dir_problem(os.fspath(Path(text).parent) or ".")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
-from .argcheck import number
+from .argcheck import number, path_arg
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _USAGE_CODES = {"E0001", "E0002", "E0003", "E0004", "E0005"}
@@ -23,7 +23,9 @@ _USAGE_CODES = {"E0001", "E0002", "E0003", "E0004", "E0005"}
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's usage errors exit with 2, as we want
         # one line: what is wrong, and where the options are described
+        import re
         message = " ".join(message.split("\n"))
+        message = re.sub(r"'([^']{60,})'", lambda m: repr(m.group(1)[:40] + "…"), message)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -183,22 +185,23 @@ def _parse_sets(items: list[str]) -> dict:
     """`--set NAME=VALUE` items: ints, finite floats, true/false or strings (ArgError)."""
     import math
 
-    from .argcheck import ArgError
+    from .argcheck import ArgError, quote
 
     out = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise ArgError(f"--set expects NAME=VALUE, got {item!r}")
+        if not sep or not key.isidentifier() or any(ord(c) < 32 or ord(c) == 0x7F
+                                                    for c in raw) or len(raw) > 1000:
+            raise ArgError(f"--set expects NAME=VALUE (a plain value), got {quote(item)}")
         for conv in (int, float):
             try:
                 value = conv(raw)
             except ValueError:
                 continue
             if isinstance(value, float) and not math.isfinite(value):
-                raise ArgError(f"--set {key}: {raw!r} is not a finite number")
+                raise ArgError(f"--set {key}: {quote(raw)} is not a finite number")
             if isinstance(value, int) and abs(value) > _MAX_SET_INT:
-                raise ArgError(f"--set {key}: {raw} is out of range (at most {_MAX_SET_INT} "
+                raise ArgError(f"--set {key}: {quote(raw)} is out of range (at most {_MAX_SET_INT} "
                                "in magnitude)")
             out[key] = value
             break
@@ -210,7 +213,7 @@ def _parse_sets(items: list[str]) -> dict:
 def cmd_summary(args) -> int:
     import json
 
-    from .argcheck import ArgError
+    from .argcheck import ArgError, check_name
     from .check import check_file
     from .check.summary import (
         pick_definition,
@@ -221,6 +224,7 @@ def cmd_summary(args) -> int:
 
     try:
         hyper = _parse_sets(args.set)
+        check_name(args.model, "--model")
     except ArgError as exc:
         return usage_error(exc.message)
     bad = _input_diagnostics([args.file])
@@ -557,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  tritium check examples/mlp.tri\n"
                               "  tritium check --error-format json examples/*.tri\n"
                               "  tritium check -D warnings model.tri   # warnings fail too")
-    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("files", nargs="+", metavar="FILE", type=path_arg("input-file"))
     c.add_argument("--error-format", choices=("human", "json"), default="human",
                    help="human-readable (default) or one JSON object per line on stdout")
     c.add_argument("-D", dest="deny", choices=("warnings",), default=None,
@@ -570,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  tritium fmt model.tri            # print formatted\n"
                               "  tritium fmt --write examples/*.tri\n"
                               "  tritium fmt --check examples/*.tri  # exit 1 if any would change")
-    f.add_argument("files", nargs="+", metavar="FILE")
+    f.add_argument("files", nargs="+", metavar="FILE", type=path_arg("input-file"))
     mode = f.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted")
     mode.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
@@ -585,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  tritium summary examples/resnet18.tri --model BasicBlock "
                               "--set c_in=64 --set c_out=128\n"
                               "  tritium summary examples/mlp.tri --json")
-    s.add_argument("file", metavar="FILE")
+    s.add_argument("file", metavar="FILE", type=path_arg("input-file"))
     s.add_argument("--model", default=None, help="the model, block or layer to summarize")
     s.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a hyperparameter of the block or layer (repeatable)")
@@ -604,8 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "--emit ptx\n"
                                "  tritium compile examples/mlp.tri --target cuda:sm_80 "
                                "--emit cubin -o build/")
-    co.add_argument("files", nargs="+", metavar="FILE")
-    co.add_argument("-o", "--output", default=None,
+    co.add_argument("files", nargs="+", metavar="FILE", type=path_arg("input-file"))
+    co.add_argument("-o", "--output", default=None, type=path_arg("output"),
                     help="output file (one input) or directory (several inputs)")
     for level in range(4):
         co.add_argument(f"-O{level}", dest="opt", action="store_const", const=level,
@@ -636,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=_formatter,
                         epilog="examples:\n  tritium profile examples/resnet18.tri\n"
                                "  tritium profile examples/mlp.tri -O3 --top 30")
-    pr.add_argument("file", metavar="FILE")
+    pr.add_argument("file", metavar="FILE", type=path_arg("input-file"))
     for level in range(4):
         pr.add_argument(f"-O{level}", dest="opt", action="store_const", const=level)
     pr.set_defaults(opt=2)

@@ -31,6 +31,7 @@ __all__ = [
     "data_root",
     "load_dataset",
     "read_arrays",
+    "sniff_numpy",
     "split_holdout",
 ]
 
@@ -207,6 +208,31 @@ def _as_images(x: np.ndarray) -> np.ndarray:
     return x
 
 
+_NUMPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
+
+
+def _looks_numpy(head: bytes) -> bool:
+    return head.startswith(_NUMPY_MAGIC)
+
+
+def sniff_numpy(path: str | os.PathLike[str], what: str = "data") -> None:
+    """DatasetError (exit 2) unless `path` is a regular file that starts like an .npz (a zip)
+    or an .npy: a cheap check of the first bytes, before any other work."""
+    from ..argcheck import ArgError, open_input, show_path
+    try:
+        with open_input(path, what) as fh:
+            head = fh.read(6)
+    except ArgError as exc:
+        raise DatasetError(exc.message, code=2) from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read {show_path(path)}: {exc.strerror or exc}",
+                           code=2) from None
+    if not _looks_numpy(head):
+        raise DatasetError(f"{what} {show_path(path)} is not a NumPy .npz or .npy file (its "
+                           "first bytes are neither a zip nor an .npy header)",
+                           help="an .npz with arrays `x` and `y`", code=2)
+
+
 def read_arrays(path: str | os.PathLike[str], what: str = "data") -> dict[str, np.ndarray]:
     """The arrays of an `.npz` (or the one array of an `.npy`, as `x`), read from a regular
     file opened without blocking (never a FIFO or a device), without unpickling; any damage
@@ -222,7 +248,7 @@ def read_arrays(path: str | os.PathLike[str], what: str = "data") -> dict[str, n
         with fh:
             magic = fh.read(6)
             fh.seek(0)
-            if not (magic.startswith((b"PK\x03\x04", b"PK\x05\x06")) or magic == b"\x93NUMPY"):
+            if not _looks_numpy(magic):
                 raise DatasetError(f"cannot read {show_path(path)}: not a NumPy .npz or .npy "
                                    "file (its first bytes are neither a zip nor an .npy "
                                    "header)", help="an .npz with arrays `x` and `y`", code=2)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..argcheck import RANGES, ArgError
+from ..argcheck import RANGES, ArgError, quote
 from ..cachedir import atomic_write_bytes, atomic_write_text
 from ..data import Dataset, DatasetError, Normalization, adapt_inputs, load_dataset, split_holdout
 from .models import (
@@ -237,7 +237,7 @@ def resolve_settings(block: dict[str, Any], opts: TrainOptions) -> TrainSettings
         raise TrainError(f"unknown loss `{s.loss}`", help=f"one of {', '.join(LOSSES)}")
     bad = [a for a in s.augmentation if a not in AUGMENTATIONS]
     if bad:
-        raise TrainError(f"unknown augmentation {', '.join(map(repr, bad))}",
+        raise TrainError(f"unknown augmentation {', '.join(map(quote, bad))}",
                          help=f"known: {', '.join(AUGMENTATIONS)}")
     return s
 

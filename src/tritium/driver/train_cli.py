@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from ..argcheck import number
+from ..argcheck import number, path_arg
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -93,42 +93,83 @@ def _source_file(path: str) -> None:
         raise CompileError([d])
 
 
+def check_data_args(args: argparse.Namespace) -> None:
+    """`--data NAME|PATH` and `--data-dir DIR`, before anything is loaded (ArgError)."""
+    from ..argcheck import ArgError, check_input_file, input_problem, show_path
+    from ..data import DATASETS
+
+    if args.data_dir is not None:
+        problem = input_problem(args.data_dir)
+        if problem is None:
+            raise ArgError(f"--data-dir {show_path(args.data_dir)} is a file; it needs a "
+                           "directory")
+        if not problem.startswith("is a directory"):
+            raise ArgError(f"--data-dir {show_path(args.data_dir)} {problem}; it needs a "
+                           "directory")
+    if args.data is None:
+        return
+    name = args.data.strip().lower().replace("_", "-")
+    if name in (*DATASETS, "sklearn-digits", "fashionmnist", "cifar-10"):
+        return
+    if name.endswith(".npz"):
+        from ..data import DatasetError, sniff_numpy
+        check_input_file(args.data, "--data")
+        try:
+            sniff_numpy(args.data, "--data")
+        except DatasetError as exc:
+            raise ArgError(exc.message) from None
+        return
+    problem = input_problem(args.data)
+    if problem is not None and problem.startswith("is a directory"):
+        return                      # a directory holding mnist/, fashion-mnist/ or cifar10/
+    raise ArgError(f"--data {show_path(args.data)}: "
+                   + ("not a dataset name or an .npz file" if problem in (None, "does not exist")
+                      else problem)
+                   + f" (datasets: {', '.join(DATASETS)}, or a path to an .npz file)")
+
+
 def check_train_paths(args: argparse.Namespace) -> None:
     """Every path `train` reads or writes, before anything is loaded or built (ArgError)."""
     from pathlib import Path
 
-    from ..argcheck import ArgError, check_input_file, check_output_dir, input_problem, show_path
-    out = args.out or str(Path("runs") / Path(args.file).stem)
+    from ..argcheck import ArgError, check_output_dir, input_problem, show_path
+    out = args.out if args.out is not None else str(Path("runs") / Path(args.file).stem)
     check_output_dir(out, "--out")
-    if args.data_dir is not None:
-        p = args.data_dir
-        problem = input_problem(p)
-        if problem is not None and not problem.startswith("is a directory"):
-            raise ArgError(f"--data-dir {show_path(p)} "
-                           f"{'does not exist' if problem == 'does not exist' else problem}"
-                           "; it needs a directory")
-        if problem is None:
-            raise ArgError(f"--data-dir {show_path(p)} is a file; it needs a directory")
-    if args.data is not None and args.data.strip().lower().endswith(".npz"):
-        check_input_file(args.data, "--data")
+    check_data_args(args)
     if args.resume is not None:
         resume = args.resume or out      # bare --resume: the --out directory
         problem = input_problem(resume)
         if problem is not None and problem.startswith("is a directory"):
-            check_input_file(str(Path(resume) / "train_state.safetensors"), "--resume")
+            state = Path(resume) / "train_state.safetensors"
+            if input_problem(state) is not None:
+                raise ArgError(f"--resume {show_path(resume)} holds no readable "
+                               "train_state.safetensors (not a run directory of `tritium "
+                               "train`)")
         elif problem is not None:
             raise ArgError(f"--resume {show_path(resume)} {problem}")
 
 
+def _augmentations(text: str | None) -> list[str] | None:
+    """`--augment A,B` or `none`: names separated by commas (the trainer knows which)."""
+    from ..argcheck import ArgError, quote
+    if text is None:
+        return None
+    names = [a.strip() for a in text.split(",")]
+    if not names or any(not a.isidentifier() for a in names):
+        raise ArgError(f"--augment expects names separated by commas (or `none`), got "
+                       f"{quote(text)}")
+    return names
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..argcheck import check_name
     hyper = _sets(args.set)
+    check_name(args.model, "--model")
+    aug = _augmentations(args.augment)
     _source_file(args.file)
     check_train_paths(args)
     from .train import TrainOptions, train
 
-    aug = None
-    if args.augment is not None:
-        aug = [a.strip() for a in args.augment.split(",") if a.strip()]
     opts = TrainOptions(
         file=args.file, out=args.out, data=args.data, data_dir=args.data_dir, model=args.model,
         hyperparameters=hyper, epochs=args.epochs, batch_size=args.batch_size,
@@ -153,9 +194,7 @@ def _checkpoint(path: str) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     _checkpoint(args.checkpoint)
-    if args.data is not None and args.data.strip().lower().endswith(".npz"):
-        from ..argcheck import check_input_file
-        check_input_file(args.data, "--data")
+    check_data_args(args)
     from .evaluate import evaluate_checkpoint
     r = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir)
     if args.json:
@@ -204,13 +243,13 @@ def register(sub: Any, formatter_class: Any) -> None:
                        description="Quantization-aware training with the program's training "
                                    "{ } block (flags override); writes a packed checkpoint, "
                                    "the generated module, metrics.json and plots to --out.")
-    t.add_argument("file", metavar="FILE")
-    t.add_argument("--data", default=None, metavar="NAME|PATH",
+    t.add_argument("file", metavar="FILE", type=path_arg("input-file"))
+    t.add_argument("--data", default=None, metavar="NAME|PATH", type=path_arg("data"),
                    help="digits (default), mnist, fashion-mnist, cifar10 or an .npz")
-    t.add_argument("--data-dir", default=None, metavar="DIR",
+    t.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"),
                    help="where local datasets live (default $TRITIUM_DATA_DIR or "
                         "~/.cache/tritium/data)")
-    t.add_argument("--out", default=None, metavar="DIR", help="output directory (runs/<file>)")
+    t.add_argument("--out", default=None, metavar="DIR", type=path_arg("output-dir"), help="output directory (runs/<file>)")
     t.add_argument("--model", default=None, help="the model to train when the file has several")
     t.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a hyperparameter of the model (repeatable)")
@@ -232,6 +271,7 @@ def register(sub: Any, formatter_class: Any) -> None:
                    help="packing of the frozen ternary weights (default t2)")
     t.add_argument("--no-baseline", action="store_true", help="skip the fp32 baseline")
     t.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                   type=path_arg("resume"),
                    help="continue from a run directory or its train_state.safetensors "
                         "(default: --out)")
     t.add_argument("--no-progress", action="store_true", help="plain lines, no progress bars")
@@ -249,10 +289,10 @@ def register(sub: Any, formatter_class: Any) -> None:
                        formatter_class=formatter_class,
                        epilog="examples:\n  tritium eval runs/mlp/model.safetensors\n"
                               "  tritium eval runs/mlp/fp32.safetensors --json")
-    e.add_argument("checkpoint", metavar="CKPT")
-    e.add_argument("--data", default=None, metavar="NAME|PATH",
+    e.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
+    e.add_argument("--data", default=None, metavar="NAME|PATH", type=path_arg("data"),
                    help="another dataset than the one it was trained on")
-    e.add_argument("--data-dir", default=None, metavar="DIR")
+    e.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"))
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_guard(cmd_eval))
 
@@ -263,8 +303,8 @@ def register(sub: Any, formatter_class: Any) -> None:
                               "INPUT: .npy (one sample or a batch), .npz (array x) or .csv "
                               "(one sample per row),\nin the raw scale of the training data "
                               "(the stored normalization is applied).")
-    p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("input", metavar="INPUT")
+    p.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
+    p.add_argument("input", metavar="INPUT", type=path_arg("input-file"))
     p.add_argument("--top", type=number("top"), default=3, help="how many classes to show")
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
     p.set_defaults(func=_guard(cmd_predict))
@@ -277,7 +317,8 @@ def register(sub: Any, formatter_class: Any) -> None:
                               "-o mlp.pt\n\nThe export holds the unpacked ternary model (weights "
                               "trits*scale as float\nconstants in standard layers), not "
                               "Tritium's packed kernels.")
-    x.add_argument("checkpoint", metavar="CKPT")
+    x.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
     x.add_argument("--format", choices=("onnx", "torchscript", "safetensors"), required=True)
-    x.add_argument("-o", "--output", required=True, metavar="FILE")
+    x.add_argument("-o", "--output", required=True, metavar="FILE",
+                   type=path_arg("output-file"))
     x.set_defaults(func=_guard(cmd_export))

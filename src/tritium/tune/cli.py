@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tritium.argcheck import number
+from tritium.argcheck import number, path_arg, quote
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_GPU = 0, 1, 2, 3
 STRATEGY_NAMES = ("grid", "random", "heuristic", "tpe", "llm")
@@ -59,7 +59,7 @@ def register(sub: Any, formatter_class: Any) -> None:
                       help="cpu.linear, cpu.linear_f32 or a triton.* kernel")
     what.add_argument("--shape", default=None, metavar="M,N,K",
                       help="batch rows M, output features N, input features K")
-    what.add_argument("--model", default=None, metavar="FILE.tri",
+    what.add_argument("--model", default=None, metavar="FILE.tri", type=path_arg("input-file"),
                       help="tune every ternary linear/conv shape the model runs")
     what.add_argument("--entry", default=None, metavar="NAME",
                       help="the model in FILE.tri when it defines several")
@@ -101,11 +101,12 @@ def register(sub: Any, formatter_class: Any) -> None:
     out = t.add_argument_group("archive and output")
     out.add_argument("--storage", default=None, metavar="URL",
                      help="SQLAlchemy URL of the archive (default: SQLite in the cache dir)")
-    out.add_argument("--report", default=None, metavar="DIR",
+    out.add_argument("--report", default=None, metavar="DIR", type=path_arg("output-dir"),
                      help="write a markdown + PNG report per shape under DIR")
-    out.add_argument("--export", default=None, metavar="FILE",
+    out.add_argument("--export", default=None, metavar="FILE", type=path_arg("output-file"),
                      help="write the archive (or --kernel's studies) to a JSON file")
     out.add_argument("--import", dest="import_", default=None, metavar="FILE",
+                     type=path_arg("input-file"),
                      help="merge a JSON export into the archive")
     out.add_argument("--top", type=number("top"), default=8, help="rows of the results table")
     out.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines")
@@ -128,7 +129,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     rng = RANGES["dim"]
     if len(dims) != 3 or any(rng.check(d) for d in dims):
         raise UsageError(f"--shape expects M,N,K (three integers from 1 to {int(rng.hi)}), "
-                         f"got {text!r}")
+                         f"got {quote(text)}")
     m, n, k = dims
     if max(m * k, n * k, m * n) > MAX_MATRIX:
         raise UsageError(f"--shape {m},{n},{k} is too large: a matrix of it would hold more "
@@ -146,7 +147,7 @@ def parse_batches(text: str) -> list[int]:
     rng = RANGES["dim"]
     if not out or any(rng.check(b) for b in out):
         raise UsageError(f"--batch expects a comma list of integers from 1 to {int(rng.hi)}, "
-                         f"got {text!r}")
+                         f"got {quote(text)}")
     return out
 
 
@@ -155,14 +156,18 @@ def _check_paths(args: Any) -> None:
     from tritium.argcheck import ArgError, check_input_file, check_output_dir, check_output_file
 
     try:
-        if args.model:
+        if args.model is not None:
             check_input_file(args.model, "--model")
-        if args.import_:
+        if args.import_ is not None:
             check_input_file(args.import_, "--import")
-        if args.export:
+        if args.export is not None:
             check_output_file(args.export, "--export")
-        if args.report:
+        if args.report is not None:
             check_output_dir(args.report, "--report")
+        for flag, url in (("--storage", args.storage), ("--llm-url", args.llm_url)):
+            if url is not None and (len(url) > 2048 or "://" not in url or any(
+                    ord(c) < 32 or ord(c) == 0x7F for c in url)):
+                raise ArgError(f"{flag} expects a URL (scheme://...), got {quote(url)}")
     except ArgError as e:
         raise UsageError(e.message) from None
 
@@ -189,6 +194,13 @@ def _open_archive(url: str | None):
 def _cmd_tune(args: Any) -> int:
     from tritium.tune.archive import ArchiveError
 
+    _check_paths(args)
+    if args.entry is not None:
+        from tritium.argcheck import ArgError, check_name
+        try:
+            check_name(args.entry, "--entry")
+        except ArgError as e:
+            raise UsageError(e.message) from None
     for name in ("budget", "top"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1")
@@ -212,10 +224,12 @@ def _cmd_tune(args: Any) -> int:
         from tritium.tune.cpu import CPU_KERNELS
 
         if args.kernel not in CPU_KERNELS:
-            raise UsageError(f"unknown kernel {args.kernel!r}; expected cpu.linear, "
+            raise UsageError(f"unknown kernel {quote(args.kernel)}; expected cpu.linear, "
                              "cpu.linear_f32 or a triton.* kernel")
-    _check_paths(args)
-
+    if args.entry is not None and not args.model:
+        raise UsageError("--entry is for --model FILE.tri")
+    if args.target is not None and not (args.kernel or "").startswith("triton."):
+        raise UsageError("--target is for triton.* kernels")
     if args.llm_url and args.strategy != "llm":
         raise UsageError("--llm-url is for --strategy llm")
     if args.strategy == "llm" and tuning:
@@ -349,7 +363,7 @@ def _tune_all(args: Any, archive: Any, problems: list[tuple[str, tuple[int, int,
         from tritium.backends.cpu import isa as isa_mod
 
         if isa not in isa_mod.ISA_FLAGS:
-            raise UsageError(f"unknown --isa {isa!r}; expected one of "
+            raise UsageError(f"unknown --isa {quote(isa)}; expected one of "
                              f"{', '.join(isa_mod.ISA_ORDER)}")
     isa = isa or cpu.default_isa()
     device = cpu.device_info(isa)
