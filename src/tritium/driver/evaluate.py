@@ -56,7 +56,10 @@ class EvalReport:
 
 
 def load_for_eval(path: str | Path) -> tuple[nn.Module, RunInfo]:
-    """The checkpoint's model in eval mode (ternary layers frozen and packed)."""
+    """The checkpoint's model in eval mode (ternary layers frozen and packed). The path must
+    name a readable regular file (ArgError otherwise: never a FIFO or a device)."""
+    from ..argcheck import check_input_file
+    check_input_file(path, "checkpoint")
     return model_from_checkpoint(path)
 
 

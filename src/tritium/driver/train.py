@@ -777,7 +777,13 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     start = 0
     if opts.resume is not None:
         rp = Path(opts.resume)
-        state_path = rp / "train_state.safetensors" if rp.is_dir() else rp
+        state_path = rp / "train_state.safetensors" if os.path.isdir(rp) else rp
+        from ..argcheck import input_problem, show_path
+        problem = input_problem(state_path)
+        if problem is not None:      # never open a FIFO or a device: it could block forever
+            raise TrainError(f"cannot resume: {show_path(state_path)} {problem}",
+                             help="--resume takes the run directory of an earlier `tritium "
+                                  "train` (holding train_state.safetensors) or that file")
         start = _load_state(state_path, run, info)
     if main:
         out.mkdir(parents=True, exist_ok=True)

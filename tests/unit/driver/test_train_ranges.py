@@ -49,7 +49,9 @@ def _inside(rng: Range):
 @given(data=st.data())
 def test_training_block_keys_outside_their_range_are_diagnostics(key, data):
     rng = RANGES[key]
-    bad = data.draw(_outside(rng))
+    # (early_stopping: true/false means patience 5 / off)
+    bad = data.draw(_outside(rng).filter(lambda v: key != "early_stopping"
+                                         or not isinstance(v, bool)))
     with pytest.raises(TrainError) as err:
         resolve_settings({key: bad}, TrainOptions("x.tri"))
     assert err.value.code == 1 and f"`{key}`" in err.value.message
@@ -120,3 +122,23 @@ def test_the_divergence_message(capsys, tmp_path, monkeypatch):
     assert code == 1 and "Traceback" not in err
     assert "training diverged" in err and "epoch 1, step 1" in err
     assert "no checkpoint was written" in err
+
+
+@pytest.mark.parametrize("key", BLOCK_KEYS)
+def test_check_reports_the_same_ranges_as_train(key):
+    """`tritium check` flags a training key out of range (E0309), from the same table, so
+    a program that checks clean never fails `train` on a training number."""
+    from tritium.check import check_source
+
+    rng = RANGES[key]
+    template = (Path(ROOT / "examples" / "mlp.tri").read_text()
+                .replace("training {", "training { KEY: VALUE,"))
+    for bad in ("1e309", str(int(rng.hi) + 1 if rng.kind is int else rng.hi * 2 + 1), "-1"):
+        if rng.contains(float(bad)):
+            continue
+        result = check_source(template.replace("KEY", key).replace("VALUE", bad), "t.tri")
+        codes = [d.code for d in result.diagnostics if d.is_error]
+        assert "E0309" in codes, (key, bad, [d.message for d in result.diagnostics])
+    good = str(int(rng.hi)) if rng.kind is int else repr(rng.hi if not rng.hi_open else rng.lo)
+    result = check_source(template.replace("KEY", key).replace("VALUE", good), "t.tri")
+    assert not [d for d in result.diagnostics if d.is_error], (key, good)
