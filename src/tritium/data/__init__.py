@@ -301,7 +301,17 @@ def _npz(path: Path) -> Dataset:
 
 def load_dataset(spec: str, data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     """`digits`, `mnist`, `fashion-mnist`, `cifar10`, or a path to an `.npz` (or a directory
-    holding `mnist/`, `fashion-mnist/` or `cifar10/`, which is then the only dataset there)."""
+    holding `mnist/`, `fashion-mnist/` or `cifar10/`, which is then the only dataset there).
+    Any failure to read is a DatasetError naming the file (never an OSError)."""
+    try:
+        return _load_dataset(spec, data_dir)
+    except OSError as exc:   # a name too long, a permission, a damaged disk ...
+        from ..argcheck import show_path
+        where = show_path(exc.filename) if exc.filename else "the data"
+        raise DatasetError(f"cannot read {where}: {exc.strerror or exc}", code=2) from None
+
+
+def _load_dataset(spec: str, data_dir: str | os.PathLike[str] | None) -> Dataset:
     name = spec.strip().lower().replace("_", "-")
     if name in ("digits", "sklearn-digits"):
         return _digits()
@@ -316,7 +326,7 @@ def load_dataset(spec: str, data_dir: str | os.PathLike[str] | None = None) -> D
     if os.path.isdir(path):
         found = [d for d in ("mnist", "fashion-mnist", "cifar10") if (path / d).is_dir()]
         if len(found) == 1:
-            return load_dataset(found[0], path)
+            return _load_dataset(found[0], path)
         raise DatasetError(f"{path} is a directory holding "
                            f"{'several datasets' if found else 'no known dataset'}",
                            help="name the dataset and give the directory: "

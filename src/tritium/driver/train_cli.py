@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -99,7 +100,7 @@ def check_data_args(args: argparse.Namespace) -> None:
     from ..data import DATASETS
 
     if args.data_dir is not None:
-        problem = input_problem(args.data_dir)
+        problem = input_problem(os.path.expanduser(args.data_dir))
         if problem is None:
             raise ArgError(f"--data-dir {show_path(args.data_dir)} is a file; it needs a "
                            "directory")
@@ -111,15 +112,16 @@ def check_data_args(args: argparse.Namespace) -> None:
     name = args.data.strip().lower().replace("_", "-")
     if name in (*DATASETS, "sklearn-digits", "fashionmnist", "cifar-10"):
         return
+    path = os.path.expanduser(args.data)
     if name.endswith(".npz"):
         from ..data import DatasetError, sniff_numpy
-        check_input_file(args.data, "--data")
+        check_input_file(path, "--data")
         try:
-            sniff_numpy(args.data, "--data")
+            sniff_numpy(path, "--data")
         except DatasetError as exc:
             raise ArgError(exc.message) from None
         return
-    problem = input_problem(args.data)
+    problem = input_problem(path)
     if problem is not None and problem.startswith("is a directory"):
         return                      # a directory holding mnist/, fashion-mnist/ or cifar10/
     raise ArgError(f"--data {show_path(args.data)}: "
