@@ -89,15 +89,14 @@ class Range:
 
     def check(self, value: Any) -> str | None:
         """None when `value` is in range, else what is wrong (without the name)."""
+        wrong = f"must be {self.describe()}, got {quote(value)}"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"must be {self.describe()}, got {value!r}"
+            return wrong
         if self.kind is int and isinstance(value, float):
             if not (math.isfinite(value) and value.is_integer()):
-                return f"must be {self.describe()}, got {value!r}"
+                return wrong
             value = int(value)
-        if not self.contains(value):
-            return f"must be {self.describe()}, got {value!r}"
-        return None
+        return None if self.contains(value) else wrong
 
     def parse(self, text: str) -> int | float:
         """The value of a command-line word, or ArgError."""
@@ -105,17 +104,20 @@ class Range:
         try:
             value: int | float = int(word) if self.kind is int else float(word)
         except ValueError:
-            raise ArgError(f"must be {self.describe()}, got {_short(text)}") from None
+            raise ArgError(f"must be {self.describe()}, got {quote(text)}") from None
         problem = self.check(value)
         if problem is not None:
-            raise ArgError(f"must be {self.describe()}, got {_short(text)}")
+            raise ArgError(f"must be {self.describe()}, got {quote(text)}")
         return value
 
 
 def quote(text: object) -> str:
     """A user's word for a one-line message: a Python literal (control characters escaped),
     shortened in the middle when long."""
-    r = repr(text)
+    try:
+        r = repr(text)
+    except ValueError:       # an int beyond Python's digit limit for str()
+        return f"an integer of {int(text).bit_length()} bits"  # type: ignore[call-overload]
     return r if len(r) <= 60 else r[:40] + "…" + r[-12:]
 
 
@@ -123,9 +125,6 @@ def check_name(text: str | None, flag: str) -> None:
     """A model, block or layer name given on the command line: an identifier (ArgError)."""
     if text is not None and not (text.isidentifier() and len(text) <= 255):
         raise ArgError(f"{flag} expects a name (letters, digits, `_`), got {quote(text)}")
-
-
-_short = quote
 
 
 _E = 100_000   # most epochs, trials, milestones, ...
@@ -165,6 +164,13 @@ RANGES: dict[str, Range] = {
 }
 #: the most elements of one matrix a tuning problem allocates (1 GiB of float32)
 MAX_MATRIX = 1 << 28
+
+
+#: The names a training recipe may use (the flags' choices and the `training { }` keys).
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOSSES = ("cross_entropy", "mse")
+SCHEDULES = ("constant", "multistep", "step", "cosine")
+AUGMENTATIONS = ("random_crop", "random_shift", "horizontal_flip", "hflip", "noise")
 
 
 def number(key: str, flag: str | None = None):

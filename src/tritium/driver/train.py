@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..argcheck import RANGES, ArgError, quote
+from ..argcheck import AUGMENTATIONS, LOSSES, OPTIMIZERS, RANGES, SCHEDULES, ArgError, quote
 from ..cachedir import atomic_write_bytes, atomic_write_text
 from ..data import Dataset, DatasetError, Normalization, adapt_inputs, load_dataset, split_holdout
 from .models import (
@@ -57,10 +57,6 @@ __all__ = ["TrainError", "TrainOptions", "TrainResult", "TrainSettings", "resolv
            "train", "evaluate_model", "measure_latency",
            "measure_latencies"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-LOSSES = ("cross_entropy", "mse")
-SCHEDULES = ("constant", "multistep", "step", "cosine")
-AUGMENTATIONS = ("random_crop", "random_shift", "horizontal_flip", "hflip", "noise")
 EVAL_BATCH = 512
 #: the numeric `training { }` keys read straight into TrainSettings (ranges: RANGES)
 _BLOCK_NUMBERS = ("learning_rate", "epochs", "batch_size", "weight_decay", "momentum",

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from ..argcheck import number, path_arg
+from ..argcheck import AUGMENTATIONS, LOSSES, OPTIMIZERS, SCHEDULES, number, path_arg
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -157,9 +157,12 @@ def _augmentations(text: str | None) -> list[str] | None:
     if text is None:
         return None
     names = [a.strip() for a in text.split(",")]
-    if not names or any(not a.isidentifier() for a in names):
-        raise ArgError(f"--augment expects names separated by commas (or `none`), got "
-                       f"{quote(text)}")
+    if names == ["none"]:
+        return names
+    bad = [a for a in names if a not in AUGMENTATIONS]
+    if bad:
+        raise ArgError(f"--augment: unknown augmentation {quote(bad[0])}; expected names from "
+                       f"{', '.join(AUGMENTATIONS)} separated by commas, or `none`")
     return names
 
 
@@ -251,19 +254,19 @@ def register(sub: Any, formatter_class: Any) -> None:
     t.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"),
                    help="where local datasets live (default $TRITIUM_DATA_DIR or "
                         "~/.cache/tritium/data)")
-    t.add_argument("--out", default=None, metavar="DIR", type=path_arg("output-dir"), help="output directory (runs/<file>)")
+    t.add_argument("--out", default=None, metavar="DIR", type=path_arg("output-dir"),
+                   help="output directory (runs/<file>)")
     t.add_argument("--model", default=None, help="the model to train when the file has several")
     t.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a hyperparameter of the model (repeatable)")
     t.add_argument("--epochs", type=number("epochs"), default=None)
     t.add_argument("--batch-size", type=number("batch_size"), default=None)
     t.add_argument("--lr", type=number("learning_rate"), default=None, help="learning rate")
-    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None)
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
     t.add_argument("--weight-decay", type=number("weight_decay"), default=None)
     t.add_argument("--momentum", type=number("momentum"), default=None)
-    t.add_argument("--loss", choices=("cross_entropy", "mse"), default=None)
-    t.add_argument("--lr-schedule", choices=("constant", "multistep", "step", "cosine"),
-                   default=None)
+    t.add_argument("--loss", choices=LOSSES, default=None)
+    t.add_argument("--lr-schedule", choices=SCHEDULES, default=None)
     t.add_argument("--augment", default=None, metavar="A,B",
                    help="augmentations (random_crop, horizontal_flip, noise) or `none`")
     t.add_argument("--seed", type=number("seed"), default=None)
@@ -277,7 +280,8 @@ def register(sub: Any, formatter_class: Any) -> None:
                    help="continue from a run directory or its train_state.safetensors "
                         "(default: --out)")
     t.add_argument("--no-progress", action="store_true", help="plain lines, no progress bars")
-    t.add_argument("--latency-runs", type=number("latency_runs"), default=200, help="timed batch-1 forwards")
+    t.add_argument("--latency-runs", type=number("latency_runs"), default=200,
+                   help="timed batch-1 forwards")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="training device (default: CUDA when available); the frozen model "
                         "is measured on the CPU")

@@ -85,7 +85,8 @@ def register(sub: Any, formatter_class: Any) -> None:
     how.add_argument("--patience", type=number("patience"), default=None, metavar="K",
                      help="stop when the last K trials improved less than --min-improvement "
                           "(default 12; off for grid)")
-    how.add_argument("--min-improvement", type=number("min_improvement"), default=1.0, metavar="PCT",
+    how.add_argument("--min-improvement", type=number("min_improvement"), default=1.0,
+                     metavar="PCT",
                      help="early-stopping threshold in percent (default 1)")
     how.add_argument("--seed", type=number("seed"), default=0)
     how.add_argument("--quick", action="store_true",
