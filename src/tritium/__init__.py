@@ -2,8 +2,14 @@
 
     import tritium
     result = tritium.compile("examples/mlp.tri")      # stages, generated source, classes
+    result = tritium.compile(source=text)              # program text, not a path
     model = tritium.load("examples/mlp.tri")           # an instantiated nn.Module
     block = tritium.load("examples/resnet18.tri", "BasicBlock", c_in=64, c_out=128)
+    model = tritium.load_source(text, "Tiny")          # from program text
+
+A path is always a path (whatever characters its name holds: `{`, newlines) and program
+text is only ever given as `source=` (or to `load_source`): the API never guesses which
+one a string is.
 
 Importing `tritium` is cheap: it never imports torch. The compiler lives in
 `tritium.frontend`, `tritium.check`, `tritium.ir`, `tritium.passes` and
@@ -12,18 +18,30 @@ Importing `tritium` is cheap: it never imports torch. The compiler lives in
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile", "load"]
+__all__ = ["__version__", "compile", "load", "load_source"]
 
 
-def compile(path_or_source, **options):  # noqa: A001 - the public API is tritium.compile
-    """Compile a .tri file or program text; see `tritium.driver.compile_program`."""
+def compile(path=None, *, source=None, **options):  # noqa: A001 - the public API is tritium.compile
+    """Compile the .tri file at `path`, or program text given as `source=` (exactly one);
+    see `tritium.driver.compile_program`."""
     from .driver import compile_program
 
-    return compile_program(path_or_source, **options)
+    return compile_program(path, source=source, **options)
 
 
 def load(path, name=None, **hyperparameters):
-    """An instantiated `nn.Module` from a .tri file; see `tritium.driver.load_module`."""
+    """An instantiated `nn.Module` from the .tri file at `path`; see
+    `tritium.driver.load_module`. For program text use :func:`load_source`."""
     from .driver import load_module
 
+    if path is None:
+        raise TypeError("tritium.load takes the path of a .tri file; for program text use "
+                        "tritium.load_source(text)")
     return load_module(path, name, **hyperparameters)
+
+
+def load_source(text, name=None, *, file="<input>", **hyperparameters):
+    """An instantiated `nn.Module` from program text (`file` names it in diagnostics)."""
+    from .driver import load_module
+
+    return load_module(None, name, source=text, file=file, **hyperparameters)

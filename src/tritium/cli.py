@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
+from .argcheck import number, path_arg
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _USAGE_CODES = {"E0001", "E0002", "E0003", "E0004", "E0005"}
@@ -23,8 +24,31 @@ _USAGE_CODES = {"E0001", "E0002", "E0003", "E0004", "E0005"}
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's usage errors exit with 2, as we want
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        # one line: what is wrong, and where the options are described
+        import re
+        message = " ".join(message.split("\n"))
+        message = re.sub(r"'([^']{60,})'", lambda m: repr(m.group(1)[:40] + "…"), message)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def usage_error(message: str) -> int:
+    """Print a one-line usage error (`tritium: error: ...`); returns exit code 2."""
+    print(f"tritium: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _input_diagnostics(paths: list[str]) -> dict[str, list]:
+    """A usage diagnostic (E0001-E0003) for each input path that is not a readable regular
+    file: missing, a directory, a FIFO or device, a name too long. Checked before reading,
+    so nothing blocks on a FIFO or reads `/dev/zero` forever."""
+    from .argcheck import input_diagnostic
+
+    out: dict[str, list] = {}
+    for path in paths:
+        d = input_diagnostic(path)
+        if d is not None:
+            out[path] = [d]
+    return out
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -69,7 +93,14 @@ def cmd_check(args) -> int:
 
     worst = EXIT_OK
     total_err = total_warn = 0
+    bad = _input_diagnostics(args.files)
     for path in args.files:
+        if path in bad:
+            from .frontend.diagnostics import SourceMap
+            emit_diagnostics(bad[path], SourceMap(), args.error_format)
+            total_err += 1
+            worst = max(worst, EXIT_USAGE)
+            continue
         result = check_file(path)
         diags = result.diagnostics
         if args.deny_warnings:
@@ -99,7 +130,13 @@ def cmd_fmt(args) -> int:
     from .frontend.source import read_source
 
     worst = EXIT_OK
+    bad = _input_diagnostics(args.files)
     for path in args.files:
+        if path in bad:
+            from .frontend.diagnostics import SourceMap
+            emit_diagnostics(bad[path], SourceMap(), args.error_format)
+            worst = max(worst, EXIT_USAGE)
+            continue
         try:
             src = read_source(path)
             out = format_source(src.text, src.name)
@@ -114,10 +151,16 @@ def cmd_fmt(args) -> int:
                 worst = max(worst, EXIT_FAIL)
         elif args.write:
             if out != src.text:
-                from pathlib import Path
+                import stat
 
-                from .cachedir import atomic_write_text
-                atomic_write_text(Path(path), out)
+                from .argcheck import write_output
+                try:   # the file keeps its permissions
+                    write_output(path, out, mode=stat.S_IMODE(os.stat(path).st_mode))
+                except OSError as exc:
+                    from .argcheck import show_path
+                    worst = max(worst, usage_error(
+                        f"cannot rewrite {show_path(path)}: {exc.strerror or exc}"))
+                    continue
                 print(f"reformatted {path}")
         else:
             sys.stdout.write(out)
@@ -137,18 +180,33 @@ def _sources_for(path):
     return sm
 
 
+_MAX_SET_INT = 2**31 - 1      # a hyperparameter is a size, a count or a flag
+
+
 def _parse_sets(items: list[str]) -> dict:
+    """`--set NAME=VALUE` items: ints, finite floats, true/false or strings (ArgError)."""
+    import math
+
+    from .argcheck import ArgError, quote
+
     out = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise SystemExit(f"tritium: error: --set expects NAME=VALUE, got `{item}`")
+        if not sep or not key.isidentifier() or any(ord(c) < 32 or ord(c) == 0x7F
+                                                    for c in raw) or len(raw) > 1000:
+            raise ArgError(f"--set expects NAME=VALUE (a plain value), got {quote(item)}")
         for conv in (int, float):
             try:
-                out[key] = conv(raw)
-                break
+                value = conv(raw)
             except ValueError:
                 continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ArgError(f"--set {key}: {quote(raw)} is not a finite number")
+            if isinstance(value, int) and abs(value) > _MAX_SET_INT:
+                raise ArgError(f"--set {key}: {quote(raw)} is out of range (at most {_MAX_SET_INT} "
+                               "in magnitude)")
+            out[key] = value
+            break
         else:
             out[key] = {"true": True, "false": False}.get(raw, raw)
     return out
@@ -157,6 +215,7 @@ def _parse_sets(items: list[str]) -> dict:
 def cmd_summary(args) -> int:
     import json
 
+    from .argcheck import ArgError, check_name
     from .check import check_file
     from .check.summary import (
         pick_definition,
@@ -165,6 +224,16 @@ def cmd_summary(args) -> int:
         summary_diagnostics,
     )
 
+    try:
+        hyper = _parse_sets(args.set)
+        check_name(args.model, "--model")
+    except ArgError as exc:
+        return usage_error(exc.message)
+    bad = _input_diagnostics([args.file])
+    if bad:
+        from .frontend.diagnostics import SourceMap
+        emit_diagnostics(bad[args.file], SourceMap(), "human")
+        return EXIT_USAGE
     result = check_file(args.file)
     errs = [d for d in result.diagnostics if d.is_error]
     if errs:
@@ -173,11 +242,6 @@ def cmd_summary(args) -> int:
     d = pick_definition(result, args.model)
     if d is None:
         emit_diagnostics(summary_diagnostics(result, args.model), result.sources, "human")
-        return EXIT_USAGE
-    try:
-        hyper = _parse_sets(args.set)
-    except SystemExit as exc:
-        print(exc, file=sys.stderr)
         return EXIT_USAGE
     s = summarize_definition(result, d, hyper)
     if args.json:
@@ -204,10 +268,13 @@ def _compile_one(job: tuple) -> tuple[int, str, str, list]:
         if text is None:
             return EXIT_FAIL, "", f"{path}: the `{emit}` stage is not available", []
         if output is not None:
-            from pathlib import Path
-
-            from .cachedir import atomic_write_text
-            atomic_write_text(Path(output), text)
+            from .argcheck import write_output
+            try:
+                write_output(output, text)
+            except OSError as exc:
+                from .argcheck import show_path
+                return (EXIT_USAGE, "", f"tritium: error: -o {show_path(output)}: cannot "
+                        f"write: {exc.strerror or exc}", [])
             text = ""
         return EXIT_OK, text, "", result.warnings
     except CompileError as err:
@@ -245,19 +312,15 @@ def _compile_gpu(args) -> int:
     """`--emit triton` (generated kernel source) and the AOT stages ttir … cubin."""
     from pathlib import Path
 
-    from .cachedir import atomic_write_bytes, atomic_write_text
+    from .argcheck import write_output
     from .driver.compile import CompileError, compile_program
 
-    several = len(args.files) > 1 or args.emit == "cubin" or (
-        args.output is not None and Path(args.output).is_dir())
-    if args.output and several:
-        out_dir = Path(args.output)
-        if out_dir.exists() and not out_dir.is_dir():
-            print(f"tritium: error: -o {args.output}: needs a directory here", file=sys.stderr)
-            return EXIT_USAGE
-        out_dir.mkdir(parents=True, exist_ok=True)
-    worst = EXIT_OK
-    for path in args.files:
+    files, worst = _readable_inputs(args)
+    where = args.out_where
+    several = where is not None and where[0] == "dir"
+    if several:
+        where[1].mkdir(parents=True, exist_ok=True)
+    for path in files:
         try:
             result = compile_program(path, opt_level=args.opt, use_cache=not args.no_cache,
                                      with_ir=True)
@@ -298,55 +361,107 @@ def _compile_gpu(args) -> int:
             if args.emit == "cubin":
                 for k in build.kernels:
                     dest = Path(args.output) / f"{Path(path).stem}.{k.name}.{k.key[:10]}.cubin"
-                    atomic_write_bytes(dest, bytes(k.stages["cubin"]))
+                    write_output(dest, bytes(k.stages["cubin"]))
                     print(f"{dest}  {k.label()}")
                 continue
             text = build.dump(args.emit)
         if args.output is None:
             sys.stdout.write(text)
         elif several:
-            atomic_write_text(Path(args.output) / (Path(path).stem + _GPU_EXT[args.emit]), text)
+            write_output(Path(args.output) / (Path(path).stem + _GPU_EXT[args.emit]), text)
         else:
-            atomic_write_text(Path(args.output), text)
+            write_output(args.output, text)
     return worst
+
+
+_OUT_EXT = {"py": ".py", "ir": ".ir", "ir-opt": ".opt.ir", "tokens": ".tokens", "ast": ".ast",
+            **_GPU_EXT, "cubin": ".cubin"}
+_FILE_SUFFIXES = {".py", ".ir", ".tokens", ".ast", ".ptx", ".ll", ".ttir", ".ttgir", ".cubin",
+                  ".tri", ".txt"}
+
+
+def _compile_output(args) -> tuple[str, Path] | None:
+    """Where `compile` writes, checked before anything is compiled: None (stdout),
+    ("file", PATH) or ("dir", PATH). One input and `-o NAME` write the file NAME, unless NAME
+    is an existing directory or ends in `/`; several inputs (or `--emit cubin`) need `-o` to
+    be a directory, and a name that looks like a file (`one.py`) is refused rather than
+    created as a directory."""
+    from .argcheck import ArgError, check_output_dir, check_output_file, show_path
+
+    text = args.output
+    if text is None:
+        return None
+    several = len(args.files) > 1 or args.emit == "cubin"
+    is_dir = os.path.isdir(text)
+    if several or is_dir or text.endswith("/"):
+        if several and not is_dir and Path(text).suffix.lower() in _FILE_SUFFIXES:
+            why = f"{len(args.files)} inputs" if len(args.files) > 1 else "`--emit cubin`"
+            raise ArgError(f"-o {show_path(text)}: {why} are written to a directory and "
+                           f"`{Path(text).name}` looks like a file name; give a directory, "
+                           "e.g. -o build/")
+        return "dir", check_output_dir(text, "-o")
+    out = check_output_file(text, "-o")
+    for f in args.files:
+        try:
+            same = os.path.exists(text) and os.path.samefile(f, text)
+        except OSError:
+            same = False
+        if same:
+            raise ArgError(f"-o {show_path(text)} is the input file {show_path(f)}; writing "
+                           "there would overwrite the program")
+    return "file", out
+
+
+def _readable_inputs(args) -> tuple[list[str], int]:
+    """The inputs that are readable files; the others get their usage diagnostic (exit 2)."""
+    bad = _input_diagnostics(args.files)
+    if not bad:
+        return list(args.files), EXIT_OK
+    from .frontend.diagnostics import SourceMap
+    for path in args.files:
+        if path in bad:
+            emit_diagnostics(bad[path], SourceMap(), args.error_format)
+    return [f for f in args.files if f not in bad], EXIT_USAGE
 
 
 def cmd_compile(args) -> int:
     import os
-    from pathlib import Path
+
+    from .argcheck import ArgError
 
     problem = _check_target_emit(args)
     if problem is not None:
         print(f"tritium: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        args.out_where = _compile_output(args)
+    except ArgError as exc:
+        return usage_error(exc.message)
     if args.emit in _GPU_EMITS:
         return _compile_gpu(args)
-    outputs: list[str | None] = [None] * len(args.files)
-    if args.output:
-        if len(args.files) == 1 and not Path(args.output).is_dir():
-            outputs = [args.output]
+    files, worst = _readable_inputs(args)
+    outputs: list[str | None] = [None] * len(files)
+    if args.out_where is not None:
+        kind, where = args.out_where
+        if kind == "file":
+            outputs = [str(where)]
         else:
-            out_dir = Path(args.output)
-            if out_dir.exists() and not out_dir.is_dir():
-                print(f"tritium: error: -o {args.output}: several inputs need a directory",
-                      file=sys.stderr)
-                return EXIT_USAGE
-            out_dir.mkdir(parents=True, exist_ok=True)
-            ext = {"py": ".py", "ir": ".ir", "ir-opt": ".opt.ir", "tokens": ".tokens",
-                   "ast": ".ast"}[args.emit]
-            outputs = [str(out_dir / (Path(f).stem + ext)) for f in args.files]
+            where.mkdir(parents=True, exist_ok=True)
+            outputs = [str(where / (Path(f).stem + _OUT_EXT[args.emit])) for f in files]
+    if not files:
+        return worst
     if args.print_ir_after_all:
         from .driver.compile import CompileError, compile_program
 
         def dump(name: str, text: str) -> None:
             print(f"// -----// IR Dump After {name} //----- //\n{text}", file=sys.stderr)
         try:
-            compile_program(args.files[0], opt_level=args.opt, use_cache=False,
+            compile_program(files[0], opt_level=args.opt, use_cache=False,
                             print_ir_after_all=dump)
         except CompileError as err:
             emit_diagnostics(err.diagnostics, err.sources, args.error_format)
             return EXIT_FAIL
-    jobs = [(f, args.opt, args.emit, args.no_cache, o) for f, o in zip(args.files, outputs)]
+    jobs = [(f, args.opt, args.emit, args.no_cache, o) for f, o in zip(files, outputs)]
     if args.jobs > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(args.jobs, os.cpu_count() or 1,
@@ -354,7 +469,6 @@ def cmd_compile(args) -> int:
             results = list(pool.map(_compile_one, jobs))
     else:
         results = [_compile_one(j) for j in jobs]
-    worst = EXIT_OK
     for code, text, message, diags in results:
         if text:
             sys.stdout.write(text)
@@ -483,6 +597,11 @@ def cmd_profile(args) -> int:
 
     from .driver.compile import CompileError, compile_program
 
+    bad = _input_diagnostics([args.file])
+    if bad:
+        from .frontend.diagnostics import SourceMap
+        emit_diagnostics(bad[args.file], SourceMap(), "human")
+        return EXIT_USAGE
     tracemalloc.start()
     prof = cProfile.Profile()
     t = time.perf_counter()
@@ -536,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  tritium check examples/mlp.tri\n"
                               "  tritium check --error-format json examples/*.tri\n"
                               "  tritium check -D warnings model.tri   # warnings fail too")
-    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("files", nargs="+", metavar="FILE", type=path_arg("input-file"))
     c.add_argument("--error-format", choices=("human", "json"), default="human",
                    help="human-readable (default) or one JSON object per line on stdout")
     c.add_argument("-D", dest="deny", choices=("warnings",), default=None,
@@ -549,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  tritium fmt model.tri            # print formatted\n"
                               "  tritium fmt --write examples/*.tri\n"
                               "  tritium fmt --check examples/*.tri  # exit 1 if any would change")
-    f.add_argument("files", nargs="+", metavar="FILE")
+    f.add_argument("files", nargs="+", metavar="FILE", type=path_arg("input-file"))
     mode = f.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted")
     mode.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
@@ -564,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  tritium summary examples/resnet18.tri --model BasicBlock "
                               "--set c_in=64 --set c_out=128\n"
                               "  tritium summary examples/mlp.tri --json")
-    s.add_argument("file", metavar="FILE")
+    s.add_argument("file", metavar="FILE", type=path_arg("input-file"))
     s.add_argument("--model", default=None, help="the model, block or layer to summarize")
     s.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a hyperparameter of the block or layer (repeatable)")
@@ -583,8 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "--emit ptx\n"
                                "  tritium compile examples/mlp.tri --target cuda:sm_80 "
                                "--emit cubin -o build/")
-    co.add_argument("files", nargs="+", metavar="FILE")
-    co.add_argument("-o", "--output", default=None,
+    co.add_argument("files", nargs="+", metavar="FILE", type=path_arg("input-file"))
+    co.add_argument("-o", "--output", default=None, type=path_arg("output"),
                     help="output file (one input) or directory (several inputs)")
     for level in range(4):
         co.add_argument(f"-O{level}", dest="opt", action="store_const", const=level,
@@ -601,7 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     co.add_argument("--print-ir-after-all", action="store_true",
                     help="print the IR after every pass to stderr")
-    co.add_argument("-j", "--jobs", type=int, default=1, help="compile files in N processes")
+    co.add_argument("-j", "--jobs", type=number("jobs"), default=1,
+                    help="compile files in N processes")
     co.add_argument("--error-format", choices=("human", "json"), default="human")
     co.set_defaults(func=cmd_compile)
 
@@ -619,11 +739,11 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=_formatter,
                         epilog="examples:\n  tritium profile examples/resnet18.tri\n"
                                "  tritium profile examples/mlp.tri -O3 --top 30")
-    pr.add_argument("file", metavar="FILE")
+    pr.add_argument("file", metavar="FILE", type=path_arg("input-file"))
     for level in range(4):
         pr.add_argument(f"-O{level}", dest="opt", action="store_const", const=level)
     pr.set_defaults(opt=2)
-    pr.add_argument("--top", type=int, default=15, help="how many functions to list")
+    pr.add_argument("--top", type=number("top"), default=15, help="how many functions to list")
     pr.set_defaults(func=cmd_profile)
     from .driver.train_cli import register as _register_train
     _register_train(sub, _formatter)
@@ -634,7 +754,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (2), or --help/--version (0): a return code
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None
+                                                           else EXIT_USAGE)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

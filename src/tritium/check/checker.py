@@ -282,9 +282,13 @@ class Checker:
                 self.warn("W0004", f"unknown key `{e.key}` in `{sec.name}`", e.span,
                           help=did_you_mean(e.key, known) or
                           f"known keys: {', '.join(sorted(known))}")
-            if sec.name == "training" and e.key in ("learning_rate", "lr", "epochs", "batch_size") \
-                    and v.known and _num(v.const) and v.const <= 0:
-                self.report("E0309", f"`{e.key}` must be positive, got {v.const}", e.span)
+            if sec.name == "training" and v.known and _num(v.const):
+                # the ranges `tritium train` enforces (one table: tritium.argcheck.RANGES)
+                from ..argcheck import RANGES
+                rng = RANGES.get("learning_rate" if e.key == "lr" else e.key)
+                problem = rng.check(v.const) if rng is not None else None
+                if problem is not None:
+                    self.report("E0309", f"`{e.key}` {problem}", e.span)
         if sec.name not in self._SECTION_KEYS and sec.name != "repeat":
             self.warn("W0004", f"unknown section `{sec.name}`", sec.span,
                       help=did_you_mean(sec.name, [*self._SECTION_KEYS, "repeat", "params"]))

@@ -30,6 +30,8 @@ __all__ = [
     "adapt_inputs",
     "data_root",
     "load_dataset",
+    "read_arrays",
+    "sniff_numpy",
     "split_holdout",
 ]
 
@@ -206,17 +208,79 @@ def _as_images(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _npz(path: Path) -> Dataset:
+_NUMPY_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
+
+
+def _looks_numpy(head: bytes) -> bool:
+    return head.startswith(_NUMPY_MAGIC)
+
+
+def sniff_numpy(path: str | os.PathLike[str], what: str = "data") -> None:
+    """DatasetError (exit 2) unless `path` is a regular file that starts like an .npz (a zip)
+    or an .npy: a cheap check of the first bytes, before any other work."""
+    from ..argcheck import ArgError, open_input, show_path
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}",
-                           help="an .npz with arrays `x` and `y` (numbers, no objects)") from None
+        with open_input(path, what) as fh:
+            head = fh.read(6)
+    except ArgError as exc:
+        raise DatasetError(exc.message, code=2) from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read {show_path(path)}: {exc.strerror or exc}",
+                           code=2) from None
+    if not _looks_numpy(head):
+        raise DatasetError(f"{what} {show_path(path)} is not a NumPy .npz or .npy file (its "
+                           "first bytes are neither a zip nor an .npy header)",
+                           help="an .npz with arrays `x` and `y`", code=2)
+
+
+def read_arrays(path: str | os.PathLike[str], what: str = "data") -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` (or the one array of an `.npy`, as `x`), read from a regular
+    file opened without blocking (never a FIFO or a device), without unpickling; any damage
+    (not a zip, truncated, object arrays) is a DatasetError naming the file."""
+    import zipfile
+
+    from ..argcheck import ArgError, open_input, show_path
+    try:
+        fh = open_input(path, what)
+    except ArgError as exc:
+        raise DatasetError(exc.message, code=2) from None
+    try:
+        with fh:
+            magic = fh.read(6)
+            fh.seek(0)
+            if not _looks_numpy(magic):
+                raise DatasetError(f"cannot read {show_path(path)}: not a NumPy .npz or .npy "
+                                   "file (its first bytes are neither a zip nor an .npy "
+                                   "header)", help="an .npz with arrays `x` and `y`", code=2)
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return {"x": loaded}
+            with loaded as z:
+                return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
+            zipfile.LargeZipFile, NotImplementedError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, zipfile.BadZipFile | EOFError):
+            reason = f"not a valid NumPy file ({reason})"
+        raise DatasetError(f"cannot read {show_path(path)}: {reason}",
+                           help="an .npz with numeric arrays (no objects)",
+                           code=2 if isinstance(exc, zipfile.BadZipFile | EOFError) else 1
+                           ) from None
+
+
+def _npz(path: Path) -> Dataset:
+    arrays = read_arrays(path, "--data")
     if "x" not in arrays or "y" not in arrays:
         raise DatasetError(f"{path} has arrays {sorted(arrays)}, needs `x` and `y`",
                            help="optionally also `x_test` and `y_test`; otherwise 20% of "
                                 "`x` is held out")
+    for k in ("x", "x_test"):
+        a = arrays.get(k)
+        if a is not None and (a.dtype.kind not in "biuf" or a.ndim < 2):
+            raise DatasetError(f"{path}: `{k}` must be a numeric array of samples, one per "
+                               f"row (got {a.dtype} {list(a.shape)})")
+        if a is not None and a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise DatasetError(f"{path}: `{k}` holds inf or nan values")
     x, y = _as_images(arrays["x"]), arrays["y"]
     if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or len(y) != len(x) or len(x) < 2:
         raise DatasetError(f"{path}: `y` must be a 1-D array of integer labels, one per row "
@@ -237,7 +301,17 @@ def _npz(path: Path) -> Dataset:
 
 def load_dataset(spec: str, data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     """`digits`, `mnist`, `fashion-mnist`, `cifar10`, or a path to an `.npz` (or a directory
-    holding `mnist/`, `fashion-mnist/` or `cifar10/`, which is then the only dataset there)."""
+    holding `mnist/`, `fashion-mnist/` or `cifar10/`, which is then the only dataset there).
+    Any failure to read is a DatasetError naming the file (never an OSError)."""
+    try:
+        return _load_dataset(spec, data_dir)
+    except OSError as exc:   # a name too long, a permission, a damaged disk ...
+        from ..argcheck import show_path
+        where = show_path(exc.filename) if exc.filename else "the data"
+        raise DatasetError(f"cannot read {where}: {exc.strerror or exc}", code=2) from None
+
+
+def _load_dataset(spec: str, data_dir: str | os.PathLike[str] | None) -> Dataset:
     name = spec.strip().lower().replace("_", "-")
     if name in ("digits", "sklearn-digits"):
         return _digits()
@@ -247,16 +321,12 @@ def load_dataset(spec: str, data_dir: str | os.PathLike[str] | None = None) -> D
     if name in ("cifar10", "cifar-10"):
         return _cifar10(data_root(data_dir))
     path = Path(spec).expanduser()
-    if path.suffix == ".npz":
-        if not path.is_file():
-            raise DatasetError(f"no such file: {path}",
-                               help="an .npz with arrays `x` and `y` (optionally `x_test`, "
-                                    "`y_test`)", code=2)
+    if path.suffix.lower() == ".npz":
         return _npz(path)
-    if path.is_dir():
+    if os.path.isdir(path):
         found = [d for d in ("mnist", "fashion-mnist", "cifar10") if (path / d).is_dir()]
         if len(found) == 1:
-            return load_dataset(found[0], path)
+            return _load_dataset(found[0], path)
         raise DatasetError(f"{path} is a directory holding "
                            f"{'several datasets' if found else 'no known dataset'}",
                            help="name the dataset and give the directory: "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import os
 import sys
 import time
 import types
@@ -168,13 +169,22 @@ def _dump_ast(node, indent: int = 0) -> str:
     return repr(node)
 
 
-def compile_program(path_or_source: str | Path, *, opt_level: int = 2, target: str = "pytorch",
-                    use_cache: bool = True, with_ir: bool = True, file: str | None = None,
-                    print_ir_after_all=None, cache: CompileCache | None = None) -> CompileResult:
-    """Compile a .tri file (a path) or program text (a string containing a newline or `{`)."""
+def compile_program(path: str | Path | None = None, *, source: str | None = None,
+                    opt_level: int = 2, target: str = "pytorch", use_cache: bool = True,
+                    with_ir: bool = True, file: str | None = None, print_ir_after_all=None,
+                    cache: CompileCache | None = None) -> CompileResult:
+    """Compile the .tri file at `path`, or the program text `source` (shown in diagnostics
+    as `file`, default `<input>`). Exactly one of the two: a path is always read as a file,
+    whatever characters its name holds, and text is never taken for a path."""
     from ..frontend.diagnostics import DiagnosticError
     from ..frontend.source import decode_source, read_source
 
+    if (path is None) == (source is None):
+        raise TypeError("compile_program takes a path or source=..., exactly one of them")
+    if source is not None and not isinstance(source, str):
+        raise TypeError(f"source must be program text (str), got {type(source).__name__}")
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     if target not in TARGETS:
         raise CompileError([Diagnostic("E0309", f"unknown target `{target}`", None,
                                        help=f"targets: {', '.join(TARGETS)}")])
@@ -183,11 +193,14 @@ def compile_program(path_or_source: str | Path, *, opt_level: int = 2, target: s
                                        help="use -O0, -O1, -O2 or -O3")])
     t0 = time.perf_counter()
     try:
-        if isinstance(path_or_source, Path) or ("\n" not in path_or_source
-                                                 and "{" not in path_or_source):
-            src = read_source(path_or_source)
+        if source is not None:
+            src = decode_source(source.encode("utf-8", "surrogatepass"), file or "<input>")
         else:
-            src = decode_source(path_or_source.encode(), file or "<input>")
+            from ..argcheck import input_diagnostic
+            bad = input_diagnostic(path)
+            if bad is not None:
+                raise CompileError([bad])
+            src = read_source(path)
     except DiagnosticError as err:
         raise CompileError(err.diagnostics) from None
     timings = {"read": time.perf_counter() - t0}
@@ -330,12 +343,14 @@ def emit_front_stage(path: str, stage: str) -> str:
     return _dump_ast(prog) + "\n"
 
 
-def load_module(path: str | Path, name: str | None = None, **hyperparameters):
-    """An instantiated module: the named model/block/layer of the file, or the file's only
-    model (else its last top-level layer), built with the given hyperparameters."""
+def load_module(path: str | Path | None = None, name: str | None = None, *,
+                source: str | None = None, file: str | None = None, **hyperparameters):
+    """An instantiated module: the named model/block/layer of the file at `path` (or of the
+    program text `source`, shown as `file`), or its only model (else its last top-level
+    layer), built with the given hyperparameters."""
     from ..frontend.names import py_local
 
-    result = compile_program(path, with_ir=False)
+    result = compile_program(path, source=source, file=file, with_ir=False)
     classes = result.classes
     target = name or result.entry
     if target is None or py_local(target) not in classes:

@@ -16,6 +16,7 @@ tensors, for tools that do not read Tritium's packed format.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -55,7 +56,10 @@ class EvalReport:
 
 
 def load_for_eval(path: str | Path) -> tuple[nn.Module, RunInfo]:
-    """The checkpoint's model in eval mode (ternary layers frozen and packed)."""
+    """The checkpoint's model in eval mode (ternary layers frozen and packed). The path must
+    name a readable regular file (ArgError otherwise: never a FIFO or a device)."""
+    from ..argcheck import check_input_file
+    check_input_file(path, "checkpoint")
     return model_from_checkpoint(path)
 
 
@@ -86,26 +90,32 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None,
 def load_samples(path: str | Path) -> np.ndarray:
     """Samples from `.npy` (an array), `.npz` (array `x`, or its only array) or `.csv`
     (one sample per row, numbers only; a header row is skipped)."""
+    from ..argcheck import ArgError, open_input, show_path
+    from ..data import read_arrays
+
     p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"no such file: {p}", help="INPUT is a .npy, .npz or .csv of samples",
-                           code=2)
     suffix = p.suffix.lower()
-    try:
-        if suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                if "x" in z.files:
-                    arr = z["x"]
-                elif len(z.files) == 1:
-                    arr = z[z.files[0]]
-                else:
-                    raise DatasetError(f"{p} holds arrays {z.files}; name the samples `x`")
-        elif suffix == ".csv":
-            rows: list[list[float]] = []
-            with p.open(newline="") as fh:
-                for i, row in enumerate(csv.reader(fh)):
+    if suffix not in (".npy", ".npz", ".csv"):
+        raise DatasetError(f"unsupported input file type `{suffix or p.name}`",
+                           help="use .npy, .npz or .csv", code=2)
+    if suffix in (".npy", ".npz"):
+        arrays = read_arrays(p, "INPUT")
+        if "x" in arrays:
+            arr = arrays["x"]
+        elif len(arrays) == 1:
+            arr = next(iter(arrays.values()))
+        else:
+            raise DatasetError(f"{show_path(p)} holds arrays {sorted(arrays)}; name the "
+                               "samples `x`")
+    else:
+        try:
+            fh = open_input(p, "INPUT")
+        except ArgError as exc:
+            raise DatasetError(exc.message, code=2) from None
+        rows: list[list[float]] = []
+        try:
+            with io.TextIOWrapper(fh, encoding="utf-8", newline="") as text:
+                for i, row in enumerate(csv.reader(text)):
                     cells = [c.strip() for c in row if c.strip()]
                     if not cells:
                         continue
@@ -114,20 +124,19 @@ def load_samples(path: str | Path) -> np.ndarray:
                     except ValueError:
                         if i == 0 and not rows:
                             continue      # a header
-                        raise DatasetError(f"{p}:{i + 1}: not a number in {row!r}") from None
-            if not rows or len({len(r) for r in rows}) != 1:
-                raise DatasetError(f"{p}: rows must all hold the same number of values")
-            arr = np.asarray(rows, dtype=np.float32)
-        else:
-            raise DatasetError(f"unsupported input file type `{suffix or p.name}`",
-                               help="use .npy, .npz or .csv", code=2)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"cannot read {p}: {exc}") from None
+                        raise DatasetError(f"{show_path(p)}:{i + 1}: not a number in "
+                                           f"{row!r}") from None
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise DatasetError(f"cannot read {show_path(p)}: {exc}") from None
+        if not rows or len({len(r) for r in rows}) != 1:
+            raise DatasetError(f"{show_path(p)}: rows must all hold the same number of values")
+        arr = np.asarray(rows, dtype=np.float32)
     if arr.dtype.kind not in "biuf":
-        raise DatasetError(f"{p}: samples must be numbers, got dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float32)
+        raise DatasetError(f"{show_path(p)}: samples must be numbers, got dtype {arr.dtype}")
+    out = np.asarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise DatasetError(f"{show_path(p)}: samples must be finite numbers (no inf or nan)")
+    return out
 
 
 def predict(model: nn.Module, info: RunInfo, samples: np.ndarray) -> torch.Tensor:
@@ -153,6 +162,11 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
     safetensors; returns a description (max output difference vs the frozen model)."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format `{fmt}`", help=", ".join(EXPORT_FORMATS))
+    from ..argcheck import ArgError, check_output_file
+    try:
+        out = check_output_file(output, "-o")
+    except ArgError as exc:
+        raise ExportError(exc.message) from None
     model, info = load_for_eval(path)
     plain = unpacked_twin(model) if info.variant == "ternary" else model
     if info.input_shape is None:
@@ -163,7 +177,6 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
         ref = model(sample)
         got = plain(sample)
     diff = float((ref - got).abs().max())
-    out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
         import safetensors.torch

@@ -444,10 +444,7 @@ def _compile_for(info: RunInfo) -> CompileResult:
             return compile_program(Path(info.file), with_ir=False)
     except (OSError, ValueError):
         pass   # gone, edited, not a regular file, a name the system refuses: use the text
-    # compile_program takes a string without a newline or `{` for a path: a program text
-    # always gets its final newline, so it is compiled as text whatever it holds
-    text = info.source if info.source.endswith("\n") else info.source + "\n"
-    return compile_program(text, with_ir=False, file=info.file)
+    return compile_program(source=info.source, with_ir=False, file=info.file)
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, RunInfo]:

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..argcheck import AUGMENTATIONS, LOSSES, OPTIMIZERS, RANGES, SCHEDULES, ArgError, quote
 from ..cachedir import atomic_write_bytes, atomic_write_text
 from ..data import Dataset, DatasetError, Normalization, adapt_inputs, load_dataset, split_holdout
 from .models import (
@@ -56,11 +57,10 @@ __all__ = ["TrainError", "TrainOptions", "TrainResult", "TrainSettings", "resolv
            "train", "evaluate_model", "measure_latency",
            "measure_latencies"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-LOSSES = ("cross_entropy", "mse")
-SCHEDULES = ("constant", "multistep", "step", "cosine")
-AUGMENTATIONS = ("random_crop", "random_shift", "horizontal_flip", "hflip", "noise")
 EVAL_BATCH = 512
+#: the numeric `training { }` keys read straight into TrainSettings (ranges: RANGES)
+_BLOCK_NUMBERS = ("learning_rate", "epochs", "batch_size", "weight_decay", "momentum",
+                  "warmup_epochs", "seed", "label_smoothing", "validation_split")
 
 
 class TrainError(Exception):
@@ -138,15 +138,16 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------- settings
 
-def _num(block: dict, key: str, kind: type, lo: float | None = None) -> Any:
+def _num(block: dict, key: str, range_key: str | None = None, where: str = "training block",
+         code: int = 1) -> Any:
+    """`block[key]` checked against its entry in the one table of ranges
+    (:data:`tritium.argcheck.RANGES`, which the command-line flags use too)."""
+    rng = RANGES[range_key or key]
     v = block[key]
-    if isinstance(v, bool) or not isinstance(v, int | float) or (kind is int and v != int(v)):
-        raise TrainError(f"training block: `{key}` must be {'an integer' if kind is int else 'a number'}, "
-                         f"got {v!r}", code=1)
-    v = kind(v)
-    if lo is not None and v < lo:
-        raise TrainError(f"training block: `{key}` must be at least {lo}, got {v}", code=1)
-    return v
+    problem = rng.check(v)
+    if problem is not None:
+        raise TrainError(f"{where}: `{key}` {problem}", code=code)
+    return rng.kind(v)
 
 
 def _schedule(spec: Any) -> dict[str, Any]:
@@ -164,10 +165,16 @@ def _schedule(spec: Any) -> dict[str, Any]:
     out = {**spec, "type": kind}
     if kind == "multistep":
         ms = out.get("milestones", [])
-        if not isinstance(ms, list) or not all(isinstance(m, int) and m > 0 for m in ms):
-            raise TrainError(f"multistep milestones must be a list of positive epochs, got {ms!r}")
-    if kind == "step" and not (isinstance(out.get("step_size"), int) and out["step_size"] > 0):
-        raise TrainError("the step schedule needs a positive integer `step_size`")
+        if not isinstance(ms, list) or any(RANGES["milestone"].check(m) for m in ms):
+            raise TrainError(f"multistep milestones must be a list of positive epochs "
+                             f"({RANGES['milestone'].describe()}), got {ms!r}")
+    if kind == "step":
+        if "step_size" not in out:
+            raise TrainError("the step schedule needs a positive integer `step_size`")
+        out["step_size"] = _num(out, "step_size", where="lr_schedule", code=2)
+    for key in ("gamma", "eta_min"):
+        if key in out:
+            out[key] = _num(out, key, where="lr_schedule", code=2)
     return out
 
 
@@ -179,51 +186,40 @@ def resolve_settings(block: dict[str, Any], opts: TrainOptions) -> TrainSettings
         b["learning_rate"] = b["lr"]
     if "optimizer" in b:
         s.optimizer = str(b["optimizer"]).lower()
-    if "learning_rate" in b:
-        s.learning_rate = _num(b, "learning_rate", float, 0.0)
-    if "epochs" in b:
-        s.epochs = _num(b, "epochs", int, 1)
-    if "batch_size" in b:
-        s.batch_size = _num(b, "batch_size", int, 1)
+    for key in _BLOCK_NUMBERS:
+        if key in b:
+            setattr(s, key, _num(b, key))
     if "loss" in b:
         s.loss = str(b["loss"]).lower()
-    if "weight_decay" in b:
-        s.weight_decay = _num(b, "weight_decay", float, 0.0)
-    if "momentum" in b:
-        s.momentum = _num(b, "momentum", float, 0.0)
     if "nesterov" in b:
         s.nesterov = bool(b["nesterov"])
     if "betas" in b:
         betas = b["betas"]
         if not (isinstance(betas, list) and len(betas) == 2
-                and all(isinstance(x, int | float) for x in betas)):
-            raise TrainError(f"training block: `betas` must be two numbers, got {betas!r}", code=1)
+                and not any(RANGES["beta"].check(x) for x in betas)):
+            raise TrainError(f"training block: `betas` must be two numbers, each "
+                             f"{RANGES['beta'].describe()}, got {betas!r}", code=1)
         s.betas = (float(betas[0]), float(betas[1]))
     s.schedule = _schedule(b.get("lr_schedule", b.get("scheduler")))
-    if "warmup_epochs" in b:
-        s.warmup_epochs = _num(b, "warmup_epochs", int, 0)
     if "augmentation" in b:
         aug = b["augmentation"]
         s.augmentation = [aug] if isinstance(aug, str) else list(aug or [])
-    if "seed" in b:
-        s.seed = _num(b, "seed", int, 0)
-    if "label_smoothing" in b:
-        s.label_smoothing = _num(b, "label_smoothing", float, 0.0)
     if "grad_clip" in b:
-        s.grad_clip = _num(b, "grad_clip", float, 0.0) or None
+        s.grad_clip = _num(b, "grad_clip") or None
     if "early_stopping" in b:
         es = b["early_stopping"]
-        s.early_stopping = None if es is False else (5 if es is True else _num(b, "early_stopping", int, 1))
-    if "validation_split" in b:
-        s.validation_split = _num(b, "validation_split", float, 0.0)
+        s.early_stopping = None if es is False else (5 if es is True else _num(b, "early_stopping"))
     if "dataset" in b or "data" in b:
         s.dataset = str(b.get("dataset", b.get("data")))
     # command-line overrides
     for name in ("optimizer", "learning_rate", "epochs", "batch_size", "loss", "weight_decay",
                  "momentum", "seed", "validation_split"):
         v = getattr(opts, name)
-        if v is not None:
-            setattr(s, name, v.lower() if isinstance(v, str) else v)
+        if v is None:
+            continue
+        if name in RANGES:       # the same ranges as the flags (for API callers)
+            v = _num({name: v}, name, where="option", code=2)
+        setattr(s, name, v.lower() if isinstance(v, str) else v)
     if opts.lr_schedule is not None:
         s.schedule = _schedule(opts.lr_schedule)
     if opts.augmentation is not None:
@@ -237,12 +233,8 @@ def resolve_settings(block: dict[str, Any], opts: TrainOptions) -> TrainSettings
         raise TrainError(f"unknown loss `{s.loss}`", help=f"one of {', '.join(LOSSES)}")
     bad = [a for a in s.augmentation if a not in AUGMENTATIONS]
     if bad:
-        raise TrainError(f"unknown augmentation {', '.join(map(repr, bad))}",
+        raise TrainError(f"unknown augmentation {', '.join(map(quote, bad))}",
                          help=f"known: {', '.join(AUGMENTATIONS)}")
-    if s.epochs < 1 or s.batch_size < 1 or not s.learning_rate > 0:
-        raise TrainError("epochs, batch size and learning rate must be positive")
-    if not 0.0 <= s.validation_split < 0.9:
-        raise TrainError(f"validation split must be in [0, 0.9), got {s.validation_split}")
     return s
 
 
@@ -496,6 +488,21 @@ class _Reporter:
             self.console.print(line, soft_wrap=True)
 
 
+class _Diverged(Exception):
+    """The loss (or a weight) became NaN or infinite: training stops, the files of the last
+    finished epoch stay as they are."""
+
+    def __init__(self, label: str, epoch: int, value: float, step: int | None = None) -> None:
+        self.label, self.epoch, self.value, self.step = label, epoch, value, step
+        super().__init__(f"{label} diverged in epoch {epoch}")
+
+
+def _finite_weights(model: nn.Module) -> bool:
+    with torch.no_grad():
+        return all(bool(torch.isfinite(p).all()) for p in model.parameters()
+                   if p.is_floating_point())
+
+
 def _epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + rank)
 
@@ -528,12 +535,17 @@ def _train_epoch(run: _Run, wrapped: nn.Module, s: TrainSettings, sp: Splits, ep
         yb = y_all[idx].to(dist_.device)
         logits = wrapped(xb)
         loss = _loss(s, logits, yb)
+        value = loss.item()
+        if dist_.world == 1 and not math.isfinite(value):
+            # (under DDP the epoch-end check of the synchronized weights stops every rank
+            # together; one rank stopping here would leave the others in a collective)
+            raise _Diverged(run.label, epoch + 1, value, step + 1)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if s.grad_clip:
             nn.utils.clip_grad_norm_(run.model.parameters(), s.grad_clip)
         run.optimizer.step()
-        total_loss += loss.item() * len(yb)
+        total_loss += value * len(yb)
         correct += int((logits.argmax(-1) == yb).sum())
         seen += len(yb)
         rep.advance(task, f"loss {total_loss / seen:.4f} acc {correct / seen:.4f}")
@@ -667,8 +679,12 @@ def _fit(run: _Run, s: TrainSettings, sp: Splits, dist_: Dist, rep: _Reporter, s
     for epoch in range(start, s.epochs):
         t = time.perf_counter()
         loss, acc = _train_epoch(run, wrapped, s, sp, epoch, dist_, rep)
+        if not _finite_weights(run.model):
+            raise _Diverged(run.label, epoch + 1, loss)
         val_acc, val_loss = evaluate_model(run.model, x_val, y_val,
                                            lambda lg, yb: _loss(s, lg, yb))
+        if not math.isfinite(val_loss):
+            raise _Diverged(run.label, epoch + 1, val_loss)
         row = {"epoch": epoch + 1, "train_loss": loss, "train_acc": acc, "val_loss": val_loss,
                "val_acc": val_acc, "lr": lr_at(s, epoch), "seconds": time.perf_counter() - t}
         run.history.append(row)
@@ -718,6 +734,11 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         raise TrainError(f"unknown packing format `{opts.format}`", help="t2 or t1.6")
     path = Path(opts.file)
     out = Path(opts.out) if opts.out else Path("runs") / path.stem
+    try:                 # before the model is built or any data is loaded
+        from ..argcheck import check_output_dir
+        check_output_dir(out, "--out")
+    except ArgError as exc:
+        raise TrainError(exc.message) from None
     main = dist_.main
     # the model, seeded
     probe = build_model(path, opts.model, opts.hyperparameters)
@@ -760,7 +781,13 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     start = 0
     if opts.resume is not None:
         rp = Path(opts.resume)
-        state_path = rp / "train_state.safetensors" if rp.is_dir() else rp
+        state_path = rp / "train_state.safetensors" if os.path.isdir(rp) else rp
+        from ..argcheck import input_problem, show_path
+        problem = input_problem(state_path)
+        if problem is not None:      # never open a FIFO or a device: it could block forever
+            raise TrainError(f"cannot resume: {show_path(state_path)} {problem}",
+                             help="--resume takes the run directory of an earlier `tritium "
+                                  "train` (holding train_state.safetensors) or that file")
         start = _load_state(state_path, run, info)
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -791,6 +818,9 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
             rep.console.print(f"resuming after epoch {start} of {settings.epochs}")
         try:
             _fit(run, settings, sp, dist_, rep, start, on_epoch, x_val_dev, y_val_dev)
+        except _Diverged as d:
+            raise _diverged_error(d, settings, ckpt if main and ckpt.exists() else None,
+                                  run.best_epoch) from None
         except KeyboardInterrupt:
             if main:
                 rep.console.print(f"interrupted: the last good checkpoint is {ckpt} "
@@ -812,6 +842,9 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
             t1 = time.perf_counter()
             try:
                 _fit(base_run, settings, sp, dist_, rep, 0, on_base, x_val_dev, y_val_dev)
+            except _Diverged as d:
+                raise _diverged_error(d, settings, ckpt if main else None,
+                                      run.best_epoch) from None
             except KeyboardInterrupt:
                 if main:
                     rep.console.print(f"interrupted during the fp32 baseline: {ckpt} is complete")
@@ -882,6 +915,17 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     _plots(out, metrics)
     _print_report(rep.console, metrics, out)
     return TrainResult(out, metrics)
+
+
+def _diverged_error(d: _Diverged, s: TrainSettings, ckpt: Path | None,
+                    best_epoch: int) -> TrainError:
+    where = f"epoch {d.epoch}" + (f", step {d.step}" if d.step else "")
+    kept = (f"; the last good checkpoint is kept: {ckpt} (epoch {best_epoch})" if ckpt
+            else "; no epoch finished, so no checkpoint was written")
+    return TrainError(f"training diverged: the {d.label} model's loss became {d.value} in "
+                      f"{where} (learning rate {lr_at(s, d.epoch - 1):.3g}){kept}",
+                      help="lower the learning rate (--lr) or set grad_clip in the training "
+                           "block", code=1)
 
 
 def _native() -> bool:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
+
+from ..argcheck import AUGMENTATIONS, LOSSES, OPTIMIZERS, SCHEDULES, number, path_arg
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -39,11 +42,15 @@ def _error(message: str, help: str | None = None) -> None:  # noqa: A002
 def _guard(fn: Any) -> Any:
     """Run a command; turn every expected failure into a message and an exit code."""
     def run(args: argparse.Namespace) -> int:
+        from ..argcheck import ArgError
         from ..cli import emit_diagnostics
         from ..data import DatasetError
         from .compile import CompileError
         try:
             return fn(args)
+        except ArgError as err:
+            print(f"tritium: error: {err.message}", file=sys.stderr)
+            return err.code
         except CompileError as err:
             emit_diagnostics(err.diagnostics, err.sources, "human")
             usage = {"E0001", "E0002", "E0003", "E0004", "E0005"}
@@ -77,15 +84,100 @@ def _sets(items: list[str] | None) -> dict[str, Any]:
     return _parse_sets(items or [])
 
 
+def _source_file(path: str) -> None:
+    """The program file: a readable regular file (a usage error otherwise)."""
+    from ..argcheck import input_diagnostic
+    from .compile import CompileError
+
+    d = input_diagnostic(path)
+    if d is not None:
+        raise CompileError([d])
+
+
+def check_data_args(args: argparse.Namespace) -> None:
+    """`--data NAME|PATH` and `--data-dir DIR`, before anything is loaded (ArgError)."""
+    from ..argcheck import ArgError, check_input_file, input_problem, show_path
+    from ..data import DATASETS
+
+    if args.data_dir is not None:
+        problem = input_problem(os.path.expanduser(args.data_dir))
+        if problem is None:
+            raise ArgError(f"--data-dir {show_path(args.data_dir)} is a file; it needs a "
+                           "directory")
+        if not problem.startswith("is a directory"):
+            raise ArgError(f"--data-dir {show_path(args.data_dir)} {problem}; it needs a "
+                           "directory")
+    if args.data is None:
+        return
+    name = args.data.strip().lower().replace("_", "-")
+    if name in (*DATASETS, "sklearn-digits", "fashionmnist", "cifar-10"):
+        return
+    path = os.path.expanduser(args.data)
+    if name.endswith(".npz"):
+        from ..data import DatasetError, sniff_numpy
+        check_input_file(path, "--data")
+        try:
+            sniff_numpy(path, "--data")
+        except DatasetError as exc:
+            raise ArgError(exc.message) from None
+        return
+    problem = input_problem(path)
+    if problem is not None and problem.startswith("is a directory"):
+        return                      # a directory holding mnist/, fashion-mnist/ or cifar10/
+    raise ArgError(f"--data {show_path(args.data)}: "
+                   + ("not a dataset name or an .npz file" if problem in (None, "does not exist")
+                      else problem)
+                   + f" (datasets: {', '.join(DATASETS)}, or a path to an .npz file)")
+
+
+def check_train_paths(args: argparse.Namespace) -> None:
+    """Every path `train` reads or writes, before anything is loaded or built (ArgError)."""
+    from pathlib import Path
+
+    from ..argcheck import ArgError, check_output_dir, input_problem, show_path
+    out = args.out if args.out is not None else str(Path("runs") / Path(args.file).stem)
+    check_output_dir(out, "--out")
+    check_data_args(args)
+    if args.resume is not None:
+        resume = args.resume or out      # bare --resume: the --out directory
+        problem = input_problem(resume)
+        if problem is not None and problem.startswith("is a directory"):
+            state = Path(resume) / "train_state.safetensors"
+            if input_problem(state) is not None:
+                raise ArgError(f"--resume {show_path(resume)} holds no readable "
+                               "train_state.safetensors (not a run directory of `tritium "
+                               "train`)")
+        elif problem is not None:
+            raise ArgError(f"--resume {show_path(resume)} {problem}")
+
+
+def _augmentations(text: str | None) -> list[str] | None:
+    """`--augment A,B` or `none`: names separated by commas (the trainer knows which)."""
+    from ..argcheck import ArgError, quote
+    if text is None:
+        return None
+    names = [a.strip() for a in text.split(",")]
+    if names == ["none"]:
+        return names
+    bad = [a for a in names if a not in AUGMENTATIONS]
+    if bad:
+        raise ArgError(f"--augment: unknown augmentation {quote(bad[0])}; expected names from "
+                       f"{', '.join(AUGMENTATIONS)} separated by commas, or `none`")
+    return names
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..argcheck import check_name
+    hyper = _sets(args.set)
+    check_name(args.model, "--model")
+    aug = _augmentations(args.augment)
+    _source_file(args.file)
+    check_train_paths(args)
     from .train import TrainOptions, train
 
-    aug = None
-    if args.augment is not None:
-        aug = [a.strip() for a in args.augment.split(",") if a.strip()]
     opts = TrainOptions(
         file=args.file, out=args.out, data=args.data, data_dir=args.data_dir, model=args.model,
-        hyperparameters=_sets(args.set), epochs=args.epochs, batch_size=args.batch_size,
+        hyperparameters=hyper, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
         momentum=args.momentum, loss=args.loss, lr_schedule=args.lr_schedule,
         augmentation=aug, seed=args.seed, validation_split=args.val_split, format=args.format,
@@ -100,7 +192,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _checkpoint(path: str) -> None:
+    from ..argcheck import check_input_file
+    check_input_file(path, "checkpoint")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    _checkpoint(args.checkpoint)
+    check_data_args(args)
     from .evaluate import evaluate_checkpoint
     r = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir)
     if args.json:
@@ -112,6 +211,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from ..argcheck import check_input_file
+    _checkpoint(args.checkpoint)
+    check_input_file(args.input, "INPUT")
     from .evaluate import load_for_eval, load_samples, predict
     model, info = load_for_eval(args.checkpoint)
     probs = predict(model, info, load_samples(args.input))
@@ -128,6 +230,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ..argcheck import check_output_file
+    _checkpoint(args.checkpoint)
+    check_output_file(args.output, "-o")
     from .evaluate import export_checkpoint
     r = export_checkpoint(args.checkpoint, args.format, args.output)
     print(f"wrote {r['output']} ({r['format']}, {r['bytes']:,} bytes): the unpacked ternary "
@@ -143,42 +248,44 @@ def register(sub: Any, formatter_class: Any) -> None:
                        description="Quantization-aware training with the program's training "
                                    "{ } block (flags override); writes a packed checkpoint, "
                                    "the generated module, metrics.json and plots to --out.")
-    t.add_argument("file", metavar="FILE")
-    t.add_argument("--data", default=None, metavar="NAME|PATH",
+    t.add_argument("file", metavar="FILE", type=path_arg("input-file"))
+    t.add_argument("--data", default=None, metavar="NAME|PATH", type=path_arg("data"),
                    help="digits (default), mnist, fashion-mnist, cifar10 or an .npz")
-    t.add_argument("--data-dir", default=None, metavar="DIR",
+    t.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"),
                    help="where local datasets live (default $TRITIUM_DATA_DIR or "
                         "~/.cache/tritium/data)")
-    t.add_argument("--out", default=None, metavar="DIR", help="output directory (runs/<file>)")
+    t.add_argument("--out", default=None, metavar="DIR", type=path_arg("output-dir"),
+                   help="output directory (runs/<file>)")
     t.add_argument("--model", default=None, help="the model to train when the file has several")
     t.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a hyperparameter of the model (repeatable)")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None, help="learning rate")
-    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None)
-    t.add_argument("--weight-decay", type=float, default=None)
-    t.add_argument("--momentum", type=float, default=None)
-    t.add_argument("--loss", choices=("cross_entropy", "mse"), default=None)
-    t.add_argument("--lr-schedule", choices=("constant", "multistep", "step", "cosine"),
-                   default=None)
+    t.add_argument("--epochs", type=number("epochs"), default=None)
+    t.add_argument("--batch-size", type=number("batch_size"), default=None)
+    t.add_argument("--lr", type=number("learning_rate"), default=None, help="learning rate")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
+    t.add_argument("--weight-decay", type=number("weight_decay"), default=None)
+    t.add_argument("--momentum", type=number("momentum"), default=None)
+    t.add_argument("--loss", choices=LOSSES, default=None)
+    t.add_argument("--lr-schedule", choices=SCHEDULES, default=None)
     t.add_argument("--augment", default=None, metavar="A,B",
                    help="augmentations (random_crop, horizontal_flip, noise) or `none`")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--val-split", type=float, default=None,
+    t.add_argument("--seed", type=number("seed"), default=None)
+    t.add_argument("--val-split", type=number("validation_split"), default=None,
                    help="share of the training split held out for validation (default 0.1)")
     t.add_argument("--format", choices=("t2", "t1.6"), default="t2",
                    help="packing of the frozen ternary weights (default t2)")
     t.add_argument("--no-baseline", action="store_true", help="skip the fp32 baseline")
     t.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                   type=path_arg("resume"),
                    help="continue from a run directory or its train_state.safetensors "
                         "(default: --out)")
     t.add_argument("--no-progress", action="store_true", help="plain lines, no progress bars")
-    t.add_argument("--latency-runs", type=int, default=200, help="timed batch-1 forwards")
+    t.add_argument("--latency-runs", type=number("latency_runs"), default=200,
+                   help="timed batch-1 forwards")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="training device (default: CUDA when available); the frozen model "
                         "is measured on the CPU")
-    t.add_argument("--threads", type=int, default=1,
+    t.add_argument("--threads", type=number("threads"), default=1,
                    help="torch threads for training and latency (default 1; 0: torch's "
                         "default)")
     t.add_argument("-q", "--quiet", action="store_true", help="print nothing")
@@ -188,10 +295,10 @@ def register(sub: Any, formatter_class: Any) -> None:
                        formatter_class=formatter_class,
                        epilog="examples:\n  tritium eval runs/mlp/model.safetensors\n"
                               "  tritium eval runs/mlp/fp32.safetensors --json")
-    e.add_argument("checkpoint", metavar="CKPT")
-    e.add_argument("--data", default=None, metavar="NAME|PATH",
+    e.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
+    e.add_argument("--data", default=None, metavar="NAME|PATH", type=path_arg("data"),
                    help="another dataset than the one it was trained on")
-    e.add_argument("--data-dir", default=None, metavar="DIR")
+    e.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"))
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_guard(cmd_eval))
 
@@ -202,9 +309,9 @@ def register(sub: Any, formatter_class: Any) -> None:
                               "INPUT: .npy (one sample or a batch), .npz (array x) or .csv "
                               "(one sample per row),\nin the raw scale of the training data "
                               "(the stored normalization is applied).")
-    p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("input", metavar="INPUT")
-    p.add_argument("--top", type=int, default=3, help="how many classes to show")
+    p.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
+    p.add_argument("input", metavar="INPUT", type=path_arg("input-file"))
+    p.add_argument("--top", type=number("top"), default=3, help="how many classes to show")
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
     p.set_defaults(func=_guard(cmd_predict))
 
@@ -216,7 +323,8 @@ def register(sub: Any, formatter_class: Any) -> None:
                               "-o mlp.pt\n\nThe export holds the unpacked ternary model (weights "
                               "trits*scale as float\nconstants in standard layers), not "
                               "Tritium's packed kernels.")
-    x.add_argument("checkpoint", metavar="CKPT")
+    x.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
     x.add_argument("--format", choices=("onnx", "torchscript", "safetensors"), required=True)
-    x.add_argument("-o", "--output", required=True, metavar="FILE")
+    x.add_argument("-o", "--output", required=True, metavar="FILE",
+                   type=path_arg("output-file"))
     x.set_defaults(func=_guard(cmd_export))

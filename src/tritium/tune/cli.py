@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tritium.argcheck import number, path_arg, quote
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_GPU = 0, 1, 2, 3
 STRATEGY_NAMES = ("grid", "random", "heuristic", "tpe", "llm")
 
@@ -57,7 +59,7 @@ def register(sub: Any, formatter_class: Any) -> None:
                       help="cpu.linear, cpu.linear_f32 or a triton.* kernel")
     what.add_argument("--shape", default=None, metavar="M,N,K",
                       help="batch rows M, output features N, input features K")
-    what.add_argument("--model", default=None, metavar="FILE.tri",
+    what.add_argument("--model", default=None, metavar="FILE.tri", type=path_arg("input-file"),
                       help="tune every ternary linear/conv shape the model runs")
     what.add_argument("--entry", default=None, metavar="NAME",
                       help="the model in FILE.tri when it defines several")
@@ -76,19 +78,20 @@ def register(sub: Any, formatter_class: Any) -> None:
     how = t.add_argument_group("how")
     how.add_argument("--strategy", choices=STRATEGY_NAMES, default="heuristic",
                      help="search strategy (default heuristic)")
-    how.add_argument("--budget", type=int, default=24, metavar="N",
+    how.add_argument("--budget", type=number("budget"), default=24, metavar="N",
                      help="trials per shape (default 24)")
-    how.add_argument("--time", type=float, default=None, metavar="S",
+    how.add_argument("--time", type=number("time"), default=None, metavar="S",
                      help="stop a shape after S seconds")
-    how.add_argument("--patience", type=int, default=None, metavar="K",
+    how.add_argument("--patience", type=number("patience"), default=None, metavar="K",
                      help="stop when the last K trials improved less than --min-improvement "
                           "(default 12; off for grid)")
-    how.add_argument("--min-improvement", type=float, default=1.0, metavar="PCT",
+    how.add_argument("--min-improvement", type=number("min_improvement"), default=1.0,
+                     metavar="PCT",
                      help="early-stopping threshold in percent (default 1)")
-    how.add_argument("--seed", type=int, default=0)
+    how.add_argument("--seed", type=number("seed"), default=0)
     how.add_argument("--quick", action="store_true",
                      help="fewer, shorter timing samples (faster, noisier)")
-    how.add_argument("--max-ci", type=float, default=None, metavar="PCT",
+    how.add_argument("--max-ci", type=number("max_ci"), default=None, metavar="PCT",
                      help="a trial whose 95%% interval is wider than PCT%% of its median is "
                           "noisy (default 25; 50 with --quick)")
     how.add_argument("--no-stability", action="store_true",
@@ -99,13 +102,14 @@ def register(sub: Any, formatter_class: Any) -> None:
     out = t.add_argument_group("archive and output")
     out.add_argument("--storage", default=None, metavar="URL",
                      help="SQLAlchemy URL of the archive (default: SQLite in the cache dir)")
-    out.add_argument("--report", default=None, metavar="DIR",
+    out.add_argument("--report", default=None, metavar="DIR", type=path_arg("output-dir"),
                      help="write a markdown + PNG report per shape under DIR")
-    out.add_argument("--export", default=None, metavar="FILE",
+    out.add_argument("--export", default=None, metavar="FILE", type=path_arg("output-file"),
                      help="write the archive (or --kernel's studies) to a JSON file")
     out.add_argument("--import", dest="import_", default=None, metavar="FILE",
+                     type=path_arg("input-file"),
                      help="merge a JSON export into the archive")
-    out.add_argument("--top", type=int, default=8, help="rows of the results table")
+    out.add_argument("--top", type=number("top"), default=8, help="rows of the results table")
     out.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines")
     t.set_defaults(func=cmd_tune)
 
@@ -116,24 +120,57 @@ def _err(message: str) -> int:
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
+    from tritium.argcheck import MAX_MATRIX, RANGES
+
     parts = text.replace("x", ",").split(",")
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
         dims = ()
-    if len(dims) != 3 or any(d < 1 for d in dims):
-        raise UsageError(f"--shape expects M,N,K (three positive integers), got {text!r}")
+    rng = RANGES["dim"]
+    if len(dims) != 3 or any(rng.check(d) for d in dims):
+        raise UsageError(f"--shape expects M,N,K (three integers from 1 to {int(rng.hi)}), "
+                         f"got {quote(text)}")
+    m, n, k = dims
+    if max(m * k, n * k, m * n) > MAX_MATRIX:
+        raise UsageError(f"--shape {m},{n},{k} is too large: a matrix of it would hold more "
+                         f"than {MAX_MATRIX} elements")
     return dims  # type: ignore[return-value]
 
 
 def parse_batches(text: str) -> list[int]:
+    from tritium.argcheck import RANGES
+
     try:
         out = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         out = []
-    if not out or any(b < 1 for b in out):
-        raise UsageError(f"--batch expects a comma list of positive integers, got {text!r}")
+    rng = RANGES["dim"]
+    if not out or any(rng.check(b) for b in out):
+        raise UsageError(f"--batch expects a comma list of integers from 1 to {int(rng.hi)}, "
+                         f"got {quote(text)}")
     return out
+
+
+def _check_paths(args: Any) -> None:
+    """Every file `tune` reads or writes, before any work (UsageError, one line)."""
+    from tritium.argcheck import ArgError, check_input_file, check_output_dir, check_output_file
+
+    try:
+        if args.model is not None:
+            check_input_file(args.model, "--model")
+        if args.import_ is not None:
+            check_input_file(args.import_, "--import")
+        if args.export is not None:
+            check_output_file(args.export, "--export")
+        if args.report is not None:
+            check_output_dir(args.report, "--report")
+        for flag, url in (("--storage", args.storage), ("--llm-url", args.llm_url)):
+            if url is not None and (len(url) > 2048 or "://" not in url or any(
+                    ord(c) < 32 or ord(c) == 0x7F for c in url)):
+                raise ArgError(f"{flag} expects a URL (scheme://...), got {quote(url)}")
+    except ArgError as e:
+        raise UsageError(e.message) from None
 
 
 def cmd_tune(args: Any) -> int:
@@ -158,6 +195,13 @@ def _open_archive(url: str | None):
 def _cmd_tune(args: Any) -> int:
     from tritium.tune.archive import ArchiveError
 
+    _check_paths(args)
+    if args.entry is not None:
+        from tritium.argcheck import ArgError, check_name
+        try:
+            check_name(args.entry, "--entry")
+        except ArgError as e:
+            raise UsageError(e.message) from None
     for name in ("budget", "top"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1")
@@ -181,13 +225,12 @@ def _cmd_tune(args: Any) -> int:
         from tritium.tune.cpu import CPU_KERNELS
 
         if args.kernel not in CPU_KERNELS:
-            raise UsageError(f"unknown kernel {args.kernel!r}; expected cpu.linear, "
+            raise UsageError(f"unknown kernel {quote(args.kernel)}; expected cpu.linear, "
                              "cpu.linear_f32 or a triton.* kernel")
-    if args.model and not Path(args.model).is_file():
-        raise UsageError(f"cannot read {args.model}: no such file")
-    if args.import_ and not Path(args.import_).is_file():
-        raise UsageError(f"cannot import {args.import_}: no such file")
-
+    if args.entry is not None and not args.model:
+        raise UsageError("--entry is for --model FILE.tri")
+    if args.target is not None and not (args.kernel or "").startswith("triton."):
+        raise UsageError("--target is for triton.* kernels")
     if args.llm_url and args.strategy != "llm":
         raise UsageError("--llm-url is for --strategy llm")
     if args.strategy == "llm" and tuning:
@@ -321,7 +364,7 @@ def _tune_all(args: Any, archive: Any, problems: list[tuple[str, tuple[int, int,
         from tritium.backends.cpu import isa as isa_mod
 
         if isa not in isa_mod.ISA_FLAGS:
-            raise UsageError(f"unknown --isa {isa!r}; expected one of "
+            raise UsageError(f"unknown --isa {quote(isa)}; expected one of "
                              f"{', '.join(isa_mod.ISA_ORDER)}")
     isa = isa or cpu.default_isa()
     device = cpu.device_info(isa)

@@ -153,13 +153,15 @@ def test_cli_eval_of_hostile_checkpoint_paths_is_one_clear_line(tmp_path):
     os.mkfifo(fifo)
     deep = tmp_path / "deep.safetensors"
     deep.write_bytes((100_000).to_bytes(8, "little") + b"[" * 100_000)
-    for target in ("/dev/zero", str(fifo), str(deep)):
+    # a path that is not a regular file is a usage error (2); a file whose content is bad, a
+    # data error (1)
+    for target, code in (("/dev/zero", 2), (str(fifo), 2), (str(deep), 1)):
         t = time.monotonic()
         r = subprocess.run([sys.executable, "-m", "tritium", "eval", target],
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "TRITIUM_CACHE_DIR": str(tmp_path / "c")})
         assert time.monotonic() - t < 60
-        assert r.returncode == 1, r.stderr
+        assert r.returncode == code, r.stderr
         assert "Traceback" not in r.stderr and target in r.stderr
 
 

@@ -151,7 +151,7 @@ model Net {
 
 
 def _net() -> nn.Module:
-    compiled = compile_program(SOURCE, with_ir=False, use_cache=False, file="fold.tri")
+    compiled = compile_program(source=SOURCE, with_ir=False, use_cache=False, file="fold.tri")
     torch.manual_seed(0)
     net = compiled.classes["Net"]()
     net.train()

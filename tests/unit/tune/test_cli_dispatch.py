@@ -37,12 +37,16 @@ def _storage(tmp_path, monkeypatch):
     (["--kernel", "cpu.linear", "--shape", "0,4,4"], "--shape expects M,N,K"),
     (["--kernel", "gpu.magic", "--shape", "1,2,3"], "unknown kernel 'gpu.magic'"),
     (["--kernel", "cpu.linear"], "--kernel needs --shape"),
-    (["--model", "nowhere.tri"], "cannot read nowhere.tri: no such file"),
-    (["--import", "nowhere.json"], "cannot import nowhere.json: no such file"),
+    (["--model", "nowhere.tri"], "--model `nowhere.tri` does not exist"),
+    (["--import", "nowhere.json"], "--import `nowhere.json` does not exist"),
     (["--kernel", "cpu.linear", "--shape", "1,2,3", "--storage", "bogus://x"],
      "invalid storage URL"),
     ([], "nothing to do"),
-    (["--kernel", "cpu.linear", "--shape", "1,8,8", "--budget", "0"], "--budget must be"),
+    (["--kernel", "cpu.linear", "--shape", "1,8,8", "--budget", "0"],
+     "--budget: must be an integer from 1"),
+    (["--kernel", "cpu.linear", "--shape", "1,8,99999999999"], "--shape expects M,N,K"),
+    (["--kernel", "cpu.linear", "--shape", "1,65536,65536"], "too large"),
+    (["--model", "examples/mlp.tri", "--batch", "1,1e309"], "--batch expects"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(argv, message, capsys):
     assert main(["tune", *argv]) == 2
