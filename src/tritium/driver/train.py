@@ -25,6 +25,7 @@ weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -32,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -895,12 +897,24 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
                            "best_epoch": base_run.best_epoch, "train_seconds": base_seconds,
                            "layers_replaced": replaced}
         metrics["history"]["fp32"] = base_run.history
-    # batch-1 latency of both models from their checkpoints, measured interleaved
+    # batch-1 latency of both models from their checkpoints, measured interleaved; the fp32
+    # model as it would be deployed (batch norms folded into the layers before them), and
+    # torch's int8 dynamic quantization of it
     lat_models = {"ternary": frozen}
     if base_run is not None:
         lat_models["fp32"], _ = load_for_eval(out / "fp32.safetensors")
+        lat_models["fp32"].eval()
+        from tritium.runtime.baseline import fold_fp32_batchnorms
+        metrics["fp32"]["batchnorms_folded"] = len(fold_fp32_batchnorms(lat_models["fp32"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # quantize_dynamic's deprecation notice
+            lat_models["int8dyn"] = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(lat_models["fp32"]), {nn.Linear}, dtype=torch.qint8)
     for name, ms in measure_latencies(lat_models, x_test, opts.latency_runs).items():
-        metrics[name]["latency_ms"] = ms
+        if name == "int8dyn":
+            metrics["fp32"]["int8dyn_latency_ms"] = ms
+        else:
+            metrics[name]["latency_ms"] = ms
     # whether the autotuner's archive chose any kernel config of those runs
     from tritium.runtime.kernels import tuned_configs_used
     ternary["tuned_configs"] = tuned_configs_used()
@@ -1037,7 +1051,9 @@ def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
         ("weights and buffers", _kb(t["tensor_bytes"]), b and _kb(b["tensor_bytes"]),
          b and f"{m['ratio']['tensors']:.1f}x smaller"),
         (f"batch-1 latency ({t['threads']} thread{'s' if t['threads'] > 1 else ''})",
-         f"{t['latency_ms']:.3f} ms", b and f"{b['latency_ms']:.3f} ms",
+         f"{t['latency_ms']:.3f} ms",
+         b and f"{b['latency_ms']:.3f} ms" + (" (BN folded)" if b.get("batchnorms_folded")
+                                              else ""),
          b and f"{m['ratio']['latency_speedup']:.2f}x speed"),
         ("best epoch", str(t["best_epoch"]), b and str(b["best_epoch"]), b and ""),
         ("training time", f"{t['train_seconds']:.1f} s", b and f"{b['train_seconds']:.1f} s",
@@ -1048,6 +1064,10 @@ def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
     console.print(table)
     if not t["native_kernels"]:
         console.print("[yellow]note:[/] native kernels unavailable; latency is the pure-torch path")
+    if b and b.get("int8dyn_latency_ms"):
+        console.print(f"torch int8 dynamic quantization of the fp32 model: "
+                      f"{b['int8dyn_latency_ms']:.3f} ms batch-1 latency "
+                      f"(ternary {b['int8dyn_latency_ms'] / t['latency_ms']:.2f}x its speed)")
     tuned = t.get("tuned_configs") or []
     if tuned:
         shapes = ", ".join(f"{c['m_bucket']}x{c['n']}x{c['k']}" for c in tuned)
