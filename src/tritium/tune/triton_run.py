@@ -61,16 +61,14 @@ def use_interpreter() -> None:
     os.environ["TRITON_INTERPRET"] = "1"
     if "triton" not in sys.modules:
         return
-    from triton import knobs
-    from triton.language import standard
-    from triton.runtime.jit import JITFunction
+    from tritium.backends.triton import compat
 
-    if isinstance(standard.cdiv, JITFunction):
+    if compat.compiler_stdlib_loaded():
         raise InterpreterUnavailable(
             "Triton was already imported for its compiler in this process, so its interpreter "
             "cannot run here; run `tritium tune --device interpret` in a fresh process (or set "
             "TRITON_INTERPRET=1)")
-    knobs.runtime.interpret = True
+    compat.set_interpreting()
 
 
 # ----------------------------------------------------------------------------- devices
