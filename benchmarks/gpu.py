@@ -372,9 +372,9 @@ def section_tests(mode: str, args: argparse.Namespace, out: Path, cache: Path) -
     cpus = os.cpu_count() or 2
     workers = args.pytest_workers or max(1, min(8, cpus // 2))
     runs = {
-        "gpu": _pytest("gpu", _gpu_test_files(), "gpu", False, 1, out, cache, 420),
+        "gpu": _pytest("gpu", _gpu_test_files(), "gpu", False, 1, out, cache, 300),
         "interp": _pytest("interp", list(INTERP_TESTS), "not gpu", True, workers, out, cache,
-                          420),
+                          240),
     }
     if mode != "cuda":
         runs["gpu"]["note"] = "no CUDA device: the GPU tests skip"
@@ -609,8 +609,6 @@ def section_kernels(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- model
 
 def section_model(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    import copy
-
     import torch
 
     import tritium
@@ -626,20 +624,26 @@ def section_model(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         t = time.monotonic()
         row: dict[str, Any] = {"model": name, "tolerance": tol}
         try:
-            torch.manual_seed(0)
-            model = tritium.load(ROOT / "examples" / f"{name}.tri").eval()
-            trt.freeze_model(model)
+            def frozen(name=name):
+                torch.manual_seed(0)
+                m = tritium.load(ROOT / "examples" / f"{name}.tri").eval()
+                return trt.freeze_model(m)
+
+            model, twin = frozen(), frozen()  # the same weights: same seed, same freeze
+            for (ka, a), (kb, b) in zip(model.state_dict().items(), twin.state_dict().items()):
+                if ka != kb or not torch.equal(a, b):
+                    raise RuntimeError(f"two frozen builds differ at {ka}")
             x = make(torch.Generator().manual_seed(1))
             with torch.no_grad():
                 y_cpu = model(x).float()
             if mode == "cuda":
-                gpu = copy.deepcopy(model).to("cuda")
+                twin = twin.to("cuda")
                 with torch.no_grad():
-                    y_dev = gpu(x.to("cuda")).float().cpu()
+                    y_dev = twin(x.to("cuda")).float().cpu()
             else:
                 with torch.no_grad():
-                    y_dev = model(x).float()
-                row["note"] = "no CUDA device: the CPU model against itself (harness only)"
+                    y_dev = twin(x).float()
+                row["note"] = "no CUDA device: two frozen CPU builds (harness only)"
             diff = (y_dev - y_cpu).abs()
             row["max_abs"] = float(diff.max())
             row["rel_err"] = float(torch.linalg.vector_norm(y_dev - y_cpu)
@@ -716,15 +720,24 @@ def section_timing(mode: str, args: argparse.Namespace, report: Report) -> dict[
         return {"status": "skipped", "note": "no CUDA device: nothing timed"}
     import torch
 
+    props = torch.cuda.get_device_properties(0)
+    l2 = int(getattr(props, "L2_cache_size", 0) or 60 * 2**20)
+    gemlite, gnote = _load_gemlite(props.name)
+    return time_linears(args, report, "cuda", _bench_ms, l2, gemlite, gnote)
+
+
+def time_linears(args: argparse.Namespace, report: Report, dev: str, bench, l2: int,
+                 gemlite: Any, gnote: str) -> dict[str, Any]:
+    """The timing table on ``dev`` with ``bench(calls, rep_ms) -> (ms, method)`` (the tests
+    drive it on CPU tensors under the interpreter with a stand-in timer)."""
+    import torch
+
     from tritium.backends.triton import launch
     from tritium.backends.triton.specs import LinearSpec
     from tritium.runtime.packing import pack_ternary
 
     shapes = args.shapes or (list(LLM_SHAPES[:2]) if args.quick else list(LLM_SHAPES))
     batches = args.batches or ([1, 256] if args.quick else list(BATCHES))
-    props = torch.cuda.get_device_properties(0)
-    l2 = int(getattr(props, "L2_cache_size", 0) or 60 * 2**20)
-    gemlite, gnote = _load_gemlite(props.name)
     out: dict[str, Any] = {"status": "ok", "variants": args.variants, "rows": [],
                            "note": (f"median of CUDA-graph replays after a warm-up (autotuning) "
                                     f"call; weights rotate over copies totalling >= 3x the "
@@ -737,10 +750,10 @@ def section_timing(mode: str, args: argparse.Namespace, report: Report) -> dict[
         if report.elapsed() > args.budget_s:
             out["skipped"].append(f"{n}x{k}: over the {args.budget_s:.0f} s budget")
             continue
-        gen = torch.Generator(device="cuda").manual_seed(n + k)
-        trits = torch.randint(-1, 2, (n, k), device="cuda", dtype=torch.int8, generator=gen)
+        gen = torch.Generator(device=dev).manual_seed(n + k)
+        trits = torch.randint(-1, 2, (n, k), device=dev, dtype=torch.int8, generator=gen)
         packed = pack_ternary(trits, "t2")
-        w_t2 = type(packed)(packed.format, packed.data.cuda(), packed.shape)
+        w_t2 = type(packed)(packed.format, packed.data.to(dev), packed.shape)
         t2_bytes = w_t2.data.numel()
         w16 = trits.to(torch.bfloat16)
         copies_t2 = _copies(t2_bytes, l2)
@@ -750,7 +763,7 @@ def section_timing(mode: str, args: argparse.Namespace, report: Report) -> dict[
         ws_t16 = None
         if any(VARIANTS[v][0] == "t1.6" for v in args.variants):
             p16 = pack_ternary(trits, "t1.6")
-            w = type(p16)(p16.format, p16.data.cuda(), p16.shape)
+            w = type(p16)(p16.format, p16.data.to(dev), p16.shape)
             ws_t16 = [w] + [type(w)(w.format, w.data.clone(), w.shape)
                             for _ in range(_copies(w.data.numel(), l2) - 1)]
         ws_16 = [w16] + [w16.clone() for _ in range(copies_16 - 1)]
@@ -761,16 +774,16 @@ def section_timing(mode: str, args: argparse.Namespace, report: Report) -> dict[
             except Exception as e:  # noqa: BLE001 - recorded, the column stays empty
                 out["note"] += f" gemlite failed to pack {n}x{k}: {type(e).__name__}: {e}."
                 gl = []
-        scale = torch.ones(1, device="cuda")
+        scale = torch.ones(1, device=dev)
         for m in batches:
             if report.elapsed() > args.budget_s:
                 out["skipped"].append(f"{n}x{k} M={m}: over the {args.budget_s:.0f} s budget")
                 continue
             row: dict[str, Any] = {"n": n, "k": k, "m": m}
-            x32 = torch.randn(m, k, device="cuda")
+            x32 = torch.randn(m, k, device=dev)
             x16 = x32.to(torch.bfloat16)
             try:
-                ms, how = _bench_ms([lambda w=w, x=x16: torch.matmul(x, w.t()) for w in ws_16],
+                ms, how = bench([lambda w=w, x=x16: torch.matmul(x, w.t()) for w in ws_16],
                                     args.rep_ms)
                 row["cublas"] = {"us": ms * 1e3, "method": how,
                                  "gbps": 2 * n * k / ms / 1e6}
@@ -778,7 +791,7 @@ def section_timing(mode: str, args: argparse.Namespace, report: Report) -> dict[
                 row["cublas"] = {"error": f"{type(e).__name__}: {e}"}
             if gl:
                 try:
-                    ms, how = _bench_ms([lambda g=g, x=x16: g(x) for g in gl], args.rep_ms)
+                    ms, how = bench([lambda g=g, x=x16: g(x) for g in gl], args.rep_ms)
                     row["gemlite"] = {"us": ms * 1e3, "method": how,
                                       "gbps": t2_bytes / ms / 1e6}
                 except Exception as e:  # noqa: BLE001
@@ -787,7 +800,7 @@ def section_timing(mode: str, args: argparse.Namespace, report: Report) -> dict[
                 fmt, quant = VARIANTS[v]
                 ws = ws_t2 if fmt == "t2" else ws_t16
                 try:
-                    ms, how = _bench_ms(
+                    ms, how = bench(
                         [lambda w=w, q=quant, x=x32, sc=scale: launch.triton_ternary_linear(
                             x, w, sc, None, None, q) for w in ws], args.rep_ms)
                     nbytes = ws[0].data.numel()
@@ -809,7 +822,8 @@ def section_timing(mode: str, args: argparse.Namespace, report: Report) -> dict[
                 if "us" in row.get(name, {})), flush=True)
             report.section("timing", out)
         del ws_t2, ws_16, gl, ws_t16
-        torch.cuda.empty_cache()
+        if dev == "cuda":
+            torch.cuda.empty_cache()
     out["verdicts"] = verdicts(out["rows"], args.variants)
     return out
 

@@ -93,3 +93,39 @@ def test_arguments():
     assert a.sections == ["env", "timing"] and a.mode == "interpret"
     with pytest.raises(SystemExit):
         gpu.parse_args(["--sections", "env,bogus"])
+
+
+@pytest.mark.usefixtures("interpreted")
+def test_timing_harness_runs_on_cpu_tensors(tmp_path):
+    """The timing loop (weights, copies, calls, rows, verdicts, tables) on tiny shapes under
+    the interpreter, with a stand-in timer that runs every call once and checks each one."""
+    import time
+
+    import torch
+
+    gpu = _module()
+    seen = []
+
+    def bench(calls, rep_ms):
+        outs = [c() for c in calls]
+        assert all(torch.is_tensor(y) and torch.isfinite(y).all() for y in outs)
+        seen.append(len(calls))
+        return 0.5 + 0.1 * len(seen), "stand-in"
+
+    args = gpu.parse_args(["--dry-run", "--shapes", "40x300,8x130", "--batches", "1,3",
+                           "--variants", "t2,t2_q8,t16"])
+    report = gpu.Report(tmp_path, "interpret", time.monotonic())
+    # L2 of 3 KB: the 40x300 t2 weight (40 rows x 96 bytes) needs 3 copies to exceed it 3x
+    res = gpu.time_linears(args, report, "cpu", bench, 3 * 1024, None, "gemlite: not here")
+    assert [(r["n"], r["k"], r["m"]) for r in res["rows"]] == [
+        (40, 300, 1), (40, 300, 3), (8, 130, 1), (8, 130, 3)]
+    first = res["rows"][0]
+    assert first["cublas"]["us"] == pytest.approx(600.0) and "gemlite" not in first
+    assert first["t2"]["gbps"] == pytest.approx(40 * 96 / 0.7 / 1e6)
+    assert first["t2"]["vs_cublas"] == pytest.approx(0.6 / 0.7)
+    # calls per timing: bf16 24000 bytes -> 1 copy; t2 3840 -> 3; t1.6 2560 -> 4
+    assert seen[:4] == [1, 3, 3, 4]
+    assert set(res["verdicts"]) and all(v["met"] is not None for k, v in res["verdicts"].items()
+                                        if "gemlite" not in k and "M>=256" not in k)
+    md = "\n".join(gpu.timing_markdown(res))
+    assert "| 40x300 | 1 |" in md and "t2_q8 µs" in md
