@@ -870,7 +870,7 @@ def section_tune(mode: str, args: argparse.Namespace, out: Path, cache: Path,
         if report.elapsed() > args.budget_s:
             runs.append({"shape": shape, "status": "skipped", "note": "over the budget"})
             continue
-        cmd = [sys.executable, "-m", "tritium.cli", "tune", "--kernel", "triton.linear_t2",
+        cmd = [sys.executable, "-m", "tritium", "tune", "--kernel", "triton.linear_t2",
                "--shape", shape, "--budget", str(args.tune_budget), "--strategy", "heuristic",
                "--storage", f"sqlite:///{db}", "-q"]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -878,7 +878,7 @@ def section_tune(mode: str, args: argparse.Namespace, out: Path, cache: Path,
         texts.append(f"$ {' '.join(cmd[2:])}\n{proc.stdout}{proc.stderr}")
         runs.append({"shape": shape, "exit": proc.returncode,
                      "status": "ok" if proc.returncode == 0 else "failed"})
-    subprocess.run([sys.executable, "-m", "tritium.cli", "tune", "--export",
+    subprocess.run([sys.executable, "-m", "tritium", "tune", "--export",
                     str(out / "tuned.json"), "--storage", f"sqlite:///{db}"], cwd=ROOT, env=env,
                    capture_output=True, text=True, timeout=300)
     (out / "tune.log").write_text("\n".join(texts))
