@@ -38,7 +38,7 @@ def test_dry_run_checks_every_kernel_kind_and_skips_timing(tmp_path):
     assert data["mode"] == "interpret" and data["ok"] is True
     assert sec["env"]["status"] == "ok" and sec["env"]["triton"]
     kernels = sec["kernels"]
-    assert kernels["status"] == "ok" and kernels["passed"] == kernels["cases"] >= 20
+    assert kernels["status"] == "ok" and kernels["passed"] == kernels["cases"] >= 15
     names = " ".join(r["case"] for r in kernels["results"])
     for kind in ("linear_t2_q8", "linear_t16", "_rms_q8", "_rmsw_q8", "quantize_int8",
                  "zero rows, ties", "tri_conv2d_t2 int8", "tri_conv2d_t1.6 none", "[autotuned]",
