@@ -548,10 +548,10 @@ def section_kernels(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     from tritium.tune.triton_run import TritonProblem
 
     dev = "cuda" if mode == "cuda" else "interpret"
-    if mode == "cuda":
-        shapes = [(1, 130, 517), (33, 257, 1000)] if not args.quick else [(33, 130, 517)]
-    else:
-        shapes = [(1, 5, 7), (3, 33, 130)] if not args.quick else [(3, 33, 130)]
+    # every kernel at the main shape; the decode path (M=1: plain and relu linears, int8
+    # RMSNorm + BitLinear) also at a one-row shape (each shape class is another compile)
+    main, row = ((33, 257, 1000), (1, 130, 517)) if mode == "cuda" else ((3, 33, 130), (1, 5, 7))
+    shapes = [row, main]
     results: list[dict[str, Any]] = []
 
     def record(case: str, fn) -> None:
@@ -573,7 +573,9 @@ def section_kernels(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         if spec.prenorm == "none" and spec.activation == "none" and not spec.has_bias:
             configs.append({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 2 * BLOCK_TRITS[spec.format],
                             "GROUP_M": 4, "num_warps": 4, "num_stages": 3})
-        for shape in shapes:
+        decode = spec.activation in ("none", "relu") and (spec.prenorm == "none"
+                                                          or spec.act_quant == "int8")
+        for shape in ([row, main] if decode and not args.quick else [main]):
             for config in configs:
                 problem = TritonProblem(name, shape, device=dev)
                 tag = "x".join(map(str, shape))
@@ -584,7 +586,7 @@ def section_kernels(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         problem = TritonProblem(f"triton.linear_{fmt}_q8", shapes[-1], device=dev)
         record(f"triton.linear_{fmt}_q8 {'x'.join(map(str, shapes[-1]))} [autotuned]",
                lambda p=problem: _check_linear(p, None, 5, mode))
-    for shape in shapes:
+    for shape in (shapes if not args.quick else [main]):
         problem = TritonProblem("triton.quantize_int8", (shape[0], 1, shape[2]), device=dev)
         record(f"triton.quantize_int8 {shape[0]}x{shape[2]} [autotuned]",
                lambda p=problem: _check_linear(p, None, 3, mode))
