@@ -75,7 +75,7 @@ def _venv(version: str) -> Path:
             subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], check=True,
                            capture_output=True, text=True, timeout=300)
             pip = subprocess.run(
-                [sys.executable, "-m", "pip", "--python", str(tmp / "bin" / "python"), "install",
+                [sys.executable, "-m", "pip", "install", "--target", str(_site_packages(tmp)),
                  "--no-deps", "--no-input", "--disable-pip-version-check", "--retries", "1",
                  "--timeout", "60", f"triton=={version}"],
                 capture_output=True, text=True, timeout=1200)
