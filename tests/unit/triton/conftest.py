@@ -29,11 +29,9 @@ def interpreted() -> None:
     """Fail loudly (instead of with a Triton error deep inside a kernel) when this process
     imported Triton before this file set TRITON_INTERPRET: Triton builds its standard library
     (`tl.cdiv`, `tl.max`, ...) for the interpreter or the compiler when it is imported."""
-    from triton import knobs
-    from triton.language import standard
-    from triton.runtime.jit import JITFunction
+    from tritium.backends.triton import compat
 
-    assert knobs.runtime.interpret, "TRITON_INTERPRET must be set before kernels load"
-    assert not isinstance(standard.cdiv, JITFunction), (
+    assert compat.interpreting(), "TRITON_INTERPRET must be set before kernels load"
+    assert not compat.compiler_stdlib_loaded(), (
         "triton was imported before tests/unit/triton/conftest.py set TRITON_INTERPRET=1 "
         "(a test module imported torch._dynamo or triton at collection time?)")

@@ -7,6 +7,7 @@
 * `launch`   — launchers with the CPU kernels' contract (`triton_ternary_linear`, …)
 * `aot`      — ahead-of-time builds through `triton.compile` for a `GPUTarget`, cached per stage
 * `dispatch` — the entry the runtime calls for CUDA tensors
+* `compat`   — what differs between the supported Triton versions (3.5 and newer)
 
 Importing this package imports neither torch nor triton; `launch` needs both, `aot` needs
 triton, `specs`, `codegen` and `extract` need neither (so `tritium compile --emit triton`

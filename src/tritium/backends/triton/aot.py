@@ -43,6 +43,7 @@ from ... import __version__
 from ...cachedir import digest
 from ...driver.cache import CompileCache
 from ...ir import Module
+from . import compat
 from .codegen import GENERATOR_VERSION, runtime_source
 from .extract import KernelUse, extract_kernels
 from .loader import interpret_mode, load_source, source_digest
@@ -200,8 +201,9 @@ def _attrs(jit_fn) -> dict[tuple[int], list[list]]:
 
 
 def _options(req: AotRequest) -> dict[str, int | bool]:
-    # No FMA contraction: the epilogue rounds like the CPU kernels (int8 stays bit-exact).
-    return {"num_warps": req.num_warps, "num_stages": req.num_stages, "enable_fp_fusion": False}
+    # No FMA contraction (the epilogue rounds like the CPU kernels, int8 stays bit-exact) and
+    # no libdevice flush-to-zero where the installed Triton allows it (`compat`).
+    return compat.compile_options(req.num_warps, req.num_stages)
 
 
 def _key(req: AotRequest, target: str, triton_version: str) -> str:
@@ -216,10 +218,7 @@ def _process_can_compile() -> bool:
     """Whether `triton.compile` works in this process. Triton decides at import time whether
     its standard library (`tl.cdiv`, `tl.max`, …) is built for the interpreter
     (TRITON_INTERPRET=1) or for compilation; only the latter can be compiled."""
-    from triton.language import standard
-    from triton.runtime.jit import JITFunction
-
-    return isinstance(standard.cdiv, JITFunction)
+    return compat.compiler_stdlib_loaded()
 
 
 def _constexprs(jit_fn, req: AotRequest) -> dict[str, int | bool]:
@@ -233,19 +232,13 @@ def _constexprs(jit_fn, req: AotRequest) -> dict[str, int | bool]:
 def _compile_here(req: AotRequest, target: str) -> dict:
     """Compile in this process: {"stages": {...text, "cubin": base64}, "seconds": s,
     "shared": bytes of shared memory per block} or {"error": message}."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     mod = load_source(runtime_source(req.spec), interpret=False)
     jit_fn = getattr(mod, req.name).fn
     t = time.perf_counter()
     try:
         with interpret_mode(False):
-            compiled = triton.compile(
-                ASTSource(fn=jit_fn, signature=_signature(jit_fn),
-                          constexprs=_constexprs(jit_fn, req), attrs=_attrs(jit_fn)),
-                target=GPUTarget("cuda", parse_target(target), 32), options=_options(req))
+            compiled = compat.compile_kernel(jit_fn, _signature(jit_fn), _constexprs(jit_fn, req),
+                                             _attrs(jit_fn), parse_target(target), _options(req))
     except Exception as exc:  # noqa: BLE001 - Triton raises many types; report them as one
         return {"error": f"{type(exc).__name__}: {exc}"}
     stages = {s: compiled.asm[s] for s in TEXT_STAGES}

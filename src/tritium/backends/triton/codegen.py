@@ -40,7 +40,7 @@ from .specs import (
     spec_sort_key,
 )
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages), smallest first.
 GEMM_CONFIGS: tuple[tuple[int, int, int, int], ...] = (
@@ -123,6 +123,15 @@ def _single_when_interpreted(configs):
     if knobs.runtime.interpret:
         return [max(configs, key=_area)]
     return configs
+
+
+def _do_bench(kernel_call, quantiles):
+    """The autotuner's timer: Triton's own on a GPU. Under TRITON_INTERPRET=1 nothing is
+    timed (the prune functions left one config; Triton >= 3.9 skips benchmarking a single
+    config itself, 3.5 - 3.8 call this, and no GPU driver may exist)."""
+    if knobs.runtime.interpret:
+        return [0.0 for _ in quantiles]
+    return triton.runtime.driver.active.get_benchmarker()(kernel_call, quantiles=quantiles)
 
 
 def prune_gemm_t2(configs, named_args, **kwargs):
@@ -363,7 +372,8 @@ def _emit_signature(e: _Lines, name: str, args: Sequence[str]) -> None:
 def _autotune_decorator(e: _Lines, fmt: str) -> None:
     prune = "prune_gemm_t2" if fmt == "t2" else "prune_gemm_t16"
     e('@triton.autotune(configs=GEMM_CONFIGS, key=["M", "N", "K"],',
-      f'                 prune_configs_by={{"early_config_prune": {prune}}})',
+      f'                 prune_configs_by={{"early_config_prune": {prune}}},',
+      "                 do_bench=_do_bench)",
       "@triton.jit")
 
 
@@ -483,7 +493,8 @@ def _quant_kernel(uses: Sequence[str]) -> str:
     e = _Lines()
     _emit_uses(e, uses)
     e('@triton.autotune(configs=QUANT_CONFIGS, key=["M", "K"],',
-      '                 prune_configs_by={"early_config_prune": prune_quant})',
+      '                 prune_configs_by={"early_config_prune": prune_quant},',
+      "                 do_bench=_do_bench)",
       "@triton.jit",
       "def tri_quantize_int8(",
       "    x_ptr, q_ptr, s_ptr, M, K, stride_xm, stride_qm,",

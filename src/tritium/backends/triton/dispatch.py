@@ -3,8 +3,8 @@
 `tritium.runtime.kernels.ternary_linear` / `ternary_conv2d` call `ternary_linear` /
 `ternary_conv2d` here when the activations live on a CUDA device (and no autograd graph is
 being recorded; training keeps the differentiable reference path). They import this module
-lazily, so the runtime imports without triton; `available()` tells whether triton is
-installed. Packed weights are validated once per tensor version, as the CPU kernels do.
+lazily, so the runtime imports without triton; `available()` tells whether a supported
+triton (3.5 or newer) is installed. Packed weights are validated once per tensor version, as the CPU kernels do.
 
 On CUDA tensors a linear runs the config `tritium tune` archived for this kernel, shape and
 GPU (`tritium.tune.dispatch.triton_config`) when there is one, else `@triton.autotune`
@@ -13,13 +13,12 @@ chooses; a tuned config that fails to launch is dropped and autotuning runs inst
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import weakref
 
 import torch
 
 from ...runtime.packing import PackedTernary
+from . import compat
 
 __all__ = ["available", "ternary_conv2d", "ternary_linear"]
 
@@ -27,10 +26,9 @@ __all__ = ["available", "ternary_conv2d", "ternary_linear"]
 _VALIDATED: dict[int, tuple[weakref.ref, int, int]] = {}
 
 
-@functools.cache
 def available() -> bool:
-    """Whether the `triton` package is importable."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether a supported `triton` (3.5 or newer, `compat.available`) is installed."""
+    return compat.available()
 
 
 def _ensure_valid(w: PackedTernary) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 import torch
 
 from ...runtime.packing import PackedTernary
+from . import compat
 from .codegen import runtime_source
 from .loader import interpreting, load_source
 from .specs import Conv2dSpec, KernelSpec, LinearSpec, QuantInt8Spec
@@ -54,9 +55,10 @@ def _cdiv(a: int, b: int) -> int:
 
 def _launch(kernel: object, grid_of, args: list, constexprs: dict,
             config: Mapping[str, int] | None) -> None:
-    # No FMA contraction: the epilogue then rounds exactly like the CPU kernels (the int8 path
-    # stays bit-exact on a GPU); the interpreter ignores the option.
-    options = {"enable_fp_fusion": False}
+    # No FMA contraction (the epilogue then rounds exactly like the CPU kernels, the int8 path
+    # stays bit-exact on a GPU) and no libdevice flush-to-zero where Triton allows it
+    # (`compat.numeric_options`); the interpreter ignores the options.
+    options = compat.numeric_options()
     if config is None:
         kernel[lambda meta: grid_of(meta)](*args, **constexprs, **options)  # type: ignore[index]
     else:

@@ -3,7 +3,7 @@
 `@triton.jit` reads a kernel's source back with `inspect`, so the text is written to a real
 file, `<cache root>/triton/src/<sha256>.py` (atomically, named by its content), and imported
 from there. Whether `@triton.jit` builds interpreted kernels is decided when the module
-executes (`TRITON_INTERPRET`, read through `triton.knobs`); a module is therefore cached per
+executes (`TRITON_INTERPRET`, read through `compat.interpreting`); a module is therefore cached per
 (source, interpret) pair, and `interpret=False` can be forced for ahead-of-time builds in a
 process that otherwise runs the interpreter. (Compiling is another matter: Triton builds its
 own standard library for the interpreter or the compiler when it is imported, so `aot`
@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ...cachedir import atomic_write_text, cache_subdir, read_file_bounded
+from . import compat
 
 _MODULES: dict[tuple[str, bool], types.ModuleType] = {}
 _LOCK = threading.Lock()
@@ -46,19 +47,13 @@ def source_path(source: str) -> Path:
 
 def interpreting() -> bool:
     """Whether newly loaded kernels run on the Triton interpreter."""
-    from triton import knobs
-
-    return bool(knobs.runtime.interpret)
+    return compat.interpreting()
 
 
 @contextmanager
 def interpret_mode(on: bool) -> Iterator[None]:
     """Temporarily force TRITON_INTERPRET on or off (the knob and the variable)."""
-    from triton import knobs
-
-    # scope() restores both the knob and the TRITON_INTERPRET variable it mirrors.
-    with knobs.runtime.scope():
-        knobs.runtime.interpret = on
+    with compat.interpret_mode(on):
         yield
 
 
@@ -70,6 +65,8 @@ def load_source(source: str, interpret: bool | None = None) -> types.ModuleType:
         mod = _MODULES.get(key)
         if mod is not None:
             return mod
+        if mode:
+            compat.prepare_interpreter()
         path = source_path(source)
         name = f"tritium_triton_{key[0][:16]}_{'interp' if mode else 'jit'}"
         spec = importlib.util.spec_from_file_location(name, path)
