@@ -14,6 +14,7 @@ dispatcher's per-call overhead on small problems.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import warnings
@@ -279,8 +280,8 @@ def _linear_impl(
 ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
 
 _RESOLVER: ConfigResolver | None = None
-# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear, thread cap, G2 minimum batch) of the
-# chosen config
+# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear_planned, thread cap, G2 minimum batch)
+# of the chosen config
 _RESOLVED: dict[tuple, tuple[Any, int, int]] = {}
 # (m bucket, n, k, fmt, act_quant, isa) -> the resolver's config, for the problems it answered
 # with one (what tuned_configs_used reports)
@@ -347,14 +348,14 @@ def _call_threads(env_threads: int, cap: int) -> int:
 
 def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
              ) -> tuple[Any, int, int]:
-    """The (tri_linear, thread cap, G2 minimum batch) to run for this problem: the resolver's
+    """The (tri_linear_planned, thread cap, G2 minimum batch) to run for this problem: the resolver's
     config or the default (cap 0: the user's thread count). A tuned thread count only ever
     lowers the user's: it is a cap, never an override."""
     key = (m_bucket(m), n, k, fmt, act_quant, default_lib.isa)
     hit = _RESOLVED.get(key)
     if hit is not None:
         return hit
-    choice = (default_lib.lib.tri_linear, 0, _g2_min_m(default_lib))
+    choice = (default_lib.lib.tri_linear_planned, 0, _g2_min_m(default_lib))
     resolver = _RESOLVER
     if resolver is not None:
         try:
@@ -372,7 +373,7 @@ def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
                 _resolver_warn(f"kernel config {config} could not be loaded "
                                f"({cpu_backend.load_error(config)})")
             else:
-                choice = (lib.lib.tri_linear, config.threads, _g2_min_m(lib))
+                choice = (lib.lib.tri_linear_planned, config.threads, _g2_min_m(lib))
                 if _RESOLVER is resolver:
                     _TUNED_USED[key] = config
     if _RESOLVER is resolver:
@@ -391,23 +392,25 @@ class LinearPlan:
     installed, the specialization it picks for each batch-size bucket; with ``config`` it
     runs exactly that specialization (``lib`` must be its library)."""
 
-    __slots__ = ("lib", "fn", "n", "k", "fmt", "row_bytes", "fmt_code", "slen", "aq", "act_quant",
-                 "tensors", "versions", "ptrs", "env_threads", "fixed", "g2_min", "g2")
+    __slots__ = ("lib", "fn", "n", "k", "fmt", "aq", "act_quant", "tensors", "versions",
+                 "args", "args_ptr", "env_threads", "fixed", "g2_min", "g2")
 
     def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
                  bias: torch.Tensor | None, act_quant: str,
                  config: KernelConfig | None = None) -> None:
         self.lib = lib
-        self.fn = lib.lib.tri_linear
+        self.fn = lib.lib.tri_linear_planned
         self.n, self.k, self.fmt = n, k, fmt
-        self.row_bytes = wdata.shape[1]
-        self.fmt_code = FORMAT_CODE[fmt]
-        self.slen = scale.numel()
         self.aq = 1 if act_quant == "int8" else 0
         self.act_quant = act_quant
         self.tensors = (wdata, scale, bias)
         self.versions = tuple(None if t is None else t._version for t in self.tensors)
-        self.ptrs = tuple(None if t is None else t.data_ptr() for t in self.tensors)
+        # the constant arguments, converted to C once (the tensors above keep them alive)
+        self.args = cpu_backend.LinearPlanArgs(
+            w=wdata.data_ptr(), k=k, n=n, row_bytes=wdata.shape[1], scale=scale.data_ptr(),
+            nscale=scale.numel(), bias=None if bias is None else bias.data_ptr(),
+            fmt=FORMAT_CODE[fmt], act_quant=self.aq)
+        self.args_ptr = ctypes.addressof(self.args)
         self.fixed = config is not None
         self.g2_min = _g2_min_m(lib) if self.aq else 1 << 62
         self.g2: torch.Tensor | None = None
@@ -442,10 +445,9 @@ class LinearPlan:
                 self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
             gw = None if self.g2 is None else self.g2.data_ptr()
         y = torch.empty((m, self.n), dtype=torch.float32) if out is None else out
-        wp, sp, bp = self.ptrs
-        rc = fn(x2.data_ptr(), m, self.k, wp, self.n, self.row_bytes, self.fmt_code, sp,
-                self.slen, bp, None if residual is None else residual.data_ptr(),
-                _ACT_CODE[activation], self.aq, y.data_ptr(), threads, gw)
+        rc = fn(self.args_ptr, x2.data_ptr(), m,
+                None if residual is None else residual.data_ptr(), _ACT_CODE[activation],
+                y.data_ptr(), threads, gw)
         if rc != 0:
             raise MemoryError("tritium: the native ternary_linear kernel could not allocate "
                               "its buffers")

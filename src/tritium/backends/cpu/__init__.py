@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 
 # The counters of the kernels' thread pool, in the order tri_pool_stats writes them:
@@ -43,6 +43,16 @@ ABI_VERSION = 4
 # length; the team of the last parallel call; whether adaptation and debug reports are on.
 POOL_STATS = ("calls", "parallel", "capped", "busy", "stalls", "wait_ns", "max_wait_ns", "cap",
               "backoff_left_ns", "next_backoff_ns", "last_team", "adaptive", "debug")
+
+
+class LinearPlanArgs(ctypes.Structure):
+    """``TriLinearPlan`` of tritium_kernels.h: a frozen layer's constant arguments of
+    ``tri_linear``, passed to ``tri_linear_planned`` by address."""
+
+    _fields_ = [("w", ctypes.c_void_p), ("k", ctypes.c_int64), ("n", ctypes.c_int64),
+                ("row_bytes", ctypes.c_int64), ("scale", ctypes.c_void_p),
+                ("nscale", ctypes.c_int64), ("bias", ctypes.c_void_p),
+                ("fmt", ctypes.c_int32), ("act_quant", ctypes.c_int32)]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -117,6 +127,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_unpack": (_I64, [_I, _P, _I64, _I64, _I64, _P, _I]),
         "tri_linear": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I64, _P, _P, _I, _I, _P, _I,
                             _P]),
+        "tri_linear_planned": (_I, [_P, _P, _I64, _P, _I, _P, _I, _P]),
         "tri_g2_bytes": (_I64, [_I, _I64, _I64]),
         "tri_g2_pack": (_I, [_I, _P, _I64, _I64, _I64, _P, _I]),
         "tri_gemm_i8": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I]),

@@ -29,7 +29,7 @@
 #include <arm_neon.h>
 #endif
 
-#define TRI_ABI_VERSION 4
+#define TRI_ABI_VERSION 5
 
 TRI_EXPORT const char *tri_isa(void) {
 #if TRI_ISA_AVX512
@@ -1715,4 +1715,11 @@ TRI_EXPORT int tri_gemm_i8(const int8_t *xq, int64_t m, int64_t k, const uint8_t
     }
     free(xp); free(sumx);
     return err;
+}
+
+TRI_EXPORT int tri_linear_planned(const TriLinearPlan *p, const float *x, int64_t m,
+                                  const float *residual, int act, float *y, int nthreads,
+                                  const uint8_t *gw) {
+    return tri_linear(x, m, p->k, p->w, p->n, p->row_bytes, p->fmt, p->scale, p->nscale, p->bias,
+                      residual, act, p->act_quant, y, nthreads, gw);
 }

@@ -119,6 +119,22 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
                           const float *bias, const float *residual, int act, int act_quant,
                           float *y, int nthreads, const uint8_t *gw);
 
+/* What a frozen layer's calls of tri_linear share: built once, passed by pointer, so that a
+ * call from Python converts 8 arguments instead of 16 (each costs ~0.15 us in ctypes). */
+typedef struct {
+    const uint8_t *w;
+    int64_t k, n, row_bytes;
+    const float *scale;
+    int64_t nscale;
+    const float *bias;
+    int32_t fmt, act_quant;
+} TriLinearPlan;
+
+/* tri_linear with the layer's constant arguments taken from *p. */
+TRI_EXPORT int tri_linear_planned(const TriLinearPlan *p, const float *x, int64_t m,
+                                  const float *residual, int act, float *y, int nthreads,
+                                  const uint8_t *gw);
+
 /* Bytes of the G2 layout of an n x k weight (0 when this build has no G2 GEMM). */
 TRI_EXPORT int64_t tri_g2_bytes(int fmt, int64_t n, int64_t k);
 
