@@ -348,9 +348,9 @@ def _call_threads(env_threads: int, cap: int) -> int:
 
 def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
              ) -> tuple[Any, int, int]:
-    """The (tri_linear_planned, thread cap, G2 minimum batch) to run for this problem: the resolver's
-    config or the default (cap 0: the user's thread count). A tuned thread count only ever
-    lowers the user's: it is a cap, never an override."""
+    """The (tri_linear_planned, thread cap, G2 minimum batch) to run for this problem: the
+    resolver's config or the default (cap 0: the user's thread count). A tuned thread count
+    only ever lowers the user's: it is a cap, never an override."""
     key = (m_bucket(m), n, k, fmt, act_quant, default_lib.isa)
     hit = _RESOLVED.get(key)
     if hit is not None:
@@ -434,8 +434,7 @@ class LinearPlan:
             raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {(m, self.n)}, "
                              f"got {out.dtype} {tuple(out.shape)} on {out.device}")
         if _RESOLVER is None or self.fixed:
-            fn, threads, g2_min = (self.fn, self.env_threads or max(1, torch.get_num_threads()),
-                                   self.g2_min)
+            fn, threads, g2_min = self.fn, _call_threads(self.env_threads, 0), self.g2_min
         else:
             fn, cap, g2_min = _resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant)
             threads = _call_threads(_default_threads(), cap)
