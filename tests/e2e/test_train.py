@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from tritium.cli import main
+from tritium.data import Normalization
 from tritium.driver.evaluate import evaluate_checkpoint, load_for_eval
+from tritium.driver.train import model_inputs
 from tritium.runtime import TernaryLayer, read_checkpoint_metadata, tritium_layers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,10 +135,11 @@ def test_export_onnx_runs_in_onnxruntime(mlp_run: Path, tmp_path: Path):
     ort = pytest.importorskip("onnxruntime")
     ckpt = mlp_run / "model.safetensors"
     assert main(["export", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
-    model, _ = load_for_eval(ckpt)
-    x = torch.randn(7, 64)
+    model, info = load_for_eval(ckpt)
+    x = torch.rand(7, 1, 8, 8) * 16      # raw digits: the graph normalizes them
     with torch.no_grad():
-        ref = model(x).numpy()
+        ref = model(model_inputs(x.numpy(), Normalization(*info.normalization),
+                                 info.input_shape)).numpy()
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {"x": x.numpy()})
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
@@ -159,9 +162,11 @@ def test_lenet5_trains_and_freezes_through_the_same_command(tmp_path: Path):
         return
     assert main(["export", str(out / "model.safetensors"), "--format", "onnx",
                  "-o", str(tmp_path / "lenet.onnx")]) == 0
-    x = torch.randn(3, 1, 32, 32)
+    info = load_for_eval(out / "model.safetensors")[1]
+    x = torch.rand(3, 1, 8, 8) * 16      # raw digits: the graph normalizes and resizes them
     with torch.no_grad():
-        ref = model(x).numpy()
+        ref = model(model_inputs(x.numpy(), Normalization(*info.normalization),
+                                 info.input_shape)).numpy()
     sess = ort.InferenceSession(str(tmp_path / "lenet.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[0], ref, atol=1e-4, rtol=1e-4)
 

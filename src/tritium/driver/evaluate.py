@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+import tritium
+
 from ..cachedir import atomic_write_bytes
 from ..data import DatasetError, Normalization, load_dataset
 from .models import RunInfo, model_from_checkpoint, unpacked_twin
@@ -34,7 +36,7 @@ from .models import RunInfo, model_from_checkpoint, unpacked_twin
 __all__ = ["EXPORT_FORMATS", "EvalReport", "ExportError", "evaluate_checkpoint",
            "export_checkpoint", "load_for_eval", "load_samples", "predict"]
 
-EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+EXPORT_FORMATS = ("onnx", "onnx-packed", "torchscript", "safetensors")
 
 
 class ExportError(Exception):
@@ -157,9 +159,51 @@ def predict(model: nn.Module, info: RunInfo, samples: np.ndarray) -> torch.Tenso
     return torch.softmax(logits.float(), dim=-1)
 
 
+def _raw_shape(info: RunInfo) -> tuple[list[int], str | None]:
+    """The shape of one raw sample of the checkpoint's dataset (what `predict` takes), and
+    why it is the model's input shape instead when the dataset cannot be read here."""
+    assert info.input_shape is not None
+    try:
+        ds = load_dataset(info.dataset)
+    except DatasetError as exc:
+        return list(info.input_shape), f"dataset {info.dataset} not readable ({exc.message})"
+    return [int(d) for d in ds.x_test.shape[1:]], None
+
+
+def _onnx_bytes(graph: nn.Module, sample: torch.Tensor, fold: bool,
+                meta: dict[str, str]) -> bytes:
+    import io
+
+    import onnx
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (sample,), buf, dynamo=False, input_names=["x"],
+                              output_names=["logits"], opset_version=18,
+                              do_constant_folding=fold,
+                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
+    except Exception as exc:  # noqa: BLE001 - the exporter's failures are many types
+        raise ExportError(f"ONNX export failed: {exc}",
+                          help="try --format torchscript or safetensors") from None
+    proto = onnx.load_from_string(buf.getvalue())
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name, proto.producer_version = "tritium", tritium.__version__
+    return proto.SerializeToString()
+
+
 def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[str, Any]:
-    """Write the unpacked equivalent of the checkpoint's model as ONNX, TorchScript or plain
-    safetensors; returns a description (max output difference vs the frozen model)."""
+    """Export the checkpoint's model as ONNX (`onnx`: float weights `trits * scale`;
+    `onnx-packed`: 2-bit ternary codes unpacked in the graph), TorchScript or plain
+    safetensors; returns a description (max output difference vs the frozen model).
+
+    Both ONNX variants take *raw* samples, shaped as the dataset's (digits: `[batch, 1, 8,
+    8]`): the graph normalizes and resizes them as `tritium predict` does, and its
+    `metadata_props` hold the labels, the normalization, the input shape and the Tritium
+    version. TorchScript and safetensors hold the model alone (normalized inputs of the
+    model's declared shape)."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format `{fmt}`", help=", ".join(EXPORT_FORMATS))
     from ..argcheck import ArgError, check_output_file
@@ -168,14 +212,33 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
     except ArgError as exc:
         raise ExportError(exc.message) from None
     model, info = load_for_eval(path)
-    plain = unpacked_twin(model) if info.variant == "ternary" else model
     if info.input_shape is None:
         raise ExportError("the model does not declare a static input shape",
                           help="declare it in the forward, e.g. forward(x: Tensor[batch, 64])")
-    sample = torch.randn(2, *info.input_shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ref = model(sample)
-        got = plain(sample)
+    if fmt == "onnx-packed" and info.variant != "ternary":
+        raise ExportError(f"--format onnx-packed needs a ternary checkpoint; {path} is the "
+                          f"{info.variant} model", help="export it with --format onnx")
+    gen = torch.Generator().manual_seed(0)
+    note = None
+    if fmt.startswith("onnx"):
+        from .export import ExportShapeError, export_graph, onnx_metadata
+        raw, note = _raw_shape(info)
+        try:
+            graph = export_graph(model, info, raw, packed=fmt == "onnx-packed")
+        except ExportShapeError as exc:
+            raise ExportError(f"cannot put the input preprocessing in the graph: {exc}") from None
+        sample = torch.rand(2, *raw, generator=gen) * 4
+        with torch.no_grad():
+            ref = model(_prepare(sample.numpy(), info))
+            got = graph(sample)
+        shape = raw
+    else:
+        plain = unpacked_twin(model) if info.variant == "ternary" else model
+        sample = torch.randn(2, *info.input_shape, generator=gen)
+        with torch.no_grad():
+            ref = model(sample)
+            got = plain(sample)
+        shape = info.input_shape
     diff = float((ref - got).abs().max())
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
@@ -193,20 +256,16 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
             torch.jit.save(traced, buf)
         atomic_write_bytes(out, buf.getvalue())
     else:
-        import io
-        buf = io.BytesIO()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(plain, (sample,), buf, dynamo=False, input_names=["x"],
-                                  output_names=["logits"], opset_version=17,
-                                  dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
-        except Exception as exc:  # noqa: BLE001 - the exporter's failures are many types
-            raise ExportError(f"ONNX export failed: {exc}",
-                              help="try --format torchscript or safetensors") from None
-        atomic_write_bytes(out, buf.getvalue())
+        packed = fmt == "onnx-packed"
+        meta = onnx_metadata(info, shape, packed=packed)
+        if note:
+            meta["tritium.preprocessing"] = f"normalization only: {note}"
+        # packed: no constant folding, or the exporter would fold the unpacking back into
+        # float weights
+        atomic_write_bytes(out, _onnx_bytes(graph, sample, not packed, meta))
     return {"format": fmt, "output": str(out), "bytes": out.stat().st_size,
-            "max_abs_diff": diff, "input_shape": info.input_shape, "model": info.entry}
+            "max_abs_diff": diff, "input_shape": shape, "model": info.entry,
+            "raw_inputs": fmt.startswith("onnx") and note is None}
 
 
 def describe(report: EvalReport) -> str:
