@@ -62,7 +62,33 @@ def load_for_eval(path: str | Path) -> tuple[nn.Module, RunInfo]:
     name a readable regular file (ArgError otherwise: never a FIFO or a device)."""
     from ..argcheck import check_input_file
     check_input_file(path, "checkpoint")
+    _not_source_text(Path(path))
     return model_from_checkpoint(path)
+
+
+def _not_source_text(path: Path) -> None:
+    """ArgError (exit 2) for a `.tri` program or other text given where a checkpoint goes:
+    a safetensors file starts with its 8-byte header length, which as text is absurd."""
+    import re
+
+    from ..argcheck import ArgError, open_input, show_path
+    with open_input(path, "checkpoint") as fh:
+        head = fh.read(512)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:     # (a multi-byte character cut at byte 512)
+        text = head[:exc.start].decode("utf-8") if exc.start > len(head) - 4 else ""
+    if not text or len(head) < 8 or int.from_bytes(head[:8], "little") <= 100 * 1024 * 1024 \
+            or not all(c.isprintable() or c in "\t\r\n" for c in text):
+        return
+    where = show_path(path)
+    if path.suffix.lower() == ".tri" or re.search(r"\b(model|block|layer)\s+\w+", text):
+        out = f"runs/{path.stem}"
+        raise ArgError(f"checkpoint {where} is a .tri source, not a checkpoint: train it "
+                       f"first (`tritium train {path} --out {out}`) and pass "
+                       f"{out}/model.safetensors")
+    raise ArgError(f"checkpoint {where} is a text file, not a safetensors checkpoint: pass "
+                   "a model.safetensors written by `tritium train`")
 
 
 def _prepare(x: np.ndarray | torch.Tensor, info: RunInfo) -> torch.Tensor:
