@@ -57,8 +57,13 @@ def test_train_writes_every_file(mlp_run: Path):
     assert {r["key"] for r in m["performance"]} == {"min_accuracy", "max_size_kb"}
     assert m["ternary"]["checkpoint_bytes"] == (mlp_run / "model.safetensors").stat().st_size
     assert m["ternary"]["tuned_configs"] == []  # no tuning archive in this test's cache root
-    # dense trits, the batch norm folded into fc1, float16 scales and biases
-    assert m["ratio"]["checkpoint"] > 12.0
+    # dense trits, the batch norm folded into fc1, float16 scales and biases: the tensors
+    # 16.7x smaller; the files (each with the same plain-text run description) 9.5x
+    assert m["ratio"]["tensors"] > 16.0
+    assert m["ratio"]["checkpoint"] > 9.0
+    raw = (mlp_run / "model.safetensors").read_bytes()
+    assert m["ternary"]["tensor_bytes"] == len(raw) - 8 - int.from_bytes(raw[:8], "little")
+    assert m["warnings"] == []          # a healthy run, no augmentation
 
 
 def test_checkpoint_is_frozen_and_self_describing(mlp_run: Path):
