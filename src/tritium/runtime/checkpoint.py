@@ -463,27 +463,10 @@ def _source_hash_of(extra: dict[str, str]) -> str | None:
     return None if src is None else hashlib.sha256(src.encode()).hexdigest()
 
 
-def save_checkpoint(
-    path: str | Path,
-    model: nn.Module,
-    *,
-    source_hash: str | None = None,
-    extra: dict[str, str] | None = None,
-    float16_scales: bool = True,
-) -> CheckpointMetadata:
-    """Write ``model.state_dict()`` and the Tritium metadata to ``path`` atomically.
-
-    Returns the metadata written. ``extra`` values must be strings. With
-    ``float16_scales`` (default) a frozen ternary layer's ``weight_scale`` and ``bias`` are
-    stored as float16 when every value is a normal float16 number (relative error at most
-    2**-11; they are read back as float32); otherwise, and for every other tensor, the
-    model's dtype is kept.
-    """
-    path = Path(path)
-    extra = dict(extra or {})
-    bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
-    if bad:
-        raise CheckpointError(path, f"extra metadata must map str to str; bad keys: {bad}")
+def _stored_state(model: nn.Module, float16_scales: bool = True
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, TensorInfo], set[str]]:
+    """The tensors a checkpoint of ``model`` stores (dense trits, float16 scales and biases
+    where they fit), their metadata, and the names stored as float16."""
     state = {
         k: v.detach().to("cpu").contiguous().clone()
         for k, v in model.state_dict().items()
@@ -505,6 +488,38 @@ def save_checkpoint(
                         and _fits_float16(state[name]):
                     state[name] = state[name].to(torch.float16)
                     half.add(name)
+    return state, infos, half
+
+
+def stored_tensor_bytes(model: nn.Module, float16_scales: bool = True) -> dict[str, int]:
+    """The bytes each tensor of ``model`` takes in a checkpoint :func:`save_checkpoint`
+    writes (the file less its header is their sum)."""
+    state, _, _ = _stored_state(model, float16_scales)
+    return {k: v.numel() * v.element_size() for k, v in state.items()}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    source_hash: str | None = None,
+    extra: dict[str, str] | None = None,
+    float16_scales: bool = True,
+) -> CheckpointMetadata:
+    """Write ``model.state_dict()`` and the Tritium metadata to ``path`` atomically.
+
+    Returns the metadata written. ``extra`` values must be strings. With
+    ``float16_scales`` (default) a frozen ternary layer's ``weight_scale`` and ``bias`` are
+    stored as float16 when every value is a normal float16 number (relative error at most
+    2**-11; they are read back as float32); otherwise, and for every other tensor, the
+    model's dtype is kept.
+    """
+    path = Path(path)
+    extra = dict(extra or {})
+    bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise CheckpointError(path, f"extra metadata must map str to str; bad keys: {bad}")
+    state, infos, half = _stored_state(model, float16_scales)
     folds = _folds(model)
     meta = CheckpointMetadata(
         checkpoint_version=CHECKPOINT_VERSION,
