@@ -3,14 +3,17 @@
     model, info = load_for_eval("runs/mlp/model.safetensors")   # frozen, native kernels
     report = evaluate_checkpoint("runs/mlp/model.safetensors")  # test accuracy, as `train`
     probs = predict(model, info, samples)                       # [N, classes] probabilities
-    export_checkpoint(ckpt, "onnx", "mlp.onnx")
+    export_checkpoint(ckpt, "onnx-packed", "mlp.onnx")           # 2-bit weights, raw inputs
 
 Export: the frozen model's packed weights run through Tritium's custom kernels, which ONNX
-and TorchScript do not know. Exports therefore hold the equivalent *unpacked* ternary model:
-each ternary weight becomes the float constant `trits * scale` in a standard
-`Linear`/`Conv` node (same function, standard ops, no custom ops; the file is as large as an
-fp32 model's). `--format safetensors` writes that unpacked state dict with plain float
-tensors, for tools that do not read Tritium's packed format.
+and TorchScript do not know. `onnx-packed` keeps the weights ternary in standard ops: 2-bit
+codes in uint8 initializers, unpacked in the graph (driver/export.py). The other formats
+hold the equivalent *unpacked* model: each ternary weight becomes the float constant
+`trits * scale` in a standard `Linear`/`Conv` node (as large as an fp32 model). Both ONNX
+formats take raw samples (normalization and resize in the graph) and carry labels,
+normalization, input shape and Tritium version in `metadata_props`. `--format
+safetensors` writes the unpacked state dict with plain float tensors, for tools that do
+not read Tritium's packed format.
 """
 
 from __future__ import annotations
