@@ -300,3 +300,14 @@ def test_local_mnist_files_train_lenet_with_resizing(tmp_path: Path, capsys):
     assert train(MLP, "--data", "mnist", "--data-dir", str(tmp_path / "data"), "--out",
                  str(tmp_path / "mlp")) == 1
     assert "64 features" in capsys.readouterr().err
+
+
+def test_a_mirroring_augmentation_on_digits_is_warned_about(tmp_path: Path, capsys):
+    out = tmp_path / "flip"
+    assert train(MLP, "--epochs", "1", "--no-baseline", "--augment", "horizontal_flip",
+                 "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    first = printed.splitlines()[0]
+    assert first.startswith("warning:") and "mirrored digit" in first   # before training
+    m = json.loads((out / "metrics.json").read_text())
+    assert any("horizontal_flip" in w for w in m["warnings"])

@@ -883,6 +883,10 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     with _Reporter(progress and main, opts.quiet or not main) as rep:
         if main and start:
             rep.console.print(f"resuming after epoch {start} of {settings.epochs}")
+        for w in run_warnings({"dataset": ds.name,
+                               "settings": {"augmentation": settings.augmentation}},
+                              [int(d) for d in sp.x_train.shape[1:]]):
+            rep.warn(w)          # before training too: the report repeats it
         try:
             _fit(run, settings, sp, dist_, rep, start, on_epoch, x_val_dev, y_val_dev)
         except _Diverged as d:
