@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from tritium.cli import main
+from tritium.data import Normalization
 from tritium.driver.evaluate import evaluate_checkpoint, load_for_eval
+from tritium.driver.train import model_inputs
 from tritium.runtime import TernaryLayer, read_checkpoint_metadata, tritium_layers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +57,13 @@ def test_train_writes_every_file(mlp_run: Path):
     assert {r["key"] for r in m["performance"]} == {"min_accuracy", "max_size_kb"}
     assert m["ternary"]["checkpoint_bytes"] == (mlp_run / "model.safetensors").stat().st_size
     assert m["ternary"]["tuned_configs"] == []  # no tuning archive in this test's cache root
-    # dense trits, the batch norm folded into fc1, float16 scales and biases
-    assert m["ratio"]["checkpoint"] > 12.0
+    # dense trits, the batch norm folded into fc1, float16 scales and biases: the tensors
+    # 16.7x smaller; the files (each with the same plain-text run description) 9.5x
+    assert m["ratio"]["tensors"] > 16.0
+    assert m["ratio"]["checkpoint"] > 9.0
+    raw = (mlp_run / "model.safetensors").read_bytes()
+    assert m["ternary"]["tensor_bytes"] == len(raw) - 8 - int.from_bytes(raw[:8], "little")
+    assert m["warnings"] == []          # a healthy run, no augmentation
 
 
 def test_checkpoint_is_frozen_and_self_describing(mlp_run: Path):
@@ -133,10 +140,11 @@ def test_export_onnx_runs_in_onnxruntime(mlp_run: Path, tmp_path: Path):
     ort = pytest.importorskip("onnxruntime")
     ckpt = mlp_run / "model.safetensors"
     assert main(["export", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
-    model, _ = load_for_eval(ckpt)
-    x = torch.randn(7, 64)
+    model, info = load_for_eval(ckpt)
+    x = torch.rand(7, 1, 8, 8) * 16      # raw digits: the graph normalizes them
     with torch.no_grad():
-        ref = model(x).numpy()
+        ref = model(model_inputs(x.numpy(), Normalization(*info.normalization),
+                                 info.input_shape)).numpy()
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {"x": x.numpy()})
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
@@ -159,9 +167,11 @@ def test_lenet5_trains_and_freezes_through_the_same_command(tmp_path: Path):
         return
     assert main(["export", str(out / "model.safetensors"), "--format", "onnx",
                  "-o", str(tmp_path / "lenet.onnx")]) == 0
-    x = torch.randn(3, 1, 32, 32)
+    info = load_for_eval(out / "model.safetensors")[1]
+    x = torch.rand(3, 1, 8, 8) * 16      # raw digits: the graph normalizes and resizes them
     with torch.no_grad():
-        ref = model(x).numpy()
+        ref = model(model_inputs(x.numpy(), Normalization(*info.normalization),
+                                 info.input_shape)).numpy()
     sess = ort.InferenceSession(str(tmp_path / "lenet.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[0], ref, atol=1e-4, rtol=1e-4)
 
@@ -290,3 +300,14 @@ def test_local_mnist_files_train_lenet_with_resizing(tmp_path: Path, capsys):
     assert train(MLP, "--data", "mnist", "--data-dir", str(tmp_path / "data"), "--out",
                  str(tmp_path / "mlp")) == 1
     assert "64 features" in capsys.readouterr().err
+
+
+def test_a_mirroring_augmentation_on_digits_is_warned_about(tmp_path: Path, capsys):
+    out = tmp_path / "flip"
+    assert train(MLP, "--epochs", "1", "--no-baseline", "--augment", "horizontal_flip",
+                 "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    first = printed.splitlines()[0]
+    assert first.startswith("warning:") and "mirrored digit" in first   # before training
+    m = json.loads((out / "metrics.json").read_text())
+    assert any("horizontal_flip" in w for w in m["warnings"])

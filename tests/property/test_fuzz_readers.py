@@ -399,40 +399,43 @@ def _v3_encode(raw: bytes) -> str:
 
 @st.composite
 def checkpoint_mutations(draw, data: bytes) -> tuple[str, Any]:
-    from tritium.runtime.checkpoint import _unpack_v3
+    from tritium.runtime.checkpoint import _v4_blob
 
     header, rest = _split(data)
-    kind = draw(st.sampled_from(["bytes", "header", "blob", "extra", "length", "special"]))
+    kind = draw(st.sampled_from(["bytes", "header", "field", "blob3", "extra", "length",
+                                 "special"]))
+    meta = header["__metadata__"]
     if kind == "bytes":
         return kind, draw(byte_edits(data))
     if kind == "header":
         return kind, _join(draw(json_edits(header)), rest)
-    if kind == "blob":
-        blob = _unpack_v3(header["__metadata__"]["tritium"])
-        edited = draw(json_edits(blob))
-        header["__metadata__"]["tritium"] = _v3_encode(edited)
+    if kind == "field":   # one of version 4's plain JSON fields
+        key = draw(st.sampled_from(["tritium.layers", "tritium.packed", "tritium.float16",
+                                    "tritium.folds"]))
+        meta[key] = draw(json_edits(json.loads(meta[key]))).decode("utf-8", "replace")
+        return kind, _join(json.dumps(header).encode(), rest)
+    if kind == "blob3":   # the same checkpoint as version 3, its compressed field edited
+        edited = draw(json_edits(_v4_blob(meta)))
+        header["__metadata__"] = {"tritium.checkpoint_version": "3",
+                                  "tritium": _v3_encode(edited)}
         return kind, _join(json.dumps(header).encode(), rest)
     if kind == "extra":   # the run metadata strings a `tritium train` checkpoint carries
-        blob = _unpack_v3(header["__metadata__"]["tritium"])
         key = draw(st.sampled_from(["tritium.normalization", "tritium.input_shape",
                                     "tritium.num_classes", "tritium.hyperparameters",
                                     "tritium.entry", "tritium.source", "tritium.file",
-                                    "tritium.variant", "tritium.format"]))
-        blob["x"][key] = draw(st.one_of(
+                                    "tritium.variant", "tritium.format",
+                                    "tritium.packing_version", "tritium.digest",
+                                    "tritium.version"]))
+        meta[key] = draw(st.one_of(
             st.sampled_from(["[NaN, 1.0]", "[0, Infinity]", "[1e999]", "[" * 5000, "0",
                              "-1", "1" * 5000, "{}", "null", "", "\x00", "/dev/zero"]),
             st.text(max_size=30)))
-        header["__metadata__"]["tritium"] = _pack_blob(blob)
         return kind, _join(json.dumps(header).encode(), rest)
     if kind == "length":
         n = draw(st.sampled_from([0, 1, 2 ** 63, 2 ** 64 - 1, 100 * 1024 * 1024 + 1,
                                   len(data), len(data) - 8]))
         return kind, struct.pack("<Q", n) + data[8:]
     return kind, draw(st.sampled_from(FILE_KINDS))
-
-
-def _pack_blob(blob: dict) -> str:
-    return _v3_encode(json.dumps(blob, sort_keys=True, separators=(",", ":")).encode())
 
 
 def _same_state(a: dict, b: dict) -> bool:

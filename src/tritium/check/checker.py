@@ -121,6 +121,8 @@ class Checker:
         # When a list, every builtin layer application is recorded as
         # (qualified name, KindInst, config, input type, output type); see check.summary.
         self.trace: list | None = None
+        # With `trace`: every `param` declaration of an instance, as (qualified name, type)
+        self.param_trace: list | None = None
         self._path: list[str] = []
         self._fn_cache: dict = {}          # (fn, argument types) -> result of a call
         self._loop_depth = 0
@@ -192,9 +194,15 @@ class Checker:
                     self.check_assignable(ty, init, item.init.span, item.name)
                 scope.vars[item.name] = Value(ty)
                 scope.used.add(item.name)
+                if self.param_trace is not None and not abstract:
+                    self.param_trace.append((".".join([*self._path, item.name]), ty))
             elif isinstance(item, A.Let):
                 scope.vars[item.name] = self.eval_let(item, scope)
                 scope.used.add(item.name)
+                if self.param_trace is not None and not abstract \
+                        and isinstance(node, A.LayerDef) and _is_state_let(item):
+                    self.param_trace.append((".".join([*self._path, item.name]),
+                                             scope.vars[item.name].ty))
             elif isinstance(item, A.Section) and abstract:
                 self.check_section(item, scope)
             elif isinstance(item, A.Stmt) and not isinstance(item, A.Let) and abstract \
@@ -1850,3 +1858,15 @@ class Checker:
 def _paren(c) -> str:
     s = str(c)
     return s if s.isidentifier() or s.lstrip("-").isdigit() else f"({s})"
+
+
+_STATE_INITS = ("random_ternary", "zeros", "ones", "randn", "rand", "empty", "full")
+
+
+def _is_state_let(item: A.Let) -> bool:
+    """A `let` in a layer body that is the layer's learned state (a tensor), as the
+    generated code makes it a parameter."""
+    if item.type is not None:
+        return item.type.name in ("Tensor", "TernaryTensor")
+    v = item.value
+    return isinstance(v, A.Call) and isinstance(v.func, A.Name) and v.func.id in _STATE_INITS

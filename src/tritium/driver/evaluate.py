@@ -3,14 +3,17 @@
     model, info = load_for_eval("runs/mlp/model.safetensors")   # frozen, native kernels
     report = evaluate_checkpoint("runs/mlp/model.safetensors")  # test accuracy, as `train`
     probs = predict(model, info, samples)                       # [N, classes] probabilities
-    export_checkpoint(ckpt, "onnx", "mlp.onnx")
+    export_checkpoint(ckpt, "onnx-packed", "mlp.onnx")           # 2-bit weights, raw inputs
 
 Export: the frozen model's packed weights run through Tritium's custom kernels, which ONNX
-and TorchScript do not know. Exports therefore hold the equivalent *unpacked* ternary model:
-each ternary weight becomes the float constant `trits * scale` in a standard
-`Linear`/`Conv` node (same function, standard ops, no custom ops; the file is as large as an
-fp32 model's). `--format safetensors` writes that unpacked state dict with plain float
-tensors, for tools that do not read Tritium's packed format.
+and TorchScript do not know. `onnx-packed` keeps the weights ternary in standard ops: 2-bit
+codes in uint8 initializers, unpacked in the graph (driver/export.py). The other formats
+hold the equivalent *unpacked* model: each ternary weight becomes the float constant
+`trits * scale` in a standard `Linear`/`Conv` node (as large as an fp32 model). Both ONNX
+formats take raw samples (normalization and resize in the graph) and carry labels,
+normalization, input shape and Tritium version in `metadata_props`. `--format
+safetensors` writes the unpacked state dict with plain float tensors, for tools that do
+not read Tritium's packed format.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+import tritium
+
 from ..cachedir import atomic_write_bytes
 from ..data import DatasetError, Normalization, load_dataset
 from .models import RunInfo, model_from_checkpoint, unpacked_twin
@@ -34,7 +39,7 @@ from .models import RunInfo, model_from_checkpoint, unpacked_twin
 __all__ = ["EXPORT_FORMATS", "EvalReport", "ExportError", "evaluate_checkpoint",
            "export_checkpoint", "load_for_eval", "load_samples", "predict"]
 
-EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+EXPORT_FORMATS = ("onnx", "onnx-packed", "torchscript", "safetensors")
 
 
 class ExportError(Exception):
@@ -60,7 +65,33 @@ def load_for_eval(path: str | Path) -> tuple[nn.Module, RunInfo]:
     name a readable regular file (ArgError otherwise: never a FIFO or a device)."""
     from ..argcheck import check_input_file
     check_input_file(path, "checkpoint")
+    _not_source_text(Path(path))
     return model_from_checkpoint(path)
+
+
+def _not_source_text(path: Path) -> None:
+    """ArgError (exit 2) for a `.tri` program or other text given where a checkpoint goes:
+    a safetensors file starts with its 8-byte header length, which as text is absurd."""
+    import re
+
+    from ..argcheck import ArgError, open_input, show_path
+    with open_input(path, "checkpoint") as fh:
+        head = fh.read(512)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:     # (a multi-byte character cut at byte 512)
+        text = head[:exc.start].decode("utf-8") if exc.start > len(head) - 4 else ""
+    if not text or len(head) < 8 or int.from_bytes(head[:8], "little") <= 100 * 1024 * 1024 \
+            or not all(c.isprintable() or c in "\t\r\n" for c in text):
+        return
+    where = show_path(path)
+    if path.suffix.lower() == ".tri" or re.search(r"\b(model|block|layer)\s+\w+", text):
+        out = f"runs/{path.stem}"
+        raise ArgError(f"checkpoint {where} is a .tri source, not a checkpoint: train it "
+                       f"first (`tritium train {path} --out {out}`) and pass "
+                       f"{out}/model.safetensors")
+    raise ArgError(f"checkpoint {where} is a text file, not a safetensors checkpoint: pass "
+                   "a model.safetensors written by `tritium train`")
 
 
 def _prepare(x: np.ndarray | torch.Tensor, info: RunInfo) -> torch.Tensor:
@@ -157,9 +188,51 @@ def predict(model: nn.Module, info: RunInfo, samples: np.ndarray) -> torch.Tenso
     return torch.softmax(logits.float(), dim=-1)
 
 
+def _raw_shape(info: RunInfo) -> tuple[list[int], str | None]:
+    """The shape of one raw sample of the checkpoint's dataset (what `predict` takes), and
+    why it is the model's input shape instead when the dataset cannot be read here."""
+    assert info.input_shape is not None
+    try:
+        ds = load_dataset(info.dataset)
+    except DatasetError as exc:
+        return list(info.input_shape), f"dataset {info.dataset} not readable ({exc.message})"
+    return [int(d) for d in ds.x_test.shape[1:]], None
+
+
+def _onnx_bytes(graph: nn.Module, sample: torch.Tensor, fold: bool,
+                meta: dict[str, str]) -> bytes:
+    import io
+
+    import onnx
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (sample,), buf, dynamo=False, input_names=["x"],
+                              output_names=["logits"], opset_version=18,
+                              do_constant_folding=fold,
+                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
+    except Exception as exc:  # noqa: BLE001 - the exporter's failures are many types
+        raise ExportError(f"ONNX export failed: {exc}",
+                          help="try --format torchscript or safetensors") from None
+    proto = onnx.load_from_string(buf.getvalue())
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name, proto.producer_version = "tritium", tritium.__version__
+    return proto.SerializeToString()
+
+
 def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[str, Any]:
-    """Write the unpacked equivalent of the checkpoint's model as ONNX, TorchScript or plain
-    safetensors; returns a description (max output difference vs the frozen model)."""
+    """Export the checkpoint's model as ONNX (`onnx`: float weights `trits * scale`;
+    `onnx-packed`: 2-bit ternary codes unpacked in the graph), TorchScript or plain
+    safetensors; returns a description (max output difference vs the frozen model).
+
+    Both ONNX variants take *raw* samples, shaped as the dataset's (digits: `[batch, 1, 8,
+    8]`): the graph normalizes and resizes them as `tritium predict` does, and its
+    `metadata_props` hold the labels, the normalization, the input shape and the Tritium
+    version. TorchScript and safetensors hold the model alone (normalized inputs of the
+    model's declared shape)."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format `{fmt}`", help=", ".join(EXPORT_FORMATS))
     from ..argcheck import ArgError, check_output_file
@@ -168,14 +241,33 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
     except ArgError as exc:
         raise ExportError(exc.message) from None
     model, info = load_for_eval(path)
-    plain = unpacked_twin(model) if info.variant == "ternary" else model
     if info.input_shape is None:
         raise ExportError("the model does not declare a static input shape",
                           help="declare it in the forward, e.g. forward(x: Tensor[batch, 64])")
-    sample = torch.randn(2, *info.input_shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ref = model(sample)
-        got = plain(sample)
+    if fmt == "onnx-packed" and info.variant != "ternary":
+        raise ExportError(f"--format onnx-packed needs a ternary checkpoint; {path} is the "
+                          f"{info.variant} model", help="export it with --format onnx")
+    gen = torch.Generator().manual_seed(0)
+    note = None
+    if fmt.startswith("onnx"):
+        from .export import ExportShapeError, export_graph, onnx_metadata
+        raw, note = _raw_shape(info)
+        try:
+            graph = export_graph(model, info, raw, packed=fmt == "onnx-packed")
+        except ExportShapeError as exc:
+            raise ExportError(f"cannot put the input preprocessing in the graph: {exc}") from None
+        sample = torch.rand(2, *raw, generator=gen) * 4
+        with torch.no_grad():
+            ref = model(_prepare(sample.numpy(), info))
+            got = graph(sample)
+        shape = raw
+    else:
+        plain = unpacked_twin(model) if info.variant == "ternary" else model
+        sample = torch.randn(2, *info.input_shape, generator=gen)
+        with torch.no_grad():
+            ref = model(sample)
+            got = plain(sample)
+        shape = info.input_shape
     diff = float((ref - got).abs().max())
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
@@ -193,20 +285,16 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
             torch.jit.save(traced, buf)
         atomic_write_bytes(out, buf.getvalue())
     else:
-        import io
-        buf = io.BytesIO()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(plain, (sample,), buf, dynamo=False, input_names=["x"],
-                                  output_names=["logits"], opset_version=17,
-                                  dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
-        except Exception as exc:  # noqa: BLE001 - the exporter's failures are many types
-            raise ExportError(f"ONNX export failed: {exc}",
-                              help="try --format torchscript or safetensors") from None
-        atomic_write_bytes(out, buf.getvalue())
+        packed = fmt == "onnx-packed"
+        meta = onnx_metadata(info, shape, packed=packed)
+        if note:
+            meta["tritium.preprocessing"] = f"normalization only: {note}"
+        # packed: no constant folding, or the exporter would fold the unpacking back into
+        # float weights
+        atomic_write_bytes(out, _onnx_bytes(graph, sample, not packed, meta))
     return {"format": fmt, "output": str(out), "bytes": out.stat().st_size,
-            "max_abs_diff": diff, "input_shape": info.input_shape, "model": info.entry}
+            "max_abs_diff": diff, "input_shape": shape, "model": info.entry,
+            "raw_inputs": fmt.startswith("onnx") and note is None}
 
 
 def describe(report: EvalReport) -> str:

@@ -443,13 +443,23 @@ class _Run:
 
 
 class _Reporter:
-    """Rich progress bars on a terminal; one plain line per epoch otherwise."""
+    """Rich progress bars on a terminal. Otherwise (output redirected, CI) plain lines: one
+    per epoch with the run's ETA, and within an epoch a progress line with the epoch's and
+    the run's ETA whenever ``interval`` seconds passed since the last line, so a long run
+    is never silent."""
+
+    interval = 10.0
 
     def __init__(self, enabled: bool, quiet: bool) -> None:
         from rich.console import Console
         self.console = Console(quiet=quiet, highlight=False)
         self.enabled = enabled and not quiet
+        self.quiet = quiet
         self.progress = None
+        self._last_line = time.monotonic()
+        self._plain: dict[str, Any] = {}        # the epoch in progress, off a terminal
+        self._epoch_seconds: dict[str, list[float]] = {}
+        self._epochs_left: dict[str, int] = {}
         if self.enabled:
             from rich.progress import (
                 BarColumn,
@@ -473,21 +483,78 @@ class _Reporter:
 
     def task(self, label: str, total: int) -> Any:
         if self.progress is None:
+            # label: "<run> <epoch>/<epochs>"
+            run, _, frac = label.rpartition(" ")
+            done, _, epochs = frac.partition("/")
+            if done.isdigit() and epochs.isdigit():
+                self._epochs_left[run] = int(epochs) - int(done)
+            self._plain = {"label": label, "run": run, "total": total, "step": 0,
+                           "start": time.monotonic()}
             return None
         return self.progress.add_task(label, total=total, stats="")
 
     def advance(self, task: Any, stats: str) -> None:
         if self.progress is not None and task is not None:
             self.progress.update(task, advance=1, stats=stats)
+            return
+        p = self._plain
+        if not p:
+            return
+        p["step"] += 1
+        now = time.monotonic()
+        if now - self._last_line < self.interval or p["step"] >= p["total"]:
+            return
+        elapsed = now - p["start"]
+        epoch_eta = elapsed / p["step"] * (p["total"] - p["step"])
+        line = (f"{p['label']}: batch {p['step']}/{p['total']}, {stats}, "
+                f"{p['step'] / max(elapsed, 1e-9):.1f} batch/s, epoch ETA {_duration(epoch_eta)}")
+        run_eta = self._run_eta(p["run"], epoch_eta, elapsed + epoch_eta)
+        if run_eta is not None:
+            line += f", {p['run']} ETA {_duration(run_eta)}"
+        self._print(line)
+
+    def _run_eta(self, run: str, this_epoch_left: float, epoch_seconds: float
+                 ) -> float | None:
+        """Seconds left in the run's training: this epoch's rest, then the epochs after it
+        at the mean epoch time so far (or this epoch's estimate)."""
+        left = self._epochs_left.get(run)      # epochs after this one
+        if left is None:
+            return None
+        done = self._epoch_seconds.get(run) or [epoch_seconds]
+        return this_epoch_left + left * (sum(done) / len(done))
+
+    def _print(self, line: str) -> None:
+        self._last_line = time.monotonic()
+        if self.progress is not None:
+            self.progress.console.print(line, soft_wrap=True)
+        else:
+            self.console.print(line, soft_wrap=True)
 
     def epoch_done(self, label: str, row: dict[str, float], best: bool) -> None:
         line = (f"{label} epoch {int(row['epoch'])}: loss {row['train_loss']:.4f} "
                 f"acc {row['train_acc']:.4f} | val loss {row['val_loss']:.4f} "
                 f"acc {row['val_acc']:.4f} | lr {row['lr']:.3g}" + (" *" if best else ""))
-        if self.progress is not None:
-            self.progress.console.print(line, soft_wrap=True)
-        else:
-            self.console.print(line, soft_wrap=True)
+        p = self._plain
+        if self.progress is None and p and p.get("run") == label:
+            self._epoch_seconds.setdefault(label, []).append(time.monotonic() - p["start"])
+            left = self._epochs_left.get(label, 0)
+            if left > 0:
+                secs = self._epoch_seconds[label]
+                line += f" | ETA {_duration(left * sum(secs) / len(secs))}"
+            self._plain = {}
+        self._print(line)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class _Diverged(Exception):
@@ -818,6 +885,10 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     with _Reporter(progress and main, opts.quiet or not main) as rep:
         if main and start:
             rep.console.print(f"resuming after epoch {start} of {settings.epochs}")
+        for w in run_warnings({"dataset": ds.name,
+                               "settings": {"augmentation": settings.augmentation}},
+                              [int(d) for d in sp.x_train.shape[1:]]):
+            rep.warn(w)          # before training too: the report repeats it
         try:
             _fit(run, settings, sp, dist_, rep, start, on_epoch, x_val_dev, y_val_dev)
         except _Diverged as d:
@@ -868,7 +939,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     v_acc, _ = evaluate_model(frozen, x_val, y_val)
     ternary = {"test_accuracy": t_acc, "val_accuracy": v_acc,
                "checkpoint_bytes": ckpt.stat().st_size,
-               "tensor_bytes": _tensor_bytes(frozen),
+               "tensor_bytes": _stored_tensor_bytes(ckpt),
                "latency_ms": 0.0,
                "best_epoch": run.best_epoch, "train_seconds": ternary_seconds,
                "params": sum(p.numel() for p in run.model.parameters()),
@@ -892,7 +963,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         bv_acc, _ = evaluate_model(twin, x_val, y_val)
         metrics["fp32"] = {"test_accuracy": b_acc, "val_accuracy": bv_acc,
                            "checkpoint_bytes": fp_path.stat().st_size,
-                           "tensor_bytes": _tensor_bytes(twin),
+                           "tensor_bytes": _stored_tensor_bytes(fp_path),
                            "latency_ms": 0.0,
                            "best_epoch": base_run.best_epoch, "train_seconds": base_seconds,
                            "layers_replaced": replaced}
@@ -925,6 +996,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
             "latency_speedup": metrics["fp32"]["latency_ms"] / ternary["latency_ms"],
         }
     metrics["performance"] = _expectations(getattr(model, "tritium_performance", {}), metrics)
+    metrics["warnings"] = run_warnings({**metrics, "num_classes": ds.num_classes},
+                                       [int(d) for d in sp.x_train.shape[1:]])
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     _plots(out, metrics)
     _print_report(rep.console, metrics, out)
@@ -947,8 +1020,12 @@ def _native() -> bool:
     return bool(native_available())
 
 
-def _tensor_bytes(model: nn.Module) -> int:
-    return sum(v.numel() * v.element_size() for v in model.state_dict().values())
+def _stored_tensor_bytes(path: Path) -> int:
+    """The bytes of tensor data a checkpoint file holds (the file less its header): what
+    `tritium summary` predicts as the packed size."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+    return path.stat().st_size - 8 - n
 
 
 def _weight_distribution(frozen: nn.Module) -> dict[str, dict[str, float]]:
@@ -1008,25 +1085,76 @@ def _plots(out: Path, m: dict[str, Any]) -> None:
         ax1.plot(ep, [r["val_loss"] for r in hist], "--", label=f"{label} val")
         ax2.plot(ep, [r["train_acc"] for r in hist], label=f"{label} train")
         ax2.plot(ep, [r["val_acc"] for r in hist], "--", label=f"{label} val")
-    ax1.set(title="loss", xlabel="epoch")
+    from matplotlib.ticker import MaxNLocator
+    losses = [r[k] for hist in m["history"].values() for r in hist
+              for k in ("train_loss", "val_loss")]
+    if losses and all(math.isfinite(v) and v > 0 for v in losses):
+        ax1.set_yscale("log")      # loss spans decades; a linear axis flattens the tail
+    ax1.set(title="loss" + (" (log scale)" if ax1.get_yscale() == "log" else ""),
+            xlabel="epoch")
     ax2.set(title="accuracy", xlabel="epoch")
-    ax1.legend()
-    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))    # whole epochs
+        ax.legend()
     fig.tight_layout()
     save(fig, "curves.png")
 
     dist = m["weight_distribution"]
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(dist) + 2), 4))
     names = list(dist)
-    bottom = np.zeros(len(names))
+    # one horizontal bar per layer: names stay readable however many layers there are
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.28 * len(names) + 1.5)))
+    left = np.zeros(len(names))
+    pos = np.arange(len(names))
     for key, color in (("-1", "#d62728"), ("0", "#7f7f7f"), ("+1", "#2ca02c")):
         vals = np.array([dist[n][key] for n in names])
-        ax.bar(names, vals, bottom=bottom, label=key, color=color)
-        bottom += vals
-    ax.set(title="ternary weights per layer", ylabel="share")
+        ax.barh(pos, vals, left=left, label=key, color=color)
+        left += vals
+    ax.set_yticks(pos, names, fontsize=8 if len(names) > 12 else 10)
+    ax.invert_yaxis()              # the first layer on top
+    ax.set(title="ternary weights per layer", xlabel="share", xlim=(0, 1))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     save(fig, "weights.png")
+
+
+# Augmentations that change what a sample of these datasets is (a mirrored digit is
+# another glyph, or none)
+_MIRROR_SENSITIVE = {"digits", "mnist"}
+_SPATIAL = {"random_crop", "random_shift", "horizontal_flip", "hflip"}
+
+
+def run_warnings(m: dict[str, Any], raw_shape: list[int] | None = None) -> list[str]:
+    """What the report should warn about: a run whose validation loss exploded or whose
+    test accuracy is at chance (diverged, even if no loss became NaN), and augmentations
+    that do not fit the data. ``raw_shape`` is one training sample's shape before the
+    model's input adaptation (augmentation works on it)."""
+    out: list[str] = []
+    classes = int(m.get("num_classes") or 0) or 10
+    chance = 1.0 / classes
+    for label, hist in m.get("history", {}).items():
+        vals = [r["val_loss"] for r in hist if math.isfinite(r.get("val_loss", math.nan))]
+        if len(vals) >= 2:
+            best, last, worst = min(vals), vals[-1], max(vals)
+            if worst > max(10 * best, best + 5) and worst > 10 * vals[0]:
+                out.append(f"{label}: the validation loss exploded to {worst:.4g} (epoch "
+                           f"{vals.index(worst) + 1}; best {best:.4g}, last {last:.4g}): "
+                           "the run diverged; lower the learning rate or set grad_clip")
+        variant = m.get(label) or {}
+        acc = variant.get("test_accuracy")
+        if acc is not None and classes > 1 and acc <= chance + 0.5 * chance:
+            out.append(f"{label}: test accuracy {acc:.4f} is at chance for {classes} classes "
+                       f"({chance:.4f}): the model learned nothing (diverged, or a learning "
+                       "rate too high or too low)")
+    aug = [a for a in (m.get("settings") or {}).get("augmentation") or []]
+    dataset = str(m.get("dataset", ""))
+    for a in aug:
+        if a in ("horizontal_flip", "hflip") and dataset in _MIRROR_SENSITIVE:
+            out.append(f"augmentation {a} mirrors {dataset} images, and a mirrored digit is "
+                       "not the same digit: it teaches the model wrong labels; remove it")
+        elif a in _SPATIAL and raw_shape is not None and len(raw_shape) != 3:
+            out.append(f"augmentation {a} needs images [C, H, W]; the {dataset} samples are "
+                       f"shaped {raw_shape}, so it does nothing")
+    return out
 
 
 def _kb(n: int) -> str:
@@ -1048,7 +1176,7 @@ def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
          b and f"{t['test_accuracy'] - b['test_accuracy']:+.4f}"),
         ("checkpoint size", _kb(t["checkpoint_bytes"]), b and _kb(b["checkpoint_bytes"]),
          b and f"{m['ratio']['checkpoint']:.1f}x smaller"),
-        ("weights and buffers", _kb(t["tensor_bytes"]), b and _kb(b["tensor_bytes"]),
+        ("checkpoint tensors", _kb(t["tensor_bytes"]), b and _kb(b["tensor_bytes"]),
          b and f"{m['ratio']['tensors']:.1f}x smaller"),
         (f"batch-1 latency ({t['threads']} thread{'s' if t['threads'] > 1 else ''})",
          f"{t['latency_ms']:.3f} ms",
@@ -1062,6 +1190,8 @@ def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
     for r in rows:
         table.add_row(*[c for c in r if c is not None])
     console.print(table)
+    for w in m.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not t["native_kernels"]:
         console.print("[yellow]note:[/] native kernels unavailable; latency is the pure-torch path")
     if b and b.get("int8dyn_latency_ms"):

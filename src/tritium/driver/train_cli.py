@@ -235,8 +235,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_output_file(args.output, "-o")
     from .evaluate import export_checkpoint
     r = export_checkpoint(args.checkpoint, args.format, args.output)
-    print(f"wrote {r['output']} ({r['format']}, {r['bytes']:,} bytes): the unpacked ternary "
-          f"model {r['model']}, input [batch, {', '.join(map(str, r['input_shape']))}]; "
+    what = {"onnx-packed": "2-bit ternary weights unpacked in the graph",
+            "onnx": "float weights trits*scale"}.get(r["format"], "the unpacked ternary model")
+    raw = (", raw samples: normalization and resize are in the graph"
+           if r.get("raw_inputs") else "")
+    print(f"wrote {r['output']} ({r['format']}, {r['bytes']:,} bytes): {r['model']}, {what}; "
+          f"input [batch, {', '.join(map(str, r['input_shape']))}]{raw}; "
           f"max |difference| from the packed model on a test input: {r['max_abs_diff']:.2e}")
     return EXIT_OK
 
@@ -319,12 +323,16 @@ def register(sub: Any, formatter_class: Any) -> None:
                        formatter_class=formatter_class,
                        epilog="examples:\n"
                               "  tritium export runs/mlp/model.safetensors --format onnx -o mlp.onnx\n"
+                              "  tritium export runs/mlp/model.safetensors --format onnx-packed "
+                              "-o mlp.onnx\n"
                               "  tritium export runs/mlp/model.safetensors --format torchscript "
-                              "-o mlp.pt\n\nThe export holds the unpacked ternary model (weights "
-                              "trits*scale as float\nconstants in standard layers), not "
-                              "Tritium's packed kernels.")
+                              "-o mlp.pt\n\nONNX exports take raw samples (normalization and "
+                              "resize in the graph;\nlabels and normalization in metadata_props). "
+                              "onnx-packed stores 2-bit ternary\ncodes unpacked in the graph; the "
+                              "others hold the weights as float trits*scale.")
     x.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
-    x.add_argument("--format", choices=("onnx", "torchscript", "safetensors"), required=True)
+    x.add_argument("--format", choices=("onnx", "onnx-packed", "torchscript", "safetensors"),
+                   required=True)
     x.add_argument("-o", "--output", required=True, metavar="FILE",
                    type=path_arg("output-file"))
     x.set_defaults(func=_guard(cmd_export))

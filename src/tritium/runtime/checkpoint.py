@@ -2,23 +2,30 @@
 
 A checkpoint is a model's ``state_dict`` (frozen layers: packed ternary/int8/int4 data,
 scales, bias; unfrozen layers: float tensors) in the safetensors format, with the Tritium
-metadata in the header's ``__metadata__`` (string to string). Version 3 (written now) has
-two keys:
+metadata in the header's ``__metadata__`` (string to string). Version 4 (written now) keeps
+every field in a key of its own, as plain text or compact JSON, so that any safetensors
+tool shows it:
 
 * ``tritium.checkpoint_version`` -- :data:`CHECKPOINT_VERSION`;
-* ``tritium`` -- one base85 string of raw-deflated JSON (with the preset dictionary
-  :data:`_V3_ZDICT`) holding the Tritium version, the packing version, the source hash, the
-  kind of every module owning a tensor and the quantizer of every Tritium layer, the
-  logical shape and format of every packed tensor, the tensors stored as float16, the
-  batch norms folded into frozen layers, the caller's ``extra`` strings and a sha256
-  digest (128 bits) over every stored tensor's name, dtype, shape and bytes.
+* ``tritium.version``, ``tritium.packing_version`` -- the writer and its trit packing;
+* ``tritium.layers`` -- ``{module: {"kind": class name, "quantizer": name}}`` for every
+  module owning a tensor;
+* ``tritium.packed`` -- ``{tensor: {"format": "t2", "shape": [logical shape]}}``;
+* ``tritium.float16`` -- the tensors stored as float16; ``tritium.folds`` -- the batch
+  norms folded into frozen layers;
+* ``tritium.digest`` -- sha256 (128 bits) over every stored tensor's name, dtype, shape
+  and bytes; ``tritium.source_hash`` -- only when it is not the hash of
+  ``tritium.source``;
+* the caller's ``extra`` strings, each under its own key (``tritium.source``,
+  ``tritium.normalization``...).
 
 What is stored (see docs/formats.md): ternary weights densely, 5 trits a byte
 (:func:`encode_dense`); a frozen ternary layer's ``weight_scale`` and ``bias`` as float16
 when every value is a normal float16 number (relative rounding error at most 2**-11), else
 as float32; everything else as the model holds it. Reading restores the in-memory layout
 (kernel packing, float32 scales). Versions 1 (kernel layout, plain metadata keys) and 2
-(dense trits, one zlib JSON per metadata key) are still read.
+(dense trits, one zlib JSON per metadata key) and 3 (the version 4 fields in one
+deflate+base85 key) are still read.
 
 :func:`load_checkpoint` validates the file structure itself before handing it to
 safetensors, and turns every problem into a :class:`CheckpointError` that names the file
@@ -71,13 +78,14 @@ __all__ = [
     "read_checkpoint_metadata",
 ]
 
-CHECKPOINT_VERSION = 3
-"""Version of the checkpoint layout (metadata keys and their meaning). Version 3 keeps all
-Tritium metadata in one compressed key, may store frozen ternary scales and biases as
-float16 and records folded batch norms; version 2 (dense trits, see :func:`encode_dense`)
-and version 1 (kernel layout) files are still read."""
+CHECKPOINT_VERSION = 4
+"""Version of the checkpoint layout (metadata keys and their meaning). Version 4 keeps
+every Tritium metadata field in its own ``__metadata__`` key as a plain string (JSON where
+structured), readable by any safetensors tool; version 3 (the same fields in one
+deflate+base85 key), version 2 (dense trits, one zlib JSON per metadata key, see
+:func:`encode_dense`) and version 1 (kernel layout) files are still read."""
 
-_READABLE_VERSIONS = (1, 2, 3)
+_READABLE_VERSIONS = (1, 2, 3, 4)
 _DENSE = {"t2", "t1.6"}
 
 
@@ -176,6 +184,92 @@ def _unpack_v3(text: str) -> Any:
         raise ValueError(f"compressed metadata is damaged: {e}") from None
 
 
+# Version 4: one plain ``__metadata__`` key per field. The caller's ``extra`` strings are
+# keys of their own beside these (so a safetensors tool shows ``tritium.source`` as text);
+# they may not use these names.
+_V4_KEYS = {
+    "tritium.version": "v",          # Tritium version that wrote the file
+    "tritium.packing_version": "p",  # decimal int
+    "tritium.layers": "L",           # JSON {module: {"kind": ..., "quantizer": ...}}
+    "tritium.packed": "t",           # JSON {tensor: {"format": ..., "shape": [...]}}
+    "tritium.float16": "f16",        # JSON [tensor, ...] stored as float16
+    "tritium.folds": "fold",         # JSON {layer: batch-norm attribute}
+    "tritium.digest": "d",           # 32 hex digits over the stored tensors
+    "tritium.source_hash": "h",      # optional; absent: sha256 of tritium.source
+}
+_KEY_VERSION = "tritium.checkpoint_version"
+_V4_RESERVED = frozenset(_V4_KEYS) | {_KEY_VERSION, "tritium"}
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _v4_header(blob: dict[str, Any]) -> dict[str, str]:
+    """The version 4 ``__metadata__`` of the fields :func:`save_checkpoint` gathered in
+    ``blob`` (the version 3 field names)."""
+    layers = {name: {"kind": kind} for name, kind in blob["k"].items()}
+    for name, quant in blob["q"].items():
+        layers.setdefault(name, {"kind": "unknown"})["quantizer"] = quant
+    header = {
+        _KEY_VERSION: "4",
+        "tritium.version": blob["v"],
+        "tritium.packing_version": str(blob["p"]),
+        "tritium.layers": _compact(layers),
+        "tritium.packed": _compact({n: {"format": f, "shape": s}
+                                    for n, (f, s) in blob["t"].items()}),
+        "tritium.float16": _compact(blob["f16"]),
+        "tritium.folds": _compact(blob["fold"]),
+        "tritium.digest": blob["d"],
+    }
+    if "h" in blob:
+        header["tritium.source_hash"] = blob["h"]
+    header.update(blob["x"])
+    return header
+
+
+def _v4_blob(meta: dict[str, str]) -> dict[str, Any]:
+    """A version 4 header as the version 3 field dict (checked by :func:`_check_blob`);
+    raises ValueError for a field that is not the JSON it must be."""
+    blob: dict[str, Any] = {"x": {k: v for k, v in meta.items() if k not in _V4_RESERVED}}
+    for key, short in _V4_KEYS.items():
+        if key not in meta:
+            if key == "tritium.source_hash":
+                continue
+            raise ValueError(f"the key {key!r} is missing")
+        text = meta[key]
+        if short in ("v", "d", "h"):
+            blob[short] = text
+        elif short == "p":
+            if not re.fullmatch(r"[0-9]{1,10}", text):
+                raise ValueError(f"{key!r} is {_short(text)}, not a decimal integer")
+            blob[short] = int(text)
+        else:
+            try:
+                blob[short] = parse_json(text, max_depth=_MAX_META_DEPTH)
+            except ValueError as e:
+                raise ValueError(f"{key!r} is not valid JSON ({e})") from None
+    layers, packed = blob.pop("L"), blob["t"]
+    if not isinstance(layers, dict) or not isinstance(packed, dict):
+        raise ValueError("'tritium.layers' and 'tritium.packed' must be JSON objects")
+    blob["k"], blob["q"] = {}, {}
+    for name, entry in layers.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str) or \
+                not isinstance(entry.get("quantizer", ""), str) or \
+                set(entry) - {"kind", "quantizer"}:
+            raise ValueError(f"'tritium.layers' entry {name!r} is not "
+                             '{"kind": str[, "quantizer": str]}')
+        blob["k"][name] = entry["kind"]
+        if "quantizer" in entry:
+            blob["q"][name] = entry["quantizer"]
+    for name, entry in packed.items():
+        if not isinstance(entry, dict) or set(entry) != {"format", "shape"}:
+            raise ValueError(f"'tritium.packed' entry {name!r} is not "
+                             '{"format": str, "shape": [int, ...]}')
+        packed[name] = [entry["format"], entry["shape"]]
+    return blob
+
+
 # float16 holds a value to 2**-11 relative error when it is a normal float16 number
 _F16_MIN, _F16_MAX = 2.0 ** -14, 65504.0
 
@@ -240,7 +334,6 @@ _DTYPES: dict[str, tuple[torch.dtype, int]] = {
     "F64": (torch.float64, 8),
 }
 _MAX_HEADER = 100 * 1024 * 1024
-_KEY_VERSION = "tritium.checkpoint_version"
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -370,27 +463,10 @@ def _source_hash_of(extra: dict[str, str]) -> str | None:
     return None if src is None else hashlib.sha256(src.encode()).hexdigest()
 
 
-def save_checkpoint(
-    path: str | Path,
-    model: nn.Module,
-    *,
-    source_hash: str | None = None,
-    extra: dict[str, str] | None = None,
-    float16_scales: bool = True,
-) -> CheckpointMetadata:
-    """Write ``model.state_dict()`` and the Tritium metadata to ``path`` atomically.
-
-    Returns the metadata written. ``extra`` values must be strings. With
-    ``float16_scales`` (default) a frozen ternary layer's ``weight_scale`` and ``bias`` are
-    stored as float16 when every value is a normal float16 number (relative error at most
-    2**-11; they are read back as float32); otherwise, and for every other tensor, the
-    model's dtype is kept.
-    """
-    path = Path(path)
-    extra = dict(extra or {})
-    bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
-    if bad:
-        raise CheckpointError(path, f"extra metadata must map str to str; bad keys: {bad}")
+def _stored_state(model: nn.Module, float16_scales: bool = True
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, TensorInfo], set[str]]:
+    """The tensors a checkpoint of ``model`` stores (dense trits, float16 scales and biases
+    where they fit), their metadata, and the names stored as float16."""
     state = {
         k: v.detach().to("cpu").contiguous().clone()
         for k, v in model.state_dict().items()
@@ -412,6 +488,38 @@ def save_checkpoint(
                         and _fits_float16(state[name]):
                     state[name] = state[name].to(torch.float16)
                     half.add(name)
+    return state, infos, half
+
+
+def stored_tensor_bytes(model: nn.Module, float16_scales: bool = True) -> dict[str, int]:
+    """The bytes each tensor of ``model`` takes in a checkpoint :func:`save_checkpoint`
+    writes (the file less its header is their sum)."""
+    state, _, _ = _stored_state(model, float16_scales)
+    return {k: v.numel() * v.element_size() for k, v in state.items()}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    source_hash: str | None = None,
+    extra: dict[str, str] | None = None,
+    float16_scales: bool = True,
+) -> CheckpointMetadata:
+    """Write ``model.state_dict()`` and the Tritium metadata to ``path`` atomically.
+
+    Returns the metadata written. ``extra`` values must be strings. With
+    ``float16_scales`` (default) a frozen ternary layer's ``weight_scale`` and ``bias`` are
+    stored as float16 when every value is a normal float16 number (relative error at most
+    2**-11; they are read back as float32); otherwise, and for every other tensor, the
+    model's dtype is kept.
+    """
+    path = Path(path)
+    extra = dict(extra or {})
+    bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise CheckpointError(path, f"extra metadata must map str to str; bad keys: {bad}")
+    state, infos, half = _stored_state(model, float16_scales)
     folds = _folds(model)
     meta = CheckpointMetadata(
         checkpoint_version=CHECKPOINT_VERSION,
@@ -447,7 +555,11 @@ def save_checkpoint(
         blob["h"] = source_hash
     elif source_hash is None and "tritium.source" in extra:
         blob["h"] = ""
-    header = {_KEY_VERSION: str(CHECKPOINT_VERSION), "tritium": _pack_v3(blob)}
+    clash = sorted(set(extra) & _V4_RESERVED)
+    if clash:
+        raise CheckpointError(path, f"extra metadata keys {clash} are reserved for the "
+                                    "checkpoint format")
+    header = _v4_header(blob)
     try:
         data = safetensors.torch.save(state, metadata=header)
     except Exception as e:  # safetensors reports unsupported dtypes etc. in its own types
@@ -543,14 +655,21 @@ def _parse_structure(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str,
     return header, meta
 
 
-def _v3_blob(path: Path, meta: dict[str, str]) -> dict[str, Any]:
-    """The decoded, type-checked ``tritium`` key of a version 3 header."""
-    if "tritium" not in meta:
-        raise CheckpointError(path, "version 3 header has no 'tritium' metadata key")
-    try:
-        blob = _unpack_v3(meta["tritium"])
-    except ValueError as e:
-        raise CheckpointError(path, f"Tritium metadata is not readable ({e})") from None
+def _v3_blob(path: Path, meta: dict[str, str], version: int) -> dict[str, Any]:
+    """The decoded, type-checked Tritium fields of a version 3 or 4 header (in the version
+    3 field names)."""
+    if version >= 4:
+        try:
+            blob = _v4_blob(meta)
+        except ValueError as e:
+            raise CheckpointError(path, f"Tritium metadata is not readable: {e}") from None
+    else:
+        if "tritium" not in meta:
+            raise CheckpointError(path, "version 3 header has no 'tritium' metadata key")
+        try:
+            blob = _unpack_v3(meta["tritium"])
+        except ValueError as e:
+            raise CheckpointError(path, f"Tritium metadata is not readable ({e})") from None
     if not isinstance(blob, dict):
         raise CheckpointError(path, "Tritium metadata is not a JSON object")
     want = {"v": str, "p": int, "k": dict, "q": dict, "t": dict, "f16": list, "fold": dict,
@@ -641,7 +760,7 @@ def _parse_metadata(path: Path, meta: dict[str, str], header: dict[str, Any]
             f"{', '.join(map(str, _READABLE_VERSIONS))})",
         )
     if version >= 3:
-        blob = _v3_blob(path, meta)
+        blob = _v3_blob(path, meta, version)
         packing_version = blob["p"]
         extra = blob["x"]
         tensors = _v3_tensors(path, blob, header)

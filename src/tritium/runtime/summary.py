@@ -17,6 +17,13 @@ Accounting:
   ``fp32`` and costs its stored size on both sides; non-float buffers (e.g. BatchNorm's
   ``num_batches_tracked``) cost their bytes on both sides without counting as parameters.
 * ``fp32_bytes`` is the size of the same model with every weight in float32.
+* ``checkpoint_bytes`` is what the module's tensors take in a checkpoint
+  :func:`~tritium.runtime.save_checkpoint` writes of the model as it is (frozen ternary
+  weights as dense trits, scales and biases float16 where exact; the file less its header
+  is the total).
+* ``macs`` (with a sample input) are the multiply-accumulates per sample of each linear
+  and convolution layer (output elements times the weight's fan-in), ``ternary_macs``
+  those of ternary layers.
 """
 
 from __future__ import annotations
@@ -58,6 +65,9 @@ class LayerSummary:
     packed_bytes: int = 0
     fp32_bytes: int = 0
     packing_format: str | None = None
+    checkpoint_bytes: int = 0
+    macs: int | None = None
+    ternary_macs: int = 0
 
     @property
     def params(self) -> int:
@@ -100,6 +110,21 @@ class Summary:
         return sum(r.fp32_bytes for r in self.layers)
 
     @property
+    def checkpoint_bytes(self) -> int:
+        return sum(r.checkpoint_bytes for r in self.layers)
+
+    @property
+    def macs(self) -> int | None:
+        """Multiply-accumulates per sample (``None`` without a sample input)."""
+        counted = [r.macs for r in self.layers if r.macs is not None]
+        return sum(counted) if counted else None
+
+    @property
+    def ternary_mac_share(self) -> float | None:
+        m = self.macs
+        return sum(r.ternary_macs for r in self.layers) / m if m else None
+
+    @property
     def compression_ratio(self) -> float:
         """``fp32_bytes / packed_bytes`` (1.0 for an empty model)."""
         return self.fp32_bytes / self.packed_bytes if self.packed_bytes else 1.0
@@ -123,6 +148,9 @@ class Summary:
                 "packed_bytes": self.packed_bytes,
                 "fp32_bytes": self.fp32_bytes,
                 "compression_ratio": self.compression_ratio,
+                "checkpoint_bytes": self.checkpoint_bytes,
+                "macs": self.macs,
+                "ternary_mac_share": self.ternary_mac_share,
             },
         }
 
@@ -217,6 +245,15 @@ def summarize(
         row = _layer_row(mname or "(root)", m, ternary_format)
         rows.append(row)
         by_module[id(m)] = row
+    from tritium.runtime.checkpoint import stored_tensor_bytes
+    stored = stored_tensor_bytes(module)
+    for mname, m in module.named_modules():
+        row = by_module.get(id(m))
+        if row is None:
+            continue
+        dot = f"{mname}." if mname else ""
+        row.checkpoint_bytes = sum(v for k, v in stored.items()
+                                   if k.startswith(dot) and "." not in k[len(dot):])
     summary = Summary(model_name=name or type(module).__name__, layers=rows)
     if sample_input is None:
         return summary
@@ -225,6 +262,11 @@ def summarize(
         row = by_module.get(id(mod))
         if row is not None and isinstance(out, torch.Tensor):
             row.output_shape = tuple(out.shape)
+            k = _fan_in(mod)
+            if k is not None and out.dim() >= 1 and out.shape[0]:
+                row.macs = out.numel() // out.shape[0] * k
+                if isinstance(mod, TernaryLayer):
+                    row.ternary_macs = row.macs
 
     handles = [m.register_forward_hook(hook) for m in module.modules() if id(m) in by_module]
     modes = {id(m): m.training for m in module.modules()}
@@ -239,6 +281,15 @@ def summarize(
         for m in module.modules():
             m.training = modes[id(m)]
     return summary
+
+
+def _fan_in(mod: nn.Module) -> int | None:
+    """The multiply-accumulates per output element of a linear or convolution layer."""
+    if isinstance(mod, TritiumLayer):
+        return math.prod(mod.weight_shape[1:])
+    if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return math.prod(mod.weight.shape[1:])
+    return None
 
 
 def _fmt_count(n: int) -> str:
@@ -265,7 +316,10 @@ def render_summary(summary: Summary) -> Table:
     table.add_column("int4", justify="right", footer=_fmt_count(summary.int4_params))
     table.add_column("fp32", justify="right", footer=_fmt_count(summary.fp32_params))
     table.add_column("packed", justify="right", footer=_fmt_bytes(summary.packed_bytes))
+    table.add_column("checkpoint", justify="right", footer=_fmt_bytes(summary.checkpoint_bytes))
     table.add_column("fp32 equiv.", justify="right", footer=_fmt_bytes(summary.fp32_bytes))
+    table.add_column("MACs", justify="right",
+                     footer="-" if summary.macs is None else _fmt_count(summary.macs))
     for r in summary.layers:
         shape = "-" if r.output_shape is None else "×".join(str(d) for d in r.output_shape)
         table.add_row(
@@ -278,11 +332,15 @@ def render_summary(summary: Summary) -> Table:
             _fmt_count(r.int4_params),
             _fmt_count(r.fp32_params),
             _fmt_bytes(r.packed_bytes),
+            _fmt_bytes(r.checkpoint_bytes),
             _fmt_bytes(r.fp32_bytes),
+            "-" if r.macs is None else _fmt_count(r.macs),
         )
     table.caption = (
         f"{summary.total_params:,} parameters · {_fmt_bytes(summary.packed_bytes)} packed vs "
         f"{_fmt_bytes(summary.fp32_bytes)} fp32 · compression {summary.compression_ratio:.1f}× "
         f"· {summary.bits_per_param:.2f} bits/param"
+        + (f" · {summary.macs:,} MACs a sample, {summary.ternary_mac_share:.1%} ternary"
+           if summary.macs else "")
     )
     return table

@@ -56,10 +56,18 @@ def test_version_2_accuracy_is_unchanged_by_the_fold(tmp_path: Path) -> None:
     out = tmp_path / "v3.safetensors"
     save_checkpoint(out, model, source_hash=meta.source_hash, extra=meta.extra)
     again = read_checkpoint_metadata(out)
-    assert again.checkpoint_version == 3 and again.folds == {"fc1": "bn1"}
+    assert again.checkpoint_version == 4 and again.folds == {"fc1": "bn1"}
     assert again.source_hash == meta.source_hash
     assert evaluate_checkpoint(out).accuracy == acc
-    assert out.stat().st_size < V2.stat().st_size * 0.6
+    # the tensors are what shrank; version 4 spends some of it on plain-text metadata
+    assert _tensor_bytes(out) < _tensor_bytes(V2) * 0.6
+    assert out.stat().st_size < V2.stat().st_size
     # and the folded model still exports to plain layers
     report = export_checkpoint(out, "torchscript", tmp_path / "m.pt")
     assert report["max_abs_diff"] < 1e-4
+
+
+def _tensor_bytes(path: Path) -> int:
+    """The size of a safetensors file's data section (its tensors, without the header)."""
+    raw = path.read_bytes()
+    return len(raw) - 8 - int.from_bytes(raw[:8], "little")

@@ -20,6 +20,8 @@ from tritium.runtime.checkpoint import (
     CheckpointError,
     _pack_v3,
     _unpack_v3,
+    _v4_blob,
+    _v4_header,
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
@@ -152,10 +154,28 @@ def test_file_is_plain_safetensors(tmp_path: Path) -> None:
 # --- corruption -------------------------------------------------------------------------
 
 
+def _as_v3(header: dict) -> None:
+    """Rewrite a version 4 header as the version 3 one of the same checkpoint (one
+    deflate+base85 ``tritium`` key), the tensor data untouched."""
+    blob = _v4_blob(header["__metadata__"])
+    header["__metadata__"] = {"tritium.checkpoint_version": "3", "tritium": _pack_v3(blob)}
+
+
 @pytest.fixture()
 def good(tmp_path: Path) -> Path:
+    """A version 3 checkpoint (the corruption tests below edit its compressed field)."""
     path = tmp_path / "good.safetensors"
     save_checkpoint(path, freeze_model(_trained_net()), source_hash="h")
+    _rewrite_header(path, _as_v3)
+    assert read_checkpoint_metadata(path).checkpoint_version == 3
+    return path
+
+
+@pytest.fixture()
+def good4(tmp_path: Path) -> Path:
+    path = tmp_path / "good4.safetensors"
+    save_checkpoint(path, freeze_model(_trained_net()), source_hash="h",
+                    extra={"tritium.source": "model M {}", "tritium.normalization": "[0.5, 2.0]"})
     return path
 
 
@@ -164,7 +184,7 @@ def _rewrite_header(path: Path, edit: Callable[[dict], None]) -> None:
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + n])
     edit(header)
-    blob = json.dumps(header).encode()
+    blob = json.dumps(header, separators=(",", ":")).encode()
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
 
 
@@ -488,7 +508,7 @@ def test_version_2_files_are_still_read(tmp_path: Path) -> None:
     out = tmp_path / "v3.safetensors"
     save_checkpoint(out, model, float16_scales=False, source_hash=meta.source_hash)
     again = _V2Net()
-    assert load_checkpoint(out, again)[1].checkpoint_version == 3
+    assert load_checkpoint(out, again)[1].checkpoint_version == CHECKPOINT_VERSION
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(),
                                  strict=True):
         assert torch.equal(a, b), name
@@ -615,3 +635,88 @@ def test_a_shape_of_absurd_rank_is_rejected(good: Path) -> None:
 
     _rewrite_header(good, edit)
     _expect_error(good, "malformed shape", "...")
+
+
+# --- version 4: plain metadata ------------------------------------------------------------
+
+
+def test_v4_metadata_is_plain_text_any_safetensors_tool_reads(good4: Path) -> None:
+    with safetensors.safe_open(str(good4), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["tritium.checkpoint_version"] == "4"
+    assert meta["tritium.version"] == tritium.__version__
+    assert meta["tritium.source"] == "model M {}"
+    assert json.loads(meta["tritium.normalization"]) == [0.5, 2.0]
+    layers = json.loads(meta["tritium.layers"])
+    assert layers["fc1"] == {"kind": "TernaryLinear", "quantizer": "absmean"}
+    packed = json.loads(meta["tritium.packed"])
+    assert packed["fc1.weight_packed"]["format"] == "t2"
+    assert packed["fc1.weight_packed"]["shape"] == [32, 64]
+    # the header's own JSON parse is all a reader needs: no compressed or encoded value
+    assert all(not v.startswith("zlib:") for v in meta.values())
+    m = read_checkpoint_metadata(good4)
+    assert m.checkpoint_version == 4 and m.source_hash == "h"
+    assert m.extra["tritium.normalization"] == "[0.5, 2.0]"
+
+
+def test_v4_and_v3_of_one_checkpoint_load_the_same(good4: Path, tmp_path: Path) -> None:
+    v3 = tmp_path / "v3.safetensors"
+    v3.write_bytes(good4.read_bytes())
+    _rewrite_header(v3, _as_v3)
+    s4, m4 = load_checkpoint(good4)
+    s3, m3 = load_checkpoint(v3)
+    assert (m3.checkpoint_version, m4.checkpoint_version) == (3, 4)
+    assert (m3.tensors, m3.extra, m3.folds, m3.float16, m3.source_hash) == \
+        (m4.tensors, m4.extra, m4.folds, m4.float16, m4.source_hash)
+    assert all(torch.equal(s3[k], s4[k]) for k in s4)
+
+
+def test_v4_header_round_trips_the_fields(good4: Path) -> None:
+    raw = good4.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    meta = json.loads(raw[8:8 + n])["__metadata__"]
+    assert _v4_header(_v4_blob(meta)) == meta
+
+
+def test_extra_may_not_use_a_reserved_key(tmp_path: Path) -> None:
+    for key in ("tritium.digest", "tritium.layers", "tritium.checkpoint_version", "tritium"):
+        with pytest.raises(CheckpointError, match="reserved"):
+            save_checkpoint(tmp_path / "x.safetensors", _trained_net(), extra={key: "1"})
+
+
+def test_v4_metadata_fields_are_checked(good4: Path) -> None:
+    raw = good4.read_bytes()
+
+    def set_key(key: str, value: str | None) -> Callable[[dict], None]:
+        def edit(h: dict) -> None:
+            if value is None:
+                h["__metadata__"].pop(key)
+            else:
+                h["__metadata__"][key] = value
+        return edit
+
+    for key, value, fragment in [
+        ("tritium.digest", None, "'tritium.digest' is missing"),
+        ("tritium.digest", "zz" * 16, "field 'd'"),
+        ("tritium.packing_version", "-1", "not a decimal integer"),
+        ("tritium.packing_version", "1" * 40, "not a decimal integer"),
+        ("tritium.layers", "[", "'tritium.layers' is not valid JSON"),
+        ("tritium.layers", "[]", "must be JSON objects"),
+        ("tritium.layers", '{"fc1": {"kind": 3}}', "'tritium.layers' entry 'fc1'"),
+        ("tritium.layers", '{"fc1": {"kind": "X", "more": "y"}}', "'tritium.layers' entry"),
+        ("tritium.packed", '{"fc1.weight_packed": "t2"}', "'tritium.packed' entry"),
+        ("tritium.packed", '{"fc1.weight_packed": {"format": "t2", "shape": [1e9999]}}',
+         "not a finite number"),
+        ("tritium.packed", '{"fc1.weight_packed": {"format": "t9", "shape": [32, 64]}}',
+         "unknown packing format"),
+        ("tritium.packed", '{"nope": {"format": "t2", "shape": [32, 64]}}', "not stored"),
+        ("tritium.float16", '["nope"]', "not stored: ['nope']"),
+        ("tritium.float16", '{"a": 1}', "field 'f16'"),
+        ("tritium.folds", '{"bn": "x"}', "is not a stored ternary layer"),
+        ("tritium.folds", "[" * 10000, "nested"),
+        ("tritium.version", "x" * 1000, "field 'v'"),
+        ("tritium.source_hash", "h" * 1000, "field 'h'"),
+    ]:
+        good4.write_bytes(raw)
+        _rewrite_header(good4, set_key(key, value))
+        _expect_error(good4, fragment)

@@ -121,3 +121,24 @@ def test_render_and_to_dict() -> None:
     assert data["totals"]["packed_bytes"] == s.packed_bytes
     assert data["totals"]["compression_ratio"] == pytest.approx(s.compression_ratio)
     assert len(data["layers"]) == 3 and data["layers"][0]["output_shape"] == [1, 128]
+
+
+def test_checkpoint_bytes_and_macs_match_the_saved_file(tmp_path):
+    from tritium.runtime import TernaryConv2d, TernaryLinear, freeze_model, save_checkpoint
+    from tritium.runtime.summary import summarize as _summarize
+
+    torch.manual_seed(0)
+    model = nn.Sequential(TernaryConv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Flatten(), TernaryLinear(8 * 6 * 6, 10), nn.Linear(10, 4))
+    model.train()
+    model(torch.randn(4, 3, 6, 6))
+    for frozen in (False, True):
+        if frozen:
+            freeze_model(model.eval())
+        s = _summarize(model, torch.randn(2, 3, 6, 6))
+        path = tmp_path / f"m{frozen}.safetensors"
+        save_checkpoint(path, model)
+        raw = path.read_bytes()
+        assert s.checkpoint_bytes == len(raw) - 8 - int.from_bytes(raw[:8], "little")
+        assert s.macs == 8 * 36 * 27 + 10 * 288 + 4 * 10
+        assert s.ternary_mac_share == (8 * 36 * 27 + 10 * 288) / s.macs

@@ -1,0 +1,44 @@
+"""What `eval`/`predict`/`export` say when handed a program instead of a checkpoint, and
+what `profile` reports apart from the compile itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tritium.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+MLP = str(ROOT / "examples" / "mlp.tri")
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", MLP],
+    ["predict", MLP, MLP],
+    ["export", MLP, "--format", "onnx", "-o", "OUT/m.onnx"],
+])
+def test_a_tri_source_where_a_checkpoint_goes_says_train_it_first(argv, tmp_path, capsys):
+    argv = [a.replace("OUT", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert ".tri source, not a checkpoint" in err and "tritium train" in err
+    assert "Traceback" not in err and "header length" not in err
+
+
+@pytest.mark.parametrize("text", ["just some notes\n" * 3, "{\"a\": 1}\n", "x" * 600])
+def test_other_text_is_named_as_text(text: str, tmp_path: Path, capsys):
+    f = tmp_path / "notes.safetensors"
+    f.write_text(text)
+    assert main(["eval", str(f)]) == 2
+    assert "is a text file, not a safetensors checkpoint" in capsys.readouterr().err
+
+
+def test_profile_reports_the_first_compile_apart(capsys):
+    assert main(["profile", MLP, "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    head = re.search(r"compiled at -O\d in ([\d.]+) ms", out)
+    first = re.search(r"first compile in this process took ([\d.]+) ms", out)
+    assert head and first, out
+    assert float(first.group(1)) >= 0 and "importing" in out
