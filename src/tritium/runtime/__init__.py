@@ -81,6 +81,7 @@ from tritium.runtime.ste import (
     ternary_activation,
 )
 from tritium.runtime.summary import LayerSummary, Summary, render_summary, summarize
+from tritium.runtime.ternarize import TernarizeReport, TernaryConv1d, ternarize
 
 __all__ = [
     # generated-code helpers
@@ -98,6 +99,7 @@ __all__ = [
     "TernaryLayer",
     "TernaryLinear",
     "TernaryConv2d",
+    "TernaryConv1d",
     "BitLinear",
     "TernaryActivation",
     "Int8Linear",
@@ -153,6 +155,9 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint_metadata",
+    # existing PyTorch models
+    "ternarize",
+    "TernarizeReport",
     # summaries
     "LayerSummary",
     "Summary",
