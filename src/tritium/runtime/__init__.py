@@ -14,6 +14,7 @@ from tritium.runtime.checkpoint import (
     TensorInfo,
     load_checkpoint,
     read_checkpoint_metadata,
+    read_state_dict,
     save_checkpoint,
 )
 from tritium.runtime.functional import (
@@ -155,6 +156,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint_metadata",
+    "read_state_dict",
     # existing PyTorch models
     "ternarize",
     "TernarizeReport",
