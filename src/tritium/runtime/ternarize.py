@@ -204,13 +204,13 @@ class TernarizeReport:
 
 def _unsupported(module: nn.Module, parent: nn.Module | None) -> str | None:
     """Why a linear/convolution layer cannot be converted (None: it can)."""
+    if isinstance(parent, nn.MultiheadAttention):
+        return "inside nn.MultiheadAttention, which reads its projection weights directly"
     if isinstance(module, nn.modules.lazy.LazyModuleMixin):
         return "a lazy layer whose shape is not known yet (run one forward first)"
     if type(module) not in _CONVERTIBLE:
         return (f"{type(module).__name__} subclasses {type(module).__mro__[1].__name__} and may "
                 "compute something else")
-    if isinstance(parent, nn.MultiheadAttention):
-        return "inside nn.MultiheadAttention, which reads its projection weights directly"
     if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks:
         return "it has hooks, which the ternary layer would not carry"
     if torch.nn.utils.parametrize.is_parametrized(module):
