@@ -291,7 +291,7 @@ def _layers_field(text: str) -> list[str]:
 
 
 def _entry_field(text: str) -> str:
-    from ..runtime.checkpoint import entry_point_problem
+    from ..argcheck import entry_point_problem
 
     problem = entry_point_problem(text)
     if problem is not None:
@@ -681,13 +681,13 @@ def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = 
     `entry_point` ("pkg.module:callable") names the code instead of the checkpoint (then a
     checkpoint without any recorded way to rebuild it works too). Both default to the
     :func:`trusted_entry_point` block the call runs in."""
+    from ..argcheck import entry_point_problem
     from ..runtime import (
         CheckpointError,
         fold_batchnorms,
         load_checkpoint,
         read_checkpoint_metadata,
     )
-    from ..runtime.checkpoint import entry_point_problem
 
     policy = _ENTRY_POLICY.get()
     trust = policy[0] if trust_entry_point is None else trust_entry_point

@@ -8,6 +8,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -173,17 +174,23 @@ def _fp32_layers(text: str | None) -> list[str] | None:
     return tokens
 
 
-def _entry_policy(args: argparse.Namespace) -> Any:
-    """The `--trust-entry-point` / `--entry-point` of eval, predict and export (ArgError
-    for a malformed entry point, before anything is read)."""
-    from ..argcheck import ArgError
+@contextlib.contextmanager
+def _trusting(trust: bool, entry_point: str | None) -> Any:
     from .models import trusted_entry_point
+    with trusted_entry_point(trust, entry_point):
+        yield
+
+
+def _entry_policy(args: argparse.Namespace) -> Any:
+    """The `--trust-entry-point` / `--entry-point` of eval, predict and export, as a context
+    for the command's work (ArgError for a malformed entry point, before anything is read
+    or torch imported)."""
+    from ..argcheck import ArgError, entry_point_problem
     if args.entry_point is not None:
-        from ..runtime.checkpoint import entry_point_problem
         problem = entry_point_problem(args.entry_point)
         if problem is not None:
             raise ArgError(f"--entry-point: {problem}")
-    return trusted_entry_point(args.trust_entry_point, args.entry_point)
+    return _trusting(args.trust_entry_point, args.entry_point)
 
 
 def _augmentations(text: str | None) -> list[str] | None:

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 import tritium
+from tritium.argcheck import entry_point_problem
 from tritium.cachedir import UnsafeFileError, atomic_write_bytes, parse_json, read_file_bounded
 from tritium.runtime.layers import (
     TernaryLayer,
@@ -388,19 +389,6 @@ def _module_and_path(a: Any, b: Any, what: str) -> tuple[nn.Module, Path]:
     raise TypeError(f"{what} takes an nn.Module and a file path, in either order "
                     f"({what}(model, path) as torch.save, or {what}(path, model)); got "
                     f"{type(a).__name__} and {type(b).__name__}{hint}")
-
-
-#: Where an entry point may come from: ``package.module:attribute.path``.
-_ENTRY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
-                    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-
-
-def entry_point_problem(text: Any) -> str | None:
-    """What is wrong with a Python entry point ``module:callable`` (None: well formed)."""
-    if not isinstance(text, str) or len(text) > 256 or not _ENTRY.fullmatch(text):
-        return (f"{_short(text, 60)} is not an entry point of the form "
-                "`package.module:callable`")
-    return None
 
 
 def _run_extra(path: Path, model: nn.Module, entry_point: str | None,
