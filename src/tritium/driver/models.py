@@ -81,7 +81,7 @@ class RunInfo:
     fp32_layers: list[str] = field(default_factory=list)   # ternary layers kept in fp32
     python_entry: str | None = None   # "pkg.module:callable" (instead of a .tri source)
     python_kwargs: dict[str, Any] = field(default_factory=dict)
-    ternarize: dict[str, Any] | None = None   # tritium.ternarize's record, replayed
+    ternarize: list[dict[str, Any]] | None = None   # tritium.ternarize's calls, replayed
 
     @property
     def source_hash(self) -> str:
@@ -308,13 +308,13 @@ def _kwargs_field(text: str) -> dict[str, Any]:
     return value
 
 
-def _ternarize_field(text: str | None) -> dict[str, Any] | None:
-    from ..runtime.ternarize import ternarize_spec_problem
+def _ternarize_field(text: str | None) -> list[dict[str, Any]] | None:
+    from ..runtime.ternarize import ternarize_record_problem
 
     if text is None:
         return None
-    value = _json_field(text, "tritium.ternarize", 4)
-    problem = ternarize_spec_problem(value)
+    value = _json_field(text, "tritium.ternarize", 5)
+    problem = ternarize_record_problem(value)
     if problem is not None:
         raise _FieldError("tritium.ternarize", problem)
     return value
@@ -658,13 +658,13 @@ def _call_entry_point(entry: str, kwargs: dict[str, Any]) -> nn.Module:
 
 def _python_model(info: RunInfo, where: str) -> nn.Module:
     from ..runtime import tritium_layers
-    from ..runtime.ternarize import apply_ternarize_spec
+    from ..runtime.ternarize import apply_ternarize_record
 
     assert info.python_entry is not None
     model = _call_entry_point(info.python_entry, info.python_kwargs)
     if info.ternarize is not None and not tritium_layers(model):
         try:
-            model, _ = apply_ternarize_spec(model, info.ternarize)
+            model, _ = apply_ternarize_record(model, info.ternarize)
         except (ValueError, TypeError) as exc:
             raise ModelBuildError(f"{where}: cannot ternarize the model `{info.python_entry}` "
                                   f"built as the checkpoint recorded: {exc}") from None

@@ -422,9 +422,9 @@ def _run_extra(path: Path, model: nn.Module, entry_point: str | None,
         out["tritium.normalization"] = json.dumps([float(mean), float(std)])
     if num_classes is not None:
         out["tritium.num_classes"] = str(int(num_classes))
-    spec = getattr(model, "tritium_ternarize", None)
-    if isinstance(spec, dict):
-        out["tritium.ternarize"] = json.dumps(spec, sort_keys=True)
+    record = getattr(model, "tritium_ternarize", None)
+    if isinstance(record, list) and record:
+        out["tritium.ternarize"] = json.dumps(record, sort_keys=True)
     return out
 
 

@@ -33,7 +33,7 @@ the parent's ``tritium_identity_folds`` list; a folded batch norm becomes ``nn.I
 When the model cannot be traced, only the ``nn.Sequential`` pairs fold and the report says
 why.
 
-Replaying: the options are recorded on the model (``model.tritium_ternarize``), and a
+Replaying: every call's options are recorded on the model (``model.tritium_ternarize``), and a
 checkpoint written by :func:`tritium.runtime.save_checkpoint` stores them, so a model
 rebuilt from a Python entry point (``tritium eval --trust-entry-point``) is ternarized again
 the same way before the weights are loaded.
@@ -51,8 +51,8 @@ from torch import nn
 
 from tritium.runtime.layers import TernaryConv2d, TernaryLayer, TernaryLinear, TritiumLayer
 
-__all__ = ["TernarizeReport", "TernaryConv1d", "ternarize", "ternarize_spec_problem",
-           "apply_ternarize_spec", "fp32_layer_names"]
+__all__ = ["TernarizeReport", "TernaryConv1d", "ternarize", "ternarize_record_problem",
+           "apply_ternarize_record", "fp32_layer_names"]
 
 _CONVERTIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 SPEC_VERSION = 1
@@ -140,7 +140,11 @@ class _Pattern:
     def hits(self, name: str, module: nn.Module) -> bool:
         if self.glob is not None:
             return fnmatch.fnmatchcase(name, self.glob)
-        return any(_qualname(c) == self.cls for c in type(module).__mro__)
+        # a class defined in a script (`__main__`) is found again under its module's name
+        # when the model is rebuilt from an entry point importing that script
+        main = self.cls is not None and self.cls.startswith("__main__.")
+        return any(_qualname(c) == self.cls or (main and c.__qualname__ == self.cls[9:])
+                   for c in type(module).__mro__)
 
     def to_json(self) -> str:
         return f"glob:{self.glob}" if self.glob is not None else f"class:{self.cls}"
@@ -438,14 +442,27 @@ def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern]
         if fold_bn:
             report.fold_note += ("; only batch norms that directly follow a layer in an "
                                  "nn.Sequential will be folded")
-    result.tritium_ternarize = spec
+    # every call is recorded, in order, so that a rebuilt model replays them all
+    result.tritium_ternarize = [*(getattr(model, "tritium_ternarize", None) or []), spec]
     return result, report
 
 
 # ----------------------------------------------------------------------------- replaying
 
+def ternarize_record_problem(record: Any) -> str | None:
+    """What is wrong with a recorded list of ternarize calls (``model.tritium_ternarize``,
+    from a checkpoint: untrusted), or None."""
+    if not isinstance(record, list) or not 1 <= len(record) <= 100:
+        return "expected a list of 1 to 100 ternarize calls"
+    for i, spec in enumerate(record):
+        problem = ternarize_spec_problem(spec)
+        if problem is not None:
+            return f"call {i + 1}: {problem}"
+    return None
+
+
 def ternarize_spec_problem(spec: Any) -> str | None:
-    """What is wrong with a recorded ternarize spec (from a checkpoint: untrusted), or None."""
+    """What is wrong with one recorded ternarize call, or None."""
     if not isinstance(spec, dict) or spec.get("version") != SPEC_VERSION:
         return f"not a version {SPEC_VERSION} ternarize record"
     want = {"include", "exclude", "options", "keep_first_last", "fold_bn"}
@@ -475,16 +492,23 @@ def ternarize_spec_problem(spec: Any) -> str | None:
     return None
 
 
-def apply_ternarize_spec(model: nn.Module, spec: dict[str, Any]
-                         ) -> tuple[nn.Module, TernarizeReport]:
-    """Ternarize ``model`` again as a recorded spec (``model.tritium_ternarize``) says."""
-    problem = ternarize_spec_problem(spec)
+def apply_ternarize_record(model: nn.Module, record: list[dict[str, Any]]
+                           ) -> tuple[nn.Module, list[TernarizeReport]]:
+    """Ternarize ``model`` again as a recorded list of calls (``model.tritium_ternarize``,
+    stored in checkpoints) says: the same conversions, in the same order."""
+    problem = ternarize_record_problem(record)
     if problem is not None:
         raise ValueError(f"the recorded ternarize options are malformed: {problem}")
-    inc = None if spec["include"] is None else [_Pattern.from_json(p) for p in spec["include"]]
-    exc = None if spec["exclude"] is None else [_Pattern.from_json(p) for p in spec["exclude"]]
-    return _ternarize(model, inc, exc, dict(spec["options"]), spec["keep_first_last"],
-                      spec["fold_bn"], spec)
+    reports = []
+    for spec in record:
+        inc = None if spec["include"] is None else [_Pattern.from_json(p)
+                                                    for p in spec["include"]]
+        exc = None if spec["exclude"] is None else [_Pattern.from_json(p)
+                                                    for p in spec["exclude"]]
+        model, report = _ternarize(model, inc, exc, dict(spec["options"]),
+                                   spec["keep_first_last"], spec["fold_bn"], spec)
+        reports.append(report)
+    return model, reports
 
 
 # ----------------------------------------------------------------------------- fp32 layers

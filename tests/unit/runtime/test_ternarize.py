@@ -21,11 +21,10 @@ from tritium.runtime import (
     dequantize_ternary,
     freeze_model,
     load_checkpoint,
-    read_checkpoint_metadata,
     save_checkpoint,
     tritium_layers,
 )
-from tritium.runtime.ternarize import apply_ternarize_spec, fp32_layer_names
+from tritium.runtime.ternarize import apply_ternarize_record, fp32_layer_names
 
 # ----------------------------------------------------------------------------- models
 
@@ -347,8 +346,9 @@ def test_train_freeze_save_load_round_trip(tmp_path):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     save_checkpoint(model, a)
     save_checkpoint(b, model)
-    assert a.read_bytes() == b.read_bytes()
-    meta = read_checkpoint_metadata(a)
+    (sa, meta), (sb, meta_b) = load_checkpoint(a), load_checkpoint(b)
+    assert meta == meta_b and sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert len(meta.folds) == 9 and meta.extra["tritium.ternarize"]
     fresh = _seeded(ResNet)
     tritium.ternarize(fresh)
@@ -360,8 +360,8 @@ def test_train_freeze_save_load_round_trip(tmp_path):
     # the record replays the same conversion on a plain model
     import json
     replay = _seeded(ResNet)
-    replay, report = apply_ternarize_spec(replay, json.loads(meta.extra["tritium.ternarize"]))
-    assert len(report.replaced) == 9
+    replay, reports = apply_ternarize_record(replay, json.loads(meta.extra["tritium.ternarize"]))
+    assert [len(r.replaced) for r in reports] == [9]
     load_checkpoint(a, replay)
     with torch.no_grad():
         torch.testing.assert_close(replay.eval()(x[:64]), frozen_out, atol=1e-3, rtol=1e-3)
@@ -391,3 +391,17 @@ def test_fp32_layer_names_follow_execution_order():
         "layer2.0.conv1", "layer2.0.conv2", "layer2.0.downsample.0", "fc"]
     with pytest.raises(ValueError, match="'nope' names no ternary layer"):
         fp32_layer_names(model, ["nope"])
+
+
+def test_several_calls_are_recorded_and_replayed_in_order():
+    model = _seeded(ResNet)
+    tritium.ternarize(model, include="layer1.*")
+    tritium.ternarize(model, include=nn.Linear, keep_first_last=False)
+    assert len(model.tritium_ternarize) == 2
+    replay, reports = apply_ternarize_record(_seeded(ResNet), model.tritium_ternarize)
+    assert [len(r.replaced) for r in reports] == [4, 1]
+    assert [type(m) for m in replay.modules()] == [type(m) for m in model.modules()]
+    for bad in ([], [{"version": 9}], [{**model.tritium_ternarize[0], "options": {"x": 1}}],
+                [{**model.tritium_ternarize[0], "include": ["nope:x"]}]):
+        with pytest.raises(ValueError, match="malformed"):
+            apply_ternarize_record(_seeded(ResNet), bad)
