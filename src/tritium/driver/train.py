@@ -105,7 +105,7 @@ class TrainOptions:
     device: str = "auto"               # training device: auto (CUDA when available), cpu, cuda
     threads: int = 1                   # torch intra-op threads; 0: torch's default
     init: str | None = None            # fp32 weights (safetensors) QAT starts from
-    fp32_layers: list[str] | None = None   # "first", "last", layer names or globs kept fp32
+    fp32_layers: list[str] | str | None = None   # "first", "last", names or globs kept fp32
 
 
 @dataclass
@@ -822,8 +822,10 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     fp32_names: list[str] = []
     if opts.fp32_layers:
         from ..runtime.ternarize import fp32_layer_names
+        words = opts.fp32_layers.split(",") if isinstance(opts.fp32_layers, str) \
+            else opts.fp32_layers
         try:
-            fp32_names = fp32_layer_names(model, opts.fp32_layers)
+            fp32_names = fp32_layer_names(model, [w.strip() for w in words])
         except ValueError as exc:
             raise TrainError(f"--fp32-layers: {exc}") from None
         keep_fp32(model, fp32_names)
