@@ -707,8 +707,9 @@ def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = 
                 raise ModelBuildError(
                     f"{path} was saved from Python: rebuilding its model imports and runs "
                     f"`{info.python_entry}`, code the checkpoint names",
-                    help="if you trust that code, pass --trust-entry-point "
-                         "(or name the code yourself: --entry-point MODULE:CALLABLE)")
+                    help="if you trust that code, pass --trust-entry-point (Python: "
+                         "trust_entry_point=True), or name the code yourself: --entry-point "
+                         "MODULE:CALLABLE")
             model = _python_model(info, str(path))
         else:
             compiled = _compile_for(info)
