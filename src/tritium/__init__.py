@@ -6,6 +6,7 @@
     model = tritium.load("examples/mlp.tri")           # an instantiated nn.Module
     block = tritium.load("examples/resnet18.tri", "BasicBlock", c_in=64, c_out=128)
     model = tritium.load_source(text, "Tiny")          # from program text
+    model, report = tritium.ternarize(torch_model)     # an existing nn.Module, in place
 
 A path is always a path (whatever characters its name holds: `{`, newlines) and program
 text is only ever given as `source=` (or to `load_source`): the API never guesses which
@@ -18,7 +19,7 @@ Importing `tritium` is cheap: it never imports torch. The compiler lives in
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile", "load", "load_source"]
+__all__ = ["__version__", "compile", "load", "load_source", "ternarize"]
 
 
 def compile(path=None, *, source=None, **options):  # noqa: A001 - the public API is tritium.compile
@@ -45,3 +46,12 @@ def load_source(text, name=None, *, file="<input>", **hyperparameters):
     from .driver import load_module
 
     return load_module(None, name, source=text, file=file, **hyperparameters)
+
+
+def ternarize(model, include=None, exclude=None, **options):
+    """Convert an existing ``nn.Module``'s Linear/Conv1d/Conv2d layers into ternary layers in
+    place, starting from their weights; returns ``(model, report)``. See
+    :func:`tritium.runtime.ternarize.ternarize` (this imports torch)."""
+    from .runtime.ternarize import ternarize as _ternarize
+
+    return _ternarize(model, include, exclude, **options)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,8 @@ from typing import Any
 __all__ = ["ArgError", "MAX_JOBS", "MAX_THREADS", "NAME_MAX", "PATH_MAX", "RANGES", "Range",
            "check_input_file", "check_output_dir", "check_output_file", "input_diagnostic",
            "input_problem",
-           "check_name", "number", "open_input", "path_arg", "quote", "show_path",
-           "write_output"]
+           "check_name", "entry_point_problem", "number", "open_input", "path_arg", "quote",
+           "show_path", "write_output"]
 
 NAME_MAX = 255          # bytes in one path component (Linux, macOS)
 PATH_MAX = 4096         # bytes in a whole path
@@ -125,6 +126,19 @@ def check_name(text: str | None, flag: str) -> None:
     """A model, block or layer name given on the command line: an identifier (ArgError)."""
     if text is not None and not (text.isidentifier() and len(text) <= 255):
         raise ArgError(f"{flag} expects a name (letters, digits, `_`), got {quote(text)}")
+
+
+#: A Python entry point: ``package.module:attribute.path``.
+_ENTRY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
+                    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def entry_point_problem(text: Any) -> str | None:
+    """What is wrong with a Python entry point ``module:callable`` (`--entry-point`, or one a
+    checkpoint records), or None when it is well formed."""
+    if not isinstance(text, str) or len(text) > 256 or not _ENTRY.fullmatch(text):
+        return f"{quote(text)} is not an entry point of the form `package.module:callable`"
+    return None
 
 
 _E = 100_000   # most epochs, trials, milestones, ...

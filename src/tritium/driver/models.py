@@ -3,17 +3,30 @@ twins, their unpacked (exportable) twins, and the input shape a model declares.
 
 A checkpoint written by `tritium train` carries in its `tritium.extra` metadata the `.tri`
 source text and hash, the entry name, the hyperparameters, the dataset, the declared input
-shape, the input normalization and the variant (`ternary` or `fp32`), so
-:func:`model_from_checkpoint` rebuilds the model without the original file (when the file
-still exists with the same hash, it is compiled from there, so its imports resolve too).
+shape, the input normalization, the variant (`ternary` or `fp32`) and the layers kept in
+full precision (`--fp32-layers`), so :func:`model_from_checkpoint` rebuilds the model
+without the original file (when the file still exists with the same hash, it is compiled
+from there, so its imports resolve too).
+
+A model written from Python (`tritium.ternarize` on a plain PyTorch model, then
+`save_checkpoint(..., entry_point="pkg.module:build")`) is rebuilt by importing that module
+and calling the callable: running code named by a file, so only when the caller trusts it
+(`trust_entry_point=True`, `tritium eval --trust-entry-point`) or names the code itself
+(`entry_point=...`, `--entry-point`); see docs/security.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import hashlib
+import importlib
 import json
 import math
+import os
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +40,7 @@ from .compile import CompileError, CompileResult, compile_program
 
 __all__ = [
     "BuiltModel",
+    "FloatConv1d",
     "FloatConv2d",
     "FloatLinear",
     "ModelBuildError",
@@ -34,7 +48,9 @@ __all__ = [
     "build_model",
     "declared_input_shape",
     "float_twin",
+    "keep_fp32",
     "model_from_checkpoint",
+    "trusted_entry_point",
     "unpacked_twin",
 ]
 
@@ -62,6 +78,10 @@ class RunInfo:
     num_classes: int = 10
     variant: str = "ternary"          # or "fp32"
     format: str = "t2"
+    fp32_layers: list[str] = field(default_factory=list)   # ternary layers kept in fp32
+    python_entry: str | None = None   # "pkg.module:callable" (instead of a .tri source)
+    python_kwargs: dict[str, Any] = field(default_factory=dict)
+    ternarize: list[dict[str, Any]] | None = None   # tritium.ternarize's calls, replayed
 
     @property
     def source_hash(self) -> str:
@@ -80,8 +100,32 @@ class RunInfo:
             "tritium.variant": self.variant,
             "tritium.format": self.format,
         }
+        if self.fp32_layers:
+            out["tritium.fp32_layers"] = json.dumps(self.fp32_layers)
+        if self.python_entry is not None:
+            for key in ("tritium.source", "tritium.file", "tritium.entry",
+                        "tritium.hyperparameters"):
+                del out[key]
+            out["tritium.python_entry"] = self.python_entry
+            out["tritium.python_kwargs"] = json.dumps(self.python_kwargs, sort_keys=True)
+        if self.ternarize is not None:
+            out["tritium.ternarize"] = json.dumps(self.ternarize, sort_keys=True)
         out.update(more)
         return out
+
+    @classmethod
+    def _from_python_extra(cls, extra: dict[str, str], where: str) -> RunInfo:
+        from ..runtime import CheckpointError
+
+        try:
+            entry = _entry_field(extra["tritium.python_entry"])
+            return cls(source="", file="<python>", entry=entry, python_entry=entry,
+                       python_kwargs=_kwargs_field(extra.get("tritium.python_kwargs", "{}")),
+                       ternarize=_ternarize_field(extra.get("tritium.ternarize")),
+                       **_input_fields(extra))
+        except _FieldError as exc:
+            raise CheckpointError(where, f"run metadata field {exc.field!r}: {exc.problem}"
+                                  ) from None
 
     @classmethod
     def from_extra(cls, extra: dict[str, str], where: str) -> RunInfo:
@@ -90,26 +134,24 @@ class RunInfo:
         and the field."""
         from ..runtime import CheckpointError
 
+        if "tritium.source" not in extra and "tritium.python_entry" in extra:
+            return cls._from_python_extra(extra, where)
         for key in ("tritium.source", "tritium.entry"):
             if key not in extra:
                 raise ModelBuildError(
                     f"{where} lacks the metadata `{key}`: it was not written by "
-                    "`tritium train`", help="load it with tritium.runtime.load_checkpoint into "
-                                            "a model you build yourself")
+                    "`tritium train` nor saved with an entry point",
+                    help="name the Python code that builds the model: --entry-point "
+                         "MODULE:CALLABLE (or load it with tritium.runtime.load_checkpoint "
+                         "into a model you build yourself)")
         try:
             return cls(
                 source=_source_field(extra["tritium.source"]),
                 file=_text_field(extra.get("tritium.file", "<checkpoint>"), "tritium.file"),
                 entry=_name_field(extra["tritium.entry"]),
                 hyperparameters=_hyper_field(extra.get("tritium.hyperparameters", "{}")),
-                dataset=_text_field(extra.get("tritium.dataset", "digits"), "tritium.dataset"),
-                input_shape=_shape_field(extra.get("tritium.input_shape", "null")),
-                normalization=_norm_field(extra.get("tritium.normalization", "[0.0, 1.0]")),
-                num_classes=_classes_field(extra.get("tritium.num_classes", "10")),
-                variant=_choice_field(extra.get("tritium.variant", "ternary"),
-                                      "tritium.variant", VARIANTS),
-                format=_choice_field(extra.get("tritium.format", "t2"), "tritium.format",
-                                     WEIGHT_FORMATS),
+                fp32_layers=_layers_field(extra.get("tritium.fp32_layers", "[]")),
+                **_input_fields(extra),
             )
         except _FieldError as exc:
             raise CheckpointError(where, f"run metadata field {exc.field!r}: {exc.problem}"
@@ -221,6 +263,61 @@ def _classes_field(text: str) -> int:
         raise _FieldError("tritium.num_classes",
                           f"expected a whole number from 1 to {MAX_CLASSES}, got {text[:40]!r}")
     return int(text)
+
+
+def _input_fields(extra: dict[str, str]) -> dict[str, Any]:
+    """The fields saying how inputs are prepared and what the model is (both kinds)."""
+    return dict(
+        dataset=_text_field(extra.get("tritium.dataset", "digits"), "tritium.dataset"),
+        input_shape=_shape_field(extra.get("tritium.input_shape", "null")),
+        normalization=_norm_field(extra.get("tritium.normalization", "[0.0, 1.0]")),
+        num_classes=_classes_field(extra.get("tritium.num_classes", "10")),
+        variant=_choice_field(extra.get("tritium.variant", "ternary"), "tritium.variant",
+                              VARIANTS),
+        format=_choice_field(extra.get("tritium.format", "t2"), "tritium.format",
+                             WEIGHT_FORMATS),
+    )
+
+
+_LAYER_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+
+
+def _layers_field(text: str) -> list[str]:
+    value = _json_field(text, "tritium.fp32_layers", 1)
+    if not isinstance(value, list) or len(value) > 100_000 or not all(
+            isinstance(v, str) and len(v) <= 1000 and _LAYER_NAME.fullmatch(v) for v in value):
+        raise _FieldError("tritium.fp32_layers", "expected a list of dotted layer names")
+    return value
+
+
+def _entry_field(text: str) -> str:
+    from ..argcheck import entry_point_problem
+
+    problem = entry_point_problem(text)
+    if problem is not None:
+        raise _FieldError("tritium.python_entry", problem)
+    return text
+
+
+def _kwargs_field(text: str) -> dict[str, Any]:
+    value = _json_field(text, "tritium.python_kwargs", 4)
+    if not isinstance(value, dict) or not all(k.isidentifier() and len(k) <= 256
+                                              for k in value):
+        raise _FieldError("tritium.python_kwargs", "expected a JSON object keyed by "
+                                                   "parameter names")
+    return value
+
+
+def _ternarize_field(text: str | None) -> list[dict[str, Any]] | None:
+    from ..runtime.ternarize import ternarize_record_problem
+
+    if text is None:
+        return None
+    value = _json_field(text, "tritium.ternarize", 5)
+    problem = ternarize_record_problem(value)
+    if problem is not None:
+        raise _FieldError("tritium.ternarize", problem)
+    return value
 
 
 def _choice_field(text: str, field: str, choices: tuple[str, ...]) -> str:
@@ -336,6 +433,14 @@ class FloatConv2d(nn.Conv2d):
         return _epilogue(super().forward(x), activation, residual)
 
 
+class FloatConv1d(nn.Conv1d):
+    """`nn.Conv1d` that accepts the ternary layers' fused `activation=`/`residual=` keywords."""
+
+    def forward(self, x: torch.Tensor, activation: str | None = None,  # type: ignore[override]
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        return _epilogue(super().forward(x), activation, residual)
+
+
 _ACTS = {"relu": F.relu, "relu6": F.relu6, "gelu": F.gelu, "silu": F.silu,
          "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
@@ -359,45 +464,94 @@ def _replace(model: nn.Module, make) -> tuple[nn.Module, int]:
     return model, count
 
 
+def _float_layer(child: nn.Module, what: str) -> nn.Module | None:
+    """The float32 layer equivalent to an unfrozen Tritium layer, holding its latent weights
+    (None for other modules)."""
+    from ..runtime import (
+        BitLinear,
+        Int4Linear,
+        Int8Linear,
+        TernaryConv1d,
+        TernaryConv2d,
+        TernaryLinear,
+    )
+
+    if isinstance(child, TernaryConv2d | TernaryLinear) and child.frozen:
+        raise ModelBuildError(f"{what} needs an unfrozen model")
+    w = getattr(child, "weight", None)
+    if isinstance(child, TernaryConv1d):
+        new: nn.Module = FloatConv1d(child.in_channels, child.out_channels,
+                                     child.kernel_size[1], child.stride[1], child.padding[1],
+                                     child.dilation[1], child.groups,
+                                     bias=child.bias is not None)
+        w = None if w is None else w.squeeze(2)
+    elif isinstance(child, TernaryConv2d):
+        new = FloatConv2d(child.in_channels, child.out_channels, child.kernel_size,
+                          child.stride, child.padding, child.dilation, child.groups,
+                          bias=child.bias is not None)
+    elif isinstance(child, TernaryLinear):
+        new = FloatLinear(child.in_features, child.out_features, child.bias is not None,
+                          rms_eps=child.eps if isinstance(child, BitLinear) else None)
+    elif isinstance(child, Int8Linear | Int4Linear):
+        new = FloatLinear(child.in_features, child.out_features, child.bias is not None)
+    else:
+        return None
+    with torch.no_grad():
+        if isinstance(w, torch.Tensor):
+            new.weight.copy_(w)  # type: ignore[union-attr]
+        if child.bias is not None:
+            new.bias.copy_(child.bias)  # type: ignore[union-attr]
+    return new.to(w.device) if isinstance(w, torch.Tensor) else new
+
+
 def float_twin(model: nn.Module) -> tuple[nn.Module, int]:
     """A deep copy with every Tritium linear/conv layer replaced by its float32 equivalent,
     starting from the same latent weights (so both train from the same initialization)."""
-    from ..runtime import BitLinear, Int4Linear, Int8Linear, TernaryConv2d, TernaryLinear
+    return _replace(copy.deepcopy(model), lambda c: _float_layer(c, "float_twin"))
 
-    def make(child: nn.Module) -> nn.Module | None:
-        if isinstance(child, TernaryConv2d):
-            if child.frozen:
-                raise ModelBuildError("float_twin needs an unfrozen model")
-            new: nn.Module = FloatConv2d(child.in_channels, child.out_channels,
-                                         child.kernel_size, child.stride, child.padding,
-                                         child.dilation, child.groups,
-                                         bias=child.bias is not None)
-        elif isinstance(child, TernaryLinear):
-            if child.frozen:
-                raise ModelBuildError("float_twin needs an unfrozen model")
-            new = FloatLinear(child.in_features, child.out_features, child.bias is not None,
-                              rms_eps=child.eps if isinstance(child, BitLinear) else None)
-        elif isinstance(child, Int8Linear | Int4Linear):
-            new = FloatLinear(child.in_features, child.out_features, child.bias is not None)
-        else:
-            return None
-        with torch.no_grad():
-            if hasattr(child, "weight") and isinstance(child.weight, torch.Tensor):
-                new.weight.copy_(child.weight)
-            if child.bias is not None:
-                new.bias.copy_(child.bias)  # type: ignore[union-attr]
-        return new
 
-    return _replace(copy.deepcopy(model), make)
+def keep_fp32(model: nn.Module, names: list[str]) -> nn.Module:
+    """Replace the Tritium layers named (dotted names) by their float32 equivalents, in
+    place, keeping their weights: the layers `--fp32-layers` keeps in full precision."""
+    want = set(names)
+    modules = dict(model.named_modules())
+    missing = sorted(want - set(modules))
+    if missing:
+        raise ModelBuildError(f"no layer named {', '.join(missing[:5])} in the model")
+    for name in names:
+        parent_name, _, attr = name.rpartition(".")
+        new = _float_layer(modules[name], "keep_fp32")
+        if new is None:
+            raise ModelBuildError(f"`{name}` is a {type(modules[name]).__name__}, not a "
+                                  "Tritium layer")
+        setattr(modules[parent_name], attr, new)
+    return model
 
 
 def unpacked_twin(model: nn.Module) -> nn.Module:
     """The frozen ternary model as plain torch layers: each packed weight becomes the float
     constant `trits * scale`, so the result exports to ONNX/TorchScript without Tritium's
     custom ops and computes the same function."""
-    from ..runtime import BitLinear, TernaryConv2d, TernaryLinear
+    from ..runtime import BitLinear, TernaryConv1d, TernaryConv2d, TernaryLinear
 
     def make(child: nn.Module) -> nn.Module | None:
+        if isinstance(child, TernaryConv1d):
+            if not child.frozen:
+                raise ModelBuildError("unpacked_twin needs a frozen model")
+            if child.act_quant == "int8":
+                raise ModelBuildError(
+                    "a ternary convolution with int8 activation quantization cannot be "
+                    "exported as plain layers", help="export as safetensors instead")
+            new1 = FloatConv1d(child.in_channels, child.out_channels, child.kernel_size[1],
+                               child.stride[1], child.padding[1], child.dilation[1],
+                               child.groups, bias=child.bias is not None)
+            q = child.ternary_weight()
+            scale = q.scale.float().reshape(-1, 1, 1)
+            with torch.no_grad():
+                new1.weight.copy_(q.trits.float().squeeze(2) * scale)
+                if child.bias is not None:
+                    new1.bias.copy_(child.bias)  # type: ignore[union-attr]
+            return new1
         if isinstance(child, TernaryLinear):
             if not child.frozen:
                 raise ModelBuildError("unpacked_twin needs a frozen model")
@@ -447,17 +601,128 @@ def _compile_for(info: RunInfo) -> CompileResult:
     return compile_program(source=info.source, with_ir=False, file=info.file)
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, RunInfo]:
-    """Rebuild the model a `tritium train` checkpoint holds, load it (frozen ternary layers
-    become packed), and return it in eval mode with its :class:`RunInfo`."""
-    from ..runtime import fold_batchnorms, load_checkpoint, read_checkpoint_metadata
+_ENTRY_POLICY: contextvars.ContextVar[tuple[bool, str | None]] = contextvars.ContextVar(
+    "tritium_entry_policy", default=(False, None))
 
+
+@contextlib.contextmanager
+def trusted_entry_point(trust: bool = False, entry_point: str | None = None):
+    """Within the block, :func:`model_from_checkpoint` (and so `load_for_eval`,
+    `evaluate_checkpoint`, `export_checkpoint`) runs the entry point a checkpoint names when
+    `trust`, and `entry_point` instead of it when given (the CLI's `--trust-entry-point` and
+    `--entry-point`)."""
+    token = _ENTRY_POLICY.set((bool(trust), entry_point))
+    try:
+        yield
+    finally:
+        _ENTRY_POLICY.reset(token)
+
+
+def _call_entry_point(entry: str, kwargs: dict[str, Any]) -> nn.Module:
+    """Import `module` of `module:callable` (the working directory first on the path, as
+    `python -m` has it) and call the callable with `kwargs`: the user's own code, run only
+    when trusted. Every failure is a ModelBuildError naming the entry point."""
+    module_name, _, attr = entry.partition(":")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - the user's module: any error is theirs
+            raise ModelBuildError(
+                f"cannot import `{module_name}` for the entry point `{entry}`: "
+                f"{type(exc).__name__}: {exc}",
+                help="run from the directory that holds it, or add it to PYTHONPATH") from None
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise ModelBuildError(f"the entry point `{entry}`: `{module_name}` has no "
+                                      f"attribute `{attr}`")
+            obj = getattr(obj, part)
+        if not callable(obj):
+            raise ModelBuildError(f"the entry point `{entry}` is not callable")
+        try:
+            model = obj(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - the user's code
+            raise ModelBuildError(f"calling the entry point `{entry}` failed: "
+                                  f"{type(exc).__name__}: {exc}") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+    if not isinstance(model, nn.Module):
+        raise ModelBuildError(f"the entry point `{entry}` returned a "
+                              f"{type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _python_model(info: RunInfo, where: str) -> nn.Module:
+    from ..runtime import tritium_layers
+    from ..runtime.ternarize import apply_ternarize_record
+
+    assert info.python_entry is not None
+    model = _call_entry_point(info.python_entry, info.python_kwargs)
+    if info.ternarize is not None and not tritium_layers(model):
+        try:
+            model, _ = apply_ternarize_record(model, info.ternarize)
+        except (ValueError, TypeError) as exc:
+            raise ModelBuildError(f"{where}: cannot ternarize the model `{info.python_entry}` "
+                                  f"built as the checkpoint recorded: {exc}") from None
+    return model
+
+
+def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = None,
+                          entry_point: str | None = None) -> tuple[nn.Module, RunInfo]:
+    """Rebuild the model a checkpoint holds, load it (frozen ternary layers become packed),
+    and return it in eval mode with its :class:`RunInfo`.
+
+    A `tritium train` checkpoint is rebuilt from its `.tri` source. One saved from Python
+    with an entry point is rebuilt by running that code, only with `trust_entry_point`;
+    `entry_point` ("pkg.module:callable") names the code instead of the checkpoint (then a
+    checkpoint without any recorded way to rebuild it works too). Both default to the
+    :func:`trusted_entry_point` block the call runs in."""
+    from ..argcheck import entry_point_problem
+    from ..runtime import (
+        CheckpointError,
+        fold_batchnorms,
+        load_checkpoint,
+        read_checkpoint_metadata,
+    )
+
+    policy = _ENTRY_POLICY.get()
+    trust = policy[0] if trust_entry_point is None else trust_entry_point
+    entry_point = policy[1] if entry_point is None else entry_point
     meta = read_checkpoint_metadata(path)
-    info = RunInfo.from_extra(meta.extra, str(path))
-    compiled = _compile_for(info)
-    model, _ = _instantiate(compiled, info.entry, info.hyperparameters)
-    if info.variant == "fp32":
-        model, _ = float_twin(model)
+    if entry_point is not None:
+        problem = entry_point_problem(entry_point)
+        if problem is not None:
+            raise ModelBuildError(f"--entry-point: {problem}")
+        extra = {k: v for k, v in meta.extra.items() if k != "tritium.source"}
+        info = RunInfo.from_extra({**extra, "tritium.python_entry": entry_point}, str(path))
+        model = _python_model(info, str(path))
+    else:
+        info = RunInfo.from_extra(meta.extra, str(path))
+        if info.python_entry is not None:
+            if not trust:
+                raise ModelBuildError(
+                    f"{path} was saved from Python: rebuilding its model imports and runs "
+                    f"`{info.python_entry}`, code the checkpoint names",
+                    help="if you trust that code, pass --trust-entry-point (Python: "
+                         "trust_entry_point=True), or name the code yourself: --entry-point "
+                         "MODULE:CALLABLE")
+            model = _python_model(info, str(path))
+        else:
+            compiled = _compile_for(info)
+            model, _ = _instantiate(compiled, info.entry, info.hyperparameters)
+            if info.fp32_layers:
+                try:
+                    keep_fp32(model, info.fp32_layers)
+                except ModelBuildError as exc:
+                    raise CheckpointError(str(path), f"run metadata field "
+                                                     f"'tritium.fp32_layers': {exc.message}"
+                                          ) from None
+            if info.variant == "fp32":
+                model, _ = float_twin(model)
     load_checkpoint(path, model)
     # a checkpoint written before batch-norm folding (version 1 or 2) gets it now
     fold_batchnorms(model)

@@ -53,10 +53,11 @@ from .models import (
     build_model,
     declared_input_shape,
     float_twin,
+    keep_fp32,
 )
 
 __all__ = ["TrainError", "TrainOptions", "TrainResult", "TrainSettings", "resolve_settings",
-           "train", "evaluate_model", "measure_latency",
+           "train", "evaluate_model", "init_from_fp32", "measure_latency",
            "measure_latencies"]
 
 EVAL_BATCH = 512
@@ -105,6 +106,8 @@ class TrainOptions:
     quiet: bool = False
     device: str = "auto"               # training device: auto (CUDA when available), cpu, cuda
     threads: int = 1                   # torch intra-op threads; 0: torch's default
+    init: str | None = None            # fp32 weights (safetensors) QAT starts from
+    fp32_layers: list[str] | str | None = None   # "first", "last", names or globs kept fp32
 
 
 @dataclass
@@ -662,6 +665,7 @@ def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -
         "epoch": str(epoch),
         "source_hash": info.source_hash,
         "entry": info.entry,
+        "fp32_layers": json.dumps(info.fp32_layers),
         "history": json.dumps(run.history),
         "best_acc": repr(run.best_acc),
         "best_epoch": str(run.best_epoch),
@@ -702,6 +706,11 @@ def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
     if meta.get("source_hash") != info.source_hash or meta.get("entry") != info.entry:
         raise TrainError(f"cannot resume: {path} was trained from a different program or model",
                          help="resume with the same .tri file (unchanged) and --model", code=1)
+    if meta.get("fp32_layers", "[]") != json.dumps(info.fp32_layers):
+        raise TrainError(f"cannot resume: {path} kept other layers in fp32 "
+                         f"({meta.get('fp32_layers', '[]')[:200]}) than this run "
+                         f"({json.dumps(info.fp32_layers)[:200]})",
+                         help="resume with the same --fp32-layers", code=1)
     try:
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         run.model.load_state_dict(model_state, strict=True)
@@ -721,6 +730,69 @@ def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
         return int(meta["epoch"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise TrainError(f"cannot resume from {path}: {exc}", code=1) from None
+
+
+# ----------------------------------------------------------------------------- --init
+
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+def _listing(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def init_from_fp32(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load trained fp32 weights into the (unfrozen) model in place, so QAT starts from
+    them: the latent weight of every ternary layer becomes the fp32 weight of the same name
+    (the fp32 twin `tritium train` writes as `fp32.safetensors` shares every name with the
+    ternary model). `path` is a safetensors file, Tritium's or a plain state_dict; names and
+    shapes must match exactly (raises TrainError listing every mismatch)."""
+    from ..runtime import CheckpointError, TernaryConv1d, read_state_dict
+
+    shown = os.fspath(path)
+    help_ = ("--init takes fp32 weights in safetensors (never pickle): the fp32.safetensors "
+             "`tritium train` writes, or safetensors.torch.save_file(model.state_dict(), "
+             "'fp32.safetensors') from a torch model of the same architecture")
+    try:
+        state, meta = read_state_dict(path)
+    except CheckpointError as exc:
+        suffix = Path(shown).suffix.lower()
+        more = " (a pickle file?)" if suffix in _PICKLE_SUFFIXES else ""
+        raise TrainError(f"--init: {exc}{more}", help=help_, code=1) from None
+    if meta is not None and meta.frozen:
+        raise TrainError(f"--init {shown}: a frozen ternary checkpoint (packed weights), not "
+                         "fp32 weights", help=help_, code=1)
+    expected = model.state_dict()
+    modules = dict(model.named_modules())
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong: list[str] = []
+    ready: dict[str, torch.Tensor] = {}
+    for k, want in expected.items():
+        if k not in state:
+            continue
+        got = state[k]
+        owner = modules.get(k.rpartition(".")[0])
+        if isinstance(owner, TernaryConv1d) and k.endswith("weight") and got.dim() == 3:
+            got = got.unsqueeze(2)
+        if tuple(got.shape) != tuple(want.shape) or                 got.dtype.is_floating_point != want.dtype.is_floating_point:
+            wrong.append(f"{k} is {list(state[k].shape)} {str(state[k].dtype)[6:]} in the "
+                         f"file, {list(want.shape)} {str(want.dtype)[6:]} in the model")
+            continue
+        ready[k] = got.to(want.dtype)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing from the file: {_listing(missing)}")
+        if unexpected:
+            parts.append(f"not in the model: {_listing(unexpected)}")
+        if wrong:
+            parts.append(f"different: {_listing(wrong, 3)}")
+        raise TrainError(f"--init {shown} does not fit the model: " + "; ".join(parts),
+                         help="start from the fp32 weights of the same architecture (names "
+                              "and shapes must match exactly)", code=1)
+    model.load_state_dict(ready, strict=True)
 
 
 # ----------------------------------------------------------------------------- the command
@@ -816,9 +888,23 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     np.random.seed(settings.seed % 2**32)
     built = build_model(path, opts.model, opts.hyperparameters)
     model = built.model
+    fp32_names: list[str] = []
+    if opts.fp32_layers:
+        from ..runtime.ternarize import fp32_layer_names
+        words = opts.fp32_layers.split(",") if isinstance(opts.fp32_layers, str) \
+            else opts.fp32_layers
+        try:
+            fp32_names = fp32_layer_names(model, [w.strip() for w in words])
+        except ValueError as exc:
+            raise TrainError(f"--fp32-layers: {exc}") from None
+        keep_fp32(model, fp32_names)
     if not tritium_layers(model):
         raise ModelBuildError(f"`{built.entry}` has no ternary layers to train and freeze",
-                              help="use TernaryLinear/TernaryConv2d/BitLinear layers")
+                              help="use TernaryLinear/TernaryConv2d/BitLinear layers"
+                                   + (" (--fp32-layers keeps every one in fp32)"
+                                      if fp32_names else ""))
+    if opts.init is not None:
+        init_from_fp32(model, opts.init)
     shape = declared_input_shape(str(path), built.entry, opts.hyperparameters)
     ds = load_dataset(settings.dataset, opts.data_dir)
     sp = prepare_splits(ds, settings, shape)
@@ -844,7 +930,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     info = RunInfo(source=built.source, file=str(path), entry=built.entry,
                    hyperparameters=dict(opts.hyperparameters), dataset=settings.dataset,
                    input_shape=shape, normalization=(sp.norm.mean, sp.norm.std),
-                   num_classes=ds.num_classes, variant="ternary", format=opts.format)
+                   num_classes=ds.num_classes, variant="ternary", format=opts.format,
+                   fp32_layers=fp32_names)
     baseline_init = float_twin(model) if opts.baseline else None
     run = _Run("ternary", model, _optimizer(settings, model.parameters()))
     start = 0
@@ -949,6 +1036,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         "file": str(path), "model": built.entry, "dataset": ds.name,
         "splits": {"train": len(sp.y_train), "val": len(sp.y_val), "test": len(sp.y_test)},
         "input_shape": shape, "settings": asdict(settings), "world_size": dist_.world,
+        "init": opts.init, "fp32_layers": fp32_names,
         "ternary": ternary,
         "history": {"ternary": run.history},
         "weight_distribution": _weight_distribution(frozen),

@@ -8,8 +8,10 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -23,6 +25,7 @@ _TRAIN_EPILOG = """examples:
   tritium train examples/mlp.tri --data mnist --data-dir ~/datasets --no-baseline
   tritium train examples/mlp.tri --out runs/mlp --resume            # continue runs/mlp
   torchrun --nproc-per-node 2 -m tritium train examples/mlp.tri     # DDP on CPU (gloo)
+  tritium train examples/lenet5.tri --init runs/lenet5/fp32.safetensors --fp32-layers first,last
 
 data: digits (embedded, default), mnist and fashion-mnist (IDX files in DIR/mnist/ or
 DIR/fashion-mnist/), cifar10 (binary batches in DIR/cifar10/cifar-10-batches-bin/), or an
@@ -138,6 +141,9 @@ def check_train_paths(args: argparse.Namespace) -> None:
     out = args.out if args.out is not None else str(Path("runs") / Path(args.file).stem)
     check_output_dir(out, "--out")
     check_data_args(args)
+    if getattr(args, "init", None) is not None:
+        from ..argcheck import check_input_file
+        check_input_file(args.init, "--init")
     if args.resume is not None:
         resume = args.resume or out      # bare --resume: the --out directory
         problem = input_problem(resume)
@@ -149,6 +155,42 @@ def check_train_paths(args: argparse.Namespace) -> None:
                                "train`)")
         elif problem is not None:
             raise ArgError(f"--resume {show_path(resume)} {problem}")
+
+
+_LAYER_TOKEN = re.compile(r"[A-Za-z0-9_.*?\[\]!-]{1,256}")
+
+
+def _fp32_layers(text: str | None) -> list[str] | None:
+    """`--fp32-layers first,last,NAME,GLOB`: words separated by commas (checked against the
+    model once it is built)."""
+    from ..argcheck import ArgError, quote
+    if text is None:
+        return None
+    tokens = [t.strip() for t in text.split(",")]
+    bad = [t for t in tokens if not _LAYER_TOKEN.fullmatch(t)]
+    if bad:
+        raise ArgError(f"--fp32-layers: {quote(bad[0])} is not `first`, `last`, a layer name "
+                       "or a glob; separate them with commas")
+    return tokens
+
+
+@contextlib.contextmanager
+def _trusting(trust: bool, entry_point: str | None) -> Any:
+    from .models import trusted_entry_point
+    with trusted_entry_point(trust, entry_point):
+        yield
+
+
+def _entry_policy(args: argparse.Namespace) -> Any:
+    """The `--trust-entry-point` / `--entry-point` of eval, predict and export, as a context
+    for the command's work (ArgError for a malformed entry point, before anything is read
+    or torch imported)."""
+    from ..argcheck import ArgError, entry_point_problem
+    if args.entry_point is not None:
+        problem = entry_point_problem(args.entry_point)
+        if problem is not None:
+            raise ArgError(f"--entry-point: {problem}")
+    return _trusting(args.trust_entry_point, args.entry_point)
 
 
 def _augmentations(text: str | None) -> list[str] | None:
@@ -171,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     hyper = _sets(args.set)
     check_name(args.model, "--model")
     aug = _augmentations(args.augment)
+    fp32_layers = _fp32_layers(args.fp32_layers)
     _source_file(args.file)
     check_train_paths(args)
     from .train import TrainOptions, train
@@ -183,7 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         augmentation=aug, seed=args.seed, validation_split=args.val_split, format=args.format,
         baseline=not args.no_baseline, resume=args.resume, latency_runs=args.latency_runs,
         progress=False if args.no_progress else None, quiet=args.quiet,
-        threads=args.threads, device=args.device)
+        threads=args.threads, device=args.device, init=args.init, fp32_layers=fp32_layers)
     if opts.resume == "":
         opts.resume = opts.out or f"runs/{__import__('pathlib').Path(args.file).stem}"
     result = train(opts)
@@ -198,10 +241,12 @@ def _checkpoint(path: str) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    policy = _entry_policy(args)
     _checkpoint(args.checkpoint)
     check_data_args(args)
     from .evaluate import evaluate_checkpoint
-    r = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir)
+    with policy:
+        r = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir)
     if args.json:
         print(json.dumps(r.__dict__))
     else:
@@ -212,10 +257,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..argcheck import check_input_file
+    policy = _entry_policy(args)
     _checkpoint(args.checkpoint)
     check_input_file(args.input, "INPUT")
     from .evaluate import load_for_eval, load_samples, predict
-    model, info = load_for_eval(args.checkpoint)
+    with policy:
+        model, info = load_for_eval(args.checkpoint)
     probs = predict(model, info, load_samples(args.input))
     top = max(1, min(args.top, probs.shape[-1]))
     for i, p in enumerate(probs):
@@ -231,10 +278,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..argcheck import check_output_file
+    policy = _entry_policy(args)
     _checkpoint(args.checkpoint)
     check_output_file(args.output, "-o")
     from .evaluate import export_checkpoint
-    r = export_checkpoint(args.checkpoint, args.format, args.output)
+    with policy:
+        r = export_checkpoint(args.checkpoint, args.format, args.output)
     what = {"onnx-packed": "2-bit ternary weights unpacked in the graph",
             "onnx": "float weights trits*scale"}.get(r["format"], "the unpacked ternary model")
     raw = (", raw samples: normalization and resize are in the graph"
@@ -292,6 +341,13 @@ def register(sub: Any, formatter_class: Any) -> None:
     t.add_argument("--threads", type=number("threads"), default=1,
                    help="torch threads for training and latency (default 1; 0: torch's "
                         "default)")
+    t.add_argument("--init", default=None, metavar="FILE", type=path_arg("input-file"),
+                   help="start QAT from these fp32 weights (safetensors: the fp32.safetensors "
+                        "of an earlier run, or a torch state_dict); names and shapes must "
+                        "match")
+    t.add_argument("--fp32-layers", default=None, metavar="first,last,NAME",
+                   help="keep these layers in full precision: first, last, layer names or "
+                        "globs, separated by commas")
     t.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     t.set_defaults(func=_guard(cmd_train))
 
@@ -304,6 +360,12 @@ def register(sub: Any, formatter_class: Any) -> None:
                    help="another dataset than the one it was trained on")
     e.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"))
     e.add_argument("--json", action="store_true")
+    e.add_argument("--trust-entry-point", action="store_true",
+                   help="a checkpoint saved from Python names the code that builds its model; "
+                        "import and run it (only for checkpoints you trust)")
+    e.add_argument("--entry-point", default=None, metavar="MODULE:CALLABLE",
+                   help="build the model by calling this Python code (instead of what the "
+                        "checkpoint records)")
     e.set_defaults(func=_guard(cmd_eval))
 
     p = sub.add_parser("predict", help="classify samples with a checkpoint",
@@ -317,6 +379,12 @@ def register(sub: Any, formatter_class: Any) -> None:
     p.add_argument("input", metavar="INPUT", type=path_arg("input-file"))
     p.add_argument("--top", type=number("top"), default=3, help="how many classes to show")
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
+    p.add_argument("--trust-entry-point", action="store_true",
+                   help="a checkpoint saved from Python names the code that builds its model; "
+                        "import and run it (only for checkpoints you trust)")
+    p.add_argument("--entry-point", default=None, metavar="MODULE:CALLABLE",
+                   help="build the model by calling this Python code (instead of what the "
+                        "checkpoint records)")
     p.set_defaults(func=_guard(cmd_predict))
 
     x = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or safetensors",
@@ -335,4 +403,10 @@ def register(sub: Any, formatter_class: Any) -> None:
                    required=True)
     x.add_argument("-o", "--output", required=True, metavar="FILE",
                    type=path_arg("output-file"))
+    x.add_argument("--trust-entry-point", action="store_true",
+                   help="a checkpoint saved from Python names the code that builds its model; "
+                        "import and run it (only for checkpoints you trust)")
+    x.add_argument("--entry-point", default=None, metavar="MODULE:CALLABLE",
+                   help="build the model by calling this Python code (instead of what the "
+                        "checkpoint records)")
     x.set_defaults(func=_guard(cmd_export))

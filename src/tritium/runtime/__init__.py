@@ -14,6 +14,7 @@ from tritium.runtime.checkpoint import (
     TensorInfo,
     load_checkpoint,
     read_checkpoint_metadata,
+    read_state_dict,
     save_checkpoint,
 )
 from tritium.runtime.functional import (
@@ -81,6 +82,7 @@ from tritium.runtime.ste import (
     ternary_activation,
 )
 from tritium.runtime.summary import LayerSummary, Summary, render_summary, summarize
+from tritium.runtime.ternarize import TernarizeReport, TernaryConv1d, ternarize
 
 __all__ = [
     # generated-code helpers
@@ -98,6 +100,7 @@ __all__ = [
     "TernaryLayer",
     "TernaryLinear",
     "TernaryConv2d",
+    "TernaryConv1d",
     "BitLinear",
     "TernaryActivation",
     "Int8Linear",
@@ -153,6 +156,10 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint_metadata",
+    "read_state_dict",
+    # existing PyTorch models
+    "ternarize",
+    "TernarizeReport",
     # summaries
     "LayerSummary",
     "Summary",

@@ -40,6 +40,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import re
 import struct
 import zlib
@@ -52,6 +53,7 @@ import torch
 from torch import nn
 
 import tritium
+from tritium.argcheck import entry_point_problem
 from tritium.cachedir import UnsafeFileError, atomic_write_bytes, parse_json, read_file_bounded
 from tritium.runtime.layers import (
     TernaryLayer,
@@ -76,6 +78,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint_metadata",
+    "read_state_dict",
+    "entry_point_problem",
 ]
 
 CHECKPOINT_VERSION = 4
@@ -463,6 +467,60 @@ def _source_hash_of(extra: dict[str, str]) -> str | None:
     return None if src is None else hashlib.sha256(src.encode()).hexdigest()
 
 
+def _module_and_path(a: Any, b: Any, what: str) -> tuple[nn.Module, Path]:
+    """``(model, path)`` from the two leading arguments in either order: Tritium's
+    ``(path, model)`` or ``torch.save``'s ``(obj, path)``."""
+    def is_path(v: Any) -> bool:
+        return isinstance(v, str | bytes) or hasattr(v, "__fspath__")
+
+    if isinstance(b, nn.Module) and is_path(a):
+        return b, Path(os.fsdecode(a))
+    if isinstance(a, nn.Module) and is_path(b):
+        return a, Path(os.fsdecode(b))
+    hint = ("; a state_dict is not enough: pass the nn.Module itself (its layers give the "
+            "packing metadata)" if isinstance(a, dict) or isinstance(b, dict) else "")
+    raise TypeError(f"{what} takes an nn.Module and a file path, in either order "
+                    f"({what}(model, path) as torch.save, or {what}(path, model)); got "
+                    f"{type(a).__name__} and {type(b).__name__}{hint}")
+
+
+def _run_extra(path: Path, model: nn.Module, entry_point: str | None,
+               entry_kwargs: dict[str, Any] | None, dataset: str | None,
+               input_shape: Any, normalization: Any, num_classes: int | None
+               ) -> dict[str, str]:
+    """The ``extra`` strings that let ``tritium eval/predict/export`` rebuild a model from
+    Python code and prepare its inputs (validated again when read)."""
+    out: dict[str, str] = {}
+    if entry_point is not None:
+        problem = entry_point_problem(entry_point)
+        if problem is not None:
+            raise CheckpointError(path, f"entry_point: {problem}")
+        out["tritium.python_entry"] = entry_point
+        try:
+            out["tritium.python_kwargs"] = json.dumps(dict(entry_kwargs or {}), sort_keys=True,
+                                                      allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(path, f"entry_kwargs must be JSON values: {e}") from None
+        if not all(isinstance(k, str) and k.isidentifier() for k in (entry_kwargs or {})):
+            raise CheckpointError(path, "entry_kwargs keys must be parameter names")
+        out["tritium.variant"] = "ternary" if tritium_layers(model) else "fp32"
+    elif entry_kwargs:
+        raise CheckpointError(path, "entry_kwargs without an entry_point")
+    if dataset is not None:
+        out["tritium.dataset"] = str(dataset)
+    if input_shape is not None:
+        out["tritium.input_shape"] = json.dumps([int(d) for d in input_shape])
+    if normalization is not None:
+        mean, std = normalization
+        out["tritium.normalization"] = json.dumps([float(mean), float(std)])
+    if num_classes is not None:
+        out["tritium.num_classes"] = str(int(num_classes))
+    record = getattr(model, "tritium_ternarize", None)
+    if isinstance(record, list) and record:
+        out["tritium.ternarize"] = json.dumps(record, sort_keys=True)
+    return out
+
+
 def _stored_state(model: nn.Module, float16_scales: bool = True
                   ) -> tuple[dict[str, torch.Tensor], dict[str, TensorInfo], set[str]]:
     """The tensors a checkpoint of ``model`` stores (dense trits, float16 scales and biases
@@ -499,23 +557,43 @@ def stored_tensor_bytes(model: nn.Module, float16_scales: bool = True) -> dict[s
 
 
 def save_checkpoint(
-    path: str | Path,
-    model: nn.Module,
+    path: str | Path | nn.Module,
+    model: nn.Module | str | Path,
     *,
     source_hash: str | None = None,
     extra: dict[str, str] | None = None,
     float16_scales: bool = True,
+    entry_point: str | None = None,
+    entry_kwargs: dict[str, Any] | None = None,
+    dataset: str | None = None,
+    input_shape: Any = None,
+    normalization: tuple[float, float] | None = None,
+    num_classes: int | None = None,
 ) -> CheckpointMetadata:
     """Write ``model.state_dict()`` and the Tritium metadata to ``path`` atomically.
+
+    The two arguments go in either order: ``save_checkpoint(path, model)`` or, as
+    ``torch.save(obj, path)``, ``save_checkpoint(model, path)``.
 
     Returns the metadata written. ``extra`` values must be strings. With
     ``float16_scales`` (default) a frozen ternary layer's ``weight_scale`` and ``bias`` are
     stored as float16 when every value is a normal float16 number (relative error at most
     2**-11; they are read back as float32); otherwise, and for every other tensor, the
     model's dtype is kept.
+
+    A model not built from a ``.tri`` program is rebuilt by ``tritium eval/predict/export``
+    from ``entry_point``, ``"package.module:callable"`` (called with ``entry_kwargs``, JSON
+    values, it returns the model; the CLI runs it only with ``--trust-entry-point``), then
+    ternarized again as the model's :func:`~tritium.runtime.ternarize` record says (stored
+    automatically). ``dataset``, ``input_shape`` (per sample), ``normalization``
+    (``(mean, std)`` of the raw inputs) and ``num_classes`` say how its inputs are prepared.
     """
-    path = Path(path)
-    extra = dict(extra or {})
+    model, path = _module_and_path(path, model, "save_checkpoint")
+    run = _run_extra(path, model, entry_point, entry_kwargs, dataset, input_shape,
+                     normalization, num_classes)
+    if extra and (clash := sorted(set(run) & set(extra))):
+        raise CheckpointError(path, f"extra repeats what the keyword arguments record: {clash}")
+    extra = {**run, **dict(extra or {})}
     bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise CheckpointError(path, f"extra metadata must map str to str; bad keys: {bad}")
@@ -571,7 +649,8 @@ def save_checkpoint(
 # --- reading ----------------------------------------------------------------------------
 
 
-def _parse_structure(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+def _parse_structure(path: Path, data: bytes, plain: bool = False
+                     ) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate the safetensors framing; return (tensor entries, ``__metadata__``)."""
     size = len(data)
     if size < 8:
@@ -598,6 +677,8 @@ def _parse_structure(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str,
     if not isinstance(header, dict):
         raise CheckpointError(path, "header is not a JSON object: corrupted file")
     meta = header.pop("__metadata__", None)
+    if plain and meta is None:
+        meta = {}
     if not isinstance(meta, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
     ):
@@ -896,6 +977,37 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
     return state, metadata
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return read_file_bounded(path, None, follow_symlinks=True)
+    except FileNotFoundError:
+        raise CheckpointError(path, "no such file") from None
+    except UnsafeFileError as e:
+        raise CheckpointError(path, f"{e.reason}: a checkpoint is a .safetensors file") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(path, f"cannot read the file: "
+                                    f"{getattr(e, 'strerror', None) or e}") from None
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor],
+                                               CheckpointMetadata | None]:
+    """The tensors of a safetensors file, Tritium's or any other (``safetensors.torch.
+    save_file(model.state_dict(), path)``), with the Tritium metadata when it has some
+    (then fully validated, as :func:`load_checkpoint` does). Never unpickles; every problem
+    is a :class:`CheckpointError`."""
+    path = Path(os.fsdecode(path))
+    data = _read_bytes(path)
+    header, meta = _parse_structure(path, data, plain=True)
+    if _KEY_VERSION in meta:
+        state, metadata = _read(path)
+        return state, metadata
+    try:
+        state = safetensors.torch.load(data)
+    except Exception as e:  # any failure of the decoder is a corrupted file to the user
+        raise CheckpointError(path, f"safetensors cannot decode the file: {e}") from None
+    return state, None
+
+
 def read_checkpoint_metadata(path: str | Path) -> CheckpointMetadata:
     """Validate a checkpoint and return its metadata (raises :class:`CheckpointError`)."""
     return _read(Path(path))[1]
@@ -1005,8 +1117,8 @@ def _expected_tensors(
 
 
 def load_checkpoint(
-    path: str | Path,
-    model: nn.Module | None = None,
+    path: str | Path | nn.Module,
+    model: nn.Module | str | Path | None = None,
     *,
     strict: bool = True,
 ) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
@@ -1020,9 +1132,16 @@ def load_checkpoint(
     stored tensor's shape is checked against what the model expects (always), missing and
     unexpected keys are errors when ``strict``; only when all checks pass are the layers
     frozen and the tensors loaded, so a rejected checkpoint leaves the model untouched.
-    Any problem raises :class:`CheckpointError` (a ``ValueError``).
+    Any problem raises :class:`CheckpointError` (a ``ValueError``). The path and the model
+    go in either order.
     """
-    path = Path(path)
+    if model is None:
+        if isinstance(path, nn.Module):
+            raise TypeError("load_checkpoint takes a file path (and optionally the model to "
+                            "load into, in either order); got only an nn.Module")
+        path = Path(os.fsdecode(path))
+    else:
+        model, path = _module_and_path(path, model, "load_checkpoint")
     state, metadata = _read(path)
     if model is None:
         return state, metadata

@@ -922,8 +922,13 @@ def _fold_pairs_of(mod: nn.Module) -> list[tuple[str, str, bool]]:
     be ``bn(layer(x))`` and nothing else, with whether a folded batch norm becomes ``None``
     (a generated module's ``tritium_folds``: its code calls them through
     :func:`tritium.runtime.norm`) or ``nn.Identity`` (consecutive children of a plain
-    ``nn.Sequential``)."""
+    ``nn.Sequential``, and a module's ``tritium_identity_folds``, which
+    :func:`tritium.runtime.ternarize` declares)."""
     pairs = [(str(a), str(b), True) for a, b in getattr(mod, "tritium_folds", None) or ()]
+    # pairs :func:`tritium.runtime.ternarize` proved in plain PyTorch modules, whose code
+    # calls the batch norm itself: a folded one becomes ``nn.Identity``
+    pairs += [(str(a), str(b), False)
+              for a, b in getattr(mod, "tritium_identity_folds", None) or ()]
     if type(mod) is nn.Sequential:
         names = list(mod._modules)
         pairs += [(a, b, False) for a, b in zip(names, names[1:])]

@@ -1,0 +1,536 @@
+"""The way in from existing PyTorch code: :func:`ternarize` turns the ``nn.Linear``,
+``nn.Conv1d`` and ``nn.Conv2d`` layers of any ``nn.Module`` into Tritium's ternary layers, in
+place, starting quantization-aware training from the weights they hold.
+
+    model = MyResNet()                                   # plain PyTorch, maybe pretrained
+    model, report = tritium.ternarize(model)             # first and last layers stay fp32
+    print(report)                                        # what was replaced, what kept, why
+    ...train...                                          # QAT from the pretrained weights
+    tritium.runtime.freeze_model(model)                  # packed, batch norms folded
+
+What is converted: layers of exactly the types ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``
+(a subclass may compute something else and is kept), including the query/key/value/output
+``nn.Linear`` projections of hand-written (Hugging Face style) attention modules. Kept, each
+with its reason in the report: layers inside ``nn.MultiheadAttention`` (it reads its
+projection weights directly, never calling them), layers with hooks or parametrizations,
+lazy layers, convolutions with a padding mode other than ``"zeros"`` or an asymmetric
+``padding="same"``, and, by default, the first and the last of the model's linear and
+convolution layers in execution order (``keep_first_last``; the ternary papers keep them in
+full precision, where they cost little and matter most).
+
+Selection: ``include`` and ``exclude`` take a pattern or a list of them; a pattern is a glob
+over dotted module names (``"layer1.*"``, ``"*.q_proj"``, ``"fc"``) or a module class
+(``nn.Conv2d``, ``MyAttention``), and a module matches when it or one of its ancestors
+does, so ``exclude="encoder"`` keeps everything under ``encoder``. A pattern that matches no
+module is an error (a typo would otherwise silently change nothing).
+
+Batch-norm folding: :func:`tritium.runtime.freeze_model` folds ``bn(layer(x))`` pairs it
+can prove. Consecutive children of an ``nn.Sequential`` it finds itself; for other modules
+(a torchvision-style ``BasicBlock``: ``self.bn1(self.conv1(x))``) :func:`ternarize` traces
+the model with ``torch.fx`` and declares each pair whose layer's only consumer is the batch
+norm and whose batch norm reads nothing else (both called once, siblings of one parent) in
+the parent's ``tritium_identity_folds`` list; a folded batch norm becomes ``nn.Identity``.
+When the model cannot be traced, only the ``nn.Sequential`` pairs fold and the report says
+why.
+
+Replaying: every call's options are recorded on the model (``model.tritium_ternarize``), and a
+checkpoint written by :func:`tritium.runtime.save_checkpoint` stores them, so a model
+rebuilt from a Python entry point (``tritium eval --trust-entry-point``) is ternarized again
+the same way before the weights are loaded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from tritium.runtime.layers import TernaryConv2d, TernaryLayer, TernaryLinear, TritiumLayer
+
+__all__ = ["TernarizeReport", "TernaryConv1d", "ternarize", "ternarize_record_problem",
+           "apply_ternarize_record", "fp32_layer_names"]
+
+_CONVERTIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+SPEC_VERSION = 1
+
+
+class TernaryConv1d(TernaryConv2d):
+    """1-D convolution with ternary weights (arguments as ``nn.Conv1d`` plus the quantizer
+    ones of :class:`~tritium.runtime.TernaryLinear`): a :class:`TernaryConv2d` with a
+    ``(1, k)`` kernel over inputs viewed as ``[N, C, 1, L]``, so it freezes, packs and
+    checkpoints as one. Its latent weight is ``[out, in/groups, 1, k]``; a 3-D
+    ``nn.Conv1d`` weight loads into it (``load_state_dict`` inserts the unit axis)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
+                 stride: int | tuple[int] = 1, padding: int | tuple[int] = 0,
+                 dilation: int | tuple[int] = 1, groups: int = 1, bias: bool = True,
+                 **quant: Any) -> None:
+        def one(v: int | tuple[int], what: str) -> int:
+            t = (v,) if isinstance(v, int) else tuple(v)
+            if len(t) != 1:
+                raise ValueError(f"{what} of a 1-D convolution must be one int, got {v!r}")
+            return int(t[0])
+
+        super().__init__(in_channels, out_channels, (1, one(kernel_size, "kernel_size")),
+                         (1, one(stride, "stride")), (0, one(padding, "padding")),
+                         (1, one(dilation, "dilation")), groups, bias, **quant)
+
+    def forward(self, x: torch.Tensor, activation: str | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() not in (2, 3):
+            raise ValueError(f"TernaryConv1d takes [N, C, L] or [C, L] inputs, got shape "
+                             f"{tuple(x.shape)}")
+        batched = x.dim() == 3
+        x4 = x.unsqueeze(2) if batched else x.unsqueeze(0).unsqueeze(2)
+        r4 = None
+        if residual is not None:
+            r4 = residual.unsqueeze(2) if batched else residual.unsqueeze(0).unsqueeze(2)
+        y = super().forward(x4, activation, r4).squeeze(2)
+        return y if batched else y.squeeze(0)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        key = prefix + "weight"
+        w = state_dict.get(key)
+        if isinstance(w, torch.Tensor) and w.dim() == 3 and not self.frozen:
+            state_dict[key] = w.unsqueeze(2)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size=({self.kernel_size[1]},), "
+             f"stride=({self.stride[1]},), padding=({self.padding[1]},)")
+        if self.dilation[1] != 1:
+            s += f", dilation=({self.dilation[1]},)"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + f", bias={self.bias is not None}, {self._quant_repr()}"
+
+
+# ----------------------------------------------------------------------------- patterns
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    """A module-name glob, or a class given by its qualified name (matched over the MRO, so
+    a recorded pattern replays without importing anything)."""
+
+    glob: str | None = None
+    cls: str | None = None
+
+    @classmethod
+    def of(cls, p: Any, what: str) -> _Pattern:
+        if isinstance(p, _Pattern):
+            return p
+        if isinstance(p, str):
+            if not p or len(p) > 1000 or any(ord(c) < 32 or ord(c) == 127 for c in p):
+                raise ValueError(f"{what}: {p[:60]!r} is not a module-name pattern")
+            return cls(glob=p)
+        if isinstance(p, type) and issubclass(p, nn.Module):
+            return cls(cls=_qualname(p))
+        raise TypeError(f"{what} takes module-name globs (str) or nn.Module classes, "
+                        f"got {p!r}")
+
+    def hits(self, name: str, module: nn.Module) -> bool:
+        if self.glob is not None:
+            return fnmatch.fnmatchcase(name, self.glob)
+        # a class defined in a script (`__main__`) is found again under its module's name
+        # when the model is rebuilt from an entry point importing that script
+        main = self.cls is not None and self.cls.startswith("__main__.")
+        return any(_qualname(c) == self.cls or (main and c.__qualname__ == self.cls[9:])
+                   for c in type(module).__mro__)
+
+    def to_json(self) -> str:
+        return f"glob:{self.glob}" if self.glob is not None else f"class:{self.cls}"
+
+    @classmethod
+    def from_json(cls, text: Any) -> _Pattern:
+        if isinstance(text, str) and text.startswith("glob:") and len(text) > 5:
+            return _Pattern.of(text[5:], "pattern")
+        if isinstance(text, str) and text.startswith("class:") and len(text) > 6 \
+                and all(p.isidentifier() for p in text[6:].split(".")):
+            return cls(cls=text[6:])
+        raise ValueError(f"{str(text)[:60]!r} is not a recorded pattern")
+
+    def __str__(self) -> str:
+        return repr(self.glob) if self.glob is not None else (self.cls or "").rpartition(".")[2]
+
+
+def _patterns(value: Any, what: str) -> list[_Pattern] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | type | _Pattern):
+        value = [value]
+    return [_Pattern.of(p, what) for p in value]
+
+
+def _matches(pats: list[_Pattern], name: str, chain: list[tuple[str, nn.Module]]) -> bool:
+    """Whether the module ``name`` or one of its ancestors (``chain``: root first, the
+    module last) matches one of ``pats``."""
+    return any(p.hits(n, m) for p in pats for n, m in chain if n or p.glob is None)
+
+
+# ----------------------------------------------------------------------------- the report
+
+@dataclass
+class TernarizeReport:
+    """What :func:`ternarize` did: ``replaced`` maps module names to ``"Linear -> TernaryLinear"``
+    descriptions, ``kept`` maps the linear/convolution layers left as they were to the
+    reason, ``folds`` lists the ``(layer, batch norm)`` pairs declared for folding, and
+    ``order`` says how first and last were found (``"torch.fx trace"`` or
+    ``"registration order"``); ``fold_note`` explains a skipped trace."""
+
+    replaced: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+    folds: list[tuple[str, str]] = field(default_factory=list)
+    order: str = "registration order"
+    fold_note: str = ""
+
+    def __str__(self) -> str:
+        lines = [f"ternarized {len(self.replaced)} layer(s), kept {len(self.kept)}"]
+        lines += [f"  replaced {n}: {d}" for n, d in self.replaced.items()]
+        lines += [f"  kept     {n}: {r}" for n, r in self.kept.items()]
+        if self.folds:
+            lines.append("  batch norms to fold at freeze: "
+                         + ", ".join(f"{b} into {a}" for a, b in self.folds))
+        if self.fold_note:
+            lines.append(f"  note: {self.fold_note}")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+def _unsupported(module: nn.Module, parent: nn.Module | None) -> str | None:
+    """Why a linear/convolution layer cannot be converted (None: it can)."""
+    if isinstance(parent, nn.MultiheadAttention):
+        return "inside nn.MultiheadAttention, which reads its projection weights directly"
+    if isinstance(module, nn.modules.lazy.LazyModuleMixin):
+        return "a lazy layer whose shape is not known yet (run one forward first)"
+    if type(module) not in _CONVERTIBLE:
+        return (f"{type(module).__name__} subclasses {type(module).__mro__[1].__name__} and may "
+                "compute something else")
+    if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks:
+        return "it has hooks, which the ternary layer would not carry"
+    if torch.nn.utils.parametrize.is_parametrized(module):
+        return "its weight is parametrized (weight or spectral norm)"
+    if module.weight.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        return f"its weight is {module.weight.dtype}, not a float"
+    if isinstance(module, nn.Conv1d | nn.Conv2d):
+        if module.padding_mode != "zeros":
+            return (f"padding_mode={module.padding_mode!r}: the ternary convolutions pad with "
+                    "zeros only")
+        if module.transposed:
+            return "a transposed convolution"
+        if isinstance(module.padding, str) and module.padding == "same":
+            for k, d in zip(module.kernel_size, module.dilation):
+                if d * (k - 1) % 2:
+                    return "padding='same' with an even kernel pads asymmetrically"
+    return None
+
+
+def _padding(module: nn.Conv1d | nn.Conv2d) -> tuple[int, ...]:
+    if isinstance(module.padding, str):
+        if module.padding == "valid":
+            return tuple(0 for _ in module.kernel_size)
+        return tuple(d * (k - 1) // 2 for k, d in zip(module.kernel_size, module.dilation))
+    return tuple(int(p) for p in module.padding)
+
+
+def _convert(module: nn.Module, options: Mapping[str, Any]) -> TernaryLayer:
+    """The ternary layer equivalent of ``module`` holding a copy of its weight and bias
+    (latent weights), on its device and in its dtype and training mode."""
+    w = module.weight
+    factory = {"device": w.device, "dtype": w.dtype}
+    new: TernaryLayer
+    if isinstance(module, nn.Linear):
+        new = TernaryLinear(module.in_features, module.out_features, module.bias is not None,
+                            **options, **factory)
+        src = w
+    elif isinstance(module, nn.Conv2d):
+        new = TernaryConv2d(module.in_channels, module.out_channels, module.kernel_size,
+                            module.stride, _padding(module), module.dilation, module.groups,
+                            module.bias is not None, **options, **factory)
+        src = w
+    else:
+        assert isinstance(module, nn.Conv1d)
+        new = TernaryConv1d(module.in_channels, module.out_channels, module.kernel_size,
+                            module.stride, _padding(module), module.dilation, module.groups,
+                            module.bias is not None, **options, **factory)
+        src = w.unsqueeze(2)
+    with torch.no_grad():
+        new.weight.copy_(src)
+        if module.bias is not None:
+            assert new.bias is not None
+            new.bias.copy_(module.bias)
+    new.weight.requires_grad_(w.requires_grad)
+    if module.bias is not None and new.bias is not None:
+        new.bias.requires_grad_(module.bias.requires_grad)
+    new.train(module.training)
+    return new
+
+
+class _Tracer(torch.fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, TritiumLayer) or super().is_leaf_module(m, qualname)
+
+
+def _trace(model: nn.Module) -> tuple[torch.fx.Graph | None, str]:
+    try:
+        return _Tracer().trace(model), ""
+    except Exception as exc:  # noqa: BLE001 - any failure of symbolic tracing means "unknown"
+        text = " ".join(str(exc).split())[:160] or type(exc).__name__
+        return None, f"torch.fx cannot trace the model ({text})"
+
+
+def _call_order(graph: torch.fx.Graph | None) -> list[str]:
+    if graph is None:
+        return []
+    return [str(n.target) for n in graph.nodes if n.op == "call_module"]
+
+
+def _proven_folds(graph: torch.fx.Graph, modules: dict[str, nn.Module]
+                  ) -> list[tuple[str, str]]:
+    """``(layer, batch norm)`` dotted names whose dataflow in the traced graph is exactly
+    ``bn(layer(x))``: each module called once, the layer's output used only by the batch
+    norm, which takes nothing else; both children of one parent."""
+    calls: dict[str, list[torch.fx.Node]] = {}
+    for n in graph.nodes:
+        if n.op == "call_module":
+            calls.setdefault(str(n.target), []).append(n)
+    pairs: list[tuple[str, str]] = []
+    for name, nodes in calls.items():
+        if len(nodes) != 1 or not isinstance(modules.get(name), _CONVERTIBLE + (TernaryLayer,)):
+            continue
+        node = nodes[0]
+        users = list(node.users)
+        if len(users) != 1 or users[0].op != "call_module":
+            continue
+        bn_node = users[0]
+        bn_name = str(bn_node.target)
+        if not isinstance(modules.get(bn_name), nn.BatchNorm1d | nn.BatchNorm2d) \
+                or len(calls.get(bn_name, ())) != 1 \
+                or bn_node.args != (node,) or bn_node.kwargs:
+            continue
+        if name.rpartition(".")[0] != bn_name.rpartition(".")[0]:
+            continue
+        pairs.append((name, bn_name))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- ternarize
+
+def ternarize(
+    model: nn.Module,
+    include: Any = None,
+    exclude: Any = None,
+    *,
+    quantizer: str = "twn",
+    act_quant: str = "none",
+    per_channel: bool = False,
+    threshold: float | None = None,
+    ste: str = "identity",
+    keep_first_last: bool | str = True,
+    fold_bn: bool = True,
+) -> tuple[nn.Module, TernarizeReport]:
+    """Convert the linear and convolution layers of ``model`` into ternary layers in place;
+    returns ``(model, report)``.
+
+    Each converted layer starts from the existing weight and bias (its latent weights, so
+    QAT continues from them). ``include``/``exclude``: module-name globs or module classes
+    (see the module documentation); ``quantizer``, ``per_channel``, ``threshold``,
+    ``act_quant`` and ``ste`` go to every new layer (as :class:`TernaryLinear` takes them).
+    ``keep_first_last``: ``True`` (default) keeps the first and the last linear/convolution
+    layer of the model (in ``torch.fx`` execution order, else registration order) in full
+    precision, ``"first"`` or ``"last"`` only that one, ``False`` neither. ``fold_bn``:
+    declare the batch norms provably applied to a converted layer's output for
+    :func:`~tritium.runtime.freeze_model` to fold. When ``model`` is itself one layer and
+    is converted, the returned model is the new layer.
+    """
+    if keep_first_last not in (True, False, "first", "last"):
+        raise ValueError(f"keep_first_last must be True, False, 'first' or 'last', got "
+                         f"{keep_first_last!r}")
+    inc = _patterns(include, "include")
+    exc = _patterns(exclude, "exclude")
+    options = {"quantizer": quantizer, "act_quant": act_quant, "per_channel": per_channel,
+               "threshold": threshold, "ste": ste}
+    TernaryLinear(1, 1, **options)          # validates every option before anything changes
+    spec = {"version": SPEC_VERSION, "include": None if inc is None else [p.to_json() for p in inc],
+            "exclude": None if exc is None else [p.to_json() for p in exc],
+            "options": options, "keep_first_last": keep_first_last, "fold_bn": fold_bn}
+    return _ternarize(model, inc, exc, options, keep_first_last, fold_bn, spec)
+
+
+def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern] | None,
+               options: dict[str, Any], keep_first_last: bool | str, fold_bn: bool,
+               spec: dict[str, Any]) -> tuple[nn.Module, TernarizeReport]:
+    report = TernarizeReport()
+    modules = dict(model.named_modules())
+    parents: dict[str, nn.Module | None] = {"": None}
+    for name, mod in modules.items():
+        for cname, _child in mod.named_children():
+            parents.setdefault(f"{name}.{cname}" if name else cname, mod)
+
+    def chain(name: str) -> list[tuple[str, nn.Module]]:
+        parts = name.split(".") if name else []
+        names = [""] + [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        return [(n, modules[n]) for n in names if n in modules]
+
+    for what, pats in (("include", inc), ("exclude", exc)):
+        for p in pats or ():
+            if not any(p.hits(n, m) for n, m in modules.items() if n or p.glob is None):
+                raise ValueError(f"ternarize: {what} pattern {p} matches no module of the "
+                                 f"{type(model).__name__}")
+    graph, note = _trace(model)
+    linear_like = [n for n, m in modules.items() if isinstance(m, _CONVERTIBLE)]
+    order = [n for n in dict.fromkeys(_call_order(graph)) if n in set(linear_like)]
+    if graph is not None and set(order) == set(linear_like):
+        report.order = "torch.fx trace"
+    else:
+        order = linear_like
+    edge: dict[str, str] = {}
+    if order and keep_first_last in (True, "first"):
+        edge[order[0]] = "the first layer (kept in full precision: keep_first_last)"
+    if order and keep_first_last in (True, "last"):
+        edge.setdefault(order[-1], "the last layer (kept in full precision: keep_first_last)")
+    new_of: dict[int, TernaryLayer] = {}
+    for name in linear_like:
+        mod = modules[name]
+        if inc is not None and not _matches(inc, name, chain(name)):
+            continue
+        if exc is not None and _matches(exc, name, chain(name)):
+            report.kept[name] = "excluded"
+            continue
+        why = edge.get(name) or _unsupported(mod, parents.get(name))
+        if why:
+            report.kept[name] = why
+            continue
+        if id(mod) not in new_of:
+            new_of[id(mod)] = _convert(mod, options)
+        new = new_of[id(mod)]
+        report.replaced[name] = f"{type(mod).__name__} -> {type(new).__name__}"
+    # replace every reference (a module shared by several parents is replaced everywhere)
+    root_new = new_of.get(id(model))
+    for mod in modules.values():
+        for cname, child in list(mod._modules.items()):
+            if child is not None and id(child) in new_of:
+                setattr(mod, cname, new_of[id(child)])
+    result = root_new if root_new is not None else model
+    if fold_bn and graph is not None:
+        current = dict(result.named_modules())
+        for lname, bname in _proven_folds(graph, modules):
+            if not isinstance(current.get(lname), TernaryLayer):
+                continue
+            parent_name = lname.rpartition(".")[0]
+            parent = current[parent_name]
+            if type(parent) is nn.Sequential:
+                pass       # freeze_model folds consecutive Sequential children itself
+            else:
+                pair = (lname.rpartition(".")[2], bname.rpartition(".")[2])
+                declared = list(getattr(parent, "tritium_identity_folds", None) or ())
+                if pair not in declared:
+                    parent.tritium_identity_folds = declared + [pair]
+            report.folds.append((lname, bname))
+    if graph is None:
+        report.fold_note = note + ("; first and last were taken in registration order" if
+                                   keep_first_last else "")
+        if fold_bn:
+            report.fold_note += ("; only batch norms that directly follow a layer in an "
+                                 "nn.Sequential will be folded")
+    # every call is recorded, in order, so that a rebuilt model replays them all
+    result.tritium_ternarize = [*(getattr(model, "tritium_ternarize", None) or []), spec]
+    return result, report
+
+
+# ----------------------------------------------------------------------------- replaying
+
+def ternarize_record_problem(record: Any) -> str | None:
+    """What is wrong with a recorded list of ternarize calls (``model.tritium_ternarize``,
+    from a checkpoint: untrusted), or None."""
+    if not isinstance(record, list) or not 1 <= len(record) <= 100:
+        return "expected a list of 1 to 100 ternarize calls"
+    for i, spec in enumerate(record):
+        problem = ternarize_spec_problem(spec)
+        if problem is not None:
+            return f"call {i + 1}: {problem}"
+    return None
+
+
+def ternarize_spec_problem(spec: Any) -> str | None:
+    """What is wrong with one recorded ternarize call, or None."""
+    if not isinstance(spec, dict) or spec.get("version") != SPEC_VERSION:
+        return f"not a version {SPEC_VERSION} ternarize record"
+    want = {"include", "exclude", "options", "keep_first_last", "fold_bn"}
+    if set(spec) - {"version"} != want:
+        return f"expected the keys {sorted(want)}"
+    for key in ("include", "exclude"):
+        v = spec[key]
+        if v is not None:
+            if not isinstance(v, list) or len(v) > 1000:
+                return f"{key} is not a list of patterns"
+            for p in v:
+                try:
+                    _Pattern.from_json(p)
+                except ValueError as e:
+                    return f"{key}: {e}"
+    if spec["keep_first_last"] not in (True, False, "first", "last") \
+            or not isinstance(spec["fold_bn"], bool):
+        return "keep_first_last or fold_bn has a wrong value"
+    o = spec["options"]
+    if not isinstance(o, dict) or set(o) != {"quantizer", "act_quant", "per_channel",
+                                             "threshold", "ste"}:
+        return "options are not the ternary layer options"
+    try:
+        TernaryLinear(1, 1, **o)
+    except (TypeError, ValueError) as e:
+        return f"options: {e}"
+    return None
+
+
+def apply_ternarize_record(model: nn.Module, record: list[dict[str, Any]]
+                           ) -> tuple[nn.Module, list[TernarizeReport]]:
+    """Ternarize ``model`` again as a recorded list of calls (``model.tritium_ternarize``,
+    stored in checkpoints) says: the same conversions, in the same order."""
+    problem = ternarize_record_problem(record)
+    if problem is not None:
+        raise ValueError(f"the recorded ternarize options are malformed: {problem}")
+    reports = []
+    for spec in record:
+        inc = None if spec["include"] is None else [_Pattern.from_json(p)
+                                                    for p in spec["include"]]
+        exc = None if spec["exclude"] is None else [_Pattern.from_json(p)
+                                                    for p in spec["exclude"]]
+        model, report = _ternarize(model, inc, exc, dict(spec["options"]),
+                                   spec["keep_first_last"], spec["fold_bn"], spec)
+        reports.append(report)
+    return model, reports
+
+
+# ----------------------------------------------------------------------------- fp32 layers
+
+def fp32_layer_names(model: nn.Module, tokens: Iterable[str]) -> list[str]:
+    """The Tritium layers of ``model`` that ``tokens`` name: ``first``/``last`` (in
+    ``torch.fx`` execution order when the model traces, else registration order), exact
+    dotted names or globs. Raises ``ValueError`` naming a token that matches no layer."""
+    layers = [n for n, m in model.named_modules() if isinstance(m, TernaryLayer)]
+    graph, _ = _trace(model)
+    order = [n for n in dict.fromkeys(_call_order(graph)) if n in set(layers)]
+    if graph is None or set(order) != set(layers):
+        order = layers
+    chosen: list[str] = []
+    for tok in tokens:
+        if tok in ("first", "last"):
+            hit = order[:1] if tok == "first" else order[-1:]
+        else:
+            hit = [n for n in layers if fnmatch.fnmatchcase(n, tok)]
+        if not hit:
+            shown = ", ".join(layers[:12]) + (", ..." if len(layers) > 12 else "")
+            raise ValueError(f"{tok[:60]!r} names no ternary layer (layers: {shown or 'none'})")
+        chosen += [h for h in hit if h not in chosen]
+    return chosen
+
