@@ -39,6 +39,20 @@ class CompileError(Exception):
         super().__init__("; ".join(d.message for d in diagnostics))
 
 
+def _validate_generated(python: str, file: str) -> None:
+    """Every generated module is checked before it runs, cached or not: it must have the
+    shape the code generator writes (backends.pytorch.validate), so a damaged or planted
+    cache entry or a code generator bug cannot run arbitrary Python."""
+    from ..backends.pytorch.validate import UnsafeSourceError, validate
+    try:
+        validate(python)
+    except UnsafeSourceError as exc:
+        raise CompileError([Diagnostic("E0020", f"the generated module for {file} was not "
+                                                f"loaded: {exc}", None,
+                                       help="clear the compile cache (`tritium cache clear`) "
+                                            "and compile again")]) from None
+
+
 @dataclass
 class CompileResult:
     file: str
@@ -60,6 +74,7 @@ class CompileResult:
             name = f"tritium_generated_{digest}"
             mod = sys.modules.get(name)
             if mod is None:
+                _validate_generated(self.python, self.file)
                 mod = types.ModuleType(name)
                 mod.__file__ = f"<tritium:{self.file}>"
                 filename = f"<generated from {self.file}>"
