@@ -9,11 +9,13 @@ there is reported at the call site, pointing into the definition.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..frontend import ast as A
 from ..frontend.diagnostics import Diagnostic, Label, Severity, Span, did_you_mean
 from ..frontend.parser import DTYPES, TENSOR_TYPES
+from . import bounds
 from . import library as L
 from .types import (
     ANY,
@@ -125,6 +127,25 @@ class Checker:
         self._fn_cache: dict = {}          # (fn, argument types) -> result of a call
         self._loop_depth = 0
         self._active_fns: set[str] = set()
+        # layer applications interpreted so far for the definition being checked, counting
+        # the ones a cached instance stands for (bounds.MAX_LAYERS)
+        self.layer_count = 0
+        self._instance_work: dict = {}
+        self._layers_reported = False
+
+    def count_layers(self, n: int, span: Span | None) -> bool:
+        """Count `n` layer applications; False (reported once) past bounds.MAX_LAYERS."""
+        self.layer_count += n
+        if self.layer_count <= bounds.MAX_LAYERS:
+            return True
+        if not self._layers_reported:
+            self._layers_reported = True
+            self.diags.append(Diagnostic(
+                "E0312", f"the program applies more than {bounds.MAX_LAYERS} layers (counting "
+                         f"every repetition and every instance of a block)", span,
+                label="here the count passes the bound",
+                help="use fewer or shorter repetitions"))
+        return False
 
     # ------------------------------------------------------------------ reporting
     def report(self, code: str, message: str, span: Span | None, label: str = "",
@@ -143,6 +164,8 @@ class Checker:
 
     # ------------------------------------------------------------------ top level
     def check_definition(self, d: Definition) -> None:
+        self.layer_count = 0
+        self._layers_reported = False
         node = d.node
         if isinstance(node, A.FnDef):
             self.check_function(node, Scope(), {})
@@ -314,7 +337,11 @@ class Checker:
             repeat = None
             if lk.repeat is not None:
                 r = self.eval_const(lk.repeat, scope)
-                if r.known and _is_int(r.const) and r.const >= 1:
+                if r.known and _is_int(r.const) and r.const > bounds.MAX_REPEAT:
+                    self.report("E0312", f"a repetition count of {r.const} is too large "
+                                         f"(at most {bounds.MAX_REPEAT})", lk.repeat.span,
+                                label="too many instances")
+                elif r.known and _is_int(r.const) and r.const >= 1:
                     repeat = r.const
                 elif r.known:
                     self.report("E0309", "a repetition count must be a positive integer",
@@ -428,7 +455,7 @@ class Checker:
                     "list": "a list"}.get(t, t)
             got = self.describe_const(c)
             help = None
-            if t == "int" and isinstance(c, float) and c == int(c):
+            if t == "int" and isinstance(c, float) and math.isfinite(c) and c == int(c):
                 help = f"write `{int(c)}`"
             elif t in ("int", "float") and isinstance(c, str) and not isinstance(c, SymInt):
                 help = "remove the quotes"
@@ -474,6 +501,8 @@ class Checker:
                 count = kind.repeat or 1
                 cfg = dict(kind.cfg)
                 for r in range(count):
+                    if not self.count_layers(1, call.span):
+                        return Value(ANY)
                     if r > 0:
                         cfg = self.next_repeat_cfg(kind, cfg)
                     parts = ([str(i)] if len(inst.kinds) > 1 else []) + (
@@ -561,7 +590,9 @@ class Checker:
                                     for k, v in cfg.items())),
                tuple(repr(a.ty) for a in args))
         if key in self._instance_cache and self.trace is None:
+            self.count_layers(self._instance_work.get(key, 0), call.span)
             return self._instance_cache[key]
+        before = self.layer_count
         saved = (self.inner, self.used_layers)
         self.inner = []
         self.quiet += 1
@@ -589,6 +620,7 @@ class Checker:
                         label=f"input {self.describe_args(args)}", secondary=sec,
                         help=first.help)
         self._instance_cache[key] = result
+        self._instance_work[key] = self.layer_count - before
         return result
 
     def describe_args(self, args: list[Value]) -> str:
@@ -988,6 +1020,9 @@ class Checker:
                 return Value(BOOL)
             if e.op == "-":
                 if v.known and _num(v.const):
+                    if _is_int(v.const) and v.const == bounds.INT_MIN:
+                        self.report("E0312", "the negation does not fit in 64 bits", e.span)
+                        return Value(v.ty)
                     return Value(v.ty, -v.const, True)
                 if isinstance(v.const, SymInt):
                     return Value(INT, SymInt(f"-{v.const}"))
@@ -1079,6 +1114,10 @@ class Checker:
             return self.tensor_binary(op, ta, tb, e)
         if op == "+" and isinstance(ta, ListT) and isinstance(tb, ListT):
             if a.known and b.known:
+                if len(a.const) + len(b.const) > bounds.MAX_SEQUENCE:
+                    self.report("E0312", f"a list longer than {bounds.MAX_SEQUENCE} elements "
+                                         f"at compile time", e.span, label="too long")
+                    return Value(ListT())
                 return Value(ListT(), list(a.const) + list(b.const), True)
             return Value(ListT())
         if op in ("==", "!="):
@@ -1091,6 +1130,10 @@ class Checker:
         ta, tb = a.ty.name, b.ty.name
         if "str" in (ta, tb):
             if op == "+" and ta == tb == "str":
+                if a.known and b.known and len(a.const) + len(b.const) > bounds.MAX_SEQUENCE:
+                    self.report("E0312", f"a string longer than {bounds.MAX_SEQUENCE} "
+                                         f"characters at compile time", e.span, label="too long")
+                    return Value(STR)
                 return Value(STR, a.const + b.const, True) if a.known and b.known else Value(STR)
             if op in ("==", "!="):
                 if a.known and b.known:
@@ -1118,19 +1161,15 @@ class Checker:
                 or not _num(cb) and not isinstance(cb, bool):
             return Value(rt)
         try:
-            res = {
-                "+": lambda: ca + cb, "-": lambda: ca - cb, "*": lambda: ca * cb,
-                "/": lambda: ca / cb, "//": lambda: ca // cb, "%": lambda: ca % cb,
-                "**": lambda: ca ** cb, "==": lambda: ca == cb, "!=": lambda: ca != cb,
-                "<": lambda: ca < cb, "<=": lambda: ca <= cb, ">": lambda: ca > cb,
-                ">=": lambda: ca >= cb,
-            }[op]()
+            res = bounds.binary(op, ca, cb)
         except ZeroDivisionError:
             self.report("E0309", "division by zero", e.span)
             return Value(rt)
-        except (OverflowError, KeyError, TypeError, ValueError):
+        except bounds.TooLarge as exc:
+            self.report("E0312", f"cannot compute `{op}` at compile time: {exc}", e.span,
+                        label="too large", help="integers are 64-bit and floats 64-bit IEEE")
             return Value(rt)
-        if isinstance(res, complex) or (isinstance(res, int) and abs(res) > 1 << 62):
+        except (KeyError, TypeError, ValueError):
             return Value(rt)
         if op == "**" and isinstance(res, float) and not is_float:
             rt = FLOAT
@@ -1743,11 +1782,15 @@ class Checker:
                         return Value(ScalarT("trit"))
                     return Value(ScalarT("trit"), val, True)
                 if name in INT_TYPES and _num(c):
-                    return Value(ScalarT(name), int(c), True)
+                    return Value(ScalarT(name), bounds.check_int(int(c), f"`{name}({c})`"),
+                                 True)
                 if name in FLOAT_TYPES and _num(c):
                     return Value(ScalarT(name), float(c), True)
+            except bounds.TooLarge as exc:
+                self.report("E0312", f"cannot compute at compile time: {exc}", e.span)
             except (OverflowError, ValueError):
-                pass
+                self.report("E0312", f"`{name}({c})` has no value", e.span,
+                            help="an infinity or NaN cannot become an integer")
             return Value(ScalarT(name))
         if name == "range":
             n = b["n"]
