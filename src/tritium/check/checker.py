@@ -445,6 +445,8 @@ class Checker:
             ok = L.pair(c) is not None or c in ("same", "valid")
         elif t == "list":
             ok = isinstance(c, list)
+        if isinstance(v.ty, RangeT) and t != "any":
+            ok = False
         if c is None and v.known and not k.required:
             return True
         if not ok:
@@ -453,7 +455,7 @@ class Checker:
                     "ints": "an integer or a list of integers",
                     "padding": "an integer, a pair, \"same\" or \"valid\"",
                     "list": "a list"}.get(t, t)
-            got = self.describe_const(c)
+            got = "a range" if isinstance(v.ty, RangeT) else self.describe_const(c)
             help = None
             if t == "int" and isinstance(c, float) and math.isfinite(c) and c == int(c):
                 help = f"write `{int(c)}`"
@@ -466,13 +468,26 @@ class Checker:
             self.report("E0309", f"`{c}` is not a valid `{key}` for `{kind}`", span,
                         help=did_you_mean(c, k.choices) or f"choose one of: {', '.join(k.choices)}")
             return False
-        if k.min is not None:
-            vals = [c] if _num(c) else c if isinstance(c, list) else []
-            for x in vals:
-                if _num(x) and x < k.min:
-                    what = "positive" if k.min == 1 else f"at least {k.min}"
-                    self.report("E0309", f"`{key}` of `{kind}` must be {what}, got {x}", span)
-                    return False
+        vals = [c] if _num(c) else c if isinstance(c, list) else []
+        for x in vals:
+            if not _num(x):
+                continue
+            if isinstance(x, float) and not math.isfinite(x):
+                self.report("E0309", f"`{key}` of `{kind}` must be a finite number, got {x}",
+                            span, label="not finite")
+                return False
+            if _is_int(x) and abs(x) > bounds.MAX_DIM:
+                self.report("E0312", f"`{key}` of `{kind}` is too large: {x} (at most "
+                                     f"{bounds.MAX_DIM})", span, label="too large")
+                return False
+            if k.min is not None and x < k.min:
+                what = "positive" if k.min == 1 else f"at least {k.min}"
+                self.report("E0309", f"`{key}` of `{kind}` must be {what}, got {x}", span)
+                return False
+            if k.max is not None and x > k.max:
+                self.report("E0309", f"`{key}` of `{kind}` must be at most {k.max}, got {x}",
+                            span, label="out of range")
+                return False
         return True
 
     @staticmethod
@@ -561,6 +576,14 @@ class Checker:
                 self.report("E0404", f"layer `{inst.name}` takes a tensor, got {x.ty}",
                             call.args[0].span if call.args else call.span)
                 return Value(ANY)
+            dt = x.ty.dtype
+            if not kind.spec.int_input and (x.ty.ternary or dt is not None and (
+                    dt in ("bool", "trit") or dt.startswith(("int", "uint")))):
+                self.report("E0404", f"layer `{inst.name}` ({kind.kind}) computes in floating "
+                                     f"point but its input holds {dt} values", call.span,
+                            label=f"a {dt} tensor", help="convert it first, e.g. "
+                            "`float32(x)`, or declare the input as a float tensor")
+                x = Value(TensorT("float32", x.ty.shape))   # go on, to find other problems
             try:
                 out = Value(kind.spec.rule(x.ty, cfg))
                 if self.trace is not None:
