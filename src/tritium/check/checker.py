@@ -407,6 +407,12 @@ class Checker:
                 self.report("E0309", f"`threshold` applies only to the threshold quantizer, "
                                      f"not `{q}`", spans["threshold"],
                             help="use `quantizer: \"threshold\"`, or remove `threshold`")
+        if spec is not None:
+            n = L.weight_elements(spec, cfg)
+            if n is not None and n > bounds.MAX_ELEMENTS:
+                self.report("E0312", f"`{lk.kind}` would allocate a weight of {n} elements "
+                                     f"(at most {bounds.MAX_ELEMENTS})", lk.span,
+                            label="too large")
         for key, k in keys.items():
             if key not in spans and k.required:
                 self.report("E0302", f"missing required config key `{key}` for `{lk.kind}`",
@@ -878,6 +884,8 @@ class Checker:
             shape = None
             if te.shape is not None:
                 shape = tuple(self.dim_of(d, scope, bindings) for d in te.shape)
+                if not self.shape_ok(shape, te.span):
+                    shape = None
             return TensorT(dtype if dtype is not None else "float32", shape, ternary)
         if name in DTYPES:
             if te.shape is not None:
@@ -895,6 +903,15 @@ class Checker:
         self.report("E0401", f"unknown type `{name}`", te.span,
                     help=did_you_mean(name, list(DTYPES) + list(TENSOR_TYPES)))
         return ANY
+
+    def shape_ok(self, dims, span: Span | None) -> bool:
+        """A shape within bounds.MAX_DIM and bounds.MAX_ELEMENTS (else E0312)."""
+        try:
+            bounds.shape_elements([d for d in dims if _is_int(d)])
+        except bounds.TooLarge as exc:
+            self.report("E0312", f"the shape is too large: {exc}", span, label="too large")
+            return False
+        return True
 
     def dim_of(self, d: A.Dim, scope: Scope, bindings: dict | None) -> Dim:
         v = d.value
@@ -1757,6 +1774,8 @@ class Checker:
                 for d in dims:
                     if _is_int(d) and d < 0:
                         self.report("E0508", f"a dimension cannot be negative ({d})", e.span)
+                if not self.shape_ok(dims, e.span):
+                    dims = None
             return Value(TensorT("trit" if ternary else "float32",
                                  tuple(dims) if dims is not None else None, ternary))
         if name in ("attention", "scaled_dot_product_attention"):

@@ -411,6 +411,36 @@ _add(LayerSpec("TernaryAttention", {**_attn_keys, **_QUANT_KEYS}, _attention,
 _add(LayerSpec("TernaryActivation", {"threshold": Key("float", 0.5, min=0)}, _ternary_act,
                "maps activations to {-1, 0, +1} (straight-through gradient)"))
 
+def weight_elements(spec: LayerSpec, cfg: dict) -> int | None:
+    """The element count of the largest weight a builtin layer allocates when it is built
+    (None when a size is not known), so that the checker can bound it."""
+    def get(key: str, default=1):
+        v = cfg.get(key, default)
+        if isinstance(v, list):
+            p = pair(v)
+            return None if p is None else p[0] * p[1]
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+    if "in_features" in spec.keys:
+        sizes = [get("in_features"), get("out_features")]
+    elif "in_channels" in spec.keys:
+        groups = get("groups")
+        sizes = [get("in_channels"), get("out_channels"), get("kernel_size")]
+        if isinstance(sizes[0], int) and isinstance(groups, int) and groups > 0:
+            sizes[0] //= groups
+    elif "num_embeddings" in spec.keys:
+        sizes = [get("num_embeddings"), get("embedding_dim")]
+    elif "embed_dim" in spec.keys:
+        sizes = [4, get("embed_dim"), get("embed_dim")]
+    else:
+        return None
+    if any(v is None for v in sizes):
+        return None
+    n = 1
+    for v in sizes:
+        n *= max(v, 0)
+    return n
+
+
 LAYER_ALIASES = {"MultiHeadAttention": "MultiheadAttention", "BatchNorm": "BatchNorm1d",
                  "TernaryDense": "TernaryLinear", "Dense": "Linear"}
 
