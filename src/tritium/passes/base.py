@@ -57,20 +57,38 @@ def apply_patterns(f: Function, patterns: list[Pattern], max_rounds: int = 64) -
     changed_any = False
     for _ in range(max_rounds):
         changed = False
+        # Replaced results are substituted as later ops are visited (uses follow
+        # definitions in program order), so a round costs one walk, not one per rewrite.
+        subst: dict[int, tuple[Value, Value]] = {}
         for op in list(f.walk()):
+            if subst:
+                op.operands = [substitute(subst, o) for o in op.operands]
             if op.parent is None or not _attached(op):
                 continue
             for pat in patterns:
                 new = pat(op, Builder.before_op(op))
                 if new is None:
                     continue
-                replace_op(f, op, new)
+                assert len(new) == len(op.results), f"{op.name}: {len(new)} replacements"
+                for r, v in zip(op.results, new):
+                    if r is not v:
+                        subst[id(r)] = (r, v)   # r kept alive: its id stays unique
+                erase_op(op)
                 changed = True
                 break
         changed_any |= changed
         if not changed:
             break
     return changed_any
+
+
+def substitute(subst: dict[int, tuple[Value, Value]], v: Value) -> Value:
+    """`v` after the replacements in `subst` (id(old) -> (old, new)), chains followed."""
+    seen = 0
+    while id(v) in subst and subst[id(v)][0] is v and seen <= len(subst):
+        v = subst[id(v)][1]
+        seen += 1
+    return v
 
 
 def _attached(op: Op) -> bool:

@@ -165,6 +165,10 @@ def _wrap(line: str) -> list[str]:
                 start = o
     if start < 0 or opens:
         return [line]
+    before = line[:start].rstrip()[-1:]
+    name_before = before.isalnum() or before in ("_", ")", "]")
+    if line[start] == "(" and not name_before or line[start] == "[" and name_before:
+        return [line]   # a parenthesized expression or a subscript: a comma would make a tuple
     head, body = line[:start + 1], line[start + 1:-1]
     cuts = [i for i, c, depth in _scan(body) if c == "," and depth == 0]
     pieces = [body[a + 1:b] for a, b in zip([-1] + cuts, cuts + [len(body)])]
