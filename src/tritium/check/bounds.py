@@ -12,9 +12,11 @@ bounded here, in one place, so that no program can make the compiler hang or exh
 * a repetition `Kind[N]` has at most `MAX_REPEAT` instances, and checking one definition
   applies at most `MAX_LAYERS` layers, counting every instance of every block (so nested
   repetitions cannot multiply past it);
+* one chain of binary operators (`a + b + …`) has at most `MAX_CHAIN` operators (generated
+  Python nests it as deeply; the nesting of brackets is bounded by the parser, E0203);
 * a list or string built at compile time has at most `MAX_SEQUENCE` elements;
-* lowering unrolls at most `MAX_UNROLL` iterations of one loop and `MAX_UNROLLED` statements
-  in all;
+* lowering unrolls at most `MAX_UNROLL` iterations of one loop, and at most `MAX_UNROLLED`
+  expression nodes in all (iterations times the size of the loop body);
 * a tensor shape known at compile time has dims below 2**31 and at most `MAX_ELEMENTS`
   elements.
 """
@@ -28,8 +30,9 @@ INT_MIN = -(2 ** 63)
 MAX_REPEAT = 1024
 MAX_LAYERS = 50_000
 MAX_SEQUENCE = 65536
+MAX_CHAIN = 300
 MAX_UNROLL = 4096
-MAX_UNROLLED = 16384
+MAX_UNROLLED = 32768
 MAX_DIM = 2 ** 31 - 1
 MAX_ELEMENTS = 2 ** 34
 

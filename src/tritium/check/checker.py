@@ -1023,8 +1023,17 @@ class Checker:
                 d = self.defs[e.id]
                 return Value(FnT(e.id)) if d.kind == "fn" else Value(ANY)
             if e.id in L.FUNCTIONS:
+                self.report("E0310", f"`{e.id}` is a builtin function: call it, e.g. "
+                                     f"`{e.id}(x)`", e.span, label="not called",
+                            help="a builtin function is not a value")
                 return Value(FnT(e.id))
-            if e.id in L.LAYERS or e.id in TENSOR_TYPES:
+            if e.id in L.LAYERS or e.id in L.LAYER_ALIASES or e.id in TENSOR_TYPES:
+                what = "a type" if e.id in TENSOR_TYPES else "a layer kind"
+                self.report("E0310", f"`{e.id}` is {what}, not a value", e.span,
+                            label="not a value", help="declare a layer with "
+                            f"`layer name: {e.id} {{ … }}` and call it by that name"
+                            if what != "a type" else "write a tensor literal like "
+                            f"`{e.id}[2](1, 0)`, or a function such as `zeros([2])`")
                 return Value(ANY)
             return self.undefined(e.id, e.span, scope)
         if t is A.Str:
@@ -1107,6 +1116,11 @@ class Checker:
         while isinstance(cur, A.Binary):
             chain.append(cur)
             cur = cur.left
+        if len(chain) > bounds.MAX_CHAIN:
+            self.report("E0203", f"an expression of {len(chain) + 1} operands is too long to "
+                                 f"compile (at most {bounds.MAX_CHAIN + 1})", e.span,
+                        label="too long", help="split it with `let` statements")
+            return Value(ANY)
         a = self.eval_expr(cur, scope)
         for node in reversed(chain):
             a = self.binary_step(node, a, scope)

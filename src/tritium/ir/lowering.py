@@ -767,10 +767,10 @@ class _Lowerer:
             if len(seq) > MAX_UNROLL:
                 raise LoweringError(f"a loop of {len(seq)} iterations is too long to unroll",
                                     s.span)
-            self.unrolled += len(seq)
+            self.unrolled += len(seq) * _node_count(s.body)
             if self.unrolled > bounds.MAX_UNROLLED:
-                raise LoweringError(f"more than {bounds.MAX_UNROLLED} loop iterations to "
-                                    f"unroll in all", s.span,
+                raise LoweringError(f"the loops unroll to more than {bounds.MAX_UNROLLED} "
+                                    f"expression nodes in all", s.span,
                                     help="nested loops multiply; use fewer or shorter loops")
             items: list[Any] = list(seq)
             expanded: list[Any] = []
@@ -1742,6 +1742,22 @@ def _join_types(a: Type, b: Type) -> Type:
     if isinstance(a, TensorType) and isinstance(b, TensorType):
         return a.with_shape(tuple(x if x == y else None for x, y in zip(a.shape, b.shape)))
     return a
+
+
+def _node_count(body: list) -> int:
+    """The number of AST nodes in `body` (what one unrolled iteration costs)."""
+    n = 0
+    stack = list(body)
+    while stack:
+        x = stack.pop()
+        n += 1
+        for slot in getattr(x, "__slots__", ()):
+            v = getattr(x, slot, None)
+            if isinstance(v, list):
+                stack.extend(v)
+            elif hasattr(v, "__slots__") and not isinstance(v, str | Span):
+                stack.append(v)
+    return n
 
 
 def _py_binary(op: str, x: Any, y: Any, span: Span | None) -> Any:

@@ -57,23 +57,14 @@ def apply_patterns(f: Function, patterns: list[Pattern], max_rounds: int = 64) -
     changed_any = False
     for _ in range(max_rounds):
         changed = False
-        # Replaced results are substituted as later ops are visited (uses follow
-        # definitions in program order), so a round costs one walk, not one per rewrite.
-        subst: dict[int, tuple[Value, Value]] = {}
         for op in list(f.walk()):
-            if subst:
-                op.operands = [substitute(subst, o) for o in op.operands]
             if op.parent is None or not _attached(op):
                 continue
             for pat in patterns:
                 new = pat(op, Builder.before_op(op))
                 if new is None:
                     continue
-                assert len(new) == len(op.results), f"{op.name}: {len(new)} replacements"
-                for r, v in zip(op.results, new):
-                    if r is not v:
-                        subst[id(r)] = (r, v)   # r kept alive: its id stays unique
-                erase_op(op)
+                replace_op(f, op, new)
                 changed = True
                 break
         changed_any |= changed
