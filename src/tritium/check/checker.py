@@ -174,7 +174,43 @@ class Checker:
         if env is None:
             return
         scope, layers = env
+        built = self.modules_built(layers, {}, 0)
+        if built > bounds.MAX_LAYERS:
+            self.report("E0312", f"`{d.name}` builds more than {bounds.MAX_LAYERS} layers "
+                                 f"(counting every repetition and every layer of every block "
+                                 f"instance)", node.span, label="too many layers",
+                        help="use fewer or shorter repetitions")
+            return
         self.check_bodies(node, scope, layers, report_unused_layers=True)
+
+    def modules_built(self, layers: dict[str, LayerInst], memo: dict, depth: int) -> int:
+        """How many layers constructing a definition with these `layers` builds: declared
+        ones, used or not, each repetition and each layer of each block instance counted
+        (an instance's later repetitions counted like its first). Stops counting past
+        bounds.MAX_LAYERS."""
+        total = 0
+        for inst in layers.values():
+            for kind in inst.kinds:
+                n = kind.repeat or 1
+                if kind.user is not None and depth < MAX_INSTANCE_DEPTH:
+                    key = (kind.user.name, repr(sorted((k, repr(v)) for k, v in kind.cfg.items())))
+                    if key not in memo:
+                        memo[key] = 1   # a cycle counts once (the checker reports it)
+                        self.quiet += 1
+                        saved = self.inner
+                        self.inner = []
+                        try:
+                            env = self.definition_env(kind.user.node, kind.cfg, abstract=False)
+                            memo[key] = 1 + (self.modules_built(env[1], memo, depth + 1)
+                                             if env is not None else 0)
+                        finally:
+                            self.quiet -= 1
+                            self.inner = saved
+                    n *= memo[key]
+                total += n
+                if total > bounds.MAX_LAYERS:
+                    return total
+        return total
 
     def definition_env(self, node, cfg: dict | None, abstract: bool):
         """The scope of a model/block/layer body: hyperparameters, constants, layers,

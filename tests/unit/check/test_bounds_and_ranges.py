@@ -150,3 +150,18 @@ def test_weights_are_bounded() -> None:
     assert "E0312" in {d.code for d in check_source(text, "m.tri").errors}
     text = ("fn f() -> Tensor { return zeros([100000000000, 10]) }\n")
     assert "E0312" in {d.code for d in check_source(text, "m.tri").errors}
+
+
+def test_unused_repetitions_are_counted_too() -> None:
+    """Constructing a module builds every declared layer, called or not."""
+    text = """block C {
+    params { n: int }
+    layer r: ReLU[1000]
+    forward(x: Tensor[b, n]) -> Tensor[b, n] { return x }
+}
+model M {
+    layer r: C[1000] { n: 4 }
+    forward(x: Tensor[b, 4]) -> Tensor[b, 4] { return x }
+}
+"""
+    assert "E0312" in {d.code for d in check_source(text, "m.tri").errors}
