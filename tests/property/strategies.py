@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from tritium.check.library import FUNCTIONS, LAYERS
 from tritium.frontend.lexer import KEYWORDS
 from tritium.frontend.names import MODULE_ATTRS, is_name
+from tritium.frontend.parser import DTYPES as PARSER_DTYPES
 
 NAMES = ["x", "y", "h", "w", "n", "c", "alpha", "beta", "c_in", "c_out", "stride", "hidden",
          "N", "B", "in_features", "out_features", "_tmp", "x2", "params", "forward", "shape"]
@@ -686,6 +687,9 @@ def clean_models(draw) -> Program:
     names = draw(st.lists(hostile_names, min_size=24, max_size=24, unique=True))
     it = iter(names)
     model, blk, bn, bfc, bx, bb, xname, batch = (next(it) for _ in range(8))
+    # `Tensor[int, 4]` spells a dtype: a dim named like a dtype would change the rank
+    if batch in PARSER_DTYPES or bb in PARSER_DTYPES:
+        batch = bb = "Bdim"   # no other drawn name looks like this
     imports: dict[str, str] = {}
     head: list[str] = []
     body: list[str] = []
@@ -827,3 +831,72 @@ def expensive_programs(draw) -> str:
                 f"        let z = zeros({shape})\n        return x\n    }}\n}}\n")
     return (f"model M {{\n    layer r: ReLU[{r1}]\n"
             f"    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{ return r(x) * ({e}) }}\n}}\n")
+
+
+# ----------------------------------------------------------------------------- layer configs
+#
+# One builtin layer with drawn config values (in and out of range) on an input of a drawn
+# shape: whatever the checker accepts must build and run in PyTorch with the output shape
+# the checker inferred.
+
+_SMALL = st.integers(-2, 5)
+
+
+def _value(draw, key) -> str:
+    t = key.type
+    if key.choices and draw(st.integers(0, 4)):
+        return tri_string(draw(st.sampled_from(key.choices)))
+    if t == "int":
+        return str(draw(st.one_of(_SMALL, st.integers(-1000, 1000))))
+    if t == "float":
+        return repr(draw(st.sampled_from([0.0, 0.1, 0.5, 1.0, 1.5, -0.5, 1e-5, 7.5])))
+    if t == "bool":
+        return draw(st.sampled_from(["true", "false"]))
+    if t in ("pair", "ints", "padding"):
+        if t == "padding" and draw(st.integers(0, 3)) == 0:
+            return tri_string(draw(st.sampled_from(["same", "valid"])))
+        small = st.one_of(st.integers(1, 2), st.integers(1, 2), _SMALL)
+        if draw(st.booleans()):
+            return str(draw(small))
+        n = 2 if t != "ints" else draw(st.integers(1, 2))
+        return "[" + ", ".join(str(draw(small)) for _ in range(n)) + "]"
+    if t == "str":
+        return tri_string(draw(st.sampled_from(["twn", "t2", "none", "x"])))
+    return "1"
+
+
+@st.composite
+def layer_configs(draw):
+    """(program text, input shape, input dtype) for one builtin layer."""
+    from tritium.check.library import LAYERS as _LAYERS
+    kind = draw(st.sampled_from(sorted(_LAYERS)))
+    spec = _LAYERS[kind]
+    rank = draw(st.integers(1, 4))
+    if ("2d" in kind or kind == "BatchNorm2d") and draw(st.integers(0, 3)):
+        rank = 4
+    elif "Attention" in kind and draw(st.integers(0, 3)):
+        rank = 3
+    shape = [draw(st.integers(1, 6)) for _ in range(rank)]
+    entries = []
+    for key, k in spec.keys.items():
+        if key in ("quantization", "format"):
+            continue
+        if k.required or draw(st.integers(0, 2)) == 0:
+            # required sizes usually agree with the input, so that more programs check clean
+            if key == "num_heads" and draw(st.integers(0, 3)):
+                v = str(draw(st.sampled_from([h for h in range(1, shape[-1] + 1)
+                                              if shape[-1] % h == 0])))
+            elif k.required and k.type == "int" and draw(st.integers(0, 3)):
+                v = str(shape[1] if rank > 1 and key in ("in_channels", "num_features")
+                        else shape[-1] if key in ("in_features", "embed_dim", "num_features")
+                        else draw(st.integers(1, 5)))
+            elif key == "normalized_shape" and draw(st.integers(0, 2)):
+                v = str(shape[-1])
+            else:
+                v = _value(draw, k)
+            entries.append(f"{key}: {v}")
+    dtype = "int64" if kind == "Embedding" and draw(st.integers(0, 3)) else "float32"
+    dims = ", ".join(str(d) for d in shape)
+    text = (f"model M {{\n    layer l: {kind} {{ {', '.join(entries)} }}\n"
+            f"    forward(x: Tensor<{dtype}, [{dims}]>) -> Tensor {{ return l(x) }}\n}}\n")
+    return text, tuple(shape), dtype

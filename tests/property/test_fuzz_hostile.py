@@ -40,6 +40,7 @@ from strategies import (  # noqa: E402
     bad_name_programs,
     clean_models,
     expensive_programs,
+    layer_configs,
     tri_string,
 )
 
@@ -219,3 +220,35 @@ def test_fuzz_ir_names_roundtrip(dim: str, hyper: str, k: int) -> None:
             low = lower(result, "M")
             t = print_module(low.module)
             assert print_module(parse_module(t)) == t
+
+
+# ----------------------------------------------------------------------------- layer configs
+
+@fuzz(300)
+@given(layer_configs())
+def test_fuzz_layer_configs_that_check_run(case) -> None:
+    """Whatever config and input shape of a builtin layer the checker accepts builds and
+    runs in PyTorch, with the output shape the checker inferred."""
+    torch = pytest.importorskip("torch")
+    from tritium.check.checker import Checker
+    text, shape, dtype = case
+    with sandbox():
+        result = check_source(text, "<fuzz>")
+        assert_diagnostics(result)
+        if not result.ok:
+            return
+        mod = load_module(generate(result))
+        model = mod.M()
+        model.eval()
+        x = torch.zeros(shape, dtype=torch.int64) if dtype == "int64" else torch.randn(*shape)
+        with torch.no_grad():
+            y = model(x)
+        checker = Checker(result.definitions, [])
+        checker.trace = []
+        checker.check_definition(result.definitions["M"])
+        out = next((t[4] for t in checker.trace), None)
+        if out is not None and getattr(out, "shape", None) is not None:
+            want = tuple(d if isinstance(d, int) else None for d in out.shape)
+            assert len(want) == y.dim(), (text, want, tuple(y.shape))
+            for w, got in zip(want, y.shape):
+                assert w is None or w == got, (text, want, tuple(y.shape))

@@ -433,8 +433,9 @@ class Checker:
                 cfg[key] = v
         if spec is not None and "quantization" in cfg:
             cfg.setdefault("quantizer", cfg.pop("quantization"))
-        if spec is not None and "quantizer" in spec.keys and isinstance(cfg.get("quantizer"), str):
-            q = cfg["quantizer"]
+        if spec is not None and "quantizer" in spec.keys and isinstance(
+                cfg.get("quantizer", spec.keys["quantizer"].default), str):
+            q = cfg.get("quantizer", spec.keys["quantizer"].default)
             fixed = q in ("threshold", "deterministic", "fixed")
             if fixed and "threshold" not in cfg:
                 self.report("E0302", f"the `{q}` quantizer needs a `threshold`", lk.span,

@@ -84,6 +84,8 @@ def conv_out(size: Dim, k: int, s: int, p: int, d: int = 1, key: str = "kernel_s
     if isinstance(size, int):
         num = size + 2 * p - d * (k - 1) - 1
         out = (-(-num // s) if ceil else num // s) + 1
+        if ceil and num >= 0 and (out - 1) * s >= size + p:
+            out -= 1   # as PyTorch: the last window must start inside the input or left padding
         if out <= 0 or num < 0:
             raise ShapeError("E0509", f"an input of size {size} is too small for a window of "
                              f"{k} (dilation {d}) with padding {p}: the output would be empty",
@@ -227,6 +229,9 @@ def _batchnorm(rank_ok: tuple[int, ...]):
 
 def _norm_last(x: TensorT, cfg: dict) -> TensorT:
     ns = cfg.get("normalized_shape", cfg.get("dim"))
+    if ns is None and "normalized_shape" not in cfg and "dim" not in cfg:
+        raise ShapeError("E0302", "the normalized shape is not set", key="normalized_shape",
+                         help="add `normalized_shape: N` (the size of the last dim)")
     dims = [ns] if isinstance(ns, int) else ns if isinstance(ns, list) else None
     if x.shape is not None and dims:
         tail = x.shape[-len(dims):] if len(dims) <= len(x.shape) else None
