@@ -184,6 +184,18 @@ def _display_width_prefix(line: str, col: int) -> int:
     return len(prefix.expandtabs(4))
 
 
+def _safe(text: str, newlines: bool = False) -> str:
+    """Text from a program or a file name as a terminal shows it: control characters
+    (escape sequences), line and paragraph separators, bidirectional overrides and other
+    invisible characters are written as `\\x1b`, `\\u202e`, … so that a program cannot
+    move the cursor, recolor or hide text in the terminal that prints its diagnostics."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or (newlines and c == "\n")
+                   else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
+
+
 def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = False) -> str:
     """rustc-style text: header, the source line(s), carets, labels, help."""
     sev = diag.severity.value
@@ -192,8 +204,8 @@ def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = Fal
         c, b, r, blue = colors[sev], "\x1b[1m", "\x1b[0m", "\x1b[1;34m"
     else:
         c = b = r = blue = ""
-    where = f"{diag.span}: " if diag.span else ""
-    out = [f"{b}{where}{r}{c}{sev}[{diag.code}]{r}{b}: {diag.message}{r}"]
+    where = f"{_safe(str(diag.span))}: " if diag.span else ""
+    out = [f"{b}{where}{r}{c}{sev}[{diag.code}]{r}{b}: {_safe(diag.message)}{r}"]
     labels: list[tuple[Span, str, bool]] = []
     if diag.span is not None:
         labels.append((diag.span, diag.label, True))
@@ -207,11 +219,12 @@ def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = Fal
         last_line: tuple[str, int] | None = None
         for span, msg, primary in shown:
             if span.file != last_file:
-                out.append(f"{blue}{pad}::: {r}{span}")
+                out.append(f"{blue}{pad}::: {r}{_safe(str(span))}")
                 last_file = span.file
             text = sources.line(span.file, span.line) or ""
             if (span.file, span.line) != last_line:
-                out.append(f"{blue}{str(span.line).rjust(width)} |{r} {text.expandtabs(4)}")
+                out.append(f"{blue}{str(span.line).rjust(width)} |{r} "
+                           f"{_safe(text.expandtabs(4))}")
             last_line = (span.file, span.line)
             start = _display_width_prefix(text, span.col)
             if span.end_line == span.line:
@@ -221,16 +234,16 @@ def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = Fal
             n = max(end - start, 1)
             mark = "^" if primary else "-"
             col = c if primary else blue
-            tail = f" {msg}" if msg else ""
+            tail = f" {_safe(msg)}" if msg else ""
             out.append(f"{blue}{pad} |{r} {' ' * start}{col}{mark * n}{tail}{r}")
         out.append(f"{blue}{pad} |{r}")
         prefix = f"{blue}{pad} = {r}"
     else:
         prefix = "  = "
     for note in diag.notes:
-        out.append(f"{prefix}{b}note{r}: {note}")
+        out.append(f"{prefix}{b}note{r}: {_safe(note, newlines=True)}")
     if diag.help:
-        out.append(f"{prefix}{b}help{r}: {diag.help}")
+        out.append(f"{prefix}{b}help{r}: {_safe(diag.help, newlines=True)}")
     return "\n".join(out)
 
 

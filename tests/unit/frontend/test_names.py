@@ -109,3 +109,19 @@ def test_module_attrs_cover_torch() -> None:
     for a in sorted(attrs):
         if not a.startswith("__"):
             assert not _attr_output(a), a
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_rendered_diagnostics_hold_no_terminal_controls(payload: str) -> None:
+    """Whatever a program's strings or file name hold, rendering its diagnostics writes no
+    control character, separator or bidi override to the terminal."""
+    from tritium.check import check_source
+    from tritium.frontend.diagnostics import render
+    lit = "".join(f"\\u{{{ord(c):x}}}" if not c.isalnum() else c for c in payload)
+    text = f'model M {{\n    layer l: Softmax {{ dim: "{lit}" }}\n    # {payload.replace(chr(10), " ")}\n}}\n'
+    result = check_source(text, f"f{payload}.tri")
+    for d in result.diagnostics:
+        out = render(d, result.sources, color=False)
+        for line in out.split("\n"):
+            assert line.isprintable(), repr(line)
