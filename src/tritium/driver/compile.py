@@ -322,22 +322,22 @@ def emit_front_stage(path: str, stage: str) -> str:
 def load_module(path: str | Path, name: str | None = None, **hyperparameters):
     """An instantiated module: the named model/block/layer of the file, or the file's only
     model (else its last top-level layer), built with the given hyperparameters."""
-    from ..frontend.names import py_local
+    from ..frontend.names import BadName, class_name, py_local
 
     result = compile_program(path, with_ir=False)
     classes = result.classes
     target = name or result.entry
-    if target is None or py_local(target) not in classes:
+    if target is None or class_name(target) not in classes:
         from ..frontend.diagnostics import did_you_mean
         what = f"no model, block or layer named `{name}`" if name else \
             "the file has several models; pass name=…"
         raise CompileError([Diagnostic("E0304", f"{result.file}: {what}", None,
                                        help=did_you_mean(name or "", list(classes)) or
                                        f"defined: {', '.join(classes) or 'nothing'}")])
-    cls = classes[py_local(target)]
+    cls = classes[class_name(target)]
     try:
         return cls(**{py_local(k): v for k, v in hyperparameters.items()})
-    except TypeError as exc:
+    except (TypeError, BadName) as exc:
         raise CompileError([Diagnostic("E0306", f"cannot build `{target}`: {exc}", None,
                                        help="pass its hyperparameters as keyword arguments")]
                            ) from None

@@ -85,6 +85,13 @@ def py_local(name: str) -> str:
     return name + "_" if local_reserved(name) or name.endswith("_") else name
 
 
+def class_name(name: str) -> str | None:
+    """The generated Python name of definition `name` for looking it up in a loaded module
+    (an entry named on the command line or in a checkpoint), None when no definition can
+    have that name."""
+    return py_local(name) if is_name(name) else None
+
+
 def py_attr(name: str) -> str:
     """An attribute of a generated nn.Module (a layer, hyperparameter or parameter)."""
     _check(name)
