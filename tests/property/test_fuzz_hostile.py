@@ -52,7 +52,8 @@ def fuzz(default: int):
                     suppress_health_check=list(HealthCheck))
 
 
-TIME_BOUND = 10.0   # seconds for one example, whatever it asks for (normally milliseconds)
+TIME_BOUND = 10.0   # CPU seconds for one example, whatever it asks for (normally milliseconds;
+                    # CPU time, so that a loaded machine does not fail the bound)
 
 
 @contextmanager
@@ -100,7 +101,7 @@ def roundtrip_ir(result: CheckResult, entry: str) -> None:
 
 # ----------------------------------------------------------------------------- clean programs
 
-@fuzz(100)
+@fuzz(60)
 @given(clean_models(), st.integers(1, 3))
 def test_fuzz_hostile_programs_compile_load_and_run(prog, batch: int) -> None:
     torch = pytest.importorskip("torch")
@@ -111,7 +112,7 @@ def test_fuzz_hostile_programs_compile_load_and_run(prog, batch: int) -> None:
             (src_dir / name).write_text(text, encoding="utf-8")
         main = src_dir / "main.tri"
         main.write_text(prog.text, encoding="utf-8")
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         result = check_file(main)
         assert_diagnostics(result)
         assert result.ok, (prog.text, [(d.code, d.message) for d in result.errors])
@@ -125,7 +126,7 @@ def test_fuzz_hostile_programs_compile_load_and_run(prog, batch: int) -> None:
             y = model(x)
         assert tuple(y.shape) == (batch, prog.out_dim)
         roundtrip_ir(result, prog.entry)
-        assert time.perf_counter() - t0 < TIME_BOUND * 3
+        assert time.process_time() - t0 < TIME_BOUND * 3
 
 
 # ----------------------------------------------------------------------------- bad names
@@ -143,18 +144,18 @@ def test_fuzz_bad_names_are_diagnosed(text: str) -> None:
 
 # ----------------------------------------------------------------------------- bounds
 
-@fuzz(100)
+@fuzz(60)
 @given(expensive_programs())
 def test_fuzz_compile_time_work_is_bounded(text: str) -> None:
     with sandbox():
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         result = check_source(text, "<fuzz>")
         assert_diagnostics(result)
         if result.ok:
             python = generate(result)
             validate(python)
             roundtrip_ir(result, "M")
-        assert time.perf_counter() - t0 < TIME_BOUND, text[:200]
+        assert time.process_time() - t0 < TIME_BOUND, text[:200]
 
 
 # ----------------------------------------------------------------------------- imports
@@ -176,10 +177,10 @@ def test_fuzz_import_paths_give_diagnostics(path: str) -> None:
         main.write_text(f"import {tri_string(path)}\nmodel M {{\n"
                         f"    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{ return x }}\n}}\n",
                         encoding="utf-8")
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         result = check_file(main)
         assert_diagnostics(result)
-        assert time.perf_counter() - t0 < TIME_BOUND
+        assert time.process_time() - t0 < TIME_BOUND
 
 
 # ----------------------------------------------------------------------------- generated code
@@ -224,7 +225,7 @@ def test_fuzz_ir_names_roundtrip(dim: str, hyper: str, k: int) -> None:
 
 # ----------------------------------------------------------------------------- layer configs
 
-@fuzz(300)
+@fuzz(200)
 @given(layer_configs())
 def test_fuzz_layer_configs_that_check_run(case) -> None:
     """Whatever config and input shape of a builtin layer the checker accepts builds and
