@@ -7,9 +7,12 @@ arguments, so one class serves every configuration; conditional layers and repet
 built in `__init__`. Every statement group carries a comment with the `.tri` line it came
 from. The generated source imports only `torch` and `tritium.runtime`.
 
-Names from the program pass through `tritium.frontend.names` (no keyword, builtin or
-`nn.Module` attribute can be shadowed) and strings are emitted with `repr`, so nothing in a
-`.tri` file can inject code.
+Names from the program pass through `tritium.frontend.names` (an injective mapping: no
+keyword, builtin, import, internal name or `nn.Module` attribute can be shadowed, and two
+names never meet), strings are emitted with `repr`, file names and source lines in comments
+and docstrings through `_text` (escapes), and infinities as `float('inf')`, so nothing in a
+`.tri` file or its file name can leave a string literal or an identifier. The finished
+source is checked by `validate` (the shape this generator writes) before it is returned.
 """
 
 from __future__ import annotations
