@@ -5,7 +5,8 @@ be written with a quoted key (`"in features": 3`), and that key becomes a variab
 attribute. Names starting with `__` are reserved for Python (dunders and private-name
 mangling would change what generated code means). This walk looks at every binding and use
 of a name in a definition: definition, parameter, layer, `let`, loop variable, config
-constant, `repeat { }` key, named argument, symbolic dim and called kind. The keys of
+constant, `repeat { }` key, named argument, symbolic dim and called kind; and a parameter
+list never names one parameter twice (E0206: Python refuses duplicate arguments). The keys of
 `training`, `performance` and `quantization` sections and of dict literals are data (they
 are emitted as string literals), so any text is fine there.
 """
@@ -57,6 +58,14 @@ def check_names(root, report: Callable[..., None]) -> None:
             _check(name, what, getattr(node, "span", None), report)
         if isinstance(node, A.ConfigEntry) and keys_are_names:
             _check(node.key, "config key", node.span, report)
+        params = node.params if isinstance(node, A.ParamsSection | A.FnDef | A.LayerDef) \
+            else None
+        seen: dict[str, object] = {}
+        for p in params or []:
+            if p.name in seen:
+                report("E0206", f"parameter `{p.name}` is defined twice", p.span,
+                       label="second definition", help="rename or remove one of them")
+            seen[p.name] = p
         if isinstance(node, A.Section):
             inner = node.name not in _DATA_SECTIONS
         elif isinstance(node, A.DictLit | A.LayerKind):

@@ -183,3 +183,22 @@ def test_driver_validates_before_exec(tmp_path, monkeypatch) -> None:
         result.module  # noqa: B018
     assert err.value.diagnostics[0].code == "E0020"
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("text", [
+    "block B {\n    params {\n        c: int\n        c: int\n    }\n"
+    "    forward(x: Tensor) -> Tensor { return x }\n}\n",
+    "fn f(x: int, x: int) -> int { return x }\n",
+    "layer L(n: int, n: int) {\n    param w: Tensor[n]\n"
+    "    fn forward(x: Tensor[n]) -> Tensor[n] { return x * w }\n}\n",
+])
+def test_duplicate_parameters_are_check_errors(text: str) -> None:
+    """Python refuses a duplicate argument; the checker says so first (E0206)."""
+    assert "E0206" in {d.code for d in check_source(text, "m.tri").errors}
+
+
+def test_validator_compiles_without_running() -> None:
+    src = _gen(MLP).replace("def forward(self, x):", "def forward(self, x, x):", 1)
+    assert "def forward(self, x, x):" in src
+    with pytest.raises(UnsafeSourceError, match="does not compile"):
+        validate(src)

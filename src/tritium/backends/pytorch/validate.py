@@ -111,6 +111,10 @@ def validate(source: str) -> ast.Module:
             continue
         else:
             raise _fail(node, f"unexpected top-level {type(node).__name__}")
+    try:   # what only the compiler sees (duplicate arguments, misplaced names); runs nothing
+        compile(tree, "<generated>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise UnsafeSourceError(f"generated source does not compile: {exc}") from None
     return tree
 
 
