@@ -245,6 +245,7 @@ class Checker:
                 layers[item.name] = inst
                 scope.vars[item.name] = Value(LayerT(inst, inst.present is None))
             elif isinstance(item, A.ParamDecl):
+                self.check_param_shape(item.name, item.type, scope)
                 ty = self.type_from_expr(item.type, scope)
                 if item.init is not None:
                     init = self.eval_expr(item.init, scope)
@@ -252,6 +253,9 @@ class Checker:
                 scope.vars[item.name] = Value(ty)
                 scope.used.add(item.name)
             elif isinstance(item, A.Let):
+                if isinstance(node, A.LayerDef) and item.type is not None \
+                        and item.type.name in TENSOR_TYPES:
+                    self.check_param_shape(item.name, item.type, scope)
                 scope.vars[item.name] = self.eval_let(item, scope)
                 scope.used.add(item.name)
             elif isinstance(item, A.Section) and abstract:
@@ -940,6 +944,26 @@ class Checker:
         self.report("E0401", f"unknown type `{name}`", te.span,
                     help=did_you_mean(name, list(DTYPES) + list(TENSOR_TYPES)))
         return ANY
+
+    def check_param_shape(self, name: str, te: A.TypeExpr | None, scope: Scope) -> None:
+        """A parameter is allocated when its module is built: each dim of its declared
+        shape must be an int, a hyperparameter or a constant known there (not `?`, not a
+        name bound nowhere)."""
+        if te is None or not te.shape:
+            return
+        for d in te.shape:
+            if d.value is None:
+                self.report("E0508", f"the shape of parameter `{name}` has an unknown dim `?`",
+                            d.span, label="unknown when the layer is built",
+                            help="write the size, a hyperparameter or a constant")
+            elif isinstance(d.value, str) and (d.value not in scope.vars or isinstance(
+                    scope.vars[d.value].ty, LayerT | TensorT)):
+                self.report("E0304", f"the shape of parameter `{name}` names `{d.value}`, "
+                                     f"which is not a hyperparameter or constant", d.span,
+                            label="not defined here",
+                            help=did_you_mean(d.value, [k for k, v in scope.vars.items()
+                                                        if not isinstance(v.ty, LayerT)])
+                            or "add it to the parameters or define a constant")
 
     def shape_ok(self, dims, span: Span | None) -> bool:
         """A shape within bounds.MAX_DIM and bounds.MAX_ELEMENTS (else E0312)."""

@@ -202,3 +202,15 @@ def test_validator_compiles_without_running() -> None:
     assert "def forward(self, x, x):" in src
     with pytest.raises(UnsafeSourceError, match="does not compile"):
         validate(src)
+
+
+@pytest.mark.parametrize("decl,code", [
+    ("let W: TernaryTensor<trit, [n, nope]> = random_ternary([n, n])", "E0304"),
+    ("param w: Tensor[n, nope]", "E0304"),
+    ("param w: Tensor[?, n]", "E0508"),
+])
+def test_parameter_shapes_must_be_known_when_built(decl: str, code: str) -> None:
+    """A parameter shape naming something unbound checked clean and failed in codegen."""
+    text = (f"layer L(n: int) {{\n    {decl}\n"
+            "    fn forward(x: Tensor[b, n]) -> Tensor[b, n] { return x }\n}\n")
+    assert code in {d.code for d in check_source(text, "m.tri").errors}
