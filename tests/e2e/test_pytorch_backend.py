@@ -131,8 +131,8 @@ block Evil {
     forward(x: Tensor[n, 4]) -> Tensor[n, 4] {
         let print = x
         let torch = self(print)
-        let __import__ = forward(training(torch))
-        return __import__
+        let _import = forward(training(torch))
+        return _import
     }
 }
 model M {

@@ -9,9 +9,16 @@ conditionals and named arguments, and comments of every kind in many positions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import builtins
+import keyword
+from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
+
+from tritium.check.library import FUNCTIONS, LAYERS
+from tritium.frontend.lexer import KEYWORDS
+from tritium.frontend.names import MODULE_ATTRS, is_name
+from tritium.frontend.parser import DTYPES as PARSER_DTYPES
 
 NAMES = ["x", "y", "h", "w", "n", "c", "alpha", "beta", "c_in", "c_out", "stride", "hidden",
          "N", "B", "in_features", "out_features", "_tmp", "x2", "params", "forward", "shape"]
@@ -569,3 +576,327 @@ def programs(draw) -> str:
     if draw(st.integers(0, 3)) == 0:
         text += f"\n{draw(block_comment())}"
     return text + "\n"
+
+
+# ----------------------------------------------------------------------------- hostile programs
+#
+# Strategies for hostile programs: valid models whose names, config keys, strings, float
+# constants and imported file names are chosen to break generated Python (issue 11).
+#
+# `clean_models()` draws a program that must check clean: a chain of builtin layers and
+# instances of an imported block with consistent shapes, every name drawn from a pool of
+# Python keywords, builtins, `nn.Module` attributes, the generated code's own imports and
+# internal names, and names that differ only by underscores (`training`, `training_`,
+# `training__`); config constants under quoted keys; training-section strings and keys
+# carrying payloads that set `builtins.TRITIUM_PWNED` or create a file `PWNED`; non-finite
+# float constants (`inf`, `nan` and `1e309` as names and values); and an import of a file
+# whose name holds newlines, backslashes, quotes, braces, line separators and non-ASCII text.
+
+SENTINEL = "TRITIUM_PWNED"
+
+# Python code that, if it ever ran, leaves a trace the tests look for.
+PAYLOADS = [
+    f"__import__('builtins').{SENTINEL} = 1",
+    "open('PWNED', 'w').write('x')",
+    f"'); __import__('builtins').{SENTINEL} = 1; ('",
+    f'"); __import__("builtins").{SENTINEL} = 1; ("',
+    f'"""\n__import__("builtins").{SENTINEL} = 1\n"""',
+    f"\\\n__import__('builtins').{SENTINEL} = 1 #",
+    f"\n__import__('builtins').{SENTINEL} = 1\n",
+    f"\u2028__import__('builtins').{SENTINEL} = 1",
+    f"\r__import__('builtins').{SENTINEL} = 1",
+    "{x}{{}}{0}%s%(a)s",
+]
+
+_RESERVED = sorted(
+    (set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | MODULE_ATTRS
+     | {"self", "torch", "nn", "F", "trt", "math", "annotations", "inf", "nan",
+        "tritium_folds", "tritium_training", "tritium_performance", "super", "x_q", "_W_q",
+        "_i", "_c", "_c_", "_i_", "i", "c", "q", "W_q", "_x_qu", "__all__"})
+    - set(KEYWORDS) - set(LAYERS) - set(FUNCTIONS))
+POOL = sorted({w for w in _RESERVED if is_name(w)}
+              | {w + "_" * k for w in ("training", "self", "x", "forward", "eval", "inf", "_x",
+                                       "lambda", "torch", "i", "_c") for k in (1, 2, 3)
+                 if is_name(w + "_" * k)})
+
+hostile_names = st.one_of(st.sampled_from(POOL),
+                          st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)).filter(
+    lambda s: is_name(s) and s not in KEYWORDS and s not in LAYERS and s not in FUNCTIONS)
+
+_SPECIAL = list("\n\r\t\\\"'{}[]()%#;:$`\u2028\u2029\x85\x0b\x0c\x1b\x7fé𝔘∑ ") + ["\"\"\"",
+                                                                                "'''"]
+hostile_text = st.one_of(
+    st.sampled_from(PAYLOADS),
+    st.lists(st.one_of(st.sampled_from(_SPECIAL), st.sampled_from(PAYLOADS),
+                       st.text(st.characters(blacklist_categories=("Cs",),
+                                             blacklist_characters="\x00"), max_size=6)),
+             max_size=6).map("".join),
+)
+
+
+def tri_string(value: str) -> str:
+    """A .tri string literal with the value `value`."""
+    out = []
+    for ch in value:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif not ch.isprintable():
+            out.append(f"\\u{{{ord(ch):x}}}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+file_names = st.one_of(
+    st.sampled_from(["a\nimport os\nos.system('touch PWNED')\n#", "a\\xz", 'q"""x', "é{}",
+                     "b\u2028c", "{x}", "a'b\"c", "x\r\ny", " ", "-", "%s", "\\", "𝔘" * 40,
+                     "t" * 200]),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+            min_size=1, max_size=40),
+).filter(lambda s: s not in (".", "..") and len((s + ".tri").encode("utf-8")) <= 255)
+
+finite_floats = st.one_of(st.sampled_from([0.5, 1.0, 2.0, 1e-3, 0.0, 1e30]),
+                          st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False))
+nonfinite = st.sampled_from(["1e309", "-1e309", "1e400", "1.8e308"])
+
+BLOCK = """block {blk} {{
+    params {{ {n}: int }}
+    layer {fc}: Linear {{ in_features: {n}, out_features: {n} }}
+    forward({x}: Tensor[{b}, {n}]) -> Tensor[{b}, {n}] {{
+        return relu({fc}({x}))
+    }}
+}}
+"""
+
+
+@dataclass
+class Program:
+    text: str
+    entry: str
+    in_dim: int
+    out_dim: int
+    imports: dict[str, str] = field(default_factory=dict)   # file name -> text
+
+
+@st.composite
+def clean_models(draw) -> Program:
+    names = draw(st.lists(hostile_names, min_size=24, max_size=24, unique=True))
+    it = iter(names)
+    model, blk, bn, bfc, bx, bb, xname, batch = (next(it) for _ in range(8))
+    # `Tensor[int, 4]` spells a dtype: a dim named like a dtype would change the rank
+    if batch in PARSER_DTYPES or bb in PARSER_DTYPES:
+        batch = bb = "Bdim"   # no other drawn name looks like this
+    imports: dict[str, str] = {}
+    head: list[str] = []
+    body: list[str] = []
+    stmts: list[str] = []
+    use_block = draw(st.booleans())
+    if use_block:
+        fname = draw(file_names) + ".tri"
+        imports[fname] = BLOCK.format(blk=blk, n=bn, fc=bfc, x=bx, b=bb)
+        head.append(f"import {tri_string(fname)}")
+    # config constants: plain, quoted (valid) keys, non-finite floats
+    consts = []
+    for _ in range(draw(st.integers(0, 3))):
+        c = next(it)
+        v = draw(st.integers(1, 3))
+        key = tri_string(c) if draw(st.booleans()) else c
+        body.append(f"{key}: {v}")
+        consts.append((c, v))
+    big = None
+    if draw(st.booleans()):
+        big = next(it)
+        body.append(f"{big}: {draw(nonfinite)}")
+    cur = draw(st.integers(1, 6))
+    in_dim = cur
+    v = xname
+    for _ in range(draw(st.integers(1, 5))):
+        lname = next(it)
+        choice = draw(st.integers(0, 7))
+        if choice == 0 or choice == 1:
+            out = draw(st.integers(1, 6))
+            kind = "Linear" if choice == 0 else "TernaryLinear"
+            body.append(f"layer {lname}: {kind} {{ in_features: {cur}, out_features: {out} }}")
+            cur = out
+        elif choice == 2:
+            body.append(f"layer {lname}: ReLU")
+        elif choice == 3:
+            p = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
+            body.append(f"layer {lname}: Dropout {{ p: {p} }}")
+        elif choice == 4:
+            body.append(f"layer {lname}: LayerNorm {{ normalized_shape: {cur} }}")
+        elif choice == 5:
+            body.append(f"layer {lname}: Softmax {{ dim: {draw(st.sampled_from([-1, 1, -2, 0]))} }}")
+        elif choice == 6 and use_block:
+            reps = draw(st.integers(1, 3))
+            rep = f"[{reps}]" if draw(st.booleans()) else ""
+            body.append(f"layer {lname}: {blk}{rep} {{ {bn}: {cur} }}")
+        else:
+            body.append(f"layer {lname}: Identity")
+        w = next(it)
+        stmts.append(f"let {w} = {lname}({v})")
+        v = w
+        if consts and draw(st.booleans()):
+            c, _ = draw(st.sampled_from(consts))
+            stmts.append(f"{v} = {v} * {c} + {draw(finite_floats)!r}")
+    if big is not None and draw(st.booleans()):
+        # a non-finite constant compared, not multiplied, so outputs stay finite
+        stmts.append(f"{v} = {v} if {big} > 0 else {v}")
+    stmts.append(f"return {v}")
+    training = []
+    for _ in range(draw(st.integers(0, 3))):
+        k = draw(st.one_of(st.sampled_from(["optimizer", "loss", "dataset"]), hostile_text))
+        training.append(f"{tri_string(k)}: {tri_string(draw(hostile_text))}")
+    # pick the distinct training keys (a repeated key is reported as given twice)
+    seen: set[str] = set()
+    training = [t for t in training if not (t.split(":")[0] in seen or seen.add(t.split(":")[0]))]
+    lines = [*head, f"model {model} {{"]
+    lines += [f"    {b}" for b in body]
+    lines.append(f"    forward({xname}: Tensor[{batch}, {in_dim}]) -> Tensor[{batch}, {cur}] {{")
+    lines += [f"        {s}" for s in stmts]
+    lines.append("    }")
+    if training:
+        lines.append("    training { " + ", ".join(training) + " }")
+    lines.append("}")
+    return Program("\n".join(lines) + "\n", model, in_dim, cur, imports)
+
+
+@st.composite
+def bad_name_programs(draw) -> str:
+    """Programs where a name that cannot be a Python name reaches a binding: a quoted
+    config key that is no identifier, or a name starting with `__`. Each must get E0311."""
+    bad = draw(st.one_of(
+        hostile_text.filter(lambda s: not is_name(s) and s and "\x00" not in s),
+        st.sampled_from(["__import__", "__class__", "__init__", "__x", "__builtins__"]),
+    ))
+    where = draw(st.integers(0, 2)) if is_name("x" + bad[2:]) and bad.startswith("__") else 0
+    if where == 0:
+        item = f"{tri_string(bad)}: 1"
+        use = "x"
+    elif where == 1:
+        item = f"layer {bad}: ReLU"
+        use = f"{bad}(x)"
+    else:
+        item = f"{bad}: 2"
+        use = f"x * {bad}"
+    return (f"model M {{\n    {item}\n    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{\n"
+            f"        return {use}\n    }}\n}}\n")
+
+
+_BIG = ["9 ** 9 ** 9", "2 ** 64", "10 ** 19", "(-2) ** 63 * 2", "9223372036854775807 + 1",
+        "-9223372036854775807 - 2", "2.0 ** 99999", "1e308 * 10.0", "10 ** 400.0",
+        "99999999999999999999", "9" * 5000, "1" + "0" * 4301, "1e309", "-(1e309)",
+        "int(1e300)", "int(1e309)", "3 ** 40", "7 * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7"
+        " * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7 * 7"]
+_REPEAT = ["1000000000", "1025", "1024", "2 ** 40", "0", "-1"]
+_SHAPES = ["[100000000000, 100000000000]", "[2147483648]", "[65536, 65536, 8]", "[4, 4]"]
+
+
+@st.composite
+def expensive_programs(draw) -> str:
+    """Programs that ask the compiler for huge compile-time work: big powers, literals,
+    repetitions (nested), loop unrolling, list and string doubling, giant shapes."""
+    kind = draw(st.integers(0, 6))
+    e = draw(st.sampled_from(_BIG))
+    r1, r2 = draw(st.sampled_from(_REPEAT)), draw(st.sampled_from(_REPEAT))
+    shape = draw(st.sampled_from(_SHAPES))
+    n = draw(st.sampled_from(["60", "64", "5000", "100000", "1000000000"]))
+    if kind == 0:
+        return f"model M {{\n    k: {e}\n    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{ return x * k }}\n}}\n"
+    if kind == 1:
+        return (f"model M {{\n    layer fc: Linear {{ in_features: 4, out_features: {e} }}\n"
+                f"    forward(x: Tensor[b, 4]) -> Tensor {{ return fc(x) }}\n}}\n")
+    if kind == 2:
+        return (BLOCK.format(blk="B", n="n", fc="fc", x="x", b="b")
+                + f"block C {{\n    params {{ n: int }}\n    layer r: B[{r1}] {{ n: n }}\n"
+                  f"    forward(x: Tensor[b, n]) -> Tensor[b, n] {{ return r(x) }}\n}}\n"
+                  f"model M {{\n    layer r: C[{r2}] {{ n: 4 }}\n"
+                  f"    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{ return r(x) }}\n}}\n")
+    if kind == 3:
+        return (f"model M {{\n    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{\n"
+                f"        for i in 0..{n} {{ for j in 0..{n} {{ x = x + 1 }} }}\n"
+                f"        return x\n    }}\n}}\n")
+    if kind == 4:
+        seed = draw(st.sampled_from(["[1]", '"ab"', "[1, 2, 3]"]))
+        return (f"model M {{\n    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{\n"
+                f"        let a = {seed}\n        for i in 0..{n} {{ a = a + a }}\n"
+                f"        return x\n    }}\n}}\n")
+    if kind == 5:
+        return (f"model M {{\n    param w: Tensor{shape}\n"
+                f"    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{\n"
+                f"        let z = zeros({shape})\n        return x\n    }}\n}}\n")
+    return (f"model M {{\n    layer r: ReLU[{r1}]\n"
+            f"    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{ return r(x) * ({e}) }}\n}}\n")
+
+
+# ----------------------------------------------------------------------------- layer configs
+#
+# One builtin layer with drawn config values (in and out of range) on an input of a drawn
+# shape: whatever the checker accepts must build and run in PyTorch with the output shape
+# the checker inferred.
+
+_SMALL = st.integers(-2, 5)
+
+
+def _value(draw, key) -> str:
+    t = key.type
+    if key.choices and draw(st.integers(0, 4)):
+        return tri_string(draw(st.sampled_from(key.choices)))
+    if t == "int":
+        return str(draw(st.one_of(_SMALL, st.integers(-1000, 1000))))
+    if t == "float":
+        return repr(draw(st.sampled_from([0.0, 0.1, 0.5, 1.0, 1.5, -0.5, 1e-5, 7.5])))
+    if t == "bool":
+        return draw(st.sampled_from(["true", "false"]))
+    if t in ("pair", "ints", "padding"):
+        if t == "padding" and draw(st.integers(0, 3)) == 0:
+            return tri_string(draw(st.sampled_from(["same", "valid"])))
+        small = st.one_of(st.integers(1, 2), st.integers(1, 2), _SMALL)
+        if draw(st.booleans()):
+            return str(draw(small))
+        n = 2 if t != "ints" else draw(st.integers(1, 2))
+        return "[" + ", ".join(str(draw(small)) for _ in range(n)) + "]"
+    if t == "str":
+        return tri_string(draw(st.sampled_from(["twn", "t2", "none", "x"])))
+    return "1"
+
+
+@st.composite
+def layer_configs(draw):
+    """(program text, input shape, input dtype) for one builtin layer."""
+    from tritium.check.library import LAYERS as _LAYERS
+    kind = draw(st.sampled_from(sorted(_LAYERS)))
+    spec = _LAYERS[kind]
+    rank = draw(st.integers(1, 4))
+    if ("2d" in kind or kind == "BatchNorm2d") and draw(st.integers(0, 3)):
+        rank = 4
+    elif "Attention" in kind and draw(st.integers(0, 3)):
+        rank = 3
+    shape = [draw(st.integers(1, 6)) for _ in range(rank)]
+    entries = []
+    for key, k in spec.keys.items():
+        if key in ("quantization", "format"):
+            continue
+        if k.required or draw(st.integers(0, 2)) == 0:
+            # required sizes usually agree with the input, so that more programs check clean
+            if key == "num_heads" and draw(st.integers(0, 3)):
+                v = str(draw(st.sampled_from([h for h in range(1, shape[-1] + 1)
+                                              if shape[-1] % h == 0])))
+            elif k.required and k.type == "int" and draw(st.integers(0, 3)):
+                v = str(shape[1] if rank > 1 and key in ("in_channels", "num_features")
+                        else shape[-1] if key in ("in_features", "embed_dim", "num_features")
+                        else draw(st.integers(1, 5)))
+            elif key == "normalized_shape" and draw(st.integers(0, 2)):
+                v = str(shape[-1])
+            else:
+                v = _value(draw, k)
+            entries.append(f"{key}: {v}")
+    dtype = "int64" if kind == "Embedding" and draw(st.integers(0, 3)) else "float32"
+    dims = ", ".join(str(d) for d in shape)
+    text = (f"model M {{\n    layer l: {kind} {{ {', '.join(entries)} }}\n"
+            f"    forward(x: Tensor<{dtype}, [{dims}]>) -> Tensor {{ return l(x) }}\n}}\n")
+    return text, tuple(shape), dtype

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tritium.backends.pytorch.codegen import generate
+from tritium.backends.pytorch.validate import validate
 from tritium.check import CheckResult, check_source
 from tritium.check.library import FUNCTIONS, LAYERS
 from tritium.frontend.diagnostics import CODES, DiagnosticError
@@ -77,7 +80,20 @@ def assert_check_result(text: str, allow_known: bool = True) -> CheckResult | No
     for d in result.diagnostics:
         assert d.code in CODES, f"diagnostic code {d.code} is not in CODES"
         assert d.message
+    if result.ok:
+        assert_compiles_and_loads(result)
     return result
+
+
+def assert_compiles_and_loads(result: CheckResult) -> None:
+    """A program that checks clean compiles to a module that passes validation and loads
+    (defining its classes runs no program code)."""
+    python = generate(result)
+    validate(python)
+    mod = types.ModuleType("tritium_fuzz_generated")
+    exec(compile(python, "<fuzz>", "exec"), mod.__dict__)
+    for name in mod.__all__:
+        assert isinstance(getattr(mod, name), type)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from ..frontend.diagnostics import Diagnostic, DiagnosticError, Label, SourceMap
 from ..frontend.parser import parse, recursion_headroom
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
+from .names import check_names
 
 __all__ = ["CheckResult", "Definition", "check_file", "check_source", "load_program"]
 
@@ -97,7 +98,7 @@ class _Loader:
         base = importer.path.parent if importer.path is not None else Path.cwd()
         target = (base / imp.path)
         if "\0" in imp.path or not imp.path.strip():
-            self.diags.append(Diagnostic("E0602", f"cannot import {imp.path!r}: not a valid "
+            self.diags.append(Diagnostic("E0602", f"cannot import {_shown(imp.path)}: not a valid "
                                                   f"file name", imp.span, label="imported here"))
             return
         try:
@@ -117,21 +118,36 @@ class _Loader:
         if len(self.stack) >= MAX_IMPORT_DEPTH:
             self.diags.append(Diagnostic("E0601", "imports nest too deeply", imp.span))
             return
-        shown = os.path.relpath(target) if not os.path.isabs(imp.path) else imp.path
+        try:
+            shown = os.path.relpath(target) if not os.path.isabs(imp.path) else imp.path
+        except ValueError:
+            shown = str(target)
         try:
             src = read_source(target, display=shown)
         except DiagnosticError as err:
             d = err.diagnostics[0]
             code = "E0602" if d.code in ("E0001", "E0002") else d.code
             near = None
-            if target.parent.is_dir():
-                near = did_you_mean(target.name, [p.name for p in target.parent.glob("*.tri")])
-            self.diags.append(Diagnostic(code, f"cannot import \"{imp.path}\": {d.message}",
+            try:
+                if code == "E0602" and target.parent.is_dir():
+                    near = did_you_mean(target.name, [p.name for p in
+                                                      target.parent.glob("*.tri")][:1000])
+            except (OSError, ValueError):
+                near = None
+            self.diags.append(Diagnostic(code, f"cannot import {_shown(imp.path)}: {d.message}",
                                          imp.span, label="imported here",
                                          help=near or d.help or
                                          f"paths are relative to {importer.name}'s directory"))
             return
         self.load(src)
+
+
+def _shown(path: str) -> str:
+    """An import path as diagnostics show it: quoted, one line, escapes for the invisible."""
+    text = path if len(path) <= 80 else path[:60] + "…" + path[-15:]
+    return '"' + "".join(c if c.isprintable() and c not in '"\\' else
+                         c.encode("unicode_escape").decode("ascii") if c != '"' else '\\"'
+                         for c in text) + '"'
 
 
 def load_program(src: SourceFile) -> _Loader:
@@ -158,6 +174,9 @@ def _check(src: SourceFile) -> CheckResult:
                     diags.append(Diagnostic(
                         "E0203", f"`{d.name}` nests too deeply to check", item.span,
                         help="split long expressions into several `let` statements"))
+        # names reach generated code from every definition, imported ones included
+        for d in loader.defs.values():
+            check_names(d.node, checker.report)
     del parse_errors
     diags.sort(key=lambda d: (d.span is not None, d.span.file if d.span else "",
                               d.span.line if d.span else 0, d.span.col if d.span else 0))

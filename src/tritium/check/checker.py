@@ -9,11 +9,13 @@ there is reported at the call site, pointing into the definition.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..frontend import ast as A
 from ..frontend.diagnostics import Diagnostic, Label, Severity, Span, did_you_mean
 from ..frontend.parser import DTYPES, TENSOR_TYPES
+from . import bounds
 from . import library as L
 from .types import (
     ANY,
@@ -127,6 +129,25 @@ class Checker:
         self._fn_cache: dict = {}          # (fn, argument types) -> result of a call
         self._loop_depth = 0
         self._active_fns: set[str] = set()
+        # layer applications interpreted so far for the definition being checked, counting
+        # the ones a cached instance stands for (bounds.MAX_LAYERS)
+        self.layer_count = 0
+        self._instance_work: dict = {}
+        self._layers_reported = False
+
+    def count_layers(self, n: int, span: Span | None) -> bool:
+        """Count `n` layer applications; False (reported once) past bounds.MAX_LAYERS."""
+        self.layer_count += n
+        if self.layer_count <= bounds.MAX_LAYERS:
+            return True
+        if not self._layers_reported:
+            self._layers_reported = True
+            self.diags.append(Diagnostic(
+                "E0312", f"the program applies more than {bounds.MAX_LAYERS} layers (counting "
+                         f"every repetition and every instance of a block)", span,
+                label="here the count passes the bound",
+                help="use fewer or shorter repetitions"))
+        return False
 
     # ------------------------------------------------------------------ reporting
     def report(self, code: str, message: str, span: Span | None, label: str = "",
@@ -145,6 +166,8 @@ class Checker:
 
     # ------------------------------------------------------------------ top level
     def check_definition(self, d: Definition) -> None:
+        self.layer_count = 0
+        self._layers_reported = False
         node = d.node
         if isinstance(node, A.FnDef):
             self.check_function(node, Scope(), {})
@@ -153,7 +176,43 @@ class Checker:
         if env is None:
             return
         scope, layers = env
+        built = self.modules_built(layers, {}, 0)
+        if built > bounds.MAX_LAYERS:
+            self.report("E0312", f"`{d.name}` builds more than {bounds.MAX_LAYERS} layers "
+                                 f"(counting every repetition and every layer of every block "
+                                 f"instance)", node.span, label="too many layers",
+                        help="use fewer or shorter repetitions")
+            return
         self.check_bodies(node, scope, layers, report_unused_layers=True)
+
+    def modules_built(self, layers: dict[str, LayerInst], memo: dict, depth: int) -> int:
+        """How many layers constructing a definition with these `layers` builds: declared
+        ones, used or not, each repetition and each layer of each block instance counted
+        (an instance's later repetitions counted like its first). Stops counting past
+        bounds.MAX_LAYERS."""
+        total = 0
+        for inst in layers.values():
+            for kind in inst.kinds:
+                n = kind.repeat or 1
+                if kind.user is not None and depth < MAX_INSTANCE_DEPTH:
+                    key = (kind.user.name, repr(sorted((k, repr(v)) for k, v in kind.cfg.items())))
+                    if key not in memo:
+                        memo[key] = 1   # a cycle counts once (the checker reports it)
+                        self.quiet += 1
+                        saved = self.inner
+                        self.inner = []
+                        try:
+                            env = self.definition_env(kind.user.node, kind.cfg, abstract=False)
+                            memo[key] = 1 + (self.modules_built(env[1], memo, depth + 1)
+                                             if env is not None else 0)
+                        finally:
+                            self.quiet -= 1
+                            self.inner = saved
+                    n *= memo[key]
+                total += n
+                if total > bounds.MAX_LAYERS:
+                    return total
+        return total
 
     def definition_env(self, node, cfg: dict | None, abstract: bool):
         """The scope of a model/block/layer body: hyperparameters, constants, layers,
@@ -188,6 +247,7 @@ class Checker:
                 layers[item.name] = inst
                 scope.vars[item.name] = Value(LayerT(inst, inst.present is None))
             elif isinstance(item, A.ParamDecl):
+                self.check_param_shape(item.name, item.type, scope)
                 ty = self.type_from_expr(item.type, scope)
                 if item.init is not None:
                     init = self.eval_expr(item.init, scope)
@@ -197,6 +257,9 @@ class Checker:
                 if self.param_trace is not None and not abstract:
                     self.param_trace.append((".".join([*self._path, item.name]), ty))
             elif isinstance(item, A.Let):
+                if isinstance(node, A.LayerDef) and item.type is not None \
+                        and item.type.name in TENSOR_TYPES:
+                    self.check_param_shape(item.name, item.type, scope)
                 scope.vars[item.name] = self.eval_let(item, scope)
                 scope.used.add(item.name)
                 if self.param_trace is not None and not abstract \
@@ -326,7 +389,11 @@ class Checker:
             repeat = None
             if lk.repeat is not None:
                 r = self.eval_const(lk.repeat, scope)
-                if r.known and _is_int(r.const) and r.const >= 1:
+                if r.known and _is_int(r.const) and r.const > bounds.MAX_REPEAT:
+                    self.report("E0312", f"a repetition count of {r.const} is too large "
+                                         f"(at most {bounds.MAX_REPEAT})", lk.repeat.span,
+                                label="too many instances")
+                elif r.known and _is_int(r.const) and r.const >= 1:
                     repeat = r.const
                 elif r.known:
                     self.report("E0309", "a repetition count must be a positive integer",
@@ -382,8 +449,9 @@ class Checker:
                 cfg[key] = v
         if spec is not None and "quantization" in cfg:
             cfg.setdefault("quantizer", cfg.pop("quantization"))
-        if spec is not None and "quantizer" in spec.keys and isinstance(cfg.get("quantizer"), str):
-            q = cfg["quantizer"]
+        if spec is not None and "quantizer" in spec.keys and isinstance(
+                cfg.get("quantizer", spec.keys["quantizer"].default), str):
+            q = cfg.get("quantizer", spec.keys["quantizer"].default)
             fixed = q in ("threshold", "deterministic", "fixed")
             if fixed and "threshold" not in cfg:
                 self.report("E0302", f"the `{q}` quantizer needs a `threshold`", lk.span,
@@ -392,6 +460,12 @@ class Checker:
                 self.report("E0309", f"`threshold` applies only to the threshold quantizer, "
                                      f"not `{q}`", spans["threshold"],
                             help="use `quantizer: \"threshold\"`, or remove `threshold`")
+        if spec is not None:
+            n = L.weight_elements(spec, cfg)
+            if n is not None and n > bounds.MAX_ELEMENTS:
+                self.report("E0312", f"`{lk.kind}` would allocate a weight of {n} elements "
+                                     f"(at most {bounds.MAX_ELEMENTS})", lk.span,
+                            label="too large")
         for key, k in keys.items():
             if key not in spans and k.required:
                 self.report("E0302", f"missing required config key `{key}` for `{lk.kind}`",
@@ -430,6 +504,8 @@ class Checker:
             ok = L.pair(c) is not None or c in ("same", "valid")
         elif t == "list":
             ok = isinstance(c, list)
+        if isinstance(v.ty, RangeT) and t != "any":
+            ok = False
         if c is None and v.known and not k.required:
             return True
         if not ok:
@@ -438,9 +514,9 @@ class Checker:
                     "ints": "an integer or a list of integers",
                     "padding": "an integer, a pair, \"same\" or \"valid\"",
                     "list": "a list"}.get(t, t)
-            got = self.describe_const(c)
+            got = "a range" if isinstance(v.ty, RangeT) else self.describe_const(c)
             help = None
-            if t == "int" and isinstance(c, float) and c == int(c):
+            if t == "int" and isinstance(c, float) and math.isfinite(c) and c == int(c):
                 help = f"write `{int(c)}`"
             elif t in ("int", "float") and isinstance(c, str) and not isinstance(c, SymInt):
                 help = "remove the quotes"
@@ -451,13 +527,26 @@ class Checker:
             self.report("E0309", f"`{c}` is not a valid `{key}` for `{kind}`", span,
                         help=did_you_mean(c, k.choices) or f"choose one of: {', '.join(k.choices)}")
             return False
-        if k.min is not None:
-            vals = [c] if _num(c) else c if isinstance(c, list) else []
-            for x in vals:
-                if _num(x) and x < k.min:
-                    what = "positive" if k.min == 1 else f"at least {k.min}"
-                    self.report("E0309", f"`{key}` of `{kind}` must be {what}, got {x}", span)
-                    return False
+        vals = [c] if _num(c) else c if isinstance(c, list) else []
+        for x in vals:
+            if not _num(x):
+                continue
+            if isinstance(x, float) and not math.isfinite(x):
+                self.report("E0309", f"`{key}` of `{kind}` must be a finite number, got {x}",
+                            span, label="not finite")
+                return False
+            if _is_int(x) and abs(x) > bounds.MAX_DIM:
+                self.report("E0312", f"`{key}` of `{kind}` is too large: {x} (at most "
+                                     f"{bounds.MAX_DIM})", span, label="too large")
+                return False
+            if k.min is not None and x < k.min:
+                what = "positive" if k.min == 1 else f"at least {k.min}"
+                self.report("E0309", f"`{key}` of `{kind}` must be {what}, got {x}", span)
+                return False
+            if k.max is not None and x > k.max:
+                self.report("E0309", f"`{key}` of `{kind}` must be at most {k.max}, got {x}",
+                            span, label="out of range")
+                return False
         return True
 
     @staticmethod
@@ -486,6 +575,8 @@ class Checker:
                 count = kind.repeat or 1
                 cfg = dict(kind.cfg)
                 for r in range(count):
+                    if not self.count_layers(1, call.span):
+                        return Value(ANY)
                     if r > 0:
                         cfg = self.next_repeat_cfg(kind, cfg)
                     parts = ([str(i)] if len(inst.kinds) > 1 else []) + (
@@ -544,6 +635,14 @@ class Checker:
                 self.report("E0404", f"layer `{inst.name}` takes a tensor, got {x.ty}",
                             call.args[0].span if call.args else call.span)
                 return Value(ANY)
+            dt = x.ty.dtype
+            if not kind.spec.int_input and (x.ty.ternary or dt is not None and (
+                    dt in ("bool", "trit") or dt.startswith(("int", "uint")))):
+                self.report("E0404", f"layer `{inst.name}` ({kind.kind}) computes in floating "
+                                     f"point but its input holds {dt} values", call.span,
+                            label=f"a {dt} tensor", help="convert it first, e.g. "
+                            "`float32(x)`, or declare the input as a float tensor")
+                x = Value(TensorT("float32", x.ty.shape))   # go on, to find other problems
             try:
                 out = Value(kind.spec.rule(x.ty, cfg))
                 if self.trace is not None:
@@ -573,7 +672,9 @@ class Checker:
                                     for k, v in cfg.items())),
                tuple(repr(a.ty) for a in args))
         if key in self._instance_cache and self.trace is None:
+            self.count_layers(self._instance_work.get(key, 0), call.span)
             return self._instance_cache[key]
+        before = self.layer_count
         saved = (self.inner, self.used_layers)
         self.inner = []
         self.quiet += 1
@@ -601,6 +702,7 @@ class Checker:
                         label=f"input {self.describe_args(args)}", secondary=sec,
                         help=first.help)
         self._instance_cache[key] = result
+        self._instance_work[key] = self.layer_count - before
         return result
 
     def describe_args(self, args: list[Value]) -> str:
@@ -835,6 +937,8 @@ class Checker:
             shape = None
             if te.shape is not None:
                 shape = tuple(self.dim_of(d, scope, bindings) for d in te.shape)
+                if not self.shape_ok(shape, te.span):
+                    shape = None
             return TensorT(dtype if dtype is not None else "float32", shape, ternary)
         if name in DTYPES:
             if te.shape is not None:
@@ -852,6 +956,35 @@ class Checker:
         self.report("E0401", f"unknown type `{name}`", te.span,
                     help=did_you_mean(name, list(DTYPES) + list(TENSOR_TYPES)))
         return ANY
+
+    def check_param_shape(self, name: str, te: A.TypeExpr | None, scope: Scope) -> None:
+        """A parameter is allocated when its module is built: each dim of its declared
+        shape must be an int, a hyperparameter or a constant known there (not `?`, not a
+        name bound nowhere)."""
+        if te is None or not te.shape:
+            return
+        for d in te.shape:
+            if d.value is None:
+                self.report("E0508", f"the shape of parameter `{name}` has an unknown dim `?`",
+                            d.span, label="unknown when the layer is built",
+                            help="write the size, a hyperparameter or a constant")
+            elif isinstance(d.value, str) and (d.value not in scope.vars or isinstance(
+                    scope.vars[d.value].ty, LayerT | TensorT)):
+                self.report("E0304", f"the shape of parameter `{name}` names `{d.value}`, "
+                                     f"which is not a hyperparameter or constant", d.span,
+                            label="not defined here",
+                            help=did_you_mean(d.value, [k for k, v in scope.vars.items()
+                                                        if not isinstance(v.ty, LayerT)])
+                            or "add it to the parameters or define a constant")
+
+    def shape_ok(self, dims, span: Span | None) -> bool:
+        """A shape within bounds.MAX_DIM and bounds.MAX_ELEMENTS (else E0312)."""
+        try:
+            bounds.shape_elements([d for d in dims if _is_int(d)])
+        except bounds.TooLarge as exc:
+            self.report("E0312", f"the shape is too large: {exc}", span, label="too large")
+            return False
+        return True
 
     def dim_of(self, d: A.Dim, scope: Scope, bindings: dict | None) -> Dim:
         v = d.value
@@ -963,8 +1096,17 @@ class Checker:
                 d = self.defs[e.id]
                 return Value(FnT(e.id)) if d.kind == "fn" else Value(ANY)
             if e.id in L.FUNCTIONS:
+                self.report("E0310", f"`{e.id}` is a builtin function: call it, e.g. "
+                                     f"`{e.id}(x)`", e.span, label="not called",
+                            help="a builtin function is not a value")
                 return Value(FnT(e.id))
-            if e.id in L.LAYERS or e.id in TENSOR_TYPES:
+            if e.id in L.LAYERS or e.id in L.LAYER_ALIASES or e.id in TENSOR_TYPES:
+                what = "a type" if e.id in TENSOR_TYPES else "a layer kind"
+                self.report("E0310", f"`{e.id}` is {what}, not a value", e.span,
+                            label="not a value", help="declare a layer with "
+                            f"`layer name: {e.id} {{ … }}` and call it by that name"
+                            if what != "a type" else "write a tensor literal like "
+                            f"`{e.id}[2](1, 0)`, or a function such as `zeros([2])`")
                 return Value(ANY)
             return self.undefined(e.id, e.span, scope)
         if t is A.Str:
@@ -1000,6 +1142,9 @@ class Checker:
                 return Value(BOOL)
             if e.op == "-":
                 if v.known and _num(v.const):
+                    if _is_int(v.const) and v.const == bounds.INT_MIN:
+                        self.report("E0312", "the negation does not fit in 64 bits", e.span)
+                        return Value(v.ty)
                     return Value(v.ty, -v.const, True)
                 if isinstance(v.const, SymInt):
                     return Value(INT, SymInt(f"-{v.const}"))
@@ -1044,6 +1189,11 @@ class Checker:
         while isinstance(cur, A.Binary):
             chain.append(cur)
             cur = cur.left
+        if len(chain) > bounds.MAX_CHAIN:
+            self.report("E0203", f"an expression of {len(chain) + 1} operands is too long to "
+                                 f"compile (at most {bounds.MAX_CHAIN + 1})", e.span,
+                        label="too long", help="split it with `let` statements")
+            return Value(ANY)
         a = self.eval_expr(cur, scope)
         for node in reversed(chain):
             a = self.binary_step(node, a, scope)
@@ -1091,6 +1241,10 @@ class Checker:
             return self.tensor_binary(op, ta, tb, e)
         if op == "+" and isinstance(ta, ListT) and isinstance(tb, ListT):
             if a.known and b.known:
+                if len(a.const) + len(b.const) > bounds.MAX_SEQUENCE:
+                    self.report("E0312", f"a list longer than {bounds.MAX_SEQUENCE} elements "
+                                         f"at compile time", e.span, label="too long")
+                    return Value(ListT())
                 return Value(ListT(), list(a.const) + list(b.const), True)
             return Value(ListT())
         if op in ("==", "!="):
@@ -1103,6 +1257,10 @@ class Checker:
         ta, tb = a.ty.name, b.ty.name
         if "str" in (ta, tb):
             if op == "+" and ta == tb == "str":
+                if a.known and b.known and len(a.const) + len(b.const) > bounds.MAX_SEQUENCE:
+                    self.report("E0312", f"a string longer than {bounds.MAX_SEQUENCE} "
+                                         f"characters at compile time", e.span, label="too long")
+                    return Value(STR)
                 return Value(STR, a.const + b.const, True) if a.known and b.known else Value(STR)
             if op in ("==", "!="):
                 if a.known and b.known:
@@ -1130,19 +1288,15 @@ class Checker:
                 or not _num(cb) and not isinstance(cb, bool):
             return Value(rt)
         try:
-            res = {
-                "+": lambda: ca + cb, "-": lambda: ca - cb, "*": lambda: ca * cb,
-                "/": lambda: ca / cb, "//": lambda: ca // cb, "%": lambda: ca % cb,
-                "**": lambda: ca ** cb, "==": lambda: ca == cb, "!=": lambda: ca != cb,
-                "<": lambda: ca < cb, "<=": lambda: ca <= cb, ">": lambda: ca > cb,
-                ">=": lambda: ca >= cb,
-            }[op]()
+            res = bounds.binary(op, ca, cb)
         except ZeroDivisionError:
             self.report("E0309", "division by zero", e.span)
             return Value(rt)
-        except (OverflowError, KeyError, TypeError, ValueError):
+        except bounds.TooLarge as exc:
+            self.report("E0312", f"cannot compute `{op}` at compile time: {exc}", e.span,
+                        label="too large", help="integers are 64-bit and floats 64-bit IEEE")
             return Value(rt)
-        if isinstance(res, complex) or (isinstance(res, int) and abs(res) > 1 << 62):
+        except (KeyError, TypeError, ValueError):
             return Value(rt)
         if op == "**" and isinstance(res, float) and not is_float:
             rt = FLOAT
@@ -1707,6 +1861,8 @@ class Checker:
                 for d in dims:
                     if _is_int(d) and d < 0:
                         self.report("E0508", f"a dimension cannot be negative ({d})", e.span)
+                if not self.shape_ok(dims, e.span):
+                    dims = None
             return Value(TensorT("trit" if ternary else "float32",
                                  tuple(dims) if dims is not None else None, ternary))
         if name in ("attention", "scaled_dot_product_attention"):
@@ -1755,11 +1911,15 @@ class Checker:
                         return Value(ScalarT("trit"))
                     return Value(ScalarT("trit"), val, True)
                 if name in INT_TYPES and _num(c):
-                    return Value(ScalarT(name), int(c), True)
+                    return Value(ScalarT(name), bounds.check_int(int(c), f"`{name}({c})`"),
+                                 True)
                 if name in FLOAT_TYPES and _num(c):
                     return Value(ScalarT(name), float(c), True)
+            except bounds.TooLarge as exc:
+                self.report("E0312", f"cannot compute at compile time: {exc}", e.span)
             except (OverflowError, ValueError):
-                pass
+                self.report("E0312", f"`{name}({c})` has no value", e.span,
+                            help="an infinity or NaN cannot become an integer")
             return Value(ScalarT(name))
         if name == "range":
             n = b["n"]

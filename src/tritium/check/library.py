@@ -35,6 +35,7 @@ class Key:
     choices: tuple = ()
     min: float | None = None
     doc: str = ""
+    max: float | None = None     # every number must also be finite, and an int below 2**31
 
 
 def _req(type_: str, doc: str = "", min: float | None = 1) -> Key:
@@ -61,6 +62,7 @@ class LayerSpec:
     ternary: bool = False
     min_rank: int = 1
     positional: tuple[str, ...] = field(default=())   # order for call-style `Kind(a, b)`
+    int_input: bool = False  # accepts integer/bool/trit tensors (else a floating one)
 
 
 # ----------------------------------------------------------------------------- shape helpers
@@ -82,6 +84,8 @@ def conv_out(size: Dim, k: int, s: int, p: int, d: int = 1, key: str = "kernel_s
     if isinstance(size, int):
         num = size + 2 * p - d * (k - 1) - 1
         out = (-(-num // s) if ceil else num // s) + 1
+        if ceil and num >= 0 and (out - 1) * s >= size + p:
+            out -= 1   # as PyTorch: the last window must start inside the input or left padding
         if out <= 0 or num < 0:
             raise ShapeError("E0509", f"an input of size {size} is too small for a window of "
                              f"{k} (dilation {d}) with padding {p}: the output would be empty",
@@ -225,6 +229,9 @@ def _batchnorm(rank_ok: tuple[int, ...]):
 
 def _norm_last(x: TensorT, cfg: dict) -> TensorT:
     ns = cfg.get("normalized_shape", cfg.get("dim"))
+    if ns is None and "normalized_shape" not in cfg and "dim" not in cfg:
+        raise ShapeError("E0302", "the normalized shape is not set", key="normalized_shape",
+                         help="add `normalized_shape: N` (the size of the last dim)")
     dims = [ns] if isinstance(ns, int) else ns if isinstance(ns, list) else None
     if x.shape is not None and dims:
         tail = x.shape[-len(dims):] if len(dims) <= len(x.shape) else None
@@ -244,6 +251,16 @@ def _same(x: TensorT, cfg: dict) -> TensorT:
 
 def _float_same(x: TensorT, cfg: dict) -> TensorT:
     return TensorT(_out_dtype(x), x.shape)
+
+
+def _softmax(x: TensorT, cfg: dict) -> TensorT:
+    d = cfg.get("dim", -1)
+    if x.shape is not None and isinstance(d, int) and not -max(len(x.shape), 1) <= d \
+            < max(len(x.shape), 1):
+        r = len(x.shape)
+        raise ShapeError("E0508", f"`dim` {d} is out of range for a rank-{r} input "
+                                  f"(from {-max(r, 1)} to {max(r, 1) - 1})", key="dim")
+    return _float_same(x, cfg)
 
 
 def _ternary_act(x: TensorT, cfg: dict) -> TensorT:
@@ -354,11 +371,11 @@ _add(LayerSpec("TernaryConv2d", _conv_keys(True), _conv2d, "2-d convolution with
 _add(LayerSpec("Conv2d", _conv_keys(False), _conv2d, "full-precision 2-d convolution",
                positional=("in_channels", "out_channels", "kernel_size")))
 _add(LayerSpec("BatchNorm1d", {"num_features": _req("int"), "eps": Key("float", 1e-5, min=0),
-                               "momentum": Key("float", 0.1, min=0), "affine": Key("bool", True)},
+                               "momentum": Key("float", 0.1, min=0, max=1), "affine": Key("bool", True)},
                _batchnorm((2, 3)), "batch normalization over [batch, C] or [batch, C, L]",
                positional=("num_features",)))
 _add(LayerSpec("BatchNorm2d", {"num_features": _req("int"), "eps": Key("float", 1e-5, min=0),
-                               "momentum": Key("float", 0.1, min=0), "affine": Key("bool", True)},
+                               "momentum": Key("float", 0.1, min=0, max=1), "affine": Key("bool", True)},
                _batchnorm((4,)), "batch normalization over [batch, C, H, W]",
                positional=("num_features",)))
 _add(LayerSpec("LayerNorm", {"normalized_shape": _req("ints"), "eps": Key("float", 1e-5, min=0),
@@ -371,14 +388,15 @@ _add(LayerSpec("RMSNorm", {"normalized_shape": Key("ints", None, min=1), "dim": 
 for _n, _d in (("ReLU", "max(x, 0)"), ("ReLU6", "min(max(x, 0), 6)"), ("GELU", "exact (erf) GELU"),
                ("SiLU", "x * sigmoid(x)"), ("Sigmoid", "logistic sigmoid"), ("Tanh", "tanh"),
                ("Identity", "returns its input")):
-    _add(LayerSpec(_n, {}, _same if _n == "Identity" else _float_same, _d))
-_add(LayerSpec("Softmax", {"dim": Key("int", -1, min=None)}, _float_same, "softmax along `dim`",
+    _add(LayerSpec(_n, {}, _same if _n == "Identity" else _float_same, _d,
+                   int_input=_n == "Identity"))
+_add(LayerSpec("Softmax", {"dim": Key("int", -1, min=None)}, _softmax, "softmax along `dim`",
                positional=("dim",)))
-_add(LayerSpec("Dropout", {"p": Key("float", 0.5, min=0)}, _same, "dropout (training only)",
+_add(LayerSpec("Dropout", {"p": Key("float", 0.5, min=0, max=1)}, _same, "dropout (training only)",
                positional=("p",)))
 _add(LayerSpec("Flatten", {"start_dim": Key("int", 1, min=None), "end_dim": Key("int", -1, min=None)},
                _flatten_rule, "flatten dims start_dim..end_dim into one",
-               positional=("start_dim", "end_dim")))
+               positional=("start_dim", "end_dim"), int_input=True))
 _add(LayerSpec("MaxPool2d", dict(_POOL_KEYS), _pool2d, "2-d max pooling", positional=("kernel_size",)))
 _add(LayerSpec("AvgPool2d", {k: v for k, v in _POOL_KEYS.items() if k != "dilation"}, _pool2d,
                "2-d average pooling", positional=("kernel_size",)))
@@ -386,9 +404,9 @@ _add(LayerSpec("AdaptiveAvgPool2d", {"output_size": _req("pair")}, _adaptive_poo
                "2-d average pooling to a fixed output size", positional=("output_size",)))
 _add(LayerSpec("Embedding", {"num_embeddings": _req("int"), "embedding_dim": _req("int")},
                _embedding, "lookup table of learned vectors",
-               positional=("num_embeddings", "embedding_dim")))
+               positional=("num_embeddings", "embedding_dim"), int_input=True))
 _attn_keys = {"embed_dim": _req("int"), "num_heads": _req("int"), "bias": Key("bool", False),
-              "causal": Key("bool", False), "dropout": Key("float", 0.0, min=0)}
+              "causal": Key("bool", False), "dropout": Key("float", 0.0, min=0, max=1)}
 _add(LayerSpec("MultiheadAttention", dict(_attn_keys), _attention,
                "multi-head self-attention with full-precision projections",
                positional=("embed_dim", "num_heads")))
@@ -397,6 +415,36 @@ _add(LayerSpec("TernaryAttention", {**_attn_keys, **_QUANT_KEYS}, _attention,
                positional=("embed_dim", "num_heads")))
 _add(LayerSpec("TernaryActivation", {"threshold": Key("float", 0.5, min=0)}, _ternary_act,
                "maps activations to {-1, 0, +1} (straight-through gradient)"))
+
+def weight_elements(spec: LayerSpec, cfg: dict) -> int | None:
+    """The element count of the largest weight a builtin layer allocates when it is built
+    (None when a size is not known), so that the checker can bound it."""
+    def get(key: str, default=1):
+        v = cfg.get(key, default)
+        if isinstance(v, list):
+            p = pair(v)
+            return None if p is None else p[0] * p[1]
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+    if "in_features" in spec.keys:
+        sizes = [get("in_features"), get("out_features")]
+    elif "in_channels" in spec.keys:
+        groups = get("groups")
+        sizes = [get("in_channels"), get("out_channels"), get("kernel_size")]
+        if isinstance(sizes[0], int) and isinstance(groups, int) and groups > 0:
+            sizes[0] //= groups
+    elif "num_embeddings" in spec.keys:
+        sizes = [get("num_embeddings"), get("embedding_dim")]
+    elif "embed_dim" in spec.keys:
+        sizes = [4, get("embed_dim"), get("embed_dim")]
+    else:
+        return None
+    if any(v is None for v in sizes):
+        return None
+    n = 1
+    for v in sizes:
+        n *= max(v, 0)
+    return n
+
 
 LAYER_ALIASES = {"MultiHeadAttention": "MultiheadAttention", "BatchNorm": "BatchNorm1d",
                  "TernaryDense": "TernaryLinear", "Dense": "Linear"}

@@ -41,6 +41,20 @@ class CompileError(Exception):
         super().__init__("; ".join(d.message for d in diagnostics))
 
 
+def _validate_generated(python: str, file: str) -> None:
+    """Every generated module is checked before it runs, cached or not: it must have the
+    shape the code generator writes (backends.pytorch.validate), so a damaged or planted
+    cache entry or a code generator bug cannot run arbitrary Python."""
+    from ..backends.pytorch.validate import UnsafeSourceError, validate
+    try:
+        validate(python)
+    except UnsafeSourceError as exc:
+        raise CompileError([Diagnostic("E0020", f"the generated module for {file} was not "
+                                                f"loaded: {exc}", None,
+                                       help="clear the compile cache (`tritium cache clear`) "
+                                            "and compile again")]) from None
+
+
 @dataclass
 class CompileResult:
     file: str
@@ -62,6 +76,7 @@ class CompileResult:
             name = f"tritium_generated_{digest}"
             mod = sys.modules.get(name)
             if mod is None:
+                _validate_generated(self.python, self.file)
                 mod = types.ModuleType(name)
                 mod.__file__ = f"<tritium:{self.file}>"
                 filename = f"<generated from {self.file}>"
@@ -348,22 +363,22 @@ def load_module(path: str | Path | None = None, name: str | None = None, *,
     """An instantiated module: the named model/block/layer of the file at `path` (or of the
     program text `source`, shown as `file`), or its only model (else its last top-level
     layer), built with the given hyperparameters."""
-    from ..frontend.names import py_local
+    from ..frontend.names import BadName, class_name, py_local
 
     result = compile_program(path, source=source, file=file, with_ir=False)
     classes = result.classes
     target = name or result.entry
-    if target is None or py_local(target) not in classes:
+    if target is None or class_name(target) not in classes:
         from ..frontend.diagnostics import did_you_mean
         what = f"no model, block or layer named `{name}`" if name else \
             "the file has several models; pass name=…"
         raise CompileError([Diagnostic("E0304", f"{result.file}: {what}", None,
                                        help=did_you_mean(name or "", list(classes)) or
                                        f"defined: {', '.join(classes) or 'nothing'}")])
-    cls = classes[py_local(target)]
+    cls = classes[class_name(target)]
     try:
         return cls(**{py_local(k): v for k, v in hyperparameters.items()})
-    except TypeError as exc:
+    except (TypeError, BadName) as exc:
         raise CompileError([Diagnostic("E0306", f"cannot build `{target}`: {exc}", None,
                                        help="pass its hyperparameters as keyword arguments")]
                            ) from None

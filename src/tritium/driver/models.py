@@ -337,17 +337,17 @@ class BuiltModel:
 def _instantiate(compiled: CompileResult, entry: str | None,
                  hyper: dict[str, Any]) -> tuple[nn.Module, str]:
     from ..frontend.diagnostics import did_you_mean
-    from ..frontend.names import py_local
+    from ..frontend.names import class_name, py_local
 
     classes = compiled.classes
     target = entry or compiled.entry
-    if target is None or (target not in classes and py_local(target) not in classes):
+    if target is None or (target not in classes and class_name(target) not in classes):
         what = f"no model, block or layer named `{entry}`" if entry else \
             "the file has several models; choose one with --model NAME"
         raise CompileError([Diagnostic("E0304", f"{compiled.file}: {what}", None,
                                        help=did_you_mean(entry or "", list(classes)) or
                                        f"defined: {', '.join(classes) or 'nothing'}")])
-    cls = classes.get(target) or classes[py_local(target)]
+    cls = classes.get(target) or classes[class_name(target)]
     try:
         return cls(**{py_local(k): v for k, v in hyper.items()}), target
     except (TypeError, ValueError, OverflowError, MemoryError, RuntimeError) as exc:

@@ -101,11 +101,13 @@ CODES: dict[str, str] = {
     "E0003": "file cannot be read",
     "E0004": "file is not valid UTF-8",
     "E0005": "input too large",
+    "E0020": "generated module failed validation",
     "E0101": "unexpected character",
     "E0102": "unterminated string literal",
     "E0103": "unterminated block comment",
     "E0104": "invalid escape sequence in string",
     "E0105": "malformed number literal",
+    "E0106": "number literal out of range",
     "E0201": "unexpected token",
     "E0202": "expected a specific token",
     "E0203": "nesting too deep",
@@ -122,6 +124,8 @@ CODES: dict[str, str] = {
     "E0308": "config value has the wrong type",
     "E0309": "invalid config value",
     "E0310": "layer used before definition or not callable",
+    "E0311": "name not allowed",
+    "E0312": "compile-time value too large",
     "E0401": "type mismatch",
     "E0402": "implicit float-to-int conversion",
     "E0403": "trit value outside {-1, 0, 1}",
@@ -180,6 +184,18 @@ def _display_width_prefix(line: str, col: int) -> int:
     return len(prefix.expandtabs(4))
 
 
+def _safe(text: str, newlines: bool = False) -> str:
+    """Text from a program or a file name as a terminal shows it: control characters
+    (escape sequences), line and paragraph separators, bidirectional overrides and other
+    invisible characters are written as `\\x1b`, `\\u202e`, … so that a program cannot
+    move the cursor, recolor or hide text in the terminal that prints its diagnostics."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or (newlines and c == "\n")
+                   else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
+
+
 def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = False) -> str:
     """rustc-style text: header, the source line(s), carets, labels, help."""
     sev = diag.severity.value
@@ -188,8 +204,8 @@ def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = Fal
         c, b, r, blue = colors[sev], "\x1b[1m", "\x1b[0m", "\x1b[1;34m"
     else:
         c = b = r = blue = ""
-    where = f"{diag.span}: " if diag.span else ""
-    out = [f"{b}{where}{r}{c}{sev}[{diag.code}]{r}{b}: {diag.message}{r}"]
+    where = f"{_safe(str(diag.span))}: " if diag.span else ""
+    out = [f"{b}{where}{r}{c}{sev}[{diag.code}]{r}{b}: {_safe(diag.message)}{r}"]
     labels: list[tuple[Span, str, bool]] = []
     if diag.span is not None:
         labels.append((diag.span, diag.label, True))
@@ -203,11 +219,12 @@ def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = Fal
         last_line: tuple[str, int] | None = None
         for span, msg, primary in shown:
             if span.file != last_file:
-                out.append(f"{blue}{pad}::: {r}{span}")
+                out.append(f"{blue}{pad}::: {r}{_safe(str(span))}")
                 last_file = span.file
             text = sources.line(span.file, span.line) or ""
             if (span.file, span.line) != last_line:
-                out.append(f"{blue}{str(span.line).rjust(width)} |{r} {text.expandtabs(4)}")
+                out.append(f"{blue}{str(span.line).rjust(width)} |{r} "
+                           f"{_safe(text.expandtabs(4))}")
             last_line = (span.file, span.line)
             start = _display_width_prefix(text, span.col)
             if span.end_line == span.line:
@@ -217,16 +234,16 @@ def render(diag: Diagnostic, sources: SourceMap | None = None, color: bool = Fal
             n = max(end - start, 1)
             mark = "^" if primary else "-"
             col = c if primary else blue
-            tail = f" {msg}" if msg else ""
+            tail = f" {_safe(msg)}" if msg else ""
             out.append(f"{blue}{pad} |{r} {' ' * start}{col}{mark * n}{tail}{r}")
         out.append(f"{blue}{pad} |{r}")
         prefix = f"{blue}{pad} = {r}"
     else:
         prefix = "  = "
     for note in diag.notes:
-        out.append(f"{prefix}{b}note{r}: {note}")
+        out.append(f"{prefix}{b}note{r}: {_safe(note, newlines=True)}")
     if diag.help:
-        out.append(f"{prefix}{b}help{r}: {diag.help}")
+        out.append(f"{prefix}{b}help{r}: {_safe(diag.help, newlines=True)}")
     return "\n".join(out)
 
 

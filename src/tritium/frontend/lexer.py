@@ -164,6 +164,23 @@ def _decode_string(body: str, span_of) -> tuple[str, list[Diagnostic]]:
     return "".join(out), diags
 
 
+INT_MAX = 2 ** 63 - 1
+
+
+def _int_value(digits: str) -> int | None:
+    """The value of an integer literal, or None when it does not fit in int64 (checked on
+    the digit count first: Python refuses to convert more than 4,300 digits)."""
+    plain = digits.replace("_", "").lstrip("0") or "0"
+    if len(plain) > 19:
+        return None
+    v = int(plain)
+    return v if v <= INT_MAX else None
+
+
+def _shorten(s: str) -> str:
+    return s if len(s) <= 30 else f"{s[:12]}…{s[-6:]} ({len(s)} characters)"
+
+
 def tokenize(text: str, file: str = "<input>") -> LexResult:
     tokens: list[Token] = []
     comments: list[Comment] = []
@@ -263,7 +280,15 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             continue
         if kind == "number":
             s = m.group(kind)
-            if s.endswith("t") and _INT_RE.fullmatch(s[:-1]):
+            digits = s[:-1] if s.endswith("t") else s
+            if _INT_RE.fullmatch(digits) and _int_value(digits) is None:
+                diags.append(Diagnostic("E0106", f"the integer `{_shorten(s)}` does not fit in "
+                                                 f"64 bits", Span(file, line, col, line,
+                                                                  end - line_start + 1),
+                                        label="too large",
+                                        help=f"integers are at most {INT_MAX}"))
+                add(T.INT, s, 0, pos, end, line, col)
+            elif s.endswith("t") and _INT_RE.fullmatch(s[:-1]):
                 add(T.TRIT, s, int(s[:-1].replace("_", "")), pos, end, line, col)
             elif _INT_RE.fullmatch(s):
                 add(T.INT, s, int(s.replace("_", "")), pos, end, line, col)

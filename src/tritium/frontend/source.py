@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,22 +31,32 @@ def read_source(path: str | os.PathLike[str], display: str | None = None) -> Sou
     if "\0" in str(path):
         return _raise(_usage("E0003", f"cannot read {name!r}: a file name cannot contain a "
                                       f"NUL character"))
-    if p.is_dir():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return _raise(_usage("E0001", f"no such file: `{name}`"))
+    except (OSError, ValueError) as exc:   # ENAMETOOLONG, ELOOP, EACCES, ENOTDIR, …
+        return _raise(_usage("E0003", f"cannot read `{name}`: "
+                                      f"{getattr(exc, 'strerror', None) or exc}"))
+    if stat.S_ISDIR(st.st_mode):
         return _raise(_usage("E0002", f"`{name}` is a directory, not a .tri file",
                              help=f"pass the files inside it, e.g. `{name}/*.tri`"))
-    if not p.exists():
-        return _raise(_usage("E0001", f"no such file: `{name}`"))
-    if not p.is_file():
+    if not stat.S_ISREG(st.st_mode):
         return _raise(_usage("E0003", f"cannot read `{name}`: not a regular file"))
+    too_big = _usage("E0005", f"`{name}` is larger than {MAX_SOURCE_BYTES} bytes, the limit "
+                              f"for a source file")
+    if st.st_size > MAX_SOURCE_BYTES:
+        return _raise(too_big)
     try:
-        size = p.stat().st_size
-        if size > MAX_SOURCE_BYTES:
-            return _raise(_usage("E0005", f"`{name}` is {size} bytes; the limit for a source "
-                                          f"file is {MAX_SOURCE_BYTES} bytes"))
-        data = p.read_bytes()
-    except OSError as exc:
-        return _raise(_usage("E0003", f"cannot read `{name}`: {exc.strerror or exc}"))
-    return decode_source(data, name, p.resolve())
+        with open(p, "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)   # bounded even if the file grows
+        resolved = p.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        return _raise(_usage("E0003", f"cannot read `{name}`: "
+                                      f"{getattr(exc, 'strerror', None) or exc}"))
+    if len(data) > MAX_SOURCE_BYTES:
+        return _raise(too_big)
+    return decode_source(data, name, resolved)
 
 
 def decode_source(data: bytes, name: str, path: Path | None = None) -> SourceFile:

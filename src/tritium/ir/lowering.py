@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..check import CheckResult
+from ..check import CheckResult, bounds
 from ..check import library as L
 from ..check.checker import Checker, Definition, LayerInst
 from ..check.summary import pick_definition
@@ -38,7 +38,7 @@ from .verifier import VerifyError, verify
 __all__ = ["LoweredModel", "LoweringError", "lower", "QUANTIZER_MAP", "mono_name"]
 
 MAX_DEPTH = 32
-MAX_UNROLL = 4096
+MAX_UNROLL = bounds.MAX_UNROLL
 MAX_SPLIT_SLICES = 4096
 
 # language quantizer names -> IR/runtime canonical names (runtime/quant.py `_ALIASES`)
@@ -283,6 +283,7 @@ class _Lowerer:
         self.fn_order: list[Function] = []
         self.fn_names: set[str] = set()
         self.depth = 0
+        self.unrolled = 0        # loop iterations unrolled so far (bounds.MAX_UNROLLED)
 
     # ------------------------------------------------------------------ top level
     def run(self, entry: str | None, hyper: dict[str, Any],
@@ -756,16 +757,22 @@ class _Lowerer:
         elif isinstance(s, A.For):
             it = self.eval(s.iter, env, b, ctx)
             if isinstance(it, RangeV):
-                items: list[Any] = list(range(it.start, it.stop))
+                seq: Sequence[Any] = range(it.start, it.stop)
             elif isinstance(it, list):
-                items = list(it)
+                seq = it
             elif _is_int(it):
-                items = list(range(it))
+                seq = range(it)
             else:
                 raise LoweringError("a `for` loop needs a range known when lowering", s.iter.span)
-            if len(items) > MAX_UNROLL:
-                raise LoweringError(f"a loop of {len(items)} iterations is too long to unroll",
+            if len(seq) > MAX_UNROLL:
+                raise LoweringError(f"a loop of {len(seq)} iterations is too long to unroll",
                                     s.span)
+            self.unrolled += len(seq) * _node_count(s.body)
+            if self.unrolled > bounds.MAX_UNROLLED:
+                raise LoweringError(f"the loops unroll to more than {bounds.MAX_UNROLLED} "
+                                    f"expression nodes in all", s.span,
+                                    help="nested loops multiply; use fewer or shorter loops")
+            items: list[Any] = list(seq)
             expanded: list[Any] = []
             for i in items:
                 expanded.append(_SetVar(s.var, i, s.span))
@@ -1023,6 +1030,9 @@ class _Lowerer:
             return _py_binary(op, x, y, span)
         if isinstance(x, str) and isinstance(y, str) or isinstance(x, list) and isinstance(y, list):
             if op == "+":
+                if len(x) + len(y) > bounds.MAX_SEQUENCE:
+                    raise LoweringError(f"a list or string longer than {bounds.MAX_SEQUENCE} "
+                                        f"at compile time", span)
                 return x + y
             if op in ("==", "!="):
                 return (x == y) == (op == "==")
@@ -1734,21 +1744,33 @@ def _join_types(a: Type, b: Type) -> Type:
     return a
 
 
+def _node_count(body: list) -> int:
+    """The number of AST nodes in `body` (what one unrolled iteration costs)."""
+    n = 0
+    stack = list(body)
+    while stack:
+        x = stack.pop()
+        n += 1
+        for slot in getattr(x, "__slots__", ()):
+            v = getattr(x, slot, None)
+            if isinstance(v, list):
+                stack.extend(v)
+            elif hasattr(v, "__slots__") and not isinstance(v, str | Span):
+                stack.append(v)
+    return n
+
+
 def _py_binary(op: str, x: Any, y: Any, span: Span | None) -> Any:
     try:
-        r = {
-            "+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y, "/": lambda: x / y,
-            "//": lambda: x // y, "%": lambda: x % y, "**": lambda: x ** y,
-            "==": lambda: x == y, "!=": lambda: x != y, "<": lambda: x < y, "<=": lambda: x <= y,
-            ">": lambda: x > y, ">=": lambda: x >= y,
-        }[op]()
+        return bounds.binary(op, x, y)
     except KeyError:
         raise LoweringError(f"`{op}` is not defined for numbers", span) from None
     except ZeroDivisionError:
         raise LoweringError("division by zero", span) from None
-    if isinstance(r, complex):
-        raise LoweringError("the result is complex", span)
-    return r
+    except bounds.TooLarge as exc:
+        raise LoweringError(f"cannot compute `{op}` when lowering: {exc}", span) from None
+    except TypeError as exc:
+        raise LoweringError(f"`{op}`: {exc}", span) from None
 
 
 # ----------------------------------------------------------------------------- builtin functions

@@ -116,10 +116,16 @@ class Parser:
         if kind == "number" and re.fullmatch(r"\d+", text):
             self.i += 1
             return int(text)
-        if kind == "ident":
+        if kind == "ident" or self.name_like(kind, text):
             self.i += 1
             return text
         raise self.error("expected a dim (integer, name or ?)")
+
+    @staticmethod
+    def name_like(kind: str, text: str) -> bool:
+        """`inf` lexes as a number, but where only a name can stand (a dim, an attribute
+        key) it is the name `inf`, which a program may use."""
+        return kind == "number" and text == "inf"
 
     def type(self) -> Type:
         if self.accept("tensor"):
@@ -180,7 +186,12 @@ class Parser:
         out: dict[str, Attr] = {}
 
         def entry() -> None:
-            key = self.expect_kind("ident")
+            kind, text, _, _ = self.peek()
+            if self.name_like(kind, text):
+                self.i += 1
+                key = text
+            else:
+                key = self.expect_kind("ident")
             if key in out:
                 self.i -= 1
                 raise self.error(f"duplicate attribute name '{key}'")

@@ -57,20 +57,63 @@ def apply_patterns(f: Function, patterns: list[Pattern], max_rounds: int = 64) -
     changed_any = False
     for _ in range(max_rounds):
         changed = False
-        for op in list(f.walk()):
+        ops = list(f.walk())   # also keeps every op and value alive, so ids stay unique
+        users: dict[int, list[Op]] = {}
+        for op in ops:
+            for o in op.operands:
+                users.setdefault(id(o), []).append(op)
+        known = {id(op) for op in ops}
+        built: list[Op] = []   # ops the patterns create (kept alive for the same reason)
+        for op in ops:
             if op.parent is None or not _attached(op):
                 continue
             for pat in patterns:
                 new = pat(op, Builder.before_op(op))
                 if new is None:
                     continue
-                replace_op(f, op, new)
+                assert len(new) == len(op.results), f"{op.name}: {len(new)} replacements"
+                _register_built(new, users, known, built)
+                for r, v in zip(op.results, new):
+                    if r is not v:
+                        # every use of r, through the use lists: no walk of the function
+                        moved = users.pop(id(r), [])
+                        for u in moved:
+                            u.operands = [v if o is r else o for o in u.operands]
+                        users.setdefault(id(v), []).extend(moved)
+                erase_op(op)
                 changed = True
                 break
         changed_any |= changed
         if not changed:
             break
     return changed_any
+
+
+def _register_built(values: list[Value], users: dict[int, list[Op]], known: set[int],
+                    built: list[Op]) -> None:
+    """Add the ops a pattern just built (reachable backwards from its replacement values)
+    to the use lists, so that later replacements in the same round reach them too."""
+    stack = [v.op for v in values if v.op is not None and id(v.op) not in known]
+    while stack:
+        op = stack.pop()
+        if id(op) in known:
+            continue
+        known.add(id(op))
+        built.append(op)
+        for inner in op.walk():
+            for o in inner.operands:
+                users.setdefault(id(o), []).append(inner)
+                if o.op is not None and id(o.op) not in known:
+                    stack.append(o.op)
+
+
+def substitute(subst: dict[int, tuple[Value, Value]], v: Value) -> Value:
+    """`v` after the replacements in `subst` (id(old) -> (old, new)), chains followed."""
+    seen = 0
+    while id(v) in subst and subst[id(v)][0] is v and seen <= len(subst):
+        v = subst[id(v)][1]
+        seen += 1
+    return v
 
 
 def _attached(op: Op) -> bool:

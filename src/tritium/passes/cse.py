@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..ir.core import Attr, Block, Dense, Function, Module, Op, erase_op, replace_all_uses
+from ..ir.core import Attr, Block, Dense, Function, Module, Op, Value, erase_op
 from ..ir.ops import OPS
-from .base import Pass, register
+from .base import Pass, register, substitute
 
 
 def attr_key(v: Attr, exact: bool = True) -> Any:
@@ -44,12 +44,18 @@ class CommonSubexpressionElimination(Pass):
     def run_on_function(self, f: Function, module: Module) -> bool:
         self.changed = False
         self.root = f.body
+        # results of erased duplicates -> the values they stand for; uses follow definitions
+        # in program order, so each op's operands are rewritten when it is visited (one
+        # walk in all, not one per duplicate)
+        self.subst: dict[int, tuple[Value, Value]] = {}
         self.block(f.body, {})  # cheap key → ops with that key (compared exactly on a hit)
         return self.changed
 
     def block(self, block: Block, scope: dict[Any, list[Op]]) -> None:
         scope = {k: list(v) for k, v in scope.items()}
         for op in list(block.ops):
+            if self.subst:
+                op.operands = [substitute(self.subst, o) for o in op.operands]
             for r in op.regions:
                 self.block(r, scope)
             if op.regions or not OPS[op.name].pure:
@@ -61,6 +67,6 @@ class CommonSubexpressionElimination(Pass):
                 bucket.append(op)
                 continue
             for old, new in zip(op.results, prev.results):
-                replace_all_uses(self.root, old, new)
+                self.subst[id(old)] = (old, new)
             erase_op(op)
             self.changed = True

@@ -67,6 +67,8 @@ def render_tables() -> str:
                 notes.append(", ".join(_value(c) for c in k.choices))
             if k.min is not None and k.type in ("int", "float", "pair", "ints", "padding"):
                 notes.append(f"≥ {k.min:g}")
+            if k.max is not None:
+                notes.append(f"≤ {k.max:g}")
             if k.doc:
                 notes.append(k.doc)
             required = "yes" if k.required else "no"

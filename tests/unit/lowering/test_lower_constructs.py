@@ -446,8 +446,6 @@ def test_check_errors_raise_lowering_error() -> None:
      "act_quant"),
     ('layer c: Conv2d { in_channels: 1, out_channels: 2, kernel_size: 2, padding: "same" }',
      "even kernel"),
-    ('layer c: TernaryLinear { in_features: 2, out_features: 2, threshold: 0.2 }',
-     "only applies to the fixed-threshold quantizer"),
 ])
 def test_unsupported_layer_configs(body: str, msg: str) -> None:
     src = f"""
@@ -457,6 +455,15 @@ model M {{
 }}"""
     with pytest.raises(LoweringError, match=msg):
         lower(checked(src))
+
+
+def test_threshold_without_the_threshold_quantizer_is_a_check_error() -> None:
+    """The default quantizer (twn) takes no `threshold`: the checker says so (E0309) rather
+    than the lowering or the runtime."""
+    r = check_source("model M {\n    layer c: TernaryLinear { in_features: 2, out_features: 2, "
+                     "threshold: 0.2 }\n    forward(x: Tensor[1, 2]) -> Tensor { return c(x) }\n}\n")
+    assert [d.code for d in r.errors] == ["E0309"]
+    assert "applies only to the threshold quantizer" in r.errors[0].message
 
 
 def test_unsupported_expressions_name_the_problem() -> None:
