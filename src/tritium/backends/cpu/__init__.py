@@ -39,10 +39,10 @@ ABI_VERSION = 5
 # calls asking for more than one thread; of which ran in parallel; got fewer threads because
 # of a back-off; ran serially because another call owned the team; stalled (the caller waited
 # for a thread that was not scheduled); total and longest wait of callers for their team; the
-# team cap of the back-off in progress (0: none) and its remaining time; the next back-off's
-# length; the team of the last parallel call; whether adaptation and debug reports are on.
+# team cap of the back-off in progress (0: none) and its remaining time; the length of the
+# current (or last) back-off; the team of the last parallel call; whether adaptation and debug reports are on.
 POOL_STATS = ("calls", "parallel", "capped", "busy", "stalls", "wait_ns", "max_wait_ns", "cap",
-              "backoff_left_ns", "next_backoff_ns", "last_team", "adaptive", "debug")
+              "backoff_left_ns", "backoff_ns", "last_team", "adaptive", "debug")
 
 
 class LinearPlanArgs(ctypes.Structure):

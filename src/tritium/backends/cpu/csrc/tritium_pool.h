@@ -24,10 +24,10 @@
  * A wait longer than the call's work (and than TRI_STALL_MIN_NS) means a thread of the team
  * was not scheduled: the pool then runs calls on fewer threads (one less per thread that came
  * too late to claim a task) for a back-off period, and tries the full team again afterwards.
- * The back-off doubles with each stall (TRI_BACKOFF_MIN_NS up to TRI_BACKOFF_MAX_NS) and halves
- * for each back-off length of full-team calls without one, so a loaded machine pays about one
- * stall per back-off period (a few percent at the longest) and an idle one pays nothing. Small
- * products never wake a thread at all (team_for_work).
+ * A back-off lasts 32 times the wait that caused it (10 ms to 8 s), and twice the last one
+ * when the last stall was recent, so a machine that stays loaded pays about 1/32 of its time
+ * or less in stalls and an idle one pays nothing. Small products never wake a thread at all
+ * (team_for_work).
  * The counters are read by tri_pool_stats (kernel_info()["pool_stats"] in Python); with
  * debug on (TRITIUM_POOL_DEBUG=1) every back-off is reported on stderr.
  *
@@ -43,8 +43,9 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 #define TRI_MAX_THREADS 64
 
 #define TRI_STALL_MIN_NS 20000LL        /* a wait under 20 us is never called a stall */
-#define TRI_BACKOFF_MIN_NS 20000000LL   /* 20 ms */
-#define TRI_BACKOFF_MAX_NS 1000000000LL /* 1 s */
+#define TRI_BACKOFF_PER_WAIT 32         /* a back-off lasts this many times the wait */
+#define TRI_BACKOFF_MIN_NS 10000000LL   /* 10 ms */
+#define TRI_BACKOFF_MAX_NS 8000000000LL /* 8 s */
 #define TRI_WORK_PER_THREAD 524288.0    /* multiply-adds that pay for waking one more thread */
 
 /* The team a product of `work` multiply-adds is worth: one thread per TRI_WORK_PER_THREAD
@@ -90,14 +91,14 @@ typedef struct {
     _Atomic int64_t max_wait_ns;
     _Atomic int64_t cap;        /* threads allowed until until_ns */
     _Atomic int64_t until_ns;   /* end of the current back-off (monotonic clock) */
-    _Atomic int64_t backoff_ns; /* length of the next back-off */
-    _Atomic int64_t calm_ns;    /* when the back-off length last grew or shrank */
+    _Atomic int64_t backoff_ns;    /* length of the current (or last) back-off */
+    _Atomic int64_t last_stall_ns; /* when the last stall ended (monotonic clock), 0: never */
     _Atomic int64_t last_team;  /* threads the last parallel call ran on */
     _Atomic int adaptive;       /* 0: always the requested team (for comparison) */
     _Atomic int debug;          /* 1: report back-offs on stderr */
 } TriPoolState;
 
-static TriPoolState g_ps = {.cap = TRI_MAX_THREADS, .backoff_ns = TRI_BACKOFF_MIN_NS,
+static TriPoolState g_ps = {.cap = TRI_MAX_THREADS,
                             .adaptive = 1};
 
 #define TRI_RELAXED memory_order_relaxed
@@ -129,37 +130,32 @@ static void pool_feedback(int want, int team, int idle, int64_t work_ns, int64_t
            !atomic_compare_exchange_weak_explicit(&g_ps.max_wait_ns, &mx, wait_ns, TRI_RELAXED,
                                                   TRI_RELAXED)) {
     }
+    (void)want;
     const int stalled = wait_ns > TRI_STALL_MIN_NS && wait_ns > work_ns;
     if (stalled) atomic_fetch_add_explicit(&g_ps.stalls, 1, TRI_RELAXED);
     if (!atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED)) return;
     if (stalled) {
         int late = idle > 0 ? idle : 1;
         int cap = team - late < 1 ? 1 : team - late;
-        int64_t backoff = atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED);
+        /* a back-off long enough that probing the full team again costs at most about 1/32 of
+         * the time, longer (doubling) when the last stall was recent, so a machine that stays
+         * busy is probed ever more rarely and one that calmed down starts over */
+        int64_t backoff = wait_ns * TRI_BACKOFF_PER_WAIT;
+        if (backoff < TRI_BACKOFF_MIN_NS) backoff = TRI_BACKOFF_MIN_NS;
+        const int64_t last = atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED);
+        const int64_t last_stall = atomic_load_explicit(&g_ps.last_stall_ns, TRI_RELAXED);
+        if (last_stall > 0 && end - last_stall < 8 * last && 2 * last > backoff)
+            backoff = 2 * last;
+        if (backoff > TRI_BACKOFF_MAX_NS) backoff = TRI_BACKOFF_MAX_NS;
         atomic_store_explicit(&g_ps.cap, cap, TRI_RELAXED);
         atomic_store_explicit(&g_ps.until_ns, end + backoff, TRI_RELAXED);
-        atomic_store_explicit(&g_ps.backoff_ns,
-                              backoff * 2 > TRI_BACKOFF_MAX_NS ? TRI_BACKOFF_MAX_NS : backoff * 2,
-                              TRI_RELAXED);
-        atomic_store_explicit(&g_ps.calm_ns, end, TRI_RELAXED);
+        atomic_store_explicit(&g_ps.backoff_ns, backoff, TRI_RELAXED);
+        atomic_store_explicit(&g_ps.last_stall_ns, end, TRI_RELAXED);
         if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
             fprintf(stderr,
                     "tritium pool: waited %.3f ms for %d late thread(s) after %.3f ms of work "
                     "(team %d); running on %d thread(s) for %.0f ms\n",
                     wait_ns / 1e6, late, work_ns / 1e6, team, cap, backoff / 1e6);
-    } else if (team >= want) {
-        /* the full team ran without a stall: each back-off length of calm halves the next
-         * back-off, so intermittent load keeps it long and a quiet machine brings it down */
-        const int64_t backoff = atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED);
-        if (backoff > TRI_BACKOFF_MIN_NS &&
-            end - atomic_load_explicit(&g_ps.calm_ns, TRI_RELAXED) >= backoff) {
-            const int64_t next = backoff / 2 < TRI_BACKOFF_MIN_NS ? TRI_BACKOFF_MIN_NS : backoff / 2;
-            atomic_store_explicit(&g_ps.backoff_ns, next, TRI_RELAXED);
-            atomic_store_explicit(&g_ps.calm_ns, end, TRI_RELAXED);
-            if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
-                fprintf(stderr, "tritium pool: %.0f ms without a stall; next back-off %.0f ms\n",
-                        backoff / 1e6, next / 1e6);
-        }
     }
 }
 
@@ -370,14 +366,15 @@ TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
     atomic_store(&g_ps.max_wait_ns, 0);
     atomic_store(&g_ps.cap, TRI_MAX_THREADS);
     atomic_store(&g_ps.until_ns, 0);
-    atomic_store(&g_ps.backoff_ns, TRI_BACKOFF_MIN_NS);
-    atomic_store(&g_ps.calm_ns, 0);
+    atomic_store(&g_ps.backoff_ns, 0);
+    atomic_store(&g_ps.last_stall_ns, 0);
     atomic_store(&g_ps.last_team, 0);
 }
 
 /* The pool's counters, in this order (see TRI_POOL_STATS in tritium_kernels.h): calls,
  * parallel, capped, busy, stalls, wait_ns, max_wait_ns, cap (0 when no back-off is running),
- * backoff_left_ns, next_backoff_ns, last_team, adaptive, debug. Writes at most n values and
+ * backoff_left_ns, backoff_ns (the current or last back-off's length), last_team, adaptive,
+ * debug. Writes at most n values and
  * returns how many there are. */
 TRI_EXPORT int tri_pool_stats(int64_t *out, int n) {
     const int64_t now = tri_now_ns();
