@@ -1204,6 +1204,7 @@ class Checker:
         if op in ("and", "or"):
             if a.known and not isinstance(a.const, SymInt):
                 if (op == "and" and not a.const) or (op == "or" and a.const):
+                    self.names_resolve(e.right, scope)
                     return Value(BOOL, bool(a.const), True)
                 b = self.eval_expr(e.right, scope)
                 if b.known and not isinstance(b.const, SymInt):
@@ -1213,6 +1214,17 @@ class Checker:
             return Value(BOOL)
         b = self.eval_expr(e.right, scope)
         return self.binary(op, a, b, e)
+
+    def names_resolve(self, e: A.Expr, scope: Scope) -> None:
+        """The operand a short-circuit skips is never evaluated, but the generated code holds
+        it, so its names must still resolve: evaluate it with every diagnostic but undefined
+        names (E0304) dropped (a skipped `1 / 0` is no error)."""
+        out = self.inner if self.quiet else self.diags
+        start = len(out)
+        self.eval_expr(e, scope)
+        kept = [d for d in out[start:] if d.code == "E0304"]
+        del out[start:]
+        out.extend(kept)
 
     def binary(self, op: str, a: Value, b: Value, e) -> Value:
         if op in ("is", "is not"):

@@ -340,3 +340,31 @@ def test_deeply_nested_loops_do_not_explode():
     src = "fn f(x: Tensor[4]) -> Tensor[4] {\n" + "for i in 0..60 {\n" * 8 + "x = x + 1.0\n" \
         + "}\n" * 8 + "return x\n}\n"
     assert errors(src) == []
+
+
+SHORT_CIRCUIT = """
+block Down {{
+    params {{ c_in: int, c_out: int, stride: int = 2 }}
+    layer conv: TernaryConv2d {{ in_channels: c_in, out_channels: c_out, kernel_size: 1 }}
+    layer skip: if (stride != 1 {op} c_in != {right}) {{
+        TernaryConv2d {{ in_channels: c_in, out_channels: c_out, kernel_size: 1 }}
+    }}
+    forward(x: Tensor) -> Tensor {{ return conv(x) }}
+}}
+model M {{
+    layer d: Down {{ c_in: 4, c_out: 8, stride: {stride} }}
+    forward(x: Tensor[b, 4, 8, 8]) -> Tensor {{ return d(x) }}
+}}
+"""
+
+
+@pytest.mark.parametrize("op, stride", [("or", 2), ("and", 1)])
+def test_names_in_a_skipped_operand_must_still_resolve(op, stride):
+    # the generated code holds the operand the checker's evaluation skips
+    for right in ("forward", "nosuch"):
+        src = SHORT_CIRCUIT.format(op=op, right=right, stride=stride)
+        assert "E0304" in codes(src), right
+    # but a skipped operand is not evaluated: no error for what it would compute
+    assert "E0304" not in codes(SHORT_CIRCUIT.format(op=op, right="floordiv(1, 0)",
+                                                     stride=stride))
+    assert errors(SHORT_CIRCUIT.format(op=op, right="c_out", stride=stride)) == []
