@@ -280,6 +280,7 @@ def _linear_impl(
 ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
 
 _RESOLVER: ConfigResolver | None = None
+_RESOLVER_GENERATION = 0  # bumped by set_config_resolver: plans drop the answers they kept
 # (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear_planned, thread cap, G2 minimum batch)
 # of the chosen config
 _RESOLVED: dict[tuple, tuple[Any, int, int]] = {}
@@ -308,7 +309,9 @@ def set_config_resolver(fn: ConfigResolver | None) -> None:
     global _RESOLVER
     if fn is not None and not callable(fn):
         raise TypeError(f"the config resolver must be callable or None, got {type(fn).__name__}")
+    global _RESOLVER_GENERATION
     _RESOLVER = fn
+    _RESOLVER_GENERATION += 1
     _RESOLVED.clear()
     _TUNED_USED.clear()
 
@@ -393,7 +396,7 @@ class LinearPlan:
     runs exactly that specialization (``lib`` must be its library)."""
 
     __slots__ = ("lib", "fn", "n", "k", "fmt", "aq", "act_quant", "tensors", "versions",
-                 "args", "args_ptr", "env_threads", "fixed", "g2_min", "g2")
+                 "args", "args_ptr", "env_threads", "fixed", "g2_min", "g2", "resolved")
 
     def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
                  bias: torch.Tensor | None, act_quant: str,
@@ -414,6 +417,7 @@ class LinearPlan:
         self.fixed = config is not None
         self.g2_min = _g2_min_m(lib) if self.aq else 1 << 62
         self.g2: torch.Tensor | None = None
+        self.resolved: dict[int, tuple] = {}
         self.env_threads = (config.threads if config is not None and config.threads
                             else _default_threads())
 
@@ -436,8 +440,15 @@ class LinearPlan:
         if _RESOLVER is None or self.fixed:
             fn, threads, g2_min = self.fn, _call_threads(self.env_threads, 0), self.g2_min
         else:
-            fn, cap, g2_min = _resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant)
-            threads = _call_threads(_default_threads(), cap)
+            # the resolver's answer for this batch size, kept by the plan until the resolver
+            # changes: a per-call lookup would cost more than a small layer's kernel
+            hit = self.resolved.get(m)
+            if hit is None or hit[0] != _RESOLVER_GENERATION:
+                hit = (_RESOLVER_GENERATION,
+                       *_resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant))
+                self.resolved[m] = hit
+            _, fn, cap, g2_min = hit
+            threads = _call_threads(self.env_threads, cap)
         gw = None
         if self.aq and m >= g2_min:
             if self.g2 is None:

@@ -4,10 +4,11 @@
 For a problem (batch bucket M, N, K, format, activation mode, ISA) the resolver answers the
 best archived config of the same kernel, kernel source, format and device fingerprint (CPU
 model, core count, ISA path) measured at exactly this shape (the batch bucket, N and K),
-provided it beat the default config there (side by side when the search confirmed it, else
-against the baseline). A config is never borrowed from a neighbouring shape: a tile, a path
-switch or a thread count that won at one size can lose badly at another (a 64x128x64 layer
-that borrowed the 2-thread config of a larger shape ran 100x slower on a busy machine). The
+provided it beat the default config there by at least 5% (:data:`MIN_SPEEDUP`; side by
+side when the search confirmed it, else against the baseline). A config is never borrowed
+from a neighbouring shape: a tile, a path switch or a thread count that won at one size can
+lose badly at another (a 64x128x64 layer that borrowed the 2-thread config of a larger shape
+ran 100x slower on a busy machine). The
 runtime caps a tuned thread count at the user's own (``torch.set_num_threads``,
 ``$TRITIUM_NUM_THREADS``) and records which tuned configs ran
 (``tritium.runtime.kernels.tuned_configs_used``). Answers are cached in memory; the archive
@@ -43,6 +44,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+# a tuned config is used only where it beat the default by this factor when it was tuned
+MIN_SPEEDUP = 1.05
+
 _lock = threading.Lock()
 _answers: dict[tuple, Any] = {}
 _tables: dict[tuple, list[tuple[tuple[int, ...], dict[str, Any], float]]] = {}
@@ -62,8 +66,9 @@ Rows = list[tuple[tuple[int, ...], dict[str, Any], float]]
 def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash: str,
                  keep: Callable[[dict[str, Any]], bool] | None = None) -> Rows:
     """(shape, best config, median) of every study of ``kernel`` on this device whose best
-    config beat the default: side by side when the search confirmed it, else against the
-    baseline measured before the search."""
+    config beat the default by at least :data:`MIN_SPEEDUP`: side by side when the search
+    confirmed it, else against the baseline measured before the search. A smaller win is
+    within the noise of the measurement, and a config chosen by noise can lose at run time."""
     rows: Rows = []
     ar = _open_archive(url)
     try:
@@ -73,10 +78,10 @@ def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash:
             confirmed = study.get("confirmed_speedup")
             default_ms = study.get("default_ms")
             if confirmed is not None:
-                if confirmed <= 1.0:
-                    continue  # side by side, the default was as fast
-            elif default_ms is not None and ms >= default_ms:
-                continue  # the default was as good: nothing to gain
+                if confirmed < MIN_SPEEDUP:
+                    continue  # side by side, the default was (about) as fast
+            elif default_ms is not None and ms * MIN_SPEEDUP > default_ms:
+                continue  # the default was about as good: nothing sure to gain
             rows.append((tuple(study["shape"]), config, ms))
     finally:
         _note_skipped(ar)

@@ -107,3 +107,28 @@ def test_a_model_tune_leaves_untuned_shapes_on_the_defaults(tmp_path, monkeypatc
     isa = cpu.default_isa()
     assert dispatch.resolve(64, 128, 64, "t2", "int8", isa) is None
     assert all(u["m_bucket"] == 1 for u in kernels.tuned_configs_used())
+
+
+@pytest.mark.parametrize("confirmed, default_ms, used", [
+    (1.20, None, True), (1.04, None, False), (1.0, None, False),   # side by side
+    (None, 0.012, True), (None, 0.0104, False),                   # against the baseline
+])
+def test_a_config_must_have_won_by_five_percent(confirmed, default_ms, used, tmp_path):
+    from tritium.tune.measure import Trial
+
+    isa = cpu.default_isa()
+    url = f"sqlite:///{tmp_path / 'margin.db'}"
+    ar = Archive(url)
+    config = {"threads": 1}
+    sid = ar.study("cpu.linear", cpu.source_hash(), (1, 64, 64), "t2",
+                   cpu.device_fingerprint(cpu.device_info(isa)), cpu.device_info(isa))
+    ar.set_baseline(sid, default_ms, None)
+    tid = ar.claim(sid, config, "grid")
+    ar.record(tid, Trial(config=config, strategy="grid", status="ok", median_ms=0.01,
+                         ci_ms=(0.01, 0.01), times_ms=[0.01]))
+    if confirmed is not None:
+        ar.set_confirmed_speedup(sid, confirmed)
+    ar.close()
+    dispatch.reset(url)
+    got = dispatch.lookup(1, 64, 64, "t2", "int8", isa)
+    assert (got is not None) is used, got
