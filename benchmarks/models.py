@@ -36,6 +36,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from _args import positive_ints
 from torch import nn
 
 from tritium.driver.models import build_model, declared_input_shape, float_twin
@@ -46,24 +47,14 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["mlp.tri", "lenet5.tri", "resnet18.tri", "mobilenetv2.tri"]
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return vals
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="*", help=".tri programs (default: the example models)")
     p.add_argument("--entry", help="the model to build (default: the file's main model)")
-    p.add_argument("--shape", type=_ints, help="per-sample input shape, if not declared")
-    p.add_argument("--batches", type=_ints, default=[1, 64])
-    p.add_argument("--threads", type=_ints, default=None,
+    p.add_argument("--shape", type=positive_ints, help="per-sample input shape, if not declared")
+    p.add_argument("--batches", type=positive_ints, default=[1, 64])
+    p.add_argument("--threads", type=positive_ints, default=None,
                    help="thread counts (default: 1 and torch's default)")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--reps", type=int, default=5)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from _args import positive_ints
 
 from tritium import runtime as trt
 from tritium.runtime import kernels
@@ -52,16 +53,6 @@ NEIGHBOURS = {
               "    (a @ a).sum()\n"
               "    time.sleep(0.001)\n"),
 }
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return vals
 
 
 def _shapes(text: str) -> list[tuple[int, int]]:
@@ -92,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", type=_shapes, default=[(4096, 4096), (1024, 1024)],
                    help="NxK weight shapes (default 4096x4096,1024x1024)")
-    p.add_argument("--batches", type=_ints, default=[1, 64])
+    p.add_argument("--batches", type=positive_ints, default=[1, 64])
     p.add_argument("--acts", type=_choices(("int8", "none")), default=["int8", "none"])
     p.add_argument("--neighbours", type=_choices(tuple(NEIGHBOURS)), default=list(NEIGHBOURS))
     p.add_argument("--rounds", type=int, default=7)
