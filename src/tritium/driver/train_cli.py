@@ -294,6 +294,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _entry_point_options(parser: Any) -> None:
+    """`--trust-entry-point` and `--entry-point`, shared by eval, predict and export."""
+    parser.add_argument("--trust-entry-point", action="store_true",
+                        help="a checkpoint saved from Python names the code that builds its "
+                             "model; import and run it (only for checkpoints you trust)")
+    parser.add_argument("--entry-point", default=None, metavar="MODULE:CALLABLE",
+                        help="build the model by calling this Python code (instead of what the "
+                             "checkpoint records)")
+
+
 def register(sub: Any, formatter_class: Any) -> None:
     """Add `train`, `eval`, `predict` and `export` to the `tritium` subcommands."""
     t = sub.add_parser("train", help="train a .tri model (QAT), freeze it, compare with fp32",
@@ -360,12 +370,7 @@ def register(sub: Any, formatter_class: Any) -> None:
                    help="another dataset than the one it was trained on")
     e.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"))
     e.add_argument("--json", action="store_true")
-    e.add_argument("--trust-entry-point", action="store_true",
-                   help="a checkpoint saved from Python names the code that builds its model; "
-                        "import and run it (only for checkpoints you trust)")
-    e.add_argument("--entry-point", default=None, metavar="MODULE:CALLABLE",
-                   help="build the model by calling this Python code (instead of what the "
-                        "checkpoint records)")
+    _entry_point_options(e)
     e.set_defaults(func=_guard(cmd_eval))
 
     p = sub.add_parser("predict", help="classify samples with a checkpoint",
@@ -379,12 +384,7 @@ def register(sub: Any, formatter_class: Any) -> None:
     p.add_argument("input", metavar="INPUT", type=path_arg("input-file"))
     p.add_argument("--top", type=number("top"), default=3, help="how many classes to show")
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
-    p.add_argument("--trust-entry-point", action="store_true",
-                   help="a checkpoint saved from Python names the code that builds its model; "
-                        "import and run it (only for checkpoints you trust)")
-    p.add_argument("--entry-point", default=None, metavar="MODULE:CALLABLE",
-                   help="build the model by calling this Python code (instead of what the "
-                        "checkpoint records)")
+    _entry_point_options(p)
     p.set_defaults(func=_guard(cmd_predict))
 
     x = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or safetensors",
@@ -403,10 +403,5 @@ def register(sub: Any, formatter_class: Any) -> None:
                    required=True)
     x.add_argument("-o", "--output", required=True, metavar="FILE",
                    type=path_arg("output-file"))
-    x.add_argument("--trust-entry-point", action="store_true",
-                   help="a checkpoint saved from Python names the code that builds its model; "
-                        "import and run it (only for checkpoints you trust)")
-    x.add_argument("--entry-point", default=None, metavar="MODULE:CALLABLE",
-                   help="build the model by calling this Python code (instead of what the "
-                        "checkpoint records)")
+    _entry_point_options(x)
     x.set_defaults(func=_guard(cmd_export))
