@@ -796,15 +796,12 @@ _REPEAT = ["1000000000", "1025", "1024", "2 ** 40", "0", "-1"]
 _SHAPES = ["[100000000000, 100000000000]", "[2147483648]", "[65536, 65536, 8]", "[4, 4]"]
 
 
-@st.composite
-def expensive_programs(draw) -> str:
-    """Programs that ask the compiler for huge compile-time work: big powers, literals,
-    repetitions (nested), loop unrolling, list and string doubling, giant shapes."""
-    kind = draw(st.integers(0, 6))
-    e = draw(st.sampled_from(_BIG))
-    r1, r2 = draw(st.sampled_from(_REPEAT)), draw(st.sampled_from(_REPEAT))
-    shape = draw(st.sampled_from(_SHAPES))
-    n = draw(st.sampled_from(["60", "64", "5000", "100000", "1000000000"]))
+_LOOP_N = ["60", "64", "5000", "100000", "1000000000"]
+_SEEDS = ["[1]", '"ab"', "[1, 2, 3]"]
+
+
+def _expensive(kind: int, e: str = "1", r1: str = "1", r2: str = "1", shape: str = "[4, 4]",
+               n: str = "1", seed: str = "[1]") -> str:
     if kind == 0:
         return f"model M {{\n    k: {e}\n    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{ return x * k }}\n}}\n"
     if kind == 1:
@@ -821,7 +818,6 @@ def expensive_programs(draw) -> str:
                 f"        for i in 0..{n} {{ for j in 0..{n} {{ x = x + 1 }} }}\n"
                 f"        return x\n    }}\n}}\n")
     if kind == 4:
-        seed = draw(st.sampled_from(["[1]", '"ab"', "[1, 2, 3]"]))
         return (f"model M {{\n    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{\n"
                 f"        let a = {seed}\n        for i in 0..{n} {{ a = a + a }}\n"
                 f"        return x\n    }}\n}}\n")
@@ -831,6 +827,26 @@ def expensive_programs(draw) -> str:
                 f"        let z = zeros({shape})\n        return x\n    }}\n}}\n")
     return (f"model M {{\n    layer r: ReLU[{r1}]\n"
             f"    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{ return r(x) * ({e}) }}\n}}\n")
+
+
+def all_expensive_programs() -> list[str]:
+    """Every program of the expensive family (a few hundred): each kind draws only the
+    values it uses, so the whole space is enumerable and tested exhaustively, not sampled."""
+    out = [_expensive(0, e=e) for e in _BIG] + [_expensive(1, e=e) for e in _BIG]
+    out += [_expensive(2, r1=a, r2=b) for a in _REPEAT for b in _REPEAT]
+    out += [_expensive(3, n=n) for n in _LOOP_N]
+    out += [_expensive(4, n=n, seed=s) for n in _LOOP_N for s in _SEEDS]
+    out += [_expensive(5, shape=s) for s in _SHAPES]
+    out += [_expensive(6, r1=r, e=e) for r in _REPEAT for e in _BIG]
+    return out
+
+
+def expensive_programs() -> st.SearchStrategy[str]:
+    """Programs that ask the compiler for huge compile-time work: big powers, literals,
+    repetitions (nested), loop unrolling, list and string doubling, giant shapes. The space
+    is finite (`all_expensive_programs`); hypothesis draws from it and stops once it has
+    seen every program."""
+    return st.sampled_from(all_expensive_programs())
 
 
 # ----------------------------------------------------------------------------- layer configs

@@ -37,6 +37,7 @@ from tritium.passes import pipeline
 sys.path.insert(0, str(Path(__file__).parent))
 from strategies import (  # noqa: E402
     SENTINEL,
+    all_expensive_programs,
     bad_name_programs,
     clean_models,
     expensive_programs,
@@ -144,9 +145,7 @@ def test_fuzz_bad_names_are_diagnosed(text: str) -> None:
 
 # ----------------------------------------------------------------------------- bounds
 
-@fuzz(60)
-@given(expensive_programs())
-def test_fuzz_compile_time_work_is_bounded(text: str) -> None:
+def _bounded_compile(text: str) -> None:
     with sandbox():
         t0 = time.process_time()
         result = check_source(text, "<fuzz>")
@@ -156,6 +155,21 @@ def test_fuzz_compile_time_work_is_bounded(text: str) -> None:
             validate(python)
             roundtrip_ir(result, "M")
         assert time.process_time() - t0 < TIME_BOUND, text[:200]
+
+
+_EXPENSIVE = all_expensive_programs()
+
+
+@pytest.mark.parametrize("index", range(len(_EXPENSIVE)))
+def test_every_expensive_program_is_bounded(index: int) -> None:
+    """The whole expensive family (a finite space), every program, in every run."""
+    _bounded_compile(_EXPENSIVE[index])
+
+
+@fuzz(60)
+@given(expensive_programs())
+def test_fuzz_compile_time_work_is_bounded(text: str) -> None:
+    _bounded_compile(text)
 
 
 # ----------------------------------------------------------------------------- imports
