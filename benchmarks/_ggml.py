@@ -72,6 +72,7 @@ CMAKE_OPTIONS: tuple[tuple[str, str], ...] = (
 # /proc/cpuinfo flags that decide which code -march=native produces (and that the table shows)
 ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx", "vnni", "asimd", "sve",
                 "sme", "i8mm", "dotprod", "fphp", "neon", "vsx", "rvv")
+NOT_ISA = frozenset({"smep"})  # x86 supervisor-mode execution protection, not Arm's SME
 
 
 class PeerUnavailable(RuntimeError):
@@ -110,7 +111,7 @@ def cpu_flags() -> list[str]:
 
 def isa_flags(flags: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
     """The SIMD flags among ``flags`` (sorted): what ``-march=native`` builds for."""
-    return sorted({f for f in flags if f.startswith(ISA_PREFIXES)})
+    return sorted({f for f in flags if f.startswith(ISA_PREFIXES) and f not in NOT_ISA})
 
 
 def build_key(version: str, flags, options=CMAKE_OPTIONS, sdist_sha256: str = SDIST_SHA256,
@@ -281,8 +282,11 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
                 "cmake_options": dict(CMAKE_OPTIONS), "cc": cc, "cxx": cxx,
                 "cpu": cpu_model(), "isa_flags": isa_flags(cpu_flags()),
                 "build_seconds": round(time.perf_counter() - t0, 1)}
-        shutil.rmtree(work / "src", ignore_errors=True)
-        shutil.rmtree(work / "build", ignore_errors=True)
+        for tmp in ("src", "build", "wrap"):
+            shutil.rmtree(work / tmp, ignore_errors=True)
+        log_path = work / "build.log"  # megabytes of compiler warnings: keep the end
+        lines = log_path.read_text(errors="replace").splitlines()[-200:]
+        log_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         cachedir.atomic_write_text(work / "build.json", json.dumps(info, indent=2))
         try:
             os.replace(work, final)
@@ -294,6 +298,14 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
     lib = built_libs(final)
     assert lib is not None
     return lib, key
+
+
+def build_info(libdir: Path) -> dict:
+    """What the build recorded (``build.json``: versions, cmake options, compilers, CPU)."""
+    try:
+        return json.loads((libdir.parent / "build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 # ----------------------------------------------------------------------------- bindings

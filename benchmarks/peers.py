@@ -15,8 +15,10 @@ For each shape N x K (a linear layer with N outputs and K inputs; K a multiple o
 ternary weight matrix is made as BitNet does (latent Gaussian weights, a per-tensor absmean
 scale ``s``, trits ``clip(round(W / s), -1, 1)``, weights ``trits * s`` in fp32). ggml quantizes
 those fp32 weights to TQ2_0 (2.06 bits per weight) and TQ1_0 (1.69) with ``ggml_quantize_chunk``
-and computes ``ggml_mul_mat`` in a graph (``ggml_graph_compute`` on a persistent threadpool of
-the row's thread count; ggml quantizes the activations to q8_K). Tritium runs the same trits
+and computes ``ggml_mul_mat`` in a graph (``ggml_graph_compute``, planned once per batch and
+thread count; ggml quantizes the activations to q8_K). ggml is built with OpenMP, as llama.cpp
+builds it by default; when torch is loaded first (as here) ggml's ``libgomp.so.1`` resolves to
+torch's, so ggml, torch and Tritium's pool share one OpenMP runtime. Tritium runs the same trits
 through the call a frozen layer makes (its ``LinearPlan``, the output buffer allocated once as
 ggml's is): ``T i8/t2`` and ``T i8/t1.6`` (int8 activations per token, exact int32 products)
 and ``T f32/t2`` (fp32 activations: Tritium's exact ternary product). Every implementation runs
@@ -56,6 +58,8 @@ IMPLS = ("TQ2_0", "TQ1_0", "T i8/t2", "T i8/t1.6", "T f32/t2")
 # what each implementation does to the activations (the quantization its check simulates)
 ACT_QUANT = {"TQ2_0": "q8_K", "TQ1_0": "q8_K", "T i8/t2": "int8", "T i8/t1.6": "int8",
              "T f32/t2": "none"}
+ACT_LABEL = {"q8_K": "q8_K activations", "int8": "int8 activations per token",
+             "none": "fp32 activations"}
 TRITIUM = ("T i8/t2", "T i8/t1.6", "T f32/t2")
 
 
@@ -92,16 +96,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", type=shapes, default=[(4096, 4096), (1024, 1024)],
-                   help="NxK weight shapes, K a multiple of 256 (default 4096x4096,1024x1024)")
+    p.add_argument("--shapes", type=shapes, default=None,
+                   help="NxK weight shapes, K a multiple of 256 (default 4096x4096,1024x1024; "
+                   "--quick 1024x1024)")
     p.add_argument("--batches", type=positive_ints, default=[1, 64],
                    help="batch sizes (tokens), default 1,64")
     p.add_argument("--threads", type=positive_ints, default=None,
                    help="thread counts, the same for every implementation (default: 1 and all "
                    "the cores this process may use)")
-    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (median)")
-    p.add_argument("--min-time", type=float, default=0.02,
-                   help="seconds of back-to-back calls per sample")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds (median; default 9, --quick 3)")
+    p.add_argument("--min-time", type=float, default=None,
+                   help="seconds of back-to-back calls per sample (default 0.02, --quick 0.01)")
     p.add_argument("--settle", type=float, default=0.05,
                    help="seconds of pause before each sample (0 = back to back)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and activations")
@@ -112,12 +118,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a local llama_cpp_python sdist of the pinned version (skips the download)")
     p.add_argument("--rebuild", action="store_true", help="rebuild ggml even if cached")
     p.add_argument("--quick", action="store_true",
-                   help="1024x1024 only, 3 rounds, short samples (a smoke run)")
+                   help="a smoke run: 1024x1024, 3 rounds, short samples (unless given)")
     args = p.parse_args(argv)
+    if args.shapes is None:
+        args.shapes = [(1024, 1024)] if args.quick else [(4096, 4096), (1024, 1024)]
+    if args.rounds is None:
+        args.rounds = 3 if args.quick else 9
+    if args.min_time is None:
+        args.min_time = 0.01 if args.quick else 0.02
     if args.rounds < 1 or args.min_time <= 0 or args.settle < 0:
         p.error("--rounds must be >= 1, --min-time > 0 and --settle >= 0")
-    if args.quick:
-        args.shapes, args.rounds, args.min_time = [(1024, 1024)], 3, min(args.min_time, 0.01)
     if args.threads is None:
         args.threads = default_threads()
     return args
@@ -302,7 +312,11 @@ def setup_shape(g, n: int, k: int, batches: list[int], seed: int) -> Shape:
     for name, code in (("TQ2_0", _ggml.GGML_TYPE_TQ2_0), ("TQ1_0", _ggml.GGML_TYPE_TQ1_0)):
         mm = _ggml.GgmlMatmul(g, code, w32, batches)
         sh.ggml[name] = mm
-        sh.weights64[name] = mm.dequantized().astype(np.float64)
+        dq = mm.dequantized()
+        if not np.array_equal(np.sign(dq).astype(np.int8), trits):
+            raise OutputMismatch(f"{name}: ggml quantized the weights to other trits "
+                                 f"({int((np.sign(dq) != trits).sum())} of {n * k} differ)")
+        sh.weights64[name] = dq.astype(np.float64)
         sh.nbytes[name] = mm.weight_nbytes()
     t = torch.from_numpy(trits.astype(np.float32))
     scale_vec = torch.full((n,), float(scale), dtype=torch.float32)
@@ -385,7 +399,7 @@ def render(rows: list[dict], header: list[str]) -> str:
     lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
     worst = {name: max(r["errors"][name]["rel_err"] for r in rows) for name in IMPLS} if rows else {}
     lines.append("relative error vs the exact fp64 product (largest over the rows): " + ", ".join(
-        f"{n} {worst[n]:.2g} ({ACT_QUANT[n]} activations)" for n in IMPLS))
+        f"{n} {worst[n]:.2g} ({ACT_LABEL[ACT_QUANT[n]]})" for n in IMPLS))
     lines.append("ratios: llama.cpp's time over Tritium's (> 1: Tritium faster); best = "
                  "Tritium's fastest path. T i8 = int8 activations per token, exact int32 "
                  "products; T f32 = fp32 activations.")
@@ -417,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         libdir, key = _ggml.ensure_build(cache, Path(args.sdist) if args.sdist else None,
                                          rebuild=args.rebuild, log=log)
         g = _ggml.Ggml(libdir)
-    except _ggml.PeerUnavailable as exc:
+    except (_ggml.PeerUnavailable, OSError) as exc:
         print(f"peers: llama.cpp (ggml) is unavailable: {exc}", file=sys.stderr)
         return 2
     ggml_version = g.version()
@@ -459,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = {"cpu": _ggml.cpu_model(), "isa_flags": flags,
                "ggml": {"version": ggml_version, "llama_cpp_python": _ggml.LLAMA_CPP_PYTHON_VERSION,
                         "features": g.features(), "build": key,
-                        "cmake_options": dict(_ggml.CMAKE_OPTIONS)},
+                        "build_info": _ggml.build_info(libdir)},
                "tritium": {"isa": info.get("isa"), "pool": info.get("pool"),
                            "tuned_configs_used": len(tuned)},
                "rounds": args.rounds, "min_time": args.min_time, "stat": "median",

@@ -47,7 +47,9 @@ def test_options_parse(mods):
     assert args.batches == [1, 8] and args.threads == [1, 2] and args.rounds == 3
     assert args.json == "out.json"
     quick = peers.parse_args(["--quick"])
-    assert quick.shapes == [(1024, 1024)] and quick.rounds == 3
+    assert quick.shapes == [(1024, 1024)] and quick.rounds == 3 and quick.min_time == 0.01
+    mine = peers.parse_args(["--quick", "--shapes", "512x512", "--rounds", "5"])
+    assert mine.shapes == [(512, 512)] and mine.rounds == 5
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -195,7 +197,7 @@ def test_render_prints_ratios_and_errors(mods):
 
 def test_build_key(mods):
     _, g = mods
-    flags = ["avx2", "fma", "sse4_2", "ht", "pge"]
+    flags = ["avx2", "fma", "sse4_2", "ht", "pge", "smep"]
     key = g.build_key("0.25.3", flags, machine="x86_64")
     assert re.fullmatch(r"ggml-0\.25\.3-[0-9a-f]{16}", key)
     # order, duplicates and flags that do not change the code keep the key
