@@ -248,12 +248,19 @@ def check_all(label: str, outs: dict[str, np.ndarray],
 # ----------------------------------------------------------------------------- timing
 
 def _sampler(fn: Callable[[], object], min_time: float) -> Callable[[], float]:
-    """A sampler returning seconds per call, over enough calls to last ``min_time``."""
+    """A sampler returning seconds per call, over enough calls to last ``min_time``. The call
+    time is estimated over a quarter of ``min_time`` of warm calls, not from one call: a first
+    call that starts a thread team or waits for a busy core would otherwise set one call per
+    sample, and every sample would then measure a wake-up."""
     fn()
-    t0 = time.perf_counter()
-    fn()
-    one = time.perf_counter() - t0
-    reps = max(1, int(min_time / max(one, 1e-7)))
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time / 4:
+            break
+    reps = max(1, int(min_time / max(elapsed / calls, 1e-7)))
 
     def sample() -> float:
         t = time.perf_counter()
