@@ -15,6 +15,10 @@ names never meet), strings are emitted with `repr`, file names and source lines 
 and docstrings through `text.escape`, and infinities as `float('inf')`, so nothing in a
 `.tri` file or its file name can leave a string literal or an identifier. The finished
 source is checked by `validate` (the shape this generator writes) before it is returned.
+
+The generator is split by job: `classes` (one class or function per definition),
+`expressions` (method bodies), `text` (header, literals, escaping, wrapping); this module
+holds the driver and the templates of the builtin layer kinds and functions.
 """
 
 from __future__ import annotations
@@ -116,7 +120,9 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             used = {n.id for n in pyast.walk(pyast.parse(body)) if isinstance(n, pyast.Name)}
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             raise CodegenError(f"internal error: {exc}") from None
-        source = header(__version__, files, used) + "\n\n" + body
+        # isort's blank lines after the imports: two before a definition, else one
+        gap = "\n" if body.startswith("__all__") else "\n\n"
+        source = header(__version__, files, used) + gap + body
         try:
             validate(source)
         except UnsafeSourceError as exc:   # a code generator bug, never a program's fault

@@ -6,7 +6,7 @@ strings through `repr`, so a program cannot inject code. This module is the seco
 code generator writes. Everything outside that shape raises `UnsafeSourceError`:
 
 * the module holds a docstring, the header's imports (those of `HEADER_IMPORTS` the code
-  uses, in that order, `from torch import nn` always), classes deriving from `nn.Module`,
+  uses, in that order, the `__future__` one always), classes deriving from `nn.Module`,
   plain functions, and `__all__` (a list of strings);
 * no other import, `global`, `nonlocal`, `del`, decorators, `async`, `yield`, `await`,
   `with`, `try`, `raise`, `lambda`, class keywords, star-imports, walrus assignments;
@@ -40,7 +40,7 @@ HEADER_IMPORTS = (
     "from torch import nn",
     "from tritium import runtime as trt",
 )
-REQUIRED_IMPORTS = ("from __future__ import annotations", "from torch import nn")
+REQUIRED_IMPORTS = ("from __future__ import annotations",)
 
 ALLOWED_BUILTINS = frozenset({"super", "range", "list", "tuple", "len", "print", "float", "int",
                               "bool", "str",
