@@ -66,7 +66,21 @@ def next_config(params: Sequence[str], clause: A.Section | None, cfg: Mapping[st
     `evaluate(expr, cfg)`: the value of a clause expression in the previous config.
     Every entry is evaluated in the previous config (not in the one being built); keys
     the rule does not mention keep their value, and new keys come after the old ones.
-    A builtin layer kind repeats as is: its caller simply reuses `cfg`."""
+    A builtin layer kind repeats as is: its caller simply reuses `cfg`.
+
+    The checker calls it with its constants (`Checker.next_repeat_cfg(kind, cfg)`):
+
+        node = kind.user.node
+        def evaluate(e, prev):
+            env = Scope()
+            for k, v in prev.items():   # a SymInt is a symbolic int, not an unknown value
+                env.vars[k] = v if isinstance(v, Value) else (
+                    Value(INT, v, False) if isinstance(v, SymInt) else Value.of(v))
+            r = self.eval_const(e, env)
+            return r.const if r.known or isinstance(r.const, SymInt) else r
+        return next_config([p.name for p in self.user_params(node)],
+                           repeat_clause(node), cfg, evaluate)
+    """
     new = dict(cfg)
     for e in repeat_entries(params, clause, cfg.keys()):
         new[e.key] = evaluate(e.value, cfg)

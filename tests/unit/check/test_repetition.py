@@ -118,3 +118,46 @@ def test_values_are_opaque_to_the_rule() -> None:
 def test_one_instance() -> None:
     assert instance_configs(["c_in", "c_out"], None, {"c_in": 1, "c_out": 2}, 1, ev) == [
         {"c_in": 1, "c_out": 2}]
+
+
+STAGE = """
+block Stage {
+    params { in_channels: int, out_channels: int, stride: int = 2 }
+    layer conv: TernaryConv2d { in_channels: in_channels, out_channels: out_channels, kernel_size: 3, stride: stride, padding: 1 }
+    forward(x: Tensor) -> Tensor { return conv(x) }
+}
+"""
+
+
+def test_the_checker_can_call_it_with_its_values() -> None:
+    """The adapter in `next_config`'s docstring, with the checker's own values: constants,
+    symbolic ints (a hyperparameter of the enclosing block) and unknown values."""
+    from tritium.check import check_source
+    from tritium.check.checker import Checker, Scope, SymInt
+    from tritium.check.types import ANY, INT, Value
+
+    result = check_source(STAGE, "s.tri")
+    assert result.ok
+    checker = Checker(result.definitions, [])
+    node = result.definitions["Stage"].node
+    params = [p.name for p in checker.user_params(node)]
+
+    def evaluate(e, prev):
+        env = Scope()
+        for k, v in prev.items():
+            env.vars[k] = v if isinstance(v, Value) else (
+                Value(INT, v, False) if isinstance(v, SymInt) else Value.of(v))
+        r = checker.eval_const(e, env)
+        return r.const if r.known or isinstance(r.const, SymInt) else r
+
+    assert instance_configs(params, repeat_clause(node),
+                            {"in_channels": 8, "out_channels": 16}, 2, evaluate) == [
+        {"in_channels": 8, "out_channels": 16},
+        {"in_channels": 16, "out_channels": 16, "stride": 1}]
+    w = SymInt("w")
+    unknown = Value(ANY)
+    second = next_config(params, None, {"in_channels": 3, "out_channels": w,
+                                        "stride": unknown}, evaluate)
+    assert second == {"in_channels": w, "out_channels": w, "stride": 1}
+    assert next_config(params, None, {"in_channels": 3, "out_channels": unknown},
+                       evaluate)["in_channels"] is unknown
