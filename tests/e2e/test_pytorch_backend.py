@@ -305,6 +305,12 @@ block Grow {
     layer conv: TernaryConv2d { in_channels: c_in, out_channels: c_out, kernel_size: 1 }
     forward(x: Tensor) -> Tensor { return conv(x) }
 }
+block Swap {
+    params { a: int, b: int }
+    repeat { a: b, b: a }
+    layer lin: Linear { in_features: a, out_features: b }
+    forward(x: Tensor) -> Tensor { return lin(x) }
+}
 block Stage {
     params { n: int, c: int }
     layer units: Unit[n] { c_in: c, c_out: c + 1, stride: 2 }
@@ -317,7 +323,9 @@ model M {
     depth: 3
     layer s: Stage { n: 3, c: 4 }
     layer g: Grow[depth] { c_in: 24, c_out: 8 }
-    forward(x: Tensor[b, 4, 8, 8]) -> Tensor { return g(s(x)) }
+    layer many: Unit[20] { c_in: 32, c_out: 32, stride: 2 }
+    layer swaps: Swap[17] { a: 2, b: 3 }
+    forward(x: Tensor[b, 4, 8, 8]) -> Tensor { return many(g(s(x))) }
 }
 '''
 
@@ -334,4 +342,26 @@ def test_repetitions_known_only_at_run_time(tmp_path):
     assert [(u.c_in, u.c_out) for u in model.s.grow] == [(5, 6), (6, 12), (12, 24)]
     assert [(u.c_in, u.c_out) for u in model.g] == [(24, 8), (8, 16), (16, 32)]
     assert len(model.s.lin) == 3 and len(model.s.two) == 2
-    assert model(torch.randn(2, 4, 8, 8)).shape == (2, 32, 4, 4)
+    # a large known count: the first instance and the others alike, or a loop
+    assert "*[Unit(c_in=32, c_out=32, stride=1) for _i in range(19)]" in src
+    assert [(u.c_in, u.stride) for u in model.many] == [(32, 2)] + [(32, 1)] * 19
+    assert [(u.a, u.b) for u in model.swaps] == [(2, 3), (3, 2)] * 8 + [(2, 3)]
+    assert "for _i in range(16):" in src
+    assert model(torch.randn(2, 4, 8, 8)).shape == (2, 32, 2, 2)
+
+
+def test_annotated_source_lines_are_inert(tmp_path):
+    """With annotate=True every statement follows an echo of its .tri line: program text in
+    comments is escaped (no line break of any kind can end the comment)."""
+    from tritium.backends.pytorch.codegen import generate
+    from tritium.backends.pytorch.validate import validate
+    from tritium.check import check_source
+    text = HOSTILE.replace("let print = x", "let print = x  // \u2028import os\u0085\\\\", 1)
+    result = check_source(text, "evil\u2029\nimport os.tri")
+    assert result.ok, [(d.code, d.message) for d in result.errors]
+    src = generate(result, annotate=True)
+    validate(src)
+    for c in "\r\u2028\u2029\x85\x0b\x0c\x00":
+        assert c not in src
+    assert not [ln for ln in src.splitlines() if ln.strip().startswith("import os")]
+    assert "# line 8: let print = x  // \\u2028import os\\x85\\\\" in src

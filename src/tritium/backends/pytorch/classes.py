@@ -268,9 +268,9 @@ class DefinitionGen:
     def repeat_user(self, lk: A.LayerKind, user: Definition, given: dict[str, str], ctx: Ctx,
                     n: int | None, pre: list[tuple[int, str]], tag: str) -> str:
         """`Block[N] { … }`: the instances configured by the repetition rule
-        (`check.repetition`), each written out when `N` is a known constant (up to
-        `UNROLL`); with a count known only at run time, the first instance and a
-        comprehension of the second when the rule changes nothing after it (chaining, a
+        (`check.repetition`), each written out when `N` is a known constant up to `UNROLL`.
+        Otherwise (a count known only at run time, or a large one): the first instance and
+        a comprehension of the second when the rule changes nothing after it (chaining, a
         `stride` reset), else a loop over the hyperparameters in `pre`."""
         ups = self.checker.user_params(user.node)
         params = [p.name for p in ups]
@@ -283,12 +283,14 @@ class DefinitionGen:
         if n is not None and n <= UNROLL:
             cfgs = instance_configs(params, clause, given, n, evaluate)
             return "nn.Sequential(" + ", ".join(self.user_call(user, c) for c in cfgs) + ")"
-        count = self.sub(lk.repeat, ctx, PY_PREC["-"])
+        # the number of instances after the first
+        later = str(n - 1) if n is not None else \
+            f"{self.sub(lk.repeat, ctx, PY_PREC['-'])} - 1"
         first, second, third = instance_configs(params, clause, given, 3, evaluate)
         i = internal("i")
         if second == third:
             return (f"nn.Sequential({self.user_call(user, first)}, "
-                    f"*[{self.user_call(user, second)} for {i} in range({count} - 1)])")
+                    f"*[{self.user_call(user, second)} for {i} in range({later})])")
         # a rule that keeps changing the config: a loop over one local per hyperparameter
         var = {k: internal("c", k) for k in second}
         init = {k: first.get(k) or (self.config_expr(defaults[k], first, defaults)
@@ -300,7 +302,7 @@ class DefinitionGen:
         pre.append((0, f"{', '.join(var[k] for k in second)} = "
                        f"{', '.join(init[k] for k in second)}"))
         pre.append((0, f"{lst} = [{self.user_call(user, {k: var[k] for k in first})}]"))
-        pre.append((0, f"for {i} in range({count} - 1):"))
+        pre.append((0, f"for {i} in range({later}):"))
         if changed:
             pre.append((1, f"{', '.join(var[k] for k in changed)} = "
                            f"{', '.join(step[k] for k in changed)}"))
