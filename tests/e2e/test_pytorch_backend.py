@@ -3,6 +3,10 @@ hand-written PyTorch ResNet-18; nothing in a .tri file can inject code."""
 
 from __future__ import annotations
 
+import copy
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -237,3 +241,127 @@ def test_generated_source_is_formatted(name):
     long = [ln for ln in src.splitlines() if len(ln) > 99 and not ln.lstrip().startswith("#")]
     assert long == []
     assert src == tritium.compile(EX / f"{name}.tri", with_ir=False, use_cache=False).python
+
+
+def _ruff() -> str | None:
+    local = Path(sys.executable).parent / "ruff"
+    return str(local) if local.exists() else shutil.which("ruff")
+
+
+GENERATED = sorted(EX.glob("*.tri")) + sorted((ROOT / "tests/golden/codegen").glob("*.tri"))
+
+
+@pytest.mark.parametrize("path", GENERATED, ids=[p.name for p in GENERATED])
+@pytest.mark.parametrize("annotate", [False, True])
+def test_generated_source_passes_ruff(path, annotate, monkeypatch):
+    """The generated module reads like the project's own code: `ruff check` with the
+    project's config (imports used and sorted, ...) and lines within 100 characters."""
+    ruff = _ruff()
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install ruff)")
+    from tritium.backends.pytorch.codegen import generate
+    from tritium.check import check_file
+    monkeypatch.chdir(ROOT)      # file names as `tritium compile examples/mlp.tri` has them
+    src = generate(check_file(path.relative_to(ROOT)), annotate=annotate)
+    echoes = [ln for ln in src.splitlines() if ln.lstrip().startswith("# line ")]
+    assert bool(echoes) == annotate
+    res = subprocess.run([ruff, "check", "--config", str(ROOT / "pyproject.toml"),
+                          "--extend-select", "E501", "--no-cache", "--output-format", "concise",
+                          "--stdin-filename", str(ROOT / "generated.py"), "-"],
+                         input=src, text=True, capture_output=True, cwd=ROOT)
+    assert res.returncode == 0, f"{res.stdout}{res.stderr}\n{src}"
+
+
+def test_static_repetition_is_written_out_and_folded_norms_become_identity():
+    src = tritium.compile(EX / "resnet18.tri", with_ir=False).python
+    assert "lambda" not in src and "repeat_configs" not in src and "trt.norm" not in src
+    assert "BasicBlock(c_in=64, c_out=128, stride=2),\n" \
+           "            BasicBlock(c_in=128, c_out=128, stride=1)," in src
+    model = tritium.load(EX / "resnet18.tri")
+    assert [(b.c_in, b.c_out, b.stride) for b in model.layer2] == [(64, 128, 2), (128, 128, 1)]
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 32, 32))
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = trt.freeze_model(copy.deepcopy(model), fold_bn=False)(x)
+        trt.freeze_model(model)
+        got = model(x)
+    assert type(model.layer1[0].bn1) is nn.Identity and type(model.layer4[1].bn2) is nn.Identity
+    assert isinstance(model.bn, nn.BatchNorm2d)      # after a float conv: kept
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+REPEAT = '''
+block Unit {
+    params { c_in: int, c_out: int, stride: int = 1 }
+    layer conv: TernaryConv2d { in_channels: c_in, out_channels: c_out, kernel_size: 3, stride: stride, padding: 1 }
+    forward(x: Tensor) -> Tensor { return conv(x) }
+}
+block Grow {
+    params { c_in: int, c_out: int }
+    repeat { c_in: c_out, c_out: c_out * 2 }
+    layer conv: TernaryConv2d { in_channels: c_in, out_channels: c_out, kernel_size: 1 }
+    forward(x: Tensor) -> Tensor { return conv(x) }
+}
+block Swap {
+    params { a: int, b: int }
+    repeat { a: b, b: a }
+    layer lin: Linear { in_features: a, out_features: b }
+    forward(x: Tensor) -> Tensor { return lin(x) }
+}
+block Stage {
+    params { n: int, c: int }
+    layer units: Unit[n] { c_in: c, c_out: c + 1, stride: 2 }
+    layer grow: Grow[n] { c_in: c + 1, c_out: c + 2 }
+    layer lin: Linear[n] { in_features: 2, out_features: 2 }
+    layer two: Linear[2] { in_features: 2, out_features: 2 }
+    forward(x: Tensor) -> Tensor { return grow(units(x)) }
+}
+model M {
+    depth: 3
+    layer s: Stage { n: 3, c: 4 }
+    layer g: Grow[depth] { c_in: 24, c_out: 8 }
+    layer many: Unit[20] { c_in: 32, c_out: 32, stride: 2 }
+    layer swaps: Swap[17] { a: 2, b: 3 }
+    forward(x: Tensor[b, 4, 8, 8]) -> Tensor { return many(g(s(x))) }
+}
+'''
+
+
+def test_repetitions_known_only_at_run_time(tmp_path):
+    f = tmp_path / "rep.tri"
+    f.write_text(REPEAT)
+    src = tritium.compile(f, with_ir=False).python
+    assert "lambda" not in src
+    assert "Grow(c_in=24, c_out=8),\n            Grow(c_in=8, c_out=16)," in src
+    model = tritium.load(f)
+    assert [(u.c_in, u.c_out, u.stride) for u in model.s.units] == [(4, 5, 2), (5, 5, 1),
+                                                                    (5, 5, 1)]
+    assert [(u.c_in, u.c_out) for u in model.s.grow] == [(5, 6), (6, 12), (12, 24)]
+    assert [(u.c_in, u.c_out) for u in model.g] == [(24, 8), (8, 16), (16, 32)]
+    assert len(model.s.lin) == 3 and len(model.s.two) == 2
+    # a large known count: the first instance and the others alike, or a loop
+    assert "*[Unit(c_in=32, c_out=32, stride=1) for _i in range(19)]" in src
+    assert [(u.c_in, u.stride) for u in model.many] == [(32, 2)] + [(32, 1)] * 19
+    assert [(u.a, u.b) for u in model.swaps] == [(2, 3), (3, 2)] * 8 + [(2, 3)]
+    assert "for _i in range(16):" in src
+    assert model(torch.randn(2, 4, 8, 8)).shape == (2, 32, 2, 2)
+
+
+def test_annotated_source_lines_are_inert(tmp_path):
+    """With annotate=True every statement follows an echo of its .tri line: program text in
+    comments is escaped (no line break of any kind can end the comment)."""
+    from tritium.backends.pytorch.codegen import generate
+    from tritium.backends.pytorch.validate import validate
+    from tritium.check import check_source
+    text = HOSTILE.replace("let print = x", "let print = x  // \u2028import os\u0085\\\\", 1)
+    result = check_source(text, "evil\u2029\nimport os.tri")
+    assert result.ok, [(d.code, d.message) for d in result.errors]
+    src = generate(result, annotate=True)
+    validate(src)
+    for c in "\r\u2028\u2029\x85\x0b\x0c\x00":
+        assert c not in src
+    assert not [ln for ln in src.splitlines() if ln.strip().startswith("import os")]
+    assert "# line 8: let print = x  // \\u2028import os\\x85\\\\" in src

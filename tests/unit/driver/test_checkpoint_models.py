@@ -29,7 +29,7 @@ def test_version_2_train_checkpoint_is_folded_on_loading() -> None:
     assert "bn1.running_var" in meta.tensors
     model, info = model_from_checkpoint(V2)
     assert info.entry == "DigitsMLP" and info.variant == "ternary"
-    assert model.fc1.folded and model.bn1 is None and not model.fc2.folded
+    assert model.fc1.folded and type(model.bn1) is nn.Identity and not model.fc2.folded
     plain = _unfolded()
     assert isinstance(plain.bn1, nn.BatchNorm1d)
     x = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))

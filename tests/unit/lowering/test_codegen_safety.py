@@ -150,7 +150,8 @@ def test_validator_refuses_injected_code(stmt: str, where: str) -> None:
 
 @pytest.mark.parametrize("header_change", [
     ("import torch\n", "import torch\nimport os\n"),
-    ("from tritium import runtime as trt\n", "from tritium import checkpoint as trt\n"),
+    ("from torch import nn\n", "from torch import nn\n\nfrom tritium import checkpoint as trt\n"),
+    ("import torch\n", "import torch.nn.functional as torch\n"),
     ("class M(nn.Module):", "class M(nn.Module, metaclass=type):"),
     ("class M(nn.Module):", "@staticmethod\nclass M(nn.Module):"),
 ])

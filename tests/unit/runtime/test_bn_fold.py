@@ -163,8 +163,8 @@ def _net() -> nn.Module:
 def test_codegen_lists_only_exclusive_pairs() -> None:
     net = _net()
     # fc2's output is used without bn2 too, bn3 also normalizes something else: no fold
-    assert net.tritium_folds == [["fc1", "bn1"]]
-    assert net.unit.tritium_folds == [["conv", "bn"]]
+    assert net.tritium_identity_folds == [["fc1", "bn1"]]
+    assert net.unit.tritium_identity_folds == [["conv", "bn"]]
 
 
 def test_generated_model_folds_exactly_and_round_trips(tmp_path: Path) -> None:
@@ -172,8 +172,8 @@ def test_generated_model_folds_exactly_and_round_trips(tmp_path: Path) -> None:
     x = torch.randn(3, 4, 4, 4)
     plain = freeze_model(copy.deepcopy(net), fold_bn=False)
     folded = freeze_model(copy.deepcopy(net))
-    # removed: the generated code skips a folded batch norm (no module call at all)
-    assert folded.bn1 is None and folded.unit.bn is None
+    # removed: a folded batch norm becomes nn.Identity (no parameters, no statistics)
+    assert type(folded.bn1) is nn.Identity and type(folded.unit.bn) is nn.Identity
     assert "bn1" in folded._modules and not any(k.startswith("bn1.") for k in folded.state_dict())
     assert isinstance(folded.bn2, nn.BatchNorm1d) and isinstance(folded.bn3, nn.BatchNorm1d)
     with torch.no_grad():
@@ -189,7 +189,7 @@ def test_generated_model_folds_exactly_and_round_trips(tmp_path: Path) -> None:
     fresh = _net()
     load_checkpoint(path, fresh)
     assert fresh.fc1.folded and fresh.unit.conv.folded and not fresh.fc2.folded
-    assert fresh.bn1 is None and fresh.unit.bn is None
+    assert type(fresh.bn1) is nn.Identity and type(fresh.unit.bn) is nn.Identity
     with torch.no_grad():
         # float16 scales and biases in the file: within float16 rounding of the model
         torch.testing.assert_close(fresh.eval()(x), ref, rtol=2e-3, atol=2e-3)

@@ -5,10 +5,11 @@ strings through `repr`, so a program cannot inject code. This module is the seco
 `validate(source)` parses the source with `ast` and accepts only the shape of module the
 code generator writes. Everything outside that shape raises `UnsafeSourceError`:
 
-* the module holds a docstring, exactly the header's imports, classes deriving from
-  `nn.Module`, plain functions, and `__all__` (a list of strings);
+* the module holds a docstring, the header's imports (those of `HEADER_IMPORTS` the code
+  uses, in that order, the `__future__` one always), classes deriving from `nn.Module`,
+  plain functions, and `__all__` (a list of strings);
 * no other import, `global`, `nonlocal`, `del`, decorators, `async`, `yield`, `await`,
-  `with`, `try`, `raise`, class keywords, star-imports, walrus assignments;
+  `with`, `try`, `raise`, `lambda`, class keywords, star-imports, walrus assignments;
 * no name or attribute that starts with `__` (except `super().__init__()` and `__all__`);
 * a builtin is only one of the few the generator uses (`super`, `range`, `list`, `tuple`,
   `len`, `print`, `float`): never `open`, `eval`, `exec`, `getattr`, `__import__`, …;
@@ -39,6 +40,7 @@ HEADER_IMPORTS = (
     "from torch import nn",
     "from tritium import runtime as trt",
 )
+REQUIRED_IMPORTS = ("from __future__ import annotations",)
 
 ALLOWED_BUILTINS = frozenset({"super", "range", "list", "tuple", "len", "print", "float", "int",
                               "bool", "str",
@@ -62,8 +64,8 @@ NN_ATTRS = frozenset({
 })
 TRT_ATTRS = frozenset({
     "BitLinear", "Int4Linear", "Int8Linear", "SelfAttention", "TernaryActivation",
-    "TernaryConv2d", "TernaryLinear", "cast", "init_weight", "norm", "random_ternary",
-    "repeat_configs", "same_padding", "ternary_weight", "with_format",
+    "TernaryConv2d", "TernaryLinear", "cast", "init_weight", "random_ternary",
+    "same_padding", "ternary_weight", "with_format",
 })
 # attributes of values (tensors, `self`) the generator uses; `self.<name>` of a program
 # name is never an nn.Module attribute (names.py), and these are the module ones it reads
@@ -95,10 +97,13 @@ def validate(source: str) -> ast.Module:
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
             and isinstance(body[0].value.value, str):
         body = body[1:]
-    imports = [ast.unparse(n) for n in body[:len(HEADER_IMPORTS)]]
-    if tuple(imports) != HEADER_IMPORTS:
+    n = 0
+    while n < len(body) and isinstance(body[n], ast.Import | ast.ImportFrom):
+        n += 1
+    imports = [ast.unparse(node) for node in body[:n]]
+    if not _is_header(imports):
         raise _fail(tree, "the imports are not the generated header's")
-    for node in body[len(HEADER_IMPORTS):]:
+    for node in body[n:]:
         if isinstance(node, ast.ClassDef):
             _check_class(node)
         elif isinstance(node, ast.FunctionDef):
@@ -116,6 +121,13 @@ def validate(source: str) -> ast.Module:
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise UnsafeSourceError(f"generated source does not compile: {exc}") from None
     return tree
+
+
+def _is_header(imports: list[str]) -> bool:
+    """Whether `imports` are some of `HEADER_IMPORTS`, in order, with the required ones."""
+    it = iter(HEADER_IMPORTS)
+    return all(line in it for line in imports) \
+        and all(line in imports for line in REQUIRED_IMPORTS)
 
 
 def _check_class(node: ast.ClassDef) -> None:
@@ -159,12 +171,6 @@ def _check_name(node: ast.AST, name: str) -> None:
 
 def _check_tree(root: ast.AST) -> None:
     for node in ast.walk(root):
-        if isinstance(node, ast.Lambda):
-            for arg in node.args.args:
-                _check_name(arg, arg.arg)
-            if node.args.vararg or node.args.kwarg or node.args.kwonlyargs:
-                raise _fail(node, "a lambda takes *args, **kwargs or keywords")
-            continue
         if isinstance(node, _FORBIDDEN_NODES):
             raise _fail(node, f"{type(node).__name__} is not allowed")
         if isinstance(node, ast.Name):

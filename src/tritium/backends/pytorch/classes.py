@@ -1,0 +1,359 @@
+"""Definitions of generated modules: one `nn.Module` class per model, block and layer (its
+`__init__`: hyperparameters, constants, layers, parameters, conditional layers and
+repetitions; its methods), one function per `fn`.
+
+`DefinitionGen` is the part of the code generator (`codegen.PyTorchCodegen`) that writes
+them; builtin layer kinds become constructor calls through `builtin_ctor` (codegen.py).
+Repetitions follow the one rule in `tritium.check.repetition`, and the batch norms that
+freezing may fold come from `tritium.check.folds`.
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+
+from ...check.checker import Checker, Definition, Scope
+from ...check.folds import fold_pairs
+from ...check.repetition import instance_configs, repeat_clause
+from ...check.types import Value
+from ...frontend import ast as A
+from ...frontend.names import internal, py_attr, py_local
+from ...frontend.parser import TENSOR_TYPES
+from .expressions import PY_PREC, Ctx
+from .text import CodegenError, scan
+from .text import escape as _text
+from .text import literal as _q
+
+# a static repetition of at most this many instances is written out one by one
+UNROLL = 16
+
+
+def _atomic(expr: str) -> str:
+    """`expr`, parenthesized unless it is a name, a number, a literal or ends in one
+    bracket group that spans the rest (a call, a subscript, a list)."""
+    head = expr.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+    if not head:
+        return expr
+    if head[0] in "([{" and expr[-1] in ")]}":
+        closes = [i for i, c, depth in scan(head) if c in ")]}" and depth == 0]
+        if closes == [len(head) - 1]:
+            return expr
+    try:
+        if type(pyast.literal_eval(expr)) is str:
+            return expr
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    return f"({expr})"
+
+
+class DefinitionGen:
+    """Classes and functions (mixed into `codegen.PyTorchCodegen`)."""
+
+    def gen_function(self, d: Definition) -> None:
+        fn: A.FnDef = d.node
+        ctx = Ctx()
+        params = []
+        for p in fn.params:
+            name = py_local(p.name)
+            ctx.locals.add(p.name)
+            params.append(name + (f"={self.expr(p.default, ctx)}" if p.default is not None else ""))
+        self.origin(0, fn)
+        self.emit(0, f"def {self.class_names[d.name]}({', '.join(params)}):")
+        self.emit(1, f'"""`fn {fn.name}` from {_text(d.file)}:{fn.span.line}."""')
+        self.gen_dim_bindings(fn.params, fn.body, ctx, 1)
+        self.block(fn.body, ctx, 1)
+
+    # ------------------------------------------------------------------ classes
+    def gen_class(self, d: Definition) -> None:
+        node = d.node
+        cls = self.class_names[d.name]
+        form_b = isinstance(node, A.LayerDef) and not Checker.has_forward(node)
+        self.scope = Scope()
+        self.origin(0, node)
+        self.emit(0, f"class {cls}(nn.Module):")
+        self.emit(1, f'"""`{d.kind} {d.name}` from {_text(d.file)}:{node.span.line}."""')
+        self.emit(0, "")
+        hparams = self.checker.user_params(node)
+        ctx = Ctx()
+        sig = ["self"]
+        if hparams:
+            sig.append("*")
+        for p in hparams:
+            ann = self.annotation(p.type)
+            default = f" = {self.expr(p.default, ctx)}" if p.default is not None else ""
+            sig.append(f"{py_local(p.name)}{ann}{default}")
+            ctx.locals.add(p.name)
+        self.emit(1, f"def __init__({', '.join(sig)}) -> None:")
+        self.emit(2, "super().__init__()")
+        attrs: set[str] = set()
+        for p in hparams:
+            self.emit(2, f"self.{py_attr(p.name)} = {py_local(p.name)}")
+            attrs.add(p.name)
+        section_quant = self.quant_section(node)
+        ternary_params: dict[str, dict] = {}
+        for item in node.body:
+            if isinstance(item, A.ConfigEntry):
+                self.origin(2, item)
+                v = self.checker.eval_expr(item.value, self.scope)
+                if v.known:
+                    self.scope.vars[item.key] = v
+                self.emit(2, f"{py_local(item.key)} = {self.expr(item.value, ctx)}")
+                self.emit(2, f"self.{py_attr(item.key)} = {py_local(item.key)}")
+                ctx.locals.add(item.key)
+                attrs.add(item.key)
+            elif isinstance(item, A.LayerDecl):
+                self.origin(2, item)
+                self.gen_layer_decl(item, ctx, 2)
+                attrs.add(item.name)
+            elif isinstance(item, A.ParamDecl):
+                self.origin(2, item)
+                self.gen_param(item.name, item.type, item.init, ctx, 2)
+                attrs.add(item.name)
+                if item.type.name == "TernaryTensor":
+                    ternary_params[item.name] = section_quant
+            elif isinstance(item, A.Let) and isinstance(node, A.LayerDef):
+                self.origin(2, item)
+                if self.is_tensor_let(item):
+                    self.gen_param(item.name, item.type, item.value, ctx, 2)
+                    if item.type is not None and item.type.name == "TernaryTensor":
+                        ternary_params[item.name] = section_quant
+                else:
+                    self.emit(2, f"{py_local(item.name)} = {self.expr(item.value, ctx)}")
+                    self.emit(2, f"self.{py_attr(item.name)} = {py_local(item.name)}")
+                    ctx.locals.add(item.name)
+                attrs.add(item.name)
+        if form_b:
+            for p in node.params or []:
+                if p.type is not None and p.type.name == "TernaryTensor":
+                    self.origin(2, p)
+                    self.gen_param(p.name, p.type, None, ctx, 2)
+                    attrs.add(p.name)
+                    ternary_params[p.name] = section_quant
+        for sec in node.body:
+            if isinstance(sec, A.Section) and sec.name in ("training", "performance", "quantization"):
+                values = {e.key: self.const_value(e.value) for e in sec.entries}
+                self.emit(2, f"self.tritium_{sec.name} = {_q(values)}")
+        fns = [i for i in node.body if isinstance(i, A.FnDef)]
+        if form_b:
+            stmts = [i for i in node.body if isinstance(i, A.Stmt) and not isinstance(i, A.Let)]
+            lets = [i for i in node.body if isinstance(i, A.Let)]
+            inputs = [p for p in node.params or [] if p.type is not None and p.type.name == "Tensor"]
+            fns = [A.FnDef("forward", inputs, node.ret, lets + stmts, node.span)]
+        folds = [[py_attr(a), py_attr(b)] for a, b in fold_pairs(node.body, fns, self.kind_of)]
+        if folds:
+            self.emit(2, "# batch norms that freezing folds into the layer before them "
+                         "(then nn.Identity)")
+            self.emit(2, f"self.tritium_identity_folds = {_q(folds)}")
+        for fn in fns:
+            self.emit(0, "")
+            self.gen_method(fn, attrs, ternary_params)
+
+    def kind_of(self, lk: A.LayerKind) -> str | None:
+        """The builtin kind `lk` names (aliases resolved), None for a user definition."""
+        spec, _ = self.checker.resolve_kind(lk.kind, lk.span)
+        return spec.name if spec is not None else None
+
+    def quant_section(self, node) -> dict:
+        q = {"quantizer": "twn", "per_channel": False, "threshold": None}
+        for sec in node.body:
+            if isinstance(sec, A.Section) and sec.name == "quantization":
+                for e in sec.entries:
+                    if e.key in ("quantizer", "weights", "per_channel", "threshold"):
+                        key = "quantizer" if e.key == "weights" else e.key
+                        q[key] = self.const_value(e.value)
+        return q
+
+    def is_tensor_let(self, item: A.Let) -> bool:
+        if item.type is not None:
+            return item.type.name in TENSOR_TYPES
+        v = item.value
+        return isinstance(v, A.Call) and isinstance(v.func, A.Name) and v.func.id in (
+            "random_ternary", "zeros", "ones", "randn", "rand", "empty", "full")
+
+    def const_value(self, e: A.Expr):
+        v = self.checker.eval_expr(e, self.checker_scope())
+        return v.const if v.known else None
+
+    def checker_scope(self) -> Scope:
+        return Scope()
+
+    def static_int(self, e: A.Expr) -> int | None:
+        """The value of `e` when the checker knows it from constants alone (a literal, a
+        config constant of the definition), else None (e.g. a hyperparameter)."""
+        v = self.checker.eval_expr(e, self.scope)
+        return v.const if v.known and type(v.const) is int else None
+
+    def annotation(self, te: A.TypeExpr | None) -> str:
+        if te is None:
+            return ""
+        return {"int": ": int", "float": ": float", "bool": ": bool", "str": ": str"}.get(
+            "int" if te.name.startswith("int") else "float" if te.name.startswith(
+                ("float", "bfloat")) else te.name, "")
+
+    def gen_param(self, name: str, te: A.TypeExpr | None, init: A.Expr | None, ctx: Ctx,
+                  indent: int) -> None:
+        shape = None
+        if te is not None and te.shape is not None:
+            dims = []
+            for d in te.shape:
+                if isinstance(d.value, int):
+                    dims.append(str(d.value))
+                elif isinstance(d.value, str):
+                    if d.value not in ctx.locals:
+                        raise CodegenError(f"parameter `{name}` has the unbound dim `{d.value}`")
+                    dims.append(py_local(d.value))
+                elif d.value is None:
+                    raise CodegenError(f"parameter `{name}` has an unknown dim `?`")
+                else:
+                    dims.append(self.expr(d.value, ctx))
+            shape = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        if init is not None:
+            value = self.expr(init, ctx)
+            if isinstance(init, A.Call) and isinstance(init.func, A.Name) and \
+                    init.func.id == "random_ternary":
+                value = f"{value}.to(torch.float32)"
+        elif shape is not None:
+            value = f"trt.init_weight({shape})"
+        else:
+            raise CodegenError(f"parameter `{name}` needs a shape or an initializer")
+        self.emit(indent, f"self.{py_attr(name)} = nn.Parameter(torch.as_tensor({value}, "
+                          f"dtype=torch.float32))")
+
+    def gen_layer_decl(self, decl: A.LayerDecl, ctx: Ctx, indent: int) -> None:
+        attr = py_attr(decl.name)
+        pre: list[tuple[int, str]] = []   # statements that build a repetition first
+        ctors = [self.kind_ctor(k, ctx, pre, f"{decl.name}_{i}") for i, k in enumerate(decl.kinds)]
+        value = ctors[0] if len(ctors) == 1 else "nn.Sequential(" + ", ".join(ctors) + ")"
+        if decl.cond is not None:
+            self.emit(indent, f"if {self.expr(decl.cond, ctx)}:")
+            indent += 1
+        for i, line in pre:
+            self.emit(indent + i, line)
+        self.emit(indent, f"self.{attr} = {value}")
+        if decl.cond is not None:
+            self.emit(indent - 1, "else:")
+            self.emit(indent, f"self.{attr} = None")
+
+    def kind_ctor(self, lk: A.LayerKind, ctx: Ctx, pre: list[tuple[int, str]],
+                  tag: str) -> str:
+        """The constructor expression of one layer kind; a repetition of a user definition
+        whose count is only known at run time may first add statements to `pre`."""
+        spec, user = self.checker.resolve_kind(lk.kind, lk.span)
+        given: dict[str, str] = {}
+        if spec is not None:
+            order = spec.positional
+        else:
+            order = tuple(p.name for p in self.checker.user_params(user.node))
+        for i, a in enumerate(lk.args or []):
+            given[a.name if a.name is not None else order[i]] = self.expr(a.value, ctx)
+        for e in lk.config:
+            given[e.key] = self.expr(e.value, ctx)
+        n = self.static_int(lk.repeat) if lk.repeat is not None else None
+        if user is not None:
+            if lk.repeat is None:
+                return self.user_call(user, given)
+            return self.repeat_user(lk, user, given, ctx, n, pre, tag)
+        one = self.builtin_ctor(spec, given)
+        if lk.repeat is None:
+            return one
+        if n is not None and n <= UNROLL:
+            return "nn.Sequential(" + ", ".join([one] * n) + ")"
+        i = internal("i")
+        return f"nn.Sequential(*[{one} for {i} in range({self.expr(lk.repeat, ctx)})])"
+
+    def user_call(self, user: Definition, cfg: dict[str, str]) -> str:
+        args = ", ".join(f"{py_local(k)}={v}" for k, v in cfg.items())
+        return f"{self.class_names[user.name]}({args})"
+
+    def repeat_user(self, lk: A.LayerKind, user: Definition, given: dict[str, str], ctx: Ctx,
+                    n: int | None, pre: list[tuple[int, str]], tag: str) -> str:
+        """`Block[N] { … }`: the instances configured by the repetition rule
+        (`check.repetition`), each written out when `N` is a known constant up to `UNROLL`.
+        Otherwise (a count known only at run time, or a large one): the first instance and
+        a comprehension of the second when the rule changes nothing after it (chaining, a
+        `stride` reset), else a loop over the hyperparameters in `pre`."""
+        ups = self.checker.user_params(user.node)
+        params = [p.name for p in ups]
+        defaults = {p.name: p.default for p in ups if p.default is not None}
+        clause = repeat_clause(user.node)
+
+        def evaluate(e: A.Expr, cfg: dict[str, str]) -> str:
+            return self.config_expr(e, cfg, defaults)
+
+        if n is not None and n <= UNROLL:
+            cfgs = instance_configs(params, clause, given, n, evaluate)
+            return "nn.Sequential(" + ", ".join(self.user_call(user, c) for c in cfgs) + ")"
+        # the number of instances after the first
+        later = str(n - 1) if n is not None else \
+            f"{self.sub(lk.repeat, ctx, PY_PREC['-'])} - 1"
+        first, second, third = instance_configs(params, clause, given, 3, evaluate)
+        i = internal("i")
+        if second == third:
+            return (f"nn.Sequential({self.user_call(user, first)}, "
+                    f"*[{self.user_call(user, second)} for {i} in range({later})])")
+        # a rule that keeps changing the config: a loop over one local per hyperparameter
+        var = {k: internal("c", k) for k in second}
+        init = {k: first.get(k) or (self.config_expr(defaults[k], first, defaults)
+                                    if k in defaults else "None") for k in second}
+        state = {k: var[k] for k in second}
+        step = instance_configs(params, clause, state, 2, evaluate)[1]
+        changed = [k for k in second if step[k] != var[k]]
+        lst = internal("i", tag)
+        pre.append((0, f"{', '.join(var[k] for k in second)} = "
+                       f"{', '.join(init[k] for k in second)}"))
+        pre.append((0, f"{lst} = [{self.user_call(user, {k: var[k] for k in first})}]"))
+        pre.append((0, f"for {i} in range({later}):"))
+        if changed:
+            pre.append((1, f"{', '.join(var[k] for k in changed)} = "
+                           f"{', '.join(step[k] for k in changed)}"))
+        pre.append((1, f"{lst} = {lst} + [{self.user_call(user, state)}]"))
+        return f"nn.Sequential(*{lst})"
+
+    def config_expr(self, e: A.Expr, cfg: dict[str, str], defaults: dict[str, A.Expr]) -> str:
+        """A repetition rule's expression over the previous instance's config `cfg` (key ->
+        Python expression), a hyperparameter it does not hold taking its default: a literal
+        when the checker can compute it from literals, else the expression with the config's
+        values substituted."""
+        scope = Scope()
+        subst: dict[str, str] = {}
+        for k, d in defaults.items():
+            if k not in cfg and isinstance(d, A.Num | A.Str | A.Bool):
+                subst[k] = self.expr(d, Ctx())
+        subst.update(cfg)
+        for k, v in subst.items():
+            try:
+                c = pyast.literal_eval(v)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue
+            if type(c) in (int, float, bool, str):
+                scope.vars[k] = Value.of(c)
+        v = self.checker.eval_expr(e, scope)
+        if v.known and type(v.const) in (int, float, bool, str):
+            return _q(v.const)
+        return self.expr(e, Ctx(subst={k: _atomic(x) for k, x in subst.items()}))
+
+    # ------------------------------------------------------------------ methods
+    def gen_method(self, fn: A.FnDef, attrs: set[str], ternary: dict[str, dict]) -> None:
+        ctx = Ctx(self_attrs=set(attrs))
+        params = ["self"]
+        for p in fn.params:
+            ctx.locals.add(p.name)
+            params.append(py_local(p.name) + (f"={self.expr(p.default, ctx)}"
+                                               if p.default is not None else ""))
+        self.origin(1, fn)
+        self.emit(1, f"def {py_attr(fn.name) if fn.name != 'forward' else 'forward'}"
+                     f"({', '.join(params)}):")
+        used = self.names_used(fn.body)
+        for name, q in ternary.items():
+            if name in used:
+                local = internal("q", name)
+                thr = q.get("threshold")
+                quant = self.canonical_quantizer(q.get("quantizer") or "twn")
+                self.emit(2, f"{local} = trt.ternary_weight(self.{py_attr(name)}, "
+                             f"quantizer={_q(quant)}, per_channel={_q(bool(q.get('per_channel')))}"
+                             f", threshold={_q(thr)}, training=self.training)")
+                ctx.ternary[name] = local
+        self.gen_dim_bindings(fn.params, fn.body, ctx, 2)
+        if not fn.body:
+            self.emit(2, "return None")
+        self.block(fn.body, ctx, 2)

@@ -1,0 +1,255 @@
+"""Method bodies of generated modules: statements and expressions.
+
+`BodyGen` is the part of the code generator (`codegen.PyTorchCodegen`) that turns checked
+`.tri` statements and expressions into Python: names through `tritium.frontend.names` (a
+method's locals, `self.` attributes, module functions), operators with minimal parentheses
+(`PY_PREC`), calls of layers, functions and builtins (`builtin`, in codegen.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...check import library as L
+from ...frontend import ast as A
+from ...frontend.names import py_attr, py_local
+from ...frontend.parser import DTYPES, TENSOR_TYPES
+from .text import CodegenError
+from .text import literal as _q
+from .text import py_float as _float
+
+_TORCH_DTYPES = {
+    "bool": "torch.bool", "int": "torch.int64", "int8": "torch.int8", "int16": "torch.int16",
+    "int32": "torch.int32", "int64": "torch.int64", "uint8": "torch.uint8",
+    "float": "torch.float32", "float16": "torch.float16", "bfloat16": "torch.bfloat16",
+    "float32": "torch.float32", "float64": "torch.float64", "trit": "torch.int8",
+}
+
+
+# Python operator precedence (higher binds tighter), for minimal parentheses.
+PY_PREC = {
+    "or": 2, "and": 3, "==": 6, "!=": 6, "<": 6, "<=": 6, ">": 6, ">=": 6, "is": 6,
+    "is not": 6, "in": 6, "not in": 6, "+": 10, "-": 10, "*": 11, "/": 11, "//": 11, "%": 11,
+    "@": 11, "**": 13,
+}
+
+
+@dataclass
+class Ctx:
+    """Name resolution inside one method: locals, attributes of self, module functions."""
+    locals: set[str] = field(default_factory=set)
+    self_attrs: set[str] = field(default_factory=set)   # layers, hyperparameters, constants
+    ternary: dict[str, str] = field(default_factory=dict)  # param name -> local holding its quantized view
+    subst: dict[str, str] = field(default_factory=dict)   # name -> the expression it stands for
+
+
+class BodyGen:
+    """Statements and expressions (mixed into `codegen.PyTorchCodegen`)."""
+
+    def gen_dim_bindings(self, params: list[A.ParamSpec], body: list, ctx: Ctx,
+                         indent: int) -> None:
+        used = self.names_used(body)
+        for p in params:
+            if p.type is None or not p.type.shape:
+                continue
+            for i, d in enumerate(p.type.shape):
+                if isinstance(d.value, str) and d.value in used and d.value not in ctx.locals \
+                        and d.value not in ctx.self_attrs:
+                    self.emit(indent, f"{py_local(d.value)} = {py_local(p.name)}.shape[{i}]")
+                    ctx.locals.add(d.value)
+
+    def names_used(self, body: list) -> set[str]:
+        out: set[str] = set()
+        stack = list(body)
+        while stack:
+            x = stack.pop()
+            if isinstance(x, A.Name):
+                out.add(x.id)
+            if hasattr(x, "__slots__") and not isinstance(x, str):
+                for s in x.__slots__:
+                    v = getattr(x, s, None)
+                    if isinstance(v, list):
+                        stack.extend(v)
+                    elif hasattr(v, "__slots__") and not isinstance(v, str):
+                        stack.append(v)
+        return out
+
+    def block(self, stmts: list, ctx: Ctx, indent: int) -> None:
+        if not stmts:
+            self.emit(indent, "pass")
+        for s in stmts:
+            self.stmt(s, ctx, indent)
+
+    def stmt(self, s, ctx: Ctx, indent: int) -> None:
+        if not isinstance(s, A.If):
+            self.origin(indent, s)
+        if isinstance(s, A.Let):
+            ctx.locals.add(s.name)
+            self.emit(indent, f"{py_local(s.name)} = {self.expr(s.value, ctx)}")
+        elif isinstance(s, A.Assign):
+            value = self.expr(s.value, ctx)
+            if isinstance(s.target, A.Name):
+                ctx.locals.add(s.target.id)
+                target = py_local(s.target.id)
+            else:
+                target = self.expr(s.target, ctx)
+            if s.op == "=":
+                self.emit(indent, f"{target} = {value}")
+            else:
+                op = s.op[:-1]
+                value = self.sub(s.value, ctx, PY_PREC[op] + 1)
+                self.emit(indent, f"{target} = {target} {op} {value}")
+        elif isinstance(s, A.Return):
+            self.emit(indent, "return" + (f" {self.expr(s.value, ctx)}" if s.value else ""))
+        elif isinstance(s, A.ExprStmt):
+            self.emit(indent, self.expr(s.value, ctx))
+        elif isinstance(s, A.If):
+            self.origin(indent, s)
+            self.emit(indent, f"if {self.expr(s.cond, ctx)}:")
+            self.block(s.then, ctx, indent + 1)
+            other = s.other
+            while other is not None:
+                if len(other) == 1 and isinstance(other[0], A.If):
+                    nested = other[0]
+                    self.emit(indent, f"elif {self.expr(nested.cond, ctx)}:")
+                    self.block(nested.then, ctx, indent + 1)
+                    other = nested.other
+                else:
+                    self.emit(indent, "else:")
+                    self.block(other, ctx, indent + 1)
+                    other = None
+        elif isinstance(s, A.For):
+            ctx.locals.add(s.var)
+            it = s.iter
+            if isinstance(it, A.Range):
+                src = f"range({self.expr(it.start, ctx)}, {self.expr(it.stop, ctx)})"
+            else:
+                src = self.expr(it, ctx)
+            self.emit(indent, f"for {py_local(s.var)} in {src}:")
+            self.block(s.body, ctx, indent + 1)
+        else:
+            raise CodegenError(f"cannot generate code for {type(s).__name__}")
+
+    def name(self, n: str, ctx: Ctx) -> str:
+        if n in ctx.subst:
+            return ctx.subst[n]
+        if n in ctx.ternary:
+            return ctx.ternary[n]
+        if n in ctx.locals:
+            return py_local(n)
+        if n in ctx.self_attrs:
+            return f"self.{py_attr(n)}"
+        if n in self.defs:
+            return self.class_names[n]
+        raise CodegenError(f"unresolved name `{n}`")
+
+    def expr(self, e: A.Expr, ctx: Ctx) -> str:
+        t = type(e)
+        if t is A.Num:
+            text = _float(e.value) if isinstance(e.value, float) else repr(e.value)
+            return text if not text.startswith("-") else f"({text})"
+        if t is A.TritLit:
+            return str(e.value) if e.value >= 0 else f"({e.value})"
+        if t is A.Str:
+            return repr(e.value)
+        if t is A.Bool:
+            return "True" if e.value else "False"
+        if t is A.NoneLit:
+            return "None"
+        if t is A.Unknown:
+            return "-1"
+        if t is A.Name:
+            return self.name(e.id, ctx)
+        if t is A.ListLit:
+            return "[" + ", ".join(self.expr(x, ctx) for x in e.items) + "]"
+        if t is A.DictLit:
+            return "{" + ", ".join(f"{_q(en.key)}: {self.expr(en.value, ctx)}"
+                                   for en in e.entries) + "}"
+        if t is A.Unary:
+            op = "not " if e.op == "not" else e.op
+            prec = 4 if e.op == "not" else 12
+            return f"{op}{self.sub(e.operand, ctx, prec + 1)}"
+        if t is A.Binary:
+            prec = PY_PREC[e.op]
+            if e.op == "**":   # right-associative
+                return (f"{self.sub(e.left, ctx, prec + 1)} ** "
+                        f"{self.sub(e.right, ctx, prec)}")
+            return (f"{self.sub(e.left, ctx, prec)} {e.op} "
+                    f"{self.sub(e.right, ctx, prec + 1)}")
+        if t is A.CondExpr:
+            return (f"{self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
+                    f"else {self.sub(e.other, ctx, 1)}")
+        if t is A.Range:
+            return f"range({self.expr(e.start, ctx)}, {self.expr(e.stop, ctx)})"
+        if t is A.Attr:
+            base = self.expr(e.value, ctx)
+            if e.attr == "shape":
+                return f"list({base}.shape)"
+            if e.attr in ("ndim", "T", "dtype"):
+                return f"{base}.{e.attr}"
+            raise CodegenError(f"unsupported attribute `.{e.attr}`")
+        if t is A.Index:
+            return self.index(e, ctx)
+        if t is A.Call:
+            return self.call(e, ctx)
+        raise CodegenError(f"cannot generate code for {t.__name__}")
+
+    def sub(self, e: A.Expr, ctx: Ctx, min_prec: int) -> str:
+        """`e` parenthesized when its precedence is below `min_prec`."""
+        text = self.expr(e, ctx)
+        if isinstance(e, A.Binary):
+            p = PY_PREC[e.op]
+        elif isinstance(e, A.Unary):
+            p = 4 if e.op == "not" else 12
+        elif isinstance(e, A.CondExpr):
+            p = 1
+        else:
+            return text
+        return f"({text})" if p < min_prec else text
+
+    def index(self, e: A.Index, ctx: Ctx) -> str:
+        parts = []
+        for i in e.indices:
+            if isinstance(i, A.Slice):
+                s = ":".join("" if p is None else self.expr(p, ctx)
+                             for p in (i.start, i.stop, i.step))
+                parts.append(s.rstrip(":") if i.step is None else s)
+            else:
+                parts.append(self.expr(i, ctx))
+        return f"{self.expr(e.value, ctx)}[{', '.join(parts)}]"
+
+    def call(self, e: A.Call, ctx: Ctx) -> str:
+        f = e.func
+        if isinstance(f, A.Index) and isinstance(f.value, A.Name) and f.value.id in TENSOR_TYPES:
+            dtype = "torch.int8" if f.value.id == "TernaryTensor" else "torch.float32"
+            dims = []
+            for i in f.indices:
+                if isinstance(i, A.Name) and i.id in DTYPES:
+                    dtype = _TORCH_DTYPES[i.id]
+                else:
+                    dims.append(self.expr(i, ctx))
+            vals = ", ".join(self.expr(a.value, ctx) for a in e.args)
+            return f"torch.tensor([{vals}], dtype={dtype}).reshape({', '.join(dims)})"
+        args = [self.expr(a.value, ctx) for a in e.args]
+        kw = {a.name: self.expr(a.value, ctx) for a in e.args if a.name is not None}
+        pos = [self.expr(a.value, ctx) for a in e.args if a.name is None]
+        if isinstance(f, A.Attr):
+            base = self.expr(f.value, ctx)
+            if f.attr == "size":
+                return f"{base}.size({', '.join(args)})"
+            return self.builtin(f.attr, [base] + pos, kw)
+        if not isinstance(f, A.Name):
+            raise CodegenError("only named functions and layers can be called")
+        n = f.id
+        if n in ctx.self_attrs:
+            return f"self.{py_attr(n)}({', '.join(args)})"
+        if n in ctx.locals:
+            return f"{py_local(n)}({', '.join(args)})"
+        if n in self.defs and self.defs[n].kind == "fn":
+            fn = self.defs[n].node
+            names = [p.name for p in fn.params]
+            out = list(pos) + [f"{py_local(k)}={v}" for k, v in kw.items() if k in names]
+            return f"{self.class_names[n]}({', '.join(out)})"
+        if n in L.FUNCTIONS:
+            return self.builtin(n, pos, kw)
+        raise CodegenError(f"unresolved function `{n}`")
