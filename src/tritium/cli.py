@@ -396,67 +396,6 @@ def cmd_compile(args) -> int:
     return worst
 
 
-# ----------------------------------------------------------------------------- opt
-
-def cmd_opt(args) -> int:
-    """`tritium opt FILE.ir --passes a,b{k=v}` / `-O2` / `--pipeline 'O3{batch=1}'`: parse
-    textual IR, verify it, run the passes (verifying after each) and print the result."""
-    from .argcheck import show_path
-    from .ir import ParseError, VerifyError
-    from .passes import PassError, run_opt
-
-    if args.passes is not None and (args.opt is not None or args.pipeline is not None) or (
-            args.opt is not None and args.pipeline is not None):
-        return usage_error("give one of --passes, -O0..-O3 and --pipeline")
-    from .argcheck import ArgError, check_output_file, quote
-    for flag, value in (("--passes", args.passes), ("--pipeline", args.pipeline)):
-        if value is not None and (not value.strip() or len(value) > 1000 or any(
-                ord(c) < 32 or ord(c) == 0x7F for c in value)):
-            return usage_error(f"{flag}: {quote(value)} is not a list of passes")
-    try:
-        out_path = None if args.output is None else check_output_file(args.output, "-o")
-    except ArgError as exc:
-        return usage_error(exc.message)
-    bad = _input_diagnostics([args.file])
-    if bad:
-        from .frontend.diagnostics import SourceMap
-        emit_diagnostics(bad[args.file], SourceMap(), "human")
-        return EXIT_USAGE
-    from .frontend.diagnostics import DiagnosticError, SourceMap
-    from .frontend.source import read_source
-    try:
-        text = read_source(args.file).text
-    except DiagnosticError as err:
-        emit_diagnostics(err.diagnostics, SourceMap(), "human")
-        return EXIT_USAGE
-    pipeline = args.pipeline if args.pipeline is not None else (
-        f"O{args.opt}" if args.opt is not None else None)
-    passes = args.passes if pipeline is None else None
-    try:
-        out = run_opt(text, passes if passes is not None else ([] if pipeline is None else None),
-                      pipeline)
-    except (ParseError, VerifyError, PassError) as exc:
-        print(f"{show_path(args.file)}: error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    except ValueError as exc:          # an unknown pass, pass option or pipeline
-        flag, value = ("--pipeline", args.pipeline) if args.pipeline is not None else (
-            "--passes", args.passes)
-        message = str(exc)
-        if len(message) > 300 or any(ord(c) < 32 for c in message):
-            message = f"{quote(value)} is not a list of known passes"
-        return usage_error(f"{flag}: {message}")
-    if out_path is not None:
-        from .argcheck import write_output
-        try:
-            write_output(out_path, out)
-        except OSError as exc:
-            return usage_error(f"-o {show_path(args.output)}: cannot write: "
-                               f"{exc.strerror or exc}")
-    else:
-        sys.stdout.write(out)
-    return EXIT_OK
-
-
 CACHE_AREAS = ("compile", "kernels", "triton", "tune")
 
 
@@ -725,29 +664,6 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--error-format", choices=("human", "json"), default="human")
     co.set_defaults(func=cmd_compile)
 
-    op = sub.add_parser("opt", help="run IR passes on a textual IR file",
-                        formatter_class=_formatter,
-                        description="Parse and verify textual Tritium IR (as `tritium compile "
-                                    "--emit ir` prints it), run passes or a pipeline, verify "
-                                    "after each pass and print the result.",
-                        epilog="examples:\n  tritium opt model.ir --passes canonicalize,dce\n"
-                               "  tritium opt model.ir --passes 'constant-fold{max_elements=4}'\n"
-                               "  tritium opt model.ir -O3\n"
-                               "  tritium opt model.ir --pipeline 'O3{batch=1}'\n"
-                               "  tritium opt model.ir              # parse and verify only")
-    op.add_argument("file", metavar="FILE", type=path_arg("input-file"))
-    op.add_argument("--passes", default=None, metavar="PASSES",
-                    help="comma-separated passes, each optionally with {key=value,...}")
-    for level in range(4):
-        op.add_argument(f"-O{level}", dest="opt", action="store_const", const=level,
-                        help=f"the -O{level} pipeline")
-    op.set_defaults(opt=None)
-    op.add_argument("--pipeline", default=None, metavar="SPEC",
-                    help="a pipeline with shape bindings, e.g. 'O3{batch=1}'")
-    op.add_argument("-o", "--output", default=None, type=path_arg("output"),
-                    help="write the IR to this file instead of stdout")
-    op.set_defaults(func=cmd_opt)
-
     ca = sub.add_parser("cache", help="show or clear the caches and the tuning archive",
                         formatter_class=_formatter,
                         epilog="examples:\n  tritium cache info\n  tritium cache clear\n"
@@ -768,6 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(opt=2)
     pr.add_argument("--top", type=number("top"), default=15, help="how many functions to list")
     pr.set_defaults(func=cmd_profile)
+    from .driver.opt_cli import register as _register_opt
+    _register_opt(sub, _formatter)
     from .driver.train_cli import register as _register_train
     _register_train(sub, _formatter)
     from .tune.cli import register as _register_tune
