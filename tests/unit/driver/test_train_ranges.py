@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tritium.argcheck import RANGES, Range
-from tritium.driver import train as train_mod
+from tritium.driver.train import loop as train_mod   # the loop calls _loss
 from tritium.driver.train import _BLOCK_NUMBERS, TrainError, TrainOptions, resolve_settings
 
 ROOT = Path(__file__).resolve().parents[3]
