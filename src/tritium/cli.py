@@ -213,8 +213,7 @@ def _compile_one(job: tuple) -> tuple[int, str, str, list]:
 
     try:
         result = compile_program(path, opt_level=opt, target=target, use_cache=not no_cache,
-                                 stages=[] if emit in ("tokens", "ast") else
-                                 ["ir-opt" if emit in AOT_STAGES else emit],
+                                 stages=["ir-opt" if emit in AOT_STAGES else emit],
                                  annotate=annotate)
         if emit in AOT_STAGES:
             build = build_aot(result, target, use_cache=not no_cache)

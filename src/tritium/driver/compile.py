@@ -36,9 +36,8 @@ from . import stages as S
 from .cache import CompileCache
 from .stages import CACHED, STAGES, TARGETS, CompileError
 
-__all__ = ["CompileError", "CompileResult", "STAGES", "TARGETS", "compile_program",
-           "compiler_fingerprint", "emit_front_stage", "fingerprint_sources", "load_module",
-           "stage_text"]
+__all__ = ["CompileError", "CompileResult", "STAGES", "TARGETS", "build_aot", "compile_program",
+           "compiler_fingerprint", "fingerprint_sources", "load_module"]
 
 
 def _validate_generated(python: str, file: str) -> None:
@@ -148,11 +147,13 @@ class CompileResult:
         return self._checked
 
     def _produce(self, name: str) -> None:
+        kept = {k for k in self._texts if k in CACHED}
         for step in S.chain(name):
             if step in self._texts or step in ("tokens", "ast") and name != step:
                 continue
             self._run(step)
-        self._save()
+        if {k for k in self._texts if k in CACHED} != kept:
+            self._save()
 
     def _run(self, step: str) -> None:
         t = time.perf_counter()
@@ -391,8 +392,6 @@ def compile_program(path: str | Path | None = None, *, source: str | None = None
         result.pass_report = hit.get("pass_report", "")
     missing = [n for n in wanted if n not in result._texts]
     result.cached = hit is not None and not missing
-    if hit is None:
-        result.checked()          # check errors are reported even when nothing else is wanted
     for name in missing:
         result._produce(name)
     return result
@@ -421,23 +420,6 @@ def _deps_unchanged(deps: dict[str, str]) -> bool:
     return True
 
 
-
-
-def stage_text(result: CompileResult, stage: str, source_text: str | None = None) -> str:
-    """The text of one `--emit` stage (produced if needed)."""
-    return result.stage(stage)
-
-
-def emit_front_stage(path: str, stage: str) -> str:
-    """`--emit tokens` and `--emit ast` (cheap, never cached)."""
-    from ..frontend.diagnostics import DiagnosticError
-    from ..frontend.source import read_source
-
-    try:
-        src = read_source(path)
-    except DiagnosticError as err:
-        raise CompileError(err.diagnostics) from None
-    return CompileResult(src, 2).stage(stage)
 
 
 def load_module(path: str | Path | None = None, name: str | None = None, *,

@@ -111,3 +111,28 @@ def test_no_driver_module_imports_the_cli():
                     target = ".".join([*base, *([target] if target else [])])
                 assert target != "tritium.cli" and not target.startswith("tritium.cli."), \
                     f"{path.name} imports {target}"
+
+
+def test_front_stages_need_no_checked_program(tmp_path):
+    """`--emit tokens` and `--emit ast` of a program with a type error still print: those
+    stages come before the checker and do not run it; `check` reports the error."""
+    f = tmp_path / "bad.tri"
+    f.write_text("fn f(x: Tensor[n, 4]) -> Tensor[n, 4] { return y }\n")
+    r = compile_program(f, use_cache=False, stages=("tokens", "ast"))
+    assert "IDENT\ty" in r.stages["tokens"] and r.stages["ast"].startswith("Program @1:1")
+    assert "parse+check" not in r.timings
+    with pytest.raises(CompileError) as info:
+        r.stage("check")
+    assert [d.code for d in info.value.diagnostics] == ["E0304"]
+
+
+def test_front_stages_leave_the_cache_alone(tmp_path, monkeypatch):
+    from tritium.driver.cache import CompileCache
+
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path))
+    cache = CompileCache()
+    compile_program(MLP, cache=cache, stages=("tokens",))
+    assert list(cache.entries()) == []
+    compile_program(MLP, cache=cache)
+    assert compile_program(MLP, cache=cache, stages=("tokens", "py")).stages["py"]
+    assert compile_program(MLP, cache=cache).cached
