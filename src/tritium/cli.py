@@ -27,6 +27,7 @@ from .driver.console import (
     parse_sets,
     usage_error,
 )
+from .driver.stages import GPU_STAGES, STAGES, TARGETS
 
 _USAGE_CODES = USAGE_CODES
 
@@ -251,7 +252,7 @@ def _write_cubins(path: str, build, output: str) -> str:
 
 
 _FRONT_EMITS = ("tokens", "ast", "check", "ir", "ir-opt")
-_GPU_EMITS = ("triton", "ttir", "ttgir", "llir", "ptx", "cubin")
+_GPU_EMITS = GPU_STAGES
 _GPU_EXT = {"triton": ".triton.py", "ttir": ".ttir", "ttgir": ".ttgir", "llir": ".ll",
             "ptx": ".ptx"}
 
@@ -625,7 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("compile", help="compile .tri files to PyTorch (or dump a stage)",
                         formatter_class=_formatter,
-                        description="Compile through every stage; print or write one of them.",
+                        description="Run the stages the requested one needs (tokens, ast, check, py, "
+                                    "ir, ir-opt, triton … cubin); print or write it.",
                         epilog="examples:\n  tritium compile examples/mlp.tri -o mlp.py\n"
                                "  tritium compile examples/resnet18.tri --emit ir-opt -O3\n"
                                "  tritium compile examples/*.tri -o build/ -j 2\n"
@@ -643,12 +645,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"optimization level {level} of the IR stages" +
                         (" (default)" if level == 2 else ""))
     co.set_defaults(opt=None)
-    co.add_argument("--emit", choices=("tokens", "ast", "check", "ir", "ir-opt", "py",
-                                       *_GPU_EMITS),
+    co.add_argument("--emit", choices=tuple(STAGES),
                     default=None,
                     help="the stage to output (default: py for pytorch, triton for triton, "
                          "ptx for cuda:*)")
-    co.add_argument("--target", choices=("pytorch", "triton", "cuda:sm_80", "cuda:sm_90"),
+    co.add_argument("--target", choices=TARGETS,
                     default="pytorch",
                     help="pytorch (nn.Module source), triton (kernel source) or a CUDA "
                          "architecture for ahead-of-time kernel builds")
