@@ -117,6 +117,12 @@ class CompileResult:
         """The generated PyTorch source (the `py` stage)."""
         return self.stages["py"]
 
+    @python.setter
+    def python(self, text: str) -> None:
+        """Replace the source (it is validated again before it runs, as every module is)."""
+        self._texts["py"] = text
+        self._module = None
+
     def stage(self, name: str) -> str:
         """The text of stage `name`, produced if needed (CompileError when it cannot be)."""
         if name in S.AOT_STAGES:
