@@ -1,7 +1,8 @@
 """Tritium: a compiler and runtime for ternary neural networks.
 
     import tritium
-    result = tritium.compile("examples/mlp.tri")      # stages, generated source, classes
+    result = tritium.compile("examples/mlp.tri")      # generated source, classes
+    result.stages["ir-opt"]                            # a later stage, produced on demand
     result = tritium.compile(source=text)              # program text, not a path
     model = tritium.load("examples/mlp.tri")           # an instantiated nn.Module
     block = tritium.load("examples/resnet18.tri", "BasicBlock", c_in=64, c_out=128)
@@ -24,7 +25,8 @@ __all__ = ["__version__", "compile", "load", "load_source", "ternarize"]
 
 def compile(path=None, *, source=None, **options):  # noqa: A001 - the public API is tritium.compile
     """Compile the .tri file at `path`, or program text given as `source=` (exactly one);
-    see `tritium.driver.compile_program`."""
+    see `tritium.driver.compile_program`. Only the stages asked for run (`py` by default;
+    `stages=("py", "ir-opt")` for more): the IR is lowered when a stage needs it."""
     from .driver import compile_program
 
     return compile_program(path, source=source, **options)

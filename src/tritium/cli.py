@@ -17,9 +17,19 @@ from pathlib import Path
 
 from . import __version__
 from .argcheck import number, path_arg
+from .driver.console import (
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    USAGE_CODES,
+    emit_diagnostics,
+    exit_code,
+    parse_sets,
+    usage_error,
+)
+from .driver.stages import GPU_STAGES, STAGES, TARGETS
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-_USAGE_CODES = {"E0001", "E0002", "E0003", "E0004", "E0005"}
+_USAGE_CODES = USAGE_CODES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,12 +39,6 @@ class _Parser(argparse.ArgumentParser):
         message = " ".join(message.split("\n"))
         message = re.sub(r"'([^']{60,})'", lambda m: repr(m.group(1)[:40] + "…"), message)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-def usage_error(message: str) -> int:
-    """Print a one-line usage error (`tritium: error: ...`); returns exit code 2."""
-    print(f"tritium: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def _input_diagnostics(paths: list[str]) -> dict[str, list]:
@@ -53,28 +57,6 @@ def _input_diagnostics(paths: list[str]) -> dict[str, list]:
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
-def _color(stream) -> bool:
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR") or os.environ.get("CLICOLOR_FORCE"):
-        return True
-    return hasattr(stream, "isatty") and stream.isatty()
-
-
-def emit_diagnostics(diags, sources, error_format: str) -> None:
-    from .frontend.diagnostics import render, render_json
-
-    out = sys.stderr
-    if error_format == "json":
-        for d in diags:
-            print(render_json(d), file=sys.stdout)
-        return
-    color = _color(out)
-    for d in diags:
-        print(render(d, sources, color=color), file=out)
-        print(file=out)
 
 
 def _summary_line(n_err: int, n_warn: int, what: str) -> str:
@@ -180,38 +162,6 @@ def _sources_for(path):
     return sm
 
 
-_MAX_SET_INT = 2**31 - 1      # a hyperparameter is a size, a count or a flag
-
-
-def _parse_sets(items: list[str]) -> dict:
-    """`--set NAME=VALUE` items: ints, finite floats, true/false or strings (ArgError)."""
-    import math
-
-    from .argcheck import ArgError, quote
-
-    out = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier() or any(ord(c) < 32 or ord(c) == 0x7F
-                                                    for c in raw) or len(raw) > 1000:
-            raise ArgError(f"--set expects NAME=VALUE (a plain value), got {quote(item)}")
-        for conv in (int, float):
-            try:
-                value = conv(raw)
-            except ValueError:
-                continue
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ArgError(f"--set {key}: {quote(raw)} is not a finite number")
-            if isinstance(value, int) and abs(value) > _MAX_SET_INT:
-                raise ArgError(f"--set {key}: {quote(raw)} is out of range (at most {_MAX_SET_INT} "
-                               "in magnitude)")
-            out[key] = value
-            break
-        else:
-            out[key] = {"true": True, "false": False}.get(raw, raw)
-    return out
-
-
 def cmd_summary(args) -> int:
     import json
 
@@ -226,7 +176,7 @@ def cmd_summary(args) -> int:
     )
 
     try:
-        hyper = _parse_sets(args.set)
+        hyper = parse_sets(args.set)
         check_name(args.model, "--model")
     except ArgError as exc:
         return usage_error(exc.message)
@@ -256,21 +206,25 @@ def cmd_summary(args) -> int:
 
 
 def _compile_one(job: tuple) -> tuple[int, str, str, list]:
-    """Compile one file (runs in a worker process with -j)."""
-    path, opt, emit, no_cache, output = job
-    from .driver.compile import CompileError, compile_program, emit_front_stage
+    """Compile one file through the driver's stages and print or write one of them (runs in
+    a worker process with -j). Returns (exit code, stdout text, stderr message, diagnostics)."""
+    path, opt, emit, target, no_cache, output, annotate = job
+    from .driver.compile import CompileError, build_aot, compile_program
+    from .driver.stages import AOT_STAGES
 
     try:
-        if emit in ("tokens", "ast"):
-            return EXIT_OK, emit_front_stage(path, emit), "", []
-        result = compile_program(path, opt_level=opt, use_cache=not no_cache,
-                                 with_ir=emit in ("ir", "ir-opt"))
-        lowered = result.stages.get("ir", "")
-        if emit in ("ir", "ir-opt") and lowered.startswith("// lowering failed: "):
-            return EXIT_FAIL, "", f"error: {lowered[len('// lowering failed: '):].strip()}", []
-        text = result.stages.get(emit)
-        if text is None:
-            return EXIT_FAIL, "", f"{path}: the `{emit}` stage is not available", []
+        result = compile_program(path, opt_level=opt, target=target, use_cache=not no_cache,
+                                 stages=["ir-opt" if emit in AOT_STAGES else emit],
+                                 annotate=annotate)
+        if emit in AOT_STAGES:
+            build = build_aot(result, target, use_cache=not no_cache)
+            if not build.kernels:
+                return EXIT_OK, "", f"{path}: no ternary kernels to compile", result.warnings
+            if emit == "cubin":
+                return EXIT_OK, _write_cubins(path, build, output), "", result.warnings
+            text = build.dump(emit)
+        else:
+            text = result.stage(emit)
         if output is not None:
             from .argcheck import write_output
             try:
@@ -282,13 +236,23 @@ def _compile_one(job: tuple) -> tuple[int, str, str, list]:
             text = ""
         return EXIT_OK, text, "", result.warnings
     except CompileError as err:
-        code = EXIT_USAGE if err.diagnostics and err.diagnostics[0].code in _USAGE_CODES \
-            else EXIT_FAIL
-        return code, "", "", [(err.diagnostics, err.sources)]
+        return exit_code(err.diagnostics), "", "", [(err.diagnostics, err.sources)]
 
 
-_FRONT_EMITS = ("tokens", "ast", "ir", "ir-opt")
-_GPU_EMITS = ("triton", "ttir", "ttgir", "llir", "ptx", "cubin")
+def _write_cubins(path: str, build, output: str) -> str:
+    """Write every kernel's cubin under the directory `output`; one line per file."""
+    from .argcheck import write_output
+
+    lines = []
+    for k in build.kernels:
+        dest = Path(output) / f"{Path(path).stem}.{k.name}.{k.key[:10]}.cubin"
+        write_output(dest, bytes(k.stages["cubin"]))
+        lines.append(f"{dest}  {k.label()}\n")
+    return "".join(lines)
+
+
+_FRONT_EMITS = ("tokens", "ast", "check", "ir", "ir-opt")
+_GPU_EMITS = GPU_STAGES
 _GPU_EXT = {"triton": ".triton.py", "ttir": ".ttir", "ttgir": ".ttgir", "llir": ".ll",
             "ptx": ".ptx"}
 
@@ -312,74 +276,8 @@ def _check_target_emit(args) -> str | None:
     return None
 
 
-def _compile_gpu(args) -> int:
-    """`--emit triton` (generated kernel source) and the AOT stages ttir … cubin."""
-    from pathlib import Path
-
-    from .argcheck import write_output
-    from .driver.compile import CompileError, compile_program
-
-    files, worst = _readable_inputs(args)
-    where = args.out_where
-    several = where is not None and where[0] == "dir"
-    if several:
-        where[1].mkdir(parents=True, exist_ok=True)
-    for path in files:
-        try:
-            result = compile_program(path, opt_level=args.opt, use_cache=not args.no_cache,
-                                     with_ir=True)
-        except CompileError as err:
-            emit_diagnostics(err.diagnostics, err.sources, args.error_format)
-            code = err.diagnostics[0].code if err.diagnostics else ""
-            worst = max(worst, EXIT_USAGE if code in _USAGE_CODES else EXIT_FAIL)
-            continue
-        ir_text = result.stages.get("ir-opt", "")
-        if not ir_text or ir_text.startswith("// lowering failed"):
-            print(f"{path}: no optimized IR to generate kernels from "
-                  f"{ir_text.strip() or '(lowering unavailable)'}", file=sys.stderr)
-            worst = max(worst, EXIT_FAIL)
-            continue
-        from .ir import parse_module
-
-        module = parse_module(ir_text)
-        if args.emit == "triton":
-            from .backends.triton.extract import model_source
-
-            text = model_source(module, f"{Path(path).name}, -O{args.opt}")
-        else:
-            try:
-                from .backends.triton.aot import AotError, build_model
-            except ImportError as exc:
-                print(f"tritium: error: the {args.target} target needs triton "
-                      f"(pip install 'tritium[gpu]'): {exc}", file=sys.stderr)
-                return EXIT_FAIL
-            try:
-                build = build_model(module, args.target, use_cache=not args.no_cache)
-            except AotError as exc:
-                print(f"{path}: {exc}", file=sys.stderr)
-                worst = max(worst, EXIT_FAIL)
-                continue
-            if not build.kernels:
-                print(f"{path}: no ternary kernels to compile", file=sys.stderr)
-                continue
-            if args.emit == "cubin":
-                for k in build.kernels:
-                    dest = Path(args.output) / f"{Path(path).stem}.{k.name}.{k.key[:10]}.cubin"
-                    write_output(dest, bytes(k.stages["cubin"]))
-                    print(f"{dest}  {k.label()}")
-                continue
-            text = build.dump(args.emit)
-        if args.output is None:
-            sys.stdout.write(text)
-        elif several:
-            write_output(Path(args.output) / (Path(path).stem + _GPU_EXT[args.emit]), text)
-        else:
-            write_output(args.output, text)
-    return worst
-
-
 _OUT_EXT = {"py": ".py", "ir": ".ir", "ir-opt": ".opt.ir", "tokens": ".tokens", "ast": ".ast",
-            **_GPU_EXT, "cubin": ".cubin"}
+            "check": ".check.txt", **_GPU_EXT, "cubin": ".cubin"}
 _FILE_SUFFIXES = {".py", ".ir", ".tokens", ".ast", ".ptx", ".ll", ".ttir", ".ttgir", ".cubin",
                   ".tri", ".txt"}
 
@@ -441,8 +339,19 @@ def cmd_compile(args) -> int:
         args.out_where = _compile_output(args)
     except ArgError as exc:
         return usage_error(exc.message)
-    if args.emit in _GPU_EMITS:
-        return _compile_gpu(args)
+    if args.opt is None:
+        args.opt = 2
+    elif args.emit == "py":
+        print(f"tritium: note: -O{args.opt} does not change `--emit py`: the PyTorch module is "
+              "generated from the checked program, and -O0..-O3 optimize the IR stages "
+              "(ir-opt, triton, ptx, cubin); every level gives the same source", file=sys.stderr)
+    if args.annotate and args.emit != "py":
+        return usage_error("--annotate applies to the generated PyTorch source (`--emit py`)")
+    if args.annotate:
+        from .driver.stages import codegen_annotates
+        if not codegen_annotates():
+            return usage_error("--annotate needs a PyTorch code generator with per-statement "
+                               "source echoes, which this installation does not have")
     files, worst = _readable_inputs(args)
     outputs: list[str | None] = [None] * len(files)
     if args.out_where is not None:
@@ -451,7 +360,8 @@ def cmd_compile(args) -> int:
             outputs = [str(where)]
         else:
             where.mkdir(parents=True, exist_ok=True)
-            outputs = [str(where / (Path(f).stem + _OUT_EXT[args.emit])) for f in files]
+            outputs = [str(where) if args.emit == "cubin" else
+                       str(where / (Path(f).stem + _OUT_EXT[args.emit])) for f in files]
     if not files:
         return worst
     if args.print_ir_after_all:
@@ -460,13 +370,14 @@ def cmd_compile(args) -> int:
         def dump(name: str, text: str) -> None:
             print(f"// -----// IR Dump After {name} //----- //\n{text}", file=sys.stderr)
         try:
-            compile_program(files[0], opt_level=args.opt, use_cache=False,
+            compile_program(files[0], opt_level=args.opt, use_cache=False, stages=["ir-opt"],
                             print_ir_after_all=dump)
         except CompileError as err:
             emit_diagnostics(err.diagnostics, err.sources, args.error_format)
-            return EXIT_FAIL
-    jobs = [(f, args.opt, args.emit, args.no_cache, o) for f, o in zip(files, outputs)]
-    if args.jobs > 1 and len(jobs) > 1:
+            return exit_code(err.diagnostics)
+    jobs = [(f, args.opt, args.emit, args.target, args.no_cache, o, args.annotate)
+            for f, o in zip(files, outputs)]
+    if args.jobs > 1 and len(jobs) > 1 and args.emit not in _GPU_EMITS:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=min(args.jobs, os.cpu_count() or 1,
                                                  len(jobs))) as pool:
@@ -592,6 +503,9 @@ def cmd_cache(args) -> int:
     return EXIT_OK
 
 
+_PROFILED = ("py", "ir", "ir-opt")
+
+
 def cmd_profile(args) -> int:
     import cProfile
     import io
@@ -612,7 +526,8 @@ def cmd_profile(args) -> int:
     before = len(sys.modules)
     t = time.perf_counter()
     try:
-        compile_program(args.file, opt_level=args.opt, use_cache=False)
+        compile_program(args.file, opt_level=args.opt, use_cache=False,
+                        stages=_PROFILED)
     except CompileError as err:
         emit_diagnostics(err.diagnostics, err.sources, "human")
         return EXIT_FAIL
@@ -622,7 +537,8 @@ def cmd_profile(args) -> int:
     prof = cProfile.Profile()
     t = time.perf_counter()
     prof.enable()
-    result = compile_program(args.file, opt_level=args.opt, use_cache=False)
+    result = compile_program(args.file, opt_level=args.opt, use_cache=False,
+                        stages=_PROFILED)
     prof.disable()
     total = time.perf_counter() - t
     _, peak = tracemalloc.get_traced_memory()
@@ -710,7 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("compile", help="compile .tri files to PyTorch (or dump a stage)",
                         formatter_class=_formatter,
-                        description="Compile through every stage; print or write one of them.",
+                        description="Run the stages the requested one needs (tokens, ast, check, py, "
+                                    "ir, ir-opt, triton … cubin); print or write it.",
                         epilog="examples:\n  tritium compile examples/mlp.tri -o mlp.py\n"
                                "  tritium compile examples/resnet18.tri --emit ir-opt -O3\n"
                                "  tritium compile examples/*.tri -o build/ -j 2\n"
@@ -725,17 +642,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output file (one input) or directory (several inputs)")
     for level in range(4):
         co.add_argument(f"-O{level}", dest="opt", action="store_const", const=level,
-                        help=f"optimization level {level}" + (" (default)" if level == 2 else ""))
-    co.set_defaults(opt=2)
-    co.add_argument("--emit", choices=("tokens", "ast", "ir", "ir-opt", "py", *_GPU_EMITS),
+                        help=f"optimization level {level} of the IR stages" +
+                        (" (default)" if level == 2 else ""))
+    co.set_defaults(opt=None)
+    co.add_argument("--emit", choices=tuple(STAGES),
                     default=None,
                     help="the stage to output (default: py for pytorch, triton for triton, "
                          "ptx for cuda:*)")
-    co.add_argument("--target", choices=("pytorch", "triton", "cuda:sm_80", "cuda:sm_90"),
+    co.add_argument("--target", choices=TARGETS,
                     default="pytorch",
                     help="pytorch (nn.Module source), triton (kernel source) or a CUDA "
                          "architecture for ahead-of-time kernel builds")
     co.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    co.add_argument("--annotate", action="store_true",
+                    help="echo every .tri statement as a comment above its generated Python "
+                         "(--emit py)")
     co.add_argument("--print-ir-after-all", action="store_true",
                     help="print the IR after every pass to stderr")
     co.add_argument("-j", "--jobs", type=number("jobs"), default=1,
@@ -763,6 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(opt=2)
     pr.add_argument("--top", type=number("top"), default=15, help="how many functions to list")
     pr.set_defaults(func=cmd_profile)
+    from .driver.opt_cli import register as _register_opt
+    _register_opt(sub, _formatter)
     from .driver.train_cli import register as _register_train
     _register_train(sub, _formatter)
     from .tune.cli import register as _register_tune

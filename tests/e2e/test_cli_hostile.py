@@ -172,6 +172,10 @@ def work(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / ".cache"))
     monkeypatch.setenv("NO_COLOR", "1")
     (tmp_path / "model.tri").write_text(Path(MLP).read_text())
+    (tmp_path / "model.ir").write_text(
+        "func @f(%x: tensor<[n, 4], f32>) -> (tensor<[n, 4], f32>) {\n"
+        "  %0 = relu(%x) : (tensor<[n, 4], f32>) -> tensor<[n, 4], f32>\n"
+        "  return(%0) : (tensor<[n, 4], f32>) -> ()\n}\n")
     (tmp_path / "ckpt.safetensors").write_bytes(b"\0" * 64)
     (tmp_path / "x.npy").write_bytes(b"\0" * 64)
     (tmp_path / ".cache").mkdir()
@@ -189,6 +193,7 @@ def _base(cmd: str, work: Path) -> list[str]:
         "compile": ["compile", "model.tri"],
         "cache": ["cache", "info"],
         "profile": ["profile", "model.tri"],
+        "opt": ["opt", "model.ir"],
         "train": ["train", "model.tri", "--out", "run/a", "--epochs", "1", "--no-baseline",
                   "--latency-runs", "1", "-q"],
         "eval": ["eval", "ckpt.safetensors"],
@@ -438,6 +443,10 @@ def test_bad_values_are_refused_before_torch_is_imported(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     (tmp_path / "model.tri").write_text(Path(MLP).read_text())
+    (tmp_path / "model.ir").write_text(
+        "func @f(%x: tensor<[n, 4], f32>) -> (tensor<[n, 4], f32>) {\n"
+        "  %0 = relu(%x) : (tensor<[n, 4], f32>) -> tensor<[n, 4], f32>\n"
+        "  return(%0) : (tensor<[n, 4], f32>) -> ()\n}\n")
     (tmp_path / "a_dir").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TRITIUM_CACHE_DIR": str(tmp_path)}
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,

@@ -1,5 +1,8 @@
-"""Pipeline orchestration: compile a .tri program through every stage, with a cache."""
+"""Pipeline orchestration: compile a .tri program through the stages of `driver.stages`,
+with a cache; the GPU stages (Triton source, AOT builds) are driven from here too."""
 
-from .compile import CompileError, CompileResult, compile_program, load_module
+from .compile import CompileError, CompileResult, build_aot, compile_program, load_module
+from .stages import STAGES, TARGETS
 
-__all__ = ["CompileError", "CompileResult", "compile_program", "load_module"]
+__all__ = ["STAGES", "TARGETS", "CompileError", "CompileResult", "build_aot", "compile_program",
+           "load_module"]

@@ -16,8 +16,15 @@ import sys
 from typing import Any
 
 from ..argcheck import AUGMENTATIONS, LOSSES, OPTIMIZERS, SCHEDULES, number, path_arg
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from .console import (
+    EXIT_FAIL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    USAGE_CODES,
+    emit_diagnostics,
+    parse_sets,
+)
 
 _TRAIN_EPILOG = """examples:
   tritium train examples/mlp.tri --out runs/mlp
@@ -46,7 +53,6 @@ def _guard(fn: Any) -> Any:
     """Run a command; turn every expected failure into a message and an exit code."""
     def run(args: argparse.Namespace) -> int:
         from ..argcheck import ArgError
-        from ..cli import emit_diagnostics
         from ..data import DatasetError
         from .compile import CompileError
         try:
@@ -56,8 +62,8 @@ def _guard(fn: Any) -> Any:
             return err.code
         except CompileError as err:
             emit_diagnostics(err.diagnostics, err.sources, "human")
-            usage = {"E0001", "E0002", "E0003", "E0004", "E0005"}
-            return EXIT_USAGE if any(d.code in usage for d in err.diagnostics) else EXIT_FAIL
+            return EXIT_USAGE if any(d.code in USAGE_CODES for d in err.diagnostics) \
+                else EXIT_FAIL
         except DatasetError as err:
             _error(err.message, err.help)
             return err.code
@@ -83,8 +89,7 @@ def _guard(fn: Any) -> Any:
 
 
 def _sets(items: list[str] | None) -> dict[str, Any]:
-    from ..cli import _parse_sets
-    return _parse_sets(items or [])
+    return parse_sets(items or [])
 
 
 def _source_file(path: str) -> None:

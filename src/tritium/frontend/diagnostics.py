@@ -8,7 +8,8 @@
        = help: did you mean `out_features`?
 
 Error codes are grouped by stage: E00xx usage/input, E01xx lexing, E02xx parsing,
-E03xx names and config, E04xx types, E05xx shapes, E06xx imports, W0xxx warnings.
+E03xx names and config, E04xx types, E05xx shapes, E06xx imports, E07xx IR lowering,
+W0xxx warnings.
 The table of codes with a one-line meaning lives in `CODES` and in docs/language.md.
 """
 
@@ -101,7 +102,11 @@ CODES: dict[str, str] = {
     "E0003": "file cannot be read",
     "E0004": "file is not valid UTF-8",
     "E0005": "input too large",
+    "E0006": "invalid compiler option (target, optimization level or stage)",
     "E0020": "generated module failed validation",
+    "E0021": "PyTorch code generation failed",
+    "E0022": "kernel build failed",
+    "E0023": "backend package not installed",
     "E0101": "unexpected character",
     "E0102": "unterminated string literal",
     "E0103": "unterminated block comment",
@@ -144,6 +149,7 @@ CODES: dict[str, str] = {
     "E0509": "non-positive output size",
     "E0601": "import cycle",
     "E0602": "imported file not found",
+    "E0701": "program cannot be lowered to IR",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

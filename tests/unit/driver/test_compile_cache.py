@@ -184,13 +184,48 @@ def test_cli_emits_ir_stages_and_pass_dumps(tmp_path):
     assert "// -----// IR Dump After fuse //----- //" in r.stderr
 
 
-def test_api_returns_every_stage(cache):
-    r = compile_program(MLP, opt_level=2, cache=cache)
+def test_api_returns_every_requested_stage(cache):
+    r = compile_program(MLP, opt_level=2, cache=cache, stages=("py", "ir-opt"))
     assert set(r.stages) >= {"py", "ir", "ir-opt"}
     assert "parse+check" in r.timings and "passes" in r.timings
     assert "fuse" in r.pass_report
-    again = compile_program(MLP, opt_level=2, cache=cache)
-    assert again.cached and again.stages == r.stages
+    again = compile_program(MLP, opt_level=2, cache=cache, stages=("py", "ir-opt"))
+    assert again.cached and {k: again.stages[k] for k in ("py", "ir", "ir-opt")} == \
+        {k: r.stages[k] for k in ("py", "ir", "ir-opt")}
+    assert again.pass_report == r.pass_report
+
+
+def test_the_api_lowers_only_when_a_stage_needs_it(cache):
+    r = compile_program(MLP, cache=cache)
+    assert "py" in r.stages and "ir" not in r.stages and "lower" not in r.timings
+    ir_opt = r.stages["ir-opt"]                      # produced on first access...
+    assert "lower" in r.timings and "passes" in r.timings and ir_opt.startswith("model @")
+    again = compile_program(MLP, cache=cache, stages=("ir-opt",))
+    assert again.cached and again.stages["ir-opt"] == ir_opt    # ...and added to the entry
+
+
+def test_a_lowering_failure_is_a_diagnostic_with_a_span(tmp_path):
+    f = tmp_path / "loop.tri"
+    f.write_text("layer L {\n    fn forward(x: Tensor[n, 4]) -> Tensor[n, 4] {\n"
+                 "        let y = x\n        for i in range(5000) { y = y + x }\n"
+                 "        return y\n    }\n}\n")
+    r = compile_program(f, use_cache=False)          # the PyTorch source builds
+    assert "class L(" in r.python
+    with pytest.raises(CompileError) as info:
+        r.stage("ir")
+    (d,) = info.value.diagnostics
+    assert d.code == "E0701" and "5000" in d.message
+    assert (d.span.line, d.span.col) == (4, 9)
+    from tritium.frontend.diagnostics import render
+    assert "for i in range(5000)" in render(d, info.value.sources)
+
+
+def test_unknown_options_and_stages_are_e0006():
+    for kwargs in ({"opt_level": 7}, {"target": "tpu"}, {"stages": ("llvm",)},
+                   {"stages": ("ptx",)}):
+        with pytest.raises(CompileError) as info:
+            compile_program(MLP, use_cache=False, **kwargs)
+        assert [d.code for d in info.value.diagnostics] == ["E0006"], kwargs
 
 
 def test_cli_reports_a_lowering_failure(tmp_path):
@@ -201,6 +236,7 @@ def test_cli_reports_a_lowering_failure(tmp_path):
     for emit in ("ir", "ir-opt"):
         r = _run("compile", str(f), "--emit", emit, env_dir=tmp_path / "c")
         assert r.returncode == 1 and "calls itself too deeply" in r.stderr
+        assert "error[E0701]" in r.stderr and " | " in r.stderr      # a code and a snippet
     r = _run("compile", str(f), env_dir=tmp_path / "c")     # the PyTorch source still builds
     assert r.returncode == 0 and "def f(x):" in r.stdout
 

@@ -1,0 +1,212 @@
+"""Training state on disk: the resumable state file (`train_state.safetensors`), deferred
+interrupts while it is written, and initialization from an fp32 checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import (
+    RunInfo,
+)
+from .settings import TrainError, TrainSettings
+
+# ----------------------------------------------------------------------------- the loop
+
+@dataclass
+class _Run:
+    """One model being trained: its optimizer, history and best epoch."""
+
+    label: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    stale: int = 0
+
+
+class _Diverged(Exception):
+    """The loss (or a weight) became NaN or infinite: training stops, the files of the last
+    finished epoch stay as they are."""
+
+    def __init__(self, label: str, epoch: int, value: float, step: int | None = None) -> None:
+        self.label, self.epoch, self.value, self.step = label, epoch, value, step
+        super().__init__(f"{label} diverged in epoch {epoch}")
+
+
+# ----------------------------------------------------------------------------- state files
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) while the block writes the epoch's files, then raise it: an
+    interrupt never lands between creating a temporary file and renaming it into place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT,
+                      previous if previous is not None else signal.default_int_handler)
+        if pending:
+            raise KeyboardInterrupt
+
+def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -> bytes:
+    import safetensors.torch
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in run.model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous().clone()
+    opt = run.optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in opt["state"].items():
+        for key, val in st.items():
+            if isinstance(val, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = val.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(pid), {})[key] = val
+    meta = {
+        "tritium.train_state": "1",
+        "epoch": str(epoch),
+        "source_hash": info.source_hash,
+        "entry": info.entry,
+        "fp32_layers": json.dumps(info.fp32_layers),
+        "history": json.dumps(run.history),
+        "best_acc": repr(run.best_acc),
+        "best_epoch": str(run.best_epoch),
+        "stale": str(run.stale),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "optim_scalars": json.dumps(scalars),
+        "settings": json.dumps(asdict(settings)),
+    }
+    return safetensors.torch.save(tensors, metadata=meta)
+
+
+def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
+    """Restore `run` from a train_state file; returns the number of finished epochs."""
+    import stat
+
+    import safetensors
+    import safetensors.torch
+    try:   # a FIFO or a device is not a training state (and would block or never end)
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        mode = stat.S_IFREG   # missing or unreadable: reported below as safetensors sees it
+    if not stat.S_ISREG(mode):
+        raise TrainError(f"cannot resume: {path} is not a regular file", code=1)
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = safetensors.torch.load_file(str(path))
+    except FileNotFoundError:
+        raise TrainError(f"cannot resume: no training state at {path}",
+                         help="--resume takes the run directory of an earlier `tritium train` "
+                              "(holding train_state.safetensors) or that file") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means a damaged file
+        raise TrainError(f"cannot resume: {path} is not a readable training state ({exc})",
+                         code=1) from None
+    if meta.get("tritium.train_state") != "1":
+        raise TrainError(f"cannot resume: {path} is not a Tritium training state",
+                         help="pass the run directory or its train_state.safetensors")
+    if meta.get("source_hash") != info.source_hash or meta.get("entry") != info.entry:
+        raise TrainError(f"cannot resume: {path} was trained from a different program or model",
+                         help="resume with the same .tri file (unchanged) and --model", code=1)
+    if meta.get("fp32_layers", "[]") != json.dumps(info.fp32_layers):
+        raise TrainError(f"cannot resume: {path} kept other layers in fp32 "
+                         f"({meta.get('fp32_layers', '[]')[:200]}) than this run "
+                         f"({json.dumps(info.fp32_layers)[:200]})",
+                         help="resume with the same --fp32-layers", code=1)
+    try:
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        run.model.load_state_dict(model_state, strict=True)
+        state: dict[int, dict[str, Any]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, key = k.split(".", 2)
+                state.setdefault(int(pid), {})[key] = v
+        for pid, sc in json.loads(meta["optim_scalars"]).items():
+            state.setdefault(int(pid), {}).update(sc)
+        run.optimizer.load_state_dict({"state": state,
+                                       "param_groups": json.loads(meta["param_groups"])})
+        run.history = json.loads(meta["history"])
+        run.best_acc = float(meta["best_acc"])
+        run.best_epoch = int(meta["best_epoch"])
+        run.stale = int(meta.get("stale", "0"))
+        return int(meta["epoch"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise TrainError(f"cannot resume from {path}: {exc}", code=1) from None
+
+
+# ----------------------------------------------------------------------------- --init
+
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+def _listing(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def init_from_fp32(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load trained fp32 weights into the (unfrozen) model in place, so QAT starts from
+    them: the latent weight of every ternary layer becomes the fp32 weight of the same name
+    (the fp32 twin `tritium train` writes as `fp32.safetensors` shares every name with the
+    ternary model). `path` is a safetensors file, Tritium's or a plain state_dict; names and
+    shapes must match exactly (raises TrainError listing every mismatch)."""
+    from ...runtime import CheckpointError, TernaryConv1d, read_state_dict
+
+    shown = os.fspath(path)
+    help_ = ("--init takes fp32 weights in safetensors (never pickle): the fp32.safetensors "
+             "`tritium train` writes, or safetensors.torch.save_file(model.state_dict(), "
+             "'fp32.safetensors') from a torch model of the same architecture")
+    try:
+        state, meta = read_state_dict(path)
+    except CheckpointError as exc:
+        suffix = Path(shown).suffix.lower()
+        more = " (a pickle file?)" if suffix in _PICKLE_SUFFIXES else ""
+        raise TrainError(f"--init: {exc}{more}", help=help_, code=1) from None
+    if meta is not None and meta.frozen:
+        raise TrainError(f"--init {shown}: a frozen ternary checkpoint (packed weights), not "
+                         "fp32 weights", help=help_, code=1)
+    expected = model.state_dict()
+    modules = dict(model.named_modules())
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong: list[str] = []
+    ready: dict[str, torch.Tensor] = {}
+    for k, want in expected.items():
+        if k not in state:
+            continue
+        got = state[k]
+        owner = modules.get(k.rpartition(".")[0])
+        if isinstance(owner, TernaryConv1d) and k.endswith("weight") and got.dim() == 3:
+            got = got.unsqueeze(2)
+        if tuple(got.shape) != tuple(want.shape) or                 got.dtype.is_floating_point != want.dtype.is_floating_point:
+            wrong.append(f"{k} is {list(state[k].shape)} {str(state[k].dtype)[6:]} in the "
+                         f"file, {list(want.shape)} {str(want.dtype)[6:]} in the model")
+            continue
+        ready[k] = got.to(want.dtype)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing from the file: {_listing(missing)}")
+        if unexpected:
+            parts.append(f"not in the model: {_listing(unexpected)}")
+        if wrong:
+            parts.append(f"different: {_listing(wrong, 3)}")
+        raise TrainError(f"--init {shown} does not fit the model: " + "; ".join(parts),
+                         help="start from the fp32 weights of the same architecture (names "
+                              "and shapes must match exactly)", code=1)
+    model.load_state_dict(ready, strict=True)
