@@ -610,8 +610,8 @@ class Checker:
                 new[e.key] = v.const if v.known or isinstance(v.const, SymInt) else v
             return new
         names = [p.name for p in self.user_params(node)]
-        for n in names:
-            for a, b in ((f"in_{n[3:]}", n) if n.startswith("out_") else (None, None),
+        for n in names:   # as the code generator's `repeat_user`: in_X := out_X, X_in := X_out
+            for a, b in ((f"in_{n[4:]}", n) if n.startswith("out_") else (None, None),
                          (n[:-4] + "_in", n) if n.endswith("_out") else (None, None)):
                 if a is not None and a in names and b in cfg:
                     new[a] = cfg[b]
