@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import vocab
 from .types import Dim, TensorT
 
-QUANTIZERS = ("twn", "absmean", "bitnet", "b1.58", "threshold", "deterministic", "fixed",
-              "stochastic")
-ACT_QUANT = ("none", "int8")
-FORMATS = ("t2", "t1.6")
-STE_KINDS = ("identity", "clipped")
+QUANTIZERS = vocab.QUANTIZER_NAMES
+ACT_QUANT = vocab.ACT_QUANTS
+FORMATS = vocab.FORMATS
+STE_KINDS = vocab.STE_KINDS
 
 
 class ShapeError(Exception):

@@ -11,16 +11,14 @@ import gc
 import sys
 from contextlib import contextmanager
 
+from .. import vocab
 from . import ast as A
 from .diagnostics import Diagnostic, Span
 from .lexer import T, Token, tokenize
 
 MAX_DEPTH = 200
 
-DTYPES = frozenset({
-    "trit", "bool", "int", "int8", "int16", "int32", "int64", "uint8", "float", "float16",
-    "bfloat16", "float32", "float64", "str",
-})
+DTYPES = frozenset(vocab.DTYPES)
 TENSOR_TYPES = frozenset({"Tensor", "TernaryTensor"})
 
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}

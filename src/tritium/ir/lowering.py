@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import vocab
 from ..check import CheckResult, bounds
 from ..check import library as L
 from ..check.checker import Checker, Definition, LayerInst
@@ -31,8 +32,8 @@ from ..frontend import ast as A
 from ..frontend.diagnostics import Span
 from .builder import Builder, new_function
 from .core import Block, Function, LayerDef, Module, Op, ParamDef, QuantSpec, SubLayer, Value
-from .ops import InferError
-from .types import ScalarType, TensorType, Type, promote, types_compatible
+from .ops import INDEX_DTYPES, InferError
+from .types import FLOAT_DTYPES, ScalarType, TensorType, Type, promote, types_compatible
 from .verifier import VerifyError, verify
 
 __all__ = ["LoweredModel", "LoweringError", "lower", "QUANTIZER_MAP", "mono_name"]
@@ -41,19 +42,13 @@ MAX_DEPTH = 32
 MAX_UNROLL = bounds.MAX_UNROLL
 MAX_SPLIT_SLICES = 4096
 
-# language quantizer names -> IR/runtime canonical names (runtime/quant.py `_ALIASES`)
-QUANTIZER_MAP = {"twn": "twn", "absmean": "absmean", "bitnet": "absmean", "b1.58": "absmean",
-                 "threshold": "threshold", "deterministic": "threshold", "fixed": "threshold",
-                 "stochastic": "stochastic"}
+# language quantizer names -> IR/runtime canonical names (tritium.vocab)
+QUANTIZER_MAP = {n: vocab.canonical_quantizer(n) for n in vocab.QUANTIZER_NAMES}
 
-_TENSOR_DTYPES = {"trit": "trit", "bool": "bool", "int": "i64", "int8": "i8", "int16": "i32",
-                  "int32": "i32", "int64": "i64", "uint8": "u8", "float": "f32", "float16": "f16",
-                  "bfloat16": "bf16", "float32": "f32", "float64": "f32"}
-_SCALAR_DTYPES = {"trit": "i64", "bool": "bool", "int": "i64", "int8": "i64", "int16": "i64",
-                  "int32": "i32", "int64": "i64", "uint8": "i64", "float": "f32",
-                  "float16": "f16", "bfloat16": "f32", "float32": "f32", "float64": "f32"}
-_LANG_DTYPES = {"trit": "trit", "bool": "bool", "u8": "uint8", "i8": "int8", "i32": "int32",
-                "i64": "int64", "bf16": "bfloat16", "f16": "float16", "f32": "float32"}
+# language dtype -> IR dtype of a tensor / of a scalar; IR tensor dtype -> language name
+_TENSOR_DTYPES = {n: d.ir for n, d in vocab.DTYPES.items() if d.ir is not None}
+_SCALAR_DTYPES = {n: d.ir_scalar for n, d in vocab.DTYPES.items() if d.ir is not None}
+_LANG_DTYPES = vocab.IR_TO_LANG
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
            "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
@@ -440,7 +435,7 @@ class _Lowerer:
                                 f"to `{raw}` (the runtime rejects it)", span,
                                 help="remove `threshold`, or use `quantizer: \"threshold\"`")
         fmt = cfg.get("format") or "t2"
-        if fmt not in ("t2", "t1.6"):
+        if fmt not in vocab.FORMATS:
             raise LoweringError(f"unknown packing format `{fmt}`", span)
         return QuantCfg(q, bool(cfg.get("per_channel", False)),
                         None if th is None else float(th), fmt)
@@ -789,9 +784,9 @@ class _Lowerer:
         if te is None:
             return v
         if _is_num(v) or isinstance(v, bool):
-            if te.name in ("float", "float16", "bfloat16", "float32", "float64"):
+            if te.name in vocab.FLOAT_DTYPES:
                 return float(v)
-            if te.name in ("int", "int8", "int16", "int32", "int64", "uint8", "trit"):
+            if te.name in vocab.INT_DTYPES or te.name == "trit":
                 return int(v)
         return v
 
@@ -911,7 +906,7 @@ class _Lowerer:
     def py_cast(c: Any, dtype: str) -> Any:
         if dtype == "bool":
             return bool(c)
-        if dtype in ("f32", "f16", "bf16"):
+        if dtype in FLOAT_DTYPES:
             return float(c)
         return int(c)
 
@@ -1076,7 +1071,7 @@ class _Lowerer:
             return b.constant(v, ScalarType("bool"))
         if _is_int(v):
             if like is not None and isinstance(like.type, ScalarType) and like.type.dtype in (
-                    "f32", "f16"):
+                    "f32", "f16", "f64"):
                 return b.constant(float(v), ScalarType(like.type.dtype))
             if like is not None and like.type.dtype == "i32":
                 return b.constant(v, ScalarType("i32"))
@@ -1104,7 +1099,7 @@ class _Lowerer:
                                 help="reduce the tensor first, e.g. `sum(x) > 0`")
         if t.dtype == "bool":
             return x
-        zero = self.to_value(b, 0.0 if t.dtype in ("f32", "f16", "bf16") else 0, None, span)
+        zero = self.to_value(b, 0.0 if t.dtype in FLOAT_DTYPES else 0, None, span)
         return b.ne(x, zero)
 
     # ------------------------------------------------------------------ indexing, attributes
@@ -1425,7 +1420,7 @@ class _Lowerer:
             return b.rms_norm(x, prm("weight"), normalized_ndim=nd,
                               eps=float(cfg.get("eps", 1e-6)))
         if kind == "Embedding":
-            if not isinstance(x.type, TensorType) or x.type.dtype not in ("i8", "i32", "i64", "u8"):
+            if not isinstance(x.type, TensorType) or x.type.dtype not in INDEX_DTYPES:
                 raise LoweringError(f"Embedding takes integer token ids, got {x.type}", span)
             return b.embedding(x, prm("weight"))
         if kind in _ACT_LAYERS:
@@ -2057,7 +2052,7 @@ def _adaptive(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) ->
 def _quantize_ternary(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     x = _tensor(lw, b, a["x"], span)
     q = lw.quant_cfg({"quantizer": a["quantizer"]}, "twn", span)
-    if not isinstance(x.type, TensorType) or x.type.dtype not in ("f32", "f16", "bf16"):
+    if not isinstance(x.type, TensorType) or x.type.dtype not in FLOAT_DTYPES:
         x = b.cast(x, dtype="f32")
     return lw.ternary(b, x, q)
 
@@ -2068,7 +2063,7 @@ def _cast_to(lw: _Lowerer, b: Builder, x: Any, lang: str, span: Span | None) -> 
     if _is_num(x) or isinstance(x, bool):
         if lang == "bool":
             return bool(x)
-        if lang in ("float", "float16", "bfloat16", "float32", "float64"):
+        if lang in vocab.FLOAT_DTYPES:
             return float(x)
         if lang == "trit":
             return max(-1, min(1, round(x)))
@@ -2086,8 +2081,7 @@ def _cast(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any
     return _cast_to(lw, b, a["x"], a["dtype"], span)
 
 
-for _n in ("int", "int8", "int32", "int64", "float", "float16", "bfloat16", "float32", "bool",
-           "trit"):
+for _n in vocab.CONVERSIONS:
     _BUILTIN_FNS[_n] = (lambda lang: lambda lw, b, a, span: _cast_to(lw, b, a["x"], lang, span))(_n)
 
 

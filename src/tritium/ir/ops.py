@@ -12,8 +12,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import vocab
 from .core import Attr, Dense
 from .types import (
+    FLOAT_DTYPES,
     Dim,
     ScalarType,
     TensorType,
@@ -25,6 +27,8 @@ from .types import (
     join_dim,
     promote,
 )
+
+INDEX_DTYPES = ("u8", "i8", "i16", "i32", "i64")   # integer dtypes that index (embedding)
 
 
 class InferError(ValueError):
@@ -148,7 +152,7 @@ def _axis(d: int, rank: int) -> int:
 
 
 def _float_dtype(dtype: str) -> str:
-    return dtype if dtype in ("f32", "f16", "bf16") else "f32"
+    return dtype if dtype in FLOAT_DTYPES else "f32"
 
 
 def _same(a: Dim, b: Dim, what: str) -> Dim:
@@ -159,7 +163,7 @@ def _same(a: Dim, b: Dim, what: str) -> Dim:
 
 def _result(shape: tuple[Dim, ...], dtype: str, scalar: bool) -> Type:
     if scalar:
-        if dtype in ("trit", "i8", "u8"):
+        if dtype in ("trit", "i8", "i16", "u8"):
             dtype = "i64"
         if dtype == "bf16":
             dtype = "f32"
@@ -465,7 +469,7 @@ def _sdpa(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
 
 def _embedding(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
     idx, w = _t(ts[0], "indices"), _t(ts[1], "weight")
-    if idx.dtype not in ("i8", "i32", "i64", "u8"):
+    if idx.dtype not in INDEX_DTYPES:
         raise InferError(f"embedding indices must be integers, got {idx}")
     if w.rank != 2:
         raise InferError(f"embedding weight must be [num, dim], got {w}")
@@ -643,11 +647,7 @@ def _dequantize(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
     return [q.with_dtype("f32")]
 
 
-def packed_bytes(k: int, fmt: str) -> int:
-    """Bytes for one packed row of k trits: whole 32-byte blocks of 128 (t2) or 160 (t1.6)
-    trits, as in tritium.runtime.packing (format version 1)."""
-    per_block = 128 if fmt == "t2" else 160
-    return -(-k // per_block) * 32
+packed_bytes = vocab.packed_row_bytes   # bytes of one packed row of k trits (format version 1)
 
 
 def _pack(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
@@ -671,13 +671,13 @@ def _unpack(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
 # ----------------------------------------------------------------------------------- fused ops
 
 
-ACTIVATIONS = ("none", "relu", "relu6", "gelu", "silu", "sigmoid", "tanh")
+ACTIVATIONS = vocab.ACTIVATIONS
 FUSED_ATTRS = {
     "activation": AttrSpec("str", "none", choices=ACTIVATIONS),
     "has_scale": AttrSpec("bool", False),
     "has_bias": AttrSpec("bool", False),
     "has_residual": AttrSpec("bool", False),
-    "act_quant": AttrSpec("str", "none", choices=("none", "int8")),
+    "act_quant": AttrSpec("str", "none", choices=vocab.ACT_QUANTS),
 }
 
 
@@ -738,7 +738,7 @@ POOL_ATTRS = {
     "padding": AttrSpec("ints", [0, 0]),
     "ceil_mode": AttrSpec("bool", False),
 }
-QUANT = ("twn", "absmean", "threshold")
+QUANT = vocab.DETERMINISTIC_QUANTIZERS
 
 _def("constant", (0, 0), None, "a scalar or tensor literal", attrs={"value": AttrSpec("dense", required=True)})
 _def("param", (0, 0), None, "load a parameter of the enclosing layer", attrs={"name": AttrSpec("str", required=True)})
@@ -826,12 +826,12 @@ for _n in ("quantize_int8", "quantize_int4"):
 _def("dequantize", (2, 2), _dequantize, "q * scale (scale 0-d or per channel along axis)",
      attrs={"axis": AttrSpec("int", 0)})
 _def("pack", (1, 1), _pack, "pack trits row-wise into bytes",
-     attrs={"format": AttrSpec("str", required=True, choices=("t2", "t1.6"))})
+     attrs={"format": AttrSpec("str", required=True, choices=vocab.FORMATS)})
 _def("unpack", (1, 1), _unpack, "inverse of pack",
-     attrs={"format": AttrSpec("str", required=True, choices=("t2", "t1.6")),
+     attrs={"format": AttrSpec("str", required=True, choices=vocab.FORMATS),
             "shape": AttrSpec("ints", required=True)})
 _def("fused_linear", (2, 5), _fused_linear, "act(x @ W^T * scale + bias + residual), one kernel",
-     attrs={**FUSED_ATTRS, "format": AttrSpec("str", "none", choices=("none", "t2", "t1.6")),
+     attrs={**FUSED_ATTRS, "format": AttrSpec("str", "none", choices=("none", *vocab.FORMATS)),
             "in_features": AttrSpec("optint", None)})
 _def("fused_conv2d", (2, 5), _fused_conv2d, "act(conv2d(x, W) * scale + bias + residual), one kernel",
      attrs={**FUSED_ATTRS, **CONV_ATTRS})
