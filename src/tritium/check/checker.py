@@ -17,6 +17,7 @@ from ..frontend.diagnostics import Diagnostic, Label, Severity, Span, did_you_me
 from ..frontend.parser import DTYPES, TENSOR_TYPES
 from . import bounds
 from . import library as L
+from .builtins import FUNCTIONS
 from .types import (
     ANY,
     BOOL,
@@ -35,6 +36,7 @@ from .types import (
     RangeT,
     ScalarT,
     Shape,
+    SymInt,
     TensorT,
     Value,
     dim_str,
@@ -45,10 +47,6 @@ from .types import (
 
 MAX_INSTANCE_DEPTH = 32
 MAX_UNROLL = 64
-
-
-class SymInt(str):
-    """An int hyperparameter whose value is not known: it acts as a symbolic dimension."""
 
 
 def _is_int(v) -> bool:
@@ -1073,7 +1071,7 @@ class Checker:
     def undefined(self, name: str, span: Span, scope: Scope) -> Value:
         help = None
         if not self.quiet:   # inside an instance only the first problem is kept: skip difflib
-            cands = list(scope.vars) + [n for n, d in self.defs.items()] + list(L.FUNCTIONS)
+            cands = list(scope.vars) + [n for n, d in self.defs.items()] + list(FUNCTIONS)
             help = did_you_mean(name, cands)
         self.report("E0304", f"undefined name `{name}`", span, label="not defined", help=help)
         return Value(ANY)
@@ -1095,7 +1093,7 @@ class Checker:
             if e.id in self.defs:
                 d = self.defs[e.id]
                 return Value(FnT(e.id)) if d.kind == "fn" else Value(ANY)
-            if e.id in L.FUNCTIONS:
+            if e.id in FUNCTIONS:
                 self.report("E0310", f"`{e.id}` is a builtin function: call it, e.g. "
                                      f"`{e.id}(x)`", e.span, label="not called",
                             help="a builtin function is not a value")
@@ -1464,11 +1462,11 @@ class Checker:
                 return Value(t)
             if e.attr == "dtype":
                 return Value(STR, t.dtype, t.dtype is not None)
-            if e.attr in L.FUNCTIONS:
+            if e.attr in FUNCTIONS:
                 return Value(FnT(f".{e.attr}"))
             self.report("E0304", f"a tensor has no attribute `{e.attr}`", e.span,
                         help=did_you_mean(e.attr, ["shape", "ndim", "T", "dtype",
-                                                   *L.FUNCTIONS]))
+                                                   *FUNCTIONS]))
             return Value(ANY)
         if isinstance(t, DictT) and base.known and isinstance(base.const, dict):
             if e.attr in base.const:
@@ -1484,7 +1482,7 @@ class Checker:
         # method call x.reshape(…) → reshape(x, …)
         if isinstance(f, A.Attr):
             base = self.eval_expr(f.value, scope)
-            if isinstance(base.ty, TensorT | AnyT) and f.attr in L.FUNCTIONS:
+            if isinstance(base.ty, TensorT | AnyT) and f.attr in FUNCTIONS:
                 args = [base] + [self.eval_expr(a.value, scope) for a in e.args]
                 names = [None] + [a.name for a in e.args]
                 return self.builtin_call(f.attr, args, names, e, offset=1)
@@ -1499,7 +1497,7 @@ class Checker:
                 return Value(ANY)
             if not isinstance(base.ty, AnyT):
                 self.report("E0305", f"{base.ty} has no method `{f.attr}`", f.span,
-                            help=did_you_mean(f.attr, L.FUNCTIONS))
+                            help=did_you_mean(f.attr, FUNCTIONS))
             for a in e.args:
                 self.eval_expr(a.value, scope)
             return Value(ANY)
@@ -1528,18 +1526,18 @@ class Checker:
                 self.report("E0310", f"`{name}` is a {d.kind} type; declare an instance with "
                                      f"`layer x: {name} {{ … }}` and call that", f.span)
                 return Value(ANY)
-            if name in L.FUNCTIONS:
+            if name in FUNCTIONS:
                 args = [self.eval_expr(a.value, scope) for a in e.args]
                 return self.builtin_call(name, args, [a.name for a in e.args], e)
             for a in e.args:
                 self.eval_expr(a.value, scope)
-            cands = list(L.FUNCTIONS) + [n for n, d in self.defs.items() if d.kind == "fn"] + [
+            cands = list(FUNCTIONS) + [n for n, d in self.defs.items() if d.kind == "fn"] + [
                 n for n, v in scope.vars.items() if isinstance(v.ty, LayerT)]
             if name in L.LAYERS:
                 self.report("E0305", f"`{name}` is a layer kind, not a function", f.span,
                             help=f"declare it with `layer my_{name.lower()}: {name} {{ … }}` and "
                                  f"call that, or use the function `{name.lower()}`"
-                            if name.lower() in L.FUNCTIONS else
+                            if name.lower() in FUNCTIONS else
                             f"declare it with `layer x: {name} {{ … }}` and call `x(…)`")
             else:
                 self.report("E0305", f"undefined function `{name}`", f.span,
@@ -1647,7 +1645,7 @@ class Checker:
 
     def builtin_call(self, name: str, args: list[Value], names: list[str | None], e: A.Call,
                      offset: int = 0) -> Value:
-        spec = L.FUNCTIONS[name]
+        spec = FUNCTIONS[name]
         bound: dict[str, Value] = {}
         spans: dict[str, Span] = {}
         params = spec.params
@@ -1655,8 +1653,7 @@ class Checker:
         positional = [(a, s) for a, n, s in zip(args, names, arg_spans) if n is None]
         if spec.variadic:
             return Value(NoneT())
-        if name in ("max", "min") and len(positional) == 2 and isinstance(positional[1][0].ty,
-                                                                         TensorT):
+        if spec.pair_op and len(positional) == 2 and isinstance(positional[1][0].ty, TensorT):
             return self.elementwise2(positional[0][0], positional[1][0], e)
         if len(positional) > len(params):
             self.report("E0306", f"`{name}` takes at most {len(params) - offset} argument(s), got "
@@ -1700,7 +1697,7 @@ class Checker:
             return Value(ANY)
 
     @staticmethod
-    def signature(spec: L.FnSpec) -> str:
+    def signature(spec) -> str:
         parts = [p.name if p.required else f"{p.name}={p.default}" for p in spec.params]
         return f"{spec.name}({', '.join(parts)})"
 
@@ -1751,201 +1748,9 @@ class Checker:
         return None
 
     def builtin_result(self, name: str, b: dict[str, Value], e: A.Call) -> Value:
-        x = b.get("x")
-        xt = x.ty if x is not None and isinstance(x.ty, TensorT) else None
-
-        def const(key, default=None):
-            v = b.get(key)
-            if v is None:
-                return default
-            return v.const if v.known or isinstance(v.const, SymInt) else None
-
-        if name in ("relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "exp", "log", "sqrt",
-                    "abs", "neg", "sign", "dropout", "softmax", "log_softmax", "layer_norm",
-                    "rms_norm", "clamp", "quantize_ternary"):
-            if xt is None:
-                if x is not None and isinstance(x.ty, ScalarT):
-                    return Value(FLOAT)
-                return Value(TensorT("float32", None))
-            if name in ("softmax", "log_softmax"):
-                self.check_dim(xt, const("dim", -1), e)
-            out = TensorT("float32" if xt.dtype in (None, "trit") or xt.ternary else xt.dtype,
-                          xt.shape, name == "quantize_ternary")
-            return Value(out)
-        if name in ("flatten",):
-            if xt is None:
-                return Value(TensorT("float32", None))
-            return Value(L.flatten_shape(xt, const("start_dim", 0), const("end_dim", -1)))
-        if name in ("reshape", "view"):
-            dims = self.shape_list(b["shape"])
-            if dims is None:
-                return Value(TensorT(xt.dtype if xt else None, None))
-            return Value(TensorT(xt.dtype if xt else "float32", self.reshape(xt, dims, e),
-                                 xt.ternary if xt else False))
-        if name == "transpose":
-            if xt is None or xt.shape is None:
-                return Value(TensorT(None, None))
-            d0, d1 = const("dim0"), const("dim1")
-            s = list(xt.shape)
-            if _is_int(d0) and _is_int(d1):
-                i, j = self.norm_dim(xt, d0, e), self.norm_dim(xt, d1, e)
-                if i is None or j is None:
-                    return Value(ANY)
-                s[i], s[j] = s[j], s[i]
-                return Value(TensorT(xt.dtype, tuple(s), xt.ternary))
-            return Value(TensorT(xt.dtype, tuple(None for _ in s)))
-        if name == "permute":
-            dims = self.shape_list(b["dims"])
-            if xt is None or xt.shape is None or dims is None:
-                return Value(TensorT(None, None))
-            if len(dims) != len(xt.shape) or not all(_is_int(d) for d in dims) or sorted(
-                    d % len(dims) for d in dims) != list(range(len(dims))):
-                self.report("E0508", f"permute needs a permutation of 0..{len(xt.shape) - 1}, got "
-                                     f"{dims}", e.span)
-                return Value(ANY)
-            return Value(TensorT(xt.dtype, tuple(xt.shape[d] for d in dims), xt.ternary))
-        if name in ("unsqueeze", "squeeze"):
-            if xt is None or xt.shape is None:
-                return Value(TensorT(None, None))
-            d = const("dim")
-            s = list(xt.shape)
-            if name == "unsqueeze":
-                if not _is_int(d):
-                    return Value(TensorT(xt.dtype, None))
-                r = len(s) + 1
-                if not -r <= d < r:
-                    self.report("E0508", f"dim {d} is out of range for unsqueeze of rank "
-                                         f"{len(s)}", e.span)
-                    return Value(ANY)
-                s.insert(d % r, 1)
-                return Value(TensorT(xt.dtype, tuple(s), xt.ternary))
-            if d is None:
-                return Value(TensorT(xt.dtype, tuple(x for x in s if x != 1) if all(
-                    _is_int(x) for x in s) else None))
-            i = self.norm_dim(xt, d, e) if _is_int(d) else None
-            if i is not None and s[i] == 1:
-                s.pop(i)
-            return Value(TensorT(xt.dtype, tuple(s), xt.ternary))
-        if name in ("concat", "cat", "stack"):
-            return Value(self.concat(name, b["tensors"], const("dim", 0), e))
-        if name in ("matmul",):
-            a, bb = b["a"].ty, b["b"].ty
-            if isinstance(a, TensorT) and isinstance(bb, TensorT):
-                return Value(self.matmul(a, bb, e.span, e.args[0].span, e.args[1].span))
-            return Value(TensorT("float32", None))
-        if name == "ternary_matmul":
-            xa, w = b["x"].ty, b["w"].ty
-            if isinstance(xa, TensorT) and isinstance(w, TensorT):
-                if w.shape is not None and len(w.shape) != 2:
-                    self.report("E0507", f"ternary_matmul needs a 2-d weight [out, in], got rank "
-                                         f"{len(w.shape)}", e.args[1].span)
-                    return Value(ANY)
-                return Value(self.matmul(xa, w, e.span, e.args[0].span, e.args[1].span,
-                                         transpose_b=True))
-            return Value(TensorT("float32", None))
-        if name in ("sum", "mean", "amax", "amin", "max", "min"):
-            if xt is None or xt.shape is None:
-                return Value(TensorT(xt.dtype if xt else None, None) if xt or not x
-                             else FLOAT if isinstance(x.ty, ScalarT) else ANY)
-            dim = const("dim")
-            keep = bool(const("keepdim", False))
-            if dim is None:
-                return Value(TensorT(xt.dtype, tuple(1 for _ in xt.shape) if keep else ()))
-            dims = dim if isinstance(dim, list) else [dim]
-            idx = set()
-            for d in dims:
-                i = self.norm_dim(xt, d, e) if _is_int(d) else None
-                if i is None:
-                    return Value(ANY)
-                idx.add(i)
-            s = tuple((1 if i in idx else d) for i, d in enumerate(xt.shape) if keep or i not in idx)
-            return Value(TensorT(xt.dtype if name != "mean" else "float32", s))
-        if name in ("maximum", "minimum"):
-            return self.elementwise2(b["a"], b["b"], e)
-        if name == "floordiv":
-            return self.binary("//", b["a"], b["b"], e)
-        if name == "where":
-            return self.tensor_binary("+", b["a"].ty, b["b"].ty, e)
-        if name in ("zeros", "ones", "randn", "rand", "random_ternary", "empty", "full"):
-            dims = self.shape_list(b["shape"])
-            ternary = name == "random_ternary"
-            if dims is not None:
-                for d in dims:
-                    if _is_int(d) and d < 0:
-                        self.report("E0508", f"a dimension cannot be negative ({d})", e.span)
-                if not self.shape_ok(dims, e.span):
-                    dims = None
-            return Value(TensorT("trit" if ternary else "float32",
-                                 tuple(dims) if dims is not None else None, ternary))
-        if name in ("attention", "scaled_dot_product_attention"):
-            q, k, v = (b[n].ty for n in ("q", "k", "v"))
-            if all(isinstance(t, TensorT) and t.shape is not None for t in (q, k, v)):
-                if dims_conflict(q.shape[-1], k.shape[-1]):
-                    self.report("E0502", f"attention: q and k have different head sizes "
-                                         f"({q.shape[-1]} vs {k.shape[-1]})", e.span)
-                    return Value(ANY)
-                if len(k.shape) >= 2 and len(v.shape) >= 2 and dims_conflict(k.shape[-2],
-                                                                             v.shape[-2]):
-                    self.report("E0502", f"attention: k and v have different lengths "
-                                         f"({k.shape[-2]} vs {v.shape[-2]})", e.span)
-                    return Value(ANY)
-                return Value(TensorT("float32", q.shape[:-1] + (v.shape[-1],)))
-            return Value(TensorT("float32", None))
-        if name in ("max_pool2d", "avg_pool2d"):
-            if xt is None:
-                return Value(TensorT("float32", None))
-            cfg = {"kernel_size": const("kernel_size"), "stride": const("stride"),
-                   "padding": const("padding", 0)}
-            return Value(L.LAYERS["MaxPool2d"].rule(xt, cfg))
-        if name == "adaptive_avg_pool2d":
-            if xt is None:
-                return Value(TensorT("float32", None))
-            return Value(L._adaptive_pool(xt, {"output_size": const("output_size")}))
-        if name == "cast":
-            dt = const("dtype")
-            if isinstance(dt, str) and dt not in DTYPES:
-                self.report("E0309", f"unknown dtype \"{dt}\"", e.span,
-                            help=did_you_mean(dt, DTYPES))
-                return Value(ANY)
-            if isinstance(x.ty, TensorT):
-                return Value(TensorT(dt, x.ty.shape))
-            return Value(ScalarT(dt) if dt else ANY)
-        if name in ("int", "int8", "int32", "int64", "float", "float16", "bfloat16", "float32",
-                    "bool", "trit"):
-            if isinstance(x.ty, TensorT):
-                return Value(TensorT(name, x.ty.shape, name == "trit"))
-            c = x.const if x.known else None
-            try:
-                if name == "trit" and _num(c):
-                    val = int(round(c))
-                    if val not in (-1, 0, 1):
-                        self.report("E0403", f"{c} is not a trit", e.span)
-                        return Value(ScalarT("trit"))
-                    return Value(ScalarT("trit"), val, True)
-                if name in INT_TYPES and _num(c):
-                    return Value(ScalarT(name), bounds.check_int(int(c), f"`{name}({c})`"),
-                                 True)
-                if name in FLOAT_TYPES and _num(c):
-                    return Value(ScalarT(name), float(c), True)
-            except bounds.TooLarge as exc:
-                self.report("E0312", f"cannot compute at compile time: {exc}", e.span)
-            except (OverflowError, ValueError):
-                self.report("E0312", f"`{name}({c})` has no value", e.span,
-                            help="an infinity or NaN cannot become an integer")
-            return Value(ScalarT(name))
-        if name == "range":
-            n = b["n"]
-            return Value(RangeT(), n.const, True) if n.known else Value(RangeT())
-        if name == "len":
-            if x.known and isinstance(x.const, list):
-                return Value(INT, len(x.const), True)
-            if xt is not None and xt.shape:
-                d = xt.shape[0]
-                return Value(INT, d, True) if _is_int(d) else Value(INT)
-            return Value(INT)
-        if name == "full":
-            return Value(TensorT("float32", None))
-        return Value(ANY)
+        """The result of builtin `name` on its bound arguments: the record's rule
+        (tritium.check.builtins)."""
+        return FUNCTIONS[name].rule(self, name, b, e)
 
     def norm_dim(self, xt: TensorT, d: int, e: A.Call) -> int | None:
         r = len(xt.shape)

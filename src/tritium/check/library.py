@@ -450,93 +450,10 @@ LAYER_ALIASES = {"MultiHeadAttention": "MultiheadAttention", "BatchNorm": "Batch
                  "TernaryDense": "TernaryLinear", "Dense": "Linear"}
 
 
-# ----------------------------------------------------------------------------- functions
-
-@dataclass(frozen=True, slots=True)
-class FnParam:
-    name: str
-    kind: str          # tensor, int, float, bool, str, ints (int or list), shape (list), any, tensors
-    default: object = None
-    required: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class FnSpec:
-    name: str
-    params: tuple[FnParam, ...]
-    doc: str
-    variadic: bool = False   # extra positional args allowed (e.g. max(a, b))
-
-
-def _p(name: str, kind: str = "tensor", default=None, required: bool | None = None) -> FnParam:
-    return FnParam(name, kind, default, default is None if required is None else required)
-
-
-def _opt(name: str, kind: str, default) -> FnParam:
-    return FnParam(name, kind, default, False)
-
-
-FUNCTIONS: dict[str, FnSpec] = {}
-
-
-def _fn(name: str, params: tuple, doc: str, variadic: bool = False) -> None:
-    FUNCTIONS[name] = FnSpec(name, params, doc, variadic)
-
-
-for _n, _d in (("relu", "max(x, 0)"), ("relu6", "min(max(x, 0), 6)"), ("gelu", "exact GELU"),
-               ("silu", "x * sigmoid(x)"), ("sigmoid", "logistic sigmoid"), ("tanh", "tanh"),
-               ("exp", "e^x"), ("log", "natural logarithm"), ("sqrt", "square root"),
-               ("abs", "absolute value"), ("neg", "negation"), ("sign", "sign in {-1, 0, 1}")):
-    _fn(_n, (_p("x"),), _d)
-_fn("softmax", (_p("x"), _opt("dim", "int", -1)), "softmax along `dim`")
-_fn("log_softmax", (_p("x"), _opt("dim", "int", -1)), "log-softmax along `dim`")
-_fn("flatten", (_p("x"), _opt("start_dim", "int", 0), _opt("end_dim", "int", -1)),
-    "flatten dims start_dim..end_dim (torch.flatten semantics)")
-_fn("reshape", (_p("x"), _p("shape", "shape")), "reshape; one dim may be -1")
-_fn("view", (_p("x"), _p("shape", "shape")), "alias of reshape")
-_fn("transpose", (_p("x"), _p("dim0", "int"), _p("dim1", "int")), "swap two dims")
-_fn("permute", (_p("x"), _p("dims", "shape")), "reorder dims")
-_fn("unsqueeze", (_p("x"), _p("dim", "int")), "insert a dim of size 1")
-_fn("squeeze", (_p("x"), _opt("dim", "int", None)), "remove dims of size 1")
-_fn("concat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "concatenate along `dim`")
-_fn("cat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "alias of concat")
-_fn("stack", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "stack along a new dim")
-_fn("matmul", (_p("a"), _p("b")), "matrix product (same as `a @ b`)")
-_fn("ternary_matmul", (_p("x"), _p("w")), "x @ wᵀ with ternary w of shape [out, in]")
-for _n in ("sum", "mean", "amax", "amin"):
-    _fn(_n, (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
-        f"{_n} over `dim` (all dims when omitted)")
-_fn("max", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
-    "max over `dim`, or elementwise max of two tensors")
-_fn("min", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
-    "min over `dim`, or elementwise min of two tensors")
-_fn("floordiv", (_p("a", "any"), _p("b", "any")),
-    "integer (floor) division; `//` starts a comment in .tri")
-_fn("maximum", (_p("a"), _p("b")), "elementwise maximum")
-_fn("minimum", (_p("a"), _p("b")), "elementwise minimum")
-_fn("clamp", (_p("x"), _opt("min", "float", None), _opt("max", "float", None)), "clip to [min, max]")
-_fn("where", (_p("cond"), _p("a"), _p("b")), "elementwise select")
-for _n in ("zeros", "ones", "randn", "rand", "random_ternary", "empty"):
-    _fn(_n, (_p("shape", "shape"),), f"a new tensor of the given shape ({_n})")
-_fn("full", (_p("shape", "shape"), _p("value", "float")), "a new tensor filled with `value`")
-_fn("attention", (_p("q"), _p("k"), _p("v"), _opt("mask", "tensor", None),
-                  _opt("causal", "bool", False)),
-    "scaled dot-product attention softmax(q kᵀ / √d) v")
-_fn("scaled_dot_product_attention", FUNCTIONS["attention"].params, "alias of attention")
-_fn("layer_norm", (_p("x"), _opt("eps", "float", 1e-5)), "layer norm over the last dim")
-_fn("rms_norm", (_p("x"), _opt("eps", "float", 1e-6)), "RMS norm over the last dim")
-_fn("dropout", (_p("x"), _opt("p", "float", 0.5)), "dropout (identity at inference)")
-_fn("max_pool2d", (_p("x"), _p("kernel_size", "ints"), _opt("stride", "ints", None),
-                   _opt("padding", "ints", 0)), "2-d max pooling")
-_fn("avg_pool2d", (_p("x"), _p("kernel_size", "ints"), _opt("stride", "ints", None),
-                   _opt("padding", "ints", 0)), "2-d average pooling")
-_fn("adaptive_avg_pool2d", (_p("x"), _p("output_size", "ints")), "adaptive average pooling")
-_fn("quantize_ternary", (_p("x"), _opt("quantizer", "str", "twn")),
-    "ternarize (straight-through gradient)")
-_fn("cast", (_p("x", "any"), _p("dtype", "str")), "convert to a dtype, e.g. cast(x, \"int8\")")
-for _n in ("int", "int8", "int32", "int64", "float", "float16", "bfloat16", "float32", "bool",
-           "trit"):
-    _fn(_n, (_p("x", "any"),), f"convert to {_n}")
-_fn("range", (_p("n", "int"),), "0, 1, …, n-1 (for loops)")
-_fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim")
-_fn("print", (_p("x", "any"),), "print a value (debugging)", variadic=True)
+def __getattr__(name: str):
+    """The builtin functions moved to `tritium.check.builtins` (one record per function);
+    `library.FUNCTIONS` still reaches them."""
+    if name in ("FUNCTIONS", "FnSpec", "FnParam"):
+        from . import builtins
+        return getattr(builtins, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,10 @@ FLOAT_TYPES = vocab.FLOAT_DTYPES
 SCALAR_TYPES = INT_TYPES | FLOAT_TYPES | {"bool", "str", "trit"}
 
 
+class SymInt(str):
+    """An int hyperparameter whose value is not known: it acts as a symbolic dimension."""
+
+
 @dataclass(frozen=True, slots=True)
 class TensorT:
     dtype: str | None = None          # None: not known

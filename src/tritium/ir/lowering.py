@@ -24,6 +24,7 @@ from typing import Any
 from .. import vocab
 from ..check import CheckResult, bounds
 from ..check import library as L
+from ..check.builtins import FUNCTIONS, Builtin
 from ..check.checker import Checker, Definition, LayerInst
 from ..check.summary import pick_definition
 from ..check.types import LayerT, TensorT
@@ -52,9 +53,6 @@ _LANG_DTYPES = vocab.IR_TO_LANG
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
            "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
-_UNARY_FNS = {"relu": "relu", "relu6": "relu6", "gelu": "gelu", "silu": "silu",
-              "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "log": "log", "sqrt": "sqrt",
-              "abs": "abs", "neg": "neg"}
 _ACT_LAYERS = {"ReLU": "relu", "ReLU6": "relu6", "GELU": "gelu", "SiLU": "silu",
                "Sigmoid": "sigmoid", "Tanh": "tanh"}
 
@@ -925,7 +923,7 @@ class _Lowerer:
         d = self.result.definitions.get(name)
         if d is not None and d.kind == "fn":
             return FnRef(name)
-        if name in L.FUNCTIONS:
+        if name in FUNCTIONS:
             return FnRef(name)
         raise LoweringError(f"undefined name `{name}`", span)
 
@@ -1181,7 +1179,7 @@ class _Lowerer:
                     raise LoweringError("`size` needs a known dim", e.span)
                 d = t.shape[k]
                 return d if _is_int(d) else SymDim(base, k % t.rank, d)
-            if isinstance(base, Value) and f.attr in L.FUNCTIONS:
+            if isinstance(base, Value) and f.attr in FUNCTIONS:
                 return self.builtin(f.attr, [(None, base), *args], b, e.span, ctx)
             raise LoweringError(f"cannot lower the method `.{f.attr}(…)`", f.span)
         if not isinstance(f, A.Name):
@@ -1195,7 +1193,7 @@ class _Lowerer:
         d = self.result.definitions.get(f.id)
         if d is not None and d.kind == "fn":
             return self.call_user_fn(d, [a for _, a in args], b, e.span, ctx)
-        if f.id in L.FUNCTIONS:
+        if f.id in FUNCTIONS:
             return self.builtin(f.id, args, b, e.span, ctx)
         raise LoweringError(f"cannot call `{f.id}`", f.span)
 
@@ -1528,14 +1526,14 @@ class _Lowerer:
     # ------------------------------------------------------------------ builtin functions
     def builtin(self, name: str, args: list[tuple[str | None, Any]], b: Builder,
                 span: Span | None, ctx: FnCtx) -> Any:
-        spec = L.FUNCTIONS[name]
+        spec = FUNCTIONS[name]
         if name == "print":
             return None
         positional = [v for n, v in args if n is None]
-        if name in ("max", "min") and len(positional) == 2 and isinstance(positional[1], Value) \
+        if spec.pair_op and len(positional) == 2 and isinstance(positional[1], Value) \
                 and isinstance(positional[1].type, TensorType):
             xv, yv = self.operands(b, positional[0], positional[1], span)
-            return b.maximum(xv, yv) if name == "max" else b.minimum(xv, yv)
+            return b.op(spec.pair_op, xv, yv)
         bound: dict[str, Any] = {}
         for p, v in zip(spec.params, positional):
             bound[p.name] = v
@@ -1547,6 +1545,8 @@ class _Lowerer:
                 if p.required:
                     raise LoweringError(f"`{name}` is missing its argument `{p.name}`", span)
                 bound[p.name] = p.default
+        if spec.ir is not None:
+            return _lower_record(self, spec, b, bound, span)
         fn = _BUILTIN_FNS.get(name)
         if fn is None:
             raise LoweringError(f"the function `{name}` cannot be lowered", span)
@@ -1798,68 +1798,38 @@ def _ints_attr(v: Any, what: str, span: Span | None) -> list[int]:
     return [_int_attr(x, what, span) for x in vals]
 
 
-def _unary(name: str) -> BuiltinFn:
-    def fn(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-        x = a["x"]
-        if _is_num(x):
-            return {"relu": lambda: max(x, 0), "relu6": lambda: min(max(x, 0), 6),
-                    "abs": lambda: abs(x), "neg": lambda: -x, "exp": lambda: math.exp(x),
-                    "log": lambda: math.log(x), "sqrt": lambda: math.sqrt(x),
-                    "tanh": lambda: math.tanh(x),
-                    "sigmoid": lambda: 1.0 / (1.0 + math.exp(-x)),
-                    "silu": lambda: x / (1.0 + math.exp(-x)),
-                    "gelu": lambda: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))}[name]()
-        return b.op(name, _tensor(lw, b, x, span))
-    return fn
+def _attr(v: Any, kind: str, what: str, span: Span | None) -> Any:
+    if kind == "int":
+        return _int_attr(v, what, span)
+    if kind == "ints":
+        return _ints_attr(v, what, span)
+    if not _is_num(v):
+        raise LoweringError(f"`{what}` must be a number known when lowering", span)
+    return float(v)
 
 
-for _n, _op in _UNARY_FNS.items():
-    _builtin(_n)(_unary(_op))
-
-
-@_builtin("sign")
-def _sign(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    x = a["x"]
-    if _is_num(x):
-        return (x > 0) - (x < 0)
-    return b.sign(_tensor(lw, b, x, span))
-
-
-def _softmax_fn(name: str) -> BuiltinFn:
-    def fn(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-        return b.op(name, _tensor(lw, b, a["x"], span), dim=_int_attr(a["dim"], "dim", span))
-    return fn
-
-
-_BUILTIN_FNS["softmax"] = _softmax_fn("softmax")
-_BUILTIN_FNS["log_softmax"] = _softmax_fn("log_softmax")
-
-
-@_builtin("flatten")
-def _flatten(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    return b.flatten(_tensor(lw, b, a["x"], span), start_dim=_int_attr(a["start_dim"], "start_dim", span),
-                     end_dim=_int_attr(a["end_dim"], "end_dim", span))
+def _lower_record(lw: _Lowerer, spec: Builtin, b: Builder, a: dict[str, Any],
+                  span: Span | None) -> Any:
+    """A builtin whose record names one IR op (tritium.check.builtins `IR`): its value on
+    Python numbers when every operand is one (and the record says how), else the op on its
+    operands with its attributes, each a constant known when lowering. Two operands of an
+    elementwise op with a Python value meet as `operands` (dtypes promoted)."""
+    ir = spec.ir
+    assert ir is not None
+    vals = [a[n] for n in ir.operands]
+    if spec.py is not None and all(_is_num(v) for v in vals):
+        return spec.py(*vals)
+    if spec.py is not None and len(vals) == 2:
+        operands = list(lw.operands(b, vals[0], vals[1], span))
+    else:
+        operands = [_tensor(lw, b, v, span) for v in vals]
+    attrs = {attr: _attr(a[p], kind, p, span) for p, attr, kind in ir.attrs}
+    return b.op(ir.op, *operands, **attrs)
 
 
 @_builtin("reshape", "view")
 def _reshape(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     return lw.reshape(b, _tensor(lw, b, a["x"], span), a["shape"], span)
-
-
-@_builtin("transpose")
-def _transpose(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    return b.transpose(_tensor(lw, b, a["x"], span), dim0=_int_attr(a["dim0"], "dim0", span),
-                       dim1=_int_attr(a["dim1"], "dim1", span))
-
-
-@_builtin("permute")
-def _permute(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    return b.permute(_tensor(lw, b, a["x"], span), dims=_ints_attr(a["dims"], "dims", span))
-
-
-@_builtin("unsqueeze")
-def _unsqueeze(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    return b.unsqueeze(_tensor(lw, b, a["x"], span), dim=_int_attr(a["dim"], "dim", span))
 
 
 @_builtin("squeeze")
@@ -1900,17 +1870,6 @@ _BUILTIN_FNS["concat"] = _BUILTIN_FNS["cat"] = _concat_fn("concat")
 _BUILTIN_FNS["stack"] = _concat_fn("stack")
 
 
-@_builtin("matmul")
-def _matmul(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    return b.matmul(_tensor(lw, b, a["a"], span), _tensor(lw, b, a["b"], span))
-
-
-@_builtin("ternary_matmul")
-def _ternary_matmul(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    x, w = _tensor(lw, b, a["x"], span), _tensor(lw, b, a["w"], span)
-    return b.linear(x, w)
-
-
 def _reduce_fn(op: str) -> BuiltinFn:
     def fn(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
         x = _tensor(lw, b, a["x"], span)
@@ -1925,22 +1884,8 @@ def _reduce_fn(op: str) -> BuiltinFn:
 
 
 for _n, _op in (("sum", "sum"), ("mean", "mean"), ("amax", "max"), ("amin", "min"),
-                ("max", "max"), ("min", "min")):
+                ("max", "max"), ("min", "min")):   # reductions (two-tensor max/min: `pair_op`)
     _BUILTIN_FNS[_n] = _reduce_fn(_op)
-
-
-def _elementwise2(op: str) -> BuiltinFn:
-    def fn(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-        x, y = a["a"], a["b"]
-        if _is_num(x) and _is_num(y):
-            return max(x, y) if op == "maximum" else min(x, y)
-        xv, yv = lw.operands(b, x, y, span)
-        return b.op(op, xv, yv)
-    return fn
-
-
-_BUILTIN_FNS["maximum"] = _elementwise2("maximum")
-_BUILTIN_FNS["minimum"] = _elementwise2("minimum")
 
 
 @_builtin("clamp")
@@ -2008,27 +1953,6 @@ def _floordiv(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) ->
         return _py_binary("//", x, y, span)
     xv, yv = lw.operands(b, x, y, span)
     return b.floordiv(xv, yv)
-
-
-def _norm_fn(op: str) -> BuiltinFn:
-    def fn(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-        eps = a["eps"]
-        if not _is_num(eps):
-            raise LoweringError("`eps` must be a number known when lowering", span)
-        return b.op(op, _tensor(lw, b, a["x"], span), eps=float(eps))
-    return fn
-
-
-_BUILTIN_FNS["layer_norm"] = _norm_fn("layer_norm")
-_BUILTIN_FNS["rms_norm"] = _norm_fn("rms_norm")
-
-
-@_builtin("dropout")
-def _dropout(lw: _Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    p = a["p"]
-    if not _is_num(p):
-        raise LoweringError("`p` must be a number known when lowering", span)
-    return b.dropout(_tensor(lw, b, a["x"], span), p=float(p))
 
 
 def _pool_fn(op: str) -> BuiltinFn:

@@ -20,8 +20,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ... import vocab
 from ...check import CheckResult
 from ...check import library as L
+from ...check.builtins import FUNCTIONS, PY_CALL
 from ...check.checker import Checker, Definition
 from ...frontend import ast as A
 from ...frontend.names import BadName, internal, py_attr, py_local
@@ -85,12 +87,6 @@ _CTORS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "TernaryActivation": ("trt.TernaryActivation", (), ("threshold",)),
 }
 
-_UNARY = {
-    "relu": "torch.relu", "relu6": "F.relu6", "gelu": "F.gelu", "silu": "F.silu",
-    "sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "exp": "torch.exp", "log": "torch.log",
-    "sqrt": "torch.sqrt", "abs": "torch.abs", "neg": "torch.neg", "sign": "torch.sign",
-}
-
 # Python operator precedence (higher binds tighter), for minimal parentheses.
 _PY_PREC = {
     "or": 2, "and": 3, "==": 6, "!=": 6, "<": 6, "<=": 6, ">": 6, ">=": 6, "is": 6,
@@ -102,8 +98,7 @@ _PY_PREC = {
 # always written out; every other key is written only when the program gives it.
 _ALWAYS = {("Softmax", "dim"), ("RMSNorm", "eps")}
 
-_QUANT_ALIASES = {"deterministic": "threshold", "fixed": "threshold", "bitnet": "absmean",
-                  "b1.58": "absmean"}
+_QUANT_ALIASES = vocab.QUANTIZER_ALIASES
 
 
 class CodegenError(Exception):
@@ -881,96 +876,26 @@ class PyTorchCodegen:
             names = [p.name for p in fn.params]
             out = list(pos) + [f"{py_local(k)}={v}" for k, v in kw.items() if k in names]
             return f"{self.class_names[n]}({', '.join(out)})"
-        if n in L.FUNCTIONS:
+        if n in FUNCTIONS:
             return self.builtin(n, pos, kw)
         raise CodegenError(f"unresolved function `{n}`")
 
     def builtin(self, n: str, pos: list[str], kw: dict[str, str]) -> str:
-        spec = L.FUNCTIONS[n]
-        bound: dict[str, str] = {}
-        for p, v in zip(spec.params, pos):
-            bound[p.name] = v
-        bound.update(kw)
-
-        def arg(name: str, default: str | None = None) -> str:
-            if name in bound:
-                return bound[name]
-            p = next(p for p in spec.params if p.name == name)
-            return default if default is not None else _q(p.default)
-
-        x = bound.get("x")
-        if n in _UNARY:
-            return f"{_UNARY[n]}(torch.as_tensor({x}))" if n in ("exp", "log", "sqrt") and \
-                not x.startswith(("(", "self", "torch", "F.")) and x.replace(".", "").isdigit() \
-                else f"{_UNARY[n]}({x})"
-        if n in ("softmax", "log_softmax"):
-            return f"torch.{n}({x}, dim={arg('dim')})"
-        if n == "flatten":
-            return f"torch.flatten({x}, {arg('start_dim')}, {arg('end_dim')})"
-        if n in ("reshape", "view"):
-            return f"torch.reshape({x}, {arg('shape')})"
-        if n == "transpose":
-            return f"torch.transpose({x}, {arg('dim0')}, {arg('dim1')})"
-        if n == "permute":
-            return f"{x}.permute({arg('dims')})"
-        if n == "unsqueeze":
-            return f"torch.unsqueeze({x}, {arg('dim')})"
-        if n == "squeeze":
-            return f"torch.squeeze({x}, {arg('dim')})" if "dim" in bound else f"torch.squeeze({x})"
-        if n in ("concat", "cat"):
-            return f"torch.cat({arg('tensors')}, dim={arg('dim')})"
-        if n == "stack":
-            return f"torch.stack({arg('tensors')}, dim={arg('dim')})"
-        if n == "matmul":
-            return f"torch.matmul({arg('a')}, {arg('b')})"
-        if n == "ternary_matmul":
-            return f"F.linear({x}, {arg('w')})"
-        if n in ("sum", "mean", "amax", "amin", "max", "min"):
-            if n in ("max", "min") and len(pos) == 2 and "dim" not in kw:
-                return f"torch.{'maximum' if n == 'max' else 'minimum'}({pos[0]}, {pos[1]})"
-            fn = {"max": "amax", "min": "amin"}.get(n, n)
-            if "dim" not in bound:
-                return f"torch.{fn}({x})" if arg("keepdim") == "False" else \
-                    f"torch.{fn}({x}, dim=tuple(range({x}.dim())), keepdim=True)"
-            return f"torch.{fn}({x}, dim={arg('dim')}, keepdim={arg('keepdim')})"
-        if n == "floordiv":
-            return f"({arg('a')} // {arg('b')})"
-        if n in ("maximum", "minimum"):
-            return f"torch.{n}({arg('a')}, {arg('b')})"
-        if n == "clamp":
-            return f"torch.clamp({x}, min={arg('min')}, max={arg('max')})"
-        if n == "where":
-            return f"torch.where({arg('cond')}, {arg('a')}, {arg('b')})"
-        if n in ("zeros", "ones", "randn", "rand", "empty"):
-            return f"torch.{n}({arg('shape')})"
-        if n == "full":
-            return f"torch.full({arg('shape')}, {arg('value')})"
-        if n == "random_ternary":
-            return f"trt.random_ternary({arg('shape')})"
-        if n in ("attention", "scaled_dot_product_attention"):
-            return (f"F.scaled_dot_product_attention({arg('q')}, {arg('k')}, {arg('v')}, "
-                    f"attn_mask={arg('mask')}, is_causal={arg('causal')})")
-        if n == "layer_norm":
-            return f"F.layer_norm({x}, {x}.shape[-1:], eps={arg('eps')})"
-        if n == "rms_norm":
-            return f"F.rms_norm({x}, {x}.shape[-1:], eps={arg('eps')})"
-        if n == "dropout":
-            return f"F.dropout({x}, p={arg('p')}, training=self.training)"
-        if n in ("max_pool2d", "avg_pool2d"):
-            return (f"F.{n}({x}, {arg('kernel_size')}, stride={arg('stride')}, "
-                    f"padding={arg('padding')})")
-        if n == "adaptive_avg_pool2d":
-            return f"F.adaptive_avg_pool2d({x}, {arg('output_size')})"
-        if n == "quantize_ternary":
-            return f"trt.ternary_weight({x}, quantizer={arg('quantizer')}, training=self.training)"
-        if n == "cast":
-            return f"trt.cast({x}, {arg('dtype')})"
-        if n in ("int", "int8", "int32", "int64", "float", "float16", "bfloat16", "float32",
-                 "bool", "trit"):
-            return f"trt.cast({x}, {_q(n)})"
-        if n in ("range", "len", "print"):
+        """A builtin function call: its record's PyTorch template (tritium.check.builtins)
+        filled with the arguments' source, a missing argument with its default."""
+        spec = FUNCTIONS[n]
+        if spec.torch == PY_CALL:
             return f"{n}({', '.join(pos)})"
-        raise CodegenError(f"no PyTorch translation for `{n}`")
+        if spec.pair_op and len(pos) == 2 and "dim" not in kw:
+            return f"torch.{spec.pair_op}({pos[0]}, {pos[1]})"
+        given: dict[str, str] = dict(zip((p.name for p in spec.params), pos))
+        given.update(kw)
+        args = {p.name: given[p.name] if p.name in given else _q(p.default) for p in spec.params}
+        if spec.literal_tensor and args["x"].replace(".", "").isdigit():
+            args["x"] = f"torch.as_tensor({args['x']})"
+        if callable(spec.torch):
+            return spec.torch(args, set(given))
+        return spec.torch.format(**args)
 
 
 def generate(result: CheckResult) -> str:
