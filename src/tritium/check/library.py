@@ -8,7 +8,7 @@ written from these tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import vocab
 from .types import Dim, TensorT
@@ -54,7 +54,24 @@ _QUANT_KEYS = {
 
 
 @dataclass(frozen=True, slots=True)
+class Torch:
+    """How the PyTorch code generator builds a layer kind: the constructor, the config keys
+    passed positionally and by keyword (only when the program gives them, except `always`:
+    keys whose library default differs from the constructor's), and literal extra
+    arguments."""
+    ctor: str
+    args: tuple[str, ...] = ()
+    kwargs: tuple[str, ...] = ()
+    always: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LayerSpec:
+    """One builtin layer kind: its config keys and shape rule (the checker), its lowering
+    (`lowering`: the family in tritium.ir.lowering.layers, with `ir_op` for the one-op
+    families and `weights` saying how the weights are quantized), and its PyTorch
+    constructor (`torch`). docs/architecture.md, "Adding a builtin layer kind"."""
     name: str
     keys: dict[str, Key]
     rule: object            # callable(TensorT, cfg: dict) -> TensorT
@@ -63,6 +80,13 @@ class LayerSpec:
     min_rank: int = 1
     positional: tuple[str, ...] = field(default=())   # order for call-style `Kind(a, b)`
     int_input: bool = False  # accepts integer/bool/trit tensors (else a floating one)
+    lowering: str = ""       # linear, conv2d, batch_norm, layer_norm, rms_norm, embedding, op,
+    #                          identity, softmax, dropout, flatten, pool, adaptive_pool,
+    #                          attention, ternarize
+    ir_op: str | None = None
+    weights: str = "float"   # float | ternary (quantizer from the config) | bitnet | int8 | int4
+    torch: Torch | None = None
+    key_aliases: tuple[tuple[str, str], ...] = ()   # (alias, key) spellings of one key
 
 
 # ----------------------------------------------------------------------------- shape helpers
@@ -350,71 +374,115 @@ _POOL_KEYS = {
 LAYERS: dict[str, LayerSpec] = {}
 
 
-def _add(spec: LayerSpec) -> None:
-    LAYERS[spec.name] = spec
+def _add(spec: LayerSpec, **backends) -> None:
+    LAYERS[spec.name] = replace(spec, **backends)
+
+
+_TORCH_QUANT = ("quantizer", "per_channel", "threshold", "act_quant", "ste")
+_TORCH_CONV = ("stride", "padding", "dilation", "groups", "bias")
 
 
 _add(LayerSpec("TernaryLinear", _mlp_keys(dict(_QUANT_KEYS)), _linear,
-               "linear layer with ternary weights", True, positional=("in_features", "out_features")))
+               "linear layer with ternary weights", True, positional=("in_features", "out_features")),
+     lowering="linear", weights="ternary", key_aliases=(("quantization", "quantizer"),),
+     torch=Torch("trt.TernaryLinear", ("in_features", "out_features"), ("bias", *_TORCH_QUANT)))
 _add(LayerSpec("BitLinear", _mlp_keys({"bias": Key("bool", False), "eps": Key("float", 1e-5, min=0),
                                        **{k: _QUANT_KEYS[k] for k in ("format",)}}),
                _linear, "BitNet b1.58 linear: RMSNorm, int8 activations, absmean ternary weights",
-               True, positional=("in_features", "out_features")))
+               True, positional=("in_features", "out_features")),
+     lowering="linear", weights="bitnet",
+     torch=Torch("trt.BitLinear", ("in_features", "out_features"), ("bias", "eps")))
 _add(LayerSpec("Linear", _mlp_keys(), _linear, "full-precision linear layer",
-               positional=("in_features", "out_features")))
+               positional=("in_features", "out_features")),
+     lowering="linear", torch=Torch("nn.Linear", ("in_features", "out_features"), ("bias",)))
 _add(LayerSpec("Int8Linear", _mlp_keys(), _linear, "linear layer with int8 per-channel weights",
-               positional=("in_features", "out_features")))
+               positional=("in_features", "out_features")),
+     lowering="linear", weights="int8",
+     torch=Torch("trt.Int8Linear", ("in_features", "out_features"), ("bias",)))
 _add(LayerSpec("Int4Linear", _mlp_keys(), _linear, "linear layer with int4 per-channel weights",
-               positional=("in_features", "out_features")))
+               positional=("in_features", "out_features")),
+     lowering="linear", weights="int4",
+     torch=Torch("trt.Int4Linear", ("in_features", "out_features"), ("bias",)))
 _add(LayerSpec("TernaryConv2d", _conv_keys(True), _conv2d, "2-d convolution with ternary weights",
-               True, positional=("in_channels", "out_channels", "kernel_size")))
+               True, positional=("in_channels", "out_channels", "kernel_size")),
+     lowering="conv2d", weights="ternary", key_aliases=(("quantization", "quantizer"),),
+     torch=Torch("trt.TernaryConv2d", ("in_channels", "out_channels", "kernel_size"),
+                 (*_TORCH_CONV, *_TORCH_QUANT)))
 _add(LayerSpec("Conv2d", _conv_keys(False), _conv2d, "full-precision 2-d convolution",
-               positional=("in_channels", "out_channels", "kernel_size")))
+               positional=("in_channels", "out_channels", "kernel_size")),
+     lowering="conv2d",
+     torch=Torch("nn.Conv2d", ("in_channels", "out_channels", "kernel_size"), _TORCH_CONV))
 _add(LayerSpec("BatchNorm1d", {"num_features": _req("int"), "eps": Key("float", 1e-5, min=0),
                                "momentum": Key("float", 0.1, min=0, max=1), "affine": Key("bool", True)},
                _batchnorm((2, 3)), "batch normalization over [batch, C] or [batch, C, L]",
-               positional=("num_features",)))
+               positional=("num_features",)),
+     lowering="batch_norm",
+     torch=Torch("nn.BatchNorm1d", ("num_features",), ("eps", "momentum", "affine")))
 _add(LayerSpec("BatchNorm2d", {"num_features": _req("int"), "eps": Key("float", 1e-5, min=0),
                                "momentum": Key("float", 0.1, min=0, max=1), "affine": Key("bool", True)},
                _batchnorm((4,)), "batch normalization over [batch, C, H, W]",
-               positional=("num_features",)))
+               positional=("num_features",)),
+     lowering="batch_norm",
+     torch=Torch("nn.BatchNorm2d", ("num_features",), ("eps", "momentum", "affine")))
 _add(LayerSpec("LayerNorm", {"normalized_shape": _req("ints"), "eps": Key("float", 1e-5, min=0),
                              "elementwise_affine": Key("bool", True)}, _norm_last,
-               "layer normalization over the trailing dims", positional=("normalized_shape",)))
+               "layer normalization over the trailing dims", positional=("normalized_shape",)),
+     lowering="layer_norm",
+     torch=Torch("nn.LayerNorm", ("normalized_shape",), ("eps", "elementwise_affine")))
 _add(LayerSpec("RMSNorm", {"normalized_shape": Key("ints", None, min=1), "dim": Key("int", None, min=1),
                            "eps": Key("float", 1e-6, min=0)}, _norm_last,
                "root-mean-square normalization over the trailing dims (`dim` or `normalized_shape`)",
-               positional=("normalized_shape",)))
+               positional=("normalized_shape",)),
+     lowering="rms_norm", key_aliases=(("dim", "normalized_shape"),),
+     torch=Torch("nn.RMSNorm", ("normalized_shape",), ("eps",), always=("eps",)))
 for _n, _d in (("ReLU", "max(x, 0)"), ("ReLU6", "min(max(x, 0), 6)"), ("GELU", "exact (erf) GELU"),
                ("SiLU", "x * sigmoid(x)"), ("Sigmoid", "logistic sigmoid"), ("Tanh", "tanh"),
                ("Identity", "returns its input")):
     _add(LayerSpec(_n, {}, _same if _n == "Identity" else _float_same, _d,
-                   int_input=_n == "Identity"))
+                   int_input=_n == "Identity"),
+         lowering="identity" if _n == "Identity" else "op",
+         ir_op=None if _n == "Identity" else _n.lower(), torch=Torch(f"nn.{_n}"))
 _add(LayerSpec("Softmax", {"dim": Key("int", -1, min=None)}, _softmax, "softmax along `dim`",
-               positional=("dim",)))
+               positional=("dim",)),
+     lowering="softmax", torch=Torch("nn.Softmax", (), ("dim",), always=("dim",)))
 _add(LayerSpec("Dropout", {"p": Key("float", 0.5, min=0, max=1)}, _same, "dropout (training only)",
-               positional=("p",)))
+               positional=("p",)),
+     lowering="dropout", torch=Torch("nn.Dropout", (), ("p",)))
 _add(LayerSpec("Flatten", {"start_dim": Key("int", 1, min=None), "end_dim": Key("int", -1, min=None)},
                _flatten_rule, "flatten dims start_dim..end_dim into one",
-               positional=("start_dim", "end_dim"), int_input=True))
-_add(LayerSpec("MaxPool2d", dict(_POOL_KEYS), _pool2d, "2-d max pooling", positional=("kernel_size",)))
+               positional=("start_dim", "end_dim"), int_input=True),
+     lowering="flatten", torch=Torch("nn.Flatten", (), ("start_dim", "end_dim")))
+_add(LayerSpec("MaxPool2d", dict(_POOL_KEYS), _pool2d, "2-d max pooling", positional=("kernel_size",)),
+     lowering="pool", ir_op="max_pool2d",
+     torch=Torch("nn.MaxPool2d", ("kernel_size",), ("stride", "padding", "dilation", "ceil_mode")))
 _add(LayerSpec("AvgPool2d", {k: v for k, v in _POOL_KEYS.items() if k != "dilation"}, _pool2d,
-               "2-d average pooling", positional=("kernel_size",)))
+               "2-d average pooling", positional=("kernel_size",)),
+     lowering="pool", ir_op="avg_pool2d",
+     torch=Torch("nn.AvgPool2d", ("kernel_size",), ("stride", "padding", "ceil_mode")))
 _add(LayerSpec("AdaptiveAvgPool2d", {"output_size": _req("pair")}, _adaptive_pool,
-               "2-d average pooling to a fixed output size", positional=("output_size",)))
+               "2-d average pooling to a fixed output size", positional=("output_size",)),
+     lowering="adaptive_pool", torch=Torch("nn.AdaptiveAvgPool2d", ("output_size",)))
 _add(LayerSpec("Embedding", {"num_embeddings": _req("int"), "embedding_dim": _req("int")},
                _embedding, "lookup table of learned vectors",
-               positional=("num_embeddings", "embedding_dim"), int_input=True))
+               positional=("num_embeddings", "embedding_dim"), int_input=True),
+     lowering="embedding",
+     torch=Torch("nn.Embedding", ("num_embeddings", "embedding_dim")))
 _attn_keys = {"embed_dim": _req("int"), "num_heads": _req("int"), "bias": Key("bool", False),
               "causal": Key("bool", False), "dropout": Key("float", 0.0, min=0, max=1)}
 _add(LayerSpec("MultiheadAttention", dict(_attn_keys), _attention,
                "multi-head self-attention with full-precision projections",
-               positional=("embed_dim", "num_heads")))
+               positional=("embed_dim", "num_heads")),
+     lowering="attention",
+     torch=Torch("trt.SelfAttention", ("embed_dim", "num_heads"), ("bias", "causal", "dropout")))
 _add(LayerSpec("TernaryAttention", {**_attn_keys, **_QUANT_KEYS}, _attention,
                "multi-head self-attention with ternary q/k/v/o projections", True,
-               positional=("embed_dim", "num_heads")))
+               positional=("embed_dim", "num_heads")),
+     lowering="attention", weights="ternary", key_aliases=(("quantization", "quantizer"),),
+     torch=Torch("trt.SelfAttention", ("embed_dim", "num_heads"),
+                 ("bias", "causal", "dropout", *_TORCH_QUANT), extra=("ternary=True",)))
 _add(LayerSpec("TernaryActivation", {"threshold": Key("float", 0.5, min=0)}, _ternary_act,
-               "maps activations to {-1, 0, +1} (straight-through gradient)"))
+               "maps activations to {-1, 0, +1} (straight-through gradient)"),
+     lowering="ternarize", torch=Torch("trt.TernaryActivation", (), ("threshold",)))
 
 def weight_elements(spec: LayerSpec, cfg: dict) -> int | None:
     """The element count of the largest weight a builtin layer allocates when it is built

@@ -52,51 +52,12 @@ _TORCH_DTYPES = {
     "float32": "torch.float32", "float64": "torch.float64", "trit": "torch.int8",
 }
 
-# kind -> (constructor, positional config keys, keyword config keys)
-_CTORS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "TernaryLinear": ("trt.TernaryLinear", ("in_features", "out_features"),
-                      ("bias", "quantizer", "per_channel", "threshold", "act_quant", "ste")),
-    "BitLinear": ("trt.BitLinear", ("in_features", "out_features"), ("bias", "eps")),
-    "Linear": ("nn.Linear", ("in_features", "out_features"), ("bias",)),
-    "Int8Linear": ("trt.Int8Linear", ("in_features", "out_features"), ("bias",)),
-    "Int4Linear": ("trt.Int4Linear", ("in_features", "out_features"), ("bias",)),
-    "TernaryConv2d": ("trt.TernaryConv2d", ("in_channels", "out_channels", "kernel_size"),
-                      ("stride", "padding", "dilation", "groups", "bias", "quantizer",
-                       "per_channel", "threshold", "act_quant", "ste")),
-    "Conv2d": ("nn.Conv2d", ("in_channels", "out_channels", "kernel_size"),
-               ("stride", "padding", "dilation", "groups", "bias")),
-    "BatchNorm1d": ("nn.BatchNorm1d", ("num_features",), ("eps", "momentum", "affine")),
-    "BatchNorm2d": ("nn.BatchNorm2d", ("num_features",), ("eps", "momentum", "affine")),
-    "LayerNorm": ("nn.LayerNorm", ("normalized_shape",), ("eps", "elementwise_affine")),
-    "RMSNorm": ("nn.RMSNorm", ("normalized_shape",), ("eps",)),
-    "ReLU": ("nn.ReLU", (), ()), "ReLU6": ("nn.ReLU6", (), ()), "GELU": ("nn.GELU", (), ()),
-    "SiLU": ("nn.SiLU", (), ()), "Sigmoid": ("nn.Sigmoid", (), ()), "Tanh": ("nn.Tanh", (), ()),
-    "Identity": ("nn.Identity", (), ()),
-    "Softmax": ("nn.Softmax", (), ("dim",)),
-    "Dropout": ("nn.Dropout", (), ("p",)),
-    "Flatten": ("nn.Flatten", (), ("start_dim", "end_dim")),
-    "MaxPool2d": ("nn.MaxPool2d", ("kernel_size",), ("stride", "padding", "dilation", "ceil_mode")),
-    "AvgPool2d": ("nn.AvgPool2d", ("kernel_size",), ("stride", "padding", "ceil_mode")),
-    "AdaptiveAvgPool2d": ("nn.AdaptiveAvgPool2d", ("output_size",), ()),
-    "Embedding": ("nn.Embedding", ("num_embeddings", "embedding_dim"), ()),
-    "MultiheadAttention": ("trt.SelfAttention", ("embed_dim", "num_heads"),
-                           ("bias", "causal", "dropout")),
-    "TernaryAttention": ("trt.SelfAttention", ("embed_dim", "num_heads"),
-                         ("bias", "causal", "dropout", "quantizer", "per_channel", "threshold",
-                          "act_quant", "ste")),
-    "TernaryActivation": ("trt.TernaryActivation", (), ("threshold",)),
-}
-
 # Python operator precedence (higher binds tighter), for minimal parentheses.
 _PY_PREC = {
     "or": 2, "and": 3, "==": 6, "!=": 6, "<": 6, "<=": 6, ">": 6, ">=": 6, "is": 6,
     "is not": 6, "in": 6, "not in": 6, "+": 10, "-": 10, "*": 11, "/": 11, "//": 11, "%": 11,
     "@": 11, "**": 13,
 }
-
-# Config keys whose library default differs from the constructor's own default, so they are
-# always written out; every other key is written only when the program gives it.
-_ALWAYS = {("Softmax", "dim"), ("RMSNorm", "eps")}
 
 _QUANT_ALIASES = vocab.QUANTIZER_ALIASES
 
@@ -578,28 +539,29 @@ class PyTorchCodegen:
         return f"nn.Sequential(*[{one} for {i} in range({self.expr(lk.repeat, ctx)})])"
 
     def builtin_ctor(self, spec: L.LayerSpec, given: dict[str, str]) -> str:
-        ctor, pos, kws = _CTORS[spec.name]
-        if "quantization" in given:
-            given.setdefault("quantizer", given.pop("quantization"))
+        """A builtin layer kind's constructor call, from its record's `torch` entry
+        (tritium.check.library): positional keys, keyword keys the program gives, keys
+        always written, literal extras; quantizer aliases become canonical names."""
+        t = spec.torch
+        for alias, key in spec.key_aliases:
+            if alias in given:
+                given.setdefault(key, given.pop(alias))
         if "quantizer" in given:
             q = given["quantizer"]
             for alias, canon in _QUANT_ALIASES.items():
                 if q == repr(alias):
                     given["quantizer"] = repr(canon)
-        if spec.name == "TernaryConv2d" and given.get("padding") in ("'same'", "'valid'"):
-            given["padding"] = self.static_padding(given)
-        if spec.name == "RMSNorm" and "normalized_shape" not in given and "dim" in given:
-            given["normalized_shape"] = given.pop("dim")
-        args = [given[k] for k in pos if k in given]
-        for k in kws:
+        if t.ctor.startswith("trt.") and given.get("padding") in ("'same'", "'valid'"):
+            given["padding"] = self.static_padding(given)   # the runtime's convs take numbers
+        args = [given[k] for k in t.args if k in given]
+        for k in t.kwargs:
             key = spec.keys.get(k)
             if k in given:
                 args.append(f"{k}={given[k]}")
-            elif (spec.name, k) in _ALWAYS and key is not None and key.default is not None:
+            elif k in t.always and key is not None and key.default is not None:
                 args.append(f"{k}={_q(key.default)}")
-        if spec.name == "TernaryAttention":
-            args.append("ternary=True")
-        call = f"{ctor}({', '.join(args)})"
+        args.extend(t.extra)
+        call = f"{t.ctor}({', '.join(args)})"
         if "format" in given and "format" in spec.keys:
             return f"trt.with_format({call}, {given['format']})"
         return call
