@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import vocab
 from ..frontend.diagnostics import did_you_mean
@@ -54,8 +54,8 @@ class FnParam:
 @dataclass(frozen=True, slots=True)
 class IR:
     """How a builtin lowers to one IR op: the tensor operands (param names; an optional one
-    that is None is left out) and the attributes (param, attribute, kind: int | ints | float
-    | optfloat), each a constant when lowering."""
+    that is None is left out) and the attributes (param, attribute, kind: int | ints | float),
+    each a constant when lowering."""
     op: str
     operands: tuple[str, ...] = ("x",)
     attrs: tuple[tuple[str, str, str], ...] = ()
@@ -80,7 +80,6 @@ class Builtin:
     variadic: bool = False     # extra positional args allowed (e.g. print(a, b))
     pair_op: str | None = None
     literal_tensor: bool = False   # a number argument becomes `torch.as_tensor(x)` first
-    extra: dict = field(default_factory=dict)
 
 
 FnSpec = Builtin     # the name the signature users knew

@@ -1,9 +1,11 @@
-"""The builtin library: layer kinds with their config keys, and functions with signatures.
+"""The builtin layer kinds: one `LayerSpec` record per kind (the functions are in
+`tritium.check.builtins`).
 
 Each layer kind lists its config keys (type, default, whether required) and a shape rule
-from the input tensor type to the output type. Shape rules raise `ShapeError` with a code,
-a message, the config key to point at (if any) and a help text. docs/language.md is
-written from these tables.
+from the input tensor type to the output type, and, for the later stages, its lowering
+family and its PyTorch constructor. Shape rules raise `ShapeError` with a code, a message,
+the config key to point at (if any) and a help text. docs/language.md is written from
+these tables.
 """
 
 from __future__ import annotations

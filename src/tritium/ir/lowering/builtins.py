@@ -241,7 +241,7 @@ def _lower_record(lw: Lowerer, spec: Builtin, b: Builder, a: dict[str, Any],
     elementwise op with a Python value meet as `operands` (dtypes promoted)."""
     ir = spec.ir
     assert ir is not None
-    vals = [a[n] for n in ir.operands]
+    vals = [a[n] for n in ir.operands if a[n] is not None]   # an optional operand left out
     if spec.py is not None and all(_is_num(v) for v in vals):
         return spec.py(*vals)
     if spec.py is not None and len(vals) == 2:
