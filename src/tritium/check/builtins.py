@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import vocab
 from ..frontend.diagnostics import did_you_mean
@@ -80,6 +80,7 @@ class Builtin:
     variadic: bool = False     # extra positional args allowed (e.g. print(a, b))
     pair_op: str | None = None
     literal_tensor: bool = False   # a number argument becomes `torch.as_tensor(x)` first
+    creates: bool = False          # makes a new tensor: may initialize a layer's state (`let`)
 
 
 FnSpec = Builtin     # the name the signature users knew
@@ -98,6 +99,11 @@ FUNCTIONS: dict[str, Builtin] = {}
 
 def _fn(name: str, params: tuple, doc: str, rule: Rule, torch: Template, **kw) -> None:
     FUNCTIONS[name] = Builtin(name, params, doc, rule, torch, **kw)
+
+
+def _alias(name: str, of: str) -> None:
+    """`name` means builtin `of` (its own name in messages)."""
+    FUNCTIONS[name] = replace(FUNCTIONS[of], name=name, doc=f"alias of {of}")
 
 
 # ----------------------------------------------------------------------------- rule helpers
@@ -415,8 +421,7 @@ _fn("flatten", (_p("x"), _opt("start_dim", "int", 0), _opt("end_dim", "int", -1)
     ir=IR("flatten", attrs=(("start_dim", "start_dim", "int"), ("end_dim", "end_dim", "int"))))
 _fn("reshape", (_p("x"), _p("shape", "shape")), "reshape; one dim may be -1", reshape_rule,
     "torch.reshape({x}, {shape})")
-_fn("view", (_p("x"), _p("shape", "shape")), "alias of reshape", reshape_rule,
-    "torch.reshape({x}, {shape})")
+_alias("view", "reshape")
 _fn("transpose", (_p("x"), _p("dim0", "int"), _p("dim1", "int")), "swap two dims",
     transpose_rule, "torch.transpose({x}, {dim0}, {dim1})",
     ir=IR("transpose", attrs=(("dim0", "dim0", "int"), ("dim1", "dim1", "int"))))
@@ -428,8 +433,7 @@ _fn("squeeze", (_p("x"), _opt("dim", "int", None)), "remove dims of size 1", squ
     _squeeze_torch)
 _fn("concat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "concatenate along `dim`",
     concat_rule, "torch.cat({tensors}, dim={dim})")
-_fn("cat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "alias of concat", concat_rule,
-    "torch.cat({tensors}, dim={dim})")
+_alias("cat", "concat")
 _fn("stack", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "stack along a new dim",
     concat_rule, "torch.stack({tensors}, dim={dim})")
 _fn("matmul", (_p("a"), _p("b")), "matrix product (same as `a @ b`)", matmul_rule,
@@ -455,14 +459,14 @@ _fn("where", (_p("cond"), _p("a"), _p("b")), "elementwise select", where_rule,
     "torch.where({cond}, {a}, {b})")
 for _n in ("zeros", "ones", "randn", "rand", "random_ternary", "empty"):
     _fn(_n, (_p("shape", "shape"),), f"a new tensor of the given shape ({_n})", creation_rule,
-        f"{'trt' if _n == 'random_ternary' else 'torch'}.{_n}({{shape}})")
+        f"{'trt' if _n == 'random_ternary' else 'torch'}.{_n}({{shape}})", creates=True)
 _fn("full", (_p("shape", "shape"), _p("value", "float")), "a new tensor filled with `value`",
-    creation_rule, "torch.full({shape}, {value})")
+    creation_rule, "torch.full({shape}, {value})", creates=True)
 _ATTN = (_p("q"), _p("k"), _p("v"), _opt("mask", "tensor", None), _opt("causal", "bool", False))
 _ATTN_TORCH = "F.scaled_dot_product_attention({q}, {k}, {v}, attn_mask={mask}, is_causal={causal})"
 _fn("attention", _ATTN, "scaled dot-product attention softmax(q kᵀ / √d) v", attention_rule,
     _ATTN_TORCH)
-_fn("scaled_dot_product_attention", _ATTN, "alias of attention", attention_rule, _ATTN_TORCH)
+_alias("scaled_dot_product_attention", "attention")
 _fn("layer_norm", (_p("x"), _opt("eps", "float", 1e-5)), "layer norm over the last dim",
     elementwise_rule, "F.layer_norm({x}, {x}.shape[-1:], eps={eps})",
     ir=IR("layer_norm", attrs=(("eps", "eps", "float"),)))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ...frontend import ast as A
 from ...frontend.diagnostics import Span
 from .. import library as L
+from ..builtins import FUNCTIONS
 from ..types import (
     Value,
 )
@@ -83,7 +84,7 @@ def _paren(c) -> str:
     return s if s.isidentifier() or s.lstrip("-").isdigit() else f"({s})"
 
 
-_STATE_INITS = ("random_ternary", "zeros", "ones", "randn", "rand", "empty", "full")
+_STATE_INITS = tuple(n for n, f in FUNCTIONS.items() if f.creates)   # may be layer state
 
 
 def _is_state_let(item: A.Let) -> bool:
