@@ -838,7 +838,7 @@ class PyTorchCodegen:
             names = [p.name for p in fn.params]
             out = list(pos) + [f"{py_local(k)}={v}" for k, v in kw.items() if k in names]
             return f"{self.class_names[n]}({', '.join(out)})"
-        if n in FUNCTIONS:
+        if n in L.FUNCTIONS:
             return self.builtin(n, pos, kw)
         raise CodegenError(f"unresolved function `{n}`")
 
