@@ -17,9 +17,11 @@ import pytest
 import torch
 
 import tritium
+from tritium import vocab
 from tritium.check import check_file, check_source
 from tritium.ir import interpret, verify
 from tritium.ir.lowering import lower
+from tritium.ir.types import NUMPY_DTYPES
 from tritium.passes import pipeline
 
 # runs once per ISA path of this CPU (tests/conftest.py)
@@ -73,11 +75,27 @@ def _compare(result, model: torch.nn.Module, inputs: list[torch.Tensor], opt: st
         ref = model(*inputs)
     got = interpret(module, lowered.entry, [x.numpy() for x in inputs], params=params)
     got = got[0] if isinstance(got, list | tuple) else got
+    # the dtypes agree exactly: the IR's declared result type is the module's dtype, and the
+    # interpreter stores it as that dtype's numpy storage (bf16 is stored as f32)
+    ir_type = module.function(lowered.entry).result_types[0]
+    assert _torch_dtype(ir_type.dtype) == ref.dtype, (ir_type, ref.dtype)
+    assert np.asarray(got).dtype == NUMPY_DTYPES[ir_type.dtype], (np.asarray(got).dtype, ir_type)
+    if not ref.is_floating_point():
+        np.testing.assert_array_equal(np.asarray(got), ref.numpy())
+        return
     # float32 rounding grows with the magnitude of the values summed (randomized deep nets
     # reach ~1e6), so the absolute tolerance scales with the output's largest magnitude
+    # (bf16 has no numpy dtype: the interpreter keeps it in f32, so it is as exact as bf16's
+    # own rounding of the module's result)
     scale = max(1.0, float(ref.abs().max()))
-    np.testing.assert_allclose(np.asarray(got, dtype=np.float32), ref.numpy(), rtol=RTOL,
-                               atol=ATOL * scale)
+    tol = max(RTOL, torch.finfo(ref.dtype).eps)
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64),
+                               ref.to(torch.float64).numpy(), rtol=tol, atol=tol * scale)
+
+
+def _torch_dtype(ir_dtype: str) -> torch.dtype:
+    """The torch dtype of an IR dtype, through the one vocabulary (tritium.vocab)."""
+    return getattr(torch, vocab.DTYPES[vocab.IR_TO_LANG[ir_dtype]].torch)
 
 
 @pytest.mark.parametrize("name,shape,opt", [
@@ -152,3 +170,32 @@ def test_random_programs_match_interpreter(seed, tmp_path):
     model = tritium.load(f)
     _randomize(model, seed)
     _compare(result, model, [_input(4, n_in, seed=rng.randrange(2**31))], rng.choice([None, "O1", "O2", "O3"]))
+
+
+CASTS = """
+model C {
+    layer fc: Linear { in_features: 4, out_features: 4 }
+    forward(x: Tensor[batch, 4]) -> Tensor {
+        return OUT
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("expr", [
+    'cast(fc(x), "float64")', 'cast(fc(x), "float64") * 2.0 + 1.0', 'float16(fc(x))',
+    'cast(fc(x), "bfloat16")', 'cast(fc(x) * 10.0, "int16")', 'cast(fc(x) * 10.0, "int8")',
+    'int32(fc(x) * 10.0)', 'cast(fc(x) * 10.0, "int64")', 'cast(fc(x), "uint8")',
+    'trit(fc(x))', 'cast(fc(x), "bool")', 'cast(cast(fc(x) * 10.0, "int16"), "float64")',
+])
+def test_casts_keep_their_dtype(expr, tmp_path):
+    """Every dtype a program can cast to reaches the IR as itself (float64 was f32 in the
+    IR and int16 was i32), and the module and the interpreter agree on dtype and values."""
+    src = CASTS.replace("OUT", expr)
+    f = tmp_path / "c.tri"
+    f.write_text(src)
+    result = check_source(src, str(f), f)
+    assert result.ok, [d.message for d in result.diagnostics]
+    model = tritium.load(f)
+    _randomize(model, 3)
+    _compare(result, model, [_input(3, 4, seed=5)])

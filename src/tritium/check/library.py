@@ -1,22 +1,24 @@
-"""The builtin library: layer kinds with their config keys, and functions with signatures.
+"""The builtin layer kinds: one `LayerSpec` record per kind (the functions are in
+`tritium.check.builtins`).
 
 Each layer kind lists its config keys (type, default, whether required) and a shape rule
-from the input tensor type to the output type. Shape rules raise `ShapeError` with a code,
-a message, the config key to point at (if any) and a help text. docs/language.md is
-written from these tables.
+from the input tensor type to the output type, and, for the later stages, its lowering
+family and its PyTorch constructor. Shape rules raise `ShapeError` with a code, a message,
+the config key to point at (if any) and a help text. docs/language.md is written from
+these tables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .. import vocab
 from .types import Dim, TensorT
 
-QUANTIZERS = ("twn", "absmean", "bitnet", "b1.58", "threshold", "deterministic", "fixed",
-              "stochastic")
-ACT_QUANT = ("none", "int8")
-FORMATS = ("t2", "t1.6")
-STE_KINDS = ("identity", "clipped")
+QUANTIZERS = vocab.QUANTIZER_NAMES
+ACT_QUANT = vocab.ACT_QUANTS
+FORMATS = vocab.FORMATS
+STE_KINDS = vocab.STE_KINDS
 
 
 class ShapeError(Exception):
@@ -54,7 +56,24 @@ _QUANT_KEYS = {
 
 
 @dataclass(frozen=True, slots=True)
+class Torch:
+    """How the PyTorch code generator builds a layer kind: the constructor, the config keys
+    passed positionally and by keyword (only when the program gives them, except `always`:
+    keys whose library default differs from the constructor's), and literal extra
+    arguments."""
+    ctor: str
+    args: tuple[str, ...] = ()
+    kwargs: tuple[str, ...] = ()
+    always: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LayerSpec:
+    """One builtin layer kind: its config keys and shape rule (the checker), its lowering
+    (`lowering`: the family in tritium.ir.lowering.layers, with `ir_op` for the one-op
+    families and `weights` saying how the weights are quantized), and its PyTorch
+    constructor (`torch`). docs/architecture.md, "Adding a builtin layer kind"."""
     name: str
     keys: dict[str, Key]
     rule: object            # callable(TensorT, cfg: dict) -> TensorT
@@ -63,6 +82,13 @@ class LayerSpec:
     min_rank: int = 1
     positional: tuple[str, ...] = field(default=())   # order for call-style `Kind(a, b)`
     int_input: bool = False  # accepts integer/bool/trit tensors (else a floating one)
+    lowering: str = ""       # linear, conv2d, batch_norm, layer_norm, rms_norm, embedding, op,
+    #                          identity, softmax, dropout, flatten, pool, adaptive_pool,
+    #                          attention, ternarize
+    ir_op: str | None = None
+    weights: str = "float"   # float | ternary (quantizer from the config) | bitnet | int8 | int4
+    torch: Torch | None = None
+    key_aliases: tuple[tuple[str, str], ...] = ()   # (alias, key) spellings of one key
 
 
 # ----------------------------------------------------------------------------- shape helpers
@@ -350,71 +376,115 @@ _POOL_KEYS = {
 LAYERS: dict[str, LayerSpec] = {}
 
 
-def _add(spec: LayerSpec) -> None:
-    LAYERS[spec.name] = spec
+def _add(spec: LayerSpec, **backends) -> None:
+    LAYERS[spec.name] = replace(spec, **backends)
+
+
+_TORCH_QUANT = ("quantizer", "per_channel", "threshold", "act_quant", "ste")
+_TORCH_CONV = ("stride", "padding", "dilation", "groups", "bias")
 
 
 _add(LayerSpec("TernaryLinear", _mlp_keys(dict(_QUANT_KEYS)), _linear,
-               "linear layer with ternary weights", True, positional=("in_features", "out_features")))
+               "linear layer with ternary weights", True, positional=("in_features", "out_features")),
+     lowering="linear", weights="ternary", key_aliases=(("quantization", "quantizer"),),
+     torch=Torch("trt.TernaryLinear", ("in_features", "out_features"), ("bias", *_TORCH_QUANT)))
 _add(LayerSpec("BitLinear", _mlp_keys({"bias": Key("bool", False), "eps": Key("float", 1e-5, min=0),
                                        **{k: _QUANT_KEYS[k] for k in ("format",)}}),
                _linear, "BitNet b1.58 linear: RMSNorm, int8 activations, absmean ternary weights",
-               True, positional=("in_features", "out_features")))
+               True, positional=("in_features", "out_features")),
+     lowering="linear", weights="bitnet",
+     torch=Torch("trt.BitLinear", ("in_features", "out_features"), ("bias", "eps")))
 _add(LayerSpec("Linear", _mlp_keys(), _linear, "full-precision linear layer",
-               positional=("in_features", "out_features")))
+               positional=("in_features", "out_features")),
+     lowering="linear", torch=Torch("nn.Linear", ("in_features", "out_features"), ("bias",)))
 _add(LayerSpec("Int8Linear", _mlp_keys(), _linear, "linear layer with int8 per-channel weights",
-               positional=("in_features", "out_features")))
+               positional=("in_features", "out_features")),
+     lowering="linear", weights="int8",
+     torch=Torch("trt.Int8Linear", ("in_features", "out_features"), ("bias",)))
 _add(LayerSpec("Int4Linear", _mlp_keys(), _linear, "linear layer with int4 per-channel weights",
-               positional=("in_features", "out_features")))
+               positional=("in_features", "out_features")),
+     lowering="linear", weights="int4",
+     torch=Torch("trt.Int4Linear", ("in_features", "out_features"), ("bias",)))
 _add(LayerSpec("TernaryConv2d", _conv_keys(True), _conv2d, "2-d convolution with ternary weights",
-               True, positional=("in_channels", "out_channels", "kernel_size")))
+               True, positional=("in_channels", "out_channels", "kernel_size")),
+     lowering="conv2d", weights="ternary", key_aliases=(("quantization", "quantizer"),),
+     torch=Torch("trt.TernaryConv2d", ("in_channels", "out_channels", "kernel_size"),
+                 (*_TORCH_CONV, *_TORCH_QUANT)))
 _add(LayerSpec("Conv2d", _conv_keys(False), _conv2d, "full-precision 2-d convolution",
-               positional=("in_channels", "out_channels", "kernel_size")))
+               positional=("in_channels", "out_channels", "kernel_size")),
+     lowering="conv2d",
+     torch=Torch("nn.Conv2d", ("in_channels", "out_channels", "kernel_size"), _TORCH_CONV))
 _add(LayerSpec("BatchNorm1d", {"num_features": _req("int"), "eps": Key("float", 1e-5, min=0),
                                "momentum": Key("float", 0.1, min=0, max=1), "affine": Key("bool", True)},
                _batchnorm((2, 3)), "batch normalization over [batch, C] or [batch, C, L]",
-               positional=("num_features",)))
+               positional=("num_features",)),
+     lowering="batch_norm",
+     torch=Torch("nn.BatchNorm1d", ("num_features",), ("eps", "momentum", "affine")))
 _add(LayerSpec("BatchNorm2d", {"num_features": _req("int"), "eps": Key("float", 1e-5, min=0),
                                "momentum": Key("float", 0.1, min=0, max=1), "affine": Key("bool", True)},
                _batchnorm((4,)), "batch normalization over [batch, C, H, W]",
-               positional=("num_features",)))
+               positional=("num_features",)),
+     lowering="batch_norm",
+     torch=Torch("nn.BatchNorm2d", ("num_features",), ("eps", "momentum", "affine")))
 _add(LayerSpec("LayerNorm", {"normalized_shape": _req("ints"), "eps": Key("float", 1e-5, min=0),
                              "elementwise_affine": Key("bool", True)}, _norm_last,
-               "layer normalization over the trailing dims", positional=("normalized_shape",)))
+               "layer normalization over the trailing dims", positional=("normalized_shape",)),
+     lowering="layer_norm",
+     torch=Torch("nn.LayerNorm", ("normalized_shape",), ("eps", "elementwise_affine")))
 _add(LayerSpec("RMSNorm", {"normalized_shape": Key("ints", None, min=1), "dim": Key("int", None, min=1),
                            "eps": Key("float", 1e-6, min=0)}, _norm_last,
                "root-mean-square normalization over the trailing dims (`dim` or `normalized_shape`)",
-               positional=("normalized_shape",)))
+               positional=("normalized_shape",)),
+     lowering="rms_norm", key_aliases=(("dim", "normalized_shape"),),
+     torch=Torch("nn.RMSNorm", ("normalized_shape",), ("eps",), always=("eps",)))
 for _n, _d in (("ReLU", "max(x, 0)"), ("ReLU6", "min(max(x, 0), 6)"), ("GELU", "exact (erf) GELU"),
                ("SiLU", "x * sigmoid(x)"), ("Sigmoid", "logistic sigmoid"), ("Tanh", "tanh"),
                ("Identity", "returns its input")):
     _add(LayerSpec(_n, {}, _same if _n == "Identity" else _float_same, _d,
-                   int_input=_n == "Identity"))
+                   int_input=_n == "Identity"),
+         lowering="identity" if _n == "Identity" else "op",
+         ir_op=None if _n == "Identity" else _n.lower(), torch=Torch(f"nn.{_n}"))
 _add(LayerSpec("Softmax", {"dim": Key("int", -1, min=None)}, _softmax, "softmax along `dim`",
-               positional=("dim",)))
+               positional=("dim",)),
+     lowering="softmax", torch=Torch("nn.Softmax", (), ("dim",), always=("dim",)))
 _add(LayerSpec("Dropout", {"p": Key("float", 0.5, min=0, max=1)}, _same, "dropout (training only)",
-               positional=("p",)))
+               positional=("p",)),
+     lowering="dropout", torch=Torch("nn.Dropout", (), ("p",)))
 _add(LayerSpec("Flatten", {"start_dim": Key("int", 1, min=None), "end_dim": Key("int", -1, min=None)},
                _flatten_rule, "flatten dims start_dim..end_dim into one",
-               positional=("start_dim", "end_dim"), int_input=True))
-_add(LayerSpec("MaxPool2d", dict(_POOL_KEYS), _pool2d, "2-d max pooling", positional=("kernel_size",)))
+               positional=("start_dim", "end_dim"), int_input=True),
+     lowering="flatten", torch=Torch("nn.Flatten", (), ("start_dim", "end_dim")))
+_add(LayerSpec("MaxPool2d", dict(_POOL_KEYS), _pool2d, "2-d max pooling", positional=("kernel_size",)),
+     lowering="pool", ir_op="max_pool2d",
+     torch=Torch("nn.MaxPool2d", ("kernel_size",), ("stride", "padding", "dilation", "ceil_mode")))
 _add(LayerSpec("AvgPool2d", {k: v for k, v in _POOL_KEYS.items() if k != "dilation"}, _pool2d,
-               "2-d average pooling", positional=("kernel_size",)))
+               "2-d average pooling", positional=("kernel_size",)),
+     lowering="pool", ir_op="avg_pool2d",
+     torch=Torch("nn.AvgPool2d", ("kernel_size",), ("stride", "padding", "ceil_mode")))
 _add(LayerSpec("AdaptiveAvgPool2d", {"output_size": _req("pair")}, _adaptive_pool,
-               "2-d average pooling to a fixed output size", positional=("output_size",)))
+               "2-d average pooling to a fixed output size", positional=("output_size",)),
+     lowering="adaptive_pool", torch=Torch("nn.AdaptiveAvgPool2d", ("output_size",)))
 _add(LayerSpec("Embedding", {"num_embeddings": _req("int"), "embedding_dim": _req("int")},
                _embedding, "lookup table of learned vectors",
-               positional=("num_embeddings", "embedding_dim"), int_input=True))
+               positional=("num_embeddings", "embedding_dim"), int_input=True),
+     lowering="embedding",
+     torch=Torch("nn.Embedding", ("num_embeddings", "embedding_dim")))
 _attn_keys = {"embed_dim": _req("int"), "num_heads": _req("int"), "bias": Key("bool", False),
               "causal": Key("bool", False), "dropout": Key("float", 0.0, min=0, max=1)}
 _add(LayerSpec("MultiheadAttention", dict(_attn_keys), _attention,
                "multi-head self-attention with full-precision projections",
-               positional=("embed_dim", "num_heads")))
+               positional=("embed_dim", "num_heads")),
+     lowering="attention",
+     torch=Torch("trt.SelfAttention", ("embed_dim", "num_heads"), ("bias", "causal", "dropout")))
 _add(LayerSpec("TernaryAttention", {**_attn_keys, **_QUANT_KEYS}, _attention,
                "multi-head self-attention with ternary q/k/v/o projections", True,
-               positional=("embed_dim", "num_heads")))
+               positional=("embed_dim", "num_heads")),
+     lowering="attention", weights="ternary", key_aliases=(("quantization", "quantizer"),),
+     torch=Torch("trt.SelfAttention", ("embed_dim", "num_heads"),
+                 ("bias", "causal", "dropout", *_TORCH_QUANT), extra=("ternary=True",)))
 _add(LayerSpec("TernaryActivation", {"threshold": Key("float", 0.5, min=0)}, _ternary_act,
-               "maps activations to {-1, 0, +1} (straight-through gradient)"))
+               "maps activations to {-1, 0, +1} (straight-through gradient)"),
+     lowering="ternarize", torch=Torch("trt.TernaryActivation", (), ("threshold",)))
 
 def weight_elements(spec: LayerSpec, cfg: dict) -> int | None:
     """The element count of the largest weight a builtin layer allocates when it is built
@@ -450,93 +520,10 @@ LAYER_ALIASES = {"MultiHeadAttention": "MultiheadAttention", "BatchNorm": "Batch
                  "TernaryDense": "TernaryLinear", "Dense": "Linear"}
 
 
-# ----------------------------------------------------------------------------- functions
-
-@dataclass(frozen=True, slots=True)
-class FnParam:
-    name: str
-    kind: str          # tensor, int, float, bool, str, ints (int or list), shape (list), any, tensors
-    default: object = None
-    required: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class FnSpec:
-    name: str
-    params: tuple[FnParam, ...]
-    doc: str
-    variadic: bool = False   # extra positional args allowed (e.g. max(a, b))
-
-
-def _p(name: str, kind: str = "tensor", default=None, required: bool | None = None) -> FnParam:
-    return FnParam(name, kind, default, default is None if required is None else required)
-
-
-def _opt(name: str, kind: str, default) -> FnParam:
-    return FnParam(name, kind, default, False)
-
-
-FUNCTIONS: dict[str, FnSpec] = {}
-
-
-def _fn(name: str, params: tuple, doc: str, variadic: bool = False) -> None:
-    FUNCTIONS[name] = FnSpec(name, params, doc, variadic)
-
-
-for _n, _d in (("relu", "max(x, 0)"), ("relu6", "min(max(x, 0), 6)"), ("gelu", "exact GELU"),
-               ("silu", "x * sigmoid(x)"), ("sigmoid", "logistic sigmoid"), ("tanh", "tanh"),
-               ("exp", "e^x"), ("log", "natural logarithm"), ("sqrt", "square root"),
-               ("abs", "absolute value"), ("neg", "negation"), ("sign", "sign in {-1, 0, 1}")):
-    _fn(_n, (_p("x"),), _d)
-_fn("softmax", (_p("x"), _opt("dim", "int", -1)), "softmax along `dim`")
-_fn("log_softmax", (_p("x"), _opt("dim", "int", -1)), "log-softmax along `dim`")
-_fn("flatten", (_p("x"), _opt("start_dim", "int", 0), _opt("end_dim", "int", -1)),
-    "flatten dims start_dim..end_dim (torch.flatten semantics)")
-_fn("reshape", (_p("x"), _p("shape", "shape")), "reshape; one dim may be -1")
-_fn("view", (_p("x"), _p("shape", "shape")), "alias of reshape")
-_fn("transpose", (_p("x"), _p("dim0", "int"), _p("dim1", "int")), "swap two dims")
-_fn("permute", (_p("x"), _p("dims", "shape")), "reorder dims")
-_fn("unsqueeze", (_p("x"), _p("dim", "int")), "insert a dim of size 1")
-_fn("squeeze", (_p("x"), _opt("dim", "int", None)), "remove dims of size 1")
-_fn("concat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "concatenate along `dim`")
-_fn("cat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "alias of concat")
-_fn("stack", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "stack along a new dim")
-_fn("matmul", (_p("a"), _p("b")), "matrix product (same as `a @ b`)")
-_fn("ternary_matmul", (_p("x"), _p("w")), "x @ wᵀ with ternary w of shape [out, in]")
-for _n in ("sum", "mean", "amax", "amin"):
-    _fn(_n, (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
-        f"{_n} over `dim` (all dims when omitted)")
-_fn("max", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
-    "max over `dim`, or elementwise max of two tensors")
-_fn("min", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
-    "min over `dim`, or elementwise min of two tensors")
-_fn("floordiv", (_p("a", "any"), _p("b", "any")),
-    "integer (floor) division; `//` starts a comment in .tri")
-_fn("maximum", (_p("a"), _p("b")), "elementwise maximum")
-_fn("minimum", (_p("a"), _p("b")), "elementwise minimum")
-_fn("clamp", (_p("x"), _opt("min", "float", None), _opt("max", "float", None)), "clip to [min, max]")
-_fn("where", (_p("cond"), _p("a"), _p("b")), "elementwise select")
-for _n in ("zeros", "ones", "randn", "rand", "random_ternary", "empty"):
-    _fn(_n, (_p("shape", "shape"),), f"a new tensor of the given shape ({_n})")
-_fn("full", (_p("shape", "shape"), _p("value", "float")), "a new tensor filled with `value`")
-_fn("attention", (_p("q"), _p("k"), _p("v"), _opt("mask", "tensor", None),
-                  _opt("causal", "bool", False)),
-    "scaled dot-product attention softmax(q kᵀ / √d) v")
-_fn("scaled_dot_product_attention", FUNCTIONS["attention"].params, "alias of attention")
-_fn("layer_norm", (_p("x"), _opt("eps", "float", 1e-5)), "layer norm over the last dim")
-_fn("rms_norm", (_p("x"), _opt("eps", "float", 1e-6)), "RMS norm over the last dim")
-_fn("dropout", (_p("x"), _opt("p", "float", 0.5)), "dropout (identity at inference)")
-_fn("max_pool2d", (_p("x"), _p("kernel_size", "ints"), _opt("stride", "ints", None),
-                   _opt("padding", "ints", 0)), "2-d max pooling")
-_fn("avg_pool2d", (_p("x"), _p("kernel_size", "ints"), _opt("stride", "ints", None),
-                   _opt("padding", "ints", 0)), "2-d average pooling")
-_fn("adaptive_avg_pool2d", (_p("x"), _p("output_size", "ints")), "adaptive average pooling")
-_fn("quantize_ternary", (_p("x"), _opt("quantizer", "str", "twn")),
-    "ternarize (straight-through gradient)")
-_fn("cast", (_p("x", "any"), _p("dtype", "str")), "convert to a dtype, e.g. cast(x, \"int8\")")
-for _n in ("int", "int8", "int32", "int64", "float", "float16", "bfloat16", "float32", "bool",
-           "trit"):
-    _fn(_n, (_p("x", "any"),), f"convert to {_n}")
-_fn("range", (_p("n", "int"),), "0, 1, …, n-1 (for loops)")
-_fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim")
-_fn("print", (_p("x", "any"),), "print a value (debugging)", variadic=True)
+def __getattr__(name: str):
+    """The builtin functions moved to `tritium.check.builtins` (one record per function);
+    `library.FUNCTIONS` still reaches them."""
+    if name in ("FUNCTIONS", "FnSpec", "FnParam"):
+        from . import builtins
+        return getattr(builtins, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import vocab
 from ..frontend import ast as A
 from ..frontend.diagnostics import Diagnostic
 from . import CheckResult
 from .checker import Checker, Scope
 from .types import TensorT, Value, shape_str
 
-BLOCK_BYTES = 32
-BLOCK_TRITS = {"t2": 128, "t1.6": 160}
+BLOCK_BYTES = vocab.BLOCK_BYTES
+BLOCK_TRITS = vocab.BLOCK_TRITS
 
 
 @dataclass

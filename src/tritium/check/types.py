@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import vocab
+
 Dim = int | str | None
 Shape = tuple[Dim, ...]
 
-INT_TYPES = frozenset({"int", "int8", "int16", "int32", "int64", "uint8"})
-FLOAT_TYPES = frozenset({"float", "float16", "bfloat16", "float32", "float64"})
+INT_TYPES = vocab.INT_DTYPES
+FLOAT_TYPES = vocab.FLOAT_DTYPES
 SCALAR_TYPES = INT_TYPES | FLOAT_TYPES | {"bool", "str", "trit"}
+
+
+class SymInt(str):
+    """An int hyperparameter whose value is not known: it acts as a symbolic dimension."""
 
 
 @dataclass(frozen=True, slots=True)

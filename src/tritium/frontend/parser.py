@@ -11,38 +11,21 @@ import gc
 import sys
 from contextlib import contextmanager
 
+from .. import vocab
 from . import ast as A
 from .diagnostics import Diagnostic, Span
 from .lexer import T, Token, tokenize
+from .parser_expr import ExpressionsMixin, ParseError
 
 MAX_DEPTH = 200
 
-DTYPES = frozenset({
-    "trit", "bool", "int", "int8", "int16", "int32", "int64", "uint8", "float", "float16",
-    "bfloat16", "float32", "float64", "str",
-})
+DTYPES = frozenset(vocab.DTYPES)
 TENSOR_TYPES = frozenset({"Tensor", "TernaryTensor"})
 
-_COMPARE = {"==", "!=", "<", "<=", ">", ">="}
-_BINARY_PREC = {
-    "or": 2, "and": 3,
-    "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "is": 5,
-    "+": 6, "-": 6,
-    "*": 7, "/": 7, "//": 7, "%": 7, "@": 7,
-}
-_UNARY_PREC = 8
-_POW_PREC = 9
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "@=", "**="}
-_TERMINATORS = frozenset({",", ")", "]", "}", ";", ":"})
 _ENTRY_END = frozenset({"}", ",", ";"})
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
-
-
-class ParseError(Exception):
-    def __init__(self, diag: Diagnostic):
-        self.diag = diag
-        super().__init__(diag.message)
 
 
 @contextmanager
@@ -76,7 +59,7 @@ class _Nesting:
         self.parser.depth -= 1
 
 
-class Parser:
+class Parser(ExpressionsMixin):
     def __init__(self, tokens: list[Token], file: str):
         self.toks = tokens
         self.pos = 0
@@ -649,273 +632,6 @@ class Parser:
         else:
             self.pos = save
         return A.If(cond, then, other, self.span_from(t))
-
-    # ------------------------------------------------------------------ expressions
-    def parse_expr(self) -> A.Expr:
-        # Fast path: a lone literal or name followed by a terminator (`in_features: 64,`) is
-        # most of what config-heavy programs contain; skip the precedence ladder for it.
-        toks, pos = self.toks, self.pos
-        if pos + 1 < len(toks):
-            nxt = toks[pos + 1]
-            if nxt.op in _TERMINATORS or nxt.kind is T.NEWLINE:
-                t = toks[pos]
-                k = t.kind
-                if k is T.IDENT:
-                    self.pos = pos + 1
-                    return A.Name(t.text, t.span)
-                if k is T.INT or k is T.FLOAT:
-                    self.pos = pos + 1
-                    return A.Num(t.value, k is T.FLOAT, t.span)
-                if k is T.STRING:
-                    self.pos = pos + 1
-                    return A.Str(t.value, t.span)
-        with self.nested():
-            start = self.toks[self.pos]
-            e = self.parse_range()
-            if self.at_kw("if") and not self._if_starts_block():
-                self.advance()
-                cond = self.parse_range()
-                if not self.at_kw("else"):
-                    raise self.error("a conditional expression needs `else`", code="E0202",
-                                     help="write `a if cond else b`")
-                self.advance()
-                other = self.parse_expr()
-                return A.CondExpr(cond, e, other, self.span_from(start))
-            if self.at("?"):
-                self.advance()
-                then = self.parse_expr()
-                self.expect_op(":", "in the conditional expression `c ? a : b`")
-                other = self.parse_expr()
-                return A.CondExpr(e, then, other, self.span_from(start))
-            return e
-
-    def _if_starts_block(self) -> bool:
-        return False
-
-    def parse_range(self) -> A.Expr:
-        start = self.toks[self.pos]
-        e = self.parse_binary(0)
-        if self.at(".."):
-            self.advance()
-            stop = self.parse_binary(0)
-            return A.Range(e, stop, self.span_from(start))
-        return e
-
-    def _binary_op(self) -> tuple[str, int] | None:
-        t = self.toks[self.pos]
-        if t.kind is T.OP and t.text in _BINARY_PREC:
-            return t.text, _BINARY_PREC[t.text]
-        if t.kind is T.KEYWORD and t.text in ("and", "or", "is"):
-            return t.text, _BINARY_PREC[t.text]
-        if t.kind is T.KEYWORD and t.text == "not" and self.peek().is_kw("in"):
-            return "not in", 5
-        if t.kind is T.KEYWORD and t.text == "in":
-            return "in", 5
-        return None
-
-    def parse_binary(self, min_prec: int) -> A.Expr:
-        start = self.toks[self.pos]
-        if self.at_kw("not"):
-            if min_prec > 4:
-                raise self.error("`not` binds more loosely than the operator before it",
-                                 code="E0201", help="add parentheses: `… (not x)`")
-            self.advance()
-            with self.nested():
-                operand = self.parse_binary(4)
-            left: A.Expr = A.Unary("not", operand, self.span_from(start))
-        else:
-            left = self.parse_unary()
-        while True:
-            info = self._binary_op()
-            if info is None:
-                return left
-            op, prec = info
-            if prec < min_prec:
-                return left
-            self.advance()
-            if op == "is" and self.at_kw("not"):
-                self.advance()
-                op = "is not"
-            elif op == "not in":
-                self.advance()
-            right = self.parse_binary(prec + 1)
-            left = A.Binary(op, left, right, self.span_from(start))
-            if op in _COMPARE and self._binary_op() and self._binary_op()[0] in _COMPARE:
-                raise self.error("comparisons cannot be chained", code="E0201",
-                                 help="write `a < b and b < c`")
-
-    def parse_unary(self) -> A.Expr:
-        t = self.toks[self.pos]
-        if t.kind is T.OP and t.text in ("-", "+"):
-            self.advance()
-            with self.nested():
-                operand = self.parse_unary()
-            span = self.span_from(t)
-            if t.text == "-" and isinstance(operand, A.Num) and operand.value >= 0 \
-                    and not isinstance(operand.value, bool):
-                return A.Num(-operand.value, operand.is_float, span)
-            if t.text == "-" and isinstance(operand, A.TritLit) and operand.value >= 0:
-                return A.TritLit(-operand.value, span)
-            return A.Unary(t.text, operand, span)
-        return self.parse_power()
-
-    def parse_power(self) -> A.Expr:
-        start = self.toks[self.pos]
-        base = self.parse_postfix()
-        if self.at("**"):
-            self.advance()
-            with self.nested():
-                exp = self.parse_unary()
-            return A.Binary("**", base, exp, self.span_from(start))
-        return base
-
-    def parse_postfix(self) -> A.Expr:
-        start = self.toks[self.pos]
-        e = self.parse_primary()
-        while not self.line_ended():
-            if self.at("("):
-                args = self.parse_args()
-                e = A.Call(e, args, self.span_from(start))
-            elif self.at("["):
-                self.advance()
-                idx = []
-                with self.nested():
-                    while not self.at("]"):
-                        idx.append(self.parse_subscript())
-                        if self.at(","):
-                            self.advance()
-                        elif not self.at("]"):
-                            raise self.error(f"expected `,` or `]` in an index, found "
-                                             f"{self.tok.describe()}", code="E0202")
-                self.advance()
-                e = A.Index(e, idx, self.span_from(start))
-            elif self.at("."):
-                self.advance()
-                name = self.toks[self.pos]
-                if name.kind not in (T.IDENT, T.KEYWORD):
-                    raise self.error(f"expected an attribute name after `.`, found "
-                                     f"{name.describe()}", code="E0202")
-                self.advance()
-                e = A.Attr(e, name.text, self.span_from(start))
-            else:
-                return e
-        return e
-
-    def parse_subscript(self) -> A.Expr:
-        start = self.toks[self.pos]
-        parts: list[A.Expr | None] = [None]
-        if not self.at(":"):
-            parts[0] = self.parse_expr()
-            if not self.at(":"):
-                return parts[0]
-        while self.at(":") and len(parts) < 3:
-            self.advance()
-            if self.at_op(":", ",", "]"):
-                parts.append(None)
-            else:
-                parts.append(self.parse_expr())
-        while len(parts) < 3:
-            parts.append(None)
-        return A.Slice(parts[0], parts[1], parts[2], self.span_from(start))
-
-    def parse_args(self) -> list[A.Arg]:
-        self.expect_op("(")
-        args: list[A.Arg] = []
-        with self.nested():
-            seen_named = False
-            while not self.at(")"):
-                t = self.toks[self.pos]
-                if t.kind is T.IDENT and (self.peek().is_op(":") or self.peek().is_op("=")):
-                    self.advance()
-                    self.advance()
-                    value = self.parse_expr()
-                    args.append(A.Arg(value, t.text, self.span_from(t)))
-                    seen_named = True
-                else:
-                    value = self.parse_expr()
-                    if seen_named:
-                        raise ParseError(Diagnostic(
-                            "E0201", "a positional argument cannot follow a named one",
-                            value.span, help="move the positional arguments first"))
-                    args.append(A.Arg(value, None, value.span))
-                if self.at(","):
-                    self.advance()
-                elif not self.at(")"):
-                    raise self.error(f"expected `,` or `)` in the argument list, found "
-                                     f"{self.tok.describe()}", code="E0202",
-                                     help="a `)` may be missing")
-            self.advance()
-        return args
-
-    def parse_primary(self) -> A.Expr:
-        t = self.toks[self.pos]
-        k = t.kind
-        if k is T.INT:
-            self.advance()
-            return A.Num(t.value, False, t.span)
-        if k is T.FLOAT:
-            self.advance()
-            return A.Num(t.value, True, t.span)
-        if k is T.TRIT:
-            self.advance()
-            return A.TritLit(t.value, t.span)
-        if k is T.STRING:
-            self.advance()
-            return A.Str(t.value, t.span)
-        if k is T.IDENT:
-            self.advance()
-            return A.Name(t.text, t.span)
-        if k is T.KEYWORD:
-            if t.text in ("true", "True", "false", "False"):
-                self.advance()
-                return A.Bool(t.text in ("true", "True"), t.span)
-            if t.text == "None":
-                self.advance()
-                return A.NoneLit(t.span)
-        if k is T.OP:
-            if t.text == "(":
-                self.advance()
-                self.skip_newlines()
-                if self.at(")"):
-                    self.advance()
-                    return A.ListLit([], self.span_from(t))
-                e = self.parse_expr()
-                if self.at(","):
-                    items = [e]
-                    while self.at(","):
-                        self.advance()
-                        if self.at(")"):
-                            break
-                        items.append(self.parse_expr())
-                    e = A.ListLit(items, t.span)
-                self.expect_op(")", "to close the parenthesis")
-                if isinstance(e, A.ListLit):
-                    e.span = self.span_from(t)
-                return e
-            if t.text == "[":
-                self.advance()
-                items = []
-                with self.nested():
-                    while not self.at("]"):
-                        items.append(self.parse_expr())
-                        if self.at(","):
-                            self.advance()
-                        elif not self.at("]"):
-                            raise self.error(f"expected `,` or `]` in a list, found "
-                                             f"{self.tok.describe()}", code="E0202")
-                self.advance()
-                return A.ListLit(items, self.span_from(t))
-            if t.text == "{":
-                entries = self.parse_entries("a dictionary")
-                return A.DictLit(entries, self.span_from(t))
-            if t.text == "?":
-                self.advance()
-                return A.Unknown(t.span)
-        if k is T.NEWLINE:
-            raise self.error("expected an expression, found the end of the line", code="E0201",
-                             label="expression missing")
-        raise self.error(f"expected an expression, found {t.describe()}", code="E0201",
-                         label="expected an expression")
 
 
 def parse(text: str, file: str = "<input>") -> tuple[A.Program, list[Diagnostic], list]:

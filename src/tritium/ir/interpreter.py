@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .core import Attr, Block, Dense, Function, LayerDef, Module, Op
 from .ops import fused_operands, packed_bytes, pair, pool_out, pool_params, with_defaults
-from .types import NUMPY_DTYPES, TensorType, Type
+from .types import INT_DTYPES, NUMPY_DTYPES, TensorType, Type
 from .verifier import resolve_call
 
 
@@ -155,7 +155,7 @@ def _cast(xs: list[Array], a: dict[str, Attr]) -> Array:
     x = xs[0]
     if a["dtype"] == "trit":
         return np.clip(np.round(x), -1, 1)
-    if a["dtype"] in ("i8", "u8", "i32", "i64") and np.issubdtype(x.dtype, np.floating):
+    if a["dtype"] in INT_DTYPES and np.issubdtype(x.dtype, np.floating):
         return np.trunc(x)
     return x
 

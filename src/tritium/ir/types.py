@@ -15,18 +15,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import vocab
+
 Dim = int | str | None
 
-# bool < trit < u8 < i8 < i32 < i64 < bf16 < f16 < f32: the promotion order of `promote`.
-DTYPES = ("bool", "trit", "u8", "i8", "i32", "i64", "bf16", "f16", "f32")
-FLOAT_DTYPES = ("bf16", "f16", "f32")
-INT_DTYPES = ("trit", "u8", "i8", "i32", "i64")
-SCALAR_DTYPES = ("bool", "i64", "i32", "f32", "f16", "str")
+# bool < trit < u8 < i8 < i16 < i32 < i64 < bf16 < f16 < f32 < f64: the promotion order of
+# `promote` (tritium.vocab.IR_DTYPES).
+DTYPES = vocab.IR_DTYPES
+FLOAT_DTYPES = vocab.IR_FLOAT_DTYPES
+INT_DTYPES = vocab.IR_INT_DTYPES
+SCALAR_DTYPES = vocab.IR_SCALAR_DTYPES
 
 # numpy storage of each dtype. bf16 has no numpy dtype: it is stored (and computed) as f32.
 NUMPY_DTYPES: dict[str, type] = {
-    "bool": np.bool_, "trit": np.int8, "u8": np.uint8, "i8": np.int8, "i32": np.int32,
-    "i64": np.int64, "bf16": np.float32, "f16": np.float16, "f32": np.float32, "str": np.str_,
+    "bool": np.bool_, "trit": np.int8, "u8": np.uint8, "i8": np.int8, "i16": np.int16,
+    "i32": np.int32, "i64": np.int64, "bf16": np.float32, "f16": np.float16, "f32": np.float32,
+    "f64": np.float64, "str": np.str_,
 }
 
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import vocab
 from .core import Block, Dense, Function, LayerDef, Module, Op
 from .ops import OPS, InferError, check_attrs, infer_type
 from .printer import Printer
-from .types import NUMPY_DTYPES, ScalarType, TensorType, Type, types_compatible
+from .types import FLOAT_DTYPES, NUMPY_DTYPES, ScalarType, TensorType, Type, types_compatible
 
 
 class VerifyError(ValueError):
     pass
 
 
-PACK_FORMATS = ("t2", "t1.6", "none")
-QUANTIZERS = ("twn", "absmean", "threshold", "stochastic", "int8", "int4")
+PACK_FORMATS = (*vocab.FORMATS, "none")
+QUANTIZERS = (*vocab.QUANTIZERS, "int8", "int4")
 
 
 def resolve_param(module: Module, layer: LayerDef | None, name: str) -> Type | None:
@@ -76,7 +77,7 @@ def _check_constant(op: Op) -> None:
         raise InferError("str constants are not supported")
     if t.dtype == "trit" and any(x not in (-1, 0, 1) or isinstance(x, float) for x in vals):
         raise InferError("trit constants must be -1, 0 or 1")
-    if t.dtype not in ("f32", "f16", "bf16") and any(isinstance(x, float) for x in vals):
+    if t.dtype not in FLOAT_DTYPES and any(isinstance(x, float) for x in vals):
         raise InferError(f"float value in a constant of type {t}")
     if t.dtype == "bool" and any(not isinstance(x, bool) for x in vals):
         raise InferError(f"non-bool value in a constant of type {t}")

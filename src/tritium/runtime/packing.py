@@ -22,13 +22,15 @@ from dataclasses import dataclass
 
 import torch
 
-FORMAT_VERSION = 1
-FORMATS = ("t2", "t1.6")
-BLOCK_BYTES = 32
-BLOCK_ELEMS = {"t2": 128, "t1.6": 160}
-FORMAT_CODE = {"t2": 0, "t1.6": 1}
+from tritium import vocab
+
+FORMAT_VERSION = vocab.FORMAT_VERSION
+FORMATS = vocab.FORMATS
+BLOCK_BYTES = vocab.BLOCK_BYTES
+BLOCK_ELEMS = vocab.BLOCK_TRITS
+FORMAT_CODE = vocab.FORMAT_CODE
 # The byte of a packed block whose trits are all zero (every code 1).
-ZERO_BYTE = {"t2": 0x55, "t1.6": 121}
+ZERO_BYTE = vocab.ZERO_BYTE
 
 
 class TernaryValueError(ValueError):

@@ -230,6 +230,23 @@ model R {
     assert errors(src.replace("OUT", "8")) == ["E0504"]
 
 
+def test_repeat_chains_in_channels_from_out_channels():
+    # `in_X`/`out_X` chain like `c_in`/`c_out` (the language reference's example): the second
+    # instance of Stage gets in_channels: 16; the checker once built `in__channels` instead
+    src = """
+block Stage {
+    params { in_channels: int, out_channels: int }
+    layer conv: TernaryConv2d { in_channels: in_channels, out_channels: out_channels, kernel_size: 3, padding: 1 }
+    forward(x: Tensor) -> Tensor { return relu(conv(x)) }
+}
+model R {
+    layer s: Stage[2] { in_channels: 8, out_channels: 16 }
+    forward(x: Tensor[b, 8, 32, 32]) -> Tensor[b, OUT, 32, 32] { return s(x) }
+}"""
+    assert errors(src.replace("OUT", "16")) == []
+    assert errors(src.replace("OUT", "8")) == ["E0504"]
+
+
 def test_repeat_clause_overrides_chaining():
     src = """
 block B {

@@ -13,10 +13,11 @@ def T(s: str) -> TensorType:
 
 
 def test_type_syntax_roundtrip() -> None:
-    for s in ("tensor<[batch, 64], f32>", "tensor<[?, 10], trit>", "tensor<[], bf16>", "i64", "bool", "str"):
+    for s in ("tensor<[batch, 64], f32>", "tensor<[?, 10], trit>", "tensor<[], bf16>",
+              "tensor<[2], f64>", "tensor<[2], i16>", "i64", "bool", "str", "f64"):
         assert str(parse_type(s)) == s
     with pytest.raises(ValueError):
-        parse_type("tensor<[2], f64>")
+        parse_type("tensor<[2], f8>")
 
 
 def test_broadcast_and_promote() -> None:

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.tri"))
 DATA = Path(__file__).resolve().parent / "data"
 
-NP_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.float32, "i64": np.int64,
-             "i32": np.int32, "i8": np.int8, "bool": np.bool_, "trit": np.int8, "u8": np.uint8}
+NP_DTYPES = {"f64": np.float64, "f32": np.float32, "f16": np.float16, "bf16": np.float32,
+             "i64": np.int64, "i32": np.int32, "i16": np.int16, "i8": np.int8, "bool": np.bool_,
+             "trit": np.int8, "u8": np.uint8}
 
 
 def checked(path_or_text: str | Path) -> CheckResult:
@@ -40,7 +41,7 @@ def random_inputs(f: Function, sizes: dict[str, int], rng: np.random.Generator,
         assert isinstance(t, TensorType)
         shape = [d if isinstance(d, int) else sizes.get(d, 3) if isinstance(d, str) else 3
                  for d in t.shape]
-        if t.dtype in ("i64", "i32", "i8"):
+        if t.dtype in ("i64", "i32", "i16", "i8"):
             out.append(rng.integers(0, vocab, size=shape).astype(NP_DTYPES[t.dtype]))
         else:
             out.append(rng.standard_normal(shape).astype(NP_DTYPES[t.dtype]))

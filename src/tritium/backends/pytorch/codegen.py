@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import ast as pyast
 
+from ... import vocab
 from ...check import CheckResult
 from ...check import library as L
+from ...check.builtins import FUNCTIONS, PY_CALL
 from ...check.checker import Checker, Definition, Scope
 from ...frontend import ast as A
 from ...frontend.names import BadName, py_local
@@ -37,52 +39,7 @@ from .text import escape as _text
 from .text import literal as _q
 from .validate import UnsafeSourceError, validate
 
-_CTORS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "TernaryLinear": ("trt.TernaryLinear", ("in_features", "out_features"),
-                      ("bias", "quantizer", "per_channel", "threshold", "act_quant", "ste")),
-    "BitLinear": ("trt.BitLinear", ("in_features", "out_features"), ("bias", "eps")),
-    "Linear": ("nn.Linear", ("in_features", "out_features"), ("bias",)),
-    "Int8Linear": ("trt.Int8Linear", ("in_features", "out_features"), ("bias",)),
-    "Int4Linear": ("trt.Int4Linear", ("in_features", "out_features"), ("bias",)),
-    "TernaryConv2d": ("trt.TernaryConv2d", ("in_channels", "out_channels", "kernel_size"),
-                      ("stride", "padding", "dilation", "groups", "bias", "quantizer",
-                       "per_channel", "threshold", "act_quant", "ste")),
-    "Conv2d": ("nn.Conv2d", ("in_channels", "out_channels", "kernel_size"),
-               ("stride", "padding", "dilation", "groups", "bias")),
-    "BatchNorm1d": ("nn.BatchNorm1d", ("num_features",), ("eps", "momentum", "affine")),
-    "BatchNorm2d": ("nn.BatchNorm2d", ("num_features",), ("eps", "momentum", "affine")),
-    "LayerNorm": ("nn.LayerNorm", ("normalized_shape",), ("eps", "elementwise_affine")),
-    "RMSNorm": ("nn.RMSNorm", ("normalized_shape",), ("eps",)),
-    "ReLU": ("nn.ReLU", (), ()), "ReLU6": ("nn.ReLU6", (), ()), "GELU": ("nn.GELU", (), ()),
-    "SiLU": ("nn.SiLU", (), ()), "Sigmoid": ("nn.Sigmoid", (), ()), "Tanh": ("nn.Tanh", (), ()),
-    "Identity": ("nn.Identity", (), ()),
-    "Softmax": ("nn.Softmax", (), ("dim",)),
-    "Dropout": ("nn.Dropout", (), ("p",)),
-    "Flatten": ("nn.Flatten", (), ("start_dim", "end_dim")),
-    "MaxPool2d": ("nn.MaxPool2d", ("kernel_size",), ("stride", "padding", "dilation", "ceil_mode")),
-    "AvgPool2d": ("nn.AvgPool2d", ("kernel_size",), ("stride", "padding", "ceil_mode")),
-    "AdaptiveAvgPool2d": ("nn.AdaptiveAvgPool2d", ("output_size",), ()),
-    "Embedding": ("nn.Embedding", ("num_embeddings", "embedding_dim"), ()),
-    "MultiheadAttention": ("trt.SelfAttention", ("embed_dim", "num_heads"),
-                           ("bias", "causal", "dropout")),
-    "TernaryAttention": ("trt.SelfAttention", ("embed_dim", "num_heads"),
-                         ("bias", "causal", "dropout", "quantizer", "per_channel", "threshold",
-                          "act_quant", "ste")),
-    "TernaryActivation": ("trt.TernaryActivation", (), ("threshold",)),
-}
-
-_UNARY = {
-    "relu": "torch.relu", "relu6": "F.relu6", "gelu": "F.gelu", "silu": "F.silu",
-    "sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "exp": "torch.exp", "log": "torch.log",
-    "sqrt": "torch.sqrt", "abs": "torch.abs", "neg": "torch.neg", "sign": "torch.sign",
-}
-
-# Config keys whose library default differs from the constructor's own default, so they are
-# always written out; every other key is written only when the program gives it.
-_ALWAYS = {("Softmax", "dim"), ("RMSNorm", "eps")}
-
-_QUANT_ALIASES = {"deterministic": "threshold", "fixed": "threshold", "bitnet": "absmean",
-                  "b1.58": "absmean"}
+_QUANT_ALIASES = vocab.QUANTIZER_ALIASES
 
 
 class PyTorchCodegen(DefinitionGen, BodyGen):
@@ -190,28 +147,29 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         self.emit(indent, head + text)
 
     def builtin_ctor(self, spec: L.LayerSpec, given: dict[str, str]) -> str:
-        ctor, pos, kws = _CTORS[spec.name]
-        if "quantization" in given:
-            given.setdefault("quantizer", given.pop("quantization"))
+        """A builtin layer kind's constructor call, from its record's `torch` entry
+        (tritium.check.library): positional keys, keyword keys the program gives, keys
+        always written, literal extras; quantizer aliases become canonical names."""
+        t = spec.torch
+        for alias, key in spec.key_aliases:
+            if alias in given:
+                given.setdefault(key, given.pop(alias))
         if "quantizer" in given:
             q = given["quantizer"]
             for alias, canon in _QUANT_ALIASES.items():
                 if q == repr(alias):
                     given["quantizer"] = repr(canon)
-        if spec.name == "TernaryConv2d" and given.get("padding") in ("'same'", "'valid'"):
-            given["padding"] = self.static_padding(given)
-        if spec.name == "RMSNorm" and "normalized_shape" not in given and "dim" in given:
-            given["normalized_shape"] = given.pop("dim")
-        args = [given[k] for k in pos if k in given]
-        for k in kws:
+        if t.ctor.startswith("trt.") and given.get("padding") in ("'same'", "'valid'"):
+            given["padding"] = self.static_padding(given)   # the runtime's convs take numbers
+        args = [given[k] for k in t.args if k in given]
+        for k in t.kwargs:
             key = spec.keys.get(k)
             if k in given:
                 args.append(f"{k}={given[k]}")
-            elif (spec.name, k) in _ALWAYS and key is not None and key.default is not None:
+            elif k in t.always and key is not None and key.default is not None:
                 args.append(f"{k}={_q(key.default)}")
-        if spec.name == "TernaryAttention":
-            args.append("ternary=True")
-        call = f"{ctor}({', '.join(args)})"
+        args.extend(t.extra)
+        call = f"{t.ctor}({', '.join(args)})"
         if "format" in given and "format" in spec.keys:
             return f"trt.with_format({call}, {given['format']})"
         return call
@@ -229,91 +187,21 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         return _QUANT_ALIASES.get(name, name)
 
     def builtin(self, n: str, pos: list[str], kw: dict[str, str]) -> str:
-        spec = L.FUNCTIONS[n]
-        bound: dict[str, str] = {}
-        for p, v in zip(spec.params, pos):
-            bound[p.name] = v
-        bound.update(kw)
-
-        def arg(name: str, default: str | None = None) -> str:
-            if name in bound:
-                return bound[name]
-            p = next(p for p in spec.params if p.name == name)
-            return default if default is not None else _q(p.default)
-
-        x = bound.get("x")
-        if n in _UNARY:
-            return f"{_UNARY[n]}(torch.as_tensor({x}))" if n in ("exp", "log", "sqrt") and \
-                not x.startswith(("(", "self", "torch", "F.")) and x.replace(".", "").isdigit() \
-                else f"{_UNARY[n]}({x})"
-        if n in ("softmax", "log_softmax"):
-            return f"torch.{n}({x}, dim={arg('dim')})"
-        if n == "flatten":
-            return f"torch.flatten({x}, {arg('start_dim')}, {arg('end_dim')})"
-        if n in ("reshape", "view"):
-            return f"torch.reshape({x}, {arg('shape')})"
-        if n == "transpose":
-            return f"torch.transpose({x}, {arg('dim0')}, {arg('dim1')})"
-        if n == "permute":
-            return f"{x}.permute({arg('dims')})"
-        if n == "unsqueeze":
-            return f"torch.unsqueeze({x}, {arg('dim')})"
-        if n == "squeeze":
-            return f"torch.squeeze({x}, {arg('dim')})" if "dim" in bound else f"torch.squeeze({x})"
-        if n in ("concat", "cat"):
-            return f"torch.cat({arg('tensors')}, dim={arg('dim')})"
-        if n == "stack":
-            return f"torch.stack({arg('tensors')}, dim={arg('dim')})"
-        if n == "matmul":
-            return f"torch.matmul({arg('a')}, {arg('b')})"
-        if n == "ternary_matmul":
-            return f"F.linear({x}, {arg('w')})"
-        if n in ("sum", "mean", "amax", "amin", "max", "min"):
-            if n in ("max", "min") and len(pos) == 2 and "dim" not in kw:
-                return f"torch.{'maximum' if n == 'max' else 'minimum'}({pos[0]}, {pos[1]})"
-            fn = {"max": "amax", "min": "amin"}.get(n, n)
-            if "dim" not in bound:
-                return f"torch.{fn}({x})" if arg("keepdim") == "False" else \
-                    f"torch.{fn}({x}, dim=tuple(range({x}.dim())), keepdim=True)"
-            return f"torch.{fn}({x}, dim={arg('dim')}, keepdim={arg('keepdim')})"
-        if n == "floordiv":
-            return f"({arg('a')} // {arg('b')})"
-        if n in ("maximum", "minimum"):
-            return f"torch.{n}({arg('a')}, {arg('b')})"
-        if n == "clamp":
-            return f"torch.clamp({x}, min={arg('min')}, max={arg('max')})"
-        if n == "where":
-            return f"torch.where({arg('cond')}, {arg('a')}, {arg('b')})"
-        if n in ("zeros", "ones", "randn", "rand", "empty"):
-            return f"torch.{n}({arg('shape')})"
-        if n == "full":
-            return f"torch.full({arg('shape')}, {arg('value')})"
-        if n == "random_ternary":
-            return f"trt.random_ternary({arg('shape')})"
-        if n in ("attention", "scaled_dot_product_attention"):
-            return (f"F.scaled_dot_product_attention({arg('q')}, {arg('k')}, {arg('v')}, "
-                    f"attn_mask={arg('mask')}, is_causal={arg('causal')})")
-        if n == "layer_norm":
-            return f"F.layer_norm({x}, {x}.shape[-1:], eps={arg('eps')})"
-        if n == "rms_norm":
-            return f"F.rms_norm({x}, {x}.shape[-1:], eps={arg('eps')})"
-        if n == "dropout":
-            return f"F.dropout({x}, p={arg('p')}, training=self.training)"
-        if n in ("max_pool2d", "avg_pool2d"):
-            return (f"F.{n}({x}, {arg('kernel_size')}, stride={arg('stride')}, "
-                    f"padding={arg('padding')})")
-        if n == "adaptive_avg_pool2d":
-            return f"F.adaptive_avg_pool2d({x}, {arg('output_size')})"
-        if n == "quantize_ternary":
-            return f"trt.ternary_weight({x}, quantizer={arg('quantizer')}, training=self.training)"
-        if n == "cast":
-            return f"trt.cast({x}, {arg('dtype')})"
-        if n in ("int", "int8", "int32", "int64", "float", "float16", "bfloat16", "float32",
-                 "bool", "trit"):
-            return f"trt.cast({x}, {_q(n)})"
-        if n in ("range", "len", "print"):
+        """A builtin function call: its record's PyTorch template (tritium.check.builtins)
+        filled with the arguments' source, a missing argument with its default."""
+        spec = FUNCTIONS[n]
+        if spec.torch == PY_CALL:
             return f"{n}({', '.join(pos)})"
-        raise CodegenError(f"no PyTorch translation for `{n}`")
+        if spec.pair_op and len(pos) == 2 and "dim" not in kw:
+            return f"torch.{spec.pair_op}({pos[0]}, {pos[1]})"
+        given: dict[str, str] = dict(zip((p.name for p in spec.params), pos))
+        given.update(kw)
+        args = {p.name: given[p.name] if p.name in given else _q(p.default) for p in spec.params}
+        if spec.literal_tensor and args["x"].replace(".", "").isdigit():
+            args["x"] = f"torch.as_tensor({args['x']})"
+        if callable(spec.torch):
+            return spec.torch(args, set(given))
+        return spec.torch.format(**args)
 
 
 def generate(result: CheckResult, annotate: bool = False) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ... import vocab
 from ...check import library as L
 from ...frontend import ast as A
 from ...frontend.names import py_attr, py_local
@@ -18,12 +19,8 @@ from .text import CodegenError
 from .text import literal as _q
 from .text import py_float as _float
 
-_TORCH_DTYPES = {
-    "bool": "torch.bool", "int": "torch.int64", "int8": "torch.int8", "int16": "torch.int16",
-    "int32": "torch.int32", "int64": "torch.int64", "uint8": "torch.uint8",
-    "float": "torch.float32", "float16": "torch.float16", "bfloat16": "torch.bfloat16",
-    "float32": "torch.float32", "float64": "torch.float64", "trit": "torch.int8",
-}
+# the torch spelling of every dtype the language names (one home: tritium.vocab)
+_TORCH_DTYPES = {n: f"torch.{d.torch}" for n, d in vocab.DTYPES.items() if d.torch}
 
 
 # Python operator precedence (higher binds tighter), for minimal parentheses.

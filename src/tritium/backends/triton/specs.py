@@ -14,17 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMATS = ("t2", "t1.6")
-ACTIVATIONS = ("none", "relu", "relu6", "gelu", "silu", "sigmoid", "tanh")
-ACT_QUANTS = ("none", "int8")
+from ... import vocab
+
+FORMATS = vocab.FORMATS
+ACTIVATIONS = vocab.ACTIVATIONS
+ACT_QUANTS = vocab.ACT_QUANTS
 PRENORMS = ("none", "rms", "rms_weight")
 
-# Packed geometry per format (docs/formats.md, format version 1): a 32-byte block holds
-# FIELDS fields of 32 consecutive elements each.
-BLOCK_BYTES = 32
-FIELDS = {"t2": 4, "t1.6": 5}
-BLOCK_TRITS = {"t2": 128, "t1.6": 160}
-ZERO_BYTE = {"t2": 0x55, "t1.6": 121}
+# Packed geometry per format (docs/formats.md, format version 1; tritium.vocab): a 32-byte
+# block holds FIELDS fields of 32 consecutive elements each.
+BLOCK_BYTES = vocab.BLOCK_BYTES
+FIELDS = vocab.FIELDS
+BLOCK_TRITS = vocab.BLOCK_TRITS
+ZERO_BYTE = vocab.ZERO_BYTE
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:

@@ -1,0 +1,397 @@
+"""Calls: layers, user functions, tensor literals and builtin functions (arguments bound to
+the signature, then the record's rule from tritium.check.builtins), and the shape helpers
+the rules use."""
+
+from __future__ import annotations
+
+from ...frontend import ast as A
+from ...frontend.diagnostics import Label, Span, did_you_mean
+from ...frontend.parser import DTYPES, TENSOR_TYPES
+from .. import library as L
+from ..builtins import FUNCTIONS
+from ..types import (
+    ANY,
+    FLOAT_TYPES,
+    INT,
+    INT_TYPES,
+    AnyT,
+    Dim,
+    FnT,
+    LayerT,
+    ListT,
+    NoneT,
+    ScalarT,
+    Shape,
+    SymInt,
+    TensorT,
+    Value,
+    dims_conflict,
+    shape_str,
+)
+from .model import (
+    MAX_INSTANCE_DEPTH,
+    Definition,
+    Scope,
+    _is_int,
+    _num,
+)
+
+
+class CallsMixin:
+    # ------------------------------------------------------------------ calls
+    def eval_call(self, e: A.Call, scope: Scope) -> Value:
+        f = e.func
+        # tensor literal: Tensor[2, 2](1, 0, -1, 1)
+        if isinstance(f, A.Index) and isinstance(f.value, A.Name) and f.value.id in TENSOR_TYPES:
+            return self.tensor_literal(f, e, scope)
+        # method call x.reshape(…) → reshape(x, …)
+        if isinstance(f, A.Attr):
+            base = self.eval_expr(f.value, scope)
+            if isinstance(base.ty, TensorT | AnyT) and f.attr in FUNCTIONS:
+                args = [base] + [self.eval_expr(a.value, scope) for a in e.args]
+                names = [None] + [a.name for a in e.args]
+                return self.builtin_call(f.attr, args, names, e, offset=1)
+            if isinstance(base.ty, TensorT) and f.attr == "size":
+                if e.args:
+                    i = self.eval_expr(e.args[0].value, scope)
+                    if base.ty.shape is not None and i.known and _is_int(i.const):
+                        if -len(base.ty.shape) <= i.const < len(base.ty.shape):
+                            d = base.ty.shape[i.const]
+                            return Value(INT, d if _is_int(d) else SymInt(d) if d else None,
+                                         _is_int(d))
+                return Value(ANY)
+            if not isinstance(base.ty, AnyT):
+                self.report("E0305", f"{base.ty} has no method `{f.attr}`", f.span,
+                            help=did_you_mean(f.attr, FUNCTIONS))
+            for a in e.args:
+                self.eval_expr(a.value, scope)
+            return Value(ANY)
+        if isinstance(f, A.Name):
+            name = f.id
+            v = scope.vars.get(name)
+            if v is not None:
+                scope.used.add(name)
+                args = [self.eval_expr(a.value, scope) for a in e.args]
+                if isinstance(v.ty, LayerT):
+                    for a in e.args:
+                        if a.name is not None:
+                            self.report("E0307", f"layer `{name}` takes no named arguments",
+                                        a.span)
+                    return self.apply_layer(v.ty.inst, args, e, v.ty.optional)
+                if isinstance(v.ty, AnyT):
+                    return Value(ANY)
+                self.report("E0310", f"`{name}` is {v.ty}, not a layer or function", f.span,
+                            help="only layers and functions can be called")
+                return Value(ANY)
+            d = self.defs.get(name)
+            if d is not None:
+                args = [self.eval_expr(a.value, scope) for a in e.args]
+                if d.kind == "fn":
+                    return self.user_fn_call(d, args, e)
+                self.report("E0310", f"`{name}` is a {d.kind} type; declare an instance with "
+                                     f"`layer x: {name} {{ … }}` and call that", f.span)
+                return Value(ANY)
+            if name in FUNCTIONS:
+                args = [self.eval_expr(a.value, scope) for a in e.args]
+                return self.builtin_call(name, args, [a.name for a in e.args], e)
+            for a in e.args:
+                self.eval_expr(a.value, scope)
+            cands = list(FUNCTIONS) + [n for n, d in self.defs.items() if d.kind == "fn"] + [
+                n for n, v in scope.vars.items() if isinstance(v.ty, LayerT)]
+            if name in L.LAYERS:
+                self.report("E0305", f"`{name}` is a layer kind, not a function", f.span,
+                            help=f"declare it with `layer my_{name.lower()}: {name} {{ … }}` and "
+                                 f"call that, or use the function `{name.lower()}`"
+                            if name.lower() in FUNCTIONS else
+                            f"declare it with `layer x: {name} {{ … }}` and call `x(…)`")
+            else:
+                self.report("E0305", f"undefined function `{name}`", f.span,
+                            label="not a function or layer", help=did_you_mean(name, cands))
+            return Value(ANY)
+        callee = self.eval_expr(f, scope)
+        for a in e.args:
+            self.eval_expr(a.value, scope)
+        if not isinstance(callee.ty, AnyT | FnT | LayerT):
+            self.report("E0310", f"{callee.ty} is not callable", f.span)
+        return Value(ANY)
+
+    def user_fn_call(self, d: Definition, args: list[Value], e: A.Call) -> Value:
+        fn: A.FnDef = d.node
+        n_req = sum(1 for p in fn.params if p.default is None)
+        if not n_req <= len(args) <= len(fn.params):
+            self.report("E0306", f"`{fn.name}` takes {len(fn.params)} argument(s), got "
+                                 f"{len(args)}", e.span,
+                        secondary=[Label(fn.span, "defined here")])
+            return Value(ANY)
+        for p, a, arg in zip(fn.params, args, e.args):
+            if p.type is not None:
+                ty = self.type_from_expr(p.type, Scope())
+                if isinstance(ty, ScalarT):
+                    self.check_assignable(ty, a, arg.span, p.name)
+                elif isinstance(ty, TensorT) and not isinstance(a.ty, TensorT | AnyT):
+                    self.report("E0404", f"argument `{p.name}` of `{fn.name}` must be {ty}, got "
+                                         f"{a.ty}", arg.span)
+        declared = Value(self.type_from_expr(fn.ret, Scope())) if fn.ret else Value(ANY)
+        if self.instance_depth >= MAX_INSTANCE_DEPTH or d.name in self._active_fns:
+            return declared   # a recursive call: its declared type, not another unfolding
+        key = (d.name, tuple((repr(a.ty), repr(a.const) if a.known else None) for a in args))
+        if key in self._fn_cache:
+            return self._fn_cache[key]
+        self.instance_depth += 1
+        self.quiet += 1
+        self._active_fns.add(d.name)
+        saved_inner = self.inner
+        self.inner = []
+        try:
+            filled = args + [Value(ANY)] * (len(fn.params) - len(args))
+            res = self.check_function(fn, Scope(), {}, inputs=filled)
+        finally:
+            self.instance_depth -= 1
+            self.quiet -= 1
+            self._active_fns.discard(d.name)
+            self.inner = saved_inner
+        self._fn_cache[key] = res
+        return res
+
+    def tensor_literal(self, f: A.Index, e: A.Call, scope: Scope) -> Value:
+        ternary = f.value.id == "TernaryTensor"
+        dims: list[Dim] = []
+        dtype = "trit" if ternary else "float32"
+        for i in f.indices:
+            if isinstance(i, A.Name) and i.id in DTYPES:
+                dtype = i.id
+                continue
+            v = self.eval_expr(i, scope)
+            if v.known and _is_int(v.const):
+                if v.const < 0:
+                    self.report("E0508", f"a dimension cannot be negative ({v.const})", i.span)
+                dims.append(v.const)
+            elif isinstance(v.const, SymInt):
+                dims.append(v.const)
+            else:
+                dims.append(None)
+        values: list[tuple[Value, Span]] = []
+        for a in e.args:
+            if isinstance(a.value, A.ListLit):
+                stack = [a.value]
+                while stack:
+                    x = stack.pop()
+                    if isinstance(x, A.ListLit):
+                        stack.extend(reversed(x.items))
+                    else:
+                        values.append((self.eval_expr(x, scope), x.span))
+            else:
+                values.append((self.eval_expr(a.value, scope), a.value.span))
+        n = 1
+        for d in dims:
+            n = n * d if isinstance(n, int) and _is_int(d) else None
+        if n is not None and len(values) != n:
+            self.report("E0501", f"a {f.value.id} of shape {shape_str(tuple(dims))} needs {n} "
+                                 f"values, got {len(values)}", e.span,
+                        label=f"{len(values)} values", help="give one value per element, in "
+                                                            "row-major order")
+        if ternary:
+            for v, span in values:
+                if v.known and _num(v.const) and v.const not in (-1, 0, 1):
+                    self.report("E0403", f"{v.const} is not a trit: TernaryTensor values must be "
+                                         f"-1, 0 or 1", span, label="outside {-1, 0, 1}",
+                                help="ternary weights take only the values -1, 0 and 1")
+                elif isinstance(v.ty, ScalarT) and v.ty.name in FLOAT_TYPES and v.known:
+                    if v.const in (-1.0, 0.0, 1.0):
+                        continue
+                elif not v.known and not isinstance(v.ty, AnyT | ScalarT):
+                    self.report("E0404", f"TernaryTensor values must be trits, got {v.ty}", span)
+        else:
+            for v, span in values:
+                if not isinstance(v.ty, ScalarT | AnyT):
+                    self.report("E0404", f"tensor literal values must be numbers, got {v.ty}",
+                                span)
+        return Value(TensorT(dtype, tuple(dims), ternary))
+
+    def builtin_call(self, name: str, args: list[Value], names: list[str | None], e: A.Call,
+                     offset: int = 0) -> Value:
+        spec = FUNCTIONS[name]
+        bound: dict[str, Value] = {}
+        spans: dict[str, Span] = {}
+        params = spec.params
+        arg_spans = ([e.func.span] if offset else []) + [a.span for a in e.args]
+        positional = [(a, s) for a, n, s in zip(args, names, arg_spans) if n is None]
+        if spec.variadic:
+            return Value(NoneT())
+        if spec.pair_op and len(positional) == 2 and isinstance(positional[1][0].ty, TensorT):
+            return self.elementwise2(positional[0][0], positional[1][0], e)
+        if len(positional) > len(params):
+            self.report("E0306", f"`{name}` takes at most {len(params) - offset} argument(s), got "
+                                 f"{len(positional) - offset}", e.span,
+                        help=f"signature: {self.signature(spec)}")
+            return Value(ANY)
+        for p, (a, s) in zip(params, positional):
+            bound[p.name] = a
+            spans[p.name] = s
+        for a, n, s in zip(args, names, arg_spans):
+            if n is None:
+                continue
+            if n not in {p.name for p in params}:
+                self.report("E0307", f"`{name}` has no argument named `{n}`", s,
+                            help=did_you_mean(n, [p.name for p in params])
+                            or f"signature: {self.signature(spec)}")
+                return Value(ANY)
+            if n in bound:
+                self.report("E0306", f"argument `{n}` of `{name}` is given twice", s)
+                return Value(ANY)
+            bound[n] = a
+            spans[n] = s
+        for p in params:
+            if p.required and p.name not in bound:
+                self.report("E0306", f"`{name}` is missing its argument `{p.name}`", e.span,
+                            help=f"signature: {self.signature(spec)}")
+                return Value(ANY)
+        for p in params:
+            if p.name not in bound:
+                continue
+            v = bound[p.name]
+            if not self.arg_kind_ok(p.kind, v):
+                self.report("E0404", f"argument `{p.name}` of `{name}` must be "
+                                     f"{self.kind_desc(p.kind)}, got {v.ty}", spans[p.name],
+                            label=f"expected {self.kind_desc(p.kind)}")
+                return Value(ANY)
+        try:
+            return self.builtin_result(name, bound, e)
+        except L.ShapeError as err:
+            self.report(err.code, f"`{name}`: {err.message}", e.span, help=err.help)
+            return Value(ANY)
+
+    @staticmethod
+    def signature(spec) -> str:
+        parts = [p.name if p.required else f"{p.name}={p.default}" for p in spec.params]
+        return f"{spec.name}({', '.join(parts)})"
+
+    @staticmethod
+    def kind_desc(kind: str) -> str:
+        return {"tensor": "a tensor", "int": "an integer", "float": "a number", "bool": "a bool",
+                "str": "a string", "ints": "an integer or a list of integers",
+                "shape": "a list of dimensions", "tensors": "a list of tensors"}.get(kind, kind)
+
+    @staticmethod
+    def arg_kind_ok(kind: str, v: Value) -> bool:
+        t = v.ty
+        if isinstance(t, AnyT) or kind == "any":
+            return True
+        if kind == "tensor":
+            return isinstance(t, TensorT) or (isinstance(t, ScalarT) and t.name != "str") or (
+                isinstance(t, NoneT))
+        if kind == "int":
+            return isinstance(t, ScalarT) and t.name in INT_TYPES | {"trit"}
+        if kind == "float":
+            return (isinstance(t, ScalarT) and t.name in INT_TYPES | FLOAT_TYPES) or isinstance(
+                t, NoneT)
+        if kind == "bool":
+            return isinstance(t, ScalarT) and t.name == "bool"
+        if kind == "str":
+            return isinstance(t, ScalarT) and t.name == "str"
+        if kind == "ints":
+            return isinstance(t, ListT | NoneT) or (isinstance(t, ScalarT) and t.name in INT_TYPES)
+        if kind in ("shape", "tensors"):
+            return isinstance(t, ListT) or (kind == "shape" and isinstance(t, ScalarT)
+                                            and t.name in INT_TYPES)
+        return True
+
+    def elementwise2(self, a: Value, b: Value, e: A.Call) -> Value:
+        return self.tensor_binary("+", a.ty, b.ty, e)
+
+    def shape_list(self, v: Value) -> list[Dim] | None:
+        if v.known and isinstance(v.const, list):
+            out = []
+            for c in v.const:
+                out.append(c if _is_int(c) or isinstance(c, SymInt) else None)
+            return out
+        if v.known and _is_int(v.const):
+            return [v.const]
+        if isinstance(v.const, list):
+            return [x.const if isinstance(x, Value) and (x.known or isinstance(x.const, SymInt))
+                    else None for x in v.const]
+        return None
+
+    def builtin_result(self, name: str, b: dict[str, Value], e: A.Call) -> Value:
+        """The result of builtin `name` on its bound arguments: the record's rule
+        (tritium.check.builtins)."""
+        return FUNCTIONS[name].rule(self, name, b, e)
+
+    def norm_dim(self, xt: TensorT, d: int, e: A.Call) -> int | None:
+        r = len(xt.shape)
+        if not -r <= d < r:
+            self.report("E0508", f"dim {d} is out of range for a tensor of rank {r}", e.span,
+                        help=f"valid dims are {-r}..{r - 1}" if r else None)
+            return None
+        return d % r
+
+    def check_dim(self, xt: TensorT, d, e: A.Call) -> None:
+        if xt.shape is not None and _is_int(d):
+            self.norm_dim(xt, d, e)
+
+    def reshape(self, xt: TensorT | None, dims: list[Dim], e: A.Call) -> Shape:
+        out = list(dims)
+        if sum(1 for d in dims if d == -1) > 1:
+            self.report("E0506", "reshape can infer only one dim (-1)", e.span)
+            return tuple(None for _ in dims)
+        for d in dims:
+            if _is_int(d) and d < -1:
+                self.report("E0506", f"invalid reshape dim {d}", e.span)
+                return tuple(None for _ in dims)
+        if xt is None or xt.shape is None:
+            return tuple(None if d == -1 else d for d in out)
+        total = 1
+        for d in xt.shape:
+            total = total * d if isinstance(total, int) and _is_int(d) else None
+        known = 1
+        for d in dims:
+            if d != -1:
+                known = known * d if isinstance(known, int) and _is_int(d) else None
+        if total is not None and known is not None:
+            if -1 in dims:
+                if known == 0 or total % known:
+                    self.report("E0506", f"cannot reshape {shape_str(xt.shape)} ({total} "
+                                         f"elements) to {dims}", e.span)
+                    return tuple(None for _ in dims)
+                out = [total // known if d == -1 else d for d in dims]
+            elif known != total:
+                self.report("E0506", f"cannot reshape {shape_str(xt.shape)} ({total} elements) "
+                                     f"to {shape_str(tuple(dims))} ({known} elements)", e.span,
+                            help="the number of elements must stay the same; use -1 for one "
+                                 "inferred dim")
+                return tuple(dims)
+        return tuple(None if d == -1 else d for d in out)
+
+    def concat(self, name: str, lst: Value, dim, e: A.Call) -> TensorT:
+        items = lst.const if isinstance(lst.const, list) else None
+        if items is None or not items:
+            return TensorT("float32", None)
+        tys = [x.ty if isinstance(x, Value) else ANY for x in items]
+        if not all(isinstance(t, TensorT) and t.shape is not None for t in tys) or not _is_int(dim):
+            return TensorT("float32", None)
+        r = len(tys[0].shape)
+        if any(len(t.shape) != r for t in tys):
+            self.report("E0507", f"{name} needs tensors of the same rank, got "
+                                 f"{', '.join(shape_str(t.shape) for t in tys)}", e.span)
+            return TensorT("float32", None)
+        rr = r + 1 if name == "stack" else r
+        if not -rr <= dim < rr:
+            self.report("E0508", f"dim {dim} is out of range for {name} of rank-{r} tensors",
+                        e.span)
+            return TensorT("float32", None)
+        d = dim % rr
+        base = list(tys[0].shape)
+        for t in tys[1:]:
+            for i, (a, bdim) in enumerate(zip(base, t.shape)):
+                if (name == "stack" or i != d) and dims_conflict(a, bdim):
+                    self.report("E0505", f"{name}: shapes {shape_str(tys[0].shape)} and "
+                                         f"{shape_str(t.shape)} differ in dim {i}", e.span)
+                    return TensorT("float32", None)
+        if name == "stack":
+            return TensorT(tys[0].dtype, tuple(base[:d]) + (len(tys),) + tuple(base[d:]))
+        total: Dim = 0
+        for t in tys:
+            x = t.shape[d]
+            total = total + x if _is_int(total) and _is_int(x) else None
+        base[d] = total
+        return TensorT(tys[0].dtype, tuple(base))

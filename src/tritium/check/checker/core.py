@@ -1,0 +1,287 @@
+"""The checker: reporting, the check of each definition, sections."""
+
+from __future__ import annotations
+
+from ...frontend import ast as A
+from ...frontend.diagnostics import Diagnostic, Label, Severity, Span, did_you_mean
+from ...frontend.parser import TENSOR_TYPES
+from .. import bounds
+from ..types import (
+    BOOL,
+    FLOAT,
+    FLOAT_TYPES,
+    INT,
+    INT_TYPES,
+    STR,
+    LayerT,
+    SymInt,
+    Value,
+)
+from .calls import CallsMixin
+from .declared import DeclaredTypesMixin
+from .expressions import ExpressionsMixin
+from .functions import FunctionsMixin
+from .layers import LayersMixin
+from .model import (
+    MAX_INSTANCE_DEPTH,
+    Definition,
+    LayerInst,
+    Scope,
+    UserParam,
+    _is_state_let,
+    _num,
+)
+
+
+class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin, CallsMixin):
+    def __init__(self, defs: dict[str, Definition], diags: list[Diagnostic]):
+        self.defs = defs
+        self.diags = diags
+        self.instance_depth = 0
+        self.quiet = 0            # >0 while re-interpreting a definition for one instance
+        self.inner: list[Diagnostic] = []
+        self.used_layers: set[str] = set()
+        self._instance_cache: dict = {}
+        # When a list, every builtin layer application is recorded as
+        # (qualified name, KindInst, config, input type, output type); see check.summary.
+        self.trace: list | None = None
+        # With `trace`: every `param` declaration of an instance, as (qualified name, type)
+        self.param_trace: list | None = None
+        self._path: list[str] = []
+        self._fn_cache: dict = {}          # (fn, argument types) -> result of a call
+        self._loop_depth = 0
+        self._active_fns: set[str] = set()
+        # layer applications interpreted so far for the definition being checked, counting
+        # the ones a cached instance stands for (bounds.MAX_LAYERS)
+        self.layer_count = 0
+        self._instance_work: dict = {}
+        self._layers_reported = False
+
+    def count_layers(self, n: int, span: Span | None) -> bool:
+        """Count `n` layer applications; False (reported once) past bounds.MAX_LAYERS."""
+        self.layer_count += n
+        if self.layer_count <= bounds.MAX_LAYERS:
+            return True
+        if not self._layers_reported:
+            self._layers_reported = True
+            self.diags.append(Diagnostic(
+                "E0312", f"the program applies more than {bounds.MAX_LAYERS} layers (counting "
+                         f"every repetition and every instance of a block)", span,
+                label="here the count passes the bound",
+                help="use fewer or shorter repetitions"))
+        return False
+
+    # ------------------------------------------------------------------ reporting
+    def report(self, code: str, message: str, span: Span | None, label: str = "",
+               help: str | None = None, secondary: list[Label] | None = None,
+               severity: Severity = Severity.ERROR) -> None:
+        d = Diagnostic(code, message, span, severity, label, secondary or [], help)
+        if self.quiet:
+            if severity is Severity.ERROR:
+                self.inner.append(d)
+            return
+        self.diags.append(d)
+
+    def warn(self, code: str, message: str, span: Span, label: str = "",
+             help: str | None = None) -> None:
+        self.report(code, message, span, label, help, severity=Severity.WARNING)
+
+    # ------------------------------------------------------------------ top level
+    def check_definition(self, d: Definition) -> None:
+        self.layer_count = 0
+        self._layers_reported = False
+        node = d.node
+        if isinstance(node, A.FnDef):
+            self.check_function(node, Scope(), {})
+            return
+        env = self.definition_env(node, None, abstract=True)
+        if env is None:
+            return
+        scope, layers = env
+        built = self.modules_built(layers, {}, 0)
+        if built > bounds.MAX_LAYERS:
+            self.report("E0312", f"`{d.name}` builds more than {bounds.MAX_LAYERS} layers "
+                                 f"(counting every repetition and every layer of every block "
+                                 f"instance)", node.span, label="too many layers",
+                        help="use fewer or shorter repetitions")
+            return
+        self.check_bodies(node, scope, layers, report_unused_layers=True)
+
+    def modules_built(self, layers: dict[str, LayerInst], memo: dict, depth: int) -> int:
+        """How many layers constructing a definition with these `layers` builds: declared
+        ones, used or not, each repetition and each layer of each block instance counted
+        (an instance's later repetitions counted like its first). Stops counting past
+        bounds.MAX_LAYERS."""
+        total = 0
+        for inst in layers.values():
+            for kind in inst.kinds:
+                n = kind.repeat or 1
+                if kind.user is not None and depth < MAX_INSTANCE_DEPTH:
+                    key = (kind.user.name, repr(sorted((k, repr(v)) for k, v in kind.cfg.items())))
+                    if key not in memo:
+                        memo[key] = 1   # a cycle counts once (the checker reports it)
+                        self.quiet += 1
+                        saved = self.inner
+                        self.inner = []
+                        try:
+                            env = self.definition_env(kind.user.node, kind.cfg, abstract=False)
+                            memo[key] = 1 + (self.modules_built(env[1], memo, depth + 1)
+                                             if env is not None else 0)
+                        finally:
+                            self.quiet -= 1
+                            self.inner = saved
+                    n *= memo[key]
+                total += n
+                if total > bounds.MAX_LAYERS:
+                    return total
+        return total
+
+    def definition_env(self, node, cfg: dict | None, abstract: bool):
+        """The scope of a model/block/layer body: hyperparameters, constants, layers,
+        parameters. `cfg` gives concrete hyperparameter values for one instance."""
+        scope = Scope()
+        layers: dict[str, LayerInst] = {}
+        cfg = cfg or {}
+        for p in self.user_params(node):
+            if p.name in cfg:
+                v = cfg[p.name]
+                scope.vars[p.name] = v if isinstance(v, Value) else Value.of(v)
+            elif p.default is not None:
+                scope.vars[p.name] = self.eval_const(p.default, scope)
+            else:
+                scope.vars[p.name] = self.symbolic_param(p)
+            scope.used.add(p.name)
+        if isinstance(node, A.LayerDef) and not self.has_forward(node):
+            pass  # form (b): tensor args are handled as function parameters
+        for item in node.body:
+            if isinstance(item, A.ConfigEntry):
+                if item.key in scope.vars and item.key not in cfg:
+                    self.report("E0206", f"`{item.key}` is defined twice", item.span)
+                if item.key in cfg:
+                    continue
+                scope.vars[item.key] = self.eval_const(item.value, scope)
+                scope.used.add(item.key)
+            elif isinstance(item, A.LayerDecl):
+                if item.name in layers or item.name in scope.vars:
+                    self.report("E0206", f"`{item.name}` is defined twice", item.span,
+                                label="second definition")
+                inst = self.layer_instance(item, scope)
+                layers[item.name] = inst
+                scope.vars[item.name] = Value(LayerT(inst, inst.present is None))
+            elif isinstance(item, A.ParamDecl):
+                self.check_param_shape(item.name, item.type, scope)
+                ty = self.type_from_expr(item.type, scope)
+                if item.init is not None:
+                    init = self.eval_expr(item.init, scope)
+                    self.check_assignable(ty, init, item.init.span, item.name)
+                scope.vars[item.name] = Value(ty)
+                scope.used.add(item.name)
+                if self.param_trace is not None and not abstract:
+                    self.param_trace.append((".".join([*self._path, item.name]), ty))
+            elif isinstance(item, A.Let):
+                if isinstance(node, A.LayerDef) and item.type is not None \
+                        and item.type.name in TENSOR_TYPES:
+                    self.check_param_shape(item.name, item.type, scope)
+                scope.vars[item.name] = self.eval_let(item, scope)
+                scope.used.add(item.name)
+                if self.param_trace is not None and not abstract \
+                        and isinstance(node, A.LayerDef) and _is_state_let(item):
+                    self.param_trace.append((".".join([*self._path, item.name]),
+                                             scope.vars[item.name].ty))
+            elif isinstance(item, A.Section) and abstract:
+                self.check_section(item, scope)
+            elif isinstance(item, A.Stmt) and not isinstance(item, A.Let) and abstract \
+                    and isinstance(node, A.ModelDef | A.BlockDef):
+                kind = "model" if isinstance(node, A.ModelDef) else "block"
+                self.report("E0204", f"a statement cannot stand directly in a {kind} body",
+                            item.span, help="statements belong inside `forward(…) { … }`")
+        return scope, layers
+
+    def check_bodies(self, node, scope: Scope, layers: dict[str, LayerInst],
+                     report_unused_layers: bool) -> None:
+        self.used_layers = set()
+        fns = [i for i in node.body if isinstance(i, A.FnDef)]
+        for fn in fns:
+            self.check_function(fn, scope, layers)
+        if isinstance(node, A.LayerDef) and not fns:
+            stmts = [i for i in node.body if isinstance(i, A.Stmt) and not isinstance(i, A.Let)]
+            lets = [i for i in node.body if isinstance(i, A.Let)]
+            fn = A.FnDef("forward", node.params or [], node.ret, lets + stmts, node.span)
+            self.check_function(fn, scope, layers, form_b=True)
+        if report_unused_layers:
+            for name, inst in layers.items():
+                if name not in self.used_layers and fns:
+                    self.warn("W0002", f"layer `{name}` is declared but never used", inst.span,
+                              label="never called in any function",
+                              help=f"remove it, or call `{name}(…)` in `forward`")
+
+    def user_params(self, node) -> list[UserParam]:
+        """The hyperparameters of a definition, as config keys for its instances."""
+        out: list[UserParam] = []
+        if isinstance(node, A.BlockDef | A.ModelDef):
+            for item in node.body:
+                if isinstance(item, A.ParamsSection):
+                    out.extend(UserParam(p.name, p.type, p.default, p.span) for p in item.params)
+        elif isinstance(node, A.LayerDef):
+            form_b = not self.has_forward(node)
+            seen = set()
+            for p in node.params or []:
+                if p.type is None or p.type.name not in TENSOR_TYPES:
+                    out.append(UserParam(p.name, p.type, p.default, p.span))
+                    seen.add(p.name)
+            if form_b:
+                # symbolic dims of the weight arguments are hyperparameters too
+                for p in node.params or []:
+                    if p.type is not None and p.type.name == "TernaryTensor" and p.type.shape:
+                        for dim in p.type.shape:
+                            if isinstance(dim.value, str) and dim.value not in seen:
+                                seen.add(dim.value)
+                                out.append(UserParam(dim.value, A.TypeExpr("int"), None, dim.span))
+        return out
+
+    @staticmethod
+    def has_forward(node) -> bool:
+        return any(isinstance(i, A.FnDef) for i in node.body)
+
+    def symbolic_param(self, p: UserParam) -> Value:
+        tname = p.type.name if p.type else None
+        if tname in INT_TYPES or tname is None:
+            return Value(INT, SymInt(p.name), False)
+        if tname in FLOAT_TYPES:
+            return Value(FLOAT)
+        if tname == "bool":
+            return Value(BOOL)
+        if tname == "str":
+            return Value(STR)
+        return Value(self.type_from_expr(p.type, Scope()))
+
+    # ------------------------------------------------------------------ sections
+    _SECTION_KEYS = {
+        "training": {"optimizer", "learning_rate", "lr", "epochs", "batch_size", "loss",
+                     "weight_decay", "momentum", "lr_schedule", "scheduler", "augmentation",
+                     "seed", "label_smoothing", "grad_clip", "warmup_epochs", "dataset",
+                     "validation_split", "betas", "nesterov", "early_stopping", "data"},
+        "performance": {"min_accuracy", "max_size_kb", "max_latency_ms", "max_params",
+                        "target_device", "max_memory_mb", "min_speedup"},
+        "quantization": {"quantizer", "weights", "activations", "format", "per_channel",
+                         "threshold", "act_quant", "ste", "bits", "exclude", "granularity"},
+    }
+
+    def check_section(self, sec: A.Section, scope: Scope) -> None:
+        known = self._SECTION_KEYS.get(sec.name)
+        for e in sec.entries:
+            v = self.eval_const(e.value, scope)
+            if known is not None and e.key not in known:
+                self.warn("W0004", f"unknown key `{e.key}` in `{sec.name}`", e.span,
+                          help=did_you_mean(e.key, known) or
+                          f"known keys: {', '.join(sorted(known))}")
+            if sec.name == "training" and v.known and _num(v.const):
+                # the ranges `tritium train` enforces (one table: tritium.argcheck.RANGES)
+                from ...argcheck import RANGES
+                rng = RANGES.get("learning_rate" if e.key == "lr" else e.key)
+                problem = rng.check(v.const) if rng is not None else None
+                if problem is not None:
+                    self.report("E0309", f"`{e.key}` {problem}", e.span)
+        if sec.name not in self._SECTION_KEYS and sec.name != "repeat":
+            self.warn("W0004", f"unknown section `{sec.name}`", sec.span,
+                      help=did_you_mean(sec.name, [*self._SECTION_KEYS, "repeat", "params"]))

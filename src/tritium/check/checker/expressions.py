@@ -1,0 +1,451 @@
+"""Expressions: names, constants, operators on scalars and tensors (broadcasting, matmul),
+indexing and attributes."""
+
+from __future__ import annotations
+
+from ...frontend import ast as A
+from ...frontend.diagnostics import Label, Span, did_you_mean
+from ...frontend.parser import TENSOR_TYPES
+from .. import bounds
+from .. import library as L
+from ..builtins import FUNCTIONS
+from ..types import (
+    ANY,
+    BOOL,
+    FLOAT,
+    FLOAT_TYPES,
+    INT,
+    INT_TYPES,
+    STR,
+    AnyT,
+    DictT,
+    Dim,
+    FnT,
+    LayerT,
+    ListT,
+    NoneT,
+    RangeT,
+    ScalarT,
+    Shape,
+    SymInt,
+    TensorT,
+    Value,
+    dim_str,
+    dims_conflict,
+    join_types,
+    shape_str,
+)
+from .model import (
+    Scope,
+    _is_int,
+    _num,
+    _paren,
+)
+
+
+class ExpressionsMixin:
+    # ------------------------------------------------------------------ expressions
+    def undefined(self, name: str, span: Span, scope: Scope) -> Value:
+        help = None
+        if not self.quiet:   # inside an instance only the first problem is kept: skip difflib
+            cands = list(scope.vars) + [n for n, d in self.defs.items()] + list(FUNCTIONS)
+            help = did_you_mean(name, cands)
+        self.report("E0304", f"undefined name `{name}`", span, label="not defined", help=help)
+        return Value(ANY)
+
+    def eval_const(self, e: A.Expr, scope: Scope) -> Value:
+        return self.eval_expr(e, scope)
+
+    def eval_expr(self, e: A.Expr, scope: Scope) -> Value:
+        t = type(e)
+        if t is A.Num:
+            return Value(FLOAT if e.is_float else INT, e.value, True)
+        if t is A.Name:
+            v = scope.vars.get(e.id)
+            if v is not None:
+                scope.used.add(e.id)
+                if isinstance(v.ty, LayerT):
+                    self.used_layers.add(e.id)
+                return v
+            if e.id in self.defs:
+                d = self.defs[e.id]
+                return Value(FnT(e.id)) if d.kind == "fn" else Value(ANY)
+            if e.id in FUNCTIONS:
+                self.report("E0310", f"`{e.id}` is a builtin function: call it, e.g. "
+                                     f"`{e.id}(x)`", e.span, label="not called",
+                            help="a builtin function is not a value")
+                return Value(FnT(e.id))
+            if e.id in L.LAYERS or e.id in L.LAYER_ALIASES or e.id in TENSOR_TYPES:
+                what = "a type" if e.id in TENSOR_TYPES else "a layer kind"
+                self.report("E0310", f"`{e.id}` is {what}, not a value", e.span,
+                            label="not a value", help="declare a layer with "
+                            f"`layer name: {e.id} {{ … }}` and call it by that name"
+                            if what != "a type" else "write a tensor literal like "
+                            f"`{e.id}[2](1, 0)`, or a function such as `zeros([2])`")
+                return Value(ANY)
+            return self.undefined(e.id, e.span, scope)
+        if t is A.Str:
+            return Value(STR, e.value, True)
+        if t is A.Bool:
+            return Value(BOOL, e.value, True)
+        if t is A.NoneLit:
+            return Value(NoneT(), None, True)
+        if t is A.TritLit:
+            if e.value not in (-1, 0, 1):
+                self.report("E0403", f"`{e.value}t` is not a trit", e.span,
+                            label="outside {-1, 0, 1}", help="a trit literal is -1t, 0t or 1t")
+                return Value(ScalarT("trit"))
+            return Value(ScalarT("trit"), e.value, True)
+        if t is A.Unknown:
+            return Value(ANY, None, True)
+        if t is A.ListLit:
+            vals = [self.eval_expr(x, scope) for x in e.items]
+            if all(v.known or isinstance(v.const, SymInt) for v in vals):
+                return Value(ListT(), [v.const for v in vals], True)
+            return Value(ListT(), [v for v in vals], False)
+        if t is A.DictLit:
+            out = {}
+            for entry in e.entries:
+                v = self.eval_expr(entry.value, scope)
+                out[entry.key] = v.const
+            return Value(DictT(), out, True)
+        if t is A.Unary:
+            v = self.eval_expr(e.operand, scope)
+            if e.op == "not":
+                if v.known and not isinstance(v.const, SymInt):
+                    return Value(BOOL, not v.const, True)
+                return Value(BOOL)
+            if e.op == "-":
+                if v.known and _num(v.const):
+                    if _is_int(v.const) and v.const == bounds.INT_MIN:
+                        self.report("E0312", "the negation does not fit in 64 bits", e.span)
+                        return Value(v.ty)
+                    return Value(v.ty, -v.const, True)
+                if isinstance(v.const, SymInt):
+                    return Value(INT, SymInt(f"-{v.const}"))
+                if isinstance(v.ty, ScalarT | TensorT | AnyT):
+                    return Value(v.ty)
+                self.report("E0405", f"cannot negate {v.ty}", e.span)
+                return Value(ANY)
+            return v
+        if t is A.Binary:
+            return self.eval_binary(e, scope)
+        if t is A.CondExpr:
+            c = self.eval_expr(e.cond, scope)
+            if c.known and not isinstance(c.const, SymInt):
+                return self.eval_expr(e.then if c.const else e.other, scope)
+            a, b = self.eval_expr(e.then, scope), self.eval_expr(e.other, scope)
+            return Value(join_types(a.ty, b.ty))
+        if t is A.Call:
+            return self.eval_call(e, scope)
+        if t is A.Index:
+            return self.eval_index(e, scope)
+        if t is A.Attr:
+            return self.eval_attr(e, scope)
+        if t is A.Range:
+            a, b = self.eval_expr(e.start, scope), self.eval_expr(e.stop, scope)
+            for v, x in ((a, e.start), (b, e.stop)):
+                if not isinstance(v.ty, AnyT) and not (isinstance(v.ty, ScalarT)
+                                                       and v.ty.name in INT_TYPES):
+                    self.report("E0404", f"a range bound must be an int, got {v.ty}", x.span)
+            if a.known and b.known and _is_int(a.const) and _is_int(b.const):
+                return Value(RangeT(), max(b.const - a.const, 0), True)
+            return Value(RangeT())
+        if t is A.Slice:
+            self.report("E0201", "a slice is only allowed inside `[…]`", e.span)
+            return Value(ANY)
+        return Value(ANY)
+
+    def eval_binary(self, e: A.Binary, scope: Scope) -> Value:
+        # Left-deep chains (`a + b + c + …`, `p and q and …`) are walked iteratively, so a
+        # 10,000-term sum does not recurse 10,000 levels.
+        chain: list[A.Binary] = []
+        cur: A.Expr = e
+        while isinstance(cur, A.Binary):
+            chain.append(cur)
+            cur = cur.left
+        if len(chain) > bounds.MAX_CHAIN:
+            self.report("E0203", f"an expression of {len(chain) + 1} operands is too long to "
+                                 f"compile (at most {bounds.MAX_CHAIN + 1})", e.span,
+                        label="too long", help="split it with `let` statements")
+            return Value(ANY)
+        a = self.eval_expr(cur, scope)
+        for node in reversed(chain):
+            a = self.binary_step(node, a, scope)
+        return a
+
+    def binary_step(self, e: A.Binary, a: Value, scope: Scope) -> Value:
+        op = e.op
+        if op in ("and", "or"):
+            if a.known and not isinstance(a.const, SymInt):
+                if (op == "and" and not a.const) or (op == "or" and a.const):
+                    self.names_resolve(e.right, scope)
+                    return Value(BOOL, bool(a.const), True)
+                b = self.eval_expr(e.right, scope)
+                if b.known and not isinstance(b.const, SymInt):
+                    return Value(BOOL, bool(b.const), True)
+                return Value(BOOL)
+            self.eval_expr(e.right, scope)
+            return Value(BOOL)
+        b = self.eval_expr(e.right, scope)
+        return self.binary(op, a, b, e)
+
+    def names_resolve(self, e: A.Expr, scope: Scope) -> None:
+        """The operand a short-circuit skips is never evaluated, but the generated code holds
+        it, so its names must still resolve: evaluate it with every diagnostic but undefined
+        names (E0304) dropped (a skipped `1 / 0` is no error)."""
+        out = self.inner if self.quiet else self.diags
+        start = len(out)
+        self.eval_expr(e, scope)
+        kept = [d for d in out[start:] if d.code == "E0304"]
+        del out[start:]
+        out.extend(kept)
+
+    def binary(self, op: str, a: Value, b: Value, e) -> Value:
+        if op in ("is", "is not"):
+            if a.known and b.known and not isinstance(a.const, SymInt) and not isinstance(
+                    b.const, SymInt):
+                res = a.const is b.const or (a.const is None and b.const is None)
+                return Value(BOOL, res if op == "is" else not res, True)
+            for x, y in ((a, b), (b, a)):
+                if isinstance(x.ty, LayerT) and isinstance(y.ty, NoneT):
+                    present = x.ty.inst.present
+                    if present is not None:
+                        res = not present
+                        return Value(BOOL, res if op == "is" else not res, True)
+                    return Value(BOOL)
+            return Value(BOOL)
+        if op in ("in", "not in"):
+            return Value(BOOL)
+        ta, tb = a.ty, b.ty
+        if isinstance(ta, AnyT) or isinstance(tb, AnyT):
+            if isinstance(ta, TensorT) or isinstance(tb, TensorT):
+                return Value(TensorT("float32", None))
+            return Value(BOOL if op in ("==", "!=", "<", "<=", ">", ">=") else ANY)
+        if isinstance(ta, ScalarT) and isinstance(tb, ScalarT):
+            return self.scalar_binary(op, a, b, e)
+        if isinstance(ta, TensorT | ScalarT) and isinstance(tb, TensorT | ScalarT):
+            return self.tensor_binary(op, ta, tb, e)
+        if op == "+" and isinstance(ta, ListT) and isinstance(tb, ListT):
+            if a.known and b.known:
+                if len(a.const) + len(b.const) > bounds.MAX_SEQUENCE:
+                    self.report("E0312", f"a list longer than {bounds.MAX_SEQUENCE} elements "
+                                         f"at compile time", e.span, label="too long")
+                    return Value(ListT())
+                return Value(ListT(), list(a.const) + list(b.const), True)
+            return Value(ListT())
+        if op in ("==", "!="):
+            return Value(BOOL)
+        self.report("E0405", f"`{op}` is not defined for {ta} and {tb}", e.span,
+                    label=f"{ta} {op} {tb}")
+        return Value(ANY)
+
+    def scalar_binary(self, op: str, a: Value, b: Value, e) -> Value:
+        ta, tb = a.ty.name, b.ty.name
+        if "str" in (ta, tb):
+            if op == "+" and ta == tb == "str":
+                if a.known and b.known and len(a.const) + len(b.const) > bounds.MAX_SEQUENCE:
+                    self.report("E0312", f"a string longer than {bounds.MAX_SEQUENCE} "
+                                         f"characters at compile time", e.span, label="too long")
+                    return Value(STR)
+                return Value(STR, a.const + b.const, True) if a.known and b.known else Value(STR)
+            if op in ("==", "!="):
+                if a.known and b.known:
+                    return Value(BOOL, (a.const == b.const) == (op == "=="), True)
+                return Value(BOOL)
+            self.report("E0405", f"`{op}` is not defined for {ta} and {tb}", e.span)
+            return Value(ANY)
+        is_float = ta in FLOAT_TYPES or tb in FLOAT_TYPES or op == "/"
+        cmp = op in ("==", "!=", "<", "<=", ">", ">=")
+        rt = BOOL if cmp else FLOAT if is_float else INT
+        if op == "@":
+            self.report("E0405", "`@` needs tensors, not scalars", e.span, help="use `*`")
+            return Value(ANY)
+        ca, cb = a.const, b.const
+        if isinstance(ca, SymInt) or isinstance(cb, SymInt):
+            if cmp:
+                if op in ("==", "!=") and isinstance(ca, SymInt) and ca == cb:
+                    return Value(BOOL, op == "==", True)
+                return Value(BOOL)
+            if (a.known or isinstance(ca, SymInt)) and (b.known or isinstance(cb, SymInt)) \
+                    and not is_float and op in ("+", "-", "*", "//", "%"):
+                return Value(INT, SymInt(f"{_paren(ca)}{op}{_paren(cb)}"))
+            return Value(rt)
+        if not (a.known and b.known) or not _num(ca) and not isinstance(ca, bool) \
+                or not _num(cb) and not isinstance(cb, bool):
+            return Value(rt)
+        try:
+            res = bounds.binary(op, ca, cb)
+        except ZeroDivisionError:
+            self.report("E0309", "division by zero", e.span)
+            return Value(rt)
+        except bounds.TooLarge as exc:
+            self.report("E0312", f"cannot compute `{op}` at compile time: {exc}", e.span,
+                        label="too large", help="integers are 64-bit and floats 64-bit IEEE")
+            return Value(rt)
+        except (KeyError, TypeError, ValueError):
+            return Value(rt)
+        if op == "**" and isinstance(res, float) and not is_float:
+            rt = FLOAT
+        return Value(rt, res, True)
+
+    def tensor_binary(self, op: str, ta, tb, e) -> Value:
+        if op == "@":
+            if not isinstance(ta, TensorT) or not isinstance(tb, TensorT):
+                self.report("E0405", "`@` needs two tensors", e.span, help="use `*` to scale")
+                return Value(ANY)
+            return Value(self.matmul(ta, tb, e.span, e.left.span, e.right.span))
+        sa = ta.shape if isinstance(ta, TensorT) else ()
+        sb = tb.shape if isinstance(tb, TensorT) else ()
+        shape = self.broadcast(sa, sb, e.span)
+        cmp = op in ("==", "!=", "<", "<=", ">", ">=")
+        da = ta.dtype if isinstance(ta, TensorT) else None
+        dtype = "bool" if cmp else (da if da not in (None, "trit", "bool") else "float32")
+        return Value(TensorT(dtype, shape))
+
+    def broadcast(self, a: Shape | None, b: Shape | None, span: Span) -> Shape | None:
+        if a is None or b is None:
+            return None
+        out: list[Dim] = []
+        for i in range(1, max(len(a), len(b)) + 1):
+            x = a[-i] if i <= len(a) else 1
+            y = b[-i] if i <= len(b) else 1
+            if x == 1:
+                out.append(y)
+            elif y == 1 or x == y:
+                out.append(x)
+            elif dims_conflict(x, y):
+                self.report("E0505", f"shapes {shape_str(a)} and {shape_str(b)} cannot be "
+                                     f"broadcast: dim {dim_str(x)} vs {dim_str(y)}", span,
+                            help="make the sizes equal, or one of them 1")
+                return None
+            else:
+                out.append(x if isinstance(x, int) else y if isinstance(y, int) else x)
+        return tuple(reversed(out))
+
+    def matmul(self, ta: TensorT, tb: TensorT, span: Span, ls: Span, rs: Span,
+               transpose_b: bool = False) -> TensorT:
+        dtype = "float32"
+        if ta.shape is None or tb.shape is None:
+            return TensorT(dtype, None)
+        sa, sb = ta.shape, tb.shape
+        if transpose_b and len(sb) >= 2:
+            sb = sb[:-2] + (sb[-1], sb[-2])
+        if not sa or not sb:
+            self.report("E0507", "matmul needs tensors of rank at least 1", span)
+            return TensorT(dtype, None)
+        k1 = sa[-1]
+        k2 = sb[-2] if len(sb) >= 2 else sb[0]
+        if dims_conflict(k1, k2):
+            self.report("E0502", f"matmul inner dimensions differ: {shape_str(ta.shape)} @ "
+                                 f"{shape_str(sb)} ({k1} vs {k2})", span,
+                        label="inner dimensions must match",
+                        secondary=[Label(ls, f"has {k1} columns"), Label(rs, f"has {k2} rows")],
+                        help="transpose one operand or fix the declared shapes")
+            return TensorT(dtype, None)
+        if len(sa) == 1 and len(sb) == 1:
+            return TensorT(dtype, ())
+        if len(sb) == 1:
+            return TensorT(dtype, sa[:-1])
+        if len(sa) == 1:
+            return TensorT(dtype, sb[:-2] + (sb[-1],))
+        batch = self.broadcast(sa[:-2], sb[:-2], span) or ()
+        return TensorT(dtype, tuple(batch) + (sa[-2], sb[-1]))
+
+    # ------------------------------------------------------------------ indexing / attributes
+    def eval_index(self, e: A.Index, scope: Scope) -> Value:
+        base = self.eval_expr(e.value, scope)
+        idx = []
+        for i in e.indices:
+            if isinstance(i, A.Slice):
+                parts = [self.eval_expr(p, scope) if p is not None else None
+                         for p in (i.start, i.stop, i.step)]
+                idx.append(("slice", parts, i.span))
+            else:
+                idx.append(("index", self.eval_expr(i, scope), i.span))
+        t = base.ty
+        if isinstance(t, ListT):
+            if len(idx) == 1 and idx[0][0] == "index":
+                iv = idx[0][1]
+                if base.known and iv.known and _is_int(iv.const) and isinstance(base.const, list):
+                    lst = base.const
+                    if not -len(lst) <= iv.const < len(lst):
+                        self.report("E0508", f"index {iv.const} is out of range for a list of "
+                                             f"{len(lst)}", idx[0][2])
+                        return Value(ANY)
+                    c = lst[iv.const]
+                    if isinstance(c, Value):
+                        return c
+                    if isinstance(c, SymInt):
+                        return Value(INT, c)
+                    return Value.of(c) if not isinstance(c, str) or c is None else Value(STR, c, True)
+            return Value(ANY)
+        if isinstance(t, TensorT):
+            if t.shape is None:
+                return Value(TensorT(t.dtype, None, t.ternary))
+            shape = list(t.shape)
+            out: list[Dim] = []
+            pos = 0
+            for kind, v, span in idx:
+                if pos >= len(shape):
+                    self.report("E0508", f"too many indices for a tensor of rank {len(shape)}",
+                                span)
+                    return Value(ANY)
+                d = shape[pos]
+                if kind == "index":
+                    if v.known and _is_int(v.const) and isinstance(d, int) and not -d <= v.const < d:
+                        self.report("E0508", f"index {v.const} is out of range for dim {pos} of "
+                                             f"size {d}", span)
+                    elif isinstance(v.ty, TensorT):
+                        out.append(None)
+                else:
+                    start, stop, step = (p.const if p is not None and p.known else None
+                                         for p in v)
+                    if step == 0:
+                        self.report("E0508", "slice step cannot be zero", span)
+                    if isinstance(d, int) and all(x is None or _is_int(x) for x in (start, stop, step)) \
+                            and all(p is None or p.known for p in v):
+                        out.append(len(range(*slice(start, stop, step).indices(d))))
+                    elif all(p is None for p in v):
+                        out.append(d)
+                    else:
+                        out.append(None)
+                pos += 1
+            out.extend(shape[pos:])
+            return Value(TensorT(t.dtype, tuple(out), t.ternary))
+        if isinstance(t, AnyT):
+            return Value(ANY)
+        self.report("E0405", f"cannot index {t}", e.span)
+        return Value(ANY)
+
+    def eval_attr(self, e: A.Attr, scope: Scope) -> Value:
+        base = self.eval_expr(e.value, scope)
+        t = base.ty
+        if isinstance(t, TensorT):
+            if e.attr == "shape":
+                if t.shape is None:
+                    return Value(ListT())
+                dims = [d if _is_int(d) else SymInt(d) if isinstance(d, str) else None
+                        for d in t.shape]
+                if all(d is not None for d in dims):
+                    return Value(ListT(), dims, True)
+                return Value(ListT(), [Value(INT, d, _is_int(d)) for d in dims], False)
+            if e.attr == "ndim":
+                return Value(INT, len(t.shape), True) if t.shape is not None else Value(INT)
+            if e.attr == "T":
+                if t.shape is not None and len(t.shape) >= 2:
+                    return Value(TensorT(t.dtype, t.shape[:-2] + (t.shape[-1], t.shape[-2]),
+                                         t.ternary))
+                return Value(t)
+            if e.attr == "dtype":
+                return Value(STR, t.dtype, t.dtype is not None)
+            if e.attr in FUNCTIONS:
+                return Value(FnT(f".{e.attr}"))
+            self.report("E0304", f"a tensor has no attribute `{e.attr}`", e.span,
+                        help=did_you_mean(e.attr, ["shape", "ndim", "T", "dtype",
+                                                   *FUNCTIONS]))
+            return Value(ANY)
+        if isinstance(t, DictT) and base.known and isinstance(base.const, dict):
+            if e.attr in base.const:
+                return Value.of(base.const[e.attr])
+        return Value(ANY)

@@ -1,0 +1,237 @@
+"""Functions and statements: binding inputs, checking returns, `let`, assignments, `if`
+(both branches when the condition is not known), unrolled or abstract `for`, `return`."""
+
+from __future__ import annotations
+
+from ...frontend import ast as A
+from ...frontend.diagnostics import Label, Span
+from ..types import (
+    ANY,
+    FLOAT_TYPES,
+    INT,
+    INT_TYPES,
+    AnyT,
+    DictT,
+    Dim,
+    LayerT,
+    ListT,
+    NoneT,
+    RangeT,
+    ScalarT,
+    SymInt,
+    TensorT,
+    Value,
+    dims_conflict,
+    join_types,
+    shape_str,
+)
+from .model import (
+    MAX_UNROLL,
+    LayerInst,
+    Scope,
+    UserParam,
+    _Abort,
+    _is_int,
+)
+
+
+class FunctionsMixin:
+    # ------------------------------------------------------------------ functions
+    def check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
+                       inputs: list[Value] | None = None, form_b: bool = False) -> Value:
+        scope = Scope(dict(outer.vars), {}, set())
+        bindings: dict[str, Dim] = {}
+        params = fn.params
+        if form_b:
+            # form (b): TernaryTensor args are weights, scalars hyperparameters, rest inputs
+            weights = [p for p in params if p.type is not None and p.type.name == "TernaryTensor"]
+            for p in weights:
+                scope.vars[p.name] = Value(self.type_from_expr(p.type, scope))
+                scope.used.add(p.name)
+            params = [p for p in params if p.type is not None and p.type.name == "Tensor"]
+        if inputs is not None and len(inputs) != len(params):
+            self.report("E0306", f"`{fn.name}` takes {len(params)} input(s), got {len(inputs)}",
+                        fn.span)
+            return Value(ANY)
+        for i, p in enumerate(params):
+            declared = self.type_from_expr(p.type, scope) if p.type else ANY
+            if inputs is not None:
+                actual = inputs[i]
+                self.bind_input(p, declared, actual, bindings)
+                scope.vars[p.name] = actual if not isinstance(actual.ty, AnyT) else Value(declared)
+            else:
+                if isinstance(declared, ScalarT):
+                    v = self.symbolic_param(UserParam(p.name, p.type, None, p.span))
+                    scope.vars[p.name] = v
+                else:
+                    scope.vars[p.name] = Value(declared)
+            scope.used.add(p.name)
+        # the symbolic dims of the inputs (`batch`, `h`) are usable as values in the body
+        for p in params:
+            for dim in (p.type.shape or []) if p.type is not None else []:
+                if isinstance(dim.value, str) and dim.value not in scope.vars:
+                    bound = bindings.get(dim.value, dim.value)
+                    scope.vars[dim.value] = (Value.of(bound) if _is_int(bound) else
+                                             Value(INT, SymInt(bound) if bound else None))
+                    scope.used.add(dim.value)
+        ret_decl = self.type_from_expr(fn.ret, scope, bindings) if fn.ret else None
+        saved_returns = getattr(self, "returns", [])
+        self.returns = []
+        try:
+            self.exec_block(fn.body, scope)
+        except _Abort:
+            return Value(ANY)
+        finally:
+            rets = self.returns
+            self.returns = saved_returns
+        for name, span in scope.defined_at.items():
+            if name not in scope.used and not name.startswith("_"):
+                self.warn("W0001", f"variable `{name}` is assigned but never used", span,
+                          help=f"remove it, or name it `_{name}` if it is intentional")
+        if ret_decl is not None and not isinstance(ret_decl, NoneT):
+            if not rets and fn.body is not None:
+                self.report("E0407", f"`{fn.name}` declares a return type but never returns",
+                            fn.span, help="add a `return` statement")
+            for v, span in rets:
+                self.check_return(fn, ret_decl, v, span)
+        if not rets:
+            return Value(ret_decl or NoneT())
+        result = rets[0][0].ty
+        for v, _ in rets[1:]:
+            result = join_types(result, v.ty)
+        return Value(result, rets[0][0].const, len(rets) == 1 and rets[0][0].known)
+
+    def bind_input(self, p: A.ParamSpec, declared, actual: Value, bindings: dict) -> None:
+        if not isinstance(declared, TensorT) or not isinstance(actual.ty, TensorT):
+            return
+        if declared.shape is None or actual.ty.shape is None:
+            return
+        if len(declared.shape) != len(actual.ty.shape):
+            self.report("E0507", f"`{p.name}` is declared as {declared} but the input has shape "
+                                 f"{shape_str(actual.ty.shape)}", p.span)
+            return
+        for dd, ad in zip(declared.shape, actual.ty.shape):
+            if isinstance(dd, str) and not isinstance(dd, SymInt):
+                if dd in bindings and dims_conflict(bindings[dd], ad):
+                    self.report("E0503", f"dim `{dd}` of `{p.name}` is {ad} here but "
+                                         f"{bindings[dd]} elsewhere", p.span)
+                bindings.setdefault(dd, ad)
+            elif dims_conflict(dd, ad):
+                self.report("E0503", f"`{p.name}` is declared as {declared} but the input has "
+                                     f"shape {shape_str(actual.ty.shape)}", p.span)
+                return
+
+    def check_return(self, fn: A.FnDef, decl, v: Value, span: Span) -> None:
+        got = v.ty
+        if isinstance(got, AnyT) or isinstance(decl, AnyT):
+            return
+        if isinstance(decl, TensorT):
+            if not isinstance(got, TensorT):
+                if isinstance(got, ScalarT) and got.name in FLOAT_TYPES | INT_TYPES:
+                    return
+                self.report("E0401", f"`{fn.name}` returns {got} but declares {decl}", span,
+                            secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None)
+                return
+            if decl.shape is not None and got.shape is not None:
+                if len(decl.shape) != len(got.shape) or any(
+                        dims_conflict(a, b) for a, b in zip(decl.shape, got.shape)):
+                    self.report("E0504", f"`{fn.name}` returns shape {shape_str(got.shape)} but "
+                                         f"declares {shape_str(decl.shape)}", span,
+                                label=f"this has shape {shape_str(got.shape)}",
+                                secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None,
+                                help="change the declared return type or the last layer's output")
+            return
+        if isinstance(decl, ScalarT):
+            self.check_assignable(decl, v, span, "the return value")
+
+    # ------------------------------------------------------------------ statements
+    def exec_block(self, stmts: list, scope: Scope) -> None:
+        for s in stmts:
+            self.exec_stmt(s, scope)
+
+    def define(self, scope: Scope, name: str, v: Value, span: Span) -> None:
+        if name not in scope.vars or name not in scope.defined_at:
+            if name not in scope.used:
+                scope.defined_at.setdefault(name, span)
+        scope.vars[name] = v
+
+    def eval_let(self, s: A.Let, scope: Scope) -> Value:
+        """The value of `let name[: T] = e`, checked against and refined by T."""
+        v = self.eval_expr(s.value, scope)
+        if s.type is not None:
+            ty = self.type_from_expr(s.type, scope)
+            self.check_assignable(ty, v, s.value.span, s.name)
+            if isinstance(ty, ScalarT):
+                v = Value(ty, v.const, v.known)
+            elif isinstance(ty, TensorT):
+                v = Value(self.refine(ty, v.ty))
+        return v
+
+    def exec_stmt(self, s, scope: Scope) -> None:
+        if isinstance(s, A.Let):
+            self.define(scope, s.name, self.eval_let(s, scope), s.span)
+        elif isinstance(s, A.Assign):
+            v = self.eval_expr(s.value, scope)
+            if isinstance(s.target, A.Name):
+                name = s.target.id
+                if s.op != "=":
+                    if name not in scope.vars:
+                        self.undefined(name, s.target.span, scope)
+                        return
+                    scope.used.add(name)
+                    v = self.binary(s.op[:-1], scope.vars[name], v, s)
+                if name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
+                    self.report("E0205", f"cannot assign to layer `{name}`", s.target.span)
+                    return
+                self.define(scope, name, v, s.span)
+            else:
+                self.eval_expr(s.target, scope)
+        elif isinstance(s, A.Return):
+            v = self.eval_expr(s.value, scope) if s.value is not None else Value(NoneT(), None, True)
+            self.returns.append((v, s.value.span if s.value is not None else s.span))
+        elif isinstance(s, A.ExprStmt):
+            self.eval_expr(s.value, scope)
+        elif isinstance(s, A.If):
+            c = self.eval_expr(s.cond, scope)
+            self.check_cond(c, s.cond.span)
+            if c.known and not isinstance(c.const, SymInt):
+                self.exec_block(s.then if c.const else (s.other or []), scope)
+                return
+            then_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
+            self.exec_block(s.then, then_scope)
+            else_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
+            if s.other:
+                self.exec_block(s.other, else_scope)
+            for name in set(then_scope.vars) | set(else_scope.vars):
+                a, b = then_scope.vars.get(name), else_scope.vars.get(name)
+                if a is not None and b is not None:
+                    scope.vars[name] = a if a is b else Value(join_types(a.ty, b.ty))
+                else:
+                    scope.vars[name] = a or b
+        elif isinstance(s, A.For):
+            it = self.eval_expr(s.iter, scope)
+            if not isinstance(it.ty, RangeT | ListT | AnyT | TensorT):
+                self.report("E0404", f"cannot iterate over {it.ty}", s.iter.span,
+                            help="write `for i in 0..n` or `for i in range(n)`")
+            n = it.const if it.known and isinstance(it.const, int) else None
+            # Unroll known loops (the loop variable may feed shapes), but only the outermost
+            # two levels: nested loops multiply, so inner ones run twice with an unknown index.
+            exact = n is not None and n <= MAX_UNROLL and self._loop_depth < 2
+            count = n if exact else (min(n, 2) if n is not None else 2)
+            self._loop_depth += 1
+            try:
+                for i in range(count):
+                    scope.vars[s.var] = Value.of(i) if exact else Value(INT)
+                    scope.used.add(s.var)
+                    self.exec_block(s.body, scope)
+            finally:
+                self._loop_depth -= 1
+        elif isinstance(s, A.FnDef):
+            self.report("E0204", "functions cannot be nested", s.span)
+
+    def check_cond(self, c: Value, span: Span) -> None:
+        t = c.ty
+        if isinstance(t, TensorT) or (isinstance(t, ScalarT) and t.name == "str") or isinstance(
+                t, ListT | DictT):
+            self.report("E0406", f"a condition must be a bool, got {t}", span,
+                        help="compare it, e.g. `x > 0`, or reduce a tensor first")

@@ -1,0 +1,382 @@
+"""Layer instances: resolving a kind, its config (keys, types, values), block repetition,
+and applying a layer (a builtin kind's shape rule, or a block or layer instantiated with
+its config)."""
+
+from __future__ import annotations
+
+import math
+
+from ...frontend import ast as A
+from ...frontend.diagnostics import Label, Span, did_you_mean
+from ...frontend.parser import TENSOR_TYPES
+from .. import bounds, repetition
+from .. import library as L
+from ..types import (
+    ANY,
+    FLOAT_TYPES,
+    INT,
+    INT_TYPES,
+    AnyT,
+    RangeT,
+    SymInt,
+    TensorT,
+    Value,
+    shape_str,
+)
+from .model import (
+    MAX_INSTANCE_DEPTH,
+    Definition,
+    KindInst,
+    LayerInst,
+    Scope,
+    UserParam,
+    _is_int,
+    _num,
+)
+
+
+class LayersMixin:
+    # ------------------------------------------------------------------ layer instances
+    def resolve_kind(self, kind: str, span: Span) -> tuple[L.LayerSpec | None, Definition | None]:
+        d = self.defs.get(kind)
+        if d is not None and d.kind in ("block", "layer", "model"):
+            return None, d   # user definitions shadow builtin kinds of the same name
+        k = L.LAYER_ALIASES.get(kind, kind)
+        if k in L.LAYERS:
+            return L.LAYERS[k], None
+        cands = list(L.LAYERS) + [n for n, dd in self.defs.items() if dd.kind != "fn"]
+        self.report("E0303", f"unknown layer kind `{kind}`", span, label="not a layer kind",
+                    help=did_you_mean(kind, cands) or "define it with `block` or `layer`, or "
+                    "import the file that does")
+        return None, None
+
+    def layer_instance(self, decl: A.LayerDecl, scope: Scope) -> LayerInst:
+        present: bool | None = True
+        if decl.cond is not None:
+            c = self.eval_expr(decl.cond, scope)
+            present = bool(c.const) if c.known else None
+        kinds = []
+        for lk in decl.kinds:
+            spec, user = self.resolve_kind(lk.kind, lk.span)
+            repeat = None
+            if lk.repeat is not None:
+                r = self.eval_const(lk.repeat, scope)
+                if r.known and _is_int(r.const) and r.const > bounds.MAX_REPEAT:
+                    self.report("E0312", f"a repetition count of {r.const} is too large "
+                                         f"(at most {bounds.MAX_REPEAT})", lk.repeat.span,
+                                label="too many instances")
+                elif r.known and _is_int(r.const) and r.const >= 1:
+                    repeat = r.const
+                elif r.known:
+                    self.report("E0309", "a repetition count must be a positive integer",
+                                lk.repeat.span, help="write e.g. `Down[2] { … }`")
+            if spec is None and user is None:
+                kinds.append(KindInst(lk.kind, None, None, {}, {}, repeat, lk.span))
+                continue
+            cfg, spans = self.config_of(lk, spec, user, scope)
+            kinds.append(KindInst(lk.kind, spec, user, cfg, spans, repeat, lk.span))
+        return LayerInst(decl.name, kinds, present, decl.span)
+
+    def config_of(self, lk: A.LayerKind, spec: L.LayerSpec | None, user: Definition | None,
+                  scope: Scope) -> tuple[dict, dict]:
+        if spec is not None:
+            keys = spec.keys
+            order = spec.positional
+        else:
+            ups = self.user_params(user.node)
+            keys = {p.name: self.key_of_user_param(p) for p in ups}
+            order = tuple(p.name for p in ups)
+        cfg: dict = {}
+        spans: dict = {}
+        given: list[tuple[str, A.Expr, Span]] = []
+        for i, a in enumerate(lk.args or []):
+            if a.name is None:
+                if i >= len(order):
+                    self.report("E0306", f"`{lk.kind}` takes at most {len(order)} positional "
+                                         f"arguments, got {len(lk.args)}", a.span,
+                                help=f"its arguments are: {', '.join(order) or 'none'}")
+                    continue
+                given.append((order[i], a.value, a.span))
+            else:
+                given.append((a.name, a.value, a.span))
+        given.extend((e.key, e.value, e.span) for e in lk.config)
+        for key, expr, span in given:
+            if key in spans:
+                self.report("E0206", f"config key `{key}` is given twice", span,
+                            secondary=[Label(spans[key], "first given here")])
+                continue
+            v = self.eval_const(expr, scope)
+            if key not in keys:
+                self.report("E0301", f"unknown config key `{key}` for `{lk.kind}`", span,
+                            label="unknown key",
+                            help=did_you_mean(key, keys) or
+                            (f"valid keys: {', '.join(keys)}" if keys else
+                             f"`{lk.kind}` takes no configuration"))
+                continue
+            spans[key] = span
+            if v.known or isinstance(v.const, SymInt):
+                if self.check_key_value(lk.kind, key, keys[key], v, expr.span):
+                    cfg[key] = v.const
+            elif user is not None:
+                cfg[key] = v
+        if spec is not None and "quantization" in cfg:
+            cfg.setdefault("quantizer", cfg.pop("quantization"))
+        if spec is not None and "quantizer" in spec.keys and isinstance(
+                cfg.get("quantizer", spec.keys["quantizer"].default), str):
+            q = cfg.get("quantizer", spec.keys["quantizer"].default)
+            fixed = q in ("threshold", "deterministic", "fixed")
+            if fixed and "threshold" not in cfg:
+                self.report("E0302", f"the `{q}` quantizer needs a `threshold`", lk.span,
+                            help="add e.g. `threshold: 0.05`")
+            elif not fixed and "threshold" in cfg and "threshold" in spans:
+                self.report("E0309", f"`threshold` applies only to the threshold quantizer, "
+                                     f"not `{q}`", spans["threshold"],
+                            help="use `quantizer: \"threshold\"`, or remove `threshold`")
+        if spec is not None:
+            n = L.weight_elements(spec, cfg)
+            if n is not None and n > bounds.MAX_ELEMENTS:
+                self.report("E0312", f"`{lk.kind}` would allocate a weight of {n} elements "
+                                     f"(at most {bounds.MAX_ELEMENTS})", lk.span,
+                            label="too large")
+        for key, k in keys.items():
+            if key not in spans and k.required:
+                self.report("E0302", f"missing required config key `{key}` for `{lk.kind}`",
+                            lk.span, label=f"`{key}` is not set",
+                            help=f"add `{key}: …` to the config" + (f" ({k.doc})" if k.doc else ""))
+            elif key not in cfg and k.default is not None and spec is not None:
+                cfg[key] = k.default
+        return cfg, spans
+
+    def key_of_user_param(self, p: UserParam) -> L.Key:
+        t = p.type.name if p.type else "any"
+        t = "int" if t in INT_TYPES else "float" if t in FLOAT_TYPES else t
+        if t not in ("int", "float", "bool", "str"):
+            t = "any"
+        return L.Key(t, None, p.default is None, min=None)
+
+    def check_key_value(self, kind: str, key: str, k: L.Key, v: Value, span: Span) -> bool:
+        c = v.const
+        ok = True
+        t = k.type
+        if isinstance(c, SymInt):
+            ok = t in ("int", "pair", "ints", "padding", "float", "any")
+        elif t == "int":
+            ok = _is_int(c)
+        elif t == "float":
+            ok = _num(c)
+        elif t == "bool":
+            ok = isinstance(c, bool)
+        elif t == "str":
+            ok = isinstance(c, str)
+        elif t == "pair":
+            ok = L.pair(c) is not None
+        elif t == "ints":
+            ok = _is_int(c) or (isinstance(c, list) and all(_is_int(x) for x in c))
+        elif t == "padding":
+            ok = L.pair(c) is not None or c in ("same", "valid")
+        elif t == "list":
+            ok = isinstance(c, list)
+        if isinstance(v.ty, RangeT) and t != "any":
+            ok = False
+        if c is None and v.known and not k.required:
+            return True
+        if not ok:
+            want = {"int": "an integer", "float": "a number", "bool": "`true` or `false`",
+                    "str": "a string", "pair": "an integer or a list of two integers",
+                    "ints": "an integer or a list of integers",
+                    "padding": "an integer, a pair, \"same\" or \"valid\"",
+                    "list": "a list"}.get(t, t)
+            got = "a range" if isinstance(v.ty, RangeT) else self.describe_const(c)
+            help = None
+            if t == "int" and isinstance(c, float) and math.isfinite(c) and c == int(c):
+                help = f"write `{int(c)}`"
+            elif t in ("int", "float") and isinstance(c, str) and not isinstance(c, SymInt):
+                help = "remove the quotes"
+            self.report("E0308", f"`{key}` of `{kind}` must be {want}, got {got}", span,
+                        label=f"expected {want}", help=help)
+            return False
+        if k.choices and isinstance(c, str) and not isinstance(c, SymInt) and c not in k.choices:
+            self.report("E0309", f"`{c}` is not a valid `{key}` for `{kind}`", span,
+                        help=did_you_mean(c, k.choices) or f"choose one of: {', '.join(k.choices)}")
+            return False
+        vals = [c] if _num(c) else c if isinstance(c, list) else []
+        for x in vals:
+            if not _num(x):
+                continue
+            if isinstance(x, float) and not math.isfinite(x):
+                self.report("E0309", f"`{key}` of `{kind}` must be a finite number, got {x}",
+                            span, label="not finite")
+                return False
+            if _is_int(x) and abs(x) > bounds.MAX_DIM:
+                self.report("E0312", f"`{key}` of `{kind}` is too large: {x} (at most "
+                                     f"{bounds.MAX_DIM})", span, label="too large")
+                return False
+            if k.min is not None and x < k.min:
+                what = "positive" if k.min == 1 else f"at least {k.min}"
+                self.report("E0309", f"`{key}` of `{kind}` must be {what}, got {x}", span)
+                return False
+            if k.max is not None and x > k.max:
+                self.report("E0309", f"`{key}` of `{kind}` must be at most {k.max}, got {x}",
+                            span, label="out of range")
+                return False
+        return True
+
+    @staticmethod
+    def describe_const(c) -> str:
+        if isinstance(c, bool):
+            return f"`{str(c).lower()}`"
+        if isinstance(c, str):
+            return f"the string \"{c}\""
+        if c is None:
+            return "`None`"
+        return f"`{c}`"
+
+    # ------------------------------------------------------------------ applying layers
+    def apply_layer(self, inst: LayerInst, args: list[Value], call: A.Call,
+                    optional_ok: bool) -> Value:
+        self.used_layers.add(inst.name)
+        if inst.present is False:
+            self.report("E0310", f"layer `{inst.name}` does not exist here: its condition is false",
+                        call.span, secondary=[Label(inst.span, "declared here")],
+                        help=f"guard the call with `if {inst.name} is not None {{ … }}`")
+            return Value(ANY)
+        cur = args
+        self._path.append(inst.name)
+        try:
+            for i, kind in enumerate(inst.kinds):
+                count = kind.repeat or 1
+                cfg = dict(kind.cfg)
+                for r in range(count):
+                    if not self.count_layers(1, call.span):
+                        return Value(ANY)
+                    if r > 0:
+                        cfg = self.next_repeat_cfg(kind, cfg)
+                    parts = ([str(i)] if len(inst.kinds) > 1 else []) + (
+                        [str(r)] if kind.repeat is not None else [])
+                    self._path.extend(parts)
+                    try:
+                        cur = [self.apply_kind(inst, kind, cfg, cur, call)]
+                    finally:
+                        del self._path[len(self._path) - len(parts):]
+        finally:
+            self._path.pop()
+        return cur[0]
+
+    def next_repeat_cfg(self, kind: KindInst, cfg: dict) -> dict:
+        """The next instance's config by the one repetition rule (`check.repetition`),
+        evaluated on the checker's constants. Builtin kinds repeat as is."""
+        if kind.user is None:
+            return cfg
+        node = kind.user.node
+
+        def evaluate(e: A.Expr, prev) -> object:
+            env = Scope()
+            for k, v in prev.items():   # a SymInt is a symbolic int, not an unknown value
+                env.vars[k] = v if isinstance(v, Value) else (
+                    Value(INT, v, False) if isinstance(v, SymInt) else Value.of(v))
+            r = self.eval_const(e, env)
+            return r.const if r.known or isinstance(r.const, SymInt) else r
+
+        return repetition.next_config([p.name for p in self.user_params(node)],
+                                      repetition.repeat_clause(node), cfg, evaluate)
+
+    def apply_kind(self, inst: LayerInst, kind: KindInst, cfg: dict, args: list[Value],
+                   call: A.Call) -> Value:
+        if kind.spec is None and kind.user is None:
+            return Value(ANY)
+        if kind.spec is not None:
+            if len(args) != 1:
+                self.report("E0306", f"layer `{inst.name}` takes 1 input, got {len(args)}",
+                            call.span)
+                return Value(TensorT("float32", None))
+            x = args[0]
+            if isinstance(x.ty, AnyT):
+                return Value(TensorT("float32", None))
+            if not isinstance(x.ty, TensorT):
+                self.report("E0404", f"layer `{inst.name}` takes a tensor, got {x.ty}",
+                            call.args[0].span if call.args else call.span)
+                return Value(ANY)
+            dt = x.ty.dtype
+            if not kind.spec.int_input and (x.ty.ternary or dt is not None and (
+                    dt in ("bool", "trit") or dt.startswith(("int", "uint")))):
+                self.report("E0404", f"layer `{inst.name}` ({kind.kind}) computes in floating "
+                                     f"point but its input holds {dt} values", call.span,
+                            label=f"a {dt} tensor", help="convert it first, e.g. "
+                            "`float32(x)`, or declare the input as a float tensor")
+                x = Value(TensorT("float32", x.ty.shape))   # go on, to find other problems
+            try:
+                out = Value(kind.spec.rule(x.ty, cfg))
+                if self.trace is not None:
+                    self.trace.append((".".join(self._path), kind, dict(cfg), x.ty, out.ty))
+                return out
+            except L.ShapeError as e:
+                sec = []
+                if e.key and e.key in kind.spans:
+                    sec.append(Label(kind.spans[e.key], f"`{e.key}` is set here"))
+                elif e.key:
+                    sec.append(Label(kind.span, f"`{e.key}` defaults to {cfg.get(e.key)}"))
+                msg = f"layer `{inst.name}` ({kind.kind}): {e.message}"
+                if x.ty.shape is not None and e.code in ("E0503", "E0507"):
+                    msg += f" (input shape {shape_str(x.ty.shape)})"
+                self.report(e.code, msg, call.span, label="called here", help=e.help,
+                            secondary=sec)
+                return Value(TensorT("float32", None))
+        return self.instantiate(kind.user, cfg, args, call, inst.name)
+
+    def instantiate(self, d: Definition, cfg: dict, args: list[Value], call: A.Call,
+                    inst_name: str) -> Value:
+        if self.instance_depth >= MAX_INSTANCE_DEPTH:
+            self.report("E0310", f"`{d.name}` instantiates itself recursively", call.span,
+                        help="a block cannot contain itself")
+            return Value(ANY)
+        key = (d.name, tuple(sorted((k, repr(v.ty) if isinstance(v, Value) else repr(v))
+                                    for k, v in cfg.items())),
+               tuple(repr(a.ty) for a in args))
+        if key in self._instance_cache and self.trace is None:
+            self.count_layers(self._instance_work.get(key, 0), call.span)
+            return self._instance_cache[key]
+        before = self.layer_count
+        saved = (self.inner, self.used_layers)
+        self.inner = []
+        self.quiet += 1
+        self.instance_depth += 1
+        try:
+            env = self.definition_env(d.node, cfg, abstract=False)
+            result = Value(ANY)
+            if env is not None:
+                scope, layers = env
+                fn = self.forward_of(d.node)
+                result = self.check_function(fn, scope, layers, inputs=args,
+                                             form_b=not self.has_forward(d.node)
+                                             and isinstance(d.node, A.LayerDef))
+            problems = self.inner
+        finally:
+            self.quiet -= 1
+            self.instance_depth -= 1
+            self.inner, self.used_layers = saved
+        if problems:
+            first = problems[0]
+            sec = [Label(first.span, first.message)] if first.span else []
+            code = first.code if first.code.startswith("E05") else "E0503"
+            self.report(code, f"layer `{inst_name}` ({d.name}) cannot be used with this input "
+                              f"and config: {first.message}", call.span,
+                        label=f"input {self.describe_args(args)}", secondary=sec,
+                        help=first.help)
+        self._instance_cache[key] = result
+        self._instance_work[key] = self.layer_count - before
+        return result
+
+    def describe_args(self, args: list[Value]) -> str:
+        return ", ".join(str(a.ty) for a in args)
+
+    def forward_of(self, node) -> A.FnDef:
+        for item in node.body:
+            if isinstance(item, A.FnDef) and item.name in ("forward", "__call__", "call"):
+                return item
+        fns = [i for i in node.body if isinstance(i, A.FnDef)]
+        if fns:
+            return fns[0]
+        stmts = [i for i in node.body if isinstance(i, A.Stmt)]
+        params = getattr(node, "params", None) or []
+        tensor_params = [p for p in params if p.type is not None and p.type.name in TENSOR_TYPES]
+        return A.FnDef("forward", tensor_params, getattr(node, "ret", None), stmts, node.span)

@@ -1,0 +1,96 @@
+"""What the checker works on: definitions, user parameters, layer instances and their kinds,
+scopes, and small helpers shared by its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...frontend import ast as A
+from ...frontend.diagnostics import Span
+from .. import library as L
+from ..builtins import FUNCTIONS
+from ..types import (
+    Value,
+)
+
+MAX_INSTANCE_DEPTH = 32
+MAX_UNROLL = 64
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# ----------------------------------------------------------------------------- definitions
+
+@dataclass(slots=True)
+class Definition:
+    name: str
+    node: object            # ModelDef | BlockDef | LayerDef | FnDef
+    file: str
+
+    @property
+    def kind(self) -> str:
+        return {A.ModelDef: "model", A.BlockDef: "block", A.LayerDef: "layer",
+                A.FnDef: "fn"}[type(self.node)]
+
+
+@dataclass(slots=True)
+class UserParam:
+    name: str
+    type: A.TypeExpr | None
+    default: A.Expr | None
+    span: Span
+
+
+@dataclass(slots=True)
+class KindInst:
+    kind: str
+    spec: L.LayerSpec | None          # builtin
+    user: Definition | None           # block / layer / model
+    cfg: dict                         # key -> constant (int, float, str, SymInt, list, …)
+    spans: dict                       # key -> Span of the config entry
+    repeat: int | None                # None: no repetition; an int: that many instances
+    span: Span
+
+
+@dataclass(slots=True)
+class LayerInst:
+    name: str
+    kinds: list[KindInst]
+    present: bool | None              # False: the condition is false; None: not known
+    span: Span
+
+
+@dataclass(slots=True)
+class Scope:
+    vars: dict[str, Value] = field(default_factory=dict)
+    defined_at: dict[str, Span] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+
+
+class _Abort(Exception):
+    """Stops interpreting one function body after a fatal problem (already reported)."""
+
+
+
+
+def _paren(c) -> str:
+    s = str(c)
+    return s if s.isidentifier() or s.lstrip("-").isdigit() else f"({s})"
+
+
+_STATE_INITS = tuple(n for n, f in FUNCTIONS.items() if f.creates)   # may be layer state
+
+
+def _is_state_let(item: A.Let) -> bool:
+    """A `let` in a layer body that is the layer's learned state (a tensor), as the
+    generated code makes it a parameter."""
+    if item.type is not None:
+        return item.type.name in ("Tensor", "TernaryTensor")
+    v = item.value
+    return isinstance(v, A.Call) and isinstance(v.func, A.Name) and v.func.id in _STATE_INITS

@@ -1,0 +1,467 @@
+"""Lowering expressions: names, constants, operators (folded on Python constants), indexing,
+attributes, and calls of layers, user functions and builtins."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ...check import bounds
+from ...check.builtins import FUNCTIONS
+from ...check.checker import Definition, LayerInst
+from ...frontend import ast as A
+from ...frontend.diagnostics import Span
+from ..builder import Builder
+from ..core import Function, Value
+from ..ops import InferError
+from ..types import FLOAT_DTYPES, ScalarType, TensorType, types_compatible
+from .values import (
+    _BINOPS,
+    _LANG_DTYPES,
+    _TENSOR_DTYPES,
+    MAX_DEPTH,
+    FnCtx,
+    FnRef,
+    LayerBuild,
+    LayerRef,
+    LazyExpr,
+    LoweringError,
+    ParamRef,
+    RangeV,
+    SymDim,
+    Undef,
+    Unit,
+    _flat,
+    _freeze,
+    _is_const,
+    _is_int,
+    _is_num,
+    _list_shape,
+    _py_binary,
+    _ScratchBuilder,
+    _WouldEmit,
+)
+
+
+class ExpressionsMixin:
+    # ------------------------------------------------------------------ expressions
+    def lookup(self, name: str, env: dict[str, Any], b: Builder, ctx: FnCtx,
+               span: Span | None) -> Any:
+        if name in env:
+            v = env[name]
+            if isinstance(v, ParamRef):
+                return self.read_param(b, v)
+            if isinstance(v, LazyExpr):
+                return self.eval(v.expr, env, b, ctx)
+            if isinstance(v, Undef):
+                raise LoweringError(f"`{name}` cannot be used here: {v.why}", span)
+            return v
+        d = self.result.definitions.get(name)
+        if d is not None and d.kind == "fn":
+            return FnRef(name)
+        if name in FUNCTIONS:
+            return FnRef(name)
+        raise LoweringError(f"undefined name `{name}`", span)
+
+    def read_param(self, b: Builder, ref: ParamRef) -> Value:
+        w = b.param(ref.name, ref.type)
+        if ref.quant is None:
+            return w
+        return self.ternary(b, w, ref.quant)
+
+    def eval(self, e: A.Expr, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        t = type(e)
+        if t is A.Num:
+            return e.value
+        if t is A.Name:
+            return self.lookup(e.id, env, b, ctx, e.span)
+        if t in (A.Str, A.Bool, A.TritLit):
+            return e.value
+        if t is A.NoneLit:
+            return None
+        if t is A.Unknown:
+            return -1
+        if t is A.ListLit:
+            return [self.eval(x, env, b, ctx) for x in e.items]
+        if t is A.DictLit:
+            return {en.key: self.eval(en.value, env, b, ctx) for en in e.entries}
+        if t is A.Unary:
+            v = self.eval(e.operand, env, b, ctx)
+            if e.op == "+":
+                return v
+            if e.op == "-":
+                if _is_num(v):
+                    return -v
+                return b.neg(self.to_value(b, v, None, e.span))
+            truth = self.const_truth(v)
+            if truth is not None:
+                return not truth
+            return b.logical_not(self.to_bool(b, v, e.span))
+        if t is A.Binary:
+            return self.eval_binary(e, env, b, ctx)
+        if t is A.CondExpr:
+            c = self.eval(e.cond, env, b, ctx)
+            truth = self.const_truth(c)
+            if truth is not None:
+                return self.eval(e.then if truth else e.other, env, b, ctx)
+            cond = self.to_bool(b, c, e.cond.span)
+            x, y = self.eval(e.then, env, b, ctx), self.eval(e.other, env, b, ctx)
+            xv, yv = self.operands(b, x, y, e.span)
+            return b.select(cond, xv, yv)
+        if t is A.Call:
+            return self.eval_call(e, env, b, ctx)
+        if t is A.Index:
+            return self.eval_index(e, env, b, ctx)
+        if t is A.Attr:
+            return self.eval_attr(e, env, b, ctx)
+        if t is A.Range:
+            lo, hi = self.eval(e.start, env, b, ctx), self.eval(e.stop, env, b, ctx)
+            if not _is_int(lo) or not _is_int(hi):
+                raise LoweringError("range bounds must be known when lowering", e.span)
+            return RangeV(lo, hi)
+        raise LoweringError(f"cannot lower a `{t.__name__}` expression", getattr(e, "span", None))
+
+    def eval_binary(self, e: A.Binary, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        op = e.op
+        if op in ("and", "or"):
+            x = self.eval(e.left, env, b, ctx)
+            tx = self.const_truth(x)
+            if tx is not None:
+                if (op == "and" and not tx) or (op == "or" and tx):
+                    return tx
+                y = self.eval(e.right, env, b, ctx)
+                ty = self.const_truth(y)
+                return ty if ty is not None else self.to_bool(b, y, e.right.span)
+            y = self.eval(e.right, env, b, ctx)
+            ty = self.const_truth(y)
+            xb = self.to_bool(b, x, e.left.span)
+            if ty is not None:
+                if (op == "and" and ty) or (op == "or" and not ty):
+                    return xb
+                return ty
+            yb = self.to_bool(b, y, e.right.span)
+            return b.logical_and(xb, yb) if op == "and" else b.logical_or(xb, yb)
+        x = self.eval(e.left, env, b, ctx)
+        y = self.eval(e.right, env, b, ctx)
+        return self.binary(op, x, y, b, e.span)
+
+    def binary(self, op: str, x: Any, y: Any, b: Builder, span: Span | None) -> Any:
+        if op in ("is", "is not"):
+            same = self.is_same(x, y, span)
+            return same if op == "is" else not same
+        if op in ("in", "not in"):
+            if isinstance(y, list | dict | str) and _is_const(x):
+                r = x in y
+                return r if op == "in" else not r
+            raise LoweringError(f"`{op}` needs values known when lowering", span)
+        consts = (_is_num(x) or isinstance(x, bool)) and (_is_num(y) or isinstance(y, bool))
+        if consts:
+            return _py_binary(op, x, y, span)
+        if isinstance(x, str) and isinstance(y, str) or isinstance(x, list) and isinstance(y, list):
+            if op == "+":
+                if len(x) + len(y) > bounds.MAX_SEQUENCE:
+                    raise LoweringError(f"a list or string longer than {bounds.MAX_SEQUENCE} "
+                                        f"at compile time", span)
+                return x + y
+            if op in ("==", "!="):
+                return (x == y) == (op == "==")
+        if x is None or y is None or isinstance(x, str) or isinstance(y, str):
+            if op in ("==", "!="):
+                return (x == y) == (op == "==") if _is_const(x) and _is_const(y) else op == "!="
+        if op == "%":
+            raise LoweringError("`%` is only supported on values known when lowering", span,
+                                help="compute it from hyperparameters or static shapes")
+        if op == "//":
+            xv, yv = self.operands(b, x, y, span)
+            return b.floordiv(xv, yv)
+        if op not in _BINOPS:
+            raise LoweringError(f"cannot lower the operator `{op}`", span)
+        xv, yv = self.operands(b, x, y, span)
+        return b.op(_BINOPS[op], xv, yv)
+
+    def is_same(self, x: Any, y: Any, span: Span | None) -> bool:
+        for a, c in ((x, y), (y, x)):
+            if c is None and isinstance(a, LayerRef):
+                return not a.inst.present
+            if c is None and isinstance(a, Value | SymDim | FnRef):
+                return False
+        if _is_const(x) and _is_const(y):
+            return x is y or x == y and type(x) is type(y)
+        raise LoweringError("`is` is only supported against None or constants", span)
+
+    def operands(self, b: Builder, x: Any, y: Any, span: Span | None) -> tuple[Value, Value]:
+        xi = x if isinstance(x, Value) else None
+        yi = y if isinstance(y, Value) else None
+        xv = self.to_value(b, x, yi, span)
+        yv = self.to_value(b, y, xi or xv, span)
+        return xv, yv
+
+    def to_value(self, b: Builder, v: Any, like: Value | None, span: Span | None) -> Value:
+        if isinstance(v, Value):
+            return v
+        if isinstance(v, SymDim):
+            return b.dim(v.src, dim=v.dim)
+        if isinstance(v, bool):
+            return b.constant(v, ScalarType("bool"))
+        if _is_int(v):
+            if like is not None and isinstance(like.type, ScalarType) and like.type.dtype in (
+                    "f32", "f16", "f64"):
+                return b.constant(float(v), ScalarType(like.type.dtype))
+            if like is not None and like.type.dtype == "i32":
+                return b.constant(v, ScalarType("i32"))
+            return b.constant(v, ScalarType("i64"))
+        if isinstance(v, float):
+            if like is not None and isinstance(like.type, ScalarType) and like.type.dtype == "f16":
+                return b.constant(v, ScalarType("f16"))
+            return b.constant(v, ScalarType("f32"))
+        if isinstance(v, list) and v and all(_is_num(x) for x in _flat(v)):
+            flat = _flat(v)
+            shape = _list_shape(v)
+            if shape is None:
+                raise LoweringError("a nested list literal must be rectangular", span)
+            fl = any(isinstance(x, float) for x in flat)
+            return b.constant([float(x) if fl else int(x) for x in flat],
+                              TensorType(tuple(shape), "f32" if fl else "i64"))
+        what = {LayerRef: "a layer", FnRef: "a function", RangeV: "a range"}.get(type(v))
+        raise LoweringError(f"{what or repr(v)} cannot be used as a run-time value", span)
+
+    def to_bool(self, b: Builder, v: Any, span: Span | None) -> Value:
+        x = self.to_value(b, v, None, span)
+        t = x.type
+        if isinstance(t, TensorType) and t.rank != 0:
+            raise LoweringError(f"a condition must be a scalar, got {t}", span,
+                                help="reduce the tensor first, e.g. `sum(x) > 0`")
+        if t.dtype == "bool":
+            return x
+        zero = self.to_value(b, 0.0 if t.dtype in FLOAT_DTYPES else 0, None, span)
+        return b.ne(x, zero)
+
+    # ------------------------------------------------------------------ indexing, attributes
+    def eval_index(self, e: A.Index, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        base = self.eval(e.value, env, b, ctx)
+        if isinstance(base, list | dict | str):
+            if len(e.indices) != 1:
+                raise LoweringError("a list takes one index", e.span)
+            i = e.indices[0]
+            if isinstance(i, A.Slice) and isinstance(base, list | str):
+                parts = [self.eval(p, env, b, ctx) if p is not None else None
+                         for p in (i.start, i.stop, i.step)]
+                if not all(p is None or _is_int(p) for p in parts):
+                    raise LoweringError("list slice bounds must be known", e.span)
+                return base[slice(*parts)]
+            k = self.eval(i, env, b, ctx)
+            try:
+                return base[k]
+            except (IndexError, KeyError, TypeError):
+                raise LoweringError(f"index {k!r} is out of range", e.span) from None
+        if not isinstance(base, Value) or not isinstance(base.type, TensorType):
+            raise LoweringError("only tensors and lists can be indexed", e.span)
+        x = base
+        pos = 0
+        for i in e.indices:
+            if isinstance(i, A.Slice):
+                parts = [self.eval(p, env, b, ctx) if p is not None else None
+                         for p in (i.start, i.stop, i.step)]
+                if not all(p is None or _is_int(p) for p in parts):
+                    raise LoweringError("slice bounds must be known when lowering", i.span)
+                start, stop, step = parts
+                if not (start in (None, 0) and stop is None and step in (None, 1)):
+                    attrs: dict[str, Any] = {"dim": pos, "start": start or 0}
+                    if stop is not None:
+                        attrs["end"] = stop
+                    if step is not None:
+                        attrs["step"] = step
+                    x = b.slice(x, **attrs)
+                pos += 1
+            else:
+                k = self.eval(i, env, b, ctx)
+                if not _is_int(k):
+                    raise LoweringError("tensor indices must be integers known when lowering",
+                                        getattr(i, "span", e.span))
+                x = b.index(x, dim=pos, index=k)
+        return x
+
+    def eval_attr(self, e: A.Attr, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        base = self.eval(e.value, env, b, ctx)
+        if isinstance(base, dict) and e.attr in base:
+            return base[e.attr]
+        if isinstance(base, Value) and isinstance(base.type, TensorType):
+            t = base.type
+            if e.attr == "shape":
+                return [d if _is_int(d) else SymDim(base, i, d) for i, d in enumerate(t.shape)]
+            if e.attr == "ndim":
+                return t.rank
+            if e.attr == "T":
+                return b.transpose(base, dim0=-2, dim1=-1) if t.rank >= 2 else base
+            if e.attr == "dtype":
+                return _LANG_DTYPES.get(t.dtype, t.dtype)
+        raise LoweringError(f"cannot lower the attribute `.{e.attr}` here", e.span)
+
+    # ------------------------------------------------------------------ calls
+    def eval_call(self, e: A.Call, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        f = e.func
+        if isinstance(f, A.Index) and isinstance(f.value, A.Name) and f.value.id in (
+                "Tensor", "TernaryTensor"):
+            return self.tensor_literal(f, e, env, b, ctx)
+        args = [(a.name, self.eval(a.value, env, b, ctx)) for a in e.args]
+        if isinstance(f, A.Attr):
+            base = self.eval(f.value, env, b, ctx)
+            if isinstance(base, Value) and f.attr == "size":
+                if not args:
+                    return self.eval_attr(A.Attr(f.value, "shape", f.span), env, b, ctx)
+                k = args[0][1]
+                t = base.type
+                if not _is_int(k) or not isinstance(t, TensorType):
+                    raise LoweringError("`size` needs a known dim", e.span)
+                d = t.shape[k]
+                return d if _is_int(d) else SymDim(base, k % t.rank, d)
+            if isinstance(base, Value) and f.attr in FUNCTIONS:
+                return self.builtin(f.attr, [(None, base), *args], b, e.span, ctx)
+            raise LoweringError(f"cannot lower the method `.{f.attr}(…)`", f.span)
+        if not isinstance(f, A.Name):
+            raise LoweringError("only named functions and layers can be called", e.span)
+        v = env.get(f.id)
+        if isinstance(v, LayerRef):
+            assert ctx.build is not None
+            return self.apply_layer(ctx.build, v.inst, [a for _, a in args], b, e.span)
+        if v is not None and not isinstance(v, FnRef):
+            raise LoweringError(f"`{f.id}` is not a layer or function", f.span)
+        d = self.result.definitions.get(f.id)
+        if d is not None and d.kind == "fn":
+            return self.call_user_fn(d, [a for _, a in args], b, e.span, ctx)
+        if f.id in FUNCTIONS:
+            return self.builtin(f.id, args, b, e.span, ctx)
+        raise LoweringError(f"cannot call `{f.id}`", f.span)
+
+    def tensor_literal(self, f: A.Index, e: A.Call, env: dict[str, Any], b: Builder,
+                       ctx: FnCtx) -> Value:
+        ternary = f.value.id == "TernaryTensor"  # type: ignore[attr-defined]
+        dtype = "trit" if ternary else "f32"
+        dims: list[int] = []
+        for i in f.indices:
+            if isinstance(i, A.Name) and i.id in _TENSOR_DTYPES and i.id not in env:
+                dtype = "trit" if ternary else _TENSOR_DTYPES[i.id]
+                continue
+            d = self.eval(i, env, b, ctx)
+            if not _is_int(d):
+                raise LoweringError("a tensor literal needs static dims", e.span)
+            dims.append(d)
+        vals = _flat([self.eval(a.value, env, b, ctx) for a in e.args])
+        if not all(_is_num(v) or isinstance(v, bool) for v in vals):
+            raise LoweringError("tensor literal values must be numbers known when lowering", e.span)
+        if math.prod(dims) != len(vals):
+            raise LoweringError(f"a tensor literal of shape {dims} needs {math.prod(dims)} values",
+                                e.span)
+        data = [self.py_cast(v, dtype) for v in vals]
+        return b.constant(data, TensorType(tuple(dims), dtype))
+
+    def apply_layer(self, build: LayerBuild, inst: LayerInst, args: list[Any], b: Builder,
+                    span: Span | None) -> Any:
+        units = build.units.get(inst.name)
+        if units is None or not inst.present:
+            raise LoweringError(f"layer `{inst.name}` does not exist here: its condition is false",
+                                span)
+        cur: list[Any] = list(args)
+        for u in units:
+            if u.spec is not None:
+                if len(cur) != 1:
+                    raise LoweringError(f"layer `{inst.name}` takes 1 input, got {len(cur)}", span)
+                x = self.to_value(b, cur[0], None, span)
+                try:
+                    cur = [self.apply_builtin(b, build.layer, u.path, u.spec, u.cfg, x, span)]
+                except InferError as err:
+                    raise LoweringError(f"layer `{u.path}` ({u.kind}): {err}", span) from None
+            else:
+                assert u.build is not None
+                cur = self.call_layer(b, u, cur, span)
+        return cur[0] if len(cur) == 1 else cur
+
+    def call_layer(self, b: Builder, u: Unit, args: list[Any], span: Span | None) -> list[Value]:
+        build = u.build
+        assert build is not None
+        vals: list[Value] = []
+        for a in args:
+            vals.append(self.to_value(b, a, None, span))
+        f = self.ensure_forward(build, [v.type for v in vals], span)
+        if len(vals) != len(f.args):
+            raise LoweringError(f"layer `{u.path}` takes {len(f.args)} input(s), got {len(vals)}",
+                                span)
+        return self.emit_call(b, f, vals, span, u.path, f"layer `{u.path}`")
+
+    def emit_call(self, b: Builder, f: Function, vals: list[Value], span: Span | None,
+                  instance: str | None, what: str) -> list[Value]:
+        sym: dict[str, Any] = {}
+        args: list[Value] = []
+        for v, formal in zip(vals, f.arg_types):
+            if isinstance(formal, TensorType) and isinstance(v.type, TensorType):
+                if v.type.dtype != formal.dtype:
+                    v = b.cast(v, dtype=formal.dtype)
+                if not types_compatible(v.type, formal):
+                    raise LoweringError(f"{what} expects {formal}, got {v.type}", span)
+                for fd, ad in zip(formal.shape, v.type.shape):
+                    if isinstance(fd, str):
+                        sym.setdefault(fd, ad)
+            elif isinstance(formal, ScalarType):
+                if v.type != formal:
+                    v = b.cast(v, dtype=formal.dtype)
+            else:
+                raise LoweringError(f"{what} expects {formal}, got {v.type}", span)
+            args.append(v)
+        rtypes = [t if not isinstance(t, TensorType) else t.with_shape(
+            tuple(sym.get(d) if isinstance(d, str) else d for d in t.shape)) for t in f.result_types]
+        return b.call(f.name, args, rtypes, instance=instance)
+
+    def call_user_fn(self, d: Definition, args: list[Any], b: Builder, span: Span | None,
+                     ctx: FnCtx) -> Any:
+        fn: A.FnDef = d.node  # type: ignore[assignment]
+        if len(args) > len(fn.params):
+            raise LoweringError(f"`{fn.name}` takes {len(fn.params)} argument(s)", span)
+        full = list(args)
+        for p in fn.params[len(args):]:
+            if p.default is None:
+                raise LoweringError(f"`{fn.name}` is missing its argument `{p.name}`", span)
+            full.append(self.eval(p.default, {}, b, ctx))
+        key_parts: list[Any] = [fn.name]
+        dyn_params: list[A.ParamSpec] = []
+        dyn_args: list[Value] = []
+        env: dict[str, Any] = {}
+        for p, a in zip(fn.params, full):
+            if isinstance(a, Value | SymDim):
+                v = self.to_value(b, a, None, span)
+                dyn_params.append(p)
+                dyn_args.append(v)
+                key_parts.append(("dyn", str(v.type)))
+            elif _is_const(a) or isinstance(a, list):
+                env[p.name] = a
+                key_parts.append(_freeze(a))
+            else:
+                raise LoweringError(f"cannot pass {a!r} to `{fn.name}`", span)
+        key = tuple(key_parts)
+        if key not in self.fns:
+            if ctx.depth >= MAX_DEPTH:
+                raise LoweringError(f"`{fn.name}` calls itself too deeply", span)
+            sub = FnCtx(None, fn.name, ctx.depth + 1)
+            if not dyn_args:
+                try:
+                    ret = self.lower_stmts(list(fn.body), dict(env), _ScratchBuilder(), sub)
+                except _WouldEmit:
+                    ret = None
+                if ret is not None and all(_is_const(r) or isinstance(r, list) for r in ret):
+                    self.fns[key] = ("", None, ret)
+                    return ret[0] if len(ret) == 1 else ret
+            name = fn.name
+            n = 2
+            while name in self.fn_names:
+                name = f"{fn.name}__{n}"
+                n += 1
+            self.fn_names.add(name)
+            f = self.lower_function(name, fn, dyn_params,
+                                    [(p.name, v.type) for p, v in zip(dyn_params, dyn_args)],
+                                    env, sub)
+            self.fns[key] = (name, f, [])
+            self.fn_order.append(f)
+        name, f, consts = self.fns[key]
+        if f is None:
+            return consts[0] if len(consts) == 1 else consts
+        res = self.emit_call(b, f, dyn_args, span, None, f"function `{fn.name}`")
+        return res[0] if len(res) == 1 else res

@@ -1,0 +1,240 @@
+"""Lowering statements to SSA: assignments, `if` (a branch known when lowering, else a
+structured IR `if` whose branches yield the variables they change), unrolled `for` loops,
+`return`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ... import vocab
+from ...check import bounds
+from ...frontend import ast as A
+from ...frontend.diagnostics import Span
+from ..builder import Builder
+from ..core import Op, Value
+from ..ops import InferError
+from ..types import FLOAT_DTYPES, ScalarType, TensorType, Type, promote
+from .values import (
+    _MISSING,
+    MAX_UNROLL,
+    FnCtx,
+    LayerRef,
+    LoweringError,
+    RangeV,
+    SymDim,
+    Undef,
+    _block,
+    _contains_return,
+    _is_const,
+    _is_int,
+    _is_num,
+    _join_types,
+    _node_count,
+    _SetVar,
+)
+
+
+class StatementsMixin:
+    # ------------------------------------------------------------------ statements
+    def lower_stmts(self, stmts: list[Any], env: dict[str, Any], b: Builder,
+                    ctx: FnCtx) -> list[Any] | None:
+        work = list(stmts)
+        while work:
+            s = work.pop(0)
+            try:
+                r = self.lower_stmt(s, work, env, b, ctx)
+            except (InferError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+                raise LoweringError(f"cannot lower this statement: {e}",
+                                    getattr(s, "span", None)) from None
+            if r is not None:
+                return r
+        return None
+
+    def lower_stmt(self, s: Any, work: list[Any], env: dict[str, Any], b: Builder,
+                   ctx: FnCtx) -> list[Any] | None:
+        if isinstance(s, _SetVar):
+            env[s.name] = s.value
+        elif isinstance(s, A.Let):
+            env[s.name] = self.coerce_decl(self.eval(s.value, env, b, ctx), s.type)
+        elif isinstance(s, A.Assign):
+            if not isinstance(s.target, A.Name):
+                raise LoweringError("assignment to an element or attribute is not supported",
+                                    s.span, help="build a new tensor instead")
+            v = self.eval(s.value, env, b, ctx)
+            if s.op != "=":
+                cur = self.lookup(s.target.id, env, b, ctx, s.target.span)
+                v = self.binary(s.op[:-1], cur, v, b, s.span)
+            env[s.target.id] = v
+        elif isinstance(s, A.Return):
+            if s.value is None:
+                return []
+            v = self.eval(s.value, env, b, ctx)
+            return list(v) if isinstance(v, list | tuple) else [v]
+        elif isinstance(s, A.ExprStmt):
+            v = s.value
+            if isinstance(v, A.Call) and isinstance(v.func, A.Name) and v.func.id == "print":
+                return None
+            self.eval(v, env, b, ctx)
+        elif isinstance(s, A.If):
+            return self.lower_if(s, work, env, b, ctx)
+        elif isinstance(s, A.For):
+            it = self.eval(s.iter, env, b, ctx)
+            if isinstance(it, RangeV):
+                seq: Sequence[Any] = range(it.start, it.stop)
+            elif isinstance(it, list):
+                seq = it
+            elif _is_int(it):
+                seq = range(it)
+            else:
+                raise LoweringError("a `for` loop needs a range known when lowering", s.iter.span)
+            if len(seq) > MAX_UNROLL:
+                raise LoweringError(f"a loop of {len(seq)} iterations is too long to unroll",
+                                    s.span)
+            self.unrolled += len(seq) * _node_count(s.body)
+            if self.unrolled > bounds.MAX_UNROLLED:
+                raise LoweringError(f"the loops unroll to more than {bounds.MAX_UNROLLED} "
+                                    f"expression nodes in all", s.span,
+                                    help="nested loops multiply; use fewer or shorter loops")
+            items: list[Any] = list(seq)
+            expanded: list[Any] = []
+            for i in items:
+                expanded.append(_SetVar(s.var, i, s.span))
+                expanded.extend(s.body)
+            work[0:0] = expanded
+        elif isinstance(s, A.FnDef | A.Import):
+            raise LoweringError("a definition cannot appear inside a function", s.span)
+        else:
+            raise LoweringError(f"cannot lower a `{type(s).__name__}` statement",
+                                getattr(s, "span", None))
+        return None
+
+    def coerce_decl(self, v: Any, te: A.TypeExpr | None) -> Any:
+        if te is None:
+            return v
+        if _is_num(v) or isinstance(v, bool):
+            if te.name in vocab.FLOAT_DTYPES:
+                return float(v)
+            if te.name in vocab.INT_DTYPES or te.name == "trit":
+                return int(v)
+        return v
+
+    def const_truth(self, c: Any) -> bool | None:
+        if isinstance(c, LayerRef):
+            return bool(c.inst.present)
+        if isinstance(c, Value | SymDim):
+            return None
+        if _is_const(c) or isinstance(c, list | dict):
+            return bool(c)
+        return None
+
+    def lower_if(self, s: A.If, work: list[Any], env: dict[str, Any], b: Builder,
+                 ctx: FnCtx) -> list[Any] | None:
+        c = self.eval(s.cond, env, b, ctx)
+        truth = self.const_truth(c)
+        if truth is not None:
+            work[0:0] = list(s.then if truth else (s.other or []))
+            return None
+        cond = self.to_bool(b, c, s.cond.span)
+        op = b.create("if", [cond], {}, [], [_block(), _block()])
+        tb, eb = Builder(op.regions[0]), Builder(op.regions[1])
+        if _contains_return(s.then) or _contains_return(s.other or []):
+            rest = list(work)
+            work.clear()
+            r1 = self.lower_stmts(list(s.then) + rest, dict(env), tb, ctx)
+            r2 = self.lower_stmts(list(s.other or []) + rest, dict(env), eb, ctx)
+            if r1 is None or r2 is None or len(r1) != len(r2):
+                raise LoweringError("with a condition known only at run time, both branches "
+                                    "must return the same number of values", s.span)
+            return self.finish_if(op, tb, eb, r1, r2, s.span)
+        env1, env2 = dict(env), dict(env)
+        if self.lower_stmts(list(s.then), env1, tb, ctx) is not None or self.lower_stmts(
+                list(s.other or []), env2, eb, ctx) is not None:
+            raise LoweringError("internal error: unexpected return in a branch", s.span)
+        names = [n for n in dict.fromkeys([*env1, *env2])
+                 if env1.get(n, _MISSING) is not env.get(n, _MISSING)
+                 or env2.get(n, _MISSING) is not env.get(n, _MISSING)]
+        merge: list[str] = []
+        a_vals: list[Any] = []
+        b_vals: list[Any] = []
+        for n in names:
+            a, bb = env1.get(n, _MISSING), env2.get(n, _MISSING)
+            if a is _MISSING or bb is _MISSING:
+                env[n] = Undef(n, "it is assigned on only one branch of a run-time condition")
+                continue
+            if a is bb or (_is_const(a) and _is_const(bb) and type(a) is type(bb) and a == bb):
+                env[n] = a
+                continue
+            if not self.yieldable(a) or not self.yieldable(bb):
+                env[n] = Undef(n, "it gets different non-tensor values on the branches of a "
+                                  "run-time condition")
+                continue
+            merge.append(n)
+            a_vals.append(a)
+            b_vals.append(bb)
+        results = self.finish_if(op, tb, eb, a_vals, b_vals, s.span)
+        for n, v in zip(merge, results):
+            env[n] = v
+        return None
+
+    @staticmethod
+    def yieldable(v: Any) -> bool:
+        return isinstance(v, Value | SymDim) or (_is_const(v) and v is not None
+                                                  and not isinstance(v, str))
+
+    def finish_if(self, op: Op, tb: Builder, eb: Builder, a_vals: list[Any], b_vals: list[Any],
+                  span: Span | None) -> list[Value]:
+        ya: list[Value] = []
+        yb: list[Value] = []
+        types: list[Type] = []
+        for a, bb in zip(a_vals, b_vals):
+            va, vb = self.harmonize(tb, eb, a, bb, span)
+            ya.append(va)
+            yb.append(vb)
+            types.append(_join_types(va.type, vb.type))
+        tb.yield_(*ya)
+        eb.yield_(*yb)
+        op.results = [Value(t, op, i) for i, t in enumerate(types)]
+        return list(op.results)
+
+    def harmonize(self, tb: Builder, eb: Builder, a: Any, bb: Any,
+                  span: Span | None) -> tuple[Value, Value]:
+        a_ir = isinstance(a, Value | SymDim)
+        b_ir = isinstance(bb, Value | SymDim)
+        if a_ir:
+            va = self.to_value(tb, a, None, span)
+        if b_ir:
+            vb = self.to_value(eb, bb, None, span)
+        if not a_ir and not b_ir:
+            va = self.to_value(tb, a, None, span)
+            vb = self.to_value(eb, bb, None, span)
+        elif not a_ir:
+            va = self.const_like(tb, a, vb.type, span)
+        elif not b_ir:
+            vb = self.const_like(eb, bb, va.type, span)
+        ta, tb_ = va.type, vb.type
+        if isinstance(ta, TensorType) != isinstance(tb_, TensorType) or (
+                isinstance(ta, TensorType) and isinstance(tb_, TensorType) and ta.rank != tb_.rank):
+            raise LoweringError(f"the branches of a run-time condition give {ta} and {tb_}", span)
+        if ta.dtype != tb_.dtype:
+            dt = promote(ta.dtype, tb_.dtype)
+            if ta.dtype != dt:
+                va = tb.cast(va, dtype=dt)
+            if tb_.dtype != dt:
+                vb = eb.cast(vb, dtype=dt)
+        return va, vb
+
+    def const_like(self, b: Builder, c: Any, t: Type, span: Span | None) -> Value:
+        if isinstance(t, ScalarType):
+            return b.constant(self.py_cast(c, t.dtype), t)
+        if isinstance(t, TensorType) and t.is_static:
+            return b.constant(self.py_cast(c, t.dtype), t)
+        raise LoweringError(f"a constant and a {t} cannot be merged by a run-time condition", span)
+
+    @staticmethod
+    def py_cast(c: Any, dtype: str) -> Any:
+        if dtype == "bool":
+            return bool(c)
+        if dtype in FLOAT_DTYPES:
+            return float(c)
+        return int(c)
