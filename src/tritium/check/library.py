@@ -184,6 +184,12 @@ def _conv2d(x: TensorT, cfg: dict) -> TensorT:
             return TensorT("float32", None)
         if s != (1, 1):
             raise ShapeError("E0309", "`padding: \"same\"` requires `stride: 1`", key="padding")
+        if any(isinstance(dd, int) and isinstance(kk, int) and dd * (kk - 1) % 2
+               for dd, kk in zip(d, k)):
+            raise ShapeError("E0309", f"`padding: \"same\"` with kernel size {list(k)} would pad "
+                             "one side more than the other, and convolutions here pad both "
+                             "sides alike", key="padding",
+                             help="use an odd `kernel_size`, or give `padding` as numbers")
         p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
     elif pad == "valid":
         p = (0, 0)

@@ -385,3 +385,21 @@ def test_names_in_a_skipped_operand_must_still_resolve(op, stride):
     assert "E0304" not in codes(SHORT_CIRCUIT.format(op=op, right="floordiv(1, 0)",
                                                      stride=stride))
     assert errors(SHORT_CIRCUIT.format(op=op, right="c_out", stride=stride)) == []
+
+
+@pytest.mark.parametrize("kind", ["Conv2d", "TernaryConv2d"])
+@pytest.mark.parametrize("kernel, dilation, ok", [(3, 1, True), (2, 1, False), ([3, 2], 1, False),
+                                                  (2, 2, True), (4, 3, False), (5, 2, True)])
+def test_same_padding_needs_a_symmetric_pad(kind: str, kernel, dilation: int, ok: bool) -> None:
+    # found by the layer-config fuzzer: an even kernel made the checker infer a smaller
+    # output than torch's asymmetric 'same' padding gives; the IR and the ternary kernels
+    # pad both sides alike, so the checker refuses it (and says what to write instead)
+    src = (f'model M {{\n    layer l: {kind} {{ in_channels: 1, out_channels: 2, '
+           f'kernel_size: {kernel}, dilation: {dilation}, padding: "same" }}\n'
+           f'    forward(x: Tensor[b, 1, 9, 9]) -> Tensor[b, 2, 9, 9] {{ return l(x) }}\n}}\n')
+    result = check_source(src, "same.tri")
+    if ok:
+        assert result.ok, [d.message for d in result.errors]
+    else:
+        assert [d.code for d in result.errors] == ["E0309"]
+        assert "pad" in result.errors[0].message and "odd" in (result.errors[0].help or "")
