@@ -391,7 +391,7 @@ def _join(header_text: bytes, rest: bytes) -> bytes:
 
 
 def _v3_encode(raw: bytes) -> str:
-    from tritium.runtime.checkpoint import _V3_ZDICT
+    from tritium.runtime.checkpoint_format import _V3_ZDICT
 
     c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _V3_ZDICT)
     return base64.b85encode(c.compress(raw) + c.flush()).decode("ascii")
@@ -399,7 +399,7 @@ def _v3_encode(raw: bytes) -> str:
 
 @st.composite
 def checkpoint_mutations(draw, data: bytes) -> tuple[str, Any]:
-    from tritium.runtime.checkpoint import _v4_blob
+    from tritium.runtime.checkpoint_format import _v4_blob
 
     header, rest = _split(data)
     kind = draw(st.sampled_from(["bytes", "header", "field", "blob3", "extra", "length",
