@@ -44,8 +44,8 @@ def main() -> int:
     args = ap.parse_args()
     os.environ["TRITIUM_CACHE_DIR"] = tempfile.mkdtemp(prefix="tritium-bench-")
 
+    from tritium.compile_cache import CompileCache
     from tritium.driver import compile_program
-    from tritium.driver.cache import CompileCache
 
     compile_program(RESNET, use_cache=False)          # warm imports (numpy, IR) once
     cold = median_time(lambda: compile_program(RESNET, use_cache=False), args.runs)

@@ -59,6 +59,8 @@ def _reset_tuned_dispatch() -> None:
     # only if a test already imported them: importing torch here would slow torch-free tests
     if "tritium.tune.dispatch" in sys.modules:
         sys.modules["tritium.tune.dispatch"].reset()
+    if "tritium.runtime.tuned" in sys.modules:   # the runtime's default: the records file
+        sys.modules["tritium.runtime.tuned"].reset()
     if "tritium.runtime.kernels" in sys.modules:
         sys.modules["tritium.runtime.kernels"].set_config_resolver(None)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ArgError", "MAX_JOBS", "MAX_THREADS", "NAME_MAX", "PATH_MAX", "RANGES", "Range",
-           "check_input_file", "check_output_dir", "check_output_file", "input_diagnostic",
+           "check_input_file", "check_output_dir", "check_output_file", "input_error",
            "input_problem",
            "check_name", "entry_point_problem", "number", "open_input", "path_arg", "quote",
            "show_path", "write_output"]
@@ -324,19 +324,19 @@ def input_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def input_diagnostic(path: str | os.PathLike[str]):
-    """A usage Diagnostic (E0001 missing, E0002 a directory, E0003 anything else unreadable)
-    when `path` is not a readable regular file, else None. For the compiler's front door."""
+def input_error(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """The code and message of the usage diagnostic for `path` (E0001 missing, E0002 a
+    directory, E0003 anything else unreadable) when it is not a readable regular file, else
+    None. The compiler's front door makes its ``Diagnostic`` of them (this module is a shared
+    leaf: it imports no stage)."""
     problem = input_problem(path)
     if problem is None:
         return None
-    from .frontend.diagnostics import Diagnostic
-
     if problem == "does not exist":
-        return Diagnostic("E0001", f"no such file: {show_path(path)}", None)
+        return "E0001", f"no such file: {show_path(path)}"
     if problem.startswith("is a directory"):
-        return Diagnostic("E0002", f"{show_path(path)} is a directory, not a .tri file", None)
-    return Diagnostic("E0003", f"cannot read {show_path(path)}: it {problem}", None)
+        return "E0002", f"{show_path(path)} is a directory, not a .tri file"
+    return "E0003", f"cannot read {show_path(path)}: it {problem}"
 
 
 def check_input_file(path: str | os.PathLike[str], what: str = "input") -> Path:

@@ -31,6 +31,21 @@ def cache_root() -> Path:
     return root
 
 
+TUNED_CONFIGS_NAME = "tuned_configs.json"
+
+
+def tuned_configs_path() -> Path:
+    """The winning kernel configs the tuner records for the runtime (``tune`` area; read by
+    ``tritium.runtime.tuned``, removed by ``tritium cache clear tune``)."""
+    return cache_root() / "tune" / TUNED_CONFIGS_NAME
+
+
+def tuned_configs_enabled() -> bool:
+    """Whether the runtime runs tuned configs (``$TRITIUM_TUNED_CONFIGS=0`` turns them off)."""
+    return os.environ.get("TRITIUM_TUNED_CONFIGS", "1").strip().lower() not in (
+        "0", "false", "no", "off")
+
+
 def cache_subdir(name: str) -> Path:
     """A named area under the cache root (`compile`, `kernels`, `tune`), created on demand."""
     path = cache_root() / name

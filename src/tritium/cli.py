@@ -45,13 +45,14 @@ def _input_diagnostics(paths: list[str]) -> dict[str, list]:
     """A usage diagnostic (E0001-E0003) for each input path that is not a readable regular
     file: missing, a directory, a FIFO or device, a name too long. Checked before reading,
     so nothing blocks on a FIFO or reads `/dev/zero` forever."""
-    from .argcheck import input_diagnostic
+    from .argcheck import input_error
+    from .frontend.diagnostics import Diagnostic
 
     out: dict[str, list] = {}
     for path in paths:
-        d = input_diagnostic(path)
-        if d is not None:
-            out[path] = [d]
+        err = input_error(path)
+        if err is not None:
+            out[path] = [Diagnostic(*err, None)]
     return out
 
 
@@ -447,14 +448,18 @@ def _clear_area(area: str) -> str:
     from .cachedir import cache_root
 
     if area == "compile":
-        from .driver.cache import CompileCache
+        from .compile_cache import CompileCache
 
         cache = CompileCache()
         n = cache.clear()
         return f"removed {n} compile cache entr{'y' if n == 1 else 'ies'} from {cache.root}"
     if area == "tune":
+        from .cachedir import tuned_configs_path
         from .tune.archive import default_db_path, default_url
 
+        records = tuned_configs_path()   # the winners the runtime reads go with the archive
+        if records.is_file() or records.is_symlink():
+            records.unlink()
         path = default_db_path()
         if path is None:
             return (f"left the tuning archive at {default_url()} alone: it is not a local file "
@@ -476,7 +481,7 @@ def _clear_area(area: str) -> str:
 
 def cmd_cache(args) -> int:
     from .cachedir import cache_root
-    from .driver.cache import CompileCache
+    from .compile_cache import CompileCache
 
     if args.action == "clear":
         for area in args.areas or CACHE_AREAS:

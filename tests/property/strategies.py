@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from tritium.check.library import FUNCTIONS, LAYERS
+from tritium.check.builtins import FUNCTIONS
+from tritium.check.library import LAYERS
 from tritium.frontend.lexer import KEYWORDS
 from tritium.frontend.names import MODULE_ATTRS, is_name
 from tritium.frontend.parser import DTYPES as PARSER_DTYPES

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from tritium.backends.pytorch.codegen import generate
 from tritium.backends.pytorch.validate import validate
 from tritium.check import CheckResult, check_source
-from tritium.check.library import FUNCTIONS, LAYERS
+from tritium.check.builtins import FUNCTIONS
+from tritium.check.library import LAYERS
 from tritium.frontend.diagnostics import CODES, DiagnosticError
 from tritium.frontend.formatter import format_source
 from tritium.frontend.lexer import KEYWORDS, OPERATORS

@@ -182,8 +182,8 @@ def _clear(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def compile_entry(tmp_path_factory):
+    from tritium.compile_cache import CompileCache
     from tritium.driver import compile_program
-    from tritium.driver.cache import CompileCache
 
     root = tmp_path_factory.mktemp("compile-cache")
     cache = CompileCache(root / "compile")
@@ -195,7 +195,7 @@ def compile_entry(tmp_path_factory):
 
 @st.composite
 def compile_mutations(draw, data: bytes, outer: dict) -> tuple[str, bytes | str]:
-    from tritium.driver.cache import _entry_bytes
+    from tritium.compile_cache import _entry_bytes
 
     kind = draw(st.sampled_from(["bytes", "json", "forged", "foreign", "special"]))
     if kind == "bytes":
@@ -224,7 +224,7 @@ def _forgeable_payload(raw: bytes) -> Any:
 @FUZZ
 @given(data=st.data())
 def test_fuzz_compile_cache_reader(compile_entry, data) -> None:
-    from tritium.driver.cache import CompileCache
+    from tritium.compile_cache import CompileCache
     from tritium.driver.compile import _valid_payload
 
     root, key, good, outer = compile_entry
@@ -391,7 +391,7 @@ def _join(header_text: bytes, rest: bytes) -> bytes:
 
 
 def _v3_encode(raw: bytes) -> str:
-    from tritium.runtime.checkpoint import _V3_ZDICT
+    from tritium.runtime.checkpoint_format import _V3_ZDICT
 
     c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _V3_ZDICT)
     return base64.b85encode(c.compress(raw) + c.flush()).decode("ascii")
@@ -399,7 +399,7 @@ def _v3_encode(raw: bytes) -> str:
 
 @st.composite
 def checkpoint_mutations(draw, data: bytes) -> tuple[str, Any]:
-    from tritium.runtime.checkpoint import _v4_blob
+    from tritium.runtime.checkpoint_format import _v4_blob
 
     header, rest = _split(data)
     kind = draw(st.sampled_from(["bytes", "header", "field", "blob3", "extra", "length",

@@ -524,12 +524,3 @@ def weight_elements(spec: LayerSpec, cfg: dict) -> int | None:
 
 LAYER_ALIASES = {"MultiHeadAttention": "MultiheadAttention", "BatchNorm": "BatchNorm1d",
                  "TernaryDense": "TernaryLinear", "Dense": "Linear"}
-
-
-def __getattr__(name: str):
-    """The builtin functions moved to `tritium.check.builtins` (one record per function);
-    `library.FUNCTIONS` still reaches them."""
-    if name in ("FUNCTIONS", "FnSpec", "FnParam"):
-        from . import builtins
-        return getattr(builtins, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

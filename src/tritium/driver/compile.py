@@ -31,9 +31,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..cachedir import read_file_bounded
+from ..compile_cache import CompileCache
 from ..frontend.diagnostics import Diagnostic, SourceMap
 from . import stages as S
-from .cache import CompileCache
 from .stages import CACHED, STAGES, TARGETS, CompileError
 
 __all__ = ["CompileError", "CompileResult", "STAGES", "TARGETS", "build_aot", "compile_program",
@@ -363,10 +363,10 @@ def compile_program(path: str | Path | None = None, *, source: str | None = None
         if source is not None:
             src = decode_source(source.encode("utf-8", "surrogatepass"), file or "<input>")
         else:
-            from ..argcheck import input_diagnostic
-            bad = input_diagnostic(path)
+            from ..argcheck import input_error
+            bad = input_error(path)
             if bad is not None:
-                raise CompileError([bad])
+                raise CompileError([Diagnostic(*bad, None)])
             src = read_source(path)
     except DiagnosticError as err:
         raise CompileError(err.diagnostics) from None

@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,43 @@ from torch import nn
 import tritium
 
 from ..cachedir import atomic_write_bytes
-from ..data import DatasetError, Normalization, load_dataset
+from ..data import DatasetError, Normalization, adapt_inputs, load_dataset
 from .models import RunInfo, model_from_checkpoint, unpacked_twin
 
 __all__ = ["EXPORT_FORMATS", "EvalReport", "ExportError", "evaluate_checkpoint",
            "export_checkpoint", "load_for_eval", "load_samples", "predict"]
 
 EXPORT_FORMATS = ("onnx", "onnx-packed", "torchscript", "safetensors")
+
+EVAL_BATCH = 512   # samples per forward when evaluating
+
+
+def model_inputs(x: np.ndarray | torch.Tensor, norm: Normalization,
+                 input_shape: list[int] | None) -> torch.Tensor:
+    """Raw samples → normalized, adapted to the model's declared input shape."""
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    t = (t - norm.mean) / norm.std
+    return adapt_inputs(t, tuple(input_shape) if input_shape else None)
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """`(accuracy, mean loss)` of `model` in eval mode over prepared inputs `x`."""
+    was = model.training
+    model.eval()
+    correct, total_loss = 0, 0.0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        yb = y[i:i + batch_size]
+        correct += int((logits.argmax(-1) == yb).sum())
+        if loss is not None:
+            total_loss += float(loss(logits, yb)) * len(yb)
+    model.train(was)
+    n = max(1, len(x))
+    return correct / n, total_loss / n
+
 
 
 class ExportError(Exception):
@@ -95,7 +126,6 @@ def _not_source_text(path: Path) -> None:
 
 
 def _prepare(x: np.ndarray | torch.Tensor, info: RunInfo) -> torch.Tensor:
-    from .train import model_inputs
     mean, std = info.normalization
     return model_inputs(x, Normalization(mean, std), info.input_shape)
 
@@ -106,7 +136,6 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None,
     `data`), with the inputs prepared exactly as `tritium train` prepared them."""
     import torch.nn.functional as F
 
-    from .train import evaluate_model
     model, info = load_for_eval(path)
     ds = load_dataset(data or info.dataset, data_dir)
     x = _prepare(ds.x_test, info)

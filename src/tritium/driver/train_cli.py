@@ -94,12 +94,13 @@ def _sets(items: list[str] | None) -> dict[str, Any]:
 
 def _source_file(path: str) -> None:
     """The program file: a readable regular file (a usage error otherwise)."""
-    from ..argcheck import input_diagnostic
+    from ..argcheck import input_error
+    from ..frontend.diagnostics import Diagnostic
     from .compile import CompileError
 
-    d = input_diagnostic(path)
-    if d is not None:
-        raise CompileError([d])
+    err = input_error(path)
+    if err is not None:
+        raise CompileError([Diagnostic(*err, None)])
 
 
 def check_data_args(args: argparse.Namespace) -> None:

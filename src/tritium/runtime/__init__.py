@@ -167,9 +167,12 @@ __all__ = [
     "render_summary",
 ]
 
-# Tuned kernel configs (`tritium tune`): when a tuning archive exists, the kernels' config
-# resolver answers the archived best config per shape on this machine. Here it is only a stat;
-# the archive is read on the first kernel call (docs/tuning.md; TRITIUM_TUNED_CONFIGS=0: off).
-from tritium.tune.dispatch import install_if_tuned as _install_if_tuned  # noqa: E402
+# Tuned kernel configs (`tritium tune`): when the tuner has recorded winning configs, the
+# kernels' config resolver answers them per exact shape on this machine. Here it is only a
+# stat; the records file is read on the first kernel call (docs/tuning.md;
+# TRITIUM_TUNED_CONFIGS=0: off). The runtime reads the data and never imports the tuner.
+from tritium.runtime.kernels import (  # noqa: E402
+    use_tuned_configs_if_recorded as _use_tuned_configs_if_recorded,
+)
 
-_install_if_tuned()
+_use_tuned_configs_if_recorded()

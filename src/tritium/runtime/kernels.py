@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from tritium.backends import cpu as cpu_backend
 from tritium.backends.cpu.build import KernelConfig
+from tritium.runtime import tuned
 from tritium.runtime.packing import (
     FORMAT_CODE,
     PackedTernary,
@@ -34,6 +35,10 @@ from tritium.runtime.packing import (
     packed_row_bytes,
     unpack_ternary,
 )
+from tritium.runtime.reference import apply_activation as _apply_activation
+from tritium.runtime.reference import int_matmul_exact as _int_matmul_exact
+from tritium.runtime.reference import quantize_activations_int8
+from tritium.runtime.reference import reference_linear as _reference_linear
 
 ACTIVATIONS: tuple[str | None, ...] = (None, "relu", "relu6", "gelu", "silu", "sigmoid", "tanh")
 ACT_QUANT_MODES = ("none", "int8")
@@ -183,66 +188,6 @@ def _g2_layout(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> torch.Tens
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure-PyTorch reference / fallback
-# ---------------------------------------------------------------------------------------------
-
-
-def quantize_activations_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token (last dim) absmax int8: returns ``(xq int8, s float32 [..., 1])``."""
-    x = x.float()
-    s = x.abs().amax(dim=-1, keepdim=True) / 127
-    s = torch.where(s == 0, torch.ones_like(s), s)
-    xq = torch.clamp(torch.round(x / s), -127, 127).to(torch.int8)
-    return xq, s
-
-
-def _apply_activation(y: torch.Tensor, activation: str | None) -> torch.Tensor:
-    if activation is None:
-        return y
-    if activation == "relu":
-        return F.relu(y)
-    if activation == "relu6":
-        return F.relu6(y)
-    if activation == "gelu":
-        return F.gelu(y)
-    if activation == "silu":
-        return F.silu(y)
-    if activation == "sigmoid":
-        return torch.sigmoid(y)
-    return torch.tanh(y)
-
-
-def _int_matmul_exact(xq: torch.Tensor, trits: torch.Tensor) -> torch.Tensor:
-    """Exact int32 ``xq @ trits^T`` via floating point (exact while K * 127 < 2**24 in fp32)."""
-    k = xq.shape[-1]
-    dt = torch.float32 if k * 127 < 2**24 else torch.float64
-    return (xq.to(dt) @ trits.to(dt).t()).to(torch.int32)
-
-
-def _reference_linear(
-    x: torch.Tensor,
-    trits: torch.Tensor,
-    scale: torch.Tensor,
-    bias: torch.Tensor | None,
-    residual: torch.Tensor | None,
-    activation: str | None,
-    act_quant: str,
-) -> torch.Tensor:
-    x = x.float()
-    if act_quant == "int8":
-        xq, s = quantize_activations_int8(x)
-        y = _int_matmul_exact(xq, trits).float() * s
-    else:
-        y = x @ trits.to(x.dtype).t()
-    y = y * scale.float().reshape(-1)
-    if bias is not None:
-        y = y + bias.float()
-    if residual is not None:
-        y = y + residual.float()
-    return _apply_activation(y, activation)
-
-
-# ---------------------------------------------------------------------------------------------
 # The implementation behind the custom op (x is 2-D float32 contiguous)
 # ---------------------------------------------------------------------------------------------
 
@@ -290,9 +235,7 @@ _TUNED_USED: dict[tuple, KernelConfig] = {}
 _resolver_warned = False
 
 
-def m_bucket(m: int) -> int:
-    """The batch-size bucket a resolver answers for: 1, 2, 3, 4, then the next power of two."""
-    return m if m <= 4 else 1 << (m - 1).bit_length()
+m_bucket = tuned.m_bucket
 
 
 def set_config_resolver(fn: ConfigResolver | None) -> None:
@@ -336,6 +279,34 @@ def tuned_configs_used() -> list[dict[str, Any]]:
     return [{"m_bucket": key[0], "n": key[1], "k": key[2], "fmt": key[3], "act_quant": key[4],
              "isa": key[5], "config": dataclasses.asdict(config)}
             for key, config in list(_TUNED_USED.items())]
+
+
+def use_tuned_configs(source: tuned.Source | None = None) -> None:
+    """Run the tuned configs of ``source`` (None: the records file the tuner writes;
+    ``tritium.runtime.tuned``) on the CPU kernels."""
+    tuned.reset(source)
+    set_config_resolver(tuned.resolve)
+
+
+def stop_tuned_configs() -> None:
+    """Back to the default configs (when the tuned-config resolver is the installed one)."""
+    if _RESOLVER is tuned.resolve:
+        set_config_resolver(None)
+    tuned.reset()
+
+
+def use_tuned_configs_if_recorded() -> bool:
+    """At ``import tritium.runtime``: use the tuned configs when tuned dispatch is enabled and
+    the records file exists (one ``stat``; nothing is read until a kernel runs)."""
+    if not tuned.enabled():
+        return False
+    try:
+        if not tuned.records_path().is_file():
+            return False
+    except OSError:
+        return False
+    use_tuned_configs()
+    return True
 
 
 def _default_threads() -> int:

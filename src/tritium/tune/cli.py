@@ -267,11 +267,25 @@ def _cmd_tune(args: Any) -> int:
             except ArchiveError as e:
                 raise UsageError(str(e)) from None
             print(f"exported {n} stud{'ies' if n != 1 else 'y'} to {args.export}")
+        if tuning or args.import_:
+            _refresh_records(archive)
         return code
     except ArchiveError as e:
         raise UsageError(str(e)) from None
     finally:
         archive.close()
+
+
+def _refresh_records(archive: Any) -> None:
+    """After a tune or an import into the default archive, rewrite the winning configs the
+    runtime reads (``tritium.runtime.tuned``); another storage is not what the runtime uses."""
+    from tritium.runtime import tuned
+    from tritium.tune import dispatch
+    from tritium.tune.archive import default_url
+
+    if archive.url == default_url():
+        dispatch.write_records(archive.url)
+    tuned.reset()
 
 
 # ----------------------------------------------------------------------------- model shapes
@@ -398,9 +412,6 @@ def _tune_all(args: Any, archive: Any, problems: list[tuple[str, tuple[int, int,
         _print_result(console, result, args.top)
         if args.report:
             _write_report(args, result, device)
-    from tritium.tune import dispatch
-
-    dispatch.reset()
     return EXIT_OK if any_ok else EXIT_FAIL
 
 
@@ -569,7 +580,7 @@ def _tune_triton(args: Any, archive: Any, shape: tuple[int, int, int],
     """Tune a Triton kernel with the real loop on the GPU, or on the interpreter."""
     from rich.console import Console
 
-    from tritium.tune import dispatch, triton_run
+    from tritium.tune import triton_run
     from tritium.tune import triton_space as ts
     from tritium.tune.loop import tune
 
@@ -625,5 +636,4 @@ def _tune_triton(args: Any, archive: Any, shape: tuple[int, int, int],
         console.print("  (interpreter timings: they rank nothing on a GPU)")
     if args.report:
         _write_report(args, result, device)
-    dispatch.reset()
     return EXIT_OK if result.best is not None else EXIT_FAIL

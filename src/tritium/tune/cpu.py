@@ -11,16 +11,12 @@ reference: bit-exact for the int8 path, to a float tolerance for the fp32 path.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from tritium.tune.measure import InvalidConfig
-from tritium.tune.space import Config, SearchSpace
+from tritium.tune.space import Config, Param, SearchSpace
 
 CPU_KERNELS = {"cpu.linear": "int8", "cpu.linear_f32": "none"}
 FORMATS = ("t2", "t1.6")
@@ -37,7 +33,9 @@ def act_quant_of(kernel: str) -> str:
 
 
 def kernel_of(act_quant: str) -> str:
-    return "cpu.linear" if act_quant == "int8" else "cpu.linear_f32"
+    from tritium.runtime.tuned import kernel_of as _kernel_of
+
+    return _kernel_of(act_quant)
 
 
 def default_isa() -> str:
@@ -46,17 +44,11 @@ def default_isa() -> str:
     return isa_mod.select_isa(None)
 
 
-@cache
 def source_hash() -> str:
     """A hash of the C kernel sources: tuned configs of other sources are not reused."""
-    from tritium.backends.cpu.build import SOURCE_FILES
+    from tritium.backends.cpu.build import source_hash as _source_hash
 
-    h = hashlib.sha256()
-    base = resources.files("tritium.backends.cpu").joinpath("csrc")
-    for name in SOURCE_FILES:
-        h.update(name.encode())
-        h.update(base.joinpath(name).read_bytes())
-    return h.hexdigest()[:16]
+    return _source_hash()
 
 
 def kernel_source() -> str:
@@ -67,20 +59,25 @@ def kernel_source() -> str:
 
 
 def device_info(isa: str | None = None) -> dict[str, Any]:
-    """The machine as the tuner sees it (its fingerprint keys the archive)."""
-    from tritium.backends.cpu import isa as isa_mod
+    """The machine as the tuner sees it (its fingerprint keys the archive and the records)."""
+    from tritium.runtime.tuned import cpu_device_info
 
-    isa = isa or default_isa()
-    return {
-        "kind": "cpu", "isa": isa, "model": isa_mod.cpu_model(), "cores": os.cpu_count() or 1,
-        "machine": os.uname().machine if hasattr(os, "uname") else "",
-    }
+    return cpu_device_info(isa or default_isa())
 
 
 def device_fingerprint(device: dict[str, Any]) -> str:
     """Same CPU model, core count and ISA path: same fingerprint (tunes move between them)."""
-    text = "|".join(f"{k}={device.get(k)}" for k in ("kind", "isa", "model", "cores", "machine"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    from tritium.runtime.tuned import cpu_fingerprint
+
+    return cpu_fingerprint(device)
+
+
+def search_params(isa: str) -> tuple[Param, ...]:
+    """The kernel template's tunable fields on ``isa`` as search-space parameters."""
+    from tritium.backends.cpu.build import KernelConfig
+
+    return tuple(Param(p.name, p.values, p.default, p.help)
+                 for p in KernelConfig.search_params(isa))
 
 
 def _is_g2_param(name: str) -> bool:
@@ -118,11 +115,8 @@ def linear_space(kernel: str, m: int, isa: str,
     their defaults. Parameters no config can change for this ``m`` are left out. ``only``
     narrows parameters to some of their values (the default is always kept).
     """
-    from tritium.backends.cpu.build import KernelConfig
-    from tritium.tune.space import Param
-
     int8 = act_quant_of(kernel) == "int8"
-    params = list(KernelConfig.search_params(isa))
+    params = list(search_params(isa))
     if not int8:  # the GEMV and G2 switches are int8 paths
         params = [p for p in params
                   if p.name not in ("gemv_max_m", "gemm_min_m") and not _is_g2_param(p.name)]
@@ -221,9 +215,9 @@ class CpuLinearProblem:
         }
 
     def reference(self, inputs: dict[str, Any]):
-        from tritium.runtime.kernels import _reference_linear
+        from tritium.runtime.reference import reference_linear
 
-        return _reference_linear(inputs["x"], inputs["trits"], inputs["scale"], inputs["bias"],
+        return reference_linear(inputs["x"], inputs["trits"], inputs["scale"], inputs["bias"],
                                  None, None, self.act_quant)
 
     def output(self, inputs: dict[str, Any]):

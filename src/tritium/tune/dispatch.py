@@ -1,66 +1,56 @@
-"""Runtime dispatch of tuned configs: the archive's best config for this machine and shape.
+"""From the archive to the runtime: which tuned configs the kernels run.
 
-:func:`install` registers :func:`resolve` with ``tritium.runtime.kernels.set_config_resolver``.
-For a problem (batch bucket M, N, K, format, activation mode, ISA) the resolver answers the
-best archived config of the same kernel, kernel source, format and device fingerprint (CPU
-model, core count, ISA path) measured at exactly this shape (the batch bucket, N and K),
-provided it beat the default config there by at least 5% (:data:`MIN_SPEEDUP`; side by
-side when the search confirmed it, else against the baseline). A config is never borrowed
-from a neighbouring shape: a tile, a path switch or a thread count that won at one size can
-lose badly at another (a 64x128x64 layer that borrowed the 2-thread config of a larger shape
-ran 100x slower on a busy machine). The
-runtime caps a tuned thread count at the user's own (``torch.set_num_threads``,
-``$TRITIUM_NUM_THREADS``) and records which tuned configs ran
-(``tritium.runtime.kernels.tuned_configs_used``). Answers are cached in memory; the archive
-is read once per process (one query for all studies of a kernel), and a missing, unreadable or
-corrupt archive means the default config, never an exception.
+The runtime reads tuned configs as data (:mod:`tritium.runtime.tuned`: a records file in the
+cache directory) and never imports the tuner. This module decides what goes into that data:
+for every study in the archive, the best config of its kernel, kernel source, format and
+device fingerprint (CPU model, core count, ISA path; or GPU model, compute capability, SM
+count) at its exact shape, provided it beat the default config there by at least 5%
+(:data:`MIN_SPEEDUP`; side by side when the search confirmed it, else against the baseline).
+Studies measured on Triton's interpreter never reach a GPU (their fingerprints start with
+``interpreter-`` and their device is not a GPU), and every config is checked against its
+kernel's legal values (:func:`_legal_cpu_config`, :func:`_legal_triton_config`) before it is
+written. :func:`write_records` writes the file after each ``tritium tune`` run.
 
-:func:`install_if_tuned` installs the resolver only when the default archive file exists (a
-``stat``: it imports neither torch nor SQLAlchemy), so an untuned machine pays nothing.
+The same rows can be served straight from an archive (:class:`ArchiveSource`;
+:func:`install`, :func:`reset` with a storage URL, :func:`install_if_tuned`): the lookup rules
+are the runtime's own (exact shape only, the fastest of several studies of one shape, a tuned
+thread count capped at the user's). The archive is read as untrusted input and never waited
+for: it is opened read-only with a busy timeout of ``archive.READER_BUSY_TIMEOUT_S``, so
+inference goes on untuned while a tuner holds it locked; malformed studies and trials are
+skipped (``Archive.best_per_study``). A corrupt archive or an illegal config is reported by
+one warning per process and means the default config.
+
 ``$TRITIUM_TUNED_CONFIGS=0`` turns tuned dispatch off.
-
-The generated Triton kernels on a CUDA GPU ask :func:`triton_config` (from
-``tritium.backends.triton.dispatch``): the best archived config of the same Triton kernel,
-generated source and GPU fingerprint (model, compute capability, SM count) at the same
-shape, under the same rules; None leaves the choice to ``@triton.autotune``. Studies
-measured on Triton's interpreter are never used (their fingerprints start with
-``interpreter-`` and their device is not a GPU). A tuned config that fails to launch is
-dropped for the process (:func:`triton_config_failed`) and autotuning takes over.
-
-The archive is read as untrusted input and never waited for: it is opened read-only with a
-busy timeout of ``archive.READER_BUSY_TIMEOUT_S`` (:func:`_open_archive`), so inference goes
-on untuned while a tuner holds it locked; malformed studies and trials are skipped
-(``Archive.best_per_study``), and every config is checked against the kernel's legal values
-before it configures anything (:func:`_legal_cpu_config`, :func:`_legal_triton_config`). A
-corrupt archive or an illegal config is reported by one warning per process
-(:func:`_warn_once`) and means the default config.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from tritium.cachedir import tuned_configs_enabled as enabled
+
+# the runtime's side (tritium.runtime.tuned) is imported on first use: `tritium cache info`
+# asks `enabled()` without importing torch
+Rows = list[tuple[tuple[int, ...], dict[str, Any], float]]
+
+
+def _tuned():
+    from tritium.runtime import tuned
+
+    return tuned
+
+
+def errors() -> list[str]:
+    """Why lookups fell back to the default config (for `tritium tune --show` and tests)."""
+    return _tuned().errors()
 
 # a tuned config is used only where it beat the default by this factor when it was tuned
 MIN_SPEEDUP = 1.05
 
-_lock = threading.Lock()
-_answers: dict[tuple, Any] = {}
-_tables: dict[tuple, list[tuple[tuple[int, ...], dict[str, Any], float]]] = {}
 _storage: str | None = None
-_errors: list[str] = []
-_warned = False
-
-
-def enabled() -> bool:
-    return os.environ.get("TRITIUM_TUNED_CONFIGS", "1").strip().lower() not in (
-        "0", "false", "no", "off")
-
-
-Rows = list[tuple[tuple[int, ...], dict[str, Any], float]]
 
 
 def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash: str,
@@ -69,7 +59,15 @@ def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash:
     config beat the default by at least :data:`MIN_SPEEDUP`: side by side when the search
     confirmed it, else against the baseline measured before the search. A smaller win is
     within the noise of the measurement, and a config chosen by noise can lose at run time."""
-    rows: Rows = []
+    return [(tuple(s["shape"]), config, ms) for s, config, ms
+            in _useful_studies(url, kernel, fingerprint, fmt, source_hash, keep)]
+
+
+def _useful_studies(url: str, kernel: str | None = None, fingerprint: str | None = None,
+                    fmt: str | None = None, source_hash: str | None = None,
+                    keep: Callable[[dict[str, Any]], bool] | None = None
+                    ) -> list[tuple[dict[str, Any], dict[str, Any], float]]:
+    out = []
     ar = _open_archive(url)
     try:
         for study, config, ms in ar.best_per_study(kernel, fingerprint, fmt, source_hash):
@@ -82,11 +80,11 @@ def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash:
                     continue  # side by side, the default was (about) as fast
             elif default_ms is not None and ms * MIN_SPEEDUP > default_ms:
                 continue  # the default was about as good: nothing sure to gain
-            rows.append((tuple(study["shape"]), config, ms))
+            out.append((study, config, ms))
     finally:
         _note_skipped(ar)
         ar.close()
-    return rows
+    return out
 
 
 # ------------------------------------------------------- reading the archive (untrusted)
@@ -99,13 +97,15 @@ def _open_archive(url: str):
 
 
 def _warn_once(message: str) -> None:
-    """Record why tuned dispatch ignored something; the first time, warn."""
-    global _warned
-    _errors.append(message)
-    if not _warned:
-        _warned = True
-        warnings.warn(f"tritium: ignoring the tuning archive's {message}; the default kernel "
-                      "configs run", RuntimeWarning, stacklevel=3)
+    _tuned().warn_once(message)
+
+
+def _unreadable(e: BaseException) -> None:
+    _tuned().unreadable(e)
+
+
+def _exact(rows: Rows, m: int, n: int, k: int) -> dict[str, Any] | None:
+    return _tuned().exact(rows, m, n, k)
 
 
 def _note_skipped(ar: Any) -> None:
@@ -113,26 +113,8 @@ def _note_skipped(ar: Any) -> None:
         _warn_once(f"malformed entry ({why})")
 
 
-def _unreadable(e: BaseException) -> None:
-    """An archive that could not be read: busy (a tuner holds it) is expected and silent,
-    anything else (corrupt, not a database) warns once."""
-    text = f"{type(e).__name__}: {e}"
-    if "locked" in text or "busy" in text:
-        _errors.append(f"{text} (the archive is busy: running untuned)")
-    else:
-        _warn_once(f"unreadable data ({text})")
-
-
 def _legal_cpu_config(isa: str, config: dict[str, Any]):
-    """The ``KernelConfig`` of an archived config when every value is legal on ``isa``, else
-    None (with one warning): an archive never configures an illegal kernel."""
-    from tritium.backends.cpu.build import KernelConfig
-
-    try:
-        return KernelConfig.from_params(isa, config)
-    except (TypeError, ValueError) as e:
-        _warn_once(f"illegal CPU kernel config ({e})")
-        return None
+    return _tuned().legal_cpu_config(isa, config)
 
 
 def _legal_triton_config(kernel: str, shape: tuple[int, int, int],
@@ -156,88 +138,21 @@ def _legal_triton_config(kernel: str, shape: tuple[int, int, int],
         _warn_once(f"illegal {kernel} config ({why})")
         return None
     if misfit is not None:   # legal values that do not fit this problem: autotune instead
-        _errors.append(f"{kernel} {shape}: the tuned config does not fit ({misfit})")
+        _tuned().note(f"{kernel} {shape}: the tuned config does not fit ({misfit})")
         return None
     return config
-
-
-def _exact(rows: Rows, m: int, n: int, k: int) -> dict[str, Any] | None:
-    """The config tuned at exactly this shape (several studies of it: the fastest)."""
-    best: tuple[float, dict[str, Any]] | None = None
-    for shape, config, ms in rows:
-        if tuple(shape) == (m, n, k) and (best is None or ms < best[0]):
-            best = (ms, config)
-    return None if best is None else dict(best[1])
-
-
-def _table(kernel: str, fmt: str, isa: str) -> Rows:
-    """(shape, best config, median) of every useful study of this kernel on this machine."""
-    key = (kernel, fmt, isa)
-    if key in _tables:
-        return _tables[key]
-    rows: Rows = []
-    try:
-        from tritium.tune import archive as archive_mod
-        from tritium.tune import cpu
-
-        url = _storage or archive_mod.default_url()
-        path = archive_mod.default_db_path() if _storage is None else None
-        if path is None or path.is_file():
-            fp = cpu.device_fingerprint(cpu.device_info(isa))
-            rows = _useful_rows(url, kernel, fp, fmt, cpu.source_hash())
-    except Exception as e:  # noqa: BLE001 - dispatch must never break inference
-        _unreadable(e)
-        rows = []
-    _tables[key] = rows
-    return rows
-
-
-def lookup(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str
-           ) -> dict[str, Any] | None:
-    """The tuned config (a tuner config dict) for this problem, or None."""
-    from tritium.tune.cpu import kernel_of
-
-    return _exact(_table(kernel_of(act_quant), fmt, isa), m, n, k)
-
-
-def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
-    """The resolver the runtime calls: a ``KernelConfig`` or None (the default config)."""
-    key = (m, n, k, fmt, act_quant, isa)
-    try:
-        return _answers[key]
-    except KeyError:
-        pass
-    with _lock:
-        if key in _answers:
-            return _answers[key]
-        answer = None
-        if enabled():
-            try:
-                config = lookup(m, n, k, fmt, act_quant, isa)
-                if config is not None:
-                    answer = _legal_cpu_config(isa, config)
-            except Exception as e:  # noqa: BLE001 - a stale or foreign config: default
-                _errors.append(f"{type(e).__name__}: {e}")
-                answer = None
-        _answers[key] = answer
-        return answer
-
-
-# ----------------------------------------------------------------------------- Triton on CUDA
-
-_triton_answers: dict[tuple, dict[str, Any] | None] = {}
-_triton_tables: dict[tuple, list[tuple[tuple[int, ...], dict[str, Any], float]]] = {}
-
-
-def _m_bucket(m: int) -> int:
-    """The batch bucket of the CPU resolver (1, 2, 3, 4, then powers of two)."""
-    return m if m <= 4 else 1 << (m - 1).bit_length()
 
 
 def _is_gpu_study(study: dict[str, Any]) -> bool:
     fp = str(study.get("device_fingerprint") or "")
     device = study.get("device") or {}
     return not fp.startswith("interpreter-") and device.get("kind") == "cuda"
+
+
+def _url() -> str:
+    from tritium.tune import archive as archive_mod
+
+    return _storage or archive_mod.default_url()
 
 
 def _archive_exists() -> bool:
@@ -252,108 +167,146 @@ def _archive_exists() -> bool:
     return path.is_file()
 
 
+class ArchiveSource:
+    """The archive as the runtime resolver's source of tuned configs."""
+
+    def rows(self, kernel: str, fmt: str, fingerprint: str, source_hash: str) -> Rows:
+        if not _archive_exists():
+            return []
+        keep = _is_gpu_study if kernel.startswith("triton.") else None
+        return _useful_rows(_url(), kernel, fingerprint, fmt, source_hash, keep=keep)
+
+    def check_triton(self, kernel: str, shape: tuple[int, int, int],
+                     config: dict[str, Any]) -> dict[str, Any] | None:
+        return _legal_triton_config(kernel, shape, config)
+
+
+# ------------------------------------------------------------------------- CPU lookups
+
+def _table(kernel: str, fmt: str, isa: str) -> Rows:
+    """(shape, best config, median) of every useful study of this kernel on this machine."""
+    from tritium.backends.cpu.build import source_hash
+
+    tuned = _tuned()
+    return tuned.table(kernel, fmt, tuned.cpu_fingerprint(tuned.cpu_device_info(isa)),
+                       source_hash())
+
+
+def lookup(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str
+           ) -> dict[str, Any] | None:
+    """The tuned config (a tuner config dict) for this problem, or None."""
+    return _exact(_table(_tuned().kernel_of(act_quant), fmt, isa), m, n, k)
+
+
+def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
+    """The runtime's resolver (``tritium.runtime.tuned.resolve``) on the current source."""
+    return _tuned().resolve(m, n, k, fmt, act_quant, isa)
+
+
+# ----------------------------------------------------------------------------- Triton on CUDA
+
 def triton_table(kernel: str, fmt: str, fingerprint: str, source_hash: str) -> Rows:
     """(shape, best config, median) of every useful GPU study of a Triton kernel."""
-    key = (kernel, fmt, fingerprint, source_hash)
-    if key in _triton_tables:
-        return _triton_tables[key]
-    rows: Rows = []
     if fingerprint.startswith("interpreter-"):
-        _triton_tables[key] = rows
-        return rows
-    try:
-        if _archive_exists():
-            from tritium.tune import archive as archive_mod
-
-            rows = _useful_rows(_storage or archive_mod.default_url(), kernel, fingerprint, fmt,
-                                source_hash, keep=_is_gpu_study)
-    except Exception as e:  # noqa: BLE001 - dispatch must never break inference
-        _unreadable(e)
-        rows = []
-    _triton_tables[key] = rows
-    return rows
+        return []
+    return _tuned().table(kernel, fmt, fingerprint, source_hash)
 
 
 def triton_lookup(kernel: str, fmt: str, m: int, n: int, k: int, fingerprint: str,
                   source_hash: str) -> dict[str, Any] | None:
     """The tuned config of a Triton kernel for this problem on the GPU ``fingerprint``."""
-    return _exact(triton_table(kernel, fmt, fingerprint, source_hash), m, n, k)
-
-
-def triton_config(kernel: str, fmt: str, m: int, n: int, k: int,
-                  device_index: int | None = None) -> dict[str, Any] | None:
-    """What the Triton launcher should run on this CUDA device: the tuned config (BLOCK_*,
-    GROUP_M, num_warps, num_stages) or None (``@triton.autotune`` chooses). Never raises."""
-    key = (kernel, fmt, _m_bucket(m), n, k, device_index)
-    try:
-        return _triton_answers[key]
-    except KeyError:
-        pass
-    with _lock:
-        if key in _triton_answers:
-            return _triton_answers[key]
-        answer = None
-        if enabled():
-            try:
-                if _archive_exists():
-                    from tritium.tune import triton_run
-
-                    fp = triton_run.device_fingerprint(
-                        triton_run.cuda_device_info(device_index))
-                    answer = _legal_triton_config(kernel, (key[2], n, k), triton_lookup(
-                        kernel, fmt, key[2], n, k, fp, triton_run.source_hash(kernel)))
-            except Exception as e:  # noqa: BLE001 - no tuned config: autotuning
-                _errors.append(f"{type(e).__name__}: {e}")
-                answer = None
-        _triton_answers[key] = answer
-        return answer
+    return _tuned().triton_lookup(kernel, fmt, m, n, k, fingerprint, source_hash)
 
 
 def triton_config_failed(kernel: str, fmt: str, m: int, n: int, k: int,
                          device_index: int | None, error: BaseException) -> None:
-    """A tuned config did not launch: use autotuning for this problem from now on."""
-    with _lock:
-        _triton_answers[(kernel, fmt, _m_bucket(m), n, k, device_index)] = None
-        _errors.append(f"{kernel} {m}x{n}x{k}: the tuned config failed to launch "
-                       f"({type(error).__name__}: {error})")
+    """A tuned config did not launch: autotuning for this problem from now on."""
+    _tuned().triton_config_failed(kernel, fmt, m, n, k, device_index, error)
 
+
+def triton_config(kernel: str, fmt: str, m: int, n: int, k: int,
+                  device_index: int | None = None) -> dict[str, Any] | None:
+    """What the Triton launcher runs for this problem: the tuned config or None. Never raises."""
+    try:
+        from tritium.tune import triton_run
+
+        sh = triton_run.source_hash(kernel)
+    except Exception as e:  # noqa: BLE001 - an unknown kernel: autotuning
+        _tuned().note(f"{type(e).__name__}: {e}")
+        return None
+    return _tuned().triton_config(kernel, fmt, m, n, k, device_index, sh)
+
+
+# ------------------------------------------------------------------------ the records file
+
+def build_records(storage: str | None = None) -> list[dict[str, Any]]:
+    """The records of every useful, legal study in the archive (what the runtime reads)."""
+    from tritium.backends.cpu.build import KernelConfig
+
+    out: list[dict[str, Any]] = []
+    url = storage or _url()
+    for study, config, ms in _useful_studies(url):
+        kernel = str(study.get("kernel"))
+        shape = tuple(study["shape"])
+        if kernel.startswith("triton."):
+            if not _is_gpu_study(study) or _legal_triton_config(kernel, shape, config) is None:
+                continue
+        else:
+            isa = (study.get("device") or {}).get("isa")
+            try:
+                KernelConfig.from_params(str(isa), config)
+            except (TypeError, ValueError) as e:
+                _warn_once(f"illegal CPU kernel config ({e})")
+                continue
+        record = {"kernel": kernel, "fmt": study.get("format"),
+                  "fingerprint": study.get("device_fingerprint"),
+                  "source_hash": study.get("source_hash"), "shape": list(shape),
+                  "config": dict(config), "ms": float(ms)}
+        if _tuned().check_record(record) is None:
+            out.append(record)
+    return out
+
+
+def write_records(storage: str | None = None, path: Path | None = None) -> Path | None:
+    """Write the archive's winning configs for the runtime (after a tuning run); None when
+    the archive could not be read (the old file then stays)."""
+    try:
+        records = build_records(storage)
+    except Exception as e:  # noqa: BLE001 - a tune still succeeded; dispatch stays as it was
+        _unreadable(e)
+        return None
+    return _tuned().write_records(records, path)
+
+
+# --------------------------------------------------------------------------- installation
 
 def reset(storage: str | None = None) -> None:
-    """Forget cached answers (after a tune) and optionally read another storage URL."""
-    global _storage, _warned
-    with _lock:
-        _warned = False
-        _answers.clear()
-        _tables.clear()
-        _triton_answers.clear()
-        _triton_tables.clear()
-        _errors.clear()
-        _storage = storage
-
-
-def errors() -> list[str]:
-    """Why lookups fell back to the default config (for `tritium tune --show` and tests)."""
-    return list(_errors)
+    """Forget cached answers and serve the archive (``storage`` or the default) from now on."""
+    global _storage
+    _storage = storage
+    _tuned().reset(ArchiveSource())
 
 
 def install(storage: str | None = None) -> None:
-    """Register the resolver with the runtime (reading ``storage`` or the default archive)."""
+    """Register the resolver with the runtime, reading ``storage`` or the default archive."""
     from tritium.runtime import kernels
 
-    reset(storage)
-    kernels.set_config_resolver(resolve)
+    global _storage
+    _storage = storage
+    kernels.use_tuned_configs(ArchiveSource())
 
 
 def uninstall() -> None:
     from tritium.runtime import kernels
 
-    if kernels.get_config_resolver() is resolve:
-        kernels.set_config_resolver(None)
-    reset()
+    global _storage
+    _storage = None
+    kernels.stop_tuned_configs()
 
 
 def install_if_tuned() -> bool:
-    """Install the resolver when tuned dispatch is enabled and the default archive exists."""
+    """Install the archive's resolver when tuned dispatch is enabled and the default archive
+    exists."""
     if not enabled():
         return False
     try:

@@ -48,6 +48,7 @@ import urllib.request
 from typing import Any
 
 from tritium.tune.space import Config, SearchSpace, Trial, config_key
+from tritium.tune.strategies import HeuristicStrategy
 from tritium.tune.strategy import Strategy, TuneContext
 
 log = logging.getLogger("tritium.tune.llm")
@@ -241,8 +242,6 @@ def build_prompt(space: SearchSpace, history: list[Trial], ctx: TuneContext) -> 
 
 
 def _default_fallback() -> Strategy:
-    from tritium.tune.strategies import HeuristicStrategy
-
     return HeuristicStrategy()
 
 

@@ -263,13 +263,13 @@ STRATEGIES: dict[str, type] = {
 
 
 def make_strategy(name: str, seed: int = 0, **options: Any) -> Strategy:
-    """The strategy called ``name`` (``llm`` comes from :mod:`tritium.tune.llm`)."""
+    """The strategy called ``name``. The LLM strategy sits above these (it falls back to the
+    heuristic): build it as ``tritium.tune.llm.LLMStrategy(url=..., fallback=...)``."""
     if name == "grid":
         return GridStrategy()
     if name == "llm":
-        from tritium.tune.llm import LLMStrategy  # the other strategies never import it
-
-        return LLMStrategy(**options)
+        raise ValueError("the llm strategy needs an endpoint: use "
+                         "tritium.tune.llm.LLMStrategy(url=...)")
     try:
         cls = STRATEGIES[name]
     except KeyError:

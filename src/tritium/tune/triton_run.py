@@ -32,7 +32,6 @@ This module imports only the standard library at import time (the runtime's disp
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -79,15 +78,11 @@ def use_interpreter() -> None:
 
 def cuda_device_info(index: int | None = None) -> dict[str, Any]:
     """The CUDA GPU as the tuner sees it (its fingerprint keys the archive)."""
-    import torch
+    from tritium.runtime.tuned import cuda_device_info as _cuda_device_info
 
-    index = torch.cuda.current_device() if index is None else int(index)
-    props = torch.cuda.get_device_properties(index)
-    major, minor = props.major, props.minor
-    return {"kind": "cuda", "model": props.name, "capability": f"sm_{major}{minor}",
-            "sms": int(props.multi_processor_count),
-            "memory_gb": round(props.total_memory / 2**30, 1),
-            "target": prune_target(major * 10 + minor)}
+    info = _cuda_device_info(index)
+    cc = info["capability"].removeprefix("sm_")
+    return {**info, "target": prune_target(int(cc[:-1]) * 10 + int(cc[-1]))}
 
 
 def interpreter_device_info(target: str) -> dict[str, Any]:
@@ -101,11 +96,9 @@ def interpreter_device_info(target: str) -> dict[str, Any]:
 def device_fingerprint(device: dict[str, Any]) -> str:
     """Same GPU model, compute capability and SM count: same fingerprint. The interpreter's
     fingerprints start with ``interpreter-`` and never equal a GPU's."""
-    keys = ("kind", "model", "capability", "sms") if device.get("kind") == "cuda" else (
-        "kind", "model", "cores")
-    text = "|".join(f"{k}={device.get(k)}" for k in keys)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return digest if device.get("kind") == "cuda" else f"interpreter-{digest}"
+    from tritium.runtime.tuned import gpu_fingerprint
+
+    return gpu_fingerprint(device)
 
 
 def prune_target(capability: int) -> str | None:
@@ -122,9 +115,10 @@ def prune_target(capability: int) -> str | None:
 @cache
 def source_hash(kernel: str) -> str:
     """A hash of the generated Triton module: tuned configs of other sources are not reused."""
+    from tritium.backends.triton.loader import tuning_hash
     from tritium.tune.triton_space import kernel_source
 
-    return hashlib.sha256(kernel_source(kernel).encode()).hexdigest()[:16]
+    return tuning_hash(kernel_source(kernel))
 
 
 def cuda_time_calls(fn: Callable[[], Any], settings: Any) -> list[float]:
@@ -239,10 +233,10 @@ class TritonProblem:
         import torch
         import torch.nn.functional as F
 
-        from tritium.runtime import kernels
+        from tritium.runtime import reference
 
         if self.quant:
-            q, s = kernels.quantize_activations_int8(inputs["x"].cpu().float())
+            q, s = reference.quantize_activations_int8(inputs["x"].cpu().float())
             buf = self._quant_buffer("cpu")
             qv, sv = self._quant_views(buf)
             qv.copy_(q)
@@ -251,9 +245,9 @@ class TritonProblem:
         x = inputs["x"]
         if self.spec.prenorm != "none":
             x = F.rms_norm(x, (x.shape[-1],), inputs["norm_weight"], RMS_EPS)
-        y = kernels._reference_linear(x, inputs["trits"], inputs["scale"], inputs["bias"],
-                                      inputs["residual"], self._activation(),
-                                      self.spec.act_quant)
+        y = reference.reference_linear(x, inputs["trits"], inputs["scale"], inputs["bias"],
+                                       inputs["residual"], self._activation(),
+                                       self.spec.act_quant)
         self._step = None
         if self.spec.prenorm != "none" and self.spec.act_quant == "int8":
             # The kernel's normalization sums in another order than torch's, so a token's

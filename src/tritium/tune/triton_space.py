@@ -254,7 +254,7 @@ def prune(space: SearchSpace, config: Config, target: str) -> str | None:
 
     from tritium.backends.triton import aot
     from tritium.cachedir import digest
-    from tritium.driver.cache import CompileCache
+    from tritium.compile_cache import CompileCache
 
     _check_target(target)
     why = space.validate(config)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tritium.compile_cache import CompileCache
 from tritium.driver import CompileError, compile_program
-from tritium.driver.cache import CompileCache
 from tritium.tune.archive import Archive
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -242,7 +242,7 @@ def test_cli_reports_a_lowering_failure(tmp_path):
 
 
 def test_a_malformed_cache_cap_warns_and_uses_the_default(monkeypatch):
-    from tritium.driver import cache as cache_mod
+    from tritium import compile_cache as cache_mod
 
     monkeypatch.setenv("TRITIUM_CACHE_MAX_BYTES", "lots")
     with pytest.warns(RuntimeWarning, match="TRITIUM_CACHE_MAX_BYTES='lots'"):
@@ -274,7 +274,7 @@ def test_an_entry_copied_under_another_key_is_a_miss_and_rebuilt(cache):
 def test_an_entry_that_is_not_a_plain_small_file_is_a_miss(cache, tmp_path, kind, monkeypatch):
     import os
 
-    from tritium.driver import cache as cache_mod
+    from tritium import compile_cache as cache_mod
 
     first = compile_program(MLP, with_ir=False, cache=cache)
     (entry,) = cache.entries()
@@ -305,7 +305,7 @@ def test_an_entry_that_is_not_a_plain_small_file_is_a_miss(cache, tmp_path, kind
 
 
 def test_a_forged_entry_with_a_valid_checksum_but_a_bad_payload_is_a_miss(cache):
-    from tritium.driver import cache as cache_mod
+    from tritium import compile_cache as cache_mod
 
     first = compile_program(MLP, with_ir=False, cache=cache)
     (entry,) = cache.entries()
@@ -322,7 +322,7 @@ def test_a_forged_entry_with_a_valid_checksum_but_a_bad_payload_is_a_miss(cache)
 def test_dependencies_named_by_an_entry_are_read_safely(cache, tmp_path):
     """An entry's dependency list names files: a FIFO or device there is a changed
     dependency (a rebuild), never a hang."""
-    from tritium.driver import cache as cache_mod
+    from tritium import compile_cache as cache_mod
 
     first = compile_program(MLP, with_ir=False, cache=cache)
     (entry,) = cache.entries()

@@ -127,7 +127,7 @@ def test_front_stages_need_no_checked_program(tmp_path):
 
 
 def test_front_stages_leave_the_cache_alone(tmp_path, monkeypatch):
-    from tritium.driver.cache import CompileCache
+    from tritium.compile_cache import CompileCache
 
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path))
     cache = CompileCache()

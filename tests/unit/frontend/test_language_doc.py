@@ -34,7 +34,8 @@ def _cell(text: str) -> str:
 
 
 def render_tables() -> str:
-    from tritium.check.library import FUNCTIONS, LAYER_ALIASES, LAYERS
+    from tritium.check.builtins import FUNCTIONS
+    from tritium.check.library import LAYER_ALIASES, LAYERS
     from tritium.frontend.diagnostics import CODES
 
     out: list[str] = [BEGIN, "", "### Builtin layer kinds", ""]

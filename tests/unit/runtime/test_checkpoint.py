@@ -18,14 +18,11 @@ import tritium
 from tritium.runtime.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointError,
-    _pack_v3,
-    _unpack_v3,
-    _v4_blob,
-    _v4_header,
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
 )
+from tritium.runtime.checkpoint_format import _pack_v3, _unpack_v3, _v4_blob, _v4_header
 from tritium.runtime.layers import (
     BitLinear,
     Int4Linear,
@@ -601,7 +598,7 @@ def test_deep_json_inside_the_compressed_metadata_is_a_clear_error(good: Path) -
     import base64
     import zlib
 
-    from tritium.runtime.checkpoint import _V3_ZDICT
+    from tritium.runtime.checkpoint_format import _V3_ZDICT
 
     def deep(header: dict) -> None:
         c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _V3_ZDICT)

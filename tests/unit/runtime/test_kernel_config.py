@@ -41,8 +41,11 @@ def _problem(n=37, k=170, m=9, fmt="t1.6", seed=0):
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
 def test_search_params_are_legal_params_with_the_dataclass_defaults(isa):
-    params = KernelConfig.search_params(isa)
+    from tritium.tune.cpu import search_params
+
+    params = search_params(isa)
     assert params and all(isinstance(p, Param) for p in params)
+    assert [p.name for p in params] == [p.name for p in KernelConfig.search_params(isa)]
     space = SearchSpace("cpu.linear", params)
     default = space.default()
     assert KernelConfig.from_params(isa, default) == KernelConfig(isa=isa)

@@ -181,21 +181,69 @@ def test_the_llm_strategy_without_endpoint_falls_back_to_the_heuristic(monkeypat
     assert "--llm-url is for --strategy llm" in capsys.readouterr().err
 
 
-def test_importing_the_runtime_installs_tuned_dispatch_when_an_archive_exists(tmp_path):
-    """(Without an archive nothing is installed: see the missing-archive test above.)"""
+def _study(ar: Archive, shape: tuple[int, int, int], confirmed: float, isa: str) -> None:
+    from tritium.tune.measure import Trial
+
+    device = cpu.device_info(isa)
+    sid = ar.study("cpu.linear", cpu.source_hash(), shape, "t2", cpu.device_fingerprint(device),
+                   device)
+    config = {"threads": 1}
+    tid = ar.claim(sid, config, "grid")
+    ar.record(tid, Trial(config=config, strategy="grid", status="ok", median_ms=0.01,
+                         ci_ms=(0.01, 0.01), times_ms=[0.01]))
+    ar.set_confirmed_speedup(sid, confirmed)
+
+
+def test_the_runtime_reads_the_winners_the_tuner_recorded_and_never_imports_the_tuner():
+    """Tuned configs reach the runtime as data: the records file, written from the archive
+    (winners by 5% only); a fresh process uses it without importing tritium.tune."""
     import os
     import subprocess
     import sys
 
-    code = ("import tritium.runtime\n"
-            "from tritium.runtime import kernels\n"
-            "from tritium.tune import dispatch\n"
-            "print(kernels.get_config_resolver() is dispatch.resolve)\n")
-    db = tmp_path / "tuned.db"
-    Archive(f"sqlite:///{db}").close()
-    env = {**os.environ, "TRITIUM_TUNE_STORAGE": f"sqlite:///{db}",
-           "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["True"]
+    from tritium.runtime import tuned
+
+    isa = cpu.default_isa()
+    code = ("import sys, tritium.runtime\n"
+            "from tritium.runtime import kernels, tuned\n"
+            "print(kernels.get_config_resolver() is tuned.resolve)\n"
+            f"print(tuned.cpu_lookup(1, 64, 64, 't2', 'int8', {isa!r}))\n"
+            f"print(tuned.cpu_lookup(1, 64, 128, 't2', 'int8', {isa!r}))\n"
+            "print([m for m in sys.modules if m.startswith('tritium.tune')])\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+    def run() -> list[str]:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    ar = Archive()
+    _study(ar, (1, 64, 64), 1.2, isa)     # won by 20%: recorded
+    _study(ar, (1, 64, 128), 1.04, isa)   # within the noise: not recorded
+    ar.close()
+    assert run()[0] == "False"            # an archive alone is not data the runtime reads
+    path = dispatch.write_records()
+    assert path == tuned.records_path()
+    records = json.loads(path.read_text())["configs"]
+    assert [(r["kernel"], r["shape"], r["config"]) for r in records] == [
+        ("cpu.linear", [1, 64, 64], {"threads": 1})]
+    assert run() == ["True", "{'threads': 1}", "None", "[]"]
+
+
+@pytest.mark.parametrize("text, why", [
+    ("{", "unreadable data"),
+    ('{"version": 7, "configs": []}', "malformed entry"),
+    ('{"version": 1, "configs": [{"kernel": "cpu.linear"}]}', "malformed entry"),
+])
+def test_a_corrupt_records_file_means_the_default_config_with_one_warning(text, why):
+    from tritium.runtime import tuned
+
+    path = tuned.records_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    assert kernels.use_tuned_configs_if_recorded()
+    with pytest.warns(RuntimeWarning, match=why):
+        assert tuned.resolve(1, 64, 64, "t2", "int8", cpu.default_isa()) is None
+    assert tuned.resolve(2, 64, 64, "t2", "int8", cpu.default_isa()) is None
+    assert any(why in e for e in tuned.errors())

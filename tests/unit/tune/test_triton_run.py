@@ -369,8 +369,11 @@ def test_dispatch_uses_the_gpus_archived_config_and_never_the_interpreters(tmp_p
                                   triton_run.source_hash("triton.linear_t2")) is None
     assert dispatch.triton_lookup(kernel, "t2", 4, 4096, 4096, gpu_fp, "other-source") is None
 
-    # The backend's hook on a (faked) CUDA device: device index and fingerprint from it.
-    monkeypatch.setattr(triton_run, "cuda_device_info", lambda index=None: dict(GPU))
+    # The backend's hook on a (faked) CUDA device: device index and fingerprint from it
+    # (the runtime's own description of the GPU: it never imports the tuner).
+    from tritium.runtime import tuned
+
+    monkeypatch.setattr(tuned, "cuda_device_info", lambda index=None: dict(GPU))
 
     class FakeCuda:
         def __init__(self, x):
@@ -406,7 +409,9 @@ def test_dispatch_skips_configs_that_did_not_beat_the_default_and_survives_bad_a
     finally:
         ar.close()
     dispatch.reset(url)
-    monkeypatch.setattr(triton_run, "cuda_device_info", lambda index=None: dict(GPU))
+    from tritium.runtime import tuned
+
+    monkeypatch.setattr(tuned, "cuda_device_info", lambda index=None: dict(GPU))
     assert dispatch.triton_config(kernel, "t2", 4, 4096, 4096, 0) is None
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not a database" * 100)

@@ -2,8 +2,10 @@
 
 A specialization (ISA path, tile sizes) is rendered into one C translation unit: a prelude of
 ``#define`` lines followed by ``csrc/tritium_kernels.h`` and ``csrc/tritium_kernels.c``, with
-``csrc/tritium_pool.h`` (the thread pool) and, for the ``neon`` path, ``csrc/tritium_neon.h``
-in place of their ``#include`` lines. The
+each section header it includes (:data:`SECTIONS`: the thread pool, packing, epilogue, the
+micro-kernels of each ISA, the GEMV/tile driver, the G2 GEMM) in place of its ``#include``
+line; the NEON micro-kernels only on the ``neon`` path. The file is compiled on its own, so a
+section that was not inlined fails the build, and the key below covers every section. The
 shared object is cached under ``cache_subdir("kernels")`` by a key over the source text, the
 compiler flags, the compiler's ``--version`` output and the CPU flags. Writes are atomic
 (compile to a temp name in the same directory, then ``os.replace``), a sidecar file holds the
@@ -32,6 +34,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -40,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tritium.backends.cpu import isa as isa_mod
 from tritium.cachedir import (
@@ -51,10 +54,11 @@ from tritium.cachedir import (
     read_file_bounded,
 )
 
-if TYPE_CHECKING:  # the runtime must not import the tuner; Param is built on demand
-    from tritium.tune.space import Param
-
-SOURCE_FILES = ("tritium_kernels.h", "tritium_pool.h", "tritium_neon.h", "tritium_kernels.c")
+# the sections tritium_kernels.c includes, in the order it includes them
+SECTIONS = ("tritium_pool.h", "tritium_pack.h", "tritium_epilogue.h", "tritium_x86.h",
+            "tritium_neon.h", "tritium_scalar.h", "tritium_driver.h", "tritium_g2.h")
+SOURCE_FILES = ("tritium_kernels.h", *SECTIONS, "tritium_kernels.c")
+_INCLUDE = re.compile(r'^#include "(tritium_[a-z0-9_]+\.h)"[^\n]*$', re.MULTILINE)
 BASE_FLAGS = (
     "-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-fno-math-errno",
     "-Werror=implicit-function-declaration",
@@ -137,16 +141,14 @@ class KernelConfig:
         return replace(self, threads=0)
 
     @classmethod
-    def search_params(cls, isa: str) -> tuple[Param, ...]:
-        """The tunable fields on ``isa`` with their legal values and defaults."""
+    def search_params(cls, isa: str) -> tuple[TunableField, ...]:
+        """The tunable fields on ``isa`` with their legal values and defaults (the tuner's
+        ``tritium.tune.cpu.search_params`` makes its ``Param``s of them)."""
         if isa not in _ALL:
             raise ValueError(
                 f"unknown kernel ISA {isa!r}; expected one of {', '.join(_ALL)}"
             )
-        from tritium.tune.space import Param
-
-        return tuple(Param(p.name, p.values, p.default, p.help)
-                     for p in _PARAMS if isa in p_isas(p.name))
+        return tuple(p for p in _PARAMS if isa in p_isas(p.name))
 
     @classmethod
     def from_params(cls, isa: str, params: Mapping[str, Any]) -> KernelConfig:
@@ -169,8 +171,9 @@ _SIMD = ("avx512", "avx2", "neon")  # the paths with a direct-decode GEMV (TRI_H
 _G2 = ("avx512",)  # the paths with the G2 GEMM (TRI_HAVE_G2)
 
 @dataclass(frozen=True)
-class _P:
-    """A tunable field (turned into a ``tritium.tune.space.Param`` by ``search_params``)."""
+class TunableField:
+    """A tunable field of the kernels: its legal values and default (the kernel's own record;
+    the tuner turns it into a ``tritium.tune.space.Param``)."""
 
     name: str
     values: tuple[Any, ...]
@@ -179,40 +182,40 @@ class _P:
 
 
 # (parameter, ISA paths where it changes the code or the run)
-_PARAM_TABLE: tuple[tuple[_P, tuple[str, ...]], ...] = (
-    (_P("tok_chunk", (16, 32, 64, 128, 256), 64,
+_PARAM_TABLE: tuple[tuple[TunableField, tuple[str, ...]], ...] = (
+    (TunableField("tok_chunk", (16, 32, 64, 128, 256), 64,
            "tokens per parallel task of the decoded-tile GEMM (a tile of 4 weight rows is "
            "decoded once per chunk)"), _ALL),
-    (_P("gemv_max_m", (1, 2, 3, 4, 6, 8), 2,
+    (TunableField("gemv_max_m", (1, 2, 3, 4, 6, 8), 2,
            "int8 batches up to this size decode the packed weights in registers (GEMV) "
            "instead of decoding a tile once per token chunk"), _SIMD),
-    (_P("gemm_min_m", (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256, 512), 2,
+    (TunableField("gemm_min_m", (1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 256, 512), 2,
            "int8 batches from this size run the G2 GEMM (weights re-laid out once as 2-bit "
            "panels of 16 channels, VNNI micro-kernel with broadcast activations)"), _G2),
-    (_P("gemm_mr", (1, 2, 4, 6, 8, 10, 12), 8,
+    (TunableField("gemm_mr", (1, 2, 4, 6, 8, 10, 12), 8,
            "G2 micro-kernel tokens (rows of register accumulators)"), _G2),
-    (_P("gemm_nrv", (1, 2, 3, 4), 3,
+    (TunableField("gemm_nrv", (1, 2, 3, 4), 3,
            "G2 micro-kernel zmm of 16 output channels (columns of register accumulators); "
            "gemm_mr * gemm_nrv above ~26 spills registers"), _G2),
-    (_P("gemm_mc", (8, 16, 32, 64, 128, 256), 256,
+    (TunableField("gemm_mc", (8, 16, 32, 64, 128, 256), 256,
            "G2 tokens per parallel task (the activation rows one weight panel group meets)"),
      _G2),
-    (_P("gemm_kc", (0, 256, 512, 1024, 2048), 0,
+    (TunableField("gemm_kc", (0, 256, 512, 1024, 2048), 0,
            "G2 K block in elements (0: whole rows; else partial sums go through an L1 tile)"),
      _G2),
-    (_P("gemm_pf", (0, 256, 512, 1024), 512,
+    (TunableField("gemm_pf", (0, 256, 512, 1024), 512,
            "G2 software prefetch distance in bytes along each weight panel (0: none)"), _G2),
-    (_P("gemm_unpack", (0, 1), 1,
+    (TunableField("gemm_unpack", (0, 1), 1,
            "G2: expand each weight block to int8 codes once per task into a per-thread buffer "
            "reused by all its micro-kernel calls (1), or expand in registers at every use (0); "
            "tasks of at most gemm_mr tokens always expand in registers"), _G2),
-    (_P("threads", (0, 1, 2, 4), 0,
+    (TunableField("threads", (0, 1, 2, 4), 0,
            "threads per call (0: TRITIUM_NUM_THREADS or torch.get_num_threads())"), _ALL),
-    (_P("pool", POOLS, "openmp",
+    (TunableField("pool", POOLS, "openmp",
            "thread pool: 'openmp' runs on the OpenMP team PyTorch uses (one shared pool), "
            "'pthread' on the kernels' own work-claiming pool"), _ALL),
 )
-_PARAMS: tuple[_P, ...] = tuple(p for p, _ in _PARAM_TABLE)
+_PARAMS: tuple[TunableField, ...] = tuple(p for p, _ in _PARAM_TABLE)
 
 
 def p_isas(name: str) -> tuple[str, ...]:
@@ -240,16 +243,34 @@ def _read_source(name: str) -> str:
     return resources.files("tritium.backends.cpu").joinpath("csrc", name).read_text("utf-8")
 
 
+@functools.cache
+def source_hash() -> str:
+    """A hash of every C kernel source file: tuned configs measured on other sources are not
+    reused (the tuner records it with each study; the runtime compares it)."""
+    h = hashlib.sha256()
+    for name in SOURCE_FILES:
+        h.update(name.encode())
+        h.update(resources.files("tritium.backends.cpu").joinpath("csrc", name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def render_source(config: KernelConfig) -> str:
     """The complete C translation unit of a specialization (what ``--emit c`` shows)."""
     lines = ["/* generated by tritium.backends.cpu.build: one specialization */"]
     lines += [f"#define {k} {v}" for k, v in config.defines().items()]
     header = _read_source("tritium_kernels.h")
     body = _read_source("tritium_kernels.c").replace('#include "tritium_kernels.h"\n', "")
-    # the NEON micro-kernels live in their own header; only the neon path carries them
-    neon = _read_source("tritium_neon.h") if config.isa == "neon" else ""
-    body = body.replace('#include "tritium_neon.h"', neon)
-    body = body.replace('#include "tritium_pool.h"', _read_source("tritium_pool.h"))
+
+    def section(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in SECTIONS:
+            raise BuildError(f"tritium_kernels.c includes {name}, which is not in SECTIONS")
+        # the NEON micro-kernels live in their own header; only the neon path carries them
+        if name == "tritium_neon.h" and config.isa != "neon":
+            return f"/* {name}: not on this path */"
+        return f"/* ---- {name} ---- */\n" + _read_source(name)
+
+    body = _INCLUDE.sub(section, body)
     return "\n".join(lines) + "\n" + header + "\n" + body
 
 

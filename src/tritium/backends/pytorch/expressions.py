@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ... import vocab
-from ...check import library as L
+from ...check.builtins import FUNCTIONS
 from ...frontend import ast as A
 from ...frontend.names import py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
@@ -247,6 +247,6 @@ class BodyGen:
             names = [p.name for p in fn.params]
             out = list(pos) + [f"{py_local(k)}={v}" for k, v in kw.items() if k in names]
             return f"{self.class_names[n]}({', '.join(out)})"
-        if n in L.FUNCTIONS:
+        if n in FUNCTIONS:
             return self.builtin(n, pos, kw)
         raise CodegenError(f"unresolved function `{n}`")

@@ -18,7 +18,7 @@ builds its standard library, `tl.cdiv`, `tl.max`, …, for one or the other at i
 in a process that runs the interpreter, the cache misses of a build are compiled in one
 helper process (`python -m tritium.backends.triton.aot`, JSON on stdin and stdout).
 
-Every build is stored in the compile cache (`tritium.driver.cache.CompileCache`, under the
+Every build is stored in the compile cache (`tritium.compile_cache.CompileCache`, under the
 shared cache root) keyed by the kernel source's hash, the target, the constexprs, the
 compile options, the alignment assumptions, the generator version and the Triton and Tritium
 versions; each stage is kept, the cubin base64-encoded. Like Triton's JIT for typical
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from ... import __version__
 from ...cachedir import digest
-from ...driver.cache import CompileCache
+from ...compile_cache import CompileCache
 from ...ir import Module
 from . import compat
 from .codegen import GENERATOR_VERSION, runtime_source

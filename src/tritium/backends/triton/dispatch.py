@@ -13,6 +13,7 @@ chooses; a tuned config that fails to launch is dropped and autotuning runs inst
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import torch
@@ -58,12 +59,20 @@ def ternary_linear(x: torch.Tensor, w: PackedTernary, scale: torch.Tensor,
             return triton_ternary_linear(x, w, scale, bias, activation, act_quant, residual,
                                          config=config)
         except Exception as e:  # noqa: BLE001 - a stale tuned config: let autotuning choose
-            from ...tune import dispatch as tuned_dispatch
+            from ...runtime import tuned as tuned_configs
 
             n, k = w.shape
-            tuned_dispatch.triton_config_failed(kernel, w.format, _rows(x), n, k,
-                                                x.device.index, e)
+            tuned_configs.triton_config_failed(kernel, w.format, _rows(x), n, k,
+                                               x.device.index, e)
     return triton_ternary_linear(x, w, scale, bias, activation, act_quant, residual)
+
+
+@functools.cache
+def _tuning_hash(spec) -> str:
+    from .codegen import runtime_source
+    from .loader import tuning_hash
+
+    return tuning_hash(runtime_source(spec))
 
 
 def _rows(x: torch.Tensor) -> int:
@@ -73,19 +82,21 @@ def _rows(x: torch.Tensor) -> int:
 def tuned_linear_config(x: torch.Tensor, w: PackedTernary, has_bias: bool,
                         activation: str | None, act_quant: str, has_residual: bool
                         ) -> tuple[str, dict] | None:
-    """(tuner kernel name, archived config) for this linear on x's CUDA device, or None (not
-    a CUDA tensor, nothing tuned, or any failure: ``@triton.autotune`` then chooses)."""
+    """(tuner kernel name, tuned config) for this linear on x's CUDA device, or None (not
+    a CUDA tensor, nothing tuned, or any failure: ``@triton.autotune`` then chooses). The
+    configs are data the tuner recorded (``tritium.runtime.tuned``)."""
     if x.device.type != "cuda":
         return None
     try:
-        from ...tune import dispatch as tuned_dispatch
+        from ...runtime import tuned as tuned_configs
         from .specs import LinearSpec
 
         act = "none" if activation in (None, "", "none") else str(activation)
         spec = LinearSpec(w.format, act, act_quant, has_bias, has_residual)
         kernel = "triton." + spec.name.removeprefix("tri_")
         n, k = w.shape
-        config = tuned_dispatch.triton_config(kernel, w.format, _rows(x), n, k, x.device.index)
+        config = tuned_configs.triton_config(kernel, w.format, _rows(x), n, k, x.device.index,
+                                             _tuning_hash(spec))
     except Exception:  # noqa: BLE001 - tuned dispatch never breaks inference
         return None
     return None if config is None else (kernel, config)

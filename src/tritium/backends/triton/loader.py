@@ -32,6 +32,12 @@ def source_digest(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
+def tuning_hash(source: str) -> str:
+    """The short hash a tuned config of a generated kernel module is recorded under (the
+    tuner writes it, Triton dispatch compares it): other sources never reuse a config."""
+    return source_digest(source)[:16]
+
+
 def source_path(source: str) -> Path:
     """The file holding `source` (written on first use)."""
     path = cache_subdir("triton") / "src" / f"{source_digest(source)}.py"

@@ -29,6 +29,7 @@ evaluation, metrics, plots). Every name is importable from here as before.
 
 from __future__ import annotations
 
+from ..evaluate import EVAL_BATCH, evaluate_model, model_inputs  # noqa: F401 - re-exported
 from .distributed import (  # noqa: F401 - re-exported
     Dist,
 )
@@ -44,7 +45,6 @@ from .loop import (  # noqa: F401 - re-exported
     _progress_default,
     _train,
     _train_epoch,
-    model_inputs,
     prepare_splits,
     train,
 )
@@ -61,14 +61,12 @@ from .report import (  # noqa: F401 - re-exported
     _Reporter,
     _stored_tensor_bytes,
     _weight_distribution,
-    evaluate_model,
     measure_latencies,
     measure_latency,
     run_warnings,
 )
 from .settings import (  # noqa: F401 - re-exported
     _BLOCK_NUMBERS,
-    EVAL_BATCH,
     TrainError,
     TrainOptions,
     TrainResult,

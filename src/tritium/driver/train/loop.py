@@ -22,7 +22,8 @@ from torch import nn
 
 from ...argcheck import ArgError
 from ...cachedir import atomic_write_bytes, atomic_write_text
-from ...data import Dataset, DatasetError, Normalization, adapt_inputs, load_dataset, split_holdout
+from ...data import Dataset, DatasetError, Normalization, load_dataset, split_holdout
+from ..evaluate import evaluate_model, load_for_eval, model_inputs
 from ..models import (
     ModelBuildError,
     RunInfo,
@@ -41,7 +42,6 @@ from .report import (
     _Reporter,
     _stored_tensor_bytes,
     _weight_distribution,
-    evaluate_model,
     measure_latencies,
     run_warnings,
 )
@@ -78,14 +78,6 @@ def prepare_splits(ds: Dataset, s: TrainSettings, input_shape: list[int] | None)
         x_tr, y_tr, x_va, y_va = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     return Splits(x_tr, y_tr, x_va, y_va, ds.x_test, ds.y_test, Normalization.fit(x_tr),
                   ds.num_classes, input_shape)
-
-
-def model_inputs(x: np.ndarray | torch.Tensor, norm: Normalization,
-                 input_shape: list[int] | None) -> torch.Tensor:
-    """Raw samples → normalized, adapted to the model's declared input shape."""
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    t = (t - norm.mean) / norm.std
-    return adapt_inputs(t, tuple(input_shape) if input_shape else None)
 
 
 def _augment(x: torch.Tensor, names: list[str], gen: torch.Generator) -> torch.Tensor:
@@ -400,7 +392,6 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         return TrainResult(None, {})
 
     # the report: everything measured from the files just written
-    from ..evaluate import load_for_eval
     frozen, _ = load_for_eval(ckpt)
     t_acc, _ = evaluate_model(frozen, x_test, y_test)
     v_acc, _ = evaluate_model(frozen, x_val, y_val)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +13,8 @@ import torch
 from torch import nn
 
 from ...cachedir import atomic_write_bytes
-from .settings import EVAL_BATCH, TrainError, TrainSettings, lr_at
+from .settings import TrainError, TrainSettings, lr_at
 from .state import _Diverged
-
-
-@torch.no_grad()
-def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                   batch_size: int = EVAL_BATCH) -> tuple[float, float]:
-    """`(accuracy, mean loss)` of `model` in eval mode over prepared inputs `x`."""
-    was = model.training
-    model.eval()
-    correct, total_loss = 0, 0.0
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size])
-        yb = y[i:i + batch_size]
-        correct += int((logits.argmax(-1) == yb).sum())
-        if loss is not None:
-            total_loss += float(loss(logits, yb)) * len(yb)
-    model.train(was)
-    n = max(1, len(x))
-    return correct / n, total_loss / n
 
 
 def measure_latencies(models: dict[str, nn.Module], sample: torch.Tensor,

@@ -12,7 +12,6 @@ import torch
 
 from ...argcheck import AUGMENTATIONS, LOSSES, OPTIMIZERS, RANGES, SCHEDULES, quote
 
-EVAL_BATCH = 512
 #: the numeric `training { }` keys read straight into TrainSettings (ranges: RANGES)
 _BLOCK_NUMBERS = ("learning_rate", "epochs", "batch_size", "weight_decay", "momentum",
                   "warmup_epochs", "seed", "label_smoothing", "validation_split")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cachedir import atomic_write_bytes, cache_subdir, parse_json, read_file_bounded
+from .cachedir import atomic_write_bytes, cache_subdir, parse_json, read_file_bounded
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 FORMAT = 2

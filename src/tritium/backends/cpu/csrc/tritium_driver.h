@@ -1,0 +1,175 @@
+/* tritium_driver.h: the GEMV / decoded-tile driver: tasks of 4 weight rows x a chunk of tokens.
+ * A section of tritium_kernels.c, included by it at this point (build.py renders it
+ * inline into one translation unit); not a standalone header. */
+
+/* ------------------------------------------------------------------------------------ */
+/* Driver: tasks = (tile of 4 rows) x (chunk of tokens), static schedule                 */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    int64_t m, k, n, row_bytes, kpad, nb;
+    int64_t ldx; /* row stride of xq and of the code/float scratch rows: kpad + 64 (no 4K aliasing) */
+    int fmt;
+    const uint8_t *w;
+    const float *x;      /* fp32 mode */
+    const float *xpad;   /* fp32 mode, direct GEMV: x rows zero padded to stride ldx */
+    const int8_t *xq;    /* int8 mode: m x kpad, zero padded */
+    const float *sx;     /* int8 mode: per-token scale (NULL for raw output) */
+    const int32_t *sumx; /* int8 mode: per-token sum of xq */
+    float *y;
+    int32_t *yi; /* raw int32 output (tri_gemm_i8) */
+    Epi epi;
+} Problem;
+
+typedef struct {
+    const Problem *P;
+    int64_t nchunk, tiles_per_task, ntile;
+    int direct;
+    const uint8_t *zero_row;
+    uint8_t *codes[TRI_MAX_THREADS]; /* per-thread scratch, allocated on first use */
+    float *wf[TRI_MAX_THREADS];
+    _Atomic int err;
+} ProblemJob;
+
+/* One output tile: rows r0..r0+3 (padded with a zero row) x tokens t0..t1-1. */
+static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
+    const Problem *P = J->P;
+    const int is_i8 = P->xq != NULL;
+    const int64_t kpad = P->kpad, ldx = P->ldx, n = P->n;
+    const int64_t r0 = tile * 4, nr = min64(4, n - r0);
+    const int64_t t0 = ch * TRI_TOK_CHUNK, t1 = min64(P->m, t0 + TRI_TOK_CHUNK);
+    const uint8_t *wr[4];
+    for (int r = 0; r < 4; r++) wr[r] = r < nr ? P->w + (r0 + r) * P->row_bytes : J->zero_row;
+    uint8_t *codes = NULL;
+    if (!J->direct) {
+        if (!J->codes[tid]) J->codes[tid] = tri_alloc((size_t)(4 * ldx));
+        if (!is_i8 && !J->wf[tid]) J->wf[tid] = tri_alloc((size_t)(4 * ldx) * sizeof(float));
+        codes = J->codes[tid];
+        if (!codes || (!is_i8 && !J->wf[tid])) {
+            atomic_store(&J->err, 1);
+            return;
+        }
+    }
+    if (is_i8) {
+        const uint8_t *cr[4];
+        if (!J->direct) {
+            for (int r = 0; r < 4; r++) {
+                decode_codes(P->fmt, wr[r], P->nb, codes + r * ldx);
+                cr[r] = codes + r * ldx;
+            }
+        }
+        for (int64_t t = t0; t < t1;) {
+            int32_t acc[16];
+            int nt = 1;
+            if (J->direct) {
+                gemv_direct4(P->fmt, wr, P->xq + t * ldx, P->nb, acc);
+            } else if (TRI_HAVE_4X4 && t + 2 < t1) {
+                /* 3 tokens left: the fourth slot repeats the third and its result is dropped */
+                const int64_t t3 = t + 3 < t1 ? t + 3 : t + 2;
+                const int8_t *xs[4] = {P->xq + t * ldx, P->xq + (t + 1) * ldx, P->xq + (t + 2) * ldx,
+                                       P->xq + t3 * ldx};
+                i8_dot4x4(cr, xs, kpad, acc);
+                nt = t3 == t + 3 ? 4 : 3;
+            } else if (t + 1 < t1) {
+                i8_dot4x2(cr, P->xq + t * ldx, P->xq + (t + 1) * ldx, kpad, acc);
+                nt = 2;
+            } else {
+                i8_dot4x1(cr, P->xq + t * ldx, kpad, acc);
+            }
+            for (int u = 0; u < nt; u++) {
+                const int64_t tt = t + u;
+                for (int64_t r = 0; r < nr; r++) {
+                    int32_t v = acc[4 * u + r] - P->sumx[tt];
+                    if (P->yi) P->yi[tt * n + r0 + r] = v;
+                    else P->y[tt * n + r0 + r] = epi_apply(&P->epi, n, tt, r0 + r, (float)v * P->sx[tt]);
+                }
+            }
+            t += nt;
+        }
+    } else if (J->direct) {
+        for (int64_t t = t0; t < t1; t++) {
+            float acc[4];
+            f32_gemv_direct4(P->fmt, wr, P->xpad + t * ldx, P->nb, acc);
+            for (int64_t r = 0; r < nr; r++)
+                P->y[t * n + r0 + r] = epi_apply(&P->epi, n, t, r0 + r, acc[r]);
+        }
+    } else {
+        const float *fr[4];
+        float *wf = J->wf[tid];
+        for (int r = 0; r < 4; r++) {
+            uint8_t *c = codes + r * ldx;
+            float *f = wf + r * ldx;
+            decode_codes(P->fmt, wr[r], P->nb, c);
+            for (int64_t i = 0; i < kpad; i++) f[i] = (float)c[i] - 1.0f;
+            fr[r] = f;
+        }
+        for (int64_t t = t0; t < t1;) {
+            float acc[16];
+            int nt = 1;
+            if (TRI_HAVE_4X4 && t + 2 < t1) {
+                const int64_t t3 = t + 3 < t1 ? t + 3 : t + 2;
+                const float *xs[4] = {P->x + t * P->k, P->x + (t + 1) * P->k, P->x + (t + 2) * P->k,
+                                      P->x + t3 * P->k};
+                f32_dot4x4(fr, xs, P->k, acc);
+                nt = t3 == t + 3 ? 4 : 3;
+            } else if (t + 1 < t1) {
+                f32_dot4x2(fr, P->x + t * P->k, P->x + (t + 1) * P->k, P->k, acc);
+                nt = 2;
+            } else {
+                f32_dot4x1(fr, P->x + t * P->k, P->k, acc);
+            }
+            for (int u = 0; u < nt; u++) {
+                const int64_t tt = t + u;
+                for (int64_t r = 0; r < nr; r++)
+                    P->y[tt * n + r0 + r] = epi_apply(&P->epi, n, tt, r0 + r, acc[4 * u + r]);
+            }
+            t += nt;
+        }
+    }
+}
+
+/* A task is a run of tiles within one token chunk (task -> chunk-major, tiles contiguous). */
+static void problem_task(void *ctx, int64_t task, int tid) {
+    ProblemJob *J = ctx;
+    const int64_t groups = (J->ntile + J->tiles_per_task - 1) / J->tiles_per_task;
+    const int64_t ch = task / groups, g = task % groups;
+    const int64_t tile1 = min64(J->ntile, (g + 1) * J->tiles_per_task);
+    for (int64_t tile = g * J->tiles_per_task; tile < tile1; tile++) run_tile(J, tile, ch, tid);
+}
+
+static int run_problem(const Problem *P, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads < 1) nthreads = 1;
+    ProblemJob *J = calloc(1, sizeof(ProblemJob));
+    uint8_t *zero_row = tri_alloc((size_t)P->row_bytes);
+    if (!J || !zero_row) {
+        free(J);
+        free(zero_row);
+        return 1;
+    }
+    /* a packed row of zero trits: code 1 everywhere */
+    memset(zero_row, P->fmt == TRI_FMT_T2 ? 0x55 : 121, (size_t)P->row_bytes);
+    J->P = P;
+    J->zero_row = zero_row;
+    J->direct = TRI_HAVE_DIRECT && (P->xq != NULL ? P->m <= TRI_GEMV_MAX_M : P->xpad != NULL);
+    J->ntile = (P->n + 3) / 4;
+    J->nchunk = (P->m + TRI_TOK_CHUNK - 1) / TRI_TOK_CHUNK;
+    atomic_init(&J->err, 0);
+    /* about 16 tasks per thread in total, but never split below one tile */
+    int64_t want_groups = (16 * (int64_t)nthreads + J->nchunk - 1) / J->nchunk;
+    if (want_groups < 1) want_groups = 1;
+    J->tiles_per_task = (J->ntile + want_groups - 1) / want_groups;
+    if (J->tiles_per_task < 1) J->tiles_per_task = 1;
+    const int64_t groups = (J->ntile + J->tiles_per_task - 1) / J->tiles_per_task;
+    const double work = (double)P->m * (double)P->n * (double)P->kpad;
+    pool_run(problem_task, J, groups * J->nchunk, team_for_work(work, nthreads));
+    int err = atomic_load(&J->err);
+    for (int i = 0; i < TRI_MAX_THREADS; i++) {
+        free(J->codes[i]);
+        free(J->wf[i]);
+    }
+    free(zero_row);
+    free(J);
+    return err;
+}
+

@@ -1,0 +1,111 @@
+/* tritium_epilogue.h: the int8 activation quantizer and the epilogue (scales, bias, residual, activation).
+ * A section of tritium_kernels.c, included by it at this point (build.py renders it
+ * inline into one translation unit); not a standalone header. */
+
+/* ------------------------------------------------------------------------------------ */
+/* Activation quantization and epilogue                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
+#if TRI_ISA_AVX512
+    /* the same arithmetic 16 lanes at a time: IEEE division, round to nearest even, clamp */
+    {
+        __m512 am = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= k; i += 16) am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+        float amax = _mm512_reduce_max_ps(am);
+        for (; i < k; i++) {
+            float a = fabsf(x[i]);
+            amax = a > amax ? a : amax;
+        }
+        float sc = amax / 127.0f;
+        if (sc == 0.0f) sc = 1.0f;
+        const __m512 vs = _mm512_set1_ps(sc), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+        __m512i acc = _mm512_setzero_si512();
+        for (i = 0; i < k; i += 16) {
+            const __mmask16 m = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1u);
+            __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
+            v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            const __m512i qi = _mm512_maskz_mov_epi32(m, _mm512_cvtps_epi32(v));
+            acc = _mm512_add_epi32(acc, qi);
+            _mm_mask_storeu_epi8(q + i, m, _mm512_cvtepi32_epi8(qi));
+        }
+        for (i = k; i < ldq; i++) q[i] = 0;
+        *s = sc;
+        if (sum) *sum = _mm512_reduce_add_epi32(acc);
+        return;
+    }
+#endif
+    float amax = 0.0f;
+    for (int64_t i = 0; i < k; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    float sc = amax / 127.0f;
+    if (sc == 0.0f) sc = 1.0f;
+    int32_t acc = 0;
+    for (int64_t i = 0; i < k; i++) {
+        float v = nearbyintf(x[i] / sc);
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        int8_t qi = (int8_t)v;
+        q[i] = qi;
+        acc += qi;
+    }
+    for (int64_t i = k; i < ldq; i++) q[i] = 0;
+    *s = sc;
+    if (sum) *sum = acc;
+}
+
+typedef struct {
+    const float *x;
+    int64_t k, ldq;
+    int8_t *xq;
+    float *s;
+    int32_t *sum;
+} QuantJob;
+
+static void quant_task(void *ctx, int64_t t, int tid) {
+    QuantJob *J = ctx;
+    (void)tid;
+    quantize_row(J->x + t * J->k, J->k, J->xq + t * J->ldq, J->ldq, J->s + t, J->sum ? J->sum + t : NULL);
+}
+
+static void quantize_all(const float *x, int64_t m, int64_t k, int8_t *xq, int64_t ldq, float *s,
+                         int32_t *sum, int nthreads) {
+    QuantJob J = {x, k, ldq, xq, s, sum};
+    pool_run(quant_task, &J, m, m * k < 32768 ? 1 : nthreads);
+}
+
+TRI_EXPORT void tri_quantize_rows(const float *x, int64_t m, int64_t k, int8_t *xq, float *s,
+                                  int nthreads) {
+    quantize_all(x, m, k, xq, k, s, NULL, nthreads);
+}
+
+static inline float act_apply(int act, float v) {
+    switch (act) {
+    case TRI_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case TRI_ACT_RELU6: return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    case TRI_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case TRI_ACT_SILU: return v / (1.0f + expf(-v));
+    case TRI_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case TRI_ACT_TANH: return tanhf(v);
+    default: return v;
+    }
+}
+
+typedef struct {
+    const float *scale;
+    int64_t nscale;
+    const float *bias;
+    const float *residual;
+    int act;
+} Epi;
+
+static inline float epi_apply(const Epi *e, int64_t n, int64_t t, int64_t col, float v) {
+    v *= e->scale[e->nscale == 1 ? 0 : col];
+    if (e->bias) v += e->bias[col];
+    if (e->residual) v += e->residual[t * n + col];
+    return act_apply(e->act, v);
+}
+

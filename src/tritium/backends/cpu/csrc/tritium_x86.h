@@ -1,0 +1,517 @@
+/* tritium_x86.h: the AVX2 / AVX-512 micro-kernels (decode, dot products, direct-decode GEMV).
+ * A section of tritium_kernels.c, included by it at this point (build.py renders it
+ * inline into one translation unit); not a standalone header. */
+
+#define TRI_HAVE_DIRECT 1
+
+static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float hsum_f32(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The five t1.6 code vectors of one 32-byte block (digit i = codes of elements j + 32 i). */
+#define T16_DECODE(v, c0, c1, c2, c3, c4)                                                     \
+    do {                                                                                      \
+        const __m256i z_ = _mm256_setzero_si256(), k3_ = _mm256_set1_epi16(3);               \
+        __m256i fl_ = _mm256_mullo_epi16(_mm256_unpacklo_epi8((v), z_), _mm256_set1_epi16(270)); \
+        __m256i fh_ = _mm256_mullo_epi16(_mm256_unpackhi_epi8((v), z_), _mm256_set1_epi16(270)); \
+        c0 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+        fl_ = _mm256_mullo_epi16(fl_, k3_); fh_ = _mm256_mullo_epi16(fh_, k3_);                \
+        c1 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+        fl_ = _mm256_mullo_epi16(fl_, k3_); fh_ = _mm256_mullo_epi16(fh_, k3_);                \
+        c2 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+        fl_ = _mm256_mullo_epi16(fl_, k3_); fh_ = _mm256_mullo_epi16(fh_, k3_);                \
+        c3 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+        fl_ = _mm256_mullo_epi16(fl_, k3_); fh_ = _mm256_mullo_epi16(fh_, k3_);                \
+        c4 = _mm256_packus_epi16(_mm256_mulhi_epu16(fl_, k3_), _mm256_mulhi_epu16(fh_, k3_)); \
+    } while (0)
+
+#if TRI_ISA_AVX512 && defined(__AVX512VBMI__)
+/* g_t16_tab[i][v] = base-3 digit i (most significant first) of byte v, for v < 243. */
+static uint8_t g_t16_tab[5][256] __attribute__((aligned(64)));
+static pthread_once_t g_t16_once = PTHREAD_ONCE_INIT;
+static void t16_tables_fill(void) {
+    for (int v = 0; v < 256; v++) {
+        int r = v < 243 ? v : 0;
+        for (int i = 4; i >= 0; i--) {
+            g_t16_tab[i][v] = (uint8_t)(r % 3);
+            r /= 3;
+        }
+    }
+}
+static inline void t16_tables_init(void) { pthread_once(&g_t16_once, t16_tables_fill); }
+#endif
+
+static void decode_codes(int fmt, const uint8_t *w, int64_t nb, uint8_t *c) {
+    if (fmt == TRI_FMT_T2) {
+        const __m256i m3 = _mm256_set1_epi8(3);
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(w + b * 32));
+            uint8_t *d = c + b * TRI_T2_BLOCK;
+            _mm256_storeu_si256((__m256i *)d, _mm256_and_si256(v, m3));
+            _mm256_storeu_si256((__m256i *)(d + 32), _mm256_and_si256(_mm256_srli_epi16(v, 2), m3));
+            _mm256_storeu_si256((__m256i *)(d + 64), _mm256_and_si256(_mm256_srli_epi16(v, 4), m3));
+            _mm256_storeu_si256((__m256i *)(d + 96), _mm256_and_si256(_mm256_srli_epi16(v, 6), m3));
+        }
+    } else {
+        int64_t b = 0;
+#if TRI_ISA_AVX512 && defined(__AVX512VBMI__)
+        t16_tables_init();
+        for (; b + 2 <= nb; b += 2) {
+            const __m512i v = _mm512_loadu_si512(w + b * 32);
+            const __mmask64 hi = _mm512_movepi8_mask(v);
+            uint8_t *d = c + b * TRI_T16_BLOCK;
+            for (int i = 0; i < 5; i++) {
+                const __m512i *t = (const __m512i *)g_t16_tab[i];
+                __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(t), v, _mm512_load_si512(t + 1));
+                __m512i up = _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), v, _mm512_load_si512(t + 3));
+                __m512i dg = _mm512_mask_blend_epi8(hi, lo, up);
+                _mm256_storeu_si256((__m256i *)(d + 32 * i), _mm512_castsi512_si256(dg));
+                _mm256_storeu_si256((__m256i *)(d + TRI_T16_BLOCK + 32 * i), _mm512_extracti64x4_epi64(dg, 1));
+            }
+        }
+#endif
+        for (; b < nb; b++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(w + b * 32)), c0, c1, c2, c3, c4;
+            T16_DECODE(v, c0, c1, c2, c3, c4);
+            uint8_t *d = c + b * TRI_T16_BLOCK;
+            _mm256_storeu_si256((__m256i *)d, c0);
+            _mm256_storeu_si256((__m256i *)(d + 32), c1);
+            _mm256_storeu_si256((__m256i *)(d + 64), c2);
+            _mm256_storeu_si256((__m256i *)(d + 96), c3);
+            _mm256_storeu_si256((__m256i *)(d + 128), c4);
+        }
+    }
+}
+
+#define LD(p) _mm256_loadu_si256((const __m256i *)(p))
+#if TRI_ISA_AVX512
+/* AVX-512 VNNI (VL form): unsigned codes x signed activations, 4 products into each int32. */
+#define MAC(acc, c, x) acc = _mm256_dpbusd_epi32(acc, (c), (x))
+#else
+#define MAC(acc, c, x) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16((c), (x)), ones))
+#endif
+
+static void i8_dot4x1(const uint8_t *const *c, const int8_t *x, int64_t kp, int32_t *o) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < kp; i += 32) {
+        __m256i xv = LD(x + i);
+        MAC(a0, LD(c[0] + i), xv);
+        MAC(a1, LD(c[1] + i), xv);
+        MAC(a2, LD(c[2] + i), xv);
+        MAC(a3, LD(c[3] + i), xv);
+    }
+    o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
+}
+
+static void i8_dot4x2(const uint8_t *const *c, const int8_t *x0, const int8_t *x1, int64_t kp,
+                      int32_t *o) {
+    const __m256i ones = _mm256_set1_epi16(1);
+#if TRI_ISA_AVX512
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int64_t i = 0; i < kp; i += 32) {
+        __m256i xa = LD(x0 + i), xb = LD(x1 + i), cv;
+        cv = LD(c[0] + i); MAC(a0, cv, xa); MAC(b0, cv, xb);
+        cv = LD(c[1] + i); MAC(a1, cv, xa); MAC(b1, cv, xb);
+        cv = LD(c[2] + i); MAC(a2, cv, xa); MAC(b2, cv, xb);
+        cv = LD(c[3] + i); MAC(a3, cv, xa); MAC(b3, cv, xb);
+    }
+    o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
+    o[4] = hsum_i32(b0); o[5] = hsum_i32(b1); o[6] = hsum_i32(b2); o[7] = hsum_i32(b3);
+#else
+    /* maddubs results (|.| <= 508) are summed in int16 for up to 64 steps (64 * 508 < 32768)
+     * and widened to int32 once per run: 2 instead of 3 instructions per 32 products. */
+    int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i0 = 0; i0 < kp; i0 += 64 * 32) {
+        const int64_t i1 = min64(kp, i0 + 64 * 32);
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        __m256i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int64_t i = i0; i < i1; i += 32) {
+            __m256i xa = LD(x0 + i), xb = LD(x1 + i), cv;
+            cv = LD(c[0] + i); a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(cv, xa)); b0 = _mm256_add_epi16(b0, _mm256_maddubs_epi16(cv, xb));
+            cv = LD(c[1] + i); a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(cv, xa)); b1 = _mm256_add_epi16(b1, _mm256_maddubs_epi16(cv, xb));
+            cv = LD(c[2] + i); a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(cv, xa)); b2 = _mm256_add_epi16(b2, _mm256_maddubs_epi16(cv, xb));
+            cv = LD(c[3] + i); a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(cv, xa)); b3 = _mm256_add_epi16(b3, _mm256_maddubs_epi16(cv, xb));
+        }
+        acc[0] += hsum_i32(_mm256_madd_epi16(a0, ones)); acc[1] += hsum_i32(_mm256_madd_epi16(a1, ones));
+        acc[2] += hsum_i32(_mm256_madd_epi16(a2, ones)); acc[3] += hsum_i32(_mm256_madd_epi16(a3, ones));
+        acc[4] += hsum_i32(_mm256_madd_epi16(b0, ones)); acc[5] += hsum_i32(_mm256_madd_epi16(b1, ones));
+        acc[6] += hsum_i32(_mm256_madd_epi16(b2, ones)); acc[7] += hsum_i32(_mm256_madd_epi16(b3, ones));
+    }
+    for (int j = 0; j < 8; j++) o[j] = acc[j];
+#endif
+}
+
+/* Sum of 4 maddubs (t2) or 5 (t1.6) stays below 5 * 508 < 32768: add in int16, then widen. */
+static inline __m256i blk_t2(__m256i v, __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m3), x0),
+                                 _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1));
+    __m256i q = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2),
+                                 _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), x3));
+    return _mm256_add_epi16(p, q);
+}
+
+
+#if TRI_ISA_AVX512
+/* acc += u8 codes . s8 activations; inline asm because GCC 12 copies the tied accumulator of
+ * the intrinsic through a fresh register on every use. */
+#define DPBUSD512(acc, cu, xs) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(cu), "v"(xs))
+#endif
+
+#if TRI_ISA_AVX512
+static inline __m256i blk_t2_vnni(__m256i acc, __m256i v, __m256i x0, __m256i x1, __m256i x2, __m256i x3) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(v, m3), x0);
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), x1);
+    acc = _mm256_dpbusd_epi32(acc, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), x2);
+    return _mm256_dpbusd_epi32(acc, _mm256_srli_epi16(_mm256_andnot_si256(_mm256_set1_epi8(0x3F), v), 6), x3);
+}
+#endif
+
+static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int64_t nb, int32_t *o) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+#if TRI_ISA_AVX512
+    if (fmt == TRI_FMT_T2) {
+        const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+        int64_t b = 0;
+        /* two blocks per zmm: the low half holds block b, the high half block b + 1 */
+        __m512i z0 = _mm512_setzero_si512(), z1 = z0, z2 = z0, z3 = z0;
+        const __m512i m3z = _mm512_set1_epi8(3);
+        for (; b + 2 <= nb; b += 2) {
+            const int8_t *xa = x + b * TRI_T2_BLOCK, *xc = xa + TRI_T2_BLOCK;
+            __m512i xv[4];
+            for (int i = 0; i < 4; i++)
+                xv[i] = _mm512_inserti64x4(_mm512_castsi256_si512(LD(xa + 32 * i)), LD(xc + 32 * i), 1);
+#define T2Z(acc, wp)                                                                                  \
+    do {                                                                                              \
+        const __m512i v_ = _mm512_loadu_si512((wp) + b * 32);                                         \
+        DPBUSD512(acc, _mm512_and_si512(v_, m3z), xv[0]);                                            \
+        DPBUSD512(acc, _mm512_and_si512(_mm512_srli_epi16(v_, 2), m3z), xv[1]);                      \
+        DPBUSD512(acc, _mm512_and_si512(_mm512_srli_epi16(v_, 4), m3z), xv[2]);                      \
+        DPBUSD512(acc, _mm512_and_si512(_mm512_srli_epi16(v_, 6), m3z), xv[3]);                      \
+    } while (0)
+            T2Z(z0, w0);
+            T2Z(z1, w1);
+            T2Z(z2, w2);
+            T2Z(z3, w3);
+#undef T2Z
+        }
+        a0 = _mm256_add_epi32(_mm512_castsi512_si256(z0), _mm512_extracti64x4_epi64(z0, 1));
+        a1 = _mm256_add_epi32(_mm512_castsi512_si256(z1), _mm512_extracti64x4_epi64(z1, 1));
+        a2 = _mm256_add_epi32(_mm512_castsi512_si256(z2), _mm512_extracti64x4_epi64(z2, 1));
+        a3 = _mm256_add_epi32(_mm512_castsi512_si256(z3), _mm512_extracti64x4_epi64(z3, 1));
+        for (; b < nb; b++) {
+            const int8_t *xb = x + b * TRI_T2_BLOCK;
+            __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
+            a0 = blk_t2_vnni(a0, LD(w0 + b * 32), x0, x1, x2, x3);
+            a1 = blk_t2_vnni(a1, LD(w1 + b * 32), x0, x1, x2, x3);
+            a2 = blk_t2_vnni(a2, LD(w2 + b * 32), x0, x1, x2, x3);
+            a3 = blk_t2_vnni(a3, LD(w3 + b * 32), x0, x1, x2, x3);
+        }
+    } else
+#endif
+    if (fmt == TRI_FMT_T2) {
+        const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+        int64_t b = 0;
+        /* two blocks per step: 8 maddubs summed in int16 (max 4064) before widening */
+        for (; b + 2 <= nb; b += 2) {
+            const int8_t *xb = x + b * TRI_T2_BLOCK;
+            __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
+            __m256i y0 = LD(xb + 128), y1 = LD(xb + 160), y2 = LD(xb + 192), y3 = LD(xb + 224);
+            int64_t o0 = b * 32, o1 = o0 + 32;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w0 + o0), x0, x1, x2, x3), blk_t2(LD(w0 + o1), y0, y1, y2, y3)), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w1 + o0), x0, x1, x2, x3), blk_t2(LD(w1 + o1), y0, y1, y2, y3)), ones));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w2 + o0), x0, x1, x2, x3), blk_t2(LD(w2 + o1), y0, y1, y2, y3)), ones));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w3 + o0), x0, x1, x2, x3), blk_t2(LD(w3 + o1), y0, y1, y2, y3)), ones));
+        }
+        for (; b < nb; b++) {
+            const int8_t *xb = x + b * TRI_T2_BLOCK;
+            __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
+            int64_t o0 = b * 32;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(blk_t2(LD(w0 + o0), x0, x1, x2, x3), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(blk_t2(LD(w1 + o0), x0, x1, x2, x3), ones));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(blk_t2(LD(w2 + o0), x0, x1, x2, x3), ones));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(blk_t2(LD(w3 + o0), x0, x1, x2, x3), ones));
+        }
+    } else {
+        __m256i *acc[4] = {&a0, &a1, &a2, &a3};
+        int64_t b = 0;
+#if TRI_ISA_AVX512 && defined(__AVX512VBMI__)
+        /* Two blocks per zmm; each base-3 digit plane is a 256-entry byte table lookup done as
+         * two 128-entry vpermi2b lookups blended on the index's top bit. */
+        t16_tables_init();
+        __m512i z0 = _mm512_setzero_si512(), z1 = z0, z2 = z0, z3 = z0;
+        __m512i *zacc[4] = {&z0, &z1, &z2, &z3};
+        for (; b + 2 <= nb; b += 2) {
+            const int8_t *xa = x + b * TRI_T16_BLOCK, *xc = xa + TRI_T16_BLOCK;
+            __m512i xv[5];
+            for (int i = 0; i < 5; i++)
+                xv[i] = _mm512_inserti64x4(_mm512_castsi256_si512(LD(xa + 32 * i)), LD(xc + 32 * i), 1);
+            for (int r = 0; r < 4; r++) {
+                const __m512i v = _mm512_loadu_si512(w[r] + b * 32);
+                const __mmask64 hi = _mm512_movepi8_mask(v);
+                __m512i acc = *zacc[r];
+                for (int i = 0; i < 5; i++) {
+                    const __m512i *t = (const __m512i *)g_t16_tab[i];
+                    __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(t), v, _mm512_load_si512(t + 1));
+                    __m512i up = _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), v, _mm512_load_si512(t + 3));
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_mask_blend_epi8(hi, lo, up), xv[i]);
+                }
+                *zacc[r] = acc;
+            }
+        }
+        a0 = _mm256_add_epi32(a0, _mm256_add_epi32(_mm512_castsi512_si256(z0), _mm512_extracti64x4_epi64(z0, 1)));
+        a1 = _mm256_add_epi32(a1, _mm256_add_epi32(_mm512_castsi512_si256(z1), _mm512_extracti64x4_epi64(z1, 1)));
+        a2 = _mm256_add_epi32(a2, _mm256_add_epi32(_mm512_castsi512_si256(z2), _mm512_extracti64x4_epi64(z2, 1)));
+        a3 = _mm256_add_epi32(a3, _mm256_add_epi32(_mm512_castsi512_si256(z3), _mm512_extracti64x4_epi64(z3, 1)));
+#endif
+        for (; b < nb; b++) {
+            const int8_t *xb = x + b * TRI_T16_BLOCK;
+            for (int r = 0; r < 4; r++) {
+                __m256i c0, c1, c2, c3, c4, v = LD(w[r] + b * 32);
+                T16_DECODE(v, c0, c1, c2, c3, c4);
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(c0, LD(xb)), _mm256_maddubs_epi16(c1, LD(xb + 32)));
+                p = _mm256_add_epi16(p, _mm256_add_epi16(_mm256_maddubs_epi16(c2, LD(xb + 64)), _mm256_maddubs_epi16(c3, LD(xb + 96))));
+                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(c4, LD(xb + 128)));
+                *acc[r] = _mm256_add_epi32(*acc[r], _mm256_madd_epi16(p, ones));
+            }
+        }
+    }
+    o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
+}
+
+/* fp32 GEMV from the packed bytes: 32 codes (0..2) -> 32 trits -> 4 x 8 floats, FMA with x. */
+static inline __m256 fma_codes32(__m256i c, const float *x, __m256 acc) {
+    const __m256i t = _mm256_sub_epi8(c, _mm256_set1_epi8(1));
+    const __m128i lo = _mm256_castsi256_si128(t), hi = _mm256_extracti128_si256(t, 1);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc);
+    return acc;
+}
+
+#if TRI_ISA_AVX512
+typedef __m512 facc_t;
+#define FACC_ZERO() _mm512_setzero_ps()
+#define FACC_SUM(a, b) _mm512_reduce_add_ps(_mm512_add_ps((a), (b)))
+static inline __m512 fma_codes32_512(__m256i c, const float *x, __m512 acc) {
+    const __m256i t = _mm256_sub_epi8(c, _mm256_set1_epi8(1));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(t))), _mm512_loadu_ps(x), acc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(t, 1))), _mm512_loadu_ps(x + 16), acc);
+}
+#define FMA_CODES fma_codes32_512
+#else
+typedef __m256 facc_t;
+#define FACC_ZERO() _mm256_setzero_ps()
+#define FACC_SUM(a, b) hsum_f32(_mm256_add_ps((a), (b)))
+#define FMA_CODES fma_codes32
+#endif
+
+/* x is zero padded to nb whole blocks. */
+static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o) {
+    facc_t a[4][2];
+    for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = FACC_ZERO();
+    if (fmt == TRI_FMT_T2) {
+        const __m256i m3 = _mm256_set1_epi8(3);
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = x + b * TRI_T2_BLOCK;
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const __m256i v = LD(w[r] + b * 32);
+                a[r][0] = FMA_CODES(_mm256_and_si256(v, m3), xb, a[r][0]);
+                a[r][1] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), xb + 32, a[r][1]);
+                a[r][0] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), xb + 64, a[r][0]);
+                a[r][1] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), xb + 96, a[r][1]);
+            }
+        }
+    } else {
+        int64_t b = 0;
+#if TRI_ISA_AVX512 && defined(__AVX512VBMI__)
+        t16_tables_init();
+        for (; b + 2 <= nb; b += 2) { /* two blocks per zmm, digits by table lookup */
+            const float *xa = x + b * TRI_T16_BLOCK, *xc = xa + TRI_T16_BLOCK;
+            for (int r = 0; r < 4; r++) {
+                const __m512i v = _mm512_loadu_si512(w[r] + b * 32);
+                const __mmask64 hi = _mm512_movepi8_mask(v);
+                for (int i = 0; i < 5; i++) {
+                    const __m512i *t = (const __m512i *)g_t16_tab[i];
+                    __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(t), v, _mm512_load_si512(t + 1));
+                    __m512i up = _mm512_permutex2var_epi8(_mm512_load_si512(t + 2), v, _mm512_load_si512(t + 3));
+                    __m512i d = _mm512_mask_blend_epi8(hi, lo, up);
+                    a[r][i & 1] = FMA_CODES(_mm512_castsi512_si256(d), xa + 32 * i, a[r][i & 1]);
+                    a[r][(i + 1) & 1] = FMA_CODES(_mm512_extracti64x4_epi64(d, 1), xc + 32 * i, a[r][(i + 1) & 1]);
+                }
+            }
+        }
+#endif
+        for (; b < nb; b++) {
+            const float *xb = x + b * TRI_T16_BLOCK;
+            for (int r = 0; r < 4; r++) {
+                __m256i c0, c1, c2, c3, c4, v = LD(w[r] + b * 32);
+                T16_DECODE(v, c0, c1, c2, c3, c4);
+                a[r][0] = FMA_CODES(c0, xb, a[r][0]);
+                a[r][1] = FMA_CODES(c1, xb + 32, a[r][1]);
+                a[r][0] = FMA_CODES(c2, xb + 64, a[r][0]);
+                a[r][1] = FMA_CODES(c3, xb + 96, a[r][1]);
+                a[r][0] = FMA_CODES(c4, xb + 128, a[r][0]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) o[r] = FACC_SUM(a[r][0], a[r][1]);
+}
+
+static inline __m256 tail_mask_load(const float *p, int64_t rem) {
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(p, m);
+}
+
+static void f32_dot4x1(const float *const *wf, const float *x, int64_t k, float *o) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(_mm256_load_ps(wf[0] + i), xv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_load_ps(wf[1] + i), xv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_load_ps(wf[2] + i), xv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_load_ps(wf[3] + i), xv, a3);
+    }
+    if (i < k) {
+        __m256 xv = tail_mask_load(x + i, k - i);
+        a0 = _mm256_fmadd_ps(_mm256_load_ps(wf[0] + i), xv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_load_ps(wf[1] + i), xv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_load_ps(wf[2] + i), xv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_load_ps(wf[3] + i), xv, a3);
+    }
+    o[0] = hsum_f32(a0); o[1] = hsum_f32(a1); o[2] = hsum_f32(a2); o[3] = hsum_f32(a3);
+}
+
+static void f32_dot4x2(const float *const *wf, const float *x0, const float *x1, int64_t k, float *o) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int64_t i = 0;
+    for (; i < k; i += 8) {
+        __m256 xa, xb;
+        if (i + 8 <= k) { xa = _mm256_loadu_ps(x0 + i); xb = _mm256_loadu_ps(x1 + i); }
+        else { xa = tail_mask_load(x0 + i, k - i); xb = tail_mask_load(x1 + i, k - i); }
+        __m256 w;
+        w = _mm256_load_ps(wf[0] + i); a0 = _mm256_fmadd_ps(w, xa, a0); b0 = _mm256_fmadd_ps(w, xb, b0);
+        w = _mm256_load_ps(wf[1] + i); a1 = _mm256_fmadd_ps(w, xa, a1); b1 = _mm256_fmadd_ps(w, xb, b1);
+        w = _mm256_load_ps(wf[2] + i); a2 = _mm256_fmadd_ps(w, xa, a2); b2 = _mm256_fmadd_ps(w, xb, b2);
+        w = _mm256_load_ps(wf[3] + i); a3 = _mm256_fmadd_ps(w, xa, a3); b3 = _mm256_fmadd_ps(w, xb, b3);
+    }
+    o[0] = hsum_f32(a0); o[1] = hsum_f32(a1); o[2] = hsum_f32(a2); o[3] = hsum_f32(a3);
+    o[4] = hsum_f32(b0); o[5] = hsum_f32(b1); o[6] = hsum_f32(b2); o[7] = hsum_f32(b3);
+}
+
+#if TRI_ISA_AVX512
+#define TRI_HAVE_4X4 1
+/* 512-bit micro-kernels: 4 rows x 4 tokens, 16 zmm accumulators. */
+/* Named accumulators (not an array): GCC then accumulates in place instead of copying. */
+#define DP4(u, xv)                                        \
+    do {                                                  \
+        const __m512i xv_ = (xv);                         \
+        DPBUSD512(a##u##0, c0, xv_);                      \
+        DPBUSD512(a##u##1, c1, xv_);                      \
+        DPBUSD512(a##u##2, c2, xv_);                      \
+        DPBUSD512(a##u##3, c3, xv_);                      \
+    } while (0)
+
+__attribute__((noinline)) static void i8_dot4x4(const uint8_t *const *c, const int8_t *const *x, int64_t kp, int32_t *o) {
+    __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00;
+    __m512i a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m512i a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+    __m512i a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+    const uint8_t *p0 = c[0], *p1 = c[1], *p2 = c[2], *p3 = c[3];
+    const int8_t *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    int64_t i = 0;
+    for (; i + 64 <= kp; i += 64) {
+        const __m512i c0 = _mm512_loadu_si512(p0 + i), c1 = _mm512_loadu_si512(p1 + i);
+        const __m512i c2 = _mm512_loadu_si512(p2 + i), c3 = _mm512_loadu_si512(p3 + i);
+        DP4(0, _mm512_loadu_si512(x0 + i));
+        DP4(1, _mm512_loadu_si512(x1 + i));
+        DP4(2, _mm512_loadu_si512(x2 + i));
+        DP4(3, _mm512_loadu_si512(x3 + i));
+    }
+    if (i < kp) { /* kpad is a multiple of 32: one half vector left */
+        const __mmask64 m = 0xFFFFFFFFull;
+        const __m512i c0 = _mm512_maskz_loadu_epi8(m, p0 + i), c1 = _mm512_maskz_loadu_epi8(m, p1 + i);
+        const __m512i c2 = _mm512_maskz_loadu_epi8(m, p2 + i), c3 = _mm512_maskz_loadu_epi8(m, p3 + i);
+        DP4(0, _mm512_maskz_loadu_epi8(m, x0 + i));
+        DP4(1, _mm512_maskz_loadu_epi8(m, x1 + i));
+        DP4(2, _mm512_maskz_loadu_epi8(m, x2 + i));
+        DP4(3, _mm512_maskz_loadu_epi8(m, x3 + i));
+    }
+    o[0] = _mm512_reduce_add_epi32(a00); o[1] = _mm512_reduce_add_epi32(a01);
+    o[2] = _mm512_reduce_add_epi32(a02); o[3] = _mm512_reduce_add_epi32(a03);
+    o[4] = _mm512_reduce_add_epi32(a10); o[5] = _mm512_reduce_add_epi32(a11);
+    o[6] = _mm512_reduce_add_epi32(a12); o[7] = _mm512_reduce_add_epi32(a13);
+    o[8] = _mm512_reduce_add_epi32(a20); o[9] = _mm512_reduce_add_epi32(a21);
+    o[10] = _mm512_reduce_add_epi32(a22); o[11] = _mm512_reduce_add_epi32(a23);
+    o[12] = _mm512_reduce_add_epi32(a30); o[13] = _mm512_reduce_add_epi32(a31);
+    o[14] = _mm512_reduce_add_epi32(a32); o[15] = _mm512_reduce_add_epi32(a33);
+}
+
+#define FM4(u, xv)                                      \
+    f##u##0 = _mm512_fmadd_ps(w0, (xv), f##u##0);       \
+    f##u##1 = _mm512_fmadd_ps(w1, (xv), f##u##1);       \
+    f##u##2 = _mm512_fmadd_ps(w2, (xv), f##u##2);       \
+    f##u##3 = _mm512_fmadd_ps(w3, (xv), f##u##3)
+
+__attribute__((noinline)) static void f32_dot4x4(const float *const *wf, const float *const *x, int64_t k, float *o) {
+    __m512 f00 = _mm512_setzero_ps(), f01 = f00, f02 = f00, f03 = f00;
+    __m512 f10 = f00, f11 = f00, f12 = f00, f13 = f00;
+    __m512 f20 = f00, f21 = f00, f22 = f00, f23 = f00;
+    __m512 f30 = f00, f31 = f00, f32 = f00, f33 = f00;
+    const float *q0 = wf[0], *q1 = wf[1], *q2 = wf[2], *q3 = wf[3];
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        const __m512 w0 = _mm512_load_ps(q0 + i), w1 = _mm512_load_ps(q1 + i);
+        const __m512 w2 = _mm512_load_ps(q2 + i), w3 = _mm512_load_ps(q3 + i);
+        FM4(0, _mm512_loadu_ps(x0 + i));
+        FM4(1, _mm512_loadu_ps(x1 + i));
+        FM4(2, _mm512_loadu_ps(x2 + i));
+        FM4(3, _mm512_loadu_ps(x3 + i));
+    }
+    if (i < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - i)) - 1u);
+        const __m512 w0 = _mm512_load_ps(q0 + i), w1 = _mm512_load_ps(q1 + i);
+        const __m512 w2 = _mm512_load_ps(q2 + i), w3 = _mm512_load_ps(q3 + i);
+        FM4(0, _mm512_maskz_loadu_ps(m, x0 + i));
+        FM4(1, _mm512_maskz_loadu_ps(m, x1 + i));
+        FM4(2, _mm512_maskz_loadu_ps(m, x2 + i));
+        FM4(3, _mm512_maskz_loadu_ps(m, x3 + i));
+    }
+    o[0] = _mm512_reduce_add_ps(f00); o[1] = _mm512_reduce_add_ps(f01);
+    o[2] = _mm512_reduce_add_ps(f02); o[3] = _mm512_reduce_add_ps(f03);
+    o[4] = _mm512_reduce_add_ps(f10); o[5] = _mm512_reduce_add_ps(f11);
+    o[6] = _mm512_reduce_add_ps(f12); o[7] = _mm512_reduce_add_ps(f13);
+    o[8] = _mm512_reduce_add_ps(f20); o[9] = _mm512_reduce_add_ps(f21);
+    o[10] = _mm512_reduce_add_ps(f22); o[11] = _mm512_reduce_add_ps(f23);
+    o[12] = _mm512_reduce_add_ps(f30); o[13] = _mm512_reduce_add_ps(f31);
+    o[14] = _mm512_reduce_add_ps(f32); o[15] = _mm512_reduce_add_ps(f33);
+}
+#else
+#define TRI_HAVE_4X4 0
+static void i8_dot4x4(const uint8_t *const *c, const int8_t *const *x, int64_t kp, int32_t *o) {
+    i8_dot4x2(c, x[0], x[1], kp, o);
+    i8_dot4x2(c, x[2], x[3], kp, o + 8);
+}
+static void f32_dot4x4(const float *const *wf, const float *const *x, int64_t k, float *o) {
+    f32_dot4x2(wf, x[0], x[1], k, o);
+    f32_dot4x2(wf, x[2], x[3], k, o + 8);
+}
+#endif
