@@ -199,6 +199,8 @@ class TernaryLayer(TritiumLayer):
     weight_packed: torch.Tensor
     weight_scale: torch.Tensor
     bias: nn.Parameter | None
+    # the batch-norm class whose inference form folds into the layer (None: none folds)
+    folds_batchnorm: type[nn.Module] | None = None
 
     def _init_quant(
         self,
@@ -404,6 +406,8 @@ class TernaryLinear(TernaryLayer):
         ste: ``"identity"`` or ``"clipped"`` (gradient zero where ``|w| > ste_clip``).
     """
 
+    folds_batchnorm = nn.BatchNorm1d
+
     def __init__(
         self,
         in_features: int,
@@ -542,6 +546,8 @@ class TernaryConv2d(TernaryLayer):
     position's im2col column (the ``in_channels/groups * kh * kw`` inputs of one group that
     the position reads), as the int8 conv kernel does.
     """
+
+    folds_batchnorm = nn.BatchNorm2d
 
     def __init__(
         self,
@@ -874,11 +880,8 @@ def tritium_layers(model: nn.Module) -> list[tuple[str, TritiumLayer]]:
 
 def _bn_fold_problem(layer: nn.Module, bn: nn.Module) -> str | None:
     """Why ``bn`` cannot be folded into ``layer`` (None when it can)."""
-    if isinstance(layer, TernaryConv2d):
-        want: type[nn.Module] = nn.BatchNorm2d
-    elif isinstance(layer, TernaryLinear):
-        want = nn.BatchNorm1d
-    else:
+    want = layer.folds_batchnorm if isinstance(layer, TernaryLayer) else None
+    if want is None:
         return f"{type(layer).__name__} is not a ternary linear or convolution layer"
     if not isinstance(bn, want):
         return f"a {type(layer).__name__} folds a {want.__name__}, not a {type(bn).__name__}"
