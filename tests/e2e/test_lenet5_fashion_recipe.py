@@ -1,8 +1,9 @@
-"""examples/lenet5_fashion.tri: the Fashion-MNIST recipe of docs/training.md ("Closing the
-gap on Fashion-MNIST"). The full recipe trains for minutes; here the program is checked,
-built and run, its training block is the documented recipe, and both stages of the recipe
-(fp32 weights, then QAT started from them with `--init`) run one tiny epoch on a subset of
-the real data when Debian's `dataset-fashion-mnist` is installed."""
+"""examples/lenet5_fashion.tri: the Fashion-MNIST recipe of docs/training.md ("A recipe:
+LeNet-5 on Fashion-MNIST"). The full recipe trains for minutes; here the program is checked,
+built and run, its training block is the documented recipe, and the documented commands
+(the recipe with its fp32 twin, then the warm-start variant: QAT from that twin's weights
+with `--init`) run one tiny epoch on a subset of the real data when Debian's
+`dataset-fashion-mnist` is installed."""
 
 from __future__ import annotations
 
@@ -61,11 +62,11 @@ def test_both_stages_of_the_recipe_run_on_a_subset_of_the_real_data(tmp_path, ca
     np.savez(subset, x=ds.x_train[:384], y=ds.y_train[:384], x_test=ds.x_test[:128],
              y_test=ds.y_test[:128])
     fp32_run, qat_run = tmp_path / "fp32", tmp_path / "qat"
-    # stage 1: the program's recipe (its fp32 twin gives the weights stage 2 starts from)
+    # the program's recipe (its fp32 twin gives the weights the warm start starts from)
     assert main(["train", str(EXAMPLE), "--data", str(subset), "--epochs", "1",
                  "--out", str(fp32_run), *FAST]) == 0, capsys.readouterr().err
     assert (fp32_run / "fp32.safetensors").is_file()
-    # stage 2: QAT from those weights, as docs/training.md states it
+    # the warm-start variant docs/training.md measured: QAT from those weights
     assert main(["train", str(EXAMPLE), "--data", str(subset), "--epochs", "1",
                  "--lr", "0.0005", "--init", str(fp32_run / "fp32.safetensors"),
                  "--no-baseline", "--out", str(qat_run), *FAST]) == 0, \
