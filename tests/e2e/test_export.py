@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from tritium.cli import main
 from tritium.data import load_dataset
 from tritium.driver.evaluate import load_for_eval, predict
-from tritium.driver.export import PackedTernaryWeight, Preprocess, pack_codes, unpack_codes
+from tritium.driver.export import (
+    NBITS_BLOCK_SIZES,
+    NBitsTernaryLinear,
+    PackedTernaryWeight,
+    Preprocess,
+    pack_codes,
+    unpack_codes,
+)
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -133,6 +140,37 @@ def test_packed_weight_is_trits_times_scale(n: int, k: int, per_channel: bool, s
     scale = torch.rand(n if per_channel else 1, generator=g) + 0.1
     w = PackedTernaryWeight(trits, scale)()
     torch.testing.assert_close(w, trits.float() * scale.reshape(-1, 1).expand(n, 1))
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 300), st.booleans(), st.booleans(),
+       st.sampled_from([(3,), (2, 5)]), st.integers(0, 2 ** 31))
+def test_matmul_nbits_layer_runs_in_onnxruntime_as_trits_times_scale(
+        n: int, k: int, per_channel: bool, bias: bool, lead: tuple[int, ...], seed: int):
+    """Any shape (K not a multiple of the block, 2-D and 3-D inputs): the exported node
+    computes ``x (trits * scale)^T + b`` in onnxruntime, and the blob holds 2 bits a weight."""
+    import io
+    import warnings
+    g = torch.Generator().manual_seed(seed)
+    trits = torch.randint(-1, 2, (n, k), generator=g).to(torch.int8)
+    scale = torch.rand(n if per_channel else 1, generator=g) + 0.1
+    b = torch.randn(n, generator=g) if bias else None
+    layer = NBitsTernaryLinear(trits, scale, b).eval()
+    assert layer.block_size in NBITS_BLOCK_SIZES
+    assert layer.packed.dtype == torch.uint8 and layer.packed.shape == (
+        n, -(-k // layer.block_size), layer.block_size // 4)
+    x = torch.randn(*lead, k, generator=g)
+    want = x @ (trits.float() * scale.reshape(-1, 1)).T + (0 if b is None else b)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), want, rtol=1e-5, atol=1e-5)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # the TorchScript exporter's deprecation
+        torch.onnx.export(layer, (x,), buf, dynamo=False, input_names=["x"],
+                          opset_version=18, custom_opsets={"com.microsoft": 1})
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
 
 
 @settings(max_examples=30, deadline=None)
