@@ -2,7 +2,8 @@
 
 A torchvision-style ResNet written in plain PyTorch (a user's module in a temporary
 directory) is ternarized, trained briefly on the digits, frozen and saved with a Python
-entry point; the CLI rebuilds it only when told to trust that entry point. `tritium train
+entry point; the CLI rebuilds it only when told to trust that entry point, and its ONNX
+exports (float and packed) agree with `tritium predict` on the raw test samples. `tritium train
 --init` starts from the fp32 weights an earlier run wrote; `--fp32-layers` keeps layers in
 full precision.
 """
@@ -191,6 +192,44 @@ def test_eval_predict_and_export_rebuild_the_model_from_its_entry_point(
     shape = [d if isinstance(d, int) else 3 for d in sess.get_inputs()[0].shape]
     y = sess.run(None, {sess.get_inputs()[0].name: np.random.rand(*shape).astype(np.float32)})
     assert y[0].shape == (3, 10) and np.isfinite(y[0]).all()
+
+
+def test_onnx_exports_of_the_resnet_agree_with_predict_on_raw_samples(
+        user_run, monkeypatch, capsys, tmp_path):
+    """The issue's done-when for a model written in plain PyTorch: onnxruntime on raw test
+    samples agrees with `tritium predict` on >= 99.9% of them (both ONNX variants), and the
+    packed ONNX file is smaller than the fp32 model's checkpoint."""
+    import onnx
+    import onnxruntime as ort
+    monkeypatch.chdir(user_run["work"])
+    x_raw = user_run["x_raw"].astype(np.float32)
+    np.save(tmp_path / "test.npy", x_raw)
+    code, out, err = _cli(capsys, "predict", "resnet.safetensors", str(tmp_path / "test.npy"),
+                          "--trust-entry-point", "--json", "--top", "1")
+    assert code == 0, err
+    want = np.array([json.loads(line)["class"] for line in out.splitlines()])
+    assert len(want) == len(x_raw)
+    sizes = {}
+    for fmt in ("onnx", "onnx-packed"):
+        path = tmp_path / f"{fmt}.onnx"
+        code, out, err = _cli(capsys, "export", "resnet.safetensors", "--format", fmt, "-o",
+                              str(path), "--trust-entry-point")
+        assert code == 0, err
+        assert "raw samples" in out
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (logits,) = sess.run(None, {"x": x_raw})          # raw: no preprocessing
+        agree = float((logits.argmax(-1) == want).mean())
+        assert agree >= 0.999, f"{fmt}: onnxruntime agrees with predict on {agree:.4f}"
+        sizes[fmt] = path.stat().st_size
+    proto = onnx.load(str(tmp_path / "onnx-packed.onnx"))
+    assert {"BitShift", "BitwiseAnd"} <= {n.op_type for n in proto.graph.node}
+    # the fp32 checkpoint of the same architecture, as a user saves it
+    import importlib
+    fp32 = tmp_path / "fp32.safetensors"
+    plain = importlib.import_module(MODULE).build(num_classes=10, width=8)
+    safetensors.torch.save_file(plain.state_dict(), str(fp32))
+    assert sizes["onnx-packed"] < fp32.stat().st_size, (sizes, fp32.stat().st_size)
+    assert sizes["onnx-packed"] < sizes["onnx"]
 
 
 def test_a_bad_entry_point_is_one_clear_line(user_run, monkeypatch, capsys):

@@ -229,7 +229,7 @@ def _raw_shape(info: RunInfo) -> tuple[list[int], str | None]:
 
 
 def _onnx_bytes(graph: nn.Module, sample: torch.Tensor, fold: bool,
-                meta: dict[str, str]) -> bytes:
+                meta: dict[str, str], custom_opsets: dict[str, int] | None = None) -> bytes:
     import io
 
     import onnx
@@ -239,7 +239,7 @@ def _onnx_bytes(graph: nn.Module, sample: torch.Tensor, fold: bool,
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, (sample,), buf, dynamo=False, input_names=["x"],
                               output_names=["logits"], opset_version=18,
-                              do_constant_folding=fold,
+                              do_constant_folding=fold, custom_opsets=custom_opsets,
                               dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
     except Exception as exc:  # noqa: BLE001 - the exporter's failures are many types
         raise ExportError(f"ONNX export failed: {exc}",
@@ -252,7 +252,8 @@ def _onnx_bytes(graph: nn.Module, sample: torch.Tensor, fold: bool,
     return proto.SerializeToString()
 
 
-def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[str, Any]:
+def export_checkpoint(path: str | Path, fmt: str, output: str | Path, *,
+                      matmul_nbits: bool = False) -> dict[str, Any]:
     """Export the checkpoint's model as ONNX (`onnx`: float weights `trits * scale`;
     `onnx-packed`: 2-bit ternary codes unpacked in the graph), TorchScript or plain
     safetensors; returns a description (max output difference vs the frozen model).
@@ -261,9 +262,12 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
     8]`): the graph normalizes and resizes them as `tritium predict` does, and its
     `metadata_props` hold the labels, the normalization, the input shape and the Tritium
     version. TorchScript and safetensors hold the model alone (normalized inputs of the
-    model's declared shape)."""
+    model's declared shape). `matmul_nbits` (onnx-packed only): linear layers as
+    onnxruntime's `com.microsoft.MatMulNBits` with 2-bit codes (driver/export.py)."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format `{fmt}`", help=", ".join(EXPORT_FORMATS))
+    if matmul_nbits and fmt != "onnx-packed":
+        raise ExportError(f"--matmul-nbits applies to --format onnx-packed, not {fmt}")
     from ..argcheck import ArgError, check_output_file
     try:
         out = check_output_file(output, "-o")
@@ -279,10 +283,11 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
     gen = torch.Generator().manual_seed(0)
     note = None
     if fmt.startswith("onnx"):
-        from .export import ExportShapeError, export_graph, onnx_metadata
+        from .export import ExportShapeError, export_graph, onnx_metadata, uses_matmul_nbits
         raw, note = _raw_shape(info)
         try:
-            graph = export_graph(model, info, raw, packed=fmt == "onnx-packed")
+            graph = export_graph(model, info, raw, packed=fmt == "onnx-packed",
+                                 matmul_nbits=matmul_nbits)
         except ExportShapeError as exc:
             raise ExportError(f"cannot put the input preprocessing in the graph: {exc}") from None
         sample = torch.rand(2, *raw, generator=gen) * 4
@@ -315,15 +320,17 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path) -> dict[st
         atomic_write_bytes(out, buf.getvalue())
     else:
         packed = fmt == "onnx-packed"
-        meta = onnx_metadata(info, shape, packed=packed)
+        meta = onnx_metadata(info, shape, packed=packed, matmul_nbits=matmul_nbits)
         if note:
             meta["tritium.preprocessing"] = f"normalization only: {note}"
         # packed: no constant folding, or the exporter would fold the unpacking back into
         # float weights
-        atomic_write_bytes(out, _onnx_bytes(graph, sample, not packed, meta))
+        atomic_write_bytes(out, _onnx_bytes(graph, sample, not packed, meta,
+                                            {"com.microsoft": 1} if matmul_nbits else None))
     return {"format": fmt, "output": str(out), "bytes": out.stat().st_size,
             "max_abs_diff": diff, "input_shape": shape, "model": info.entry,
-            "raw_inputs": fmt.startswith("onnx") and note is None}
+            "raw_inputs": fmt.startswith("onnx") and note is None,
+            "matmul_nbits_layers": uses_matmul_nbits(graph) if matmul_nbits else 0}
 
 
 def describe(report: EvalReport) -> str:

@@ -14,6 +14,16 @@ hands to the ONNX exporter:
   ``BitwiseAnd`` to codes, codes to trits (``Cast``, ``Sub``) and trits times the float
   scale per output channel (``Mul``), so the file holds 2 bits a weight.
 
+With ``matmul_nbits=True`` (``--format onnx-packed --matmul-nbits``) each frozen
+``TernaryLinear`` without input quantization becomes one onnxruntime contrib node,
+``com.microsoft.MatMulNBits`` with ``bits=2`` (:class:`NBitsTernaryLinear`): the codes
+``trit + 2`` (the operator's default 2-bit zero point), four a byte along K, low bits first,
+in blocks of ``block_size`` (a power of two from 16 to 256, the range onnxruntime's CPU
+kernel takes for 2 bits; chosen per layer for the fewest bytes), and one float scale per
+block, the layer's scale repeated. onnxruntime then multiplies without materializing a
+float weight. Convolutions keep the ``BitShift`` unpacking. Other ONNX runtimes may not know
+the operator.
+
 `onnx_metadata(info, raw_shape, ...)` is what the ONNX file's ``metadata_props`` carry.
 """
 
@@ -28,10 +38,11 @@ from torch import nn
 
 import tritium
 
-from .models import RunInfo, unpacked_twin
+from .models import FloatLinear, RunInfo, _epilogue, unpacked_twin
 
-__all__ = ["CLASS_LABELS", "PackedTernaryWeight", "Preprocess", "export_graph",
-           "onnx_metadata", "pack_codes", "unpack_codes"]
+__all__ = ["CLASS_LABELS", "NBITS_BLOCK_SIZES", "NBitsTernaryLinear", "PackedTernaryWeight",
+           "Preprocess", "export_graph", "nbits_blob", "onnx_metadata", "pack_codes",
+           "unpack_codes", "uses_matmul_nbits"]
 
 CLASS_LABELS: dict[str, list[str]] = {
     "digits": [str(i) for i in range(10)],
@@ -159,6 +170,89 @@ class _PackedLinear(nn.Module):
             self.plain.weight = None  # type: ignore[assignment]
 
 
+NBITS_BLOCK_SIZES = (16, 32, 64, 128, 256)
+"""Block sizes onnxruntime's CPU ``MatMulNBits`` kernel accepts with ``bits=2``."""
+
+
+def nbits_block_size(n: int, k: int) -> int:
+    """The block size of :data:`NBITS_BLOCK_SIZES` that stores an ``n x k`` ternary weight in
+    the fewest bytes (2-bit codes padded to whole blocks plus a float32 scale a block)."""
+    def size(bs: int) -> int:
+        blocks = -(-k // bs)
+        return n * blocks * (bs // 4 + 4)
+    return min(NBITS_BLOCK_SIZES, key=lambda bs: (size(bs), bs))
+
+
+def nbits_blob(trits: torch.Tensor, block_size: int) -> torch.Tensor:
+    """``[n, k]`` trits as ``MatMulNBits``'s ``B`` input with ``bits=2``: ``uint8 [n,
+    ceil(k / block_size), block_size / 4]``, codes ``trit + 2`` (the default zero point 2
+    makes ``code - 2`` the trit), element ``4j + i`` of a block in bits ``2i, 2i+1`` of its
+    byte ``j``; K is padded with zero trits to whole blocks."""
+    n, k = trits.shape
+    blocks = -(-k // block_size)
+    codes = torch.full((n, blocks * block_size), 2, dtype=torch.uint8)
+    codes[:, :k] = (trits.to(torch.int16) + 2).to(torch.uint8)
+    c = codes.view(n, blocks, block_size // 4, 4)
+    return c[..., 0] | (c[..., 1] << 2) | (c[..., 2] << 4) | (c[..., 3] << 6)
+
+
+class _MatMulNBits(torch.autograd.Function):
+    """``x @ dequant(blob)^T``: in eager mode from the trits it was built from, in the ONNX
+    graph one ``com.microsoft.MatMulNBits`` node."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, blob: torch.Tensor, scales: torch.Tensor,
+                weight: torch.Tensor, k: int, n: int, block_size: int) -> torch.Tensor:
+        return F.linear(x, weight)
+
+    @staticmethod
+    def symbolic(g, x, blob, scales, weight, k: int, n: int, block_size: int):  # type: ignore[no-untyped-def]
+        out = g.op("com.microsoft::MatMulNBits", x, blob, scales, K_i=k, N_i=n, bits_i=2,
+                   block_size_i=block_size)
+        sizes = x.type().varyingSizes()      # the exporter's shape inference: [..., n]
+        if sizes:
+            out.setType(x.type().with_sizes([*sizes[:-1], n]))
+        return out
+
+
+class NBitsTernaryLinear(nn.Module):
+    """A frozen ternary linear layer as ``MatMulNBits(x, codes, scales) + bias`` followed by
+    the fused activation/residual: the ONNX graph stores 2 bits a weight and onnxruntime
+    computes with them directly."""
+
+    def __init__(self, trits: torch.Tensor, scale: torch.Tensor,
+                 bias: torch.Tensor | None) -> None:
+        super().__init__()
+        n, k = (int(d) for d in trits.shape)
+        self.n, self.k = n, k
+        self.block_size = nbits_block_size(n, k)
+        blocks = -(-k // self.block_size)
+        s = scale.detach().float().reshape(-1)
+        s = s.expand(n) if s.numel() == 1 else s
+        self.register_buffer("packed", nbits_blob(trits, self.block_size))
+        self.register_buffer("scales", s[:, None].expand(n, blocks).contiguous())
+        # what the eager forward multiplies with (not a graph input: the symbolic drops it)
+        self._weight = (trits.float() * s[:, None]).contiguous()
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(),
+                                                          requires_grad=False)
+
+    def forward(self, x: torch.Tensor, activation: str | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        y = _MatMulNBits.apply(x, self.packed, self.scales, self._weight, self.k, self.n,
+                               self.block_size)
+        if self.bias is not None:
+            y = y + self.bias
+        return _epilogue(y, activation, residual)
+
+
+def _nbits_candidate(layer: nn.Module, plain: nn.Module) -> bool:
+    """A frozen ternary linear layer whose float twin is a plain ``x W^T + b`` (no BitLinear
+    RMSNorm, no int8 activation quantization), which ``MatMulNBits`` computes alone."""
+    from ..runtime import TernaryLinear
+    return (isinstance(layer, TernaryLinear) and getattr(layer, "act_quant", "none") == "none"
+            and isinstance(plain, FloatLinear) and plain.rms_eps is None and not plain.act_int8)
+
+
 def _ternary_layers(model: nn.Module) -> dict[str, nn.Module]:
     from ..runtime import TernaryConv2d, TernaryLinear
     return {name: m for name, m in model.named_modules()
@@ -172,20 +266,35 @@ def _set(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def export_graph(model: nn.Module, info: RunInfo, raw_shape: list[int], *,
-                 packed: bool = False) -> nn.Module:
-    """``Preprocess`` then the model as exportable torch layers (see the module doc)."""
+                 packed: bool = False, matmul_nbits: bool = False) -> nn.Module:
+    """``Preprocess`` then the model as exportable torch layers (see the module doc);
+    ``matmul_nbits`` (with ``packed``) puts plain ternary linear layers in
+    ``com.microsoft.MatMulNBits`` nodes."""
     assert info.input_shape is not None
+    if matmul_nbits and not packed:
+        raise ValueError("matmul_nbits needs packed=True")
     pre = Preprocess(*info.normalization, raw_shape, info.input_shape)
     plain = unpacked_twin(model) if info.variant == "ternary" else model
     if packed:
         for name, layer in _ternary_layers(model).items():
             q = layer.ternary_weight()
+            twin = plain.get_submodule(name)
+            if matmul_nbits and _nbits_candidate(layer, twin):
+                _set(plain, name, NBitsTernaryLinear(q.trits.reshape(layer.out_dim, -1),
+                                                     q.scale, twin.bias))
+                continue
             weight = PackedTernaryWeight(q.trits, q.scale)
-            _set(plain, name, _PackedLinear(plain.get_submodule(name), weight))
+            _set(plain, name, _PackedLinear(twin, weight))
     return nn.Sequential(pre, plain).eval()
 
 
-def onnx_metadata(info: RunInfo, raw_shape: list[int], *, packed: bool) -> dict[str, str]:
+def uses_matmul_nbits(graph: nn.Module) -> int:
+    """How many ``MatMulNBits`` layers ``export_graph`` put in ``graph``."""
+    return sum(isinstance(m, NBitsTernaryLinear) for m in graph.modules())
+
+
+def onnx_metadata(info: RunInfo, raw_shape: list[int], *, packed: bool,
+                  matmul_nbits: bool = False) -> dict[str, str]:
     """The ``metadata_props`` of an exported ONNX file: what a consumer needs to feed it
     and read its answer, and what wrote it."""
     labels = CLASS_LABELS.get(info.dataset)
@@ -206,6 +315,10 @@ def onnx_metadata(info: RunInfo, raw_shape: list[int], *, packed: bool) -> dict[
                             "unpacked in the graph, times a float scale per output channel"
                             if packed else "float32 (ternary weights as trits * scale)"),
     }
+    if matmul_nbits:
+        out["tritium.weights"] = ("ternary: linear layers as com.microsoft.MatMulNBits "
+                                  "(bits=2, codes trit + 2, default zero point 2, one float "
+                                  "scale a block), convolutions as " + out["tritium.weights"])
     if info.variant == "ternary":
         out["tritium.format"] = info.format
     return out

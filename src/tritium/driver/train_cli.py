@@ -284,14 +284,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..argcheck import check_output_file
+    if args.matmul_nbits and args.format != "onnx-packed":
+        _error(f"--matmul-nbits applies to --format onnx-packed, not {args.format}")
+        return EXIT_USAGE
     policy = _entry_policy(args)
     _checkpoint(args.checkpoint)
     check_output_file(args.output, "-o")
     from .evaluate import export_checkpoint
     with policy:
-        r = export_checkpoint(args.checkpoint, args.format, args.output)
+        r = export_checkpoint(args.checkpoint, args.format, args.output,
+                              matmul_nbits=args.matmul_nbits)
     what = {"onnx-packed": "2-bit ternary weights unpacked in the graph",
             "onnx": "float weights trits*scale"}.get(r["format"], "the unpacked ternary model")
+    if r["matmul_nbits_layers"]:
+        what = (f"2-bit ternary weights, {r['matmul_nbits_layers']} linear layers as "
+                "com.microsoft.MatMulNBits, the others unpacked in the graph")
     raw = (", raw samples: normalization and resize are in the graph"
            if r.get("raw_inputs") else "")
     print(f"wrote {r['output']} ({r['format']}, {r['bytes']:,} bytes): {r['model']}, {what}; "
@@ -409,5 +416,8 @@ def register(sub: Any, formatter_class: Any) -> None:
                    required=True)
     x.add_argument("-o", "--output", required=True, metavar="FILE",
                    type=path_arg("output-file"))
+    x.add_argument("--matmul-nbits", action="store_true",
+                   help="onnx-packed: linear layers as onnxruntime's com.microsoft.MatMulNBits "
+                        "(2-bit); the file then needs onnxruntime")
     _entry_point_options(x)
     x.set_defaults(func=_guard(cmd_export))

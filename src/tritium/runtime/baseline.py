@@ -3,7 +3,8 @@ does (``torch.nn.utils.fusion``), so a ternary model's speed is never measured a
 twin that still pays for a separate normalization pass.
 
 :func:`fold_fp32_batchnorms` folds every batch norm whose only input is a float ``Linear`` or
-``Conv2d`` into that layer's weight and bias, using the same pairs as the ternary freeze
+``Conv1d``/``Conv2d`` into that layer's weight and bias (a ``BatchNorm1d`` after a
+``Linear`` or ``Conv1d``, a ``BatchNorm2d`` after a ``Conv2d``), using the same pairs as the ternary freeze
 (:func:`tritium.runtime.layers.fold_batchnorms`: a generated module's ``tritium_folds``, and
 consecutive children of an ``nn.Sequential``), and removes it the same way (``None`` in a
 generated module, ``nn.Identity`` in a ``Sequential``). The model must be in eval mode: the
@@ -29,13 +30,15 @@ def _foldable(layer: nn.Module | None, bn: nn.Module | None) -> bool:
         return False
     if isinstance(layer, nn.Conv2d):
         return type(bn) is nn.BatchNorm2d and layer.out_channels == bn.num_features
+    if isinstance(layer, nn.Conv1d):
+        return type(bn) is nn.BatchNorm1d and layer.out_channels == bn.num_features
     if isinstance(layer, nn.Linear):
         return type(bn) is nn.BatchNorm1d and layer.out_features == bn.num_features
     return False
 
 
 def fold_fp32_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
-    """Fold every batch norm that only normalizes a float ``Linear``/``Conv2d`` output into
+    """Fold every batch norm that only normalizes a float ``Linear``/``Conv1d``/``Conv2d`` output into
     it, in place (eval mode only). Returns the dotted ``(layer, batch norm)`` names folded."""
     if model.training:
         raise ValueError("fold_fp32_batchnorms needs a model in eval mode (model.eval())")
@@ -47,7 +50,7 @@ def fold_fp32_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
                 continue
             assert layer is not None and isinstance(bn, nn.modules.batchnorm._BatchNorm)
             with torch.no_grad():
-                if isinstance(layer, nn.Conv2d):
+                if isinstance(layer, nn.Conv1d | nn.Conv2d):
                     w, b = fuse_conv_bn_weights(layer.weight, layer.bias, bn.running_mean,
                                                 bn.running_var, bn.eps, bn.weight, bn.bias)
                 else:

@@ -63,7 +63,10 @@ class TernaryConv1d(TernaryConv2d):
     ones of :class:`~tritium.runtime.TernaryLinear`): a :class:`TernaryConv2d` with a
     ``(1, k)`` kernel over inputs viewed as ``[N, C, 1, L]``, so it freezes, packs and
     checkpoints as one. Its latent weight is ``[out, in/groups, 1, k]``; a 3-D
-    ``nn.Conv1d`` weight loads into it (``load_state_dict`` inserts the unit axis)."""
+    ``nn.Conv1d`` weight loads into it (``load_state_dict`` inserts the unit axis). The
+    batch norm that folds into it is a ``BatchNorm1d``, as after an ``nn.Conv1d``."""
+
+    folds_batchnorm = nn.BatchNorm1d
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
                  stride: int | tuple[int] = 1, padding: int | tuple[int] = 0,

@@ -8,9 +8,7 @@ from torch import nn
 
 from tritium.runtime.layers.ternary import (
     TERNARY_FORMATS,
-    TernaryConv2d,
     TernaryLayer,
-    TernaryLinear,
     TritiumLayer,
     _check_choice,
 )
@@ -23,11 +21,8 @@ def tritium_layers(model: nn.Module) -> list[tuple[str, TritiumLayer]]:
 
 def _bn_fold_problem(layer: nn.Module, bn: nn.Module) -> str | None:
     """Why ``bn`` cannot be folded into ``layer`` (None when it can)."""
-    if isinstance(layer, TernaryConv2d):
-        want: type[nn.Module] = nn.BatchNorm2d
-    elif isinstance(layer, TernaryLinear):
-        want = nn.BatchNorm1d
-    else:
+    want = layer.folds_batchnorm if isinstance(layer, TernaryLayer) else None
+    if want is None:
         return f"{type(layer).__name__} is not a ternary linear or convolution layer"
     if not isinstance(bn, want):
         return f"a {type(layer).__name__} folds a {want.__name__}, not a {type(bn).__name__}"

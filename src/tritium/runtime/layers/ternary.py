@@ -144,6 +144,8 @@ class TernaryLayer(TritiumLayer):
     weight_packed: torch.Tensor
     weight_scale: torch.Tensor
     bias: nn.Parameter | None
+    # the batch-norm class whose inference form folds into the layer (None: none folds)
+    folds_batchnorm: type[nn.Module] | None = None
 
     def _init_quant(
         self,
@@ -349,6 +351,8 @@ class TernaryLinear(TernaryLayer):
         ste: ``"identity"`` or ``"clipped"`` (gradient zero where ``|w| > ste_clip``).
     """
 
+    folds_batchnorm = nn.BatchNorm1d
+
     def __init__(
         self,
         in_features: int,
@@ -487,6 +491,8 @@ class TernaryConv2d(TernaryLayer):
     position's im2col column (the ``in_channels/groups * kh * kw`` inputs of one group that
     the position reads), as the int8 conv kernel does.
     """
+
+    folds_batchnorm = nn.BatchNorm2d
 
     def __init__(
         self,
