@@ -42,17 +42,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _input_diagnostics(paths: list[str]) -> dict[str, list]:
-    """A usage diagnostic (E0001-E0003) for each input path that is not a readable regular
-    file: missing, a directory, a FIFO or device, a name too long. Checked before reading,
-    so nothing blocks on a FIFO or reads `/dev/zero` forever."""
-    from .argcheck import input_error
-    from .frontend.diagnostics import Diagnostic
+    """The usage diagnostic of each input path that is not a readable regular file."""
+    from .driver.console import input_diagnostic
 
     out: dict[str, list] = {}
     for path in paths:
-        err = input_error(path)
-        if err is not None:
-            out[path] = [Diagnostic(*err, None)]
+        d = input_diagnostic(path)
+        if d is not None:
+            out[path] = [d]
     return out
 
 

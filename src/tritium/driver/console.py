@@ -76,3 +76,14 @@ def parse_sets(items: list[str] | None) -> dict:
         else:
             out[key] = {"true": True, "false": False}.get(raw, raw)
     return out
+
+
+def input_diagnostic(path: str):
+    """The usage diagnostic (E0001-E0003) for an input path that is not a readable regular
+    file (missing, a directory, a FIFO or device, a name too long), else None. Checked
+    before reading, so nothing blocks on a FIFO or reads `/dev/zero` forever."""
+    from ..argcheck import input_error
+    from ..frontend.diagnostics import Diagnostic
+
+    err = input_error(path)
+    return None if err is None else Diagnostic(*err, None)

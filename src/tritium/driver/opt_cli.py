@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from ..argcheck import path_arg
-from .console import EXIT_FAIL, EXIT_OK, EXIT_USAGE, emit_diagnostics, usage_error
+from .console import EXIT_FAIL, EXIT_OK, EXIT_USAGE, emit_diagnostics, input_diagnostic, usage_error
 
 
 def register(sub, formatter_class) -> None:
@@ -50,7 +50,7 @@ def cmd_opt(args) -> int:
     textual IR, verify it, run the passes (verifying after each) and print the result."""
     import re
 
-    from ..argcheck import ArgError, check_output_file, input_diagnostic, quote, show_path
+    from ..argcheck import ArgError, check_output_file, quote, show_path
     from ..frontend.diagnostics import DiagnosticError, SourceMap
     from ..frontend.source import read_source
     from ..ir import ParseError, VerifyError
