@@ -367,7 +367,8 @@ class LinearPlan:
     runs exactly that specialization (``lib`` must be its library)."""
 
     __slots__ = ("lib", "fn", "n", "k", "fmt", "aq", "act_quant", "tensors", "versions",
-                 "args", "args_ptr", "env_threads", "fixed", "g2_min", "g2", "resolved")
+                 "args", "args_ptr", "env_threads", "fixed", "g2_min", "g2", "resolved",
+                 "geoms")
 
     def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
                  bias: torch.Tensor | None, act_quant: str,
@@ -391,6 +392,7 @@ class LinearPlan:
         self.resolved: dict[int, tuple] = {}
         self.env_threads = (config.threads if config is not None and config.threads
                             else _default_threads())
+        self.geoms: dict[tuple, tuple] = {}   # conv2d: (input C, H, W, conv params) -> geometry
 
     def valid_for(self, wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
                   ) -> bool:
@@ -432,6 +434,44 @@ class LinearPlan:
         if rc != 0:
             raise MemoryError("tritium: the native ternary_linear kernel could not allocate "
                               "its buffers")
+        return y
+
+
+    def conv2d(self, x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+               padding: tuple[int, int], dilation: tuple[int, int], activation: str | None,
+               residual: torch.Tensor | None) -> torch.Tensor:
+        """A conv2d with groups = 1 in one native call (`tri_conv2d_planned`): ``x`` is a
+        contiguous float32 NCHW tensor, the weight this plan's (O, C*kh*kw); returns NCHW.
+        The patches are gathered (and, in int8 mode, quantized one by one) in C, the result
+        written as NCHW with the residual and activation fused. The default kernels run (a
+        tuned linear config is measured for a linear layer's rows, not for a patch gather)."""
+        b, c, h, w = x.shape
+        key = (c, h, w, kernel, stride, padding, dilation)
+        hit = self.geoms.get(key)
+        if hit is None:
+            kh, kw = kernel
+            ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+            wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+            if ho <= 0 or wo <= 0 or c * kh * kw != self.k:
+                raise ValueError(f"input {tuple(x.shape)} does not fit this convolution")
+            geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo)
+            hit = self.geoms[key] = (geom, ctypes.addressof(geom), ho, wo)
+        _, gptr, ho, wo = hit
+        m = b * ho * wo
+        gw = None
+        if self.aq and m >= self.g2_min:
+            if self.g2 is None:
+                self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
+            gw = None if self.g2 is None else self.g2.data_ptr()
+        y = torch.empty((b, self.n, ho, wo), dtype=torch.float32)
+        if residual is not None:
+            residual = residual.float().expand(b, self.n, ho, wo).contiguous()
+        rc = self.lib.lib.tri_conv2d_planned(
+            self.args_ptr, gptr, x.data_ptr(), b, None if residual is None else residual.data_ptr(),
+            _ACT_CODE[activation], y.data_ptr(), _call_threads(self.env_threads, 0), gw)
+        if rc != 0:
+            raise MemoryError("tritium: the native ternary conv2d kernel could not allocate its "
+                              "buffers")
         return y
 
 
@@ -722,6 +762,13 @@ def ternary_conv2d(
                                        activation, act_quant, residual)
     out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
     xf = x.float()
+    if groups == 1 and plan_usable(xf, scale, bias, residual):
+        plan = linear_plan(w.data, o, ig * kh * kw, w.format, scale.float().contiguous(),
+                           None if bias is None else bias.float().reshape(-1).contiguous(),
+                           act_quant)
+        if plan is not None:
+            return plan.conv2d(xf.contiguous(), (kh, kw), st, pd, dl, activation,
+                               residual).to(out_dtype)
     cols = F.unfold(xf, (kh, kw), dilation=dl, padding=pd, stride=st)  # (B, C*kh*kw, L)
     L = ho * wo
     kg = ig * kh * kw

@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 
 
 # The counters of the kernels' thread pool, in the order tri_pool_stats writes them:
@@ -53,6 +53,14 @@ class LinearPlanArgs(ctypes.Structure):
                 ("row_bytes", ctypes.c_int64), ("scale", ctypes.c_void_p),
                 ("nscale", ctypes.c_int64), ("bias", ctypes.c_void_p),
                 ("fmt", ctypes.c_int32), ("act_quant", ctypes.c_int32)]
+
+
+class ConvGeomArgs(ctypes.Structure):
+    """``TriConvGeom`` of tritium_kernels.h: the geometry of a conv2d for
+    ``tri_conv2d_planned``."""
+
+    _fields_ = [(f, ctypes.c_int64) for f in
+                ("c", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "ho", "wo")]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -128,6 +136,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_linear": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I64, _P, _P, _I, _I, _P, _I,
                             _P]),
         "tri_linear_planned": (_I, [_P, _P, _I64, _P, _I, _P, _I, _P]),
+        "tri_conv2d_planned": (_I, [_P, _P, _P, _I64, _P, _I, _P, _I, _P]),
         "tri_g2_bytes": (_I64, [_I, _I64, _I64]),
         "tri_g2_pack": (_I, [_I, _P, _I64, _I64, _I64, _P, _I]),
         "tri_gemm_i8": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I]),

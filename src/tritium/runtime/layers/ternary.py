@@ -560,6 +560,21 @@ class TernaryConv2d(TernaryLayer):
         """``act(conv(x, W) + b + residual)``; ``activation``/``residual`` are optional fusions."""
         _check_activation(activation)
         if self.frozen:
+            # fast path: a cached native call (groups 1, no autograd, eager, float32 CPU NCHW)
+            if self.groups == 1 and x.dim() == 4 and x.shape[1] == self.in_channels:
+                bufs = self._buffers
+                wdata, scale, bias = bufs["weight_packed"], bufs["weight_scale"], \
+                    self._parameters.get("bias")
+                if kernels.plan_usable(x, residual, bias):
+                    plan = self._plan
+                    if plan is None or not plan.valid_for(wdata, scale, bias):
+                        plan = self._plan = kernels.linear_plan(
+                            wdata, self.out_channels, self.reduce_dim, self.format, scale,
+                            bias, self.act_quant)
+                    if plan is not None:
+                        return plan.conv2d(x if x.is_contiguous() else x.contiguous(),
+                                           self.kernel_size, self.stride, self.padding,
+                                           self.dilation, activation, residual)
             return kernels.ternary_conv2d(
                 x,
                 self.packed_weight(),

@@ -13,11 +13,9 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
         __m512 am = _mm512_setzero_ps();
         int64_t i = 0;
         for (; i + 16 <= k; i += 16) am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+        if (i < k) /* the tail as one masked load (masked-off lanes read as 0) */
+            am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - i)) - 1u), x + i)));
         float amax = _mm512_reduce_max_ps(am);
-        for (; i < k; i++) {
-            float a = fabsf(x[i]);
-            amax = a > amax ? a : amax;
-        }
         float sc = amax / 127.0f;
         if (sc == 0.0f) sc = 1.0f;
         const __m512 vs = _mm512_set1_ps(sc), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
@@ -31,7 +29,7 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
             acc = _mm512_add_epi32(acc, qi);
             _mm_mask_storeu_epi8(q + i, m, _mm512_cvtepi32_epi8(qi));
         }
-        for (i = k; i < ldq; i++) q[i] = 0;
+        if (ldq > k) memset(q + k, 0, (size_t)(ldq - k));
         *s = sc;
         if (sum) *sum = _mm512_reduce_add_epi32(acc);
         return;
@@ -52,7 +50,7 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
         q[i] = qi;
         acc += qi;
     }
-    for (int64_t i = k; i < ldq; i++) q[i] = 0;
+    if (ldq > k) memset(q + k, 0, (size_t)(ldq - k));
     *s = sc;
     if (sum) *sum = acc;
 }

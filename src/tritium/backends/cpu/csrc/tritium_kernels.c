@@ -29,7 +29,7 @@
 #include <arm_neon.h>
 #endif
 
-#define TRI_ABI_VERSION 5
+#define TRI_ABI_VERSION 6
 
 TRI_EXPORT const char *tri_isa(void) {
 #if TRI_ISA_AVX512
@@ -191,3 +191,5 @@ TRI_EXPORT int tri_linear_planned(const TriLinearPlan *p, const float *x, int64_
     return tri_linear(x, m, p->k, p->w, p->n, p->row_bytes, p->fmt, p->scale, p->nscale, p->bias,
                       residual, act, p->act_quant, y, nthreads, gw);
 }
+
+#include "tritium_conv.h" /* conv2d: patches gathered into the GEMM rows, NCHW out */

@@ -135,6 +135,20 @@ TRI_EXPORT int tri_linear_planned(const TriLinearPlan *p, const float *x, int64_
                                   const float *residual, int act, float *y, int nthreads,
                                   const uint8_t *gw);
 
+/* The geometry of a conv2d (groups = 1): input channels, height and width, kernel, stride,
+ * padding, dilation and the output size. */
+typedef struct {
+    int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo;
+} TriConvGeom;
+
+/* y[b, o, oh, ow] = act(conv2d(x, W) * scale + bias + residual), NCHW in and out, with the
+ * layer's packed weight (O x C*kh*kw) and constants in *p; int8 mode quantizes each patch on
+ * its own (as tri_linear quantizes a token). Returns 0, 1 on allocation failure, 2 when the
+ * geometry does not match the weight. */
+TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
+                                  int64_t batch, const float *residual, int act, float *y,
+                                  int nthreads, const uint8_t *gw);
+
 /* Bytes of the G2 layout of an n x k weight (0 when this build has no G2 GEMM). */
 TRI_EXPORT int64_t tri_g2_bytes(int fmt, int64_t n, int64_t k);
 
