@@ -268,6 +268,8 @@ class FnDef:
     ret: TypeExpr | None
     body: list[Stmt]
     span: Span = _span()
+    # the body had a syntax error (reported): the checker says nothing more about it
+    broken: bool = False
 
 
 @dataclass(slots=True)

@@ -208,7 +208,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
             lets = [i for i in node.body if isinstance(i, A.Let)]
             fn = A.FnDef("forward", node.params or [], node.ret, lets + stmts, node.span)
             self.check_function(fn, scope, layers, form_b=True)
-        if report_unused_layers:
+        if report_unused_layers and not any(f.broken for f in fns):
             for name, inst in layers.items():
                 if name not in self.used_layers and fns:
                     self.warn("W0002", f"layer `{name}` is declared but never used", inst.span,
