@@ -444,25 +444,138 @@ class Parser(ExpressionsMixin):
         if self.at_kw("if"):
             self.advance()
             cond = self.parse_expr()
-            self.expect_op("{", "to open the conditional layer")
-            kinds = []
-            with self.nested():
-                self.skip_separators()
-                while not self.at("}"):
-                    if self.tok.kind is T.EOF:
-                        raise self.error("unclosed conditional layer", tok=t, code="E0202")
-                    kinds.append(self.parse_layer_kind())
-                    self.skip_separators()
-                self.advance()
-            if not kinds:
-                raise self.error("a conditional layer needs at least one layer kind", tok=t,
-                                 code="E0202")
-            node = A.LayerDecl(name.text, kinds, cond, self.span_from(t))
+            kinds = self.parse_kind_list(t, "conditional layer")
+            orelse: list[A.LayerBranch] = []
+            while True:
+                save = self.pos
+                while self.tok.kind is T.NEWLINE:
+                    self.advance()
+                if not self.at_kw("else"):
+                    self.pos = save
+                    break
+                e = self.advance()
+                bcond = None
+                if self.at_kw("if"):
+                    self.advance()
+                    bcond = self.parse_expr()
+                orelse.append(A.LayerBranch(bcond, self.parse_kind_list(e, "`else` branch"),
+                                            self.span_from(e)))
+                if bcond is None:
+                    break
+            node = A.LayerDecl(name.text, kinds, cond, self.span_from(t), orelse)
+        elif self.tok.kind is T.IDENT and self.tok.text == "switch":
+            node = self.parse_layer_switch(t, name)
         else:
-            kind = self.parse_layer_kind()
-            node = A.LayerDecl(name.text, [kind], None, self.span_from(t))
+            kinds = self.parse_kinds_or_sequence()
+            node = A.LayerDecl(name.text, kinds, None, self.span_from(t))
         self.end_of_statement()
         return node
+
+    def parse_kind_list(self, t: Token, what: str) -> list[A.LayerKind]:
+        """`{ Kind {…} Kind {…} }`: the kinds of one branch, applied in sequence."""
+        self.expect_op("{", f"to open the {what}")
+        kinds: list[A.LayerKind] = []
+        with self.nested():
+            self.skip_separators()
+            while not self.at("}"):
+                if self.tok.kind is T.EOF:
+                    raise self.error(f"unclosed {what}", tok=t, code="E0202")
+                kinds.extend(self.parse_kinds_or_sequence())
+                self.skip_separators()
+            self.advance()
+        if not kinds:
+            raise self.error(f"a {what} needs at least one layer kind", tok=t, code="E0202")
+        return kinds
+
+    def at_sequential(self) -> bool:
+        """`Sequential { Kind {…} … }` (a list of kinds, not `Sequential { key: value }`)."""
+        t = self.tok
+        if not (t.kind is T.IDENT and t.text == "Sequential" and self.peek().is_op("{")):
+            return False
+        i = self.pos + 2
+        while self.toks[i].kind is T.NEWLINE:
+            i += 1
+        first = self.toks[i]
+        return first.is_op("}") or (first.kind is T.IDENT and not self.toks[i + 1].is_op(":"))
+
+    def parse_kinds_or_sequence(self) -> list[A.LayerKind]:
+        if self.at_sequential():
+            t = self.advance()
+            return self.parse_kind_list(t, "`Sequential`")
+        return self.parse_layer_kinds()
+
+    def parse_layer_kinds(self) -> list[A.LayerKind]:
+        """One kind, or the rows of a table-driven repetition `Kind[] { [a, b], [c, d] }`:
+        one instance per row, the row giving the kind's parameters by position."""
+        k = self.tok
+        if not (k.kind is T.IDENT and self.peek().is_op("[") and self.peek(2).is_op("]")):
+            return [self.parse_layer_kind()]
+        self.advance()
+        self.advance()
+        self.advance()
+        open_tok = self.expect_op("{", f"to open the rows of `{k.text}[]`")
+        kinds: list[A.LayerKind] = []
+        with self.nested():
+            self.skip_separators()
+            while not self.at("}"):
+                if self.tok.kind is T.EOF:
+                    raise self.error(f"unclosed rows of `{k.text}[]`", tok=open_tok,
+                                     code="E0202")
+                row = self.tok
+                if not row.is_op("["):
+                    raise self.error(f"expected a row `[…]` of `{k.text}[]`, found "
+                                     f"{row.describe()}", code="E0202",
+                                     help=f"write `{k.text}[] {{ [1, 16, 1, 1], [6, 24, 2, 2] }}`")
+                lit = self.parse_expr()
+                if not isinstance(lit, A.ListLit):
+                    raise self.error(f"a row of `{k.text}[]` is a list `[…]`", tok=row,
+                                     code="E0202")
+                kinds.append(A.LayerKind(k.text, [], [A.Arg(v, None, v.span) for v in lit.items],
+                                         None, k.span.to(self.prev_span())))
+                self.skip_separators()
+            self.advance()
+        if not kinds:
+            raise self.error(f"`{k.text}[]` needs at least one row", tok=k, code="E0202")
+        return kinds
+
+    def parse_layer_switch(self, t: Token, name: Token) -> A.LayerDecl:
+        """`switch (p) { "int8" -> Kind {…} … default -> Kind {…} }`: the `if` chain
+        `if p == "int8" { … } else if … else { … }`; without a default and no case
+        matching, the layer is `None`."""
+        sw = self.advance()
+        subject = self.parse_expr()
+        self.expect_op("{", "to open the cases of `switch`")
+        cases: list[tuple[A.Expr | None, list[A.LayerKind], Span]] = []
+        with self.nested():
+            self.skip_separators()
+            while not self.at("}"):
+                if self.tok.kind is T.EOF:
+                    raise self.error("unclosed `switch`", tok=sw, code="E0202")
+                c0 = self.tok
+                if c0.kind is T.IDENT and c0.text in ("default", "_") and self.peek().is_op("->"):
+                    self.advance()
+                    value = None
+                else:
+                    value = self.parse_expr()
+                self.expect_op("->", "after the case of `switch`")
+                if self.at("{"):
+                    kinds = self.parse_kind_list(c0, "case")
+                else:
+                    kinds = self.parse_kinds_or_sequence()
+                cond = None if value is None else A.Binary("==", subject, value, value.span)
+                cases.append((cond, kinds, c0.span.to(self.prev_span())))
+                self.skip_separators()
+            self.advance()
+        if not cases or cases[0][0] is None:
+            raise self.error("a `switch` layer needs a case before its default", tok=sw,
+                             code="E0202", help='write `"int8" -> TernaryLinear { … }`')
+        for cond, _, span in cases[1:-1]:
+            if cond is None:
+                raise ParseError(Diagnostic("E0202", "the default case of `switch` comes last",
+                                            span))
+        first = cases[0]
+        orelse = [A.LayerBranch(c, k, s) for c, k, s in cases[1:]]
+        return A.LayerDecl(name.text, first[1], first[0], self.span_from(t), orelse)
 
     def parse_layer_kind(self) -> A.LayerKind:
         k = self.expect_ident("a layer kind such as `TernaryLinear`")

@@ -221,18 +221,25 @@ class DefinitionGen:
 
     def gen_layer_decl(self, decl: A.LayerDecl, ctx: Ctx, indent: int) -> None:
         attr = py_attr(decl.name)
-        pre: list[tuple[int, str]] = []   # statements that build a repetition first
-        ctors = [self.kind_ctor(k, ctx, pre, f"{decl.name}_{i}") for i, k in enumerate(decl.kinds)]
-        value = ctors[0] if len(ctors) == 1 else "nn.Sequential(" + ", ".join(ctors) + ")"
-        if decl.cond is not None:
-            self.emit(indent, f"if {self.expr(decl.cond, ctx)}:")
-            indent += 1
-        for i, line in pre:
-            self.emit(indent + i, line)
-        self.emit(indent, f"self.{attr} = {value}")
-        if decl.cond is not None:
-            self.emit(indent - 1, "else:")
-            self.emit(indent, f"self.{attr} = None")
+        branches = [(decl.cond, decl.kinds)] + [(b.cond, b.kinds) for b in decl.orelse]
+        for i, (cond, kinds) in enumerate(branches):
+            pre: list[tuple[int, str]] = []   # statements that build a repetition first
+            ctors = [self.kind_ctor(k, ctx, pre, f"{decl.name}_{i}_{j}" if i else
+                                    f"{decl.name}_{j}") for j, k in enumerate(kinds)]
+            value = ctors[0] if len(ctors) == 1 else "nn.Sequential(" + ", ".join(ctors) + ")"
+            inner = indent
+            if cond is not None:
+                self.emit(indent, f"{'el' if i else ''}if {self.expr(cond, ctx)}:")
+                inner = indent + 1
+            elif i:
+                self.emit(indent, "else:")
+                inner = indent + 1
+            for k, line in pre:
+                self.emit(inner + k, line)
+            self.emit(inner, f"self.{attr} = {value}")
+        if branches[-1][0] is not None:
+            self.emit(indent, "else:")
+            self.emit(indent + 1, f"self.{attr} = None")
 
     def kind_ctor(self, lk: A.LayerKind, ctx: Ctx, pre: list[tuple[int, str]],
                   tag: str) -> str:

@@ -52,11 +52,33 @@ class LayersMixin:
 
     def layer_instance(self, decl: A.LayerDecl, scope: Scope) -> LayerInst:
         present: bool | None = True
+        chosen = decl.kinds
         if decl.cond is not None:
-            c = self.eval_expr(decl.cond, scope)
-            present = bool(c.const) if c.known else None
+            # `if`/`else if`/`else` (and `switch`, read as that chain): the first branch whose
+            # condition holds; none holding and no `else`, the layer is `None`
+            present = False
+            for cond, kinds in [(decl.cond, decl.kinds)] + [(b.cond, b.kinds)
+                                                            for b in decl.orelse]:
+                if cond is None:
+                    chosen, present = kinds, True
+                    break
+                c = self.eval_expr(cond, scope)
+                if not c.known:
+                    chosen, present = kinds, None
+                    break
+                if c.const:
+                    chosen, present = kinds, True
+                    break
+        insts = {}
+        for lks in [decl.kinds] + [b.kinds for b in decl.orelse]:
+            # every branch's config is checked, the chosen one's instances are the layer
+            got = self.kind_insts(lks, scope)
+            insts[id(lks)] = got
+        return LayerInst(decl.name, insts[id(chosen)], present, decl.span)
+
+    def kind_insts(self, lks: list[A.LayerKind], scope: Scope) -> list[KindInst]:
         kinds = []
-        for lk in decl.kinds:
+        for lk in lks:
             spec, user = self.resolve_kind(lk.kind, lk.span)
             repeat = None
             if lk.repeat is not None:
@@ -75,7 +97,7 @@ class LayersMixin:
                 continue
             cfg, spans = self.config_of(lk, spec, user, scope)
             kinds.append(KindInst(lk.kind, spec, user, cfg, spans, repeat, lk.span))
-        return LayerInst(decl.name, kinds, present, decl.span)
+        return kinds
 
     def config_of(self, lk: A.LayerKind, spec: L.LayerSpec | None, user: Definition | None,
                   scope: Scope) -> tuple[dict, dict]:
