@@ -81,3 +81,29 @@ def test_else_branch_is_taken(tmp_path):
     src = SEED.read_text(encoding="utf-8").replace("use_norm: true", "use_norm: false")
     model = _agree(src, tmp_path / "m.tri", (2, 16))
     assert isinstance(model.norm, torch.nn.Identity)
+
+
+SECTIONS = SEED.with_name("model_sections.tri")
+
+
+def test_sections_example_runs_and_agrees(tmp_path):
+    model = _agree(SECTIONS.read_text(encoding="utf-8"), tmp_path / "s.tri", (4, 64))
+    assert isinstance(model.mix, trt.TernaryLinear)          # `quantization: "ternary"`
+    assert isinstance(model.head, torch.nn.Linear)           # `quantization: "none"`
+    assert model.act.clip == 1.5
+    assert model.tritium_performance == {"min_accuracy": 0.8, "max_size_kb": 1024,
+                                         "max_params": 10000}
+
+
+def test_attention_made_ternary_by_its_quantization_key(tmp_path):
+    src = """model A {
+    layer attn: MultiHeadAttention { embed_dim: 16, num_heads: 2, quantization: "ternary" }
+    layer fc: Linear { in_features: 16, out_features: 4, quantization: "deterministic" }
+    forward(x: Tensor<float32, [?, 3, 16]>) -> Tensor<float32, [?, 3, 4]> {
+        return fc(attn(x))
+    }
+}
+"""
+    model = _agree(src, tmp_path / "a.tri", (2, 3, 16))
+    assert any(isinstance(m, trt.TernaryLinear) for m in model.attn.modules())
+    assert isinstance(model.fc, trt.TernaryLinear)

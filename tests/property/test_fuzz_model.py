@@ -10,6 +10,8 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tritium.backends.pytorch.codegen import generate
+from tritium.backends.pytorch.validate import validate
 from tritium.check import check_source
 from tritium.frontend.diagnostics import CODES
 
@@ -40,7 +42,12 @@ PIECES = [
     "    quantization: \"deterministic\"\n", "    quantization { per_channel: true }\n",
     "    forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> {\n",
     "        return fc(x)\n", "        let y = x +\n", "    flag: true\n",
-    "    mode: \"int8\"\n", "x", "...", "//", "throws", "extends", "global", "\n",
+    "    mode: \"int8\"\n", "    hidden: 4\n    layer hidden: Linear(4, 4) { quantization: \"ternary\" }\n",
+    "    layer at: MultiHeadAttention { embed_dim: 4, num_heads: 2, quantization: \"x\" }\n",
+    "    layer ta: TernaryActivation { method: \"sign\", clip_value: 1.5 }\n",
+    "    optimization { format: \"t1.6\", packing: 3 }\n", "    quantization { exclude: [1] }\n",
+    "    training { gradient_estimator: \"clipped_ste\", qat_schedule: {} }\n",
+    "300M", "16.8B", "1.5K", "99999999999T", "x", "...", "//", "throws", "extends", "global", "\n",
 ]
 
 
@@ -52,3 +59,5 @@ def test_model_area_programs_give_known_diagnostics(pieces, cut):
         result = check_source(text)
         for d in result.diagnostics:
             assert d.code in CODES, d
+        if not result.errors and result.definitions:
+            validate(generate(result))     # what checks also compiles, to safe Python

@@ -151,6 +151,7 @@ CODES: dict[str, str] = {
     "E0602": "imported file not found",
     "E0701": "program cannot be lowered to IR",
     "E0900": "form with no meaning for a tensor compiler (struct, trait, impl, global, extends, throws, spread)",
+    "E0901": "section setting not supported",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

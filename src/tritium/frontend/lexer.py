@@ -81,6 +81,8 @@ _INT_RE = re.compile(r"\d[\d_]*")
 # closer, a comma or the end of the line (`// groups`, `// 2 + 1`, `// stride)`)
 _FLOORDIV_RHS = re.compile(r"//\s*([A-Za-z_][A-Za-z_0-9]*|\d[\d_]*(?:\.\d+)?)\s*(?:$|[-+*/%)\],}]|\()")
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
+_MAGNITUDE_RE = re.compile(r"(\d[\d_]*(?:\.\d+)?)([KMBGT])")
+_MAGNITUDES = {"K": 10 ** 3, "M": 10 ** 6, "B": 10 ** 9, "G": 10 ** 9, "T": 10 ** 12}
 _FLOAT_RE = re.compile(r"(?:\d[\d_]*(?:\.\d[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?")
 
 
@@ -307,6 +309,14 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
                 add(T.TRIT, s, int(s[:-1].replace("_", "")), pos, end, line, col)
             elif _INT_RE.fullmatch(s):
                 add(T.INT, s, int(s.replace("_", "")), pos, end, line, col)
+            elif (mag := _MAGNITUDE_RE.fullmatch(s)) is not None \
+                    and len(mag.group(1)) <= 19:
+                # `300M`, `16.8B`: a count with a magnitude suffix (performance figures)
+                v = float(mag.group(1).replace("_", "")) * _MAGNITUDES[mag.group(2)]
+                add(T.INT, s, round(v) if v <= INT_MAX else 0, pos, end, line, col)
+                if v > INT_MAX:
+                    diags.append(Diagnostic("E0106", f"`{s}` does not fit in 64 bits",
+                                            Span(file, line, col, line, end - line_start + 1)))
             elif _FLOAT_RE.fullmatch(s) and not s.endswith("_"):
                 add(T.FLOAT, s, float(s.replace("_", "")), pos, end, line, col)
             else:
