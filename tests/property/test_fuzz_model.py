@@ -61,3 +61,31 @@ def test_model_area_programs_give_known_diagnostics(pieces, cut):
             assert d.code in CODES, d
         if not result.errors and result.definitions:
             validate(generate(result))     # what checks also compiles, to safe Python
+
+
+LAYER_FORMS = [
+    "layer s: Sequential {\n TernaryLinear { in_features: 4, out_features: 4 }\n ReLU\n}",
+    "layer s: Sequential { Sequential { ReLU }\n GELU }",
+    "layer p: if (flag) { ReLU } else { GELU }",
+    "layer p: if flag and not other { ReLU\n Dropout(0.1) } else if other { GELU }",
+    "layer c: switch (mode) { \"a\" -> ReLU\n \"b\" -> { GELU\n ReLU }\n default -> Identity }",
+    "layer c: switch (n + 1) { 1 -> ReLU, 2 -> GELU }",
+    "layer r: Blk[] { [1, 16, 1, 1], [6, 24, 2, 2] }",
+    "layer r: TernaryLinear[] { [4, 4]\n [4, 2] }",
+    "layer x: TernaryLinear(4, 2) { quantization: \"deterministic\" }",
+]
+
+
+@fuzz(300)
+@given(st.lists(st.sampled_from(LAYER_FORMS), min_size=1, max_size=6))
+def test_layer_forms_format_to_the_same_ast(forms):
+    from tritium.frontend.formatter import format_source
+    from tritium.frontend.parser import parse
+
+    src = "model M {\n" + "".join(f"    {f}\n" for f in forms) + "}\n"
+    prog, diags, _ = parse(src)
+    assert not diags, diags
+    out = format_source(src)
+    prog2, diags2, _ = parse(out)
+    assert not diags2 and prog2 == prog, out
+    assert format_source(out) == out

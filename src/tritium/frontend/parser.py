@@ -522,16 +522,19 @@ class Parser(ExpressionsMixin):
                     raise self.error(f"unclosed rows of `{k.text}[]`", tok=open_tok,
                                      code="E0202")
                 row = self.tok
-                if not row.is_op("["):
+                if not (row.is_op("[") or row.is_op("{")):
                     raise self.error(f"expected a row `[…]` of `{k.text}[]`, found "
                                      f"{row.describe()}", code="E0202",
                                      help=f"write `{k.text}[] {{ [1, 16, 1, 1], [6, 24, 2, 2] }}`")
                 lit = self.parse_expr()
-                if not isinstance(lit, A.ListLit):
+                if isinstance(lit, A.DictLit):     # `{ c: 16, n: 1 }`: the row by name
+                    args = [A.Arg(e.value, e.key, e.span) for e in lit.entries]
+                elif isinstance(lit, A.ListLit):
+                    args = [A.Arg(v, None, v.span) for v in lit.items]
+                else:
                     raise self.error(f"a row of `{k.text}[]` is a list `[…]`", tok=row,
                                      code="E0202")
-                kinds.append(A.LayerKind(k.text, [], [A.Arg(v, None, v.span) for v in lit.items],
-                                         None, k.span.to(self.prev_span())))
+                kinds.append(A.LayerKind(k.text, [], args, None, k.span.to(self.prev_span())))
                 self.skip_separators()
             self.advance()
         if not kinds:

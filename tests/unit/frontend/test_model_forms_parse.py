@@ -92,3 +92,9 @@ def test_formatter_round_trips_the_forms():
     assert not diags2 and prog2 == prog
     assert format_source(out) == out
     assert "Sequential {" in out and "} else if " in out and "Blk(1, 16)" in out
+
+
+def test_table_rows_by_name():
+    d = decl("layer b: Inverted[] {\n [1, 16, 1, 1]\n { t: 6, c: 24, n: 2, s: 2 }\n }")
+    assert [a.name for a in d.kinds[1].args] == ["t", "c", "n", "s"]
+    assert [a.value.value for a in d.kinds[1].args] == [6, 24, 2, 2]
