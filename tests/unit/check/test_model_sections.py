@@ -119,3 +119,19 @@ def test_config_constant_and_layer_share_a_name():
     assert diag_codes(src) == []
     # two layers of one name are still an error
     assert "E0206" in diag_codes(src.replace("layer b:", "layer a:"))
+
+
+def test_section_reading_is_shared_by_ternary_params():
+    src = """layer Raw {
+    param w: TernaryTensor[4, 4]
+    quantization { weights: "ternary", quantizer: "deterministic", per_channel: true }
+    forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 4]> {
+        return x @ w
+    }
+}
+"""
+    result = check_source(src)
+    assert not result.errors
+    spec = lower(result).params["w"][3]
+    assert (spec.quantizer, spec.per_channel) == ("threshold", True)
+    assert "threshold=0.05," in generate(result)

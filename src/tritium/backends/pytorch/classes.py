@@ -160,12 +160,11 @@ class DefinitionGen:
 
     def quant_section(self, node) -> dict:
         q = {"quantizer": "twn", "per_channel": False, "threshold": None}
-        for sec in node.body:
-            if isinstance(sec, A.Section) and sec.name == "quantization":
-                for e in sec.entries:
-                    if e.key in ("quantizer", "weights", "per_channel", "threshold"):
-                        key = "quantizer" if e.key == "weights" else e.key
-                        q[key] = self.const_value(e.value)
+        # the settings the checker reads from the sections (one reading for layers and params)
+        q.update({k: v for k, v in self.checker.quant_section_defaults(node).items()
+                  if k in ("quantizer", "per_channel", "threshold")})
+        if L.needs_default_threshold(q["quantizer"], q["threshold"] is not None):
+            q["threshold"] = L.DEFAULT_THRESHOLD
         return q
 
     def is_tensor_let(self, item: A.Let) -> bool:

@@ -107,7 +107,7 @@ class LayersMixin:
             return True
         return False
 
-    def quant_section_defaults(self, node) -> dict:
+    def quant_section_defaults(self, node, scope: Scope | None = None) -> dict:
         """The settings a definition's `quantization { }` section gives its ternary layers
         (layer key -> value; values that name no setting, such as `weights: "ternary"`,
         give none)."""
@@ -115,7 +115,7 @@ class LayersMixin:
         for sec in getattr(node, "body", []):
             if isinstance(sec, A.Section) and sec.name in ("training", "optimization"):
                 for e in sec.entries:
-                    v = self.eval_const(e.value, Scope())
+                    v = self.eval_const(e.value, scope or Scope())
                     if not (v.known and isinstance(v.const, str)):
                         continue
                     if sec.name == "training" and e.key == "gradient_estimator":
@@ -129,7 +129,7 @@ class LayersMixin:
                 continue
             for e in sec.entries:
                 key = L.SECTION_QUANT_KEYS.get(e.key)
-                v = self.eval_const(e.value, Scope()) if key is not None else None
+                v = self.eval_const(e.value, scope or Scope()) if key is not None else None
                 if v is None or not v.known:
                     continue
                 c = v.const
