@@ -549,6 +549,7 @@ class Parser(ExpressionsMixin):
         subject = self.parse_expr()
         self.expect_op("{", "to open the cases of `switch`")
         cases: list[tuple[A.Expr | None, list[A.LayerKind], Span]] = []
+        values: list[A.Expr] = []
         with self.nested():
             self.skip_separators()
             while not self.at("}"):
@@ -560,12 +561,23 @@ class Parser(ExpressionsMixin):
                     value = None
                 else:
                     value = self.parse_expr()
+                    while self.at("|") or self.at(","):   # `"a" | "b" ->`: either value
+                        if self.at(",") and self.peek().kind not in (T.STRING, T.INT,
+                                                                     T.FLOAT, T.IDENT):
+                            break
+                        self.advance()
+                        other = self.parse_expr()
+                        values.append(other)
                 self.expect_op("->", "after the case of `switch`")
                 if self.at("{"):
                     kinds = self.parse_kind_list(c0, "case")
                 else:
                     kinds = self.parse_kinds_or_sequence()
-                cond = None if value is None else A.Binary("==", subject, value, value.span)
+                cond = None
+                for v in ([] if value is None else [value, *values]):
+                    test = A.Binary("==", subject, v, v.span)
+                    cond = test if cond is None else A.Binary("or", cond, test, v.span)
+                values.clear()
                 cases.append((cond, kinds, c0.span.to(self.prev_span())))
                 self.skip_separators()
             self.advance()

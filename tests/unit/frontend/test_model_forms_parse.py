@@ -98,3 +98,9 @@ def test_table_rows_by_name():
     d = decl("layer b: Inverted[] {\n [1, 16, 1, 1]\n { t: 6, c: 24, n: 2, s: 2 }\n }")
     assert [a.name for a in d.kinds[1].args] == ["t", "c", "n", "s"]
     assert [a.value.value for a in d.kinds[1].args] == [6, 24, 2, 2]
+
+
+def test_switch_case_with_several_values():
+    d = decl('layer c: switch (mode) { "a" | "b" -> ReLU\n "c", "d" -> GELU, default -> Identity }')
+    assert d.cond.op == "or" and [d.cond.left.right.value, d.cond.right.right.value] == ["a", "b"]
+    assert d.orelse[0].cond.op == "or" and d.orelse[1].cond is None
