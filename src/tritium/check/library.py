@@ -44,6 +44,9 @@ def _req(type_: str, doc: str = "", min: float | None = 1) -> Key:
     return Key(type_, None, True, min=min, doc=doc)
 
 
+
+TERNARY_ACTIVATION_METHODS = ("deterministic", "threshold", "sign", "ste")
+
 _QUANT_KEYS = {
     "quantizer": Key("str", "twn", choices=QUANTIZERS, doc="weight quantizer"),
     "quantization": Key("str", None, choices=QUANTIZERS, doc="alias of `quantizer`"),
@@ -488,9 +491,119 @@ _add(LayerSpec("TernaryAttention", {**_attn_keys, **_QUANT_KEYS}, _attention,
      lowering="attention", weights="ternary", key_aliases=(("quantization", "quantizer"),),
      torch=Torch("trt.SelfAttention", ("embed_dim", "num_heads"),
                  ("bias", "causal", "dropout", *_TORCH_QUANT), extra=("ternary=True",)))
-_add(LayerSpec("TernaryActivation", {"threshold": Key("float", 0.5, min=0)}, _ternary_act,
-               "maps activations to {-1, 0, +1} (straight-through gradient)"),
-     lowering="ternarize", torch=Torch("trt.TernaryActivation", (), ("threshold",)))
+_add(LayerSpec("TernaryActivation", {
+    "threshold": Key("float", 0.5, min=0),
+    "clip": Key("float", 1.0, min=0, doc="the gradient passes where |x| <= clip"),
+    "clip_value": Key("float", None, min=0, doc="alias of `clip`"),
+    "method": Key("str", "deterministic", choices=TERNARY_ACTIVATION_METHODS,
+                  doc="how activations are ternarized (all: sign where |x| > threshold)")},
+    _ternary_act, "maps activations to {-1, 0, +1} (straight-through gradient)"),
+     lowering="ternarize", key_aliases=(("clip_value", "clip"),),
+     torch=Torch("trt.TernaryActivation", (), ("threshold", "clip")))
+
+# ---------------------------------------------------------------- model-wide quantization
+
+DEFAULT_THRESHOLD = 0.05
+"""The threshold of the fixed-threshold (`"deterministic"`) quantizer when a program names
+the quantizer without one: weights with |w| > 0.05 become ±1 (the seed language's default)."""
+
+SECTION_QUANT_KEYS = {"quantizer": "quantizer", "weights": "quantizer",
+                      "quantization": "quantizer", "method": "quantizer",
+                      "per_channel": "per_channel", "threshold": "threshold",
+                      "act_quant": "act_quant", "activations": "act_quant", "ste": "ste",
+                      "format": "format"}
+"""The keys of a model's `quantization { }` section that are settings of its ternary
+layers (section key -> layer key). A layer's own key wins over the section's."""
+
+
+GRADIENT_ESTIMATORS = {"ste": "identity", "straight_through": "identity",
+                       "straight-through": "identity", "identity": "identity",
+                       "clipped_ste": "clipped", "clipped": "clipped", "hardtanh": "clipped"}
+"""`training { gradient_estimator: … }`: the straight-through estimator of every ternary
+layer (its `ste` key)."""
+
+FORMAT_KEYS = ("format", "weight_format", "packing")
+"""`optimization { format: "t2" }`: the packed inference format of every ternary layer."""
+
+PERFORMANCE_KEYS = {
+    # the seed language's spelling -> (the expectation `tritium train` measures, factor)
+    "expected_accuracy": ("min_accuracy", 1), "target_accuracy": ("min_accuracy", 1),
+    "accuracy": ("min_accuracy", 1), "min_accuracy": ("min_accuracy", 1),
+    "model_size_mb": ("max_size_kb", 1024), "size_mb": ("max_size_kb", 1024),
+    "max_size_mb": ("max_size_kb", 1024), "max_size_kb": ("max_size_kb", 1),
+    "model_size_kb": ("max_size_kb", 1),
+    "inference_ms": ("max_latency_ms", 1), "latency_ms": ("max_latency_ms", 1),
+    "inference_time_ms": ("max_latency_ms", 1), "max_latency_ms": ("max_latency_ms", 1),
+    "params": ("max_params", 1), "parameters": ("max_params", 1),
+    "num_params": ("max_params", 1), "max_params": ("max_params", 1),
+    "compression_ratio": ("min_compression", 1), "min_compression": ("min_compression", 1),
+    "speedup": ("min_speedup", 1), "min_speedup": ("min_speedup", 1),
+}
+"""`performance { }` keys `tritium train` checks after training (the others, such as
+`target_device`, are notes)."""
+
+
+TERNARY_COUNTERPARTS = {"Linear": "TernaryLinear", "Conv2d": "TernaryConv2d",
+                        "MultiheadAttention": "TernaryAttention"}
+"""The ternary kind a full-precision kind becomes with `quantization: "ternary"` (or a
+quantizer name) in its config."""
+
+TERNARY_WORDS = ("ternary", "trit", "trits", "1.58bit", "1.58-bit", "2bit")
+FULL_PRECISION_WORDS = ("none", "fp32", "float32", "float", "full", "full_precision")
+QUANT_KEY_NAMES = ("quantization", "quantizer")
+
+
+def quantized_kind(spec: LayerSpec, q: object) -> tuple[LayerSpec, bool] | None:
+    """A layer's `quantization:` value `q` (a string) read against its kind: the kind to
+    build (a full-precision kind with a ternary `q` becomes its ternary counterpart) and
+    whether the key stays in the config (False: it only says what the kind already is).
+    None: a ternary setting on a kind with no ternary counterpart."""
+    if not isinstance(q, str):
+        return spec, True
+    word = q.strip().lower()
+    if spec.weights == "ternary":
+        return (spec, False) if word in TERNARY_WORDS else (spec, True)
+    if word in FULL_PRECISION_WORDS:
+        return spec, False
+    target = TERNARY_COUNTERPARTS.get(spec.name)
+    if target is None or not (word in TERNARY_WORDS or vocab.canonical_quantizer(word)):
+        return None
+    return LAYERS[target], word not in TERNARY_WORDS
+
+
+def performance_expectations(values: dict[str, object]) -> dict[str, object]:
+    """A `performance { }` section's values under the names `tritium train` measures
+    (accuracies written as percentages, `expected_accuracy: 92.5`, become fractions)."""
+    out: dict[str, object] = {}
+    for key, v in values.items():
+        canon, factor = PERFORMANCE_KEYS.get(key, (key, 1))
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            out[canon] = v
+            continue
+        if canon == "min_accuracy" and v > 1:
+            v = v / 100
+        out[canon] = v * factor if factor != 1 else v
+    return out
+
+
+def section_defaults(spec: LayerSpec, given: set[str], section: dict[str, object]) -> dict:
+    """The config keys a ternary layer of kind `spec` takes from the `quantization { }`
+    section (`section`: layer key -> value, see SECTION_QUANT_KEYS) where the layer gives
+    none itself (`given`: the keys it gives, aliases resolved)."""
+    if spec.weights != "ternary":
+        return {}
+    out = {k: v for k, v in section.items() if k in spec.keys and k not in given}
+    if "quantizer" in given and "threshold" in out:
+        out.pop("threshold")     # the layer chose its own quantizer: the section's threshold
+    return out                   # belonged to the section's quantizer
+
+
+def needs_default_threshold(quantizer: object, has_threshold: bool) -> bool:
+    """`quantization: "deterministic"` (the fixed-threshold quantizer) without a threshold
+    takes DEFAULT_THRESHOLD."""
+    return (isinstance(quantizer, str) and not has_threshold
+            and vocab.canonical_quantizer(quantizer) == "threshold")
+
 
 def weight_elements(spec: LayerSpec, cfg: dict) -> int | None:
     """The element count of the largest weight a builtin layer allocates when it is built

@@ -244,12 +244,23 @@ class LayerKind:
 
 
 @dataclass(slots=True)
+class LayerBranch:
+    """`else if (cond) { Kind {…} }` or `else { Kind {…} }` (cond None) of a conditional layer."""
+    cond: Expr | None
+    kinds: list[LayerKind]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
 class LayerDecl:
-    """`layer name: Kind {…}` or `layer name: if (cond) { Kind {…} Kind {…} }`."""
+    """`layer name: Kind {…}`, `layer name: Sequential { Kind {…} Kind {…} }` or
+    `layer name: if (cond) { Kind {…} } else if (c2) { … } else { … }` (a `switch` is
+    read as the `if` chain of its cases)."""
     name: str
-    kinds: list[LayerKind]          # more than one: a sequence (used by the conditional form)
+    kinds: list[LayerKind]          # more than one: a sequence
     cond: Expr | None = None
     span: Span = _span()
+    orelse: list[LayerBranch] = field(default_factory=list)   # tried in order when `cond` is false
 
 
 @dataclass(slots=True)
@@ -268,6 +279,8 @@ class FnDef:
     ret: TypeExpr | None
     body: list[Stmt]
     span: Span = _span()
+    # the body had a syntax error (reported): the checker says nothing more about it
+    broken: bool = False
 
 
 @dataclass(slots=True)

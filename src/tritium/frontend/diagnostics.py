@@ -150,10 +150,14 @@ CODES: dict[str, str] = {
     "E0601": "import cycle",
     "E0602": "imported file not found",
     "E0701": "program cannot be lowered to IR",
+    "E0900": "form with no meaning for a tensor compiler (struct, trait, impl, global, extends, throws, spread)",
+    "E0901": "section setting not supported",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",
     "W0004": "unknown section or section key",
+    "W0900": "`//` starts a comment where a floor division may have been meant",
+    "W0901": "a comment hides the closer of a bracket opened on its line",
 }
 
 

@@ -164,7 +164,7 @@ def _children(node) -> list | None:
     if isinstance(node, A.LayerDecl):
         if node.cond is None and len(node.kinds) == 1:
             return node.kinds[0].config
-        return node.kinds
+        return node.kinds + [k for b in node.orelse for k in b.kinds]
     if isinstance(node, A.LayerKind):
         return node.config
     if isinstance(node, A.Section):
@@ -458,9 +458,17 @@ class _Printer:
         if node.cond is None and len(node.kinds) == 1:
             return self.layer_kind(node.kinds[0], indent, node, f"layer {node.name}: ")
         head = f"layer {node.name}: if {self.expr(node.cond)} " if node.cond is not None \
-            else f"layer {node.name}: "
-        return self._braced(head, node, node.kinds, indent,
-                            lambda k, ind: self.layer_kind(k, ind, k))
+            else f"layer {node.name}: Sequential "
+        lines = self._braced(head, node, node.kinds, indent,
+                             lambda k, ind: self.layer_kind(k, ind, k))
+        for b in node.orelse:
+            # `} else if c {` / `} else {`: a `switch` prints as this chain of its cases
+            head = f"else if {self.expr(b.cond)} " if b.cond is not None else "else "
+            more = self._braced(head, b, b.kinds, indent,
+                                lambda k, ind: self.layer_kind(k, ind, k))
+            lines[-1] += " " + more[0].lstrip()
+            lines.extend(more[1:])
+        return lines
 
     # ------------------------------------------------------------------ statements
     def block(self, head: str, owner, stmts: list, indent: str) -> list[str]:

@@ -4,7 +4,11 @@ Newlines are tokens (statements and config entries end at a newline) except insi
 `[`, and after a token that cannot end a line (a binary operator, `,`, `(`…): there a line
 break just continues the expression, so `a +\\n b` is one expression. `-` is always an
 operator: `x-1` is subtraction and `-1` is negation of a literal, folded by the checker.
-`//` always starts a comment (integer division is the builtin `floordiv(a, b)`).
+`//` always starts a comment (integer division is the builtin `floordiv(a, b)`). Where it
+reads like the seed language's floor division (`in_channels // groups`: after an operand on
+the same line, followed by a name used in the program or a number) the lexer warns (W0900),
+and where such a comment hides the closer of a bracket opened on its line it says so where
+the bracket opened (W0901).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .diagnostics import Diagnostic, Span
+from .diagnostics import Diagnostic, Label, Severity, Span
 
 
 class T(StrEnum):
@@ -73,6 +77,12 @@ _MASTER = re.compile(
 )
 
 _INT_RE = re.compile(r"\d[\d_]*")
+# what follows `//` when it was meant as floor division: one operand, then an operator, a
+# closer, a comma or the end of the line (`// groups`, `// 2 + 1`, `// stride)`)
+_FLOORDIV_RHS = re.compile(r"//\s*([A-Za-z_][A-Za-z_0-9]*|\d[\d_]*(?:\.\d+)?)\s*(?:$|[-+*/%)\],}]|\()")
+_CLOSER = {"(": ")", "[": "]", "{": "}"}
+_MAGNITUDE_RE = re.compile(r"(\d[\d_]*(?:\.\d+)?)([KMBGT])")
+_MAGNITUDES = {"K": 10 ** 3, "M": 10 ** 6, "B": 10 ** 9, "G": 10 ** 9, "T": 10 ** 12}
 _FLOAT_RE = re.compile(r"(?:\d[\d_]*(?:\.\d[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?")
 
 
@@ -186,6 +196,8 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
     comments: list[Comment] = []
     diags: list[Diagnostic] = []
     depth: list[str] = []          # open brackets
+    opened: list[tuple[int, int]] = []   # where each open bracket is (line, col)
+    floordivs: list[tuple[str, Diagnostic]] = []   # W0900 candidates, kept when the name is used
     pos = 0
     line = 1
     line_start = 0
@@ -235,9 +247,11 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             s = m.group(kind)
             if s in _OPEN:
                 depth.append(s)
+                opened.append((line, col))
             elif s in _CLOSE:
                 if depth:
                     depth.pop()
+                    opened.pop()
             last_sig = Token(T.OP, s, s, line, col, line, end - line_start + 1, file, False, s)
             tokens.append(last_sig)
             pos = end
@@ -258,6 +272,9 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
         if kind == "lcomment":
             own = text[line_start:pos].strip() == ""
             comments.append(Comment(m.group(kind), line, col, line, own))
+            if not own and m.group(kind).startswith("//"):
+                _floordiv_comment(m.group(kind), last_sig, depth, opened, line, col, file,
+                                  diags, floordivs)
             pos = end
             continue
         if kind == "bcomment":
@@ -292,6 +309,14 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
                 add(T.TRIT, s, int(s[:-1].replace("_", "")), pos, end, line, col)
             elif _INT_RE.fullmatch(s):
                 add(T.INT, s, int(s.replace("_", "")), pos, end, line, col)
+            elif (mag := _MAGNITUDE_RE.fullmatch(s)) is not None \
+                    and len(mag.group(1)) <= 19:
+                # `300M`, `16.8B`: a count with a magnitude suffix (performance figures)
+                v = float(mag.group(1).replace("_", "")) * _MAGNITUDES[mag.group(2)]
+                add(T.INT, s, round(v) if v <= INT_MAX else 0, pos, end, line, col)
+                if v > INT_MAX:
+                    diags.append(Diagnostic("E0106", f"`{s}` does not fit in 64 bits",
+                                            Span(file, line, col, line, end - line_start + 1)))
             elif _FLOAT_RE.fullmatch(s) and not s.endswith("_"):
                 add(T.FLOAT, s, float(s.replace("_", "")), pos, end, line, col)
             else:
@@ -329,8 +354,36 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             pos = i + 1
             continue
         raise AssertionError(f"lexer: unhandled token kind {kind}")
+    if floordivs:
+        names = {t.text for t in tokens if t.kind is T.IDENT}
+        diags.extend(d for word, d in floordivs if word in names or word[:1].isdigit())
     col = pos - line_start + 1
     if tokens and tokens[-1].kind is not T.NEWLINE:
         tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col, file))
     tokens.append(Token(T.EOF, "", None, line, col, line, col, file))
     return LexResult(tokens, comments, diags)
+
+
+def _floordiv_comment(comment: str, last: Token | None, depth: list[str],
+                      opened: list[tuple[int, int]], line: int, col: int, file: str,
+                      diags: list[Diagnostic], floordivs: list) -> None:
+    """A `//` comment after an operand on its line: the seed language's floor division?"""
+    if last is None or last.line != line or not (
+            last.kind in (T.IDENT, T.INT, T.FLOAT) or last.op in (")", "]")):
+        return
+    span = Span(file, line, col, line, col + 2)
+    m = _FLOORDIV_RHS.match(comment)
+    if m is not None:
+        floordivs.append((m.group(1), Diagnostic(
+            "W0900", "`//` starts a comment here, not a floor division", span,
+            severity=Severity.WARNING, label="the rest of the line is a comment",
+            help=f"for integer division write `floordiv({last.text}, {m.group(1)})`; "
+                 f"`//` always starts a comment in .tri")))
+    if depth and opened[-1][0] == line and _CLOSER[depth[-1]] in comment:
+        ol, oc = opened[-1]
+        diags.append(Diagnostic(
+            "W0901", f"this `{depth[-1]}` is left open: the `//` on line {line} starts a "
+                     f"comment, which hides the `{_CLOSER[depth[-1]]}` after it",
+            Span(file, ol, oc, ol, oc + 1), severity=Severity.WARNING,
+            label="opened here", secondary=[Label(span, "the comment starts here")],
+            help="write integer division as `floordiv(a, b)`; `//` always starts a comment"))

@@ -27,6 +27,19 @@ _ENTRY_END = frozenset({"}", ",", ";"})
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
 
+# Forms of general-purpose languages with no meaning for a tensor compiler: each is reported
+# once (E0900) with what to write instead, and skipped (its braces too) so checking goes on.
+_FOREIGN_DECLS = {
+    "struct": "group tensors as the `param`s of a `layer`, or pass them as arguments",
+    "class": "define a `layer` (with `params { }` and `forward`) or a `model`",
+    "trait": "write a `block` or a `layer` definition; layers share behaviour by composition",
+    "interface": "write a `block` or a `layer` definition; layers share behaviour by composition",
+    "impl": "write the methods inside the `layer` or `model` body, e.g. "
+            "`forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> { … }`",
+    "enum": "use string constants (`mode: \"int8\"`) and a `switch` or `if` on them",
+}
+_EFFECTS = {"throws", "raises"}
+
 
 @contextmanager
 def recursion_headroom(limit: int = 20000):
@@ -208,7 +221,9 @@ class Parser(ExpressionsMixin):
         start = self.tok.span
         while self.tok.kind is not T.EOF:
             try:
-                items.append(self.parse_item())
+                item = self.parse_item()
+                if item is not None:
+                    items.append(item)
             except ParseError as e:
                 self.diags.append(e.diag)
                 t = self.toks[self.pos]
@@ -221,6 +236,9 @@ class Parser(ExpressionsMixin):
 
     def parse_item(self):
         t = self.toks[self.pos]
+        if self.at_foreign():
+            self.skip_foreign()
+            return None
         if t.is_kw("import"):
             self.advance()
             if self.tok.kind is not T.STRING:
@@ -233,6 +251,7 @@ class Parser(ExpressionsMixin):
         if t.is_kw("model") or t.is_kw("block"):
             self.advance()
             name = self.expect_ident(f"a {t.text} name")
+            self.skip_extends(name)
             body = self.parse_body(f"{t.text} `{name.text}`")
             cls = A.ModelDef if t.text == "model" else A.BlockDef
             return cls(name.text, body, self.span_from(t))
@@ -246,6 +265,7 @@ class Parser(ExpressionsMixin):
             if self.at("->"):
                 self.advance()
                 ret = self.parse_type()
+            self.skip_extends(name)
             if self.at(":"):
                 raise self.error("`layer name: Kind { … }` declares a layer instance and belongs "
                                  "inside a `model` or `block`", tok=t, code="E0204",
@@ -286,7 +306,9 @@ class Parser(ExpressionsMixin):
                         help="add a `}` before the next top-level item"))
                 start = self.pos
                 try:
-                    items.append(self.parse_body_item())
+                    item = self.parse_body_item()
+                    if item is not None:
+                        items.append(item)
                 except ParseError as e:
                     self.diags.append(e.diag)
                     self.sync_body(start)
@@ -317,6 +339,9 @@ class Parser(ExpressionsMixin):
 
     def parse_body_item(self):
         t = self.toks[self.pos]
+        if self.at_foreign():
+            self.skip_foreign()
+            return None
         if t.is_kw("layer"):
             return self.parse_layer_decl()
         if t.is_kw("param"):
@@ -419,25 +444,153 @@ class Parser(ExpressionsMixin):
         if self.at_kw("if"):
             self.advance()
             cond = self.parse_expr()
-            self.expect_op("{", "to open the conditional layer")
-            kinds = []
-            with self.nested():
-                self.skip_separators()
-                while not self.at("}"):
-                    if self.tok.kind is T.EOF:
-                        raise self.error("unclosed conditional layer", tok=t, code="E0202")
-                    kinds.append(self.parse_layer_kind())
-                    self.skip_separators()
-                self.advance()
-            if not kinds:
-                raise self.error("a conditional layer needs at least one layer kind", tok=t,
-                                 code="E0202")
-            node = A.LayerDecl(name.text, kinds, cond, self.span_from(t))
+            kinds = self.parse_kind_list(t, "conditional layer")
+            orelse: list[A.LayerBranch] = []
+            while True:
+                save = self.pos
+                while self.tok.kind is T.NEWLINE:
+                    self.advance()
+                if not self.at_kw("else"):
+                    self.pos = save
+                    break
+                e = self.advance()
+                bcond = None
+                if self.at_kw("if"):
+                    self.advance()
+                    bcond = self.parse_expr()
+                orelse.append(A.LayerBranch(bcond, self.parse_kind_list(e, "`else` branch"),
+                                            self.span_from(e)))
+                if bcond is None:
+                    break
+            node = A.LayerDecl(name.text, kinds, cond, self.span_from(t), orelse)
+        elif self.tok.kind is T.IDENT and self.tok.text == "switch":
+            node = self.parse_layer_switch(t, name)
         else:
-            kind = self.parse_layer_kind()
-            node = A.LayerDecl(name.text, [kind], None, self.span_from(t))
+            kinds = self.parse_kinds_or_sequence()
+            node = A.LayerDecl(name.text, kinds, None, self.span_from(t))
         self.end_of_statement()
         return node
+
+    def parse_kind_list(self, t: Token, what: str) -> list[A.LayerKind]:
+        """`{ Kind {…} Kind {…} }`: the kinds of one branch, applied in sequence."""
+        self.expect_op("{", f"to open the {what}")
+        kinds: list[A.LayerKind] = []
+        with self.nested():
+            self.skip_separators()
+            while not self.at("}"):
+                if self.tok.kind is T.EOF:
+                    raise self.error(f"unclosed {what}", tok=t, code="E0202")
+                kinds.extend(self.parse_kinds_or_sequence())
+                self.skip_separators()
+            self.advance()
+        if not kinds:
+            raise self.error(f"a {what} needs at least one layer kind", tok=t, code="E0202")
+        return kinds
+
+    def at_sequential(self) -> bool:
+        """`Sequential { Kind {…} … }` (a list of kinds, not `Sequential { key: value }`)."""
+        t = self.tok
+        if not (t.kind is T.IDENT and t.text == "Sequential" and self.peek().is_op("{")):
+            return False
+        i = self.pos + 2
+        while self.toks[i].kind is T.NEWLINE:
+            i += 1
+        first = self.toks[i]
+        return first.is_op("}") or (first.kind is T.IDENT and not self.toks[i + 1].is_op(":"))
+
+    def parse_kinds_or_sequence(self) -> list[A.LayerKind]:
+        if self.at_sequential():
+            t = self.advance()
+            return self.parse_kind_list(t, "`Sequential`")
+        return self.parse_layer_kinds()
+
+    def parse_layer_kinds(self) -> list[A.LayerKind]:
+        """One kind, or the rows of a table-driven repetition `Kind[] { [a, b], [c, d] }`:
+        one instance per row, the row giving the kind's parameters by position."""
+        k = self.tok
+        if not (k.kind is T.IDENT and self.peek().is_op("[") and self.peek(2).is_op("]")):
+            return [self.parse_layer_kind()]
+        self.advance()
+        self.advance()
+        self.advance()
+        open_tok = self.expect_op("{", f"to open the rows of `{k.text}[]`")
+        kinds: list[A.LayerKind] = []
+        with self.nested():
+            self.skip_separators()
+            while not self.at("}"):
+                if self.tok.kind is T.EOF:
+                    raise self.error(f"unclosed rows of `{k.text}[]`", tok=open_tok,
+                                     code="E0202")
+                row = self.tok
+                if not (row.is_op("[") or row.is_op("{")):
+                    raise self.error(f"expected a row `[…]` of `{k.text}[]`, found "
+                                     f"{row.describe()}", code="E0202",
+                                     help=f"write `{k.text}[] {{ [1, 16, 1, 1], [6, 24, 2, 2] }}`")
+                lit = self.parse_expr()
+                if isinstance(lit, A.DictLit):     # `{ c: 16, n: 1 }`: the row by name
+                    args = [A.Arg(e.value, e.key, e.span) for e in lit.entries]
+                elif isinstance(lit, A.ListLit):
+                    args = [A.Arg(v, None, v.span) for v in lit.items]
+                else:
+                    raise self.error(f"a row of `{k.text}[]` is a list `[…]`", tok=row,
+                                     code="E0202")
+                kinds.append(A.LayerKind(k.text, [], args, None, k.span.to(self.prev_span())))
+                self.skip_separators()
+            self.advance()
+        if not kinds:
+            raise self.error(f"`{k.text}[]` needs at least one row", tok=k, code="E0202")
+        return kinds
+
+    def parse_layer_switch(self, t: Token, name: Token) -> A.LayerDecl:
+        """`switch (p) { "int8" -> Kind {…} … default -> Kind {…} }`: the `if` chain
+        `if p == "int8" { … } else if … else { … }`; without a default and no case
+        matching, the layer is `None`."""
+        sw = self.advance()
+        subject = self.parse_expr()
+        self.expect_op("{", "to open the cases of `switch`")
+        cases: list[tuple[A.Expr | None, list[A.LayerKind], Span]] = []
+        values: list[A.Expr] = []
+        with self.nested():
+            self.skip_separators()
+            while not self.at("}"):
+                if self.tok.kind is T.EOF:
+                    raise self.error("unclosed `switch`", tok=sw, code="E0202")
+                c0 = self.tok
+                if c0.kind is T.IDENT and c0.text in ("default", "_") and self.peek().is_op("->"):
+                    self.advance()
+                    value = None
+                else:
+                    value = self.parse_expr()
+                    while self.at("|") or self.at(","):   # `"a" | "b" ->`: either value
+                        if self.at(",") and self.peek().kind not in (T.STRING, T.INT,
+                                                                     T.FLOAT, T.IDENT):
+                            break
+                        self.advance()
+                        other = self.parse_expr()
+                        values.append(other)
+                self.expect_op("->", "after the case of `switch`")
+                if self.at("{"):
+                    kinds = self.parse_kind_list(c0, "case")
+                else:
+                    kinds = self.parse_kinds_or_sequence()
+                cond = None
+                for v in ([] if value is None else [value, *values]):
+                    test = A.Binary("==", subject, v, v.span)
+                    cond = test if cond is None else A.Binary("or", cond, test, v.span)
+                values.clear()
+                cases.append((cond, kinds, c0.span.to(self.prev_span())))
+                self.skip_separators()
+            self.advance()
+        if not cases or cases[0][0] is None:
+            raise self.error("a `switch` layer needs a case before its default", tok=sw,
+                             code="E0202", help='write `"int8" -> TernaryLinear { … }`')
+        for cond, _, span in cases[1:-1]:
+            if cond is None:
+                raise ParseError(Diagnostic("E0202", "the default case of `switch` comes last",
+                                            span))
+        first = cases[0]
+        orelse = [A.LayerBranch(c, k, s) for c, k, s in cases[1:]]
+        return A.LayerDecl(name.text, first[1], first[0], self.span_from(t), orelse)
 
     def parse_layer_kind(self) -> A.LayerKind:
         k = self.expect_ident("a layer kind such as `TernaryLinear`")
@@ -487,11 +640,122 @@ class Parser(ExpressionsMixin):
         name = self.expect_ident("a function name")
         params = self.parse_param_specs()
         ret = None
+        self.skip_effects()
         if self.at("->"):
             self.advance()
             ret = self.parse_type()
-        body = self.parse_block()
+        self.skip_effects()
+        if not self.at("{"):
+            return A.FnDef(name.text, params, ret, self.parse_block(), self.span_from(t))
+        open_at = self.pos
+        try:
+            body = self.parse_block()
+        except ParseError as e:
+            # The signature stands (calls still resolve to it); the body is reported once
+            # and marked broken so that the checker reports nothing else about it.
+            self.diags.append(e.diag)
+            self.skip_braces(open_at)
+            node = A.FnDef(name.text, params, ret, [], self.span_from(t))
+            node.broken = True
+            return node
         return A.FnDef(name.text, params, ret, body, self.span_from(t))
+
+    # ------------------------------------------------------------------ foreign forms
+    def at_foreign(self) -> bool:
+        """At a form of a general-purpose language (`struct S {`, `impl T for S {`,
+        `global x = 1`): a reserved-looking word followed by a name, so that a variable
+        called `global` or `impl` is not caught."""
+        t = self.toks[self.pos]
+        if t.kind is not T.IDENT or (t.text not in _FOREIGN_DECLS and t.text != "global"):
+            return False
+        nxt = self.peek()
+        return nxt.kind in (T.IDENT, T.KEYWORD) and nxt.line == t.line or (
+            t.text == "impl" and nxt.is_op("<"))
+
+    def skip_foreign(self) -> None:
+        """Report the form at the cursor (E0900) and skip it: to the end of its line, and
+        over the `{ … }` that opens on that line."""
+        t = self.advance()
+        name = self.tok.text
+        if t.text == "global":
+            self.diags.append(Diagnostic(
+                "E0900", "`global` variables have no meaning in a .tri program", t.span,
+                label="not supported",
+                help=f"declare `{name}` as a constant in the model (`{name}: value`), or pass "
+                     f"it as an argument; a function cannot change state outside itself"))
+        else:
+            self.diags.append(Diagnostic(
+                "E0900", f"`{t.text}` declarations have no meaning for a tensor compiler",
+                t.span, label=f"`{t.text} {name}` is not supported",
+                help=_FOREIGN_DECLS[t.text]))
+        while self.tok.kind is not T.EOF and self.tok.kind is not T.NEWLINE:
+            if self.at("{"):
+                self.skip_braces(self.pos)
+                return
+            if self.tok.op in ("(", "["):
+                self.skip_braces(self.pos)
+                continue
+            self.advance()
+
+    def skip_braces(self, open_at: int) -> None:
+        """Move past the bracket that opens at token `open_at` and its matching closer (or
+        to the next top-level item, or the end, when it is never closed)."""
+        self.pos = open_at
+        depth = 0
+        while self.tok.kind is not T.EOF:
+            t = self.tok
+            if t.kind is T.OP and t.text in "{([":
+                depth += 1
+            elif t.kind is T.OP and t.text in "})]":
+                depth -= 1
+                if depth <= 0:
+                    self.advance()
+                    return
+            elif (self.pos > open_at and t.kind is T.KEYWORD and t.text in _TOP_KEYWORDS
+                  and t.col == 1):
+                return
+            self.advance()
+
+    def skip_extends(self, name: Token) -> None:
+        """`model M extends Base {`: reported once (E0900); the body is still read."""
+        t = self.tok
+        if not (t.kind is T.IDENT and t.text in ("extends", "implements")):
+            return
+        self.advance()
+        bases = []
+        while self.tok.kind is T.IDENT or self.at_op(",", "."):
+            bases.append(self.advance().text)
+        base = "".join(bases) or "Base"
+        self.diags.append(Diagnostic(
+            "E0900", f"`{t.text}` (inheritance) has no meaning in .tri", t.span,
+            label="not supported",
+            help=f"compose instead: declare `layer base: {base} {{ … }}` inside "
+                 f"`{name.text}` and call it from `forward`"))
+
+    def skip_effects(self) -> None:
+        """`fn f() throws IO -> T {`: effect annotations are reported once (E0900) and
+        skipped; the function is still checked."""
+        t = self.tok
+        if not (t.kind is T.IDENT and t.text in _EFFECTS):
+            return
+        self.advance()
+        while self.tok.kind is T.IDENT or self.at_op(",", "|", "."):
+            self.advance()
+        self.diags.append(Diagnostic(
+            "E0900", f"effect annotations (`{t.text} …`) have no meaning in .tri",
+            t.span.to(self.prev_span()), label="not supported",
+            help=f"remove `{t.text} …`: bad input is reported by `tritium check`, and a "
+                 f"failure at run time raises a Python exception"))
+
+    def parse_primary(self) -> A.Expr:
+        t = self.toks[self.pos]
+        if t.op == ".." and self.peek().is_op(".") and self.peek().col == t.end_col:
+            raise ParseError(Diagnostic(
+                "E0900", "spread (`...xs`) has no meaning in .tri", t.span.to(self.peek().span),
+                label="not supported",
+                help="pass the elements one by one (`f(xs[0], xs[1])`), or pass the list "
+                     "itself; to join lists write `a + b`"))
+        return super().parse_primary()
 
     # ------------------------------------------------------------------ types
     def parse_type(self) -> A.TypeExpr:
@@ -562,6 +826,10 @@ class Parser(ExpressionsMixin):
 
     def parse_statement(self):
         t = self.toks[self.pos]
+        if self.at_foreign():
+            n = len(self.diags)
+            self.skip_foreign()
+            raise ParseError(self.diags.pop(n))
         if t.is_kw("let"):
             self.advance()
             name = self.expect_ident("a variable name")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast as pyast
 
+from ...check import library as L
 from ...check.checker import Checker, Definition, Scope
 from ...check.folds import fold_pairs
 from ...check.repetition import instance_configs, repeat_clause
@@ -90,6 +91,8 @@ class DefinitionGen:
             self.emit(2, f"self.{py_attr(p.name)} = {py_local(p.name)}")
             attrs.add(p.name)
         section_quant = self.quant_section(node)
+        # the settings the `quantization { }` section gives the ternary layers (the checker's)
+        self.layer_quant = self.checker.quant_section_defaults(node)
         ternary_params: dict[str, dict] = {}
         for item in node.body:
             if isinstance(item, A.ConfigEntry):
@@ -132,6 +135,8 @@ class DefinitionGen:
         for sec in node.body:
             if isinstance(sec, A.Section) and sec.name in ("training", "performance", "quantization"):
                 values = {e.key: self.const_value(e.value) for e in sec.entries}
+                if sec.name == "performance":   # under the names `tritium train` measures
+                    values = L.performance_expectations(values)
                 self.emit(2, f"self.tritium_{sec.name} = {_q(values)}")
         fns = [i for i in node.body if isinstance(i, A.FnDef)]
         if form_b:
@@ -155,12 +160,11 @@ class DefinitionGen:
 
     def quant_section(self, node) -> dict:
         q = {"quantizer": "twn", "per_channel": False, "threshold": None}
-        for sec in node.body:
-            if isinstance(sec, A.Section) and sec.name == "quantization":
-                for e in sec.entries:
-                    if e.key in ("quantizer", "weights", "per_channel", "threshold"):
-                        key = "quantizer" if e.key == "weights" else e.key
-                        q[key] = self.const_value(e.value)
+        # the settings the checker reads from the sections (one reading for layers and params)
+        q.update({k: v for k, v in self.checker.quant_section_defaults(node).items()
+                  if k in ("quantizer", "per_channel", "threshold")})
+        if L.needs_default_threshold(q["quantizer"], q["threshold"] is not None):
+            q["threshold"] = L.DEFAULT_THRESHOLD
         return q
 
     def is_tensor_let(self, item: A.Let) -> bool:
@@ -221,24 +225,34 @@ class DefinitionGen:
 
     def gen_layer_decl(self, decl: A.LayerDecl, ctx: Ctx, indent: int) -> None:
         attr = py_attr(decl.name)
-        pre: list[tuple[int, str]] = []   # statements that build a repetition first
-        ctors = [self.kind_ctor(k, ctx, pre, f"{decl.name}_{i}") for i, k in enumerate(decl.kinds)]
-        value = ctors[0] if len(ctors) == 1 else "nn.Sequential(" + ", ".join(ctors) + ")"
-        if decl.cond is not None:
-            self.emit(indent, f"if {self.expr(decl.cond, ctx)}:")
-            indent += 1
-        for i, line in pre:
-            self.emit(indent + i, line)
-        self.emit(indent, f"self.{attr} = {value}")
-        if decl.cond is not None:
-            self.emit(indent - 1, "else:")
-            self.emit(indent, f"self.{attr} = None")
+        branches = [(decl.cond, decl.kinds)] + [(b.cond, b.kinds) for b in decl.orelse]
+        for i, (cond, kinds) in enumerate(branches):
+            pre: list[tuple[int, str]] = []   # statements that build a repetition first
+            ctors = [self.kind_ctor(k, ctx, pre, f"{decl.name}_{i}_{j}" if i else
+                                    f"{decl.name}_{j}") for j, k in enumerate(kinds)]
+            value = ctors[0] if len(ctors) == 1 else "nn.Sequential(" + ", ".join(ctors) + ")"
+            inner = indent
+            if cond is not None:
+                self.emit(indent, f"{'el' if i else ''}if {self.expr(cond, ctx)}:")
+                inner = indent + 1
+            elif i:
+                self.emit(indent, "else:")
+                inner = indent + 1
+            for k, line in pre:
+                self.emit(inner + k, line)
+            self.emit(inner, f"self.{attr} = {value}")
+        if branches[-1][0] is not None:
+            self.emit(indent, "else:")
+            self.emit(indent + 1, f"self.{attr} = None")
 
     def kind_ctor(self, lk: A.LayerKind, ctx: Ctx, pre: list[tuple[int, str]],
                   tag: str) -> str:
         """The constructor expression of one layer kind; a repetition of a user definition
         whose count is only known at run time may first add statements to `pre`."""
         spec, user = self.checker.resolve_kind(lk.kind, lk.span)
+        drop = None
+        if spec is not None:   # `quantization: "ternary"` may choose the ternary kind
+            spec, drop = self.checker.quantization_key(lk, spec, self.scope)
         given: dict[str, str] = {}
         if spec is not None:
             order = spec.positional
@@ -248,6 +262,15 @@ class DefinitionGen:
             given[a.name if a.name is not None else order[i]] = self.expr(a.value, ctx)
         for e in lk.config:
             given[e.key] = self.expr(e.value, ctx)
+        given.pop(drop, None) if drop is not None else None
+        if spec is not None and spec.weights == "ternary":
+            have = set(given) | ({"quantizer"} if "quantization" in given else set())
+            for k, v in L.section_defaults(spec, have, getattr(self, "layer_quant", {})).items():
+                given[k] = _q(v)
+            q = given.get("quantizer", given.get("quantization"))
+            if q is not None and "threshold" not in given and L.needs_default_threshold(
+                    self.const_value_text(q), False):
+                given["threshold"] = _q(L.DEFAULT_THRESHOLD)
         n = self.static_int(lk.repeat) if lk.repeat is not None else None
         if user is not None:
             if lk.repeat is None:
@@ -260,6 +283,15 @@ class DefinitionGen:
             return "nn.Sequential(" + ", ".join([one] * n) + ")"
         i = internal("i")
         return f"nn.Sequential(*[{one} for {i} in range({self.expr(lk.repeat, ctx)})])"
+
+    @staticmethod
+    def const_value_text(text: str) -> object:
+        """The value of a generated Python string literal (`'deterministic'`), else None."""
+        try:
+            v = pyast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return None
+        return v if isinstance(v, str) else None
 
     def user_call(self, user: Definition, cfg: dict[str, str]) -> str:
         args = ", ".join(f"{py_local(k)}={v}" for k, v in cfg.items())

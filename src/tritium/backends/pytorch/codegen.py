@@ -96,6 +96,7 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             for item in getattr(d.node, "body", []):
                 if isinstance(item, A.LayerDecl):
                     out.extend(k.kind for k in item.kinds if k.kind in self.defs)
+                    out.extend(k.kind for b in item.orelse for k in b.kinds if k.kind in self.defs)
             stack = list(getattr(d.node, "body", []))
             while stack:
                 x = stack.pop()

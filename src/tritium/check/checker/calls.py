@@ -132,6 +132,8 @@ class CallsMixin:
                     self.report("E0404", f"argument `{p.name}` of `{fn.name}` must be {ty}, got "
                                          f"{a.ty}", arg.span)
         declared = Value(self.type_from_expr(fn.ret, Scope())) if fn.ret else Value(ANY)
+        if fn.broken:
+            return declared
         if self.instance_depth >= MAX_INSTANCE_DEPTH or d.name in self._active_fns:
             return declared   # a recursive call: its declared type, not another unfolding
         key = (d.name, tuple((repr(a.ty), repr(a.const) if a.known else None) for a in args))

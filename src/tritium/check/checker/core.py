@@ -6,6 +6,7 @@ from ...frontend import ast as A
 from ...frontend.diagnostics import Diagnostic, Label, Severity, Span, did_you_mean
 from ...frontend.parser import TENSOR_TYPES
 from .. import bounds
+from .. import library as L
 from ..types import (
     BOOL,
     FLOAT,
@@ -142,6 +143,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         scope = Scope()
         layers: dict[str, LayerInst] = {}
         cfg = cfg or {}
+        self.quant_defaults = self.quant_section_defaults(node)
         for p in self.user_params(node):
             if p.name in cfg:
                 v = cfg[p.name]
@@ -162,7 +164,11 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 scope.vars[item.key] = self.eval_const(item.value, scope)
                 scope.used.add(item.key)
             elif isinstance(item, A.LayerDecl):
-                if item.name in layers or item.name in scope.vars:
+                constant = any(isinstance(i, A.ConfigEntry) and i.key == item.name
+                               for i in node.body) and item.name not in layers
+                # a config constant and a later layer may share a name (the seed's
+                # `embed: 256` then `layer embed: …`): the layer is the name from here on
+                if item.name in layers or (item.name in scope.vars and not constant):
                     self.report("E0206", f"`{item.name}` is defined twice", item.span,
                                 label="second definition")
                 inst = self.layer_instance(item, scope)
@@ -208,7 +214,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
             lets = [i for i in node.body if isinstance(i, A.Let)]
             fn = A.FnDef("forward", node.params or [], node.ret, lets + stmts, node.span)
             self.check_function(fn, scope, layers, form_b=True)
-        if report_unused_layers:
+        if report_unused_layers and not any(f.broken for f in fns):
             for name, inst in layers.items():
                 if name not in self.used_layers and fns:
                     self.warn("W0002", f"layer `{name}` is declared but never used", inst.span,
@@ -260,19 +266,24 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         "training": {"optimizer", "learning_rate", "lr", "epochs", "batch_size", "loss",
                      "weight_decay", "momentum", "lr_schedule", "scheduler", "augmentation",
                      "seed", "label_smoothing", "grad_clip", "warmup_epochs", "dataset",
-                     "validation_split", "betas", "nesterov", "early_stopping", "data"},
-        "performance": {"min_accuracy", "max_size_kb", "max_latency_ms", "max_params",
-                        "target_device", "max_memory_mb", "min_speedup"},
+                     "validation_split", "betas", "nesterov", "early_stopping", "data",
+                     "gradient_estimator"},
+        "performance": {"target_device", "max_memory_mb", *L.PERFORMANCE_KEYS},
         "quantization": {"quantizer", "weights", "activations", "format", "per_channel",
-                         "threshold", "act_quant", "ste", "bits", "exclude", "granularity"},
+                         "threshold", "act_quant", "ste", "bits", "granularity", "method",
+                         "quantization"},
+        "optimization": {*L.FORMAT_KEYS},
     }
 
     def check_section(self, sec: A.Section, scope: Scope) -> None:
         known = self._SECTION_KEYS.get(sec.name)
         for e in sec.entries:
             v = self.eval_const(e.value, scope)
+            if self.check_model_section_key(sec.name, e, v):
+                continue
             if known is not None and e.key not in known:
-                self.warn("W0004", f"unknown key `{e.key}` in `{sec.name}`", e.span,
+                self.warn("W0004", f"unknown key `{e.key}` in `{sec.name}`: it has no effect",
+                          e.span,
                           help=did_you_mean(e.key, known) or
                           f"known keys: {', '.join(sorted(known))}")
             if sec.name == "training" and v.known and _num(v.const):

@@ -39,6 +39,8 @@ class FunctionsMixin:
     # ------------------------------------------------------------------ functions
     def check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
                        inputs: list[Value] | None = None, form_b: bool = False) -> Value:
+        if fn.broken:   # its syntax error is reported; nothing in it is checked (no cascade)
+            return Value(self.type_from_expr(fn.ret, Scope()) if fn.ret else ANY)
         scope = Scope(dict(outer.vars), {}, set())
         bindings: dict[str, Dim] = {}
         params = fn.params

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from ... import vocab
 from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span, did_you_mean
 from ...frontend.parser import TENSOR_TYPES
@@ -52,12 +53,102 @@ class LayersMixin:
 
     def layer_instance(self, decl: A.LayerDecl, scope: Scope) -> LayerInst:
         present: bool | None = True
+        chosen = decl.kinds
         if decl.cond is not None:
-            c = self.eval_expr(decl.cond, scope)
-            present = bool(c.const) if c.known else None
+            # `if`/`else if`/`else` (and `switch`, read as that chain): the first branch whose
+            # condition holds; none holding and no `else`, the layer is `None`
+            present = False
+            for cond, kinds in [(decl.cond, decl.kinds)] + [(b.cond, b.kinds)
+                                                            for b in decl.orelse]:
+                if cond is None:
+                    chosen, present = kinds, True
+                    break
+                c = self.eval_expr(cond, scope)
+                if not c.known:
+                    chosen, present = kinds, None
+                    break
+                if c.const:
+                    chosen, present = kinds, True
+                    break
+        insts = {}
+        for lks in [decl.kinds] + [b.kinds for b in decl.orelse]:
+            # every branch's config is checked, the chosen one's instances are the layer
+            got = self.kind_insts(lks, scope)
+            insts[id(lks)] = got
+        return LayerInst(decl.name, insts[id(chosen)], present, decl.span)
+
+    def check_model_section_key(self, section: str, e: A.ConfigEntry, v: Value) -> bool:
+        """The section keys with a meaning for the layers (`gradient_estimator`, a format,
+        a quantizer) checked here, and `exclude` refused; True when `e` is handled."""
+        c = v.const if v.known else None
+        if section == "quantization" and e.key == "exclude":
+            self.report("E0901", "`exclude` in `quantization { }` is not supported", e.span,
+                        label="not supported",
+                        help="declare the layers to keep in full precision with a "
+                             "full-precision kind (`Linear`, `Conv2d`), or train with "
+                             "`tritium train --fp32-layers NAME`")
+            return True
+        if section == "training" and e.key == "gradient_estimator":
+            if not (isinstance(c, str) and c.lower() in L.GRADIENT_ESTIMATORS):
+                self.report("E0309", "unknown `gradient_estimator`", e.value.span,
+                            help=f"one of {', '.join(map(repr, L.GRADIENT_ESTIMATORS))}")
+            return True
+        if (section == "optimization" and e.key in L.FORMAT_KEYS) or (
+                section == "quantization" and e.key == "format"):
+            if c not in vocab.FORMATS:
+                self.report("E0309", f"unknown packed format {c!r}", e.value.span,
+                            help=f"one of {', '.join(map(repr, vocab.FORMATS))}")
+            return True
+        if section == "quantization" and L.SECTION_QUANT_KEYS.get(e.key) == "quantizer":
+            if not (isinstance(c, str) and (vocab.canonical_quantizer(c) is not None or c.lower()
+                                            in ("ternary", "trit", "trits", "1.58bit", "2bit"))):
+                self.report("E0309", f"unknown quantizer {c!r} in `quantization {{ }}`",
+                            e.value.span, help=f"one of {', '.join(vocab.QUANTIZER_NAMES)}")
+            return True
+        return False
+
+    def quant_section_defaults(self, node, scope: Scope | None = None) -> dict:
+        """The settings a definition's `quantization { }` section gives its ternary layers
+        (layer key -> value; values that name no setting, such as `weights: "ternary"`,
+        give none)."""
+        out: dict = {}
+        for sec in getattr(node, "body", []):
+            if isinstance(sec, A.Section) and sec.name in ("training", "optimization"):
+                for e in sec.entries:
+                    v = self.eval_const(e.value, scope or Scope())
+                    if not (v.known and isinstance(v.const, str)):
+                        continue
+                    if sec.name == "training" and e.key == "gradient_estimator":
+                        ste = L.GRADIENT_ESTIMATORS.get(v.const.lower())
+                        if ste is not None:
+                            out.setdefault("ste", ste)
+                    elif sec.name == "optimization" and e.key in L.FORMAT_KEYS:
+                        out.setdefault("format", v.const)
+        for sec in getattr(node, "body", []):
+            if not (isinstance(sec, A.Section) and sec.name == "quantization"):
+                continue
+            for e in sec.entries:
+                key = L.SECTION_QUANT_KEYS.get(e.key)
+                v = self.eval_const(e.value, scope or Scope()) if key is not None else None
+                if v is None or not v.known:
+                    continue
+                c = v.const
+                if key == "quantizer" and isinstance(c, str) and c.lower() in (
+                        "ternary", "trit", "trits", "1.58bit", "2bit"):
+                    continue    # what every ternary layer is: no setting
+                if key == "act_quant" and isinstance(c, str) and c.lower() in (
+                        "fp32", "float32", "float", "full", "none"):
+                    c = "none"
+                out[key] = c
+        return out
+
+    def kind_insts(self, lks: list[A.LayerKind], scope: Scope) -> list[KindInst]:
         kinds = []
-        for lk in decl.kinds:
+        for lk in lks:
             spec, user = self.resolve_kind(lk.kind, lk.span)
+            drop = None
+            if spec is not None:
+                spec, drop = self.quantization_key(lk, spec, scope)
             repeat = None
             if lk.repeat is not None:
                 r = self.eval_const(lk.repeat, scope)
@@ -73,12 +164,31 @@ class LayersMixin:
             if spec is None and user is None:
                 kinds.append(KindInst(lk.kind, None, None, {}, {}, repeat, lk.span))
                 continue
-            cfg, spans = self.config_of(lk, spec, user, scope)
+            cfg, spans = self.config_of(lk, spec, user, scope, drop)
             kinds.append(KindInst(lk.kind, spec, user, cfg, spans, repeat, lk.span))
-        return LayerInst(decl.name, kinds, present, decl.span)
+        return kinds
+
+    def quantization_key(self, lk: A.LayerKind, spec: L.LayerSpec,
+                         scope: Scope) -> tuple[L.LayerSpec, str | None]:
+        """`quantization: "ternary"` in a layer's config (see library.quantized_kind): the
+        kind to build, and the key to leave out of its config (None: keep every key)."""
+        for key, expr in [(a.name, a.value) for a in lk.args or [] if a.name] + [
+                (e.key, e.value) for e in lk.config]:
+            if key not in L.QUANT_KEY_NAMES:
+                continue
+            v = self.eval_const(expr, scope)
+            got = L.quantized_kind(spec, v.const if v.known else None)
+            if got is None:
+                self.report("E0309", f"`{lk.kind}` has no ternary form for "
+                                     f"`{key}: {v.const!r}`", expr.span,
+                            help="use a ternary kind (`TernaryLinear`, `TernaryConv2d`, "
+                                 "`TernaryAttention`), or `quantization: \"none\"`")
+                return spec, key
+            return got[0], (None if got[1] else key)
+        return spec, None
 
     def config_of(self, lk: A.LayerKind, spec: L.LayerSpec | None, user: Definition | None,
-                  scope: Scope) -> tuple[dict, dict]:
+                  scope: Scope, drop: str | None = None) -> tuple[dict, dict]:
         if spec is not None:
             keys = spec.keys
             order = spec.positional
@@ -100,6 +210,8 @@ class LayersMixin:
             else:
                 given.append((a.name, a.value, a.span))
         given.extend((e.key, e.value, e.span) for e in lk.config)
+        if drop is not None:
+            given = [g for g in given if g[0] != drop]
         for key, expr, span in given:
             if key in spans:
                 self.report("E0206", f"config key `{key}` is given twice", span,
@@ -119,6 +231,10 @@ class LayersMixin:
                     cfg[key] = v.const
             elif user is not None:
                 cfg[key] = v
+        if spec is not None and spec.weights == "ternary":
+            # the model's `quantization { }` section: settings of its ternary layers
+            have = set(spans) | ({"quantizer"} if "quantization" in spans else set())
+            cfg.update(L.section_defaults(spec, have, getattr(self, "quant_defaults", {})))
         if spec is not None and "quantization" in cfg:
             cfg.setdefault("quantizer", cfg.pop("quantization"))
         if spec is not None and "quantizer" in spec.keys and isinstance(
@@ -126,8 +242,7 @@ class LayersMixin:
             q = cfg.get("quantizer", spec.keys["quantizer"].default)
             fixed = q in ("threshold", "deterministic", "fixed")
             if fixed and "threshold" not in cfg:
-                self.report("E0302", f"the `{q}` quantizer needs a `threshold`", lk.span,
-                            help="add e.g. `threshold: 0.05`")
+                cfg["threshold"] = L.DEFAULT_THRESHOLD   # `quantization: "deterministic"`
             elif not fixed and "threshold" in cfg and "threshold" in spans:
                 self.report("E0309", f"`threshold` applies only to the threshold quantizer, "
                                      f"not `{q}`", spans["threshold"],

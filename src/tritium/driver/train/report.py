@@ -216,6 +216,9 @@ def _expectations(perf: dict[str, Any], m: dict[str, Any]) -> list[dict[str, Any
         elif key == "min_speedup" and "ratio" in m:
             measured = m["ratio"]["latency_speedup"]
             passed = measured >= float(want)
+        elif key == "min_compression" and "ratio" in m:   # fp32 checkpoint / ternary one
+            measured = m["ratio"]["checkpoint"]
+            passed = measured >= float(want)
         rows.append({"key": key, "expected": want, "measured": measured, "passed": passed})
     return rows
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from ... import vocab
 from ...check import CheckResult
+from ...check import library as L
 from ...check.checker import Checker, Definition, LayerInst
 from ...check.summary import pick_definition
 from ...check.types import LayerT, TensorT
@@ -221,14 +222,11 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
         """The definition's `quantization { … }` section (quantizer, per_channel, threshold,
         format) for its TernaryTensor weights (TWN per tensor, t2 without one); resolved only
         when a ternary weight needs it."""
-        cfg: dict[str, Any] = {}
-        for item in node.body:
-            if isinstance(item, A.Section) and item.name == "quantization":
-                for e in item.entries:
-                    v = self.checker.eval_const(e.value, scope)
-                    if v.known and e.key in ("quantizer", "weights", "per_channel", "threshold",
-                                             "format"):
-                        cfg["quantizer" if e.key == "weights" else e.key] = v.const
+        # the settings the checker reads from the sections (one reading for layers and params)
+        cfg: dict[str, Any] = {k: v for k, v in self.checker.quant_section_defaults(node, scope).items()
+                               if k in ("quantizer", "per_channel", "threshold", "format")}
+        if L.needs_default_threshold(cfg.get("quantizer"), "threshold" in cfg):
+            cfg["threshold"] = L.DEFAULT_THRESHOLD
         return lambda: self.quant_cfg(cfg, "twn", getattr(node, "span", None))
 
     def quant_cfg(self, cfg: dict, default: str, span: Span | None) -> QuantCfg:
