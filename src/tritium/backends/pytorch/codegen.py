@@ -30,10 +30,11 @@ from ...check import CheckResult
 from ...check import library as L
 from ...check.builtins import FUNCTIONS, PY_CALL
 from ...check.checker import Checker, Definition, Scope
+from ...check.checker.model import entry_statements, has_entry
 from ...frontend import ast as A
 from ...frontend.names import BadName, py_local
 from .classes import DefinitionGen
-from .expressions import BodyGen
+from .expressions import BodyGen, Ctx
 from .text import MAX_LINE, CodegenError, header, wrap
 from .text import escape as _text
 from .text import literal as _q
@@ -67,6 +68,10 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
                 self.gen_function(d)
             else:
                 self.gen_class(d)
+            parts.append("\n".join(self.out))
+        if has_entry(self.result.program):
+            self.out = []
+            self.gen_entry()
             parts.append("\n".join(self.out))
         names = [self.class_names[d.name] for d in self.ordered() if d.kind != "fn"]
         parts.append("__all__ = [" + ", ".join(repr(n) for n in names) + "]")
@@ -121,6 +126,15 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         for d in sorted(self.defs.values(), key=lambda d: (d.node.span.file, d.node.span.line)):
             visit(d)
         return done
+
+    def gen_entry(self) -> None:
+        """The program's entry (its top-level statements and `main { }` blocks, in source
+        order) as a module function that runs nothing on import: `tritium run` calls it."""
+        program = self.result.program
+        name = entry_name(self.result)
+        self.emit(0, f"def {name}():")
+        self.emit(1, f'"""The statements of {_text(program.file)}, run by `tritium run`."""')
+        self.block(entry_statements(program), Ctx(), 1)
 
     def emit(self, indent: int, line: str) -> None:
         if not line:
@@ -202,6 +216,14 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         if callable(spec.torch):
             return spec.torch(args, set(given))
         return spec.torch.format(**args)
+
+
+def entry_name(result: CheckResult) -> str:
+    """The generated module's function holding the program's entry: `main`, or `_main` when
+    a definition of the program is itself called `main` (`_main` is in the code generator's
+    own namespace: no program name maps to it, see frontend.names)."""
+    taken = {py_local(n) for n in result.definitions}
+    return "_main" if "main" in taken else "main"
 
 
 def generate(result: CheckResult, annotate: bool = False) -> str:
