@@ -196,3 +196,23 @@ def test_a_model_beside_statements_lowers_and_matches_the_interpreter(tmp_path, 
     a = np.array([[1, 2, 3, 4], [-1, 0.5, 0, 2]])
     w = np.array([[1, 0, -1, 1], [0, 1, 1, -1], [-1, -1, 0, 0]])
     assert capsys.readouterr().out == f"{(a @ w.T).sum():.4f}\n"
+
+
+def test_training_dependent_builtins_run_as_inference_outside_a_module(tmp_path, capsys):
+    # templates that read `self.training` have no `self` in a `fn` or in the entry
+    src = ("fn tern(t: Tensor) -> Tensor {\n    return quantize_ternary(t)\n}\n"
+           "let w = Tensor[4](0.9, -0.05, 0.4, -1.2)\n"
+           "print(tern(w))\nprint(quantize_ternary(w * 2.0))\n")
+    python = compile_program(write(tmp_path, src)).python
+    assert "self" not in python
+    assert cli(["run", write(tmp_path, src)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("tensor([") for line in lines)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "seed").glob("stmts_*.tri")),
+                         ids=lambda p: p.name)
+def test_seed_statement_programs_check_and_run(path, capsys) -> None:
+    assert check_source(path.read_text(), str(path)).ok
+    assert cli(["run", str(path)]) == 0
+    assert capsys.readouterr().out.strip()

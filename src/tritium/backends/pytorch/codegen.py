@@ -56,6 +56,9 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         self.out: list[str] = []
         self.class_names = {n: py_local(n) for n in self.defs}
         self.scope = Scope()   # the known constants of the definition being generated
+        # False while writing a module function (a `fn`, the entry): there is no `self`, so
+        # a template's `self.training` is inference (False)
+        self.in_class = True
 
     # ------------------------------------------------------------------ driver
     def generate(self) -> str:
@@ -64,6 +67,7 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         parts = []
         for d in self.ordered():
             self.out = []
+            self.in_class = d.kind != "fn"
             if d.kind == "fn":
                 self.gen_function(d)
             else:
@@ -71,6 +75,7 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             parts.append("\n".join(self.out))
         if has_entry(self.result.program):
             self.out = []
+            self.in_class = False
             self.gen_entry()
             parts.append("\n".join(self.out))
         names = [self.class_names[d.name] for d in self.ordered() if d.kind != "fn"]
@@ -215,7 +220,8 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             args["x"] = f"torch.as_tensor({args['x']})"
         if callable(spec.torch):
             return spec.torch(args, set(given))
-        return spec.torch.format(**args)
+        template = spec.torch if self.in_class else spec.torch.replace("self.training", "False")
+        return template.format(**args)
 
 
 def entry_name(result: CheckResult) -> str:

@@ -451,4 +451,7 @@ class ExpressionsMixin:
         if isinstance(t, DictT) and base.known and isinstance(base.const, dict):
             if e.attr in base.const:
                 return Value.of(base.const[e.attr])
+        if isinstance(t, ScalarT | ListT | NoneT | RangeT):   # no attributes at all
+            self.report("E0304", f"{t} has no attribute `{e.attr}`", e.span,
+                        label="no such attribute")
         return Value(ANY)
