@@ -99,3 +99,10 @@ def test_format_specs_must_fit_the_value(field: str, ok: bool) -> None:
 def test_fstrings_in_function_bodies_are_checked_too() -> None:
     src = "fn f(a: Tensor[2, 3]) -> Tensor[2, 3] {\n  print(f\"{a:.3f}\")\n  return a\n}\n"
     assert errors(src) == ["E0804"]
+
+
+@pytest.mark.parametrize("call", ["ternary_matmul(x, w)", "ternary_matmul(w, x)",
+                                  "matmul(x, w)", "x @ w"])
+def test_a_matrix_product_of_a_scalar_is_reported_not_left_to_torch(call: str) -> None:
+    src = f"let x: trit = 1\nlet w = TernaryTensor[2, 2](1, 0, -1, 1)\nlet y = {call}\n"
+    assert errors(src) in (["E0507"], ["E0405"])
