@@ -216,3 +216,11 @@ def test_seed_statement_programs_check_and_run(path, capsys) -> None:
     assert check_source(path.read_text(), str(path)).ok
     assert cli(["run", str(path)]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_print_takes_sep_and_end_by_name_and_nothing_else(tmp_path, capsys) -> None:
+    src = 'print("a", 2, sep="-", end="!\\n")\nprint()\nprint(f"{3:>2}", end="")\n'
+    assert cli(["run", write(tmp_path, src)]) == 0
+    assert capsys.readouterr().out == "a-2!\n\n 3"
+    assert [d.code for d in check_source("print(1, flush=true)\n").errors] == ["E0307"]
+    assert [d.code for d in check_source("print(1, sep=2)\n").errors] == ["E0404"]

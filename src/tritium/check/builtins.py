@@ -507,4 +507,5 @@ for _n in vocab.CONVERSIONS:
     _fn(_n, (_p("x", "any"),), f"convert to {_n}", conversion_rule, f"trt.cast({{x}}, {_n!r})")
 _fn("range", (_p("n", "int"),), "0, 1, …, n-1 (for loops)", range_rule, PY_CALL)
 _fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim", len_rule, PY_CALL)
-_fn("print", (_p("x", "any"),), "print a value (debugging)", none_rule, PY_CALL, variadic=True)
+_fn("print", (_p("x", "any"), _opt("sep", "str", None), _opt("end", "str", None)),
+    "print values (any number; `sep=`, `end=` by name)", none_rule, PY_CALL, variadic=True)

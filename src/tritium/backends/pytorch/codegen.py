@@ -209,8 +209,10 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         """A builtin function call: its record's PyTorch template (tritium.check.builtins)
         filled with the arguments' source, a missing argument with its default."""
         spec = FUNCTIONS[n]
-        if spec.torch == PY_CALL:
-            return f"{n}({', '.join(pos)})"
+        if spec.torch == PY_CALL:   # named arguments are the record's (the checker says so)
+            names = {p.name for p in spec.params}
+            extra = [f"{k}={v}" for k, v in kw.items() if k in names]
+            return f"{n}({', '.join([*pos, *extra])})"
         if spec.pair_op and len(pos) == 2 and "dim" not in kw:
             return f"torch.{spec.pair_op}({pos[0]}, {pos[1]})"
         given: dict[str, str] = dict(zip((p.name for p in spec.params), pos))
