@@ -106,3 +106,12 @@ def test_fstrings_in_function_bodies_are_checked_too() -> None:
 def test_a_matrix_product_of_a_scalar_is_reported_not_left_to_torch(call: str) -> None:
     src = f"let x: trit = 1\nlet w = TernaryTensor[2, 2](1, 0, -1, 1)\nlet y = {call}\n"
     assert errors(src) in (["E0507"], ["E0405"])
+
+
+def test_undefined_top_level_names_say_why() -> None:
+    src = ("let W = TernaryTensor[2, 2](1, 0, -1, 1)\n"
+           "fn f(x: Tensor) -> Tensor {\n    return ternary_matmul(x, W)\n}\n"
+           "print(q)\nlet q = 1\n")
+    helps = {d.span.line: d.help for d in check_source(src).errors}
+    assert "top-level variable (line 1)" in helps[3] and "argument" in helps[3]
+    assert "defined later, at line 6" in helps[5]

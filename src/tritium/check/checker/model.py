@@ -139,6 +139,26 @@ def check_entry(checker, program: A.Program) -> None:
         pass
     finally:
         checker.returns = saved
+    _explain_undefined(checker.diags, stmts, scope)
+
+
+def _explain_undefined(diags: list, stmts: list, scope: Scope) -> None:
+    """Say why a name the entry defines is undefined where it is used: used before the
+    statement that defines it, or used inside a definition (top-level variables are the
+    entry's locals, not globals)."""
+    for d in diags:
+        if d.code != "E0304" or d.span is None or d.span.file != stmts[0].span.file:
+            continue
+        name = d.message.removeprefix("undefined name `").removesuffix("`")
+        at = scope.defined_at.get(name)
+        if at is None or d.message != f"undefined name `{name}`":
+            continue
+        in_entry = any(s.span.line <= d.span.line <= s.span.end_line for s in stmts)
+        if in_entry and (d.span.line, d.span.col) < (at.line, at.col):
+            d.help = f"`{name}` is defined later, at line {at.line}: move that statement up"
+        elif not in_entry:
+            d.help = (f"`{name}` is a top-level variable (line {at.line}); definitions do not "
+                      f"see those: pass it as an argument")
 
 
 # ----------------------------------------------------------------------------- f-strings
