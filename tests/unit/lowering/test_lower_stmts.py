@@ -71,3 +71,20 @@ def test_a_program_of_statements_only_has_no_model_to_lower() -> None:
     assert result.ok
     with pytest.raises(LoweringError, match="no single model"):
         lower(result)
+
+
+def test_fstrings_lower_to_their_text_when_constant_and_stay_printable_otherwise() -> None:
+    from tritium.ir.lowering.expressions import RuntimeText
+    from tritium.ir.lowering.lowerer import Lowerer
+
+    src = MODEL.replace('        print(f"input', '        let msg = f"{x.shape} {x[0, 0]:.1f}"\n'
+                        '        print(msg)\n        print(f"input')
+    result = check_source(src)
+    assert result.ok, result.diagnostics
+    assert "print" not in print_module(lower(result).module)
+    lowerer = Lowerer(result)
+    parsed = check_source('print(f"{n:>3}|{s!r}|{[1, 2]}|{1.5:.2f}")\n').program
+    field = parsed.items[0].value.args[0].value
+    env = {"n": 7, "s": "a"}
+    assert lowerer.fstring(field, env, None, None) == "  7|'a'|[1, 2]|1.50"
+    assert isinstance(RuntimeText("x"), RuntimeText) and not isinstance(RuntimeText("x"), str)
