@@ -688,6 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_profile)
     from .driver.opt_cli import register as _register_opt
     _register_opt(sub, _formatter)
+    from .driver.run import register as _register_run
+    _register_run(sub, _formatter)
     from .driver.train_cli import register as _register_train
     _register_train(sub, _formatter)
     from .tune.cli import register as _register_tune

@@ -194,6 +194,7 @@ def _base(cmd: str, work: Path) -> list[str]:
         "cache": ["cache", "info"],
         "profile": ["profile", "model.tri"],
         "opt": ["opt", "model.ir"],
+        "run": ["run", "model.tri"],
         "train": ["train", "model.tri", "--out", "run/a", "--epochs", "1", "--no-baseline",
                   "--latency-runs", "1", "-q"],
         "eval": ["eval", "ckpt.safetensors"],

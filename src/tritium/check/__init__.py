@@ -20,6 +20,7 @@ from ..frontend.diagnostics import Diagnostic, DiagnosticError, Label, SourceMap
 from ..frontend.parser import parse, recursion_headroom
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
+from .checker.model import check_entry, entry_statements
 from .names import check_names
 
 __all__ = ["CheckResult", "Definition", "check_file", "check_source", "load_program"]
@@ -174,9 +175,16 @@ def _check(src: SourceFile) -> CheckResult:
                     diags.append(Diagnostic(
                         "E0203", f"`{d.name}` nests too deeply to check", item.span,
                         help="split long expressions into several `let` statements"))
+        try:
+            check_entry(checker, main.program)   # top-level statements and `main { }`
+        except RecursionError:
+            diags.append(Diagnostic("E0203", "the program's statements nest too deeply to "
+                                             "check", None))
         # names reach generated code from every definition, imported ones included
         for d in loader.defs.values():
             check_names(d.node, checker.report)
+        for stmt in entry_statements(main.program):
+            check_names(stmt, checker.report)
     del parse_errors
     diags.sort(key=lambda d: (d.span is not None, d.span.file if d.span else "",
                               d.span.line if d.span else 0, d.span.col if d.span else 0))

@@ -224,8 +224,22 @@ def concat_rule(ck, name, b, e) -> Value:
     return Value(ck.concat(name, b["tensors"], _const(b, "dim", 0), e))
 
 
+def _scalar_operand(ck, name, b, e, keys) -> bool:
+    """Report a scalar operand of a matrix product (torch refuses it), as `@` does."""
+    for i, key in enumerate(keys):
+        ty = b[key].ty
+        if isinstance(ty, ScalarT):
+            ck.report("E0507", f"{name} needs tensors, got {ty} for `{key}`",
+                      e.args[i].span if i < len(e.args) else e.span,
+                      help="multiply a scalar with `*`, or make it a tensor: `Tensor[1, n](…)`")
+            return True
+    return False
+
+
 def matmul_rule(ck, name, b, e) -> Value:
     a, bb = b["a"].ty, b["b"].ty
+    if _scalar_operand(ck, name, b, e, ("a", "b")):
+        return Value(ANY)
     if isinstance(a, TensorT) and isinstance(bb, TensorT):
         return Value(ck.matmul(a, bb, e.span, e.args[0].span, e.args[1].span))
     return Value(TensorT("float32", None))
@@ -233,6 +247,8 @@ def matmul_rule(ck, name, b, e) -> Value:
 
 def ternary_matmul_rule(ck, name, b, e) -> Value:
     xa, w = b["x"].ty, b["w"].ty
+    if _scalar_operand(ck, name, b, e, ("x", "w")):
+        return Value(ANY)
     if isinstance(xa, TensorT) and isinstance(w, TensorT):
         if w.shape is not None and len(w.shape) != 2:
             ck.report("E0507", f"ternary_matmul needs a 2-d weight [out, in], got rank "
@@ -491,4 +507,5 @@ for _n in vocab.CONVERSIONS:
     _fn(_n, (_p("x", "any"),), f"convert to {_n}", conversion_rule, f"trt.cast({{x}}, {_n!r})")
 _fn("range", (_p("n", "int"),), "0, 1, …, n-1 (for loops)", range_rule, PY_CALL)
 _fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim", len_rule, PY_CALL)
-_fn("print", (_p("x", "any"),), "print a value (debugging)", none_rule, PY_CALL, variadic=True)
+_fn("print", (_p("x", "any"), _opt("sep", "str", None), _opt("end", "str", None)),
+    "print values (any number; `sep=`, `end=` by name)", none_rule, PY_CALL, variadic=True)

@@ -70,6 +70,23 @@ class Str(Expr):
 
 
 @dataclass(slots=True)
+class FField:
+    """One `{expr!conv:spec}` field of an f-string (`conv` is "", "r", "s" or "a"; `spec` is
+    validated by the lexer to a safe charset)."""
+    value: Expr
+    conv: str = ""
+    spec: str = ""
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class FString(Expr):
+    """`f"loss {x:.3f} at {i}"`: literal text (str) and fields (FField), in order."""
+    parts: list
+    span: Span = _span()
+
+
+@dataclass(slots=True)
 class Bool(Expr):
     value: bool
     span: Span = _span()
@@ -330,7 +347,16 @@ class Import(Stmt):
     span: Span = _span()
 
 
-Item = ModelDef | BlockDef | LayerDef | FnDef | Import
+@dataclass(slots=True)
+class MainBlock:
+    """`main { … }`: statements that are the program's entry, like top-level statements."""
+    body: list[Stmt]
+    span: Span = _span()
+
+
+# A program's items: definitions, imports, `main { }` blocks and top-level statements (a
+# `Stmt` directly in `Program.items`), which run in source order as the program's entry.
+Item = ModelDef | BlockDef | LayerDef | FnDef | Import | MainBlock | Stmt
 
 
 @dataclass(slots=True)

@@ -153,11 +153,15 @@ def _comment_lines(c: Comment) -> list[str]:
     return [text.rstrip()]
 
 
+def _top_statement(node) -> bool:
+    return isinstance(node, A.Stmt) and not isinstance(node, A.Import)
+
+
 def _children(node) -> list | None:
     """The nodes that carry comments inside `node`, in source order; None for a leaf."""
     if isinstance(node, A.Program | A.ModelDef | A.BlockDef | A.LayerDef):
         return node.items if isinstance(node, A.Program) else node.body
-    if isinstance(node, A.FnDef | A.For):
+    if isinstance(node, A.FnDef | A.For | A.MainBlock):
         return node.body
     if isinstance(node, A.If):
         return node.then + (node.other or [])
@@ -309,8 +313,11 @@ class _Printer:
         out: list[str] = []
         prev_end: int | None = None
         for i, kid in enumerate(kids):
-            if i > 0 and (top or (prev_end is not None
-                                  and self.c.start_line(kid) - prev_end > 1)):
+            # top-level items are set apart by a blank line, but consecutive top-level
+            # statements (a script) keep the source's grouping, like statements in a body
+            stmts = top and _top_statement(kid) and _top_statement(kids[i - 1])
+            if i > 0 and ((top and not stmts) or (prev_end is not None
+                                                  and self.c.start_line(kid) - prev_end > 1)):
                 out.append("")
             out.extend(self._leading(kid, indent))
             out.extend(self._with_trailing(kid, render(kid, indent)))
@@ -369,6 +376,8 @@ class _Printer:
                                    node.body, indent, self.body_item)
         if isinstance(node, A.FnDef):
             return self.fn(node, indent)
+        if isinstance(node, A.MainBlock):
+            return self.block("main ", node, node.body, indent)
         return self.body_item(node, indent)
 
     def fn(self, node: A.FnDef, indent: str, keyword: bool = True) -> list[str]:
@@ -591,6 +600,8 @@ class _Printer:
             return f"{e.value}t", (_UNARY if e.value < 0 else _ATOM)
         if isinstance(e, A.Str):
             return quote_string(e.value), _ATOM
+        if isinstance(e, A.FString):
+            return self.fstring(e), _ATOM
         if isinstance(e, A.Bool):
             return ("true" if e.value else "false"), _ATOM
         if isinstance(e, A.NoneLit):
@@ -621,6 +632,23 @@ class _Printer:
         if isinstance(e, A.Slice):
             return self.subscript(e), _COND
         raise TypeError(f"cannot format expression {type(e).__name__}")
+
+    def fstring(self, e: A.FString) -> str:
+        """`f"…{expr!conv:spec}…"`: literal text escaped as in strings with braces doubled; a
+        field's expression parenthesized when it holds `:` or `!` (they would end it)."""
+        out = ['f"']
+        for part in e.parts:
+            if isinstance(part, A.FField):
+                text = self.expr(part.value)
+                if ":" in text or "!" in text or text.startswith("{"):
+                    text = f"({text})"
+                conv = f"!{part.conv}" if part.conv else ""
+                spec = f":{part.spec}" if part.spec else ""
+                out.append(f"{{{text}{conv}{spec}}}")
+            else:
+                out.extend(ch * 2 if ch in "{}" else quote_string(ch)[1:-1] for ch in part)
+        out.append('"')
+        return "".join(out)
 
     def _binary_chain(self, e: A.Binary) -> str:
         """`a + b - c …`: the left spine of operators of one precedence, printed without

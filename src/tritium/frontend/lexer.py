@@ -26,6 +26,7 @@ class T(StrEnum):
     FLOAT = "float"
     TRIT = "trit literal"
     STRING = "string"
+    FSTRING = "f-string"
     OP = "operator"
     KEYWORD = "keyword"
     NEWLINE = "newline"
@@ -65,6 +66,7 @@ _MASTER = re.compile(
   | (?P<bcomment>/\*)
   | (?P<number>(?:\d[\d_]*)(?:\.\d[\d_]*)?(?:[eE][+-]?[\d_]*)?[A-Za-z_0-9]*
               |\.\d[\d_]*(?:[eE][+-]?[\d_]*)?)
+  | (?P<fstring>[fF](?=["']))
   | (?P<ident>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<string>["'])
   | (?P<op>"""
@@ -119,6 +121,8 @@ class Token:
             return "end of line"
         if self.kind is T.STRING:
             return "a string"
+        if self.kind is T.FSTRING:
+            return "an f-string"
         return f"`{self.text}`"
 
 
@@ -172,6 +176,149 @@ def _decode_string(body: str, span_of) -> tuple[str, list[Diagnostic]]:
                                     help="valid escapes: \\n \\t \\r \\0 \\\\ \\\" \\' \\u{…}"))
             i += 2
     return "".join(out), diags
+
+
+@dataclass(slots=True)
+class FieldText:
+    """The raw text of one `{…}` field of an f-string, where it starts, and its conversion
+    and format spec (the parser parses `text` as an expression)."""
+    text: str
+    line: int
+    col: int          # column of the first character of `text`
+    conv: str
+    spec: str
+
+
+# What a format spec may hold: [[fill]align][sign][z][#][0][width][grouping][.precision][type],
+# the fill restricted to characters that are harmless inside a Python string literal.
+FORMAT_SPEC_RE = re.compile(
+    r"(?:[A-Za-z0-9 *_.#=+\-]?[<>=^])?[+\- ]?z?#?0?\d{0,4}[,_]?(?:\.\d{1,4})?[bcdeEfFgGnosxX%]?")
+_CONVERSIONS = frozenset("rsa")
+_BRACED_ESCAPE = re.compile(r"\\u\{[0-9a-fA-F]{0,6}\}")
+
+
+def _scan_fstring(text: str, q: int, line: int, line_start: int, file: str):
+    """Scan the f-string whose opening quote is at `q`: returns (index of the closing quote
+    or None when unterminated, parts: decoded literal text (str) and FieldText, diagnostics).
+    Literal text takes the escapes of strings and `{{`/`}}` for braces."""
+    quote = text[q]
+    n = len(text)
+    parts: list = []
+    diags: list[Diagnostic] = []
+    lit: list[str] = []
+    lit_start = q + 1
+
+    def span(a: int, b: int) -> Span:
+        return Span(file, line, a - line_start + 1, line, b - line_start + 1)
+
+    def flush(upto: int) -> None:
+        if lit:
+            raw = "".join(lit)
+            base = lit_start
+            value, sd = _decode_string(raw, lambda a, b: span(base + a, base + b))
+            diags.extend(sd)
+            if value:
+                parts.append(value)
+            lit.clear()
+
+    i = q + 1
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            m = _BRACED_ESCAPE.match(text, i)   # `\u{1F600}`: its braces open no field
+            step = m.end() - i if m else 2
+            lit.append(text[i:i + step])
+            i += step
+            continue
+        if c == quote or c == "\n":
+            flush(i)
+            return (i if c == quote else None), parts, diags
+        if c == "}":
+            if text[i + 1:i + 2] == "}":
+                lit.append("}")
+                i += 2
+                continue
+            diags.append(Diagnostic("E0800", "single `}` in an f-string", span(i, i + 1),
+                                    label="not closing a field", help="write `}}` for a brace"))
+            i += 1
+            continue
+        if c != "{":
+            lit.append(c)
+            i += 1
+            continue
+        if text[i + 1:i + 2] == "{":
+            lit.append("{")
+            i += 2
+            continue
+        flush(i)
+        open_at = i
+        j = i + 1
+        depth = 0
+        inner_quote = None
+        conv_at = spec_at = -1
+        while j < n:
+            d = text[j]
+            if d == "\n":
+                break   # a field's expression may hold strings, either quote, on one line
+            if inner_quote is not None:
+                if d == "\\":
+                    j += 2
+                    continue
+                if d == inner_quote:
+                    inner_quote = None
+            elif d in "\"'":
+                inner_quote = d
+            elif d in "([{":
+                depth += 1
+            elif d in ")]}":
+                if depth == 0 and d == "}":
+                    break
+                depth = max(depth - 1, 0)
+            elif depth == 0 and d == "!" and text[j + 1:j + 2] != "=" and conv_at < 0:
+                conv_at = j
+            elif depth == 0 and d == ":":
+                spec_at = j
+                k = j + 1
+                while k < n and text[k] not in "}\n" and text[k] != quote:
+                    k += 1
+                j = k
+                break
+            j += 1
+        if j >= n or text[j] != "}":
+            diags.append(Diagnostic("E0800", "unclosed `{` in an f-string", span(open_at, open_at + 1),
+                                    label="this field is never closed",
+                                    help="close the field with `}`, or write `{{` for a brace"))
+            i = j
+            lit_start = i
+            continue
+        expr_end = conv_at if conv_at >= 0 else spec_at if spec_at >= 0 else j
+        expr_text = text[open_at + 1:expr_end]
+        conv = ""
+        if conv_at >= 0:
+            conv = text[conv_at + 1:spec_at if spec_at >= 0 else j]
+            if conv not in _CONVERSIONS:
+                diags.append(Diagnostic("E0803", f"unknown conversion `!{_shorten(conv)}` in an "
+                                                 f"f-string", span(conv_at, conv_at + 1 + len(conv)),
+                                        help="write `!r`, `!s` or `!a`, or leave it out"))
+                conv = ""
+        spec = text[spec_at + 1:j] if spec_at >= 0 else ""
+        if spec and FORMAT_SPEC_RE.fullmatch(spec) is None:
+            diags.append(Diagnostic("E0802", f"invalid format spec `{_shorten(spec)}`",
+                                    span(spec_at + 1, j), label="not a format spec",
+                                    help="a format spec looks like `.3f`, `>8`, `05d`, `,` or "
+                                         "`.1%`"))
+            spec = ""
+        if not expr_text.strip():
+            diags.append(Diagnostic("E0801", "empty expression in an f-string",
+                                    span(open_at, j + 1), label="nothing to format",
+                                    help="put an expression inside the braces, or write `{{}}` "
+                                         "for braces"))
+        else:
+            parts.append(FieldText(expr_text, line, open_at + 1 - line_start + 1, conv, spec))
+        i = j + 1
+        lit_start = i
+    flush(i)
+    return None, parts, diags
 
 
 INT_MAX = 2 ** 63 - 1
@@ -325,6 +472,23 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
                                         help="numbers look like `42`, `0.5`, `1e-3`, `2.5E+4`; a trit literal like `1t`"))
                 add(T.INT, s, 0, pos, end, line, col)
             pos = end
+            continue
+        if kind == "fstring":
+            q = pos + 1
+            close, parts, fd = _scan_fstring(text, q, line, line_start, file)
+            diags.extend(fd)
+            if close is None:
+                stop = text.find("\n", q)
+                stop = n if stop < 0 else stop
+                diags.append(Diagnostic("E0102", "unterminated string literal",
+                                        Span(file, line, col, line, stop - line_start + 1),
+                                        label="string starts here",
+                                        help=f"close it with {text[q]} on the same line"))
+                add(T.FSTRING, text[pos:stop], [], pos, stop, line, col)
+                pos = stop
+                continue
+            add(T.FSTRING, text[pos:close + 1], parts, pos, close + 1, line, col)
+            pos = close + 1
             continue
         if kind == "string":
             quote = m.group(kind)

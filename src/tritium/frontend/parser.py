@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 from .. import vocab
 from . import ast as A
-from .diagnostics import Diagnostic, Span
-from .lexer import T, Token, tokenize
+from .diagnostics import Diagnostic, Span, did_you_mean
+from .lexer import FieldText, T, Token, tokenize
 from .parser_expr import ExpressionsMixin, ParseError
 
 MAX_DEPTH = 200
@@ -25,6 +25,9 @@ TENSOR_TYPES = frozenset({"Tensor", "TernaryTensor"})
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "@=", "**="}
 _ENTRY_END = frozenset({"}", ",", ";"})
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
+# keywords that start a statement at the top level (the others start items or are errors)
+_TOP_STATEMENT_KEYWORDS = frozenset({"let", "return", "if", "for", "not", "None", "true",
+                                     "false", "True", "False"})
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
 
 # Forms of general-purpose languages with no meaning for a tensor compiler: each is reported
@@ -222,7 +225,7 @@ class Parser(ExpressionsMixin):
         while self.tok.kind is not T.EOF:
             try:
                 item = self.parse_item()
-                if item is not None:
+                if item is not None:      # None: a top-level statement with a syntax error
                     items.append(item)
             except ParseError as e:
                 self.diags.append(e.diag)
@@ -233,6 +236,83 @@ class Parser(ExpressionsMixin):
                 self.sync_top()
             self.skip_separators()
         return A.Program(items, self.file, start.to(self.tok.span))
+
+    def _at_main_block(self) -> bool:
+        t = self.toks[self.pos]
+        return t.kind is T.IDENT and t.text == "main" and self.peek().is_op("{")
+
+    def parse_main_block(self) -> A.MainBlock:
+        """`main { statements }`: the program's entry (like top-level statements)."""
+        t = self.advance()
+        body = self.parse_block()
+        node = A.MainBlock(body, self.span_from(t))
+        self.end_of_statement()
+        return node
+
+    def parse_top_statement(self):
+        """A statement at the top level (`let x = 1`, `print(x)`, `y = f(x)`, `return`, `if`,
+        `for`): part of the program's entry, run in source order. After a syntax error the
+        rest of that statement is skipped and None returned (the error is recorded), so the
+        next statements are still parsed."""
+        t = self.toks[self.pos]
+        if t.kind is T.IDENT and self.peek().kind is T.IDENT:
+            # `modle M { … }`: two names in a row start no statement; a misspelled item
+            raise self.error(f"expected `model`, `block`, `layer`, `fn`, `import` or a "
+                             f"statement, found `{t.text}`", code="E0204",
+                             label="not a top-level item",
+                             help=did_you_mean(t.text, sorted(_TOP_KEYWORDS)))
+        start = self.pos
+        try:
+            return self.parse_statement()
+        except ParseError as e:
+            self.diags.append(e.diag)
+            self.sync_body(start)
+            if self.at("}") and self.pos == start:
+                self.advance()
+            return None
+
+    def parse_fstring(self, t: Token) -> A.FString:
+        """The parts of an f-string token: literal text and `{expr!conv:spec}` fields whose
+        expressions are parsed here (the lexer validated conversions and specs)."""
+        parts: list = []
+        for part in t.value:
+            if isinstance(part, FieldText):
+                parts.append(A.FField(self._field_expr(part), part.conv, part.spec,
+                                      Span(self.file, part.line, part.col, part.line,
+                                           part.col + len(part.text))))
+            else:
+                parts.append(part)
+        return A.FString(parts, t.span)
+
+    def _field_expr(self, part: FieldText) -> A.Expr:
+        lexed = tokenize(part.text, self.file)
+        dl, dc = part.line - 1, part.col - 1
+        if lexed.comments:   # `{a // b}`: the comment would swallow the rest of the field
+            c = lexed.comments[0]
+            raise ParseError(Diagnostic(
+                "E0807", "a comment cannot stand in an f-string field",
+                Span(self.file, part.line, c.col + dc, part.line, c.col + dc + 2),
+                label="starts a comment", help="`//` and `#` start comments; for integer "
+                "division write `floordiv(a, b)`"))
+        for tok in lexed.tokens:   # one line: shift to where the field stands in the file
+            tok.line += dl
+            tok.end_line += dl
+            tok.col += dc
+            tok.end_col += dc
+        for d in lexed.diagnostics:
+            if d.span is not None:
+                d.span = Span(d.span.file, d.span.line + dl, d.span.col + dc,
+                              d.span.end_line + dl, d.span.end_col + dc)
+            self.diags.append(d)
+        sub = Parser(lexed.tokens, self.file)
+        sub.depth = self.depth
+        e = sub.parse_expr()
+        self.diags.extend(sub.diags)
+        if sub.tok.kind not in (T.NEWLINE, T.EOF):
+            raise sub.error(f"unexpected {sub.tok.describe()} in an f-string field",
+                            code="E0201", label="the field's expression ends before this",
+                            help="a field holds one expression, e.g. `{x:.3f}`")
+        return e
 
     def parse_item(self):
         t = self.toks[self.pos]
@@ -276,9 +356,13 @@ class Parser(ExpressionsMixin):
             return self.parse_fn()
         if t.kind is T.IDENT and self.peek().is_op(":"):
             raise self.error(f"a constant like `{t.text}: …` must be inside a `model` or `block`",
-                             code="E0204")
-        raise self.error(f"expected `model`, `block`, `layer`, `fn` or `import`, found {t.describe()}",
-                         code="E0204", label="not a top-level item")
+                             code="E0204", help=f"at the top level write `let {t.text} = …`")
+        if self._at_main_block():
+            return self.parse_main_block()
+        if t.kind is not T.KEYWORD or t.text in _TOP_STATEMENT_KEYWORDS:
+            return self.parse_top_statement()
+        raise self.error(f"expected `model`, `block`, `layer`, `fn`, `import` or a statement, "
+                         f"found {t.describe()}", code="E0204", label="not a top-level item")
 
     # ------------------------------------------------------------------ bodies
     def parse_body(self, what: str) -> list:

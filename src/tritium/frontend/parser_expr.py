@@ -243,6 +243,9 @@ class ExpressionsMixin:
         if k is T.STRING:
             self.advance()
             return A.Str(t.value, t.span)
+        if k is T.FSTRING:
+            self.advance()
+            return self.parse_fstring(t)   # parser.py
         if k is T.IDENT:
             self.advance()
             return A.Name(t.text, t.span)

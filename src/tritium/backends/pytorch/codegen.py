@@ -30,10 +30,11 @@ from ...check import CheckResult
 from ...check import library as L
 from ...check.builtins import FUNCTIONS, PY_CALL
 from ...check.checker import Checker, Definition, Scope
+from ...check.checker.model import entry_statements, has_entry
 from ...frontend import ast as A
 from ...frontend.names import BadName, py_local
 from .classes import DefinitionGen
-from .expressions import BodyGen
+from .expressions import BodyGen, Ctx
 from .text import MAX_LINE, CodegenError, header, wrap
 from .text import escape as _text
 from .text import literal as _q
@@ -55,6 +56,9 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         self.out: list[str] = []
         self.class_names = {n: py_local(n) for n in self.defs}
         self.scope = Scope()   # the known constants of the definition being generated
+        # False while writing a module function (a `fn`, the entry): there is no `self`, so
+        # a template's `self.training` is inference (False)
+        self.in_class = True
 
     # ------------------------------------------------------------------ driver
     def generate(self) -> str:
@@ -63,10 +67,16 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         parts = []
         for d in self.ordered():
             self.out = []
+            self.in_class = d.kind != "fn"
             if d.kind == "fn":
                 self.gen_function(d)
             else:
                 self.gen_class(d)
+            parts.append("\n".join(self.out))
+        if has_entry(self.result.program):
+            self.out = []
+            self.in_class = False
+            self.gen_entry()
             parts.append("\n".join(self.out))
         names = [self.class_names[d.name] for d in self.ordered() if d.kind != "fn"]
         parts.append("__all__ = [" + ", ".join(repr(n) for n in names) + "]")
@@ -122,6 +132,15 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         for d in sorted(self.defs.values(), key=lambda d: (d.node.span.file, d.node.span.line)):
             visit(d)
         return done
+
+    def gen_entry(self) -> None:
+        """The program's entry (its top-level statements and `main { }` blocks, in source
+        order) as a module function that runs nothing on import: `tritium run` calls it."""
+        program = self.result.program
+        name = entry_name(self.result)
+        self.emit(0, f"def {name}():")
+        self.emit(1, f'"""The statements of {_text(program.file)}, run by `tritium run`."""')
+        self.block(entry_statements(program), Ctx(), 1)
 
     def emit(self, indent: int, line: str) -> None:
         if not line:
@@ -191,8 +210,10 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         """A builtin function call: its record's PyTorch template (tritium.check.builtins)
         filled with the arguments' source, a missing argument with its default."""
         spec = FUNCTIONS[n]
-        if spec.torch == PY_CALL:
-            return f"{n}({', '.join(pos)})"
+        if spec.torch == PY_CALL:   # named arguments are the record's (the checker says so)
+            names = {p.name for p in spec.params}
+            extra = [f"{k}={v}" for k, v in kw.items() if k in names]
+            return f"{n}({', '.join([*pos, *extra])})"
         if spec.pair_op and len(pos) == 2 and "dim" not in kw:
             return f"torch.{spec.pair_op}({pos[0]}, {pos[1]})"
         given: dict[str, str] = dict(zip((p.name for p in spec.params), pos))
@@ -202,7 +223,16 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             args["x"] = f"torch.as_tensor({args['x']})"
         if callable(spec.torch):
             return spec.torch(args, set(given))
-        return spec.torch.format(**args)
+        template = spec.torch if self.in_class else spec.torch.replace("self.training", "False")
+        return template.format(**args)
+
+
+def entry_name(result: CheckResult) -> str:
+    """The generated module's function holding the program's entry: `main`, or `_main` when
+    a definition of the program is itself called `main` (`_main` is in the code generator's
+    own namespace: no program name maps to it, see frontend.names)."""
+    taken = {py_local(n) for n in result.definitions}
+    return "_main" if "main" in taken else "main"
 
 
 def generate(result: CheckResult, annotate: bool = False) -> str:

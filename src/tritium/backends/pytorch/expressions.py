@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ... import vocab
 from ...check.builtins import FUNCTIONS
 from ...frontend import ast as A
+from ...frontend.lexer import FORMAT_SPEC_RE
 from ...frontend.names import py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
 from .text import CodegenError
@@ -21,6 +22,28 @@ from .text import py_float as _float
 
 # the torch spelling of every dtype the language names (one home: tritium.vocab)
 _TORCH_DTYPES = {n: f"torch.{d.torch}" for n, d in vocab.DTYPES.items() if d.torch}
+
+
+_CONV_FN = {"r": "repr", "s": "str", "a": "ascii"}
+
+
+def fstring_literal(text: str) -> str:
+    """Literal text for inside `f"…"`: braces doubled; a backslash, a double quote and every
+    non-printable character escaped, so the text can neither end the string nor open a
+    field."""
+    out = []
+    for c in text:
+        if c in "{}":
+            out.append(c * 2)
+        elif c == "\\":
+            out.append("\\\\")
+        elif c == '"':
+            out.append('\\"')
+        elif c.isprintable():
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
 
 
 # Python operator precedence (higher binds tighter), for minimal parentheses.
@@ -149,6 +172,8 @@ class BodyGen:
             return str(e.value) if e.value >= 0 else f"({e.value})"
         if t is A.Str:
             return repr(e.value)
+        if t is A.FString:
+            return self.fstring(e, ctx)
         if t is A.Bool:
             return "True" if e.value else "False"
         if t is A.NoneLit:
@@ -191,6 +216,43 @@ class BodyGen:
             return self.call(e, ctx)
         raise CodegenError(f"cannot generate code for {t.__name__}")
 
+    def fstring(self, e: A.FString, ctx: Ctx) -> str:
+        """An f-string: literal parts escaped (`fstring_literal`), each field's expression
+        generated here and parenthesized, its conversion one of `rsa` and its spec checked
+        against the lexer's safe charset. A field whose generated source holds a quote or a
+        backslash (which an f-string field cannot hold before Python 3.12) makes the whole
+        string a concatenation of `str(...)` / `format(...)` calls instead."""
+        fields = []
+        for part in e.parts:
+            if isinstance(part, A.FField):
+                if part.conv and part.conv not in "rsa" or len(part.conv) > 1 or (
+                        part.spec and FORMAT_SPEC_RE.fullmatch(part.spec) is None):
+                    raise CodegenError("invalid f-string field")   # the lexer refuses these
+                fields.append((self.expr(part.value, ctx), part))
+        if all(not any(c in src for c in "\"\\#\n") for src, _ in fields):
+            out = []
+            it = iter(fields)
+            for part in e.parts:
+                if isinstance(part, A.FField):
+                    src, _ = next(it)
+                    conv = f"!{part.conv}" if part.conv else ""
+                    spec = f":{part.spec}" if part.spec else ""
+                    out.append(f"{{({src}){conv}{spec}}}")
+                else:
+                    out.append(fstring_literal(part))
+            return 'f"' + "".join(out) + '"'
+        pieces = []
+        it = iter(fields)
+        for part in e.parts:
+            if isinstance(part, A.FField):
+                src, _ = next(it)
+                if part.conv:
+                    src = f"{_CONV_FN[part.conv]}({src})"
+                pieces.append(f"format({src}, {part.spec!r})" if part.spec else f"str({src})")
+            else:
+                pieces.append(repr(part))
+        return "(" + " + ".join(pieces or ["''"]) + ")"
+
     def sub(self, e: A.Expr, ctx: Ctx, min_prec: int) -> str:
         """`e` parenthesized when its precedence is below `min_prec`."""
         text = self.expr(e, ctx)
@@ -218,7 +280,9 @@ class BodyGen:
     def call(self, e: A.Call, ctx: Ctx) -> str:
         f = e.func
         if isinstance(f, A.Index) and isinstance(f.value, A.Name) and f.value.id in TENSOR_TYPES:
-            dtype = "torch.int8" if f.value.id == "TernaryTensor" else "torch.float32"
+            # trits are float tensors in generated modules (as the quantized views of ternary
+            # weights are), so they mix with float inputs in matmuls; an explicit dtype wins
+            dtype = "torch.float32"
             dims = []
             for i in f.indices:
                 if isinstance(i, A.Name) and i.id in DTYPES:

@@ -10,9 +10,12 @@ code generator writes. Everything outside that shape raises `UnsafeSourceError`:
   plain functions, and `__all__` (a list of strings);
 * no other import, `global`, `nonlocal`, `del`, decorators, `async`, `yield`, `await`,
   `with`, `try`, `raise`, `lambda`, class keywords, star-imports, walrus assignments;
+* an f-string field has a plain conversion (`!r`, `!s`, `!a`) and a format spec of the
+  lexer's safe charset (`FORMAT_SPEC_RE`), never a nested field;
 * no name or attribute that starts with `__` (except `super().__init__()` and `__all__`);
 * a builtin is only one of the few the generator uses (`super`, `range`, `list`, `tuple`,
-  `len`, `print`, `float`): never `open`, `eval`, `exec`, `getattr`, `__import__`, …;
+  `len`, `print`, `float`, `format`, `repr`, …): never `open`, `eval`, `exec`, `getattr`,
+  `__import__`, …;
 * an attribute of `torch`, `torch.nn.functional`, `nn` or `trt` is one the generator emits
   (never `torch.save`, `torch.load`, `trt.checkpoint`, …); an attribute of `self` or of a
   value is never an `nn.Module` method other than the ones the generator calls.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import ast
 import builtins
 
+from ...frontend.lexer import FORMAT_SPEC_RE
 from ...frontend.names import MODULE_ATTRS
 
 
@@ -43,7 +47,7 @@ HEADER_IMPORTS = (
 REQUIRED_IMPORTS = ("from __future__ import annotations",)
 
 ALLOWED_BUILTINS = frozenset({"super", "range", "list", "tuple", "len", "print", "float", "int",
-                              "bool", "str",
+                              "bool", "str", "format", "repr", "ascii",
                               "True", "False", "None"})
 
 TORCH_ATTRS = frozenset({
@@ -77,8 +81,9 @@ _FORBIDDEN_NODES = (
     ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.Delete, ast.AsyncFunctionDef,
     ast.AsyncFor, ast.AsyncWith, ast.Await, ast.Yield, ast.YieldFrom, ast.With, ast.Try,
     ast.Raise, ast.NamedExpr, ast.ClassDef,
-    ast.FunctionDef, ast.Lambda, ast.JoinedStr, ast.Assert,
+    ast.FunctionDef, ast.Lambda, ast.Assert,
 )
+_CONVERSIONS = frozenset({-1, ord("r"), ord("s"), ord("a")})
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
 
@@ -183,6 +188,23 @@ def _check_tree(root: ast.AST) -> None:
             _check_name(node, node.arg)
         elif isinstance(node, ast.Attribute):
             _check_attribute(node)
+        elif isinstance(node, ast.FormattedValue):
+            _check_field(node)
+
+
+def _check_field(node: ast.FormattedValue) -> None:
+    """An f-string field as the generator writes it: a plain conversion and a format spec
+    of the lexer's safe charset, with no nested field."""
+    if node.conversion not in _CONVERSIONS:
+        raise _fail(node, "an f-string conversion is not allowed")
+    spec = node.format_spec
+    if spec is None:
+        return
+    if not (isinstance(spec, ast.JoinedStr) and len(spec.values) == 1
+            and isinstance(spec.values[0], ast.Constant)
+            and isinstance(spec.values[0].value, str)
+            and FORMAT_SPEC_RE.fullmatch(spec.values[0].value)):
+        raise _fail(node, "an f-string format spec is not allowed")
 
 
 def _check_attribute(node: ast.Attribute) -> None:

@@ -219,6 +219,18 @@ class CallsMixin:
         arg_spans = ([e.func.span] if offset else []) + [a.span for a in e.args]
         positional = [(a, s) for a, n, s in zip(args, names, arg_spans) if n is None]
         if spec.variadic:
+            # any number of positional values; the other parameters only by name
+            named = {p.name: p for p in params[1:]}
+            for a, n, s in zip(args, names, arg_spans):
+                if n is None:
+                    continue
+                p = named.get(n)
+                if p is None:
+                    self.report("E0307", f"`{name}` has no argument named `{n}`", s,
+                                help=f"signature: {self.signature(spec)}")
+                elif not self.arg_kind_ok(p.kind, a):
+                    self.report("E0404", f"argument `{n}` of `{name}` must be "
+                                         f"{self.kind_desc(p.kind)}, got {a.ty}", s)
             return Value(NoneT())
         if spec.pair_op and len(positional) == 2 and isinstance(positional[1][0].ty, TensorT):
             return self.elementwise2(positional[0][0], positional[1][0], e)
@@ -265,7 +277,9 @@ class CallsMixin:
 
     @staticmethod
     def signature(spec) -> str:
-        parts = [p.name if p.required else f"{p.name}={p.default}" for p in spec.params]
+        parts = [p.name if p.required else f"{p.name}={p.default!r}"
+                 if isinstance(p.default, str) else f"{p.name}={p.default}"
+                 for p in spec.params]
         return f"{spec.name}({', '.join(parts)})"
 
     @staticmethod

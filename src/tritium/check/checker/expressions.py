@@ -40,6 +40,7 @@ from .model import (
     _is_int,
     _num,
     _paren,
+    check_fstring,
 )
 
 
@@ -86,6 +87,8 @@ class ExpressionsMixin:
             return self.undefined(e.id, e.span, scope)
         if t is A.Str:
             return Value(STR, e.value, True)
+        if t is A.FString:
+            return check_fstring(self, e, scope)   # model.py
         if t is A.Bool:
             return Value(BOOL, e.value, True)
         if t is A.NoneLit:
@@ -448,4 +451,7 @@ class ExpressionsMixin:
         if isinstance(t, DictT) and base.known and isinstance(base.const, dict):
             if e.attr in base.const:
                 return Value.of(base.const[e.attr])
+        if isinstance(t, ScalarT | ListT | NoneT | RangeT):   # no attributes at all
+            self.report("E0304", f"{t} has no attribute `{e.attr}`", e.span,
+                        label="no such attribute")
         return Value(ANY)

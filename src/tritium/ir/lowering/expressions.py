@@ -43,7 +43,41 @@ from .values import (
 )
 
 
+class RuntimeText:
+    """The text of an f-string with a field known only at run time: the IR has no strings,
+    so it can only be printed (a `print` lowers to nothing); it is not a str, so no
+    lowering takes it for a constant."""
+
+    __slots__ = ("known",)
+
+    def __init__(self, known: str) -> None:
+        self.known = known   # the text with the run-time fields left out
+
+
 class ExpressionsMixin:
+    def fstring(self, e: A.FString, env: dict[str, Any], b: Builder,
+                ctx: FnCtx) -> str | RuntimeText:
+        """An f-string: its text when every field is a compile-time constant (a config
+        string such as f"{name}_proj"), else a RuntimeText (fields still lowered)."""
+        out = []
+        runtime = False
+        for part in e.parts:
+            if not isinstance(part, A.FField):
+                out.append(part)
+                continue
+            v = self.eval(part.value, env, b, ctx)
+            if isinstance(v, Value) or isinstance(v, RuntimeText) or not isinstance(
+                    v, int | float | str | bool | list | tuple | type(None)):
+                runtime = True
+                continue
+            if part.conv:
+                v = {"r": repr, "s": str, "a": ascii}[part.conv](v)
+            try:
+                out.append(format(v, part.spec))
+            except (TypeError, ValueError) as exc:
+                raise LoweringError(f"cannot format the field: {exc}", part.span) from None
+        return RuntimeText("".join(out)) if runtime else "".join(out)
+
     # ------------------------------------------------------------------ expressions
     def lookup(self, name: str, env: dict[str, Any], b: Builder, ctx: FnCtx,
                span: Span | None) -> Any:
@@ -77,6 +111,8 @@ class ExpressionsMixin:
             return self.lookup(e.id, env, b, ctx, e.span)
         if t in (A.Str, A.Bool, A.TritLit):
             return e.value
+        if t is A.FString:
+            return self.fstring(e, env, b, ctx)
         if t is A.NoneLit:
             return None
         if t is A.Unknown:
