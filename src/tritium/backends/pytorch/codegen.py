@@ -28,7 +28,7 @@ import ast as pyast
 from ... import vocab
 from ...check import CheckResult
 from ...check import library as L
-from ...check.builtins import FUNCTIONS, PY_CALL
+from ...check.builtins import FUNCTIONS, PY_CALL, BindError, bind
 from ...check.checker import Checker, Definition, Scope
 from ...frontend import ast as A
 from ...frontend.names import BadName, py_local
@@ -63,6 +63,7 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         parts = []
         for d in self.ordered():
             self.out = []
+            self.in_function = d.kind == "fn"
             if d.kind == "fn":
                 self.gen_function(d)
             else:
@@ -194,14 +195,21 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             return f"{n}({', '.join(pos)})"
         if spec.pair_op and len(pos) == 2 and "dim" not in kw:
             return f"torch.{spec.pair_op}({pos[0]}, {pos[1]})"
-        given: dict[str, str] = dict(zip((p.name for p in spec.params), pos))
-        given.update(kw)
+        try:
+            given, _where = bind(spec, [(None, p) for p in pos] + list(kw.items()))
+        except BindError as exc:   # the checker reports these; never reached for checked code
+            raise CodegenError(f"`{n}`: the arguments do not fit ({exc.kind} "
+                               f"{exc.name or ''})") from None
         args = {p.name: given[p.name] if p.name in given else _q(p.default) for p in spec.params}
         if spec.literal_tensor and args["x"].replace(".", "").isdigit():
             args["x"] = f"torch.as_tensor({args['x']})"
         if callable(spec.torch):
-            return spec.torch(args, set(given))
-        return spec.torch.format(**args)
+            out = spec.torch(args, set(given))
+        else:
+            out = spec.torch.format(**args)
+        if getattr(self, "in_function", False):   # a module-level function has no `self`
+            out = out.replace("training=self.training", "training=False")
+        return out
 
 
 def generate(result: CheckResult, annotate: bool = False) -> str:
