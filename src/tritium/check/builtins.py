@@ -194,6 +194,8 @@ def _const(b: dict[str, Value], key: str, default=None):
 def elementwise_rule(ck, name: str, b: dict[str, Value], e) -> Value:
     """Elementwise functions of one tensor: same shape, floating dtype (a scalar gives a
     float); `softmax` checks its dim; `quantize_ternary` marks the result ternary."""
+    if "quantizer" in b and not _quantizer_ok(ck, b, e):
+        return Value(ANY)
     x, xt = b.get("x"), _xt(b)
     if xt is None:
         if x is not None and isinstance(x.ty, ScalarT):
@@ -202,7 +204,7 @@ def elementwise_rule(ck, name: str, b: dict[str, Value], e) -> Value:
     if name in ("softmax", "log_softmax"):
         ck.check_dim(xt, _const(b, "dim", -1), e)
     out = TensorT("float32" if xt.dtype in (None, "trit") or xt.ternary else xt.dtype,
-                  xt.shape, name == "quantize_ternary")
+                  xt.shape, name in ("quantize_ternary", "ternary_quantize"))
     return Value(out)
 
 
@@ -465,6 +467,29 @@ def _range_check(ck, b, e, key: str, lo: float, strict: bool) -> bool:
     return True
 
 
+def _quantizer_ok(ck, b, e) -> bool:
+    """`quantizer=` names a weight quantizer (E0309 otherwise); the threshold quantizer
+    needs `threshold=` in the builtins that take one."""
+    q = _const(b, "quantizer")
+    if q is None or not isinstance(q, str):
+        return True
+    if q.strip().lower() not in vocab.QUANTIZER_NAMES:
+        ck.report("E0309", f"unknown quantizer \"{q}\"", e.span,
+                  help=did_you_mean(q, vocab.QUANTIZER_NAMES)
+                  or f"choose one of: {', '.join(vocab.QUANTIZER_NAMES)}")
+        return False
+    canon = vocab.QUANTIZER_ALIASES.get(q.strip().lower(), q.strip().lower())
+    if canon == "threshold" and _const(b, "threshold") is None:
+        ck.report("E0309", f"the quantizer \"{q}\" needs `threshold=`", e.span,
+                  help="e.g. ternary_quantize(w, threshold=0.05)")
+        return False
+    if canon != "threshold" and "threshold" in b and "quantizer" in b:
+        ck.report("E0309", f"`threshold=` applies to the threshold quantizer, not \"{q}\"",
+                  e.span, help="drop `quantizer=` (a threshold selects it) or `threshold=`")
+        return False
+    return True
+
+
 def _data_shape(ck, v: Value, e) -> tuple | None:
     """The shape of nested-list tensor data (a number is a 0-d tensor); None when not known.
     Reports E0821 for ragged lists and non-numbers."""
@@ -637,7 +662,7 @@ def split_rule(ck, name, b, e) -> Value:
         return Value(ListT())
     items = [Value(TensorT(xt.dtype, xt.shape[:i] + (p,) + xt.shape[i + 1:], xt.ternary))
              for p in parts]
-    return Value(ListT(), items, False)
+    return Value(ListT(), items, True)   # indexable: `split(x, 2)[0]` keeps its shape
 
 
 def _pair2(v) -> tuple | None:
@@ -650,6 +675,8 @@ def _pair2(v) -> tuple | None:
 
 def conv2d_rule(ck, name, b, e) -> Value:
     """conv2d(x [N, C, H, W], weight [O, C/groups, kh, kw]) -> [N, O, H', W']."""
+    if not _quantizer_ok(ck, b, e):
+        return Value(ANY)
     xt, wt = _xt(b), b["weight"].ty
     if xt is None or not isinstance(wt, TensorT) or xt.shape is None or wt.shape is None:
         return Value(TensorT("float32", None))
@@ -769,12 +796,16 @@ def dequantize_rule(ck, name, b, e) -> Value:
 def ternary_weights_rule(ck, name, b, e) -> Value:
     """The trits of a weight (`TernaryTensor<trit>`), or random trits of a shape."""
     w = b["w"]
+    if not _quantizer_ok(ck, b, e):
+        return Value(ANY)
     if isinstance(w.ty, TensorT):
         return Value(TensorT("trit", w.ty.shape, True))
     return creation_rule(ck, "random_ternary", {"shape": w}, e)
 
 
 def quantized_linear_rule(ck, name, b, e) -> Value:
+    if not _quantizer_ok(ck, b, e):
+        return Value(ANY)
     r = ternary_matmul_rule(ck, name, {"x": b["x"], "w": b["w"]}, e)
     bias = b.get("bias")
     if bias is not None and isinstance(bias.ty, TensorT) and isinstance(r.ty, TensorT):
@@ -783,6 +814,8 @@ def quantized_linear_rule(ck, name, b, e) -> Value:
 
 
 def quantized_matmul_rule(ck, name, b, e) -> Value:
+    if not _quantizer_ok(ck, b, e):
+        return Value(ANY)
     return matmul_rule(ck, name, {"a": b["x"], "b": b["w"]}, e)
 
 

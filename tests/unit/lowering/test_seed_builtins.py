@@ -160,3 +160,54 @@ def test_random_quantizers_run_in_pytorch_not_the_ir(expr, tmp_path):
     assert torch.equal(a, b) and a.shape == xs[0].shape     # seeded: reproducible
     with pytest.raises(LoweringError, match="random"):
         lower(result, "F")
+
+
+SEED = __import__("pathlib").Path(__file__).resolve().parents[3] / "examples" / "seed"
+
+
+def _functions(name: str) -> dict:
+    from tritium.check import check_file
+    result = check_file(SEED / name)
+    assert result.ok, [d.message for d in result.diagnostics]
+    ns: dict = {}
+    exec(compile(generate(result), name, "exec"), ns)   # noqa: S102 (validated generated code)
+    return ns
+
+
+def test_seed_example_functions_run_in_pytorch():
+    g = torch.Generator().manual_seed(0)
+    q = _functions("builtins_quantizers.tri")
+    w = torch.randn(16, 8, generator=g)
+    assert q["twn"](w).shape == (16, 8)
+    a, b = q["compare_quantizers"](w), q["compare_quantizers"](w)
+    assert torch.equal(a, b)                                  # the random ones are seeded
+    assert q["trits_and_back"](w, torch.rand(16, generator=g)).shape == (16, 8)
+    m = _functions("builtins_math.tri")
+    x = torch.randn(6, 8, generator=g)
+    pe = m["positional_encoding"](x)
+    pos = torch.arange(6.0).reshape(6, 1) * torch.pow(10.0, torch.linspace(0, -2, 8)).reshape(1, 8)
+    torch.testing.assert_close(pe, x + torch.sin(pos) + torch.cos(pos))
+    st = m["statistics"](x)
+    z = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-5)
+    torch.testing.assert_close(st, z.clamp(-3, 3).sum(1, keepdim=True))
+    assert m["rounding"](torch.randn(4, generator=g)).shape == (4,)
+    a4, b3 = torch.randn(4, generator=g), torch.randn(3, generator=g)
+    out = m["products"](a4, b3)
+    extra = torch.tensor([[1.0, 0, 0], [0, 1, 0]]) + torch.tensor([[1.0, 0, -1], [0, 1, 1]])
+    torch.testing.assert_close(out, torch.outer(a4, b3) * a4.dot(a4) + extra.sum(0))
+    layers = _functions("builtins_layers.tri")
+    y = torch.randn(2, 16, generator=g)
+    torch.testing.assert_close(layers["reconstruction_loss"](y, y * 0.5),
+                               ((y - y * 0.5) ** 2).mean())
+
+
+def test_requires_grad_and_training_batch_norm():
+    from tritium import runtime as trt
+    t = trt.with_dtype(torch.zeros(2, 3), "float32", True)
+    assert t.requires_grad and t.dtype == torch.float32
+    assert trt.tensor([[1, 0], [-1, 1]], dtype="trit").dtype == torch.int8
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
+    rm, rv = torch.zeros(3), torch.ones(3)
+    y = trt.batch_norm(x, rm, rv, training=True)
+    torch.testing.assert_close(y.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    assert not torch.equal(rm, torch.zeros(3))             # running stats updated in training
