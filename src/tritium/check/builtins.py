@@ -830,10 +830,13 @@ def _reduce_torch(fn: str) -> Template:
     return render
 
 
-def _new_torch(base: str) -> Template:
+def _new_torch(base: str, random: str | None = None) -> Template:
     """A creation template: `dtype=` and `requires_grad=` (when given) through
-    trt.with_dtype, else the plain torch call."""
+    trt.with_dtype, a `seed=` through trt.random_tensor, else the plain torch call."""
     def render(a: dict[str, str], given: set[str]) -> str:
+        if random is not None and "seed" in given:
+            return (f"trt.random_tensor({random!r}, {a['shape']}, {a['seed']}, {a['dtype']}, "
+                    f"{a['requires_grad']})")
         call = base.format(**a)
         if "dtype" not in given and "requires_grad" not in given:
             return call
@@ -935,10 +938,14 @@ _alias("clip", "clamp")
 _fn("where", (_p("cond"), _p("a"), _p("b")), "elementwise select", where_rule,
     "torch.where({cond}, {a}, {b})")
 _NEW = (_opt("dtype", "str", None), _opt("requires_grad", "bool", False))
-for _n in ("zeros", "ones", "randn", "rand", "random_ternary", "empty"):
+for _n in ("zeros", "ones", "empty"):
     _fn(_n, (_p("shape", "shape"), *_NEW), f"a new tensor of the given shape ({_n})",
-        creation_rule, _new_torch(f"{'trt' if _n == 'random_ternary' else 'torch'}.{_n}({{shape}})"),
-        creates=True)
+        creation_rule, _new_torch(f"torch.{_n}({{shape}})"), creates=True)
+for _n in ("randn", "rand", "random_ternary"):
+    _fn(_n, (_p("shape", "shape"), *_NEW, _opt("seed", "int", None)),
+        f"a new random tensor of the given shape ({_n}; `seed=`: the same draw every run)",
+        creation_rule, _new_torch(f"{'trt' if _n == 'random_ternary' else 'torch'}.{_n}({{shape}})",
+                                  _n), creates=True)
 _fn("full", (_p("shape", "shape"), _p("value", "float"), *_NEW),
     "a new tensor filled with `value`", creation_rule,
     _new_torch("torch.full({shape}, {value})"), creates=True)

@@ -312,3 +312,18 @@ def quantized_matmul(x: torch.Tensor, w: torch.Tensor, quantizer: str = "twn",
                      training: bool = False) -> torch.Tensor:
     """x @ ternary(w) (matmul semantics, w [in, out]) with the STE to the latent w."""
     return torch.matmul(x, ternary_weight(w, quantizer, training=training))
+
+
+def random_tensor(kind: str, shape, seed: int | None = None, dtype: str | None = None,
+                  requires_grad: bool = False) -> torch.Tensor:
+    """`randn`/`rand`/`random_ternary(shape, seed=)`: a draw from a generator seeded with
+    `seed` (the same tensor on every run), converted like `with_dtype`."""
+    g = _generator(seed, "cpu")
+    dims = tuple(int(d) for d in ([shape] if isinstance(shape, int) else shape))
+    if kind == "random_ternary":
+        t = random_ternary(dims, g)
+    elif kind == "randn":
+        t = torch.randn(dims, generator=g)
+    else:
+        t = torch.rand(dims, generator=g)
+    return with_dtype(t, dtype, requires_grad)

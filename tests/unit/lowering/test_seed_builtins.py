@@ -211,3 +211,36 @@ def test_requires_grad_and_training_batch_norm():
     y = trt.batch_norm(x, rm, rv, training=True)
     torch.testing.assert_close(y.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
     assert not torch.equal(rm, torch.zeros(3))             # running stats updated in training
+
+
+SEEDED = """
+layer Noise(in_features: int, out_features: int) {
+    let W: TernaryTensor = random_ternary([out_features, in_features], seed=3)
+    param s: Tensor[1] = randn([1], seed=5)
+    fn forward(x: Tensor<float32, [?, in_features]>) -> Tensor<float32, [?, out_features]> {
+        let y = ternary_matmul(x, W) * s
+        return y.clip(-1.0, 1.0) + x.std(axis=1, keepdim=true)
+    }
+}
+"""
+
+
+def test_seeded_creation_and_method_calls(tmp_path):
+    """`seed=` on random creation gives the same weights on every load; builtins called as
+    methods (`y.clip(...)`, `x.std(axis=1)`) bind like calls."""
+    f = tmp_path / "noise.tri"
+    f.write_text(SEEDED)
+    a = tritium.load(f, "Noise", in_features=4, out_features=3)
+    b = tritium.load(f, "Noise", in_features=4, out_features=3)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    a.eval()
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    w = a.state_dict()["W"] if "W" in a.state_dict() else None
+    with torch.no_grad():
+        y = a(x)
+    assert y.shape == (2, 3)
+    if w is not None:
+        s = a.state_dict()["s"]
+        ref = torch.clamp(x @ w.float().T * s, -1, 1) + x.std(1, keepdim=True)
+        torch.testing.assert_close(y, ref)

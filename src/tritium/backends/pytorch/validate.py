@@ -75,7 +75,7 @@ VALUE_ATTRS = frozenset({"shape", "ndim", "T", "dtype", "size", "permute", "dim"
 TORCH_ATTRS |= {"sin", "cos", "tan", "floor", "ceil", "round", "log10", "dot", "outer",
                 "linspace", "eye"}
 F_ATTRS |= {"conv2d"}
-TRT_ATTRS |= {"tensor", "with_dtype", "arange", "std", "split", "layer_norm", "batch_norm",
+TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split", "layer_norm", "batch_norm",
               "mse_loss", "threshold_quantize", "adaptive_threshold_quantize",
               "stochastic_quantize", "learned_quantize", "soft_quantize",
               "gumbel_softmax_quantize", "xnor_quantize", "ste_quantize", "clipped_ste_quantize",
