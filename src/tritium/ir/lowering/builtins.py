@@ -430,6 +430,8 @@ def _cast_to(lw: Lowerer, b: Builder, x: Any, lang: str, span: Span | None) -> A
 
 @_builtin("cast")
 def _cast(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    if isinstance(a["dtype"], FnRef):   # `cast(x, float32)`: a dtype written as a name
+        a = {**a, "dtype": a["dtype"].name}
     if not isinstance(a["dtype"], str):
         raise LoweringError("`cast` needs a dtype string known when lowering", span)
     return _cast_to(lw, b, a["x"], a["dtype"], span)
