@@ -199,3 +199,31 @@ def test_casts_keep_their_dtype(expr, tmp_path):
     model = tritium.load(f)
     _randomize(model, 3)
     _compare(result, model, [_input(3, 4, seed=5)])
+
+
+SEED = ROOT / "examples" / "seed"
+
+
+@pytest.mark.parametrize("entry,shapes,opt", [
+    ("QuantDense", [(10, 32), (10,), (3, 32)], None),
+    ("QuantDense", [(10, 32), (10,), (3, 32)], "O2"),
+    ("QuantConv", [(8, 1, 3, 3), (8,), (8,), (2, 1, 28, 28)], None),
+    ("Projection", [(16, 4), (3, 16)], "O1"),
+])
+def test_seed_builtin_layers_match_interpreter(entry, shapes, opt):
+    """The seed language's builtins (examples/seed/builtins_layers.tri) in the generated
+    module and in the IR interpreter (the running variance is kept positive)."""
+    path = SEED / "builtins_layers.tri"
+    model = tritium.load(path, entry)
+    inputs = [_input(*s, seed=i) for i, s in enumerate(shapes)]
+    if entry == "QuantConv":
+        inputs[2] = inputs[2].abs() + 0.5
+    _compare(check_file(path), model, inputs, opt, entry)
+
+
+def test_seed_learned_quantize_matches_interpreter():
+    path = SEED / "builtins_quantizers.tri"
+    model = tritium.load(path, "LearnedStep")
+    _randomize(model, 4)
+    scale = torch.tensor([0.4])
+    _compare(check_file(path), model, [scale, _input(3, 8)], None, "LearnedStep")

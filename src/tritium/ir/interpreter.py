@@ -100,6 +100,9 @@ _UN: dict[str, Callable[[Array], Array]] = {
     "log": lambda v: np.log(_f(v)), "sqrt": lambda v: np.sqrt(_f(v)), "sigmoid": sigmoid,
     "tanh": lambda v: np.tanh(_f(v)), "silu": lambda v: _f(v) * sigmoid(v),
     "logical_not": np.logical_not, "dropout": lambda v: v,
+    "sin": lambda v: np.sin(_f(v)), "cos": lambda v: np.cos(_f(v)),
+    "tan": lambda v: np.tan(_f(v)), "log10": lambda v: np.log10(_f(v)),
+    "floor": np.floor, "ceil": np.ceil, "round": np.round,   # np.round: ties to even, as torch
 }
 for _n, _fn in _UN.items():
     def _unary(xs: list[Array], a: dict[str, Attr], fn: Any = _fn) -> Array:

@@ -214,6 +214,10 @@ _def("ternarize", (1, 1), _unary(True), "sign(x) where |x| > threshold, else 0 (
      attrs={"threshold": AttrSpec("float", 0.5)})
 for _n in ("exp", "log", "sqrt", "sigmoid", "tanh", "silu"):
     _def(_n, (1, 1), _unary(True), "elementwise, float result")
+for _n in ("sin", "cos", "tan", "log10"):
+    _def(_n, (1, 1), _unary(True), "elementwise, float result")
+for _n in ("floor", "ceil", "round"):
+    _def(_n, (1, 1), _unary(False), "elementwise rounding (round: ties to even), same dtype")
 _def("gelu", (1, 1), _unary(True), "GELU, exact erf form or tanh approximation",
      attrs={"approximate": AttrSpec("str", "none", choices=("none", "tanh"))})
 _def("softmax", (1, 1), _softmax, "softmax along dim", attrs={"dim": AttrSpec("int", -1)})

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tritium.runtime.quant import quantize_weight
-from tritium.runtime.ste import ste_identity
+from tritium.runtime.ste import ste_clipped, ste_identity
 
 _DTYPES = {
     "bool": torch.bool, "int": torch.int64, "int8": torch.int8, "int16": torch.int16,
@@ -100,3 +100,230 @@ def with_format(layer: nn.Module, fmt: str) -> nn.Module:
         if isinstance(m, TernaryLayer):
             m.preferred_format = fmt
     return layer
+
+
+# --- the seed language's builtin functions (tritium.check.builtins records name these) ------
+
+def _torch_dtype(dtype: str | None) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if dtype == "trit":
+        return torch.int8
+    return _DTYPES[dtype]
+
+
+def tensor(data, dtype: str | None = None, requires_grad: bool = False) -> torch.Tensor:
+    """`tensor([...], dtype=)`: a tensor from nested lists, float32 unless `dtype` says
+    otherwise (`"trit"` keeps int8 values -1, 0, 1)."""
+    t = torch.tensor(data, dtype=_torch_dtype(dtype or "float32"))
+    if dtype == "trit":
+        t = torch.clamp(t, -1, 1)
+    return t.requires_grad_(True) if requires_grad and t.is_floating_point() else t
+
+
+def with_dtype(t: torch.Tensor, dtype: str | None = None, requires_grad: bool = False
+               ) -> torch.Tensor:
+    """A new tensor (zeros, ones, ...) converted to `dtype` and marked `requires_grad`."""
+    if dtype is not None:
+        t = t.to(_torch_dtype(dtype))
+    return t.requires_grad_(True) if requires_grad and t.is_floating_point() else t
+
+
+def arange(start, end=None, step=1, dtype: str | None = None) -> torch.Tensor:
+    """torch.arange: int64 when every bound is an integer, else float32."""
+    if end is None:
+        start, end = 0, start
+    t = torch.arange(start, end, step)
+    if dtype is not None:
+        return t.to(_torch_dtype(dtype))
+    return t if not t.is_floating_point() else t.to(torch.float32)
+
+
+def std(x: torch.Tensor, dim=None, keepdim: bool = False, unbiased: bool = True,
+        var: bool = False) -> torch.Tensor:
+    """Standard deviation (or variance) over `dim` (all dims when None), Bessel-corrected
+    unless `unbiased` is false."""
+    dims = tuple(range(x.dim())) if dim is None else dim
+    v = torch.var(x, dim=dims, correction=1 if unbiased else 0, keepdim=keepdim)
+    return v if var else torch.sqrt(v)
+
+
+def split(x: torch.Tensor, size, dim: int = 0) -> list[torch.Tensor]:
+    """torch.split as a list (a size, or a list of section sizes)."""
+    return list(torch.split(x, size, dim=dim))
+
+
+def layer_norm(x: torch.Tensor, shape=None, weight=None, bias=None, eps: float = 1e-5
+               ) -> torch.Tensor:
+    """F.layer_norm over `shape` (the last dim when None)."""
+    if shape is None:
+        shape = x.shape[-1:]
+    elif isinstance(shape, int):
+        shape = (shape,)
+    return nn.functional.layer_norm(x, tuple(shape), weight, bias, eps)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
+    """F.batch_norm: batch statistics when `training` (running ones updated), else running."""
+    return nn.functional.batch_norm(x, running_mean, running_var, weight, bias,
+                                    training=training, momentum=momentum, eps=eps)
+
+
+def mse_loss(x: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    return nn.functional.mse_loss(x, torch.as_tensor(target, dtype=x.dtype).expand_as(x)
+                                  if not isinstance(target, torch.Tensor) else target,
+                                  reduction=reduction)
+
+
+def _generator(seed: int | None, device) -> torch.Generator | None:
+    if seed is None:
+        return None
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def _ternarize(v: torch.Tensor, threshold) -> torch.Tensor:
+    return torch.sign(v) * (v.abs() > threshold).to(v.dtype)
+
+
+def threshold_quantize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """sign(x) where |x| > threshold, else 0 (values -1, 0, 1 as floats); the gradient passes
+    straight through (identity STE)."""
+    return ste_identity(x, _ternarize(x.detach(), threshold))
+
+
+def adaptive_threshold_quantize(x: torch.Tensor, factor: float = 0.7,
+                                per_channel: bool = False) -> torch.Tensor:
+    """TWN's threshold: delta = factor * mean|x| (per output channel, dim 0, when
+    `per_channel`); sign(x) where |x| > delta, else 0; identity STE."""
+    d = x.detach()
+    if per_channel and d.dim() > 1:
+        delta = factor * d.abs().reshape(d.shape[0], -1).mean(dim=1).reshape(
+            (-1,) + (1,) * (d.dim() - 1))
+    else:
+        delta = factor * d.abs().mean()
+    return ste_identity(x, _ternarize(d, delta))
+
+
+def stochastic_quantize(x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+    """Stochastic rounding to {-1, 0, 1}: sign(x) with probability min(|x|, 1), else 0, so
+    E[q] = clamp(x, -1, 1); `seed` makes the draw reproducible; identity STE."""
+    d = x.detach()
+    u = torch.rand(d.shape, generator=_generator(seed, d.device), device=d.device,
+                   dtype=torch.float32)
+    q = torch.sign(d) * (u < d.abs().clamp(max=1.0).to(torch.float32)).to(d.dtype)
+    return ste_identity(x, q)
+
+
+def learned_quantize(x: torch.Tensor, scale, threshold: float = 0.5) -> torch.Tensor:
+    """A learned step (LSQ for three levels): scale * t, t = sign(x/scale) where
+    |x/scale| > threshold else 0; the gradient reaches x (clipped STE, |x/scale| <= 1) and
+    the scale."""
+    v = x / scale
+    t = _ternarize(v.detach(), threshold)
+    v_c = torch.clamp(v, -1.0, 1.0)
+    return scale * (v_c + (t - v_c).detach())
+
+
+def soft_quantize(x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """A differentiable staircase onto {-1, 0, 1}: (tanh((x - 1/2)/T) + tanh((x + 1/2)/T)) / 2,
+    the hard ternary step as T -> 0."""
+    return 0.5 * (torch.tanh((x - 0.5) / temperature) + torch.tanh((x + 0.5) / temperature))
+
+
+def gumbel_softmax_quantize(x: torch.Tensor, temperature: float = 1.0, hard: bool = True,
+                            seed: int | None = None) -> torch.Tensor:
+    """Gumbel-softmax over the levels {-1, 0, 1}, logits -(x - level)^2: a sample of
+    softmax((logits + Gumbel noise) / T) weighting the levels; `hard` takes the arg-max level
+    with a straight-through gradient (values -1, 0, 1)."""
+    levels = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype, device=x.device)
+    logits = -(x.unsqueeze(-1) - levels) ** 2
+    u = torch.rand(logits.shape, generator=_generator(seed, x.device), device=x.device,
+                   dtype=torch.float32).to(x.dtype)
+    g = -torch.log(-torch.log(u.clamp(min=1e-10, max=1.0 - 1e-7)))
+    y = torch.softmax((logits + g) / temperature, dim=-1)
+    if hard:
+        onehot = nn.functional.one_hot(y.argmax(dim=-1), 3).to(y.dtype)
+        y = onehot + (y - y.detach())
+    return (y * levels).sum(dim=-1)
+
+
+def xnor_quantize(x: torch.Tensor) -> torch.Tensor:
+    """XNOR-Net: mean|x| * sign(x) (sign 0 counts as +1); clipped STE (|x| <= 1)."""
+    d = x.detach()
+    q = d.abs().mean() * torch.where(d >= 0, 1.0, -1.0).to(d.dtype)
+    return ste_clipped(x, q, 1.0)
+
+
+def ste_quantize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """sign(x) where |x| > threshold, else 0, with the identity straight-through gradient."""
+    return ste_identity(x, _ternarize(x.detach(), threshold))
+
+
+def clipped_ste_quantize(x: torch.Tensor, threshold: float = 0.5, clip: float = 1.0
+                         ) -> torch.Tensor:
+    """As ste_quantize, but the gradient passes only where |x| <= clip (hard-tanh STE)."""
+    return ste_clipped(x, _ternarize(x.detach(), threshold), clip)
+
+
+def dequantize(q, scale, zero_point=None, axis: int = 0) -> torch.Tensor:
+    """(q - zero_point) * scale as float32; a scale (and zero point) with one value per
+    channel of dim `axis` broadcasts along it."""
+    t = torch.as_tensor(q).to(torch.float32)
+
+    def along(v):
+        v = torch.as_tensor(v, dtype=torch.float32, device=t.device)
+        if v.numel() == 1 or t.dim() == 0:
+            return v.reshape(())
+        shape = [1] * t.dim()
+        shape[axis] = -1
+        return v.reshape(shape)
+    if zero_point is not None:
+        t = t - along(zero_point)
+    return t * along(scale)
+
+
+def ternary_weights(w, quantizer: str = "twn") -> torch.Tensor:
+    """The trits (int8 -1, 0, 1) of a weight under `quantizer`, without the scale; a shape
+    gives uniformly random trits."""
+    if not isinstance(w, torch.Tensor):
+        return random_ternary(w if isinstance(w, list | tuple) else [w])
+    return quantize_weight(quantizer, w.detach(), per_channel=False, threshold=None,
+                           training=False).trits
+
+
+def quantized_linear(x: torch.Tensor, w: torch.Tensor, bias=None, quantizer: str = "twn",
+                     training: bool = False) -> torch.Tensor:
+    """x @ ternary(w)ᵀ + bias, w [out, in], with the STE to the latent w."""
+    return nn.functional.linear(x, ternary_weight(w, quantizer, training=training), bias)
+
+
+def quantized_conv2d(x: torch.Tensor, w: torch.Tensor, bias=None, stride=1, padding=0,
+                     dilation=1, groups: int = 1, quantizer: str = "twn",
+                     training: bool = False) -> torch.Tensor:
+    """conv2d with the ternarized kernel (STE to the latent w)."""
+    return nn.functional.conv2d(x, ternary_weight(w, quantizer, training=training), bias,
+                                stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def quantized_matmul(x: torch.Tensor, w: torch.Tensor, quantizer: str = "twn",
+                     training: bool = False) -> torch.Tensor:
+    """x @ ternary(w) (matmul semantics, w [in, out]) with the STE to the latent w."""
+    return torch.matmul(x, ternary_weight(w, quantizer, training=training))
+
+
+def random_tensor(kind: str, shape, seed: int | None = None, dtype: str | None = None,
+                  requires_grad: bool = False) -> torch.Tensor:
+    """`randn`/`rand`/`random_ternary(shape, seed=)`: a draw from a generator seeded with
+    `seed` (the same tensor on every run), converted like `with_dtype`."""
+    g = _generator(seed, "cpu")
+    dims = tuple(int(d) for d in ([shape] if isinstance(shape, int) else shape))
+    if kind == "random_ternary":
+        t = random_ternary(dims, g)
+    elif kind == "randn":
+        t = torch.randn(dims, generator=g)
+    else:
+        t = torch.rand(dims, generator=g)
+    return with_dtype(t, dtype, requires_grad)

@@ -28,7 +28,7 @@ import ast as pyast
 from ... import vocab
 from ...check import CheckResult
 from ...check import library as L
-from ...check.builtins import FUNCTIONS, PY_CALL
+from ...check.builtins import FUNCTIONS, PY_CALL, BindError, bind
 from ...check.checker import Checker, Definition, Scope
 from ...check.checker.model import entry_statements, has_entry
 from ...frontend import ast as A
@@ -216,15 +216,21 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             return f"{n}({', '.join([*pos, *extra])})"
         if spec.pair_op and len(pos) == 2 and "dim" not in kw:
             return f"torch.{spec.pair_op}({pos[0]}, {pos[1]})"
-        given: dict[str, str] = dict(zip((p.name for p in spec.params), pos))
-        given.update(kw)
+        try:
+            given, _where = bind(spec, [(None, p) for p in pos] + list(kw.items()))
+        except BindError as exc:   # the checker reports these; never reached for checked code
+            raise CodegenError(f"`{n}`: the arguments do not fit ({exc.kind} "
+                               f"{exc.name or ''})") from None
         args = {p.name: given[p.name] if p.name in given else _q(p.default) for p in spec.params}
         if spec.literal_tensor and args["x"].replace(".", "").isdigit():
             args["x"] = f"torch.as_tensor({args['x']})"
         if callable(spec.torch):
-            return spec.torch(args, set(given))
-        template = spec.torch if self.in_class else spec.torch.replace("self.training", "False")
-        return template.format(**args)
+            out = spec.torch(args, set(given))
+        else:
+            out = spec.torch.format(**args)
+        if not self.in_class:   # a module-level function has no `self`
+            out = out.replace("training=self.training", "training=False")
+        return out
 
 
 def entry_name(result: CheckResult) -> str:

@@ -161,6 +161,8 @@ class BodyGen:
             return f"self.{py_attr(n)}"
         if n in self.defs:
             return self.class_names[n]
+        if n in DTYPES:   # a dtype written as a name, e.g. `tensor(xs, dtype=float32)`
+            return repr(n)
         raise CodegenError(f"unresolved name `{n}`")
 
     def expr(self, e: A.Expr, ctx: Ctx) -> str:

@@ -75,6 +75,16 @@ TRT_ATTRS = frozenset({
 # name is never an nn.Module attribute (names.py), and these are the module ones it reads
 VALUE_ATTRS = frozenset({"shape", "ndim", "T", "dtype", "size", "permute", "dim", "to",
                          "reshape", "training"})
+# the seed language's builtin functions (tritium.check.builtins records)
+TORCH_ATTRS |= {"sin", "cos", "tan", "floor", "ceil", "round", "log10", "dot", "outer",
+                "linspace", "eye"}
+F_ATTRS |= {"conv2d"}
+TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split", "layer_norm", "batch_norm",
+              "mse_loss", "threshold_quantize", "adaptive_threshold_quantize",
+              "stochastic_quantize", "learned_quantize", "soft_quantize",
+              "gumbel_softmax_quantize", "xnor_quantize", "ste_quantize", "clipped_ste_quantize",
+              "dequantize", "ternary_weights", "quantized_linear", "quantized_conv2d",
+              "quantized_matmul"}
 _MODULE_ROOTS = {"torch": TORCH_ATTRS, "F": F_ATTRS, "nn": NN_ATTRS, "trt": TRT_ATTRS}
 
 _FORBIDDEN_NODES = (

@@ -8,7 +8,7 @@ from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span, did_you_mean
 from ...frontend.parser import DTYPES, TENSOR_TYPES
 from .. import library as L
-from ..builtins import FUNCTIONS
+from ..builtins import FUNCTIONS, BindError, bind
 from ..types import (
     ANY,
     FLOAT_TYPES,
@@ -48,7 +48,7 @@ class CallsMixin:
         if isinstance(f, A.Attr):
             base = self.eval_expr(f.value, scope)
             if isinstance(base.ty, TensorT | AnyT) and f.attr in FUNCTIONS:
-                args = [base] + [self.eval_expr(a.value, scope) for a in e.args]
+                args = [base] + [self.builtin_arg(a.value, scope) for a in e.args]
                 names = [None] + [a.name for a in e.args]
                 return self.builtin_call(f.attr, args, names, e, offset=1)
             if isinstance(base.ty, TensorT) and f.attr == "size":
@@ -92,7 +92,7 @@ class CallsMixin:
                                      f"`layer x: {name} {{ … }}` and call that", f.span)
                 return Value(ANY)
             if name in FUNCTIONS:
-                args = [self.eval_expr(a.value, scope) for a in e.args]
+                args = [self.builtin_arg(a.value, scope) for a in e.args]
                 return self.builtin_call(name, args, [a.name for a in e.args], e)
             for a in e.args:
                 self.eval_expr(a.value, scope)
@@ -210,6 +210,14 @@ class CallsMixin:
                                 span)
         return Value(TensorT(dtype, tuple(dims), ternary))
 
+    def builtin_arg(self, x: A.Expr, scope: Scope) -> Value:
+        """An argument of a builtin call: a dtype written as a name (`dtype=float32`,
+        `cast(x, int8)`) is its string, unless the program defines that name."""
+        if isinstance(x, A.Name) and x.id in DTYPES and x.id not in scope.vars and \
+                x.id not in self.defs:
+            return Value(ScalarT("str"), x.id, True)
+        return self.eval_expr(x, scope)
+
     def builtin_call(self, name: str, args: list[Value], names: list[str | None], e: A.Call,
                      offset: int = 0) -> Value:
         spec = FUNCTIONS[name]
@@ -234,32 +242,26 @@ class CallsMixin:
             return Value(NoneT())
         if spec.pair_op and len(positional) == 2 and isinstance(positional[1][0].ty, TensorT):
             return self.elementwise2(positional[0][0], positional[1][0], e)
-        if len(positional) > len(params):
-            self.report("E0306", f"`{name}` takes at most {len(params) - offset} argument(s), got "
-                                 f"{len(positional) - offset}", e.span,
-                        help=f"signature: {self.signature(spec)}")
-            return Value(ANY)
-        for p, (a, s) in zip(params, positional):
-            bound[p.name] = a
-            spans[p.name] = s
-        for a, n, s in zip(args, names, arg_spans):
-            if n is None:
-                continue
-            if n not in {p.name for p in params}:
-                self.report("E0307", f"`{name}` has no argument named `{n}`", s,
-                            help=did_you_mean(n, [p.name for p in params])
-                            or f"signature: {self.signature(spec)}")
-                return Value(ANY)
-            if n in bound:
-                self.report("E0306", f"argument `{n}` of `{name}` is given twice", s)
-                return Value(ANY)
-            bound[n] = a
-            spans[n] = s
-        for p in params:
-            if p.required and p.name not in bound:
-                self.report("E0306", f"`{name}` is missing its argument `{p.name}`", e.span,
+        try:
+            got, where = bind(spec, list(zip(names, args)))
+        except BindError as err:
+            s = arg_spans[err.index] if err.index is not None else e.span
+            if err.kind == "many":
+                self.report("E0306", f"`{name}` takes at most {len(params) - offset} argument(s), "
+                                     f"got {len(positional) - offset}", e.span,
                             help=f"signature: {self.signature(spec)}")
-                return Value(ANY)
+            elif err.kind == "unknown":
+                self.report("E0307", f"`{name}` has no argument named `{err.name}`", s,
+                            help=did_you_mean(err.name, [p.name for p in params])
+                            or f"signature: {self.signature(spec)}")
+            elif err.kind == "twice":
+                self.report("E0306", f"argument `{err.name}` of `{name}` is given twice", s)
+            else:
+                self.report("E0306", f"`{name}` is missing its argument `{err.name}`", e.span,
+                            help=f"signature: {self.signature(spec)}")
+            return Value(ANY)
+        bound.update(got)
+        spans.update({k: arg_spans[i] for k, i in where.items()})
         for p in params:
             if p.name not in bound:
                 continue

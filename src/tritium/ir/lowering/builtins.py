@@ -8,8 +8,10 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ... import vocab
-from ...check.builtins import FUNCTIONS, Builtin
+from ...check.builtins import FUNCTIONS, BindError, Builtin, bind
 from ...frontend.diagnostics import Span
 from ..builder import Builder
 from ..core import Value
@@ -20,6 +22,7 @@ from .values import (
     _TENSOR_DTYPES,
     MAX_SPLIT_SLICES,
     FnCtx,
+    FnRef,
     LoweringError,
     RangeV,
     SymDim,
@@ -47,20 +50,16 @@ class BuiltinsMixin:
                 and isinstance(positional[1].type, TensorType):
             xv, yv = self.operands(b, positional[0], positional[1], span)
             return b.op(spec.pair_op, xv, yv)
-        bound: dict[str, Any] = {}
-        for p, v in zip(spec.params, positional):
-            bound[p.name] = v
-        for n, v in args:
-            if n is not None:
-                bound[n] = v
+        try:
+            bound, _where = bind(spec, args)   # the checker's binding (aliases: axis= is dim=)
+        except BindError as exc:
+            raise LoweringError(f"the arguments of `{name}` do not fit its signature "
+                                f"({exc.kind} {exc.name or ''})", span) from None
         for p in spec.params:
-            if p.name not in bound:
-                if p.required:
-                    raise LoweringError(f"`{name}` is missing its argument `{p.name}`", span)
-                bound[p.name] = p.default
+            bound.setdefault(p.name, p.default)
         if spec.ir is not None:
             return _lower_record(self, spec, b, bound, span)
-        fn = _BUILTIN_FNS.get(name)
+        fn = _BUILTIN_FNS.get(name) or _BUILTIN_FNS.get(spec.of or "")
         if fn is None:
             raise LoweringError(f"the function `{name}` cannot be lowered", span)
         return fn(self, b, bound, span)
@@ -345,7 +344,8 @@ def _fill_fn(value: float | None) -> BuiltinFn:
         v = value if value is not None else a["value"]
         if not _is_num(v):
             raise LoweringError("`full` needs a fill value known when lowering", span)
-        return b.constant(float(v), TensorType(tuple(shape), "f32"))
+        dt = _dtype_arg(a.get("dtype"), span) or "f32"
+        return b.constant(lw.py_cast(v, dt), TensorType(tuple(shape), dt))
     return fn
 
 
@@ -400,7 +400,12 @@ def _adaptive(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> 
 @_builtin("quantize_ternary")
 def _quantize_ternary(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     x = _tensor(lw, b, a["x"], span)
-    q = lw.quant_cfg({"quantizer": a["quantizer"]}, "twn", span)
+    cfg = {"quantizer": a["quantizer"], "per_channel": bool(a.get("per_channel"))}
+    if a.get("threshold") is not None:
+        cfg["threshold"] = a["threshold"]
+        if a["quantizer"] == "twn":
+            cfg["quantizer"] = "threshold"
+    q = lw.quant_cfg(cfg, "twn", span)
     if not isinstance(x.type, TensorType) or x.type.dtype not in FLOAT_DTYPES:
         x = b.cast(x, dtype="f32")
     return lw.ternary(b, x, q)
@@ -425,6 +430,8 @@ def _cast_to(lw: Lowerer, b: Builder, x: Any, lang: str, span: Span | None) -> A
 
 @_builtin("cast")
 def _cast(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    if isinstance(a["dtype"], FnRef):   # `cast(x, float32)`: a dtype written as a name
+        a = {**a, "dtype": a["dtype"].name}
     if not isinstance(a["dtype"], str):
         raise LoweringError("`cast` needs a dtype string known when lowering", span)
     return _cast_to(lw, b, a["x"], a["dtype"], span)
@@ -448,3 +455,355 @@ def _len(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
         d = x.type.shape[0]
         return d if _is_int(d) else SymDim(x, 0, d)
     raise LoweringError("`len` needs a list or a tensor of rank >= 1", span)
+
+
+# ----------------------------------------------------------------------------- the seed's builtins
+
+F32 = ScalarType("f32")
+
+
+def _dtype_arg(v: Any, span: Span | None) -> str | None:
+    """The IR dtype of a `dtype=` argument (a string, or a dtype written as a name)."""
+    if v is None:
+        return None
+    name = v.name if isinstance(v, FnRef) else v
+    if not isinstance(name, str) or name not in _TENSOR_DTYPES:
+        raise LoweringError(f"unknown dtype `{name}`", span)
+    return _TENSOR_DTYPES[name]
+
+
+def _num_attr(v: Any, what: str, span: Span | None) -> float:
+    if not _is_num(v):
+        raise LoweringError(f"`{what}` must be a number known when lowering", span)
+    return float(v)
+
+
+def _f32(lw: Lowerer, b: Builder, v: Any, span: Span | None) -> Value:
+    x = _tensor(lw, b, v, span)
+    if x.type.dtype not in FLOAT_DTYPES:
+        x = b.cast(x, dtype="f32")
+    return x
+
+
+def _scalar(b: Builder, v: float) -> Value:
+    return b.constant(float(v), F32)
+
+
+def _rank(x: Value) -> int:
+    t = x.type
+    return t.rank if isinstance(t, TensorType) else 0
+
+
+@_builtin("tensor", "ternary_tensor")
+def _tensor_data(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    dt = "trit" if "dtype" not in a else _dtype_arg(a["dtype"], span) or "f32"
+    data = a["data"]
+    flat: list[Any] = []
+
+    def walk(x: Any) -> list[int]:
+        if isinstance(x, list):
+            subs = [walk(i) for i in x]
+            if any(sub != subs[0] for sub in subs[1:]):
+                raise LoweringError("tensor data is ragged", span)
+            return [len(x)] + (subs[0] if subs else [])
+        if not (_is_num(x) or isinstance(x, bool)):
+            raise LoweringError("tensor data must be numbers known when lowering", span)
+        flat.append(x)
+        return []
+    shape = walk(data)
+    return b.constant([lw.py_cast(v, dt) for v in flat], TensorType(tuple(shape), dt))
+
+
+@_builtin("arange")
+def _arange(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    start, end, step = a["start"], a["end"], a["step"]
+    if end is None:
+        start, end = 0, start
+    for v, what in ((start, "start"), (end, "end"), (step, "step")):
+        _num_attr(v, what, span)
+    dt = _dtype_arg(a["dtype"], span) or (
+        "i64" if all(_is_int(v) for v in (start, end, step)) else "f32")
+    vals = np.arange(start, end, step)
+    return b.constant([lw.py_cast(v.item(), dt) for v in vals], TensorType((len(vals),), dt))
+
+
+@_builtin("linspace")
+def _linspace(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    n = _int_attr(a["steps"], "steps", span)
+    vals = np.linspace(_num_attr(a["start"], "start", span), _num_attr(a["end"], "end", span), n)
+    return b.constant([float(v) for v in vals], TensorType((n,), "f32"))
+
+
+@_builtin("eye")
+def _eye(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    n = _int_attr(a["n"], "n", span)
+    m = n if a["m"] is None else _int_attr(a["m"], "m", span)
+    return b.constant(np.eye(n, m).tolist(), TensorType((n, m), "f32"))
+
+
+def _std_fn(var: bool) -> BuiltinFn:
+    def fn(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+        x = _f32(lw, b, a["x"], span)
+        t = x.type
+        assert isinstance(t, TensorType)
+        dims = list(range(t.rank)) if a["dim"] is None else [
+            d % t.rank for d in _ints_attr(a["dim"], "dim", span)]
+        sizes = [t.shape[d] for d in dims]
+        if not all(_is_int(s) for s in sizes):
+            raise LoweringError("std/var over a dim whose size is not known when lowering", span)
+        n = math.prod(sizes)
+        corr = 1 if a["unbiased"] else 0
+        m = b.mean(x, dims=dims, keepdim=True)
+        d = b.sub(x, m)
+        ss = b.sum(b.mul(d, d), dims=dims, keepdim=bool(a["keepdim"]))
+        v = b.div(ss, _scalar(b, max(n - corr, 0)))
+        return v if var else b.sqrt(v)
+    return fn
+
+
+_BUILTIN_FNS["std"] = _std_fn(False)
+_BUILTIN_FNS["var"] = _std_fn(True)
+
+
+@_builtin("dot")
+def _dot(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x, y = lw.operands(b, a["a"], a["b"], span)
+    return b.sum(b.mul(x, y), dims=[], keepdim=False)
+
+
+@_builtin("outer")
+def _outer(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x, y = lw.operands(b, a["a"], a["b"], span)
+    return b.mul(b.unsqueeze(x, dim=1), b.unsqueeze(y, dim=0))
+
+
+@_builtin("split")
+def _split(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _tensor(lw, b, a["x"], span)
+    t = x.type
+    assert isinstance(t, TensorType)
+    d = _int_attr(a["dim"], "dim", span) % max(t.rank, 1)
+    n = t.shape[d]
+    if not _is_int(n):
+        raise LoweringError("split of a dim whose size is not known when lowering", span)
+    size = a["split_size"]
+    sizes = _ints_attr(size, "split_size", span) if isinstance(size, list) else None
+    if sizes is None:
+        k = _int_attr(size, "split_size", span)
+        if k <= 0:
+            raise LoweringError("`split_size` must be positive", span)
+        sizes = [min(k, n - s) for s in range(0, n, k)]
+    if sum(sizes) != n:
+        raise LoweringError(f"split sizes {sizes} do not add up to {n}", span)
+    out, pos = [], 0
+    for s in sizes:
+        out.append(b.slice(x, dim=d, start=pos, end=pos + s))
+        pos += s
+    return out
+
+
+def _conv(lw: Lowerer, b: Builder, x: Value, w: Value, a: dict[str, Any],
+          span: Span | None) -> Value:
+    ops = [x, w] + ([_f32(lw, b, a["bias"], span)] if a["bias"] is not None else [])
+    return b.conv2d(*ops, stride=list(_pair(a["stride"], "stride", span)),
+                    padding=list(_pair(a["padding"], "padding", span)),
+                    dilation=list(_pair(a["dilation"], "dilation", span)),
+                    groups=_int_attr(a["groups"], "groups", span))
+
+
+@_builtin("conv2d")
+def _conv2d(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    return _conv(lw, b, _f32(lw, b, a["x"], span), _f32(lw, b, a["weight"], span), a, span)
+
+
+def _per_channel(b: Builder, v: Value, rank: int, axis: int = 1) -> Value:
+    """A [C] vector reshaped to broadcast along `axis` of a rank-`rank` tensor."""
+    if _rank(v) != 1 or rank <= 1:
+        return v
+    shape = [1] * rank
+    shape[axis % rank] = -1
+    return b.reshape(v, shape=shape)
+
+
+@_builtin("batch_norm")
+def _batch_norm(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _f32(lw, b, a["x"], span)
+    t = x.type
+    assert isinstance(t, TensorType)
+    c = t.shape[1]
+    eps = _num_attr(a["eps"], "eps", span)
+    training = a["training"]
+    if not isinstance(training, bool):
+        raise LoweringError("`training` must be true or false known when lowering", span)
+    if not training:
+        if not _is_int(c):
+            raise LoweringError("batch_norm needs a known channel count", span)
+        w = _f32(lw, b, a["weight"], span) if a["weight"] is not None else \
+            b.constant(1.0, TensorType((c,), "f32"))
+        bias = _f32(lw, b, a["bias"], span) if a["bias"] is not None else \
+            b.constant(0.0, TensorType((c,), "f32"))
+        return b.batch_norm(x, _f32(lw, b, a["running_mean"], span),
+                            _f32(lw, b, a["running_var"], span), w, bias, eps=eps)
+    dims = [0] + list(range(2, t.rank))
+    m = b.mean(x, dims=dims, keepdim=True)
+    d = b.sub(x, m)
+    v = b.mean(b.mul(d, d), dims=dims, keepdim=True)
+    y = b.div(d, b.sqrt(b.add(v, _scalar(b, eps))))
+    if a["weight"] is not None:
+        y = b.mul(y, _per_channel(b, _f32(lw, b, a["weight"], span), t.rank))
+    if a["bias"] is not None:
+        y = b.add(y, _per_channel(b, _f32(lw, b, a["bias"], span), t.rank))
+    return y
+
+
+@_builtin("layer_norm")
+def _layer_norm(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _f32(lw, b, a["x"], span)
+    ns = a["normalized_shape"]
+    k = 1 if ns is None else len(_ints_attr(ns, "normalized_shape", span))
+    ops = [x]
+    if a["weight"] is not None or a["bias"] is not None:
+        if a["weight"] is None:
+            t = x.type
+            assert isinstance(t, TensorType)
+            shape = t.shape[t.rank - k:]
+            if not all(_is_int(d) for d in shape):
+                raise LoweringError("layer_norm with a bias needs a static normalized shape",
+                                    span)
+            ops.append(b.constant(1.0, TensorType(tuple(shape), "f32")))
+        else:
+            ops.append(_f32(lw, b, a["weight"], span))
+        if a["bias"] is not None:
+            ops.append(_f32(lw, b, a["bias"], span))
+    return b.layer_norm(*ops, normalized_ndim=k, eps=_num_attr(a["eps"], "eps", span))
+
+
+@_builtin("mse_loss")
+def _mse_loss(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x, y = lw.operands(b, a["x"], a["target"], span)
+    d = b.sub(x, y)
+    sq = b.mul(d, d)
+    r = a["reduction"]
+    if r == "none":
+        return sq
+    if r not in ("mean", "sum"):
+        raise LoweringError(f"unknown reduction `{r}`", span)
+    return b.op(r, sq, dims=[], keepdim=False)
+
+
+# quantization primitives (docs/language.md: their values and gradients)
+
+def _ternarize_fn(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    return b.ternarize(_f32(lw, b, a["x"], span),
+                       threshold=_num_attr(a["threshold"], "threshold", span))
+
+
+for _n in ("threshold_quantize", "ste_quantize", "clipped_ste_quantize"):
+    _BUILTIN_FNS[_n] = _ternarize_fn   # forward values; the STE is a training-time gradient
+
+
+@_builtin("adaptive_threshold_quantize")
+def _adaptive_threshold(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _f32(lw, b, a["x"], span)
+    mag = b.abs(x)
+    r = _rank(x)
+    dims = list(range(1, r)) if a["per_channel"] and r > 1 else []
+    delta = b.mul(b.mean(mag, dims=dims, keepdim=bool(dims)),
+                  _scalar(b, _num_attr(a["factor"], "factor", span)))
+    keep = b.cast(b.gt(mag, delta), dtype="f32")
+    return b.mul(b.sign(x), keep)
+
+
+@_builtin("learned_quantize")
+def _learned(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _f32(lw, b, a["x"], span)
+    x, s = lw.operands(b, x, a["scale"], span)
+    t = b.ternarize(b.div(x, s), threshold=_num_attr(a["threshold"], "threshold", span))
+    return b.mul(s, t)
+
+
+@_builtin("soft_quantize")
+def _soft(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _f32(lw, b, a["x"], span)
+    temp = _num_attr(a["temperature"], "temperature", span)
+    half, inv = _scalar(b, 0.5), _scalar(b, 1.0 / temp)
+    lo = b.tanh(b.mul(b.sub(x, half), inv))
+    hi = b.tanh(b.mul(b.add(x, half), inv))
+    return b.mul(b.add(lo, hi), half)
+
+
+@_builtin("xnor_quantize")
+def _xnor(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _f32(lw, b, a["x"], span)
+    alpha = b.mean(b.abs(x), dims=[], keepdim=False)
+    pos = b.cast(b.ge(x, _scalar(b, 0.0)), dtype="f32")
+    sign = b.sub(b.mul(pos, _scalar(b, 2.0)), _scalar(b, 1.0))
+    return b.mul(sign, alpha)
+
+
+@_builtin("stochastic_quantize", "gumbel_softmax_quantize")
+def _random_quant(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    raise LoweringError("stochastic quantizers draw random numbers: they run in the PyTorch "
+                        "backend (reproducibly with `seed=`) and have no IR lowering", span)
+
+
+def _dequant_fn(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    q = _f32(lw, b, a["q"], span)
+    axis = _int_attr(a["axis"], "axis", span)
+    r = _rank(q)
+
+    def along(v: Any) -> Value:
+        if _is_num(v):
+            return _scalar(b, v)
+        vv = _f32(lw, b, v, span)
+        if _rank(vv) == 1 and r >= 1:
+            t = vv.type
+            assert isinstance(t, TensorType)
+            if t.shape[0] == 1:
+                return b.reshape(vv, shape=[])
+            return _per_channel(b, vv, r, axis)
+        return vv
+    if a.get("zero_point") is not None:
+        q = b.sub(q, along(a["zero_point"]))
+    return b.mul(q, along(a["scale"]))
+
+
+for _n in ("dequantize", "ternary_dequantize", "affine_dequantize"):
+    _BUILTIN_FNS[_n] = _dequant_fn
+
+
+def _qcfg(lw: Lowerer, a: dict[str, Any], span: Span | None) -> Any:
+    return lw.quant_cfg({"quantizer": a["quantizer"]}, "twn", span)
+
+
+@_builtin("ternary_weights")
+def _ternary_weights(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    if not isinstance(a["w"], Value):
+        raise LoweringError("random trits can only initialize weights (a layer-level `let` or "
+                            "`param`), not appear in a function", span)
+    q = _qcfg(lw, a, span)
+    if q.quantizer == "stochastic":
+        raise LoweringError("the stochastic quantizer draws random numbers: no IR lowering",
+                            span)
+    return lw.quantize(b, _f32(lw, b, a["w"], span), q)[0]
+
+
+@_builtin("quantized_linear")
+def _quantized_linear(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    w = lw.ternary(b, _f32(lw, b, a["w"], span), _qcfg(lw, a, span))
+    ops = [_f32(lw, b, a["x"], span), w]
+    if a["bias"] is not None:
+        ops.append(_f32(lw, b, a["bias"], span))
+    return b.linear(*ops)
+
+
+@_builtin("quantized_conv2d")
+def _quantized_conv2d(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    w = lw.ternary(b, _f32(lw, b, a["w"], span), _qcfg(lw, a, span))
+    return _conv(lw, b, _f32(lw, b, a["x"], span), w, a, span)
+
+
+@_builtin("quantized_matmul")
+def _quantized_matmul(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    w = lw.ternary(b, _f32(lw, b, a["w"], span), _qcfg(lw, a, span))
+    return b.matmul(_f32(lw, b, a["x"], span), w)

@@ -95,6 +95,8 @@ class ExpressionsMixin:
             return FnRef(name)
         if name in FUNCTIONS:
             return FnRef(name)
+        if name in _TENSOR_DTYPES:   # a dtype written as a name: `zeros(s, dtype=float64)`
+            return name
         raise LoweringError(f"undefined name `{name}`", span)
 
     def read_param(self, b: Builder, ref: ParamRef) -> Value:
