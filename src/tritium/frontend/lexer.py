@@ -519,7 +519,10 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             continue
         raise AssertionError(f"lexer: unhandled token kind {kind}")
     if floordivs:
-        names = {t.text for t in tokens if t.kind is T.IDENT}
+        # names the program uses as operands (a name only ever called, such as a builtin
+        # function named in a prose comment, is no divisor)
+        names = {t.text for t, nxt in zip(tokens, [*tokens[1:], None])
+                 if t.kind is T.IDENT and not (nxt is not None and nxt.op == "(")}
         diags.extend(d for word, d in floordivs if word in names or word[:1].isdigit())
     col = pos - line_start + 1
     if tokens and tokens[-1].kind is not T.NEWLINE:
