@@ -242,10 +242,12 @@ class Parser(ExpressionsMixin):
             params = None
             if self.at("("):
                 params = self.parse_param_specs()
+            self.skip_signature_newlines()
             ret = None
             if self.at("->"):
                 self.advance()
                 ret = self.parse_type()
+                self.skip_signature_newlines()
             if self.at(":"):
                 raise self.error("`layer name: Kind { … }` declares a layer instance and belongs "
                                  "inside a `model` or `block`", tok=t, code="E0204",
@@ -308,7 +310,10 @@ class Parser(ExpressionsMixin):
             elif t.kind is T.OP and t.text in ")]}":
                 depth -= 1
                 if depth == 0:
-                    nxt = toks[i + 1] if i + 1 < len(toks) else t
+                    j = i + 1
+                    while j < len(toks) - 1 and toks[j].kind is T.NEWLINE:
+                        j += 1   # `forward(x: T)` / `-> T {`: a signature split over lines
+                    nxt = toks[j] if j < len(toks) else t
                     return nxt.is_op("->") or nxt.is_op("{")
             elif t.kind in (T.EOF,):
                 return False
@@ -486,12 +491,25 @@ class Parser(ExpressionsMixin):
             self.advance()
         name = self.expect_ident("a function name")
         params = self.parse_param_specs()
+        self.skip_signature_newlines()
         ret = None
         if self.at("->"):
             self.advance()
             ret = self.parse_type()
+            self.skip_signature_newlines()
         body = self.parse_block()
         return A.FnDef(name.text, params, ret, body, self.span_from(t))
+
+    def skip_signature_newlines(self) -> None:
+        """Inside a signature, new lines before `->`, `where` or the body's `{` continue it:
+        `fn f(x: T)` / `-> T {` is one signature."""
+        i = self.pos
+        toks = self.toks
+        while toks[i].kind is T.NEWLINE:
+            i += 1
+        if i != self.pos and (toks[i].is_op("->") or toks[i].is_op("{")
+                              or (toks[i].kind is T.IDENT and toks[i].text == "where")):
+            self.pos = i
 
     # ------------------------------------------------------------------ types
     def parse_type(self) -> A.TypeExpr:
