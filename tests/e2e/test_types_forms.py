@@ -45,3 +45,21 @@ def test_split_signature_program_runs(tmp_path):
            "    -> Tensor<float32, [?, 3]>\n{\n    return act(x @ w)\n}\n")
     out = run_both(tmp_path, src, 2, 4)
     assert tuple(out.shape) == (2, 3) and bool((out >= 0).all())
+
+
+def test_composite_types_program_runs(tmp_path):
+    src = ("fn inc(x: int) -> int {\n    return x + 1\n}\n"
+           "fn apply(f: fn(int) -> int, x: int) -> int {\n    return f(x)\n}\n"
+           "fn scale_all(x: Tensor, sizes: list[int], k: [int, int], s: float?) -> Tensor {\n"
+           "    let total: int = sizes[0] + k[1] + apply(inc, 1)\n"
+           "    if s is None {\n        return x * total\n    }\n    return x * s\n}\n"
+           "fn both(x: Tensor<float32, [?, 2]>) -> Tensor<float32, [?, 2]> | None {\n"
+           "    let y: Tensor<float32, [?, 2]> | None = x\n"
+           "    return scale_all(y, [1, 2], [3, 4], None) - scale_all(y, [0], [0, 0], 2.0)\n"
+           "}\n"
+           "layer Net(w: TernaryTensor<trit, [4, 2]>, x: tensor<float32, [?, 4]>)\n"
+           "    -> Tensor<float32, [?, 2]> {\n"
+           "    return both(x @ w)\n"
+           "}\n")
+    out = run_both(tmp_path, src, 3, 4)
+    assert tuple(out.shape) == (3, 2)

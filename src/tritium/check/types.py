@@ -49,8 +49,38 @@ class ScalarT:
 
 @dataclass(frozen=True, slots=True)
 class ListT:
+    elem: Type | None = None      # the element type when declared (`list[int]`, `[Layer]`)
+
     def __str__(self) -> str:
-        return "list"
+        return "list" if self.elem is None else f"list[{self.elem}]"
+
+
+@dataclass(frozen=True, slots=True)
+class TupleT:
+    """A fixed-length sequence: `tuple[A, B]`, `[A, B]`. At run time it is a list."""
+    items: tuple = ()
+
+    def __str__(self) -> str:
+        return f"tuple[{', '.join(str(t) for t in self.items)}]"
+
+
+@dataclass(frozen=True, slots=True)
+class UnionT:
+    """`A | B` (and `T?`, `Optional[T]`: `T | None`): a value of any one member type."""
+    members: tuple = ()
+
+    def __str__(self) -> str:
+        return " | ".join(str(t) for t in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeVarT:
+    """A generic type parameter `T` inside its function's body (bound at each call)."""
+    name: str
+    bound: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +124,19 @@ class FnT:
         return f"function `{self.name}`"
 
 
-Type = TensorT | ScalarT | ListT | DictT | NoneT | RangeT | AnyT | LayerT | FnT
+@dataclass(frozen=True, slots=True)
+class FnSigT(FnT):
+    """A function type `fn(A, B) -> R`; `ret` None: returns nothing."""
+    params: tuple = ()
+    ret: Type | None = None
+
+    def __str__(self) -> str:
+        tail = "" if self.ret is None else f" -> {self.ret}"
+        return f"fn({', '.join(str(t) for t in self.params)}){tail}"
+
+
+Type = (TensorT | ScalarT | ListT | TupleT | UnionT | TypeVarT | DictT | NoneT | RangeT | AnyT
+        | LayerT | FnT)
 
 ANY = AnyT()
 INT = ScalarT("int")
@@ -161,7 +203,31 @@ def join_types(a: Type, b: Type) -> Type:
         if a.name in FLOAT_TYPES or b.name in FLOAT_TYPES:
             return FLOAT
         return a
+    if isinstance(a, ListT) and isinstance(b, ListT):
+        return ListT(a.elem if a.elem == b.elem else None)
     return ANY
+
+
+def working_type(t: Type) -> Type:
+    """The type a body works with for a value declared `t`: a union is the join of its
+    members other than `None` (`int?` is used as an int after the check for `None`)."""
+    if isinstance(t, UnionT):
+        rest = [m for m in t.members if not isinstance(m, NoneT)]
+        if not rest:
+            return NoneT()
+        out = rest[0]
+        for m in rest[1:]:
+            out = join_types(out, m)
+        return out
+    if isinstance(t, TupleT):
+        # a fixed-length list is indexed and iterated as a list
+        elem = t.items[0] if t.items else None
+        for m in t.items[1:]:
+            elem = join_types(elem, m)
+        return ListT(None if isinstance(elem, AnyT) else elem)
+    if isinstance(t, TypeVarT):
+        return ANY
+    return t
 
 
 def shape_str(shape: Shape | None) -> str:

@@ -31,10 +31,17 @@ class Dim:
 
 @dataclass(slots=True)
 class TypeExpr:
+    """A type. Composite types have a canonical name and `args` (one node per meaning):
+    `list` (`list[T]`, `List[T]`, `[T]`), `tuple` (`tuple[A, B]`, `Tuple[A, B]`, `[A, B]`,
+    `(A, B)`), `Union` (`A | B`, `Union[A, B]`; `Optional[T]` and `T?` are `T | None`),
+    `dict` (`dict[K, V]`) and `fn` (`fn(A, B) -> R`: `args` are the parameters, `ret` the
+    result). `void` is `None` and the lower-case `tensor` is `Tensor`."""
     name: str                        # trit, bool, int, int8, …, Tensor, TernaryTensor
     dtype: str | None = None         # element type for tensors
     shape: list[Dim] | None = None   # None: shape not given
     span: Span = _span()
+    args: list[TypeExpr] | None = None   # type arguments of list/tuple/Union/dict/fn
+    ret: TypeExpr | None = None          # the result of a `fn(…) -> R` type
 
 
 # ----------------------------------------------------------------------------- expressions

@@ -538,6 +538,8 @@ class _Printer:
 
     # ------------------------------------------------------------------ types
     def type(self, t: A.TypeExpr) -> str:
+        if t.args is not None or t.ret is not None:
+            return self.composite_type(t)
         if t.name == "None" and t.dtype is None and t.shape is None:
             return "None"
         if t.dtype is None and t.shape is None:
@@ -551,6 +553,22 @@ class _Printer:
         if dims is None:
             return f"{t.name}<{t.dtype}>"
         return f"{t.name}<{t.dtype}, {dims}>"
+
+    def composite_type(self, t: A.TypeExpr) -> str:
+        """`list[T]`, `tuple[A, B]`, `A | B`, `dict[K, V]`, `fn(A) -> R` (see A.TypeExpr)."""
+        args = t.args or []
+        if t.name == "Union":
+            # a function type inside a union is parenthesized: `(fn(A) -> B) | None`
+            return " | ".join(f"({self.type(a)})" if a.name == "fn" and a.args is not None
+                              else self.type(a) for a in args)
+        if t.name == "fn":
+            ret = "" if t.ret is None else f" -> {self._type_operand(t.ret)}"
+            return f"fn({', '.join(self.type(a) for a in args)}){ret}"
+        return f"{t.name}[{', '.join(self.type(a) for a in args)}]"
+
+    def _type_operand(self, t: A.TypeExpr) -> str:
+        text = self.type(t)
+        return f"({text})" if t.name in ("Union", "fn") and t.args is not None else text
 
     def dim(self, d: A.Dim) -> str:
         v = d.value

@@ -25,6 +25,24 @@ TENSOR_TYPES = frozenset({"Tensor", "TernaryTensor"})
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "@=", "**="}
 _ENTRY_END = frozenset({"}", ",", ";"})
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
+# Spellings of composite types (see A.TypeExpr): the name before `[` -> the canonical kind
+_GENERIC_TYPES = {"list": "list", "List": "list", "tuple": "tuple", "Tuple": "tuple",
+                  "Optional": "Optional", "Union": "Union", "dict": "dict", "Dict": "dict"}
+_TYPE_SPELLINGS = {"tensor": "Tensor", "ternary_tensor": "TernaryTensor"}
+
+
+def _union(members: list[A.TypeExpr], span: Span) -> A.TypeExpr:
+    """`A | B | …` with nested unions flattened and repeated members dropped."""
+    flat: list[A.TypeExpr] = []
+    for m in members:
+        for x in (m.args or []) if m.name == "Union" else [m]:
+            if x not in flat:
+                flat.append(x)
+    if len(flat) == 1:
+        return flat[0]
+    return A.TypeExpr("Union", span=span, args=flat)
+
+
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
 
 
@@ -513,11 +531,100 @@ class Parser(ExpressionsMixin):
 
     # ------------------------------------------------------------------ types
     def parse_type(self) -> A.TypeExpr:
+        """A type, with unions `A | B` and the optional suffix `T?` (see A.TypeExpr)."""
+        start = self.toks[self.pos]
+        first = self.parse_type_atom()
+        members = [first]
+        while self.at("|"):
+            self.advance()
+            self.skip_newlines()
+            members.append(self.parse_type_atom())
+        if len(members) == 1:
+            return first
+        return _union(members, start.span.to(self.prev_span()))
+
+    def parse_type_atom(self) -> A.TypeExpr:
+        start = self.toks[self.pos]
+        with self.nested():
+            ty = self.parse_type_primary()
+        while self.at("?"):
+            self.advance()
+            ty = _union([ty, A.TypeExpr("None", span=self.prev_span())],
+                        start.span.to(self.prev_span()))
+        return ty
+
+    def parse_type_list(self, close: str) -> list[A.TypeExpr]:
+        """Types separated by commas up to `close` (consumed)."""
+        items: list[A.TypeExpr] = []
+        while not self.at(close):
+            items.append(self.parse_type())
+            if self.at(","):
+                self.advance()
+            elif not self.at(close):
+                raise self.error(f"expected `,` or `{close}` in a list of types, found "
+                                 f"{self.tok.describe()}", code="E0202")
+        self.advance()
+        return items
+
+    def parse_type_primary(self) -> A.TypeExpr:
         t = self.toks[self.pos]
         if t.kind is T.KEYWORD and t.text == "None":
             self.advance()
             return A.TypeExpr("None", span=t.span)
+        if t.is_op("["):
+            # `[T]` is a list of T; `[A, B]` a fixed-length list (the same as `tuple[A, B]`)
+            self.advance()
+            items = self.parse_type_list("]")
+            span = self.span_from(t)
+            if not items:
+                raise self.error("an empty list type `[]` names no element type", tok=t,
+                                 code="E0202", help="write `[int]` or `list[int]`")
+            if len(items) == 1:
+                return A.TypeExpr("list", span=span, args=items)
+            return A.TypeExpr("tuple", span=span, args=items)
+        if t.is_op("("):
+            self.advance()
+            items = self.parse_type_list(")")
+            if len(items) == 1 and not self.toks[self.pos - 2].is_op(","):
+                return items[0]   # `(T)`: grouping
+            return A.TypeExpr("tuple", span=self.span_from(t), args=items)
+        if t.kind is T.KEYWORD and t.text in ("fn", "def"):
+            self.advance()
+            self.expect_op("(", "after `fn` in a function type")
+            params = self.parse_type_list(")")
+            ret = None
+            if self.at("->"):
+                self.advance()
+                ret = self.parse_type_atom()
+            return A.TypeExpr("fn", span=self.span_from(t), args=params, ret=ret)
+        if t.kind is T.IDENT and t.text in _GENERIC_TYPES and self.peek().is_op("["):
+            self.advance()
+            self.advance()
+            items = self.parse_type_list("]")
+            span = self.span_from(t)
+            kind = _GENERIC_TYPES[t.text]
+            if kind == "Optional":
+                if len(items) != 1:
+                    raise self.error(f"`{t.text}` takes one type, got {len(items)}", tok=t,
+                                     code="E0202", help=f"write `{t.text}[T]` or `T?`")
+                return _union([items[0], A.TypeExpr("None", span=span)], span)
+            if kind == "Union":
+                if not items:
+                    raise self.error("`Union` needs at least one type", tok=t, code="E0202")
+                return _union(items, span) if len(items) > 1 else items[0]
+            if kind == "list" and len(items) != 1:
+                raise self.error(f"`{t.text}` takes one element type, got {len(items)}", tok=t,
+                                 code="E0202",
+                                 help="write `list[int]`, or `tuple[A, B]` for fixed positions")
+            if kind == "dict" and len(items) != 2:
+                raise self.error(f"`{t.text}` takes a key and a value type, got {len(items)}",
+                                 tok=t, code="E0202", help="write `dict[str, int]`")
+            return A.TypeExpr(kind, span=span, args=items)
+        if t.kind is T.IDENT and t.text == "void":
+            self.advance()
+            return A.TypeExpr("None", span=t.span)
         name = self.expect_ident("a type")
+        tname = _TYPE_SPELLINGS.get(name.text, name.text)
         dtype = None
         shape = None
         if self.at("<"):
@@ -531,13 +638,13 @@ class Parser(ExpressionsMixin):
                     self.advance()
                     shape = self.parse_dims()
             self.expect_op(">", "to close the type arguments")
-        elif self.at("[") and name.text[:1].isupper():
+        elif self.at("[") and tname[:1].isupper():
             shape = self.parse_dims()
             if shape and isinstance(shape[0].value, str) and shape[0].value in DTYPES:
                 dtype = shape.pop(0).value
                 if not shape:
                     shape = None
-        return A.TypeExpr(name.text, dtype, shape, name.span.to(self.prev_span()))
+        return A.TypeExpr(tname, dtype, shape, name.span.to(self.prev_span()))
 
     def parse_dims(self) -> list[A.Dim]:
         self.expect_op("[")

@@ -51,3 +51,49 @@ def test_a_newline_still_ends_a_call_statement():
 def test_formatter_joins_the_signature():
     out = format_source("fn f(x: int)\n  -> int\n{\n  return x\n}\n")
     assert out.splitlines()[0] == "fn f(x: int) -> int {"
+
+
+# ----------------------------------------------------------------- form 6: composite types
+def _param_types(src: str) -> dict[str, A.TypeExpr]:
+    prog = ok(src)
+    return {p.name: p.type for p in prog.items[0].params}
+
+
+def T(name: str, *args: A.TypeExpr, ret: A.TypeExpr | None = None) -> A.TypeExpr:
+    return A.TypeExpr(name, args=list(args) if args or name in ("fn",) else None, ret=ret)
+
+
+INT, FLOAT, NONE = T("int"), T("float"), T("None")
+
+
+def test_list_tuple_optional_union_and_function_types():
+    ts = _param_types(
+        "fn f(a: [int, int], b: list[int], c: [Layer], d: Tuple[int, float], e: Optional[int],\n"
+        "     g: int?, h: int | str | None, j: fn(int, float) -> int, k: (int, int),\n"
+        "     m: List[Tuple[int, int]]?, n: fn() -> int | None, o: dict[str, int]) -> void {\n"
+        "    return\n}\n")
+    assert ts["a"] == T("tuple", INT, INT) == ts["k"]
+    assert ts["b"] == T("list", INT) and ts["c"] == T("list", T("Layer"))
+    assert ts["d"] == T("tuple", INT, FLOAT)
+    assert ts["e"] == ts["g"] == T("Union", INT, NONE)
+    assert ts["h"] == T("Union", INT, T("str"), NONE)
+    assert ts["j"] == T("fn", INT, FLOAT, ret=INT)
+    assert ts["m"] == T("Union", T("list", T("tuple", INT, INT)), NONE)
+    assert ts["n"] == T("Union", T("fn", ret=INT), NONE)
+    assert ts["o"] == T("dict", T("str"), INT)
+
+
+def test_spellings_that_mean_the_same_type():
+    a = _param_types("fn f(x: Optional[Union[int, str]], y: tensor<trit, [2, 2]>) -> None { }")
+    b = _param_types("fn f(x: int | str?, y: Tensor<trit, [2, 2]>) -> void { }")
+    assert a == b
+    prog = ok("fn f() -> void { }")
+    assert prog.items[0].ret == NONE
+
+
+def test_bad_composite_types_are_diagnostics():
+    for src in ("fn f(x: list[int, int]) { }", "fn f(x: Optional[int, str]) { }",
+                "fn f(x: []) { }", "fn f(x: dict[int]) { }", "fn f(x: [int,) { }",
+                "fn f(x: fn(int -> int) { }"):
+        _, diags, _ = parse(src)
+        assert diags and all(d.code.startswith("E02") for d in diags), src

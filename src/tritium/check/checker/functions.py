@@ -13,6 +13,7 @@ from ..types import (
     AnyT,
     DictT,
     Dim,
+    FnSigT,
     LayerT,
     ListT,
     NoneT,
@@ -20,10 +21,13 @@ from ..types import (
     ScalarT,
     SymInt,
     TensorT,
+    TupleT,
+    UnionT,
     Value,
     dims_conflict,
     join_types,
     shape_str,
+    working_type,
 )
 from .model import (
     MAX_UNROLL,
@@ -58,13 +62,14 @@ class FunctionsMixin:
             if inputs is not None:
                 actual = inputs[i]
                 self.bind_input(p, declared, actual, bindings)
-                scope.vars[p.name] = actual if not isinstance(actual.ty, AnyT) else Value(declared)
+                scope.vars[p.name] = actual if not isinstance(actual.ty, AnyT) else Value(
+                    working_type(declared))
             else:
                 if isinstance(declared, ScalarT):
                     v = self.symbolic_param(UserParam(p.name, p.type, None, p.span))
                     scope.vars[p.name] = v
                 else:
-                    scope.vars[p.name] = Value(declared)
+                    scope.vars[p.name] = Value(working_type(declared))
             scope.used.add(p.name)
         # the symbolic dims of the inputs (`batch`, `h`) are usable as values in the body
         for p in params:
@@ -88,6 +93,13 @@ class FunctionsMixin:
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,
                           help=f"remove it, or name it `_{name}` if it is intentional")
+        if isinstance(ret_decl, NoneT):
+            for v, span in rets:
+                if not isinstance(v.ty, NoneT | AnyT):
+                    self.report("E0401", f"`{fn.name}` returns {v.ty} but declares no result "
+                                         f"(`-> {fn.ret.name if fn.ret else 'None'}`)", span,
+                                secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None,
+                                help="remove the value or declare the return type")
         if ret_decl is not None and not isinstance(ret_decl, NoneT):
             if not rets and fn.body is not None:
                 self.report("E0407", f"`{fn.name}` declares a return type but never returns",
@@ -141,7 +153,7 @@ class FunctionsMixin:
                                 secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None,
                                 help="change the declared return type or the last layer's output")
             return
-        if isinstance(decl, ScalarT):
+        if isinstance(decl, ScalarT | ListT | TupleT | UnionT | FnSigT):
             self.check_assignable(decl, v, span, "the return value")
 
     # ------------------------------------------------------------------ statements
@@ -165,6 +177,8 @@ class FunctionsMixin:
                 v = Value(ty, v.const, v.known)
             elif isinstance(ty, TensorT):
                 v = Value(self.refine(ty, v.ty))
+            elif isinstance(ty, ListT) and isinstance(v.ty, ListT) and v.ty.elem is None:
+                v = Value(ty, v.const, v.known)
         return v
 
     def exec_stmt(self, s, scope: Scope) -> None:

@@ -1,0 +1,100 @@
+"""The checker's meaning of the earlier DSL's types (issue 13, forms 4, 6, 7, 9): list,
+tuple, optional, union and function types, `let` without a value, generics, contextual
+keywords."""
+
+from __future__ import annotations
+
+from tritium.check import check_source
+
+
+def diags(src: str):
+    return [d for d in check_source(src, "t.tri").diagnostics if d.is_error]
+
+
+def clean(src: str) -> None:
+    errs = diags(src)
+    assert not errs, [(d.code, d.message) for d in errs]
+
+
+def fails(src: str, code: str, *words: str):
+    errs = diags(src)
+    found = [d for d in errs if d.code == code and all(w in d.message for w in words)]
+    assert found, [(d.code, d.message) for d in errs]
+    return found[0]
+
+
+# ----------------------------------------------------------------- form 6
+COMPOSITE_OK = """
+fn inc(x: int) -> int {
+    return x + 1
+}
+fn apply(f: fn(int) -> int, x: int) -> int {
+    return f(x)
+}
+fn first_or(x: int?, d: int) -> int {
+    if x is None {
+        return d
+    }
+    return x
+}
+fn scale_all(x: Tensor, sizes: list[int], k: [int, int], s: float?) -> Tensor {
+    let total: int = sizes[0] + k[1] + apply(inc, 1) + first_or(None, 2)
+    if s is None {
+        return x * total
+    }
+    return x * s
+}
+fn log(x: int) -> void {
+    print(x)
+}
+layer Net(w: TernaryTensor<trit, [4, 2]>, x: tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> {
+    let pair: Tuple[int, float] = [1, 2.0]
+    let u: int | str = "a"
+    let g: fn(int) -> int = inc
+    let o: Optional[int] = None
+    log(g(pair[0]))
+    print(u, o)
+    return scale_all(x @ w, [1, 2], [3, 4], None)
+}
+"""
+
+
+def test_composite_types_accept_what_they_declare():
+    clean(COMPOSITE_OK)
+
+
+def test_list_element_types_are_checked():
+    fails('fn f() -> int {\n let xs: list[int] = [1, "a"]\n return xs[0]\n}', "E0401",
+          "element 1", "list[int]")
+    fails("fn f() -> int {\n let xs: [int] = 3\n return 0\n}", "E0401", "list[int]", "int")
+
+
+def test_tuple_length_and_positions_are_checked():
+    fails("fn f() -> int {\n let p: [int, int] = [1, 2, 3]\n return p[0]\n}", "E0401",
+          "2 element(s)", "has 3")
+    fails('fn f() -> int {\n let p: Tuple[int, str] = [1, 2]\n return p[0]\n}', "E0401",
+          "element 1")
+    fails("fn g(k: [int, int]) -> int {\n return k[0]\n}\n"
+          "fn f() -> int {\n return g([1, 2, 3])\n}", "E0401", "`k`")
+
+
+def test_optional_and_union_members():
+    clean("fn f() -> int? {\n return None\n}")
+    fails("fn f() -> int {\n let x: int = None\n return x\n}", "E0401", "None")
+    fails("fn f() -> int {\n let u: int | str = 2.5\n return 0\n}", "E0401", "int | str",
+          "float")
+    fails("fn g(x: Tensor?) -> int {\n return 0\n}\nfn f() -> int {\n return g(3)\n}",
+          "E0401", "| None", "int")
+
+
+def test_function_types():
+    fails("fn two(a: int, b: int) -> int {\n return a + b\n}\n"
+          "fn f() -> int {\n let g: fn(int) -> int = two\n return g(1)\n}", "E0401",
+          "takes 2")
+    fails("fn f() -> int {\n let g: fn(int) -> int = 3\n return 0\n}", "E0401", "fn(int)")
+    fails("fn ap(g: fn(int) -> int) -> int {\n return g(1, 2)\n}", "E0306", "fn(int) -> int")
+
+
+def test_void_functions_return_no_value():
+    fails("fn f(x: int) -> void {\n return x\n}", "E0401", "declares no result")
+    clean("fn f(x: int) -> void {\n print(x)\n return\n}")
