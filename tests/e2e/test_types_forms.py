@@ -63,3 +63,16 @@ def test_composite_types_program_runs(tmp_path):
            "}\n")
     out = run_both(tmp_path, src, 3, 4)
     assert tuple(out.shape) == (3, 2)
+
+
+def test_let_without_value_program_runs(tmp_path):
+    src = ("fn pick(x: Tensor, big: bool) -> Tensor {\n    let y: Tensor\n"
+           "    if big {\n        y = x * 2.0\n    } else {\n        y = relu(x)\n    }\n"
+           "    return y\n}\n"
+           "fn gate(x: Tensor<float32, [?, 2]>) -> Tensor<float32, [?, 2]> {\n"
+           "    return pick(x, false)\n}\n"
+           "layer Net(w: TernaryTensor<trit, [4, 2]>, x: Tensor<float32, [?, 4]>)\n"
+           "    -> Tensor<float32, [?, 2]> {\n"
+           "    return pick(x @ w, true) + gate(x @ w)\n}\n")
+    out = run_both(tmp_path, src, 3, 4)
+    assert tuple(out.shape) == (3, 2)

@@ -180,9 +180,10 @@ class Stmt:
 
 @dataclass(slots=True)
 class Let(Stmt):
+    """`let x[: T] = e`, or `let x: T` (value None): declared here, assigned before use."""
     name: str
     type: TypeExpr | None
-    value: Expr
+    value: Expr | None
     span: Span = _span()
 
 

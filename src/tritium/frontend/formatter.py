@@ -471,6 +471,8 @@ class _Printer:
             text = f"let {node.name}"
             if node.type is not None:
                 text += f": {self.type(node.type)}"
+            if node.value is None:
+                return _end_statement([f"{indent}{text}"])
             return _end_statement([f"{indent}{text} = {self.expr(node.value)}"])
         if isinstance(node, A.Assign):
             return _end_statement(

@@ -694,8 +694,11 @@ class Parser(ExpressionsMixin):
             if self.at(":"):
                 self.advance()
                 ty = self.parse_type()
-            self.expect_op("=", f"after `let {name.text}`")
-            value = self.parse_expr()
+            value = None
+            if ty is None or self.at("="):
+                # `let x: T` alone declares x, to be assigned before it is used
+                self.expect_op("=", f"after `let {name.text}`")
+                value = self.parse_expr()
             node = A.Let(name.text, ty, value, self.span_from(t))
             self.end_of_statement()
             return node

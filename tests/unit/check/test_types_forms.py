@@ -98,3 +98,27 @@ def test_function_types():
 def test_void_functions_return_no_value():
     fails("fn f(x: int) -> void {\n return x\n}", "E0401", "declares no result")
     clean("fn f(x: int) -> void {\n print(x)\n return\n}")
+
+
+# ----------------------------------------------------------------- form 7
+def test_let_without_value_assigned_on_both_branches():
+    clean("fn f(x: Tensor, big: bool) -> Tensor {\n let y: Tensor\n if big {\n  y = x * 2.0\n"
+          " } else {\n  y = relu(x)\n }\n return y\n}")
+    clean("fn f(x: int) -> int {\n let y: int\n y = x + 1\n return y\n}")
+
+
+def test_use_before_assignment_names_the_variable_and_its_declaration():
+    d = fails("fn f(x: Tensor, big: bool) -> Tensor {\n let z: Tensor\n if big {\n  z = x\n }\n"
+              " return z\n}", "E0840", "`z`")
+    assert d.span.line == 6 and d.secondary[0].span.line == 2
+    fails("fn f(x: int) -> int {\n let w: int\n return x * w\n}", "E0840", "`w`")
+
+
+def test_the_declared_type_checks_the_later_assignment():
+    fails("fn f() -> int {\n let q: int\n q = 2.5\n return q\n}", "E0402", "`q`")
+    fails('fn f() -> int {\n let q: list[int]\n q = ["a"]\n return 0\n}', "E0401", "list[int]")
+
+
+def test_scalar_let_without_value_in_a_layer_body_needs_one():
+    fails("layer L(n: int) {\n let k: int\n fn forward(x: Tensor) -> Tensor {\n  return x\n }\n}",
+          "E0841", "`let k: int`")

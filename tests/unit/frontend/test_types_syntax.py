@@ -97,3 +97,12 @@ def test_bad_composite_types_are_diagnostics():
                 "fn f(x: fn(int -> int) { }"):
         _, diags, _ = parse(src)
         assert diags and all(d.code.startswith("E02") for d in diags), src
+
+
+# ----------------------------------------------------------------- form 7
+def test_let_without_a_value():
+    prog = ok("fn f(x: int) -> int {\n    let y: int\n    y = x\n    return y\n}\n")
+    let = prog.items[0].body[0]
+    assert isinstance(let, A.Let) and let.value is None and let.type.name == "int"
+    _, diags, _ = parse("fn f() -> int {\n let y\n return 1\n}")
+    assert [d.code for d in diags] == ["E0201"] or diags  # an untyped `let` still needs `=`

@@ -81,7 +81,9 @@ class FunctionsMixin:
                     scope.used.add(dim.value)
         ret_decl = self.type_from_expr(fn.ret, scope, bindings) if fn.ret else None
         saved_returns = getattr(self, "returns", [])
+        saved_unassigned = getattr(self, "unassigned", {})
         self.returns = []
+        self.unassigned = {}
         try:
             self.exec_block(fn.body, scope)
         except _Abort:
@@ -89,6 +91,7 @@ class FunctionsMixin:
         finally:
             rets = self.returns
             self.returns = saved_returns
+            self.unassigned = saved_unassigned
         for name, span in scope.defined_at.items():
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,
@@ -169,10 +172,24 @@ class FunctionsMixin:
 
     def eval_let(self, s: A.Let, scope: Scope) -> Value:
         """The value of `let name[: T] = e`, checked against and refined by T."""
-        v = self.eval_expr(s.value, scope)
-        if s.type is not None:
+        if s.value is None:
+            # a declaration in a layer body: a tensor is a parameter with the default init
             ty = self.type_from_expr(s.type, scope)
-            self.check_assignable(ty, v, s.value.span, s.name)
+            if not isinstance(ty, TensorT | AnyT):
+                self.report("E0841", f"`let {s.name}: {ty}` in a layer body needs a value",
+                            s.span, label="no value",
+                            help=f"write `let {s.name}: {ty} = …`; only a tensor may be declared "
+                                 f"without one (it is a parameter with the default init)")
+            return Value(working_type(ty))
+        return self.assign_declared(s.name, s.type, self.eval_expr(s.value, scope), s.value.span,
+                                    scope)
+
+    def assign_declared(self, name: str, te: A.TypeExpr | None, v: Value, span: Span,
+                        scope: Scope) -> Value:
+        """`v` stored in a variable declared with the type `te`: checked and refined."""
+        if te is not None:
+            ty = self.type_from_expr(te, scope)
+            self.check_assignable(ty, v, span, name)
             if isinstance(ty, ScalarT):
                 v = Value(ty, v.const, v.known)
             elif isinstance(ty, TensorT):
@@ -181,13 +198,33 @@ class FunctionsMixin:
                 v = Value(ty, v.const, v.known)
         return v
 
+    def undefined(self, name: str, span: Span, scope: Scope) -> Value:
+        pending = getattr(self, "unassigned", {}).get(name)
+        if pending is not None:
+            self.report("E0840", f"`{name}` is used before it is assigned", span,
+                        label="no value on every path to here",
+                        secondary=[Label(pending[1], f"`{name}` declared here without a value")],
+                        help=f"assign `{name}` on every path before this use (in both branches "
+                             f"of an `if`), or give the `let` a value")
+            return Value(working_type(pending[0]))
+        return super().undefined(name, span, scope)
+
     def exec_stmt(self, s, scope: Scope) -> None:
-        if isinstance(s, A.Let):
+        if isinstance(s, A.Let) and s.value is None:
+            # `let x: T`: declared, assigned later (a use before that is E0840)
+            ty = self.type_from_expr(s.type, scope)
+            scope.vars.pop(s.name, None)
+            self.unassigned[s.name] = (ty, s.span, s.type)
+        elif isinstance(s, A.Let):
+            self.unassigned.pop(s.name, None)
             self.define(scope, s.name, self.eval_let(s, scope), s.span)
         elif isinstance(s, A.Assign):
             v = self.eval_expr(s.value, scope)
             if isinstance(s.target, A.Name):
                 name = s.target.id
+                pending = self.unassigned.get(name)
+                if pending is not None and s.op == "=" and name not in scope.vars:
+                    v = self.assign_declared(name, pending[2], v, s.value.span, scope)
                 if s.op != "=":
                     if name not in scope.vars:
                         self.undefined(name, s.target.span, scope)
@@ -220,6 +257,8 @@ class FunctionsMixin:
                 a, b = then_scope.vars.get(name), else_scope.vars.get(name)
                 if a is not None and b is not None:
                     scope.vars[name] = a if a is b else Value(join_types(a.ty, b.ty))
+                elif name in self.unassigned and name not in scope.vars:
+                    continue   # declared without a value and assigned on one branch only
                 else:
                     scope.vars[name] = a or b
         elif isinstance(s, A.For):
