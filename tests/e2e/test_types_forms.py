@@ -76,3 +76,16 @@ def test_let_without_value_program_runs(tmp_path):
            "    return pick(x @ w, true) + gate(x @ w)\n}\n")
     out = run_both(tmp_path, src, 3, 4)
     assert tuple(out.shape) == (3, 2)
+
+
+def test_generic_program_runs(tmp_path):
+    src = ("fn identity<T>(x: T) -> T {\n    return x\n}\n"
+           "fn scale<T: Numeric>(x: T, s: float) -> T {\n    return x * s\n}\n"
+           "fn add<T>(a: T, b: T) -> T\n    where T: Tensor\n{\n    return a + b\n}\n"
+           "fn act<T: Float>(x: Tensor<T, [?, 2]>) -> Tensor<T, [?, 2]> {\n"
+           "    return relu(x)\n}\n"
+           "layer Net<T: Float>(w: TernaryTensor<trit, [4, 2]>, x: Tensor<T, [?, 4]>)\n"
+           "    -> Tensor<T, [?, 2]> {\n"
+           "    return identity(add(scale(x @ w, identity(2.0)), act(x @ w)))\n}\n")
+    out = run_both(tmp_path, src, 3, 4)
+    assert tuple(out.shape) == (3, 2)

@@ -234,3 +234,55 @@ def shape_str(shape: Shape | None) -> str:
     if shape is None:
         return "[…]"
     return "[" + ", ".join(dim_str(d) for d in shape) + "]"
+
+
+# ----------------------------------------------------------------------------- generic bounds
+# The bounds a generic type parameter may carry (`fn f<T: Numeric>`, `where T: Float`).
+BOUNDS = {
+    "Any": "any type",
+    "Numeric": "a number (int, float, trit) or a tensor",
+    "Float": "a float scalar or a floating-point tensor",
+    "Integer": "an integer scalar (or trit) or an integer tensor",
+    "Tensor": "a tensor",
+    "Scalar": "a scalar (int, float, bool, trit, str)",
+}
+
+
+def satisfies(bound: str, t: Type) -> bool | None:
+    """Whether the type `t` satisfies the bound; None when it cannot be known."""
+    if isinstance(t, AnyT | TypeVarT):
+        return None
+    if bound == "Any":
+        return True
+    if bound == "Tensor":
+        return isinstance(t, TensorT)
+    if bound == "Scalar":
+        return isinstance(t, ScalarT)
+    dtype = t.dtype if isinstance(t, TensorT) else t.name if isinstance(t, ScalarT) else None
+    if isinstance(t, TensorT) and dtype is None:
+        return None if bound != "Numeric" else True
+    if dtype is None:
+        return False
+    if bound == "Numeric":
+        return dtype in FLOAT_TYPES | INT_TYPES | {"trit"}
+    if bound == "Float":
+        return dtype in FLOAT_TYPES
+    if bound == "Integer":
+        return dtype in INT_TYPES | {"trit"}
+    return None
+
+
+def unify_join(a: Type, b: Type) -> Type | None:
+    """One binding for a type parameter bound twice (`T` from two arguments), or None when
+    the two cannot be the same type."""
+    if a == b or isinstance(b, AnyT):
+        return a
+    if isinstance(a, AnyT):
+        return b
+    num = FLOAT_TYPES | INT_TYPES | {"trit"}
+    if isinstance(a, ScalarT) and isinstance(b, ScalarT) and a.name in num and b.name in num:
+        return join_types(a, b)
+    if isinstance(a, TensorT) and isinstance(b, TensorT):
+        return join_types(a, b)
+    return None
+

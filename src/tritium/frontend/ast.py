@@ -270,12 +270,21 @@ class ParamDecl:
 
 
 @dataclass(slots=True)
+class TypeParam:
+    """A generic type parameter: `T`, `T: Numeric` (or `where T: Numeric`)."""
+    name: str
+    bounds: list[str] = field(default_factory=list)
+    span: Span = _span()
+
+
+@dataclass(slots=True)
 class FnDef:
     name: str
     params: list[ParamSpec]
     ret: TypeExpr | None
     body: list[Stmt]
     span: Span = _span()
+    type_params: list[TypeParam] | None = None   # `fn f<T: Numeric>(…)`; `where` merged in
 
 
 @dataclass(slots=True)
@@ -317,6 +326,7 @@ class LayerDef:
     ret: TypeExpr | None
     body: list
     span: Span = _span()
+    type_params: list[TypeParam] | None = None   # `layer L<T>(…)`
 
 
 @dataclass(slots=True)

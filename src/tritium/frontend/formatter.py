@@ -365,20 +365,30 @@ class _Printer:
             return self._braced(f"{kw} {node.name} ", node, node.body, indent,
                                 self.model_body_item)
         if isinstance(node, A.LayerDef):
-            return self._signature(f"layer {node.name}", node.params, node.ret, node,
-                                   node.body, indent, self.body_item)
+            return self._signature(f"layer {node.name}{self.type_params(node.type_params)}",
+                                   node.params, node.ret, node, node.body, indent,
+                                   self.body_item)
         if isinstance(node, A.FnDef):
             return self.fn(node, indent)
         return self.body_item(node, indent)
 
     def fn(self, node: A.FnDef, indent: str, keyword: bool = True) -> list[str]:
         head = f"fn {node.name}" if keyword else node.name
+        head += self.type_params(node.type_params)
         return self._signature(head, node.params, node.ret, node, node.body, indent,
                                self.statement)
 
+    @staticmethod
+    def type_params(tps: list[A.TypeParam] | None) -> str:
+        """`<T, U: Numeric + Tensor>` (a `where` clause is written inline)."""
+        if tps is None:
+            return ""
+        return "<" + ", ".join(p.name + (": " + " + ".join(p.bounds) if p.bounds else "")
+                               for p in tps) + ">"
+
     def model_body_item(self, node, indent: str) -> list[str]:
         """Inside a model or block, `forward` is written without `fn` (as in DESIGN.md)."""
-        if isinstance(node, A.FnDef) and node.name == "forward":
+        if isinstance(node, A.FnDef) and node.name == "forward" and node.type_params is None:
             return self.fn(node, indent, keyword=False)
         return self.body_item(node, indent)
 

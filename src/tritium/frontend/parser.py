@@ -257,6 +257,7 @@ class Parser(ExpressionsMixin):
         if t.is_kw("layer"):
             self.advance()
             name = self.expect_ident("a layer name")
+            tparams = self.parse_type_params()
             params = None
             if self.at("("):
                 params = self.parse_param_specs()
@@ -266,12 +267,13 @@ class Parser(ExpressionsMixin):
                 self.advance()
                 ret = self.parse_type()
                 self.skip_signature_newlines()
+            tparams = self.parse_where(tparams)
             if self.at(":"):
                 raise self.error("`layer name: Kind { … }` declares a layer instance and belongs "
                                  "inside a `model` or `block`", tok=t, code="E0204",
                                  help="define a new layer type with `layer Name(args) { … }`")
             body = self.parse_body(f"layer `{name.text}`")
-            return A.LayerDef(name.text, params, ret, body, self.span_from(t))
+            return A.LayerDef(name.text, params, ret, body, self.span_from(t), tparams)
         if t.is_kw("fn") or t.is_kw("def"):
             return self.parse_fn()
         if t.kind is T.IDENT and self.peek().is_op(":"):
@@ -508,6 +510,7 @@ class Parser(ExpressionsMixin):
         if keyword:
             self.advance()
         name = self.expect_ident("a function name")
+        tparams = self.parse_type_params()
         params = self.parse_param_specs()
         self.skip_signature_newlines()
         ret = None
@@ -515,8 +518,66 @@ class Parser(ExpressionsMixin):
             self.advance()
             ret = self.parse_type()
             self.skip_signature_newlines()
+        tparams = self.parse_where(tparams)
         body = self.parse_block()
-        return A.FnDef(name.text, params, ret, body, self.span_from(t))
+        return A.FnDef(name.text, params, ret, body, self.span_from(t), tparams)
+
+    def parse_type_params(self) -> list[A.TypeParam] | None:
+        """`<T, U: Numeric, V: Float + Tensor>` after a function or layer name."""
+        if not self.at("<"):
+            return None
+        self.advance()
+        out: list[A.TypeParam] = []
+        while not self.at(">"):
+            n = self.expect_ident("a type parameter name")
+            bounds = self.parse_bounds() if self.at(":") else []
+            if any(p.name == n.text for p in out):
+                raise self.error(f"the type parameter `{n.text}` is declared twice", tok=n,
+                                 code="E0202")
+            out.append(A.TypeParam(n.text, bounds, n.span.to(self.prev_span())))
+            if self.at(","):
+                self.advance()
+            elif not self.at(">"):
+                raise self.error(f"expected `,` or `>` in the type parameters, found "
+                                 f"{self.tok.describe()}", code="E0202",
+                                 help="write `<T>` or `<T: Numeric, U>`")
+        self.advance()
+        return out
+
+    def parse_bounds(self) -> list[str]:
+        self.expect_op(":")
+        bounds = [self.expect_ident("a bound such as `Numeric`").text]
+        while self.at("+"):
+            self.advance()
+            bounds.append(self.expect_ident("a bound such as `Numeric`").text)
+        return bounds
+
+    def parse_where(self, tparams: list[A.TypeParam] | None) -> list[A.TypeParam] | None:
+        """`where T: Numeric, U: Float` before the body: bounds on declared type parameters
+        (merged into them, so `where` and `<T: Numeric>` are the same AST)."""
+        if not (self.tok.kind is T.IDENT and self.tok.text == "where"):
+            return tparams
+        w = self.advance()
+        out = [A.TypeParam(p.name, list(p.bounds), p.span) for p in tparams or []]
+        while True:
+            n = self.expect_ident("a type parameter name")
+            bounds = self.parse_bounds()
+            found = [p for p in out if p.name == n.text]
+            if not found:
+                raise self.error(f"`where` names `{n.text}`, which is not a type parameter here",
+                                 tok=n, code="E0202",
+                                 help=f"declare it after the name: `<{n.text}>`")
+            for b in bounds:
+                if b not in found[0].bounds:
+                    found[0].bounds.append(b)
+            if not self.at(","):
+                break
+            self.advance()
+            self.skip_newlines()
+        if not out:
+            raise self.error("a `where` clause needs type parameters", tok=w, code="E0202")
+        self.skip_signature_newlines()
+        return out
 
     def skip_signature_newlines(self) -> None:
         """Inside a signature, new lines before `->`, `where` or the body's `{` continue it:

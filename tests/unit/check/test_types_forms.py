@@ -122,3 +122,56 @@ def test_the_declared_type_checks_the_later_assignment():
 def test_scalar_let_without_value_in_a_layer_body_needs_one():
     fails("layer L(n: int) {\n let k: int\n fn forward(x: Tensor) -> Tensor {\n  return x\n }\n}",
           "E0841", "`let k: int`")
+
+
+# ----------------------------------------------------------------- form 4
+GENERIC = """
+fn identity<T>(x: T) -> T {
+    return x
+}
+fn scale<T: Numeric>(x: T, s: float) -> T {
+    return x * s
+}
+fn add<T>(a: T, b: T) -> T where T: Tensor {
+    return a + b
+}
+fn act<T: Float>(x: Tensor<T, [?, 2]>) -> Tensor<T, [?, 2]> {
+    return relu(x)
+}
+fn firsts<T>(xs: list[T]) -> T {
+    return xs[0]
+}
+"""
+
+
+def test_generic_functions_bind_their_type_parameters_per_call():
+    clean(GENERIC + "layer Net<T: Float>(w: TernaryTensor<trit, [4, 2]>, x: Tensor<T, [?, 4]>)"
+                    " -> Tensor<T, [?, 2]> {\n"
+                    " return identity(add(scale(x @ w, 2.0), act(x @ w)))\n}\n"
+                    "fn ints() -> int {\n let f: float = scale(2.0, 3.0)\n print(f)\n"
+                    " return identity(3) + firsts([1, 2])\n}")
+
+
+def test_the_return_type_follows_the_binding():
+    fails(GENERIC + "fn f() -> int {\n let s: str = identity(3)\n return 0\n}", "E0401",
+          "`s`", "int")
+    fails(GENERIC + 'fn f() -> int {\n let s: int = firsts(["a"])\n return 0\n}', "E0401",
+          "`s`", "str")
+
+
+def test_bound_violations_are_reported_at_the_call_naming_the_parameter():
+    d = fails(GENERIC + 'fn f() -> int {\n let s = scale("a", 2.0)\n return 0\n}', "E0842",
+              "`T`", "`scale`", "Numeric", "str")
+    assert d.span.line == GENERIC.count("\n") + 2
+    fails(GENERIC + "fn f() -> int {\n let t = add(1, 2)\n return 0\n}", "E0842", "`T`",
+          "Tensor", "int")
+    fails(GENERIC + "fn f(x: Tensor<int8, [3, 2]>) -> int {\n let t = act(x)\n return 0\n}",
+          "E0842", "Float", "int8")
+
+
+def test_one_parameter_bound_to_two_types_and_unknown_bounds():
+    fails(GENERIC + "fn f() -> int {\n let u = add(zeros([2]), 3)\n return 0\n}", "E0843",
+          "`T`", "from `a`", "from `b`")
+    fails("fn f<T: Numberish>(x: T) -> T {\n return x\n}", "E0843", "Numberish")
+    fails("layer Bad<T>(w: TernaryTensor<trit, [4, 2]>, x: T) -> Tensor {\n return w\n}",
+          "E0843", "`x`")

@@ -106,3 +106,26 @@ def test_let_without_a_value():
     assert isinstance(let, A.Let) and let.value is None and let.type.name == "int"
     _, diags, _ = parse("fn f() -> int {\n let y\n return 1\n}")
     assert [d.code for d in diags] == ["E0201"] or diags  # an untyped `let` still needs `=`
+
+
+# ----------------------------------------------------------------- form 4
+def test_generic_parameters_and_where_clauses():
+    prog = ok("fn identity<T>(x: T) -> T {\n    return x\n}\n"
+              "fn f<T: Numeric, U>(a: T, b: U) -> T where U: Float + Tensor {\n    return a\n}\n"
+              "layer L<T>(w: TernaryTensor<trit, [4, 2]>, x: Tensor<float32, [?, 4]>)\n"
+              "    -> Tensor<float32, [?, 2]> {\n    return x @ w\n}\n")
+    ident, f, layer = prog.items
+    assert [(p.name, p.bounds) for p in ident.type_params] == [("T", [])]
+    assert [(p.name, p.bounds) for p in f.type_params] == [("T", ["Numeric"]),
+                                                          ("U", ["Float", "Tensor"])]
+    assert layer.type_params[0].name == "T"
+    a = ok("fn g<T>(x: T) -> T\nwhere T: Numeric\n{\n return x\n}\n").items[0]
+    b = ok("fn g<T: Numeric>(x: T) -> T { return x }").items[0]
+    assert a == b
+
+
+def test_bad_type_parameters_are_diagnostics():
+    for src in ("fn f<T, T>(x: T) { }", "fn f<T>(x: T) where U: Numeric { }",
+                "fn f<T(x: T) { }", "fn f(x: int) where T: Numeric { }"):
+        _, diags, _ = parse(src)
+        assert diags and all(d.code == "E0202" for d in diags), src

@@ -144,6 +144,16 @@ class CallsMixin:
                                  f"{len(args)}", e.span,
                         secondary=[Label(fn.span, "defined here")])
             return Value(ANY)
+        saved_tvars = getattr(self, "type_vars", {})
+        if fn.type_params is not None:
+            self.type_vars = self.bind_type_params(fn, args, [a.span for a in e.args], e.span)
+        try:
+            return self._user_fn_call(d, args, e)
+        finally:
+            self.type_vars = saved_tvars
+
+    def _user_fn_call(self, d: Definition, args: list[Value], e: A.Call) -> Value:
+        fn: A.FnDef = d.node
         for p, a, arg in zip(fn.params, args, e.args):
             if p.type is not None:
                 ty = self.type_from_expr(p.type, Scope())

@@ -139,6 +139,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
     def definition_env(self, node, cfg: dict | None, abstract: bool):
         """The scope of a model/block/layer body: hyperparameters, constants, layers,
         parameters. `cfg` gives concrete hyperparameter values for one instance."""
+        self.type_vars = self.layer_type_vars(node)
         scope = Scope()
         layers: dict[str, LayerInst] = {}
         cfg = cfg or {}
@@ -199,6 +200,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
 
     def check_bodies(self, node, scope: Scope, layers: dict[str, LayerInst],
                      report_unused_layers: bool) -> None:
+        self.type_vars = self.layer_type_vars(node)
         self.used_layers = set()
         fns = [i for i in node.body if isinstance(i, A.FnDef)]
         for fn in fns:

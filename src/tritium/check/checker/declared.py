@@ -63,6 +63,11 @@ class DeclaredTypesMixin:
             return self.composite_type(te, scope, bindings)
         if name in TENSOR_TYPES:
             ternary = name == "TernaryTensor"
+            if tvars and te.dtype in tvars:
+                # `Tensor<T, …>`: the element type a generic parameter is bound to
+                bound = tvars[te.dtype]
+                te = A.TypeExpr(te.name, bound.name if isinstance(bound, ScalarT)
+                                and bound.name in DTYPES else None, te.shape, te.span)
             dtype = te.dtype or ("trit" if ternary else None)
             if te.dtype is not None and te.dtype not in DTYPES:
                 self.report("E0401", f"unknown element type `{te.dtype}`", te.span,

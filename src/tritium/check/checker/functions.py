@@ -7,6 +7,7 @@ from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span
 from ..types import (
     ANY,
+    BOUNDS,
     FLOAT_TYPES,
     INT,
     INT_TYPES,
@@ -22,11 +23,14 @@ from ..types import (
     SymInt,
     TensorT,
     TupleT,
+    TypeVarT,
     UnionT,
     Value,
     dims_conflict,
     join_types,
+    satisfies,
     shape_str,
+    unify_join,
     working_type,
 )
 from .model import (
@@ -39,10 +43,121 @@ from .model import (
 )
 
 
+def _unify(te: A.TypeExpr, v: Value, names: set[str], found: dict) -> None:
+    """Bind the type parameters (`names`) that the declared type `te` mentions from the type
+    of the value `v`: `T` itself, the element type of `Tensor<T, …>`, `list[T]`, `[A, B]`."""
+    t = v.ty
+    if isinstance(t, AnyT):
+        return
+    if te.name in names and te.args is None and te.shape is None and te.dtype is None:
+        if te.name in found:
+            j = unify_join(found[te.name], t)
+            if j is not None:
+                found[te.name] = j
+        else:
+            found[te.name] = t
+        return
+    if te.dtype in names and isinstance(t, TensorT) and t.dtype is not None:
+        found.setdefault(te.dtype, ScalarT(t.dtype))
+        return
+    if te.args is None:
+        return
+    elems = ([c if isinstance(c, Value) else Value(INT, c) if isinstance(c, SymInt)
+              else Value.of(c) for c in v.const]
+             if isinstance(t, ListT) and isinstance(v.const, list) else None)
+    if te.name == "list":
+        if isinstance(t, ListT) and t.elem is not None:
+            _unify(te.args[0], Value(t.elem), names, found)
+        for e in elems or []:
+            _unify(te.args[0], e, names, found)
+    elif te.name == "tuple":
+        items = elems if elems is not None else (
+            [Value(x) for x in t.items] if isinstance(t, TupleT) else [])
+        for a, e in zip(te.args, items):
+            _unify(a, e, names, found)
+
+
 class FunctionsMixin:
     # ------------------------------------------------------------------ functions
     def check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
                        inputs: list[Value] | None = None, form_b: bool = False) -> Value:
+        saved_tvars = getattr(self, "type_vars", {})
+        try:
+            if fn.type_params is not None:
+                self.type_vars = self.fn_type_vars(fn, inputs)
+            return self._check_function(fn, outer, layers, inputs, form_b)
+        finally:
+            self.type_vars = saved_tvars
+
+    def fn_type_vars(self, fn: A.FnDef, inputs: list[Value] | None) -> dict:
+        """The type parameters of `fn` inside its body: bound from the inputs of one call, or
+        abstract (TypeVarT) when the body is checked on its own."""
+        if inputs is None:
+            for tp in fn.type_params or []:
+                for b in tp.bounds:
+                    if b not in BOUNDS:
+                        self.report("E0843", f"unknown bound `{b}` on the type parameter "
+                                             f"`{tp.name}` of `{fn.name}`", tp.span,
+                                    help="the bounds are " + ", ".join(f"`{k}`" for k in BOUNDS))
+            return {tp.name: TypeVarT(tp.name, "+".join(tp.bounds) or None)
+                    for tp in fn.type_params or []}
+        return self.bind_type_params(fn, inputs, [None] * len(inputs), fn.span)
+
+    def layer_type_vars(self, node) -> dict:
+        """The type parameters of a generic layer (`layer L<T: Float>(…)`) in its body: a
+        layer is built once for all calls, so they stay abstract (erased in the generated
+        code; a tensor `Tensor<T, …>` is float32 unless T is bound). A bare `x: T` argument
+        of a layer is E0843: its kind (weight, input, hyperparameter) would be unknown."""
+        tps = getattr(node, "type_params", None)
+        if not tps:
+            return {}
+        out = self.fn_type_vars(A.FnDef(node.name, [], None, [], node.span, tps), None)
+        for p in getattr(node, "params", None) or []:
+            if p.type is not None and p.type.name in out and p.type.args is None:
+                self.report("E0843", f"the argument `{p.name}` of layer `{node.name}` has the "
+                                     f"type parameter `{p.type.name}` as its type", p.span,
+                            help=f"write a tensor type such as `Tensor<{p.type.name}, [...]>` "
+                                 f"or a scalar type")
+        return out
+
+    def bind_type_params(self, fn: A.FnDef, args: list[Value], spans: list,
+                         call_span: Span) -> dict:
+        """Unify each parameter's declared type with its argument to bind the type parameters
+        of one call; report a parameter bound to two different types (E0843) and a binding
+        that breaks a bound (E0842), both at the call."""
+        tps = fn.type_params or []
+        names = {tp.name for tp in tps}
+        bound: dict = {}
+        origin: dict[str, str] = {}
+        for p, a, sp in zip(fn.params, args, spans):
+            if p.type is None:
+                continue
+            found: dict = {}
+            _unify(p.type, a, names, found)
+            for n, t in found.items():
+                if n not in bound:
+                    bound[n], origin[n] = t, p.name
+                    continue
+                j = unify_join(bound[n], t)
+                if j is None:
+                    self.report("E0843", f"the type parameter `{n}` of `{fn.name}` is {bound[n]} "
+                                         f"from `{origin[n]}` but {t} from `{p.name}`",
+                                sp or call_span, label=f"`{n}` would be {t} here",
+                                help=f"pass arguments of one type for every `{n}`")
+                else:
+                    bound[n] = j
+        for tp in tps:
+            t = bound.get(tp.name)
+            for b in tp.bounds:
+                if t is not None and b in BOUNDS and satisfies(b, t) is False:
+                    self.report("E0842", f"the type parameter `{tp.name}` of `{fn.name}` must be "
+                                         f"{b} ({BOUNDS[b]}), but `{origin[tp.name]}` makes it "
+                                         f"{t}", call_span, label=f"`{tp.name}` is {t} here",
+                                secondary=[Label(tp.span, "bound declared here")])
+        return {tp.name: bound.get(tp.name, ANY) for tp in tps}
+
+    def _check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
+                        inputs: list[Value] | None = None, form_b: bool = False) -> Value:
         scope = Scope(dict(outer.vars), {}, set())
         bindings: dict[str, Dim] = {}
         params = fn.params
