@@ -89,3 +89,14 @@ def test_generic_program_runs(tmp_path):
            "    return identity(add(scale(x @ w, identity(2.0)), act(x @ w)))\n}\n")
     out = run_both(tmp_path, src, 3, 4)
     assert tuple(out.shape) == (3, 2)
+
+
+def test_keywords_as_names_program_runs(tmp_path):
+    src = ("fn run(model: Tensor, layer: int, block: float, param: bool) -> Tensor {\n"
+           "    let params = layer + 1\n    let forward = model * block\n"
+           "    if param {\n        return forward * params\n    }\n    return forward\n}\n"
+           "model M {\n    layer layer: TernaryLinear { in_features: 4, out_features: 2 }\n"
+           "    forward(x: Tensor[b, 4]) -> Tensor[b, 2] {\n        let model = layer(x)\n"
+           "        return run(model, 2, 0.5, true)\n    }\n}\n")
+    out = run_both(tmp_path, src, 3, 4)
+    assert tuple(out.shape) == (3, 2)

@@ -175,3 +175,14 @@ def test_one_parameter_bound_to_two_types_and_unknown_bounds():
     fails("fn f<T: Numberish>(x: T) -> T {\n return x\n}", "E0843", "Numberish")
     fails("layer Bad<T>(w: TernaryTensor<trit, [4, 2]>, x: T) -> Tensor {\n return w\n}",
           "E0843", "`x`")
+
+
+# ----------------------------------------------------------------- form 9
+def test_keywords_as_names_check():
+    clean("fn run(model: Tensor, layer: int, block: float, param: bool) -> Tensor {\n"
+          " let params = layer + 1\n let forward = model * block\n let training = param\n"
+          " if training {\n  return forward * params\n }\n return forward\n}\n"
+          "model M {\n layer layer: TernaryLinear { in_features: 4, out_features: 2 }\n"
+          " forward(x: Tensor[b, 4]) -> Tensor[b, 2] {\n  let model = layer(x)\n"
+          "  return run(model, 2, 0.5, true)\n }\n}")
+    fails("fn f(model: int) -> int {\n return layer\n}", "E0304", "`layer`")

@@ -129,3 +129,25 @@ def test_bad_type_parameters_are_diagnostics():
                 "fn f<T(x: T) { }", "fn f(x: int) where T: Numeric { }"):
         _, diags, _ = parse(src)
         assert diags and all(d.code == "E0202" for d in diags), src
+
+
+# ----------------------------------------------------------------- form 9
+def test_contextual_keywords_are_names_where_no_item_can_start():
+    prog = ok("fn run(model: Tensor, layer: int, block: float, param: bool) -> Tensor {\n"
+              "    let params = layer + 1\n    return model * block\n}\n"
+              "model M {\n    layer layer: TernaryLinear { in_features: 4, out_features: 2 }\n"
+              "    forward(x: Tensor[b, 4]) -> Tensor[b, 2] {\n"
+              "        let model = layer(x)\n        return model\n    }\n}\n")
+    run, m = prog.items
+    assert [p.name for p in run.params] == ["model", "layer", "block", "param"]
+    assert isinstance(m, A.ModelDef) and isinstance(m.body[0], A.LayerDecl)
+    assert m.body[0].name == "layer"
+    let = m.body[1].body[0]
+    assert let.name == "model" and let.value.func == A.Name("layer")
+
+
+def test_reserved_keywords_stay_reserved():
+    for src in ("fn f(let: int) { }", "fn f(x: int) -> int {\n let return = 1\n return 1\n}",
+                "fn f(fn: int) { }"):
+        _, diags, _ = parse(src)
+        assert diags, src
