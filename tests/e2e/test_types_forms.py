@@ -3,6 +3,8 @@ and agrees with the IR interpreter."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -100,3 +102,15 @@ def test_keywords_as_names_program_runs(tmp_path):
            "        return run(model, 2, 0.5, true)\n    }\n}\n")
     out = run_both(tmp_path, src, 3, 4)
     assert tuple(out.shape) == (3, 2)
+
+
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
+
+
+@pytest.mark.parametrize("name,entry,shape", [
+    ("types_generic_layers", "GenericNet", (3, 8)),
+    ("types_collections", "Mixer", (3, 8)),
+])
+def test_seed_examples_run_and_agree(tmp_path, name, entry, shape):
+    out = run_both(tmp_path, (SEED / f"{name}.tri").read_text(), *shape, entry=entry)
+    assert out.shape[0] == shape[0]

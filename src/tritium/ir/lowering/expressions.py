@@ -418,6 +418,9 @@ class ExpressionsMixin:
         fn: A.FnDef = d.node  # type: ignore[assignment]
         if len(args) > len(fn.params):
             raise LoweringError(f"`{fn.name}` takes {len(fn.params)} argument(s)", span)
+        if fn.ret is not None and fn.ret.name == "None" and fn.ret.args is None:
+            # a `-> void` / `-> None` function: its only effects (`print`) have no IR
+            return None
         full = list(args)
         for p in fn.params[len(args):]:
             if p.default is None:
