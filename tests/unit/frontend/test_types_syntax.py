@@ -151,3 +151,11 @@ def test_reserved_keywords_stay_reserved():
                 "fn f(fn: int) { }"):
         _, diags, _ = parse(src)
         assert diags, src
+
+
+def test_seed_examples_format_back_to_the_same_ast():
+    seed = Path(__file__).resolve().parents[3] / "examples" / "seed"
+    files = sorted(seed.glob("types_*.tri"))
+    assert len(files) >= 2
+    for f in files:
+        check_round_trip(f.read_text())
