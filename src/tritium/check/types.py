@@ -49,8 +49,38 @@ class ScalarT:
 
 @dataclass(frozen=True, slots=True)
 class ListT:
+    elem: Type | None = None      # the element type when declared (`list[int]`, `[Layer]`)
+
     def __str__(self) -> str:
-        return "list"
+        return "list" if self.elem is None else f"list[{self.elem}]"
+
+
+@dataclass(frozen=True, slots=True)
+class TupleT:
+    """A fixed-length sequence: `tuple[A, B]`, `[A, B]`. At run time it is a list."""
+    items: tuple = ()
+
+    def __str__(self) -> str:
+        return f"tuple[{', '.join(str(t) for t in self.items)}]"
+
+
+@dataclass(frozen=True, slots=True)
+class UnionT:
+    """`A | B` (and `T?`, `Optional[T]`: `T | None`): a value of any one member type."""
+    members: tuple = ()
+
+    def __str__(self) -> str:
+        return " | ".join(str(t) for t in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeVarT:
+    """A generic type parameter `T` inside its function's body (bound at each call)."""
+    name: str
+    bound: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +124,19 @@ class FnT:
         return f"function `{self.name}`"
 
 
-Type = TensorT | ScalarT | ListT | DictT | NoneT | RangeT | AnyT | LayerT | FnT
+@dataclass(frozen=True, slots=True)
+class FnSigT(FnT):
+    """A function type `fn(A, B) -> R`; `ret` None: returns nothing."""
+    params: tuple = ()
+    ret: Type | None = None
+
+    def __str__(self) -> str:
+        tail = "" if self.ret is None else f" -> {self.ret}"
+        return f"fn({', '.join(str(t) for t in self.params)}){tail}"
+
+
+Type = (TensorT | ScalarT | ListT | TupleT | UnionT | TypeVarT | DictT | NoneT | RangeT | AnyT
+        | LayerT | FnT)
 
 ANY = AnyT()
 INT = ScalarT("int")
@@ -161,10 +203,86 @@ def join_types(a: Type, b: Type) -> Type:
         if a.name in FLOAT_TYPES or b.name in FLOAT_TYPES:
             return FLOAT
         return a
+    if isinstance(a, ListT) and isinstance(b, ListT):
+        return ListT(a.elem if a.elem == b.elem else None)
     return ANY
+
+
+def working_type(t: Type) -> Type:
+    """The type a body works with for a value declared `t`: a union is the join of its
+    members other than `None` (`int?` is used as an int after the check for `None`)."""
+    if isinstance(t, UnionT):
+        rest = [m for m in t.members if not isinstance(m, NoneT)]
+        if not rest:
+            return NoneT()
+        out = rest[0]
+        for m in rest[1:]:
+            out = join_types(out, m)
+        return out
+    if isinstance(t, TupleT):
+        # a fixed-length list is indexed and iterated as a list
+        elem = t.items[0] if t.items else None
+        for m in t.items[1:]:
+            elem = join_types(elem, m)
+        return ListT(None if isinstance(elem, AnyT) else elem)
+    if isinstance(t, TypeVarT):
+        return ANY
+    return t
 
 
 def shape_str(shape: Shape | None) -> str:
     if shape is None:
         return "[…]"
     return "[" + ", ".join(dim_str(d) for d in shape) + "]"
+
+
+# ----------------------------------------------------------------------------- generic bounds
+# The bounds a generic type parameter may carry (`fn f<T: Numeric>`, `where T: Float`).
+BOUNDS = {
+    "Any": "any type",
+    "Numeric": "a number (int, float, trit) or a tensor",
+    "Float": "a float scalar or a floating-point tensor",
+    "Integer": "an integer scalar (or trit) or an integer tensor",
+    "Tensor": "a tensor",
+    "Scalar": "a scalar (int, float, bool, trit, str)",
+}
+
+
+def satisfies(bound: str, t: Type) -> bool | None:
+    """Whether the type `t` satisfies the bound; None when it cannot be known."""
+    if isinstance(t, AnyT | TypeVarT):
+        return None
+    if bound == "Any":
+        return True
+    if bound == "Tensor":
+        return isinstance(t, TensorT)
+    if bound == "Scalar":
+        return isinstance(t, ScalarT)
+    dtype = t.dtype if isinstance(t, TensorT) else t.name if isinstance(t, ScalarT) else None
+    if isinstance(t, TensorT) and dtype is None:
+        return None if bound != "Numeric" else True
+    if dtype is None:
+        return False
+    if bound == "Numeric":
+        return dtype in FLOAT_TYPES | INT_TYPES | {"trit"}
+    if bound == "Float":
+        return dtype in FLOAT_TYPES
+    if bound == "Integer":
+        return dtype in INT_TYPES | {"trit"}
+    return None
+
+
+def unify_join(a: Type, b: Type) -> Type | None:
+    """One binding for a type parameter bound twice (`T` from two arguments), or None when
+    the two cannot be the same type."""
+    if a == b or isinstance(b, AnyT):
+        return a
+    if isinstance(a, AnyT):
+        return b
+    num = FLOAT_TYPES | INT_TYPES | {"trit"}
+    if isinstance(a, ScalarT) and isinstance(b, ScalarT) and a.name in num and b.name in num:
+        return join_types(a, b)
+    if isinstance(a, TensorT) and isinstance(b, TensorT):
+        return join_types(a, b)
+    return None
+

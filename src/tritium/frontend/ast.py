@@ -31,10 +31,17 @@ class Dim:
 
 @dataclass(slots=True)
 class TypeExpr:
+    """A type. Composite types have a canonical name and `args` (one node per meaning):
+    `list` (`list[T]`, `List[T]`, `[T]`), `tuple` (`tuple[A, B]`, `Tuple[A, B]`, `[A, B]`,
+    `(A, B)`), `Union` (`A | B`, `Union[A, B]`; `Optional[T]` and `T?` are `T | None`),
+    `dict` (`dict[K, V]`) and `fn` (`fn(A, B) -> R`: `args` are the parameters, `ret` the
+    result). `void` is `None` and the lower-case `tensor` is `Tensor`."""
     name: str                        # trit, bool, int, int8, …, Tensor, TernaryTensor
     dtype: str | None = None         # element type for tensors
     shape: list[Dim] | None = None   # None: shape not given
     span: Span = _span()
+    args: list[TypeExpr] | None = None   # type arguments of list/tuple/Union/dict/fn
+    ret: TypeExpr | None = None          # the result of a `fn(…) -> R` type
 
 
 # ----------------------------------------------------------------------------- expressions
@@ -190,9 +197,10 @@ class Stmt:
 
 @dataclass(slots=True)
 class Let(Stmt):
+    """`let x[: T] = e`, or `let x: T` (value None): declared here, assigned before use."""
     name: str
     type: TypeExpr | None
-    value: Expr
+    value: Expr | None
     span: Span = _span()
 
 
@@ -290,12 +298,21 @@ class ParamDecl:
 
 
 @dataclass(slots=True)
+class TypeParam:
+    """A generic type parameter: `T`, `T: Numeric` (or `where T: Numeric`)."""
+    name: str
+    bounds: list[str] = field(default_factory=list)
+    span: Span = _span()
+
+
+@dataclass(slots=True)
 class FnDef:
     name: str
     params: list[ParamSpec]
     ret: TypeExpr | None
     body: list[Stmt]
     span: Span = _span()
+    type_params: list[TypeParam] | None = None   # `fn f<T: Numeric>(…)`; `where` merged in
     # the body had a syntax error (reported): the checker says nothing more about it
     broken: bool = False
 
@@ -339,6 +356,7 @@ class LayerDef:
     ret: TypeExpr | None
     body: list
     span: Span = _span()
+    type_params: list[TypeParam] | None = None   # `layer L<T>(…)`
 
 
 @dataclass(slots=True)

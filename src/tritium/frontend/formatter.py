@@ -372,8 +372,9 @@ class _Printer:
             return self._braced(f"{kw} {node.name} ", node, node.body, indent,
                                 self.model_body_item)
         if isinstance(node, A.LayerDef):
-            return self._signature(f"layer {node.name}", node.params, node.ret, node,
-                                   node.body, indent, self.body_item)
+            return self._signature(f"layer {node.name}{self.type_params(node.type_params)}",
+                                   node.params, node.ret, node, node.body, indent,
+                                   self.body_item)
         if isinstance(node, A.FnDef):
             return self.fn(node, indent)
         if isinstance(node, A.MainBlock):
@@ -382,12 +383,21 @@ class _Printer:
 
     def fn(self, node: A.FnDef, indent: str, keyword: bool = True) -> list[str]:
         head = f"fn {node.name}" if keyword else node.name
+        head += self.type_params(node.type_params)
         return self._signature(head, node.params, node.ret, node, node.body, indent,
                                self.statement)
 
+    @staticmethod
+    def type_params(tps: list[A.TypeParam] | None) -> str:
+        """`<T, U: Numeric + Tensor>` (a `where` clause is written inline)."""
+        if tps is None:
+            return ""
+        return "<" + ", ".join(p.name + (": " + " + ".join(p.bounds) if p.bounds else "")
+                               for p in tps) + ">"
+
     def model_body_item(self, node, indent: str) -> list[str]:
         """Inside a model or block, `forward` is written without `fn` (as in DESIGN.md)."""
-        if isinstance(node, A.FnDef) and node.name == "forward":
+        if isinstance(node, A.FnDef) and node.name == "forward" and node.type_params is None:
             return self.fn(node, indent, keyword=False)
         return self.body_item(node, indent)
 
@@ -488,6 +498,8 @@ class _Printer:
             text = f"let {node.name}"
             if node.type is not None:
                 text += f": {self.type(node.type)}"
+            if node.value is None:
+                return _end_statement([f"{indent}{text}"])
             return _end_statement([f"{indent}{text} = {self.expr(node.value)}"])
         if isinstance(node, A.Assign):
             return _end_statement(
@@ -555,6 +567,8 @@ class _Printer:
 
     # ------------------------------------------------------------------ types
     def type(self, t: A.TypeExpr) -> str:
+        if t.args is not None or t.ret is not None:
+            return self.composite_type(t)
         if t.name == "None" and t.dtype is None and t.shape is None:
             return "None"
         if t.dtype is None and t.shape is None:
@@ -568,6 +582,22 @@ class _Printer:
         if dims is None:
             return f"{t.name}<{t.dtype}>"
         return f"{t.name}<{t.dtype}, {dims}>"
+
+    def composite_type(self, t: A.TypeExpr) -> str:
+        """`list[T]`, `tuple[A, B]`, `A | B`, `dict[K, V]`, `fn(A) -> R` (see A.TypeExpr)."""
+        args = t.args or []
+        if t.name == "Union":
+            # a function type inside a union is parenthesized: `(fn(A) -> B) | None`
+            return " | ".join(f"({self.type(a)})" if a.name == "fn" and a.args is not None
+                              else self.type(a) for a in args)
+        if t.name == "fn":
+            ret = "" if t.ret is None else f" -> {self._type_operand(t.ret)}"
+            return f"fn({', '.join(self.type(a) for a in args)}){ret}"
+        return f"{t.name}[{', '.join(self.type(a) for a in args)}]"
+
+    def _type_operand(self, t: A.TypeExpr) -> str:
+        text = self.type(t)
+        return f"({text})" if t.name in ("Union", "fn") and t.args is not None else text
 
     def dim(self, d: A.Dim) -> str:
         v = d.value

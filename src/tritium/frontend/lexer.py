@@ -38,6 +38,10 @@ KEYWORDS = frozenset({
     "in", "import", "and", "or", "not", "is", "None", "true", "false", "True", "False",
 })
 
+# Keywords that are names wherever an item cannot start (see _contextual_names); the other
+# keywords stay reserved everywhere.
+CONTEXTUAL = frozenset({"model", "block", "layer", "param"})
+
 # Longest operators first so that `**` wins over `*`, `..` over `.`, `->` over `-`.
 OPERATORS = [
     "**=", "**", "->", "..", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "@=",
@@ -528,6 +532,7 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
     if tokens and tokens[-1].kind is not T.NEWLINE:
         tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col, file))
     tokens.append(Token(T.EOF, "", None, line, col, line, col, file))
+    _contextual_names(tokens)
     return LexResult(tokens, comments, diags)
 
 
@@ -554,3 +559,14 @@ def _floordiv_comment(comment: str, last: Token | None, depth: list[str],
             Span(file, ol, oc, ol, oc + 1), severity=Severity.WARNING,
             label="opened here", secondary=[Label(span, "the comment starts here")],
             help="write integer division as `floordiv(a, b)`; `//` always starts a comment"))
+
+
+def _contextual_names(tokens: list[Token]) -> None:
+    """A contextual keyword (CONTEXTUAL) starts an item only when a name follows it
+    (`model M {`, `layer fc: …`, `param w: …`); anywhere else it is an ordinary name: a
+    parameter `model`, a variable `layer`, `block.forward(x)`. Scanned from the end, so in
+    `layer layer: K` the second one is the name."""
+    for i in range(len(tokens) - 2, -1, -1):
+        t = tokens[i]
+        if t.kind is T.KEYWORD and t.text in CONTEXTUAL and tokens[i + 1].kind is not T.IDENT:
+            t.kind = T.IDENT

@@ -28,6 +28,24 @@ _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
 # keywords that start a statement at the top level (the others start items or are errors)
 _TOP_STATEMENT_KEYWORDS = frozenset({"let", "return", "if", "for", "not", "None", "true",
                                      "false", "True", "False"})
+# Spellings of composite types (see A.TypeExpr): the name before `[` -> the canonical kind
+_GENERIC_TYPES = {"list": "list", "List": "list", "tuple": "tuple", "Tuple": "tuple",
+                  "Optional": "Optional", "Union": "Union", "dict": "dict", "Dict": "dict"}
+_TYPE_SPELLINGS = {"tensor": "Tensor", "ternary_tensor": "TernaryTensor"}
+
+
+def _union(members: list[A.TypeExpr], span: Span) -> A.TypeExpr:
+    """`A | B | …` with nested unions flattened and repeated members dropped."""
+    flat: list[A.TypeExpr] = []
+    for m in members:
+        for x in (m.args or []) if m.name == "Union" else [m]:
+            if x not in flat:
+                flat.append(x)
+    if len(flat) == 1:
+        return flat[0]
+    return A.TypeExpr("Union", span=span, args=flat)
+
+
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
 
 # Forms of general-purpose languages with no meaning for a tensor compiler: each is reported
@@ -338,20 +356,24 @@ class Parser(ExpressionsMixin):
         if t.is_kw("layer"):
             self.advance()
             name = self.expect_ident("a layer name")
+            tparams = self.parse_type_params()
             params = None
             if self.at("("):
                 params = self.parse_param_specs()
+            self.skip_signature_newlines()
             ret = None
             if self.at("->"):
                 self.advance()
                 ret = self.parse_type()
+                self.skip_signature_newlines()
+            tparams = self.parse_where(tparams)
             self.skip_extends(name)
             if self.at(":"):
                 raise self.error("`layer name: Kind { … }` declares a layer instance and belongs "
                                  "inside a `model` or `block`", tok=t, code="E0204",
                                  help="define a new layer type with `layer Name(args) { … }`")
             body = self.parse_body(f"layer `{name.text}`")
-            return A.LayerDef(name.text, params, ret, body, self.span_from(t))
+            return A.LayerDef(name.text, params, ret, body, self.span_from(t), tparams)
         if t.is_kw("fn") or t.is_kw("def"):
             return self.parse_fn()
         if t.kind is T.IDENT and self.peek().is_op(":"):
@@ -414,7 +436,10 @@ class Parser(ExpressionsMixin):
             elif t.kind is T.OP and t.text in ")]}":
                 depth -= 1
                 if depth == 0:
-                    nxt = toks[i + 1] if i + 1 < len(toks) else t
+                    j = i + 1
+                    while j < len(toks) - 1 and toks[j].kind is T.NEWLINE:
+                        j += 1   # `forward(x: T)` / `-> T {`: a signature split over lines
+                    nxt = toks[j] if j < len(toks) else t
                     return nxt.is_op("->") or nxt.is_op("{")
             elif t.kind in (T.EOF,):
                 return False
@@ -722,15 +747,19 @@ class Parser(ExpressionsMixin):
         if keyword:
             self.advance()
         name = self.expect_ident("a function name")
+        tparams = self.parse_type_params()
         params = self.parse_param_specs()
+        self.skip_signature_newlines()
         ret = None
         self.skip_effects()
         if self.at("->"):
             self.advance()
             ret = self.parse_type()
+            self.skip_signature_newlines()
         self.skip_effects()
+        tparams = self.parse_where(tparams)
         if not self.at("{"):
-            return A.FnDef(name.text, params, ret, self.parse_block(), self.span_from(t))
+            return A.FnDef(name.text, params, ret, self.parse_block(), self.span_from(t), tparams)
         open_at = self.pos
         try:
             body = self.parse_block()
@@ -739,10 +768,78 @@ class Parser(ExpressionsMixin):
             # and marked broken so that the checker reports nothing else about it.
             self.diags.append(e.diag)
             self.skip_braces(open_at)
-            node = A.FnDef(name.text, params, ret, [], self.span_from(t))
+            node = A.FnDef(name.text, params, ret, [], self.span_from(t), tparams)
             node.broken = True
             return node
-        return A.FnDef(name.text, params, ret, body, self.span_from(t))
+        return A.FnDef(name.text, params, ret, body, self.span_from(t), tparams)
+
+    def parse_type_params(self) -> list[A.TypeParam] | None:
+        """`<T, U: Numeric, V: Float + Tensor>` after a function or layer name."""
+        if not self.at("<"):
+            return None
+        self.advance()
+        out: list[A.TypeParam] = []
+        while not self.at(">"):
+            n = self.expect_ident("a type parameter name")
+            bounds = self.parse_bounds() if self.at(":") else []
+            if any(p.name == n.text for p in out):
+                raise self.error(f"the type parameter `{n.text}` is declared twice", tok=n,
+                                 code="E0202")
+            out.append(A.TypeParam(n.text, bounds, n.span.to(self.prev_span())))
+            if self.at(","):
+                self.advance()
+            elif not self.at(">"):
+                raise self.error(f"expected `,` or `>` in the type parameters, found "
+                                 f"{self.tok.describe()}", code="E0202",
+                                 help="write `<T>` or `<T: Numeric, U>`")
+        self.advance()
+        return out
+
+    def parse_bounds(self) -> list[str]:
+        self.expect_op(":")
+        bounds = [self.expect_ident("a bound such as `Numeric`").text]
+        while self.at("+"):
+            self.advance()
+            bounds.append(self.expect_ident("a bound such as `Numeric`").text)
+        return bounds
+
+    def parse_where(self, tparams: list[A.TypeParam] | None) -> list[A.TypeParam] | None:
+        """`where T: Numeric, U: Float` before the body: bounds on declared type parameters
+        (merged into them, so `where` and `<T: Numeric>` are the same AST)."""
+        if not (self.tok.kind is T.IDENT and self.tok.text == "where"):
+            return tparams
+        w = self.advance()
+        out = [A.TypeParam(p.name, list(p.bounds), p.span) for p in tparams or []]
+        while True:
+            n = self.expect_ident("a type parameter name")
+            bounds = self.parse_bounds()
+            found = [p for p in out if p.name == n.text]
+            if not found:
+                raise self.error(f"`where` names `{n.text}`, which is not a type parameter here",
+                                 tok=n, code="E0202",
+                                 help=f"declare it after the name: `<{n.text}>`")
+            for b in bounds:
+                if b not in found[0].bounds:
+                    found[0].bounds.append(b)
+            if not self.at(","):
+                break
+            self.advance()
+            self.skip_newlines()
+        if not out:
+            raise self.error("a `where` clause needs type parameters", tok=w, code="E0202")
+        self.skip_signature_newlines()
+        return out
+
+    def skip_signature_newlines(self) -> None:
+        """Inside a signature, new lines before `->`, `where` or the body's `{` continue it:
+        `fn f(x: T)` / `-> T {` is one signature."""
+        i = self.pos
+        toks = self.toks
+        while toks[i].kind is T.NEWLINE:
+            i += 1
+        if i != self.pos and (toks[i].is_op("->") or toks[i].is_op("{")
+                              or (toks[i].kind is T.IDENT and toks[i].text == "where")):
+            self.pos = i
 
     # ------------------------------------------------------------------ foreign forms
     def at_foreign(self) -> bool:
@@ -843,11 +940,100 @@ class Parser(ExpressionsMixin):
 
     # ------------------------------------------------------------------ types
     def parse_type(self) -> A.TypeExpr:
+        """A type, with unions `A | B` and the optional suffix `T?` (see A.TypeExpr)."""
+        start = self.toks[self.pos]
+        first = self.parse_type_atom()
+        members = [first]
+        while self.at("|"):
+            self.advance()
+            self.skip_newlines()
+            members.append(self.parse_type_atom())
+        if len(members) == 1:
+            return first
+        return _union(members, start.span.to(self.prev_span()))
+
+    def parse_type_atom(self) -> A.TypeExpr:
+        start = self.toks[self.pos]
+        with self.nested():
+            ty = self.parse_type_primary()
+        while self.at("?"):
+            self.advance()
+            ty = _union([ty, A.TypeExpr("None", span=self.prev_span())],
+                        start.span.to(self.prev_span()))
+        return ty
+
+    def parse_type_list(self, close: str) -> list[A.TypeExpr]:
+        """Types separated by commas up to `close` (consumed)."""
+        items: list[A.TypeExpr] = []
+        while not self.at(close):
+            items.append(self.parse_type())
+            if self.at(","):
+                self.advance()
+            elif not self.at(close):
+                raise self.error(f"expected `,` or `{close}` in a list of types, found "
+                                 f"{self.tok.describe()}", code="E0202")
+        self.advance()
+        return items
+
+    def parse_type_primary(self) -> A.TypeExpr:
         t = self.toks[self.pos]
         if t.kind is T.KEYWORD and t.text == "None":
             self.advance()
             return A.TypeExpr("None", span=t.span)
+        if t.is_op("["):
+            # `[T]` is a list of T; `[A, B]` a fixed-length list (the same as `tuple[A, B]`)
+            self.advance()
+            items = self.parse_type_list("]")
+            span = self.span_from(t)
+            if not items:
+                raise self.error("an empty list type `[]` names no element type", tok=t,
+                                 code="E0202", help="write `[int]` or `list[int]`")
+            if len(items) == 1:
+                return A.TypeExpr("list", span=span, args=items)
+            return A.TypeExpr("tuple", span=span, args=items)
+        if t.is_op("("):
+            self.advance()
+            items = self.parse_type_list(")")
+            if len(items) == 1 and not self.toks[self.pos - 2].is_op(","):
+                return items[0]   # `(T)`: grouping
+            return A.TypeExpr("tuple", span=self.span_from(t), args=items)
+        if t.kind is T.KEYWORD and t.text in ("fn", "def"):
+            self.advance()
+            self.expect_op("(", "after `fn` in a function type")
+            params = self.parse_type_list(")")
+            ret = None
+            if self.at("->"):
+                self.advance()
+                ret = self.parse_type_atom()
+            return A.TypeExpr("fn", span=self.span_from(t), args=params, ret=ret)
+        if t.kind is T.IDENT and t.text in _GENERIC_TYPES and self.peek().is_op("["):
+            self.advance()
+            self.advance()
+            items = self.parse_type_list("]")
+            span = self.span_from(t)
+            kind = _GENERIC_TYPES[t.text]
+            if kind == "Optional":
+                if len(items) != 1:
+                    raise self.error(f"`{t.text}` takes one type, got {len(items)}", tok=t,
+                                     code="E0202", help=f"write `{t.text}[T]` or `T?`")
+                return _union([items[0], A.TypeExpr("None", span=span)], span)
+            if kind == "Union":
+                if not items:
+                    raise self.error("`Union` needs at least one type", tok=t, code="E0202")
+                return _union(items, span) if len(items) > 1 else items[0]
+            if kind == "list" and len(items) != 1:
+                raise self.error(f"`{t.text}` takes one element type, got {len(items)}", tok=t,
+                                 code="E0202",
+                                 help="write `list[int]`, or `tuple[A, B]` for fixed positions")
+            if kind == "dict" and len(items) != 2:
+                raise self.error(f"`{t.text}` takes a key and a value type, got {len(items)}",
+                                 tok=t, code="E0202", help="write `dict[str, int]`")
+            return A.TypeExpr(kind, span=span, args=items)
+        if t.kind is T.IDENT and t.text == "void":
+            self.advance()
+            return A.TypeExpr("None", span=t.span)
         name = self.expect_ident("a type")
+        tname = _TYPE_SPELLINGS.get(name.text, name.text)
         dtype = None
         shape = None
         if self.at("<"):
@@ -861,13 +1047,13 @@ class Parser(ExpressionsMixin):
                     self.advance()
                     shape = self.parse_dims()
             self.expect_op(">", "to close the type arguments")
-        elif self.at("[") and name.text[:1].isupper():
+        elif self.at("[") and tname[:1].isupper():
             shape = self.parse_dims()
             if shape and isinstance(shape[0].value, str) and shape[0].value in DTYPES:
                 dtype = shape.pop(0).value
                 if not shape:
                     shape = None
-        return A.TypeExpr(name.text, dtype, shape, name.span.to(self.prev_span()))
+        return A.TypeExpr(tname, dtype, shape, name.span.to(self.prev_span()))
 
     def parse_dims(self) -> list[A.Dim]:
         self.expect_op("[")
@@ -921,8 +1107,11 @@ class Parser(ExpressionsMixin):
             if self.at(":"):
                 self.advance()
                 ty = self.parse_type()
-            self.expect_op("=", f"after `let {name.text}`")
-            value = self.parse_expr()
+            value = None
+            if ty is None or self.at("="):
+                # `let x: T` alone declares x, to be assigned before it is used
+                self.expect_op("=", f"after `let {name.text}`")
+                value = self.parse_expr()
             node = A.Let(name.text, ty, value, self.span_from(t))
             self.end_of_statement()
             return node

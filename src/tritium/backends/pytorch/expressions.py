@@ -105,7 +105,9 @@ class BodyGen:
             self.origin(indent, s)
         if isinstance(s, A.Let):
             ctx.locals.add(s.name)
-            self.emit(indent, f"{py_local(s.name)} = {self.expr(s.value, ctx)}")
+            # `let x: T` without a value: the checker has seen x assigned before any use
+            value = "None" if s.value is None else self.expr(s.value, ctx)
+            self.emit(indent, f"{py_local(s.name)} = {value}")
         elif isinstance(s, A.Assign):
             value = self.expr(s.value, ctx)
             if isinstance(s.target, A.Name):

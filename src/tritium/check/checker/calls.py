@@ -16,6 +16,7 @@ from ..types import (
     INT_TYPES,
     AnyT,
     Dim,
+    FnSigT,
     FnT,
     LayerT,
     ListT,
@@ -24,6 +25,8 @@ from ..types import (
     Shape,
     SymInt,
     TensorT,
+    TupleT,
+    UnionT,
     Value,
     dims_conflict,
     shape_str,
@@ -80,6 +83,8 @@ class CallsMixin:
                     return self.apply_layer(v.ty.inst, args, e, v.ty.optional)
                 if isinstance(v.ty, AnyT):
                     return Value(ANY)
+                if isinstance(v.ty, FnT):
+                    return self.fn_value_call(v.ty, args, e)
                 self.report("E0310", f"`{name}` is {v.ty}, not a layer or function", f.span,
                             help="only layers and functions can be called")
                 return Value(ANY)
@@ -115,6 +120,22 @@ class CallsMixin:
             self.report("E0310", f"{callee.ty} is not callable", f.span)
         return Value(ANY)
 
+    def fn_value_call(self, ty: FnT, args: list[Value], e: A.Call) -> Value:
+        """A call through a variable that holds a function: the user function it names, or
+        (in a body checked on its own) the declared `fn(A) -> R` type."""
+        d = self.defs.get(ty.name)
+        if d is not None and d.kind == "fn" and not isinstance(ty, FnSigT):
+            return self.user_fn_call(d, args, e)
+        if isinstance(ty, FnSigT):
+            if len(args) != len(ty.params):
+                self.report("E0306", f"a function of type {ty} takes {len(ty.params)} "
+                                     f"argument(s), got {len(args)}", e.span)
+                return Value(ANY)
+            for i, (t, a, arg) in enumerate(zip(ty.params, args, e.args)):
+                self.check_assignable(t, a, arg.span, f"argument {i}")
+            return Value(ty.ret if ty.ret is not None else NoneT())
+        return Value(ANY)
+
     def user_fn_call(self, d: Definition, args: list[Value], e: A.Call) -> Value:
         fn: A.FnDef = d.node
         n_req = sum(1 for p in fn.params if p.default is None)
@@ -123,6 +144,16 @@ class CallsMixin:
                                  f"{len(args)}", e.span,
                         secondary=[Label(fn.span, "defined here")])
             return Value(ANY)
+        saved_tvars = getattr(self, "type_vars", {})
+        if fn.type_params is not None:
+            self.type_vars = self.bind_type_params(fn, args, [a.span for a in e.args], e.span)
+        try:
+            return self._user_fn_call(d, args, e)
+        finally:
+            self.type_vars = saved_tvars
+
+    def _user_fn_call(self, d: Definition, args: list[Value], e: A.Call) -> Value:
+        fn: A.FnDef = d.node
         for p, a, arg in zip(fn.params, args, e.args):
             if p.type is not None:
                 ty = self.type_from_expr(p.type, Scope())
@@ -131,6 +162,8 @@ class CallsMixin:
                 elif isinstance(ty, TensorT) and not isinstance(a.ty, TensorT | AnyT):
                     self.report("E0404", f"argument `{p.name}` of `{fn.name}` must be {ty}, got "
                                          f"{a.ty}", arg.span)
+                elif isinstance(ty, ListT | TupleT | UnionT | FnSigT | NoneT):
+                    self.check_assignable(ty, a, arg.span, p.name)
         declared = Value(self.type_from_expr(fn.ret, Scope())) if fn.ret else Value(ANY)
         if fn.broken:
             return declared

@@ -57,6 +57,9 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         self.layer_count = 0
         self._instance_work: dict = {}
         self._layers_reported = False
+        # `let x: T` declared without a value and not yet assigned: name -> (type, span, te)
+        self.unassigned: dict = {}
+        self.type_vars: dict = {}   # the type parameters in scope (generic fn or layer)
 
     def count_layers(self, n: int, span: Span | None) -> bool:
         """Count `n` layer applications; False (reported once) past bounds.MAX_LAYERS."""
@@ -140,6 +143,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
     def definition_env(self, node, cfg: dict | None, abstract: bool):
         """The scope of a model/block/layer body: hyperparameters, constants, layers,
         parameters. `cfg` gives concrete hyperparameter values for one instance."""
+        self.type_vars = self.layer_type_vars(node)
         scope = Scope()
         layers: dict[str, LayerInst] = {}
         cfg = cfg or {}
@@ -205,6 +209,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
 
     def check_bodies(self, node, scope: Scope, layers: dict[str, LayerInst],
                      report_unused_layers: bool) -> None:
+        self.type_vars = self.layer_type_vars(node)
         self.used_layers = set()
         fns = [i for i in node.body if isinstance(i, A.FnDef)]
         for fn in fns:

@@ -11,16 +11,23 @@ from .. import library as L
 from ..types import (
     ANY,
     FLOAT_TYPES,
+    INT,
     INT_TYPES,
     AnyT,
     DictT,
     Dim,
+    FnSigT,
+    FnT,
     LayerT,
     ListT,
     NoneT,
+    RangeT,
     ScalarT,
     SymInt,
     TensorT,
+    TupleT,
+    TypeVarT,
+    UnionT,
     Value,
     dims_conflict,
     shape_str,
@@ -31,6 +38,17 @@ from .model import (
     _num,
 )
 
+# Type names that stand for any layer (`[Layer]`: a list of layers)
+ANY_LAYER_TYPES = frozenset({"Layer", "Module"})
+
+
+def _elements(v: Value) -> list[Value] | None:
+    """The element values of a list value when its length is known."""
+    if not isinstance(v.ty, ListT) or not isinstance(v.const, list):
+        return None
+    return [c if isinstance(c, Value) else Value(INT, c) if isinstance(c, SymInt)
+            else Value.of(c) if v.known else Value(ANY) for c in v.const]
+
 
 class DeclaredTypesMixin:
     # ------------------------------------------------------------------ types
@@ -38,8 +56,18 @@ class DeclaredTypesMixin:
         if te is None:
             return ANY
         name = te.name
+        tvars = getattr(self, "type_vars", None)
+        if tvars and name in tvars and te.args is None:
+            return tvars[name]
+        if te.args is not None or te.ret is not None:
+            return self.composite_type(te, scope, bindings)
         if name in TENSOR_TYPES:
             ternary = name == "TernaryTensor"
+            if tvars and te.dtype in tvars:
+                # `Tensor<T, …>`: the element type a generic parameter is bound to
+                bound = tvars[te.dtype]
+                te = A.TypeExpr(te.name, bound.name if isinstance(bound, ScalarT)
+                                and bound.name in DTYPES else None, te.shape, te.span)
             dtype = te.dtype or ("trit" if ternary else None)
             if te.dtype is not None and te.dtype not in DTYPES:
                 self.report("E0401", f"unknown element type `{te.dtype}`", te.span,
@@ -64,11 +92,125 @@ class DeclaredTypesMixin:
             return ListT()
         if name in ("dict", "Dict"):
             return DictT()
-        if name in self.defs or name in L.LAYERS:
+        if name in self.defs or name in L.LAYERS or name in ANY_LAYER_TYPES:
             return ANY
         self.report("E0401", f"unknown type `{name}`", te.span,
                     help=did_you_mean(name, list(DTYPES) + list(TENSOR_TYPES)))
         return ANY
+
+    def composite_type(self, te: A.TypeExpr, scope: Scope, bindings: dict | None):
+        """`list[T]`, `tuple[A, B]`, `A | B`, `dict[K, V]`, `fn(A) -> R` (see A.TypeExpr)."""
+        args = [self.type_from_expr(a, scope, bindings) for a in te.args or []]
+        if te.name == "list":
+            return ListT(args[0] if args and not isinstance(args[0], AnyT) else None)
+        if te.name == "tuple":
+            return TupleT(tuple(args))
+        if te.name == "Union":
+            if any(isinstance(a, AnyT) for a in args):
+                return ANY
+            members: list = []
+            for a in args:
+                for m in a.members if isinstance(a, UnionT) else (a,):
+                    if m not in members:
+                        members.append(m)
+            return UnionT(tuple(members)) if len(members) > 1 else members[0]
+        if te.name == "dict":
+            return DictT()
+        if te.name == "fn":
+            ret = self.type_from_expr(te.ret, scope, bindings) if te.ret is not None else None
+            return FnSigT("", tuple(args), ret)
+        return ANY
+
+    def fits(self, ty, v: Value) -> bool:
+        """Whether `v` is assignable to `ty` (check_assignable without reporting)."""
+        self.quiet += 1
+        saved = self.inner
+        self.inner = []
+        try:
+            self.check_assignable(ty, v, None, "_")
+            return not self.inner
+        finally:
+            self.quiet -= 1
+            self.inner = saved
+
+    def check_assignable_composite(self, ty, v: Value, span: Span, what: str) -> bool:
+        """Assignability to a union, list, tuple, function or `None` type, and of a union
+        value. Returns True when it handled the check."""
+        got = v.ty
+        if isinstance(ty, UnionT):
+            if isinstance(got, UnionT):
+                bad = [m for m in got.members if not self.fits(ty, Value(m))]
+                if bad:
+                    self.report("E0401", f"`{what}` is declared {ty} but the value may be "
+                                         f"{bad[0]}", span, label=f"this may be {bad[0]}")
+                return True
+            if not any(self.fits(m, v) for m in ty.members):
+                self.report("E0401", f"`{what}` is declared {ty} but the value is {got}", span,
+                            label=f"not one of {ty}")
+            return True
+        if isinstance(got, UnionT):
+            # a union value is accepted where some member fits (checked by member)
+            if not any(self.fits(ty, Value(m)) for m in got.members):
+                self.report("E0401", f"`{what}` is declared {ty} but the value is {got}", span)
+            return True
+        if isinstance(ty, NoneT):
+            if not isinstance(got, NoneT):
+                self.report("E0401", f"`{what}` is declared None but the value is {got}", span)
+            return True
+        if isinstance(ty, ListT | TupleT):
+            if isinstance(got, RangeT) and isinstance(ty, ListT):
+                got = ListT()
+            if not isinstance(got, ListT | TupleT):
+                self.report("E0401", f"`{what}` is declared {ty} but the value is {got}", span)
+                return True
+            elems = _elements(v)
+            if isinstance(ty, TupleT):
+                n = len(elems) if elems is not None else (
+                    len(got.items) if isinstance(got, TupleT) else None)
+                if n is not None and n != len(ty.items):
+                    self.report("E0401", f"`{what}` is declared {ty} ({len(ty.items)} "
+                                         f"element(s)) but the value has {n}", span,
+                                label=f"{n} element(s)")
+                    return True
+                if elems is not None:
+                    for i, (t, e) in enumerate(zip(ty.items, elems)):
+                        if not self.fits(t, e):
+                            self.report("E0401", f"element {i} of `{what}` is {e.ty} but "
+                                                 f"`{what}` is declared {ty}", span)
+                            return True
+                return True
+            if ty.elem is None:
+                return True
+            if elems is None:
+                elems = [Value(got.elem)] if isinstance(got, ListT) and got.elem else [
+                    Value(t) for t in got.items] if isinstance(got, TupleT) else []
+            for i, e in enumerate(elems):
+                if not self.fits(ty.elem, e):
+                    self.report("E0401", f"element {i} of `{what}` is {e.ty} but `{what}` is "
+                                         f"declared {ty}", span)
+                    return True
+            return True
+        if isinstance(ty, FnSigT):
+            if not isinstance(got, FnT):
+                self.report("E0401", f"`{what}` is declared {ty} but the value is {got}", span)
+                return True
+            d = self.defs.get(got.name)
+            if isinstance(got, FnSigT):
+                n_min = n_max = len(got.params)
+            elif d is not None and isinstance(d.node, A.FnDef):
+                n_max = len(d.node.params)
+                n_min = sum(1 for p in d.node.params if p.default is None)
+            else:
+                return True
+            if not n_min <= len(ty.params) <= n_max:
+                self.report("E0401", f"`{what}` is declared {ty} (taking {len(ty.params)} "
+                                     f"argument(s)) but `{got.name or got}` takes "
+                                     f"{n_max if n_min == n_max else f'{n_min} to {n_max}'}",
+                            span)
+            return True
+        if isinstance(ty, TypeVarT) or isinstance(got, TypeVarT):
+            return True
+        return False
 
     def check_param_shape(self, name: str, te: A.TypeExpr | None, scope: Scope) -> None:
         """A parameter is allocated when its module is built: each dim of its declared
@@ -137,6 +279,8 @@ class DeclaredTypesMixin:
     def check_assignable(self, ty, v: Value, span: Span, what: str) -> None:
         got = v.ty
         if isinstance(got, AnyT) or isinstance(ty, AnyT):
+            return
+        if self.check_assignable_composite(ty, v, span, what):
             return
         if isinstance(ty, ScalarT):
             t = ty.name

@@ -7,12 +7,14 @@ from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span
 from ..types import (
     ANY,
+    BOUNDS,
     FLOAT_TYPES,
     INT,
     INT_TYPES,
     AnyT,
     DictT,
     Dim,
+    FnSigT,
     LayerT,
     ListT,
     NoneT,
@@ -20,10 +22,16 @@ from ..types import (
     ScalarT,
     SymInt,
     TensorT,
+    TupleT,
+    TypeVarT,
+    UnionT,
     Value,
     dims_conflict,
     join_types,
+    satisfies,
     shape_str,
+    unify_join,
+    working_type,
 )
 from .model import (
     MAX_UNROLL,
@@ -35,12 +43,123 @@ from .model import (
 )
 
 
+def _unify(te: A.TypeExpr, v: Value, names: set[str], found: dict) -> None:
+    """Bind the type parameters (`names`) that the declared type `te` mentions from the type
+    of the value `v`: `T` itself, the element type of `Tensor<T, …>`, `list[T]`, `[A, B]`."""
+    t = v.ty
+    if isinstance(t, AnyT):
+        return
+    if te.name in names and te.args is None and te.shape is None and te.dtype is None:
+        if te.name in found:
+            j = unify_join(found[te.name], t)
+            if j is not None:
+                found[te.name] = j
+        else:
+            found[te.name] = t
+        return
+    if te.dtype in names and isinstance(t, TensorT) and t.dtype is not None:
+        found.setdefault(te.dtype, ScalarT(t.dtype))
+        return
+    if te.args is None:
+        return
+    elems = ([c if isinstance(c, Value) else Value(INT, c) if isinstance(c, SymInt)
+              else Value.of(c) for c in v.const]
+             if isinstance(t, ListT) and isinstance(v.const, list) else None)
+    if te.name == "list":
+        if isinstance(t, ListT) and t.elem is not None:
+            _unify(te.args[0], Value(t.elem), names, found)
+        for e in elems or []:
+            _unify(te.args[0], e, names, found)
+    elif te.name == "tuple":
+        items = elems if elems is not None else (
+            [Value(x) for x in t.items] if isinstance(t, TupleT) else [])
+        for a, e in zip(te.args, items):
+            _unify(a, e, names, found)
+
+
 class FunctionsMixin:
     # ------------------------------------------------------------------ functions
     def check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
                        inputs: list[Value] | None = None, form_b: bool = False) -> Value:
         if fn.broken:   # its syntax error is reported; nothing in it is checked (no cascade)
             return Value(self.type_from_expr(fn.ret, Scope()) if fn.ret else ANY)
+        saved_tvars = getattr(self, "type_vars", {})
+        try:
+            if fn.type_params is not None:
+                self.type_vars = self.fn_type_vars(fn, inputs)
+            return self._check_function(fn, outer, layers, inputs, form_b)
+        finally:
+            self.type_vars = saved_tvars
+
+    def fn_type_vars(self, fn: A.FnDef, inputs: list[Value] | None) -> dict:
+        """The type parameters of `fn` inside its body: bound from the inputs of one call, or
+        abstract (TypeVarT) when the body is checked on its own."""
+        if inputs is None:
+            for tp in fn.type_params or []:
+                for b in tp.bounds:
+                    if b not in BOUNDS:
+                        self.report("E0843", f"unknown bound `{b}` on the type parameter "
+                                             f"`{tp.name}` of `{fn.name}`", tp.span,
+                                    help="the bounds are " + ", ".join(f"`{k}`" for k in BOUNDS))
+            return {tp.name: TypeVarT(tp.name, "+".join(tp.bounds) or None)
+                    for tp in fn.type_params or []}
+        return self.bind_type_params(fn, inputs, [None] * len(inputs), fn.span)
+
+    def layer_type_vars(self, node) -> dict:
+        """The type parameters of a generic layer (`layer L<T: Float>(…)`) in its body: a
+        layer is built once for all calls, so they stay abstract (erased in the generated
+        code; a tensor `Tensor<T, …>` is float32 unless T is bound). A bare `x: T` argument
+        of a layer is E0843: its kind (weight, input, hyperparameter) would be unknown."""
+        tps = getattr(node, "type_params", None)
+        if not tps:
+            return {}
+        out = self.fn_type_vars(A.FnDef(node.name, [], None, [], node.span, tps), None)
+        for p in getattr(node, "params", None) or []:
+            if p.type is not None and p.type.name in out and p.type.args is None:
+                self.report("E0843", f"the argument `{p.name}` of layer `{node.name}` has the "
+                                     f"type parameter `{p.type.name}` as its type", p.span,
+                            help=f"write a tensor type such as `Tensor<{p.type.name}, [...]>` "
+                                 f"or a scalar type")
+        return out
+
+    def bind_type_params(self, fn: A.FnDef, args: list[Value], spans: list,
+                         call_span: Span) -> dict:
+        """Unify each parameter's declared type with its argument to bind the type parameters
+        of one call; report a parameter bound to two different types (E0843) and a binding
+        that breaks a bound (E0842), both at the call."""
+        tps = fn.type_params or []
+        names = {tp.name for tp in tps}
+        bound: dict = {}
+        origin: dict[str, str] = {}
+        for p, a, sp in zip(fn.params, args, spans):
+            if p.type is None:
+                continue
+            found: dict = {}
+            _unify(p.type, a, names, found)
+            for n, t in found.items():
+                if n not in bound:
+                    bound[n], origin[n] = t, p.name
+                    continue
+                j = unify_join(bound[n], t)
+                if j is None:
+                    self.report("E0843", f"the type parameter `{n}` of `{fn.name}` is {bound[n]} "
+                                         f"from `{origin[n]}` but {t} from `{p.name}`",
+                                sp or call_span, label=f"`{n}` would be {t} here",
+                                help=f"pass arguments of one type for every `{n}`")
+                else:
+                    bound[n] = j
+        for tp in tps:
+            t = bound.get(tp.name)
+            for b in tp.bounds:
+                if t is not None and b in BOUNDS and satisfies(b, t) is False:
+                    self.report("E0842", f"the type parameter `{tp.name}` of `{fn.name}` must be "
+                                         f"{b} ({BOUNDS[b]}), but `{origin[tp.name]}` makes it "
+                                         f"{t}", call_span, label=f"`{tp.name}` is {t} here",
+                                secondary=[Label(tp.span, "bound declared here")])
+        return {tp.name: bound.get(tp.name, ANY) for tp in tps}
+
+    def _check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
+                        inputs: list[Value] | None = None, form_b: bool = False) -> Value:
         scope = Scope(dict(outer.vars), {}, set())
         bindings: dict[str, Dim] = {}
         params = fn.params
@@ -60,13 +179,14 @@ class FunctionsMixin:
             if inputs is not None:
                 actual = inputs[i]
                 self.bind_input(p, declared, actual, bindings)
-                scope.vars[p.name] = actual if not isinstance(actual.ty, AnyT) else Value(declared)
+                scope.vars[p.name] = actual if not isinstance(actual.ty, AnyT) else Value(
+                    working_type(declared))
             else:
                 if isinstance(declared, ScalarT):
                     v = self.symbolic_param(UserParam(p.name, p.type, None, p.span))
                     scope.vars[p.name] = v
                 else:
-                    scope.vars[p.name] = Value(declared)
+                    scope.vars[p.name] = Value(working_type(declared))
             scope.used.add(p.name)
         # the symbolic dims of the inputs (`batch`, `h`) are usable as values in the body
         for p in params:
@@ -78,7 +198,9 @@ class FunctionsMixin:
                     scope.used.add(dim.value)
         ret_decl = self.type_from_expr(fn.ret, scope, bindings) if fn.ret else None
         saved_returns = getattr(self, "returns", [])
+        saved_unassigned = getattr(self, "unassigned", {})
         self.returns = []
+        self.unassigned = {}
         try:
             self.exec_block(fn.body, scope)
         except _Abort:
@@ -86,10 +208,18 @@ class FunctionsMixin:
         finally:
             rets = self.returns
             self.returns = saved_returns
+            self.unassigned = saved_unassigned
         for name, span in scope.defined_at.items():
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,
                           help=f"remove it, or name it `_{name}` if it is intentional")
+        if isinstance(ret_decl, NoneT):
+            for v, span in rets:
+                if not isinstance(v.ty, NoneT | AnyT):
+                    self.report("E0401", f"`{fn.name}` returns {v.ty} but declares no result "
+                                         f"(`-> {fn.ret.name if fn.ret else 'None'}`)", span,
+                                secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None,
+                                help="remove the value or declare the return type")
         if ret_decl is not None and not isinstance(ret_decl, NoneT):
             if not rets and fn.body is not None:
                 self.report("E0407", f"`{fn.name}` declares a return type but never returns",
@@ -143,7 +273,7 @@ class FunctionsMixin:
                                 secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None,
                                 help="change the declared return type or the last layer's output")
             return
-        if isinstance(decl, ScalarT):
+        if isinstance(decl, ScalarT | ListT | TupleT | UnionT | FnSigT):
             self.check_assignable(decl, v, span, "the return value")
 
     # ------------------------------------------------------------------ statements
@@ -159,23 +289,59 @@ class FunctionsMixin:
 
     def eval_let(self, s: A.Let, scope: Scope) -> Value:
         """The value of `let name[: T] = e`, checked against and refined by T."""
-        v = self.eval_expr(s.value, scope)
-        if s.type is not None:
+        if s.value is None:
+            # a declaration in a layer body: a tensor is a parameter with the default init
             ty = self.type_from_expr(s.type, scope)
-            self.check_assignable(ty, v, s.value.span, s.name)
+            if not isinstance(ty, TensorT | AnyT):
+                self.report("E0841", f"`let {s.name}: {ty}` in a layer body needs a value",
+                            s.span, label="no value",
+                            help=f"write `let {s.name}: {ty} = …`; only a tensor may be declared "
+                                 f"without one (it is a parameter with the default init)")
+            return Value(working_type(ty))
+        return self.assign_declared(s.name, s.type, self.eval_expr(s.value, scope), s.value.span,
+                                    scope)
+
+    def assign_declared(self, name: str, te: A.TypeExpr | None, v: Value, span: Span,
+                        scope: Scope) -> Value:
+        """`v` stored in a variable declared with the type `te`: checked and refined."""
+        if te is not None:
+            ty = self.type_from_expr(te, scope)
+            self.check_assignable(ty, v, span, name)
             if isinstance(ty, ScalarT):
                 v = Value(ty, v.const, v.known)
             elif isinstance(ty, TensorT):
                 v = Value(self.refine(ty, v.ty))
+            elif isinstance(ty, ListT) and isinstance(v.ty, ListT) and v.ty.elem is None:
+                v = Value(ty, v.const, v.known)
         return v
 
+    def undefined(self, name: str, span: Span, scope: Scope) -> Value:
+        pending = getattr(self, "unassigned", {}).get(name)
+        if pending is not None:
+            self.report("E0840", f"`{name}` is used before it is assigned", span,
+                        label="no value on every path to here",
+                        secondary=[Label(pending[1], f"`{name}` declared here without a value")],
+                        help=f"assign `{name}` on every path before this use (in both branches "
+                             f"of an `if`), or give the `let` a value")
+            return Value(working_type(pending[0]))
+        return super().undefined(name, span, scope)
+
     def exec_stmt(self, s, scope: Scope) -> None:
-        if isinstance(s, A.Let):
+        if isinstance(s, A.Let) and s.value is None:
+            # `let x: T`: declared, assigned later (a use before that is E0840)
+            ty = self.type_from_expr(s.type, scope)
+            scope.vars.pop(s.name, None)
+            self.unassigned[s.name] = (ty, s.span, s.type)
+        elif isinstance(s, A.Let):
+            self.unassigned.pop(s.name, None)
             self.define(scope, s.name, self.eval_let(s, scope), s.span)
         elif isinstance(s, A.Assign):
             v = self.eval_expr(s.value, scope)
             if isinstance(s.target, A.Name):
                 name = s.target.id
+                pending = self.unassigned.get(name)
+                if pending is not None and s.op == "=" and name not in scope.vars:
+                    v = self.assign_declared(name, pending[2], v, s.value.span, scope)
                 if s.op != "=":
                     if name not in scope.vars:
                         self.undefined(name, s.target.span, scope)
@@ -208,6 +374,8 @@ class FunctionsMixin:
                 a, b = then_scope.vars.get(name), else_scope.vars.get(name)
                 if a is not None and b is not None:
                     scope.vars[name] = a if a is b else Value(join_types(a.ty, b.ty))
+                elif name in self.unassigned and name not in scope.vars:
+                    continue   # declared without a value and assigned on one branch only
                 else:
                     scope.vars[name] = a or b
         elif isinstance(s, A.For):

@@ -364,11 +364,13 @@ class ExpressionsMixin:
             return self.apply_layer(ctx.build, v.inst, [a for _, a in args], b, e.span)
         if v is not None and not isinstance(v, FnRef):
             raise LoweringError(f"`{f.id}` is not a layer or function", f.span)
-        d = self.result.definitions.get(f.id)
+        # a variable holding a function (`f: fn(int) -> int`) calls the function it names
+        fid = v.name if isinstance(v, FnRef) else f.id
+        d = self.result.definitions.get(fid)
         if d is not None and d.kind == "fn":
             return self.call_user_fn(d, [a for _, a in args], b, e.span, ctx)
-        if f.id in FUNCTIONS:
-            return self.builtin(f.id, args, b, e.span, ctx)
+        if fid in FUNCTIONS:
+            return self.builtin(fid, args, b, e.span, ctx)
         raise LoweringError(f"cannot call `{f.id}`", f.span)
 
     def tensor_literal(self, f: A.Index, e: A.Call, env: dict[str, Any], b: Builder,
@@ -454,6 +456,9 @@ class ExpressionsMixin:
         fn: A.FnDef = d.node  # type: ignore[assignment]
         if len(args) > len(fn.params):
             raise LoweringError(f"`{fn.name}` takes {len(fn.params)} argument(s)", span)
+        if fn.ret is not None and fn.ret.name == "None" and fn.ret.args is None:
+            # a `-> void` / `-> None` function: its only effects (`print`) have no IR
+            return None
         full = list(args)
         for p in fn.params[len(args):]:
             if p.default is None:
@@ -472,6 +477,10 @@ class ExpressionsMixin:
             elif _is_const(a) or isinstance(a, list):
                 env[p.name] = a
                 key_parts.append(_freeze(a))
+            elif isinstance(a, FnRef):
+                # a function argument: one specialization per function passed
+                env[p.name] = a
+                key_parts.append(("fn", a.name))
             else:
                 raise LoweringError(f"cannot pass {a!r} to `{fn.name}`", span)
         key = tuple(key_parts)

@@ -55,6 +55,8 @@ class StatementsMixin:
                    ctx: FnCtx) -> list[Any] | None:
         if isinstance(s, _SetVar):
             env[s.name] = s.value
+        elif isinstance(s, A.Let) and s.value is None:
+            env[s.name] = Undef(s.name, "it is declared without a value and not assigned yet")
         elif isinstance(s, A.Let):
             env[s.name] = self.coerce_decl(self.eval(s.value, env, b, ctx), s.type)
         elif isinstance(s, A.Assign):
