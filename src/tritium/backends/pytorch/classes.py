@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast as pyast
 
 from ...check.checker import Checker, Definition, Scope
+from ...check.checker.model import forward_body
 from ...check.folds import fold_pairs
 from ...check.repetition import instance_configs, repeat_clause
 from ...check.types import Value
@@ -111,7 +112,7 @@ class DefinitionGen:
                 attrs.add(item.name)
                 if item.type.name == "TernaryTensor":
                     ternary_params[item.name] = section_quant
-            elif isinstance(item, A.Let) and isinstance(node, A.LayerDef):
+            elif isinstance(item, A.Let) and isinstance(node, A.LayerDef) and not form_b:
                 self.origin(2, item)
                 if self.is_tensor_let(item):
                     self.gen_param(item.name, item.type, item.value, ctx, 2)
@@ -135,10 +136,8 @@ class DefinitionGen:
                 self.emit(2, f"self.tritium_{sec.name} = {_q(values)}")
         fns = [i for i in node.body if isinstance(i, A.FnDef)]
         if form_b:
-            stmts = [i for i in node.body if isinstance(i, A.Stmt) and not isinstance(i, A.Let)]
-            lets = [i for i in node.body if isinstance(i, A.Let)]
             inputs = [p for p in node.params or [] if p.type is not None and p.type.name == "Tensor"]
-            fns = [A.FnDef("forward", inputs, node.ret, lets + stmts, node.span)]
+            fns = [A.FnDef("forward", inputs, node.ret, forward_body(node), node.span)]
         folds = [[py_attr(a), py_attr(b)] for a, b in fold_pairs(node.body, fns, self.kind_of)]
         if folds:
             self.emit(2, "# batch norms that freezing folds into the layer before them "

@@ -30,6 +30,8 @@ from .model import (
     UserParam,
     _is_state_let,
     _num,
+    forward_body,
+    is_function_layer,
 )
 
 
@@ -151,8 +153,9 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
             else:
                 scope.vars[p.name] = self.symbolic_param(p)
             scope.used.add(p.name)
-        if isinstance(node, A.LayerDef) and not self.has_forward(node):
-            pass  # form (b): tensor args are handled as function parameters
+        # form (b): tensor args are handled as function parameters, and the body's `let`s
+        # are forward computation (check_bodies), not state
+        form_b = is_function_layer(node)
         for item in node.body:
             if isinstance(item, A.ConfigEntry):
                 if item.key in scope.vars and item.key not in cfg:
@@ -178,7 +181,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 scope.used.add(item.name)
                 if self.param_trace is not None and not abstract:
                     self.param_trace.append((".".join([*self._path, item.name]), ty))
-            elif isinstance(item, A.Let):
+            elif isinstance(item, A.Let) and not form_b:
                 if isinstance(node, A.LayerDef) and item.type is not None \
                         and item.type.name in TENSOR_TYPES:
                     self.check_param_shape(item.name, item.type, scope)
@@ -204,9 +207,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         for fn in fns:
             self.check_function(fn, scope, layers)
         if isinstance(node, A.LayerDef) and not fns:
-            stmts = [i for i in node.body if isinstance(i, A.Stmt) and not isinstance(i, A.Let)]
-            lets = [i for i in node.body if isinstance(i, A.Let)]
-            fn = A.FnDef("forward", node.params or [], node.ret, lets + stmts, node.span)
+            fn = A.FnDef("forward", node.params or [], node.ret, forward_body(node), node.span)
             self.check_function(fn, scope, layers, form_b=True)
         if report_unused_layers:
             for name, inst in layers.items():

@@ -87,6 +87,18 @@ def _paren(c) -> str:
 _STATE_INITS = tuple(n for n, f in FUNCTIONS.items() if f.creates)   # may be layer state
 
 
+def is_function_layer(node) -> bool:
+    """Dialect (b): a `layer` with no method in its body. The body is the forward
+    computation (its `let`s are forward locals, in order, seeing the arguments); only in
+    dialect (a), with an inner `fn forward`, are body `let`s the layer's state."""
+    return isinstance(node, A.LayerDef) and not any(isinstance(i, A.FnDef) for i in node.body)
+
+
+def forward_body(node) -> list:
+    """The statements of a dialect (b) layer body, in source order (`let`s included)."""
+    return [i for i in node.body if isinstance(i, A.Stmt)]
+
+
 def _is_state_let(item: A.Let) -> bool:
     """A `let` in a layer body that is the layer's learned state (a tensor), as the
     generated code makes it a parameter."""

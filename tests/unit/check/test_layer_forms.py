@@ -1,0 +1,67 @@
+"""The checker on the layer forms of the earlier Triton DSL (issue 13): `let` in a layer
+written as a function, calling a layer definition, the benchmark form, explicit layers with
+`params { }`, `param … { init }`, conditional params and `state` buffers."""
+
+from __future__ import annotations
+
+from tritium.check import check_source
+
+
+def diags(src: str) -> list[tuple[str, str]]:
+    return [(d.code, d.message) for d in check_source(src, "t.tri").diagnostics]
+
+
+def errors(src: str) -> list[str]:
+    return [d.code for d in check_source(src, "t.tri").diagnostics if d.is_error]
+
+
+# ----------------------------------------------------------------------------- form 3
+
+def test_lets_in_a_layer_function_see_the_arguments():
+    src = """
+layer L(w: TernaryTensor<trit, [4, 2]>, x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> {
+    let y = x @ w
+    return y
+}"""
+    assert diags(src) == []
+
+
+def test_lets_in_a_layer_function_keep_their_order():
+    # `y` is used before its `let`: an error (it was hoisted before)
+    src = """
+layer L(w: TernaryTensor<trit, [4, 2]>, x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> {
+    x = y
+    let y = x @ w
+    return y
+}"""
+    assert "E0304" in errors(src)
+    # shapes flow through the lets in order: a wrong one is caught at its `let`
+    bad = """
+layer L(w: TernaryTensor<trit, [4, 2]>, x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> {
+    let y = x @ w
+    let z = y @ w
+    return z
+}"""
+    assert errors(bad) == ["E0502"]
+
+
+def test_lets_of_an_explicit_layer_with_forward_stay_state():
+    src = """
+layer Proj(in_features: int, out_features: int) {
+    let W: TernaryTensor = random_ternary([out_features, in_features])
+    let k = 2
+    fn forward(x: Tensor<float32, [?, in_features]>) -> Tensor {
+        return ternary_matmul(x, W) * k
+    }
+}"""
+    assert diags(src) == []
+
+
+def test_a_layer_function_let_cannot_see_a_later_let():
+    src = """
+layer L(x: Tensor<float32, [?, 4]>) -> Tensor {
+    let a = b + 1.0
+    let b = x
+    return a
+}"""
+    assert errors(src) == ["E0304"]

@@ -1,0 +1,28 @@
+"""Lowering the layer forms of the earlier Triton DSL (issue 13) to IR."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lowering_helpers import lower_text, run  # noqa: E402
+
+from tritium.ir import print_module  # noqa: E402
+
+
+def test_layer_function_lets_lower_in_order_as_forward_locals():
+    low = lower_text("""
+layer L(w: TernaryTensor<trit, [4, 2]>, x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> {
+    x = relu(x)
+    let y = x @ w
+    return y * 3.0
+}""", "L")
+    text = print_module(low.module)
+    assert list(low.params) == ["w"]
+    assert text.index("relu(") < text.index("matmul(")
+    outs, (x,), _ = run(low, {})
+    out = outs[0] if isinstance(outs, list | tuple) else outs
+    assert np.asarray(out).shape == (x.shape[0], 2)
