@@ -68,3 +68,38 @@ def test_lets_of_a_layer_function_are_its_forward_in_order(tmp_path):
                                         threshold=None, training=False)
     # `x = relu(x)` runs before `let y = x @ w` (the lets keep their place)
     torch.testing.assert_close(out, (torch.relu(x) @ wq) * 2.0 + 1.0)
+
+
+# ----------------------------------------------------------------------------- form 11
+
+DIRECT_CALL = """
+layer FC(w: TernaryTensor<trit, [n_in, n_out]>, x: Tensor<float32, [?, n_in]>, alpha: float) -> Tensor<float32, [?, n_out]> {
+    let y = x @ w
+    return relu(y) * alpha + float(n_out)
+}
+layer Net {
+    param w1: TernaryTensor[4, 3]
+    param w2: TernaryTensor[3, 2]
+    fn forward(x: Tensor[N, 4]) -> Tensor[N, 2] {
+        let h = FC(w1, x, 0.5)
+        return FC(w2, h, 2.0)
+    }
+}
+"""
+
+
+def test_a_layer_function_called_by_name_is_a_pure_function(tmp_path):
+    result, model = _load(tmp_path, DIRECT_CALL, "Net")
+    x = torch.randn(5, 4)
+    out = _agree(result, model, [x], "Net")
+    q = [tritium.runtime.ternary_weight(w, quantizer="twn", per_channel=False, threshold=None,
+                                        training=False) for w in (model.w1, model.w2)]
+    h = torch.relu(x @ q[0]) * 0.5 + 3.0
+    torch.testing.assert_close(out, torch.relu(h @ q[1]) * 2.0 + 2.0)
+    # the weights passed in get the gradient (the call is a function of its arguments)
+    model.train()
+    model(x).sum().backward()
+    assert model.w1.grad is not None and model.w1.grad.abs().sum() > 0
+    # the definition still makes instances with their own weight
+    fc = tritium.load(tmp_path / "m.tri", "FC", n_in=4, n_out=3, alpha=1.0)
+    assert fc(x).shape == (5, 3)

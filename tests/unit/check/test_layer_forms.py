@@ -65,3 +65,50 @@ layer L(x: Tensor<float32, [?, 4]>) -> Tensor {
     return a
 }"""
     assert errors(src) == ["E0304"]
+
+
+# ----------------------------------------------------------------------------- form 11
+
+FC = """
+layer FC(w: TernaryTensor<trit, [n_in, n_out]>, x: Tensor<float32, [?, n_in]>) -> Tensor<float32, [?, n_out]> {
+    return x @ w
+}
+"""
+
+
+def test_a_layer_function_can_be_called_by_name():
+    src = FC + """
+fn two(w1: TernaryTensor<trit, [8, 4]>, w2: TernaryTensor<trit, [4, 2]>, x: Tensor[b, 8]) -> Tensor[b, 2] {
+    return FC(w2, FC(w1, x))
+}"""
+    assert diags(src) == []
+
+
+def test_a_direct_layer_call_checks_shapes_and_arity():
+    wrong_ret = FC + """
+fn f(w1: TernaryTensor<trit, [8, 4]>, x: Tensor[b, 8]) -> Tensor[b, 3] {
+    return FC(w1, x)
+}"""
+    assert errors(wrong_ret) == ["E0504"]
+    inner = FC + """
+fn f(w1: TernaryTensor<trit, [8, 4]>, x: Tensor[b, 5]) -> Tensor {
+    return FC(w1, x)
+}"""
+    assert errors(inner) == ["E0503"]
+    arity = FC + """
+fn f(x: Tensor[b, 8]) -> Tensor { return FC(x) }"""
+    assert errors(arity) == ["E0306"]
+    named = FC + """
+fn f(w1: TernaryTensor<trit, [8, 4]>, x: Tensor[b, 8]) -> Tensor { return FC(w1, x: x) }"""
+    assert errors(named) == ["E0307"]
+
+
+def test_a_layer_with_state_cannot_be_called_by_name():
+    src = """
+layer Head {
+    param w: TernaryTensor[8, 2]
+    fn forward(x: Tensor[N, 8]) -> Tensor[N, 2] { return x @ w }
+}
+fn f(x: Tensor[b, 8]) -> Tensor { return Head(x) }"""
+    d = [x for x in check_source(src, "t.tri").diagnostics if x.is_error]
+    assert [x.code for x in d] == ["E0310"] and "instance" in d[0].message

@@ -26,3 +26,17 @@ layer L(w: TernaryTensor<trit, [4, 2]>, x: Tensor<float32, [?, 4]>) -> Tensor<fl
     outs, (x,), _ = run(low, {})
     out = outs[0] if isinstance(outs, list | tuple) else outs
     assert np.asarray(out).shape == (x.shape[0], 2)
+
+
+def test_a_layer_function_called_by_name_lowers_to_a_call():
+    low = lower_text("""
+layer FC(w: TernaryTensor<trit, [n_in, n_out]>, x: Tensor<float32, [?, n_in]>) -> Tensor<float32, [?, n_out]> {
+    return relu(x @ w)
+}
+layer Net {
+    param w1: TernaryTensor[4, 3]
+    fn forward(x: Tensor[N, 4]) -> Tensor[N, 3] { return FC(w1, x) }
+}""", "Net")
+    text = print_module(low.module)
+    assert "func @FC(" in text and 'callee = "FC"' in text
+    assert list(low.params) == ["w1"]

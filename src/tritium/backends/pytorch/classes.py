@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast as pyast
 
 from ...check.checker import Checker, Definition, Scope
-from ...check.checker.model import forward_body
+from ...check.checker.model import callable_layer, forward_body
 from ...check.folds import fold_pairs
 from ...check.repetition import instance_configs, repeat_clause
 from ...check.types import Value
@@ -146,6 +146,48 @@ class DefinitionGen:
         for fn in fns:
             self.emit(0, "")
             self.gen_method(fn, attrs, ternary_params)
+        if callable_layer(node) and d.name in self.direct_layer_calls():
+            self.emit(0, "")
+            self.emit(0, "")
+            self.gen_functional(d)
+
+    def direct_layer_calls(self) -> set[str]:
+        """The names called as functions anywhere in the program (`FC(w1, x)`)."""
+        found = getattr(self, "_direct_calls", None)
+        if found is None:
+            found = set()
+            stack: list = [d.node for d in self.defs.values()]
+            while stack:
+                x = stack.pop()
+                if isinstance(x, A.Call) and isinstance(x.func, A.Name):
+                    found.add(x.func.id)
+                for s in getattr(x, "__slots__", ()):
+                    v = getattr(x, s, None)
+                    if isinstance(v, list):
+                        stack.extend(v)
+                    elif hasattr(v, "__slots__") and not isinstance(v, str):
+                        stack.append(v)
+            self._direct_calls = found
+        return found
+
+    def gen_functional(self, d: Definition) -> None:
+        """A layer written as a function, called by name (`FC(w1, x)`): its body as a pure
+        function of all its arguments, in declared order (the weights as given, no
+        quantization: the caller passes the values the computation uses)."""
+        node = d.node
+        ctx = Ctx()
+        params = []
+        for p in node.params or []:
+            ctx.locals.add(p.name)
+            params.append(py_local(p.name) + (f"={self.expr(p.default, ctx)}"
+                                               if p.default is not None else ""))
+        body = forward_body(node)
+        self.emit(0, f"def {internal('f', d.name)}({', '.join(params)}):")
+        self.emit(1, f'"""`{d.name}(…)` called directly: a pure function of its arguments."""')
+        self.gen_dim_bindings(node.params or [], body, ctx, 1)
+        if not body:
+            self.emit(1, "return None")
+        self.block(body, ctx, 1)
 
     def kind_of(self, lk: A.LayerKind) -> str | None:
         """The builtin kind `lk` names (aliases resolved), None for a user definition."""

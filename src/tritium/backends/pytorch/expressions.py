@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from ... import vocab
 from ...check.builtins import FUNCTIONS
+from ...check.checker.model import callable_layer
 from ...frontend import ast as A
-from ...frontend.names import py_attr, py_local
+from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
 from .text import CodegenError
 from .text import literal as _q
@@ -247,6 +248,8 @@ class BodyGen:
             names = [p.name for p in fn.params]
             out = list(pos) + [f"{py_local(k)}={v}" for k, v in kw.items() if k in names]
             return f"{self.class_names[n]}({', '.join(out)})"
+        if n in self.defs and callable_layer(self.defs[n].node):
+            return f"{internal('f', n)}({', '.join(args)})"   # `FC(w1, x)`: classes.py
         if n in FUNCTIONS:
             return self.builtin(n, pos, kw)
         raise CodegenError(f"unresolved function `{n}`")

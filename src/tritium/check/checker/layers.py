@@ -32,6 +32,8 @@ from .model import (
     UserParam,
     _is_int,
     _num,
+    callable_layer,
+    layer_as_function,
 )
 
 
@@ -365,6 +367,47 @@ class LayersMixin:
         self._instance_cache[key] = result
         self._instance_work[key] = self.layer_count - before
         return result
+
+    def call_layer_definition(self, d: Definition, args: list[Value], call: A.Call) -> Value:
+        """`FC(w1, x)`: calling a layer type by name. A layer written as a function (dialect
+        (b)) is a pure function of its arguments, weights included; one with state (a
+        `forward` method, `param`s, sub-layers) needs an instance."""
+        if d.kind == "layer" and callable_layer(d.node):
+            for a in call.args:
+                if a.name is not None:
+                    self.report("E0307", f"layer `{d.name}` called directly takes its "
+                                         f"arguments by position", a.span,
+                                help=f"pass them in the order `{d.name}` declares them")
+                    return Value(ANY)
+            view = layer_as_function(d)
+            self.check_direct_call_shapes(view.node, args, call)
+            return self.user_fn_call(view, args, call)
+        self.report("E0310", f"`{d.name}` is a {d.kind} type; declare an instance with "
+                             f"`layer x: {d.name} {{ … }}` and call that", call.func.span,
+                    help="only a layer written as a function (`layer F(w: TernaryTensor…, "
+                         "x: Tensor…) { … }`, no `forward`) can be called by name")
+        return Value(ANY)
+
+    def check_direct_call_shapes(self, fn: A.FnDef, args: list[Value], call: A.Call) -> None:
+        """The arguments of `FC(w1, x)` against the declared shapes, symbolic dims bound
+        across all of them (`n_in` of the weight and of the input), reported at the call."""
+        saved = self.inner
+        self.inner = []
+        self.quiet += 1
+        try:
+            bindings: dict = {}
+            for p, a in zip(fn.params, args):
+                if p.type is not None and p.type.name in TENSOR_TYPES:
+                    self.bind_input(p, self.type_from_expr(p.type, Scope()), a, bindings)
+        finally:
+            self.quiet -= 1
+            problems, self.inner = self.inner, saved
+        if problems:
+            first = problems[0]
+            self.report(first.code, f"`{fn.name}` cannot be called with these arguments: "
+                                    f"{first.message}", call.span,
+                        label=f"arguments {self.describe_args(args)}",
+                        secondary=[Label(first.span, "declared here")] if first.span else None)
 
     def describe_args(self, args: list[Value]) -> str:
         return ", ".join(str(a.ty) for a in args)

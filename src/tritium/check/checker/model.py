@@ -99,6 +99,30 @@ def forward_body(node) -> list:
     return [i for i in node.body if isinstance(i, A.Stmt)]
 
 
+def callable_layer(node) -> bool:
+    """A layer that a call by name (`FC(w1, x)`) may run as a pure function: dialect (b),
+    holding no state of its own (no `param`, no sub-layer)."""
+    return is_function_layer(node) and not any(
+        isinstance(i, A.ParamDecl | A.LayerDecl) for i in node.body)
+
+
+_FN_VIEWS: dict[int, tuple[object, Definition]] = {}
+
+
+def layer_as_function(d: Definition) -> Definition:
+    """A dialect (b) layer called directly, `FC(w1, x)`: a pure function of all its
+    arguments in declared order (weights passed explicitly, hyperparameters, inputs), as a
+    `fn` of the same name and body. One view per definition, so caches keyed on it agree."""
+    hit = _FN_VIEWS.get(id(d.node))
+    if hit is not None and hit[0] is d.node:
+        return hit[1]
+    node = d.node
+    fn = A.FnDef(d.name, list(node.params or []), node.ret, forward_body(node), node.span)
+    view = Definition(d.name, fn, d.file)
+    _FN_VIEWS[id(node)] = (node, view)
+    return view
+
+
 def _is_state_let(item: A.Let) -> bool:
     """A `let` in a layer body that is the layer's learned state (a tensor), as the
     generated code makes it a parameter."""
