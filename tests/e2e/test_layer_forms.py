@@ -103,3 +103,36 @@ def test_a_layer_function_called_by_name_is_a_pure_function(tmp_path):
     # the definition still makes instances with their own weight
     fc = tritium.load(tmp_path / "m.tri", "FC", n_in=4, n_out=3, alpha=1.0)
     assert fc(x).shape == (5, 3)
+
+
+# ----------------------------------------------------------------------------- form 12
+
+BENCHMARK = """
+layer TinyNet(weights: TernaryTensor[10, 5]) {
+    forward(x: TernaryTensor[5]) -> TernaryTensor[10] {
+        return weights @ x
+    }
+}
+layer Scaled(w: TernaryTensor[n_out, n_in], scale: Tensor[n_out], gain: float = 1.0) {
+    fn forward(x: Tensor[B, n_in]) -> Tensor[B, n_out] {
+        return (x @ transpose(w, 0, 1)) * scale * gain
+    }
+}
+"""
+
+
+def test_benchmark_form_signature_tensors_are_learned_weights(tmp_path):
+    result, model = _load(tmp_path, BENCHMARK, "TinyNet")
+    assert dict((n, tuple(p.shape)) for n, p in model.named_parameters()) == {"weights": (10, 5)}
+    x = torch.tensor([1.0, 0.0, -1.0, 1.0, 1.0])
+    out = _agree(result, model, [x], "TinyNet")
+    wq = tritium.runtime.ternary_weight(model.weights, quantizer="twn", per_channel=False,
+                                        threshold=None, training=False)
+    torch.testing.assert_close(out, wq @ x)
+    result, scaled = _load(tmp_path, BENCHMARK, "Scaled", n_out=3, n_in=4, gain=0.5)
+    assert {n for n, _ in scaled.named_parameters()} == {"w", "scale"}
+    _agree(result, scaled, [torch.randn(2, 4)], "Scaled", {"n_out": 3, "n_in": 4, "gain": 0.5})
+    # a weight of the signature learns: it gets a gradient through its ternary view
+    scaled.train()
+    scaled(torch.randn(2, 4)).sum().backward()
+    assert scaled.w.grad is not None and scaled.scale.grad is not None

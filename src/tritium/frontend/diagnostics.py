@@ -150,6 +150,7 @@ CODES: dict[str, str] = {
     "E0601": "import cycle",
     "E0602": "imported file not found",
     "E0701": "program cannot be lowered to IR",
+    "E0880": "learned weight or parameter without a static shape",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

@@ -112,3 +112,42 @@ layer Head {
 fn f(x: Tensor[b, 8]) -> Tensor { return Head(x) }"""
     d = [x for x in check_source(src, "t.tri").diagnostics if x.is_error]
     assert [x.code for x in d] == ["E0310"] and "instance" in d[0].message
+
+
+# ----------------------------------------------------------------------------- form 12
+
+def test_benchmark_form_weights_are_visible_in_forward():
+    src = """
+layer TinyNet(weights: TernaryTensor[10, 5]) {
+    forward(x: TernaryTensor[5]) -> TernaryTensor[10] {
+        return weights @ x
+    }
+}"""
+    assert diags(src) == []
+    assert errors(src.replace("TernaryTensor[10]", "TernaryTensor[9]")) == ["E0504"]
+    assert errors(src.replace("x: TernaryTensor[5]", "x: TernaryTensor[6]")) == ["E0502"]
+
+
+def test_benchmark_form_weight_dims_are_hyperparameters():
+    src = """
+layer S(w: TernaryTensor[n_out, n_in], gain: float = 1.0) {
+    fn forward(x: Tensor[B, n_in]) -> Tensor[B, n_out] { return x @ transpose(w, 0, 1) * gain }
+}
+model M {
+    layer s: S { n_out: 3, n_in: 8 }
+    forward(x: Tensor[b, 8]) -> Tensor[b, 3] { return s(x) }
+}"""
+    assert diags(src) == []
+    assert errors(src.replace("n_in: 8", "n_in: 7")) == ["E0503"]
+
+
+def test_a_signature_weight_needs_a_static_shape():
+    for ty in ("TernaryTensor", "Tensor[?, 4]"):
+        src = f"""
+layer T(w: {ty}) {{
+    fn forward(x: Tensor[B, 4]) -> Tensor {{ return x @ w }}
+}}"""
+        assert "E0880" in errors(src), ty
+    form_b = """
+layer A(w: TernaryTensor, x: Tensor[B, 4]) -> Tensor { return x @ w }"""
+    assert errors(form_b) == ["E0880"]

@@ -40,3 +40,15 @@ layer Net {
     text = print_module(low.module)
     assert "func @FC(" in text and 'callee = "FC"' in text
     assert list(low.params) == ["w1"]
+
+
+def test_benchmark_form_weights_lower_to_parameters():
+    low = lower_text("""
+layer TinyNet(weights: TernaryTensor[10, 5]) {
+    forward(x: TernaryTensor[5]) -> TernaryTensor[10] {
+        return weights @ x
+    }
+}""", "TinyNet")
+    assert low.params["weights"][0] == (10, 5) and low.params["weights"][3] is not None
+    text = print_module(low.module)
+    assert "quantize_ternary" in text and "func @forward(%x: tensor<[5], f32>)" in text

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast as pyast
 
 from ...check.checker import Checker, Definition, Scope
-from ...check.checker.model import callable_layer, forward_body
+from ...check.checker.model import callable_layer, forward_body, signature_weights
 from ...check.folds import fold_pairs
 from ...check.repetition import instance_configs, repeat_clause
 from ...check.types import Value
@@ -123,13 +123,12 @@ class DefinitionGen:
                     self.emit(2, f"self.{py_attr(item.name)} = {py_local(item.name)}")
                     ctx.locals.add(item.name)
                 attrs.add(item.name)
-        if form_b:
-            for p in node.params or []:
-                if p.type is not None and p.type.name == "TernaryTensor":
-                    self.origin(2, p)
-                    self.gen_param(p.name, p.type, None, ctx, 2)
-                    attrs.add(p.name)
-                    ternary_params[p.name] = section_quant
+        for p in signature_weights(node):   # the learned weights of a layer's signature
+            self.origin(2, p)
+            self.gen_param(p.name, p.type, None, ctx, 2)
+            attrs.add(p.name)
+            if p.type.name == "TernaryTensor":
+                ternary_params[p.name] = section_quant
         for sec in node.body:
             if isinstance(sec, A.Section) and sec.name in ("training", "performance", "quantization"):
                 values = {e.key: self.const_value(e.value) for e in sec.entries}

@@ -32,6 +32,7 @@ from .model import (
     _num,
     forward_body,
     is_function_layer,
+    signature_weights,
 )
 
 
@@ -156,6 +157,14 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         # form (b): tensor args are handled as function parameters, and the body's `let`s
         # are forward computation (check_bodies), not state
         form_b = is_function_layer(node)
+        for p in signature_weights(node):
+            self.check_weight_shape(node.name, p)
+            if not form_b:   # form (b) binds them as it binds its inputs (check_function)
+                scope.vars[p.name] = Value(self.type_from_expr(p.type, scope))
+                scope.used.add(p.name)
+                if self.param_trace is not None and not abstract:
+                    self.param_trace.append((".".join([*self._path, p.name]),
+                                             scope.vars[p.name].ty))
         for item in node.body:
             if isinstance(item, A.ConfigEntry):
                 if item.key in scope.vars and item.key not in cfg:
@@ -224,21 +233,34 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 if isinstance(item, A.ParamsSection):
                     out.extend(UserParam(p.name, p.type, p.default, p.span) for p in item.params)
         elif isinstance(node, A.LayerDef):
-            form_b = not self.has_forward(node)
             seen = set()
             for p in node.params or []:
                 if p.type is None or p.type.name not in TENSOR_TYPES:
                     out.append(UserParam(p.name, p.type, p.default, p.span))
                     seen.add(p.name)
-            if form_b:
-                # symbolic dims of the weight arguments are hyperparameters too
-                for p in node.params or []:
-                    if p.type is not None and p.type.name == "TernaryTensor" and p.type.shape:
-                        for dim in p.type.shape:
-                            if isinstance(dim.value, str) and dim.value not in seen:
-                                seen.add(dim.value)
-                                out.append(UserParam(dim.value, A.TypeExpr("int"), None, dim.span))
+            # symbolic dims of the weight arguments are hyperparameters too
+            for p in signature_weights(node):
+                for dim in p.type.shape or []:
+                    if isinstance(dim.value, str) and dim.value not in seen:
+                        seen.add(dim.value)
+                        out.append(UserParam(dim.value, A.TypeExpr("int"), None, dim.span))
         return out
+
+    def check_weight_shape(self, layer: str, p: A.ParamSpec) -> None:
+        """A weight in a layer's signature is allocated when the layer is built: it needs a
+        shape of ints and hyperparameters (its symbolic dims are hyperparameters)."""
+        if not p.type.shape:
+            self.report("E0880", f"the weight `{p.name}` of layer `{layer}` has no shape",
+                        p.span, label="a learned weight needs a shape",
+                        help=f"declare it with one, e.g. `{p.name}: {p.type.name}[out, in]`")
+            return
+        for d in p.type.shape:
+            if d.value is None or not isinstance(d.value, int | str):
+                self.report("E0880", f"the shape of weight `{p.name}` of layer `{layer}` must "
+                                     f"be sizes or hyperparameter names", d.span,
+                            label="not known when the layer is built",
+                            help="write the size or a name (a hyperparameter of the layer)")
+                return
 
     @staticmethod
     def has_forward(node) -> bool:

@@ -106,6 +106,18 @@ def callable_layer(node) -> bool:
         isinstance(i, A.ParamDecl | A.LayerDecl) for i in node.body)
 
 
+def signature_weights(node) -> list:
+    """The arguments of a layer's signature that are its learned weights: in a layer written
+    as a function (dialect (b)) the `TernaryTensor` ones (the other tensors are inputs); in a
+    layer with a `forward` method (dialect (a), the benchmark form `layer TinyNet(weights:
+    TernaryTensor[10, 5]) { forward(x: …) … }`) every tensor argument, the inputs being the
+    `forward`'s own. Their symbolic dims are hyperparameters."""
+    if not isinstance(node, A.LayerDef):
+        return []
+    want = ("TernaryTensor",) if is_function_layer(node) else ("Tensor", "TernaryTensor")
+    return [p for p in node.params or [] if p.type is not None and p.type.name in want]
+
+
 _FN_VIEWS: dict[int, tuple[object, Definition]] = {}
 
 

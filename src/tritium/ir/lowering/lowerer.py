@@ -9,6 +9,7 @@ from typing import Any
 from ... import vocab
 from ...check import CheckResult
 from ...check.checker import Checker, Definition, LayerInst
+from ...check.checker.model import signature_weights
 from ...check.summary import pick_definition
 from ...check.types import LayerT, TensorT
 from ...check.types import Value as CValue
@@ -204,10 +205,8 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
                 env[name] = v.const
             else:
                 env[name] = Undef(name, "its value is not known when lowering")
-        if form_b:
-            for p in node.params or []:
-                if p.type is not None and p.type.name == "TernaryTensor":
-                    self.add_param(build, p.name, p.type, None, quant, p.span)
+        for p in signature_weights(node):   # the learned weights of the signature
+            self.add_param(build, p.name, p.type, None, quant, p.span)
         for item in node.body:
             if isinstance(item, A.LayerDecl):
                 inst = layers[item.name]
