@@ -136,3 +136,64 @@ def test_benchmark_form_signature_tensors_are_learned_weights(tmp_path):
     scaled.train()
     scaled(torch.randn(2, 4)).sum().backward()
     assert scaled.w.grad is not None and scaled.scale.grad is not None
+
+
+# ----------------------------------------------------------------------------- form 10
+
+EXPLICIT = """
+layer MyLinear {
+    params {
+        in_features: int
+        out_features: int
+        use_bias: bool = true
+    }
+    param weight: TernaryTensor[out_features, in_features] { init: "xavier", gain: 1.0 }
+    param scale: Tensor[out_features] { init: "normal", mean: 1.0, std: 0.02 }
+    param bias: if (use_bias) Tensor { shape: [out_features], init: "zeros" }
+    state steps: int = 0
+    state ema: float = 1.0
+    layer norm: LayerNorm { normalized_shape: out_features }
+    forward(x: Tensor[B, in_features]) -> Tensor[B, out_features] {
+        let y = x @ transpose(weight, 0, 1)
+        if bias is not None {
+            y = y + bias
+        }
+        steps += 1
+        ema = ema * 0.5 + 0.25
+        return norm(y * scale) * ema
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_explicit_layer_params_block_inits_conditional_params_and_state(tmp_path, use_bias):
+    hyper = {"in_features": 16, "out_features": 8, "use_bias": use_bias}
+    f = tmp_path / "m.tri"
+    f.write_text(EXPLICIT)
+    torch.manual_seed(0)
+    fresh = tritium.load(f, "MyLinear", **hyper)
+    # the init specs: Glorot-uniform bound, normal(1.0, 0.02), zeros
+    bound = (6.0 / (16 + 8)) ** 0.5
+    assert fresh.weight.abs().max() <= bound and fresh.weight.std() > bound / 4
+    scale = fresh.scale.detach()
+    assert abs(float(scale.mean()) - 1.0) < 0.05 and float(scale.std()) < 0.1
+    assert (fresh.bias is None) != use_bias
+    if use_bias:
+        assert torch.equal(fresh.bias.detach(), torch.zeros(8))
+    # state: registered buffers, not learned
+    assert set(dict(fresh.named_buffers())) == {"steps", "ema"}
+    assert "steps" not in dict(fresh.named_parameters())
+    assert fresh.steps.item() == 0 and fresh.steps.dtype == torch.int64
+    result, model = _load(tmp_path, EXPLICIT, "MyLinear", **hyper)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        model.ema.fill_(2.0)
+    _agree(result, model, [x], "MyLinear", hyper)
+    _agree(result, model, [x], "MyLinear", hyper)   # evaluation leaves the state unchanged
+    assert model.ema.item() == 2.0
+    model.train()
+    model.steps.zero_()
+    model(x)
+    model(x)
+    assert model.steps.item() == 2 and model.ema.item() == pytest.approx((2.0 * 0.5 + 0.25) * 0.5 + 0.25)

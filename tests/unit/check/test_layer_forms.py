@@ -151,3 +151,102 @@ layer T(w: {ty}) {{
     form_b = """
 layer A(w: TernaryTensor, x: Tensor[B, 4]) -> Tensor { return x @ w }"""
     assert errors(form_b) == ["E0880"]
+
+
+# ----------------------------------------------------------------------------- form 10
+
+EXPLICIT = """
+layer MyLinear {
+    params {
+        in_features: int
+        out_features: int
+        use_bias: bool = true
+    }
+    param weight: TernaryTensor[out_features, in_features] { init: "kaiming", mode: "fan_out", nonlinearity: "relu" }
+    param bias: if (use_bias) Tensor { shape: [out_features] }
+    state steps: int = 0
+    layer norm: LayerNorm { normalized_shape: out_features }
+    forward(x: Tensor[B, in_features]) -> Tensor[B, out_features] {
+        let y = x @ transpose(weight, 0, 1)
+        if bias is not None { y = y + bias }
+        steps += 1
+        return norm(y)
+    }
+}
+model M {
+    layer a: MyLinear { in_features: 8, out_features: 4 }
+    layer b: MyLinear { in_features: 4, out_features: 2, use_bias: false }
+    forward(x: Tensor[n, 8]) -> Tensor[n, 2] { return b(a(x)) }
+}"""
+
+
+def test_explicit_layer_with_params_block_sub_layers_and_state_checks():
+    assert diags(EXPLICIT) == []
+    # the params block gives the hyperparameters: a missing one is reported at the instance
+    assert errors(EXPLICIT.replace("in_features: 8, ", "")) == ["E0302"]
+
+
+def test_an_unguarded_use_of_an_absent_conditional_param_is_an_error():
+    src = EXPLICIT.replace("if bias is not None { y = y + bias }", "y = y + bias")
+    assert diags(src.replace("use_bias: false", "use_bias: true")) == []
+    found = errors(src)
+    assert found and all(c.startswith("E04") or c.startswith("E05") for c in found), found
+
+
+def test_init_specs_are_validated():
+    base = """
+layer P {
+    param w: Tensor[2, 4] { SPEC }
+    fn forward(x: Tensor[n, 4]) -> Tensor { return x @ transpose(w, 0, 1) }
+}"""
+    ok = ['init: "normal", std: 0.02', 'init: "uniform", low: -0.1, high: 0.1', 'init: "zeros"',
+          'init: "ones"', 'init: "xavier", gain: 2.0', 'init: "kaiming", a: 0.1',
+          'init: "xavier_normal"', 'init: "kaiming_normal", mode: "fan_in"',
+          'init: "constant", value: 0.5']
+    for spec in ok:
+        assert diags(base.replace("SPEC", spec)) == [], spec
+    bad = {'init: "gaussian"': "E0881", 'init: "normal", gain: 1.0': "E0881",
+           'init: "normal", std: "big"': "E0882", 'init: "normal", std: -1.0': "E0882",
+           'init: "uniform", low: 1.0, high: 0.0': "E0882",
+           'init: "kaiming", mode: "fan_middle"': "E0882", 'std: 0.02': "E0881",
+           'init: 3': "E0881", 'init: "zeros", shape: [2, 4]': "E0881",
+           'init: "normal", init: "zeros"': "E0206"}
+    for spec, code in bad.items():
+        assert code in errors(base.replace("SPEC", spec)), spec
+
+
+def test_a_param_needs_a_shape_and_state_a_simple_type():
+    assert "E0880" in errors("""
+layer P {
+    param w: Tensor { init: "zeros" }
+    fn forward(x: Tensor) -> Tensor { return x }
+}""")
+    assert "E0883" in errors("""
+layer P {
+    state s: str = "a"
+    fn forward(x: Tensor) -> Tensor { return x }
+}""")
+    assert diags("""
+layer P {
+    state count: int = 0
+    state buf: Tensor[4]
+    fn forward(x: Tensor[n, 4]) -> Tensor[n, 4] { return x + buf * float(count) }
+}""") == []
+
+
+def test_summary_counts_present_params_and_not_state():
+    from tritium.check.summary import summarize_definition
+    src = """
+layer P {
+    params { n: int, use_bias: bool = false }
+    state steps: int = 0
+    param w: TernaryTensor[n, n]
+    param bias: if (use_bias) Tensor { shape: [n] }
+    fn forward(x: Tensor[b, n]) -> Tensor[b, n] { return x @ w }
+}"""
+    res = check_source(src, "t.tri")
+    assert res.ok
+    rows = summarize_definition(res, res.definitions["P"], {"n": 4}).rows
+    names = [r.name for r in rows]
+    assert any(n.endswith("w") for n in names) and not any("bias" in n or "steps" in n
+                                                          for n in names)

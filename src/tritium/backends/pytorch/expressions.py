@@ -39,6 +39,7 @@ class Ctx:
     self_attrs: set[str] = field(default_factory=set)   # layers, hyperparameters, constants
     ternary: dict[str, str] = field(default_factory=dict)  # param name -> local holding its quantized view
     subst: dict[str, str] = field(default_factory=dict)   # name -> the expression it stands for
+    state: set[str] = field(default_factory=set)   # `state` buffers: assigned only in training
 
 
 class BodyGen:
@@ -84,6 +85,9 @@ class BodyGen:
         if isinstance(s, A.Let):
             ctx.locals.add(s.name)
             self.emit(indent, f"{py_local(s.name)} = {self.expr(s.value, ctx)}")
+        elif isinstance(s, A.Assign) and isinstance(s.target, A.Name) \
+                and s.target.id in ctx.state and s.target.id not in ctx.locals:
+            self.gen_state_update(s, ctx, indent)   # classes.py
         elif isinstance(s, A.Assign):
             value = self.expr(s.value, ctx)
             if isinstance(s.target, A.Name):

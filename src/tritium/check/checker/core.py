@@ -14,6 +14,7 @@ from ..types import (
     INT_TYPES,
     STR,
     LayerT,
+    NoneT,
     SymInt,
     Value,
 )
@@ -181,15 +182,14 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 layers[item.name] = inst
                 scope.vars[item.name] = Value(LayerT(inst, inst.present is None))
             elif isinstance(item, A.ParamDecl):
-                self.check_param_shape(item.name, item.type, scope)
-                ty = self.type_from_expr(item.type, scope)
-                if item.init is not None:
-                    init = self.eval_expr(item.init, scope)
-                    self.check_assignable(ty, init, item.init.span, item.name)
-                scope.vars[item.name] = Value(ty)
+                scope.vars[item.name] = self.param_value(item, scope)
+                ty = scope.vars[item.name].ty
                 scope.used.add(item.name)
-                if self.param_trace is not None and not abstract:
+                if self.param_trace is not None and not abstract and not isinstance(ty, NoneT):
                     self.param_trace.append((".".join([*self._path, item.name]), ty))
+            elif isinstance(item, A.StateDecl):
+                scope.vars[item.name] = self.state_value(item, scope)
+                scope.used.add(item.name)
             elif isinstance(item, A.Let) and not form_b:
                 if isinstance(node, A.LayerDef) and item.type is not None \
                         and item.type.name in TENSOR_TYPES:
@@ -234,6 +234,10 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                     out.extend(UserParam(p.name, p.type, p.default, p.span) for p in item.params)
         elif isinstance(node, A.LayerDef):
             seen = set()
+            for item in node.body:   # an explicit layer may list them in `params { }` too
+                if isinstance(item, A.ParamsSection):
+                    out.extend(UserParam(p.name, p.type, p.default, p.span) for p in item.params)
+                    seen.update(p.name for p in item.params)
             for p in node.params or []:
                 if p.type is None or p.type.name not in TENSOR_TYPES:
                     out.append(UserParam(p.name, p.type, p.default, p.span))

@@ -118,6 +118,56 @@ def signature_weights(node) -> list:
     return [p for p in node.params or [] if p.type is not None and p.type.name in want]
 
 
+# `param w: T { init: "kind", key: value }`: the initializers and the keys each takes
+# (docs/language.md, "Parameters with an init spec"); every spec may also give `shape:`.
+PARAM_INITS: dict[str, tuple[str, ...]] = {
+    "normal": ("mean", "std"),
+    "uniform": ("low", "high"),
+    "zeros": (),
+    "ones": (),
+    "constant": ("value",),
+    "xavier": ("gain",),            # Glorot uniform
+    "xavier_uniform": ("gain",),
+    "xavier_normal": ("gain",),
+    "kaiming": ("a", "mode", "nonlinearity"),   # He uniform
+    "kaiming_uniform": ("a", "mode", "nonlinearity"),
+    "kaiming_normal": ("a", "mode", "nonlinearity"),
+}
+INIT_DEFAULTS = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0, "value": 0.0, "gain": 1.0,
+                 "a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}
+INIT_CHOICES = {"mode": ("fan_in", "fan_out"),
+                "nonlinearity": ("relu", "leaky_relu", "linear", "tanh", "sigmoid")}
+
+
+def param_type(item) -> A.TypeExpr:
+    """The declared type of a `param`, its shape taken from the spec's `shape: [..]` when
+    the type has none (`param bias: if (c) Tensor { shape: [n] }`)."""
+    te = item.type
+    if te.shape is not None or not item.spec:
+        return te
+    for e in item.spec:
+        if e.key == "shape" and isinstance(e.value, A.ListLit):
+            dims = []
+            for x in e.value.items:
+                if isinstance(x, A.Num) and not x.is_float:
+                    dims.append(A.Dim(x.value, x.span))
+                elif isinstance(x, A.Name):
+                    dims.append(A.Dim(x.id, x.span))
+                elif isinstance(x, A.Unknown):
+                    dims.append(A.Dim(None, x.span))
+                else:
+                    dims.append(A.Dim(x, x.span))
+            return A.TypeExpr(te.name, te.dtype, dims, te.span)
+    return te
+
+
+def param_init(item) -> tuple[str | None, dict]:
+    """The initializer a `param`'s spec names and the spec's other keys (exprs)."""
+    keys = {e.key: e.value for e in item.spec or [] if e.key not in ("shape",)}
+    init = keys.pop("init", None)
+    return (init.value if isinstance(init, A.Str) else None), keys
+
+
 _FN_VIEWS: dict[int, tuple[object, Definition]] = {}
 
 
