@@ -37,7 +37,7 @@ def _named(node) -> Iterator[tuple[str, str]]:
         yield node.id, "name"
     elif isinstance(node, A.ModelDef | A.BlockDef | A.LayerDef | A.FnDef):
         yield node.name, "definition name"
-    elif isinstance(node, A.Let | A.ParamSpec | A.LayerDecl | A.ParamDecl):
+    elif isinstance(node, A.Let | A.ParamSpec | A.LayerDecl | A.ParamDecl | A.StateDecl):
         yield node.name, "name"
     elif isinstance(node, A.For):
         yield node.var, "loop variable"

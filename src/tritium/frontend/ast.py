@@ -290,7 +290,21 @@ class LayerDecl:
 
 @dataclass(slots=True)
 class ParamDecl:
-    """`param w: TernaryTensor[256, 10] = init` (the init is optional)."""
+    """`param w: TernaryTensor[256, 10] = init` (the init is optional);
+    `param w: Tensor[2, 4] { init: "normal", std: 0.02 }` (an init spec, `spec`);
+    `param bias: if (use_bias) Tensor { shape: [n] }` (`cond`: None when false)."""
+    name: str
+    type: TypeExpr
+    init: Expr | None = None
+    span: Span = _span()
+    cond: Expr | None = None
+    spec: list[ConfigEntry] | None = None
+
+
+@dataclass(slots=True)
+class StateDecl:
+    """`state steps: int = 0`: a buffer of the layer (not learned; updated by `forward` in
+    training)."""
     name: str
     type: TypeExpr
     init: Expr | None = None

@@ -434,7 +434,17 @@ class _Printer:
         if isinstance(node, A.LayerDecl):
             return self.layer_decl(node, indent)
         if isinstance(node, A.ParamDecl):
-            text = f"param {node.name}: {self.type(node.type)}"
+            cond = f"if ({self.expr(node.cond)}) " if node.cond is not None else ""
+            text = f"param {node.name}: {cond}{self.type(node.type)}"
+            if node.init is not None:
+                text += f" = {self.expr(node.init)}"
+            if node.spec:
+                text += " { " + ", ".join(self.entry_inline(e) for e in node.spec) + " }"
+            elif node.spec is not None:
+                text += " {}"
+            return _end_statement([indent + text])
+        if isinstance(node, A.StateDecl):
+            text = f"state {node.name}: {self.type(node.type)}"
             if node.init is not None:
                 text += f" = {self.expr(node.init)}"
             return _end_statement([indent + text])
@@ -517,8 +527,8 @@ class _Printer:
                                 indent, self.statement)
         if isinstance(node, A.Import):
             return [f"{indent}import {quote_string(node.path)}"]
-        if isinstance(node, A.LayerDecl | A.ParamDecl | A.ConfigEntry | A.Section
-                      | A.ParamsSection | A.FnDef):
+        if isinstance(node, A.LayerDecl | A.ParamDecl | A.StateDecl | A.ConfigEntry
+                      | A.Section | A.ParamsSection | A.FnDef):
             return self.body_item(node, indent)
         raise TypeError(f"cannot format {type(node).__name__}")
 

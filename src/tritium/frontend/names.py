@@ -98,7 +98,7 @@ def py_attr(name: str) -> str:
     return name + "_" if attr_reserved(name) or name.endswith("_") else name
 
 
-INTERNAL_BASES = ("c", "i", "q")
+INTERNAL_BASES = ("c", "i", "q", "f")   # "f": a layer function called by name
 
 
 def internal(base: str, name: str = "") -> str:

@@ -454,15 +454,18 @@ class Parser(ExpressionsMixin):
         if t.is_kw("layer"):
             return self.parse_layer_decl()
         if t.is_kw("param"):
+            return self.parse_param_decl()
+        if t.kind is T.IDENT and t.text == "state" and self.peek().kind is T.IDENT \
+                and self.peek(2).is_op(":"):
             self.advance()
-            name = self.expect_ident("a parameter name")
-            self.expect_op(":", "before the parameter's type")
+            name = self.expect_ident("a state name")
+            self.expect_op(":", "before the state's type")
             ty = self.parse_type()
             init = None
             if self.at("="):
                 self.advance()
                 init = self.parse_expr()
-            node = A.ParamDecl(name.text, ty, init, self.span_from(t))
+            node = A.StateDecl(name.text, ty, init, self.span_from(t))
             self.end_of_statement()
             return node
         if t.is_kw("fn") or t.is_kw("def"):
@@ -482,6 +485,28 @@ class Parser(ExpressionsMixin):
             return A.ConfigEntry(t.value if t.kind is T.STRING else t.text, value,
                                  self.span_from(t))
         return self.parse_statement()
+
+    def parse_param_decl(self) -> A.ParamDecl:
+        """`param NAME: [if COND] TYPE [= init] [{ key: value, … }]`: the entries are the
+        init spec (`init: "normal", std: 0.02`) and, for a type without one, `shape:`."""
+        t = self.advance()   # 'param'
+        name = self.expect_ident("a parameter name")
+        self.expect_op(":", "before the parameter's type")
+        cond = None
+        if self.at_kw("if"):
+            self.advance()
+            cond = self.parse_expr()
+        ty = self.parse_type()
+        init = None
+        if self.at("="):
+            self.advance()
+            init = self.parse_expr()
+        spec = None
+        if self.at("{"):
+            spec = self.parse_entries(f"the spec of parameter `{name.text}`")
+        node = A.ParamDecl(name.text, ty, init, self.span_from(t), cond, spec)
+        self.end_of_statement()
+        return node
 
     def parse_params_section(self) -> A.ParamsSection:
         t = self.advance()

@@ -14,6 +14,14 @@ import ast as pyast
 
 from ...check import library as L
 from ...check.checker import Checker, Definition, Scope
+from ...check.checker.model import (
+    INIT_DEFAULTS,
+    callable_layer,
+    forward_body,
+    param_init,
+    param_type,
+    signature_weights,
+)
 from ...check.folds import fold_pairs
 from ...check.repetition import instance_configs, repeat_clause
 from ...check.types import Value
@@ -94,6 +102,8 @@ class DefinitionGen:
         # the settings the `quantization { }` section gives the ternary layers (the checker's)
         self.layer_quant = self.checker.quant_section_defaults(node)
         ternary_params: dict[str, dict] = {}
+        optional: set[str] = set()   # conditional ternary params (None when absent)
+        state: set[str] = set()
         for item in node.body:
             if isinstance(item, A.ConfigEntry):
                 self.origin(2, item)
@@ -110,11 +120,18 @@ class DefinitionGen:
                 attrs.add(item.name)
             elif isinstance(item, A.ParamDecl):
                 self.origin(2, item)
-                self.gen_param(item.name, item.type, item.init, ctx, 2)
+                self.gen_param_decl(item, ctx, 2)
                 attrs.add(item.name)
                 if item.type.name == "TernaryTensor":
                     ternary_params[item.name] = section_quant
-            elif isinstance(item, A.Let) and isinstance(node, A.LayerDef):
+                    if item.cond is not None:
+                        optional.add(item.name)
+            elif isinstance(item, A.StateDecl):
+                self.origin(2, item)
+                self.gen_state(item, ctx, 2)
+                attrs.add(item.name)
+                state.add(item.name)
+            elif isinstance(item, A.Let) and isinstance(node, A.LayerDef) and not form_b:
                 self.origin(2, item)
                 if self.is_tensor_let(item):
                     self.gen_param(item.name, item.type, item.value, ctx, 2)
@@ -125,13 +142,12 @@ class DefinitionGen:
                     self.emit(2, f"self.{py_attr(item.name)} = {py_local(item.name)}")
                     ctx.locals.add(item.name)
                 attrs.add(item.name)
-        if form_b:
-            for p in node.params or []:
-                if p.type is not None and p.type.name == "TernaryTensor":
-                    self.origin(2, p)
-                    self.gen_param(p.name, p.type, None, ctx, 2)
-                    attrs.add(p.name)
-                    ternary_params[p.name] = section_quant
+        for p in signature_weights(node):   # the learned weights of a layer's signature
+            self.origin(2, p)
+            self.gen_param(p.name, p.type, None, ctx, 2)
+            attrs.add(p.name)
+            if p.type.name == "TernaryTensor":
+                ternary_params[p.name] = section_quant
         for sec in node.body:
             if isinstance(sec, A.Section) and sec.name in ("training", "performance", "quantization"):
                 values = {e.key: self.const_value(e.value) for e in sec.entries}
@@ -140,10 +156,8 @@ class DefinitionGen:
                 self.emit(2, f"self.tritium_{sec.name} = {_q(values)}")
         fns = [i for i in node.body if isinstance(i, A.FnDef)]
         if form_b:
-            stmts = [i for i in node.body if isinstance(i, A.Stmt) and not isinstance(i, A.Let)]
-            lets = [i for i in node.body if isinstance(i, A.Let)]
             inputs = [p for p in node.params or [] if p.type is not None and p.type.name == "Tensor"]
-            fns = [A.FnDef("forward", inputs, node.ret, lets + stmts, node.span)]
+            fns = [A.FnDef("forward", inputs, node.ret, forward_body(node), node.span)]
         folds = [[py_attr(a), py_attr(b)] for a, b in fold_pairs(node.body, fns, self.kind_of)]
         if folds:
             self.emit(2, "# batch norms that freezing folds into the layer before them "
@@ -151,7 +165,49 @@ class DefinitionGen:
             self.emit(2, f"self.tritium_identity_folds = {_q(folds)}")
         for fn in fns:
             self.emit(0, "")
-            self.gen_method(fn, attrs, ternary_params)
+            self.gen_method(fn, attrs, ternary_params, optional, state)
+        if callable_layer(node) and d.name in self.direct_layer_calls():
+            self.emit(0, "")
+            self.emit(0, "")
+            self.gen_functional(d)
+
+    def direct_layer_calls(self) -> set[str]:
+        """The names called as functions anywhere in the program (`FC(w1, x)`)."""
+        found = getattr(self, "_direct_calls", None)
+        if found is None:
+            found = set()
+            stack: list = [d.node for d in self.defs.values()]
+            while stack:
+                x = stack.pop()
+                if isinstance(x, A.Call) and isinstance(x.func, A.Name):
+                    found.add(x.func.id)
+                for s in getattr(x, "__slots__", ()):
+                    v = getattr(x, s, None)
+                    if isinstance(v, list):
+                        stack.extend(v)
+                    elif hasattr(v, "__slots__") and not isinstance(v, str):
+                        stack.append(v)
+            self._direct_calls = found
+        return found
+
+    def gen_functional(self, d: Definition) -> None:
+        """A layer written as a function, called by name (`FC(w1, x)`): its body as a pure
+        function of all its arguments, in declared order (the weights as given, no
+        quantization: the caller passes the values the computation uses)."""
+        node = d.node
+        ctx = Ctx()
+        params = []
+        for p in node.params or []:
+            ctx.locals.add(p.name)
+            params.append(py_local(p.name) + (f"={self.expr(p.default, ctx)}"
+                                               if p.default is not None else ""))
+        body = forward_body(node)
+        self.emit(0, f"def {internal('f', d.name)}({', '.join(params)}):")
+        self.emit(1, f'"""`{d.name}(…)` called directly: a pure function of its arguments."""')
+        self.gen_dim_bindings(node.params or [], body, ctx, 1)
+        if not body:
+            self.emit(1, "return None")
+        self.block(body, ctx, 1)
 
     def kind_of(self, lk: A.LayerKind) -> str | None:
         """The builtin kind `lk` names (aliases resolved), None for a user definition."""
@@ -222,6 +278,102 @@ class DefinitionGen:
             raise CodegenError(f"parameter `{name}` needs a shape or an initializer")
         self.emit(indent, f"self.{py_attr(name)} = nn.Parameter(torch.as_tensor({value}, "
                           f"dtype=torch.float32))")
+
+    def gen_param_decl(self, item: A.ParamDecl, ctx: Ctx, indent: int) -> None:
+        """`param name: [if (c)] T [= init] [{ init: "kind", … }]`: an nn.Parameter, set
+        to None when the condition is false."""
+        te = param_type(item)
+        if item.cond is not None:
+            self.emit(indent, f"if {self.expr(item.cond, ctx)}:")
+            indent += 1
+        kind, keys = param_init(item)
+        if kind is not None:
+            value = self.init_expr(kind, keys, self.shape_dims(item.name, te, ctx), ctx)
+            self.emit(indent, f"self.{py_attr(item.name)} = nn.Parameter({value})")
+        else:
+            self.gen_param(item.name, te, item.init, ctx, indent)
+        if item.cond is not None:
+            self.emit(indent - 1, "else:")
+            self.emit(indent, f"self.{py_attr(item.name)} = None")
+
+    def shape_dims(self, name: str, te: A.TypeExpr, ctx: Ctx) -> list[str]:
+        dims = []
+        for d in te.shape or []:
+            if isinstance(d.value, int):
+                dims.append(str(d.value))
+            elif isinstance(d.value, str):
+                if d.value not in ctx.locals:
+                    raise CodegenError(f"parameter `{name}` has the unbound dim `{d.value}`")
+                dims.append(py_local(d.value))
+            elif d.value is None:
+                raise CodegenError(f"parameter `{name}` has an unknown dim `?`")
+            else:
+                dims.append(self.expr(d.value, ctx))
+        return dims
+
+    def init_expr(self, kind: str, keys: dict[str, A.Expr], dims: list[str], ctx: Ctx) -> str:
+        """The initial value of a parameter with an init spec (the formulas of
+        torch.nn.init: Glorot and He bounds from the fans of the shape)."""
+        def k(key: str) -> str:
+            return self.expr(keys[key], ctx) if key in keys else _q(INIT_DEFAULTS[key])
+
+        shape = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        rec = "".join(f" * {d}" for d in dims[2:])
+        fan_in = f"({dims[1]}{rec})" if len(dims) >= 2 else (dims[0] if dims else "1")
+        fan_out = f"({dims[0]}{rec})" if len(dims) >= 2 else (dims[0] if dims else "1")
+        if kind == "normal":
+            return f"torch.randn({shape}) * {_atomic(k('std'))} + {_atomic(k('mean'))}"
+        if kind == "uniform":
+            lo = _atomic(k("low"))
+            return f"torch.rand({shape}) * ({k('high')} - {lo}) + {lo}"
+        if kind in ("zeros", "ones"):
+            return f"torch.{kind}({shape})"
+        if kind == "constant":
+            return f"torch.full({shape}, float({k('value')}))"
+        if kind.startswith("xavier"):
+            var = f"2.0 / ({fan_in} + {fan_out})"
+            if kind == "xavier_normal":
+                return f"torch.randn({shape}) * ({_atomic(k('gain'))} * ({var}) ** 0.5)"
+            return (f"(torch.rand({shape}) * 2.0 - 1.0) * "
+                    f"({_atomic(k('gain'))} * (3.0 * {var}) ** 0.5)")
+        # kaiming: the gain of the nonlinearity, over the chosen fan
+        nl = self.const_value(keys["nonlinearity"]) if "nonlinearity" in keys \
+            else INIT_DEFAULTS["nonlinearity"]
+        gain = {"relu": "2.0 ** 0.5", "linear": "1.0", "sigmoid": "1.0", "tanh": "(5.0 / 3.0)"
+                }.get(nl, f"(2.0 / (1.0 + {_atomic(k('a'))} ** 2)) ** 0.5")
+        mode = self.const_value(keys["mode"]) if "mode" in keys else "fan_in"
+        fan = fan_out if mode == "fan_out" else fan_in
+        if kind == "kaiming_normal":
+            return f"torch.randn({shape}) * ({gain} / {_atomic(fan)} ** 0.5)"
+        return f"(torch.rand({shape}) * 2.0 - 1.0) * ({gain} * (3.0 / {_atomic(fan)}) ** 0.5)"
+
+    def gen_state(self, item: A.StateDecl, ctx: Ctx, indent: int) -> None:
+        """`state steps: int = 0`: a registered buffer (in the state_dict, not learned)."""
+        te = item.type
+        tensor = te.name in TENSOR_TYPES
+        dtype = "torch.float32" if tensor or te.name.startswith(("float", "bfloat")) else None
+        if item.init is not None:
+            value = self.expr(item.init, ctx)
+        elif tensor:
+            dims = self.shape_dims(item.name, te, ctx)
+            value = f"torch.zeros(({', '.join(dims)}{',' if len(dims) == 1 else ''}))"
+        else:
+            value = "False" if te.name == "bool" else "0"
+        dt = f", dtype={dtype}" if dtype else ""
+        self.emit(indent, f"self.register_buffer({_q(py_attr(item.name))}, "
+                          f"torch.as_tensor({value}{dt}))")
+
+    def gen_state_update(self, s: A.Assign, ctx: Ctx, indent: int) -> None:
+        """An assignment to a `state` in a method: the buffer is updated in training only
+        (as batch-norm statistics are); in evaluation the method reads it unchanged."""
+        attr = f"self.{py_attr(s.target.id)}"
+        if s.op == "=":
+            value = self.expr(s.value, ctx)
+        else:
+            op = s.op[:-1]
+            value = f"{attr} {op} {self.sub(s.value, ctx, PY_PREC[op] + 1)}"
+        self.emit(indent, "if self.training:")
+        self.emit(indent + 1, f"{attr} = torch.as_tensor({value}, dtype={attr}.dtype)")
 
     def gen_layer_decl(self, decl: A.LayerDecl, ctx: Ctx, indent: int) -> None:
         attr = py_attr(decl.name)
@@ -365,8 +517,9 @@ class DefinitionGen:
         return self.expr(e, Ctx(subst={k: _atomic(x) for k, x in subst.items()}))
 
     # ------------------------------------------------------------------ methods
-    def gen_method(self, fn: A.FnDef, attrs: set[str], ternary: dict[str, dict]) -> None:
-        ctx = Ctx(self_attrs=set(attrs))
+    def gen_method(self, fn: A.FnDef, attrs: set[str], ternary: dict[str, dict],
+                   optional: set[str] = frozenset(), state: set[str] = frozenset()) -> None:
+        ctx = Ctx(self_attrs=set(attrs), state=set(state))
         params = ["self"]
         for p in fn.params:
             ctx.locals.add(p.name)
@@ -381,9 +534,12 @@ class DefinitionGen:
                 local = internal("q", name)
                 thr = q.get("threshold")
                 quant = self.canonical_quantizer(q.get("quantizer") or "twn")
-                self.emit(2, f"{local} = trt.ternary_weight(self.{py_attr(name)}, "
-                             f"quantizer={_q(quant)}, per_channel={_q(bool(q.get('per_channel')))}"
-                             f", threshold={_q(thr)}, training=self.training)")
+                view = (f"trt.ternary_weight(self.{py_attr(name)}, "
+                        f"quantizer={_q(quant)}, per_channel={_q(bool(q.get('per_channel')))}"
+                        f", threshold={_q(thr)}, training=self.training)")
+                if name in optional:   # `param b: if (c) TernaryTensor …`: None when absent
+                    view = f"None if self.{py_attr(name)} is None else {view}"
+                self.emit(2, f"{local} = {view}")
                 ctx.ternary[name] = local
         self.gen_dim_bindings(fn.params, fn.body, ctx, 2)
         if not fn.body:

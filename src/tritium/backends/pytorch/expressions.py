@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from ... import vocab
 from ...check.builtins import FUNCTIONS
+from ...check.checker.model import callable_layer
 from ...frontend import ast as A
 from ...frontend.lexer import FORMAT_SPEC_RE
-from ...frontend.names import py_attr, py_local
+from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
 from .text import CodegenError
 from .text import literal as _q
@@ -61,6 +62,7 @@ class Ctx:
     self_attrs: set[str] = field(default_factory=set)   # layers, hyperparameters, constants
     ternary: dict[str, str] = field(default_factory=dict)  # param name -> local holding its quantized view
     subst: dict[str, str] = field(default_factory=dict)   # name -> the expression it stands for
+    state: set[str] = field(default_factory=set)   # `state` buffers: assigned only in training
 
 
 class BodyGen:
@@ -108,6 +110,9 @@ class BodyGen:
             # `let x: T` without a value: the checker has seen x assigned before any use
             value = "None" if s.value is None else self.expr(s.value, ctx)
             self.emit(indent, f"{py_local(s.name)} = {value}")
+        elif isinstance(s, A.Assign) and isinstance(s.target, A.Name) \
+                and s.target.id in ctx.state and s.target.id not in ctx.locals:
+            self.gen_state_update(s, ctx, indent)   # classes.py
         elif isinstance(s, A.Assign):
             value = self.expr(s.value, ctx)
             if isinstance(s.target, A.Name):
@@ -315,6 +320,8 @@ class BodyGen:
             names = [p.name for p in fn.params]
             out = list(pos) + [f"{py_local(k)}={v}" for k, v in kw.items() if k in names]
             return f"{self.class_names[n]}({', '.join(out)})"
+        if n in self.defs and callable_layer(self.defs[n].node):
+            return f"{internal('f', n)}({', '.join(args)})"   # `FC(w1, x)`: classes.py
         if n in FUNCTIONS:
             return self.builtin(n, pos, kw)
         raise CodegenError(f"unresolved function `{n}`")

@@ -232,7 +232,7 @@ def _check_attribute(node: ast.Attribute) -> None:
             and base.value.id in _MODULE_ROOTS:
         raise _fail(node, f"{ast.unparse(node)} is not allowed")
     if isinstance(base, ast.Name) and base.id == "self":
-        if attr in MODULE_ATTRS and attr not in VALUE_ATTRS:
+        if attr in MODULE_ATTRS and attr not in VALUE_ATTRS and attr != "register_buffer":
             raise _fail(node, f"self.{attr} is not allowed")
         return
     if attr not in VALUE_ATTRS:

@@ -93,9 +93,7 @@ class CallsMixin:
                 args = [self.eval_expr(a.value, scope) for a in e.args]
                 if d.kind == "fn":
                     return self.user_fn_call(d, args, e)
-                self.report("E0310", f"`{name}` is a {d.kind} type; declare an instance with "
-                                     f"`layer x: {name} {{ … }}` and call that", f.span)
-                return Value(ANY)
+                return self.call_layer_definition(d, args, e)
             if name in FUNCTIONS:
                 args = [self.builtin_arg(a.value, scope) for a in e.args]
                 return self.builtin_call(name, args, [a.name for a in e.args], e)

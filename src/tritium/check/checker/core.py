@@ -15,6 +15,7 @@ from ..types import (
     INT_TYPES,
     STR,
     LayerT,
+    NoneT,
     SymInt,
     Value,
 )
@@ -31,6 +32,9 @@ from .model import (
     UserParam,
     _is_state_let,
     _num,
+    forward_body,
+    is_function_layer,
+    signature_weights,
 )
 
 
@@ -157,8 +161,17 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
             else:
                 scope.vars[p.name] = self.symbolic_param(p)
             scope.used.add(p.name)
-        if isinstance(node, A.LayerDef) and not self.has_forward(node):
-            pass  # form (b): tensor args are handled as function parameters
+        # form (b): tensor args are handled as function parameters, and the body's `let`s
+        # are forward computation (check_bodies), not state
+        form_b = is_function_layer(node)
+        for p in signature_weights(node):
+            self.check_weight_shape(node.name, p)
+            if not form_b:   # form (b) binds them as it binds its inputs (check_function)
+                scope.vars[p.name] = Value(self.type_from_expr(p.type, scope))
+                scope.used.add(p.name)
+                if self.param_trace is not None and not abstract:
+                    self.param_trace.append((".".join([*self._path, p.name]),
+                                             scope.vars[p.name].ty))
         for item in node.body:
             if isinstance(item, A.ConfigEntry):
                 if item.key in scope.vars and item.key not in cfg:
@@ -179,16 +192,15 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 layers[item.name] = inst
                 scope.vars[item.name] = Value(LayerT(inst, inst.present is None))
             elif isinstance(item, A.ParamDecl):
-                self.check_param_shape(item.name, item.type, scope)
-                ty = self.type_from_expr(item.type, scope)
-                if item.init is not None:
-                    init = self.eval_expr(item.init, scope)
-                    self.check_assignable(ty, init, item.init.span, item.name)
-                scope.vars[item.name] = Value(ty)
+                scope.vars[item.name] = self.param_value(item, scope)
+                ty = scope.vars[item.name].ty
                 scope.used.add(item.name)
-                if self.param_trace is not None and not abstract:
+                if self.param_trace is not None and not abstract and not isinstance(ty, NoneT):
                     self.param_trace.append((".".join([*self._path, item.name]), ty))
-            elif isinstance(item, A.Let):
+            elif isinstance(item, A.StateDecl):
+                scope.vars[item.name] = self.state_value(item, scope)
+                scope.used.add(item.name)
+            elif isinstance(item, A.Let) and not form_b:
                 if isinstance(node, A.LayerDef) and item.type is not None \
                         and item.type.name in TENSOR_TYPES:
                     self.check_param_shape(item.name, item.type, scope)
@@ -215,9 +227,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         for fn in fns:
             self.check_function(fn, scope, layers)
         if isinstance(node, A.LayerDef) and not fns:
-            stmts = [i for i in node.body if isinstance(i, A.Stmt) and not isinstance(i, A.Let)]
-            lets = [i for i in node.body if isinstance(i, A.Let)]
-            fn = A.FnDef("forward", node.params or [], node.ret, lets + stmts, node.span)
+            fn = A.FnDef("forward", node.params or [], node.ret, forward_body(node), node.span)
             self.check_function(fn, scope, layers, form_b=True)
         if report_unused_layers and not any(f.broken for f in fns):
             for name, inst in layers.items():
@@ -234,21 +244,38 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 if isinstance(item, A.ParamsSection):
                     out.extend(UserParam(p.name, p.type, p.default, p.span) for p in item.params)
         elif isinstance(node, A.LayerDef):
-            form_b = not self.has_forward(node)
             seen = set()
+            for item in node.body:   # an explicit layer may list them in `params { }` too
+                if isinstance(item, A.ParamsSection):
+                    out.extend(UserParam(p.name, p.type, p.default, p.span) for p in item.params)
+                    seen.update(p.name for p in item.params)
             for p in node.params or []:
                 if p.type is None or p.type.name not in TENSOR_TYPES:
                     out.append(UserParam(p.name, p.type, p.default, p.span))
                     seen.add(p.name)
-            if form_b:
-                # symbolic dims of the weight arguments are hyperparameters too
-                for p in node.params or []:
-                    if p.type is not None and p.type.name == "TernaryTensor" and p.type.shape:
-                        for dim in p.type.shape:
-                            if isinstance(dim.value, str) and dim.value not in seen:
-                                seen.add(dim.value)
-                                out.append(UserParam(dim.value, A.TypeExpr("int"), None, dim.span))
+            # symbolic dims of the weight arguments are hyperparameters too
+            for p in signature_weights(node):
+                for dim in p.type.shape or []:
+                    if isinstance(dim.value, str) and dim.value not in seen:
+                        seen.add(dim.value)
+                        out.append(UserParam(dim.value, A.TypeExpr("int"), None, dim.span))
         return out
+
+    def check_weight_shape(self, layer: str, p: A.ParamSpec) -> None:
+        """A weight in a layer's signature is allocated when the layer is built: it needs a
+        shape of ints and hyperparameters (its symbolic dims are hyperparameters)."""
+        if not p.type.shape:
+            self.report("E0880", f"the weight `{p.name}` of layer `{layer}` has no shape",
+                        p.span, label="a learned weight needs a shape",
+                        help=f"declare it with one, e.g. `{p.name}: {p.type.name}[out, in]`")
+            return
+        for d in p.type.shape:
+            if d.value is None or not isinstance(d.value, int | str):
+                self.report("E0880", f"the shape of weight `{p.name}` of layer `{layer}` must "
+                                     f"be sizes or hyperparameter names", d.span,
+                            label="not known when the layer is built",
+                            help="write the size or a name (a hyperparameter of the layer)")
+                return
 
     @staticmethod
     def has_forward(node) -> bool:

@@ -18,14 +18,18 @@ from ..types import (
     INT,
     INT_TYPES,
     AnyT,
+    NoneT,
     RangeT,
+    ScalarT,
     SymInt,
     TensorT,
     Value,
     shape_str,
 )
 from .model import (
+    INIT_CHOICES,
     MAX_INSTANCE_DEPTH,
+    PARAM_INITS,
     Definition,
     KindInst,
     LayerInst,
@@ -33,6 +37,10 @@ from .model import (
     UserParam,
     _is_int,
     _num,
+    callable_layer,
+    layer_as_function,
+    param_init,
+    param_type,
 )
 
 
@@ -480,6 +488,150 @@ class LayersMixin:
         self._instance_cache[key] = result
         self._instance_work[key] = self.layer_count - before
         return result
+
+    # ------------------------------------------------------------------ params and state
+    def param_value(self, item: A.ParamDecl, scope: Scope) -> Value:
+        """`param name: [if (c)] T [= init] [{ spec }]` in a layer, block or model body: its
+        value in the body's scope (None when the condition is false)."""
+        present: bool | None = True
+        if item.cond is not None:
+            c = self.eval_expr(item.cond, scope)
+            self.check_cond(c, item.cond.span)
+            present = bool(c.const) if c.known and not isinstance(c.const, SymInt) else None
+        te = param_type(item)
+        self.check_init_spec(item, scope)
+        if te.name not in TENSOR_TYPES or te.shape is None:
+            if item.init is None:
+                self.report("E0880", f"parameter `{item.name}` needs a tensor type with a shape",
+                            item.type.span, label="no shape",
+                            help="write e.g. `Tensor[out, in]`, or `Tensor { shape: [n] }`")
+        else:
+            self.check_param_shape(item.name, te, scope)
+        ty = self.type_from_expr(te, scope)
+        if item.init is not None:
+            init = self.eval_expr(item.init, scope)
+            self.check_assignable(ty, init, item.init.span, item.name)
+        if present is False:
+            return Value(NoneT(), None, True)
+        return Value(ty)
+
+    def check_init_spec(self, item: A.ParamDecl, scope: Scope) -> None:
+        if item.spec is None:
+            return
+        seen: dict[str, Span] = {}
+        for e in item.spec:
+            if e.key in seen:
+                self.report("E0206", f"`{e.key}` is given twice in the spec of `{item.name}`",
+                            e.span, secondary=[Label(seen[e.key], "first given here")])
+            seen[e.key] = e.span
+        kind, keys = param_init(item)
+        init = next((e for e in item.spec if e.key == "init"), None)
+        if init is not None and kind not in PARAM_INITS:
+            got = f"\"{kind}\"" if kind is not None else "not a string"
+            self.report("E0881", f"unknown initializer {got} for parameter `{item.name}`",
+                        init.value.span, label="not an initializer",
+                        help=(did_you_mean(kind, PARAM_INITS) if kind else None)
+                        or f"choose one of: {', '.join(PARAM_INITS)}")
+            return
+        if init is not None and item.init is not None:
+            self.report("E0881", f"parameter `{item.name}` has both an initial value and an "
+                                 f"`init` spec", init.span, help="keep one of them")
+        allowed = PARAM_INITS.get(kind or "", ())
+        shape = next((e for e in item.spec if e.key == "shape"), None)
+        if shape is not None and (item.type.shape is not None
+                                  or not isinstance(shape.value, A.ListLit)):
+            self.report("E0881", f"`shape` of parameter `{item.name}` must be a list of dims, "
+                                 f"given when the type has no shape", shape.span,
+                        help="write `Tensor { shape: [n] }`, or the shape in the type")
+        for key, expr in keys.items():
+            if key not in allowed:
+                self.report("E0881", f"`{key}` is not a key of the `{kind or 'default'}` "
+                                     f"initializer (parameter `{item.name}`)", expr.span,
+                            label="unknown key",
+                            help=f"its keys: {', '.join(('init', 'shape') + allowed)}"
+                            if kind else "name an initializer first, e.g. `init: \"normal\"`")
+                continue
+            v = self.eval_const(expr, scope)
+            if key in INIT_CHOICES:
+                if not (v.known and v.const in INIT_CHOICES[key]):
+                    self.report("E0882", f"`{key}` of the `{kind}` initializer must be one of "
+                                         f"{', '.join(INIT_CHOICES[key])}", expr.span)
+            elif v.known and not (_num(v.const) and math.isfinite(v.const)):
+                self.report("E0882", f"`{key}` of the `{kind}` initializer must be a finite "
+                                     f"number, got {self.describe_const(v.const)}", expr.span)
+            elif not v.known and not isinstance(v.ty, ScalarT | AnyT):
+                self.report("E0882", f"`{key}` of the `{kind}` initializer must be a number",
+                            expr.span)
+            elif key == "std" and v.known and v.const < 0:
+                self.report("E0882", f"`std` must not be negative, got {v.const}", expr.span)
+        if kind == "uniform":
+            lo = self.eval_const(keys["low"], scope) if "low" in keys else Value.of(0.0)
+            hi = self.eval_const(keys["high"], scope) if "high" in keys else Value.of(1.0)
+            if lo.known and hi.known and _num(lo.const) and _num(hi.const) \
+                    and lo.const > hi.const:
+                self.report("E0882", f"`low` ({lo.const}) is above `high` ({hi.const})",
+                            item.span)
+
+    def state_value(self, item: A.StateDecl, scope: Scope) -> Value:
+        """`state steps: int = 0`: a buffer; `forward` reads it and (in training) updates
+        it, so its value is not a constant of the body."""
+        ty = self.type_from_expr(item.type, scope)
+        if isinstance(ty, TensorT) and ty.shape is None and item.init is None:
+            self.report("E0880", f"state `{item.name}` needs a shape or an initial value",
+                        item.type.span)
+        elif isinstance(ty, TensorT):
+            self.check_param_shape(item.name, item.type, scope)
+        elif not (isinstance(ty, ScalarT) and ty.name in INT_TYPES | FLOAT_TYPES | {"bool"}):
+            self.report("E0883", f"state `{item.name}` must be a number, a bool or a tensor, "
+                                 f"not {ty}", item.type.span)
+        if item.init is not None:
+            init = self.eval_expr(item.init, scope)
+            self.check_assignable(ty, init, item.init.span, item.name)
+            if not init.known and not isinstance(ty, TensorT):
+                self.report("E0883", f"the initial value of state `{item.name}` must be a "
+                                     f"constant", item.init.span)
+        return Value(ty)
+
+    def call_layer_definition(self, d: Definition, args: list[Value], call: A.Call) -> Value:
+        """`FC(w1, x)`: calling a layer type by name. A layer written as a function (dialect
+        (b)) is a pure function of its arguments, weights included; one with state (a
+        `forward` method, `param`s, sub-layers) needs an instance."""
+        if d.kind == "layer" and callable_layer(d.node):
+            for a in call.args:
+                if a.name is not None:
+                    self.report("E0307", f"layer `{d.name}` called directly takes its "
+                                         f"arguments by position", a.span,
+                                help=f"pass them in the order `{d.name}` declares them")
+                    return Value(ANY)
+            view = layer_as_function(d)
+            self.check_direct_call_shapes(view.node, args, call)
+            return self.user_fn_call(view, args, call)
+        self.report("E0310", f"`{d.name}` is a {d.kind} type; declare an instance with "
+                             f"`layer x: {d.name} {{ … }}` and call that", call.func.span,
+                    help="only a layer written as a function (`layer F(w: TernaryTensor…, "
+                         "x: Tensor…) { … }`, no `forward`) can be called by name")
+        return Value(ANY)
+
+    def check_direct_call_shapes(self, fn: A.FnDef, args: list[Value], call: A.Call) -> None:
+        """The arguments of `FC(w1, x)` against the declared shapes, symbolic dims bound
+        across all of them (`n_in` of the weight and of the input), reported at the call."""
+        saved = self.inner
+        self.inner = []
+        self.quiet += 1
+        try:
+            bindings: dict = {}
+            for p, a in zip(fn.params, args):
+                if p.type is not None and p.type.name in TENSOR_TYPES:
+                    self.bind_input(p, self.type_from_expr(p.type, Scope()), a, bindings)
+        finally:
+            self.quiet -= 1
+            problems, self.inner = self.inner, saved
+        if problems:
+            first = problems[0]
+            self.report(first.code, f"`{fn.name}` cannot be called with these arguments: "
+                                    f"{first.message}", call.span,
+                        label=f"arguments {self.describe_args(args)}",
+                        secondary=[Label(first.span, "declared here")] if first.span else None)
 
     def describe_args(self, args: list[Value]) -> str:
         return ", ".join(str(a.ty) for a in args)

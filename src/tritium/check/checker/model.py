@@ -92,6 +92,104 @@ def _paren(c) -> str:
 _STATE_INITS = tuple(n for n, f in FUNCTIONS.items() if f.creates)   # may be layer state
 
 
+def is_function_layer(node) -> bool:
+    """Dialect (b): a `layer` with no method in its body. The body is the forward
+    computation (its `let`s are forward locals, in order, seeing the arguments); only in
+    dialect (a), with an inner `fn forward`, are body `let`s the layer's state."""
+    return isinstance(node, A.LayerDef) and not any(isinstance(i, A.FnDef) for i in node.body)
+
+
+def forward_body(node) -> list:
+    """The statements of a dialect (b) layer body, in source order (`let`s included)."""
+    return [i for i in node.body if isinstance(i, A.Stmt)]
+
+
+def callable_layer(node) -> bool:
+    """A layer that a call by name (`FC(w1, x)`) may run as a pure function: dialect (b),
+    holding no state of its own (no `param`, no sub-layer)."""
+    return is_function_layer(node) and not any(
+        isinstance(i, A.ParamDecl | A.LayerDecl) for i in node.body)
+
+
+def signature_weights(node) -> list:
+    """The arguments of a layer's signature that are its learned weights: in a layer written
+    as a function (dialect (b)) the `TernaryTensor` ones (the other tensors are inputs); in a
+    layer with a `forward` method (dialect (a), the benchmark form `layer TinyNet(weights:
+    TernaryTensor[10, 5]) { forward(x: …) … }`) every tensor argument, the inputs being the
+    `forward`'s own. Their symbolic dims are hyperparameters."""
+    if not isinstance(node, A.LayerDef):
+        return []
+    want = ("TernaryTensor",) if is_function_layer(node) else ("Tensor", "TernaryTensor")
+    return [p for p in node.params or [] if p.type is not None and p.type.name in want]
+
+
+# `param w: T { init: "kind", key: value }`: the initializers and the keys each takes
+# (docs/language.md, "Parameters with an init spec"); every spec may also give `shape:`.
+PARAM_INITS: dict[str, tuple[str, ...]] = {
+    "normal": ("mean", "std"),
+    "uniform": ("low", "high"),
+    "zeros": (),
+    "ones": (),
+    "constant": ("value",),
+    "xavier": ("gain",),            # Glorot uniform
+    "xavier_uniform": ("gain",),
+    "xavier_normal": ("gain",),
+    "kaiming": ("a", "mode", "nonlinearity"),   # He uniform
+    "kaiming_uniform": ("a", "mode", "nonlinearity"),
+    "kaiming_normal": ("a", "mode", "nonlinearity"),
+}
+INIT_DEFAULTS = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0, "value": 0.0, "gain": 1.0,
+                 "a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}
+INIT_CHOICES = {"mode": ("fan_in", "fan_out"),
+                "nonlinearity": ("relu", "leaky_relu", "linear", "tanh", "sigmoid")}
+
+
+def param_type(item) -> A.TypeExpr:
+    """The declared type of a `param`, its shape taken from the spec's `shape: [..]` when
+    the type has none (`param bias: if (c) Tensor { shape: [n] }`)."""
+    te = item.type
+    if te.shape is not None or not item.spec:
+        return te
+    for e in item.spec:
+        if e.key == "shape" and isinstance(e.value, A.ListLit):
+            dims = []
+            for x in e.value.items:
+                if isinstance(x, A.Num) and not x.is_float:
+                    dims.append(A.Dim(x.value, x.span))
+                elif isinstance(x, A.Name):
+                    dims.append(A.Dim(x.id, x.span))
+                elif isinstance(x, A.Unknown):
+                    dims.append(A.Dim(None, x.span))
+                else:
+                    dims.append(A.Dim(x, x.span))
+            return A.TypeExpr(te.name, te.dtype, dims, te.span)
+    return te
+
+
+def param_init(item) -> tuple[str | None, dict]:
+    """The initializer a `param`'s spec names and the spec's other keys (exprs)."""
+    keys = {e.key: e.value for e in item.spec or [] if e.key not in ("shape",)}
+    init = keys.pop("init", None)
+    return (init.value if isinstance(init, A.Str) else None), keys
+
+
+_FN_VIEWS: dict[int, tuple[object, Definition]] = {}
+
+
+def layer_as_function(d: Definition) -> Definition:
+    """A dialect (b) layer called directly, `FC(w1, x)`: a pure function of all its
+    arguments in declared order (weights passed explicitly, hyperparameters, inputs), as a
+    `fn` of the same name and body. One view per definition, so caches keyed on it agree."""
+    hit = _FN_VIEWS.get(id(d.node))
+    if hit is not None and hit[0] is d.node:
+        return hit[1]
+    node = d.node
+    fn = A.FnDef(d.name, list(node.params or []), node.ret, forward_body(node), node.span)
+    view = Definition(d.name, fn, d.file)
+    _FN_VIEWS[id(node)] = (node, view)
+    return view
+
+
 def _is_state_let(item: A.Let) -> bool:
     """A `let` in a layer body that is the layer's learned state (a tensor), as the
     generated code makes it a parameter."""

@@ -9,6 +9,7 @@ from typing import Any
 from ...check import bounds
 from ...check.builtins import FUNCTIONS
 from ...check.checker import Definition, LayerInst
+from ...check.checker.model import callable_layer, layer_as_function
 from ...frontend import ast as A
 from ...frontend.diagnostics import Span
 from ..builder import Builder
@@ -369,6 +370,8 @@ class ExpressionsMixin:
         d = self.result.definitions.get(fid)
         if d is not None and d.kind == "fn":
             return self.call_user_fn(d, [a for _, a in args], b, e.span, ctx)
+        if d is not None and callable_layer(d.node):   # `FC(w1, x)`: a pure function
+            return self.call_user_fn(layer_as_function(d), [a for _, a in args], b, e.span, ctx)
         if fid in FUNCTIONS:
             return self.builtin(fid, args, b, e.span, ctx)
         raise LoweringError(f"cannot call `{f.id}`", f.span)

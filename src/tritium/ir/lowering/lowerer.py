@@ -10,6 +10,7 @@ from ... import vocab
 from ...check import CheckResult
 from ...check import library as L
 from ...check.checker import Checker, Definition, LayerInst
+from ...check.checker.model import param_init, param_type, signature_weights
 from ...check.summary import pick_definition
 from ...check.types import LayerT, TensorT
 from ...check.types import Value as CValue
@@ -36,6 +37,7 @@ from .values import (
     LoweringError,
     ParamRef,
     QuantCfg,
+    StateRef,
     SymDim,
     Undef,
     Unit,
@@ -205,16 +207,16 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
                 env[name] = v.const
             else:
                 env[name] = Undef(name, "its value is not known when lowering")
-        if form_b:
-            for p in node.params or []:
-                if p.type is not None and p.type.name == "TernaryTensor":
-                    self.add_param(build, p.name, p.type, None, quant, p.span)
+        for p in signature_weights(node):   # the learned weights of the signature
+            self.add_param(build, p.name, p.type, None, quant, p.span)
         for item in node.body:
             if isinstance(item, A.LayerDecl):
                 inst = layers[item.name]
                 self.declare_layer(build, inst)
             elif isinstance(item, A.ParamDecl):
-                self.add_param(build, item.name, item.type, item.init, quant, item.span)
+                self.declare_param_decl(build, item, quant)
+            elif isinstance(item, A.StateDecl):
+                self.declare_state_buffer(build, item)
             elif isinstance(item, A.Let) and not form_b:
                 self.declare_let(build, item, quant)
 
@@ -294,16 +296,48 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
 
 
     def add_param(self, build: LayerBuild, name: str, te: A.TypeExpr, init: A.Expr | None,
-                  quant: Callable[[], QuantCfg], span: Span | None) -> None:
+                  quant: Callable[[], QuantCfg], span: Span | None,
+                  init_kind: str | None = None) -> None:
         ty = self.decl_type(te, build, span)
         if not isinstance(ty, TensorType) or ty.shape is None:
             raise LoweringError(f"parameter `{name}` needs a tensor type with a shape", span)
         ternary = te.name == "TernaryTensor"
         dtype = "f32" if ternary or ty.dtype is None else ty.dtype
         q = quant() if ternary else None
-        self.param(build, name, list(ty.shape), self.init_text(init, len(ty.shape)),
-                   q.spec if q else None, dtype, span)
+        self.param(build, name, list(ty.shape),
+                   init_kind or self.init_text(init, len(ty.shape)), q.spec if q else None,
+                   dtype, span)
         build.env[name] = ParamRef(name, build.layer.params[-1].type, q)  # type: ignore[arg-type]
+
+    def declare_param_decl(self, build: LayerBuild, item: A.ParamDecl,
+                           quant: Callable[[], QuantCfg]) -> None:
+        """`param name: [if (c)] T [= init] [{ init: "kind", … }]`; None when `c` is false."""
+        if item.cond is not None:
+            c = self.checker.eval_const(item.cond, build.scope)
+            if not c.known or not isinstance(c.const, bool):
+                raise LoweringError(f"the condition of parameter `{item.name}` is not known "
+                                    "when lowering", item.cond.span)
+            if not c.const:
+                build.env[item.name] = None
+                return
+        kind, _ = param_init(item)
+        self.add_param(build, item.name, param_type(item), item.init, quant, item.span,
+                       init_kind=kind)
+
+    def declare_state_buffer(self, build: LayerBuild, item: A.StateDecl) -> None:
+        """`state steps: int = 0`: a buffer, an IR parameter (0-d for a scalar) that the
+        inference computation reads."""
+        te = item.type
+        if te.name in ("Tensor", "TernaryTensor"):
+            ty = self.decl_type(te, build, item.span)
+            if not isinstance(ty, TensorType) or ty.shape is None:
+                raise LoweringError(f"state `{item.name}` needs a static shape", item.span)
+            shape, dtype = list(ty.shape), "f32"
+        else:
+            st = self.decl_type(te, build, item.span)
+            shape, dtype = [], st.dtype if isinstance(st, ScalarType) else "f32"
+        self.param(build, item.name, shape, "state", None, dtype, item.span)
+        build.env[item.name] = StateRef(item.name, build.layer.params[-1].type, None)  # type: ignore[arg-type]
 
     def declare_let(self, build: LayerBuild, item: A.Let, quant: Callable[[], QuantCfg]) -> None:
         ternary = item.type is not None and item.type.name == "TernaryTensor"

@@ -22,6 +22,7 @@ from .values import (
     LayerRef,
     LoweringError,
     RangeV,
+    StateRef,
     SymDim,
     Undef,
     _block,
@@ -67,7 +68,8 @@ class StatementsMixin:
             if s.op != "=":
                 cur = self.lookup(s.target.id, env, b, ctx, s.target.span)
                 v = self.binary(s.op[:-1], cur, v, b, s.span)
-            env[s.target.id] = v
+            if not isinstance(env.get(s.target.id), StateRef):   # no update in inference
+                env[s.target.id] = v
         elif isinstance(s, A.Return):
             if s.value is None:
                 return []

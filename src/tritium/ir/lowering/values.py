@@ -76,6 +76,12 @@ class ParamRef:
 
 
 @dataclass(frozen=True)
+class StateRef(ParamRef):
+    """A `state` buffer: read as a parameter; the IR is the inference computation, where
+    `forward` does not update it (the generated module updates it in training only)."""
+
+
+@dataclass(frozen=True)
 class LayerRef:
     inst: LayerInst
 
