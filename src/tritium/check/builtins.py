@@ -356,8 +356,15 @@ def conversion_rule(ck, name, b, e) -> Value:
 
 
 def range_rule(ck, name, b, e) -> Value:
-    n = b["n"]
-    return Value(RangeT(), n.const, True) if n.known else Value(RangeT())
+    """`range(n)` is 0..n; `range(start, stop[, step])` as in Python."""
+    n, stop, step = b["n"], b.get("stop"), b.get("step")
+    given = [v for v in (n, stop, step) if v is not None and not (v.known and v.const is None)]
+    if not all(v.known and isinstance(v.const, int) for v in given):
+        return Value(RangeT())
+    c = [v.const for v in given]
+    lo, hi = (0, c[0]) if len(c) == 1 else (c[0], c[1])
+    seq = ck.make_range(lo, hi, False, c[2] if len(c) == 3 else 1, e.span)
+    return Value(RangeT(), len(seq), True) if seq is not None else Value(RangeT())
 
 
 def len_rule(ck, name, b, e) -> Value:
@@ -489,6 +496,7 @@ _fn("cast", (_p("x", "any"), _p("dtype", "str")), "convert to a dtype, e.g. cast
     cast_rule, "trt.cast({x}, {dtype})")
 for _n in vocab.CONVERSIONS:
     _fn(_n, (_p("x", "any"),), f"convert to {_n}", conversion_rule, f"trt.cast({{x}}, {_n!r})")
-_fn("range", (_p("n", "int"),), "0, 1, …, n-1 (for loops)", range_rule, PY_CALL)
+_fn("range", (_p("n", "int"), _opt("stop", "int", None), _opt("step", "int", None)),
+    "0, 1, …, n-1 (for loops); range(start, stop, step) as in Python", range_rule, PY_CALL)
 _fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim", len_rule, PY_CALL)
 _fn("print", (_p("x", "any"),), "print a value (debugging)", none_rule, PY_CALL, variadic=True)

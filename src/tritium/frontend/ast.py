@@ -162,6 +162,8 @@ class Range(Expr):
     start: Expr
     stop: Expr
     span: Span = _span()
+    inclusive: bool = False        # `a..=b`
+    step: Expr | None = None       # `a..b step k`, `(a..b).step_by(k)`
 
 
 # ----------------------------------------------------------------------------- statements

@@ -150,6 +150,7 @@ CODES: dict[str, str] = {
     "E0601": "import cycle",
     "E0602": "imported file not found",
     "E0701": "program cannot be lowered to IR",
+    "E0860": "a range step is zero",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

@@ -607,7 +607,11 @@ class _Printer:
             return (f"{self.expr(e.then, _RANGE)} if {self.expr(e.cond, _RANGE)} "
                     f"else {self.expr(e.other, _COND)}"), _COND
         if isinstance(e, A.Range):
-            return f"{self.expr(e.start, _RANGE + 1)}..{self.expr(e.stop, _RANGE + 1)}", _RANGE
+            dots = "..=" if e.inclusive else ".."
+            text = f"{self.expr(e.start, _RANGE + 1)}{dots}{self.expr(e.stop, _RANGE + 1)}"
+            if e.step is not None:
+                text += f" step {self.expr(e.step, _RANGE + 1)}"
+            return text, _RANGE
         if isinstance(e, A.Call | A.Index | A.Attr):
             return self._postfix_chain(e), _POSTFIX
         if isinstance(e, A.Slice):

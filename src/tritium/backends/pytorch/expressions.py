@@ -118,10 +118,7 @@ class BodyGen:
         elif isinstance(s, A.For):
             ctx.locals.add(s.var)
             it = s.iter
-            if isinstance(it, A.Range):
-                src = f"range({self.expr(it.start, ctx)}, {self.expr(it.stop, ctx)})"
-            else:
-                src = self.expr(it, ctx)
+            src = self.expr(it, ctx)
             self.emit(indent, f"for {py_local(s.var)} in {src}:")
             self.block(s.body, ctx, indent + 1)
         else:
@@ -177,7 +174,7 @@ class BodyGen:
             return (f"{self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
                     f"else {self.sub(e.other, ctx, 1)}")
         if t is A.Range:
-            return f"range({self.expr(e.start, ctx)}, {self.expr(e.stop, ctx)})"
+            return self.range_expr(e, ctx)
         if t is A.Attr:
             base = self.expr(e.value, ctx)
             if e.attr == "shape":
@@ -190,6 +187,18 @@ class BodyGen:
         if t is A.Call:
             return self.call(e, ctx)
         raise CodegenError(f"cannot generate code for {t.__name__}")
+
+    def range_expr(self, e: A.Range, ctx: Ctx) -> str:
+        """`a..b` is `range(a, b)`; for `a..=b` the stop moves one past `b`, in the
+        direction of the step."""
+        lo, hi = self.expr(e.start, ctx), self.expr(e.stop, ctx)
+        if e.step is None:
+            return f"range({lo}, {self.sub(e.stop, ctx, 10)} + 1)" if e.inclusive \
+                else f"range({lo}, {hi})"
+        step = self.expr(e.step, ctx)
+        if e.inclusive:
+            hi = f"{self.sub(e.stop, ctx, 10)} + (1 if {self.sub(e.step, ctx, 6)} > 0 else -1)"
+        return f"range({lo}, {hi}, {step})"
 
     def sub(self, e: A.Expr, ctx: Ctx, min_prec: int) -> str:
         """`e` parenthesized when its precedence is below `min_prec`."""

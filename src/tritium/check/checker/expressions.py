@@ -143,18 +143,36 @@ class ExpressionsMixin:
         if t is A.Attr:
             return self.eval_attr(e, scope)
         if t is A.Range:
-            a, b = self.eval_expr(e.start, scope), self.eval_expr(e.stop, scope)
-            for v, x in ((a, e.start), (b, e.stop)):
-                if not isinstance(v.ty, AnyT) and not (isinstance(v.ty, ScalarT)
-                                                       and v.ty.name in INT_TYPES):
-                    self.report("E0404", f"a range bound must be an int, got {v.ty}", x.span)
-            if a.known and b.known and _is_int(a.const) and _is_int(b.const):
-                return Value(RangeT(), max(b.const - a.const, 0), True)
-            return Value(RangeT())
+            seq = self.range_values(e, scope)
+            return Value(RangeT(), len(seq), True) if seq is not None else Value(RangeT())
         if t is A.Slice:
             self.report("E0201", "a slice is only allowed inside `[…]`", e.span)
             return Value(ANY)
         return Value(ANY)
+
+    def range_values(self, e: A.Range, scope: Scope) -> range | None:
+        """The integers of `a..b`, `a..=b` or `a..b step k` when all are known, else None."""
+        parts = [(self.eval_expr(x, scope), x) for x in (e.start, e.stop, e.step) if x is not None]
+        for v, x in parts:
+            if not isinstance(v.ty, AnyT) and not (isinstance(v.ty, ScalarT)
+                                                   and v.ty.name in INT_TYPES):
+                what = "step" if x is e.step else "bound"
+                self.report("E0404", f"a range {what} must be an int, got {v.ty}", x.span)
+                return None
+        if not all(v.known and _is_int(v.const) for v, _ in parts):
+            return None
+        return self.make_range(*(v.const for v, _ in parts[:2]), e.inclusive,
+                               parts[2][0].const if len(parts) > 2 else 1, e.span)
+
+    def make_range(self, lo: int, hi: int, inclusive: bool, step: int, span: Span
+                   ) -> range | None:
+        if step == 0:
+            self.report("E0860", "a range step cannot be zero", span, label="step 0",
+                        help="use a positive step to count up or a negative one to count down")
+            return None
+        if inclusive:
+            hi = hi + (1 if step > 0 else -1)
+        return range(lo, hi, step)
 
     def eval_binary(self, e: A.Binary, scope: Scope) -> Value:
         # Left-deep chains (`a + b + c + …`, `p and q and …`) are walked iteratively, so a

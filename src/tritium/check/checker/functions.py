@@ -218,9 +218,12 @@ class FunctionsMixin:
             # two levels: nested loops multiply, so inner ones run twice with an unknown index.
             exact = n is not None and n <= MAX_UNROLL and self._loop_depth < 2
             count = n if exact else (min(n, 2) if n is not None else 2)
+            seq = self.loop_values(s.iter, scope) if exact else None
+            if seq is None or len(seq) != count:
+                seq = range(count)
             self._loop_depth += 1
             try:
-                for i in range(count):
+                for i in seq:
                     scope.vars[s.var] = Value.of(i) if exact else Value(INT)
                     scope.used.add(s.var)
                     self.exec_block(s.body, scope)
@@ -228,6 +231,27 @@ class FunctionsMixin:
                 self._loop_depth -= 1
         elif isinstance(s, A.FnDef):
             self.report("E0204", "functions cannot be nested", s.span)
+
+    def loop_values(self, it: A.Expr, scope: Scope) -> range | None:
+        """The values a `for` over a range takes (`2..5` is 2, 3, 4), when known; its
+        diagnostics were reported once already, by the loop's own evaluation."""
+        out = self.inner if self.quiet else self.diags
+        start = len(out)
+        try:
+            if isinstance(it, A.Range):
+                return self.range_values(it, scope)
+            if isinstance(it, A.Call) and isinstance(it.func, A.Name) and it.func.id == "range" \
+                    and "range" not in scope.vars and 1 <= len(it.args) <= 3 \
+                    and all(a.name is None for a in it.args):
+                vals = [self.eval_expr(a.value, scope) for a in it.args]
+                if not all(v.known and _is_int(v.const) for v in vals):
+                    return None
+                c = [v.const for v in vals]
+                lo, hi = (0, c[0]) if len(c) == 1 else (c[0], c[1])
+                return self.make_range(lo, hi, False, c[2] if len(c) == 3 else 1, it.span)
+            return None
+        finally:
+            del out[start:]
 
     def check_cond(self, c: Value, span: Span) -> None:
         t = c.ty

@@ -436,7 +436,13 @@ for _n in vocab.CONVERSIONS:
 
 @_builtin("range")
 def _range(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    return RangeV(0, _int_attr(a["n"], "n", span))
+    n = _int_attr(a["n"], "n", span)
+    if a.get("stop") is None:
+        return RangeV(0, n)
+    step = 1 if a.get("step") is None else _int_attr(a["step"], "step", span)
+    if step == 0:
+        raise LoweringError("a range step cannot be zero", span)
+    return RangeV(n, _int_attr(a["stop"], "stop", span), step)
 
 
 @_builtin("len")

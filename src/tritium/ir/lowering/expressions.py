@@ -116,9 +116,14 @@ class ExpressionsMixin:
             return self.eval_attr(e, env, b, ctx)
         if t is A.Range:
             lo, hi = self.eval(e.start, env, b, ctx), self.eval(e.stop, env, b, ctx)
-            if not _is_int(lo) or not _is_int(hi):
+            step = 1 if e.step is None else self.eval(e.step, env, b, ctx)
+            if not _is_int(lo) or not _is_int(hi) or not _is_int(step):
                 raise LoweringError("range bounds must be known when lowering", e.span)
-            return RangeV(lo, hi)
+            if step == 0:
+                raise LoweringError("a range step cannot be zero", e.span)
+            if e.inclusive:
+                hi += 1 if step > 0 else -1
+            return RangeV(lo, hi, step)
         raise LoweringError(f"cannot lower a `{t.__name__}` expression", getattr(e, "span", None))
 
     def eval_binary(self, e: A.Binary, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:

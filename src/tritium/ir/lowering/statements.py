@@ -81,7 +81,7 @@ class StatementsMixin:
         elif isinstance(s, A.For):
             it = self.eval(s.iter, env, b, ctx)
             if isinstance(it, RangeV):
-                seq: Sequence[Any] = range(it.start, it.stop)
+                seq: Sequence[Any] = it.values()
             elif isinstance(it, list):
                 seq = it
             elif _is_int(it):

@@ -96,6 +96,10 @@ class FnRef:
 class RangeV:
     start: int
     stop: int
+    step: int = 1
+
+    def values(self) -> range:
+        return range(self.start, self.stop, self.step)
 
 
 @dataclass(frozen=True)

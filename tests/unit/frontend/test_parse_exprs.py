@@ -1,0 +1,88 @@
+"""Parsing of the statement and expression forms of the earlier DSL (issue 13, form 13)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tritium.frontend import ast as A
+from tritium.frontend.formatter import format_source
+from tritium.frontend.lexer import T, tokenize
+from tritium.frontend.parser import parse
+
+
+def _expr(text: str) -> A.Expr:
+    prog, diags, _ = parse(f"fn f() {{\n    let v = {text}\n}}\n")
+    assert not diags, [d.message for d in diags]
+    return prog.items[0].body[0].value
+
+
+def _same(a: str, b: str) -> None:
+    assert _expr(a) == _expr(b)
+
+
+@pytest.mark.parametrize("text,value", [
+    ("0xFF", 255), ("0XfF", 255), ("0b1010", 10), ("0B1", 1), ("0o17", 15), ("0O7", 7),
+    ("0xFF_FF", 0xFFFF), ("0x_FF", 255), ("0b1_0", 2), ("0x7FFFFFFFFFFFFFFF", 2**63 - 1),
+    ("0x0000000000000000000000000000000001", 1),
+])
+def test_radix_literals(text, value):
+    toks = tokenize(text).tokens
+    assert toks[0].kind is T.INT and toks[0].value == value
+
+
+@pytest.mark.parametrize("text,code", [
+    ("0x", "E0105"), ("0xG", "E0105"), ("0b2", "E0105"), ("0o8", "E0105"), ("0xFF_", "E0105"),
+    ("0x__F", "E0105"), ("0x8000000000000000", "E0106"), ("0b" + "1" * 64, "E0106"),
+    ("0x" + "F" * 5000, "E0106"), ("9" * 5000, "E0106"),
+])
+def test_bad_radix_literals_are_diagnostics(text, code):
+    assert [d.code for d in tokenize(text).diagnostics] == [code]
+
+
+def test_c_logical_operators_are_the_keyword_nodes():
+    _same("a && b || !c", "a and b or not c")
+    _same("!a == b", "(not a) == b")
+    _same("!!a", "not not a")
+    _same("x && !(y || z)", "x and not (y or z)")
+
+
+def test_logical_operators_continue_a_line():
+    prog, diags, _ = parse("fn f(a: bool, b: bool) -> bool {\n    return a &&\n        b\n}\n")
+    assert not diags
+    assert prog.items[0].body[0].value == A.Binary("and", A.Name("a"), A.Name("b"))
+
+
+def test_chained_comparisons_mean_each_pair():
+    _same("a < b < c", "a < b and b < c")
+    _same("0 <= i < n <= m", "0 <= i and i < n and n <= m")
+    _same("a == b != c", "a == b and b != c")
+    _same("not a < b < c", "not (a < b and b < c)")
+    _same("a < b < c or d", "(a < b and b < c) or d")
+
+
+def test_ranges_inclusive_and_stepped():
+    r = _expr("0..=n")
+    assert isinstance(r, A.Range) and r.inclusive and r.step is None
+    r = _expr("1..n step 2")
+    assert isinstance(r, A.Range) and not r.inclusive and r.step == A.Num(2)
+    _same("(0..n).step_by(2)", "0..n step 2")
+    _same("(0..=n).step_by(k + 1)", "0..=n step k + 1")
+    # `step` is an ordinary name elsewhere
+    assert _expr("step") == A.Name("step")
+    assert _expr("(a..b).other(2)") == A.Call(A.Attr(A.Range(A.Name("a"), A.Name("b")), "other"),
+                                             [A.Arg(A.Num(2))])
+
+
+@pytest.mark.parametrize("src", [
+    "fn f(a: bool, b: int) -> bool {\n    return !a && 0 < b <= 0x10 || a\n}\n",
+    "fn f(n: int) {\n    for i in 0..=n step 2 {\n        print(i)\n    }\n}\n",
+    "fn f(n: int) {\n    for i in (n..=0).step_by(-1) {\n        print(i)\n    }\n}\n",
+    "fn f(a: int, b: bool) -> bool {\n    return a == (!b) and !(a < 2 < 3)\n}\n",
+])
+def test_formatter_round_trips(src):
+    prog, diags, _ = parse(src)
+    assert not diags
+    out = format_source(src)
+    again, diags2, _ = parse(out)
+    assert not diags2 and again == prog
+    assert format_source(out) == out
