@@ -62,3 +62,65 @@ def test_operators_literals_ranges_agree(tmp_path):
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).numpy()
     np.testing.assert_allclose(ref, x * s, rtol=1e-6)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+LOOPS = """
+model Loops {
+    forward(x: Tensor[batch, 4]) -> Tensor {
+        "Counts with while, break and continue; asserts what it knows."
+        let i = 0
+        let y = x
+        while i < 10 {
+            i += 1
+            if i % 2 == 0 { continue }
+            if i > 7 { break }
+            y = y + i        // i = 1, 3, 5, 7
+        }
+        for j in 0..5 {
+            if j == 3 { break }
+            pass
+            y = y * 2.0      // j = 0, 1, 2
+        }
+        assert i == 9, "the loop stops at 9"
+        assert(i > 0, "positive")
+        return y
+    }
+}
+"""
+
+
+def test_loops_agree(tmp_path):
+    ref, got = _run_both(LOOPS, tmp_path)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_allclose(ref, (x + 16) * 8, rtol=1e-6)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+RUNTIME_WHILE = """
+model Count {
+    forward(x: Tensor[batch, 4]) -> Tensor {
+        let n = x.shape[0]
+        let i = 0
+        let y = x
+        while i < n {
+            y = y + 1.0
+            i += 1
+        }
+        assert i == n, "counted the batch"
+        return y
+    }
+}
+"""
+
+
+def test_runtime_while_compiles_to_pytorch_and_is_e0701_for_the_ir(tmp_path):
+    from tritium.ir.lowering import LoweringError
+    f = tmp_path / "h.tri"
+    f.write_text(RUNTIME_WHILE)
+    result = check_source(RUNTIME_WHILE, str(f), f)
+    assert result.ok, [d.message for d in result.diagnostics]
+    model = tritium.load(f)
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(model(x), x + 5)
+    with pytest.raises(LoweringError, match="known only at run time"):
+        lower(result, None, None)

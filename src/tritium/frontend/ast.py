@@ -206,6 +206,35 @@ class For(Stmt):
 
 
 @dataclass(slots=True)
+class While(Stmt):
+    cond: Expr
+    body: list[Stmt]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Break(Stmt):
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Continue(Stmt):
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Pass(Stmt):
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Assert(Stmt):
+    cond: Expr
+    msg: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass(slots=True)
 class Return(Stmt):
     value: Expr | None
     span: Span = _span()

@@ -43,6 +43,8 @@ MAX_WIDTH = 100
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 _COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">="})
+# an expression statement that starts with one of these words would parse as that statement
+_SOFT_START = re.compile(r"(?:while|break|continue|pass|assert)(?![A-Za-z_0-9])")
 _BINARY_PREC = {
     "or": 2, "and": 3,
     "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "is": 5, "is not": 5, "in": 5,
@@ -157,7 +159,7 @@ def _children(node) -> list | None:
     """The nodes that carry comments inside `node`, in source order; None for a leaf."""
     if isinstance(node, A.Program | A.ModelDef | A.BlockDef | A.LayerDef):
         return node.items if isinstance(node, A.Program) else node.body
-    if isinstance(node, A.FnDef | A.For):
+    if isinstance(node, A.FnDef | A.For | A.While):
         return node.body
     if isinstance(node, A.If):
         return node.then + (node.other or [])
@@ -480,12 +482,25 @@ class _Printer:
                 return [f"{indent}return"]
             return _end_statement([f"{indent}return {self.expr(node.value)}"])
         if isinstance(node, A.ExprStmt):
-            return _end_statement([indent + self.expr(node.value)])
+            text = self.expr(node.value)
+            if _SOFT_START.match(text):
+                # `(pass)`, `(while) + 1`: a name, not the statement of that word
+                head = _SOFT_START.match(text).group(0)
+                text = f"({head}){text[len(head):]}"
+            return _end_statement([indent + text])
         if isinstance(node, A.If):
             return self.if_stmt(node, indent)
         if isinstance(node, A.For):
             return self._braced(f"for {node.var} in {self.expr(node.iter)} ", node, node.body,
                                 indent, self.statement)
+        if isinstance(node, A.While):
+            return self._braced(f"while {self.expr(node.cond)} ", node, node.body, indent,
+                                self.statement)
+        if isinstance(node, A.Break | A.Continue | A.Pass):
+            return [indent + type(node).__name__.lower()]
+        if isinstance(node, A.Assert):
+            msg = "" if node.msg is None else f", {self.expr(node.msg)}"
+            return _end_statement([f"{indent}assert {self.expr(node.cond)}{msg}"])
         if isinstance(node, A.Import):
             return [f"{indent}import {quote_string(node.path)}"]
         if isinstance(node, A.LayerDecl | A.ParamDecl | A.ConfigEntry | A.Section

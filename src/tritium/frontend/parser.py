@@ -23,6 +23,7 @@ DTYPES = frozenset(vocab.DTYPES)
 TENSOR_TYPES = frozenset({"Tensor", "TernaryTensor"})
 
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "@=", "**="}
+_SOFT_STATEMENTS = frozenset({"while", "break", "continue", "pass", "assert"})
 _ENTRY_END = frozenset({"}", ",", ";"})
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
@@ -600,6 +601,10 @@ class Parser(ExpressionsMixin):
             return node
         if t.kind is T.KEYWORD and t.text in ("model", "block", "import"):
             raise self.error(f"`{t.text}` is only allowed at the top level", code="E0204")
+        if t.kind is T.IDENT and t.text in _SOFT_STATEMENTS:
+            node = self.parse_soft_statement(t)
+            if node is not None:
+                return node
         expr = self.parse_expr()
         if self.tok.kind is T.OP and self.tok.text in _ASSIGN_OPS:
             op = self.advance()
@@ -611,6 +616,40 @@ class Parser(ExpressionsMixin):
             node = A.Assign(expr, op.text, value, self.span_from(t))
         else:
             node = A.ExprStmt(expr, self.span_from(t))
+        self.end_of_statement()
+        return node
+
+    def parse_soft_statement(self, t):
+        """`while`, `break`, `continue`, `pass` and `assert` are statements where they begin
+        one, and ordinary names elsewhere (`pass = 1`, `f(break)`)."""
+        nxt = self.peek()
+        alone = nxt.kind in (T.NEWLINE, T.EOF) or nxt.is_op(";") or nxt.is_op("}")
+        if t.text in ("break", "continue", "pass"):
+            if not alone:
+                return None
+            self.advance()
+            node = {"break": A.Break, "continue": A.Continue, "pass": A.Pass}[t.text](t.span)
+            self.end_of_statement()
+            return node
+        if alone or (nxt.kind is T.OP and nxt.text in _ASSIGN_OPS | {".", "[", ",", ")", ":"}):
+            return None
+        self.advance()
+        if t.text == "while":
+            cond = self.parse_expr()
+            body = self.parse_block()
+            node = A.While(cond, body, self.span_from(t))
+            self.end_of_statement()
+            return node
+        # assert cond [, msg]; `assert(cond, msg)` is the same statement
+        cond = self.parse_expr()
+        msg = None
+        if self.at(","):
+            self.advance()
+            msg = self.parse_expr()
+        elif nxt.is_op("(") and isinstance(cond, A.ListLit) and len(cond.items) == 2 \
+                and self.toks[self.pos - 1].is_op(")"):
+            cond, msg = cond.items
+        node = A.Assert(cond, msg, self.span_from(t))
         self.end_of_statement()
         return node
 

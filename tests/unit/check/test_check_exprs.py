@@ -55,3 +55,57 @@ def test_non_int_step_is_reported():
 def test_too_large_literals_are_diagnostics():
     assert _fn("let a = 0x10000000000000000\nreturn x * a") == ["E0106"]
     assert _fn("let a = 0x7FFFFFFFFFFFFFFF + 1\nreturn x * a") == ["E0312"]
+
+
+def test_infinite_while_stops_with_a_diagnostic():
+    assert _fn("while true { }\nreturn x") == ["E0861"]
+    assert _fn("let i = 0\nwhile i < 10 { i = i * 1 }\nreturn x") == ["E0861"]
+    assert _fn("let i = 0\nwhile i < 10 {\n    while true { }\n    i += 1\n}\nreturn x") == []
+
+
+def test_while_with_a_known_condition_runs_exactly():
+    # 3 iterations: s is 4 after the loop, the matmul needs 4
+    body = "let s = 1\nlet i = 0\nwhile i < 3 { s += 1\n i += 1 }\nreturn x @ zeros([s, 2])"
+    assert _fn(body) == []
+    assert _fn(body.replace("i < 3", "i < 4")) == ["E0502"]
+
+
+def test_break_and_continue_at_compile_time():
+    body = "let s = 0\nfor i in 0..10 {\n    if i == 4 { break }\n    s += 1\n}\nreturn x @ zeros([s, 2])"
+    assert _fn(body) == []
+    body = ("let s = 0\nfor i in 0..8 {\n    if i % 2 == 0 { continue }\n    s += 1\n}\n"
+            "return x @ zeros([s, 2])")
+    assert _fn(body) == []
+    body = "let s = 0\nwhile true {\n    s += 1\n    if s == 4 { break }\n}\nreturn x @ zeros([s, 2])"
+    assert _fn(body) == []
+
+
+def test_while_with_a_runtime_condition_forgets_what_it_changes():
+    # n is the batch, unknown: after the loop s is an int of unknown value, not 1
+    sig = "(x: Tensor[n, 4]) -> Tensor"
+    body = "let s = 1\nlet i = 0\nwhile i < n { s += 1\n i += 1 }\nreturn zeros([s, 2])"
+    assert _fn(body, sig) == []
+    body = ("let s = 0\nwhile true {\n    if s > n { break }\n    s += 1\n}\n"
+            "return x @ zeros([4, s])")
+    assert _fn(body, sig) == []
+
+
+def test_break_outside_a_loop():
+    assert _fn("break\nreturn x") == ["E0862"]
+    assert _fn("if true { continue }\nreturn x") == ["E0862"]
+
+
+def test_assertions():
+    assert _fn('assert 1 + 1 == 2, "math"\nreturn x') == []
+    assert _fn('assert 1 + 1 == 3, "math"\nreturn x') == ["E0863"]
+    assert _fn("assert(1 > 2)\nreturn x") == ["E0863"]
+    assert _fn('assert x, "a tensor"\nreturn x') == ["E0406"]
+    assert _fn("assert n > 0\nreturn x",
+               "(x: Tensor[n, 4]) -> Tensor") == []
+
+
+def test_docstrings_and_pass_in_bodies():
+    assert _fn('"the docstring"\npass\nreturn x') == []
+    text = 'model M {\n    "a model docstring"\n    forward(x: Tensor[b, 4]) -> Tensor {\n' \
+           '        "a method docstring"\n        return x\n    }\n}\n'
+    assert [d.code for d in check_source(text, "m.tri").errors] == []

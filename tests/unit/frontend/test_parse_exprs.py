@@ -86,3 +86,46 @@ def test_formatter_round_trips(src):
     again, diags2, _ = parse(out)
     assert not diags2 and again == prog
     assert format_source(out) == out
+
+
+def _body(text: str) -> list:
+    prog, diags, _ = parse("fn f() {\n" + text + "\n}\n")
+    assert not diags, [d.message for d in diags]
+    return prog.items[0].body
+
+
+def test_loop_statements():
+    w = _body("while i < 3 { i += 1\n break\n continue\n pass }")[0]
+    assert isinstance(w, A.While) and w.cond == _expr("i < 3")
+    assert [type(s) for s in w.body] == [A.Assign, A.Break, A.Continue, A.Pass]
+    assert _body("while (i < 3) { }")[0] == A.While(_expr("i < 3"), [])
+
+
+def test_assert_forms():
+    assert _body('assert a > 0, "msg"')[0] == A.Assert(_expr("a > 0"), A.Str("msg"))
+    assert _body('assert(a > 0, "msg")')[0] == A.Assert(_expr("a > 0"), A.Str("msg"))
+    assert _body("assert(a > 0)")[0] == A.Assert(_expr("a > 0"), None)
+    assert _body("assert a")[0] == A.Assert(A.Name("a"), None)
+
+
+@pytest.mark.parametrize("text", [
+    "pass = 1", "while = 2", "break.x = 3", "continue[0] = 1", "f(pass, break)", "assert",
+    "while", "pass += 1",
+])
+def test_statement_words_are_names_elsewhere(text):
+    s = _body(text)[0]
+    assert isinstance(s, A.Assign | A.ExprStmt)
+
+
+@pytest.mark.parametrize("src", [
+    'fn f(n: int) {\n    "doc"\n    let i = 0\n    while i < n {\n        i += 1\n'
+    '        if i == 2 {\n            continue\n        }\n        break\n    }\n'
+    '    assert i > 0, "positive"\n    assert true\n    pass\n}\n',
+    "fn f() {\n    (pass)\n    (while) + 1\n    (assert)\n}\n",
+])
+def test_statement_formatter_round_trips(src):
+    prog, diags, _ = parse(src)
+    assert not diags
+    out = format_source(src)
+    assert parse(out)[0] == prog
+    assert format_source(out) == out

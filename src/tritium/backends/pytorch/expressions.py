@@ -121,6 +121,14 @@ class BodyGen:
             src = self.expr(it, ctx)
             self.emit(indent, f"for {py_local(s.var)} in {src}:")
             self.block(s.body, ctx, indent + 1)
+        elif isinstance(s, A.While):
+            self.emit(indent, f"while {self.expr(s.cond, ctx)}:")
+            self.block(s.body, ctx, indent + 1)
+        elif isinstance(s, A.Break | A.Continue | A.Pass):
+            self.emit(indent, type(s).__name__.lower())
+        elif isinstance(s, A.Assert):
+            msg = "" if s.msg is None else f", {self.expr(s.msg, ctx)}"
+            self.emit(indent, f"assert {self.expr(s.cond, ctx)}{msg}")
         else:
             raise CodegenError(f"cannot generate code for {type(s).__name__}")
 

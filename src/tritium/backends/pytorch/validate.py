@@ -77,7 +77,7 @@ _FORBIDDEN_NODES = (
     ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.Delete, ast.AsyncFunctionDef,
     ast.AsyncFor, ast.AsyncWith, ast.Await, ast.Yield, ast.YieldFrom, ast.With, ast.Try,
     ast.Raise, ast.NamedExpr, ast.ClassDef,
-    ast.FunctionDef, ast.Lambda, ast.JoinedStr, ast.Assert,
+    ast.FunctionDef, ast.Lambda, ast.JoinedStr,
 )
 _BUILTIN_NAMES = frozenset(dir(builtins))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span
+from .. import bounds
 from ..types import (
     ANY,
     FLOAT_TYPES,
@@ -33,6 +34,14 @@ from .model import (
     _Abort,
     _is_int,
 )
+
+
+class _LoopExit(Exception):
+    """A `break` or `continue` the checker executes; the innermost loop catches it."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        super().__init__(kind)
 
 
 class FunctionsMixin:
@@ -76,7 +85,9 @@ class FunctionsMixin:
                     scope.used.add(dim.value)
         ret_decl = self.type_from_expr(fn.ret, scope, bindings) if fn.ret else None
         saved_returns = getattr(self, "returns", [])
+        saved_loops = getattr(self, "_loops_open", 0)
         self.returns = []
+        self._loops_open = 0    # a `break` in a called function is not the caller's
         try:
             self.exec_block(fn.body, scope)
         except _Abort:
@@ -84,6 +95,7 @@ class FunctionsMixin:
         finally:
             rets = self.returns
             self.returns = saved_returns
+            self._loops_open = saved_loops
         for name, span in scope.defined_at.items():
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,
@@ -198,10 +210,10 @@ class FunctionsMixin:
                 self.exec_block(s.then if c.const else (s.other or []), scope)
                 return
             then_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
-            self.exec_block(s.then, then_scope)
+            self.exec_branch(s.then, then_scope)
             else_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
             if s.other:
-                self.exec_block(s.other, else_scope)
+                self.exec_branch(s.other, else_scope)
             for name in set(then_scope.vars) | set(else_scope.vars):
                 a, b = then_scope.vars.get(name), else_scope.vars.get(name)
                 if a is not None and b is not None:
@@ -222,15 +234,98 @@ class FunctionsMixin:
             if seq is None or len(seq) != count:
                 seq = range(count)
             self._loop_depth += 1
+            self._loops_open = getattr(self, "_loops_open", 0) + 1
             try:
                 for i in seq:
                     scope.vars[s.var] = Value.of(i) if exact else Value(INT)
                     scope.used.add(s.var)
-                    self.exec_block(s.body, scope)
+                    try:
+                        self.exec_block(s.body, scope)
+                    except _LoopExit as ex:
+                        if ex.kind == "break":
+                            break
             finally:
                 self._loop_depth -= 1
+                self._loops_open -= 1
+        elif isinstance(s, A.While):
+            self.exec_while(s, scope)
+        elif isinstance(s, A.Break | A.Continue):
+            kind = "break" if isinstance(s, A.Break) else "continue"
+            if not getattr(self, "_loops_open", 0):
+                self.report("E0862", f"`{kind}` outside a loop", s.span,
+                            help="`break` and `continue` belong in a `for` or `while` body")
+                return
+            raise _LoopExit(kind)
+        elif isinstance(s, A.Assert):
+            c = self.eval_expr(s.cond, scope)
+            self.check_cond(c, s.cond.span)
+            msg = self.eval_expr(s.msg, scope) if s.msg is not None else None
+            if c.known and not isinstance(c.const, SymInt) and not c.const:
+                text = f": {msg.const}" if msg is not None and msg.known and isinstance(
+                    msg.const, str) else ""
+                self.report("E0863", f"this assertion is false at compile time{text}",
+                            s.cond.span, label="always false")
+        elif isinstance(s, A.Pass):
+            pass
         elif isinstance(s, A.FnDef):
             self.report("E0204", "functions cannot be nested", s.span)
+
+    def exec_branch(self, stmts: list, scope: Scope) -> None:
+        """A branch of a condition known only at run time: a `break` or `continue` in it may
+        or may not happen, so the loop around it cannot be counted at compile time."""
+        try:
+            self.exec_block(stmts, scope)
+        except _LoopExit:
+            self._maybe_exit = True
+
+    def exec_while(self, s: A.While, scope: Scope) -> None:
+        """Run a `while` whose condition is known at compile time (at most `MAX_UNROLL`
+        iterations, else E0861: never a hang); otherwise check its body as for a run-time
+        condition, with the variables it changes no longer known."""
+        self._loops_open = getattr(self, "_loops_open", 0) + 1
+        self._loop_depth += 1
+        try:
+            if self._loop_depth > 1:
+                self._abstract_while(s, scope)
+                return
+            for _ in range(bounds.MAX_UNROLL + 1):
+                c = self.eval_expr(s.cond, scope)
+                self.check_cond(c, s.cond.span)
+                if not c.known or isinstance(c.const, SymInt):
+                    self._abstract_while(s, scope)
+                    return
+                if not c.const:
+                    return
+                self._maybe_exit = False
+                try:
+                    self.exec_block(s.body, scope)
+                except _LoopExit as ex:
+                    if ex.kind == "break":
+                        return
+                if self._maybe_exit:
+                    self._abstract_while(s, scope)
+                    return
+            self.report("E0861", f"this `while` loop does not end within {bounds.MAX_UNROLL} "
+                                 f"iterations at compile time", s.span,
+                        label="its condition stays true",
+                        help="change a variable of the condition in the body, or add a `break`")
+        finally:
+            self._loop_depth -= 1
+            self._loops_open -= 1
+
+    def _abstract_while(self, s: A.While, scope: Scope) -> None:
+        before = dict(scope.vars)
+        for _ in range(2):
+            self.check_cond(self.eval_expr(s.cond, scope), s.cond.span)
+            try:
+                self.exec_block(s.body, scope)
+            except _LoopExit as ex:
+                if ex.kind == "break":
+                    break
+        for name, v in list(scope.vars.items()):
+            old = before.get(name)
+            if old is not v:
+                scope.vars[name] = Value(join_types(old.ty, v.ty) if old is not None else v.ty)
 
     def loop_values(self, it: A.Expr, scope: Scope) -> range | None:
         """The values a `for` over a range takes (`2..5` is 2, 3, 4), when known; its
