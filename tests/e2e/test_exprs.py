@@ -124,3 +124,30 @@ def test_runtime_while_compiles_to_pytorch_and_is_e0701_for_the_ir(tmp_path):
     torch.testing.assert_close(model(x), x + 5)
     with pytest.raises(LoweringError, match="known only at run time"):
         lower(result, None, None)
+
+
+TUPLES = """
+fn split2(x: Tensor[batch, 4]) {
+    return x * 2.0, x + 1.0
+}
+
+model Tuples {
+    layer fc: Linear { in_features: 4, out_features: 4 }
+    forward(x: Tensor[batch, 4]) -> Tensor {
+        let (a, b) = (fc(x), x * 3.0)
+        a, b = b, a                        // a swap: the right side first
+        let scales = [0.5, 2.0, 4.0]
+        let y = a
+        for s in scales { y = y + s }
+        for (i, s) in enumerate(scales) { y = y + i * s }
+        for i, w in zip(scales, [1.0, 10.0]) { y = y + i * w }
+        let (p, q) = split2(b)
+        return y + p - q
+    }
+}
+"""
+
+
+def test_destructuring_agrees(tmp_path):
+    ref, got = _run_both(TUPLES, tmp_path)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)

@@ -203,6 +203,16 @@ class For(Stmt):
     iter: Expr          # a Range or a call such as range(n)
     body: list[Stmt]
     span: Span = _span()
+    vars: list[str] | None = None   # `for (i, v) in …`, `for i, v in …` (then var is vars[0])
+
+
+@dataclass(slots=True)
+class Unpack(Stmt):
+    """`let (a, b) = e`, `let a, b = e` (declare) or `a, b = e`, `(a, b) = e`."""
+    targets: list[str]
+    value: Expr
+    declare: bool = False
+    span: Span = _span()
 
 
 @dataclass(slots=True)

@@ -491,8 +491,13 @@ class _Printer:
         if isinstance(node, A.If):
             return self.if_stmt(node, indent)
         if isinstance(node, A.For):
-            return self._braced(f"for {node.var} in {self.expr(node.iter)} ", node, node.body,
+            var = node.var if node.vars is None else f"({', '.join(node.vars)})"
+            return self._braced(f"for {var} in {self.expr(node.iter)} ", node, node.body,
                                 indent, self.statement)
+        if isinstance(node, A.Unpack):
+            names = f"({', '.join(node.targets)})"
+            return _end_statement([f"{indent}{'let ' if node.declare else ''}{names} = "
+                                   f"{self.expr(node.value)}"])
         if isinstance(node, A.While):
             return self._braced(f"while {self.expr(node.cond)} ", node, node.body, indent,
                                 self.statement)

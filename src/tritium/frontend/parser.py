@@ -563,6 +563,19 @@ class Parser(ExpressionsMixin):
 
     def parse_statement(self):
         t = self.toks[self.pos]
+        if t.is_kw("let") and (self.peek().is_op("(") or self.peek(2).is_op(",")):
+            self.advance()
+            names = self.parse_target_names("after `let`")
+            self.expect_op("=", "after the names")
+            node = A.Unpack(names, self.parse_expr_list(), True, self.span_from(t))
+            self.end_of_statement()
+            return node
+        if (t.kind is T.IDENT or t.is_op("(")) and self._at_unpack():
+            names = self.parse_target_names("")
+            self.advance()   # '='
+            node = A.Unpack(names, self.parse_expr_list(), False, self.span_from(t))
+            self.end_of_statement()
+            return node
         if t.is_kw("let"):
             self.advance()
             name = self.expect_ident("a variable name")
@@ -579,7 +592,7 @@ class Parser(ExpressionsMixin):
             self.advance()
             value = None
             if not (self.tok.kind is T.NEWLINE or self.at("}") or self.at(";")):
-                value = self.parse_expr()
+                value = self.parse_expr_list()   # `return a, b` returns the pair
             node = A.Return(value, self.span_from(t))
             self.end_of_statement()
             return node
@@ -589,14 +602,19 @@ class Parser(ExpressionsMixin):
             return node
         if t.is_kw("for"):
             self.advance()
-            var = self.expect_ident("a loop variable")
+            names = None
+            if self.at("(") or self.peek().is_op(","):
+                names = self.parse_target_names("after `for`")
+                var_text = names[0]
+            else:
+                var_text = self.expect_ident("a loop variable").text
             if not self.at_kw("in"):
-                raise self.error(f"expected `in` after `for {var.text}`", code="E0202",
-                                 help=f"write `for {var.text} in 0..n {{ … }}`")
+                raise self.error(f"expected `in` after `for {var_text}`", code="E0202",
+                                 help=f"write `for {var_text} in 0..n {{ … }}`")
             self.advance()
             it = self.parse_expr()
             body = self.parse_block()
-            node = A.For(var.text, it, body, self.span_from(t))
+            node = A.For(var_text, it, body, self.span_from(t), names)
             self.end_of_statement()
             return node
         if t.kind is T.KEYWORD and t.text in ("model", "block", "import"):
@@ -618,6 +636,55 @@ class Parser(ExpressionsMixin):
             node = A.ExprStmt(expr, self.span_from(t))
         self.end_of_statement()
         return node
+
+    def _at_unpack(self) -> bool:
+        """`a, b =` or `(a, b) =` ahead: two or more names, then `=`."""
+        toks, i = self.toks, self.pos
+        paren = toks[i].is_op("(")
+        i += 1 if paren else 0
+        n = 0
+        while toks[i].kind is T.IDENT:
+            n += 1
+            i += 1
+            if not toks[i].is_op(","):
+                break
+            i += 1
+        if paren:
+            if not toks[i].is_op(")"):
+                return False
+            i += 1
+        elif toks[i - 1].kind is not T.IDENT:
+            return False
+        return n >= 2 and toks[i].is_op("=")
+
+    def parse_expr_list(self) -> A.Expr:
+        """`e` or `e1, e2, …` (a tuple without parentheses: a list)."""
+        start = self.toks[self.pos]
+        e = self.parse_expr()
+        if not self.at(","):
+            return e
+        items = [e]
+        while self.at(","):
+            self.advance()
+            items.append(self.parse_expr())
+        return A.ListLit(items, self.span_from(start))
+
+    def parse_target_names(self, context: str) -> list[str]:
+        """`(a, b)` or `a, b`: two or more names, a trailing `,` allowed in parentheses."""
+        paren = self.at("(")
+        if paren:
+            self.advance()
+        names = [self.expect_ident("a variable name").text]
+        while self.at(","):
+            self.advance()
+            if paren and self.at(")"):
+                break
+            names.append(self.expect_ident("a variable name").text)
+        if paren:
+            self.expect_op(")", "to close the names")
+        if len(set(names)) != len(names):
+            raise self.error("a name appears twice in the same destructuring", code="E0205")
+        return names
 
     def parse_soft_statement(self, t):
         """`while`, `break`, `continue`, `pass` and `assert` are statements where they begin

@@ -109,3 +109,25 @@ def test_docstrings_and_pass_in_bodies():
     text = 'model M {\n    "a model docstring"\n    forward(x: Tensor[b, 4]) -> Tensor {\n' \
            '        "a method docstring"\n        return x\n    }\n}\n'
     assert [d.code for d in check_source(text, "m.tri").errors] == []
+
+
+def test_destructuring():
+    assert _fn("let (a, b) = (x, 2)\nreturn a @ zeros([4, b])") == []
+    assert _fn("let a, b = [1, 2, 3]\nreturn x") == ["E0864"]
+    assert _fn("let (a, b) = x\nreturn x") == ["E0864"]
+    assert _fn("let a = 1\nlet b = 4\na, b = b, a\nreturn x @ zeros([a, 2])") == []
+    assert _fn("let a = 1\nlet b = 4\na, b = b, a\nreturn x @ zeros([b, 2])") == ["E0502"]
+
+
+def test_for_over_lists_enumerate_and_zip():
+    # the items are exact: the last one decides the shape
+    assert _fn("let n = 0\nfor v in [1, 2, 4] { n = v }\nreturn x @ zeros([n, 2])") == []
+    assert _fn("let n = 0\nfor (i, v) in enumerate([7, 4]) { n = i + v }\n"
+               "return x @ zeros([n, 2])") == ["E0502"]
+    assert _fn("let n = 0\nfor (i, v) in enumerate([7, 3]) { n = i + v }\n"
+               "return x @ zeros([n, 2])") == []
+    assert _fn("let n = 0\nfor a, b in zip([1, 2], [2, 2, 9]) { n = a * b }\n"
+               "return x @ zeros([n, 2])") == []
+    assert _fn("for (a, b, c) in zip([1], [2]) { }\nreturn x") == ["E0864"]
+    # a list of tensors: each item is a tensor
+    assert _fn("let ys = [x, x * 2.0]\nlet t = x\nfor y in ys { t = t + y }\nreturn t") == []

@@ -129,3 +129,33 @@ def test_statement_formatter_round_trips(src):
     out = format_source(src)
     assert parse(out)[0] == prog
     assert format_source(out) == out
+
+
+def test_destructuring_forms():
+    pair = A.ListLit([A.Name("x"), A.Name("y")])
+    assert _body("let (a, b) = (x, y)")[0] == A.Unpack(["a", "b"], pair, True)
+    assert _body("let a, b = x, y")[0] == A.Unpack(["a", "b"], pair, True)
+    assert _body("a, b = x, y")[0] == A.Unpack(["a", "b"], pair, False)
+    assert _body("(a, b) = [x, y]")[0] == A.Unpack(["a", "b"], pair, False)
+    f = _body("for (i, v) in enumerate(xs) { }")[0]
+    assert f.vars == ["i", "v"] and f.var == "i"
+    assert _body("for i, v in zip(a, b) { }")[0].vars == ["i", "v"]
+    assert _body("return a, b")[0] == A.Return(A.ListLit([A.Name("a"), A.Name("b")]))
+    # not destructuring
+    assert isinstance(_body("f(a, b)")[0], A.ExprStmt)
+    assert isinstance(_body("(a) = 1")[0], A.Assign)
+
+
+def test_destructuring_errors():
+    _, diags, _ = parse("fn f() {\n    let (a, a) = (1, 2)\n}\n")
+    assert [d.code for d in diags] == ["E0205"]
+    _, diags, _ = parse("fn f() {\n    let (a, 1) = (1, 2)\n}\n")
+    assert diags
+
+
+def test_destructuring_formatter_round_trips():
+    src = ("fn f(x: Tensor) {\n    let (a, b) = (x, x)\n    a, b = b, a\n"
+           "    for (i, v) in enumerate([a, b]) {\n        print(i)\n    }\n    return a, b\n}\n")
+    prog = parse(src)[0]
+    out = format_source(src)
+    assert parse(out)[0] == prog and format_source(out) == out

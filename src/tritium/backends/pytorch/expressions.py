@@ -116,11 +116,15 @@ class BodyGen:
                     self.block(other, ctx, indent + 1)
                     other = None
         elif isinstance(s, A.For):
-            ctx.locals.add(s.var)
-            it = s.iter
-            src = self.expr(it, ctx)
-            self.emit(indent, f"for {py_local(s.var)} in {src}:")
+            names = s.vars or [s.var]
+            ctx.locals.update(names)
+            src = self.expr(s.iter, ctx)
+            self.emit(indent, f"for {', '.join(py_local(n) for n in names)} in {src}:")
             self.block(s.body, ctx, indent + 1)
+        elif isinstance(s, A.Unpack):
+            value = self.expr(s.value, ctx)
+            ctx.locals.update(s.targets)
+            self.emit(indent, f"{', '.join(py_local(n) for n in s.targets)} = {value}")
         elif isinstance(s, A.While):
             self.emit(indent, f"while {self.expr(s.cond, ctx)}:")
             self.block(s.body, ctx, indent + 1)

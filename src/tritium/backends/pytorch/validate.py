@@ -43,7 +43,7 @@ HEADER_IMPORTS = (
 REQUIRED_IMPORTS = ("from __future__ import annotations",)
 
 ALLOWED_BUILTINS = frozenset({"super", "range", "list", "tuple", "len", "print", "float", "int",
-                              "bool", "str",
+                              "bool", "str", "enumerate", "zip",
                               "True", "False", "None"})
 
 TORCH_ATTRS = frozenset({

@@ -225,6 +225,10 @@ class FunctionsMixin:
             if not isinstance(it.ty, RangeT | ListT | AnyT | TensorT):
                 self.report("E0404", f"cannot iterate over {it.ty}", s.iter.span,
                             help="write `for i in 0..n` or `for i in range(n)`")
+            elems = self.elements(it) if isinstance(it.ty, ListT) else None
+            if elems is not None:
+                self.exec_for_items(s, elems, scope)
+                return
             n = it.const if it.known and isinstance(it.const, int) else None
             # Unroll known loops (the loop variable may feed shapes), but only the outermost
             # two levels: nested loops multiply, so inner ones run twice with an unknown index.
@@ -237,8 +241,7 @@ class FunctionsMixin:
             self._loops_open = getattr(self, "_loops_open", 0) + 1
             try:
                 for i in seq:
-                    scope.vars[s.var] = Value.of(i) if exact else Value(INT)
-                    scope.used.add(s.var)
+                    self.bind_loop_vars(s, Value.of(i) if exact else Value(INT), scope)
                     try:
                         self.exec_block(s.body, scope)
                     except _LoopExit as ex:
@@ -249,6 +252,14 @@ class FunctionsMixin:
                 self._loops_open -= 1
         elif isinstance(s, A.While):
             self.exec_while(s, scope)
+        elif isinstance(s, A.Unpack):
+            v = self.eval_expr(s.value, scope)
+            parts = self.unpack(v, len(s.targets), s.value.span)
+            for name, part in zip(s.targets, parts):
+                if not s.declare and name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
+                    self.report("E0205", f"cannot assign to layer `{name}`", s.span)
+                    continue
+                self.define(scope, name, part, s.span)
         elif isinstance(s, A.Break | A.Continue):
             kind = "break" if isinstance(s, A.Break) else "continue"
             if not getattr(self, "_loops_open", 0):
@@ -269,6 +280,61 @@ class FunctionsMixin:
             pass
         elif isinstance(s, A.FnDef):
             self.report("E0204", "functions cannot be nested", s.span)
+
+    @staticmethod
+    def elements(v: Value) -> list[Value] | None:
+        """The items of a list (or tuple) whose length is known, as values."""
+        if not isinstance(v.ty, ListT) or not isinstance(v.const, list):
+            return None
+        if v.known:
+            return [Value(INT, c) if isinstance(c, SymInt) else Value.of(c) for c in v.const]
+        return [c if isinstance(c, Value) else Value(ANY) for c in v.const]
+
+    def unpack(self, v: Value, n: int, span: Span) -> list[Value]:
+        """`n` values out of `v` (E0864 when it has another length)."""
+        parts = self.elements(v)
+        if parts is None:
+            if not isinstance(v.ty, ListT | AnyT):
+                self.report("E0864", f"cannot unpack {v.ty} into {n} names", span,
+                            help="the value must be a list or a tuple")
+            return [Value(ANY)] * n
+        if len(parts) != n:
+            self.report("E0864", f"cannot unpack {len(parts)} value(s) into {n} names", span,
+                        label=f"{len(parts)} value(s)")
+            return [Value(ANY)] * n
+        return parts
+
+    def bind_loop_vars(self, s: A.For, v: Value, scope: Scope) -> None:
+        if s.vars is None:
+            scope.vars[s.var] = v
+            scope.used.add(s.var)
+            return
+        for name, part in zip(s.vars, self.unpack(v, len(s.vars), s.iter.span)):
+            scope.vars[name] = part
+            scope.used.add(name)
+
+    def exec_for_items(self, s: A.For, items: list[Value], scope: Scope) -> None:
+        """`for v in xs` over a list of known length: each item in turn (the first
+        `MAX_UNROLL` exactly; beyond that or when nested deeper, a joined type)."""
+        exact = len(items) <= MAX_UNROLL and self._loop_depth < 2
+        if not exact and items:
+            joined = items[0].ty
+            for x in items[1:]:
+                joined = join_types(joined, x.ty)
+            items = [Value(joined)] * min(len(items), 2)
+        self._loop_depth += 1
+        self._loops_open = getattr(self, "_loops_open", 0) + 1
+        try:
+            for item in items:
+                self.bind_loop_vars(s, item, scope)
+                try:
+                    self.exec_block(s.body, scope)
+                except _LoopExit as ex:
+                    if ex.kind == "break":
+                        break
+        finally:
+            self._loop_depth -= 1
+            self._loops_open -= 1
 
     def exec_branch(self, stmts: list, scope: Scope) -> None:
         """A branch of a condition known only at run time: a `break` or `continue` in it may

@@ -445,6 +445,21 @@ def _range(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any
     return RangeV(n, _int_attr(a["stop"], "stop", span), step)
 
 
+@_builtin("enumerate")
+def _enumerate(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    if not isinstance(a["x"], list | tuple):
+        raise LoweringError("`enumerate` needs a list known when lowering", span)
+    return [[i, x] for i, x in enumerate(a["x"])]
+
+
+@_builtin("zip")
+def _zip(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    lists = [a[k] for k in ("a", "b", "c") if a.get(k) is not None]
+    if not all(isinstance(x, list | tuple) for x in lists):
+        raise LoweringError("`zip` needs lists known when lowering", span)
+    return [list(row) for row in zip(*lists)]
+
+
 @_builtin("len")
 def _len(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     x = a["x"]

@@ -115,13 +115,21 @@ class StatementsMixin:
             items: list[Any] = list(seq)
             expanded: list[Any] = []
             for i in items:
-                expanded.append(_SetVar(s.var, i, s.span))
+                if s.vars is None:
+                    expanded.append(_SetVar(s.var, i, s.span))
+                else:
+                    expanded.extend(_SetVar(n, x, s.span) for n, x in
+                                    zip(s.vars, self.unpacked(i, len(s.vars), s.iter.span)))
                 expanded.extend(s.body)
                 expanded.append(_IterEnd())
             expanded.append(_LoopEnd())
             work[0:0] = expanded
         elif isinstance(s, A.While):
             self.lower_while(s, 0, work, env, b, ctx)
+        elif isinstance(s, A.Unpack):
+            v = self.eval(s.value, env, b, ctx)
+            for name, part in zip(s.targets, self.unpacked(v, len(s.targets), s.value.span)):
+                env[name] = part
         elif isinstance(s, _WhileAgain):
             self.lower_while(s.node, s.done, work, env, b, ctx)
         elif isinstance(s, _IterEnd | _LoopEnd | A.Pass):
@@ -148,6 +156,13 @@ class StatementsMixin:
             raise LoweringError(f"cannot lower a `{type(s).__name__}` statement",
                                 getattr(s, "span", None))
         return None
+
+    @staticmethod
+    def unpacked(v: Any, n: int, span: Span | None) -> list[Any]:
+        if not isinstance(v, list | tuple) or len(v) != n:
+            raise LoweringError(f"cannot unpack this value into {n} names (a list or tuple of "
+                                f"{n} known when lowering is needed)", span)
+        return list(v)
 
     def lower_while(self, s: A.While, done: int, work: list[Any], env: dict[str, Any],
                     b: Builder, ctx: FnCtx) -> None:
