@@ -151,3 +151,41 @@ model Tuples {
 def test_destructuring_agrees(tmp_path):
     ref, got = _run_both(TUPLES, tmp_path)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_seed_example_agrees(tmp_path):
+    from pathlib import Path
+    src = (Path(__file__).resolve().parents[2] / "examples/seed/exprs_loops.tri").read_text()
+    ref, got = _run_both(src, tmp_path, shape=(3, 16))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+BLOCKS = """
+fn clip_scale(v: int) -> int {
+    if v > 4 { 4 } else { v }
+}
+
+model Blocks {
+    layer fc: Linear { in_features: 4, out_features: 4 }
+    forward(x: Tensor[batch, 4]) -> Tensor {
+        let k = if clip_scale(9) == 4 { 2.0 } else { 3.0 }
+        let h = fc(x)
+        let y = if h.shape[1] == 4 {
+            let t = h * k
+            t + 1.0
+        } else if k > 0.0 {
+            h
+        } else {
+            x
+        }
+        let z = { let u = y * 0.5; u - x }
+        let w = (if k > 1.0 { z } else { y }) * 2.0
+        w + { y }
+    }
+}
+"""
+
+
+def test_block_values_agree(tmp_path):
+    ref, got = _run_both(BLOCKS, tmp_path)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)

@@ -166,6 +166,33 @@ class Range(Expr):
     step: Expr | None = None       # `a..b step k`, `(a..b).step_by(k)`
 
 
+@dataclass(slots=True)
+class BlockExpr(Expr):
+    """`{ stmt … value }`: the statements, then the value of the last expression."""
+    body: list[Stmt]
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class IfExpr(Expr):
+    """`if c { … a } else { … b }` used as a value; `other` is a BlockExpr or an IfExpr."""
+    cond: Expr
+    then: BlockExpr
+    other: Expr
+    span: Span = _span()
+
+
+def block_has_statements(e: Expr) -> bool:
+    """Whether a block or `if` value holds statements (then Python needs them hoisted)."""
+    if isinstance(e, BlockExpr):
+        return bool(e.body) or block_has_statements(e.value)
+    if isinstance(e, IfExpr):
+        return block_has_statements(e.then) or block_has_statements(e.other)
+    return False
+
+
+
 # ----------------------------------------------------------------------------- statements
 
 @dataclass(slots=True)

@@ -155,6 +155,7 @@ CODES: dict[str, str] = {
     "E0862": "`break` or `continue` outside a loop",
     "E0863": "an assertion is false at compile time",
     "E0864": "cannot unpack a value into that many names",
+    "E0865": "a block used as a value in a place it cannot be",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

@@ -634,6 +634,11 @@ class _Printer:
             return text, _RANGE
         if isinstance(e, A.Call | A.Index | A.Attr):
             return self._postfix_chain(e), _POSTFIX
+        if isinstance(e, A.BlockExpr):
+            return self.block_expr(e), _ATOM
+        if isinstance(e, A.IfExpr):
+            text = f"if {self.expr(e.cond)} {self.block_expr(e.then)} else "
+            return text + self._expr(e.other)[0], _ATOM
         if isinstance(e, A.Slice):
             return self.subscript(e), _COND
         raise TypeError(f"cannot format expression {type(e).__name__}")
@@ -674,6 +679,21 @@ class _Printer:
             else:
                 parts.append(f".{link.attr}")
         return "".join(parts)
+
+    def block_expr(self, e: A.BlockExpr) -> str:
+        """`{ s1; s2; value }` on one line (a statement's own lines are joined by `; ` where
+        the line did not end at a brace)."""
+        parts: list[str] = []
+        for s in e.body:
+            lines = [ln.strip() for ln in self.statement(s, "")]
+            text = ""
+            for ln in lines:
+                if text and not text.endswith("{") and not ln.startswith("}"):
+                    text += ";"
+                text += (" " if text else "") + ln
+            parts.append(text.rstrip(";"))
+        parts.append(self.expr(e.value))
+        return "{ " + "; ".join(parts) + " }"
 
     def subscript(self, e: A.Expr) -> str:
         if not isinstance(e, A.Slice):

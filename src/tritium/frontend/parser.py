@@ -492,6 +492,8 @@ class Parser(ExpressionsMixin):
             self.advance()
             ret = self.parse_type()
         body = self.parse_block()
+        if ret is not None and ret.name not in ("None", "void"):
+            tail_value_returns(body)
         return A.FnDef(name.text, params, ret, body, self.span_from(t))
 
     # ------------------------------------------------------------------ types
@@ -738,6 +740,22 @@ class Parser(ExpressionsMixin):
         else:
             self.pos = save
         return A.If(cond, then, other, self.span_from(t))
+
+
+def tail_value_returns(body: list) -> None:
+    """In a function that declares a return type, a body ending in an expression returns it
+    (`fn double(x: int) -> int { x * 2 }`), also at the end of each branch of a final
+    `if … else …`. Not a call to `print`, which has no value."""
+    if not body:
+        return
+    last = body[-1]
+    if isinstance(last, A.ExprStmt) and not (
+            isinstance(last.value, A.Call) and isinstance(last.value.func, A.Name)
+            and last.value.func.id == "print"):
+        body[-1] = A.Return(last.value, last.span)
+    elif isinstance(last, A.If) and last.other is not None:
+        tail_value_returns(last.then)
+        tail_value_returns(last.other)
 
 
 def parse(text: str, file: str = "<input>") -> tuple[A.Program, list[Diagnostic], list]:

@@ -218,6 +218,44 @@ class ExpressionsMixin:
             return A.Range(r.start, r.stop, call.span, r.inclusive, call.args[0].value)
         return call
 
+    def _block_ahead(self) -> bool:
+        """`{` starts a block used as a value, not a dictionary: it is not empty and does not
+        start with `key:`."""
+        i = self.pos + 1
+        toks = self.toks
+        while toks[i].kind is T.NEWLINE:
+            i += 1
+        t = toks[i]
+        if t.is_op("}") or t.kind is T.EOF:
+            return False
+        return not (t.kind in (T.IDENT, T.STRING, T.KEYWORD) and toks[i + 1].is_op(":"))
+
+    def parse_block_expr(self) -> A.BlockExpr:
+        start = self.toks[self.pos]
+        stmts = self.parse_block()
+        if not stmts or not isinstance(stmts[-1], A.ExprStmt):
+            raise ParseError(Diagnostic(
+                "E0202", "a block used as a value must end with an expression (its value)",
+                self.span_from(start), label="no value at the end",
+                help="end the block with the value, e.g. `{ let t = x * 2\n t + 1 }`"))
+        return A.BlockExpr(stmts[:-1], stmts[-1].value, self.span_from(start))
+
+    def parse_if_expr(self) -> A.IfExpr:
+        start = self.advance()   # 'if'
+        with self.nested():
+            cond = self.parse_expr()
+            then = self.parse_block_expr()
+            save = self.pos
+            while self.tok.kind is T.NEWLINE:
+                self.advance()
+            if not self.at_kw("else"):
+                self.pos = save
+                raise self.error("an `if` used as a value needs an `else`", tok=start,
+                                 code="E0202", help="write `if c { a } else { b }`")
+            self.advance()
+            other = self.parse_if_expr() if self.at_kw("if") else self.parse_block_expr()
+        return A.IfExpr(cond, then, other, self.span_from(start))
+
     def parse_subscript(self) -> A.Expr:
         start = self.toks[self.pos]
         parts: list[A.Expr | None] = [None]
@@ -283,6 +321,8 @@ class ExpressionsMixin:
             self.advance()
             return A.Name(t.text, t.span)
         if k is T.KEYWORD:
+            if t.text == "if":
+                return self.parse_if_expr()
             if t.text in ("true", "True", "false", "False"):
                 self.advance()
                 return A.Bool(t.text in ("true", "True"), t.span)
@@ -322,6 +362,8 @@ class ExpressionsMixin:
                                              f"{self.tok.describe()}", code="E0202")
                 self.advance()
                 return A.ListLit(items, self.span_from(t))
+            if t.text == "{" and self._block_ahead():
+                return self.parse_block_expr()
             if t.text == "{":
                 entries = self.parse_entries("a dictionary")
                 return A.DictLit(entries, self.span_from(t))

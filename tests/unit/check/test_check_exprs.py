@@ -131,3 +131,25 @@ def test_for_over_lists_enumerate_and_zip():
     assert _fn("for (a, b, c) in zip([1], [2]) { }\nreturn x") == ["E0864"]
     # a list of tensors: each item is a tensor
     assert _fn("let ys = [x, x * 2.0]\nlet t = x\nfor y in ys { t = t + y }\nreturn t") == []
+
+
+def test_if_and_block_values():
+    assert _fn("let n = if 1 < 2 { 4 } else { 3 }\nreturn x @ zeros([n, 2])") == []
+    assert _fn("let n = if 1 > 2 { 4 } else { 3 }\nreturn x @ zeros([n, 2])") == ["E0502"]
+    assert _fn("let n = { let a = 2; a * 2 }\nreturn x @ zeros([n, 2])") == []
+    # a tail expression is the function's value, also in both branches of a final if
+    assert _fn("x * 2.0") == []
+    assert _fn("if 1 < 2 { x } else { x * 2.0 }") == []
+    assert _fn("let y = x", "(x: Tensor[2, 4]) -> Tensor") == ["E0407"]
+    # an `if` value with a run-time condition: both blocks are checked
+    assert _fn("let y = if n > 2 { x } else { x @ x }\nreturn y",
+               "(x: Tensor[2, 4], n: int) -> Tensor") == ["E0502"]
+
+
+def test_block_values_with_statements_only_as_a_whole_value():
+    assert _fn("return x * { let a = 2.0; a }") == ["E0865"]
+    assert _fn("return x * { 2.0 }") == []
+    assert _fn("let y = x * if true { 1.0 } else { 2.0 }\nreturn y") == []
+    assert _fn("for i in 0..2 {\n    let y = { break; x }\n}\nreturn x") == ["E0865"]
+    assert _fn("let y = { let a = 1 }\nreturn x") == ["E0202"]
+    assert _fn("let y = if true { x }\nreturn y") == ["E0202"]

@@ -159,3 +159,40 @@ def test_destructuring_formatter_round_trips():
     prog = parse(src)[0]
     out = format_source(src)
     assert parse(out)[0] == prog and format_source(out) == out
+
+
+def test_if_and_block_values_parse():
+    e = _expr("if c { a } else { b }")
+    assert e == A.IfExpr(A.Name("c"), A.BlockExpr([], A.Name("a")), A.BlockExpr([], A.Name("b")))
+    e = _expr("if c { a } else if d { b } else { let t = 1; t }")
+    assert isinstance(e.other, A.IfExpr) and e.other.other.body == [A.Let("t", None, A.Num(1))]
+    assert _expr("{ x }") == A.BlockExpr([], A.Name("x"))
+    assert isinstance(_expr("{ a: 1 }"), A.DictLit)
+    assert isinstance(_expr("{}"), A.DictLit)
+    assert isinstance(_expr("{ \"k\": 1 }"), A.DictLit)
+
+
+def test_tail_expression_is_the_return_value():
+    prog, diags, _ = parse("fn f(x: int) -> int {\n    x * 2\n}\n")
+    assert not diags and prog.items[0].body == [A.Return(_expr("x * 2"))]
+    prog, _, _ = parse("fn f(x: int) -> int {\n    if x > 0 { x } else { 0 }\n}\n")
+    branch = prog.items[0].body[0]
+    assert branch.then == [A.Return(A.Name("x"))] and branch.other == [A.Return(A.Num(0))]
+    # no declared type, or a print: no value
+    prog, _, _ = parse("fn f(x: int) {\n    x * 2\n}\n")
+    assert isinstance(prog.items[0].body[0], A.ExprStmt)
+    prog, _, _ = parse("fn f(x: int) -> int {\n    print(x)\n}\n")
+    assert isinstance(prog.items[0].body[0], A.ExprStmt)
+
+
+@pytest.mark.parametrize("src", [
+    "fn f(c: bool) -> int {\n    let k = if c { 1 } else if !c { 2 } else { 3 }\n"
+    "    let y = if c {\n        let t = k * 2\n        for i in 0..2 {\n            t += i\n"
+    "        }\n        t\n    } else {\n        k\n    }\n    return y + { let z = 1; z } * 2\n}\n",
+])
+def test_block_value_formatter_round_trips(src):
+    prog, diags, _ = parse(src)
+    assert not diags
+    out = format_source(src)
+    assert parse(out)[0] == prog, out
+    assert format_source(out) == out

@@ -8,7 +8,7 @@ method's locals, `self.` attributes, module functions), operators with minimal p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ... import vocab
 from ...check.builtins import FUNCTIONS
@@ -78,6 +78,10 @@ class BodyGen:
             self.stmt(s, ctx, indent)
 
     def stmt(self, s, ctx: Ctx, indent: int) -> None:
+        if isinstance(s, A.Let | A.Assign | A.Return | A.ExprStmt | A.Unpack) \
+                and A.block_has_statements(s.value):
+            self.hoisted(s, s.value, ctx, indent)
+            return
         if not isinstance(s, A.If):
             self.origin(indent, s)
         if isinstance(s, A.Let):
@@ -136,6 +140,21 @@ class BodyGen:
         else:
             raise CodegenError(f"cannot generate code for {type(s).__name__}")
 
+    def hoisted(self, s, value: A.Expr, ctx: Ctx, indent: int) -> None:
+        """A statement whose whole value is a block or `if` with statements: the statements
+        first (under a Python `if` for an `if` value), then the statement with the value."""
+        if isinstance(value, A.BlockExpr):
+            for inner in value.body:
+                self.stmt(inner, ctx, indent)
+            self.hoisted(s, value.value, ctx, indent)
+        elif isinstance(value, A.IfExpr) and A.block_has_statements(value):
+            self.emit(indent, f"if {self.expr(value.cond, ctx)}:")
+            self.hoisted(s, value.then, ctx, indent + 1)
+            self.emit(indent, "else:")
+            self.hoisted(s, value.other, ctx, indent + 1)
+        else:
+            self.stmt(replace(s, value=value), ctx, indent)
+
     def name(self, n: str, ctx: Ctx) -> str:
         if n in ctx.subst:
             return ctx.subst[n]
@@ -187,6 +206,11 @@ class BodyGen:
                     f"else {self.sub(e.other, ctx, 1)}")
         if t is A.Range:
             return self.range_expr(e, ctx)
+        if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
+            return f"({self.expr(e.value, ctx)})"
+        if t is A.IfExpr:
+            return (f"({self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
+                    f"else {self.sub(e.other, ctx, 1)})")
         if t is A.Attr:
             base = self.expr(e.value, ctx)
             if e.attr == "shape":

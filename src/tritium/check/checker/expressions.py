@@ -43,6 +43,14 @@ from .model import (
 )
 
 
+def _exits(s) -> bool:
+    if isinstance(s, A.Return | A.Break | A.Continue):
+        return True
+    if isinstance(s, A.If):
+        return any(_exits(x) for x in s.then + (s.other or []))
+    return False
+
+
 class ExpressionsMixin:
     # ------------------------------------------------------------------ expressions
     def undefined(self, name: str, span: Span, scope: Scope) -> Value:
@@ -148,7 +156,44 @@ class ExpressionsMixin:
         if t is A.Slice:
             self.report("E0201", "a slice is only allowed inside `[…]`", e.span)
             return Value(ANY)
+        if t is A.BlockExpr or t is A.IfExpr:
+            whole = e is getattr(self, "_whole_value", None)
+            self._whole_value = None
+            if not whole and A.block_has_statements(e):
+                self.report("E0865", "a block with statements can be used as a value only as "
+                                     "the whole value of `let`, `=` or `return`", e.span,
+                            help="assign it first: `let v = if c { … } else { … }`")
+            return self.eval_block_value(e, scope)
         return Value(ANY)
+
+    def eval_block_value(self, e: A.Expr, scope: Scope) -> Value:
+        """The value of `{ … v }` or `if c { … a } else { … b }`: the statements run in the
+        enclosing scope (a `let` in them is visible after, as in the generated Python)."""
+        if isinstance(e, A.BlockExpr):
+            for s in e.body:
+                if _exits(s):
+                    self.report("E0865", "a block used as a value cannot `return`, `break` or "
+                                         "`continue`", s.span)
+                    return Value(ANY)
+            self.exec_block(e.body, scope)
+            return self.eval_block_value(e.value, scope)
+        if isinstance(e, A.IfExpr):
+            c = self.eval_expr(e.cond, scope)
+            self.check_cond(c, e.cond.span)
+            if c.known and not isinstance(c.const, SymInt):
+                return self.eval_block_value(e.then if c.const else e.other, scope)
+            then_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
+            a = self.eval_block_value(e.then, then_scope)
+            else_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
+            b = self.eval_block_value(e.other, else_scope)
+            for name in set(then_scope.vars) | set(else_scope.vars):
+                x, y = then_scope.vars.get(name), else_scope.vars.get(name)
+                if x is not None and y is not None:
+                    scope.vars[name] = x if x is y else Value(join_types(x.ty, y.ty))
+                else:
+                    scope.vars[name] = x or y
+            return Value(join_types(a.ty, b.ty))
+        return self.eval_expr(e, scope)
 
     def range_values(self, e: A.Range, scope: Scope) -> range | None:
         """The integers of `a..b`, `a..=b` or `a..b step k` when all are known, else None."""

@@ -180,6 +180,9 @@ class FunctionsMixin:
         return v
 
     def exec_stmt(self, s, scope: Scope) -> None:
+        # a block or `if` value with statements may stand only as a statement's whole value
+        self._whole_value = s.value if isinstance(
+            s, A.Let | A.Assign | A.Return | A.ExprStmt | A.Unpack) else None
         if isinstance(s, A.Let):
             self.define(scope, s.name, self.eval_let(s, scope), s.span)
         elif isinstance(s, A.Assign):

@@ -114,6 +114,8 @@ class ExpressionsMixin:
             return self.eval_index(e, env, b, ctx)
         if t is A.Attr:
             return self.eval_attr(e, env, b, ctx)
+        if t is A.BlockExpr or t is A.IfExpr:
+            return self.eval_block_value(e, env, b, ctx)
         if t is A.Range:
             lo, hi = self.eval(e.start, env, b, ctx), self.eval(e.stop, env, b, ctx)
             step = 1 if e.step is None else self.eval(e.step, env, b, ctx)
@@ -125,6 +127,30 @@ class ExpressionsMixin:
                 hi += 1 if step > 0 else -1
             return RangeV(lo, hi, step)
         raise LoweringError(f"cannot lower a `{t.__name__}` expression", getattr(e, "span", None))
+
+    def eval_block_value(self, e: A.Expr, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        """`{ … v }` and `if c { … a } else { … b }` as values: a condition known when
+        lowering picks its block; otherwise both blocks are computed and selected from."""
+        if isinstance(e, A.BlockExpr):
+            if self.lower_stmts(list(e.body), env, b, ctx) is not None:
+                raise LoweringError("a block used as a value cannot return", e.span)
+            return self.eval_block_value(e.value, env, b, ctx)
+        if not isinstance(e, A.IfExpr):
+            return self.eval(e, env, b, ctx)
+        c = self.eval(e.cond, env, b, ctx)
+        truth = self.const_truth(c)
+        if truth is not None:
+            return self.eval_block_value(e.then if truth else e.other, env, b, ctx)
+        cond = self.to_bool(b, c, e.cond.span)
+        env1, env2 = dict(env), dict(env)
+        x = self.eval_block_value(e.then, env1, b, ctx)
+        y = self.eval_block_value(e.other, env2, b, ctx)
+        for n in set(env1) | set(env2):
+            if env1.get(n) is not env.get(n) or env2.get(n) is not env.get(n):
+                env[n] = Undef(n, "it is assigned in a block of an `if` value whose "
+                                  "condition is known only at run time")
+        xv, yv = self.operands(b, x, y, e.span)
+        return b.select(cond, xv, yv)
 
     def eval_binary(self, e: A.Binary, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
         op = e.op
