@@ -189,3 +189,38 @@ model Blocks {
 def test_block_values_agree(tmp_path):
     ref, got = _run_both(BLOCKS, tmp_path)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+TRAINING = """
+model T {
+    layer fc: Linear { in_features: 4, out_features: 4 }
+    forward(x: Tensor[batch, 4]) -> Tensor {
+        if self.training { return fc(x) * 0.5 }
+        return fc(x)
+    }
+}
+"""
+
+
+def test_self_training_in_forward(tmp_path):
+    ref, got = _run_both(TRAINING, tmp_path)     # eval mode: the IR is the inference graph
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    f = tmp_path / "p.tri"
+    model = tritium.load(f)
+    x = torch.randn(2, 4)
+    model.train()
+    train_out = model(x)
+    model.eval()
+    torch.testing.assert_close(train_out, model(x) * 0.5)
+    bad = "fn f(x: Tensor) -> Tensor {\n    if self.training { return x }\n    return x\n}\n"
+    assert [d.code for d in check_source(bad, "b.tri").errors] == ["E0304"]
+
+
+def test_function_keyword_compiles(tmp_path):
+    src = ("function double(x: Tensor[batch, 4]) -> Tensor {\n    x * 2.0\n}\n"
+           "model M {\n    forward(x: Tensor[batch, 4]) -> Tensor {\n"
+           "        let function = 3.0\n        return double(x) * function\n    }\n}\n")
+    ref, got = _run_both(src, tmp_path)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_allclose(ref, x * 6.0, rtol=1e-6)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)

@@ -253,7 +253,7 @@ class Parser(ExpressionsMixin):
                                  help="define a new layer type with `layer Name(args) { … }`")
             body = self.parse_body(f"layer `{name.text}`")
             return A.LayerDef(name.text, params, ret, body, self.span_from(t))
-        if t.is_kw("fn") or t.is_kw("def"):
+        if t.is_kw("fn") or t.is_kw("def") or self._at_function_word():
             return self.parse_fn()
         if t.kind is T.IDENT and self.peek().is_op(":"):
             raise self.error(f"a constant like `{t.text}: …` must be inside a `model` or `block`",
@@ -332,7 +332,7 @@ class Parser(ExpressionsMixin):
             node = A.ParamDecl(name.text, ty, init, self.span_from(t))
             self.end_of_statement()
             return node
-        if t.is_kw("fn") or t.is_kw("def"):
+        if t.is_kw("fn") or t.is_kw("def") or self._at_function_word():
             return self.parse_fn()
         if self._is_method_def():
             return self.parse_fn(keyword=False)
@@ -638,6 +638,13 @@ class Parser(ExpressionsMixin):
             node = A.ExprStmt(expr, self.span_from(t))
         self.end_of_statement()
         return node
+
+    def _at_function_word(self) -> bool:
+        """`function name(` (or `function name<T>(`): the same as `fn name(`; `function`
+        stays an ordinary name elsewhere."""
+        t = self.toks[self.pos]
+        return t.kind is T.IDENT and t.text == "function" and self.peek().kind is T.IDENT \
+            and (self.peek(2).is_op("(") or self.peek(2).is_op("<"))
 
     def _at_unpack(self) -> bool:
         """`a, b =` or `(a, b) =` ahead: two or more names, then `=`."""

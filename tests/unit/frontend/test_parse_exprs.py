@@ -196,3 +196,14 @@ def test_block_value_formatter_round_trips(src):
     out = format_source(src)
     assert parse(out)[0] == prog, out
     assert format_source(out) == out
+
+
+def test_function_is_fn():
+    a, diags, _ = parse("function double(x: int) -> int {\n    return x * 2\n}\n")
+    b, _, _ = parse("fn double(x: int) -> int {\n    return x * 2\n}\n")
+    assert not diags and a == b
+    m, diags, _ = parse("model M {\n    function f(x: int) -> int { x }\n}\n")
+    assert not diags and isinstance(m.items[0].body[0], A.FnDef)
+    # elsewhere `function` is a name
+    assert _body("let function = 1\nfunction += 1")[1] == A.Assign(A.Name("function"), "+=",
+                                                                   A.Num(1))

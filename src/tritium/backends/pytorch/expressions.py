@@ -211,6 +211,9 @@ class BodyGen:
         if t is A.IfExpr:
             return (f"({self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
                     f"else {self.sub(e.other, ctx, 1)})")
+        if t is A.Attr and isinstance(e.value, A.Name) and e.value.id == "self" \
+                and "self" not in ctx.locals and "self" not in ctx.subst:
+            return "self.training" if e.attr == "training" else self.name(e.attr, ctx)
         if t is A.Attr:
             base = self.expr(e.value, ctx)
             if e.attr == "shape":

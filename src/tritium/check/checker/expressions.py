@@ -482,6 +482,12 @@ class ExpressionsMixin:
         return Value(ANY)
 
     def eval_attr(self, e: A.Attr, scope: Scope) -> Value:
+        if isinstance(e.value, A.Name) and e.value.id == "self" and "self" not in scope.vars \
+                and getattr(self, "_in_method", False):
+            # `self.training` (train or eval mode: known only at run time); `self.fc` is `fc`
+            if e.attr == "training":
+                return Value(BOOL)
+            return self.eval_expr(A.Name(e.attr, e.span), scope)
         base = self.eval_expr(e.value, scope)
         t = base.ty
         if isinstance(t, TensorT):

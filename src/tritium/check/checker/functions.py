@@ -86,8 +86,11 @@ class FunctionsMixin:
         ret_decl = self.type_from_expr(fn.ret, scope, bindings) if fn.ret else None
         saved_returns = getattr(self, "returns", [])
         saved_loops = getattr(self, "_loops_open", 0)
+        saved_method = getattr(self, "_in_method", False)
         self.returns = []
         self._loops_open = 0    # a `break` in a called function is not the caller's
+        top = self.defs.get(fn.name)
+        self._in_method = not (top is not None and top.node is fn)   # `self` is the module
         try:
             self.exec_block(fn.body, scope)
         except _Abort:
@@ -96,6 +99,7 @@ class FunctionsMixin:
             rets = self.returns
             self.returns = saved_returns
             self._loops_open = saved_loops
+            self._in_method = saved_method
         for name, span in scope.defined_at.items():
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,

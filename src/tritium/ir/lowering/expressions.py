@@ -313,6 +313,11 @@ class ExpressionsMixin:
         return x
 
     def eval_attr(self, e: A.Attr, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        if isinstance(e.value, A.Name) and e.value.id == "self" and "self" not in env:
+            # the IR is the inference graph: `self.training` is false; `self.fc` is `fc`
+            if e.attr == "training":
+                return False
+            return self.eval(A.Name(e.attr, e.span), env, b, ctx)
         base = self.eval(e.value, env, b, ctx)
         if isinstance(base, dict) and e.attr in base:
             return base[e.attr]
