@@ -224,3 +224,14 @@ def test_function_keyword_compiles(tmp_path):
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).numpy()
     np.testing.assert_allclose(ref, x * 6.0, rtol=1e-6)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_list_repetition_agrees(tmp_path):
+    src = ("model R {\n    forward(x: Tensor[batch, 4]) -> Tensor {\n"
+           "        let scales = [0.5] * 3 + 2 * [2.0]\n        let y = x\n"
+           "        for s in scales { y = y * s }\n        let zs = [y] * 2\n"
+           "        return zs[0] + zs[1]\n    }\n}\n")
+    ref, got = _run_both(src, tmp_path)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_allclose(ref, x * 0.125 * 4 * 2, rtol=1e-6)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)

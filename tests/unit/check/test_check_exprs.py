@@ -153,3 +153,11 @@ def test_block_values_with_statements_only_as_a_whole_value():
     assert _fn("for i in 0..2 {\n    let y = { break; x }\n}\nreturn x") == ["E0865"]
     assert _fn("let y = { let a = 1 }\nreturn x") == ["E0202"]
     assert _fn("let y = if true { x }\nreturn y") == ["E0202"]
+
+
+def test_list_repetition():
+    assert _fn("let n = 0\nfor v in [1] * 4 { n += v }\nreturn x @ zeros([n, 2])") == []
+    assert _fn("let n = 0\nfor v in 3 * [1, 0] { n += 1 }\nreturn x @ zeros([n, 2])") == ["E0502"]
+    assert _fn('let l = [0] * 100000\nreturn x') == ["E0312"]
+    assert _fn('let l = [0] * 2.5\nreturn x') == ["E0405"]
+    assert _fn("let ys = [x] * 3\nlet t = x\nfor y in ys { t = t + y }\nreturn t") == []

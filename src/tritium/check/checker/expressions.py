@@ -264,6 +264,21 @@ class ExpressionsMixin:
         del out[start:]
         out.extend(kept)
 
+    def list_repeat(self, lst: Value, n: Value, e=None) -> Value:
+        """`[x] * n`: the list repeated n times (n an int; at most MAX_SEQUENCE items)."""
+        span = e.span if e is not None else None
+        if not (isinstance(n.ty, ScalarT) and n.ty.name in INT_TYPES):
+            self.report("E0405", f"a list can only be repeated by an int, got {n.ty}", span)
+            return Value(ListT())
+        if not (n.known and _is_int(n.const) and isinstance(lst.const, list)):
+            return Value(ListT())
+        count = max(n.const, 0)
+        if len(lst.const) * count > bounds.MAX_SEQUENCE:
+            self.report("E0312", f"a list longer than {bounds.MAX_SEQUENCE} elements at "
+                                 f"compile time", span, label="too long")
+            return Value(ListT())
+        return Value(ListT(), list(lst.const) * count, lst.known)
+
     def binary(self, op: str, a: Value, b: Value, e) -> Value:
         if op in ("is", "is not"):
             if a.known and b.known and not isinstance(a.const, SymInt) and not isinstance(
@@ -289,6 +304,9 @@ class ExpressionsMixin:
             return self.scalar_binary(op, a, b, e)
         if isinstance(ta, TensorT | ScalarT) and isinstance(tb, TensorT | ScalarT):
             return self.tensor_binary(op, ta, tb, e)
+        if op == "*" and (isinstance(ta, ListT) and isinstance(tb, ScalarT)
+                          or isinstance(tb, ListT) and isinstance(ta, ScalarT)):
+            return self.list_repeat(a, b, e) if isinstance(ta, ListT) else self.list_repeat(b, a, e)
         if op == "+" and isinstance(ta, ListT) and isinstance(tb, ListT):
             if a.known and b.known:
                 if len(a.const) + len(b.const) > bounds.MAX_SEQUENCE:

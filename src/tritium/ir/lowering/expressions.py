@@ -188,6 +188,12 @@ class ExpressionsMixin:
         consts = (_is_num(x) or isinstance(x, bool)) and (_is_num(y) or isinstance(y, bool))
         if consts:
             return _py_binary(op, x, y, span)
+        if op == "*" and (isinstance(x, list) and _is_int(y) or isinstance(y, list) and _is_int(x)):
+            lst, n = (x, y) if isinstance(x, list) else (y, x)
+            if len(lst) * max(n, 0) > bounds.MAX_SEQUENCE:
+                raise LoweringError(f"a list longer than {bounds.MAX_SEQUENCE} at compile time",
+                                    span)
+            return lst * n
         if isinstance(x, str) and isinstance(y, str) or isinstance(x, list) and isinstance(y, list):
             if op == "+":
                 if len(x) + len(y) > bounds.MAX_SEQUENCE:
