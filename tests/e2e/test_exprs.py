@@ -235,3 +235,15 @@ def test_list_repetition_agrees(tmp_path):
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).numpy()
     np.testing.assert_allclose(ref, x * 0.125 * 4 * 2, rtol=1e-6)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_list_comprehension_agrees(tmp_path):
+    src = ("model C {\n    forward(x: Tensor[batch, 4]) -> Tensor {\n"
+           "        let ys = [x * s for s in [0.5, 1.0, 2.0, 3.0] if s != 1.0]\n"
+           "        let ws = [i * 1.0 for (i, y) in enumerate(ys)]\n"
+           "        let out = x\n        for (w, y) in zip(ws, ys) { out = out + w * y }\n"
+           "        return out\n    }\n}\n")
+    ref, got = _run_both(src, tmp_path)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_allclose(ref, x + 1 * 2 * x + 2 * 3 * x, rtol=1e-5)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)

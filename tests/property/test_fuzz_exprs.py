@@ -102,7 +102,9 @@ def statement(draw, depth: int = 0) -> str:
         return f"for i in {draw(range_expr())} {{\n{body}\n}}"
     if k == 9:
         lst = draw(st.sampled_from(["[1, 2]", "enumerate([3, 4])", "zip([1, 2], [5])",
-                                    "enumerate(zip([1], [2]))"]))
+                                    "enumerate(zip([1], [2]))", "[1] * 3",
+                                    "[v * 2 for v in 0..4 if v != 1]",
+                                    "[(i, v) for (i, v) in enumerate([1, 2])]"]))
         var = draw(st.sampled_from(["i", "(i, n)", "i, n", "(a, b, i)"]))
         return f"for {var} in {lst} {{\n{body}\n}}"
     return f"if {draw(bool_expr())} {{\n{body}\n}} else {{\n{body}\n}}"

@@ -167,6 +167,17 @@ class Range(Expr):
 
 
 @dataclass(slots=True)
+class ListComp(Expr):
+    """`[elt for v in iter if cond]`; `vars` for `for (i, v) in …`."""
+    elt: Expr
+    var: str
+    iter: Expr
+    cond: Expr | None = None
+    span: Span = _span()
+    vars: list[str] | None = None
+
+
+@dataclass(slots=True)
 class BlockExpr(Expr):
     """`{ stmt … value }`: the statements, then the value of the last expression."""
     body: list[Stmt]

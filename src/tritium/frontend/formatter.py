@@ -636,6 +636,12 @@ class _Printer:
             return self._postfix_chain(e), _POSTFIX
         if isinstance(e, A.BlockExpr):
             return self.block_expr(e), _ATOM
+        if isinstance(e, A.ListComp):
+            var = e.var if e.vars is None else f"({', '.join(e.vars)})"
+            text = f"[{self.expr(e.elt)} for {var} in {self.expr(e.iter, _RANGE)}"
+            if e.cond is not None:
+                text += f" if {self.expr(e.cond, _RANGE)}"
+            return text + "]", _ATOM
         if isinstance(e, A.IfExpr):
             text = f"if {self.expr(e.cond)} {self.block_expr(e.then)} else "
             return text + self._expr(e.other)[0], _ATOM

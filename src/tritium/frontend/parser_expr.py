@@ -218,6 +218,27 @@ class ExpressionsMixin:
             return A.Range(r.start, r.stop, call.span, r.inclusive, call.args[0].value)
         return call
 
+    def parse_list_comp(self, elt: A.Expr, start) -> A.ListComp:
+        """`[elt for v in xs if c]` (after `[elt`): one `for`, an optional `if`."""
+        self.advance()   # 'for'
+        names = None
+        if self.at("(") or self.peek().is_op(","):
+            names = self.parse_target_names("after `for`")
+            var = names[0]
+        else:
+            var = self.expect_ident("a loop variable").text
+        if not self.at_kw("in"):
+            raise self.error(f"expected `in` after `for {var}`", code="E0202",
+                             help="write `[f(x) for x in xs]`")
+        self.advance()
+        it = self.parse_range()
+        cond = None
+        if self.at_kw("if"):
+            self.advance()
+            cond = self.parse_range()
+        self.expect_op("]", "to close the list comprehension")
+        return A.ListComp(elt, var, it, cond, self.span_from(start), names)
+
     def _block_ahead(self) -> bool:
         """`{` starts a block used as a value, not a dictionary: it is not empty and does not
         start with `key:`."""
@@ -355,6 +376,8 @@ class ExpressionsMixin:
                 with self.nested():
                     while not self.at("]"):
                         items.append(self.parse_expr())
+                        if len(items) == 1 and self.at_kw("for"):
+                            return self.parse_list_comp(items[0], t)
                         if self.at(","):
                             self.advance()
                         elif not self.at("]"):

@@ -161,3 +161,15 @@ def test_list_repetition():
     assert _fn('let l = [0] * 100000\nreturn x') == ["E0312"]
     assert _fn('let l = [0] * 2.5\nreturn x') == ["E0405"]
     assert _fn("let ys = [x] * 3\nlet t = x\nfor y in ys { t = t + y }\nreturn t") == []
+
+
+def test_list_comprehensions():
+    assert _fn("let l = [v * 2 for v in 0..4 if v != 1]\nreturn x @ zeros([len(l) + 1, 2])") == []
+    assert _fn("let l = [v for v in [1, 2, 3] if v > 1]\nreturn x @ zeros([l[0] * l[1] - 2, 2])") \
+        == []
+    assert _fn("let l = [i * v for (i, v) in enumerate([5, 4])]\nreturn x @ zeros([l[1], 2])") \
+        == []
+    assert _fn("let ys = [x * s for s in [1.0, 2.0]]\nreturn ys[0] + ys[1]") == []
+    assert _fn("let l = [v for v in 2.5]\nreturn x") == ["E0404"]
+    assert _fn("let l = [v for v in [1] if v]\nreturn x") == []
+    assert _fn("let l = [v for v in [1] if x]\nreturn x") == ["E0406"]

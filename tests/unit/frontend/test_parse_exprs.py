@@ -207,3 +207,15 @@ def test_function_is_fn():
     # elsewhere `function` is a name
     assert _body("let function = 1\nfunction += 1")[1] == A.Assign(A.Name("function"), "+=",
                                                                    A.Num(1))
+
+
+def test_list_comprehension_parse_and_format():
+    e = _expr("[f(x) for x in xs if x > 0]")
+    assert e == A.ListComp(_expr("f(x)"), "x", A.Name("xs"), _expr("x > 0"))
+    e = _expr("[i * v for (i, v) in enumerate(xs)]")
+    assert e.vars == ["i", "v"] and e.cond is None
+    assert _expr("[x for x in 0..=3]").iter == A.Range(A.Num(0), A.Num(3), inclusive=True)
+    src = ("fn f(xs: int) {\n    let a = [x * 2 for x in 0..4 if x != 1]\n"
+           "    let c = [(a if a > 1 else 0) for (a, b) in zip([1], [2]) if a > 0 or b > 0]\n}\n")
+    out = format_source(src)
+    assert parse(out)[0] == parse(src)[0] and format_source(out) == out

@@ -206,6 +206,17 @@ class BodyGen:
                     f"else {self.sub(e.other, ctx, 1)}")
         if t is A.Range:
             return self.range_expr(e, ctx)
+        if t is A.ListComp:
+            src = self.expr(e.iter, ctx)
+            names = e.vars or [e.var]
+            added = [n for n in names if n not in ctx.locals]
+            ctx.locals.update(names)
+            try:
+                var = ", ".join(py_local(n) for n in names)
+                cond = "" if e.cond is None else f" if {self.sub(e.cond, ctx, 2)}"
+                return f"[{self.sub(e.elt, ctx, 2)} for {var} in {src}{cond}]"
+            finally:
+                ctx.locals.difference_update(added)
         if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
             return f"({self.expr(e.value, ctx)})"
         if t is A.IfExpr:

@@ -156,6 +156,8 @@ class ExpressionsMixin:
         if t is A.Slice:
             self.report("E0201", "a slice is only allowed inside `[…]`", e.span)
             return Value(ANY)
+        if t is A.ListComp:
+            return self.eval_list_comp(e, scope)
         if t is A.BlockExpr or t is A.IfExpr:
             whole = e is getattr(self, "_whole_value", None)
             self._whole_value = None
@@ -165,6 +167,48 @@ class ExpressionsMixin:
                             help="assign it first: `let v = if c { … } else { … }`")
             return self.eval_block_value(e, scope)
         return Value(ANY)
+
+    def eval_list_comp(self, e: A.ListComp, scope: Scope) -> Value:
+        """`[elt for v in xs if c]`: each item in turn when the items are known (at most
+        MAX_UNROLL), else the element checked once with an unknown item."""
+        it = self.eval_expr(e.iter, scope)
+        items = None
+        if isinstance(it.ty, ListT):
+            items = self.elements(it)
+        elif isinstance(it.ty, RangeT):
+            seq = self.loop_values(e.iter, scope)
+            items = None if seq is None or len(seq) > bounds.MAX_UNROLL else [
+                Value.of(i) for i in seq]
+        elif not isinstance(it.ty, AnyT | TensorT):
+            self.report("E0404", f"cannot iterate over {it.ty}", e.iter.span,
+                        help="write `[f(x) for x in xs]` over a list or a range")
+            return Value(ListT())
+        loop = A.For(e.var, e.iter, [], e.span, e.vars)
+        inner = Scope(dict(scope.vars), scope.defined_at, scope.used)
+        if items is None or len(items) > bounds.MAX_UNROLL:
+            self.bind_loop_vars(loop, Value(INT if isinstance(it.ty, RangeT) else ANY), inner)
+            if e.cond is not None:
+                self.check_cond(self.eval_expr(e.cond, inner), e.cond.span)
+            self.eval_expr(e.elt, inner)
+            return Value(ListT())
+        out: list[Value] = []
+        exact = True
+        for item in items:
+            self.bind_loop_vars(loop, item, inner)
+            if e.cond is not None:
+                c = self.eval_expr(e.cond, inner)
+                self.check_cond(c, e.cond.span)
+                if c.known and not isinstance(c.const, SymInt):
+                    if not c.const:
+                        continue
+                else:
+                    exact = False
+            out.append(self.eval_expr(e.elt, inner))
+        if not exact:
+            return Value(ListT())
+        if all(v.known or isinstance(v.const, SymInt) for v in out):
+            return Value(ListT(), [v.const for v in out], True)
+        return Value(ListT(), out, False)
 
     def eval_block_value(self, e: A.Expr, scope: Scope) -> Value:
         """The value of `{ … v }` or `if c { … a } else { … b }`: the statements run in the

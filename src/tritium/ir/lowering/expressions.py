@@ -116,6 +116,8 @@ class ExpressionsMixin:
             return self.eval_attr(e, env, b, ctx)
         if t is A.BlockExpr or t is A.IfExpr:
             return self.eval_block_value(e, env, b, ctx)
+        if t is A.ListComp:
+            return self.eval_list_comp(e, env, b, ctx)
         if t is A.Range:
             lo, hi = self.eval(e.start, env, b, ctx), self.eval(e.stop, env, b, ctx)
             step = 1 if e.step is None else self.eval(e.step, env, b, ctx)
@@ -127,6 +129,35 @@ class ExpressionsMixin:
                 hi += 1 if step > 0 else -1
             return RangeV(lo, hi, step)
         raise LoweringError(f"cannot lower a `{t.__name__}` expression", getattr(e, "span", None))
+
+    def eval_list_comp(self, e: A.ListComp, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        it = self.eval(e.iter, env, b, ctx)
+        if isinstance(it, RangeV):
+            seq: list[Any] = list(it.values()) if len(it.values()) <= bounds.MAX_SEQUENCE \
+                else None
+        elif isinstance(it, list | tuple):
+            seq = list(it)
+        else:
+            seq = None
+        if seq is None:
+            raise LoweringError("a list comprehension needs a list or range known when "
+                                "lowering", e.iter.span)
+        out: list[Any] = []
+        for item in seq:
+            inner = dict(env)
+            if e.vars is None:
+                inner[e.var] = item
+            else:
+                inner.update(zip(e.vars, self.unpacked(item, len(e.vars), e.iter.span)))
+            if e.cond is not None:
+                truth = self.const_truth(self.eval(e.cond, inner, b, ctx))
+                if truth is None:
+                    raise LoweringError("a list comprehension's condition must be known when "
+                                        "lowering", e.cond.span)
+                if not truth:
+                    continue
+            out.append(self.eval(e.elt, inner, b, ctx))
+        return out
 
     def eval_block_value(self, e: A.Expr, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
         """`{ … v }` and `if c { … a } else { … b }` as values: a condition known when
