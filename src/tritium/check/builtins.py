@@ -446,8 +446,15 @@ def conversion_rule(ck, name, b, e) -> Value:
 
 
 def range_rule(ck, name, b, e) -> Value:
-    n = b["n"]
-    return Value(RangeT(), n.const, True) if n.known else Value(RangeT())
+    """`range(n)` is 0..n; `range(start, stop[, step])` as in Python."""
+    n, stop, step = b["n"], b.get("stop"), b.get("step")
+    given = [v for v in (n, stop, step) if v is not None and not (v.known and v.const is None)]
+    if not all(v.known and isinstance(v.const, int) for v in given):
+        return Value(RangeT())
+    c = [v.const for v in given]
+    lo, hi = (0, c[0]) if len(c) == 1 else (c[0], c[1])
+    seq = ck.make_range(lo, hi, False, c[2] if len(c) == 3 else 1, e.span)
+    return Value(RangeT(), len(seq), True) if seq is not None else Value(RangeT())
 
 
 def len_rule(ck, name, b, e) -> Value:
@@ -458,6 +465,37 @@ def len_rule(ck, name, b, e) -> Value:
         d = xt.shape[0]
         return Value(INT, d, True) if _is_int(d) else Value(INT)
     return Value(INT)
+
+
+def _items(v: Value) -> list[Value] | None:
+    if not isinstance(v.ty, ListT) or not isinstance(v.const, list):
+        return None
+    if v.known:
+        return [Value(INT, c) if isinstance(c, SymInt) else Value.of(c) for c in v.const]
+    return [c if isinstance(c, Value) else Value(ANY) for c in v.const]
+
+
+def _pairs(rows: list[list[Value]]) -> Value:
+    """A list of tuples (lists) of the values in `rows`; a constant when all are known."""
+    if all(x.known for r in rows for x in r):
+        return Value(ListT(), [[x.const for x in r] for r in rows], True)
+    return Value(ListT(), [Value(ListT(), list(r), False) for r in rows], False)
+
+
+def enumerate_rule(ck, name, b, e) -> Value:
+    """`enumerate(xs)`: the pairs (index, item) of a list."""
+    items = _items(b["x"])
+    if items is None:
+        return Value(ListT())
+    return _pairs([[Value.of(i), x] for i, x in enumerate(items)])
+
+
+def zip_rule(ck, name, b, e) -> Value:
+    """`zip(a, b[, c])`: the tuples of the items at each position, as long as the shortest."""
+    lists = [_items(b[k]) for k in ("a", "b", "c") if k in b]
+    if any(x is None for x in lists):
+        return Value(ListT())
+    return _pairs([list(row) for row in zip(*lists)])
 
 
 def none_rule(ck, name, b, e) -> Value:
@@ -997,7 +1035,12 @@ _fn("cast", (_p("x", "any"), _p("dtype", "str")), "convert to a dtype, e.g. cast
     cast_rule, "trt.cast({x}, {dtype})")
 for _n in vocab.CONVERSIONS:
     _fn(_n, (_p("x", "any"),), f"convert to {_n}", conversion_rule, f"trt.cast({{x}}, {_n!r})")
-_fn("range", (_p("n", "int"),), "0, 1, …, n-1 (for loops)", range_rule, PY_CALL)
+_fn("range", (_p("n", "int"), _opt("stop", "int", None), _opt("step", "int", None)),
+    "0, 1, …, n-1 (for loops); range(start, stop, step) as in Python", range_rule, PY_CALL)
+_fn("enumerate", (_p("x", "any"),), "the pairs (index, item) of a list: "
+    "for (i, v) in enumerate(xs)", enumerate_rule, PY_CALL)
+_fn("zip", (_p("a", "any"), _p("b", "any"), _opt("c", "any", None)),
+    "the tuples of items at the same position: for (a, b) in zip(xs, ys)", zip_rule, PY_CALL)
 _fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim", len_rule, PY_CALL)
 _fn("print", (_p("x", "any"), _opt("sep", "str", None), _opt("end", "str", None)),
     "print values (any number; `sep=`, `end=` by name)", none_rule, PY_CALL, variadic=True)

@@ -186,6 +186,46 @@ class Range(Expr):
     start: Expr
     stop: Expr
     span: Span = _span()
+    inclusive: bool = False        # `a..=b`
+    step: Expr | None = None       # `a..b step k`, `(a..b).step_by(k)`
+
+
+@dataclass(slots=True)
+class ListComp(Expr):
+    """`[elt for v in iter if cond]`; `vars` for `for (i, v) in …`."""
+    elt: Expr
+    var: str
+    iter: Expr
+    cond: Expr | None = None
+    span: Span = _span()
+    vars: list[str] | None = None
+
+
+@dataclass(slots=True)
+class BlockExpr(Expr):
+    """`{ stmt … value }`: the statements, then the value of the last expression."""
+    body: list[Stmt]
+    value: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class IfExpr(Expr):
+    """`if c { … a } else { … b }` used as a value; `other` is a BlockExpr or an IfExpr."""
+    cond: Expr
+    then: BlockExpr
+    other: Expr
+    span: Span = _span()
+
+
+def block_has_statements(e: Expr) -> bool:
+    """Whether a block or `if` value holds statements (then Python needs them hoisted)."""
+    if isinstance(e, BlockExpr):
+        return bool(e.body) or block_has_statements(e.value)
+    if isinstance(e, IfExpr):
+        return block_has_statements(e.then) or block_has_statements(e.other)
+    return False
+
 
 
 # ----------------------------------------------------------------------------- statements
@@ -225,6 +265,45 @@ class For(Stmt):
     var: str
     iter: Expr          # a Range or a call such as range(n)
     body: list[Stmt]
+    span: Span = _span()
+    vars: list[str] | None = None   # `for (i, v) in …`, `for i, v in …` (then var is vars[0])
+
+
+@dataclass(slots=True)
+class Unpack(Stmt):
+    """`let (a, b) = e`, `let a, b = e` (declare) or `a, b = e`, `(a, b) = e`."""
+    targets: list[str]
+    value: Expr
+    declare: bool = False
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class While(Stmt):
+    cond: Expr
+    body: list[Stmt]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Break(Stmt):
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Continue(Stmt):
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Pass(Stmt):
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Assert(Stmt):
+    cond: Expr
+    msg: Expr | None = None
     span: Span = _span()
 
 

@@ -43,6 +43,8 @@ MAX_WIDTH = 100
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 _COMPARE = frozenset({"==", "!=", "<", "<=", ">", ">="})
+# an expression statement that starts with one of these words would parse as that statement
+_SOFT_START = re.compile(r"(?:while|break|continue|pass|assert)(?![A-Za-z_0-9])")
 _BINARY_PREC = {
     "or": 2, "and": 3,
     "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "is": 5, "is not": 5, "in": 5,
@@ -161,7 +163,7 @@ def _children(node) -> list | None:
     """The nodes that carry comments inside `node`, in source order; None for a leaf."""
     if isinstance(node, A.Program | A.ModelDef | A.BlockDef | A.LayerDef):
         return node.items if isinstance(node, A.Program) else node.body
-    if isinstance(node, A.FnDef | A.For | A.MainBlock):
+    if isinstance(node, A.FnDef | A.For | A.MainBlock | A.While):
         return node.body
     if isinstance(node, A.If):
         return node.then + (node.other or [])
@@ -519,12 +521,30 @@ class _Printer:
                 return [f"{indent}return"]
             return _end_statement([f"{indent}return {self.expr(node.value)}"])
         if isinstance(node, A.ExprStmt):
-            return _end_statement([indent + self.expr(node.value)])
+            text = self.expr(node.value)
+            if _SOFT_START.match(text):
+                # `(pass)`, `(while) + 1`: a name, not the statement of that word
+                head = _SOFT_START.match(text).group(0)
+                text = f"({head}){text[len(head):]}"
+            return _end_statement([indent + text])
         if isinstance(node, A.If):
             return self.if_stmt(node, indent)
         if isinstance(node, A.For):
-            return self._braced(f"for {node.var} in {self.expr(node.iter)} ", node, node.body,
+            var = node.var if node.vars is None else f"({', '.join(node.vars)})"
+            return self._braced(f"for {var} in {self.expr(node.iter)} ", node, node.body,
                                 indent, self.statement)
+        if isinstance(node, A.Unpack):
+            names = f"({', '.join(node.targets)})"
+            return _end_statement([f"{indent}{'let ' if node.declare else ''}{names} = "
+                                   f"{self.expr(node.value)}"])
+        if isinstance(node, A.While):
+            return self._braced(f"while {self.expr(node.cond)} ", node, node.body, indent,
+                                self.statement)
+        if isinstance(node, A.Break | A.Continue | A.Pass):
+            return [indent + type(node).__name__.lower()]
+        if isinstance(node, A.Assert):
+            msg = "" if node.msg is None else f", {self.expr(node.msg)}"
+            return _end_statement([f"{indent}assert {self.expr(node.cond)}{msg}"])
         if isinstance(node, A.Import):
             return [f"{indent}import {quote_string(node.path)}"]
         if isinstance(node, A.LayerDecl | A.ParamDecl | A.StateDecl | A.ConfigEntry
@@ -666,9 +686,24 @@ class _Printer:
             return (f"{self.expr(e.then, _RANGE)} if {self.expr(e.cond, _RANGE)} "
                     f"else {self.expr(e.other, _COND)}"), _COND
         if isinstance(e, A.Range):
-            return f"{self.expr(e.start, _RANGE + 1)}..{self.expr(e.stop, _RANGE + 1)}", _RANGE
+            dots = "..=" if e.inclusive else ".."
+            text = f"{self.expr(e.start, _RANGE + 1)}{dots}{self.expr(e.stop, _RANGE + 1)}"
+            if e.step is not None:
+                text += f" step {self.expr(e.step, _RANGE + 1)}"
+            return text, _RANGE
         if isinstance(e, A.Call | A.Index | A.Attr):
             return self._postfix_chain(e), _POSTFIX
+        if isinstance(e, A.BlockExpr):
+            return self.block_expr(e), _ATOM
+        if isinstance(e, A.ListComp):
+            var = e.var if e.vars is None else f"({', '.join(e.vars)})"
+            text = f"[{self.expr(e.elt)} for {var} in {self.expr(e.iter, _RANGE)}"
+            if e.cond is not None:
+                text += f" if {self.expr(e.cond, _RANGE)}"
+            return text + "]", _ATOM
+        if isinstance(e, A.IfExpr):
+            text = f"if {self.expr(e.cond)} {self.block_expr(e.then)} else "
+            return text + self._expr(e.other)[0], _ATOM
         if isinstance(e, A.Slice):
             return self.subscript(e), _COND
         raise TypeError(f"cannot format expression {type(e).__name__}")
@@ -726,6 +761,21 @@ class _Printer:
             else:
                 parts.append(f".{link.attr}")
         return "".join(parts)
+
+    def block_expr(self, e: A.BlockExpr) -> str:
+        """`{ s1; s2; value }` on one line (a statement's own lines are joined by `; ` where
+        the line did not end at a brace)."""
+        parts: list[str] = []
+        for s in e.body:
+            lines = [ln.strip() for ln in self.statement(s, "")]
+            text = ""
+            for ln in lines:
+                if text and not text.endswith("{") and not ln.startswith("}"):
+                    text += ";"
+                text += (" " if text else "") + ln
+            parts.append(text.rstrip(";"))
+        parts.append(self.expr(e.value))
+        return "{ " + "; ".join(parts) + " }"
 
     def subscript(self, e: A.Expr) -> str:
         if not isinstance(e, A.Slice):

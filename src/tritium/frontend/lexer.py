@@ -44,16 +44,17 @@ CONTEXTUAL = frozenset({"model", "block", "layer", "param"})
 
 # Longest operators first so that `**` wins over `*`, `..` over `.`, `->` over `-`.
 OPERATORS = [
-    "**=", "**", "->", "..", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "@=",
+    "**=", "**", "->", "..=", "..", "==", "!=", "<=", ">=", "+=", "-=", "*=", "/=", "@=",
+    "&&", "||",
     "+", "-", "*", "/", "%", "@", "<", ">", "=", ".", ",", ":", ";", "(", ")", "[", "]", "{", "}",
-    "?", "|",
+    "?", "|", "!",
 ]
 
 # After these tokens a newline does not end the statement.
 _CONTINUES = frozenset({
     "+", "-", "*", "/", "%", "@", "**", "==", "!=", "<", "<=", ">", ">=", "=", "+=", "-=",
     "*=", "/=", "@=", "**=", ",", "(", "[", "{", ".", "..", "->", ":", "?", "and", "or", "not",
-    "|",
+    "|", "&&", "||", "!", "..=",
 })
 
 _OPEN = frozenset("([{")
@@ -89,6 +90,8 @@ _FLOORDIV_RHS = re.compile(r"//\s*([A-Za-z_][A-Za-z_0-9]*|\d[\d_]*(?:\.\d+)?)\s*
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
 _MAGNITUDE_RE = re.compile(r"(\d[\d_]*(?:\.\d+)?)([KMBGT])")
 _MAGNITUDES = {"K": 10 ** 3, "M": 10 ** 6, "B": 10 ** 9, "G": 10 ** 9, "T": 10 ** 12}
+# `0xFF`, `0b1010`, `0o17`; an underscore may separate digits (`0xFF_FF`, `0x_FF`)
+_RADIX_RE = re.compile(r"0(?:[xX](?:_?[0-9a-fA-F])+|[bB](?:_?[01])+|[oO](?:_?[0-7])+)")
 _FLOAT_RE = re.compile(r"(?:\d[\d_]*(?:\.\d[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?")
 
 
@@ -338,6 +341,15 @@ def _int_value(digits: str) -> int | None:
     return v if v <= INT_MAX else None
 
 
+def _radix_value(text: str) -> int | None:
+    """The value of a hexadecimal, binary or octal literal, or None above int64."""
+    digits = text[2:].replace("_", "").lstrip("0") or "0"
+    if len(digits) > 64:
+        return None
+    v = int(digits, {"x": 16, "b": 2, "o": 8}[text[1].lower()])
+    return v if v <= INT_MAX else None
+
+
 def _shorten(s: str) -> str:
     return s if len(s) <= 30 else f"{s[:12]}…{s[-6:]} ({len(s)} characters)"
 
@@ -372,10 +384,8 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             hint = None
             if ch in "`$":
                 hint = "this character has no meaning in .tri"
-            elif ch == "!":
-                hint = "use `not` for logical negation (`!=` is not-equal)"
             elif ch == "&":
-                hint = "use `and` for logical conjunction"
+                hint = "use `and` (or `&&`) for logical conjunction"
             elif ord(ch) > 127:
                 hint = "identifiers and operators are ASCII; non-ASCII text belongs in strings or comments"
             diags.append(Diagnostic("E0101", f"unexpected character `{ch}`" if ch.isprintable()
@@ -449,7 +459,16 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
         if kind == "number":
             s = m.group(kind)
             digits = s[:-1] if s.endswith("t") else s
-            if _INT_RE.fullmatch(digits) and _int_value(digits) is None:
+            if _RADIX_RE.fullmatch(s):
+                value = _radix_value(s)
+                if value is None:
+                    diags.append(Diagnostic("E0106", f"the integer `{_shorten(s)}` does not fit "
+                                                     f"in 64 bits", Span(file, line, col, line,
+                                                                         end - line_start + 1),
+                                            label="too large",
+                                            help=f"integers are at most {INT_MAX}"))
+                add(T.INT, s, value or 0, pos, end, line, col)
+            elif _INT_RE.fullmatch(digits) and _int_value(digits) is None:
                 diags.append(Diagnostic("E0106", f"the integer `{_shorten(s)}` does not fit in "
                                                  f"64 bits", Span(file, line, col, line,
                                                                   end - line_start + 1),
@@ -473,7 +492,8 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             else:
                 diags.append(Diagnostic("E0105", f"malformed number `{s}`",
                                         Span(file, line, col, line, end - line_start + 1),
-                                        help="numbers look like `42`, `0.5`, `1e-3`, `2.5E+4`; a trit literal like `1t`"))
+                                        help="numbers look like `42`, `0.5`, `1e-3`, `2.5E+4`, `0xFF`, `0b1010`, "
+                                             "`0o17`; a trit literal like `1t`"))
                 add(T.INT, s, 0, pos, end, line, col)
             pos = end
             continue

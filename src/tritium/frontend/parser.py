@@ -23,6 +23,7 @@ DTYPES = frozenset(vocab.DTYPES)
 TENSOR_TYPES = frozenset({"Tensor", "TernaryTensor"})
 
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "@=", "**="}
+_SOFT_STATEMENTS = frozenset({"while", "break", "continue", "pass", "assert"})
 _ENTRY_END = frozenset({"}", ",", ";"})
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
 # keywords that start a statement at the top level (the others start items or are errors)
@@ -374,7 +375,7 @@ class Parser(ExpressionsMixin):
                                  help="define a new layer type with `layer Name(args) { … }`")
             body = self.parse_body(f"layer `{name.text}`")
             return A.LayerDef(name.text, params, ret, body, self.span_from(t), tparams)
-        if t.is_kw("fn") or t.is_kw("def"):
+        if t.is_kw("fn") or t.is_kw("def") or self._at_function_word():
             return self.parse_fn()
         if t.kind is T.IDENT and self.peek().is_op(":"):
             raise self.error(f"a constant like `{t.text}: …` must be inside a `model` or `block`",
@@ -468,7 +469,7 @@ class Parser(ExpressionsMixin):
             node = A.StateDecl(name.text, ty, init, self.span_from(t))
             self.end_of_statement()
             return node
-        if t.is_kw("fn") or t.is_kw("def"):
+        if t.is_kw("fn") or t.is_kw("def") or self._at_function_word():
             return self.parse_fn()
         if self._is_method_def():
             return self.parse_fn(keyword=False)
@@ -796,6 +797,8 @@ class Parser(ExpressionsMixin):
             node = A.FnDef(name.text, params, ret, [], self.span_from(t), tparams)
             node.broken = True
             return node
+        if ret is not None and ret.name not in ("None", "void"):
+            tail_value_returns(body)
         return A.FnDef(name.text, params, ret, body, self.span_from(t), tparams)
 
     def parse_type_params(self) -> list[A.TypeParam] | None:
@@ -1125,6 +1128,19 @@ class Parser(ExpressionsMixin):
             n = len(self.diags)
             self.skip_foreign()
             raise ParseError(self.diags.pop(n))
+        if t.is_kw("let") and (self.peek().is_op("(") or self.peek(2).is_op(",")):
+            self.advance()
+            names = self.parse_target_names("after `let`")
+            self.expect_op("=", "after the names")
+            node = A.Unpack(names, self.parse_expr_list(), True, self.span_from(t))
+            self.end_of_statement()
+            return node
+        if (t.kind is T.IDENT or t.is_op("(")) and self._at_unpack():
+            names = self.parse_target_names("")
+            self.advance()   # '='
+            node = A.Unpack(names, self.parse_expr_list(), False, self.span_from(t))
+            self.end_of_statement()
+            return node
         if t.is_kw("let"):
             self.advance()
             name = self.expect_ident("a variable name")
@@ -1144,7 +1160,7 @@ class Parser(ExpressionsMixin):
             self.advance()
             value = None
             if not (self.tok.kind is T.NEWLINE or self.at("}") or self.at(";")):
-                value = self.parse_expr()
+                value = self.parse_expr_list()   # `return a, b` returns the pair
             node = A.Return(value, self.span_from(t))
             self.end_of_statement()
             return node
@@ -1154,18 +1170,27 @@ class Parser(ExpressionsMixin):
             return node
         if t.is_kw("for"):
             self.advance()
-            var = self.expect_ident("a loop variable")
+            names = None
+            if self.at("(") or self.peek().is_op(","):
+                names = self.parse_target_names("after `for`")
+                var_text = names[0]
+            else:
+                var_text = self.expect_ident("a loop variable").text
             if not self.at_kw("in"):
-                raise self.error(f"expected `in` after `for {var.text}`", code="E0202",
-                                 help=f"write `for {var.text} in 0..n {{ … }}`")
+                raise self.error(f"expected `in` after `for {var_text}`", code="E0202",
+                                 help=f"write `for {var_text} in 0..n {{ … }}`")
             self.advance()
             it = self.parse_expr()
             body = self.parse_block()
-            node = A.For(var.text, it, body, self.span_from(t))
+            node = A.For(var_text, it, body, self.span_from(t), names)
             self.end_of_statement()
             return node
         if t.kind is T.KEYWORD and t.text in ("model", "block", "import"):
             raise self.error(f"`{t.text}` is only allowed at the top level", code="E0204")
+        if t.kind is T.IDENT and t.text in _SOFT_STATEMENTS:
+            node = self.parse_soft_statement(t)
+            if node is not None:
+                return node
         expr = self.parse_expr()
         if self.tok.kind is T.OP and self.tok.text in _ASSIGN_OPS:
             op = self.advance()
@@ -1177,6 +1202,96 @@ class Parser(ExpressionsMixin):
             node = A.Assign(expr, op.text, value, self.span_from(t))
         else:
             node = A.ExprStmt(expr, self.span_from(t))
+        self.end_of_statement()
+        return node
+
+    def _at_function_word(self) -> bool:
+        """`function name(` (or `function name<T>(`): the same as `fn name(`; `function`
+        stays an ordinary name elsewhere."""
+        t = self.toks[self.pos]
+        return t.kind is T.IDENT and t.text == "function" and self.peek().kind is T.IDENT \
+            and (self.peek(2).is_op("(") or self.peek(2).is_op("<"))
+
+    def _at_unpack(self) -> bool:
+        """`a, b =` or `(a, b) =` ahead: two or more names, then `=`."""
+        toks, i = self.toks, self.pos
+        paren = toks[i].is_op("(")
+        i += 1 if paren else 0
+        n = 0
+        while toks[i].kind is T.IDENT:
+            n += 1
+            i += 1
+            if not toks[i].is_op(","):
+                break
+            i += 1
+        if paren:
+            if not toks[i].is_op(")"):
+                return False
+            i += 1
+        elif toks[i - 1].kind is not T.IDENT:
+            return False
+        return n >= 2 and toks[i].is_op("=")
+
+    def parse_expr_list(self) -> A.Expr:
+        """`e` or `e1, e2, …` (a tuple without parentheses: a list)."""
+        start = self.toks[self.pos]
+        e = self.parse_expr()
+        if not self.at(","):
+            return e
+        items = [e]
+        while self.at(","):
+            self.advance()
+            items.append(self.parse_expr())
+        return A.ListLit(items, self.span_from(start))
+
+    def parse_target_names(self, context: str) -> list[str]:
+        """`(a, b)` or `a, b`: two or more names, a trailing `,` allowed in parentheses."""
+        paren = self.at("(")
+        if paren:
+            self.advance()
+        names = [self.expect_ident("a variable name").text]
+        while self.at(","):
+            self.advance()
+            if paren and self.at(")"):
+                break
+            names.append(self.expect_ident("a variable name").text)
+        if paren:
+            self.expect_op(")", "to close the names")
+        if len(set(names)) != len(names):
+            raise self.error("a name appears twice in the same destructuring", code="E0205")
+        return names
+
+    def parse_soft_statement(self, t):
+        """`while`, `break`, `continue`, `pass` and `assert` are statements where they begin
+        one, and ordinary names elsewhere (`pass = 1`, `f(break)`)."""
+        nxt = self.peek()
+        alone = nxt.kind in (T.NEWLINE, T.EOF) or nxt.is_op(";") or nxt.is_op("}")
+        if t.text in ("break", "continue", "pass"):
+            if not alone:
+                return None
+            self.advance()
+            node = {"break": A.Break, "continue": A.Continue, "pass": A.Pass}[t.text](t.span)
+            self.end_of_statement()
+            return node
+        if alone or (nxt.kind is T.OP and nxt.text in _ASSIGN_OPS | {".", "[", ",", ")", ":"}):
+            return None
+        self.advance()
+        if t.text == "while":
+            cond = self.parse_expr()
+            body = self.parse_block()
+            node = A.While(cond, body, self.span_from(t))
+            self.end_of_statement()
+            return node
+        # assert cond [, msg]; `assert(cond, msg)` is the same statement
+        cond = self.parse_expr()
+        msg = None
+        if self.at(","):
+            self.advance()
+            msg = self.parse_expr()
+        elif nxt.is_op("(") and isinstance(cond, A.ListLit) and len(cond.items) == 2 \
+                and self.toks[self.pos - 1].is_op(")"):
+            cond, msg = cond.items
+        node = A.Assert(cond, msg, self.span_from(t))
         self.end_of_statement()
         return node
 
@@ -1198,6 +1313,22 @@ class Parser(ExpressionsMixin):
         else:
             self.pos = save
         return A.If(cond, then, other, self.span_from(t))
+
+
+def tail_value_returns(body: list) -> None:
+    """In a function that declares a return type, a body ending in an expression returns it
+    (`fn double(x: int) -> int { x * 2 }`), also at the end of each branch of a final
+    `if … else …`. Not a call to `print`, which has no value."""
+    if not body:
+        return
+    last = body[-1]
+    if isinstance(last, A.ExprStmt) and not (
+            isinstance(last.value, A.Call) and isinstance(last.value.func, A.Name)
+            and last.value.func.id == "print"):
+        body[-1] = A.Return(last.value, last.span)
+    elif isinstance(last, A.If) and last.other is not None:
+        tail_value_returns(last.then)
+        tail_value_returns(last.other)
 
 
 def parse(text: str, file: str = "<input>") -> tuple[A.Program, list[Diagnostic], list]:

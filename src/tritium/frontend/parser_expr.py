@@ -17,6 +17,8 @@ _BINARY_PREC = {
 _UNARY_PREC = 8
 _POW_PREC = 9
 _TERMINATORS = frozenset({",", ")", "]", "}", ";", ":"})
+# C spellings of the logical operators: the same nodes as `and`, `or` (and `!` as `not`)
+_LOGICAL_OPS = {"&&": "and", "||": "or"}
 
 
 class ParseError(Exception):
@@ -76,16 +78,24 @@ class ExpressionsMixin:
     def parse_range(self) -> A.Expr:
         start = self.toks[self.pos]
         e = self.parse_binary(0)
-        if self.at(".."):
-            self.advance()
+        if self.at("..") or self.at("..="):
+            inclusive = self.advance().op == "..="
             stop = self.parse_binary(0)
-            return A.Range(e, stop, self.span_from(start))
+            step = None
+            t = self.toks[self.pos]
+            if t.kind is T.IDENT and t.text == "step" and not self.line_ended():
+                self.advance()   # `0..n step 2`: `step` is a word only right after a range
+                step = self.parse_binary(0)
+            return A.Range(e, stop, self.span_from(start), inclusive, step)
         return e
 
     def _binary_op(self) -> tuple[str, int] | None:
         t = self.toks[self.pos]
         if t.kind is T.OP and t.text in _BINARY_PREC:
             return t.text, _BINARY_PREC[t.text]
+        if t.op in _LOGICAL_OPS:
+            op = _LOGICAL_OPS[t.op]
+            return op, _BINARY_PREC[op]
         if t.kind is T.KEYWORD and t.text in ("and", "or", "is"):
             return t.text, _BINARY_PREC[t.text]
         if t.kind is T.KEYWORD and t.text == "not" and self.peek().is_kw("in"):
@@ -121,12 +131,28 @@ class ExpressionsMixin:
                 self.advance()
             right = self.parse_binary(prec + 1)
             left = A.Binary(op, left, right, self.span_from(start))
-            if op in _COMPARE and self._binary_op() and self._binary_op()[0] in _COMPARE:
-                raise self.error("comparisons cannot be chained", code="E0201",
-                                 help="write `a < b and b < c`")
+            if op in _COMPARE:
+                left = self._comparison_chain(left, right, start)
+
+    def _comparison_chain(self, first: A.Binary, right: A.Expr, start) -> A.Expr:
+        """`a < b <= c` means `a < b and b <= c` (each comparison with its neighbour)."""
+        left: A.Expr = first
+        while (info := self._binary_op()) is not None and info[0] in _COMPARE:
+            self.advance()
+            nxt = self.parse_binary(info[1] + 1)
+            cmp = A.Binary(info[0], right, nxt, right.span.to(nxt.span))
+            left = A.Binary("and", left, cmp, self.span_from(start))
+            right = nxt
+        return left
 
     def parse_unary(self) -> A.Expr:
         t = self.toks[self.pos]
+        if t.op == "!":
+            # `!x` binds like a prefix `-`: `!a && b` is `(not a) and b`
+            self.advance()
+            with self.nested():
+                operand = self.parse_unary()
+            return A.Unary("not", operand, self.span_from(t))
         if t.kind is T.OP and t.text in ("-", "+"):
             self.advance()
             with self.nested():
@@ -156,7 +182,7 @@ class ExpressionsMixin:
         while not self.line_ended():
             if self.at("("):
                 args = self.parse_args()
-                e = A.Call(e, args, self.span_from(start))
+                e = self._step_by(A.Call(e, args, self.span_from(start)))
             elif self.at("["):
                 self.advance()
                 idx = []
@@ -181,6 +207,75 @@ class ExpressionsMixin:
             else:
                 return e
         return e
+
+    @staticmethod
+    def _step_by(call: A.Call) -> A.Expr:
+        """`(a..b).step_by(k)` is the range `a..b step k`."""
+        f = call.func
+        if isinstance(f, A.Attr) and f.attr == "step_by" and isinstance(f.value, A.Range) \
+                and f.value.step is None and len(call.args) == 1 and call.args[0].name is None:
+            r = f.value
+            return A.Range(r.start, r.stop, call.span, r.inclusive, call.args[0].value)
+        return call
+
+    def parse_list_comp(self, elt: A.Expr, start) -> A.ListComp:
+        """`[elt for v in xs if c]` (after `[elt`): one `for`, an optional `if`."""
+        self.advance()   # 'for'
+        names = None
+        if self.at("(") or self.peek().is_op(","):
+            names = self.parse_target_names("after `for`")
+            var = names[0]
+        else:
+            var = self.expect_ident("a loop variable").text
+        if not self.at_kw("in"):
+            raise self.error(f"expected `in` after `for {var}`", code="E0202",
+                             help="write `[f(x) for x in xs]`")
+        self.advance()
+        it = self.parse_range()
+        cond = None
+        if self.at_kw("if"):
+            self.advance()
+            cond = self.parse_range()
+        self.expect_op("]", "to close the list comprehension")
+        return A.ListComp(elt, var, it, cond, self.span_from(start), names)
+
+    def _block_ahead(self) -> bool:
+        """`{` starts a block used as a value, not a dictionary: it is not empty and does not
+        start with `key:`."""
+        i = self.pos + 1
+        toks = self.toks
+        while toks[i].kind is T.NEWLINE:
+            i += 1
+        t = toks[i]
+        if t.is_op("}") or t.kind is T.EOF:
+            return False
+        return not (t.kind in (T.IDENT, T.STRING, T.KEYWORD) and toks[i + 1].is_op(":"))
+
+    def parse_block_expr(self) -> A.BlockExpr:
+        start = self.toks[self.pos]
+        stmts = self.parse_block()
+        if not stmts or not isinstance(stmts[-1], A.ExprStmt):
+            raise ParseError(Diagnostic(
+                "E0202", "a block used as a value must end with an expression (its value)",
+                self.span_from(start), label="no value at the end",
+                help="end the block with the value, e.g. `{ let t = x * 2\n t + 1 }`"))
+        return A.BlockExpr(stmts[:-1], stmts[-1].value, self.span_from(start))
+
+    def parse_if_expr(self) -> A.IfExpr:
+        start = self.advance()   # 'if'
+        with self.nested():
+            cond = self.parse_expr()
+            then = self.parse_block_expr()
+            save = self.pos
+            while self.tok.kind is T.NEWLINE:
+                self.advance()
+            if not self.at_kw("else"):
+                self.pos = save
+                raise self.error("an `if` used as a value needs an `else`", tok=start,
+                                 code="E0202", help="write `if c { a } else { b }`")
+            self.advance()
+            other = self.parse_if_expr() if self.at_kw("if") else self.parse_block_expr()
+        return A.IfExpr(cond, then, other, self.span_from(start))
 
     def parse_subscript(self) -> A.Expr:
         start = self.toks[self.pos]
@@ -250,6 +345,8 @@ class ExpressionsMixin:
             self.advance()
             return A.Name(t.text, t.span)
         if k is T.KEYWORD:
+            if t.text == "if":
+                return self.parse_if_expr()
             if t.text in ("true", "True", "false", "False"):
                 self.advance()
                 return A.Bool(t.text in ("true", "True"), t.span)
@@ -282,6 +379,8 @@ class ExpressionsMixin:
                 with self.nested():
                     while not self.at("]"):
                         items.append(self.parse_expr())
+                        if len(items) == 1 and self.at_kw("for"):
+                            return self.parse_list_comp(items[0], t)
                         if self.at(","):
                             self.advance()
                         elif not self.at("]"):
@@ -289,6 +388,8 @@ class ExpressionsMixin:
                                              f"{self.tok.describe()}", code="E0202")
                 self.advance()
                 return A.ListLit(items, self.span_from(t))
+            if t.text == "{" and self._block_ahead():
+                return self.parse_block_expr()
             if t.text == "{":
                 entries = self.parse_entries("a dictionary")
                 return A.DictLit(entries, self.span_from(t))

@@ -8,7 +8,7 @@ method's locals, `self.` attributes, module functions), operators with minimal p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ... import vocab
 from ...check.builtins import FUNCTIONS
@@ -103,6 +103,10 @@ class BodyGen:
             self.stmt(s, ctx, indent)
 
     def stmt(self, s, ctx: Ctx, indent: int) -> None:
+        if isinstance(s, A.Let | A.Assign | A.Return | A.ExprStmt | A.Unpack) \
+                and A.block_has_statements(s.value):
+            self.hoisted(s, s.value, ctx, indent)
+            return
         if not isinstance(s, A.If):
             self.origin(indent, s)
         if isinstance(s, A.Let):
@@ -146,16 +150,40 @@ class BodyGen:
                     self.block(other, ctx, indent + 1)
                     other = None
         elif isinstance(s, A.For):
-            ctx.locals.add(s.var)
-            it = s.iter
-            if isinstance(it, A.Range):
-                src = f"range({self.expr(it.start, ctx)}, {self.expr(it.stop, ctx)})"
-            else:
-                src = self.expr(it, ctx)
-            self.emit(indent, f"for {py_local(s.var)} in {src}:")
+            names = s.vars or [s.var]
+            ctx.locals.update(names)
+            src = self.expr(s.iter, ctx)
+            self.emit(indent, f"for {', '.join(py_local(n) for n in names)} in {src}:")
             self.block(s.body, ctx, indent + 1)
+        elif isinstance(s, A.Unpack):
+            value = self.expr(s.value, ctx)
+            ctx.locals.update(s.targets)
+            self.emit(indent, f"{', '.join(py_local(n) for n in s.targets)} = {value}")
+        elif isinstance(s, A.While):
+            self.emit(indent, f"while {self.expr(s.cond, ctx)}:")
+            self.block(s.body, ctx, indent + 1)
+        elif isinstance(s, A.Break | A.Continue | A.Pass):
+            self.emit(indent, type(s).__name__.lower())
+        elif isinstance(s, A.Assert):
+            msg = "" if s.msg is None else f", {self.expr(s.msg, ctx)}"
+            self.emit(indent, f"assert {self.expr(s.cond, ctx)}{msg}")
         else:
             raise CodegenError(f"cannot generate code for {type(s).__name__}")
+
+    def hoisted(self, s, value: A.Expr, ctx: Ctx, indent: int) -> None:
+        """A statement whose whole value is a block or `if` with statements: the statements
+        first (under a Python `if` for an `if` value), then the statement with the value."""
+        if isinstance(value, A.BlockExpr):
+            for inner in value.body:
+                self.stmt(inner, ctx, indent)
+            self.hoisted(s, value.value, ctx, indent)
+        elif isinstance(value, A.IfExpr) and A.block_has_statements(value):
+            self.emit(indent, f"if {self.expr(value.cond, ctx)}:")
+            self.hoisted(s, value.then, ctx, indent + 1)
+            self.emit(indent, "else:")
+            self.hoisted(s, value.other, ctx, indent + 1)
+        else:
+            self.stmt(replace(s, value=value), ctx, indent)
 
     def name(self, n: str, ctx: Ctx) -> str:
         if n in ctx.subst:
@@ -211,7 +239,26 @@ class BodyGen:
             return (f"{self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
                     f"else {self.sub(e.other, ctx, 1)}")
         if t is A.Range:
-            return f"range({self.expr(e.start, ctx)}, {self.expr(e.stop, ctx)})"
+            return self.range_expr(e, ctx)
+        if t is A.ListComp:
+            src = self.expr(e.iter, ctx)
+            names = e.vars or [e.var]
+            added = [n for n in names if n not in ctx.locals]
+            ctx.locals.update(names)
+            try:
+                var = ", ".join(py_local(n) for n in names)
+                cond = "" if e.cond is None else f" if {self.sub(e.cond, ctx, 2)}"
+                return f"[{self.sub(e.elt, ctx, 2)} for {var} in {src}{cond}]"
+            finally:
+                ctx.locals.difference_update(added)
+        if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
+            return f"({self.expr(e.value, ctx)})"
+        if t is A.IfExpr:
+            return (f"({self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
+                    f"else {self.sub(e.other, ctx, 1)})")
+        if t is A.Attr and isinstance(e.value, A.Name) and e.value.id == "self" \
+                and "self" not in ctx.locals and "self" not in ctx.subst:
+            return "self.training" if e.attr == "training" else self.name(e.attr, ctx)
         if t is A.Attr:
             base = self.expr(e.value, ctx)
             if e.attr == "shape":
@@ -261,6 +308,18 @@ class BodyGen:
             else:
                 pieces.append(repr(part))
         return "(" + " + ".join(pieces or ["''"]) + ")"
+
+    def range_expr(self, e: A.Range, ctx: Ctx) -> str:
+        """`a..b` is `range(a, b)`; for `a..=b` the stop moves one past `b`, in the
+        direction of the step."""
+        lo, hi = self.expr(e.start, ctx), self.expr(e.stop, ctx)
+        if e.step is None:
+            return f"range({lo}, {self.sub(e.stop, ctx, 10)} + 1)" if e.inclusive \
+                else f"range({lo}, {hi})"
+        step = self.expr(e.step, ctx)
+        if e.inclusive:
+            hi = f"{self.sub(e.stop, ctx, 10)} + (1 if {self.sub(e.step, ctx, 6)} > 0 else -1)"
+        return f"range({lo}, {hi}, {step})"
 
     def sub(self, e: A.Expr, ctx: Ctx, min_prec: int) -> str:
         """`e` parenthesized when its precedence is below `min_prec`."""

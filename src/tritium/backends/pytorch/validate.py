@@ -47,7 +47,7 @@ HEADER_IMPORTS = (
 REQUIRED_IMPORTS = ("from __future__ import annotations",)
 
 ALLOWED_BUILTINS = frozenset({"super", "range", "list", "tuple", "len", "print", "float", "int",
-                              "bool", "str", "format", "repr", "ascii",
+                              "bool", "str", "format", "repr", "ascii", "enumerate", "zip",
                               "True", "False", "None"})
 
 TORCH_ATTRS = frozenset({
@@ -91,7 +91,7 @@ _FORBIDDEN_NODES = (
     ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.Delete, ast.AsyncFunctionDef,
     ast.AsyncFor, ast.AsyncWith, ast.Await, ast.Yield, ast.YieldFrom, ast.With, ast.Try,
     ast.Raise, ast.NamedExpr, ast.ClassDef,
-    ast.FunctionDef, ast.Lambda, ast.Assert,
+    ast.FunctionDef, ast.Lambda,
 )
 _CONVERSIONS = frozenset({-1, ord("r"), ord("s"), ord("a")})
 _BUILTIN_NAMES = frozenset(dir(builtins))

@@ -213,7 +213,9 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
             elif isinstance(item, A.Section) and abstract:
                 self.check_section(item, scope)
             elif isinstance(item, A.Stmt) and not isinstance(item, A.Let) and abstract \
-                    and isinstance(node, A.ModelDef | A.BlockDef):
+                    and isinstance(node, A.ModelDef | A.BlockDef) and not (
+                        item is node.body[0] and isinstance(item, A.ExprStmt)
+                        and isinstance(item.value, A.Str)):   # a docstring
                 kind = "model" if isinstance(node, A.ModelDef) else "block"
                 self.report("E0204", f"a statement cannot stand directly in a {kind} body",
                             item.span, help="statements belong inside `forward(…) { … }`")

@@ -44,6 +44,14 @@ from .model import (
 )
 
 
+def _exits(s) -> bool:
+    if isinstance(s, A.Return | A.Break | A.Continue):
+        return True
+    if isinstance(s, A.If):
+        return any(_exits(x) for x in s.then + (s.other or []))
+    return False
+
+
 class ExpressionsMixin:
     # ------------------------------------------------------------------ expressions
     def undefined(self, name: str, span: Span, scope: Scope) -> Value:
@@ -146,18 +154,117 @@ class ExpressionsMixin:
         if t is A.Attr:
             return self.eval_attr(e, scope)
         if t is A.Range:
-            a, b = self.eval_expr(e.start, scope), self.eval_expr(e.stop, scope)
-            for v, x in ((a, e.start), (b, e.stop)):
-                if not isinstance(v.ty, AnyT) and not (isinstance(v.ty, ScalarT)
-                                                       and v.ty.name in INT_TYPES):
-                    self.report("E0404", f"a range bound must be an int, got {v.ty}", x.span)
-            if a.known and b.known and _is_int(a.const) and _is_int(b.const):
-                return Value(RangeT(), max(b.const - a.const, 0), True)
-            return Value(RangeT())
+            seq = self.range_values(e, scope)
+            return Value(RangeT(), len(seq), True) if seq is not None else Value(RangeT())
         if t is A.Slice:
             self.report("E0201", "a slice is only allowed inside `[…]`", e.span)
             return Value(ANY)
+        if t is A.ListComp:
+            return self.eval_list_comp(e, scope)
+        if t is A.BlockExpr or t is A.IfExpr:
+            whole = e is getattr(self, "_whole_value", None)
+            self._whole_value = None
+            if not whole and A.block_has_statements(e):
+                self.report("E0865", "a block with statements can be used as a value only as "
+                                     "the whole value of `let`, `=` or `return`", e.span,
+                            help="assign it first: `let v = if c { … } else { … }`")
+            return self.eval_block_value(e, scope)
         return Value(ANY)
+
+    def eval_list_comp(self, e: A.ListComp, scope: Scope) -> Value:
+        """`[elt for v in xs if c]`: each item in turn when the items are known (at most
+        MAX_UNROLL), else the element checked once with an unknown item."""
+        it = self.eval_expr(e.iter, scope)
+        items = None
+        if isinstance(it.ty, ListT):
+            items = self.elements(it)
+        elif isinstance(it.ty, RangeT):
+            seq = self.loop_values(e.iter, scope)
+            items = None if seq is None or len(seq) > bounds.MAX_UNROLL else [
+                Value.of(i) for i in seq]
+        elif not isinstance(it.ty, AnyT | TensorT):
+            self.report("E0404", f"cannot iterate over {it.ty}", e.iter.span,
+                        help="write `[f(x) for x in xs]` over a list or a range")
+            return Value(ListT())
+        loop = A.For(e.var, e.iter, [], e.span, e.vars)
+        inner = Scope(dict(scope.vars), scope.defined_at, scope.used)
+        if items is None or len(items) > bounds.MAX_UNROLL:
+            self.bind_loop_vars(loop, Value(INT if isinstance(it.ty, RangeT) else ANY), inner)
+            if e.cond is not None:
+                self.check_cond(self.eval_expr(e.cond, inner), e.cond.span)
+            self.eval_expr(e.elt, inner)
+            return Value(ListT())
+        out: list[Value] = []
+        exact = True
+        for item in items:
+            self.bind_loop_vars(loop, item, inner)
+            if e.cond is not None:
+                c = self.eval_expr(e.cond, inner)
+                self.check_cond(c, e.cond.span)
+                if c.known and not isinstance(c.const, SymInt):
+                    if not c.const:
+                        continue
+                else:
+                    exact = False
+            out.append(self.eval_expr(e.elt, inner))
+        if not exact:
+            return Value(ListT())
+        if all(v.known or isinstance(v.const, SymInt) for v in out):
+            return Value(ListT(), [v.const for v in out], True)
+        return Value(ListT(), out, False)
+
+    def eval_block_value(self, e: A.Expr, scope: Scope) -> Value:
+        """The value of `{ … v }` or `if c { … a } else { … b }`: the statements run in the
+        enclosing scope (a `let` in them is visible after, as in the generated Python)."""
+        if isinstance(e, A.BlockExpr):
+            for s in e.body:
+                if _exits(s):
+                    self.report("E0865", "a block used as a value cannot `return`, `break` or "
+                                         "`continue`", s.span)
+                    return Value(ANY)
+            self.exec_block(e.body, scope)
+            return self.eval_block_value(e.value, scope)
+        if isinstance(e, A.IfExpr):
+            c = self.eval_expr(e.cond, scope)
+            self.check_cond(c, e.cond.span)
+            if c.known and not isinstance(c.const, SymInt):
+                return self.eval_block_value(e.then if c.const else e.other, scope)
+            then_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
+            a = self.eval_block_value(e.then, then_scope)
+            else_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
+            b = self.eval_block_value(e.other, else_scope)
+            for name in set(then_scope.vars) | set(else_scope.vars):
+                x, y = then_scope.vars.get(name), else_scope.vars.get(name)
+                if x is not None and y is not None:
+                    scope.vars[name] = x if x is y else Value(join_types(x.ty, y.ty))
+                else:
+                    scope.vars[name] = x or y
+            return Value(join_types(a.ty, b.ty))
+        return self.eval_expr(e, scope)
+
+    def range_values(self, e: A.Range, scope: Scope) -> range | None:
+        """The integers of `a..b`, `a..=b` or `a..b step k` when all are known, else None."""
+        parts = [(self.eval_expr(x, scope), x) for x in (e.start, e.stop, e.step) if x is not None]
+        for v, x in parts:
+            if not isinstance(v.ty, AnyT) and not (isinstance(v.ty, ScalarT)
+                                                   and v.ty.name in INT_TYPES):
+                what = "step" if x is e.step else "bound"
+                self.report("E0404", f"a range {what} must be an int, got {v.ty}", x.span)
+                return None
+        if not all(v.known and _is_int(v.const) for v, _ in parts):
+            return None
+        return self.make_range(*(v.const for v, _ in parts[:2]), e.inclusive,
+                               parts[2][0].const if len(parts) > 2 else 1, e.span)
+
+    def make_range(self, lo: int, hi: int, inclusive: bool, step: int, span: Span
+                   ) -> range | None:
+        if step == 0:
+            self.report("E0860", "a range step cannot be zero", span, label="step 0",
+                        help="use a positive step to count up or a negative one to count down")
+            return None
+        if inclusive:
+            hi = hi + (1 if step > 0 else -1)
+        return range(lo, hi, step)
 
     def eval_binary(self, e: A.Binary, scope: Scope) -> Value:
         # Left-deep chains (`a + b + c + …`, `p and q and …`) are walked iteratively, so a
@@ -204,6 +311,21 @@ class ExpressionsMixin:
         del out[start:]
         out.extend(kept)
 
+    def list_repeat(self, lst: Value, n: Value, e=None) -> Value:
+        """`[x] * n`: the list repeated n times (n an int; at most MAX_SEQUENCE items)."""
+        span = e.span if e is not None else None
+        if not (isinstance(n.ty, ScalarT) and n.ty.name in INT_TYPES):
+            self.report("E0405", f"a list can only be repeated by an int, got {n.ty}", span)
+            return Value(ListT())
+        if not (n.known and _is_int(n.const) and isinstance(lst.const, list)):
+            return Value(ListT())
+        count = max(n.const, 0)
+        if len(lst.const) * count > bounds.MAX_SEQUENCE:
+            self.report("E0312", f"a list longer than {bounds.MAX_SEQUENCE} elements at "
+                                 f"compile time", span, label="too long")
+            return Value(ListT())
+        return Value(ListT(), list(lst.const) * count, lst.known)
+
     def binary(self, op: str, a: Value, b: Value, e) -> Value:
         if op in ("is", "is not"):
             if a.known and b.known and not isinstance(a.const, SymInt) and not isinstance(
@@ -229,6 +351,9 @@ class ExpressionsMixin:
             return self.scalar_binary(op, a, b, e)
         if isinstance(ta, TensorT | ScalarT) and isinstance(tb, TensorT | ScalarT):
             return self.tensor_binary(op, ta, tb, e)
+        if op == "*" and (isinstance(ta, ListT) and isinstance(tb, ScalarT)
+                          or isinstance(tb, ListT) and isinstance(ta, ScalarT)):
+            return self.list_repeat(a, b, e) if isinstance(ta, ListT) else self.list_repeat(b, a, e)
         if op == "+" and isinstance(ta, ListT) and isinstance(tb, ListT):
             if a.known and b.known:
                 if len(a.const) + len(b.const) > bounds.MAX_SEQUENCE:
@@ -422,6 +547,12 @@ class ExpressionsMixin:
         return Value(ANY)
 
     def eval_attr(self, e: A.Attr, scope: Scope) -> Value:
+        if isinstance(e.value, A.Name) and e.value.id == "self" and "self" not in scope.vars \
+                and getattr(self, "_in_method", False):
+            # `self.training` (train or eval mode: known only at run time); `self.fc` is `fc`
+            if e.attr == "training":
+                return Value(BOOL)
+            return self.eval_expr(A.Name(e.attr, e.span), scope)
         base = self.eval_expr(e.value, scope)
         t = base.ty
         if isinstance(t, TensorT):

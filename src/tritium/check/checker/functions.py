@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span
+from .. import bounds
 from ..types import (
     ANY,
     BOUNDS,
@@ -75,6 +76,14 @@ def _unify(te: A.TypeExpr, v: Value, names: set[str], found: dict) -> None:
             [Value(x) for x in t.items] if isinstance(t, TupleT) else [])
         for a, e in zip(te.args, items):
             _unify(a, e, names, found)
+
+
+class _LoopExit(Exception):
+    """A `break` or `continue` the checker executes; the innermost loop catches it."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        super().__init__(kind)
 
 
 class FunctionsMixin:
@@ -199,8 +208,13 @@ class FunctionsMixin:
         ret_decl = self.type_from_expr(fn.ret, scope, bindings) if fn.ret else None
         saved_returns = getattr(self, "returns", [])
         saved_unassigned = getattr(self, "unassigned", {})
+        saved_loops = getattr(self, "_loops_open", 0)
+        saved_method = getattr(self, "_in_method", False)
         self.returns = []
         self.unassigned = {}
+        self._loops_open = 0    # a `break` in a called function is not the caller's
+        top = self.defs.get(fn.name)
+        self._in_method = not (top is not None and top.node is fn)   # `self` is the module
         try:
             self.exec_block(fn.body, scope)
         except _Abort:
@@ -209,6 +223,8 @@ class FunctionsMixin:
             rets = self.returns
             self.returns = saved_returns
             self.unassigned = saved_unassigned
+            self._loops_open = saved_loops
+            self._in_method = saved_method
         for name, span in scope.defined_at.items():
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,
@@ -327,6 +343,9 @@ class FunctionsMixin:
         return super().undefined(name, span, scope)
 
     def exec_stmt(self, s, scope: Scope) -> None:
+        # a block or `if` value with statements may stand only as a statement's whole value
+        self._whole_value = s.value if isinstance(
+            s, A.Let | A.Assign | A.Return | A.ExprStmt | A.Unpack) else None
         if isinstance(s, A.Let) and s.value is None:
             # `let x: T`: declared, assigned later (a use before that is E0840)
             ty = self.type_from_expr(s.type, scope)
@@ -366,10 +385,10 @@ class FunctionsMixin:
                 self.exec_block(s.then if c.const else (s.other or []), scope)
                 return
             then_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
-            self.exec_block(s.then, then_scope)
+            self.exec_branch(s.then, then_scope)
             else_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
             if s.other:
-                self.exec_block(s.other, else_scope)
+                self.exec_branch(s.other, else_scope)
             for name in set(then_scope.vars) | set(else_scope.vars):
                 a, b = then_scope.vars.get(name), else_scope.vars.get(name)
                 if a is not None and b is not None:
@@ -383,21 +402,194 @@ class FunctionsMixin:
             if not isinstance(it.ty, RangeT | ListT | AnyT | TensorT):
                 self.report("E0404", f"cannot iterate over {it.ty}", s.iter.span,
                             help="write `for i in 0..n` or `for i in range(n)`")
+            elems = self.elements(it) if isinstance(it.ty, ListT) else None
+            if elems is not None:
+                self.exec_for_items(s, elems, scope)
+                return
             n = it.const if it.known and isinstance(it.const, int) else None
             # Unroll known loops (the loop variable may feed shapes), but only the outermost
             # two levels: nested loops multiply, so inner ones run twice with an unknown index.
             exact = n is not None and n <= MAX_UNROLL and self._loop_depth < 2
             count = n if exact else (min(n, 2) if n is not None else 2)
+            seq = self.loop_values(s.iter, scope) if exact else None
+            if seq is None or len(seq) != count:
+                seq = range(count)
             self._loop_depth += 1
+            self._loops_open = getattr(self, "_loops_open", 0) + 1
             try:
-                for i in range(count):
-                    scope.vars[s.var] = Value.of(i) if exact else Value(INT)
-                    scope.used.add(s.var)
-                    self.exec_block(s.body, scope)
+                for i in seq:
+                    self.bind_loop_vars(s, Value.of(i) if exact else Value(INT), scope)
+                    try:
+                        self.exec_block(s.body, scope)
+                    except _LoopExit as ex:
+                        if ex.kind == "break":
+                            break
             finally:
                 self._loop_depth -= 1
+                self._loops_open -= 1
+        elif isinstance(s, A.While):
+            self.exec_while(s, scope)
+        elif isinstance(s, A.Unpack):
+            v = self.eval_expr(s.value, scope)
+            parts = self.unpack(v, len(s.targets), s.value.span)
+            for name, part in zip(s.targets, parts):
+                if not s.declare and name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
+                    self.report("E0205", f"cannot assign to layer `{name}`", s.span)
+                    continue
+                self.define(scope, name, part, s.span)
+        elif isinstance(s, A.Break | A.Continue):
+            kind = "break" if isinstance(s, A.Break) else "continue"
+            if not getattr(self, "_loops_open", 0):
+                self.report("E0862", f"`{kind}` outside a loop", s.span,
+                            help="`break` and `continue` belong in a `for` or `while` body")
+                return
+            raise _LoopExit(kind)
+        elif isinstance(s, A.Assert):
+            c = self.eval_expr(s.cond, scope)
+            self.check_cond(c, s.cond.span)
+            msg = self.eval_expr(s.msg, scope) if s.msg is not None else None
+            if c.known and not isinstance(c.const, SymInt) and not c.const:
+                text = f": {msg.const}" if msg is not None and msg.known and isinstance(
+                    msg.const, str) else ""
+                self.report("E0863", f"this assertion is false at compile time{text}",
+                            s.cond.span, label="always false")
+        elif isinstance(s, A.Pass):
+            pass
         elif isinstance(s, A.FnDef):
             self.report("E0204", "functions cannot be nested", s.span)
+
+    @staticmethod
+    def elements(v: Value) -> list[Value] | None:
+        """The items of a list (or tuple) whose length is known, as values."""
+        if not isinstance(v.ty, ListT) or not isinstance(v.const, list):
+            return None
+        if v.known:
+            return [Value(INT, c) if isinstance(c, SymInt) else Value.of(c) for c in v.const]
+        return [c if isinstance(c, Value) else Value(ANY) for c in v.const]
+
+    def unpack(self, v: Value, n: int, span: Span) -> list[Value]:
+        """`n` values out of `v` (E0864 when it has another length)."""
+        parts = self.elements(v)
+        if parts is None:
+            if not isinstance(v.ty, ListT | AnyT):
+                self.report("E0864", f"cannot unpack {v.ty} into {n} names", span,
+                            help="the value must be a list or a tuple")
+            return [Value(ANY)] * n
+        if len(parts) != n:
+            self.report("E0864", f"cannot unpack {len(parts)} value(s) into {n} names", span,
+                        label=f"{len(parts)} value(s)")
+            return [Value(ANY)] * n
+        return parts
+
+    def bind_loop_vars(self, s: A.For, v: Value, scope: Scope) -> None:
+        if s.vars is None:
+            scope.vars[s.var] = v
+            scope.used.add(s.var)
+            return
+        for name, part in zip(s.vars, self.unpack(v, len(s.vars), s.iter.span)):
+            scope.vars[name] = part
+            scope.used.add(name)
+
+    def exec_for_items(self, s: A.For, items: list[Value], scope: Scope) -> None:
+        """`for v in xs` over a list of known length: each item in turn (the first
+        `MAX_UNROLL` exactly; beyond that or when nested deeper, a joined type)."""
+        exact = len(items) <= MAX_UNROLL and self._loop_depth < 2
+        if not exact and items:
+            joined = items[0].ty
+            for x in items[1:]:
+                joined = join_types(joined, x.ty)
+            items = [Value(joined)] * min(len(items), 2)
+        self._loop_depth += 1
+        self._loops_open = getattr(self, "_loops_open", 0) + 1
+        try:
+            for item in items:
+                self.bind_loop_vars(s, item, scope)
+                try:
+                    self.exec_block(s.body, scope)
+                except _LoopExit as ex:
+                    if ex.kind == "break":
+                        break
+        finally:
+            self._loop_depth -= 1
+            self._loops_open -= 1
+
+    def exec_branch(self, stmts: list, scope: Scope) -> None:
+        """A branch of a condition known only at run time: a `break` or `continue` in it may
+        or may not happen, so the loop around it cannot be counted at compile time."""
+        try:
+            self.exec_block(stmts, scope)
+        except _LoopExit:
+            self._maybe_exit = True
+
+    def exec_while(self, s: A.While, scope: Scope) -> None:
+        """Run a `while` whose condition is known at compile time (at most `MAX_UNROLL`
+        iterations, else E0861: never a hang); otherwise check its body as for a run-time
+        condition, with the variables it changes no longer known."""
+        self._loops_open = getattr(self, "_loops_open", 0) + 1
+        self._loop_depth += 1
+        try:
+            if self._loop_depth > 1:
+                self._abstract_while(s, scope)
+                return
+            for _ in range(bounds.MAX_UNROLL + 1):
+                c = self.eval_expr(s.cond, scope)
+                self.check_cond(c, s.cond.span)
+                if not c.known or isinstance(c.const, SymInt):
+                    self._abstract_while(s, scope)
+                    return
+                if not c.const:
+                    return
+                self._maybe_exit = False
+                try:
+                    self.exec_block(s.body, scope)
+                except _LoopExit as ex:
+                    if ex.kind == "break":
+                        return
+                if self._maybe_exit:
+                    self._abstract_while(s, scope)
+                    return
+            self.report("E0861", f"this `while` loop does not end within {bounds.MAX_UNROLL} "
+                                 f"iterations at compile time", s.span,
+                        label="its condition stays true",
+                        help="change a variable of the condition in the body, or add a `break`")
+        finally:
+            self._loop_depth -= 1
+            self._loops_open -= 1
+
+    def _abstract_while(self, s: A.While, scope: Scope) -> None:
+        before = dict(scope.vars)
+        for _ in range(2):
+            self.check_cond(self.eval_expr(s.cond, scope), s.cond.span)
+            try:
+                self.exec_block(s.body, scope)
+            except _LoopExit as ex:
+                if ex.kind == "break":
+                    break
+        for name, v in list(scope.vars.items()):
+            old = before.get(name)
+            if old is not v:
+                scope.vars[name] = Value(join_types(old.ty, v.ty) if old is not None else v.ty)
+
+    def loop_values(self, it: A.Expr, scope: Scope) -> range | None:
+        """The values a `for` over a range takes (`2..5` is 2, 3, 4), when known; its
+        diagnostics were reported once already, by the loop's own evaluation."""
+        out = self.inner if self.quiet else self.diags
+        start = len(out)
+        try:
+            if isinstance(it, A.Range):
+                return self.range_values(it, scope)
+            if isinstance(it, A.Call) and isinstance(it.func, A.Name) and it.func.id == "range" \
+                    and "range" not in scope.vars and 1 <= len(it.args) <= 3 \
+                    and all(a.name is None for a in it.args):
+                vals = [self.eval_expr(a.value, scope) for a in it.args]
+                if not all(v.known and _is_int(v.const) for v in vals):
+                    return None
+                c = [v.const for v in vals]
+                lo, hi = (0, c[0]) if len(c) == 1 else (c[0], c[1])
+                return self.make_range(lo, hi, False, c[2] if len(c) == 3 else 1, it.span)
+            return None
+        finally:
+            del out[start:]
 
     def check_cond(self, c: Value, span: Span) -> None:
         t = c.ty

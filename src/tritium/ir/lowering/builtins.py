@@ -443,7 +443,28 @@ for _n in vocab.CONVERSIONS:
 
 @_builtin("range")
 def _range(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    return RangeV(0, _int_attr(a["n"], "n", span))
+    n = _int_attr(a["n"], "n", span)
+    if a.get("stop") is None:
+        return RangeV(0, n)
+    step = 1 if a.get("step") is None else _int_attr(a["step"], "step", span)
+    if step == 0:
+        raise LoweringError("a range step cannot be zero", span)
+    return RangeV(n, _int_attr(a["stop"], "stop", span), step)
+
+
+@_builtin("enumerate")
+def _enumerate(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    if not isinstance(a["x"], list | tuple):
+        raise LoweringError("`enumerate` needs a list known when lowering", span)
+    return [[i, x] for i, x in enumerate(a["x"])]
+
+
+@_builtin("zip")
+def _zip(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    lists = [a[k] for k in ("a", "b", "c") if a.get(k) is not None]
+    if not all(isinstance(x, list | tuple) for x in lists):
+        raise LoweringError("`zip` needs lists known when lowering", span)
+    return [list(row) for row in zip(*lists)]
 
 
 @_builtin("len")

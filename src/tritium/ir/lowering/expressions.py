@@ -153,12 +153,74 @@ class ExpressionsMixin:
             return self.eval_index(e, env, b, ctx)
         if t is A.Attr:
             return self.eval_attr(e, env, b, ctx)
+        if t is A.BlockExpr or t is A.IfExpr:
+            return self.eval_block_value(e, env, b, ctx)
+        if t is A.ListComp:
+            return self.eval_list_comp(e, env, b, ctx)
         if t is A.Range:
             lo, hi = self.eval(e.start, env, b, ctx), self.eval(e.stop, env, b, ctx)
-            if not _is_int(lo) or not _is_int(hi):
+            step = 1 if e.step is None else self.eval(e.step, env, b, ctx)
+            if not _is_int(lo) or not _is_int(hi) or not _is_int(step):
                 raise LoweringError("range bounds must be known when lowering", e.span)
-            return RangeV(lo, hi)
+            if step == 0:
+                raise LoweringError("a range step cannot be zero", e.span)
+            if e.inclusive:
+                hi += 1 if step > 0 else -1
+            return RangeV(lo, hi, step)
         raise LoweringError(f"cannot lower a `{t.__name__}` expression", getattr(e, "span", None))
+
+    def eval_list_comp(self, e: A.ListComp, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        it = self.eval(e.iter, env, b, ctx)
+        if isinstance(it, RangeV):
+            seq: list[Any] = list(it.values()) if len(it.values()) <= bounds.MAX_SEQUENCE \
+                else None
+        elif isinstance(it, list | tuple):
+            seq = list(it)
+        else:
+            seq = None
+        if seq is None:
+            raise LoweringError("a list comprehension needs a list or range known when "
+                                "lowering", e.iter.span)
+        out: list[Any] = []
+        for item in seq:
+            inner = dict(env)
+            if e.vars is None:
+                inner[e.var] = item
+            else:
+                inner.update(zip(e.vars, self.unpacked(item, len(e.vars), e.iter.span)))
+            if e.cond is not None:
+                truth = self.const_truth(self.eval(e.cond, inner, b, ctx))
+                if truth is None:
+                    raise LoweringError("a list comprehension's condition must be known when "
+                                        "lowering", e.cond.span)
+                if not truth:
+                    continue
+            out.append(self.eval(e.elt, inner, b, ctx))
+        return out
+
+    def eval_block_value(self, e: A.Expr, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        """`{ … v }` and `if c { … a } else { … b }` as values: a condition known when
+        lowering picks its block; otherwise both blocks are computed and selected from."""
+        if isinstance(e, A.BlockExpr):
+            if self.lower_stmts(list(e.body), env, b, ctx) is not None:
+                raise LoweringError("a block used as a value cannot return", e.span)
+            return self.eval_block_value(e.value, env, b, ctx)
+        if not isinstance(e, A.IfExpr):
+            return self.eval(e, env, b, ctx)
+        c = self.eval(e.cond, env, b, ctx)
+        truth = self.const_truth(c)
+        if truth is not None:
+            return self.eval_block_value(e.then if truth else e.other, env, b, ctx)
+        cond = self.to_bool(b, c, e.cond.span)
+        env1, env2 = dict(env), dict(env)
+        x = self.eval_block_value(e.then, env1, b, ctx)
+        y = self.eval_block_value(e.other, env2, b, ctx)
+        for n in set(env1) | set(env2):
+            if env1.get(n) is not env.get(n) or env2.get(n) is not env.get(n):
+                env[n] = Undef(n, "it is assigned in a block of an `if` value whose "
+                                  "condition is known only at run time")
+        xv, yv = self.operands(b, x, y, e.span)
+        return b.select(cond, xv, yv)
 
     def eval_binary(self, e: A.Binary, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
         op = e.op
@@ -196,6 +258,12 @@ class ExpressionsMixin:
         consts = (_is_num(x) or isinstance(x, bool)) and (_is_num(y) or isinstance(y, bool))
         if consts:
             return _py_binary(op, x, y, span)
+        if op == "*" and (isinstance(x, list) and _is_int(y) or isinstance(y, list) and _is_int(x)):
+            lst, n = (x, y) if isinstance(x, list) else (y, x)
+            if len(lst) * max(n, 0) > bounds.MAX_SEQUENCE:
+                raise LoweringError(f"a list longer than {bounds.MAX_SEQUENCE} at compile time",
+                                    span)
+            return lst * n
         if isinstance(x, str) and isinstance(y, str) or isinstance(x, list) and isinstance(y, list):
             if op == "+":
                 if len(x) + len(y) > bounds.MAX_SEQUENCE:
@@ -321,6 +389,11 @@ class ExpressionsMixin:
         return x
 
     def eval_attr(self, e: A.Attr, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        if isinstance(e.value, A.Name) and e.value.id == "self" and "self" not in env:
+            # the IR is the inference graph: `self.training` is false; `self.fc` is `fc`
+            if e.attr == "training":
+                return False
+            return self.eval(A.Name(e.attr, e.span), env, b, ctx)
         base = self.eval(e.value, env, b, ctx)
         if isinstance(base, dict) and e.attr in base:
             return base[e.attr]

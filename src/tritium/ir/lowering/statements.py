@@ -36,6 +36,22 @@ from .values import (
 )
 
 
+class _IterEnd:
+    """Work-list marker: the end of one unrolled iteration (where `continue` goes)."""
+
+
+class _LoopEnd:
+    """Work-list marker: the end of an unrolled loop (where `break` goes)."""
+
+
+class _WhileAgain:
+    """Work-list item: test a `while` condition again, after `done` iterations."""
+
+    def __init__(self, node: A.While, done: int) -> None:
+        self.node, self.done = node, done
+        self.span = node.span
+
+
 class StatementsMixin:
     # ------------------------------------------------------------------ statements
     def lower_stmts(self, stmts: list[Any], env: dict[str, Any], b: Builder,
@@ -85,7 +101,7 @@ class StatementsMixin:
         elif isinstance(s, A.For):
             it = self.eval(s.iter, env, b, ctx)
             if isinstance(it, RangeV):
-                seq: Sequence[Any] = range(it.start, it.stop)
+                seq: Sequence[Any] = it.values()
             elif isinstance(it, list):
                 seq = it
             elif _is_int(it):
@@ -103,15 +119,76 @@ class StatementsMixin:
             items: list[Any] = list(seq)
             expanded: list[Any] = []
             for i in items:
-                expanded.append(_SetVar(s.var, i, s.span))
+                if s.vars is None:
+                    expanded.append(_SetVar(s.var, i, s.span))
+                else:
+                    expanded.extend(_SetVar(n, x, s.span) for n, x in
+                                    zip(s.vars, self.unpacked(i, len(s.vars), s.iter.span)))
                 expanded.extend(s.body)
+                expanded.append(_IterEnd())
+            expanded.append(_LoopEnd())
             work[0:0] = expanded
+        elif isinstance(s, A.While):
+            self.lower_while(s, 0, work, env, b, ctx)
+        elif isinstance(s, A.Unpack):
+            v = self.eval(s.value, env, b, ctx)
+            for name, part in zip(s.targets, self.unpacked(v, len(s.targets), s.value.span)):
+                env[name] = part
+        elif isinstance(s, _WhileAgain):
+            self.lower_while(s.node, s.done, work, env, b, ctx)
+        elif isinstance(s, _IterEnd | _LoopEnd | A.Pass):
+            pass
+        elif isinstance(s, A.Break | A.Continue):
+            stops = (_LoopEnd,) if isinstance(s, A.Break) else (_IterEnd, _LoopEnd)
+            while work and not isinstance(work[0], stops):
+                work.pop(0)
+            if not work:
+                raise LoweringError(f"`{'break' if isinstance(s, A.Break) else 'continue'}` "
+                                    f"under a condition known only at run time cannot be "
+                                    f"lowered to IR (loops are unrolled)", s.span,
+                                    help="the PyTorch backend compiles it")
+            if isinstance(s, A.Break):
+                work.pop(0)
+        elif isinstance(s, A.Assert):
+            c = self.eval(s.cond, env, b, ctx)
+            if self.const_truth(c) is False:
+                raise LoweringError("this assertion is false", s.cond.span)
+            # an assertion on run-time values is checked by the PyTorch module only
         elif isinstance(s, A.FnDef | A.Import):
             raise LoweringError("a definition cannot appear inside a function", s.span)
         else:
             raise LoweringError(f"cannot lower a `{type(s).__name__}` statement",
                                 getattr(s, "span", None))
         return None
+
+    @staticmethod
+    def unpacked(v: Any, n: int, span: Span | None) -> list[Any]:
+        if not isinstance(v, list | tuple) or len(v) != n:
+            raise LoweringError(f"cannot unpack this value into {n} names (a list or tuple of "
+                                f"{n} known when lowering is needed)", span)
+        return list(v)
+
+    def lower_while(self, s: A.While, done: int, work: list[Any], env: dict[str, Any],
+                    b: Builder, ctx: FnCtx) -> None:
+        """One iteration of a `while` whose condition is known when lowering: its body, then
+        the loop again (at most `MAX_UNROLL` iterations of one loop)."""
+        truth = self.const_truth(self.eval(s.cond, env, b, ctx))
+        if truth is None:
+            raise LoweringError("a `while` loop whose condition is known only at run time "
+                                "cannot be lowered to IR (loops are unrolled)", s.cond.span,
+                                help="the PyTorch backend compiles it; for the IR, count "
+                                     "with `for i in 0..n`")
+        if not truth:
+            return
+        if done >= MAX_UNROLL:
+            raise LoweringError(f"a `while` loop of more than {MAX_UNROLL} iterations is too "
+                                f"long to unroll", s.span)
+        self.unrolled += _node_count(s.body)
+        if self.unrolled > bounds.MAX_UNROLLED:
+            raise LoweringError(f"the loops unroll to more than {bounds.MAX_UNROLLED} "
+                                f"expression nodes in all", s.span,
+                                help="nested loops multiply; use fewer or shorter loops")
+        work[0:0] = [*s.body, _IterEnd(), _WhileAgain(s, done + 1), _LoopEnd()]
 
     def coerce_decl(self, v: Any, te: A.TypeExpr | None) -> Any:
         if te is None:

@@ -102,6 +102,10 @@ class FnRef:
 class RangeV:
     start: int
     stop: int
+    step: int = 1
+
+    def values(self) -> range:
+        return range(self.start, self.stop, self.step)
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,7 @@ def _contains_return(stmts: Sequence[Any]) -> bool:
             return True
         if isinstance(s, A.If) and (_contains_return(s.then) or _contains_return(s.other or [])):
             return True
-        if isinstance(s, A.For) and _contains_return(s.body):
+        if isinstance(s, A.For | A.While) and _contains_return(s.body):
             return True
     return False
 
