@@ -48,7 +48,7 @@ def test_the_example_checks_builds_and_holds_the_recipe():
         assert kinds[name].startswith("Ternary") and layer.per_channel, name
     s = resolve_settings(getattr(model, "tritium_training", {}), TrainOptions(file=str(EXAMPLE)))
     assert s.dataset == "fashion-mnist" and s.schedule["type"] == "cosine"
-    assert (s.optimizer, s.epochs) == ("adam", 20)
+    assert (s.optimizer, s.epochs) == ("adam", 30)
 
 
 @pytest.mark.skipif(_fashion_dir() is None, reason="Fashion-MNIST is not installed "
