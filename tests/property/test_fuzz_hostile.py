@@ -54,7 +54,9 @@ def fuzz(default: int):
 
 
 TIME_BOUND = 10.0   # CPU seconds for one example, whatever it asks for (normally milliseconds;
-                    # CPU time, so that a loaded machine does not fail the bound)
+                    # CPU time, so that a loaded machine does not fail the bound; the compiler's
+                    # own thread's, where only the compiler runs: process time also counts
+                    # torch's OpenMP threads spinning, 28 s of it once under a load of 10)
 
 
 @contextmanager
@@ -147,14 +149,14 @@ def test_fuzz_bad_names_are_diagnosed(text: str) -> None:
 
 def _bounded_compile(text: str) -> None:
     with sandbox():
-        t0 = time.process_time()
+        t0 = time.thread_time()
         result = check_source(text, "<fuzz>")
         assert_diagnostics(result)
         if result.ok:
             python = generate(result)
             validate(python)
             roundtrip_ir(result, "M")
-        assert time.process_time() - t0 < TIME_BOUND, text[:200]
+        assert time.thread_time() - t0 < TIME_BOUND, text[:200]
 
 
 _EXPENSIVE = all_expensive_programs()
@@ -191,10 +193,10 @@ def test_fuzz_import_paths_give_diagnostics(path: str) -> None:
         main.write_text(f"import {tri_string(path)}\nmodel M {{\n"
                         f"    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {{ return x }}\n}}\n",
                         encoding="utf-8")
-        t0 = time.process_time()
+        t0 = time.thread_time()
         result = check_file(main)
         assert_diagnostics(result)
-        assert time.process_time() - t0 < TIME_BOUND
+        assert time.thread_time() - t0 < TIME_BOUND
 
 
 # ----------------------------------------------------------------------------- generated code
