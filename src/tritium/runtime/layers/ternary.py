@@ -317,6 +317,22 @@ class TernaryLayer(TritiumLayer):
         self._become_frozen(data, scale, fmt)
         return self
 
+    def _frozen_plan(self, x: torch.Tensor, residual: torch.Tensor | None
+                     ) -> kernels.LinearPlan | None:
+        """The cached native call of this frozen layer (rebuilt when its tensors changed), or
+        None when a plan may not serve this call (autograd, torch.compile, non-float32 CPU
+        input) or no native kernels exist: the caller then takes the general path."""
+        bufs = self._buffers
+        wdata, scale, bias = bufs["weight_packed"], bufs["weight_scale"], \
+            self._parameters.get("bias")
+        if not kernels.plan_usable(x, residual, bias):
+            return None
+        plan = self._plan
+        if plan is None or not plan.valid_for(wdata, scale, bias):
+            plan = self._plan = kernels.linear_plan(
+                wdata, self.out_dim, self.reduce_dim, self.format, scale, bias, self.act_quant)
+        return plan
+
     def _become_frozen(self, data: torch.Tensor, scale: torch.Tensor, fmt: str) -> None:
         del self.weight
         self.register_buffer("weight_packed", data)
@@ -405,18 +421,9 @@ class TernaryLinear(TernaryLayer):
                     "(freeze with fold_bn=False to keep the batch norm)")
             # fast path: a cached native call (no autograd, eager mode, float32 CPU input)
             if residual is None and x.dim() == 2 and x.shape[1] == self.in_features:
-                bufs = self._buffers
-                wdata, scale, bias = bufs["weight_packed"], bufs["weight_scale"], \
-                    self._parameters.get("bias")
-                if kernels.plan_usable(x, None, bias):
-                    plan = self._plan
-                    if plan is None or not plan.valid_for(wdata, scale, bias):
-                        plan = self._plan = kernels.linear_plan(
-                            wdata, self.out_features, self.in_features, self.format, scale,
-                            bias, self.act_quant)
-                    if plan is not None:
-                        return plan(x if x.is_contiguous() else x.contiguous(), activation,
-                                    None)
+                plan = self._frozen_plan(x, None)
+                if plan is not None:
+                    return plan(x if x.is_contiguous() else x.contiguous(), activation, None)
             lead = x.shape[:-1]
             x2 = x.reshape(-1, x.shape[-1])
             r2 = None if residual is None else residual.reshape(-1, self.out_features)
@@ -562,19 +569,11 @@ class TernaryConv2d(TernaryLayer):
         if self.frozen:
             # fast path: a cached native call (groups 1, no autograd, eager, float32 CPU NCHW)
             if self.groups == 1 and x.dim() == 4 and x.shape[1] == self.in_channels:
-                bufs = self._buffers
-                wdata, scale, bias = bufs["weight_packed"], bufs["weight_scale"], \
-                    self._parameters.get("bias")
-                if kernels.plan_usable(x, residual, bias):
-                    plan = self._plan
-                    if plan is None or not plan.valid_for(wdata, scale, bias):
-                        plan = self._plan = kernels.linear_plan(
-                            wdata, self.out_channels, self.reduce_dim, self.format, scale,
-                            bias, self.act_quant)
-                    if plan is not None:
-                        return plan.conv2d(x if x.is_contiguous() else x.contiguous(),
-                                           self.kernel_size, self.stride, self.padding,
-                                           self.dilation, activation, residual)
+                plan = self._frozen_plan(x, residual)
+                if plan is not None:
+                    return plan.conv2d(x if x.is_contiguous() else x.contiguous(),
+                                       self.kernel_size, self.stride, self.padding,
+                                       self.dilation, activation, residual)
             return kernels.ternary_conv2d(
                 x,
                 self.packed_weight(),
