@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tritium import cachedir
+from tritium.backends.cpu import isa as _isa
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 GGML_VERSION = "0.25.3"  # what the vendored ggml of that sdist reports (ggml_version())
@@ -82,31 +83,9 @@ class PeerUnavailable(RuntimeError):
 
 # ----------------------------------------------------------------------------- the CPU
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware"):
-                    return value.strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    """The feature flags of the first CPU in /proc/cpuinfo (empty where that file is absent)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return sorted(set(value.split()))
-    except OSError:
-        pass
-    return []
+# the CPU's name and feature flags: the kernels' own reading of /proc/cpuinfo
+cpu_model = _isa.cpu_model
+cpu_flags = _isa.cpu_flags
 
 
 def isa_flags(flags: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
