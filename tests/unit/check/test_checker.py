@@ -385,6 +385,12 @@ def test_names_in_a_skipped_operand_must_still_resolve(op, stride):
     assert "E0304" not in codes(SHORT_CIRCUIT.format(op=op, right="floordiv(1, 0)",
                                                      stride=stride))
     assert errors(SHORT_CIRCUIT.format(op=op, right="c_out", stride=stride)) == []
+    # ... and what it names must be a value and what it calls must fit (fuzz finding: a
+    # layer kind in a skipped operand checked clean, then the code generator failed)
+    for right, code in (("Linear", "E0310"), ("sin(1, 2)", "E0306"), ("nosuch(1)", "E0305"),
+                        ("sin(1, bogus: 2)", "E0307")):
+        src = SHORT_CIRCUIT.format(op=op, right=right, stride=stride)
+        assert code in codes(src), right
 
 
 @pytest.mark.parametrize("kind", ["Conv2d", "TernaryConv2d"])
