@@ -178,6 +178,8 @@ CODES: dict[str, str] = {
     "E0883": "invalid `state` declaration",
     "E0900": "form with no meaning for a tensor compiler (struct, trait, impl, global, extends, throws, spread)",
     "E0901": "section setting not supported",
+    "E0960": "`pop` from an empty list, or at a position out of range",
+    "E0961": "a list method's value is not in the list (`index`, `remove`) or the items do not compare (`sort`)",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

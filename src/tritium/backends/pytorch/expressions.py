@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from ... import vocab
 from ...check.builtins import FUNCTIONS
 from ...check.checker.model import callable_layer
+from ...check.list_methods import LIST_METHODS
 from ...frontend import ast as A
 from ...frontend.lexer import FORMAT_SPEC_RE
 from ...frontend.names import internal, py_attr, py_local
@@ -374,6 +375,8 @@ class BodyGen:
             base = self.as_tensor(self.expr(f.value, ctx), f.span in coerce)
             if f.attr == "size":
                 return f"{base}.size({', '.join(args)})"
+            if f.attr in LIST_METHODS and f.attr not in FUNCTIONS:   # xs.append(v): Python's
+                return f"{self.sub(f.value, ctx, 20)}.{f.attr}({', '.join(args)})"
             return self.builtin(f.attr, [base] + pos, kw)
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")

@@ -85,6 +85,9 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
               "gumbel_softmax_quantize", "xnor_quantize", "ste_quantize", "clipped_ste_quantize",
               "dequantize", "ternary_weights", "quantized_linear", "quantized_conv2d",
               "quantized_matmul", "rope"}
+# the list methods of the language (tritium.check.list_methods), called on list values
+VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",
+                "index", "count", "copy"}
 _MODULE_ROOTS = {"torch": TORCH_ATTRS, "F": F_ATTRS, "nn": NN_ATTRS, "trt": TRT_ATTRS}
 
 _FORBIDDEN_NODES = (

@@ -9,6 +9,7 @@ from ...frontend.diagnostics import Label, Span, did_you_mean
 from ...frontend.parser import DTYPES, TENSOR_TYPES
 from .. import library as L
 from ..builtins import FUNCTIONS, BindError, bind
+from ..list_methods import LIST_METHODS, forget_passed_lists, list_method_call
 from ..types import (
     ANY,
     FLOAT_TYPES,
@@ -50,6 +51,8 @@ class CallsMixin:
         # method call x.reshape(…) → reshape(x, …)
         if isinstance(f, A.Attr):
             base = self.eval_expr(f.value, scope)
+            if isinstance(base.ty, ListT) and f.attr in LIST_METHODS:
+                return list_method_call(self, base, e, scope)
             if isinstance(base.ty, TensorT | AnyT) and f.attr in FUNCTIONS:
                 args = [base] + [self.builtin_arg(a.value, scope) for a in e.args]
                 names = [None] + [a.name for a in e.args]
@@ -92,6 +95,7 @@ class CallsMixin:
             if d is not None:
                 args = [self.eval_expr(a.value, scope) for a in e.args]
                 if d.kind == "fn":
+                    forget_passed_lists(self, d.node, e, scope)
                     return self.user_fn_call(d, args, e)
                 return self.call_layer_definition(d, args, e)
             if name in FUNCTIONS:

@@ -416,6 +416,7 @@ class FunctionsMixin:
                 seq = range(count)
             self._loop_depth += 1
             self._loops_open = getattr(self, "_loops_open", 0) + 1
+            self._inexact_loops = getattr(self, "_inexact_loops", 0) + (not exact)
             try:
                 for i in seq:
                     self.bind_loop_vars(s, Value.of(i) if exact else Value(INT), scope)
@@ -427,6 +428,7 @@ class FunctionsMixin:
             finally:
                 self._loop_depth -= 1
                 self._loops_open -= 1
+                self._inexact_loops -= not exact
         elif isinstance(s, A.While):
             self.exec_while(s, scope)
         elif isinstance(s, A.Unpack):
@@ -501,6 +503,7 @@ class FunctionsMixin:
             items = [Value(joined)] * min(len(items), 2)
         self._loop_depth += 1
         self._loops_open = getattr(self, "_loops_open", 0) + 1
+        self._inexact_loops = getattr(self, "_inexact_loops", 0) + (not exact)
         try:
             for item in items:
                 self.bind_loop_vars(s, item, scope)
@@ -512,6 +515,7 @@ class FunctionsMixin:
         finally:
             self._loop_depth -= 1
             self._loops_open -= 1
+            self._inexact_loops -= not exact
 
     def exec_branch(self, stmts: list, scope: Scope) -> None:
         """A branch of a condition known only at run time: a `break` or `continue` in it may
@@ -558,6 +562,17 @@ class FunctionsMixin:
 
     def _abstract_while(self, s: A.While, scope: Scope) -> None:
         before = dict(scope.vars)
+        self._inexact_loops = getattr(self, "_inexact_loops", 0) + 1
+        try:
+            self._abstract_while_body(s, scope)
+        finally:
+            self._inexact_loops -= 1
+        for name, v in list(scope.vars.items()):
+            old = before.get(name)
+            if old is not v:
+                scope.vars[name] = Value(join_types(old.ty, v.ty) if old is not None else v.ty)
+
+    def _abstract_while_body(self, s: A.While, scope: Scope) -> None:
         for _ in range(2):
             self.check_cond(self.eval_expr(s.cond, scope), s.cond.span)
             try:
@@ -565,10 +580,6 @@ class FunctionsMixin:
             except _LoopExit as ex:
                 if ex.kind == "break":
                     break
-        for name, v in list(scope.vars.items()):
-            old = before.get(name)
-            if old is not v:
-                scope.vars[name] = Value(join_types(old.ty, v.ty) if old is not None else v.ty)
 
     def loop_values(self, it: A.Expr, scope: Scope) -> range | None:
         """The values a `for` over a range takes (`2..5` is 2, 3, 4), when known; its

@@ -10,12 +10,14 @@ from ...check import bounds
 from ...check.builtins import FUNCTIONS
 from ...check.checker import Definition, LayerInst
 from ...check.checker.model import callable_layer, layer_as_function
+from ...check.list_methods import LIST_METHODS
 from ...frontend import ast as A
 from ...frontend.diagnostics import Span
 from ..builder import Builder
 from ..core import Function, Value
 from ..ops import InferError
 from ..types import FLOAT_DTYPES, ScalarType, TensorType, types_compatible
+from .list_methods import call_list_method, fresh_lists, list_arguments
 from .values import (
     _BINOPS,
     _LANG_DTYPES,
@@ -427,6 +429,8 @@ class ExpressionsMixin:
                     raise LoweringError("`size` needs a known dim", e.span)
                 d = t.shape[k]
                 return d if _is_int(d) else SymDim(base, k % t.rank, d)
+            if isinstance(base, list) and f.attr in LIST_METHODS:
+                return call_list_method(base, f.attr, args, e.span)
             if isinstance(base, Value) and f.attr in FUNCTIONS:
                 return self.builtin(f.attr, [(None, base), *args], b, e.span, ctx)
             raise LoweringError(f"cannot lower the method `.{f.attr}(…)`", f.span)
@@ -532,6 +536,7 @@ class ExpressionsMixin:
         fn: A.FnDef = d.node  # type: ignore[assignment]
         if len(args) > len(fn.params):
             raise LoweringError(f"`{fn.name}` takes {len(fn.params)} argument(s)", span)
+        args = list_arguments(fn, list(args), span)
         if fn.ret is not None and fn.ret.name == "None" and fn.ret.args is None:
             # a `-> void` / `-> None` function: its only effects (`print`) have no IR
             return None
@@ -571,7 +576,7 @@ class ExpressionsMixin:
                     ret = None
                 if ret is not None and all(_is_const(r) or isinstance(r, list) for r in ret):
                     self.fns[key] = ("", None, ret)
-                    return ret[0] if len(ret) == 1 else ret
+                    return fresh_lists(ret[0] if len(ret) == 1 else ret)
             name = fn.name
             n = 2
             while name in self.fn_names:
@@ -584,7 +589,7 @@ class ExpressionsMixin:
             self.fns[key] = (name, f, [])
             self.fn_order.append(f)
         name, f, consts = self.fns[key]
-        if f is None:
-            return consts[0] if len(consts) == 1 else consts
+        if f is None:   # a list result is the caller's own (it may change it)
+            return fresh_lists(consts[0] if len(consts) == 1 else consts)
         res = self.emit_call(b, f, dyn_args, span, None, f"function `{fn.name}`")
         return res[0] if len(res) == 1 else res
