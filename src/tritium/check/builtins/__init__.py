@@ -8,8 +8,8 @@ A `Builtin` holds
     max={max})"` (each `{param}` is the argument's source, or its default), or a function of
     (arguments, names given) -> source for the few whose form depends on what is given;
   * `ir`: the IR op it lowers to (`IR(op, operands, attrs)`) and `py`, its value on Python
-    numbers (compile-time constants); with `ir=None`, `tritium.ir.lowering.builtins` has a
-    lowering of that name (for the builtins that build several ops or need checks);
+    numbers (compile-time constants); with `ir=None`, `tritium.ir.lowering` has a lowering
+    of that name (`@_builtin`) (for the builtins that build several ops or need checks);
   * `pair_op`: the elementwise op a two-tensor call means (`max(a, b)` is `maximum`).
 
 The checker, the IR lowering and the PyTorch code generator read this table; adding a
