@@ -24,7 +24,7 @@ test: $(STAMP) cross-tools
 	$(PY) -m pytest -q -n 2
 
 # The aarch64 cross compiler and qemu-user for the NEON kernel test
-# (tests/unit/runtime/test_neon_cross.py). Installed only when missing, as root, with apt-get;
+# (tests/unit/backends/cpu/test_neon_cross.py). Installed only when missing, as root, with apt-get;
 # anywhere else this prints why it is skipped and that test skips with the install command.
 CROSS_APT := gcc-aarch64-linux-gnu qemu-user
 cross-tools:

@@ -64,10 +64,10 @@ LLM_SHAPES = ((2560, 2560), (6912, 2560), (2560, 6912), (4096, 4096), (8192, 819
 BATCHES = (1, 8, 64, 256, 2048)
 SECTIONS = ("env", "tests", "kernels", "model", "timing", "tune")
 DEFAULT_SECTIONS = ("env", "tests", "kernels", "model", "timing")
-INTERP_TESTS = ("tests/unit/triton/test_kernels_interp.py",
-                "tests/unit/triton/test_tile_params_interp.py",
-                "tests/unit/triton/test_compat.py",
-                "tests/unit/triton/test_dispatch.py")
+INTERP_TESTS = ("tests/unit/backends/triton/test_kernels_interp.py",
+                "tests/unit/backends/triton/test_tile_params_interp.py",
+                "tests/unit/backends/triton/test_compat.py",
+                "tests/unit/backends/triton/test_dispatch.py")
 RTOL, ATOL = 1e-5, 1e-4
 # int8 results under these activations are compared bit for bit; gelu, silu, sigmoid and tanh
 # round differently from torch's in the last bits (tritium.tune.triton_run.EXACT_ACTIVATIONS)

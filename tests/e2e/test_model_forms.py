@@ -72,7 +72,7 @@ def test_switch_takes_the_matching_case(tmp_path, precision, default, want):
 def test_switch_default_and_no_match():
     src = SEED.read_text(encoding="utf-8").replace('precision: "int8"', 'precision: "int4"')
     # no case matches and there is no default: `head` is None, and calling it is an error
-    assert [d.code for d in check_source(src).errors] == ["E0310"]
+    assert [d.code for d in check_source(src).errors] == ["E0313"]
     with_default = src.replace(FP32, FP32 + DEFAULT).replace("[?, 10]", "[?, 32]")
     assert not check_source(with_default).errors
 

@@ -131,6 +131,7 @@ CODES: dict[str, str] = {
     "E0310": "layer used before definition or not callable",
     "E0311": "name not allowed",
     "E0312": "compile-time value too large",
+    "E0313": "a conditional layer called where its condition is false",
     "E0401": "type mismatch",
     "E0402": "implicit float-to-int conversion",
     "E0403": "trit value outside {-1, 0, 1}",

@@ -43,7 +43,7 @@ DEVICES = ("cuda", "interpret")
 INTERPRETER_KIND = "triton-interpreter"
 INTERPRETER_NOTE = ("timings of Triton's interpreter on CPU tensors: they check correctness "
                     "and the loop, and say nothing about a GPU")
-RTOL, ATOL = 1e-5, 1e-4  # the float tolerance of tests/unit/triton
+RTOL, ATOL = 1e-5, 1e-4  # the float tolerance of tests/unit/backends/triton
 RMS_EPS = 1e-6
 # Activations computed exactly (comparisons and selects): an int8 kernel with one of these is
 # compared bit for bit; gelu, silu, sigmoid and tanh go through erf/exp, which round
@@ -252,7 +252,7 @@ class TritonProblem:
         if self.spec.prenorm != "none" and self.spec.act_quant == "int8":
             # The kernel's normalization sums in another order than torch's, so a token's
             # int8 scale may differ in its last bit and a value on a rounding tie may move one
-            # quantization step (the rule of tests/unit/triton): one step per output.
+            # quantization step (the rule of tests/unit/backends/triton): one step per output.
             step = x.abs().amax(-1, keepdim=True) / 127 * inputs["scale"].reshape(1, -1)
             self._step = step.expand_as(y).to(self._dev)
         return y.to(torch.float32).to(self._dev)

@@ -409,3 +409,37 @@ def test_same_padding_needs_a_symmetric_pad(kind: str, kernel, dilation: int, ok
     else:
         assert [d.code for d in result.errors] == ["E0309"]
         assert "pad" in result.errors[0].message and "odd" in (result.errors[0].help or "")
+
+
+DEAD = """
+fn f(x: Tensor[2, 4], n: int) -> Tensor {
+    let a = 1
+    let y = x
+    BODY
+    return y
+}
+"""
+
+
+@pytest.mark.parametrize("body", [
+    "if false { y = y + { let t = 2; t * a } }",
+    "if true { y = y } else { y = y + { let t = 2; t * a } }",
+    "for i in range(0) { y = y + { let t = 2; t * a } }",
+    "for (i, j) in [] { y = y + { let t = 2; t * a } }",
+    "while false { y = y + { let t = 2; t * a } }",
+    "while true {\n break\n y = y + { let t = 2; t * a }\n }",
+])
+def test_code_the_evaluation_skips_is_still_checked_for_generation(body):
+    """Fuzz finding: a branch or loop body the checker's constants rule out, and what
+    follows a `break`, were never checked, so a block value the code generator cannot
+    write (E0865) passed `tritium check` and failed `tritium compile`."""
+    assert "E0865" in codes(DEAD.replace("BODY", body))
+
+
+@pytest.mark.parametrize("body", [
+    "if false { y = y / 0 }", "if false { return 3 }", "for i in range(0) { y = y @ y * a }",
+    "if false { y = y @ y }",
+])
+def test_skipped_code_is_not_evaluated(body):
+    # what never runs keeps no type or value errors (only what generation needs)
+    assert errors(DEAD.replace("BODY", body)) == []

@@ -1,7 +1,7 @@
 """Tuning the generated Triton kernels: the real loop on Triton's interpreter (CPU tensors, so
 correctness is real and timings are not), the CLI, and dispatch of archived configs on a GPU.
 
-TRITON_INTERPRET is set here, while pytest collects (as tests/unit/triton/conftest.py does),
+TRITON_INTERPRET is set here, while pytest collects (as tests/unit/backends/triton/conftest.py does),
 because Triton builds its standard library for the interpreter or the compiler when it is
 first imported. AOT pruning in such a process compiles in a helper process.
 """

@@ -1,5 +1,5 @@
 """Search spaces of the Triton kernels, and pruning by ahead-of-time compilation (no GPU:
-`triton.compile` for a `GPUTarget`, as in tests/unit/triton and tests/e2e/test_triton_aot.py;
+`triton.compile` for a `GPUTarget`, as in tests/unit/backends/triton and tests/e2e/test_triton_aot.py;
 in a process that imported Triton for its interpreter the compile runs in a helper process)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tritium.tune.triton_space import (
 )
 
 # Not importorskip: importing triton while collecting would fix its mode before
-# tests/unit/triton/conftest.py asks for the interpreter.
+# tests/unit/backends/triton/conftest.py asks for the interpreter.
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
                                 reason="needs triton")
 

@@ -36,18 +36,13 @@ from ..types import (
     shape_str,
 )
 from .model import (
+    GENERATE_CODES,
     Scope,
     _is_int,
     _num,
     _paren,
     check_fstring,
 )
-
-# what a skipped short-circuit operand must still get right, because the generated code
-# holds it: its names resolve to values (E0304, E0310, E0311) and its calls name a function
-# and fit its parameters (E0305-E0307)
-_RESOLVE_CODES = frozenset({"E0304", "E0305", "E0306", "E0307", "E0310", "E0311"})
-
 
 
 def _exits(s) -> bool:
@@ -309,12 +304,12 @@ class ExpressionsMixin:
     def names_resolve(self, e: A.Expr, scope: Scope) -> None:
         """The operand a short-circuit skips is never evaluated, but the generated code holds
         it, so what it names and calls must still be there: evaluate it and keep only the
-        diagnostics about names and calls (`_RESOLVE_CODES`); a skipped `1 / 0` or a type
-        error in it is no error."""
+        diagnostics the code generator depends on (`GENERATE_CODES`); a skipped `1 / 0` or a
+        type error in it is no error."""
         out = self.inner if self.quiet else self.diags
         start = len(out)
         self.eval_expr(e, scope)
-        kept = [d for d in out[start:] if d.code in _RESOLVE_CODES]
+        kept = [d for d in out[start:] if d.code in GENERATE_CODES]
         del out[start:]
         out.extend(kept)
 

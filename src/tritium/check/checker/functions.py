@@ -35,6 +35,7 @@ from ..types import (
     working_type,
 )
 from .model import (
+    GENERATE_CODES,
     MAX_UNROLL,
     LayerInst,
     Scope,
@@ -294,8 +295,36 @@ class FunctionsMixin:
 
     # ------------------------------------------------------------------ statements
     def exec_block(self, stmts: list, scope: Scope) -> None:
-        for s in stmts:
-            self.exec_stmt(s, scope)
+        for i, s in enumerate(stmts):
+            try:
+                self.exec_stmt(s, scope)
+            except _LoopExit:
+                self.skipped_block(stmts[i + 1:], scope)   # after the `break`/`continue`
+                raise
+
+    def skipped_block(self, stmts: list, scope: Scope, loop: tuple | None = None) -> None:
+        """Statements the evaluation does not reach (a branch or loop body its constants
+        rule out, what follows a `break`): checked on a copy of the scope (with a loop's
+        variables bound to `loop`'s value), keeping only the diagnostics the code generator
+        depends on (`GENERATE_CODES`)."""
+        if not stmts:
+            return
+        out = self.inner if self.quiet else self.diags
+        start, returns = len(out), len(self.returns)
+        unassigned = dict(self.unassigned)
+        inner = Scope(dict(scope.vars), dict(scope.defined_at), scope.used)
+        try:
+            if loop is not None:
+                self.bind_loop_vars(loop[0], loop[1], inner)
+            self.exec_block(stmts, inner)
+        except _LoopExit:
+            pass
+        finally:
+            kept = [d for d in out[start:] if d.code in GENERATE_CODES]
+            del out[start:]
+            out.extend(kept)
+            del self.returns[returns:]
+            self.unassigned = unassigned
 
     def define(self, scope: Scope, name: str, v: Value, span: Span) -> None:
         if name not in scope.vars or name not in scope.defined_at:
@@ -383,6 +412,7 @@ class FunctionsMixin:
             self.check_cond(c, s.cond.span)
             if c.known and not isinstance(c.const, SymInt):
                 self.exec_block(s.then if c.const else (s.other or []), scope)
+                self.skipped_block((s.other or []) if c.const else s.then, scope)
                 return
             then_scope = Scope(dict(scope.vars), scope.defined_at, scope.used)
             self.exec_branch(s.then, then_scope)
@@ -418,6 +448,8 @@ class FunctionsMixin:
             self._loops_open = getattr(self, "_loops_open", 0) + 1
             self._inexact_loops = getattr(self, "_inexact_loops", 0) + (not exact)
             try:
+                if not seq:   # no iteration: the body is still generated
+                    self.skipped_block(s.body, scope, loop=(s, Value(INT)))
                 for i in seq:
                     self.bind_loop_vars(s, Value.of(i) if exact else Value(INT), scope)
                     try:
@@ -505,6 +537,8 @@ class FunctionsMixin:
         self._loops_open = getattr(self, "_loops_open", 0) + 1
         self._inexact_loops = getattr(self, "_inexact_loops", 0) + (not exact)
         try:
+            if not items:   # no iteration: the body is still generated
+                self.skipped_block(s.body, scope, loop=(s, Value(ANY)))
             for item in items:
                 self.bind_loop_vars(s, item, scope)
                 try:
@@ -535,6 +569,7 @@ class FunctionsMixin:
             if self._loop_depth > 1:
                 self._abstract_while(s, scope)
                 return
+            first = True
             for _ in range(bounds.MAX_UNROLL + 1):
                 c = self.eval_expr(s.cond, scope)
                 self.check_cond(c, s.cond.span)
@@ -542,7 +577,10 @@ class FunctionsMixin:
                     self._abstract_while(s, scope)
                     return
                 if not c.const:
+                    if first:   # never entered: the body is still generated
+                        self.skipped_block(s.body, scope)
                     return
+                first = False
                 self._maybe_exit = False
                 try:
                     self.exec_block(s.body, scope)

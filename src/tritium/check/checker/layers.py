@@ -359,7 +359,7 @@ class LayersMixin:
                     optional_ok: bool) -> Value:
         self.used_layers.add(inst.name)
         if inst.present is False:
-            self.report("E0310", f"layer `{inst.name}` does not exist here: its condition is false",
+            self.report("E0313", f"layer `{inst.name}` does not exist here: its condition is false",
                         call.span, secondary=[Label(inst.span, "declared here")],
                         help=f"guard the call with `if {inst.name} is not None {{ … }}`")
             return Value(ANY)

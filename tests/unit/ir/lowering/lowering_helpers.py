@@ -16,7 +16,7 @@ from tritium.frontend import ast as A
 from tritium.ir import Function, TensorType, interpret
 from tritium.ir.lowering import LoweredModel, lower
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 EXAMPLES = sorted((ROOT / "examples").glob("*.tri"))
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -1,4 +1,4 @@
-/* Test driver for the cross-compiled kernels (tests/unit/runtime/test_neon_cross.py).
+/* Test driver for the cross-compiled kernels (tests/unit/backends/cpu/test_neon_cross.py).
  *
  * Linked statically with one rendered kernel specialization and run under qemu-user:
  *   neon_driver IN OUT

@@ -33,5 +33,5 @@ def interpreted() -> None:
 
     assert compat.interpreting(), "TRITON_INTERPRET must be set before kernels load"
     assert not compat.compiler_stdlib_loaded(), (
-        "triton was imported before tests/unit/triton/conftest.py set TRITON_INTERPRET=1 "
+        "triton was imported before tests/unit/backends/triton/conftest.py set TRITON_INTERPRET=1 "
         "(a test module imported torch._dynamo or triton at collection time?)")

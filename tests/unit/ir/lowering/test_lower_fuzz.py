@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "property"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "property"))
 from strategies import programs  # noqa: E402
 
 from tritium.check import check_source  # noqa: E402

@@ -29,13 +29,13 @@ from tritium.cachedir import cache_root
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 VERSIONS = ("3.5.1", "3.6.0")
 TESTS = (
-    "tests/unit/triton/test_kernels_interp.py",
-    "tests/unit/triton/test_tile_params_interp.py",
-    "tests/unit/triton/test_compat.py",
-    "tests/unit/triton/test_dispatch.py",
+    "tests/unit/backends/triton/test_kernels_interp.py",
+    "tests/unit/backends/triton/test_tile_params_interp.py",
+    "tests/unit/backends/triton/test_compat.py",
+    "tests/unit/backends/triton/test_dispatch.py",
     "tests/e2e/test_triton_aot.py",
 )
 # Read while collecting: the directory's conftest points TRITIUM_CACHE_DIR at a temporary

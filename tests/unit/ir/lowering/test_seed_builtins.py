@@ -163,7 +163,7 @@ def test_random_quantizers_run_in_pytorch_not_the_ir(expr, tmp_path):
         lower(result, "F")
 
 
-SEED = __import__("pathlib").Path(__file__).resolve().parents[3] / "examples" / "seed"
+SEED = __import__("pathlib").Path(__file__).resolve().parents[4] / "examples" / "seed"
 
 
 def _functions(name: str) -> dict:

@@ -1,6 +1,6 @@
 """The Triton version layer (`tritium.backends.triton.compat`): version checks, options, and
 the interpreter fix for Triton 3.5/3.6 with NumPy >= 2.4, on whatever Triton is installed
-(tests/unit/triton/test_triton_versions.py runs the kernel tests under the other versions)."""
+(tests/unit/backends/triton/test_triton_versions.py runs the kernel tests under the other versions)."""
 
 from __future__ import annotations
 

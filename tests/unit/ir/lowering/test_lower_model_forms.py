@@ -8,7 +8,7 @@ from pathlib import Path
 from tritium.check import check_source
 from tritium.ir.lowering import lower
 
-SEED = Path(__file__).resolve().parents[3] / "examples" / "seed" / "model_forms.tri"
+SEED = Path(__file__).resolve().parents[4] / "examples" / "seed" / "model_forms.tri"
 
 
 def subs(src: str) -> dict[str, str]:
