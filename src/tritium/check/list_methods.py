@@ -80,13 +80,18 @@ def _elem_type(ty: ListT, items: list[Value] | None):
     return out
 
 
-def _contains(obj, target, depth: int = 0) -> bool:
-    if obj is target:
-        return True
+def _contains(obj, old: Value, target, depth: int = 0) -> bool:
+    """Whether the items `obj` hold the list `old` (its value, or its constant `target`)."""
     if depth > 32 or not isinstance(obj, list):
         return False
-    return any(_contains(o.const if isinstance(o, Value) else o, target, depth + 1)
-               for o in obj)
+    for o in obj:
+        if o is old or target is not None and (o is target or isinstance(o, Value)
+                                               and o.const is target):
+            return True
+        inner = o.const if isinstance(o, Value) else o
+        if _contains(inner, old, target, depth + 1):
+            return True
+    return False
 
 
 def _root(e: A.Expr) -> str | None:
@@ -97,18 +102,36 @@ def _root(e: A.Expr) -> str | None:
 
 def rebind(scope, old: Value, new: Value, root: str | None, direct: bool) -> None:
     """After a mutation of the list `old` reached through the name `root` (`direct`: `root`
-    is the list itself): `root` takes `new`, or loses its constant when the list is inside
-    it; every other name bound to what the checker knows as the same list, or holding it,
-    loses its constant. (The checker shares one value between names that may be distinct
-    lists at run time, e.g. two calls of a function it checked once, so another name cannot
-    take `new`: it may be an alias, or not.)"""
+    is the list itself, else the list is inside `root`'s value).
+
+    Alone, `root` takes `new`. Names that are the same list (bound to the same value, or to
+    the same constant) lose what is known, and all of them, `root` included, then share one
+    value without a constant, so that a later change through any of them finds the others.
+    (The checker may share one value between names that are distinct lists at run time, e.g.
+    two calls of a function it checked once: they are treated as one list, which loses only
+    precision.) Names whose value holds the list lose their constant too."""
     target = old.const if isinstance(old.const, list) else None
-    for name, v in list(scope.vars.items()):
-        if name == root:
-            scope.vars[name] = new if direct else Value(v.ty)
-        elif v is old or target is not None and isinstance(v.const, list) \
-                and _contains(v.const, target):
-            scope.vars[name] = Value(v.ty)
+    if not direct:
+        rv = scope.vars.get(root) if root is not None else None
+        if rv is not None:
+            rebind(scope, rv, Value(rv.ty), root, True)
+    group = [n for n, v in scope.vars.items() if n != root and (
+        v is old or target is not None and v.const is target)]
+    holders = [n for n, v in scope.vars.items() if n != root and n not in group
+               and isinstance(v.const, list) and _contains(v.const, old, target)]
+    if direct and root is not None and root in scope.vars:
+        if group:
+            shared = Value(new.ty)
+            for n in [root, *group]:
+                scope.vars[n] = shared
+        else:
+            scope.vars[root] = new
+    elif group:
+        shared = Value(old.ty)
+        for n in group:
+            scope.vars[n] = shared
+    for n in holders:
+        scope.vars[n] = Value(scope.vars[n].ty)
 
 
 def mutates_lists(fn) -> bool:
