@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..frontend import ast as A
 from ..frontend.diagnostics import Diagnostic, DiagnosticError, Label, SourceMap, did_you_mean
+from ..frontend.lift import rewrite
 from ..frontend.parser import parse, recursion_headroom
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
@@ -66,6 +67,7 @@ class _Loader:
         self.diags: list[Diagnostic] = []
         self.defs: dict[str, Definition] = {}
         self.stack: list[str] = []
+        self.taken: set[str] = set()   # names in use, for the functions lift.rewrite adds
 
     def key(self, src: SourceFile) -> str:
         return str(src.path) if src.path is not None else src.name
@@ -82,6 +84,8 @@ class _Loader:
             for item in program.items:
                 if isinstance(item, A.Import):
                     self.load_import(item, src)
+            # type aliases expanded, local and anonymous functions lifted (frontend.lift)
+            self.diags.extend(rewrite(program, self.taken))
             for item in program.items:
                 if isinstance(item, A.ModelDef | A.BlockDef | A.LayerDef | A.FnDef):
                     prev = self.defs.get(item.name)

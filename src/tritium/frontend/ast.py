@@ -218,6 +218,16 @@ class IfExpr(Expr):
     span: Span = _span()
 
 
+@dataclass(slots=True)
+class FnExpr(Expr):
+    """An anonymous function `fn(y: Tensor) -> Tensor { … }` used as a value (lifted to a
+    module-level function before checking: tritium.frontend.lift)."""
+    params: list[ParamSpec]
+    ret: TypeExpr | None
+    body: list[Stmt]
+    span: Span = _span()
+
+
 def block_has_statements(e: Expr) -> bool:
     """Whether a block or `if` value holds statements (then Python needs them hoisted)."""
     if isinstance(e, BlockExpr):
@@ -319,6 +329,24 @@ class ExprStmt(Stmt):
     span: Span = _span()
 
 
+@dataclass(slots=True)
+class With(Stmt):
+    """`with no_grad() { … }`: the body runs with gradients off (a context the language
+    knows; the body's names stay visible after it, as in Python)."""
+    ctx: Expr
+    body: list[Stmt]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class TypeAlias(Stmt):
+    """`type Name = T`, at the top level or in a body (expanded before checking:
+    tritium.frontend.lift)."""
+    name: str
+    type: TypeExpr
+    span: Span = _span()
+
+
 # ----------------------------------------------------------------------------- declarations
 
 @dataclass(slots=True)
@@ -326,6 +354,7 @@ class ConfigEntry:
     key: str
     value: Expr
     span: Span = _span()
+    type: TypeExpr | None = None   # a typed body constant `hidden: int = c * e`
 
 
 @dataclass(slots=True)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from . import ast as A
 from .diagnostics import DiagnosticError
+from .formatter_forms2 import format_forms2_expr, format_forms2_statement
 from .lexer import KEYWORDS, Comment
 from .parser import DTYPES, parse
 from .parser import recursion_headroom as _recursion_headroom
@@ -163,7 +164,7 @@ def _children(node) -> list | None:
     """The nodes that carry comments inside `node`, in source order; None for a leaf."""
     if isinstance(node, A.Program | A.ModelDef | A.BlockDef | A.LayerDef):
         return node.items if isinstance(node, A.Program) else node.body
-    if isinstance(node, A.FnDef | A.For | A.MainBlock | A.While):
+    if isinstance(node, A.FnDef | A.For | A.MainBlock | A.While | A.With):
         return node.body
     if isinstance(node, A.If):
         return node.then + (node.other or [])
@@ -460,8 +461,8 @@ class _Printer:
                                lambda s, ind: [ind + self.param_spec(s)])
         return self.statement(node, indent)
 
-    def entry_inline(self, e: A.ConfigEntry) -> str:
-        return f"{_key(e.key)}: {self.expr(e.value)}"
+    def entry_inline(self, e: A.ConfigEntry) -> str:   # a typed body constant: `k: T = v`
+        return f"{_key(e.key)}: {'' if e.type is None else self.type(e.type) + ' = '}{self.expr(e.value)}"
 
     def entry_lines(self, e: A.ConfigEntry, indent: str) -> list[str]:
         if isinstance(e.value, A.DictLit):
@@ -550,7 +551,7 @@ class _Printer:
         if isinstance(node, A.LayerDecl | A.ParamDecl | A.StateDecl | A.ConfigEntry
                       | A.Section | A.ParamsSection | A.FnDef):
             return self.body_item(node, indent)
-        raise TypeError(f"cannot format {type(node).__name__}")
+        return format_forms2_statement(self, node, indent)   # type, with (formatter_forms2)
 
     def if_stmt(self, node: A.If, indent: str) -> list[str]:
         """`if c { … } else if d { … } else { … }`; the comments of the whole statement hang on
@@ -706,7 +707,7 @@ class _Printer:
             return text + self._expr(e.other)[0], _ATOM
         if isinstance(e, A.Slice):
             return self.subscript(e), _COND
-        raise TypeError(f"cannot format expression {type(e).__name__}")
+        return format_forms2_expr(self, e), _ATOM   # fn(…) { … } (formatter_forms2)
 
     def fstring(self, e: A.FString) -> str:
         """`f"…{expr!conv:spec}…"`: literal text escaped as in strings with braces doubled; a

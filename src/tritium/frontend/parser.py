@@ -17,6 +17,7 @@ from .lexer import FieldText, T, Token, tokenize
 from .parser_decl import _TOP_KEYWORDS, DeclarationsMixin
 from .parser_expr import ExpressionsMixin, ParseError
 from .parser_fn import DTYPES, TENSOR_TYPES, SignaturesMixin
+from .parser_forms2 import Forms2Mixin
 from .parser_stmt import StatementsMixin
 
 __all__ = ["DTYPES", "MAX_DEPTH", "TENSOR_TYPES", "ParseError", "Parser", "parse",
@@ -61,7 +62,8 @@ class _Nesting:
         self.parser.depth -= 1
 
 
-class Parser(DeclarationsMixin, SignaturesMixin, StatementsMixin, ExpressionsMixin):
+class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
+             ExpressionsMixin):
     """The parser: token helpers, error recovery, the program and its top-level items here;
     bodies and layer declarations (parser_decl), functions, foreign forms and types
     (parser_fn), statements (parser_stmt) and expressions (parser_expr) in its mixins."""
@@ -245,7 +247,7 @@ class Parser(DeclarationsMixin, SignaturesMixin, StatementsMixin, ExpressionsMix
         rest of that statement is skipped and None returned (the error is recorded), so the
         next statements are still parsed."""
         t = self.toks[self.pos]
-        if t.kind is T.IDENT and self.peek().kind is T.IDENT:
+        if t.kind is T.IDENT and self.peek().kind is T.IDENT and not self.at_forms2_statement():
             # `modle M { … }`: two names in a row start no statement; a misspelled item
             raise self.error(f"expected `model`, `block`, `layer`, `fn`, `import` or a "
                              f"statement, found `{t.text}`", code="E0204",

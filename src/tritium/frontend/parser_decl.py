@@ -109,6 +109,8 @@ class DeclarationsMixin:
             self.advance()
             entries = self.parse_entries(f"`{t.text}`")
             return A.Section(t.text, entries, self.span_from(t))
+        if self.at_typed_constant():   # `hidden: int = c * e` (parser_forms2)
+            return self.parse_typed_constant()
         if t.kind in (T.IDENT, T.STRING) and self.peek().is_op(":"):
             self.advance()
             self.advance()

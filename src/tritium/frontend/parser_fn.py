@@ -271,6 +271,8 @@ class SignaturesMixin:
                 label="not supported",
                 help="pass the elements one by one (`f(xs[0], xs[1])`), or pass the list "
                      "itself; to join lists write `a + b`"))
+        if self.at_fn_expr():   # `fn(y: Tensor) { … }` as a value (parser_forms2)
+            return self.parse_fn_expr()
         return super().parse_primary()
 
     # ------------------------------------------------------------------ types

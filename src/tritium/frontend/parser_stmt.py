@@ -35,6 +35,8 @@ class StatementsMixin:
 
     def parse_statement(self):
         t = self.toks[self.pos]
+        if self.at_forms2_statement():   # type aliases, `with`, local `fn` (parser_forms2)
+            return self.parse_forms2_statement()
         if self.at_foreign():
             n = len(self.diags)
             self.skip_foreign()

@@ -163,6 +163,9 @@ class BodyGen:
         elif isinstance(s, A.While):
             self.emit(indent, f"while {self.expr(s.cond, ctx)}:")
             self.block(s.body, ctx, indent + 1)
+        elif isinstance(s, A.With):   # the checker allows only `no_grad()` (check.contexts)
+            self.emit(indent, "with torch.no_grad():")
+            self.block(s.body, ctx, indent + 1)
         elif isinstance(s, A.Break | A.Continue | A.Pass):
             self.emit(indent, type(s).__name__.lower())
         elif isinstance(s, A.Assert):

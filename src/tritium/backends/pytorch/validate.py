@@ -9,7 +9,8 @@ code generator writes. Everything outside that shape raises `UnsafeSourceError`:
   uses, in that order, the `__future__` one always), classes deriving from `nn.Module`,
   plain functions, and `__all__` (a list of strings);
 * no other import, `global`, `nonlocal`, `del`, decorators, `async`, `yield`, `await`,
-  `with`, `try`, `raise`, `lambda`, class keywords, star-imports, walrus assignments;
+  `try`, `raise`, `lambda`, class keywords, star-imports, walrus assignments, and no
+  `with` other than exactly `with torch.no_grad():` (`with no_grad() { … }`);
 * an f-string field has a plain conversion (`!r`, `!s`, `!a`) and a format spec of the
   lexer's safe charset (`FORMAT_SPEC_RE`), never a nested field;
 * no name or attribute that starts with `__` (except `super().__init__()` and `__all__`);
@@ -77,7 +78,7 @@ VALUE_ATTRS = frozenset({"shape", "ndim", "T", "dtype", "size", "permute", "dim"
                          "reshape", "training"})
 # the seed language's builtin functions (tritium.check.builtins records)
 TORCH_ATTRS |= {"sin", "cos", "tan", "floor", "ceil", "round", "log10", "dot", "outer",
-                "linspace", "eye"}
+                "linspace", "eye", "no_grad"}
 F_ATTRS |= {"conv2d"}
 TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split", "layer_norm", "batch_norm",
               "mse_loss", "threshold_quantize", "adaptive_threshold_quantize",
@@ -92,7 +93,7 @@ _MODULE_ROOTS = {"torch": TORCH_ATTRS, "F": F_ATTRS, "nn": NN_ATTRS, "trt": TRT_
 
 _FORBIDDEN_NODES = (
     ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.Delete, ast.AsyncFunctionDef,
-    ast.AsyncFor, ast.AsyncWith, ast.Await, ast.Yield, ast.YieldFrom, ast.With, ast.Try,
+    ast.AsyncFor, ast.AsyncWith, ast.Await, ast.Yield, ast.YieldFrom, ast.Try,
     ast.Raise, ast.NamedExpr, ast.ClassDef,
     ast.FunctionDef, ast.Lambda,
 )
@@ -191,6 +192,8 @@ def _check_tree(root: ast.AST) -> None:
     for node in ast.walk(root):
         if isinstance(node, _FORBIDDEN_NODES):
             raise _fail(node, f"{type(node).__name__} is not allowed")
+        if isinstance(node, ast.With) and not _is_no_grad(node):
+            raise _fail(node, "a `with` other than `with torch.no_grad():` is not allowed")
         if isinstance(node, ast.Name):
             _check_name(node, node.id)
             if node.id in _BUILTIN_NAMES and node.id not in ALLOWED_BUILTINS:
@@ -203,6 +206,18 @@ def _check_tree(root: ast.AST) -> None:
             _check_attribute(node)
         elif isinstance(node, ast.FormattedValue):
             _check_field(node)
+
+
+def _is_no_grad(node: ast.With) -> bool:
+    """Exactly `with torch.no_grad():`: one context, called without arguments, bound to no
+    name."""
+    if len(node.items) != 1 or node.type_comment is not None:
+        return False
+    item = node.items[0]
+    c = item.context_expr
+    return item.optional_vars is None and isinstance(c, ast.Call) and not c.args \
+        and not c.keywords and isinstance(c.func, ast.Attribute) and c.func.attr == "no_grad" \
+        and isinstance(c.func.value, ast.Name) and c.func.value.id == "torch"
 
 
 def _check_field(node: ast.FormattedValue) -> None:

@@ -182,6 +182,9 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 if item.key in cfg:
                     continue
                 scope.vars[item.key] = self.eval_const(item.value, scope)
+                if item.type is not None:   # `hidden: int = c * e`: checked against the type
+                    scope.vars[item.key] = self.assign_declared(
+                        item.key, item.type, scope.vars[item.key], item.value.span, scope)
                 scope.used.add(item.key)
             elif isinstance(item, A.LayerDecl):
                 constant = any(isinstance(i, A.ConfigEntry) and i.key == item.name

@@ -50,6 +50,8 @@ def _exits(s) -> bool:
         return True
     if isinstance(s, A.If):
         return any(_exits(x) for x in s.then + (s.other or []))
+    if isinstance(s, A.With):
+        return any(_exits(x) for x in s.body)
     return False
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span
 from .. import bounds
+from ..contexts import check_with
 from ..types import (
     ANY,
     BOUNDS,
@@ -489,6 +490,8 @@ class FunctionsMixin:
                             s.cond.span, label="always false")
         elif isinstance(s, A.Pass):
             pass
+        elif isinstance(s, A.With):
+            check_with(self, s, scope)
         elif isinstance(s, A.FnDef):
             self.report("E0204", "functions cannot be nested", s.span)
 

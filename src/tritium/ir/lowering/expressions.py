@@ -545,6 +545,14 @@ class ExpressionsMixin:
             if p.default is None:
                 raise LoweringError(f"`{fn.name}` is missing its argument `{p.name}`", span)
             full.append(self.eval(p.default, {}, b, ctx))
+        if ctx.build is not None and any(isinstance(a, LayerRef) for a in full):
+            # given a layer (a local function of a forward that calls one): lowered inline,
+            # in the forward, where the layer's parameters are
+            if ctx.depth >= MAX_DEPTH:
+                raise LoweringError(f"`{fn.name}` calls itself too deeply", span)
+            ret = self.lower_stmts(list(fn.body), {p.name: a for p, a in zip(fn.params, full)},
+                                   b, FnCtx(ctx.build, fn.name, ctx.depth + 1))
+            return None if not ret else ret[0] if len(ret) == 1 else ret
         key_parts: list[Any] = [fn.name]
         dyn_params: list[A.ParamSpec] = []
         dyn_args: list[Value] = []

@@ -130,6 +130,8 @@ class StatementsMixin:
             work[0:0] = expanded
         elif isinstance(s, A.While):
             self.lower_while(s, 0, work, env, b, ctx)
+        elif isinstance(s, A.With):   # `with no_grad()`: the IR computes no gradients
+            work[0:0] = list(s.body)
         elif isinstance(s, A.Unpack):
             v = self.eval(s.value, env, b, ctx)
             for name, part in zip(s.targets, self.unpacked(v, len(s.targets), s.value.span)):

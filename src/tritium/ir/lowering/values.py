@@ -214,7 +214,7 @@ def _contains_return(stmts: Sequence[Any]) -> bool:
             return True
         if isinstance(s, A.If) and (_contains_return(s.then) or _contains_return(s.other or [])):
             return True
-        if isinstance(s, A.For | A.While) and _contains_return(s.body):
+        if isinstance(s, A.For | A.While | A.With) and _contains_return(s.body):
             return True
     return False
 

@@ -76,3 +76,44 @@ model M {
 """
     with pytest.raises(LoweringError, match="compares items"):
         lowered(low_src)
+
+
+FORMS = """
+type Act = Tensor<float32, [?, 8]>
+
+model Net {
+    c: 4
+    e: 2
+    hidden: int = c * e
+    layer fc: TernaryLinear { in_features: c, out_features: hidden }
+    forward(x: Tensor[batch, 4]) -> Tensor[batch, hidden] {
+        let k = 0.5
+        fn act(z: Tensor) -> Act {
+            return relu(fc(z)) * k
+        }
+        let twice = fn(z: Tensor) -> Tensor { return z * 2.0 }
+        with no_grad() {
+            let y = twice(x)
+        }
+        return act(y)
+    }
+}
+"""
+
+
+def test_local_functions_with_and_typed_constants_lower_and_compute() -> None:
+    low = lowered(FORMS)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    params = {n: rng.standard_normal(shape).astype(np.float32) * 0.5
+              for n, (shape, _d, _i, _q) in low.params.items()}
+    assert low.params["fc.weight"][0] == (8, 4)      # hidden: int = c * e
+    out = interpret(low.module, low.entry, [x], params=params)
+    out = np.asarray(out[0] if isinstance(out, list | tuple) else out)
+    w, bias = params["fc.weight"], params["fc.bias"]
+    a = np.abs(w)
+    delta = 0.7 * a.mean()
+    t = np.where(w > delta, 1.0, np.where(w < -delta, -1.0, 0.0))
+    alpha = a[np.abs(t) > 0].mean()
+    ref = np.maximum((x * 2.0) @ (t * alpha).T + bias, 0.0) * 0.5
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)

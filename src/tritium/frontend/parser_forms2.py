@@ -1,0 +1,125 @@
+"""Parser rules for forms of the earlier DSL written as statements and values (a mixin of
+`Parser`): `type Name = T` aliases, `with no_grad() { … }`, a `fn` defined inside a body,
+anonymous functions `fn(y: Tensor) -> Tensor { … }` used as values, and typed body
+constants `hidden: int = c * e` in a model or block.
+
+`type` and `with` stay ordinary names wherever they do not begin one of these statements
+(`type = "mlp"`, `with(x)`)."""
+
+from __future__ import annotations
+
+from . import ast as A
+from .lexer import T
+from .parser_fn import tail_value_returns
+
+
+class Forms2Mixin:
+    # ------------------------------------------------------------------ statements
+    def at_forms2_statement(self) -> bool:
+        """`type Name =`, `with CONTEXT`, or `fn name(` inside a body."""
+        t = self.toks[self.pos]
+        nxt = self.peek()
+        if t.kind is T.IDENT and t.text == "type":
+            return nxt.kind is T.IDENT and self.peek(2).is_op("=")
+        if t.kind is T.IDENT and t.text == "with":
+            return nxt.kind is T.IDENT or nxt.is_op("(") and self._with_block_ahead()
+        return t.is_kw("fn") and nxt.kind is T.IDENT
+
+    def _with_block_ahead(self) -> bool:
+        """`with (ctx) {`: the parenthesized context is followed by a block, not an
+        operator (then `with(…)` is a call of a function named `with`)."""
+        depth = 0
+        i = self.pos + 1
+        toks = self.toks
+        while i < len(toks) and toks[i].kind is not T.EOF:
+            t = toks[i]
+            if t.kind is T.OP and t.text in "([{":
+                depth += 1
+            elif t.kind is T.OP and t.text in ")]}":
+                depth -= 1
+                if depth == 0:
+                    return i + 1 < len(toks) and toks[i + 1].is_op("{")
+            i += 1
+        return False
+
+    def parse_forms2_statement(self):
+        t = self.toks[self.pos]
+        if t.text == "type":
+            self.advance()
+            name = self.expect_ident("an alias name")
+            self.expect_op("=", f"after `type {name.text}`")
+            ty = self.parse_type()
+            node = A.TypeAlias(name.text, ty, self.span_from(t))
+            self.end_of_statement()
+            return node
+        if t.text == "with":
+            self.advance()
+            ctx = self.parse_expr()
+            body = self.parse_block()
+            node = A.With(ctx, body, self.span_from(t))
+            self.end_of_statement()
+            return node
+        node = self.parse_fn()   # a local function: lifted by frontend.lift
+        self.end_of_statement()
+        return node
+
+    # ------------------------------------------------------------------ values
+    def at_fn_expr(self) -> bool:
+        t = self.toks[self.pos]
+        return t.is_kw("fn") and self.peek().is_op("(")
+
+    def parse_fn_expr(self) -> A.FnExpr:
+        """`fn(params) [-> T] { body }` used as a value."""
+        t = self.advance()
+        params = self.parse_param_specs()
+        ret = None
+        if self.at("->"):
+            self.advance()
+            ret = self.parse_type()
+        body = self.parse_block()
+        if ret is not None and ret.name not in ("None", "void"):
+            tail_value_returns(body)
+        return A.FnExpr(params, ret, body, self.span_from(t))
+
+    # ------------------------------------------------------------------ body constants
+    def at_typed_constant(self) -> bool:
+        """`name: T = value` in a model or block body: a `=` at the outer level of the line
+        after the `:` (an untyped constant `name: value` never holds one there)."""
+        t = self.toks[self.pos]
+        if t.kind is not T.IDENT or not self.peek().is_op(":"):
+            return False
+        depth = 0     # brackets
+        angle = 0     # `<…>` of a type, where a `,` does not end the entry
+        i = self.pos + 2
+        toks = self.toks
+        while i < len(toks):
+            k = toks[i]
+            if k.kind is T.EOF or (depth == 0 and k.kind is T.NEWLINE):
+                return False
+            if k.kind is T.OP:
+                if k.text in ("(", "[", "{"):
+                    depth += 1
+                elif k.text in (")", "]", "}"):
+                    depth -= 1
+                    if depth < 0:
+                        return False
+                elif depth == 0 and k.text == "<":
+                    angle += 1
+                elif depth == 0 and k.text == ">":
+                    angle -= 1
+                elif depth == 0 and (k.text == ";" or k.text == "," and angle <= 0):
+                    return False
+                elif depth == 0 and k.text == "=":
+                    return True
+            i += 1
+        return False
+
+    def parse_typed_constant(self) -> A.ConfigEntry:
+        t = self.advance()
+        self.expect_op(":")
+        ty = self.parse_type()
+        self.expect_op("=", f"after the type of `{t.text}`")
+        value = self.parse_expr()
+        node = A.ConfigEntry(t.text, value, self.span_from(t), ty)
+        self.end_of_statement()
+        return node
