@@ -205,6 +205,14 @@ def list_method_call(checker, base: Value, e: A.Call, scope) -> Value:
     result, new_items = _apply(checker, f.attr, items, args, elem, e)
     if not m.mutates:
         return result
+    outer = getattr(checker, "_outer_values", None)
+    if getattr(checker, "_in_method", False) and outer and any(
+            v is base or isinstance(base.const, list) and v.const is base.const
+            for v in outer.values()):
+        # a config constant is the module's: a change in `forward` would outlive the call
+        checker.report("E0966", f"`{f.attr}` would change a list of the module, which every "
+                                f"later call would see", f.span, label="a config constant",
+                       help="copy it first: `let xs = sizes.copy()`, then change the copy")
     # what is known about the list after the call
     if getattr(checker, "_inexact_loops", 0) > 0:
         new_items = None

@@ -185,6 +185,7 @@ CODES: dict[str, str] = {
     "E0963": "a local function that reads names of the function around it used as a value",
     "E0964": "`with` of a context other than `no_grad()`",
     "E0965": "an anonymous function outside a function body",
+    "E0966": "a method changes a list of the module (a config constant) in place",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

@@ -135,3 +135,15 @@ def test_list_methods_are_not_builtin_names() -> None:
     from tritium.check.builtins import FUNCTIONS
     from tritium.check.list_methods import LIST_METHODS
     assert not set(LIST_METHODS) & set(FUNCTIONS)
+
+
+def test_a_method_may_not_change_a_config_list_in_place() -> None:
+    def model(body: str) -> str:
+        return ("model M {\n    sizes: [2, 2]\n"
+                "    forward(x: Tensor[b, 4]) -> Tensor {\n" + body +
+                "        return x * len(sizes)\n    }\n}\n")
+    assert errors(model("        sizes.append(1)\n")) == [("E0966", 4)]
+    assert errors(model("        let s = sizes\n        s.pop()\n")) == [("E0966", 5)]
+    assert errors(model("        let mine = sizes.copy()\n        mine.append(3)\n"
+                        "        let rows = [[1], [2]]\n"
+                        "        for r in rows { r.append(len(mine)) }\n")) == []

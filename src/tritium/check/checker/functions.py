@@ -212,6 +212,8 @@ class FunctionsMixin:
         saved_unassigned = getattr(self, "unassigned", {})
         saved_loops = getattr(self, "_loops_open", 0)
         saved_method = getattr(self, "_in_method", False)
+        saved_outer = getattr(self, "_outer_values", None)
+        self._outer_values = outer.vars   # the module's values, for list_methods
         self.returns = []
         self.unassigned = {}
         self._loops_open = 0    # a `break` in a called function is not the caller's
@@ -227,6 +229,7 @@ class FunctionsMixin:
             self.unassigned = saved_unassigned
             self._loops_open = saved_loops
             self._in_method = saved_method
+            self._outer_values = saved_outer
         for name, span in scope.defined_at.items():
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,
