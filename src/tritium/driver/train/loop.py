@@ -277,6 +277,10 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
                                       if fp32_names else ""))
     if opts.init is not None:
         init_from_fp32(model, opts.init)
+    from ...data.text import is_text_spec
+    if is_text_spec(settings.dataset):
+        from .lm import train_lm
+        return train_lm(opts, dist_, built, settings, fp32_names, path, out)
     shape = declared_input_shape(str(path), built.entry, opts.hyperparameters)
     ds = load_dataset(settings.dataset, opts.data_dir)
     sp = prepare_splits(ds, settings, shape)

@@ -64,7 +64,8 @@ def _interrupts_deferred():
         if pending:
             raise KeyboardInterrupt
 
-def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -> bytes:
+def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo,
+                extra: dict[str, str] | None = None) -> bytes:
     import safetensors.torch
     tensors: dict[str, torch.Tensor] = {}
     for k, v in run.model.state_dict().items():
@@ -90,6 +91,7 @@ def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -
         "param_groups": json.dumps(opt["param_groups"]),
         "optim_scalars": json.dumps(scalars),
         "settings": json.dumps(asdict(settings)),
+        **(extra or {}),
     }
     return safetensors.torch.save(tensors, metadata=meta)
 
