@@ -291,6 +291,7 @@ def tokenizer_from_json(blob: Any) -> Tokenizer:
 def parse_tokenizer_spec(spec: str) -> tuple[str, int]:
     """`bytes` → ("bytes", 256); `bpe` → ("bpe", 1024); `bpe:VOCAB` → ("bpe", VOCAB)."""
     text = spec.strip().lower()
+    shown = repr(spec) if len(spec) <= 40 else repr(spec[:40]) + "..."
     if text in ("bytes", "byte"):
         return "bytes", 256
     kind, _, size = text.partition(":")
@@ -299,6 +300,6 @@ def parse_tokenizer_spec(spec: str) -> tuple[str, int]:
             return "bpe", 1024
         if size.isascii() and size.isdigit() and 257 <= int(size) <= MAX_BPE_VOCAB:
             return "bpe", int(size)
-        raise TokenizerError(f"--tokenizer {spec}: the BPE vocabulary must be a whole number "
+        raise TokenizerError(f"--tokenizer {shown}: the BPE vocabulary must be a whole number "
                              f"from 257 to {MAX_BPE_VOCAB}")
-    raise TokenizerError(f"unknown tokenizer `{spec}`", help="bytes, bpe or bpe:VOCAB")
+    raise TokenizerError(f"unknown tokenizer {shown}", help="bytes, bpe or bpe:VOCAB")
