@@ -227,3 +227,20 @@ def test_seed_learned_quantize_matches_interpreter():
     _randomize(model, 4)
     scale = torch.tensor([0.4])
     _compare(check_file(path), model, [scale, _input(3, 8)], None, "LearnedStep")
+
+
+ROPE = """
+layer Rotate(x: Tensor<float32, [b, h, s, 8]>) -> Tensor<float32, [b, h, s, 8]> {
+    return rope(x, base: 500.0) * 2.0
+}
+"""
+
+
+@pytest.mark.parametrize("opt", [None, "O2"])
+def test_rope_matches_interpreter(opt, tmp_path):
+    f = tmp_path / "rope.tri"
+    f.write_text(ROPE)
+    result = check_source(ROPE, str(f), f)
+    assert result.ok, [d.message for d in result.diagnostics]
+    model = tritium.load(f, "Rotate")
+    _compare(result, model, [_input(2, 3, 7, 8, seed=6)], opt, "Rotate")

@@ -42,6 +42,8 @@ class CheckResult:
     sources: SourceMap
     definitions: dict[str, Definition] = field(default_factory=dict)
     modules: dict[str, Module] = field(default_factory=dict)   # by file name, main first
+    # the spans of builtin-call arguments where a number stands for a tensor parameter
+    scalar_tensor_args: frozenset = frozenset()
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -191,7 +193,8 @@ def _check(src: SourceFile) -> CheckResult:
     ordered = {loader.key(src): main}
     ordered.update(loader.modules)
     return CheckResult(main.program, _dedupe(diags), loader.sources, loader.defs,
-                       {m.source.name: m for m in ordered.values()})
+                       {m.source.name: m for m in ordered.values()},
+                       frozenset(checker.scalar_tensor_args))
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:

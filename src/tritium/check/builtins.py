@@ -81,7 +81,6 @@ class Builtin:
     py: Callable | None = None
     variadic: bool = False     # extra positional args allowed (e.g. print(a, b))
     pair_op: str | None = None
-    literal_tensor: bool = False   # a number argument becomes `torch.as_tensor(x)` first
     creates: bool = False          # makes a new tensor: may initialize a layer's state (`let`)
     aliases: tuple[tuple[str, str], ...] = ()   # other names of parameters (`min_val` -> `min`)
     of: str | None = None          # an alias: the builtin this name means
@@ -191,10 +190,44 @@ def _const(b: dict[str, Value], key: str, default=None):
 
 # ----------------------------------------------------------------------------- rules
 
+def _scalar_x(ck, name: str, b: dict[str, Value], e, what: str) -> bool:
+    """Report a number given for `x` of a builtin that works over a tensor's dims (a norm,
+    softmax, rope): a number has no dims to normalize or rotate."""
+    x = b.get("x")
+    if x is not None and isinstance(x.ty, ScalarT):
+        ck.report("E0404", f"`{name}` works over the dims of a tensor{what}; got the number "
+                           f"type {x.ty}", e.span, label="expected a tensor")
+        return True
+    return False
+
+
+def rope_rule(ck, name: str, b: dict[str, Value], e) -> Value:
+    """`rope(x)`: x has a sequence and an even head dim (its last two dims); same shape."""
+    if _scalar_x(ck, name, b, e, " [..., seq, head_dim]"):
+        return Value(ANY)
+    xt = _xt(b)
+    if xt is None:
+        return Value(TensorT("float32", None))
+    if xt.shape is not None:
+        if len(xt.shape) < 2:
+            ck.report("E0507", f"rope: `x` has rank {len(xt.shape)}; it needs at least 2 dims "
+                      "[..., seq, head_dim]", e.span)
+        elif isinstance(xt.shape[-1], int) and xt.shape[-1] % 2:
+            ck.report("E0508", f"rope: the head dim {xt.shape[-1]} is odd; rotary embedding "
+                      "rotates pairs of features, so it must be even", e.span)
+    return Value(TensorT("float32" if xt.dtype in (None, "trit") or xt.ternary else xt.dtype,
+                         xt.shape))
+
+
+_OVER_DIMS = frozenset({"softmax", "log_softmax", "rms_norm", "layer_norm"})
+
+
 def elementwise_rule(ck, name: str, b: dict[str, Value], e) -> Value:
     """Elementwise functions of one tensor: same shape, floating dtype (a scalar gives a
     float); `softmax` checks its dim; `quantize_ternary` marks the result ternary."""
     if "quantizer" in b and not _quantizer_ok(ck, b, e):
+        return Value(ANY)
+    if name in _OVER_DIMS and _scalar_x(ck, name, b, e, ""):
         return Value(ANY)
     x, xt = b.get("x"), _xt(b)
     if xt is None:
@@ -249,12 +282,13 @@ def permute_rule(ck, name, b, e) -> Value:
     dims = ck.shape_list(b["dims"])
     if xt is None or xt.shape is None or dims is None:
         return Value(TensorT(None, None))
-    if len(dims) != len(xt.shape) or not all(_is_int(d) for d in dims) or sorted(
-            d % len(dims) for d in dims) != list(range(len(dims))):
+    n = len(xt.shape)
+    if len(dims) != n or not all(_is_int(d) and -n <= d < n for d in dims) or sorted(
+            d % n for d in dims) != list(range(n)):
         ck.report("E0508", f"permute needs a permutation of 0..{len(xt.shape) - 1}, got "
                            f"{dims}", e.span)
         return Value(ANY)
-    return Value(TensorT(xt.dtype, tuple(xt.shape[d] for d in dims), xt.ternary))
+    return Value(TensorT(xt.dtype, tuple(xt.shape[d % n] for d in dims), xt.ternary))
 
 
 def unsqueeze_rule(ck, name, b, e) -> Value:
@@ -940,8 +974,7 @@ _UNARY = (  # name, doc, torch, python value
     ("sign", "sign in {-1, 0, 1}", "torch.sign", lambda x: (x > 0) - (x < 0)),
 )
 for _n, _d, _t, _py in _UNARY:
-    _fn(_n, _X, _d, elementwise_rule, f"{_t}({{x}})", ir=IR(_n), py=_py,
-        literal_tensor=_n in ("exp", "log", "sqrt"))
+    _fn(_n, _X, _d, elementwise_rule, f"{_t}({{x}})", ir=IR(_n), py=_py)
 
 for _n, _d in (("softmax", "softmax along `dim`"), ("log_softmax", "log-softmax along `dim`")):
     _fn(_n, (_p("x"), _opt("dim", "int", -1)), _d, elementwise_rule,
@@ -1016,6 +1049,11 @@ _fn("layer_norm", (_p("x"), _opt("normalized_shape", "ints", None), _opt("weight
 _fn("rms_norm", (_p("x"), _opt("eps", "float", 1e-6)), "RMS norm over the last dim",
     elementwise_rule, "F.rms_norm({x}, {x}.shape[-1:], eps={eps})",
     ir=IR("rms_norm", attrs=(("eps", "eps", "float"),)))
+_fn("rope", (_p("x"), _opt("base", "float", 10000.0)),
+    "rotary position embedding of `x` [..., seq, head_dim] (head_dim even; the halves "
+    "rotate by position * base^(-2i/head_dim), Llama's and BitNet's convention); "
+    "positions continue after the tokens a decode session has cached", rope_rule,
+    "trt.rope({x}, base={base})", ir=IR("rope", attrs=(("base", "base", "float"),)))
 _fn("dropout", (_p("x"), _opt("p", "float", 0.5)), "dropout (identity at inference)",
     elementwise_rule, "F.dropout({x}, p={p}, training=self.training)",
     ir=IR("dropout", attrs=(("p", "p", "float"),)))
@@ -1097,7 +1135,7 @@ _MATH = (  # name, doc, torch, python value
     ("log10", "base-10 logarithm", "torch.log10", math.log10),
 )
 for _n, _d, _t, _py in _MATH:
-    _fn(_n, _X, _d, elementwise_rule, f"{_t}({{x}})", ir=IR(_n), py=_py, literal_tensor=True)
+    _fn(_n, _X, _d, elementwise_rule, f"{_t}({{x}})", ir=IR(_n), py=_py)
 _fn("pow", (_p("x", "tensor"), _p("exponent", "tensor")), "x to the power `exponent` "
     "(elementwise, broadcast)", pow_rule, "({x} ** {exponent})", ir=IR("pow", ("x", "exponent")),
     py=lambda x, y: float(x) ** y, aliases=(("y", "exponent"),))

@@ -267,6 +267,18 @@ def _layer_norm(xs: list[Array], a: dict[str, Attr]) -> Array:
     return y + _f(xs[2]) if len(xs) > 2 else y
 
 
+@kernel("rope")
+def _rope(xs: list[Array], a: dict[str, Attr]) -> Array:
+    x = _f(xs[0])
+    seq, d = x.shape[-2], x.shape[-1]
+    half = d // 2
+    inv = np.float32(a["base"]) ** (-np.arange(half, dtype=np.float32) * 2 / np.float32(d))
+    ang = np.arange(seq, dtype=np.float32)[:, None] * inv[None, :]
+    cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    x1, x2 = x[..., :half], x[..., half:]
+    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
 @kernel("rms_norm")
 def _rms_norm(xs: list[Array], a: dict[str, Attr]) -> Array:
     x = _f(xs[0])

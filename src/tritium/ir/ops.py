@@ -249,6 +249,9 @@ _def("multi_head_attention", (5, 5), _mha, "self-attention like torch nn.Multihe
 _def("scaled_dot_product_attention", (3, 4), _sdpa, "softmax(q k^T * scale [+ mask] [+ causal mask]) v",
      attrs={"causal": AttrSpec("bool", False), "scale": AttrSpec("optfloat", None)})
 _def("embedding", (2, 2), _embedding, "rows of weight selected by integer indices")
+_def("rope", (1, 1), _unary(True), "rotary position embedding over the last two dims "
+     "[..., seq, head_dim]: the two halves of head_dim rotate by position * base^(-2i/head_dim)",
+     attrs={"base": AttrSpec("float", 10000.0)})
 _def("dropout", (1, 1), _unary(False), "identity at inference", attrs={"p": AttrSpec("float", 0.5)})
 
 _def("reshape", (1, 1), _reshape, "reshape; a dim may be -1 (inferred) or 0 (copied from the input)",

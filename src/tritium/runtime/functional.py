@@ -153,6 +153,22 @@ def split(x: torch.Tensor, size, dim: int = 0) -> list[torch.Tensor]:
     return list(torch.split(x, size, dim=dim))
 
 
+def rope(x: torch.Tensor, base: float = 10000.0, offset: int = 0) -> torch.Tensor:
+    """Rotary position embedding of `x` [..., seq, head_dim] (Llama's "rotate half" form):
+    feature i and i + head_dim/2 of position p rotate by the angle p * base^(-2i/head_dim).
+    Positions start at `offset` (the tokens already cached when decoding)."""
+    seq, d = x.shape[-2], x.shape[-1]
+    if d % 2:
+        raise ValueError(f"rope: the head dim {d} is odd; it must be even")
+    half = d // 2
+    inv = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) * 2 / d)
+    pos = torch.arange(offset, offset + seq, device=x.device, dtype=torch.float32)
+    ang = pos[:, None] * inv[None, :]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
 def layer_norm(x: torch.Tensor, shape=None, weight=None, bias=None, eps: float = 1e-5
                ) -> torch.Tensor:
     """F.layer_norm over `shape` (the last dim when None)."""

@@ -164,3 +164,12 @@ fn f(x: Tensor<float32, [4]>) -> Tensor {
 def test_quantizer_names_are_checked(expr):
     res = _check(expr)
     assert [d.code for d in res.diagnostics if d.severity.name == "ERROR"] == ["E0309"]
+
+
+@pytest.mark.parametrize("dims,ok", [("[1, 0]", True), ("[-1, -2]", True), ("[-3, 0]", False),
+                                     ("[2, 0]", False), ("[0, 0]", False)])
+def test_permute_dims_must_be_in_range(dims, ok):
+    """A dim outside -rank..rank-1 is E0508 (it used to pass the permutation check modulo
+    the rank and crash the checker)."""
+    codes = [d.code for d in _check(f"permute(x, {dims})").errors]
+    assert codes == ([] if ok else ["E0508"])

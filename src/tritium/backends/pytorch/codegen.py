@@ -222,8 +222,6 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             raise CodegenError(f"`{n}`: the arguments do not fit ({exc.kind} "
                                f"{exc.name or ''})") from None
         args = {p.name: given[p.name] if p.name in given else _q(p.default) for p in spec.params}
-        if spec.literal_tensor and args["x"].replace(".", "").isdigit():
-            args["x"] = f"torch.as_tensor({args['x']})"
         if callable(spec.torch):
             out = spec.torch(args, set(given))
         else:

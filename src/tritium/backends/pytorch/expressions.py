@@ -345,6 +345,10 @@ class BodyGen:
                 parts.append(self.expr(i, ctx))
         return f"{self.expr(e.value, ctx)}[{', '.join(parts)}]"
 
+    @staticmethod
+    def as_tensor(src: str, wrap: bool) -> str:
+        return f"torch.as_tensor({src})" if wrap else src
+
     def call(self, e: A.Call, ctx: Ctx) -> str:
         f = e.func
         if isinstance(f, A.Index) and isinstance(f.value, A.Name) and f.value.id in TENSOR_TYPES:
@@ -360,10 +364,14 @@ class BodyGen:
             vals = ", ".join(self.expr(a.value, ctx) for a in e.args)
             return f"torch.tensor([{vals}], dtype={dtype}).reshape({', '.join(dims)})"
         args = [self.expr(a.value, ctx) for a in e.args]
-        kw = {a.name: self.expr(a.value, ctx) for a in e.args if a.name is not None}
-        pos = [self.expr(a.value, ctx) for a in e.args if a.name is None]
+        # a number the checker bound to a tensor parameter of a builtin becomes a 0-d tensor
+        coerce = self.result.scalar_tensor_args
+        kw = {a.name: self.as_tensor(self.expr(a.value, ctx), a.span in coerce)
+              for a in e.args if a.name is not None}
+        pos = [self.as_tensor(self.expr(a.value, ctx), a.span in coerce)
+               for a in e.args if a.name is None]
         if isinstance(f, A.Attr):
-            base = self.expr(f.value, ctx)
+            base = self.as_tensor(self.expr(f.value, ctx), f.span in coerce)
             if f.attr == "size":
                 return f"{base}.size({', '.join(args)})"
             return self.builtin(f.attr, [base] + pos, kw)

@@ -297,6 +297,8 @@ class CallsMixin:
             if p.name not in bound:
                 continue
             v = bound[p.name]
+            if p.kind == "tensor" and isinstance(v.ty, ScalarT) and p.name in spans:
+                self.scalar_tensor_args.add(spans[p.name])
             if not self.arg_kind_ok(p.kind, v):
                 self.report("E0404", f"argument `{p.name}` of `{name}` must be "
                                      f"{self.kind_desc(p.kind)}, got {v.ty}", spans[p.name],

@@ -46,6 +46,9 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         self.quiet = 0            # >0 while re-interpreting a definition for one instance
         self.inner: list[Diagnostic] = []
         self.used_layers: set[str] = set()
+        # arguments where a number stands for a tensor parameter of a builtin: the code
+        # generator wraps them in `torch.as_tensor` (CheckResult.scalar_tensor_args)
+        self.scalar_tensor_args: set[Span] = set()
         self._instance_cache: dict = {}
         # When a list, every builtin layer application is recorded as
         # (qualified name, KindInst, config, input type, output type); see check.summary.
