@@ -66,6 +66,10 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         raise NotImplementedError
 
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The UTF-8 bytes the tokens stand for (a stream decodes them incrementally)."""
+        raise NotImplementedError
+
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -98,7 +102,10 @@ class ByteTokenizer(Tokenizer):
         return data
 
     def decode(self, ids: Iterable[int]) -> str:
-        return bytes(self._check_ids(ids)).decode("utf-8", errors="replace")
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return bytes(self._check_ids(ids))
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "bytes", "version": _JSON_VERSION}
