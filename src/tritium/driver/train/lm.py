@@ -13,7 +13,8 @@ and a resumed run use the same one.
 
 The window length `seq` is the forward's declared input length when it is a number
 (`forward(tokens: Tensor<int64, [batch, 128]>)`), else `--seq-len` (option) or the
-training block's `seq_len` key.
+training block's `seq_len` key. The training block may also set `dataset: "text"`,
+`tokenizer`, `steps_per_epoch` and `max_bytes` (the options override them).
 """
 
 from __future__ import annotations
@@ -58,7 +59,18 @@ from .report import (
     run_warnings,
 )
 from .settings import TrainError, TrainOptions, TrainResult, TrainSettings, _optimizer, lr_at
-from .state import _Diverged, _interrupts_deferred, _load_state, _Run, _state_blob
+from .state import (
+    _digest,
+    _Diverged,
+    _epoch_generator,
+    _finite_weights,
+    _freeze_copy,
+    _interrupts_deferred,
+    _load_state,
+    _progress_default,
+    _Run,
+    _state_blob,
+)
 
 #: held-out windows measured per evaluation at most (evenly spread over the split)
 MAX_EVAL_WINDOWS = 256
@@ -116,6 +128,16 @@ def resolve_seq_len(path: Path, entry: str, hyper: dict[str, Any], option: int |
     raise TrainError(f"the forward of `{entry}` does not fix the sequence length",
                      help="pass --seq-len N, set `seq_len: N` in the training block, or "
                           "declare it: forward(tokens: Tensor<int64, [batch, 128]>)")
+
+
+def _block_int(block: dict[str, Any], key: str, hi: int) -> int | None:
+    if key not in (block or {}):
+        return None
+    v = block[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+        raise TrainError(f"training block: `{key}` must be a whole number from 1 to {hi}, "
+                         f"got {v!r}", code=1)
+    return int(v)
 
 
 def _stored_tokenizer(resume: Path | None) -> Tokenizer | None:
@@ -185,7 +207,6 @@ def _spread(windows: np.ndarray, limit: int) -> np.ndarray:
 def _lm_epoch(run: _Run, wrapped: nn.Module, s: TrainSettings, train_w: torch.Tensor,
               epoch: int, steps_cap: int | None, dist_: Dist, rep: _Reporter
               ) -> tuple[float, float]:
-    from .loop import _epoch_generator
     lr = lr_at(s, epoch)
     for g in run.optimizer.param_groups:
         g["lr"] = lr
@@ -239,7 +260,6 @@ def _lm_fit(run: _Run, s: TrainSettings, train_w: torch.Tensor, val_w: torch.Ten
         on_cuda = dist_.device.type == "cuda"
         wrapped = DistributedDataParallel(run.model,
                                           device_ids=[dist_.device] if on_cuda else None)
-    from .loop import _finite_weights
     for epoch in range(start, s.epochs):
         t = time.perf_counter()
         loss, acc = _lm_epoch(run, wrapped, s, train_w, epoch, steps_cap, dist_, rep)
@@ -297,21 +317,28 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
     """The language-model half of :func:`tritium.driver.train.train` (called by it)."""
     from ...runtime import save_checkpoint
     from ..evaluate import load_for_eval
-    from .loop import _digest, _freeze_copy, _progress_default
 
     model = built.model
     main = dist_.main
     block = getattr(model, "tritium_training", {}) or {}
     seq, seq_from = resolve_seq_len(path, built.entry, opts.hyperparameters, opts.seq_len,
                                     block)
-    corpus = load_text(settings.dataset, opts.max_bytes, settings.validation_split or 0.1)
+    max_bytes = opts.max_bytes if opts.max_bytes is not None else \
+        _block_int(block, "max_bytes", 1 << 40)
+    corpus = load_text(settings.dataset, max_bytes, settings.validation_split or 0.1)
     state_path: Path | None = None
     if opts.resume is not None:
         rp = Path(opts.resume)
         state_path = rp / "train_state.safetensors" if os.path.isdir(rp) else rp
     tok = _stored_tokenizer(state_path)
+    spec = opts.tokenizer
+    if spec is None and "tokenizer" in block:
+        if not isinstance(block["tokenizer"], str):
+            raise TrainError(f"training block: `tokenizer` must be \"bytes\", \"bpe\" or "
+                             f"\"bpe:VOCAB\", got {block['tokenizer']!r}", code=1)
+        spec = block["tokenizer"]
     if tok is None:
-        tok = make_tokenizer(opts.tokenizer, corpus.train)
+        tok = make_tokenizer(spec, corpus.train)
     elif opts.tokenizer is not None and parse_tokenizer_spec(opts.tokenizer)[0] != tok.kind:
         raise TrainError(f"cannot resume: the run used the {tok.describe()} tokenizer, not "
                          f"--tokenizer {opts.tokenizer}", code=2)
@@ -324,7 +351,7 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
                                f"sequence length {seq} ({seq_from})",
                                help="give more text (or a larger --max-bytes), or a shorter "
                                     "--seq-len")
-        windows[split] = torch.from_numpy(w.astype(np.int64))
+        windows[split] = torch.from_numpy(w.astype(np.int32))   # int64 per batch
     val_w = torch.from_numpy(_spread(windows["val"].numpy(), MAX_EVAL_WINDOWS))
     test_w = torch.from_numpy(_spread(windows["test"].numpy(), 4 * MAX_EVAL_WINDOWS))
     token_bytes = torch.tensor(tok.token_bytes(), dtype=torch.long)
@@ -356,7 +383,8 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
             (out / "fp32.safetensors").unlink()
     ckpt = out / "model.safetensors"
     progress = _progress_default() if opts.progress is None else opts.progress
-    steps_cap = opts.steps_per_epoch
+    steps_cap = opts.steps_per_epoch if opts.steps_per_epoch is not None else \
+        _block_int(block, "steps_per_epoch", 1 << 30)
 
     def on_epoch(r: _Run, epoch: int, best: bool) -> None:
         if not main:

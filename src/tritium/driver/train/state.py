@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,38 @@ class _Diverged(Exception):
     def __init__(self, label: str, epoch: int, value: float, step: int | None = None) -> None:
         self.label, self.epoch, self.value, self.step = label, epoch, value, step
         super().__init__(f"{label} diverged in epoch {epoch}")
+
+
+# ----------------------------------------------------------------------------- run helpers
+
+def _finite_weights(model: nn.Module) -> bool:
+    with torch.no_grad():
+        return all(bool(torch.isfinite(p).all()) for p in model.parameters()
+                   if p.is_floating_point())
+
+
+def _epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + rank)
+
+
+def _progress_default() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("CI") and not os.environ.get("NO_PROGRESS")
+
+
+def _freeze_copy(model: nn.Module, fmt: str) -> nn.Module:
+    import copy
+
+    from ...runtime import freeze_model
+    return freeze_model(copy.deepcopy(model).cpu().eval(), fmt)
+
+
+def _digest(model: nn.Module) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- state files
