@@ -272,6 +272,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     policy = _entry_policy(args)
     _checkpoint(args.checkpoint)
     check_data_args(args)
+    from ..runtime import CheckpointError, read_checkpoint_metadata
+    try:
+        lm = "tritium.tokenizer" in read_checkpoint_metadata(args.checkpoint).extra
+    except CheckpointError:
+        lm = False               # evaluate_checkpoint reports what is wrong with the file
+    if lm:
+        from .train.lm import evaluate_lm_checkpoint  # a language model
+        with policy:
+            m = evaluate_lm_checkpoint(args.checkpoint, args.data)
+        if args.json:
+            print(json.dumps(m))
+        else:
+            print(f"{m['checkpoint']}: {m['model']} ({m['variant']}) on {m['dataset']} test "
+                  f"split, {m['windows']} windows of {m['seq_len']} tokens: bits per byte "
+                  f"{m['bpb']:.4f}, perplexity {m['perplexity']:.3f}, loss {m['loss']:.4f}, "
+                  f"next-token accuracy {m['accuracy']:.4f}")
+        return EXIT_OK
     from .evaluate import evaluate_checkpoint
     with policy:
         r = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir)

@@ -124,3 +124,13 @@ def test_bpe_tokenizer_run(tmp_path, corpus):
     assert tok.kind == "bpe" and tok.vocab_size <= 300
     assert tok.decode(tok.encode("def f(x):\n")) == "def f(x):\n"
     load_for_eval(ckpt)
+
+
+def test_eval_recomputes_the_reported_test_bits_per_byte(tmp_path, corpus, capsys):
+    from tritium.cli import main
+
+    r = train(_opts(tmp_path, _model(tmp_path), corpus, baseline=False))
+    assert main(["eval", str(r.out / "model.safetensors"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["bpb"] == pytest.approx(r.metrics["ternary"]["test_bpb"], rel=1e-5)
+    assert got["perplexity"] == pytest.approx(r.metrics["ternary"]["test_perplexity"], rel=1e-5)

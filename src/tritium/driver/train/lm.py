@@ -325,7 +325,8 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
                                     block)
     max_bytes = opts.max_bytes if opts.max_bytes is not None else \
         _block_int(block, "max_bytes", 1 << 40)
-    corpus = load_text(settings.dataset, max_bytes, settings.validation_split or 0.1)
+    holdout = settings.validation_split or 0.1
+    corpus = load_text(settings.dataset, max_bytes, holdout)
     state_path: Path | None = None
     if opts.resume is not None:
         rp = Path(opts.resume)
@@ -363,7 +364,8 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
                    hyperparameters=dict(opts.hyperparameters), dataset=settings.dataset,
                    input_shape=[seq], normalization=(0.0, 1.0), num_classes=vocab,
                    variant="ternary", format=opts.format, fp32_layers=fp32_names)
-    tok_extra = tokenizer_extra(tok)
+    tok_extra = {**tokenizer_extra(tok), "tritium.text_holdout": repr(float(holdout)),
+                 "tritium.text_max_bytes": str(max_bytes or 0)}
     baseline_init = float_twin(model) if opts.baseline else None
     run = _Run("ternary", model, _optimizer(settings, model.parameters()),
                best_acc=-math.inf)
@@ -529,3 +531,42 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
     _plots(out, metrics)
     _print_report(rep.console, metrics, out)
     return TrainResult(out, metrics)
+
+
+# ----------------------------------------------------------------------------- tritium eval
+
+def evaluate_lm_checkpoint(path: str | Path, data: str | None = None) -> dict[str, Any]:
+    """Loss, next-token accuracy, bits per byte and perplexity of a language-model
+    checkpoint on the test windows of its text corpus (or `data`), read, split and
+    tokenized as `tritium train` did (the checkpoint records the tokenizer, the window
+    length, the held-out share and the byte cap)."""
+    from ...runtime import read_checkpoint_metadata
+    from ..evaluate import load_for_eval
+
+    extra = read_checkpoint_metadata(path).extra
+    tok = tokenizer_of(extra, str(path))
+    model, info = load_for_eval(path)
+    spec = data or info.dataset
+    if not (spec.strip().lower() == "text" or spec.startswith("text:")):
+        raise DatasetError(f"{path} is a language model: evaluate it on text",
+                           help="--data text or --data text:PATH", code=2)
+    try:
+        holdout = float(extra.get("tritium.text_holdout", "0.1"))
+        max_bytes = int(extra.get("tritium.text_max_bytes", "0")) or None
+    except ValueError:
+        holdout, max_bytes = 0.1, None
+    if not (0.0 < holdout < 0.9) or (max_bytes is not None and max_bytes < 1):
+        holdout, max_bytes = 0.1, None
+    if not info.input_shape or len(info.input_shape) != 1:
+        raise DatasetError(f"{path} records no sequence length for its text windows")
+    seq = int(info.input_shape[0])
+    corpus = load_text(spec, None if data else max_bytes, holdout)
+    w = pack_windows(encode_split(tok, corpus.test), seq)
+    if len(w) == 0:
+        raise DatasetError(f"the test split of {corpus.name} holds less than one window of "
+                           f"{seq + 1} tokens")
+    test_w = torch.from_numpy(_spread(w, 4 * MAX_EVAL_WINDOWS).astype(np.int64))
+    r = lm_evaluate(model, test_w, torch.tensor(tok.token_bytes(), dtype=torch.long))
+    return {"checkpoint": str(path), "model": info.entry, "variant": info.variant,
+            "dataset": corpus.name, "windows": len(test_w), "seq_len": seq,
+            "tokenizer": tok.kind, **r}
