@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "bitnet_b158.tri"
 TINY = ["--set", "dim=32", "--set", "layers=1", "--set", "heads=2", "--set", "ffn=48"]
@@ -73,3 +75,30 @@ def test_bitnet_block_example_trains_on_text(tmp_path):
                  "4", "--seq-len", "32", "--no-baseline", "--latency-runs", "1", "--out",
                  str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr + r.stdout
+
+
+@pytest.mark.slow
+def test_lm_ddp_ranks_agree(tmp_path):
+    import os
+    import shutil
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) \
+        or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(4):
+        (corpus / f"m{i}.py").write_text(f"x_{i} = [n * {i} for n in range(9)]\n" * 60)
+    out, digests = tmp_path / "run", tmp_path / "digests"
+    env = {**os.environ, "TRITIUM_TEST_DIGEST_DIR": str(digests), "NO_PROGRESS": "1",
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "tritium",
+                        "train", str(EXAMPLE), *TINY, "--data", f"text:{corpus}",
+                        "--seq-len", "32", "--epochs", "1", "--steps-per-epoch", "3",
+                        "--batch-size", "8", "--no-baseline", "--latency-runs", "1",
+                        "--out", str(out)], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (digests / "rank0.txt").read_text() == (digests / "rank1.txt").read_text()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["task"] == "lm"
