@@ -131,9 +131,8 @@ def check_data_args(args: argparse.Namespace) -> None:
         target = os.path.expanduser(args.data[5:])
         problem = input_problem(target) if target else "is empty"
         if problem is not None and not problem.startswith("is a directory"):
-            raise ArgError(f"--data text:{show_path(args.data[5:])[1:-1] if target else ''}: "
-                           f"the path {problem} (text:PATH takes a UTF-8 text file or a "
-                           "directory of text files)")
+            raise ArgError(f"--data {show_path(args.data)}: the path after `text:` {problem} "
+                           "(text:PATH takes a UTF-8 text file or a directory of text files)")
         return
     path = os.path.expanduser(args.data)
     if name.endswith(".npz"):

@@ -134,3 +134,31 @@ def test_eval_recomputes_the_reported_test_bits_per_byte(tmp_path, corpus, capsy
     got = json.loads(capsys.readouterr().out)
     assert got["bpb"] == pytest.approx(r.metrics["ternary"]["test_bpb"], rel=1e-5)
     assert got["perplexity"] == pytest.approx(r.metrics["ternary"]["test_perplexity"], rel=1e-5)
+
+
+def test_training_block_language_model_keys(tmp_path, corpus):
+    p = _model(tmp_path, seq_len=": 16, steps_per_epoch: 2, max_bytes: 20000, "
+                                 "tokenizer: \"bytes\"")
+    p.write_text(p.read_text().replace("batch_size: 8", f"batch_size: 8, dataset: \"text:{corpus}\""))
+    r = train(TrainOptions(str(p), out=str(tmp_path / "run"), latency_runs=1, quiet=True,
+                           baseline=False, epochs=1))
+    assert r.metrics["steps_per_epoch"] == 2 and r.metrics["dataset"] == str(corpus)
+    assert sum(r.metrics["corpus"]["bytes"].values()) <= 20000
+    from tritium.driver.compile import CompileError
+    bad = _model(tmp_path, seq_len=": 16, steps_per_epoch: 0")     # the checker's ranges
+    with pytest.raises(CompileError, match="steps_per_epoch"):
+        train(_opts(tmp_path, bad, corpus, steps_per_epoch=None))
+
+
+def test_data_text_path_errors_through_the_cli(tmp_path, capsys):
+    from tritium.cli import main
+
+    model = _model(tmp_path)
+    assert main(["train", str(model), "--data", f"text:{tmp_path}/missing"]) == 2
+    assert "text:" in capsys.readouterr().err
+    (tmp_path / "bin").mkdir()
+    for i in range(3):
+        (tmp_path / "bin" / f"{i}.dat").write_bytes(bytes(range(256)))
+    assert main(["train", str(model), "--data", f"text:{tmp_path}/bin", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "not UTF-8 text" in err and "Traceback" not in err
