@@ -57,6 +57,13 @@ def test_train_then_generate(tmp_path):
                         "5") for _ in range(2)]
     assert sampled[0].returncode == 0 and sampled[0].stdout == sampled[1].stdout
 
+    # the Python API: the same text, streamed in pieces
+    import tritium
+    pieces: list[str] = []
+    r = tritium.generate(ckpt, "def handler_", 24, greedy=True, on_text=pieces.append)
+    assert "".join(pieces) == r.text and r.text + "\n" == greedy[0].stdout
+    assert len(r.tokens) == 24 and r.decode_tokens_per_s > 0 and r.prefill_tokens_per_s > 0
+
 
 def test_generate_refuses_a_classifier_checkpoint_and_bad_options(tmp_path):
     r = _tritium("generate", str(ROOT / "tests" / "unit" / "driver" / "data" /

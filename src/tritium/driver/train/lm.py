@@ -244,7 +244,7 @@ def _lm_epoch(run: _Run, wrapped: nn.Module, s: TrainSettings, train_w: torch.Te
         total += value * n
         correct += int((logits.detach().argmax(-1) == y).sum())
         seen += n
-        rep.advance(task, f"loss {total / seen:.4f} bpb~{total / seen / math.log(2):.3f}")
+        rep.advance(task, f"loss {total / seen:.4f} ({total / seen / math.log(2):.3f} bits/token)")
     dist_.sync_buffers(run.model)
     if rep.progress is not None and task is not None:
         rep.progress.remove_task(task)
