@@ -47,6 +47,7 @@ class GenerationResult:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     decode_steps: int = 0
+    cache_used: bool = False    # False: asked not to, or the model cannot decode with it
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -139,11 +140,22 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
             if on_token is not None:
                 on_token(token)
             t = time.perf_counter()
+            result.cache_used = session is not None
             while len(result.tokens) < max_new_tokens:
+                ids = torch.cat([ids, torch.tensor([[token]], dtype=torch.long)], dim=1)
                 if session is not None:
-                    logits = session.forward(model, torch.tensor([[token]], dtype=torch.long))
+                    logits = session.forward(model, ids[:, -1:])
+                    checked = time.perf_counter()
+                    agrees = result.decode_steps > 0 or _agrees(model, ids, logits)
+                    t += time.perf_counter() - checked       # the check is not decoding
+                    if not agrees:
+                        # the model mixes positions outside `attention` (a convolution
+                        # over the sequence, say): the cache cannot stand in for them
+                        session.__exit__(None, None, None)
+                        session = None
+                        result.cache_used = False
+                        logits = model(ids)
                 else:
-                    ids = torch.cat([ids, torch.tensor([[token]], dtype=torch.long)], dim=1)
                     logits = model(ids)
                 token = pick(logits)
                 result.tokens.append(token)
@@ -155,6 +167,22 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
             if session is not None:
                 session.__exit__(None, None, None)
     return result
+
+
+def _agrees(model, ids, cached_logits) -> bool:
+    """Whether the first cached decode step gave the logits of full recomputation (checked
+    once per generation, outside the session)."""
+    import torch
+
+    from ..runtime.decoding import _SESSION
+    token = _SESSION.set(None)
+    try:
+        full = model(ids)[:, -1:]
+    finally:
+        _SESSION.reset(token)
+    scale = max(1.0, float(full.abs().max()))
+    return bool(torch.allclose(cached_logits[:, -1:].float(), full.float(), rtol=0,
+                               atol=1e-3 * scale))
 
 
 def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
@@ -235,7 +263,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"prefill: {r.prompt_tokens} tokens in {r.prefill_seconds * 1000:.1f} ms "
           f"({r.prefill_tokens_per_s:.1f} tokens/s); decode: {r.decode_steps} tokens in "
           f"{r.decode_seconds * 1000:.1f} ms ({r.decode_tokens_per_s:.1f} tokens/s)"
-          f"{'' if not args.no_cache else ' without KV cache'}", file=sys.stderr)
+          + ("" if r.cache_used or r.decode_steps == 0 else " without KV cache"
+             + ("" if args.no_cache else " (the model mixes positions outside attention)")),
+          file=sys.stderr)
     return EXIT_OK
 
 

@@ -81,6 +81,7 @@ def test_kv_cache_greedy_equals_full_recompute(tiny_frozen):
     cached = generate_tokens(tiny_frozen, prompt, 40, greedy=True, use_cache=True)
     full = generate_tokens(tiny_frozen, prompt, 40, greedy=True, use_cache=False)
     assert cached.tokens == full.tokens
+    assert cached.cache_used and not full.cache_used
     assert len(set(cached.tokens)) > 1
     assert cached.decode_steps == 39 and cached.prompt_tokens == len(prompt)
 
@@ -97,3 +98,24 @@ def test_seeded_sampling_is_reproducible(tiny_frozen):
 def test_empty_prompt_is_an_error(tiny_frozen):
     with pytest.raises(GenerateError, match="empty"):
         generate_tokens(tiny_frozen, [], 5)
+
+
+class _Mixer(torch.nn.Module):
+    """A toy LM whose next-token logits depend on every earlier token without attention
+    (a cumulative sum over the sequence): the KV cache cannot serve it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(256, 16)
+        self.head = torch.nn.Linear(16, 256)
+
+    def forward(self, ids):
+        return self.head(torch.tanh(self.embed(ids).cumsum(dim=1)))
+
+
+def test_a_model_mixing_positions_outside_attention_falls_back_to_recompute():
+    model = _Mixer().eval()
+    cached = generate_tokens(model, [1, 2, 3], 12, greedy=True, use_cache=True)
+    full = generate_tokens(model, [1, 2, 3], 12, greedy=True, use_cache=False)
+    assert not cached.cache_used and cached.tokens == full.tokens

@@ -54,3 +54,19 @@ def test_a_masked_attention_cannot_use_the_cache():
     q = torch.randn(1, 1, 2, 4)
     with DecodeSession(), pytest.raises(ValueError, match="mask"):
         attention(q, q, q, attn_mask=torch.ones(2, 2, dtype=torch.bool))
+
+
+def test_the_self_attention_layer_decodes_with_the_cache():
+    from tritium.runtime import SelfAttention
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(256, 16),
+                                SelfAttention(16, 2, causal=True, ternary=True),
+                                torch.nn.Linear(16, 256)).eval()
+    ids = torch.randint(0, 256, (1, 9))
+    with torch.no_grad():
+        full = model(ids)
+        with DecodeSession() as s:
+            parts = [s.forward(model, ids[:, :5])] + [s.forward(model, ids[:, i:i + 1])
+                                                     for i in range(5, 9)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-4, rtol=1e-4)
