@@ -124,6 +124,10 @@ def test_bpe_tokenizer_run(tmp_path, corpus):
     assert tok.kind == "bpe" and tok.vocab_size <= 300
     assert tok.decode(tok.encode("def f(x):\n")) == "def f(x):\n"
     load_for_eval(ckpt)
+    from tritium import generate
+    g = generate(str(ckpt), "def f", 12, seed=0, top_k=10)
+    assert len(g.tokens) == 12 and all(t < tok.vocab_size for t in g.tokens)
+    assert g.text == tok.decode(g.tokens)
 
 
 def test_eval_recomputes_the_reported_test_bits_per_byte(tmp_path, corpus, capsys):
