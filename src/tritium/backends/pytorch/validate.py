@@ -84,7 +84,7 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
               "stochastic_quantize", "learned_quantize", "soft_quantize",
               "gumbel_softmax_quantize", "xnor_quantize", "ste_quantize", "clipped_ste_quantize",
               "dequantize", "ternary_weights", "quantized_linear", "quantized_conv2d",
-              "quantized_matmul", "rope"}
+              "quantized_matmul", "rope", "attention"}
 _MODULE_ROOTS = {"torch": TORCH_ATTRS, "F": F_ATTRS, "nn": NN_ATTRS, "trt": TRT_ATTRS}
 
 _FORBIDDEN_NODES = (
