@@ -322,16 +322,27 @@ class TernaryLayer(TritiumLayer):
         """The cached native call of this frozen layer (rebuilt when its tensors changed), or
         None when a plan may not serve this call (autograd, torch.compile, non-float32 CPU
         input) or no native kernels exist: the caller then takes the general path."""
+        if not kernels.plan_usable(x, residual, self._parameters.get("bias")):
+            return None
+        return self._current_plan()
+
+    def _current_plan(self) -> kernels.LinearPlan | None:
+        """The cached native call of this frozen layer, rebuilt when its tensors changed (None
+        without native kernels or for tensors a plan cannot take)."""
         bufs = self._buffers
         wdata, scale, bias = bufs["weight_packed"], bufs["weight_scale"], \
             self._parameters.get("bias")
-        if not kernels.plan_usable(x, residual, bias):
-            return None
         plan = self._plan
         if plan is None or not plan.valid_for(wdata, scale, bias):
             plan = self._plan = kernels.linear_plan(
                 wdata, self.out_dim, self.reduce_dim, self.format, scale, bias, self.act_quant)
         return plan
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the cached plan holds ctypes pointers into this layer's tensors: copies and pickles
+        # build their own on first use
+        state = super().__getstate__()
+        return {**state, "_plan": None} if state.get("_plan") is not None else state
 
     def _become_frozen(self, data: torch.Tensor, scale: torch.Tensor, fmt: str) -> None:
         del self.weight
