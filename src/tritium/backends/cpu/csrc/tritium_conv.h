@@ -128,7 +128,7 @@ TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, 
         if (J.xf) {
             pool_run(patch_task, &J, tasks, gather_threads);
             P.x = J.xf;
-            err = run_problem(&P, nthreads);
+            err = f32p_fits(&P) ? run_f32p(&P, nthreads) : run_problem(&P, nthreads);
         }
         free(J.xf);
     }

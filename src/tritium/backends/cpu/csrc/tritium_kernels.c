@@ -114,6 +114,7 @@ __attribute__((unused)) static void decode_codes_scalar(int fmt, const uint8_t *
 #endif
 
 #include "tritium_driver.h"
+#include "tritium_f32p.h" /* the fp32-activation panel GEMM for batches of tokens */
 #include "tritium_g2.h"
 
 
@@ -133,7 +134,8 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
     if (!act_quant) {
         P.x = x;
         /* direct fp32 GEMV (decode per token) beats the decoded-tile path up to 3 tokens */
-        if (!TRI_HAVE_DIRECT || m > 3) return run_problem(&P, nthreads);
+        if (!TRI_HAVE_DIRECT || m > 3)
+            return f32p_fits(&P) ? run_f32p(&P, nthreads) : run_problem(&P, nthreads);
         float *xp = tri_alloc((size_t)(m * P.ldx) * sizeof(float));
         if (!xp) return 1;
         for (int64_t t = 0; t < m; t++) {
