@@ -70,7 +70,7 @@ class _LinearRun:
     kernels) or a tuned config resolver is installed (each layer then runs its tuned plan)."""
 
     __slots__ = ("layers", "acts", "codes", "k0", "n_last", "plans", "args", "args_ptr",
-                 "structs", "act_arr", "gws", "g2_min", "env_threads", "fn", "biases")
+                 "structs", "act_arr", "gws", "g2_min", "env_threads", "fn", "biases", "guard")
 
     def __init__(self, layers: list[TernaryLinear], acts: list[str | None]) -> None:
         self.layers, self.acts = layers, acts
@@ -80,13 +80,14 @@ class _LinearRun:
         self.plans: list | None = None
 
     def _stale(self) -> bool:
-        plans = self.plans
-        if plans is None:
+        """Whether a layer's weight, scale or bias is another tensor or was changed in place
+        since the plans were built (what each plan's ``valid_for`` checks, in one loop)."""
+        if self.plans is None:
             return True
-        for layer, p in zip(self.layers, plans, strict=True):
-            bufs = layer._buffers
-            if not p.valid_for(bufs["weight_packed"], bufs["weight_scale"],
-                               layer._parameters.get("bias")):
+        for bufs, params, w, s, b, versions in self.guard:
+            if bufs["weight_packed"] is not w or bufs["weight_scale"] is not s \
+                    or params.get("bias") is not b \
+                    or (w._version, s._version, None if b is None else b._version) != versions:
                 return True
         return False
 
@@ -109,6 +110,8 @@ class _LinearRun:
         self.g2_min = min(int8) if int8 else 1 << 62
         self.gws = None
         self.env_threads = plans[0].env_threads
+        self.guard = [(layer._buffers, layer._parameters, *p.tensors, p.versions)
+                      for layer, p in zip(self.layers, plans, strict=True)]
         self.plans = plans
         return True
 
@@ -129,7 +132,8 @@ class _LinearRun:
         return x
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2 or x.shape[1] != self.k0 or x.requires_grad and torch.is_grad_enabled():
+        shape = x.shape
+        if len(shape) != 2 or shape[1] != self.k0 or x.requires_grad and torch.is_grad_enabled():
             return self.slow(x)
         if self._stale() and not self._build():
             return self.slow(x)
@@ -137,10 +141,10 @@ class _LinearRun:
             for p, act in zip(self.plans, self.acts, strict=True):
                 x = p(x if x.is_contiguous() else x.contiguous(), act, None)
             return x
-        m = x.shape[0]
+        m = shape[0]
         if not x.is_contiguous():
             x = x.contiguous()
-        y = torch.empty((m, self.n_last), dtype=torch.float32)
+        y = x.new(m, self.n_last)   # float32 CPU, like x; cheaper than torch.empty(dtype=)
         rc = self.fn(self.args_ptr, x.data_ptr(), m, y.data_ptr(),
                      _plan._call_threads(self.env_threads, 0),
                      self._g2_layouts() if m >= self.g2_min else None)
@@ -269,6 +273,25 @@ class ChainForward:
             prog = self.program = _compile(self.module, self.steps)
         return prog
 
+    def _current(self) -> list | None:
+        """The ops to run, or None when the generated forward must: a step's module has hooks
+        (they must see their calls), or the steps are not understood. Recompiles when a module
+        was replaced."""
+        prog = self.program
+        if prog is not None:
+            mods = self.module._modules
+            for name, mod in prog[1]:
+                if mods.get(name) is not mod:
+                    break
+                if mod._forward_hooks or mod._forward_pre_hooks:
+                    return None
+            else:
+                return prog[0]
+        prog = self._program()
+        if prog is None or any(m._forward_hooks or m._forward_pre_hooks for _, m in prog[1]):
+            return None
+        return prog[0]
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if len(args) != 1 or kwargs or _is_compiling():
             return self.original(*args, **kwargs)
@@ -276,14 +299,9 @@ class ChainForward:
         if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.is_cuda \
                 or _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks:
             return self.original(x)
-        prog = self._program()
-        if prog is None:
-            return self.original(x)
-        ops, guarded, params = prog
-        for _, mod in guarded:
-            if mod._forward_hooks or mod._forward_pre_hooks:
-                return self.original(x)
-        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        ops = self._current()
+        if ops is None or torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad for p in self.program[2])):
             return self.original(x)
         for op in ops:
             x = op(x)

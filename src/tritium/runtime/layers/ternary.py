@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tritium.runtime import kernels
+from tritium.runtime.native import _ACT_CODE
 from tritium.runtime.packing import (
     FORMAT_VERSION,
     PackedTernary,
@@ -425,16 +426,18 @@ class TernaryLinear(TernaryLayer):
             _check_activation(activation)
         x = self._pre(x)
         if self.frozen:
-            if self.folded and x.dim() != 2:
+            shape = x.shape
+            if self.folded and len(shape) != 2:
                 raise ValueError(
                     f"{type(self).__name__}: a batch norm was folded into this layer, which is "
                     f"exact only for 2-D (batch, features) inputs; got shape {tuple(x.shape)} "
                     "(freeze with fold_bn=False to keep the batch norm)")
             # fast path: a cached native call (no autograd, eager mode, float32 CPU input)
-            if residual is None and x.dim() == 2 and x.shape[1] == self.in_features:
+            if residual is None and len(shape) == 2 and shape[1] == self.in_features:
                 plan = self._frozen_plan(x, None)
                 if plan is not None:
-                    return plan(x if x.is_contiguous() else x.contiguous(), activation, None)
+                    return plan.run(x if x.is_contiguous() else x.contiguous(),
+                                    _ACT_CODE[activation])
             lead = x.shape[:-1]
             x2 = x.reshape(-1, x.shape[-1])
             r2 = None if residual is None else residual.reshape(-1, self.out_features)
