@@ -1,7 +1,8 @@
 """The fp32-activation panel GEMM (csrc/tritium_f32p.h): batches of float tokens against
 packed trits, every panel width and token-group tail, K within and past its bound, every
 epilogue (vector: scale, bias, relu, relu6; scalar: residual, the other activations), on
-every ISA path of this CPU, against an independent float64 reference."""
+every ISA path of this CPU, against an independent float64 reference; and the direct ternary
+convolution of small fp32 patches (csrc/tritium_conv.h: whole-plane and row forms)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,33 @@ def test_conv_small_k(out_channels):
     w = trits.double().reshape(o, c, 5, 5) * scale.double().reshape(o, 1, 1, 1)
     ref = F.relu(F.conv2d(x.double(), w, bias.double())).float()
     _check(y, ref)
+
+
+@pytest.mark.parametrize("geom", [
+    # (C, O, H, W, kernel, padding, dilation, stride): the whole-plane form (no padding),
+    # the row form (padding, rows of 24 and more), and shapes that keep the patch GEMM
+    (1, 6, 32, 32, 5, 0, 1, 1),
+    (6, 16, 14, 14, 5, 0, 1, 1),
+    (3, 5, 9, 40, 3, 0, 2, 1),
+    (2, 7, 30, 30, 3, 1, 1, 1),
+    (2, 7, 30, 31, 3, 2, 2, 1),
+    (2, 4, 12, 12, 3, 1, 1, 1),
+    (1, 3, 70, 70, 3, 0, 1, 1),
+    (2, 5, 20, 20, 3, 0, 1, 2),
+])
+@pytest.mark.parametrize("act", [None, "relu", "silu"])
+def test_direct_conv(geom, act):
+    c, o, h, w, kk, pad, dil, stride = geom
+    g = torch.Generator().manual_seed(sum(geom))
+    trits = torch.randint(-1, 2, (o, c * kk * kk), generator=g, dtype=torch.int8)
+    x = torch.randn(2, c, h, w, generator=g)
+    scale, bias = torch.rand(o, generator=g) + 0.5, torch.randn(o, generator=g)
+    wt = trits.double().reshape(o, c, kk, kk) * scale.double().reshape(o, 1, 1, 1)
+    ref = F.conv2d(x.double(), wt, bias.double(), stride, pad, dil)
+    residual = torch.randn(ref.shape, generator=g)
+    for res in (None, residual):
+        with torch.no_grad():
+            y = kernels.ternary_conv2d(x, pack_ternary(trits, "t1.6"), (o, c, kk, kk), scale,
+                                       bias, stride, pad, dil, activation=act, residual=res)
+        want = ref if res is None else ref + res.double()
+        _check(y, ACTS[act](want.float()))
