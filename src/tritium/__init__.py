@@ -8,6 +8,7 @@
     block = tritium.load("examples/resnet18.tri", "BasicBlock", c_in=64, c_out=128)
     model = tritium.load_source(text, "Tiny")          # from program text
     model, report = tritium.ternarize(torch_model)     # an existing nn.Module, in place
+    r = tritium.generate("runs/lm/model.safetensors", "def main(", max_new_tokens=64)
 
 A path is always a path (whatever characters its name holds: `{`, newlines) and program
 text is only ever given as `source=` (or to `load_source`): the API never guesses which
@@ -20,7 +21,7 @@ Importing `tritium` is cheap: it never imports torch. The compiler lives in
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile", "load", "load_source", "ternarize"]
+__all__ = ["__version__", "compile", "generate", "load", "load_source", "ternarize"]
 
 
 def compile(path=None, *, source=None, **options):  # noqa: A001 - the public API is tritium.compile
@@ -57,3 +58,13 @@ def ternarize(model, include=None, exclude=None, **options):
     from .runtime.ternarize import ternarize as _ternarize
 
     return _ternarize(model, include, exclude, **options)
+
+
+def generate(checkpoint, prompt, max_new_tokens=128, **options):
+    """Text after `prompt` from a language-model checkpoint of `tritium train --data text`:
+    a :class:`tritium.driver.generate.GenerationResult` (`.text`, `.tokens`, prefill and
+    decode tokens/s). Options: temperature, top_k, top_p, greedy, seed, use_cache,
+    on_text (a callable receiving the text as it streams). This imports torch."""
+    from .driver.generate import generate as _generate
+
+    return _generate(checkpoint, prompt, max_new_tokens, **options)

@@ -165,6 +165,14 @@ RANGES: dict[str, Range] = {
     "milestone": Range(int, 1, _E),
     "threads": Range(int, 0, MAX_THREADS, note="0: torch's default"),
     "latency_runs": Range(int, 1, 1_000_000),
+    # language models: train and generate
+    "seq_len": Range(int, 1, 1 << 16),
+    "max_bytes": Range(int, 1, 1 << 40),
+    "steps_per_epoch": Range(int, 1, 1 << 30),
+    "max_new_tokens": Range(int, 0, 1 << 20),
+    "temperature": Range(float, 0.0, 100.0),
+    "top_k": Range(int, 0, 1 << 24, note="0: off"),
+    "top_p": Range(float, 0.0, 1.0, lo_open=True),
     # predict, profile, compile
     "top": Range(int, 1, 100_000),
     "jobs": Range(int, 1, MAX_JOBS),

@@ -198,6 +198,7 @@ def _base(cmd: str, work: Path) -> list[str]:
         "train": ["train", "model.tri", "--out", "run/a", "--epochs", "1", "--no-baseline",
                   "--latency-runs", "1", "-q"],
         "eval": ["eval", "ckpt.safetensors"],
+        "generate": ["generate", "ckpt.safetensors", "--prompt", "x"],
         "predict": ["predict", "ckpt.safetensors", "x.npy"],
         "export": ["export", "ckpt.safetensors", "--format", "onnx", "-o", "run/m.onnx"],
         "tune": ["tune", "--kernel", "cpu.linear", "--shape", "1,8,8", "--budget", "1",

@@ -109,3 +109,11 @@ def shape_elements(dims) -> int | None:
     if n > MAX_ELEMENTS:
         raise TooLarge(f"a tensor of {n} elements is larger than {MAX_ELEMENTS}")
     return n
+
+
+def range_len(r: range) -> int:
+    """The number of integers in `r`, computed (Python's `len` raises OverflowError when it
+    does not fit a C ssize_t: `(-2**63 + 1)..=0` holds 2**63 of them)."""
+    if r.step > 0:
+        return max(0, (r.stop - r.start + r.step - 1) // r.step)
+    return max(0, (r.start - r.stop - r.step - 1) // -r.step)

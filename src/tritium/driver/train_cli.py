@@ -33,11 +33,13 @@ _TRAIN_EPILOG = """examples:
   tritium train examples/mlp.tri --out runs/mlp --resume            # continue runs/mlp
   torchrun --nproc-per-node 2 -m tritium train examples/mlp.tri     # DDP on CPU (gloo)
   tritium train examples/lenet5.tri --init runs/lenet5/fp32.safetensors --fp32-layers first,last
+  tritium train examples/bitnet_b158.tri --data text --out runs/bitnet     # a language model
 
 data: digits (embedded, default), mnist and fashion-mnist (IDX files in DIR/mnist/ or
 DIR/fashion-mnist/), cifar10 (binary batches in DIR/cifar10/cifar-10-batches-bin/), or an
 .npz with arrays x and y. DIR is --data-dir, $TRITIUM_DATA_DIR or ~/.cache/tritium/data.
-Nothing is downloaded."""
+Language models: text (the *.py files of Python's standard library) or text:PATH (a UTF-8
+file or a directory of them), held out by file. Nothing is downloaded."""
 
 
 def _error(message: str, help: str | None = None) -> None:  # noqa: A002
@@ -71,6 +73,7 @@ def _guard(fn: Any) -> Any:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception as err:  # noqa: BLE001 - sorted below; unknown ones re-raise
+            from ..data.tokenizer import TokenizerError
             from ..runtime import CheckpointError
             from .evaluate import ExportError
             from .models import ModelBuildError
@@ -78,6 +81,9 @@ def _guard(fn: Any) -> Any:
             if isinstance(err, TrainError):
                 _error(err.message, err.help)
                 return err.code
+            if isinstance(err, TokenizerError):
+                _error(err.message, err.help)
+                return EXIT_FAIL
             if isinstance(err, CheckpointError):
                 _error(str(err), "pass a model.safetensors written by `tritium train`")
                 return EXIT_USAGE if err.problem == "no such file" else EXIT_FAIL
@@ -119,7 +125,14 @@ def check_data_args(args: argparse.Namespace) -> None:
     if args.data is None:
         return
     name = args.data.strip().lower().replace("_", "-")
-    if name in (*DATASETS, "sklearn-digits", "fashionmnist", "cifar-10"):
+    if name in (*DATASETS, "sklearn-digits", "fashionmnist", "cifar-10", "text"):
+        return
+    if args.data.startswith("text:"):          # a text file or a directory of them
+        target = os.path.expanduser(args.data[5:])
+        problem = input_problem(target) if target else "is empty"
+        if problem is not None and not problem.startswith("is a directory"):
+            raise ArgError(f"--data {show_path(args.data)}: the path after `text:` {problem} "
+                           "(text:PATH takes a UTF-8 text file or a directory of text files)")
         return
     path = os.path.expanduser(args.data)
     if name.endswith(".npz"):
@@ -215,7 +228,7 @@ def _augmentations(text: str | None) -> list[str] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..argcheck import check_name
+    from ..argcheck import ArgError, check_name
     hyper = _sets(args.set)
     check_name(args.model, "--model")
     aug = _augmentations(args.augment)
@@ -232,7 +245,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         augmentation=aug, seed=args.seed, validation_split=args.val_split, format=args.format,
         baseline=not args.no_baseline, resume=args.resume, latency_runs=args.latency_runs,
         progress=False if args.no_progress else None, quiet=args.quiet,
-        threads=args.threads, device=args.device, init=args.init, fp32_layers=fp32_layers)
+        threads=args.threads, device=args.device, init=args.init, fp32_layers=fp32_layers,
+        tokenizer=args.tokenizer, seq_len=args.seq_len, max_bytes=args.max_bytes,
+        steps_per_epoch=args.steps_per_epoch)
+    if args.tokenizer is not None:
+        from ..data.tokenizer import TokenizerError, parse_tokenizer_spec
+        try:
+            parse_tokenizer_spec(args.tokenizer)
+        except TokenizerError as exc:
+            raise ArgError(f"--tokenizer: {exc.message}") from None
     if opts.resume == "":
         opts.resume = opts.out or f"runs/{__import__('pathlib').Path(args.file).stem}"
     result = train(opts)
@@ -250,6 +271,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     policy = _entry_policy(args)
     _checkpoint(args.checkpoint)
     check_data_args(args)
+    from ..runtime import CheckpointError, read_checkpoint_metadata
+    try:
+        lm = "tritium.tokenizer" in read_checkpoint_metadata(args.checkpoint).extra
+    except CheckpointError:
+        lm = False               # evaluate_checkpoint reports what is wrong with the file
+    if lm:
+        from .train.lm import evaluate_lm_checkpoint  # a language model
+        with policy:
+            m = evaluate_lm_checkpoint(args.checkpoint, args.data)
+        if args.json:
+            print(json.dumps(m))
+        else:
+            print(f"{m['checkpoint']}: {m['model']} ({m['variant']}) on {m['dataset']} test "
+                  f"split, {m['windows']} windows of {m['seq_len']} tokens: bits per byte "
+                  f"{m['bpb']:.4f}, perplexity {m['perplexity']:.3f}, loss {m['loss']:.4f}, "
+                  f"next-token accuracy {m['accuracy']:.4f}")
+        return EXIT_OK
     from .evaluate import evaluate_checkpoint
     with policy:
         r = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir)
@@ -326,7 +364,9 @@ def register(sub: Any, formatter_class: Any) -> None:
                                    "the generated module, metrics.json and plots to --out.")
     t.add_argument("file", metavar="FILE", type=path_arg("input-file"))
     t.add_argument("--data", default=None, metavar="NAME|PATH", type=path_arg("data"),
-                   help="digits (default), mnist, fashion-mnist, cifar10 or an .npz")
+                   help="digits (default), mnist, fashion-mnist, cifar10, an .npz; for "
+                        "language models text (the Python standard library's source) or "
+                        "text:PATH (a text file or a directory of them)")
     t.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"),
                    help="where local datasets live (default $TRITIUM_DATA_DIR or "
                         "~/.cache/tritium/data)")
@@ -371,6 +411,17 @@ def register(sub: Any, formatter_class: Any) -> None:
     t.add_argument("--fp32-layers", default=None, metavar="first,last,NAME",
                    help="keep these layers in full precision: first, last, layer names or "
                         "globs, separated by commas")
+    lm = t.add_argument_group("language models (--data text, text:PATH)")
+    lm.add_argument("--tokenizer", default=None, metavar="bytes|bpe[:VOCAB]",
+                    help="bytes (default: vocabulary 256) or a byte-level BPE learned from "
+                         "the training text (bpe: 1024 tokens)")
+    lm.add_argument("--seq-len", type=number("seq_len"), default=None,
+                    help="tokens per training window when the forward's input length is "
+                         "symbolic (else the training block's seq_len)")
+    lm.add_argument("--max-bytes", type=number("max_bytes"), default=None,
+                    help="read at most this many bytes of text (each split its share)")
+    lm.add_argument("--steps-per-epoch", type=number("steps_per_epoch"), default=None,
+                    help="at most this many batches per epoch")
     t.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     t.set_defaults(func=_guard(cmd_train))
 

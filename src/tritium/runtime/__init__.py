@@ -20,6 +20,7 @@ from tritium.runtime.checkpoint import (
 from tritium.runtime.functional import (  # the seed language's builtin functions
     adaptive_threshold_quantize,
     arange,
+    attention,
     batch_norm,
     cast,
     clipped_ste_quantize,
@@ -116,7 +117,7 @@ __all__ = [
     "norm",
     "random_tensor",
     "random_ternary",
-    "repeat_configs", "rope",
+    "repeat_configs", "rope", "attention",
     "same_padding",
     "ternary_weight",
     "with_format",

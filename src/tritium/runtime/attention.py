@@ -44,8 +44,12 @@ class SelfAttention(nn.Module):
             return t.reshape(b, s, h, e // h).transpose(1, 2)
 
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        if self.training and self.dropout > 0:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
+                                               dropout_p=self.dropout)
+        else:   # through the runtime: a decode session's KV cache (runtime.decoding)
+            from tritium.runtime.functional import attention
+            a = attention(q, k, v, is_causal=self.causal)
         return self.o_proj(a.transpose(1, 2).reshape(b, s, e))
 
     def extra_repr(self) -> str:

@@ -153,10 +153,15 @@ def split(x: torch.Tensor, size, dim: int = 0) -> list[torch.Tensor]:
     return list(torch.split(x, size, dim=dim))
 
 
-def rope(x: torch.Tensor, base: float = 10000.0, offset: int = 0) -> torch.Tensor:
+def rope(x: torch.Tensor, base: float = 10000.0, offset: int | None = None) -> torch.Tensor:
     """Rotary position embedding of `x` [..., seq, head_dim] (Llama's "rotate half" form):
     feature i and i + head_dim/2 of position p rotate by the angle p * base^(-2i/head_dim).
-    Positions start at `offset` (the tokens already cached when decoding)."""
+    Positions start at `offset`; by default at the number of tokens the active decode
+    session (:mod:`tritium.runtime.decoding`) has cached, 0 outside one."""
+    if offset is None:
+        from .decoding import current_session
+        session = current_session()
+        offset = session.offset if session is not None else 0
     seq, d = x.shape[-2], x.shape[-1]
     if d % 2:
         raise ValueError(f"rope: the head dim {d} is odd; it must be even")
@@ -167,6 +172,19 @@ def rope(x: torch.Tensor, base: float = 10000.0, offset: int = 0) -> torch.Tenso
     cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask=None,
+              is_causal: bool = False) -> torch.Tensor:
+    """Scaled dot-product attention `softmax(q kᵀ / √d) v` of `[batch, heads, seq, head_dim]`
+    tensors; inside a decode session (:mod:`tritium.runtime.decoding`) over the cached keys
+    and values too."""
+    from .decoding import current_session
+    session = current_session()
+    if session is not None:
+        return session.attend(q, k, v, attn_mask, is_causal)
+    return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                                      is_causal=is_causal)
 
 
 def layer_norm(x: torch.Tensor, shape=None, weight=None, bias=None, eps: float = 1e-5

@@ -10,24 +10,33 @@ autograd formula), so ``torch.compile`` traces through models that use it and au
 (the gradient of the int8 path treats the activation quantizer as identity, the usual STE).
 In eager mode without autograd the op's implementation is called directly to save the
 dispatcher's per-call overhead on small problems.
+
+The modules below it, by job: :mod:`tritium.runtime.native` (the loaded library,
+``kernel_info``, weight validation and the int8 GEMM's weight layouts),
+:mod:`tritium.runtime.plan` (a frozen layer's resolved native call, ``LinearPlan``, and the
+kernel configs chosen per problem) and :mod:`tritium.runtime.chain` (consecutive frozen
+layers of a generated model run as one plan); their public names are importable from here.
 """
 
 from __future__ import annotations
-
-import ctypes
-import dataclasses
-import os
-import warnings
-import weakref
-from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from tritium.backends import cpu as cpu_backend
 from tritium.backends.cpu.build import KernelConfig
-from tritium.runtime import tuned
+from tritium.runtime.native import (  # noqa: F401 - re-exported: the runtime's kernel API
+    _ACT_CODE,
+    _G2_LAYOUTS,
+    ACT_QUANT_MODES,
+    ACTIVATIONS,
+    _ensure_valid,
+    _g2_layout,
+    _lib,
+    kernel_info,
+    native_available,
+    openmp_runtimes,
+)
 from tritium.runtime.packing import (
     FORMAT_CODE,
     PackedTernary,
@@ -35,14 +44,24 @@ from tritium.runtime.packing import (
     packed_row_bytes,
     unpack_ternary,
 )
+from tritium.runtime.plan import (  # noqa: F401 - re-exported: the runtime's kernel API
+    _RESOLVED,
+    ConfigResolver,
+    LinearPlan,
+    get_config_resolver,
+    linear_plan,
+    m_bucket,
+    plan_usable,
+    set_config_resolver,
+    stop_tuned_configs,
+    tuned_configs_used,
+    use_tuned_configs,
+    use_tuned_configs_if_recorded,
+)
 from tritium.runtime.reference import apply_activation as _apply_activation
 from tritium.runtime.reference import int_matmul_exact as _int_matmul_exact
 from tritium.runtime.reference import quantize_activations_int8
 from tritium.runtime.reference import reference_linear as _reference_linear
-
-ACTIVATIONS: tuple[str | None, ...] = (None, "relu", "relu6", "gelu", "silu", "sigmoid", "tanh")
-ACT_QUANT_MODES = ("none", "int8")
-_ACT_CODE = {None: 0, "relu": 1, "relu6": 2, "gelu": 3, "silu": 4, "sigmoid": 5, "tanh": 6}
 
 __all__ = [
     "ACTIVATIONS",
@@ -59,132 +78,6 @@ __all__ = [
     "set_config_resolver",
     "tuned_configs_used",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Native library and the validated-weights cache
-# ---------------------------------------------------------------------------------------------
-
-
-def _lib():
-    return cpu_backend.load()
-
-
-def native_available() -> bool:
-    """Whether the C kernels built and loaded (this may build them on first call)."""
-    return _lib() is not None
-
-
-def openmp_runtimes() -> list[str]:
-    """The OpenMP runtime files (libgomp, libomp, libiomp) mapped into this process, from
-    ``/proc/self/maps`` (an empty list where that file does not exist)."""
-    found: set[str] = set()
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                parts = line.split(None, 5)
-                if len(parts) == 6:
-                    name = os.path.basename(parts[5].strip())
-                    if name.startswith(("libgomp", "libomp", "libiomp")):
-                        found.add(os.path.realpath(parts[5].strip()))
-    except OSError:
-        return []
-    return sorted(found)
-
-
-def kernel_info() -> dict[str, Any]:
-    """Which kernels run: ISA, compiler, cached binary, threads, thread pool.
-
-    ``pool`` is ``"openmp"`` or ``"pthread"``; with OpenMP, ``omp_library`` is the runtime the
-    kernels are bound to and ``omp_shared_with_torch`` says whether it is the only OpenMP
-    runtime in the process (then the kernels and PyTorch's ops share one team of threads).
-    ``pool_fallback`` says why an OpenMP build was replaced by the pthread pool, if it was.
-    ``pool_stats`` holds the pool's counters (``tritium.backends.cpu.POOL_STATS``): how many
-    calls ran in parallel, how often a caller waited for a thread the OS had not scheduled
-    (``stalls``, ``wait_ns``), and the smaller team of a back-off in progress (``cap``);
-    ``$TRITIUM_POOL_DEBUG=1`` reports each back-off on stderr.
-    """
-    lib = _lib()
-    info: dict[str, Any] = {"native": lib is not None, "threads": num_threads()}
-    if lib is None:
-        info.update(isa="torch", error=cpu_backend.load_error())
-        return info
-    b = lib.built
-    info.update(
-        isa=lib.isa,
-        compiler=b.compiler,
-        compiler_version=b.compiler_version,
-        flags=" ".join(b.flags),
-        threading=lib.threading,
-        pool=lib.pool,
-        pool_fallback=b.pool_fallback or None,
-        cache_path=str(b.path),
-        key=b.key,
-        pool_stats=lib.pool_stats(),
-    )
-    if lib.pool == "openmp":
-        runtimes = openmp_runtimes()
-        info.update(omp_library=lib.omp_library, openmp_runtimes=runtimes,
-                    omp_shared_with_torch=runtimes == [lib.omp_library])
-    return info
-
-
-# id(data tensor) -> (weakref to it, data_ptr, _version): packed bytes already checked once.
-_VALIDATED: dict[int, tuple[weakref.ref, int, int]] = {}
-
-
-def _ensure_valid(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> None:
-    key = id(wdata)
-    hit = _VALIDATED.get(key)
-    ptr, ver = wdata.data_ptr(), wdata._version
-    if hit is not None and hit[0]() is wdata and hit[1] == ptr and hit[2] == ver:
-        return
-    PackedTernary(fmt, wdata, (n, k)).validate()
-    if len(_VALIDATED) > 4096:
-        _VALIDATED.clear()
-    _VALIDATED[key] = (weakref.ref(wdata), ptr, ver)
-
-
-# id(data tensor) -> (weakref to it, data_ptr, _version, n, k, fmt, G2 layout): the int8 GEMM's
-# 2-bit panel layout of a weight, made once per weight on its first batch that uses the GEMM.
-_G2_LAYOUTS: dict[int, tuple] = {}
-
-
-_G2_MIN: dict[int, int] = {}  # id(ctypes library) -> G2 minimum batch
-
-
-def _g2_min_m(lib) -> int:
-    """The batch size from which ``lib`` runs the G2 GEMM (a huge number when it has none)."""
-    hit = _G2_MIN.get(id(lib.lib))
-    if hit is None:
-        has_g2 = lib.lib.tri_g2_bytes(0, 16, 16) > 0
-        hit = _G2_MIN[id(lib.lib)] = lib.built.config.gemm_min_m if has_g2 else 1 << 62
-    return hit
-
-
-def _g2_layout(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> torch.Tensor | None:
-    """The cached G2 layout of a (validated) packed weight, made on first use."""
-    key = id(wdata)
-    hit = _G2_LAYOUTS.get(key)
-    if (hit is not None and hit[0]() is wdata
-            and hit[1:6] == (wdata.data_ptr(), wdata._version, n, k, fmt)):
-        return hit[6]
-    nbytes = lib.lib.tri_g2_bytes(FORMAT_CODE[fmt], n, k)
-    if nbytes <= 0:
-        return None
-    out = torch.empty(nbytes, dtype=torch.uint8)
-    if lib.lib.tri_g2_pack(FORMAT_CODE[fmt], wdata.data_ptr(), n, k, wdata.shape[1],
-                           out.data_ptr(), num_threads()):
-        raise MemoryError("tritium: could not allocate the int8 GEMM's weight layout")
-
-    def _drop(ref: weakref.ref, key: int = key) -> None:
-        entry = _G2_LAYOUTS.get(key)
-        if entry is not None and entry[0] is ref:
-            del _G2_LAYOUTS[key]
-
-    _G2_LAYOUTS[key] = (weakref.ref(wdata, _drop), wdata.data_ptr(), wdata._version, n, k, fmt,
-                        out)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,292 +110,6 @@ def _linear_impl(
         residual = residual.float().contiguous()
     return LinearPlan(lib, wdata, n, k, fmt, scale, bias, act_quant)(x, act, residual)
 
-
-# ---------------------------------------------------------------------------------------------
-# Kernel configs chosen per problem (the autotuner's hook)
-# ---------------------------------------------------------------------------------------------
-
-ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
-
-_RESOLVER: ConfigResolver | None = None
-_RESOLVER_GENERATION = 0  # bumped by set_config_resolver: plans drop the answers they kept
-# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear_planned, thread cap, G2 minimum batch)
-# of the chosen config
-_RESOLVED: dict[tuple, tuple[Any, int, int]] = {}
-# (m bucket, n, k, fmt, act_quant, isa) -> the resolver's config, for the problems it answered
-# with one (what tuned_configs_used reports)
-_TUNED_USED: dict[tuple, KernelConfig] = {}
-_resolver_warned = False
-
-
-m_bucket = tuned.m_bucket
-
-
-def set_config_resolver(fn: ConfigResolver | None) -> None:
-    """Install (or with None remove) the function that picks a kernel specialization.
-
-    ``fn(m, n, k, fmt, act_quant, isa)`` gets the batch-size bucket ``m`` (see
-    :func:`m_bucket`), the weight shape, the packed format (``"t2"``/``"t1.6"``), the
-    activation mode (``"none"``/``"int8"``) and the ISA path of the default kernels, and returns
-    a :class:`~tritium.backends.cpu.KernelConfig` or None (the default config). The answer is
-    cached per (bucket, n, k, fmt, act_quant, isa) until the resolver is set again. A resolver
-    never breaks inference: if it raises, returns something else than a config, or returns a
-    config that cannot be built, the default kernels run and one warning says so.
-    """
-    global _RESOLVER
-    if fn is not None and not callable(fn):
-        raise TypeError(f"the config resolver must be callable or None, got {type(fn).__name__}")
-    global _RESOLVER_GENERATION
-    _RESOLVER = fn
-    _RESOLVER_GENERATION += 1
-    _RESOLVED.clear()
-    _TUNED_USED.clear()
-
-
-def get_config_resolver() -> ConfigResolver | None:
-    """The installed config resolver, or None."""
-    return _RESOLVER
-
-
-def _resolver_warn(message: str) -> None:
-    global _resolver_warned
-    if not _resolver_warned:
-        _resolver_warned = True
-        warnings.warn(f"tritium: {message}; using the default kernel config", RuntimeWarning,
-                      stacklevel=4)
-
-
-def tuned_configs_used() -> list[dict[str, Any]]:
-    """The problems for which the installed config resolver (the autotuner's archive) chose a
-    specialization since it was installed: batch bucket, shape, format, activation mode, ISA
-    and the config. Empty when every layer ran the default kernels."""
-    return [{"m_bucket": key[0], "n": key[1], "k": key[2], "fmt": key[3], "act_quant": key[4],
-             "isa": key[5], "config": dataclasses.asdict(config)}
-            for key, config in list(_TUNED_USED.items())]
-
-
-def use_tuned_configs(source: tuned.Source | None = None) -> None:
-    """Run the tuned configs of ``source`` (None: the records file the tuner writes;
-    ``tritium.runtime.tuned``) on the CPU kernels."""
-    tuned.reset(source)
-    set_config_resolver(tuned.resolve)
-
-
-def stop_tuned_configs() -> None:
-    """Back to the default configs (when the tuned-config resolver is the installed one)."""
-    if _RESOLVER is tuned.resolve:
-        set_config_resolver(None)
-    tuned.reset()
-
-
-def use_tuned_configs_if_recorded() -> bool:
-    """At ``import tritium.runtime``: use the tuned configs when tuned dispatch is enabled and
-    the records file exists (one ``stat``; nothing is read until a kernel runs)."""
-    if not tuned.enabled():
-        return False
-    try:
-        if not tuned.records_path().is_file():
-            return False
-    except OSError:
-        return False
-    use_tuned_configs()
-    return True
-
-
-def _default_threads() -> int:
-    return num_threads() if os.environ.get("TRITIUM_NUM_THREADS") else 0
-
-
-def _call_threads(env_threads: int, cap: int) -> int:
-    """The threads of one call: the user's count (``$TRITIUM_NUM_THREADS``, else torch's
-    current ``get_num_threads()``), at most ``cap`` when a tuned config has one."""
-    user = env_threads or max(1, torch.get_num_threads())
-    return min(cap, user) if cap else user
-
-
-def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
-             ) -> tuple[Any, int, int]:
-    """The (tri_linear_planned, thread cap, G2 minimum batch) to run for this problem: the
-    resolver's config or the default (cap 0: the user's thread count). A tuned thread count
-    only ever lowers the user's: it is a cap, never an override."""
-    key = (m_bucket(m), n, k, fmt, act_quant, default_lib.isa)
-    hit = _RESOLVED.get(key)
-    if hit is not None:
-        return hit
-    choice = (default_lib.lib.tri_linear_planned, 0, _g2_min_m(default_lib))
-    resolver = _RESOLVER
-    if resolver is not None:
-        try:
-            config = resolver(key[0], n, k, fmt, act_quant, default_lib.isa)
-        except Exception as exc:  # noqa: BLE001 - a resolver must never break inference
-            _resolver_warn(f"the kernel config resolver raised {type(exc).__name__}: {exc}")
-            config = None
-        if config is not None and not isinstance(config, KernelConfig):
-            _resolver_warn(f"the kernel config resolver returned a {type(config).__name__}, "
-                           "not a KernelConfig")
-            config = None
-        if config is not None:
-            lib = cpu_backend.load(config=config)
-            if lib is None:
-                _resolver_warn(f"kernel config {config} could not be loaded "
-                               f"({cpu_backend.load_error(config)})")
-            else:
-                choice = (lib.lib.tri_linear_planned, config.threads, _g2_min_m(lib))
-                if _RESOLVER is resolver:
-                    _TUNED_USED[key] = config
-    if _RESOLVER is resolver:
-        _RESOLVED[key] = choice
-    return choice
-
-
-class LinearPlan:
-    """A frozen layer's native call with everything but the input resolved once: the kernel
-    function, the weight/scale/bias pointers and the format. Batch-1 inference of small layers
-    is dominated by per-call Python work, which this removes. A plan is only used while its
-    tensors are unchanged (same objects, same version counters) and rebuilt otherwise; it is
-    never used under autograd or torch.compile (the custom op handles those).
-
-    Without ``config`` the plan runs the default kernels, or, when a config resolver is
-    installed, the specialization it picks for each batch-size bucket; with ``config`` it
-    runs exactly that specialization (``lib`` must be its library)."""
-
-    __slots__ = ("lib", "fn", "n", "k", "fmt", "aq", "act_quant", "tensors", "versions",
-                 "args", "args_ptr", "env_threads", "fixed", "g2_min", "g2", "resolved",
-                 "geoms")
-
-    def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
-                 bias: torch.Tensor | None, act_quant: str,
-                 config: KernelConfig | None = None) -> None:
-        self.lib = lib
-        self.fn = lib.lib.tri_linear_planned
-        self.n, self.k, self.fmt = n, k, fmt
-        self.aq = 1 if act_quant == "int8" else 0
-        self.act_quant = act_quant
-        self.tensors = (wdata, scale, bias)
-        self.versions = tuple(None if t is None else t._version for t in self.tensors)
-        # the constant arguments, converted to C once (the tensors above keep them alive)
-        self.args = cpu_backend.LinearPlanArgs(
-            w=wdata.data_ptr(), k=k, n=n, row_bytes=wdata.shape[1], scale=scale.data_ptr(),
-            nscale=scale.numel(), bias=None if bias is None else bias.data_ptr(),
-            fmt=FORMAT_CODE[fmt], act_quant=self.aq)
-        self.args_ptr = ctypes.addressof(self.args)
-        self.fixed = config is not None
-        self.g2_min = _g2_min_m(lib) if self.aq else 1 << 62
-        self.g2: torch.Tensor | None = None
-        self.resolved: dict[int, tuple] = {}
-        self.env_threads = (config.threads if config is not None and config.threads
-                            else _default_threads())
-        self.geoms: dict[tuple, tuple] = {}   # conv2d: (input C, H, W, conv params) -> geometry
-
-    def valid_for(self, wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
-                  ) -> bool:
-        w0, s0, b0 = self.tensors
-        return (w0 is wdata and s0 is scale and b0 is bias
-                and self.versions == (wdata._version, scale._version,
-                                      None if bias is None else bias._version))
-
-    def __call__(self, x2: torch.Tensor, activation: str | None,
-                 residual: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``x2`` is a contiguous float32 [M, K]; the result is written to ``out`` (a contiguous
-        float32 [M, N] on the CPU, what a tuner poisons before each run) or a new tensor."""
-        m = x2.shape[0]
-        if out is not None and (out.dtype != torch.float32 or out.device.type != "cpu"
-                                or tuple(out.shape) != (m, self.n) or not out.is_contiguous()):
-            raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {(m, self.n)}, "
-                             f"got {out.dtype} {tuple(out.shape)} on {out.device}")
-        if _RESOLVER is None or self.fixed:
-            fn, threads, g2_min = self.fn, _call_threads(self.env_threads, 0), self.g2_min
-        else:
-            # the resolver's answer for this batch size, kept by the plan until the resolver
-            # changes: a per-call lookup would cost more than a small layer's kernel
-            hit = self.resolved.get(m)
-            if hit is None or hit[0] != _RESOLVER_GENERATION:
-                hit = (_RESOLVER_GENERATION,
-                       *_resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant))
-                self.resolved[m] = hit
-            _, fn, cap, g2_min = hit
-            threads = _call_threads(self.env_threads, cap)
-        gw = None
-        if self.aq and m >= g2_min:
-            if self.g2 is None:
-                self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
-            gw = None if self.g2 is None else self.g2.data_ptr()
-        y = torch.empty((m, self.n), dtype=torch.float32) if out is None else out
-        rc = fn(self.args_ptr, x2.data_ptr(), m,
-                None if residual is None else residual.data_ptr(), _ACT_CODE[activation],
-                y.data_ptr(), threads, gw)
-        if rc != 0:
-            raise MemoryError("tritium: the native ternary_linear kernel could not allocate "
-                              "its buffers")
-        return y
-
-
-    def conv2d(self, x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
-               padding: tuple[int, int], dilation: tuple[int, int], activation: str | None,
-               residual: torch.Tensor | None) -> torch.Tensor:
-        """A conv2d with groups = 1 in one native call (`tri_conv2d_planned`): ``x`` is a
-        contiguous float32 NCHW tensor, the weight this plan's (O, C*kh*kw); returns NCHW.
-        The patches are gathered (and, in int8 mode, quantized one by one) in C, the result
-        written as NCHW with the residual and activation fused. The default kernels run (a
-        tuned linear config is measured for a linear layer's rows, not for a patch gather)."""
-        b, c, h, w = x.shape
-        key = (c, h, w, kernel, stride, padding, dilation)
-        hit = self.geoms.get(key)
-        if hit is None:
-            kh, kw = kernel
-            ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-            wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-            if ho <= 0 or wo <= 0 or c * kh * kw != self.k:
-                raise ValueError(f"input {tuple(x.shape)} does not fit this convolution")
-            geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo)
-            hit = self.geoms[key] = (geom, ctypes.addressof(geom), ho, wo)
-        _, gptr, ho, wo = hit
-        m = b * ho * wo
-        gw = None
-        if self.aq and m >= self.g2_min:
-            if self.g2 is None:
-                self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
-            gw = None if self.g2 is None else self.g2.data_ptr()
-        y = torch.empty((b, self.n, ho, wo), dtype=torch.float32)
-        if residual is not None:
-            residual = residual.float().expand(b, self.n, ho, wo).contiguous()
-        rc = self.lib.lib.tri_conv2d_planned(
-            self.args_ptr, gptr, x.data_ptr(), b, None if residual is None else residual.data_ptr(),
-            _ACT_CODE[activation], y.data_ptr(), _call_threads(self.env_threads, 0), gw)
-        if rc != 0:
-            raise MemoryError("tritium: the native ternary conv2d kernel could not allocate its "
-                              "buffers")
-        return y
-
-
-def linear_plan(wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
-                bias: torch.Tensor | None, act_quant: str) -> LinearPlan | None:
-    """A :class:`LinearPlan` for a frozen weight on the CPU, or None (no native kernels, or
-    tensors the plan cannot take as they are)."""
-    if wdata.device.type != "cpu" or scale.device.type != "cpu":
-        return None
-    if scale.dtype != torch.float32 or not scale.is_contiguous() or (
-            bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()
-                                  or bias.device.type != "cpu")):
-        return None
-    lib = _lib()
-    if lib is None:
-        return None
-    _ensure_valid(lib, wdata, n, k, fmt)
-    return LinearPlan(lib, wdata, n, k, fmt, scale, bias, act_quant)
-
-
-_is_compiling = torch.compiler.is_compiling
-
-
-def plan_usable(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
-    """True when a plan may serve this call: eager mode, no gradient to track, CPU float32."""
-    if x.dtype != torch.float32 or x.is_cuda:
-        return False
-    if torch.is_grad_enabled() and (x.requires_grad or any(
-            t is not None and t.requires_grad for t in others)):
-        return False
-    return not _is_compiling()
 
 
 @torch.library.custom_op("tritium::ternary_linear", mutates_args=())

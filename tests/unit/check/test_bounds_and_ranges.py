@@ -165,3 +165,27 @@ model M {
 }
 """
     assert "E0312" in {d.code for d in check_source(text, "m.tri").errors}
+
+
+@given(st.integers(-2**64, 2**64), st.integers(-2**64, 2**64),
+       st.integers(-2**64, 2**64).filter(lambda s: s != 0))
+@settings(max_examples=300, deadline=None)
+def test_range_len_counts_like_len(lo: int, hi: int, step: int) -> None:
+    r = range(lo, hi, step)
+    expect = len(r) if abs(hi - lo) // abs(step) < 2**62 else None
+    n = bounds.range_len(r)
+    assert n >= 0 and (expect is None or n == expect)
+    if n:
+        assert r[0] == lo and (lo + (n - 1) * step in r) and (lo + n * step not in r)
+
+
+@pytest.mark.parametrize("it", ["(0 - 9223372036854775807)..=(0 + 0)",
+                                "range(0 - 9223372036854775807, 9223372036854775807)",
+                                "9223372036854775807..(0 - 9223372036854775807) step -1"])
+def test_ranges_longer_than_ssize_t_check_and_compile(it: str) -> None:
+    # fuzz finding: len() of such a range raised OverflowError inside the checker
+    src = (f"fn f(x: Tensor[2, 4]) -> Tensor {{\n    let y = x\n    for i in {it} {{ y = y + 1.0 }}"
+           f"\n    let n = len([j for j in {it}])\n    return y\n}}\n")
+    result = check_source(src, "r.tri")
+    assert result.ok, [d.message for d in result.diagnostics]
+    generate(result)

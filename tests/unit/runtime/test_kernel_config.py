@@ -12,7 +12,7 @@ from tritium import runtime as trt
 from tritium.backends import cpu
 from tritium.backends.cpu import KernelConfig, build
 from tritium.backends.cpu import isa as isa_mod
-from tritium.runtime import kernels
+from tritium.runtime import kernels, plan
 from tritium.runtime.packing import pack_ternary
 from tritium.tune.space import Param, SearchSpace
 
@@ -24,7 +24,7 @@ BEST = ISAS[0]
 
 @pytest.fixture(autouse=True)
 def _no_resolver(monkeypatch):
-    monkeypatch.setattr(kernels, "_resolver_warned", False)
+    monkeypatch.setattr(plan, "_resolver_warned", False)
     kernels.set_config_resolver(None)
     yield
     kernels.set_config_resolver(None)

@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 
 # The counters of the kernels' thread pool, in the order tri_pool_stats writes them:
@@ -53,6 +53,14 @@ class LinearPlanArgs(ctypes.Structure):
                 ("row_bytes", ctypes.c_int64), ("scale", ctypes.c_void_p),
                 ("nscale", ctypes.c_int64), ("bias", ctypes.c_void_p),
                 ("fmt", ctypes.c_int32), ("act_quant", ctypes.c_int32)]
+
+
+class ChainPlanArgs(ctypes.Structure):
+    """``TriChainPlan`` of tritium_kernels.h: consecutive frozen linear layers (an array of
+    ``TriLinearPlan``) and the activation each applies, for ``tri_chain_planned``."""
+
+    _fields_ = [("nlayers", ctypes.c_int64), ("layers", ctypes.c_void_p),
+                ("acts", ctypes.c_void_p), ("max_n", ctypes.c_int64)]
 
 
 class ConvGeomArgs(ctypes.Structure):
@@ -137,6 +145,7 @@ def _bind(lib: ctypes.CDLL) -> None:
                             _P]),
         "tri_linear_planned": (_I, [_P, _P, _I64, _P, _I, _P, _I, _P]),
         "tri_conv2d_planned": (_I, [_P, _P, _P, _I64, _P, _I, _P, _I, _P]),
+        "tri_chain_planned": (_I, [_P, _P, _I64, _P, _I, _P]),
         "tri_g2_bytes": (_I64, [_I, _I64, _I64]),
         "tri_g2_pack": (_I, [_I, _P, _I64, _I64, _I64, _P, _I]),
         "tri_gemm_i8": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I]),

@@ -3,7 +3,8 @@
 A specialization (ISA path, tile sizes) is rendered into one C translation unit: a prelude of
 ``#define`` lines followed by ``csrc/tritium_kernels.h`` and ``csrc/tritium_kernels.c``, with
 each section header it includes (:data:`SECTIONS`: the thread pool, packing, epilogue, the
-micro-kernels of each ISA, the GEMV/tile driver, the G2 GEMM, the conv2d entry) in place of its ``#include``
+micro-kernels of each ISA, the GEMV/tile driver, the fp32 panel GEMM, the G2 GEMM, the conv2d
+entry) in place of its ``#include``
 line; the NEON micro-kernels only on the ``neon`` path. The file is compiled on its own, so a
 section that was not inlined fails the build, and the key below covers every section. The
 shared object is cached under ``cache_subdir("kernels")`` by a key over the source text, the
@@ -56,8 +57,8 @@ from tritium.cachedir import (
 
 # the sections tritium_kernels.c includes, in the order it includes them
 SECTIONS = ("tritium_pool.h", "tritium_pack.h", "tritium_epilogue.h", "tritium_x86.h",
-            "tritium_neon.h", "tritium_scalar.h", "tritium_driver.h", "tritium_g2.h",
-            "tritium_conv.h")
+            "tritium_neon.h", "tritium_scalar.h", "tritium_driver.h", "tritium_f32p.h",
+            "tritium_g2.h", "tritium_conv.h")
 SOURCE_FILES = ("tritium_kernels.h", *SECTIONS, "tritium_kernels.c")
 _INCLUDE = re.compile(r'^#include "(tritium_[a-z0-9_]+\.h)"[^\n]*$', re.MULTILINE)
 BASE_FLAGS = (

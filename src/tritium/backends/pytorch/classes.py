@@ -28,6 +28,7 @@ from ...check.types import Value
 from ...frontend import ast as A
 from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import TENSOR_TYPES
+from .chain import forward_chain
 from .expressions import PY_PREC, Ctx
 from .text import CodegenError, scan
 from .text import escape as _text
@@ -163,6 +164,10 @@ class DefinitionGen:
             self.emit(2, "# batch norms that freezing folds into the layer before them "
                          "(then nn.Identity)")
             self.emit(2, f"self.tritium_identity_folds = {_q(folds)}")
+        chain = forward_chain(node.body, fns, set(self.defs))
+        if chain:
+            self.emit(2, "# forward as one chain of steps (a frozen model runs it as one plan)")
+            self.emit(2, f"self.tritium_chain = {_q(chain)}")
         for fn in fns:
             self.emit(0, "")
             self.gen_method(fn, attrs, ternary_params, optional, state)

@@ -65,8 +65,11 @@ def wrap(line: str) -> list[str]:
     """Break a long line that ends with a call, list or dict into one element per line
     (black's style); quotes and brackets inside the elements are respected. Comments are
     never wrapped."""
-    if len(line) <= MAX_LINE or line.lstrip().startswith("#") or \
-            not line.endswith((")", "]", "}")):
+    if len(line) <= MAX_LINE or line.lstrip().startswith("#"):
+        return [line]
+    if line.lstrip().startswith("def ") and line.endswith(":"):
+        return _wrap_def(line)
+    if not line.endswith((")", "]", "}")):
         return [line]
     opens: list[int] = []
     start = -1
@@ -98,6 +101,26 @@ def wrap(line: str) -> list[str]:
         inner[-1] += ","
         out.extend(inner)
     out.append(f"{indent}{line[-1]}")
+    return out
+
+
+def _wrap_def(line: str) -> list[str]:
+    """A long `def name(params) -> T:` with one parameter per line (black's style)."""
+    open_at = line.index("(")
+    close_at = -1
+    for i, c, depth in scan(line):
+        if c == ")" and depth == 0:
+            close_at = i
+            break
+    if close_at < 0:
+        return [line]
+    body = line[open_at + 1:close_at]
+    cuts = [i for i, c, depth in scan(body) if c == "," and depth == 0]
+    args = [body[a + 1:b].strip() for a, b in zip([-1] + cuts, cuts + [len(body)])]
+    indent = line[: len(line) - len(line.lstrip())]
+    out = [line[:open_at + 1]]
+    out.extend(f"{indent}    {a}," for a in args if a)
+    out.append(f"{indent}{line[close_at:]}")
     return out
 
 

@@ -85,7 +85,7 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
               "stochastic_quantize", "learned_quantize", "soft_quantize",
               "gumbel_softmax_quantize", "xnor_quantize", "ste_quantize", "clipped_ste_quantize",
               "dequantize", "ternary_weights", "quantized_linear", "quantized_conv2d",
-              "quantized_matmul", "rope"}
+              "quantized_matmul", "rope", "attention"}
 # the list methods of the language (tritium.check.list_methods), called on list values
 VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",
                 "index", "count", "copy"}

@@ -168,7 +168,7 @@ _fn("full", (_p("shape", "shape"), _p("value", "float"), *_NEW),
     "a new tensor filled with `value`", creation_rule,
     _new_torch("torch.full({shape}, {value})"), creates=True)
 _ATTN = (_p("q"), _p("k"), _p("v"), _opt("mask", "tensor", None), _opt("causal", "bool", False))
-_ATTN_TORCH = "F.scaled_dot_product_attention({q}, {k}, {v}, attn_mask={mask}, is_causal={causal})"
+_ATTN_TORCH = "trt.attention({q}, {k}, {v}, attn_mask={mask}, is_causal={causal})"
 _fn("attention", _ATTN, "scaled dot-product attention softmax(q kᵀ / √d) v", attention_rule,
     _ATTN_TORCH)
 _alias("scaled_dot_product_attention", "attention")

@@ -388,7 +388,7 @@ def range_rule(ck, name, b, e) -> Value:
     c = [v.const for v in given]
     lo, hi = (0, c[0]) if len(c) == 1 else (c[0], c[1])
     seq = ck.make_range(lo, hi, False, c[2] if len(c) == 3 else 1, e.span)
-    return Value(RangeT(), len(seq), True) if seq is not None else Value(RangeT())
+    return Value(RangeT(), bounds.range_len(seq), True) if seq is not None else Value(RangeT())
 
 
 def len_rule(ck, name, b, e) -> Value:

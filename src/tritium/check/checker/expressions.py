@@ -158,7 +158,8 @@ class ExpressionsMixin:
             return self.eval_attr(e, scope)
         if t is A.Range:
             seq = self.range_values(e, scope)
-            return Value(RangeT(), len(seq), True) if seq is not None else Value(RangeT())
+            return (Value(RangeT(), bounds.range_len(seq), True) if seq is not None
+                    else Value(RangeT()))
         if t is A.Slice:
             self.report("E0201", "a slice is only allowed inside `[…]`", e.span)
             return Value(ANY)
@@ -183,7 +184,7 @@ class ExpressionsMixin:
             items = self.elements(it)
         elif isinstance(it.ty, RangeT):
             seq = self.loop_values(e.iter, scope)
-            items = None if seq is None or len(seq) > bounds.MAX_UNROLL else [
+            items = None if seq is None or bounds.range_len(seq) > bounds.MAX_UNROLL else [
                 Value.of(i) for i in seq]
         elif not isinstance(it.ty, AnyT | TensorT):
             self.report("E0404", f"cannot iterate over {it.ty}", e.iter.span,

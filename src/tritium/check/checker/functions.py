@@ -446,7 +446,7 @@ class FunctionsMixin:
             exact = n is not None and n <= MAX_UNROLL and self._loop_depth < 2
             count = n if exact else (min(n, 2) if n is not None else 2)
             seq = self.loop_values(s.iter, scope) if exact else None
-            if seq is None or len(seq) != count:
+            if seq is None or bounds.range_len(seq) != count:
                 seq = range(count)
             self._loop_depth += 1
             self._loops_open = getattr(self, "_loops_open", 0) + 1

@@ -7,7 +7,6 @@ import copy
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -54,7 +53,19 @@ from .settings import (
     lr_at,
     resolve_settings,
 )
-from .state import _Diverged, _interrupts_deferred, _load_state, _Run, _state_blob, init_from_fp32
+from .state import (  # noqa: F401 - the run helpers are re-exported from here too
+    _digest,
+    _Diverged,
+    _epoch_generator,
+    _finite_weights,
+    _freeze_copy,
+    _interrupts_deferred,
+    _load_state,
+    _progress_default,
+    _Run,
+    _state_blob,
+    init_from_fp32,
+)
 
 # ----------------------------------------------------------------------------- data
 
@@ -109,14 +120,8 @@ def _loss(s: TrainSettings, logits: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return F.cross_entropy(logits, y, label_smoothing=s.label_smoothing)
 
 
-def _finite_weights(model: nn.Module) -> bool:
-    with torch.no_grad():
-        return all(bool(torch.isfinite(p).all()) for p in model.parameters()
-                   if p.is_floating_point())
 
 
-def _epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + rank)
 
 
 def _train_epoch(run: _Run, wrapped: nn.Module, s: TrainSettings, sp: Splits, epoch: int,
@@ -169,15 +174,8 @@ def _train_epoch(run: _Run, wrapped: nn.Module, s: TrainSettings, sp: Splits, ep
 
 # ----------------------------------------------------------------------------- the command
 
-def _progress_default() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("CI") and not os.environ.get("NO_PROGRESS")
 
 
-def _freeze_copy(model: nn.Module, fmt: str) -> nn.Module:
-    import copy
-
-    from ...runtime import freeze_model
-    return freeze_model(copy.deepcopy(model).cpu().eval(), fmt)
 
 
 def _fit(run: _Run, s: TrainSettings, sp: Splits, dist_: Dist, rep: _Reporter, start: int,
@@ -213,13 +211,6 @@ def _fit(run: _Run, s: TrainSettings, sp: Splits, dist_: Dist, rep: _Reporter, s
             break
 
 
-def _digest(model: nn.Module) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def train(opts: TrainOptions) -> TrainResult:
@@ -277,6 +268,10 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
                                       if fp32_names else ""))
     if opts.init is not None:
         init_from_fp32(model, opts.init)
+    from ...data.text import is_text_spec
+    if is_text_spec(settings.dataset):
+        from .lm import train_lm
+        return train_lm(opts, dist_, built, settings, fp32_names, path, out)
     shape = declared_input_shape(str(path), built.entry, opts.hyperparameters)
     ds = load_dataset(settings.dataset, opts.data_dir)
     sp = prepare_splits(ds, settings, shape)

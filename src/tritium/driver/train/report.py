@@ -133,9 +133,11 @@ class _Reporter:
             self.console.print(line, soft_wrap=True)
 
     def epoch_done(self, label: str, row: dict[str, float], best: bool) -> None:
+        lm = ("" if "val_bpb" not in row else
+              f" bpb {row['val_bpb']:.4f} ppl {row['val_perplexity']:.2f}")
         line = (f"{label} epoch {int(row['epoch'])}: loss {row['train_loss']:.4f} "
                 f"acc {row['train_acc']:.4f} | val loss {row['val_loss']:.4f} "
-                f"acc {row['val_acc']:.4f} | lr {row['lr']:.3g}" + (" *" if best else ""))
+                f"acc {row['val_acc']:.4f}{lm} | lr {row['lr']:.3g}" + (" *" if best else ""))
         p = self._plain
         if self.progress is None and p and p.get("run") == label:
             self._epoch_seconds.setdefault(label, []).append(time.monotonic() - p["start"])
@@ -236,11 +238,15 @@ def _plots(out: Path, m: dict[str, Any]) -> None:
         plt.close(fig)
         atomic_write_bytes(out / name, buf.getvalue())
 
+    lm = m.get("task") == "lm"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for label, hist in m["history"].items():
         ep = [r["epoch"] for r in hist]
         ax1.plot(ep, [r["train_loss"] for r in hist], label=f"{label} train")
         ax1.plot(ep, [r["val_loss"] for r in hist], "--", label=f"{label} val")
+        if lm:       # language models: validation bits per byte (perplexity in the JSON)
+            ax2.plot(ep, [r["val_bpb"] for r in hist], "--", label=f"{label} val")
+            continue
         ax2.plot(ep, [r["train_acc"] for r in hist], label=f"{label} train")
         ax2.plot(ep, [r["val_acc"] for r in hist], "--", label=f"{label} val")
     from matplotlib.ticker import MaxNLocator
@@ -250,7 +256,7 @@ def _plots(out: Path, m: dict[str, Any]) -> None:
         ax1.set_yscale("log")      # loss spans decades; a linear axis flattens the tail
     ax1.set(title="loss" + (" (log scale)" if ax1.get_yscale() == "log" else ""),
             xlabel="epoch")
-    ax2.set(title="accuracy", xlabel="epoch")
+    ax2.set(title="bits per byte" if lm else "accuracy", xlabel="epoch")
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))    # whole epochs
         ax.legend()
@@ -329,9 +335,25 @@ def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
     if b:
         table.add_column("fp32 baseline", justify="right")
         table.add_column("ratio", justify="right")
-    rows = [
-        ("test accuracy", f"{t['test_accuracy']:.4f}", b and f"{b['test_accuracy']:.4f}",
-         b and f"{t['test_accuracy'] - b['test_accuracy']:+.4f}"),
+    if m.get("task") == "lm":
+        table.title = (f"{m['model']} on {m['dataset']} (held-out test windows: "
+                       f"{m['splits']['test']} x {m['seq_len']} tokens, "
+                       f"{m['tokenizer']['kind']} tokenizer)")
+        rows = [
+            ("test bits per byte", f"{t['test_bpb']:.4f}", b and f"{b['test_bpb']:.4f}",
+             b and f"{m['ratio']['bpb']:.3f}x"),
+            ("test perplexity", f"{t['test_perplexity']:.3f}",
+             b and f"{b['test_perplexity']:.3f}",
+             b and f"{t['test_perplexity'] / b['test_perplexity']:.3f}x"),
+            ("next-token accuracy", f"{t['test_accuracy']:.4f}",
+             b and f"{b['test_accuracy']:.4f}",
+             b and f"{t['test_accuracy'] - b['test_accuracy']:+.4f}"),
+        ]
+    else:
+        rows = [("test accuracy", f"{t['test_accuracy']:.4f}",
+                 b and f"{b['test_accuracy']:.4f}",
+                 b and f"{t['test_accuracy'] - b['test_accuracy']:+.4f}")]
+    rows += [
         ("checkpoint size", _kb(t["checkpoint_bytes"]), b and _kb(b["checkpoint_bytes"]),
          b and f"{m['ratio']['checkpoint']:.1f}x smaller"),
         ("checkpoint tensors", _kb(t["tensor_bytes"]), b and _kb(b["tensor_bytes"]),

@@ -59,6 +59,11 @@ class TrainOptions:
     threads: int = 1                   # torch intra-op threads; 0: torch's default
     init: str | None = None            # fp32 weights (safetensors) QAT starts from
     fp32_layers: list[str] | str | None = None   # "first", "last", names or globs kept fp32
+    # language models (--data text[:PATH])
+    tokenizer: str | None = None       # bytes (default), bpe, bpe:VOCAB
+    seq_len: int | None = None         # when the forward's input length is symbolic
+    max_bytes: int | None = None       # read at most this much text
+    steps_per_epoch: int | None = None  # at most this many batches per epoch
 
 
 @dataclass

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +45,38 @@ class _Diverged(Exception):
         super().__init__(f"{label} diverged in epoch {epoch}")
 
 
+# ----------------------------------------------------------------------------- run helpers
+
+def _finite_weights(model: nn.Module) -> bool:
+    with torch.no_grad():
+        return all(bool(torch.isfinite(p).all()) for p in model.parameters()
+                   if p.is_floating_point())
+
+
+def _epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7919 + rank)
+
+
+def _progress_default() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("CI") and not os.environ.get("NO_PROGRESS")
+
+
+def _freeze_copy(model: nn.Module, fmt: str) -> nn.Module:
+    import copy
+
+    from ...runtime import freeze_model
+    return freeze_model(copy.deepcopy(model).cpu().eval(), fmt)
+
+
+def _digest(model: nn.Module) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------- state files
 
 
@@ -64,7 +97,8 @@ def _interrupts_deferred():
         if pending:
             raise KeyboardInterrupt
 
-def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -> bytes:
+def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo,
+                extra: dict[str, str] | None = None) -> bytes:
     import safetensors.torch
     tensors: dict[str, torch.Tensor] = {}
     for k, v in run.model.state_dict().items():
@@ -90,6 +124,7 @@ def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo) -
         "param_groups": json.dumps(opt["param_groups"]),
         "optim_scalars": json.dumps(scalars),
         "settings": json.dumps(asdict(settings)),
+        **(extra or {}),
     }
     return safetensors.torch.save(tensors, metadata=meta)
 

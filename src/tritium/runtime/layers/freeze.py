@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tritium.runtime.chain import install_chains
 from tritium.runtime.layers.ternary import (
     TERNARY_FORMATS,
     TernaryLayer,
@@ -118,7 +119,8 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
     int8/int4 layers use their own formats. With ``fold_bn`` (default) every batch norm that
     only normalizes a ternary layer's output (see :func:`fold_batchnorms`) is folded into it
     and removed: the frozen model is for inference, with the batch norms' running
-    statistics.
+    statistics. A generated module whose ``forward`` its compiler listed as one chain of
+    steps then runs it as one plan (:func:`tritium.runtime.chain.install_chains`).
     """
     if format is not None:
         _check_choice("packing format", format, TERNARY_FORMATS)
@@ -129,5 +131,6 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
             layer.freeze()
     if fold_bn:
         fold_batchnorms(model)
+    install_chains(model)
     return model
 

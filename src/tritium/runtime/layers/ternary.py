@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tritium.runtime import kernels
+from tritium.runtime.native import _ACT_CODE
 from tritium.runtime.packing import (
     FORMAT_VERSION,
     PackedTernary,
@@ -322,16 +323,27 @@ class TernaryLayer(TritiumLayer):
         """The cached native call of this frozen layer (rebuilt when its tensors changed), or
         None when a plan may not serve this call (autograd, torch.compile, non-float32 CPU
         input) or no native kernels exist: the caller then takes the general path."""
+        if not kernels.plan_usable(x, residual, self._parameters.get("bias")):
+            return None
+        return self._current_plan()
+
+    def _current_plan(self) -> kernels.LinearPlan | None:
+        """The cached native call of this frozen layer, rebuilt when its tensors changed (None
+        without native kernels or for tensors a plan cannot take)."""
         bufs = self._buffers
         wdata, scale, bias = bufs["weight_packed"], bufs["weight_scale"], \
             self._parameters.get("bias")
-        if not kernels.plan_usable(x, residual, bias):
-            return None
         plan = self._plan
         if plan is None or not plan.valid_for(wdata, scale, bias):
             plan = self._plan = kernels.linear_plan(
                 wdata, self.out_dim, self.reduce_dim, self.format, scale, bias, self.act_quant)
         return plan
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the cached plan holds ctypes pointers into this layer's tensors: copies and pickles
+        # build their own on first use
+        state = super().__getstate__()
+        return {**state, "_plan": None} if state.get("_plan") is not None else state
 
     def _become_frozen(self, data: torch.Tensor, scale: torch.Tensor, fmt: str) -> None:
         del self.weight
@@ -414,16 +426,18 @@ class TernaryLinear(TernaryLayer):
             _check_activation(activation)
         x = self._pre(x)
         if self.frozen:
-            if self.folded and x.dim() != 2:
+            shape = x.shape
+            if self.folded and len(shape) != 2:
                 raise ValueError(
                     f"{type(self).__name__}: a batch norm was folded into this layer, which is "
                     f"exact only for 2-D (batch, features) inputs; got shape {tuple(x.shape)} "
                     "(freeze with fold_bn=False to keep the batch norm)")
             # fast path: a cached native call (no autograd, eager mode, float32 CPU input)
-            if residual is None and x.dim() == 2 and x.shape[1] == self.in_features:
+            if residual is None and len(shape) == 2 and shape[1] == self.in_features:
                 plan = self._frozen_plan(x, None)
                 if plan is not None:
-                    return plan(x if x.is_contiguous() else x.contiguous(), activation, None)
+                    return plan.run(x if x.is_contiguous() else x.contiguous(),
+                                    _ACT_CODE[activation])
             lead = x.shape[:-1]
             x2 = x.reshape(-1, x.shape[-1])
             r2 = None if residual is None else residual.reshape(-1, self.out_features)

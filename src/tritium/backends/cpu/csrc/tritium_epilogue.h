@@ -82,8 +82,9 @@ TRI_EXPORT void tri_quantize_rows(const float *x, int64_t m, int64_t k, int8_t *
 
 static inline float act_apply(int act, float v) {
     switch (act) {
-    case TRI_ACT_RELU: return v > 0.0f ? v : 0.0f;
-    case TRI_ACT_RELU6: return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    /* NaN passes through, as in torch.relu / F.relu6 */
+    case TRI_ACT_RELU: return v < 0.0f ? 0.0f : v;
+    case TRI_ACT_RELU6: return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
     case TRI_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     case TRI_ACT_SILU: return v / (1.0f + expf(-v));
     case TRI_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));

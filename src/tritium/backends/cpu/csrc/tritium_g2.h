@@ -336,8 +336,9 @@ static void g2_epilogue(const Problem *P, int64_t t, int64_t c0, int cnt, const 
     float *dst = P->y + t * n + c0;
     switch (e->act) {
     case TRI_ACT_NONE: break;
-    case TRI_ACT_RELU: f = _mm512_max_ps(f, _mm512_setzero_ps()); break;
-    case TRI_ACT_RELU6: f = _mm512_min_ps(_mm512_max_ps(f, _mm512_setzero_ps()), _mm512_set1_ps(6.0f)); break;
+    /* vmaxps/vminps return the second operand when one is NaN: NaN passes, as in torch */
+    case TRI_ACT_RELU: f = _mm512_max_ps(_mm512_setzero_ps(), f); break;
+    case TRI_ACT_RELU6: f = _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(_mm512_setzero_ps(), f)); break;
     default:
         _mm512_mask_storeu_ps(dst, m, f);
         for (int j = 0; j < cnt; j++) dst[j] = act_apply(e->act, dst[j]);

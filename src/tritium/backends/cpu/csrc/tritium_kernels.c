@@ -29,7 +29,7 @@
 #include <arm_neon.h>
 #endif
 
-#define TRI_ABI_VERSION 6
+#define TRI_ABI_VERSION 7
 
 TRI_EXPORT const char *tri_isa(void) {
 #if TRI_ISA_AVX512
@@ -114,6 +114,7 @@ __attribute__((unused)) static void decode_codes_scalar(int fmt, const uint8_t *
 #endif
 
 #include "tritium_driver.h"
+#include "tritium_f32p.h" /* the fp32-activation panel GEMM for batches of tokens */
 #include "tritium_g2.h"
 
 
@@ -133,7 +134,8 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
     if (!act_quant) {
         P.x = x;
         /* direct fp32 GEMV (decode per token) beats the decoded-tile path up to 3 tokens */
-        if (!TRI_HAVE_DIRECT || m > 3) return run_problem(&P, nthreads);
+        if (!TRI_HAVE_DIRECT || m > 3)
+            return f32p_fits(&P) ? run_f32p(&P, nthreads) : run_problem(&P, nthreads);
         float *xp = tri_alloc((size_t)(m * P.ldx) * sizeof(float));
         if (!xp) return 1;
         for (int64_t t = 0; t < m; t++) {
@@ -190,6 +192,29 @@ TRI_EXPORT int tri_linear_planned(const TriLinearPlan *p, const float *x, int64_
                                   const uint8_t *gw) {
     return tri_linear(x, m, p->k, p->w, p->n, p->row_bytes, p->fmt, p->scale, p->nscale, p->bias,
                       residual, act, p->act_quant, y, nthreads, gw);
+}
+
+TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t m, float *y,
+                                 int nthreads, const uint8_t *const *gws) {
+    const int64_t L = c->nlayers;
+    if (L <= 0) return 2;
+    if (L == 1)
+        return tri_linear_planned(&c->layers[0], x, m, NULL, c->acts[0], y, nthreads,
+                                  gws ? gws[0] : NULL);
+    /* two ping-pong buffers for the intermediate activations, each m x max_n */
+    const int64_t stride = m * c->max_n;
+    float *buf = tri_alloc((size_t)(2 * stride) * sizeof(float));
+    if (!buf) return 1;
+    const float *in = x;
+    int rc = 0;
+    for (int64_t i = 0; i < L && rc == 0; i++) {
+        float *out = i == L - 1 ? y : buf + (i & 1) * stride;
+        rc = tri_linear_planned(&c->layers[i], in, m, NULL, c->acts[i], out, nthreads,
+                                gws ? gws[i] : NULL);
+        in = out;
+    }
+    free(buf);
+    return rc;
 }
 
 #include "tritium_conv.h" /* conv2d: patches gathered into the GEMM rows, NCHW out */

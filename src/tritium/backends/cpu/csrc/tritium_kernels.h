@@ -135,6 +135,22 @@ TRI_EXPORT int tri_linear_planned(const TriLinearPlan *p, const float *x, int64_
                                   const float *residual, int act, float *y, int nthreads,
                                   const uint8_t *gw);
 
+/* A chain of frozen linear layers run one after the other in one call: layer i reads layer
+ * i-1's output (layer 0 reads x), applies acts[i] in its epilogue; the last writes y. The
+ * layers' k and n must chain (layers[i].k == layers[i-1].n) and max_n must be at least every
+ * n but the last's. */
+typedef struct {
+    int64_t nlayers;
+    const TriLinearPlan *layers;
+    const int32_t *acts;
+    int64_t max_n;
+} TriChainPlan;
+
+/* y[m, n_last] = the chain applied to x[m, k_0]; gws: NULL or one G2 layout (or NULL) per
+ * layer. Returns 0, 1 on allocation failure, 2 for an empty chain. */
+TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t m, float *y,
+                                 int nthreads, const uint8_t *const *gws);
+
 /* The geometry of a conv2d (groups = 1): input channels, height and width, kernel, stride,
  * padding, dilation and the output size. */
 typedef struct {

@@ -1,0 +1,101 @@
+"""Whether a definition's `forward` is one chain of unary steps: the fact a frozen model
+runs as one plan (`tritium.runtime.chain`).
+
+A chain is a `forward` of one tensor parameter `x` whose statements are `x = E` and a last
+`return E`, every `E` a nest of calls on `x` alone: declared layers called with the one
+argument (`fc1(x)`), or the elementwise builtins the kernels' epilogue applies (`relu`,
+`relu6`, `gelu`, `silu`, `sigmoid`, `tanh`) and `flatten` with constant dims. Each
+intermediate value then has exactly one use, the next step, so nothing else can see a
+layer's output before its activation: the runtime may fuse them. The steps are written into
+the generated module as data (`self.tritium_chain`), in the order they run:
+`["layer", name]` for a layer (its Python attribute name) and `["call", fn, *constants]`
+for a builtin (`["call", "flatten", 1, -1]`).
+"""
+
+from __future__ import annotations
+
+from ...frontend import ast as A
+from ...frontend.names import py_attr
+
+# the builtins a chain may contain, with their constant arguments (name, default) after x
+CHAIN_BUILTINS: dict[str, tuple[tuple[str, int], ...]] = {
+    "relu": (), "relu6": (), "gelu": (), "silu": (), "sigmoid": (), "tanh": (),
+    "flatten": (("start_dim", 0), ("end_dim", -1)),
+}
+
+
+def _const_int(e: A.Expr) -> int | None:
+    if isinstance(e, A.Num) and not e.is_float and isinstance(e.value, int):
+        return e.value
+    if isinstance(e, A.Unary) and e.op == "-":
+        v = _const_int(e.operand)
+        return None if v is None else -v
+    return None
+
+
+def _steps(e: A.Expr, var: str, layers: set[str], shadowed: set[str]) -> list[list] | None:
+    """The steps of `e` applied to `var`, innermost first, or None when `e` is no chain."""
+    if isinstance(e, A.Name):
+        return [] if e.id == var else None
+    if not isinstance(e, A.Call) or not isinstance(e.func, A.Name) or not e.args:
+        return None
+    name = e.func.id
+    first, rest = e.args[0], e.args[1:]
+    if first.name is not None:
+        return None
+    if name in layers:
+        step: list = ["layer", py_attr(name)]
+        if rest:
+            return None
+    elif name in CHAIN_BUILTINS and name not in shadowed:
+        params = CHAIN_BUILTINS[name]
+        values = dict(params)
+        if len(rest) > len(params):
+            return None
+        for i, arg in enumerate(rest):
+            key = params[i][0] if arg.name is None else arg.name
+            if key not in values or (arg.name is None and any(a.name for a in rest[:i])):
+                return None
+            v = _const_int(arg.value)
+            if v is None:
+                return None
+            values[key] = v
+        step = ["call", name, *(values[p] for p, _ in params)]
+    else:
+        return None
+    inner = _steps(first.value, var, layers, shadowed)
+    return None if inner is None else [*inner, step]
+
+
+def forward_chain(body: list, fns: list[A.FnDef], defined: set[str]) -> list[list] | None:
+    """The chain steps of the definition's `forward` (see the module docstring), or None.
+
+    `body`: the definition's items (its declared layers); `fns`: its methods; `defined`:
+    the program's top-level definitions (a user `fn relu` is not the builtin)."""
+    forwards = [f for f in fns if f.name == "forward"]
+    if len(forwards) != 1:
+        return None
+    fn = forwards[0]
+    if len(fn.params) != 1 or fn.params[0].default is not None or not fn.body:
+        return None
+    var = fn.params[0].name
+    layers = {item.name for item in body
+              if isinstance(item, A.LayerDecl) and item.cond is None and not item.orelse} - {var}
+    shadowed = {getattr(item, "name", None) for item in body} | set(defined) | {var}
+    steps: list[list] = []
+    *stmts, last = fn.body
+    for st in stmts:
+        if not (isinstance(st, A.Assign) and st.op == "=" and isinstance(st.target, A.Name)
+                and st.target.id == var):
+            return None
+        more = _steps(st.value, var, layers, shadowed)
+        if more is None:
+            return None
+        steps += more
+    if not isinstance(last, A.Return) or last.value is None:
+        return None
+    more = _steps(last.value, var, layers, shadowed)
+    if more is None:
+        return None
+    steps += more
+    return steps if any(s[0] == "layer" for s in steps) else None

@@ -1,0 +1,315 @@
+"""`tritium generate`: text from a language-model checkpoint of `tritium train`.
+
+    r = generate("runs/bitnet/model.safetensors", "def main(", max_new_tokens=200,
+                 temperature=0.8, top_k=40, seed=0, on_text=sys.stdout.write)
+    r.text, r.prefill_tokens_per_s, r.decode_tokens_per_s
+
+The checkpoint's frozen (packed) model runs at batch 1 with its recorded tokenizer. The
+prompt is one forward (prefill); then one token per forward (decode), with a KV cache: a
+:class:`tritium.runtime.decoding.DecodeSession` in which the model's `attention` calls
+append to per-layer caches and `rope` continues positions (`use_cache=False` recomputes
+the whole sequence every step instead: the same tokens, slower). Sampling: greedy
+(`greedy=True` or `temperature=0`) or softmax(logits / temperature) restricted to the
+`top_k` most likely tokens and to the smallest set whose probability reaches `top_p`,
+drawn from a generator seeded by `seed` (the same seed, the same text). Only token ids the
+tokenizer knows are ever chosen (a model vocabulary larger than the tokenizer's has
+unused rows). Text streams to `on_text` as soon as it forms whole UTF-8 characters.
+
+Importing this module is cheap (torch is imported when a command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["GenerateError", "GenerationResult", "generate", "generate_tokens", "sample_next"]
+
+
+class GenerateError(Exception):
+    def __init__(self, message: str, help: str | None = None, code: int = 1) -> None:  # noqa: A002
+        self.message = message
+        self.help = help
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    prompt_tokens: int
+    tokens: list[int] = field(default_factory=list)     # the new tokens
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    decode_steps: int = 0
+    cache_used: bool = False    # False: asked not to, or the model cannot decode with it
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_steps / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+def _check_sampling(temperature: float, top_k: int, top_p: float) -> None:
+    import math
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature)
+            and temperature >= 0):
+        raise GenerateError(f"temperature must be a finite number >= 0, got {temperature!r}",
+                            code=2)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise GenerateError(f"top_k must be a whole number >= 0 (0: off), got {top_k!r}",
+                            code=2)
+    if not (isinstance(top_p, int | float) and 0 < top_p <= 1):
+        raise GenerateError(f"top_p must be in (0, 1], got {top_p!r}", code=2)
+
+
+def sample_next(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                greedy: bool = False, generator=None) -> int:
+    """The next token from `logits` [vocab]: argmax when `greedy` or `temperature == 0`;
+    otherwise a draw from softmax(logits / temperature) after keeping the `top_k` largest
+    (0: all) and then the smallest set of most likely tokens whose probability reaches
+    `top_p` (the most likely token always stays)."""
+    import torch
+
+    logits = logits.detach().float().reshape(-1)
+    if greedy or temperature == 0:
+        return int(torch.argmax(logits))
+    scaled = logits / temperature
+    if top_k and top_k < scaled.numel():
+        kth = torch.topk(scaled, top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if top_p < 1.0:
+        probs = torch.softmax(scaled, dim=-1)
+        order = torch.argsort(probs, descending=True)
+        cum = torch.cumsum(probs[order], dim=-1)
+        # keep a token when the probability before it is still below top_p
+        drop = (cum - probs[order]) >= top_p
+        drop[0] = False
+        scaled = scaled.clone()
+        scaled[order[drop]] = float("-inf")
+    probs = torch.softmax(scaled, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int | None = None,
+                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                    greedy: bool = False, seed: int | None = None, use_cache: bool = True,
+                    on_token: Callable[[int], None] | None = None) -> GenerationResult:
+    """Generate up to `max_new_tokens` token ids after `prompt` with `model` (batch 1,
+    eval mode, no gradients). `vocab` limits the choice to ids below it."""
+    import torch
+
+    from ..runtime.decoding import DecodeSession
+
+    _check_sampling(temperature, top_k, top_p)
+    if not prompt:
+        raise GenerateError("the prompt is empty: it needs at least one token", code=2)
+    gen = torch.Generator().manual_seed(int(seed) if seed is not None else
+                                        int(torch.seed() % (1 << 63)))
+    model.eval()
+    result = GenerationResult("", len(prompt))
+    ids = torch.tensor([prompt], dtype=torch.long)
+
+    def pick(logits: torch.Tensor) -> int:
+        last = logits[0, -1]
+        if vocab is not None:
+            last = last[:vocab]
+        return sample_next(last, temperature=temperature, top_k=top_k, top_p=top_p,
+                           greedy=greedy, generator=gen)
+
+    with torch.no_grad():
+        session = DecodeSession() if use_cache else None
+        if session is not None:
+            session.__enter__()
+        try:
+            if max_new_tokens <= 0:
+                return result
+            t = time.perf_counter()
+            logits = session.forward(model, ids) if session is not None else model(ids)
+            token = pick(logits)
+            result.prefill_seconds = time.perf_counter() - t
+            result.tokens.append(token)
+            if on_token is not None:
+                on_token(token)
+            t = time.perf_counter()
+            result.cache_used = session is not None
+            while len(result.tokens) < max_new_tokens:
+                ids = torch.cat([ids, torch.tensor([[token]], dtype=torch.long)], dim=1)
+                if session is not None:
+                    logits = session.forward(model, ids[:, -1:])
+                    checked = time.perf_counter()
+                    agrees = result.decode_steps > 0 or _agrees(model, ids, logits)
+                    t += time.perf_counter() - checked       # the check is not decoding
+                    if not agrees:
+                        # the model mixes positions outside `attention` (a convolution
+                        # over the sequence, say): the cache cannot stand in for them
+                        session.__exit__(None, None, None)
+                        session = None
+                        result.cache_used = False
+                        logits = model(ids)
+                else:
+                    logits = model(ids)
+                token = pick(logits)
+                result.tokens.append(token)
+                result.decode_steps += 1
+                if on_token is not None:
+                    on_token(token)
+            result.decode_seconds = time.perf_counter() - t
+        finally:
+            if session is not None:
+                session.__exit__(None, None, None)
+    return result
+
+
+def _agrees(model, ids, cached_logits) -> bool:
+    """Whether the first cached decode step gave the logits of full recomputation (checked
+    once per generation, outside the session)."""
+    import torch
+
+    from ..runtime.decoding import _SESSION
+    token = _SESSION.set(None)
+    try:
+        full = model(ids)[:, -1:]
+    finally:
+        _SESSION.reset(token)
+    scale = max(1.0, float(full.abs().max()))
+    return bool(torch.allclose(cached_logits[:, -1:].float(), full.float(), rtol=0,
+                               atol=1e-3 * scale))
+
+
+def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
+    """`(model, tokenizer, info)` of a language-model checkpoint (frozen, eval mode)."""
+    from ..data.tokenizer import TokenizerError
+    from ..runtime import read_checkpoint_metadata
+    from .evaluate import load_for_eval
+    from .train.lm import TOKENIZER_KEY, tokenizer_of
+
+    meta = read_checkpoint_metadata(checkpoint)
+    if TOKENIZER_KEY not in meta.extra:
+        raise GenerateError(f"{checkpoint} is not a language model: it records no tokenizer",
+                            help="generate from the model.safetensors of `tritium train "
+                                 "MODEL.tri --data text[:PATH]`")
+    try:
+        tok = tokenizer_of(meta.extra, str(checkpoint))
+    except TokenizerError as exc:
+        raise GenerateError(exc.message, exc.help) from None
+    model, info = load_for_eval(checkpoint)
+    return model, tok, info
+
+
+def generate(checkpoint: str, prompt: str, max_new_tokens: int = 128, *,
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             greedy: bool = False, seed: int | None = None, use_cache: bool = True,
+             on_text: Callable[[str], Any] | None = None) -> GenerationResult:
+    """Generate text after `prompt` from a `tritium train` language-model checkpoint; see
+    the module's documentation. `on_text` receives the new text piece by piece."""
+    if not isinstance(prompt, str):
+        raise GenerateError(f"the prompt must be text, got {type(prompt).__name__}", code=2)
+    model, tok, _ = load_language_model(checkpoint)
+    ids = tok.encode(prompt)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pieces: list[str] = []
+
+    def on_token(t: int) -> None:
+        piece = decoder.decode(tok.decode_bytes([t]))
+        if piece:
+            pieces.append(piece)
+            if on_text is not None:
+                on_text(piece)
+
+    result = generate_tokens(model, ids, max_new_tokens, vocab=tok.vocab_size,
+                             temperature=temperature, top_k=top_k, top_p=top_p,
+                             greedy=greedy, seed=seed, use_cache=use_cache,
+                             on_token=on_token)
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        pieces.append(tail)
+        if on_text is not None:
+            on_text(tail)
+    result.text = "".join(pieces)
+    return result
+
+
+# ----------------------------------------------------------------------------- the command
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .console import EXIT_OK
+    from .train_cli import _checkpoint
+
+    _checkpoint(args.checkpoint)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+
+    def out(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    r = generate(args.checkpoint, args.prompt, args.max_new_tokens,
+                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                 greedy=args.greedy, seed=args.seed, use_cache=not args.no_cache,
+                 on_text=None if args.quiet else out)
+    if not args.quiet:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    print(f"prefill: {r.prompt_tokens} tokens in {r.prefill_seconds * 1000:.1f} ms "
+          f"({r.prefill_tokens_per_s:.1f} tokens/s); decode: {r.decode_steps} tokens in "
+          f"{r.decode_seconds * 1000:.1f} ms ({r.decode_tokens_per_s:.1f} tokens/s)"
+          + ("" if r.cache_used or r.decode_steps == 0 else " without KV cache"
+             + ("" if args.no_cache else " (the model mixes positions outside attention)")),
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _guarded(args: argparse.Namespace) -> int:
+    from .train_cli import _error, _guard
+
+    def run(a: argparse.Namespace) -> int:
+        try:
+            return cmd_generate(a)
+        except GenerateError as err:
+            _error(err.message, err.help)
+            return err.code
+    return _guard(run)(args)
+
+
+def register(sub: Any, formatter_class: Any) -> None:
+    from ..argcheck import number, path_arg
+
+    g = sub.add_parser("generate", help="generate text from a language-model checkpoint",
+                       formatter_class=formatter_class,
+                       description="Streams the new text to stdout (the prompt is not "
+                                   "repeated), then prints prefill and decode tokens/s to "
+                                   "stderr. Runs the frozen (packed) model at batch 1 with a "
+                                   "KV cache.",
+                       epilog="examples:\n"
+                              "  tritium generate runs/bitnet/model.safetensors --prompt "
+                              "'def main(' --greedy\n"
+                              "  tritium generate runs/bitnet/model.safetensors --prompt "
+                              "'import ' --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1")
+    g.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
+    g.add_argument("--prompt", required=True, help="the text to continue")
+    g.add_argument("--max-new-tokens", type=number("max_new_tokens"), default=128)
+    g.add_argument("--temperature", type=number("temperature"), default=1.0,
+                   help="softmax temperature (0: greedy)")
+    g.add_argument("--top-k", type=number("top_k"), default=0,
+                   help="sample from the K most likely tokens (0: all)")
+    g.add_argument("--top-p", type=number("top_p"), default=1.0,
+                   help="sample from the most likely tokens holding probability P")
+    g.add_argument("--seed", type=number("seed"), default=None,
+                   help="seed of the sampler (the same seed, the same text)")
+    g.add_argument("--greedy", action="store_true", help="always the most likely token")
+    g.add_argument("--no-cache", action="store_true",
+                   help="recompute the whole sequence every token (no KV cache)")
+    g.add_argument("--threads", type=number("threads"), default=0,
+                   help="torch threads (0: torch's default)")
+    g.add_argument("-q", "--quiet", action="store_true", help="only the tokens/s line")
+    g.set_defaults(func=_guarded)

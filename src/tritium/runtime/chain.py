@@ -1,0 +1,329 @@
+"""A frozen generated model's ``forward`` run as one plan, from the chain its compiler wrote.
+
+When a definition's ``forward`` is one chain of unary steps -- declared layers called on the
+running value, elementwise activations, ``flatten`` -- the code generator writes the steps
+into the module as data (``self.tritium_chain``: ``["layer", attr]`` and
+``["call", fn, *constants]``, see ``tritium.backends.pytorch.chain``). :func:`install_chains`
+(run by :func:`tritium.runtime.freeze_model` and by checkpoint loading) turns them into a
+:class:`ChainForward`, installed as that module's ``forward``:
+
+- consecutive frozen :class:`~tritium.runtime.layers.TernaryLinear` layers, each with the
+  ``relu``/``relu6`` that follows it fused into its epilogue (exact; other activations run
+  as the torch functions, between native calls), run in one native call
+  (``tri_chain_planned``: the intermediate activations never reach Python);
+- a frozen :class:`~tritium.runtime.layers.TernaryConv2d` runs its own plan with the
+  following ``relu``/``relu6`` fused;
+- folded batch norms (``nn.Identity``) vanish; every other step runs as the generated code
+  would run it (the module is called, or the same torch function).
+
+Nothing is guessed from Python source: the steps are the compiler's, and the modules they
+name are checked when the plan is built. Each call checks, cheaply, that the plan still
+holds (the same modules under those names, no hooks on the fused ones, unchanged weights,
+one float32 CPU tensor argument, nothing that needs autograd, not under ``torch.compile``);
+otherwise the generated ``forward`` runs, so results and errors are the generated code's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules import module as _nn_module
+
+from tritium.backends import cpu as cpu_backend
+from tritium.runtime import plan as _plan
+from tritium.runtime.layers.ternary import TernaryConv2d, TernaryLayer, TernaryLinear
+from tritium.runtime.native import _ACT_CODE, _g2_layout
+
+__all__ = ["ChainForward", "install_chains"]
+
+_ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu, "relu6": F.relu6, "gelu": F.gelu, "silu": F.silu,
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+}
+# the activations the kernels' epilogue computes exactly as torch does (NaN included), so
+# fusing them changes no bit; the others (gelu, silu, ...) run as the torch functions
+_EXACT_EPILOGUE = frozenset({"relu", "relu6"})
+_is_compiling = torch.compiler.is_compiling
+
+
+def _no_hooks(mod: nn.Module) -> bool:
+    return not (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks
+                or mod._backward_pre_hooks)
+
+
+def _native_linear(mod: Any) -> bool:
+    """A frozen ternary linear layer whose forward is the plain product (not BitLinear's
+    RMSNorm first)."""
+    return (isinstance(mod, TernaryLinear) and mod.frozen
+            and type(mod)._pre is TernaryLinear._pre)
+
+
+class _LinearRun:
+    """Consecutive frozen ternary linear layers, each with its fused activation, in one native
+    call; the layers' own forwards when the call does not fit (shape, autograd, no native
+    kernels) or a tuned config resolver is installed (each layer then runs its tuned plan)."""
+
+    __slots__ = ("layers", "acts", "codes", "k0", "n_last", "plans", "args", "args_ptr",
+                 "structs", "act_arr", "gws", "g2_min", "env_threads", "fn", "biases", "guard")
+
+    def __init__(self, layers: list[TernaryLinear], acts: list[str | None]) -> None:
+        self.layers, self.acts = layers, acts
+        self.codes = [_ACT_CODE[a] for a in acts]
+        self.k0, self.n_last = layers[0].in_features, layers[-1].out_features
+        self.biases = [layer.bias for layer in layers if layer.bias is not None]
+        self.plans: list | None = None
+
+    def _stale(self) -> bool:
+        """Whether a layer's weight, scale or bias is another tensor or was changed in place
+        since the plans were built (what each plan's ``valid_for`` checks, in one loop)."""
+        if self.plans is None:
+            return True
+        for bufs, params, w, s, b, versions in self.guard:
+            if bufs["weight_packed"] is not w or bufs["weight_scale"] is not s \
+                    or params.get("bias") is not b \
+                    or (w._version, s._version, None if b is None else b._version) != versions:
+                return True
+        return False
+
+    def _build(self) -> bool:
+        """(Re)build the native chain from the layers' current plans; False without one."""
+        plans = [layer._current_plan() for layer in self.layers]
+        if any(p is None for p in plans) or len({p.lib.lib._handle for p in plans}) != 1:
+            self.plans = None
+            return False
+        count = len(plans)
+        self.structs = (cpu_backend.LinearPlanArgs * count)(*[p.args for p in plans])
+        self.act_arr = (ctypes.c_int32 * count)(*self.codes)
+        self.args = cpu_backend.ChainPlanArgs(
+            nlayers=count, layers=ctypes.addressof(self.structs),
+            acts=ctypes.addressof(self.act_arr),
+            max_n=max([p.n for p in plans[:-1]], default=1))
+        self.args_ptr = ctypes.addressof(self.args)
+        self.fn = plans[0].lib.lib.tri_chain_planned
+        int8 = [p.g2_min for p in plans if p.aq]
+        self.g2_min = min(int8) if int8 else 1 << 62
+        self.gws = None
+        self.env_threads = plans[0].env_threads
+        self.guard = [(layer._buffers, layer._parameters, *p.tensors, p.versions)
+                      for layer, p in zip(self.layers, plans, strict=True)]
+        self.plans = plans
+        return True
+
+    def _g2_layouts(self):
+        """The G2 layouts of the int8 layers (made on first use), as a ``const uint8_t **``."""
+        if self.gws is None:
+            ptrs = []
+            for p in self.plans:
+                if p.aq and p.g2 is None:
+                    p.g2 = _g2_layout(p.lib, p.tensors[0], p.n, p.k, p.fmt)
+                ptrs.append(None if not p.aq or p.g2 is None else p.g2.data_ptr())
+            self.gws = (ctypes.c_void_p * len(ptrs))(*ptrs)
+        return self.gws
+
+    def slow(self, x: torch.Tensor) -> torch.Tensor:
+        for layer, act in zip(self.layers, self.acts, strict=True):
+            x = layer(x, act)
+        return x
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        if len(shape) != 2 or shape[1] != self.k0 or x.requires_grad and torch.is_grad_enabled():
+            return self.slow(x)
+        if self._stale() and not self._build():
+            return self.slow(x)
+        if _plan._RESOLVER is not None:   # tuned configs: each layer's own resolved plan
+            for p, act in zip(self.plans, self.acts, strict=True):
+                x = p(x if x.is_contiguous() else x.contiguous(), act, None)
+            return x
+        m = shape[0]
+        if not x.is_contiguous():
+            x = x.contiguous()
+        y = x.new(m, self.n_last)   # float32 CPU, like x; cheaper than torch.empty(dtype=)
+        rc = self.fn(self.args_ptr, x.data_ptr(), m, y.data_ptr(),
+                     _plan._call_threads(self.env_threads, 0),
+                     self._g2_layouts() if m >= self.g2_min else None)
+        if rc != 0:
+            raise MemoryError("tritium: the native chain of ternary linear layers could not "
+                              "allocate its buffers")
+        return y
+
+
+class _ConvStep:
+    """A frozen ternary conv2d with its fused activation (its forward runs its plan)."""
+
+    __slots__ = ("layer", "act")
+
+    def __init__(self, layer: TernaryConv2d, act: str | None) -> None:
+        self.layer, self.act = layer, act
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer.forward(x, self.act)
+
+
+def _function(step: list) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    name = step[1]
+    if name in _ACTIVATION_FNS and len(step) == 2:
+        return _ACTIVATION_FNS[name]
+    if name == "flatten" and len(step) == 4:
+        start, end = int(step[2]), int(step[3])
+        return lambda x: torch.flatten(x, start, end)
+    return None
+
+
+def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
+    """The program of ``steps`` on ``module``'s current children: (ops, the names and modules
+    whose identity the plan depends on, the parameters whose ``requires_grad`` rules the plan
+    out), or None when a step is not understood."""
+    ops: list = []
+    guarded: list[tuple[str, nn.Module]] = []
+    params: list = []
+    pending: list = []   # (layer, activation) of the ternary linear run being gathered
+
+    def flush() -> None:
+        if pending:
+            run = _LinearRun([lay for lay, _ in pending], [a for _, a in pending])
+            params.extend(run.biases)
+            ops.append(run)
+            pending.clear()
+
+    i = 0
+    while i < len(steps):
+        step = steps[i]
+        if not isinstance(step, list | tuple) or len(step) < 2:
+            return None
+        if step[0] == "call":
+            fn = _function(list(step))
+            if fn is None:
+                return None
+            flush()
+            ops.append(fn)
+            i += 1
+            continue
+        if step[0] != "layer" or not isinstance(step[1], str):
+            return None
+        name = step[1]
+        mod = module._modules.get(name)
+        if mod is None:
+            return None
+        guarded.append((name, mod))
+        i += 1
+        if type(mod) is nn.Identity and _no_hooks(mod):
+            continue
+        fusable = isinstance(mod, TernaryLayer) and mod.frozen and _no_hooks(mod) and (
+            _native_linear(mod) or isinstance(mod, TernaryConv2d))
+        if not fusable:
+            flush()
+            ops.append(mod)
+            continue
+        # the activation that follows (past folded batch norms) goes into the epilogue
+        j, act = i, None
+        while j < len(steps) and list(steps[j][:1]) == ["layer"] \
+                and type(module._modules.get(steps[j][1])) is nn.Identity \
+                and _no_hooks(module._modules[steps[j][1]]):
+            guarded.append((steps[j][1], module._modules[steps[j][1]]))
+            j += 1
+        if j < len(steps) and list(steps[j][:1]) == ["call"] and len(steps[j]) == 2 \
+                and steps[j][1] in _EXACT_EPILOGUE:
+            act, i = steps[j][1], j + 1
+        if isinstance(mod, TernaryConv2d):
+            flush()
+            ops.append(_ConvStep(mod, act))
+            continue
+        if pending and pending[-1][0].out_features != mod.in_features:
+            flush()
+        pending.append((mod, act))
+    flush()
+    return ops, guarded, params
+
+
+class ChainForward:
+    """The ``forward`` :func:`install_chains` gives a frozen generated module whose code is
+    one chain: runs the compiled steps (see the module docstring), or the generated
+    ``forward`` whenever the plan does not hold for a call."""
+
+    def __init__(self, module: nn.Module, steps: list) -> None:
+        self.module = module
+        self.steps = [list(s) for s in steps]
+        self.original = type(module).forward.__get__(module)
+        self.program: tuple | None = None
+        try:
+            self.__signature__ = inspect.signature(self.original)
+        except (TypeError, ValueError):
+            pass
+        self.__doc__ = type(module).forward.__doc__
+
+    def __reduce__(self):   # copies and pickles rebuild the plan (ctypes pointers stay here)
+        return (ChainForward, (self.module, self.steps))
+
+    def _program(self) -> tuple | None:
+        prog = self.program
+        mods = self.module._modules
+        if prog is not None:
+            for name, mod in prog[1]:
+                if mods.get(name) is not mod:
+                    prog = None
+                    break
+        if prog is None:
+            prog = self.program = _compile(self.module, self.steps)
+        return prog
+
+    def _current(self) -> list | None:
+        """The ops to run, or None when the generated forward must: a step's module has hooks
+        (they must see their calls), or the steps are not understood. Recompiles when a module
+        was replaced."""
+        prog = self.program
+        if prog is not None:
+            mods = self.module._modules
+            for name, mod in prog[1]:
+                if mods.get(name) is not mod:
+                    break
+                if mod._forward_hooks or mod._forward_pre_hooks:
+                    return None
+            else:
+                return prog[0]
+        prog = self._program()
+        if prog is None or any(m._forward_hooks or m._forward_pre_hooks for _, m in prog[1]):
+            return None
+        return prog[0]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) != 1 or kwargs or _is_compiling():
+            return self.original(*args, **kwargs)
+        x = args[0]
+        if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.is_cuda \
+                or _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks:
+            return self.original(x)
+        ops = self._current()
+        if ops is None or torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad for p in self.program[2])):
+            return self.original(x)
+        for op in ops:
+            x = op(x)
+        return x
+
+
+def install_chains(model: nn.Module) -> int:
+    """Give every module of ``model`` whose compiler listed its ``forward`` as a chain
+    (``tritium_chain``) and that holds a frozen ternary layer the :class:`ChainForward` of it.
+    Returns how many were installed. Idempotent; the generated ``forward`` stays the class's."""
+    count = 0
+    for mod in model.modules():
+        steps = getattr(mod, "tritium_chain", None)
+        if not isinstance(steps, list) or not steps:
+            continue
+        if isinstance(mod.__dict__.get("forward"), ChainForward):
+            count += 1
+            continue
+        if not any(isinstance(mod._modules.get(s[1]), TernaryLayer) and mod._modules[s[1]].frozen
+                   for s in steps if isinstance(s, list | tuple) and len(s) > 1
+                   and s[0] == "layer" and isinstance(s[1], str)):
+            continue
+        mod.forward = ChainForward(mod, steps)
+        count += 1
+    return count

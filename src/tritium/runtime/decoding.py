@@ -1,0 +1,102 @@
+"""A decode session: the KV cache that generated models consult while generating text.
+
+    with DecodeSession() as s:
+        logits = s.forward(model, prompt_ids)        # prefill: caches every layer's k/v
+        logits = s.forward(model, next_id[:, None])  # one new token: attends to the cache
+
+Generated code calls :func:`tritium.runtime.attention` and :func:`tritium.runtime.rope`
+instead of torch directly. Outside a session they are plain scaled dot-product attention
+and rotary embedding from position 0. While a session is active (in this thread or task:
+a context variable), each `attention` call site of one forward, counted in call order,
+owns a cache slot: it appends its new keys and values to the slot and attends over all
+cached ones (a causal mask is aligned to the end, so a chunk of several new tokens sees
+the cache and the tokens before it in the chunk); `rope` starts positions after the tokens
+already cached. A model whose forward calls attention in a data-dependent order would
+pair call sites with the wrong slots: generated models call them in program order.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+import torch
+
+__all__ = ["DecodeSession", "current_session"]
+
+_SESSION: contextvars.ContextVar[DecodeSession | None] = contextvars.ContextVar(
+    "tritium_decode_session", default=None)
+
+
+def current_session() -> DecodeSession | None:
+    """The active decode session, or None."""
+    return _SESSION.get()
+
+
+class DecodeSession:
+    """Per-call-site key/value caches and the number of tokens already cached."""
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.offset = 0          # tokens cached before the forward in progress
+        self._call = 0
+        self._new = 0
+        self._token: Any = None
+
+    def __enter__(self) -> DecodeSession:
+        if self._token is not None:
+            raise RuntimeError("this decode session is already active")
+        self._token = _SESSION.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _SESSION.reset(self._token)
+        self._token = None
+
+    @property
+    def cached(self) -> int:
+        return self.offset
+
+    def reset(self) -> None:
+        self.keys.clear()
+        self.values.clear()
+        self.offset = 0
+
+    def forward(self, model: torch.nn.Module, tokens: torch.Tensor) -> Any:
+        """Run `model` on the next `tokens` [batch, new] (the session must be active), then
+        count them as cached."""
+        if _SESSION.get() is not self:
+            raise RuntimeError("DecodeSession.forward runs inside `with session:`")
+        self._call = 0
+        self._new = int(tokens.shape[-1])
+        out = model(tokens)
+        if self._call and self._call != len(self.keys):
+            raise RuntimeError(f"the forward called attention {self._call} times, the cache "
+                               f"holds {len(self.keys)} layers: not a stable call order")
+        self.offset += self._new
+        return out
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               attn_mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+        if attn_mask is not None:
+            raise ValueError("attention with an explicit mask cannot decode with a KV cache")
+        slot = self._call
+        self._call += 1
+        if slot == len(self.keys):
+            if self.offset:
+                raise RuntimeError("attention call sites changed between decode steps")
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            self.keys[slot] = torch.cat([self.keys[slot], k], dim=-2)
+            self.values[slot] = torch.cat([self.values[slot], v], dim=-2)
+        keys, values = self.keys[slot], self.values[slot]
+        n_q, n_k = q.shape[-2], keys.shape[-2]
+        if not is_causal or n_q == 1:
+            return torch.nn.functional.scaled_dot_product_attention(q, keys, values)
+        # query i (absolute position n_k - n_q + i) sees keys 0 .. n_k - n_q + i
+        rows = torch.arange(n_q, device=q.device)[:, None] + (n_k - n_q)
+        mask = torch.arange(n_k, device=q.device)[None, :] <= rows
+        return torch.nn.functional.scaled_dot_product_attention(q, keys, values,
+                                                                attn_mask=mask)

@@ -1,0 +1,121 @@
+"""Generation: the sampler's restrictions, seeded reproducibility, KV cache = recompute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tritium.driver.generate import GenerateError, generate_tokens, sample_next
+
+_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "bitnet_b158.tri"
+
+
+def _draws(logits, n=400, **kw):
+    g = torch.Generator().manual_seed(0)
+    return {sample_next(logits, generator=g, **kw) for _ in range(n)}
+
+
+def test_greedy_and_zero_temperature_take_the_argmax():
+    logits = torch.tensor([0.1, 3.0, 2.9, -1.0])
+    assert sample_next(logits, greedy=True) == 1
+    assert sample_next(logits, temperature=0.0) == 1
+
+
+def test_top_k_keeps_only_the_k_most_likely():
+    logits = torch.tensor([0.0, 1.0, 2.0, 3.0, 2.5])
+    assert _draws(logits, top_k=2) == {3, 4}
+    assert _draws(logits, top_k=1) == {3}
+    assert _draws(logits, top_k=0) == {0, 1, 2, 3, 4}
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log()
+    assert _draws(logits, top_p=0.5) == {0}            # 0.5 alone reaches 0.5
+    assert _draws(logits, top_p=0.6) == {0, 1}
+    assert _draws(logits, top_p=0.85) == {0, 1, 2}      # 0.8 < 0.85 needs the third
+    assert _draws(logits, top_p=1.0) == {0, 1, 2, 3}
+    assert _draws(logits, top_p=0.01) == {0}            # the most likely always stays
+
+
+def test_top_k_then_top_p_and_frequencies():
+    logits = torch.tensor([2.0, 1.0, 0.0, -5.0])
+    g = torch.Generator().manual_seed(1)
+    counts = torch.zeros(4)
+    for _ in range(3000):
+        counts[sample_next(logits, top_k=3, generator=g)] += 1
+    want = torch.softmax(logits[:3], 0)
+    torch.testing.assert_close(counts[:3] / 3000, want, atol=0.03, rtol=0)
+    assert counts[3] == 0
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=-1.0), dict(top_k=-2), dict(top_p=0.0),
+                                 dict(top_p=1.5), dict(temperature=float("nan"))])
+def test_bad_sampling_options(bad):
+    with pytest.raises(GenerateError):
+        generate_tokens(torch.nn.Identity(), [1], 1, **bad)
+
+
+@pytest.fixture(scope="module")
+def tiny_frozen():
+    import tritium
+    from tritium.runtime import freeze_model
+    torch.manual_seed(0)
+    model = tritium.load(str(_EXAMPLE), "BitNetB158", dim=32, layers=2, heads=2, ffn=48)
+    # a few steps on a repetitive text so that the greedy path is not a constant
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    data = torch.tensor([list(b"def f(x):\n    return x\n" * 3)])
+    for _ in range(20):
+        loss = torch.nn.functional.cross_entropy(model(data[:, :-1]).transpose(1, 2),
+                                                 data[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return freeze_model(model.eval(), "t2")
+
+
+def test_kv_cache_greedy_equals_full_recompute(tiny_frozen):
+    prompt = list(b"def f(")
+    cached = generate_tokens(tiny_frozen, prompt, 40, greedy=True, use_cache=True)
+    full = generate_tokens(tiny_frozen, prompt, 40, greedy=True, use_cache=False)
+    assert cached.tokens == full.tokens
+    assert cached.cache_used and not full.cache_used
+    assert len(set(cached.tokens)) > 1
+    assert cached.decode_steps == 39 and cached.prompt_tokens == len(prompt)
+
+
+def test_seeded_sampling_is_reproducible(tiny_frozen):
+    a = generate_tokens(tiny_frozen, [100, 101], 30, seed=7, top_k=20)
+    b = generate_tokens(tiny_frozen, [100, 101], 30, seed=7, top_k=20)
+    c = generate_tokens(tiny_frozen, [100, 101], 30, seed=8, top_k=20)
+    assert a.tokens == b.tokens and a.tokens != c.tokens
+    assert generate_tokens(tiny_frozen, [100], 20, seed=3, vocab=50).tokens and \
+        all(t < 50 for t in generate_tokens(tiny_frozen, [100], 20, seed=3, vocab=50).tokens)
+
+
+def test_empty_prompt_is_an_error(tiny_frozen):
+    with pytest.raises(GenerateError, match="empty"):
+        generate_tokens(tiny_frozen, [], 5)
+
+
+class _Mixer(torch.nn.Module):
+    """A toy LM whose next-token logits depend on every earlier token without attention
+    (a cumulative sum over the sequence): the KV cache cannot serve it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(256, 16)
+        self.head = torch.nn.Linear(16, 256)
+
+    def forward(self, ids):
+        return self.head(torch.tanh(self.embed(ids).cumsum(dim=1)))
+
+
+def test_a_model_mixing_positions_outside_attention_falls_back_to_recompute():
+    model = _Mixer().eval()
+    cached = generate_tokens(model, [1, 2, 3], 12, greedy=True, use_cache=True)
+    full = generate_tokens(model, [1, 2, 3], 12, greedy=True, use_cache=False)
+    assert not cached.cache_used and cached.tokens == full.tokens

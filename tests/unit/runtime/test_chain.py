@@ -1,0 +1,223 @@
+"""A frozen generated model whose forward is one chain runs as one plan
+(tritium.runtime.chain): the compiler writes the steps, freezing installs the plan, and the
+results are the generated forward's, bit for bit, on every ISA path of this CPU."""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import io
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from tritium.backends.cpu import ChainPlanArgs
+from tritium.driver.models import build_model
+from tritium.runtime import freeze_model, kernels
+from tritium.runtime.chain import ChainForward, _LinearRun, install_chains
+from tritium.runtime.native import _lib
+
+pytestmark = pytest.mark.skipif(not kernels.native_available(), reason="no native kernels")
+
+MLP = """
+model M {
+    layer fc1: TernaryLinear { in_features: 70, out_features: 48, act_quant: "AQ" }
+    layer bn1: BatchNorm1d { num_features: 48 }
+    layer fc2: TernaryLinear { in_features: 48, out_features: 33, act_quant: "AQ" }
+    layer fc3: TernaryLinear { in_features: 33, out_features: 10, bias: false, act_quant: "AQ" }
+    forward(x: Tensor[b, 70]) -> Tensor[b, 10] {
+        x = relu(bn1(fc1(x)))
+        x = ACT(fc2(x))
+        return fc3(x)
+    }
+}
+"""
+
+CNN = """
+model C {
+    layer conv1: TernaryConv2d { in_channels: 2, out_channels: 6, kernel_size: 3, act_quant: "AQ" }
+    layer bn1: BatchNorm2d { num_features: 6 }
+    layer pool: MaxPool2d { kernel_size: 2 }
+    layer fc1: TernaryLinear { in_features: 150, out_features: 20, act_quant: "AQ" }
+    layer fc2: TernaryLinear { in_features: 20, out_features: 7, act_quant: "AQ" }
+    forward(x: Tensor[b, 2, 12, 12]) -> Tensor[b, 7] {
+        x = pool(relu6(bn1(conv1(x))))
+        x = flatten(x, start_dim: 1)
+        x = relu(fc1(x))
+        return fc2(x)
+    }
+}
+"""
+
+
+def _build(tmp_path, source: str, **subst: str) -> nn.Module:
+    for k, v in subst.items():
+        source = source.replace(k, v)
+    path = tmp_path / "m.tri"
+    path.write_text(textwrap.dedent(source))
+    torch.manual_seed(0)
+    model = build_model(path).model
+    model.train()
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.uniform_(-1, 1)
+                mod.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The generated forward, layer by layer (what runs without the chain)."""
+    return type(model).forward(model, x)
+
+
+def test_the_compiler_writes_the_steps(tmp_path):
+    model = _build(tmp_path, MLP, AQ="none", ACT="relu")
+    assert model.tritium_chain == [["layer", "fc1"], ["layer", "bn1"], ["call", "relu"],
+                                   ["layer", "fc2"], ["call", "relu"], ["layer", "fc3"]]
+    cnn = _build(tmp_path, CNN, AQ="none")
+    assert ["call", "flatten", 1, -1] in cnn.tritium_chain
+
+
+@pytest.mark.parametrize("body", [
+    "x = fc1(x) + x\n        return fc2(x)",        # a residual: not a chain
+    "let h = fc1(x)\n        return fc2(h)",         # a second variable
+    "x = double(fc1(x))\n        return fc2(x)",     # a user function
+    "x = flatten(fc1(x), start_dim: n)\n        return fc2(x)",  # a non-literal dim
+])
+def test_no_chain_for_other_forwards(tmp_path, body):
+    source = f"""
+    fn double(t: Tensor) -> Tensor {{ return t * 2 }}
+    model M {{
+        n: 1
+        layer fc1: TernaryLinear {{ in_features: 8, out_features: 8 }}
+        layer fc2: TernaryLinear {{ in_features: 8, out_features: 4 }}
+        forward(x: Tensor[b, 8]) -> Tensor[b, 4] {{
+            {body}
+        }}
+    }}
+    """
+    model = _build(tmp_path, source)
+    assert not hasattr(model, "tritium_chain")
+    freeze_model(model)
+    assert "forward" not in model.__dict__
+
+
+@pytest.mark.usefixtures("every_isa")
+@pytest.mark.parametrize("fmt", ["t2", "t1.6"])
+@pytest.mark.parametrize("act_quant", ["none", "int8"])
+@pytest.mark.parametrize("act", ["relu", "silu"])
+def test_the_chain_matches_the_generated_forward(tmp_path, fmt, act_quant, act):
+    model = freeze_model(_build(tmp_path, MLP, AQ=act_quant, ACT=act), fmt)
+    assert isinstance(model.__dict__["forward"], ChainForward)
+    ops = model.forward._program()[0]
+    if act == "relu":   # three layers, one native call, the relus fused (exact)
+        assert len(ops) == 1 and isinstance(ops[0], _LinearRun)
+        assert ops[0].acts == ["relu", "relu", None]
+    else:               # silu is torch's: the chain splits around it
+        assert len(ops) == 3 and ops[1] is torch.nn.functional.silu
+        assert ops[0].acts == ["relu", None] and ops[2].acts == [None]
+    for m in (1, 2, 5, 64, 70):
+        x = torch.randn(m, 70)
+        with torch.inference_mode():
+            got, ref = model(x), _reference(model, x)
+        torch.testing.assert_close(got, ref, rtol=0, atol=0)
+
+
+@pytest.mark.usefixtures("every_isa")
+def test_fused_relu_passes_nan_as_torch_does(tmp_path):
+    model = freeze_model(_build(tmp_path, MLP, AQ="none", ACT="relu6"))
+    x = torch.randn(3, 70)
+    x[1, 5] = float("nan")
+    with torch.no_grad():
+        got, ref = model(x), _reference(model, x)
+    assert got[1].isnan().all() and not got[0].isnan().any()
+    torch.testing.assert_close(got, ref, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.usefixtures("every_isa")
+@pytest.mark.parametrize("act_quant", ["none", "int8"])
+def test_conv_pool_flatten_linear(tmp_path, act_quant):
+    model = freeze_model(_build(tmp_path, CNN, AQ=act_quant))
+    for m in (1, 3, 17):
+        x = torch.randn(m, 2, 12, 12)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), _reference(model, x), rtol=0, atol=0)
+    kinds = [type(op).__name__ for op in model.forward._program()[0]]
+    assert kinds == ["_ConvStep", "MaxPool2d", "function", "_LinearRun"]
+
+
+def test_fallbacks_keep_the_generated_semantics(tmp_path):
+    model = freeze_model(_build(tmp_path, MLP, AQ="none", ACT="relu"))
+    x = torch.randn(4, 70)
+    with torch.no_grad():
+        ref = _reference(model, x)
+        torch.testing.assert_close(model(x), ref, rtol=0, atol=0)
+        seen = []
+        handle = model.fc2.register_forward_hook(lambda mod, i, o: seen.append(o.shape))
+        torch.testing.assert_close(model(x), ref, rtol=0, atol=0)
+        assert seen == [torch.Size([4, 33])]               # hooks fire: the layers ran
+        handle.remove()
+        model.fc3 = nn.Linear(33, 10)                        # a replaced module is used
+        torch.testing.assert_close(model(x), _reference(model, x), rtol=0, atol=0)
+        with pytest.raises(ValueError, match="71 features"):
+            model(torch.randn(4, 71))                        # the layer's own error
+
+
+def test_weights_changed_in_place_are_seen(tmp_path):
+    a = freeze_model(_build(tmp_path, MLP, AQ="int8", ACT="relu"))
+    torch.manual_seed(5)
+    b = _build(tmp_path, MLP, AQ="int8", ACT="relu")
+    with torch.no_grad():
+        for p in b.parameters():
+            p.uniform_(-1, 1)
+    b = freeze_model(b)
+    x = torch.randn(3, 70)
+    with torch.no_grad():
+        before = a(x)
+        a.load_state_dict(b.state_dict())
+        torch.testing.assert_close(a(x), _reference(b, x), rtol=0, atol=0)
+        assert not torch.equal(a(x), before)
+
+
+def test_autograd_copies_and_pickles(tmp_path):
+    model = freeze_model(_build(tmp_path, MLP, AQ="none", ACT="relu"))
+    x = torch.randn(2, 70, requires_grad=True)
+    model(x).sum().backward()                               # the generated forward, with grads
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        ref = model(x.detach())
+        dup = copy.deepcopy(model)
+        assert dup.forward.module is dup
+        torch.testing.assert_close(dup(x.detach()), ref, rtol=0, atol=0)
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        buf.seek(0)
+        loaded = torch.load(buf, weights_only=False)
+        torch.testing.assert_close(loaded(x.detach()), ref, rtol=0, atol=0)
+    assert install_chains(model) == 1                       # idempotent
+
+
+def test_tuned_resolver_runs_each_layers_plan(tmp_path):
+    model = freeze_model(_build(tmp_path, MLP, AQ="int8", ACT="relu"))
+    x = torch.randn(9, 70)
+    seen = []
+
+    def resolver(m, n, k, fmt, act_quant, isa):
+        seen.append((n, k))
+
+    kernels.set_config_resolver(resolver)
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), _reference(model, x), rtol=0, atol=0)
+    finally:
+        kernels.set_config_resolver(None)
+    assert (48, 70) in seen and (10, 33) in seen
+
+
+def test_an_empty_native_chain_is_refused():
+    lib = _lib()
+    args = ChainPlanArgs(nlayers=0, layers=None, acts=None, max_n=1)
+    assert lib.lib.tri_chain_planned(ctypes.addressof(args), None, 1, None, 1, None) == 2
