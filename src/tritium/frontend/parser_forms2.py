@@ -16,14 +16,15 @@ from .parser_fn import tail_value_returns
 class Forms2Mixin:
     # ------------------------------------------------------------------ statements
     def at_forms2_statement(self) -> bool:
-        """`type Name =`, `with CONTEXT`, or `fn name(` inside a body."""
+        """`type Name =`, `with CONTEXT`, or `fn name(` (`def`, `function`) inside a body."""
         t = self.toks[self.pos]
         nxt = self.peek()
         if t.kind is T.IDENT and t.text == "type":
             return nxt.kind is T.IDENT and self.peek(2).is_op("=")
         if t.kind is T.IDENT and t.text == "with":
             return nxt.kind is T.IDENT or nxt.is_op("(") and self._with_block_ahead()
-        return t.is_kw("fn") and nxt.kind is T.IDENT
+        return (t.is_kw("fn") or t.is_kw("def")) and nxt.kind is T.IDENT \
+            or self._at_function_word()
 
     def _with_block_ahead(self) -> bool:
         """`with (ctx) {`: the parenthesized context is followed by a block, not an

@@ -202,3 +202,13 @@ def test_an_optional_parameter_is_used_after_a_none_test() -> None:
            "    print(add_bias(ones([2]), \"text\"))\n"
            "}\n")
     assert errors(src) == [("E0401", 8)]
+
+
+def test_an_optional_local_assigned_on_one_path_is_tested_for_none() -> None:
+    src = ("fn f(x: Tensor, c: bool) -> Tensor {\n"
+           "    let b: Tensor | None = None\n"
+           "    if c { b = ones([2]) }\n"
+           "    if b != None { return x + b }\n"
+           "    return x\n"
+           "}\n")
+    assert errors(src) == []

@@ -100,3 +100,12 @@ def test_bad_forms_are_parse_errors_not_crashes() -> None:
                 "fn f() {\n    fn g( { }\n}\n"]:
         _, diags, _ = parse(src)
         assert any(d.is_error for d in diags), src
+
+
+def test_def_and_function_define_local_functions_too() -> None:
+    src = ("fn f(x: Tensor) -> Tensor {\n    def g(z: Tensor) -> Tensor {\n        return z\n"
+           "    }\n    function h(z: Tensor) -> Tensor {\n        return z\n    }\n"
+           "    return g(h(x))\n}\n")
+    (fn,) = items(src)
+    assert [type(s).__name__ for s in fn.body] == ["FnDef", "FnDef", "Return"]
+    assert items(format_source(src)) == items(src)
