@@ -20,7 +20,7 @@ class Forms2Mixin:
         t = self.toks[self.pos]
         nxt = self.peek()
         if t.kind is T.IDENT and t.text == "type":
-            return nxt.kind is T.IDENT and self.peek(2).is_op("=")
+            return nxt.kind is T.IDENT and (self.peek(2).is_op("=") or self.peek(2).is_op("<"))
         if t.kind is T.IDENT and t.text == "with":
             return nxt.kind is T.IDENT or nxt.is_op("(") and self._with_block_ahead()
         return (t.is_kw("fn") or t.is_kw("def")) and nxt.kind is T.IDENT \
@@ -48,9 +48,18 @@ class Forms2Mixin:
         if t.text == "type":
             self.advance()
             name = self.expect_ident("an alias name")
+            generic = self.tok if self.at("<") else None
+            if generic is not None:   # reported once; the statement is read and dropped
+                self.diags.append(self.error(
+                    f"the type alias `{name.text}` cannot take type parameters", code="E0962",
+                    label="type parameters", help="write the type in full where it is used, "
+                                                  "or define one alias for each element type"
+                ).diag)
+                self.parse_type_params()
             self.expect_op("=", f"after `type {name.text}`")
             ty = self.parse_type()
-            node = A.TypeAlias(name.text, ty, self.span_from(t))
+            node = A.TypeAlias(name.text, ty, self.span_from(t)) if generic is None \
+                else A.Pass(self.span_from(t))
             self.end_of_statement()
             return node
         if t.text == "with":

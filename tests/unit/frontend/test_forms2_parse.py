@@ -109,3 +109,9 @@ def test_def_and_function_define_local_functions_too() -> None:
     (fn,) = items(src)
     assert [type(s).__name__ for s in fn.body] == ["FnDef", "FnDef", "Return"]
     assert items(format_source(src)) == items(src)
+
+
+def test_a_generic_alias_is_one_clear_error_and_parsing_goes_on() -> None:
+    program, diags, _ = parse("type Matrix<T> = Tensor<T, [?, ?]>\nlet y = 1\nprint(y)\n")
+    assert [d.code for d in diags if d.is_error] == ["E0962"]
+    assert [type(i).__name__ for i in program.items] == ["Pass", "Let", "ExprStmt"]
