@@ -239,6 +239,10 @@ class _Aliases:
         return out, pairs
 
 
+def _mentions_any(ts: list, names: set[str]) -> bool:
+    return any(_mentions(t, names) for t in ts)
+
+
 def _mentions(t: A.TypeExpr, names: set[str]) -> bool:
     found = False
 
@@ -335,10 +339,13 @@ class _Lifter:
             if p.type is not None:
                 types[p.name] = p.type
         bound = outer | {p.name for p in fn.params} | _binders(fn.body)
-        fn.body = self.body(fn.body, bound, types, prefix)
+        fn.body = self.body(fn.body, bound, types, prefix, fn.type_params)
 
-    def body(self, stmts: list, bound: set[str], types: dict, prefix: str) -> list:
-        """Lift the local functions of one function body; returns the rewritten body."""
+    def body(self, stmts: list, bound: set[str], types: dict, prefix: str,
+             tparams: list | None = None) -> list:
+        """Lift the local functions of one function body; returns the rewritten body.
+        `tparams`: the type parameters of the generic function around it, which a lifted
+        function whose signature names them takes too."""
         locals_: dict[str, _Local] = {}
         anon: dict[int, _Local] = {}
         kept_ids: set[int] = set()
@@ -389,7 +396,7 @@ class _Lifter:
                 if p.type is not None:
                     inner_types[p.name] = p.type
             loc.fn.body = self.body(loc.fn.body, bound | own, inner_types,
-                                    loc.lifted)
+                                    loc.lifted, loc.fn.type_params or tparams)
         # what each reads from the outer body, through the local functions it calls too
         reads: dict[int, set[str]] = {}
         calls: dict[int, set[str]] = {}
@@ -417,8 +424,13 @@ class _Lifter:
             params = list(fn.params) + [
                 A.ParamSpec(c, copy.deepcopy(types[c]) if c in types else None, None, fn.span)
                 for c in loc.captures]
-            lifted = A.FnDef(loc.lifted, params, fn.ret, fn.body, fn.span,
-                             fn.type_params, fn.broken)
+            own_tps = fn.type_params
+            if own_tps is None and tparams and _mentions_any(
+                    [p.type for p in params if p.type is not None]
+                    + ([fn.ret] if fn.ret is not None else []), {t.name for t in tparams}):
+                own_tps = copy.deepcopy(tparams)
+            lifted = A.FnDef(loc.lifted, params, fn.ret, fn.body, fn.span, own_tps,
+                             fn.broken)
             self.rename(lifted.body, locals_, set(p.name for p in fn.params)
                         | _binders(fn.body))
             self.new.append(lifted)

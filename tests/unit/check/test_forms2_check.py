@@ -212,3 +212,18 @@ def test_an_optional_local_assigned_on_one_path_is_tested_for_none() -> None:
            "    return x\n"
            "}\n")
     assert errors(src) == []
+
+
+def test_a_local_function_of_a_generic_function_takes_its_type_parameters() -> None:
+    src = ("fn twice<T: Numeric>(x: T) -> T {\n"
+           "    fn add(a: T) -> T {\n"
+           "        return a + x\n"
+           "    }\n"
+           "    return add(x)\n"
+           "}\n"
+           "main {\n"
+           "    print(twice(3), twice(1.5), twice(ones([2])))\n"
+           "}\n")
+    r = check_source(src)
+    assert r.ok, [d.message for d in r.errors]
+    assert [t.name for t in r.definitions["twice__add"].node.type_params] == ["T"]
