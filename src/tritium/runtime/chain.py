@@ -326,7 +326,9 @@ def install_chains(model: nn.Module) -> int:
     count = 0
     for mod in model.modules():
         steps = getattr(mod, "tritium_chain", None)
-        if not isinstance(steps, list) or not steps:
+        if not isinstance(steps, list) or not steps or not all(
+                isinstance(s, list | tuple) and len(s) >= 2 and isinstance(s[0], str)
+                and isinstance(s[1], str) for s in steps):
             continue
         if isinstance(mod.__dict__.get("forward"), ChainForward):
             count += 1
