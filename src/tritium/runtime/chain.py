@@ -308,6 +308,17 @@ class ChainForward:
         return x
 
 
+def _chain_is_the_forwards(mod: nn.Module) -> bool:
+    """Whether the class whose ``forward`` runs is the one whose ``__init__`` wrote the steps
+    (a subclass that overrides ``forward`` keeps it: the steps describe another forward)."""
+    for cls in type(mod).__mro__:
+        if "forward" in cls.__dict__:
+            init = cls.__dict__.get("__init__")
+            code = getattr(init, "__code__", None)
+            return code is not None and "tritium_chain" in code.co_names
+    return False
+
+
 def install_chains(model: nn.Module) -> int:
     """Give every module of ``model`` whose compiler listed its ``forward`` as a chain
     (``tritium_chain``) and that holds a frozen ternary layer the :class:`ChainForward` of it.
@@ -315,10 +326,14 @@ def install_chains(model: nn.Module) -> int:
     count = 0
     for mod in model.modules():
         steps = getattr(mod, "tritium_chain", None)
-        if not isinstance(steps, list) or not steps:
+        if not isinstance(steps, list) or not steps or not all(
+                isinstance(s, list | tuple) and len(s) >= 2 and isinstance(s[0], str)
+                and isinstance(s[1], str) for s in steps):
             continue
         if isinstance(mod.__dict__.get("forward"), ChainForward):
             count += 1
+            continue
+        if "forward" in mod.__dict__ or not _chain_is_the_forwards(mod):
             continue
         if not any(isinstance(mod._modules.get(s[1]), TernaryLayer) and mod._modules[s[1]].frozen
                    for s in steps if isinstance(s, list | tuple) and len(s) > 1

@@ -200,6 +200,22 @@ def test_autograd_copies_and_pickles(tmp_path):
     assert install_chains(model) == 1                       # idempotent
 
 
+def test_a_subclass_with_its_own_forward_keeps_it(tmp_path):
+    model = _build(tmp_path, MLP, AQ="none", ACT="relu")
+
+    class Doubled(type(model)):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    sub = Doubled()
+    sub.load_state_dict(model.state_dict())
+    freeze_model(sub.eval())
+    assert "forward" not in sub.__dict__
+    x = torch.randn(2, 70)
+    with torch.no_grad():
+        torch.testing.assert_close(sub(x), 2 * _reference(freeze_model(model), x))
+
+
 def test_tuned_resolver_runs_each_layers_plan(tmp_path):
     model = freeze_model(_build(tmp_path, MLP, AQ="int8", ACT="relu"))
     x = torch.randn(9, 70)

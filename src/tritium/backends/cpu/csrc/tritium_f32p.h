@@ -4,8 +4,8 @@
  *
  * Register-blocked outer products, written once with GCC/clang vector extensions (16 floats
  * per vector: one zmm on AVX-512, two ymm on AVX2, four q registers on NEON, SSE on the
- * portable build). A task is a panel of 16 * NV output channels x a chunk of TRI_TOK_CHUNK
- * tokens: it decodes the panel's trits once into floats laid out k-major (wt[k][16 * NV],
+ * portable build). A task is a panel of VW * NV output channels x a chunk of TRI_TOK_CHUNK
+ * tokens: it decodes the panel's trits once into floats laid out k-major (wt[k][VW * NV],
  * value code - 1), then for each group of MR tokens keeps MR x NV accumulator vectors in
  * registers while k runs over the real K (no padding to whole packed blocks: K = 25 costs 25
  * steps), one weight vector load and one broadcast per token per step. K is walked in slices
@@ -13,19 +13,26 @@
  * over it; partial sums wait in a per-task tile. The epilogue (scale, bias, and relu/relu6)
  * runs on vectors; a residual or another activation takes the scalar epi_apply. */
 
-typedef float tri_v16 __attribute__((vector_size(64)));
-typedef int32_t tri_v16i __attribute__((vector_size(64)));
-typedef float tri_v16u __attribute__((vector_size(64), aligned(4)));   /* unaligned access */
+/* one vector of VW floats: a zmm on AVX-512, a ymm on AVX2 (wider generic vectors would be
+ * split into more registers than AVX2 has: the micro-kernels spill) */
+#if TRI_ISA_AVX512
+#define VW 16
+#else
+#define VW 8
+#endif
+typedef float tri_v16 __attribute__((vector_size(VW * 4)));
+typedef int32_t tri_v16i __attribute__((vector_size(VW * 4)));
+typedef float tri_v16u __attribute__((vector_size(VW * 4), aligned(4)));   /* unaligned access */
 
 #define TRI_F32P_KC 256
 #define TRI_F32P_MAX_K 512 /* larger K keeps the decoded-tile path (tri_linear, conv2d) */
 
 typedef struct {
     const Problem *P;
-    int nv;            /* vectors of 16 channels per panel: 1 (n <= 16) or 2 */
+    int nv;            /* vectors of VW channels per panel: 1 (n <= VW) or 2 */
     int64_t npanel, nchunk;
-    float *wt[TRI_MAX_THREADS];    /* per-thread scratch: decoded panel, k x 16 * nv */
-    float *acc[TRI_MAX_THREADS];   /* per-thread scratch: partial sums, chunk x 16 * nv */
+    float *wt[TRI_MAX_THREADS];    /* per-thread scratch: decoded panel, k x VW * nv */
+    float *acc[TRI_MAX_THREADS];   /* per-thread scratch: partial sums, chunk x VW * nv */
     uint8_t *codes[TRI_MAX_THREADS];
     _Atomic int err;
 } F32PJob;
@@ -37,9 +44,9 @@ static inline __attribute__((always_inline)) void f32p_block(
     tri_v16 a[8][2];
     for (int u = 0; u < MR; u++)
         for (int v = 0; v < NV; v++)
-            a[u][v] = first ? (tri_v16){0} : *(const tri_v16 *)(acc + u * lda + 16 * v);
+            a[u][v] = first ? (tri_v16){0} : *(const tri_v16 *)(acc + u * lda + VW * v);
     for (int64_t kk = k0; kk < k1; kk++) {
-        const tri_v16 *w = (const tri_v16 *)(wt + kk * 16 * NV);
+        const tri_v16 *w = (const tri_v16 *)(wt + kk * VW * NV);
         const tri_v16 w0 = w[0];
         const tri_v16 w1 = NV > 1 ? w[1] : w0;
         for (int u = 0; u < MR; u++) {
@@ -49,7 +56,7 @@ static inline __attribute__((always_inline)) void f32p_block(
         }
     }
     for (int u = 0; u < MR; u++)
-        for (int v = 0; v < NV; v++) *(tri_v16 *)(acc + u * lda + 16 * v) = a[u][v];
+        for (int v = 0; v < NV; v++) *(tri_v16 *)(acc + u * lda + VW * v) = a[u][v];
 }
 
 #define TRI_F32P_MR1 8 /* tokens per micro-kernel with one vector of channels */
@@ -72,7 +79,7 @@ static void f32p_rows(const float *wt, const float *x, int64_t ldx, int64_t k0, 
 #undef F32P_CASE
 }
 
-/* out row of nc <= 16 * nv channels from c0: scale, bias, relu/relu6 on vectors, or the
+/* out row of nc <= VW * nv channels from c0: scale, bias, relu/relu6 on vectors, or the
  * scalar epilogue for a residual or another activation. */
 static void f32p_epilogue(const Problem *P, int64_t t, int64_t c0, int64_t nc, int nv,
                           const float *acc) {
@@ -83,12 +90,12 @@ static void f32p_epilogue(const Problem *P, int64_t t, int64_t c0, int64_t nc, i
         return;
     }
     for (int v = 0; v < nv; v++) {
-        const int64_t cv = c0 + 16 * v, left = nc - 16 * v;
+        const int64_t cv = c0 + VW * v, left = nc - VW * v;
         if (left <= 0) break;
-        tri_v16 s, b = {0}, y = *(const tri_v16 *)(acc + 16 * v);
+        tri_v16 s, b = {0}, y = *(const tri_v16 *)(acc + VW * v);
         if (e->nscale == 1) {
             s = (tri_v16){0} + e->scale[0];
-        } else if (left >= 16) {
+        } else if (left >= VW) {
             s = *(const tri_v16u *)(e->scale + cv);
         } else {
             s = (tri_v16){0};
@@ -96,7 +103,7 @@ static void f32p_epilogue(const Problem *P, int64_t t, int64_t c0, int64_t nc, i
         }
         y *= s;
         if (e->bias) {
-            if (left >= 16) {
+            if (left >= VW) {
                 b = *(const tri_v16u *)(e->bias + cv);
             } else {
                 for (int64_t c = 0; c < left; c++) b[c] = e->bias[cv + c];
@@ -110,10 +117,10 @@ static void f32p_epilogue(const Problem *P, int64_t t, int64_t c0, int64_t nc, i
                 y = (tri_v16)(((tri_v16i)y & ~over) | ((tri_v16i)((tri_v16){0} + 6.0f) & over));
             }
         }
-        if (left >= 16) {
-            *(tri_v16u *)(dst + 16 * v) = y;
+        if (left >= VW) {
+            *(tri_v16u *)(dst + VW * v) = y;
         } else {
-            for (int64_t c = 0; c < left; c++) dst[16 * v + c] = y[c];
+            for (int64_t c = 0; c < left; c++) dst[VW * v + c] = y[c];
         }
     }
 }
@@ -121,7 +128,7 @@ static void f32p_epilogue(const Problem *P, int64_t t, int64_t c0, int64_t nc, i
 static void f32p_task(void *ctx, int64_t task, int tid) {
     F32PJob *J = ctx;
     const Problem *P = J->P;
-    const int nv = J->nv, nr = 16 * nv;
+    const int nv = J->nv, nr = VW * nv;
     const int64_t panel = task % J->npanel, ch = task / J->npanel;
     const int64_t c0 = panel * nr, nc = min64(nr, P->n - c0);
     const int64_t t0 = ch * TRI_TOK_CHUNK, t1 = min64(P->m, t0 + TRI_TOK_CHUNK);
@@ -161,7 +168,8 @@ static void f32p_task(void *ctx, int64_t task, int tid) {
  * more than 8 output channels (with fewer, most of a 16-lane panel is padding and the 4-row
  * tiles of the driver measured faster: LeNet-5's first convolution, 6 channels). */
 static inline int f32p_fits(const Problem *P) {
-    return P->x != NULL && P->xq == NULL && P->k > 0 && P->k <= TRI_F32P_MAX_K && P->n > 8;
+    return (TRI_ISA_AVX512 || TRI_ISA_AVX2) && P->x != NULL && P->xq == NULL && P->k > 0
+           && P->k <= TRI_F32P_MAX_K && P->n > 8;
 }
 
 static int run_f32p(const Problem *P, int nthreads) {
@@ -170,8 +178,8 @@ static int run_f32p(const Problem *P, int nthreads) {
     F32PJob *J = calloc(1, sizeof(F32PJob));
     if (!J) return 1;
     J->P = P;
-    J->nv = P->n <= 16 ? 1 : 2;
-    J->npanel = (P->n + 16 * J->nv - 1) / (16 * J->nv);
+    J->nv = P->n <= VW ? 1 : 2;
+    J->npanel = (P->n + VW * J->nv - 1) / (VW * J->nv);
     J->nchunk = (P->m + TRI_TOK_CHUNK - 1) / TRI_TOK_CHUNK;
     atomic_init(&J->err, 0);
     const double work = (double)P->m * (double)P->n * (double)P->k;
