@@ -55,9 +55,9 @@ for _name in _RUNTIME_ENV:
 
 
 # The caps that make this machine compute as a lesser one (`make test-avx2`): Tritium's own
-# and torch's (ATen's dispatch, oneDNN, MKL).
+# and the libraries' (ATen's dispatch, oneDNN, MKL, numpy's OpenBLAS).
 _ISA_CAPS = ("TRITIUM_CPU_MAX_ISA", "TRITIUM_CPU_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
-             "MKL_ENABLE_INSTRUCTIONS")
+             "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE")
 
 
 def pytest_report_header(config):
