@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast fuzz lint bench clean cross-tools
+.PHONY: install demo test test-avx2 test-fast fuzz lint bench clean cross-tools
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,21 @@ demo: $(STAMP)
 test: $(STAMP) cross-tools
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q -n 2
+
+# The suite as an AVX2-only x86-64 machine (AMD Zen 3 class: AVX2 + FMA, no AVX-512) runs it,
+# on any x86-64 machine: Tritium's kernels capped at their AVX2 path (TRITIUM_CPU_MAX_ISA hides
+# the AVX-512 CPU flags, so `every_isa` runs avx2 and scalar and no AVX-512 extension is built
+# in) and the libraries' own kernels capped too: ATen's dispatch (ATEN_CPU_CAPABILITY), oneDNN
+# (ONEDNN_MAX_CPU_ISA), MKL (MKL_ENABLE_INSTRUCTIONS) and numpy's OpenBLAS (OPENBLAS_CORETYPE;
+# Zen runs its Haswell kernels), so float results round as there. By default the tests whose
+# float results depend on those kernels (AVX2_TESTS; CI runs these after `make test` on an
+# AVX-512 machine); `make test-avx2 AVX2_TESTS=tests` runs the whole suite so.
+# See "Testing on other machines" in docs/architecture.md.
+AVX2_ENV := TRITIUM_CPU_MAX_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+            MKL_ENABLE_INSTRUCTIONS=AVX2 OPENBLAS_CORETYPE=Haswell
+AVX2_TESTS ?= tests/unit/runtime tests/unit/driver tests/unit/tune tests/e2e
+test-avx2: $(STAMP)
+	$(AVX2_ENV) $(PY) -m pytest -q -n 2 $(AVX2_TESTS)
 
 # The aarch64 cross compiler and qemu-user for the NEON kernel test
 # (tests/unit/backends/cpu/test_neon_cross.py). Installed only when missing, as root, with apt-get;

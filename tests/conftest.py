@@ -7,10 +7,13 @@
   dispatch answers are cleared around every test, and the environment variables that change
   how the kernels run (threads, pools, tuning) are removed: the suite does not depend on the
   shell it was started from. (``$TRITIUM_CPU_ISA`` is kept: ``TRITIUM_CPU_ISA=avx2 make
-  test`` runs the whole suite on the AVX2 path, as an AVX2-only machine would.)
+  test`` runs the whole suite on the AVX2 path; ``$TRITIUM_CPU_MAX_ISA`` too: ``make
+  test-avx2`` sets it to ``avx2`` with torch's own ISA caps, and the suite then runs as on an
+  AVX2-only machine, the ``every_isa`` paths included.)
 - Tests that use the ``every_isa`` fixture (``pytestmark = pytest.mark.usefixtures(
   "every_isa")``) run once per ISA path this CPU can execute (``$TRITIUM_CPU_ISA``): on an
   AVX-512 machine also the AVX2 and scalar paths, so none of them can regress unseen.
+  The session header says which paths those are and which ISA caps are set.
 """
 
 from __future__ import annotations
@@ -49,6 +52,18 @@ def _private_root(path: Path) -> Path:
 os.environ["TRITIUM_CACHE_DIR"] = str(_private_root(_SESSION_ROOT / "session"))
 for _name in _RUNTIME_ENV:
     os.environ.pop(_name, None)
+
+
+# The caps that make this machine compute as a lesser one (`make test-avx2`): Tritium's own
+# and the libraries' (ATen's dispatch, oneDNN, MKL, numpy's OpenBLAS).
+_ISA_CAPS = ("TRITIUM_CPU_MAX_ISA", "TRITIUM_CPU_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+             "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE")
+
+
+def pytest_report_header(config):
+    caps = [f"{name}={os.environ[name]}" for name in _ISA_CAPS if os.environ.get(name)]
+    return (f"tritium ISA paths: {', '.join(_isa_paths())}"
+            f" ({'; '.join(caps) if caps else 'no ISA caps'})")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -184,6 +184,7 @@ def _key(isa: str | None, config: KernelConfig | None = None) -> tuple:
     return (
         _disabled(),
         isa or os.environ.get("TRITIUM_CPU_ISA", ""),
+        os.environ.get("TRITIUM_CPU_MAX_ISA", ""),
         os.environ.get("TRITIUM_CPU_POOL", "") if config is None else "",
         os.environ.get("CC", ""),
         os.environ.get("TRITIUM_CACHE_DIR", ""),
