@@ -41,6 +41,7 @@ BUILTIN_TYPE_NAMES = frozenset({
     "trit",
 })
 MAX_NODES = 2_000_000   # nodes visited by one rewrite (a bound; programs are far smaller)
+MAX_TYPE_DEPTH = 64     # how deeply an alias may expand (types nest far less)
 
 
 def _fields(node) -> tuple[str, ...]:
@@ -145,27 +146,56 @@ class _Aliases:
                 continue
             first[a.name] = a
             pending.append(a)
-        # top-level aliases may name each other in any order: resolve until none changes
-        names = {a.name for a in pending}
-        for _ in range(len(pending) + 1):
-            if not pending:
-                break
-            rest = []
-            for a in pending:
-                if _mentions(a.type, names - set(env)):
-                    rest.append(a)
-                else:
-                    env[a.name] = self.expand(a.type, env)
-            if len(rest) == len(pending):
-                for a in rest:
-                    self.diags.append(Diagnostic(
-                        "E0962", f"the type alias `{a.name}` refers to itself", a.span,
-                        label="through the aliases it names",
-                        help="an alias names a type made of other types, never itself"))
-                break
-            pending = rest
+        # top-level aliases may name each other in any order: each is resolved after the
+        # ones it names (depth first, iteratively); a cycle is reported on every member
+        by_name = {a.name: a for a in pending}
+        state: dict[str, int] = {}     # 1: being resolved, 2: done
+        for a in pending:
+            if a.name in state:
+                continue
+            stack = [a.name]
+            while stack:
+                n = stack[-1]
+                if state.get(n) == 2:
+                    stack.pop()
+                    continue
+                state[n] = 1
+                deps = [m for m in _named(by_name[n].type) if m in by_name and m != n
+                        and state.get(m) != 2]
+                back = n if n in _named(by_name[n].type) else next(
+                    (m for m in deps if state.get(m) == 1), None)
+                if back is not None:
+                    # the aliases on the path from `back` to here form the cycle
+                    path = list(dict.fromkeys(x for x in stack if state.get(x) == 1))
+                    for m in path[path.index(back):]:
+                        self.cycle(by_name[m])
+                        state[m] = 2
+                    continue
+                if deps:
+                    stack.extend(deps)
+                    continue
+                self.define(by_name[n], env)
+                state[n] = 2
+                stack.pop()
         program.items = [i for i in program.items if not isinstance(i, A.TypeAlias)]
         self.node(program, env)
+
+    def cycle(self, a: A.TypeAlias) -> None:
+        self.diags.append(Diagnostic(
+            "E0962", f"the type alias `{a.name}` refers to itself", a.span,
+            label="through the aliases it names",
+            help="an alias names a type made of other types, never itself"))
+
+    def define(self, a: A.TypeAlias, env: dict[str, A.TypeExpr]) -> None:
+        """`env[a.name]`: its type with the aliases it names expanded, unless that nests
+        deeper than MAX_TYPE_DEPTH (E0962)."""
+        t = self.expand(a.type, env)
+        if _depth(t) > MAX_TYPE_DEPTH:
+            self.diags.append(Diagnostic(
+                "E0962", f"the type alias `{a.name}` expands to a type nested more than "
+                         f"{MAX_TYPE_DEPTH} levels deep", a.span, label="too deep"))
+            return
+        env[a.name] = t
 
     def twice(self, a: A.TypeAlias, prev: A.TypeAlias) -> None:
         self.diags.append(Diagnostic(
@@ -232,11 +262,36 @@ class _Aliases:
                     continue
                 first[i.name] = i
                 local = dict(local)
-                local[i.name] = self.expand(i.type, local)
+                self.define(i, local)
                 continue
             out.append(i)
             pairs.append((i, local))
         return out, pairs
+
+
+def _named(t: A.TypeExpr) -> set[str]:
+    out: set[str] = set()
+
+    def visit(n) -> None:
+        if isinstance(n, A.TypeExpr):
+            out.add(n.name)
+    _walk(t, visit)
+    return out
+
+
+def _depth(t: A.TypeExpr) -> int:
+    """How deeply a type nests (iteratively)."""
+    best = 0
+    stack = [(t, 1)]
+    while stack:
+        x, d = stack.pop()
+        best = max(best, d)
+        if best > MAX_TYPE_DEPTH:
+            return best
+        stack.extend((a, d + 1) for a in (x.args or []))
+        if x.ret is not None:
+            stack.append((x.ret, d + 1))
+    return best
 
 
 def _mentions_any(ts: list, names: set[str]) -> bool:

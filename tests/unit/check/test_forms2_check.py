@@ -227,3 +227,13 @@ def test_a_local_function_of_a_generic_function_takes_its_type_parameters() -> N
     r = check_source(src)
     assert r.ok, [d.message for d in r.errors]
     assert [t.name for t in r.definitions["twice__add"].node.type_params] == ["T"]
+
+
+def test_alias_cycles_name_their_members_and_deep_chains_are_bounded() -> None:
+    src = ("type A = list[B]\ntype B = tuple[A, int]\ntype C = C\n"
+           "type D = list[E]\ntype E = int\n"
+           "fn f(d: D) -> int {\n    return d[0]\n}\n")
+    assert errors(src) == [("E0962", 1), ("E0962", 2), ("E0962", 3)]
+    chain = "".join(f"type A{i} = list[A{i + 1}]\n" for i in range(2000)) + "type A2000 = int\n"
+    r = check_source(chain)   # resolved in linear time; nests past the bound are E0962
+    assert r.errors and {d.code for d in r.errors} == {"E0962"}
