@@ -692,6 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
     _register_run(sub, _formatter)
     from .driver.train_cli import register as _register_train
     _register_train(sub, _formatter)
+    from .driver.hf_import import register as _register_import
+    _register_import(sub, _formatter)
     from .tune.cli import register as _register_tune
     _register_tune(sub, _formatter)
     return p

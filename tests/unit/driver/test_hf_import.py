@@ -1,0 +1,334 @@
+"""`tritium import hf`: tiny randomly initialized transformers models (built here, never
+downloaded) imported and compared with transformers' own forward."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from transformers import BitNetConfig, BitNetForCausalLM  # noqa: E402
+from transformers.integrations.bitnet import pack_weights, replace_with_bitnet_linear  # noqa: E402
+from transformers.utils.quantization_config import BitNetQuantConfig  # noqa: E402
+
+from tritium.driver.hf_import import (  # noqa: E402
+    HFImportError,
+    absmean_hf,
+    import_hf,
+    read_hf_config,
+    unpack_hf_trits,
+)
+from tritium.driver.models import model_from_checkpoint  # noqa: E402
+
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+ONLINE = {"quant_method": "bitnet", "linear_class": "autobitlinear",
+          "quantization_mode": "online"}
+TINY = dict(vocab_size=300, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+            rms_norm_eps=1e-5)
+
+
+@pytest.fixture(autouse=True)
+def _no_dynamo():
+    # transformers' BitNet quantizers are @torch.compile'd: run them eagerly (seconds saved)
+    import torch._dynamo
+    with torch._dynamo.config.patch(disable=True):
+        yield
+
+
+def _randomize_norms(model) -> None:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+
+
+def _reference(model_cls, cfg, state, qc: dict):
+    """transformers' model with its BitNet linear layers (lm_head kept full precision)."""
+    ref = model_cls(cfg).eval()
+    replace_with_bitnet_linear(ref, modules_to_not_convert=["lm_head"],
+                               quantization_config=BitNetQuantConfig(
+                                   **{k: v for k, v in qc.items() if k != "quant_method"}))
+    missing, unexpected = ref.load_state_dict(state, strict=False)
+    assert not unexpected and all(m.endswith("lm_head.weight") for m in missing)
+    if missing:                                   # tied output head
+        ref.lm_head.weight = ref.model.embed_tokens.weight
+    return ref.eval()
+
+
+def _bitnet(tmp_path: Path, tie: bool = True, act: str = "relu2", seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = BitNetConfig(**TINY, tie_word_embeddings=tie, quantization_config=ONLINE,
+                       hidden_act=act)
+    m = BitNetForCausalLM(cfg).eval()
+    _randomize_norms(m)
+    d = tmp_path / "hf"
+    m.save_pretrained(d)
+    return cfg, m, d
+
+
+def _greedy(fn, prompt: list[int], n: int) -> list[int]:
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            logits = fn(torch.tensor([ids]))
+            ids.append(int(logits[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+def _agree(ours, ref, vocab: int) -> float:
+    """Largest |difference| of the logits over a batch of random sequences, relative to the
+    largest |logit|."""
+    x = torch.randint(0, vocab, (2, 24), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a = ours(x)
+        b = ref(x).logits
+    assert a.shape == b.shape
+    top = b.abs().max()
+    rel = float((a - b).abs().max() / top)
+    mean = float((a - b).abs().mean() / top)
+    print(f"max |logit difference| / max |logit| = {rel:.2e} (mean {mean:.2e})")
+    assert mean < 0.01
+    return rel
+
+
+# Tolerance: both sides quantize every projection's input to int8 per token (absmax/127),
+# but their float arithmetic differs in the last bits (RMSNorm, the rotary tables, 127/max
+# against max/127, summation order), so now and then an activation near a rounding boundary
+# lands one int8 step (1/127 of its token's largest value) apart. When no such flip happens
+# the logits agree to ~1e-6 (the packed-checkpoint cases below); one flip in a k/v row
+# moves every later position's logits, measured at up to ~1.6% of the largest logit in
+# these 2-layer models. Bound: 5% of the largest logit at worst, 1% on average. A wrong
+# weight, scale, norm or rotary convention is off by far more; the weights themselves are
+# checked exactly.
+TOL = 0.05
+
+
+def test_bitnet_online_logits_and_greedy_tokens_match_transformers(tmp_path):
+    cfg, m, d = _bitnet(tmp_path)
+    r = import_hf(d, tmp_path / "out" / "model.safetensors")
+    src = (tmp_path / "out" / "model.tri").read_text()
+    assert "block DecoderLayer" in src and "rope(" in src and "stack([k, k], dim: 2)" in src
+    ours, info = model_from_checkpoint(r["checkpoint"])
+    assert info.entry == "BitNetForCausalLM"
+    ref = _reference(BitNetForCausalLM, cfg, m.state_dict(), ONLINE)
+    assert _agree(ours, ref, cfg.vocab_size) < TOL
+    prompt = [5, 17, 200, 3]
+    assert _greedy(ours, prompt, 12) == _greedy(lambda t: ref(t).logits, prompt, 12)
+    # the weights are exactly transformers' ternarization
+    w = m.model.layers[1].mlp.down_proj.weight
+    trits, scale = absmean_hf(w)
+    q = ours.layers[1].down_proj.ternary_weight()
+    assert torch.equal(q.trits.to(torch.int8), trits)
+    assert float(q.scale.detach().reshape(-1)[0]) == pytest.approx(float(scale[0]), rel=1e-7)
+
+
+def test_silu_untied_model(tmp_path):
+    cfg, m, d = _bitnet(tmp_path, tie=False, act="silu", seed=2)
+    r = import_hf(d, tmp_path / "o.safetensors", tmp_path / "o.tri")
+    assert "silu(gate_proj(m))" in (tmp_path / "o.tri").read_text()
+    ours, _ = model_from_checkpoint(r["checkpoint"])
+    ref = _reference(BitNetForCausalLM, cfg, m.state_dict(), ONLINE)
+    assert _agree(ours, ref, cfg.vocab_size) < TOL
+
+
+def _offline_state(m, linear_class: str) -> dict:
+    """The model's state in transformers' offline BitNet form: packed uint8 trits and the
+    per-tensor weight_scale (divided by for bitlinear, multiplied by for autobitlinear)."""
+    out = {}
+    for k, v in m.state_dict().items():
+        if k == "lm_head.weight":                 # tied to the embeddings: not stored
+            continue
+        proj = k.endswith("_proj.weight")
+        if not proj:
+            out[k] = v
+            continue
+        trits, scale = absmean_hf(v)
+        out[k] = pack_weights(trits.to(torch.float32).clone()).contiguous()
+        out[k[:-len("weight")] + "weight_scale"] = \
+            (1.0 / scale) if linear_class == "bitlinear" else scale.clone()
+    return out
+
+
+@pytest.mark.parametrize("linear_class", ["bitlinear", "autobitlinear"])
+def test_offline_packed_checkpoints(tmp_path, linear_class):
+    from safetensors.torch import save_file
+
+    cfg, m, _ = _bitnet(tmp_path, seed=4)
+    qc = {"quant_method": "bitnet", "linear_class": linear_class,
+          "quantization_mode": "offline"}
+    d = tmp_path / "packed"
+    d.mkdir()
+    state = _offline_state(m, linear_class)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(d / "model.safetensors"))
+    conf = json.loads((tmp_path / "hf" / "config.json").read_text())
+    conf["quantization_config"] = qc
+    (d / "config.json").write_text(json.dumps(conf))
+    r = import_hf(d, tmp_path / "p.safetensors")
+    assert r["arch"].weights == linear_class
+    ours, _ = model_from_checkpoint(r["checkpoint"])
+    online, _ = model_from_checkpoint(import_hf(tmp_path / "hf", tmp_path / "o.safetensors")
+                                      ["checkpoint"])
+    x = torch.randint(0, 300, (1, 16))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), online(x), rtol=1e-5, atol=1e-5)
+    if linear_class == "bitlinear":   # transformers' own BitLinear layer on the packed form
+        ref = BitNetForCausalLM(cfg).eval()
+        replace_with_bitnet_linear(ref, modules_to_not_convert=["lm_head"],
+                                   quantization_config=BitNetQuantConfig(
+                                       linear_class="bitlinear", quantization_mode="offline"))
+        ref.load_state_dict(state, strict=False)
+        ref.lm_head.weight = ref.model.embed_tokens.weight
+        assert _agree(ours, ref, 300) < TOL
+
+
+def test_llama_bitlinear_checkpoint(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(5)
+    cfg = LlamaConfig(**TINY, quantization_config=ONLINE, attention_bias=True)
+    m = LlamaForCausalLM(cfg).eval()
+    _randomize_norms(m)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0, 0.05)
+    m.save_pretrained(tmp_path / "llama")
+    r = import_hf(tmp_path / "llama", tmp_path / "l.safetensors")
+    src = (tmp_path / "l.tri").read_text()
+    assert "attn_sub_norm" not in src and "silu(" in src and "bias: true" in src
+    ours, _ = model_from_checkpoint(r["checkpoint"])
+    ref = _reference(LlamaForCausalLM, cfg, m.state_dict(), ONLINE)
+    assert _agree(ours, ref, cfg.vocab_size) < TOL
+
+
+def test_unpack_matches_transformers_packing():
+    g = torch.Generator().manual_seed(0)
+    for rows in (4, 7, 13):
+        trits = torch.randint(-1, 2, (rows, 5), generator=g)
+        packed = pack_weights(trits.clone().to(torch.float32))
+        assert torch.equal(unpack_hf_trits(packed, rows), trits.to(torch.int8))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _write(d: Path, conf: dict | str, tensors: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(conf if isinstance(conf, str) else json.dumps(conf))
+    if tensors is not None:
+        save_file(tensors, str(d / "model.safetensors"))
+    return d
+
+
+def _conf(**over) -> dict:
+    c = {"model_type": "bitnet", "vocab_size": 16, "hidden_size": 8, "intermediate_size": 8,
+         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+         "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
+    c.update(over)
+    return c
+
+
+@pytest.mark.parametrize("conf,match", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "not a JSON object"),
+    (_conf(model_type="gpt2"), "model_type 'gpt2' is not supported"),
+    (_conf(model_type="llama"), "not BitLinear-quantized"),
+    (_conf(hidden_size=1 << 30), "hidden_size"),
+    (_conf(hidden_size="8"), "hidden_size"),
+    (_conf(num_key_value_heads=3, num_attention_heads=4, hidden_size=8), "not a multiple"),
+    (_conf(rms_norm_eps=-1.0), "rms_norm_eps"),
+    (_conf(rms_norm_eps=float("nan")), "not valid JSON"),
+    (_conf(rope_scaling={"rope_type": "llama3"}), "RoPE scaling"),
+    (_conf(hidden_act="gelu"), "hidden_act"),
+    (_conf(quantization_config={"quant_method": "gptq"}), "quant_method"),
+    (_conf(quantization_config={"quant_method": "bitnet", "use_rms_norm": True}),
+     "use_rms_norm"),
+])
+def test_bad_configs_are_clear_errors(tmp_path, conf, match):
+    d = _write(tmp_path / "m", conf)
+    with pytest.raises(HFImportError, match=match):
+        read_hf_config(d)
+
+
+def _tiny_tensors() -> dict:
+    h, f, v = 8, 8, 16
+    t = {"model.embed_tokens.weight": torch.randn(v, h), "model.norm.weight": torch.ones(h),
+         "lm_head.weight": torch.randn(v, h)}
+    p = "model.layers.0."
+    for n in ("input_layernorm", "post_attention_layernorm"):
+        t[p + n + ".weight"] = torch.ones(h)
+    t[p + "self_attn.attn_sub_norm.weight"] = torch.ones(h)
+    t[p + "mlp.ffn_sub_norm.weight"] = torch.ones(f)
+    for n, shape in (("self_attn.q_proj", (8, h)), ("self_attn.k_proj", (4, h)),
+                     ("self_attn.v_proj", (4, h)), ("self_attn.o_proj", (h, 8)),
+                     ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)),
+                     ("mlp.down_proj", (h, f))):
+        t[p + n + ".weight"] = torch.randn(shape)
+    return t
+
+
+def test_a_tiny_hand_made_checkpoint_imports(tmp_path):
+    d = _write(tmp_path / "m", _conf(), _tiny_tensors())
+    r = import_hf(d, tmp_path / "ok.safetensors")
+    ours, _ = model_from_checkpoint(r["checkpoint"])
+    assert ours(torch.tensor([[1, 2, 3]])).shape == (1, 3, 16)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda t: t.pop("model.norm.weight"), "`model.norm.weight` is missing"),
+    (lambda t: t.__setitem__("model.norm.weight", torch.ones(9)), "has shape \\[9\\]"),
+    (lambda t: t.__setitem__("model.norm.weight", torch.ones(8, dtype=torch.int32)),
+     "is I32"),
+    (lambda t: t.__setitem__("model.norm.weight", torch.full((8,), float("nan"))), "NaN"),
+    (lambda t: t.__setitem__("extra.weight", torch.ones(1)), "does not have"),
+])
+def test_bad_tensors_are_clear_errors(tmp_path, edit, match):
+    t = _tiny_tensors()
+    edit(t)
+    d = _write(tmp_path / "m", _conf(), t)
+    with pytest.raises(HFImportError, match=match):
+        import_hf(d, tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_damaged_and_pickled_files_are_refused(tmp_path):
+    d = _write(tmp_path / "m", _conf(), _tiny_tensors())
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[:8] + b"{garbage" + data[16:])
+    with pytest.raises(HFImportError, match="not a valid safetensors file"):
+        import_hf(d, tmp_path / "x.safetensors")
+    (d / "model.safetensors").unlink()
+    (d / "pytorch_model.bin").write_bytes(b"\x80\x04 not read")
+    with pytest.raises(HFImportError, match="no \\*.safetensors") as err:
+        import_hf(d, tmp_path / "x.safetensors")
+    assert "never read" in (err.value.help or "")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tritium", *args], cwd=cwd,
+                          capture_output=True, text=True, env={"PYTHONPATH": SRC,
+                                                               "PATH": "/usr/bin:/bin"},
+                          timeout=300)
+
+
+def test_cli(tmp_path):
+    d = _write(tmp_path / "m", _conf(), _tiny_tensors())
+    p = _cli("import", "hf", "m", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "wrote runs/m/model.safetensors" in p.stdout
+    assert (tmp_path / "runs" / "m" / "model.tri").is_file()
+    p = _cli("check", "runs/m/model.tri", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = _cli("import", "hf", "missing", cwd=tmp_path)
+    assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
+    (d / "config.json").write_text("{}")
+    p = _cli("import", "hf", "m", "--out", "b.safetensors", cwd=tmp_path)
+    assert p.returncode == 1 and "model_type" in p.stderr and "Traceback" not in p.stderr
