@@ -4,6 +4,7 @@ downloaded) imported and compared with transformers' own forward."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -313,10 +314,10 @@ def test_damaged_and_pickled_files_are_refused(tmp_path):
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    path = os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "tritium", *args], cwd=cwd,
-                          capture_output=True, text=True, env={"PYTHONPATH": SRC,
-                                                               "PATH": "/usr/bin:/bin"},
-                          timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
 
 
 def test_cli(tmp_path):
