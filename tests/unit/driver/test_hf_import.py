@@ -333,3 +333,21 @@ def test_cli(tmp_path):
     (d / "config.json").write_text("{}")
     p = _cli("import", "hf", "m", "--out", "b.safetensors", cwd=tmp_path)
     assert p.returncode == 1 and "model_type" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bf16_sharded_checkpoint(tmp_path):
+    """bf16 weights split over two files (as save_pretrained shards them) import like the
+    float32 model rounded to bf16."""
+    torch.manual_seed(6)
+    cfg = BitNetConfig(**TINY, tie_word_embeddings=True, quantization_config=ONLINE)
+    m = BitNetForCausalLM(cfg).to(torch.bfloat16).eval()
+    m.save_pretrained(tmp_path / "bf16", max_shard_size="400KB")
+    files = sorted(p.name for p in (tmp_path / "bf16").glob("*.safetensors"))
+    assert len(files) > 1
+    r = import_hf(tmp_path / "bf16", tmp_path / "b.safetensors")
+    ours, _ = model_from_checkpoint(r["checkpoint"])
+    trits, scale = absmean_hf(m.model.layers[0].self_attn.k_proj.weight)
+    q = ours.layers[0].k_proj.ternary_weight()
+    assert torch.equal(q.trits.to(torch.int8), trits)
+    assert torch.equal(ours.embed_tokens.weight.detach(),
+                       m.model.embed_tokens.weight.detach().float())
