@@ -62,6 +62,8 @@ MAX_HEADS = 1024
 #: the metadata key holding the architecture's hyperparameters (what GGUF export reads)
 ARCH_KEY = "tritium.hf_arch"
 FLOAT_DTYPES = ("F32", "BF16", "F16")
+#: the byte-level tokenizer record of a checkpoint (ids 0..255 are the bytes)
+BYTE_TOKENIZER = '{"type":"bytes","version":1}'
 
 
 class HFImportError(Exception):
@@ -708,8 +710,13 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
     model = build_frozen(arch, source, str(prog), floats, tern)
     info = RunInfo(source=source, file=str(prog), entry=arch.name, dataset="text",
                    input_shape=None, num_classes=arch.vocab, variant="ternary", format="t2")
-    extra = info.to_extra(**{"tritium.task": "lm", ARCH_KEY: arch.to_json(),
-                             "tritium.imported_from": "huggingface"})
+    more = {"tritium.task": "lm", ARCH_KEY: arch.to_json(),
+            "tritium.imported_from": "huggingface"}
+    if arch.vocab >= 256:
+        # the checkpoint's own tokenizer is not converted: token id = byte (ids 0..255),
+        # the record `tritium generate` reads (data/tokenizer.py's ByteTokenizer JSON)
+        more["tritium.tokenizer"] = BYTE_TOKENIZER
+    extra = info.to_extra(**more)
     prog.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(prog, source)
     ckpt.parent.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,10 @@ def test_bitnet_online_logits_and_greedy_tokens_match_transformers(tmp_path):
     assert "block DecoderLayer" in src and "rope(" in src and "stack([k, k], dim: 2)" in src
     ours, info = model_from_checkpoint(r["checkpoint"])
     assert info.entry == "BitNetForCausalLM"
+    from tritium.runtime import read_checkpoint_metadata
+    extra = read_checkpoint_metadata(r["checkpoint"]).extra
+    assert extra["tritium.task"] == "lm"           # what `tritium generate` reads
+    assert json.loads(extra["tritium.tokenizer"]) == {"type": "bytes", "version": 1}
     ref = _reference(BitNetForCausalLM, cfg, m.state_dict(), ONLINE)
     assert _agree(ours, ref, cfg.vocab_size) < TOL
     prompt = [5, 17, 200, 3]
