@@ -128,6 +128,7 @@ class HFArch:
             "mlp_bias": d.get("mlp_bias", False), "tie_word_embeddings": d.get("tie", False),
             "max_position_embeddings": d.get("max_positions", 2048),
             "bos_token_id": d.get("bos"), "eos_token_id": d.get("eos"),
+            "architectures": [d.get("name")],
         }
         if d.get("model_type") == "llama" or d.get("weights") != "online":
             cfg["quantization_config"] = {
@@ -135,7 +136,7 @@ class HFArch:
                 "linear_class": "bitlinear" if d.get("weights") == "bitlinear"
                 else "autobitlinear",
                 "quantization_mode": "online" if d.get("weights") == "online" else "offline",
-                **({} if d.get("lm_head_ternary") else {"modules_to_not_convert": ["lm_head"]}),
+                "modules_to_not_convert": [] if d.get("lm_head_ternary") else ["lm_head"],
             }
         return _arch_from_config(cfg, where)
 

@@ -355,3 +355,19 @@ def test_bf16_sharded_checkpoint(tmp_path):
     assert torch.equal(q.trits.to(torch.int8), trits)
     assert torch.equal(ours.embed_tokens.weight.detach(),
                        m.model.embed_tokens.weight.detach().float())
+
+
+@pytest.mark.parametrize("over", [
+    {},
+    {"quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear",
+                             "quantization_mode": "offline"}, "architectures": ["MyBitNet"]},
+    {"model_type": "llama", "hidden_act": "silu", "attention_bias": True,
+     "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear",
+                             "quantization_mode": "online", "modules_to_not_convert": []}},
+])
+def test_the_recorded_architecture_reads_back_the_same(tmp_path, over):
+    from tritium.driver.hf_import import HFArch
+    arch = read_hf_config(_write(tmp_path / "m", _conf(**over)))
+    assert HFArch.from_json(arch.to_json(), "x") == arch
+    with pytest.raises(HFImportError, match="not valid JSON"):
+        HFArch.from_json("{", "x")
