@@ -734,9 +734,17 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
 
 # ----------------------------------------------------------------------------- CLI
 
+def _error(message: str, help: str | None = None) -> None:  # noqa: A002
+    from rich.console import Console
+    from rich.markup import escape
+    err = Console(stderr=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    if help:
+        err.print(f"  [bold]help:[/] {escape(help)}", soft_wrap=True)
+
+
 def cmd_import(args: Any) -> int:
     from .console import EXIT_FAIL, EXIT_OK, EXIT_USAGE
-    from .train_cli import _error
     try:
         r = import_hf(args.directory, args.out, args.program)
     except HFImportError as exc:
