@@ -694,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
     _register_train(sub, _formatter)
     from .driver.generate import register as _register_generate
     _register_generate(sub, _formatter)
+    from .driver.hf_import import register as _register_import
+    _register_import(sub, _formatter)
     from .tune.cli import register as _register_tune
     _register_tune(sub, _formatter)
     return p

@@ -201,6 +201,7 @@ def _base(cmd: str, work: Path) -> list[str]:
         "generate": ["generate", "ckpt.safetensors", "--prompt", "x"],
         "predict": ["predict", "ckpt.safetensors", "x.npy"],
         "export": ["export", "ckpt.safetensors", "--format", "onnx", "-o", "run/m.onnx"],
+        "import": ["import", "hf", "a_dir"],
         "tune": ["tune", "--kernel", "cpu.linear", "--shape", "1,8,8", "--budget", "1",
                  "--quick", "--no-stability", "--storage", store],
     }[cmd]

@@ -325,6 +325,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.matmul_nbits and args.format != "onnx-packed":
         _error(f"--matmul-nbits applies to --format onnx-packed, not {args.format}")
         return EXIT_USAGE
+    if args.format == "gguf":
+        from .gguf_export import cmd_export_gguf
+        _checkpoint(args.checkpoint)
+        return cmd_export_gguf(args)
+    if args.output is None or args.type is not None:
+        _error("-o is required" if args.output is None else "--type applies to --format gguf")
+        return EXIT_USAGE
     policy = _entry_policy(args)
     _checkpoint(args.checkpoint)
     check_output_file(args.output, "-o")
@@ -451,22 +458,27 @@ def register(sub: Any, formatter_class: Any) -> None:
     _entry_point_options(p)
     p.set_defaults(func=_guard(cmd_predict))
 
-    x = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or safetensors",
+    x = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript, safetensors "
+                                      "or GGUF (llama.cpp)",
                        formatter_class=formatter_class,
                        epilog="examples:\n"
                               "  tritium export runs/mlp/model.safetensors --format onnx -o mlp.onnx\n"
                               "  tritium export runs/mlp/model.safetensors --format onnx-packed "
                               "-o mlp.onnx\n"
                               "  tritium export runs/mlp/model.safetensors --format torchscript "
-                              "-o mlp.pt\n\nONNX exports take raw samples (normalization and "
+                              "-o mlp.pt\n"
+                              "  tritium export runs/bitnet/model.safetensors --format gguf "
+                              "--type tq2_0\n\nONNX exports take raw samples (normalization and "
                               "resize in the graph;\nlabels and normalization in metadata_props). "
                               "onnx-packed stores 2-bit ternary\ncodes unpacked in the graph; the "
                               "others hold the weights as float trits*scale.")
     x.add_argument("checkpoint", metavar="CKPT", type=path_arg("input-file"))
-    x.add_argument("--format", choices=("onnx", "onnx-packed", "torchscript", "safetensors"),
-                   required=True)
-    x.add_argument("-o", "--output", required=True, metavar="FILE",
-                   type=path_arg("output-file"))
+    x.add_argument("--format", choices=("onnx", "onnx-packed", "torchscript", "safetensors",
+                                        "gguf"), required=True)
+    x.add_argument("-o", "--output", default=None, metavar="FILE", type=path_arg("output-file"),
+                   help="the file to write (required; gguf: default CKPT with .gguf)")
+    x.add_argument("--type", choices=("tq2_0", "tq1_0"), default=None,
+                   help="gguf: the llama.cpp type of the ternary weights (default tq2_0)")
     x.add_argument("--matmul-nbits", action="store_true",
                    help="onnx-packed: linear layers as onnxruntime's com.microsoft.MatMulNBits "
                         "(2-bit); the file then needs onnxruntime")
