@@ -346,17 +346,15 @@ def plan_memory(impls: list[str], size: Size, ctx: int, avail: int
 
 def llama_status(skip: bool) -> str | None:
     """None when llama.cpp can run here, else why it is skipped."""
+    import importlib.util
     if skip:
         return "--skip-llama"
-    try:
-        import importlib.util
-        if importlib.util.find_spec("tritium.driver.export") is None:
-            return ("`tritium export --format gguf` is not on this branch (it comes with the "
-                    "`hf` branch), so there is no GGUF for llama-bench to run")
-    except ImportError:
-        return "tritium.driver.export cannot be imported"
-    return ("running llama-bench on the exported GGUF is not implemented in this benchmark "
-            "yet")
+    if importlib.util.find_spec("tritium.driver.gguf_export") is None:
+        return ("`tritium export --format gguf` is not on this branch (it comes with the "
+                "`hf` branch), so there is no GGUF for llama-bench to run")
+    return ("the GGUF exporter takes only checkpoints `tritium import hf` wrote (a BitNet "
+            "model with sub-norms), not this .tri model; running llama-bench on such an "
+            "import is not implemented in this benchmark yet")
 
 
 # ----------------------------------------------------------------------------- run
