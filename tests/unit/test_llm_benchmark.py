@@ -2,7 +2,7 @@
 the printed table's shape, and that Tritium's frozen model and its PyTorch fp32 twin choose
 the same greedy tokens (the same trits and the same int8 activation quantization: they differ
 only in float rounding, which on this model and seed changes no argmax; bf16 may, so it is
-not compared)."""
+not compared), and the check of cached against uncached decode."""
 
 from __future__ import annotations
 
@@ -73,7 +73,10 @@ def test_tiny_end_to_end(llm, capsys):
     assert llm.main(TINY) == 0
     out = capsys.readouterr().out
     assert "# CPU: " in out and "llama.cpp skipped: --skip-llama" in out
-    assert "tritium cached vs uncached decode, first 11 greedy tokens: the same" in out
+    for impl in llm.IMPLS:
+        assert f"{impl}: cached decode against an uncached forward, 11 greedy tokens" in out
+    assert "tritium: cached decode against an uncached forward, 11 greedy tokens: the same" \
+        in out
     table = out[out.index("size  impl"):].strip().splitlines()
     assert table[0].split() == ["size", "impl", "threads", "prefill", "tok/s", "decode",
                                 "tok/s", "peak", "RSS", "MiB", "prefill/fp32", "decode/fp32"]
@@ -90,6 +93,24 @@ def test_tritium_and_fp32_twin_choose_the_same_tokens(llm):
     args = llm.parse_args(TINY + ["--impls", "tritium,torch-fp32", "--gen-len", "24"])
     rows = {r["impl"]: r for r in llm.bench_size("tiny", args, log=lambda s: None)}
     assert rows["tritium"]["cache"] and rows["torch-fp32"]["cache"]
-    assert rows["tritium"]["uncached_agrees"]
+    assert rows["tritium"]["uncached_agrees"] and rows["torch-fp32"]["uncached_agrees"]
     assert len(rows["tritium"]["tokens"]) == 25
     assert rows["tritium"]["tokens"] == rows["torch-fp32"]["tokens"]
+
+
+def test_verify_flags_a_wrong_token(llm):
+    """The cache check itself: a sequence whose continuation is the uncached argmax passes; a
+    token far below it (the lowest logit) fails."""
+    import torch
+
+    model = llm.build_unfrozen(llm.SIZES["tiny"], 0)
+    seq = [1, 2, 3]
+    with torch.no_grad():
+        for _ in range(4):
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+    good = llm.verify(model, seq, 3)
+    assert good["agrees"] and good["flips"] == 0
+    with torch.no_grad():
+        worst = int(model(torch.tensor([seq[:-1]]))[0, -1].argmin())
+    bad = llm.verify(model, seq[:-1] + [worst], 3)
+    assert bad["flips"] == 1 and not bad["agrees"] and bad["worst"] > llm.CACHE_TOLERANCE
