@@ -23,8 +23,8 @@ Implementations, at batch 1:
   * ``torch-fp32`` / ``torch-bf16``: the same architecture in plain PyTorch -- every BitLinear
     becomes RMSNorm, int8 fake quantization per token and ``F.linear`` with the dense ternary
     weights (trits x scale), the whole model in fp32 or bf16;
-  * ``llama.cpp TQ2_0/TQ1_0`` would run ``llama-bench`` on the GGUF ``tritium export`` writes;
-    it runs only where that exporter exists (the ``hf`` branch) -- otherwise the header says
+  * llama.cpp (TQ2_0/TQ1_0) is not run yet: ``tritium export --format gguf`` (branch ``hf``)
+    takes only checkpoints ``tritium import hf`` wrote, not this .tri model; the header says
     llama.cpp was skipped and why.
 
 All of them decode through the same path: ``tritium.driver.generate.generate_tokens`` (greedy)
@@ -34,7 +34,9 @@ Each implementation lives in its own process (spawned one after another, so that
 model does not overlap another's); a round runs every implementation once per thread count, in
 a fresh random order each round; the figures are medians over ``--rounds``. Peak RSS is the
 process's high-water mark over the timed runs (reset after the model is built, where the kernel
-allows it, so the fp32 latent weights a frozen model was made from do not count).
+allows it, so the fp32 latent weights a frozen model was made from do not count). After the
+rounds, each cached greedy decode is checked against one uncached forward over the same
+tokens (see ``verify``): a gap over ``CACHE_TOLERANCE`` fails the run (exit status 1).
 
 Before a size is built, its implementations' memory is estimated and compared with
 ``MemAvailable``; those that do not fit are skipped with a message. Ratios are tokens/s over
@@ -299,7 +301,8 @@ class Worker:
         try:
             return self.conn.recv()
         except EOFError:
-            code = self.proc.join(5) or self.proc.exitcode
+            self.proc.join(5)
+            code = self.proc.exitcode
             return {"ok": False, "error": f"the worker died (exit code {code}; out of memory?)"}
 
     def run(self, prompt: list[int], gen_len: int, threads: int, use_cache: bool = True) -> dict:
