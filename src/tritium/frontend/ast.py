@@ -504,3 +504,6 @@ class Program:
     items: list
     file: str = field(default="<input>", compare=False)
     span: Span = _span()
+    # whether it holds a type alias or a local or anonymous function (frontend.lift rewrites
+    # only such programs)
+    lifts: bool = field(default=False, compare=False)

@@ -44,8 +44,15 @@ MAX_NODES = 2_000_000   # nodes visited by one rewrite (a bound; programs are fa
 MAX_TYPE_DEPTH = 64     # how deeply an alias may expand (types nest far less)
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _fields(node) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(node) if f.name != "span")
+    t = type(node)
+    out = _FIELDS.get(t)
+    if out is None:
+        out = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(node) if f.name != "span")
+    return out
 
 
 def _is_node(x) -> bool:
@@ -89,6 +96,8 @@ def rewrite(program: A.Program, taken: set[str]) -> list[Diagnostic]:
     """Expand type aliases and lift local and anonymous functions, in place. `taken`: names
     in use across the program's files (lifted names are added to it)."""
     diags: list[Diagnostic] = []
+    if not program.lifts:   # no alias, no local or anonymous function (the parser says)
+        return diags
     taken |= program_names(program)
     _Aliases(diags).program(program)
     _Lifter(program, taken, diags).run()

@@ -227,7 +227,8 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
                     self.advance()
                 self.sync_top()
             self.skip_separators()
-        return A.Program(items, self.file, start.to(self.tok.span))
+        return A.Program(items, self.file, start.to(self.tok.span),
+                         lifts=getattr(self, "lifts", False))
 
     def _at_main_block(self) -> bool:
         t = self.toks[self.pos]

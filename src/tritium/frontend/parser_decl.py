@@ -100,8 +100,10 @@ class DeclarationsMixin:
             self.end_of_statement()
             return node
         if t.is_kw("fn") or t.is_kw("def") or self._at_function_word():
+            self.lifts = True   # a function in a body: frontend.lift
             return self.parse_fn()
         if self._is_method_def():
+            self.lifts = True
             return self.parse_fn(keyword=False)
         if t.kind is T.IDENT and self.peek().is_op("{"):
             if t.text == "params":

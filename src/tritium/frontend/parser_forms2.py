@@ -58,6 +58,7 @@ class Forms2Mixin:
                 self.parse_type_params()
             self.expect_op("=", f"after `type {name.text}`")
             ty = self.parse_type()
+            self.lifts = True
             node = A.TypeAlias(name.text, ty, self.span_from(t)) if generic is None \
                 else A.Pass(self.span_from(t))
             self.end_of_statement()
@@ -69,6 +70,7 @@ class Forms2Mixin:
             node = A.With(ctx, body, self.span_from(t))
             self.end_of_statement()
             return node
+        self.lifts = True
         node = self.parse_fn()   # a local function: lifted by frontend.lift
         self.end_of_statement()
         return node
@@ -89,6 +91,7 @@ class Forms2Mixin:
         body = self.parse_block()
         if ret is not None and ret.name not in ("None", "void"):
             tail_value_returns(body)
+        self.lifts = True
         return A.FnExpr(params, ret, body, self.span_from(t))
 
     # ------------------------------------------------------------------ body constants
