@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..frontend import ast as A
+from . import bounds
 from .types import ANY, INT, AnyT, ListT, NoneT, SymInt, Value, join_types
 
 MAX_SCAN = 10_000   # nodes looked at when asking whether a function mutates a list
@@ -80,17 +81,21 @@ def _elem_type(ty: ListT, items: list[Value] | None):
     return out
 
 
-def _contains(obj, old: Value, target, depth: int = 0) -> bool:
-    """Whether the items `obj` hold the list `old` (its value, or its constant `target`)."""
-    if depth > 32 or not isinstance(obj, list):
-        return False
-    for o in obj:
-        if o is old or target is not None and (o is target or isinstance(o, Value)
-                                               and o.const is target):
-            return True
-        inner = o.const if isinstance(o, Value) else o
-        if _contains(inner, old, target, depth + 1):
-            return True
+def _contains(obj, old: Value, target) -> bool:
+    """Whether the items `obj` hold the list `old` (its value, or its constant `target`),
+    at any depth. Lists nest as a graph that shares parts (`xs.extend([xs.copy()])` in a
+    loop doubles the tree each time), so each list is visited once."""
+    stack, seen = [obj], set()
+    while stack:
+        cur = stack.pop()
+        if not isinstance(cur, list) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        for o in cur:
+            if o is old or target is not None and (o is target or isinstance(o, Value)
+                                                   and o.const is target):
+                return True
+            stack.append(o.const if isinstance(o, Value) else o)
     return False
 
 
@@ -226,6 +231,14 @@ def _apply(checker, name: str, items: list[Value] | None, args: list[Value], ele
            e: A.Call) -> tuple[Value, list[Value] | None]:
     """The result of the method and the list's items after it (None: not known)."""
     span = e.span
+    if name in ("append", "extend", "insert") and items is not None:
+        other = _items(args[0]) if name == "extend" else None
+        grow = len(other) if other is not None else 1
+        if len(items) + grow > bounds.MAX_SEQUENCE:
+            checker.report("E0312", f"`{name}` would make a list longer than "
+                                    f"{bounds.MAX_SEQUENCE} items at compile time", span,
+                           label="too long", help="build it at run time from a tensor")
+            return Value(NoneT(), None, True), None
     if name == "append":
         return Value(NoneT(), None, True), None if items is None else items + [args[0]]
     if name == "extend":

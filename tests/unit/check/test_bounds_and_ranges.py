@@ -189,3 +189,42 @@ def test_ranges_longer_than_ssize_t_check_and_compile(it: str) -> None:
     result = check_source(src, "r.tri")
     assert result.ok, [d.message for d in result.diagnostics]
     generate(result)
+
+
+GROWING = """
+fn f(x: Tensor[2, 4]) -> Tensor {
+    let xs = [1, 2]
+    let zs = [xs]
+    for i in 0..60 {
+        BODY
+    }
+    print(len(xs))
+    return x
+}
+"""
+
+
+@pytest.mark.parametrize("body,code", [
+    ("xs.extend(xs)", "E0312"),                           # doubles: bounded by MAX_SEQUENCE
+    ("let ys = xs.copy()\n        xs.extend([ys])", None),  # the nesting doubles as a tree
+    ("xs.append([xs.copy(), xs.copy()])", None),
+    ("xs = [xs, xs]\n        xs.append(1)", None),
+])
+def test_lists_grown_in_a_loop_stay_bounded(body: str, code: str | None, tmp_path) -> None:
+    """Fuzz finding (the checker took 16 GB and was killed): a list method in an unrolled
+    loop grew a list past every bound, and a nested list shared as a graph was walked as a
+    tree. Checked in a subprocess with a memory cap and a time limit, so a regression fails
+    instead of taking the machine down."""
+    import subprocess
+    import sys
+    src = tmp_path / "g.tri"
+    src.write_text(GROWING.replace("BODY", body))
+    script = ("import resource, sys\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+              "from tritium.check import check_file\n"
+              "r = check_file(sys.argv[1])\n"
+              "print(' '.join(d.code for d in r.errors))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(src)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ([code] if code else [])
