@@ -103,7 +103,6 @@ class DeclarationsMixin:
             self.lifts = True   # a function in a body: frontend.lift
             return self.parse_fn()
         if self._is_method_def():
-            self.lifts = True
             return self.parse_fn(keyword=False)
         if t.kind is T.IDENT and self.peek().is_op("{"):
             if t.text == "params":
