@@ -527,6 +527,8 @@ class _Printer:
                 # `(pass)`, `(while) + 1`: a name, not the statement of that word
                 head = _SOFT_START.match(text).group(0)
                 text = f"({head}){text[len(head):]}"
+            elif text.startswith("fn("):   # else it reads as a function definition
+                text = f"({text})"
             return _end_statement([indent + text])
         if isinstance(node, A.If):
             return self.if_stmt(node, indent)

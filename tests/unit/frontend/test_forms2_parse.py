@@ -115,3 +115,14 @@ def test_a_generic_alias_is_one_clear_error_and_parsing_goes_on() -> None:
     program, diags, _ = parse("type Matrix<T> = Tensor<T, [?, ?]>\nlet y = 1\nprint(y)\n")
     assert [d.code for d in diags if d.is_error] == ["E0962"]
     assert [type(i).__name__ for i in program.items] == ["Pass", "Let", "ExprStmt"]
+
+
+@pytest.mark.parametrize("src", ["( fn(z: Tensor) { z } )\n",
+                                 "fn f(x: Tensor) -> Tensor {\n    (fn(z: Tensor) { z })(x)\n"
+                                 "    return x\n}\n"])
+def test_an_anonymous_function_statement_formats_to_itself(src):
+    # fuzz finding: written bare at the start of a statement, `fn(` reads as a definition
+    from tritium.frontend.formatter import format_source
+    out = format_source(src)
+    assert parse(out)[0] == parse(src)[0]
+    assert format_source(out) == out
