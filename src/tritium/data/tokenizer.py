@@ -19,6 +19,7 @@ module does not import torch; BPE needs the `tokenizers` package (`pip install t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,28 +54,32 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", errors="replace")
 
 
-class Tokenizer:
+class Tokenizer(ABC):
     """The interface: `encode`, `decode`, `vocab_size`, `to_json`, and `token_bytes` (the
     number of UTF-8 bytes each token stands for, for bits per byte)."""
 
     kind = ""
     vocab_size = 0
 
+    @abstractmethod
     def encode(self, text: str) -> list[int]:
-        raise NotImplementedError
+        """The token ids of `text`."""
 
+    @abstractmethod
     def decode(self, ids: Iterable[int]) -> str:
-        raise NotImplementedError
+        """The text of the tokens (invalid UTF-8 replaced)."""
 
+    @abstractmethod
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The UTF-8 bytes the tokens stand for (a stream decodes them incrementally)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def to_json(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The record a checkpoint carries (`tokenizer_from_json` reads it back)."""
 
+    @abstractmethod
     def token_bytes(self) -> list[int]:
-        raise NotImplementedError
+        """How many UTF-8 bytes each token id stands for."""
 
     def describe(self) -> str:
         return f"{self.kind} (vocab {self.vocab_size})"

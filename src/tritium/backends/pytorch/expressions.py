@@ -18,7 +18,7 @@ from ...frontend import ast as A
 from ...frontend.lexer import FORMAT_SPEC_RE
 from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
-from .text import CodegenError
+from .text import CodegenError, escape
 from .text import literal as _q
 from .text import py_float as _float
 
@@ -33,19 +33,7 @@ def fstring_literal(text: str) -> str:
     """Literal text for inside `f"…"`: braces doubled; a backslash, a double quote and every
     non-printable character escaped, so the text can neither end the string nor open a
     field."""
-    out = []
-    for c in text:
-        if c in "{}":
-            out.append(c * 2)
-        elif c == "\\":
-            out.append("\\\\")
-        elif c == '"':
-            out.append('\\"')
-        elif c.isprintable():
-            out.append(c)
-        else:
-            out.append(c.encode("unicode_escape", "backslashreplace").decode("ascii"))
-    return "".join(out)
+    return escape(text).replace("{", "{{").replace("}", "}}")
 
 
 # Python operator precedence (higher binds tighter), for minimal parentheses.
