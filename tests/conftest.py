@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tritium.backends.cpu import isa as isa_mod
 from tritium.cachedir import cache_root
@@ -54,6 +55,17 @@ for _name in _RUNTIME_ENV:
     os.environ.pop(_name, None)
 
 
+# Hypothesis: the suite (`make test`, CI) draws the same examples on every run
+# (`derandomize`), so a red CI names a change, never a new random draw; the search for new
+# failing cases is `make fuzz` (TRITIUM_FUZZ_EXAMPLES set) or TRITIUM_HYPOTHESIS=explore, which
+# draw fresh examples each run. A case either finds is then pinned as an example test.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+_HYPOTHESIS_PROFILE = os.environ.get(
+    "TRITIUM_HYPOTHESIS", "explore" if os.environ.get("TRITIUM_FUZZ_EXAMPLES") else "ci")
+settings.load_profile(_HYPOTHESIS_PROFILE)
+
+
 # The caps that make this machine compute as a lesser one (`make test-avx2`): Tritium's own
 # and the libraries' (ATen's dispatch, oneDNN, MKL, numpy's OpenBLAS).
 _ISA_CAPS = ("TRITIUM_CPU_MAX_ISA", "TRITIUM_CPU_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
@@ -63,7 +75,8 @@ _ISA_CAPS = ("TRITIUM_CPU_MAX_ISA", "TRITIUM_CPU_ISA", "ATEN_CPU_CAPABILITY", "O
 def pytest_report_header(config):
     caps = [f"{name}={os.environ[name]}" for name in _ISA_CAPS if os.environ.get(name)]
     return (f"tritium ISA paths: {', '.join(_isa_paths())}"
-            f" ({'; '.join(caps) if caps else 'no ISA caps'})")
+            f" ({'; '.join(caps) if caps else 'no ISA caps'}); hypothesis profile "
+            f"{_HYPOTHESIS_PROFILE}")
 
 
 def pytest_sessionfinish(session, exitstatus):

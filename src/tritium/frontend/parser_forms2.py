@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import ast as A
 from .lexer import T
+from .parser_expr import ParseError
 from .parser_fn import tail_value_returns
 
 
@@ -96,36 +97,23 @@ class Forms2Mixin:
 
     # ------------------------------------------------------------------ body constants
     def at_typed_constant(self) -> bool:
-        """`name: T = value` in a model or block body: a `=` at the outer level of the line
-        after the `:` (an untyped constant `name: value` never holds one there)."""
+        """`name: T = value` in a model or block body: what follows the `:` parses as a type
+        and a `=` comes right after it (an untyped constant `name: value` never holds one
+        there). Decided by parsing the type ahead and rewinding, so a value that only looks
+        like the start of a type (`x: ?`, `k: a < b`) stays an untyped constant."""
         t = self.toks[self.pos]
         if t.kind is not T.IDENT or not self.peek().is_op(":"):
             return False
-        depth = 0     # brackets
-        angle = 0     # `<…>` of a type, where a `,` does not end the entry
-        i = self.pos + 2
-        toks = self.toks
-        while i < len(toks):
-            k = toks[i]
-            if k.kind is T.EOF or (depth == 0 and k.kind is T.NEWLINE):
-                return False
-            if k.kind is T.OP:
-                if k.text in ("(", "[", "{"):
-                    depth += 1
-                elif k.text in (")", "]", "}"):
-                    depth -= 1
-                    if depth < 0:
-                        return False
-                elif depth == 0 and k.text == "<":
-                    angle += 1
-                elif depth == 0 and k.text == ">":
-                    angle -= 1
-                elif depth == 0 and (k.text == ";" or k.text == "," and angle <= 0):
-                    return False
-                elif depth == 0 and k.text == "=":
-                    return True
-            i += 1
-        return False
+        save, n_diags = self.pos, len(self.diags)
+        self.pos += 2
+        try:
+            self.parse_type()
+            return self.at("=")
+        except ParseError:
+            return False
+        finally:
+            self.pos = save
+            del self.diags[n_diags:]
 
     def parse_typed_constant(self) -> A.ConfigEntry:
         t = self.advance()

@@ -79,6 +79,20 @@ def test_typed_and_untyped_body_constants() -> None:
 
 
 @pytest.mark.parametrize("src", [
+    # a `?` value followed by a line with a `=`: the scan for `=` once read it as a type
+    "model Net {\n    x: ?  // wildcard\n    //\n    let a = a\n}\n",
+    "model Net {\n    x: ?\n    let a = 1\n}\n",
+    "model Net {\n    k: a < b\n    let z = 2\n}\n",
+])
+def test_a_value_that_is_no_type_stays_an_untyped_constant(src: str) -> None:
+    """Found by the formatter's property test (CI, stop 22): whether `name: …` is typed is
+    decided by parsing a type and finding `=` right after it."""
+    (m,) = items(src)
+    (entry,) = [e for e in m.body if isinstance(e, A.ConfigEntry)]
+    assert entry.type is None
+
+
+@pytest.mark.parametrize("src", [
     "type Weights = TernaryTensor<trit, [4, 4]>\ntype Pair = tuple[int, float]\n",
     "fn f(x: Tensor) -> Tensor {\n    type Out = Tensor<float32, [?, 4]>\n"
     "    with no_grad() {\n        let y: Out = x * 2.0\n    }\n    return y\n}\n",
