@@ -174,6 +174,8 @@ def check(spec: object, epochs: int | None, key: str = "qat_schedule"
     is None when an error (not a warning) was found."""
     probs: list[Problem] = []
     run = epochs if epochs is not None else MAX_EPOCH
+    if spec is None:                       # `qat_schedule: None`
+        return QatSchedule("none"), []
     if isinstance(spec, str):
         name, p = _name_problem(spec, ())
         if p is not None:

@@ -113,3 +113,16 @@ def test_a_misspelt_name_suggests_the_right_one():
 def test_other_training_keys_still_warn():
     d = diags(program("    training { qat_mode: \"x\" }\n"))
     assert [x.code for x in d] == ["W0004"] and "`qat_mode`" in d[0].message
+
+
+def test_a_value_known_only_when_built_is_left_to_tritium_train():
+    src = """block B {
+    params { warm: int = 2 }
+    layer fc: TernaryLinear { in_features: 4, out_features: 2 }
+    forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> {
+        return fc(x)
+    }
+    training { epochs: 10, qat_schedule: { warmup_epochs: warm } }
+}
+"""
+    assert [d.code for d in diags(src) if d.code == "E0970"] == []

@@ -159,3 +159,8 @@ def test_resume_mid_schedule_continues_at_the_right_stage(program: Path, tmp_pat
                  "none", *FAST]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "another QAT schedule" in err and "float (quantizers off)" in err
+
+
+def test_a_name_is_resolved_for_the_run_not_stretched():
+    s = resolve_settings({"epochs": 100, "qat_schedule": "progressive"}, opts(epochs=20))
+    assert (s.qat.stages, s.qat_written_for) == ((2, 6, 10), None)

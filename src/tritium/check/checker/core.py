@@ -357,7 +357,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
             self.warn("W0004", f"`{e.key}` has no effect: the QAT schedule is already given "
                                f"by `{first.key}` (line {first.span.line})", e.span,
                       label="a second schedule", help="keep one of them (the first is used)")
-        if not v.known:
+        if not v.known or _holds_unknown(v.const):
             return                    # not a constant: `tritium train` checks it
         _, problems = qat_check(v.const, epochs, e.key)
         for p in problems:
@@ -373,3 +373,13 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 self.warn("W0004", p.message, node.span, help=p.help)
             else:
                 self.report("E0970", p.message, node.span, help=p.help)
+
+
+def _holds_unknown(value: object) -> bool:
+    """Whether a value holds a part the checker does not know (None inside a dictionary or
+    list, a symbolic size)."""
+    if isinstance(value, dict):
+        return any(v is None or _holds_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(v is None or _holds_unknown(v) for v in value)
+    return not isinstance(value, bool | int | float | str | None)

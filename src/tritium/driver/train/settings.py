@@ -220,7 +220,8 @@ def _qat_schedule(s: TrainSettings, b: dict[str, Any], opts: TrainOptions) -> No
     elif given:
         spec, key, where, code = b[given[0]], given[0], "program", 1
         e = b.get("epochs")
-        written_for = e if isinstance(e, int) and not isinstance(e, bool) and e > 0 else None
+        written_for = e if isinstance(e, int) and not isinstance(e, bool) and e > 0 \
+            and not isinstance(spec, str) else None    # a name is resolved for the run
     else:
         return
     try:
