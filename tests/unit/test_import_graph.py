@@ -29,9 +29,10 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "tritium"
 # the most specific pattern wins. Every module must match one.
 LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     # shared leaves that every stage reads: the cache root and bounded reader, the argument
-    # checks and their one table of ranges, the torch-free vocabulary of every stage
+    # checks and their one table of ranges, the torch-free vocabulary of every stage, the
+    # QAT schedule of `training { }` (checker and trainer)
     ("shared", ("tritium", "tritium.cachedir", "tritium.argcheck", "tritium.vocab",
-                "tritium.vocab.*", "tritium.compile_cache"), ()),
+                "tritium.vocab.*", "tritium.compile_cache", "tritium.qat"), ()),
     # the compiler, one stage on the next
     ("frontend", ("tritium.frontend.*",), ("shared",)),
     ("check", ("tritium.check.*",), ("frontend", "shared")),

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from ..argcheck import AUGMENTATIONS, LOSSES, OPTIMIZERS, SCHEDULES, number, path_arg
+from ..qat import NAMES as QAT_NAMES
 from .console import (
     EXIT_FAIL,
     EXIT_INTERRUPTED,
@@ -242,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         hyperparameters=hyper, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
         momentum=args.momentum, loss=args.loss, lr_schedule=args.lr_schedule,
-        augmentation=aug, seed=args.seed, validation_split=args.val_split, format=args.format,
+        qat_schedule=args.qat_schedule, augmentation=aug, seed=args.seed, validation_split=args.val_split, format=args.format,
         baseline=not args.no_baseline, resume=args.resume, latency_runs=args.latency_runs,
         progress=False if args.no_progress else None, quiet=args.quiet,
         threads=args.threads, device=args.device, init=args.init, fp32_layers=fp32_layers,
@@ -390,6 +391,9 @@ def register(sub: Any, formatter_class: Any) -> None:
     t.add_argument("--momentum", type=number("momentum"), default=None)
     t.add_argument("--loss", choices=LOSSES, default=None)
     t.add_argument("--lr-schedule", choices=SCHEDULES, default=None)
+    t.add_argument("--qat-schedule", choices=tuple(QAT_NAMES), default=None,
+                   help="the quantization schedule (overrides the training block's "
+                        "qat_schedule / quantization_schedule; docs/training.md)")
     t.add_argument("--augment", default=None, metavar="A,B",
                    help="augmentations (random_crop, horizontal_flip, noise) or `none`")
     t.add_argument("--seed", type=number("seed"), default=None)

@@ -186,6 +186,7 @@ CODES: dict[str, str] = {
     "E0964": "`with` of a context other than `no_grad()`",
     "E0965": "an anonymous function outside a function body",
     "E0966": "a method changes a list of the module (a config constant) in place",
+    "E0970": "invalid QAT schedule (`qat_schedule`, `quantization_schedule`) in `training { }`",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

@@ -1,4 +1,8 @@
-"""Small functions the generated PyTorch modules call (`trt.<name>`)."""
+"""Small functions the generated PyTorch modules call (`trt.<name>`).
+
+The quantizers here honour the quantization strength of progressive QAT
+(:func:`tritium.runtime.quant.quantization_strength`): below full strength they return
+``(1 - lam) * x + lam * q(x)``, their float input at strength 0."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from tritium.runtime.quant import quantize_weight
+from tritium.runtime.quant import blend_quantized, quantize_weight
 from tritium.runtime.ste import ste_clipped, ste_identity
 
 _DTYPES = {
@@ -258,13 +262,14 @@ def learned_quantize(x: torch.Tensor, scale, threshold: float = 0.5) -> torch.Te
     v = x / scale
     t = _ternarize(v.detach(), threshold)
     v_c = torch.clamp(v, -1.0, 1.0)
-    return scale * (v_c + (t - v_c).detach())
+    return blend_quantized(x, scale * (v_c + (t - v_c).detach()))
 
 
 def soft_quantize(x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """A differentiable staircase onto {-1, 0, 1}: (tanh((x - 1/2)/T) + tanh((x + 1/2)/T)) / 2,
     the hard ternary step as T -> 0."""
-    return 0.5 * (torch.tanh((x - 0.5) / temperature) + torch.tanh((x + 0.5) / temperature))
+    return blend_quantized(x, 0.5 * (torch.tanh((x - 0.5) / temperature)
+                                     + torch.tanh((x + 0.5) / temperature)))
 
 
 def gumbel_softmax_quantize(x: torch.Tensor, temperature: float = 1.0, hard: bool = True,
@@ -281,7 +286,7 @@ def gumbel_softmax_quantize(x: torch.Tensor, temperature: float = 1.0, hard: boo
     if hard:
         onehot = nn.functional.one_hot(y.argmax(dim=-1), 3).to(y.dtype)
         y = onehot + (y - y.detach())
-    return (y * levels).sum(dim=-1)
+    return blend_quantized(x, (y * levels).sum(dim=-1))
 
 
 def xnor_quantize(x: torch.Tensor) -> torch.Tensor:

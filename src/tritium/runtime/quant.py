@@ -26,11 +26,22 @@ The quantizers (see :func:`get_quantizer` for the registry names):
 
 A group (tensor or channel) with no kept entry gets scale 0 and all-zero trits, which
 dequantizes to zeros, the closest ternary tensor to an all-zero group.
+
+Quantization strength (progressive QAT): inside ``with quantization_strength(lam):`` every
+fake quantizer the runtime applies in a forward pass -- the weight STEs of the ternary and
+integer layers, their int8 activations, :class:`~tritium.runtime.TernaryActivation` and
+the functional quantizers generated code calls (``trt.ste_quantize`` …) -- returns
+``(1 - lam) * x + lam * q(x)`` (:func:`blend_quantized`) instead of ``q(x)``: ``lam = 0``
+is the float forward (quantizers off), ``lam = 1`` (the default, outside any such block)
+the quantized one. `tritium train` sets it per epoch from the program's QAT schedule;
+evaluation, freezing and packing never see it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import torch
@@ -57,9 +68,45 @@ __all__ = [
     "dequantize_int",
     "pack_int4",
     "unpack_int4",
+    "quantization_strength",
+    "current_strength",
+    "blend_quantized",
 ]
 
 DEFAULT_ACTIVATION_THRESHOLD = 0.5
+
+_STRENGTH: ContextVar[float] = ContextVar("tritium_quantization_strength", default=1.0)
+
+
+@contextlib.contextmanager
+def quantization_strength(lam: float) -> Iterator[float]:
+    """Run the block's forward passes with quantization strength ``lam`` in [0, 1] (see the
+    module docstring); blocks nest, and the previous strength comes back on exit."""
+    value = float(lam)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"quantization strength must be in [0, 1], got {lam!r}")
+    token = _STRENGTH.set(value)
+    try:
+        yield value
+    finally:
+        _STRENGTH.reset(token)
+
+
+def current_strength() -> float:
+    """The quantization strength of the current context (1.0 outside any block)."""
+    return _STRENGTH.get()
+
+
+def blend_quantized(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``q`` at full strength (the default), ``x`` itself at strength 0, and
+    ``x + lam * (q - x)`` in between; gradients flow to both as the expression says (``q``
+    carries the quantizer's straight-through gradient)."""
+    lam = _STRENGTH.get()
+    if lam >= 1.0:
+        return q
+    if lam <= 0.0:
+        return x
+    return x + lam * (q - x)
 """Default threshold of the ternary activation: ``x -> sign(x)`` where ``|x| > 0.5``, else 0.
 
 0.5 is the midpoint between the levels 0 and 1, so for inputs in ``[-1.5, 1.5]`` the

@@ -12,6 +12,12 @@ surrogate gradient in the backward pass:
 The weight STEs take the latent float tensor and its already-quantized (dequantized,
 ``trits * scale``) counterpart computed without gradient, so any quantizer can be used
 with any STE. Activation STEs quantize inside the Function.
+
+Every helper below honours the quantization strength of
+:func:`tritium.runtime.quant.quantization_strength` (progressive QAT): at strength 0 it
+returns its float input (quantizer off), at 1 (the default) the quantized value, and in
+between ``(1 - lam) * x + lam * STE(x)``. The ``Function`` classes themselves always
+quantize.
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ from typing import Any
 
 import torch
 
-from tritium.runtime.quant import DEFAULT_ACTIVATION_THRESHOLD, quantize_activations_int8
+from tritium.runtime.quant import (
+    DEFAULT_ACTIVATION_THRESHOLD,
+    blend_quantized,
+    current_strength,
+    quantize_activations_int8,
+)
 
 __all__ = [
     "IdentitySTE",
@@ -99,13 +110,19 @@ class TernaryActivationSTE(torch.autograd.Function):
 
 
 def ste_identity(w: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
-    """``w_q`` in the forward pass, identity gradient to ``w``."""
-    return IdentitySTE.apply(w, w_q)
+    """``w_q`` in the forward pass, identity gradient to ``w`` (blended with ``w`` below
+    full quantization strength)."""
+    if current_strength() <= 0.0:
+        return w
+    return blend_quantized(w, IdentitySTE.apply(w, w_q))
 
 
 def ste_clipped(w: torch.Tensor, w_q: torch.Tensor, clip: float = 1.0) -> torch.Tensor:
-    """``w_q`` in the forward pass, gradient to ``w`` only where ``|w| <= clip``."""
-    return ClippedSTE.apply(w, w_q, clip)
+    """``w_q`` in the forward pass, gradient to ``w`` only where ``|w| <= clip`` (blended
+    with ``w`` below full quantization strength)."""
+    if current_strength() <= 0.0:
+        return w
+    return blend_quantized(w, ClippedSTE.apply(w, w_q, clip))
 
 
 STE_NAMES: tuple[str, ...] = ("identity", "clipped")
@@ -119,7 +136,7 @@ def get_ste(name: str, clip: float = 1.0) -> Callable[[torch.Tensor, torch.Tenso
     if key == "clipped":
 
         def clipped(w: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
-            return ClippedSTE.apply(w, w_q, clip)
+            return ste_clipped(w, w_q, clip)
 
         return clipped
     valid = ", ".join(repr(n) for n in STE_NAMES)
@@ -127,12 +144,18 @@ def get_ste(name: str, clip: float = 1.0) -> Callable[[torch.Tensor, torch.Tenso
 
 
 def fake_quant_int8(x: torch.Tensor) -> torch.Tensor:
-    """Per-token (last dim) int8 absmax fake quantization with a straight-through gradient."""
-    return Int8ActivationSTE.apply(x)
+    """Per-token (last dim) int8 absmax fake quantization with a straight-through gradient
+    (``x`` itself at quantization strength 0)."""
+    if current_strength() <= 0.0:
+        return x
+    return blend_quantized(x, Int8ActivationSTE.apply(x))
 
 
 def ternary_activation(
     x: torch.Tensor, threshold: float = DEFAULT_ACTIVATION_THRESHOLD, clip: float = 1.0
 ) -> torch.Tensor:
-    """Ternary activation ``{-1, 0, +1}`` with a clipped straight-through gradient."""
-    return TernaryActivationSTE.apply(x, threshold, clip)
+    """Ternary activation ``{-1, 0, +1}`` with a clipped straight-through gradient (``x``
+    itself at quantization strength 0)."""
+    if current_strength() <= 0.0:
+        return x
+    return blend_quantized(x, TernaryActivationSTE.apply(x, threshold, clip))

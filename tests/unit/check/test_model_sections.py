@@ -67,11 +67,11 @@ def test_exclude_and_bad_section_values_are_errors():
 
 
 def test_unused_keys_warn_naming_the_key():
-    d = check_source(program(LAYERS, "    training { qat_schedule: \"progressive\" }\n"
+    d = check_source(program(LAYERS, "    training { mixed_precision: true }\n"
                                      "    performance { flops: 16.8B }\n"
                                      "    optimization { fuse_bn: true }\n")).diagnostics
     assert [x.code for x in d] == ["W0004"] * 3
-    assert "`qat_schedule`" in d[0].message and "no effect" in d[0].message
+    assert "`mixed_precision`" in d[0].message and "no effect" in d[0].message
 
 
 def test_full_precision_kind_made_ternary_by_quantization_key():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from ...frontend import ast as A
 from ...frontend.diagnostics import Diagnostic, Label, Severity, Span, did_you_mean
 from ...frontend.parser import TENSOR_TYPES
+from ...qat import SCHEDULE_KEYS
+from ...qat import check as qat_check
 from .. import bounds
 from .. import library as L
 from ..types import (
@@ -308,7 +310,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                      "seed", "label_smoothing", "grad_clip", "warmup_epochs", "dataset",
                      "validation_split", "betas", "nesterov", "early_stopping", "data",
                      "gradient_estimator", "seq_len", "steps_per_epoch", "max_bytes",
-                     "tokenizer"},
+                     "tokenizer", "qat_schedule", "quantization_schedule"},
         "performance": {"target_device", "max_memory_mb", *L.PERFORMANCE_KEYS},
         "quantization": {"quantizer", "weights", "activations", "format", "per_channel",
                          "threshold", "act_quant", "ste", "bits", "granularity", "method",
@@ -318,8 +320,15 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
 
     def check_section(self, sec: A.Section, scope: Scope) -> None:
         known = self._SECTION_KEYS.get(sec.name)
+        schedules: list[tuple[A.ConfigEntry, Value]] = []
+        epochs = None
         for e in sec.entries:
             v = self.eval_const(e.value, scope)
+            if sec.name == "training" and e.key in SCHEDULE_KEYS:
+                schedules.append((e, v))      # checked below, against `epochs`
+                continue
+            if sec.name == "training" and e.key == "epochs" and v.known:
+                epochs = v.const if type(v.const) is int and v.const > 0 else None
             if self.check_model_section_key(sec.name, e, v):
                 continue
             if known is not None and e.key not in known:
@@ -337,3 +346,40 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         if sec.name not in self._SECTION_KEYS and sec.name != "repeat":
             self.warn("W0004", f"unknown section `{sec.name}`", sec.span,
                       help=did_you_mean(sec.name, [*self._SECTION_KEYS, "repeat", "params"]))
+        for i, (e, v) in enumerate(schedules):
+            self.check_qat_schedule(e, v, epochs, schedules[0][0] if i else None)
+
+    def check_qat_schedule(self, e: A.ConfigEntry, v: Value, epochs: int | None,
+                           first: A.ConfigEntry | None) -> None:
+        """`qat_schedule` / `quantization_schedule` of `training { }`: the checks of
+        `tritium.qat` (the ones `tritium train` makes), at the span of the part at fault."""
+        if first is not None:
+            self.warn("W0004", f"`{e.key}` has no effect: the QAT schedule is already given "
+                               f"by `{first.key}` (line {first.span.line})", e.span,
+                      label="a second schedule", help="keep one of them (the first is used)")
+        if not v.known or _holds_unknown(v.const):
+            return                    # not a constant: `tritium train` checks it
+        _, problems = qat_check(v.const, epochs, e.key)
+        for p in problems:
+            node: A.Expr | A.ConfigEntry = e.value
+            if p.path and isinstance(node, A.DictLit):
+                entry = next((x for x in node.entries if x.key == p.path[0]), None)
+                if entry is not None:
+                    node = entry if p.warning else entry.value
+                    if len(p.path) > 1 and isinstance(entry.value, A.ListLit) \
+                            and p.path[1] < len(entry.value.items):
+                        node = entry.value.items[p.path[1]]
+            if p.warning:
+                self.warn("W0004", p.message, node.span, help=p.help)
+            else:
+                self.report("E0970", p.message, node.span, help=p.help)
+
+
+def _holds_unknown(value: object) -> bool:
+    """Whether a value holds a part the checker does not know (None inside a dictionary or
+    list, a symbolic size)."""
+    if isinstance(value, dict):
+        return any(v is None or _holds_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(v is None or _holds_unknown(v) for v in value)
+    return not isinstance(value, bool | int | float | str | None)

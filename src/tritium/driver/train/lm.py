@@ -68,6 +68,7 @@ from .state import (
     _interrupts_deferred,
     _load_state,
     _progress_default,
+    _quant_context,
     _Run,
     _state_blob,
 )
@@ -262,7 +263,8 @@ def _lm_fit(run: _Run, s: TrainSettings, train_w: torch.Tensor, val_w: torch.Ten
                                           device_ids=[dist_.device] if on_cuda else None)
     for epoch in range(start, s.epochs):
         t = time.perf_counter()
-        loss, acc = _lm_epoch(run, wrapped, s, train_w, epoch, steps_cap, dist_, rep)
+        with _quant_context(run, epoch):     # the QAT schedule's strength of the epoch
+            loss, acc = _lm_epoch(run, wrapped, s, train_w, epoch, steps_cap, dist_, rep)
         if not _finite_weights(run.model):
             raise _Diverged(run.label, epoch + 1, loss)
         v = lm_evaluate(run.model, val_w, token_bytes, dist_.device)
@@ -368,7 +370,7 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
                  "tritium.text_max_bytes": str(max_bytes or 0)}
     baseline_init = float_twin(model) if opts.baseline else None
     run = _Run("ternary", model, _optimizer(settings, model.parameters()),
-               best_acc=-math.inf)
+               best_acc=-math.inf, schedule=settings.qat)
     start = 0
     if state_path is not None:
         from ...argcheck import input_problem, show_path

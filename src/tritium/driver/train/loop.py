@@ -38,6 +38,8 @@ from .report import (
     _native,
     _plots,
     _print_report,
+    _qat_line,
+    _qat_summary,
     _Reporter,
     _stored_tensor_bytes,
     _weight_distribution,
@@ -62,6 +64,7 @@ from .state import (  # noqa: F401 - the run helpers are re-exported from here t
     _interrupts_deferred,
     _load_state,
     _progress_default,
+    _quant_context,
     _Run,
     _state_blob,
     init_from_fp32,
@@ -189,7 +192,8 @@ def _fit(run: _Run, s: TrainSettings, sp: Splits, dist_: Dist, rep: _Reporter, s
                                           device_ids=[dist_.device] if on_cuda else None)
     for epoch in range(start, s.epochs):
         t = time.perf_counter()
-        loss, acc = _train_epoch(run, wrapped, s, sp, epoch, dist_, rep)
+        with _quant_context(run, epoch) as strength:
+            loss, acc = _train_epoch(run, wrapped, s, sp, epoch, dist_, rep)
         if not _finite_weights(run.model):
             raise _Diverged(run.label, epoch + 1, loss)
         val_acc, val_loss = evaluate_model(run.model, x_val, y_val,
@@ -198,6 +202,8 @@ def _fit(run: _Run, s: TrainSettings, sp: Splits, dist_: Dist, rep: _Reporter, s
             raise _Diverged(run.label, epoch + 1, val_loss)
         row = {"epoch": epoch + 1, "train_loss": loss, "train_acc": acc, "val_loss": val_loss,
                "val_acc": val_acc, "lr": lr_at(s, epoch), "seconds": time.perf_counter() - t}
+        if run.schedule is not None and run.schedule.active:
+            row["qat_strength"] = strength
         run.history.append(row)
         best = val_acc > run.best_acc
         if best:
@@ -300,7 +306,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
                    num_classes=ds.num_classes, variant="ternary", format=opts.format,
                    fp32_layers=fp32_names)
     baseline_init = float_twin(model) if opts.baseline else None
-    run = _Run("ternary", model, _optimizer(settings, model.parameters()))
+    run = _Run("ternary", model, _optimizer(settings, model.parameters()),
+               schedule=settings.qat)
     start = 0
     if opts.resume is not None:
         rp = Path(opts.resume)
@@ -339,6 +346,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     with _Reporter(progress and main, opts.quiet or not main) as rep:
         if main and start:
             rep.console.print(f"resuming after epoch {start} of {settings.epochs}")
+        if main and settings.qat.active and not opts.quiet:
+            rep.console.print(_qat_line({"qat_schedule": _qat_summary(settings)}), soft_wrap=True)
         for w in run_warnings({"dataset": ds.name,
                                "settings": {"augmentation": settings.augmentation}},
                               [int(d) for d in sp.x_train.shape[1:]]):
@@ -403,6 +412,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         "splits": {"train": len(sp.y_train), "val": len(sp.y_val), "test": len(sp.y_test)},
         "input_shape": shape, "settings": asdict(settings), "world_size": dist_.world,
         "init": opts.init, "fp32_layers": fp32_names,
+        "qat_schedule": _qat_summary(settings),
         "ternary": ternary,
         "history": {"ternary": run.history},
         "weight_distribution": _weight_distribution(frozen),

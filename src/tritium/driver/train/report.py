@@ -321,6 +321,36 @@ def run_warnings(m: dict[str, Any], raw_shape: list[int] | None = None) -> list[
     return out
 
 
+def _qat_summary(s: TrainSettings) -> dict[str, Any]:
+    """The QAT schedule a run used, for metrics.json and the report: its name, where it came
+    from (default, program, option), its epochs, one line describing it, and the quantization
+    strength of every epoch."""
+    sched = s.qat
+    out: dict[str, Any] = {**sched.to_dict(), "source": s.qat_source,
+                           "description": sched.describe(),
+                           "strength": [sched.strength(e) for e in range(s.epochs)]}
+    if s.qat_written_for is not None:
+        out["scaled_from_epochs"] = s.qat_written_for
+    return out
+
+
+def _qat_line(m: dict[str, Any]) -> str | None:
+    """The report's line on the QAT schedule (from `qat_schedule`, or the settings)."""
+    q = m.get("qat_schedule")
+    if q is None:
+        d = (m.get("settings") or {}).get("qat")
+        if not isinstance(d, dict):
+            return None
+        from ...qat import QatSchedule
+        sched = QatSchedule(d["name"], d["warmup_epochs"], tuple(d["stages"]), d["gradual"])
+        q = {"description": sched.describe(), "source": m["settings"].get("qat_source")}
+    where = {"program": "from the training block", "option": "from --qat-schedule",
+             "default": "default"}.get(q.get("source") or "", "")
+    scaled = (f", scaled from the program's {q['scaled_from_epochs']} epochs"
+              if q.get("scaled_from_epochs") else "")
+    return f"QAT schedule ({where}{scaled}): {q['description']}"
+
+
 def _kb(n: int) -> str:
     return f"{n / 1024:.1f} KB"
 
@@ -370,6 +400,9 @@ def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
     for r in rows:
         table.add_row(*[c for c in r if c is not None])
     console.print(table)
+    qat_line = _qat_line(m)
+    if qat_line:
+        console.print(qat_line, soft_wrap=True)
     for w in m.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not t["native_kernels"]:

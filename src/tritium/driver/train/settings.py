@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 
+from ... import qat
 from ...argcheck import AUGMENTATIONS, LOSSES, OPTIMIZERS, RANGES, SCHEDULES, quote
+from ...qat import QatSchedule
 
 #: the numeric `training { }` keys read straight into TrainSettings (ranges: RANGES)
 _BLOCK_NUMBERS = ("learning_rate", "epochs", "batch_size", "weight_decay", "momentum",
@@ -46,6 +48,7 @@ class TrainOptions:
     momentum: float | None = None
     loss: str | None = None
     lr_schedule: str | None = None
+    qat_schedule: str | None = None    # a QAT schedule name (tritium.qat.NAMES)
     augmentation: list[str] | None = None
     seed: int | None = None
     validation_split: float | None = None
@@ -88,6 +91,11 @@ class TrainSettings:
     early_stopping: int | None = None
     validation_split: float = 0.1
     dataset: str = "digits"
+    # the QAT schedule (the quantization strength of each epoch) and where it came from:
+    # "default", "program" (its `training { }` key) or "option" (--qat-schedule)
+    qat: QatSchedule = field(default_factory=QatSchedule)
+    qat_source: str = "default"
+    qat_written_for: int | None = None   # the program's `epochs` the schedule was scaled from
 
 
 @dataclass
@@ -187,6 +195,7 @@ def resolve_settings(block: dict[str, Any], opts: TrainOptions) -> TrainSettings
         s.augmentation = [a for a in opts.augmentation if a and a != "none"]
     if opts.data is not None:
         s.dataset = opts.data
+    _qat_schedule(s, b, opts)
     # validation
     if s.optimizer not in OPTIMIZERS:
         raise TrainError(f"unknown optimizer `{s.optimizer}`", help=f"one of {', '.join(OPTIMIZERS)}")
@@ -197,6 +206,35 @@ def resolve_settings(block: dict[str, Any], opts: TrainOptions) -> TrainSettings
         raise TrainError(f"unknown augmentation {', '.join(map(quote, bad))}",
                          help=f"known: {', '.join(AUGMENTATIONS)}")
     return s
+
+
+def _qat_schedule(s: TrainSettings, b: dict[str, Any], opts: TrainOptions) -> None:
+    """The QAT schedule of the run (`qat_schedule` or `quantization_schedule` in the block,
+    `--qat-schedule` overriding it; when the block gives both, the first written). A schedule written in epochs for the program's
+    `epochs` is scaled to a run of another length (`--epochs`), so a short run keeps its
+    shape; a name is resolved for the run's epochs."""
+    given = [k for k in b if k in qat.SCHEDULE_KEYS]     # the first one written is used
+    if opts.qat_schedule is not None:
+        spec, key, where, code, written_for = (opts.qat_schedule, "--qat-schedule", "option",
+                                               2, None)
+    elif given:
+        spec, key, where, code = b[given[0]], given[0], "program", 1
+        e = b.get("epochs")
+        written_for = e if isinstance(e, int) and not isinstance(e, bool) and e > 0 \
+            and not isinstance(spec, str) else None    # a name is resolved for the run
+    else:
+        return
+    try:
+        sched = qat.parse(spec, written_for or s.epochs, key)
+    except qat.ScheduleError as exc:
+        p = exc.problem
+        part = "".join(f".{x}" if isinstance(x, str) else f"[{x}]" for x in p.path)
+        raise TrainError(f"{'training block: ' if code == 1 else ''}`{key}{part}`: "
+                         f"{p.message}", help=p.help, code=code) from None
+    if written_for is not None and written_for != s.epochs:
+        sched = sched.scaled(written_for, s.epochs)
+        s.qat_written_for = written_for
+    s.qat, s.qat_source = sched, where
 
 
 def lr_at(s: TrainSettings, epoch: int) -> float:

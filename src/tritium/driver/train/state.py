@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...qat import QatSchedule
 from ..models import (
     RunInfo,
 )
@@ -34,6 +35,14 @@ class _Run:
     best_acc: float = -1.0
     best_epoch: int = -1
     stale: int = 0
+    schedule: QatSchedule | None = None   # the QAT schedule (None: fully quantized throughout)
+
+
+def _quant_context(run: _Run, epoch: int) -> contextlib.AbstractContextManager[float]:
+    """The forward passes of `run`'s (0-based) `epoch` run inside this: the quantization
+    strength its QAT schedule gives the epoch (:func:`tritium.runtime.quantization_strength`)."""
+    from ...runtime.quant import quantization_strength
+    return quantization_strength(run.schedule.strength(epoch) if run.schedule else 1.0)
 
 
 class _Diverged(Exception):
@@ -124,9 +133,15 @@ def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo,
         "param_groups": json.dumps(opt["param_groups"]),
         "optim_scalars": json.dumps(scalars),
         "settings": json.dumps(asdict(settings)),
+        "qat_schedule": _schedule_json(run.schedule),
         **(extra or {}),
     }
     return safetensors.torch.save(tensors, metadata=meta)
+
+
+def _schedule_json(schedule: QatSchedule | None) -> str:
+    active = schedule is not None and schedule.active
+    return json.dumps(schedule.to_dict() if active else None, sort_keys=True)
 
 
 def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
@@ -163,6 +178,24 @@ def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
                          f"({meta.get('fp32_layers', '[]')[:200]}) than this run "
                          f"({json.dumps(info.fp32_layers)[:200]})",
                          help="resume with the same --fp32-layers", code=1)
+    # the strength of an epoch is a function of the epoch and the schedule alone, so the same
+    # schedule continues at the stage the interrupted run had reached (a state written before
+    # schedules existed trained fully quantized throughout)
+    stored = meta.get("qat_schedule", "null")
+    if stored != _schedule_json(run.schedule):
+        def shown(text: str) -> str:
+            d = json.loads(text)
+            return "none (fully quantized throughout)" if d is None else \
+                QatSchedule(d["name"], d["warmup_epochs"], tuple(d["quantization_epochs"]),
+                            d["gradual"]).describe()
+        try:
+            before = shown(stored)
+        except (ValueError, KeyError, TypeError):
+            before = stored[:200]
+        raise TrainError(f"cannot resume: {path} was trained with another QAT schedule "
+                         f"({before}) than this run's ({shown(_schedule_json(run.schedule))})",
+                         help="resume with the same training block, --epochs and "
+                              "--qat-schedule", code=1)
     try:
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         run.model.load_state_dict(model_state, strict=True)
