@@ -124,7 +124,10 @@ class QatSchedule:
         if not self.active:
             return f"{self.name}: fully quantized from the first epoch"
         last = self.stages[-1]
-        first = next(e for e in range(last + 1) if self.strength(e) > 0.0)
+        # the first epoch with strength > 0 (found without walking the epochs: a resumed
+        # state file names the stages, and its numbers may be anything)
+        first = self.warmup_epochs if self.gradual and self.warmup_epochs < self.stages[0] \
+            else self.stages[0]
         parts = [f"float (quantizers off) for epoch{'s 1-' if first > 1 else ' '}{first}"
                  if first else ""]
         if self.gradual:

@@ -127,3 +127,14 @@ def test_unknown_keys_are_warnings_and_a_misspelt_name_gets_a_suggestion():
 def test_without_epochs_only_what_does_not_depend_on_them_is_checked():
     assert qat.check({"quantization_epochs": [10, 300]}, None)[0] is not None
     assert qat.check({"quantization_epochs": [10, 5]}, None)[0] is None
+
+
+def test_describe_does_not_walk_the_epochs():
+    huge = qat.QatSchedule("custom", 10**15, (10**15, 10**16), True)
+    assert "epochs 1-1000000000000000" in huge.describe()
+    for spec in (SEED, "progressive", "gradual", "delayed", {"quantization_epochs": [0, 3]},
+                 {"warmup_epochs": 0, "gradual_quantization": True}):
+        s = qat.parse(spec, 100)
+        first = next(e for e in range(100) if s.strength(e) > 0)
+        text = s.describe()
+        assert (f"for epoch{'s 1-' if first > 1 else ' '}{first};" in text) == (first > 0)
