@@ -420,8 +420,10 @@ class LayersMixin:
                             call.args[0].span if call.args else call.span)
                 return Value(ANY)
             dt = x.ty.dtype
-            if not kind.spec.int_input and (x.ty.ternary or dt is not None and (
-                    dt in ("bool", "trit") or dt.startswith(("int", "uint")))):
+            # a quantizer's output (`ste_quantize(x)`) is ternary in value but float32 in
+            # storage: a float layer takes it; trits, booleans and integers it does not
+            if not kind.spec.int_input and dt is not None and (
+                    dt in ("bool", "trit") or dt.startswith(("int", "uint"))):
                 self.report("E0404", f"layer `{inst.name}` ({kind.kind}) computes in floating "
                                      f"point but its input holds {dt} values", call.span,
                             label=f"a {dt} tensor", help="convert it first, e.g. "
