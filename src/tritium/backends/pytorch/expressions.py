@@ -368,7 +368,7 @@ class BodyGen:
                 return f"{base}.size({', '.join(args)})"
             if f.attr in LIST_METHODS and f.attr not in FUNCTIONS:   # xs.append(v): Python's
                 return f"{self.sub(f.value, ctx, 20)}.{f.attr}({', '.join(args)})"
-            return self.builtin(f.attr, [base] + pos, kw)
+            return self.builtin(f.attr, [base] + pos, kw, e.span)
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")
         n = f.id
@@ -384,5 +384,5 @@ class BodyGen:
         if n in self.defs and callable_layer(self.defs[n].node):
             return f"{internal('f', n)}({', '.join(args)})"   # `FC(w1, x)`: classes.py
         if n in FUNCTIONS:
-            return self.builtin(n, pos, kw)
+            return self.builtin(n, pos, kw, e.span)
         raise CodegenError(f"unresolved function `{n}`")
