@@ -17,6 +17,7 @@ from ...check.checker import Checker, Definition, Scope
 from ...check.checker.model import (
     INIT_DEFAULTS,
     callable_layer,
+    form_b_inputs,
     forward_body,
     param_init,
     param_type,
@@ -157,7 +158,7 @@ class DefinitionGen:
                 self.emit(2, f"self.tritium_{sec.name} = {_q(values)}")
         fns = [i for i in node.body if isinstance(i, A.FnDef)]
         if form_b:
-            inputs = [p for p in node.params or [] if p.type is not None and p.type.name == "Tensor"]
+            inputs = form_b_inputs(node.params)
             fns = [A.FnDef("forward", inputs, node.ret, forward_body(node), node.span)]
         folds = [[py_attr(a), py_attr(b)] for a, b in fold_pairs(node.body, fns, self.kind_of)]
         if folds:

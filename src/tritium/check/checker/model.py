@@ -129,8 +129,25 @@ def signature_weights(node) -> list:
     `forward`'s own. Their symbolic dims are hyperparameters."""
     if not isinstance(node, A.LayerDef):
         return []
-    want = ("TernaryTensor",) if is_function_layer(node) else ("Tensor", "TernaryTensor")
-    return [p for p in node.params or [] if p.type is not None and p.type.name in want]
+    if is_function_layer(node):
+        return [p for p in node.params or [] if form_b_weight(p)]
+    return [p for p in node.params or [] if p.type is not None
+            and p.type.name in ("Tensor", "TernaryTensor")]
+
+
+def form_b_weight(p) -> bool:
+    """In a layer written as a function, whether the argument `p` is a learned weight: a
+    `TernaryTensor` whose shape has no `?` (one with a `?` dim, a batch, is an input)."""
+    t = p.type
+    return t is not None and t.name == "TernaryTensor" and not any(
+        d.value is None for d in t.shape or [])
+
+
+def form_b_inputs(params) -> list:
+    """The inputs of a layer written as a function: its tensor arguments that are not
+    weights (`form_b_weight`), in order."""
+    return [p for p in params or [] if p.type is not None
+            and p.type.name in ("Tensor", "TernaryTensor") and not form_b_weight(p)]
 
 
 # `param w: T { init: "kind", key: value }`: the initializers and the keys each takes
