@@ -83,3 +83,48 @@ def test_ternary_input_of_a_layer_function(tmp_path) -> None:
     got = got[0] if isinstance(got, list | tuple) else got
     np.testing.assert_allclose(np.asarray(got), ref.numpy(), rtol=1e-5, atol=1e-5)
     assert ref.shape == (2, 3)
+
+
+
+MODEL = '''\
+layer Clip {
+    params { limit: float = 1.0, n: int = 3 }
+    param bias: Tensor { shape: [n], init: "constant", value: 0.25, requires_grad: false }
+    forward(x: Tensor) -> Tensor {
+        """Clip, shift, then round to a grid."""
+        return snap(self.bound(x) + bias)
+    }
+    function bound(x: Tensor) -> Tensor {
+        return clamp(x, -limit, limit)
+    }
+    function snap(x: Tensor) -> Tensor {
+        return round(x * 4.0) / 4.0
+    }
+}
+model M {
+    layer c: Clip { limit: 0.5 }
+    forward(x: TernaryTensor[b, 3]) -> Tensor[b, 3] {
+        return c(x)
+    }
+}
+'''
+
+
+def test_model_with_helpers_and_frozen_parameters(tmp_path) -> None:
+    f = tmp_path / "m.tri"
+    f.write_text(MODEL)
+    result = check_source(MODEL, str(f), f)
+    assert result.ok, [d.message for d in result.diagnostics]
+    model = tritium.load(f)
+    assert not model.c.bias.requires_grad
+    x = torch.tensor([[1.0, -1.0, 0.0]])
+    with torch.no_grad():
+        out = model(x)
+    ref = torch.round((torch.clamp(x, -0.5, 0.5) + 0.25) * 4.0) / 4.0
+    assert torch.equal(out, ref)
+    lowered = lower(result, "M")
+    params = {n: p.detach().numpy() for n, p in model.named_parameters()}
+    params.update({n: b.numpy() for n, b in model.named_buffers()})
+    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
+    got = got[0] if isinstance(got, list | tuple) else got
+    np.testing.assert_allclose(np.asarray(got), ref.numpy(), atol=1e-6)

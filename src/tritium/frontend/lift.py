@@ -285,6 +285,59 @@ class _Aliases:
         return out, pairs
 
 
+def _inline_helpers(d) -> None:
+    """The seed's helper functions of a layer (`function quantize_block(…)` beside
+    `forward`, called as `quantize_block(…)` or `self.quantize_block(…)`): each method that
+    calls one gets a copy of it (and of the helpers it calls) as a local function, lifted
+    like any other; a helper that reads `self` stays a method."""
+    methods = [i for i in d.body if isinstance(i, A.FnDef)]
+    helpers = {f.name: f for f in methods if f.name != "forward" and not _reads_self(f)}
+    if not helpers:
+        return
+    inlined: set[str] = set()
+    for m in methods:
+        if m.name in helpers:
+            continue
+        wanted: list[str] = []
+        todo = [m]
+        while todo:
+            for name in _called_helpers(todo.pop(), helpers):
+                if name not in wanted:
+                    wanted.append(name)
+                    todo.append(helpers[name])
+        if wanted:
+            m.body = [copy.deepcopy(helpers[n]) for n in wanted] + m.body
+            inlined.update(wanted)
+    d.body = [i for i in d.body if not (isinstance(i, A.FnDef) and i.name in inlined)]
+
+
+def _reads_self(f: A.FnDef) -> bool:
+    found = []
+
+    def visit(n) -> None:
+        if isinstance(n, A.Name) and n.id == "self":
+            found.append(n)
+    _walk(f.body, visit)
+    return bool(found)
+
+
+def _called_helpers(f: A.FnDef, helpers: dict) -> list[str]:
+    """The helpers `f` calls (`h(…)`, or `self.h(…)`, rewritten to `h(…)`), in order."""
+    out: list[str] = []
+
+    def visit(n) -> None:
+        if not isinstance(n, A.Call):
+            return
+        fn = n.func
+        if isinstance(fn, A.Attr) and isinstance(fn.value, A.Name) and fn.value.id == "self" \
+                and fn.attr in helpers:
+            n.func = fn = A.Name(fn.attr, fn.span)
+        if isinstance(fn, A.Name) and fn.id in helpers and fn.id != f.name and fn.id not in out:
+            out.append(fn.id)
+    _walk(f.body, visit)
+    return out
+
+
 def _instantiate(use: A.TypeExpr, params: list[str], body: A.TypeExpr,
                  diags: list[Diagnostic]) -> A.TypeExpr:
     """`Matrix<float32>` for `type Matrix<T> = Tensor<T, [?, ?]>`: the alias's type with each
@@ -436,6 +489,7 @@ class _Lifter:
             kept = {id(x) for x in self.body(stmts, names | _binders(stmts), types, d.name)}
             d.body = [i for i in d.body if not isinstance(i, A.Stmt | A.FnDef) or id(i) in kept]
             return
+        _inline_helpers(d)
         for i in d.body:
             if isinstance(i, A.FnDef):
                 self.function(i, names, types, f"{d.name}_{i.name}")

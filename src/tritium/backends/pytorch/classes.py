@@ -20,6 +20,7 @@ from ...check.checker.model import (
     form_b_inputs,
     forward_body,
     param_init,
+    param_trainable,
     param_type,
     signature_weights,
 )
@@ -295,9 +296,12 @@ class DefinitionGen:
         kind, keys = param_init(item)
         if kind is not None:
             value = self.init_expr(kind, keys, self.shape_dims(item.name, te, ctx), ctx)
-            self.emit(indent, f"self.{py_attr(item.name)} = nn.Parameter({value})")
+            frozen = "" if param_trainable(item) else ", requires_grad=False"
+            self.emit(indent, f"self.{py_attr(item.name)} = nn.Parameter({value}{frozen})")
         else:
             self.gen_param(item.name, te, item.init, ctx, indent)
+            if not param_trainable(item):   # `requires_grad: false`: not trained
+                self.emit(indent, f"self.{py_attr(item.name)}.requires_grad_(False)")
         if item.cond is not None:
             self.emit(indent - 1, "else:")
             self.emit(indent, f"self.{py_attr(item.name)} = None")

@@ -90,7 +90,7 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
 TRT_ATTRS |= {"quantile_threshold_quantize", "tempered_stochastic_quantize", "hard_soft_quantize",
               "learned_threshold_quantize", "sparse_random_ternary", "depthwise_conv2d"}
 TORCH_ATTRS |= {"log2", "all", "any"}
-VALUE_ATTRS |= {"detach", "t"}
+VALUE_ATTRS |= {"detach", "t", "requires_grad_"}
 # the list methods of the language (tritium.check.list_methods), called on list values
 VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",
                 "index", "count", "copy"}

@@ -195,9 +195,16 @@ def param_type(item) -> A.TypeExpr:
 
 def param_init(item) -> tuple[str | None, dict]:
     """The initializer a `param`'s spec names and the spec's other keys (exprs)."""
-    keys = {e.key: e.value for e in item.spec or [] if e.key not in ("shape",)}
+    keys = {e.key: e.value for e in item.spec or [] if e.key not in ("shape", "requires_grad")}
     init = keys.pop("init", None)
     return (init.value if isinstance(init, A.Str) else None), keys
+
+
+def param_trainable(item) -> bool:
+    """A `param`'s spec key `requires_grad: false` (any initializer) makes it a parameter
+    that is not trained (PyTorch's requires_grad=False); true, the default, a trained one."""
+    v = next((e.value for e in item.spec or [] if e.key == "requires_grad"), None)
+    return not (isinstance(v, A.Bool) and v.value is False)
 
 
 _FN_VIEWS: dict[int, tuple[object, Definition]] = {}
