@@ -172,6 +172,8 @@ def _check(src: SourceFile) -> CheckResult:
     diags = loader.diags
     parse_errors = any(d.is_error for d in diags)
     checker = Checker(loader.defs, diags)
+    checker.rejected = set().union(*(m.program.rejected for m in loader.modules.values()),
+                                   main.program.rejected)
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.
     with recursion_headroom():

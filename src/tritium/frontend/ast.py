@@ -509,3 +509,6 @@ class Program:
     # whether it holds a type alias or a local or anonymous function (frontend.lift rewrites
     # only such programs)
     lifts: bool = field(default=False, compare=False)
+    # definitions reported as having no meaning here (`layer X extends Base`): their uses are
+    # not reported again (no cascade)
+    rejected: set = field(default_factory=set, compare=False)

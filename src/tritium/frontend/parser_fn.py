@@ -41,8 +41,10 @@ _FOREIGN_DECLS = {
     "impl": "write the methods inside the `layer` or `model` body, e.g. "
             "`forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> { … }`",
     "enum": "use string constants (`mode: \"int8\"`) and a `switch` or `if` on them",
+    "optimizer": "choose the optimizer in a model's `training { optimizer: \"adam\", "
+                 "learning_rate: 0.001 }` (or `tritium train --optimizer`)",
 }
-_EFFECTS = {"throws", "raises"}
+_EFFECTS = {"throws", "raises", "mutates"}
 
 
 class SignaturesMixin:
@@ -257,6 +259,9 @@ class SignaturesMixin:
         if not (t.kind is T.IDENT and t.text in ("extends", "implements")):
             return
         self.advance()
+        if not hasattr(self, "rejected"):
+            self.rejected = set()
+        self.rejected.add(name.text)
         bases = []
         while self.tok.kind is T.IDENT or self.at_op(",", "."):
             bases.append(self.advance().text)
@@ -362,10 +367,11 @@ class SignaturesMixin:
                 self.advance()
                 ret = self.parse_type_atom()
             return A.TypeExpr("fn", span=self.span_from(t), args=params, ret=ret)
-        if t.kind is T.IDENT and t.text in _GENERIC_TYPES and self.peek().is_op("["):
-            self.advance()
-            self.advance()
-            items = self.parse_type_list("]")
+        if t.kind is T.IDENT and t.text in _GENERIC_TYPES and (
+                self.peek().is_op("[") or self.peek().is_op("<")):
+            self.advance()   # `Tuple[A, B]`, or the seed's `Tuple<A, B>`, `List<T>`
+            close = "]" if self.advance().op == "[" else ">"
+            items = self.parse_type_list(close)
             span = self.span_from(t)
             kind = _GENERIC_TYPES[t.text]
             if kind == "Optional":

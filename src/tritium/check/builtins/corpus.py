@@ -10,7 +10,7 @@ import math
 from ..types import ANY, BOOL, ScalarT, TensorT, Value, dims_conflict
 from .core import _X
 from .records import IR, _alias, _fn, _opt, _p
-from .rules import _xt, elementwise_rule, ternary_matmul_rule
+from .rules import _xt, elementwise_rule, reduce_rule, ternary_matmul_rule
 from .seed import _CONV, conv2d_rule
 
 # ----------------------------------------------------------------------------- rules
@@ -88,4 +88,8 @@ for _n, _d in (("all", "true when every element is nonzero"),
                ("any", "true when some element is nonzero")):
     _fn(_n, _X, _d, truth_rule, f"bool(torch.{_n}(torch.as_tensor({{x}})))")
 _alias("length", "len")
+_fn("max_abs", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
+    "max |x| over `dim` (all dims when omitted)", reduce_rule,
+    lambda a, given: f"torch.amax(torch.abs({a['x']}), dim={a['dim']}, keepdim={a['keepdim']})"
+    if "dim" in given else f"torch.amax(torch.abs({a['x']}))")
 del IR

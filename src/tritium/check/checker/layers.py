@@ -47,6 +47,8 @@ from .model import (
 class LayersMixin:
     # ------------------------------------------------------------------ layer instances
     def resolve_kind(self, kind: str, span: Span) -> tuple[L.LayerSpec | None, Definition | None]:
+        if kind in getattr(self, "rejected", ()):
+            return None, None   # its definition was reported (E0900): no second diagnostic
         d = self.defs.get(kind)
         if d is not None and d.kind in ("block", "layer", "model"):
             return None, d   # user definitions shadow builtin kinds of the same name

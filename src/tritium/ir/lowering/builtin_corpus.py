@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ...frontend.diagnostics import Span
 from ..builder import Builder
 from ..types import TensorType
-from .builtin_core import _builtin
+from .builtin_core import _BUILTIN_FNS, _builtin
 from .builtin_seed import _conv, _f32, _scalar
 from .values import LoweringError
 
@@ -49,6 +49,12 @@ def _log2(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     if isinstance(a["x"], int | float) and not isinstance(a["x"], bool):
         return math.log2(a["x"])
     return b.mul(b.log(_f32(lw, b, a["x"], span)), _scalar(b, 1.0 / math.log(2.0)))
+
+
+@_builtin("max_abs")
+def _max_abs(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _f32(lw, b, a["x"], span)
+    return _BUILTIN_FNS["amax"](lw, b, {**a, "x": b.abs(x)}, span)
 
 
 @_builtin("all", "any")

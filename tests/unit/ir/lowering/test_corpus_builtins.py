@@ -71,6 +71,7 @@ AGREE = [
     "transpose(reshape(a, [3, 5, 1]))",     # no dims: the last two
     "eye(3, dtype=float64)",
     "dropout(a, p=0.5, training=false)",
+    "max_abs(a) + max_abs(a, dim=1)",
 ]
 
 
