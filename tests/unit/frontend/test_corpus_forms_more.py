@@ -51,3 +51,17 @@ def test_optimizer_block_and_mutates_effect() -> None:
     src = ("optimizer Search {\n    population_size: 20\n}\n"
            "fn bump(c: int) -> int mutates State {\n    return c + 1\n}\nprint(bump(1))\n")
     assert _errors(src) == [("E0900", 1), ("E0900", 4)]
+
+
+def test_dtype_special_values(tmp_path, monkeypatch, capsys) -> None:
+    from tritium.driver import compile_program
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    src = ("let big = float32.inf\nlet odd = float64.nan\n"
+           "fn cap(x: Tensor<float32, [?]>) -> Tensor<float32, [?]> {\n"
+           "    return clamp(x, -float32.inf, 2.0)\n}\n"
+           "print(big, odd != odd, cap(tensor([5.0, -7.0])).sum())\n")
+    assert _errors(src) == []
+    f = tmp_path / "s.tri"
+    f.write_text(src)
+    compile_program(str(f)).module.main()
+    assert capsys.readouterr().out == "inf True tensor(-5.)\n"

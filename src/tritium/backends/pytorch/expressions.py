@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from ... import vocab
 from ...check.builtins import FUNCTIONS
+from ...check.checker.calls_forms import dtype_constant
 from ...check.checker.model import callable_layer
 from ...check.list_methods import LIST_METHODS
 from ...frontend import ast as A
@@ -251,6 +252,8 @@ class BodyGen:
         if t is A.Attr and isinstance(e.value, A.Name) and e.value.id == "self" \
                 and "self" not in ctx.locals and "self" not in ctx.subst:
             return "self.training" if e.attr == "training" else self.name(e.attr, ctx)
+        if t is A.Attr and dtype_constant(e) is not None and e.value.id not in ctx.locals:
+            return f"float({e.attr!r})"   # `float32.inf`, `float32.nan`
         if t is A.Attr:
             base = self.expr(e.value, ctx)
             if e.attr == "shape":

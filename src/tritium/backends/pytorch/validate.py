@@ -89,7 +89,7 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
 # the seed's forms of its primitives (runtime.seed_ops) and what the corpus builtins use
 TRT_ATTRS |= {"quantile_threshold_quantize", "tempered_stochastic_quantize", "hard_soft_quantize",
               "learned_threshold_quantize", "sparse_random_ternary", "depthwise_conv2d"}
-TORCH_ATTRS |= {"log2", "all", "any"}
+TORCH_ATTRS |= {"log2", "all", "any", "diagonal"}
 VALUE_ATTRS |= {"detach", "t", "requires_grad_"}
 # the list methods of the language (tritium.check.list_methods), called on list values
 VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",

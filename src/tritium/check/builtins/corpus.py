@@ -58,6 +58,21 @@ def stop_gradient_rule(ck, name, b, e) -> Value:
     return Value(xt) if xt is not None else elementwise_rule(ck, name, b, e)
 
 
+def diagonal_rule(ck, name, b, e) -> Value:
+    """diagonal(x): the main diagonal of a matrix [n, m] -> [min(n, m)]."""
+    xt = _xt(b)
+    if xt is None or xt.shape is None:
+        return Value(TensorT(xt.dtype if xt else "float32", None))
+    if len(xt.shape) != 2:
+        ck.report("E0507", f"diagonal needs a matrix (rank 2), got rank {len(xt.shape)}",
+                  e.span)
+        return Value(ANY)
+    n, m = xt.shape
+    d = n if not dims_conflict(n, m) and n is not None else (
+        min(n, m) if isinstance(n, int) and isinstance(m, int) else None)
+    return Value(TensorT(xt.dtype, (d,), xt.ternary))
+
+
 # ----------------------------------------------------------------------------- templates
 
 def _linear_torch(a: dict[str, str], given: set[str]) -> str:
@@ -88,6 +103,9 @@ for _n, _d in (("all", "true when every element is nonzero"),
                ("any", "true when some element is nonzero")):
     _fn(_n, _X, _d, truth_rule, f"bool(torch.{_n}(torch.as_tensor({{x}})))")
 _alias("length", "len")
+_alias("quantize", "quantize_ternary")
+_fn("diagonal", _X, "the main diagonal of a matrix [n, m] (a vector of min(n, m))",
+    diagonal_rule, "torch.diagonal({x})")
 _fn("max_abs", (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False)),
     "max |x| over `dim` (all dims when omitted)", reduce_rule,
     lambda a, given: f"torch.amax(torch.abs({a['x']}), dim={a['dim']}, keepdim={a['keepdim']})"

@@ -32,3 +32,13 @@ def scalar_pair(op: str, a: Value, b: Value) -> Value:
         v = max(a.const, b.const) if op == "maximum" else min(a.const, b.const)
         return Value(ty, float(v) if ty is FLOAT else v, True)
     return Value(ty)
+
+
+def dtype_constant(e) -> float | None:
+    """`float32.inf`, `float16.nan` (a float dtype's infinity or NaN, the seed's special
+    values), or None for any other expression."""
+    from ...frontend import ast as A
+    if isinstance(e, A.Attr) and isinstance(e.value, A.Name) and e.attr in ("inf", "nan") \
+            and e.value.id in FLOAT_TYPES:
+        return float(e.attr)
+    return None

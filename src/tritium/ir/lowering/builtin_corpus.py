@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ...frontend.diagnostics import Span
 from ..builder import Builder
 from ..types import TensorType
@@ -55,6 +57,19 @@ def _log2(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
 def _max_abs(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     x = _f32(lw, b, a["x"], span)
     return _BUILTIN_FNS["amax"](lw, b, {**a, "x": b.abs(x)}, span)
+
+
+@_builtin("diagonal")
+def _diagonal(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = _f32(lw, b, a["x"], span)
+    t = x.type
+    if not isinstance(t, TensorType) or t.rank != 2 or not all(isinstance(d, int)
+                                                                for d in t.shape):
+        raise LoweringError("diagonal needs a matrix of known size when lowering", span)
+    n, m = t.shape
+    eye = b.constant(np.eye(n, m).tolist(), TensorType((n, m), "f32"))
+    return b.op("sum", b.mul(x, eye), dims=[1], keepdim=False) if n <= m else \
+        b.op("sum", b.mul(x, eye), dims=[0], keepdim=False)
 
 
 @_builtin("all", "any")

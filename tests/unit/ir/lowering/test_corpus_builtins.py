@@ -72,6 +72,7 @@ AGREE = [
     "eye(3, dtype=float64)",
     "dropout(a, p=0.5, training=false)",
     "max_abs(a) + max_abs(a, dim=1)",
+    "diagonal(a)", "diagonal(transpose(a))", "quantize(a)",
 ]
 
 
