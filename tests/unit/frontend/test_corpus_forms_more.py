@@ -65,3 +65,14 @@ def test_dtype_special_values(tmp_path, monkeypatch, capsys) -> None:
     f.write_text(src)
     compile_program(str(f)).module.main()
     assert capsys.readouterr().out == "inf True tensor(-5.)\n"
+
+
+def test_several_bindings_in_one_let() -> None:
+    src = "let a = 1, b = 2.5, c = \"x\"\nprint(a, b, c)\n"
+    prog, diags, _ = parse(src, "t.tri")
+    node = prog.items[0]
+    assert isinstance(node, A.Unpack) and node.targets == ["a", "b", "c"] and node.declare
+    assert _errors(src) == []
+    out = format_source(src, "t.tri")
+    assert parse(out, "t.tri")[0] == prog
+    assert [d.code for d in parse("let p = 1, p = 2\n", "t.tri")[1]] == ["E0206"]
