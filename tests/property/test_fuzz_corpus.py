@@ -47,7 +47,7 @@ def pieces(draw) -> str:
         return (f"fn g<E, S, R>(a: Tensor<E, S>, b: Tensor<E, R>) -> Tensor<E, ?>\nwhere\n"
                 f"    E: {b},\n    {rel}\n{{\n    return a @ b\n}}\n")
     if kind == 3:
-        return f"fn p<A, B>(a: A, b: B) -> Tuple<A, List<B>> {{\n    return (a, [b])\n}}\n"
+        return "fn p<A, B>(a: A, b: B) -> Tuple<A, List<B>> {\n    return (a, [b])\n}\n"
     if kind == 4:
         k = draw(st.integers(-1, 4))
         return f"let t = 0\nfor i in 0..{draw(st.integers(0, 9))}:{k} {{\n    t += i\n}}\n"
