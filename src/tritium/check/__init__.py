@@ -45,6 +45,9 @@ class CheckResult:
     modules: dict[str, Module] = field(default_factory=dict)   # by file name, main first
     # the spans of builtin-call arguments where a number stands for a tensor parameter
     scalar_tensor_args: frozenset = frozenset()
+    # the form the checker chose for a builtin call by its arguments' types, by the call's
+    # span (checker.calls_forms): `scalar` / `pair` max and min, `w_in_out` weights
+    call_forms: dict = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -169,6 +172,8 @@ def _check(src: SourceFile) -> CheckResult:
     diags = loader.diags
     parse_errors = any(d.is_error for d in diags)
     checker = Checker(loader.defs, diags)
+    checker.rejected = set().union(*(m.program.rejected for m in loader.modules.values()),
+                                   main.program.rejected)
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.
     with recursion_headroom():
@@ -198,7 +203,7 @@ def _check(src: SourceFile) -> CheckResult:
     ordered.update(loader.modules)
     return CheckResult(main.program, _dedupe(diags), loader.sources, loader.defs,
                        {m.source.name: m for m in ordered.values()},
-                       frozenset(checker.scalar_tensor_args))
+                       frozenset(checker.scalar_tensor_args), dict(checker.call_forms))
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -245,7 +245,15 @@ BOUNDS = {
     "Integer": "an integer scalar (or trit) or an integer tensor",
     "Tensor": "a tensor",
     "Scalar": "a scalar (int, float, bool, trit, str)",
+    # the seed's traits (its type-system page)
+    "Comparable": "a value that compares with < and > (a number, bool, str or tensor)",
+    "Quantizable": "a float scalar or a floating-point tensor (what quantizers take)",
+    "Differentiable": "a float scalar or a floating-point tensor (it has gradients)",
+    "Hashable": "a scalar (int, float, bool, trit, str)",
+    "Shape": "a tensor's shape (a shape variable: `Tensor<T, S>`)",
 }
+DIM_BOUNDS = frozenset({"int", "int8", "int16", "int32", "int64"})
+"""Bounds that make a type parameter a size (`fn dot<n: int32>(…)`): any value satisfies them."""
 
 
 def satisfies(bound: str, t: Type) -> bool | None:
@@ -256,8 +264,12 @@ def satisfies(bound: str, t: Type) -> bool | None:
         return True
     if bound == "Tensor":
         return isinstance(t, TensorT)
-    if bound == "Scalar":
+    if bound in ("Scalar", "Hashable"):
         return isinstance(t, ScalarT)
+    if bound == "Comparable":
+        return isinstance(t, ScalarT | TensorT)
+    if bound in ("Shape",) or bound in DIM_BOUNDS:
+        return None
     dtype = t.dtype if isinstance(t, TensorT) else t.name if isinstance(t, ScalarT) else None
     if isinstance(t, TensorT) and dtype is None:
         return None if bound != "Numeric" else True
@@ -265,7 +277,7 @@ def satisfies(bound: str, t: Type) -> bool | None:
         return False
     if bound == "Numeric":
         return dtype in FLOAT_TYPES | INT_TYPES | {"trit"}
-    if bound == "Float":
+    if bound in ("Float", "Quantizable", "Differentiable"):
         return dtype in FLOAT_TYPES
     if bound == "Integer":
         return dtype in INT_TYPES | {"trit"}

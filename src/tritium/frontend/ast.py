@@ -42,6 +42,7 @@ class TypeExpr:
     span: Span = _span()
     args: list[TypeExpr] | None = None   # type arguments of list/tuple/Union/dict/fn
     ret: TypeExpr | None = None          # the result of a `fn(…) -> R` type
+    shape_var: str | None = None         # `Tensor<T, S>`: the shape named by S (or `?`): any
 
 
 # ----------------------------------------------------------------------------- expressions
@@ -345,6 +346,7 @@ class TypeAlias(Stmt):
     name: str
     type: TypeExpr
     span: Span = _span()
+    params: list[str] | None = None   # `type Matrix<T> = Tensor<T, [?, ?]>`: its parameters
 
 
 # ----------------------------------------------------------------------------- declarations
@@ -507,3 +509,6 @@ class Program:
     # whether it holds a type alias or a local or anonymous function (frontend.lift rewrites
     # only such programs)
     lifts: bool = field(default=False, compare=False)
+    # definitions reported as having no meaning here (`layer X extends Base`): their uses are
+    # not reported again (no cascade)
+    rejected: set = field(default_factory=set, compare=False)

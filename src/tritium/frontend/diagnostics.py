@@ -193,6 +193,7 @@ CODES: dict[str, str] = {
     "W0004": "unknown section or section key",
     "W0900": "`//` starts a comment where a floor division may have been meant",
     "W0901": "a comment hides the closer of a bracket opened on its line",
+    "W0980": "a `where` constraint on shapes that is parsed but not checked",
 }
 
 

@@ -602,6 +602,8 @@ class _Printer:
     def type(self, t: A.TypeExpr) -> str:
         if t.args is not None or t.ret is not None:
             return self.composite_type(t)
+        if t.shape_var is not None:   # `Tensor<T, S>`
+            return f"{t.name}<{t.dtype}, {t.shape_var}>"
         if t.name == "None" and t.dtype is None and t.shape is None:
             return "None"
         if t.dtype is None and t.shape is None:

@@ -10,7 +10,8 @@ from . import ast as A
 
 def format_forms2_statement(p, node, indent: str) -> list[str]:
     if isinstance(node, A.TypeAlias):
-        return [f"{indent}type {node.name} = {p.type(node.type)}"]
+        params = f"<{', '.join(node.params)}>" if node.params else ""
+        return [f"{indent}type {node.name}{params} = {p.type(node.type)}"]
     if isinstance(node, A.With):
         return p._braced(f"with {p.expr(node.ctx)} ", node, node.body, indent, p.statement)
     raise TypeError(f"cannot format {type(node).__name__}")

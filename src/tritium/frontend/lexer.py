@@ -86,7 +86,9 @@ _MASTER = re.compile(
 _INT_RE = re.compile(r"\d[\d_]*")
 # what follows `//` when it was meant as floor division: one operand, then an operator, a
 # closer, a comma or the end of the line (`// groups`, `// 2 + 1`, `// stride)`)
-_FLOORDIV_RHS = re.compile(r"//\s*([A-Za-z_][A-Za-z_0-9]*|\d[\d_]*(?:\.\d+)?)\s*(?:$|[-+*/%)\],}]|\()")
+# an operand after `//` then the end of the line, an operator or a closer (not `%`: in a
+# comment `// 96% on the test set` is prose)
+_FLOORDIV_RHS = re.compile(r"//\s*([A-Za-z_][A-Za-z_0-9]*|\d[\d_]*(?:\.\d+)?)\s*(?:$|[-+*/)\],}]|\()")
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
 _MAGNITUDE_RE = re.compile(r"(\d[\d_]*(?:\.\d+)?)([KMBGT])")
 _MAGNITUDES = {"K": 10 ** 3, "M": 10 ** 6, "B": 10 ** 9, "G": 10 ** 9, "T": 10 ** 12}
@@ -513,6 +515,24 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
                 continue
             add(T.FSTRING, text[pos:close + 1], parts, pos, close + 1, line, col)
             pos = close + 1
+            continue
+        if kind == "string" and text.startswith(m.group(kind) * 3, pos):
+            # a triple-quoted string (a docstring), which may span lines; its text as written
+            quote3 = m.group(kind) * 3
+            close = text.find(quote3, pos + 3)
+            if close < 0:
+                diags.append(Diagnostic("E0102", "unterminated string literal",
+                                        Span(file, line, col, line, col + 3),
+                                        label="string starts here",
+                                        help=f"close it with {quote3}"))
+                break
+            l0, c0 = line, col
+            body = text[pos:close + 3]
+            if "\n" in body:
+                line += body.count("\n")
+                line_start = pos + body.rfind("\n") + 1
+            add(T.STRING, body, body[3:-3], pos, close + 3, l0, c0)
+            pos = close + 3
             continue
         if kind == "string":
             quote = m.group(kind)

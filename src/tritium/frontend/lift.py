@@ -133,6 +133,8 @@ def _stray(e: A.FnExpr, diags: list[Diagnostic]) -> A.NoneLit:
 class _Aliases:
     def __init__(self, diags: list[Diagnostic]) -> None:
         self.diags = diags
+        # generic aliases (`type Matrix<T> = …`): their parameters and expanded type
+        self.generics: dict[str, tuple[list[str], A.TypeExpr]] = {}
 
     def bad_name(self, a: A.TypeAlias) -> bool:
         if a.name in BUILTIN_TYPE_NAMES:
@@ -204,6 +206,9 @@ class _Aliases:
                 "E0962", f"the type alias `{a.name}` expands to a type nested more than "
                          f"{MAX_TYPE_DEPTH} levels deep", a.span, label="too deep"))
             return
+        if a.params:
+            self.generics[a.name] = (a.params, t)
+            return
         env[a.name] = t
 
     def twice(self, a: A.TypeAlias, prev: A.TypeAlias) -> None:
@@ -213,6 +218,8 @@ class _Aliases:
             help="rename one of them"))
 
     def expand(self, t: A.TypeExpr, env: dict[str, A.TypeExpr]) -> A.TypeExpr:
+        if t.name in self.generics and t.args is None and t.ret is None:
+            return _instantiate(t, *self.generics[t.name], self.diags)
         if t.name in env and t.dtype is None and t.shape is None and t.args is None \
                 and t.ret is None:
             out = copy.deepcopy(env[t.name])
@@ -276,6 +283,95 @@ class _Aliases:
             out.append(i)
             pairs.append((i, local))
         return out, pairs
+
+
+def _inline_helpers(d) -> None:
+    """The seed's helper functions of a layer (`function quantize_block(…)` beside
+    `forward`, called as `quantize_block(…)` or `self.quantize_block(…)`): each method that
+    calls one gets a copy of it (and of the helpers it calls) as a local function, lifted
+    like any other; a helper that reads `self` stays a method."""
+    methods = [i for i in d.body if isinstance(i, A.FnDef)]
+    helpers = {f.name: f for f in methods if f.name != "forward" and not _reads_self(f)}
+    if not helpers:
+        return
+    inlined: set[str] = set()
+    for m in methods:
+        if m.name in helpers:
+            continue
+        wanted: list[str] = []
+        todo = [m]
+        while todo:
+            for name in _called_helpers(todo.pop(), helpers):
+                if name not in wanted:
+                    wanted.append(name)
+                    todo.append(helpers[name])
+        if wanted:
+            m.body = [copy.deepcopy(helpers[n]) for n in wanted] + m.body
+            inlined.update(wanted)
+    d.body = [i for i in d.body if not (isinstance(i, A.FnDef) and i.name in inlined)]
+
+
+def _reads_self(f: A.FnDef) -> bool:
+    found = []
+
+    def visit(n) -> None:
+        if isinstance(n, A.Name) and n.id == "self":
+            found.append(n)
+    _walk(f.body, visit)
+    return bool(found)
+
+
+def _called_helpers(f: A.FnDef, helpers: dict) -> list[str]:
+    """The helpers `f` calls (`h(…)`, or `self.h(…)`, rewritten to `h(…)`), in order."""
+    out: list[str] = []
+
+    def visit(n) -> None:
+        if not isinstance(n, A.Call):
+            return
+        fn = n.func
+        if isinstance(fn, A.Attr) and isinstance(fn.value, A.Name) and fn.value.id == "self" \
+                and fn.attr in helpers:
+            n.func = fn = A.Name(fn.attr, fn.span)
+        if isinstance(fn, A.Name) and fn.id in helpers and fn.id != f.name and fn.id not in out:
+            out.append(fn.id)
+    _walk(f.body, visit)
+    return out
+
+
+def _instantiate(use: A.TypeExpr, params: list[str], body: A.TypeExpr,
+                 diags: list[Diagnostic]) -> A.TypeExpr:
+    """`Matrix<float32>` for `type Matrix<T> = Tensor<T, [?, ?]>`: the alias's type with each
+    parameter replaced by the argument in its place (a type or dtype name, a shape variable,
+    a dim name, or a `[dims]` list for a shape parameter)."""
+    actual: list[object] = [x for x in (use.dtype, use.shape_var) if x is not None]
+    if use.shape is not None:
+        actual.append(use.shape)
+    out = copy.deepcopy(body)
+    out.span = use.span
+    if len(actual) != len(params):
+        diags.append(Diagnostic(
+            "E0962", f"the type alias `{use.name}` takes {len(params)} type argument(s), "
+                     f"got {len(actual)}", use.span,
+            help=f"write `{use.name}<{', '.join(params)}>`"))
+        return A.TypeExpr(out.name if out.args is None else "Any", span=use.span)
+    bind = dict(zip(params, actual))
+
+    def visit(n) -> None:
+        if not isinstance(n, A.TypeExpr):
+            return
+        if n.name in bind and isinstance(bind[n.name], str) and n.dtype is None \
+                and n.shape is None and n.args is None:
+            n.name = bind[n.name]
+        if n.dtype in bind and isinstance(bind[n.dtype], str):
+            n.dtype = bind[n.dtype]
+        if n.shape_var in bind:
+            v = bind[n.shape_var]
+            n.shape, n.shape_var = (copy.deepcopy(v), None) if isinstance(v, list) else (None, v)
+        for d in n.shape or []:
+            if isinstance(d.value, str) and isinstance(bind.get(d.value), str):
+                d.value = bind[d.value]
+    _walk(out, visit)
+    return out
 
 
 def _named(t: A.TypeExpr) -> set[str]:
@@ -393,6 +489,7 @@ class _Lifter:
             kept = {id(x) for x in self.body(stmts, names | _binders(stmts), types, d.name)}
             d.body = [i for i in d.body if not isinstance(i, A.Stmt | A.FnDef) or id(i) in kept]
             return
+        _inline_helpers(d)
         for i in d.body:
             if isinstance(i, A.FnDef):
                 self.function(i, names, types, f"{d.name}_{i.name}")

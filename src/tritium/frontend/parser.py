@@ -228,7 +228,8 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
                 self.sync_top()
             self.skip_separators()
         return A.Program(items, self.file, start.to(self.tok.span),
-                         lifts=getattr(self, "lifts", False))
+                         lifts=getattr(self, "lifts", False),
+                         rejected=getattr(self, "rejected", set()))
 
     def _at_main_block(self) -> bool:
         t = self.toks[self.pos]

@@ -104,6 +104,11 @@ class DeclarationsMixin:
             return self.parse_fn()
         if self._is_method_def():
             return self.parse_fn(keyword=False)
+        if t.kind is T.IDENT and t.text == "method" and self.peek().kind is T.IDENT \
+                and self.peek(2).is_op("("):
+            self.advance()   # the seed's `method name(…) { … }`: a method like `forward`
+            self.lifts = True
+            return self.parse_fn(keyword=False)
         if t.kind is T.IDENT and self.peek().is_op("{"):
             if t.text == "params":
                 return self.parse_params_section()

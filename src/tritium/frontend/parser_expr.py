@@ -86,8 +86,24 @@ class ExpressionsMixin:
             if t.kind is T.IDENT and t.text == "step" and not self.line_ended():
                 self.advance()   # `0..n step 2`: `step` is a word only right after a range
                 step = self.parse_binary(0)
+            elif t.op == ":" and not self.line_ended():
+                step = self.range_colon_step()
             return A.Range(e, stop, self.span_from(start), inclusive, step)
         return e
+
+    def range_colon_step(self) -> A.Expr | None:
+        """The seed's `for i in 0..100:2 {`: a step after `:` when a block follows it (else
+        the `:` is not the range's, and the cursor stays)."""
+        at = self.pos
+        try:
+            self.advance()
+            step = self.parse_binary(0)
+        except ParseError:
+            step = None
+        if step is not None and self.at("{"):
+            return step
+        self.pos = at
+        return None
 
     def _binary_op(self) -> tuple[str, int] | None:
         t = self.toks[self.pos]

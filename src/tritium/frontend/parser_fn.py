@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import vocab
 from . import ast as A
-from .diagnostics import Diagnostic, Span
+from .diagnostics import Diagnostic, Severity, Span
 from .lexer import T, Token
 from .parser_decl import _TOP_KEYWORDS
 from .parser_expr import ParseError
@@ -41,8 +41,10 @@ _FOREIGN_DECLS = {
     "impl": "write the methods inside the `layer` or `model` body, e.g. "
             "`forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 2]> { … }`",
     "enum": "use string constants (`mode: \"int8\"`) and a `switch` or `if` on them",
+    "optimizer": "choose the optimizer in a model's `training { optimizer: \"adam\", "
+                 "learning_rate: 0.001 }` (or `tritium train --optimizer`)",
 }
-_EFFECTS = {"throws", "raises"}
+_EFFECTS = {"throws", "raises", "mutates"}
 
 
 class SignaturesMixin:
@@ -145,7 +147,15 @@ class SignaturesMixin:
             return tparams
         w = self.advance()
         out = [A.TypeParam(p.name, list(p.bounds), p.span) for p in tparams or []]
+        self.skip_newlines()
         while True:
+            if not (self.tok.kind is T.IDENT and self.peek().is_op(":")):
+                self.where_constraint()
+                if not self.at(","):
+                    break
+                self.advance()
+                self.skip_newlines()
+                continue
             n = self.expect_ident("a type parameter name")
             bounds = self.parse_bounds()
             found = [p for p in out if p.name == n.text]
@@ -164,6 +174,17 @@ class SignaturesMixin:
             raise self.error("a `where` clause needs type parameters", tok=w, code="E0202")
         self.skip_signature_newlines()
         return out
+
+    def where_constraint(self) -> None:
+        """A relation of shapes in a `where` clause (`S1[1] == S2[0]`, `S.dims == 2`): parsed
+        and reported (W0980), not checked: shape variables stand for any shape here."""
+        start = self.toks[self.pos]
+        self.parse_expr()
+        self.diags.append(Diagnostic(
+            "W0980", "this `where` constraint on shapes is not checked", self.span_from(start),
+            severity=Severity.WARNING, label="parsed, then ignored",
+            help="the checker relates shapes through named dims: write `Tensor<T, [M, K]>` "
+                 "and `Tensor<T, [K, N]>` to require equal sizes"))
 
     def skip_signature_newlines(self) -> None:
         """Inside a signature, new lines before `->`, `where` or the body's `{` continue it:
@@ -238,6 +259,9 @@ class SignaturesMixin:
         if not (t.kind is T.IDENT and t.text in ("extends", "implements")):
             return
         self.advance()
+        if not hasattr(self, "rejected"):
+            self.rejected = set()
+        self.rejected.add(name.text)
         bases = []
         while self.tok.kind is T.IDENT or self.at_op(",", "."):
             bases.append(self.advance().text)
@@ -343,10 +367,11 @@ class SignaturesMixin:
                 self.advance()
                 ret = self.parse_type_atom()
             return A.TypeExpr("fn", span=self.span_from(t), args=params, ret=ret)
-        if t.kind is T.IDENT and t.text in _GENERIC_TYPES and self.peek().is_op("["):
-            self.advance()
-            self.advance()
-            items = self.parse_type_list("]")
+        if t.kind is T.IDENT and t.text in _GENERIC_TYPES and (
+                self.peek().is_op("[") or self.peek().is_op("<")):
+            self.advance()   # `Tuple[A, B]`, or the seed's `Tuple<A, B>`, `List<T>`
+            close = "]" if self.advance().op == "[" else ">"
+            items = self.parse_type_list(close)
             span = self.span_from(t)
             kind = _GENERIC_TYPES[t.text]
             if kind == "Optional":
@@ -373,6 +398,7 @@ class SignaturesMixin:
         tname = _TYPE_SPELLINGS.get(name.text, name.text)
         dtype = None
         shape = None
+        shape_var = None
         if self.at("<"):
             self.advance()
             if self.at("["):
@@ -382,7 +408,9 @@ class SignaturesMixin:
                 dtype = d.text
                 if self.at(","):
                     self.advance()
-                    shape = self.parse_dims()
+                    shape_var = self.parse_shape_var()
+                    if shape_var is None:
+                        shape = self.parse_dims()
             self.expect_op(">", "to close the type arguments")
         elif self.at("[") and tname[:1].isupper():
             shape = self.parse_dims()
@@ -390,7 +418,20 @@ class SignaturesMixin:
                 dtype = shape.pop(0).value
                 if not shape:
                     shape = None
-        return A.TypeExpr(tname, dtype, shape, name.span.to(self.prev_span()))
+        return A.TypeExpr(tname, dtype, shape, name.span.to(self.prev_span()),
+                          shape_var=shape_var)
+
+    def parse_shape_var(self) -> str | None:
+        """`S` in `Tensor<T, S>` (a shape variable, e.g. a generic parameter) or `?` (the
+        whole shape unknown); None when a `[dims]` list follows."""
+        t = self.toks[self.pos]
+        if t.kind is T.IDENT and self.peek().is_op(">"):
+            self.advance()
+            return t.text
+        if t.is_op("?") and self.peek().is_op(">"):
+            self.advance()
+            return "?"
+        return None
 
     def parse_dims(self) -> list[A.Dim]:
         self.expect_op("[")

@@ -49,19 +49,14 @@ class Forms2Mixin:
         if t.text == "type":
             self.advance()
             name = self.expect_ident("an alias name")
-            generic = self.tok if self.at("<") else None
-            if generic is not None:   # reported once; the statement is read and dropped
-                self.diags.append(self.error(
-                    f"the type alias `{name.text}` cannot take type parameters", code="E0962",
-                    label="type parameters", help="write the type in full where it is used, "
-                                                  "or define one alias for each element type"
-                ).diag)
-                self.parse_type_params()
+            # `type Matrix<T> = Tensor<T, [?, ?]>`: parameters (their bounds, such as the
+            # `int32` of a size `n`, say what they stand for; the use decides)
+            tps = self.parse_type_params() if self.at("<") else None
             self.expect_op("=", f"after `type {name.text}`")
             ty = self.parse_type()
             self.lifts = True
-            node = A.TypeAlias(name.text, ty, self.span_from(t)) if generic is None \
-                else A.Pass(self.span_from(t))
+            node = A.TypeAlias(name.text, ty, self.span_from(t),
+                               [p.name for p in tps] if tps else None)
             self.end_of_statement()
             return node
         if t.text == "with":

@@ -66,6 +66,9 @@ class StatementsMixin:
                 # `let x: T` alone declares x, to be assigned before it is used
                 self.expect_op("=", f"after `let {name.text}`")
                 value = self.parse_expr()
+            if ty is None and self.at(",") and self.peek().kind is T.IDENT \
+                    and self.peek(2).is_op("="):
+                return self.parse_let_bindings(t, name, value)
             node = A.Let(name.text, ty, value, self.span_from(t))
             self.end_of_statement()
             return node
@@ -144,6 +147,23 @@ class StatementsMixin:
         elif toks[i - 1].kind is not T.IDENT:
             return False
         return n >= 2 and toks[i].is_op("=")
+
+    def parse_let_bindings(self, t, name, value: A.Expr) -> A.Unpack:
+        """The seed's `let a = 1, b = 2`: several bindings in one `let`, the same as
+        `let a, b = 1, 2` (every value is computed before the names are bound)."""
+        names, values = [name.text], [value]
+        while self.at(","):
+            self.advance()
+            n = self.expect_ident("a variable name")
+            if n.text in names:
+                raise self.error(f"`{n.text}` is bound twice in one `let`", tok=n,
+                                 code="E0206")
+            self.expect_op("=", f"after `{n.text}`")
+            names.append(n.text)
+            values.append(self.parse_expr())
+        node = A.Unpack(names, A.ListLit(values, self.span_from(t)), True, self.span_from(t))
+        self.end_of_statement()
+        return node
 
     def parse_expr_list(self) -> A.Expr:
         """`e` or `e1, e2, …` (a tuple without parentheses: a list)."""

@@ -97,6 +97,14 @@ from tritium.runtime.quant import (
     ternarize_activations,
     unpack_int4,
 )
+from tritium.runtime.seed_ops import (  # the seed's forms of its quantization primitives
+    depthwise_conv2d,
+    hard_soft_quantize,
+    learned_threshold_quantize,
+    quantile_threshold_quantize,
+    sparse_random_ternary,
+    tempered_stochastic_quantize,
+)
 from tritium.runtime.ste import (
     STE_NAMES,
     ClippedSTE,
@@ -111,6 +119,8 @@ from tritium.runtime.summary import LayerSummary, Summary, render_summary, summa
 from tritium.runtime.ternarize import TernarizeReport, TernaryConv1d, ternarize
 
 __all__ = [
+    "depthwise_conv2d", "hard_soft_quantize", "learned_threshold_quantize",
+    "quantile_threshold_quantize", "sparse_random_ternary", "tempered_stochastic_quantize",
     # generated-code helpers
     "SelfAttention",
     "cast",

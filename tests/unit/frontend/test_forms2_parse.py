@@ -125,10 +125,11 @@ def test_def_and_function_define_local_functions_too() -> None:
     assert items(format_source(src)) == items(src)
 
 
-def test_a_generic_alias_is_one_clear_error_and_parsing_goes_on() -> None:
+def test_a_generic_alias_parses_with_its_parameters() -> None:
     program, diags, _ = parse("type Matrix<T> = Tensor<T, [?, ?]>\nlet y = 1\nprint(y)\n")
-    assert [d.code for d in diags if d.is_error] == ["E0962"]
-    assert [type(i).__name__ for i in program.items] == ["Pass", "Let", "ExprStmt"]
+    assert [d.code for d in diags if d.is_error] == []
+    assert [type(i).__name__ for i in program.items] == ["TypeAlias", "Let", "ExprStmt"]
+    assert program.items[0].params == ["T"]
 
 
 @pytest.mark.parametrize("src", ["( fn(z: Tensor) { z } )\n",

@@ -17,8 +17,10 @@ from ...check.checker import Checker, Definition, Scope
 from ...check.checker.model import (
     INIT_DEFAULTS,
     callable_layer,
+    form_b_inputs,
     forward_body,
     param_init,
+    param_trainable,
     param_type,
     signature_weights,
 )
@@ -157,7 +159,7 @@ class DefinitionGen:
                 self.emit(2, f"self.tritium_{sec.name} = {_q(values)}")
         fns = [i for i in node.body if isinstance(i, A.FnDef)]
         if form_b:
-            inputs = [p for p in node.params or [] if p.type is not None and p.type.name == "Tensor"]
+            inputs = form_b_inputs(node.params)
             fns = [A.FnDef("forward", inputs, node.ret, forward_body(node), node.span)]
         folds = [[py_attr(a), py_attr(b)] for a, b in fold_pairs(node.body, fns, self.kind_of)]
         if folds:
@@ -294,9 +296,12 @@ class DefinitionGen:
         kind, keys = param_init(item)
         if kind is not None:
             value = self.init_expr(kind, keys, self.shape_dims(item.name, te, ctx), ctx)
-            self.emit(indent, f"self.{py_attr(item.name)} = nn.Parameter({value})")
+            frozen = "" if param_trainable(item) else ", requires_grad=False"
+            self.emit(indent, f"self.{py_attr(item.name)} = nn.Parameter({value}{frozen})")
         else:
             self.gen_param(item.name, te, item.init, ctx, indent)
+            if not param_trainable(item):   # `requires_grad: false`: not trained
+                self.emit(indent, f"self.{py_attr(item.name)}.requires_grad_(False)")
         if item.cond is not None:
             self.emit(indent - 1, "else:")
             self.emit(indent, f"self.{py_attr(item.name)} = None")

@@ -28,7 +28,7 @@ import ast as pyast
 from ... import vocab
 from ...check import CheckResult
 from ...check import library as L
-from ...check.builtins import FUNCTIONS, PY_CALL, BindError, bind
+from ...check.builtins import FUNCTIONS, PY_CALL, BindError, bind, resolve
 from ...check.checker import Checker, Definition, Scope
 from ...check.checker.model import entry_statements, has_entry
 from ...frontend import ast as A
@@ -206,16 +206,22 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         """The runtime's name of a quantizer (`deterministic` -> `threshold`, ...)."""
         return _QUANT_ALIASES.get(name, name)
 
-    def builtin(self, n: str, pos: list[str], kw: dict[str, str]) -> str:
+    def builtin(self, n: str, pos: list[str], kw: dict[str, str], span=None) -> str:
         """A builtin function call: its record's PyTorch template (tritium.check.builtins)
-        filled with the arguments' source, a missing argument with its default."""
+        filled with the arguments' source, a missing argument with its default; the form
+        the checker chose by the arguments' types (`CheckResult.call_forms`) when it did."""
+        n = resolve(n, [(None, p) for p in pos] + list(kw.items()))
         spec = FUNCTIONS[n]
+        form = self.result.call_forms.get(span) if span is not None else None
         if spec.torch == PY_CALL:   # named arguments are the record's (the checker says so)
             names = {p.name for p in spec.params}
             extra = [f"{k}={v}" for k, v in kw.items() if k in names]
             return f"{n}({', '.join([*pos, *extra])})"
-        if spec.pair_op and len(pos) == 2 and "dim" not in kw:
-            return f"torch.{spec.pair_op}({pos[0]}, {pos[1]})"
+        if spec.pair_op and form == "scalar":
+            return f"{'max' if spec.pair_op == 'maximum' else 'min'}({pos[0]}, {pos[1]})"
+        if spec.pair_op and form == "pair":
+            return (f"torch.{spec.pair_op}(torch.as_tensor({pos[0]}), "
+                    f"torch.as_tensor({pos[1]}))")
         try:
             given, _where = bind(spec, [(None, p) for p in pos] + list(kw.items()))
         except BindError as exc:   # the checker reports these; never reached for checked code
@@ -223,7 +229,7 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
                                f"{exc.name or ''})") from None
         args = {p.name: given[p.name] if p.name in given else _q(p.default) for p in spec.params}
         if callable(spec.torch):
-            out = spec.torch(args, set(given))
+            out = spec.torch(args, set(given) | ({f"@{form}"} if form else set()))
         else:
             out = spec.torch.format(**args)
         if not self.in_class:   # a module-level function has no `self`

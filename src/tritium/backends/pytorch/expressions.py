@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from ... import vocab
 from ...check.builtins import FUNCTIONS
+from ...check.checker.calls_forms import dtype_constant
 from ...check.checker.model import callable_layer
 from ...check.list_methods import LIST_METHODS
 from ...frontend import ast as A
@@ -251,6 +252,8 @@ class BodyGen:
         if t is A.Attr and isinstance(e.value, A.Name) and e.value.id == "self" \
                 and "self" not in ctx.locals and "self" not in ctx.subst:
             return "self.training" if e.attr == "training" else self.name(e.attr, ctx)
+        if t is A.Attr and dtype_constant(e) is not None and e.value.id not in ctx.locals:
+            return f"float({e.attr!r})"   # `float32.inf`, `float32.nan`
         if t is A.Attr:
             base = self.expr(e.value, ctx)
             if e.attr == "shape":
@@ -368,7 +371,7 @@ class BodyGen:
                 return f"{base}.size({', '.join(args)})"
             if f.attr in LIST_METHODS and f.attr not in FUNCTIONS:   # xs.append(v): Python's
                 return f"{self.sub(f.value, ctx, 20)}.{f.attr}({', '.join(args)})"
-            return self.builtin(f.attr, [base] + pos, kw)
+            return self.builtin(f.attr, [base] + pos, kw, e.span)
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")
         n = f.id
@@ -384,5 +387,5 @@ class BodyGen:
         if n in self.defs and callable_layer(self.defs[n].node):
             return f"{internal('f', n)}({', '.join(args)})"   # `FC(w1, x)`: classes.py
         if n in FUNCTIONS:
-            return self.builtin(n, pos, kw)
+            return self.builtin(n, pos, kw, e.span)
         raise CodegenError(f"unresolved function `{n}`")

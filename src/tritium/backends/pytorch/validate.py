@@ -48,7 +48,7 @@ HEADER_IMPORTS = (
 REQUIRED_IMPORTS = ("from __future__ import annotations",)
 
 ALLOWED_BUILTINS = frozenset({"super", "range", "list", "tuple", "len", "print", "float", "int",
-                              "bool", "str", "format", "repr", "ascii", "enumerate", "zip",
+                              "max", "min", "bool", "str", "format", "repr", "ascii", "enumerate", "zip",
                               "True", "False", "None"})
 
 TORCH_ATTRS = frozenset({
@@ -86,6 +86,11 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
               "gumbel_softmax_quantize", "xnor_quantize", "ste_quantize", "clipped_ste_quantize",
               "dequantize", "ternary_weights", "quantized_linear", "quantized_conv2d",
               "quantized_matmul", "rope", "attention"}
+# the seed's forms of its primitives (runtime.seed_ops) and what the corpus builtins use
+TRT_ATTRS |= {"quantile_threshold_quantize", "tempered_stochastic_quantize", "hard_soft_quantize",
+              "learned_threshold_quantize", "sparse_random_ternary", "depthwise_conv2d"}
+TORCH_ATTRS |= {"log2", "all", "any", "diagonal"}
+VALUE_ATTRS |= {"detach", "t", "requires_grad_"}
 # the list methods of the language (tritium.check.list_methods), called on list values
 VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",
                 "index", "count", "copy"}

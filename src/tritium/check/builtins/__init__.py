@@ -27,7 +27,12 @@ from __future__ import annotations
 
 # The tables register their records when imported: core, then seed, then quant whichever is
 # imported first, since seed imports core and quant imports seed.
-from . import core, quant, seed  # noqa: F401
+from . import (  # noqa: F401
+    core,
+    corpus,  # noqa: F401  (registered last)
+    quant,
+    seed,
+)
 from .quant import (
     dequantize_rule,
     quantized_linear_rule,
@@ -48,6 +53,7 @@ from .records import (
     Template,
     bind,
     param_name,
+    resolve,
 )
 from .rules import (
     adaptive_pool_rule,
@@ -93,7 +99,7 @@ from .seed import (
 
 __all__ = [
     "ARG_ALIASES", "FUNCTIONS", "IR", "PY_CALL", "BindError", "Builtin", "FnParam", "FnSpec",
-    "Rule", "Template", "bind", "param_name",
+    "Rule", "Template", "bind", "param_name", "resolve",
     "adaptive_pool_rule", "arange_rule", "attention_rule", "batch_norm_rule", "cast_rule",
     "concat_rule", "conversion_rule", "conv2d_rule", "creation_rule", "dequantize_rule",
     "dot_rule", "elementwise2_rule", "elementwise_rule", "enumerate_rule", "eye_rule",

@@ -117,8 +117,8 @@ _fn("flatten", (_p("x"), _opt("start_dim", "int", 0), _opt("end_dim", "int", -1)
 _fn("reshape", (_p("x"), _p("shape", "shape")), "reshape; one dim may be -1", reshape_rule,
     "torch.reshape({x}, {shape})")
 _alias("view", "reshape")
-_fn("transpose", (_p("x"), _opt("dim0", "int", 0), _opt("dim1", "int", 1)),
-    "swap two dims (`transpose(x)`: the two dims of a matrix)",
+_fn("transpose", (_p("x"), _opt("dim0", "int", -2), _opt("dim1", "int", -1)),
+    "swap two dims (`transpose(x)`: the last two, as the seed's `dim0=-2, dim1=-1`)",
     transpose_rule, "torch.transpose({x}, {dim0}, {dim1})",
     ir=IR("transpose", attrs=(("dim0", "dim0", "int"), ("dim1", "dim1", "int"))))
 _fn("permute", (_p("x"), _p("dims", "shape")), "reorder dims", permute_rule,
@@ -139,9 +139,9 @@ _fn("ternary_matmul", (_p("x"), _p("w")), "x @ wᵀ with ternary w of shape [out
 _RED = (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False))
 for _n in ("sum", "mean", "amax", "amin"):
     _fn(_n, _RED, f"{_n} over `dim` (all dims when omitted)", reduce_rule, _reduce_torch(_n))
-_fn("max", _RED, "max over `dim`, or elementwise max of two tensors", reduce_rule,
+_fn("max", _RED, "max over `dim`, or elementwise max of two tensors (or numbers)", reduce_rule,
     _reduce_torch("amax"), pair_op="maximum")
-_fn("min", _RED, "min over `dim`, or elementwise min of two tensors", reduce_rule,
+_fn("min", _RED, "min over `dim`, or elementwise min of two tensors (or numbers)", reduce_rule,
     _reduce_torch("amin"), pair_op="minimum")
 _fn("floordiv", (_p("a", "any"), _p("b", "any")),
     "integer (floor) division; `//` starts a comment in .tri", floordiv_rule, "({a} // {b})")
@@ -185,9 +185,10 @@ _fn("rope", (_p("x"), _opt("base", "float", 10000.0)),
     "rotate by position * base^(-2i/head_dim), Llama's and BitNet's convention); "
     "positions continue after the tokens a decode session has cached", rope_rule,
     "trt.rope({x}, base={base})", ir=IR("rope", attrs=(("base", "base", "float"),)))
-_fn("dropout", (_p("x"), _opt("p", "float", 0.5)), "dropout (identity at inference)",
-    elementwise_rule, "F.dropout({x}, p={p}, training=self.training)",
-    ir=IR("dropout", attrs=(("p", "p", "float"),)))
+_fn("dropout", (_p("x"), _opt("p", "float", 0.5), _opt("training", "bool", None)),
+    "dropout (identity at inference; `training=` overrides the module's mode)",
+    elementwise_rule, lambda a, given: f"F.dropout({a['x']}, p={a['p']}, training="
+    f"{a['training'] if 'training' in given else 'self.training'})")
 _POOL = (_p("x"), _p("kernel_size", "ints"), _opt("stride", "ints", None), _opt("padding", "ints", 0))
 for _n, _d in (("max_pool2d", "2-d max pooling"), ("avg_pool2d", "2-d average pooling")):
     _fn(_n, _POOL, _d, pool_rule,

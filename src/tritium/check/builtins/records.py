@@ -51,6 +51,9 @@ class Builtin:
     creates: bool = False          # makes a new tensor: may initialize a layer's state (`let`)
     aliases: tuple[tuple[str, str], ...] = ()   # other names of parameters (`min_val` -> `min`)
     of: str | None = None          # an alias: the builtin this name means
+    # another record a call means by its written form alone (how many positional
+    # arguments, which names): `resolve` below; every stage asks before binding
+    overload: Callable[[list[tuple[str | None, object]]], str | None] | None = None
 
 
 FnSpec = Builtin     # the name the signature users knew
@@ -74,6 +77,19 @@ def _fn(name: str, params: tuple, doc: str, rule: Rule, torch: Template, **kw) -
 def _alias(name: str, of: str) -> None:
     """`name` means builtin `of` (its own name in messages)."""
     FUNCTIONS[name] = replace(FUNCTIONS[of], name=name, doc=f"alias of {of}", of=of)
+
+
+def resolve(name: str, args: list[tuple[str | None, object]]) -> str:
+    """The builtin a call of `name` with `args` ((keyword or None, value) in call order)
+    means: the record's `overload` may name another record from the call's written form
+    (never from the values' types), so the checker, the lowering and the code generator
+    agree."""
+    spec = FUNCTIONS.get(name)
+    if spec is not None and spec.overload is not None:
+        other = spec.overload(args)
+        if other is not None and other in FUNCTIONS:
+            return other
+    return name
 
 
 # ----------------------------------------------------------------------------- argument binding

@@ -161,12 +161,12 @@ def transpose_rule(ck, name, b, e) -> Value:
     xt = _xt(b)
     if xt is None or xt.shape is None:
         return Value(TensorT(None, None))
-    if "dim0" not in b and "dim1" not in b and len(xt.shape) != 2:
-        ck.report("E0507", f"transpose(x) without dims swaps the two dims of a matrix; this "
+    if "dim0" not in b and "dim1" not in b and len(xt.shape) < 2:
+        ck.report("E0507", f"transpose(x) without dims swaps the last two dims; this "
                            f"tensor has rank {len(xt.shape)}", e.span,
                   help="name the dims to swap: transpose(x, dim0, dim1)")
         return Value(ANY)
-    d0, d1 = _const(b, "dim0", 0), _const(b, "dim1", 1)
+    d0, d1 = _const(b, "dim0", -2), _const(b, "dim1", -1)
     s = list(xt.shape)
     if _is_int(d0) and _is_int(d1):
         i, j = ck.norm_dim(xt, d0, e), ck.norm_dim(xt, d1, e)

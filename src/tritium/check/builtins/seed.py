@@ -130,7 +130,11 @@ def eye_rule(ck, name, b, e) -> Value:
         if _is_int(d) and d < 0:
             ck.report("E0508", f"a dimension cannot be negative ({d})", e.span)
             return Value(ANY)
-    return Value(TensorT("float32", tuple(d if _is_int(d) else None for d in (n, m))))
+    dt = _const(b, "dtype")
+    if isinstance(dt, str) and not _dtype_ok(ck, dt, e):
+        return Value(ANY)
+    return Value(TensorT(dt if isinstance(dt, str) else "float32",
+                         tuple(d if _is_int(d) else None for d in (n, m))))
 
 
 def pow_rule(ck, name, b, e) -> Value:
@@ -295,9 +299,14 @@ _fn("arange", (_p("start", "float"), _opt("end", "float", None), _opt("step", "f
 _fn("linspace", (_p("start", "float"), _p("end", "float"), _p("steps", "int")),
     "`steps` evenly spaced float32 values from start to end (both included)", linspace_rule,
     "torch.linspace({start}, {end}, {steps})", creates=True)
-_fn("eye", (_p("n", "int"), _opt("m", "int", None)), "identity matrix [n, m] (m = n)",
-    eye_rule, lambda a, given: f"torch.eye({a['n']}, {a['m']})" if "m" in given
-    else f"torch.eye({a['n']})", creates=True)
+def _eye_torch(a: dict[str, str], given: set[str]) -> str:
+    call = f"torch.eye({a['n']}, {a['m']})" if "m" in given else f"torch.eye({a['n']})"
+    return f"trt.with_dtype({call}, {a['dtype']})" if "dtype" in given else call
+
+
+_fn("eye", (_p("n", "int"), _opt("m", "int", None), _opt("dtype", "str", None)),
+    "identity matrix [n, m] (m = n; float32 unless `dtype` is given)", eye_rule, _eye_torch,
+    creates=True)
 
 _MATH = (  # name, doc, torch, python value
     ("sin", "sine", "torch.sin", math.sin),

@@ -8,7 +8,7 @@ from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span, did_you_mean
 from ...frontend.parser import DTYPES, TENSOR_TYPES
 from .. import library as L
-from ..builtins import FUNCTIONS, BindError, bind
+from ..builtins import FUNCTIONS, BindError, bind, resolve
 from ..list_methods import LIST_METHODS, forget_passed_lists, list_method_call
 from ..types import (
     ANY,
@@ -32,6 +32,7 @@ from ..types import (
     dims_conflict,
     shape_str,
 )
+from .calls_forms import pair_form, scalar_pair
 from .model import (
     MAX_INSTANCE_DEPTH,
     Definition,
@@ -255,6 +256,7 @@ class CallsMixin:
 
     def builtin_call(self, name: str, args: list[Value], names: list[str | None], e: A.Call,
                      offset: int = 0) -> Value:
+        name = resolve(name, list(zip(names, args)))
         spec = FUNCTIONS[name]
         bound: dict[str, Value] = {}
         spans: dict[str, Span] = {}
@@ -275,8 +277,13 @@ class CallsMixin:
                     self.report("E0404", f"argument `{n}` of `{name}` must be "
                                          f"{self.kind_desc(p.kind)}, got {a.ty}", s)
             return Value(NoneT())
-        if spec.pair_op and len(positional) == 2 and isinstance(positional[1][0].ty, TensorT):
-            return self.elementwise2(positional[0][0], positional[1][0], e)
+        if spec.pair_op and len(positional) == 2 and len(args) == 2:
+            pair = pair_form(positional[0][0], positional[1][0])
+            if pair is not None:
+                self.call_forms[e.span] = pair
+                if pair == "scalar":
+                    return scalar_pair(spec.pair_op, positional[0][0], positional[1][0])
+                return self.elementwise2(positional[0][0], positional[1][0], e)
         try:
             got, where = bind(spec, list(zip(names, args)))
         except BindError as err:

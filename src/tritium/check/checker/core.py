@@ -51,6 +51,8 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         # arguments where a number stands for a tensor parameter of a builtin: the code
         # generator wraps them in `torch.as_tensor` (CheckResult.scalar_tensor_args)
         self.scalar_tensor_args: set[Span] = set()
+        # builtin calls whose form depends on their arguments' types (CheckResult.call_forms)
+        self.call_forms: dict[Span, str] = {}
         self._instance_cache: dict = {}
         # When a list, every builtin layer application is recorded as
         # (qualified name, KindInst, config, input type, output type); see check.summary.

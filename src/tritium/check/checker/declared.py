@@ -282,6 +282,8 @@ class DeclaredTypesMixin:
             return
         if self.check_assignable_composite(ty, v, span, what):
             return
+        if isinstance(ty, ScalarT) and zero_d_number(got, ty):
+            return   # a 0-d tensor (`sum(x)`, `max(abs(w))`) is the number it holds
         if isinstance(ty, ScalarT):
             t = ty.name
             if t == "trit":
@@ -325,3 +327,13 @@ class DeclaredTypesMixin:
             if ty.dtype in INT_TYPES and got.dtype in FLOAT_TYPES:
                 self.report("E0402", f"cannot store a {got.dtype} tensor in `{what}` ({ty}) "
                                      f"without a cast", span, help=f"use `cast(…, \"{ty.dtype}\")`")
+
+
+def zero_d_number(got, ty: ScalarT) -> bool:
+    """A 0-d tensor of a number dtype where an int or float scalar is declared: the seed's
+    reductions return scalars, and a 0-d tensor computes like one."""
+    if not isinstance(got, TensorT) or got.shape != ():
+        return False
+    if ty.name in FLOAT_TYPES:
+        return got.dtype is None or got.dtype in FLOAT_TYPES | INT_TYPES | {"trit"}
+    return ty.name in INT_TYPES and got.dtype in INT_TYPES | {"trit"}

@@ -35,6 +35,7 @@ from ..types import (
     join_types,
     shape_str,
 )
+from .calls_forms import dtype_constant
 from .model import (
     GENERATE_CODES,
     Scope,
@@ -552,6 +553,9 @@ class ExpressionsMixin:
         return Value(ANY)
 
     def eval_attr(self, e: A.Attr, scope: Scope) -> Value:
+        special = dtype_constant(e)
+        if special is not None and e.value.id not in scope.vars:
+            return Value(FLOAT, special, True)
         if isinstance(e.value, A.Name) and e.value.id == "self" and "self" not in scope.vars \
                 and getattr(self, "_in_method", False):
             # `self.training` (train or eval mode: known only at run time); `self.fc` is `fc`

@@ -10,6 +10,7 @@ from ..contexts import check_with
 from ..types import (
     ANY,
     BOUNDS,
+    DIM_BOUNDS,
     FLOAT_TYPES,
     INT,
     INT_TYPES,
@@ -43,6 +44,8 @@ from .model import (
     UserParam,
     _Abort,
     _is_int,
+    form_b_inputs,
+    form_b_weight,
 )
 
 
@@ -108,7 +111,7 @@ class FunctionsMixin:
         if inputs is None:
             for tp in fn.type_params or []:
                 for b in tp.bounds:
-                    if b not in BOUNDS:
+                    if b not in BOUNDS and b not in DIM_BOUNDS:
                         self.report("E0843", f"unknown bound `{b}` on the type parameter "
                                              f"`{tp.name}` of `{fn.name}`", tp.span,
                                     help="the bounds are " + ", ".join(f"`{k}`" for k in BOUNDS))
@@ -176,11 +179,11 @@ class FunctionsMixin:
         params = fn.params
         if form_b:
             # form (b): TernaryTensor args are weights, scalars hyperparameters, rest inputs
-            weights = [p for p in params if p.type is not None and p.type.name == "TernaryTensor"]
+            weights = [p for p in params if form_b_weight(p)]
             for p in weights:
                 scope.vars[p.name] = Value(self.type_from_expr(p.type, scope))
                 scope.used.add(p.name)
-            params = [p for p in params if p.type is not None and p.type.name == "Tensor"]
+            params = form_b_inputs(params)
         if inputs is not None and len(inputs) != len(params):
             self.report("E0306", f"`{fn.name}` takes {len(params)} input(s), got {len(inputs)}",
                         fn.span)

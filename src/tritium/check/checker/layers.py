@@ -47,6 +47,8 @@ from .model import (
 class LayersMixin:
     # ------------------------------------------------------------------ layer instances
     def resolve_kind(self, kind: str, span: Span) -> tuple[L.LayerSpec | None, Definition | None]:
+        if kind in getattr(self, "rejected", ()):
+            return None, None   # its definition was reported (E0900): no second diagnostic
         d = self.defs.get(kind)
         if d is not None and d.kind in ("block", "layer", "model"):
             return None, d   # user definitions shadow builtin kinds of the same name
@@ -420,10 +422,13 @@ class LayersMixin:
                             call.args[0].span if call.args else call.span)
                 return Value(ANY)
             dt = x.ty.dtype
-            # a quantizer's output (`ste_quantize(x)`) is ternary in value but float32 in
-            # storage: a float layer takes it; trits, booleans and integers it does not
-            if not kind.spec.int_input and dt is not None and (
-                    dt in ("bool", "trit") or dt.startswith(("int", "uint"))):
+            if not kind.spec.int_input and (x.ty.ternary or dt == "trit"):
+                # trits are exact in floating point: a ternary activation feeds a float layer
+                # (the seed's `forward(x: TernaryTensor[b, n])` into a TernaryLinear)
+                x = Value(TensorT("float32", x.ty.shape))
+                dt = "float32"
+            if not kind.spec.int_input and (dt is not None and (
+                    dt == "bool" or dt.startswith(("int", "uint")))):
                 self.report("E0404", f"layer `{inst.name}` ({kind.kind}) computes in floating "
                                      f"point but its input holds {dt} values", call.span,
                             label=f"a {dt} tensor", help="convert it first, e.g. "
@@ -526,6 +531,10 @@ class LayersMixin:
                 self.report("E0206", f"`{e.key}` is given twice in the spec of `{item.name}`",
                             e.span, secondary=[Label(seen[e.key], "first given here")])
             seen[e.key] = e.span
+        rg = next((e for e in item.spec if e.key == "requires_grad"), None)
+        if rg is not None and not isinstance(rg.value, A.Bool):
+            self.report("E0882", f"`requires_grad` of parameter `{item.name}` must be true or "
+                                 f"false", rg.value.span)
         kind, keys = param_init(item)
         init = next((e for e in item.spec if e.key == "init"), None)
         if init is not None and kind not in PARAM_INITS:

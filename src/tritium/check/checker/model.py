@@ -129,8 +129,25 @@ def signature_weights(node) -> list:
     `forward`'s own. Their symbolic dims are hyperparameters."""
     if not isinstance(node, A.LayerDef):
         return []
-    want = ("TernaryTensor",) if is_function_layer(node) else ("Tensor", "TernaryTensor")
-    return [p for p in node.params or [] if p.type is not None and p.type.name in want]
+    if is_function_layer(node):
+        return [p for p in node.params or [] if form_b_weight(p)]
+    return [p for p in node.params or [] if p.type is not None
+            and p.type.name in ("Tensor", "TernaryTensor")]
+
+
+def form_b_weight(p) -> bool:
+    """In a layer written as a function, whether the argument `p` is a learned weight: a
+    `TernaryTensor` whose shape has no `?` (one with a `?` dim, a batch, is an input)."""
+    t = p.type
+    return t is not None and t.name == "TernaryTensor" and not any(
+        d.value is None for d in t.shape or [])
+
+
+def form_b_inputs(params) -> list:
+    """The inputs of a layer written as a function: its tensor arguments that are not
+    weights (`form_b_weight`), in order."""
+    return [p for p in params or [] if p.type is not None
+            and p.type.name in ("Tensor", "TernaryTensor") and not form_b_weight(p)]
 
 
 # `param w: T { init: "kind", key: value }`: the initializers and the keys each takes
@@ -178,9 +195,16 @@ def param_type(item) -> A.TypeExpr:
 
 def param_init(item) -> tuple[str | None, dict]:
     """The initializer a `param`'s spec names and the spec's other keys (exprs)."""
-    keys = {e.key: e.value for e in item.spec or [] if e.key not in ("shape",)}
+    keys = {e.key: e.value for e in item.spec or [] if e.key not in ("shape", "requires_grad")}
     init = keys.pop("init", None)
     return (init.value if isinstance(init, A.Str) else None), keys
+
+
+def param_trainable(item) -> bool:
+    """A `param`'s spec key `requires_grad: false` (any initializer) makes it a parameter
+    that is not trained (PyTorch's requires_grad=False); true, the default, a trained one."""
+    v = next((e.value for e in item.spec or [] if e.key == "requires_grad"), None)
+    return not (isinstance(v, A.Bool) and v.value is False)
 
 
 _FN_VIEWS: dict[int, tuple[object, Definition]] = {}

@@ -100,6 +100,14 @@ def _lower_record(lw: Lowerer, spec: Builtin, b: Builder, a: dict[str, Any],
     return b.op(ir.op, *operands, **attrs)
 
 
+@_builtin("dropout")
+def _dropout_fn(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    if a["training"] is not None and a["training"] is not False:
+        raise LoweringError("dropout(training=true) draws random numbers: it runs in the "
+                            "PyTorch backend and has no IR lowering", span)
+    return b.dropout(_tensor(lw, b, a["x"], span), p=float(a["p"]))
+
+
 @_builtin("reshape", "view")
 def _reshape(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     return lw.reshape(b, _tensor(lw, b, a["x"], span), a["shape"], span)

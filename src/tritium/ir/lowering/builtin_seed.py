@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...frontend.diagnostics import Span
+from ...vocab import DTYPES
 from ..builder import Builder
 from ..core import Value
 from ..types import FLOAT_DTYPES, ScalarType, TensorType
@@ -103,7 +104,9 @@ def _linspace(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> 
 def _eye(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     n = _int_attr(a["n"], "n", span)
     m = n if a["m"] is None else _int_attr(a["m"], "m", span)
-    return b.constant(np.eye(n, m).tolist(), TensorType((n, m), "f32"))
+    out = b.constant(np.eye(n, m).tolist(), TensorType((n, m), "f32"))
+    ir = DTYPES[a["dtype"]].ir if a.get("dtype") is not None else None
+    return b.cast(out, dtype=ir) if ir is not None and ir != "f32" else out
 
 
 def _std_fn(var: bool) -> BuiltinFn:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ...check.builtins import FUNCTIONS, BindError, bind
+from ...check.builtins import FUNCTIONS, BindError, bind, resolve
 from ...frontend.diagnostics import Span
 from ..builder import Builder
 from ..core import Value
 from ..ops import InferError
 from ..types import ScalarType, TensorType
-from . import builtin_quant, builtin_seed  # noqa: F401  (register their lowerings)
+from . import builtin_corpus, builtin_quant, builtin_seed  # noqa: F401  (register lowerings)
 from .builtin_core import _BUILTIN_FNS, _lower_record
 from .values import (
     MAX_SPLIT_SLICES,
@@ -22,6 +22,7 @@ from .values import (
     SymDim,
     _Dyn,
     _is_int,
+    _is_num,
 )
 
 
@@ -29,13 +30,17 @@ class BuiltinsMixin:
     # ------------------------------------------------------------------ builtin functions
     def builtin(self, name: str, args: list[tuple[str | None, Any]], b: Builder,
                 span: Span | None, ctx: FnCtx) -> Any:
+        name = resolve(name, args)
         spec = FUNCTIONS[name]
         if name == "print":
             return None
         positional = [v for n, v in args if n is None]
-        if spec.pair_op and len(positional) == 2 and isinstance(positional[1], Value) \
-                and isinstance(positional[1].type, TensorType):
-            xv, yv = self.operands(b, positional[0], positional[1], span)
+        form = self.result.call_forms.get(span)   # the checker's, by the types (max/min)
+        if spec.pair_op and len(positional) == 2 and form in ("scalar", "pair"):
+            x, y = positional
+            if _is_num(x) and _is_num(y):
+                return max(x, y) if spec.pair_op == "maximum" else min(x, y)
+            xv, yv = self.operands(b, x, y, span)
             return b.op(spec.pair_op, xv, yv)
         try:
             bound, _where = bind(spec, args)   # the checker's binding (aliases: axis= is dim=)

@@ -9,6 +9,7 @@ from typing import Any
 from ...check import bounds
 from ...check.builtins import FUNCTIONS
 from ...check.checker import Definition, LayerInst
+from ...check.checker.calls_forms import dtype_constant
 from ...check.checker.model import callable_layer, layer_as_function
 from ...check.list_methods import LIST_METHODS
 from ...frontend import ast as A
@@ -391,6 +392,9 @@ class ExpressionsMixin:
         return x
 
     def eval_attr(self, e: A.Attr, env: dict[str, Any], b: Builder, ctx: FnCtx) -> Any:
+        special = dtype_constant(e)
+        if special is not None and e.value.id not in env:
+            return special
         if isinstance(e.value, A.Name) and e.value.id == "self" and "self" not in env:
             # the IR is the inference graph: `self.training` is false; `self.fc` is `fc`
             if e.attr == "training":

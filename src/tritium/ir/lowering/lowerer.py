@@ -10,7 +10,7 @@ from ... import vocab
 from ...check import CheckResult
 from ...check import library as L
 from ...check.checker import Checker, Definition, LayerInst
-from ...check.checker.model import param_init, param_type, signature_weights
+from ...check.checker.model import form_b_inputs, param_init, param_type, signature_weights
 from ...check.summary import pick_definition
 from ...check.types import LayerT, TensorT
 from ...check.types import Value as CValue
@@ -410,7 +410,7 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
                                 help="add `forward(x: Tensor[…]) -> Tensor { … }`")
         fn = self.checker.forward_of(node)
         if isinstance(node, A.LayerDef) and not self.checker.has_forward(node):
-            params = [p for p in node.params or [] if p.type is not None and p.type.name == "Tensor"]
+            params = form_b_inputs(node.params)
             return fn, params
         return fn, list(fn.params)
 
