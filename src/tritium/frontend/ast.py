@@ -439,6 +439,9 @@ class FnDef:
     type_params: list[TypeParam] | None = None   # `fn f<T: Numeric>(…)`; `where` merged in
     # the body had a syntax error (reported): the checker says nothing more about it
     broken: bool = False
+    # shape relations of a `where` clause (`S1[1] == S2[0]`): reported (W0980), not checked;
+    # kept so that `tritium fmt` writes them back
+    where: list[Expr] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -481,6 +484,7 @@ class LayerDef:
     body: list
     span: Span = _span()
     type_params: list[TypeParam] | None = None   # `layer L<T>(…)`
+    where: list[Expr] = field(default_factory=list)   # as FnDef.where
 
 
 @dataclass(slots=True)

@@ -409,6 +409,8 @@ class _Printer:
         """`name(params) -> ret {` + body; the parameters go one per line (with a trailing
         comma) when the first line would be longer than 100 columns."""
         tail = f" -> {self.type(ret)} " if ret is not None else " "
+        if getattr(node, "where", None):   # shape relations (W0980): written back as given
+            tail += f"where {', '.join(self.expr(e) for e in node.where)} "
         if params is None:
             return self._braced(name + tail, node, body, indent, render)
         one = f"{name}({self.param_specs(params)}){tail}"

@@ -342,14 +342,14 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
                 self.advance()
                 ret = self.parse_type()
                 self.skip_signature_newlines()
-            tparams = self.parse_where(tparams)
+            tparams, where = self.parse_where(tparams)
             self.skip_extends(name)
             if self.at(":"):
                 raise self.error("`layer name: Kind { … }` declares a layer instance and belongs "
                                  "inside a `model` or `block`", tok=t, code="E0204",
                                  help="define a new layer type with `layer Name(args) { … }`")
             body = self.parse_body(f"layer `{name.text}`")
-            return A.LayerDef(name.text, params, ret, body, self.span_from(t), tparams)
+            return A.LayerDef(name.text, params, ret, body, self.span_from(t), tparams, where)
         if t.is_kw("fn") or t.is_kw("def") or self._at_function_word():
             return self.parse_fn()
         if t.kind is T.IDENT and self.peek().is_op(":"):

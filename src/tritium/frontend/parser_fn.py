@@ -92,9 +92,10 @@ class SignaturesMixin:
             ret = self.parse_type()
             self.skip_signature_newlines()
         self.skip_effects()
-        tparams = self.parse_where(tparams)
+        tparams, where = self.parse_where(tparams)
         if not self.at("{"):
-            return A.FnDef(name.text, params, ret, self.parse_block(), self.span_from(t), tparams)
+            return A.FnDef(name.text, params, ret, self.parse_block(), self.span_from(t), tparams,
+                           where=where)
         open_at = self.pos
         try:
             body = self.parse_block()
@@ -103,12 +104,12 @@ class SignaturesMixin:
             # and marked broken so that the checker reports nothing else about it.
             self.diags.append(e.diag)
             self.skip_braces(open_at)
-            node = A.FnDef(name.text, params, ret, [], self.span_from(t), tparams)
+            node = A.FnDef(name.text, params, ret, [], self.span_from(t), tparams, where=where)
             node.broken = True
             return node
         if ret is not None and ret.name not in ("None", "void"):
             tail_value_returns(body)
-        return A.FnDef(name.text, params, ret, body, self.span_from(t), tparams)
+        return A.FnDef(name.text, params, ret, body, self.span_from(t), tparams, where=where)
 
     def parse_type_params(self) -> list[A.TypeParam] | None:
         """`<T, U: Numeric, V: Float + Tensor>` after a function or layer name."""
@@ -140,17 +141,20 @@ class SignaturesMixin:
             bounds.append(self.expect_ident("a bound such as `Numeric`").text)
         return bounds
 
-    def parse_where(self, tparams: list[A.TypeParam] | None) -> list[A.TypeParam] | None:
+    def parse_where(self, tparams: list[A.TypeParam] | None
+                    ) -> tuple[list[A.TypeParam] | None, list[A.Expr]]:
         """`where T: Numeric, U: Float` before the body: bounds on declared type parameters
-        (merged into them, so `where` and `<T: Numeric>` are the same AST)."""
+        (merged into them, so `where` and `<T: Numeric>` are the same AST), and the shape
+        relations of the clause (`S1[1] == S2[0]`, see `where_constraint`)."""
+        relations: list[A.Expr] = []
         if not (self.tok.kind is T.IDENT and self.tok.text == "where"):
-            return tparams
+            return tparams, relations
         w = self.advance()
         out = [A.TypeParam(p.name, list(p.bounds), p.span) for p in tparams or []]
         self.skip_newlines()
         while True:
             if not (self.tok.kind is T.IDENT and self.peek().is_op(":")):
-                self.where_constraint()
+                relations.append(self.where_constraint())
                 if not self.at(","):
                     break
                 self.advance()
@@ -173,18 +177,19 @@ class SignaturesMixin:
         if not out:
             raise self.error("a `where` clause needs type parameters", tok=w, code="E0202")
         self.skip_signature_newlines()
-        return out
+        return out, relations
 
-    def where_constraint(self) -> None:
+    def where_constraint(self) -> A.Expr:
         """A relation of shapes in a `where` clause (`S1[1] == S2[0]`, `S.dims == 2`): parsed
         and reported (W0980), not checked: shape variables stand for any shape here."""
         start = self.toks[self.pos]
-        self.parse_expr()
+        relation = self.parse_expr()
         self.diags.append(Diagnostic(
             "W0980", "this `where` constraint on shapes is not checked", self.span_from(start),
             severity=Severity.WARNING, label="parsed, then ignored",
             help="the checker relates shapes through named dims: write `Tensor<T, [M, K]>` "
                  "and `Tensor<T, [K, N]>` to require equal sizes"))
+        return relation
 
     def skip_signature_newlines(self) -> None:
         """Inside a signature, new lines before `->`, `where` or the body's `{` continue it:

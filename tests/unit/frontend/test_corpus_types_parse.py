@@ -40,6 +40,20 @@ def test_where_clause_over_lines_with_shape_relations() -> None:
     assert [d.code for d in diags] == ["W0980", "W0980"]
     f = _fn(prog, "mm")
     assert f.type_params[0].bounds == ["Float", "Differentiable"]
+    assert len(f.where) == 2
+
+
+def test_the_formatter_keeps_shape_relations() -> None:
+    """`tritium fmt` writes the relations back (it once dropped them: lost source text)."""
+    for src in ("fn mm<E, P, Q>(a: Tensor<E, P>, b: Tensor<E, Q>) -> Tensor<E, ?>\n"
+                "where\n    E: Float,\n    P.dims == 2,\n    P[1] == Q[0]\n{\n"
+                "    return a @ b\n}\n",
+                "layer L<S: Shape>(x: Tensor<float32, S>) -> Tensor\n    where S[0] == 4 {\n"
+                "    return x\n}\n"):
+        out = format_source(src)
+        assert "P[1] == Q[0]" in out or "S[0] == 4" in out
+        assert _parse(out)[0] == _parse(src)[0]
+        assert format_source(out) == out
 
 
 def test_generic_alias_statement() -> None:
