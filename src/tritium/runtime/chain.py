@@ -172,12 +172,14 @@ class _ConvStep:
         pool, layer = self.pool, self.layer
         if pool is None:
             return layer.forward(x, self.act)
-        if layer.groups == 1 and x.dim() == 4 and x.shape[1] == layer.in_channels:
+        if x.dim() == 4 and x.shape[1] == layer.in_channels:
             plan = layer._frozen_plan(x, None)
             if plan is not None:
-                return plan.conv2d(x if x.is_contiguous() else x.contiguous(),
-                                   layer.kernel_size, layer.stride, layer.padding,
-                                   layer.dilation, self.act, None, pool)
+                y = plan.conv2d(x if x.is_contiguous() else x.contiguous(), layer.kernel_size,
+                                layer.stride, layer.padding, layer.dilation, self.act, None,
+                                pool, layer.groups)
+                if y is not None:
+                    return y
         return pool(layer.forward(x, self.act))
 
 

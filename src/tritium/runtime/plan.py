@@ -263,29 +263,35 @@ class LinearPlan:
 
     def conv2d(self, x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
                padding: tuple[int, int], dilation: tuple[int, int], activation: str | None,
-               residual: torch.Tensor | None, pool: PoolPlan | None = None) -> torch.Tensor:
+               residual: torch.Tensor | None, pool: PoolPlan | None = None,
+               groups: int = 1) -> torch.Tensor | None:
         """A conv2d with groups = 1 in one native call (`tri_conv2d_planned`): ``x`` is a
         contiguous float32 NCHW tensor, the weight this plan's (O, C*kh*kw); returns NCHW.
         The patches are gathered (and, in int8 mode, quantized one by one) in C, the result
         written as NCHW with the residual and activation fused. The default kernels run (a
         tuned linear config is measured for a linear layer's rows, not for a patch gather).
         With ``pool`` the pooling module it stands for runs on the result in the same call
-        (`tri_conv2d_pool_planned`), or after it when the native pooling does not take it."""
+        (`tri_conv2d_pool_planned`), or after it when the native pooling does not take it.
+        ``groups`` > 1 (the weight then (O, C/groups*kh*kw)) runs natively only with float
+        activations and C/groups*kh*kw <= 1024 (the flat conv); otherwise None is returned and
+        the caller takes the general path."""
         b, c, h, w = x.shape
-        key = (c, h, w, kernel, stride, padding, dilation)
+        key = (c, h, w, kernel, stride, padding, dilation, groups)
         hit = self.geoms.get(key)
         if hit is None:
             kh, kw = kernel
             ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
             wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-            if ho <= 0 or wo <= 0 or c * kh * kw != self.k:
+            if ho <= 0 or wo <= 0 or c % groups or self.n % groups \
+                    or c // groups * kh * kw != self.k:
                 raise ValueError(f"input {tuple(x.shape)} does not fit this convolution")
-            geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo)
+            geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo,
+                                            groups)
             hit = self.geoms[key] = (geom, ctypes.addressof(geom), ho, wo)
         _, gptr, ho, wo = hit
         m = b * ho * wo
         gw = None
-        if self.aq and m >= self.g2_min:
+        if self.aq and groups == 1 and m >= self.g2_min:
             if self.g2 is None:
                 self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
             gw = None if self.g2 is None else self.g2.data_ptr()
@@ -295,8 +301,9 @@ class LinearPlan:
         if pool is not None:
             pg = pool.geom(ho, wo)
             if pg is None:   # a window the native pooling does not take: the module's forward
-                return pool.module(self.conv2d(x, kernel, stride, padding, dilation,
-                                               activation, residual))
+                y = self.conv2d(x, kernel, stride, padding, dilation, activation, residual,
+                                None, groups)
+                return None if y is None else pool.module(y)
             y = x.new(b, self.n, pg[2], pg[3])
             rc = self.lib.lib.tri_conv2d_pool_planned(
                 self.args_ptr, gptr, x.data_ptr(), b, rptr, _ACT_CODE[activation], pg[1],
@@ -306,6 +313,8 @@ class LinearPlan:
             rc = self.lib.lib.tri_conv2d_planned(
                 self.args_ptr, gptr, x.data_ptr(), b, rptr, _ACT_CODE[activation],
                 y.data_ptr(), _call_threads(self.env_threads, 0), gw)
+        if rc == 3:   # a grouped conv the native kernels do not take
+            return None
         if rc != 0:
             raise MemoryError("tritium: the native ternary conv2d kernel could not allocate its "
                               "buffers")

@@ -195,3 +195,55 @@ def test_flat_conv_matches_the_reference(o, c, k, h, w, pad, fmt):
         got = kernels.ternary_conv2d(x, pack_ternary(trits, fmt), (o, c, k, k), scale, bias,
                                      1, pad, 1, 1, "relu6", "none", res)
     torch.testing.assert_close(got, F.relu6(want + res), rtol=1e-5, atol=1e-4)
+
+
+grouped = st.fixed_dictionaries({
+    "b": st.integers(1, 3), "g": st.integers(1, 4), "cg": st.integers(1, 4),
+    "og": st.integers(1, 9), "dw": st.booleans(), "h": st.integers(1, 23),
+    "w": st.integers(1, 29), "kh": st.integers(1, 5), "kw": st.integers(1, 5),
+    "s": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "p": st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    "d": st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    "aq": st.sampled_from(["none", "none", "none", "int8"]),
+    "fmt": st.sampled_from(["t2", "t1.6"]), "seed": st.integers(0, 2**31 - 1),
+})
+
+
+@settings(max_examples=80, deadline=None)
+@given(grouped)
+def test_strided_dilated_grouped_and_depthwise_convs_match_torch(g):
+    """The flat conv's stride phases and groups (depthwise: one channel per group) against
+    F.conv2d; int8 activations with groups keep the general path."""
+    groups = g["g"] * 3 if g["dw"] else g["g"]
+    cg, og = (1, 1) if g["dw"] else (g["cg"], g["og"])
+    c, o = cg * groups, og * groups
+    kh_ext, kw_ext = g["d"][0] * (g["kh"] - 1) + 1, g["d"][1] * (g["kw"] - 1) + 1
+    if g["h"] + 2 * g["p"][0] < kh_ext or g["w"] + 2 * g["p"][1] < kw_ext:
+        return
+    gen = torch.Generator().manual_seed(g["seed"])
+    trits = torch.randint(-1, 2, (o, cg * g["kh"] * g["kw"]), generator=gen, dtype=torch.int8)
+    scale = torch.rand(o, generator=gen) + 0.5
+    bias = torch.randn(o, generator=gen)
+    x = torch.randn(g["b"], c, g["h"], g["w"], generator=gen)
+    shape = (o, cg, g["kh"], g["kw"])
+    with torch.no_grad():
+        got = kernels.ternary_conv2d(x, pack_ternary(trits, g["fmt"]), shape, scale, bias,
+                                     g["s"], g["p"], g["d"], groups, "relu", g["aq"])
+    if g["aq"] == "int8":   # the general path's own tests cover its values; here: it runs
+        assert got.shape[:2] == (g["b"], o)
+        return
+    want = F.conv2d(x, trits.float().reshape(shape), None, g["s"], g["p"], g["d"], groups)
+    want = torch.relu(want * scale.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_a_frozen_depthwise_layer_runs_natively_and_agrees_with_training_mode():
+    torch.manual_seed(3)
+    layer = TernaryConv2d(12, 12, 3, stride=2, padding=1, groups=12).eval()
+    x = torch.randn(2, 12, 15, 15)
+    with torch.no_grad():
+        want = layer(x, "relu6")
+        layer.freeze()
+        got = layer(x, "relu6")
+    assert layer._plan is not None and layer._plan.geoms    # the native call ran
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

@@ -68,7 +68,8 @@ class ConvGeomArgs(ctypes.Structure):
     ``tri_conv2d_planned``."""
 
     _fields_ = [(f, ctypes.c_int64) for f in
-                ("c", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "ho", "wo")]
+                ("c", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "ho", "wo",
+                 "groups")]
 
 
 POOL_MAX, POOL_AVG = 0, 1   # TriPoolGeom.kind

@@ -14,10 +14,10 @@
  *                 -> rc; float y[m*n]
  *   op 4 GEMM_I8  fmt m k n nthreads; int8 xq[m*k], uint8 w[n*rb] -> rc; int32 y[m*n]
  *   op 5 QUANT    m k nthreads; float x[m*k] -> rc (0); int8 xq[m*k], float s[m]
- *   op 6 CONV     fmt b c h w o kh kw ph pw nscale has_bias act pool ho wo nthreads, then the
- *                 13 TriPoolGeom fields when pool; float x[b*c*h*w], uint8 w[o*rb] (k = c*kh*kw),
- *                 float scale[nscale], bias[o]? -> rc; float y[b*o*ho*wo] (stride, dilation 1;
- *                 ho wo: the pooled size when pool)
+ *   op 6 CONV     fmt b c h w o kh kw ph pw s groups nscale has_bias act pool ho wo nthreads,
+ *                 then the 15 TriPoolGeom fields when pool; float x[b*c*h*w], uint8 w[o*rb]
+ *                 (k = c/groups*kh*kw), float scale[nscale], bias[o]?
+ *                 -> rc; float y[b*o*ho*wo] (dilation 1; ho wo: the pooled size when pool)
  *   op 7 POOL     planes, the 15 TriPoolGeom fields, nthreads; float x[planes*h*w]
  *                 -> rc; float y[planes*ho*wo]
  * rb (bytes per packed row) is 32 * ceil(k / block), block = 128 (t2) or 160 (t1.6).
@@ -133,16 +133,17 @@ int main(int argc, char **argv) {
             free(x); free(xq); free(s);
         } else if (op == 6) {
             int64_t fmt = rd64(), b = rd64(), c = rd64(), h = rd64(), w = rd64(), o = rd64();
-            int64_t kh = rd64(), kw = rd64(), ph = rd64(), pw = rd64(), nscale = rd64();
-            int64_t has_bias = rd64(), act = rd64(), pool = rd64(), ho = rd64(), wo = rd64();
-            int64_t nt = rd64(), k = c * kh * kw, rb = row_bytes(fmt, k);
+            int64_t kh = rd64(), kw = rd64(), ph = rd64(), pw = rd64(), st = rd64();
+            int64_t groups = rd64(), nscale = rd64(), has_bias = rd64(), act = rd64();
+            int64_t pool = rd64(), ho = rd64(), wo = rd64(), nt = rd64();
+            int64_t k = c / groups * kh * kw, rb = row_bytes(fmt, k);
             TriPoolGeom q = {0};
             if (pool) {
                 int64_t *f = &q.kind;
                 for (int i = 0; i < 15; i++) f[i] = rd64();
             }
-            TriConvGeom g = {c, h, w, kh, kw, 1, 1, ph, pw, 1, 1, h + 2 * ph - kh + 1,
-                             w + 2 * pw - kw + 1};
+            TriConvGeom g = {c, h, w, kh, kw, st, st, ph, pw, 1, 1, (h + 2 * ph - kh) / st + 1,
+                             (w + 2 * pw - kw) / st + 1, groups};
             float *x = rdarr((size_t)(b * c * h * w) * sizeof(float));
             uint8_t *wt = rdarr((size_t)(o * rb));
             float *scale = rdarr((size_t)nscale * sizeof(float));

@@ -86,102 +86,6 @@ static void nchw_task(void *ctx, int64_t task, int tid) {
     }
 }
 
-/* ---- fp32 mode, small patches: a direct ternary convolution ---------------------------------
- * With float activations a ternary tap is an add, a subtract or nothing, so each output row
- * of a channel is the sum of shifted input rows: acc[ow] += x[c, ih, ow * sw + iw0] for the
- * +1 taps, -= for the -1 taps, over contiguous runs the compiler vectorizes (stride 1). No
- * patch matrix, no NCHW pass: for small patches (LeNet-5's 1x5x5 and 6x5x5 with 6 and 16
- * channels) gathering the patches cost more than the products. The scale, bias, residual
- * and activation finish each row. This row form serves the vertically strided convs; stride 1
- * both ways takes the register-blocked flat convolution further down. */
-#define TRI_DIRECT_CONV_MAX_K 256 /* C * KH * KW up to this takes the direct convolution */
-#define TRI_DIRECT_CONV_MAX_WO 4096 /* floats of the per-task accumulator (a row or a plane) */
-
-typedef struct {
-    const TriLinearPlan *p;
-    const TriConvGeom *g;
-    const float *x, *residual;
-    const int8_t *trits; /* O x K, decoded once per call */
-    float *y;
-    int act;
-} DirectConvJob;
-
-static void direct_conv_task(void *ctx, int64_t task, int tid) {
-    DirectConvJob *J = ctx;
-    (void)tid;
-    const TriConvGeom *g = J->g;
-    const int64_t o = task % J->p->n, b = task / J->p->n, K = J->p->k;
-    const int8_t *t = J->trits + o * K;
-    const float sc = J->p->scale[J->p->nscale == 1 ? 0 : o];
-    const float bi = J->p->bias ? J->p->bias[o] : 0.0f;
-    const float *xb = J->x + b * g->c * g->h * g->w;
-    const int64_t plane = g->ho * g->wo;
-    float *yo = J->y + task * plane;
-    const float *ro = J->residual ? J->residual + task * plane : NULL;
-    float acc[TRI_DIRECT_CONV_MAX_WO];
-    for (int64_t oh = 0; oh < g->ho; oh++) {
-        for (int64_t ow = 0; ow < g->wo; ow++) acc[ow] = 0.0f;
-        for (int64_t c = 0; c < g->c; c++) {
-            for (int64_t i = 0; i < g->kh; i++) {
-                const int64_t ih = oh * g->sh - g->ph + i * g->dh;
-                if (ih < 0 || ih >= g->h) continue;
-                const float *row = xb + (c * g->h + ih) * g->w;
-                const int8_t *tr = t + (c * g->kh + i) * g->kw;
-                for (int64_t j = 0; j < g->kw; j++) {
-                    const int tv = tr[j];
-                    if (!tv) continue;
-                    const int64_t iw0 = j * g->dw - g->pw;   /* iw = ow + iw0 (stride 1) */
-                    const int64_t lo = iw0 < 0 ? -iw0 : 0;
-                    const int64_t hi = min64(g->wo, g->w - iw0);
-                    const float *src = row + iw0;
-                    if (tv > 0)
-                        for (int64_t ow = lo; ow < hi; ow++) acc[ow] += src[ow];
-                    else
-                        for (int64_t ow = lo; ow < hi; ow++) acc[ow] -= src[ow];
-                }
-            }
-        }
-        float *dst = yo + oh * g->wo;
-        const float *res = ro ? ro + oh * g->wo : NULL;
-        for (int64_t ow = 0; ow < g->wo; ow++) {
-            float v = acc[ow] * sc + bi;
-            if (res) v += res[ow];
-            dst[ow] = act_apply(J->act, v);
-        }
-    }
-}
-
-/* fp32 mode, small patches, stride 1 across and rows long enough for the row form to beat
- * the patch gather (measured on LeNet-5's shapes: 10-wide rows lose); stride 1 both ways
- * takes the register-blocked flat convolution below first */
-static int direct_conv_fits(const TriLinearPlan *p, const TriConvGeom *g) {
-    if (p->act_quant || g->sw != 1 || p->k > TRI_DIRECT_CONV_MAX_K) return 0;
-    return g->wo >= 24 && g->wo <= TRI_DIRECT_CONV_MAX_WO;
-}
-
-static int direct_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
-                       int64_t batch, const float *residual, int act, float *y, int nthreads) {
-    const int64_t n = p->n, k = p->k;
-    int8_t *trits = tri_alloc((size_t)(n * k));
-    if (!trits) return 1;
-    uint8_t *codes = tri_alloc((size_t)(n_blocks(p->fmt, k) * blk_elems(p->fmt)));
-    if (!codes) {
-        free(trits);
-        return 1;
-    }
-    for (int64_t o = 0; o < n; o++) {
-        decode_codes(p->fmt, p->w + o * p->row_bytes, n_blocks(p->fmt, k), codes);
-        for (int64_t i = 0; i < k; i++) trits[o * k + i] = (int8_t)((int)codes[i] - 1);
-    }
-    free(codes);
-    DirectConvJob J = {.p = p, .g = g, .x = x, .residual = residual, .trits = trits, .y = y,
-                       .act = act};
-    const double work = (double)batch * (double)n * (double)k * (double)(g->ho * g->wo);
-    pool_run(direct_conv_task, &J, batch * n, team_for_work(work, nthreads));
-    free(trits);
-    return 0;
-}
-
 /* ---- pooling on NCHW planes, as torch computes it ----------------------------------------
  * The same window walk, comparisons and sums as ATen's CPU max_pool2d / avg_pool2d kernels
  * for contiguous NCHW input, so the results are the same bit for bit: max starts at -inf and
@@ -321,17 +225,20 @@ TRI_EXPORT int tri_pool2d(const TriPoolGeom *q, const float *x, int64_t planes, 
     return 0;
 }
 
-/* ---- fp32 mode, stride 1: a register-blocked flat convolution -------------------------------
- * Each task takes one image and a block of up to TRI_DC_OB output channels. The image is
- * copied once, zero padded, into a buffer of (hp = h + 2 ph) x (wp = w + 2 pw) planes; laid out
- * at that row stride the output plane (ho - 1) * wp + wo long makes every tap (c, i, j) one
- * contiguous run starting at c * hp * wp + i * dh * wp + j * dw (the wp - wo columns past each
- * output row are computed and dropped). For a chunk of TRI_DC_NV vectors of positions the
- * block's OB x NV accumulators stay in registers while the K taps run: one load per vector and
- * one broadcast weight (the trit, -1/0/+1, as a float) per channel per tap. No patch matrix,
- * no padding of K to packed blocks. Then each channel's plane gets the scale, bias, residual
- * and activation (as the GEMM path's epilogue: the same values) and, when a pooling follows, is
- * pooled straight from the task's buffer. */
+/* ---- fp32 mode: a register-blocked flat convolution ----------------------------------------
+ * Each task takes one image, one group and a block of up to TRI_DC_OB of the group's output
+ * channels. The group's input channels are copied once, zero padded, and split into stride
+ * phases: phase (a, b) of a channel holds the padded rows a, a + sh, ... and columns b, b + sw,
+ * ... as an hq x wq plane (hq = ceil(hp / sh), wq = ceil(wp / sw); with stride 1 the padded
+ * image itself). Laid out at that row stride the output plane (ho - 1) * wq + wo long makes
+ * every tap (c, i, j) one contiguous run: phase ((i dh) % sh, (j dw) % sw) of channel c, from
+ * row (i dh) / sh, column (j dw) / sw (the wq - wo columns past each output row are computed
+ * and dropped). For a chunk of TRI_DC_NV vectors of positions the block's OB x NV accumulators
+ * stay in registers while the K taps run: one load per vector and one broadcast weight (the
+ * trit, -1/0/+1, as a float) per channel per tap. No patch matrix, no padding of K to packed
+ * blocks, no zero skipping (a branch per tap costs more than the FMA it saves). Then each
+ * channel's plane gets the scale, bias, residual and activation and, when a pooling follows,
+ * is pooled straight from the task's buffer. Depthwise convs are groups of one channel. */
 #if TRI_ISA_AVX512
 #define TRI_DC_OB 6 /* 6 x 4 accumulators + 4 inputs of the 32 zmm */
 #define TRI_DC_NV 4
@@ -347,10 +254,10 @@ typedef struct {
     const TriPoolGeom *q;  /* or NULL */
     const float *x, *residual;
     const float *wf;       /* O x K trits as floats */
-    const int64_t *off;    /* K tap offsets in the padded image */
+    const int64_t *off;    /* K tap offsets in a group's phase planes */
     float *y;
     int act;
-    int64_t hp, wp, len, lp, nblk, img;
+    int64_t hq, wq, len, lp, nblk, img, cg, og;
     _Atomic int oom;
 } FlatConvJob;
 
@@ -423,14 +330,48 @@ static void flat_epi_row(const float *a, int64_t wo, float sc, float bi, const f
     }
 }
 
+/* the channels [c0, c0 + cg) of image xb as zero-padded stride phases (see above), then zeros
+ * up to J->img floats */
+static void flat_conv_copy(const FlatConvJob *J, const float *xb, int64_t c0, float *img) {
+    const TriConvGeom *g = J->g;
+    const int64_t hw = g->h * g->w, hq = J->hq, wq = J->wq, sh = g->sh, sw = g->sw;
+    float *d = img;
+    for (int64_t c = c0; c < c0 + J->cg; c++) {
+        for (int64_t a = 0; a < sh; a++) {
+            for (int64_t bph = 0; bph < sw; bph++) {
+                /* columns q of this phase read input column q * sw + bph - pw */
+                const int64_t q0 = bph >= g->pw ? 0 : (g->pw - bph + sw - 1) / sw;
+                const int64_t q1 = min64(wq, (g->w + g->pw - bph + sw - 1) / sw);
+                for (int64_t r = 0; r < hq; r++, d += wq) {
+                    const int64_t ih = r * sh + a - g->ph;
+                    if (ih < 0 || ih >= g->h || q1 <= q0) {
+                        memset(d, 0, (size_t)wq * sizeof(float));
+                        continue;
+                    }
+                    const float *src = xb + c * hw + ih * g->w + q0 * sw + bph - g->pw;
+                    for (int64_t q = 0; q < q0; q++) d[q] = 0.0f;
+                    if (sw == 1)
+                        memcpy(d + q0, src, (size_t)(q1 - q0) * sizeof(float));
+                    else
+                        for (int64_t q = q0; q < q1; q++) d[q] = src[(q - q0) * sw];
+                    for (int64_t q = q1; q < wq; q++) d[q] = 0.0f;
+                }
+            }
+        }
+    }
+    memset(d, 0, (size_t)(J->img - (d - img)) * sizeof(float));
+}
+
 static void flat_conv_task(void *ctx, int64_t task, int tid) {
     FlatConvJob *J = ctx;
     (void)tid;
     const TriConvGeom *g = J->g;
-    const int64_t n = J->p->n, K = J->p->k, b = task / J->nblk, blk = task % J->nblk;
-    const int64_t o0 = blk * n / J->nblk, o1 = (blk + 1) * n / J->nblk;
+    const int64_t n = J->p->n, K = J->p->k, groups = g->groups;
+    const int64_t blk = task % J->nblk, gi = task / J->nblk % groups, b = task / J->nblk / groups;
+    const int64_t o0 = gi * J->og + blk * J->og / J->nblk;
+    const int64_t o1 = gi * J->og + (blk + 1) * J->og / J->nblk;
     const int ob = (int)(o1 - o0);
-    const int64_t ohw = g->ho * g->wo, hw = g->h * g->w, hp = J->hp, wp = J->wp;
+    const int64_t ohw = g->ho * g->wo, wq = J->wq;
     const int64_t pool_out = J->q ? J->q->ho * J->q->wo : 0;
     float *img = tri_alloc((size_t)(J->img + (int64_t)ob * J->lp + (J->q ? ohw + VW : 0))
                            * sizeof(float));
@@ -439,22 +380,7 @@ static void flat_conv_task(void *ctx, int64_t task, int tid) {
         return;
     }
     float *pl = img + J->img, *tmp = pl + (int64_t)ob * J->lp;
-    /* the image, zero padded, then a zero tail for the last chunk's extra lanes */
-    const float *xb = J->x + b * g->c * hw;
-    float *d = img;
-    for (int64_t c = 0; c < g->c; c++) {
-        for (int64_t r = 0; r < hp; r++, d += wp) {
-            const int64_t ih = r - g->ph;
-            if (ih < 0 || ih >= g->h) {
-                memset(d, 0, (size_t)wp * sizeof(float));
-                continue;
-            }
-            if (g->pw) memset(d, 0, (size_t)g->pw * sizeof(float));
-            memcpy(d + g->pw, xb + c * hw + ih * g->w, (size_t)g->w * sizeof(float));
-            if (g->pw) memset(d + g->pw + g->w, 0, (size_t)g->pw * sizeof(float));
-        }
-    }
-    memset(d, 0, (size_t)(J->img - (d - img)) * sizeof(float));
+    flat_conv_copy(J, J->x + b * g->c * g->h * g->w, gi * J->cg, img);
     for (int64_t l0 = 0; l0 < J->len; l0 += TRI_DC_NV * VW)
         flat_conv_chunk(img + l0, J->off, K, J->wf + o0 * K, pl + l0, J->lp, ob,
                         (int)((min64(J->len - l0, TRI_DC_NV * VW) + VW - 1) / VW));
@@ -466,7 +392,7 @@ static void flat_conv_task(void *ctx, int64_t task, int tid) {
         float *dst = J->q ? tmp : J->y + plane * ohw;
         const float *a = pl + i * J->lp;
         for (int64_t oh = 0; oh < g->ho; oh++)
-            flat_epi_row(a + oh * wp, g->wo, sc, bi, res ? res + oh * g->wo : NULL, J->act,
+            flat_epi_row(a + oh * wq, g->wo, sc, bi, res ? res + oh * g->wo : NULL, J->act,
                          dst + oh * g->wo);
         if (J->q) pool_plane(J->q, tmp, J->y + plane * pool_out, 1);
     }
@@ -474,20 +400,23 @@ static void flat_conv_task(void *ctx, int64_t task, int tid) {
 }
 
 static int flat_conv_fits(const TriLinearPlan *p, const TriConvGeom *g) {
-    return !p->act_quant && g->sh == 1 && g->sw == 1 && p->k <= TRI_FLAT_CONV_MAX_K;
+    (void)g;
+    return !p->act_quant && p->k <= TRI_FLAT_CONV_MAX_K;
 }
 
 static int flat_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
                      int64_t batch, const float *residual, int act, const TriPoolGeom *q,
                      float *y, int nthreads) {
-    const int64_t n = p->n, k = p->k;
+    const int64_t n = p->n, k = p->k, sh = g->sh, sw = g->sw;
     FlatConvJob J = {.p = p, .g = g, .q = q, .x = x, .residual = residual, .y = y, .act = act};
-    J.hp = g->h + 2 * g->ph;
-    J.wp = g->w + 2 * g->pw;
-    J.len = (g->ho - 1) * J.wp + g->wo;
+    J.hq = (g->h + 2 * g->ph + sh - 1) / sh;
+    J.wq = (g->w + 2 * g->pw + sw - 1) / sw;
+    J.len = (g->ho - 1) * J.wq + g->wo;
     J.lp = (J.len + VW - 1) / VW * VW;
-    J.img = g->c * J.hp * J.wp + VW;
-    J.nblk = (n + TRI_DC_OB - 1) / TRI_DC_OB;
+    J.cg = g->c / g->groups;
+    J.og = n / g->groups;
+    J.img = J.cg * sh * sw * J.hq * J.wq + VW;
+    J.nblk = (J.og + TRI_DC_OB - 1) / TRI_DC_OB;
     atomic_init(&J.oom, 0);
     float *wf = tri_alloc((size_t)(n * k) * sizeof(float));
     int64_t *off = tri_alloc((size_t)k * sizeof(int64_t));
@@ -498,14 +427,18 @@ static int flat_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *
             decode_codes(p->fmt, p->w + o * p->row_bytes, n_blocks(p->fmt, k), codes);
             for (int64_t i = 0; i < k; i++) wf[o * k + i] = (float)((int)codes[i] - 1);
         }
-        for (int64_t c = 0, t = 0; c < g->c; c++)
+        const int64_t phase = J.hq * J.wq;
+        for (int64_t c = 0, t = 0; c < J.cg; c++)
             for (int64_t i = 0; i < g->kh; i++)
-                for (int64_t j = 0; j < g->kw; j++, t++)
-                    off[t] = (c * J.hp + i * g->dh) * J.wp + j * g->dw;
+                for (int64_t j = 0; j < g->kw; j++, t++) {
+                    const int64_t ri = i * g->dh, cj = j * g->dw;
+                    off[t] = ((c * sh + ri % sh) * sw + cj % sw) * phase + ri / sh * J.wq
+                             + cj / sw;
+                }
         J.wf = wf;
         J.off = off;
         const double work = (double)batch * (double)n * (double)k * (double)J.len;
-        pool_run(flat_conv_task, &J, batch * J.nblk, team_for_work(work, nthreads));
+        pool_run(flat_conv_task, &J, batch * g->groups * J.nblk, team_for_work(work, nthreads));
         err = atomic_load(&J.oom) ? 1 : 0;
     }
     free(wf); free(off); free(codes);
@@ -516,10 +449,12 @@ TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, 
                                   int64_t batch, const float *residual, int act, float *y,
                                   int nthreads, const uint8_t *gw) {
     const int64_t L = g->ho * g->wo, m = batch * L, k = p->k, n = p->n;
-    if (k != g->c * g->kh * g->kw) return 2;
+    if (g->groups < 1 || g->c % g->groups || n % g->groups
+        || k != g->c / g->groups * g->kh * g->kw)
+        return 2;
     if (m == 0 || n == 0) return 0;
     if (flat_conv_fits(p, g)) return flat_conv(p, g, x, batch, residual, act, NULL, y, nthreads);
-    if (direct_conv_fits(p, g)) return direct_conv(p, g, x, batch, residual, act, y, nthreads);
+    if (g->groups != 1) return 3;   /* grouped: only the flat conv */
     Problem P;
     memset(&P, 0, sizeof P);
     P.m = m; P.k = k; P.n = n; P.row_bytes = p->row_bytes; P.fmt = p->fmt; P.w = p->w;
@@ -575,10 +510,13 @@ TRI_EXPORT int tri_conv2d_pool_planned(const TriLinearPlan *p, const TriConvGeom
                                        int act, const TriPoolGeom *q, float *y, int nthreads,
                                        const uint8_t *gw) {
     if (!q) return tri_conv2d_planned(p, g, x, batch, residual, act, y, nthreads, gw);
-    if (p->k != g->c * g->kh * g->kw) return 2;
+    if (g->groups < 1 || g->c % g->groups || p->n % g->groups
+        || p->k != g->c / g->groups * g->kh * g->kw)
+        return 2;
     if (!pool_geom_ok(q) || q->h != g->ho || q->w != g->wo) return 2;
     if (batch == 0 || p->n == 0) return 0;
     if (flat_conv_fits(p, g)) return flat_conv(p, g, x, batch, residual, act, q, y, nthreads);
+    if (g->groups != 1) return 3;
     /* the other paths: their NCHW output, then the pooling pass */
     float *t = tri_alloc((size_t)(batch * p->n * g->ho * g->wo) * sizeof(float));
     if (!t) return 1;

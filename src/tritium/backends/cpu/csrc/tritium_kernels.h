@@ -151,16 +151,18 @@ typedef struct {
 TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t m, float *y,
                                  int nthreads, const uint8_t *const *gws);
 
-/* The geometry of a conv2d (groups = 1): input channels, height and width, kernel, stride,
- * padding, dilation and the output size. */
+/* The geometry of a conv2d: input channels, height and width, kernel, stride, padding,
+ * dilation, the output size and the groups (input and output channels split into `groups`
+ * independent convs; the weight is O x C/groups*kh*kw). */
 typedef struct {
-    int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo;
+    int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, groups;
 } TriConvGeom;
 
 /* y[b, o, oh, ow] = act(conv2d(x, W) * scale + bias + residual), NCHW in and out, with the
- * layer's packed weight (O x C*kh*kw) and constants in *p; int8 mode quantizes each patch on
- * its own (as tri_linear quantizes a token). Returns 0, 1 on allocation failure, 2 when the
- * geometry does not match the weight. */
+ * layer's packed weight (O x C/groups*kh*kw) and constants in *p; int8 mode quantizes each
+ * patch on its own (as tri_linear quantizes a token). Returns 0, 1 on allocation failure, 2
+ * when the geometry does not match the weight, 3 for a grouped conv this build does not take
+ * (int8 activations, or C/groups*kh*kw above the flat conv's 1024). */
 TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
                                   int64_t batch, const float *residual, int act, float *y,
                                   int nthreads, const uint8_t *gw);
