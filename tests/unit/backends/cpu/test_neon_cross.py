@@ -356,7 +356,7 @@ def test_flat_conv_and_pooling_match_torch(drivers, tmp_path, pool):
     included), on the NEON builds."""
     rng = np.random.default_rng(7)
     b, cases = Batch(), []
-    for fmt, (bs, c, h, w, o, kk, pad, st, grp, act) in zip(
+    for fmt, (bs, c, h, w, o, kk, pad, stride, grp, act) in zip(
             ["t2", "t1.6", "t2", "t1.6"],
             [(3, 1, 32, 32, 6, 5, 0, 1, 1, "relu"), (2, 6, 14, 14, 16, 5, 0, 1, 1, "relu"),
              (2, 5, 13, 21, 11, 3, 1, 1, 1, None), (2, 12, 17, 16, 12, 3, 1, 2, 12, "relu")],
@@ -366,14 +366,14 @@ def test_flat_conv_and_pooling_match_torch(drivers, tmp_path, pool):
         bias = rng.standard_normal(o).astype(np.float32)
         x = rng.standard_normal((bs, c, h, w)).astype(np.float32)
         ref = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(trits).double().reshape(o, c // grp, kk, kk),
-                       None, st, pad, 1, grp) * torch.from_numpy(scale).double().reshape(1, -1, 1, 1) \
+                       None, stride, pad, 1, grp) * torch.from_numpy(scale).double().reshape(1, -1, 1, 1) \
             + torch.from_numpy(bias).double().reshape(1, -1, 1, 1)
         ref = F.relu(ref) if act else ref
-        ho, wo, extra = (h + 2 * pad - kk) // st + 1, (w + 2 * pad - kk) // st + 1, []
+        ho, wo, extra = (h + 2 * pad - kk) // stride + 1, (w + 2 * pad - kk) // stride + 1, []
         if pool is not None:
             extra = _pool_fields(pool[0], ho, wo, *pool[1:])
             ref = (F.max_pool2d(ref, *pool[1:]) if pool[0] == 0 else F.avg_pool2d(ref, *pool[1:4]))
-        params = [FMTS[fmt][0], bs, c, h, w, o, kk, kk, pad, pad, st, grp, o, 1, ACTS[act], pool is not None,
+        params = [FMTS[fmt][0], bs, c, h, w, o, kk, kk, pad, pad, stride, grp, o, 1, ACTS[act], pool is not None,
                   ref.shape[2], ref.shape[3], 2, *extra]
         cases.append((f"conv {fmt} {c}x{h}x{w}->{o}", b.add(
             6, [int(v) for v in params], [x, _pack_ref(trits, fmt), scale, bias],
