@@ -273,8 +273,8 @@ class LinearPlan:
         With ``pool`` the pooling module it stands for runs on the result in the same call
         (`tri_conv2d_pool_planned`), or after it when the native pooling does not take it.
         ``groups`` > 1 (the weight then (O, C/groups*kh*kw)) runs natively only with float
-        activations and C/groups*kh*kw <= 1024 (the flat conv); otherwise None is returned and
-        the caller takes the general path."""
+        activations (the flat conv); otherwise None is returned and the caller takes the
+        general path."""
         b, c, h, w = x.shape
         key = (c, h, w, kernel, stride, padding, dilation, groups)
         hit = self.geoms.get(key)

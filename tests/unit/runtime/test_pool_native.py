@@ -178,7 +178,9 @@ def test_conv_then_pool_in_one_call_pools_the_convs_own_output(g):
     (6, 1, 5, 32, 32, 0),      # LeNet-5's conv1: one block of 6 (AVX-512), many chunks
     (16, 6, 5, 14, 14, 0),     # LeNet-5's conv2: blocks of 6, 5, 5 / 4 x 4
     (23, 9, 3, 33, 41, 1),     # ragged blocks and chunks, padding
-    (7, 113, 3, 6, 5, 1),      # K = 1017, just under the flat conv's bound
+    (7, 113, 3, 6, 5, 1),      # K = 1017: every plane takes the flat conv
+    (9, 130, 3, 10, 9, 1),     # K = 1170, a plane long enough for the flat conv
+    (5, 130, 3, 4, 4, 1),      # K = 1170, a 4x4 plane: the patch GEMM
     (5, 2, 1, 70, 3, 0),       # 1x1, narrow plane
 ])
 @pytest.mark.parametrize("fmt", ["t2", "t1.6"])

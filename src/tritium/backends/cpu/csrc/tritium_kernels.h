@@ -161,8 +161,8 @@ typedef struct {
 /* y[b, o, oh, ow] = act(conv2d(x, W) * scale + bias + residual), NCHW in and out, with the
  * layer's packed weight (O x C/groups*kh*kw) and constants in *p; int8 mode quantizes each
  * patch on its own (as tri_linear quantizes a token). Returns 0, 1 on allocation failure, 2
- * when the geometry does not match the weight, 3 for a grouped conv this build does not take
- * (int8 activations, or C/groups*kh*kw above the flat conv's 1024). */
+ * when the geometry does not match the weight, 3 for a grouped conv with int8 activations
+ * (only the fp32 flat conv takes groups). */
 TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
                                   int64_t batch, const float *residual, int act, float *y,
                                   int nthreads, const uint8_t *gw);
