@@ -12,7 +12,11 @@ into the module as data (``self.tritium_chain``: ``["layer", attr]`` and
   as the torch functions, between native calls), run in one native call
   (``tri_chain_planned``: the intermediate activations never reach Python);
 - a frozen :class:`~tritium.runtime.layers.TernaryConv2d` runs its own plan with the
-  following ``relu``/``relu6`` fused;
+  following ``relu``/``relu6`` fused, and the ``nn.MaxPool2d``/``nn.AvgPool2d`` right after
+  it in the same native call (``tri_conv2d_pool_planned``: the conv's output planes are
+  pooled while they are in cache, never written whole);
+- any other ``nn.MaxPool2d``/``nn.AvgPool2d`` runs natively (``tri_pool2d``, the same values
+  as torch's, bit for bit: :class:`~tritium.runtime.plan.PoolPlan`);
 - folded batch norms (``nn.Identity``) vanish; every other step runs as the generated code
   would run it (the module is called, or the same torch function).
 
@@ -155,15 +159,28 @@ class _LinearRun:
 
 
 class _ConvStep:
-    """A frozen ternary conv2d with its fused activation (its forward runs its plan)."""
+    """A frozen ternary conv2d with its fused activation (its forward runs its plan), and the
+    max/avg pooling that follows it, when one does, run in the same native call."""
 
-    __slots__ = ("layer", "act")
+    __slots__ = ("layer", "act", "pool")
 
-    def __init__(self, layer: TernaryConv2d, act: str | None) -> None:
-        self.layer, self.act = layer, act
+    def __init__(self, layer: TernaryConv2d, act: str | None,
+                 pool: _plan.PoolPlan | None = None) -> None:
+        self.layer, self.act, self.pool = layer, act, pool
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer.forward(x, self.act)
+        pool, layer = self.pool, self.layer
+        if pool is None:
+            return layer.forward(x, self.act)
+        if x.dim() == 4 and x.shape[1] == layer.in_channels:
+            plan = layer._frozen_plan(x, None)
+            if plan is not None:
+                y = plan.conv2d(x if x.is_contiguous() else x.contiguous(), layer.kernel_size,
+                                layer.stride, layer.padding, layer.dilation, self.act, None,
+                                pool, layer.groups)
+                if y is not None:
+                    return y
+        return pool(layer.forward(x, self.act))
 
 
 def _function(step: list) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -219,7 +236,8 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
             _native_linear(mod) or isinstance(mod, TernaryConv2d))
         if not fusable:
             flush()
-            ops.append(mod)
+            pool = _plan.pool_plan(mod) if _no_hooks(mod) else None
+            ops.append(mod if pool is None else pool)   # max/avg pooling: natively
             continue
         # the activation that follows (past folded batch norms) goes into the epilogue
         j, act = i, None
@@ -233,7 +251,17 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
             act, i = steps[j][1], j + 1
         if isinstance(mod, TernaryConv2d):
             flush()
-            ops.append(_ConvStep(mod, act))
+            # a max/avg pooling right after (past the activation) runs in the conv's call
+            pool = None
+            if i < len(steps) and list(steps[i][:1]) == ["layer"] and len(steps[i]) == 2 \
+                    and isinstance(steps[i][1], str):
+                nxt = module._modules.get(steps[i][1])
+                if nxt is not None and _no_hooks(nxt):
+                    pool = _plan.pool_plan(nxt)
+                    if pool is not None:
+                        guarded.append((steps[i][1], nxt))
+                        i += 1
+            ops.append(_ConvStep(mod, act, pool))
             continue
         if pending and pending[-1][0].out_features != mod.in_features:
             flush()

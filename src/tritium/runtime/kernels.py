@@ -369,13 +369,14 @@ def ternary_conv2d(
                                        activation, act_quant, residual)
     out_dtype = x.dtype if x.dtype.is_floating_point else torch.float32
     xf = x.float()
-    if groups == 1 and plan_usable(xf, scale, bias, residual):
+    if plan_usable(xf, scale, bias, residual):
         plan = linear_plan(w.data, o, ig * kh * kw, w.format, scale.float().contiguous(),
                            None if bias is None else bias.float().reshape(-1).contiguous(),
                            act_quant)
-        if plan is not None:
-            return plan.conv2d(xf.contiguous(), (kh, kw), st, pd, dl, activation,
-                               residual).to(out_dtype)
+        y = None if plan is None else plan.conv2d(xf.contiguous(), (kh, kw), st, pd, dl,
+                                                  activation, residual, None, groups)
+        if y is not None:   # None: a grouped conv the native kernels do not take
+            return y.to(out_dtype)
     cols = F.unfold(xf, (kh, kw), dilation=dl, padding=pd, stride=st)  # (B, C*kh*kw, L)
     L = ho * wo
     kg = ig * kh * kw

@@ -263,39 +263,165 @@ class LinearPlan:
 
     def conv2d(self, x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
                padding: tuple[int, int], dilation: tuple[int, int], activation: str | None,
-               residual: torch.Tensor | None) -> torch.Tensor:
+               residual: torch.Tensor | None, pool: PoolPlan | None = None,
+               groups: int = 1) -> torch.Tensor | None:
         """A conv2d with groups = 1 in one native call (`tri_conv2d_planned`): ``x`` is a
         contiguous float32 NCHW tensor, the weight this plan's (O, C*kh*kw); returns NCHW.
         The patches are gathered (and, in int8 mode, quantized one by one) in C, the result
         written as NCHW with the residual and activation fused. The default kernels run (a
-        tuned linear config is measured for a linear layer's rows, not for a patch gather)."""
+        tuned linear config is measured for a linear layer's rows, not for a patch gather).
+        With ``pool`` the pooling module it stands for runs on the result in the same call
+        (`tri_conv2d_pool_planned`), or after it when the native pooling does not take it.
+        ``groups`` > 1 (the weight then (O, C/groups*kh*kw)) runs natively only with float
+        activations (the flat conv); otherwise None is returned and the caller takes the
+        general path."""
         b, c, h, w = x.shape
-        key = (c, h, w, kernel, stride, padding, dilation)
+        key = (c, h, w, kernel, stride, padding, dilation, groups)
         hit = self.geoms.get(key)
         if hit is None:
             kh, kw = kernel
             ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
             wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-            if ho <= 0 or wo <= 0 or c * kh * kw != self.k:
+            if ho <= 0 or wo <= 0 or c % groups or self.n % groups \
+                    or c // groups * kh * kw != self.k:
                 raise ValueError(f"input {tuple(x.shape)} does not fit this convolution")
-            geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo)
+            geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo,
+                                            groups)
             hit = self.geoms[key] = (geom, ctypes.addressof(geom), ho, wo)
         _, gptr, ho, wo = hit
         m = b * ho * wo
         gw = None
-        if self.aq and m >= self.g2_min:
+        if self.aq and groups == 1 and m >= self.g2_min:
             if self.g2 is None:
                 self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
             gw = None if self.g2 is None else self.g2.data_ptr()
-        y = x.new(b, self.n, ho, wo)
         if residual is not None:
             residual = residual.float().expand(b, self.n, ho, wo).contiguous()
-        rc = self.lib.lib.tri_conv2d_planned(
-            self.args_ptr, gptr, x.data_ptr(), b, None if residual is None else residual.data_ptr(),
-            _ACT_CODE[activation], y.data_ptr(), _call_threads(self.env_threads, 0), gw)
+        rptr = None if residual is None else residual.data_ptr()
+        if pool is not None:
+            pg = pool.geom(ho, wo)
+            if pg is None:   # a window the native pooling does not take: the module's forward
+                y = self.conv2d(x, kernel, stride, padding, dilation, activation, residual,
+                                None, groups)
+                return None if y is None else pool.module(y)
+            y = x.new(b, self.n, pg[2], pg[3])
+            rc = self.lib.lib.tri_conv2d_pool_planned(
+                self.args_ptr, gptr, x.data_ptr(), b, rptr, _ACT_CODE[activation], pg[1],
+                y.data_ptr(), _call_threads(self.env_threads, 0), gw)
+        else:
+            y = x.new(b, self.n, ho, wo)
+            rc = self.lib.lib.tri_conv2d_planned(
+                self.args_ptr, gptr, x.data_ptr(), b, rptr, _ACT_CODE[activation],
+                y.data_ptr(), _call_threads(self.env_threads, 0), gw)
+        if rc == 3:   # a grouped conv the native kernels do not take
+            return None
         if rc != 0:
             raise MemoryError("tritium: the native ternary conv2d kernel could not allocate its "
                               "buffers")
+        return y
+
+
+def _pool_params(mod: torch.nn.Module) -> tuple | None:
+    """The window of a pooling module the native pooling computes as torch does (exactly an
+    ``nn.MaxPool2d`` without indices or an ``nn.AvgPool2d``), as (kind, kernel, stride,
+    padding, dilation, ceil_mode, count_include_pad, divisor); None for any other module."""
+    cls = type(mod)
+    if cls is torch.nn.MaxPool2d:
+        if mod.return_indices:
+            return None
+        return (cpu_backend.POOL_MAX, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                bool(mod.ceil_mode), True, None)
+    if cls is torch.nn.AvgPool2d:
+        return (cpu_backend.POOL_AVG, mod.kernel_size, mod.stride, mod.padding, 1,
+                bool(mod.ceil_mode), bool(mod.count_include_pad), mod.divisor_override)
+    return None
+
+
+def _two(v: Any) -> tuple[int, int] | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, tuple | list) and len(v) in (1, 2) and all(
+            isinstance(e, int) and not isinstance(e, bool) for e in v):
+        return (v[0], v[-1])
+    return None
+
+
+def pool_plan(mod: torch.nn.Module) -> PoolPlan | None:
+    """A :class:`PoolPlan` for ``mod`` when it is a pooling module the native kernels compute
+    (see :func:`_pool_params`) and native kernels exist, else None."""
+    if _pool_params(mod) is None or _lib() is None:
+        return None
+    return PoolPlan(mod)
+
+
+class PoolPlan:
+    """A 2-D max or average pooling module run natively on float32 NCHW input
+    (``tri_pool2d``), alone or fused after a frozen conv (:meth:`LinearPlan.conv2d`): the
+    same window walk as ATen's CPU kernels, so the same values bit for bit. The module's
+    parameters are read at every call (a module changed in place is followed); the output
+    size is torch's own (its shape function on a meta tensor); a window torch rejects, or one
+    the native pooling does not take, runs the module's forward (its error, its result)."""
+
+    __slots__ = ("module", "lib", "geoms", "env_threads")
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.lib = _lib()
+        self.geoms: dict[tuple, tuple | None] = {}
+        self.env_threads = _default_threads()
+
+    def geom(self, h: int, w: int) -> tuple | None:
+        """(the TriPoolGeom, its address, ho, wo) for an h x w input plane, or None."""
+        params = _pool_params(self.module)
+        if params is None:
+            return None
+        key = (params, h, w)
+        try:
+            return self.geoms[key]
+        except KeyError:
+            pass
+        except TypeError:   # unhashable parameters: not a window torch takes as they are
+            return None
+        hit = None
+        kind, kernel, stride, padding, dilation, ceil, cip, divisor = params
+        k2, p2, d2 = _two(kernel), _two(padding), _two(dilation)
+        s2 = k2 if stride is None or stride == () or stride == [] else _two(stride)
+        if None not in (k2, s2, p2, d2) and (divisor is None or isinstance(divisor, int)):
+            meta = torch.empty(1, 1, h, w, device="meta")
+            try:
+                if kind == cpu_backend.POOL_MAX:
+                    out = torch.nn.functional.max_pool2d(meta, kernel, stride, padding, dilation,
+                                                         ceil)
+                else:
+                    out = torch.nn.functional.avg_pool2d(meta, kernel, stride, padding, ceil, cip,
+                                                         divisor)
+            except (RuntimeError, ValueError, TypeError):
+                out = None
+            if out is not None and out.shape[2] > 0 and out.shape[3] > 0 and min(
+                    *k2, *s2, *d2) > 0 and min(p2) >= 0:
+                ho, wo = int(out.shape[2]), int(out.shape[3])
+                g = cpu_backend.PoolGeomArgs(kind, h, w, *k2, *s2, *p2, *d2, ho, wo, int(cip),
+                                             int(divisor or 0))
+                hit = (g, ctypes.addressof(g), ho, wo)
+        self.geoms[key] = hit
+        return hit
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's result for ``x``; natively for a float32 CPU NCHW tensor that needs
+        no gradient."""
+        if x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu" or (
+                x.requires_grad and torch.is_grad_enabled()) or _is_compiling():
+            return self.module(x)
+        b, c, h, w = x.shape
+        g = self.geom(h, w)
+        if g is None or b * c == 0:
+            return self.module(x)
+        if not x.is_contiguous():
+            x = x.contiguous()
+        y = x.new(b, c, g[2], g[3])
+        if self.lib.lib.tri_pool2d(g[1], x.data_ptr(), b * c, y.data_ptr(),
+                                   _call_threads(self.env_threads, 0)):
+            return self.module(x)
         return y
 
 

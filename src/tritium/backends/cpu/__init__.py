@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 7
+ABI_VERSION = 8
 
 
 # The counters of the kernels' thread pool, in the order tri_pool_stats writes them:
@@ -68,7 +68,20 @@ class ConvGeomArgs(ctypes.Structure):
     ``tri_conv2d_planned``."""
 
     _fields_ = [(f, ctypes.c_int64) for f in
-                ("c", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "ho", "wo")]
+                ("c", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "ho", "wo",
+                 "groups")]
+
+
+POOL_MAX, POOL_AVG = 0, 1   # TriPoolGeom.kind
+
+
+class PoolGeomArgs(ctypes.Structure):
+    """``TriPoolGeom`` of tritium_kernels.h: a max or average pooling window on NCHW planes,
+    for ``tri_pool2d`` and ``tri_conv2d_pool_planned``."""
+
+    _fields_ = [(f, ctypes.c_int64) for f in
+                ("kind", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "ho", "wo",
+                 "count_include_pad", "divisor")]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -145,6 +158,8 @@ def _bind(lib: ctypes.CDLL) -> None:
                             _P]),
         "tri_linear_planned": (_I, [_P, _P, _I64, _P, _I, _P, _I, _P]),
         "tri_conv2d_planned": (_I, [_P, _P, _P, _I64, _P, _I, _P, _I, _P]),
+        "tri_conv2d_pool_planned": (_I, [_P, _P, _P, _I64, _P, _I, _P, _P, _I, _P]),
+        "tri_pool2d": (_I, [_P, _P, _I64, _P, _I]),
         "tri_chain_planned": (_I, [_P, _P, _I64, _P, _I, _P]),
         "tri_g2_bytes": (_I64, [_I, _I64, _I64]),
         "tri_g2_pack": (_I, [_I, _P, _I64, _I64, _I64, _P, _I]),

@@ -581,13 +581,16 @@ class TernaryConv2d(TernaryLayer):
         """``act(conv(x, W) + b + residual)``; ``activation``/``residual`` are optional fusions."""
         _check_activation(activation)
         if self.frozen:
-            # fast path: a cached native call (groups 1, no autograd, eager, float32 CPU NCHW)
-            if self.groups == 1 and x.dim() == 4 and x.shape[1] == self.in_channels:
+            # fast path: a cached native call (no autograd, eager, float32 CPU NCHW; grouped
+            # convs when the native kernels take them, see LinearPlan.conv2d)
+            if x.dim() == 4 and x.shape[1] == self.in_channels:
                 plan = self._frozen_plan(x, residual)
                 if plan is not None:
-                    return plan.conv2d(x if x.is_contiguous() else x.contiguous(),
-                                       self.kernel_size, self.stride, self.padding,
-                                       self.dilation, activation, residual)
+                    y = plan.conv2d(x if x.is_contiguous() else x.contiguous(),
+                                    self.kernel_size, self.stride, self.padding, self.dilation,
+                                    activation, residual, None, self.groups)
+                    if y is not None:
+                        return y
             return kernels.ternary_conv2d(
                 x,
                 self.packed_weight(),

@@ -14,6 +14,12 @@
  *                 -> rc; float y[m*n]
  *   op 4 GEMM_I8  fmt m k n nthreads; int8 xq[m*k], uint8 w[n*rb] -> rc; int32 y[m*n]
  *   op 5 QUANT    m k nthreads; float x[m*k] -> rc (0); int8 xq[m*k], float s[m]
+ *   op 6 CONV     fmt b c h w o kh kw ph pw s groups nscale has_bias act pool ho wo nthreads,
+ *                 then the 15 TriPoolGeom fields when pool; float x[b*c*h*w], uint8 w[o*rb]
+ *                 (k = c/groups*kh*kw), float scale[nscale], bias[o]?
+ *                 -> rc; float y[b*o*ho*wo] (dilation 1; ho wo: the pooled size when pool)
+ *   op 7 POOL     planes, the 15 TriPoolGeom fields, nthreads; float x[planes*h*w]
+ *                 -> rc; float y[planes*ho*wo]
  * rb (bytes per packed row) is 32 * ceil(k / block), block = 128 (t2) or 160 (t1.6).
  */
 #include <stdint.h>
@@ -125,6 +131,40 @@ int main(int argc, char **argv) {
             wrarr(xq, (size_t)(m * k));
             wrarr(s, (size_t)m * sizeof(float));
             free(x); free(xq); free(s);
+        } else if (op == 6) {
+            int64_t fmt = rd64(), b = rd64(), c = rd64(), h = rd64(), w = rd64(), o = rd64();
+            int64_t kh = rd64(), kw = rd64(), ph = rd64(), pw = rd64(), st = rd64();
+            int64_t groups = rd64(), nscale = rd64(), has_bias = rd64(), act = rd64();
+            int64_t pool = rd64(), ho = rd64(), wo = rd64(), nt = rd64();
+            int64_t k = c / groups * kh * kw, rb = row_bytes(fmt, k);
+            TriPoolGeom q = {0};
+            if (pool) {
+                int64_t *f = &q.kind;
+                for (int i = 0; i < 15; i++) f[i] = rd64();
+            }
+            TriConvGeom g = {c, h, w, kh, kw, st, st, ph, pw, 1, 1, (h + 2 * ph - kh) / st + 1,
+                             (w + 2 * pw - kw) / st + 1, groups};
+            float *x = rdarr((size_t)(b * c * h * w) * sizeof(float));
+            uint8_t *wt = rdarr((size_t)(o * rb));
+            float *scale = rdarr((size_t)nscale * sizeof(float));
+            float *bias = has_bias ? rdarr((size_t)o * sizeof(float)) : NULL;
+            float *y = mkarr((size_t)(b * o * ho * wo) * sizeof(float));
+            TriLinearPlan p = {wt, k, o, rb, scale, nscale, bias, (int32_t)fmt, 0};
+            wr64(tri_conv2d_pool_planned(&p, &g, x, b, NULL, (int)act, pool ? &q : NULL, y,
+                                         (int)nt, NULL));
+            wrarr(y, (size_t)(b * o * ho * wo) * sizeof(float));
+            free(x); free(wt); free(scale); free(bias); free(y);
+        } else if (op == 7) {
+            int64_t planes = rd64();
+            TriPoolGeom q;
+            int64_t *f = &q.kind;
+            for (int i = 0; i < 15; i++) f[i] = rd64();
+            int64_t nt = rd64();
+            float *x = rdarr((size_t)(planes * q.h * q.w) * sizeof(float));
+            float *y = mkarr((size_t)(planes * q.ho * q.wo) * sizeof(float));
+            wr64(tri_pool2d(&q, x, planes, y, (int)nt));
+            wrarr(y, (size_t)(planes * q.ho * q.wo) * sizeof(float));
+            free(x); free(y);
         } else {
             die("unknown op");
         }

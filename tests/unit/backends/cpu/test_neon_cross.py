@@ -340,3 +340,58 @@ def test_linear_and_gemm_match_references(drivers, tmp_path_factory, k, n, m_big
                 assert np.array_equal(outs[1], ref[1]), f"{name}: scales differ"
             else:
                 _close(outs[0].reshape(ref.shape), ref, 1e-4, f"{name} {what}")
+
+
+def _pool_fields(kind: int, h: int, w: int, k: int, s: int, p: int, d: int, cip: int = 1) -> list[int]:
+    """TriPoolGeom's 15 fields (square window), the output size as torch computes it."""
+    meta = torch.empty(1, 1, h, w, device="meta")
+    out = F.max_pool2d(meta, k, s, p, d) if kind == 0 else F.avg_pool2d(meta, k, s, p, False, bool(cip))
+    return [kind, h, w, k, k, s, s, p, p, d, d, out.shape[2], out.shape[3], cip, 0]
+
+
+@pytest.mark.parametrize("pool", [None, (0, 2, 2, 0, 1), (0, 3, 2, 1, 2), (1, 3, 1, 1, 1)])
+def test_flat_conv_and_pooling_match_torch(drivers, tmp_path, pool):
+    """The register-blocked flat conv (LeNet-5's shapes, ragged ones, a strided depthwise one)
+    alone and with a max/avg pooling fused, and tri_pool2d alone (bit for bit with torch, NaN and +-0
+    included), on the NEON builds."""
+    rng = np.random.default_rng(7)
+    b, cases = Batch(), []
+    for fmt, (bs, c, h, w, o, kk, pad, stride, grp, act) in zip(
+            ["t2", "t1.6", "t2", "t1.6"],
+            [(3, 1, 32, 32, 6, 5, 0, 1, 1, "relu"), (2, 6, 14, 14, 16, 5, 0, 1, 1, "relu"),
+             (2, 5, 13, 21, 11, 3, 1, 1, 1, None), (2, 12, 17, 16, 12, 3, 1, 2, 12, "relu")],
+            strict=True):
+        trits = rng.integers(-1, 2, (o, c // grp * kk * kk), dtype=np.int8)
+        scale = (rng.random(o) + 0.5).astype(np.float32)
+        bias = rng.standard_normal(o).astype(np.float32)
+        x = rng.standard_normal((bs, c, h, w)).astype(np.float32)
+        ref = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(trits).double().reshape(o, c // grp, kk, kk),
+                       None, stride, pad, 1, grp) * torch.from_numpy(scale).double().reshape(1, -1, 1, 1) \
+            + torch.from_numpy(bias).double().reshape(1, -1, 1, 1)
+        ref = F.relu(ref) if act else ref
+        ho, wo, extra = (h + 2 * pad - kk) // stride + 1, (w + 2 * pad - kk) // stride + 1, []
+        if pool is not None:
+            extra = _pool_fields(pool[0], ho, wo, *pool[1:])
+            ref = (F.max_pool2d(ref, *pool[1:]) if pool[0] == 0 else F.avg_pool2d(ref, *pool[1:4]))
+        params = [FMTS[fmt][0], bs, c, h, w, o, kk, kk, pad, pad, stride, grp, o, 1, ACTS[act], pool is not None,
+                  ref.shape[2], ref.shape[3], 2, *extra]
+        cases.append((f"conv {fmt} {c}x{h}x{w}->{o}", b.add(
+            6, [int(v) for v in params], [x, _pack_ref(trits, fmt), scale, bias],
+            [(np.float32, ref.numel())]), ref.numpy()))
+    if pool is not None:
+        xp = rng.standard_normal((5, 3, 11, 17)).astype(np.float32)
+        xp.reshape(-1)[rng.integers(0, xp.size, 40)] = np.array([np.nan, -0.0, 0.0, np.inf], np.float32).repeat(10)
+        t = torch.from_numpy(xp)
+        want = F.max_pool2d(t, *pool[1:]) if pool[0] == 0 else F.avg_pool2d(t, *pool[1:4])
+        fields = _pool_fields(pool[0], 11, 17, *pool[1:])
+        cases.append(("pool", b.add(7, [15, *fields, 1], [xp], [(np.float32, want.numel())]), want.numpy()))
+    for name, d in drivers.items():
+        results = b.run(d, tmp_path)
+        for what, i, ref in cases:
+            rc, outs = results[i]
+            assert rc == 0, f"{name} {what}: rc {rc}"
+            got = outs[0].reshape(ref.shape)
+            if what == "pool":
+                assert np.array_equal(got.view(np.int32), ref.view(np.int32)), f"{name}: pooling differs"
+            else:
+                _close(got, ref, 1e-5, f"{name} {what}")

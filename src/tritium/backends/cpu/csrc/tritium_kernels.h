@@ -151,19 +151,46 @@ typedef struct {
 TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t m, float *y,
                                  int nthreads, const uint8_t *const *gws);
 
-/* The geometry of a conv2d (groups = 1): input channels, height and width, kernel, stride,
- * padding, dilation and the output size. */
+/* The geometry of a conv2d: input channels, height and width, kernel, stride, padding,
+ * dilation, the output size and the groups (input and output channels split into `groups`
+ * independent convs; the weight is O x C/groups*kh*kw). */
 typedef struct {
-    int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo;
+    int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, groups;
 } TriConvGeom;
 
 /* y[b, o, oh, ow] = act(conv2d(x, W) * scale + bias + residual), NCHW in and out, with the
- * layer's packed weight (O x C*kh*kw) and constants in *p; int8 mode quantizes each patch on
- * its own (as tri_linear quantizes a token). Returns 0, 1 on allocation failure, 2 when the
- * geometry does not match the weight. */
+ * layer's packed weight (O x C/groups*kh*kw) and constants in *p; int8 mode quantizes each
+ * patch on its own (as tri_linear quantizes a token). Returns 0, 1 on allocation failure, 2
+ * when the geometry does not match the weight, 3 for a grouped conv with int8 activations
+ * (only the fp32 flat conv takes groups). */
 TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
                                   int64_t batch, const float *residual, int act, float *y,
                                   int nthreads, const uint8_t *gw);
+
+/* A 2-D pooling window on NCHW planes, as torch's max_pool2d / avg_pool2d compute it: kind
+ * TRI_POOL_MAX (padding counts as -inf, dilation dh/dw; NaN wins) or TRI_POOL_AVG (the sum in
+ * window order divided by the divisor: divisor if > 0, else the window clipped to the padded
+ * input when count_include_pad, else the window clipped to the input; no dilation). h, w: the
+ * input plane; ho, wo: the output plane (ceil_mode resolved by the caller). */
+#define TRI_POOL_MAX 0
+#define TRI_POOL_AVG 1
+typedef struct {
+    int64_t kind, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, count_include_pad, divisor;
+} TriPoolGeom;
+
+/* tri_conv2d_planned followed by the pooling *q on each output plane (q->h, q->w must be the
+ * conv's ho, wo); y is batch x n x q->ho x q->wo. q NULL: tri_conv2d_planned. The values
+ * pooled are exactly the ones tri_conv2d_planned writes. Returns as tri_conv2d_planned, and 2
+ * when q does not fit the conv's output. */
+TRI_EXPORT int tri_conv2d_pool_planned(const TriLinearPlan *p, const TriConvGeom *g,
+                                       const float *x, int64_t batch, const float *residual,
+                                       int act, const TriPoolGeom *q, float *y, int nthreads,
+                                       const uint8_t *gw);
+
+/* y[plane] = pool(x[plane]) for `planes` contiguous planes of q->h x q->w floats (y: planes x
+ * q->ho x q->wo). Returns 0, or 2 for a geometry without output. */
+TRI_EXPORT int tri_pool2d(const TriPoolGeom *q, const float *x, int64_t planes, float *y,
+                          int nthreads);
 
 /* Bytes of the G2 layout of an n x k weight (0 when this build has no G2 GEMM). */
 TRI_EXPORT int64_t tri_g2_bytes(int fmt, int64_t n, int64_t k);
