@@ -62,6 +62,7 @@ from tritium.runtime.reference import apply_activation as _apply_activation
 from tritium.runtime.reference import int_matmul_exact as _int_matmul_exact
 from tritium.runtime.reference import quantize_activations_int8
 from tritium.runtime.reference import reference_linear as _reference_linear
+from tritium.runtime.tuned import refusals as tuned_configs_refused
 
 __all__ = [
     "ACTIVATIONS",
@@ -76,6 +77,7 @@ __all__ = [
     "m_bucket",
     "run_linear",
     "set_config_resolver",
+    "tuned_configs_refused",
     "tuned_configs_used",
 ]
 
