@@ -61,9 +61,8 @@ def kernel_info() -> dict[str, Any]:
     ``pool_stats`` holds the pool's counters (``tritium.backends.cpu.POOL_STATS``): how many
     calls ran in parallel, how often a caller waited for a thread the OS had not scheduled
     (``stalls``, ``wait_ns``), and the smaller team of a back-off in progress (``cap``);
-    ``$TRITIUM_POOL_DEBUG=1`` reports each back-off on stderr. ``tuned_configs`` lists the
-    problems that ran a tuned config (``used``) and those that ran the default although the
-    tuner studied their shape, with why (``refused``).
+    ``$TRITIUM_POOL_DEBUG=1`` reports each back-off on stderr. (``tritium.runtime.kernels.
+    kernel_info`` adds ``tuned_configs``.)
     """
     lib = _lib()
     info: dict[str, Any] = {"native": lib is not None, "threads": num_threads()}
@@ -83,9 +82,7 @@ def kernel_info() -> dict[str, Any]:
         key=b.key,
         pool_stats=lib.pool_stats(),
     )
-    from tritium.runtime import plan, tuned
 
-    info["tuned_configs"] = {"used": plan.tuned_configs_used(), "refused": tuned.refusals()}
     if lib.pool == "openmp":
         runtimes = openmp_runtimes()
         info.update(omp_library=lib.omp_library, openmp_runtimes=runtimes,
