@@ -21,8 +21,10 @@
  * The pthread pool has the same exposure for a worker descheduled in the middle of a task.
  * So every parallel call measures how long its caller waited for its team (to start, and
  * after finishing its own share), and compares the call with what the caller alone would have
- * taken: its own work scaled by the share of the tasks it ran (all of them when the other
- * threads came too late to claim any: then every nanosecond of waiting was lost). A call that
+ * taken (pool_lost): its own work scaled by the share of the tasks it ran (all of them when
+ * the other threads came too late to claim any: then every nanosecond of waiting was lost),
+ * or the time in which no thread of the team worked on a task (a caller that waking a worker
+ * cost its CPU finds every task taken and waited the whole call). A call that
  * took longer than that, by a wait of more than TRI_STALL_MIN_NS, is a *stall*: more threads
  * made it slower than one. The pool then runs calls on fewer threads (one less per thread
  * that came too late to claim a task) for a back-off, and tries the full team again after it.
