@@ -169,8 +169,9 @@ def _pool_line() -> str:
     if not st:
         return "pool: no native kernels"
     return (f"pool: {st['parallel']} parallel calls, {st['stalls']} stalls "
-            f"(longest wait {st['max_wait_ns'] / 1e6:.2f} ms), {st['capped']} calls on a "
-            f"smaller team during back-offs")
+            f"(longest wait {st['max_wait_ns'] / 1e6:.2f} ms, {st['streak']} in a row at the "
+            f"end), {st['capped']} calls on a smaller team during back-offs (the last one "
+            f"{st['backoff_ns'] / 1e6:.0f} ms and {st['backoff_calls']} calls)")
 
 
 def _reset_pool() -> None:
@@ -263,12 +264,17 @@ def _tuned_table(rows: list[tuple[int, int, int, str]], args, default: int) -> N
         kernels.set_config_resolver(dispatch.resolve)
         with torch.no_grad():
             layer(x)
-        applied = any((u["m_bucket"], u["n"], u["k"]) == (kernels.m_bucket(m), n, k)
+        key = (kernels.m_bucket(m), n, k)
+        applied = any((u["m_bucket"], u["n"], u["k"]) == key
                       for u in kernels.tuned_configs_used())
+        why = [r["why"] for r in kernels.tuned_configs_refused()
+               if (r["m_bucket"], r["n"], r["k"]) == key]
         med = measure(vs, args.rounds, args.reps * 5)
+        status = ("a tuned config applied" if applied else
+                  f"the default ran: {why[0]}" if why else "no tuned config for this shape")
         print(f"    {m}x{n}x{k} {act:>4}: default {med['default']:.4f} ms, tuned "
               f"{med['tuned']:.4f} ms, tuned/default {med['tuned'] / med['default']:.2f} "
-              f"({'a tuned config applied' if applied else 'no tuned config for this shape'})")
+              f"({status})")
 
 
 if __name__ == "__main__":

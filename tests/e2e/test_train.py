@@ -57,6 +57,7 @@ def test_train_writes_every_file(mlp_run: Path):
     assert {r["key"] for r in m["performance"]} == {"min_accuracy", "max_size_kb"}
     assert m["ternary"]["checkpoint_bytes"] == (mlp_run / "model.safetensors").stat().st_size
     assert m["ternary"]["tuned_configs"] == []  # no tuning archive in this test's cache root
+    assert m["ternary"]["tuned_configs_refused"] == []
     # dense trits, the batch norm folded into fc1, float16 scales and biases: the tensors
     # 16.7x smaller; the files (each with the same plain-text run description) 9.5x
     assert m["ratio"]["tensors"] > 16.0

@@ -33,10 +33,10 @@ from tritium.runtime.native import (  # noqa: F401 - re-exported: the runtime's 
     _ensure_valid,
     _g2_layout,
     _lib,
-    kernel_info,
     native_available,
     openmp_runtimes,
 )
+from tritium.runtime.native import kernel_info as _native_kernel_info
 from tritium.runtime.packing import (
     FORMAT_CODE,
     PackedTernary,
@@ -62,6 +62,7 @@ from tritium.runtime.reference import apply_activation as _apply_activation
 from tritium.runtime.reference import int_matmul_exact as _int_matmul_exact
 from tritium.runtime.reference import quantize_activations_int8
 from tritium.runtime.reference import reference_linear as _reference_linear
+from tritium.runtime.tuned import refusals as tuned_configs_refused
 
 __all__ = [
     "ACTIVATIONS",
@@ -76,8 +77,19 @@ __all__ = [
     "m_bucket",
     "run_linear",
     "set_config_resolver",
+    "tuned_configs_refused",
     "tuned_configs_used",
 ]
+
+
+def kernel_info() -> dict:
+    """Which kernels run (:func:`tritium.runtime.native.kernel_info`: ISA, compiler, binary,
+    threads, the pool and its counters) and ``tuned_configs``: the problems that ran a tuned
+    config (``used``) and those that ran the default although the tuner studied their shape,
+    with why (``refused``)."""
+    info = _native_kernel_info()
+    info["tuned_configs"] = {"used": tuned_configs_used(), "refused": tuned_configs_refused()}
+    return info
 
 
 # ---------------------------------------------------------------------------------------------

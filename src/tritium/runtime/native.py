@@ -61,7 +61,8 @@ def kernel_info() -> dict[str, Any]:
     ``pool_stats`` holds the pool's counters (``tritium.backends.cpu.POOL_STATS``): how many
     calls ran in parallel, how often a caller waited for a thread the OS had not scheduled
     (``stalls``, ``wait_ns``), and the smaller team of a back-off in progress (``cap``);
-    ``$TRITIUM_POOL_DEBUG=1`` reports each back-off on stderr.
+    ``$TRITIUM_POOL_DEBUG=1`` reports each back-off on stderr. (``tritium.runtime.kernels.
+    kernel_info`` adds ``tuned_configs``.)
     """
     lib = _lib()
     info: dict[str, Any] = {"native": lib is not None, "threads": num_threads()}
@@ -81,6 +82,7 @@ def kernel_info() -> dict[str, Any]:
         key=b.key,
         pool_stats=lib.pool_stats(),
     )
+
     if lib.pool == "openmp":
         runtimes = openmp_runtimes()
         info.update(omp_library=lib.omp_library, openmp_runtimes=runtimes,

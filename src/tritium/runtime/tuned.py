@@ -12,7 +12,11 @@ kernel call.
 A record holds ``kernel`` (``cpu.linear``, ``cpu.linear_f32``, ``triton.<spec>``), ``fmt``,
 ``fingerprint`` (the machine: :func:`cpu_fingerprint`, :func:`gpu_fingerprint`),
 ``source_hash`` (the kernel sources), ``shape`` ``[M, N, K]``, ``config`` and ``ms`` (its
-median). A config is used only at exactly its shape (a tile, a path switch or a thread count
+median). The file also lists, under ``refused``, the studies whose best config must not run
+(``kernel``, ``fmt``, ``fingerprint``, ``source_hash``, ``shape`` and ``why``: not measured
+against the default side by side, or not faster by the tuner's margin), so that a shape that
+runs the default config can say why (:func:`refusals`, ``kernel_info()["tuned_configs"]``,
+the ``tritium train`` report). A config is used only at exactly its shape (a tile, a path switch or a thread count
 that won at one size can lose badly at another) and only on the machine and sources it was
 measured on; of several records of one shape the fastest wins. The file is untrusted input:
 it is read through ``cachedir.read_file_bounded``/``parse_json``, malformed records are
@@ -49,6 +53,9 @@ Rows = list[tuple[tuple[int, ...], dict[str, Any], float]]
 
 
 class Source(Protocol):
+    """Where tuned configs come from. A source may also have ``refused(kernel, fmt,
+    fingerprint, source_hash)``: (shape, why) of the studies whose config may not run."""
+
     def rows(self, kernel: str, fmt: str, fingerprint: str, source_hash: str) -> Rows: ...
 
     def check_triton(self, kernel: str, shape: tuple[int, int, int],
@@ -59,6 +66,9 @@ _lock = threading.RLock()
 _answers: dict[tuple, Any] = {}
 _triton_answers: dict[tuple, dict[str, Any] | None] = {}
 _tables: dict[tuple, Rows] = {}
+_refused_tables: dict[tuple, list[tuple[tuple[int, ...], str]]] = {}
+# (m bucket, n, k, fmt, act_quant, isa) -> why a tuned study of that shape did not run
+_refused: dict[tuple, str] = {}
 _errors: list[str] = []
 _warned = False
 _source: Source | None = None   # None: the records file
@@ -159,15 +169,9 @@ def _scalar(v: Any) -> bool:
 
 def check_record(r: Any) -> str | None:
     """Why ``r`` is not a well-formed record, or None."""
-    if not isinstance(r, dict):
-        return "a record is not an object"
-    for key in ("kernel", "fmt", "fingerprint", "source_hash"):
-        if not isinstance(r.get(key), str) or not 0 < len(r[key]) <= 200:
-            return f"{key} is not a short string"
-    shape = r.get("shape")
-    if (not isinstance(shape, list) or len(shape) != 3
-            or not all(_int(d) and 0 < d < 1 << 40 for d in shape)):
-        return "shape is not three positive integers"
+    why = _check_head(r)
+    if why is not None:
+        return why
     config = r.get("config")
     if (not isinstance(config, dict) or len(config) > 64
             or not all(isinstance(k, str) and len(k) <= 64 and _scalar(v)
@@ -180,17 +184,45 @@ def check_record(r: Any) -> str | None:
     return None
 
 
-def write_records(records: list[dict[str, Any]], path: Path | None = None) -> Path:
-    """Write the winning configs (the tuner calls this after a tuning run), atomically."""
+def _check_head(r: Any) -> str | None:
+    if not isinstance(r, dict):
+        return "a record is not an object"
+    for key in ("kernel", "fmt", "fingerprint", "source_hash"):
+        if not isinstance(r.get(key), str) or not 0 < len(r[key]) <= 200:
+            return f"{key} is not a short string"
+    shape = r.get("shape")
+    if (not isinstance(shape, list) or len(shape) != 3
+            or not all(_int(d) and 0 < d < 1 << 40 for d in shape)):
+        return "shape is not three positive integers"
+    return None
+
+
+def check_refusal(r: Any) -> str | None:
+    """Why ``r`` is not a well-formed refused-study entry, or None."""
+    why = _check_head(r)
+    if why is None and (not isinstance(r.get("why"), str) or not 0 < len(r["why"]) <= 400):
+        why = "why is not a short string"
+    return why
+
+
+def write_records(records: list[dict[str, Any]], path: Path | None = None,
+                  refused: list[dict[str, Any]] | None = None) -> Path:
+    """Write the winning configs and the refused studies (the tuner calls this after a tuning
+    run), atomically."""
     from tritium.cachedir import atomic_write_text
 
     for r in records:
         why = check_record(r)
         if why is not None:
             raise ValueError(f"not a tuned-config record ({why}): {r!r}")
+    for r in refused or []:
+        why = check_refusal(r)
+        if why is not None:
+            raise ValueError(f"not a refused-study entry ({why}): {r!r}")
     path = path or records_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"version": RECORDS_VERSION, "configs": records},
+    atomic_write_text(path, json.dumps({"version": RECORDS_VERSION, "configs": records,
+                                        "refused": list(refused or [])},
                                        indent=1, sort_keys=True) + "\n")
     return path
 
@@ -201,11 +233,13 @@ class RecordsFile:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._records: list[dict[str, Any]] | None = None
+        self._refused: list[dict[str, Any]] = []
 
     def records(self) -> list[dict[str, Any]]:
         if self._records is not None:
             return self._records
         self._records = []
+        self._refused = []
         path = self.path or records_path()
         if not path.is_file():
             return self._records
@@ -227,10 +261,24 @@ class RecordsFile:
                 warn_once(f"malformed entry ({why})")
                 continue
             self._records.append(r)
+        refused = doc.get("refused", [])   # absent from files written before it existed
+        for r in refused if isinstance(refused, list) else [None]:
+            why = check_refusal(r)
+            if why is not None:
+                warn_once(f"malformed entry (refused: {why})")
+                continue
+            self._refused.append(r)
         return self._records
 
     def rows(self, kernel: str, fmt: str, fingerprint: str, source_hash: str) -> Rows:
         return [(tuple(r["shape"]), dict(r["config"]), float(r["ms"])) for r in self.records()
+                if (r["kernel"], r["fmt"], r["fingerprint"], r["source_hash"])
+                == (kernel, fmt, fingerprint, source_hash)]
+
+    def refused(self, kernel: str, fmt: str, fingerprint: str, source_hash: str
+                ) -> list[tuple[tuple[int, ...], str]]:
+        self.records()
+        return [(tuple(r["shape"]), str(r["why"])) for r in self._refused
                 if (r["kernel"], r["fmt"], r["fingerprint"], r["source_hash"])
                 == (kernel, fmt, fingerprint, source_hash)]
 
@@ -265,6 +313,33 @@ def table(kernel: str, fmt: str, fingerprint: str, source_hash: str) -> Rows:
                 unreadable(e)
                 _tables[key] = []
         return _tables[key]
+
+
+def refused_table(kernel: str, fmt: str, fingerprint: str, source_hash: str
+                  ) -> list[tuple[tuple[int, ...], str]]:
+    """(shape, why) of every study of this kernel, machine and source whose config may not
+    run (empty for a source that does not say)."""
+    key = (kernel, fmt, fingerprint, source_hash)
+    with _lock:
+        if key not in _refused_tables:
+            get = getattr(source(), "refused", None)
+            try:
+                _refused_tables[key] = list(get(*key)) if get is not None else []
+            except Exception as e:  # noqa: BLE001 - dispatch must never break inference
+                unreadable(e)
+                _refused_tables[key] = []
+        return _refused_tables[key]
+
+
+def refusals() -> list[dict[str, Any]]:
+    """The problems the runtime ran with the default config although the tuner had studied
+    their shape, and why (the study's config did not win side by side by the margin, was never
+    compared with the default, or is illegal here): batch bucket, shape, format, activation
+    mode, ISA and ``why``. Filled as problems are first looked up."""
+    with _lock:
+        return [{"m_bucket": key[0], "n": key[1], "k": key[2], "fmt": key[3],
+                 "act_quant": key[4], "isa": key[5], "why": why}
+                for key, why in _refused.items()]
 
 
 def unreadable(e: BaseException) -> None:
@@ -324,11 +399,28 @@ def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
                 config = cpu_lookup(m, n, k, fmt, act_quant, isa)
                 if config is not None:
                     answer = legal_cpu_config(isa, config)
+                    if answer is None:
+                        _refused[key] = "its config is not legal for the kernels here"
+                else:
+                    why = cpu_refusal(m, n, k, fmt, act_quant, isa)
+                    if why is not None:
+                        _refused[key] = why
             except Exception as e:  # noqa: BLE001 - a stale or foreign config: default
                 note(f"{type(e).__name__}: {e}")
                 answer = None
         _answers[key] = answer
         return answer
+
+
+def cpu_refusal(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str) -> str | None:
+    """Why the tuner's study of exactly this CPU problem does not run (None: no such study)."""
+    from tritium.backends.cpu.build import source_hash
+
+    fp = cpu_fingerprint(cpu_device_info(isa))
+    for shape, why in refused_table(kernel_of(act_quant), fmt, fp, source_hash()):
+        if tuple(shape) == (m, n, k):
+            return why
+    return None
 
 
 def triton_lookup(kernel: str, fmt: str, m: int, n: int, k: int, fingerprint: str,
@@ -385,6 +477,8 @@ def reset(new_source: Source | None = None) -> None:
         _warned = False
         _answers.clear()
         _tables.clear()
+        _refused_tables.clear()
+        _refused.clear()
         _triton_answers.clear()
         _errors.clear()
         _source = new_source

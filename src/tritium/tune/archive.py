@@ -468,6 +468,7 @@ class Archive:
                 "kernel": s["kernel"], "source_hash": s["source_hash"], "shape": s["shape"],
                 "format": s["format"], "device_fingerprint": s["device_fingerprint"],
                 "device": s["device"], "default_ms": s["default_ms"], "fp32_ms": s["fp32_ms"],
+                "confirmed_speedup": s["confirmed_speedup"],
                 "trials": [{
                     "config": t.config, "status": t.status, "median_ms": t.median_ms,
                     "ci_ms": list(t.ci_ms) if t.ci_ms else None, "times_ms": t.times_ms,
@@ -492,6 +493,11 @@ class Archive:
                 info = self.study_info(sid)
                 if info["default_ms"] is None:
                     self.set_baseline(sid, s["default_ms"], s["fp32_ms"])
+            if s["confirmed_speedup"] is not None and \
+                    self.study_info(sid)["confirmed_speedup"] is None:
+                # the side-by-side verdict of the exporting machine (same fingerprint: same
+                # CPU model, cores and ISA path), which dispatch needs to run the config
+                self.set_confirmed_speedup(sid, s["confirmed_speedup"])
             for t in s["trials"]:
                 tid = self.claim(sid, t["config"], t["strategy"], worker="import")
                 if tid is None:
@@ -622,7 +628,7 @@ def validate_export(doc: Any) -> None:
         if not isinstance(s.get("device", {}), dict):
             _fail(f"{w}.device", "expected an object")
         s.setdefault("device", {})
-        for key in ("default_ms", "fp32_ms"):
+        for key in ("default_ms", "fp32_ms", "confirmed_speedup"):
             s.setdefault(key, None)
             if not _num_or_none(s[key]):
                 _fail(f"{w}.{key}", f"expected a non-negative number or null, got {s[key]!r}")

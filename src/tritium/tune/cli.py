@@ -443,19 +443,47 @@ def _print_result(console: Any, result: Any, top: int) -> None:
                       _ratio(result.default_ms, t.median_ms),
                       _ratio(result.fp32_ms, t.median_ms), t.strategy)
     console.print(table)
-    base = (f"default config {result.default_ms:.4f} ms" if result.default_ms else
-            "default config not measured")
+    if result.default_ms:
+        base = f"default config {result.default_ms:.4f} ms"
+    elif result.default is not None and result.default.status == "noisy":
+        base = (f"default config noisy ({result.default.reason}), recorded as not measured")
+    elif result.default is not None:
+        base = f"default config {result.default.status} ({result.default.reason})"
+    else:
+        base = "default config not measured"
     fp32 = f", torch fp32 {result.fp32_ms:.4f} ms" if result.fp32_ms else ""
     console.print(f"  baseline (this run): {base}{fp32}")
-    if result.confirmed and result.confirmed["default_ms"] and result.confirmed["tuned_ms"]:
-        d, t = result.confirmed["default_ms"], result.confirmed["tuned_ms"]
-        console.print(f"  side by side: default {d:.4f} ms, tuned {t:.4f} ms: "
-                      f"{d / t:.2f}x" + ("" if d > t else " (the default config stays)"))
+    console.print(f"  dispatch: {_dispatch_line(result)}")
     if result.best is None:
         console.print("  [red]no config passed the correctness check and timing[/red]")
     for row in result.stability:
         sp = f"{row['speedup']:.2f}x" if row["speedup"] else "-"
         console.print(f"  stability {','.join(map(str, row['shape']))}: tuned vs default {sp}")
+
+
+def _dispatch_line(result: Any) -> str:
+    """Whether the runtime will run this study's best config, and why (the rule of
+    ``tritium.tune.dispatch``: a side-by-side win by ``MIN_SPEEDUP`` at the low end of the
+    interval)."""
+    from tritium.tune.measure import MIN_SPEEDUP
+
+    c = result.confirmed
+    if result.best is None:
+        return "no config to apply; the default config runs"
+    if c is None:
+        if result.default is None:
+            return ("the best config was not compared with the default config side by side "
+                    "(no baselines): the default config runs")
+        return "the default config was the fastest: it stays"
+    if c["low"] is None:
+        return ("the side-by-side comparison with the default config could not run: the "
+                "default config runs")
+    text = (f"side by side ({c['rounds']} rounds): default {c['default_ms']:.4f} ms, tuned "
+            f"{c['tuned_ms']:.4f} ms, speedup {c['speedup']:.2f}x "
+            f"(95% {c['low']:.2f}x..{c['high']:.2f}x): ")
+    if c["wins"]:
+        return text + "the tuned config runs for this shape"
+    return text + (f"below {MIN_SPEEDUP:.2f}x at the low end, so the default config stays")
 
 
 def _write_report(args: Any, result: Any, device: dict) -> None:

@@ -4,8 +4,10 @@ The runtime reads tuned configs as data (:mod:`tritium.runtime.tuned`: a records
 cache directory) and never imports the tuner. This module decides what goes into that data:
 for every study in the archive, the best config of its kernel, kernel source, format and
 device fingerprint (CPU model, core count, ISA path; or GPU model, compute capability, SM
-count) at its exact shape, provided it beat the default config there by at least 5%
-(:data:`MIN_SPEEDUP`; side by side when the search confirmed it, else against the baseline).
+count) at its exact shape, provided it beat the default config there, side by side, by at least
+5% at the low end of the 95% interval of the paired speedup (:data:`MIN_SPEEDUP`,
+:func:`refusal`); the studies that did not qualify are written too, with why, so the runtime
+can say why a shape runs the default.
 Studies measured on Triton's interpreter never reach a GPU (their fingerprints start with
 ``interpreter-`` and their device is not a GPU), and every config is checked against its
 kernel's legal values (:func:`_legal_cpu_config`, :func:`_legal_triton_config`) before it is
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tritium.cachedir import tuned_configs_enabled as enabled
+from tritium.tune.measure import MIN_SPEEDUP as _MIN_SPEEDUP
 
 # the runtime's side (tritium.runtime.tuned) is imported on first use: `tritium cache info`
 # asks `enabled()` without importing torch
@@ -47,40 +50,73 @@ def errors() -> list[str]:
     """Why lookups fell back to the default config (for `tritium tune --show` and tests)."""
     return _tuned().errors()
 
-# a tuned config is used only where it beat the default by this factor when it was tuned
-MIN_SPEEDUP = 1.05
+# a tuned config is used only where, side by side with the default, it won by this factor at
+# the low end of the 95% interval of the paired speedup (tritium.tune.measure.compare_speedup)
+MIN_SPEEDUP = _MIN_SPEEDUP
 
 _storage: str | None = None
+
+
+def refusal(study: dict[str, Any]) -> str | None:
+    """Why the runtime must not run ``study``'s best config (None: it may).
+
+    The rule: a tuning archive never makes a layer slower than the untuned default, so a
+    config runs only where it was measured against the default config on the same shape and
+    machine, side by side, and won by :data:`MIN_SPEEDUP` at the lower end of the 95%
+    interval of the paired speedup (``confirmed_speedup``; the noise of both configs is in
+    it). A baseline measured minutes before the search is not enough (load drifts), and a
+    study without a decided comparison (the default's baseline too noisy to measure, a
+    comparison that could not run, an import from an older export) keeps the default."""
+    confirmed = study.get("confirmed_speedup")
+    if confirmed is None:
+        if study.get("default_ms") is None:
+            return ("the default config was never measured on this shape (its baseline was "
+                    "noisy or not taken) nor compared side by side")
+        return "the best config was never compared side by side with the default config"
+    if confirmed < MIN_SPEEDUP:
+        return (f"side by side it beat the default config by only {confirmed:.2f}x at the low "
+                f"end of the 95% interval ({MIN_SPEEDUP:.2f}x needed)")
+    return None
 
 
 def _useful_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash: str,
                  keep: Callable[[dict[str, Any]], bool] | None = None) -> Rows:
     """(shape, best config, median) of every study of ``kernel`` on this device whose best
-    config beat the default by at least :data:`MIN_SPEEDUP`: side by side when the search
-    confirmed it, else against the baseline measured before the search. A smaller win is
-    within the noise of the measurement, and a config chosen by noise can lose at run time."""
-    return [(tuple(s["shape"]), config, ms) for s, config, ms
-            in _useful_studies(url, kernel, fingerprint, fmt, source_hash, keep)]
+    config may run (:func:`refusal`)."""
+    return [(tuple(s["shape"]), config, ms) for s, config, ms, why
+            in _judged_studies(url, kernel, fingerprint, fmt, source_hash, keep) if why is None]
+
+
+def _refused_rows(url: str, kernel: str, fingerprint: str, fmt: str, source_hash: str,
+                  keep: Callable[[dict[str, Any]], bool] | None = None
+                  ) -> list[tuple[tuple[int, ...], str]]:
+    """(shape, why) of every study of ``kernel`` on this device whose best config may not
+    run."""
+    return [(tuple(s["shape"]), why) for s, _config, _ms, why
+            in _judged_studies(url, kernel, fingerprint, fmt, source_hash, keep)
+            if why is not None]
 
 
 def _useful_studies(url: str, kernel: str | None = None, fingerprint: str | None = None,
                     fmt: str | None = None, source_hash: str | None = None,
                     keep: Callable[[dict[str, Any]], bool] | None = None
                     ) -> list[tuple[dict[str, Any], dict[str, Any], float]]:
+    return [(s, c, ms) for s, c, ms, why
+            in _judged_studies(url, kernel, fingerprint, fmt, source_hash, keep) if why is None]
+
+
+def _judged_studies(url: str, kernel: str | None = None, fingerprint: str | None = None,
+                    fmt: str | None = None, source_hash: str | None = None,
+                    keep: Callable[[dict[str, Any]], bool] | None = None
+                    ) -> list[tuple[dict[str, Any], dict[str, Any], float, str | None]]:
+    """(study, best config, its median, why it may not run or None) of every study."""
     out = []
     ar = _open_archive(url)
     try:
         for study, config, ms in ar.best_per_study(kernel, fingerprint, fmt, source_hash):
             if keep is not None and not keep(study):
                 continue
-            confirmed = study.get("confirmed_speedup")
-            default_ms = study.get("default_ms")
-            if confirmed is not None:
-                if confirmed < MIN_SPEEDUP:
-                    continue  # side by side, the default was (about) as fast
-            elif default_ms is not None and ms * MIN_SPEEDUP > default_ms:
-                continue  # the default was about as good: nothing sure to gain
-            out.append((study, config, ms))
+            out.append((study, config, ms, refusal(study)))
     finally:
         _note_skipped(ar)
         ar.close()
@@ -176,6 +212,13 @@ class ArchiveSource:
         keep = _is_gpu_study if kernel.startswith("triton.") else None
         return _useful_rows(_url(), kernel, fingerprint, fmt, source_hash, keep=keep)
 
+    def refused(self, kernel: str, fmt: str, fingerprint: str, source_hash: str
+                ) -> list[tuple[tuple[int, ...], str]]:
+        if not _archive_exists():
+            return []
+        keep = _is_gpu_study if kernel.startswith("triton.") else None
+        return _refused_rows(_url(), kernel, fingerprint, fmt, source_hash, keep=keep)
+
     def check_triton(self, kernel: str, shape: tuple[int, int, int],
                      config: dict[str, Any]) -> dict[str, Any] | None:
         return _legal_triton_config(kernel, shape, config)
@@ -241,15 +284,35 @@ def triton_config(kernel: str, fmt: str, m: int, n: int, k: int,
 
 def build_records(storage: str | None = None) -> list[dict[str, Any]]:
     """The records of every useful, legal study in the archive (what the runtime reads)."""
+    return _build(storage)[0]
+
+
+def build_refusals(storage: str | None = None) -> list[dict[str, Any]]:
+    """The studies whose best config may not run, each with why (:func:`refusal`): the
+    runtime reports them for the shapes it runs (``tuned_configs_refused``)."""
+    return _build(storage)[1]
+
+
+def _build(storage: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from tritium.backends.cpu.build import KernelConfig
 
     out: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
     url = storage or _url()
-    for study, config, ms in _useful_studies(url):
+    for study, config, ms, why in _judged_studies(url):
         kernel = str(study.get("kernel"))
         shape = tuple(study["shape"])
+        if kernel.startswith("triton.") and not _is_gpu_study(study):
+            continue
+        head = {"kernel": kernel, "fmt": study.get("format"),
+                "fingerprint": study.get("device_fingerprint"),
+                "source_hash": study.get("source_hash"), "shape": list(shape)}
+        if why is not None:
+            if _tuned().check_refusal({**head, "why": why}) is None:
+                refused.append({**head, "why": why})
+            continue
         if kernel.startswith("triton."):
-            if not _is_gpu_study(study) or _legal_triton_config(kernel, shape, config) is None:
+            if _legal_triton_config(kernel, shape, config) is None:
                 continue
         else:
             isa = (study.get("device") or {}).get("isa")
@@ -258,24 +321,22 @@ def build_records(storage: str | None = None) -> list[dict[str, Any]]:
             except (TypeError, ValueError) as e:
                 _warn_once(f"illegal CPU kernel config ({e})")
                 continue
-        record = {"kernel": kernel, "fmt": study.get("format"),
-                  "fingerprint": study.get("device_fingerprint"),
-                  "source_hash": study.get("source_hash"), "shape": list(shape),
-                  "config": dict(config), "ms": float(ms)}
+        record = {**head, "config": dict(config), "ms": float(ms)}
         if _tuned().check_record(record) is None:
             out.append(record)
-    return out
+    return out, refused
 
 
 def write_records(storage: str | None = None, path: Path | None = None) -> Path | None:
-    """Write the archive's winning configs for the runtime (after a tuning run); None when
-    the archive could not be read (the old file then stays)."""
+    """Write the archive's winning configs (and the refused studies, with why) for the
+    runtime (after a tuning run); None when the archive could not be read (the old file
+    then stays)."""
     try:
-        records = build_records(storage)
+        records, refused = _build(storage)
     except Exception as e:  # noqa: BLE001 - a tune still succeeded; dispatch stays as it was
         _unreadable(e)
         return None
-    return _tuned().write_records(records, path)
+    return _tuned().write_records(records, path, refused=refused)
 
 
 # --------------------------------------------------------------------------- installation

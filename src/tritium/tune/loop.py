@@ -2,7 +2,9 @@
 
 :func:`tune` runs one strategy on one problem against one archive study:
 
-- the baselines first (the default config and torch fp32, measured in this run),
+- the baselines first (the default config and torch fp32, measured in this run; the default
+  gets up to :data:`BASELINE_ATTEMPTS` batches of samples until its time is decided, and is
+  recorded as not measured, ``default_ms`` None, when even that stays noisy),
 - then repeatedly: refresh the study's history from the archive (trials of every worker),
   ask the strategy, validate the config (space + optional prune hook), claim it in the
   archive (a config another worker already claimed makes the strategy ask again), measure it
@@ -10,8 +12,11 @@
 - until ``budget`` trials (rejected configs do not count, but at most ``4 * budget + 20``
   suggestions are made), ``time_s`` seconds, early stopping (the last ``patience`` trials did
   not improve the best by more than ``min_improvement``) or an exhausted strategy,
-- then the default and the winner re-timed side by side (the confirmed speedup, which the
-  runtime's dispatch trusts over trials measured minutes apart) and the stability check: the
+- then the default and the winner re-timed side by side
+  (:func:`tritium.tune.measure.compare_speedup`): the study's ``confirmed_speedup`` is the
+  lower end of the 95% interval of the paired speedup, which is what the runtime's dispatch
+  trusts (a config runs only where it is at least ``MIN_SPEEDUP``); 1.0 when the default config
+  was the best; None when the comparison could not run. Then the stability check: the
   winner and the default config on neighbouring sizes.
 """
 
@@ -26,7 +31,7 @@ from tritium.tune.archive import Archive
 from tritium.tune.measure import (
     Problem,
     Settings,
-    compare_configs,
+    compare_speedup,
     measure_config,
     measure_fp32,
 )
@@ -34,6 +39,9 @@ from tritium.tune.space import Config, SearchSpace, Trial
 from tritium.tune.strategy import Strategy, TuneContext
 
 Prune = Callable[[SearchSpace, Config], "str | None"]
+
+# batches of samples the default-config baseline may take until its timing is decided
+BASELINE_ATTEMPTS = 6
 
 
 @dataclass
@@ -52,7 +60,8 @@ class TuneResult:
     elapsed_s: float
     device: dict[str, Any] = field(default_factory=dict)
     stability: list[dict[str, Any]] = field(default_factory=list)
-    # the default and the best config re-timed side by side after the search
+    # the default and the best config re-timed side by side after the search: default_ms,
+    # tuned_ms, speedup (median of the paired ratios), low/high (its 95% interval), rounds
     confirmed: dict[str, float | None] | None = None
 
     @property
@@ -114,7 +123,8 @@ def tune(
     default: Trial | None = None
     fp32_ms: float | None = None
     if baseline:
-        default = measure_config(problem, space.default(), "baseline", seed * 7919 + 1, settings)
+        default = measure_config(problem, space.default(), "baseline", seed * 7919 + 1, settings,
+                                 attempts=BASELINE_ATTEMPTS)
         fp32_ms = measure_fp32(problem, seed * 7919 + 2, settings)
         archive.set_baseline(study, default.median_ms if default.ok else None, fp32_ms)
 
@@ -179,11 +189,12 @@ def tune(
         elapsed_s=time.monotonic() - start, device=device,
     )
     if baseline and best is not None and best.config != space.default():
-        d_ms, t_ms = compare_configs(problem, [space.default(), best.config],
-                                     seed * 7919 + 3, settings, rounds=3)
-        result.confirmed = {"default_ms": d_ms, "tuned_ms": t_ms}
-        if d_ms and t_ms:
-            archive.set_confirmed_speedup(study, d_ms / t_ms)
+        c = compare_speedup(problem, space.default(), best.config, seed * 7919 + 3, settings)
+        result.confirmed = {"default_ms": c.default_ms, "tuned_ms": c.tuned_ms,
+                            "speedup": c.speedup, "low": c.low, "high": c.high,
+                            "rounds": c.rounds, "wins": c.wins}
+        # None (the comparison did not run) clears an earlier run's value: never trusted
+        archive.set_confirmed_speedup(study, c.low)
     elif baseline and best is not None:
         archive.set_confirmed_speedup(study, 1.0)  # the default config is the best
     if stability and best is not None:

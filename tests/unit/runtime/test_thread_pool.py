@@ -150,6 +150,15 @@ def adaptive_pool():
                            debug=cpu._env_flag("TRITIUM_POOL_DEBUG", False))
 
 
+def _drain_back_off(lib) -> None:
+    """Wait out the back-off's minimum time, then make the capped calls it lasts for."""
+    st = lib.pool_stats()
+    time.sleep(st["backoff_left_ns"] / 1e9 + 0.005)
+    for _ in range(lib.pool_stats()["backoff_calls_left"]):
+        assert lib.lib.tri_pool_threads(2, 0) == 1   # capped: serial, no wait for the worker
+    assert lib.pool_stats()["backoff_calls_left"] == 0
+
+
 @pytest.mark.parametrize("pool", POOLS)
 def test_a_late_worker_shrinks_the_team_for_a_back_off_then_the_team_returns(
         pool, adaptive_pool):
@@ -157,27 +166,61 @@ def test_a_late_worker_shrinks_the_team_for_a_back_off_then_the_team_returns(
     # the worker holds a claimed task for 5 ms: the caller has to wait for it
     assert lib.lib.tri_pool_stall_probe(2, 5_000) == 2
     st = lib.pool_stats()
-    assert st["stalls"] == 1 and st["max_wait_ns"] >= 4_000_000
+    assert st["stalls"] == 1 and st["max_wait_ns"] >= 4_000_000 and st["streak"] == 1
     assert st["cap"] == 1 and st["backoff_left_ns"] > 0  # one thread for the back-off
-    # which lasts 32 times the wait (at least 10 ms, at most 8 s)
+    # which lasts 32 times the wait (at least 10 ms, at most 8 s) and at least 8 calls
     first = st["backoff_ns"]
     assert min(max(32 * st["max_wait_ns"], 10_000_000), 8_000_000_000) == first
+    assert st["backoff_calls"] == st["backoff_calls_left"] == 8
     assert lib.lib.tri_pool_threads(2, 0) == 1  # capped: serial, no wait for the worker
     assert lib.pool_stats()["capped"] == 1
-    # a second stall soon after the back-off: the next one is at least twice as long
-    time.sleep(st["backoff_left_ns"] / 1e9 + 0.005)
+    assert lib.pool_stats()["backoff_calls_left"] == 7
+    # its time over, the back-off still holds for its calls (calls in bursts do not probe
+    # the full team each time)
+    time.sleep(lib.pool_stats()["backoff_left_ns"] / 1e9 + 0.005)
+    assert lib.lib.tri_pool_threads(2, 0) == 1
+    _drain_back_off(lib)
+    # the probe after it stalls again (the machine stays loaded): twice as long, twice the calls
     assert lib.lib.tri_pool_stall_probe(2, 5_000) == 2
     st = lib.pool_stats()
-    assert st["stalls"] == 2 and st["backoff_ns"] >= min(2 * first, 8_000_000_000)
+    assert st["stalls"] == 2 and st["streak"] == 2
+    assert st["backoff_ns"] >= min(2 * first, 8_000_000_000) and st["backoff_calls"] == 16
     # once it is over, the full team runs again (on a loaded machine the worker can be late
     # again and start a new back-off: then the team returns when that one ends)
-    time.sleep(st["backoff_left_ns"] / 1e9 + 0.005)
-    deadline = time.monotonic() + 30
-    while lib.lib.tri_pool_threads(2, 0) != 2:
+    deadline = time.monotonic() + 60
+    while True:
+        _drain_back_off(lib)
+        if lib.lib.tri_pool_threads(2, 0) == 2:
+            break
         assert time.monotonic() < deadline, lib.pool_stats()
-        time.sleep(0.01)
 
 
+def _team_of(lib, m, n, k, act_quant):
+    """The team a linear of M x N x K asks the pool for (0: the calling thread alone), with the
+    adaptation off and 2 threads asked for."""
+    w, x, scale = _problem(m, n, k)
+    plan = kernels.LinearPlan(lib, w.data, n, k, "t2", scale, None, act_quant,
+                              config=lib.built.config)
+    plan(x, None, None)   # one-time layouts (the G2 panels, packing) run outside the count
+    lib.configure_pool(adaptive=False)
+    plan(x, None, None)
+    st = lib.pool_stats()
+    return st["last_team"] if st["calls"] else 0
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("m, n, k, act_quant, team", [
+    # int8 multiply-adds cost about a quarter of fp32 ones: a 1024x1024 GEMV (about 10 us on
+    # one core) is not worth waking a thread, a 4096x4096 one is
+    (1, 1024, 1024, "int8", 0), (1, 4096, 4096, "int8", 2), (64, 1024, 1024, "int8", 2),
+    (2, 1024, 512, "int8", 0),
+    # fp32 activations: from 2 x 2^19 multiply-adds
+    (1, 1024, 1024, "none", 2), (1, 512, 512, "none", 0), (64, 1024, 1024, "none", 2),
+])
+def test_the_team_a_product_is_worth(pool, fixed_team, monkeypatch, m, n, k, act_quant, team):
+    monkeypatch.setenv("TRITIUM_NUM_THREADS", "2")
+    lib = fixed_team(pool)
+    assert _team_of(lib, m, n, k, act_quant) == team
 @pytest.mark.parametrize("pool", POOLS)
 def test_without_adaptation_stalls_are_counted_but_the_team_is_kept(pool, fixed_team):
     lib = fixed_team(pool)

@@ -80,12 +80,33 @@ def test_tune_end_to_end_then_export_and_import(tmp_path, capsys):
     measured = [t for t in hist if t.status != "invalid"]
     assert len(measured) == 3, [(t.status, t.reason) for t in hist]
     assert all(t.strategy == "random" for t in hist)
-    assert study["default_ms"] is not None and study["fp32_ms"] is not None
+    assert study["fp32_ms"] is not None
+    # the default config's baseline takes batches of samples until its time is decided; on a
+    # machine too loaded for even that it is recorded as not measured, and says so
+    if study["default_ms"] is None:
+        assert "default config noisy" in out and "recorded as not measured" in out
+    else:
+        assert f"baseline (this run): default config {study['default_ms']:.4f} ms" in out
+    # whatever the load, the tuned config reaches the runtime exactly when it won side by
+    # side by the margin, and the runtime's data says why otherwise
+    from tritium.runtime import tuned
+
+    why = dispatch.refusal(study)
+    records = json.loads(tuned.records_path().read_text())
+    configs = [r for r in records["configs"] if r["shape"] == [3, 40, 70]]
+    refused = [r for r in records["refused"] if r["shape"] == [3, 40, 70]]
+    if why is None:
+        assert study["confirmed_speedup"] >= dispatch.MIN_SPEEDUP
+        assert len(configs) == 1 and not refused and "the tuned config runs" in out
+    else:
+        assert not configs and [r["why"] for r in refused] == [why]
+        assert "the tuned config runs" not in out
     other = f"sqlite:///{tmp_path / 'other.db'}"
     assert main(["tune", "--import", str(tmp_path / "tuned.json"), "--storage", other]) == 0
     assert f"imported {len(hist)} trials" in capsys.readouterr().out
     (copied,) = Archive(other).find_studies("cpu.linear_f32")
     assert copied["shape"] == (3, 40, 70)
+    assert copied["confirmed_speedup"] == study["confirmed_speedup"]  # the verdict travels
 
 
 @native
@@ -119,6 +140,12 @@ def test_after_tuning_the_runtime_runs_the_tuned_specialization():
 
     tuned = KernelConfig.from_params(isa, result.best.config)
     assert dispatch.install_if_tuned()
+    # without baselines the best config was never compared with the default: it does not run
+    assert dispatch.resolve(16, 37, 170, "t1.6", "int8", isa) is None
+    assert "compared side by side" in kernels.tuned_configs_refused()[0]["why"]
+    # the verdict a side-by-side win records (tune(..., baseline=True) writes it)
+    Archive().set_confirmed_speedup(result.study_id, 1.5)
+    dispatch.reset()
     g = torch.Generator().manual_seed(0)
     w = pack_ternary(torch.randint(-1, 2, (37, 170), generator=g).float(), "t1.6")
     x = torch.randn(16, 170, generator=g)
@@ -209,6 +236,7 @@ def test_the_runtime_reads_the_winners_the_tuner_recorded_and_never_imports_the_
             "print(kernels.get_config_resolver() is tuned.resolve)\n"
             f"print(tuned.cpu_lookup(1, 64, 64, 't2', 'int8', {isa!r}))\n"
             f"print(tuned.cpu_lookup(1, 64, 128, 't2', 'int8', {isa!r}))\n"
+            f"print(tuned.cpu_refusal(1, 64, 128, 't2', 'int8', {isa!r}))\n"
             "print([m for m in sys.modules if m.startswith('tritium.tune')])\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
@@ -228,7 +256,11 @@ def test_the_runtime_reads_the_winners_the_tuner_recorded_and_never_imports_the_
     records = json.loads(path.read_text())["configs"]
     assert [(r["kernel"], r["shape"], r["config"]) for r in records] == [
         ("cpu.linear", [1, 64, 64], {"threads": 1})]
-    assert run() == ["True", "{'threads': 1}", "None", "[]"]
+    assert [(r["shape"], r["why"]) for r in json.loads(path.read_text())["refused"]] == [
+        ([1, 64, 128], dispatch.refusal({"confirmed_speedup": 1.04}))]
+    out = run()
+    assert out[:3] == ["True", "{'threads': 1}", "None"] and out[4] == "[]"
+    assert "by only 1.04x" in out[3]
 
 
 @pytest.mark.parametrize("text, why", [

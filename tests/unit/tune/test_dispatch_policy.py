@@ -3,6 +3,8 @@ thread count that never exceeds the user's, and a record of which ones ran."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -109,11 +111,16 @@ def test_a_model_tune_leaves_untuned_shapes_on_the_defaults(tmp_path, monkeypatc
     assert all(u["m_bucket"] == 1 for u in kernels.tuned_configs_used())
 
 
-@pytest.mark.parametrize("confirmed, default_ms, used", [
-    (1.20, None, True), (1.04, None, False), (1.0, None, False),   # side by side
-    (None, 0.012, True), (None, 0.0104, False),                   # against the baseline
+@pytest.mark.parametrize("confirmed, default_ms, used, why", [
+    (1.20, 0.012, True, None),                     # won side by side, at the interval's low end
+    (1.20, None, True, None),                      # the baseline was noisy, the comparison not
+    (1.04, 0.012, False, "by only 1.04x"), (1.0, None, False, "by only 1.00x"),
+    (None, 0.012, False, "never compared side by side"),   # a baseline minutes apart only
+    (None, None, False, "never measured on this shape"),   # the baseline was rejected as noisy
 ])
-def test_a_config_must_have_won_by_five_percent(confirmed, default_ms, used, tmp_path):
+def test_a_config_runs_only_where_it_won_side_by_side_by_five_percent(
+        confirmed, default_ms, used, why, tmp_path):
+    from tritium.runtime import tuned
     from tritium.tune.measure import Trial
 
     isa = cpu.default_isa()
@@ -132,3 +139,14 @@ def test_a_config_must_have_won_by_five_percent(confirmed, default_ms, used, tmp
     dispatch.reset(url)
     got = dispatch.lookup(1, 64, 64, "t2", "int8", isa)
     assert (got is not None) is used, got
+    # the runtime's resolver says why the default ran, and so do the records it reads
+    assert (dispatch.resolve(1, 64, 64, "t2", "int8", isa) is not None) is used
+    refused = tuned.refusals()
+    if why is None:
+        assert refused == []
+    else:
+        (r,) = refused
+        assert (r["m_bucket"], r["n"], r["k"]) == (1, 64, 64) and why in r["why"], r
+    records = json.loads(dispatch.write_records(url, tmp_path / "records.json").read_text())
+    assert len(records["configs"]) == int(used)
+    assert [why in r["why"] for r in records["refused"]] == ([] if used else [True])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from tritium.tune.archive import Archive
@@ -98,3 +100,44 @@ def test_the_loop_stops_on_patience_and_on_time(tmp_path):
     _, r = _tune(tmp_path, strategy=make_strategy("random", seed=1), time_s=1e-9,
                  baseline=False)
     assert r.stopped == "time" and r.trials == []
+
+
+class NoisyDefault(Doubler):
+    """The default config (a=0) times wildly on every batch; a=1 is steady and faster."""
+
+    kernel = "fake.noisy_default"
+
+    def space(self):
+        return SearchSpace(self.kernel, (Param("a", (0, 1), 0),))
+
+    def runner(self, config):
+        run = super().runner(config)
+        if config["a"] == 0:
+            spread = itertools.cycle([1.2, 2.0])   # two modes: no median to decide
+
+            def timer(fn, settings):
+                return [next(spread) for _ in range(settings.samples)]
+        else:
+            def timer(fn, settings):
+                return [1.0] * settings.samples
+        run.timer = timer
+        return run
+
+
+def test_a_noisy_default_baseline_is_extended_then_recorded_as_not_measured(tmp_path):
+    """The default's baseline takes up to BASELINE_ATTEMPTS batches; when it stays noisy the
+    study has no default time, and only the side-by-side comparison can let a config run."""
+    from tritium.tune import dispatch, loop
+
+    settings = Settings(warmup=0, samples=7, min_sample_s=0.0, max_rel_ci=0.2)
+    ar, r = _tune(tmp_path, NoisyDefault(), settings=settings)
+    assert r.default.status == "noisy"
+    assert len(r.default.times_ms) == 7 * loop.BASELINE_ATTEMPTS   # every batch, pooled
+    study = ar.study_info(r.study_id)
+    assert study["default_ms"] is None
+    assert r.best.config == {"a": 1}
+    # side by side, the default's per-round medians (1.2 or 2.0) against a steady 1.0
+    assert r.confirmed["wins"] and study["confirmed_speedup"] == r.confirmed["low"] >= 1.05
+    assert dispatch.refusal(study) is None
+    ar.set_confirmed_speedup(r.study_id, None)   # had the comparison not run
+    assert "never measured" in dispatch.refusal(ar.study_info(r.study_id))

@@ -139,3 +139,80 @@ def test_a_steady_trial_after_a_noisy_first_measurement_is_ok(monkeypatch):
     _fake_clock(monkeypatch, noisy + steady + steady)
     t = measure_config(FakeMatmul(), {"mode": "honest"}, "grid", 1, settings)
     assert t.status == "ok" and t.median_ms == pytest.approx(2.0)
+
+
+def test_more_attempts_extend_a_noisy_measurement_until_it_is_decided(monkeypatch):
+    """The baseline's rule: batches are added (and pooled) until the interval is decided; a
+    batch with a few samples hit by a neighbour stops mattering once there are enough."""
+    settings = Settings(warmup=0, samples=7, min_sample_s=0.0, max_rel_ci=0.2)
+    # every batch: 5 steady samples and 2 inflated ones (calibration first)
+    batch = [0.002, 0.002, 0.002, 0.009, 0.002, 0.002, 0.0095, 0.002]
+    _fake_clock(monkeypatch, batch * 8)
+    t = measure_config(FakeMatmul(), {"mode": "honest"}, "baseline", 1, settings)
+    assert t.status == "noisy"   # two batches (a trial's rule): 4 outliers in 14 samples
+    _fake_clock(monkeypatch, batch * 8)
+    t = measure_config(FakeMatmul(), {"mode": "honest"}, "baseline", 1, settings, attempts=4)
+    assert t.status == "ok" and t.median_ms == pytest.approx(2.0)
+    assert len(t.times_ms) in (21, 28)   # pooled over the batches it took
+
+
+class Timed:
+    """A problem whose two configs ("default", "fast") have prescribed per-sample times."""
+
+    kernel, shape, fmt = "fake.timed", (1, 2, 3), "t2"
+
+    def __init__(self, times: dict[str, list[float]]) -> None:
+        self.times = {k: iter(v) for k, v in times.items()}
+
+    def space(self):
+        return SearchSpace(self.kernel, (Param("c", ("default", "fast"), "default"),))
+
+    def inputs(self, seed):
+        return torch.zeros(2)
+
+    def reference(self, x):
+        return x + 1
+
+    def output(self, x):
+        return torch.empty(2)
+
+    def runner(self, config):
+        def run(x, out):
+            torch.add(x, 1, out=out)
+
+        def timer(fn, settings, name=config["c"]):
+            return [next(self.times[name])]
+
+        run.timer = timer
+        return run
+
+    def check(self, got, want):
+        return None if torch.equal(got, want) else "differs"
+
+    def fp32_runner(self, x):
+        return lambda: x + 1
+
+
+def test_compare_speedup_judges_the_paired_ratio_and_extends_until_decided():
+    # a clear win: every round 1.25x
+    c = measure.compare_speedup(Timed({"default": [1.25] * 20, "fast": [1.0] * 20}),
+                                {"c": "default"}, {"c": "fast"}, 0)
+    assert c.wins and c.decided and c.rounds == 5 and c.speedup == pytest.approx(1.25)
+    # a 1.25x median win with one round where the load made the tuned config slower: the
+    # interval straddles 1.05 at 5 rounds, so rounds are added; at 9 rounds the interval
+    # drops the worst round and the win is decided
+    d = [1.25, 1.25, 1.25, 1.25, 1.25, 1.25, 1.25, 1.25, 1.25, 1.25]
+    f = [1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    c = measure.compare_speedup(Timed({"default": d, "fast": f}), {"c": "default"},
+                                {"c": "fast"}, 0)
+    assert c.rounds == 9 and c.wins and c.low == pytest.approx(1.25)
+    # within the noise: never decided as a win, so it is not one (capped at max_rounds)
+    d = [1.0, 1.1] * 10
+    f = [1.05, 1.0] * 10
+    c = measure.compare_speedup(Timed({"default": d, "fast": f}), {"c": "default"},
+                                {"c": "fast"}, 0, max_rounds=11)
+    assert not c.wins and c.rounds == 11
+    # slower: decided at once
+    c = measure.compare_speedup(Timed({"default": [1.0] * 5, "fast": [1.2] * 5}),
+                                {"c": "default"}, {"c": "fast"}, 0)
+    assert c.decided and not c.wins and c.rounds == 5

@@ -40,9 +40,11 @@ ABI_VERSION = 8
 # of a back-off; ran serially because another call owned the team; stalled (the caller waited
 # for a thread that was not scheduled); total and longest wait of callers for their team; the
 # team cap of the back-off in progress (0: none) and its remaining time; the length of the
-# current (or last) back-off; the team of the last parallel call; whether adaptation and debug reports are on.
+# current (or last) back-off; the team of the last parallel call; whether adaptation and debug
+# reports are on; the capped calls the back-off still lasts for and its total; stalls in a row.
 POOL_STATS = ("calls", "parallel", "capped", "busy", "stalls", "wait_ns", "max_wait_ns", "cap",
-              "backoff_left_ns", "backoff_ns", "last_team", "adaptive", "debug")
+              "backoff_left_ns", "backoff_ns", "last_team", "adaptive", "debug",
+              "backoff_calls_left", "backoff_calls", "streak")
 
 
 class LinearPlanArgs(ctypes.Structure):

@@ -517,8 +517,9 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
             metrics["fp32"]["int8dyn_latency_ms"] = ms
         else:
             metrics[name]["latency_ms"] = ms
-    from tritium.runtime.kernels import tuned_configs_used
+    from tritium.runtime.kernels import tuned_configs_refused, tuned_configs_used
     ternary["tuned_configs"] = tuned_configs_used()
+    ternary["tuned_configs_refused"] = tuned_configs_refused()
     if base_run is not None:
         metrics["ratio"] = {
             "checkpoint": metrics["fp32"]["checkpoint_bytes"] / ternary["checkpoint_bytes"],

@@ -451,8 +451,9 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
         else:
             metrics[name]["latency_ms"] = ms
     # whether the autotuner's archive chose any kernel config of those runs
-    from tritium.runtime.kernels import tuned_configs_used
+    from tritium.runtime.kernels import tuned_configs_refused, tuned_configs_used
     ternary["tuned_configs"] = tuned_configs_used()
+    ternary["tuned_configs_refused"] = tuned_configs_refused()
     if base_run is not None:
         metrics["ratio"] = {
             "checkpoint": metrics["fp32"]["checkpoint_bytes"] / ternary["checkpoint_bytes"],

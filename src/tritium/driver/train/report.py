@@ -418,6 +418,9 @@ def _print_report(console: Any, m: dict[str, Any], out: Path) -> None:
                       "other layers ran the defaults (TRITIUM_TUNED_CONFIGS=0 turns tuning off)")
     else:
         console.print("kernel configs: the defaults (no tuned config applied)")
+    for c in t.get("tuned_configs_refused") or []:
+        console.print(f"  {c['m_bucket']}x{c['n']}x{c['k']}: the tuned config did not run "
+                      f"({c['why']})", soft_wrap=True)
     if m["performance"]:
         perf = Table(title="performance { } expectations")
         for col in ("expectation", "required", "measured", "result"):

@@ -161,7 +161,8 @@ static int run_problem(const Problem *P, int nthreads) {
     J->tiles_per_task = (J->ntile + want_groups - 1) / want_groups;
     if (J->tiles_per_task < 1) J->tiles_per_task = 1;
     const int64_t groups = (J->ntile + J->tiles_per_task - 1) / J->tiles_per_task;
-    const double work = (double)P->m * (double)P->n * (double)P->kpad;
+    const double work = (double)P->m * (double)P->n * (double)P->kpad *
+                        (P->xq != NULL ? TRI_INT8_WORK : 1.0);
     pool_run(problem_task, J, groups * J->nchunk, team_for_work(work, nthreads));
     int err = atomic_load(&J->err);
     for (int i = 0; i < TRI_MAX_THREADS; i++) {

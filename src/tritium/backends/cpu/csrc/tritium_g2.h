@@ -429,7 +429,7 @@ static int run_g2(const Problem *P, const uint8_t *gw, int nthreads) {
     J->ngroups = (J->n16 + G2_NRV - 1) / G2_NRV;
     atomic_init(&J->err, 0);
     const int64_t nchunk = (P->m + TRI_GEMM_MC - 1) / TRI_GEMM_MC;
-    const double work = (double)P->m * (double)P->n * (double)P->k;
+    const double work = (double)P->m * (double)P->n * (double)P->k * TRI_INT8_WORK;
     pool_run(g2_task, J, J->ngroups * nchunk, team_for_work(work, nthreads));
     int err = atomic_load(&J->err);
     for (int i = 0; i < TRI_MAX_THREADS; i++) {

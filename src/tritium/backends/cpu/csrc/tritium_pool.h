@@ -20,14 +20,20 @@
  * the worker a time slice: 7-8 ms on a 2-core Linux guest, for a call whose work takes 0.2 ms.
  * The pthread pool has the same exposure for a worker descheduled in the middle of a task.
  * So every parallel call measures how long its caller waited for its team (to start, and
- * after finishing its own share).
- * A wait longer than the call's work (and than TRI_STALL_MIN_NS) means a thread of the team
- * was not scheduled: the pool then runs calls on fewer threads (one less per thread that came
- * too late to claim a task) for a back-off period, and tries the full team again afterwards.
- * A back-off lasts 32 times the wait that caused it (10 ms to 8 s), and twice the last one
- * when the last stall was recent, so a machine that stays loaded pays about 1/32 of its time
- * or less in stalls and an idle one pays nothing. Small products never wake a thread at all
- * (team_for_work).
+ * after finishing its own share), and compares the call with what the caller alone would have
+ * taken (pool_lost): its own work scaled by the share of the tasks it ran (all of them when
+ * the other threads came too late to claim any: then every nanosecond of waiting was lost),
+ * or the time in which no thread of the team worked on a task (a caller that waking a worker
+ * cost its CPU finds every task taken and waited the whole call). A call that
+ * took longer than that, by a wait of more than TRI_STALL_MIN_NS, is a *stall*: more threads
+ * made it slower than one. The pool then runs calls on fewer threads (one less per thread
+ * that came too late to claim a task) for a back-off, and tries the full team again after it.
+ * A back-off lasts at least 32 times the wait that caused it (10 ms to 8 s) and at least
+ * TRI_BACKOFF_CALLS calls that asked for the full team, both doubled for each stall in a row
+ * (the probe after a back-off stalled again: the machine stays loaded), and never longer
+ * than TRI_BACKOFF_MAX_NS; so a machine that stays busy pays a probe's
+ * wait ever more rarely, whether it calls the kernels back to back or in bursts, and an
+ * idle one pays nothing. Small products never wake a thread at all (team_for_work).
  * The counters are read by tri_pool_stats (kernel_info()["pool_stats"] in Python); with
  * debug on (TRITIUM_POOL_DEBUG=1) every back-off is reported on stderr.
  *
@@ -46,12 +52,18 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 #define TRI_BACKOFF_PER_WAIT 32         /* a back-off lasts this many times the wait */
 #define TRI_BACKOFF_MIN_NS 10000000LL   /* 10 ms */
 #define TRI_BACKOFF_MAX_NS 8000000000LL /* 8 s */
-#define TRI_WORK_PER_THREAD 524288.0    /* multiply-adds that pay for waking one more thread */
+#define TRI_BACKOFF_CALLS 8             /* capped calls of a first back-off (x2 per stall in a row) */
+#define TRI_BACKOFF_MAX_CALLS 1024
+#define TRI_WORK_PER_THREAD 524288.0    /* fp32 multiply-adds that pay for waking one more thread */
+/* an int8 multiply-add costs about a quarter of an fp32 one (vpdpbusd: 64 per zmm against
+ * FMA's 16; vpmaddubsw: 32 per ymm against 8; sdot likewise): the int8 paths weigh their
+ * work by this before asking team_for_work */
+#define TRI_INT8_WORK 0.25
 
-/* The team a product of `work` multiply-adds is worth: one thread per TRI_WORK_PER_THREAD
- * (tens of microseconds of one core), at most nthreads. Waking a thread and joining it costs
- * microseconds on an idle machine and can cost a scheduler time slice on a busy one, so a
- * small product runs on the calling thread alone. */
+/* The team a product of `work` (fp32) multiply-adds is worth: one thread per
+ * TRI_WORK_PER_THREAD (tens of microseconds of one core), at most nthreads. Waking a thread
+ * and joining it costs microseconds on an idle machine and can cost a scheduler time slice on
+ * a busy one, so a small product runs on the calling thread alone. */
 static inline int team_for_work(double work, int nthreads) {
     const double t = work / TRI_WORK_PER_THREAD;
     if (t < 2.0) return 1;
@@ -89,10 +101,13 @@ typedef struct {
     _Atomic int64_t stalls;     /* parallel calls whose caller waited for a late thread */
     _Atomic int64_t wait_ns;    /* total time callers waited for their team */
     _Atomic int64_t max_wait_ns;
-    _Atomic int64_t cap;        /* threads allowed until until_ns */
-    _Atomic int64_t until_ns;   /* end of the current back-off (monotonic clock) */
-    _Atomic int64_t backoff_ns;    /* length of the current (or last) back-off */
-    _Atomic int64_t last_stall_ns; /* when the last stall ended (monotonic clock), 0: never */
+    _Atomic int64_t cap;        /* threads allowed during the back-off */
+    _Atomic int64_t until_ns;   /* its minimum end (monotonic clock) */
+    _Atomic int64_t calls_left; /* capped calls it still lasts for (besides until_ns) */
+    _Atomic int64_t hard_ns;    /* its latest end: the calls no longer count after it */
+    _Atomic int64_t backoff_ns;    /* minimum length of the current (or last) back-off */
+    _Atomic int64_t backoff_calls; /* capped calls of the current (or last) back-off */
+    _Atomic int64_t streak;     /* parallel calls in a row that stalled */
     _Atomic int64_t last_team;  /* threads the last parallel call ran on */
     _Atomic int adaptive;       /* 0: always the requested team (for comparison) */
     _Atomic int debug;          /* 1: report back-offs on stderr */
@@ -103,23 +118,51 @@ static TriPoolState g_ps = {.cap = TRI_MAX_THREADS,
 
 #define TRI_RELAXED memory_order_relaxed
 
+/* Whether a back-off is in progress at time now. */
+static int pool_backing_off(int64_t now) {
+    if (now < atomic_load_explicit(&g_ps.until_ns, TRI_RELAXED)) return 1;
+    return atomic_load_explicit(&g_ps.calls_left, TRI_RELAXED) > 0 &&
+           now < atomic_load_explicit(&g_ps.hard_ns, TRI_RELAXED);
+}
+
 /* The team size for a call that asks for nthreads at time now. */
 static int pool_team(int nthreads, int64_t now) {
     atomic_fetch_add_explicit(&g_ps.calls, 1, TRI_RELAXED);
-    if (atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED) &&
-        now < atomic_load_explicit(&g_ps.until_ns, TRI_RELAXED)) {
+    if (atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED) && pool_backing_off(now)) {
         int cap = (int)atomic_load_explicit(&g_ps.cap, TRI_RELAXED);
         if (nthreads > cap) {
             atomic_fetch_add_explicit(&g_ps.capped, 1, TRI_RELAXED);
+            atomic_fetch_sub_explicit(&g_ps.calls_left, 1, TRI_RELAXED);
             return cap;
         }
     }
     return nthreads;
 }
 
+/* Whether a parallel call lost to its caller running alone. Two views, either one is enough:
+ * - the caller ran `mine` of the `ntasks` tasks in work_ns, so alone it would have taken about
+ *   work_ns * ntasks / mine, and the call took work_ns + wait_ns (this sees a worker that was
+ *   descheduled in the middle of a task: the caller waits for it at the end);
+ * - the team's threads spent busy_ns in all between their first claim and their last task
+ *   (the work, summed over threads; < 0: not measured), so a call that lasted longer than
+ *   that (call_ns) by more than TRI_STALL_MIN_NS spent the difference with nobody working:
+ *   waiting for threads to start, to dock from the last region, or for a caller that waking
+ *   a worker had cost its CPU (it then finds every task taken: mine = 0). */
+static inline int pool_lost(int64_t mine, int64_t ntasks, int64_t work_ns, int64_t wait_ns,
+                            int64_t busy_ns, int64_t call_ns) {
+    if (wait_ns <= TRI_STALL_MIN_NS) return 0;
+    if (busy_ns >= 0 && call_ns - busy_ns > TRI_STALL_MIN_NS) return 1;
+    if (mine <= 0) return 0;
+    const double alone = (double)work_ns * (double)ntasks / (double)mine;
+    return (double)(work_ns + wait_ns) > alone;
+}
+
 /* After a parallel call that asked for `want` threads and ran on `team`, of which `idle`
- * claimed no task: the caller worked for work_ns, then waited wait_ns for the others. */
-static void pool_feedback(int want, int team, int idle, int64_t work_ns, int64_t wait_ns,
+ * claimed no task: the caller ran `mine` of the `ntasks` tasks in work_ns, then waited
+ * wait_ns for the others; the threads worked busy_ns in all (< 0: not measured) in a call of
+ * call_ns that ended at `end`. */
+static void pool_feedback(int want, int team, int idle, int64_t mine, int64_t ntasks,
+                          int64_t work_ns, int64_t wait_ns, int64_t busy_ns, int64_t call_ns,
                           int64_t end) {
     atomic_fetch_add_explicit(&g_ps.parallel, 1, TRI_RELAXED);
     atomic_store_explicit(&g_ps.last_team, team, TRI_RELAXED);
@@ -131,32 +174,44 @@ static void pool_feedback(int want, int team, int idle, int64_t work_ns, int64_t
                                                   TRI_RELAXED)) {
     }
     (void)want;
-    const int stalled = wait_ns > TRI_STALL_MIN_NS && wait_ns > work_ns;
-    if (stalled) atomic_fetch_add_explicit(&g_ps.stalls, 1, TRI_RELAXED);
-    if (!atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED)) return;
-    if (stalled) {
-        int late = idle > 0 ? idle : 1;
-        int cap = team - late < 1 ? 1 : team - late;
-        /* a back-off long enough that probing the full team again costs at most about 1/32 of
-         * the time, longer (doubling) when the last stall was recent, so a machine that stays
-         * busy is probed ever more rarely and one that calmed down starts over */
-        int64_t backoff = wait_ns * TRI_BACKOFF_PER_WAIT;
-        if (backoff < TRI_BACKOFF_MIN_NS) backoff = TRI_BACKOFF_MIN_NS;
-        const int64_t last = atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED);
-        const int64_t last_stall = atomic_load_explicit(&g_ps.last_stall_ns, TRI_RELAXED);
-        if (last_stall > 0 && end - last_stall < 8 * last && 2 * last > backoff)
-            backoff = 2 * last;
-        if (backoff > TRI_BACKOFF_MAX_NS) backoff = TRI_BACKOFF_MAX_NS;
-        atomic_store_explicit(&g_ps.cap, cap, TRI_RELAXED);
-        atomic_store_explicit(&g_ps.until_ns, end + backoff, TRI_RELAXED);
-        atomic_store_explicit(&g_ps.backoff_ns, backoff, TRI_RELAXED);
-        atomic_store_explicit(&g_ps.last_stall_ns, end, TRI_RELAXED);
-        if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
-            fprintf(stderr,
-                    "tritium pool: waited %.3f ms for %d late thread(s) after %.3f ms of work "
-                    "(team %d); running on %d thread(s) for %.0f ms\n",
-                    wait_ns / 1e6, late, work_ns / 1e6, team, cap, backoff / 1e6);
+    const int stalled = pool_lost(mine, ntasks, work_ns, wait_ns, busy_ns, call_ns);
+    if (!stalled) {
+        atomic_store_explicit(&g_ps.streak, 0, TRI_RELAXED);
+        return;
     }
+    atomic_fetch_add_explicit(&g_ps.stalls, 1, TRI_RELAXED);
+    const int64_t streak = atomic_fetch_add_explicit(&g_ps.streak, 1, TRI_RELAXED);
+    if (!atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED)) return;
+    int late = idle > 0 ? idle : 1;
+    int cap = team - late < 1 ? 1 : team - late;
+    /* long enough that probing the full team again costs at most about 1/32 of the time, and
+     * at least a few calls (so calls in bursts, with idle time between, do not each probe);
+     * both doubled for every stall in a row, so a machine that stays busy is probed ever more
+     * rarely and one that calmed down (a probe that did not stall) starts over */
+    int64_t backoff = wait_ns * TRI_BACKOFF_PER_WAIT;
+    if (backoff < TRI_BACKOFF_MIN_NS) backoff = TRI_BACKOFF_MIN_NS;
+    int64_t calls = TRI_BACKOFF_CALLS;
+    if (streak > 0) {
+        const int64_t last = atomic_load_explicit(&g_ps.backoff_ns, TRI_RELAXED);
+        const int64_t last_calls = atomic_load_explicit(&g_ps.backoff_calls, TRI_RELAXED);
+        if (2 * last > backoff) backoff = 2 * last;
+        if (2 * last_calls > calls) calls = 2 * last_calls;
+    }
+    if (backoff > TRI_BACKOFF_MAX_NS) backoff = TRI_BACKOFF_MAX_NS;
+    if (calls > TRI_BACKOFF_MAX_CALLS) calls = TRI_BACKOFF_MAX_CALLS;
+    atomic_store_explicit(&g_ps.cap, cap, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.calls_left, calls, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.hard_ns, end + TRI_BACKOFF_MAX_NS, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.until_ns, end + backoff, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.backoff_ns, backoff, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.backoff_calls, calls, TRI_RELAXED);
+    if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
+        fprintf(stderr,
+                "tritium pool: waited %.3f ms for %d late thread(s) after %.3f ms of work "
+                "(team %d, the caller ran %lld of %lld tasks); running on %d thread(s) for "
+                "%.0f ms and %lld calls\n",
+                wait_ns / 1e6, late, work_ns / 1e6, team, (long long)mine, (long long)ntasks,
+                cap, backoff / 1e6, (long long)calls);
 }
 
 #if TRI_POOL_OPENMP
@@ -180,16 +235,18 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
         run_serial(fn, ctx, ntasks);
         return 1;
     }
-    _Atomic int64_t next;
+    _Atomic int64_t next, busy;
     _Atomic int idle;
     atomic_init(&next, 0);
+    atomic_init(&busy, 0);
     atomic_init(&idle, 0);
     int team = 1;
-    int64_t t_enter = t0, t_done = t0;
+    int64_t t_enter = t0, t_done = t0, mine = 0;
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num();
-        if (tid == 0) t_enter = tri_now_ns();
+        const int64_t t_in = tri_now_ns();
+        if (tid == 0) t_enter = t_in;
         int64_t did = 0;
         for (;;) {
             int64_t t = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
@@ -197,9 +254,11 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
             fn(ctx, t, tid);
             did++;
         }
+        if (did > 0) atomic_fetch_add_explicit(&busy, tri_now_ns() - t_in, memory_order_relaxed);
         if (tid == 0) {
             team = omp_get_num_threads(); /* less than asked under OMP_DYNAMIC */
             t_done = tri_now_ns();
+            mine = did;
         } else if (did == 0) {
             atomic_fetch_add_explicit(&idle, 1, memory_order_relaxed);
         }
@@ -208,8 +267,8 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     atomic_store(&g_omp_busy, 0);
     /* libgomp starts a region only when every worker of the previous one has docked, and
      * ends it only when every worker has arrived: both are waits for the team */
-    pool_feedback(want, team, atomic_load(&idle), t_done - t_enter,
-                  (t_enter - t0) + (t1 - t_done), t1);
+    pool_feedback(want, team, atomic_load(&idle), mine, ntasks, t_done - t_enter,
+                  (t_enter - t0) + (t1 - t_done), atomic_load(&busy), t1 - t0, t1);
     return team;
 }
 
@@ -326,7 +385,8 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     pthread_mutex_unlock(&g_pool.busy);
     /* a worker that never woke up costs nothing here (its tasks went to the caller); one that
      * was descheduled holding a claimed task shows as a wait */
-    pool_feedback(want, team, mine == ntasks ? team - 1 : 0, t_done - t0, t1 - t_done, t1);
+    pool_feedback(want, team, mine == ntasks ? team - 1 : 0, mine, ntasks, t_done - t0,
+                  t1 - t_done, -1, t1 - t0, t1);
     return team;
 }
 
@@ -366,25 +426,32 @@ TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
     atomic_store(&g_ps.max_wait_ns, 0);
     atomic_store(&g_ps.cap, TRI_MAX_THREADS);
     atomic_store(&g_ps.until_ns, 0);
+    atomic_store(&g_ps.calls_left, 0);
+    atomic_store(&g_ps.hard_ns, 0);
     atomic_store(&g_ps.backoff_ns, 0);
-    atomic_store(&g_ps.last_stall_ns, 0);
+    atomic_store(&g_ps.backoff_calls, 0);
+    atomic_store(&g_ps.streak, 0);
     atomic_store(&g_ps.last_team, 0);
 }
 
-/* The pool's counters, in this order (see TRI_POOL_STATS in tritium_kernels.h): calls,
- * parallel, capped, busy, stalls, wait_ns, max_wait_ns, cap (0 when no back-off is running),
- * backoff_left_ns, backoff_ns (the current or last back-off's length), last_team, adaptive,
- * debug. Writes at most n values and
- * returns how many there are. */
+/* The pool's counters, in this order (see POOL_STATS in tritium/backends/cpu/__init__.py):
+ * calls, parallel, capped, busy, stalls, wait_ns, max_wait_ns, cap (0 when no back-off is
+ * running), backoff_left_ns (of its minimum time), backoff_ns (the current or last back-off's
+ * minimum time), last_team, adaptive, debug, backoff_calls_left (capped calls it still lasts
+ * for, 0 when none is running), backoff_calls (the current or last back-off's calls), streak
+ * (stalls in a row). Writes at most n values and returns how many there are. */
 TRI_EXPORT int tri_pool_stats(int64_t *out, int n) {
     const int64_t now = tri_now_ns();
     const int64_t until = atomic_load(&g_ps.until_ns);
+    const int on = pool_backing_off(now);
+    const int64_t left = atomic_load(&g_ps.calls_left);
     const int64_t v[] = {
         atomic_load(&g_ps.calls),      atomic_load(&g_ps.parallel),   atomic_load(&g_ps.capped),
         atomic_load(&g_ps.busy),       atomic_load(&g_ps.stalls),     atomic_load(&g_ps.wait_ns),
-        atomic_load(&g_ps.max_wait_ns), now < until ? atomic_load(&g_ps.cap) : 0,
+        atomic_load(&g_ps.max_wait_ns), on ? atomic_load(&g_ps.cap) : 0,
         now < until ? until - now : 0, atomic_load(&g_ps.backoff_ns), atomic_load(&g_ps.last_team),
         atomic_load(&g_ps.adaptive),   atomic_load(&g_ps.debug),
+        on && left > 0 ? left : 0,     atomic_load(&g_ps.backoff_calls), atomic_load(&g_ps.streak),
     };
     const int count = (int)(sizeof v / sizeof v[0]);
     for (int i = 0; i < n && i < count; i++) out[i] = v[i];
