@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from tritium.runtime.chain import install_chains
+from tritium.runtime.layers.head import HEADS, quantize_head
 from tritium.runtime.layers.ternary import (
     TERNARY_FORMATS,
     TernaryLayer,
@@ -111,7 +112,7 @@ def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def freeze_model(model: nn.Module, format: str | None = None, *,
-                 fold_bn: bool = True) -> nn.Module:
+                 fold_bn: bool = True, head: str = "fp32") -> nn.Module:
     """Freeze every Tritium layer in ``model`` in place and return ``model``.
 
     Ternary layers are packed with ``format`` (``"t2"`` or ``"t1.6"``); with ``None`` each
@@ -121,9 +122,16 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
     and removed: the frozen model is for inference, with the batch norms' running
     statistics. A generated module whose ``forward`` its compiler listed as one chain of
     steps then runs it as one plan (:func:`tritium.runtime.chain.install_chains`).
+
+    ``head="int8"`` also replaces a language model's full-precision output head (every
+    ``nn.Linear`` named ``lm_head``) by an int8 one (:class:`~tritium.runtime.layers.head.
+    Int8Head`: int8 weights per row, int8 activations per token, as llama.cpp quantizes its
+    output tensor). It changes the logits by the int8 rounding error, so it is opt-in here;
+    ``"fp32"`` (default) keeps the head as trained.
     """
     if format is not None:
         _check_choice("packing format", format, TERNARY_FORMATS)
+    _check_choice("head", head, HEADS)
     for _, layer in tritium_layers(model):
         if isinstance(layer, TernaryLayer):
             layer.freeze(format)
@@ -131,6 +139,7 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
             layer.freeze()
     if fold_bn:
         fold_batchnorms(model)
+    quantize_head(model, head)
     install_chains(model)
     return model
 
