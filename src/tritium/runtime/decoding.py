@@ -46,6 +46,8 @@ class DecodeSession:
         self.values: list[torch.Tensor] = []
         self._kbuf: list[torch.Tensor] = []      # [..., capacity, head_dim] per slot
         self._vbuf: list[torch.Tensor] = []
+        # rope's cos/sin tables per (head dim, base, dtype, device), for positions 0 .. n-1
+        self._rope: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.offset = 0          # tokens cached before the forward in progress
         self._call = 0
         self._new = 0
@@ -71,6 +73,19 @@ class DecodeSession:
         self._kbuf.clear()
         self._vbuf.clear()
         self.offset = 0
+
+    def rope_tables(self, d: int, base: float, offset: int, seq: int, dtype: torch.dtype,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`tritium.runtime.functional.rope_tables` of positions offset .. offset+seq-1,
+        sliced from tables computed once for many positions (the same values: every position
+        is computed by the same elementwise operations)."""
+        from .functional import rope_tables
+        key = (d, float(base), dtype, device)
+        end = offset + seq
+        hit = self._rope.get(key)
+        if hit is None or hit[0].shape[0] < end:
+            hit = self._rope[key] = rope_tables(d, base, 0, max(256, 2 * end), dtype, device)
+        return hit[0][offset:end], hit[1][offset:end]
 
     def forward(self, model: torch.nn.Module, tokens: torch.Tensor) -> Any:
         """Run `model` on the next `tokens` [batch, new] (the session must be active), then

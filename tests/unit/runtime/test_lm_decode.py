@@ -209,3 +209,13 @@ def test_kv_cache_buffers_grow_and_keep_full_recompute_logits():
             assert s.keys[0].untyped_storage().data_ptr() == \
                 s._kbuf[0].untyped_storage().data_ptr()
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-4, rtol=1e-4)
+
+
+def test_rope_in_a_session_uses_its_tables_with_the_same_bits():
+    from tritium.runtime import rope
+    x = torch.randn(1, 3, 2, 48)
+    with DecodeSession() as s:
+        for off in (0, 7, 255, 256, 700):      # the tables grow past 256 positions
+            s.offset = off
+            assert torch.equal(rope(x), rope(x, offset=off))
+        assert s._rope and next(iter(s._rope.values()))[0].shape[0] >= 702
