@@ -219,3 +219,77 @@ def test_rope_in_a_session_uses_its_tables_with_the_same_bits():
             s.offset = off
             assert torch.equal(rope(x), rope(x, offset=off))
         assert s._rope and next(iter(s._rope.values()))[0].shape[0] >= 702
+
+
+def _ungrouped(model):
+    import copy
+    twin = copy.deepcopy(model)
+    for layer in twin.modules():
+        layer.__dict__.pop("_group", None)
+    return twin
+
+
+def _decode(model, ids, prompt):
+    with torch.no_grad(), DecodeSession() as s:
+        parts = [s.forward(model, ids[:, :prompt])]
+        for i in range(prompt, ids.shape[1]):
+            parts.append(s.forward(model, ids[:, i:i + 1]))
+    return torch.cat(parts, dim=1)
+
+
+@pytest.mark.parametrize("fmt", ["t2", "t1.6"])
+def test_shared_input_groups_give_the_bits_of_separate_calls(fmt):
+    model = freeze_model(_tiny(), fmt)
+    block = model.blocks[0]
+    group = block.q_proj._group
+    assert group is block.gate_proj._group and block.down_proj.__dict__.get("_group") is None
+    ids = torch.randint(0, 256, (1, 24))
+    grouped, plain = _decode(model, ids, 6), _decode(_ungrouped(model), ids, 6)
+    assert torch.equal(grouped, plain)
+    names = {id(m): n for n, m in block.named_children()}
+    clusters = {tuple(names[id(group.members[j])] for j in c) for c in group.clusters.values()}
+    assert clusters == {("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")}
+    assert group.state == "fused" and group.misses == 0
+
+
+def test_a_group_whose_members_take_other_inputs_turns_itself_off():
+    from tritium.runtime.layers.freeze import group_shared_inputs
+
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = BitLinear(16, 8), BitLinear(16, 8)
+
+        def forward(self, x, y):
+            return self.a(x), self.b(x if self.same else y)
+
+    torch.manual_seed(0)
+    m = Two()
+    m.same = True
+    m.a.freeze(), m.b.freeze()
+    assert group_shared_inputs(m) == 1
+    x = torch.randn(1, 16)
+    with torch.no_grad():
+        m(x, x), m(x, x)                     # observed together: one cluster
+        assert m.a._group.state == "fused"
+        m.same = False
+        for _ in range(6):
+            xa, xb = torch.randn(1, 16), torch.randn(1, 16)
+            ga, gb = m(xa, xb)
+            ref_a = m.a._rms_native(xa, None)
+            ref_b = m.b._rms_native(xb, None)
+            assert torch.equal(ga, ref_a) and torch.equal(gb, ref_b)
+        assert m.a._group.state == "off"
+
+
+def test_grouped_models_copy_and_pickle():
+    import copy
+    import pickle
+    model = freeze_model(_tiny())
+    ids = torch.randint(0, 256, (1, 10))
+    ref = _decode(model, ids, 3)
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        g = twin.blocks[0].q_proj._group
+        assert g is twin.blocks[0].k_proj._group and g is not model.blocks[0].q_proj._group
+        assert g.state == "observe"
+        assert torch.equal(_decode(twin, ids, 3), ref)

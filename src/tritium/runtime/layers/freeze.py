@@ -10,6 +10,8 @@ from tritium.runtime.chain import install_chains
 from tritium.runtime.layers.head import HEADS, quantize_head
 from tritium.runtime.layers.ternary import (
     TERNARY_FORMATS,
+    BitLinear,
+    SharedInputGroup,
     TernaryLayer,
     TritiumLayer,
     _check_choice,
@@ -111,6 +113,27 @@ def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
     return done
 
 
+def group_shared_inputs(model: nn.Module) -> int:
+    """Give the frozen :class:`BitLinear` children of each module that could share one input
+    (the same input width, norm eps and packed format, no folded batch norm, two or more) a
+    :class:`~tritium.runtime.layers.ternary.SharedInputGroup`: the ones the model then calls on
+    one tensor (q/k/v, gate/up) run in one native call. Returns how many groups were made."""
+    count = 0
+    for mod in model.modules():
+        by_key: dict[tuple, list[BitLinear]] = {}
+        for child in mod.children():
+            if type(child) is BitLinear and child.frozen and not child.folded \
+                    and child.act_quant == "int8":
+                by_key.setdefault((child.in_features, child.eps, child.format), []).append(child)
+        for members in by_key.values():
+            if len(members) > 1:
+                group = SharedInputGroup(members)
+                for member in members:
+                    member._group = group
+                count += 1
+    return count
+
+
 def freeze_model(model: nn.Module, format: str | None = None, *,
                  fold_bn: bool = True, head: str = "fp32") -> nn.Module:
     """Freeze every Tritium layer in ``model`` in place and return ``model``.
@@ -128,6 +151,9 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
     Int8Head`: int8 weights per row, int8 activations per token, as llama.cpp quantizes its
     output tensor). It changes the logits by the int8 rounding error, so it is opt-in here;
     ``"fp32"`` (default) keeps the head as trained.
+
+    Sibling ``BitLinear`` layers the model calls on one tensor (q/k/v, gate/up) then run in
+    one native call at batch 1 (:func:`group_shared_inputs`; the same outputs).
     """
     if format is not None:
         _check_choice("packing format", format, TERNARY_FORMATS)
@@ -140,6 +166,7 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
     if fold_bn:
         fold_batchnorms(model)
     quantize_head(model, head)
+    group_shared_inputs(model)
     install_chains(model)
     return model
 

@@ -201,4 +201,12 @@ TRI_EXPORT int tri_rms_linear_planned(const TriLinearPlan *p, const float *x, in
                                       float eps, int act, float *y, int nthreads,
                                       const uint8_t *gw);
 
+/* Several frozen int8 layers on one input (the same k and format; no activation): the norm
+ * and the quantization once, then each product into ys[i] (the same as separate
+ * tri_rms_linear_planned calls). Returns 0, 1 on allocation failure, 2 for layers that do not
+ * share k, format and int8 activations. */
+TRI_EXPORT int tri_rms_multi_planned(const TriLinearPlan *const *plans, int64_t count,
+                                     const float *x, int64_t m, float eps, float *const *ys,
+                                     int nthreads);
+
 #endif

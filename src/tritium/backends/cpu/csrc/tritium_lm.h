@@ -248,14 +248,9 @@ TRI_EXPORT int tri_i8_gemm(const int8_t *xq, int64_t m, int64_t k, const int8_t 
     return i8_run(NULL, xq, m, k, wp, n, NULL, wsum, NULL, NULL, y, nthreads);
 }
 
-/* RMSNorm (no weight) of each row into a buffer, then the planned linear: in double
- * precision the mean of squares, y = x / sqrt(mean + eps) in float. */
-TRI_EXPORT int tri_rms_linear_planned(const TriLinearPlan *p, const float *x, int64_t m,
-                                      float eps, int act, float *y, int nthreads,
-                                      const uint8_t *gw) {
-    const int64_t k = p->k;
-    float *xn = tri_alloc((size_t)(m * k) * sizeof(float));
-    if (!xn) return 1;
+/* RMSNorm (no weight) of each row: in double precision the mean of squares, then
+ * y = x / sqrt(mean + eps) in float. */
+static void rms_rows(const float *x, int64_t m, int64_t k, float eps, float *xn) {
     for (int64_t t = 0; t < m; t++) {
         const float *r = x + t * k;
         float *o = xn + t * k;
@@ -264,7 +259,55 @@ TRI_EXPORT int tri_rms_linear_planned(const TriLinearPlan *p, const float *x, in
         const float inv = (float)(1.0 / sqrt(ss / (double)k + (double)eps));
         for (int64_t i = 0; i < k; i++) o[i] = r[i] * inv;
     }
+}
+
+/* tri_linear_planned on rms_rows(x): a frozen BitLinear in one call. */
+TRI_EXPORT int tri_rms_linear_planned(const TriLinearPlan *p, const float *x, int64_t m,
+                                      float eps, int act, float *y, int nthreads,
+                                      const uint8_t *gw) {
+    float *xn = tri_alloc((size_t)(m * p->k) * sizeof(float));
+    if (!xn) return 1;
+    rms_rows(x, m, p->k, eps, xn);
     int rc = tri_linear_planned(p, xn, m, NULL, act, y, nthreads, gw);
     free(xn);
     return rc;
+}
+
+/* Several frozen int8 layers of one input (the same k and format): rms_rows and the int8
+ * quantization once, then each layer's product, dispatched as tri_linear dispatches it (so
+ * each ys[i] holds exactly what tri_rms_linear_planned(plans[i], ...) gives). Returns 0, 1 on
+ * allocation failure, 2 when the layers do not share k, format and int8 activations. */
+TRI_EXPORT int tri_rms_multi_planned(const TriLinearPlan *const *plans, int64_t count,
+                                     const float *x, int64_t m, float eps, float *const *ys,
+                                     int nthreads) {
+    if (count <= 0 || m <= 0) return 0;
+    const int64_t k = plans[0]->k;
+    const int fmt = plans[0]->fmt;
+    for (int64_t i = 0; i < count; i++)
+        if (plans[i]->k != k || plans[i]->fmt != fmt || !plans[i]->act_quant) return 2;
+    const int64_t nb = n_blocks(fmt, k), kpad = nb * blk_elems(fmt), ldx = kpad + 64;
+    float *xn = tri_alloc((size_t)(m * k) * sizeof(float));
+    int8_t *xq = tri_alloc((size_t)(m * ldx));
+    float *sx = tri_alloc((size_t)m * sizeof(float));
+    int32_t *sumx = tri_alloc((size_t)m * sizeof(int32_t));
+    int err = 1;
+    if (xn && xq && sx && sumx) {
+        rms_rows(x, m, k, eps, xn);
+        quantize_all(xn, m, k, xq, ldx, sx, sumx, nthreads);
+        err = 0;
+        for (int64_t i = 0; i < count && !err; i++) {
+            const TriLinearPlan *p = plans[i];
+            Problem P;
+            memset(&P, 0, sizeof P);
+            P.m = m; P.k = k; P.n = p->n; P.row_bytes = p->row_bytes; P.fmt = fmt; P.w = p->w;
+            P.y = ys[i]; P.nb = nb; P.kpad = kpad; P.ldx = ldx;
+            P.epi.scale = p->scale; P.epi.nscale = p->nscale; P.epi.bias = p->bias;
+            P.epi.act = TRI_ACT_NONE;
+            P.xq = xq; P.sx = sx; P.sumx = sumx;
+            if (p->n == 0) continue;
+            err = TRI_HAVE_G2 && m >= TRI_GEMM_MIN_M ? run_g2(&P, NULL, nthreads) : run_problem(&P, nthreads);
+        }
+    }
+    free(xn); free(xq); free(sx); free(sumx);
+    return err;
 }
