@@ -293,3 +293,17 @@ def test_grouped_models_copy_and_pickle():
         assert g is twin.blocks[0].k_proj._group and g is not model.blocks[0].q_proj._group
         assert g.state == "observe"
         assert torch.equal(_decode(twin, ids, 3), ref)
+
+
+def test_a_checkpoint_of_an_int8_head_model_loads_and_quantizes_back(tmp_path):
+    from tritium.runtime import load_checkpoint, save_checkpoint
+    model = freeze_model(_tiny(), head="int8")
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, float16_scales=False)
+    again = freeze_model(_tiny())
+    load_checkpoint(path, again)
+    assert type(again.lm_head) is nn.Linear          # stored as an fp32 head
+    freeze_model(again, head="int8")
+    ids = torch.randint(0, 256, (1, 7))
+    with torch.no_grad():
+        assert torch.equal(model(ids), again(ids))
