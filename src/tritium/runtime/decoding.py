@@ -27,10 +27,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["DecodeSession", "current_session"]
+__all__ = ["DecodeSession", "current_session", "rope_tables"]
 
 _SESSION: contextvars.ContextVar[DecodeSession | None] = contextvars.ContextVar(
     "tritium_decode_session", default=None)
+
+
+def rope_tables(d: int, base: float, start: int, end: int, dtype: torch.dtype, device
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [end - start, d/2] of positions start .. end-1 (the angles of
+    :func:`tritium.runtime.functional.rope`)."""
+    half = d // 2
+    inv = base ** (-torch.arange(half, device=device, dtype=torch.float32) * 2 / d)
+    pos = torch.arange(start, end, device=device, dtype=torch.float32)
+    ang = pos[:, None] * inv[None, :]
+    return ang.cos().to(dtype), ang.sin().to(dtype)
 
 
 def current_session() -> DecodeSession | None:
@@ -76,10 +87,9 @@ class DecodeSession:
 
     def rope_tables(self, d: int, base: float, offset: int, seq: int, dtype: torch.dtype,
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`tritium.runtime.functional.rope_tables` of positions offset .. offset+seq-1,
+        """:func:`rope_tables` of positions offset .. offset+seq-1,
         sliced from tables computed once for many positions (the same values: every position
         is computed by the same elementwise operations)."""
-        from .functional import rope_tables
         key = (d, float(base), dtype, device)
         end = offset + seq
         hit = self._rope.get(key)

@@ -170,19 +170,10 @@ def rope(x: torch.Tensor, base: float = 10000.0, offset: int | None = None) -> t
     if session is not None:     # the session keeps the tables (the same values)
         cos, sin = session.rope_tables(d, base, offset, seq, x.dtype, x.device)
     else:
+        from .decoding import rope_tables
         cos, sin = rope_tables(d, base, offset, offset + seq, x.dtype, x.device)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
-
-
-def rope_tables(d: int, base: float, start: int, end: int, dtype: torch.dtype, device
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin [end - start, d/2] of positions start .. end-1 (see :func:`rope`)."""
-    half = d // 2
-    inv = base ** (-torch.arange(half, device=device, dtype=torch.float32) * 2 / d)
-    pos = torch.arange(start, end, device=device, dtype=torch.float32)
-    ang = pos[:, None] * inv[None, :]
-    return ang.cos().to(dtype), ang.sin().to(dtype)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask=None,

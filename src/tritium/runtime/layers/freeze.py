@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 from tritium.runtime.chain import install_chains
+from tritium.runtime.layers.groups import SharedInputGroup
 from tritium.runtime.layers.head import HEADS, quantize_head
 from tritium.runtime.layers.ternary import (
     TERNARY_FORMATS,
     BitLinear,
-    SharedInputGroup,
     TernaryLayer,
     TritiumLayer,
     _check_choice,
@@ -116,7 +116,7 @@ def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
 def group_shared_inputs(model: nn.Module) -> int:
     """Give the frozen :class:`BitLinear` children of each module that could share one input
     (the same input width, norm eps and packed format, no folded batch norm, two or more) a
-    :class:`~tritium.runtime.layers.ternary.SharedInputGroup`: the ones the model then calls on
+    :class:`~tritium.runtime.layers.groups.SharedInputGroup`: the ones the model then calls on
     one tensor (q/k/v, gate/up) run in one native call. Returns how many groups were made."""
     count = 0
     for mod in model.modules():
