@@ -19,7 +19,9 @@ prints the parameter count that runs).
 
 Implementations, at batch 1:
   * ``tritium``: the model frozen as ``tritium train`` freezes it (``freeze_model``: packed t2
-    ternary weights, int8 activations per token, the native kernels);
+    ternary weights, int8 activations per token, the native kernels) with, by default, an int8
+    output head (``--head int8``: ``freeze_model(model, head="int8")``, as ``tritium generate``
+    runs it and as llama.cpp quantizes its output tensor; ``--head fp32`` keeps it fp32);
   * ``torch-fp32`` / ``torch-bf16``: the same architecture in plain PyTorch -- every BitLinear
     becomes RMSNorm, int8 fake quantization per token and ``F.linear`` with the dense ternary
     weights (trits x scale), the whole model in fp32 or bf16;
@@ -118,6 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--impls", type=lambda t: [s for s in t.split(",") if s],
                    default=list(IMPLS), help=f"subset of {', '.join(IMPLS)}")
     p.add_argument("--skip-llama", action="store_true", help="do not try llama.cpp")
+    p.add_argument("--head", choices=("int8", "fp32"), default="int8",
+                   help="Tritium's output head (default int8, as llama.cpp's TQ1_0/TQ2_0 files "
+                        "quantize the output tensor; the PyTorch twins keep theirs)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for name in ("rounds", "prompt_len", "gen_len"):
@@ -220,7 +225,7 @@ def _reset_peak() -> bool:
         return False
 
 
-def worker(conn, impl: str, size: Size, seed: int) -> None:
+def worker(conn, impl: str, size: Size, seed: int, head: str = "int8") -> None:
     """One implementation's process: build the model, then answer requests."""
     try:
         import torch
@@ -230,7 +235,7 @@ def worker(conn, impl: str, size: Size, seed: int) -> None:
         torch.manual_seed(seed)
         model = build_unfrozen(size, seed)
         if impl == "tritium":
-            model = freeze_model(model)
+            model = freeze_model(model, head=head)
         else:
             model = to_torch_twin(model, impl.split("-")[1])
         model.eval()
@@ -284,11 +289,11 @@ def verify(model, seq: list[int], first: int) -> dict:
 
 
 class Worker:
-    def __init__(self, impl: str, size: Size, seed: int) -> None:
+    def __init__(self, impl: str, size: Size, seed: int, head: str = "int8") -> None:
         ctx = mp.get_context("spawn")
         self.impl = impl
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker, args=(child, impl, size, seed), daemon=True)
+        self.proc = ctx.Process(target=worker, args=(child, impl, size, seed, head), daemon=True)
         self.proc.start()
         child.close()
         reply = self._recv()
@@ -418,7 +423,7 @@ def bench_size(name: str, args, log=print) -> list[dict]:
         for impl in impls:
             t = time.perf_counter()
             try:
-                workers[impl] = Worker(impl, size, args.seed)
+                workers[impl] = Worker(impl, size, args.seed, args.head)
             except RuntimeError as exc:
                 log(f"   {impl} skipped: building it failed ({exc})")
                 continue
@@ -507,7 +512,11 @@ def header(args) -> list[str]:
     return [f"# llm.py: BitNet b1.58, batch 1, prompt {args.prompt_len} tokens, decode "
             f"{args.gen_len} tokens, {args.rounds} round(s), medians",
             f"# CPU: {isa.cpu_model()} ({os.cpu_count()} logical CPUs), Tritium ISA {chosen}, "
-            f"torch {torch.__version__}, threads {','.join(map(str, args.threads))}"]
+            f"torch {torch.__version__}, threads {','.join(map(str, args.threads))}",
+            f"# output head: Tritium {args.head}"
+            + (" (int8 weights per row, int8 activations per token: llama.cpp quantizes its "
+               "output tensor too)" if args.head == "int8" else "")
+            + "; PyTorch fp32/bf16 as their dtype"]
 
 
 def main(argv: list[str] | None = None) -> int:

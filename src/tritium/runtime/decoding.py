@@ -13,6 +13,11 @@ cached ones (a causal mask is aligned to the end, so a chunk of several new toke
 the cache and the tokens before it in the chunk); `rope` starts positions after the tokens
 already cached. A model whose forward calls attention in a data-dependent order would
 pair call sites with the wrong slots: generated models call them in program order.
+
+Each slot's keys and values live in a buffer with room for more tokens than are cached (the
+capacity doubles when it runs out): a decode step writes its new key and value in place and
+attends over a view of the filled part, instead of concatenating the whole cache again (which
+copies O(n) per step and O(n^2) over a generation). `keys[i]`/`values[i]` are those views.
 """
 
 from __future__ import annotations
@@ -22,10 +27,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["DecodeSession", "current_session"]
+__all__ = ["DecodeSession", "current_session", "rope_tables"]
 
 _SESSION: contextvars.ContextVar[DecodeSession | None] = contextvars.ContextVar(
     "tritium_decode_session", default=None)
+
+
+def rope_tables(d: int, base: float, start: int, end: int, dtype: torch.dtype, device
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [end - start, d/2] of positions start .. end-1 (the angles of
+    :func:`tritium.runtime.functional.rope`)."""
+    half = d // 2
+    inv = base ** (-torch.arange(half, device=device, dtype=torch.float32) * 2 / d)
+    pos = torch.arange(start, end, device=device, dtype=torch.float32)
+    ang = pos[:, None] * inv[None, :]
+    return ang.cos().to(dtype), ang.sin().to(dtype)
 
 
 def current_session() -> DecodeSession | None:
@@ -37,8 +53,12 @@ class DecodeSession:
     """Per-call-site key/value caches and the number of tokens already cached."""
 
     def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []
+        self.keys: list[torch.Tensor] = []       # the cached part of each slot's buffer
         self.values: list[torch.Tensor] = []
+        self._kbuf: list[torch.Tensor] = []      # [..., capacity, head_dim] per slot
+        self._vbuf: list[torch.Tensor] = []
+        # rope's cos/sin tables per (head dim, base, dtype, device), for positions 0 .. n-1
+        self._rope: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.offset = 0          # tokens cached before the forward in progress
         self._call = 0
         self._new = 0
@@ -61,7 +81,21 @@ class DecodeSession:
     def reset(self) -> None:
         self.keys.clear()
         self.values.clear()
+        self._kbuf.clear()
+        self._vbuf.clear()
         self.offset = 0
+
+    def rope_tables(self, d: int, base: float, offset: int, seq: int, dtype: torch.dtype,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`rope_tables` of positions offset .. offset+seq-1,
+        sliced from tables computed once for many positions (the same values: every position
+        is computed by the same elementwise operations)."""
+        key = (d, float(base), dtype, device)
+        end = offset + seq
+        hit = self._rope.get(key)
+        if hit is None or hit[0].shape[0] < end:
+            hit = self._rope[key] = rope_tables(d, base, 0, max(256, 2 * end), dtype, device)
+        return hit[0][offset:end], hit[1][offset:end]
 
     def forward(self, model: torch.nn.Module, tokens: torch.Tensor) -> Any:
         """Run `model` on the next `tokens` [batch, new] (the session must be active), then
@@ -86,12 +120,14 @@ class DecodeSession:
         if slot == len(self.keys):
             if self.offset:
                 raise RuntimeError("attention call sites changed between decode steps")
+            self._kbuf.append(_grown(k, 0))
+            self._vbuf.append(_grown(v, 0))
             self.keys.append(k)
             self.values.append(v)
+            keys, values = self.keys[slot], self.values[slot]
         else:
-            self.keys[slot] = torch.cat([self.keys[slot], k], dim=-2)
-            self.values[slot] = torch.cat([self.values[slot], v], dim=-2)
-        keys, values = self.keys[slot], self.values[slot]
+            keys = self._append(self._kbuf, self.keys, slot, k)
+            values = self._append(self._vbuf, self.values, slot, v)
         n_q, n_k = q.shape[-2], keys.shape[-2]
         if not is_causal or n_q == 1:
             return torch.nn.functional.scaled_dot_product_attention(q, keys, values)
@@ -100,3 +136,35 @@ class DecodeSession:
         mask = torch.arange(n_k, device=q.device)[None, :] <= rows
         return torch.nn.functional.scaled_dot_product_attention(q, keys, values,
                                                                 attn_mask=mask)
+
+    @staticmethod
+    def _append(bufs: list[torch.Tensor], views: list[torch.Tensor], slot: int,
+                new: torch.Tensor) -> torch.Tensor:
+        """Write `new` after the cached tokens of `slot` (growing its buffer when full) and
+        return the view of everything cached."""
+        old = views[slot]
+        n = old.shape[-2]
+        total = n + new.shape[-2]
+        buf = bufs[slot]
+        if (buf.shape[:-2] != new.shape[:-2] or buf.shape[-1] != new.shape[-1]
+                or buf.dtype != new.dtype or buf.device != new.device):
+            # another batch or head layout than the cache: concatenate as before
+            view = torch.cat([old, new], dim=-2)
+            bufs[slot] = _grown(view, 0)
+        else:
+            if total > buf.shape[-2]:
+                buf = bufs[slot] = _grown(old, total)
+            buf[..., n:total, :] = new
+            view = buf[..., :total, :]
+        views[slot] = view
+        return view
+
+
+def _grown(cached: torch.Tensor, need: int) -> torch.Tensor:
+    """A buffer for at least `need` tokens (and twice the cached ones, at least 64) holding a
+    copy of `cached` in its first positions."""
+    n = cached.shape[-2]
+    cap = max(64, 2 * n, need)
+    out = cached.new_empty(*cached.shape[:-2], cap, cached.shape[-1])
+    out[..., :n, :] = cached
+    return out

@@ -162,6 +162,7 @@ def rope(x: torch.Tensor, base: float = 10000.0, offset: int | None = None) -> t
     feature i and i + head_dim/2 of position p rotate by the angle p * base^(-2i/head_dim).
     Positions start at `offset`; by default at the number of tokens the active decode
     session (:mod:`tritium.runtime.decoding`) has cached, 0 outside one."""
+    session = None
     if offset is None:
         from .decoding import current_session
         session = current_session()
@@ -170,10 +171,11 @@ def rope(x: torch.Tensor, base: float = 10000.0, offset: int | None = None) -> t
     if d % 2:
         raise ValueError(f"rope: the head dim {d} is odd; it must be even")
     half = d // 2
-    inv = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) * 2 / d)
-    pos = torch.arange(offset, offset + seq, device=x.device, dtype=torch.float32)
-    ang = pos[:, None] * inv[None, :]
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    if session is not None:     # the session keeps the tables (the same values)
+        cos, sin = session.rope_tables(d, base, offset, seq, x.dtype, x.device)
+    else:
+        from .decoding import rope_tables
+        cos, sin = rope_tables(d, base, offset, offset + seq, x.dtype, x.device)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 

@@ -167,6 +167,12 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_g2_pack": (_I, [_I, _P, _I64, _I64, _I64, _P, _I]),
         "tri_gemm_i8": (_I, [_P, _I64, _I64, _P, _I64, _I64, _I, _P, _I]),
         "tri_quantize_rows": (None, [_P, _I64, _I64, _P, _P, _I]),
+        "tri_i8_bytes": (_I64, [_I64, _I64]),
+        "tri_i8_pack": (_I, [_P, _I64, _I64, _P, _P]),
+        "tri_i8_linear": (_I, [_P, _I64, _I64, _P, _I64, _P, _P, _P, _P, _I]),
+        "tri_i8_gemm": (_I, [_P, _I64, _I64, _P, _I64, _P, _P, _I]),
+        "tri_rms_linear_planned": (_I, [_P, _P, _I64, ctypes.c_float, _I, _P, _I, _P]),
+        "tri_rms_multi_planned": (_I, [_P, _I64, _P, _I64, ctypes.c_float, _P, _I]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)

@@ -7,8 +7,11 @@ import torch
 from torch import nn
 
 from tritium.runtime.chain import install_chains
+from tritium.runtime.layers.groups import SharedInputGroup
+from tritium.runtime.layers.head import HEADS, quantize_head
 from tritium.runtime.layers.ternary import (
     TERNARY_FORMATS,
+    BitLinear,
     TernaryLayer,
     TritiumLayer,
     _check_choice,
@@ -110,8 +113,29 @@ def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
     return done
 
 
+def group_shared_inputs(model: nn.Module) -> int:
+    """Give the frozen :class:`BitLinear` children of each module that could share one input
+    (the same input width, norm eps and packed format, no folded batch norm, two or more) a
+    :class:`~tritium.runtime.layers.groups.SharedInputGroup`: the ones the model then calls on
+    one tensor (q/k/v, gate/up) run in one native call. Returns how many groups were made."""
+    count = 0
+    for mod in model.modules():
+        by_key: dict[tuple, list[BitLinear]] = {}
+        for child in mod.children():
+            if type(child) is BitLinear and child.frozen and not child.folded \
+                    and child.act_quant == "int8":
+                by_key.setdefault((child.in_features, child.eps, child.format), []).append(child)
+        for members in by_key.values():
+            if len(members) > 1:
+                group = SharedInputGroup(members)
+                for member in members:
+                    member._group = group
+                count += 1
+    return count
+
+
 def freeze_model(model: nn.Module, format: str | None = None, *,
-                 fold_bn: bool = True) -> nn.Module:
+                 fold_bn: bool = True, head: str = "fp32") -> nn.Module:
     """Freeze every Tritium layer in ``model`` in place and return ``model``.
 
     Ternary layers are packed with ``format`` (``"t2"`` or ``"t1.6"``); with ``None`` each
@@ -121,9 +145,19 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
     and removed: the frozen model is for inference, with the batch norms' running
     statistics. A generated module whose ``forward`` its compiler listed as one chain of
     steps then runs it as one plan (:func:`tritium.runtime.chain.install_chains`).
+
+    ``head="int8"`` also replaces a language model's full-precision output head (every
+    ``nn.Linear`` named ``lm_head``) by an int8 one (:class:`~tritium.runtime.layers.head.
+    Int8Head`: int8 weights per row, int8 activations per token, as llama.cpp quantizes its
+    output tensor). It changes the logits by the int8 rounding error, so it is opt-in here;
+    ``"fp32"`` (default) keeps the head as trained.
+
+    Sibling ``BitLinear`` layers the model calls on one tensor (q/k/v, gate/up) then run in
+    one native call at batch 1 (:func:`group_shared_inputs`; the same outputs).
     """
     if format is not None:
         _check_choice("packing format", format, TERNARY_FORMATS)
+    _check_choice("head", head, HEADS)
     for _, layer in tritium_layers(model):
         if isinstance(layer, TernaryLayer):
             layer.freeze(format)
@@ -131,6 +165,8 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
             layer.freeze()
     if fold_bn:
         fold_batchnorms(model)
+    quantize_head(model, head)
+    group_shared_inputs(model)
     install_chains(model)
     return model
 

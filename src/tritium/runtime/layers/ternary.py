@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tritium.runtime import kernels
-from tritium.runtime.native import _ACT_CODE
+from tritium.runtime import plan as _plan_mod
+from tritium.runtime.native import _ACT_CODE, _g2_layout
 from tritium.runtime.packing import (
     FORMAT_VERSION,
     PackedTernary,
@@ -432,12 +433,15 @@ class TernaryLinear(TernaryLayer):
                     f"{type(self).__name__}: a batch norm was folded into this layer, which is "
                     f"exact only for 2-D (batch, features) inputs; got shape {tuple(x.shape)} "
                     "(freeze with fold_bn=False to keep the batch norm)")
-            # fast path: a cached native call (no autograd, eager mode, float32 CPU input)
-            if residual is None and len(shape) == 2 and shape[1] == self.in_features:
+            # fast path: a cached native call (no autograd, eager mode, float32 CPU input);
+            # leading dims are flattened into tokens, as a generated model's [b, s, dim]
+            if residual is None and len(shape) >= 2 and shape[-1] == self.in_features:
                 plan = self._frozen_plan(x, None)
                 if plan is not None:
-                    return plan.run(x if x.is_contiguous() else x.contiguous(),
-                                    _ACT_CODE[activation])
+                    x2 = x.reshape(-1, shape[-1])
+                    y = plan.run(x2 if x2.is_contiguous() else x2.contiguous(),
+                                 _ACT_CODE[activation])
+                    return y if len(shape) == 2 else y.view(*shape[:-1], self.out_features)
             lead = x.shape[:-1]
             x2 = x.reshape(-1, x.shape[-1])
             r2 = None if residual is None else residual.reshape(-1, self.out_features)
@@ -493,6 +497,54 @@ class BitLinear(TernaryLinear):
 
     def _pre(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (self.in_features,), eps=self.eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        activation: str | None = None,
+        residual: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``act(Q_int8(rmsnorm(x)) W^T + b + residual)``. Frozen, on a float32 CPU input
+        without autograd or residual, the RMSNorm, the quantization and the product run in one
+        native call (``tri_rms_linear_planned``: the norm's mean of squares in double)."""
+        if self.frozen and residual is None and not self.folded:
+            shape = x.shape
+            if len(shape) >= 2 and shape[-1] == self.in_features:
+                group = self.__dict__.get("_group")
+                if group is not None and activation is None:
+                    y = group.serve(self, x)
+                    if y is not None:
+                        return y
+                y = self._rms_native(x, activation)
+                if y is not None:
+                    return y
+        return super().forward(x, activation, residual)
+
+    def _rms_native(self, x: torch.Tensor, activation: str | None) -> torch.Tensor | None:
+        """The one-call frozen path, or None when it may not serve this call (the plan's
+        conditions, or a tuned config resolver: each layer then runs its resolved plan)."""
+        plan = self._frozen_plan(x, None)
+        if plan is None or (_plan_mod._RESOLVER is not None and not plan.fixed):
+            return None
+        code = _ACT_CODE[_check_activation(activation)]
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        m = x2.shape[0]
+        gw = None
+        if plan.aq and m >= plan.g2_min:   # the int8 GEMM's weight layout, as plan.run
+            if plan.g2 is None:
+                plan.g2 = _g2_layout(plan.lib, plan.tensors[0], plan.n, plan.k,
+                                            plan.fmt)
+            gw = None if plan.g2 is None else plan.g2.data_ptr()
+        y = x2.new(m, plan.n)
+        if plan.lib.lib.tri_rms_linear_planned(
+                plan.args_ptr, x2.data_ptr(), m, self.eps, code, y.data_ptr(),
+                plan.env_threads or torch.get_num_threads(), gw):
+            raise MemoryError("tritium: the native BitLinear kernel could not allocate its "
+                              "buffers")
+        return y if len(shape) == 2 else y.view(*shape[:-1], plan.n)
 
     def extra_repr(self) -> str:
         s = (

@@ -20,6 +20,10 @@
  *                 -> rc; float y[b*o*ho*wo] (dilation 1; ho wo: the pooled size when pool)
  *   op 7 POOL     planes, the 15 TriPoolGeom fields, nthreads; float x[planes*h*w]
  *                 -> rc; float y[planes*ho*wo]
+ *   op 8 I8_GEMM  m k n nthreads; int8 xq[m*k], int8 w[n*k] (row-major; packed here with
+ *                 tri_i8_pack) -> rc; int32 y[m*n]
+ *   op 9 I8_LINEAR m k n has_bias nthreads; float x[m*k], int8 w[n*k], float ws[n], bias[n]?
+ *                 -> rc; float y[m*n]
  * rb (bytes per packed row) is 32 * ceil(k / block), block = 128 (t2) or 160 (t1.6).
  */
 #include <stdint.h>
@@ -165,6 +169,21 @@ int main(int argc, char **argv) {
             wr64(tri_pool2d(&q, x, planes, y, (int)nt));
             wrarr(y, (size_t)(planes * q.ho * q.wo) * sizeof(float));
             free(x); free(y);
+        } else if (op == 8 || op == 9) {
+            int64_t m = rd64(), k = rd64(), n = rd64(), has_bias = op == 9 ? rd64() : 0, nt = rd64();
+            float *x = op == 9 ? rdarr((size_t)(m * k) * sizeof(float)) : NULL;
+            int8_t *xq = op == 8 ? rdarr((size_t)(m * k)) : NULL;
+            int8_t *w = rdarr((size_t)(n * k));
+            float *ws = op == 9 ? rdarr((size_t)n * sizeof(float)) : NULL;
+            float *bias = has_bias ? rdarr((size_t)n * sizeof(float)) : NULL;
+            int8_t *wp = mkarr((size_t)tri_i8_bytes(n, k));
+            int32_t *sums = mkarr((size_t)n * sizeof(int32_t));
+            tri_i8_pack(w, n, k, wp, sums);
+            void *y = mkarr((size_t)(m * n) * 4);
+            wr64(op == 8 ? tri_i8_gemm(xq, m, k, wp, n, sums, y, (int)nt)
+                         : tri_i8_linear(x, m, k, wp, n, ws, sums, bias, y, (int)nt));
+            wrarr(y, (size_t)(m * n) * 4);
+            free(x); free(xq); free(w); free(ws); free(bias); free(wp); free(sums); free(y);
         } else {
             die("unknown op");
         }

@@ -395,3 +395,31 @@ def test_flat_conv_and_pooling_match_torch(drivers, tmp_path, pool):
                 assert np.array_equal(got.view(np.int32), ref.view(np.int32)), f"{name}: pooling differs"
             else:
                 _close(got, ref, 1e-5, f"{name} {what}")
+
+
+def test_int8_head_kernel_is_exact(drv, tmp_path):
+    """The int8 head's GEMM (csrc/tritium_lm.h: sdot, or smull and pairwise adds) against
+    int64 products, odd shapes and +-127 extremes; the linear against its float reference."""
+    rng = np.random.default_rng(7)
+    b, cases = Batch(), []
+    for m, k, n in ((1, 1, 1), (1, 768, 40), (3, 5, 17), (70, 130, 33), (2, 4096, 3)):
+        w = rng.integers(-127, 128, (n, k), dtype=np.int8)
+        xq = rng.integers(-127, 128, (m, k), dtype=np.int8)
+        if k == 4096:
+            w[0], w[1], xq[0] = 127, -127, -127
+        cases.append(("gemm", b.add(8, [m, k, n, 2], [xq, w], [(np.int32, m * n)]),
+                      xq.astype(np.int64) @ w.astype(np.int64).T))
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        ws = (rng.random(n) * 0.01).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        q, s = _quantize_ref(x)
+        ref = (q.astype(np.int64) @ w.astype(np.int64).T) * s[:, None].astype(np.float64) * ws + bias
+        cases.append(("linear", b.add(9, [m, k, n, 1, 1], [x, w, ws, bias], [(np.float32, m * n)]), ref))
+    results = b.run(drv, tmp_path)
+    for what, i, ref in cases:
+        rc, (y,) = results[i]
+        assert rc == 0, what
+        if what == "gemm":
+            assert np.array_equal(y.reshape(ref.shape), ref), "int8 head GEMM differs"
+        else:
+            _close(y.reshape(ref.shape), ref, 1e-5, "int8 head linear")

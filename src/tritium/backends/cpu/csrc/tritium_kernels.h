@@ -208,4 +208,32 @@ TRI_EXPORT int tri_gemm_i8(const int8_t *xq, int64_t m, int64_t k, const uint8_t
 TRI_EXPORT void tri_quantize_rows(const float *x, int64_t m, int64_t k, int8_t *xq, float *s,
                                   int nthreads);
 
+/* The int8 linear of a quantized output head (tritium_lm.h): weights w[n, k] int8 with one
+ * float scale per row, re-laid out by tri_i8_pack into panels of 16 rows (tri_i8_bytes of
+ * them; wsum[n] receives the row sums); then y[m, n] = (float)(sum_k xq[t, k] w[n, k]) * sx[t]
+ * * wscale[n] (+ bias[n]), xq/sx the per-token absmax int8 quantization of x (as
+ * tri_quantize_rows), the sum exact in int32. tri_i8_gemm gives the raw int32 sums of given
+ * int8 activations. Return 0, or 1 on allocation failure. */
+TRI_EXPORT int64_t tri_i8_bytes(int64_t n, int64_t k);
+TRI_EXPORT int tri_i8_pack(const int8_t *w, int64_t n, int64_t k, int8_t *out, int32_t *wsum);
+TRI_EXPORT int tri_i8_linear(const float *x, int64_t m, int64_t k, const int8_t *wp, int64_t n,
+                             const float *wscale, const int32_t *wsum, const float *bias,
+                             float *y, int nthreads);
+TRI_EXPORT int tri_i8_gemm(const int8_t *xq, int64_t m, int64_t k, const int8_t *wp, int64_t n,
+                           const int32_t *wsum, int32_t *y, int nthreads);
+
+/* tri_linear_planned on rmsnorm(x) (no weight: x / sqrt(mean(x^2) + eps) per row, the mean
+ * in double): a frozen BitLinear in one call. Returns 0, or 1 on allocation failure. */
+TRI_EXPORT int tri_rms_linear_planned(const TriLinearPlan *p, const float *x, int64_t m,
+                                      float eps, int act, float *y, int nthreads,
+                                      const uint8_t *gw);
+
+/* Several frozen int8 layers on one input (the same k and format; no activation): the norm
+ * and the quantization once, then each product into ys[i] (the same as separate
+ * tri_rms_linear_planned calls). Returns 0, 1 on allocation failure, 2 for layers that do not
+ * share k, format and int8 activations. */
+TRI_EXPORT int tri_rms_multi_planned(const TriLinearPlan *const *plans, int64_t count,
+                                     const float *x, int64_t m, float eps, float *const *ys,
+                                     int nthreads);
+
 #endif
