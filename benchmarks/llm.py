@@ -125,7 +125,12 @@ GIB = 1 << 30
 CACHE_TOLERANCE = 0.05     # of the largest logit: see `verify`
 #: the MLP activation of the models (BitNet b1.58's); llama.cpp computes SiLU regardless
 ACT = "relu2"
-EMBED_STD, LINEAR_STD, NORM_STD = 1.0, 0.02, 0.1
+#: random weights: projections as transformers initializes them (their scale does not matter:
+#: the absmean quantizer divides it out); norms around 1; embeddings (and so the tied head)
+#: 1/sqrt(hidden), which makes logits of about unit spread and lets the decoder layers, not
+#: the input embedding, decide the next token (a larger spread makes a model that repeats
+#: its input)
+LINEAR_STD, NORM_STD = 0.02, 0.1
 
 
 def default_threads() -> list[int]:
@@ -192,7 +197,7 @@ def _hf_tensors(size: Size, layer: int | None) -> list[tuple[str, tuple[int, ...
     is its spread around 1."""
     d, f, kvd = size.dim, size.ffn, size.kv_dim
     if layer is None:
-        return [("model.embed_tokens.weight", (size.vocab, d), EMBED_STD),
+        return [("model.embed_tokens.weight", (size.vocab, d), d ** -0.5),
                 ("model.norm.weight", (d,), NORM_STD)]
     p = f"model.layers.{layer}."
     return [(p + "input_layernorm.weight", (d,), NORM_STD),
@@ -587,7 +592,7 @@ def find_llama_bench(args, log=print) -> tuple[Path | None, str | None]:
 def parse_llama_bench(text: str) -> list[dict]:
     """The tests of llama-bench's JSON output (``-o json``): for each, the prompt, generated
     and depth token counts, threads, tokens/s (mean over its repetitions) and what it says
-    about the model and the build."""
+    about the model, the KV cache and the CPU."""
     try:
         doc = json.loads(text)
     except ValueError as exc:
@@ -603,7 +608,6 @@ def parse_llama_bench(text: str) -> list[dict]:
                         "samples": [float(x) for x in t.get("samples_ts", [])],
                         "model_type": str(t.get("model_type", "")),
                         "model_size": int(t.get("model_size", 0)),
-                        "build": f"{t.get('build_commit', '?')} ({t.get('build_number', '?')})",
                         "cpu": str(t.get("cpu_info", "")),
                         "type_k": str(t.get("type_k", ""))})
         except (KeyError, TypeError, ValueError) as exc:
@@ -729,9 +733,8 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
             })
         for impl, r in runners.items():
             if isinstance(r, LlamaBench) and r.info:
-                log(f"   {impl}: llama-bench build {r.info['build']}, model "
-                    f"{r.info['model_type']!r} ({r.info['model_size'] / 2**20:.1f} MiB), "
-                    f"KV cache {r.info['type_k']}")
+                log(f"   {impl}: llama-bench ran model {r.info['model_type']!r} "
+                    f"({r.info['model_size'] / 2**20:.1f} MiB), KV cache {r.info['type_k']}")
         # the KV cache must not change the result: each implementation's cached greedy
         # tokens against one uncached forward of its own over the same sequence
         for r in rows:
@@ -824,7 +827,9 @@ def main(argv: list[str] | None = None) -> int:
     if why is not None:
         print(f"# llama.cpp skipped: {why}")
     else:
-        print(f"# llama.cpp: {llama_bench} (llama-cpp-python sdist, built here)")
+        import _ggml
+        print(f"# llama.cpp: {llama_bench} (vendored by llama-cpp-python "
+              f"{_ggml.LLAMA_CPP_PYTHON_VERSION}; built here unless --llama-bench)")
     print(flush=True)
     rows = []
     for name in args.sizes:

@@ -27,6 +27,54 @@ TORCH_IMPLS = ["tritium", "torch-fp32", "torch-bf16"]
 # `llama-bench -m tiny-tq2_0.gguf -t 1 -r 1 -o json -p 0 -n 10 -d 12` of the pinned build
 # (llama-cpp-python 0.3.36) on benchmarks/llm.py's `tiny` model, as it printed it
 LLAMA_BENCH_SAMPLE = """\
+[
+  {
+    "build_commit": "unknown",
+    "build_number": 0,
+    "cpu_info": "Intel(R) Xeon(R) Processor",
+    "gpu_info": "",
+    "backends": "CPU",
+    "model_filename": "model-tq2_0.gguf",
+    "model_type": "bitnet ?B TQ2_0 - 2.06 bpw ternary",
+    "model_size": 446520,
+    "model_n_params": 1248014,
+    "n_batch": 2048,
+    "n_ubatch": 512,
+    "n_threads": 1,
+    "cpu_mask": "0x0",
+    "cpu_strict": false,
+    "poll": 50,
+    "type_k": "f16",
+    "type_v": "f16",
+    "n_gpu_layers": -1,
+    "n_cpu_moe": 0,
+    "split_mode": "layer",
+    "main_gpu": 0,
+    "no_kv_offload": false,
+    "flash_attn": -1,
+    "devices": "auto",
+    "tensor_split": "0.00",
+    "tensor_buft_overrides": "none",
+    "load_mode": "auto",
+    "lazy_mode": "auto",
+    "embeddings": false,
+    "no_op_offload": 0,
+    "no_host": false,
+    "repack": true,
+    "fit_target": 0,
+    "fit_min_ctx": 0,
+    "n_prompt": 0,
+    "n_gen": 10,
+    "n_depth": 12,
+    "test_time": "2026-12-05T06:19:34Z",
+    "avg_ns": 852297,
+    "stddev_ns": 0,
+    "avg_ts": 11732.999178,
+    "stddev_ts": 0.000000,
+    "samples_ns": [ 852297 ],
+    "samples_ts": [ 11733 ]
+  }
+]
 """
 
 
@@ -172,15 +220,14 @@ def test_every_implementation_holds_the_same_ternary_weights(llm, tiny):
 
 
 def test_parse_llama_bench_sample(llm):
-    if not LLAMA_BENCH_SAMPLE.strip():
-        pytest.skip("no recorded sample")
     tests = llm.parse_llama_bench(LLAMA_BENCH_SAMPLE)
     assert len(tests) == 1
     t = tests[0]
     assert (t["n_prompt"], t["n_gen"], t["n_depth"], t["threads"]) == (0, 10, 12, 1)
     assert t["tokens_per_s"] > 0 and len(t["samples"]) == 1
     assert t["tokens_per_s"] == pytest.approx(t["samples"][0])
-    assert "TQ2_0" in t["model_type"] and t["model_size"] > 0
+    assert t["model_type"] == "bitnet ?B TQ2_0 - 2.06 bpw ternary"
+    assert t["model_size"] == 446520 and t["type_k"] == "f16"
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -230,9 +277,17 @@ def test_tiny_end_to_end(llm, capsys):
     assert rows[1][6:8] == ["1.00x", "1.00x"]      # torch-fp32 against itself
 
 
+def _started_cache_root() -> Path:
+    """The cache root the suite was started with: tests/conftest.py gives each test a private
+    root whose `kernels` links to that root's kernels."""
+    from tritium import cachedir
+    link = cachedir.cache_root() / "kernels"
+    return link.resolve().parent if link.is_symlink() else cachedir.cache_root()
+
+
 def test_tiny_with_llama_cpp_when_its_build_is_cached(llm, capsys):
     import _ggml
-    bindir = _ggml.cached_llama_tools()
+    bindir = _ggml.cached_llama_tools(_started_cache_root() / "peers")
     if bindir is None:
         pytest.skip("llama.cpp is not built here (benchmarks/llm.py builds it; tests never do)")
     pytest.importorskip("gguf")
@@ -242,7 +297,8 @@ def test_tiny_with_llama_cpp_when_its_build_is_cached(llm, capsys):
     assert llm.main(argv) == 0
     out = capsys.readouterr().out
     assert "llama.cpp skipped" not in out
-    assert re.search(r"llama-tq2_0: llama-bench build \S+ \(\d+\), model '.*TQ2_0.*'", out)
+    assert re.search(r"llama-tq2_0: llama-bench ran model 'bitnet .*TQ2_0.*' \(0\.4 MiB\), "
+                     r"KV cache f16", out)
     rows = {r[1]: r for r in _table(out)}
     assert set(rows) == {"torch-fp32", "llama-tq2_0", "llama-tq1_0"}
     for r in rows.values():
@@ -276,3 +332,75 @@ def test_verify_flags_a_wrong_token(llm, tiny):
         worst = int(model(torch.tensor([seq[:-1]]))[0, -1].argmin())
     bad = llm.verify(model, seq[:-1] + [worst], 3)
     assert bad["flips"] == 1 and not bad["agrees"] and bad["worst"] > llm.CACHE_TOLERANCE
+
+
+# ----------------------------------------------------------------------------- the llama.cpp build
+
+@pytest.fixture()
+def ggml(llm):
+    return importlib.import_module("_ggml")
+
+
+def test_llama_build_key_covers_the_cpu_options_and_programs(ggml):
+    flags = ["sse4_2", "avx2", "fma"]
+    key = ggml.llama_key(flags, machine="x86_64")
+    assert re.fullmatch(r"llama-0\.3\.36-[0-9a-f]{16}", key)
+    assert ggml.llama_key(["fma", "avx2", "sse4_2", "ht"], machine="x86_64") == key
+    assert ggml.llama_key(flags + ["avx512f"], machine="x86_64") != key
+    assert ggml.llama_key(flags, machine="aarch64") != key
+    opts = dict(ggml.LLAMA_CMAKE_OPTIONS)
+    assert opts["BUILD_SHARED_LIBS"] == "OFF" and opts["GGML_NATIVE"] == "ON"
+    assert opts["LLAMA_CURL"] == opts["LLAMA_OPENSSL"] == opts["LLAMA_USE_PREBUILT_UI"] == "OFF"
+    # the ggml options the peers build uses, bar shared libraries
+    assert {k: v for k, v in ggml.CMAKE_OPTIONS if k != "BUILD_SHARED_LIBS"}.items() <= \
+        opts.items()
+
+
+def _fake_llama_build(ggml, cache: Path) -> Path:
+    final = cache / ggml.llama_key()
+    (final / "bin").mkdir(parents=True)
+    for tool in ggml.LLAMA_TOOLS:
+        (final / "bin" / tool).write_bytes(b"")
+        (final / "bin" / tool).chmod(0o755)
+    (final / "build.json").write_text(json.dumps({"ok": True}))
+    return final
+
+
+def test_a_cached_llama_build_needs_no_tools_and_no_download(ggml, tmp_path, monkeypatch):
+    assert ggml.cached_llama_tools(tmp_path) is None
+    final = _fake_llama_build(ggml, tmp_path)
+
+    def no(*a, **k):
+        raise AssertionError("must not build or download")
+
+    monkeypatch.setattr(ggml, "_tools", no)
+    monkeypatch.setattr(ggml, "ensure_sdist", no)
+    assert ggml.cached_llama_tools(tmp_path) == final / "bin"
+    assert ggml.ensure_llama_tools(tmp_path) == final / "bin"
+
+
+def test_an_unfinished_llama_build_is_not_reused(ggml, tmp_path, monkeypatch):
+    final = _fake_llama_build(ggml, tmp_path)
+    (final / "bin" / "llama-bench").unlink()
+    assert ggml.cached_llama_tools(tmp_path) is None
+    monkeypatch.setattr(ggml.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(ggml.PeerUnavailable, match="cmake"):
+        ggml.ensure_llama_tools(tmp_path)
+
+
+def test_no_llama_cpp_is_a_skip_with_the_reason(llm, ggml, monkeypatch, capsys):
+    """Without the sdist (no network) llama.cpp is skipped, saying why; the rest runs."""
+    def unavailable(*a, **k):
+        raise ggml.PeerUnavailable("could not download the llama-cpp-python source "
+                                   "distribution (no network, or PyPI unreachable?)")
+
+    monkeypatch.setattr(ggml, "ensure_llama_tools", unavailable)
+    args = llm.parse_args(["--sizes", "tiny"])
+    exe, why = llm.find_llama_bench(args, log=lambda s: None)
+    if why is not None and "gguf" in why:
+        pytest.skip("no gguf package")
+    assert exe is None and "could not download" in why
+    args = llm.parse_args(["--sizes", "tiny", "--impls", "tritium"])
+    assert llm.find_llama_bench(args)[1] == "no llama-* implementation in --impls"
