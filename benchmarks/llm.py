@@ -715,12 +715,14 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
                 f"(RSS {runners[impl].built_rss / GIB:.2f} GiB)")
         prompt = prompt_tokens(args.prompt_len, size.vocab, args.seed)
         samples: dict[tuple[str, int], list[dict]] = {}
-        for _ in range(args.rounds):
+        for n in range(args.rounds):
+            t = time.perf_counter()
             order = [(impl, th) for impl in runners for th in args.threads]
             random.shuffle(order)
             for impl, th in order:
                 samples.setdefault((impl, th), []).append(
                     runners[impl].run(prompt, args.gen_len, th))
+            log(f"   round {n + 1}/{args.rounds} done in {time.perf_counter() - t:.0f} s")
         rows = []
         for (impl, th), runs in samples.items():
             rows.append({
