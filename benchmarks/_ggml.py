@@ -1,5 +1,7 @@
 """ggml, llama.cpp's tensor library, built from the ``llama-cpp-python`` source distribution
-and called through ctypes, for ``benchmarks/peers.py``.
+and called through ctypes, for ``benchmarks/peers.py``; and llama.cpp's own programs
+(``llama-bench``, ``llama-simple``) built from the same sdist, for ``benchmarks/llm.py`` and
+``benchmarks/gguf_parity.py`` (``ensure_llama_tools``).
 
 The sdist vendors llama.cpp (``vendor/llama.cpp/ggml``). Only the ggml libraries are built
 (``ggml-base`` and the CPU backend ``ggml-cpu``; no llama, tools, examples, CUDA or other
@@ -94,8 +96,8 @@ def isa_flags(flags: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
 
 
 def build_key(version: str, flags, options=CMAKE_OPTIONS, sdist_sha256: str = SDIST_SHA256,
-              machine: str | None = None) -> str:
-    """The cache directory name of a build: ``ggml-<version>-<16 hex>``, the hex a digest of the
+              machine: str | None = None, name: str = "ggml") -> str:
+    """The cache directory name of a build: ``<name>-<version>-<16 hex>``, the hex a digest of the
     machine, the CPU's ISA flags (order and duplicates do not matter), the cmake options and
     the sdist. Flags that do not change the generated code (``ht``, ``pge``...) do not change
     the key."""
@@ -104,7 +106,7 @@ def build_key(version: str, flags, options=CMAKE_OPTIONS, sdist_sha256: str = SD
     machine = platform.machine() if machine is None else machine
     opts = ";".join(f"{k}={v}" for k, v in options)
     h = cachedir.digest(machine, " ".join(isa_flags(flags)), opts, sdist_sha256)
-    return f"ggml-{version}-{h[:16]}"
+    return f"{name}-{version}-{h[:16]}"
 
 
 def peers_cache(root: str | os.PathLike[str] | None = None) -> Path:
@@ -154,21 +156,21 @@ def ensure_sdist(cache: Path, log=print) -> Path:
     return path
 
 
-def _extract_ggml(sdist: Path, dest: Path) -> Path:
-    """Only ``vendor/llama.cpp/ggml`` of the sdist (25 MB of its 220), safely (no links or
-    paths leaving ``dest``)."""
-    prefix = GGML_SUBDIR + "/"
+def _extract(sdist: Path, dest: Path, subdir: str) -> Path:
+    """Only ``subdir`` of the sdist (``vendor/llama.cpp/ggml``: 25 MB of its 220), safely (no
+    links or paths leaving ``dest``)."""
+    prefix = subdir + "/"
     with tarfile.open(sdist, "r:gz") as tar:
         members = [m for m in tar.getmembers()
                    if (m.name.startswith(prefix) and (m.isfile() or m.isdir())
                        and ".." not in Path(m.name).parts)]
         if not members:
-            raise PeerUnavailable(f"{sdist} holds no {GGML_SUBDIR}")
+            raise PeerUnavailable(f"{sdist} holds no {subdir}")
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest, members=members, filter="data")
         else:  # pragma: no cover - Python without extraction filters
             tar.extractall(dest, members=members)
-    return dest / GGML_SUBDIR
+    return dest / subdir
 
 
 # ----------------------------------------------------------------------------- build
@@ -197,6 +199,46 @@ def built_libs(build_dir: Path) -> Path | None:
     return None
 
 
+def _cmake_build(what: str, source: Path, work: Path, options, targets, jobs: int | None
+                 ) -> None:
+    """Configure ``source`` into ``work/build`` with ``options`` and build ``targets``, the
+    output in ``work/build.log``; a failure is a PeerUnavailable quoting the log's end."""
+    cmake, cc, cxx, ninja = _tools()
+    configure = [cmake, "-S", str(source), "-B", str(work / "build"),
+                 f"-DCMAKE_C_COMPILER={cc}", f"-DCMAKE_CXX_COMPILER={cxx}",
+                 *(f"-D{k}={v}" for k, v in options)]
+    if ninja:
+        configure += ["-G", "Ninja"]
+    if not jobs:
+        jobs = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else os.cpu_count() or 1)
+    build = [cmake, "--build", str(work / "build"), "-j", str(jobs), "--target", *targets]
+    with open(work / "build.log", "w", encoding="utf-8") as out:
+        for cmd in (configure, build):
+            out.write("$ " + " ".join(cmd) + "\n")
+            out.flush()
+            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                tail = (work / "build.log").read_text(errors="replace").strip().splitlines()
+                raise PeerUnavailable(f"building {what} failed ({cmd[1]} exited {rc}); the "
+                                      "end of the log:\n    " + "\n    ".join(tail[-15:]))
+
+
+def _trim_log(path: Path, keep: int = 200) -> None:
+    """Megabytes of compiler warnings: keep the end."""
+    lines = path.read_text(errors="replace").splitlines()[-keep:]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _checked_sdist(cache: Path, sdist: Path | None, log) -> Path:
+    if sdist is None:
+        return ensure_sdist(cache, log)
+    if _sha256(sdist) != SDIST_SHA256:
+        raise PeerUnavailable(f"{sdist} is not the pinned llama-cpp-python "
+                              f"{LLAMA_CPP_PYTHON_VERSION} sdist (SHA-256 differs)")
+    return sdist
+
+
 def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None,
                  rebuild: bool = False, log=print) -> tuple[Path, str]:
     """Build (or reuse) ggml for this CPU; returns (library directory, key)."""
@@ -207,17 +249,13 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
     lib = built_libs(final)
     if lib is not None:
         return lib, key
-    cmake, cc, cxx, ninja = _tools()
-    if sdist is None:
-        sdist = ensure_sdist(cache, log)
-    elif _sha256(sdist) != SDIST_SHA256:
-        raise PeerUnavailable(f"{sdist} is not the pinned llama-cpp-python "
-                              f"{LLAMA_CPP_PYTHON_VERSION} sdist (SHA-256 differs)")
+    _, cc, cxx, _ = _tools()
+    sdist = _checked_sdist(cache, sdist, log)
     work = cache / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        src = _extract_ggml(sdist, work / "src")
+        src = _extract(sdist, work / "src", GGML_SUBDIR)
         # A top-level project that adds ggml as a subdirectory: ggml then builds as a library
         # of a parent project (what llama.cpp does), not standalone (whose pkg-config and
         # install files the sdist does not ship).
@@ -227,29 +265,10 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
             "cmake_minimum_required(VERSION 3.14)\n"
             "project(tritium_peers_ggml C CXX)\n"
             f'add_subdirectory("{src.as_posix()}" ggml)\n', encoding="utf-8")
-        configure = [cmake, "-S", str(wrap), "-B", str(work / "build"),
-                     f"-DCMAKE_C_COMPILER={cc}", f"-DCMAKE_CXX_COMPILER={cxx}",
-                     *(f"-D{k}={v}" for k, v in CMAKE_OPTIONS)]
-        if ninja:
-            configure += ["-G", "Ninja"]
-        if not jobs:
-            jobs = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                    else os.cpu_count() or 1)
-        build = [cmake, "--build", str(work / "build"), "--target", "ggml-cpu", "-j", str(jobs)]
         log(f"building ggml {GGML_VERSION} of llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} "
             f"(CPU backend, native ISA) in {final} (a few minutes, once)")
         t0 = time.perf_counter()
-        with open(work / "build.log", "w", encoding="utf-8") as out:
-            for cmd in (configure, build):
-                out.write("$ " + " ".join(cmd) + "\n")
-                out.flush()
-                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
-                if rc != 0:
-                    break
-        if rc != 0:
-            tail = (work / "build.log").read_text(errors="replace").strip().splitlines()[-15:]
-            raise PeerUnavailable(f"building ggml failed ({cmd[1]} exited {rc}); the end of "
-                                  "the log:\n    " + "\n    ".join(tail))
+        _cmake_build("ggml", wrap, work, CMAKE_OPTIONS, ("ggml-cpu",), jobs)
         libdir = work / "lib"
         libdir.mkdir()
         for name in LIBS:
@@ -263,9 +282,7 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
                 "build_seconds": round(time.perf_counter() - t0, 1)}
         for tmp in ("src", "build", "wrap"):
             shutil.rmtree(work / tmp, ignore_errors=True)
-        log_path = work / "build.log"  # megabytes of compiler warnings: keep the end
-        lines = log_path.read_text(errors="replace").splitlines()[-200:]
-        log_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        _trim_log(work / "build.log")
         cachedir.atomic_write_text(work / "build.json", json.dumps(info, indent=2))
         try:
             os.replace(work, final)
@@ -285,6 +302,105 @@ def build_info(libdir: Path) -> dict:
         return json.loads((libdir.parent / "build.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+# ----------------------------------------------------------------------------- llama.cpp
+
+LLAMA_SUBDIR = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}/vendor/llama.cpp"
+#: the programs built (one build makes all of them; the list is part of the cache key)
+LLAMA_TOOLS = ("llama-bench", "llama-simple")
+#: llama.cpp's own build as its README describes it for a CPU (Release, native ISA, OpenMP,
+#: llamafile sgemm: the same ggml options as the ggml build above), linked statically so that
+#: each program is one file that can be copied out of the build tree; nothing that reaches
+#: the network (no curl, no OpenSSL, no prebuilt web UI), no server, tests or unified app.
+LLAMA_CMAKE_OPTIONS: tuple[tuple[str, str], ...] = tuple(
+    (k, "OFF" if k == "BUILD_SHARED_LIBS" else v) for k, v in CMAKE_OPTIONS) + (
+    ("LLAMA_BUILD_COMMON", "ON"),
+    ("LLAMA_BUILD_TOOLS", "ON"),
+    ("LLAMA_BUILD_EXAMPLES", "ON"),
+    ("LLAMA_BUILD_TESTS", "OFF"),
+    ("LLAMA_BUILD_SERVER", "OFF"),
+    ("LLAMA_BUILD_APP", "OFF"),
+    ("LLAMA_BUILD_UI", "OFF"),
+    ("LLAMA_USE_PREBUILT_UI", "OFF"),
+    ("LLAMA_CURL", "OFF"),
+    ("LLAMA_OPENSSL", "OFF"),
+)
+
+
+def llama_key(flags=None, machine: str | None = None) -> str:
+    """The cache directory name of the llama.cpp programs: ``llama-<version>-<16 hex>``
+    (the CPU's ISA flags, the cmake options, the programs and the sdist)."""
+    flags = cpu_flags() if flags is None else flags
+    return build_key(LLAMA_CPP_PYTHON_VERSION, flags,
+                     LLAMA_CMAKE_OPTIONS + (("tools", ",".join(LLAMA_TOOLS)),),
+                     machine=machine, name="llama")
+
+
+def built_llama_tools(build_dir: Path) -> Path | None:
+    """The ``bin`` directory of a finished llama.cpp build, or None."""
+    bindir = build_dir / "bin"
+    if (build_dir / "build.json").is_file() and all(
+            os.access(bindir / t, os.X_OK) for t in LLAMA_TOOLS):
+        return bindir
+    return None
+
+
+def cached_llama_tools(cache: Path | None = None) -> Path | None:
+    """The ``bin`` directory of this CPU's llama.cpp build when it is already cached (builds
+    and downloads nothing)."""
+    cache = peers_cache() if cache is None else cache
+    return built_llama_tools(cache / llama_key())
+
+
+def ensure_llama_tools(cache: Path | None = None, sdist: Path | None = None,
+                       jobs: int | None = None, rebuild: bool = False, log=print) -> Path:
+    """Build (or reuse) llama.cpp's ``LLAMA_TOOLS`` for this CPU from the pinned sdist (pip
+    downloads it when it is not cached); returns the directory holding them. Raises
+    PeerUnavailable, saying what is missing, when that cannot be done here."""
+    cache = peers_cache() if cache is None else cache
+    final = cache / llama_key()
+    if rebuild and final.exists():
+        shutil.rmtree(final)
+    bindir = built_llama_tools(final)
+    if bindir is not None:
+        return bindir
+    _, cc, cxx, _ = _tools()
+    sdist = _checked_sdist(cache, sdist, log)
+    work = cache / f".{final.name}.{os.getpid()}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        src = _extract(sdist, work / "src", LLAMA_SUBDIR)
+        log(f"building llama.cpp's {', '.join(LLAMA_TOOLS)} of llama-cpp-python "
+            f"{LLAMA_CPP_PYTHON_VERSION} (CPU, native ISA) in {final} (many CPU-minutes, once)")
+        t0 = time.perf_counter()
+        _cmake_build("llama.cpp", src, work, LLAMA_CMAKE_OPTIONS, LLAMA_TOOLS, jobs)
+        out = work / "bin"
+        out.mkdir()
+        for tool in LLAMA_TOOLS:
+            found = [f for f in sorted((work / "build").rglob(tool)) if f.is_file()]
+            if not found:
+                raise PeerUnavailable(f"the llama.cpp build produced no {tool}")
+            shutil.copy2(found[0], out / tool)
+        info = {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "sdist_sha256": SDIST_SHA256,
+                "cmake_options": dict(LLAMA_CMAKE_OPTIONS), "tools": list(LLAMA_TOOLS),
+                "cc": cc, "cxx": cxx, "cpu": cpu_model(), "isa_flags": isa_flags(cpu_flags()),
+                "build_seconds": round(time.perf_counter() - t0, 1)}
+        for tmp in ("src", "build"):
+            shutil.rmtree(work / tmp, ignore_errors=True)
+        _trim_log(work / "build.log")
+        cachedir.atomic_write_text(work / "build.json", json.dumps(info, indent=2))
+        try:
+            os.replace(work, final)
+        except OSError:  # another run finished the same build first
+            if built_llama_tools(final) is None:
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    bindir = built_llama_tools(final)
+    assert bindir is not None
+    return bindir
 
 
 # ----------------------------------------------------------------------------- bindings

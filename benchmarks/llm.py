@@ -1,68 +1,89 @@
-"""BitNet b1.58 language models end to end: Tritium frozen against PyTorch (and llama.cpp).
+"""BitNet b1.58 language models end to end: Tritium against PyTorch and llama.cpp.
 
     .venv/bin/python benchmarks/llm.py                                # 125m and 0.7b
     .venv/bin/python benchmarks/llm.py --sizes 125m --threads 1 --rounds 3 --skip-llama
     .venv/bin/python benchmarks/llm.py --sizes tiny --rounds 1        # seconds (the unit test)
 
-Each size is ``examples/bitnet_b158.tri`` with its hyperparameters set (the example's fixed
-byte vocabulary becomes a parameter here) and random weights (``torch.manual_seed``: every
-implementation holds the same ternary weights):
+Each size is a BitNet b1.58 model (``BitNetForCausalLM``, transformers' ``model_type:
+"bitnet"``: RMSNorm before attention and MLP, RoPE, grouped-query attention, sub-norms before
+``o_proj`` and ``down_proj``, a ReLU²-gated MLP, embeddings tied to the output head, as in
+BitNet b1.58 2B4T) with random weights (one seeded generator per tensor), written here as a
+Hugging Face checkpoint directory (``config.json`` + bf16 safetensors, one shard a layer;
+nothing is downloaded) and then brought to every implementation the way a user would:
 
-    tiny   dim 64,   2 layers,  4 heads, MLP 128,  vocab 256      (tests)
-    125m   dim 768,  12 layers, 12 heads, MLP 2048, vocab 32000
-    0.7b   dim 1536, 24 layers, 16 heads, MLP 4096, vocab 32000   (BitNet b1.58 "large")
-    2b     dim 2560, 30 layers, 20 heads, MLP 6912, vocab 128256  (BitNet b1.58 2B4T)
+    write_hf_checkpoint -> `tritium import hf` -> checkpoint -> `tritium export --format gguf`
 
-The 2B4T model has grouped-query attention (5 key/value heads); the .tri example does not, so
-``2b`` runs 20 full key/value heads: its k/v projections are 4x wider than 2B4T's (the header
-prints the parameter count that runs).
+so every implementation holds the same ternary weights (the absmean trits and per-tensor
+scale the import computes):
+
+    tiny   hidden 256,  2 layers,  4 heads (2 k/v),  MLP 512,  vocab 256     (tests)
+    125m   hidden 768,  12 layers, 12 heads,         MLP 2048, vocab 32000
+    0.7b   hidden 1536, 24 layers, 16 heads,         MLP 4096, vocab 32000   (b1.58 "large")
+    2b     hidden 2560, 30 layers, 20 heads (5 k/v), MLP 6912, vocab 128256  (b1.58 2B4T)
 
 Implementations, at batch 1:
-  * ``tritium``: the model frozen as ``tritium train`` freezes it (``freeze_model``: packed t2
-    ternary weights, int8 activations per token, the native kernels) with, by default, an int8
-    output head (``--head int8``: ``freeze_model(model, head="int8")``, as ``tritium generate``
-    runs it and as llama.cpp quantizes its output tensor; ``--head fp32`` keeps it fp32);
-  * ``torch-fp32`` / ``torch-bf16``: the same architecture in plain PyTorch -- every BitLinear
-    becomes RMSNorm, int8 fake quantization per token and ``F.linear`` with the dense ternary
+  * ``tritium``: the imported checkpoint as ``tritium generate`` loads it
+    (``load_language_model``: packed t2 ternary projections, int8 activations per token, the
+    native kernels; embeddings, norms and the head in fp32) -- ``tritium_model`` is the one
+    place its build options go;
+  * ``torch-fp32`` / ``torch-bf16``: the same model in plain PyTorch -- every ternary
+    projection becomes int8 fake quantization per token and ``F.linear`` with the dense
     weights (trits x scale), the whole model in fp32 or bf16;
-  * llama.cpp (TQ2_0/TQ1_0) is not run yet: ``tritium export --format gguf`` (branch ``hf``)
-    takes only checkpoints ``tritium import hf`` wrote, not this .tri model; the header says
-    llama.cpp was skipped and why.
+  * ``llama-tq2_0`` / ``llama-tq1_0``: llama.cpp's ``llama-bench`` (built once from the
+    pinned llama-cpp-python sdist, ``benchmarks/_ggml.py``) on the GGUF files ``tritium
+    export --format gguf --type tq2_0|tq1_0`` wrote from that checkpoint.
 
-All of them decode through the same path: ``tritium.driver.generate.generate_tokens`` (greedy)
-with a KV cache (``tritium.runtime.decoding.DecodeSession``): one forward over the
+What differs between them (the header repeats it): llama.cpp's bitnet graph gates the MLP with
+SiLU where the model (and Tritium and PyTorch) use ReLU² (the same cost, another function);
+llama.cpp quantizes activations per 256-value block (q8_K) where the others quantize per
+token; its output head is the f16 token embedding (the others: fp32, bf16 for torch-bf16);
+its KV cache is f16 with one entry per k/v head, where Tritium and PyTorch cache fp32 keys and
+values after repeating the k/v heads (grouped-query sizes). llama-bench draws its own random
+prompt tokens; its decode test (``-n``) starts from a context of ``--prompt-len`` tokens
+(``-d``), as the others' decode follows their prefill.
+
+Tritium and PyTorch decode through the same path: ``tritium.driver.generate.generate_tokens``
+(greedy) with a KV cache (``tritium.runtime.decoding.DecodeSession``): one forward over the
 ``--prompt-len`` prompt tokens (prefill), then ``--gen-len`` one-token forwards (decode).
-Each implementation lives in its own process (spawned one after another, so that building one
-model does not overlap another's); a round runs every implementation once per thread count, in
-a fresh random order each round; the figures are medians over ``--rounds``. Peak RSS is the
-process's high-water mark over the timed runs (reset after the model is built, where the kernel
-allows it, so the fp32 latent weights a frozen model was made from do not count). After the
-rounds, each cached greedy decode is checked against one uncached forward over the same
-tokens (see ``verify``): a gap over ``CACHE_TOLERANCE`` fails the run (exit status 1).
+Each lives in its own process (spawned one after another, so that building one model does not
+overlap another's); llama-bench runs as a fresh process per measurement (``-r 1`` after its
+own warm-up run: ``-p N -n 0`` for the prefill, ``-p 0 -n N -d N`` for the decode, ``-o
+json``). A round runs every implementation once per thread count, all (implementation,
+threads) pairs in a fresh random order each round; the figures are medians over
+``--rounds``. Peak RSS is the process's high-water mark: over the timed runs for Tritium and
+PyTorch (reset after the model is built, where the kernel allows it), and ``ru_maxrss`` of
+each llama-bench process (``wait4``). After the rounds, each cached greedy decode of Tritium
+and PyTorch is checked against one uncached forward over the same tokens (see ``verify``): a
+gap over ``CACHE_TOLERANCE`` fails the run (exit status 1).
 
-Before a size is built, its implementations' memory is estimated and compared with
-``MemAvailable``; those that do not fit are skipped with a message. Ratios are tokens/s over
-PyTorch fp32's (above 1: faster than fp32).
+Before a size is prepared, the memory of the preparation and of each implementation is
+estimated and compared with ``MemAvailable``; what does not fit is skipped with a message.
+Ratios are tokens/s over PyTorch fp32's and over llama.cpp TQ2_0's (above 1: faster).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import multiprocessing as mp
 import os
 import random
-import re
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from _args import positive_ints
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "bitnet_b158.tri"
 
 
 @dataclass(frozen=True)
@@ -72,25 +93,44 @@ class Size:
     heads: int
     ffn: int
     vocab: int
-    kv_heads: int | None = None    # the reference model's; the .tri runs full heads
+    kv_heads: int | None = None     # None: as many as heads
+
+    @property
+    def kv(self) -> int:
+        return self.kv_heads or self.heads
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv * (self.dim // self.heads)
 
     def params(self) -> tuple[int, int]:
-        """(ternary parameters, full-precision parameters) of the model that runs."""
+        """(ternary parameters, full-precision parameters) of the model (the output head is
+        tied to the embeddings: counted once)."""
         d, f = self.dim, self.ffn
-        ternary = self.layers * (4 * d * d + 3 * d * f)
-        full = 2 * self.vocab * d + (2 * self.layers + 1) * d
+        ternary = self.layers * (2 * d * d + 2 * d * self.kv_dim + 3 * d * f)
+        full = self.vocab * d + self.layers * (3 * d + f) + d
         return ternary, full
 
 
 SIZES = {
-    "tiny": Size(64, 2, 4, 128, 256),
+    "tiny": Size(256, 2, 4, 512, 256, kv_heads=2),
     "125m": Size(768, 12, 12, 2048, 32000),
     "0.7b": Size(1536, 24, 16, 4096, 32000),
     "2b": Size(2560, 30, 20, 6912, 128256, kv_heads=5),
 }
-IMPLS = ("tritium", "torch-fp32", "torch-bf16")
+TORCH_IMPLS = ("tritium", "torch-fp32", "torch-bf16")
+LLAMA_IMPLS = {"llama-tq2_0": "tq2_0", "llama-tq1_0": "tq1_0"}
+IMPLS = TORCH_IMPLS + tuple(LLAMA_IMPLS)
 GIB = 1 << 30
 CACHE_TOLERANCE = 0.05     # of the largest logit: see `verify`
+#: the MLP activation of the models (BitNet b1.58's); llama.cpp computes SiLU regardless
+ACT = "relu2"
+#: random weights: projections as transformers initializes them (their scale does not matter:
+#: the absmean quantizer divides it out); norms around 1; embeddings (and so the tied head)
+#: 1/sqrt(hidden), which makes logits of about unit spread and lets the decoder layers, not
+#: the input embedding, decide the next token (a larger spread makes a model that repeats
+#: its input)
+LINEAR_STD, NORM_STD = 0.02, 0.1
 
 
 def default_threads() -> list[int]:
@@ -119,10 +159,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gen-len", type=int, default=128, help="decoded tokens (default 128)")
     p.add_argument("--impls", type=lambda t: [s for s in t.split(",") if s],
                    default=list(IMPLS), help=f"subset of {', '.join(IMPLS)}")
-    p.add_argument("--skip-llama", action="store_true", help="do not try llama.cpp")
+    p.add_argument("--skip-llama", action="store_true",
+                   help="do not run llama.cpp (nor build it, nor export GGUF files)")
+    p.add_argument("--llama-bench", default=None, metavar="PATH",
+                   help="an existing llama-bench binary (default: build it from the pinned "
+                        "llama-cpp-python sdist, once, under <cache root>/peers)")
     p.add_argument("--head", choices=("int8", "fp32"), default="int8",
-                   help="Tritium's output head (default int8, as llama.cpp's TQ1_0/TQ2_0 files "
-                        "quantize the output tensor; the PyTorch twins keep theirs)")
+                   help="Tritium's output head (default int8, as `tritium generate` runs it; "
+                        "llama.cpp's is f16 here)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for name in ("rounds", "prompt_len", "gen_len"):
@@ -132,76 +176,185 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if bad or not args.impls:
         p.error(f"--impls: unknown {', '.join(bad) or 'empty list'}; choose from "
                 f"{', '.join(IMPLS)}")
+    if args.llama_bench is not None and not os.access(args.llama_bench, os.X_OK):
+        p.error(f"--llama-bench: {args.llama_bench} is not an executable file")
     return args
 
 
 # ----------------------------------------------------------------------------- the model
 
-def program_text() -> str:
-    """The example's source with its byte vocabulary made a hyperparameter."""
-    text = EXAMPLE.read_text()
-    params = re.compile(r"(model BitNetB158 \{\s*params \{[^}]*?)\s*\}\s*\n(\s*)vocab: 256\n")
-    new, n = params.subn(r"\1, vocab: int = 256 }\n", text)
-    if n != 1:
-        raise SystemExit(f"llm.py: {EXAMPLE} no longer has the `params {{ ... }}` / "
-                         "`vocab: 256` lines this benchmark rewrites")
-    return new
+def hf_config(size: Size, act: str = ACT, max_positions: int = 4096) -> dict:
+    """The ``config.json`` of the size, as transformers' ``BitNetConfig`` writes it."""
+    return {"architectures": ["BitNetForCausalLM"], "model_type": "bitnet",
+            "vocab_size": size.vocab, "hidden_size": size.dim,
+            "intermediate_size": size.ffn, "num_hidden_layers": size.layers,
+            "num_attention_heads": size.heads, "num_key_value_heads": size.kv,
+            "hidden_act": act, "max_position_embeddings": max_positions,
+            "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "attention_bias": False,
+            "attention_dropout": 0.0, "initializer_range": LINEAR_STD,
+            "tie_word_embeddings": True, "use_cache": True, "torch_dtype": "bfloat16"}
 
 
-def build_unfrozen(size: Size, seed: int):
+def _hf_tensors(size: Size, layer: int | None) -> list[tuple[str, tuple[int, ...], float]]:
+    """(name, shape, std) of one layer's tensors, or (layer None) of the rest; a norm's std
+    is its spread around 1."""
+    d, f, kvd = size.dim, size.ffn, size.kv_dim
+    if layer is None:
+        return [("model.embed_tokens.weight", (size.vocab, d), d ** -0.5),
+                ("model.norm.weight", (d,), NORM_STD)]
+    p = f"model.layers.{layer}."
+    return [(p + "input_layernorm.weight", (d,), NORM_STD),
+            (p + "post_attention_layernorm.weight", (d,), NORM_STD),
+            (p + "self_attn.attn_sub_norm.weight", (d,), NORM_STD),
+            (p + "mlp.ffn_sub_norm.weight", (f,), NORM_STD),
+            (p + "self_attn.q_proj.weight", (d, d), LINEAR_STD),
+            (p + "self_attn.k_proj.weight", (kvd, d), LINEAR_STD),
+            (p + "self_attn.v_proj.weight", (kvd, d), LINEAR_STD),
+            (p + "self_attn.o_proj.weight", (d, d), LINEAR_STD),
+            (p + "mlp.gate_proj.weight", (f, d), LINEAR_STD),
+            (p + "mlp.up_proj.weight", (f, d), LINEAR_STD),
+            (p + "mlp.down_proj.weight", (d, f), LINEAR_STD)]
+
+
+def write_hf_checkpoint(directory: str | os.PathLike[str], size: Size, seed: int,
+                        act: str = ACT) -> Path:
+    """A random ``BitNetForCausalLM`` checkpoint of `size` in `directory` (``config.json``,
+    bf16 safetensors shards, one per decoder layer, and the shard index
+    ``save_pretrained`` writes). Each tensor has its own generator, seeded from `seed` and
+    its name: the same seed gives the same weights, one layer in memory at a time."""
     import torch
+    from safetensors.torch import save_file
 
-    import tritium
-    torch.manual_seed(seed)
-    model = tritium.load_source(program_text(), "BitNetB158", file=str(EXAMPLE),
-                                dim=size.dim, layers=size.layers, heads=size.heads,
-                                ffn=size.ffn, vocab=size.vocab)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    groups = [None, *range(size.layers)]
+    weight_map, total = {}, 0
+    for n, layer in enumerate(groups):
+        shard = f"model-{n + 1:05d}-of-{len(groups):05d}.safetensors"
+        tensors = {}
+        for name, shape, std in _hf_tensors(size, layer):
+            g = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{name}".encode()))
+            t = torch.randn(shape, generator=g) * std
+            if len(shape) == 1:
+                t += 1.0
+            tensors[name] = t.to(torch.bfloat16)
+            weight_map[name] = shard
+            total += t.numel() * 2
+        save_file(tensors, str(d / shard), metadata={"format": "pt"})
+        del tensors
+    (d / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (d / "config.json").write_text(json.dumps(hf_config(size, act), indent=2))
+    return d
+
+
+def prepare(size: Size, seed: int, workdir: str, qtypes: list[str]) -> dict:
+    """(Run in a process of its own.) The size's Hugging Face checkpoint, imported with
+    `tritium import hf` (the directory is deleted afterwards) and exported to a GGUF file
+    per type in `qtypes`; returns the paths, or why the export failed."""
+    from tritium.driver.evaluate import ExportError
+    from tritium.driver.gguf_export import export_gguf
+    from tritium.driver.hf_import import import_hf
+
+    work = Path(workdir)
+    t0 = time.perf_counter()
+    hf = write_hf_checkpoint(work / "hf", size, seed)
+    r = import_hf(hf, work / "model.safetensors")
+    shutil.rmtree(hf)
+    out = {"checkpoint": r["checkpoint"], "bytes": r["bytes"], "gguf": {},
+           "gguf_bytes": {}, "export_error": None}
+    del r
+    gc.collect()
+    for q in qtypes:
+        try:
+            e = export_gguf(out["checkpoint"], work / f"model-{q}.gguf", q)
+        except ExportError as exc:
+            out["export_error"] = exc.message
+            break
+        out["gguf"][q], out["gguf_bytes"][q] = e["output"], e["bytes"]
+        gc.collect()
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+#: below this many parameters the model is prepared in the benchmark's own process (a fresh
+#: process costs seconds of imports; a small model's memory does not matter)
+PREPARE_IN_PROCESS = 50_000_000
+
+
+def prepare_model(size: Size, seed: int, workdir: str, qtypes: list[str]) -> dict:
+    """`prepare`, in a fresh process unless the model is small."""
+    if sum(size.params()) < PREPARE_IN_PROCESS:
+        return prepare(size, seed, workdir, qtypes)
+    return run_in_process(prepare, size, seed, workdir, qtypes)
+
+
+def run_in_process(fn, *args):
+    """`fn(*args)` in a fresh spawned process (its memory goes back when it ends)."""
+    import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            raise RuntimeError("the process died (out of memory?)") from None
+
+
+def tritium_model(checkpoint: str, head: str = "fp32"):
+    """Tritium's model as this benchmark runs it: the checkpoint as `tritium generate` loads
+    it, with its output head in `head`'s format (`tritium generate --head`). Build options of
+    Tritium's decode path go here, and into the header's description of the ``tritium`` row."""
+    from tritium.driver.generate import load_language_model
+    from tritium.runtime.layers.head import quantize_head
+    model, _, _ = load_language_model(checkpoint)
+    quantize_head(model, head)
     return model.eval()
 
 
 def _dense_class():
-    import torch
     import torch.nn.functional as F
     from torch import nn
 
     from tritium.runtime.ste import fake_quant_int8
 
     class Dense(nn.Module):
-        """A BitLinear in plain PyTorch: RMSNorm, int8 fake quantization per token, then a
-        dense matmul with the ternary weights (trits x scale)."""
+        """A ternary projection (a TernaryLinear of an imported model: no input transform of
+        its own) in plain PyTorch: int8 fake quantization per token (when the layer
+        quantizes its activations), then a dense matmul with the ternary weights
+        (trits x scale) in `dtype`."""
 
-        def __init__(self, layer) -> None:
+        def __init__(self, layer, dtype) -> None:
             super().__init__()
             q = layer.ternary_weight(training=False)
-            w = (q.trits.to(torch.float32) * q.scale.reshape(-1, 1).to(torch.float32))
+            w = q.trits.to(dtype) * q.scale.reshape(-1, 1).to(dtype)
             self.weight = nn.Parameter(w.contiguous(), requires_grad=False)
-            self.bias = layer.bias
-            self.eps = layer.eps
-            self.in_features = layer.in_features
+            self.bias = None if layer.bias is None else nn.Parameter(
+                layer.bias.detach().to(dtype), requires_grad=False)
+            self.act_quant = layer.act_quant == "int8"
 
         def forward(self, x):
-            x = F.rms_norm(x, (self.in_features,), eps=self.eps)
-            return F.linear(fake_quant_int8(x), self.weight, self.bias)
+            if self.act_quant:
+                x = fake_quant_int8(x)
+            return F.linear(x, self.weight, self.bias)
 
     return Dense
 
 
 def to_torch_twin(model, dtype_name: str):
-    """Replace every BitLinear in `model` (unfrozen) by its dense PyTorch twin, in place,
-    one layer at a time (the latent weight goes as its dense copy comes)."""
+    """Replace every ternary linear layer of `model` by its dense PyTorch twin in fp32 or
+    bf16, in place, one layer at a time; then the rest of the model to that dtype."""
     import torch
 
-    from tritium.runtime.layers.ternary import BitLinear
+    from tritium.runtime import TernaryLinear
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     dense = _dense_class()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, BitLinear):
-                setattr(parent, name, dense(child))
+            if isinstance(child, TernaryLinear):
+                setattr(parent, name, dense(child, dtype))
                 del child
     gc.collect()
-    if dtype_name == "bf16":
-        model = model.to(torch.bfloat16)
-    return model
+    return model.to(dtype)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -225,18 +378,16 @@ def _reset_peak() -> bool:
         return False
 
 
-def worker(conn, impl: str, size: Size, seed: int, head: str = "int8") -> None:
-    """One implementation's process: build the model, then answer requests."""
+def worker(conn, impl: str, checkpoint: str, head: str = "fp32") -> None:
+    """One implementation's process: build the model from the checkpoint (Tritium's with its
+    head in `head`'s format; the PyTorch twins keep theirs in their dtype), then answer
+    requests."""
     try:
         import torch
 
         from tritium.driver.generate import generate_tokens
-        from tritium.runtime.layers.freeze import freeze_model
-        torch.manual_seed(seed)
-        model = build_unfrozen(size, seed)
-        if impl == "tritium":
-            model = freeze_model(model, head=head)
-        else:
+        model = tritium_model(checkpoint, head if impl == "tritium" else "fp32")
+        if impl != "tritium":
             model = to_torch_twin(model, impl.split("-")[1])
         model.eval()
         gc.collect()
@@ -268,7 +419,7 @@ def verify(model, seq: list[int], first: int) -> dict:
     """Teacher-forced check of a cached greedy decode: one uncached forward over `seq`; at
     each position from `first` on, how far (in logits) the token the cached run chose falls
     below the uncached argmax. Float rounding differs between one-token and whole-sequence
-    forwards, and through the int8 activation rounding of every BitLinear a last-bit
+    forwards, and through the int8 activation rounding of every projection a last-bit
     difference can move a value by one int8 step: on a random 125m model that moves logits by
     ~1% of the largest (the PyTorch fp32 twin as much as Tritium), enough to break near-ties
     the other way. A cache error (wrong positions, lost keys) moves them by a large part of
@@ -285,15 +436,17 @@ def verify(model, seq: list[int], first: int) -> dict:
         if best != seq[p + 1]:
             flips += 1
             worst = max(worst, float(row[best] - row[seq[p + 1]]))
-    return {"ok": True, "flips": flips, "worst": worst / scale, "agrees": worst <= CACHE_TOLERANCE * scale}
+    return {"ok": True, "flips": flips, "worst": worst / scale,
+            "agrees": worst <= CACHE_TOLERANCE * scale}
 
 
 class Worker:
-    def __init__(self, impl: str, size: Size, seed: int, head: str = "int8") -> None:
+    def __init__(self, impl: str, checkpoint: str, head: str = "fp32") -> None:
         ctx = mp.get_context("spawn")
         self.impl = impl
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker, args=(child, impl, size, seed, head), daemon=True)
+        self.proc = ctx.Process(target=worker, args=(child, impl, checkpoint, head),
+                                daemon=True)
         self.proc.start()
         child.close()
         reply = self._recv()
@@ -311,11 +464,14 @@ class Worker:
             return {"ok": False, "error": f"the worker died (exit code {code}; out of memory?)"}
 
     def run(self, prompt: list[int], gen_len: int, threads: int, use_cache: bool = True) -> dict:
+        """One greedy generation: tokens/s of the prefill and of the decode, and more."""
         self.conn.send({"prompt": prompt, "gen_len": gen_len, "threads": threads,
                         "use_cache": use_cache})
         reply = self._recv()
         if not reply["ok"]:
             raise RuntimeError(f"{self.impl}: {reply['error']}")
+        reply["prefill"] = len(prompt) / reply["prefill_s"]
+        reply["decode"] = reply["steps"] / reply["decode_s"]
         return reply
 
     def verify(self, seq: list[int], first: int) -> dict:
@@ -345,56 +501,172 @@ def mem_available() -> int:
     return 1 << 62
 
 
-def memory_need(impl: str, size: Size, ctx: int) -> tuple[int, int]:
-    """(bytes while building, bytes once built) of one implementation, estimated: the model
-    is made as fp32 latent weights (4 bytes a parameter) and then frozen (ternary weights to
-    2 bits, embeddings and head stay fp32) or made dense (fp32: 4 bytes, bf16: 2); plus the
-    KV cache, activations and ~0.4 GiB for the interpreter and torch."""
+def gguf_bytes(qtype: str, size: Size) -> int:
+    """The GGUF file's size, estimated: TQ2_0 is 66 bytes and TQ1_0 54 bytes a 256-weight
+    block; the f16 token embedding and f32 norms."""
     ternary, full = size.params()
+    per_block = {"tq2_0": 66, "tq1_0": 54}[qtype]
+    return ternary // 256 * per_block + 2 * size.vocab * size.dim + 4 * (full - size.vocab
+                                                                          * size.dim)
+
+
+def memory_need(impl: str, size: Size, ctx: int) -> tuple[int, int]:
+    """(bytes while building, bytes once built) of one implementation, estimated. Tritium
+    loads the checkpoint: 2-bit ternary weights, the embeddings and the (tied) head as two
+    fp32 copies; the PyTorch twins unpack each projection to a dense copy (4 bytes a
+    parameter for fp32, 2 for bf16); llama-bench maps its GGUF file and holds an f16 KV cache
+    of the k/v heads and its compute buffers. Tritium and PyTorch add their fp32 KV cache
+    (the k/v heads repeated), activations and ~0.4 GiB for the interpreter and torch."""
+    ternary, full = size.params()
+    emb = size.vocab * size.dim
+    if impl in LLAMA_IMPLS:
+        kv = 2 * size.layers * ctx * size.kv_dim * 2
+        need = gguf_bytes(LLAMA_IMPLS[impl], size) + kv + 4 * size.vocab * ctx \
+            + int(0.3 * GIB)
+        return need, need
     kv = 2 * size.layers * ctx * size.dim * 4
     base = int(0.4 * GIB) + kv + 4 * ctx * max(size.vocab, size.ffn) * 4
-    build = 4 * (ternary + full) + base
     if impl == "tritium":
-        built = ternary // 4 + 4 * full + base
-    elif impl == "torch-fp32":
-        built = 4 * (ternary + full) + base
-        build += 4 * size.dim * size.ffn    # one dense copy beside the latent weights
-    else:
-        built = 2 * (ternary + full) + base
-        build = max(build, 4 * (ternary + full) + 2 * (ternary + full) // size.layers + base)
-    return build, built
+        built = ternary // 4 + 4 * (full + emb) + base
+        return built + 4 * emb, built
+    width = 4 if impl == "torch-fp32" else 2
+    built = width * (ternary + full + emb) + base
+    return built + ternary // 4 + 4 * emb + 4 * size.dim * size.ffn, built
+
+
+def prepare_need(size: Size) -> int:
+    """Bytes the preparation needs at its peak (the import: the bf16 checkpoint read whole,
+    one int8 trit a weight, the fp32 embeddings twice, the packed model), estimated."""
+    ternary, full = size.params()
+    return 2 * (ternary + full) + ternary + 8 * (full + size.vocab * size.dim) \
+        + ternary // 4 + int(0.5 * GIB)
 
 
 def plan_memory(impls: list[str], size: Size, ctx: int, avail: int
                 ) -> tuple[list[str], dict[str, str]]:
-    """The implementations that fit in `avail` bytes (built one after another, each staying
-    resident) and why each other one is skipped."""
+    """The implementations that fit in `avail` bytes and why each other one is skipped. The
+    Tritium and PyTorch processes are built one after another and stay resident; each
+    llama-bench process runs beside all of them, one at a time."""
     chosen, skipped, held = [], {}, 0
+
+    def why(need: int) -> str:
+        return (f"needs ~{need / GIB:.1f} GiB beside {held / GIB:.1f} GiB held; "
+                f"{avail / GIB:.1f} GiB available")
+
+    if prepare_need(size) > 0.9 * avail:
+        return [], {i: "preparing the model " + why(prepare_need(size)) for i in impls}
     for impl in impls:
+        if impl in LLAMA_IMPLS:
+            continue
         build, built = memory_need(impl, size, ctx)
-        need = held + max(build, built)
-        if need > 0.9 * avail:
-            skipped[impl] = (f"needs ~{max(build, built) / GIB:.1f} GiB beside "
-                             f"{held / GIB:.1f} GiB held; {avail / GIB:.1f} GiB available")
+        if held + max(build, built) > 0.9 * avail:
+            skipped[impl] = why(max(build, built))
             continue
         chosen.append(impl)
         held += built
+    for impl in impls:
+        if impl in LLAMA_IMPLS:
+            need = memory_need(impl, size, ctx)[0]
+            if held + need > 0.9 * avail:
+                skipped[impl] = why(need)
+            else:
+                chosen.append(impl)
     return chosen, skipped
 
 
 # ----------------------------------------------------------------------------- llama.cpp
 
-def llama_status(skip: bool) -> str | None:
-    """None when llama.cpp can run here, else why it is skipped."""
+def find_llama_bench(args, log=print) -> tuple[Path | None, str | None]:
+    """(llama-bench, None), or (None, why llama.cpp is skipped). Builds llama.cpp once when
+    it is not cached (benchmarks/_ggml.py: the pinned sdist, downloaded with pip if absent)."""
+    if args.skip_llama:
+        return None, "--skip-llama"
+    if not any(i in LLAMA_IMPLS for i in args.impls):
+        return None, "no llama-* implementation in --impls"
+    if args.llama_bench is not None:
+        return Path(args.llama_bench), None
     import importlib.util
-    if skip:
-        return "--skip-llama"
-    if importlib.util.find_spec("tritium.driver.gguf_export") is None:
-        return ("`tritium export --format gguf` is not on this branch (it comes with the "
-                "`hf` branch), so there is no GGUF for llama-bench to run")
-    return ("the GGUF exporter takes only checkpoints `tritium import hf` wrote (a BitNet "
-            "model with sub-norms), not this .tri model; running llama-bench on such an "
-            "import is not implemented in this benchmark yet")
+    if importlib.util.find_spec("gguf") is None:
+        return None, ("the GGUF export needs the `gguf` package (pip install gguf; it is in "
+                      "tritium's `torch` extra)")
+    import _ggml
+    try:
+        return _ggml.ensure_llama_tools(log=log) / "llama-bench", None
+    except _ggml.PeerUnavailable as exc:
+        return None, str(exc)
+
+
+def parse_llama_bench(text: str) -> list[dict]:
+    """The tests of llama-bench's JSON output (``-o json``): for each, the prompt, generated
+    and depth token counts, threads, tokens/s (mean over its repetitions) and what it says
+    about the model, the KV cache and the CPU."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"llama-bench did not print JSON ({exc}): {text[:200]!r}") from None
+    if not isinstance(doc, list) or not doc:
+        raise ValueError("llama-bench printed no test")
+    out = []
+    for t in doc:
+        try:
+            out.append({"n_prompt": int(t["n_prompt"]), "n_gen": int(t["n_gen"]),
+                        "n_depth": int(t.get("n_depth", 0)), "threads": int(t["n_threads"]),
+                        "tokens_per_s": float(t["avg_ts"]),
+                        "samples": [float(x) for x in t.get("samples_ts", [])],
+                        "model_type": str(t.get("model_type", "")),
+                        "model_size": int(t.get("model_size", 0)),
+                        "cpu": str(t.get("cpu_info", "")),
+                        "type_k": str(t.get("type_k", ""))})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"a llama-bench test lacks {exc}: {str(t)[:200]}") from None
+    return out
+
+
+def run_measured(cmd: list[str], timeout: float) -> tuple[int, str, str, int]:
+    """(exit status, stdout, stderr, peak RSS in bytes) of `cmd`: the peak is the child's own
+    ``ru_maxrss`` (``wait4``)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        timer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (code, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                usage.ru_maxrss * 1024)
+
+
+class LlamaBench:
+    """llama-bench on one GGUF file: a fresh process per measurement."""
+
+    def __init__(self, impl: str, exe: Path, gguf: str) -> None:
+        self.impl, self.exe, self.gguf = impl, exe, gguf
+        self.info: dict = {}
+
+    def _bench(self, threads: int, extra: list[str]) -> tuple[dict, int]:
+        cmd = [str(self.exe), "-m", self.gguf, "-t", str(threads), "-r", "1", "-o", "json",
+               *extra]
+        code, out, err, peak = run_measured(cmd, timeout=3600)
+        if code != 0:
+            tail = "\n    ".join(err.strip().splitlines()[-8:])
+            raise RuntimeError(f"{self.impl}: {' '.join(cmd)} exited {code}:\n    {tail}")
+        try:
+            tests = parse_llama_bench(out)
+        except ValueError as exc:
+            raise RuntimeError(f"{self.impl}: {exc}") from None
+        self.info = tests[0]
+        return tests[0], peak
+
+    def run(self, prompt: list[int], gen_len: int, threads: int) -> dict:
+        n = len(prompt)
+        pp, peak_p = self._bench(threads, ["-p", str(n), "-n", "0"])
+        tg, peak_g = self._bench(threads, ["-p", "0", "-n", str(gen_len), "-d", str(n)])
+        return {"prefill": pp["tokens_per_s"], "decode": tg["tokens_per_s"],
+                "peak": max(peak_p, peak_g), "cache_used": True}
 
 
 # ----------------------------------------------------------------------------- run
@@ -404,56 +676,81 @@ def prompt_tokens(n: int, vocab: int, seed: int) -> list[int]:
     return [rng.randrange(vocab) for _ in range(n)]
 
 
-def bench_size(name: str, args, log=print) -> list[dict]:
+def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> list[dict]:
     size = SIZES[name]
     ternary, full = size.params()
     ctx = args.prompt_len + args.gen_len + 1
-    log(f"## {name}: dim {size.dim}, {size.layers} layers, {size.heads} heads, MLP {size.ffn}, "
-        f"vocab {size.vocab}: {(ternary + full) / 1e6:.1f}M parameters "
+    kv = f" ({size.kv} k/v)" if size.kv != size.heads else ""
+    log(f"## {name}: hidden {size.dim}, {size.layers} layers, {size.heads} heads{kv}, MLP "
+        f"{size.ffn}, vocab {size.vocab}: {(ternary + full) / 1e6:.1f}M parameters "
         f"({ternary / 1e6:.1f}M ternary)")
-    if size.kv_heads is not None:
-        log(f"   note: the reference model has {size.kv_heads} key/value heads (grouped-query "
-            f"attention); examples/bitnet_b158.tri has none, so all {size.heads} heads have "
-            "their own keys and values here")
-    impls, skipped = plan_memory(args.impls, size, ctx, mem_available())
+    wanted = [i for i in args.impls if llama_bench is not None or i not in LLAMA_IMPLS]
+    impls, skipped = plan_memory(wanted, size, ctx, mem_available())
     for impl, why in skipped.items():
         log(f"   {impl} skipped: it will not fit in memory ({why})")
-    workers: dict[str, Worker] = {}
+    if not impls:
+        return []
+    workdir = tempfile.mkdtemp(prefix=f"tritium-llm-{name}-")
+    runners: dict[str, Worker | LlamaBench] = {}
     try:
+        qtypes = [LLAMA_IMPLS[i] for i in impls if i in LLAMA_IMPLS]
+        try:
+            prep = prepare_model(size, args.seed, workdir, qtypes)
+        except RuntimeError as exc:
+            log(f"   skipped: preparing the model failed ({exc})")
+            return []
+        log(f"   prepared in {prep['seconds']:.1f} s: Hugging Face checkpoint -> `tritium "
+            f"import hf` ({prep['bytes'] / 2**20:.1f} MiB)"
+            + "".join(f" -> GGUF {q.upper()} ({b / 2**20:.1f} MiB)"
+                      for q, b in prep["gguf_bytes"].items()))
+        if prep["export_error"]:
+            log(f"   llama.cpp skipped: `tritium export --format gguf` failed: "
+                f"{prep['export_error']}")
         for impl in impls:
             t = time.perf_counter()
+            if impl in LLAMA_IMPLS:
+                gguf = prep["gguf"].get(LLAMA_IMPLS[impl])
+                if gguf is not None:
+                    runners[impl] = LlamaBench(impl, llama_bench, gguf)
+                continue
             try:
-                workers[impl] = Worker(impl, size, args.seed, args.head)
+                runners[impl] = Worker(impl, prep["checkpoint"], args.head)
             except RuntimeError as exc:
                 log(f"   {impl} skipped: building it failed ({exc})")
                 continue
             log(f"   {impl} built in {time.perf_counter() - t:.1f} s "
-                f"(RSS {workers[impl].built_rss / GIB:.2f} GiB)")
+                f"(RSS {runners[impl].built_rss / GIB:.2f} GiB)")
         prompt = prompt_tokens(args.prompt_len, size.vocab, args.seed)
         samples: dict[tuple[str, int], list[dict]] = {}
-        for _ in range(args.rounds):
-            order = list(workers)
+        for n in range(args.rounds):
+            t = time.perf_counter()
+            order = [(impl, th) for impl in runners for th in args.threads]
             random.shuffle(order)
-            for impl in order:
-                for th in args.threads:
-                    samples.setdefault((impl, th), []).append(
-                        workers[impl].run(prompt, args.gen_len, th))
+            for impl, th in order:
+                samples.setdefault((impl, th), []).append(
+                    runners[impl].run(prompt, args.gen_len, th))
+            log(f"   round {n + 1}/{args.rounds} done in {time.perf_counter() - t:.0f} s")
         rows = []
         for (impl, th), runs in samples.items():
             rows.append({
                 "size": name, "impl": impl, "threads": th,
-                "prefill": statistics.median(args.prompt_len / r["prefill_s"] for r in runs),
-                "decode": statistics.median(r["steps"] / r["decode_s"] for r in runs),
+                "prefill": statistics.median(r["prefill"] for r in runs),
+                "decode": statistics.median(r["decode"] for r in runs),
                 "peak": max(r["peak"] for r in runs),
                 "cache": all(r["cache_used"] for r in runs),
-                "tokens": runs[-1]["tokens"],
+                "tokens": runs[-1].get("tokens"),
             })
+        for impl, r in runners.items():
+            if isinstance(r, LlamaBench) and r.info:
+                log(f"   {impl}: llama-bench ran model {r.info['model_type']!r} "
+                    f"({r.info['model_size'] / 2**20:.1f} MiB), KV cache {r.info['type_k']}")
         # the KV cache must not change the result: each implementation's cached greedy
         # tokens against one uncached forward of its own over the same sequence
         for r in rows:
-            if r["threads"] != args.threads[0]:
+            worker = runners[r["impl"]]
+            if r["threads"] != args.threads[0] or not isinstance(worker, Worker):
                 continue
-            v = workers[r["impl"]].verify(prompt + r["tokens"], len(prompt))
+            v = worker.verify(prompt + r["tokens"], len(prompt))
             if not v["ok"]:
                 raise RuntimeError(f"{r['impl']}: {v['error']}")
             log(f"   {r['impl']}: cached decode against an uncached forward, "
@@ -468,20 +765,23 @@ def bench_size(name: str, args, log=print) -> list[dict]:
                     q["uncached_agrees"] = v["agrees"]
         return rows
     finally:
-        for w in workers.values():
-            w.close()
+        for w in runners.values():
+            if isinstance(w, Worker):
+                w.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def add_ratios(rows: list[dict]) -> None:
-    base = {(r["size"], r["threads"]): r for r in rows if r["impl"] == "torch-fp32"}
-    for r in rows:
-        b = base.get((r["size"], r["threads"]))
-        r["x_fp32_prefill"] = r["prefill"] / b["prefill"] if b else None
-        r["x_fp32_decode"] = r["decode"] / b["decode"] if b else None
+    for key, base_impl in (("fp32", "torch-fp32"), ("tq2", "llama-tq2_0")):
+        base = {(r["size"], r["threads"]): r for r in rows if r["impl"] == base_impl}
+        for r in rows:
+            b = base.get((r["size"], r["threads"]))
+            for what in ("prefill", "decode"):
+                r[f"x_{key}_{what}"] = r[what] / b[what] if b else None
 
 
 COLUMNS = ("size", "impl", "threads", "prefill tok/s", "decode tok/s", "peak RSS MiB",
-           "prefill/fp32", "decode/fp32")
+           "prefill/fp32", "decode/fp32", "prefill/TQ2_0", "decode/TQ2_0")
 
 
 def render(rows: list[dict]) -> str:
@@ -492,13 +792,24 @@ def render(rows: list[dict]) -> str:
                                          IMPLS.index(r["impl"]))):
         table.append([r["size"], r["impl"], str(r["threads"]), f"{r['prefill']:.1f}",
                       f"{r['decode']:.1f}", f"{r['peak'] / (1 << 20):.0f}",
-                      ratio(r["x_fp32_prefill"]), ratio(r["x_fp32_decode"])])
+                      ratio(r["x_fp32_prefill"]), ratio(r["x_fp32_decode"]),
+                      ratio(r["x_tq2_prefill"]), ratio(r["x_tq2_decode"])])
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
                        for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
              for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+DIFFERENCES = (
+    "# same ternary weights everywhere (imported with `tritium import hf`, exported with "
+    "`tritium export --format gguf`); what differs:",
+    "#   llama.cpp gates the MLP with SiLU (the model: ReLU²), quantizes activations per "
+    "256 values (q8_K; the others per token), keeps the tied head in f16 (Tritium and "
+    "torch-fp32: fp32; torch-bf16: bf16) and an f16 KV cache of the k/v heads (Tritium, "
+    "PyTorch: fp32, k/v heads repeated)",
+)
 
 
 def header(args) -> list[str]:
@@ -523,13 +834,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for line in header(args):
         print(line)
-    why = llama_status(args.skip_llama)
+    for line in DIFFERENCES:
+        print(line)
+    llama_bench, why = find_llama_bench(args, log=lambda s: print(f"# {s}", flush=True))
     if why is not None:
         print(f"# llama.cpp skipped: {why}")
+    else:
+        import _ggml
+        print(f"# llama.cpp: {llama_bench} (vendored by llama-cpp-python "
+              f"{_ggml.LLAMA_CPP_PYTHON_VERSION}; built here unless --llama-bench)")
     print(flush=True)
     rows = []
     for name in args.sizes:
-        rows += bench_size(name, args, log=lambda s: print(s, flush=True))
+        rows += bench_size(name, args, llama_bench, log=lambda s: print(s, flush=True))
     add_ratios(rows)
     print()
     print(render(rows) if rows else "(nothing ran)")
