@@ -83,6 +83,9 @@ from pathlib import Path
 
 from _args import positive_ints
 
+# of the largest logit: see `verify` (the bound `tritium generate` holds its cache to)
+from tritium.driver.generate import CACHE_TOLERANCE
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -122,7 +125,6 @@ TORCH_IMPLS = ("tritium", "torch-fp32", "torch-bf16")
 LLAMA_IMPLS = {"llama-tq2_0": "tq2_0", "llama-tq1_0": "tq1_0"}
 IMPLS = TORCH_IMPLS + tuple(LLAMA_IMPLS)
 GIB = 1 << 30
-CACHE_TOLERANCE = 0.05     # of the largest logit: see `verify`
 #: the MLP activation of the models (BitNet b1.58's); llama.cpp computes SiLU regardless
 ACT = "relu2"
 #: random weights: projections as transformers initializes them (their scale does not matter:

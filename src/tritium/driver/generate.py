@@ -179,9 +179,18 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
     return result
 
 
+#: How far the first cached step's logits may be from full recomputation's, as a fraction of
+#: the largest logit. A model with int8 activations legitimately differs there: the same
+#: values summed in another order (one token against the whole sequence) can move an input
+#: across an int8 rounding step, which moves logits by about 1% of the largest (measured on
+#: random 125M BitNet models, Tritium's and the PyTorch fp32 twin's alike); a model that
+#: mixes positions outside `attention` moves them by a large part of their range.
+CACHE_TOLERANCE = 0.05
+
+
 def _agrees(model, ids, cached_logits) -> bool:
-    """Whether the first cached decode step gave the logits of full recomputation (checked
-    once per generation, outside the session)."""
+    """Whether the first cached decode step gave the logits of full recomputation, within
+    `CACHE_TOLERANCE` (checked once per generation, outside the session)."""
     import torch
 
     from ..runtime.decoding import _SESSION
@@ -192,7 +201,7 @@ def _agrees(model, ids, cached_logits) -> bool:
         _SESSION.reset(token)
     scale = max(1.0, float(full.abs().max()))
     return bool(torch.allclose(cached_logits[:, -1:].float(), full.float(), rtol=0,
-                               atol=1e-3 * scale))
+                               atol=CACHE_TOLERANCE * scale))
 
 
 def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
