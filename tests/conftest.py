@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +54,13 @@ def _private_root(path: Path) -> Path:
 os.environ["TRITIUM_CACHE_DIR"] = str(_private_root(_SESSION_ROOT / "session"))
 for _name in _RUNTIME_ENV:
     os.environ.pop(_name, None)
+
+
+# A suite started with SIGINT ignored (a background job of a non-interactive shell: `make test
+# &`) would pass that on to every child process and to the tests of Ctrl-C handling; give the
+# suite Python's own handler, which the children then get as the default action.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # Hypothesis: the suite (`make test`, CI) draws the same examples on every run
