@@ -103,6 +103,11 @@ ACT_QUANTS = ("none", "int8")
 STE_KINDS = ("identity", "clipped")
 """Straight-through estimators of ternary layers."""
 
+LM_HEADS = ("int8", "fp32")
+"""Formats of a frozen language model's full-precision output head (`freeze_model(head=)`,
+`tritium generate --head`; the first is the generate default): int8 weights per row and int8
+activations per token, or as trained."""
+
 ACTIVATIONS = ("none", "relu", "relu6", "gelu", "silu", "sigmoid", "tanh")
 """Activations a fused kernel epilogue applies (IR fused ops, Triton and C kernels, in the
 order of the C kernels' `TRI_ACT_*` codes)."""

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-HEADS = ("int8", "fp32")   # runtime.layers.head.HEADS (not imported here: it imports torch)
+from ..vocab import LM_HEADS as HEADS
 
 __all__ = ["GenerateError", "GenerationResult", "generate", "generate_tokens", "sample_next"]
 

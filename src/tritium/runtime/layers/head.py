@@ -29,9 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from tritium import vocab
 from tritium.runtime.native import _lib
 
-HEADS: tuple[str, ...] = ("fp32", "int8")
+HEADS: tuple[str, ...] = vocab.LM_HEADS
 HEAD_NAMES: tuple[str, ...] = ("lm_head",)
 """The attribute names :func:`quantize_head` treats as a language model's output head."""
 
