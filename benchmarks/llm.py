@@ -808,8 +808,8 @@ DIFFERENCES = (
     "# same ternary weights everywhere (imported with `tritium import hf`, exported with "
     "`tritium export --format gguf`); what differs:",
     "#   llama.cpp gates the MLP with SiLU (the model: ReLU²), quantizes activations per "
-    "256 values (q8_K; the others per token), keeps the tied head in f16 (Tritium and "
-    "torch-fp32: fp32; torch-bf16: bf16) and an f16 KV cache of the k/v heads (Tritium, "
+    "256 values (q8_K; the others per token), keeps the tied head in f16 (Tritium: "
+    "the `output head` line above; torch-fp32: fp32; torch-bf16: bf16) and an f16 KV cache of the k/v heads (Tritium, "
     "PyTorch: fp32, k/v heads repeated)",
 )
 
