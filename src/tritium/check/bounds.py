@@ -35,6 +35,10 @@ MAX_UNROLL = 4096
 MAX_UNROLLED = 32768
 MAX_DIM = 2 ** 31 - 1
 MAX_ELEMENTS = 2 ** 34
+#: characters of a symbolic int (`n*(n+2)`, an expression over unknown hyperparameters);
+#: a longer one becomes an unknown int: an expression that holds itself twice per loop
+#: iteration (`s += c - (s - n)`) doubles each time, and 4096 iterations exhausted memory
+MAX_SYMBOLIC = 256
 
 
 class TooLarge(Exception):

@@ -4,6 +4,7 @@ cases; what checks clean also runs (issue 11)."""
 from __future__ import annotations
 
 import operator
+import time
 import types
 
 import pytest
@@ -155,6 +156,17 @@ def test_a_quantizers_float_output_feeds_a_float_layer(quantizer: str) -> None:
             f"        let h = relu(fc1(x))\n        return fc2({quantizer})\n    }}\n}}\n")
     result = check_source(text, "m.tri")
     assert result.ok, [d.message for d in result.errors]
+
+
+def test_a_symbolic_int_that_doubles_per_iteration_is_bounded() -> None:
+    """Fuzz finding (a worker at 23 GB): `s` depends on the unknown `n` and holds itself twice
+    after each iteration, so its symbolic text doubled up to the unroll limit."""
+    text = ("fn f(x: Tensor[2, 4], n: int) -> Tensor {\n    let s = 1\n    let y = x\n"
+            "    while true {\n        s += (3 - (s - (n - -2)))\n"
+            "        assert s != 2, s\n    }\n    return y\n}\n")
+    t0 = time.thread_time()
+    check_source(text, "m.tri")
+    assert time.thread_time() - t0 < 30
 
 
 def test_weights_are_bounded() -> None:

@@ -403,7 +403,8 @@ class ExpressionsMixin:
                 return Value(BOOL)
             if (a.known or isinstance(ca, SymInt)) and (b.known or isinstance(cb, SymInt)) \
                     and not is_float and op in ("+", "-", "*", "//", "%"):
-                return Value(INT, SymInt(f"{_paren(ca)}{op}{_paren(cb)}"))
+                text = f"{_paren(ca)}{op}{_paren(cb)}"
+                return Value(INT, SymInt(text) if len(text) <= bounds.MAX_SYMBOLIC else None)
             return Value(rt)
         if not (a.known and b.known) or not _num(ca) and not isinstance(ca, bool) \
                 or not _num(cb) and not isinstance(cb, bool):
