@@ -224,6 +224,22 @@ def _cmake_build(what: str, source: Path, work: Path, options, targets, jobs: in
                                       "end of the log:\n    " + "\n    ".join(tail[-15:]))
 
 
+
+def _publish_build(work: Path, final: Path, info: dict, scratch: tuple[str, ...],
+                   built) -> None:
+    """Finish a build in `work`: drop its scratch directories, keep a trimmed log and
+    `build.json` (`info`), then move it to `final` in one rename (a concurrent run that got
+    there first wins, if `built(final)` finds its result)."""
+    for tmp in scratch:
+        shutil.rmtree(work / tmp, ignore_errors=True)
+    _trim_log(work / "build.log")
+    cachedir.atomic_write_text(work / "build.json", json.dumps(info, indent=2))
+    try:
+        os.replace(work, final)
+    except OSError:  # another run finished the same build first
+        if built(final) is None:
+            raise
+
 def _trim_log(path: Path, keep: int = 200) -> None:
     """Megabytes of compiler warnings: keep the end."""
     lines = path.read_text(errors="replace").splitlines()[-keep:]
@@ -280,15 +296,7 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
                 "cmake_options": dict(CMAKE_OPTIONS), "cc": cc, "cxx": cxx,
                 "cpu": cpu_model(), "isa_flags": isa_flags(cpu_flags()),
                 "build_seconds": round(time.perf_counter() - t0, 1)}
-        for tmp in ("src", "build", "wrap"):
-            shutil.rmtree(work / tmp, ignore_errors=True)
-        _trim_log(work / "build.log")
-        cachedir.atomic_write_text(work / "build.json", json.dumps(info, indent=2))
-        try:
-            os.replace(work, final)
-        except OSError:  # another run finished the same build first
-            if built_libs(final) is None:
-                raise
+        _publish_build(work, final, info, ("src", "build", "wrap"), built_libs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     lib = built_libs(final)
@@ -387,15 +395,7 @@ def ensure_llama_tools(cache: Path | None = None, sdist: Path | None = None,
                 "cmake_options": dict(LLAMA_CMAKE_OPTIONS), "tools": list(LLAMA_TOOLS),
                 "cc": cc, "cxx": cxx, "cpu": cpu_model(), "isa_flags": isa_flags(cpu_flags()),
                 "build_seconds": round(time.perf_counter() - t0, 1)}
-        for tmp in ("src", "build"):
-            shutil.rmtree(work / tmp, ignore_errors=True)
-        _trim_log(work / "build.log")
-        cachedir.atomic_write_text(work / "build.json", json.dumps(info, indent=2))
-        try:
-            os.replace(work, final)
-        except OSError:  # another run finished the same build first
-            if built_llama_tools(final) is None:
-                raise
+        _publish_build(work, final, info, ("src", "build"), built_llama_tools)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     bindir = built_llama_tools(final)
