@@ -24,8 +24,6 @@ from tritium.runtime import tuned
 from tritium.runtime.native import _ACT_CODE, _ensure_valid, _g2_layout, _g2_min_m, _lib
 from tritium.runtime.packing import FORMAT_CODE, num_threads
 
-_ACT_NAME = {code: name for name, code in _ACT_CODE.items()}
-
 ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
 
 _RESOLVER: ConfigResolver | None = None
@@ -205,21 +203,37 @@ class LinearPlan:
                 and self.versions == (wdata._version, scale._version,
                                       None if bias is None else bias._version))
 
+    def _choice(self, m: int) -> tuple[Any, int, int]:
+        """(kernel function, threads, G2 minimum batch) of a call with ``m`` rows: the
+        default kernels, or the resolver's answer for this batch size, kept by the plan until
+        the resolver changes (a per-call lookup would cost more than a small layer's kernel)."""
+        if _RESOLVER is None or self.fixed:
+            return self.fn, _call_threads(self.env_threads, 0), self.g2_min
+        hit = self.resolved.get(m)
+        if hit is None or hit[0] != _RESOLVER_GENERATION:
+            hit = (_RESOLVER_GENERATION,
+                   *_resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant))
+            self.resolved[m] = hit
+        _, fn, cap, g2_min = hit
+        return fn, _call_threads(self.env_threads, cap), g2_min
+
     def run(self, x2: torch.Tensor, act_code: int) -> torch.Tensor:
         """A frozen layer's call, the lean way: ``x2`` a contiguous float32 [M, K], no
         residual, ``act_code`` the kernels' activation code; the default kernels unless a
-        resolver is installed (then :meth:`__call__` picks its config)."""
-        if _RESOLVER is not None and not self.fixed:
-            return self(x2, _ACT_NAME[act_code], None)
+        resolver is installed (then the config it picked for this batch size, kept by the
+        plan: the tuned path costs what the default one does)."""
         m = x2.shape[0]
+        if _RESOLVER is None or self.fixed:   # the common case, without a method call
+            fn, threads, g2_min = self.fn, self.env_threads or torch.get_num_threads(), self.g2_min
+        else:
+            fn, threads, g2_min = self._choice(m)
         gw = None
-        if self.aq and m >= self.g2_min:
+        if self.aq and m >= g2_min:
             if self.g2 is None:
                 self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
             gw = None if self.g2 is None else self.g2.data_ptr()
         y = x2.new(m, self.n)
-        if self.fn(self.args_ptr, x2.data_ptr(), m, None, act_code, y.data_ptr(),
-                   self.env_threads or torch.get_num_threads(), gw):
+        if fn(self.args_ptr, x2.data_ptr(), m, None, act_code, y.data_ptr(), threads, gw):
             raise MemoryError("tritium: the native ternary_linear kernel could not allocate "
                               "its buffers")
         return y
@@ -233,18 +247,7 @@ class LinearPlan:
                                 or tuple(out.shape) != (m, self.n) or not out.is_contiguous()):
             raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {(m, self.n)}, "
                              f"got {out.dtype} {tuple(out.shape)} on {out.device}")
-        if _RESOLVER is None or self.fixed:
-            fn, threads, g2_min = self.fn, _call_threads(self.env_threads, 0), self.g2_min
-        else:
-            # the resolver's answer for this batch size, kept by the plan until the resolver
-            # changes: a per-call lookup would cost more than a small layer's kernel
-            hit = self.resolved.get(m)
-            if hit is None or hit[0] != _RESOLVER_GENERATION:
-                hit = (_RESOLVER_GENERATION,
-                       *_resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant))
-                self.resolved[m] = hit
-            _, fn, cap, g2_min = hit
-            threads = _call_threads(self.env_threads, cap)
+        fn, threads, g2_min = self._choice(m)
         gw = None
         if self.aq and m >= g2_min:
             if self.g2 is None:
