@@ -13,8 +13,10 @@ mode (``int8``: int8 activations; ``none``: fp32 activations), the frozen
 use, and fp32 ``F.linear`` at the default thread count (torch's own default, what a user
 gets without configuring anything). Every variant is measured once per round, rounds in a
 fresh random order, and the figure is the median over rounds of the mean call time of
-``--reps`` back-to-back calls (a stall of the thread pool shows in that mean, as it does for a
-user). ``default`` is the ternary layer at the default thread count; ``vs fp32`` is fp32's time
+back-to-back calls: at least ``--reps``, and enough that every sample lasts at least
+``--min-sample-ms`` (20 ms; a shorter sample of a fast layer falls inside or between the
+bursts of a neighbour by chance). A stall of the thread pool shows in that mean, as it does
+for a user. ``default`` is the ternary layer at the default thread count; ``vs fp32`` is fp32's time
 over it; ``2t/1t`` is the time at the most threads over the time at one (above 1.10 means more
 threads lost). The pool's counters (stalls and back-offs, see docs/formats.md) are printed per
 condition.
@@ -28,6 +30,7 @@ config that loses. Whether a tuned config applied to the shape is printed beside
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import statistics
@@ -87,17 +90,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--acts", type=_choices(("int8", "none")), default=["int8", "none"])
     p.add_argument("--neighbours", type=_choices(tuple(NEIGHBOURS)), default=list(NEIGHBOURS))
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--reps", type=int, default=20, help="calls per sample (their mean)")
+    p.add_argument("--reps", type=int, default=20,
+                   help="calls per sample at least (their mean)")
+    p.add_argument("--min-sample-ms", type=float, default=20.0,
+                   help="a sample lasts at least this long: more calls for fast variants")
     p.add_argument("--settle", type=float, default=1.0,
                    help="seconds a neighbour runs before measuring")
     p.add_argument("--model", help="a .tri model: also time its layers tuned vs default")
     p.add_argument("--quick", action="store_true", help="small shapes, few rounds (CI)")
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.reps < 1 or args.settle < 0:
-        p.error("--rounds and --reps must be >= 1, --settle >= 0")
+    if args.rounds < 1 or args.reps < 1 or args.settle < 0 or args.min_sample_ms < 0:
+        p.error("--rounds and --reps must be >= 1, --settle and --min-sample-ms >= 0")
     if args.quick:
-        args.shapes, args.batches, args.rounds, args.reps, args.settle = (
-            [(512, 512)], [1, 8], 3, 5, 0.2)
+        args.shapes, args.batches, args.rounds, args.reps, args.settle, args.min_sample_ms = (
+            [(512, 512)], [1, 8], 3, 5, 0.2, 1.0)
     return args
 
 
@@ -130,23 +136,44 @@ class Neighbour:
             self.proc.wait()
 
 
-def measure(variants: list[Variant], rounds: int, reps: int) -> dict[str, float]:
+def _enter(v: Variant) -> None:
+    torch.set_num_threads(v.threads)
+    if v.use_resolver:
+        kernels.set_config_resolver(v.resolver)
+    v.run()  # warm: plans, resolver answers, the pool's team
+
+
+def _calls_per_sample(variants: list[Variant], reps: int, min_ms: float) -> int:
+    """At least ``reps`` calls, and enough that a sample of the fastest variant lasts
+    ``min_ms``: a sample much shorter than a neighbour's cycle (the
+    torch neighbour computes, then sleeps a millisecond) lands by chance inside or outside
+    its bursts, and the median of a few such samples is a coin toss, not a time."""
+    fastest = float("inf")
+    for v in variants:
+        _enter(v)
+        t = time.perf_counter()
+        for _ in range(reps):
+            v.run()
+        fastest = min(fastest, (time.perf_counter() - t) / reps * 1e3)
+    return max(reps, min(100_000, math.ceil(min_ms / max(fastest, 1e-6))))
+
+
+def measure(variants: list[Variant], rounds: int, reps: int, min_ms: float = 0.0
+            ) -> dict[str, float]:
     samples: dict[str, list[float]] = {v.name: [] for v in variants}
     order = list(variants)
     saved = kernels.get_config_resolver()
     with torch.no_grad():
         try:
+            calls = _calls_per_sample(variants, reps, min_ms) if min_ms > 0 else reps
             for _ in range(rounds):
                 random.shuffle(order)
                 for v in order:
-                    torch.set_num_threads(v.threads)
-                    if v.use_resolver:
-                        kernels.set_config_resolver(v.resolver)
-                    v.run()  # warm: plans, resolver answers, the pool's team
+                    _enter(v)
                     t = time.perf_counter()
-                    for _ in range(reps):
+                    for _ in range(calls):
                         v.run()
-                    samples[v.name].append((time.perf_counter() - t) / reps * 1e3)
+                    samples[v.name].append((time.perf_counter() - t) / calls * 1e3)
         finally:
             kernels.set_config_resolver(saved)
     return {k: statistics.median(v) for k, v in samples.items()}
@@ -214,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 for batch in args.batches:
                     for act in args.acts:
                         vs, _keep = layer_variants(n, k, batch, act, counts, default)
-                        med = measure(vs, args.rounds, args.reps)
+                        med = measure(vs, args.rounds, args.reps, args.min_sample_ms)
                         ratio = med["fp32"] / med[f"t{default}"]
                         more = med[f"t{counts[-1]}"] / med["t1"]
                         worst_2v1 = max(worst_2v1, more)
@@ -269,7 +296,7 @@ def _tuned_table(rows: list[tuple[int, int, int, str]], args, default: int) -> N
                       for u in kernels.tuned_configs_used())
         why = [r["why"] for r in kernels.tuned_configs_refused()
                if (r["m_bucket"], r["n"], r["k"]) == key]
-        med = measure(vs, args.rounds, args.reps * 5)
+        med = measure(vs, args.rounds, args.reps * 5, args.min_sample_ms)
         status = ("a tuned config applied" if applied else
                   f"the default ran: {why[0]}" if why else "no tuned config for this shape")
         print(f"    {m}x{n}x{k} {act:>4}: default {med['default']:.4f} ms, tuned "
