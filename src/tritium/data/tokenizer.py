@@ -10,11 +10,20 @@
 Text is encoded as UTF-8; characters UTF-8 cannot encode (lone surrogates) become `?`.
 Both tokenizers are lossless on every other string: `decode(encode(s)) == s`.
 
-A BPE tokenizer's JSON holds only its vocabulary and merges (never executable options); on
-load both are checked (ids 0..n-1 each once, every byte of the byte-level alphabet present,
-each merge of two known tokens giving a known token) before the `tokenizers` package builds
-it, so a damaged or hostile checkpoint is a :class:`TokenizerError`, not a traceback. This
-module does not import torch; BPE needs the `tokenizers` package (`pip install tokenizers`).
+A BPE tokenizer's JSON holds only its vocabulary, merges, the *name* of its pre-tokenizer
+(``gpt2``, ``llama3`` or ``qwen2``: the split patterns are constants here, never a regex read
+from a file), whether whole words in the vocabulary skip the merges (``ignore_merges``) and
+its special tokens (never executable options); on load all of it is checked (ids 0..n-1 each
+once, every byte of the byte-level alphabet present, each merge of two known tokens giving a
+known token) before the `tokenizers` package builds it, so a damaged or hostile checkpoint
+is a :class:`TokenizerError`, not a traceback.
+
+:func:`bpe_from_hf_json` converts a Hugging Face ``tokenizer.json`` of a byte-level BPE
+(GPT-2's, Llama 3's, Qwen2's, and every tokenizer built the same way) into this form, and
+says which part it cannot represent otherwise (a SentencePiece model, a normalizer, a
+pre-tokenizer pattern it does not know): `tritium import hf` keeps a model's own tokenizer.
+This module does not import torch; BPE needs the `tokenizers` package (`pip install
+tokenizers`).
 """
 
 from __future__ import annotations
@@ -25,10 +34,13 @@ from typing import Any
 
 __all__ = [
     "BpeTokenizer",
+    "PRE_TOKENIZERS",
     "ByteTokenizer",
     "MAX_BPE_VOCAB",
     "Tokenizer",
     "TokenizerError",
+    "bpe_from_hf_json",
+    "byte_alphabet",
     "parse_tokenizer_spec",
     "tokenizer_from_json",
     "train_bpe",
@@ -37,6 +49,25 @@ __all__ = [
 #: the largest BPE vocabulary accepted (a checkpoint asking for more is refused)
 MAX_BPE_VOCAB = 1 << 18
 _JSON_VERSION = 1
+#: the most special tokens and the longest one accepted
+MAX_SPECIAL = 1 << 12
+MAX_SPECIAL_CHARS = 256
+
+#: The pre-tokenizers a BPE tokenizer may name: the pattern that splits text into words
+#: before the merges (``None``: the `tokenizers` ByteLevel pre-tokenizer's own, GPT-2's).
+#: Only these run: a pattern is never taken from a file (a hostile regular expression could
+#: take exponential time). The names are also how llama.cpp knows them (``GGUF_PRE``).
+PRE_TOKENIZERS: dict[str, str | None] = {
+    "gpt2": None,
+    "llama3": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+               r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    "qwen2": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+              r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+}
+#: GPT-2's pattern, which the ByteLevel pre-tokenizer applies when it splits by itself
+_GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+#: llama.cpp's name of each pre-tokenizer (``tokenizer.ggml.pre``)
+GGUF_PRE = {"gpt2": "gpt-2", "llama3": "llama-bpe", "qwen2": "qwen2"}
 
 
 class TokenizerError(Exception):
@@ -134,7 +165,7 @@ def _need_tokenizers():
     return tokenizers
 
 
-def _byte_alphabet() -> dict[int, str]:
+def byte_alphabet() -> dict[int, str]:
     """The byte-level alphabet: each byte's printable stand-in character (GPT-2's table,
     which the `tokenizers` ByteLevel pre-tokenizer and decoder use)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + \
@@ -148,31 +179,55 @@ def _byte_alphabet() -> dict[int, str]:
     return table
 
 
-_ALPHABET = _byte_alphabet()
+_ALPHABET = byte_alphabet()
 _CHAR_BYTE = {c: b for b, c in _ALPHABET.items()}
 
 
 class BpeTokenizer(Tokenizer):
     """Byte-level BPE: text → UTF-8 bytes → the byte alphabet → merges. Build it with
-    :func:`train_bpe` or :func:`tokenizer_from_json`."""
+    :func:`train_bpe`, :func:`bpe_from_hf_json` or :func:`tokenizer_from_json`.
+
+    ``pre`` names the pre-tokenizer (:data:`PRE_TOKENIZERS`), ``ignore_merges`` emits a word
+    that is itself in the vocabulary whole (Llama 3's tokenizer does), ``special`` maps each
+    special token's text to its id: found in the text before the merges, never split."""
 
     kind = "bpe"
 
-    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
-        _check_bpe(vocab, merges)
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]],
+                 pre: str = "gpt2", ignore_merges: bool = False,
+                 special: dict[str, int] | None = None) -> None:
+        special = dict(special or {})
+        _check_bpe(vocab, merges, pre, ignore_merges, special)
         tk = _need_tokenizers()
-        from tokenizers import decoders, models, pre_tokenizers
+        from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
         try:
-            model = models.BPE(vocab=dict(vocab), merges=[(a, b) for a, b in merges])
+            model = models.BPE(vocab=dict(vocab), merges=[(a, b) for a, b in merges],
+                               ignore_merges=ignore_merges)
             tok = tk.Tokenizer(model)
-            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            pattern = PRE_TOKENIZERS[pre]
+            if pattern is None:
+                tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            else:
+                tok.pre_tokenizer = pre_tokenizers.Sequence([
+                    pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
             tok.decoder = decoders.ByteLevel()
+            for text, _ in sorted(special.items(), key=lambda kv: kv[1]):
+                tok.add_special_tokens([AddedToken(text, special=True, normalized=False)])
         except Exception as exc:  # noqa: BLE001 - the library's own refusal, reported
             raise TokenizerError(f"cannot build the BPE tokenizer: {exc}") from None
+        for text, i in special.items():
+            if tok.token_to_id(text) != i:
+                raise TokenizerError(f"BPE tokenizer: special token {text[:40]!r} should have id "
+                                     f"{i}, but the vocabulary gives it "
+                                     f"{tok.token_to_id(text)}")
         self._tok = tok
         self.vocab = dict(vocab)
         self.merges = [tuple(m) for m in merges]
-        self.vocab_size = len(vocab)
+        self.pre = pre
+        self.ignore_merges = bool(ignore_merges)
+        self.special = special
+        self.vocab_size = len(set(vocab.values()) | set(special.values()))
         self._lengths: list[int] | None = None
 
     def encode(self, text: str) -> list[int]:
@@ -199,6 +254,8 @@ class BpeTokenizer(Tokenizer):
             inv = [b""] * self.vocab_size
             for token, i in self.vocab.items():
                 inv[i] = bytes(_CHAR_BYTE[c] for c in token)
+            for text, i in self.special.items():     # a special token is its own text
+                inv[i] = _utf8(text)
             self._inv = inv
         return inv
 
@@ -207,27 +264,61 @@ class BpeTokenizer(Tokenizer):
             self._lengths = [len(b) for b in self._inverse()]
         return self._lengths
 
+    def id_tokens(self) -> list[tuple[str, bool]]:
+        """Every id's token text as the vocabulary spells it (byte-level characters; a
+        special token's own text) and whether it is special, in id order."""
+        out: list[tuple[str, bool]] = [("", False)] * self.vocab_size
+        for token, i in self.vocab.items():
+            out[i] = (token, False)
+        for text, i in self.special.items():
+            out[i] = (text, True)
+        return out
+
     def to_json(self) -> dict[str, Any]:
-        return {"type": "bpe", "version": _JSON_VERSION,
-                "vocab": dict(sorted(self.vocab.items(), key=lambda kv: kv[1])),
-                "merges": [list(m) for m in self.merges]}
+        blob: dict[str, Any] = {"type": "bpe", "version": _JSON_VERSION,
+                                "vocab": dict(sorted(self.vocab.items(), key=lambda kv: kv[1])),
+                                "merges": [list(m) for m in self.merges]}
+        if self.pre != "gpt2":
+            blob["pre"] = self.pre
+        if self.ignore_merges:
+            blob["ignore_merges"] = True
+        if self.special:
+            blob["special"] = dict(sorted(self.special.items(), key=lambda kv: kv[1]))
+        return blob
+
+    def describe(self) -> str:
+        extra = f", {self.pre} pre-tokenizer" if self.pre != "gpt2" else ""
+        if self.special:
+            extra += f", {len(self.special)} special"
+        return f"{self.kind} (vocab {self.vocab_size}{extra})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BpeTokenizer) and self.vocab == other.vocab \
-            and self.merges == other.merges
+            and self.merges == other.merges and self.pre == other.pre \
+            and self.ignore_merges == other.ignore_merges and self.special == other.special
 
     def __hash__(self) -> int:
         return hash(("bpe", self.vocab_size))
 
 
-def _check_bpe(vocab: Any, merges: Any) -> None:
+def _check_bpe(vocab: Any, merges: Any, pre: Any = "gpt2", ignore_merges: Any = False,
+               special: Any = None) -> None:
     if not isinstance(vocab, dict) or not vocab:
         raise TokenizerError("BPE tokenizer: `vocab` must be a non-empty object "
                              "{token: id}")
-    if len(vocab) > MAX_BPE_VOCAB:
-        raise TokenizerError(f"BPE tokenizer: {len(vocab)} tokens, more than the "
-                             f"{MAX_BPE_VOCAB} allowed")
-    seen = [False] * len(vocab)
+    special = {} if special is None else special
+    if not isinstance(special, dict) or len(special) > MAX_SPECIAL:
+        raise TokenizerError(f"BPE tokenizer: `special` must be an object {{token: id}} of at "
+                             f"most {MAX_SPECIAL} tokens")
+    if len(vocab) + len(special) > MAX_BPE_VOCAB:
+        raise TokenizerError(f"BPE tokenizer: {len(vocab) + len(special)} tokens, more than "
+                             f"the {MAX_BPE_VOCAB} allowed")
+    if not isinstance(pre, str) or pre not in PRE_TOKENIZERS:
+        raise TokenizerError(f"BPE tokenizer: unknown pre-tokenizer {str(pre)[:40]!r}",
+                             help=f"one of {', '.join(PRE_TOKENIZERS)}")
+    if not isinstance(ignore_merges, bool):
+        raise TokenizerError("BPE tokenizer: `ignore_merges` must be true or false")
+    ids: dict[int, str] = {}
     for token, i in vocab.items():
         if not isinstance(token, str) or not token or len(token) > 1024:
             raise TokenizerError(f"BPE tokenizer: a token must be a non-empty string of at "
@@ -235,11 +326,23 @@ def _check_bpe(vocab: Any, merges: Any) -> None:
         if any(c not in _CHAR_BYTE for c in token):
             raise TokenizerError(f"BPE tokenizer: token {token[:40]!r} has characters outside "
                                  "the byte-level alphabet")
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(vocab) \
-                or seen[i]:
-            raise TokenizerError(f"BPE tokenizer: token ids must be 0..{len(vocab) - 1}, each "
-                                 f"once; {token[:40]!r} has {str(i)[:40]}")
-        seen[i] = True
+        if isinstance(i, bool) or not isinstance(i, int) or i in ids:
+            raise TokenizerError(f"BPE tokenizer: token ids must be whole numbers, each once; "
+                                 f"{token[:40]!r} has {str(i)[:40]}")
+        ids[i] = token
+    for text, i in special.items():
+        if not isinstance(text, str) or not text or len(text) > MAX_SPECIAL_CHARS:
+            raise TokenizerError(f"BPE tokenizer: a special token must be a non-empty string "
+                                 f"of at most {MAX_SPECIAL_CHARS} characters, got "
+                                 f"{str(text)[:40]!r}")
+        if isinstance(i, bool) or not isinstance(i, int) or (i in ids and ids[i] != text):
+            raise TokenizerError(f"BPE tokenizer: special token {text[:40]!r} has id "
+                                 f"{str(i)[:40]}, not a free id or its own vocabulary entry")
+        ids[i] = text
+    n = len(ids)
+    if min(ids) != 0 or max(ids) != n - 1:
+        raise TokenizerError(f"BPE tokenizer: token ids must be 0..{n - 1}, each once; found "
+                             f"{min(ids)}..{max(ids)}")
     missing = [c for c in _ALPHABET.values() if c not in vocab]
     if missing:
         raise TokenizerError(f"BPE tokenizer: {len(missing)} of the 256 byte-level symbols "
@@ -278,6 +381,87 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 1024) -> BpeTokenizer:
     return BpeTokenizer(model["vocab"], merges)
 
 
+def _hf_pre(pre: Any) -> str:
+    """The name (:data:`PRE_TOKENIZERS`) of a Hugging Face byte-level pre-tokenizer."""
+    def byte_level(p: Any, use_regex: bool) -> bool:
+        return isinstance(p, dict) and p.get("type") == "ByteLevel" \
+            and not p.get("add_prefix_space", False) and p.get("use_regex", True) == use_regex
+    if byte_level(pre, True):
+        return "gpt2"
+    if isinstance(pre, dict) and pre.get("type") == "Sequence":
+        parts = pre.get("pretokenizers")
+        if isinstance(parts, list) and len(parts) == 2 and byte_level(parts[1], False):
+            split = parts[0]
+            pattern = split.get("pattern") if isinstance(split, dict) else None
+            regex = pattern.get("Regex") if isinstance(pattern, dict) else None
+            if split.get("type") == "Split" and split.get("behavior") == "Isolated" \
+                    and not split.get("invert", False) and isinstance(regex, str):
+                for name, known in PRE_TOKENIZERS.items():
+                    if regex == (known or _GPT2_PATTERN):
+                        return name
+                raise TokenizerError(
+                    f"tokenizer.json: its pre-tokenizer splits with a pattern Tritium does not "
+                    f"know ({regex[:60]!r}...)",
+                    help=f"the byte-level patterns known: {', '.join(PRE_TOKENIZERS)}")
+    kind = pre.get("type") if isinstance(pre, dict) else type(pre).__name__
+    raise TokenizerError(f"tokenizer.json: its pre-tokenizer ({str(kind)[:40]}) is not a "
+                         "byte-level one Tritium can reproduce",
+                         help="byte-level BPE tokenizers (GPT-2, Llama 3, Qwen2 style) convert")
+
+
+def bpe_from_hf_json(blob: Any) -> BpeTokenizer:
+    """The :class:`BpeTokenizer` equal to a Hugging Face ``tokenizer.json`` (parsed): a BPE
+    model over the byte-level alphabet, no normalizer, a byte-level pre-tokenizer of a known
+    pattern, its added tokens as special tokens. Anything else is a TokenizerError saying
+    what cannot be reproduced (a SentencePiece tokenizer with byte fallback, a normalizer,
+    BPE dropout, a word suffix...)."""
+    if not isinstance(blob, dict):
+        raise TokenizerError("tokenizer.json: not a JSON object")
+    model = blob.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        kind = model.get("type") if isinstance(model, dict) else None
+        raise TokenizerError(f"tokenizer.json: the model is {str(kind)[:40]}, not BPE",
+                             help="byte-level BPE tokenizers (GPT-2, Llama 3, Qwen2 style) "
+                                  "convert")
+    for key, ok in (("dropout", (None, 0, 0.0)), ("unk_token", (None,)),
+                    ("continuing_subword_prefix", (None, "")), ("end_of_word_suffix", (None, "")),
+                    ("byte_fallback", (None, False))):
+        if model.get(key) not in ok:
+            raise TokenizerError(f"tokenizer.json: the BPE model sets `{key}` "
+                                 f"({str(model.get(key))[:40]}), which a byte-level BPE does "
+                                 "not use and Tritium cannot reproduce")
+    if blob.get("normalizer") is not None:
+        raise TokenizerError("tokenizer.json: it normalizes text before tokenizing, which "
+                             "Tritium cannot reproduce")
+    pre = _hf_pre(blob.get("pre_tokenizer"))
+    vocab = model.get("vocab")
+    merges_in = model.get("merges")
+    if not isinstance(merges_in, list):
+        raise TokenizerError("tokenizer.json: the BPE model has no list of merges")
+    merges: list[Any] = []
+    for m in merges_in:
+        if isinstance(m, str):
+            a, sep, b = m.partition(" ")
+            merges.append((a, b) if sep else m)
+        else:
+            merges.append(m)
+    ignore = model.get("ignore_merges", False)
+    special: dict[str, int] = {}
+    added = blob.get("added_tokens", [])
+    if not isinstance(added, list) or len(added) > MAX_SPECIAL:
+        raise TokenizerError(f"tokenizer.json: `added_tokens` must be a list of at most "
+                             f"{MAX_SPECIAL} tokens")
+    for t in added:
+        if not isinstance(t, dict) or not isinstance(t.get("content"), str) \
+                or isinstance(t.get("id"), bool) or not isinstance(t.get("id"), int):
+            raise TokenizerError(f"tokenizer.json: added token {str(t)[:60]} has no content "
+                                 "and id")
+        if t["content"] in special:
+            raise TokenizerError(f"tokenizer.json: added token {t['content'][:40]!r} twice")
+        special[t["content"]] = t["id"]
+    return BpeTokenizer(vocab, merges, pre, ignore, special)  # type: ignore[arg-type]
+
+
 def tokenizer_from_json(blob: Any) -> Tokenizer:
     """The tokenizer `to_json()` described; anything else is a TokenizerError."""
     if not isinstance(blob, dict):
@@ -293,10 +477,16 @@ def tokenizer_from_json(blob: Any) -> Tokenizer:
             raise TokenizerError(f"bytes tokenizer: unexpected keys {sorted(map(str, extra))[:5]}")
         return ByteTokenizer()
     if kind == "bpe":
-        extra = set(blob) - {"type", "version", "vocab", "merges"}
+        extra = set(blob) - {"type", "version", "vocab", "merges", "pre", "ignore_merges",
+                             "special"}
         if extra:
             raise TokenizerError(f"BPE tokenizer: unexpected keys {sorted(map(str, extra))[:5]}")
-        return BpeTokenizer(blob.get("vocab"), blob.get("merges"))  # type: ignore[arg-type]
+        special = blob.get("special", {})
+        if not isinstance(special, dict):
+            raise TokenizerError("BPE tokenizer: `special` must be an object {token: id}")
+        return BpeTokenizer(blob.get("vocab"), blob.get("merges"),  # type: ignore[arg-type]
+                            blob.get("pre", "gpt2"), blob.get("ignore_merges", False),
+                            special)
     raise TokenizerError(f"unknown tokenizer type {str(kind)[:40]!r}", help="bytes or bpe")
 
 

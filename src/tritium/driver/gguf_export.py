@@ -16,10 +16,13 @@ What goes in (names and keys of llama.cpp's ``bitnet`` architecture, ``gguf.cons
   f16 scale ``d`` is 1, or 0 for an all-zero block: exact), and its per-tensor Tritium
   scale as the f32 ``.scale`` tensor llama.cpp multiplies the product by. Dequantized
   weight times scale is then exactly the checkpoint's ``trits * scale``;
-* a byte-level tokenizer (``tokenizer.ggml.model = "gpt2"``, the 256 byte tokens in
-  GPT-2's byte-to-character form at ids 0..255, no merges, the ids above 255 as unused
-  tokens; one merge that never applies, as llama.cpp needs the key): token id = byte, as
-  Tritium's byte tokenizer has it.
+* the checkpoint's tokenizer (``tokenizer.ggml.model = "gpt2"``): a byte-level BPE one
+  (what `tritium import hf` converted from ``tokenizer.json``, or `tritium train
+  --tokenizer bpe` learned) as its tokens, merges and pre-tokenizer name
+  (``tokenizer.ggml.pre``: ``gpt-2``, ``llama-bpe`` or ``qwen2``), its special tokens as
+  control tokens; else the byte tokenizer: the 256 byte tokens in GPT-2's byte-to-character
+  form at ids 0..255 and one merge that never applies (llama.cpp needs the key), token id =
+  byte. Ids above the tokenizer's up to the model's vocabulary are unused tokens.
 
 The checkpoint must be one ``tritium import hf`` wrote from a BitNet model (its
 ``tritium.hf_arch`` record gives the hyperparameters). llama.cpp's bitnet graph gates its
@@ -52,15 +55,45 @@ _NORMS = {"input_layernorm": "ATTN_NORM", "attn_sub_norm": "ATTN_SUB_NORM",
 def byte_tokens() -> list[str]:
     """GPT-2's byte-level alphabet: the character standing for each byte 0..255 (printable
     Latin-1 bytes stand for themselves, the others for 256 + n in order)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
-    out: dict[int, str] = {b: chr(b) for b in keep}
-    n = 0
-    for b in range(256):
-        if b not in out:
-            out[b] = chr(256 + n)
-            n += 1
-    return [out[b] for b in range(256)]
+    from ..data.tokenizer import byte_alphabet
+    table = byte_alphabet()
+    return [table[b] for b in range(256)]
+
+
+def _vocabulary(meta_record: str | None, vocab: int, path: str, gguf: Any
+                ) -> tuple[list[str], list[Any], list[str], str, str]:
+    """(tokens, token types, merges, pre-tokenizer, description) of the GGUF vocabulary: the
+    checkpoint's BPE tokenizer (``tritium.tokenizer``; its special tokens as control tokens)
+    or the byte tokenizer (token id = byte); ids the tokenizer does not use up to the
+    model's vocabulary are unused tokens."""
+    from ..cachedir import parse_json
+    from ..data.tokenizer import GGUF_PRE, BpeTokenizer, TokenizerError, tokenizer_from_json
+    tok = None
+    if meta_record is not None:
+        try:
+            tok = tokenizer_from_json(parse_json(meta_record, max_depth=8))
+        except (ValueError, TokenizerError) as exc:
+            raise _error(f"{path}: its tokenizer record is damaged: "
+                         f"{getattr(exc, 'message', exc)}") from None
+    T = gguf.TokenType
+    if isinstance(tok, BpeTokenizer):
+        if tok.vocab_size > vocab:
+            raise _error(f"{path}: its tokenizer has {tok.vocab_size} tokens, more than the "
+                         f"model's vocabulary of {vocab}")
+        pairs = tok.id_tokens()
+        tokens = [t for t, _ in pairs]
+        types = [T.CONTROL if special else T.NORMAL for _, special in pairs]
+        merges = [f"{a} {b}" for a, b in tok.merges] or [NEVER_MERGE]
+        pre, what = GGUF_PRE[tok.pre], tok.describe()
+    else:
+        if vocab < 256:
+            raise _error(f"{path}: the vocabulary ({vocab}) is smaller than the 256 bytes of "
+                         "the byte-level tokenizer the GGUF file gets")
+        tokens, types = byte_tokens(), [T.NORMAL] * 256
+        merges, pre, what = [NEVER_MERGE], "default", "byte-level tokenizer"
+    pad = vocab - len(tokens)
+    return (tokens + [f"<unused_{i}>" for i in range(len(tokens), vocab)],
+            types + [T.UNUSED] * pad, merges, pre, what)
 
 
 def _error(message: str, help: str | None = None):
@@ -123,13 +156,8 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         raise _error(f"{path}: the output head is not tied to the token embeddings, but "
                      "llama.cpp's bitnet graph uses token_embd as its output head",
                      help="export a model with tie_word_embeddings")
-    if arch.vocab < 256:
-        raise _error(f"{path}: the vocabulary ({arch.vocab}) is smaller than the 256 bytes of "
-                     "the byte-level tokenizer the GGUF file gets")
-    tok = meta.extra.get("tritium.tokenizer")
-    if tok is not None and '"bytes"' not in tok:
-        raise _error(f"{path} records a tokenizer other than bytes; the GGUF export writes "
-                     "byte-level tokenizers only")
+    tokens, token_types, merges, pre, tok_what = _vocabulary(
+        meta.extra.get("tritium.tokenizer"), arch.vocab, str(path), gguf)
 
     q = gguf.GGMLQuantizationType.TQ2_0 if qtype == "tq2_0" else gguf.GGMLQuantizationType.TQ1_0
     ftype = gguf.LlamaFileType.MOSTLY_TQ2_0 if qtype == "tq2_0" \
@@ -186,12 +214,10 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         w.add_file_type(ftype)
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre("default")
-        tokens = byte_tokens() + [f"<unused_{i}>" for i in range(256, arch.vocab)]
+        w.add_tokenizer_pre(pre)
         w.add_token_list(tokens)
-        w.add_token_types([gguf.TokenType.NORMAL] * 256
-                          + [gguf.TokenType.UNUSED] * (arch.vocab - 256))
-        w.add_token_merges([NEVER_MERGE])
+        w.add_token_types(token_types)
+        w.add_token_merges(merges)
         w.add_add_bos_token(False)
         w.add_add_eos_token(False)
         if arch.bos is not None:
@@ -214,7 +240,7 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         notes.append(f"the model's MLP uses {arch.act}, but llama.cpp's bitnet graph gates "
                      "with SiLU: llama.cpp will compute a different function")
     return {"output": str(out), "bytes": out.stat().st_size, "type": qtype.upper(),
-            "tensors": len(tensors), "arch": arch, "notes": notes}
+            "tensors": len(tensors), "arch": arch, "notes": notes, "tokenizer": tok_what}
 
 
 def cmd_export_gguf(args: Any) -> int:
@@ -227,7 +253,7 @@ def cmd_export_gguf(args: Any) -> int:
     a = r["arch"]
     print(f"wrote {r['output']} ({r['type']}, {r['bytes']:,} bytes, {r['tensors']} tensors): "
           f"llama.cpp architecture bitnet, {a.layers} layers, hidden {a.hidden}, vocabulary "
-          f"{a.vocab} (byte-level tokenizer)")
+          f"{a.vocab} ({r['tokenizer']})")
     for note in r["notes"]:
         print(f"note: {note}")
     return EXIT_OK

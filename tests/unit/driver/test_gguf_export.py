@@ -175,3 +175,68 @@ def test_cli(ckpt, tmp_path):
     assert p.returncode == 2 and "--type applies to --format gguf" in p.stderr
     p = _cli("export", str(ckpt), "--format", "onnx", cwd=tmp_path)
     assert p.returncode == 2 and "-o is required" in p.stderr
+
+
+def test_a_bpe_tokenizer_goes_into_the_gguf_vocabulary(tmp_path):
+    """A model directory with a Llama-3-style tokenizer.json: `import hf` keeps it, and the
+    GGUF file gets its tokens in id order (special tokens as control tokens, unused ids
+    after them), its merges and llama.cpp's name of its pre-tokenizer."""
+    pytest.importorskip("tokenizers")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from hf_tokenizers import SPECIALS, hf_tokenizer_json
+
+    from tritium.data.tokenizer import tokenizer_from_json
+    from tritium.runtime import read_checkpoint_metadata
+    d = _hf_dir(tmp_path / "hf")
+    blob = hf_tokenizer_json("llama3", vocab_size=280)
+    (d / "tokenizer.json").write_text(json.dumps(blob))
+    r = import_hf(d, tmp_path / "model.safetensors")
+    assert r["tokenizer"].startswith("tokenizer.json: bpe (vocab 283, llama3")
+    tok = tokenizer_from_json(json.loads(
+        read_checkpoint_metadata(r["checkpoint"]).extra["tritium.tokenizer"]))
+    out = export_gguf(r["checkpoint"], tmp_path / "m.gguf")
+    assert "llama3" in out["tokenizer"]
+    reader = gguf.GGUFReader(str(tmp_path / "m.gguf"))
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    assert len(tokens) == V
+    assert tokens[:tok.vocab_size] == [t for t, _ in tok.id_tokens()]
+    assert tokens[tok.vocab_size:] == [f"<unused_{i}>" for i in range(tok.vocab_size, V)]
+    types = _field(reader, "tokenizer.ggml.token_type")
+    control = {tok.special[s] for s in SPECIALS}
+    assert all((types[i] == gguf.TokenType.CONTROL) == (i in control) for i in range(tok.vocab_size))
+    assert all(t == gguf.TokenType.UNUSED for t in types[tok.vocab_size:])
+    merges = _field(reader, "tokenizer.ggml.merges")
+    assert merges == [f"{a} {b}" for a, b in tok.merges] and len(merges) == 280 - 256
+    assert _field(reader, "tokenizer.ggml.pre") == "llama-bpe"
+
+
+def test_a_tokenizer_json_that_cannot_be_converted_falls_back_to_bytes(tmp_path):
+    pytest.importorskip("tokenizers")
+    d = _hf_dir(tmp_path / "hf")
+    (d / "tokenizer.json").write_text(json.dumps({"model": {"type": "Unigram", "vocab": []}}))
+    r = import_hf(d, tmp_path / "model.safetensors")
+    assert r["tokenizer"] == ("bytes (token id = byte; tokenizer.json not used: the model is "
+                              "Unigram, not BPE)")
+    out = export_gguf(r["checkpoint"], tmp_path / "m.gguf")
+    assert out["tokenizer"] == "byte-level tokenizer"
+
+
+@pytest.mark.parametrize("how, why", [
+    ("too_many", "do not fit the model's vocabulary of 300"),
+    ("dev_zero", "tokenizer"),
+    ("deep", "not valid JSON"),
+])
+def test_a_tokenizer_json_that_does_not_fit_is_not_used(tmp_path, how, why):
+    pytest.importorskip("tokenizers")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from hf_tokenizers import hf_tokenizer_json
+    d = _hf_dir(tmp_path / "hf")
+    path = d / "tokenizer.json"
+    if how == "too_many":
+        path.write_text(json.dumps(hf_tokenizer_json("gpt2", vocab_size=400)))
+    elif how == "dev_zero":
+        os.symlink("/dev/zero", path)
+    else:
+        path.write_text("[" * 100000)
+    r = import_hf(d, tmp_path / "model.safetensors")
+    assert r["tokenizer"].startswith("bytes (token id = byte; ") and why in r["tokenizer"]
