@@ -212,5 +212,7 @@ _fn("enumerate", (_p("x", "any"),), "the pairs (index, item) of a list: "
 _fn("zip", (_p("a", "any"), _p("b", "any"), _opt("c", "any", None)),
     "the tuples of items at the same position: for (a, b) in zip(xs, ys)", zip_rule, PY_CALL)
 _fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim", len_rule, PY_CALL)
-_fn("print", (_p("x", "any"), _opt("sep", "str", None), _opt("end", "str", None)),
-    "print values (any number; `sep=`, `end=` by name)", none_rule, PY_CALL, variadic=True)
+_fn("print", (_p("x", "any"), _opt("sep", "str", None), _opt("end", "str", None),
+              _opt("label", "str", None)),
+    "print values (any number; `sep=`, `end=` by name; `label=\"X\"` prints `X:` first)",
+    none_rule, PY_CALL, variadic=True)
