@@ -49,3 +49,59 @@ def test_print_label_must_be_a_string(tmp_path, capsys) -> None:
     assert cli(["check", write(tmp_path, "print(1, label=2)\n")]) == 1
     err = capsys.readouterr().err
     assert "E0404" in err and "label" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- int division
+
+INT_DIV = """
+block Heads {
+    params { dim: int, heads: int }
+    head_dim: int = dim / heads
+    layer fc: TernaryLinear { in_features: dim, out_features: head_dim }
+    forward(x: Tensor) -> Tensor { return fc(x) }
+}
+model M {
+    embed_dim: 8
+    num_heads: 2
+    patches: int = (embed_dim / num_heads) ** 2
+    layer h: Heads { dim: embed_dim, heads: num_heads }
+    layer out: TernaryLinear { in_features: 4, out_features: patches }
+    forward(x: Tensor[b, 8]) -> Tensor[b, 16] { return out(h(x)) }
+}
+fn f(a: int, b: int) -> int {
+    let q: int = a / b
+    return q
+}
+let z: int = 9 / 3
+print(z, 7 / 2, f(7, 2))
+"""
+
+
+def test_int_division_compiles_to_floor_division_and_agrees_with_the_ir(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from tritium.check import check_source
+    from tritium.ir import interpret
+    from tritium.ir.lowering import lower
+
+    path = write(tmp_path, INT_DIV)
+    result = compile_program(path)
+    assert "head_dim = dim // heads" in result.python
+    assert "(embed_dim // num_heads) ** 2" in result.python
+    assert "7 / 2" in result.python
+    capsys.readouterr()
+    result.module.main()
+    assert capsys.readouterr().out == "3 3.5 3\n"
+    model = result.module.M()
+    assert model.h.fc.weight.shape == (4, 8) and model.out.weight.shape == (16, 4)
+    model.eval()
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    checked = check_source(INT_DIV, path, Path(path))
+    lowered = lower(checked, "M", None)
+    state = model.state_dict()
+    params = {n: state[n].detach().numpy() for n in lowered.params}
+    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
+    got = got[0] if isinstance(got, list | tuple) else got
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-4)

@@ -187,6 +187,7 @@ CODES: dict[str, str] = {
     "E0965": "an anonymous function outside a function body",
     "E0966": "a method changes a list of the module (a config constant) in place",
     "E0970": "invalid QAT schedule (`qat_schedule`, `quantization_schedule`) in `training { }`",
+    "E0990": "`/` of known ints that is not exact, stored into an int",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",
@@ -194,6 +195,7 @@ CODES: dict[str, str] = {
     "W0900": "`//` starts a comment where a floor division may have been meant",
     "W0901": "a comment hides the closer of a bracket opened on its line",
     "W0980": "a `where` constraint on shapes that is parsed but not checked",
+    "W0990": "`/` of ints not known yet, stored into an int, taken as integer division",
 }
 
 

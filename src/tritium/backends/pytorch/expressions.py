@@ -226,7 +226,10 @@ class BodyGen:
             if e.op == "**":   # right-associative
                 return (f"{self.sub(e.left, ctx, prec + 1)} ** "
                         f"{self.sub(e.right, ctx, prec)}")
-            return (f"{self.sub(e.left, ctx, prec)} {e.op} "
+            op = e.op
+            if op == "/" and self.result.call_forms.get(e.span) == "int_div":
+                op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
+            return (f"{self.sub(e.left, ctx, prec)} {op} "
                     f"{self.sub(e.right, ctx, prec + 1)}")
         if t is A.CondExpr:
             return (f"{self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "

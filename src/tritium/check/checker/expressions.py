@@ -36,6 +36,7 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import dtype_constant
+from .int_division import int_division, is_int_division
 from .model import (
     GENERATE_CODES,
     Scope,
@@ -389,6 +390,8 @@ class ExpressionsMixin:
                 return Value(BOOL)
             self.report("E0405", f"`{op}` is not defined for {ta} and {tb}", e.span)
             return Value(ANY)
+        if is_int_division(self, op, a, b, e):   # `n: int = a / b` (checker.int_division)
+            return int_division(self, a, b, e)
         is_float = ta in FLOAT_TYPES or tb in FLOAT_TYPES or op == "/"
         cmp = op in ("==", "!=", "<", "<=", ">", ">=")
         rt = BOOL if cmp else FLOAT if is_float else INT

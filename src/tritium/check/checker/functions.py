@@ -36,6 +36,7 @@ from ..types import (
     unify_join,
     working_type,
 )
+from .int_division import mark_int_divisions
 from .model import (
     GENERATE_CODES,
     MAX_UNROLL,
@@ -350,6 +351,7 @@ class FunctionsMixin:
                             help=f"write `let {s.name}: {ty} = …`; only a tensor may be declared "
                                  f"without one (it is a parameter with the default init)")
             return Value(working_type(ty))
+        mark_int_divisions(self, s.type, s.value)
         return self.assign_declared(s.name, s.type, self.eval_expr(s.value, scope), s.value.span,
                                     scope)
 
@@ -391,6 +393,9 @@ class FunctionsMixin:
             self.unassigned.pop(s.name, None)
             self.define(scope, s.name, self.eval_let(s, scope), s.span)
         elif isinstance(s, A.Assign):
+            pending_ty = getattr(self, "unassigned", {}).get(getattr(s.target, "id", None))
+            if pending_ty is not None and s.op == "=":   # `let n: int` then `n = a / b`
+                mark_int_divisions(self, pending_ty[2], s.value)
             v = self.eval_expr(s.value, scope)
             if isinstance(s.target, A.Name):
                 name = s.target.id

@@ -247,6 +247,8 @@ class ExpressionsMixin:
             return b.logical_and(xb, yb) if op == "and" else b.logical_or(xb, yb)
         x = self.eval(e.left, env, b, ctx)
         y = self.eval(e.right, env, b, ctx)
+        if op == "/" and self.result.call_forms.get(e.span) == "int_div":
+            op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
         return self.binary(op, x, y, b, e.span)
 
     def binary(self, op: str, x: Any, y: Any, b: Builder, span: Span | None) -> Any:

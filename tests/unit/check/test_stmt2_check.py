@@ -1,0 +1,66 @@
+"""The checker on the forms given to `stmt2` (issue 13): integer division stored into an
+int, quantizers that return a pair, `if` over a tensor condition, `with_gradient_from`,
+constructing a layer by calling its type, properties of a type alias."""
+
+from __future__ import annotations
+
+from tritium.check import check_source
+from tritium.frontend.diagnostics import CODES
+
+
+def diags(src: str) -> list[tuple[str, int]]:
+    r = check_source(src)
+    assert all(d.code in CODES for d in r.diagnostics), r.diagnostics
+    return [(d.code, d.span.line) for d in r.diagnostics if d.code != "W0001"]
+
+
+def errors(src: str) -> list[tuple[str, int]]:
+    r = check_source(src)
+    assert all(d.code in CODES for d in r.diagnostics), r.diagnostics
+    return [(d.code, d.span.line) for d in r.errors]
+
+
+# ----------------------------------------------------------------------------- int division
+
+def test_exact_known_division_stored_in_an_int_is_its_quotient() -> None:
+    src = ("model M {\n"
+           "    embed_dim: 64\n"
+           "    num_heads: 4\n"
+           "    head_dim: int = embed_dim / num_heads\n"
+           "    patches: int = (embed_dim / num_heads) ** 2\n"
+           "    layer fc: TernaryLinear { in_features: head_dim, out_features: patches }\n"
+           "    forward(x: Tensor[b, 16]) -> Tensor[b, 256] { return fc(x) }\n"
+           "}\n")
+    assert diags(src) == []
+    # 64 / 4 = 16 stays an int: a wrong declared output shape shows the value flowed
+    assert errors(src.replace("Tensor[b, 256]", "Tensor[b, 255]")) == [("E0504", 7)]
+
+
+def test_inexact_known_division_names_the_remainder_and_suggests_floordiv() -> None:
+    r = check_source("let z: int = 7 / 2\n")
+    (d,) = r.errors
+    assert d.code == "E0990" and "remainder 1" in d.message
+    assert "floordiv(7, 2)" in (d.help or "") and "3" in d.help
+
+
+def test_unknown_values_are_integer_division_with_a_warning() -> None:
+    src = ("fn f(a: int, b: int) -> int {\n"
+           "    let q: int = (a * b) / (a + b)\n"
+           "    let r: int\n"
+           "    r = a / 2\n"
+           "    return q + r\n"
+           "}\n")
+    assert diags(src) == [("W0990", 2), ("W0990", 4)]
+
+
+def test_division_of_ints_is_a_float_everywhere_else() -> None:
+    assert errors("let w = 7 / 2\nlet f: float = 7 / 2\n") == []
+    # inside a call's argument the `/` is not the stored value's: still a float
+    assert errors("let k: int = round(7 / 2)\n") == [("E0402", 1)]
+    assert errors("let k: int = 6 / 2.0\n") == [("E0402", 1)]
+    # an untyped `let` holds a float, which the int return then refuses
+    assert errors("fn f(a: int) -> int {\n    let q = a / 2\n    return q\n}\n") == [("E0402", 3)]
+
+
+def test_division_by_zero_stays_an_error() -> None:
+    assert errors("let z: int = 4 / 0\n") == [("E0309", 1)]
