@@ -105,3 +105,51 @@ def test_int_division_compiles_to_floor_division_and_agrees_with_the_ir(tmp_path
     got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
     got = got[0] if isinstance(got, list | tuple) else got
     np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- pair quantizers
+
+XNOR = """
+layer XnorProj(w: Tensor<float32, [4, 3]>, x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 3]> {
+    let (wq, w_scale) = xnor_quantize(w)
+    let (xq, x_scale) = xnor_quantize(x)
+    let single = xnor_quantize(w)
+    return (xq @ wq) * w_scale * x_scale + x @ single
+}
+"""
+
+
+def test_xnor_pair_agrees_with_torch_and_the_ir(tmp_path) -> None:
+    import numpy as np
+
+    from tritium.check import check_source
+    from tritium.ir import interpret
+    from tritium.ir.lowering import lower
+
+    path = write(tmp_path, XNOR)
+    result = compile_program(path)
+    assert "trt.xnor_quantize_pair(" in result.python
+    model = result.module.XnorProj()
+    model.eval()
+    gen = torch.Generator().manual_seed(1)
+    x, w = torch.randn(5, 4, generator=gen), torch.randn(4, 3, generator=gen)
+    with torch.no_grad():
+        got = model(w, x)
+    sign = lambda t: torch.where(t >= 0, 1.0, -1.0)   # noqa: E731
+    ref = (sign(x) @ sign(w)) * w.abs().mean() * x.abs().mean() + x @ (w.abs().mean() * sign(w))
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    checked = check_source(XNOR, path, Path(path))
+    lowered = lower(checked, "XnorProj", None)
+    ir = interpret(lowered.module, lowered.entry, [w.numpy(), x.numpy()], params={})
+    ir = ir[0] if isinstance(ir, list | tuple) else ir
+    np.testing.assert_allclose(np.asarray(ir), ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_xnor_pair_gradient_is_straight_through_on_the_values(tmp_path) -> None:
+    import tritium.runtime as trt
+
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)
+    values, scale = trt.xnor_quantize_pair(x)
+    assert values.tolist() == [-1.0, -1.0, 1.0, 1.0, 1.0] and scale.item() == pytest.approx(1.0)
+    values.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]   # clipped at |x| <= 1

@@ -51,6 +51,7 @@ from tritium.runtime.functional import (  # the seed language's builtin function
     with_dtype,
     with_format,
     xnor_quantize,
+    xnor_quantize_pair,
 )
 from tritium.runtime.kernels import native_available, ternary_conv2d, ternary_linear
 from tritium.runtime.layers import (
@@ -154,6 +155,7 @@ __all__ = [
     "threshold_quantize",
     "with_dtype",
     "xnor_quantize",
+    "xnor_quantize_pair",
     # layers
     "TritiumLayer",
     "TernaryLayer",

@@ -298,6 +298,15 @@ def xnor_quantize(x: torch.Tensor) -> torch.Tensor:
     return ste_clipped(x, q, 1.0)
 
 
+def xnor_quantize_pair(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seed's `let (values, scale) = xnor_quantize(x)`: sign(x) (sign 0 counts as +1)
+    with the clipped STE (|x| <= 1), and the per-tensor scale mean|x| (a 0-d tensor);
+    values * scale is `xnor_quantize(x)`."""
+    d = x.detach()
+    sign = torch.where(d >= 0, 1.0, -1.0).to(d.dtype)
+    return ste_clipped(x, sign, 1.0), x.abs().mean()
+
+
 def ste_quantize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """sign(x) where |x| > threshold, else 0, with the identity straight-through gradient."""
     return ste_identity(x, _ternarize(x.detach(), threshold))

@@ -64,3 +64,29 @@ def test_division_of_ints_is_a_float_everywhere_else() -> None:
 
 def test_division_by_zero_stays_an_error() -> None:
     assert errors("let z: int = 4 / 0\n") == [("E0309", 1)]
+
+
+# ----------------------------------------------------------------------------- pair quantizers
+
+def test_xnor_quantize_destructured_is_values_and_a_scalar_scale() -> None:
+    src = ("let w = randn([8, 4])\n"
+           "let (q, scale) = xnor_quantize(w)\n"
+           "let y: Tensor<float32, [8, 4]> = q * scale\n"
+           "let s: Tensor<float32, [3]> = scale\n")
+    r = check_source(src)
+    assert [(d.code, d.span.line) for d in r.errors] == [("E0401", 4)]   # scale is 0-d
+    assert "values_scale" in r.call_forms.values()
+
+
+def test_xnor_quantize_as_one_value_keeps_its_meaning() -> None:
+    src = "let w = randn([8, 4])\nlet q = xnor_quantize(w)\nlet (a, b) = q\n"
+    r = check_source(src)
+    assert [(d.code, d.span.line) for d in r.errors] == [("E0864", 3)]
+    assert "values_scale" not in r.call_forms.values()
+
+
+def test_a_pair_needs_exactly_two_names_and_a_user_function_of_that_name_wins() -> None:
+    assert errors("let (a, b, c) = xnor_quantize(randn([2, 2]))\n") == [("E0864", 1)]
+    src = ("fn xnor_quantize(x: Tensor) -> Tensor {\n    return x\n}\n"
+           "let (a, b) = xnor_quantize(randn([2, 2]))\n")
+    assert ("E0864", 4) in errors(src)

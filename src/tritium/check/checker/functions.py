@@ -37,6 +37,7 @@ from ..types import (
     working_type,
 )
 from .int_division import mark_int_divisions
+from .pair_quantizers import pair_quantizer_value
 from .model import (
     GENERATE_CODES,
     MAX_UNROLL,
@@ -476,7 +477,9 @@ class FunctionsMixin:
         elif isinstance(s, A.While):
             self.exec_while(s, scope)
         elif isinstance(s, A.Unpack):
-            v = self.eval_expr(s.value, scope)
+            v = pair_quantizer_value(self, s, scope)   # `let (q, scale) = xnor_quantize(w)`
+            if v is None:
+                v = self.eval_expr(s.value, scope)
             parts = self.unpack(v, len(s.targets), s.value.span)
             for name, part in zip(s.targets, parts):
                 if not s.declare and name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
