@@ -153,3 +153,15 @@ def test_xnor_pair_gradient_is_straight_through_on_the_values(tmp_path) -> None:
     assert values.tolist() == [-1.0, -1.0, 1.0, 1.0, 1.0] and scale.item() == pytest.approx(1.0)
     values.sum().backward()
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]   # clipped at |x| <= 1
+
+
+# ----------------------------------------------------------------------------- alias properties
+
+def test_alias_properties_run(tmp_path, capsys) -> None:
+    src = ("type InputTensor = Tensor<float32, [784, 128]>\n"
+           "let input_shape = InputTensor.shape\n"
+           "let dtype = InputTensor.dtype\n"
+           "let rank = InputTensor.rank\n"
+           "let z = zeros(InputTensor.shape)\n"
+           "print(input_shape, dtype, rank, z.shape[1])\n")
+    assert run_main(tmp_path, src, capsys) == ["[784, 128] float32 2 128"]

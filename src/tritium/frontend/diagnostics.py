@@ -188,6 +188,7 @@ CODES: dict[str, str] = {
     "E0966": "a method changes a list of the module (a config constant) in place",
     "E0970": "invalid QAT schedule (`qat_schedule`, `quantization_schedule`) in `training { }`",
     "E0990": "`/` of known ints that is not exact, stored into an int",
+    "E0991": "a property of a type alias (`.shape`, `.rank`, …) that the type does not fix",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

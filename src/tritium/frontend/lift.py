@@ -33,6 +33,7 @@ import dataclasses
 from collections.abc import Callable
 
 from . import ast as A
+from .alias_props import alias_property
 from .diagnostics import Diagnostic, Label
 
 BUILTIN_TYPE_NAMES = frozenset({
@@ -258,8 +259,12 @@ class _Aliases:
                     for k, i in enumerate(v):
                         if isinstance(i, A.TypeExpr):
                             v[k] = self.expand(i, e)
+                        elif isinstance(i, A.Attr) and (lit := alias_property(i, e, self.diags)):
+                            v[k] = lit   # `Alias.shape`: a constant (frontend.alias_props)
                         else:
                             stack.append((i, e))
+                elif isinstance(v, A.Attr) and (lit := alias_property(v, e, self.diags)):
+                    setattr(x, f, lit)   # `Alias.shape`: a constant (frontend.alias_props)
                 elif _is_node(v):
                     stack.append((v, e))
 

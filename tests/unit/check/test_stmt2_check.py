@@ -90,3 +90,16 @@ def test_a_pair_needs_exactly_two_names_and_a_user_function_of_that_name_wins() 
     src = ("fn xnor_quantize(x: Tensor) -> Tensor {\n    return x\n}\n"
            "let (a, b) = xnor_quantize(randn([2, 2]))\n")
     assert ("E0864", 4) in errors(src)
+
+
+# ----------------------------------------------------------------------------- alias properties
+
+def test_alias_properties_are_constants_the_checker_can_use() -> None:
+    src = ("type InputTensor = Tensor<float32, [784, 128]>\n"
+           "let input_shape = InputTensor.shape\n"
+           "let w: Tensor<float32, [784, 128]> = zeros(InputTensor.shape)\n"
+           "let v: Tensor<float32, [784]> = zeros([InputTensor.shape[0]])\n"
+           "let r: int = InputTensor.rank\n"
+           "let d: str = InputTensor.dtype\n"
+           "let bad: Tensor<float32, [3]> = zeros(InputTensor.shape)\n")
+    assert errors(src) == [("E0401", 7)]
