@@ -37,7 +37,6 @@ from ..types import (
     working_type,
 )
 from .int_division import mark_int_divisions
-from .pair_quantizers import pair_quantizer_value
 from .model import (
     GENERATE_CODES,
     MAX_UNROLL,
@@ -49,6 +48,7 @@ from .model import (
     form_b_inputs,
     form_b_weight,
 )
+from .pair_quantizers import pair_quantizer_value
 
 
 def _unify(te: A.TypeExpr, v: Value, names: set[str], found: dict) -> None:
