@@ -165,3 +165,46 @@ def test_alias_properties_run(tmp_path, capsys) -> None:
            "let z = zeros(InputTensor.shape)\n"
            "print(input_shape, dtype, rank, z.shape[1])\n")
     assert run_main(tmp_path, src, capsys) == ["[784, 128] float32 2 128"]
+
+
+# ----------------------------------------------------------------------------- with_gradient_from
+
+STE = """
+fn ste(x: Tensor<float32, [?, ?]>) -> TernaryTensor<trit, [?, ?]> {
+    let quantized = threshold_quantize(x, 0.5)
+    return quantized with_gradient_from x
+}
+layer SteLayer(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 4]> {
+    let shift = ones([4]) * 0.25
+    return ste(x) * 3.0 + (shift with_gradient_from x)
+}
+"""
+
+
+def test_with_gradient_from_is_the_straight_through_estimator(tmp_path) -> None:
+    import numpy as np
+
+    from tritium.check import check_source
+    from tritium.ir import interpret
+    from tritium.ir.lowering import lower
+
+    path = write(tmp_path, STE)
+    result = compile_program(path)
+    assert "trt.with_gradient_from(" in result.python
+    x = torch.tensor([[-1.0, -0.2, 0.3, 0.9], [0.6, -0.7, 0.0, 2.0]], requires_grad=True)
+    got = result.module.ste(x)
+    q = torch.where(x.abs() > 0.5, torch.sign(x), torch.zeros_like(x))
+    assert torch.equal(got, q.detach())
+    got.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))   # identity gradient to x
+    model = result.module.SteLayer()
+    xr = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = model(xr)
+    qr = torch.where(xr.abs() > 0.5, torch.sign(xr), torch.zeros_like(xr))
+    torch.testing.assert_close(ref, qr * 3.0 + 0.25)
+    checked = check_source(STE, path, Path(path))
+    lowered = lower(checked, "SteLayer", None)
+    ir = interpret(lowered.module, lowered.entry, [xr.numpy()], params={})
+    ir = ir[0] if isinstance(ir, list | tuple) else ir
+    np.testing.assert_allclose(np.asarray(ir), ref.numpy(), rtol=1e-6, atol=1e-6)

@@ -220,6 +220,15 @@ class IfExpr(Expr):
 
 
 @dataclass(slots=True)
+class WithGradient(Expr):
+    """`value with_gradient_from source`: the value of `value`, with the gradient flowing to
+    `source` as if through the identity (the straight-through estimator)."""
+    value: Expr
+    source: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
 class FnExpr(Expr):
     """An anonymous function `fn(y: Tensor) -> Tensor { … }` used as a value (lifted to a
     module-level function before checking: tritium.frontend.lift)."""

@@ -189,6 +189,7 @@ CODES: dict[str, str] = {
     "E0970": "invalid QAT schedule (`qat_schedule`, `quantization_schedule`) in `training { }`",
     "E0990": "`/` of known ints that is not exact, stored into an int",
     "E0991": "a property of a type alias (`.shape`, `.rank`, …) that the type does not fix",
+    "E0992": "`with_gradient_from` between values that are not a tensor and a tensor or number",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

@@ -55,6 +55,7 @@ _BINARY_PREC = {
 }
 # Precedence levels of the printed forms (higher binds tighter).
 _COND = 0
+_GRAD = 0.5     # `a with_gradient_from b`
 _RANGE = 1
 _NOT = 4
 _UNARY = 8
@@ -713,6 +714,9 @@ class _Printer:
             return text + self._expr(e.other)[0], _ATOM
         if isinstance(e, A.Slice):
             return self.subscript(e), _COND
+        if isinstance(e, A.WithGradient):   # between `if … else` and ranges; left-assoc
+            return (f"{self.expr(e.value, _GRAD)} with_gradient_from "
+                    f"{self.expr(e.source, _RANGE)}"), _GRAD
         return format_forms2_expr(self, e), _ATOM   # fn(…) { … } (formatter_forms2)
 
     def fstring(self, e: A.FString) -> str:

@@ -115,6 +115,7 @@ from tritium.runtime.ste import (
     ste_clipped,
     ste_identity,
     ternary_activation,
+    with_gradient_from,
 )
 from tritium.runtime.summary import LayerSummary, Summary, render_summary, summarize
 from tritium.runtime.ternarize import TernarizeReport, TernaryConv1d, ternarize
@@ -196,6 +197,7 @@ __all__ = [
     "ClippedSTE",
     "STE_NAMES",
     "ste_identity",
+    "with_gradient_from",
     "ste_clipped",
     "get_ste",
     "fake_quant_int8",

@@ -103,3 +103,28 @@ def test_alias_properties_are_constants_the_checker_can_use() -> None:
            "let d: str = InputTensor.dtype\n"
            "let bad: Tensor<float32, [3]> = zeros(InputTensor.shape)\n")
     assert errors(src) == [("E0401", 7)]
+
+
+# ----------------------------------------------------------------------------- with_gradient_from
+
+def test_with_gradient_from_types_as_the_value_broadcast_with_the_source() -> None:
+    src = ("fn ste(x: Tensor<float32, [?, 4]>) -> TernaryTensor<trit, [?, 4]> {\n"
+           "    let quantized = ternary_quantize(x)\n"
+           "    return quantized with_gradient_from x\n"
+           "}\n"
+           "fn scaled(x: Tensor<float32, [3, 4]>, s: Tensor<float32, [4]>) -> Tensor<float32, [3, 4]> {\n"
+           "    let a: Tensor<float32, [3, 4]> = s with_gradient_from x\n"
+           "    let b: Tensor<float32, [3, 4]> = 2.0 with_gradient_from x\n"
+           "    return a + b\n"
+           "}\n")
+    assert errors(src) == []
+
+
+def test_with_gradient_from_rejects_mismatched_shapes_and_non_tensors() -> None:
+    src = ("fn f(x: Tensor<float32, [3, 4]>, y: Tensor<float32, [5]>) -> Tensor {\n"
+           "    let a = x with_gradient_from y\n"
+           "    let b = x with_gradient_from 2.0\n"
+           "    let c = \"s\" with_gradient_from x\n"
+           "    return x\n"
+           "}\n")
+    assert errors(src) == [("E0505", 2), ("E0992", 3), ("E0992", 4)]

@@ -249,6 +249,9 @@ class BodyGen:
                 ctx.locals.difference_update(added)
         if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
             return f"({self.expr(e.value, ctx)})"
+        if t is A.WithGradient:   # the straight-through estimator: a's value, b's gradient
+            return (f"trt.with_gradient_from({self.expr(e.value, ctx)}, "
+                    f"{self.expr(e.source, ctx)})")
         if t is A.IfExpr:
             return (f"({self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
                     f"else {self.sub(e.other, ctx, 1)})")

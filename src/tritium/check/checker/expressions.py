@@ -36,6 +36,7 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import dtype_constant
+from .gradient_forms import with_gradient_value
 from .int_division import int_division, is_int_division
 from .model import (
     GENERATE_CODES,
@@ -175,6 +176,8 @@ class ExpressionsMixin:
                                      "the whole value of `let`, `=` or `return`", e.span,
                             help="assign it first: `let v = if c { … } else { … }`")
             return self.eval_block_value(e, scope)
+        if t is A.WithGradient:   # `a with_gradient_from b` (checker.gradient_forms)
+            return with_gradient_value(self, e, scope)
         return Value(ANY)
 
     def eval_list_comp(self, e: A.ListComp, scope: Scope) -> Value:

@@ -158,6 +158,10 @@ class ExpressionsMixin:
             return self.eval_attr(e, env, b, ctx)
         if t is A.BlockExpr or t is A.IfExpr:
             return self.eval_block_value(e, env, b, ctx)
+        if t is A.WithGradient:   # inference: the value `a`, broadcast as `b + (a - b)`
+            x = self.eval(e.value, env, b, ctx)
+            y = self.eval(e.source, env, b, ctx)
+            return self.binary("+", y, self.binary("-", x, y, b, e.span), b, e.span)
         if t is A.ListComp:
             return self.eval_list_comp(e, env, b, ctx)
         if t is A.Range:
