@@ -208,3 +208,50 @@ def test_with_gradient_from_is_the_straight_through_estimator(tmp_path) -> None:
     ir = interpret(lowered.module, lowered.entry, [xr.numpy()], params={})
     ir = ir[0] if isinstance(ir, list | tuple) else ir
     np.testing.assert_allclose(np.asarray(ir), ref.numpy(), rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- elementwise if
+
+SELECT = """
+fn tq(x: Tensor<float32, [?, ?]>, threshold: float32 = 0.5) -> TernaryTensor<trit, [?, ?]> {
+    return if abs(x) < threshold {
+        trit(0)
+    } else if x > 0 {
+        trit(1)
+    } else {
+        trit(-1)
+    }
+}
+layer Select(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 4]> {
+    let bias = ones([4]) * 0.5
+    let leaky = if x > 0 { x } else { x * 0.1 + bias }
+    return leaky * 2.0 + tq(x) * 1.0
+}
+"""
+
+
+def test_elementwise_if_agrees_with_torch_where_and_the_ir(tmp_path) -> None:
+    import numpy as np
+
+    from tritium.check import check_source
+    from tritium.ir import interpret
+    from tritium.ir.lowering import lower
+
+    path = write(tmp_path, SELECT)
+    result = compile_program(path)
+    assert "torch.where(" in result.python
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(3))
+    q = result.module.tq(x)
+    assert q.dtype == torch.int8
+    ref_q = torch.where(x.abs() < 0.5, 0, torch.where(x > 0, 1, -1))
+    assert torch.equal(q, ref_q.to(torch.int8))
+    model = result.module.Select()
+    with torch.no_grad():
+        got = model(x)
+    ref = torch.where(x > 0, x, x * 0.1 + 0.5) * 2.0 + ref_q.float()
+    torch.testing.assert_close(got, ref)
+    checked = check_source(SELECT, path, Path(path))
+    lowered = lower(checked, "Select", None)
+    ir = interpret(lowered.module, lowered.entry, [x.numpy()], params={})
+    ir = ir[0] if isinstance(ir, list | tuple) else ir
+    np.testing.assert_allclose(np.asarray(ir), ref.numpy(), rtol=1e-6, atol=1e-6)

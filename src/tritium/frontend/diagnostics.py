@@ -190,6 +190,7 @@ CODES: dict[str, str] = {
     "E0990": "`/` of known ints that is not exact, stored into an int",
     "E0991": "a property of a type alias (`.shape`, `.rank`, …) that the type does not fix",
     "E0992": "`with_gradient_from` between values that are not a tensor and a tensor or number",
+    "E0993": "an `if` over a tensor condition with a branch that is not a value to select",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

@@ -128,3 +128,42 @@ def test_with_gradient_from_rejects_mismatched_shapes_and_non_tensors() -> None:
            "    return x\n"
            "}\n")
     assert errors(src) == [("E0505", 2), ("E0992", 3), ("E0992", 4)]
+
+
+# ----------------------------------------------------------------------------- elementwise if
+
+def test_if_over_a_tensor_condition_selects_elementwise() -> None:
+    src = ("fn tq(x: Tensor<float32, [?, 4]>, t: float32 = 0.5) -> TernaryTensor<trit, [?, 4]> {\n"
+           "    return if abs(x) < t { trit(0) } else if x > 0 { trit(1) } else { trit(-1) }\n"
+           "}\n"
+           "fn relu_ish(x: Tensor<float32, [3, 4]>, b: Tensor<float32, [4]>) -> Tensor<float32, [3, 4]> {\n"
+           "    let y: Tensor<float32, [3, 4]> = if x > 0 { x } else { b * 0.1 }\n"
+           "    let z: Tensor<float32, [3, 4]> = if x > 0 { 1.0 } else { 0 }\n"
+           "    return y + z\n"
+           "}\n")
+    r = check_source(src)
+    assert [(d.code, d.span.line) for d in r.errors] == []
+    assert sorted(v for v in r.call_forms.values() if v.startswith("where")) == [
+        "where", "where", "where_trit", "where_trit"]
+
+
+def test_a_scalar_condition_keeps_its_meaning() -> None:
+    src = ("fn pick(a: float, b: float) -> float {\n"
+           "    return if a > b { a } else { b }\n"
+           "}\n")
+    r = check_source(src)
+    assert r.errors == [] and "where" not in r.call_forms.values()
+
+
+def test_elementwise_if_errors() -> None:
+    src = ("fn f(x: Tensor<float32, [3, 4]>, y: Tensor<float32, [5]>) -> Tensor {\n"
+           "    let a = if x > 0 { x } else { y }\n"
+           "    let b = if x > 0 { \"s\" } else { x }\n"
+           "    let c = if x { 1.0 } else { 0.0 }\n"
+           "    let d = if x > 0 {\n"
+           "        let t = x * 2\n"
+           "        t\n"
+           "    } else { x }\n"
+           "    return x\n"
+           "}\n")
+    assert errors(src) == [("E0505", 2), ("E0993", 3), ("E0993", 4), ("E0993", 5)]

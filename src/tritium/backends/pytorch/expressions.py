@@ -252,6 +252,12 @@ class BodyGen:
         if t is A.WithGradient:   # the straight-through estimator: a's value, b's gradient
             return (f"trt.with_gradient_from({self.expr(e.value, ctx)}, "
                     f"{self.expr(e.source, ctx)})")
+        if t is A.IfExpr and self.result.call_forms.get(e.span) in ("where", "where_trit"):
+            # a tensor condition: elementwise selection (checker.select_forms)
+            out = (f"torch.where({self.expr(e.cond, ctx)}, {self.expr(e.then, ctx)}, "
+                   f"{self.expr(e.other, ctx)})")
+            return out + ".to(torch.int8)" if self.result.call_forms[e.span] == "where_trit" \
+                else out
         if t is A.IfExpr:
             return (f"({self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
                     f"else {self.sub(e.other, ctx, 1)})")

@@ -37,6 +37,7 @@ from ..types import (
 )
 from .calls_forms import dtype_constant
 from .gradient_forms import with_gradient_value
+from .select_forms import elementwise_if, tensor_condition
 from .int_division import int_division, is_int_division
 from .model import (
     GENERATE_CODES,
@@ -235,6 +236,8 @@ class ExpressionsMixin:
             return self.eval_block_value(e.value, scope)
         if isinstance(e, A.IfExpr):
             c = self.eval_expr(e.cond, scope)
+            if tensor_condition(c):   # elementwise selection (checker.select_forms)
+                return elementwise_if(self, e, c, scope)
             self.check_cond(c, e.cond.span)
             if c.known and not isinstance(c.const, SymInt):
                 return self.eval_block_value(e.then if c.const else e.other, scope)

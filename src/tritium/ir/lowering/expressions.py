@@ -214,6 +214,13 @@ class ExpressionsMixin:
             return self.eval_block_value(e.value, env, b, ctx)
         if not isinstance(e, A.IfExpr):
             return self.eval(e, env, b, ctx)
+        form = self.result.call_forms.get(e.span)
+        if form in ("where", "where_trit"):   # a tensor condition (checker.select_forms)
+            c = self.to_value(b, self.eval(e.cond, env, b, ctx), None, e.cond.span)
+            xv, yv = self.operands(b, self.eval_block_value(e.then, env, b, ctx),
+                                   self.eval_block_value(e.other, env, b, ctx), e.span)
+            out = b.select(c, xv, yv)
+            return b.cast(out, dtype="i8") if form == "where_trit" else out
         c = self.eval(e.cond, env, b, ctx)
         truth = self.const_truth(c)
         if truth is not None:
