@@ -37,7 +37,6 @@ from ..types import (
 )
 from .calls_forms import dtype_constant
 from .gradient_forms import with_gradient_value
-from .select_forms import elementwise_if, tensor_condition
 from .int_division import int_division, is_int_division
 from .model import (
     GENERATE_CODES,
@@ -47,6 +46,7 @@ from .model import (
     _paren,
     check_fstring,
 )
+from .select_forms import elementwise_if, tensor_condition
 
 
 def _exits(s) -> bool:
