@@ -255,3 +255,43 @@ def test_elementwise_if_agrees_with_torch_where_and_the_ir(tmp_path) -> None:
     ir = interpret(lowered.module, lowered.entry, [x.numpy()], params={})
     ir = ir[0] if isinstance(ir, list | tuple) else ir
     np.testing.assert_allclose(np.asarray(ir), ref.numpy(), rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- layer construction
+
+CONSTRUCT = """
+layer Linear(
+    weights: TernaryTensor<trit, [in_features, out_features]>,
+    input: Tensor<float32, [batch, in_features]>
+) -> Tensor<float32, [batch, out_features]> {
+    return input @ weights
+}
+layer Scaled(w: TernaryTensor<trit, [4, 3]>, scale: float = 2.0,
+             x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 3]> {
+    return x @ w * scale
+}
+let my_weights = Tensor[4, 3](1, 0, -1, 0, 1, 1, -1, -1, 0, 1, 1, 1)
+let my_input = Tensor[2, 4](1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.0, 2.0)
+let layer = Linear(weights: my_weights)
+let output = layer(input: my_input)
+print(output == my_input @ my_weights)
+print(Scaled(my_weights, 1.0, my_input) == output)
+let fresh = Scaled(scale: 3.0)
+print(fresh(my_input).shape, Scaled()(my_input).shape)
+"""
+
+
+def test_constructed_layers_run_with_given_and_initialized_weights(tmp_path, capsys) -> None:
+    out = run_main(tmp_path, CONSTRUCT, capsys)
+    w = torch.tensor([1.0, 0, -1, 0, 1, 1, -1, -1, 0, 1, 1, 1]).reshape(4, 3)
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.0, 2.0]).reshape(2, 4)
+    # trits given as weights ternarize to themselves (TWN scale: mean of the kept |w| = 1)
+    every = str(torch.ones(2, 3, dtype=torch.bool))
+    assert "\n".join(out[0:2]) == every and "\n".join(out[2:4]) == every
+    result = compile_program(write(tmp_path, CONSTRUCT))
+    layer = result.module.trt.construct_layer(result.module.Linear, {}, {"in_features": (
+        "weights", 0), "out_features": ("weights", 1)}, weights=w)
+    torch.testing.assert_close(layer(x), x @ w)
+    assert out[-1] == "[2, 3] [2, 3]"
+    fresh = result.module.Scaled(scale=3.0)
+    assert fresh.w.shape == (4, 3) and fresh.scale == 3.0

@@ -191,6 +191,7 @@ CODES: dict[str, str] = {
     "E0991": "a property of a type alias (`.shape`, `.rank`, …) that the type does not fix",
     "E0992": "`with_gradient_from` between values that are not a tensor and a tensor or number",
     "E0993": "an `if` over a tensor condition with a branch that is not a value to select",
+    "E0994": "a layer constructed by calling its type with a weight that does not fit",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",

@@ -24,6 +24,7 @@ from tritium.runtime.functional import (  # the seed language's builtin function
     batch_norm,
     cast,
     clipped_ste_quantize,
+    construct_layer,
     dequantize,
     gumbel_softmax_quantize,
     init_weight,
@@ -157,6 +158,7 @@ __all__ = [
     "with_dtype",
     "xnor_quantize",
     "xnor_quantize_pair",
+    "construct_layer",
     # layers
     "TritiumLayer",
     "TernaryLayer",

@@ -95,6 +95,21 @@ def cast(x, dtype: str):
     return float(x)
 
 
+def construct_layer(cls, hyper: dict, dims: dict, **weights) -> nn.Module:
+    """The seed's `Affine(w: w0, b: b0)`: an instance of the generated layer class `cls`
+    with the hyperparameters `hyper`, each of `dims` (name -> (weight, axis)) read from the
+    shape of a given weight, and each given weight's values copied into its parameter."""
+    kw = dict(hyper)
+    for name, (w, axis) in dims.items():
+        kw[name] = int(weights[w].shape[axis])
+    layer = cls(**kw)
+    with torch.no_grad():
+        for name, value in weights.items():
+            p = getattr(layer, name)
+            p.copy_(torch.as_tensor(value).to(p.dtype).reshape(p.shape))
+    return layer
+
+
 def with_format(layer: nn.Module, fmt: str) -> nn.Module:
     """Set the packed format a ternary layer (or every ternary layer inside `layer`) freezes
     to by default; returns `layer` (used for a .tri layer's `format:` key)."""

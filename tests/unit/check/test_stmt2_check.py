@@ -167,3 +167,41 @@ def test_elementwise_if_errors() -> None:
            "    return x\n"
            "}\n")
     assert errors(src) == [("E0505", 2), ("E0993", 3), ("E0993", 4), ("E0993", 5)]
+
+
+# ----------------------------------------------------------------------------- layer construction
+
+LAYERS = """
+layer Affine(w: TernaryTensor<trit, [n_in, n_out]>, b: TernaryTensor<trit, [n_out]>,
+             x: Tensor<float32, [?, n_in]>) -> Tensor<float32, [?, n_out]> {
+    return x @ w + b
+}
+layer Fixed(w: TernaryTensor<trit, [4, 3]>, scale: float = 2.0,
+            x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 3]> {
+    return x @ w * scale
+}
+"""
+
+
+def test_calling_a_layer_type_without_its_inputs_constructs_an_instance() -> None:
+    src = LAYERS + ("let a = Affine(n_in: 4, n_out: 3)\n"
+                    "let f = Fixed(scale: 3.0)\n"
+                    "let g = Fixed()\n"
+                    "let h = Affine(w: ternary_quantize(randn([4, 3])), b: ones([3]))\n"
+                    "let x = randn([2, 4])\n"
+                    "let y: Tensor<float32, [2, 3]> = a(x) + f(x) + g(x) + h(x) + g(x: x)\n"
+                    "let direct = Fixed(ternary_quantize(randn([4, 3])), 1.0, x)\n")
+    r = check_source(src)
+    assert [(d.code, d.span.line) for d in r.errors] == []
+    assert list(r.call_forms.values()).count("construct") == 4
+
+
+def test_construction_errors() -> None:
+    src = LAYERS + ("let a = Affine()\n"                      # 10: dims unknown
+                    "let b = Fixed(w: randn([5, 3]))\n"       # 11: declared [4, 3]
+                    "let c = Fixed(scale: \"s\")\n"           # 12: a number
+                    "let e = Fixed(scale: 1.0)\n"
+                    "let y = e(randn([2, 5]))\n"              # 14: input shape
+                    "let z = e(q: randn([2, 4]))\n")          # 15: not an input
+    assert errors(src) == [("E0302", 10), ("E0302", 10), ("E0994", 11), ("E0308", 12),
+                           ("E0503", 14), ("E0307", 15)]

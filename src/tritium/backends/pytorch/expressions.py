@@ -19,6 +19,7 @@ from ...frontend import ast as A
 from ...frontend.lexer import FORMAT_SPEC_RE
 from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
+from .construction import construct_source
 from .text import CodegenError, escape
 from .text import literal as _q
 from .text import py_float as _float
@@ -384,18 +385,23 @@ class BodyGen:
             if f.attr in LIST_METHODS and f.attr not in FUNCTIONS:   # xs.append(v): Python's
                 return f"{self.sub(f.value, ctx, 20)}.{f.attr}({', '.join(args)})"
             return self.builtin(f.attr, [base] + pos, kw, e.span)
+        if isinstance(f, A.Call) and self.result.call_forms.get(f.span) == "construct":
+            return f"{self.expr(f, ctx)}({', '.join(args)})"   # `MyLayer()(x)`
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")
         n = f.id
         if n in ctx.self_attrs:
             return f"self.{py_attr(n)}({', '.join(args)})"
-        if n in ctx.locals:
-            return f"{py_local(n)}({', '.join(args)})"
+        if n in ctx.locals:   # named inputs of a constructed layer: by keyword (its forward's)
+            named = [f"{py_local(k)}={v}" for k, v in kw.items()]
+            return f"{py_local(n)}({', '.join([*pos, *named])})"
         if n in self.defs and self.defs[n].kind == "fn":
             fn = self.defs[n].node
             names = [p.name for p in fn.params]
             out = list(pos) + [f"{py_local(k)}={v}" for k, v in kw.items() if k in names]
             return f"{self.class_names[n]}({', '.join(out)})"
+        if n in self.defs and self.result.call_forms.get(e.span) == "construct":
+            return construct_source(self, self.defs[n], e, ctx)   # `let m = MyLayer()`
         if n in self.defs and callable_layer(self.defs[n].node):
             return f"{internal('f', n)}({', '.join(args)})"   # `FC(w1, x)`: classes.py
         if n in FUNCTIONS:

@@ -33,6 +33,7 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import pair_form, scalar_pair
+from .layer_construction import construct_layer, instance_inputs
 from .model import (
     MAX_INSTANCE_DEPTH,
     Definition,
@@ -79,6 +80,11 @@ class CallsMixin:
             if v is not None:
                 scope.used.add(name)
                 args = [self.eval_expr(a.value, scope) for a in e.args]
+                if isinstance(v.ty, LayerT) and any(a.name for a in e.args) and \
+                        id(v.ty.inst) in self.__dict__.get("constructed_inputs", {}):
+                    ordered = instance_inputs(self, v.ty.inst, e, args)   # `m(input: x)`
+                    return Value(ANY) if ordered is None else \
+                        self.apply_layer(v.ty.inst, ordered, e, v.ty.optional)
                 if isinstance(v.ty, LayerT):
                     for a in e.args:
                         if a.name is not None:
@@ -98,7 +104,8 @@ class CallsMixin:
                 if d.kind == "fn":
                     forget_passed_lists(self, d.node, e, scope)
                     return self.user_fn_call(d, args, e)
-                return self.call_layer_definition(d, args, e)
+                built = construct_layer(self, d, args, e, scope)   # `let m = MyLayer()`
+                return built if built is not None else self.call_layer_definition(d, args, e)
             if name in FUNCTIONS:
                 args = [self.builtin_arg(a.value, scope) for a in e.args]
                 return self.builtin_call(name, args, [a.name for a in e.args], e)

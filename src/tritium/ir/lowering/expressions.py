@@ -464,6 +464,10 @@ class ExpressionsMixin:
         d = self.result.definitions.get(fid)
         if d is not None and d.kind == "fn":
             return self.call_user_fn(d, [a for _, a in args], b, e.span, ctx)
+        if d is not None and self.result.call_forms.get(e.span) == "construct":
+            raise LoweringError(f"`{fid}(…)` constructs a layer, which has no IR form in a "
+                                f"function body", e.span,
+                                help=f"declare it in the model: `layer m: {fid} {{ … }}`")
         if d is not None and callable_layer(d.node):   # `FC(w1, x)`: a pure function
             return self.call_user_fn(layer_as_function(d), [a for _, a in args], b, e.span, ctx)
         if fid in FUNCTIONS:
