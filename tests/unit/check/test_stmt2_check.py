@@ -53,6 +53,14 @@ def test_unknown_values_are_integer_division_with_a_warning() -> None:
     assert diags(src) == [("W0990", 2), ("W0990", 4)]
 
 
+def test_the_return_value_of_an_int_function_is_stored_into_an_int() -> None:
+    src = ("fn head_dim(e: int, h: int) -> int {\n    return e / h\n}\n"
+           "fn ratio(e: int, h: int) -> float {\n    return e / h\n}\n"
+           "fn exact() -> int {\n    return 64 / 4\n}\n"
+           "fn inexact() -> int {\n    return 7 / 2\n}\n")
+    assert diags(src) == [("W0990", 2), ("E0990", 11)]
+
+
 def test_division_of_ints_is_a_float_everywhere_else() -> None:
     assert errors("let w = 7 / 2\nlet f: float = 7 / 2\n") == []
     # inside a call's argument the `/` is not the stored value's: still a float

@@ -218,6 +218,8 @@ class FunctionsMixin:
         saved_loops = getattr(self, "_loops_open", 0)
         saved_method = getattr(self, "_in_method", False)
         saved_outer = getattr(self, "_outer_values", None)
+        saved_ret = getattr(self, "_ret_type", None)
+        self._ret_type = fn.ret   # `-> int` makes `return a / b` an integer division
         self._outer_values = outer.vars   # the module's values, for list_methods
         self.returns = []
         self.unassigned = {}
@@ -235,6 +237,7 @@ class FunctionsMixin:
             self._loops_open = saved_loops
             self._in_method = saved_method
             self._outer_values = saved_outer
+            self._ret_type = saved_ret
         for name, span in scope.defined_at.items():
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,
@@ -416,6 +419,7 @@ class FunctionsMixin:
             else:
                 self.eval_expr(s.target, scope)
         elif isinstance(s, A.Return):
+            mark_int_divisions(self, getattr(self, "_ret_type", None), s.value)
             v = self.eval_expr(s.value, scope) if s.value is not None else Value(NoneT(), None, True)
             self.returns.append((v, s.value.span if s.value is not None else s.span))
         elif isinstance(s, A.ExprStmt):
