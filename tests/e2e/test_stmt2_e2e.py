@@ -295,3 +295,33 @@ def test_constructed_layers_run_with_given_and_initialized_weights(tmp_path, cap
     assert out[-1] == "[2, 3] [2, 3]"
     fresh = result.module.Scaled(scale=3.0)
     assert fresh.w.shape == (4, 3) and fresh.scale == 3.0
+
+
+# ----------------------------------------------------------------------------- gradient hooks
+
+HOOKS = """
+fn scale_grad(g: Tensor<float32, [?, ?]>) -> Tensor<float32, [?, ?]> {
+    return g * 2.0
+}
+fn check_gradients(x: Tensor<float32, [?, ?]>) {
+    x.register_hook(fn(grad) {
+        print(f"Fraction zero: {sum(grad == 0) / grad.numel()}")
+    })
+}
+fn doubled(x: Tensor<float32, [?, ?]>) -> Tensor<float32, [?, ?]> {
+    let y = x * 1.0
+    y.register_hook(scale_grad)
+    return y
+}
+"""
+
+
+def test_gradient_hooks_run_in_the_backward_pass(tmp_path, capsys) -> None:
+    mod = compile_program(write(tmp_path, HOOKS)).module
+    w = torch.tensor([[1.0, -2.0], [0.0, 3.0]], requires_grad=True)
+    mod.check_gradients(w)
+    (mod.doubled(w) * torch.tensor([[1.0, 0.0], [0.0, 1.0]])).sum().backward()
+    assert torch.equal(w.grad, torch.tensor([[2.0, 0.0], [0.0, 2.0]]))
+    assert capsys.readouterr().out == "Fraction zero: 0.5\n"
+    mod.check_gradients(torch.zeros(2, 2))   # no gradient to hook: nothing happens
+    assert "trt.register_hook(" in compile_program(write(tmp_path, HOOKS)).python

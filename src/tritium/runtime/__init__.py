@@ -37,6 +37,7 @@ from tritium.runtime.functional import (  # the seed language's builtin function
     quantized_matmul,
     random_tensor,
     random_ternary,
+    register_hook,
     repeat_configs,
     rope,
     same_padding,
@@ -159,6 +160,7 @@ __all__ = [
     "xnor_quantize",
     "xnor_quantize_pair",
     "construct_layer",
+    "register_hook",
     # layers
     "TritiumLayer",
     "TernaryLayer",

@@ -95,6 +95,13 @@ def cast(x, dtype: str):
     return float(x)
 
 
+def register_hook(x, hook) -> None:
+    """The seed's `x.register_hook(f)`: `f(grad)` runs in the backward pass (its result, when
+    a tensor, replaces the gradient); a tensor that has no gradient has none to hook."""
+    if isinstance(x, torch.Tensor) and x.requires_grad:
+        x.register_hook(hook)
+
+
 def construct_layer(cls, hyper: dict, dims: dict, **weights) -> nn.Module:
     """The seed's `Affine(w: w0, b: b0)`: an instance of the generated layer class `cls`
     with the hyperparameters `hyper`, each of `dims` (name -> (weight, axis)) read from the

@@ -213,3 +213,28 @@ def test_construction_errors() -> None:
                     "let z = e(q: randn([2, 4]))\n")          # 15: not an input
     assert errors(src) == [("E0302", 10), ("E0302", 10), ("E0994", 11), ("E0308", 12),
                            ("E0503", 14), ("E0307", 15)]
+
+
+# ----------------------------------------------------------------------------- gradient hooks
+
+def test_register_hook_takes_a_function_of_the_gradient() -> None:
+    src = ("fn scale(g: Tensor<float32, [?, ?]>) -> Tensor<float32, [?, ?]> {\n"
+           "    return g * 2.0\n"
+           "}\n"
+           "fn check(x: Tensor<float32, [?, ?]>) {\n"
+           "    x.register_hook(fn(grad) {\n"
+           "        print(f\"mean {mean(grad)} zeros {sum(grad == 0) / grad.numel()}\")\n"
+           "    })\n"
+           "    x.register_hook(scale)\n"
+           "}\n")
+    assert errors(src) == []
+    bad = ("fn check(x: Tensor<float32, [?, ?]>, name: str) {\n"
+           "    x.register_hook(3)\n"
+           "    x.register_hook(fn(grad) { print(name) })\n"
+           "}\n")
+    assert errors(bad) == [("E0404", 2), ("E0963", 3)]
+
+
+def test_an_unknown_method_of_an_untyped_value_is_reported() -> None:
+    assert errors("fn f(g) {\n    print(g.foo())\n}\n") == [("E0305", 2)]
+    assert errors("fn f(g) {\n    print(g.numel(), g.size(0))\n}\n") == []

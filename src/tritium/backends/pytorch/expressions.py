@@ -382,6 +382,8 @@ class BodyGen:
             base = self.as_tensor(self.expr(f.value, ctx), f.span in coerce)
             if f.attr == "size":
                 return f"{base}.size({', '.join(args)})"
+            if f.attr == "register_hook":   # a gradient hook (check.checker.hooks)
+                return f"trt.register_hook({base}, {args[0]})"
             if f.attr in LIST_METHODS and f.attr not in FUNCTIONS:   # xs.append(v): Python's
                 return f"{self.sub(f.value, ctx, 20)}.{f.attr}({', '.join(args)})"
             return self.builtin(f.attr, [base] + pos, kw, e.span)

@@ -33,6 +33,7 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import pair_form, scalar_pair
+from .hooks import register_hook
 from .layer_construction import construct_layer, instance_inputs
 from .model import (
     MAX_INSTANCE_DEPTH,
@@ -68,8 +69,13 @@ class CallsMixin:
                             return Value(INT, d if _is_int(d) else SymInt(d) if d else None,
                                          _is_int(d))
                 return Value(ANY)
-            if not isinstance(base.ty, AnyT):
-                self.report("E0305", f"{base.ty} has no method `{f.attr}`", f.span,
+            if isinstance(base.ty, TensorT) and f.attr == "register_hook":
+                return register_hook(self, base, e, scope)   # checker.hooks
+            if not isinstance(base.ty, AnyT) or f.attr not in (*LIST_METHODS, "size",
+                                                               "register_hook"):
+                # (on a value of unknown type too: the generated code has no such method)
+                what = "a value of unknown type" if isinstance(base.ty, AnyT) else base.ty
+                self.report("E0305", f"{what} has no method `{f.attr}`", f.span,
                             help=did_you_mean(f.attr, FUNCTIONS))
             for a in e.args:
                 self.eval_expr(a.value, scope)
