@@ -60,8 +60,6 @@ def construction(node, names: list[str | None]) -> Construction | None:
         if n in inputs or n in bound or n not in {p.name for p in config} | dim_names:
             return None
         bound[n] = i
-    if inputs and len(names) == len(params) and not any(names):
-        return None   # every argument by position, inputs included: the direct call
     dims: dict[str, tuple[str, int]] = {}
     for p in params:
         if p.name in weights and p.name in bound:
