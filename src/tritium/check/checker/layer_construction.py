@@ -4,8 +4,10 @@ arguments given bind the layer's configuration: its hyperparameters (scalar argu
 the symbolic dims of its weights) and, in a layer written as a function, its weights (a
 weight given fixes the dims of its shape, and the instance starts from that tensor); the
 weights not given are initialized as in a `layer x: Kind { … }` declaration, which the
-instance is. Positional arguments bind the non-input parameters in declaration order; a call
-that passes an input is the direct call `FC(w1, x)` (a pure function) as before. A weight
+instance is. A layer written as a function is constructed with named arguments only (or
+none): a call with positional ones, or one that passes an input, is the direct call
+`FC(w1, x)` (a pure function) as before; a layer with a `forward` method also takes its
+configuration by position, in declaration order. A weight
 whose shape the call leaves unknown, or a missing hyperparameter, is reported with the
 layer's config rules (E0302) or E0994.
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...frontend import ast as A
-from ..types import ANY, LayerT, TensorT, Value
+from ..types import ANY, AnyT, LayerT, TensorT, Value
 from .model import form_b_inputs, is_function_layer, signature_weights
 
 CONSTRUCT = "construct"
@@ -47,8 +49,8 @@ def construction(node, names: list[str | None]) -> Construction | None:
     config = [p for p in params if p.name not in inputs]
     bound: dict[str, int] = {}
     positional = [i for i, n in enumerate(names) if n is None]
-    if len(positional) > len(config):
-        return None
+    if len(positional) > len(config) or (inputs and positional):
+        return None   # by position, a layer written as a function is called directly
     for p, i in zip(config, positional):
         bound[p.name] = i
     # the symbolic dims of the weights are hyperparameters too, given by name
@@ -83,6 +85,8 @@ def construct_layer(ck, d, args: list[Value], call: A.Call, scope) -> Value | No
         config.append(A.ConfigEntry(name, call.args[i].value, call.args[i].span))
     for name, i in c.weights.items():
         p, got = params[name], args[i]
+        if isinstance(got.ty, AnyT):
+            return Value(ANY)   # already reported (an undefined name): no cascade
         declared = ck.type_from_expr(p.type, scope) if p.type is not None else None
         if not isinstance(got.ty, TensorT):
             ck.report("E0994", f"the weight `{name}` of `{d.name}` must be a tensor, got "
