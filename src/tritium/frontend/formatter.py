@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from . import ast as A
 from .diagnostics import DiagnosticError
-from .formatter_forms2 import format_forms2_expr, format_forms2_statement
+from .formatter_stmt2 import format_forms2_statement, format_more_expr
 from .lexer import KEYWORDS, Comment
 from .parser import DTYPES, parse
 from .parser import recursion_headroom as _recursion_headroom
@@ -55,7 +55,6 @@ _BINARY_PREC = {
 }
 # Precedence levels of the printed forms (higher binds tighter).
 _COND = 0
-_GRAD = 0.5     # `a with_gradient_from b`
 _RANGE = 1
 _NOT = 4
 _UNARY = 8
@@ -714,10 +713,7 @@ class _Printer:
             return text + self._expr(e.other)[0], _ATOM
         if isinstance(e, A.Slice):
             return self.subscript(e), _COND
-        if isinstance(e, A.WithGradient):   # between `if … else` and ranges; left-assoc
-            return (f"{self.expr(e.value, _GRAD)} with_gradient_from "
-                    f"{self.expr(e.source, _RANGE)}"), _GRAD
-        return format_forms2_expr(self, e), _ATOM   # fn(…) { … } (formatter_forms2)
+        return format_more_expr(self, e)   # with_gradient_from, fn(…) { … } (formatter_stmt2)
 
     def fstring(self, e: A.FString) -> str:
         """`f"…{expr!conv:spec}…"`: literal text escaped as in strings with braces doubled; a
