@@ -325,3 +325,61 @@ def test_gradient_hooks_run_in_the_backward_pass(tmp_path, capsys) -> None:
     assert capsys.readouterr().out == "Fraction zero: 0.5\n"
     mod.check_gradients(torch.zeros(2, 2))   # no gradient to hook: nothing happens
     assert "trt.register_hook(" in compile_program(write(tmp_path, HOOKS)).python
+
+
+# ----------------------------------------------------------------------------- closures
+
+CLOSURES = """
+fn apply(f: fn(Tensor) -> Tensor, x: Tensor) -> Tensor {
+    return f(x)
+}
+fn scaler(k: float) -> fn(Tensor) -> Tensor {
+    return fn(z: Tensor) -> Tensor { return z * k }
+}
+fn g(x: Tensor, k: float) -> Tensor {
+    fn reads(z: Tensor) -> Tensor { return z * k }
+    let shift = fn(z: Tensor) -> Tensor { return z + k }
+    return apply(reads, x) + apply(shift, x)
+}
+fn debug_gradients(x: Tensor<float32, [?, ?]>, name: str) -> Tensor<float32, [?, ?]> {
+    x.register_hook(fn(grad) {
+        print(f"{name} gradient: sum={grad.sum()}")
+    })
+    return x
+}
+model M {
+    forward(x: Tensor[b, 3]) -> Tensor {
+        return g(x, 2.0) + g(x, 3.0)
+    }
+}
+main {
+    let s = scaler(10.0)
+    let t = scaler(0.5)
+    print(s(ones([2])), t(ones([2])))
+}
+"""
+
+
+def test_closures_keep_the_values_they_read(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from tritium.check import check_source
+    from tritium.ir import interpret
+    from tritium.ir.lowering import lower
+
+    path = write(tmp_path, CLOSURES)
+    result = compile_program(path)
+    assert "trt.closure(" in result.python and "lambda" not in result.python
+    capsys.readouterr()
+    result.module.main()
+    assert capsys.readouterr().out == f"{torch.tensor([10.0, 10.0])} {torch.tensor([0.5, 0.5])}\n"
+    x = torch.tensor([[1.0, -2.0, 0.5]])
+    want = (x * 2 + x + 2) + (x * 3 + x + 3)
+    torch.testing.assert_close(result.module.M()(x), want)
+    w = torch.ones(2, 2, requires_grad=True)
+    result.module.debug_gradients(w, "w")
+    (w * 3.0).sum().backward()
+    assert capsys.readouterr().out == "w gradient: sum=12.0\n"
+    lowered = lower(check_source(CLOSURES, path, Path(path)), "M")
+    ir = interpret(lowered.module, lowered.entry, [x.numpy()], params={})
+    np.testing.assert_allclose(np.asarray(ir[0] if isinstance(ir, list) else ir), want.numpy())

@@ -182,7 +182,6 @@ CODES: dict[str, str] = {
     "E0960": "`pop` from an empty list, or at a position out of range",
     "E0961": "a list method's value is not in the list (`index`, `remove`) or the items do not compare (`sort`)",
     "E0962": "invalid type alias (a builtin type's name, defined twice, or referring to itself)",
-    "E0963": "a local function that reads names of the function around it used as a value",
     "E0964": "`with` of a context other than `no_grad()`",
     "E0965": "an anonymous function outside a function body",
     "E0966": "a method changes a list of the module (a config constant) in place",

@@ -24,6 +24,7 @@ from tritium.runtime.functional import (  # the seed language's builtin function
     batch_norm,
     cast,
     clipped_ste_quantize,
+    closure,
     construct_layer,
     dequantize,
     gumbel_softmax_quantize,
@@ -159,6 +160,7 @@ __all__ = [
     "with_dtype",
     "xnor_quantize",
     "xnor_quantize_pair",
+    "closure",
     "construct_layer",
     "register_hook",
     # layers

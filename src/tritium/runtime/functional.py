@@ -95,6 +95,17 @@ def cast(x, dtype: str):
     return float(x)
 
 
+class closure:   # noqa: N801 (called like a function in generated code)
+    """A .tri function that reads names of the function around it, as a value: `fn` with
+    the values `captured` appended to the arguments of every call."""
+
+    def __init__(self, fn, *captured) -> None:
+        self.fn, self.captured = fn, captured
+
+    def __call__(self, *args):
+        return self.fn(*args, *self.captured)
+
+
 def register_hook(x, hook) -> None:
     """The seed's `x.register_hook(f)`: `f(grad)` runs in the backward pass (its result, when
     a tensor, replaces the gradient); a tensor that has no gradient has none to hook."""

@@ -230,11 +230,32 @@ def test_register_hook_takes_a_function_of_the_gradient() -> None:
     assert errors(src) == []
     bad = ("fn check(x: Tensor<float32, [?, ?]>, name: str) {\n"
            "    x.register_hook(3)\n"
-           "    x.register_hook(fn(grad) { print(name) })\n"
+           "    x.register_hook(fn(grad) { print(name) })\n"   # a closure over `name`
+           "    x.register_hook(fn(grad) { return \"s\" })\n"
            "}\n")
-    assert errors(bad) == [("E0404", 2), ("E0963", 3)]
+    assert errors(bad) == [("E0404", 2), ("E0404", 4)]
 
 
 def test_an_unknown_method_of_an_untyped_value_is_reported() -> None:
     assert errors("fn f(g) {\n    print(g.foo())\n}\n") == [("E0305", 2)]
     assert errors("fn f(g) {\n    print(g.numel(), g.size(0))\n}\n") == []
+
+
+# ----------------------------------------------------------------------------- closures
+
+def test_functions_reading_outer_names_are_closure_values() -> None:
+    src = ("fn apply(f: fn(Tensor) -> Tensor, x: Tensor) -> Tensor {\n"
+           "    return f(x)\n"
+           "}\n"
+           "fn scaler(k: float) -> fn(Tensor) -> Tensor {\n"
+           "    return fn(z: Tensor) -> Tensor { return z * k }\n"
+           "}\n"
+           "fn g(x: Tensor<float32, [2, 3]>, k: float) -> Tensor<float32, [2, 3]> {\n"
+           "    fn reads(z: Tensor) -> Tensor { return z * k }\n"
+           "    let s = scaler(10.0)\n"
+           "    return apply(reads, x) + s(x)\n"
+           "}\n"
+           "fn bad(k: float) -> fn(Tensor, Tensor) -> Tensor {\n"
+           "    return fn(z: Tensor) -> Tensor { return z * k }\n"
+           "}\n")
+    assert errors(src) == [("E0401", 13)]   # the closure takes one argument, not two

@@ -250,6 +250,9 @@ class BodyGen:
                 ctx.locals.difference_update(added)
         if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
             return f"({self.expr(e.value, ctx)})"
+        if t is A.Closure:   # a function reading outer names, as a value: trt.closure
+            vals = "".join(f", {self.expr(c, ctx)}" for c in e.captured)
+            return f"trt.closure({self.class_names[e.fn]}{vals})"
         if t is A.WithGradient:   # the straight-through estimator: a's value, b's gradient
             return (f"trt.with_gradient_from({self.expr(e.value, ctx)}, "
                     f"{self.expr(e.source, ctx)})")

@@ -84,7 +84,7 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
               "mse_loss", "threshold_quantize", "adaptive_threshold_quantize",
               "stochastic_quantize", "learned_quantize", "soft_quantize",
               "gumbel_softmax_quantize", "xnor_quantize", "xnor_quantize_pair", "ste_quantize",
-              "with_gradient_from", "construct_layer", "register_hook", "clipped_ste_quantize",
+              "with_gradient_from", "construct_layer", "register_hook", "closure", "clipped_ste_quantize",
               "dequantize", "ternary_weights", "quantized_linear", "quantized_conv2d",
               "quantized_matmul", "rope", "attention"}
 # the seed's forms of its primitives (runtime.seed_ops) and what the corpus builtins use

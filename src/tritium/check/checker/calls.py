@@ -16,6 +16,7 @@ from ..types import (
     INT,
     INT_TYPES,
     AnyT,
+    ClosureT,
     Dim,
     FnSigT,
     FnT,
@@ -140,6 +141,8 @@ class CallsMixin:
         """A call through a variable that holds a function: the user function it names, or
         (in a body checked on its own) the declared `fn(A) -> R` type."""
         d = self.defs.get(ty.name)
+        if d is not None and d.kind == "fn" and isinstance(ty, ClosureT):
+            return self.user_fn_call(d, args + list(ty.bound), e)   # its values appended
         if d is not None and d.kind == "fn" and not isinstance(ty, FnSigT):
             return self.user_fn_call(d, args, e)
         if isinstance(ty, FnSigT):

@@ -18,6 +18,7 @@ from ..types import (
     INT_TYPES,
     STR,
     AnyT,
+    ClosureT,
     DictT,
     Dim,
     FnT,
@@ -179,6 +180,8 @@ class ExpressionsMixin:
             return self.eval_block_value(e, scope)
         if t is A.WithGradient:   # `a with_gradient_from b` (checker.gradient_forms)
             return with_gradient_value(self, e, scope)
+        if t is A.Closure:   # a function that reads outer names, as a value (frontend.lift)
+            return Value(ClosureT(e.fn, tuple(self.eval_expr(c, scope) for c in e.captured)))
         return Value(ANY)
 
     def eval_list_comp(self, e: A.ListComp, scope: Scope) -> Value:

@@ -4,8 +4,7 @@ gradient. The checker checks the call of `f` with that gradient; the value of
 `register_hook` is nothing. The IR (inference, no backward) has nothing to do for it; the
 generated module calls PyTorch's `Tensor.register_hook` when `x` requires a gradient (one
 that does not has no gradient to hook: nothing happens). `f` is a function value: a named
-`fn`, or an anonymous `fn(grad) { … }` that reads nothing from the function around it
-(one that does is E0963)."""
+`fn`, or an anonymous `fn(grad) { … }` (a closure when it reads names around it)."""
 
 from __future__ import annotations
 

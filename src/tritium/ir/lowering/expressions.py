@@ -158,6 +158,8 @@ class ExpressionsMixin:
             return self.eval_attr(e, env, b, ctx)
         if t is A.BlockExpr or t is A.IfExpr:
             return self.eval_block_value(e, env, b, ctx)
+        if t is A.Closure:   # the lifted function with the values it reads bound
+            return FnRef(e.fn, tuple(self.eval(c, env, b, ctx) for c in e.captured))
         if t is A.WithGradient:   # inference: the value `a`, broadcast as `b + (a - b)`
             x = self.eval(e.value, env, b, ctx)
             y = self.eval(e.source, env, b, ctx)
@@ -465,7 +467,8 @@ class ExpressionsMixin:
         fid = v.name if isinstance(v, FnRef) else f.id
         d = self.result.definitions.get(fid)
         if d is not None and d.kind == "fn":
-            return self.call_user_fn(d, [a for _, a in args], b, e.span, ctx)
+            bound = list(v.bound) if isinstance(v, FnRef) else []   # a closure's values
+            return self.call_user_fn(d, [a for _, a in args] + bound, b, e.span, ctx)
         if d is not None and self.result.call_forms.get(e.span) == "construct":
             raise LoweringError(f"`{fid}(…)` constructs a layer, which has no IR form in a "
                                 f"function body", e.span,
@@ -590,9 +593,15 @@ class ExpressionsMixin:
                 env[p.name] = a
                 key_parts.append(_freeze(a))
             elif isinstance(a, FnRef):
-                # a function argument: one specialization per function passed
+                # a function argument: one specialization per function passed (and per
+                # value a closure binds: only values known when lowering cross functions)
+                if not all(_is_const(c) or isinstance(c, list) for c in a.bound):
+                    raise LoweringError(f"a closure reading run-time values cannot be passed "
+                                        f"to `{fn.name}` in IR", span,
+                                        help="the PyTorch backend compiles it; for the IR, "
+                                             "pass those values as parameters")
                 env[p.name] = a
-                key_parts.append(("fn", a.name))
+                key_parts.append(("fn", a.name, *(_freeze(c) for c in a.bound)))
             else:
                 raise LoweringError(f"cannot pass {a!r} to `{fn.name}`", span)
         key = tuple(key_parts)
