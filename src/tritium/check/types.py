@@ -125,6 +125,13 @@ class FnT:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosureT(FnT):
+    """A closure (frontend `Closure`): the function `name` with the values `bound` appended
+    to the arguments of every call."""
+    bound: tuple = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class FnSigT(FnT):
     """A function type `fn(A, B) -> R`; `ret` None: returns nothing."""
     params: tuple = ()

@@ -220,6 +220,25 @@ class IfExpr(Expr):
 
 
 @dataclass(slots=True)
+class Closure(Expr):
+    """A local or anonymous function that reads names of the function around it, used as a
+    value (made by frontend.lift, never parsed): the lifted function `fn` with the values
+    `captured` have here bound to its last parameters."""
+    fn: str
+    captured: list[Expr]
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class WithGradient(Expr):
+    """`value with_gradient_from source`: the value of `value`, with the gradient flowing to
+    `source` as if through the identity (the straight-through estimator)."""
+    value: Expr
+    source: Expr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
 class FnExpr(Expr):
     """An anonymous function `fn(y: Tensor) -> Tensor { … }` used as a value (lifted to a
     module-level function before checking: tritium.frontend.lift)."""

@@ -182,11 +182,15 @@ CODES: dict[str, str] = {
     "E0960": "`pop` from an empty list, or at a position out of range",
     "E0961": "a list method's value is not in the list (`index`, `remove`) or the items do not compare (`sort`)",
     "E0962": "invalid type alias (a builtin type's name, defined twice, or referring to itself)",
-    "E0963": "a local function that reads names of the function around it used as a value",
     "E0964": "`with` of a context other than `no_grad()`",
     "E0965": "an anonymous function outside a function body",
     "E0966": "a method changes a list of the module (a config constant) in place",
     "E0970": "invalid QAT schedule (`qat_schedule`, `quantization_schedule`) in `training { }`",
+    "E0990": "`/` of known ints that is not exact, stored into an int",
+    "E0991": "a property of a type alias (`.shape`, `.rank`, …) that the type does not fix",
+    "E0992": "`with_gradient_from` between values that are not a tensor and a tensor or number",
+    "E0993": "an `if` over a tensor condition with a branch that is not a value to select",
+    "E0994": "a layer constructed by calling its type with a weight that does not fit",
     "W0001": "unused variable",
     "W0002": "layer declared but never used",
     "W0003": "unused parameter",
@@ -194,6 +198,7 @@ CODES: dict[str, str] = {
     "W0900": "`//` starts a comment where a floor division may have been meant",
     "W0901": "a comment hides the closer of a bracket opened on its line",
     "W0980": "a `where` constraint on shapes that is parsed but not checked",
+    "W0990": "`/` of ints not known yet, stored into an int, taken as integer division",
 }
 
 

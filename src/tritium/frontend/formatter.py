@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from . import ast as A
 from .diagnostics import DiagnosticError
-from .formatter_forms2 import format_forms2_expr, format_forms2_statement
+from .formatter_stmt2 import format_forms2_statement, format_more_expr
 from .lexer import KEYWORDS, Comment
 from .parser import DTYPES, parse
 from .parser import recursion_headroom as _recursion_headroom
@@ -713,7 +713,7 @@ class _Printer:
             return text + self._expr(e.other)[0], _ATOM
         if isinstance(e, A.Slice):
             return self.subscript(e), _COND
-        return format_forms2_expr(self, e), _ATOM   # fn(…) { … } (formatter_forms2)
+        return format_more_expr(self, e)   # with_gradient_from, fn(…) { … } (formatter_stmt2)
 
     def fstring(self, e: A.FString) -> str:
         """`f"…{expr!conv:spec}…"`: literal text escaped as in strings with braces doubled; a

@@ -17,9 +17,10 @@ there (directly or through another local function it calls) becomes an extra par
 the lifted function, and every call `g(a)` in the enclosing body passes it, `g(a, x)`. The
 value passed is the one the name has when the call runs, as with a Python closure; an
 assignment to such a name inside the local function makes a local of its own (as in
-Python), never changing the outer one. A function that reads outer names cannot be used as
-a value (passed, stored, returned): there is no value to pass those names with, so that is
-`E0963`; one that reads none is a plain function value.
+Python), never changing the outer one. A function that reads outer names used as a value
+(passed, stored, returned) is a closure (`ast.Closure`): the lifted function with the values
+those names have where the value is made, passed after the arguments of every call through
+it; one that reads none is a plain function value.
 
 The generated Python therefore never holds a nested `def` or a `lambda`
 (backends/pytorch/validate.py refuses both). The formatter prints the program as written:
@@ -33,6 +34,7 @@ import dataclasses
 from collections.abc import Callable
 
 from . import ast as A
+from .alias_props import alias_property
 from .diagnostics import Diagnostic, Label
 
 BUILTIN_TYPE_NAMES = frozenset({
@@ -258,8 +260,12 @@ class _Aliases:
                     for k, i in enumerate(v):
                         if isinstance(i, A.TypeExpr):
                             v[k] = self.expand(i, e)
+                        elif isinstance(i, A.Attr) and (lit := alias_property(i, e, self.diags)):
+                            v[k] = lit   # `Alias.shape`: a constant (frontend.alias_props)
                         else:
                             stack.append((i, e))
+                elif isinstance(v, A.Attr) and (lit := alias_property(v, e, self.diags)):
+                    setattr(x, f, lit)   # `Alias.shape`: a constant (frontend.alias_props)
                 elif _is_node(v):
                     stack.append((v, e))
 
@@ -653,20 +659,9 @@ class _Lifter:
         c.args = list(c.args) + [A.Arg(A.Name(n, c.span), None, c.span) for n in loc.captures]
 
     def value(self, n: A.Name, loc: _Local) -> A.Expr:
-        if loc.captures:   # reported; it stands for an unknown value (no cascade)
-            self.capturing_value(n.span, loc)
-            return A.Unknown(n.span)
+        if loc.captures:   # a closure: the values it reads, bound here
+            return A.Closure(loc.lifted, [A.Name(c, n.span) for c in loc.captures], n.span)
         return A.Name(loc.lifted, n.span)
-
-    def capturing_value(self, span, loc: _Local) -> None:
-        what = f"the local function `{loc.name}`" if loc.name else "this anonymous function"
-        names = ", ".join(f"`{c}`" for c in loc.captures)
-        self.diags.append(Diagnostic(
-            "E0963", f"{what} reads {names} from the function around it, so it cannot be "
-                     f"used as a value", span, label="used as a value here",
-            secondary=[Label(loc.fn.span, "defined here")],
-            help="call it directly, or pass what it reads as parameters so it reads nothing "
-                 "from outside"))
 
     def replace_anon(self, tree, anon: dict[int, _Local]) -> None:
         if not anon:
@@ -685,9 +680,8 @@ class _Lifter:
         _walk(tree, visit)
 
     def anon_value(self, e: A.FnExpr, loc: _Local) -> A.Expr:
-        if loc.captures:
-            self.capturing_value(e.span, loc)
-            return A.Unknown(e.span)
+        if loc.captures:   # a closure: the values it reads, bound here
+            return A.Closure(loc.lifted, [A.Name(c, e.span) for c in loc.captures], e.span)
         return A.Name(loc.lifted, e.span)
 
 

@@ -55,6 +55,10 @@ class ExpressionsMixin:
         with self.nested():
             start = self.toks[self.pos]
             e = self.parse_range()
+            while self.toks[self.pos].kind is T.IDENT \
+                    and self.toks[self.pos].text == "with_gradient_from":
+                self.advance()   # `a with_gradient_from b`: below `or`, above `if … else`
+                e = A.WithGradient(e, self.parse_range(), self.span_from(start))
             if self.at_kw("if") and not self._if_starts_block():
                 self.advance()
                 cond = self.parse_range()

@@ -24,6 +24,8 @@ from tritium.runtime.functional import (  # the seed language's builtin function
     batch_norm,
     cast,
     clipped_ste_quantize,
+    closure,
+    construct_layer,
     dequantize,
     gumbel_softmax_quantize,
     init_weight,
@@ -36,6 +38,7 @@ from tritium.runtime.functional import (  # the seed language's builtin function
     quantized_matmul,
     random_tensor,
     random_ternary,
+    register_hook,
     repeat_configs,
     rope,
     same_padding,
@@ -51,6 +54,7 @@ from tritium.runtime.functional import (  # the seed language's builtin function
     with_dtype,
     with_format,
     xnor_quantize,
+    xnor_quantize_pair,
 )
 from tritium.runtime.kernels import native_available, ternary_conv2d, ternary_linear
 from tritium.runtime.layers import (
@@ -114,6 +118,7 @@ from tritium.runtime.ste import (
     ste_clipped,
     ste_identity,
     ternary_activation,
+    with_gradient_from,
 )
 from tritium.runtime.summary import LayerSummary, Summary, render_summary, summarize
 from tritium.runtime.ternarize import TernarizeReport, TernaryConv1d, ternarize
@@ -154,6 +159,10 @@ __all__ = [
     "threshold_quantize",
     "with_dtype",
     "xnor_quantize",
+    "xnor_quantize_pair",
+    "closure",
+    "construct_layer",
+    "register_hook",
     # layers
     "TritiumLayer",
     "TernaryLayer",
@@ -194,6 +203,7 @@ __all__ = [
     "ClippedSTE",
     "STE_NAMES",
     "ste_identity",
+    "with_gradient_from",
     "ste_clipped",
     "get_ste",
     "fake_quant_int8",

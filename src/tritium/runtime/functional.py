@@ -95,6 +95,39 @@ def cast(x, dtype: str):
     return float(x)
 
 
+class closure:   # noqa: N801 (called like a function in generated code)
+    """A .tri function that reads names of the function around it, as a value: `fn` with
+    the values `captured` appended to the arguments of every call."""
+
+    def __init__(self, fn, *captured) -> None:
+        self.fn, self.captured = fn, captured
+
+    def __call__(self, *args):
+        return self.fn(*args, *self.captured)
+
+
+def register_hook(x, hook) -> None:
+    """The seed's `x.register_hook(f)`: `f(grad)` runs in the backward pass (its result, when
+    a tensor, replaces the gradient); a tensor that has no gradient has none to hook."""
+    if isinstance(x, torch.Tensor) and x.requires_grad:
+        x.register_hook(hook)
+
+
+def construct_layer(cls, hyper: dict, dims: dict, **weights) -> nn.Module:
+    """The seed's `Affine(w: w0, b: b0)`: an instance of the generated layer class `cls`
+    with the hyperparameters `hyper`, each of `dims` (name -> (weight, axis)) read from the
+    shape of a given weight, and each given weight's values copied into its parameter."""
+    kw = dict(hyper)
+    for name, (w, axis) in dims.items():
+        kw[name] = int(weights[w].shape[axis])
+    layer = cls(**kw)
+    with torch.no_grad():
+        for name, value in weights.items():
+            p = getattr(layer, name)
+            p.copy_(torch.as_tensor(value).to(p.dtype).reshape(p.shape))
+    return layer
+
+
 def with_format(layer: nn.Module, fmt: str) -> nn.Module:
     """Set the packed format a ternary layer (or every ternary layer inside `layer`) freezes
     to by default; returns `layer` (used for a .tri layer's `format:` key)."""
@@ -296,6 +329,15 @@ def xnor_quantize(x: torch.Tensor) -> torch.Tensor:
     d = x.detach()
     q = d.abs().mean() * torch.where(d >= 0, 1.0, -1.0).to(d.dtype)
     return ste_clipped(x, q, 1.0)
+
+
+def xnor_quantize_pair(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seed's `let (values, scale) = xnor_quantize(x)`: sign(x) (sign 0 counts as +1)
+    with the clipped STE (|x| <= 1), and the per-tensor scale mean|x| (a 0-d tensor);
+    values * scale is `xnor_quantize(x)`."""
+    d = x.detach()
+    sign = torch.where(d >= 0, 1.0, -1.0).to(d.dtype)
+    return ste_clipped(x, sign, 1.0), x.abs().mean()
 
 
 def ste_quantize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

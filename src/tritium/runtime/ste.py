@@ -117,6 +117,15 @@ def ste_identity(w: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:
     return blend_quantized(w, IdentitySTE.apply(w, w_q))
 
 
+def with_gradient_from(value, source: torch.Tensor) -> torch.Tensor:
+    """The seed's `value with_gradient_from source`: `value` in the forward pass (broadcast
+    with `source`, as a float), the gradient to `source` as if through the identity."""
+    v = torch.as_tensor(value, device=source.device)
+    if not v.is_floating_point():
+        v = v.to(source.dtype if source.is_floating_point() else torch.float32)
+    return source + (v - source).detach()
+
+
 def ste_clipped(w: torch.Tensor, w_q: torch.Tensor, clip: float = 1.0) -> torch.Tensor:
     """``w_q`` in the forward pass, gradient to ``w`` only where ``|w| <= clip`` (blended
     with ``w`` below full quantization strength)."""

@@ -184,6 +184,8 @@ class DefinitionGen:
         if found is None:
             found = set()
             stack: list = [d.node for d in self.defs.values()]
+            if self.result.program is not None:   # the entry's statements call them too
+                stack.extend(self.result.program.items)
             while stack:
                 x = stack.pop()
                 if isinstance(x, A.Call) and isinstance(x.func, A.Name):
@@ -204,10 +206,12 @@ class DefinitionGen:
         node = d.node
         ctx = Ctx()
         params = []
-        for p in node.params or []:
+        # a default before a parameter without one is not Python's: such a call passes it
+        last = max((i for i, p in enumerate(node.params or []) if p.default is None), default=-1)
+        for i, p in enumerate(node.params or []):
             ctx.locals.add(p.name)
             params.append(py_local(p.name) + (f"={self.expr(p.default, ctx)}"
-                                               if p.default is not None else ""))
+                                               if p.default is not None and i > last else ""))
         body = forward_body(node)
         self.emit(0, f"def {internal('f', d.name)}({', '.join(params)}):")
         self.emit(1, f'"""`{d.name}(…)` called directly: a pure function of its arguments."""')

@@ -215,7 +215,9 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         form = self.result.call_forms.get(span) if span is not None else None
         if spec.torch == PY_CALL:   # named arguments are the record's (the checker says so)
             names = {p.name for p in spec.params}
-            extra = [f"{k}={v}" for k, v in kw.items() if k in names]
+            extra = [f"{k}={v}" for k, v in kw.items() if k in names and k != "label"]
+            if n == "print" and "label" in kw:   # the seed's print(x, label="X"): `X: x`
+                pos = [f"str({kw['label']}) + ':'", *pos]
             return f"{n}({', '.join([*pos, *extra])})"
         if spec.pair_op and form == "scalar":
             return f"{'max' if spec.pair_op == 'maximum' else 'min'}({pos[0]}, {pos[1]})"

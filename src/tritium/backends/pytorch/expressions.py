@@ -19,6 +19,7 @@ from ...frontend import ast as A
 from ...frontend.lexer import FORMAT_SPEC_RE
 from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
+from .construction import construct_source
 from .text import CodegenError, escape
 from .text import literal as _q
 from .text import py_float as _float
@@ -226,7 +227,10 @@ class BodyGen:
             if e.op == "**":   # right-associative
                 return (f"{self.sub(e.left, ctx, prec + 1)} ** "
                         f"{self.sub(e.right, ctx, prec)}")
-            return (f"{self.sub(e.left, ctx, prec)} {e.op} "
+            op = e.op
+            if op == "/" and self.result.call_forms.get(e.span) == "int_div":
+                op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
+            return (f"{self.sub(e.left, ctx, prec)} {op} "
                     f"{self.sub(e.right, ctx, prec + 1)}")
         if t is A.CondExpr:
             return (f"{self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
@@ -246,6 +250,18 @@ class BodyGen:
                 ctx.locals.difference_update(added)
         if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
             return f"({self.expr(e.value, ctx)})"
+        if t is A.Closure:   # a function reading outer names, as a value: trt.closure
+            vals = "".join(f", {self.expr(c, ctx)}" for c in e.captured)
+            return f"trt.closure({self.class_names[e.fn]}{vals})"
+        if t is A.WithGradient:   # the straight-through estimator: a's value, b's gradient
+            return (f"trt.with_gradient_from({self.expr(e.value, ctx)}, "
+                    f"{self.expr(e.source, ctx)})")
+        if t is A.IfExpr and self.result.call_forms.get(e.span) in ("where", "where_trit"):
+            # a tensor condition: elementwise selection (checker.select_forms)
+            out = (f"torch.where({self.expr(e.cond, ctx)}, {self.expr(e.then, ctx)}, "
+                   f"{self.expr(e.other, ctx)})")
+            return out + ".to(torch.int8)" if self.result.call_forms[e.span] == "where_trit" \
+                else out
         if t is A.IfExpr:
             return (f"({self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
                     f"else {self.sub(e.other, ctx, 1)})")
@@ -369,21 +385,28 @@ class BodyGen:
             base = self.as_tensor(self.expr(f.value, ctx), f.span in coerce)
             if f.attr == "size":
                 return f"{base}.size({', '.join(args)})"
+            if f.attr == "register_hook":   # a gradient hook (check.checker.hooks)
+                return f"trt.register_hook({base}, {args[0]})"
             if f.attr in LIST_METHODS and f.attr not in FUNCTIONS:   # xs.append(v): Python's
                 return f"{self.sub(f.value, ctx, 20)}.{f.attr}({', '.join(args)})"
             return self.builtin(f.attr, [base] + pos, kw, e.span)
+        if isinstance(f, A.Call) and self.result.call_forms.get(f.span) == "construct":
+            return f"{self.expr(f, ctx)}({', '.join(args)})"   # `MyLayer()(x)`
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")
         n = f.id
         if n in ctx.self_attrs:
             return f"self.{py_attr(n)}({', '.join(args)})"
-        if n in ctx.locals:
-            return f"{py_local(n)}({', '.join(args)})"
+        if n in ctx.locals:   # named inputs of a constructed layer: by keyword (its forward's)
+            named = [f"{py_local(k)}={v}" for k, v in kw.items()]
+            return f"{py_local(n)}({', '.join([*pos, *named])})"
         if n in self.defs and self.defs[n].kind == "fn":
             fn = self.defs[n].node
             names = [p.name for p in fn.params]
             out = list(pos) + [f"{py_local(k)}={v}" for k, v in kw.items() if k in names]
             return f"{self.class_names[n]}({', '.join(out)})"
+        if n in self.defs and self.result.call_forms.get(e.span) == "construct":
+            return construct_source(self, self.defs[n], e, ctx)   # `let m = MyLayer()`
         if n in self.defs and callable_layer(self.defs[n].node):
             return f"{internal('f', n)}({', '.join(args)})"   # `FC(w1, x)`: classes.py
         if n in FUNCTIONS:

@@ -83,7 +83,8 @@ F_ATTRS |= {"conv2d"}
 TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split", "layer_norm", "batch_norm",
               "mse_loss", "threshold_quantize", "adaptive_threshold_quantize",
               "stochastic_quantize", "learned_quantize", "soft_quantize",
-              "gumbel_softmax_quantize", "xnor_quantize", "ste_quantize", "clipped_ste_quantize",
+              "gumbel_softmax_quantize", "xnor_quantize", "xnor_quantize_pair", "ste_quantize",
+              "with_gradient_from", "construct_layer", "register_hook", "closure", "clipped_ste_quantize",
               "dequantize", "ternary_weights", "quantized_linear", "quantized_conv2d",
               "quantized_matmul", "rope", "attention"}
 # the seed's forms of its primitives (runtime.seed_ops) and what the corpus builtins use
@@ -91,6 +92,8 @@ TRT_ATTRS |= {"quantile_threshold_quantize", "tempered_stochastic_quantize", "ha
               "learned_threshold_quantize", "sparse_random_ternary", "depthwise_conv2d"}
 TORCH_ATTRS |= {"log2", "all", "any", "diagonal"}
 VALUE_ATTRS |= {"detach", "t", "requires_grad_"}
+# a tensor's element count (the builtin numel)
+VALUE_ATTRS |= {"numel"}
 # the list methods of the language (tritium.check.list_methods), called on list values
 VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",
                 "index", "count", "copy"}

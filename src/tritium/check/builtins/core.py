@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from ... import vocab
+from ..types import INT, TensorT, Value
 from .records import IR, PY_CALL, Template, _alias, _fn, _opt, _p
 from .rules import (
     adaptive_pool_rule,
@@ -212,5 +213,19 @@ _fn("enumerate", (_p("x", "any"),), "the pairs (index, item) of a list: "
 _fn("zip", (_p("a", "any"), _p("b", "any"), _opt("c", "any", None)),
     "the tuples of items at the same position: for (a, b) in zip(xs, ys)", zip_rule, PY_CALL)
 _fn("len", (_p("x", "any"),), "length of a list or of a tensor's first dim", len_rule, PY_CALL)
-_fn("print", (_p("x", "any"), _opt("sep", "str", None), _opt("end", "str", None)),
-    "print values (any number; `sep=`, `end=` by name)", none_rule, PY_CALL, variadic=True)
+
+
+def _numel_rule(ck, name, b, e) -> Value:
+    t = b["x"].ty
+    if isinstance(t, TensorT) and t.shape is not None and all(
+            isinstance(d, int) for d in t.shape):
+        return Value(INT, math.prod(t.shape), True)
+    return Value(INT)
+
+
+_fn("numel", (_p("x"),), "the number of elements of a tensor (`x.numel()`)", _numel_rule,
+    "{x}.numel()")
+_fn("print", (_p("x", "any"), _opt("sep", "str", None), _opt("end", "str", None),
+              _opt("label", "str", None)),
+    "print values (any number; `sep=`, `end=` by name; `label=\"X\"` prints `X:` first)",
+    none_rule, PY_CALL, variadic=True)

@@ -278,8 +278,10 @@ _fn("gumbel_softmax_quantize", (_p("x"), _opt("temperature", "float", 1.0),
     "level, straight-through", ternary_values_rule,
     "trt.gumbel_softmax_quantize({x}, {temperature}, {hard}, seed={seed})",
     aliases=(("tau", "temperature"),))
-_fn("xnor_quantize", _X, "XNOR-Net: mean|x| * sign(x), sign(0) = 1 (clipped STE)",
-    ternary_values_rule, "trt.xnor_quantize({x})")
+_fn("xnor_quantize", _X, "XNOR-Net: mean|x| * sign(x), sign(0) = 1 (clipped STE); "
+    "`let (values, scale) = xnor_quantize(x)`: sign(x) and the scale mean|x|",
+    ternary_values_rule, lambda a, given: f"trt.xnor_quantize_pair({a['x']})"
+    if "@values_scale" in given else f"trt.xnor_quantize({a['x']})")
 _fn("ste_quantize", (_p("x"), _opt("threshold", "float", 0.5)),
     "sign(x) where |x| > threshold, else 0, identity straight-through gradient",
     ternary_values_rule, "trt.ste_quantize({x}, {threshold})")

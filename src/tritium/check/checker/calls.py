@@ -16,6 +16,7 @@ from ..types import (
     INT,
     INT_TYPES,
     AnyT,
+    ClosureT,
     Dim,
     FnSigT,
     FnT,
@@ -33,6 +34,8 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import pair_form, scalar_pair
+from .hooks import register_hook
+from .layer_construction import construct_layer, instance_inputs
 from .model import (
     MAX_INSTANCE_DEPTH,
     Definition,
@@ -67,8 +70,13 @@ class CallsMixin:
                             return Value(INT, d if _is_int(d) else SymInt(d) if d else None,
                                          _is_int(d))
                 return Value(ANY)
-            if not isinstance(base.ty, AnyT):
-                self.report("E0305", f"{base.ty} has no method `{f.attr}`", f.span,
+            if isinstance(base.ty, TensorT) and f.attr == "register_hook":
+                return register_hook(self, base, e, scope)   # checker.hooks
+            if not isinstance(base.ty, AnyT) or f.attr not in (*LIST_METHODS, "size",
+                                                               "register_hook"):
+                # (on a value of unknown type too: the generated code has no such method)
+                what = "a value of unknown type" if isinstance(base.ty, AnyT) else base.ty
+                self.report("E0305", f"{what} has no method `{f.attr}`", f.span,
                             help=did_you_mean(f.attr, FUNCTIONS))
             for a in e.args:
                 self.eval_expr(a.value, scope)
@@ -79,6 +87,11 @@ class CallsMixin:
             if v is not None:
                 scope.used.add(name)
                 args = [self.eval_expr(a.value, scope) for a in e.args]
+                if isinstance(v.ty, LayerT) and any(a.name for a in e.args) and \
+                        id(v.ty.inst) in self.__dict__.get("constructed_inputs", {}):
+                    ordered = instance_inputs(self, v.ty.inst, e, args)   # `m(input: x)`
+                    return Value(ANY) if ordered is None else \
+                        self.apply_layer(v.ty.inst, ordered, e, v.ty.optional)
                 if isinstance(v.ty, LayerT):
                     for a in e.args:
                         if a.name is not None:
@@ -98,7 +111,8 @@ class CallsMixin:
                 if d.kind == "fn":
                     forget_passed_lists(self, d.node, e, scope)
                     return self.user_fn_call(d, args, e)
-                return self.call_layer_definition(d, args, e)
+                built = construct_layer(self, d, args, e, scope)   # `let m = MyLayer()`
+                return built if built is not None else self.call_layer_definition(d, args, e)
             if name in FUNCTIONS:
                 args = [self.builtin_arg(a.value, scope) for a in e.args]
                 return self.builtin_call(name, args, [a.name for a in e.args], e)
@@ -127,6 +141,8 @@ class CallsMixin:
         """A call through a variable that holds a function: the user function it names, or
         (in a body checked on its own) the declared `fn(A) -> R` type."""
         d = self.defs.get(ty.name)
+        if d is not None and d.kind == "fn" and isinstance(ty, ClosureT):
+            return self.user_fn_call(d, args + list(ty.bound), e)   # its values appended
         if d is not None and d.kind == "fn" and not isinstance(ty, FnSigT):
             return self.user_fn_call(d, args, e)
         if isinstance(ty, FnSigT):

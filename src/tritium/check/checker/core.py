@@ -25,6 +25,7 @@ from .calls import CallsMixin
 from .declared import DeclaredTypesMixin
 from .expressions import ExpressionsMixin
 from .functions import FunctionsMixin
+from .int_division import mark_int_divisions
 from .layers import LayersMixin
 from .model import (
     MAX_INSTANCE_DEPTH,
@@ -185,6 +186,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                     self.report("E0206", f"`{item.key}` is defined twice", item.span)
                 if item.key in cfg:
                     continue
+                mark_int_divisions(self, item.type, item.value)   # `n: int = a / b`
                 scope.vars[item.key] = self.eval_const(item.value, scope)
                 if item.type is not None:   # `hidden: int = c * e`: checked against the type
                     scope.vars[item.key] = self.assign_declared(

@@ -14,6 +14,7 @@ from ..types import (
     INT,
     INT_TYPES,
     AnyT,
+    ClosureT,
     DictT,
     Dim,
     FnSigT,
@@ -198,8 +199,9 @@ class DeclaredTypesMixin:
             if isinstance(got, FnSigT):
                 n_min = n_max = len(got.params)
             elif d is not None and isinstance(d.node, A.FnDef):
-                n_max = len(d.node.params)
-                n_min = sum(1 for p in d.node.params if p.default is None)
+                k = len(got.bound) if isinstance(got, ClosureT) else 0   # bound by a closure
+                n_max = len(d.node.params) - k
+                n_min = sum(1 for p in d.node.params if p.default is None) - k
             else:
                 return True
             if not n_min <= len(ty.params) <= n_max:

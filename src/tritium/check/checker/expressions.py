@@ -18,6 +18,7 @@ from ..types import (
     INT_TYPES,
     STR,
     AnyT,
+    ClosureT,
     DictT,
     Dim,
     FnT,
@@ -36,6 +37,8 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import dtype_constant
+from .gradient_forms import with_gradient_value
+from .int_division import int_division, is_int_division
 from .model import (
     GENERATE_CODES,
     Scope,
@@ -44,6 +47,7 @@ from .model import (
     _paren,
     check_fstring,
 )
+from .select_forms import elementwise_if, tensor_condition
 
 
 def _exits(s) -> bool:
@@ -174,6 +178,10 @@ class ExpressionsMixin:
                                      "the whole value of `let`, `=` or `return`", e.span,
                             help="assign it first: `let v = if c { … } else { … }`")
             return self.eval_block_value(e, scope)
+        if t is A.WithGradient:   # `a with_gradient_from b` (checker.gradient_forms)
+            return with_gradient_value(self, e, scope)
+        if t is A.Closure:   # a function that reads outer names, as a value (frontend.lift)
+            return Value(ClosureT(e.fn, tuple(self.eval_expr(c, scope) for c in e.captured)))
         return Value(ANY)
 
     def eval_list_comp(self, e: A.ListComp, scope: Scope) -> Value:
@@ -231,6 +239,8 @@ class ExpressionsMixin:
             return self.eval_block_value(e.value, scope)
         if isinstance(e, A.IfExpr):
             c = self.eval_expr(e.cond, scope)
+            if tensor_condition(c):   # elementwise selection (checker.select_forms)
+                return elementwise_if(self, e, c, scope)
             self.check_cond(c, e.cond.span)
             if c.known and not isinstance(c.const, SymInt):
                 return self.eval_block_value(e.then if c.const else e.other, scope)
@@ -389,6 +399,8 @@ class ExpressionsMixin:
                 return Value(BOOL)
             self.report("E0405", f"`{op}` is not defined for {ta} and {tb}", e.span)
             return Value(ANY)
+        if is_int_division(self, op, a, b, e):   # `n: int = a / b` (checker.int_division)
+            return int_division(self, a, b, e)
         is_float = ta in FLOAT_TYPES or tb in FLOAT_TYPES or op == "/"
         cmp = op in ("==", "!=", "<", "<=", ">", ">=")
         rt = BOOL if cmp else FLOAT if is_float else INT

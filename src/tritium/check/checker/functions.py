@@ -36,6 +36,7 @@ from ..types import (
     unify_join,
     working_type,
 )
+from .int_division import mark_int_divisions
 from .model import (
     GENERATE_CODES,
     MAX_UNROLL,
@@ -47,6 +48,7 @@ from .model import (
     form_b_inputs,
     form_b_weight,
 )
+from .pair_quantizers import pair_quantizer_value
 
 
 def _unify(te: A.TypeExpr, v: Value, names: set[str], found: dict) -> None:
@@ -216,6 +218,8 @@ class FunctionsMixin:
         saved_loops = getattr(self, "_loops_open", 0)
         saved_method = getattr(self, "_in_method", False)
         saved_outer = getattr(self, "_outer_values", None)
+        saved_ret = getattr(self, "_ret_type", None)
+        self._ret_type = fn.ret   # `-> int` makes `return a / b` an integer division
         self._outer_values = outer.vars   # the module's values, for list_methods
         self.returns = []
         self.unassigned = {}
@@ -233,6 +237,7 @@ class FunctionsMixin:
             self._loops_open = saved_loops
             self._in_method = saved_method
             self._outer_values = saved_outer
+            self._ret_type = saved_ret
         for name, span in scope.defined_at.items():
             if name not in scope.used and not name.startswith("_"):
                 self.warn("W0001", f"variable `{name}` is assigned but never used", span,
@@ -350,6 +355,7 @@ class FunctionsMixin:
                             help=f"write `let {s.name}: {ty} = …`; only a tensor may be declared "
                                  f"without one (it is a parameter with the default init)")
             return Value(working_type(ty))
+        mark_int_divisions(self, s.type, s.value)
         return self.assign_declared(s.name, s.type, self.eval_expr(s.value, scope), s.value.span,
                                     scope)
 
@@ -391,6 +397,9 @@ class FunctionsMixin:
             self.unassigned.pop(s.name, None)
             self.define(scope, s.name, self.eval_let(s, scope), s.span)
         elif isinstance(s, A.Assign):
+            pending_ty = getattr(self, "unassigned", {}).get(getattr(s.target, "id", None))
+            if pending_ty is not None and s.op == "=":   # `let n: int` then `n = a / b`
+                mark_int_divisions(self, pending_ty[2], s.value)
             v = self.eval_expr(s.value, scope)
             if isinstance(s.target, A.Name):
                 name = s.target.id
@@ -410,6 +419,7 @@ class FunctionsMixin:
             else:
                 self.eval_expr(s.target, scope)
         elif isinstance(s, A.Return):
+            mark_int_divisions(self, getattr(self, "_ret_type", None), s.value)
             v = self.eval_expr(s.value, scope) if s.value is not None else Value(NoneT(), None, True)
             self.returns.append((v, s.value.span if s.value is not None else s.span))
         elif isinstance(s, A.ExprStmt):
@@ -471,7 +481,9 @@ class FunctionsMixin:
         elif isinstance(s, A.While):
             self.exec_while(s, scope)
         elif isinstance(s, A.Unpack):
-            v = self.eval_expr(s.value, scope)
+            v = pair_quantizer_value(self, s, scope)   # `let (q, scale) = xnor_quantize(w)`
+            if v is None:
+                v = self.eval_expr(s.value, scope)
             parts = self.unpack(v, len(s.targets), s.value.span)
             for name, part in zip(s.targets, parts):
                 if not s.declare and name in scope.vars and isinstance(scope.vars[name].ty, LayerT):

@@ -324,6 +324,18 @@ def _zip(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     return [list(row) for row in zip(*lists)]
 
 
+@_builtin("numel")
+def _numel(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    x = a["x"]
+    if isinstance(x, Value) and isinstance(x.type, TensorType) and all(
+            _is_int(d) for d in x.type.shape):
+        n = 1
+        for d in x.type.shape:
+            n *= d
+        return n
+    raise LoweringError("`numel` needs a tensor whose shape is known when lowering", span)
+
+
 @_builtin("len")
 def _len(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     x = a["x"]

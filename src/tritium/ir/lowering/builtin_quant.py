@@ -93,6 +93,8 @@ def _xnor(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     alpha = b.mean(b.abs(x), dims=[], keepdim=False)
     pos = b.cast(b.ge(x, _scalar(b, 0.0)), dtype="f32")
     sign = b.sub(b.mul(pos, _scalar(b, 2.0)), _scalar(b, 1.0))
+    if lw.result.call_forms.get(span) == "values_scale":   # `let (values, scale) = …`
+        return [sign, alpha]
     return b.mul(sign, alpha)
 
 

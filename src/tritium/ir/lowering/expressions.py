@@ -158,6 +158,12 @@ class ExpressionsMixin:
             return self.eval_attr(e, env, b, ctx)
         if t is A.BlockExpr or t is A.IfExpr:
             return self.eval_block_value(e, env, b, ctx)
+        if t is A.Closure:   # the lifted function with the values it reads bound
+            return FnRef(e.fn, tuple(self.eval(c, env, b, ctx) for c in e.captured))
+        if t is A.WithGradient:   # inference: the value `a`, broadcast as `b + (a - b)`
+            x = self.eval(e.value, env, b, ctx)
+            y = self.eval(e.source, env, b, ctx)
+            return self.binary("+", y, self.binary("-", x, y, b, e.span), b, e.span)
         if t is A.ListComp:
             return self.eval_list_comp(e, env, b, ctx)
         if t is A.Range:
@@ -210,6 +216,13 @@ class ExpressionsMixin:
             return self.eval_block_value(e.value, env, b, ctx)
         if not isinstance(e, A.IfExpr):
             return self.eval(e, env, b, ctx)
+        form = self.result.call_forms.get(e.span)
+        if form in ("where", "where_trit"):   # a tensor condition (checker.select_forms)
+            c = self.to_value(b, self.eval(e.cond, env, b, ctx), None, e.cond.span)
+            xv, yv = self.operands(b, self.eval_block_value(e.then, env, b, ctx),
+                                   self.eval_block_value(e.other, env, b, ctx), e.span)
+            out = b.select(c, xv, yv)
+            return b.cast(out, dtype="i8") if form == "where_trit" else out
         c = self.eval(e.cond, env, b, ctx)
         truth = self.const_truth(c)
         if truth is not None:
@@ -247,6 +260,8 @@ class ExpressionsMixin:
             return b.logical_and(xb, yb) if op == "and" else b.logical_or(xb, yb)
         x = self.eval(e.left, env, b, ctx)
         y = self.eval(e.right, env, b, ctx)
+        if op == "/" and self.result.call_forms.get(e.span) == "int_div":
+            op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
         return self.binary(op, x, y, b, e.span)
 
     def binary(self, op: str, x: Any, y: Any, b: Builder, span: Span | None) -> Any:
@@ -437,6 +452,8 @@ class ExpressionsMixin:
                 return call_list_method(base, f.attr, args, e.span)
             if isinstance(base, Value) and f.attr in FUNCTIONS:
                 return self.builtin(f.attr, [(None, base), *args], b, e.span, ctx)
+            if f.attr == "register_hook":   # a gradient hook: nothing to do in inference
+                return None
             raise LoweringError(f"cannot lower the method `.{f.attr}(…)`", f.span)
         if not isinstance(f, A.Name):
             raise LoweringError("only named functions and layers can be called", e.span)
@@ -450,7 +467,12 @@ class ExpressionsMixin:
         fid = v.name if isinstance(v, FnRef) else f.id
         d = self.result.definitions.get(fid)
         if d is not None and d.kind == "fn":
-            return self.call_user_fn(d, [a for _, a in args], b, e.span, ctx)
+            bound = list(v.bound) if isinstance(v, FnRef) else []   # a closure's values
+            return self.call_user_fn(d, [a for _, a in args] + bound, b, e.span, ctx)
+        if d is not None and self.result.call_forms.get(e.span) == "construct":
+            raise LoweringError(f"`{fid}(…)` constructs a layer, which has no IR form in a "
+                                f"function body", e.span,
+                                help=f"declare it in the model: `layer m: {fid} {{ … }}`")
         if d is not None and callable_layer(d.node):   # `FC(w1, x)`: a pure function
             return self.call_user_fn(layer_as_function(d), [a for _, a in args], b, e.span, ctx)
         if fid in FUNCTIONS:
@@ -571,9 +593,15 @@ class ExpressionsMixin:
                 env[p.name] = a
                 key_parts.append(_freeze(a))
             elif isinstance(a, FnRef):
-                # a function argument: one specialization per function passed
+                # a function argument: one specialization per function passed (and per
+                # value a closure binds: only values known when lowering cross functions)
+                if not all(_is_const(c) or isinstance(c, list) for c in a.bound):
+                    raise LoweringError(f"a closure reading run-time values cannot be passed "
+                                        f"to `{fn.name}` in IR", span,
+                                        help="the PyTorch backend compiles it; for the IR, "
+                                             "pass those values as parameters")
                 env[p.name] = a
-                key_parts.append(("fn", a.name))
+                key_parts.append(("fn", a.name, *(_freeze(c) for c in a.bound)))
             else:
                 raise LoweringError(f"cannot pass {a!r} to `{fn.name}`", span)
         key = tuple(key_parts)

@@ -96,6 +96,7 @@ class LazyExpr:
 @dataclass(frozen=True)
 class FnRef:
     name: str
+    bound: tuple = field(default=(), compare=False)   # a closure's values, passed last
 
 
 @dataclass(frozen=True)
