@@ -52,7 +52,8 @@ def current_session() -> DecodeSession | None:
 class DecodeSession:
     """Per-call-site key/value caches and the number of tokens already cached."""
 
-    def __init__(self) -> None:
+    def __init__(self, fused: bool = True) -> None:
+        self.fused = bool(fused)   # one-token decode steps through fused decoder blocks
         self.keys: list[torch.Tensor] = []       # the cached part of each slot's buffer
         self.values: list[torch.Tensor] = []
         self._kbuf: list[torch.Tensor] = []      # [..., capacity, head_dim] per slot
@@ -63,6 +64,7 @@ class DecodeSession:
         self._call = 0
         self._new = 0
         self._token: Any = None
+        self._examined: set[int] = set()   # models given their fused decoder blocks
 
     def __enter__(self) -> DecodeSession:
         if self._token is not None:
@@ -102,6 +104,10 @@ class DecodeSession:
         count them as cached."""
         if _SESSION.get() is not self:
             raise RuntimeError("DecodeSession.forward runs inside `with session:`")
+        if self.fused and id(model) not in self._examined:
+            from tritium.runtime.layers.decoder import install_block_decoders
+            install_block_decoders(model)
+            self._examined.add(id(model))
         self._call = 0
         self._new = int(tokens.shape[-1])
         out = model(tokens)
