@@ -56,9 +56,10 @@ def _blocks(model) -> list[dec.BlockDecoder]:
             if isinstance(m.__dict__.get("forward"), dec.BlockDecoder)]
 
 
-def _decode(model, prompt: list[int], steps: int, fused: bool
+def _decode(model, prompt: list[int], steps: int, fused: bool, cache: list | None = None
             ) -> tuple[list[int], list[torch.Tensor]]:
-    """Greedy tokens and each step's logits, with or without the fused blocks."""
+    """Greedy tokens and each step's logits, with or without the fused blocks (`cache`:
+    receives each slot's cached keys and values at the end)."""
     tokens, logits = [], []
     with torch.no_grad(), DecodeSession(fused=fused) as s:
         out = s.forward(model, torch.tensor([prompt]))
@@ -67,20 +68,34 @@ def _decode(model, prompt: list[int], steps: int, fused: bool
             tokens.append(t)
             out = s.forward(model, torch.tensor([[t]]))
             logits.append(out[0, -1].clone())
+        if cache is not None:
+            for i, (k, v) in enumerate(zip(s.keys, s.values, strict=True)):
+                # views of the slot's buffer, as the unfused path keeps them
+                assert k.data_ptr() == s._kbuf[i].data_ptr()
+                assert v.data_ptr() == s._vbuf[i].data_ptr()
+                cache.append((k.clone(), v.clone()))
     return tokens, logits
 
 
 def test_fused_blocks_decode_the_same_greedy_tokens(checkpoint):
     model = _model(checkpoint)
     prompt = [(7 * i + 3) % 256 for i in range(58)]     # the cache grows past 64 positions
-    ref_tokens, ref_logits = _decode(model, prompt, 16, fused=False)
+    ref_cache, cache = [], []
+    ref_tokens, ref_logits = _decode(model, prompt, 16, fused=False, cache=ref_cache)
     assert _blocks(model) == []
-    tokens, logits = _decode(model, prompt, 16, fused=True)
+    tokens, logits = _decode(model, prompt, 16, fused=True, cache=cache)
     blocks = _blocks(model)
     assert len(blocks) == len(model.layers) and all(b.state == "on" for b in blocks)
     assert tokens == ref_tokens
     for a, b in zip(logits, ref_logits, strict=True):
         assert float((a - b).abs().max()) <= 0.02 * float(b.abs().max())
+    # the cache the fused blocks wrote: every position, every (repeated) k/v head
+    assert len(cache) == len(ref_cache) == len(model.layers)
+    for (k, v), (rk, rv) in zip(cache, ref_cache, strict=True):
+        assert k.shape == rk.shape == (1, model.layers[0].heads, len(prompt) + 16,
+                                       model.layers[0].head_dim)
+        torch.testing.assert_close(k, rk, atol=0.02 * float(rk.abs().max()), rtol=0)
+        torch.testing.assert_close(v, rv, atol=0.02 * float(rv.abs().max()), rtol=0)
 
 
 def test_generate_tokens_runs_the_fused_blocks(checkpoint):

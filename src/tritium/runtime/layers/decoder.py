@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module_mod
 
 from tritium.runtime import plan as _plan_mod
 from tritium.runtime.decoding import _SESSION, _grown
@@ -103,10 +104,13 @@ class BlockDecoder:
 
     def _reset(self) -> None:
         self.state = "check"          # "check": compare the first fused call; "on"; "off"
-        self._key: tuple | None = None
+        self._watch: list[tuple[dict, str, torch.Tensor]] | None = None
+        self._versions: tuple[int, ...] = ()
         self._args: _BlockArgs | None = None
         self._fn: Any = None
         self._ws: torch.Tensor | None = None
+        self._args_ptr = 0
+        self._kv_ok: tuple = (None, None)   # the cache buffers whose layout was checked
         self._ws_cap = -1
         self._threads = 0
 
@@ -123,41 +127,45 @@ class BlockDecoder:
     # -- the plan -------------------------------------------------------------------------
 
     def _plan(self) -> _BlockArgs | None:
-        """The native arguments of the block, rebuilt when a projection's plan or a norm's
-        weight changed; None when the block cannot run fused now."""
+        """The native arguments of the block; None when the block cannot run fused now. The
+        arguments are rebuilt whenever a tensor they point into was replaced or changed in
+        place (its version counter), or a kernel config resolver was installed."""
+        if _plan_mod._RESOLVER is not None:
+            return None
+        watch = self._watch
+        if watch is not None:
+            for owner, name, t in watch:
+                if owner.get(name) is not t:
+                    break
+            else:
+                if tuple([t._version for _, _, t in watch]) == self._versions:
+                    return self._args
+        return self._build()
+
+    def _build(self) -> _BlockArgs | None:
         b = self.block
         ch = b._modules
+        self._watch, self._args = None, None
         plans = []
         for n in PROJS:
             layer = ch[n]
             if not layer.frozen:
                 return None
             p = layer._current_plan()
-            if p is None or (_plan_mod._RESOLVER is not None and not p.fixed):
+            if p is None or not p.aq:
                 return None
             plans.append(p)
         norms = [ch[n] for n in NORMS]
         weights = [m.weight for m in norms]
-        key = (tuple(id(p) for p in plans),
-               tuple((id(w), w._version) if w is not None else None for w in weights),
-               tuple(m.eps for m in norms))
-        if key == self._key:
-            return self._args
-        self._key, self._args = key, None
         lib = plans[0].lib
         if any(p.lib is not lib for p in plans) or not hasattr(lib.lib, "tri_lm_block_decode"):
             return None
         for w in weights:
             if w is not None and (w.dtype != torch.float32 or w.device.type != "cpu"
-                                  or not w.is_contiguous() or w.requires_grad
-                                  and torch.is_grad_enabled()):
+                                  or not w.is_contiguous()):
                 return None
         heads, kv, hd = b.heads, b.kv_heads, b.head_dim
         dim, ffn = plans[0].k, plans[4].n
-        eps = [torch.finfo(torch.float32).eps if m.eps is None else float(m.eps) for m in norms]
-        args = _BlockArgs(dim, heads, kv, hd, ffn, *eps,
-                          *[None if w is None else w.data_ptr() for w in weights],
-                          *[p.args_ptr for p in plans])
         shapes = [(dim, heads * hd), (dim, kv * hd), (dim, kv * hd), (heads * hd, dim),
                   (dim, ffn), (dim, ffn), (ffn, dim)]
         if [(p.k, p.n) for p in plans] != shapes or [m.normalized_shape[0] for m in norms] != [
@@ -166,10 +174,30 @@ class BlockDecoder:
         if plans[1].fmt != plans[0].fmt or plans[2].fmt != plans[0].fmt \
                 or plans[5].fmt != plans[4].fmt:
             return None
-        self._args, self._plans, self._weights = args, plans, weights
+        eps = [torch.finfo(torch.float32).eps if m.eps is None else float(m.eps) for m in norms]
+        args = _BlockArgs(dim, heads, kv, hd, ffn, *eps,
+                          *[None if w is None else w.data_ptr() for w in weights],
+                          *[p.args_ptr for p in plans])
+        # what the arguments point into: each plan's tensors (held by the layer's buffers)
+        # and the norms' weights
+        watch = []
+        for n in PROJS:
+            layer = ch[n]
+            watch.append((layer._buffers, "weight_packed", layer._buffers["weight_packed"]))
+            watch.append((layer._buffers, "weight_scale", layer._buffers["weight_scale"]))
+            bias = layer._parameters.get("bias")
+            if bias is not None:
+                watch.append((layer._parameters, "bias", bias))
+        for m in norms:
+            if m.weight is not None:
+                watch.append((m._parameters, "weight", m.weight))
+        self._args, self._plans = args, plans
+        self._args_ptr = ctypes.addressof(args)
+        self._watch = watch
+        self._versions = tuple([t._version for _, _, t in watch])
         self._fn = lib.lib.tri_lm_block_decode
         self._ws_fn = lib.lib.tri_lm_block_workspace
-        self._ws_cap = -1
+        self._ws, self._ws_cap = None, -1
         self._threads = plans[0].env_threads
         return args
 
@@ -191,35 +219,40 @@ class BlockDecoder:
         b = self.block
         if (not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[0] != 1
                 or x.shape[1] != 1 or x.dtype != torch.float32 or x.device.type != "cpu"
-                or not x.is_contiguous() or torch.is_grad_enabled() and x.requires_grad
+                or not x.is_contiguous() or torch.is_grad_enabled()
                 or torch.compiler.is_compiling()):
             return self.own_forward(x)
         slot = session._call
-        if slot >= len(session.keys) or _hooked(b):
+        if slot >= len(session._keys) or _hooked(b):
             return self.own_forward(x)
         plan = self._plan()
         if plan is None or x.shape[2] != plan.dim:
             return self.own_forward(x)
-        heads, hd = plan.heads, plan.head_dim
-        kbuf, vbuf = session._kbuf[slot], session._vbuf[slot]
-        n = session.keys[slot].shape[-2]
-        want = (1, heads)
-        for buf, view in ((kbuf, session.keys[slot]), (vbuf, session.values[slot])):
-            if (tuple(buf.shape[:2]) != want or buf.dim() != 4 or buf.shape[3] != hd
-                    or buf.dtype != torch.float32 or buf.device.type != "cpu"
-                    or not buf.is_contiguous() or view.shape[-2] != n):
+        n = session.offset      # every slot holds the tokens before this step
+        pending = session._pending.get(slot)
+        if pending is None:
+            if session._keys[slot].shape[-2] != n or session._values[slot].shape[-2] != n:
                 return self.own_forward(x)
-        if n != session.offset:
+        elif pending != n:
             return self.own_forward(x)
+        kbuf, vbuf = session._kbuf[slot], session._vbuf[slot]
+        if kbuf is not self._kv_ok[0] or vbuf is not self._kv_ok[1]:
+            want = (1, plan.heads, kbuf.shape[2], plan.head_dim)
+            for buf in (kbuf, vbuf):
+                if (tuple(buf.shape) != want or buf.dtype != torch.float32
+                        or buf.device.type != "cpu" or not buf.is_contiguous()):
+                    return self.own_forward(x)
+            self._kv_ok = (kbuf, vbuf)
         if n + 1 > kbuf.shape[2]:
             kbuf = session._kbuf[slot] = _grown(session.keys[slot], n + 1)
             vbuf = session._vbuf[slot] = _grown(session.values[slot], n + 1)
+            self._kv_ok = (kbuf, vbuf)
         cap = kbuf.shape[2]
-        cos, sin = session.rope_tables(hd, b.rope_base, n, 1, torch.float32, x.device)
+        cos, sin = session.rope_row(plan.head_dim, b.rope_base, n)
         ws = self._workspace(cap)
         y = x.new(x.shape)
-        rc = self._fn(ctypes.addressof(plan), x.data_ptr(), y.data_ptr(), cos.data_ptr(),
-                      sin.data_ptr(), kbuf.data_ptr(), vbuf.data_ptr(), cap, n, ws.data_ptr(),
+        rc = self._fn(self._args_ptr, x.data_ptr(), y.data_ptr(), cos, sin, kbuf.data_ptr(),
+                      vbuf.data_ptr(), cap, n, ws.data_ptr(),
                       self._threads or torch.get_num_threads())
         if rc == 1:
             raise MemoryError("tritium: the native decoder block could not allocate its "
@@ -234,18 +267,16 @@ class BlockDecoder:
             self.state = "on" if _agrees(y, ref, x) else "off"
             return ref
         session._call = slot + 1
-        session.keys[slot] = kbuf[:, :, :n + 1]
-        session.values[slot] = vbuf[:, :, :n + 1]
+        session._pending[slot] = n + 1
         return y
 
 
 def _hooked(block: nn.Module) -> bool:
     """Whether hooks would see calls of the block's children (or any module's)."""
-    from torch.nn.modules import module as _m
-    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
+    if _module_mod._global_forward_hooks or _module_mod._global_forward_pre_hooks:
         return True
     for c in block._modules.values():
-        if c is not None and (c._forward_hooks or c._forward_pre_hooks):
+        if c._forward_hooks or c._forward_pre_hooks:
             return True
     return False
 

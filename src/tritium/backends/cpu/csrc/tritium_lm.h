@@ -446,7 +446,7 @@ static inline float lmb_dot(const float *a, const float *b, int64_t n) {
 
 typedef struct {
     const float *q, *kc, *vc;
-    int64_t cap, n, hd;
+    int64_t cap, n, hd, rep;
     float scale;
     float *scores, *out;
 } LmbAttJob;
@@ -456,7 +456,9 @@ static void lmb_att_task(void *ctx, int64_t h, int tid) {
     (void)tid;
     const LmbAttJob *J = ctx;
     const int64_t hd = J->hd, n = J->n;
-    const float *q = J->q + h * hd, *K = J->kc + h * J->cap * hd, *V = J->vc + h * J->cap * hd;
+    /* the heads of one k/v group hold the same keys and values: read the group's first */
+    const int64_t ch = h / J->rep * J->rep;
+    const float *q = J->q + h * hd, *K = J->kc + ch * J->cap * hd, *V = J->vc + ch * J->cap * hd;
     float *s = J->scores + h * J->cap, *o = J->out + h * hd;
     float mx = -INFINITY;
     for (int64_t p = 0; p < n; p++) {
@@ -518,7 +520,7 @@ TRI_EXPORT int tri_lm_block_decode(const TriLmBlock *b, const float *xin, float 
         memcpy(kc + (h * cap + pos) * hd, s.k + (h / rep) * hd, (size_t)hd * sizeof(float));
         memcpy(vc + (h * cap + pos) * hd, s.v + (h / rep) * hd, (size_t)hd * sizeof(float));
     }
-    LmbAttJob A = {s.q, kc, vc, cap, pos + 1, hd, 1.0f / sqrtf((float)hd), s.scores, s.att};
+    LmbAttJob A = {s.q, kc, vc, cap, pos + 1, hd, rep, 1.0f / sqrtf((float)hd), s.scores, s.att};
     pool_run(lmb_att_task, &A, H,
              team_for_work((double)H * (double)(pos + 1) * (double)hd * 2.0, nthreads));
     lmb_rms(s.att, qd, b->eps_attn, b->w_attn, s.xn);
