@@ -17,7 +17,14 @@ pair call sites with the wrong slots: generated models call them in program orde
 Each slot's keys and values live in a buffer with room for more tokens than are cached (the
 capacity doubles when it runs out): a decode step writes its new key and value in place and
 attends over a view of the filled part, instead of concatenating the whole cache again (which
-copies O(n) per step and O(n^2) over a generation). `keys[i]`/`values[i]` are those views.
+copies O(n) per step and O(n^2) over a generation). `keys[i]`/`values[i]` are those views
+(made when asked for after a fused block wrote the buffers).
+
+The first time a session runs a model (`forward`), it gives the model's decoder blocks of an
+imported BitNet's structure their fused one-token call
+(:mod:`tritium.runtime.layers.decoder`): such a block then decodes a token in one native call
+that writes its key and value into its slot's buffers as `attend` would.
+`DecodeSession(fused=False)` keeps every block on its own forward.
 """
 
 from __future__ import annotations
