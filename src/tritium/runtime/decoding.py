@@ -75,6 +75,7 @@ class DecodeSession:
         self._new = 0
         self._token: Any = None
         self._examined: set[int] = set()   # models given their fused decoder blocks
+        self._scratch: dict[Any, tuple] = {}  # each fused block's workspace in this session
 
     def __enter__(self) -> DecodeSession:
         if self._token is not None:
@@ -115,6 +116,7 @@ class DecodeSession:
         self._pending.clear()
         self._kbuf.clear()
         self._vbuf.clear()
+        self._scratch.clear()
         self.offset = 0
 
     def rope_tables(self, d: int, base: float, offset: int, seq: int, dtype: torch.dtype,

@@ -189,3 +189,23 @@ def test_changed_weights_rebuild_the_block_plan(checkpoint):
     assert tokens == ref_tokens
     for a, b in zip(logits, ref_logits, strict=True):
         assert float((a - b).abs().max()) <= 0.02 * float(b.abs().max())
+
+
+def test_sessions_in_threads_share_a_model(checkpoint):
+    """Each session keeps its blocks' scratch: two generations with one model at once give
+    what each gives alone."""
+    import threading
+    model = _model(checkpoint)
+    prompts = [[40, 41, 42, 43], [90, 3, 7]]
+    alone = [_decode(model, p, 12, fused=True)[0] for p in prompts]
+    got: dict[int, list[int]] = {}
+
+    def run(i: int) -> None:
+        got[i] = _decode(model, prompts[i], 12, fused=True)[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[0], got[1]] == alone

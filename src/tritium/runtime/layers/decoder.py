@@ -108,10 +108,9 @@ class BlockDecoder:
         self._versions: tuple[int, ...] = ()
         self._args: _BlockArgs | None = None
         self._fn: Any = None
-        self._ws: torch.Tensor | None = None
         self._args_ptr = 0
+        self._ws_bytes: dict[int, int] = {}
         self._kv_ok: tuple = (None, None)   # the cache buffers whose layout was checked
-        self._ws_cap = -1
         self._threads = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -197,16 +196,22 @@ class BlockDecoder:
         self._versions = tuple([t._version for _, _, t in watch])
         self._fn = lib.lib.tri_lm_block_decode
         self._ws_fn = lib.lib.tri_lm_block_workspace
-        self._ws, self._ws_cap = None, -1
+        self._ws_bytes: dict[int, int] = {}
         self._threads = plans[0].env_threads
         return args
 
-    def _workspace(self, cap: int) -> torch.Tensor:
-        if self._ws is None or self._ws_cap < cap:
-            self._ws = torch.empty(int(self._ws_fn(ctypes.addressof(self._args), cap)),
-                                   dtype=torch.uint8)
-            self._ws_cap = cap
-        return self._ws
+    def _workspace(self, session: Any, cap: int) -> torch.Tensor:
+        """The block's scratch for a cache of `cap` positions, kept by the session (so that
+        sessions decoding with one model in several threads never share it)."""
+        hit = session._scratch.get(self)
+        if hit is not None and hit[0] >= cap and hit[2] is self._args:
+            return hit[1]
+        nbytes = self._ws_bytes.get(cap)
+        if nbytes is None:
+            nbytes = self._ws_bytes[cap] = int(self._ws_fn(self._args_ptr, cap))
+        ws = torch.empty(nbytes, dtype=torch.uint8)
+        session._scratch[self] = (cap, ws, self._args)
+        return ws
 
     # -- the call -------------------------------------------------------------------------
 
@@ -249,7 +254,7 @@ class BlockDecoder:
             self._kv_ok = (kbuf, vbuf)
         cap = kbuf.shape[2]
         cos, sin = session.rope_row(plan.head_dim, b.rope_base, n)
-        ws = self._workspace(cap)
+        ws = self._workspace(session, cap)
         y = x.new(x.shape)
         rc = self._fn(self._args_ptr, x.data_ptr(), y.data_ptr(), cos, sin, kbuf.data_ptr(),
                       vbuf.data_ptr(), cap, n, ws.data_ptr(),
