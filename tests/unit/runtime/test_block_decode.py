@@ -30,18 +30,22 @@ ISAS = [i for i in ("avx512", "avx2", "scalar") if i in isa_mod.supported_isas()
 SHAPES = {"gqa": (160, 2, 5, 1, 200, 300), "mha": (128, 3, 4, 4, 256, 256)}
 
 
-@pytest.fixture(scope="module", params=list(SHAPES))
-def checkpoint(request, tmp_path_factory):
+def _import(work: Path, shape: tuple[int, ...]) -> str:
+    """A random Hugging Face BitNet checkpoint of `shape`, imported with `tritium import hf`."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import llm
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     from tritium.driver.hf_import import import_hf
-    d, layers, heads, kv, ffn, vocab = SHAPES[request.param]
-    work = tmp_path_factory.mktemp(request.param)
+    d, layers, heads, kv, ffn, vocab = shape
     hf = llm.write_hf_checkpoint(work / "hf", llm.Size(d, layers, heads, ffn, vocab, kv), seed=3)
     return import_hf(hf, work / "model.safetensors")["checkpoint"]
+
+
+@pytest.fixture(scope="module", params=list(SHAPES))
+def checkpoint(request, tmp_path_factory):
+    return _import(tmp_path_factory.mktemp(request.param), SHAPES[request.param])
 
 
 def _model(checkpoint: str):
@@ -209,3 +213,32 @@ def test_sessions_in_threads_share_a_model(checkpoint):
     for t in threads:
         t.join()
     assert [got[0], got[1]] == alone
+
+
+def test_two_threads_give_the_tokens_of_one(tmp_path):
+    """gate/up of this block are worth two threads together (one parallel region for both),
+    q/k/v are not: the pool's split must not change a value. (The prefill runs on one
+    thread both times: PyTorch's own ops may sum in another order on two.)"""
+    model = _model(_import(tmp_path, (512, 1, 8, 8, 6144, 256)))
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    before = torch.get_num_threads()
+
+    def run(threads: int) -> list[torch.Tensor]:
+        out = []
+        with torch.no_grad(), DecodeSession() as s:
+            torch.set_num_threads(1)
+            logits = s.forward(model, torch.tensor([prompt]))
+            torch.set_num_threads(threads)
+            for _ in range(8):
+                logits = s.forward(model, logits[:, -1:].argmax(-1))
+                out.append(logits[0, -1].clone())
+        return out
+
+    try:
+        run(1)      # past each block's first call (checked against its own forward)
+        one, two = run(1), run(2)
+    finally:
+        torch.set_num_threads(before)
+    assert all(b.state == "on" for b in _blocks(model))
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)

@@ -398,17 +398,63 @@ static LMB_EXACT void lmb_rms(const float *v, int64_t n, float eps, const float 
         for (i = 0; i < n; i++) y[i] = v[i] * inv;
 }
 
-/* the int8 product of an already quantized row (xq, sx, sumx) with a frozen layer: y [n] */
+/* The int8 products of an already quantized row (xq, sx, sumx) with `count` (at most 3) frozen
+ * layers of its width: ys[i] [n_i], as tri_linear computes a one-token call, but in one
+ * parallel region (the team sized by their work together: q/k/v or gate/up of a small model
+ * each fall below the size that pays for a second thread, together they may not). */
+typedef struct {
+    ProblemJob *jobs[3];
+    int64_t start[4];
+    int count;
+} LmbMulti;
+
+static void lmb_multi_task(void *ctx, int64_t task, int tid) {
+    const LmbMulti *M = ctx;
+    int i = 0;
+    while (i + 1 < M->count && task >= M->start[i + 1]) i++;
+    problem_task(M->jobs[i], task - M->start[i], tid);
+}
+
+static int lmb_linears(const TriLinearPlan *const *ps, float *const *ys, int count,
+                       const LmbSpace *s, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads < 1) nthreads = 1;
+    Problem P[3];
+    LmbMulti M;
+    memset(&M, 0, sizeof M);
+    double work = 0.0;
+    int64_t total = 0;
+    for (int i = 0; i < count; i++) {
+        const TriLinearPlan *p = ps[i];
+        memset(&P[i], 0, sizeof P[i]);
+        P[i].m = 1; P[i].k = p->k; P[i].n = p->n; P[i].row_bytes = p->row_bytes;
+        P[i].fmt = p->fmt; P[i].w = p->w; P[i].y = ys[i];
+        P[i].nb = n_blocks(p->fmt, p->k); P[i].kpad = P[i].nb * blk_elems(p->fmt);
+        P[i].ldx = P[i].kpad + 64;
+        P[i].epi.scale = p->scale; P[i].epi.nscale = p->nscale; P[i].epi.bias = p->bias;
+        P[i].epi.act = TRI_ACT_NONE;
+        P[i].xq = s->xq; P[i].sx = s->sx; P[i].sumx = s->sumx;
+        int64_t nt;
+        double w;
+        M.jobs[i] = problem_job_new(&P[i], nthreads, &nt, &w);
+        if (!M.jobs[i]) {
+            for (int j = 0; j < i; j++) problem_job_free(M.jobs[j]);
+            return 1;
+        }
+        M.start[i] = total;
+        total += nt;
+        work += w;
+    }
+    M.count = count;
+    M.start[count] = total;
+    pool_run(lmb_multi_task, &M, total, team_for_work(work, nthreads));
+    int err = 0;
+    for (int i = 0; i < count; i++) err |= problem_job_free(M.jobs[i]);
+    return err;
+}
+
 static int lmb_linear(const TriLinearPlan *p, const LmbSpace *s, float *y, int nthreads) {
-    if (p->n == 0) return 0;
-    Problem P;
-    memset(&P, 0, sizeof P);
-    P.m = 1; P.k = p->k; P.n = p->n; P.row_bytes = p->row_bytes; P.fmt = p->fmt; P.w = p->w;
-    P.y = y; P.nb = n_blocks(p->fmt, p->k); P.kpad = P.nb * blk_elems(p->fmt); P.ldx = P.kpad + 64;
-    P.epi.scale = p->scale; P.epi.nscale = p->nscale; P.epi.bias = p->bias;
-    P.epi.act = TRI_ACT_NONE;
-    P.xq = s->xq; P.sx = s->sx; P.sumx = s->sumx;
-    return run_problem(&P, nthreads);
+    return lmb_linears(&p, &y, 1, s, nthreads);
 }
 
 static void lmb_quantize(const float *v, const TriLinearPlan *p, const LmbSpace *s) {
@@ -510,10 +556,11 @@ TRI_EXPORT int tri_lm_block_decode(const TriLmBlock *b, const float *xin, float 
     /* attention */
     lmb_rms(x, D, b->eps_in, b->w_in, s.xn);
     lmb_quantize(s.xn, b->q, &s);
-    rc |= lmb_linear(b->q, &s, s.q, nthreads);
-    rc |= lmb_linear(b->k, &s, s.k, nthreads);
-    rc |= lmb_linear(b->v, &s, s.v, nthreads);
-    if (rc) return rc;
+    {
+        const TriLinearPlan *qkv[3] = {b->q, b->k, b->v};
+        float *const out[3] = {s.q, s.k, s.v};
+        if ((rc = lmb_linears(qkv, out, 3, &s, nthreads))) return rc;
+    }
     lmb_rope(s.q, H, hd, cosr, sinr);
     lmb_rope(s.k, KV, hd, cosr, sinr);
     for (int64_t h = 0; h < H; h++) {
@@ -530,9 +577,11 @@ TRI_EXPORT int tri_lm_block_decode(const TriLmBlock *b, const float *xin, float 
     /* MLP */
     lmb_rms(x, D, b->eps_post, b->w_post, s.xn);
     lmb_quantize(s.xn, b->gate, &s);
-    rc |= lmb_linear(b->gate, &s, s.g, nthreads);
-    rc |= lmb_linear(b->up, &s, s.u, nthreads);
-    if (rc) return rc;
+    {
+        const TriLinearPlan *gu[2] = {b->gate, b->up};
+        float *const out[2] = {s.g, s.u};
+        if ((rc = lmb_linears(gu, out, 2, &s, nthreads))) return rc;
+    }
     lmb_relu2_gate(s.g, s.u, F);
     lmb_rms(s.g, F, b->eps_ffn, b->w_ffn, s.xn);
     lmb_quantize(s.xn, b->down, &s);
