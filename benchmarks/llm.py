@@ -24,8 +24,12 @@ scale the import computes):
 Implementations, at batch 1:
   * ``tritium``: the imported checkpoint as ``tritium generate`` loads it
     (``load_language_model``: packed t2 ternary projections, int8 activations per token, the
-    native kernels; embeddings, norms and the head in fp32) -- ``tritium_model`` is the one
-    place its build options go;
+    native kernels, each decoder block decoding a token in one native call
+    (``runtime.layers.decoder``); embeddings and norms in fp32, the head as ``--head`` says)
+    -- ``tritium_model`` is the one place its build options go;
+  * ``tritium-unfused`` (only when ``--impls`` names it): the same model with its decoder
+    blocks kept off the fused call (each block's generated forward, layer by layer: the
+    decode path before the fused blocks), to compare the two in one run;
   * ``torch-fp32`` / ``torch-bf16``: the same model in plain PyTorch -- every ternary
     projection becomes int8 fake quantization per token and ``F.linear`` with the dense
     weights (trits x scale), the whole model in fp32 or bf16;
@@ -64,6 +68,7 @@ Ratios are tokens/s over PyTorch fp32's and over llama.cpp TQ2_0's (above 1: fas
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import multiprocessing as mp
@@ -123,7 +128,11 @@ SIZES = {
 }
 TORCH_IMPLS = ("tritium", "torch-fp32", "torch-bf16")
 LLAMA_IMPLS = {"llama-tq2_0": "tq2_0", "llama-tq1_0": "tq1_0"}
-IMPLS = TORCH_IMPLS + tuple(LLAMA_IMPLS)
+#: on request only: Tritium with its decoder blocks kept off the fused one-call decode
+#: (`generate_tokens(fused=False)`: each block's generated forward, layer by layer)
+EXTRA_IMPLS = ("tritium-unfused",)
+DEFAULT_IMPLS = TORCH_IMPLS + tuple(LLAMA_IMPLS)
+IMPLS = TORCH_IMPLS + EXTRA_IMPLS + tuple(LLAMA_IMPLS)
 GIB = 1 << 30
 #: the MLP activation of the models (BitNet b1.58's); llama.cpp computes SiLU regardless
 ACT = "relu2"
@@ -157,10 +166,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=positive_ints, default=default_threads(),
                    help="comma-separated thread counts (default 1 and all cores)")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default 3); medians printed")
+    p.add_argument("--layers", type=int, default=None,
+                   help="decoder layers of every size (default: the size's own); a size's "
+                        "shapes with fewer layers measure its kernels in less time")
     p.add_argument("--prompt-len", type=int, default=128, help="prompt tokens (default 128)")
     p.add_argument("--gen-len", type=int, default=128, help="decoded tokens (default 128)")
     p.add_argument("--impls", type=lambda t: [s for s in t.split(",") if s],
-                   default=list(IMPLS), help=f"subset of {', '.join(IMPLS)}")
+                   default=list(DEFAULT_IMPLS),
+                   help=f"subset of {', '.join(IMPLS)} (default: all but {', '.join(EXTRA_IMPLS)})")
     p.add_argument("--skip-llama", action="store_true",
                    help="do not run llama.cpp (nor build it, nor export GGUF files)")
     p.add_argument("--llama-bench", default=None, metavar="PATH",
@@ -171,8 +184,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "llama.cpp's is f16 here)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    for name in ("rounds", "prompt_len", "gen_len"):
-        if getattr(args, name) < 1:
+    for name in ("rounds", "prompt_len", "gen_len", "layers"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     bad = [i for i in args.impls if i not in IMPLS]
     if bad or not args.impls:
@@ -388,8 +401,9 @@ def worker(conn, impl: str, checkpoint: str, head: str = "fp32") -> None:
         import torch
 
         from tritium.driver.generate import generate_tokens
-        model = tritium_model(checkpoint, head if impl == "tritium" else "fp32")
-        if impl != "tritium":
+        tritium = impl.startswith("tritium")
+        model = tritium_model(checkpoint, head if tritium else "fp32")
+        if not tritium:
             model = to_torch_twin(model, impl.split("-")[1])
         model.eval()
         gc.collect()
@@ -408,7 +422,8 @@ def worker(conn, impl: str, checkpoint: str, head: str = "fp32") -> None:
             continue
         try:
             r = generate_tokens(model, msg["prompt"], msg["gen_len"] + 1, greedy=True,
-                                use_cache=msg.get("use_cache", True))
+                                use_cache=msg.get("use_cache", True),
+                                fused=impl != "tritium-unfused")
         except Exception as exc:
             conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
             continue
@@ -528,7 +543,7 @@ def memory_need(impl: str, size: Size, ctx: int) -> tuple[int, int]:
         return need, need
     kv = 2 * size.layers * ctx * size.dim * 4
     base = int(0.4 * GIB) + kv + 4 * ctx * max(size.vocab, size.ffn) * 4
-    if impl == "tritium":
+    if impl.startswith("tritium"):
         built = ternary // 4 + 4 * (full + emb) + base
         return built + 4 * emb, built
     width = 4 if impl == "torch-fp32" else 2
@@ -680,6 +695,8 @@ def prompt_tokens(n: int, vocab: int, seed: int) -> list[int]:
 
 def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> list[dict]:
     size = SIZES[name]
+    if getattr(args, "layers", None):
+        size = dataclasses.replace(size, layers=args.layers)
     ternary, full = size.params()
     ctx = args.prompt_len + args.gen_len + 1
     kv = f" ({size.kv} k/v)" if size.kv != size.heads else ""
@@ -823,7 +840,8 @@ def header(args) -> list[str]:
     except Exception as exc:    # no native ISA: the header says so
         chosen = f"none ({exc})"
     return [f"# llm.py: BitNet b1.58, batch 1, prompt {args.prompt_len} tokens, decode "
-            f"{args.gen_len} tokens, {args.rounds} round(s), medians",
+            f"{args.gen_len} tokens, {args.rounds} round(s), medians"
+            + (f", every size cut to {args.layers} decoder layer(s)" if args.layers else ""),
             f"# CPU: {isa.cpu_model()} ({os.cpu_count()} logical CPUs), Tritium ISA {chosen}, "
             f"torch {torch.__version__}, threads {','.join(map(str, args.threads))}",
             f"# output head: Tritium {args.head}"

@@ -112,9 +112,11 @@ def sample_next(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: floa
 def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int | None = None,
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                     greedy: bool = False, seed: int | None = None, use_cache: bool = True,
-                    on_token: Callable[[int], None] | None = None) -> GenerationResult:
+                    on_token: Callable[[int], None] | None = None,
+                    fused: bool = True) -> GenerationResult:
     """Generate up to `max_new_tokens` token ids after `prompt` with `model` (batch 1,
-    eval mode, no gradients). `vocab` limits the choice to ids below it."""
+    eval mode, no gradients). `vocab` limits the choice to ids below it. `fused=False`
+    keeps decoder blocks off their fused one-call decode (`runtime.layers.decoder`)."""
     import torch
 
     from ..runtime.decoding import DecodeSession
@@ -136,7 +138,7 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                            greedy=greedy, generator=gen)
 
     with torch.no_grad():
-        session = DecodeSession() if use_cache else None
+        session = DecodeSession(fused=fused) if use_cache else None
         if session is not None:
             session.__enter__()
         try:

@@ -17,7 +17,14 @@ pair call sites with the wrong slots: generated models call them in program orde
 Each slot's keys and values live in a buffer with room for more tokens than are cached (the
 capacity doubles when it runs out): a decode step writes its new key and value in place and
 attends over a view of the filled part, instead of concatenating the whole cache again (which
-copies O(n) per step and O(n^2) over a generation). `keys[i]`/`values[i]` are those views.
+copies O(n) per step and O(n^2) over a generation). `keys[i]`/`values[i]` are those views
+(made when asked for after a fused block wrote the buffers).
+
+The first time a session runs a model (`forward`), it gives the model's decoder blocks of an
+imported BitNet's structure their fused one-token call
+(:mod:`tritium.runtime.layers.decoder`): such a block then decodes a token in one native call
+that writes its key and value into its slot's buffers as `attend` would.
+`DecodeSession(fused=False)` keeps every block on its own forward.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import torch
 
 __all__ = ["DecodeSession", "current_session", "rope_tables"]
 
+_CPU = torch.device("cpu")
 _SESSION: contextvars.ContextVar[DecodeSession | None] = contextvars.ContextVar(
     "tritium_decode_session", default=None)
 
@@ -52,9 +60,12 @@ def current_session() -> DecodeSession | None:
 class DecodeSession:
     """Per-call-site key/value caches and the number of tokens already cached."""
 
-    def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []       # the cached part of each slot's buffer
-        self.values: list[torch.Tensor] = []
+    def __init__(self, fused: bool = True) -> None:
+        self.fused = bool(fused)   # one-token decode steps through fused decoder blocks
+        self._keys: list[torch.Tensor] = []      # the cached part of each slot's buffer
+        self._values: list[torch.Tensor] = []
+        # slots a fused decoder block wrote to: their cached length (views made on demand)
+        self._pending: dict[int, int] = {}
         self._kbuf: list[torch.Tensor] = []      # [..., capacity, head_dim] per slot
         self._vbuf: list[torch.Tensor] = []
         # rope's cos/sin tables per (head dim, base, dtype, device), for positions 0 .. n-1
@@ -63,6 +74,8 @@ class DecodeSession:
         self._call = 0
         self._new = 0
         self._token: Any = None
+        self._examined: set[int] = set()   # models given their fused decoder blocks
+        self._scratch: dict[Any, tuple] = {}  # each fused block's workspace in this session
 
     def __enter__(self) -> DecodeSession:
         if self._token is not None:
@@ -78,11 +91,32 @@ class DecodeSession:
     def cached(self) -> int:
         return self.offset
 
+    @property
+    def keys(self) -> list[torch.Tensor]:
+        """The cached keys of each slot (views of its buffer)."""
+        if self._pending:
+            self._sync()
+        return self._keys
+
+    @property
+    def values(self) -> list[torch.Tensor]:
+        if self._pending:
+            self._sync()
+        return self._values
+
+    def _sync(self) -> None:
+        for slot, n in self._pending.items():
+            self._keys[slot] = self._kbuf[slot][..., :n, :]
+            self._values[slot] = self._vbuf[slot][..., :n, :]
+        self._pending.clear()
+
     def reset(self) -> None:
-        self.keys.clear()
-        self.values.clear()
+        self._keys.clear()
+        self._values.clear()
+        self._pending.clear()
         self._kbuf.clear()
         self._vbuf.clear()
+        self._scratch.clear()
         self.offset = 0
 
     def rope_tables(self, d: int, base: float, offset: int, seq: int, dtype: torch.dtype,
@@ -97,17 +131,32 @@ class DecodeSession:
             hit = self._rope[key] = rope_tables(d, base, 0, max(256, 2 * end), dtype, device)
         return hit[0][offset:end], hit[1][offset:end]
 
+    def rope_row(self, d: int, base: float, pos: int) -> tuple[int, int]:
+        """The addresses of the float32 CPU cos and sin rows (d/2 values each) of position
+        `pos` in the tables :meth:`rope_tables` slices (for a native caller)."""
+        key = (d, float(base), torch.float32, _CPU)
+        hit = self._rope.get(key)
+        if hit is None or hit[0].shape[0] <= pos:
+            self.rope_tables(d, base, pos, 1, torch.float32, _CPU)
+            hit = self._rope[key]
+        row = pos * (d // 2) * 4
+        return hit[0].data_ptr() + row, hit[1].data_ptr() + row
+
     def forward(self, model: torch.nn.Module, tokens: torch.Tensor) -> Any:
         """Run `model` on the next `tokens` [batch, new] (the session must be active), then
         count them as cached."""
         if _SESSION.get() is not self:
             raise RuntimeError("DecodeSession.forward runs inside `with session:`")
+        if self.fused and id(model) not in self._examined:
+            from tritium.runtime.layers.decoder import install_block_decoders
+            install_block_decoders(model)
+            self._examined.add(id(model))
         self._call = 0
         self._new = int(tokens.shape[-1])
         out = model(tokens)
-        if self._call and self._call != len(self.keys):
+        if self._call and self._call != len(self._keys):
             raise RuntimeError(f"the forward called attention {self._call} times, the cache "
-                               f"holds {len(self.keys)} layers: not a stable call order")
+                               f"holds {len(self._keys)} layers: not a stable call order")
         self.offset += self._new
         return out
 

@@ -173,6 +173,8 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_i8_gemm": (_I, [_P, _I64, _I64, _P, _I64, _P, _P, _I]),
         "tri_rms_linear_planned": (_I, [_P, _P, _I64, ctypes.c_float, _I, _P, _I, _P]),
         "tri_rms_multi_planned": (_I, [_P, _I64, _P, _I64, ctypes.c_float, _P, _I]),
+        "tri_lm_block_workspace": (_I64, [_P, _I64]),
+        "tri_lm_block_decode": (_I, [_P, _P, _P, _P, _P, _P, _P, _I64, _I64, _P, _I]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)

@@ -137,7 +137,9 @@ static void problem_task(void *ctx, int64_t task, int tid) {
     for (int64_t tile = g * J->tiles_per_task; tile < tile1; tile++) run_tile(J, tile, ch, tid);
 }
 
-static int run_problem(const Problem *P, int nthreads) {
+/* The job of a problem (its tasks: *ntasks; the work its team is sized by: *work), or NULL
+ * when its buffers could not be allocated; problem_job_free returns its error status. */
+static ProblemJob *problem_job_new(const Problem *P, int nthreads, int64_t *ntasks, double *work) {
     if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
     if (nthreads < 1) nthreads = 1;
     ProblemJob *J = calloc(1, sizeof(ProblemJob));
@@ -145,7 +147,7 @@ static int run_problem(const Problem *P, int nthreads) {
     if (!J || !zero_row) {
         free(J);
         free(zero_row);
-        return 1;
+        return NULL;
     }
     /* a packed row of zero trits: code 1 everywhere */
     memset(zero_row, P->fmt == TRI_FMT_T2 ? 0x55 : 121, (size_t)P->row_bytes);
@@ -161,16 +163,30 @@ static int run_problem(const Problem *P, int nthreads) {
     J->tiles_per_task = (J->ntile + want_groups - 1) / want_groups;
     if (J->tiles_per_task < 1) J->tiles_per_task = 1;
     const int64_t groups = (J->ntile + J->tiles_per_task - 1) / J->tiles_per_task;
-    const double work = (double)P->m * (double)P->n * (double)P->kpad *
-                        (P->xq != NULL ? TRI_INT8_WORK : 1.0);
-    pool_run(problem_task, J, groups * J->nchunk, team_for_work(work, nthreads));
+    *ntasks = groups * J->nchunk;
+    *work = (double)P->m * (double)P->n * (double)P->kpad * (P->xq != NULL ? TRI_INT8_WORK : 1.0);
+    return J;
+}
+
+static int problem_job_free(ProblemJob *J) {
     int err = atomic_load(&J->err);
     for (int i = 0; i < TRI_MAX_THREADS; i++) {
         free(J->codes[i]);
         free(J->wf[i]);
     }
-    free(zero_row);
+    free((void *)J->zero_row);
     free(J);
     return err;
+}
+
+static int run_problem(const Problem *P, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads < 1) nthreads = 1;
+    int64_t ntasks;
+    double work;
+    ProblemJob *J = problem_job_new(P, nthreads, &ntasks, &work);
+    if (!J) return 1;
+    pool_run(problem_task, J, ntasks, team_for_work(work, nthreads));
+    return problem_job_free(J);
 }
 

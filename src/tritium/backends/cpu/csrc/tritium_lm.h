@@ -311,3 +311,281 @@ TRI_EXPORT int tri_rms_multi_planned(const TriLinearPlan *const *plans, int64_t 
     free(xn); free(xq); free(sx); free(sumx);
     return err;
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* One decoder block of a BitNet-style language model for one token, in one call           */
+/* ------------------------------------------------------------------------------------ */
+
+/* tri_lm_block_decode runs, for the one new token x [dim] at position pos:
+ *   h = rms(x) * w_in;  q, k, v = the int8 products of h (quantized once);  rope on q and k
+ *   (the "rotate half" form, with the row cos/sin of the position);  k, v written to the cache
+ *   at pos (kv head j into the cache heads j*rep .. j*rep+rep-1, rep = heads / kv_heads: the
+ *   layout of a generated model that repeats its k/v heads before attention);  a = softmax(q
+ *   k^T / sqrt(head_dim)) v over positions 0 .. pos of the cache, per head;
+ *   x += o(rms(a) * w_attn);  m = rms(x) * w_post;  t = relu(gate(m))^2 * up(m);
+ *   x += down(rms(t) * w_ffn)
+ * where rms(v) = v / sqrt(mean(v^2) + eps) (the mean in float) and every product is a frozen
+ * layer's plan with int8 activations per token run through run_problem, as tri_linear runs a
+ * one-token call (the same quantizer, the same kernels). The rope, the residual adds and the
+ * ReLU^2 gating round each operation as PyTorch's elementwise ops do (no contraction into
+ * FMA), so only the norms' and the attention's summation order differ from the eager path. */
+typedef struct {
+    int64_t dim, heads, kv_heads, head_dim, ffn;
+    float eps_in, eps_attn, eps_post, eps_ffn;
+    const float *w_in, *w_attn, *w_post, *w_ffn; /* RMSNorm weights; NULL: none */
+    const TriLinearPlan *q, *k, *v, *o, *gate, *up, *down;
+} TriLmBlock;
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define LMB_EXACT __attribute__((optimize("fp-contract=off")))
+#else
+#define LMB_EXACT /* clang contracts only within one expression (-ffp-contract=on) */
+#endif
+
+static inline int64_t lmb_ldx(const TriLinearPlan *p) {
+    return n_blocks(p->fmt, p->k) * blk_elems(p->fmt) + 64;
+}
+
+/* the workspace: float regions, then the int8 activations (the widest layer's row) */
+typedef struct {
+    float *xn, *q, *k, *v, *att, *g, *u, *y, *scores, *sx;
+    int32_t *sumx;
+    int8_t *xq;
+    int64_t bytes;
+} LmbSpace;
+
+static LmbSpace lmb_space(const TriLmBlock *b, int64_t cap, uint8_t *base) {
+    const int64_t qd = b->heads * b->head_dim, kvd = b->kv_heads * b->head_dim;
+    int64_t wide = b->dim > qd ? b->dim : qd;
+    if (b->ffn > wide) wide = b->ffn;
+    int64_t ldx = lmb_ldx(b->q);
+    const TriLinearPlan *ps[6] = {b->o, b->gate, b->up, b->down, b->k, b->v};
+    for (int i = 0; i < 6; i++) if (lmb_ldx(ps[i]) > ldx) ldx = lmb_ldx(ps[i]);
+    const int64_t sizes[10] = {wide, qd, kvd, kvd, qd, b->ffn, b->ffn, wide, b->heads * cap, 16};
+    LmbSpace s;
+    float **dst[10] = {&s.xn, &s.q, &s.k, &s.v, &s.att, &s.g, &s.u, &s.y, &s.scores, &s.sx};
+    int64_t off = 0;
+    for (int i = 0; i < 10; i++) {
+        *dst[i] = base ? (float *)(base + off) : NULL;
+        off += (sizes[i] * (int64_t)sizeof(float) + 63) & ~(int64_t)63;
+    }
+    s.sumx = base ? (int32_t *)(base + off) : NULL;
+    off += 64;
+    s.xq = base ? (int8_t *)(base + off) : NULL;
+    off += (ldx + 63) & ~(int64_t)63;
+    s.bytes = off;
+    return s;
+}
+
+/* bytes of the workspace tri_lm_block_decode needs for a cache of `cap` positions */
+TRI_EXPORT int64_t tri_lm_block_workspace(const TriLmBlock *b, int64_t cap) {
+    return lmb_space(b, cap, NULL).bytes;
+}
+
+/* y = v / sqrt(mean(v^2) + eps) * w, rounded as torch's rms_norm: (v * inv) * w */
+static LMB_EXACT void lmb_rms(const float *v, int64_t n, float eps, const float *w, float *y) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += v[i + j] * v[i + j];
+    float ss = 0.0f;
+    for (; i < n; i++) ss += v[i] * v[i];
+    for (int j = 0; j < 8; j++) ss += acc[j];
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    if (w)
+        for (i = 0; i < n; i++) y[i] = (v[i] * inv) * w[i];
+    else
+        for (i = 0; i < n; i++) y[i] = v[i] * inv;
+}
+
+/* The int8 products of an already quantized row (xq, sx, sumx) with `count` (at most 3) frozen
+ * layers of its width: ys[i] [n_i], as tri_linear computes a one-token call, but in one
+ * parallel region (the team sized by their work together: q/k/v or gate/up of a small model
+ * each fall below the size that pays for a second thread, together they may not). */
+typedef struct {
+    ProblemJob *jobs[3];
+    int64_t start[4];
+    int count;
+} LmbMulti;
+
+static void lmb_multi_task(void *ctx, int64_t task, int tid) {
+    const LmbMulti *M = ctx;
+    int i = 0;
+    while (i + 1 < M->count && task >= M->start[i + 1]) i++;
+    problem_task(M->jobs[i], task - M->start[i], tid);
+}
+
+static int lmb_linears(const TriLinearPlan *const *ps, float *const *ys, int count,
+                       const LmbSpace *s, int nthreads) {
+    if (nthreads > TRI_MAX_THREADS) nthreads = TRI_MAX_THREADS;
+    if (nthreads < 1) nthreads = 1;
+    Problem P[3];
+    LmbMulti M;
+    memset(&M, 0, sizeof M);
+    double work = 0.0;
+    int64_t total = 0;
+    for (int i = 0; i < count; i++) {
+        const TriLinearPlan *p = ps[i];
+        memset(&P[i], 0, sizeof P[i]);
+        P[i].m = 1; P[i].k = p->k; P[i].n = p->n; P[i].row_bytes = p->row_bytes;
+        P[i].fmt = p->fmt; P[i].w = p->w; P[i].y = ys[i];
+        P[i].nb = n_blocks(p->fmt, p->k); P[i].kpad = P[i].nb * blk_elems(p->fmt);
+        P[i].ldx = P[i].kpad + 64;
+        P[i].epi.scale = p->scale; P[i].epi.nscale = p->nscale; P[i].epi.bias = p->bias;
+        P[i].epi.act = TRI_ACT_NONE;
+        P[i].xq = s->xq; P[i].sx = s->sx; P[i].sumx = s->sumx;
+        int64_t nt;
+        double w;
+        M.jobs[i] = problem_job_new(&P[i], nthreads, &nt, &w);
+        if (!M.jobs[i]) {
+            for (int j = 0; j < i; j++) problem_job_free(M.jobs[j]);
+            return 1;
+        }
+        M.start[i] = total;
+        total += nt;
+        work += w;
+    }
+    M.count = count;
+    M.start[count] = total;
+    pool_run(lmb_multi_task, &M, total, team_for_work(work, nthreads));
+    int err = 0;
+    for (int i = 0; i < count; i++) err |= problem_job_free(M.jobs[i]);
+    return err;
+}
+
+static int lmb_linear(const TriLinearPlan *p, const LmbSpace *s, float *y, int nthreads) {
+    return lmb_linears(&p, &y, 1, s, nthreads);
+}
+
+static void lmb_quantize(const float *v, const TriLinearPlan *p, const LmbSpace *s) {
+    quantize_row(v, p->k, s->xq, lmb_ldx(p), s->sx, s->sumx);
+}
+
+static LMB_EXACT void lmb_rope(float *v, int64_t nheads, int64_t hd, const float *c,
+                               const float *sn) {
+    const int64_t half = hd / 2;
+    for (int64_t h = 0; h < nheads; h++) {
+        float *a = v + h * hd, *b = a + half;
+        for (int64_t i = 0; i < half; i++) {
+            const float x1 = a[i], x2 = b[i];
+            const float p1 = x1 * c[i], p2 = x2 * sn[i], p3 = x2 * c[i], p4 = x1 * sn[i];
+            a[i] = p1 - p2;
+            b[i] = p3 + p4;
+        }
+    }
+}
+
+static LMB_EXACT void lmb_add(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] + y[i];
+}
+
+static inline float lmb_dot(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    float s = 0.0f;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int j = 0; j < 8; j++) s += acc[j];
+    return s;
+}
+
+typedef struct {
+    const float *q, *kc, *vc;
+    int64_t cap, n, hd, rep;
+    float scale;
+    float *scores, *out;
+} LmbAttJob;
+
+/* one head: softmax(q k^T * scale) v over the n cached positions */
+static void lmb_att_task(void *ctx, int64_t h, int tid) {
+    (void)tid;
+    const LmbAttJob *J = ctx;
+    const int64_t hd = J->hd, n = J->n;
+    /* the heads of one k/v group hold the same keys and values: read the group's first */
+    const int64_t ch = h / J->rep * J->rep;
+    const float *q = J->q + h * hd, *K = J->kc + ch * J->cap * hd, *V = J->vc + ch * J->cap * hd;
+    float *s = J->scores + h * J->cap, *o = J->out + h * hd;
+    float mx = -INFINITY;
+    for (int64_t p = 0; p < n; p++) {
+        s[p] = lmb_dot(q, K + p * hd, hd) * J->scale;
+        if (s[p] > mx) mx = s[p];
+    }
+    float sum = 0.0f;
+    for (int64_t p = 0; p < n; p++) {
+        s[p] = expf(s[p] - mx);
+        sum += s[p];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
+    for (int64_t p = 0; p < n; p++) {
+        const float w = s[p] * inv;
+        const float *vr = V + p * hd;
+        for (int64_t d = 0; d < hd; d++) o[d] += w * vr[d];
+    }
+}
+
+static LMB_EXACT void lmb_relu2_gate(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float r = g[i] < 0.0f ? 0.0f : g[i]; /* NaN passes, as torch.relu */
+        const float sq = r * r;
+        g[i] = sq * u[i];
+    }
+}
+
+/* Returns 0, 2 when the block's shapes do not fit together (or pos is outside the cache),
+ * 1 when a kernel could not allocate its buffers. x [dim] is the block's output (xin its
+ * input; they may be the same buffer: then it is updated in place); kc/vc are the
+ * cache's [heads, cap, head_dim] keys and values; cos/sin the position's head_dim/2 angles;
+ * ws a workspace of tri_lm_block_workspace(b, cap) bytes, 64-byte aligned. */
+TRI_EXPORT int tri_lm_block_decode(const TriLmBlock *b, const float *xin, float *x,
+                                   const float *cosr, const float *sinr, float *kc, float *vc,
+                                   int64_t cap, int64_t pos, uint8_t *ws, int nthreads) {
+    const int64_t H = b->heads, KV = b->kv_heads, hd = b->head_dim, D = b->dim, F = b->ffn;
+    if (H <= 0 || KV <= 0 || H % KV || hd <= 0 || hd % 2 || pos < 0 || pos >= cap) return 2;
+    const int64_t qd = H * hd, kvd = KV * hd, rep = H / KV;
+    const TriLinearPlan *ps[7] = {b->q, b->k, b->v, b->o, b->gate, b->up, b->down};
+    const int64_t ks[7] = {D, D, D, qd, D, D, F}, ns[7] = {qd, kvd, kvd, D, F, F, D};
+    for (int i = 0; i < 7; i++)
+        if (ps[i]->k != ks[i] || ps[i]->n != ns[i] || !ps[i]->act_quant) return 2;
+    /* q/k/v and gate/up read one quantized row: one packed format (the same padding) */
+    if (b->k->fmt != b->q->fmt || b->v->fmt != b->q->fmt || b->up->fmt != b->gate->fmt) return 2;
+    const LmbSpace s = lmb_space(b, cap, ws);
+    int rc = 0;
+    if (x != xin) memcpy(x, xin, (size_t)D * sizeof(float));
+    /* attention */
+    lmb_rms(x, D, b->eps_in, b->w_in, s.xn);
+    lmb_quantize(s.xn, b->q, &s);
+    {
+        const TriLinearPlan *qkv[3] = {b->q, b->k, b->v};
+        float *const out[3] = {s.q, s.k, s.v};
+        if ((rc = lmb_linears(qkv, out, 3, &s, nthreads))) return rc;
+    }
+    lmb_rope(s.q, H, hd, cosr, sinr);
+    lmb_rope(s.k, KV, hd, cosr, sinr);
+    for (int64_t h = 0; h < H; h++) {
+        memcpy(kc + (h * cap + pos) * hd, s.k + (h / rep) * hd, (size_t)hd * sizeof(float));
+        memcpy(vc + (h * cap + pos) * hd, s.v + (h / rep) * hd, (size_t)hd * sizeof(float));
+    }
+    LmbAttJob A = {s.q, kc, vc, cap, pos + 1, hd, rep, 1.0f / sqrtf((float)hd), s.scores, s.att};
+    pool_run(lmb_att_task, &A, H,
+             team_for_work((double)H * (double)(pos + 1) * (double)hd * 2.0, nthreads));
+    lmb_rms(s.att, qd, b->eps_attn, b->w_attn, s.xn);
+    lmb_quantize(s.xn, b->o, &s);
+    if ((rc = lmb_linear(b->o, &s, s.y, nthreads))) return rc;
+    lmb_add(x, s.y, D);
+    /* MLP */
+    lmb_rms(x, D, b->eps_post, b->w_post, s.xn);
+    lmb_quantize(s.xn, b->gate, &s);
+    {
+        const TriLinearPlan *gu[2] = {b->gate, b->up};
+        float *const out[2] = {s.g, s.u};
+        if ((rc = lmb_linears(gu, out, 2, &s, nthreads))) return rc;
+    }
+    lmb_relu2_gate(s.g, s.u, F);
+    lmb_rms(s.g, F, b->eps_ffn, b->w_ffn, s.xn);
+    lmb_quantize(s.xn, b->down, &s);
+    if ((rc = lmb_linear(b->down, &s, s.y, nthreads))) return rc;
+    lmb_add(x, s.y, D);
+    return 0;
+}
