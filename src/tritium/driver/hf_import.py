@@ -54,8 +54,6 @@ from typing import Any
 __all__ = ["HFImportError", "HFArch", "import_hf", "read_hf_config", "program_source"]
 
 MAX_CONFIG_BYTES = 1 << 20
-#: a tokenizer.json larger than this is not read (Llama 3's is about 9 MB)
-MAX_TOKENIZER_BYTES = 64 << 20
 MAX_SHARDS = 4096
 MAX_VOCAB = 1 << 22
 MAX_HIDDEN = 1 << 16
@@ -687,39 +685,6 @@ def build_frozen(arch: HFArch, source: str, program_file: str, floats: dict[str,
     return model.eval()
 
 
-def read_hf_tokenizer(directory: Path, vocab: int) -> tuple[str | None, str]:
-    """The tokenizer record (JSON text) a checkpoint imported from ``directory`` carries,
-    and a line saying what it is: the directory's ``tokenizer.json`` converted
-    (data/tokenizer.py's ``bpe_from_hf_json``: byte-level BPE, every id below the model's
-    vocabulary), else the byte tokenizer (token id = byte) when the vocabulary has room for
-    the 256 bytes, with the reason the file was not used; ``None`` when neither fits."""
-    import json
-
-    from ..cachedir import parse_json
-    from ..data.tokenizer import TokenizerError, bpe_from_hf_json
-    path = directory / "tokenizer.json"
-    why = "no tokenizer.json"
-    if path.exists():
-        try:
-            data = _read_small(path, MAX_TOKENIZER_BYTES, "tokenizer")
-            tok = bpe_from_hf_json(parse_json(data, max_depth=16))
-            if tok.vocab_size > vocab:
-                raise TokenizerError(f"its {tok.vocab_size} tokens do not fit the model's "
-                                     f"vocabulary of {vocab}")
-            return (json.dumps(tok.to_json(), separators=(",", ":")),
-                    f"tokenizer.json: {tok.describe()}")
-        except HFImportError as exc:
-            why = exc.message
-        except ValueError as exc:
-            why = f"{path} is not valid JSON: {exc}"
-        except TokenizerError as exc:
-            why = exc.message.removeprefix("tokenizer.json: ")
-            why = f"tokenizer.json not used: {why}"
-    if vocab >= 256:
-        return BYTE_TOKENIZER, f"bytes (token id = byte; {why})"
-    return None, f"none ({why}; the vocabulary of {vocab} cannot hold the 256 bytes)"
-
-
 def import_hf(directory: str | Path, out: str | Path | None = None,
               program: str | Path | None = None) -> dict[str, Any]:
     """Import the Hugging Face checkpoint directory; write the checkpoint (default
@@ -748,6 +713,7 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
                    input_shape=None, num_classes=arch.vocab, variant="ternary", format="t2")
     more = {"tritium.task": "lm", ARCH_KEY: arch.to_json(),
             "tritium.imported_from": "huggingface"}
+    from .hf_tokenizer import read_hf_tokenizer
     tok_json, tok_note = read_hf_tokenizer(d, arch.vocab)
     if tok_json is not None:
         more["tritium.tokenizer"] = tok_json

@@ -1,0 +1,45 @@
+"""The tokenizer `tritium import hf` gives the checkpoint it writes: the model directory's
+``tokenizer.json`` converted (data/tokenizer.py's ``bpe_from_hf_json``), or the byte
+tokenizer with the reason the file was not used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["MAX_TOKENIZER_BYTES", "read_hf_tokenizer"]
+
+#: a tokenizer.json larger than this is not read (Llama 3's is about 9 MB)
+MAX_TOKENIZER_BYTES = 64 << 20
+
+
+def read_hf_tokenizer(directory: Path, vocab: int) -> tuple[str | None, str]:
+    """The tokenizer record (JSON text) a checkpoint imported from ``directory`` carries,
+    and a line saying what it is: the directory's ``tokenizer.json`` converted
+    (data/tokenizer.py's ``bpe_from_hf_json``: byte-level BPE, every id below the model's
+    vocabulary), else the byte tokenizer (token id = byte) when the vocabulary has room for
+    the 256 bytes, with the reason the file was not used; ``None`` when neither fits."""
+    from ..cachedir import parse_json
+    from ..data.tokenizer import TokenizerError, bpe_from_hf_json
+    from .hf_import import BYTE_TOKENIZER, HFImportError, _read_small
+    path = directory / "tokenizer.json"
+    why = "no tokenizer.json"
+    if path.exists():
+        try:
+            data = _read_small(path, MAX_TOKENIZER_BYTES, "tokenizer")
+            tok = bpe_from_hf_json(parse_json(data, max_depth=16))
+            if tok.vocab_size > vocab:
+                raise TokenizerError(f"its {tok.vocab_size} tokens do not fit the model's "
+                                     f"vocabulary of {vocab}")
+            return (json.dumps(tok.to_json(), separators=(",", ":")),
+                    f"tokenizer.json: {tok.describe()}")
+        except HFImportError as exc:
+            why = exc.message
+        except ValueError as exc:
+            why = f"{path} is not valid JSON: {exc}"
+        except TokenizerError as exc:
+            why = exc.message.removeprefix("tokenizer.json: ")
+            why = f"tokenizer.json not used: {why}"
+    if vocab >= 256:
+        return BYTE_TOKENIZER, f"bytes (token id = byte; {why})"
+    return None, f"none ({why}; the vocabulary of {vocab} cannot hold the 256 bytes)"
