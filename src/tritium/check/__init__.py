@@ -22,6 +22,7 @@ from ..frontend.parser import parse, recursion_headroom
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
 from .checker.model import check_entry, entry_statements
+from .repetition import expand_table
 from .names import check_names
 
 __all__ = ["CheckResult", "Definition", "check_file", "check_source", "load_program"]
@@ -174,6 +175,7 @@ def _check(src: SourceFile) -> CheckResult:
     checker = Checker(loader.defs, diags)
     checker.rejected = set().union(*(m.program.rejected for m in loader.modules.values()),
                                    main.program.rejected)
+    _expand_tables(loader, checker)
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.
     with recursion_headroom():
@@ -204,6 +206,22 @@ def _check(src: SourceFile) -> CheckResult:
     return CheckResult(main.program, _dedupe(diags), loader.sources, loader.defs,
                        {m.source.name: m for m in ordered.values()},
                        frozenset(checker.scalar_tensor_args), dict(checker.call_forms))
+
+
+def _expand_tables(loader: _Loader, checker: Checker) -> None:
+    """The rows of every table `Kind[] { … }` as named instances (check.repetition)."""
+    def params_of(kind: str):
+        d = loader.defs.get(kind)
+        if d is None or not isinstance(d.node, A.ModelDef | A.BlockDef | A.LayerDef):
+            return None
+        return [p.name for p in checker.user_params(d.node)]
+
+    for m in loader.modules.values():
+        for item in m.program.items:
+            if isinstance(item, A.ModelDef | A.BlockDef | A.LayerDef):
+                for decl in item.body:
+                    if isinstance(decl, A.LayerDecl):
+                        expand_table(decl, item.body, params_of)
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:

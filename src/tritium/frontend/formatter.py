@@ -169,11 +169,11 @@ def _children(node) -> list | None:
     if isinstance(node, A.If):
         return node.then + (node.other or [])
     if isinstance(node, A.LayerDecl):
-        if node.cond is None and len(node.kinds) == 1:
+        if node.cond is None and len(node.kinds) == 1 and not node.kinds[0].row:
             return node.kinds[0].config
         return node.kinds + [k for b in node.orelse for k in b.kinds]
     if isinstance(node, A.LayerKind):
-        return node.config
+        return None if node.row else node.config   # a table's row is a leaf
     if isinstance(node, A.Section):
         return node.entries
     if isinstance(node, A.ParamsSection):
@@ -488,7 +488,18 @@ class _Printer:
         return self._group(head + " ", holder, k.config, indent, self.entry_inline,
                            self.entry_lines)
 
+    def table_row(self, k: A.LayerKind, indent: str) -> list[str]:
+        """A row of `Kind[] { … }`: `[1, 16]` by position, `{ t: 6, c: 24 }` by name."""
+        args = k.args or []
+        if args and all(a.name is not None for a in args):
+            return [f"{indent}{{ {', '.join(f'{_key(a.name)}: {self.expr(a.value)}' for a in args)} }}"]
+        return [f"{indent}[{', '.join(self.expr(a.value) for a in args)}]"]
+
     def layer_decl(self, node: A.LayerDecl, indent: str) -> list[str]:
+        if node.cond is None and node.kinds and all(k.row for k in node.kinds) and len(
+                {k.kind for k in node.kinds}) == 1:
+            return self._braced(f"layer {node.name}: {node.kinds[0].kind}[] ", node,
+                                node.kinds, indent, self.table_row)
         if node.cond is None and len(node.kinds) == 1:
             return self.layer_kind(node.kinds[0], indent, node, f"layer {node.name}: ")
         head = f"layer {node.name}: if {self.expr(node.cond)} " if node.cond is not None \

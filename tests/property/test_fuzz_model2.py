@@ -1,0 +1,63 @@
+"""Fuzzing the model2 forms of issue 13 (table-driven repetition with column headers, the
+builtins of the custom quantizers, `param` shapes from the block, `adaptive_ternary`, layer
+kinds from sibling files): pieces mixed and cut at random points. Whatever the program, the
+checker answers with diagnostics of known codes, never a traceback, and what checks also
+compiles to Python that validate() accepts. TRITIUM_FUZZ_EXAMPLES sets the count."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tritium.backends.pytorch.codegen import generate
+from tritium.backends.pytorch.validate import validate
+from tritium.check import check_source
+from tritium.frontend.diagnostics import CODES
+from tritium.frontend.formatter import format_source
+from tritium.frontend.parser import parse
+
+N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
+
+
+def fuzz(default: int):
+    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+BLOCK = """block B {
+    params { in_channels: int, out_channels: int, stride: int = 1, expand_ratio: int = 1 }
+    layer c: TernaryConv2d { in_channels: in_channels, out_channels: out_channels,
+                             kernel_size: 3, stride: stride, padding: 1 }
+    forward(x: Tensor) -> Tensor { return c(x) }
+}
+"""
+
+ROWS = ["[1, 8, 1, 1]", "[6, 12, 2, 2]", "[2, 4]", "[]", "{ t: 2, c: 8 }", "{ n: 0 }",
+        "{ q: 1 }", "[1, 8, 99999, 1]", "[x, 8, 1, 1]", "[1.5, 8, 1, 1]", "[\"s\", 8, 1, 1]",
+        "[1, -8, 1, 1]", "[1, 8, n, 1]"]
+HEADERS = ["// t, c, n, s", "// expansion, output, num_blocks, stride", "// a, b",
+           "# in_channels, out_channels, stride, expand_ratio", "// t, c, n, s, k", ""]
+
+
+@fuzz(300)
+@given(st.lists(st.sampled_from(ROWS), min_size=1, max_size=5), st.sampled_from(HEADERS),
+       st.booleans(), st.integers(0, 600))
+def test_table_rows_give_known_diagnostics(rows, header, stem, cut):
+    body = "    layer stem: Conv2d { in_channels: 1, out_channels: 8, kernel_size: 1 }\n" \
+        if stem else ""
+    table = "\n        ".join(rows)
+    src = (BLOCK + "model M {\n" + body + "    layer blocks: B[] {\n        " + table + "  "
+           + header + "\n    }\n    forward(x: Tensor[b, 1, 8, 8]) -> Tensor {\n"
+           "        return blocks(" + ("stem(x)" if stem else "x") + ")\n    }\n}\n")
+    for text in (src, src[:cut]):
+        result = check_source(text)
+        for d in result.diagnostics:
+            assert d.code in CODES, d
+        if not result.errors and result.definitions:
+            validate(generate(result))
+        prog, diags, _ = parse(text)
+        if not any(d.is_error for d in diags):
+            out = format_source(text)
+            assert parse(out)[0] == prog

@@ -1,0 +1,37 @@
+"""Lowering the model/block dialect forms of issue 13 (the model2 forms) to IR."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lowering_helpers import lower_text  # noqa: E402
+
+TABLE = """
+block P {
+    params { in_features: int, out_features: int, expand: int }
+    layer up: TernaryLinear { in_features: in_features, out_features: in_features * expand }
+    layer down: TernaryLinear { in_features: in_features * expand, out_features: out_features }
+    forward(x: Tensor) -> Tensor { return down(relu(up(x))) }
+}
+model M {
+    layer stem: Linear { in_features: 4, out_features: 6 }
+    layer t: P[] {
+        [2, 8, 2]   // t, c, n
+        [1, 5, 1]
+    }
+    forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 5]> { return t(stem(x)) }
+}
+"""
+
+
+def test_table_rows_lower_to_chained_instances():
+    low = lower_text(TABLE, "M")
+    shapes = {n: tuple(p[0]) for n, p in low.params.items() if n.endswith("weight")}
+    # row 1: in 6 (the stem's width) -> 8, expand 2, twice (the second chained 8 -> 8);
+    # row 2: in 8 (row 1's out) -> 5, expand 1
+    assert shapes == {"stem.weight": (6, 4),
+                      "t.0.0.up.weight": (12, 6), "t.0.0.down.weight": (8, 12),
+                      "t.0.1.up.weight": (16, 8), "t.0.1.down.weight": (8, 16),
+                      "t.1.0.up.weight": (8, 8), "t.1.0.down.weight": (5, 8)}
