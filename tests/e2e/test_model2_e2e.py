@@ -27,7 +27,7 @@ def _agree(src: str, path: Path, shape: tuple[int, ...], interp: bool = True) ->
     model = tritium.load(path).eval()
     torch.manual_seed(0)
     with torch.no_grad():
-        for n, p in model.named_parameters():
+        for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.5)
     x = torch.randn(*shape)
     with torch.no_grad():

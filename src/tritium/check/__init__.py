@@ -22,8 +22,8 @@ from ..frontend.parser import parse, recursion_headroom
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
 from .checker.model import check_entry, entry_statements
-from .repetition import expand_table
 from .names import check_names
+from .repetition import expand_table
 
 __all__ = ["CheckResult", "Definition", "check_file", "check_source", "load_program"]
 
