@@ -56,3 +56,38 @@ def test_table_rows_build_the_stages(tmp_path):
     assert [b.depthwise_conv.in_channels for b in blocks] == [8, 32, 48, 48, 64]
     assert [b.depthwise_conv.stride[0] for b in blocks] == [1, 2, 1, 1, 1]
     assert blocks[0].expand_conv is None and blocks[1].expand_conv is not None
+
+
+def test_adaptive_ternary_is_twn_per_channel_and_shares_the_block_tensor(tmp_path):
+    src = (SEED / "model2_adaptive.tri").read_text(encoding="utf-8")
+    # a tensor passed as a block parameter is PyTorch-only (the IR passes constants)
+    model = _agree(src, tmp_path / "m.tri", (5, 64), interp=False)
+    assert model.fc1.per_channel and model.fc1.quantizer == "twn"
+    # the block's `threshold` is the very tensor its layer uses: one parameter, shared
+    assert model.gate.proj.threshold is model.gate.threshold
+    names = [n for n, _ in model.named_parameters()]
+    assert "gate.threshold" in names and "gate.proj.threshold" not in names
+    # the PyTorch reference: TWN per output channel, threshold 0.7 * mean |w| of each row
+    w = model.fc1.weight.detach()
+    delta = 0.7 * w.abs().mean(dim=1, keepdim=True)
+    keep = (w.abs() > delta).float()
+    alpha = (w.abs() * keep).sum(dim=1, keepdim=True) / keep.sum(dim=1, keepdim=True).clamp(min=1)
+    ref = torch.sign(w) * keep * alpha
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        got = model.fc1(x)
+    torch.testing.assert_close(got, x @ ref.T + (model.fc1.bias if model.fc1.bias is not None
+                                                 else 0), rtol=1e-4, atol=1e-4)
+
+
+def test_adaptive_ternary_agrees_with_the_interpreter(tmp_path):
+    src = """
+model M {
+    quantization { method: "adaptive_ternary" }
+    layer fc: TernaryLinear { in_features: 8, out_features: 6 }
+    layer out: TernaryLinear { in_features: 6, out_features: 3, quantizer: "adaptive" }
+    forward(x: Tensor<float32, [?, 8]>) -> Tensor<float32, [?, 3]> { return out(relu(fc(x))) }
+}
+"""
+    model = _agree(src, tmp_path / "m.tri", (4, 8))
+    assert model.fc.per_channel and model.out.per_channel

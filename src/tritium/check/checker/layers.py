@@ -150,6 +150,9 @@ class LayersMixin:
                         "fp32", "float32", "float", "full", "none"):
                     c = "none"
                 out[key] = c
+            if vocab.quantizer_per_channel(out.get("quantizer")) and not any(
+                    L.SECTION_QUANT_KEYS.get(e.key) == "per_channel" for e in sec.entries):
+                out["per_channel"] = True   # `adaptive_ternary`: TWN per output channel
         return out
 
     def kind_insts(self, lks: list[A.LayerKind], scope: Scope) -> list[KindInst]:
@@ -257,6 +260,9 @@ class LayersMixin:
                 self.report("E0309", f"`threshold` applies only to the threshold quantizer, "
                                      f"not `{q}`", spans["threshold"],
                             help="use `quantizer: \"threshold\"`, or remove `threshold`")
+        if spec is not None and "per_channel" in spec.keys and "per_channel" not in spans \
+                and vocab.quantizer_per_channel(cfg.get("quantizer")):
+            cfg["per_channel"] = True        # `adaptive_ternary`: TWN per output channel
         if spec is not None:
             n = L.weight_elements(spec, cfg)
             if n is not None and n > bounds.MAX_ELEMENTS:

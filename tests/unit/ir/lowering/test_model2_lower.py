@@ -5,8 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lowering_helpers import lower_text  # noqa: E402
+
+from tritium.ir.lowering.values import LoweringError  # noqa: E402
 
 TABLE = """
 block P {
@@ -35,3 +39,30 @@ def test_table_rows_lower_to_chained_instances():
                       "t.0.0.up.weight": (12, 6), "t.0.0.down.weight": (8, 12),
                       "t.0.1.up.weight": (16, 8), "t.0.1.down.weight": (8, 16),
                       "t.1.0.up.weight": (8, 8), "t.1.0.down.weight": (5, 8)}
+
+
+ADAPTIVE = """
+model M {
+    quantization { method: "adaptive_ternary" }
+    layer fc: TernaryLinear { in_features: 8, out_features: 4 }
+    layer fixed: TernaryLinear { in_features: 4, out_features: 4, quantizer: "twn" }
+    layer own: TernaryLinear { in_features: 4, out_features: 4, quantizer: "adaptive" }
+    forward(x: Tensor<float32, [?, 8]>) -> Tensor<float32, [?, 4]> { return own(fixed(fc(x))) }
+}
+"""
+
+
+def test_adaptive_ternary_lowers_to_twn_per_channel():
+    low = lower_text(ADAPTIVE, "M")
+    q = {n: p[3] for n, p in low.params.items() if n.endswith("weight")}
+    assert (q["fc.weight"].quantizer, q["fc.weight"].per_channel) == ("twn", True)
+    # a layer that names its own quantizer does not take the section's per-channel setting
+    assert (q["fixed.weight"].quantizer, q["fixed.weight"].per_channel) == ("twn", False)
+    assert (q["own.weight"].quantizer, q["own.weight"].per_channel) == ("twn", True)
+
+
+def test_a_tensor_hyperparameter_is_a_clear_lowering_error():
+    src = (Path(__file__).resolve().parents[4] / "examples" / "seed"
+           / "model2_adaptive.tri").read_text(encoding="utf-8")
+    with pytest.raises(LoweringError, match="`threshold` of `SoftThresholdLinear` is a tensor"):
+        lower_text(src, "AdaptiveMLP")
