@@ -91,3 +91,82 @@ model M {
 """
     model = _agree(src, tmp_path / "m.tri", (4, 8))
     assert model.fc.per_channel and model.out.per_channel
+
+
+BUILTINS = """
+model B {
+    param logits: Tensor[6, 3] { init: "normal" }
+    forward(x: Tensor<float32, [?, 3]>) -> Tensor<float32, [?, 3]> {
+        idx = argmax(logits, dim: 1)
+        lo = argmin(x, axis: 1)
+        probs = one_hot(idx, 3)
+        z = zeros_like(x) + ones_like(x) * 2.0 + full_like(x, 0.5)
+        y = concatenate([x, z], dim: 0)
+        r = repeat(x, 2)
+        s = repeat(probs, [1, 2])
+        return y[0:2] + r[1:3] * sum(s, dim: 1, keepdim: true)[0:2] + sum(one_hot(lo, 4)) + argmax(x)
+    }
+}
+"""
+
+
+def test_model2_builtins_agree_with_torch_and_the_interpreter(tmp_path):
+    model = _agree(BUILTINS, tmp_path / "b.tri", (4, 3))
+    x = torch.randn(4, 3)
+    lg = model.logits.detach()
+    probs = torch.nn.functional.one_hot(lg.argmax(1), 3).float()
+    assert torch.equal(probs.sum(1), torch.ones(6))
+    want = torch.cat([x, torch.full_like(x, 2.5)])[0:2] + torch.cat([x, x])[1:3] * \
+        probs.repeat(1, 2).sum(1)[0:2, None] + 4.0 + x.argmax()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want)
+
+
+def test_gumbel_softmax_samples_and_is_pytorch_only(tmp_path):
+    src = """
+model G {
+    param logits: Tensor[5, 4] { init: "normal" }
+    forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 4]> {
+        soft = gumbel_softmax(logits, temperature: 0.5)
+        hard = gumbel_softmax(logits, tau: 0.5, hard: true)
+        return x * sum(soft + hard, dim: 0)
+    }
+}
+"""
+    path = tmp_path / "g.tri"
+    path.write_text(src, encoding="utf-8")
+    model = tritium.load(path)
+    torch.manual_seed(0)
+    y = model(torch.ones(2, 4))
+    # each row of soft sums to 1 and each row of hard is one-hot: 5 + 5 over the 4 columns
+    assert torch.allclose(y.sum(1), torch.full((2,), 10.0))
+    y.sum().backward()
+    assert model.logits.grad is not None
+    from tritium.ir.lowering.values import LoweringError
+    with pytest.raises(LoweringError, match="gumbel_softmax draws random noise"):
+        lower(check_source(src))
+
+
+def test_mixed_precision_quantizer_example(tmp_path):
+    src = (SEED / "model2_quantizers.tri").read_text(encoding="utf-8")
+    # the IR lowers inference (`self.training` false): the arg-max branch, no random op
+    model = _agree(src, tmp_path / "q.tri", (3, 64))
+    fc1 = model.fc1
+    # eval: the arg-max precision of each row; row 0 picks full precision, row 1 ternary
+    with torch.no_grad():
+        fc1.precision_logits.zero_()
+        fc1.precision_logits[:, 2] = 1.0
+        fc1.precision_logits[1] = torch.tensor([1.0, 0.0, 0.0])
+    x = torch.randn(2, 64)
+    with torch.no_grad():
+        y = fc1(x)
+    w = fc1.weight.detach()
+    delta = 0.7 * w.abs().mean()
+    keep = (w.abs() > delta).float()
+    tw = torch.sign(w) * keep * (w.abs() * keep).sum() / keep.sum()
+    torch.testing.assert_close(y[:, 0], x @ w[0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(y[:, 1], x @ tw[1], rtol=1e-4, atol=1e-4)
+    # training: a Gumbel sample; the logits get a gradient through the soft sample
+    model.train()
+    model(torch.randn(4, 64)).sum().backward()
+    assert fc1.precision_logits.grad is not None and fc1.weight.grad is not None

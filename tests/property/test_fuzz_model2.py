@@ -61,3 +61,25 @@ def test_table_rows_give_known_diagnostics(rows, header, stem, cut):
         if not any(d.is_error for d in diags):
             out = format_source(text)
             assert parse(out)[0] == prog
+
+
+CALLS = ["zeros_like(x)", "ones_like(x, dtype: \"int8\")", "full_like(x, 2.0)", "argmax(x, dim: 1)",
+         "argmin(x)", "one_hot(argmax(x, dim: 1), 3)", "one_hot(x, 0)", "gumbel_softmax(x)",
+         "gumbel_softmax(x, temperature: 0.0, hard: true)", "repeat(x, 2)", "repeat(x, [2, 1])",
+         "repeat(x, [0])", "repeat(x, \"b n -> n b\")", "concatenate([x, x], dim: 1)",
+         "argmax(x, dim: 9)", "full_like(x)", "one_hot(i, n)", "repeat(x, n, dim: -1)"]
+OPS = [" + ", " * ", ", ", ")", "(", "[", "]", " - "]
+
+
+@fuzz(300)
+@given(st.lists(st.sampled_from(CALLS + OPS), min_size=1, max_size=6), st.integers(0, 300))
+def test_builtin_calls_give_known_diagnostics(parts, cut):
+    src = ("model M {\n    forward(x: Tensor<float32, [?, 3]>) -> Tensor {\n"
+           "        i = argmax(x, dim: 1)\n        n = 2\n        y = " + "".join(parts)
+           + "\n        return x\n    }\n}\n")
+    for text in (src, src[:cut]):
+        result = check_source(text)
+        for d in result.diagnostics:
+            assert d.code in CODES, d
+        if not result.errors and result.definitions:
+            validate(generate(result))
