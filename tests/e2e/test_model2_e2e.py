@@ -170,3 +170,17 @@ def test_mixed_precision_quantizer_example(tmp_path):
     model.train()
     model(torch.randn(4, 64)).sum().backward()
     assert fc1.precision_logits.grad is not None and fc1.weight.grad is not None
+
+
+def test_conditional_param_shapes_build_and_run(tmp_path):
+    src = (SEED / "model2_params.tri").read_text(encoding="utf-8")
+    _agree(src, tmp_path / "p.tri", (3, 64))
+    model = tritium.load(tmp_path / "p.tri").eval()   # fresh: its initial values
+    assert tuple(model.q1.step_size.shape) == (32,) and tuple(model.q2.step_size.shape) == (1,)
+    assert torch.allclose(model.q1.step_size, torch.full((32,), 0.1))
+    # LSQ forward: values on the grid of step |s| + 1e-4, clamped to ±7 steps (4 bits)
+    x = torch.linspace(-2, 2, 32).repeat(2, 1)
+    with torch.no_grad():
+        y = model.q1(x)
+    s = 0.1 + 0.0001
+    torch.testing.assert_close(y, torch.clamp(torch.round(x / s), -7, 7) * s)

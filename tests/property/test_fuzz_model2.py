@@ -83,3 +83,27 @@ def test_builtin_calls_give_known_diagnostics(parts, cut):
             assert d.code in CODES, d
         if not result.errors and result.definitions:
             validate(generate(result))
+
+
+SHAPES = ["[n]", "[n] if pc else [1]", "pc ? [n, 2] : [1, 2]", "[n] if pc else [1, 1]",
+          "if pc { [n] } else { [2] }", "n", "[n] if pc", "[[n]]", "[n if pc else 0]", "[-1]",
+          "[n] if pc else [99999999999]", "\"s\""]
+
+
+@fuzz(200)
+@given(st.sampled_from(SHAPES), st.booleans(), st.integers(0, 400))
+def test_param_shapes_give_known_diagnostics(shape, pc, cut):
+    src = ("layer L {\n    params { n: int = 4, pc: bool = false }\n"
+           f"    param s: Tensor {{ shape: {shape}, init: \"ones\" }}\n"
+           "    forward(x: Tensor) -> Tensor { return x * s }\n}\n"
+           f"model M {{\n    layer l: L {{ n: 4, pc: {str(pc).lower()} }}\n"
+           "    forward(x: Tensor<float32, [?, 4]>) -> Tensor { return l(x) }\n}\n")
+    for text in (src, src[:cut]):
+        result = check_source(text)
+        for d in result.diagnostics:
+            assert d.code in CODES, d
+        if not result.errors and result.definitions:
+            validate(generate(result))
+        prog, diags, _ = parse(text)
+        if not any(d.is_error for d in diags):
+            assert parse(format_source(text))[0] == prog

@@ -89,3 +89,48 @@ def test_a_tensor_passed_as_a_block_parameter_checks():
         "    forward(x: Tensor) -> Tensor { return s2", '    param alpha: Tensor[1] { init: "ones" }\n'
         "    forward(x: Tensor) -> Tensor { return s2")
     assert "E0304" in [d.code for d in check_source(moved).errors]
+
+
+SHAPED = """
+layer L {
+    params { n: int = 4, per_channel: bool = false }
+    param s: Tensor { shape: SHAPE, init: "ones" }
+    forward(x: Tensor) -> Tensor { return x * s }
+}
+model M {
+    layer l: L { n: 4, per_channel: PC }
+    forward(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 4]> { return l(x) }
+}
+"""
+
+
+def shaped(shape: str, pc: str = "true") -> list[str]:
+    return [d.code for d in check_source(SHAPED.replace("SHAPE", shape)
+                                         .replace("PC", pc)).errors]
+
+
+def test_a_conditional_shape_in_the_spec():
+    assert shaped("[n] if per_channel else [1]") == []
+    assert shaped("[n] if per_channel else [1]", "false") == []
+    assert shaped("per_channel ? [n] : [1]") == []
+    assert shaped("if per_channel { [n] } else { [1] }") == []
+    # [2] broadcasts with neither [?, 4] when chosen
+    assert shaped("[2] if per_channel else [1]") == ["E0505"]
+    assert shaped("[2] if per_channel else [1]", "false") == []
+
+
+def test_a_conditional_shape_of_two_ranks_is_refused():
+    assert "E0881" in shaped("[n] if per_channel else [1, 1]")
+    assert "E0881" in shaped("n")
+
+
+def test_model_and_lowering_of_a_conditional_shape():
+    from tritium.check.checker.model import param_type, shape_items
+    from tritium.frontend.parser import parse
+    prog, diags, _ = parse(SHAPED.replace("SHAPE", "[n, 2] if per_channel else [1, 2]"))
+    assert not diags
+    item = prog.items[0].body[1]
+    te = param_type(item)
+    assert len(te.shape) == 2 and te.shape[1].value == 2
+    assert type(te.shape[0].value).__name__ == "CondExpr"
+    assert shape_items(prog.items[0].body[1].spec[0].value) is not None

@@ -41,6 +41,7 @@ from .model import (
     layer_as_function,
     param_init,
     param_type,
+    shape_items,
 )
 
 
@@ -556,10 +557,12 @@ class LayersMixin:
         allowed = PARAM_INITS.get(kind or "", ())
         shape = next((e for e in item.spec if e.key == "shape"), None)
         if shape is not None and (item.type.shape is not None
-                                  or not isinstance(shape.value, A.ListLit)):
-            self.report("E0881", f"`shape` of parameter `{item.name}` must be a list of dims, "
-                                 f"given when the type has no shape", shape.span,
-                        help="write `Tensor { shape: [n] }`, or the shape in the type")
+                                  or shape_items(shape.value) is None):
+            self.report("E0881", f"`shape` of parameter `{item.name}` must be a list of dims "
+                                 f"(or a conditional of lists of one length), given when the "
+                                 f"type has no shape", shape.span,
+                        help="write `Tensor { shape: [n] }`, `shape: [n] if c else [1]`, or "
+                             "the shape in the type")
         for key, expr in keys.items():
             if key not in allowed:
                 self.report("E0881", f"`{key}` is not a key of the `{kind or 'default'}` "

@@ -66,3 +66,10 @@ def test_a_tensor_hyperparameter_is_a_clear_lowering_error():
            / "model2_adaptive.tri").read_text(encoding="utf-8")
     with pytest.raises(LoweringError, match="`threshold` of `SoftThresholdLinear` is a tensor"):
         lower_text(src, "AdaptiveMLP")
+
+
+def test_a_conditional_param_shape_lowers_per_instance():
+    src = (Path(__file__).resolve().parents[4] / "examples" / "seed"
+           / "model2_params.tri").read_text(encoding="utf-8")
+    low = lower_text(src, "LSQNet")
+    assert low.params["q1.step_size"][0] == (32,) and low.params["q2.step_size"][0] == (1,)
