@@ -184,3 +184,18 @@ def test_conditional_param_shapes_build_and_run(tmp_path):
         y = model.q1(x)
     s = 0.1 + 0.0001
     torch.testing.assert_close(y, torch.clamp(torch.round(x / s), -7, 7) * s)
+
+
+def test_floor_division_in_a_shape_list_builds_a_grouped_kernel(tmp_path):
+    src = (SEED / "model2_grouped.tri").read_text(encoding="utf-8")
+    model = _agree(src, tmp_path / "gr.tri", (2, 1, 8, 8))
+    g = model.grouped
+    assert tuple(g.weight.shape) == (8, 2, 3, 3)    # in_channels // groups = 8 // 4
+    x = torch.randn(2, 8, 8, 8)
+    w = g.weight.detach()
+    delta = 0.7 * w.abs().mean()
+    keep = (w.abs() > delta).float()
+    tw = torch.sign(w) * keep * (w.abs() * keep).sum() / keep.sum()
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), torch.nn.functional.conv2d(x, tw, None, 1, 1, 1, 4),
+                                   rtol=1e-4, atol=1e-4)

@@ -107,3 +107,21 @@ def test_param_shapes_give_known_diagnostics(shape, pc, cut):
         prog, diags, _ = parse(text)
         if not any(d.is_error for d in diags):
             assert parse(format_source(text))[0] == prog
+
+
+LIST_PARTS = ["a", "b", "2", "//", " // ", ",", "]", "(", ")", "+", " ", "# c", "\n", "g"]   # no `[`: `x[]` is another matter
+
+
+@fuzz(300)
+@given(st.lists(st.sampled_from(LIST_PARTS), max_size=14))
+def test_floor_division_in_lists_gives_known_diagnostics(parts):
+    src = ("fn f(a: int, b: int) -> int {\n    let s = [" + "".join(parts)
+           + "]\n    return 0\n}\n")
+    result = check_source(src)
+    for d in result.diagnostics:
+        assert d.code in CODES, d
+    if not result.errors and result.definitions:
+        validate(generate(result))
+    prog, diags, _ = parse(src)
+    if not any(d.is_error for d in diags):
+        assert parse(format_source(src))[0] == prog

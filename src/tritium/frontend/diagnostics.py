@@ -194,6 +194,7 @@ CODES: dict[str, str] = {
     "W0900": "`//` starts a comment where a floor division may have been meant",
     "W0901": "a comment hides the closer of a bracket opened on its line",
     "W0980": "a `where` constraint on shapes that is parsed but not checked",
+    "W1001": "`//` read as floor division inside a list whose `]` a comment would hide",
 }
 
 

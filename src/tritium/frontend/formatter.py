@@ -51,7 +51,7 @@ _BINARY_PREC = {
     "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "is": 5, "is not": 5, "in": 5,
     "not in": 5,
     "+": 6, "-": 6,
-    "*": 7, "/": 7, "%": 7, "@": 7,
+    "*": 7, "/": 7, "%": 7, "@": 7, "//": 7,   # `//`: only inside a list (lexer, W1001)
 }
 # Precedence levels of the printed forms (higher binds tighter).
 _COND = 0
