@@ -199,3 +199,14 @@ def test_floor_division_in_a_shape_list_builds_a_grouped_kernel(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(g(x), torch.nn.functional.conv2d(x, tw, None, 1, 1, 1, 4),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_a_kind_from_a_sibling_file_compiles_and_runs(tmp_path):
+    for name in ("model2_sibling_model.tri", "model2_sibling_layers.tri"):
+        (tmp_path / name).write_text((SEED / name).read_text(encoding="utf-8"))
+    src = (tmp_path / "model2_sibling_model.tri").read_text(encoding="utf-8")
+    model = _agree(src, tmp_path / "model2_sibling_model.tri", (3, 64))
+    assert type(model.fc1).__name__ == "GatedTernaryLinear"
+    r = check_source(src, str(tmp_path / "model2_sibling_model.tri"),
+                     tmp_path / "model2_sibling_model.tri")
+    assert [d.code for d in r.diagnostics] == ["W1000"]

@@ -125,3 +125,28 @@ def test_floor_division_in_lists_gives_known_diagnostics(parts):
     prog, diags, _ = parse(src)
     if not any(d.is_error for d in diags):
         assert parse(format_source(src))[0] == prog
+
+
+SIBLING_TEXTS = ["layer K { forward(x: Tensor) -> Tensor { return x } }\n",
+                 "block K {\n", "model K { }\n", "layer K2 { }\n", "// layer K\n",
+                 "layer K { forward(x: Tensor) -> Tensor { return y } }\n", "\x00", "import \"m.tri\"\n"]
+
+
+@fuzz(60)
+@given(st.lists(st.sampled_from(SIBLING_TEXTS), max_size=3))
+def test_sibling_resolution_gives_known_diagnostics(texts):
+    import tempfile
+    from pathlib import Path
+
+    from tritium.check import check_file
+    with tempfile.TemporaryDirectory() as d:
+        main = Path(d) / "m.tri"
+        main.write_text("model M {\n    layer k: K { }\n    forward(x: Tensor<float32, [?, 2]>) -> "
+                        "Tensor { return k(x) }\n}\n")
+        for i, t in enumerate(texts):
+            (Path(d) / f"s{i}.tri").write_text(t)
+        result = check_file(main)
+        for diag in result.diagnostics:
+            assert diag.code in CODES, diag
+        if not result.errors and result.definitions:
+            validate(generate(result))

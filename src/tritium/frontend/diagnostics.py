@@ -194,6 +194,8 @@ CODES: dict[str, str] = {
     "W0900": "`//` starts a comment where a floor division may have been meant",
     "W0901": "a comment hides the closer of a bracket opened on its line",
     "W0980": "a `where` constraint on shapes that is parsed but not checked",
+    "E1000": "a layer kind defined in several files of the program's directory, imported by none",
+    "W1000": "a layer kind read from the one file of the program's directory that defines it (no import)",
     "W1001": "`//` read as floor division inside a list whose `]` a comment would hide",
 }
 
