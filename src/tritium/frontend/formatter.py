@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from . import ast as A
 from .diagnostics import DiagnosticError
-from .formatter_forms2 import format_forms2_expr, format_forms2_statement
+from .formatter_forms2 import format_forms2_expr, format_forms2_statement, format_table
 from .lexer import KEYWORDS, Comment
 from .parser import DTYPES, parse
 from .parser import recursion_headroom as _recursion_headroom
@@ -436,8 +436,8 @@ class _Printer:
     def body_item(self, node, indent: str) -> list[str]:
         if isinstance(node, A.ConfigEntry):
             return _end_statement(self.entry_lines(node, indent))
-        if isinstance(node, A.LayerDecl):
-            return self.layer_decl(node, indent)
+        if isinstance(node, A.LayerDecl):   # a table `Kind[] { rows }`: formatter_forms2
+            return format_table(self, node, indent) or self.layer_decl(node, indent)
         if isinstance(node, A.ParamDecl):
             cond = f"if ({self.expr(node.cond)}) " if node.cond is not None else ""
             text = f"param {node.name}: {cond}{self.type(node.type)}"
@@ -488,18 +488,7 @@ class _Printer:
         return self._group(head + " ", holder, k.config, indent, self.entry_inline,
                            self.entry_lines)
 
-    def table_row(self, k: A.LayerKind, indent: str) -> list[str]:
-        """A row of `Kind[] { … }`: `[1, 16]` by position, `{ t: 6, c: 24 }` by name."""
-        args = k.args or []
-        if args and all(a.name is not None for a in args):
-            return [f"{indent}{{ {', '.join(f'{_key(a.name)}: {self.expr(a.value)}' for a in args)} }}"]
-        return [f"{indent}[{', '.join(self.expr(a.value) for a in args)}]"]
-
     def layer_decl(self, node: A.LayerDecl, indent: str) -> list[str]:
-        if node.cond is None and node.kinds and all(k.row for k in node.kinds) and len(
-                {k.kind for k in node.kinds}) == 1:
-            return self._braced(f"layer {node.name}: {node.kinds[0].kind}[] ", node,
-                                node.kinds, indent, self.table_row)
         if node.cond is None and len(node.kinds) == 1:
             return self.layer_kind(node.kinds[0], indent, node, f"layer {node.name}: ")
         head = f"layer {node.name}: if {self.expr(node.cond)} " if node.cond is not None \
