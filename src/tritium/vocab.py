@@ -78,15 +78,26 @@ QUANTIZERS = ("twn", "absmean", "threshold", "stochastic")
 """The canonical ternary weight quantizers (tritium.runtime.quant's registry)."""
 
 QUANTIZER_ALIASES: dict[str, str] = {"bitnet": "absmean", "b1.58": "absmean",
-                                     "deterministic": "threshold", "fixed": "threshold"}
+                                     "deterministic": "threshold", "fixed": "threshold",
+                                     "adaptive_ternary": "twn", "adaptive": "twn"}
 
 QUANTIZER_NAMES = ("twn", "absmean", "bitnet", "b1.58", "threshold", "deterministic", "fixed",
-                   "stochastic")
+                   "stochastic", "adaptive_ternary", "adaptive")
 """Every quantizer name a program may write, in the order the language reference lists."""
 
 DETERMINISTIC_QUANTIZERS = ("twn", "absmean", "threshold")
 """The quantizers the IR's `quantize_ternary` op computes (stochastic rounding is lowered
 to other ops)."""
+
+
+PER_CHANNEL_QUANTIZERS = ("adaptive_ternary", "adaptive")
+"""The seed's adaptive ternary quantizer: TWN with its threshold (0.7 * mean |w|) and scale
+taken per output channel, so that each channel's threshold adapts to its own weights."""
+
+
+def quantizer_per_channel(name: object) -> bool:
+    """Whether quantizer `name` itself means one threshold and scale per output channel."""
+    return isinstance(name, str) and name.strip().lower() in PER_CHANNEL_QUANTIZERS
 
 
 def canonical_quantizer(name: str) -> str | None:

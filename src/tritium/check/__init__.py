@@ -12,21 +12,31 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..frontend import ast as A
-from ..frontend.diagnostics import Diagnostic, DiagnosticError, Label, SourceMap, did_you_mean
+from ..frontend.diagnostics import (
+    Diagnostic,
+    DiagnosticError,
+    Label,
+    Severity,
+    SourceMap,
+    did_you_mean,
+)
 from ..frontend.lift import rewrite
 from ..frontend.parser import parse, recursion_headroom
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
 from .checker.model import check_entry, entry_statements
 from .names import check_names
+from .repetition import expand_table
 
 __all__ = ["CheckResult", "Definition", "check_file", "check_source", "load_program"]
 
 MAX_IMPORT_DEPTH = 64
+MAX_SIBLINGS = 256   # the .tri files of the program's directory searched for a layer kind
 
 
 @dataclass
@@ -152,6 +162,83 @@ class _Loader:
         self.load(src)
 
 
+def _kind_uses(program: A.Program):
+    """The layer kinds a program's layer declarations name, with the span of each use."""
+    for item in program.items:
+        for decl in getattr(item, "body", None) or ():
+            if isinstance(decl, A.LayerDecl):
+                for k in [*decl.kinds, *(k for b in decl.orelse for k in b.kinds)]:
+                    yield k.kind, k.span
+
+
+def _resolve_siblings(loader: _Loader, main: Module) -> set[str]:
+    """A layer kind that nothing defines or imports, defined in exactly one other .tri file
+    of the main program's directory, is read from that file, with a warning that names it
+    (W1000); defined in several, it is an error that names them (E1000). Only the main
+    file's directory is searched (no subdirectory, no link), and each file is read as an
+    import is (bounded). Returns the kinds reported as ambiguous."""
+    path = main.source.path
+    if path is None:
+        return set()
+    from .library import LAYER_ALIASES, LAYERS
+    known = set(LAYERS) | set(LAYER_ALIASES) | {"Sequential"}
+    ambiguous: set[str] = set()
+    texts: dict[Path, str] | None = None
+    done: set[str] = set()
+    for _ in range(MAX_SIBLINGS):   # a file read may name more kinds: until none is new
+        missing = {}
+        for m in list(loader.modules.values()):
+            for kind, span in _kind_uses(m.program):
+                if kind not in loader.defs and kind not in known and kind not in done:
+                    missing.setdefault(kind, span)
+        if not missing:
+            break
+        if texts is None:
+            texts = _sibling_texts(path, set(loader.modules))
+        kind, span = next(iter(missing.items()))
+        done.add(kind)
+        pat = re.compile(rf"^[ \t]*(?:layer|block|model)[ \t]+{re.escape(kind)}\b", re.M)
+        found = sorted(p for p, text in texts.items() if pat.search(text))
+        if len(found) == 1:
+            src = read_source(found[0], display=str(found[0].name))
+            loader.diags.append(Diagnostic(
+                "W1000", f"layer kind `{kind}` is defined in `{found[0].name}`, which this "
+                         f"program does not import: read from there", span,
+                severity=Severity.WARNING, label="defined in a sibling file",
+                help=f"add `import \"{found[0].name}\"` at the top of the file"))
+            texts.pop(found[0], None)
+            loader.load(src)
+        elif len(found) > 1:
+            ambiguous.add(kind)
+            names = ", ".join(f"`{p.name}`" for p in found)
+            loader.diags.append(Diagnostic(
+                "E1000", f"layer kind `{kind}` is not defined here, and several files of this "
+                         f"directory define it: {names}", span, label="which one?",
+                help=f"import the one you mean, e.g. `import \"{found[0].name}\"`"))
+    return ambiguous
+
+
+def _sibling_texts(main: Path, loaded: set[str]) -> dict[Path, str]:
+    """The text of the other regular .tri files in `main`'s directory (not links, not
+    already loaded), at most MAX_SIBLINGS of them, each read with read_source's bounds."""
+    out: dict[Path, str] = {}
+    try:
+        entries = sorted(main.parent.iterdir())
+    except OSError:
+        return out
+    for p in entries:
+        if len(out) >= MAX_SIBLINGS:
+            break
+        try:
+            if p.suffix != ".tri" or p.is_symlink() or not p.is_file() \
+                    or str(p.resolve()) in loaded or p.resolve() == main.resolve():
+                continue
+            out[p] = read_source(p).text
+        except (OSError, DiagnosticError):
+            continue
+    return out
+
+
 def _shown(path: str) -> str:
     """An import path as diagnostics show it: quoted, one line, escapes for the invisible."""
     text = path if len(path) <= 80 else path[:60] + "…" + path[-15:]
@@ -169,11 +256,13 @@ def load_program(src: SourceFile) -> _Loader:
 def _check(src: SourceFile) -> CheckResult:
     loader = load_program(src)
     main = loader.modules[loader.key(src)]
+    ambiguous = _resolve_siblings(loader, main)
     diags = loader.diags
     parse_errors = any(d.is_error for d in diags)
     checker = Checker(loader.defs, diags)
     checker.rejected = set().union(*(m.program.rejected for m in loader.modules.values()),
-                                   main.program.rejected)
+                                   main.program.rejected, ambiguous)
+    _expand_tables(loader, checker)
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.
     with recursion_headroom():
@@ -204,6 +293,22 @@ def _check(src: SourceFile) -> CheckResult:
     return CheckResult(main.program, _dedupe(diags), loader.sources, loader.defs,
                        {m.source.name: m for m in ordered.values()},
                        frozenset(checker.scalar_tensor_args), dict(checker.call_forms))
+
+
+def _expand_tables(loader: _Loader, checker: Checker) -> None:
+    """The rows of every table `Kind[] { … }` as named instances (check.repetition)."""
+    def params_of(kind: str):
+        d = loader.defs.get(kind)
+        if d is None or not isinstance(d.node, A.ModelDef | A.BlockDef | A.LayerDef):
+            return None
+        return [p.name for p in checker.user_params(d.node)]
+
+    for m in loader.modules.values():
+        for item in m.program.items:
+            if isinstance(item, A.ModelDef | A.BlockDef | A.LayerDef):
+                for decl in item.body:
+                    if isinstance(decl, A.LayerDecl):
+                        expand_table(decl, item.body, params_of)
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -595,6 +595,8 @@ def section_defaults(spec: LayerSpec, given: set[str], section: dict[str, object
     out = {k: v for k, v in section.items() if k in spec.keys and k not in given}
     if "quantizer" in given and "threshold" in out:
         out.pop("threshold")     # the layer chose its own quantizer: the section's threshold
+    if "quantizer" in given and vocab.quantizer_per_channel(section.get("quantizer")):
+        out.pop("per_channel", None)   # and `adaptive_ternary`'s per-channel setting
     return out                   # belonged to the section's quantizer
 
 

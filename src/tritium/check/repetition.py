@@ -95,3 +95,104 @@ def instance_configs(params: Sequence[str], clause: A.Section | None, first: Map
     for _ in range(n - 1):
         cfgs.append(next_config(params, clause, cfgs[-1], evaluate))
     return cfgs
+
+
+# ---------------------------------------------------------------- table-driven repetition
+# `layer blocks: InvertedResidual[] { [1, 16, 1, 1], [6, 24, 2, 2] }  // t, c, n, s`
+#
+# Each row is one stage. Its columns are named by the comment that lists them (the parser
+# reads it: `A.Arg.name`), else they are the block's parameters in declared order. A column
+# names a parameter by its own name or by one of the usual names of its role (ROLES: `t` is
+# the expansion, `c` the output width, `s` the stride, `k` the kernel size); the count
+# column (`n`, `num_blocks`, `repeat`, … when the block has no parameter of that name)
+# repeats the stage's block `n` times by the repetition rule above (the chained `in_X`
+# takes the previous `out_X`, `stride` resets to 1). A chained `in_X` that a row does not
+# give is the previous row's `out_X`; in the first row it is the width of the nearest layer
+# declared before the table that states one (`out_X`, `X_out`, or `num_features`).
+
+ROLES: dict[str, tuple[str, ...]] = {
+    "expand": ("t", "expand_ratio", "expansion", "expand", "expansion_factor",
+               "expand_factor", "expansion_ratio", "expand_ratio_t", "ratio", "e"),
+    "out": ("c", "output", "out", "out_channels", "output_channels", "c_out", "channels",
+            "out_features", "out_ch", "width", "filters"),
+    "count": ("n", "num_blocks", "blocks", "repeat", "repeats", "num_layers", "layers",
+              "count", "num", "depth", "num_repeat", "num_repeats"),
+    "stride": ("s", "stride", "strides"),
+    "kernel": ("k", "kernel", "kernel_size", "ksize"),
+}
+_ROLE_OF = {n: role for role, names in ROLES.items() for n in names}
+
+
+def column_param(col: str, params: Sequence[str]) -> str | None:
+    """The parameter a table column names: itself, else the block's parameter of the same
+    role (for the output width, the `out` of a chained pair first). None: the count column
+    (or a name that matches nothing, left as written so the checker reports it)."""
+    if col in params:
+        return col
+    role = _ROLE_OF.get(col)
+    if role is None:
+        return col
+    if role == "count":
+        return None
+    if role == "out":
+        outs = [b for _, b in chained_pairs(params)]
+        if outs:
+            return outs[0]
+    return next((p for p in params if p in ROLES[role]), col)
+
+
+def _width_before(body: Sequence, decl: A.LayerDecl, in_key: str) -> A.Expr | None:
+    """The output width stated by the nearest layer declared before `decl` in `body`."""
+    suffix = in_key[3:] if in_key.startswith("in_") else in_key[:-3]
+    keys = (f"out_{suffix}", f"{suffix}_out", "num_features", "out_channels", "out_features")
+    prev = []
+    for item in body:
+        if item is decl:
+            break
+        if isinstance(item, A.LayerDecl) and item.cond is None:
+            prev.append(item)
+    for item in reversed(prev):
+        kind = item.kinds[-1]
+        named = {a.name: a.value for a in kind.args or [] if a.name}
+        named.update((e.key, e.value) for e in kind.config)
+        for k in keys:
+            if k in named:
+                return named[k]
+    return None
+
+
+def expand_table(decl: A.LayerDecl, body: Sequence,
+                 params_of: Callable[[str], Sequence[str] | None]) -> None:
+    """Rewrite the rows of a table `Kind[] { … }` in place into instances configured by
+    name (`Kind(expand_ratio: 6, out_channels: 24, stride: 2)[2]`), by the rule above.
+    `params_of(kind)`: a user definition's parameter names in order, None for a builtin
+    kind (whose rows keep their positional meaning). Running it twice changes nothing."""
+    if not decl.kinds or not all(k.row for k in decl.kinds):
+        return
+    prev: dict[str, A.Expr] = {}
+    for i, kind in enumerate(decl.kinds):
+        params = params_of(kind.kind)
+        if params is None:
+            return
+        args: list[A.Arg] = []
+        for j, a in enumerate(kind.args or []):
+            col = a.name if a.name is not None else (params[j] if j < len(params) else None)
+            if col is None:   # too many values: the checker reports it (E0306)
+                args.append(a)
+                continue
+            target = column_param(col, params)
+            if target is None:
+                if kind.repeat is None:
+                    kind.repeat = a.value
+                continue
+            args.append(A.Arg(a.value, target, a.span))
+        given = {a.name: a.value for a in args if a.name}
+        for a_in, b_out in chained_pairs(params):
+            if a_in in given:
+                continue
+            src = prev.get(b_out) if i else _width_before(body, decl, a_in)
+            if src is not None:
+                args.append(A.Arg(src, a_in, kind.span))
+                given[a_in] = src
+        kind.args = args
+        prev = given

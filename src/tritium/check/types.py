@@ -167,6 +167,8 @@ class Value:
             return Value(INT, const, True)
         if isinstance(const, float):
             return Value(FLOAT, const, True)
+        if isinstance(const, SymInt):   # a symbolic int hyperparameter passed on: an int
+            return Value(INT, const, False)
         if isinstance(const, str):
             return Value(STR, const, True)
         if const is None:

@@ -395,6 +395,7 @@ class LayerKind:
     args: list[Arg] | None = None    # call-style instantiation `Kind(args)`
     repeat: Expr | None = None       # `Kind[N]`
     span: Span = _span()
+    row: bool = False                # a row of the table `Kind[] { [..], [..] }` (check.repetition)
 
 
 @dataclass(slots=True)

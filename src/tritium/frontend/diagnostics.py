@@ -199,6 +199,9 @@ CODES: dict[str, str] = {
     "W0901": "a comment hides the closer of a bracket opened on its line",
     "W0980": "a `where` constraint on shapes that is parsed but not checked",
     "W0990": "`/` of ints not known yet, stored into an int, taken as integer division",
+    "E1000": "a layer kind defined in several files of the program's directory, imported by none",
+    "W1000": "a layer kind read from the one file of the program's directory that defines it (no import)",
+    "W1001": "`//` read as floor division inside a list whose `]` a comment would hide",
 }
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from . import ast as A
 from .diagnostics import DiagnosticError
+from .formatter_forms2 import format_table
 from .formatter_stmt2 import format_forms2_statement, format_more_expr
 from .lexer import KEYWORDS, Comment
 from .parser import DTYPES, parse
@@ -51,7 +52,7 @@ _BINARY_PREC = {
     "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "is": 5, "is not": 5, "in": 5,
     "not in": 5,
     "+": 6, "-": 6,
-    "*": 7, "/": 7, "%": 7, "@": 7,
+    "*": 7, "/": 7, "%": 7, "@": 7, "//": 7,   # `//`: only inside a list (lexer, W1001)
 }
 # Precedence levels of the printed forms (higher binds tighter).
 _COND = 0
@@ -169,11 +170,11 @@ def _children(node) -> list | None:
     if isinstance(node, A.If):
         return node.then + (node.other or [])
     if isinstance(node, A.LayerDecl):
-        if node.cond is None and len(node.kinds) == 1:
+        if node.cond is None and len(node.kinds) == 1 and not node.kinds[0].row:
             return node.kinds[0].config
         return node.kinds + [k for b in node.orelse for k in b.kinds]
     if isinstance(node, A.LayerKind):
-        return node.config
+        return None if node.row else node.config   # a table's row is a leaf
     if isinstance(node, A.Section):
         return node.entries
     if isinstance(node, A.ParamsSection):
@@ -436,8 +437,8 @@ class _Printer:
     def body_item(self, node, indent: str) -> list[str]:
         if isinstance(node, A.ConfigEntry):
             return _end_statement(self.entry_lines(node, indent))
-        if isinstance(node, A.LayerDecl):
-            return self.layer_decl(node, indent)
+        if isinstance(node, A.LayerDecl):   # a table `Kind[] { rows }`: formatter_forms2
+            return format_table(self, node, indent) or self.layer_decl(node, indent)
         if isinstance(node, A.ParamDecl):
             cond = f"if ({self.expr(node.cond)}) " if node.cond is not None else ""
             text = f"param {node.name}: {cond}{self.type(node.type)}"

@@ -1,7 +1,8 @@
 """Formatting the forms parsed by `parser_forms2`: `type Name = T`, `with ctx { … }` and
 anonymous functions `fn(params) -> R { … }` (written on one line, statements joined by
 `; `, as block values are). Local functions and typed body constants are printed by the
-formatter's own `fn` and config-entry rules."""
+formatter's own `fn` and config-entry rules. Also the table of a table-driven repetition,
+`layer b: Kind[] { [1, 16] { t: 6, c: 24 } }` (rows by position or by name)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,20 @@ def format_forms2_expr(p, e) -> str:
             parts.append(text.rstrip(";"))
         return head + (" { " + "; ".join(parts) + " }" if parts else " {}")
     raise TypeError(f"cannot format expression {type(e).__name__}")
+
+
+def format_table(p, node: A.LayerDecl, indent: str) -> list[str] | None:
+    """`layer b: Kind[] { rows }` when every kind of the declaration is a row of one kind's
+    table (`A.LayerKind.row`); None for any other layer declaration."""
+    if node.cond is not None or not node.kinds or not all(k.row for k in node.kinds) or len(
+            {k.kind for k in node.kinds}) != 1:
+        return None
+    from .formatter import _key
+
+    def row(k: A.LayerKind, ind: str) -> list[str]:
+        args = k.args or []
+        if args and all(a.name is not None for a in args):
+            return [f"{ind}{{ {', '.join(f'{_key(a.name)}: {p.expr(a.value)}' for a in args)} }}"]
+        return [f"{ind}[{', '.join(p.expr(a.value) for a in args)}]"]
+
+    return p._braced(f"layer {node.name}: {node.kinds[0].kind}[] ", node, node.kinds, indent, row)

@@ -8,7 +8,8 @@ operator: `x-1` is subtraction and `-1` is negation of a literal, folded by the 
 reads like the seed language's floor division (`in_channels // groups`: after an operand on
 the same line, followed by a name used in the program or a number) the lexer warns (W0900),
 and where such a comment hides the closer of a bracket opened on its line it says so where
-the bracket opened (W0901).
+the bracket opened (W0901). Inside a list `[ … ]` opened on its line, whose `]` the comment
+would hide, `//` between two operands is the floor division operator (W1001 says so).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ _INT_RE = re.compile(r"\d[\d_]*")
 # comment `// 96% on the test set` is prose)
 _FLOORDIV_RHS = re.compile(r"//\s*([A-Za-z_][A-Za-z_0-9]*|\d[\d_]*(?:\.\d+)?)\s*(?:$|[-+*/)\],}]|\()")
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
+_OPERAND_AFTER = re.compile(r"//[ \t]*(?:[A-Za-z_(]|\d)")   # `// groups`, `// 2`, `// (a + b)`
 _MAGNITUDE_RE = re.compile(r"(\d[\d_]*(?:\.\d+)?)([KMBGT])")
 _MAGNITUDES = {"K": 10 ** 3, "M": 10 ** 6, "B": 10 ** 9, "G": 10 ** 9, "T": 10 ** 12}
 # `0xFF`, `0b1010`, `0o17`; an underscore may separate digits (`0xFF_FF`, `0x_FF`)
@@ -432,6 +434,20 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             line += 1
             line_start = pos
             continue
+        if kind == "lcomment" and _reads_as_floordiv(m.group(kind), last_sig, depth, opened,
+                                                     line, text[line_start:pos]):
+            # `[out, in_channels // groups, k, k]`: as a comment, `//` would leave the bracket
+            # opened on this line open; the seed's floor division is the only reading
+            last_sig = Token(T.OP, "//", "//", line, col, line, col + 2, file, False, "//")
+            tokens.append(last_sig)
+            diags.append(Diagnostic(
+                "W1001", f"`//` is read as floor division here: as a comment it would hide "
+                         f"the `{_CLOSER[depth[-1]]}` of the `{depth[-1]}` opened on this line",
+                Span(file, line, col, line, col + 2), severity=Severity.WARNING,
+                label="floor division",
+                help="write `floordiv(a, b)` to say so; elsewhere `//` starts a comment"))
+            pos += 2
+            continue
         if kind == "lcomment":
             own = text[line_start:pos].strip() == ""
             comments.append(Comment(m.group(kind), line, col, line, own))
@@ -574,6 +590,32 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
     tokens.append(Token(T.EOF, "", None, line, col, line, col, file))
     _contextual_names(tokens)
     return LexResult(tokens, comments, diags)
+
+
+def _reads_as_floordiv(comment: str, last: Token | None, depth: list[str],
+                       opened: list[tuple[int, int]], line: int, before: str) -> bool:
+    """`//` after an operand, inside a list `[` opened on this line, followed by an operand,
+    with the list's `]` later on the line: floor division, since as a comment it would leave
+    the list open (`shape: [out, in_channels // groups, k, k]`). In `( … )` it stays a
+    comment (W0900/W0901 say so)."""
+    if not comment.startswith("//") or before.strip() == "" or last is None \
+            or last.line != line or not depth or depth[-1] != "[" or opened[-1][0] != line:
+        return False
+    if not (last.kind in (T.IDENT, T.INT, T.FLOAT) or last.op in (")", "]")):
+        return False
+    if _OPERAND_AFTER.match(comment) is None:
+        return False
+    rest = comment[2:]
+    opener, closer = depth[-1], _CLOSER[depth[-1]]
+    level = 0
+    for ch in rest:
+        if ch == opener:
+            level += 1
+        elif ch == closer:
+            if level == 0:
+                return True
+            level -= 1
+    return False
 
 
 def _floordiv_comment(comment: str, last: Token | None, depth: list[str],

@@ -75,6 +75,7 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
         self.diags: list[Diagnostic] = []
         self.depth = 0
         self._nesting = _Nesting(self)
+        self.comments: list = []
 
     # ------------------------------------------------------------------ token helpers
     @property
@@ -373,6 +374,7 @@ def parse(text: str, file: str = "<input>") -> tuple[A.Program, list[Diagnostic]
     try:
         lexed = tokenize(text, file)
         p = Parser(lexed.tokens, file)
+        p.comments = lexed.comments   # the column names of a table `Kind[] { … }`
         with recursion_headroom():
             prog = p.parse_program()
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from . import ast as A
 from .diagnostics import Diagnostic, Span
-from .lexer import T, Token
+from .lexer import KEYWORDS, T, Token
 from .parser_expr import ParseError
 
 # keywords that start a top-level item (a body or a skipped form ends before one)
@@ -288,6 +288,7 @@ class DeclarationsMixin:
         self.advance()
         open_tok = self.expect_op("{", f"to open the rows of `{k.text}[]`")
         kinds: list[A.LayerKind] = []
+        header: list[str] | None = None
         with self.nested():
             self.skip_separators()
             while not self.at("}"):
@@ -303,16 +304,37 @@ class DeclarationsMixin:
                 if isinstance(lit, A.DictLit):     # `{ c: 16, n: 1 }`: the row by name
                     args = [A.Arg(e.value, e.key, e.span) for e in lit.entries]
                 elif isinstance(lit, A.ListLit):
-                    args = [A.Arg(v, None, v.span) for v in lit.items]
+                    if header is None:
+                        header = self.table_header(k.line, row.line, len(lit.items))
+                    names = header if header and len(header) == len(lit.items) else None
+                    args = [A.Arg(v, names[i] if names else None, v.span)
+                            for i, v in enumerate(lit.items)]
                 else:
                     raise self.error(f"a row of `{k.text}[]` is a list `[…]`", tok=row,
                                      code="E0202")
-                kinds.append(A.LayerKind(k.text, [], args, None, k.span.to(self.prev_span())))
+                kinds.append(A.LayerKind(k.text, [], args, None, k.span.to(self.prev_span()),
+                                         row=True))
                 self.skip_separators()
             self.advance()
         if not kinds:
             raise self.error(f"`{k.text}[]` needs at least one row", tok=k, code="E0202")
         return kinds
+
+    def table_header(self, kind_line: int, row_line: int, width: int) -> list[str]:
+        """The column names of a table `Kind[] { … }`, from a comment that lists them
+        (`[1, 16, 1, 1],  // t, c, n, s`): the nearest comment from the first row's line
+        back to two lines above `Kind[]` whose text is `width` names separated by commas.
+        [] when there is none: the columns are then the kind's parameters in order."""
+        found: list[tuple[int, list[str]]] = []
+        for c in getattr(self, "comments", ()):
+            if not (kind_line - 2 <= c.line <= row_line) or c.end_line != c.line:
+                continue
+            text = c.text.lstrip("/#").strip()
+            parts = [p.strip() for p in text.split(",")]
+            if len(parts) == width and all(p.isidentifier() and p.isascii() and len(p) <= 64
+                                           and p not in KEYWORDS for p in parts):
+                found.append((abs(row_line - c.line), parts))
+        return min(found, key=lambda f: f[0])[1] if found else []
 
     def parse_layer_switch(self, t: Token, name: Token) -> A.LayerDecl:
         """`switch (p) { "int8" -> Kind {…} … default -> Kind {…} }`: the `if` chain

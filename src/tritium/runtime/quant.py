@@ -250,6 +250,8 @@ _ALIASES: dict[str, str] = {
     "b1.58": "absmean",
     "deterministic": "threshold",
     "fixed": "threshold",
+    "adaptive_ternary": "twn",   # per output channel (vocab.PER_CHANNEL_QUANTIZERS)
+    "adaptive": "twn",
 }
 QUANTIZER_NAMES: tuple[str, ...] = tuple(_CANONICAL) + tuple(_ALIASES)
 """Every name :func:`get_quantizer` accepts (canonical names first, then aliases)."""

@@ -91,7 +91,7 @@ def test_formatter_round_trips_the_forms():
     prog2, diags2, _ = parse(out)
     assert not diags2 and prog2 == prog
     assert format_source(out) == out
-    assert "Sequential {" in out and "} else if " in out and "Blk(1, 16)" in out
+    assert "Sequential {" in out and "} else if " in out and "Blk[] {" in out and "[1, 16]" in out
 
 
 def test_table_rows_by_name():

@@ -125,6 +125,7 @@ class DefinitionGen:
                 self.origin(2, item)
                 self.gen_param_decl(item, ctx, 2)
                 attrs.add(item.name)
+                ctx.self_attrs.add(item.name)   # a later layer's config may pass it on
                 if item.type.name == "TernaryTensor":
                     ternary_params[item.name] = section_quant
                     if item.cond is not None:
@@ -133,6 +134,7 @@ class DefinitionGen:
                 self.origin(2, item)
                 self.gen_state(item, ctx, 2)
                 attrs.add(item.name)
+                ctx.self_attrs.add(item.name)
                 state.add(item.name)
             elif isinstance(item, A.Let) and isinstance(node, A.LayerDef) and not form_b:
                 self.origin(2, item)

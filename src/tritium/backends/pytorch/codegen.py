@@ -179,6 +179,8 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             for alias, canon in _QUANT_ALIASES.items():
                 if q == repr(alias):
                     given["quantizer"] = repr(canon)
+                    if vocab.quantizer_per_channel(alias) and "per_channel" in spec.keys:
+                        given.setdefault("per_channel", "True")   # `adaptive_ternary`
         if t.ctor.startswith("trt.") and given.get("padding") in ("'same'", "'valid'"):
             given["padding"] = self.static_padding(given)   # the runtime's convs take numbers
         args = [given[k] for k in t.args if k in given]

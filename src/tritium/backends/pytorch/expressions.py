@@ -351,7 +351,7 @@ class BodyGen:
             if isinstance(i, A.Slice):
                 s = ":".join("" if p is None else self.expr(p, ctx)
                              for p in (i.start, i.stop, i.step))
-                parts.append(s.rstrip(":") if i.step is None else s)
+                parts.append(s[:-1] if i.step is None else s)   # `::` -> `:` (never empty)
             else:
                 parts.append(self.expr(i, ctx))
         return f"{self.expr(e.value, ctx)}[{', '.join(parts)}]"

@@ -97,6 +97,10 @@ VALUE_ATTRS |= {"numel"}
 # the list methods of the language (tritium.check.list_methods), called on list values
 VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",
                 "index", "count", "copy"}
+# the model2 builtins (tritium.check.builtins.model2)
+TORCH_ATTRS |= {"argmax", "argmin", "zeros_like", "ones_like", "full_like"}
+F_ATTRS |= {"one_hot", "gumbel_softmax"}
+VALUE_ATTRS |= {"long", "float", "repeat"}
 _MODULE_ROOTS = {"torch": TORCH_ATTRS, "F": F_ATTRS, "nn": NN_ATTRS, "trt": TRT_ATTRS}
 
 _FORBIDDEN_NODES = (

@@ -6,12 +6,15 @@ templates and records, registered last."""
 from __future__ import annotations
 
 import math
+import re
 
 from ..types import ANY, BOOL, ScalarT, TensorT, Value, dims_conflict
 from .core import _X
 from .records import IR, _alias, _fn, _opt, _p
 from .rules import _xt, elementwise_rule, reduce_rule, ternary_matmul_rule
 from .seed import _CONV, conv2d_rule
+
+_ATOM = re.compile(r"[\w.]+")   # a name or attribute: `.detach()` needs no parentheses
 
 # ----------------------------------------------------------------------------- rules
 
@@ -84,7 +87,8 @@ def _linear_torch(a: dict[str, str], given: set[str]) -> str:
 
 _fn("stop_gradient", _X, "the value of x with no gradient (x.detach()): "
     "stop_gradient(q) + (x - stop_gradient(x)) is q forward and x's gradient backward",
-    stop_gradient_rule, "{x}.detach()")
+    stop_gradient_rule, lambda a, given: f"{a['x']}.detach()" if _ATOM.fullmatch(a["x"])
+    else f"({a['x']}).detach()")   # `(a - b).detach()`, not `a - b.detach()`
 _alias("detach", "stop_gradient")
 _LIN = (_p("x"), _p("w"), _opt("bias", "tensor", None))
 _fn("linear", _LIN, "x @ wᵀ + bias with w [out, in] (F.linear)", linear_rule,

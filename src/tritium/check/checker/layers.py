@@ -41,6 +41,7 @@ from .model import (
     layer_as_function,
     param_init,
     param_type,
+    shape_items,
 )
 
 
@@ -150,6 +151,9 @@ class LayersMixin:
                         "fp32", "float32", "float", "full", "none"):
                     c = "none"
                 out[key] = c
+            if vocab.quantizer_per_channel(out.get("quantizer")) and not any(
+                    L.SECTION_QUANT_KEYS.get(e.key) == "per_channel" for e in sec.entries):
+                out["per_channel"] = True   # `adaptive_ternary`: TWN per output channel
         return out
 
     def kind_insts(self, lks: list[A.LayerKind], scope: Scope) -> list[KindInst]:
@@ -257,6 +261,9 @@ class LayersMixin:
                 self.report("E0309", f"`threshold` applies only to the threshold quantizer, "
                                      f"not `{q}`", spans["threshold"],
                             help="use `quantizer: \"threshold\"`, or remove `threshold`")
+        if spec is not None and "per_channel" in spec.keys and "per_channel" not in spans \
+                and vocab.quantizer_per_channel(cfg.get("quantizer")):
+            cfg["per_channel"] = True        # `adaptive_ternary`: TWN per output channel
         if spec is not None:
             n = L.weight_elements(spec, cfg)
             if n is not None and n > bounds.MAX_ELEMENTS:
@@ -550,10 +557,12 @@ class LayersMixin:
         allowed = PARAM_INITS.get(kind or "", ())
         shape = next((e for e in item.spec if e.key == "shape"), None)
         if shape is not None and (item.type.shape is not None
-                                  or not isinstance(shape.value, A.ListLit)):
-            self.report("E0881", f"`shape` of parameter `{item.name}` must be a list of dims, "
-                                 f"given when the type has no shape", shape.span,
-                        help="write `Tensor { shape: [n] }`, or the shape in the type")
+                                  or shape_items(shape.value) is None):
+            self.report("E0881", f"`shape` of parameter `{item.name}` must be a list of dims "
+                                 f"(or a conditional of lists of one length), given when the "
+                                 f"type has no shape", shape.span,
+                        help="write `Tensor { shape: [n] }`, `shape: [n] if c else [1]`, or "
+                             "the shape in the type")
         for key, expr in keys.items():
             if key not in allowed:
                 self.report("E0881", f"`{key}` is not a key of the `{kind or 'default'}` "

@@ -178,9 +178,10 @@ def param_type(item) -> A.TypeExpr:
     if te.shape is not None or not item.spec:
         return te
     for e in item.spec:
-        if e.key == "shape" and isinstance(e.value, A.ListLit):
+        items = shape_items(e.value) if e.key == "shape" else None
+        if items is not None:
             dims = []
-            for x in e.value.items:
+            for x in items:
                 if isinstance(x, A.Num) and not x.is_float:
                     dims.append(A.Dim(x.value, x.span))
                 elif isinstance(x, A.Name):
@@ -191,6 +192,23 @@ def param_type(item) -> A.TypeExpr:
                     dims.append(A.Dim(x, x.span))
             return A.TypeExpr(te.name, te.dtype, dims, te.span)
     return te
+
+
+def shape_items(e: A.Expr) -> list[A.Expr] | None:
+    """The dims of a `shape:` in a param's spec: a list `[a, b]`, or a conditional of lists
+    of one length (`[n] if per_channel else [1]`, `c ? [a] : [b]`, `if c { [a] } else { [b] }`),
+    read dim by dim (`[n if per_channel else 1]`); None for anything else."""
+    if isinstance(e, A.ListLit):
+        return list(e.items)
+    if isinstance(e, A.CondExpr | A.IfExpr):
+        then = e.then.value if isinstance(e.then, A.BlockExpr) and not e.then.body else e.then
+        other = e.other.value if isinstance(e.other, A.BlockExpr) and not e.other.body \
+            else e.other
+        a, b = shape_items(then), shape_items(other)
+        if a is None or b is None or len(a) != len(b):
+            return None
+        return [x if x == y else A.CondExpr(e.cond, x, y, x.span) for x, y in zip(a, b)]
+    return None
 
 
 def param_init(item) -> tuple[str | None, dict]:

@@ -44,6 +44,7 @@ from ...data.tokenizer import (
     tokenizer_from_json,
     train_bpe,
 )
+from ...qat import QatSchedule
 from ..models import RunInfo, declared_input_shape, float_twin
 from .distributed import Dist
 from .report import (
@@ -379,7 +380,8 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
             raise TrainError(f"cannot resume: {show_path(state_path)} {problem}",
                              help="--resume takes the run directory of an earlier `tritium "
                                   "train` (holding train_state.safetensors) or that file")
-        start = _load_state(state_path, run, info)
+        start = _load_state(state_path, run, info, settings.qat_spec)
+        settings.qat = run.schedule or QatSchedule()   # the checkpoint's, continued
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "model.py", built.compiled.python)

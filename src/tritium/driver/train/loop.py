@@ -22,6 +22,7 @@ from torch import nn
 from ...argcheck import ArgError
 from ...cachedir import atomic_write_bytes, atomic_write_text
 from ...data import Dataset, DatasetError, Normalization, load_dataset, split_holdout
+from ...qat import QatSchedule
 from ..evaluate import evaluate_model, load_for_eval, model_inputs
 from ..models import (
     ModelBuildError,
@@ -318,7 +319,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
             raise TrainError(f"cannot resume: {show_path(state_path)} {problem}",
                              help="--resume takes the run directory of an earlier `tritium "
                                   "train` (holding train_state.safetensors) or that file")
-        start = _load_state(state_path, run, info)
+        start = _load_state(state_path, run, info, settings.qat_spec)
+        settings.qat = run.schedule or QatSchedule()   # the checkpoint's, continued
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "model.py", built.compiled.python)

@@ -3,6 +3,7 @@ override, and the resolved settings, learning-rate schedule and optimizer."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,9 @@ class TrainSettings:
     qat: QatSchedule = field(default_factory=QatSchedule)
     qat_source: str = "default"
     qat_written_for: int | None = None   # the program's `epochs` the schedule was scaled from
+    # the schedule as written (JSON of the block's value or --qat-schedule): a resumed run
+    # whose schedule was written the same continues the checkpoint's (state._load_state)
+    qat_spec: str | None = None
 
 
 @dataclass
@@ -235,6 +239,7 @@ def _qat_schedule(s: TrainSettings, b: dict[str, Any], opts: TrainOptions) -> No
         sched = sched.scaled(written_for, s.epochs)
         s.qat_written_for = written_for
     s.qat, s.qat_source = sched, where
+    s.qat_spec = json.dumps(spec, sort_keys=True, default=str)
 
 
 def lr_at(s: TrainSettings, epoch: int) -> float:

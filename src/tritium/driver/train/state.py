@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...qat import QatSchedule
+from ...qat import QatSchedule, ScheduleError
+from ...qat import parse as qat_parse
 from ..models import (
     RunInfo,
 )
@@ -134,6 +135,7 @@ def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo,
         "optim_scalars": json.dumps(scalars),
         "settings": json.dumps(asdict(settings)),
         "qat_schedule": _schedule_json(run.schedule),
+        "qat_spec": settings.qat_spec or "null",
         **(extra or {}),
     }
     return safetensors.torch.save(tensors, metadata=meta)
@@ -144,8 +146,26 @@ def _schedule_json(schedule: QatSchedule | None) -> str:
     return json.dumps(schedule.to_dict() if active else None, sort_keys=True)
 
 
-def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
-    """Restore `run` from a train_state file; returns the number of finished epochs."""
+def _stored_schedule(text: str) -> QatSchedule | None:
+    """The QAT schedule a train_state holds (None: fully quantized throughout), validated as
+    a written schedule is (tritium.qat); raises ValueError for anything else."""
+    d = json.loads(text)
+    if d is None:
+        return None
+    if not isinstance(d, dict) or set(d) != {"name", "warmup_epochs", "quantization_epochs",
+                                             "gradual"} or not isinstance(d["name"], str) \
+            or not isinstance(d["gradual"], bool) or len(d["name"]) > 64:
+        raise ValueError("not a QAT schedule")
+    sched = qat_parse({"warmup_epochs": d["warmup_epochs"], "gradual_quantization": d["gradual"],
+                       "quantization_epochs": d["quantization_epochs"]}, None)
+    return QatSchedule(d["name"], sched.warmup_epochs, sched.stages, sched.gradual)
+
+
+def _load_state(path: Path, run: _Run, info: RunInfo, spec: str | None = None) -> int:
+    """Restore `run` from a train_state file; returns the number of finished epochs.
+    `spec`: this run's QAT schedule as written (TrainSettings.qat_spec); when the state's
+    was written the same but resolved to other epochs (another `--epochs`), the run
+    continues the state's schedule (`run.schedule` becomes it)."""
     import stat
 
     import safetensors
@@ -182,6 +202,16 @@ def _load_state(path: Path, run: _Run, info: RunInfo) -> int:
     # schedule continues at the stage the interrupted run had reached (a state written before
     # schedules existed trained fully quantized throughout)
     stored = meta.get("qat_schedule", "null")
+    if stored != _schedule_json(run.schedule) and spec is not None \
+            and meta.get("qat_spec") == spec:
+        # the same schedule as written, for a run of another length: continue the one the
+        # interrupted run was following (its strength is a function of the epoch alone)
+        try:
+            run.schedule = _stored_schedule(stored)
+        except (ValueError, TypeError, ScheduleError):
+            raise TrainError(f"cannot resume: {path} holds a damaged QAT schedule",
+                             code=1) from None
+        stored = _schedule_json(run.schedule)
     if stored != _schedule_json(run.schedule):
         def shown(text: str) -> str:
             d = json.loads(text)

@@ -13,7 +13,12 @@ from ..builder import Builder
 from ..core import Value
 from ..ops import InferError
 from ..types import ScalarType, TensorType
-from . import builtin_corpus, builtin_quant, builtin_seed  # noqa: F401  (register lowerings)
+from . import (  # noqa: F401  (register lowerings)
+    builtin_corpus,
+    builtin_model2,  # noqa: F401  (register lowerings)
+    builtin_quant,
+    builtin_seed,
+)
 from .builtin_core import _BUILTIN_FNS, _lower_record
 from .values import (
     MAX_SPLIT_SLICES,

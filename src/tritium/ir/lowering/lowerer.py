@@ -169,6 +169,12 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
         hparams: dict[str, Any] = {}
         for p in self.checker.user_params(d.node):
             v = scope.vars.get(p.name)
+            if v is not None and isinstance(v.ty, TensorT):
+                raise LoweringError(
+                    f"hyperparameter `{p.name}` of `{d.name}` is a tensor: the IR passes "
+                    f"only constants to a layer's config", span,
+                    help="compile for PyTorch (the default target), which passes the tensor "
+                         "itself; or read the tensor in the outer layer's forward")
             if v is None or not v.known or not (_is_const(v.const) or isinstance(v.const, list)
                                                 and all(_is_const(x) for x in _flat(v.const))):
                 raise LoweringError(
@@ -248,7 +254,7 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
         fmt = cfg.get("format") or "t2"
         if fmt not in vocab.FORMATS:
             raise LoweringError(f"unknown packing format `{fmt}`", span)
-        return QuantCfg(q, bool(cfg.get("per_channel", False)),
+        return QuantCfg(q, bool(cfg.get("per_channel", False)) or vocab.quantizer_per_channel(raw),
                         None if th is None else float(th), fmt)
 
     def declare_layer(self, build: LayerBuild, inst: LayerInst) -> None:

@@ -35,6 +35,7 @@ from tritium.runtime.ste import (
     ste_identity,
     ternary_activation,
 )
+from tritium.vocab import quantizer_per_channel
 
 TERNARY_FORMATS: tuple[str, ...] = ("t2", "t1.6")
 ACT_QUANT_MODES: tuple[str, ...] = ("none", "int8")
@@ -170,7 +171,8 @@ class TernaryLayer(TritiumLayer):
                 f"threshold={threshold!r} only applies to the fixed-threshold quantizer "
                 f"('threshold', 'deterministic', 'fixed'), not to {quantizer!r}"
             )
-        self.per_channel = bool(per_channel)
+        # `adaptive_ternary` is TWN with a threshold per output channel
+        self.per_channel = bool(per_channel) or quantizer_per_channel(quantizer)
         self.threshold = None if threshold is None else float(threshold)
         self.act_quant = _check_choice("act_quant", act_quant, ACT_QUANT_MODES)
         get_ste(ste, ste_clip)  # raises for an unknown name
