@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 
 from . import ast as A
 from .diagnostics import DiagnosticError
-from .formatter_forms2 import format_table
-from .formatter_stmt2 import format_forms2_statement, format_more_expr
+from .formatter_stmt2 import format_forms2_statement, format_more_expr, format_table
 from .lexer import KEYWORDS, Comment
 from .parser import DTYPES, parse
 from .parser import recursion_headroom as _recursion_headroom

@@ -1,14 +1,14 @@
 """Formatting the expressions given to `stmt2` (issue 13) that the formatter's own rules do
 not print: `a with_gradient_from b` (its level, ½, lies between `if … else` (0) and ranges
 (1); left-associative). Every other expression goes on to `formatter_forms2` (an atom),
-whose statement formatter it also hands on to the formatter."""
+whose statement and table formatters it also hands on to the formatter."""
 
 from __future__ import annotations
 
 from . import ast as A
-from .formatter_forms2 import format_forms2_expr, format_forms2_statement
+from .formatter_forms2 import format_forms2_expr, format_forms2_statement, format_table
 
-__all__ = ["GRAD", "format_forms2_statement", "format_more_expr"]
+__all__ = ["GRAD", "format_forms2_statement", "format_more_expr", "format_table"]
 
 GRAD = 0.5
 _RANGE = 1      # the formatter's level of a range, the tightest operand of `with_gradient_from`
