@@ -291,6 +291,10 @@ def test_broadcast_reshape_and_dims():
     assert errors(base.replace("EXPR", "softmax(x, dim: 5)")) == ["E0508"]
     assert errors(base.replace("EXPR", "concat([x, y], dim: 0)")) == []
     assert errors(base.replace("EXPR", "concat([x, y], dim: 1)")) == ["E0505"]
+    # an empty index parses (the formatter prints it) but selects nothing: an error where it
+    # is checked, never a module that does not compile
+    assert errors(base.replace("EXPR", "x[]")) == ["E0508"]
+    assert errors("let xs = [1, 2]\nlet y = xs[]\n") == ["E0508"]
 
 
 def test_condition_must_be_bool():

@@ -502,6 +502,10 @@ class ExpressionsMixin:
     # ------------------------------------------------------------------ indexing / attributes
     def eval_index(self, e: A.Index, scope: Scope) -> Value:
         base = self.eval_expr(e.value, scope)
+        if not e.indices:   # `x[]`: parsed (and formatted), but it selects nothing
+            self.report("E0508", "an index needs at least one subscript: `x[i]`, `x[a:b]`, "
+                                 "`x[:, j]`", e.span)
+            return Value(ANY)
         idx = []
         for i in e.indices:
             if isinstance(i, A.Slice):
