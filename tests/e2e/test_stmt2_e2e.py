@@ -383,3 +383,17 @@ def test_closures_keep_the_values_they_read(tmp_path, capsys) -> None:
     lowered = lower(check_source(CLOSURES, path, Path(path)), "M")
     ir = interpret(lowered.module, lowered.entry, [x.numpy()], params={})
     np.testing.assert_allclose(np.asarray(ir[0] if isinstance(ir, list) else ir), want.numpy())
+
+
+# ----------------------------------------------------------------------------- int @ float
+
+def test_matmul_with_an_integer_tensor_runs_on_floats(tmp_path, capsys) -> None:
+    """`@` with an int8 / int64 operand is typed float32 by the checker, and so computed:
+    torch's own `@` refuses mixed dtypes, which made a program that checked fail to run."""
+    src = ("let x = ones([2, 4])\n"
+           "let w = tensor([[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], dtype: int8)\n"
+           "print(x @ w)\n"
+           "print(arange(4) @ w)\n")
+    out = "\n".join(run_main(tmp_path, src, capsys))
+    w = torch.tensor([[1., 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+    assert out == "\n".join([str(torch.ones(2, 4) @ w), str(torch.arange(4.) @ w)])

@@ -391,6 +391,17 @@ def quantized_conv2d(x: torch.Tensor, w: torch.Tensor, bias=None, stride=1, padd
                                 stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
+def float_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` where an operand holds trits or integers: both taken as float32 (a float
+    operand keeps its dtype when the other is not float), the product a float."""
+    fa, fb = a.is_floating_point(), b.is_floating_point()
+    if not fa:
+        a = a.to(b.dtype if fb else torch.float32)
+    if not fb:
+        b = b.to(a.dtype)
+    return torch.matmul(a, b)
+
+
 def quantized_matmul(x: torch.Tensor, w: torch.Tensor, quantizer: str = "twn",
                      training: bool = False) -> torch.Tensor:
     """x @ ternary(w) (matmul semantics, w [in, out]) with the STE to the latent w."""

@@ -228,6 +228,8 @@ class BodyGen:
                 return (f"{self.sub(e.left, ctx, prec + 1)} ** "
                         f"{self.sub(e.right, ctx, prec)}")
             op = e.op
+            if op == "@" and self.result.call_forms.get(e.span) == "float_matmul":
+                return f"trt.float_matmul({self.expr(e.left, ctx)}, {self.expr(e.right, ctx)})"
             if op == "/" and self.result.call_forms.get(e.span) == "int_div":
                 op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
             return (f"{self.sub(e.left, ctx, prec)} {op} "

@@ -86,7 +86,7 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
               "gumbel_softmax_quantize", "xnor_quantize", "xnor_quantize_pair", "ste_quantize",
               "with_gradient_from", "construct_layer", "register_hook", "closure", "clipped_ste_quantize",
               "dequantize", "ternary_weights", "quantized_linear", "quantized_conv2d",
-              "quantized_matmul", "rope", "attention"}
+              "quantized_matmul", "float_matmul", "rope", "attention"}
 # the seed's forms of its primitives (runtime.seed_ops) and what the corpus builtins use
 TRT_ATTRS |= {"quantile_threshold_quantize", "tempered_stochastic_quantize", "hard_soft_quantize",
               "learned_threshold_quantize", "sparse_random_ternary", "depthwise_conv2d"}

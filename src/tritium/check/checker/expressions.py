@@ -59,6 +59,10 @@ def _exits(s) -> bool:
         return any(_exits(x) for x in s.body)
     return False
 
+#: CheckResult.call_forms: a `@` with an integer operand, generated as trt.float_matmul
+FLOAT_MATMUL = "float_matmul"
+_INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "bool"})
+
 
 class ExpressionsMixin:
     # ------------------------------------------------------------------ expressions
@@ -441,6 +445,11 @@ class ExpressionsMixin:
             if not isinstance(ta, TensorT) or not isinstance(tb, TensorT):
                 self.report("E0405", "`@` needs two tensors", e.span, help="use `*` to scale")
                 return Value(ANY)
+            if ta.dtype in _INT_DTYPES or tb.dtype in _INT_DTYPES:
+                # integers on a side: the product is float32 (what `matmul` types), computed
+                # on floats (torch's `@` refuses mixed dtypes). Trits are not in the list: a
+                # layer's ternary weight is float storage, and its `x @ w` stays as written
+                self.call_forms[e.span] = FLOAT_MATMUL
             return Value(self.matmul(ta, tb, e.span, e.left.span, e.right.span))
         sa = ta.shape if isinstance(ta, TensorT) else ()
         sb = tb.shape if isinstance(tb, TensorT) else ()
