@@ -482,7 +482,11 @@ static int flat_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *
  * of multiply-adds in k order as the flat conv's, so the two give the same values. The
  * epilogue writes NCHW planes with the scale, bias, residual and activation. */
 #define TRI_IG_NV 2
+#if TRI_ISA_AVX512
+#define TRI_IG_MR 12  /* 12 x 2 accumulators + 2 weight vectors + a broadcast of the 32 zmm */
+#else
 #define TRI_IG_MR 6   /* 6 x 2 accumulators + 2 weight vectors + a broadcast: AVX2's 16 ymm */
+#endif
 #define TRI_IG_KC 256
 #define TRI_IG_CHUNK 192 /* positions per task (a multiple of TRI_IG_MR) */
 #define TRI_IG_NR (TRI_IG_NV * VW)
@@ -543,6 +547,9 @@ static void ig_rows(const float *wt, const float *const *src, const int64_t *off
 #define IG_CASE(M) case M: ig_block(wt, src, off, k0, k1, acc, first, M); break;
     switch (mr) {
         IG_CASE(1) IG_CASE(2) IG_CASE(3) IG_CASE(4) IG_CASE(5) IG_CASE(6)
+#if TRI_IG_MR > 6
+        IG_CASE(7) IG_CASE(8) IG_CASE(9) IG_CASE(10) IG_CASE(11) IG_CASE(12)
+#endif
     }
 #undef IG_CASE
 }
