@@ -41,7 +41,8 @@ def _panel_bytes(plan, x, kernel, stride, padding, dilation) -> int:
 
 
 # (batch, C, O, H, W, kernel, stride, padding, dilation): planes of at most 64 positions, O
-# from under one panel of channels to several panels with a partial last one
+# from under one panel of channels (64 on AVX-512, 16 on AVX2) to several panels with a
+# partial last one
 CASES = [
     (1, 64, 64, 8, 8, 3, 1, 1, 1),
     (3, 40, 70, 5, 7, 3, 2, 1, 1),
@@ -50,6 +51,7 @@ CASES = [
     (2, 24, 48, 9, 9, 2, 3, 0, 1),
     (65, 16, 32, 4, 4, 3, 1, 1, 1),   # positions across several chunks and images
     (1, 6, 40, 3, 8, (1, 3), 1, (0, 1), 1),
+    (2, 20, 130, 7, 6, 3, 2, 1, 1),   # AVX-512: two 64-channel panels and a partial one
 ]
 
 
@@ -101,7 +103,7 @@ def test_the_panel_layout_is_made_once_and_only_where_the_kernels_use_it() -> No
         plan.conv2d(small, *args, "relu", None)
         assert plan.cpanel.data_ptr() == first   # kept with the plan
         # the layout: trit kk of channel r of panel q at (q * K + kk) * NR + r
-        nr = 32 if isa == "avx512" else 16
+        nr = 64 if isa == "avx512" else 16
         lay = plan.cpanel.reshape(64 // nr, 64 * 9, nr)
         torch.testing.assert_close(lay.permute(0, 2, 1).reshape(64, 64 * 9), trits)
     else:

@@ -474,20 +474,23 @@ static int flat_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *
  * once into the flat conv's zero-padded stride phases, where output position (oh, ow) reads
  * tap t at oh * wq + ow + off[t], so no patch matrix is gathered. The weight comes as a
  * panel layout made once per weight (tri_conv_panel_pack: the trits as int8, k-major in
- * panels of TRI_IG_NV vectors of output channels, 32 on AVX-512 and 16 on AVX2), so a call
- * decodes nothing: a trit vector is widened to floats in registers. A task is a panel x a
- * chunk of positions (all images of the batch in one range); for each TRI_IG_MR positions it
- * keeps MR x NV accumulators in registers while K runs in slices of TRI_IG_KC: one offset
- * load, NV weight vectors and MR broadcasts per tap. Each output's sum is the same sequence
+ * panels of TRI_IG_NV vectors of output channels, 64 on AVX-512 and 16 on AVX2), so a call
+ * decodes nothing from the packed format. A task is a panel x a chunk of positions (all
+ * images of the batch in one range); K runs in slices of TRI_IG_KC, each widened to floats
+ * once per task (it then stays in L1), and for each TRI_IG_MR positions the MR x NV
+ * accumulators stay in registers over the slice: one offset load, NV weight vectors and MR
+ * broadcasts per tap. Each output's sum is the same sequence
  * of multiply-adds in k order as the flat conv's, so the two give the same values. The
  * epilogue writes NCHW planes with the scale, bias, residual and activation. */
-#define TRI_IG_NV 2
 #if TRI_ISA_AVX512
-#define TRI_IG_MR 12  /* 12 x 2 accumulators + 2 weight vectors + a broadcast of the 32 zmm */
+#define TRI_IG_NV 4
+#define TRI_IG_MR 6   /* 6 x 4 accumulators + 4 weight vectors + a broadcast of the 32 zmm */
+#define TRI_IG_KC 128
 #else
+#define TRI_IG_NV 2
 #define TRI_IG_MR 6   /* 6 x 2 accumulators + 2 weight vectors + a broadcast: AVX2's 16 ymm */
-#endif
 #define TRI_IG_KC 256
+#endif
 #define TRI_IG_CHUNK 192 /* positions per task (a multiple of TRI_IG_MR) */
 #define TRI_IG_NR (TRI_IG_NV * VW)
 #define TRI_IG_MAX_PLANE 64 /* output planes up to this many positions (ResNet's 8x8, 4x4) */
@@ -529,12 +532,12 @@ static inline __attribute__((always_inline)) void ig_block(
             a[u][v] = first ? (tri_v16){0} : *(const tri_v16 *)(acc + (u * TRI_IG_NV + v) * VW);
     for (int64_t kk = k0; kk < k1; kk++) {
         const tri_v16 *w = (const tri_v16 *)(wt + (kk - k0) * TRI_IG_NR);
-        const tri_v16 w0 = w[0], w1 = w[1];
+        tri_v16 wv[TRI_IG_NV];
+        for (int v = 0; v < TRI_IG_NV; v++) wv[v] = w[v];
         const int64_t o = off[kk];
         for (int u = 0; u < MR; u++) {
             const float xv = src[u][o];
-            a[u][0] += xv * w0;
-            a[u][1] += xv * w1;
+            for (int v = 0; v < TRI_IG_NV; v++) a[u][v] += xv * wv[v];
         }
     }
     for (int u = 0; u < MR; u++)
@@ -547,9 +550,6 @@ static void ig_rows(const float *wt, const float *const *src, const int64_t *off
 #define IG_CASE(M) case M: ig_block(wt, src, off, k0, k1, acc, first, M); break;
     switch (mr) {
         IG_CASE(1) IG_CASE(2) IG_CASE(3) IG_CASE(4) IG_CASE(5) IG_CASE(6)
-#if TRI_IG_MR > 6
-        IG_CASE(7) IG_CASE(8) IG_CASE(9) IG_CASE(10) IG_CASE(11) IG_CASE(12)
-#endif
     }
 #undef IG_CASE
 }
@@ -601,9 +601,10 @@ static void ig_task(void *ctx, int64_t task, int tid) {
 /* fp32 activations, no groups, at least one whole panel of output channels, a small output
  * plane (the flat conv's vectors would be mostly row padding and tails) and a window larger
  * than 1x1 (a 1x1 conv's K is small: the image copy, not the products, decides, and the flat
- * conv measured faster). Measured on ResNet-18's 8x8 and 4x4 planes (32x32 input): 3x3
- * convs with 256 and 512 channels 1.1-1.5x the flat conv or patch GEMM at batch 1 and
- * 1.0-1.6x at batch 64 (16x16 -> 8x8 at stride 2 and batch 64: 0.85x). */
+ * conv measured faster). Measured on ResNet-18 (32x32 input, AVX-512, 1 thread): its 3x3
+ * convs with 8x8 and 4x4 outputs 1.2-1.5x the flat conv or patch GEMM they replace at batch
+ * 1 and 1.05-1.75x at batch 64; on 16x16 outputs (layer2) the flat conv stays 1.1-1.2x
+ * faster. */
 static int ig_conv_fits(const TriLinearPlan *p, const TriConvGeom *g) {
     return (TRI_ISA_AVX512 || TRI_ISA_AVX2) && !p->act_quant && g->groups == 1
            && p->n >= TRI_IG_NR && g->ho * g->wo <= TRI_IG_MAX_PLANE && g->kh * g->kw > 1;
