@@ -242,8 +242,11 @@ TRI_EXPORT int tri_pool2d(const TriPoolGeom *q, const float *x, int64_t planes, 
 #if TRI_ISA_AVX512
 #define TRI_DC_OB 6 /* 6 x 4 accumulators + 4 inputs of the 32 zmm */
 #define TRI_DC_NV 4
+#elif TRI_ISA_AVX2
+#define TRI_DC_OB 6 /* 6 x 2 accumulators + 2 inputs of AVX2's 16 ymm */
+#define TRI_DC_NV 2
 #else
-#define TRI_DC_OB 4 /* 4 x 2 accumulators + 2 inputs of AVX2's 16 ymm (NEON: 2 q each) */
+#define TRI_DC_OB 4 /* 4 x 2 accumulators + 2 inputs (NEON: 2 q each) */
 #define TRI_DC_NV 2
 #endif
 #define TRI_FLAT_CONV_SMALL_K 1024 /* up to this K every fp32 conv takes the flat conv */
