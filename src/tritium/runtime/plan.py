@@ -170,7 +170,7 @@ class LinearPlan:
 
     __slots__ = ("lib", "fn", "n", "k", "fmt", "aq", "act_quant", "tensors", "versions",
                  "args", "args_ptr", "env_threads", "fixed", "g2_min", "g2", "resolved",
-                 "geoms")
+                 "geoms", "cpanel")
 
     def __init__(self, lib, wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
                  bias: torch.Tensor | None, act_quant: str,
@@ -195,6 +195,7 @@ class LinearPlan:
         self.env_threads = (config.threads if config is not None and config.threads
                             else _default_threads())
         self.geoms: dict[tuple, tuple] = {}   # conv2d: (input C, H, W, conv params) -> geometry
+        self.cpanel: torch.Tensor | None = None   # conv2d, fp32: the panel layout, made once
 
     def valid_for(self, wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
                   ) -> bool:
@@ -290,14 +291,19 @@ class LinearPlan:
                 raise ValueError(f"input {tuple(x.shape)} does not fit this convolution")
             geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo,
                                             groups)
-            hit = self.geoms[key] = (geom, ctypes.addressof(geom), ho, wo)
-        _, gptr, ho, wo = hit
+            gptr = ctypes.addressof(geom)
+            # fp32 activations: whether the kernels want the weight's panel layout here
+            panel = 0 if self.aq else self.lib.lib.tri_conv_panel_bytes(self.args_ptr, gptr)
+            hit = self.geoms[key] = (geom, gptr, ho, wo, panel)
+        _, gptr, ho, wo, panel = hit
         m = b * ho * wo
         gw = None
         if self.aq and groups == 1 and m >= self.g2_min:
             if self.g2 is None:
                 self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
             gw = None if self.g2 is None else self.g2.data_ptr()
+        elif panel:
+            gw = self._conv_panel(panel)
         if residual is not None:
             residual = residual.float().expand(b, self.n, ho, wo).contiguous()
         rptr = None if residual is None else residual.data_ptr()
@@ -322,6 +328,19 @@ class LinearPlan:
             raise MemoryError("tritium: the native ternary conv2d kernel could not allocate its "
                               "buffers")
         return y
+
+
+    def _conv_panel(self, nbytes: int) -> int:
+        """The address of the weight's panel layout for the fp32 implicit-GEMM conv
+        (`tri_conv_panel_pack`: int8 trits, k-major, in panels of output channels), made on
+        the first call that wants it and kept with the plan (a changed weight rebuilds the
+        plan, so the layout too)."""
+        if self.cpanel is None:
+            out = torch.empty(nbytes, dtype=torch.int8)
+            if self.lib.lib.tri_conv_panel_pack(self.args_ptr, out.data_ptr()):
+                raise MemoryError("tritium: could not allocate the conv's weight layout")
+            self.cpanel = out
+        return self.cpanel.data_ptr()
 
 
 def _pool_params(mod: torch.nn.Module) -> tuple | None:

@@ -162,7 +162,9 @@ typedef struct {
  * layer's packed weight (O x C/groups*kh*kw) and constants in *p; int8 mode quantizes each
  * patch on its own (as tri_linear quantizes a token). Returns 0, 1 on allocation failure, 2
  * when the geometry does not match the weight, 3 for a grouped conv with int8 activations
- * (only the fp32 flat conv takes groups). */
+ * (only the fp32 flat conv takes groups). gw: with int8 activations the G2 layout or NULL;
+ * with fp32 activations the panel layout of tri_conv_panel_pack or NULL (then the implicit
+ * GEMM for small planes is not used). */
 TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
                                   int64_t batch, const float *residual, int act, float *y,
                                   int nthreads, const uint8_t *gw);
@@ -186,6 +188,12 @@ TRI_EXPORT int tri_conv2d_pool_planned(const TriLinearPlan *p, const TriConvGeom
                                        const float *x, int64_t batch, const float *residual,
                                        int act, const TriPoolGeom *q, float *y, int nthreads,
                                        const uint8_t *gw);
+
+/* The fp32 conv's panel layout of p's weight (int8 trits, k-major, in panels of output
+ * channels): its size in bytes when tri_conv2d_planned would use it for geometry g, else 0;
+ * and the packing (returns 1 if out of memory). C ABI 9. */
+TRI_EXPORT int64_t tri_conv_panel_bytes(const TriLinearPlan *p, const TriConvGeom *g);
+TRI_EXPORT int tri_conv_panel_pack(const TriLinearPlan *p, int8_t *out);
 
 /* y[plane] = pool(x[plane]) for `planes` contiguous planes of q->h x q->w floats (y: planes x
  * q->ho x q->wo). Returns 0, or 2 for a geometry without output. */
