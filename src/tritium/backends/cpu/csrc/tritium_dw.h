@@ -25,6 +25,9 @@
 #define TRI_PW_NV 2 /* AVX2's 16 ymm (NEON: 2 q registers per vector) */
 #endif
 #define TRI_PW_RUN (TRI_PW_NV * VW) /* positions per register block */
+/* floats of task scratch kept on the stack (36 KiB; a task that needs more allocates): a
+ * malloc and free per task cost more than the taps of a small plane */
+#define TRI_DW_STACK 9216
 
 /* v = act(a * sc + bi (+ res)) on one vector: act_apply's values (NaN passes relu/relu6) */
 static inline __attribute__((always_inline)) tri_v16 dw_epi_vec(tri_v16 a, tri_v16 sc,
@@ -177,8 +180,9 @@ static void pw_task(void *ctx, int64_t task, int tid) {
     /* scratch: the decoded block, the codes of one row, and for a partial last vector the
      * staged input (K x VW) and output (OB x VW: residual, then result) */
     const size_t floats = (size_t)(OB * ((K + 3) / 4 * 4)) + (tail ? (size_t)((K + 2 * OB) * VW) : 0);
-    float *wt = tri_alloc(floats * sizeof(float)
-                          + (size_t)(n_blocks(p->fmt, K) * blk_elems(p->fmt)));
+    float stk[TRI_DW_STACK] __attribute__((aligned(64)));
+    const size_t bytes = floats * sizeof(float) + (size_t)(n_blocks(p->fmt, K) * blk_elems(p->fmt));
+    float *wt = bytes <= sizeof stk ? stk : tri_alloc(bytes);
     if (!wt) {
         atomic_store(&J->oom, 1);
         return;
@@ -212,7 +216,7 @@ static void pw_task(void *ctx, int64_t task, int tid) {
         for (int r = 0; r < live; r++)
             for (int64_t i = 0; i < tail; i++) yb[r * hw + l0 + i] = ys[r * VW + i];
     }
-    free(wt);
+    if (wt != stk) free(wt);
 }
 
 /* A 1x1 convolution, stride 1, no padding, one group, fp32 activations. */
@@ -319,7 +323,9 @@ static void dw_task(void *ctx, int64_t task, int tid) {
     const int64_t n = p->n, kk = J->kk, hw = g->h * g->w, ohw = g->ho * g->wo;
     const int64_t b = task / J->nct, c0 = task % J->nct * J->cpt, c1 = min64(n, c0 + J->cpt);
     /* scratch: phase planes (J->img), then the accumulators (lp, vector aligned) */
-    float *buf = tri_alloc((size_t)(J->img + J->lp + VW) * sizeof(float));
+    float stk[TRI_DW_STACK] __attribute__((aligned(64)));
+    const size_t need = (size_t)(J->img + J->lp + VW);
+    float *buf = need <= TRI_DW_STACK ? stk : tri_alloc(need * sizeof(float));
     if (!buf) {
         atomic_store(&J->oom, 1);
         return;
@@ -351,7 +357,7 @@ static void dw_task(void *ctx, int64_t task, int tid) {
                                                           (size_t)wo * sizeof(float));
         }
     }
-    free(buf);
+    if (buf != stk) free(buf);
 }
 
 /* Small output planes (MobileNet's 8x8 and 4x4 stages): the plane-per-channel sweep above
@@ -372,7 +378,9 @@ static void dw_lanes_task(void *ctx, int64_t task, int tid) {
     const int lanes = (int)min64(VW, n - c0);
     const int64_t hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw;
     /* scratch: the input tile (hp x wp x VW), the output tile (ohw x VW), and the residual's */
-    float *tile = tri_alloc((size_t)((hp * wp + 2 * ohw) * VW) * sizeof(float));
+    float stk[TRI_DW_STACK] __attribute__((aligned(64)));
+    const size_t need = (size_t)((hp * wp + 2 * ohw) * VW);
+    float *tile = need <= TRI_DW_STACK ? stk : tri_alloc(need * sizeof(float));
     if (!tile) {
         atomic_store(&J->oom, 1);
         return;
@@ -408,7 +416,7 @@ static void dw_lanes_task(void *ctx, int64_t task, int tid) {
     float *yb = J->y + (b * n + c0) * ohw;
     for (int l = 0; l < lanes; l++)
         for (int64_t q = 0; q < ohw; q++) yb[l * ohw + q] = out[q * VW + l];
-    free(tile);
+    if (tile != stk) free(tile);
 }
 
 static int dw_lanes(DwJob *J, int64_t batch, int nthreads) {
