@@ -360,6 +360,19 @@ static void dw_task(void *ctx, int64_t task, int tid) {
     if (buf != stk) free(buf);
 }
 
+/* the kk (<= a block) codes of depthwise channel c: t2 with kk <= 32 holds element t in the
+ * low 2 bits of byte t (docs/formats.md), read directly; otherwise the row is decoded */
+static inline const uint8_t *dw_codes(const TriLinearPlan *p, int64_t c, int64_t kk,
+                                      int64_t nb, uint8_t *codes) {
+    const uint8_t *row = p->w + c * p->row_bytes;
+    if (p->fmt == TRI_FMT_T2 && kk <= 32) {
+        for (int64_t t = 0; t < kk; t++) codes[t] = row[t] & 3;
+    } else {
+        decode_codes(p->fmt, row, nb, codes);
+    }
+    return codes;
+}
+
 /* Small output planes (MobileNet's 8x8 and 4x4 stages): the plane-per-channel sweep above
  * spends more on its per-channel copies and calls than on the taps. Here the vector lanes are
  * VW channels instead: a task gathers its channels' zero-padded planes into one tile of
@@ -432,7 +445,7 @@ static int dw_lanes(DwJob *J, int64_t batch, int nthreads) {
     }
     memset(tw, 0, (size_t)(nblk * kk * VW) * sizeof(float));
     for (int64_t c = 0; c < n; c++) {
-        decode_codes(p->fmt, p->w + c * p->row_bytes, nb, codes);
+        dw_codes(p, c, kk, nb, codes);
         for (int64_t t = 0; t < kk; t++)
             tw[((c / VW) * kk + t) * VW + c % VW] = (float)((int)codes[t] - 1);
     }
@@ -480,7 +493,7 @@ static int dw_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
         }
     int64_t *toff = off + kk;
     for (int64_t c = 0; c < n; c++) {
-        decode_codes(p->fmt, p->w + c * p->row_bytes, nb, codes);
+        dw_codes(p, c, kk, nb, codes);
         int32_t m = 0;
         for (int64_t t = 0; t < kk; t++) {
             toff[c * kk + m] = off[t];
