@@ -29,6 +29,8 @@
  * malloc and free per task cost more than the taps of a small plane */
 #define TRI_DW_STACK 9216
 
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
 /* v = act(a * sc + bi (+ res)) on one vector: act_apply's values (NaN passes relu/relu6) */
 static inline __attribute__((always_inline)) tri_v16 dw_epi_vec(tri_v16 a, tri_v16 sc,
                                                                 tri_v16 bi, const float *res,
@@ -80,7 +82,7 @@ typedef struct {
     const TriLinearPlan *p;
     const float *x, *residual;
     float *y;
-    int64_t hw, nblk, ipt; /* plane length, channel blocks, images per task */
+    int64_t hw, nblk, gb, ipt; /* plane length, channel blocks, blocks per group, images per task */
     int64_t batch;
     int nv, ob;            /* vectors per run, channels per block */
     int act;
@@ -171,15 +173,15 @@ static void pw_task(void *ctx, int64_t task, int tid) {
     PwJob *J = ctx;
     (void)tid;
     const TriLinearPlan *p = J->p;
-    const int64_t n = p->n, K = p->k, hw = J->hw;
+    const int64_t n = p->n, K = p->k, hw = J->hw, kp = (K + 3) / 4 * 4;
     const int OB = J->ob, NV = J->nv;
-    const int64_t blk = task % J->nblk, it = task / J->nblk;
-    const int64_t o0 = blk * OB;
-    const int live = (int)min64(OB, n - o0);
-    const int64_t nfull = hw / VW, tail = hw % VW, run = (int64_t)NV * VW;
-    /* scratch: the decoded block, the codes of one row, and for a partial last vector the
-     * staged input (K x VW) and output (OB x VW: residual, then result) */
-    const size_t floats = (size_t)(OB * ((K + 3) / 4 * 4)) + (tail ? (size_t)((K + 2 * OB) * VW) : 0);
+    const int64_t ngrp = (J->nblk + J->gb - 1) / J->gb;
+    const int64_t grp = task % ngrp, it = task / ngrp;
+    const int64_t blk0 = grp * J->gb, nb = min64(J->nblk, blk0 + J->gb) - blk0;
+    const int64_t nfull = hw / VW, tail = hw % VW;
+    /* scratch: the group's decoded blocks (nb x OB x kp), the codes of one row, and for a
+     * partial last vector the staged input (K x VW) and output (OB x VW: residual, result) */
+    const size_t floats = (size_t)(nb * OB * kp) + (tail ? (size_t)((K + 2 * OB) * VW) : 0);
     float stk[TRI_DW_STACK] __attribute__((aligned(64)));
     const size_t bytes = floats * sizeof(float) + (size_t)(n_blocks(p->fmt, K) * blk_elems(p->fmt));
     float *wt = bytes <= sizeof stk ? stk : tri_alloc(bytes);
@@ -187,34 +189,44 @@ static void pw_task(void *ctx, int64_t task, int tid) {
         atomic_store(&J->oom, 1);
         return;
     }
-    float *xs = wt + OB * ((K + 3) / 4 * 4), *rs = xs + K * VW, *ys = rs + OB * VW;
+    float *xs = wt + nb * OB * kp, *rs = xs + K * VW, *ys = rs + OB * VW;
     uint8_t *codes = (uint8_t *)(wt + floats);
-    pw_decode(p, o0, live, OB, codes, wt);
+    for (int64_t i = 0; i < nb; i++) {
+        const int64_t o0 = (blk0 + i) * OB;
+        pw_decode(p, o0, (int)min64(OB, n - o0), OB, codes, wt + i * OB * kp);
+    }
     const int64_t b1 = min64(J->batch, (it + 1) * J->ipt);
     for (int64_t b = it * J->ipt; b < b1; b++) {
         const float *xb = J->x + b * K * hw;
-        float *yb = J->y + (b * n + o0) * hw;
-        const float *rb = J->residual ? J->residual + (b * n + o0) * hw : NULL;
-        int64_t v0 = 0;
-        for (; v0 + NV <= nfull; v0 += NV)
-            pw_run(xb + v0 * VW, hw, K, wt, p, o0, live, rb ? rb + v0 * VW : NULL,
-                   yb + v0 * VW, hw, J->act, OB, NV);
-        if (v0 < nfull)
-            pw_run(xb + v0 * VW, hw, K, wt, p, o0, live, rb ? rb + v0 * VW : NULL,
-                   yb + v0 * VW, hw, J->act, OB, (int)(nfull - v0));
-        (void)run;
+        /* each run of positions meets every block of the group while it is in L1 */
+        for (int64_t v0 = 0; v0 < nfull; v0 += NV) {
+            const int nv = (int)min64(NV, nfull - v0);
+            for (int64_t i = 0; i < nb; i++) {
+                const int64_t o0 = (blk0 + i) * OB, off = (b * n + o0) * hw + v0 * VW;
+                pw_run(xb + v0 * VW, hw, K, wt + i * OB * kp, p, o0, (int)min64(OB, n - o0),
+                       J->residual ? J->residual + off : NULL, J->y + off, hw, J->act, OB, nv);
+            }
+        }
         if (!tail) continue;
         const int64_t l0 = nfull * VW;
         for (int64_t c = 0; c < K; c++) {
             for (int64_t i = 0; i < tail; i++) xs[c * VW + i] = xb[c * hw + l0 + i];
             for (int64_t i = tail; i < VW; i++) xs[c * VW + i] = 0.0f;
         }
-        if (rb)
+        for (int64_t i = 0; i < nb; i++) {
+            const int64_t o0 = (blk0 + i) * OB;
+            const int live = (int)min64(OB, n - o0);
+            float *yb = J->y + (b * n + o0) * hw;
+            const float *rb = J->residual ? J->residual + (b * n + o0) * hw : NULL;
+            if (rb)
+                for (int r = 0; r < live; r++)
+                    for (int64_t l = 0; l < VW; l++)
+                        rs[r * VW + l] = l < tail ? rb[r * hw + l0 + l] : 0.0f;
+            pw_run(xs, VW, K, wt + i * OB * kp, p, o0, live, rb ? rs : NULL, ys, VW, J->act,
+                   OB, 1);
             for (int r = 0; r < live; r++)
-                for (int64_t i = 0; i < VW; i++) rs[r * VW + i] = i < tail ? rb[r * hw + l0 + i] : 0.0f;
-        pw_run(xs, VW, K, wt, p, o0, live, rb ? rs : NULL, ys, VW, J->act, OB, 1);
-        for (int r = 0; r < live; r++)
-            for (int64_t i = 0; i < tail; i++) yb[r * hw + l0 + i] = ys[r * VW + i];
+                for (int64_t l = 0; l < tail; l++) yb[r * hw + l0 + l] = ys[r * VW + l];
+        }
     }
     if (wt != stk) free(wt);
 }
@@ -240,12 +252,17 @@ static int pw_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
     J.nblk = (p->n + J.ob - 1) / J.ob;
     const double work = (double)batch * (double)p->n * (double)p->k * (double)J.hw;
     const int team = team_for_work(work, nthreads);
-    /* images split so that every thread finds a few tasks; each task decodes its rows once */
+    /* blocks grouped so that a group's weights stay in L2 (about 64 KiB) while the runs of
+     * positions pass; images and groups split so that every thread finds a few tasks */
+    const int64_t kp = (p->k + 3) / 4 * 4;
+    J.gb = max64(1, min64(J.nblk, 16384 / (J.ob * kp)));
     int64_t parts = 1;
-    while (parts < batch && J.nblk * parts < 4 * (int64_t)team) parts *= 2;
+    while (parts < batch && (J.nblk + J.gb - 1) / J.gb * parts < 4 * (int64_t)team) parts *= 2;
     if (parts > batch) parts = batch;
+    while (J.gb > 1 && (J.nblk + J.gb - 1) / J.gb * parts < 4 * (int64_t)team)
+        J.gb = (J.gb + 1) / 2;
     J.ipt = (batch + parts - 1) / parts;
-    pool_run(pw_task, &J, J.nblk * ((batch + J.ipt - 1) / J.ipt), team);
+    pool_run(pw_task, &J, (J.nblk + J.gb - 1) / J.gb * ((batch + J.ipt - 1) / J.ipt), team);
     return atomic_load(&J.oom) ? 1 : 0;
 }
 
