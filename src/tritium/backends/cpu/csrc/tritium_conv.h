@@ -680,6 +680,8 @@ TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, 
     if (m == 0 || n == 0) return 0;
     if (gw && ig_conv_fits(p, g))   /* gw: the panel layout in fp32 mode */
         return ig_conv(p, g, x, batch, residual, act, (const int8_t *)gw, y, nthreads);
+    if (pw_conv_fits(p, g)) return pw_conv(p, g, x, batch, residual, act, y, nthreads);
+    if (dw_conv_fits(p, g)) return dw_conv(p, g, x, batch, residual, act, y, nthreads);
     if (flat_conv_fits(p, g)) return flat_conv(p, g, x, batch, residual, act, NULL, y, nthreads);
     if (g->groups != 1) return 3;   /* grouped: only the flat conv */
     Problem P;

@@ -217,5 +217,6 @@ TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t 
     return rc;
 }
 
+#include "tritium_dw.h"   /* depthwise and pointwise convs (fp32), tri_conv2d_planned's */
 #include "tritium_conv.h" /* conv2d: patches gathered into the GEMM rows, NCHW out */
 #include "tritium_lm.h"   /* language-model decode: the int8 head, the RMSNorm-fused BitLinear */
