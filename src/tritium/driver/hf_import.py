@@ -62,8 +62,6 @@ MAX_HEADS = 1024
 #: the metadata key holding the architecture's hyperparameters (what GGUF export reads)
 ARCH_KEY = "tritium.hf_arch"
 FLOAT_DTYPES = ("F32", "BF16", "F16")
-#: the byte-level tokenizer record of a checkpoint (ids 0..255 are the bytes)
-BYTE_TOKENIZER = '{"type":"bytes","version":1}'
 
 
 class HFImportError(Exception):

@@ -437,7 +437,7 @@ class _Printer:
         if isinstance(node, A.ConfigEntry):
             return _end_statement(self.entry_lines(node, indent))
         if isinstance(node, A.LayerDecl):   # a table `Kind[] { rows }`: formatter_forms2
-            return format_table(self, node, indent) or self.layer_decl(node, indent)
+            return format_table(self, node, indent, _key) or self.layer_decl(node, indent)
         if isinstance(node, A.ParamDecl):
             cond = f"if ({self.expr(node.cond)}) " if node.cond is not None else ""
             text = f"param {node.name}: {cond}{self.type(node.type)}"

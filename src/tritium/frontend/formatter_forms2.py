@@ -36,18 +36,17 @@ def format_forms2_expr(p, e) -> str:
     raise TypeError(f"cannot format expression {type(e).__name__}")
 
 
-def format_table(p, node: A.LayerDecl, indent: str) -> list[str] | None:
+def format_table(p, node: A.LayerDecl, indent: str, key) -> list[str] | None:
     """`layer b: Kind[] { rows }` when every kind of the declaration is a row of one kind's
-    table (`A.LayerKind.row`); None for any other layer declaration."""
+    table (`A.LayerKind.row`); None for any other layer declaration. ``key`` prints a config
+    key (the formatter's, handed in: this module never imports the formatter)."""
     if node.cond is not None or not node.kinds or not all(k.row for k in node.kinds) or len(
             {k.kind for k in node.kinds}) != 1:
         return None
-    from .formatter import _key
-
     def row(k: A.LayerKind, ind: str) -> list[str]:
         args = k.args or []
         if args and all(a.name is not None for a in args):
-            return [f"{ind}{{ {', '.join(f'{_key(a.name)}: {p.expr(a.value)}' for a in args)} }}"]
+            return [f"{ind}{{ {', '.join(f'{key(a.name)}: {p.expr(a.value)}' for a in args)} }}"]
         return [f"{ind}[{', '.join(p.expr(a.value) for a in args)}]"]
 
     return p._braced(f"layer {node.name}: {node.kinds[0].kind}[] ", node, node.kinds, indent, row)

@@ -29,16 +29,16 @@ that writes its key and value into its slot's buffers as `attend` would.
 
 from __future__ import annotations
 
-import contextvars
 from typing import Any
 
 import torch
 
+from tritium.runtime.decode_state import SESSION as _SESSION
+from tritium.runtime.decode_state import grown as _grown
+
 __all__ = ["DecodeSession", "current_session", "rope_tables"]
 
 _CPU = torch.device("cpu")
-_SESSION: contextvars.ContextVar[DecodeSession | None] = contextvars.ContextVar(
-    "tritium_decode_session", default=None)
 
 
 def rope_tables(d: int, base: float, start: int, end: int, dtype: torch.dtype, device
@@ -209,11 +209,3 @@ class DecodeSession:
         return view
 
 
-def _grown(cached: torch.Tensor, need: int) -> torch.Tensor:
-    """A buffer for at least `need` tokens (and twice the cached ones, at least 64) holding a
-    copy of `cached` in its first positions."""
-    n = cached.shape[-2]
-    cap = max(64, 2 * n, need)
-    out = cached.new_empty(*cached.shape[:-2], cap, cached.shape[-1])
-    out[..., :n, :] = cached
-    return out

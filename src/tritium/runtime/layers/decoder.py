@@ -43,7 +43,8 @@ from torch import nn
 from torch.nn.modules import module as _module_mod
 
 from tritium.runtime import plan as _plan_mod
-from tritium.runtime.decoding import _SESSION, _grown
+from tritium.runtime.decode_state import SESSION as _SESSION
+from tritium.runtime.decode_state import grown as _grown
 
 __all__ = ["BLOCK_TOLERANCE", "BlockDecoder", "install_block_decoders"]
 
