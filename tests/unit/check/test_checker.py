@@ -295,6 +295,11 @@ def test_broadcast_reshape_and_dims():
     # is checked, never a module that does not compile
     assert errors(base.replace("EXPR", "x[]")) == ["E0508"]
     assert errors("let xs = [1, 2]\nlet y = xs[]\n") == ["E0508"]
+    # a list takes one subscript (Python raises TypeError on xs[0, 1]; the fuzzer's generated
+    # module compiled with a SyntaxWarning for it)
+    assert errors("let y = [1, 2, 3][0, 1]\n") == ["E0508"]
+    assert errors("fn f(xs: [int]) -> int { return xs[0, 1:] }") == ["E0508"]
+    assert errors("fn f(xs: [[int]]) -> int { return xs[0][1] }") == []
 
 
 def test_condition_must_be_bool():

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import warnings
 
 from ...frontend.lexer import FORMAT_SPEC_RE
 from ...frontend.names import MODULE_ATTRS
@@ -148,8 +149,12 @@ def validate(source: str) -> ast.Module:
         else:
             raise _fail(node, f"unexpected top-level {type(node).__name__}")
     try:   # what only the compiler sees (duplicate arguments, misplaced names); runs nothing
-        compile(tree, "<generated>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        with warnings.catch_warnings():
+            # a SyntaxWarning is code that fails when it runs ("list indices must be
+            # integers", "'str' object is not callable"): the checker should have refused it
+            warnings.simplefilter("error", SyntaxWarning)
+            compile(tree, "<generated>", "exec", dont_inherit=True)
+    except (SyntaxError, SyntaxWarning, ValueError, RecursionError, MemoryError) as exc:
         raise UnsafeSourceError(f"generated source does not compile: {exc}") from None
     return tree
 

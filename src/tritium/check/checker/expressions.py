@@ -525,6 +525,10 @@ class ExpressionsMixin:
                 idx.append(("index", self.eval_expr(i, scope), i.span))
         t = base.ty
         if isinstance(t, ListT):
+            if len(idx) > 1:   # Python lists take one index or slice: x[i, j] is a TypeError
+                self.report("E0508", f"a list takes one index or slice, got {len(idx)}",
+                            idx[1][2], help="index twice for a list of lists: `xs[i][j]`")
+                return Value(ANY)
             if len(idx) == 1 and idx[0][0] == "index":
                 iv = idx[0][1]
                 if base.known and iv.known and _is_int(iv.const) and isinstance(base.const, list):

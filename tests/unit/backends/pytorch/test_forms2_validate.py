@@ -73,3 +73,14 @@ def test_nested_functions_and_other_attributes_stay_refused(stmt: str) -> None:
 def test_a_program_cannot_choose_the_context() -> None:
     r = check_source(PROGRAM.replace("no_grad()", "open(\"x\")"))
     assert [d.code for d in r.errors] == ["E0964"]
+
+
+@pytest.mark.parametrize("expr", ["[1, 2][0, 1]", "'a'(1)", "(1, 2)(3)"])
+def test_code_the_compiler_warns_about_is_refused(expr: str) -> None:
+    """A SyntaxWarning is code that fails when it runs (a list indexed by a tuple, a string
+    called): the checker should have refused its program, so the module is not loaded."""
+    src = generated()
+    marker = "        y = "
+    bad = src.replace(marker, f"        z = {expr}\n" + marker, 1)
+    with pytest.raises(UnsafeSourceError, match="does not compile"):
+        validate(bad)
