@@ -224,10 +224,18 @@ class LinearPlan:
         resolver is installed (then the config it picked for this batch size, kept by the
         plan: the tuned path costs what the default one does)."""
         m = x2.shape[0]
+        threads = self.env_threads or torch.get_num_threads()
         if _RESOLVER is None or self.fixed:   # the common case, without a method call
-            fn, threads, g2_min = self.fn, self.env_threads or torch.get_num_threads(), self.g2_min
+            fn, g2_min = self.fn, self.g2_min
         else:
-            fn, threads, g2_min = self._choice(m)
+            # _choice inlined: the tuned path must cost what the default one does
+            hit = self.resolved.get(m)
+            if hit is None or hit[0] != _RESOLVER_GENERATION:
+                self._choice(m)
+                hit = self.resolved[m]
+            _, fn, cap, g2_min = hit
+            if cap and cap < threads:
+                threads = cap
         gw = None
         if self.aq and m >= g2_min:
             if self.g2 is None:
