@@ -67,7 +67,7 @@ def _check_stages(build: AotBuild, target: str) -> None:
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_mlp_and_resnet18_kernels_build(target):
     mlp = build_model(_optimized("mlp"), target, assumed_m=16)
-    assert [k.name for k in mlp.kernels] == ["tri_linear_t2_bias"]
+    assert [k.name for k in mlp.kernels] == ["tri_linear_t2_q8_bias"]
     assert len(mlp.kernels[0].uses) == 2  # fc1 and fc2 share one binary
     _check_stages(mlp, target)
 
@@ -107,12 +107,12 @@ def test_int8_kernels_keep_exact_rounding_in_ptx():
 def test_cli_emits_ptx_and_writes_cubins(capsys, tmp_path):
     assert main(["compile", str(EX / "mlp.tri"), "--target", "cuda:sm_80", "--emit", "ptx"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("// ===== tri_linear_t2_bias [PER_CHANNEL=0, BLOCK_M=")
-    assert ptx_entries(out) == ["tri_linear_t2_bias"] and ".target sm_80" in out
+    assert out.startswith("// ===== tri_linear_t2_q8_bias [PER_CHANNEL=0, BLOCK_M=")
+    assert ptx_entries(out) == ["tri_linear_t2_q8_bias"] and ".target sm_80" in out
     assert main(["compile", str(EX / "mlp.tri"), "--target", "cuda:sm_80", "--emit", "cubin",
                  "-o", str(tmp_path / "bin")]) == 0
     [cubin] = sorted((tmp_path / "bin").glob("*.cubin"))
-    assert cubin.name.startswith("mlp.tri_linear_t2_bias.") and cubin.read_bytes()[:4] == ELF
+    assert cubin.name.startswith("mlp.tri_linear_t2_q8_bias.") and cubin.read_bytes()[:4] == ELF
     assert main(["compile", str(EX / "mlp.tri"), "--target", "cuda:sm_80", "--emit", "llir",
                  "-o", str(tmp_path / "mlp.ll")]) == 0
     assert "define" in (tmp_path / "mlp.ll").read_text()
@@ -147,7 +147,7 @@ def test_emitting_triton_source_imports_neither_torch_nor_triton(tmp_path):
         "from tritium.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
         f"    rc = main(['compile', {str(EX / 'mlp.tri')!r}, '--target', 'triton'])\n"
-        "assert rc == 0 and 'def tri_linear_t2_bias(' in out.getvalue()\n"
+        "assert rc == 0 and 'def tri_linear_t2_q8_bias(' in out.getvalue()\n"
         "print(sorted(m for m in ('torch', 'triton') if m in sys.modules))\n"
     )
     env = {**os.environ, "TRITIUM_CACHE_DIR": str(tmp_path)}

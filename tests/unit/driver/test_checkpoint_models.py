@@ -13,12 +13,12 @@ from tritium.driver.models import build_model, model_from_checkpoint
 from tritium.driver.train import evaluate_model
 from tritium.runtime import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 
-ROOT = Path(__file__).resolve().parents[3]
 V2 = Path(__file__).parent / "data" / "mlp_v2.safetensors"   # DigitsMLP, checkpoint version 2
+V2_SOURCE = Path(__file__).parent / "data" / "mlp_v2.tri"   # the program that wrote it
 
 
 def _unfolded() -> nn.Module:
-    model = build_model(ROOT / "examples" / "mlp.tri").model
+    model = build_model(V2_SOURCE).model
     load_checkpoint(V2, model)
     return model.eval()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,7 +146,7 @@ def test_cli_compile_outputs_and_cache_commands(tmp_path):
     r = _run("compile", "examples/mlp.tri", "--emit", "tokens", env_dir=tmp_path / "c")
     assert r.returncode == 0 and "KEYWORD\tmodel" in r.stdout
     r = _run("compile", "examples/mlp.tri", "--emit", "ast", env_dir=tmp_path / "c")
-    assert r.returncode == 0 and "ModelDef @2:1" in r.stdout
+    assert r.returncode == 0 and re.search(r"ModelDef @\d+:1\n", r.stdout)
     r = _run("cache", "info", env_dir=tmp_path / "c")
     assert r.returncode == 0 and "entries: 3" in r.stdout   # the shown path is part of the key
     assert "tuning archive:" in r.stdout and "(none yet)" in r.stdout
@@ -174,7 +175,7 @@ def test_cli_emits_ir_stages_and_pass_dumps(tmp_path):
     r = _run("compile", "examples/mlp.tri", "--emit", "ir", "-O0", env_dir=tmp_path / "c")
     assert r.returncode == 0, r.stderr
     assert "model @DigitsMLP" in r.stdout and "quantize_ternary" in r.stdout
-    assert "fused_linear" not in r.stdout
+    assert "batch_norm" in r.stdout   # -O0: nothing folded
     r = _run("compile", "examples/mlp.tri", "--emit", "ir-opt", "-O3", env_dir=tmp_path / "c")
     assert r.returncode == 0, r.stderr
     assert "fused_linear" in r.stdout and "batch_norm" not in r.stdout   # bn folded, fused
