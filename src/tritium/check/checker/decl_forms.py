@@ -198,3 +198,21 @@ def tensor_dtype_fits(ck, fn: A.FnDef, p: A.ParamSpec, got: TensorT, span) -> No
                   label=f"{got.dtype} values",
                   help=f"convert it first: `{declared}(x)`; only float tensors fit a "
                        f"{declared} parameter, whatever its shape binds")
+
+
+def float_type_into_ternary(ck, s: A.Let, v: Value) -> None:
+    """`let w: TernaryTensor<trit, [10]> = Tensor<float32, [10]>` (or `…()`): a tensor type of
+    float elements written as the value of a TernaryTensor is E0402 (a float tensor type is
+    not a ternary one). Computed values (`quantize(x)`, `sign(x)`) are not judged here."""
+    e = s.value
+    typed = e.func if isinstance(e, A.Call) and isinstance(e.func, A.TypeValue) else e
+    if not isinstance(typed, A.TypeValue) or s.type is None:
+        return
+    if s.type.name != "TernaryTensor" or not isinstance(v.ty, TensorT) or v.ty.ternary:
+        return
+    if v.ty.dtype in FLOAT_TYPES:
+        ck.report("E0402", f"cannot store a {v.ty.dtype} tensor in TernaryTensor `{s.name}`: "
+                           f"`{ck_type_text(typed.type)}` is not a ternary type", e.span,
+                  label="not ternary",
+                  help="quantize a float tensor: `ternary_quantize(x)`; for zero trits write "
+                       f"`{ck_type_text(s.type)}()`")

@@ -331,11 +331,6 @@ class DeclaredTypesMixin:
             if ty.dtype in INT_TYPES and got.dtype in FLOAT_TYPES:
                 self.report("E0402", f"cannot store a {got.dtype} tensor in `{what}` ({ty}) "
                                      f"without a cast", span, help=f"use `cast(…, \"{ty.dtype}\")`")
-            elif ty.ternary and got.dtype in FLOAT_TYPES and not got.ternary:
-                self.report("E0402", f"cannot store a {got.dtype} tensor in `{what}` ({ty}): "
-                                     f"its values are not trits", span,
-                            help="quantize it: `ternary_quantize(x)`, or build trits with "
-                                 "`ternary_tensor([…])` / `random_ternary([…])`")
 
 
 def zero_d_number(got, ty: ScalarT) -> bool:

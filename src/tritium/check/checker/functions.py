@@ -36,7 +36,7 @@ from ..types import (
     unify_join,
     working_type,
 )
-from .decl_forms import declare_only
+from .decl_forms import declare_only, float_type_into_ternary
 from .decl_lists import unpack_rest
 from .int_division import mark_int_divisions
 from .model import (
@@ -361,8 +361,9 @@ class FunctionsMixin:
                                  f"without one (it is a parameter with the default init)")
             return Value(working_type(ty))
         mark_int_divisions(self, s.type, s.value)
-        return self.assign_declared(s.name, s.type, self.eval_expr(s.value, scope), s.value.span,
-                                    scope)
+        v = self.eval_expr(s.value, scope)
+        float_type_into_ternary(self, s, v)   # `let w: TernaryTensor = Tensor<float32, …>`
+        return self.assign_declared(s.name, s.type, v, s.value.span, scope)
 
     def assign_declared(self, name: str, te: A.TypeExpr | None, v: Value, span: Span,
                         scope: Scope) -> Value:
