@@ -248,6 +248,23 @@ class FnExpr(Expr):
     span: Span = _span()
 
 
+@dataclass(slots=True)
+class TypeValue(Expr):
+    """A tensor type written where a value stands: `Tensor<int32, [10, 10]>()` (a call
+    with no arguments) constructs zeros of that type; the bare type is an error (E1031)
+    that checking survives by taking it as such a tensor (tritium.check.checker.decl_forms)."""
+    type: TypeExpr
+    span: Span = _span()
+
+
+@dataclass(slots=True)
+class Spread(Expr):
+    """`...xs` as an item of a list literal: the items of `xs` in its place
+    (`[...a, ...([0t] * n), y]`). Anywhere else the parser reports E0900."""
+    value: Expr
+    span: Span = _span()
+
+
 def block_has_statements(e: Expr) -> bool:
     """Whether a block or `if` value holds statements (then Python needs them hoisted)."""
     if isinstance(e, BlockExpr):
@@ -301,11 +318,14 @@ class For(Stmt):
 
 @dataclass(slots=True)
 class Unpack(Stmt):
-    """`let (a, b) = e`, `let a, b = e` (declare) or `a, b = e`, `(a, b) = e`."""
+    """`let (a, b) = e`, `let a, b = e` (declare) or `a, b = e`, `(a, b) = e`; the seed's
+    `let [first, ...rest] = xs`: `rest` is the index of the target written `...name`, which
+    takes the items the others leave, as a list."""
     targets: list[str]
     value: Expr
     declare: bool = False
     span: Span = _span()
+    rest: int | None = None
 
 
 @dataclass(slots=True)

@@ -294,14 +294,19 @@ class SignaturesMixin:
 
     def parse_primary(self) -> A.Expr:
         t = self.toks[self.pos]
-        if t.op == ".." and self.peek().is_op(".") and self.peek().col == t.end_col:
+        if self.at_spread():   # an item of a list literal is parsed by parse_list_item
             raise ParseError(Diagnostic(
-                "E0900", "spread (`...xs`) has no meaning in .tri", t.span.to(self.peek().span),
-                label="not supported",
+                "E0900", "spread (`...xs`) has a meaning only in a list literal",
+                t.span.to(self.peek().span), label="not supported here",
                 help="pass the elements one by one (`f(xs[0], xs[1])`), or pass the list "
-                     "itself; to join lists write `a + b`"))
+                     "itself; to join lists write `[...a, ...b]` or `a + b`"))
         if self.at_fn_expr():   # `fn(y: Tensor) { … }` as a value (parser_forms2)
             return self.parse_fn_expr()
+        if t.kind is T.IDENT and t.text in TENSOR_TYPES and self.peek().is_op("<"):
+            # `Tensor<int32, [10, 10]>()`: a tensor type where a value stands (ast.TypeValue);
+            # `a < b` with any other name stays a comparison
+            ty = self.parse_type_atom()
+            return A.TypeValue(ty, ty.span)
         return super().parse_primary()
 
     # ------------------------------------------------------------------ types
@@ -396,6 +401,18 @@ class SignaturesMixin:
                 raise self.error(f"`{t.text}` takes a key and a value type, got {len(items)}",
                                  tok=t, code="E0202", help="write `dict[str, int]`")
             return A.TypeExpr(kind, span=span, args=items)
+        if t.kind is T.IDENT and t.text == "Result" and (
+                self.peek().is_op("<") or self.peek().is_op("[")):
+            # the seed's `Result<T, E>`: a T, or a stop with an error (`Err(msg)`); E is any
+            # type name (`Error`, `str`), recorded and not checked
+            self.advance()
+            close = "]" if self.advance().op == "[" else ">"
+            items = self.parse_type_list(close)
+            if not 1 <= len(items) <= 2:
+                raise self.error(f"`Result` takes a value type and an error type, got "
+                                 f"{len(items)}", tok=t, code="E0202",
+                                 help="write `Result<Tensor<float32, [?]>, Error>`")
+            return A.TypeExpr("Result", span=self.span_from(t), args=items)
         if t.kind is T.IDENT and t.text == "void":
             self.advance()
             return A.TypeExpr("None", span=t.span)

@@ -41,11 +41,12 @@ class StatementsMixin:
             n = len(self.diags)
             self.skip_foreign()
             raise ParseError(self.diags.pop(n))
-        if t.is_kw("let") and (self.peek().is_op("(") or self.peek(2).is_op(",")):
+        if t.is_kw("let") and (self.peek().is_op("(") or self.peek().is_op("[")
+                               or self.peek(2).is_op(",")):
             self.advance()
-            names = self.parse_target_names("after `let`")
+            names, rest = self.parse_let_pattern()
             self.expect_op("=", "after the names")
-            node = A.Unpack(names, self.parse_expr_list(), True, self.span_from(t))
+            node = A.Unpack(names, self.parse_expr_list(), True, self.span_from(t), rest)
             self.end_of_statement()
             return node
         if (t.kind is T.IDENT or t.is_op("(")) and self._at_unpack():
@@ -193,6 +194,33 @@ class StatementsMixin:
         if len(set(names)) != len(names):
             raise self.error("a name appears twice in the same destructuring", code="E0205")
         return names
+
+    def parse_let_pattern(self) -> tuple[list[str], int | None]:
+        """The names of `let (a, b) = …`, `let a, b = …` or the seed's `let [a, b] = …`; one
+        of them may be the rest, `...rest` (its index is returned too)."""
+        close = {"(": ")", "[": "]"}.get(self.tok.text) if self.tok.kind is T.OP else None
+        if close is not None:
+            self.advance()
+        names: list[str] = []
+        rest: int | None = None
+        while True:
+            if close is not None and self.at(close) and names:
+                break   # a trailing `,`
+            if self.at_spread():
+                if rest is not None:
+                    raise self.error("a destructuring takes one rest `...name`", code="E0205")
+                self.advance()
+                self.advance()
+                rest = len(names)
+            names.append(self.expect_ident("a variable name").text)
+            if not self.at(","):
+                break
+            self.advance()
+        if close is not None:
+            self.expect_op(close, "to close the names")
+        if len(set(names)) != len(names):
+            raise self.error("a name appears twice in the same destructuring", code="E0205")
+        return names, rest
 
     def parse_soft_statement(self, t):
         """`while`, `break`, `continue`, `pass` and `assert` are statements where they begin

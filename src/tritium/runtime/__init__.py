@@ -17,6 +17,7 @@ from tritium.runtime.checkpoint import (
     read_state_dict,
     save_checkpoint,
 )
+from tritium.runtime.decl_ops import ProgramError, panic, repeat_list, shuffle  # seed forms
 from tritium.runtime.functional import (  # the seed language's builtin functions
     adaptive_threshold_quantize,
     arange,
@@ -127,6 +128,7 @@ from tritium.runtime.ternarize import TernarizeReport, TernaryConv1d, ternarize
 __all__ = [
     "depthwise_conv2d", "hard_soft_quantize", "learned_threshold_quantize",
     "quantile_threshold_quantize", "sparse_random_ternary", "tempered_stochastic_quantize",
+    "ProgramError", "panic", "repeat_list", "shuffle",
     # generated-code helpers
     "SelfAttention",
     "cast",

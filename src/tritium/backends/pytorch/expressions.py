@@ -20,6 +20,7 @@ from ...frontend.lexer import FORMAT_SPEC_RE
 from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
 from .construction import construct_source
+from .decl import zeros_source
 from .text import CodegenError, escape
 from .text import literal as _q
 from .text import py_float as _float
@@ -102,8 +103,9 @@ class BodyGen:
             self.origin(indent, s)
         if isinstance(s, A.Let):
             ctx.locals.add(s.name)
-            # `let x: T` without a value: the checker has seen x assigned before any use
-            value = "None" if s.value is None else self.expr(s.value, ctx)
+            # `let x: T` without a value: assigned before any use, or a placeholder (decl.py)
+            value = zeros_source(self, self.result.call_forms.get(s.span), ctx) \
+                if s.value is None else self.expr(s.value, ctx)
             self.emit(indent, f"{py_local(s.name)} = {value}")
         elif isinstance(s, A.Assign) and isinstance(s.target, A.Name) \
                 and s.target.id in ctx.state and s.target.id not in ctx.locals:
@@ -149,7 +151,11 @@ class BodyGen:
         elif isinstance(s, A.Unpack):
             value = self.expr(s.value, ctx)
             ctx.locals.update(s.targets)
-            self.emit(indent, f"{', '.join(py_local(n) for n in s.targets)} = {value}")
+            names = ", ".join(("*" if i == s.rest else "") + py_local(n)
+                              for i, n in enumerate(s.targets))   # `...rest`: `*rest`
+            if len(s.targets) == 1 and s.rest is not None:
+                names += ","   # `*rest, = xs`
+            self.emit(indent, f"{names} = {value}")
         elif isinstance(s, A.While):
             self.emit(indent, f"while {self.expr(s.cond, ctx)}:")
             self.block(s.body, ctx, indent + 1)
@@ -230,6 +236,8 @@ class BodyGen:
             op = e.op
             if op == "@" and self.result.call_forms.get(e.span) == "float_matmul":
                 return f"trt.float_matmul({self.expr(e.left, ctx)}, {self.expr(e.right, ctx)})"
+            if op == "*" and self.result.call_forms.get(e.span) == "repeat_floor":
+                return f"trt.repeat_list({self.expr(e.left, ctx)}, {self.expr(e.right, ctx)})"
             if op == "/" and self.result.call_forms.get(e.span) == "int_div":
                 op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
             return (f"{self.sub(e.left, ctx, prec)} {op} "
@@ -252,6 +260,8 @@ class BodyGen:
                 ctx.locals.difference_update(added)
         if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
             return f"({self.expr(e.value, ctx)})"
+        if t is A.Spread:   # `...xs` in a list literal (the parser allows it only there)
+            return "*" + self.sub(e.value, ctx, PY_PREC["**"])
         if t is A.Closure:   # a function reading outer names, as a value: trt.closure
             vals = "".join(f", {self.expr(c, ctx)}" for c in e.captured)
             return f"trt.closure({self.class_names[e.fn]}{vals})"
@@ -385,6 +395,8 @@ class BodyGen:
                for a in e.args if a.name is None]
         if isinstance(f, A.Attr):
             base = self.as_tensor(self.expr(f.value, ctx), f.span in coerce)
+            if self.result.call_forms.get(f.span) == "list_tensor":   # `xs.reshape(s)`
+                base = f"trt.tensor({base})"
             if f.attr == "size":
                 return f"{base}.size({', '.join(args)})"
             if f.attr == "register_hook":   # a gradient hook (check.checker.hooks)
@@ -394,6 +406,8 @@ class BodyGen:
             return self.builtin(f.attr, [base] + pos, kw, e.span)
         if isinstance(f, A.Call) and self.result.call_forms.get(f.span) == "construct":
             return f"{self.expr(f, ctx)}({', '.join(args)})"   # `MyLayer()(x)`
+        if isinstance(f, A.TypeValue):   # `Tensor<int32, [2, 2]>()`: zeros (decl.py)
+            return zeros_source(self, self.result.call_forms.get(e.span), ctx, required=True)
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")
         n = f.id

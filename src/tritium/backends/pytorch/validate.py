@@ -102,6 +102,8 @@ VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse
 TORCH_ATTRS |= {"argmax", "argmin", "zeros_like", "ones_like", "full_like"}
 F_ATTRS |= {"one_hot", "gumbel_softmax"}
 VALUE_ATTRS |= {"long", "float", "repeat"}
+# the decl forms of issue 13 (tritium.runtime.decl_ops): shuffle, a float repeat count, stops
+TRT_ATTRS |= {"shuffle", "repeat_list", "panic"}
 _MODULE_ROOTS = {"torch": TORCH_ATTRS, "F": F_ATTRS, "nn": NN_ATTRS, "trt": TRT_ATTRS}
 
 _FORBIDDEN_NODES = (

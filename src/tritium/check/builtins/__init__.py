@@ -30,6 +30,7 @@ from __future__ import annotations
 from . import (  # noqa: F401
     core,
     corpus,  # noqa: F401  (registered last)
+    decl,  # noqa: F401  (the decl forms' shuffle)
     model2,  # noqa: F401  (the model2 forms' builtins)
     quant,
     seed,

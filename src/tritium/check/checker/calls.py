@@ -34,6 +34,8 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import pair_form, scalar_pair
+from .decl_forms import construct, tensor_dtype_fits
+from .decl_lists import list_as_tensor
 from .hooks import register_hook
 from .layer_construction import construct_layer, instance_inputs
 from .model import (
@@ -52,11 +54,16 @@ class CallsMixin:
         # tensor literal: Tensor[2, 2](1, 0, -1, 1)
         if isinstance(f, A.Index) and isinstance(f.value, A.Name) and f.value.id in TENSOR_TYPES:
             return self.tensor_literal(f, e, scope)
+        if isinstance(f, A.TypeValue):   # `Tensor<int32, [2, 2]>()`: zeros (decl_forms)
+            return construct(self, e, scope)
         # method call x.reshape(…) → reshape(x, …)
         if isinstance(f, A.Attr):
             base = self.eval_expr(f.value, scope)
             if isinstance(base.ty, ListT) and f.attr in LIST_METHODS:
                 return list_method_call(self, base, e, scope)
+            if isinstance(base.ty, ListT) and f.attr in FUNCTIONS and \
+                    FUNCTIONS[f.attr].params[:1] and FUNCTIONS[f.attr].params[0].kind == "tensor":
+                base = list_as_tensor(self, base, f)   # `xs.reshape(s)` (decl_lists)
             if isinstance(base.ty, TensorT | AnyT) and f.attr in FUNCTIONS:
                 args = [base] + [self.builtin_arg(a.value, scope) for a in e.args]
                 names = [None] + [a.name for a in e.args]
@@ -181,6 +188,8 @@ class CallsMixin:
                 elif isinstance(ty, TensorT) and not isinstance(a.ty, TensorT | AnyT):
                     self.report("E0404", f"argument `{p.name}` of `{fn.name}` must be {ty}, got "
                                          f"{a.ty}", arg.span)
+                elif isinstance(ty, TensorT) and isinstance(a.ty, TensorT):
+                    tensor_dtype_fits(self, fn, p, a.ty, arg.span)   # (decl_forms)
                 elif isinstance(ty, ListT | TupleT | UnionT | FnSigT | NoneT):
                     self.check_assignable(ty, a, arg.span, p.name)
         declared = Value(self.type_from_expr(fn.ret, Scope())) if fn.ret else Value(ANY)

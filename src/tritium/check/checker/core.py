@@ -193,8 +193,10 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                         item.key, item.type, scope.vars[item.key], item.value.span, scope)
                 scope.used.add(item.key)
             elif isinstance(item, A.LayerDecl):
-                constant = any(isinstance(i, A.ConfigEntry) and i.key == item.name
-                               for i in node.body) and item.name not in layers
+                constant = (any(isinstance(i, A.ConfigEntry) and i.key == item.name
+                                for i in node.body) or any(   # or a `params { }` entry
+                    p.name == item.name for p in self.user_params(node))) \
+                    and item.name not in layers
                 # a config constant and a later layer may share a name (the seed's
                 # `embed: 256` then `layer embed: …`): the layer is the name from here on
                 if item.name in layers or (item.name in scope.vars and not constant):

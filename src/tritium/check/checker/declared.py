@@ -101,6 +101,8 @@ class DeclaredTypesMixin:
 
     def composite_type(self, te: A.TypeExpr, scope: Scope, bindings: dict | None):
         """`list[T]`, `tuple[A, B]`, `A | B`, `dict[K, V]`, `fn(A) -> R` (see A.TypeExpr)."""
+        if te.name == "Result":   # the seed's `Result<T, E>`: a T (`Err(msg)` stops the program)
+            return self.type_from_expr(te.args[0], scope, bindings) if te.args else ANY
         args = [self.type_from_expr(a, scope, bindings) for a in te.args or []]
         if te.name == "list":
             return ListT(args[0] if args and not isinstance(args[0], AnyT) else None)

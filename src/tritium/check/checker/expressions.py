@@ -37,6 +37,8 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import dtype_constant
+from .decl_forms import trit_outside_layers, type_value
+from .decl_lists import list_literal, repeat_by_unknown, repeat_count
 from .gradient_forms import with_gradient_value
 from .int_division import int_division, is_int_division
 from .model import (
@@ -121,6 +123,8 @@ class ExpressionsMixin:
             return Value(ScalarT("trit"), e.value, True)
         if t is A.Unknown:
             return Value(ANY, None, True)
+        if t is A.ListLit and any(type(x) is A.Spread for x in e.items):
+            return list_literal(self, e, scope)   # `[...xs, y]` (decl_lists)
         if t is A.ListLit:
             vals = [self.eval_expr(x, scope) for x in e.items]
             if all(v.known or isinstance(v.const, SymInt) for v in vals):
@@ -184,6 +188,8 @@ class ExpressionsMixin:
             return self.eval_block_value(e, scope)
         if t is A.WithGradient:   # `a with_gradient_from b` (checker.gradient_forms)
             return with_gradient_value(self, e, scope)
+        if t is A.TypeValue:   # `Tensor<float32, [10]>` where a value stands (decl_forms)
+            return type_value(self, e, scope)
         if t is A.Closure:   # a function that reads outer names, as a value (frontend.lift)
             return Value(ClosureT(e.fn, tuple(self.eval_expr(c, scope) for c in e.captured)))
         return Value(ANY)
@@ -334,6 +340,7 @@ class ExpressionsMixin:
     def list_repeat(self, lst: Value, n: Value, e=None) -> Value:
         """`[x] * n`: the list repeated n times (n an int; at most MAX_SEQUENCE items)."""
         span = e.span if e is not None else None
+        n = repeat_count(self, n, e) or n   # a float count: floor(n) times (decl_lists)
         if not (isinstance(n.ty, ScalarT) and n.ty.name in INT_TYPES):
             self.report("E0405", f"a list can only be repeated by an int, got {n.ty}", span)
             return Value(ListT())
@@ -363,6 +370,8 @@ class ExpressionsMixin:
         if op in ("in", "not in"):
             return Value(BOOL)
         ta, tb = a.ty, b.ty
+        if op == "*" and repeat_by_unknown(self, ta, tb, e):   # `[x] * n` (decl_lists)
+            return Value(ListT())
         if isinstance(ta, AnyT) or isinstance(tb, AnyT):
             if isinstance(ta, TensorT) or isinstance(tb, TensorT):
                 return Value(TensorT("float32", None))
@@ -445,7 +454,8 @@ class ExpressionsMixin:
             if not isinstance(ta, TensorT) or not isinstance(tb, TensorT):
                 self.report("E0405", "`@` needs two tensors", e.span, help="use `*` to scale")
                 return Value(ANY)
-            if ta.dtype in _INT_DTYPES or tb.dtype in _INT_DTYPES:
+            if ta.dtype in _INT_DTYPES or tb.dtype in _INT_DTYPES or trit_outside_layers(
+                    self, ta, tb):
                 # integers on a side: the product is float32 (what `matmul` types), computed
                 # on floats (torch's `@` refuses mixed dtypes). Trits are not in the list: a
                 # layer's ternary weight is float storage, and its `x @ w` stays as written

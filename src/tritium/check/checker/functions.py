@@ -36,6 +36,8 @@ from ..types import (
     unify_join,
     working_type,
 )
+from .decl_forms import declare_only, float_type_into_ternary
+from .decl_lists import unpack_rest
 from .int_division import mark_int_divisions
 from .model import (
     GENERATE_CODES,
@@ -309,6 +311,9 @@ class FunctionsMixin:
     def exec_block(self, stmts: list, scope: Scope) -> None:
         for i, s in enumerate(stmts):
             try:
+                if isinstance(s, A.Let) and s.value is None and declare_only(
+                        self, s, scope, stmts[i + 1:]):
+                    continue   # a typed placeholder, bound to zeros (checker.decl_forms)
                 self.exec_stmt(s, scope)
             except _LoopExit:
                 self.skipped_block(stmts[i + 1:], scope)   # after the `break`/`continue`
@@ -356,8 +361,9 @@ class FunctionsMixin:
                                  f"without one (it is a parameter with the default init)")
             return Value(working_type(ty))
         mark_int_divisions(self, s.type, s.value)
-        return self.assign_declared(s.name, s.type, self.eval_expr(s.value, scope), s.value.span,
-                                    scope)
+        v = self.eval_expr(s.value, scope)
+        float_type_into_ternary(self, s, v)   # `let w: TernaryTensor = Tensor<float32, …>`
+        return self.assign_declared(s.name, s.type, v, s.value.span, scope)
 
     def assign_declared(self, name: str, te: A.TypeExpr | None, v: Value, span: Span,
                         scope: Scope) -> Value:
@@ -484,7 +490,8 @@ class FunctionsMixin:
             v = pair_quantizer_value(self, s, scope)   # `let (q, scale) = xnor_quantize(w)`
             if v is None:
                 v = self.eval_expr(s.value, scope)
-            parts = self.unpack(v, len(s.targets), s.value.span)
+            parts = self.unpack(v, len(s.targets), s.value.span) if s.rest is None else \
+                unpack_rest(self, s, v, s.value.span)   # `let [a, ...rest] = xs` (decl_lists)
             for name, part in zip(s.targets, parts):
                 if not s.declare and name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
                     self.report("E0205", f"cannot assign to layer `{name}`", s.span)

@@ -167,6 +167,7 @@ PARAM_INITS: dict[str, tuple[str, ...]] = {
 }
 INIT_DEFAULTS = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0, "value": 0.0, "gain": 1.0,
                  "a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}
+INIT_KEY_ALIASES = {"fan_mode": "mode"}   # the seed's spelling of torch's kaiming `mode`
 INIT_CHOICES = {"mode": ("fan_in", "fan_out"),
                 "nonlinearity": ("relu", "leaky_relu", "linear", "tanh", "sigmoid")}
 
@@ -213,7 +214,8 @@ def shape_items(e: A.Expr) -> list[A.Expr] | None:
 
 def param_init(item) -> tuple[str | None, dict]:
     """The initializer a `param`'s spec names and the spec's other keys (exprs)."""
-    keys = {e.key: e.value for e in item.spec or [] if e.key not in ("shape", "requires_grad")}
+    keys = {INIT_KEY_ALIASES.get(e.key, e.key): e.value for e in item.spec or []
+            if e.key not in ("shape", "requires_grad")}
     init = keys.pop("init", None)
     return (init.value if isinstance(init, A.Str) else None), keys
 

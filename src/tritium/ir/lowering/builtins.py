@@ -15,6 +15,7 @@ from ..ops import InferError
 from ..types import ScalarType, TensorType
 from . import (  # noqa: F401  (register lowerings)
     builtin_corpus,
+    builtin_decl,  # noqa: F401  (register lowerings)
     builtin_model2,  # noqa: F401  (register lowerings)
     builtin_quant,
     builtin_seed,

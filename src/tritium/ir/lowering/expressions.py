@@ -18,6 +18,7 @@ from ..builder import Builder
 from ..core import Function, Value
 from ..ops import InferError
 from ..types import FLOAT_DTYPES, ScalarType, TensorType, types_compatible
+from .decl import ZerosForm, floor_count, lower_zeros, spread_list
 from .list_methods import call_list_method, fresh_lists, list_arguments
 from .values import (
     _BINOPS,
@@ -124,6 +125,8 @@ class ExpressionsMixin:
         if t is A.Unknown:
             return -1
         if t is A.ListLit:
+            if any(type(x) is A.Spread for x in e.items):
+                return spread_list(self, e.items, env, b, ctx)   # `[...xs, y]` (decl.py)
             return [self.eval(x, env, b, ctx) for x in e.items]
         if t is A.DictLit:
             return {en.key: self.eval(en.value, env, b, ctx) for en in e.entries}
@@ -262,6 +265,8 @@ class ExpressionsMixin:
         y = self.eval(e.right, env, b, ctx)
         if op == "/" and self.result.call_forms.get(e.span) == "int_div":
             op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
+        if op == "*" and self.result.call_forms.get(e.span) == "repeat_floor":
+            x, y = floor_count(x, y)   # `[x] * n` with a float n (decl.py)
         return self.binary(op, x, y, b, e.span)
 
     def binary(self, op: str, x: Any, y: Any, b: Builder, span: Span | None) -> Any:
@@ -436,6 +441,11 @@ class ExpressionsMixin:
         if isinstance(f, A.Index) and isinstance(f.value, A.Name) and f.value.id in (
                 "Tensor", "TernaryTensor"):
             return self.tensor_literal(f, e, env, b, ctx)
+        if isinstance(f, A.TypeValue):   # `Tensor<int32, [2, 2]>()`: zeros (decl.py)
+            form = self.result.call_forms.get(e.span)
+            if not isinstance(form, ZerosForm):
+                raise LoweringError("a tensor type is not a value", e.span)
+            return lower_zeros(self, form, env, b, ctx, e.span)
         args = [(a.name, self.eval(a.value, env, b, ctx)) for a in e.args]
         if isinstance(f, A.Attr):
             base = self.eval(f.value, env, b, ctx)
@@ -448,6 +458,9 @@ class ExpressionsMixin:
                     raise LoweringError("`size` needs a known dim", e.span)
                 d = t.shape[k]
                 return d if _is_int(d) else SymDim(base, k % t.rank, d)
+            if isinstance(base, list) and self.result.call_forms.get(f.span) == "list_tensor":
+                base = self.builtin("tensor", [(None, base), ("dtype", "float32")], b, f.span,
+                                    ctx)   # `xs.reshape(s)`: the list as a tensor (decl.py)
             if isinstance(base, list) and f.attr in LIST_METHODS:
                 return call_list_method(base, f.attr, args, e.span)
             if isinstance(base, Value) and f.attr in FUNCTIONS:

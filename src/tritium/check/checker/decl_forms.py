@@ -1,0 +1,218 @@
+"""The seed's declarations that hold no value yet (issue 13, `decl`).
+
+A declared-only `let` (`let a: Tensor<float32, [3, 1]>`) that no later statement of its body
+assigns is a typed placeholder: the seed's documents write them to show the type and shape
+rules (`let c = a + b` is [3, 4]). The checker types the name by its annotation and warns
+(W1030); the generated code binds it to zeros of the declared type: a tensor of zeros of the
+declared shape and dtype (an unknown `?` or symbolic dim is 1; a dim named by a variable in
+scope takes its value; a tensor whose shape is not given is a 0-d zero), the number 0 (0.0,
+`false`, `""`) for a scalar type and `[]` for a list type. When a later statement does assign
+the name, the `let` is a declaration and a use before that assignment stays E0840; so does a
+placeholder of another type (a layer, a function, a union), which has no zero.
+
+A tensor type written where a value stands parses as `ast.TypeValue`: called with no
+arguments (`Tensor<int32, [10, 10]>()`) it constructs zeros of that type by the same rule;
+bare (`let w = Tensor<float32, [10]>`) it is E1031, and checking goes on taking it as such a
+tensor (so an assignment to a TernaryTensor still reports the trit constraint). A call with
+arguments, or one of a type whose shape is not known, is E1032.
+
+The checker records the zeros as a `ZerosForm` of the `let`'s (or the call's) span in
+`CheckResult.call_forms`; the lowering and the code generator build them from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...frontend import ast as A
+from ...frontend.formatter_decl import tensor_type_text
+from ..types import (
+    FLOAT_TYPES,
+    INT_TYPES,
+    AnyT,
+    ListT,
+    ScalarT,
+    SymInt,
+    TensorT,
+    Value,
+    shape_str,
+)
+from .model import _is_int
+
+TYPE_NOT_VALUE = "E1031"
+BAD_CONSTRUCT = "E1032"
+PLACEHOLDER = "W1030"
+
+
+@dataclass(frozen=True, slots=True)
+class ZerosForm:
+    """Zeros of a declared type: `kind` "tensor" (`dims`: ints, or names of variables read
+    at run time), "scalar" (`dtype` the scalar type) or "list"."""
+    kind: str
+    dtype: str
+    dims: tuple | None = None
+
+
+def scalar_zero(dtype: str) -> object:
+    if dtype in FLOAT_TYPES:
+        return 0.0
+    if dtype == "bool":
+        return False
+    if dtype == "str":
+        return ""
+    return 0
+
+
+def _run_dims(ck, te: A.TypeExpr, ty: TensorT, scope) -> tuple | None:
+    """The dims of zeros of `ty` (declared as `te`): known ints; a dim named by a variable in
+    scope that is not known yet, that variable; any other dim 1. None: no shape given."""
+    if ty.shape is None or te.shape is None or len(te.shape) != len(ty.shape):
+        return None
+    out: list = []
+    for d, r in zip(te.shape, ty.shape):
+        if _is_int(r):
+            out.append(r)
+        elif isinstance(d.value, str) and d.value in scope.vars and (
+                isinstance(scope.vars[d.value].const, SymInt)
+                or isinstance(scope.vars[d.value].ty, ScalarT)
+                and scope.vars[d.value].ty.name in INT_TYPES):
+            out.append(d.value)
+        else:
+            out.append(1)
+    return tuple(out)
+
+
+def _zeros_form(ck, te: A.TypeExpr, ty, scope) -> ZerosForm | None:
+    if isinstance(ty, TensorT):
+        dims = _run_dims(ck, te, ty, scope)
+        return ZerosForm("tensor", ty.dtype or "float32", dims if dims is not None else ())
+    if isinstance(ty, ScalarT):
+        return ZerosForm("scalar", ty.name)
+    if isinstance(ty, ListT):
+        return ZerosForm("list", "list")
+    return None
+
+
+def _describe(form: ZerosForm) -> str:
+    if form.kind == "tensor":
+        dims = ", ".join(str(d) for d in form.dims or ())
+        return f"zeros of shape [{dims}] ({form.dtype})"
+    if form.kind == "list":
+        return "an empty list"
+    return f"{scalar_zero(form.dtype)!r}".replace("False", "false")
+
+
+def _assigns(stmts: list, name: str) -> bool:
+    """Whether a statement of `stmts` (nested bodies included) assigns `name`."""
+    todo = list(stmts)
+    while todo:
+        s = todo.pop()
+        if isinstance(s, A.Assign) and isinstance(s.target, A.Name) and s.target.id == name \
+                and s.op == "=":
+            return True
+        if isinstance(s, A.Unpack) and name in s.targets:
+            return True
+        if isinstance(s, A.Let) and s.name == name:
+            return True
+        if isinstance(s, A.For) and name in (s.vars or [s.var]):
+            return True
+        for field in ("then", "other", "body"):
+            sub = getattr(s, field, None)
+            if isinstance(sub, list):
+                todo.extend(sub)
+    return False
+
+
+def declare_only(ck, s: A.Let, scope, following: list) -> bool:
+    """`let name: T` with no value: a placeholder (bound to zeros, W1030) when no statement of
+    `following` assigns `name` and T has zeros; False (a declaration, assigned later) else."""
+    if _assigns(following, s.name):
+        return False
+    ty = ck.type_from_expr(s.type, scope)
+    form = _zeros_form(ck, s.type, ty, scope)
+    if form is None:
+        return False
+    ck.call_forms[s.span] = form
+    ck.unassigned.pop(s.name, None)
+    ck.define(scope, s.name, Value(ty), s.span)
+    ck.warn(PLACEHOLDER, f"`{s.name}` is declared without a value and never assigned: it is "
+                         f"{_describe(form)}", s.span, label="no value",
+            help=f"`tritium run` binds it to {_describe(form)}; give the `let` a value "
+                 f"(`let {s.name}: {ck_type_text(s.type)} = …`) to say which")
+    return True
+
+
+def ck_type_text(te: A.TypeExpr) -> str:
+    return tensor_type_text(te) if te.args is None and te.ret is None else te.name
+
+
+def type_value(ck, e: A.TypeValue, scope) -> Value:
+    """A tensor type standing bare where a value is expected: E1031, then taken as a tensor
+    of that type so that checking goes on."""
+    ty = ck.type_from_expr(e.type, scope)
+    text = ck_type_text(e.type)
+    dims = "" if not isinstance(ty, TensorT) or ty.shape is None else \
+        shape_str(tuple(d if _is_int(d) else 1 for d in ty.shape))
+    ck.report(TYPE_NOT_VALUE, f"`{text}` is a type, not a value", e.span, label="a type",
+              help=f"construct one with `{text}()` (zeros)"
+                   + (f" or `zeros({dims})`" if dims else ""))
+    return Value(ty if isinstance(ty, TensorT) else AnyT())
+
+
+def construct(ck, call: A.Call, scope) -> Value:
+    """`Tensor<int32, [10, 10]>()`: zeros of that type."""
+    te = call.func.type   # type: ignore[attr-defined]
+    ty = ck.type_from_expr(te, scope)
+    text = ck_type_text(te)
+    if call.args:
+        ck.report(BAD_CONSTRUCT, f"`{text}(…)` takes no arguments: it is zeros of that type",
+                  call.span, label="arguments given",
+                  help="for values write `tensor([…], dtype=\"…\")`, or a literal "
+                       "`TernaryTensor[2, 2](1, 0, -1, 1)`")
+        return Value(ty if isinstance(ty, TensorT) else AnyT())
+    if not isinstance(ty, TensorT):
+        return Value(AnyT())
+    if ty.shape is None:
+        ck.report(BAD_CONSTRUCT, f"`{text}()` needs a shape to make its zeros", call.span,
+                  label="no shape", help=f"write `{te.name}<{ty.dtype}, [2, 3]>()`")
+        return Value(ty)
+    ck.call_forms[call.span] = _zeros_form(ck, te, ty, scope)
+    return Value(ty)
+
+
+def trit_outside_layers(ck, ta: TensorT, tb: TensorT) -> bool:
+    """`x @ w` with a trit operand in the program's entry or a top-level function: there the
+    trits are int8 (`random_ternary`, `ternary_tensor`, a placeholder), so the product is
+    computed on floats (`trt.float_matmul`), as for integers; a layer's ternary weight is
+    float storage, and its `x @ w` stays as written."""
+    return not getattr(ck, "_in_method", False) and "trit" in (ta.dtype, tb.dtype)
+
+
+def tensor_dtype_fits(ck, fn: A.FnDef, p: A.ParamSpec, got: TensorT, span) -> None:
+    """An int tensor passed where a function declares a float element type
+    (`fn safe_quantize<S>(x: Tensor<float32, S>)` called with `Tensor<int32, [10, 10]>()`)."""
+    declared = p.type.dtype if p.type is not None else None
+    if declared in FLOAT_TYPES and got.dtype in INT_TYPES:
+        ck.report("E0404", f"argument `{p.name}` of `{fn.name}` must hold {declared} "
+                           f"(`{ck_type_text(p.type)}`), got a tensor of {got.dtype}", span,
+                  label=f"{got.dtype} values",
+                  help=f"convert it first: `{declared}(x)`; only float tensors fit a "
+                       f"{declared} parameter, whatever its shape binds")
+
+
+def float_type_into_ternary(ck, s: A.Let, v: Value) -> None:
+    """`let w: TernaryTensor<trit, [10]> = Tensor<float32, [10]>` (or `…()`): a tensor type of
+    float elements written as the value of a TernaryTensor is E0402 (a float tensor type is
+    not a ternary one). Computed values (`quantize(x)`, `sign(x)`) are not judged here."""
+    e = s.value
+    typed = e.func if isinstance(e, A.Call) and isinstance(e.func, A.TypeValue) else e
+    if not isinstance(typed, A.TypeValue) or s.type is None:
+        return
+    if s.type.name != "TernaryTensor" or not isinstance(v.ty, TensorT) or v.ty.ternary:
+        return
+    if v.ty.dtype in FLOAT_TYPES:
+        ck.report("E0402", f"cannot store a {v.ty.dtype} tensor in TernaryTensor `{s.name}`: "
+                           f"`{ck_type_text(typed.type)}` is not a ternary type", e.span,
+                  label="not ternary",
+                  help="quantize a float tensor: `ternary_quantize(x)`; for zero trits write "
+                       f"`{ck_type_text(s.type)}()`")

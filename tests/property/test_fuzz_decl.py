@@ -1,0 +1,151 @@
+"""Fuzzing the seed's declaration and list forms (issue 13, `decl`): typed placeholders,
+tensors constructed by their type, spread items and rest patterns, `shuffle`, `Result`,
+`Ok`/`Err`/`panic`.
+
+* spread and rest: random list literals of numbers and `...` spreads of lists and ranges, and
+  a rest pattern over them; what checks formats back to the same AST and the generated
+  `main` prints what Python's own `*` unpacking gives;
+* placeholders: a random tensor type declared without a value and used in `+`; the
+  generated module binds zeros of the declared shape;
+* token soup of these forms: diagnostics with known codes, never a traceback; what checks
+  formats back to the same AST and generates a module the validator accepts.
+
+The number of examples comes from TRITIUM_FUZZ_EXAMPLES (`make fuzz` runs 20,000 per target),
+like tests/property/test_fuzz_hostile.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import types
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tritium.backends.pytorch.codegen import generate
+from tritium.backends.pytorch.validate import validate
+from tritium.check import check_source
+from tritium.frontend.diagnostics import CODES
+from tritium.frontend.formatter import format_source
+from tritium.frontend.parser import parse
+from tritium.ir.lowering import LoweringError, lower
+
+N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
+
+
+def fuzz(default: int):
+    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+def _run_main(python: str) -> str:
+    validate(python)
+    mod = types.ModuleType("tritium_fuzz_decl")
+    exec(compile(python, "<fuzz>", "exec"), mod.__dict__)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        mod.main()
+    return buf.getvalue()
+
+
+def _round_trip(src: str) -> None:
+    out = format_source(src)
+    assert parse(out)[0] == parse(src)[0], (src, out)
+
+
+# ----------------------------------------------------------------------------- spread and rest
+
+@st.composite
+def list_items(draw, depth: int = 0) -> tuple[str, list]:
+    """A list literal with spreads, and its items."""
+    src: list[str] = []
+    val: list = []
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["num", "list", "range", "repeat"] if depth < 2 else ["num"]))
+        if kind == "num":
+            v = draw(st.integers(-5, 9))
+            src.append(str(v))
+            val.append(v)
+        elif kind == "list":
+            s, v = draw(list_items(depth + 1))
+            src.append(f"...{s}")
+            val.extend(v)
+        elif kind == "range":
+            a, n = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+            src.append(f"...({a}..{a + n})")
+            val.extend(range(a, a + n))
+        else:
+            v, n = draw(st.integers(-1, 1)), draw(st.integers(0, 3))
+            src.append(f"...([{v}] * {n})")
+            val.extend([v] * n)
+    return f"[{', '.join(src)}]", val
+
+
+@fuzz(200)
+@given(list_items(), st.integers(0, 3), st.integers(0, 3))
+def test_fuzz_spread_and_rest_are_python_unpacking(case, before: int, after: int) -> None:
+    src_list, items = case
+    names = [f"a{i}" for i in range(before)] + ["...rest"] + [f"b{i}" for i in range(after)]
+    src = f"let xs = {src_list}\nlet [{', '.join(names)}] = xs\nprint(xs, rest)\n"
+    result = check_source(src)
+    assert all(d.code in CODES for d in result.diagnostics), result.diagnostics
+    if len(items) < before + after:
+        assert "E0864" in [d.code for d in result.errors], src
+        return
+    assert result.ok, (src, [d.message for d in result.errors])
+    _round_trip(src)
+    rest = items[before:len(items) - after]
+    assert _run_main(generate(result)) == f"{items} {rest}\n", src
+
+
+# ----------------------------------------------------------------------------- placeholders
+
+@fuzz(100)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.sampled_from(
+    ["float32", "int32", "trit"]), st.booleans())
+def test_fuzz_placeholders_are_zeros_of_their_shape(dims: list[int], dtype: str,
+                                                    ternary: bool) -> None:
+    kind = "TernaryTensor" if dtype == "trit" and ternary else "Tensor"
+    shape = ", ".join(str(d) for d in dims)
+    src = (f"let a: {kind}<{dtype}, [{shape}]>\n"
+           f"let b = {kind}<{dtype}, [{shape}]>()\n"
+           f"print(a.shape, (a + b).abs().sum())\n")
+    result = check_source(src)
+    assert all(d.code in CODES for d in result.diagnostics), result.diagnostics
+    assert result.ok, (src, [d.message for d in result.errors])
+    assert [d.code for d in result.diagnostics] == ["W1030"]
+    _round_trip(src)
+    import torch
+
+    td = {"float32": torch.float32, "int32": torch.int32, "trit": torch.int8}[dtype]
+    zero = (torch.zeros(dims, dtype=td) + torch.zeros(dims, dtype=td)).abs().sum()
+    assert _run_main(generate(result)) == f"{dims} {zero!s}\n", src
+
+
+# ----------------------------------------------------------------------------- soup
+
+SOUP = ["let", "a", "b", ":", "=", "Tensor<float32, [2, 3]>", "TernaryTensor<trit, [3]>",
+        "Tensor<int32, [?, 2]>", "()", "(", ")", "[", "]", "...", "...xs", ",", "xs", "1",
+        "[1, 2]", "let [x, ...rest] =", "let (p, ...q) =", "shuffle(", "seed=3", "Ok(",
+        "Err(\"e\")", "panic(\"p\")", "Result<Tensor<float32, [?]>, Error>", "fn f() ->",
+        "{", "}", "return", "+", "*", "/", "<", ">", "\n", ".reshape([2, 1])", "print(",
+        "if", "else", "x", "float32", "int8", "let t: Tensor<float32, [2, 2]>"]
+
+
+@fuzz(500)
+@given(st.lists(st.sampled_from(SOUP), max_size=30))
+def test_fuzz_decl_soup_gives_diagnostics_never_tracebacks(parts: list[str]) -> None:
+    src = " ".join(parts)
+    result = check_source(src)
+    assert all(d.code in CODES for d in result.diagnostics), \
+        [d.code for d in result.diagnostics]
+    if not result.ok:
+        return
+    _round_trip(src)
+    validate(generate(result))
+    try:
+        lower(result)
+    except LoweringError:
+        pass

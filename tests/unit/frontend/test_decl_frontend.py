@@ -1,0 +1,59 @@
+"""The frontend on the seed's declarations (issue 13, `decl`): a tensor type where a value
+stands parses as `ast.TypeValue` (only `Tensor`/`TernaryTensor` followed by `<`), comparisons
+of other names stay comparisons, and the formatter prints it back to the same AST."""
+
+from __future__ import annotations
+
+import pytest
+
+from tritium.frontend import ast as A
+from tritium.frontend.formatter import format_source
+from tritium.frontend.parser import parse
+
+
+def value(src: str) -> A.Expr:
+    program, diags, _ = parse(f"let v = {src}\n")
+    assert [d for d in diags if d.is_error] == [], diags
+    return program.items[0].value
+
+
+def test_a_tensor_type_called_is_a_call_of_a_type_value() -> None:
+    e = value("Tensor<int32, [10, 10]>()")
+    assert isinstance(e, A.Call) and e.args == []
+    assert isinstance(e.func, A.TypeValue)
+    t = e.func.type
+    assert (t.name, t.dtype, [d.value for d in t.shape]) == ("Tensor", "int32", [10, 10])
+    e = value("TernaryTensor<trit, [n, ?]>()")
+    assert e.func.type.name == "TernaryTensor" and [d.value for d in e.func.type.shape] == ["n", None]
+
+
+def test_a_bare_tensor_type_is_a_type_value() -> None:
+    e = value("Tensor<float32, [10]>")
+    assert isinstance(e, A.TypeValue) and e.type.dtype == "float32"
+
+
+@pytest.mark.parametrize("src", ["a < b", "n < 3 and m > 2", "Tensors < b", "x < y > z"])
+def test_comparisons_of_other_names_stay_comparisons(src: str) -> None:
+    e = value(src)
+    assert not isinstance(e, A.TypeValue)
+    assert isinstance(e, A.Binary)
+
+
+def test_the_literal_form_is_unchanged() -> None:
+    e = value("TernaryTensor[2, 2](1, 0, -1, 1)")
+    assert isinstance(e, A.Call) and isinstance(e.func, A.Index)
+
+
+@pytest.mark.parametrize("src", [
+    "let z = Tensor<int32, [10, 10]>()\n",
+    "let z = TernaryTensor<trit, [n, ?]>()\n",
+    "let z = Tensor<[3, 4]>()\n",
+    "let z = Tensor<float32, [2 * n, 3]>()\n",
+    "let w: TernaryTensor<trit, [10]> = Tensor<float32, [10]>\n",
+    "let e = f(Tensor<int32, [10, 10]>(), 2) + Tensor<float32, [1]>().sum()\n",
+    "let a: Tensor<float32, [3, 1]>\nlet c = a + a\n",
+])
+def test_type_values_and_placeholders_format_back_to_the_same_ast(src: str) -> None:
+    out = format_source(src)
+    assert parse(out)[0] == parse(src)[0], out
+    assert format_source(out) == out
