@@ -689,6 +689,7 @@ def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = 
         read_checkpoint_metadata,
     )
     from ..runtime.checkpoint_read import materialize_frozen
+    from ..runtime.heap import release_free_memory
 
     policy = _ENTRY_POLICY.get()
     trust = policy[0] if trust_entry_point is None else trust_entry_point
@@ -731,6 +732,7 @@ def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = 
             if info.variant == "fp32":
                 model, _ = float_twin(model)
     load_checkpoint(path, model)
+    release_free_memory()      # the checkpoint's state, read beside the model, is gone
     # a checkpoint written before batch-norm folding (version 1 or 2) gets it now
     fold_batchnorms(model)
     return model.eval(), info

@@ -209,4 +209,7 @@ def quantize_head(model: nn.Module, head: str = "int8") -> list[str]:
             elif head != "fp32" and type(child) in (nn.Linear, HalfLinear):
                 setattr(mod, name, Int8Head.from_linear(child))
                 done.append(f"{prefix}.{name}" if prefix else name)
+    if done:     # the float table and the quantization's temporaries are gone
+        from tritium.runtime.heap import release_free_memory
+        release_free_memory()
     return done
