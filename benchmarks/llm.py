@@ -358,10 +358,14 @@ def _dense_class():
 
 def to_torch_twin(model, dtype_name: str):
     """Replace every ternary linear layer of `model` by its dense PyTorch twin in fp32 or
-    bf16, in place, one layer at a time; then the rest of the model to that dtype."""
+    bf16, in place, one layer at a time, and the 16-bit embeddings and head Tritium keeps
+    (``runtime.layers.half``) by plain ``nn.Embedding`` / ``nn.Linear``; then the rest of the
+    model to that dtype."""
     import torch
+    from torch import nn
 
     from tritium.runtime import TernaryLinear
+    from tritium.runtime.layers.half import HalfEmbedding, HalfLinear
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     dense = _dense_class()
     for parent in list(model.modules()):
@@ -369,6 +373,13 @@ def to_torch_twin(model, dtype_name: str):
             if isinstance(child, TernaryLinear):
                 setattr(parent, name, dense(child, dtype))
                 del child
+            elif type(child) is HalfLinear:
+                setattr(parent, name, child.widened())
+            elif type(child) is HalfEmbedding:
+                plain = nn.Embedding(child.num_embeddings, child.embedding_dim,
+                                     _weight=child.weight.detach().to(torch.float32),
+                                     _freeze=True)
+                setattr(parent, name, plain)
     gc.collect()
     return model.to(dtype)
 
