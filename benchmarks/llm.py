@@ -25,7 +25,8 @@ Implementations, at batch 1:
   * ``tritium``: the imported checkpoint as ``tritium generate`` loads it
     (``load_language_model``: packed t2 ternary projections, int8 activations per token, the
     native kernels, each decoder block decoding a token in one native call
-    (``runtime.layers.decoder``); embeddings and norms in fp32, the head as ``--head`` says)
+    (``runtime.layers.decoder``); embeddings in the checkpoint's bf16 (widened per looked-up
+    row), norms in fp32, the head as ``--head`` says)
     -- ``tritium_model`` is the one place its build options go;
   * ``tritium-unfused`` (only when ``--impls`` names it): the same model with its decoder
     blocks kept off the fused call (each block's generated forward, layer by layer: the
@@ -357,10 +358,14 @@ def _dense_class():
 
 def to_torch_twin(model, dtype_name: str):
     """Replace every ternary linear layer of `model` by its dense PyTorch twin in fp32 or
-    bf16, in place, one layer at a time; then the rest of the model to that dtype."""
+    bf16, in place, one layer at a time, and the 16-bit embeddings and head Tritium keeps
+    (``runtime.layers.half``) by plain ``nn.Embedding`` / ``nn.Linear``; then the rest of the
+    model to that dtype."""
     import torch
+    from torch import nn
 
     from tritium.runtime import TernaryLinear
+    from tritium.runtime.layers.half import HalfEmbedding, HalfLinear
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     dense = _dense_class()
     for parent in list(model.modules()):
@@ -368,6 +373,13 @@ def to_torch_twin(model, dtype_name: str):
             if isinstance(child, TernaryLinear):
                 setattr(parent, name, dense(child, dtype))
                 del child
+            elif type(child) is HalfLinear:
+                setattr(parent, name, child.widened())
+            elif type(child) is HalfEmbedding:
+                plain = nn.Embedding(child.num_embeddings, child.embedding_dim,
+                                     _weight=child.weight.detach().to(torch.float32),
+                                     _freeze=True)
+                setattr(parent, name, plain)
     gc.collect()
     return model.to(dtype)
 
@@ -529,11 +541,13 @@ def gguf_bytes(qtype: str, size: Size) -> int:
 
 def memory_need(impl: str, size: Size, ctx: int) -> tuple[int, int]:
     """(bytes while building, bytes once built) of one implementation, estimated. Tritium
-    loads the checkpoint: 2-bit ternary weights, the embeddings and the (tied) head as two
-    fp32 copies; the PyTorch twins unpack each projection to a dense copy (4 bytes a
-    parameter for fp32, 2 for bf16); llama-bench maps its GGUF file and holds an f16 KV cache
-    of the k/v heads and its compute buffers. Tritium and PyTorch add their fp32 KV cache
-    (the k/v heads repeated), activations and ~0.4 GiB for the interpreter and torch."""
+    loads the checkpoint: 2-bit ternary weights, the embeddings in bf16 (as the Hugging Face
+    checkpoint holds them) and the tied head as int8 (while loading: the checkpoint's tensors
+    beside the model's, the head's bf16 table); the PyTorch twins unpack each projection to a
+    dense copy (4 bytes a parameter for fp32, 2 for bf16) and hold fp32 embeddings and head;
+    llama-bench maps its GGUF file and holds an f16 KV cache of the k/v heads and its compute
+    buffers. Tritium and PyTorch add their fp32 KV cache (the k/v heads repeated),
+    activations and ~0.4 GiB for the interpreter and torch."""
     ternary, full = size.params()
     emb = size.vocab * size.dim
     if impl in LLAMA_IMPLS:
@@ -544,19 +558,23 @@ def memory_need(impl: str, size: Size, ctx: int) -> tuple[int, int]:
     kv = 2 * size.layers * ctx * size.dim * 4
     base = int(0.4 * GIB) + kv + 4 * ctx * max(size.vocab, size.ffn) * 4
     if impl.startswith("tritium"):
-        built = ternary // 4 + 4 * (full + emb) + base
-        return built + 4 * emb, built
+        built = ternary // 4 + 3 * emb + 4 * (full - emb) + base
+        return built + ternary // 4 + 4 * emb, built
     width = 4 if impl == "torch-fp32" else 2
     built = width * (ternary + full + emb) + base
     return built + ternary // 4 + 4 * emb + 4 * size.dim * size.ffn, built
 
 
 def prepare_need(size: Size) -> int:
-    """Bytes the preparation needs at its peak (the import: the bf16 checkpoint read whole,
-    one int8 trit a weight, the fp32 embeddings twice, the packed model), estimated."""
+    """Bytes the preparation needs at its peak, estimated: the import reads one tensor at a
+    time (the largest in fp32 and its temporaries) and holds the packed model with its bf16
+    embeddings; writing the checkpoint copies the model and serializes it; the GGUF export
+    loads the checkpoint and builds every quantized tensor before writing (the f16
+    embeddings twice)."""
     ternary, full = size.params()
-    return 2 * (ternary + full) + ternary + 8 * (full + size.vocab * size.dim) \
-        + ternary // 4 + int(0.5 * GIB)
+    emb = size.vocab * size.dim
+    largest = max(size.dim * size.ffn, emb)
+    return 3 * (ternary // 4) + 12 * emb + 4 * (full - emb) + 12 * largest + int(0.5 * GIB)
 
 
 def plan_memory(impls: list[str], size: Size, ctx: int, avail: int

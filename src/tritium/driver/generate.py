@@ -138,7 +138,8 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                            greedy=greedy, generator=gen)
 
     with torch.no_grad():
-        session = DecodeSession(fused=fused) if use_cache else None
+        session = DecodeSession(fused=fused, max_tokens=len(prompt) + max_new_tokens) \
+            if use_cache else None
         if session is not None:
             session.__enter__()
         try:

@@ -1,8 +1,9 @@
 """`tritium import hf DIR`: a local Hugging Face checkpoint of a ternary language model as a
 Tritium program (`.tri`) and a frozen Tritium checkpoint.
 
-Architectures read (``config.json`` + ``*.safetensors``, read with the ``safetensors``
-package, never pickle):
+Architectures read (``config.json`` + ``*.safetensors``, never pickle; the safetensors files
+are read tensor by tensor, each ternary weight packed as soon as it is read, so the import
+holds the packed model and one weight in float32 at a time):
 
 * ``BitNetForCausalLM`` (``model_type: "bitnet"``): RMSNorm before attention and MLP, RoPE
   (Llama's rotate-half form), grouped-query attention, ``attn_sub_norm`` on the attention
@@ -50,6 +51,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .hf_program import program_source
 
 __all__ = ["HFImportError", "HFArch", "import_hf", "read_hf_config", "program_source"]
 
@@ -332,32 +335,66 @@ def _shards(directory: Path) -> list[Path]:
     return files
 
 
-def _read_tensors(directory: Path) -> dict[str, Any]:
-    """Every tensor of the directory's safetensors files (float ones as float32), read by
-    the safetensors package; a malformed file or a name in two files is an error."""
-    import torch
-    from safetensors import safe_open
+class _Shards:
+    """The directory's safetensors files, their framing validated from each header (by the
+    runtime's checkpoint reader): every tensor's file, dtype and shape known up front, each
+    tensor's data read only when :meth:`get` asks for it, straight into its own tensor (never
+    mapped nor held whole: the import holds one weight in its stored precision at a time). A
+    malformed file or a name in two files is an error."""
 
-    out: dict[str, torch.Tensor] = {}
-    dtypes: dict[str, str] = {}
-    for p in _shards(directory):
+    def __init__(self, directory: Path) -> None:
+        from ..runtime.checkpoint_format import CheckpointError
+        from ..runtime.checkpoint_read import _Stored
+
+        self.files: dict[str, Any] = {}
+        self.dtypes: dict[str, str] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self._open: list[Any] = []
         try:
-            with safe_open(str(p), framework="pt") as f:
-                for name in f.keys():
-                    if name in out:
-                        raise HFImportError(f"{p}: tensor `{name[:100]}` is also in another "
-                                            "file")
-                    sl = f.get_slice(name)
-                    dt = sl.get_dtype()
-                    t = f.get_tensor(name)
-                    dtypes[name] = dt
-                    out[name] = t
-        except HFImportError:
+            for p in _shards(directory):
+                try:
+                    f = _Stored(p, plain=True)
+                except CheckpointError as exc:
+                    raise HFImportError(f"{p} is not a valid safetensors file: "
+                                        f"{exc.problem[:200]}") from None
+                self._open.append(f)
+                for name, entry in f.header.items():
+                    if name in self.files:
+                        raise HFImportError(f"{p}: tensor `{name[:100]}` is also in "
+                                            "another file")
+                    self.dtypes[name] = entry["dtype"]
+                    self.shapes[name] = tuple(entry["shape"])
+                    self.files[name] = f
+        except BaseException:
+            self.close()
             raise
-        except Exception as exc:  # noqa: BLE001 - safetensors' own error types
-            raise HFImportError(f"{p} is not a valid safetensors file: "
-                                f"{str(exc)[:200]}") from None
-    return {"tensors": out, "dtypes": dtypes}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.files
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def get(self, name: str) -> Any:
+        """The tensor's data, read now (a fresh tensor of its stored dtype)."""
+        from ..runtime.checkpoint_format import CheckpointError
+        f = self.files[name]
+        try:
+            return f.read(name)
+        except CheckpointError as exc:
+            raise HFImportError(f"{f.path}: tensor `{name[:100]}` cannot be read: "
+                                f"{exc.problem[:200]}") from None
+
+    def close(self) -> None:
+        for f in self._open:
+            f.close()
+        self._open.clear()
+
+    def __enter__(self) -> _Shards:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -411,35 +448,59 @@ def unpack_hf_trits(packed: Any, out_features: int) -> Any:
 def absmean_hf(w: Any) -> tuple[Any, Any]:
     """transformers' BitNet ``WeightQuant`` in float32: trits and the scale ``1/s``."""
     import torch
-    w = w.to(torch.float32)
+    return _absmean_owned(w.to(torch.float32, copy=True))
+
+
+def _absmean_owned(w: Any) -> tuple[Any, Any]:
+    """:func:`absmean_hf` of a float32 tensor the caller hands over (it is overwritten: the
+    same operations in place, so one float32 copy of the weight at a time)."""
+    import torch
     s = 1.0 / w.abs().mean().clamp(min=1e-5)
-    trits = torch.clamp(torch.round(w * s), -1, 1).to(torch.int8)
+    trits = w.mul_(s).round_().clamp_(-1, 1).to(torch.int8)
     return trits, (1.0 / s).reshape(1)
 
 
+#: the float dtypes kept as stored where a tensor may stay in 16 bits (the embeddings and a
+#: tied output head: widening bf16/f16 to float32 is exact, so storing them widened only
+#: doubles their memory)
+HALF_DTYPES = ("BF16", "F16")
+
+
 class _Reader:
-    def __init__(self, directory: Path, tensors: dict[str, Any], dtypes: dict[str, str]):
+    """Reads each tensor of the checkpoint when asked for it, checked against the config
+    (name, dtype, shape before the data is read; finite values), and remembers which were
+    used."""
+
+    def __init__(self, directory: Path, shards: _Shards):
         self.dir = directory
-        self.t = tensors
-        self.dtypes = dtypes
+        self.t = shards
+        self.dtypes = shards.dtypes
         self.used: set[str] = set()
 
-    def take(self, name: str, shape: tuple[int, ...], kinds: tuple[str, ...] = FLOAT_DTYPES):
-        import torch
+    def _check(self, name: str, shape: tuple[int, ...], kinds: tuple[str, ...]) -> str:
         if name not in self.t:
             raise HFImportError(f"{self.dir}: tensor `{name}` is missing",
                                 help="is config.json the one these weights were saved with?")
-        t = self.t[name]
         dt = self.dtypes[name]
         if dt not in kinds:
             raise HFImportError(f"{self.dir}: tensor `{name}` is {dt}, expected "
                                 f"{' or '.join(kinds)}")
-        if tuple(t.shape) != tuple(shape):
-            raise HFImportError(f"{self.dir}: tensor `{name}` has shape {list(t.shape)}, "
-                                f"expected {list(shape)} from config.json")
+        if tuple(self.t.shapes[name]) != tuple(shape):
+            raise HFImportError(f"{self.dir}: tensor `{name}` has shape "
+                                f"{list(self.t.shapes[name])}, expected {list(shape)} from "
+                                "config.json")
         self.used.add(name)
+        return dt
+
+    def take(self, name: str, shape: tuple[int, ...], kinds: tuple[str, ...] = FLOAT_DTYPES,
+             keep_half: bool = False):
+        """The tensor, float ones as float32 (`keep_half`: bf16 and f16 ones as stored)."""
+        import torch
+        dt = self._check(name, shape, kinds)
+        t = self.t.get(name)
         if dt in FLOAT_DTYPES:
-            t = t.to(torch.float32)
+            if not (keep_half and dt in HALF_DTYPES):
+                t = t.to(torch.float32)
             if not bool(torch.isfinite(t).all()):
                 raise HFImportError(f"{self.dir}: tensor `{name}` holds NaN or infinity")
         return t
@@ -449,21 +510,31 @@ class _Reader:
 
     def ternary(self, arch: HFArch, prefix: str, shape: tuple[int, int], bias: bool
                 ) -> tuple[Any, Any, Any]:
+        """(packed t2 trits [out, in] (uint8, the kernels' layout), scale float32 [1], bias
+        float32 [out] or None): one weight read and packed at a time."""
+        from ..runtime.packing import pack_ternary
+        trits, scale, b = self._trits(arch, prefix, shape, bias)
+        packed = pack_ternary(trits, "t2").data
+        del trits
+        return packed, scale, b
+
+    def _trits(self, arch: HFArch, prefix: str, shape: tuple[int, int], bias: bool
+               ) -> tuple[Any, Any, Any]:
         """(trits int8 [out, in], scale float32 [1], bias float32 [out] or None)."""
         import torch
         out_f, in_f = shape
         wname = prefix + ".weight"
         b = self.take(prefix + ".bias", (out_f,)) if bias else None
         if arch.weights == "online":
-            trits, scale = absmean_hf(self.take(wname, shape))
+            w = self.take(wname, shape)       # a fresh float32 tensor: ternarized in place
+            trits, scale = _absmean_owned(w)
             return trits, scale, b
         ws = self.take(prefix + ".weight_scale", (1,))
         if not float(ws[0]) > 0:
             raise HFImportError(f"{self.dir}: `{prefix}.weight_scale` must be positive, got "
                                 f"{float(ws[0])}")
         rows = -(-out_f // 4)
-        raw = self.t.get(wname)
-        if raw is not None and self.dtypes.get(wname) == "U8":
+        if self.has(wname) and self.dtypes.get(wname) == "U8":
             packed = self.take(wname, (rows, in_f), ("U8",))
             try:
                 trits = unpack_hf_trits(packed, out_f)
@@ -487,15 +558,19 @@ class _Reader:
         return trits, scale.reshape(1), b
 
 
-def convert_state(arch: HFArch, directory: Path, tensors: dict[str, Any],
-                  dtypes: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(float tensors by our state_dict name, ternary layers by module name ->
-    (trits, scale, bias)), every tensor checked against the config."""
-    r = _Reader(directory, tensors, dtypes)
+def convert_state(arch: HFArch, directory: Path, shards: _Shards
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(float tensors by our state_dict name, ternary layers by module name -> (packed t2
+    trits, scale, bias)), every tensor checked against the config. The tensors are read one
+    at a time and each ternary weight is packed as soon as it is read; the embeddings and the
+    output head keep a 16-bit stored dtype (:data:`HALF_DTYPES`), every other float tensor
+    becomes float32."""
+    r = _Reader(directory, shards)
     floats: dict[str, Any] = {}
     tern: dict[str, tuple[Any, Any, Any]] = {}
     floats["embed_tokens.weight"] = r.take("model.embed_tokens.weight", (arch.vocab,
-                                                                         arch.hidden))
+                                                                         arch.hidden),
+                                           keep_half=True)
     for i in range(arch.layers):
         for ours, (hf, kind) in _hf_names(arch, i).items():
             if kind == "n":
@@ -513,123 +588,19 @@ def convert_state(arch: HFArch, directory: Path, tensors: dict[str, Any],
                                 "not supported")
         tern["lm_head"] = r.ternary(arch, "lm_head", _linear_shape(arch, "lm_head"), False)
     elif r.has("lm_head.weight"):
-        floats["lm_head.weight"] = r.take("lm_head.weight", (arch.vocab, arch.hidden))
+        floats["lm_head.weight"] = r.take("lm_head.weight", (arch.vocab, arch.hidden),
+                                          keep_half=True)
     elif arch.tie:
         floats["lm_head.weight"] = floats["embed_tokens.weight"]
     else:
         r.take("lm_head.weight", (arch.vocab, arch.hidden))      # raises: missing
-    left = sorted(n for n in tensors if n not in r.used and not n.endswith("rotary_emb.inv_freq"))
+    left = sorted(n for n in shards if n not in r.used
+                  and not n.endswith("rotary_emb.inv_freq"))
     if left:
         raise HFImportError(f"{directory}: {len(left)} tensor(s) the architecture does not "
                             f"have, e.g. `{left[0][:100]}`",
                             help="is config.json the one these weights were saved with?")
     return floats, tern
-
-
-# ----------------------------------------------------------------------------- program
-
-def _num(x: float) -> str:
-    return repr(float(x))
-
-
-def program_source(arch: HFArch, origin: str = "") -> str:
-    """The `.tri` program of the architecture (hyperparameters from the config)."""
-    lin = 'quantizer: "absmean", act_quant: "int8"'
-    groups = arch.heads // arch.kv_heads
-
-    def tl(name: str, i: str, o: str, bias: bool) -> str:
-        return (f"    layer {name}: TernaryLinear {{ in_features: {i}, out_features: {o}, "
-                f"bias: {'true' if bias else 'false'}, {lin} }}")
-
-    ab, mb = arch.attn_bias, arch.mlp_bias
-    lines = [
-        f"// {arch.name} ({arch.model_type}) imported by `tritium import hf`"
-        + (f" from {origin}" if origin else "") + ".",
-        "// Every projection is a BitNet b1.58 linear: per-token int8 activations and",
-        "// absmean ternary weights (one scale per tensor); norms, embeddings and the output",
-        "// head stay in full precision" + (" (the output head is ternary too)."
-                                           if arch.lm_head_ternary else "."),
-        "",
-        "block DecoderLayer {",
-        "    params { hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int, "
-        "eps: float, rope_base: float }",
-        "",
-        "    layer input_layernorm: RMSNorm { normalized_shape: hidden, eps: eps }",
-        tl("q_proj", "hidden", "heads * head_dim", ab),
-        tl("k_proj", "hidden", "kv_heads * head_dim", ab),
-        tl("v_proj", "hidden", "kv_heads * head_dim", ab),
-    ]
-    if arch.sub_norms:
-        lines.append("    layer attn_sub_norm: RMSNorm { normalized_shape: heads * head_dim, "
-                     "eps: eps }")
-    lines += [
-        tl("o_proj", "heads * head_dim", "hidden", ab),
-        "    layer post_attention_layernorm: RMSNorm { normalized_shape: hidden, eps: eps }",
-        tl("gate_proj", "hidden", "ffn", mb),
-        tl("up_proj", "hidden", "ffn", mb),
-    ]
-    if arch.sub_norms:
-        lines.append("    layer ffn_sub_norm: RMSNorm { normalized_shape: ffn, eps: eps }")
-    lines += [
-        tl("down_proj", "ffn", "hidden", mb),
-        "",
-        "    forward(x: Tensor[b, s, hidden]) -> Tensor[b, s, hidden] {",
-        "        let h = input_layernorm(x)",
-        "        let q = rope(transpose(reshape(q_proj(h), [b, s, heads, head_dim]), 1, 2), "
-        "base: rope_base)",
-        "        let k = rope(transpose(reshape(k_proj(h), [b, s, kv_heads, head_dim]), 1, 2), "
-        "base: rope_base)",
-        "        let v = transpose(reshape(v_proj(h), [b, s, kv_heads, head_dim]), 1, 2)",
-    ]
-    if groups > 1:
-        ks = ", ".join(["k"] * groups)
-        vs = ", ".join(["v"] * groups)
-        lines += [
-            f"        // grouped-query attention: each k/v head serves {groups} query heads",
-            f"        k = reshape(stack([{ks}], dim: 2), [b, heads, s, head_dim])",
-            f"        v = reshape(stack([{vs}], dim: 2), [b, heads, s, head_dim])",
-        ]
-    lines += [
-        "        let a = attention(q, k, v, causal: true)",
-        "        a = reshape(transpose(a, 1, 2), [b, s, heads * head_dim])",
-        "        x = x + o_proj(attn_sub_norm(a))" if arch.sub_norms else
-        "        x = x + o_proj(a)",
-        "        let m = post_attention_layernorm(x)",
-    ]
-    if arch.act == "relu2":
-        inner = "g * g * up_proj(m)"
-        lines.append("        let g = relu(gate_proj(m))      // ReLU squared")
-    else:
-        inner = "silu(gate_proj(m)) * up_proj(m)"
-    lines += [
-        f"        x = x + down_proj(ffn_sub_norm({inner}))" if arch.sub_norms else
-        f"        x = x + down_proj({inner})",
-        "        return x",
-        "    }",
-        "}",
-        "",
-        f"model {arch.name} {{",
-        f"    vocab: {arch.vocab}",
-        f"    hidden: {arch.hidden}",
-        "",
-        "    layer embed_tokens: Embedding { num_embeddings: vocab, embedding_dim: hidden }",
-        f"    layer layers: DecoderLayer[{arch.layers}] {{ hidden: hidden, heads: {arch.heads}, "
-        f"kv_heads: {arch.kv_heads}, head_dim: {arch.head_dim}, ffn: {arch.ffn}, "
-        f"eps: {_num(arch.eps)}, rope_base: {_num(arch.rope_theta)} }}",
-        f"    layer norm: RMSNorm {{ normalized_shape: hidden, eps: {_num(arch.eps)} }}",
-        (f"    layer lm_head: TernaryLinear {{ in_features: hidden, out_features: vocab, "
-         f"bias: false, {lin} }}") if arch.lm_head_ternary else
-        "    layer lm_head: Linear { in_features: hidden, out_features: vocab, bias: false }",
-        "",
-        "    forward(tokens: Tensor<int64, [batch, seq]>) -> Tensor[batch, seq, vocab] {",
-        "        let x = embed_tokens(tokens)",
-        "        x = layers(x)",
-        "        return lm_head(norm(x))",
-        "    }",
-        "}",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- import
@@ -654,11 +625,13 @@ def _check_dir(directory: str | os.PathLike[str]) -> Path:
 
 def build_frozen(arch: HFArch, source: str, program_file: str, floats: dict[str, Any],
                  tern: dict[str, Any]):
-    """The compiled program's model with the imported weights, frozen (t2)."""
+    """The compiled program's model with the imported weights (`tern`: packed t2), frozen.
+    The model takes the tensors themselves (no copy); 16-bit embeddings and output head stay
+    16-bit (:mod:`tritium.runtime.layers.half`), a tied head sharing the embeddings' table."""
     import torch
 
     from ..runtime import TernaryLinear
-    from ..runtime.packing import pack_ternary
+    from ..runtime.layers.half import keep_half
     from .compile import compile_program
     from .models import _instantiate
 
@@ -672,14 +645,15 @@ def build_frozen(arch: HFArch, source: str, program_file: str, floats: dict[str,
                                      "checkpoint lacks")
             # one layer's float weight at a time (uninitialized), dropped by freezing
             mod.to_empty(device="cpu").freeze_skeleton("t2")
-    model = model.to_empty(device="cpu")
     state: dict[str, torch.Tensor] = dict(floats)
-    for name, (trits, scale, bias) in tern.items():
-        state[f"{name}.weight_packed"] = pack_ternary(trits.to(torch.float32), "t2").data
+    for name, (packed, scale, bias) in tern.items():
+        state[f"{name}.weight_packed"] = packed
         state[f"{name}.weight_scale"] = scale.to(torch.float32)
         if bias is not None:
             state[f"{name}.bias"] = bias.to(torch.float32)
-    model.load_state_dict(state, strict=True)
+    keep_half(model, state)
+    model = model.to_empty(device="cpu")     # (uninitialized: every tensor is assigned next)
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
 
@@ -703,10 +677,15 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
     except ArgError as exc:
         raise HFImportError(exc.message, usage=True) from None
     arch = read_hf_config(d)
-    read = _read_tensors(d)
-    floats, tern = convert_state(arch, d, read["tensors"], read["dtypes"])
+    with _Shards(d) as shards:
+        floats, tern = convert_state(arch, d, shards)
+        hf_head = "lm_head.weight" in shards
     source = program_source(arch, d.resolve().name)
+    n_tern = sum(math.prod(_linear_shape(arch, n.rpartition(".")[2])) for n in tern)
+    n_float = sum(int(t.numel()) for k, t in floats.items()
+                  if not (k == "lm_head.weight" and arch.tie and not hf_head))
     model = build_frozen(arch, source, str(prog), floats, tern)
+    del floats, tern
     info = RunInfo(source=source, file=str(prog), entry=arch.name, dataset="text",
                    input_shape=None, num_classes=arch.vocab, variant="ternary", format="t2")
     more = {"tritium.task": "lm", ARCH_KEY: arch.to_json(),
@@ -721,10 +700,6 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt, model, source_hash=info.source_hash, extra=extra,
                     float16_scales=False)
-    n_tern = sum(int(t[0].numel()) for t in tern.values())
-    n_float = sum(int(t.numel()) for k, t in floats.items()
-                  if not (k == "lm_head.weight" and arch.tie and "lm_head.weight" not in
-                          read["tensors"]))
     return {"checkpoint": str(ckpt), "program": str(prog), "arch": arch,
             "ternary_params": n_tern, "float_params": n_float,
             "bytes": ckpt.stat().st_size, "model": model, "tokenizer": tok_note}

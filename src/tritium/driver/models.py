@@ -688,6 +688,8 @@ def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = 
         load_checkpoint,
         read_checkpoint_metadata,
     )
+    from ..runtime.checkpoint_read import materialize_frozen
+    from ..runtime.heap import release_free_memory
 
     policy = _ENTRY_POLICY.get()
     trust = policy[0] if trust_entry_point is None else trust_entry_point
@@ -713,7 +715,13 @@ def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = 
             model = _python_model(info, str(path))
         else:
             compiled = _compile_for(info)
-            model, _ = _instantiate(compiled, info.entry, info.hyperparameters)
+            # an imported LM's program holds only what its checkpoint fills: built on the
+            # meta device, its float32 latent weights are never allocated
+            lazy = meta.extra.get("tritium.imported_from") == "huggingface"
+            with torch.device("meta") if lazy else contextlib.nullcontext():
+                model, _ = _instantiate(compiled, info.entry, info.hyperparameters)
+            if lazy:
+                model = materialize_frozen(model, meta)
             if info.fp32_layers:
                 try:
                     keep_fp32(model, info.fp32_layers)
@@ -724,6 +732,7 @@ def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = 
             if info.variant == "fp32":
                 model, _ = float_twin(model)
     load_checkpoint(path, model)
+    release_free_memory()      # the checkpoint's state, read beside the model, is gone
     # a checkpoint written before batch-norm folding (version 1 or 2) gets it now
     fold_batchnorms(model)
     return model.eval(), info

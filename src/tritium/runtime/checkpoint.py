@@ -27,9 +27,9 @@ as float32; everything else as the model holds it. Reading restores the in-memor
 (dense trits, one zlib JSON per metadata key) and 3 (the version 4 fields in one
 deflate+base85 key) are still read.
 
-:func:`load_checkpoint` validates the file structure itself before handing it to
-safetensors, and turns every problem into a :class:`CheckpointError` that names the file
-and what is wrong.
+:func:`load_checkpoint` validates the file structure itself and reads each tensor from its
+byte range (``checkpoint_read``: never the whole file at once), and turns every problem into
+a :class:`CheckpointError` that names the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from tritium.runtime.layers import (
     folded_norm_replacement,
     tritium_layers,
 )
+from tritium.runtime.layers.half import keep_half
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -247,6 +248,7 @@ def load_checkpoint(
             layer.folded_bn = metadata.folds[prefix]
     for parent, attr, _ in norms:
         setattr(parent, attr, folded_norm_replacement(parent, attr))
+    keep_half(model, state)     # 16-bit embeddings and heads stay 16-bit (layers.half)
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:

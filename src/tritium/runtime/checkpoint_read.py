@@ -1,21 +1,24 @@
-"""Reading checkpoints: the file structure checked before safetensors sees it, every
-version's metadata parsed and validated, the stored tensors restored to the in-memory
-layout. See :mod:`tritium.runtime.checkpoint`.
+"""Reading checkpoints: the file structure checked from the header, every version's metadata
+parsed and validated, the stored tensors read one by one from their byte ranges (the file is
+never held whole) and restored to the in-memory layout as they come. See
+:mod:`tritium.runtime.checkpoint`. Also the safetensors reader of `tritium import hf`
+(:class:`_Stored`) and the meta-device build of an imported model (:func:`materialize_frozen`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 
 import tritium
-from tritium.cachedir import UnsafeFileError, parse_json, read_file_bounded
+from tritium.cachedir import UnsafeFileError, _kind, parse_json
 from tritium.runtime.checkpoint_format import (
     _DENSE,
     _DTYPES,
@@ -37,7 +40,7 @@ from tritium.runtime.checkpoint_format import (
     _v4_blob,
     decode_dense,
 )
-from tritium.runtime.checkpoint_write import _source_hash_of, _tensor_digest
+from tritium.runtime.checkpoint_write import _source_hash_of
 from tritium.runtime.packing import (
     FORMAT_VERSION,
     pack_ternary,
@@ -47,10 +50,11 @@ from tritium.runtime.packing import (
 # --- reading ----------------------------------------------------------------------------
 
 
-def _parse_structure(path: Path, data: bytes, plain: bool = False
+def _parse_structure(path: Path, data: bytes, plain: bool = False, size: int | None = None
                      ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validate the safetensors framing; return (tensor entries, ``__metadata__``)."""
-    size = len(data)
+    """Validate the safetensors framing; return (tensor entries, ``__metadata__``). `data`
+    is the file, or (with the file's `size`) at least its first 8 + header-length bytes."""
+    size = len(data) if size is None else size
     if size < 8:
         raise CheckpointError(
             path, f"file is {size} bytes, too short to hold a safetensors header (truncated?)"
@@ -320,71 +324,171 @@ def _expected_stored_shape(info: TensorInfo, version: int = CHECKPOINT_VERSION
 _STORED_DTYPE = {"t2": torch.uint8, "t1.6": torch.uint8, "int4": torch.uint8, "int8": torch.int8}
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
-    try:
-        # a regular file, read to the size it has when opened: a FIFO or /dev/zero is an
-        # error, never a hang or an exhausted memory
-        data = read_file_bounded(path, None, follow_symlinks=True)
-    except FileNotFoundError:
-        raise CheckpointError(path, "no such file") from None
-    except UnsafeFileError as e:
-        raise CheckpointError(path, f"{e.reason}: a checkpoint is a .safetensors file") from None
-    except (OSError, ValueError) as e:
-        raise CheckpointError(path, f"cannot read the file: "
-                                    f"{getattr(e, 'strerror', None) or e}") from None
-    header, meta = _parse_structure(path, data)
-    metadata, digest = _parse_metadata(path, meta, header)
-    try:
-        state = safetensors.torch.load(data)
-    except Exception as e:  # any failure of the decoder is a corrupted file to the user
-        raise CheckpointError(path, f"safetensors cannot decode the file: {e}") from None
-    for name, tensor in state.items():
-        info = metadata.tensors[name]
+class _Stored:
+    """A safetensors file opened to be read tensor by tensor: a regular file (never a FIFO or
+    a device: :func:`tritium.cachedir.read_file_bounded`'s checks), its framing validated
+    from the header alone, each tensor read straight into its own tensor when asked for (the
+    file's bytes are never held whole, nor copied twice). Read to the size the file had when
+    opened; one that shrinks meanwhile is reported truncated."""
+
+    def __init__(self, path: Path, plain: bool = False) -> None:
+        self.path = path
         try:
-            want = _expected_stored_shape(info, metadata.checkpoint_version)
-        except ValueError as e:
-            raise CheckpointError(path, f"tensor {name!r}: {e}") from None
-        if tuple(tensor.shape) != want:
-            raise CheckpointError(
-                path,
-                f"tensor {name!r} has shape {tuple(tensor.shape)} but its metadata "
-                f"(logical shape {info.logical_shape}, format {info.packing_format}) implies {want}",
-            )
-        dtype = _STORED_DTYPE.get(info.packing_format)
-        if dtype is not None and tensor.dtype != dtype:
-            raise CheckpointError(
-                path, f"tensor {name!r} is {tensor.dtype}, but {info.packing_format} data is {dtype}"
-            )
-    size = 16 if metadata.checkpoint_version >= 3 else 32
-    if digest is None or _tensor_digest(state, size) != digest:
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeFileError(path, f"is {_kind(st.st_mode)}, not a regular file")
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) \
+                | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+            fd = os.open(path, flags)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise UnsafeFileError(path, f"is {_kind(st.st_mode)}, not a regular file")
+                self.file = os.fdopen(fd, "rb", buffering=0)
+            except BaseException:
+                os.close(fd)
+                raise
+        except FileNotFoundError:
+            raise CheckpointError(path, "no such file") from None
+        except UnsafeFileError as e:
+            raise CheckpointError(path, f"{e.reason}: a checkpoint is a .safetensors file"
+                                  ) from None
+        except (OSError, ValueError) as e:
+            raise CheckpointError(path, f"cannot read the file: "
+                                        f"{getattr(e, 'strerror', None) or e}") from None
+        try:
+            self.size = st.st_size
+            head = self._bytes(0, min(8, self.size))
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            if len(head) == 8 and n <= _MAX_HEADER and 8 + n <= self.size:
+                head = self._bytes(0, 8 + n)
+            self.header, self.meta = _parse_structure(path, head, plain, size=self.size)
+            self.base = 8 + n
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _into(self, buf: memoryview, offset: int) -> None:
+        try:
+            self.file.seek(offset)
+            done = 0
+            while done < len(buf):
+                got = self.file.readinto(buf[done:])
+                if not got:
+                    raise CheckpointError(self.path, "the file is truncated (it shrank while "
+                                                     "it was read)")
+                done += got
+        except OSError as e:
+            raise CheckpointError(self.path, f"cannot read the file: "
+                                             f"{e.strerror or e}") from None
+
+    def _bytes(self, offset: int, n: int) -> bytes:
+        buf = bytearray(n)
+        self._into(memoryview(buf), offset)
+        return bytes(buf)
+
+    def read(self, name: str, into: torch.Tensor | None = None) -> torch.Tensor:
+        """The stored tensor `name` (read now; into `into`'s storage when it is a uint8
+        buffer large enough, for data only looked at)."""
+        entry = self.header[name]
+        dtype, width = _DTYPES[entry["dtype"]]
+        shape = entry["shape"]
+        nbytes = math.prod(shape) * width
+        if into is not None and into.numel() >= nbytes:
+            t = into[:nbytes].view(dtype).reshape(shape)
+        else:
+            t = torch.empty(shape, dtype=dtype)
+        if nbytes:
+            raw = t.reshape(-1).view(torch.uint8).numpy()
+            self._into(memoryview(raw).cast("B"), self.base + entry["data_offsets"][0])
+        return t
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> _Stored:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _digest_update(h: Any, name: str, t: torch.Tensor) -> None:
+    """One tensor's part of :func:`tritium.runtime.checkpoint_write._tensor_digest` (the same
+    bytes in the same order: the tensors are visited by sorted name)."""
+    head = f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode()
+    h.update(len(head).to_bytes(8, "little"))
+    h.update(head)
+    raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
+    h.update(len(raw).to_bytes(8, "little"))
+    h.update(raw)
+
+
+def _read(path: Path, keep: bool = True) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
+    """The restored state and the metadata of a checkpoint, every tensor checked against its
+    metadata and the digest. The tensors are read one at a time in digest order, each
+    converted to the in-memory layout as soon as it is read (dense trits to the kernels'
+    packing, float16 scales to float32), so the peak is the state plus one layer's trits.
+    `keep=False` only validates (the state returned is empty; the data goes through one
+    reused buffer)."""
+    with _Stored(path) as f:
+        header = f.header
+        metadata, digest = _parse_metadata(path, f.meta, header)
+        for name, entry in header.items():
+            info = metadata.tensors[name]
+            try:
+                want = _expected_stored_shape(info, metadata.checkpoint_version)
+            except ValueError as e:
+                raise CheckpointError(path, f"tensor {name!r}: {e}") from None
+            if tuple(entry["shape"]) != want:
+                raise CheckpointError(
+                    path,
+                    f"tensor {name!r} has shape {tuple(entry['shape'])} but its metadata "
+                    f"(logical shape {info.logical_shape}, format {info.packing_format}) "
+                    f"implies {want}",
+                )
+            dtype = _STORED_DTYPE.get(info.packing_format)
+            stored = _DTYPES[entry["dtype"]][0]
+            if dtype is not None and stored != dtype:
+                raise CheckpointError(
+                    path, f"tensor {name!r} is {stored}, but {info.packing_format} data is "
+                          f"{dtype}"
+                )
+        size = 16 if metadata.checkpoint_version >= 3 else 32
+        h = hashlib.sha256()
+        state: dict[str, torch.Tensor] = {}
+        problem: CheckpointError | None = None   # reported after the digest is checked
+        dense = metadata.checkpoint_version >= 2
+        scratch = None
+        if not keep:
+            largest = max((e["data_offsets"][1] - e["data_offsets"][0]
+                           for e in header.values()), default=0)
+            scratch = torch.empty(largest, dtype=torch.uint8)
+        for name in sorted(header):
+            t = f.read(name, scratch)
+            _digest_update(h, name, t)
+            if not keep or problem is not None:
+                continue
+            info = metadata.tensors[name]
+            if name in metadata.float16:
+                t = t.to(torch.float32)
+            elif dense and info.packing_format in _DENSE:
+                n, k = info.logical_shape[0], math.prod(info.logical_shape[1:])
+                try:
+                    trits = decode_dense(t, n * k).reshape(n, k)
+                except ValueError as e:
+                    problem = CheckpointError(path, f"tensor {name!r}: {e}")
+                    continue
+                t = pack_ternary(trits, info.packing_format).data
+                del trits
+            state[name] = t
+    if digest is None or h.hexdigest()[: 2 * size] != digest:
         raise CheckpointError(
             path, "tensor data does not match the stored digest: the file is corrupted"
         )
-    for name in metadata.float16:
-        state[name] = state[name].to(torch.float32)
-    if metadata.checkpoint_version >= 2:
-        for name, info in metadata.tensors.items():
-            if info.packing_format not in _DENSE:
-                continue
-            n, k = info.logical_shape[0], math.prod(info.logical_shape[1:])
-            try:
-                trits = decode_dense(state[name], n * k).reshape(n, k)
-            except ValueError as e:
-                raise CheckpointError(path, f"tensor {name!r}: {e}") from None
-            state[name] = pack_ternary(trits, info.packing_format).data
+    if problem is not None:
+        raise problem
     return state, metadata
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return read_file_bounded(path, None, follow_symlinks=True)
-    except FileNotFoundError:
-        raise CheckpointError(path, "no such file") from None
-    except UnsafeFileError as e:
-        raise CheckpointError(path, f"{e.reason}: a checkpoint is a .safetensors file") from None
-    except (OSError, ValueError) as e:
-        raise CheckpointError(path, f"cannot read the file: "
-                                    f"{getattr(e, 'strerror', None) or e}") from None
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor],
@@ -394,20 +498,32 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor],
     (then fully validated, as :func:`load_checkpoint` does). Never unpickles; every problem
     is a :class:`CheckpointError`."""
     path = Path(os.fsdecode(path))
-    data = _read_bytes(path)
-    header, meta = _parse_structure(path, data, plain=True)
-    if _KEY_VERSION in meta:
-        state, metadata = _read(path)
-        return state, metadata
-    try:
-        state = safetensors.torch.load(data)
-    except Exception as e:  # any failure of the decoder is a corrupted file to the user
-        raise CheckpointError(path, f"safetensors cannot decode the file: {e}") from None
-    return state, None
+    with _Stored(path, plain=True) as f:
+        if _KEY_VERSION not in f.meta:
+            return {name: f.read(name) for name in f.header}, None
+    return _read(path)
+
+
+def materialize_frozen(model: torch.nn.Module, metadata: CheckpointMetadata
+                       ) -> torch.nn.Module:
+    """`model`, built on the meta device (nothing allocated), made real to load the
+    checkpoint `metadata` describes: each ternary layer the checkpoint stores packed becomes a
+    frozen skeleton of that format (its float weight is never filled in: a frozen model's
+    loading never holds the float32 latent weights), every other tensor uninitialized CPU
+    memory that loading then fills. Only for models whose every tensor the checkpoint holds
+    (no non-persistent buffers): the programs `tritium import hf` writes."""
+    from tritium.runtime.layers import TernaryLayer, tritium_layers
+    for prefix, layer in tritium_layers(model):
+        own = _own_keys(metadata.tensors, prefix)
+        fmts = {metadata.tensors[n].packing_format for n in own} - {"none"}
+        if (isinstance(layer, TernaryLayer) and not layer.frozen and len(fmts) == 1
+                and prefix not in metadata.folds):
+            layer.to_empty(device="cpu").freeze_skeleton(fmts.pop())
+    return model.to_empty(device="cpu")
 
 
 def read_checkpoint_metadata(path: str | Path) -> CheckpointMetadata:
     """Validate a checkpoint and return its metadata (raises :class:`CheckpointError`)."""
-    return _read(Path(path))[1]
+    return _read(Path(path), keep=False)[1]
 
 

@@ -17,11 +17,12 @@ SESSION: contextvars.ContextVar[Any] = contextvars.ContextVar("tritium_decode_se
                                                               default=None)
 
 
-def grown(cached: torch.Tensor, need: int) -> torch.Tensor:
-    """A buffer for at least `need` tokens (and twice the cached ones, at least 64) holding a
-    copy of `cached` in its first positions."""
+def grown(cached: torch.Tensor, need: int, planned: int | None = None) -> torch.Tensor:
+    """A buffer for at least `need` tokens holding a copy of `cached` in its first positions:
+    `planned` tokens when they are more than the cached ones (the context the caller will
+    use), else twice the cached ones, at least 64."""
     n = cached.shape[-2]
-    cap = max(64, 2 * n, need)
+    cap = max(planned, need) if planned is not None and planned > n else max(64, 2 * n, need)
     out = cached.new_empty(*cached.shape[:-2], cap, cached.shape[-1])
     out[..., :n, :] = cached
     return out

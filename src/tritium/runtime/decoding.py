@@ -14,11 +14,14 @@ the cache and the tokens before it in the chunk); `rope` starts positions after 
 already cached. A model whose forward calls attention in a data-dependent order would
 pair call sites with the wrong slots: generated models call them in program order.
 
-Each slot's keys and values live in a buffer with room for more tokens than are cached (the
-capacity doubles when it runs out): a decode step writes its new key and value in place and
-attends over a view of the filled part, instead of concatenating the whole cache again (which
-copies O(n) per step and O(n^2) over a generation). `keys[i]`/`values[i]` are those views
-(made when asked for after a fused block wrote the buffers).
+Each slot's keys and values live in a buffer with room for more tokens than are cached: a
+decode step writes its new key and value in place and attends over a view of the filled part,
+instead of concatenating the whole cache again (which copies O(n) per step and O(n^2) over a
+generation). `keys[i]`/`values[i]` are those views (made when asked for after a fused block
+wrote the buffers). `DecodeSession(max_tokens=N)` (what `generate_tokens` passes: the prompt
+plus the new tokens) makes each buffer N tokens long at the prefill, the context the
+generation will use; without it (or past it) a buffer holds twice the cached tokens, at least
+64, and doubles when it runs out.
 
 The first time a session runs a model (`forward`), it gives the model's decoder blocks of an
 imported BitNet's structure their fused one-token call
@@ -60,8 +63,12 @@ def current_session() -> DecodeSession | None:
 class DecodeSession:
     """Per-call-site key/value caches and the number of tokens already cached."""
 
-    def __init__(self, fused: bool = True) -> None:
+    def __init__(self, fused: bool = True, max_tokens: int | None = None) -> None:
         self.fused = bool(fused)   # one-token decode steps through fused decoder blocks
+        # the tokens the caller means to run (prompt + new ones): each cache buffer is made
+        # that large at once, so that it is never grown (a copy) nor larger than the context
+        self.max_tokens = int(max_tokens) if max_tokens is not None and max_tokens > 0 \
+            else None
         self._keys: list[torch.Tensor] = []      # the cached part of each slot's buffer
         self._values: list[torch.Tensor] = []
         # slots a fused decoder block wrote to: their cached length (views made on demand)
@@ -169,8 +176,8 @@ class DecodeSession:
         if slot == len(self.keys):
             if self.offset:
                 raise RuntimeError("attention call sites changed between decode steps")
-            self._kbuf.append(_grown(k, 0))
-            self._vbuf.append(_grown(v, 0))
+            self._kbuf.append(_grown(k, 0, self.max_tokens))
+            self._vbuf.append(_grown(v, 0, self.max_tokens))
             self.keys.append(k)
             self.values.append(v)
             keys, values = self.keys[slot], self.values[slot]

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from tritium import vocab
+from tritium.runtime.layers.half import HalfLinear
 from tritium.runtime.native import _lib
 
 HEADS: tuple[str, ...] = vocab.LM_HEADS
@@ -92,11 +93,16 @@ class Int8Head(nn.Module):
         return head
 
     def _quantize(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        w = weight.detach().to("cpu", torch.float32)
+        w = weight.detach()
         if tuple(w.shape) != (self.out_features, self.in_features):
             raise ValueError(f"Int8Head: weight of shape {tuple(w.shape)}, expected "
                              f"{(self.out_features, self.in_features)}")
-        q, s = quantize_rows_int8(w)
+        # row blocks (the quantization is per row): never a float32 copy of a whole 16-bit
+        # table, nor the temporaries of a whole one
+        parts = [quantize_rows_int8(w[i:i + 4096].to("cpu", torch.float32))
+                 for i in range(0, w.shape[0], 4096)] or [quantize_rows_int8(w.float())]
+        q, s = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        del parts
         self._set(q, s)
         if bias is not None:
             self.bias = bias.detach().to("cpu", torch.float32).clone()
@@ -195,12 +201,15 @@ def quantize_head(model: nn.Module, head: str = "int8") -> list[str]:
         raise ValueError(f"unknown head {head!r}; valid values are: "
                          + ", ".join(repr(h) for h in HEADS))
     done: list[str] = []
-    if head == "fp32":
-        return done
     for prefix, mod in list(model.named_modules()):
         for name in HEAD_NAMES:
             child = mod._modules.get(name)
-            if type(child) is nn.Linear:
+            if head == "fp32" and type(child) is HalfLinear:   # a 16-bit head: widened once
+                setattr(mod, name, child.widened())
+            elif head != "fp32" and type(child) in (nn.Linear, HalfLinear):
                 setattr(mod, name, Int8Head.from_linear(child))
                 done.append(f"{prefix}.{name}" if prefix else name)
+    if done:     # the float table and the quantization's temporaries are gone
+        from tritium.runtime.heap import release_free_memory
+        release_free_memory()
     return done
