@@ -87,6 +87,7 @@ class _Loader:
 
     def load(self, src: SourceFile) -> Module:
         key = self.key(src)
+        main = not self.modules   # the first file loaded: its entry runs
         self.sources.add(src.name, src.text)
         program, diags, comments = parse(src.text, src.name)
         self.diags.extend(diags)
@@ -98,7 +99,7 @@ class _Loader:
                 if isinstance(item, A.Import):
                     self.load_import(item, src)
             # type aliases expanded, local and anonymous functions lifted (frontend.lift)
-            self.diags.extend(rewrite(program, self.taken))
+            self.diags.extend(rewrite(program, self.taken, main))
             for item in program.items:
                 if isinstance(item, A.ModelDef | A.BlockDef | A.LayerDef | A.FnDef):
                     prev = self.defs.get(item.name)
