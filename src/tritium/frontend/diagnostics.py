@@ -202,6 +202,12 @@ CODES: dict[str, str] = {
     "E1000": "a layer kind defined in several files of the program's directory, imported by none",
     "W1000": "a layer kind read from the one file of the program's directory that defines it (no import)",
     "W1001": "`//` read as floor division inside a list whose `]` a comment would hide",
+    "E1010": "a value that is not a layer where a layer type (`Layer`, `Model`, …) is declared",
+    "E1011": "a layer value called with another number of arguments than one tensor, or by name",
+    "E1012": "a layer value called on something that is not a tensor",
+    "E1013": "an attribute a layer value does not have, or one that cannot be assigned",
+    "E1014": "a layer's `.weights` assigned something that is not a tensor",
+    "E1015": "`Model(…)` / `Sequential(…)` not given one list of layers",
 }
 
 

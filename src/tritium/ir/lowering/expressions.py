@@ -571,7 +571,8 @@ class ExpressionsMixin:
             if p.default is None:
                 raise LoweringError(f"`{fn.name}` is missing its argument `{p.name}`", span)
             full.append(self.eval(p.default, {}, b, ctx))
-        if ctx.build is not None and any(isinstance(a, LayerRef) for a in full):
+        if ctx.build is not None and any(isinstance(a, LayerRef) or isinstance(a, list) and any(
+                isinstance(i, LayerRef) for i in a) for a in full):   # a layer or list of them
             # given a layer (a local function of a forward that calls one): lowered inline,
             # in the forward, where the layer's parameters are
             if ctx.depth >= MAX_DEPTH:
