@@ -302,9 +302,21 @@ def _inline_helpers(d) -> None:
     """The seed's helper functions of a layer (`function quantize_block(…)` beside
     `forward`, called as `quantize_block(…)` or `self.quantize_block(…)`): each method that
     calls one gets a copy of it (and of the helpers it calls) as a local function, lifted
-    like any other; a helper that reads `self` stays a method."""
+    like any other; a helper that reads `self`, or calls one that does, stays a method
+    (check.checker.layer_methods), called as `name(…)` (`self.name(…)` is rewritten so)."""
     methods = [i for i in d.body if isinstance(i, A.FnDef)]
-    helpers = {f.name: f for f in methods if f.name != "forward" and not _reads_self(f)}
+    every = {f.name: f for f in methods if f.name != "forward"}
+    for m in methods:
+        _called_helpers(m, every)   # `self.h(…)` -> `h(…)` for every method `h`
+    stays = {n for n, f in every.items() if _reads_self(f)}
+    changed = True
+    while changed:   # calling a method that stays makes a helper stay too
+        changed = False
+        for n, f in every.items():
+            if n not in stays and set(_called_helpers(f, every)) & stays:
+                stays.add(n)
+                changed = True
+    helpers = {n: f for n, f in every.items() if n not in stays}
     if not helpers:
         return
     inlined: set[str] = set()

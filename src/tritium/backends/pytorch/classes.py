@@ -176,6 +176,8 @@ class DefinitionGen:
         if chain:
             self.emit(2, "# forward as one chain of steps (a frozen model runs it as one plan)")
             self.emit(2, f"self.tritium_chain = {_q(chain)}")
+        # the body's other functions are methods, called as `self.name(…)`
+        attrs |= {f.name for f in fns if f.name != "forward"}
         for fn in fns:
             self.emit(0, "")
             self.gen_method(fn, attrs, ternary_params, optional, state)

@@ -37,6 +37,7 @@ from ..types import (
 from .calls_forms import pair_form, scalar_pair
 from .hooks import register_hook
 from .layer_construction import construct_layer, instance_inputs
+from .layer_methods import MethodT, method_call, unknown_self_method
 from .layer_values import MODEL_CONSTRUCTORS, MODULE_CALL, call_module_value, construct_model
 from .model import (
     MAX_INSTANCE_DEPTH,
@@ -55,6 +56,8 @@ class CallsMixin:
         if isinstance(f, A.Index) and isinstance(f.value, A.Name) and f.value.id in TENSOR_TYPES:
             return self.tensor_literal(f, e, scope)
         # method call x.reshape(…) → reshape(x, …)
+        if isinstance(f, A.Attr) and unknown_self_method(self, f, e, scope):
+            return Value(ANY)   # `self.nothing(…)`: no such method (checker.layer_methods)
         if isinstance(f, A.Attr):
             base = self.eval_expr(f.value, scope)
             if isinstance(base.ty, ListT) and f.attr in LIST_METHODS:
@@ -100,6 +103,8 @@ class CallsMixin:
                             self.report("E0307", f"layer `{name}` takes no named arguments",
                                         a.span)
                     return self.apply_layer(v.ty.inst, args, e, v.ty.optional)
+                if isinstance(v.ty, MethodT):   # a method of this body (checker.layer_methods)
+                    return method_call(self, v.ty, args, e)
                 if isinstance(v.ty, ModuleT):   # a layer as a value (checker.layer_values)
                     return call_module_value(self, v.ty, args, e, f"`{name}`")
                 if isinstance(v.ty, AnyT):
