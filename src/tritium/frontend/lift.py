@@ -97,20 +97,15 @@ def program_names(program: A.Program) -> set[str]:
 def rewrite(program: A.Program, taken: set[str], main: bool = False) -> list[Diagnostic]:
     """Expand type aliases and lift local and anonymous functions, in place. `taken`: names
     in use across the program's files (lifted names are added to it). `main`: the program
-    is the one whose entry runs, so its functions see its top-level variables
-    (frontend.lift_globals)."""
-    from .lift_globals import lift_globals
+    is the one whose entry runs, so a local function may read its top-level variables (the
+    loader then runs frontend.lift_globals)."""
     diags: list[Diagnostic] = []
     if not program.lifts:   # no alias, no local or anonymous function (the parser says)
-        if main:
-            lift_globals(program, taken | program_names(program))
         return diags
     taken |= program_names(program)
     _Aliases(diags).program(program)
     _Lifter(program, taken, diags, main).run()
     _stray_functions(program, diags)
-    if main:
-        lift_globals(program, taken)
     return diags
 
 

@@ -4,14 +4,19 @@ functions become parameters passed at every call (frontend.lift_globals)."""
 from __future__ import annotations
 
 from tritium.frontend import ast as A
-from tritium.frontend.lift import rewrite
+from tritium.frontend.lift import program_names, rewrite
+from tritium.frontend.lift_globals import lift_globals
 from tritium.frontend.parser import parse
 
 
 def lifted(src: str, main: bool = True) -> A.Program:
+    """The program as the loader rewrites it (tritium.check._Loader.load)."""
     prog, diags, _ = parse(src)
     assert not diags
-    assert not rewrite(prog, set(), main)
+    taken: set[str] = set()
+    assert not rewrite(prog, taken, main)
+    if main:
+        lift_globals(prog, taken | program_names(prog))
     return prog
 
 
