@@ -25,7 +25,8 @@ from ..frontend.diagnostics import (
     SourceMap,
     did_you_mean,
 )
-from ..frontend.lift import rewrite
+from ..frontend.lift import program_names, rewrite
+from ..frontend.lift_globals import lift_globals
 from ..frontend.parser import parse, recursion_headroom
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
@@ -87,6 +88,7 @@ class _Loader:
 
     def load(self, src: SourceFile) -> Module:
         key = self.key(src)
+        main = not self.modules   # the first file loaded: its entry runs
         self.sources.add(src.name, src.text)
         program, diags, comments = parse(src.text, src.name)
         self.diags.extend(diags)
@@ -98,7 +100,10 @@ class _Loader:
                 if isinstance(item, A.Import):
                     self.load_import(item, src)
             # type aliases expanded, local and anonymous functions lifted (frontend.lift)
-            self.diags.extend(rewrite(program, self.taken))
+            self.diags.extend(rewrite(program, self.taken, main))
+            if main:   # its functions see its top-level variables (frontend.lift_globals)
+                self.taken |= program_names(program)
+                lift_globals(program, self.taken)
             for item in program.items:
                 if isinstance(item, A.ModelDef | A.BlockDef | A.LayerDef | A.FnDef):
                     prev = self.defs.get(item.name)

@@ -117,6 +117,18 @@ class LayerT:
 
 
 @dataclass(frozen=True, slots=True)
+class ModuleT:
+    """A layer or model passed around as a value, its definition unknown here (a value
+    declared `Layer`, `TernaryLayer`, `Module` or `Model`, an item of `model.layers`): an
+    nn.Module called on one tensor, the result's shape unknown (check.checker.layer_values).
+    """
+    kind: str = "Layer"
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True, slots=True)
 class FnT:
     name: str
 
@@ -143,7 +155,7 @@ class FnSigT(FnT):
 
 
 Type = (TensorT | ScalarT | ListT | TupleT | UnionT | TypeVarT | DictT | NoneT | RangeT | AnyT
-        | LayerT | FnT)
+        | LayerT | FnT | ModuleT)
 
 ANY = AnyT()
 INT = ScalarT("int")

@@ -94,15 +94,17 @@ def program_names(program: A.Program) -> set[str]:
     return out
 
 
-def rewrite(program: A.Program, taken: set[str]) -> list[Diagnostic]:
+def rewrite(program: A.Program, taken: set[str], main: bool = False) -> list[Diagnostic]:
     """Expand type aliases and lift local and anonymous functions, in place. `taken`: names
-    in use across the program's files (lifted names are added to it)."""
+    in use across the program's files (lifted names are added to it). `main`: the program
+    is the one whose entry runs, so a local function may read its top-level variables (the
+    loader then runs frontend.lift_globals)."""
     diags: list[Diagnostic] = []
     if not program.lifts:   # no alias, no local or anonymous function (the parser says)
         return diags
     taken |= program_names(program)
     _Aliases(diags).program(program)
-    _Lifter(program, taken, diags).run()
+    _Lifter(program, taken, diags, main).run()
     _stray_functions(program, diags)
     return diags
 
@@ -295,9 +297,21 @@ def _inline_helpers(d) -> None:
     """The seed's helper functions of a layer (`function quantize_block(…)` beside
     `forward`, called as `quantize_block(…)` or `self.quantize_block(…)`): each method that
     calls one gets a copy of it (and of the helpers it calls) as a local function, lifted
-    like any other; a helper that reads `self` stays a method."""
+    like any other; a helper that reads `self`, or calls one that does, stays a method
+    (check.checker.layer_methods), called as `name(…)` (`self.name(…)` is rewritten so)."""
     methods = [i for i in d.body if isinstance(i, A.FnDef)]
-    helpers = {f.name: f for f in methods if f.name != "forward" and not _reads_self(f)}
+    every = {f.name: f for f in methods if f.name != "forward"}
+    for m in methods:
+        _called_helpers(m, every)   # `self.h(…)` -> `h(…)` for every method `h`
+    stays = {n for n, f in every.items() if _reads_self(f)}
+    changed = True
+    while changed:   # calling a method that stays makes a helper stay too
+        changed = False
+        for n, f in every.items():
+            if n not in stays and set(_called_helpers(f, every)) & stays:
+                stays.add(n)
+                changed = True
+    helpers = {n: f for n, f in every.items() if n not in stays}
     if not helpers:
         return
     inlined: set[str] = set()
@@ -436,11 +450,13 @@ class _Local:
 
 
 class _Lifter:
-    def __init__(self, program: A.Program, taken: set[str], diags: list[Diagnostic]) -> None:
+    def __init__(self, program: A.Program, taken: set[str], diags: list[Diagnostic],
+                 main: bool = False) -> None:
         self.program = program
         self.taken = taken
         self.diags = diags
         self.new: list[A.FnDef] = []
+        self.main = main   # top-level variables are visible in functions (lift_globals)
 
     def fresh(self, base: str) -> str:
         name = base
@@ -455,6 +471,11 @@ class _Lifter:
         items = self.program.items
         # the entry: top-level statements and `main { }` blocks share one scope, in order
         entry = [i for i in items if isinstance(i, A.Stmt | A.MainBlock)]
+        top: set[str] = set()   # the entry's variables, which a local function may read
+        if entry and self.main:
+            top = _binders([s for i in entry for s in (
+                i.body if isinstance(i, A.MainBlock) else [i])]) - {
+                i.name for i in items if isinstance(i, A.FnDef)}
         if entry:
             wrapped = [i if isinstance(i, A.Stmt) else A.If(A.Bool(True), i.body, None, i.span)
                        for i in entry]
@@ -467,7 +488,7 @@ class _Lifter:
                                   if not isinstance(i, A.Stmt) or id(i) in kept]
         for i in list(self.program.items):
             if isinstance(i, A.FnDef):
-                self.function(i, set(), {}, i.name)
+                self.function(i, top, {}, i.name)
             elif isinstance(i, _BODY_OWNERS):
                 self.owner(i)
         self.program.items.extend(self.new)

@@ -59,6 +59,12 @@ from tritium.runtime.functional import (  # the seed language's builtin function
     xnor_quantize_pair,
 )
 from tritium.runtime.kernels import native_available, ternary_conv2d, ternary_linear
+from tritium.runtime.layer_values import (  # layers and models as values
+    layer_weights,
+    model_layers,
+    sequential_model,
+    set_layer_weights,
+)
 from tritium.runtime.layers import (
     BitLinear,
     Int4Linear,
@@ -165,6 +171,10 @@ __all__ = [
     "xnor_quantize",
     "xnor_quantize_pair",
     "closure",
+    "layer_weights",
+    "model_layers",
+    "sequential_model",
+    "set_layer_weights",
     "construct_layer",
     "register_hook",
     # layers

@@ -109,9 +109,11 @@ def test_a_matrix_product_of_a_scalar_is_reported_not_left_to_torch(call: str) -
 
 
 def test_undefined_top_level_names_say_why() -> None:
+    # (a function sees top-level variables: frontend.lift_globals; a model does not)
     src = ("let W = TernaryTensor[2, 2](1, 0, -1, 1)\n"
-           "fn f(x: Tensor) -> Tensor {\n    return ternary_matmul(x, W)\n}\n"
+           "model M {\n    forward(x: Tensor[2, 2]) -> Tensor {\n"
+           "        return ternary_matmul(x, W)\n    }\n}\n"
            "print(q)\nlet q = 1\n")
     helps = {d.span.line: d.help for d in check_source(src).errors}
-    assert "top-level variable (line 1)" in helps[3] and "argument" in helps[3]
-    assert "defined later, at line 6" in helps[5]
+    assert "top-level variable (line 1)" in helps[4] and "argument" in helps[4]
+    assert "defined later, at line 8" in helps[7]

@@ -32,6 +32,7 @@ from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import TENSOR_TYPES
 from .chain import forward_chain
 from .expressions import PY_PREC, Ctx
+from .layer_values import holds_layers
 from .text import CodegenError, scan
 from .text import escape as _text
 from .text import literal as _q
@@ -99,7 +100,10 @@ class DefinitionGen:
         self.emit(2, "super().__init__()")
         attrs: set[str] = set()
         for p in hparams:
-            self.emit(2, f"self.{py_attr(p.name)} = {py_local(p.name)}")
+            value = py_local(p.name)
+            if holds_layers(p.type):   # `layers: [Layer]`: registered as sub-layers
+                value = f"nn.ModuleList({value})"
+            self.emit(2, f"self.{py_attr(p.name)} = {value}")
             attrs.add(p.name)
         section_quant = self.quant_section(node)
         # the settings the `quantization { }` section gives the ternary layers (the checker's)
@@ -172,6 +176,8 @@ class DefinitionGen:
         if chain:
             self.emit(2, "# forward as one chain of steps (a frozen model runs it as one plan)")
             self.emit(2, f"self.tritium_chain = {_q(chain)}")
+        # the body's other functions are methods, called as `self.name(…)`
+        attrs |= {f.name for f in fns if f.name != "forward"}
         for fn in fns:
             self.emit(0, "")
             self.gen_method(fn, attrs, ternary_params, optional, state)

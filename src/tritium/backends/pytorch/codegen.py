@@ -220,7 +220,8 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
             extra = [f"{k}={v}" for k, v in kw.items() if k in names and k != "label"]
             if n == "print" and "label" in kw:   # the seed's print(x, label="X"): `X: x`
                 pos = [f"str({kw['label']}) + ':'", *pos]
-            return f"{n}({', '.join([*pos, *extra])})"
+            # an alias (`length` of `len`) calls the Python builtin it stands for
+            return f"{spec.of or n}({', '.join([*pos, *extra])})"
         if spec.pair_op and form == "scalar":
             return f"{'max' if spec.pair_op == 'maximum' else 'min'}({pos[0]}, {pos[1]})"
         if spec.pair_op and form == "pair":

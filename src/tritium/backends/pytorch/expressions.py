@@ -21,6 +21,15 @@ from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import DTYPES, TENSOR_TYPES
 from .construction import construct_source
 from .decl import zeros_source
+from .layer_values import (
+    LAYER_ATTR_FORMS,
+    MODULE_CALL,
+    SEQUENTIAL,
+    SET_WEIGHTS,
+    layer_attr_source,
+    module_call_source,
+    set_weights_source,
+)
 from .text import CodegenError, escape
 from .text import literal as _q
 from .text import py_float as _float
@@ -107,6 +116,9 @@ class BodyGen:
             value = zeros_source(self, self.result.call_forms.get(s.span), ctx) \
                 if s.value is None else self.expr(s.value, ctx)
             self.emit(indent, f"{py_local(s.name)} = {value}")
+        elif isinstance(s, A.Assign) and self.result.call_forms.get(
+                getattr(s.target, "span", None)) == SET_WEIGHTS:
+            self.emit(indent, set_weights_source(self, s, ctx))   # `layer.weights = t`
         elif isinstance(s, A.Assign) and isinstance(s.target, A.Name) \
                 and s.target.id in ctx.state and s.target.id not in ctx.locals:
             self.gen_state_update(s, ctx, indent)   # classes.py
@@ -282,6 +294,8 @@ class BodyGen:
             return "self.training" if e.attr == "training" else self.name(e.attr, ctx)
         if t is A.Attr and dtype_constant(e) is not None and e.value.id not in ctx.locals:
             return f"float({e.attr!r})"   # `float32.inf`, `float32.nan`
+        if t is A.Attr and self.result.call_forms.get(e.span) in LAYER_ATTR_FORMS:
+            return layer_attr_source(self, e, ctx)   # `layer.weights`, `model.layers`
         if t is A.Attr:
             base = self.expr(e.value, ctx)
             if e.attr == "shape":
@@ -408,6 +422,8 @@ class BodyGen:
             return f"{self.expr(f, ctx)}({', '.join(args)})"   # `MyLayer()(x)`
         if isinstance(f, A.TypeValue):   # `Tensor<int32, [2, 2]>()`: zeros (decl.py)
             return zeros_source(self, self.result.call_forms.get(e.span), ctx, required=True)
+        if self.result.call_forms.get(e.span) in (MODULE_CALL, SEQUENTIAL):
+            return module_call_source(self, e, args, ctx)   # `layers[0](x)`, `Model(xs)`
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")
         n = f.id

@@ -92,6 +92,9 @@ TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split",
 TRT_ATTRS |= {"quantile_threshold_quantize", "tempered_stochastic_quantize", "hard_soft_quantize",
               "learned_threshold_quantize", "sparse_random_ternary", "depthwise_conv2d"}
 TORCH_ATTRS |= {"log2", "all", "any", "diagonal"}
+# layers and models as values (runtime.layer_values)
+TRT_ATTRS |= {"layer_weights", "set_layer_weights", "model_layers", "sequential_model"}
+NN_ATTRS |= {"ModuleList"}
 VALUE_ATTRS |= {"detach", "t", "requires_grad_"}
 # a tensor's element count (the builtin numel)
 VALUE_ATTRS |= {"numel"}

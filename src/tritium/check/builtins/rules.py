@@ -20,6 +20,7 @@ from ..types import (
     ScalarT,
     SymInt,
     TensorT,
+    TupleT,
     Value,
     dims_conflict,
 )
@@ -420,7 +421,9 @@ def enumerate_rule(ck, name, b, e) -> Value:
     """`enumerate(xs)`: the pairs (index, item) of a list."""
     items = _items(b["x"])
     if items is None:
-        return Value(ListT())
+        t = b["x"].ty
+        # a list of unknown length: its pairs typed (`for (i, layer) in enumerate(layers)`)
+        return Value(ListT(TupleT((INT, t.elem)) if isinstance(t, ListT) and t.elem else None))
     return _pairs([[Value.of(i), x] for i, x in enumerate(items)])
 
 

@@ -22,6 +22,7 @@ from ..types import (
     FnT,
     LayerT,
     ListT,
+    ModuleT,
     NoneT,
     ScalarT,
     Shape,
@@ -38,6 +39,8 @@ from .decl_forms import construct, tensor_dtype_fits
 from .decl_lists import list_as_tensor
 from .hooks import register_hook
 from .layer_construction import construct_layer, instance_inputs
+from .layer_methods import MethodT, method_call, unknown_self_method
+from .layer_values import MODEL_CONSTRUCTORS, MODULE_CALL, call_module_value, construct_model
 from .model import (
     MAX_INSTANCE_DEPTH,
     Definition,
@@ -57,6 +60,8 @@ class CallsMixin:
         if isinstance(f, A.TypeValue):   # `Tensor<int32, [2, 2]>()`: zeros (decl_forms)
             return construct(self, e, scope)
         # method call x.reshape(…) → reshape(x, …)
+        if isinstance(f, A.Attr) and unknown_self_method(self, f, e, scope):
+            return Value(ANY)   # `self.nothing(…)`: no such method (checker.layer_methods)
         if isinstance(f, A.Attr):
             base = self.eval_expr(f.value, scope)
             if isinstance(base.ty, ListT) and f.attr in LIST_METHODS:
@@ -105,6 +110,10 @@ class CallsMixin:
                             self.report("E0307", f"layer `{name}` takes no named arguments",
                                         a.span)
                     return self.apply_layer(v.ty.inst, args, e, v.ty.optional)
+                if isinstance(v.ty, MethodT):   # a method of this body (checker.layer_methods)
+                    return method_call(self, v.ty, args, e)
+                if isinstance(v.ty, ModuleT):   # a layer as a value (checker.layer_values)
+                    return call_module_value(self, v.ty, args, e, f"`{name}`")
                 if isinstance(v.ty, AnyT):
                     return Value(ANY)
                 if isinstance(v.ty, FnT):
@@ -120,6 +129,8 @@ class CallsMixin:
                     return self.user_fn_call(d, args, e)
                 built = construct_layer(self, d, args, e, scope)   # `let m = MyLayer()`
                 return built if built is not None else self.call_layer_definition(d, args, e)
+            if name in MODEL_CONSTRUCTORS and name not in FUNCTIONS:   # `Model(layers)`
+                return construct_model(self, e, [self.eval_expr(a.value, scope) for a in e.args])
             if name in FUNCTIONS:
                 args = [self.builtin_arg(a.value, scope) for a in e.args]
                 return self.builtin_call(name, args, [a.name for a in e.args], e)
@@ -138,8 +149,12 @@ class CallsMixin:
                             label="not a function or layer", help=did_you_mean(name, cands))
             return Value(ANY)
         callee = self.eval_expr(f, scope)
-        for a in e.args:
-            self.eval_expr(a.value, scope)
+        args = [self.eval_expr(a.value, scope) for a in e.args]
+        if isinstance(callee.ty, ModuleT | LayerT):   # `layers[0](x)` (checker.layer_values)
+            self.call_forms[e.span] = MODULE_CALL
+            if isinstance(callee.ty, ModuleT):
+                return call_module_value(self, callee.ty, args, e, "this layer")
+            return self.apply_layer(callee.ty.inst, args, e, callee.ty.optional)
         if not isinstance(callee.ty, AnyT | FnT | LayerT):
             self.report("E0310", f"{callee.ty} is not callable", f.span)
         return Value(ANY)
@@ -190,7 +205,7 @@ class CallsMixin:
                                          f"{a.ty}", arg.span)
                 elif isinstance(ty, TensorT) and isinstance(a.ty, TensorT):
                     tensor_dtype_fits(self, fn, p, a.ty, arg.span)   # (decl_forms)
-                elif isinstance(ty, ListT | TupleT | UnionT | FnSigT | NoneT):
+                elif isinstance(ty, ListT | TupleT | UnionT | FnSigT | NoneT | ModuleT):
                     self.check_assignable(ty, a, arg.span, p.name)
         declared = Value(self.type_from_expr(fn.ret, Scope())) if fn.ret else Value(ANY)
         if fn.broken:

@@ -26,6 +26,7 @@ from .declared import DeclaredTypesMixin
 from .expressions import ExpressionsMixin
 from .functions import FunctionsMixin
 from .int_division import mark_int_divisions
+from .layer_methods import bind_methods
 from .layers import LayersMixin
 from .model import (
     MAX_INSTANCE_DEPTH,
@@ -233,6 +234,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 kind = "model" if isinstance(node, A.ModelDef) else "block"
                 self.report("E0204", f"a statement cannot stand directly in a {kind} body",
                             item.span, help="statements belong inside `forward(…) { … }`")
+        bind_methods(self, node, scope, layers)   # `function helper(…)` beside `forward`
         return scope, layers
 
     def check_bodies(self, node, scope: Scope, layers: dict[str, LayerInst],

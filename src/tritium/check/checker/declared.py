@@ -21,6 +21,7 @@ from ..types import (
     FnT,
     LayerT,
     ListT,
+    ModuleT,
     NoneT,
     RangeT,
     ScalarT,
@@ -33,6 +34,7 @@ from ..types import (
     dims_conflict,
     shape_str,
 )
+from .layer_values import LAYER_VALUE_TYPES, check_assignable_layer
 from .model import (
     Scope,
     _is_int,
@@ -93,6 +95,8 @@ class DeclaredTypesMixin:
             return ListT()
         if name in ("dict", "Dict"):
             return DictT()
+        if name in LAYER_VALUE_TYPES and name not in self.defs:
+            return ModuleT(name)   # a layer as a value (checker.layer_values)
         if name in self.defs or name in L.LAYERS or name in ANY_LAYER_TYPES:
             return ANY
         self.report("E0401", f"unknown type `{name}`", te.span,
@@ -140,6 +144,8 @@ class DeclaredTypesMixin:
         """Assignability to a union, list, tuple, function or `None` type, and of a union
         value. Returns True when it handled the check."""
         got = v.ty
+        if check_assignable_layer(self, ty, v, span, what):
+            return True
         if isinstance(ty, UnionT):
             if isinstance(got, UnionT):
                 bad = [m for m in got.members if not self.fits(ty, Value(m))]

@@ -24,6 +24,7 @@ from ..types import (
     FnT,
     LayerT,
     ListT,
+    ModuleT,
     NoneT,
     RangeT,
     ScalarT,
@@ -41,6 +42,7 @@ from .decl_forms import trit_outside_layers, type_value
 from .decl_lists import list_literal, repeat_by_unknown, repeat_count
 from .gradient_forms import with_gradient_value
 from .int_division import int_division, is_int_division
+from .layer_values import is_layer_value, layer_attr
 from .model import (
     GENERATE_CODES,
     Scope,
@@ -553,6 +555,8 @@ class ExpressionsMixin:
                     if isinstance(c, SymInt):
                         return Value(INT, c)
                     return Value.of(c) if not isinstance(c, str) or c is None else Value(STR, c, True)
+                if isinstance(t.elem, ModuleT):   # `model.layers[0]`: a layer value
+                    return Value(t.elem)
             return Value(ANY)
         if isinstance(t, TensorT):
             if t.shape is None:
@@ -604,6 +608,8 @@ class ExpressionsMixin:
             return self.eval_expr(A.Name(e.attr, e.span), scope)
         base = self.eval_expr(e.value, scope)
         t = base.ty
+        if is_layer_value(t, e.attr):   # `model.layers`, `layer.weights` (checker.layer_values)
+            return layer_attr(self, base, e)
         if isinstance(t, TensorT):
             if e.attr == "shape":
                 if t.shape is None:

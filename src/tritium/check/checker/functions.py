@@ -20,6 +20,7 @@ from ..types import (
     FnSigT,
     LayerT,
     ListT,
+    ModuleT,
     NoneT,
     RangeT,
     ScalarT,
@@ -39,6 +40,7 @@ from ..types import (
 from .decl_forms import declare_only, float_type_into_ternary
 from .decl_lists import unpack_rest
 from .int_division import mark_int_divisions
+from .layer_values import assign_layer_attr, loop_item
 from .model import (
     GENERATE_CODES,
     MAX_UNROLL,
@@ -304,7 +306,7 @@ class FunctionsMixin:
                                 secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None,
                                 help="change the declared return type or the last layer's output")
             return
-        if isinstance(decl, ScalarT | ListT | TupleT | UnionT | FnSigT):
+        if isinstance(decl, ScalarT | ListT | TupleT | UnionT | FnSigT | ModuleT):
             self.check_assignable(decl, v, span, "the return value")
 
     # ------------------------------------------------------------------ statements
@@ -422,7 +424,7 @@ class FunctionsMixin:
                     self.report("E0205", f"cannot assign to layer `{name}`", s.target.span)
                     return
                 self.define(scope, name, v, s.span)
-            else:
+            elif not assign_layer_attr(self, s, v, scope):   # `layer.weights = t`
                 self.eval_expr(s.target, scope)
         elif isinstance(s, A.Return):
             mark_int_divisions(self, getattr(self, "_ret_type", None), s.value)
@@ -459,6 +461,7 @@ class FunctionsMixin:
             if elems is not None:
                 self.exec_for_items(s, elems, scope)
                 return
+            item = loop_item(it)   # a list of unknown length: its element type
             n = it.const if it.known and isinstance(it.const, int) else None
             # Unroll known loops (the loop variable may feed shapes), but only the outermost
             # two levels: nested loops multiply, so inner ones run twice with an unknown index.
@@ -474,7 +477,8 @@ class FunctionsMixin:
                 if not seq:   # no iteration: the body is still generated
                     self.skipped_block(s.body, scope, loop=(s, Value(INT)))
                 for i in seq:
-                    self.bind_loop_vars(s, Value.of(i) if exact else Value(INT), scope)
+                    self.bind_loop_vars(s, item if item is not None else Value.of(i) if exact
+                                        else Value(INT), scope)
                     try:
                         self.exec_block(s.body, scope)
                     except _LoopExit as ex:
@@ -532,6 +536,8 @@ class FunctionsMixin:
     def unpack(self, v: Value, n: int, span: Span) -> list[Value]:
         """`n` values out of `v` (E0864 when it has another length)."""
         parts = self.elements(v)
+        if parts is None and isinstance(v.ty, TupleT):   # `(i, layer)` of enumerate(xs)
+            parts = [Value(t) for t in v.ty.items]
         if parts is None:
             if not isinstance(v.ty, ListT | AnyT):
                 self.report("E0864", f"cannot unpack {v.ty} into {n} names", span,

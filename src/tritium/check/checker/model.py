@@ -296,8 +296,8 @@ def check_entry(checker, program: A.Program) -> None:
 
 def _explain_undefined(diags: list, stmts: list, scope: Scope) -> None:
     """Say why a name the entry defines is undefined where it is used: used before the
-    statement that defines it, or used inside a definition (top-level variables are the
-    entry's locals, not globals)."""
+    statement that defines it, or used inside a definition that does not see it (a model,
+    block or layer; a function that binds the name itself: frontend.lift_globals)."""
     for d in diags:
         if d.code != "E0304" or d.span is None or d.span.file != stmts[0].span.file:
             continue
@@ -309,8 +309,10 @@ def _explain_undefined(diags: list, stmts: list, scope: Scope) -> None:
         if in_entry and (d.span.line, d.span.col) < (at.line, at.col):
             d.help = f"`{name}` is defined later, at line {at.line}: move that statement up"
         elif not in_entry:
-            d.help = (f"`{name}` is a top-level variable (line {at.line}); definitions do not "
-                      f"see those: pass it as an argument")
+            d.help = (f"`{name}` is a top-level variable (line {at.line}): models, blocks and "
+                      f"layers do not see those (pass it as config or an argument), and a "
+                      f"function that binds `{name}` itself (`let`, an assignment) uses its "
+                      f"own `{name}` in its whole body")
 
 
 # ----------------------------------------------------------------------------- f-strings

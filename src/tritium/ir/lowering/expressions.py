@@ -490,7 +490,37 @@ class ExpressionsMixin:
             return self.call_user_fn(layer_as_function(d), [a for _, a in args], b, e.span, ctx)
         if fid in FUNCTIONS:
             return self.builtin(fid, args, b, e.span, ctx)
+        method = self.body_method(fid, ctx)
+        if method is not None:   # a method of the layer (check.checker.layer_methods)
+            return self.call_method(method, [a for _, a in args], b, e.span, ctx)
         raise LoweringError(f"cannot call `{f.id}`", f.span)
+
+    @staticmethod
+    def body_method(name: str, ctx: FnCtx) -> A.FnDef | None:
+        if ctx.build is None:
+            return None
+        return next((i for i in getattr(ctx.build.d.node, "body", None) or ()
+                     if isinstance(i, A.FnDef) and i.name == name and name != "forward"), None)
+
+    def call_method(self, fn: A.FnDef, args: list[Any], b: Builder, span: Span | None,
+                    ctx: FnCtx) -> Any:
+        """A method called in a forward: its body lowered inline there, with the layer's
+        names (its parameters, sub-layers and constants) and the arguments."""
+        if len(args) > len(fn.params):
+            raise LoweringError(f"`{fn.name}` takes {len(fn.params)} argument(s)", span)
+        if ctx.depth >= MAX_DEPTH:
+            raise LoweringError(f"`{fn.name}` calls itself too deeply", span)
+        env = dict(ctx.build.env)
+        for i, p in enumerate(fn.params):
+            if i < len(args):
+                env[p.name] = args[i]
+            elif p.default is not None:
+                env[p.name] = self.eval(p.default, {}, b, ctx)
+            else:
+                raise LoweringError(f"`{fn.name}` is missing its argument `{p.name}`", span)
+        ret = self.lower_stmts(list(fn.body), env, b,
+                               FnCtx(ctx.build, f"{ctx.what}.{fn.name}", ctx.depth + 1))
+        return None if not ret else ret[0] if len(ret) == 1 else ret
 
     def tensor_literal(self, f: A.Index, e: A.Call, env: dict[str, Any], b: Builder,
                        ctx: FnCtx) -> Value:
@@ -584,7 +614,8 @@ class ExpressionsMixin:
             if p.default is None:
                 raise LoweringError(f"`{fn.name}` is missing its argument `{p.name}`", span)
             full.append(self.eval(p.default, {}, b, ctx))
-        if ctx.build is not None and any(isinstance(a, LayerRef) for a in full):
+        if ctx.build is not None and any(isinstance(a, LayerRef) or isinstance(a, list) and any(
+                isinstance(i, LayerRef) for i in a) for a in full):   # a layer or list of them
             # given a layer (a local function of a forward that calls one): lowered inline,
             # in the forward, where the layer's parameters are
             if ctx.depth >= MAX_DEPTH:

@@ -10,6 +10,7 @@ from ... import vocab
 from ...check import CheckResult
 from ...check import library as L
 from ...check.checker import Checker, Definition, LayerInst
+from ...check.checker.layer_methods import MethodT
 from ...check.checker.model import form_b_inputs, param_init, param_type, signature_weights
 from ...check.summary import pick_definition
 from ...check.types import LayerT, TensorT
@@ -207,6 +208,8 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
         form_b = isinstance(node, A.LayerDef) and not self.checker.has_forward(node)
         quant = self.section_quant(node, scope)
         for name, v in scope.vars.items():
+            if isinstance(v.ty, MethodT):
+                continue   # a method: lowered inline where it is called
             if isinstance(v.ty, LayerT):
                 env[name] = LayerRef(v.ty.inst)
             elif v.known and (_is_const(v.const) or isinstance(v.const, list | dict)):
