@@ -1,12 +1,13 @@
-"""Fuzzing the seed's declaration and list forms (issue 13, `decl`): typed placeholders,
-tensors constructed by their type, spread items and rest patterns, `shuffle`, `Result`,
+"""Fuzzing the seed's declaration and list forms (issue 13, `decl`): declarations without a
+value, tensors constructed by their type, spread items and rest patterns, `shuffle`, `Result`,
 `Ok`/`Err`/`panic`.
 
 * spread and rest: random list literals of numbers and `...` spreads of lists and ranges, and
   a rest pattern over them; what checks formats back to the same AST and the generated
   `main` prints what Python's own `*` unpacking gives;
-* placeholders: a random tensor type declared without a value and used in `+`; the
-  generated module binds zeros of the declared shape;
+* declarations: a random tensor type declared without a value; used before any assignment
+  it is E0840 (with no traceback), assigned its constructed zeros first the generated module
+  computes with zeros of the declared shape;
 * token soup of these forms: diagnostics with known codes, never a traceback; what checks
   formats back to the same AST and generates a module the validator accepts.
 
@@ -100,23 +101,27 @@ def test_fuzz_spread_and_rest_are_python_unpacking(case, before: int, after: int
     assert _run_main(generate(result)) == f"{items} {rest}\n", src
 
 
-# ----------------------------------------------------------------------------- placeholders
+# ----------------------------------------------------------------------------- declarations
 
 @fuzz(100)
 @given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.sampled_from(
-    ["float32", "int32", "trit"]), st.booleans())
-def test_fuzz_placeholders_are_zeros_of_their_shape(dims: list[int], dtype: str,
-                                                    ternary: bool) -> None:
+    ["float32", "int32", "trit"]), st.booleans(), st.booleans())
+def test_fuzz_declarations_are_assigned_before_use(dims: list[int], dtype: str, ternary: bool,
+                                                  assigned: bool) -> None:
     kind = "TernaryTensor" if dtype == "trit" and ternary else "Tensor"
-    shape = ", ".join(str(d) for d in dims)
-    src = (f"let a: {kind}<{dtype}, [{shape}]>\n"
-           f"let b = {kind}<{dtype}, [{shape}]>()\n"
+    ty = f"{kind}<{dtype}, [{', '.join(str(d) for d in dims)}]>"
+    src = (f"let a: {ty}\n"
+           + (f"a = {ty}()\n" if assigned else "")
+           + f"let b = {ty}()\n"
            f"print(a.shape, (a + b).abs().sum())\n")
     result = check_source(src)
     assert all(d.code in CODES for d in result.diagnostics), result.diagnostics
-    assert result.ok, (src, [d.message for d in result.errors])
-    assert [d.code for d in result.diagnostics] == ["W1030"]
     _round_trip(src)
+    if not assigned:
+        assert [(d.code, d.span.line) for d in result.errors] == [("E0840", 3)] * 2, src
+        return
+    assert result.ok, (src, [d.message for d in result.errors])
+    assert [d.code for d in result.diagnostics] == []
     import torch
 
     td = {"float32": torch.float32, "int32": torch.int32, "trit": torch.int8}[dtype]

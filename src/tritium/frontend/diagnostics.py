@@ -202,7 +202,6 @@ CODES: dict[str, str] = {
     "E1000": "a layer kind defined in several files of the program's directory, imported by none",
     "W1000": "a layer kind read from the one file of the program's directory that defines it (no import)",
     "W1001": "`//` read as floor division inside a list whose `]` a comment would hide",
-    "W1030": "a `let` declared without a value and never assigned: bound to zeros of its type",
     "E1031": "a tensor type where a value is expected",
     "E1032": "a tensor constructed by its type (`Tensor<int32, [2, 2]>()`) with arguments or no shape",
     "E1033": "a spread `...v` in a list literal of a value that is not a list, tuple, range or tensor",

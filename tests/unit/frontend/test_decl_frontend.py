@@ -51,9 +51,9 @@ def test_the_literal_form_is_unchanged() -> None:
     "let z = Tensor<float32, [2 * n, 3]>()\n",
     "let w: TernaryTensor<trit, [10]> = Tensor<float32, [10]>\n",
     "let e = f(Tensor<int32, [10, 10]>(), 2) + Tensor<float32, [1]>().sum()\n",
-    "let a: Tensor<float32, [3, 1]>\nlet c = a + a\n",
+    "let a: Tensor<float32, [3, 1]>\na = Tensor<float32, [3, 1]>()\nlet c = a + a\n",
 ])
-def test_type_values_and_placeholders_format_back_to_the_same_ast(src: str) -> None:
+def test_type_values_and_declarations_format_back_to_the_same_ast(src: str) -> None:
     out = format_source(src)
     assert parse(out)[0] == parse(src)[0], out
     assert format_source(out) == out

@@ -103,9 +103,8 @@ class BodyGen:
             self.origin(indent, s)
         if isinstance(s, A.Let):
             ctx.locals.add(s.name)
-            # `let x: T` without a value: assigned before any use, or a placeholder (decl.py)
-            value = zeros_source(self, self.result.call_forms.get(s.span), ctx) \
-                if s.value is None else self.expr(s.value, ctx)
+            # `let x: T` without a value: the checker has seen x assigned before any use
+            value = "None" if s.value is None else self.expr(s.value, ctx)
             self.emit(indent, f"{py_local(s.name)} = {value}")
         elif isinstance(s, A.Assign) and isinstance(s.target, A.Name) \
                 and s.target.id in ctx.state and s.target.id not in ctx.locals:
@@ -407,7 +406,7 @@ class BodyGen:
         if isinstance(f, A.Call) and self.result.call_forms.get(f.span) == "construct":
             return f"{self.expr(f, ctx)}({', '.join(args)})"   # `MyLayer()(x)`
         if isinstance(f, A.TypeValue):   # `Tensor<int32, [2, 2]>()`: zeros (decl.py)
-            return zeros_source(self, self.result.call_forms.get(e.span), ctx, required=True)
+            return zeros_source(self, self.result.call_forms.get(e.span), ctx)
         if not isinstance(f, A.Name):
             raise CodegenError("only named functions and layers can be called")
         n = f.id

@@ -36,7 +36,7 @@ from ..types import (
     unify_join,
     working_type,
 )
-from .decl_forms import declare_only, float_type_into_ternary
+from .decl_forms import float_type_into_ternary
 from .decl_lists import unpack_rest
 from .int_division import mark_int_divisions
 from .model import (
@@ -311,9 +311,6 @@ class FunctionsMixin:
     def exec_block(self, stmts: list, scope: Scope) -> None:
         for i, s in enumerate(stmts):
             try:
-                if isinstance(s, A.Let) and s.value is None and declare_only(
-                        self, s, scope, stmts[i + 1:]):
-                    continue   # a typed placeholder, bound to zeros (checker.decl_forms)
                 self.exec_stmt(s, scope)
             except _LoopExit:
                 self.skipped_block(stmts[i + 1:], scope)   # after the `break`/`continue`

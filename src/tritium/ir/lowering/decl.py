@@ -1,7 +1,6 @@
-"""Lowering the zeros of the seed's declarations without a value (issue 13, `decl`): a typed
-placeholder `let a: Tensor<float32, [3, 1]>` and a tensor constructed by its type,
-`Tensor<int32, [10, 10]>()` (`check.checker.decl_forms.ZerosForm`): a `zeros` of the
-declared shape and dtype, a number, or an empty list; and the list forms of
+"""Lowering the seed's declaration forms (issue 13, `decl`): a tensor constructed by its
+type, `Tensor<int32, [10, 10]>()` (`check.checker.decl_forms.ZerosForm`): a `zeros` of the
+declared shape and dtype; and the list forms of
 `check.checker.decl_lists`: spread items, rest patterns, a float repeat count."""
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...check import bounds
-from ...check.checker.decl_forms import ZerosForm, scalar_zero
+from ...check.checker.decl_forms import ZerosForm
 from ...frontend import ast as A
 from ...frontend.diagnostics import Span
 from ..builder import Builder
@@ -18,12 +17,7 @@ from .values import FnCtx, LoweringError, RangeV
 
 def lower_zeros(lw, form: ZerosForm, env: dict[str, Any], b: Builder, ctx: FnCtx,
                 span: Span | None) -> Any:
-    if form.kind == "scalar":
-        return scalar_zero(form.dtype)
-    if form.kind == "list":
-        return []
-    dims = [d if isinstance(d, int) else lw.lookup(d, env, b, ctx, span)
-            for d in form.dims or ()]
+    dims = [d if isinstance(d, int) else lw.lookup(d, env, b, ctx, span) for d in form.dims]
     if not all(isinstance(d, int) for d in dims):
         raise LoweringError("zeros of a declared type need dims known when lowering", span)
     return lw.builtin("zeros", [(None, dims), ("dtype", form.dtype)], b, span, ctx)

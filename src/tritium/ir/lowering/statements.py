@@ -15,7 +15,7 @@ from ..builder import Builder
 from ..core import Op, Value
 from ..ops import InferError
 from ..types import FLOAT_DTYPES, ScalarType, TensorType, Type, promote
-from .decl import ZerosForm, lower_zeros, rest_parts
+from .decl import rest_parts
 from .values import (
     _MISSING,
     MAX_UNROLL,
@@ -74,10 +74,7 @@ class StatementsMixin:
         if isinstance(s, _SetVar):
             env[s.name] = s.value
         elif isinstance(s, A.Let) and s.value is None:
-            form = self.result.call_forms.get(s.span)   # a placeholder: zeros (decl.py)
-            env[s.name] = lower_zeros(self, form, env, b, ctx, s.span) \
-                if isinstance(form, ZerosForm) else \
-                Undef(s.name, "it is declared without a value and not assigned yet")
+            env[s.name] = Undef(s.name, "it is declared without a value and not assigned yet")
         elif isinstance(s, A.Let):
             env[s.name] = self.coerce_decl(self.eval(s.value, env, b, ctx), s.type)
         elif isinstance(s, A.Assign):

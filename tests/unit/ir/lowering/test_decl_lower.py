@@ -1,5 +1,5 @@
-"""Lowering the seed's declaration and list forms (issue 13, `decl`) to IR: placeholders and
-tensors constructed by their type are zeros constants, spread lists and rest patterns are
+"""Lowering the seed's declaration and list forms (issue 13, `decl`) to IR: tensors
+constructed by their type are zeros constants, a declaration takes its later assignment, spread lists and rest patterns are
 lists known when lowering, `shuffle` permutes as the runtime does, `Ok(v)` is v and a stop
 (`panic`, `Err`) has no IR form."""
 
@@ -26,11 +26,13 @@ def run(src: str, x: np.ndarray):
     return np.asarray(out[0] if isinstance(out, list | tuple) else out)
 
 
-def test_placeholders_and_constructed_tensors_are_zeros() -> None:
+def test_declarations_assigned_later_and_constructed_tensors_are_zeros() -> None:
     src = ("model M {\n"
            "    forward(x: Tensor[2, 3]) -> Tensor {\n"
            "        let z: Tensor<float32, [2, 3]>\n"
            "        let c: int\n"
+           "        z = Tensor<float32, [2, 3]>()\n"
+           "        c = 0\n"
            "        let i = Tensor<int32, [3]>()\n"
            "        return x + z + c + i\n"
            "    }\n"
