@@ -123,47 +123,37 @@ def test_a_constructed_tensor_by_its_type(tmp_path, capsys) -> None:
 
 # ----------------------------------------------------------------------------- lists
 
-def test_spread_rest_shuffle_and_a_list_as_a_tensor(tmp_path, capsys) -> None:
+def test_joined_lists_shuffle_and_a_list_as_a_tensor(tmp_path, capsys) -> None:
     src = ("fn balanced(shape: [int, int]) -> TernaryTensor<trit, [?, ?]> {\n"
            "    let total = shape[0] * shape[1]\n"
            "    let per_value = total / 3\n"
-           "    let values = [\n"
-           "        ...([trit(-1)] * per_value),\n"
-           "        ...([trit(0)] * per_value),\n"
-           "        ...([trit(1)] * per_value)\n"
-           "    ]\n"
+           "    let values = [trit(-1)] * per_value + [trit(0)] * per_value + [trit(1)] * per_value\n"
            "    return shuffle(values).reshape(shape)\n"
            "}\n"
            "let numbers = [1, 2, 3, 4, 5]\n"
-           "let [first, ...rest] = numbers\n"
-           "let (h, ...mid, last) = numbers\n"
-           "print(first, rest, h, mid, last, [...rest, ...(0..2), 9])\n"
+           "let [a, b] = numbers[:2]\n"
+           "print(a, b, numbers[1:] + [a, b])\n"
            "print(balanced([3, 4]))\n")
     out = run_main(tmp_path, src, capsys)
-    assert out[0] == "1 [2, 3, 4, 5] 1 [2, 3, 4] 5 [2, 3, 4, 5, 0, 1, 9]"
+    assert out[0] == "1 2 [2, 3, 4, 5, 1, 2]"
     values = [-1] * 4 + [0] * 4 + [1] * 4
     want = torch.tensor(shuffle(values, 0), dtype=torch.float32).reshape(3, 4)
     assert "\n".join(out[1:]) == str(want)
 
 
-def test_spread_in_a_forward_agrees_with_the_ir(tmp_path) -> None:
-    src = ("model M {\n"
-           "    forward(x: Tensor[b, 6]) -> Tensor {\n"
-           "        let dims = [...[b], ...shuffle([2, 3], seed=1)]\n"
-           "        let [n, ...rest] = dims\n"
-           "        return reshape(x, [n, ...rest]) * 2.0\n"
-           "    }\n"
-           "}\n")
-    path = write(tmp_path, src)
-    model = compile_program(path).module.M()
-    x = torch.randn(2, 6, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        got = model(x)
-    assert list(got.shape) == [2, *shuffle([2, 3], 1)]
-    torch.testing.assert_close(got, x.reshape(got.shape) * 2.0)
-    fixed = src.replace("Tensor[b, 6]", "Tensor[2, 6]").replace("[...[b]", "[...[2]")
-    agree_with_ir(fixed, write(tmp_path, fixed, "fixed.tri"), compile_program(
-        write(tmp_path, fixed, "fixed.tri")).module.M(), [x])
+@pytest.mark.parametrize("line, message", [
+    ("let ys = [...xs, 4]", "spread (`...xs`) has no meaning in .tri"),
+    ("let [first, ...rest] = xs", "a rest pattern (`...rest`) has no meaning in .tri"),
+    ("let (h, ...mid, last) = xs", "a rest pattern (`...rest`) has no meaning in .tri"),
+    ("print(len(...xs))", "spread (`...xs`) has no meaning in .tri"),
+])
+def test_spread_and_rest_are_refused_by_check_and_run(tmp_path, capsys, line, message) -> None:
+    path = write(tmp_path, f"let xs = [1, 2, 3]\n{line}\nlet bad: int = \"s\"\n")
+    for cmd in ("check", "run"):
+        assert cli([cmd, path]) == 1
+        err = capsys.readouterr().err
+        assert err.count("E0900") == 1 and message in err, err
+        assert "E0401" in err and "Traceback" not in err   # checking went on
 
 
 # ----------------------------------------------------------------------------- Result, panic

@@ -204,7 +204,6 @@ CODES: dict[str, str] = {
     "W1001": "`//` read as floor division inside a list whose `]` a comment would hide",
     "E1031": "a tensor type where a value is expected",
     "E1032": "a tensor constructed by its type (`Tensor<int32, [2, 2]>()`) with arguments or no shape",
-    "E1033": "a spread `...v` in a list literal of a value that is not a list, tuple, range or tensor",
     "W1034": "a list repeated by a float count (repeated floor(count) times)",
 }
 

@@ -150,11 +150,7 @@ class BodyGen:
         elif isinstance(s, A.Unpack):
             value = self.expr(s.value, ctx)
             ctx.locals.update(s.targets)
-            names = ", ".join(("*" if i == s.rest else "") + py_local(n)
-                              for i, n in enumerate(s.targets))   # `...rest`: `*rest`
-            if len(s.targets) == 1 and s.rest is not None:
-                names += ","   # `*rest, = xs`
-            self.emit(indent, f"{names} = {value}")
+            self.emit(indent, f"{', '.join(py_local(n) for n in s.targets)} = {value}")
         elif isinstance(s, A.While):
             self.emit(indent, f"while {self.expr(s.cond, ctx)}:")
             self.block(s.body, ctx, indent + 1)
@@ -259,8 +255,6 @@ class BodyGen:
                 ctx.locals.difference_update(added)
         if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
             return f"({self.expr(e.value, ctx)})"
-        if t is A.Spread:   # `...xs` in a list literal (the parser allows it only there)
-            return "*" + self.sub(e.value, ctx, PY_PREC["**"])
         if t is A.Closure:   # a function reading outer names, as a value: trt.closure
             vals = "".join(f", {self.expr(c, ctx)}" for c in e.captured)
             return f"trt.closure({self.class_names[e.fn]}{vals})"

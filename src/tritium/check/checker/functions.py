@@ -37,7 +37,6 @@ from ..types import (
     working_type,
 )
 from .decl_forms import float_type_into_ternary
-from .decl_lists import unpack_rest
 from .int_division import mark_int_divisions
 from .model import (
     GENERATE_CODES,
@@ -487,8 +486,7 @@ class FunctionsMixin:
             v = pair_quantizer_value(self, s, scope)   # `let (q, scale) = xnor_quantize(w)`
             if v is None:
                 v = self.eval_expr(s.value, scope)
-            parts = self.unpack(v, len(s.targets), s.value.span) if s.rest is None else \
-                unpack_rest(self, s, v, s.value.span)   # `let [a, ...rest] = xs` (decl_lists)
+            parts = self.unpack(v, len(s.targets), s.value.span)
             for name, part in zip(s.targets, parts):
                 if not s.declare and name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
                     self.report("E0205", f"cannot assign to layer `{name}`", s.span)

@@ -15,7 +15,6 @@ from ..builder import Builder
 from ..core import Op, Value
 from ..ops import InferError
 from ..types import FLOAT_DTYPES, ScalarType, TensorType, Type, promote
-from .decl import rest_parts
 from .values import (
     _MISSING,
     MAX_UNROLL,
@@ -135,9 +134,7 @@ class StatementsMixin:
             work[0:0] = list(s.body)
         elif isinstance(s, A.Unpack):
             v = self.eval(s.value, env, b, ctx)
-            parts = self.unpacked(v, len(s.targets), s.value.span) if s.rest is None else \
-                rest_parts(s, v)   # `let [a, ...rest] = xs` (decl.py)
-            for name, part in zip(s.targets, parts):
+            for name, part in zip(s.targets, self.unpacked(v, len(s.targets), s.value.span)):
                 env[name] = part
         elif isinstance(s, _WhileAgain):
             self.lower_while(s.node, s.done, work, env, b, ctx)
