@@ -1,12 +1,14 @@
-"""Fuzzing the seed's declaration and list forms (issue 13, `decl`): typed placeholders,
-tensors constructed by their type, spread items and rest patterns, `shuffle`, `Result`,
+"""Fuzzing the seed's declaration and list forms (issue 13, `decl`): declarations without a
+value, tensors constructed by their type, spread items and rest patterns, `shuffle`, `Result`,
 `Ok`/`Err`/`panic`.
 
 * spread and rest: random list literals of numbers and `...` spreads of lists and ranges, and
-  a rest pattern over them; what checks formats back to the same AST and the generated
-  `main` prints what Python's own `*` unpacking gives;
-* placeholders: a random tensor type declared without a value and used in `+`; the
-  generated module binds zeros of the declared shape;
+  random destructurings with a `...rest` among their names, in a program with a later type
+  error: exactly one E0900 per refused statement, the later error still reported, never a
+  traceback; the same list joined with `+` and indexed instead checks and runs;
+* declarations: a random tensor type declared without a value; used before any assignment
+  it is E0840 (with no traceback), assigned its constructed zeros first the generated module
+  computes with zeros of the declared shape;
 * token soup of these forms: diagnostics with known codes, never a traceback; what checks
   formats back to the same AST and generates a module the validator accepts.
 
@@ -58,65 +60,89 @@ def _round_trip(src: str) -> None:
 # ----------------------------------------------------------------------------- spread and rest
 
 @st.composite
-def list_items(draw, depth: int = 0) -> tuple[str, list]:
-    """A list literal with spreads, and its items."""
+def list_items(draw, depth: int = 0) -> tuple[str, str, list, bool]:
+    """A list literal that may hold spreads, the same list written with `+`, its items, and
+    whether a spread was written."""
     src: list[str] = []
+    joined: list[str] = []
     val: list = []
+    spread = False
     for _ in range(draw(st.integers(0, 4))):
         kind = draw(st.sampled_from(["num", "list", "range", "repeat"] if depth < 2 else ["num"]))
         if kind == "num":
             v = draw(st.integers(-5, 9))
             src.append(str(v))
+            joined.append(f"[{v}]")
             val.append(v)
         elif kind == "list":
-            s, v = draw(list_items(depth + 1))
+            s, j, v, _ = draw(list_items(depth + 1))
             src.append(f"...{s}")
+            joined.append(f"({j})")
             val.extend(v)
+            spread = True
         elif kind == "range":
-            a, n = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+            a, n = draw(st.integers(0, 3)), draw(st.integers(1, 3))
             src.append(f"...({a}..{a + n})")
+            joined.append(f"[{', '.join(str(i) for i in range(a, a + n))}]")
             val.extend(range(a, a + n))
+            spread = True
         else:
             v, n = draw(st.integers(-1, 1)), draw(st.integers(0, 3))
             src.append(f"...([{v}] * {n})")
+            joined.append(f"[{v}] * {n}")
             val.extend([v] * n)
-    return f"[{', '.join(src)}]", val
+            spread = True
+    return f"[{', '.join(src)}]", " + ".join(joined) or "[]", val, spread
 
 
 @fuzz(200)
-@given(list_items(), st.integers(0, 3), st.integers(0, 3))
-def test_fuzz_spread_and_rest_are_python_unpacking(case, before: int, after: int) -> None:
-    src_list, items = case
+@given(list_items(), st.integers(0, 3), st.integers(0, 3), st.sampled_from(["[]", "()", ""]))
+def test_fuzz_spread_and_rest_are_one_e0900_each(case, before: int, after: int,
+                                                 brackets: str) -> None:
+    src_list, joined, items, spread = case
     names = [f"a{i}" for i in range(before)] + ["...rest"] + [f"b{i}" for i in range(after)]
-    src = f"let xs = {src_list}\nlet [{', '.join(names)}] = xs\nprint(xs, rest)\n"
-    result = check_source(src)
+    pattern = ", ".join(names)
+    if brackets:
+        pattern = f"{brackets[0]}{pattern}{brackets[1]}"
+    src = (f"let xs = {src_list}\n"
+           f"let {pattern} = [1, 2, 3, 4, 5, 6]\n"
+           f"let bad: int = \"s\"\n")
+    result = check_source(src)   # never a traceback
     assert all(d.code in CODES for d in result.diagnostics), result.diagnostics
-    if len(items) < before + after:
-        assert "E0864" in [d.code for d in result.errors], src
-        return
-    assert result.ok, (src, [d.message for d in result.errors])
-    _round_trip(src)
-    rest = items[before:len(items) - after]
-    assert _run_main(generate(result)) == f"{items} {rest}\n", src
+    got = [(d.code, d.span.line) for d in result.errors]
+    assert got == [("E0900", 1)] * spread + [("E0900", 2), ("E0401", 3)], (src, got)
+    assert "rest pattern" in result.errors[int(spread)].message
+    # what to write instead: `+` joins, indexing takes the rest
+    fixed = (f"let xs = {joined}\n"
+             f"let rest = xs[{before}:]\n"
+             f"print(xs, rest)\n")
+    result = check_source(fixed)
+    assert result.ok, (fixed, [d.message for d in result.errors])
+    _round_trip(fixed)
+    assert _run_main(generate(result)) == f"{items} {items[before:]}\n", fixed
 
 
-# ----------------------------------------------------------------------------- placeholders
+# ----------------------------------------------------------------------------- declarations
 
 @fuzz(100)
 @given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.sampled_from(
-    ["float32", "int32", "trit"]), st.booleans())
-def test_fuzz_placeholders_are_zeros_of_their_shape(dims: list[int], dtype: str,
-                                                    ternary: bool) -> None:
+    ["float32", "int32", "trit"]), st.booleans(), st.booleans())
+def test_fuzz_declarations_are_assigned_before_use(dims: list[int], dtype: str, ternary: bool,
+                                                  assigned: bool) -> None:
     kind = "TernaryTensor" if dtype == "trit" and ternary else "Tensor"
-    shape = ", ".join(str(d) for d in dims)
-    src = (f"let a: {kind}<{dtype}, [{shape}]>\n"
-           f"let b = {kind}<{dtype}, [{shape}]>()\n"
+    ty = f"{kind}<{dtype}, [{', '.join(str(d) for d in dims)}]>"
+    src = (f"let a: {ty}\n"
+           + (f"a = {ty}()\n" if assigned else "")
+           + f"let b = {ty}()\n"
            f"print(a.shape, (a + b).abs().sum())\n")
     result = check_source(src)
     assert all(d.code in CODES for d in result.diagnostics), result.diagnostics
-    assert result.ok, (src, [d.message for d in result.errors])
-    assert [d.code for d in result.diagnostics] == ["W1030"]
     _round_trip(src)
+    if not assigned:
+        assert [(d.code, d.span.line) for d in result.errors] == [("E0840", 3)] * 2, src
+        return
+    assert result.ok, (src, [d.message for d in result.errors])
+    assert [d.code for d in result.diagnostics] == []
     import torch
 
     td = {"float32": torch.float32, "int32": torch.int32, "trit": torch.int8}[dtype]

@@ -257,14 +257,6 @@ class TypeValue(Expr):
     span: Span = _span()
 
 
-@dataclass(slots=True)
-class Spread(Expr):
-    """`...xs` as an item of a list literal: the items of `xs` in its place
-    (`[...a, ...([0t] * n), y]`). Anywhere else the parser reports E0900."""
-    value: Expr
-    span: Span = _span()
-
-
 def block_has_statements(e: Expr) -> bool:
     """Whether a block or `if` value holds statements (then Python needs them hoisted)."""
     if isinstance(e, BlockExpr):
@@ -318,14 +310,12 @@ class For(Stmt):
 
 @dataclass(slots=True)
 class Unpack(Stmt):
-    """`let (a, b) = e`, `let a, b = e` (declare) or `a, b = e`, `(a, b) = e`; the seed's
-    `let [first, ...rest] = xs`: `rest` is the index of the target written `...name`, which
-    takes the items the others leave, as a list."""
+    """`let (a, b) = e`, `let a, b = e`, the seed's `let [a, b] = e` (declare) or `a, b = e`,
+    `(a, b) = e`."""
     targets: list[str]
     value: Expr
     declare: bool = False
     span: Span = _span()
-    rest: int | None = None
 
 
 @dataclass(slots=True)

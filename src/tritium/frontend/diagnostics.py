@@ -208,10 +208,8 @@ CODES: dict[str, str] = {
     "E1013": "an attribute a layer value does not have, or one that cannot be assigned",
     "E1014": "a layer's `.weights` assigned something that is not a tensor",
     "E1015": "`Model(…)` / `Sequential(…)` not given one list of layers",
-    "W1030": "a `let` declared without a value and never assigned: bound to zeros of its type",
     "E1031": "a tensor type where a value is expected",
     "E1032": "a tensor constructed by its type (`Tensor<int32, [2, 2]>()`) with arguments or no shape",
-    "E1033": "a spread `...v` in a list literal of a value that is not a list, tuple, range or tensor",
     "W1034": "a list repeated by a float count (repeated floor(count) times)",
 }
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from . import ast as A
 from .diagnostics import DiagnosticError
-from .formatter_stmt2 import format_forms2_statement, format_more_expr, format_table, unpack_names
+from .formatter_stmt2 import format_forms2_statement, format_more_expr, format_table
 from .lexer import KEYWORDS, Comment
 from .parser import DTYPES, parse
 from .parser import recursion_headroom as _recursion_headroom
@@ -539,7 +539,7 @@ class _Printer:
             return self._braced(f"for {var} in {self.expr(node.iter)} ", node, node.body,
                                 indent, self.statement)
         if isinstance(node, A.Unpack):
-            names = f"({unpack_names(node)})"
+            names = f"({', '.join(node.targets)})"
             return _end_statement([f"{indent}{'let ' if node.declare else ''}{names} = "
                                    f"{self.expr(node.value)}"])
         if isinstance(node, A.While):

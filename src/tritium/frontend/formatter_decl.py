@@ -39,14 +39,3 @@ def format_type_value(p, e: A.TypeValue) -> str:
         return p.type(t)   # `Tensor<…>?`: the parser made it a union
     return tensor_type_text(t, p.dim)
 
-
-_UNARY = 8   # the formatter's level of a unary operand
-
-
-def format_spread(p, e: A.Spread) -> str:
-    return "..." + p.expr(e.value, _UNARY)
-
-
-def unpack_names(node: A.Unpack) -> str:
-    """`a, b` or `first, ...rest`: the targets of a destructuring."""
-    return ", ".join(("..." if i == node.rest else "") + n for i, n in enumerate(node.targets))

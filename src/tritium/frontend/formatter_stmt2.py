@@ -6,11 +6,10 @@ whose statement and table formatters it also hands on to the formatter."""
 from __future__ import annotations
 
 from . import ast as A
-from .formatter_decl import format_spread, format_type_value, unpack_names
+from .formatter_decl import format_type_value
 from .formatter_forms2 import format_forms2_expr, format_forms2_statement, format_table
 
-__all__ = ["GRAD", "format_forms2_statement", "format_more_expr", "format_table",
-           "unpack_names"]
+__all__ = ["GRAD", "format_forms2_statement", "format_more_expr", "format_table"]
 
 GRAD = 0.5
 _RANGE = 1      # the formatter's level of a range, the tightest operand of `with_gradient_from`
@@ -23,6 +22,4 @@ def format_more_expr(p, e) -> tuple[str, float]:
         return f"{p.expr(e.value, GRAD)} with_gradient_from {p.expr(e.source, _RANGE)}", GRAD
     if isinstance(e, A.TypeValue):   # `Tensor<int32, [2, 2]>` as a value (formatter_decl)
         return format_type_value(p, e), _ATOM
-    if isinstance(e, A.Spread):   # `...xs` in a list literal (formatter_decl)
-        return format_spread(p, e), _ATOM
     return format_forms2_expr(p, e), _ATOM   # fn(…) { … } (formatter_forms2)

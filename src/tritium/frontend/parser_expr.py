@@ -348,16 +348,6 @@ class ExpressionsMixin:
         t = self.toks[self.pos]
         return t.op == ".." and self.peek().is_op(".") and self.peek().col == t.end_col
 
-    def parse_list_item(self) -> A.Expr:
-        """An item of a list literal: an expression, or the seed's spread `...xs`."""
-        t = self.toks[self.pos]
-        if not self.at_spread():
-            return self.parse_expr()
-        self.advance()
-        self.advance()
-        v = self.parse_unary()
-        return A.Spread(v, self.span_from(t))
-
     def parse_primary(self) -> A.Expr:
         t = self.toks[self.pos]
         k = t.kind
@@ -413,9 +403,8 @@ class ExpressionsMixin:
                 items = []
                 with self.nested():
                     while not self.at("]"):
-                        items.append(self.parse_list_item())
-                        if len(items) == 1 and self.at_kw("for") and \
-                                not isinstance(items[0], A.Spread):
+                        items.append(self.parse_expr())
+                        if len(items) == 1 and self.at_kw("for"):
                             return self.parse_list_comp(items[0], t)
                         if self.at(","):
                             self.advance()

@@ -294,12 +294,12 @@ class SignaturesMixin:
 
     def parse_primary(self) -> A.Expr:
         t = self.toks[self.pos]
-        if self.at_spread():   # an item of a list literal is parsed by parse_list_item
+        if self.at_spread():
             raise ParseError(Diagnostic(
-                "E0900", "spread (`...xs`) has a meaning only in a list literal",
-                t.span.to(self.peek().span), label="not supported here",
+                "E0900", "spread (`...xs`) has no meaning in .tri", t.span.to(self.peek().span),
+                label="not supported",
                 help="pass the elements one by one (`f(xs[0], xs[1])`), or pass the list "
-                     "itself; to join lists write `[...a, ...b]` or `a + b`"))
+                     "itself; to join lists write `a + b`"))
         if self.at_fn_expr():   # `fn(y: Tensor) { … }` as a value (parser_forms2)
             return self.parse_fn_expr()
         if t.kind is T.IDENT and t.text in TENSOR_TYPES and self.peek().is_op("<"):

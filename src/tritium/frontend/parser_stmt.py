@@ -42,11 +42,11 @@ class StatementsMixin:
             self.skip_foreign()
             raise ParseError(self.diags.pop(n))
         if t.is_kw("let") and (self.peek().is_op("(") or self.peek().is_op("[")
-                               or self.peek(2).is_op(",")):
+                               or self.peek(2).is_op(",") or self.peek().op == ".."):
             self.advance()
-            names, rest = self.parse_let_pattern()
+            names = self.parse_let_pattern()
             self.expect_op("=", "after the names")
-            node = A.Unpack(names, self.parse_expr_list(), True, self.span_from(t), rest)
+            node = A.Unpack(names, self.parse_expr_list(), True, self.span_from(t))
             self.end_of_statement()
             return node
         if (t.kind is T.IDENT or t.is_op("(")) and self._at_unpack():
@@ -195,23 +195,23 @@ class StatementsMixin:
             raise self.error("a name appears twice in the same destructuring", code="E0205")
         return names
 
-    def parse_let_pattern(self) -> tuple[list[str], int | None]:
-        """The names of `let (a, b) = …`, `let a, b = …` or the seed's `let [a, b] = …`; one
-        of them may be the rest, `...rest` (its index is returned too)."""
+    def parse_let_pattern(self) -> list[str]:
+        """The names of `let (a, b) = …`, `let a, b = …` or the seed's `let [a, b] = …`. A
+        rest pattern `...rest` is E0900 (the statement is skipped, checking goes on)."""
         close = {"(": ")", "[": "]"}.get(self.tok.text) if self.tok.kind is T.OP else None
         if close is not None:
             self.advance()
         names: list[str] = []
-        rest: int | None = None
         while True:
             if close is not None and self.at(close) and names:
                 break   # a trailing `,`
             if self.at_spread():
-                if rest is not None:
-                    raise self.error("a destructuring takes one rest `...name`", code="E0205")
-                self.advance()
-                self.advance()
-                rest = len(names)
+                t = self.tok
+                raise ParseError(Diagnostic(
+                    "E0900", "a rest pattern (`...rest`) has no meaning in .tri",
+                    t.span.to(self.peek().span), label="not supported",
+                    help="take the items by index: `let first = xs[0]` and "
+                         "`let rest = xs[1:]`"))
             names.append(self.expect_ident("a variable name").text)
             if not self.at(","):
                 break
@@ -220,7 +220,7 @@ class StatementsMixin:
             self.expect_op(close, "to close the names")
         if len(set(names)) != len(names):
             raise self.error("a name appears twice in the same destructuring", code="E0205")
-        return names, rest
+        return names
 
     def parse_soft_statement(self, t):
         """`while`, `break`, `continue`, `pass` and `assert` are statements where they begin

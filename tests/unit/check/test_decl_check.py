@@ -1,8 +1,11 @@
-"""The checker on the seed's declarations (issue 13, `decl`): typed placeholders (`let a: T`
-never assigned: typed by T, W1030, zeros) and tensor types where values stand (E1031; zeros
-by `Tensor<…>()`, E1032 with arguments or no shape)."""
+"""The checker on the seed's declarations (issue 13, `decl`): a `let a: T` without a value
+is used only after an assignment (E0840 before it, whether or not one follows; the program's
+other errors are still reported) and tensor types where values stand (E1031; zeros by
+`Tensor<…>()`, E1032 with arguments or no shape)."""
 
 from __future__ import annotations
+
+import pytest
 
 from tritium.check import check_source
 from tritium.check.checker.decl_forms import ZerosForm
@@ -20,43 +23,40 @@ def forms(src: str) -> list[ZerosForm]:
     return [f for f in r.call_forms.values() if isinstance(f, ZerosForm)]
 
 
-# ----------------------------------------------------------------------------- placeholders
+# ------------------------------------------------------------------- declared without a value
 
-def test_placeholders_are_typed_by_their_annotation() -> None:
+def test_a_use_before_any_assignment_is_e0840_with_no_assignment_following() -> None:
     src = ("let a: Tensor<float32, [3, 1]>\n"
            "let b: Tensor<float32, [1, 4]>\n"
            "let c = a + b\n"
-           "let d: Tensor<float32, [3, 5]> = c\n")
-    # c is [3, 4]: assigning it to [3, 5] shows the shape flowed from the annotations
-    assert codes(src) == [("W1030", 1), ("W1030", 2), ("E0401", 4)]
-    assert codes(src.replace("[3, 5]", "[3, 4]")) == [("W1030", 1), ("W1030", 2)]
+           "print(c)\n")
+    r = check_source(src)
+    got = [(d.code, d.span.line) for d in r.errors]
+    assert got == [("E0840", 3), ("E0840", 3)], got
+    assert "`a` is used before it is assigned" in r.errors[0].message
+    assert "W1030" not in CODES
 
 
-def test_the_shape_error_of_a_placeholder_is_the_real_one() -> None:
+def test_the_other_errors_of_the_program_are_still_reported() -> None:
+    # the seed's spec_shape_constraints: E0840 for each use, and the matmul's own E0502
     src = ("let a: Tensor<float32, [128, 256]>\n"
            "let b: Tensor<float32, [256, 512]>\n"
            "let c = a @ b\n"
            "let d: Tensor<float32, [128, 100]>\n"
            "let e = a @ d\n")
+    got = [(d.code, d.span.line) for d in check_source(src).errors]
+    assert ("E0840", 3) in got and ("E0840", 5) in got
+    assert ("E0502", 5) in got
+    assert ("E0502", 3) not in got   # [128, 256] @ [256, 512] is fine
+
+
+def test_an_assignment_before_the_use_is_clean_and_records_no_zeros() -> None:
+    src = ("let a: Tensor<float32, [3, 1]>\n"
+           "a = ones([3, 1])\n"
+           "let c = a + 1.0\n"
+           "print(c)\n")
     r = check_source(src)
-    assert [(d.code, d.span.line) for d in r.errors] == [("E0502", 5)]
-    assert "E0840" not in [d.code for d in r.diagnostics]
-
-
-def test_the_warning_says_what_run_binds() -> None:
-    r = check_source("let x: Tensor<float32, [?, 128]>\nlet w: TernaryTensor<trit, [128, 4]>\n"
-                     "let y = x @ w\n")
-    assert r.ok
-    w = [d for d in r.diagnostics if d.code == "W1030"]
-    assert len(w) == 2 and "zeros of shape [1, 128] (float32)" in w[0].message
-    assert "[128, 4] (trit)" in w[1].message and "tritium run" in (w[0].help or "")
-
-
-def test_scalar_and_list_placeholders_are_zero() -> None:
-    src = "let i: int8\nlet f: float16\nlet t: trit\nlet s: str\nlet xs: [int]\nprint(i, f, t, s, xs)\n"
-    got = sorted((f.kind, f.dtype) for f in forms(src))
-    assert got == [("list", "list"), ("scalar", "float16"), ("scalar", "int8"),
-                   ("scalar", "str"), ("scalar", "trit")]
+    assert r.errors == [] and forms(src) == []
 
 
 def test_a_later_assignment_keeps_use_before_assignment_an_error() -> None:
@@ -73,22 +73,16 @@ def test_a_later_assignment_keeps_use_before_assignment_an_error() -> None:
            "    return y\n"
            "}\n")
     assert ("E0840", 6) in codes(src)
-    assert "W1030" not in [c for c, _ in codes(src)]
 
 
-def test_a_placeholder_inside_a_function_takes_dims_from_its_parameters() -> None:
-    src = ("fn f(n: int) -> Tensor {\n"
-           "    let z: Tensor<float32, [n, 3]>\n"
-           "    return z + 1.0\n"
-           "}\n")
-    assert codes(src) == [("W1030", 2)]
-    (form,) = forms(src)
-    assert form.dims == ("n", 3)
-
-
-def test_a_placeholder_without_zeros_keeps_e0840() -> None:
-    src = "let u: int | str\nlet y = u\nprint(y)\n"
-    assert ("E0840", 2) in codes(src)
+@pytest.mark.parametrize("ty", ["int8", "float16", "trit", "str", "[int]", "int | str",
+                                "Tensor<float32, [n, 3]>"])
+def test_no_type_gives_a_never_assigned_let_a_value(ty: str) -> None:
+    src = (f"fn f(n: int) {{\n"
+           f"    let z: {ty}\n"
+           f"    print(z)\n"
+           f"}}\n")
+    assert ("E0840", 3) in codes(src)
 
 
 # ----------------------------------------------------------------------------- type values

@@ -112,9 +112,8 @@ class BodyGen:
             self.origin(indent, s)
         if isinstance(s, A.Let):
             ctx.locals.add(s.name)
-            # `let x: T` without a value: assigned before any use, or a placeholder (decl.py)
-            value = zeros_source(self, self.result.call_forms.get(s.span), ctx) \
-                if s.value is None else self.expr(s.value, ctx)
+            # `let x: T` without a value: the checker has seen x assigned before any use
+            value = "None" if s.value is None else self.expr(s.value, ctx)
             self.emit(indent, f"{py_local(s.name)} = {value}")
         elif isinstance(s, A.Assign) and self.result.call_forms.get(
                 getattr(s.target, "span", None)) == SET_WEIGHTS:
@@ -163,11 +162,7 @@ class BodyGen:
         elif isinstance(s, A.Unpack):
             value = self.expr(s.value, ctx)
             ctx.locals.update(s.targets)
-            names = ", ".join(("*" if i == s.rest else "") + py_local(n)
-                              for i, n in enumerate(s.targets))   # `...rest`: `*rest`
-            if len(s.targets) == 1 and s.rest is not None:
-                names += ","   # `*rest, = xs`
-            self.emit(indent, f"{names} = {value}")
+            self.emit(indent, f"{', '.join(py_local(n) for n in s.targets)} = {value}")
         elif isinstance(s, A.While):
             self.emit(indent, f"while {self.expr(s.cond, ctx)}:")
             self.block(s.body, ctx, indent + 1)
@@ -272,8 +267,6 @@ class BodyGen:
                 ctx.locals.difference_update(added)
         if t is A.BlockExpr:   # no statements here (they are hoisted): just the value
             return f"({self.expr(e.value, ctx)})"
-        if t is A.Spread:   # `...xs` in a list literal (the parser allows it only there)
-            return "*" + self.sub(e.value, ctx, PY_PREC["**"])
         if t is A.Closure:   # a function reading outer names, as a value: trt.closure
             vals = "".join(f", {self.expr(c, ctx)}" for c in e.captured)
             return f"trt.closure({self.class_names[e.fn]}{vals})"
@@ -421,7 +414,7 @@ class BodyGen:
         if isinstance(f, A.Call) and self.result.call_forms.get(f.span) == "construct":
             return f"{self.expr(f, ctx)}({', '.join(args)})"   # `MyLayer()(x)`
         if isinstance(f, A.TypeValue):   # `Tensor<int32, [2, 2]>()`: zeros (decl.py)
-            return zeros_source(self, self.result.call_forms.get(e.span), ctx, required=True)
+            return zeros_source(self, self.result.call_forms.get(e.span), ctx)
         if self.result.call_forms.get(e.span) in (MODULE_CALL, SEQUENTIAL):
             return module_call_source(self, e, args, ctx)   # `layers[0](x)`, `Model(xs)`
         if not isinstance(f, A.Name):

@@ -1,22 +1,17 @@
-"""The seed's declarations that hold no value yet (issue 13, `decl`).
-
-A declared-only `let` (`let a: Tensor<float32, [3, 1]>`) that no later statement of its body
-assigns is a typed placeholder: the seed's documents write them to show the type and shape
-rules (`let c = a + b` is [3, 4]). The checker types the name by its annotation and warns
-(W1030); the generated code binds it to zeros of the declared type: a tensor of zeros of the
-declared shape and dtype (an unknown `?` or symbolic dim is 1; a dim named by a variable in
-scope takes its value; a tensor whose shape is not given is a 0-d zero), the number 0 (0.0,
-`false`, `""`) for a scalar type and `[]` for a list type. When a later statement does assign
-the name, the `let` is a declaration and a use before that assignment stays E0840; so does a
-placeholder of another type (a layer, a function, a union), which has no zero.
+"""The seed's tensor types written as values (issue 13, `decl`).
 
 A tensor type written where a value stands parses as `ast.TypeValue`: called with no
-arguments (`Tensor<int32, [10, 10]>()`) it constructs zeros of that type by the same rule;
-bare (`let w = Tensor<float32, [10]>`) it is E1031, and checking goes on taking it as such a
-tensor (so an assignment to a TernaryTensor still reports the trit constraint). A call with
-arguments, or one of a type whose shape is not known, is E1032.
+arguments (`Tensor<int32, [10, 10]>()`) it constructs zeros of that type: a tensor of zeros
+of the declared shape and dtype (an unknown `?` or symbolic dim is 1; a dim named by a
+variable in scope takes its value). Bare (`let w = Tensor<float32, [10]>`) it is E1031, and
+checking goes on taking it as such a tensor (so an assignment to a TernaryTensor still
+reports the trit constraint). A call with arguments, or one of a type whose shape is not
+known, is E1032.
 
-The checker records the zeros as a `ZerosForm` of the `let`'s (or the call's) span in
+A `let a: T` without a value is a declaration: a use before an assignment is E0840
+(checker.functions), whether or not an assignment follows.
+
+The checker records the zeros as a `ZerosForm` of the call's span in
 `CheckResult.call_forms`; the lowering and the code generator build them from it.
 """
 
@@ -30,7 +25,6 @@ from ..types import (
     FLOAT_TYPES,
     INT_TYPES,
     AnyT,
-    ListT,
     ScalarT,
     SymInt,
     TensorT,
@@ -41,26 +35,14 @@ from .model import _is_int
 
 TYPE_NOT_VALUE = "E1031"
 BAD_CONSTRUCT = "E1032"
-PLACEHOLDER = "W1030"
 
 
 @dataclass(frozen=True, slots=True)
 class ZerosForm:
-    """Zeros of a declared type: `kind` "tensor" (`dims`: ints, or names of variables read
-    at run time), "scalar" (`dtype` the scalar type) or "list"."""
-    kind: str
+    """Zeros of a tensor type: its `dtype` and `dims` (ints, or names of variables read at
+    run time)."""
     dtype: str
-    dims: tuple | None = None
-
-
-def scalar_zero(dtype: str) -> object:
-    if dtype in FLOAT_TYPES:
-        return 0.0
-    if dtype == "bool":
-        return False
-    if dtype == "str":
-        return ""
-    return 0
+    dims: tuple = ()
 
 
 def _run_dims(ck, te: A.TypeExpr, ty: TensorT, scope) -> tuple | None:
@@ -82,64 +64,9 @@ def _run_dims(ck, te: A.TypeExpr, ty: TensorT, scope) -> tuple | None:
     return tuple(out)
 
 
-def _zeros_form(ck, te: A.TypeExpr, ty, scope) -> ZerosForm | None:
-    if isinstance(ty, TensorT):
-        dims = _run_dims(ck, te, ty, scope)
-        return ZerosForm("tensor", ty.dtype or "float32", dims if dims is not None else ())
-    if isinstance(ty, ScalarT):
-        return ZerosForm("scalar", ty.name)
-    if isinstance(ty, ListT):
-        return ZerosForm("list", "list")
-    return None
-
-
-def _describe(form: ZerosForm) -> str:
-    if form.kind == "tensor":
-        dims = ", ".join(str(d) for d in form.dims or ())
-        return f"zeros of shape [{dims}] ({form.dtype})"
-    if form.kind == "list":
-        return "an empty list"
-    return f"{scalar_zero(form.dtype)!r}".replace("False", "false")
-
-
-def _assigns(stmts: list, name: str) -> bool:
-    """Whether a statement of `stmts` (nested bodies included) assigns `name`."""
-    todo = list(stmts)
-    while todo:
-        s = todo.pop()
-        if isinstance(s, A.Assign) and isinstance(s.target, A.Name) and s.target.id == name \
-                and s.op == "=":
-            return True
-        if isinstance(s, A.Unpack) and name in s.targets:
-            return True
-        if isinstance(s, A.Let) and s.name == name:
-            return True
-        if isinstance(s, A.For) and name in (s.vars or [s.var]):
-            return True
-        for field in ("then", "other", "body"):
-            sub = getattr(s, field, None)
-            if isinstance(sub, list):
-                todo.extend(sub)
-    return False
-
-
-def declare_only(ck, s: A.Let, scope, following: list) -> bool:
-    """`let name: T` with no value: a placeholder (bound to zeros, W1030) when no statement of
-    `following` assigns `name` and T has zeros; False (a declaration, assigned later) else."""
-    if _assigns(following, s.name):
-        return False
-    ty = ck.type_from_expr(s.type, scope)
-    form = _zeros_form(ck, s.type, ty, scope)
-    if form is None:
-        return False
-    ck.call_forms[s.span] = form
-    ck.unassigned.pop(s.name, None)
-    ck.define(scope, s.name, Value(ty), s.span)
-    ck.warn(PLACEHOLDER, f"`{s.name}` is declared without a value and never assigned: it is "
-                         f"{_describe(form)}", s.span, label="no value",
-            help=f"`tritium run` binds it to {_describe(form)}; give the `let` a value "
-                 f"(`let {s.name}: {ck_type_text(s.type)} = …`) to say which")
-    return True
+def _zeros_form(ck, te: A.TypeExpr, ty: TensorT, scope) -> ZerosForm:
+    dims = _run_dims(ck, te, ty, scope)
+    return ZerosForm(ty.dtype or "float32", dims if dims is not None else ())
 
 
 def ck_type_text(te: A.TypeExpr) -> str:
@@ -182,7 +109,7 @@ def construct(ck, call: A.Call, scope) -> Value:
 
 def trit_outside_layers(ck, ta: TensorT, tb: TensorT) -> bool:
     """`x @ w` with a trit operand in the program's entry or a top-level function: there the
-    trits are int8 (`random_ternary`, `ternary_tensor`, a placeholder), so the product is
+    trits are int8 (`random_ternary`, `ternary_tensor`), so the product is
     computed on floats (`trt.float_matmul`), as for integers; a layer's ternary weight is
     float storage, and its `x @ w` stays as written."""
     return not getattr(ck, "_in_method", False) and "trit" in (ta.dtype, tb.dtype)

@@ -1,12 +1,7 @@
-"""The seed's list forms (issue 13, `decl`): spread in list literals, rest patterns, lists
-used as tensors, lists repeated by a float count.
+"""The seed's list forms (issue 13, `decl`): lists used as tensors, lists repeated by a
+float count. (Spread `...xs` and rest patterns `let [first, ...rest] = xs` have no meaning in
+.tri: the parser reports them, E0900.)
 
-* `[...xs, ...([0t] * n), y]`: each `...v` puts the items of `v` (a list, a tuple, a range or
-  a tensor's rows) in its place; the length is known when every spread list's is. A spread
-  of a number or a string is E1033.
-* `let [first, ...rest] = xs` (also `let (a, ...rest) = …`, the rest anywhere): the names
-  before and after the rest take one item each, the rest takes the items between, as a list
-  (possibly empty); fewer items than the other names is E0864.
 * a tensor method on a list (`shuffle(values).reshape(shape)`) converts the list to a
   float32 tensor first, as `tensor(values)` does; the form `list_tensor` of the method's span
   tells the lowering and the code generator.
@@ -19,85 +14,19 @@ used as tensors, lists repeated by a float count.
 from __future__ import annotations
 
 from ...frontend import ast as A
-from .. import bounds
 from ..types import (
-    ANY,
     FLOAT_TYPES,
     AnyT,
     ListT,
-    RangeT,
     ScalarT,
     TensorT,
-    TupleT,
     Value,
 )
 from .model import _is_int
 
-BAD_SPREAD = "E1033"
 REPEAT_FLOAT = "W1034"
 LIST_TENSOR = "list_tensor"
 REPEAT_FLOOR = "repeat_floor"
-
-
-def list_literal(ck, e: A.ListLit, scope) -> Value:
-    """A list literal with spread items."""
-    vals: list[Value] | None = []
-    for x in e.items:
-        if not isinstance(x, A.Spread):
-            v = ck.eval_expr(x, scope)
-            if vals is not None:
-                vals.append(v)
-            continue
-        if isinstance(x.value, A.Range):   # `...(0..n)`: its integers, when known
-            seq = ck.range_values(x.value, scope)
-            if seq is None or vals is None or bounds.range_len(seq) > bounds.MAX_SEQUENCE:
-                vals = None
-            else:
-                vals.extend(Value.of(i) for i in seq)
-            continue
-        v = ck.eval_expr(x.value, scope)
-        if isinstance(v.ty, ListT | TupleT):
-            parts = ck.elements(v)
-            if parts is None or vals is None:
-                vals = None
-            else:
-                vals.extend(parts)
-        elif isinstance(v.ty, TensorT | RangeT | AnyT):
-            vals = None   # a tensor's rows: as many as its first dim, known at run time
-        else:
-            ck.report(BAD_SPREAD, f"cannot spread {v.ty} into a list", x.span,
-                      label="not a list", help="spread a list, a tuple, a range or a tensor "
-                                               "(`...xs`); write a single item without `...`")
-        if vals is not None and len(vals) > bounds.MAX_SEQUENCE:
-            ck.report("E0312", f"a list longer than {bounds.MAX_SEQUENCE} elements at compile "
-                               f"time", e.span, label="too long")
-            return Value(ListT())
-    if vals is None:
-        return Value(ListT())
-    if all(v.known for v in vals):
-        return Value(ListT(), [v.const for v in vals], True)
-    return Value(ListT(), list(vals), False)
-
-
-def unpack_rest(ck, s: A.Unpack, v: Value, span) -> list[Value]:
-    """The values of `let [a, ...rest, b] = v`, one per target (the rest a list)."""
-    n = len(s.targets)
-    parts = ck.elements(v)
-    if parts is None:
-        if not isinstance(v.ty, ListT | TupleT | AnyT):
-            ck.report("E0864", f"cannot unpack {v.ty} into {n} names", span,
-                      help="the value must be a list or a tuple")
-        return [Value(ListT()) if i == s.rest else Value(ANY) for i in range(n)]
-    if len(parts) < n - 1:
-        ck.report("E0864", f"cannot unpack {len(parts)} value(s) into {n - 1} names and a "
-                           f"rest", span, label=f"{len(parts)} value(s)")
-        return [Value(ListT()) if i == s.rest else Value(ANY) for i in range(n)]
-    k = s.rest
-    after = n - 1 - k
-    middle = parts[k:len(parts) - after]
-    rest = Value(ListT(), [p.const for p in middle], True) if all(p.known for p in middle) \
-        else Value(ListT(), list(middle), False)
-    return [*parts[:k], rest, *parts[len(parts) - after:]]
 
 
 def list_as_tensor(ck, base: Value, f: A.Attr) -> Value:

@@ -39,7 +39,7 @@ from ..types import (
 )
 from .calls_forms import dtype_constant
 from .decl_forms import trit_outside_layers, type_value
-from .decl_lists import list_literal, repeat_by_unknown, repeat_count
+from .decl_lists import repeat_by_unknown, repeat_count
 from .gradient_forms import with_gradient_value
 from .int_division import int_division, is_int_division
 from .layer_values import is_layer_value, layer_attr
@@ -125,8 +125,6 @@ class ExpressionsMixin:
             return Value(ScalarT("trit"), e.value, True)
         if t is A.Unknown:
             return Value(ANY, None, True)
-        if t is A.ListLit and any(type(x) is A.Spread for x in e.items):
-            return list_literal(self, e, scope)   # `[...xs, y]` (decl_lists)
         if t is A.ListLit:
             vals = [self.eval_expr(x, scope) for x in e.items]
             if all(v.known or isinstance(v.const, SymInt) for v in vals):

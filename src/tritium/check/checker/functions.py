@@ -37,8 +37,7 @@ from ..types import (
     unify_join,
     working_type,
 )
-from .decl_forms import declare_only, float_type_into_ternary
-from .decl_lists import unpack_rest
+from .decl_forms import float_type_into_ternary
 from .int_division import mark_int_divisions
 from .layer_values import assign_layer_attr, loop_item
 from .model import (
@@ -313,9 +312,6 @@ class FunctionsMixin:
     def exec_block(self, stmts: list, scope: Scope) -> None:
         for i, s in enumerate(stmts):
             try:
-                if isinstance(s, A.Let) and s.value is None and declare_only(
-                        self, s, scope, stmts[i + 1:]):
-                    continue   # a typed placeholder, bound to zeros (checker.decl_forms)
                 self.exec_stmt(s, scope)
             except _LoopExit:
                 self.skipped_block(stmts[i + 1:], scope)   # after the `break`/`continue`
@@ -494,8 +490,7 @@ class FunctionsMixin:
             v = pair_quantizer_value(self, s, scope)   # `let (q, scale) = xnor_quantize(w)`
             if v is None:
                 v = self.eval_expr(s.value, scope)
-            parts = self.unpack(v, len(s.targets), s.value.span) if s.rest is None else \
-                unpack_rest(self, s, v, s.value.span)   # `let [a, ...rest] = xs` (decl_lists)
+            parts = self.unpack(v, len(s.targets), s.value.span)
             for name, part in zip(s.targets, parts):
                 if not s.declare and name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
                     self.report("E0205", f"cannot assign to layer `{name}`", s.span)

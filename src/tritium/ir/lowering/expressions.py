@@ -18,7 +18,7 @@ from ..builder import Builder
 from ..core import Function, Value
 from ..ops import InferError
 from ..types import FLOAT_DTYPES, ScalarType, TensorType, types_compatible
-from .decl import ZerosForm, floor_count, lower_zeros, spread_list
+from .decl import ZerosForm, floor_count, lower_zeros
 from .list_methods import call_list_method, fresh_lists, list_arguments
 from .values import (
     _BINOPS,
@@ -125,8 +125,6 @@ class ExpressionsMixin:
         if t is A.Unknown:
             return -1
         if t is A.ListLit:
-            if any(type(x) is A.Spread for x in e.items):
-                return spread_list(self, e.items, env, b, ctx)   # `[...xs, y]` (decl.py)
             return [self.eval(x, env, b, ctx) for x in e.items]
         if t is A.DictLit:
             return {en.key: self.eval(en.value, env, b, ctx) for en in e.entries}

@@ -15,7 +15,6 @@ from ..builder import Builder
 from ..core import Op, Value
 from ..ops import InferError
 from ..types import FLOAT_DTYPES, ScalarType, TensorType, Type, promote
-from .decl import ZerosForm, lower_zeros, rest_parts
 from .values import (
     _MISSING,
     MAX_UNROLL,
@@ -74,10 +73,7 @@ class StatementsMixin:
         if isinstance(s, _SetVar):
             env[s.name] = s.value
         elif isinstance(s, A.Let) and s.value is None:
-            form = self.result.call_forms.get(s.span)   # a placeholder: zeros (decl.py)
-            env[s.name] = lower_zeros(self, form, env, b, ctx, s.span) \
-                if isinstance(form, ZerosForm) else \
-                Undef(s.name, "it is declared without a value and not assigned yet")
+            env[s.name] = Undef(s.name, "it is declared without a value and not assigned yet")
         elif isinstance(s, A.Let):
             env[s.name] = self.coerce_decl(self.eval(s.value, env, b, ctx), s.type)
         elif isinstance(s, A.Assign):
@@ -138,9 +134,7 @@ class StatementsMixin:
             work[0:0] = list(s.body)
         elif isinstance(s, A.Unpack):
             v = self.eval(s.value, env, b, ctx)
-            parts = self.unpacked(v, len(s.targets), s.value.span) if s.rest is None else \
-                rest_parts(s, v)   # `let [a, ...rest] = xs` (decl.py)
-            for name, part in zip(s.targets, parts):
+            for name, part in zip(s.targets, self.unpacked(v, len(s.targets), s.value.span)):
                 env[name] = part
         elif isinstance(s, _WhileAgain):
             self.lower_while(s.node, s.done, work, env, b, ctx)

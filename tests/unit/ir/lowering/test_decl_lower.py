@@ -1,6 +1,6 @@
-"""Lowering the seed's declaration and list forms (issue 13, `decl`) to IR: placeholders and
-tensors constructed by their type are zeros constants, spread lists and rest patterns are
-lists known when lowering, `shuffle` permutes as the runtime does, `Ok(v)` is v and a stop
+"""Lowering the seed's declaration and list forms (issue 13, `decl`) to IR: tensors
+constructed by their type are zeros constants, a declaration takes its later assignment,
+bracket destructuring and joined lists are lists known when lowering, `shuffle` permutes as the runtime does, `Ok(v)` is v and a stop
 (`panic`, `Err`) has no IR form."""
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ def run(src: str, x: np.ndarray):
     return np.asarray(out[0] if isinstance(out, list | tuple) else out)
 
 
-def test_placeholders_and_constructed_tensors_are_zeros() -> None:
+def test_declarations_assigned_later_and_constructed_tensors_are_zeros() -> None:
     src = ("model M {\n"
            "    forward(x: Tensor[2, 3]) -> Tensor {\n"
            "        let z: Tensor<float32, [2, 3]>\n"
            "        let c: int\n"
+           "        z = Tensor<float32, [2, 3]>()\n"
+           "        c = 0\n"
            "        let i = Tensor<int32, [3]>()\n"
            "        return x + z + c + i\n"
            "    }\n"
@@ -39,12 +41,13 @@ def test_placeholders_and_constructed_tensors_are_zeros() -> None:
     np.testing.assert_allclose(run(src, x), x)
 
 
-def test_spread_rest_and_shuffle_are_lists_known_when_lowering() -> None:
+def test_destructuring_joining_and_shuffle_are_lists_known_when_lowering() -> None:
     src = ("model M {\n"
            "    forward(x: Tensor[4, 6]) -> Tensor {\n"
            "        let s = shuffle([2, 3, 4], seed=5)\n"
-           "        let [a, ...rest] = [...s, 1]\n"
-           "        return reshape(x, [...rest, a])\n"
+           "        let [a, b, c] = s\n"
+           "        let rest = (s + [1])[1:]\n"
+           "        return reshape(x, rest + [a])\n"
            "    }\n"
            "}\n")
     s = shuffle([2, 3, 4], 5)
