@@ -91,33 +91,49 @@ typedef struct {
     const int32_t *wsum;
     float *y;
     uint8_t *xp;            /* batch padded NHWC images of img bytes */
-    int8_t *xq;             /* batch NCHW int8 images (the quantizer's output) */
     float *sx;              /* per image scale */
     const int64_t *off;     /* byte offset of each tap */
     int64_t img, hp, wpix, cp, kq, ntap, L, m, nchunk, nblk;
     int act;
     int32_t *acc[TRI_MAX_THREADS];
+    float *ftile[TRI_MAX_THREADS];  /* per thread: the scaled sums of a task */
+    int8_t *qbuf[TRI_MAX_THREADS];  /* per thread: one image quantized, NCHW */
     _Atomic int oom;
 } C8Job;
 
-static void c8_quant_task(void *ctx, int64_t b, int tid) {
+/* task = image: quantized once (tri_quantize_rows' arithmetic over the flattened image, whose
+ * second pass reads it from cache) into a per-thread buffer, then written into the padded
+ * NHWC image (padding and channel tail 128, i.e. q = 0) while that buffer is in cache */
+static void c8_image_task(void *ctx, int64_t b, int tid) {
     C8Job *J = ctx;
-    (void)tid;
-    const int64_t chw = J->g->c * J->g->h * J->g->w;
-    quantize_row(J->x + b * chw, chw, J->xq + b * chw, chw, J->sx + b, NULL);
-}
-
-/* task = image * h + input row: that row of every channel into the padded NHWC image */
-static void c8_layout_task(void *ctx, int64_t task, int tid) {
-    C8Job *J = ctx;
-    (void)tid;
     const TriConvGeom *g = J->g;
-    const int64_t b = task / g->h, ih = task % g->h, cp = J->cp, hw = g->h * g->w;
-    const int8_t *q = J->xq + b * g->c * hw + ih * g->w;
-    uint8_t *d = J->xp + b * J->img + ((ih + g->ph) * J->wpix + g->pw) * cp;
-    for (int64_t c = 0; c < g->c; c++)
-        for (int64_t iw = 0; iw < g->w; iw++)
-            d[iw * cp + c] = (uint8_t)(q[c * hw + iw] ^ 0x80);
+    const int64_t hw = g->h * g->w, chw = g->c * hw, cp = J->cp;
+    if (!J->qbuf[tid]) J->qbuf[tid] = tri_alloc((size_t)chw);
+    int8_t *q = J->qbuf[tid];
+    if (!q) {
+        atomic_store(&J->oom, 1);
+        return;
+    }
+    quantize_row(J->x + b * chw, chw, q, chw, J->sx + b, NULL);
+    uint8_t *img = J->xp + b * J->img;
+    memset(img, 0x80, (size_t)J->img);
+    for (int64_t ih = 0; ih < g->h; ih++) {
+        uint8_t *d = img + ((ih + g->ph) * J->wpix + g->pw) * cp;
+        const int8_t *qr = q + ih * g->w;
+        int64_t c = 0;
+        for (; c + 4 <= g->c; c += 4) {   /* 4 channels of a pixel as one 32-bit store */
+            const int8_t *q0 = qr + c * hw, *q1 = q0 + hw, *q2 = q1 + hw, *q3 = q2 + hw;
+            for (int64_t iw = 0; iw < g->w; iw++) {
+                const uint32_t v = (uint32_t)(uint8_t)q0[iw] | (uint32_t)(uint8_t)q1[iw] << 8
+                                   | (uint32_t)(uint8_t)q2[iw] << 16
+                                   | (uint32_t)(uint8_t)q3[iw] << 24;
+                *(tri_c8_u32 *)(d + iw * cp + c) = (int32_t)(v ^ 0x80808080u);
+            }
+        }
+        for (; c < g->c; c++)
+            for (int64_t iw = 0; iw < g->w; iw++)
+                d[iw * cp + c] = (uint8_t)(qr[c * hw + iw] ^ 0x80);
+    }
 }
 
 #if TRI_ISA_AVX512
@@ -224,33 +240,72 @@ static void c8_task(void *ctx, int64_t task, int tid) {
     const int64_t c0 = p0 * TRI_C8_PANEL, nc = min64((int64_t)nr * TRI_C8_PANEL, n - c0);
     const int64_t t0 = ch * TRI_C8_CHUNK, t1 = min64(J->m, t0 + TRI_C8_CHUNK);
     if (!J->acc[tid]) J->acc[tid] = tri_alloc((size_t)(TRI_C8_CHUNK * TRI_C8_NR) * sizeof(int32_t));
+    if (!J->ftile[tid]) J->ftile[tid] = tri_alloc((size_t)(TRI_C8_CHUNK * TRI_C8_NR) * sizeof(float));
     int32_t *acc = J->acc[tid];
-    if (!acc) {
+    if (!acc || !J->ftile[tid]) {
         atomic_store(&J->oom, 1);
         return;
     }
     const int64_t pstride = J->kq * 64;
     const int8_t *w = J->wp + p0 * pstride;
+    /* (image, row, column) of position t0, then stepped: no division per position */
+    int64_t b0 = t0 / J->L, oh0 = t0 % J->L / g->wo, ow0 = t0 % g->wo;
     for (int64_t t = t0; t < t1; t += TRI_C8_MR) {
         const uint8_t *src[TRI_C8_MR];
         for (int u = 0; u < TRI_C8_MR; u++) {
-            const int64_t tt = t + u < t1 ? t + u : t;   /* a tail repeats its first row */
-            const int64_t b = tt / J->L, l = tt % J->L, oh = l / g->wo, ow = l % g->wo;
-            src[u] = J->xp + b * J->img + (oh * g->sh * J->wpix + ow * g->sw) * J->cp;
+            if (t + u < t1) {
+                src[u] = J->xp + b0 * J->img + (oh0 * g->sh * J->wpix + ow0 * g->sw) * J->cp;
+                if (++ow0 == g->wo) {
+                    ow0 = 0;
+                    if (++oh0 == g->ho) { oh0 = 0; b0++; }
+                }
+            } else {
+                src[u] = src[0];   /* a tail repeats its first row */
+            }
         }
         c8_rows(src, J->off, J->ntap, J->cp / 4, w, pstride, acc + (t - t0) * TRI_C8_NR, nr);
     }
-    /* the epilogue, channel by channel: each writes contiguous runs of its planes */
-    for (int64_t c = 0; c < nc; c++) {
-        const int64_t o = c0 + c;
-        const float sc = p->scale[p->nscale == 1 ? 0 : o], bi = p->bias ? p->bias[o] : 0.0f;
-        const int32_t corr = 128 * J->wsum[o];
-        for (int64_t t = t0; t < t1; t++) {
-            const int64_t b = t / J->L, l = t % J->L, at = (b * n + o) * J->L + l;
-            float v = (float)(acc[(t - t0) * TRI_C8_NR + c] - corr) * J->sx[b] * sc + bi;
-            if (J->residual) v += J->residual[at];
-            J->y[at] = act_apply(J->act, v);
+    /* the epilogue: per position, the block's channels as lanes (vectorized: the correction,
+     * sample and channel scales, bias) into a float tile in place of the sums; then channel
+     * by channel over the chunk's runs of one image (contiguous in the channel's plane), the
+     * residual and activation */
+    float sc[TRI_C8_NR], bi[TRI_C8_NR];
+    int32_t corr[TRI_C8_NR];
+    for (int64_t c = 0; c < TRI_C8_NR; c++) {
+        const int64_t o = c0 + (c < nc ? c : 0);
+        sc[c] = p->scale[p->nscale == 1 ? 0 : o];
+        bi[c] = p->bias ? p->bias[o] : 0.0f;
+        corr[c] = 128 * J->wsum[o];
+    }
+    float *ft = J->ftile[tid];
+    for (int64_t t = t0; t < t1;) {
+        const int64_t b = t / J->L, l0 = t % J->L, run = min64(t1 - t, J->L - l0);
+        const float sb = J->sx[b];
+        for (int64_t r = 0; r < run; r++) {
+            const int32_t *ar = acc + (t - t0 + r) * TRI_C8_NR;
+            float *fr = ft + (t - t0 + r) * TRI_C8_NR;
+            for (int c = 0; c < TRI_C8_NR; c++) fr[c] = (float)(ar[c] - corr[c]) * sb * sc[c] + bi[c];
         }
+        const float *f0 = ft + (t - t0) * TRI_C8_NR;
+        for (int64_t c = 0; c < nc; c++) {
+            const int64_t at = (b * n + c0 + c) * J->L + l0;
+            float *dst = J->y + at;
+            if (J->residual) {
+                const float *res = J->residual + at;
+                for (int64_t r = 0; r < run; r++)
+                    dst[r] = act_apply(J->act, f0[r * TRI_C8_NR + c] + res[r]);
+            } else if (J->act == TRI_ACT_RELU) {
+                for (int64_t r = 0; r < run; r++) {
+                    const float v = f0[r * TRI_C8_NR + c];
+                    dst[r] = v < 0.0f ? 0.0f : v;
+                }
+            } else if (J->act == TRI_ACT_NONE) {
+                for (int64_t r = 0; r < run; r++) dst[r] = f0[r * TRI_C8_NR + c];
+            } else {
+                for (int64_t r = 0; r < run; r++) dst[r] = act_apply(J->act, f0[r * TRI_C8_NR + c]);
+            }
+        }
+        t += run;
     }
 }
 
@@ -283,26 +338,26 @@ static int conv8(const TriLinearPlan *p, const TriConvGeom *g, const float *x, i
         gw = own;
     }
     int64_t *off = tri_alloc((size_t)J->ntap * sizeof(int64_t));
-    J->xq = tri_alloc((size_t)(batch * chw));
     J->sx = tri_alloc((size_t)batch * sizeof(float));
     J->xp = tri_alloc((size_t)(batch * J->img));
     int err = 1;
-    if (gw && off && J->xq && J->sx && J->xp) {
+    if (gw && off && J->sx && J->xp) {
         J->wp = gw;
         J->wsum = (const int32_t *)(gw + c8_np(n) * J->kq * 64);
         for (int64_t i = 0, t = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++, t++)
                 off[t] = (i * g->dh * J->wpix + j * g->dw) * J->cp;
         J->off = off;
-        const int qt = team_for_work((double)(batch * chw) * 16.0, nthreads);
-        pool_run(c8_quant_task, J, batch, qt);
-        memset(J->xp, 0x80, (size_t)(batch * J->img));
-        pool_run(c8_layout_task, J, batch * g->h, qt);
+        pool_run(c8_image_task, J, batch, team_for_work((double)(batch * chw) * 16.0, nthreads));
         const double work = (double)J->m * (double)n * (double)(J->kq * 4) * TRI_INT8_WORK;
         pool_run(c8_task, J, J->nblk * J->nchunk, team_for_work(work, nthreads));
         err = atomic_load(&J->oom) ? 1 : 0;
-        for (int i = 0; i < TRI_MAX_THREADS; i++) free(J->acc[i]);
+        for (int i = 0; i < TRI_MAX_THREADS; i++) {
+            free(J->acc[i]);
+            free(J->ftile[i]);
+            free(J->qbuf[i]);
+        }
     }
-    free(own); free(off); free(J->xq); free(J->sx); free(J->xp); free(J);
+    free(own); free(off); free(J->sx); free(J->xp); free(J);
     return err;
 }
