@@ -379,7 +379,8 @@ def ternary_conv2d(
     scale = scale.reshape(-1)
     if scale.numel() not in (1, o):
         raise ValueError(f"scale must have 1 or O={o} elements, got {tuple(scale.shape)}")
-    if x.is_cuda and _use_triton(x, scale, bias, residual):  # GPU: Triton kernels
+    # GPU: Triton kernels (they have no int8_image mode: that one runs in PyTorch below)
+    if x.is_cuda and act_quant != "int8_image" and _use_triton(x, scale, bias, residual):
         from tritium.backends.triton import dispatch
 
         return dispatch.ternary_conv2d(x, w, (o, ig, kh, kw), scale, bias, st, pd, dl, groups,

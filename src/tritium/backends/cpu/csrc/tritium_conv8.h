@@ -169,43 +169,43 @@ static void c8_rows(const uint8_t *const *src, const int64_t *off, int64_t ntap,
     }
 }
 #elif TRI_ISA_AVX2
-static inline __attribute__((always_inline)) void c8_flush(__m256i a16[TRI_C8_MR][2],
-                                                           __m256i a32[TRI_C8_MR][2]) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int u = 0; u < TRI_C8_MR; u++)
-        for (int v = 0; v < 2; v++) {
-            a32[u][v] = _mm256_add_epi32(a32[u][v], _mm256_madd_epi16(a16[u][v], ones));
-            a16[u][v] = _mm256_setzero_si256();
-        }
-}
-
+/* int16 partial sums in registers over at most TRI_C8_FLUSH groups, then widened into the
+ * int32 tile in memory (so the 12 int16 accumulators never compete with int32 ones) */
 static void c8_rows(const uint8_t *const *src, const int64_t *off, int64_t ntap, int64_t cq,
                     const int8_t *w, int64_t pstride, int32_t *acc, int nr) {
     (void)pstride; (void)nr;
-    __m256i a16[TRI_C8_MR][2], a32[TRI_C8_MR][2];
-    for (int u = 0; u < TRI_C8_MR; u++)
-        for (int v = 0; v < 2; v++) a16[u][v] = a32[u][v] = _mm256_setzero_si256();
-    int cnt = 0;
-    for (int64_t t = 0; t < ntap; t++) {
-        const int64_t o = off[t];
-        for (int64_t c = 0; c < cq; c++, w += 64) {
-            const __m256i w0 = _mm256_loadu_si256((const __m256i *)w);
-            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
-            for (int u = 0; u < TRI_C8_MR; u++) {
-                const __m256i xv = _mm256_set1_epi32(*(const tri_c8_u32 *)(src[u] + o + 4 * c));
-                a16[u][0] = _mm256_add_epi16(a16[u][0], _mm256_maddubs_epi16(xv, w0));
-                a16[u][1] = _mm256_add_epi16(a16[u][1], _mm256_maddubs_epi16(xv, w1));
-            }
-            if (++cnt == TRI_C8_FLUSH) {
-                c8_flush(a16, a32);
-                cnt = 0;
-            }
-        }
-    }
-    c8_flush(a16, a32);
+    const __m256i ones = _mm256_set1_epi16(1);
     for (int u = 0; u < TRI_C8_MR; u++)
         for (int v = 0; v < 2; v++)
-            _mm256_storeu_si256((__m256i *)(acc + u * TRI_C8_NR + v * 8), a32[u][v]);
+            _mm256_storeu_si256((__m256i *)(acc + u * TRI_C8_NR + v * 8), _mm256_setzero_si256());
+    const int64_t groups = ntap * cq;
+    int64_t t = 0, c = 0;
+    for (int64_t g0 = 0; g0 < groups; g0 += TRI_C8_FLUSH) {
+        const int64_t g1 = min64(groups, g0 + TRI_C8_FLUSH);
+        __m256i a[TRI_C8_MR][2];
+        for (int u = 0; u < TRI_C8_MR; u++) a[u][0] = a[u][1] = _mm256_setzero_si256();
+        int64_t o = off[t];
+        for (int64_t gi = g0; gi < g1; gi++, w += 64) {
+            const __m256i w0 = _mm256_loadu_si256((const __m256i *)w);
+            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 32));
+            const int64_t at = o + 4 * c;
+            for (int u = 0; u < TRI_C8_MR; u++) {
+                const __m256i xv = _mm256_set1_epi32(*(const tri_c8_u32 *)(src[u] + at));
+                a[u][0] = _mm256_add_epi16(a[u][0], _mm256_maddubs_epi16(xv, w0));
+                a[u][1] = _mm256_add_epi16(a[u][1], _mm256_maddubs_epi16(xv, w1));
+            }
+            if (++c == cq) {
+                c = 0;
+                if (++t < ntap) o = off[t];
+            }
+        }
+        for (int u = 0; u < TRI_C8_MR; u++)
+            for (int v = 0; v < 2; v++) {
+                __m256i *d = (__m256i *)(acc + u * TRI_C8_NR + v * 8);
+                _mm256_storeu_si256(d, _mm256_add_epi32(_mm256_loadu_si256(d),
+                                                        _mm256_madd_epi16(a[u][v], ones)));
+            }
+    }
 }
 #else
 static void c8_rows(const uint8_t *const *src, const int64_t *off, int64_t ntap, int64_t cq,
