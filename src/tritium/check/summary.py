@@ -245,7 +245,7 @@ def _fold_checkpoint_bytes(rows: list[LayerRow], trace: list) -> None:
         kb, _, xb, _ = calls[b]
         if _FOLDS.get(ka) != kb or a.rpartition(".")[0] != b.rpartition(".")[0] or xb != ya:
             continue
-        if cfg.get("act_quant") not in (None, "none"):
+        if cfg.get("act_quant") not in (None, "none", "int8_image"):   # per sample: folds
             continue
         layer, bn = by_name[a], by_name[b]
         n = _i(cfg.get("out_features" if ka == "TernaryLinear" else "out_channels"))
