@@ -111,6 +111,10 @@ def canonical_quantizer(name: str) -> str | None:
 ACT_QUANTS = ("none", "int8")
 """Activation quantization modes of ternary layers."""
 
+CONV_ACT_QUANTS = (*ACT_QUANTS, "int8_image")
+"""Activation quantization modes of ternary convolutions: those of every ternary layer, and
+``int8_image`` (one int8 absmax scale per sample, so the conv is an exact int32 implicit GEMM)."""
+
 STE_KINDS = ("identity", "clipped")
 """Straight-through estimators of ternary layers."""
 

@@ -77,13 +77,16 @@ def test_freeze_gives_packed_inference_with_same_outputs():
 class _HandBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int = 1):
         super().__init__()
-        self.conv1 = trt.TernaryConv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        aq = "int8_image"   # as examples/resnet18.tri
+        self.conv1 = trt.TernaryConv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False,
+                                       act_quant=aq)
         self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = trt.TernaryConv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.conv2 = trt.TernaryConv2d(c_out, c_out, 3, padding=1, bias=False, act_quant=aq)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = None
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(trt.TernaryConv2d(c_in, c_out, 1, stride=stride, bias=False),
+            self.shortcut = nn.Sequential(trt.TernaryConv2d(c_in, c_out, 1, stride=stride, bias=False,
+                                                            act_quant=aq),
                                           nn.BatchNorm2d(c_out))
 
     def forward(self, x):

@@ -371,6 +371,9 @@ def _conv_keys(quant: bool) -> dict[str, Key]:
     }
     if quant:
         keys.update(_QUANT_KEYS)
+        keys["act_quant"] = Key("str", "none", choices=vocab.CONV_ACT_QUANTS,
+                                doc="activation quantization (`int8_image`: one int8 scale per "
+                                    "sample)")
     return keys
 
 

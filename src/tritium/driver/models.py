@@ -538,7 +538,7 @@ def unpacked_twin(model: nn.Module) -> nn.Module:
         if isinstance(child, TernaryConv1d):
             if not child.frozen:
                 raise ModelBuildError("unpacked_twin needs a frozen model")
-            if child.act_quant == "int8":
+            if child.act_quant != "none":
                 raise ModelBuildError(
                     "a ternary convolution with int8 activation quantization cannot be "
                     "exported as plain layers", help="export as safetensors instead")
@@ -562,7 +562,7 @@ def unpacked_twin(model: nn.Module) -> nn.Module:
         elif isinstance(child, TernaryConv2d):
             if not child.frozen:
                 raise ModelBuildError("unpacked_twin needs a frozen model")
-            if child.act_quant == "int8":
+            if child.act_quant != "none":
                 raise ModelBuildError(
                     "a ternary convolution with int8 activation quantization cannot be "
                     "exported as plain layers", help="export as safetensors instead")

@@ -63,6 +63,7 @@ from tritium.runtime.reference import int_matmul_exact as _int_matmul_exact
 from tritium.runtime.reference import quantize_activations_int8
 from tritium.runtime.reference import reference_linear as _reference_linear
 from tritium.runtime.tuned import refusals as tuned_configs_refused
+from tritium.vocab import CONV_ACT_QUANTS
 
 __all__ = [
     "ACTIVATIONS",
@@ -192,7 +193,8 @@ def _use_triton(*tensors: torch.Tensor | None) -> bool:
     return dispatch.available()
 
 
-def _check_common(w: PackedTernary, activation: str | None, act_quant: str) -> None:
+def _check_common(w: PackedTernary, activation: str | None, act_quant: str,
+                  modes: tuple[str, ...] = ACT_QUANT_MODES) -> None:
     if not isinstance(w, PackedTernary):
         raise TypeError(f"w must be a PackedTernary, got {type(w).__name__}")
     if activation not in _ACT_CODE:
@@ -200,8 +202,9 @@ def _check_common(w: PackedTernary, activation: str | None, act_quant: str) -> N
             f"unknown activation {activation!r}; expected one of "
             f"{', '.join(repr(a) for a in ACTIVATIONS)}"
         )
-    if act_quant not in ACT_QUANT_MODES:
-        raise ValueError(f"act_quant must be 'none' or 'int8', got {act_quant!r}")
+    if act_quant not in modes:
+        raise ValueError(f"act_quant must be one of {', '.join(repr(m) for m in modes)}, "
+                         f"got {act_quant!r}")
 
 
 def _checked_scale_bias(n: int, scale, bias: torch.Tensor | None) -> torch.Tensor:
@@ -350,9 +353,11 @@ def ternary_conv2d(
 ) -> torch.Tensor:
     """NCHW conv with ternary weights packed as 2-D (O, I/groups * kh * kw), via im2col + GEMM.
 
-    With ``act_quant="int8"`` a token is one output position's im2col column of one group.
+    With ``act_quant="int8"`` a token is one output position's im2col column of one group;
+    with ``"int8_image"`` each sample is quantized once (one absmax scale over all its values)
+    and the integer conv is exact: ``y = conv(q, trits) * s_sample * scale + bias``.
     """
-    _check_common(w, activation, act_quant)
+    _check_common(w, activation, act_quant, CONV_ACT_QUANTS)
     o, ig, kh, kw = (int(v) for v in weight_shape)
     if w.shape != (o, ig * kh * kw):
         raise ValueError(f"packed weight shape {w.shape} does not match weight_shape {tuple(weight_shape)}")
@@ -374,7 +379,8 @@ def ternary_conv2d(
     scale = scale.reshape(-1)
     if scale.numel() not in (1, o):
         raise ValueError(f"scale must have 1 or O={o} elements, got {tuple(scale.shape)}")
-    if x.is_cuda and _use_triton(x, scale, bias, residual):  # GPU: Triton kernels
+    # GPU: Triton kernels (they have no int8_image mode: that one runs in PyTorch below)
+    if x.is_cuda and act_quant != "int8_image" and _use_triton(x, scale, bias, residual):
         from tritium.backends.triton import dispatch
 
         return dispatch.ternary_conv2d(x, w, (o, ig, kh, kw), scale, bias, st, pd, dl, groups,
@@ -389,6 +395,9 @@ def ternary_conv2d(
                                                   activation, residual, None, groups)
         if y is not None:   # None: a grouped conv the native kernels do not take
             return y.to(out_dtype)
+    if act_quant == "int8_image":
+        return _conv2d_int8_image(xf, w, (o, ig, kh, kw), scale, bias, st, pd, dl, groups,
+                                  activation, residual).to(out_dtype)
     cols = F.unfold(xf, (kh, kw), dilation=dl, padding=pd, stride=st)  # (B, C*kh*kw, L)
     L = ho * wo
     kg = ig * kh * kw
@@ -428,3 +437,23 @@ def ternary_conv2d(
     if residual is not None:
         y = y + residual.float()
     return _apply_activation(y, activation).to(out_dtype)
+
+
+def _conv2d_int8_image(x: torch.Tensor, w: PackedTernary, shape: tuple[int, int, int, int],
+                       scale: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                       padding: tuple[int, int], dilation: tuple[int, int], groups: int,
+                       activation: str | None, residual: torch.Tensor | None) -> torch.Tensor:
+    """The ``int8_image`` conv in PyTorch (the reference of the native kernel, and its path
+    where that does not run): each sample quantized as one token, the integer conv in float
+    (exact: every partial sum of int8 values times trits is an integer below 2**24 for
+    K * 127 < 2**24), then ``* s_sample * scale + bias + residual`` and the activation."""
+    b = x.shape[0]
+    xq, s = quantize_activations_int8(x.reshape(b, -1))
+    trits = unpack_ternary(w).reshape(shape).float()
+    yi = F.conv2d(xq.reshape(x.shape).float(), trits, None, stride, padding, dilation, groups)
+    y = yi * s.reshape(b, 1, 1, 1) * scale.float().reshape(1, -1, 1, 1)
+    if bias is not None:
+        y = y + bias.float().reshape(1, -1, 1, 1)
+    if residual is not None:
+        y = y + residual.float()
+    return _apply_activation(y, activation)

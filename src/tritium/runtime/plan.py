@@ -178,7 +178,8 @@ class LinearPlan:
         self.lib = lib
         self.fn = lib.lib.tri_linear_planned
         self.n, self.k, self.fmt = n, k, fmt
-        self.aq = 1 if act_quant == "int8" else 0
+        # 1: int8 per token (per patch in a conv); 2: int8 per sample (convs, "int8_image")
+        self.aq = {"int8": 1, "int8_image": 2}.get(act_quant, 0)
         self.act_quant = act_quant
         self.tensors = (wdata, scale, bias)
         self.versions = tuple(None if t is None else t._version for t in self.tensors)
@@ -189,13 +190,15 @@ class LinearPlan:
             fmt=FORMAT_CODE[fmt], act_quant=self.aq)
         self.args_ptr = ctypes.addressof(self.args)
         self.fixed = config is not None
-        self.g2_min = _g2_min_m(lib) if self.aq else 1 << 62
+        self.g2_min = _g2_min_m(lib) if self.aq == 1 else 1 << 62
         self.g2: torch.Tensor | None = None
         self.resolved: dict[int, tuple] = {}
         self.env_threads = (config.threads if config is not None and config.threads
                             else _default_threads())
         self.geoms: dict[tuple, tuple] = {}   # conv2d: (input C, H, W, conv params) -> geometry
-        self.cpanel: torch.Tensor | None = None   # conv2d, fp32: the panel layout, made once
+        # conv2d, fp32: the panel layout; int8_image: tri_conv8_pack's layout (made once: it
+        # depends on the weight's C, kh and kw only, fixed for a layer)
+        self.cpanel: torch.Tensor | None = None
 
     def valid_for(self, wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
                   ) -> bool:
@@ -300,18 +303,26 @@ class LinearPlan:
             geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo,
                                             groups)
             gptr = ctypes.addressof(geom)
-            # fp32 activations: whether the kernels want the weight's panel layout here
-            panel = 0 if self.aq else self.lib.lib.tri_conv_panel_bytes(self.args_ptr, gptr)
+            # fp32 activations: whether the kernels want the weight's panel layout here;
+            # int8_image: the size of its own layout (0 for a geometry it does not take)
+            if self.aq == 2:
+                panel = self.lib.lib.tri_conv8_bytes(self.args_ptr, gptr)
+            else:
+                panel = 0 if self.aq else self.lib.lib.tri_conv_panel_bytes(self.args_ptr, gptr)
             hit = self.geoms[key] = (geom, gptr, ho, wo, panel)
         _, gptr, ho, wo, panel = hit
         m = b * ho * wo
         gw = None
-        if self.aq and groups == 1 and m >= self.g2_min:
+        if self.aq == 2:
+            if not panel:   # a grouped int8_image conv: the caller's PyTorch path
+                return None
+            gw = self._conv_panel(panel, gptr)
+        elif self.aq and groups == 1 and m >= self.g2_min:
             if self.g2 is None:
                 self.g2 = _g2_layout(self.lib, self.tensors[0], self.n, self.k, self.fmt)
             gw = None if self.g2 is None else self.g2.data_ptr()
         elif panel:
-            gw = self._conv_panel(panel)
+            gw = self._conv_panel(panel, gptr)
         if residual is not None:
             residual = residual.float().expand(b, self.n, ho, wo).contiguous()
         rptr = None if residual is None else residual.data_ptr()
@@ -338,14 +349,17 @@ class LinearPlan:
         return y
 
 
-    def _conv_panel(self, nbytes: int) -> int:
-        """The address of the weight's panel layout for the fp32 implicit-GEMM conv
-        (`tri_conv_panel_pack`: int8 trits, k-major, in panels of output channels), made on
-        the first call that wants it and kept with the plan (a changed weight rebuilds the
-        plan, so the layout too)."""
-        if self.cpanel is None:
+    def _conv_panel(self, nbytes: int, gptr: int) -> int:
+        """The address of the weight's layout for the implicit-GEMM convs, made on the first
+        call that wants it and kept with the plan (a changed weight rebuilds the plan, so the
+        layout too): with fp32 activations `tri_conv_panel_pack`'s (int8 trits, k-major, in
+        panels of output channels), in int8_image mode `tri_conv8_pack`'s (trits in panels of
+        16 channels x 4 input channels per tap, then the channels' trit sums)."""
+        if self.cpanel is None or self.cpanel.numel() != nbytes:
             out = torch.empty(nbytes, dtype=torch.int8)
-            if self.lib.lib.tri_conv_panel_pack(self.args_ptr, out.data_ptr()):
+            rc = (self.lib.lib.tri_conv8_pack(self.args_ptr, gptr, out.data_ptr()) if self.aq == 2
+                  else self.lib.lib.tri_conv_panel_pack(self.args_ptr, out.data_ptr()))
+            if rc:
                 raise MemoryError("tritium: could not allocate the conv's weight layout")
             self.cpanel = out
         return self.cpanel.data_ptr()

@@ -164,6 +164,8 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_pool2d": (_I, [_P, _P, _I64, _P, _I]),
         "tri_conv_panel_bytes": (_I64, [_P, _P]),
         "tri_conv_panel_pack": (_I, [_P, _P]),
+        "tri_conv8_bytes": (_I64, [_P, _P]),
+        "tri_conv8_pack": (_I, [_P, _P, _P]),
         "tri_chain_planned": (_I, [_P, _P, _I64, _P, _I, _P]),
         "tri_g2_bytes": (_I64, [_I, _I64, _I64]),
         "tri_g2_pack": (_I, [_I, _P, _I64, _I64, _I64, _P, _I]),

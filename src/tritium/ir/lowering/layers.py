@@ -251,6 +251,10 @@ def _conv2d(lw, b: Builder, layer: LayerDef, p: str, spec: L.LayerSpec, cfg: dic
             raise LoweringError(f"{spec.name} with `act_quant: \"int8\"` (per-im2col-column "
                                 "activation quantization) cannot be expressed in the IR", span)
         w = lw.ternary(b, w, lw.quant_cfg(cfg, "twn", span))
+        if cfg.get("act_quant") == "int8_image":
+            # one int8 absmax scale per sample (dim 0): quantized once, then the conv
+            q, s = b.quantize_int8(x, per_channel=True, axis=0)
+            x = b.dequantize(q, s, axis=0)
     return b.conv2d(x, w, *bias, **attrs)
 
 

@@ -35,10 +35,11 @@ from tritium.runtime.ste import (
     ste_identity,
     ternary_activation,
 )
-from tritium.vocab import quantizer_per_channel
+from tritium.vocab import CONV_ACT_QUANTS, quantizer_per_channel
 
 TERNARY_FORMATS: tuple[str, ...] = ("t2", "t1.6")
 ACT_QUANT_MODES: tuple[str, ...] = ("none", "int8")
+CONV_ACT_QUANT_MODES: tuple[str, ...] = CONV_ACT_QUANTS
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "relu6": F.relu6,
@@ -158,6 +159,7 @@ class TernaryLayer(TritiumLayer):
         act_quant: str,
         ste: str,
         ste_clip: float,
+        act_quants: tuple[str, ...] = ACT_QUANT_MODES,
     ) -> None:
         self.quantizer = canonical_quantizer_name(quantizer)
         if self.quantizer == "threshold":
@@ -174,7 +176,7 @@ class TernaryLayer(TritiumLayer):
         # `adaptive_ternary` is TWN with a threshold per output channel
         self.per_channel = bool(per_channel) or quantizer_per_channel(quantizer)
         self.threshold = None if threshold is None else float(threshold)
-        self.act_quant = _check_choice("act_quant", act_quant, ACT_QUANT_MODES)
+        self.act_quant = _check_choice("act_quant", act_quant, act_quants)
         get_ste(ste, ste_clip)  # raises for an unknown name
         self.ste = ste.strip().lower()
         self.ste_clip = float(ste_clip)
@@ -564,7 +566,10 @@ class TernaryConv2d(TernaryLayer):
 
     With ``act_quant="int8"`` the input is fake-quantized per token, a token being one output
     position's im2col column (the ``in_channels/groups * kh * kw`` inputs of one group that
-    the position reads), as the int8 conv kernel does.
+    the position reads), as the int8 conv kernel does. With ``act_quant="int8_image"`` each
+    sample (image) is fake-quantized once with one int8 absmax scale over all its values, so
+    that frozen, the conv is an exact int32 implicit GEMM on the int8 image (the fast int8
+    conv kernel): ``y = (sum q * t) * s_sample * scale + bias``.
     """
 
     folds_batchnorm = nn.BatchNorm2d
@@ -611,7 +616,8 @@ class TernaryConv2d(TernaryLayer):
             self.bias = nn.Parameter(torch.empty(out_channels, **factory))
         else:
             self.register_parameter("bias", None)
-        self._init_quant(quantizer, per_channel, threshold, act_quant, ste, ste_clip)
+        self._init_quant(quantizer, per_channel, threshold, act_quant, ste, ste_clip,
+                         CONV_ACT_QUANT_MODES)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -662,6 +668,11 @@ class TernaryConv2d(TernaryLayer):
         w_q = self.quantized_weight()
         if self.act_quant == "int8":
             y = self._conv_int8_tokens(x, w_q)
+        elif self.act_quant == "int8_image":
+            # one absmax scale per sample: the image flattened is one token
+            xq = fake_quant_int8(x.reshape(x.shape[0], -1)).reshape(x.shape)
+            y = F.conv2d(xq, w_q, self.bias, self.stride, self.padding, self.dilation,
+                         self.groups)
         else:
             y = F.conv2d(x, w_q, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return _epilogue(y, activation, residual)

@@ -678,6 +678,9 @@ TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, 
         || k != g->c / g->groups * g->kh * g->kw)
         return 2;
     if (m == 0 || n == 0) return 0;
+    if (p->act_quant == TRI_AQ_IMAGE)   /* int8_image: gw is tri_conv8_pack's layout or NULL */
+        return c8_fits(p, g) ? conv8(p, g, x, batch, residual, act, (const int8_t *)gw, y, nthreads)
+                             : 3;
     if (gw && ig_conv_fits(p, g))   /* gw: the panel layout in fp32 mode */
         return ig_conv(p, g, x, batch, residual, act, (const int8_t *)gw, y, nthreads);
     if (pw_conv_fits(p, g)) return pw_conv(p, g, x, batch, residual, act, y, nthreads);

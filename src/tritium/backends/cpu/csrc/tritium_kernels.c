@@ -218,5 +218,6 @@ TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t 
 }
 
 #include "tritium_dw.h"   /* depthwise and pointwise convs (fp32), tri_conv2d_planned's */
+#include "tritium_conv8.h" /* the int8-activation implicit-GEMM conv (int8_image) */
 #include "tritium_conv.h" /* conv2d: patches gathered into the GEMM rows, NCHW out */
 #include "tritium_lm.h"   /* language-model decode: the int8 head, the RMSNorm-fused BitLinear */

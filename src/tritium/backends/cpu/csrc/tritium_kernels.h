@@ -160,9 +160,10 @@ typedef struct {
 
 /* y[b, o, oh, ow] = act(conv2d(x, W) * scale + bias + residual), NCHW in and out, with the
  * layer's packed weight (O x C/groups*kh*kw) and constants in *p; int8 mode quantizes each
- * patch on its own (as tri_linear quantizes a token). Returns 0, 1 on allocation failure, 2
- * when the geometry does not match the weight, 3 for a grouped conv with int8 activations
- * (only the fp32 flat conv takes groups). gw: with int8 activations the G2 layout or NULL;
+ * patch on its own (as tri_linear quantizes a token); int8_image mode (act_quant 2) each
+ * image once (tritium_conv8.h). Returns 0, 1 on allocation failure, 2 when the geometry does
+ * not match the weight, 3 for a grouped conv with int8 activations (only the fp32 flat conv
+ * takes groups). gw: with int8 activations the G2 layout or NULL;
  * with fp32 activations the panel layout of tri_conv_panel_pack or NULL (then the implicit
  * GEMM for small planes is not used). */
 TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
@@ -194,6 +195,13 @@ TRI_EXPORT int tri_conv2d_pool_planned(const TriLinearPlan *p, const TriConvGeom
  * and the packing (returns 1 if out of memory). C ABI 9. */
 TRI_EXPORT int64_t tri_conv_panel_bytes(const TriLinearPlan *p, const TriConvGeom *g);
 TRI_EXPORT int tri_conv_panel_pack(const TriLinearPlan *p, int8_t *out);
+
+/* act_quant TRI_AQ_IMAGE (2, "int8_image"; conv only): each image quantized once with one
+ * absmax scale, an exact int32 implicit GEMM (tritium_conv8.h). Its weight layout for geometry
+ * g (tri_conv2d_planned's gw in that mode): the size in bytes (0 when the conv does not take
+ * it: groups > 1) and the packing (returns 1 if out of memory, 2 for such a geometry). */
+TRI_EXPORT int64_t tri_conv8_bytes(const TriLinearPlan *p, const TriConvGeom *g);
+TRI_EXPORT int tri_conv8_pack(const TriLinearPlan *p, const TriConvGeom *g, int8_t *out);
 
 /* y[plane] = pool(x[plane]) for `planes` contiguous planes of q->h x q->w floats (y: planes x
  * q->ho x q->wo). Returns 0, or 2 for a geometry without output. */
