@@ -149,3 +149,24 @@ def test_a_layout_made_on_another_isa_is_not_reused(monkeypatch):
     l2 = kernels._g2_layout(a2, p.data, n, k, "t2")
     assert l2 is not l512 and l2.numel() == 2 * ((k + 3) // 4) * 32
     assert kernels._g2_layout(a2, p.data, n, k, "t2") is l2
+
+
+def test_the_avx2_quantizer_is_bit_identical_to_the_portable_one():
+    """tritium_epilogue.h's 8-lane quantizer: the same division, rounding and clamp as the C
+    loops (and torch), NaN and infinities included, on every tail length."""
+    libs = [cpu.load("avx2"), cpu.load("scalar")]
+    g = torch.Generator().manual_seed(0)
+    for k, case in itertools.product((1, 7, 8, 9, 64, 100, 257), range(4)):
+        x = torch.randn(5, k, generator=g) * 10.0 ** case
+        if case == 2:
+            x[2] = 0.0
+        if case == 3:
+            x.view(-1)[::3] = float("nan")
+            x.view(-1)[1::7] = float("inf")
+        outs = []
+        for lib in libs:
+            q, s = torch.empty(5, k, dtype=torch.int8), torch.empty(5)
+            lib.lib.tri_quantize_rows(x.data_ptr(), 5, k, q.data_ptr(), s.data_ptr(), 1)
+            outs.append((q, s))
+        assert torch.equal(outs[0][0], outs[1][0]), (k, case)
+        torch.testing.assert_close(outs[0][1], outs[1][1], rtol=0, atol=0, equal_nan=True)
