@@ -106,8 +106,9 @@ def _ensure_valid(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> None:
     _VALIDATED[key] = (weakref.ref(wdata), ptr, ver)
 
 
-# id(data tensor) -> (weakref to it, data_ptr, _version, n, k, fmt, G2 layout): the int8 GEMM's
-# 2-bit panel layout of a weight, made once per weight on its first batch that uses the GEMM.
+# id(data tensor) -> (weakref to it, data_ptr, _version, n, k, fmt, G2 layout, ISA): the int8
+# GEMM's 2-bit panel layout of a weight (its own on each ISA path), made once per weight on its
+# first batch that uses the GEMM.
 _G2_LAYOUTS: dict[int, tuple] = {}
 
 
@@ -128,7 +129,7 @@ def _g2_layout(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> torch.Tens
     key = id(wdata)
     hit = _G2_LAYOUTS.get(key)
     if (hit is not None and hit[0]() is wdata
-            and hit[1:6] == (wdata.data_ptr(), wdata._version, n, k, fmt)):
+            and hit[1:6] == (wdata.data_ptr(), wdata._version, n, k, fmt) and hit[7] == lib.isa):
         return hit[6]
     nbytes = lib.lib.tri_g2_bytes(FORMAT_CODE[fmt], n, k)
     if nbytes <= 0:
@@ -144,6 +145,6 @@ def _g2_layout(lib, wdata: torch.Tensor, n: int, k: int, fmt: str) -> torch.Tens
             del _G2_LAYOUTS[key]
 
     _G2_LAYOUTS[key] = (weakref.ref(wdata, _drop), wdata.data_ptr(), wdata._version, n, k, fmt,
-                        out)
+                        out, lib.isa)
     return out
 

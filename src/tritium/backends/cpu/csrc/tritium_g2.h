@@ -17,7 +17,8 @@
 /* of TRI_GEMM_KC (0: whole rows) with the partial sums kept in a per-thread tile.        */
 /* ------------------------------------------------------------------------------------ */
 
-#define TRI_HAVE_G2 TRI_ISA_AVX512
+/* on the AVX2 path the entry points below run the GEMM of tritium_g2avx2.h */
+#define TRI_HAVE_G2 (TRI_ISA_AVX512 || TRI_HAVE_G2A)
 
 static inline int64_t g2_k4(int64_t k) { return (k + 3) / 4; }
 static inline int64_t g2_n16(int64_t n) { return (n + 15) / 16; }
@@ -60,11 +61,13 @@ static void g2_pack_task(void *ctx, int64_t task, int tid) {
 
 TRI_EXPORT int64_t tri_g2_bytes(int fmt, int64_t n, int64_t k) {
     (void)fmt;
+    if (TRI_HAVE_G2A) return g2a_bytes(n, k);
     return TRI_HAVE_G2 ? g2_n16(n) * g2_k4(k) * 16 : 0;
 }
 
 TRI_EXPORT int tri_g2_pack(int fmt, const uint8_t *w, int64_t n, int64_t k, int64_t row_bytes,
                            uint8_t *out, int nthreads) {
+    if (TRI_HAVE_G2A) return g2a_pack(fmt, w, n, k, row_bytes, out, nthreads);
     G2PackJob J = {.fmt = fmt, .w = w, .n = n, .k = k, .row_bytes = row_bytes, .out = out};
     J.nb = n_blocks(fmt, k);
     J.kpad = J.nb * blk_elems(fmt);
@@ -74,7 +77,7 @@ TRI_EXPORT int tri_g2_pack(int fmt, const uint8_t *w, int64_t n, int64_t k, int6
     return atomic_load(&J.oom);
 }
 
-#if TRI_HAVE_G2
+#if TRI_ISA_AVX512
 #define G2_MR TRI_GEMM_MR
 #define G2_NRV TRI_GEMM_NRV
 #define G2_NR (16 * TRI_GEMM_NRV)
@@ -440,6 +443,8 @@ static int run_g2(const Problem *P, const uint8_t *gw, int nthreads) {
     free(own);
     return err;
 }
+#elif TRI_HAVE_G2A
+static int run_g2(const Problem *P, const uint8_t *gw, int nthreads) { return run_g2a(P, gw, nthreads); }
 #else
 static int run_g2(const Problem *P, const uint8_t *gw, int nthreads) {
     (void)P; (void)gw; (void)nthreads;

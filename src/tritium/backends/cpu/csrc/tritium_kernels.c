@@ -115,6 +115,7 @@ __attribute__((unused)) static void decode_codes_scalar(int fmt, const uint8_t *
 
 #include "tritium_driver.h"
 #include "tritium_f32p.h" /* the fp32-activation panel GEMM for batches of tokens */
+#include "tritium_g2avx2.h" /* the int8 batch GEMM of the AVX2 path */
 #include "tritium_g2.h"
 
 
