@@ -8,9 +8,10 @@ text that parses to the same AST. TRITIUM_FUZZ_EXAMPLES sets the number of examp
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tritium.backends.pytorch.codegen import generate
@@ -19,13 +20,8 @@ from tritium.frontend.diagnostics import CODES
 from tritium.frontend.formatter import format_source
 from tritium.frontend.parser import parse
 
-N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
-
-
-def fuzz(default: int):
-    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
-                    suppress_health_check=list(HealthCheck))
-
+sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
+from fuzzing import fuzz  # noqa: E402
 
 DTYPE = st.sampled_from(["float32", "float16", "E", "int8", "trit"])
 SHAPE = st.sampled_from(["S", "?", "[?, ?]", "[n]", "[2, 3]", "R"])

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
+import sys
 import types
+from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tritium.backends.pytorch.codegen import generate
@@ -34,12 +35,8 @@ from tritium.frontend.formatter import format_source
 from tritium.frontend.parser import parse
 from tritium.ir.lowering import LoweringError, lower
 
-N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
-
-
-def fuzz(default: int):
-    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
-                    suppress_health_check=list(HealthCheck))
+sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
+from fuzzing import fuzz  # noqa: E402
 
 
 def _run_main(python: str) -> str:

@@ -8,9 +8,10 @@ or fails with a LoweringError (E0701). TRITIUM_FUZZ_EXAMPLES sets the count (`ma
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tritium.backends.pytorch.codegen import generate
@@ -21,13 +22,8 @@ from tritium.frontend.formatter import format_source
 from tritium.frontend.parser import parse
 from tritium.ir.lowering import LoweringError, lower
 
-N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
-
-
-def fuzz(default: int):
-    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
-                    suppress_health_check=list(HealthCheck))
-
+sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
+from fuzzing import fuzz  # noqa: E402
 
 NAMES = ["i", "n", "s", "a", "b", "pass", "step", "while"]
 INTS = ["0", "1", "2", "3", "0x1F", "0b101", "0o7", "1_0", "0xFFFF_FFFF_FFFF_FFFF", "-2",

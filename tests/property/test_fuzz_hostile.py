@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tritium.backends.pytorch.codegen import generate
@@ -36,6 +36,7 @@ from tritium.ir.lowering import LoweringError, lower
 from tritium.passes import pipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
+from fuzzing import fuzz  # noqa: E402
 from strategies import (  # noqa: E402
     SENTINEL,
     all_expensive_programs,
@@ -45,14 +46,6 @@ from strategies import (  # noqa: E402
     layer_configs,
     tri_string,
 )
-
-N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
-
-
-def fuzz(default: int):
-    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
-                    suppress_health_check=list(HealthCheck))
-
 
 TIME_BOUND = 10.0   # CPU seconds for one example, whatever it asks for (normally milliseconds;
                     # CPU time, so that a loaded machine does not fail the bound; the compiler's

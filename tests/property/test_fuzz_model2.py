@@ -6,9 +6,10 @@ compiles to Python that validate() accepts. TRITIUM_FUZZ_EXAMPLES sets the count
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tritium.backends.pytorch.codegen import generate
@@ -18,13 +19,8 @@ from tritium.frontend.diagnostics import CODES
 from tritium.frontend.formatter import format_source
 from tritium.frontend.parser import parse
 
-N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
-
-
-def fuzz(default: int):
-    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
-                    suppress_health_check=list(HealthCheck))
-
+sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
+from fuzzing import fuzz  # noqa: E402
 
 BLOCK = """block B {
     params { in_channels: int, out_channels: int, stride: int = 1, expand_ratio: int = 1 }

@@ -6,9 +6,10 @@ to another run length. TRITIUM_FUZZ_EXAMPLES sets the count (`make fuzz`)."""
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tritium import qat
@@ -17,13 +18,8 @@ from tritium.backends.pytorch.validate import validate
 from tritium.check import check_source
 from tritium.frontend.diagnostics import CODES
 
-N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
-
-
-def fuzz(default: int):
-    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
-                    suppress_health_check=list(HealthCheck))
-
+sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
+from fuzzing import fuzz  # noqa: E402
 
 NUMBERS = st.one_of(st.integers(-5, 120), st.sampled_from(["1.5", "-0", "1e3", "0x10",
                                                            "99999999999999999999"]))

@@ -13,12 +13,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
-import os
 import sys
 import types
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tritium.backends.pytorch.codegen import generate
@@ -31,13 +30,8 @@ from tritium.frontend.parser import parse
 sys.path.insert(0, str(Path(__file__).parent))
 from strategies import SENTINEL, hostile_text, tri_string  # noqa: E402
 
-N_ENV = os.environ.get("TRITIUM_FUZZ_EXAMPLES")
-
-
-def fuzz(default: int):
-    return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
-                    suppress_health_check=list(HealthCheck))
-
+sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
+from fuzzing import fuzz  # noqa: E402
 
 NAMES = ["a", "b", "total", "x1", "step", "main", "print_", "self", "len_", "_tmp"]
 SPECS = ["", ">4", "<6", "^5", "+", "05", ".2", ",", "_", "*>7", "#x", "08.3f", ".1%", "e",
