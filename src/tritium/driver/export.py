@@ -15,7 +15,8 @@ hands to the ONNX exporter:
   scale per output channel (``Mul``), so the file holds 2 bits a weight.
 
 With ``matmul_nbits=True`` (``--format onnx-packed --matmul-nbits``) each frozen
-``TernaryLinear`` without input quantization becomes one onnxruntime contrib node,
+``TernaryLinear`` (fp32 activations, or per-token int8 ones: their fake quantization in float
+ops before the node) becomes one onnxruntime contrib node,
 ``com.microsoft.MatMulNBits`` with ``bits=2`` (:class:`NBitsTernaryLinear`): the codes
 ``trit + 2`` (the operator's default 2-bit zero point), four a byte along K, low bits first,
 in blocks of ``block_size`` (a power of two from 16 to 256, the range onnxruntime's CPU
@@ -38,7 +39,7 @@ from torch import nn
 
 import tritium
 
-from .models import FloatLinear, RunInfo, _epilogue, unpacked_twin
+from .models import FloatLinear, RunInfo, _epilogue, token_fake_quant_int8, unpacked_twin
 
 __all__ = ["CLASS_LABELS", "NBITS_BLOCK_SIZES", "NBitsTernaryLinear", "PackedTernaryWeight",
            "Preprocess", "export_graph", "nbits_blob", "onnx_metadata", "pack_codes",
@@ -221,10 +222,11 @@ class NBitsTernaryLinear(nn.Module):
     computes with them directly."""
 
     def __init__(self, trits: torch.Tensor, scale: torch.Tensor,
-                 bias: torch.Tensor | None) -> None:
+                 bias: torch.Tensor | None, act_int8: bool = False) -> None:
         super().__init__()
         n, k = (int(d) for d in trits.shape)
         self.n, self.k = n, k
+        self.act_int8 = act_int8   # per-token int8 activations, as float ops before the node
         self.block_size = nbits_block_size(n, k)
         blocks = -(-k // self.block_size)
         s = scale.detach().float().reshape(-1)
@@ -238,6 +240,8 @@ class NBitsTernaryLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, activation: str | None = None,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.act_int8:
+            x = token_fake_quant_int8(x)
         y = _MatMulNBits.apply(x, self.packed, self.scales, self._weight, self.k, self.n,
                                self.block_size)
         if self.bias is not None:
@@ -246,11 +250,14 @@ class NBitsTernaryLinear(nn.Module):
 
 
 def _nbits_candidate(layer: nn.Module, plain: nn.Module) -> bool:
-    """A frozen ternary linear layer whose float twin is a plain ``x W^T + b`` (no BitLinear
-    RMSNorm, no int8 activation quantization), which ``MatMulNBits`` computes alone."""
+    """A frozen ternary linear layer whose float twin is ``x W^T + b`` (no BitLinear RMSNorm),
+    with fp32 or per-token int8 activations: ``MatMulNBits``, after the activations' fake
+    quantization in float ops for the second."""
     from ..runtime import TernaryLinear
-    return (isinstance(layer, TernaryLinear) and getattr(layer, "act_quant", "none") == "none"
-            and isinstance(plain, FloatLinear) and plain.rms_eps is None and not plain.act_int8)
+    return (isinstance(layer, TernaryLinear)
+            and getattr(layer, "act_quant", "none") in ("none", "int8")
+            and isinstance(plain, FloatLinear) and plain.rms_eps is None
+            and plain.act_int8 == (layer.act_quant == "int8"))
 
 
 def _ternary_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -281,7 +288,7 @@ def export_graph(model: nn.Module, info: RunInfo, raw_shape: list[int], *,
             twin = plain.get_submodule(name)
             if matmul_nbits and _nbits_candidate(layer, twin):
                 _set(plain, name, NBitsTernaryLinear(q.trits.reshape(layer.out_dim, -1),
-                                                     q.scale, twin.bias))
+                                                     q.scale, twin.bias, twin.act_int8))
                 continue
             weight = PackedTernaryWeight(q.trits, q.scale)
             _set(plain, name, _PackedLinear(twin, weight))

@@ -420,9 +420,15 @@ class FloatLinear(nn.Linear):
         if self.rms_eps is not None:
             x = F.rms_norm(x, (self.in_features,), eps=self.rms_eps)
         if self.act_int8:
-            s = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / 127
-            x = torch.clamp(torch.round(x / s), -127, 127) * s
+            x = token_fake_quant_int8(x)
         return _epilogue(F.linear(x, self.weight, self.bias), activation, residual)
+
+
+def token_fake_quant_int8(x: torch.Tensor) -> torch.Tensor:
+    """Per-token (last dim) absmax int8 quantization of ``x``, dequantized: what the int8
+    kernels compute with, in float ops an exporter can trace."""
+    s = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / 127
+    return torch.clamp(torch.round(x / s), -127, 127) * s
 
 
 class FloatConv2d(nn.Conv2d):
