@@ -4,8 +4,8 @@ computes; models agree with the IR interpreter where the IR expresses them."""
 
 from __future__ import annotations
 
-import contextlib
-import io
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,42 +14,15 @@ import torch
 import tritium
 from tritium.check import check_source
 from tritium.driver import compile_program
-from tritium.ir import interpret
 from tritium.ir.lowering import LoweringError, lower
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers (any import mode)
+from programs import agree_with_ir, run_main  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def run_main(tmp_path, src: str) -> tuple[str, object]:
-    f = tmp_path / "prog.tri"
-    f.write_text(src)
-    result = compile_program(str(f))
-    module = result.module
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        module.main()
-    return buf.getvalue(), module
-
-
-def agree_with_ir(tmp_path, src: str, shape) -> tuple[np.ndarray, np.ndarray]:
-    f = tmp_path / "m.tri"
-    f.write_text(src)
-    result = check_source(src, str(f), f)
-    assert result.ok, [d.message for d in result.errors]
-    model = tritium.load(f)
-    model.eval()
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ref = model(x)
-    lowered = lower(result, None, None)
-    state = model.state_dict()
-    params = {n: state[n].detach().numpy() for n in lowered.params}
-    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    return ref.numpy(), np.asarray(got), model, x
 
 
 # ----------------------------------------------------------------------------- layer values

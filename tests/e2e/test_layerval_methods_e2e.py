@@ -4,38 +4,22 @@ computes; models agree with the IR interpreter where the IR expresses them."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-import tritium
-from tritium.check import check_source
 from tritium.driver import compile_program
-from tritium.ir import interpret
-from tritium.ir.lowering import lower
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers (any import mode)
+from programs import agree_with_ir  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def agree_with_ir(tmp_path, src: str, shape) -> tuple[np.ndarray, np.ndarray]:
-    f = tmp_path / "m.tri"
-    f.write_text(src)
-    result = check_source(src, str(f), f)
-    assert result.ok, [d.message for d in result.errors]
-    model = tritium.load(f)
-    model.eval()
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ref = model(x)
-    lowered = lower(result, None, None)
-    state = model.state_dict()
-    params = {n: state[n].detach().numpy() for n in lowered.params}
-    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    return ref.numpy(), np.asarray(got), model, x
 
 
 # ----------------------------------------------------------------------------- methods

@@ -4,28 +4,18 @@ prints."""
 
 from __future__ import annotations
 
-import contextlib
-import io
+import sys
+from pathlib import Path
 
 import pytest
 
-from tritium.driver import compile_program
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers (any import mode)
+from programs import run_main  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def run_main(tmp_path, src: str) -> tuple[str, object]:
-    f = tmp_path / "prog.tri"
-    f.write_text(src)
-    result = compile_program(str(f))
-    module = result.module
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        module.main()
-    return buf.getvalue(), module
 
 
 # ----------------------------------------------------------------------------- scoping
