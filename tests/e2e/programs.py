@@ -1,10 +1,11 @@
-"""What the end-to-end tests of language forms share: run a statement program's `main()`
+"""What the end-to-end tests of language forms share: run a statement program's `main()`,
 and compare a model's PyTorch forward with the IR interpreter on the same weights."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,21 +28,43 @@ def run_main(tmp_path, src: str) -> tuple[str, object]:
     return buf.getvalue(), module
 
 
-def agree_with_ir(tmp_path, src: str, shape) -> tuple[np.ndarray, np.ndarray, object, torch.Tensor]:
-    """(the loaded model's output, the IR interpreter's on the model's own weights, the
-    model, the seeded input of ``shape``); ``src`` must check clean."""
-    f = tmp_path / "m.tri"
-    f.write_text(src)
-    result = check_source(src, str(f), f)
+def checked(src: str, path: Path):
+    """The checker's result for ``src`` written at ``path`` (its siblings resolve there);
+    fails the test with the messages when it has errors."""
+    path.write_text(src, encoding="utf-8")
+    result = check_source(src, str(path), path)
     assert result.ok, [d.message for d in result.errors]
-    model = tritium.load(f)
-    model.eval()
+    return result
+
+
+def ir_output(result, model: torch.nn.Module, inputs: list[torch.Tensor],
+              entry: str | None = None) -> np.ndarray:
+    """The IR interpreter's output for the checked program ``result`` (its ``entry``) on
+    ``inputs``, with the model's own parameters and buffers as the weights."""
+    lowered = lower(result, entry, None)
+    state = {**dict(model.named_buffers()), **model.state_dict()}
+    params = {n: state[n].detach().numpy() for n in lowered.params}
+    got = interpret(lowered.module, lowered.entry, [x.numpy() for x in inputs], params=params)
+    got = got[0] if isinstance(got, list | tuple) else got
+    return np.asarray(got)
+
+
+def agree_with_ir(tmp_path, src: str, shape, *, entry: str | None = None,
+                  randomize: float | None = None,
+                  name: str = "m.tri") -> tuple[np.ndarray, np.ndarray, object, torch.Tensor]:
+    """(the loaded model's output, the IR interpreter's on the model's own weights, the
+    model, the seeded input of ``shape``) for ``src`` written as ``tmp_path / name``, which
+    must check clean. ``randomize``: first set every parameter to that many standard
+    normals (seed 0), so that zero- or one-initialized weights do not hide a mistake."""
+    path = tmp_path / name
+    result = checked(src, path)
+    model = (tritium.load(path, entry) if entry else tritium.load(path)).eval()
+    if randomize is not None:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn_like(p) * randomize)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = model(x)
-    lowered = lower(result, None, None)
-    state = model.state_dict()
-    params = {n: state[n].detach().numpy() for n in lowered.params}
-    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    return ref.numpy(), np.asarray(got), model, x
+    return ref.numpy(), ir_output(result, model, [x], entry), model, x

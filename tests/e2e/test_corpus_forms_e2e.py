@@ -5,14 +5,18 @@ compiles, runs in PyTorch, and a layer agrees with the IR interpreter."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
 import tritium
 from tritium.check import check_source
 from tritium.driver import compile_program
-from tritium.ir import interpret
-from tritium.ir.lowering import lower
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers (any import mode)
+from programs import ir_output  # noqa: E402
 
 PROGRAM = """\
 type Grid<E> = Tensor<E, [?, ?]>
@@ -77,11 +81,8 @@ def test_ternary_input_of_a_layer_function(tmp_path) -> None:
     x = torch.tensor([[1.0, 0.0, -1.0, 1.0], [0.0, 1.0, 1.0, -1.0]])
     with torch.no_grad():
         ref = model(x)
-    lowered = lower(result, "Gate")
-    params = {n: p.detach().numpy() for n, p in model.named_parameters()}
-    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    np.testing.assert_allclose(np.asarray(got), ref.numpy(), rtol=1e-5, atol=1e-5)
+    got = ir_output(result, model, [x], "Gate")
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-5)
     assert ref.shape == (2, 3)
 
 
@@ -122,9 +123,5 @@ def test_model_with_helpers_and_frozen_parameters(tmp_path) -> None:
         out = model(x)
     ref = torch.round((torch.clamp(x, -0.5, 0.5) + 0.25) * 4.0) / 4.0
     assert torch.equal(out, ref)
-    lowered = lower(result, "M")
-    params = {n: p.detach().numpy() for n, p in model.named_parameters()}
-    params.update({n: b.numpy() for n, b in model.named_buffers()})
-    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    np.testing.assert_allclose(np.asarray(got), ref.numpy(), atol=1e-6)
+    got = ir_output(result, model, [x], "M")
+    np.testing.assert_allclose(got, ref.numpy(), atol=1e-6)

@@ -6,6 +6,7 @@ example programs of examples/seed/decl_*.tri run with `tritium run`."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,10 @@ import torch
 from tritium.check import check_source
 from tritium.cli import main as cli
 from tritium.driver import compile_program
-from tritium.ir import interpret
-from tritium.ir.lowering import lower
 from tritium.runtime.decl_ops import shuffle
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers (any import mode)
+from programs import checked, ir_output  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,16 +43,11 @@ def run_main(tmp_path: Path, src: str, capsys) -> list[str]:
 
 
 def agree_with_ir(src: str, path: str, model, inputs: list[torch.Tensor]) -> None:
-    checked = check_source(src, path, Path(path))
-    lowered = lower(checked, None, None)
-    state = model.state_dict()
-    params = {n: state[n].detach().numpy() for n in lowered.params}
     model.eval()
     with torch.no_grad():
         ref = model(*inputs).numpy()
-    got = interpret(lowered.module, lowered.entry, [x.numpy() for x in inputs], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-5)
+    got = ir_output(checked(src, Path(path)), model, inputs)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------- declared without a value

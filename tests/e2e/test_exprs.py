@@ -3,14 +3,19 @@ check, compile to PyTorch, load, run, and agree with the IR interpreter."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 import tritium
 from tritium.check import check_source
-from tritium.ir import interpret
 from tritium.ir.lowering import lower
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers (any import mode)
+from programs import agree_with_ir  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -19,22 +24,8 @@ def _cache(tmp_path, monkeypatch):
 
 
 def _run_both(src: str, tmp_path, shape=(3, 4)) -> tuple[np.ndarray, np.ndarray]:
-    f = tmp_path / "p.tri"
-    f.write_text(src)
-    result = check_source(src, str(f), f)
-    assert result.ok, [d.render() if hasattr(d, "render") else d.message
-                       for d in result.diagnostics]
-    model = tritium.load(f)
-    model.eval()
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ref = model(x)
-    lowered = lower(result, None, None)
-    state = model.state_dict()
-    params = {n: state[n].detach().numpy() for n in lowered.params}
-    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    return ref.numpy(), np.asarray(got)
+    ref, got, _, _ = agree_with_ir(tmp_path, src, shape, name="p.tri")
+    return ref, got
 
 
 OPERATORS = """

@@ -3,17 +3,18 @@ repetition compile, load, run in PyTorch and agree with the IR interpreter."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import tritium
 from tritium import runtime as trt
 from tritium.check import check_source
-from tritium.ir import interpret
-from tritium.ir.lowering import lower
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers (any import mode)
+from programs import agree_with_ir  # noqa: E402
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed" / "model_forms.tri"
 
@@ -24,24 +25,9 @@ def _cache(tmp_path, monkeypatch):
 
 
 def _agree(src: str, path: Path, shape: tuple[int, ...]) -> torch.nn.Module:
-    path.write_text(src, encoding="utf-8")
-    model = tritium.load(path).eval()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.5)
-    x = torch.randn(*shape)
-    with torch.no_grad():
-        ref = model(x)
-    result = check_source(src)
-    assert not result.errors
-    lowered = lower(result)
-    state = model.state_dict()
-    params = {n: state[n].detach().numpy() for n in lowered.params}
-    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), ref.double().numpy(),
-                               rtol=1e-4, atol=1e-4 * max(1.0, float(ref.abs().max())))
+    ref, got, model, _ = agree_with_ir(path.parent, src, shape, randomize=0.5, name=path.name)
+    np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64),
+                               rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
     return model
 
 

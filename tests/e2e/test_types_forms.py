@@ -3,16 +3,15 @@ and agrees with the IR interpreter."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import tritium
-from tritium.check import check_file
-from tritium.ir import interpret
-from tritium.ir.lowering import lower
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers (any import mode)
+from programs import agree_with_ir  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -21,23 +20,10 @@ def _cache(tmp_path, monkeypatch):
 
 
 def run_both(tmp_path, src: str, *shape: int, entry: str | None = None):
-    path = tmp_path / "prog.tri"
-    path.write_text(src)
-    result = check_file(path)
-    assert not result.errors, [d.message for d in result.errors]
-    model = tritium.load(path, entry) if entry else tritium.load(path)
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    model.eval()
-    with torch.no_grad():
-        ref = model(x)
-    lowered = lower(result, entry)
-    state = model.state_dict()
-    params = {n: state[n].detach().numpy() for n in lowered.params}
-    got = interpret(lowered.module, lowered.entry, [x.numpy()], params=params)
-    got = got[0] if isinstance(got, list | tuple) else got
-    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), ref.double().numpy(),
+    ref, got, _, _ = agree_with_ir(tmp_path, src, shape, entry=entry, name="prog.tri")
+    np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64),
                                rtol=1e-4, atol=1e-4)
-    return ref
+    return torch.from_numpy(ref)
 
 
 def test_split_signature_program_runs(tmp_path):
