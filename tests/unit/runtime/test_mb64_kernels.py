@@ -1,8 +1,9 @@
-"""The int8 activation quantizer without a division (`tritium_epilogue.h`: RN(x / s) from the
-reciprocal and two FMA corrections) and the int8_image conv's vectorized layout and epilogue
-(`tritium_conv8.h`: 16 pixels of 4 channels interleaved at once, the float tile transposed 8 x 8
-into NCHW with the residual and relu/relu6), on every ISA path this CPU runs: still bit for bit
-what PyTorch's fake quantization computes, and still the integer conv."""
+"""The int8 activation quantizer on rows built to catch an inexact quotient (values on and a
+few ulps around every rounding tie and quotient midpoint, absmax 2^-120..2^100) and the
+int8_image conv's vectorized layout and epilogue (`tritium_conv8.h`: 16 pixels of 4 channels
+interleaved at once, the float tile transposed 8 x 8 into NCHW with the residual and
+relu/relu6), on every ISA path this CPU runs: bit for bit what PyTorch's fake quantization
+computes, and still the integer conv."""
 
 from __future__ import annotations
 
@@ -42,12 +43,12 @@ def _near_ties(amax: float, k: int, gen: torch.Generator) -> torch.Tensor:
 
 @pytest.mark.native
 @pytest.mark.parametrize("k", [7, 64, 333, 1000])
-def test_quantizer_without_division_is_torchs_fake_quantization(k: int) -> None:
+def test_quantizer_on_near_ties_is_torchs_fake_quantization(k: int) -> None:
     lib = cpu.load()
     if lib is None:
         pytest.skip("no native kernels")
     gen = torch.Generator().manual_seed(k)
-    # absmax from 2^-120 (below 2^-100 * 127: the division path) to 2^100, odd mantissas
+    # absmax from 2^-120 to 2^100, odd mantissas
     amaxes = [math.ldexp(1.0 + i / 37.0, e) for i, e in enumerate(range(-120, 101, 5))]
     rows = [_near_ties(a, k, gen) for a in amaxes]
     rows.append(torch.zeros(k))                               # scale 1

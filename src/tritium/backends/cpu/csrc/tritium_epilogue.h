@@ -6,38 +6,9 @@
 /* Activation quantization and epilogue                                                 */
 /* ------------------------------------------------------------------------------------ */
 
-/* The quantizer divides each x by s = absmax / 127 with IEEE division (RN(x / s)), then rounds
- * half to even: torch's fake quantization, bit for bit. The SIMD paths get RN(x / s) without a
- * division (vdivps is 5-10x an FMA's cost and was half of a small int8 layer's time), from the
- * correctly rounded reciprocal y = RN(1 / s) and two correction steps:
- *   q0 = RN(x y) (within 2 ulps of x / s), q1 = RN(q0 + RN(x - s q0) y) (faithful: within
- *   1/2 ulp plus 2^-21 ulp), q2 = RN(q1 + (x - s q1) y) with x - s q1 exact in an FMA;
- * q2 = RN(x / s) by Markstein's theorem (y within 1/2 ulp of 1/s, q1 faithful; Muller et al.,
- * Handbook of Floating-Point Arithmetic, the division by FMA). The theorem needs no underflow
- * in the residuals: with s >= 2^-100 an exact residual for |x / s| >= 1/4 is a multiple of
- * 2^-148, and smaller quotients round to 0 however they are approximated; s below that, or
- * infinite (an infinite absmax), takes the division. NaN in x stays NaN. */
-#define TRI_Q_MIN_SCALE 7.88860905e-31f /* 2^-100 */
-#if TRI_ISA_AVX512
-static inline __attribute__((always_inline)) __m512 quot512(__m512 x, __m512 s, __m512 y) {
-    __m512 q = _mm512_mul_ps(x, y);
-    q = _mm512_fmadd_ps(_mm512_fnmadd_ps(s, q, x), y, q);
-    return _mm512_fmadd_ps(_mm512_fnmadd_ps(s, q, x), y, q);
-}
-#endif
-#if TRI_ISA_AVX2
-static inline __attribute__((always_inline)) __m256 quot256(__m256 x, __m256 s, __m256 y) {
-    __m256 q = _mm256_mul_ps(x, y);
-    q = _mm256_fmadd_ps(_mm256_fnmadd_ps(s, q, x), y, q);
-    return _mm256_fmadd_ps(_mm256_fnmadd_ps(s, q, x), y, q);
-}
-#endif
-
-static inline int quot_fast(float sc) { return sc >= TRI_Q_MIN_SCALE && sc <= 3.40282347e38f; }
-
 static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
 #if TRI_ISA_AVX512
-    /* the same values 16 lanes at a time: RN(x / s) (above), round to nearest even, clamp */
+    /* the same arithmetic 16 lanes at a time: IEEE division, round to nearest even, clamp */
     {
         __m512 am = _mm512_setzero_ps();
         int64_t i = 0;
@@ -48,13 +19,10 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
         float sc = amax / 127.0f;
         if (sc == 0.0f) sc = 1.0f;
         const __m512 vs = _mm512_set1_ps(sc), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-        const __m512 vy = _mm512_set1_ps(1.0f / sc);
-        const int fast = quot_fast(sc);
         __m512i acc = _mm512_setzero_si512();
         for (i = 0; i < k; i += 16) {
             const __mmask16 m = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1u);
-            const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-            __m512 v = fast ? quot512(xv, vs, vy) : _mm512_div_ps(xv, vs);
+            __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
             v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             const __m512i qi = _mm512_maskz_mov_epi32(m, _mm512_cvtps_epi32(v));
@@ -90,12 +58,9 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
 #if TRI_ISA_AVX2
     {
         const __m256 vs = _mm256_set1_ps(sc), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-        const __m256 vy = _mm256_set1_ps(1.0f / sc);
-        const int fast = quot_fast(sc);
         __m256i va = _mm256_setzero_si256();
         for (; i0 + 8 <= k; i0 += 8) {
-            const __m256 xv = _mm256_loadu_ps(x + i0);
-            __m256 v = _mm256_round_ps(fast ? quot256(xv, vs, vy) : _mm256_div_ps(xv, vs),
+            __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i0), vs),
                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); /* NaN -> 0, as (int8_t)NaN */
             const __m256i qi = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
