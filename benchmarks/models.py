@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/models.py examples/lenet5.tri --batches 1,64 --threads 1
     .venv/bin/python benchmarks/models.py my.tri --shape 3,64,64  # a model of your own
     .venv/bin/python benchmarks/models.py --quick                 # CI-sized
+    .venv/bin/python benchmarks/models.py examples/mobilenetv2.tri --layers  # + per layer
 
 For each model (the example programs, or the ``.tri`` files given), the entry is built with
 random weights and batch-norm statistics moved off their defaults, and three variants of the
@@ -20,7 +21,11 @@ same network are timed:
 Every variant runs once per round at each batch size and thread count, in a fresh random
 order each round; a sample is the mean of ``--reps`` forward passes, and the figure is the
 median over ``--rounds``. Ratios are fp32's (and int8dyn's) time over ternary's: above 1
-means the ternary model is faster. The input shape is the one the entry's ``forward``
+means the ternary model is faster. With ``--layers`` each model is also timed layer by layer:
+every frozen ternary layer against the fp32 twin's layer of the same name, both on the input
+that layer sees in the fp32 model (captured once), interleaved the same way; the rows that
+follow the table (the whole model minus the sum of its layers) are what runs between them
+(activations, residual adds, pooling, the per-call Python). The input shape is the one the entry's ``forward``
 declares (batch dim replaced), or ``--shape`` (per-sample, comma-separated).
 """
 
@@ -40,7 +45,7 @@ from _args import positive_ints
 from torch import nn
 
 from tritium.driver.models import build_model, declared_input_shape, float_twin
-from tritium.runtime import freeze_model, kernels
+from tritium.runtime import TernaryConv2d, TernaryLayer, freeze_model, kernels
 from tritium.runtime.baseline import fold_fp32_batchnorms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="few rounds, batch 1 and 8 (CI)")
+    p.add_argument("--layers", action="store_true",
+                   help="also time every ternary layer against its fp32 twin's layer")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time the calling thread's CPU time instead of wall time (1 thread "
+                        "only: on a loaded machine it leaves out the time other jobs ran)")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.reps < 1:
         p.error("--rounds and --reps must be >= 1")
@@ -67,8 +77,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.files:
         args.files = [str(ROOT / "examples" / name) for name in EXAMPLES]
     if args.threads is None:
-        args.threads = sorted({1, torch.get_num_threads()})
+        args.threads = [1] if args.cpu_time else sorted({1, torch.get_num_threads()})
+    if args.cpu_time and args.threads != [1]:
+        p.error("--cpu-time measures one thread: use --threads 1")
+    global _clock
+    _clock = time.thread_time if args.cpu_time else time.perf_counter
     return args
+
+
+_clock = time.perf_counter
 
 
 def _perturb_batchnorms(model: nn.Module) -> None:
@@ -114,11 +131,69 @@ def measure(models: dict[str, nn.Module], x: torch.Tensor, threads: int, rounds:
             random.shuffle(order)
             for name in order:
                 m = models[name]
-                t = time.perf_counter()
+                t = _clock()
                 for _ in range(reps):
                     m(x)
-                samples[name].append((time.perf_counter() - t) / reps * 1e3)
+                samples[name].append((_clock() - t) / reps * 1e3)
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _layer_inputs(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input of every fp32 layer whose name is a frozen ternary layer's, from one pass."""
+    tern = dict(models["ternary"].named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(
+        lambda mod, args, name=name: seen.setdefault(name, args[0].detach().clone()))
+        for name, m in models["fp32"].named_modules()
+        if isinstance(tern.get(name), TernaryLayer) and name]
+    try:
+        with torch.no_grad():
+            models["fp32"](x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def _describe(layer: nn.Module, x: torch.Tensor) -> str:
+    if isinstance(layer, TernaryConv2d):
+        return (f"{layer.in_channels}>{layer.out_channels} k{layer.kernel_size[0]} "
+                f"s{layer.stride[0]} g{layer.groups} {x.shape[-2]}x{x.shape[-1]} {layer.act_quant}")
+    return f"{getattr(layer, 'in_features', '?')}>{getattr(layer, 'out_features', '?')} " \
+           f"{getattr(layer, 'act_quant', '')}"
+
+
+def measure_layers(models: dict[str, nn.Module], x: torch.Tensor, threads: int, rounds: int,
+                   reps: int, whole: dict[str, float]) -> None:
+    """Print each ternary layer's time against its fp32 twin's (see the module docstring)."""
+    torch.set_num_threads(threads)
+    inputs = _layer_inputs(models, x)
+    mods = {k: dict(models[k].named_modules()) for k in ("ternary", "fp32")}
+    runs = [(name, k) for name in inputs for k in ("ternary", "fp32")]
+    samples: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
+    with torch.no_grad():
+        for name, k in runs:
+            mods[k][name](inputs[name])
+        for _ in range(rounds):
+            random.shuffle(runs)
+            for name, k in runs:
+                m, xi = mods[k][name], inputs[name]
+                t = _clock()
+                for _ in range(reps):
+                    m(xi)
+                samples[(name, k)].append((_clock() - t) / reps * 1e3)
+    tot = {"ternary": 0.0, "fp32": 0.0}
+    print(f"  {'layer':<24} {'shape':<34} {'ternary':>9} {'fp32':>9} {'vs fp32':>8}")
+    for name in inputs:
+        med = {k: statistics.median(samples[(name, k)]) for k in tot}
+        for k in tot:
+            tot[k] += med[k]
+        print(f"  {name[:24]:<24} {_describe(mods['ternary'][name], inputs[name])[:34]:<34} "
+              f"{med['ternary']:9.3f} {med['fp32']:9.3f} {med['fp32'] / med['ternary']:7.2f}x")
+    print(f"  {'sum of the layers':<59} {tot['ternary']:9.3f} {tot['fp32']:9.3f} "
+          f"{tot['fp32'] / tot['ternary']:7.2f}x")
+    print(f"  {'the rest (model - layers)':<59} {whole['ternary'] - tot['ternary']:9.3f} "
+          f"{whole['fp32'] - tot['fp32']:9.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     info = kernels.kernel_info()
     print(f"CPU: {isa_mod.cpu_model()}, kernels {info.get('isa')} ({info.get('pool', '-')} "
           f"pool), torch {torch.__version__}; {args.rounds} interleaved rounds x {args.reps} "
-          "passes, medians in ms")
+          f"passes, medians in ms ({'thread CPU' if args.cpu_time else 'wall'} time)")
     print(f"{'model':<28} {'batch':>5} {'thr':>3} {'ternary':>9} {'fp32':>9} {'int8dyn':>9} "
           f"{'vs fp32':>8} {'vs int8dyn':>10}")
     worst = None
@@ -154,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 worst = r32 if worst is None else min(worst, r32)
                 print(f"{label[:28]:<28} {batch:5d} {threads:3d} {med['ternary']:9.3f} "
                       f"{med['fp32']:9.3f} {med['int8dyn']:9.3f} {r32:7.2f}x {r8:9.2f}x")
+                if args.layers:
+                    measure_layers(models, x, threads, args.rounds, args.reps, med)
     torch.set_num_threads(default_threads)
     tuned = kernels.tuned_configs_used()
     print("kernel configs: " + (f"tuned for {len(tuned)} layer shape(s) (archive)" if tuned

@@ -116,14 +116,44 @@ static void c8_image_task(void *ctx, int64_t b, int tid) {
     }
     quantize_row(J->x + b * chw, chw, q, chw, J->sx + b, NULL);
     uint8_t *img = J->xp + b * J->img;
-    memset(img, 0x80, (size_t)J->img);
+    if (g->ph == 0 && g->pw == 0 && cp == g->c) {   /* every byte but the tail is written */
+        const int64_t used = g->h * g->w * cp;
+        memset(img + used, 0x80, (size_t)(J->img - used));
+    } else {
+        memset(img, 0x80, (size_t)J->img);
+    }
     for (int64_t ih = 0; ih < g->h; ih++) {
         uint8_t *d = img + ((ih + g->ph) * J->wpix + g->pw) * cp;
         const int8_t *qr = q + ih * g->w;
         int64_t c = 0;
         for (; c + 4 <= g->c; c += 4) {   /* 4 channels of a pixel as one 32-bit store */
             const int8_t *q0 = qr + c * hw, *q1 = q0 + hw, *q2 = q1 + hw, *q3 = q2 + hw;
-            for (int64_t iw = 0; iw < g->w; iw++) {
+            int64_t iw = 0;
+#if TRI_ISA_AVX2 || TRI_ISA_AVX512
+            /* 16 pixels at a time: the 4 planes' bytes interleaved by unpacks */
+            for (; iw + 16 <= g->w; iw += 16) {
+                const __m128i x0 = _mm_loadu_si128((const __m128i *)(q0 + iw));
+                const __m128i x1 = _mm_loadu_si128((const __m128i *)(q1 + iw));
+                const __m128i x2 = _mm_loadu_si128((const __m128i *)(q2 + iw));
+                const __m128i x3 = _mm_loadu_si128((const __m128i *)(q3 + iw));
+                const __m128i a0 = _mm_unpacklo_epi8(x0, x1), a1 = _mm_unpackhi_epi8(x0, x1);
+                const __m128i b0 = _mm_unpacklo_epi8(x2, x3), b1 = _mm_unpackhi_epi8(x2, x3);
+                const __m128i off = _mm_set1_epi8((char)0x80);
+                __m128i wv[4] = {_mm_xor_si128(_mm_unpacklo_epi16(a0, b0), off),
+                                 _mm_xor_si128(_mm_unpackhi_epi16(a0, b0), off),
+                                 _mm_xor_si128(_mm_unpacklo_epi16(a1, b1), off),
+                                 _mm_xor_si128(_mm_unpackhi_epi16(a1, b1), off)};
+                uint8_t *dp = d + iw * cp + c;
+                if (cp == 4) {
+                    for (int i = 0; i < 4; i++) _mm_storeu_si128((__m128i *)(dp + 16 * i), wv[i]);
+                } else {
+                    int32_t tmp[16];
+                    memcpy(tmp, wv, sizeof tmp);
+                    for (int i = 0; i < 16; i++) *(tri_c8_u32 *)(dp + i * cp) = tmp[i];
+                }
+            }
+#endif
+            for (; iw < g->w; iw++) {
                 const uint32_t v = (uint32_t)(uint8_t)q0[iw] | (uint32_t)(uint8_t)q1[iw] << 8
                                    | (uint32_t)(uint8_t)q2[iw] << 16
                                    | (uint32_t)(uint8_t)q3[iw] << 24;
@@ -175,10 +205,11 @@ static void c8_rows(const uint8_t *const *src, const int64_t *off, int64_t ntap,
                     const int8_t *w, int64_t pstride, int32_t *acc, int nr) {
     (void)pstride; (void)nr;
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int u = 0; u < TRI_C8_MR; u++)
-        for (int v = 0; v < 2; v++)
-            _mm256_storeu_si256((__m256i *)(acc + u * TRI_C8_NR + v * 8), _mm256_setzero_si256());
     const int64_t groups = ntap * cq;
+    if (groups == 0)
+        for (int u = 0; u < TRI_C8_MR; u++)
+            for (int v = 0; v < 2; v++)
+                _mm256_storeu_si256((__m256i *)(acc + u * TRI_C8_NR + v * 8), _mm256_setzero_si256());
     int64_t t = 0, c = 0;
     for (int64_t g0 = 0; g0 < groups; g0 += TRI_C8_FLUSH) {
         const int64_t g1 = min64(groups, g0 + TRI_C8_FLUSH);
@@ -200,10 +231,10 @@ static void c8_rows(const uint8_t *const *src, const int64_t *off, int64_t ntap,
             }
         }
         for (int u = 0; u < TRI_C8_MR; u++)
-            for (int v = 0; v < 2; v++) {
+            for (int v = 0; v < 2; v++) {   /* the first flush stores, the later ones add */
                 __m256i *d = (__m256i *)(acc + u * TRI_C8_NR + v * 8);
-                _mm256_storeu_si256(d, _mm256_add_epi32(_mm256_loadu_si256(d),
-                                                        _mm256_madd_epi16(a[u][v], ones)));
+                const __m256i sv = _mm256_madd_epi16(a[u][v], ones);
+                _mm256_storeu_si256(d, g0 ? _mm256_add_epi32(_mm256_loadu_si256(d), sv) : sv);
             }
     }
 }
@@ -226,6 +257,57 @@ static void c8_rows(const uint8_t *const *src, const int64_t *off, int64_t ntap,
     }
     for (int u = 0; u < TRI_C8_MR; u++)
         memcpy(acc + u * TRI_C8_NR, a[u], sizeof a[u]);
+}
+#endif
+
+#if TRI_ISA_AVX2 || TRI_ISA_AVX512
+/* r[j][i] = r[i][j]: 8 rows of 8 floats transposed in registers */
+static inline __attribute__((always_inline)) void c8_tr8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* The first r8 (a multiple of 8) positions of a run of the float tile f0 (positions x
+ * TRI_C8_NR channels) into the NCHW planes y (channel c at y + c * ld), with the residual and
+ * relu/relu6 (or none) on vectors of 8 positions: the tile is transposed 8 x 8 in registers
+ * instead of read with a stride per element. The values are act_apply's (max(0, v) and
+ * min(6, v) return v for NaN, and -0 for -0, as its compares do). */
+static void c8_epi_runs(const float *f0, int64_t r8, int64_t nc, float *y, const float *res,
+                        int64_t ld, int act) {
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    for (int64_t c = 0; c < nc; c += 8) {
+        const int live = (int)min64(8, nc - c);   /* the tile's columns past nc are finite */
+        for (int64_t r = 0; r < r8; r += 8) {
+            __m256 v[8];
+            for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(f0 + (r + i) * TRI_C8_NR + c);
+            c8_tr8(v);
+            for (int j = 0; j < live; j++) {
+                __m256 a = v[j];
+                if (res) a = _mm256_add_ps(a, _mm256_loadu_ps(res + (c + j) * ld + r));
+                if (act != TRI_ACT_NONE) a = _mm256_max_ps(zero, a);
+                if (act == TRI_ACT_RELU6) a = _mm256_min_ps(six, a);
+                _mm256_storeu_ps(y + (c + j) * ld + r, a);
+            }
+        }
+    }
 }
 #endif
 
@@ -287,22 +369,30 @@ static void c8_task(void *ctx, int64_t task, int tid) {
             for (int c = 0; c < TRI_C8_NR; c++) fr[c] = (float)(ar[c] - corr[c]) * sb * sc[c] + bi[c];
         }
         const float *f0 = ft + (t - t0) * TRI_C8_NR;
+        int64_t r0 = 0;   /* positions before r0 are written */
+#if TRI_ISA_AVX2 || TRI_ISA_AVX512
+        if (J->act == TRI_ACT_NONE || J->act == TRI_ACT_RELU || J->act == TRI_ACT_RELU6) {
+            r0 = run & ~(int64_t)7;
+            c8_epi_runs(f0, r0, nc, J->y + (b * n + c0) * J->L + l0,
+                        J->residual ? J->residual + (b * n + c0) * J->L + l0 : NULL, J->L, J->act);
+        }
+#endif
         for (int64_t c = 0; c < nc; c++) {
             const int64_t at = (b * n + c0 + c) * J->L + l0;
             float *dst = J->y + at;
             if (J->residual) {
                 const float *res = J->residual + at;
-                for (int64_t r = 0; r < run; r++)
+                for (int64_t r = r0; r < run; r++)
                     dst[r] = act_apply(J->act, f0[r * TRI_C8_NR + c] + res[r]);
             } else if (J->act == TRI_ACT_RELU) {
-                for (int64_t r = 0; r < run; r++) {
+                for (int64_t r = r0; r < run; r++) {
                     const float v = f0[r * TRI_C8_NR + c];
                     dst[r] = v < 0.0f ? 0.0f : v;
                 }
             } else if (J->act == TRI_ACT_NONE) {
-                for (int64_t r = 0; r < run; r++) dst[r] = f0[r * TRI_C8_NR + c];
+                for (int64_t r = r0; r < run; r++) dst[r] = f0[r * TRI_C8_NR + c];
             } else {
-                for (int64_t r = 0; r < run; r++) dst[r] = act_apply(J->act, f0[r * TRI_C8_NR + c]);
+                for (int64_t r = r0; r < run; r++) dst[r] = act_apply(J->act, f0[r * TRI_C8_NR + c]);
             }
         }
         t += run;
