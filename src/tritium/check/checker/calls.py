@@ -189,6 +189,8 @@ class CallsMixin:
         if fn.type_params is not None:
             self.type_vars = self.bind_type_params(fn, args, [a.span for a in e.args], e.span)
         try:
+            # the declared shapes, their symbolic dims (`<M, K, N>`) bound across the arguments
+            self.check_direct_call_shapes(fn, args, e)
             return self._user_fn_call(d, args, e)
         finally:
             self.type_vars = saved_tvars

@@ -623,9 +623,7 @@ class LayersMixin:
                                          f"arguments by position", a.span,
                                 help=f"pass them in the order `{d.name}` declares them")
                     return Value(ANY)
-            view = layer_as_function(d)
-            self.check_direct_call_shapes(view.node, args, call)
-            return self.user_fn_call(view, args, call)
+            return self.user_fn_call(layer_as_function(d), args, call)   # shapes checked there
         self.report("E0310", f"`{d.name}` is a {d.kind} type; declare an instance with "
                              f"`layer x: {d.name} {{ … }}` and call that", call.func.span,
                     help="only a layer written as a function (`layer F(w: TernaryTensor…, "
@@ -666,4 +664,5 @@ class LayersMixin:
         stmts = [i for i in node.body if isinstance(i, A.Stmt)]
         params = getattr(node, "params", None) or []
         tensor_params = [p for p in params if p.type is not None and p.type.name in TENSOR_TYPES]
-        return A.FnDef("forward", tensor_params, getattr(node, "ret", None), stmts, node.span)
+        return A.FnDef("forward", tensor_params, getattr(node, "ret", None), stmts, node.span,
+                       getattr(node, "type_params", None))   # `layer L<T>(…)`: bound per use
