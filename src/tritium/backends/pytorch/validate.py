@@ -98,6 +98,10 @@ NN_ATTRS |= {"ModuleList"}
 VALUE_ATTRS |= {"detach", "t", "requires_grad_"}
 # a tensor's element count (the builtin numel)
 VALUE_ATTRS |= {"numel"}
+# masked_fill (x.masked_fill(mask != 0, value)) and Python's sum of a list (check.builtins.seede)
+VALUE_ATTRS |= {"masked_fill"}
+ALLOWED_BUILTINS |= {"sum"}
+TORCH_ATTRS |= {"unbind"}
 # the list methods of the language (tritium.check.list_methods), called on list values
 VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",
                 "index", "count", "copy"}
