@@ -36,6 +36,7 @@ from ..types import (
     working_type,
 )
 from .decl_forms import float_type_into_ternary
+from .dict_items import assign_dict_item
 from .generics import bind_call
 from .int_division import mark_int_divisions
 from .layer_values import assign_layer_attr, loop_item
@@ -51,6 +52,7 @@ from .model import (
     form_b_weight,
 )
 from .pair_quantizers import pair_quantizer_value
+from .stubs import is_stub
 
 
 class _LoopExit(Exception):
@@ -189,7 +191,11 @@ class FunctionsMixin:
                                 secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None,
                                 help="remove the value or declare the return type")
         if ret_decl is not None and not isinstance(ret_decl, NoneT):
-            if not rets and fn.body is not None:
+            if not rets and fn.body is not None and is_stub(fn):
+                self.warn("W1040", f"`{fn.name}` declares a result but its body is only "
+                                   f"`pass`: calling it is an error", fn.span,
+                          help="write its body, or remove the return type")
+            elif not rets and fn.body is not None:
                 self.report("E0407", f"`{fn.name}` declares a return type but never returns",
                             fn.span, help="add a `return` statement")
             for v, span in rets:
@@ -352,11 +358,14 @@ class FunctionsMixin:
                         return
                     scope.used.add(name)
                     v = self.binary(s.op[:-1], scope.vars[name], v, s)
-                if name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
+                if name in scope.vars and isinstance(scope.vars[name].ty, LayerT) and \
+                        s.op != "=":
                     self.report("E0205", f"cannot assign to layer `{name}`", s.target.span)
                     return
+                # `qkv = qkv(x)`: from here on the name is this value (the layer is hidden)
                 self.define(scope, name, v, s.span)
-            elif not assign_layer_attr(self, s, v, scope):   # `layer.weights = t`
+            elif not assign_layer_attr(self, s, v, scope) and \
+                    not assign_dict_item(self, s, v, scope):   # `layer.weights = t`, `d[k] = v`
                 self.eval_expr(s.target, scope)
         elif isinstance(s, A.Return):
             mark_int_divisions(self, getattr(self, "_ret_type", None), s.value)
