@@ -109,3 +109,41 @@ def test_a_model_with_the_forms_agrees_with_the_ir(tmp_path):
         att = (q * k).masked_fill(q > 0, 0.0)
         want = ((att + v + x) * 2.0 + 0.5) / 2.0
     assert np.allclose(ref, want.numpy(), atol=1e-5)
+
+
+SUBLAYERS = """
+block Q {
+    params { n: int }
+    layer fc: Linear { in_features: n, out_features: n }
+    forward(x: Tensor) -> Tensor {
+        return fc(x)
+    }
+    method density(scale: float = 1.0) -> float {
+        return 0.5 * scale
+    }
+}
+model M {
+    layer one: Q { n: 4 }
+    layer stage: Sequential {
+        Q { n: 4 }
+        ReLU {}
+    }
+    layer rep: Q[3] { n: 4 }
+    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {
+        return rep(stage(one(x)))
+    }
+    method report() -> dict {
+        return {"a": one.density(), "b": stage[0].density(2.0), "c": rep[-1].density(scale: 3.0)}
+    }
+}
+"""
+
+
+def test_a_sub_layers_method_runs(tmp_path):
+    import tritium
+
+    f = tmp_path / "m.tri"
+    f.write_text(SUBLAYERS)
+    model = tritium.load(f)
+    assert model.report() == {"a": 0.5, "b": 1.0, "c": 1.5}
+    assert model(torch.ones(2, 4)).shape == (2, 4)

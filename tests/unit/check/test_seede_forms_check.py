@@ -213,3 +213,50 @@ def test_another_bodys_constant_is_named_in_the_help():
             "    forward(x: Tensor[b, 16]) -> Tensor[b, 16] {\n        return p(x) * patches\n"
             "    }\n}\n", "E0304", "`patches`", "constant of `P`")
     assert d.help
+
+
+# ----------------------------------------------------------------------------- sub-layer methods
+
+SUBLAYERS = """block Q {
+    params { n: int }
+    layer fc: Linear { in_features: n, out_features: n }
+    forward(x: Tensor) -> Tensor {
+        return fc(x)
+    }
+    method density(scale: float = 1.0) -> float {
+        return 0.5 * scale
+    }
+}
+model M {
+    layer one: Q { n: 4 }
+    layer stage: Sequential {
+        Q { n: 4 }
+        ReLU {}
+    }
+    layer rep: Q[3] { n: 4 }
+    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {
+        return rep(stage(one(x)))
+    }
+    method report() -> dict {
+        return {"a": one.density(), "b": stage[0].density(2.0), "c": rep[-1].density(scale: 3.0)}
+    }
+}
+"""
+
+
+def test_a_sub_layers_method_is_called_through_it():
+    clean(SUBLAYERS)
+    res = check_source(SUBLAYERS, "t.tri")
+    assert "sublayer_method" in res.call_forms.values()
+
+
+@pytest.mark.parametrize("old, new, code", [
+    ("stage[0].density(2.0)", "stage[2].density()", "E0508"),          # out of range
+    ("stage[0].density(2.0)", "stage[0].density(1.0, 2.0)", "E0306"),  # too many
+    ("rep[-1].density(scale: 3.0)", "rep[-1].density(size: 3.0)", "E0306"),
+    ("one.density()", "one.nothing()", "E0305"),
+    ("stage[0].density(2.0)", "one[0].density()", "E0405"),            # not a stack
+])
+def test_sub_layer_method_errors(old, new, code):
+    errs = errors(SUBLAYERS.replace(old, new))
+    assert code in [d.code for d in errs], [(d.code, d.message) for d in errs]

@@ -279,5 +279,23 @@ def _check_attribute(node: ast.Attribute) -> None:
         if attr in MODULE_ATTRS and attr not in VALUE_ATTRS and attr != "register_buffer":
             raise _fail(node, f"self.{attr} is not allowed")
         return
+    if _rooted_at_self(base):
+        # a sub-module's method or attribute (`self.stage[0].report()`): program names
+        # through names.py, as `self.<name>` is, and nothing of nn.Module's own
+        if attr in MODULE_ATTRS and attr not in VALUE_ATTRS:
+            raise _fail(node, f"{ast.unparse(node)} is not allowed")
+        return
     if attr not in VALUE_ATTRS:
         raise _fail(node, f"the attribute .{attr} is not allowed")
+
+
+def _rooted_at_self(node: ast.AST) -> bool:
+    """`self.a`, `self.a.b`, `self.a[0]`: attributes and constant indexes from `self`."""
+    if not isinstance(node, ast.Attribute | ast.Subscript):
+        return False
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        if isinstance(node, ast.Subscript) and not (
+                isinstance(node.slice, ast.Constant) and type(node.slice.value) is int):
+            return False
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == "self"

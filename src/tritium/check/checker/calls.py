@@ -49,6 +49,7 @@ from .model import (
     _num,
 )
 from .stubs import stub_call
+from .sublayer_methods import sublayer_method_call
 
 
 class CallsMixin:
@@ -65,6 +66,10 @@ class CallsMixin:
             return Value(ANY)   # `self.nothing(…)`: no such method (checker.layer_methods)
         if isinstance(f, A.Attr):
             base = self.eval_expr(f.value, scope)
+            if isinstance(base.ty, LayerT):   # `stage[0].report()` (checker.sublayer_methods)
+                r = sublayer_method_call(self, base, e, scope)
+                if r is not None:
+                    return r
             if isinstance(base.ty, ListT) and f.attr in LIST_METHODS:
                 return list_method_call(self, base, e, scope)
             if isinstance(base.ty, ListT) and f.attr in FUNCTIONS and \

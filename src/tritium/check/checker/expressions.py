@@ -54,6 +54,7 @@ from .model import (
     check_fstring,
 )
 from .select_forms import elementwise_if, tensor_condition
+from .sublayer_methods import layer_member
 
 
 def _exits(s) -> bool:
@@ -601,6 +602,10 @@ class ExpressionsMixin:
             return Value(ANY)
         if isinstance(t, DictT):   # `d["k"]` (checker.dict_items)
             return dict_item(self, base, e, scope)
+        if isinstance(t, LayerT):   # `stage[0]`: a member of a stack (checker.sublayer_methods)
+            member = layer_member(self, base, e, scope)
+            if member is not None:
+                return member
         self.report("E0405", f"cannot index {t}", e.span)
         return Value(ANY)
 
