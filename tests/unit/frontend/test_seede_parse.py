@@ -74,3 +74,13 @@ def test_a_generic_signature_over_lines_with_where():
     assert parse(format_source(format_source(
         "fn f<T>(x: T) -> T\nwhere T: Float {\n    return x\n}\n")))[0].items[0].type_params[
         0].bounds == ["Float"]
+
+
+def test_while_and_assert_start_top_level_statements():
+    prog, diags, _ = parse("let n = 0\nwhile n < 3 {\n    n += 1\n}\nassert n == 3, \"three\"\n"
+                           "while (n > 0) {\n    n -= 1\n}\n")
+    assert not [d for d in diags if d.is_error], [(d.code, d.message) for d in diags]
+    assert [type(i).__name__ for i in prog.items] == ["Let", "While", "Assert", "While"]
+    # two names in a row elsewhere are still a misspelled item
+    _, diags, _ = parse("modle M {\n}\n")
+    assert [d.code for d in diags if d.is_error] == ["E0204"]
