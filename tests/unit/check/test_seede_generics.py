@@ -110,6 +110,9 @@ def test_lists_tuples_and_optionals_bind_their_members():
     clean(src + "let a = first([1, 2], 3)\nlet p = pair(1, 2.0)\nlet o = or_else(None, 2)\n"
                 "let o2 = or_else(1, 2)\nprint(a, p, o, o2)\n")
     one(src + "let a = first([1, 2], 2.5)\nprint(a)\n", "E0843", "`T`", "element")
+    # the elements of one list literal join as the literal means ([1, 2.5]: floats)
+    clean(src + "let a = first([1, 2.5], 3.0)\nprint(a)\n")
+    one(src + 'let a = first([1, "s"], 3)\nprint(a)\n', "E0843", "`T`")
     one(src + "let o = or_else(1, 2.5)\nprint(o)\n", "E0843", "`T`", "`x`", "`d`")
     one(src + "let p = pair(1, 2.0)\nlet q: int = p[1]\nprint(q)\n", "E0402")
 

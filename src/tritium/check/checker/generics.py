@@ -25,7 +25,9 @@ from ...frontend.diagnostics import Label, Span
 from ..types import (
     ANY,
     BOUNDS,
+    FLOAT_TYPES,
     INT,
+    INT_TYPES,
     AnyT,
     ListT,
     NoneT,
@@ -35,10 +37,13 @@ from ..types import (
     TensorT,
     TupleT,
     Value,
+    join_types,
     satisfies,
     shape_str,
     unify_join,
 )
+
+NUMBERS = FLOAT_TYPES | INT_TYPES | {"int", "float"}
 
 
 def _elements(v: Value) -> list[Value] | None:
@@ -65,10 +70,12 @@ def unify(te: A.TypeExpr, v: Value, names: set[str], what: str, out: list) -> No
                 out.append((te.shape_var, ShapeVarT(tuple(t.shape)), f"the shape of {what}"))
         return
     if te.name == "list" and te.args:
+        inner: list = []
         if isinstance(t, ListT) and t.elem is not None:
-            unify(te.args[0], Value(t.elem), names, f"the elements of {what}", out)
+            unify(te.args[0], Value(t.elem), names, f"the elements of {what}", inner)
         for i, e in enumerate(_elements(v) or []):
-            unify(te.args[0], e, names, f"element {i} of {what}", out)
+            unify(te.args[0], e, names, f"element {i} of {what}", inner)
+        out.extend(_join_elements(inner, f"the elements of {what}"))
     elif te.name == "tuple":
         items = _elements(v)
         if items is None and isinstance(t, TupleT):
@@ -80,6 +87,27 @@ def unify(te: A.TypeExpr, v: Value, names: set[str], what: str, out: list) -> No
         open_ = [a for a in te.args if not (a.name == "None" and a.args is None)]
         if len(open_) == 1:
             unify(open_[0], v, names, what, out)
+
+
+def _join_elements(found: list, what: str) -> list:
+    """The bindings from the elements of one list: numbers of both kinds join (`[1, 2.0]` is
+    a list of floats, as its literal means); what still disagrees is kept apart, so the
+    caller reports it."""
+    merged: dict = {}
+    rest = []
+    for n, t, w in found:
+        if n not in merged:
+            merged[n] = (t, w)
+            continue
+        j = unify_join(merged[n][0], t)
+        if j is None and isinstance(t, ScalarT) and isinstance(merged[n][0], ScalarT) \
+                and t.name in NUMBERS and merged[n][0].name in NUMBERS:
+            j = join_types(merged[n][0], t)
+        if j is None:
+            rest.append((n, t, w))
+        else:
+            merged[n] = (j, what)
+    return [(n, t, w) for n, (t, w) in merged.items()] + rest
 
 
 def _describe(t) -> str:
