@@ -30,6 +30,14 @@ def _dims(e: A.Expr) -> list[A.Dim] | None:
     return dims
 
 
+def _dim_expr(d: A.Dim) -> A.Expr:
+    if isinstance(d.value, int):
+        return A.Num(d.value, False, d.span)
+    if isinstance(d.value, str):
+        return A.Name(d.value, d.span)
+    return d.value
+
+
 def state_from_spec(diags: list, name: str, ty: A.TypeExpr, init: A.Expr | None,
                     spec: list[A.ConfigEntry], span) -> tuple[A.TypeExpr, A.Expr | None]:
     """The type and initial value that `state name: ty { spec }` means (see the module)."""
@@ -72,9 +80,16 @@ def state_from_spec(diags: list, name: str, ty: A.TypeExpr, init: A.Expr | None,
         bad(kind_e, f"`init: \"{kind}\"` of state `{name}` needs `value:`",
             "e.g. `value: 0.5`")
         return ty, init
-    if init is not None or ty.name not in ("Tensor", "TernaryTensor") or shape is None:
+    if init is not None or ty.name not in ("Tensor", "TernaryTensor"):
         return ty, init   # an explicit `= init`, a scalar state: the spec only checked
-    args = [A.Arg(shape.value, None, shape.value.span)]
+    if shape is not None:
+        size = shape.value
+    elif ty.shape is not None and all(d.value is not None for d in ty.shape):
+        # `state v: Tensor[2] { init: "ones" }`: the type's own shape
+        size = A.ListLit([_dim_expr(d) for d in ty.shape], ty.span)
+    else:
+        return ty, init   # no shape: the checker says a state needs one (E0880)
+    args = [A.Arg(size, None, size.span)]
     fn = "full" if kind in ("constant", "full") else kind
     if fn == "full":
         args.append(A.Arg(value.value, None, value.value.span))

@@ -33,6 +33,14 @@ def test_a_state_spec_means_a_shape_and_an_initial_value(spec, written):
     assert _state(f"    state s: Tensor {spec}") == _state(f"    state s: {written}")
 
 
+@pytest.mark.parametrize("typed, written", [
+    ('Tensor[2, n] { init: "ones" }', "Tensor[2, n] = ones([2, n])"),   # the type's shape
+    ("int { init: \"zeros\" }", "int"),                                  # a scalar state
+])
+def test_a_typed_state_with_a_spec_keeps_its_type(typed, written):
+    assert _state(f"    state s: {typed}") == _state(f"    state s: {written}")
+
+
 def test_an_explicit_initial_value_wins_and_the_spec_is_still_checked():
     s = _state('    state s: Tensor[3] = ones([3]) { init: "zeros" }')
     assert isinstance(s.init, A.Call) and s.init.func.id == "ones"
