@@ -134,3 +134,16 @@ def test_an_unbound_generic_body_is_checked_once_on_its_own():
           "fn clamp<T: Comparable>(x: T, lo: T, hi: T) -> T {\n"
           "    if x < lo {\n        return lo\n    } else if x > hi {\n        return hi\n"
           "    }\n    return x\n}\n")
+
+
+def test_a_generic_layer_with_a_forward_binds_t_at_each_use():
+    src = ("layer Scale<T: Float> {\n    param s: Tensor[4]\n"
+           "    forward(x: Tensor<T, [b, 4]>) -> Tensor<T, [b, 4]> {\n        return x * s\n"
+           "    }\n}\n"
+           "model M {\n    layer sc: Scale {}\n    forward(x: Tensor[b, 4]) -> Tensor[b, 4] {\n"
+           "        return sc(x)\n    }\n}\n")
+    clean(src)
+    d = one(src.replace("forward(x: Tensor[b, 4]) -> Tensor[b, 4]",
+                        "forward(x: Tensor<int32, [b, 4]>) -> Tensor"), "E0503", "`T`", "Float",
+            "int32")
+    assert "Scale" in d.message
