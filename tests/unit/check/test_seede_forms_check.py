@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from tritium.backends.pytorch.codegen import generate
+from tritium.backends.pytorch.validate import validate
 from tritium.check import check_source
 
 
@@ -248,6 +250,9 @@ def test_a_sub_layers_method_is_called_through_it():
     clean(SUBLAYERS)
     res = check_source(SUBLAYERS, "t.tri")
     assert "sublayer_method" in res.call_forms.values()
+    python = generate(res)   # what checks compiles: the validator accepts the calls
+    validate(python)
+    assert "self.rep[-1].density(scale=3.0)" in python.replace("(-1)", "-1")
 
 
 @pytest.mark.parametrize("old, new, code", [

@@ -289,13 +289,19 @@ def _check_attribute(node: ast.Attribute) -> None:
         raise _fail(node, f"the attribute .{attr} is not allowed")
 
 
+def _int_constant(node: ast.AST) -> bool:
+    """`0`, `-1`, `(-1)`: an int literal, maybe negated."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) is int
+
+
 def _rooted_at_self(node: ast.AST) -> bool:
     """`self.a`, `self.a.b`, `self.a[0]`: attributes and constant indexes from `self`."""
     if not isinstance(node, ast.Attribute | ast.Subscript):
         return False
     while isinstance(node, ast.Attribute | ast.Subscript):
-        if isinstance(node, ast.Subscript) and not (
-                isinstance(node.slice, ast.Constant) and type(node.slice.value) is int):
+        if isinstance(node, ast.Subscript) and not _int_constant(node.slice):
             return False
         node = node.value
     return isinstance(node, ast.Name) and node.id == "self"
