@@ -268,3 +268,22 @@ def test_a_sub_layers_method_is_called_through_it():
 def test_sub_layer_method_errors(old, new, code):
     errs = errors(SUBLAYERS.replace(old, new))
     assert code in [d.code for d in errs], [(d.code, d.message) for d in errs]
+
+
+# ----------------------------------------------------------------------------- named arguments
+
+NAMED = ('fn f(a: int, b: str, c: float = 0.5) -> str {\n    return f"{a}{b}{c}"\n}\n')
+
+
+def test_named_arguments_of_user_functions_bind_by_name():
+    clean(NAMED + 'let r = f(b: "x", a: 2)\nlet s = f(1, c: 2.0, b: "y")\nprint(r, s)\n')
+    one(NAMED + 'let r = f(b: 2, a: 2)\nprint(r)\n', "E0401", "`b`")
+
+
+@pytest.mark.parametrize("call, code", [
+    ('f(1, "x", z: 1.0)', "E0307"),     # no such parameter
+    ('f(1, "x", a: 2)', "E0306"),       # given twice
+    ('f(b: "x")', "E0306"),             # `a` missing
+])
+def test_named_argument_errors(call, code):
+    one(NAMED + f"let r = {call}\nprint(r)\n", code)

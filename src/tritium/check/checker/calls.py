@@ -34,6 +34,7 @@ from ..types import (
     dims_conflict,
     shape_str,
 )
+from .call_args import ArgOrderError, by_name, order_args
 from .calls_forms import pair_form, scalar_pair
 from .decl_forms import construct, tensor_dtype_fits
 from .decl_lists import list_as_tensor
@@ -185,6 +186,28 @@ class CallsMixin:
 
     def user_fn_call(self, d: Definition, args: list[Value], e: A.Call) -> Value:
         fn: A.FnDef = d.node
+        names = [a.name for a in e.args]
+        if len(args) == len(e.args) and by_name(names):   # named: by name (checker.call_args)
+            try:
+                slots = order_args(fn.params, names)
+            except ArgOrderError as err:
+                s = e.args[err.index].span if err.index is not None else e.span
+                if err.kind == "unknown":
+                    self.report("E0307", f"`{fn.name}` has no argument named `{err.name}`", s,
+                                secondary=[Label(fn.span, "defined here")],
+                                help=did_you_mean(err.name, [p.name for p in fn.params]))
+                else:
+                    self.report("E0306", f"`{fn.name}`: argument `{err.name}` is given twice"
+                                if err.kind == "twice" else
+                                f"`{fn.name}` is missing its argument `{err.name}`"
+                                if err.kind == "missing" else
+                                f"`{fn.name}` takes {len(fn.params)} argument(s), got "
+                                f"{len(args)}", s, secondary=[Label(fn.span, "defined here")])
+                return Value(ANY)
+            args = [args[i] if i is not None else Value(ANY) for i in slots]
+            e = A.Call(e.func, [e.args[i] if i is not None else A.Arg(A.NoneLit(e.span), None,
+                                                                       e.span)
+                                for i in slots], e.span)
         n_req = sum(1 for p in fn.params if p.default is None)
         if not n_req <= len(args) <= len(fn.params):
             self.report("E0306", f"`{fn.name}` takes {len(fn.params)} argument(s), got "

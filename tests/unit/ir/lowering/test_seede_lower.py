@@ -96,3 +96,12 @@ def test_unbind_of_an_unknown_dim_is_a_lowering_error():
            "    }\n}\n")
     with pytest.raises(LoweringError, match="unbind"):
         lowered(src)
+
+
+def test_named_arguments_of_user_functions_bind_by_name():
+    src = ("fn affine(x: Tensor, scale: float = 2.0, shift: float = 0.0) -> Tensor {\n"
+           "    return x * scale + shift\n}\n"
+           "model N {\n    forward(x: Tensor[3, 4]) -> Tensor[3, 4] {\n"
+           "        return affine(shift: 1.0, x: x) + affine(x, shift: -1.0, scale: 3.0)\n"
+           "    }\n}\n")
+    assert np.allclose(run(src, X), (X * 2.0 + 1.0) + (X * 3.0 - 1.0), atol=1e-5)
