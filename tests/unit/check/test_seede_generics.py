@@ -152,3 +152,11 @@ def test_a_generic_layer_with_a_forward_binds_t_at_each_use():
                         "forward(x: Tensor<int32, [b, 4]>) -> Tensor"), "E0503", "`T`", "Float",
             "int32")
     assert "Scale" in d.message
+
+
+def test_a_local_generic_function_is_named_as_written():
+    src = ("fn outer(k: float) -> float {\n    fn inner<T: Numeric>(x: T, y: T) -> T {\n"
+           "        return x * y + k\n    }\n    let a = inner(2.0, 3.0)\n    return a\n}\n"
+           "print(outer(1.0))\n")
+    clean(src)
+    one(src.replace("inner(2.0, 3.0)", "inner(2, 3.0)"), "E0843", "of `inner`")

@@ -110,6 +110,12 @@ def _join_elements(found: list, what: str) -> list:
     return [(n, t, w) for n, (t, w) in merged.items()] + rest
 
 
+def _shown(name: str) -> str:
+    """A function's name as written: a local function lifted out of its body (frontend.lift)
+    is `outer__inner`."""
+    return name.rsplit("__", 1)[-1] if "__" in name.strip("_") else name
+
+
 def _describe(t) -> str:
     return f"shape {shape_str(t.shape)}" if isinstance(t, ShapeVarT) else str(t)
 
@@ -143,7 +149,7 @@ def bind_call(ck, fn: A.FnDef, args: list[Value], spans: list, call_span: Span |
             first, first_span = origin[n]
             sec = [Label(first_span, f"`{n}` is {_describe(bound[n])} from here")] \
                 if first_span is not None and first_span != sp else []
-            ck.report("E0843", f"the type parameter `{n}` of `{fn.name}` is "
+            ck.report("E0843", f"the type parameter `{n}` of `{_shown(fn.name)}` is "
                                f"{_describe(bound[n])} from {first} but {_describe(t)} "
                                f"from {what}", sp or call_span,
                       label=f"`{n}` would be {_describe(t)} here", secondary=sec,
@@ -158,7 +164,7 @@ def bind_call(ck, fn: A.FnDef, args: list[Value], spans: list, call_span: Span |
         t = bound.get(tp.name)
         for b in tp.bounds:
             if t is not None and b in BOUNDS and satisfies(b, t) is False:
-                ck.report("E0842", f"the type parameter `{tp.name}` of `{fn.name}` must be "
+                ck.report("E0842", f"the type parameter `{tp.name}` of `{_shown(fn.name)}` must be "
                                    f"{b} ({BOUNDS[b]}), but {origin[tp.name][0]} makes it "
                                    f"{_describe(t)}", call_span,
                           label=f"`{tp.name}` is {_describe(t)} here",
