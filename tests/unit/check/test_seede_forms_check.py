@@ -82,6 +82,8 @@ def test_sum_of_a_list_errors():
     one("let t = sum([ones([2]), ones([3])])\nprint(t)\n", "E0505")
     one("let t = sum([ones([2])], dim: 0)\nprint(t)\n", "E0307", "stack")
     one('let t = sum("ab")\nprint(t)\n', "E0404")
+    one("let t = sum([[1], [2]])\nprint(t)\n", "E0404", "a + b")   # Python's sum: 0 + [1]
+    one('let t = sum(["a", "b"])\nprint(t)\n', "E0404", "str")
 
 
 # ----------------------------------------------------------------------------- unbind

@@ -80,6 +80,15 @@ def _list_items(v: Value) -> list[Value] | None:
 def sum_list_value(ck, x: Value, e) -> Value:
     """Python's `sum(xs)`: 0 + xs[0] + xs[1] + ... (tensors added elementwise, broadcast)."""
     items = _list_items(x)
+    elems = items if items is not None else (
+        [Value(x.ty.elem)] if isinstance(x.ty, ListT) and x.ty.elem is not None else [])
+    for it in elems:   # Python's sum starts from 0: numbers and tensors only
+        if not (isinstance(it.ty, TensorT | AnyT) or isinstance(it.ty, ScalarT)
+                and it.ty.name != "str"):
+            ck.report("E0404", f"`sum` of a list adds numbers or tensors, not {it.ty}", e.span,
+                      help="join lists with `a + b`" if isinstance(it.ty, ListT | TupleT)
+                      else None)
+            return Value(ANY)
     if items is None:
         elem = x.ty.elem if isinstance(x.ty, ListT) else None
         return Value(elem) if elem is not None else Value(ANY)
