@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 @_builtin("masked_fill")
 def _masked_fill(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     x = lw.to_value(b, a["x"], None, span)
-    return _BUILTIN_FNS["where"](lw, b, {"cond": a["mask"], "a": a["value"], "b": x}, span)
+    out = _BUILTIN_FNS["where"](lw, b, {"cond": a["mask"], "a": a["value"], "b": x}, span)
+    if isinstance(x.type, TensorType) and isinstance(out.type, TensorType) \
+            and out.type.dtype != x.type.dtype:
+        out = b.cast(out, dtype=x.type.dtype)   # the result keeps x's dtype, as torch's does
+    return out
 
 
 @_builtin("unbind")
