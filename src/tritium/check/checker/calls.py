@@ -38,6 +38,7 @@ from .call_args import ArgOrderError, by_name, order_args
 from .calls_forms import pair_form, scalar_pair
 from .decl_forms import construct, tensor_dtype_fits
 from .decl_lists import list_as_tensor
+from .generics import bind_call_dims
 from .hooks import register_hook
 from .layer_construction import construct_layer, instance_inputs
 from .layer_methods import MethodT, method_call, unknown_self_method
@@ -220,8 +221,8 @@ class CallsMixin:
         if fn.type_params is not None:
             self.type_vars = self.bind_type_params(fn, args, [a.span for a in e.args], e.span)
         try:
-            # the declared shapes, their symbolic dims (`<M, K, N>`) bound across the arguments
-            self.check_direct_call_shapes(fn, args, e)
+            if self.defs.get(d.name) is d:   # (a layer called directly: its own check)
+                bind_call_dims(self, fn, args, e)   # `<M, K, N>` bound across the arguments
             return self._user_fn_call(d, args, e)
         finally:
             self.type_vars = saved_tvars

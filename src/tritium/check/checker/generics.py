@@ -170,3 +170,32 @@ def bind_call(ck, fn: A.FnDef, args: list[Value], spans: list, call_span: Span |
                           label=f"`{tp.name}` is {_describe(t)} here",
                           secondary=[Label(tp.span, "bound declared here")])
     return {tp.name: bound.get(tp.name, ANY) for tp in tps}
+
+
+def bind_call_dims(ck, fn: A.FnDef, args: list[Value], e) -> None:
+    """The named dims of the declared shapes (`<M, K, N>`, `Tensor<float32, [B, N]>`) bound
+    across the arguments of one call: a dim named twice with two known sizes is E0503 at
+    the call (`mm(ones([2, 3]), ones([4, 5]))`: `K` is 3 from `a` but 4 from `b`). Ranks and
+    literal sizes are the body's to judge, as before."""
+    from ...frontend.parser import TENSOR_TYPES
+    from .model import Scope
+
+    seen: dict[str, tuple[object, str]] = {}
+    for p, a in zip(fn.params, args):
+        if p.type is None or p.type.name not in TENSOR_TYPES or not isinstance(a.ty, TensorT):
+            continue
+        declared = ck.type_from_expr(p.type, Scope())
+        if not isinstance(declared, TensorT) or declared.shape is None or a.ty.shape is None \
+                or len(declared.shape) != len(a.ty.shape):
+            continue
+        for dd, ad in zip(declared.shape, a.ty.shape):
+            if not isinstance(dd, str) or isinstance(dd, SymInt) or not isinstance(ad, int):
+                continue
+            if dd in seen and isinstance(seen[dd][0], int) and seen[dd][0] != ad:
+                ck.report("E0503", f"`{_shown(fn.name)}` cannot be called with these "
+                                   f"arguments: dim `{dd}` is {seen[dd][0]} from "
+                                   f"`{seen[dd][1]}` but {ad} from `{p.name}`", e.span,
+                          label="arguments " + ", ".join(str(x.ty) for x in args),
+                          secondary=[Label(p.span, "declared here")])
+                return
+            seen.setdefault(dd, (ad, p.name))

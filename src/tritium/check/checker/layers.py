@@ -627,7 +627,9 @@ class LayersMixin:
                                          f"arguments by position", a.span,
                                 help=f"pass them in the order `{d.name}` declares them")
                     return Value(ANY)
-            return self.user_fn_call(layer_as_function(d), args, call)   # shapes checked there
+            view = layer_as_function(d)
+            self.check_direct_call_shapes(view.node, args, call)
+            return self.user_fn_call(view, args, call)
         self.report("E0310", f"`{d.name}` is a {d.kind} type; declare an instance with "
                              f"`layer x: {d.name} {{ … }}` and call that", call.func.span,
                     help="only a layer written as a function (`layer F(w: TernaryTensor…, "
