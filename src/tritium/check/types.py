@@ -84,6 +84,15 @@ class TypeVarT:
 
 
 @dataclass(frozen=True, slots=True)
+class ShapeVarT:
+    """What a shape variable (`S` in `Tensor<T, S>`) is bound to at one call: a shape."""
+    shape: Shape | None = None
+
+    def __str__(self) -> str:
+        return shape_str(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
 class DictT:
     def __str__(self) -> str:
         return "dict"
@@ -281,6 +290,8 @@ def satisfies(bound: str, t: Type) -> bool | None:
     """Whether the type `t` satisfies the bound; None when it cannot be known."""
     if isinstance(t, AnyT | TypeVarT):
         return None
+    if isinstance(t, ShapeVarT):
+        return True if bound in ("Shape", "Any") else None
     if bound == "Any":
         return True
     if bound == "Tensor":
@@ -305,17 +316,52 @@ def satisfies(bound: str, t: Type) -> bool | None:
     return None
 
 
+def _number_kind(name: str | None) -> str | None:
+    """The kind of a number type for unification: "float", "int" (ints and trit), "bool"."""
+    if name is None:
+        return None
+    if name in FLOAT_TYPES or name == "float":
+        return "float"
+    if name in INT_TYPES or name in ("int", "trit"):
+        return "int"
+    return name
+
+
+def _shapes_agree(a: Shape | None, b: Shape | None) -> bool:
+    if a is None or b is None:
+        return True
+    return len(a) == len(b) and not any(dims_conflict(x, y) for x, y in zip(a, b))
+
+
 def unify_join(a: Type, b: Type) -> Type | None:
     """One binding for a type parameter bound twice (`T` from two arguments), or None when
-    the two cannot be the same type."""
+    the two cannot be the same type: numbers of one kind agree (int literals and int types,
+    floats), an int and a float do not (`process(1, 2.0)`); tensors agree when their element
+    types are of one kind and their known shapes match."""
     if a == b or isinstance(b, AnyT):
         return a
     if isinstance(a, AnyT):
         return b
-    num = FLOAT_TYPES | INT_TYPES | {"trit"}
-    if isinstance(a, ScalarT) and isinstance(b, ScalarT) and a.name in num and b.name in num:
+    if isinstance(a, ScalarT) and isinstance(b, ScalarT):
+        if _number_kind(a.name) != _number_kind(b.name):
+            return None
         return join_types(a, b)
     if isinstance(a, TensorT) and isinstance(b, TensorT):
+        ka, kb = _number_kind(a.dtype), _number_kind(b.dtype)
+        if ka is not None and kb is not None and ka != kb:
+            return None
+        if not _shapes_agree(a.shape, b.shape):
+            return None
         return join_types(a, b)
+    if isinstance(a, ShapeVarT) and isinstance(b, ShapeVarT):
+        if not _shapes_agree(a.shape, b.shape):
+            return None
+        return ShapeVarT(join_shape(a.shape, b.shape))
+    if isinstance(a, ListT) and isinstance(b, ListT):
+        if a.elem is not None and b.elem is not None and unify_join(a.elem, b.elem) is None:
+            return None
+        return join_types(a, b)
+    if isinstance(a, TupleT) and isinstance(b, TupleT) and len(a.items) == len(b.items):
+        items = [unify_join(x, y) for x, y in zip(a.items, b.items)]
+        return None if any(i is None for i in items) else TupleT(tuple(items))
     return None
-

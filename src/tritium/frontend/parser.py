@@ -250,7 +250,8 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
         rest of that statement is skipped and None returned (the error is recorded), so the
         next statements are still parsed."""
         t = self.toks[self.pos]
-        if t.kind is T.IDENT and self.peek().kind is T.IDENT and not self.at_forms2_statement():
+        if t.kind is T.IDENT and self.peek().kind is T.IDENT and not self.at_forms2_statement() \
+                and t.text not in ("while", "assert"):   # `while n < 10 {`, `assert ok, "…"`
             # `modle M { … }`: two names in a row start no statement; a misspelled item
             raise self.error(f"expected `model`, `block`, `layer`, `fn`, `import` or a "
                              f"statement, found `{t.text}`", code="E0204",

@@ -7,6 +7,7 @@ from . import ast as A
 from .diagnostics import Diagnostic, Span
 from .lexer import KEYWORDS, T, Token
 from .parser_expr import ParseError
+from .state_spec import state_from_spec
 
 # keywords that start a top-level item (a body or a skipped form ends before one)
 _TOP_KEYWORDS = {"model", "block", "layer", "fn", "def", "import"}
@@ -96,6 +97,10 @@ class DeclarationsMixin:
             if self.at("="):
                 self.advance()
                 init = self.parse_expr()
+            if self.at("{"):   # `state m: Tensor { shape: [n], init: "zeros" }` (state_spec)
+                spec = self.parse_entries(f"the spec of state `{name.text}`")
+                ty, init = state_from_spec(self.diags, name.text, ty, init, spec,
+                                           self.span_from(t))
             node = A.StateDecl(name.text, ty, init, self.span_from(t))
             self.end_of_statement()
             return node

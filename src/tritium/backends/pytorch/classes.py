@@ -223,6 +223,11 @@ class DefinitionGen:
         body = forward_body(node)
         self.emit(0, f"def {internal('f', d.name)}({', '.join(params)}):")
         self.emit(1, f'"""`{d.name}(…)` called directly: a pure function of its arguments."""')
+        for p in node.params or []:
+            if p.type is not None and p.type.name == "TernaryTensor":
+                # trits passed in (`ternary_tensor(…)`, int8) compute as the float storage of
+                # a layer's ternary weight does, so `x @ w` mixes them with float inputs
+                self.emit(1, f"{py_local(p.name)} = trt.cast({py_local(p.name)}, 'float32')")
         self.gen_dim_bindings(node.params or [], body, ctx, 1)
         if not body:
             self.emit(1, "return None")

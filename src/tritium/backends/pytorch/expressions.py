@@ -14,6 +14,7 @@ from ... import vocab
 from ...check.builtins import FUNCTIONS
 from ...check.checker.calls_forms import dtype_constant
 from ...check.checker.model import callable_layer
+from ...check.checker.sublayer_methods import SUBLAYER_METHOD
 from ...check.list_methods import LIST_METHODS
 from ...frontend import ast as A
 from ...frontend.lexer import FORMAT_SPEC_RE
@@ -400,6 +401,9 @@ class BodyGen:
               for a in e.args if a.name is not None}
         pos = [self.as_tensor(self.expr(a.value, ctx), a.span in coerce)
                for a in e.args if a.name is None]
+        if isinstance(f, A.Attr) and self.result.call_forms.get(e.span) == SUBLAYER_METHOD:
+            named = [f"{py_local(k)}={v}" for k, v in kw.items()]   # a sub-layer's method
+            return f"{self.sub(f.value, ctx, 20)}.{py_attr(f.attr)}({', '.join([*pos, *named])})"
         if isinstance(f, A.Attr):
             base = self.as_tensor(self.expr(f.value, ctx), f.span in coerce)
             if self.result.call_forms.get(f.span) == "list_tensor":   # `xs.reshape(s)`

@@ -98,6 +98,10 @@ NN_ATTRS |= {"ModuleList"}
 VALUE_ATTRS |= {"detach", "t", "requires_grad_"}
 # a tensor's element count (the builtin numel)
 VALUE_ATTRS |= {"numel"}
+# masked_fill (x.masked_fill(mask != 0, value)) and Python's sum of a list (check.builtins.seede)
+VALUE_ATTRS |= {"masked_fill"}
+ALLOWED_BUILTINS |= {"sum"}
+TORCH_ATTRS |= {"unbind"}
 # the list methods of the language (tritium.check.list_methods), called on list values
 VALUE_ATTRS |= {"append", "extend", "insert", "pop", "remove", "clear", "reverse", "sort",
                 "index", "count", "copy"}
@@ -275,5 +279,29 @@ def _check_attribute(node: ast.Attribute) -> None:
         if attr in MODULE_ATTRS and attr not in VALUE_ATTRS and attr != "register_buffer":
             raise _fail(node, f"self.{attr} is not allowed")
         return
+    if _rooted_at_self(base):
+        # a sub-module's method or attribute (`self.stage[0].report()`): program names
+        # through names.py, as `self.<name>` is, and nothing of nn.Module's own
+        if attr in MODULE_ATTRS and attr not in VALUE_ATTRS:
+            raise _fail(node, f"{ast.unparse(node)} is not allowed")
+        return
     if attr not in VALUE_ATTRS:
         raise _fail(node, f"the attribute .{attr} is not allowed")
+
+
+def _int_constant(node: ast.AST) -> bool:
+    """`0`, `-1`, `(-1)`: an int literal, maybe negated."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) is int
+
+
+def _rooted_at_self(node: ast.AST) -> bool:
+    """`self.a`, `self.a.b`, `self.a[0]`: attributes and constant indexes from `self`."""
+    if not isinstance(node, ast.Attribute | ast.Subscript):
+        return False
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        if isinstance(node, ast.Subscript) and not _int_constant(node.slice):
+            return False
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == "self"

@@ -34,6 +34,7 @@ from . import (  # noqa: F401
     model2,  # noqa: F401  (the model2 forms' builtins)
     quant,
     seed,
+    seede,  # noqa: F401  (masked_fill; Python's sum of a list)
 )
 from .quant import (
     dequantize_rule,

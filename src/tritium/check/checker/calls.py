@@ -34,9 +34,11 @@ from ..types import (
     dims_conflict,
     shape_str,
 )
+from .call_args import ArgOrderError, by_name, order_args
 from .calls_forms import pair_form, scalar_pair
 from .decl_forms import construct, tensor_dtype_fits
 from .decl_lists import list_as_tensor
+from .generics import bind_call_dims
 from .hooks import register_hook
 from .layer_construction import construct_layer, instance_inputs
 from .layer_methods import MethodT, method_call, unknown_self_method
@@ -48,6 +50,8 @@ from .model import (
     _is_int,
     _num,
 )
+from .stubs import stub_call
+from .sublayer_methods import sublayer_method_call
 
 
 class CallsMixin:
@@ -64,6 +68,10 @@ class CallsMixin:
             return Value(ANY)   # `self.nothing(…)`: no such method (checker.layer_methods)
         if isinstance(f, A.Attr):
             base = self.eval_expr(f.value, scope)
+            if isinstance(base.ty, LayerT):   # `stage[0].report()` (checker.sublayer_methods)
+                r = sublayer_method_call(self, base, e, scope)
+                if r is not None:
+                    return r
             if isinstance(base.ty, ListT) and f.attr in LIST_METHODS:
                 return list_method_call(self, base, e, scope)
             if isinstance(base.ty, ListT) and f.attr in FUNCTIONS and \
@@ -179,16 +187,42 @@ class CallsMixin:
 
     def user_fn_call(self, d: Definition, args: list[Value], e: A.Call) -> Value:
         fn: A.FnDef = d.node
+        names = [a.name for a in e.args]
+        if len(args) == len(e.args) and by_name(names):   # named: by name (checker.call_args)
+            try:
+                slots = order_args(fn.params, names)
+            except ArgOrderError as err:
+                s = e.args[err.index].span if err.index is not None else e.span
+                if err.kind == "unknown":
+                    self.report("E0307", f"`{fn.name}` has no argument named `{err.name}`", s,
+                                secondary=[Label(fn.span, "defined here")],
+                                help=did_you_mean(err.name, [p.name for p in fn.params]))
+                else:
+                    self.report("E0306", f"`{fn.name}`: argument `{err.name}` is given twice"
+                                if err.kind == "twice" else
+                                f"`{fn.name}` is missing its argument `{err.name}`"
+                                if err.kind == "missing" else
+                                f"`{fn.name}` takes {len(fn.params)} argument(s), got "
+                                f"{len(args)}", s, secondary=[Label(fn.span, "defined here")])
+                return Value(ANY)
+            args = [args[i] if i is not None else Value(ANY) for i in slots]
+            e = A.Call(e.func, [e.args[i] if i is not None else A.Arg(A.NoneLit(e.span), None,
+                                                                       e.span)
+                                for i in slots], e.span)
         n_req = sum(1 for p in fn.params if p.default is None)
         if not n_req <= len(args) <= len(fn.params):
             self.report("E0306", f"`{fn.name}` takes {len(fn.params)} argument(s), got "
                                  f"{len(args)}", e.span,
                         secondary=[Label(fn.span, "defined here")])
             return Value(ANY)
+        if stub_call(self, fn, e):   # its body is only `pass` (checker.stubs)
+            return Value(ANY)
         saved_tvars = getattr(self, "type_vars", {})
         if fn.type_params is not None:
             self.type_vars = self.bind_type_params(fn, args, [a.span for a in e.args], e.span)
         try:
+            if self.defs.get(d.name) is d:   # (a layer called directly: its own check)
+                bind_call_dims(self, fn, args, e)   # `<M, K, N>` bound across the arguments
             return self._user_fn_call(d, args, e)
         finally:
             self.type_vars = saved_tvars

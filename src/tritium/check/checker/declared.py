@@ -25,6 +25,7 @@ from ..types import (
     NoneT,
     RangeT,
     ScalarT,
+    ShapeVarT,
     SymInt,
     TensorT,
     TupleT,
@@ -83,6 +84,8 @@ class DeclaredTypesMixin:
                 shape = tuple(self.dim_of(d, scope, bindings) for d in te.shape)
                 if not self.shape_ok(shape, te.span):
                     shape = None
+            elif tvars and isinstance(tvars.get(te.shape_var), ShapeVarT):
+                shape = tvars[te.shape_var].shape   # `Tensor<T, S>`: S bound at this call
             return TensorT(dtype if dtype is not None else "float32", shape, ternary)
         if name in DTYPES:
             if te.shape is not None:

@@ -40,7 +40,9 @@ from ..types import (
 from .calls_forms import dtype_constant
 from .decl_forms import trit_outside_layers, type_value
 from .decl_lists import repeat_by_unknown, repeat_count
+from .dict_items import dict_item
 from .gradient_forms import with_gradient_value
+from .hints import channel_bias_help, defined_in_other_body
 from .int_division import int_division, is_int_division
 from .layer_values import is_layer_value, layer_attr
 from .model import (
@@ -52,6 +54,7 @@ from .model import (
     check_fstring,
 )
 from .select_forms import elementwise_if, tensor_condition
+from .sublayer_methods import layer_member
 
 
 def _exits(s) -> bool:
@@ -74,7 +77,7 @@ class ExpressionsMixin:
         help = None
         if not self.quiet:   # inside an instance only the first problem is kept: skip difflib
             cands = list(scope.vars) + [n for n, d in self.defs.items()] + list(FUNCTIONS)
-            help = did_you_mean(name, cands)
+            help = defined_in_other_body(self, name) or did_you_mean(name, cands)
         self.report("E0304", f"undefined name `{name}`", span, label="not defined", help=help)
         return Value(ANY)
 
@@ -483,10 +486,16 @@ class ExpressionsMixin:
             elif dims_conflict(x, y):
                 self.report("E0505", f"shapes {shape_str(a)} and {shape_str(b)} cannot be "
                                      f"broadcast: dim {dim_str(x)} vs {dim_str(y)}", span,
-                            help="make the sizes equal, or one of them 1")
+                            help=channel_bias_help(a, b) or "make the sizes equal, or one of "
+                                                            "them 1")
                 return None
             else:
                 out.append(x if isinstance(x, int) else y if isinstance(y, int) else x)
+        hint = channel_bias_help(a, b, symbolic=True)
+        if hint is not None:   # `[?, C, h, w] + [C]`: broadcasts against w, not the channels
+            self.warn("W1041", f"a {shape_str(a if len(a) == 1 else b)} tensor added to "
+                               f"{shape_str(b if len(a) == 1 else a)} lines up with the last "
+                               f"dim, not the channels (dim 1)", span, help=hint)
         return tuple(reversed(out))
 
     def matmul(self, ta: TensorT, tb: TensorT, span: Span, ls: Span, rs: Span,
@@ -591,6 +600,12 @@ class ExpressionsMixin:
             return Value(TensorT(t.dtype, tuple(out), t.ternary))
         if isinstance(t, AnyT):
             return Value(ANY)
+        if isinstance(t, DictT):   # `d["k"]` (checker.dict_items)
+            return dict_item(self, base, e, scope)
+        if isinstance(t, LayerT):   # `stage[0]`: a member of a stack (checker.sublayer_methods)
+            member = layer_member(self, base, e, scope)
+            if member is not None:
+                return member
         self.report("E0405", f"cannot index {t}", e.span)
         return Value(ANY)
 

@@ -32,12 +32,12 @@ from ..types import (
     Value,
     dims_conflict,
     join_types,
-    satisfies,
     shape_str,
-    unify_join,
     working_type,
 )
 from .decl_forms import float_type_into_ternary
+from .dict_items import assign_dict_item
+from .generics import bind_call
 from .int_division import mark_int_divisions
 from .layer_values import assign_layer_attr, loop_item
 from .model import (
@@ -52,40 +52,7 @@ from .model import (
     form_b_weight,
 )
 from .pair_quantizers import pair_quantizer_value
-
-
-def _unify(te: A.TypeExpr, v: Value, names: set[str], found: dict) -> None:
-    """Bind the type parameters (`names`) that the declared type `te` mentions from the type
-    of the value `v`: `T` itself, the element type of `Tensor<T, …>`, `list[T]`, `[A, B]`."""
-    t = v.ty
-    if isinstance(t, AnyT):
-        return
-    if te.name in names and te.args is None and te.shape is None and te.dtype is None:
-        if te.name in found:
-            j = unify_join(found[te.name], t)
-            if j is not None:
-                found[te.name] = j
-        else:
-            found[te.name] = t
-        return
-    if te.dtype in names and isinstance(t, TensorT) and t.dtype is not None:
-        found.setdefault(te.dtype, ScalarT(t.dtype))
-        return
-    if te.args is None:
-        return
-    elems = ([c if isinstance(c, Value) else Value(INT, c) if isinstance(c, SymInt)
-              else Value.of(c) for c in v.const]
-             if isinstance(t, ListT) and isinstance(v.const, list) else None)
-    if te.name == "list":
-        if isinstance(t, ListT) and t.elem is not None:
-            _unify(te.args[0], Value(t.elem), names, found)
-        for e in elems or []:
-            _unify(te.args[0], e, names, found)
-    elif te.name == "tuple":
-        items = elems if elems is not None else (
-            [Value(x) for x in t.items] if isinstance(t, TupleT) else [])
-        for a, e in zip(te.args, items):
-            _unify(a, e, names, found)
+from .stubs import is_stub
 
 
 class _LoopExit(Exception):
@@ -105,12 +72,13 @@ class FunctionsMixin:
         saved_tvars = getattr(self, "type_vars", {})
         try:
             if fn.type_params is not None:
-                self.type_vars = self.fn_type_vars(fn, inputs)
+                self.type_vars = self.fn_type_vars(fn, inputs, form_b)
             return self._check_function(fn, outer, layers, inputs, form_b)
         finally:
             self.type_vars = saved_tvars
 
-    def fn_type_vars(self, fn: A.FnDef, inputs: list[Value] | None) -> dict:
+    def fn_type_vars(self, fn: A.FnDef, inputs: list[Value] | None,
+                     form_b: bool = False) -> dict:
         """The type parameters of `fn` inside its body: bound from the inputs of one call, or
         abstract (TypeVarT) when the body is checked on its own."""
         if inputs is None:
@@ -122,7 +90,8 @@ class FunctionsMixin:
                                     help="the bounds are " + ", ".join(f"`{k}`" for k in BOUNDS))
             return {tp.name: TypeVarT(tp.name, "+".join(tp.bounds) or None)
                     for tp in fn.type_params or []}
-        return self.bind_type_params(fn, inputs, [None] * len(inputs), fn.span)
+        return self.bind_type_params(fn, inputs, [None] * len(inputs), fn.span,
+                                     form_b_inputs(fn.params) if form_b else None)
 
     def layer_type_vars(self, node) -> dict:
         """The type parameters of a generic layer (`layer L<T: Float>(…)`) in its body: a
@@ -142,40 +111,9 @@ class FunctionsMixin:
         return out
 
     def bind_type_params(self, fn: A.FnDef, args: list[Value], spans: list,
-                         call_span: Span) -> dict:
-        """Unify each parameter's declared type with its argument to bind the type parameters
-        of one call; report a parameter bound to two different types (E0843) and a binding
-        that breaks a bound (E0842), both at the call."""
-        tps = fn.type_params or []
-        names = {tp.name for tp in tps}
-        bound: dict = {}
-        origin: dict[str, str] = {}
-        for p, a, sp in zip(fn.params, args, spans):
-            if p.type is None:
-                continue
-            found: dict = {}
-            _unify(p.type, a, names, found)
-            for n, t in found.items():
-                if n not in bound:
-                    bound[n], origin[n] = t, p.name
-                    continue
-                j = unify_join(bound[n], t)
-                if j is None:
-                    self.report("E0843", f"the type parameter `{n}` of `{fn.name}` is {bound[n]} "
-                                         f"from `{origin[n]}` but {t} from `{p.name}`",
-                                sp or call_span, label=f"`{n}` would be {t} here",
-                                help=f"pass arguments of one type for every `{n}`")
-                else:
-                    bound[n] = j
-        for tp in tps:
-            t = bound.get(tp.name)
-            for b in tp.bounds:
-                if t is not None and b in BOUNDS and satisfies(b, t) is False:
-                    self.report("E0842", f"the type parameter `{tp.name}` of `{fn.name}` must be "
-                                         f"{b} ({BOUNDS[b]}), but `{origin[tp.name]}` makes it "
-                                         f"{t}", call_span, label=f"`{tp.name}` is {t} here",
-                                secondary=[Label(tp.span, "bound declared here")])
-        return {tp.name: bound.get(tp.name, ANY) for tp in tps}
+                         call_span: Span, params: list | None = None) -> dict:
+        """The type parameters of one call, bound by unification (checker.generics)."""
+        return bind_call(self, fn, args, spans, call_span, params)
 
     def _check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
                         inputs: list[Value] | None = None, form_b: bool = False) -> Value:
@@ -253,7 +191,11 @@ class FunctionsMixin:
                                 secondary=[Label(fn.ret.span, "declared here")] if fn.ret else None,
                                 help="remove the value or declare the return type")
         if ret_decl is not None and not isinstance(ret_decl, NoneT):
-            if not rets and fn.body is not None:
+            if not rets and fn.body is not None and is_stub(fn):
+                self.warn("W1040", f"`{fn.name}` declares a result but its body is only "
+                                   f"`pass`: calling it is an error", fn.span,
+                          help="write its body, or remove the return type")
+            elif not rets and fn.body is not None:
                 self.report("E0407", f"`{fn.name}` declares a return type but never returns",
                             fn.span, help="add a `return` statement")
             for v, span in rets:
@@ -416,11 +358,14 @@ class FunctionsMixin:
                         return
                     scope.used.add(name)
                     v = self.binary(s.op[:-1], scope.vars[name], v, s)
-                if name in scope.vars and isinstance(scope.vars[name].ty, LayerT):
+                if name in scope.vars and isinstance(scope.vars[name].ty, LayerT) and \
+                        s.op != "=":
                     self.report("E0205", f"cannot assign to layer `{name}`", s.target.span)
                     return
+                # `qkv = qkv(x)`: from here on the name is this value (the layer is hidden)
                 self.define(scope, name, v, s.span)
-            elif not assign_layer_attr(self, s, v, scope):   # `layer.weights = t`
+            elif not assign_layer_attr(self, s, v, scope) and \
+                    not assign_dict_item(self, s, v, scope):   # `layer.weights = t`, `d[k] = v`
                 self.eval_expr(s.target, scope)
         elif isinstance(s, A.Return):
             mark_int_divisions(self, getattr(self, "_ret_type", None), s.value)

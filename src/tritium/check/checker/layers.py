@@ -5,6 +5,7 @@ its config)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from ... import vocab
 from ...frontend import ast as A
@@ -483,6 +484,9 @@ class LayersMixin:
             if env is not None:
                 scope, layers = env
                 fn = self.forward_of(d.node)
+                if fn.type_params is None and getattr(d.node, "type_params", None):
+                    # `layer L<T> { forward(x: Tensor<T, …>) … }`: T bound by this use
+                    fn = replace(fn, type_params=d.node.type_params)
                 result = self.check_function(fn, scope, layers, inputs=args,
                                              form_b=not self.has_forward(d.node)
                                              and isinstance(d.node, A.LayerDef))
@@ -666,4 +670,5 @@ class LayersMixin:
         stmts = [i for i in node.body if isinstance(i, A.Stmt)]
         params = getattr(node, "params", None) or []
         tensor_params = [p for p in params if p.type is not None and p.type.name in TENSOR_TYPES]
-        return A.FnDef("forward", tensor_params, getattr(node, "ret", None), stmts, node.span)
+        return A.FnDef("forward", tensor_params, getattr(node, "ret", None), stmts, node.span,
+                       getattr(node, "type_params", None))   # `layer L<T>(…)`: bound per use

@@ -238,7 +238,8 @@ def layer_as_function(d: Definition) -> Definition:
     if hit is not None and hit[0] is d.node:
         return hit[1]
     node = d.node
-    fn = A.FnDef(d.name, list(node.params or []), node.ret, forward_body(node), node.span)
+    fn = A.FnDef(d.name, list(node.params or []), node.ret, forward_body(node), node.span,
+                 node.type_params, where=node.where)   # `layer L<T>(…)`: bound at each call
     view = Definition(d.name, fn, d.file)
     _FN_VIEWS[id(node)] = (node, view)
     return view

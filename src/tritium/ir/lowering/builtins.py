@@ -19,6 +19,7 @@ from . import (  # noqa: F401  (register lowerings)
     builtin_model2,  # noqa: F401  (register lowerings)
     builtin_quant,
     builtin_seed,
+    builtin_seede,  # noqa: F401  (masked_fill; Python's sum of a list)
 )
 from .builtin_core import _BUILTIN_FNS, _lower_record
 from .values import (

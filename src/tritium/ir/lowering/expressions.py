@@ -20,6 +20,7 @@ from ..ops import InferError
 from ..types import FLOAT_DTYPES, ScalarType, TensorType, types_compatible
 from .decl import ZerosForm, floor_count, lower_zeros
 from .list_methods import call_list_method, fresh_lists, list_arguments
+from .user_calls import ordered_args
 from .values import (
     _BINOPS,
     _LANG_DTYPES,
@@ -479,13 +480,17 @@ class ExpressionsMixin:
         d = self.result.definitions.get(fid)
         if d is not None and d.kind == "fn":
             bound = list(v.bound) if isinstance(v, FnRef) else []   # a closure's values
-            return self.call_user_fn(d, [a for _, a in args] + bound, b, e.span, ctx)
+            given = ordered_args(self, d.node, args, b, ctx, e.span,
+                                 len(d.node.params) - len(bound))   # named: by name
+            return self.call_user_fn(d, given + bound, b, e.span, ctx)
         if d is not None and self.result.call_forms.get(e.span) == "construct":
             raise LoweringError(f"`{fid}(…)` constructs a layer, which has no IR form in a "
                                 f"function body", e.span,
                                 help=f"declare it in the model: `layer m: {fid} {{ … }}`")
         if d is not None and callable_layer(d.node):   # `FC(w1, x)`: a pure function
-            return self.call_user_fn(layer_as_function(d), [a for _, a in args], b, e.span, ctx)
+            view = layer_as_function(d)
+            return self.call_user_fn(view, ordered_args(self, view.node, args, b, ctx, e.span),
+                                     b, e.span, ctx)
         if fid in FUNCTIONS:
             return self.builtin(fid, args, b, e.span, ctx)
         method = self.body_method(fid, ctx)

@@ -36,6 +36,26 @@ from .values import (
 )
 
 
+def dict_item_target(lw, s: A.Assign, env: dict[str, Any], b: Builder, ctx: FnCtx) -> bool:
+    """`d[k] = v` / `d[k] += v` where `d` names a dict known when lowering: a new dict with
+    the item set (dicts are compile-time values here). Returns whether it was one."""
+    t = s.target
+    if not (isinstance(t, A.Index) and isinstance(t.value, A.Name) and len(t.indices) == 1
+            and isinstance(env.get(t.value.id), dict)):
+        return False
+    d = env[t.value.id]
+    key = lw.eval(t.indices[0], env, b, ctx)
+    if not isinstance(key, str | int | float | bool):
+        raise LoweringError("a dict key must be known when lowering", t.span)
+    v = lw.eval(s.value, env, b, ctx)
+    if s.op != "=":
+        if key not in d:
+            raise LoweringError(f"the dict has no key {key!r}", t.span)
+        v = lw.binary(s.op[:-1], d[key], v, b, s.span)
+    env[t.value.id] = {**d, key: v}
+    return True
+
+
 class _IterEnd:
     """Work-list marker: the end of one unrolled iteration (where `continue` goes)."""
 
@@ -76,6 +96,8 @@ class StatementsMixin:
             env[s.name] = Undef(s.name, "it is declared without a value and not assigned yet")
         elif isinstance(s, A.Let):
             env[s.name] = self.coerce_decl(self.eval(s.value, env, b, ctx), s.type)
+        elif isinstance(s, A.Assign) and dict_item_target(self, s, env, b, ctx):
+            pass   # `d["k"] = v` on a dict known when lowering (its value is updated)
         elif isinstance(s, A.Assign):
             if not isinstance(s.target, A.Name):
                 raise LoweringError("assignment to an element or attribute is not supported",
