@@ -29,7 +29,7 @@
 #include <arm_neon.h>
 #endif
 
-#define TRI_ABI_VERSION 9
+#define TRI_ABI_VERSION 10
 
 TRI_EXPORT const char *tri_isa(void) {
 #if TRI_ISA_AVX512
