@@ -5,7 +5,7 @@ in one native call: :class:`BlockDecoder` (installed by :func:`install_block_dec
 A decode step of a generated model makes about thirty PyTorch and native calls per decoder
 block (norms, q/k/v, rope, the k/v head repeat, the cache append, attention, o, gate/up,
 ReLU², down, the residual adds): at batch 1 their Python and dispatch cost is a large part of
-a small model's step. ``tri_lm_block_decode`` (``csrc/tritium_lm.h``) runs the whole block
+a small model's step. ``tri_lm_block_decode`` (``csrc/tritium_lmblock.h``) runs the whole block
 for one new token -- RMSNorm, q/k/v from one int8 quantization, rope, the key and value
 written into the session's cache, attention over the cache, the sub-norm, o and its residual,
 RMSNorm, gate/up from one quantization, ReLU² gating, the sub-norm, down and its residual --
@@ -75,7 +75,7 @@ _CACHE_DTYPES = (torch.float32, torch.float16)
 
 
 class _BlockArgs(ctypes.Structure):
-    """``TriLmBlock`` of csrc/tritium_lm.h."""
+    """``TriLmBlock`` of csrc/tritium_lmblock.h."""
 
     _fields_ = ([(n, ctypes.c_int64) for n in ("dim", "heads", "kv_heads", "head_dim", "ffn")]
                 + [(n, ctypes.c_float) for n in ("eps_in", "eps_attn", "eps_post", "eps_ffn")]
