@@ -42,8 +42,9 @@ What differs between them (the header repeats it): llama.cpp's bitnet graph gate
 SiLU where the model (and Tritium and PyTorch) use ReLU² (the same cost, another function);
 llama.cpp quantizes activations per 256-value block (q8_K) where the others quantize per
 token; its output head is the f16 token embedding (the others: fp32, bf16 for torch-bf16);
-its KV cache is f16 with one entry per k/v head, where Tritium and PyTorch cache fp32 keys and
-values after repeating the k/v heads (grouped-query sizes). llama-bench draws its own random
+its KV cache is f16 with one entry per k/v head; Tritium's native decoder blocks keep one entry
+per k/v head too, in ``--kv-cache``'s dtype (f32 by default), and PyTorch caches its dtype's keys
+and values after repeating the k/v heads (grouped-query sizes). llama-bench draws its own random
 prompt tokens; its decode test (``-n``) starts from a context of ``--prompt-len`` tokens
 (``-d``), as the others' decode follows their prefill.
 
@@ -51,7 +52,7 @@ Tritium and PyTorch decode through the same path: ``tritium.driver.generate.gene
 (greedy) with a KV cache (``tritium.runtime.decoding.DecodeSession``): one forward over the
 ``--prompt-len`` prompt tokens (prefill), then ``--gen-len`` one-token forwards (decode).
 Each lives in its own process (spawned one after another, so that building one model does not
-overlap another's); llama-bench runs as a fresh process per measurement (``-r 1`` after its
+overlap another's), which runs one short generation (a warm-up, untimed) after building it; llama-bench runs as a fresh process per measurement (``-r 1`` after its
 own warm-up run: ``-p N -n 0`` for the prefill, ``-p 0 -n N -d N`` for the decode, ``-o
 json``). A round runs every implementation once per thread count, all (implementation,
 threads) pairs in a fresh random order each round; the figures are medians over
@@ -90,7 +91,7 @@ from pathlib import Path
 from _args import positive_ints
 
 # of the largest logit: see `verify` (the bound `tritium generate` holds its cache to)
-from tritium.driver.generate import CACHE_TOLERANCE
+from tritium.driver.generate import CACHE_TOLERANCE, DEFAULT_KV_CACHE, KV_CACHES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,6 +144,8 @@ ACT = "relu2"
 #: the input embedding, decide the next token (a larger spread makes a model that repeats
 #: its input)
 LINEAR_STD, NORM_STD = 0.02, 0.1
+#: tokens of each worker's warm-up prompt (then 3 new tokens), before the timed runs
+WARMUP_PROMPT = 24
 
 
 def default_threads() -> list[int]:
@@ -183,6 +186,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--head", choices=("int8", "fp32"), default="int8",
                    help="Tritium's output head (default int8, as `tritium generate` runs it; "
                         "llama.cpp's is f16 here)")
+    p.add_argument("--kv-cache", choices=KV_CACHES, default=DEFAULT_KV_CACHE,
+                   help=f"Tritium's KV cache (default {DEFAULT_KV_CACHE}, as `tritium generate`"
+                        " keeps it; llama.cpp's is f16)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for name in ("rounds", "prompt_len", "gen_len", "layers"):
@@ -405,19 +411,26 @@ def _reset_peak() -> bool:
         return False
 
 
-def worker(conn, impl: str, checkpoint: str, head: str = "fp32") -> None:
+def worker(conn, impl: str, checkpoint: str, head: str = "fp32",
+           kv_cache: str = DEFAULT_KV_CACHE) -> None:
     """One implementation's process: build the model from the checkpoint (Tritium's with its
     head in `head`'s format; the PyTorch twins keep theirs in their dtype), then answer
-    requests."""
+    requests. `kv_cache`: Tritium's KV cache (the PyTorch twins keep their dtype's)."""
     try:
         import torch
 
         from tritium.driver.generate import generate_tokens
         tritium = impl.startswith("tritium")
+        kv = kv_cache if tritium else DEFAULT_KV_CACHE
         model = tritium_model(checkpoint, head if tritium else "fp32")
         if not tritium:
             model = to_torch_twin(model, impl.split("-")[1])
         model.eval()
+        # one short generation first, as llama-bench runs a warm-up: what a model does once
+        # (Tritium: each weight's batch-GEMM layout, each decoder block's first fused
+        # prefill and decode step checked against its own forward) is not timed
+        generate_tokens(model, list(range(1, WARMUP_PROMPT + 1)), 3, greedy=True,
+                        fused=impl != "tritium-unfused", kv_cache=kv)
         gc.collect()
         reset = _reset_peak()
         conn.send({"ok": True, "rss": _status("VmRSS"), "peak_reset": reset})
@@ -435,7 +448,7 @@ def worker(conn, impl: str, checkpoint: str, head: str = "fp32") -> None:
         try:
             r = generate_tokens(model, msg["prompt"], msg["gen_len"] + 1, greedy=True,
                                 use_cache=msg.get("use_cache", True),
-                                fused=impl != "tritium-unfused")
+                                fused=impl != "tritium-unfused", kv_cache=kv)
         except Exception as exc:
             conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
             continue
@@ -470,11 +483,12 @@ def verify(model, seq: list[int], first: int) -> dict:
 
 
 class Worker:
-    def __init__(self, impl: str, checkpoint: str, head: str = "fp32") -> None:
+    def __init__(self, impl: str, checkpoint: str, head: str = "fp32",
+                 kv_cache: str = DEFAULT_KV_CACHE) -> None:
         ctx = mp.get_context("spawn")
         self.impl = impl
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker, args=(child, impl, checkpoint, head),
+        self.proc = ctx.Process(target=worker, args=(child, impl, checkpoint, head, kv_cache),
                                 daemon=True)
         self.proc.start()
         child.close()
@@ -751,7 +765,7 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
                     runners[impl] = LlamaBench(impl, llama_bench, gguf)
                 continue
             try:
-                runners[impl] = Worker(impl, prep["checkpoint"], args.head)
+                runners[impl] = Worker(impl, prep["checkpoint"], args.head, args.kv_cache)
             except RuntimeError as exc:
                 log(f"   {impl} skipped: building it failed ({exc})")
                 continue
@@ -844,8 +858,8 @@ DIFFERENCES = (
     "`tritium export --format gguf`); what differs:",
     "#   llama.cpp gates the MLP with SiLU (the model: ReLU²), quantizes activations per "
     "256 values (q8_K; the others per token), keeps the tied head in f16 (Tritium: "
-    "the `output head` line above; torch-fp32: fp32; torch-bf16: bf16) and an f16 KV cache of the k/v heads (Tritium, "
-    "PyTorch: fp32, k/v heads repeated)",
+    "the `output head` line above; torch-fp32: fp32; torch-bf16: bf16) and an f16 KV cache of the k/v heads (Tritium: "
+    "the k/v heads in the `KV cache` line's dtype; PyTorch: fp32 or bf16, k/v heads repeated)",
 )
 
 
@@ -865,7 +879,10 @@ def header(args) -> list[str]:
             f"# output head: Tritium {args.head}"
             + (" (int8 weights per row, int8 activations per token: llama.cpp quantizes its "
                "output tensor too)" if args.head == "int8" else "")
-            + "; PyTorch fp32/bf16 as their dtype"]
+            + "; PyTorch fp32/bf16 as their dtype",
+            f"# KV cache: Tritium {args.kv_cache}, each k/v head once (its native decoder "
+            "blocks; the prompt's head projects its last position only, as llama.cpp's and, "
+            "through the same generation loop, PyTorch's)"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,12 @@ from typing import Any
 
 from ..vocab import LM_HEADS as HEADS
 
-__all__ = ["GenerateError", "GenerationResult", "generate", "generate_tokens", "sample_next"]
+#: the KV cache's element types (`--kv-cache`): float32, or float16 (half the memory and the
+#: bytes attention reads per step; the fused decoder blocks write and read it natively)
+KV_CACHES = ("f32", "f16")
+DEFAULT_KV_CACHE = "f32"
+
+__all__ = ["KV_CACHES", "GenerateError", "GenerationResult", "generate", "generate_tokens", "sample_next"]
 
 
 class GenerateError(Exception):
@@ -113,15 +118,19 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                     greedy: bool = False, seed: int | None = None, use_cache: bool = True,
                     on_token: Callable[[int], None] | None = None,
-                    fused: bool = True) -> GenerationResult:
+                    fused: bool = True, kv_cache: str = DEFAULT_KV_CACHE) -> GenerationResult:
     """Generate up to `max_new_tokens` token ids after `prompt` with `model` (batch 1,
     eval mode, no gradients). `vocab` limits the choice to ids below it. `fused=False`
-    keeps decoder blocks off their fused one-call decode (`runtime.layers.decoder`)."""
+    keeps decoder blocks off their fused one-call decode (`runtime.layers.decoder`).
+    `kv_cache`: the cache's element type, "f32" or "f16" (`KV_CACHES`)."""
     import torch
 
     from ..runtime.decoding import DecodeSession
 
     _check_sampling(temperature, top_k, top_p)
+    if kv_cache not in KV_CACHES:
+        raise GenerateError(f"kv_cache must be one of {', '.join(KV_CACHES)}, got "
+                            f"{kv_cache!r}", code=2)
     if not prompt:
         raise GenerateError("the prompt is empty: it needs at least one token", code=2)
     gen = torch.Generator().manual_seed(int(seed) if seed is not None else
@@ -138,7 +147,8 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                            greedy=greedy, generator=gen)
 
     with torch.no_grad():
-        session = DecodeSession(fused=fused, max_tokens=len(prompt) + max_new_tokens) \
+        session = DecodeSession(fused=fused, max_tokens=len(prompt) + max_new_tokens,
+                                kv_dtype=torch.float16 if kv_cache == "f16" else None) \
             if use_cache else None
         if session is not None:
             session.__enter__()
@@ -146,7 +156,10 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
             if max_new_tokens <= 0:
                 return result
             t = time.perf_counter()
-            logits = session.forward(model, ids) if session is not None else model(ids)
+            # the prompt's forward projects only its last position through the head (the
+            # logits a generation samples from), as llama.cpp's does
+            logits = session.forward(model, ids, last_only=True) if session is not None \
+                else model(ids)
             token = pick(logits)
             result.prefill_seconds = time.perf_counter() - t
             result.tokens.append(token)
@@ -230,7 +243,7 @@ def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
 def generate(checkpoint: str, prompt: str, max_new_tokens: int = 128, *,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              greedy: bool = False, seed: int | None = None, use_cache: bool = True,
-             head: str = "int8",
+             head: str = "int8", kv_cache: str = DEFAULT_KV_CACHE,
              on_text: Callable[[str], Any] | None = None) -> GenerationResult:
     """Generate text after `prompt` from a `tritium train` language-model checkpoint; see
     the module's documentation. `on_text` receives the new text piece by piece. `head`:
@@ -257,7 +270,7 @@ def generate(checkpoint: str, prompt: str, max_new_tokens: int = 128, *,
     result = generate_tokens(model, ids, max_new_tokens, vocab=tok.vocab_size,
                              temperature=temperature, top_k=top_k, top_p=top_p,
                              greedy=greedy, seed=seed, use_cache=use_cache,
-                             on_token=on_token)
+                             on_token=on_token, kv_cache=kv_cache)
     tail = decoder.decode(b"", final=True)
     if tail:
         pieces.append(tail)
@@ -285,7 +298,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     r = generate(args.checkpoint, args.prompt, args.max_new_tokens,
                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                  greedy=args.greedy, seed=args.seed, use_cache=not args.no_cache,
-                 head=args.head, on_text=None if args.quiet else out)
+                 head=args.head, kv_cache=args.kv_cache,
+                 on_text=None if args.quiet else out)
     if not args.quiet:
         sys.stdout.write("\n")
         sys.stdout.flush()
@@ -341,6 +355,8 @@ def register(sub: Any, formatter_class: Any) -> None:
     g.add_argument("--head", choices=HEADS, default="int8",
                    help="the output head: int8 weights and activations (default; as "
                         "llama.cpp runs its output tensor) or fp32 as trained")
+    g.add_argument("--kv-cache", choices=KV_CACHES, default=DEFAULT_KV_CACHE,
+                   help="the KV cache's element type: f32 or f16 (half the memory)")
     g.add_argument("--threads", type=number("threads"), default=0,
                    help="torch threads (0: torch's default)")
     g.add_argument("-q", "--quiet", action="store_true", help="only the tokens/s line")

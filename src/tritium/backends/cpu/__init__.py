@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 9
+ABI_VERSION = 10
 
 
 # The counters of the kernels' thread pool, in the order tri_pool_stats writes them:
@@ -179,6 +179,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_rms_multi_planned": (_I, [_P, _I64, _P, _I64, ctypes.c_float, _P, _I]),
         "tri_lm_block_workspace": (_I64, [_P, _I64]),
         "tri_lm_block_decode": (_I, [_P, _P, _P, _P, _P, _P, _P, _I64, _I64, _P, _I]),
+        "tri_lm_block_prefill": (_I, [_P, _P, _P, _I64, _P, _P, _P, _P, _I64, _I64, _P, _I]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)

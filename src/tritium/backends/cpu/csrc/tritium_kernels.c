@@ -29,7 +29,7 @@
 #include <arm_neon.h>
 #endif
 
-#define TRI_ABI_VERSION 9
+#define TRI_ABI_VERSION 10
 
 TRI_EXPORT const char *tri_isa(void) {
 #if TRI_ISA_AVX512
@@ -222,3 +222,4 @@ TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t 
 #include "tritium_conv8.h" /* the int8-activation implicit-GEMM conv (int8_image) */
 #include "tritium_conv.h" /* conv2d: patches gathered into the GEMM rows, NCHW out */
 #include "tritium_lm.h"   /* language-model decode: the int8 head, the RMSNorm-fused BitLinear */
+#include "tritium_lmblock.h" /* a BitNet decoder block in one call: one token, or a prompt */
