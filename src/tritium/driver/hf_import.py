@@ -717,12 +717,18 @@ def _error(message: str, help: str | None = None) -> None:  # noqa: A002
 
 
 def cmd_import(args: Any) -> int:
+    from .compile import CompileError
     from .console import EXIT_FAIL, EXIT_OK, EXIT_USAGE
     try:
         r = import_hf(args.directory, args.out, args.program)
     except HFImportError as exc:
         _error(exc.message, exc.help)
         return EXIT_USAGE if exc.usage else EXIT_FAIL
+    except CompileError as exc:   # the program written for the architecture: our fault
+        _error("the .tri program written for this architecture does not compile: "
+               + "; ".join(f"{d.code} {d.message}" for d in exc.diagnostics),
+               "this is a Tritium bug: please report it with the checkpoint's config.json")
+        return EXIT_FAIL
     a: HFArch = r["arch"]
     print(f"imported {a.name}: {a.layers} layers, hidden {a.hidden}, {a.heads} heads "
           f"({a.kv_heads} k/v), MLP {a.ffn}, vocabulary {a.vocab}; "

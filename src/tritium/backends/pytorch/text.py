@@ -89,7 +89,10 @@ def wrap(line: str) -> list[str]:
     if line[start] == "(" and not name_before or line[start] == "[" and name_before:
         return [line]   # a parenthesized expression or a subscript: a comma would make a tuple
     head, body = line[:start + 1], line[start + 1:-1]
-    cuts = [i for i, c, depth in scan(body) if c == "," and depth == 0]
+    top = [(i, c) for i, c, depth in scan(body) if depth == 0]
+    # a comprehension (`[f(i) for i in range(n)]`) is one element that takes no comma
+    comprehension = any(c == " " and body.startswith(" for ", i) for i, c in top)
+    cuts = [] if comprehension else [i for i, c in top if c == ","]
     pieces = [body[a + 1:b] for a, b in zip([-1] + cuts, cuts + [len(body)])]
     args = [p.strip() for p in pieces if p.strip()]
     if not args:
@@ -97,6 +100,9 @@ def wrap(line: str) -> list[str]:
     indent = line[: len(line) - len(line.lstrip())]
     out = [head]
     for a in args:
+        if comprehension:       # kept whole: its clauses read as one line
+            out.append(f"{indent}    {a}")
+            continue
         inner = wrap(f"{indent}    {a}")
         inner[-1] += ","
         out.extend(inner)

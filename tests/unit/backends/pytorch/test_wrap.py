@@ -31,3 +31,20 @@ def test_short_lines_and_comments_stay():
     assert wrap("    def f(x) -> None:") == ["    def f(x) -> None:"]
     long_comment = "# " + "x, " * 60
     assert wrap(long_comment) == [long_comment]
+
+
+@pytest.mark.parametrize("line", [
+    # a repetition Kind[24] of a block with many hyperparameters (an imported 24-layer LM)
+    "        self.layers = nn.Sequential(DecoderLayer(hidden=hidden, heads=4, kv_heads=2, "
+    "head_dim=16, ffn=128, eps=1e-05, rope_base=500000.0), *[DecoderLayer(hidden=hidden, "
+    "heads=4, kv_heads=2, head_dim=16, ffn=128, eps=1e-05, rope_base=500000.0) for _i in "
+    "range(23)])",
+    "        y = torch.stack([aaaaaaaaaaaaaaaaaaaaaaaaaaa(bbbbbbbbbbbbbbbbbbbbbbbbbbb, i) for i in "
+    "range(ccccccccccccccccc) if i > 0], dim=0)",
+    "        z = f((gggggggggggggggggggggggggggggg(hhhhhhhhhhhhhhhhhhhhhhhhhh) for j in "
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk))",
+])
+def test_a_comprehension_is_one_element_without_a_trailing_comma(line):
+    out = wrap(line)
+    assert len(out) > 1
+    assert ast.dump(ast.parse("\n".join(out).strip())) == ast.dump(ast.parse(line.strip()))
