@@ -1,5 +1,5 @@
 """`state running_mean: Tensor { shape: [out_channels], init: "zeros", requires_grad: false }`:
-a buffer declared with a spec, as the seed writes it (issue 13, seede). It means the same as
+a buffer declared with a spec, as the seed writes it (issue 13). It means the same as
 `state running_mean: Tensor[out_channels] = zeros([out_channels])`, and the parser makes it
 that: the spec's `shape:` becomes the type's shape, `init:` (`"zeros"`, the default,
 `"ones"`, or `"constant"` / `"full"` with `value:`) the initial value. A state is never

@@ -98,7 +98,7 @@ NN_ATTRS |= {"ModuleList"}
 VALUE_ATTRS |= {"detach", "t", "requires_grad_"}
 # a tensor's element count (the builtin numel)
 VALUE_ATTRS |= {"numel"}
-# masked_fill (x.masked_fill(mask != 0, value)) and Python's sum of a list (check.builtins.seede)
+# masked_fill (x.masked_fill(mask != 0, value)) and Python's sum of a list (check.builtins.masking)
 VALUE_ATTRS |= {"masked_fill"}
 ALLOWED_BUILTINS |= {"sum"}
 TORCH_ATTRS |= {"unbind"}

@@ -31,10 +31,10 @@ from . import (  # noqa: F401
     core,
     corpus,  # noqa: F401  (registered last)
     decl,  # noqa: F401  (the decl forms' shuffle)
+    masking,  # noqa: F401  (masked_fill; Python's sum of a list)
     model2,  # noqa: F401  (the model2 forms' builtins)
     quant,
     seed,
-    seede,  # noqa: F401  (masked_fill; Python's sum of a list)
 )
 from .quant import (
     dequantize_rule,

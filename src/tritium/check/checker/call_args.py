@@ -1,5 +1,5 @@
-"""The arguments of a call of a user function bound to its parameters by name (issue 13,
-seede): `f(b: "x", a: 2)` and `process(y: 2.0, x: 1)` bind as Python binds them (and as the
+"""The arguments of a call of a user function bound to its parameters by name (issue 13):
+`f(b: "x", a: 2)` and `process(y: 2.0, x: 1)` bind as Python binds them (and as the
 generated module, which passes them by keyword, does): positional arguments first, in
 order, then each named one to the parameter of its name. The checker and the IR lowering
 share this one rule."""

@@ -1,4 +1,4 @@
-"""Dictionaries' items (issue 13, seede): `d["k"]` reads an item and `d["k"] = v` (or
+"""Dictionaries' items (issue 13): `d["k"]` reads an item and `d["k"] = v` (or
 `d[k] += v`) sets one, as in Python. A dict's keys are strings, numbers or bools; a dict
 whose keys are all known (a literal, items set with known keys) tells a missing key at
 compile time (E1042); one set with a key not known becomes a dict of unknown keys."""

@@ -1,4 +1,4 @@
-"""What some messages say to write (issue 13, seede): a name that is another body's constant
+"""What some messages say to write (issue 13): a name that is another body's constant
 or only a section's entry (`num_patches` of the seed's ViT), and a per-channel bias `[C]`
 added to a conv output `[N, C, H, W]`, which `+` broadcasts against the last dim."""
 

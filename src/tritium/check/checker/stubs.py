@@ -1,4 +1,4 @@
-"""Bodies that are only `pass` (issue 13, seede): the seed's placeholder methods,
+"""Bodies that are only `pass` (issue 13): the seed's placeholder methods,
 `method get_attention_patterns() -> Tensor { "doc" pass }`. Such a function that declares a
 result is a warning where it is defined (W1040), not a missing `return` (E0407); calling it is
 an error (E1040), since it would give nothing."""

@@ -1,4 +1,4 @@
-"""Methods of sub-layers (issue 13, seede): `stage2[0].get_precision_distribution()` in a
+"""Methods of sub-layers (issue 13): `stage2[0].get_precision_distribution()` in a
 model's method, `encoder.report()`: a method (a function beside `forward`) of the block or
 layer that a sub-layer is an instance of, called through the sub-layer. Indexing a
 `Sequential { A {..} B {..} }` stack or a repetition `Kind[N]` gives one member (`stage[0]`).

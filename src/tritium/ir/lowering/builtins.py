@@ -16,10 +16,10 @@ from ..types import ScalarType, TensorType
 from . import (  # noqa: F401  (register lowerings)
     builtin_corpus,
     builtin_decl,  # noqa: F401  (register lowerings)
+    builtin_masking,  # noqa: F401  (masked_fill; Python's sum of a list)
     builtin_model2,  # noqa: F401  (register lowerings)
     builtin_quant,
     builtin_seed,
-    builtin_seede,  # noqa: F401  (masked_fill; Python's sum of a list)
 )
 from .builtin_core import _BUILTIN_FNS, _lower_record
 from .values import (

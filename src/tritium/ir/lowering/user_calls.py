@@ -1,4 +1,4 @@
-"""The arguments of a call of a user function in parameter order (issue 13, seede): named
+"""The arguments of a call of a user function in parameter order (issue 13): named
 arguments go to the parameters of their names (`process(y: 2.0, x: 1)`), by the checker's
 rule (tritium.check.checker.call_args); a parameter not given gets its default."""
 

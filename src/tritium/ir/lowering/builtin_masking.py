@@ -1,4 +1,4 @@
-"""The lowerings of the builtins in tritium.check.builtins.seede: `masked_fill` (a select:
+"""The lowerings of the builtins in tritium.check.builtins.masking: `masked_fill` (a select:
 `where(mask, value, x)`) and `sum`, which over a list is Python's sum (its elements added,
 the checker's call form `sum_list`) and over a tensor the reduction."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...check.builtins.seede import SUM_LIST
+from ...check.builtins.masking import SUM_LIST
 from ...frontend.diagnostics import Span
 from ..builder import Builder
 from ..types import TensorType

@@ -1,7 +1,7 @@
-"""Builtins of the seed language's example programs (issue 13, seede): `masked_fill` (and the
+"""Builtins of the seed language's example programs (issue 13): `masked_fill` (and the
 method `x.masked_fill(mask, value)`), and Python's `sum` of a list (`sum([a, b, c])`: the
 elements added, tensors elementwise, as Python's `sum` does), beside the reduction `sum(x)`
-of a tensor. Registered last."""
+of a tensor. Imported after `core`, whose `sum` record it widens."""
 
 from __future__ import annotations
 
