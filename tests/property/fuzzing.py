@@ -15,3 +15,38 @@ def fuzz(default: int):
     """Hypothesis settings for a fuzz target that runs ``default`` examples in `make test`."""
     return settings(max_examples=int(N_ENV) if N_ENV else default, deadline=None,
                     suppress_health_check=list(HealthCheck))
+
+
+def run_main(python: str) -> str:
+    """What `main()` of the generated module ``python`` prints (its top level included),
+    after the validator accepted it."""
+    import contextlib
+    import io
+    import types
+
+    from tritium.backends.pytorch.validate import validate
+
+    validate(python)
+    mod = types.ModuleType("tritium_fuzz")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(compile(python, "<fuzz>", "exec"), mod.__dict__)
+        mod.main()
+    return buf.getvalue()
+
+
+def round_trip(src: str) -> None:
+    """`tritium fmt` of ``src`` parses back to the same AST."""
+    from tritium.frontend.formatter import format_source
+    from tritium.frontend.parser import parse
+
+    out = format_source(src)
+    assert parse(out)[0] == parse(src)[0], (src, out)
+
+
+def known_codes(result) -> None:
+    """Every diagnostic of a check result has a documented code."""
+    from tritium.frontend.diagnostics import CODES
+
+    assert all(d.code in CODES for d in result.diagnostics), \
+        [(d.code, d.message) for d in result.diagnostics]

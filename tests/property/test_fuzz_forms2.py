@@ -16,10 +16,7 @@ like tests/property/test_fuzz_hostile.py.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
-import types
 from pathlib import Path
 
 from hypothesis import given
@@ -29,29 +26,16 @@ from tritium.backends.pytorch.codegen import generate
 from tritium.backends.pytorch.validate import validate
 from tritium.check import check_source
 from tritium.frontend.diagnostics import CODES
-from tritium.frontend.formatter import format_source
-from tritium.frontend.parser import parse
 from tritium.ir.lowering import LoweringError, lower
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
-from fuzzing import fuzz  # noqa: E402
+from fuzzing import fuzz, run_main  # noqa: E402
+from fuzzing import round_trip as _round_trip
 
 
 def _run_main(python: str) -> str:
-    validate(python)
     assert "lambda" not in python
-    mod = types.ModuleType("tritium_fuzz_forms2")
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        exec(compile(python, "<fuzz>", "exec"), mod.__dict__)
-        mod.main()
-    return buf.getvalue()
-
-
-def _round_trip(src: str) -> None:
-    out = format_source(src)
-    assert parse(out)[0] == parse(src)[0], (src, out)
-
+    return run_main(python)
 
 # ----------------------------------------------------------------------------- lists
 

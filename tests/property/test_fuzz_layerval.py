@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-import types
 from pathlib import Path
 
 from hypothesis import given
@@ -33,16 +32,7 @@ from tritium.frontend.parser import parse
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
 from fuzzing import fuzz  # noqa: E402
-
-
-def _run_main(python: str) -> str:
-    validate(python)
-    mod = types.ModuleType("tritium_fuzz_layerval")
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        exec(compile(python, "<fuzz>", "exec"), mod.__dict__)
-        mod.main()
-    return buf.getvalue()
+from fuzzing import run_main as _run_main
 
 
 def _py_output(py: str) -> str:

@@ -1,4 +1,4 @@
-"""Fuzzing the forms of helper seede (issue 13): generic functions bound at each call,
+"""Fuzzing the forms of issue 13 added with generic binding: generic functions bound at each call,
 `masked_fill`, Python's `sum` of a list, `unbind`, dict items, `state` specs, sub-layer
 methods, a layer name reassigned in `forward`, `pass`-only bodies, top-level `while`/`assert`.
 
@@ -18,10 +18,7 @@ like tests/property/test_fuzz_hostile.py.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
-import types
 from pathlib import Path
 
 from hypothesis import given
@@ -30,34 +27,13 @@ from hypothesis import strategies as st
 from tritium.backends.pytorch.codegen import generate
 from tritium.backends.pytorch.validate import validate
 from tritium.check import check_source
-from tritium.frontend.diagnostics import CODES
-from tritium.frontend.formatter import format_source
-from tritium.frontend.parser import parse
 from tritium.ir.lowering import LoweringError, lower
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
 from fuzzing import fuzz  # noqa: E402
-
-
-def _run_main(python: str) -> str:
-    validate(python)
-    mod = types.ModuleType("tritium_fuzz_seede")
-    exec(compile(python, "<fuzz>", "exec"), mod.__dict__)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        mod.main()
-    return buf.getvalue()
-
-
-def _round_trip(src: str) -> None:
-    out = format_source(src)
-    assert parse(out)[0] == parse(src)[0], (src, out)
-
-
-def _known(result) -> None:
-    assert all(d.code in CODES for d in result.diagnostics), \
-        [(d.code, d.message) for d in result.diagnostics]
-
+from fuzzing import known_codes as _known
+from fuzzing import round_trip as _round_trip
+from fuzzing import run_main as _run_main
 
 # ----------------------------------------------------------------------------- generic calls
 

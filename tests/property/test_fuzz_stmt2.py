@@ -30,12 +30,12 @@ from tritium.backends.pytorch.codegen import generate
 from tritium.backends.pytorch.validate import validate
 from tritium.check import check_source
 from tritium.frontend.diagnostics import CODES
-from tritium.frontend.formatter import format_source
 from tritium.frontend.parser import parse
 from tritium.ir.lowering import LoweringError, lower
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared fuzz settings (any import mode)
 from fuzzing import fuzz  # noqa: E402
+from fuzzing import round_trip as _round_trip
 
 
 def _module(python: str) -> types.ModuleType:
@@ -51,11 +51,6 @@ def _run_main(python: str) -> str:
     with contextlib.redirect_stdout(buf):
         mod.main()
     return buf.getvalue()
-
-
-def _round_trip(src: str) -> None:
-    out = format_source(src)
-    assert parse(out)[0] == parse(src)[0], (src, out)
 
 
 # ----------------------------------------------------------------------------- int division
