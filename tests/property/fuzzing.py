@@ -50,3 +50,24 @@ def known_codes(result) -> None:
 
     assert all(d.code in CODES for d in result.diagnostics), \
         [(d.code, d.message) for d in result.diagnostics]
+
+
+def soup_check(src: str) -> None:
+    """A token-soup program: diagnostics with documented codes, never a traceback; a program
+    that checks formats back to the same AST, generates a module the validator accepts, and
+    lowers to the IR or gives a LoweringError."""
+    from tritium.backends.pytorch.codegen import generate
+    from tritium.backends.pytorch.validate import validate
+    from tritium.check import check_source
+    from tritium.ir.lowering import LoweringError, lower
+
+    result = check_source(src)
+    known_codes(result)
+    if not result.ok:
+        return
+    round_trip(src)
+    validate(generate(result))
+    try:
+        lower(result)
+    except LoweringError:
+        pass
