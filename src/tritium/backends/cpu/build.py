@@ -63,7 +63,7 @@ SECTIONS = ("tritium_pool.h", "tritium_pack.h", "tritium_epilogue.h", "tritium_x
 SOURCE_FILES = ("tritium_kernels.h", *SECTIONS, "tritium_kernels.c")
 _INCLUDE = re.compile(r'^#include "(tritium_[a-z0-9_]+\.h)"[^\n]*$', re.MULTILINE)
 BASE_FLAGS = (
-    "-O3", "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-fno-math-errno",
+    "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-fno-math-errno",
     "-Werror=implicit-function-declaration",
 )
 
@@ -170,6 +170,27 @@ _ALL = ("avx512", "avx2", "neon", "scalar")
 POOLS = ("openmp", "pthread")
 # compiler flags of each thread pool (the OpenMP one needs the compiler's OpenMP support)
 POOL_FLAGS: dict[str, tuple[str, ...]] = {"openmp": ("-fopenmp",), "pthread": ()}
+
+# The optimization level of each ISA path. The portable scalar path writes its 16-lane vectors
+# as GCC vector types that a plain x86-64/other target lowers to scalar code; at -O3 that
+# lowering, unrolled, costs gcc 27 s of partial-redundancy elimination for a path whose kernels
+# run no faster for it (measured: benchmarks/kernels.py --isa scalar, 1024x1024 batch 1 and
+# 64), so it builds at -O2 with the loop vectorizer (2.5 s).
+OPT_FLAGS: dict[str, tuple[str, ...]] = {"scalar": ("-O2", "-ftree-vectorize")}
+DEFAULT_OPT_FLAGS = ("-O3",)
+
+
+def opt_flags(isa: str) -> list[str]:
+    return list(OPT_FLAGS.get(isa, DEFAULT_OPT_FLAGS))
+
+
+def compile_flags(config: KernelConfig) -> list[str]:
+    """The compiler flags of one kernel specialization (its cache key hashes them)."""
+    return (opt_flags(config.isa) + list(BASE_FLAGS)
+            + list(isa_mod.ISA_FLAGS[config.isa]) + isa_mod.optional_flags(config.isa)
+            + list(POOL_FLAGS[config.pool]))
+
+
 _SIMD = ("avx512", "avx2", "neon")  # the paths with a direct-decode GEMV (TRI_HAVE_DIRECT)
 _G2 = ("avx512",)  # the paths with the G2 GEMM (TRI_HAVE_G2)
 
@@ -429,8 +450,7 @@ def _compile(cc: str, source: str, flags: list[str], out: Path) -> None:
 
 
 def _build_one(cc: str, version: str, config: KernelConfig, kdir: Path) -> BuiltKernel:
-    flags = (list(BASE_FLAGS) + list(isa_mod.ISA_FLAGS[config.isa])
-             + isa_mod.optional_flags(config.isa) + list(POOL_FLAGS[config.pool]))
+    flags = compile_flags(config)
     source = render_source(config)
     cpu = " ".join(sorted(isa_mod.cpu_flags()))
     key = digest(source, " ".join(flags), version, cpu)

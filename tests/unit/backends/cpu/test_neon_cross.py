@@ -23,7 +23,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tritium.backends.cpu import isa as isa_mod
-from tritium.backends.cpu.build import BASE_FLAGS, POOL_FLAGS, KernelConfig, render_source
+from tritium.backends.cpu.build import (
+    BASE_FLAGS,
+    POOL_FLAGS,
+    KernelConfig,
+    opt_flags,
+    render_source,
+)
 
 CC = "aarch64-linux-gnu-gcc"
 QEMU = "qemu-aarch64"
@@ -53,7 +59,8 @@ def drivers(tmp_path_factory) -> dict[str, Driver]:
     src = tmp / "tritium_kernels.c"
     cfg = KernelConfig(isa="neon")  # the OpenMP pool, linked statically with libgomp.a
     src.write_text(render_source(cfg), encoding="utf-8")
-    base = [f for f in BASE_FLAGS if f not in ("-shared", "-fPIC")] + list(POOL_FLAGS[cfg.pool])
+    base = (opt_flags(cfg.isa) + [f for f in BASE_FLAGS if f not in ("-shared", "-fPIC")]
+            + list(POOL_FLAGS[cfg.pool]))
     out = {}
     for name, (cpu_flags, qemu_cpu) in VARIANTS.items():
         flags = tuple(base + isa_mod.compile_flags("neon", cpu_flags))
