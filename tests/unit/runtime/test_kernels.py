@@ -12,6 +12,8 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tritium.backends import cpu
 from tritium.backends.cpu import build as build_mod
@@ -145,6 +147,36 @@ def test_native_activation_quantizer_matches_torch(isa):
     ref_q, ref_s = quantize_activations_int8(x)
     assert torch.equal(xq, ref_q)
     assert torch.equal(s, ref_s.squeeze(1))
+
+
+@pytest.mark.native
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(k=st.integers(1, 300), exp=st.integers(-140, 120), seed=st.integers(0, 2**31 - 1),
+       kinds=st.lists(st.sampled_from(["tie", "below", "above", "any", "amax"]),
+                      min_size=1, max_size=8))
+def test_the_division_free_quantizer_is_exact_at_ties_and_any_scale(isa, k, exp, seed, kinds):
+    """The SIMD quantizers multiply by 1/s and redo a register by division when a lane is near
+    a half-integer (or the scale is too small for a normal reciprocal): rows full of exact and
+    near ties x = (n + 1/2) s, at scales from subnormal to 2^120, match round(x / s) exactly."""
+    gen = torch.Generator().manual_seed(seed)
+    amax = torch.tensor(2.0 ** exp, dtype=torch.float32) * (1 + torch.rand((), generator=gen))
+    sc = amax / 127
+    n = torch.randint(-127, 127, (k,), generator=gen).float()
+    tie = (n + 0.5) * sc
+    pick = torch.randint(0, len(kinds), (k,), generator=gen)
+    choices = {"tie": tie, "below": torch.nextafter(tie, torch.zeros(())),
+               "above": torch.nextafter(tie, tie * 2), "amax": amax.expand(k),
+               "any": (torch.rand(k, generator=gen) * 2 - 1) * amax}
+    x = torch.stack([choices[kd] for kd in kinds])[pick, torch.arange(k)]
+    x = torch.maximum(torch.minimum(x, amax), -amax).reshape(1, k).contiguous()
+    x[0, seed % k] = amax
+    xq = torch.empty_like(x, dtype=torch.int8)
+    s = torch.empty(1)
+    cpu.load().lib.tri_quantize_rows(x.data_ptr(), 1, k, xq.data_ptr(), s.data_ptr(), 1)
+    ref_q, ref_s = quantize_activations_int8(x)
+    assert torch.equal(s, ref_s.squeeze(1))
+    assert torch.equal(xq, ref_q), (x[xq != ref_q], xq[xq != ref_q], ref_q[xq != ref_q])
 
 
 @pytest.mark.native

@@ -6,24 +6,54 @@
 /* Activation quantization and epilogue                                                 */
 /* ------------------------------------------------------------------------------------ */
 
+/* Division-free and still exact. The reference is round_half_even(x / s) for the float
+ * quotient, and a vector division costs 5-10 cycles a register where a multiplication costs
+ * half of one: the SIMD paths multiply by r = 1/s (rounded) instead. For |x| <= amax, the
+ * product y and the float quotient q both lie within 2.3e-5 of the real quotient (|x/s| <=
+ * 127(1 + 2^-24); each carries at most two roundings of 2^-24 relative), so when y is farther
+ * than TRI_QUANT_TIE from every half-integer, y and q fall in the same open interval between
+ * two half-integers and round to the same integer. A register with a lane that close (a tie
+ * such as x = amax / 2, or a rare near miss) is redone by division, and so is a row whose
+ * scale is too small for its reciprocal to be a normal float (s < 2^-100). */
+#define TRI_QUANT_TIE 6.103515625e-05f /* 2^-14 */
+#define TRI_QUANT_MIN_RECIP_SCALE 7.888609052210118e-31f /* 2^-100 */
+
 static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
 #if TRI_ISA_AVX512
-    /* the same arithmetic 16 lanes at a time: IEEE division, round to nearest even, clamp */
+    /* 16 lanes at a time; four independent maxima (one chain of vmaxps is latency-bound);
+     * max(|x|, acc) keeps acc when x is NaN, as the scalar compare does */
     {
-        __m512 am = _mm512_setzero_ps();
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         int64_t i = 0;
-        for (; i + 16 <= k; i += 16) am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+        for (; i + 64 <= k; i += 64) {
+            a0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), a0);
+            a1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 16)), a1);
+            a2 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 32)), a2);
+            a3 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 48)), a3);
+        }
+        for (; i + 16 <= k; i += 16) a0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), a0);
         if (i < k) /* the tail as one masked load (masked-off lanes read as 0) */
-            am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - i)) - 1u), x + i)));
-        float amax = _mm512_reduce_max_ps(am);
+            a1 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - i)) - 1u), x + i)), a1);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3)));
         float sc = amax / 127.0f;
         if (sc == 0.0f) sc = 1.0f;
-        const __m512 vs = _mm512_set1_ps(sc), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+        const int by_div = !(sc >= TRI_QUANT_MIN_RECIP_SCALE);
+        const __m512 vs = _mm512_set1_ps(sc), vr = _mm512_set1_ps(1.0f / sc);
+        const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+        const __m512 near_tie = _mm512_set1_ps(0.5f - TRI_QUANT_TIE);
         __m512i acc = _mm512_setzero_si512();
         for (i = 0; i < k; i += 16) {
             const __mmask16 m = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1u);
-            __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
-            v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+            __m512 v;
+            if (by_div) {
+                v = _mm512_roundscale_ps(_mm512_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            } else {
+                const __m512 y = _mm512_mul_ps(xv, vr);
+                v = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(y, v)), near_tie, _CMP_GE_OQ))
+                    v = _mm512_roundscale_ps(_mm512_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            }
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             const __m512i qi = _mm512_maskz_mov_epi32(m, _mm512_cvtps_epi32(v));
             acc = _mm512_add_epi32(acc, qi);
@@ -38,14 +68,23 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
     float amax = 0.0f;
     int64_t i0 = 0;
 #if TRI_ISA_AVX2
-    /* 8 lanes at a time, the same arithmetic as the loops below (bit-identical); max(a, amax)
-     * keeps amax when a is NaN, as the scalar compare does */
-    __m256 am = _mm256_setzero_ps();
-    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    for (; i0 + 8 <= k; i0 += 8) am = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0), absm), am);
-    float lanes[8];
-    _mm256_storeu_ps(lanes, am);
-    for (int j = 0; j < 8; j++) amax = lanes[j] > amax ? lanes[j] : amax;
+    /* 8 lanes at a time, the same arithmetic as the loops below (bit-identical), four
+     * independent maxima; max(|x|, acc) keeps acc when x is NaN, as the scalar compare does */
+    {
+        const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (; i0 + 32 <= k; i0 += 32) {
+            a0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0), absm), a0);
+            a1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 8), absm), a1);
+            a2 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 16), absm), a2);
+            a3 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 24), absm), a3);
+        }
+        for (; i0 + 8 <= k; i0 += 8) a0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0), absm), a0);
+        const __m256 am = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, am);
+        for (int j = 0; j < 8; j++) amax = lanes[j] > amax ? lanes[j] : amax;
+    }
 #endif
     for (int64_t i = i0; i < k; i++) {
         float a = fabsf(x[i]);
@@ -57,11 +96,24 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
     i0 = 0;
 #if TRI_ISA_AVX2
     {
-        const __m256 vs = _mm256_set1_ps(sc), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+        const int by_div = !(sc >= TRI_QUANT_MIN_RECIP_SCALE);
+        const __m256 vs = _mm256_set1_ps(sc), vr = _mm256_set1_ps(1.0f / sc);
+        const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+        const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+        const __m256 near_tie = _mm256_set1_ps(0.5f - TRI_QUANT_TIE);
         __m256i va = _mm256_setzero_si256();
         for (; i0 + 8 <= k; i0 += 8) {
-            __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i0), vs),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m256 xv = _mm256_loadu_ps(x + i0);
+            __m256 v;
+            if (by_div) {
+                v = _mm256_round_ps(_mm256_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            } else {
+                const __m256 y = _mm256_mul_ps(xv, vr);
+                v = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                const __m256 d = _mm256_and_ps(_mm256_sub_ps(y, v), absm);
+                if (_mm256_movemask_ps(_mm256_cmp_ps(d, near_tie, _CMP_GE_OQ)))
+                    v = _mm256_round_ps(_mm256_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            }
             v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); /* NaN -> 0, as (int8_t)NaN */
             const __m256i qi = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
             va = _mm256_add_epi32(va, qi);
