@@ -198,10 +198,15 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
 #: How far the first cached step's logits may be from full recomputation's, as a fraction of
 #: the largest logit. A model with int8 activations legitimately differs there: the same
 #: values summed in another order (one token against the whole sequence) can move an input
-#: across an int8 rounding step, which moves logits by about 1% of the largest (measured on
-#: random 125M BitNet models, Tritium's and the PyTorch fp32 twin's alike); a model that
-#: mixes positions outside `attention` moves them by a large part of their range.
-CACHE_TOLERANCE = 0.05
+#: across an int8 rounding step, and each step moves every output of the projection it feeds;
+#: through a deep stack of blocks those moves compound. Measured on random BitNet models
+#: (benchmarks/llm.py's shapes, its 128-token prompt): 125m about 1% of the largest logit,
+#: the 0.7B shape 3.7% at 4 layers and 7.2-8.5% at its full 24 (the PyTorch fp32 twin, the
+#: same int8 arithmetic in PyTorch, 7.7%: the model's own sensitivity, not the cache). A cache
+#: that is wrong moves them by their whole range: on the 24-layer model, a step that lost half
+#: its context is 88% of the largest logit away, the last token alone 130%; a model that
+#: mixes positions outside `attention` does the same. The bound sits between the two.
+CACHE_TOLERANCE = 0.25
 
 
 def _agrees(model, ids, cached_logits) -> bool:
