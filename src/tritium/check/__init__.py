@@ -267,6 +267,7 @@ def _check(src: SourceFile) -> CheckResult:
     checker = Checker(loader.defs, diags)
     checker.rejected = set().union(*(m.program.rejected for m in loader.modules.values()),
                                    main.program.rejected, ambiguous)
+    checker.unparsed = main.program.unparsed
     _expand_tables(loader, checker)
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.

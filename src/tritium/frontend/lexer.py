@@ -51,6 +51,14 @@ OPERATORS = [
     "?", "|", "!",
 ]
 
+def _ends_elision(tokens: list, last: Token) -> bool:
+    """`let w = ...` at the end of a line: the docs' `...` (elided code) ends the statement,
+    where a lone `.` would continue the line."""
+    prev = tokens[-2] if len(tokens) >= 2 and tokens[-1] is last else None
+    return last.text == "." and prev is not None and prev.kind is T.OP and prev.text == ".." \
+        and prev.line == last.line and prev.end_col == last.col
+
+
 # After these tokens a newline does not end the statement.
 _CONTINUES = frozenset({
     "+", "-", "*", "/", "%", "@", "**", "==", "!=", "<", "<=", ">", ">=", "=", "+=", "-=",
@@ -426,7 +434,8 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             continue
         if kind == "nl":
             if (not depth or depth[-1] == "{") and last_sig is not None:
-                if last_sig.kind in (T.OP, T.KEYWORD) and last_sig.text in _CONTINUES:
+                if last_sig.kind in (T.OP, T.KEYWORD) and last_sig.text in _CONTINUES \
+                        and not _ends_elision(tokens, last_sig):
                     last_sig.nl_after = True
                 elif not tokens or tokens[-1].kind is not T.NEWLINE:
                     tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col + 1, file))

@@ -348,6 +348,14 @@ class ExpressionsMixin:
         t = self.toks[self.pos]
         return t.op == ".." and self.peek().is_op(".") and self.peek().col == t.end_col
 
+    def at_elision(self) -> bool:
+        """At a `...` that nothing follows (`= ...`, `[0, 1, ..., 9]`, `f(x, ...)`): the
+        docs' placeholder for elided code, not a spread `...xs`."""
+        after = self.peek(2)   # the lexer drops the newline after `.`: compare lines
+        return after.kind in (T.NEWLINE, T.EOF) or after.line > self.peek().line \
+            or after.is_op(",") or after.is_op(")") \
+            or after.is_op("]") or after.is_op("}") or after.is_op(";")
+
     def parse_primary(self) -> A.Expr:
         t = self.toks[self.pos]
         k = t.kind

@@ -294,6 +294,12 @@ class SignaturesMixin:
 
     def parse_primary(self) -> A.Expr:
         t = self.toks[self.pos]
+        if self.at_spread() and self.at_elision():
+            raise ParseError(Diagnostic(
+                "E0900", "`...` stands for code the example leaves out: it is not a value",
+                t.span.to(self.peek().span), label="a placeholder",
+                help="write the value itself here (e.g. `randn([10, 20])`, or a parameter of "
+                     "the function)"))
         if self.at_spread():
             raise ParseError(Diagnostic(
                 "E0900", "spread (`...xs`) has no meaning in .tri", t.span.to(self.peek().span),

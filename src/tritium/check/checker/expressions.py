@@ -74,6 +74,8 @@ _INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "bool"})
 class ExpressionsMixin:
     # ------------------------------------------------------------------ expressions
     def undefined(self, name: str, span: Span, scope: Scope) -> Value:
+        if name in getattr(self, "unparsed", ()):   # its `let` had a syntax error (reported)
+            return Value(ANY)
         help = None
         if not self.quiet:   # inside an instance only the first problem is kept: skip difflib
             cands = list(scope.vars) + [n for n, d in self.defs.items()] + list(FUNCTIONS)
