@@ -114,3 +114,24 @@ def test_comment_hiding_a_closer_is_reported_at_the_bracket():
     w = [x for x in d if x.code == "W0901"]
     assert len(w) == 1 and (w[0].span.line, w[0].span.col) == (2, 21)
     assert any(x.code == "W0900" for x in d) and any(x.is_error for x in d)
+
+
+@pytest.mark.parametrize("left, expr", [
+    ("(H + 2*p - k)", "H + 2*p - k"), ("x.shape[0]", "x.shape[0]"), ("f(a, 3)", "f(a, 3)")])
+def test_floordiv_help_names_a_bracketed_left_operand(left, expr):
+    # the seed's type_system: `(H + 2*padding - kernel_size)//stride + 1`
+    src = (f"fn f(H: int, p: int, k: int, a: int, x: Tensor[4, 2]) -> int {{\n"
+           f"    let s = {left} // a\n    return s\n}}\n")
+    d = [x for x in check_source(src).diagnostics if x.code == "W0900"]
+    assert len(d) == 1 and f"`floordiv({expr}, a)`" in d[0].help
+
+
+def test_comment_hiding_the_closer_of_a_bracket_opened_lines_before():
+    # `[B, (H - k)//s + 1,` / `(W - k)//s + 1, C]> {`: the `]` is hidden on the second line
+    src = ("fn g(H: int, W: int, k: int, s: int, B: int, C: int,\n"
+           "      x: Tensor[B, C]) -> Tensor<float32, [B, (H - k)//s + 1,\n"
+           "                       (W - k)//s + 1, C]> {\n    return x\n}\n")
+    d = check_source(src).diagnostics
+    w = [x for x in d if x.code == "W0901"]
+    assert len(w) == 1 and (w[0].span.line, w[0].span.col) == (2, 43)
+    assert "line 3" in w[0].message and any(x.is_error for x in d)
