@@ -1,5 +1,7 @@
 """Forms the sweep of the seed corpus (issue 13, helper seed13) found missing, compiled and
-run against a PyTorch reference: the seed's `learnable: false` parameter spec, ..."""
+run against a PyTorch reference: the seed's `learnable: false` parameter spec; weights bound
+to a layer written as a function (`let layer = TernaryLinear(weights, bias)` then
+`layer(input)`, the seed's "Hello World")."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import torch
 
 import tritium
+from tritium.driver import compile_program
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed"
@@ -28,3 +31,46 @@ def test_learnable_false_is_a_frozen_parameter(tmp_path, monkeypatch):
     model.train()
     model(x).sum().backward()
     assert scale.grad is None and model.fc1.weight.grad is not None
+
+
+BOUND = """
+layer Proj(w: TernaryTensor<trit, [n_in, n_out]>, b: Tensor<float32, [n_out]>,
+           x: Tensor<float32, [?, n_in]>) -> Tensor<float32, [?, n_out]> {
+    return x @ w + b
+}
+fn twice(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 3]> {
+    let w = ternary_tensor([[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+    let proj = Proj(w, ones([3]))
+    return proj(x) + proj(x: x * 2.0)
+}
+model M {
+    forward(x: Tensor[b, 4]) -> Tensor[b, 3] { return twice(x) }
+}
+main {
+    let weights = ternary_tensor([[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+    let layer = Proj(weights, full([3], 0.5))
+    print(layer(arange(8).reshape([2, 4]).float()))
+}
+"""
+
+
+def test_bound_weights_compile_and_run_against_torch(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "bound.tri"
+    path.write_text(BOUND)
+    result = compile_program(str(path))
+    assert "trt.closure(bound1__Proj" in result.python and "lambda" not in result.python
+    w = torch.tensor([[1., 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(result.module.M()(x), (x @ w + 1) + (2 * x @ w + 1))
+    capsys.readouterr()
+    result.module.main()
+    want = torch.arange(8.).reshape(2, 4) @ w + 0.5
+    assert capsys.readouterr().out == f"{want}\n"
+
+
+def test_the_seed_hello_world_probe_runs(tmp_path, monkeypatch, capsys):
+    from tritium.cli import main as cli
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    assert cli(["run", str(SEED / "probe_bound_layer.tri")]) == 0
+    assert capsys.readouterr().out.strip() == "[32, 10] tensor(0.)"
