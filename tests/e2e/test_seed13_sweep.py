@@ -74,3 +74,18 @@ def test_the_seed_hello_world_probe_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
     assert cli(["run", str(SEED / "probe_bound_layer.tri")]) == 0
     assert capsys.readouterr().out.strip() == "[32, 10] tensor(0.)"
+
+
+def test_a_switch_in_a_conditional_branch_builds_the_chosen_modules(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    model = tritium.load(SEED / "probe_switch_in_branch.tri")
+    model.eval()
+    kinds = [[type(m).__name__ for m in s.shortcut] if s.shortcut is not None else None
+             for s in (model.s1, model.s2, model.s3)]
+    assert kinds == [["TernaryLinear", "LayerNorm"], ["Linear", "LayerNorm"], None]
+    x = torch.randn(5, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = x
+        for s in (model.s1, model.s2, model.s3):
+            h = torch.relu(s.main(h) + (s.shortcut(h) if s.shortcut is not None else h))
+        torch.testing.assert_close(model(x), model.head(h))

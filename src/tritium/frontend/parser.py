@@ -272,10 +272,11 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
             return None
 
     def bound_name(self, start: int) -> str | None:
-        """The name a statement beginning at token `start` binds (`let x…`, `x = …`,
-        `x: T = …`), else None."""
+        """The name a statement or body item beginning at token `start` binds (`let x…`,
+        `x = …`, `x: T = …`, `layer x: …`, `param x…`, `state x…`), else None."""
         t, n = self.toks[start], self.toks[min(start + 1, len(self.toks) - 1)]
-        if t.kind is T.KEYWORD and t.text == "let" and n.kind is T.IDENT:
+        if t.kind is T.KEYWORD and t.text in ("let", "layer", "param", "state") \
+                and n.kind is T.IDENT:
             return n.text
         if t.kind is T.IDENT and (n.is_op("=") or n.is_op(":")):
             return t.text

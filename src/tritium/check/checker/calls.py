@@ -144,6 +144,8 @@ class CallsMixin:
                 return self.builtin_call(name, args, [a.name for a in e.args], e)
             for a in e.args:
                 self.eval_expr(a.value, scope)
+            if name in getattr(self, "unparsed", ()):   # its declaration had a syntax error
+                return Value(ANY)
             cands = list(FUNCTIONS) + [n for n, d in self.defs.items() if d.kind == "fn"] + [
                 n for n, v in scope.vars.items() if isinstance(v.ty, LayerT)]
             if name in L.LAYERS:
