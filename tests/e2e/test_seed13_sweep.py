@@ -89,3 +89,14 @@ def test_a_switch_in_a_conditional_branch_builds_the_chosen_modules(tmp_path, mo
         for s in (model.s1, model.s2, model.s3):
             h = torch.relu(s.main(h) + (s.shortcut(h) if s.shortcut is not None else h))
         torch.testing.assert_close(model(x), model.head(h))
+
+
+def test_torch_dtype_methods_run_as_conversions(tmp_path, monkeypatch, capsys):
+    from tritium.cli import main as cli
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "dtypes.tri"
+    path.write_text("let x = linspace(-2, 2, 5)\n"
+                    "print(x.half(), x.double(), x.long(), half(x * 3).float())\n")
+    assert cli(["run", str(path)]) == 0
+    x = torch.linspace(-2, 2, 5)
+    assert capsys.readouterr().out == f"{x.half()} {x.double()} {x.long()} {(x * 3).half().float()}\n"
