@@ -124,6 +124,11 @@ class SignaturesMixin:
                 raise self.error(f"the type parameter `{n.text}` is declared twice", tok=n,
                                  code="E0202")
             out.append(A.TypeParam(n.text, bounds, n.span.to(self.prev_span())))
+            if self.at("<"):   # `Container<F<_>>`: a type constructor as a parameter
+                raise ParseError(Diagnostic(
+                    "E0900", f"higher-kinded type parameters (`{n.text}<…>`) have no meaning "
+                             f"in .tri", n.span.to(self.tok.span), label="not supported",
+                    help=f"a type parameter stands for one type: write `<{n.text}>`"))
             if self.at(","):
                 self.advance()
             elif not self.at(">"):

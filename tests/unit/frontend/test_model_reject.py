@@ -135,3 +135,18 @@ def test_comment_hiding_the_closer_of_a_bracket_opened_lines_before():
     w = [x for x in d if x.code == "W0901"]
     assert len(w) == 1 and (w[0].span.line, w[0].span.col) == (2, 43)
     assert "line 3" in w[0].message and any(x.is_error for x in d)
+
+
+def test_a_quantified_type_is_one_e0900_and_its_alias_not_reported_again():
+    # the seed's type_system: `type SomeLayer = exists Shape. Layer<…>`
+    src = ("type SomeLayer = exists Shape. Layer<Tensor<float32, Shape>>\n"
+           "fn f(x: SomeLayer) -> SomeLayer {\n    return x\n}\n")
+    d = check_source(src).diagnostics
+    assert [x.code for x in d] == ["E0900"] and "quantified types" in d[0].message
+    assert (d[0].span.line, d[0].span.col) == (1, 18)
+
+
+def test_a_higher_kinded_type_parameter_is_one_e0900():
+    d = check_source("type Container<F<_>> = Tensor\nlet x = 1\n").diagnostics
+    assert [x.code for x in d] == ["E0900"] and "higher-kinded" in d[0].message
+    assert "`<F>`" in d[0].help
