@@ -100,3 +100,15 @@ def test_torch_dtype_methods_run_as_conversions(tmp_path, monkeypatch, capsys):
     assert cli(["run", str(path)]) == 0
     x = torch.linspace(-2, 2, 5)
     assert capsys.readouterr().out == f"{x.half()} {x.double()} {x.long()} {(x * 3).half().float()}\n"
+
+
+def test_adjacent_strings_and_string_repetition_run(tmp_path, monkeypatch, capsys):
+    from tritium.cli import main as cli
+    monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "strings.tri"
+    path.write_text('fn describe(c_in: int, k: int) -> str {\n'
+                    '    return (\n        f"in_channels={c_in}, "\n'
+                    '        f"kernel_size={k}"\n    )\n}\n'
+                    'let report = "=" * 5 + "\\n" + describe(3, 7)\nprint(report)\n')
+    assert cli(["run", str(path)]) == 0
+    assert capsys.readouterr().out == "=====\nin_channels=3, kernel_size=7\n"

@@ -117,3 +117,10 @@ def test_undefined_top_level_names_say_why() -> None:
     helps = {d.span.line: d.help for d in check_source(src).errors}
     assert "top-level variable (line 1)" in helps[4] and "argument" in helps[4]
     assert "defined later, at line 8" in helps[7]
+
+
+def test_a_string_repeated_by_an_int() -> None:
+    # the seed's custom_conv report: `report += "=" * 50 + "\n"`
+    assert errors('let line = "=" * 50 + "\\n"\nlet n = 2\nlet s = n * "ab"\nprint(line, s)\n') == []
+    assert errors('let s = "a" * 2.5\n') == ["E0405"]
+    assert errors('let s = "a" * 100000000\n') == ["E0312"]

@@ -402,6 +402,16 @@ class ExpressionsMixin:
                     label=f"{ta} {op} {tb}")
         return Value(ANY)
 
+    def str_repeat(self, s: Value, n: Value, e) -> Value:
+        """`"=" * 50`: the string repeated n times, as in Python (n <= 0: empty)."""
+        if not (s.known and n.known and _is_int(n.const)):
+            return Value(STR)
+        if len(s.const) * max(n.const, 0) > bounds.MAX_SEQUENCE:
+            self.report("E0312", f"a string longer than {bounds.MAX_SEQUENCE} characters at "
+                                 f"compile time", e.span, label="too long")
+            return Value(STR)
+        return Value(STR, s.const * max(n.const, 0), True)
+
     def scalar_binary(self, op: str, a: Value, b: Value, e) -> Value:
         ta, tb = a.ty.name, b.ty.name
         if "str" in (ta, tb):
@@ -415,6 +425,8 @@ class ExpressionsMixin:
                 if a.known and b.known:
                     return Value(BOOL, (a.const == b.const) == (op == "=="), True)
                 return Value(BOOL)
+            if op == "*" and {ta, tb} & INT_TYPES and "str" in (ta, tb) and ta != tb:
+                return self.str_repeat(*((a, b) if ta == "str" else (b, a)), e)
             self.report("E0405", f"`{op}` is not defined for {ta} and {tb}", e.span)
             return Value(ANY)
         if is_int_division(self, op, a, b, e):   # `n: int = a / b` (checker.int_division)
