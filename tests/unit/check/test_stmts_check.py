@@ -124,3 +124,10 @@ def test_a_string_repeated_by_an_int() -> None:
     assert errors('let line = "=" * 50 + "\\n"\nlet n = 2\nlet s = n * "ab"\nprint(line, s)\n') == []
     assert errors('let s = "a" * 2.5\n') == ["E0405"]
     assert errors('let s = "a" * 100000000\n') == ["E0312"]
+
+
+def test_a_loop_over_a_value_already_reported_does_not_cascade() -> None:
+    # the seed's custom_conv: `for name, layer in self.named_modules() { … }`
+    src = ("fn f() -> int {\n    let r = 0\n    for a, b in undefined_thing {\n"
+           "        r += 1\n    }\n    return r\n}\n")
+    assert errors(src) == ["E0304"]   # not also "cannot unpack int into 2 names"
