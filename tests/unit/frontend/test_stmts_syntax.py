@@ -164,3 +164,14 @@ def test_adjacent_string_literals_are_one_string() -> None:
     src = 'let s = (f"a={a}, "\n    f"b={b}")\n'
     out = format_source(src)
     assert out == 'let s = f"a={a}, b={b}"\n' and parse(out)[0] == parse(src)[0]
+
+
+def test_assigning_to_underscore_drops_the_value() -> None:
+    # the seed's attention_mechanism: `_ = model(image)`
+    (fn,) = items("fn f(x: Tensor) -> Tensor {\n    _ = g(x)\n    return x\n}\n")
+    assert isinstance(fn.body[0], A.ExprStmt) and isinstance(fn.body[0].value, A.Call)
+    from tritium.check import check_source
+    ok = check_source("fn f(x: Tensor) -> Tensor {\n    _ = relu(x)\n    return x\n}\n")
+    assert ok.ok, [d.message for d in ok.errors]
+    bad = check_source("fn f(x: int) -> int {\n    _ += 1\n    return x\n}\n")
+    assert "E0311" in [d.code for d in bad.errors]   # only the plain `_ = …` drops a value
