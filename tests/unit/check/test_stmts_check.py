@@ -131,3 +131,14 @@ def test_a_loop_over_a_value_already_reported_does_not_cascade() -> None:
     src = ("fn f() -> int {\n    let r = 0\n    for a, b in undefined_thing {\n"
            "        r += 1\n    }\n    return r\n}\n")
     assert errors(src) == ["E0304"]   # not also "cannot unpack int into 2 names"
+
+
+def test_a_list_a_closure_changes_is_no_longer_known() -> None:
+    # the seed's attention_mechanism: a hook appends to `attention_maps`, then `[0]` is read
+    src = ("fn apply(f: fn(Tensor) -> None, x: Tensor) {\n    f(x)\n}\n"
+           "fn collect(x: Tensor) -> Tensor {\n    let seen = []\n"
+           "    fn hook(v: Tensor) {\n        seen.append(v)\n    }\n"
+           "    apply(hook, x)\n    return seen[0]\n}\n")
+    assert errors(src) == []   # not "index 0 is out of range for a list of 0"
+    reads = src.replace("seen.append(v)", "print(len(seen))")
+    assert errors(reads) == ["E0508"]   # a closure that only reads it: still known empty

@@ -9,6 +9,7 @@ from ...frontend.parser import TENSOR_TYPES
 from .. import bounds
 from .. import library as L
 from ..builtins import FUNCTIONS
+from ..list_methods import forget_passed_lists
 from ..types import (
     ANY,
     BOOL,
@@ -196,7 +197,12 @@ class ExpressionsMixin:
         if t is A.TypeValue:   # `Tensor<float32, [10]>` where a value stands (decl_forms)
             return type_value(self, e, scope)
         if t is A.Closure:   # a function that reads outer names, as a value (frontend.lift)
-            return Value(ClosureT(e.fn, tuple(self.eval_expr(c, scope) for c in e.captured)))
+            value = Value(ClosureT(e.fn, tuple(self.eval_expr(c, scope) for c in e.captured)))
+            d = self.defs.get(e.fn)
+            if d is not None and d.kind == "fn":   # it may run later: the lists it changes
+                forget_passed_lists(self, d.node, A.Call(A.Name(e.fn, e.span), [
+                    A.Arg(c, None, c.span) for c in e.captured], e.span), scope)
+            return value
         return Value(ANY)
 
     def eval_list_comp(self, e: A.ListComp, scope: Scope) -> Value:
