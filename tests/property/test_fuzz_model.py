@@ -32,6 +32,8 @@ PIECES = [
     "else { Linear { in_features: 4, out_features: 2 } }\n",
     "    layer c: switch (mode) {\n \"int8\" -> TernaryLinear { in_features: 4, "
     "out_features: 2 }\n  \"fp\" -> Linear { in_features: 4, out_features: 2 }\n }\n",
+    "    layer d: if (flag) {\n switch (mode) { \"int8\" -> TernaryLinear(4, 2)\n"
+    " \"fp\" -> Linear(4, 2) }\n ReLU {}\n }\n",
     "    layer r: TernaryLinear[] { [4, 4], [4, 2] }\n",
     "    training {\n gradient_estimator: \"ste\"\n epochs: 2\n odd_key: 3\n }\n",
     "    performance { expected_accuracy: 0.9, params: 300M, flops: 16.8B }\n",
@@ -66,6 +68,9 @@ LAYER_FORMS = [
     "layer p: if flag and not other { ReLU\n Dropout(0.1) } else if other { GELU }",
     "layer c: switch (mode) { \"a\" -> ReLU\n \"b\" -> { GELU\n ReLU }\n default -> Identity }",
     "layer c: switch (n + 1) { 1 -> ReLU, 2 -> GELU }",
+    "layer d: if (flag) { switch (mode) { \"a\" -> ReLU\n \"b\" -> GELU }\n Dropout(0.1) }"
+    " else { Tanh }",
+    "layer s: Sequential { Linear(4, 4)\n switch (mode) { \"a\" -> ReLU\n default -> GELU } }",
     "layer r: Blk[] { [1, 16, 1, 1], [6, 24, 2, 2] }",
     "layer r: TernaryLinear[] { [4, 4]\n [4, 2] }",
     "layer x: TernaryLinear(4, 2) { quantization: \"deterministic\" }",

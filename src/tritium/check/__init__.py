@@ -28,6 +28,7 @@ from ..frontend.diagnostics import (
 from ..frontend.lift import program_names, rewrite
 from ..frontend.lift_globals import lift_globals
 from ..frontend.parser import parse, recursion_headroom
+from ..frontend.partial import bind_partial_calls
 from ..frontend.source import SourceFile, decode_source, read_source
 from .checker import Checker, Definition
 from .checker.model import check_entry, entry_statements
@@ -99,7 +100,9 @@ class _Loader:
             for item in program.items:
                 if isinstance(item, A.Import):
                     self.load_import(item, src)
+            # a layer function called with some of its arguments bound (frontend.partial);
             # type aliases expanded, local and anonymous functions lifted (frontend.lift)
+            bind_partial_calls(program, self.taken, lambda: program_names(program))
             self.diags.extend(rewrite(program, self.taken, main))
             if main:   # its functions see its top-level variables (frontend.lift_globals)
                 self.taken |= program_names(program)
@@ -267,6 +270,7 @@ def _check(src: SourceFile) -> CheckResult:
     checker = Checker(loader.defs, diags)
     checker.rejected = set().union(*(m.program.rejected for m in loader.modules.values()),
                                    main.program.rejected, ambiguous)
+    checker.unparsed = main.program.unparsed
     _expand_tables(loader, checker)
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.

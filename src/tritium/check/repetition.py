@@ -102,9 +102,9 @@ def instance_configs(params: Sequence[str], clause: A.Section | None, first: Map
 #
 # Each row is one stage. Its columns are named by the comment that lists them (the parser
 # reads it: `A.Arg.name`), else they are the block's parameters in declared order. A column
-# names a parameter by its own name or by one of the usual names of its role (ROLES: `t` is
-# the expansion, `c` the output width, `s` the stride, `k` the kernel size); the count
-# column (`n`, `num_blocks`, `repeat`, … when the block has no parameter of that name)
+# names a parameter (in any case) by its own name or by one of the usual names of its role
+# (ROLES: `t` is the expansion, `c` the output width, `s` the stride, `k` the kernel size);
+# the count column (`n`, `num_blocks`, `repeat`, … when the block has no parameter of that name)
 # repeats the stage's block `n` times by the repetition rule above (the chained `in_X`
 # takes the previous `out_X`, `stride` resets to 1). A chained `in_X` that a row does not
 # give is the previous row's `out_X`; in the first row it is the width of the nearest layer
@@ -126,10 +126,15 @@ _ROLE_OF = {n: role for role, names in ROLES.items() for n in names}
 def column_param(col: str, params: Sequence[str]) -> str | None:
     """The parameter a table column names: itself, else the block's parameter of the same
     role (for the output width, the `out` of a chained pair first). None: the count column
-    (or a name that matches nothing, left as written so the checker reports it)."""
+    (or a name that matches nothing, left as written so the checker reports it). Names
+    match without regard to case: a header comment is prose (`// Expansion, output, n, s`)."""
     if col in params:
         return col
-    role = _ROLE_OF.get(col)
+    low = col.lower()
+    same = next((p for p in params if p.lower() == low), None)
+    if same is not None:
+        return same
+    role = _ROLE_OF.get(low)
     if role is None:
         return col
     if role == "count":

@@ -546,3 +546,6 @@ class Program:
     # definitions reported as having no meaning here (`layer X extends Base`): their uses are
     # not reported again (no cascade)
     rejected: set = field(default_factory=set, compare=False)
+    # names bound by top-level statements or body items that had a syntax error (`let a: T =
+    # ...`, `layer d: …`): their uses are not reported as undefined (no cascade)
+    unparsed: set = field(default_factory=set, compare=False)

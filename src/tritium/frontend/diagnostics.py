@@ -202,7 +202,7 @@ CODES: dict[str, str] = {
     "W0003": "unused parameter",
     "W0004": "unknown section or section key",
     "W0900": "`//` starts a comment where a floor division may have been meant",
-    "W0901": "a comment hides the closer of a bracket opened on its line",
+    "W0901": "a comment hides the closer of an open bracket",
     "W0980": "a `where` constraint on shapes that is parsed but not checked",
     "W0990": "`/` of ints not known yet, stored into an int, taken as integer division",
     "E1000": "a layer kind defined in several files of the program's directory, imported by none",

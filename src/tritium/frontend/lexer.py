@@ -7,8 +7,8 @@ operator: `x-1` is subtraction and `-1` is negation of a literal, folded by the 
 `//` always starts a comment (integer division is the builtin `floordiv(a, b)`). Where it
 reads like the seed language's floor division (`in_channels // groups`: after an operand on
 the same line, followed by a name used in the program or a number) the lexer warns (W0900),
-and where such a comment hides the closer of a bracket opened on its line it says so where
-the bracket opened (W0901). Inside a list `[ … ]` opened on its line, whose `]` the comment
+and where such a comment hides the closer of an open bracket it says so where the bracket
+opened (W0901). Inside a list `[ … ]` opened on its line, whose `]` the comment
 would hide, `//` between two operands is the floor division operator (W1001 says so).
 """
 
@@ -50,6 +50,14 @@ OPERATORS = [
     "+", "-", "*", "/", "%", "@", "<", ">", "=", ".", ",", ":", ";", "(", ")", "[", "]", "{", "}",
     "?", "|", "!",
 ]
+
+def _ends_elision(tokens: list, last: Token) -> bool:
+    """`let w = ...` at the end of a line: the docs' `...` (elided code) ends the statement,
+    where a lone `.` would continue the line."""
+    prev = tokens[-2] if len(tokens) >= 2 and tokens[-1] is last else None
+    return last.text == "." and prev is not None and prev.kind is T.OP and prev.text == ".." \
+        and prev.line == last.line and prev.end_col == last.col
+
 
 # After these tokens a newline does not end the statement.
 _CONTINUES = frozenset({
@@ -426,7 +434,8 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             continue
         if kind == "nl":
             if (not depth or depth[-1] == "{") and last_sig is not None:
-                if last_sig.kind in (T.OP, T.KEYWORD) and last_sig.text in _CONTINUES:
+                if last_sig.kind in (T.OP, T.KEYWORD) and last_sig.text in _CONTINUES \
+                        and not _ends_elision(tokens, last_sig):
                     last_sig.nl_after = True
                 elif not tokens or tokens[-1].kind is not T.NEWLINE:
                     tokens.append(Token(T.NEWLINE, "\n", None, line, col, line, col + 1, file))
@@ -453,7 +462,7 @@ def tokenize(text: str, file: str = "<input>") -> LexResult:
             comments.append(Comment(m.group(kind), line, col, line, own))
             if not own and m.group(kind).startswith("//"):
                 _floordiv_comment(m.group(kind), last_sig, depth, opened, line, col, file,
-                                  diags, floordivs)
+                                  diags, floordivs, _left_operand(tokens, text, line_start))
             pos = end
             continue
         if kind == "bcomment":
@@ -620,8 +629,9 @@ def _reads_as_floordiv(comment: str, last: Token | None, depth: list[str],
 
 def _floordiv_comment(comment: str, last: Token | None, depth: list[str],
                       opened: list[tuple[int, int]], line: int, col: int, file: str,
-                      diags: list[Diagnostic], floordivs: list) -> None:
-    """A `//` comment after an operand on its line: the seed language's floor division?"""
+                      diags: list[Diagnostic], floordivs: list, left: str) -> None:
+    """A `//` comment after an operand (`left`, its source) on its line: the seed language's
+    floor division?"""
     if last is None or last.line != line or not (
             last.kind in (T.IDENT, T.INT, T.FLOAT) or last.op in (")", "]")):
         return
@@ -631,9 +641,9 @@ def _floordiv_comment(comment: str, last: Token | None, depth: list[str],
         floordivs.append((m.group(1), Diagnostic(
             "W0900", "`//` starts a comment here, not a floor division", span,
             severity=Severity.WARNING, label="the rest of the line is a comment",
-            help=f"for integer division write `floordiv({last.text}, {m.group(1)})`; "
+            help=f"for integer division write `floordiv({left}, {m.group(1)})`; "
                  f"`//` always starts a comment in .tri")))
-    if depth and opened[-1][0] == line and _CLOSER[depth[-1]] in comment:
+    if depth and _CLOSER[depth[-1]] in comment:   # the bracket may open on an earlier line
         ol, oc = opened[-1]
         diags.append(Diagnostic(
             "W0901", f"this `{depth[-1]}` is left open: the `//` on line {line} starts a "
@@ -641,6 +651,37 @@ def _floordiv_comment(comment: str, last: Token | None, depth: list[str],
             Span(file, ol, oc, ol, oc + 1), severity=Severity.WARNING,
             label="opened here", secondary=[Label(span, "the comment starts here")],
             help="write integer division as `floordiv(a, b)`; `//` always starts a comment"))
+
+
+def _left_operand(tokens: list[Token], text: str, line_start: int) -> str:
+    """The source of the operand that ends with the last token: a name or number, or a
+    bracketed operand with the name it calls or indexes (`x.shape[0]`, `f(a, b)`; a
+    parenthesized one without them: `H + 2*p - k`) when it begins on the same line; else
+    `…`."""
+    if not tokens:
+        return "…"
+    last = tokens[-1]
+    if last.op not in (")", "]"):
+        return last.text
+    level, i = 0, len(tokens) - 1
+    while i >= 0:
+        t = tokens[i]
+        if t.op in (")", "]"):
+            level += 1
+        elif t.op in ("(", "["):
+            level -= 1
+            if level == 0:
+                break
+        i -= 1
+    if i < 0 or tokens[i].line != last.line:
+        return "…"
+    while i > 0 and tokens[i - 1].line == last.line and (
+            tokens[i - 1].kind is T.IDENT or tokens[i - 1].op == ".") \
+            and tokens[i - 1].end_col == tokens[i].col:
+        i -= 1
+    if tokens[i].op == "(":   # `(H + 2*p - k)`: the parentheses are floordiv's own
+        return text[line_start + tokens[i].end_col - 1:line_start + last.col - 1].strip()
+    return text[line_start + tokens[i].col - 1:line_start + last.end_col - 1]
 
 
 def _contextual_names(tokens: list[Token]) -> None:

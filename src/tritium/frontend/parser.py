@@ -230,7 +230,8 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
             self.skip_separators()
         return A.Program(items, self.file, start.to(self.tok.span),
                          lifts=getattr(self, "lifts", False),
-                         rejected=getattr(self, "rejected", set()))
+                         rejected=getattr(self, "rejected", set()),
+                         unparsed=getattr(self, "unparsed", set()))
 
     def _at_main_block(self) -> bool:
         t = self.toks[self.pos]
@@ -262,10 +263,24 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
             return self.parse_statement()
         except ParseError as e:
             self.diags.append(e.diag)
+            name = self.bound_name(start)
+            if name is not None:
+                self.unparsed = getattr(self, "unparsed", set()) | {name}
             self.sync_body(start)
             if self.at("}") and self.pos == start:
                 self.advance()
             return None
+
+    def bound_name(self, start: int) -> str | None:
+        """The name a statement or body item beginning at token `start` binds (`let x…`,
+        `x = …`, `x: T = …`, `layer x: …`, `param x…`, `state x…`), else None."""
+        t, n = self.toks[start], self.toks[min(start + 1, len(self.toks) - 1)]
+        if t.kind is T.KEYWORD and t.text in ("let", "layer", "param", "state") \
+                and n.kind is T.IDENT:
+            return n.text
+        if t.kind is T.IDENT and (n.is_op("=") or n.is_op(":")):
+            return t.text
+        return None
 
     def parse_fstring(self, t: Token) -> A.FString:
         """The parts of an f-string token: literal text and `{expr!conv:spec}` fields whose

@@ -49,6 +49,9 @@ class DeclarationsMixin:
                         items.append(item)
                 except ParseError as e:
                     self.diags.append(e.diag)
+                    name = self.bound_name(start)
+                    if name is not None:
+                        self.unparsed = getattr(self, "unparsed", set()) | {name}
                     self.sync_body(start)
                 self.skip_separators()
             self.advance()
@@ -222,8 +225,8 @@ class DeclarationsMixin:
         if self.at_kw("if"):
             self.advance()
             cond = self.parse_expr()
-            kinds = self.parse_kind_list(t, "conditional layer")
-            orelse: list[A.LayerBranch] = []
+            branches = [(cond, self.parse_kind_alternatives(t, "conditional layer"),
+                         self.span_from(t))]
             while True:
                 save = self.pos
                 while self.tok.kind is T.NEWLINE:
@@ -236,13 +239,17 @@ class DeclarationsMixin:
                 if self.at_kw("if"):
                     self.advance()
                     bcond = self.parse_expr()
-                orelse.append(A.LayerBranch(bcond, self.parse_kind_list(e, "`else` branch"),
-                                            self.span_from(e)))
+                branches.append((bcond, self.parse_kind_alternatives(e, "`else` branch"),
+                                 self.span_from(e)))
                 if bcond is None:
                     break
-            node = A.LayerDecl(name.text, kinds, cond, self.span_from(t), orelse)
+            node = self.layer_chain(name.text, t, branches)
         elif self.tok.kind is T.IDENT and self.tok.text == "switch":
             node = self.parse_layer_switch(t, name)
+        elif self.at_sequential():   # `Sequential { A {…} switch (p) { … } }` too
+            seq = self.advance()
+            node = self.layer_chain(name.text, t, [(None, self.parse_kind_alternatives(
+                seq, "`Sequential`"), self.span_from(seq))])
         else:
             kinds = self.parse_kinds_or_sequence()
             node = A.LayerDecl(name.text, kinds, None, self.span_from(t))
@@ -251,19 +258,34 @@ class DeclarationsMixin:
 
     def parse_kind_list(self, t: Token, what: str) -> list[A.LayerKind]:
         """`{ Kind {…} Kind {…} }`: the kinds of one branch, applied in sequence."""
-        self.expect_op("{", f"to open the {what}")
-        kinds: list[A.LayerKind] = []
-        with self.nested():
-            self.skip_separators()
-            while not self.at("}"):
-                if self.tok.kind is T.EOF:
-                    raise self.error(f"unclosed {what}", tok=t, code="E0202")
-                kinds.extend(self.parse_kinds_or_sequence())
-                self.skip_separators()
-            self.advance()
-        if not kinds:
-            raise self.error(f"a {what} needs at least one layer kind", tok=t, code="E0202")
-        return kinds
+        start = self.tok
+        alts = self.parse_kind_alternatives(t, what)
+        if len(alts) > 1 or alts[0][0] is not None:
+            raise self.error(f"a `switch` cannot stand among the kinds of a {what} here",
+                             tok=start, code="E0202",
+                             help="write the `switch` in the branch of a conditional layer "
+                                  "or among the kinds of `layer x: Sequential { … }`")
+        return alts[0][1]
+
+    def layer_chain(self, name: str, t: Token,
+                    branches: list[tuple[A.Expr | None,
+                                         list[tuple[A.Expr | None, list[A.LayerKind]]], Span]]
+                    ) -> A.LayerDecl:
+        """A conditional layer from its branches (head condition, alternatives, span): each
+        alternative is a branch of the `if` chain under `head and its condition`. A head
+        whose alternatives do not cover every case (a `switch` without a default) keeps the
+        later branches from its cases: they are guarded by `not head`."""
+        flat: list[tuple[A.Expr | None, list[A.LayerKind], Span]] = []
+        guard: A.Expr | None = None
+        for head, alts, span in branches:
+            for cond, kinds in alts:
+                flat.append((_both(guard, _both(head, cond)), kinds, span))
+            if head is not None and all(c is not None for c, _ in alts):
+                g = A.Unary("not", head, head.span)
+                guard = _both(guard, g)
+        (c0, k0, _), rest = flat[0], flat[1:]
+        return A.LayerDecl(name, k0, c0, self.span_from(t),
+                           [A.LayerBranch(c, k, sp) for c, k, sp in rest])
 
     def at_sequential(self) -> bool:
         """`Sequential { Kind {…} … }` (a list of kinds, not `Sequential { key: value }`)."""
@@ -345,6 +367,18 @@ class DeclarationsMixin:
         """`switch (p) { "int8" -> Kind {…} … default -> Kind {…} }`: the `if` chain
         `if p == "int8" { … } else if … else { … }`; without a default and no case
         matching, the layer is `None`."""
+        cases = self.parse_switch_cases()
+        first = cases[0]
+        orelse = [A.LayerBranch(c, k, s) for c, k, s in cases[1:]]
+        return A.LayerDecl(name.text, first[1], first[0], self.span_from(t), orelse)
+
+    def at_kind_switch(self) -> bool:
+        return self.tok.kind is T.IDENT and self.tok.text == "switch" \
+            and not self.peek().is_op("{") and not self.peek().is_op(":")
+
+    def parse_switch_cases(self) -> list[tuple[A.Expr | None, list[A.LayerKind], Span]]:
+        """The cases of `switch (p) { … }` as (condition, kinds, span), the default (None)
+        last."""
         sw = self.advance()
         subject = self.parse_expr()
         self.expect_op("{", "to open the cases of `switch`")
@@ -388,9 +422,32 @@ class DeclarationsMixin:
             if cond is None:
                 raise ParseError(Diagnostic("E0202", "the default case of `switch` comes last",
                                             span))
-        first = cases[0]
-        orelse = [A.LayerBranch(c, k, s) for c, k, s in cases[1:]]
-        return A.LayerDecl(name.text, first[1], first[0], self.span_from(t), orelse)
+        return cases
+
+    def parse_kind_alternatives(self, t: Token, what: str) \
+            -> list[tuple[A.Expr | None, list[A.LayerKind]]]:
+        """`{ Kind {…} switch (p) { "a" -> K1 {…} … } Kind {…} }`: the kinds of a branch,
+        where a `switch` among them stands for the kinds of its case. One alternative
+        (condition, kinds) per combination of cases, in order; the condition is None when
+        every switch took its default. Without a switch: one alternative, condition None."""
+        self.expect_op("{", f"to open the {what}")
+        alts: list[tuple[A.Expr | None, list[A.LayerKind]]] = [(None, [])]
+        with self.nested():
+            self.skip_separators()
+            while not self.at("}"):
+                if self.tok.kind is T.EOF:
+                    raise self.error(f"unclosed {what}", tok=t, code="E0202")
+                if self.at_kind_switch():
+                    cases = self.parse_switch_cases()
+                    alts = [(_both(c0, c1), k0 + k1) for c0, k0 in alts for c1, k1, _ in cases]
+                else:
+                    kinds = self.parse_kinds_or_sequence()
+                    alts = [(c, k + kinds) for c, k in alts]
+                self.skip_separators()
+            self.advance()
+        if not all(k for _, k in alts):
+            raise self.error(f"a {what} needs at least one layer kind", tok=t, code="E0202")
+        return alts
 
     def parse_layer_kind(self) -> A.LayerKind:
         k = self.expect_ident("a layer kind such as `TernaryLinear`")
@@ -407,3 +464,9 @@ class DeclarationsMixin:
             config = self.parse_entries(f"the config of `{k.text}`")
         return A.LayerKind(k.text, config, args, repeat, k.span.to(self.prev_span()))
 
+
+def _both(a: A.Expr | None, b: A.Expr | None) -> A.Expr | None:
+    """`a and b`, None standing for true."""
+    if a is None or b is None:
+        return b if a is None else a
+    return A.Binary("and", a, b, a.span.to(b.span))

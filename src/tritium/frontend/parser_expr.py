@@ -348,6 +348,37 @@ class ExpressionsMixin:
         t = self.toks[self.pos]
         return t.op == ".." and self.peek().is_op(".") and self.peek().col == t.end_col
 
+    def at_elision(self) -> bool:
+        """At a `...` that nothing follows (`= ...`, `[0, 1, ..., 9]`, `f(x, ...)`): the
+        docs' placeholder for elided code, not a spread `...xs`."""
+        after = self.peek(2)   # the lexer drops the newline after `.`: compare lines
+        return after.kind in (T.NEWLINE, T.EOF) or after.line > self.peek().line \
+            or after.is_op(",") or after.is_op(")") \
+            or after.is_op("]") or after.is_op("}") or after.is_op(";")
+
+    def parse_strings(self) -> A.Str | A.FString:
+        """A string or f-string literal, and the ones right after it: adjacent literals are
+        one string, as in Python (`f"in={a}, " f"out={b}"`, across lines inside brackets)."""
+        out: A.Str | A.FString | None = None
+        while self.tok.kind in (T.STRING, T.FSTRING):
+            t = self.advance()
+            part = A.Str(t.value, t.span) if t.kind is T.STRING else self.parse_fstring(t)
+            if out is None:
+                out = part
+            elif isinstance(out, A.Str) and isinstance(part, A.Str):
+                out = A.Str(out.value + part.value, out.span.to(part.span))
+            else:
+                parts: list = []
+                for x in (out, part):
+                    for p in ([x.value] if isinstance(x, A.Str) else x.parts):
+                        if isinstance(p, str) and parts and isinstance(parts[-1], str):
+                            parts[-1] += p
+                        elif not (isinstance(p, str) and p == ""):
+                            parts.append(p)
+                out = A.FString(parts, out.span.to(part.span))
+        assert out is not None
+        return out
+
     def parse_primary(self) -> A.Expr:
         t = self.toks[self.pos]
         k = t.kind
@@ -360,12 +391,8 @@ class ExpressionsMixin:
         if k is T.TRIT:
             self.advance()
             return A.TritLit(t.value, t.span)
-        if k is T.STRING:
-            self.advance()
-            return A.Str(t.value, t.span)
-        if k is T.FSTRING:
-            self.advance()
-            return self.parse_fstring(t)   # parser.py
+        if k in (T.STRING, T.FSTRING):
+            return self.parse_strings()
         if k is T.IDENT:
             self.advance()
             return A.Name(t.text, t.span)

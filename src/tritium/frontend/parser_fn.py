@@ -124,6 +124,11 @@ class SignaturesMixin:
                 raise self.error(f"the type parameter `{n.text}` is declared twice", tok=n,
                                  code="E0202")
             out.append(A.TypeParam(n.text, bounds, n.span.to(self.prev_span())))
+            if self.at("<"):   # `Container<F<_>>`: a type constructor as a parameter
+                raise ParseError(Diagnostic(
+                    "E0900", f"higher-kinded type parameters (`{n.text}<…>`) have no meaning "
+                             f"in .tri", n.span.to(self.tok.span), label="not supported",
+                    help=f"a type parameter stands for one type: write `<{n.text}>`"))
             if self.at(","):
                 self.advance()
             elif not self.at(">"):
@@ -294,6 +299,12 @@ class SignaturesMixin:
 
     def parse_primary(self) -> A.Expr:
         t = self.toks[self.pos]
+        if self.at_spread() and self.at_elision():
+            raise ParseError(Diagnostic(
+                "E0900", "`...` stands for code the example leaves out: it is not a value",
+                t.span.to(self.peek().span), label="a placeholder",
+                help="write the value itself here (e.g. `randn([10, 20])`, or a parameter of "
+                     "the function)"))
         if self.at_spread():
             raise ParseError(Diagnostic(
                 "E0900", "spread (`...xs`) has no meaning in .tri", t.span.to(self.peek().span),

@@ -9,6 +9,7 @@ constants `hidden: int = c * e` in a model or block.
 from __future__ import annotations
 
 from . import ast as A
+from .diagnostics import Diagnostic
 from .lexer import T
 from .parser_expr import ParseError
 from .parser_fn import tail_value_returns
@@ -53,6 +54,15 @@ class Forms2Mixin:
             # `int32` of a size `n`, say what they stand for; the use decides)
             tps = self.parse_type_params() if self.at("<") else None
             self.expect_op("=", f"after `type {name.text}`")
+            if self.tok.kind is T.IDENT and self.tok.text in ("exists", "forall") \
+                    and self.peek().kind is T.IDENT:
+                q = self.tok
+                self.unparsed = getattr(self, "unparsed", set()) | {name.text}
+                raise ParseError(Diagnostic(
+                    "E0900", f"quantified types (`{q.text} {self.peek().text}. …`) have no "
+                             f"meaning in .tri", q.span.to(self.peek().span),
+                    label="not supported", help="write the type itself (`Tensor<float32, "
+                    "[?, ?]>`, `?` for a dim not known), or use a type parameter `<S>`"))
             ty = self.parse_type()
             self.lifts = True
             node = A.TypeAlias(name.text, ty, self.span_from(t),

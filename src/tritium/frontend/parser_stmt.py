@@ -116,7 +116,10 @@ class StatementsMixin:
                                             expr.span, label="not a variable",
                                             help="assign to a name, e.g. `x = …`"))
             value = self.parse_expr()
-            node = A.Assign(expr, op.text, value, self.span_from(t))
+            if isinstance(expr, A.Name) and expr.id == "_" and op.text == "=":
+                node = A.ExprStmt(value, self.span_from(t))   # `_ = f(x)`: run, result dropped
+            else:
+                node = A.Assign(expr, op.text, value, self.span_from(t))
         else:
             node = A.ExprStmt(expr, self.span_from(t))
         self.end_of_statement()

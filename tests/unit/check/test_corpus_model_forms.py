@@ -57,6 +57,20 @@ def test_requires_grad_in_an_init_spec() -> None:
     assert "E0882" in _errors(bad)
 
 
+def test_learnable_is_the_seeds_spelling_of_requires_grad() -> None:
+    # the seed's int8_mobilenet: `param weight_scale: Tensor { …, init: "ones", learnable: false }`
+    seed = PARAMS.replace("requires_grad: false", "learnable: false")
+    assert _errors(seed) == []
+    from tritium.check.checker.model import param_trainable
+    r = check_source(seed)
+    scale = next(i for i in r.program.items if getattr(i, "name", "") == "Scale")
+    params = [i for i in scale.body if type(i).__name__ == "ParamDecl"]
+    assert [param_trainable(p) for p in params] == [True, False]
+    assert "E0882" in _errors(seed.replace("learnable: false", "learnable: 0"))
+    both = seed.replace("learnable: false", "learnable: false, requires_grad: false")
+    assert "E0206" in _errors(both)
+
+
 HELPERS = '''\
 layer Clip {
     params { limit: float = 1.0 }

@@ -250,3 +250,33 @@ layer P {
     names = [r.name for r in rows]
     assert any(n.endswith("w") for n in names) and not any("bias" in n or "steps" in n
                                                           for n in names)
+
+
+# ----------------------------------------------------------------------------- form 11: bound weights
+
+BOUND = FC + """
+let w = ternary_weights([8, 4])
+let layer = FC(w)
+let y: Tensor<float32, [2, 4]> = layer(randn([2, 8]))
+let z = layer(x: randn([3, 8]))
+"""
+
+
+def test_binding_a_layer_functions_weights_makes_a_function_of_its_input():
+    assert diags(BOUND) == []
+
+
+def test_a_call_through_bound_weights_is_checked_as_the_full_call():
+    bad = BOUND + "let bad = layer(randn([2, 5]))\n"
+    r = check_source(bad)
+    assert [(d.code, d.span.line) for d in r.errors] == [("E0503", 10)]
+    assert r.errors[0].message.startswith("`FC` cannot be called with these arguments")
+    wrong_ret = BOUND.replace("[2, 4]> = layer", "[2, 5]> = layer")
+    assert errors(wrong_ret) == ["E0401"]
+    assert errors(BOUND + "let q = layer(q: randn([2, 8]))\n") == ["E0307"]
+    assert errors(BOUND + "let q = layer()\n") == ["E0306"]
+
+
+def test_too_few_arguments_outside_a_let_stay_an_arity_error():
+    src = FC + "fn f(w1: TernaryTensor<trit, [8, 4]>) -> Tensor { return FC(w1) }\n"
+    assert errors(src) == ["E0306"]

@@ -58,6 +58,15 @@ def test_header_columns_map_by_role_and_count_repeats():
         [("expand_ratio", 6), ("out_channels", 24), ("stride", 2), ("in_channels", 16)]]
 
 
+def test_a_prose_header_on_its_own_line_maps_without_regard_to_case():
+    # the seed's int8_mobilenet: the header is a comment line above the rows, capitalized
+    r = check("// Expansion, output, num_blocks, stride\n        [1, 16, 1, 1],\n"
+              "        [6, 24, 3, 2]", 24, 8)
+    assert not r.errors, r.errors
+    assert kwargs(r)[1] == [("expand_ratio", 6), ("out_channels", 24), ("stride", 2),
+                            ("in_channels", 16)]
+
+
 def test_a_wrong_count_or_stride_is_a_shape_error():
     # three stride-2 stages make 2x2, not the declared 8x8
     r = check("[1, 16, 1, 2],  // t, c, n, s\n        [6, 24, 3, 2]", 24, 8)

@@ -68,3 +68,48 @@ model M {
     assert codes(src) == ["E0306"]
     assert codes(src.replace("[8, 8, 1]", "[8, 8]")) == []
     assert codes(src.replace("[8, 8, 1]", "[9, 8]")) == ["E0503"]
+
+
+SWITCH_IN_BRANCH = """block B {
+    params { c: int, mode: str, use: bool }
+    layer p: if (use) {
+        switch (mode) {
+            "a" -> TernaryLinear { in_features: c, out_features: c }
+            "b" -> Linear { in_features: c, out_features: 3 }
+        }
+        ReLU {}
+    } else {
+        Tanh {}
+    }
+    forward(x: Tensor[n, c]) -> Tensor[n, c] {
+        if p is not None { x = p(x) }
+        return x
+    }
+}
+model M {
+    layer a: B { c: 4, mode: "MODE", use: USE }
+    forward(x: Tensor[n, 4]) -> Tensor[n, 4] { return a(x) }
+}
+"""
+
+
+def test_a_switch_in_a_conditional_branch_chooses_per_instance():
+    def src(mode: str, use: str) -> str:
+        return SWITCH_IN_BRANCH.replace("MODE", mode).replace("USE", use)
+    assert codes(src("a", "true")) == []
+    assert codes(src("z", "true")) == []      # no case: the layer is None (guarded)
+    assert codes(src("b", "false")) == []     # the `else`: Tanh
+    assert "E0504" in codes(src("b", "true"))   # Linear(4, 3): not the declared [n, 4]
+
+
+def test_a_body_layer_with_a_syntax_error_does_not_cascade():
+    src = """model M {
+    layer fc: Linear { in_features: 4, out_features: 4 }
+    layer d: if (true) { Linear { in_features: 4, out_features: } }
+    forward(x: Tensor[n, 4]) -> Tensor[n, 4] {
+        if d is not None { x = d(x) }
+        return fc(x)
+    }
+}
+"""
+    assert codes(src) == ["E0201"]   # no "undefined name `d`" nor "undefined function `d`"

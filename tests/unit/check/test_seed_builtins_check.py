@@ -173,3 +173,11 @@ def test_permute_dims_must_be_in_range(dims, ok):
     the rank and crash the checker)."""
     codes = [d.code for d in _check(f"permute(x, {dims})").errors]
     assert codes == ([] if ok else ["E0508"])
+
+
+@pytest.mark.parametrize("method, dtype", [("half", "float16"), ("double", "float64"),
+                                           ("long", "int64")])
+def test_torch_dtype_methods_convert(method, dtype):
+    # the seed's mixed_precision: `x = x.half()`
+    assert _type(f"x.{method}()") == TensorT(dtype, (4, 6), False)
+    assert _type(f"{method}(v)") == TensorT(dtype, (5,), False)

@@ -117,3 +117,28 @@ def test_undefined_top_level_names_say_why() -> None:
     helps = {d.span.line: d.help for d in check_source(src).errors}
     assert "top-level variable (line 1)" in helps[4] and "argument" in helps[4]
     assert "defined later, at line 8" in helps[7]
+
+
+def test_a_string_repeated_by_an_int() -> None:
+    # the seed's custom_conv report: `report += "=" * 50 + "\n"`
+    assert errors('let line = "=" * 50 + "\\n"\nlet n = 2\nlet s = n * "ab"\nprint(line, s)\n') == []
+    assert errors('let s = "a" * 2.5\n') == ["E0405"]
+    assert errors('let s = "a" * 100000000\n') == ["E0312"]
+
+
+def test_a_loop_over_a_value_already_reported_does_not_cascade() -> None:
+    # the seed's custom_conv: `for name, layer in self.named_modules() { … }`
+    src = ("fn f() -> int {\n    let r = 0\n    for a, b in undefined_thing {\n"
+           "        r += 1\n    }\n    return r\n}\n")
+    assert errors(src) == ["E0304"]   # not also "cannot unpack int into 2 names"
+
+
+def test_a_list_a_closure_changes_is_no_longer_known() -> None:
+    # the seed's attention_mechanism: a hook appends to `attention_maps`, then `[0]` is read
+    src = ("fn apply(f: fn(Tensor) -> None, x: Tensor) {\n    f(x)\n}\n"
+           "fn collect(x: Tensor) -> Tensor {\n    let seen = []\n"
+           "    fn hook(v: Tensor) {\n        seen.append(v)\n    }\n"
+           "    apply(hook, x)\n    return seen[0]\n}\n")
+    assert errors(src) == []   # not "index 0 is out of range for a list of 0"
+    reads = src.replace("seen.append(v)", "print(len(seen))")
+    assert errors(reads) == ["E0508"]   # a closure that only reads it: still known empty

@@ -81,6 +81,25 @@ def test_a_spread_is_one_e0900_and_no_node(item: str) -> None:
         format_source(f"let v = {item}\n")
 
 
+@pytest.mark.parametrize("item", ["...", "[0, 1, 2, ..., 9]", "f(x, ...)", "f(w: ...)",
+                                  "{ a: ... }", "...  # elided"])
+def test_an_elided_placeholder_is_one_e0900_saying_so(item: str) -> None:
+    # the docs' `let a: Tensor<float32, [10, 20]> = ...`: code left out, not a spread
+    program, errs = errors(f"let v = {item}\nlet w = 1\n")
+    assert [(d.code, d.span.line) for d in errs] == [("E0900", 1)]
+    assert errs[0].message == "`...` stands for code the example leaves out: it is not a value"
+    assert [type(i).__name__ for i in program.items] == ["Let"]   # `let w` still parses
+    assert program.unparsed == {"v"}
+
+
+def test_a_name_whose_let_had_a_syntax_error_is_not_reported_undefined() -> None:
+    from tritium.check import check_source
+    src = ("let a: Tensor<float32, [10, 20]> = ...\nlet b = a.transpose()\n"
+           "let c = a @ b\nlet d = zz\n")
+    assert [(d.code, d.span.line) for d in check_source(src).errors] == [
+        ("E0900", 1), ("E0304", 4)]
+
+
 @pytest.mark.parametrize("pattern", ["[first, ...rest]", "(first, ...rest)", "first, ...rest",
                                      "[...rest]", "...rest", "(a, ...m, z)", "[a, ...r, ...s]"])
 def test_a_rest_pattern_is_one_e0900(pattern: str) -> None:

@@ -104,3 +104,51 @@ def test_switch_case_with_several_values():
     d = decl('layer c: switch (mode) { "a" | "b" -> ReLU\n "c", "d" -> GELU, default -> Identity }')
     assert d.cond.op == "or" and [d.cond.left.right.value, d.cond.right.right.value] == ["a", "b"]
     assert d.orelse[0].cond.op == "or" and d.orelse[1].cond is None
+
+
+def _text(e) -> str:
+    if isinstance(e, A.Binary):
+        return f"{_text(e.left)} {e.op} {_text(e.right)}"
+    if isinstance(e, A.Unary):
+        return f"{e.op} {_text(e.operand)}"
+    if isinstance(e, A.Name):
+        return e.id
+    return repr(e.value).replace("'", '"').replace("True", "true")
+
+
+def _kinds(d: A.LayerDecl) -> list[tuple[str, list[str]]]:
+    branches = [(d.cond, d.kinds)] + [(b.cond, b.kinds) for b in d.orelse]
+    return [(_text(c) if c is not None else "else", [k.kind for k in ks])
+            for c, ks in branches]
+
+
+def test_a_switch_in_a_conditional_branch_makes_the_chain_of_its_cases():
+    # the seed's mixed_precision: `layer downsample: if (…) { switch (precision) { … } BN }`
+    d = decl('layer d: if (flag) {\n switch (mode) { "a" -> Linear(4, 4)\n'
+             ' "b" -> TernaryLinear(4, 4) }\n BatchNorm1d(4)\n } else { ReLU }')
+    assert _kinds(d) == [
+        ('flag and mode == "a"', ["Linear", "BatchNorm1d"]),
+        ('flag and mode == "b"', ["TernaryLinear", "BatchNorm1d"]),
+        # no default: when `flag` holds and no case matches the layer is None, not `ReLU`
+        ("not flag", ["ReLU"])]
+
+
+def test_a_switch_with_a_default_covers_the_head_and_switches_multiply():
+    d = decl('layer d: if (flag) { switch (mode) { "a" -> ReLU\n default -> GELU } }'
+             ' else { Tanh }')
+    assert _kinds(d) == [('flag and mode == "a"', ["ReLU"]), ("flag", ["GELU"]),
+                         ("else", ["Tanh"])]
+    d = decl('layer s: Sequential { Linear(4, 4)\n switch (mode) { "a" -> ReLU\n'
+             ' default -> GELU }\n switch (flag) { true -> Dropout(0.1)\n default -> Identity } }')
+    assert _kinds(d) == [
+        ('mode == "a" and flag == true', ["Linear", "ReLU", "Dropout"]),
+        ('mode == "a"', ["Linear", "ReLU", "Identity"]),
+        ("flag == true", ["Linear", "GELU", "Dropout"]),
+        ("else", ["Linear", "GELU", "Identity"])]
+
+
+def test_a_switch_elsewhere_among_kinds_is_one_diagnostic():
+    _, diags, _ = parse('model M {\n    layer c: switch (m) { "a" -> { ReLU\n'
+                        ' switch (n) { "b" -> GELU } } }\n}\n')
+    assert [d.code for d in diags] == ["E0202"]
+    assert "cannot stand among the kinds" in diags[0].message

@@ -114,3 +114,39 @@ def test_comment_hiding_a_closer_is_reported_at_the_bracket():
     w = [x for x in d if x.code == "W0901"]
     assert len(w) == 1 and (w[0].span.line, w[0].span.col) == (2, 21)
     assert any(x.code == "W0900" for x in d) and any(x.is_error for x in d)
+
+
+@pytest.mark.parametrize("left, expr", [
+    ("(H + 2*p - k)", "H + 2*p - k"), ("x.shape[0]", "x.shape[0]"), ("f(a, 3)", "f(a, 3)")])
+def test_floordiv_help_names_a_bracketed_left_operand(left, expr):
+    # the seed's type_system: `(H + 2*padding - kernel_size)//stride + 1`
+    src = (f"fn f(H: int, p: int, k: int, a: int, x: Tensor[4, 2]) -> int {{\n"
+           f"    let s = {left} // a\n    return s\n}}\n")
+    d = [x for x in check_source(src).diagnostics if x.code == "W0900"]
+    assert len(d) == 1 and f"`floordiv({expr}, a)`" in d[0].help
+
+
+def test_comment_hiding_the_closer_of_a_bracket_opened_lines_before():
+    # `[B, (H - k)//s + 1,` / `(W - k)//s + 1, C]> {`: the `]` is hidden on the second line
+    src = ("fn g(H: int, W: int, k: int, s: int, B: int, C: int,\n"
+           "      x: Tensor[B, C]) -> Tensor<float32, [B, (H - k)//s + 1,\n"
+           "                       (W - k)//s + 1, C]> {\n    return x\n}\n")
+    d = check_source(src).diagnostics
+    w = [x for x in d if x.code == "W0901"]
+    assert len(w) == 1 and (w[0].span.line, w[0].span.col) == (2, 43)
+    assert "line 3" in w[0].message and any(x.is_error for x in d)
+
+
+def test_a_quantified_type_is_one_e0900_and_its_alias_not_reported_again():
+    # the seed's type_system: `type SomeLayer = exists Shape. Layer<…>`
+    src = ("type SomeLayer = exists Shape. Layer<Tensor<float32, Shape>>\n"
+           "fn f(x: SomeLayer) -> SomeLayer {\n    return x\n}\n")
+    d = check_source(src).diagnostics
+    assert [x.code for x in d] == ["E0900"] and "quantified types" in d[0].message
+    assert (d[0].span.line, d[0].span.col) == (1, 18)
+
+
+def test_a_higher_kinded_type_parameter_is_one_e0900():
+    d = check_source("type Container<F<_>> = Tensor\nlet x = 1\n").diagnostics
+    assert [x.code for x in d] == ["E0900"] and "higher-kinded" in d[0].message
+    assert "`<F>`" in d[0].help

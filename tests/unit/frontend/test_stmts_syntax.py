@@ -152,3 +152,26 @@ def test_formatter_escapes_fstring_text_and_parenthesizes_colons() -> None:
     assert out == 'print(f"{{x}} \\u{1} {1 if c else 2}")\n'
     f = fstring('f"\\u{7b}{x}"')
     assert f.parts[0] == "{" and isinstance(f.parts[1], A.FField)
+
+
+def test_adjacent_string_literals_are_one_string() -> None:
+    # the seed's custom_conv `extra_repr`: `return (f"in={a}, " f"k={k}, " "…")`
+    f = fstring('f"in={a}, "\n    "mid, " f"out={b}"')
+    assert [p if isinstance(p, str) else p.value.id for p in f.parts] == [
+        "in=", "a", ", mid, out=", "b"]
+    (stmt,) = items('print("x" "y" \'z\')\n')
+    assert stmt.value.args[0].value == A.Str("xyz")
+    src = 'let s = (f"a={a}, "\n    f"b={b}")\n'
+    out = format_source(src)
+    assert out == 'let s = f"a={a}, b={b}"\n' and parse(out)[0] == parse(src)[0]
+
+
+def test_assigning_to_underscore_drops_the_value() -> None:
+    # the seed's attention_mechanism: `_ = model(image)`
+    (fn,) = items("fn f(x: Tensor) -> Tensor {\n    _ = g(x)\n    return x\n}\n")
+    assert isinstance(fn.body[0], A.ExprStmt) and isinstance(fn.body[0].value, A.Call)
+    from tritium.check import check_source
+    ok = check_source("fn f(x: Tensor) -> Tensor {\n    _ = relu(x)\n    return x\n}\n")
+    assert ok.ok, [d.message for d in ok.errors]
+    bad = check_source("fn f(x: int) -> int {\n    _ += 1\n    return x\n}\n")
+    assert "E0311" in [d.code for d in bad.errors]   # only the plain `_ = …` drops a value

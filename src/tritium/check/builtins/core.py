@@ -206,6 +206,12 @@ _fn("cast", (_p("x", "any"), _p("dtype", "str")), "convert to a dtype, e.g. cast
     cast_rule, "trt.cast({x}, {dtype})")
 for _n in vocab.CONVERSIONS:
     _fn(_n, (_p("x", "any"),), f"convert to {_n}", conversion_rule, f"trt.cast({{x}}, {_n!r})")
+#: PyTorch's dtype methods as the seed's models call them (`x = x.half()`): conversions
+TENSOR_DTYPE_METHODS = {"half": "float16", "double": "float64", "long": "int64"}
+for _m, _d in TENSOR_DTYPE_METHODS.items():
+    _fn(_m, (_p("x", "any"),), f"convert to {_d} (PyTorch's `x.{_m}()`)",
+        (lambda d: lambda ck, name, b, e: conversion_rule(ck, d, b, e))(_d),
+        f"trt.cast({{x}}, {_d!r})")
 _fn("range", (_p("n", "int"), _opt("stop", "int", None), _opt("step", "int", None)),
     "0, 1, …, n-1 (for loops); range(start, stop, step) as in Python", range_rule, PY_CALL)
 _fn("enumerate", (_p("x", "any"),), "the pairs (index, item) of a list: "

@@ -38,7 +38,7 @@ from .call_args import ArgOrderError, by_name, order_args
 from .calls_forms import pair_form, scalar_pair
 from .decl_forms import construct, tensor_dtype_fits
 from .decl_lists import list_as_tensor
-from .generics import bind_call_dims
+from .generics import _shown, bind_call_dims
 from .hooks import register_hook
 from .layer_construction import construct_layer, instance_inputs
 from .layer_methods import MethodT, method_call, unknown_self_method
@@ -144,6 +144,8 @@ class CallsMixin:
                 return self.builtin_call(name, args, [a.name for a in e.args], e)
             for a in e.args:
                 self.eval_expr(a.value, scope)
+            if name in getattr(self, "unparsed", ()):   # its declaration had a syntax error
+                return Value(ANY)
             cands = list(FUNCTIONS) + [n for n, d in self.defs.items() if d.kind == "fn"] + [
                 n for n, v in scope.vars.items() if isinstance(v.ty, LayerT)]
             if name in L.LAYERS:
@@ -172,6 +174,17 @@ class CallsMixin:
         (in a body checked on its own) the declared `fn(A) -> R` type."""
         d = self.defs.get(ty.name)
         if d is not None and d.kind == "fn" and isinstance(ty, ClosureT):
+            free = d.node.params[:len(d.node.params) - len(ty.bound)]
+            if not sum(p.default is None for p in free) <= len(e.args) <= len(free):
+                self.report("E0306", f"`{_shown(d.name)}` takes {len(free)} argument(s) "
+                                     f"besides the values bound to it, got {len(e.args)}",
+                            e.span,
+                            secondary=[Label(d.node.span, "made here")])
+                return Value(ANY)
+            if any(a.name is not None for a in e.args):
+                args = self.closure_args_by_position(d.node, len(ty.bound), args, e)
+                if args is None:
+                    return Value(ANY)
             return self.user_fn_call(d, args + list(ty.bound), e)   # its values appended
         if d is not None and d.kind == "fn" and not isinstance(ty, FnSigT):
             return self.user_fn_call(d, args, e)
@@ -184,6 +197,32 @@ class CallsMixin:
                 self.check_assignable(t, a, arg.span, f"argument {i}")
             return Value(ty.ret if ty.ret is not None else NoneT())
         return Value(ANY)
+
+    def closure_args_by_position(self, fn: A.FnDef, n_bound: int, args: list[Value],
+                                 e: A.Call) -> list[Value] | None:
+        """`layer(input: x)` through a closure (whose last `n_bound` parameters it binds):
+        the arguments put in declared order, in place (the generated call passes them by
+        position, the closure appending its values), a default standing for one not given.
+        None after reporting a wrong name, a repeated or a missing argument."""
+        free = fn.params[:len(fn.params) - n_bound]
+        try:
+            slots = order_args(free, [a.name for a in e.args])
+        except ArgOrderError as err:
+            s = e.args[err.index].span if err.index is not None else e.span
+            what = {"unknown": f"has no argument named `{err.name}`",
+                    "twice": f"is given its argument `{err.name}` twice",
+                    "missing": f"is missing its argument `{err.name}`"}.get(
+                err.kind, f"takes {len(free)} argument(s), got {len(e.args)}")
+            self.report("E0307" if err.kind == "unknown" else "E0306",
+                        f"`{_shown(fn.name)}` {what}", s,
+                        help=did_you_mean(err.name, [p.name for p in free])
+                        if err.kind == "unknown" else None)
+            return None
+        given = list(e.args)
+        e.args[:] = [A.Arg(given[i].value, None, given[i].span) if i is not None
+                     else A.Arg(p.default, None, e.span) for i, p in zip(slots, free)]
+        return [args[i] if i is not None else self.eval_expr(p.default, Scope())
+                for i, p in zip(slots, free)]
 
     def user_fn_call(self, d: Definition, args: list[Value], e: A.Call) -> Value:
         fn: A.FnDef = d.node

@@ -100,7 +100,8 @@ class DeclaredTypesMixin:
             return DictT()
         if name in LAYER_VALUE_TYPES and name not in self.defs:
             return ModuleT(name)   # a layer as a value (checker.layer_values)
-        if name in self.defs or name in L.LAYERS or name in ANY_LAYER_TYPES:
+        if name in self.defs or name in L.LAYERS or name in ANY_LAYER_TYPES \
+                or name in getattr(self, "unparsed", ()):   # an alias with a syntax error
             return ANY
         self.report("E0401", f"unknown type `{name}`", te.span,
                     help=did_you_mean(name, list(DTYPES) + list(TENSOR_TYPES)))

@@ -9,6 +9,7 @@ from ...frontend.parser import TENSOR_TYPES
 from .. import bounds
 from .. import library as L
 from ..builtins import FUNCTIONS
+from ..list_methods import forget_passed_lists
 from ..types import (
     ANY,
     BOOL,
@@ -74,6 +75,8 @@ _INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "bool"})
 class ExpressionsMixin:
     # ------------------------------------------------------------------ expressions
     def undefined(self, name: str, span: Span, scope: Scope) -> Value:
+        if name in getattr(self, "unparsed", ()):   # its `let` had a syntax error (reported)
+            return Value(ANY)
         help = None
         if not self.quiet:   # inside an instance only the first problem is kept: skip difflib
             cands = list(scope.vars) + [n for n, d in self.defs.items()] + list(FUNCTIONS)
@@ -194,7 +197,12 @@ class ExpressionsMixin:
         if t is A.TypeValue:   # `Tensor<float32, [10]>` where a value stands (decl_forms)
             return type_value(self, e, scope)
         if t is A.Closure:   # a function that reads outer names, as a value (frontend.lift)
-            return Value(ClosureT(e.fn, tuple(self.eval_expr(c, scope) for c in e.captured)))
+            value = Value(ClosureT(e.fn, tuple(self.eval_expr(c, scope) for c in e.captured)))
+            d = self.defs.get(e.fn)
+            if d is not None and d.kind == "fn":   # it may run later: the lists it changes
+                forget_passed_lists(self, d.node, A.Call(A.Name(e.fn, e.span), [
+                    A.Arg(c, None, c.span) for c in e.captured], e.span), scope)
+            return value
         return Value(ANY)
 
     def eval_list_comp(self, e: A.ListComp, scope: Scope) -> Value:
@@ -400,6 +408,16 @@ class ExpressionsMixin:
                     label=f"{ta} {op} {tb}")
         return Value(ANY)
 
+    def str_repeat(self, s: Value, n: Value, e) -> Value:
+        """`"=" * 50`: the string repeated n times, as in Python (n <= 0: empty)."""
+        if not (s.known and n.known and _is_int(n.const)):
+            return Value(STR)
+        if len(s.const) * max(n.const, 0) > bounds.MAX_SEQUENCE:
+            self.report("E0312", f"a string longer than {bounds.MAX_SEQUENCE} characters at "
+                                 f"compile time", e.span, label="too long")
+            return Value(STR)
+        return Value(STR, s.const * max(n.const, 0), True)
+
     def scalar_binary(self, op: str, a: Value, b: Value, e) -> Value:
         ta, tb = a.ty.name, b.ty.name
         if "str" in (ta, tb):
@@ -413,6 +431,8 @@ class ExpressionsMixin:
                 if a.known and b.known:
                     return Value(BOOL, (a.const == b.const) == (op == "=="), True)
                 return Value(BOOL)
+            if op == "*" and {ta, tb} & INT_TYPES and "str" in (ta, tb) and ta != tb:
+                return self.str_repeat(*((a, b) if ta == "str" else (b, a)), e)
             self.report("E0405", f"`{op}` is not defined for {ta} and {tb}", e.span)
             return Value(ANY)
         if is_int_division(self, op, a, b, e):   # `n: int = a / b` (checker.int_division)

@@ -403,6 +403,8 @@ class FunctionsMixin:
                 self.exec_for_items(s, elems, scope)
                 return
             item = loop_item(it)   # a list of unknown length: its element type
+            if item is None and isinstance(it.ty, AnyT):   # reported where it was made
+                item = Value(ANY)
             n = it.const if it.known and isinstance(it.const, int) else None
             # Unroll known loops (the loop variable may feed shapes), but only the outermost
             # two levels: nested loops multiply, so inner ones run twice with an unknown index.

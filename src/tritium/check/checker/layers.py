@@ -31,6 +31,7 @@ from .model import (
     INIT_CHOICES,
     MAX_INSTANCE_DEPTH,
     PARAM_INITS,
+    TRAINED_KEYS,
     Definition,
     KindInst,
     LayerInst,
@@ -542,10 +543,16 @@ class LayersMixin:
                 self.report("E0206", f"`{e.key}` is given twice in the spec of `{item.name}`",
                             e.span, secondary=[Label(seen[e.key], "first given here")])
             seen[e.key] = e.span
-        rg = next((e for e in item.spec if e.key == "requires_grad"), None)
-        if rg is not None and not isinstance(rg.value, A.Bool):
-            self.report("E0882", f"`requires_grad` of parameter `{item.name}` must be true or "
-                                 f"false", rg.value.span)
+        trained = [e for e in item.spec if e.key in TRAINED_KEYS]
+        if len({e.key for e in trained}) > 1:
+            self.report("E0206", f"`requires_grad` and `learnable` both say whether `{item.name}` "
+                                 f"is trained", trained[1].span,
+                        secondary=[Label(trained[0].span, "first given here")],
+                        help="keep one of them (`learnable` is the seed's spelling)")
+        for rg in trained[:1]:
+            if not isinstance(rg.value, A.Bool):
+                self.report("E0882", f"`{rg.key}` of parameter `{item.name}` must be true or "
+                                     f"false", rg.value.span)
         kind, keys = param_init(item)
         init = next((e for e in item.spec if e.key == "init"), None)
         if init is not None and kind not in PARAM_INITS:

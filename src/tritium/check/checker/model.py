@@ -168,6 +168,7 @@ PARAM_INITS: dict[str, tuple[str, ...]] = {
 INIT_DEFAULTS = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0, "value": 0.0, "gain": 1.0,
                  "a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}
 INIT_KEY_ALIASES = {"fan_mode": "mode"}   # the seed's spelling of torch's kaiming `mode`
+TRAINED_KEYS = ("requires_grad", "learnable")   # `learnable`: the seed's spelling
 INIT_CHOICES = {"mode": ("fan_in", "fan_out"),
                 "nonlinearity": ("relu", "leaky_relu", "linear", "tanh", "sigmoid")}
 
@@ -215,15 +216,16 @@ def shape_items(e: A.Expr) -> list[A.Expr] | None:
 def param_init(item) -> tuple[str | None, dict]:
     """The initializer a `param`'s spec names and the spec's other keys (exprs)."""
     keys = {INIT_KEY_ALIASES.get(e.key, e.key): e.value for e in item.spec or []
-            if e.key not in ("shape", "requires_grad")}
+            if e.key != "shape" and e.key not in TRAINED_KEYS}
     init = keys.pop("init", None)
     return (init.value if isinstance(init, A.Str) else None), keys
 
 
 def param_trainable(item) -> bool:
-    """A `param`'s spec key `requires_grad: false` (any initializer) makes it a parameter
-    that is not trained (PyTorch's requires_grad=False); true, the default, a trained one."""
-    v = next((e.value for e in item.spec or [] if e.key == "requires_grad"), None)
+    """A `param`'s spec key `requires_grad: false` (or the seed's `learnable: false`; any
+    initializer) makes it a parameter that is not trained (PyTorch's requires_grad=False);
+    true, the default, a trained one."""
+    v = next((e.value for e in item.spec or [] if e.key in TRAINED_KEYS), None)
     return not (isinstance(v, A.Bool) and v.value is False)
 
 

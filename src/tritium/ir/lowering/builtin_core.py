@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import vocab
 from ...check.builtins import Builtin
+from ...check.builtins.core import TENSOR_DTYPE_METHODS
 from ...frontend.diagnostics import Span
 from ..builder import Builder
 from ..core import Value
@@ -294,8 +295,9 @@ def _cast(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     return _cast_to(lw, b, a["x"], a["dtype"], span)
 
 
-for _n in vocab.CONVERSIONS:
-    _BUILTIN_FNS[_n] = (lambda lang: lambda lw, b, a, span: _cast_to(lw, b, a["x"], lang, span))(_n)
+for _n, _lang in [(n, n) for n in vocab.CONVERSIONS] + list(TENSOR_DTYPE_METHODS.items()):
+    _BUILTIN_FNS[_n] = (lambda lang: lambda lw, b, a, span: _cast_to(lw, b, a["x"], lang, span)
+                        )(_lang)
 
 
 @_builtin("range")

@@ -52,3 +52,21 @@ model M {
     }
 }""")
     assert low.module.function(low.entry).result_types[0].dtype == "f64"
+
+
+@pytest.mark.parametrize("method, lang", [("half", "float16"), ("double", "float64"),
+                                          ("long", "int64")])
+def test_torch_dtype_methods_are_conversions(method, lang):
+    # the seed's mixed_precision: `x = x.half()` … `x = x.float()`
+    low = lower_text(f"""
+model M {{
+    forward(x: Tensor<float32, [2, 3]>) -> Tensor {{
+        let y = x.{method}()
+        return {method}(y * 2)
+    }}
+}}""")
+    assert low.module.function(low.entry).result_types[0].dtype == vocab.DTYPES[lang].ir
+    outs, xs, _ = run(low)
+    np.testing.assert_allclose(np.asarray(outs[0], dtype=np.float64),
+                               np.asarray((xs[0].astype(outs[0].dtype) * 2), dtype=np.float64),
+                               rtol=1e-3)

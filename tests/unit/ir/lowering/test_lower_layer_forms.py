@@ -52,3 +52,26 @@ layer TinyNet(weights: TernaryTensor[10, 5]) {
     assert low.params["weights"][0] == (10, 5) and low.params["weights"][3] is not None
     text = print_module(low.module)
     assert "quantize_ternary" in text and "func @forward(%x: tensor<[5], f32>)" in text
+
+
+def test_weights_bound_in_a_function_lower_to_the_full_call():
+    # `let proj = Proj(w, b)` then `proj(x)`: a closure of `bound1__Proj(x, w, b)`
+    low = lower_text("""
+layer Proj(w: TernaryTensor<trit, [n_in, n_out]>, b: Tensor<float32, [n_out]>,
+           x: Tensor<float32, [?, n_in]>) -> Tensor<float32, [?, n_out]> {
+    return x @ w + b
+}
+fn twice(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 3]> {
+    let w = ternary_tensor([[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+    let proj = Proj(w, ones([3]))
+    return proj(x) + proj(x: x * 2.0)
+}
+model M {
+    forward(x: Tensor[b, 4]) -> Tensor[b, 3] { return twice(x) }
+}""", "M")
+    text = print_module(low.module)
+    assert "func @bound1__Proj(" in text and 'callee = "Proj"' in text
+    outs, (x,), _ = run(low, {"b": 2})
+    out = np.asarray(outs[0] if isinstance(outs, list | tuple) else outs)
+    w = np.array([[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
+    np.testing.assert_allclose(out, (x @ w + 1) + (2 * x @ w + 1), rtol=1e-5, atol=1e-5)
