@@ -224,3 +224,17 @@ def test_print_takes_sep_and_end_by_name_and_nothing_else(tmp_path, capsys) -> N
     assert capsys.readouterr().out == "a-2!\n\n 3"
     assert [d.code for d in check_source("print(1, flush=true)\n").errors] == ["E0307"]
     assert [d.code for d in check_source("print(1, sep=2)\n").errors] == ["E0404"]
+
+
+def test_a_function_held_in_a_list_or_dict_is_called(tmp_path, capsys) -> None:
+    """What checks compiles: a call whose callee is an expression (not a name) calls what it
+    evaluates to (found by `make fuzz`: `Err("e")()` checked, then failed to generate)."""
+    src = ("fn inc(x: int) -> int {\n    return x + 1\n}\n"
+           "fn twice(x: int) -> int {\n    return 2 * x\n}\n"
+           "let fs = [inc, twice]\nlet d = {\"t\": twice}\n"
+           "print(fs[0](2), fs[1](x=5), d[\"t\"](4))\n")
+    assert cli(["run", write(tmp_path, src)]) == 0
+    assert capsys.readouterr().out == "3 10 8\n"
+    assert cli(["run", write(tmp_path, 'Err("stopped here")()\n', "err.tri")]) == 1
+    err = capsys.readouterr().err
+    assert "ProgramError: stopped here" in err and "err.tri:1:1" in err

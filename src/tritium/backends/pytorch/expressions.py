@@ -422,7 +422,11 @@ class BodyGen:
         if self.result.call_forms.get(e.span) in (MODULE_CALL, SEQUENTIAL):
             return module_call_source(self, e, args, ctx)   # `layers[0](x)`, `Model(xs)`
         if not isinstance(f, A.Name):
-            raise CodegenError("only named functions and layers can be called")
+            # a value the checker let through as callable: a function held in a list or a
+            # dict (`fs[0](x)`), or one that stops the program (`panic("…")()`): Python
+            # calls what the expression evaluates to
+            named = [f"{py_local(k)}={v}" for k, v in kw.items()]
+            return f"{self.sub(f, ctx, 20)}({', '.join([*pos, *named])})"
         n = f.id
         if n in ctx.self_attrs:
             return f"self.{py_attr(n)}({', '.join(args)})"
