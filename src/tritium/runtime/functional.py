@@ -249,6 +249,16 @@ def mse_loss(x: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> 
                                   reduction=reduction)
 
 
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+                  ) -> torch.Tensor:
+    """Cross-entropy of logits [.., C] against integer class indices [..]."""
+    logits = logits if logits.is_floating_point() else logits.float()
+    flat = logits.reshape(-1, logits.shape[-1])
+    out = nn.functional.cross_entropy(flat, torch.as_tensor(targets).reshape(-1).long(),
+                                      reduction=reduction)
+    return out.reshape(logits.shape[:-1]) if reduction == "none" else out
+
+
 def _generator(seed: int | None, device) -> torch.Generator | None:
     if seed is None:
         return None

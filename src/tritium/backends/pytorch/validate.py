@@ -82,7 +82,7 @@ TORCH_ATTRS |= {"sin", "cos", "tan", "floor", "ceil", "round", "log10", "dot", "
                 "linspace", "eye", "no_grad"}
 F_ATTRS |= {"conv2d"}
 TRT_ATTRS |= {"tensor", "with_dtype", "random_tensor", "arange", "std", "split", "layer_norm", "batch_norm",
-              "mse_loss", "threshold_quantize", "adaptive_threshold_quantize",
+              "mse_loss", "cross_entropy", "threshold_quantize", "adaptive_threshold_quantize",
               "stochastic_quantize", "learned_quantize", "soft_quantize",
               "gumbel_softmax_quantize", "xnor_quantize", "xnor_quantize_pair", "ste_quantize",
               "with_gradient_from", "construct_layer", "register_hook", "closure", "clipped_ste_quantize",

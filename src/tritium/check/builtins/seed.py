@@ -1,6 +1,6 @@
 """The seed language's builtins (docs/language.md, "Builtin functions of the seed
 language"): tensors from data, math, statistics, vector products, `split`, `conv2d`,
-`batch_norm`, `mse_loss`: their rules and records, registered after `core`."""
+`batch_norm`, `mse_loss`, `cross_entropy`: their rules and records, registered after `core`."""
 
 from __future__ import annotations
 
@@ -283,6 +283,42 @@ def mse_loss_rule(ck, name, b, e) -> Value:
     return Value(TensorT("float32", v.ty.shape if isinstance(v.ty, TensorT) else None))
 
 
+def cross_entropy_rule(ck, name, b, e) -> Value:
+    """`cross_entropy(logits [.., C], targets [..])`: class indices (an integer tensor with the
+    logits' shape less the class dim); the mean (or sum) over the rows, or one loss a row."""
+    r = _const(b, "reduction", "mean")
+    if r not in ("mean", "sum", "none"):
+        ck.report("E0309", f"reduction must be \"mean\", \"sum\" or \"none\", got {r!r}", e.span)
+        return Value(ANY)
+    lt, tt = b["logits"].ty, b["targets"].ty
+    rows = None
+    if isinstance(lt, TensorT) and lt.shape is not None:
+        if len(lt.shape) == 0:
+            ck.report("E0507", "cross_entropy needs logits with a class dim (rank >= 1), got a "
+                               "0-d tensor", e.span)
+            return Value(ANY)
+        rows = lt.shape[:-1]
+    if isinstance(tt, TensorT):
+        if tt.dtype not in ("int8", "int32", "int64", "trit", "int", "uint8", "int16"):
+            ck.report("E0404", f"cross_entropy takes the targets as class indices (an integer "
+                               f"tensor), got {tt}", e.span,
+                      help="write `tensor([...], dtype=int64)` or cast with `.long()`")
+            return Value(ANY)
+        if rows is not None and tt.shape is not None and (
+                len(tt.shape) != len(rows)
+                or any(dims_conflict(a, c) for a, c in zip(tt.shape, rows, strict=True))):
+            ck.report("E0502", f"cross_entropy: targets of shape {list(tt.shape)} do not match "
+                               f"the logits' rows {list(rows)} (logits {list(lt.shape)})", e.span)
+            return Value(ANY)
+    elif isinstance(tt, ScalarT):
+        ck.report("E0404", f"cross_entropy takes the targets as a tensor of class indices, got "
+                           f"{tt}", e.span)
+        return Value(ANY)
+    if r != "none":
+        return Value(TensorT("float32", ()))
+    return Value(TensorT("float32", rows))
+
+
 # ----------------------------------------------------------------------------- the seed's builtins
 # (docs/language.md, "Builtin functions of the seed language": which results are ternary)
 
@@ -357,3 +393,8 @@ _fn("mse_loss", (_p("x"), _p("target"), _opt("reduction", "str", "mean")),
     "mean squared error (reduction \"mean\", \"sum\" or \"none\")", mse_loss_rule,
     "trt.mse_loss({x}, {target}, reduction={reduction})",
     aliases=(("input", "x"), ("pred", "x"), ("prediction", "x")))
+_fn("cross_entropy", (_p("logits"), _p("targets"), _opt("reduction", "str", "mean")),
+    "cross-entropy of logits [.., classes] against integer class indices [..] (reduction "
+    "\"mean\", \"sum\" or \"none\")", cross_entropy_rule,
+    "trt.cross_entropy({logits}, {targets}, reduction={reduction})",
+    aliases=(("input", "logits"), ("target", "targets"), ("predictions", "logits")))

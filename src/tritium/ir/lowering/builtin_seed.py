@@ -1,5 +1,5 @@
 """The lowerings of the seed language's builtins: tensors from data, arange, linspace,
-eye, std/var, dot, outer, split, conv2d, batch_norm, layer_norm, mse_loss."""
+eye, std/var, dot, outer, split, conv2d, batch_norm, layer_norm, mse_loss, cross_entropy."""
 
 from __future__ import annotations
 
@@ -244,6 +244,29 @@ def _layer_norm(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -
         if a["bias"] is not None:
             ops.append(_f32(lw, b, a["bias"], span))
     return b.layer_norm(*ops, normalized_ndim=k, eps=_num_attr(a["eps"], "eps", span))
+
+
+@_builtin("cross_entropy")
+def _cross_entropy(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
+    """-sum(one_hot(t) * log_softmax(logits)) over the classes, then the reduction."""
+    logits = _f32(lw, b, a["logits"], span)
+    shape = logits.type.shape
+    if not shape or not isinstance(shape[-1], int):
+        raise LoweringError("cross_entropy needs the number of classes (the logits' last "
+                            "dim) known when compiling", span)
+    t = _tensor(lw, b, a["targets"], span)
+    if t.type.dtype != "i64":
+        t = b.cast(t, dtype="i64")
+    classes = b.constant(list(range(shape[-1])), TensorType((shape[-1],), "i64"))
+    hit = b.cast(b.eq(b.unsqueeze(t, dim=-1), classes), dtype="f32")
+    nll = b.neg(b.op("sum", b.mul(hit, b.op("log_softmax", logits, dim=-1)), dims=[-1],
+                     keepdim=False))
+    r = a["reduction"]
+    if r == "none":
+        return nll
+    if r not in ("mean", "sum"):
+        raise LoweringError(f"unknown reduction `{r}`", span)
+    return b.op(r, nll, dims=[], keepdim=False)
 
 
 @_builtin("mse_loss")

@@ -64,6 +64,10 @@ DETERMINISTIC = [
     "layer_norm(x, [6])", "layer_norm(x, [6], w[0], w[1])", "layer_norm(x, 6, gamma=w[0])",
     "mse_loss(x, x * 0.5)", "mse_loss(x, w[0], reduction=\"sum\")",
     "mse_loss(x, x * 0.5, reduction=\"none\")",
+    "cross_entropy(x, argmax(x * -1.0, dim=1))",
+    "cross_entropy(x, cast(abs(x[0:4, 0]) * 2.0, int64), reduction=\"sum\")",
+    "cross_entropy(reshape(x, [2, 2, 6]), reshape(argmax(x * -1.0, dim=1), [2, 2]), "
+    "reduction=\"none\")",
     "tensor([[1.0, 2.0], [3.0, 4.0]], dtype=float32) * 2.0",
     "tensor([1, 0, -1], dtype=\"trit\")",
     "ternary_tensor([[1, 0], [-1, 1]])",
