@@ -61,6 +61,15 @@ def test_design_dialect_snippets_check_clean():
             render(d, res.sources) for d in res.diagnostics]
 
 
+def test_a_tensor_method_not_called_is_an_error():
+    """`x.sum` without a call has no value in the generated code (found by `make fuzz`: it
+    checked, then failed to generate)."""
+    src = "let w = randn([4, 4])\nprint(w.sum)\nprint(w.sum(), w.abs().shape)\n"
+    d, _ = one(src, "E0304")
+    assert "`sum` is a method of a tensor" in d.message and d.span.line == 2
+    assert errors(src) == ["E0304"]
+
+
 def test_clean_program_has_no_diagnostics():
     assert codes(MLP) == []
 

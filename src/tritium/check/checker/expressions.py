@@ -661,8 +661,11 @@ class ExpressionsMixin:
                 return Value(t)
             if e.attr == "dtype":
                 return Value(STR, t.dtype, t.dtype is not None)
-            if e.attr in FUNCTIONS:
-                return Value(FnT(f".{e.attr}"))
+            if e.attr in FUNCTIONS:   # `x.sum` not called: no value the generated code has
+                self.report("E0304", f"`{e.attr}` is a method of a tensor, not a value: call it",
+                            e.span, label="a method, not called",
+                            help=f"write `.{e.attr}(…)`, or the function `{e.attr}(x, …)`")
+                return Value(ANY)
             self.report("E0304", f"a tensor has no attribute `{e.attr}`", e.span,
                         help=did_you_mean(e.attr, ["shape", "ndim", "T", "dtype",
                                                    *FUNCTIONS]))
