@@ -231,7 +231,13 @@ def train(opts: TrainOptions) -> TrainResult:
         torch.set_num_threads(opts.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(opts, dist_)
+        result = _train(opts, dist_)
+        # the ranks tear the process group down together: a rank that destroyed its gloo
+        # group while rank 0 still wrote the report was seen to abort under load ("terminate
+        # called without an active exception"); after a failure no barrier (the other ranks
+        # may never reach it)
+        dist_.barrier()
+        return result
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
