@@ -10,7 +10,7 @@ from ...frontend.diagnostics import Span
 from ..builder import Builder
 from ..types import TensorType
 from .builtin_core import _BUILTIN_FNS, _builtin, _dtype_arg, _int_attr, _tensor
-from .builtin_seed import _f32
+from .builtin_seed import _f32, one_hot_f32
 from .values import LoweringError
 
 if TYPE_CHECKING:
@@ -61,13 +61,8 @@ _BUILTIN_FNS["argmin"] = _arg_fn(True)
 
 @_builtin("one_hot")
 def _one_hot(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
-    idx = _tensor(lw, b, a["idx"], span)
-    n = _int_attr(a["num_classes"], "num_classes", span)
-    if idx.type.dtype != "i64":
-        idx = b.cast(idx, dtype="i64")
-    classes = b.constant(list(range(n)), TensorType((n,), "i64"))
-    hit = b.eq(b.unsqueeze(idx, dim=-1), classes)
-    return b.cast(hit, dtype="f32")
+    return one_hot_f32(b, _tensor(lw, b, a["idx"], span),
+                       _int_attr(a["num_classes"], "num_classes", span))
 
 
 @_builtin("gumbel_softmax")

@@ -254,29 +254,31 @@ def _cross_entropy(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None
     if not shape or not isinstance(shape[-1], int):
         raise LoweringError("cross_entropy needs the number of classes (the logits' last "
                             "dim) known when compiling", span)
-    t = _tensor(lw, b, a["targets"], span)
-    if t.type.dtype != "i64":
-        t = b.cast(t, dtype="i64")
-    classes = b.constant(list(range(shape[-1])), TensorType((shape[-1],), "i64"))
-    hit = b.cast(b.eq(b.unsqueeze(t, dim=-1), classes), dtype="f32")
+    hit = one_hot_f32(b, _tensor(lw, b, a["targets"], span), shape[-1])
     nll = b.neg(b.op("sum", b.mul(hit, b.op("log_softmax", logits, dim=-1)), dims=[-1],
                      keepdim=False))
-    r = a["reduction"]
+    return _reduced(b, nll, a["reduction"], span)
+
+
+def one_hot_f32(b: Builder, idx: Value, n: int) -> Value:
+    """float32 one-hot rows of the integer indices `idx` over `n` classes."""
+    if idx.type.dtype != "i64":
+        idx = b.cast(idx, dtype="i64")
+    classes = b.constant(list(range(n)), TensorType((n,), "i64"))
+    return b.cast(b.eq(b.unsqueeze(idx, dim=-1), classes), dtype="f32")
+
+
+def _reduced(b: Builder, x: Value, r: Any, span: Span | None) -> Value:
+    """A loss's `reduction`: "none" keeps every element, "mean" and "sum" reduce all dims."""
     if r == "none":
-        return nll
+        return x
     if r not in ("mean", "sum"):
         raise LoweringError(f"unknown reduction `{r}`", span)
-    return b.op(r, nll, dims=[], keepdim=False)
+    return b.op(r, x, dims=[], keepdim=False)
 
 
 @_builtin("mse_loss")
 def _mse_loss(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any:
     x, y = lw.operands(b, a["x"], a["target"], span)
     d = b.sub(x, y)
-    sq = b.mul(d, d)
-    r = a["reduction"]
-    if r == "none":
-        return sq
-    if r not in ("mean", "sum"):
-        raise LoweringError(f"unknown reduction `{r}`", span)
-    return b.op(r, sq, dims=[], keepdim=False)
+    return _reduced(b, b.mul(d, d), a["reduction"], span)
