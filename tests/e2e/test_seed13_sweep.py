@@ -33,25 +33,7 @@ def test_learnable_false_is_a_frozen_parameter(tmp_path, monkeypatch):
     assert scale.grad is None and model.fc1.weight.grad is not None
 
 
-BOUND = """
-layer Proj(w: TernaryTensor<trit, [n_in, n_out]>, b: Tensor<float32, [n_out]>,
-           x: Tensor<float32, [?, n_in]>) -> Tensor<float32, [?, n_out]> {
-    return x @ w + b
-}
-fn twice(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 3]> {
-    let w = ternary_tensor([[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
-    let proj = Proj(w, ones([3]))
-    return proj(x) + proj(x: x * 2.0)
-}
-model M {
-    forward(x: Tensor[b, 4]) -> Tensor[b, 3] { return twice(x) }
-}
-main {
-    let weights = ternary_tensor([[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
-    let layer = Proj(weights, full([3], 0.5))
-    print(layer(arange(8).reshape([2, 4]).float()))
-}
-"""
+BOUND = (SEED / "probe_bound_in_function.tri").read_text(encoding="utf-8")
 
 
 def test_bound_weights_compile_and_run_against_torch(tmp_path, monkeypatch, capsys):

@@ -12,6 +12,8 @@ from lowering_helpers import lower_text, run  # noqa: E402
 
 from tritium.ir import print_module  # noqa: E402
 
+SEED = Path(__file__).resolve().parents[4] / "examples" / "seed"
+
 
 def test_layer_function_lets_lower_in_order_as_forward_locals():
     low = lower_text("""
@@ -56,19 +58,7 @@ layer TinyNet(weights: TernaryTensor[10, 5]) {
 
 def test_weights_bound_in_a_function_lower_to_the_full_call():
     # `let proj = Proj(w, b)` then `proj(x)`: a closure of `bound1__Proj(x, w, b)`
-    low = lower_text("""
-layer Proj(w: TernaryTensor<trit, [n_in, n_out]>, b: Tensor<float32, [n_out]>,
-           x: Tensor<float32, [?, n_in]>) -> Tensor<float32, [?, n_out]> {
-    return x @ w + b
-}
-fn twice(x: Tensor<float32, [?, 4]>) -> Tensor<float32, [?, 3]> {
-    let w = ternary_tensor([[1, 0, -1], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
-    let proj = Proj(w, ones([3]))
-    return proj(x) + proj(x: x * 2.0)
-}
-model M {
-    forward(x: Tensor[b, 4]) -> Tensor[b, 3] { return twice(x) }
-}""", "M")
+    low = lower_text((SEED / "probe_bound_in_function.tri").read_text(encoding="utf-8"), "M")
     text = print_module(low.module)
     assert "func @bound1__Proj(" in text and 'callee = "Proj"' in text
     outs, (x,), _ = run(low, {"b": 2})
