@@ -62,7 +62,7 @@ static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
             int32_t acc[16];
             int nt = 1;
             if (J->direct) {
-                gemv_direct4(P->fmt, wr, P->xq + t * ldx, P->nb, acc);
+                gemv_direct4(P->fmt, wr, P->xq + t * ldx, P->nb, acc, TRI_GEMV_PF_TILES * 4 * P->row_bytes);
             } else if (TRI_HAVE_4X4 && t + 2 < t1) {
                 /* 3 tokens left: the fourth slot repeats the third and its result is dropped */
                 const int64_t t3 = t + 3 < t1 ? t + 3 : t + 2;
@@ -89,7 +89,7 @@ static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
     } else if (J->direct) {
         for (int64_t t = t0; t < t1; t++) {
             float acc[4];
-            f32_gemv_direct4(P->fmt, wr, P->xpad + t * ldx, P->nb, acc);
+            f32_gemv_direct4(P->fmt, wr, P->xpad + t * ldx, P->nb, acc, TRI_GEMV_PF_TILES * 4 * P->row_bytes);
             for (int64_t r = 0; r < nr; r++)
                 P->y[t * n + r0 + r] = epi_apply(&P->epi, n, t, r0 + r, acc[r]);
         }

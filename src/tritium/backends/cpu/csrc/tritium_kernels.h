@@ -46,6 +46,9 @@
 #ifndef TRI_GEMM_UNPACK
 #define TRI_GEMM_UNPACK 1
 #endif
+#ifndef TRI_GEMV_PF_TILES
+#define TRI_GEMV_PF_TILES 1
+#endif
 #ifndef TRI_GEMM_PF
 #define TRI_GEMM_PF 512
 #endif

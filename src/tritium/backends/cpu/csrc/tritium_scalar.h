@@ -31,12 +31,14 @@ static void i8_dot4x2(const uint8_t *const *c, const int8_t *x0, const int8_t *x
     }
 }
 
-static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int64_t nb, int32_t *o) {
-    (void)fmt; (void)w; (void)x; (void)nb; (void)o; /* never called: TRI_HAVE_DIRECT == 0 */
+static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int64_t nb, int32_t *o,
+                         int64_t pf) {
+    (void)fmt; (void)w; (void)x; (void)nb; (void)o; (void)pf; /* never called: TRI_HAVE_DIRECT == 0 */
 }
 
-static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o) {
-    (void)fmt; (void)w; (void)x; (void)nb; (void)o; /* never called: TRI_HAVE_DIRECT == 0 */
+static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o,
+                             int64_t pf) {
+    (void)fmt; (void)w; (void)x; (void)nb; (void)o; (void)pf; /* never called: TRI_HAVE_DIRECT == 0 */
 }
 
 static void f32_dot4x1(const float *const *wf, const float *x, int64_t k, float *o) {
