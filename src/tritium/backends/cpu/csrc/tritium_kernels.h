@@ -10,6 +10,8 @@
  *   TRI_GEMM_MC       G2 tokens per parallel task
  *   TRI_GEMM_KC       G2 K block in elements (0: whole rows)
  *   TRI_GEMM_PF       G2 weight prefetch distance in bytes (0: none)
+ *   TRI_GEMV_PF_TILES direct GEMV weight prefetch distance in tiles of 4 rows (a constant
+ *                     here: 1 and 2 measured alike, 4 slower; 0 prefetches the row being read)
  *   TRI_GEMM_UNPACK   G2: expand a weight block once per task into an L1/L2 buffer (1) or
  *                     in registers at every use (0)
  *   TRI_POOL_OPENMP   1: parallel regions on the OpenMP runtime (built with -fopenmp);
