@@ -197,6 +197,21 @@ def test_a_late_worker_shrinks_the_team_for_a_back_off_then_the_team_returns(
         assert time.monotonic() < deadline, lib.pool_stats()
 
 
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_short_wait_in_a_short_call_is_a_stall(pool, adaptive_pool):
+    """A wait of some microseconds loses in a call that is itself that short (a 15 us wait
+    in every 60 us call of a small layer beside a busy neighbour made 2 threads 1.25x slower
+    than 1): the worker holds its task for ~12 us (spinning) in a call whose caller worked
+    for little more than the worker took to arrive (a wait of 5-10 us on an idle machine), and
+    that is a stall."""
+    lib = adaptive_pool(pool)
+    lib.lib.tri_pool_threads(2, 0)  # the team exists (a first call creates or wakes it)
+    lib.configure_pool(adaptive=True, debug=False)  # counters and back-off cleared
+    assert lib.lib.tri_pool_stall_probe(2, 14) == 2
+    st = lib.pool_stats()
+    assert st["stalls"] == 1 and st["cap"] == 1, st
+
+
 def _team_of(lib, m, n, k, act_quant):
     """The team a linear of M x N x K asks the pool for (0: the calling thread alone), with the
     adaptation off and 2 threads asked for."""

@@ -25,8 +25,9 @@
  * the other threads came too late to claim any: then every nanosecond of waiting was lost),
  * or the time in which no thread of the team worked on a task (a caller that waking a worker
  * cost its CPU finds every task taken and waited the whole call). A call that
- * took longer than that, by a wait of more than TRI_STALL_MIN_NS, is a *stall*: more threads
- * made it slower than one. The pool then runs calls on fewer threads (one less per thread
+ * took longer than that, by a wait of more than TRI_STALL_MIN_NS (in a short call: of more
+ * than a quarter of the caller's own work, at least TRI_STALL_SHORT_NS), is a *stall*: more
+ * threads made it slower than one. The pool then runs calls on fewer threads (one less per thread
  * that came too late to claim a task) for a back-off, and tries the full team again after it.
  * A back-off lasts at least 32 times the wait that caused it (10 ms to 8 s) and at least
  * TRI_BACKOFF_CALLS calls that asked for the full team, both doubled for each stall in a row
@@ -48,7 +49,8 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 
 #define TRI_MAX_THREADS 64
 
-#define TRI_STALL_MIN_NS 20000LL        /* a wait under 20 us is never called a stall */
+#define TRI_STALL_MIN_NS 20000LL        /* a wait over 20 us may be a stall in any call */
+#define TRI_STALL_SHORT_NS 4000LL       /* a wait under 4 us is never called a stall */
 #define TRI_BACKOFF_PER_WAIT 32         /* a back-off lasts this many times the wait */
 #define TRI_BACKOFF_MIN_NS 10000000LL   /* 10 ms */
 #define TRI_BACKOFF_MAX_NS 8000000000LL /* 8 s */
@@ -150,8 +152,14 @@ static int pool_team(int nthreads, int64_t now) {
  *   a worker had cost its CPU (it then finds every task taken: mine = 0). */
 static inline int pool_lost(int64_t mine, int64_t ntasks, int64_t work_ns, int64_t wait_ns,
                             int64_t busy_ns, int64_t call_ns) {
-    if (wait_ns <= TRI_STALL_MIN_NS) return 0;
-    if (busy_ns >= 0 && call_ns - busy_ns > TRI_STALL_MIN_NS) return 1;
+    /* a wait counts when it is over TRI_STALL_MIN_NS, or over a quarter of the caller's own
+     * work in a short call (at least TRI_STALL_SHORT_NS): a 15 us wait in every 60 us call
+     * loses as surely as one 8 ms wait in a hundred */
+    int64_t least = work_ns / 4;
+    if (least > TRI_STALL_MIN_NS) least = TRI_STALL_MIN_NS;
+    if (least < TRI_STALL_SHORT_NS) least = TRI_STALL_SHORT_NS;
+    if (wait_ns <= least) return 0;
+    if (busy_ns >= 0 && call_ns - busy_ns > least) return 1;
     if (mine <= 0) return 0;
     const double alone = (double)work_ns * (double)ntasks / (double)mine;
     return (double)(work_ns + wait_ns) > alone;
@@ -506,9 +514,14 @@ static void stall_task(void *ctx, int64_t task, int tid) {
     if (tid != 0) {
         /* a worker the OS did not run in time: it holds its task for delay_us, plus twice
          * however long it took to get here (that time counts as the caller's work) */
-        const int64_t late_us = (tri_now_ns() - J->t_start) / 1000;
+        const int64_t now = tri_now_ns(), late_us = (now - J->t_start) / 1000;
+        const int64_t hold_us = J->delay_us + 2 * late_us;
         atomic_store(&J->worker_in, 1);
-        usleep((useconds_t)(J->delay_us + 2 * late_us));
+        if (hold_us < 1000) { /* usleep sleeps 50 us and more: hold a short task by spinning */
+            while (tri_now_ns() < now + hold_us * 1000) cpu_relax();
+        } else {
+            usleep((useconds_t)hold_us);
+        }
     } else {
         /* the caller leaves a task for a worker to claim (for at most a second) */
         const int64_t until = tri_now_ns() + 1000000000LL;
