@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_pool_line())
             if tuned_rows:
                 _tuned_table(tuned_rows, args, default)
-    print(f"\nworst {counts[-1]}-thread / 1-thread time ratio: {worst_2v1:.2f} "
-          "(above 1.10: more threads lost)")
+    verdict = "more threads lost" if worst_2v1 > 1.10 else "within 1.10 of one thread"
+    print(f"\nworst {counts[-1]}-thread / 1-thread time ratio: {worst_2v1:.2f} ({verdict})")
     return 0
 
 

@@ -151,11 +151,11 @@ def adaptive_pool():
 
 
 def _drain_back_off(lib) -> None:
-    """Wait out the back-off's minimum time, then make the capped calls it lasts for."""
-    st = lib.pool_stats()
-    time.sleep(st["backoff_left_ns"] / 1e9 + 0.005)
+    """Run out the back-off: capped calls for its time (5 ms calls), then its calls."""
+    while lib.pool_stats()["backoff_left_ns"] > 0:
+        assert lib.lib.tri_pool_spin(2, 5000) == 1   # capped: serial, no wait for the worker
     for _ in range(lib.pool_stats()["backoff_calls_left"]):
-        assert lib.lib.tri_pool_threads(2, 0) == 1   # capped: serial, no wait for the worker
+        assert lib.lib.tri_pool_threads(2, 0) == 1
     assert lib.pool_stats()["backoff_calls_left"] == 0
 
 
@@ -170,17 +170,25 @@ def test_a_late_worker_shrinks_the_team_for_a_back_off_then_the_team_returns(
     st = lib.pool_stats()
     assert st["stalls"] == 1 and st["max_wait_ns"] >= 10_000_000 and st["streak"] == 1
     assert st["cap"] == 1 and st["backoff_left_ns"] > 0  # one thread for the back-off
-    # which lasts 32 times the wait (at least 10 ms, at most 8 s) and at least 8 calls
+    # which lasts until capped calls ran 32 times the wait (at least 10 ms, at most 8 s) and
+    # made at least 8 calls
     first = st["backoff_ns"]
     assert min(max(32 * st["max_wait_ns"], 10_000_000), 8_000_000_000) == first
+    assert st["backoff_left_ns"] == first
     assert st["backoff_calls"] == st["backoff_calls_left"] == 8
     assert lib.lib.tri_pool_threads(2, 0) == 1  # capped: serial, no wait for the worker
-    assert lib.pool_stats()["capped"] == 1
-    assert lib.pool_stats()["backoff_calls_left"] == 7
-    # its time over, the back-off still holds for its calls (calls in bursts do not probe
-    # the full team each time)
-    time.sleep(lib.pool_stats()["backoff_left_ns"] / 1e9 + 0.005)
-    assert lib.lib.tri_pool_threads(2, 0) == 1
+    st = lib.pool_stats()
+    assert st["capped"] == 1 and st["backoff_calls_left"] == 7
+    # its calls made, the back-off still holds for its time; the clock's time does not run
+    # it down (calls in bursts with other work between them do not each probe the full
+    # team), the capped calls' own time does
+    for _ in range(7):
+        assert lib.lib.tri_pool_threads(2, 0) == 1
+    assert lib.pool_stats()["backoff_calls_left"] == 0
+    time.sleep(0.03)
+    assert lib.pool_stats()["backoff_left_ns"] > first - 10_000_000
+    assert lib.lib.tri_pool_spin(2, 5000) == 1
+    assert lib.pool_stats()["backoff_left_ns"] <= first - 5_000_000
     _drain_back_off(lib)
     # the probe after it stalls again (the machine stays loaded): twice as long, twice the calls
     assert lib.lib.tri_pool_stall_probe(2, 20_000) == 2

@@ -153,6 +153,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_pool_configure": (None, [_I, _I]),
         "tri_pool_stats": (_I, [_P, _I]),
         "tri_pool_stall_probe": (_I, [_I, _I]),
+        "tri_pool_spin": (_I, [_I, _I]),
         "tri_pack": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_pack_f32": (_I64, [_I, _P, _I64, _I64, _P, _I64, _I]),
         "tri_unpack": (_I64, [_I, _P, _I64, _I64, _I64, _P, _I]),

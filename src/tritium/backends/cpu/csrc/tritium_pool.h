@@ -29,12 +29,14 @@
  * than a quarter of the caller's own work, at least TRI_STALL_SHORT_NS), is a *stall*: more
  * threads made it slower than one. The pool then runs calls on fewer threads (one less per thread
  * that came too late to claim a task) for a back-off, and tries the full team again after it.
- * A back-off lasts at least 32 times the wait that caused it (10 ms to 8 s) and at least
+ * A back-off lasts until the calls it capped have run for 32 times the wait that caused it
+ * (10 ms to 8 s of their own time: the clock's time would run out between bursts of calls,
+ * or while other kernels run, and each burst would pay a probe) and made at least
  * TRI_BACKOFF_CALLS calls that asked for the full team, both doubled for each stall in a row
- * (the probe after a back-off stalled again: the machine stays loaded), and never longer
- * than TRI_BACKOFF_MAX_NS; so a machine that stays busy pays a probe's
- * wait ever more rarely, whether it calls the kernels back to back or in bursts, and an
- * idle one pays nothing. Small products never wake a thread at all (team_for_work).
+ * (the probe after a back-off stalled again: the machine stays loaded), and never longer than
+ * 2 x TRI_BACKOFF_MAX_NS of the clock; so a probe's wait costs at most about 1/32 of the
+ * capped kernels' time, a machine that stays busy pays it ever more rarely, and an idle one
+ * pays nothing. Small products never wake a thread at all (team_for_work).
  * The counters are read by tri_pool_stats (kernel_info()["pool_stats"] in Python); with
  * debug on (TRITIUM_POOL_DEBUG=1) every back-off is reported on stderr.
  *
@@ -51,6 +53,8 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 
 #define TRI_STALL_MIN_NS 20000LL        /* a wait over 20 us may be a stall in any call */
 #define TRI_STALL_SHORT_NS 4000LL       /* a wait under 4 us is never called a stall */
+#define TRI_STALL_COLD_NS 1000000LL     /* nor one under 1 ms in a call that found the team cold */
+#define TRI_WARM_NS 200000LL            /* a team whose last call ended this recently is warm */
 #define TRI_BACKOFF_PER_WAIT 32         /* a back-off lasts this many times the wait */
 #define TRI_BACKOFF_MIN_NS 10000000LL   /* 10 ms */
 #define TRI_BACKOFF_MAX_NS 8000000000LL /* 8 s */
@@ -104,13 +108,14 @@ typedef struct {
     _Atomic int64_t wait_ns;    /* total time callers waited for their team */
     _Atomic int64_t max_wait_ns;
     _Atomic int64_t cap;        /* threads allowed during the back-off */
-    _Atomic int64_t until_ns;   /* its minimum end (monotonic clock) */
-    _Atomic int64_t calls_left; /* capped calls it still lasts for (besides until_ns) */
-    _Atomic int64_t hard_ns;    /* its latest end: the calls no longer count after it */
-    _Atomic int64_t backoff_ns;    /* minimum length of the current (or last) back-off */
+    _Atomic int64_t work_left_ns; /* capped calls' own time it still lasts for */
+    _Atomic int64_t calls_left; /* capped calls it still lasts for (besides work_left_ns) */
+    _Atomic int64_t hard_ns;    /* its latest end (monotonic clock), whatever is left */
+    _Atomic int64_t backoff_ns;    /* capped calls' time of the current (or last) back-off */
     _Atomic int64_t backoff_calls; /* capped calls of the current (or last) back-off */
     _Atomic int64_t streak;     /* parallel calls in a row that stalled */
     _Atomic int64_t last_team;  /* threads the last parallel call ran on */
+    _Atomic int64_t last_end_ns; /* when the last parallel call ended (monotonic clock) */
     _Atomic int adaptive;       /* 0: always the requested team (for comparison) */
     _Atomic int debug;          /* 1: report back-offs on stderr */
 } TriPoolState;
@@ -120,25 +125,34 @@ static TriPoolState g_ps = {.cap = TRI_MAX_THREADS,
 
 #define TRI_RELAXED memory_order_relaxed
 
-/* Whether a back-off is in progress at time now. */
+/* Whether a back-off is in progress at time now: until its capped calls have run for its
+ * length of their own time and made its number of calls, or its latest end. */
 static int pool_backing_off(int64_t now) {
-    if (now < atomic_load_explicit(&g_ps.until_ns, TRI_RELAXED)) return 1;
-    return atomic_load_explicit(&g_ps.calls_left, TRI_RELAXED) > 0 &&
-           now < atomic_load_explicit(&g_ps.hard_ns, TRI_RELAXED);
+    if (now >= atomic_load_explicit(&g_ps.hard_ns, TRI_RELAXED)) return 0;
+    return atomic_load_explicit(&g_ps.work_left_ns, TRI_RELAXED) > 0 ||
+           atomic_load_explicit(&g_ps.calls_left, TRI_RELAXED) > 0;
 }
 
-/* The team size for a call that asks for nthreads at time now. */
-static int pool_team(int nthreads, int64_t now) {
+/* The team size for a call that asks for nthreads at time now; *capped is set when a
+ * back-off gave it fewer (the call then reports its length to pool_capped_done). */
+static int pool_team(int nthreads, int64_t now, int *capped) {
     atomic_fetch_add_explicit(&g_ps.calls, 1, TRI_RELAXED);
+    *capped = 0;
     if (atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED) && pool_backing_off(now)) {
         int cap = (int)atomic_load_explicit(&g_ps.cap, TRI_RELAXED);
         if (nthreads > cap) {
             atomic_fetch_add_explicit(&g_ps.capped, 1, TRI_RELAXED);
             atomic_fetch_sub_explicit(&g_ps.calls_left, 1, TRI_RELAXED);
+            *capped = 1;
             return cap;
         }
     }
     return nthreads;
+}
+
+/* A capped call took ns: the back-off's time runs down by it. */
+static inline void pool_capped_done(int64_t ns) {
+    atomic_fetch_sub_explicit(&g_ps.work_left_ns, ns > 0 ? ns : 1, TRI_RELAXED);
 }
 
 /* Whether a parallel call lost to its caller running alone. Two views, either one is enough:
@@ -151,13 +165,19 @@ static int pool_team(int nthreads, int64_t now) {
  *   waiting for threads to start, to dock from the last region, or for a caller that waking
  *   a worker had cost its CPU (it then finds every task taken: mine = 0). */
 static inline int pool_lost(int64_t mine, int64_t ntasks, int64_t work_ns, int64_t wait_ns,
-                            int64_t busy_ns, int64_t call_ns) {
+                            int64_t busy_ns, int64_t call_ns, int cold) {
     /* a wait counts when it is over TRI_STALL_MIN_NS, or over a quarter of the caller's own
      * work in a short call (at least TRI_STALL_SHORT_NS): a 15 us wait in every 60 us call
-     * loses as surely as one 8 ms wait in a hundred */
+     * loses as surely as one 8 ms wait in a hundred. A cold call (the team's last call ended
+     * more than TRI_WARM_NS before it) may find the workers asleep, and waking one costs
+     * tens to hundreds of microseconds on an idle machine: there only a wait over
+     * TRI_STALL_COLD_NS counts (a thread the OS did not schedule costs a time slice, ms).
+     * Else a back-off's first call, on a team that slept through the back-off, would stall
+     * again on an idle machine and the back-offs would never end. */
     int64_t least = work_ns / 4;
     if (least > TRI_STALL_MIN_NS) least = TRI_STALL_MIN_NS;
     if (least < TRI_STALL_SHORT_NS) least = TRI_STALL_SHORT_NS;
+    if (cold) least = TRI_STALL_COLD_NS;
     if (wait_ns <= least) return 0;
     if (busy_ns >= 0 && call_ns - busy_ns > least) return 1;
     if (mine <= 0) return 0;
@@ -182,7 +202,9 @@ static void pool_feedback(int want, int team, int idle, int64_t mine, int64_t nt
                                                   TRI_RELAXED)) {
     }
     (void)want;
-    const int stalled = pool_lost(mine, ntasks, work_ns, wait_ns, busy_ns, call_ns);
+    const int64_t last_end = atomic_exchange_explicit(&g_ps.last_end_ns, end, TRI_RELAXED);
+    const int cold = end - call_ns - last_end > TRI_WARM_NS;
+    const int stalled = pool_lost(mine, ntasks, work_ns, wait_ns, busy_ns, call_ns, cold);
     if (!stalled) {
         atomic_store_explicit(&g_ps.streak, 0, TRI_RELAXED);
         return;
@@ -192,8 +214,11 @@ static void pool_feedback(int want, int team, int idle, int64_t mine, int64_t nt
     if (!atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED)) return;
     int late = idle > 0 ? idle : 1;
     int cap = team - late < 1 ? 1 : team - late;
-    /* long enough that probing the full team again costs at most about 1/32 of the time, and
-     * at least a few calls (so calls in bursts, with idle time between, do not each probe);
+    /* long enough that probing the full team again costs at most about 1/32 of the time the
+     * kernels run (counted in the capped calls' own time, not the clock's: calls in bursts
+     * with other work between them, or with other kernels' calls interleaved, would otherwise
+     * see the back-off end between two bursts and probe at every one), and at least a few
+     * calls;
      * both doubled for every stall in a row, so a machine that stays busy is probed ever more
      * rarely and one that calmed down (a probe that did not stall) starts over */
     int64_t backoff = wait_ns * TRI_BACKOFF_PER_WAIT;
@@ -209,15 +234,15 @@ static void pool_feedback(int want, int team, int idle, int64_t mine, int64_t nt
     if (calls > TRI_BACKOFF_MAX_CALLS) calls = TRI_BACKOFF_MAX_CALLS;
     atomic_store_explicit(&g_ps.cap, cap, TRI_RELAXED);
     atomic_store_explicit(&g_ps.calls_left, calls, TRI_RELAXED);
-    atomic_store_explicit(&g_ps.hard_ns, end + TRI_BACKOFF_MAX_NS, TRI_RELAXED);
-    atomic_store_explicit(&g_ps.until_ns, end + backoff, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.work_left_ns, backoff, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.hard_ns, end + 2 * TRI_BACKOFF_MAX_NS, TRI_RELAXED);
     atomic_store_explicit(&g_ps.backoff_ns, backoff, TRI_RELAXED);
     atomic_store_explicit(&g_ps.backoff_calls, calls, TRI_RELAXED);
     if (atomic_load_explicit(&g_ps.debug, TRI_RELAXED))
         fprintf(stderr,
                 "tritium pool: waited %.3f ms for %d late thread(s) after %.3f ms of work "
                 "(team %d, the caller ran %lld of %lld tasks); running on %d thread(s) for "
-                "%.0f ms and %lld calls\n",
+                "%.0f ms of calls and %lld calls\n",
                 wait_ns / 1e6, late, work_ns / 1e6, team, (long long)mine, (long long)ntasks,
                 cap, backoff / 1e6, (long long)calls);
 }
@@ -236,11 +261,13 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     }
     const int want = nthreads;
     const int64_t t0 = tri_now_ns();
-    nthreads = pool_team(nthreads, t0);
+    int capped;
+    nthreads = pool_team(nthreads, t0, &capped);
     int expected = 0;
     if (nthreads <= 1 || !atomic_compare_exchange_strong(&g_omp_busy, &expected, 1)) {
         if (nthreads > 1) atomic_fetch_add_explicit(&g_ps.busy, 1, TRI_RELAXED);
         run_serial(fn, ctx, ntasks);
+        if (capped) pool_capped_done(tri_now_ns() - t0);
         return 1;
     }
     _Atomic int64_t next, busy;
@@ -275,6 +302,7 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     atomic_store(&g_omp_busy, 0);
     /* libgomp starts a region only when every worker of the previous one has docked, and
      * ends it only when every worker has arrived: both are waits for the team */
+    if (capped) pool_capped_done(t1 - t0);
     pool_feedback(want, team, atomic_load(&idle), mine, ntasks, t_done - t_enter,
                   (t_enter - t0) + (t1 - t_done), atomic_load(&busy), t1 - t0, t1);
     return team;
@@ -352,10 +380,12 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     }
     const int want = nthreads;
     const int64_t t0 = tri_now_ns();
-    nthreads = pool_team(nthreads, t0);
+    int capped;
+    nthreads = pool_team(nthreads, t0, &capped);
     if (nthreads <= 1 || pthread_mutex_trylock(&g_pool.busy) != 0) {
         if (nthreads > 1) atomic_fetch_add_explicit(&g_ps.busy, 1, TRI_RELAXED);
         run_serial(fn, ctx, ntasks);
+        if (capped) pool_capped_done(tri_now_ns() - t0);
         return 1;
     }
     pthread_mutex_lock(&g_pool.mu);
@@ -393,6 +423,7 @@ static int pool_run(tri_task_fn fn, void *ctx, int64_t ntasks, int nthreads) {
     pthread_mutex_unlock(&g_pool.busy);
     /* a worker that never woke up costs nothing here (its tasks went to the caller); one that
      * was descheduled holding a claimed task shows as a wait */
+    if (capped) pool_capped_done(t1 - t0);
     pool_feedback(want, team, mine == ntasks ? team - 1 : 0, mine, ntasks, t_done - t0,
                   t1 - t_done, -1, t1 - t0, t1);
     return team;
@@ -433,7 +464,7 @@ TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
     atomic_store(&g_ps.wait_ns, 0);
     atomic_store(&g_ps.max_wait_ns, 0);
     atomic_store(&g_ps.cap, TRI_MAX_THREADS);
-    atomic_store(&g_ps.until_ns, 0);
+    atomic_store(&g_ps.work_left_ns, 0);
     atomic_store(&g_ps.calls_left, 0);
     atomic_store(&g_ps.hard_ns, 0);
     atomic_store(&g_ps.backoff_ns, 0);
@@ -444,20 +475,20 @@ TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
 
 /* The pool's counters, in this order (see POOL_STATS in tritium/backends/cpu/__init__.py):
  * calls, parallel, capped, busy, stalls, wait_ns, max_wait_ns, cap (0 when no back-off is
- * running), backoff_left_ns (of its minimum time), backoff_ns (the current or last back-off's
- * minimum time), last_team, adaptive, debug, backoff_calls_left (capped calls it still lasts
+ * running), backoff_left_ns (the capped calls' own time it still lasts for), backoff_ns (the
+ * current or last back-off's time of capped calls), last_team, adaptive, debug, backoff_calls_left (capped calls it still lasts
  * for, 0 when none is running), backoff_calls (the current or last back-off's calls), streak
  * (stalls in a row). Writes at most n values and returns how many there are. */
 TRI_EXPORT int tri_pool_stats(int64_t *out, int n) {
     const int64_t now = tri_now_ns();
-    const int64_t until = atomic_load(&g_ps.until_ns);
+    const int64_t work_left = atomic_load(&g_ps.work_left_ns);
     const int on = pool_backing_off(now);
     const int64_t left = atomic_load(&g_ps.calls_left);
     const int64_t v[] = {
         atomic_load(&g_ps.calls),      atomic_load(&g_ps.parallel),   atomic_load(&g_ps.capped),
         atomic_load(&g_ps.busy),       atomic_load(&g_ps.stalls),     atomic_load(&g_ps.wait_ns),
         atomic_load(&g_ps.max_wait_ns), on ? atomic_load(&g_ps.cap) : 0,
-        now < until ? until - now : 0, atomic_load(&g_ps.backoff_ns), atomic_load(&g_ps.last_team),
+        on && work_left > 0 ? work_left : 0, atomic_load(&g_ps.backoff_ns), atomic_load(&g_ps.last_team),
         atomic_load(&g_ps.adaptive),   atomic_load(&g_ps.debug),
         on && left > 0 ? left : 0,     atomic_load(&g_ps.backoff_calls), atomic_load(&g_ps.streak),
     };
@@ -539,6 +570,19 @@ TRI_EXPORT int tri_pool_stall_probe(int nthreads, int delay_us) {
     atomic_init(&J.ran, 0);
     int used = pool_run(stall_task, &J, 256, nthreads);
     return atomic_load(&J.ran) == 256 ? used : -1;
+}
+
+static void spin_task(void *ctx, int64_t task, int tid) {
+    (void)task; (void)tid;
+    const int64_t until = tri_now_ns() + *(const int64_t *)ctx;
+    while (tri_now_ns() < until) cpu_relax();
+}
+
+/* Diagnostics: a call of 16 tasks that each spin for us/16 microseconds (a call of about `us`
+ * of work, whatever its team). Returns the team that ran it. */
+TRI_EXPORT int tri_pool_spin(int nthreads, int us) {
+    int64_t per_task = (int64_t)(us < 0 ? 0 : us) * 1000 / 16;
+    return pool_run(spin_task, &per_task, 16, nthreads);
 }
 
 TRI_EXPORT int tri_pool_threads(int nthreads, int nested) {
