@@ -8,15 +8,21 @@
 
 /* Division-free and still exact. The reference is round_half_even(x / s) for the float
  * quotient, and a vector division costs 5-10 cycles a register where a multiplication costs
- * half of one: the SIMD paths multiply by r = 1/s (rounded) instead. For |x| <= amax, the
- * product y and the float quotient q both lie within 2.3e-5 of the real quotient (|x/s| <=
- * 127(1 + 2^-24); each carries at most two roundings of 2^-24 relative), so when y is farther
+ * half of one: the SIMD paths multiply by r = 127/amax (rounded; TRI_QUANT_RECIP) instead.
+ * For |x| <= amax, the product y and the float quotient q both lie within 2.3e-5 of the real
+ * quotient (|x/s| <= 127(1 + 2^-24); y carries three roundings of 2^-24 relative, q one), so
+ * when y is farther
  * than TRI_QUANT_TIE from every half-integer, y and q fall in the same open interval between
  * two half-integers and round to the same integer. A register with a lane that close (a tie
  * such as x = amax / 2, or a rare near miss) is redone by division, and so is a row whose
  * scale is too small for its reciprocal to be a normal float (s < 2^-100). */
 #define TRI_QUANT_TIE 6.103515625e-05f /* 2^-14 */
 #define TRI_QUANT_MIN_RECIP_SCALE 7.888609052210118e-31f /* 2^-100 */
+/* r = 127 / amax, computed beside sc = amax / 127 instead of after it (two dependent
+ * divisions were a third of a short row's fixed cost); against the real 1/sc it carries two
+ * roundings, so y carries three: |y - x/sc| <= 127 (1 + 2^-24) 3 2^-24 < 2.3e-5, and the
+ * margin of 2^-14 still holds. amax = 0 (sc = 1) takes r = 1. */
+#define TRI_QUANT_RECIP(amax, sc) ((amax) > 0.0f ? 127.0f / (amax) : 1.0f / (sc))
 
 static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
 #if TRI_ISA_AVX512
@@ -38,7 +44,7 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
         float sc = amax / 127.0f;
         if (sc == 0.0f) sc = 1.0f;
         const int by_div = !(sc >= TRI_QUANT_MIN_RECIP_SCALE);
-        const __m512 vs = _mm512_set1_ps(sc), vr = _mm512_set1_ps(1.0f / sc);
+        const __m512 vs = _mm512_set1_ps(sc), vr = _mm512_set1_ps(TRI_QUANT_RECIP(amax, sc));
         const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
         const __m512 near_tie = _mm512_set1_ps(0.5f - TRI_QUANT_TIE);
         __m512i acc = _mm512_setzero_si512();
@@ -80,10 +86,12 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
             a3 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 24), absm), a3);
         }
         for (; i0 + 8 <= k; i0 += 8) a0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0), absm), a0);
+        /* the lanes hold no NaN (see above): a tree of vmaxps finds their maximum */
         const __m256 am = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));
-        float lanes[8];
-        _mm256_storeu_ps(lanes, am);
-        for (int j = 0; j < 8; j++) amax = lanes[j] > amax ? lanes[j] : amax;
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(am), _mm256_extractf128_ps(am, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        amax = _mm_cvtss_f32(h);
     }
 #endif
     for (int64_t i = i0; i < k; i++) {
@@ -97,7 +105,7 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
 #if TRI_ISA_AVX2
     {
         const int by_div = !(sc >= TRI_QUANT_MIN_RECIP_SCALE);
-        const __m256 vs = _mm256_set1_ps(sc), vr = _mm256_set1_ps(1.0f / sc);
+        const __m256 vs = _mm256_set1_ps(sc), vr = _mm256_set1_ps(TRI_QUANT_RECIP(amax, sc));
         const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
         const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
         const __m256 near_tie = _mm256_set1_ps(0.5f - TRI_QUANT_TIE);
@@ -120,9 +128,10 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
             const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
             _mm_storel_epi64((__m128i *)(q + i0), _mm_packs_epi16(w, w));
         }
-        int32_t s8[8];
-        _mm256_storeu_si256((__m256i *)s8, va);
-        for (int j = 0; j < 8; j++) acc += s8[j];
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(va), _mm256_extracti128_si256(va, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+        acc = _mm_cvtsi128_si32(h);
     }
 #endif
     for (int64_t i = i0; i < k; i++) {
