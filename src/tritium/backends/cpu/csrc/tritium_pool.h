@@ -51,7 +51,7 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 
 #define TRI_MAX_THREADS 64
 
-#define TRI_STALL_MIN_NS 20000LL        /* a wait over 20 us may be a stall in any call */
+#define TRI_STALL_MIN_NS 20000LL        /* a wait over 20 us may be a stall (warm team) */
 #define TRI_STALL_SHORT_NS 4000LL       /* a wait under 4 us is never called a stall */
 #define TRI_STALL_COLD_NS 1000000LL     /* nor one under 1 ms in a call that found the team cold */
 #define TRI_WARM_NS 200000LL            /* a team whose last call ended this recently is warm */
@@ -476,9 +476,9 @@ TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
 /* The pool's counters, in this order (see POOL_STATS in tritium/backends/cpu/__init__.py):
  * calls, parallel, capped, busy, stalls, wait_ns, max_wait_ns, cap (0 when no back-off is
  * running), backoff_left_ns (the capped calls' own time it still lasts for), backoff_ns (the
- * current or last back-off's time of capped calls), last_team, adaptive, debug, backoff_calls_left (capped calls it still lasts
- * for, 0 when none is running), backoff_calls (the current or last back-off's calls), streak
- * (stalls in a row). Writes at most n values and returns how many there are. */
+ * current or last back-off's time of capped calls), last_team, adaptive, debug,
+ * backoff_calls_left (capped calls it still lasts for, 0 when none is running), backoff_calls
+ * (the current or last back-off's calls), streak (stalls in a row). Writes at most n values and returns how many there are. */
 TRI_EXPORT int tri_pool_stats(int64_t *out, int n) {
     const int64_t now = tri_now_ns();
     const int64_t work_left = atomic_load(&g_ps.work_left_ns);
