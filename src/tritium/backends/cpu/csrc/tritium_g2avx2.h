@@ -159,20 +159,26 @@ static void g2a_epilogue(const Problem *P, int64_t t, int64_t c0, int cnt, const
     const Epi *e = &P->epi;
     float *dst = P->y + t * n + c0;
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(P->sx[t]));
-    if (cnt < 8 || (e->act != TRI_ACT_NONE && e->act != TRI_ACT_RELU && e->act != TRI_ACT_RELU6)) {
+    if (e->act != TRI_ACT_NONE && e->act != TRI_ACT_RELU && e->act != TRI_ACT_RELU6) {
         float tmp[8];
         _mm256_storeu_ps(tmp, f);
         for (int j = 0; j < cnt; j++) dst[j] = epi_apply(e, n, t, c0 + j, tmp[j]);
         return;
     }
-    f = _mm256_mul_ps(f, e->nscale == 1 ? _mm256_set1_ps(e->scale[0]) : _mm256_loadu_ps(e->scale + c0));
-    if (e->bias) f = _mm256_add_ps(f, _mm256_loadu_ps(e->bias + c0));
-    if (e->residual) f = _mm256_add_ps(f, _mm256_loadu_ps(e->residual + t * n + c0));
+    /* a last vector of fewer than 8 channels (a 10-class head) loads and stores under a mask:
+     * the same arithmetic as epi_apply's, lane by lane */
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+#define G2A_LD(p) (cnt == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), m))
+    f = _mm256_mul_ps(f, e->nscale == 1 ? _mm256_set1_ps(e->scale[0]) : G2A_LD(e->scale + c0));
+    if (e->bias) f = _mm256_add_ps(f, G2A_LD(e->bias + c0));
+    if (e->residual) f = _mm256_add_ps(f, G2A_LD(e->residual + t * n + c0));
+#undef G2A_LD
     /* vmaxps/vminps return the second operand when one is NaN: NaN passes, as in torch */
     if (e->act == TRI_ACT_RELU) f = _mm256_max_ps(_mm256_setzero_ps(), f);
     else if (e->act == TRI_ACT_RELU6)
         f = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(_mm256_setzero_ps(), f));
-    _mm256_storeu_ps(dst, f);
+    if (cnt == 8) _mm256_storeu_ps(dst, f);
+    else _mm256_maskstore_ps(dst, m, f);
 }
 
 typedef struct {
