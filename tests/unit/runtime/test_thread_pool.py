@@ -235,12 +235,12 @@ def _team_of(lib, m, n, k, act_quant):
 
 @pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("m, n, k, act_quant, team", [
-    # int8 multiply-adds cost about a quarter of fp32 ones: a 1024x1024 GEMV (about 10 us on
-    # one core) is not worth waking a thread, a 4096x4096 one is
-    (1, 1024, 1024, "int8", 0), (1, 4096, 4096, "int8", 2), (64, 1024, 1024, "int8", 2),
-    (2, 1024, 512, "int8", 0),
-    # fp32 activations: from 2 x 2^19 multiply-adds
-    (1, 1024, 1024, "none", 2), (1, 512, 512, "none", 0), (64, 1024, 1024, "none", 2),
+    # int8 multiply-adds cost about a quarter of fp32 ones: a 512x1024 GEMV (about 10 us on
+    # one AVX2 core) is not worth waking a thread, a 1024x1024 one (about 20 us) is
+    (1, 512, 1024, "int8", 0), (1, 1024, 1024, "int8", 2), (1, 4096, 4096, "int8", 2),
+    (64, 1024, 1024, "int8", 2), (2, 512, 512, "int8", 0),
+    # fp32 activations: from 2 x 2^17 multiply-adds
+    (1, 512, 512, "none", 2), (1, 256, 512, "none", 0), (64, 1024, 1024, "none", 2),
 ])
 def test_the_team_a_product_is_worth(pool, fixed_team, monkeypatch, m, n, k, act_quant, team):
     monkeypatch.setenv("TRITIUM_NUM_THREADS", "2")

@@ -60,16 +60,19 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 #define TRI_BACKOFF_MAX_NS 8000000000LL /* 8 s */
 #define TRI_BACKOFF_CALLS 8             /* capped calls of a first back-off (x2 per stall in a row) */
 #define TRI_BACKOFF_MAX_CALLS 1024
-#define TRI_WORK_PER_THREAD 524288.0    /* fp32 multiply-adds that pay for waking one more thread */
+#define TRI_WORK_PER_THREAD 131072.0    /* fp32 multiply-adds that pay for waking one more thread */
 /* an int8 multiply-add costs about a quarter of an fp32 one (vpdpbusd: 64 per zmm against
  * FMA's 16; vpmaddubsw: 32 per ymm against 8; sdot likewise): the int8 paths weigh their
  * work by this before asking team_for_work */
 #define TRI_INT8_WORK 0.25
 
 /* The team a product of `work` (fp32) multiply-adds is worth: one thread per
- * TRI_WORK_PER_THREAD (tens of microseconds of one core), at most nthreads. Waking a thread
+ * TRI_WORK_PER_THREAD (about 8-10 microseconds of one core), at most nthreads. Waking a thread
  * and joining it costs microseconds on an idle machine and can cost a scheduler time slice on
- * a busy one, so a small product runs on the calling thread alone. */
+ * a busy one, so a small product runs on the calling thread alone. (Four times as much work
+ * per thread was asked before; a 1024x1024 int8 GEMV at batch 1, 20 us on one AVX2 core, then
+ * ran alone: 2 threads take 0.019 ms against 0.022, and the adaptive back-off covers a busy
+ * machine: benchmarks/threads.py worst 2t/1t 1.06.) */
 static inline int team_for_work(double work, int nthreads) {
     const double t = work / TRI_WORK_PER_THREAD;
     if (t < 2.0) return 1;
