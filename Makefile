@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-avx2 test-fast fuzz lint bench clean cross-tools
+.PHONY: install demo test test-avx2 test-fast fuzz lint bench clean cross-tools llama-check
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tritium train examples/mlp.tri --out runs/mlp
 
+# llama.cpp's leg of the Hugging Face round trip (tests/e2e/test_llama_cpp_roundtrip.py):
+# `llama_logits` (benchmarks/llama_check/), llama.cpp's library and a small program of ours,
+# built once per CPU from the pinned llama-cpp-python sdist (pip downloads it; cmake and a C++
+# compiler; about a minute on 2 cores, cached under the cache root). Prints its path.
+LLAMA_CHECK := $(PY) benchmarks/gguf_parity.py --build-only
+llama-check: $(STAMP)
+	@$(LLAMA_CHECK)
+
 test: $(STAMP) cross-tools
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(PY) -m pytest -q -n 2
+	exe="$$($(LLAMA_CHECK))" && TRITIUM_LLAMA_CHECK="$$exe" $(PY) -m pytest -q -n 2
 
 # The suite as an AVX2-only x86-64 machine (AMD Zen 3 class: AVX2 + FMA, no AVX-512) runs it,
 # on any x86-64 machine: Tritium's kernels capped at their AVX2 path (TRITIUM_CPU_MAX_ISA hides
@@ -36,7 +44,8 @@ AVX2_ENV := TRITIUM_CPU_MAX_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA
             MKL_ENABLE_INSTRUCTIONS=AVX2 OPENBLAS_CORETYPE=Haswell
 AVX2_TESTS ?= tests/unit/runtime tests/unit/driver tests/unit/tune tests/e2e
 test-avx2: $(STAMP)
-	$(AVX2_ENV) $(PY) -m pytest -q -n 2 $(AVX2_TESTS)
+	exe="$$($(LLAMA_CHECK))" && TRITIUM_LLAMA_CHECK="$$exe" \
+	    $(AVX2_ENV) $(PY) -m pytest -q -n 2 $(AVX2_TESTS)
 
 # The aarch64 cross compiler and qemu-user for the NEON kernel test
 # (tests/unit/backends/cpu/test_neon_cross.py). Installed only when missing, as root, with apt-get;

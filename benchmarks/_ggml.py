@@ -1,7 +1,7 @@
 """ggml, llama.cpp's tensor library, built from the ``llama-cpp-python`` source distribution
 and called through ctypes, for ``benchmarks/peers.py``; and llama.cpp's own programs
-(``llama-bench``, ``llama-simple``) built from the same sdist, for ``benchmarks/llm.py`` and
-``benchmarks/gguf_parity.py`` (``ensure_llama_tools``).
+(``llama-bench``) built from the same sdist, for ``benchmarks/llm.py`` (``ensure_llama_tools``;
+``_llama_check.py`` builds the smaller llama.cpp of the GGUF round-trip check).
 
 The sdist vendors llama.cpp (``vendor/llama.cpp/ggml``). Only the ggml libraries are built
 (``ggml-base`` and the CPU backend ``ggml-cpu``; no llama, tools, examples, CUDA or other
@@ -179,7 +179,8 @@ LIBS = ("libggml-base.so", "libggml-cpu.so")
 
 
 def _tools() -> tuple[str, str, str, str | None]:
-    cmake = shutil.which("cmake")
+    # a system cmake first, else the one of this interpreter's environment (the dev extra)
+    cmake = shutil.which("cmake") or shutil.which("cmake", path=str(Path(sys.executable).parent))
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     cxx = (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
            or shutil.which("clang++"))
@@ -316,7 +317,7 @@ def build_info(libdir: Path) -> dict:
 
 LLAMA_SUBDIR = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}/vendor/llama.cpp"
 #: the programs built (one build makes all of them; the list is part of the cache key)
-LLAMA_TOOLS = ("llama-bench", "llama-simple")
+LLAMA_TOOLS = ("llama-bench",)
 #: llama.cpp's own build as its README describes it for a CPU (Release, native ISA, OpenMP,
 #: llamafile sgemm: the same ggml options as the ggml build above), linked statically so that
 #: each program is one file that can be copied out of the build tree; nothing that reaches

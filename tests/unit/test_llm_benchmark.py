@@ -383,7 +383,7 @@ def test_an_unfinished_llama_build_is_not_reused(ggml, tmp_path, monkeypatch):
     final = _fake_llama_build(ggml, tmp_path)
     (final / "bin" / "llama-bench").unlink()
     assert ggml.cached_llama_tools(tmp_path) is None
-    monkeypatch.setattr(ggml.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ggml.shutil, "which", lambda name, path=None: None)
     monkeypatch.delenv("CC", raising=False)
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(ggml.PeerUnavailable, match="cmake"):

@@ -245,7 +245,7 @@ def test_an_unfinished_build_is_not_reused(mods, tmp_path, monkeypatch):
     _, g = mods
     final = _fake_build(g, tmp_path)
     (final / "build.json").unlink()
-    monkeypatch.setattr(g.shutil, "which", lambda name: None)
+    monkeypatch.setattr(g.shutil, "which", lambda name, path=None: None)
     monkeypatch.delenv("CC", raising=False)
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(g.PeerUnavailable, match="cmake"):
@@ -281,7 +281,7 @@ def test_main_without_build_tools_exits_2_without_traceback(mods, tmp_path, monk
 
     if not kernels.native_available():
         pytest.skip("Tritium's native kernels are unavailable here")
-    monkeypatch.setattr(g.shutil, "which", lambda name: None)
+    monkeypatch.setattr(g.shutil, "which", lambda name, path=None: None)
     monkeypatch.delenv("CC", raising=False)
     monkeypatch.delenv("CXX", raising=False)
     rc = peers.main(["--quick", "--cache-dir", str(tmp_path)])
