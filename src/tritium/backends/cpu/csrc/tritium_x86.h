@@ -233,21 +233,29 @@ static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int6
     if (fmt == TRI_FMT_T2) {
         const uint8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
         int64_t b = 0;
-        /* two blocks per step: 8 maddubs summed in int16 (max 4064) before widening */
-        for (; b + 2 <= nb; b += 2) {
-            const int8_t *xb = x + b * TRI_T2_BLOCK;
-            __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
-            __m256i y0 = LD(xb + 128), y1 = LD(xb + 160), y2 = LD(xb + 192), y3 = LD(xb + 224);
-            int64_t o0 = b * 32, o1 = o0 + 32;
-            PF_ROW(w0 + o0);
-            PF_ROW(w1 + o0);
-            PF_ROW(w2 + o0);
-            PF_ROW(w3 + o0);
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w0 + o0), x0, x1, x2, x3), blk_t2(LD(w0 + o1), y0, y1, y2, y3)), ones));
-            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w1 + o0), x0, x1, x2, x3), blk_t2(LD(w1 + o1), y0, y1, y2, y3)), ones));
-            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w2 + o0), x0, x1, x2, x3), blk_t2(LD(w2 + o1), y0, y1, y2, y3)), ones));
-            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_add_epi16(blk_t2(LD(w3 + o0), x0, x1, x2, x3), blk_t2(LD(w3 + o1), y0, y1, y2, y3)), ones));
+        /* T2_RUN blocks per step summed in int16 before one widening madd: each maddubs pair
+         * is at most 2 * 2 * 128 = 512 in magnitude, 4 of them a block, so 8 blocks stay
+         * within 16384 (the widening costs a madd and an add per row; once per block it was
+         * a tenth of the loop's instructions) */
+#define T2_RUN 8
+        for (; b + T2_RUN <= nb; b += T2_RUN) {
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+            for (int j = 0; j < T2_RUN; j++) {
+                const int8_t *xb = x + (b + j) * TRI_T2_BLOCK;
+                __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
+                int64_t o0 = (b + j) * 32;
+                if (j % 2 == 0) { PF_ROW(w0 + o0); PF_ROW(w1 + o0); PF_ROW(w2 + o0); PF_ROW(w3 + o0); }
+                s0 = _mm256_add_epi16(s0, blk_t2(LD(w0 + o0), x0, x1, x2, x3));
+                s1 = _mm256_add_epi16(s1, blk_t2(LD(w1 + o0), x0, x1, x2, x3));
+                s2 = _mm256_add_epi16(s2, blk_t2(LD(w2 + o0), x0, x1, x2, x3));
+                s3 = _mm256_add_epi16(s3, blk_t2(LD(w3 + o0), x0, x1, x2, x3));
+            }
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(s0, ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(s1, ones));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(s2, ones));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(s3, ones));
         }
+#undef T2_RUN
         for (; b < nb; b++) {
             const int8_t *xb = x + b * TRI_T2_BLOCK;
             __m256i x0 = LD(xb), x1 = LD(xb + 32), x2 = LD(xb + 64), x3 = LD(xb + 96);
