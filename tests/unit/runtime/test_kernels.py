@@ -150,6 +150,40 @@ def test_native_activation_quantizer_matches_torch(isa):
 
 
 @pytest.mark.native
+@pytest.mark.parametrize("k", [8, 31, 32, 64, 100, 128, 333])
+def test_the_quantizer_treats_nan_and_inf_alike_on_every_isa_path(isa, k):
+    """NaN and infinite activations (a diverged model) give every ISA path the scalar loop's
+    bytes: the scale is the largest |x| that is not NaN over 127, a NaN lane is 0 (as
+    (int8_t)NaN), and a row with an infinity has scale inf and every lane x / inf rounded
+    (0; inf / inf is NaN: 0). The AVX-512 path once clamped NaN lanes to -127."""
+    gen = torch.Generator().manual_seed(k)
+    rows = []
+    for case in range(6):
+        x = torch.randn(k, generator=gen) * 3
+        if case == 1:
+            x[k // 3] = float("nan")
+        elif case == 2:
+            x[k // 2] = float("inf")
+        elif case == 3:
+            x[0], x[-1] = float("-inf"), float("nan")
+        elif case == 4:
+            x[:] = float("nan")
+        elif case == 5:
+            x[1::5] = float("nan")
+        rows.append(x)
+    x = torch.stack(rows).contiguous()
+    xq = torch.empty_like(x, dtype=torch.int8)
+    s = torch.empty(len(rows))
+    cpu.load().lib.tri_quantize_rows(x.data_ptr(), len(rows), k, xq.data_ptr(), s.data_ptr(), 1)
+    a = torch.where(x.isnan(), torch.zeros_like(x), x.abs()).amax(dim=1, keepdim=True) / 127
+    a = torch.where(a == 0, torch.ones_like(a), a)
+    want = torch.round(x / a)
+    want = torch.where(want.isnan(), torch.zeros_like(want), want).clamp(-127, 127)
+    assert torch.equal(s, a.squeeze(1))
+    assert torch.equal(xq, want.to(torch.int8)), (xq != want.to(torch.int8)).nonzero()
+
+
+@pytest.mark.native
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(k=st.integers(1, 300), exp=st.integers(-140, 120), seed=st.integers(0, 2**31 - 1),

@@ -24,6 +24,26 @@
  * margin of 2^-14 still holds. amax = 0 (sc = 1) takes r = 1. */
 #define TRI_QUANT_RECIP(amax, sc) ((amax) > 0.0f ? 127.0f / (amax) : 1.0f / (sc))
 
+#if TRI_ISA_AVX2
+/* 8 values quantized exactly as the scalar loop does: x r rounded, redone by division when a
+ * lane is within TRI_QUANT_TIE of a half-integer (or always, by_div), NaN -> 0, clamped. */
+static inline __m256i quant8_exact(__m256 xv, __m256 vs, __m256 vr, int by_div) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 v;
+    if (by_div) {
+        v = _mm256_round_ps(_mm256_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    } else {
+        const __m256 y = _mm256_mul_ps(xv, vr);
+        v = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 d = _mm256_and_ps(_mm256_sub_ps(y, v), absm);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f - TRI_QUANT_TIE), _CMP_GE_OQ)))
+            v = _mm256_round_ps(_mm256_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); /* NaN -> 0, as (int8_t)NaN */
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f)));
+}
+#endif
+
 static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
 #if TRI_ISA_AVX512
     /* 16 lanes at a time; four independent maxima (one chain of vmaxps is latency-bound);
@@ -52,15 +72,18 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
             const __mmask16 m = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1u);
             const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
             __m512 v;
-            if (by_div) {
-                v = _mm512_roundscale_ps(_mm512_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            } else {
-                const __m512 y = _mm512_mul_ps(xv, vr);
-                v = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(y, v)), near_tie, _CMP_GE_OQ))
+            /* fast path: x r rounded, no clamp (|x| <= amax: |y| <= 127 (1 + 3 2^-24) rounds
+             * into [-127, 127]); a lane near a tie, NaN or infinite fails "d < near_tie"
+             * (unordered compare) and takes the careful path: division where a lane is near a
+             * tie, NaN -> 0 (as (int8_t)NaN in the scalar loop), clamped */
+            const __m512 y = by_div ? xv : _mm512_mul_ps(xv, vr);
+            v = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            if (by_div || _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(y, v)), near_tie, _CMP_NLT_UQ)) {
+                if (by_div || _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(y, v)), near_tie, _CMP_GE_OQ))
                     v = _mm512_roundscale_ps(_mm512_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
+                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             }
-            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             const __m512i qi = _mm512_maskz_mov_epi32(m, _mm512_cvtps_epi32(v));
             acc = _mm512_add_epi32(acc, qi);
             _mm_mask_storeu_epi8(q + i, m, _mm512_cvtepi32_epi8(qi));
@@ -106,24 +129,35 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
     {
         const int by_div = !(sc >= TRI_QUANT_MIN_RECIP_SCALE);
         const __m256 vs = _mm256_set1_ps(sc), vr = _mm256_set1_ps(TRI_QUANT_RECIP(amax, sc));
-        const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
         const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
         const __m256 near_tie = _mm256_set1_ps(0.5f - TRI_QUANT_TIE);
         __m256i va = _mm256_setzero_si256();
-        for (; i0 + 8 <= k; i0 += 8) {
-            const __m256 xv = _mm256_loadu_ps(x + i0);
-            __m256 v;
-            if (by_div) {
-                v = _mm256_round_ps(_mm256_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            } else {
-                const __m256 y = _mm256_mul_ps(xv, vr);
-                v = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                const __m256 d = _mm256_and_ps(_mm256_sub_ps(y, v), absm);
-                if (_mm256_movemask_ps(_mm256_cmp_ps(d, near_tie, _CMP_GE_OQ)))
-                    v = _mm256_round_ps(_mm256_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        /* 32 values a step. Fast path: y = x r rounded, no clamp (|x| <= amax, so |y| <= 127
+         * (1 + 3 2^-24) rounds into [-127, 127]) and no NaN test: a lane that is near a tie,
+         * NaN (x NaN, or amax infinite) or infinite fails "d < near_tie" (unordered compare)
+         * and sends the 32 values through quant8_exact, the careful path. */
+        if (!by_div) {
+            const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+            for (; i0 + 32 <= k; i0 += 32) {
+                __m256 v[4], bad = _mm256_setzero_ps();
+                for (int j = 0; j < 4; j++) {
+                    const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + i0 + 8 * j), vr);
+                    v[j] = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(y, v[j]), absm), near_tie, _CMP_NLT_UQ));
+                }
+                __m256i qi[4];
+                if (__builtin_expect(_mm256_movemask_ps(bad) != 0, 0)) {
+                    for (int j = 0; j < 4; j++) qi[j] = quant8_exact(_mm256_loadu_ps(x + i0 + 8 * j), vs, vr, 0);
+                } else {
+                    for (int j = 0; j < 4; j++) qi[j] = _mm256_cvtps_epi32(v[j]);
+                }
+                va = _mm256_add_epi32(va, _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3])));
+                const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+                _mm256_storeu_si256((__m256i *)(q + i0), _mm256_permutevar8x32_epi32(b, order));
             }
-            v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); /* NaN -> 0, as (int8_t)NaN */
-            const __m256i qi = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+        }
+        for (; i0 + 8 <= k; i0 += 8) {
+            const __m256i qi = quant8_exact(_mm256_loadu_ps(x + i0), vs, vr, by_div);
             va = _mm256_add_epi32(va, qi);
             const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
             _mm_storel_epi64((__m128i *)(q + i0), _mm_packs_epi16(w, w));

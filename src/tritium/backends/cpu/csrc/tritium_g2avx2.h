@@ -181,6 +181,54 @@ static void g2a_epilogue(const Problem *P, int64_t t, int64_t c0, int cnt, const
     else _mm256_maskstore_ps(dst, m, f);
 }
 
+/* y[t0 .. t1, c0 .. c0 + nc) (nc <= 32) from a tile of int32 sums (32 a token): the
+ * epilogue of a whole panel with its per-channel scales and biases loaded once, not once a
+ * token and 8 channels (at 64 tokens x 128 channels the per-call set-up was most of the
+ * epilogue's time). The same arithmetic, lane by lane, as g2a_epilogue; what it does not
+ * cover (int32 output, an activation other than none/relu/relu6) goes through that. */
+static void g2a_epilogue_tile(const Problem *P, int64_t t0, int64_t t1, int64_t c0, int64_t nc,
+                              const int32_t *tile) {
+    const Epi *e = &P->epi;
+    if (P->yi || (e->act != TRI_ACT_NONE && e->act != TRI_ACT_RELU && e->act != TRI_ACT_RELU6)) {
+        for (int64_t t = t0; t < t1; t++)
+            for (int64_t v = 0; 8 * v < nc; v++)
+                g2a_epilogue(P, t, c0 + 8 * v, (int)min64(8, nc - 8 * v), tile + (t - t0) * 32 + 8 * v);
+        return;
+    }
+    const int64_t n = P->n;
+    const int nv = (int)((nc + 7) / 8);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i msk[4];
+    __m256 sc[4], bi[4];
+    for (int v = 0; v < nv; v++) {
+        const int cnt = (int)min64(8, nc - 8 * v);
+        msk[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), lanes);
+        sc[v] = e->nscale == 1 ? _mm256_set1_ps(e->scale[0]) : _mm256_maskload_ps(e->scale + c0 + 8 * v, msk[v]);
+        bi[v] = e->bias ? _mm256_maskload_ps(e->bias + c0 + 8 * v, msk[v]) : _mm256_setzero_ps();
+    }
+    const int full = nc == 8 * nv, has_bias = e->bias != NULL, act = e->act;
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    for (int64_t t = t0; t < t1; t++) {
+        const __m256i sumx = _mm256_set1_epi32(P->sumx[t]);
+        const __m256 sx = _mm256_set1_ps(P->sx[t]);
+        const int32_t *acc = tile + (t - t0) * 32;
+        float *dst = P->y + t * n + c0;
+        const float *res = e->residual ? e->residual + t * n + c0 : NULL;
+        for (int v = 0; v < nv; v++) {
+            const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)), sumx);
+            __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), sx), sc[v]);
+            const int whole = full || v < nv - 1;
+            if (has_bias) f = _mm256_add_ps(f, bi[v]);
+            if (res) f = _mm256_add_ps(f, whole ? _mm256_loadu_ps(res + 8 * v) : _mm256_maskload_ps(res + 8 * v, msk[v]));
+            /* vmaxps/vminps return the second operand when one is NaN: NaN passes, as in torch */
+            if (act == TRI_ACT_RELU) f = _mm256_max_ps(zero, f);
+            else if (act == TRI_ACT_RELU6) f = _mm256_min_ps(six, _mm256_max_ps(zero, f));
+            if (whole) _mm256_storeu_ps(dst + 8 * v, f);
+            else _mm256_maskstore_ps(dst + 8 * v, msk[v], f);
+        }
+    }
+}
+
 typedef struct {
     const Problem *P;
     const uint8_t *gw;
@@ -216,9 +264,7 @@ static void g2a_task(void *ctx, int64_t task, int tid) {
             g2a_micro_tab[h][rows](xr, wp, 0, J->k4, c, 0);
         }
     }
-    for (int64_t t = t0; t < t1; t++)
-        for (int64_t v = 0; 8 * v < nc; v++)
-            g2a_epilogue(P, t, c0 + 8 * v, (int)min64(8, nc - 8 * v), tile + (t - t0) * 32 + 8 * v);
+    g2a_epilogue_tile(P, t0, t1, c0, nc, tile);
 }
 
 /* The int8 GEMM on the AVX2 layout gw (NULL: re-laid out here for this call). */
