@@ -44,6 +44,13 @@ static inline __m256i quant8_exact(__m256 xv, __m256 vs, __m256 vr, int by_div) 
 }
 #endif
 
+#if TRI_ISA_AVX2
+/* 32 values through quant8_exact (out of line: the fast loop keeps its registers) */
+__attribute__((noinline)) static void quant32_exact(const float *x, __m256 vs, __m256 vr, __m256i *qi) {
+    for (int j = 0; j < 4; j++) qi[j] = quant8_exact(_mm256_loadu_ps(x + 8 * j), vs, vr, 0);
+}
+#endif
+
 static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
 #if TRI_ISA_AVX512
     /* 16 lanes at a time; four independent maxima (one chain of vmaxps is latency-bound);
@@ -139,18 +146,16 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
         if (!by_div) {
             const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
             for (; i0 + 32 <= k; i0 += 32) {
-                __m256 v[4], bad = _mm256_setzero_ps();
+                /* vcvtps2dq rounds half to even (the default MXCSR mode, as vroundps here) */
+                __m256i qi[4];
+                __m256 bad = _mm256_setzero_ps();
                 for (int j = 0; j < 4; j++) {
                     const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + i0 + 8 * j), vr);
-                    v[j] = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                    bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(y, v[j]), absm), near_tie, _CMP_NLT_UQ));
+                    qi[j] = _mm256_cvtps_epi32(y);
+                    const __m256 d = _mm256_and_ps(_mm256_sub_ps(y, _mm256_cvtepi32_ps(qi[j])), absm);
+                    bad = _mm256_or_ps(bad, _mm256_cmp_ps(d, near_tie, _CMP_NLT_UQ));
                 }
-                __m256i qi[4];
-                if (__builtin_expect(_mm256_movemask_ps(bad) != 0, 0)) {
-                    for (int j = 0; j < 4; j++) qi[j] = quant8_exact(_mm256_loadu_ps(x + i0 + 8 * j), vs, vr, 0);
-                } else {
-                    for (int j = 0; j < 4; j++) qi[j] = _mm256_cvtps_epi32(v[j]);
-                }
+                if (__builtin_expect(_mm256_movemask_ps(bad) != 0, 0)) quant32_exact(x + i0, vs, vr, qi);
                 va = _mm256_add_epi32(va, _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3])));
                 const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
                 _mm256_storeu_si256((__m256i *)(q + i0), _mm256_permutevar8x32_epi32(b, order));
