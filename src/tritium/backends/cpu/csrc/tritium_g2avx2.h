@@ -217,6 +217,9 @@ static void g2a_epilogue_tile(const Problem *P, int64_t t0, int64_t t1, int64_t 
         for (int v = 0; v < nv; v++) {
             const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)), sumx);
             __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), sx), sc[v]);
+            /* the product is rounded before the bias is added, as everywhere else: without
+             * this GCC fuses the two into an FMA (-ffp-contract=fast), one rounding fewer */
+            __asm__("" : "+x"(f));
             const int whole = full || v < nv - 1;
             if (has_bias) f = _mm256_add_ps(f, bi[v]);
             if (res) f = _mm256_add_ps(f, whole ? _mm256_loadu_ps(res + 8 * v) : _mm256_maskload_ps(res + 8 * v, msk[v]));
