@@ -41,10 +41,11 @@ ABI_VERSION = 10
 # for a thread that was not scheduled); total and longest wait of callers for their team; the
 # team cap of the back-off in progress (0: none) and its remaining time; the length of the
 # current (or last) back-off; the team of the last parallel call; whether adaptation and debug
-# reports are on; the capped calls the back-off still lasts for and its total; stalls in a row.
+# reports are on; the capped calls the back-off still lasts for and its total; stalls in a row;
+# stalls taken for lone hiccups (short, none among the last calls: no back-off).
 POOL_STATS = ("calls", "parallel", "capped", "busy", "stalls", "wait_ns", "max_wait_ns", "cap",
               "backoff_left_ns", "backoff_ns", "last_team", "adaptive", "debug",
-              "backoff_calls_left", "backoff_calls", "streak")
+              "backoff_calls_left", "backoff_calls", "streak", "lone")
 
 
 class LinearPlanArgs(ctypes.Structure):

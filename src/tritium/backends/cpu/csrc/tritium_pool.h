@@ -55,6 +55,10 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 #define TRI_STALL_SHORT_NS 4000LL       /* a wait under 4 us is never called a stall */
 #define TRI_STALL_COLD_NS 1000000LL     /* nor one under 1 ms in a call that found the team cold */
 #define TRI_WARM_NS 200000LL            /* a team whose last call ended this recently is warm */
+/* a stall shorter than this, with no other among the last TRI_LONE_CALLS parallel calls and
+ * none just before it, is a lone hiccup: counted, no back-off (see pool_feedback) */
+#define TRI_STALL_LONE_NS 500000LL      /* 0.5 ms */
+#define TRI_LONE_CALLS 3
 #define TRI_BACKOFF_PER_WAIT 32         /* a back-off lasts this many times the wait */
 #define TRI_BACKOFF_MIN_NS 10000000LL   /* 10 ms */
 #define TRI_BACKOFF_MAX_NS 8000000000LL /* 8 s */
@@ -119,6 +123,8 @@ typedef struct {
     _Atomic int64_t streak;     /* parallel calls in a row that stalled */
     _Atomic int64_t last_team;  /* threads the last parallel call ran on */
     _Atomic int64_t last_end_ns; /* when the last parallel call ended (monotonic clock) */
+    _Atomic uint32_t history;   /* the last parallel calls, newest in bit 0: 1 = stalled */
+    _Atomic int64_t lone;       /* stalls taken for lone hiccups (no back-off) */
     _Atomic int adaptive;       /* 0: always the requested team (for comparison) */
     _Atomic int debug;          /* 1: report back-offs on stderr */
 } TriPoolState;
@@ -208,11 +214,24 @@ static void pool_feedback(int want, int team, int idle, int64_t mine, int64_t nt
     const int64_t last_end = atomic_exchange_explicit(&g_ps.last_end_ns, end, TRI_RELAXED);
     const int cold = end - call_ns - last_end > TRI_WARM_NS;
     const int stalled = pool_lost(mine, ntasks, work_ns, wait_ns, busy_ns, call_ns, cold);
+    const uint32_t before = atomic_load_explicit(&g_ps.history, TRI_RELAXED);
+    atomic_store_explicit(&g_ps.history, (before << 1) | (uint32_t)stalled, TRI_RELAXED);
     if (!stalled) {
         atomic_store_explicit(&g_ps.streak, 0, TRI_RELAXED);
         return;
     }
     atomic_fetch_add_explicit(&g_ps.stalls, 1, TRI_RELAXED);
+    /* A short stall alone among the recent calls is a hiccup (an interrupt, a host's vCPU
+     * preemption: on an idle 2-core guest a warm worker was 10-100 us late once in ~2000
+     * calls), not a loaded machine: backing off for it cost a thousand serial calls (10 ms of
+     * them) for a loss of 30 us, and more than half of a loop of short calls ran serially.
+     * A loaded machine stalls call after call (the second one backs off) or for a time
+     * slice (ms: at once). */
+    if (wait_ns < TRI_STALL_LONE_NS && atomic_load_explicit(&g_ps.streak, TRI_RELAXED) == 0 &&
+        (before & ((1u << TRI_LONE_CALLS) - 1u)) == 0) {
+        atomic_fetch_add_explicit(&g_ps.lone, 1, TRI_RELAXED);
+        return;
+    }
     const int64_t streak = atomic_fetch_add_explicit(&g_ps.streak, 1, TRI_RELAXED);
     if (!atomic_load_explicit(&g_ps.adaptive, TRI_RELAXED)) return;
     int late = idle > 0 ? idle : 1;
@@ -474,6 +493,8 @@ TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
     atomic_store(&g_ps.backoff_calls, 0);
     atomic_store(&g_ps.streak, 0);
     atomic_store(&g_ps.last_team, 0);
+    atomic_store(&g_ps.history, 0);
+    atomic_store(&g_ps.lone, 0);
 }
 
 /* The pool's counters, in this order (see POOL_STATS in tritium/backends/cpu/__init__.py):
@@ -481,7 +502,8 @@ TRI_EXPORT void tri_pool_configure(int adaptive, int debug) {
  * running), backoff_left_ns (the capped calls' own time it still lasts for), backoff_ns (the
  * current or last back-off's time of capped calls), last_team, adaptive, debug,
  * backoff_calls_left (capped calls it still lasts for, 0 when none is running), backoff_calls
- * (the current or last back-off's calls), streak (stalls in a row). Writes at most n values and returns how many there are. */
+ * (the current or last back-off's calls), streak (stalls in a row), lone (stalls taken for
+ * lone hiccups, without a back-off). Writes at most n values and returns how many there are. */
 TRI_EXPORT int tri_pool_stats(int64_t *out, int n) {
     const int64_t now = tri_now_ns();
     const int64_t work_left = atomic_load(&g_ps.work_left_ns);
@@ -494,6 +516,7 @@ TRI_EXPORT int tri_pool_stats(int64_t *out, int n) {
         on && work_left > 0 ? work_left : 0, atomic_load(&g_ps.backoff_ns), atomic_load(&g_ps.last_team),
         atomic_load(&g_ps.adaptive),   atomic_load(&g_ps.debug),
         on && left > 0 ? left : 0,     atomic_load(&g_ps.backoff_calls), atomic_load(&g_ps.streak),
+        atomic_load(&g_ps.lone),
     };
     const int count = (int)(sizeof v / sizeof v[0]);
     for (int i = 0; i < n && i < count; i++) out[i] = v[i];
