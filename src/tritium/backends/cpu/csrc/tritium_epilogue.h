@@ -42,9 +42,7 @@ static inline __m256i quant8_exact(__m256 xv, __m256 vs, __m256 vr, int by_div) 
     v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); /* NaN -> 0, as (int8_t)NaN */
     return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f)));
 }
-#endif
 
-#if TRI_ISA_AVX2
 /* 32 values through quant8_exact (out of line: the fast loop keeps its registers) */
 __attribute__((noinline)) static void quant32_exact(const float *x, __m256 vs, __m256 vr, __m256i *qi) {
     for (int j = 0; j < 4; j++) qi[j] = quant8_exact(_mm256_loadu_ps(x + 8 * j), vs, vr, 0);
@@ -85,8 +83,9 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
              * tie, NaN -> 0 (as (int8_t)NaN in the scalar loop), clamped */
             const __m512 y = by_div ? xv : _mm512_mul_ps(xv, vr);
             v = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            if (by_div || _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(y, v)), near_tie, _CMP_NLT_UQ)) {
-                if (by_div || _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(y, v)), near_tie, _CMP_GE_OQ))
+            const __m512 d = _mm512_abs_ps(_mm512_sub_ps(y, v));
+            if (by_div || _mm512_cmp_ps_mask(d, near_tie, _CMP_NLT_UQ)) {
+                if (by_div || _mm512_cmp_ps_mask(d, near_tie, _CMP_GE_OQ))
                     v = _mm512_roundscale_ps(_mm512_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
                 v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
                 v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
