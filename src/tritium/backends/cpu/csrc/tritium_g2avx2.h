@@ -142,71 +142,38 @@ static const g2a_micro_fn g2a_micro_tab[2][G2A_MR + 1] = {
     {NULL, g2a_micro_1_1, g2a_micro_2_1, g2a_micro_3_1, g2a_micro_4_1},
 };
 
-/* y[t, c0 .. c0 + cnt) (cnt <= 8) from the int32 sums of one token and 8 channels. */
-static void g2a_epilogue(const Problem *P, int64_t t, int64_t c0, int cnt, const int32_t *acc) {
-    const int64_t n = P->n;
-    const __m256i v = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)acc),
-                                       _mm256_set1_epi32(P->sumx[t]));
-    if (P->yi) {
-        if (cnt == 8) _mm256_storeu_si256((__m256i *)(P->yi + t * n + c0), v);
-        else {
-            int32_t tmp[8];
-            _mm256_storeu_si256((__m256i *)tmp, v);
-            memcpy(P->yi + t * n + c0, tmp, (size_t)cnt * sizeof(int32_t));
-        }
-        return;
-    }
-    const Epi *e = &P->epi;
-    float *dst = P->y + t * n + c0;
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(P->sx[t]));
-    if (e->act != TRI_ACT_NONE && e->act != TRI_ACT_RELU && e->act != TRI_ACT_RELU6) {
-        float tmp[8];
-        _mm256_storeu_ps(tmp, f);
-        for (int j = 0; j < cnt; j++) dst[j] = epi_apply(e, n, t, c0 + j, tmp[j]);
-        return;
-    }
-    /* a last vector of fewer than 8 channels (a 10-class head) loads and stores under a mask:
-     * the same arithmetic as epi_apply's, lane by lane */
-    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-#define G2A_LD(p) (cnt == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), m))
-    f = _mm256_mul_ps(f, e->nscale == 1 ? _mm256_set1_ps(e->scale[0]) : G2A_LD(e->scale + c0));
-    if (e->bias) f = _mm256_add_ps(f, G2A_LD(e->bias + c0));
-    if (e->residual) f = _mm256_add_ps(f, G2A_LD(e->residual + t * n + c0));
-#undef G2A_LD
-    /* vmaxps/vminps return the second operand when one is NaN: NaN passes, as in torch */
-    if (e->act == TRI_ACT_RELU) f = _mm256_max_ps(_mm256_setzero_ps(), f);
-    else if (e->act == TRI_ACT_RELU6)
-        f = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(_mm256_setzero_ps(), f));
-    if (cnt == 8) _mm256_storeu_ps(dst, f);
-    else _mm256_maskstore_ps(dst, m, f);
-}
-
-/* y[t0 .. t1, c0 .. c0 + nc) (nc <= 32) from a tile of int32 sums (32 a token): the
- * epilogue of a whole panel with its per-channel scales and biases loaded once, not once a
- * token and 8 channels (at 64 tokens x 128 channels the per-call set-up was most of the
- * epilogue's time). The same arithmetic, lane by lane, as g2a_epilogue; what it does not
- * cover (int32 output, an activation other than none/relu/relu6) goes through that. */
+/* y[t0 .. t1, c0 .. c0 + nc) (nc <= 32) from a tile of int32 sums (32 a token), in 8-channel
+ * vectors (a last one of fewer channels, a 10-class head, loads and stores under a mask): the
+ * epilogue of a whole panel, its per-channel scales and biases loaded once (once a token and
+ * 8 channels, the set-up was most of the epilogue's time at 64 tokens x 128 channels). The
+ * arithmetic of epi_apply, lane by lane; activations other than none/relu/relu6 go through
+ * epi_apply itself. */
 static void g2a_epilogue_tile(const Problem *P, int64_t t0, int64_t t1, int64_t c0, int64_t nc,
                               const int32_t *tile) {
     const Epi *e = &P->epi;
-    if (P->yi || (e->act != TRI_ACT_NONE && e->act != TRI_ACT_RELU && e->act != TRI_ACT_RELU6)) {
-        for (int64_t t = t0; t < t1; t++)
-            for (int64_t v = 0; 8 * v < nc; v++)
-                g2a_epilogue(P, t, c0 + 8 * v, (int)min64(8, nc - 8 * v), tile + (t - t0) * 32 + 8 * v);
-        return;
-    }
     const int64_t n = P->n;
     const int nv = (int)((nc + 7) / 8);
+    const int full = nc == 8 * nv;
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i msk[4];
+    for (int v = 0; v < nv; v++) msk[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)min64(8, nc - 8 * v)), lanes);
+    if (P->yi) { /* int32 output: the sums less the code offset */
+        for (int64_t t = t0; t < t1; t++) {
+            const __m256i sumx = _mm256_set1_epi32(P->sumx[t]);
+            for (int v = 0; v < nv; v++) {
+                const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(tile + (t - t0) * 32 + 8 * v)), sumx);
+                _mm256_maskstore_epi32(P->yi + t * n + c0 + 8 * v, msk[v], a);
+            }
+        }
+        return;
+    }
+    const int act = e->act, vec_act = act == TRI_ACT_NONE || act == TRI_ACT_RELU || act == TRI_ACT_RELU6;
     __m256 sc[4], bi[4];
     for (int v = 0; v < nv; v++) {
-        const int cnt = (int)min64(8, nc - 8 * v);
-        msk[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), lanes);
         sc[v] = e->nscale == 1 ? _mm256_set1_ps(e->scale[0]) : _mm256_maskload_ps(e->scale + c0 + 8 * v, msk[v]);
         bi[v] = e->bias ? _mm256_maskload_ps(e->bias + c0 + 8 * v, msk[v]) : _mm256_setzero_ps();
     }
-    const int full = nc == 8 * nv, has_bias = e->bias != NULL, act = e->act;
+    const int has_bias = e->bias != NULL;
     const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
     for (int64_t t = t0; t < t1; t++) {
         const __m256i sumx = _mm256_set1_epi32(P->sumx[t]);
@@ -216,7 +183,15 @@ static void g2a_epilogue_tile(const Problem *P, int64_t t0, int64_t t1, int64_t 
         const float *res = e->residual ? e->residual + t * n + c0 : NULL;
         for (int v = 0; v < nv; v++) {
             const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)), sumx);
-            __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), sx), sc[v]);
+            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(a), sx);
+            if (!vec_act) {
+                float tmp[8];
+                _mm256_storeu_ps(tmp, f);
+                for (int j = 0; j < 8 && 8 * v + j < nc; j++)
+                    dst[8 * v + j] = epi_apply(e, n, t, c0 + 8 * v + j, tmp[j]);
+                continue;
+            }
+            f = _mm256_mul_ps(f, sc[v]);
             /* the product is rounded before the bias is added, as everywhere else: without
              * this GCC fuses the two into an FMA (-ffp-contract=fast), one rounding fewer */
             __asm__("" : "+x"(f));
