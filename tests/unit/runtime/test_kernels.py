@@ -133,6 +133,12 @@ def test_extreme_int8_values_do_not_saturate(isa):
     xq[2] = -128
     y = ternary_matmul_int8(xq, pack_ternary(trits))
     assert torch.equal(y, xq.to(torch.int32) @ trits.to(torch.int32).t())
+    # one token at a time: the direct GEMV, whose AVX2 loop adds 8 blocks of pair sums in
+    # int16 (8 x 4 x 512 = 16384 at most) before widening
+    for row in xq:
+        one = row.unsqueeze(0)
+        assert torch.equal(ternary_matmul_int8(one, pack_ternary(trits)),
+                           one.to(torch.int32) @ trits.to(torch.int32).t())
 
 
 @pytest.mark.native
