@@ -256,6 +256,46 @@ def _checked_sdist(cache: Path, sdist: Path | None, log) -> Path:
     return sdist
 
 
+def build_once(cache: Path, final: Path, built, sdist: Path | None, log, subdir: str,
+               build, scratch: tuple[str, ...] = ("src", "build")):
+    """The one skeleton of every build from the pinned sdist: ``built(final)`` when it is
+    already there; else extract ``subdir`` into a private work directory, run
+    ``build(src, work, cxx)`` (which builds, copies its results out of the build tree and
+    returns what ``build.json`` records of it), add the versions, compilers, CPU and time,
+    and publish the directory as ``final`` in one rename. Returns ``built(final)``."""
+    result = built(final)
+    if result is not None:
+        return result
+    _, cc, cxx, _ = _tools()
+    sdist = _checked_sdist(cache, sdist, log)
+    work = cache / f".{final.name}.{os.getpid()}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        src = _extract(sdist, work / "src", subdir)
+        t0 = time.perf_counter()
+        info = {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "sdist_sha256": SDIST_SHA256,
+                **build(src, work, cxx), "cc": cc, "cxx": cxx, "cpu": cpu_model(),
+                "isa_flags": isa_flags(cpu_flags())}
+        info["build_seconds"] = round(time.perf_counter() - t0, 1)
+        _publish_build(work, final, info, scratch, built)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = built(final)
+    assert result is not None
+    return result
+
+
+def _copy_found(work: Path, names, dest: Path, what: str) -> None:
+    """Copy each of ``names`` found in ``work/build`` into ``dest``."""
+    dest.mkdir()
+    for name in names:
+        found = [f for f in sorted((work / "build").rglob(name)) if f.is_file()]
+        if not found:
+            raise PeerUnavailable(f"the {what} build produced no {name}")
+        shutil.copy2(found[0].resolve(), dest / name)
+
+
 def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None,
                  rebuild: bool = False, log=print) -> tuple[Path, str]:
     """Build (or reuse) ggml for this CPU; returns (library directory, key)."""
@@ -263,16 +303,8 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
     final = cache / key
     if rebuild and final.exists():
         shutil.rmtree(final)
-    lib = built_libs(final)
-    if lib is not None:
-        return lib, key
-    _, cc, cxx, _ = _tools()
-    sdist = _checked_sdist(cache, sdist, log)
-    work = cache / f".{key}.{os.getpid()}.tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        src = _extract(sdist, work / "src", GGML_SUBDIR)
+
+    def build(src: Path, work: Path, cxx: str) -> dict:
         # A top-level project that adds ggml as a subdirectory: ggml then builds as a library
         # of a parent project (what llama.cpp does), not standalone (whose pkg-config and
         # install files the sdist does not ship).
@@ -284,24 +316,12 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
             f'add_subdirectory("{src.as_posix()}" ggml)\n', encoding="utf-8")
         log(f"building ggml {GGML_VERSION} of llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} "
             f"(CPU backend, native ISA) in {final} (a few minutes, once)")
-        t0 = time.perf_counter()
         _cmake_build("ggml", wrap, work, CMAKE_OPTIONS, ("ggml-cpu",), jobs)
-        libdir = work / "lib"
-        libdir.mkdir()
-        for name in LIBS:
-            found = sorted((work / "build").rglob(name))
-            if not found:
-                raise PeerUnavailable(f"the ggml build produced no {name}")
-            shutil.copy2(found[0].resolve(), libdir / name)
-        info = {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "sdist_sha256": SDIST_SHA256,
-                "cmake_options": dict(CMAKE_OPTIONS), "cc": cc, "cxx": cxx,
-                "cpu": cpu_model(), "isa_flags": isa_flags(cpu_flags()),
-                "build_seconds": round(time.perf_counter() - t0, 1)}
-        _publish_build(work, final, info, ("src", "build", "wrap"), built_libs)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    lib = built_libs(final)
-    assert lib is not None
+        _copy_found(work, LIBS, work / "lib", "ggml")
+        return {"cmake_options": dict(CMAKE_OPTIONS)}
+
+    lib = build_once(cache, final, built_libs, sdist, log, GGML_SUBDIR, build,
+                     ("src", "build", "wrap"))
     return lib, key
 
 
@@ -371,37 +391,15 @@ def ensure_llama_tools(cache: Path | None = None, sdist: Path | None = None,
     final = cache / llama_key()
     if rebuild and final.exists():
         shutil.rmtree(final)
-    bindir = built_llama_tools(final)
-    if bindir is not None:
-        return bindir
-    _, cc, cxx, _ = _tools()
-    sdist = _checked_sdist(cache, sdist, log)
-    work = cache / f".{final.name}.{os.getpid()}.tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        src = _extract(sdist, work / "src", LLAMA_SUBDIR)
+
+    def build(src: Path, work: Path, cxx: str) -> dict:
         log(f"building llama.cpp's {', '.join(LLAMA_TOOLS)} of llama-cpp-python "
             f"{LLAMA_CPP_PYTHON_VERSION} (CPU, native ISA) in {final} (many CPU-minutes, once)")
-        t0 = time.perf_counter()
         _cmake_build("llama.cpp", src, work, LLAMA_CMAKE_OPTIONS, LLAMA_TOOLS, jobs)
-        out = work / "bin"
-        out.mkdir()
-        for tool in LLAMA_TOOLS:
-            found = [f for f in sorted((work / "build").rglob(tool)) if f.is_file()]
-            if not found:
-                raise PeerUnavailable(f"the llama.cpp build produced no {tool}")
-            shutil.copy2(found[0], out / tool)
-        info = {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "sdist_sha256": SDIST_SHA256,
-                "cmake_options": dict(LLAMA_CMAKE_OPTIONS), "tools": list(LLAMA_TOOLS),
-                "cc": cc, "cxx": cxx, "cpu": cpu_model(), "isa_flags": isa_flags(cpu_flags()),
-                "build_seconds": round(time.perf_counter() - t0, 1)}
-        _publish_build(work, final, info, ("src", "build"), built_llama_tools)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    bindir = built_llama_tools(final)
-    assert bindir is not None
-    return bindir
+        _copy_found(work, LLAMA_TOOLS, work / "bin", "llama.cpp")
+        return {"cmake_options": dict(LLAMA_CMAKE_OPTIONS), "tools": list(LLAMA_TOOLS)}
+
+    return build_once(cache, final, built_llama_tools, sdist, log, LLAMA_SUBDIR, build)
 
 
 # ----------------------------------------------------------------------------- bindings

@@ -17,9 +17,7 @@ ISA flags, the options, the sdist and the program's source.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import _ggml
@@ -82,20 +80,11 @@ def ensure_llama_check(cache: Path | None = None, sdist: Path | None = None,
     PeerUnavailable, saying what is missing, when that cannot be done here."""
     cache = _ggml.peers_cache() if cache is None else cache
     final = cache / check_key()
-    exe = built_program(final)
-    if exe is not None:
-        return exe
-    _, cc, cxx, _ = _ggml._tools()
-    sdist = _ggml._checked_sdist(cache, sdist, log)
-    work = cache / f".{final.name}.{os.getpid()}.tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        src = _ggml._extract(sdist, work / "src", _ggml.LLAMA_SUBDIR)
+
+    def build(src: Path, work: Path, cxx: str) -> dict:
         log(f"building llama.cpp's library of llama-cpp-python "
             f"{_ggml.LLAMA_CPP_PYTHON_VERSION} ({OPT}, native ISA) and {PROGRAM} in {final} "
             "(about a minute on two cores, once)")
-        t0 = time.perf_counter()
         _ggml._cmake_build("llama.cpp", src, work, CHECK_CMAKE_OPTIONS, ("llama",), jobs)
         (work / "bin").mkdir()
         link = [cxx, OPT, "-std=c++17", f"-I{src / 'include'}", f"-I{src / 'ggml' / 'include'}",
@@ -105,18 +94,9 @@ def ensure_llama_check(cache: Path | None = None, sdist: Path | None = None,
         if p.returncode != 0:
             raise PeerUnavailable(f"compiling {SOURCE.name} failed:\n    "
                                   + "\n    ".join((p.stdout + p.stderr).splitlines()[-15:]))
-        info = {"llama_cpp_python": _ggml.LLAMA_CPP_PYTHON_VERSION,
-                "sdist_sha256": _ggml.SDIST_SHA256,
-                "cmake_options": dict(CHECK_CMAKE_OPTIONS), "program": PROGRAM,
-                "cc": cc, "cxx": cxx, "cpu": _ggml.cpu_model(),
-                "isa_flags": _ggml.isa_flags(_ggml.cpu_flags()),
-                "build_seconds": round(time.perf_counter() - t0, 1)}
-        _ggml._publish_build(work, final, info, ("src", "build"), built_program)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    exe = built_program(final)
-    assert exe is not None
-    return exe
+        return {"cmake_options": dict(CHECK_CMAKE_OPTIONS), "program": PROGRAM}
+
+    return _ggml.build_once(cache, final, built_program, sdist, log, _ggml.LLAMA_SUBDIR, build)
 
 
 # ----------------------------------------------------------------------------- running it
