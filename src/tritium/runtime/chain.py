@@ -71,10 +71,13 @@ def _native_linear(mod: Any) -> bool:
 class _LinearRun:
     """Consecutive frozen ternary linear layers, each with its fused activation, in one native
     call; the layers' own forwards when the call does not fit (shape, autograd, no native
-    kernels) or a tuned config resolver is installed (each layer then runs its tuned plan)."""
+    kernels). Under a tuned config resolver each layer runs the config it resolves to, and
+    consecutive layers that resolve to the same kernel library and thread cap still run in
+    one native call (that library's chain): tuning changes the kernels, not the fusion."""
 
     __slots__ = ("layers", "acts", "codes", "k0", "n_last", "plans", "args", "args_ptr",
-                 "structs", "act_arr", "gws", "g2_min", "env_threads", "fn", "biases", "guard")
+                 "structs", "act_arr", "gws", "g2_min", "env_threads", "fn", "biases", "guard",
+                 "tuned")
 
     def __init__(self, layers: list[TernaryLinear], acts: list[str | None]) -> None:
         self.layers, self.acts = layers, acts
@@ -116,8 +119,56 @@ class _LinearRun:
         self.env_threads = plans[0].env_threads
         self.guard = [(layer._buffers, layer._parameters, *p.tensors, p.versions)
                       for layer, p in zip(self.layers, plans, strict=True)]
+        self.tuned = {}
         self.plans = plans
         return True
+
+    def _tuned_calls(self, m: int) -> list[tuple] | None:
+        """The native calls of ``m`` rows under the installed config resolver, kept until it
+        changes (None when every layer resolved to the default kernels: the default call
+        runs): one per run of consecutive layers whose resolved configs share a kernel
+        library (configs that differ only in threads share one; each layer keeps its own
+        thread cap in the call), as (that library's
+        ``tri_chain_planned``, its chain arguments, the run's output width, its layers' G2
+        layouts, what keeps the arguments alive)."""
+        hit = self.tuned.get(m)
+        if hit is not None and hit[0] == _plan._RESOLVER_GENERATION:
+            return hit[1]
+        if len(self.tuned) >= 64:   # batch sizes come and go: keep a bounded few
+            self.tuned.clear()
+        plans = self.plans
+        if all(p.runs_default(m) for p in plans):
+            self.tuned[m] = (_plan._RESOLVER_GENERATION, None)
+            return None
+        choices = [p.chain_choice(m) for p in plans]
+        calls = []
+        i = 0
+        while i < len(plans):
+            lib = choices[i][0]
+            j = i + 1
+            while j < len(plans) and choices[j][0].lib._handle == lib.lib._handle:
+                j += 1
+            group, picked = plans[i:j], choices[i:j]
+            count = len(group)
+            structs = (cpu_backend.LinearPlanArgs * count)(*[p.args for p in group])
+            acts = (ctypes.c_int32 * count)(*self.codes[i:j])
+            caps = (ctypes.c_int32 * count)(*[cap for _, cap, _ in picked])
+            args = cpu_backend.ChainPlanArgs(
+                nlayers=count, layers=ctypes.addressof(structs), acts=ctypes.addressof(acts),
+                max_n=max([p.n for p in group[:-1]], default=1),
+                caps=ctypes.addressof(caps) if any(caps) else None)
+            ptrs = []
+            for p, (_, _, g2_min) in zip(group, picked, strict=True):
+                if p.aq == 1 and m >= g2_min and p.g2 is None:
+                    p.g2 = _g2_layout(p.lib, p.tensors[0], p.n, p.k, p.fmt)
+                ptrs.append(p.g2.data_ptr() if p.aq == 1 and m >= g2_min
+                            and p.g2 is not None else None)
+            gws = (ctypes.c_void_p * count)(*ptrs)
+            calls.append((lib.lib.tri_chain_planned, ctypes.addressof(args), group[-1].n, gws,
+                          (structs, acts, caps, args)))
+            i = j
+        self.tuned[m] = (_plan._RESOLVER_GENERATION, calls)
+        return calls
 
     def _g2_layouts(self):
         """The G2 layouts of the int8 layers (made on first use), as a ``const uint8_t **``."""
@@ -141,13 +192,20 @@ class _LinearRun:
             return self.slow(x)
         if self._stale() and not self._build():
             return self.slow(x)
-        if _plan._RESOLVER is not None:   # tuned configs: each layer's own resolved plan
-            for p, act in zip(self.plans, self.acts, strict=True):
-                x = p(x if x.is_contiguous() else x.contiguous(), act, None)
-            return x
         m = shape[0]
         if not x.is_contiguous():
             x = x.contiguous()
+        if _plan._RESOLVER is not None:   # tuned configs: each layer's resolved kernels
+            calls = self._tuned_calls(m)
+            if calls is not None:
+                threads = _plan._call_threads(self.env_threads, 0)
+                for fn, args_ptr, n_out, gws, _ in calls:
+                    y = x.new(m, n_out)
+                    if fn(args_ptr, x.data_ptr(), m, y.data_ptr(), threads, gws):
+                        raise MemoryError("tritium: the native chain of ternary linear layers "
+                                          "could not allocate its buffers")
+                    x = y
+                return x
         y = x.new(m, self.n_last)   # float32 CPU, like x; cheaper than torch.empty(dtype=)
         rc = self.fn(self.args_ptr, x.data_ptr(), m, y.data_ptr(),
                      _plan._call_threads(self.env_threads, 0),

@@ -28,9 +28,9 @@ ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
 
 _RESOLVER: ConfigResolver | None = None
 _RESOLVER_GENERATION = 0  # bumped by set_config_resolver: plans drop the answers they kept
-# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear_planned, thread cap, G2 minimum batch)
-# of the chosen config
-_RESOLVED: dict[tuple, tuple[Any, int, int]] = {}
+# (m bucket, n, k, fmt, act_quant, isa) -> (tri_linear_planned, thread cap, G2 minimum batch,
+# library) of the chosen config
+_RESOLVED: dict[tuple, tuple[Any, int, int, Any]] = {}
 # (m bucket, n, k, fmt, act_quant, isa) -> the resolver's config, for the problems it answered
 # with one (what tuned_configs_used reports)
 _TUNED_USED: dict[tuple, KernelConfig] = {}
@@ -123,15 +123,15 @@ def _call_threads(env_threads: int, cap: int) -> int:
 
 
 def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
-             ) -> tuple[Any, int, int]:
-    """The (tri_linear_planned, thread cap, G2 minimum batch) to run for this problem: the
+             ) -> tuple[Any, int, int, Any]:
+    """The (tri_linear_planned, thread cap, G2 minimum batch, library) to run for this problem: the
     resolver's config or the default (cap 0: the user's thread count). A tuned thread count
     only ever lowers the user's: it is a cap, never an override."""
     key = (m_bucket(m), n, k, fmt, act_quant, default_lib.isa)
     hit = _RESOLVED.get(key)
     if hit is not None:
         return hit
-    choice = (default_lib.lib.tri_linear_planned, 0, _g2_min_m(default_lib))
+    choice = (default_lib.lib.tri_linear_planned, 0, _g2_min_m(default_lib), default_lib)
     resolver = _RESOLVER
     if resolver is not None:
         try:
@@ -149,7 +149,7 @@ def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
                 _resolver_warn(f"kernel config {config} could not be loaded "
                                f"({cpu_backend.load_error(config)})")
             else:
-                choice = (lib.lib.tri_linear_planned, config.threads, _g2_min_m(lib))
+                choice = (lib.lib.tri_linear_planned, config.threads, _g2_min_m(lib), lib)
                 if _RESOLVER is resolver:
                     _TUNED_USED[key] = config
     if _RESOLVER is resolver:
@@ -218,8 +218,27 @@ class LinearPlan:
             hit = (_RESOLVER_GENERATION,
                    *_resolve(self.lib, m, self.n, self.k, self.fmt, self.act_quant))
             self.resolved[m] = hit
-        _, fn, cap, g2_min = hit
+        _, fn, cap, g2_min, _ = hit
         return fn, _call_threads(self.env_threads, cap), g2_min
+
+    def chain_choice(self, m: int) -> tuple[Any, int, int]:
+        """(library, thread cap, G2 minimum batch) of a call with ``m`` rows, what
+        :meth:`run` picks, for a native chain of layers (``tri_chain_planned`` of that
+        library); the cap is 0 when the user's thread count runs."""
+        if _RESOLVER is None or self.fixed:
+            return self.lib, 0, self.g2_min
+        self._choice(m)
+        _, _, cap, g2_min, lib = self.resolved[m]
+        return lib, cap, g2_min if self.aq == 1 else 1 << 62
+
+    def runs_default(self, m: int) -> bool:
+        """Whether a call with ``m`` rows runs this plan's own kernels on the user's threads
+        (no resolver, a fixed config, or the resolver's answer is the default kernels): what a
+        fused native call of several layers may run in its place."""
+        if _RESOLVER is None or self.fixed:
+            return True
+        lib, cap, _ = self.chain_choice(m)
+        return not cap and lib.lib._handle == self.lib.lib._handle
 
     def run(self, x2: torch.Tensor, act_code: int) -> torch.Tensor:
         """A frozen layer's call, the lean way: ``x2`` a contiguous float32 [M, K], no
@@ -236,7 +255,7 @@ class LinearPlan:
             if hit is None or hit[0] != _RESOLVER_GENERATION:
                 self._choice(m)
                 hit = self.resolved[m]
-            _, fn, cap, g2_min = hit
+            _, fn, cap, g2_min, _ = hit
             if cap and cap < threads:
                 threads = cap
         gw = None

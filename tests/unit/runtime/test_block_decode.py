@@ -246,3 +246,41 @@ def test_two_threads_give_the_tokens_of_one(tmp_path):
     assert all(b.state == "on" for b in _blocks(model))
     for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_tuning_archive_leaves_the_blocks_fused_where_it_has_no_config(checkpoint):
+    """An installed config resolver (the tuning archive of any model) keeps the fused blocks
+    while their projections resolve to the default kernels; a tuned config for a projection
+    at one token runs that projection's own call (the block's forward) at that size."""
+    from tritium.backends.cpu import KernelConfig
+    model = _model(checkpoint)
+    prompt = [41, 42, 43, 44, 45]
+    tokens, _ = _decode(model, prompt, 4, fused=True)       # installed, checked, "on"
+    q = model.layers[0].q_proj
+    calls = {"decode": 0}
+
+    def counting(blk):
+        fn = blk._fn
+
+        def run(*a):
+            calls["decode"] += 1
+            return fn(*a)
+        return run
+
+    isa = _blocks(model)[0]._plans[0].lib.isa
+    for name, resolver, fused in [
+            ("no config", lambda m, n, k, fmt, aq, isa_: None, True),
+            ("q_proj at one token", lambda m, n, k, fmt, aq, isa_:
+             KernelConfig(isa=isa, threads=1)
+             if (m, n, k) == (1, q.out_features, q.in_features) else None, False)]:
+        kernels.set_config_resolver(resolver)
+        try:
+            for blk in _blocks(model):
+                blk._plan(1)        # the plan as the resolver sees it, then count its calls
+                blk._fn = counting(blk)
+            calls["decode"] = 0
+            assert _decode(model, prompt, 4, fused=True)[0] == tokens, name
+        finally:
+            kernels.set_config_resolver(None)
+        n_blocks = len(model.layers)
+        assert calls["decode"] == (4 * n_blocks if fused else 0), name

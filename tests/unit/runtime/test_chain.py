@@ -234,6 +234,60 @@ def test_tuned_resolver_runs_each_layers_plan(tmp_path):
     assert (48, 70) in seen and (10, 33) in seen
 
 
+@pytest.mark.parametrize("m", [1, 9])
+def test_tuned_configs_keep_the_chain_fused(tmp_path, m):
+    """A tuned config changes a layer's kernels, not the fusion: consecutive layers resolved
+    to one library and thread cap run in one native call of that library's chain, and the
+    results stay the default kernels' bit for bit."""
+    from tritium.backends.cpu import KernelConfig, load
+
+    model = freeze_model(_build(tmp_path, MLP, AQ="int8", ACT="relu"))
+    x = torch.randn(m, 70)
+    with torch.no_grad():
+        ref = model(x)
+    run = model.forward._current()[0]
+    assert isinstance(run, _LinearRun)
+    isa = _lib().isa
+    tuned = KernelConfig(isa=isa, tok_chunk=32, threads=1)
+    tuned_lib = load(config=tuned)
+    assert tuned_lib is not None
+    cases = {
+        # every layer the same tuned config: still one native call, of the tuned library
+        "all": (lambda n, k: tuned, [(tuned_lib, [1, 1, 1])]),
+        # only the first layer tuned: one call of the tuned library's chain, then one of the
+        # default's (its layers uncapped)
+        "first": (lambda n, k: tuned if (n, k) == (48, 70) else None,
+                  [(tuned_lib, [1]), (_lib(), None)]),
+        # only the middle layer tuned to a library-equal config with a thread cap: one call,
+        # the cap on that layer alone
+        "cap": (lambda n, k: KernelConfig(isa=isa, threads=1) if (n, k) == (33, 48) else None,
+                [(_lib(), [0, 1, 0])]),
+        # none tuned, or a config that only says what the default does: the default call
+        "none": (lambda n, k: None, None),
+        "default": (lambda n, k: KernelConfig(isa=isa), None),
+    }
+    for name, (pick, expected) in cases.items():
+        kernels.set_config_resolver(lambda mb, n, k, fmt, aq, isa_, pick=pick: pick(n, k))
+        try:
+            with torch.no_grad():
+                out = model(x)
+            calls = run._tuned_calls(m)
+        finally:
+            kernels.set_config_resolver(None)
+        torch.testing.assert_close(out, ref, rtol=0, atol=0, msg=name)
+        if expected is None:
+            assert calls is None, name
+            continue
+        got = []
+        for fn, args_ptr, _n_out, _gws, (_structs, _acts, caps, args) in calls:
+            assert args_ptr == ctypes.addressof(args)
+            got.append((fn, None if not args.caps else list(caps)))
+        assert [(ctypes.cast(fn, ctypes.c_void_p).value, c) for fn, c in got] == [
+            (ctypes.cast(lib.lib.tri_chain_planned, ctypes.c_void_p).value, c)
+            for lib, c in expected], name
+        assert calls[-1][2] == 10
+
+
 def test_an_empty_native_chain_is_refused():
     lib = _lib()
     args = ChainPlanArgs(nlayers=0, layers=None, acts=None, max_n=1)

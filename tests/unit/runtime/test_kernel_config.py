@@ -159,7 +159,7 @@ def test_resolver_is_asked_once_per_bucket_and_its_config_runs():
     assert calls == [(16, 37, 170, "t1.6", "int8", default_isa),
                      (1, 37, 170, "t1.6", "int8", default_isa)]
     # the scalar specialization really ran: it is the one the bucket resolved to
-    fn, _, _ = kernels._RESOLVED[(16, 37, 170, "t1.6", "int8", default_isa)]
+    fn, _, _, _ = kernels._RESOLVED[(16, 37, 170, "t1.6", "int8", default_isa)]
     assert fn is cpu.load(config=chosen).lib.tri_linear_planned
 
 

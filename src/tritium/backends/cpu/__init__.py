@@ -60,10 +60,12 @@ class LinearPlanArgs(ctypes.Structure):
 
 class ChainPlanArgs(ctypes.Structure):
     """``TriChainPlan`` of tritium_kernels.h: consecutive frozen linear layers (an array of
-    ``TriLinearPlan``) and the activation each applies, for ``tri_chain_planned``."""
+    ``TriLinearPlan``), the activation each applies and, optionally, each one's thread cap,
+    for ``tri_chain_planned``."""
 
     _fields_ = [("nlayers", ctypes.c_int64), ("layers", ctypes.c_void_p),
-                ("acts", ctypes.c_void_p), ("max_n", ctypes.c_int64)]
+                ("acts", ctypes.c_void_p), ("max_n", ctypes.c_int64),
+                ("caps", ctypes.c_void_p)]
 
 
 class ConvGeomArgs(ctypes.Structure):

@@ -41,7 +41,8 @@ tested models).
 
 The native calls serve only float32 CPU input [1, m, hidden] inside an active decode session;
 anything else -- no session, autograd, hooks on the block's children, a tuned kernel
-resolver, a cache slot of another layout, changed weights (the plans are rebuilt) -- runs the
+config for one of its projections at that number of tokens (an installed tuning archive with
+none for them leaves the block fused), a cache slot of another layout, changed weights (the plans are rebuilt) -- runs the
 block's own ``forward``. Copies and pickles of a model start over (their blocks are checked
 again).
 """
@@ -149,21 +150,32 @@ class BlockDecoder:
 
     # -- the plan -------------------------------------------------------------------------
 
-    def _plan(self) -> _BlockArgs | None:
-        """The native arguments of the block; None when the block cannot run fused now. The
-        arguments are rebuilt whenever a tensor they point into was replaced or changed in
-        place (its version counter), or a kernel config resolver was installed."""
-        if _plan_mod._RESOLVER is not None:
-            return None
+    def _plan(self, m: int) -> _BlockArgs | None:
+        """The native arguments of the block for a call of ``m`` tokens; None when the block
+        cannot run fused now. The arguments are rebuilt whenever a tensor they point into was
+        replaced or changed in place (its version counter). Under a kernel config resolver
+        the block runs fused only while each projection resolves to the default kernels at
+        ``m`` tokens (a tuned config runs in the projection's own call)."""
         watch = self._watch
+        args = None
         if watch is not None:
             for owner, name, t in watch:
                 if owner.get(name) is not t:
                     break
             else:
                 if tuple([t._version for _, _, t in watch]) == self._versions:
-                    return self._args
-        return self._build()
+                    args = self._args
+        if args is None:
+            args = self._build()
+        if args is None or _plan_mod._RESOLVER is None:
+            return args
+        gen = _plan_mod._RESOLVER_GENERATION
+        hit = self._untuned.get(m)
+        if hit is None or hit[0] != gen:
+            if len(self._untuned) >= 64:   # prompt lengths come and go: keep a bounded few
+                self._untuned.clear()
+            hit = self._untuned[m] = (gen, all(p.runs_default(m) for p in self._plans))
+        return args if hit[1] else None
 
     def _build(self) -> _BlockArgs | None:
         b = self.block
@@ -224,6 +236,7 @@ class BlockDecoder:
         self._by_layout = {}
         self._ws_bytes: dict[int, int] = {}
         self._threads = plans[0].env_threads
+        self._untuned = {}   # tokens per call -> (resolver generation, all default kernels)
         return args
 
     def _workspace(self, session: Any, cap: int) -> torch.Tensor:
@@ -296,7 +309,7 @@ class BlockDecoder:
             return self._prefill(session, x, slot)
         if self.state == "off":
             return self.own_forward(x)
-        plan = self._plan()
+        plan = self._plan(1)
         if plan is None or x.shape[2] != plan.dim:
             return self.own_forward(x)
         n = session.offset      # every slot holds the tokens before this step
@@ -344,7 +357,7 @@ class BlockDecoder:
         :data:`PREFILL_CHECK_TOKENS` tokens (outside the session: positions from 0)."""
         if self.prefill_state == "off":
             return self.own_forward(x)
-        plan = self._plan()
+        plan = self._plan(x.shape[1])
         if plan is None or self._prefill_fn is None or x.shape[2] != plan.dim:
             return self.own_forward(x)
         m, n, hd = x.shape[1], session.offset, plan.head_dim

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tritium.runtime import plan as _plan_mod
-
 if TYPE_CHECKING:
     from tritium.runtime.layers.ternary import BitLinear
 
@@ -27,8 +25,8 @@ class SharedInputGroup:
     members' outputs and keeps the others' for their calls on that same tensor. Outputs made
     for a tensor that their layers were then not called on count as misses; after a few the
     group turns itself off (each layer runs alone again). Calls with an activation, a residual,
-    autograd, several tokens from the int8 GEMM's batch size on, or a tuned config resolver
-    run each layer alone."""
+    autograd, several tokens from the int8 GEMM's batch size on, or a tuned config for a member
+    at that batch size run each layer alone."""
 
     MAX_MISSES = 4
 
@@ -103,7 +101,7 @@ class SharedInputGroup:
         plans = []
         for j in cluster:
             plan = self.members[j]._frozen_plan(x, None)
-            if plan is None or (_plan_mod._RESOLVER is not None and not plan.fixed):
+            if plan is None:
                 return None
             plans.append(plan)
         shape = x.shape
@@ -112,7 +110,8 @@ class SharedInputGroup:
             x2 = x2.contiguous()
         m = x2.shape[0]
         p0 = plans[0]
-        if m >= p0.g2_min or any(p.lib is not p0.lib or p.fmt != p0.fmt for p in plans):
+        # a tuned config for a member runs in the member's own call
+        if not all(p.runs_default(m) for p in plans) or m >= p0.g2_min or any(p.lib is not p0.lib or p.fmt != p0.fmt for p in plans):
             return None
         key = tuple(id(p) for p in plans)
         hit = self._arrays.get(cluster)

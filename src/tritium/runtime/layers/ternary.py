@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from tritium.runtime import kernels
-from tritium.runtime import plan as _plan_mod
 from tritium.runtime.native import _ACT_CODE, _g2_layout
 from tritium.runtime.packing import (
     FORMAT_VERSION,
@@ -528,9 +527,10 @@ class BitLinear(TernaryLinear):
 
     def _rms_native(self, x: torch.Tensor, activation: str | None) -> torch.Tensor | None:
         """The one-call frozen path, or None when it may not serve this call (the plan's
-        conditions, or a tuned config resolver: each layer then runs its resolved plan)."""
+        conditions, or a tuned config for this layer at this batch: it then runs its
+        resolved plan)."""
         plan = self._frozen_plan(x, None)
-        if plan is None or (_plan_mod._RESOLVER is not None and not plan.fixed):
+        if plan is None:
             return None
         code = _ACT_CODE[_check_activation(activation)]
         shape = x.shape
@@ -538,6 +538,8 @@ class BitLinear(TernaryLinear):
         if not x2.is_contiguous():
             x2 = x2.contiguous()
         m = x2.shape[0]
+        if not plan.runs_default(m):   # a tuned config: the layer's own (resolved) call
+            return None
         gw = None
         if plan.aq and m >= plan.g2_min:   # the int8 GEMM's weight layout, as plan.run
             if plan.g2 is None:

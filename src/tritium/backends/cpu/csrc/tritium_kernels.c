@@ -199,8 +199,9 @@ TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t 
                                  int nthreads, const uint8_t *const *gws) {
     const int64_t L = c->nlayers;
     if (L <= 0) return 2;
+#define CHAIN_THREADS(i) (c->caps && c->caps[i] > 0 && c->caps[i] < nthreads ? c->caps[i] : nthreads)
     if (L == 1)
-        return tri_linear_planned(&c->layers[0], x, m, NULL, c->acts[0], y, nthreads,
+        return tri_linear_planned(&c->layers[0], x, m, NULL, c->acts[0], y, CHAIN_THREADS(0),
                                   gws ? gws[0] : NULL);
     /* two ping-pong buffers for the intermediate activations, each m x max_n */
     const int64_t stride = m * c->max_n;
@@ -210,12 +211,13 @@ TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t 
     int rc = 0;
     for (int64_t i = 0; i < L && rc == 0; i++) {
         float *out = i == L - 1 ? y : buf + (i & 1) * stride;
-        rc = tri_linear_planned(&c->layers[i], in, m, NULL, c->acts[i], out, nthreads,
+        rc = tri_linear_planned(&c->layers[i], in, m, NULL, c->acts[i], out, CHAIN_THREADS(i),
                                 gws ? gws[i] : NULL);
         in = out;
     }
     free(buf);
     return rc;
+#undef CHAIN_THREADS
 }
 
 #include "tritium_dw.h"   /* depthwise and pointwise convs (fp32), tri_conv2d_planned's */

@@ -149,6 +149,9 @@ typedef struct {
     const TriLinearPlan *layers;
     const int32_t *acts;
     int64_t max_n;
+    /* NULL, or per layer a thread cap (0: none): layer i runs on min(cap, nthreads) threads
+     * (a tuned config's cap applies to its own layer in a fused chain) */
+    const int32_t *caps;
 } TriChainPlan;
 
 /* y[m, n_last] = the chain applied to x[m, k_0]; gws: NULL or one G2 layout (or NULL) per
