@@ -24,7 +24,9 @@ condition.
 With ``--model FILE.tri`` (after ``tritium tune --model FILE.tri --batch 1,64``), every
 ternary linear shape of the model is also timed with the tuning archive's configs and with
 the defaults, interleaved, under each condition; ``tuned/default`` above 1.05 would be a tuned
-config that loses. Whether a tuned config applied to the shape is printed beside it.
+config that loses. Whether a tuned config applied to the shape is printed beside it. The whole
+model (random weights, frozen) is timed the same way at batch 1 and 64: a tuning archive must
+not cost the fusion around a layer either (a chain of linear layers stays one native call).
 """
 
 from __future__ import annotations
@@ -302,6 +304,27 @@ def _tuned_table(rows: list[tuple[int, int, int, str]], args, default: int) -> N
         print(f"    {m}x{n}x{k} {act:>4}: default {med['default']:.4f} ms, tuned "
               f"{med['tuned']:.4f} ms, tuned/default {med['tuned'] / med['default']:.2f} "
               f"({status})")
+    from tritium.driver.models import build_model, declared_input_shape
+
+    torch.manual_seed(0)
+    built = build_model(args.model)
+    model = trt.freeze_model(built.model.eval())
+    shape = declared_input_shape(args.model, built.entry)
+    for batch in (1, 64):
+        x = torch.randn(batch, *shape) if shape is not None else None
+        if x is None:
+            print(f"    whole model: {built.entry} declares no input shape; not timed")
+            break
+
+        def run(model=model, x=x):
+            return model(x)
+
+        vs = [Variant("default", default, run, None, True),
+              Variant("tuned", default, run, dispatch.resolve, True)]
+        med = measure(vs, args.rounds, args.reps * 5, args.min_sample_ms)
+        print(f"    whole model {built.entry} batch {batch}: default {med['default']:.4f} ms, "
+              f"tuned {med['tuned']:.4f} ms, tuned/default "
+              f"{med['tuned'] / med['default']:.2f}")
 
 
 if __name__ == "__main__":
