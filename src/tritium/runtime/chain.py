@@ -72,8 +72,9 @@ class _LinearRun:
     """Consecutive frozen ternary linear layers, each with its fused activation, in one native
     call; the layers' own forwards when the call does not fit (shape, autograd, no native
     kernels). Under a tuned config resolver each layer runs the config it resolves to, and
-    consecutive layers that resolve to the same kernel library and thread cap still run in
-    one native call (that library's chain): tuning changes the kernels, not the fusion."""
+    consecutive layers that resolve to the same kernel library still run in one native call
+    (that library's chain, each layer with its own thread cap): tuning changes the kernels,
+    not the fusion."""
 
     __slots__ = ("layers", "acts", "codes", "k0", "n_last", "plans", "args", "args_ptr",
                  "structs", "act_arr", "gws", "g2_min", "env_threads", "fn", "biases", "guard",
@@ -128,9 +129,9 @@ class _LinearRun:
         changes (None when every layer resolved to the default kernels: the default call
         runs): one per run of consecutive layers whose resolved configs share a kernel
         library (configs that differ only in threads share one; each layer keeps its own
-        thread cap in the call), as (that library's
-        ``tri_chain_planned``, its chain arguments, the run's output width, its layers' G2
-        layouts, what keeps the arguments alive)."""
+        thread cap in the call), as (that library's ``tri_chain_planned``, its chain
+        arguments, the run's output width, its layers' G2 layouts, what keeps the arguments
+        alive)."""
         hit = self.tuned.get(m)
         if hit is not None and hit[0] == _plan._RESOLVER_GENERATION:
             return hit[1]

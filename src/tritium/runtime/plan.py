@@ -124,9 +124,9 @@ def _call_threads(env_threads: int, cap: int) -> int:
 
 def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
              ) -> tuple[Any, int, int, Any]:
-    """The (tri_linear_planned, thread cap, G2 minimum batch, library) to run for this problem: the
-    resolver's config or the default (cap 0: the user's thread count). A tuned thread count
-    only ever lowers the user's: it is a cap, never an override."""
+    """The (tri_linear_planned, thread cap, G2 minimum batch, library) to run for this
+    problem: the resolver's config or the default (cap 0: the user's thread count). A tuned
+    thread count only ever lowers the user's: it is a cap, never an override."""
     key = (m_bucket(m), n, k, fmt, act_quant, default_lib.isa)
     hit = _RESOLVED.get(key)
     if hit is not None:

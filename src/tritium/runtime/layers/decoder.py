@@ -42,9 +42,9 @@ tested models).
 The native calls serve only float32 CPU input [1, m, hidden] inside an active decode session;
 anything else -- no session, autograd, hooks on the block's children, a tuned kernel
 config for one of its projections at that number of tokens (an installed tuning archive with
-none for them leaves the block fused), a cache slot of another layout, changed weights (the plans are rebuilt) -- runs the
-block's own ``forward``. Copies and pickles of a model start over (their blocks are checked
-again).
+none for them leaves the block fused), a cache slot of another layout, changed weights (the
+plans are rebuilt) -- runs the block's own ``forward``. Copies and pickles of a model start
+over (their blocks are checked again).
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ class SharedInputGroup:
         m = x2.shape[0]
         p0 = plans[0]
         # a tuned config for a member runs in the member's own call
-        if not all(p.runs_default(m) for p in plans) or m >= p0.g2_min or any(p.lib is not p0.lib or p.fmt != p0.fmt for p in plans):
+        if m >= p0.g2_min or any(p.lib is not p0.lib or p.fmt != p0.fmt for p in plans) \
+                or not all(p.runs_default(m) for p in plans):
             return None
         key = tuple(id(p) for p in plans)
         hit = self._arrays.get(cluster)
