@@ -319,6 +319,13 @@ def _tuned_table(rows: list[tuple[int, int, int, str]], args, default: int) -> N
         def run(model=model, x=x):
             return model(x)
 
+        try:
+            with torch.no_grad():
+                run()
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            print(f"    whole model: {built.entry} does not run on a random float input of "
+                  f"shape {tuple(x.shape)} ({type(exc).__name__}: {exc}); not timed")
+            break
         vs = [Variant("default", default, run, None, True),
               Variant("tuned", default, run, dispatch.resolve, True)]
         med = measure(vs, args.rounds, args.reps * 5, args.min_sample_ms)
