@@ -263,16 +263,19 @@ def _tuned_setup(model: str | None) -> list[tuple[int, int, int, str]]:
     if model is None:
         return []
     from tritium.tune import dispatch
-    from tritium.tune.cli import model_shapes
+    from tritium.tune.cli import UsageError, model_shapes
     from tritium.tune.cpu import act_quant_of
 
     if not dispatch.install_if_tuned():
         print(f"--model {model}: no tuning archive (run `tritium tune --model {model} "
               "--batch 1,64` first); the tuned comparison is skipped")
         return []
-    rows = sorted({(m, n, k, act_quant_of(kernel))
-                   for kernel, (m, n, k) in model_shapes(model, None, [1, 64], "t2")})
-    return rows
+    try:
+        shapes = model_shapes(model, None, [1, 64], "t2")
+    except UsageError as exc:
+        print(f"--model {model}: {exc}; the tuned comparison is skipped")
+        return []
+    return sorted({(m, n, k, act_quant_of(kernel)) for kernel, (m, n, k) in shapes})
 
 
 def _tuned_table(rows: list[tuple[int, int, int, str]], args, default: int) -> None:
