@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tritium.runtime import plan as _plan_mod
+
 if TYPE_CHECKING:
     from tritium.runtime.layers.ternary import BitLinear
 
@@ -112,7 +114,7 @@ class SharedInputGroup:
         p0 = plans[0]
         # a tuned config for a member runs in the member's own call
         if m >= p0.g2_min or any(p.lib is not p0.lib or p.fmt != p0.fmt for p in plans) \
-                or not all(p.runs_default(m) for p in plans):
+                or _plan_mod._RESOLVER is not None and not all(p.runs_default(m) for p in plans):
             return None
         key = tuple(id(p) for p in plans)
         hit = self._arrays.get(cluster)
