@@ -68,6 +68,21 @@ def _native_linear(mod: Any) -> bool:
             and type(mod)._pre is TernaryLinear._pre)
 
 
+def _chain_args(plans: list, codes: list[int], caps: list[int] | None = None) -> tuple:
+    """The ``TriChainPlan`` of ``plans`` (consecutive layers of one kernel library) with their
+    activation codes and, when any is set, their thread caps: (its address, what keeps it and
+    the arrays it points into alive)."""
+    count = len(plans)
+    structs = (cpu_backend.LinearPlanArgs * count)(*[p.args for p in plans])
+    acts = (ctypes.c_int32 * count)(*codes)
+    cap_arr = (ctypes.c_int32 * count)(*caps) if caps is not None and any(caps) else None
+    args = cpu_backend.ChainPlanArgs(
+        nlayers=count, layers=ctypes.addressof(structs), acts=ctypes.addressof(acts),
+        max_n=max([p.n for p in plans[:-1]], default=1),
+        caps=None if cap_arr is None else ctypes.addressof(cap_arr))
+    return ctypes.addressof(args), (args, structs, acts, cap_arr)
+
+
 class _LinearRun:
     """Consecutive frozen ternary linear layers, each with its fused activation, in one native
     call; the layers' own forwards when the call does not fit (shape, autograd, no native
@@ -76,9 +91,8 @@ class _LinearRun:
     (that library's chain, each layer with its own thread cap): tuning changes the kernels,
     not the fusion."""
 
-    __slots__ = ("layers", "acts", "codes", "k0", "n_last", "plans", "args", "args_ptr",
-                 "structs", "act_arr", "gws", "g2_min", "env_threads", "fn", "biases", "guard",
-                 "tuned")
+    __slots__ = ("layers", "acts", "codes", "k0", "n_last", "plans", "args_ptr", "keep", "gws",
+                 "g2_min", "env_threads", "fn", "biases", "guard", "tuned")
 
     def __init__(self, layers: list[TernaryLinear], acts: list[str | None]) -> None:
         self.layers, self.acts = layers, acts
@@ -105,14 +119,7 @@ class _LinearRun:
         if any(p is None for p in plans) or len({p.lib.lib._handle for p in plans}) != 1:
             self.plans = None
             return False
-        count = len(plans)
-        self.structs = (cpu_backend.LinearPlanArgs * count)(*[p.args for p in plans])
-        self.act_arr = (ctypes.c_int32 * count)(*self.codes)
-        self.args = cpu_backend.ChainPlanArgs(
-            nlayers=count, layers=ctypes.addressof(self.structs),
-            acts=ctypes.addressof(self.act_arr),
-            max_n=max([p.n for p in plans[:-1]], default=1))
-        self.args_ptr = ctypes.addressof(self.args)
+        self.args_ptr, self.keep = _chain_args(plans, self.codes)
         self.fn = plans[0].lib.lib.tri_chain_planned
         int8 = [p.g2_min for p in plans if p.aq]
         self.g2_min = min(int8) if int8 else 1 << 62
@@ -150,23 +157,15 @@ class _LinearRun:
             while j < len(plans) and choices[j][0].lib._handle == lib.lib._handle:
                 j += 1
             group, picked = plans[i:j], choices[i:j]
-            count = len(group)
-            structs = (cpu_backend.LinearPlanArgs * count)(*[p.args for p in group])
-            acts = (ctypes.c_int32 * count)(*self.codes[i:j])
-            caps = (ctypes.c_int32 * count)(*[cap for _, cap, _ in picked])
-            args = cpu_backend.ChainPlanArgs(
-                nlayers=count, layers=ctypes.addressof(structs), acts=ctypes.addressof(acts),
-                max_n=max([p.n for p in group[:-1]], default=1),
-                caps=ctypes.addressof(caps) if any(caps) else None)
+            args_ptr, keep = _chain_args(group, self.codes[i:j], [cap for _, cap, _ in picked])
             ptrs = []
             for p, (_, _, g2_min) in zip(group, picked, strict=True):
                 if p.aq == 1 and m >= g2_min and p.g2 is None:
                     p.g2 = _g2_layout(p.lib, p.tensors[0], p.n, p.k, p.fmt)
                 ptrs.append(p.g2.data_ptr() if p.aq == 1 and m >= g2_min
                             and p.g2 is not None else None)
-            gws = (ctypes.c_void_p * count)(*ptrs)
-            calls.append((lib.lib.tri_chain_planned, ctypes.addressof(args), group[-1].n, gws,
-                          (structs, acts, caps, args)))
+            gws = (ctypes.c_void_p * len(ptrs))(*ptrs)
+            calls.append((lib.lib.tri_chain_planned, args_ptr, group[-1].n, gws, keep))
             i = j
         self.tuned[m] = (_plan._RESOLVER_GENERATION, calls)
         return calls

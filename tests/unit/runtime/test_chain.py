@@ -281,9 +281,10 @@ def test_tuned_configs_keep_the_chain_fused(tmp_path, m):
             assert calls is None, name
             continue
         got = []
-        for fn, args_ptr, _n_out, _gws, (_structs, _acts, caps, args) in calls:
+        for fn, args_ptr, _n_out, _gws, (args, _structs, _acts, caps) in calls:
             assert args_ptr == ctypes.addressof(args)
-            got.append((fn, None if not args.caps else list(caps)))
+            assert (args.caps is None) == (caps is None)
+            got.append((fn, None if caps is None else list(caps)))
         assert [(ctypes.cast(fn, ctypes.c_void_p).value, c) for fn, c in got] == [
             (ctypes.cast(lib.lib.tri_chain_planned, ctypes.c_void_p).value, c)
             for lib, c in expected], name
