@@ -336,7 +336,8 @@ class ChainForward:
     def __init__(self, module: nn.Module, steps: list) -> None:
         self.module = module
         self.steps = [list(s) for s in steps]
-        self.original = type(module).forward.__get__(module)
+        self.generated = type(module).forward
+        self.original = self.generated.__get__(module)
         self.program: tuple | None = None
         try:
             self.__signature__ = inspect.signature(self.original)
@@ -345,40 +346,49 @@ class ChainForward:
         self.__doc__ = type(module).forward.__doc__
 
     def __reduce__(self):   # copies and pickles rebuild the plan (ctypes pointers stay here)
-        return (ChainForward, (self.module, self.steps))
+        return (type(self), (self.module, self.steps))
+
+    def _build(self) -> tuple | None:
+        """(ops, the (name, module) pairs the plan depends on, the parameters whose
+        ``requires_grad`` rules it out, the (attribute, value) pairs it depends on)."""
+        prog = _compile(self.module, self.steps)
+        return None if prog is None else (*prog, ())
 
     def _program(self) -> tuple | None:
-        prog = self.program
-        mods = self.module._modules
-        if prog is not None:
-            for name, mod in prog[1]:
-                if mods.get(name) is not mod:
-                    prog = None
-                    break
-        if prog is None:
-            prog = self.program = _compile(self.module, self.steps)
-        return prog
+        """The plan (see :meth:`_build`) for the module as it is now."""
+        self._current()
+        return self.program
 
     def _current(self) -> list | None:
         """The ops to run, or None when the generated forward must: a step's module has hooks
-        (they must see their calls), or the steps are not understood. Recompiles when a module
-        was replaced."""
+        (they must see their calls), or the steps are not understood. Rebuilds when a module
+        (or an attribute the plan read) was replaced."""
         prog = self.program
         if prog is not None:
             mods = self.module._modules
             for name, mod in prog[1]:
                 if mods.get(name) is not mod:
                     break
-                if mod._forward_hooks or mod._forward_pre_hooks:
+                if mod is not None and (mod._forward_hooks or mod._forward_pre_hooks):
                     return None
             else:
-                return prog[0]
-        prog = self._program()
-        if prog is None or any(m._forward_hooks or m._forward_pre_hooks for _, m in prog[1]):
+                module = self.module
+                if all(getattr(module, a, None) == v for a, v in prog[3]):
+                    return prog[0]
+        prog = self.program = self._build()
+        if prog is None or any(m is not None and (m._forward_hooks or m._forward_pre_hooks)
+                               for _, m in prog[1]):
             return None
         return prog[0]
 
+    def _run(self, ops: list, x: torch.Tensor) -> torch.Tensor:
+        for op in ops:
+            x = op(x)
+        return x
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if type(self.module).forward is not self.generated:   # the class changed since
+            return type(self.module).forward(self.module, *args, **kwargs)
         if len(args) != 1 or kwargs or _is_compiling():
             return self.original(*args, **kwargs)
         x = args[0]
@@ -389,19 +399,17 @@ class ChainForward:
         if ops is None or torch.is_grad_enabled() and (
                 x.requires_grad or any(p.requires_grad for p in self.program[2])):
             return self.original(x)
-        for op in ops:
-            x = op(x)
-        return x
+        return self._run(ops, x)
 
 
-def _chain_is_the_forwards(mod: nn.Module) -> bool:
-    """Whether the class whose ``forward`` runs is the one whose ``__init__`` wrote the steps
-    (a subclass that overrides ``forward`` keeps it: the steps describe another forward)."""
+def written_by_the_forwards_class(mod: nn.Module, attr: str) -> bool:
+    """Whether the class whose ``forward`` runs is the one whose ``__init__`` wrote ``attr``
+    (a subclass that overrides ``forward`` keeps it: the data describe another forward)."""
     for cls in type(mod).__mro__:
         if "forward" in cls.__dict__:
             init = cls.__dict__.get("__init__")
             code = getattr(init, "__code__", None)
-            return code is not None and "tritium_chain" in code.co_names
+            return code is not None and attr in code.co_names
     return False
 
 
@@ -419,7 +427,7 @@ def install_chains(model: nn.Module) -> int:
         if isinstance(mod.__dict__.get("forward"), ChainForward):
             count += 1
             continue
-        if "forward" in mod.__dict__ or not _chain_is_the_forwards(mod):
+        if "forward" in mod.__dict__ or not written_by_the_forwards_class(mod, "tritium_chain"):
             continue
         if not any(isinstance(mod._modules.get(s[1]), TernaryLayer) and mod._modules[s[1]].frozen
                    for s in steps if isinstance(s, list | tuple) and len(s) > 1

@@ -42,9 +42,9 @@ import torch
 from torch import nn
 
 from tritium.argcheck import entry_point_problem
-from tritium.runtime.chain import install_chains
 from tritium.runtime.checkpoint_read import _read
 from tritium.runtime.checkpoint_write import _module_and_path
+from tritium.runtime.graph import install_forwards
 from tritium.runtime.layers import (
     TernaryLayer,
     TritiumLayer,
@@ -253,5 +253,5 @@ def load_checkpoint(
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:
         raise CheckpointError(path, f"cannot load into the model: {e}") from None
-    install_chains(model)   # a generated forward that is one chain runs as one plan
+    install_forwards(model)   # a generated forward that is a chain or dataflow runs as a plan
     return state, metadata

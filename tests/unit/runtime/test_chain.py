@@ -81,13 +81,13 @@ def test_the_compiler_writes_the_steps(tmp_path):
     assert ["call", "flatten", 1, -1] in cnn.tritium_chain
 
 
-@pytest.mark.parametrize("body", [
-    "x = fc1(x) + x\n        return fc2(x)",        # a residual: not a chain
-    "let h = fc1(x)\n        return fc2(h)",         # a second variable
-    "x = double(fc1(x))\n        return fc2(x)",     # a user function
-    "x = flatten(fc1(x), start_dim: n)\n        return fc2(x)",  # a non-literal dim
+@pytest.mark.parametrize("body, graph", [
+    ("x = fc1(x) + x\n        return fc2(x)", True),      # a residual: dataflow, no chain
+    ("let h = fc1(x)\n        return fc2(h)", True),       # a second variable: the same
+    ("x = double(fc1(x))\n        return fc2(x)", False),  # a user function
+    ("x = flatten(fc1(x), start_dim: n)\n        return fc2(x)", False),  # a non-literal dim
 ])
-def test_no_chain_for_other_forwards(tmp_path, body):
+def test_no_chain_for_other_forwards(tmp_path, body, graph):
     source = f"""
     fn double(t: Tensor) -> Tensor {{ return t * 2 }}
     model M {{
@@ -101,8 +101,10 @@ def test_no_chain_for_other_forwards(tmp_path, body):
     """
     model = _build(tmp_path, source)
     assert not hasattr(model, "tritium_chain")
+    assert hasattr(model, "tritium_graph") == graph   # tritium.runtime.graph's
     freeze_model(model)
-    assert "forward" not in model.__dict__
+    assert ("forward" in model.__dict__) == graph
+    assert not isinstance(model.__dict__.get("forward"), ChainForward) or graph
 
 
 @pytest.mark.usefixtures("every_isa")

@@ -33,37 +33,43 @@ def _const_int(e: A.Expr) -> int | None:
     return None
 
 
+def chain_step(e: A.Call, layers: set[str], shadowed: set[str]) -> list | None:
+    """The step `e` is when its first argument is the running value: `["layer", attr]` for a
+    declared layer called with that one argument, `["call", fn, *constants]` for a chain
+    builtin, or None."""
+    if not isinstance(e.func, A.Name) or not e.args or e.args[0].name is not None:
+        return None
+    name = e.func.id
+    rest = e.args[1:]
+    if name in layers:
+        return None if rest else ["layer", py_attr(name)]
+    if name not in CHAIN_BUILTINS or name in shadowed:
+        return None
+    params = CHAIN_BUILTINS[name]
+    values = dict(params)
+    if len(rest) > len(params):
+        return None
+    for i, arg in enumerate(rest):
+        key = params[i][0] if arg.name is None else arg.name
+        if key not in values or (arg.name is None and any(a.name for a in rest[:i])):
+            return None
+        v = _const_int(arg.value)
+        if v is None:
+            return None
+        values[key] = v
+    return ["call", name, *(values[p] for p, _ in params)]
+
+
 def _steps(e: A.Expr, var: str, layers: set[str], shadowed: set[str]) -> list[list] | None:
     """The steps of `e` applied to `var`, innermost first, or None when `e` is no chain."""
     if isinstance(e, A.Name):
         return [] if e.id == var else None
-    if not isinstance(e, A.Call) or not isinstance(e.func, A.Name) or not e.args:
+    if not isinstance(e, A.Call):
         return None
-    name = e.func.id
-    first, rest = e.args[0], e.args[1:]
-    if first.name is not None:
+    step = chain_step(e, layers, shadowed)
+    if step is None:
         return None
-    if name in layers:
-        step: list = ["layer", py_attr(name)]
-        if rest:
-            return None
-    elif name in CHAIN_BUILTINS and name not in shadowed:
-        params = CHAIN_BUILTINS[name]
-        values = dict(params)
-        if len(rest) > len(params):
-            return None
-        for i, arg in enumerate(rest):
-            key = params[i][0] if arg.name is None else arg.name
-            if key not in values or (arg.name is None and any(a.name for a in rest[:i])):
-                return None
-            v = _const_int(arg.value)
-            if v is None:
-                return None
-            values[key] = v
-        step = ["call", name, *(values[p] for p, _ in params)]
-    else:
-        return None
-    inner = _steps(first.value, var, layers, shadowed)
+    inner = _steps(e.args[0].value, var, layers, shadowed)
     return None if inner is None else [*inner, step]
 
 

@@ -32,6 +32,7 @@ from ...frontend.names import internal, py_attr, py_local
 from ...frontend.parser import TENSOR_TYPES
 from .chain import forward_chain
 from .expressions import PY_PREC, Ctx
+from .graph import forward_graph
 from .layer_values import holds_layers
 from .text import CodegenError, scan
 from .text import escape as _text
@@ -176,6 +177,13 @@ class DefinitionGen:
         if chain:
             self.emit(2, "# forward as one chain of steps (a frozen model runs it as one plan)")
             self.emit(2, f"self.tritium_chain = {_q(chain)}")
+        else:
+            scalars = {p.name for p in hparams} | {
+                i.key for i in node.body if isinstance(i, A.ConfigEntry)}
+            graph = forward_graph(node.body, fns, set(self.defs), scalars)
+            if graph:
+                self.emit(2, "# forward as dataflow ops (a frozen model fuses its residual adds)")
+                self.emit(2, f"self.tritium_graph = {_q(graph)}")
         # the body's other functions are methods, called as `self.name(…)`
         attrs |= {f.name for f in fns if f.name != "forward"}
         for fn in fns:

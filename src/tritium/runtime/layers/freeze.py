@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tritium.runtime.chain import install_chains
+from tritium.runtime.graph import install_forwards
 from tritium.runtime.layers.groups import SharedInputGroup
 from tritium.runtime.layers.head import HEADS, quantize_head
 from tritium.runtime.layers.ternary import (
@@ -143,8 +143,9 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
     int8/int4 layers use their own formats. With ``fold_bn`` (default) every batch norm that
     only normalizes a ternary layer's output (see :func:`fold_batchnorms`) is folded into it
     and removed: the frozen model is for inference, with the batch norms' running
-    statistics. A generated module whose ``forward`` its compiler listed as one chain of
-    steps then runs it as one plan (:func:`tritium.runtime.chain.install_chains`).
+    statistics. A generated module whose ``forward`` its compiler wrote as one chain of
+    steps, or as dataflow ops (a residual block), then runs it as one plan, its residual adds
+    fused into the convs (:func:`tritium.runtime.graph.install_forwards`).
 
     ``head="int8"`` also replaces a language model's full-precision output head (every
     ``nn.Linear`` named ``lm_head``) by an int8 one (:class:`~tritium.runtime.layers.head.
@@ -167,6 +168,6 @@ def freeze_model(model: nn.Module, format: str | None = None, *,
         fold_batchnorms(model)
     quantize_head(model, head)
     group_shared_inputs(model)
-    install_chains(model)
+    install_forwards(model)
     return model
 
