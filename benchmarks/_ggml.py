@@ -5,8 +5,9 @@ and called through ctypes, for ``benchmarks/peers.py``; and llama.cpp's own prog
 
 The sdist vendors llama.cpp (``vendor/llama.cpp/ggml``). Only the ggml libraries are built
 (``ggml-base`` and the CPU backend ``ggml-cpu``; no llama, tools, examples, CUDA or other
-backends), Release, with ``GGML_NATIVE`` (``-march=native``: this CPU's ISA) and llama.cpp's own
-defaults otherwise (OpenMP, llamafile sgemm). The build lives under Tritium's cache root,
+backends), Release, with ``GGML_NATIVE`` (``-march=native``: this CPU's ISA; under
+``$TRITIUM_CPU_MAX_ISA`` the capped CPU's ISA options instead, see ``isa_options``) and
+llama.cpp's own defaults otherwise (OpenMP, llamafile sgemm). The build lives under Tritium's cache root,
 ``<cache>/peers/ggml-<version>-<key>``, where the key hashes the CPU's ISA flags, the cmake
 options and the pinned sdist, so a later run on the same machine reuses it and a different CPU
 (or option) builds its own.
@@ -72,6 +73,40 @@ CMAKE_OPTIONS: tuple[tuple[str, str], ...] = (
     ("GGML_BUILD_EXAMPLES", "OFF"),
 )
 
+# x86 ISA options of ggml's CMakeLists, with the /proc/cpuinfo flag each needs: what a build
+# for a capped CPU ($TRITIUM_CPU_MAX_ISA) turns on explicitly in place of -march=native.
+# AVX-VNNI (VEX-coded) stays off: the AVX2 cap models a Zen 3 class machine, which lacks it.
+X86_ISA_OPTIONS: tuple[tuple[str, str | None], ...] = (
+    ("GGML_SSE42", "sse4_2"), ("GGML_AVX", "avx"), ("GGML_AVX2", "avx2"), ("GGML_BMI2", "bmi2"),
+    ("GGML_FMA", "fma"), ("GGML_F16C", "f16c"), ("GGML_AVX_VNNI", None),
+    ("GGML_AVX512", "avx512f"), ("GGML_AVX512_VBMI", "avx512vbmi"),
+    ("GGML_AVX512_VNNI", "avx512_vnni"), ("GGML_AVX512_BF16", "avx512_bf16"),
+)
+
+
+def isa_options(options=CMAKE_OPTIONS, flags=None, capped: bool | None = None,
+                machine: str | None = None) -> tuple[tuple[str, str], ...]:
+    """``options`` for the CPU the kernels see (``flags``: this CPU's, capped). Uncapped,
+    ``GGML_NATIVE`` (``-march=native``). Under ``$TRITIUM_CPU_MAX_ISA`` (``capped``: by
+    default whether the cap hides any of this CPU's flags) ``-march=native`` would build for
+    the real CPU, and the peer would run AVX-512 code beside Tritium's AVX2 path: the build
+    turns ``GGML_NATIVE`` off and, on x86-64, each ISA option on exactly when ``flags`` have
+    it (elsewhere ggml's portable baseline)."""
+    import platform
+
+    flags = frozenset(cpu_flags() if flags is None else flags)
+    if capped is None:
+        capped = _isa.cpu_flags() != _isa.host_cpu_flags()
+    if not capped:
+        return tuple(options)
+    machine = (platform.machine() if machine is None else machine).lower()
+    extra: tuple[tuple[str, str], ...] = ()
+    if machine in _isa.X86_MACHINES:
+        extra = tuple((opt, "ON" if flag is not None and flag in flags else "OFF")
+                      for opt, flag in X86_ISA_OPTIONS)
+    return tuple((k, "OFF" if k == "GGML_NATIVE" else v) for k, v in options) + extra
+
+
 # /proc/cpuinfo flags that decide which code -march=native produces (and that the table shows)
 ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx", "vnni", "asimd", "sve",
                 "sme", "i8mm", "dotprod", "fphp", "neon", "vsx", "rvv")
@@ -93,6 +128,14 @@ cpu_flags = _isa.cpu_flags
 def isa_flags(flags: list[str] | tuple[str, ...] | frozenset[str]) -> list[str]:
     """The SIMD flags among ``flags`` (sorted): what ``-march=native`` builds for."""
     return sorted({f for f in flags if f.startswith(ISA_PREFIXES) and f not in NOT_ISA})
+
+
+def _isa_words(options) -> str:
+    opts = dict(options)
+    if opts.get("GGML_NATIVE") != "OFF":
+        return "native ISA"
+    on = [k[5:] for k, v in opts.items() if v == "ON" and k in dict(X86_ISA_OPTIONS)]
+    return "ISA capped by TRITIUM_CPU_MAX_ISA: " + (", ".join(on) or "portable baseline")
 
 
 def build_key(version: str, flags, options=CMAKE_OPTIONS, sdist_sha256: str = SDIST_SHA256,
@@ -299,7 +342,8 @@ def _copy_found(work: Path, names, dest: Path, what: str) -> None:
 def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None,
                  rebuild: bool = False, log=print) -> tuple[Path, str]:
     """Build (or reuse) ggml for this CPU; returns (library directory, key)."""
-    key = build_key(GGML_VERSION, cpu_flags())
+    options = isa_options()
+    key = build_key(GGML_VERSION, cpu_flags(), options)
     final = cache / key
     if rebuild and final.exists():
         shutil.rmtree(final)
@@ -315,10 +359,10 @@ def ensure_build(cache: Path, sdist: Path | None = None, jobs: int | None = None
             "project(tritium_peers_ggml C CXX)\n"
             f'add_subdirectory("{src.as_posix()}" ggml)\n', encoding="utf-8")
         log(f"building ggml {GGML_VERSION} of llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} "
-            f"(CPU backend, native ISA) in {final} (a few minutes, once)")
-        _cmake_build("ggml", wrap, work, CMAKE_OPTIONS, ("ggml-cpu",), jobs)
+            f"(CPU backend, {_isa_words(options)}) in {final} (a few minutes, once)")
+        _cmake_build("ggml", wrap, work, options, ("ggml-cpu",), jobs)
         _copy_found(work, LIBS, work / "lib", "ggml")
-        return {"cmake_options": dict(CMAKE_OPTIONS)}
+        return {"cmake_options": dict(options)}
 
     lib = build_once(cache, final, built_libs, sdist, log, GGML_SUBDIR, build,
                      ("src", "build", "wrap"))
@@ -362,7 +406,8 @@ def llama_key(flags=None, machine: str | None = None) -> str:
     (the CPU's ISA flags, the cmake options, the programs and the sdist)."""
     flags = cpu_flags() if flags is None else flags
     return build_key(LLAMA_CPP_PYTHON_VERSION, flags,
-                     LLAMA_CMAKE_OPTIONS + (("tools", ",".join(LLAMA_TOOLS)),),
+                     isa_options(LLAMA_CMAKE_OPTIONS, flags, machine=machine)
+                     + (("tools", ",".join(LLAMA_TOOLS)),),
                      machine=machine, name="llama")
 
 
@@ -393,11 +438,13 @@ def ensure_llama_tools(cache: Path | None = None, sdist: Path | None = None,
         shutil.rmtree(final)
 
     def build(src: Path, work: Path, cxx: str) -> dict:
+        options = isa_options(LLAMA_CMAKE_OPTIONS)
         log(f"building llama.cpp's {', '.join(LLAMA_TOOLS)} of llama-cpp-python "
-            f"{LLAMA_CPP_PYTHON_VERSION} (CPU, native ISA) in {final} (many CPU-minutes, once)")
-        _cmake_build("llama.cpp", src, work, LLAMA_CMAKE_OPTIONS, LLAMA_TOOLS, jobs)
+            f"{LLAMA_CPP_PYTHON_VERSION} (CPU, {_isa_words(options)}) in {final} "
+            "(many CPU-minutes, once)")
+        _cmake_build("llama.cpp", src, work, options, LLAMA_TOOLS, jobs)
         _copy_found(work, LLAMA_TOOLS, work / "bin", "llama.cpp")
-        return {"cmake_options": dict(LLAMA_CMAKE_OPTIONS), "tools": list(LLAMA_TOOLS)}
+        return {"cmake_options": dict(options), "tools": list(LLAMA_TOOLS)}
 
     return build_once(cache, final, built_llama_tools, sdist, log, LLAMA_SUBDIR, build)
 

@@ -212,6 +212,33 @@ def test_build_key(mods):
     assert g.isa_flags(flags) == ["avx2", "fma", "sse4_2"]
 
 
+def test_a_capped_cpu_builds_the_peer_for_the_cap_not_natively(mods, monkeypatch):
+    _, g = mods
+    avx512 = ["sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "avx_vnni", "avx512f",
+              "avx512_vnni", "avx512vbmi"]
+    native = dict(g.isa_options(g.CMAKE_OPTIONS, avx512, capped=False, machine="x86_64"))
+    assert native == dict(g.CMAKE_OPTIONS) and native["GGML_NATIVE"] == "ON"
+    # the AVX2 cap hides the AVX-512 flags: -march=native would still build AVX-512 code
+    capped = [f for f in avx512 if not f.startswith("avx512")]
+    opts = dict(g.isa_options(g.CMAKE_OPTIONS, capped, capped=True, machine="x86_64"))
+    assert opts["GGML_NATIVE"] == "OFF"
+    assert all(opts[k] == "ON" for k in ("GGML_AVX2", "GGML_FMA", "GGML_F16C", "GGML_BMI2"))
+    assert all(opts[k] == "OFF" for k in ("GGML_AVX512", "GGML_AVX512_VNNI", "GGML_AVX512_VBMI",
+                                          "GGML_AVX_VNNI"))
+    assert "AVX2" in g._isa_words(opts.items()) and g._isa_words(native.items()) == "native ISA"
+    # a scalar cap: every ISA option off; on aarch64 only GGML_NATIVE goes
+    bare = dict(g.isa_options(g.CMAKE_OPTIONS, ["sse2"], capped=True, machine="x86_64"))
+    assert not any(v == "ON" for k, v in bare.items() if k.startswith(("GGML_AVX", "GGML_F")))
+    arm = dict(g.isa_options(g.CMAKE_OPTIONS, [], capped=True, machine="aarch64"))
+    assert arm["GGML_NATIVE"] == "OFF" and "GGML_AVX2" not in arm
+    # the cap is part of the cache key: the capped build never reuses the native one
+    monkeypatch.setenv("TRITIUM_CPU_MAX_ISA", "avx2")
+    assert g.isa_options() == g.isa_options(g.CMAKE_OPTIONS, g.cpu_flags(), capped=(
+        g.cpu_flags() != g._isa.host_cpu_flags()))
+    assert g.build_key("0.25.3", capped, tuple(opts.items()), machine="x86_64") != \
+        g.build_key("0.25.3", capped, machine="x86_64")
+
+
 def test_cache_is_under_tritium_cache_root(mods, tmp_path, monkeypatch):
     _, g = mods
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "root"))
