@@ -6,7 +6,8 @@
     .venv/bin/python benchmarks/peers.py --quick --json peers.json
 
 The first run downloads the pinned llama-cpp-python source distribution from PyPI (it vendors
-llama.cpp) and builds only its ggml libraries (CPU backend, ``-march=native``, Release) under
+llama.cpp) and builds only its ggml libraries (CPU backend, ``-march=native`` -- under
+``TRITIUM_CPU_MAX_ISA`` the capped CPU's ISA options --, Release) under
 Tritium's cache root (``<cache>/peers/``); later runs reuse the build (``benchmarks/_ggml.py``).
 It needs cmake and a C/C++ compiler; without them, or without the network for the first
 download, it says so and exits with status 2.
