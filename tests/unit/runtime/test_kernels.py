@@ -161,7 +161,8 @@ def test_the_quantizer_treats_nan_and_inf_alike_on_every_isa_path(isa, k):
     """NaN and infinite activations (a diverged model) give every ISA path the scalar loop's
     bytes: the scale is the largest |x| that is not NaN over 127, a NaN lane is 0 (as
     (int8_t)NaN), and a row with an infinity has scale inf and every lane x / inf rounded
-    (0; inf / inf is NaN: 0). The AVX-512 path once clamped NaN lanes to -127."""
+    (0; inf / inf is NaN: 0). The AVX-512 path once clamped NaN lanes to -127. Rows go in
+    pairs (their latencies interleaved): a NaN row beside a finite one changes neither."""
     gen = torch.Generator().manual_seed(k)
     rows = []
     for case in range(6):
@@ -211,9 +212,11 @@ def test_the_division_free_quantizer_is_exact_at_ties_and_any_scale(isa, k, exp,
     x = torch.stack([choices[kd] for kd in kinds])[pick, torch.arange(k)]
     x = torch.maximum(torch.minimum(x, amax), -amax).reshape(1, k).contiguous()
     x[0, seed % k] = amax
+    # three rows: the first two are quantized as a pair (interleaved), the third alone
+    x = torch.cat([x, x.flip(1) * 0.5, x]).contiguous()
     xq = torch.empty_like(x, dtype=torch.int8)
-    s = torch.empty(1)
-    cpu.load().lib.tri_quantize_rows(x.data_ptr(), 1, k, xq.data_ptr(), s.data_ptr(), 1)
+    s = torch.empty(3)
+    cpu.load().lib.tri_quantize_rows(x.data_ptr(), 3, k, xq.data_ptr(), s.data_ptr(), 1)
     ref_q, ref_s = quantize_activations_int8(x)
     assert torch.equal(s, ref_s.squeeze(1))
     assert torch.equal(xq, ref_q), (x[xq != ref_q], xq[xq != ref_q], ref_q[xq != ref_q])

@@ -49,31 +49,73 @@ __attribute__((noinline)) static void quant32_exact(const float *x, __m256 vs, _
 }
 #endif
 
-static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
+/* A row's quantization in two halves, so that two rows can be interleaved (quantize_row2):
+ * row_amax, the largest |x| (NaN ignored, as the scalar compare does), then row_quant. A short
+ * row is latency-bound (the maximum's reduction tree, two divisions, the sum's reduction): two
+ * rows in flight hide most of it. Both halves are inlined; the arithmetic is quantize_row's. */
+static inline __attribute__((always_inline)) float row_amax(const float *x, int64_t k) {
 #if TRI_ISA_AVX512
     /* 16 lanes at a time; four independent maxima (one chain of vmaxps is latency-bound);
      * max(|x|, acc) keeps acc when x is NaN, as the scalar compare does */
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= k; i += 64) {
+        a0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), a0);
+        a1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 16)), a1);
+        a2 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 32)), a2);
+        a3 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 48)), a3);
+    }
+    for (; i + 16 <= k; i += 16) a0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), a0);
+    if (i < k) /* the tail as one masked load (masked-off lanes read as 0) */
+        a1 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - i)) - 1u), x + i)), a1);
+    return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3)));
+#else
+    float amax = 0.0f;
+    int64_t i0 = 0;
+#if TRI_ISA_AVX2
+    /* 8 lanes at a time, the same arithmetic as the loop below (bit-identical), four
+     * independent maxima; max(|x|, acc) keeps acc when x is NaN, as the scalar compare does */
     {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        int64_t i = 0;
-        for (; i + 64 <= k; i += 64) {
-            a0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), a0);
-            a1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 16)), a1);
-            a2 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 32)), a2);
-            a3 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 48)), a3);
+        const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (; i0 + 32 <= k; i0 += 32) {
+            a0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0), absm), a0);
+            a1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 8), absm), a1);
+            a2 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 16), absm), a2);
+            a3 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 24), absm), a3);
         }
-        for (; i + 16 <= k; i += 16) a0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), a0);
-        if (i < k) /* the tail as one masked load (masked-off lanes read as 0) */
-            a1 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - i)) - 1u), x + i)), a1);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3)));
-        float sc = amax / 127.0f;
-        if (sc == 0.0f) sc = 1.0f;
+        for (; i0 + 8 <= k; i0 += 8) a0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0), absm), a0);
+        /* the lanes hold no NaN (see above): a tree of vmaxps finds their maximum */
+        const __m256 am = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(am), _mm256_extractf128_ps(am, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        amax = _mm_cvtss_f32(h);
+    }
+#endif
+    for (int64_t i = i0; i < k; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    return amax;
+#endif
+}
+
+/* The quantized row for its maximum amax: sc = amax / 127 (1 for a zero row), q = x / sc
+ * rounded half to even and clamped, *s = sc, *sum = the sum of q. */
+static inline __attribute__((always_inline)) void row_quant(const float *x, int64_t k, float amax,
+                                                             int8_t *q, int64_t ldq, float *s,
+                                                             int32_t *sum) {
+    float sc = amax / 127.0f;
+    if (sc == 0.0f) sc = 1.0f;
+#if TRI_ISA_AVX512
+    {
         const int by_div = !(sc >= TRI_QUANT_MIN_RECIP_SCALE);
         const __m512 vs = _mm512_set1_ps(sc), vr = _mm512_set1_ps(TRI_QUANT_RECIP(amax, sc));
         const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
         const __m512 near_tie = _mm512_set1_ps(0.5f - TRI_QUANT_TIE);
         __m512i acc = _mm512_setzero_si512();
-        for (i = 0; i < k; i += 16) {
+        for (int64_t i = 0; i < k; i += 16) {
             const __mmask16 m = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1u);
             const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
             __m512 v;
@@ -100,37 +142,8 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
         return;
     }
 #endif
-    float amax = 0.0f;
-    int64_t i0 = 0;
-#if TRI_ISA_AVX2
-    /* 8 lanes at a time, the same arithmetic as the loops below (bit-identical), four
-     * independent maxima; max(|x|, acc) keeps acc when x is NaN, as the scalar compare does */
-    {
-        const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (; i0 + 32 <= k; i0 += 32) {
-            a0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0), absm), a0);
-            a1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 8), absm), a1);
-            a2 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 16), absm), a2);
-            a3 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0 + 24), absm), a3);
-        }
-        for (; i0 + 8 <= k; i0 += 8) a0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i0), absm), a0);
-        /* the lanes hold no NaN (see above): a tree of vmaxps finds their maximum */
-        const __m256 am = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(am), _mm256_extractf128_ps(am, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        amax = _mm_cvtss_f32(h);
-    }
-#endif
-    for (int64_t i = i0; i < k; i++) {
-        float a = fabsf(x[i]);
-        amax = a > amax ? a : amax;
-    }
-    float sc = amax / 127.0f;
-    if (sc == 0.0f) sc = 1.0f;
     int32_t acc = 0;
-    i0 = 0;
+    int64_t i0 = 0;
 #if TRI_ISA_AVX2
     {
         const int by_div = !(sc >= TRI_QUANT_MIN_RECIP_SCALE);
@@ -184,24 +197,42 @@ static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, floa
     if (sum) *sum = acc;
 }
 
+static void quantize_row(const float *x, int64_t k, int8_t *q, int64_t ldq, float *s, int32_t *sum) {
+    row_quant(x, k, row_amax(x, k), q, ldq, s, sum);
+}
+
+/* Two rows, each exactly as quantize_row quantizes it, their latencies overlapped. */
+static void quantize_row2(const float *x0, const float *x1, int64_t k, int8_t *q0, int8_t *q1,
+                          int64_t ldq, float *s, int32_t *sum) {
+    const float a0 = row_amax(x0, k), a1 = row_amax(x1, k);
+    row_quant(x0, k, a0, q0, ldq, s, sum);
+    row_quant(x1, k, a1, q1, ldq, s + 1, sum ? sum + 1 : NULL);
+}
+
 typedef struct {
     const float *x;
-    int64_t k, ldq;
+    int64_t m, k, ldq;
     int8_t *xq;
     float *s;
     int32_t *sum;
 } QuantJob;
 
+/* task t: rows 2t and 2t + 1 (the last alone when m is odd) */
 static void quant_task(void *ctx, int64_t t, int tid) {
     QuantJob *J = ctx;
     (void)tid;
-    quantize_row(J->x + t * J->k, J->k, J->xq + t * J->ldq, J->ldq, J->s + t, J->sum ? J->sum + t : NULL);
+    const int64_t r = 2 * t, k = J->k;
+    if (r + 1 < J->m)
+        quantize_row2(J->x + r * k, J->x + (r + 1) * k, k, J->xq + r * J->ldq,
+                      J->xq + (r + 1) * J->ldq, J->ldq, J->s + r, J->sum ? J->sum + r : NULL);
+    else
+        quantize_row(J->x + r * k, k, J->xq + r * J->ldq, J->ldq, J->s + r, J->sum ? J->sum + r : NULL);
 }
 
 static void quantize_all(const float *x, int64_t m, int64_t k, int8_t *xq, int64_t ldq, float *s,
                          int32_t *sum, int nthreads) {
-    QuantJob J = {x, k, ldq, xq, s, sum};
-    pool_run(quant_task, &J, m, m * k < 32768 ? 1 : nthreads);
+    QuantJob J = {x, m, k, ldq, xq, s, sum};
+    pool_run(quant_task, &J, (m + 1) / 2, m * k < 32768 ? 1 : nthreads);
 }
 
 TRI_EXPORT void tri_quantize_rows(const float *x, int64_t m, int64_t k, int8_t *xq, float *s,
