@@ -372,8 +372,8 @@ class ChainForward:
                 if mod is not None and (mod._forward_hooks or mod._forward_pre_hooks):
                     return None
             else:
-                module = self.module
-                if all(getattr(module, a, None) == v for a, v in prog[3]):
+                attrs = prog[3]
+                if not attrs or all(getattr(self.module, a, None) == v for a, v in attrs):
                     return prog[0]
         prog = self.program = self._build()
         if prog is None or any(m is not None and (m._forward_hooks or m._forward_pre_hooks)
