@@ -111,6 +111,29 @@ def test_linear_matches_reference(isa, fmt, n, k, m, act_quant):
 
 
 @pytest.mark.native
+@pytest.mark.parametrize("m", [1, 2, 5, 69])
+def test_t1_6_kernels_decode_every_byte_value(isa, m):
+    """Rows holding every valid t1.6 byte (0..242) in shuffled orders, through this ISA
+    path's direct GEMV (m <= 3), its decoded tiles and its fp32-activation path: the int8
+    product is exact and the fp32 one matches the trits the bytes spell. Nine blocks: the
+    AVX-512 VBMI loop takes two at a time and leaves the ninth to the AVX2 decode."""
+    gen = torch.Generator().manual_seed(m)
+    data = torch.stack([torch.cat([torch.randperm(243, generator=gen), torch.full((45,), 121)])
+                        for _ in range(5)]).to(torch.uint8)          # 5 rows x 9 blocks
+    v = data.view(5, 9, 32).to(torch.int64)
+    digits = torch.stack([(v // 3 ** (4 - i)) % 3 - 1 for i in range(5)], dim=2)  # r, b, i, j
+    trits = digits.reshape(5, 9 * 160).to(torch.int8)
+    p = PackedTernary("t1.6", data, (5, 9 * 160))
+    assert torch.equal(unpack_ternary(p), trits)
+    xq = torch.randint(-128, 128, (m, 9 * 160), dtype=torch.int8, generator=gen)
+    assert torch.equal(ternary_matmul_int8(xq, p), xq.to(torch.int32) @ trits.to(torch.int32).t())
+    x = torch.randn(m, 9 * 160, generator=gen)
+    scale = torch.rand(5, generator=gen) + 0.5
+    y = ternary_linear(x, p, scale, None, act_quant="none")
+    _close(y, _reference(x, trits, scale, None, act_quant="none"))
+
+
+@pytest.mark.native
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("n,k", [(1, 1), (67, 700), (4, 4096)])
 @pytest.mark.parametrize("m", [1, 2, 69])  # direct GEMV; 69 = chunk of 64 + 5: tiles 4x4 and 4x1

@@ -186,8 +186,24 @@ def test_t1_6_decodes_every_byte_value(impl):
         assert trits[blk, :, j].tolist() == digits, v
 
 
+def test_byte_digit_trick_is_exact():
+    # the AVX2 t1.6 decoder (docs/formats.md): per weight T, two conditional subtractions
+    # min_u8(r, r - T) leave r mod T; the low nibble of the amount taken, through one table,
+    # is the digit; the last remainder is the last digit
+    lut = [0, 1, 2, 1, 0, 0, 2, 0, 0, 1, 0, 1, 0, 0, 0, 0]
+    for v in range(243):
+        r, out = v, []
+        for t in (81, 27, 9, 3):
+            a = min(r, (r - t) % 256)
+            b = min(a, (a - t) % 256)
+            out.append(lut[((r - b) % 256) & 15])
+            r = b
+        out.append(r)
+        assert out == [(v // 3 ** (4 - i)) % 3 for i in range(5)], v
+
+
 def test_fixed_point_digit_trick_is_exact():
-    # the SIMD t1.6 decoder: f = 270 v; digit_i = (3 f) >> 16; f = (3 f) mod 2**16
+    # the portable t1.6 decoder: f = 270 v; digit_i = (3 f) >> 16; f = (3 f) mod 2**16
     for v in range(243):
         f = v * 270
         out = []
