@@ -189,16 +189,17 @@ def test_t1_6_decodes_every_byte_value(impl):
 def test_byte_digit_trick_is_exact():
     # the AVX2 t1.6 decoder (docs/formats.md): per weight T, two conditional subtractions
     # min_u8(r, r - T) leave r mod T; the low nibble of the amount taken, through one table,
-    # is the digit; the last remainder is the last digit
+    # is the digit; the remainder below 9 gives the last two digits by two tables
     lut = [0, 1, 2, 1, 0, 0, 2, 0, 0, 1, 0, 1, 0, 0, 0, 0]
+    div3, mod3 = [0, 0, 0, 1, 1, 1, 2, 2, 2], [0, 1, 2, 0, 1, 2, 0, 1, 2]
     for v in range(243):
         r, out = v, []
-        for t in (81, 27, 9, 3):
+        for t in (81, 27, 9):
             a = min(r, (r - t) % 256)
             b = min(a, (a - t) % 256)
             out.append(lut[((r - b) % 256) & 15])
             r = b
-        out.append(r)
+        out += [div3[r], mod3[r]]
         assert out == [(v // 3 ** (4 - i)) % 3 for i in range(5)], v
 
 
