@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -218,17 +219,36 @@ class _LinearRun:
 
 class _ConvStep:
     """A frozen ternary conv2d with its fused activation (its forward runs its plan), and the
-    max/avg pooling that follows it, when one does, run in the same native call."""
+    max/avg pooling that follows it, when one does, run in the same native call.
 
-    __slots__ = ("layer", "act", "pool")
+    With ``reuse`` (set by :func:`_compile` when the next op is another conv step, which reads
+    this output and makes a new tensor, so the output dies inside the plan) the output is
+    written into the calling thread's buffer of the previous call when the shapes agree: a
+    batch-64 activation of MobileNetV2 is 38 MB, above glibc's 32 MB ceiling for reusing freed
+    memory, so a new tensor is freshly mapped pages on every call (page faults and zeroing,
+    a tenth of the model's time). The buffer stays allocated between calls."""
+
+    __slots__ = ("layer", "act", "pool", "reuse")
 
     def __init__(self, layer: TernaryConv2d, act: str | None,
                  pool: _plan.PoolPlan | None = None) -> None:
         self.layer, self.act, self.pool = layer, act, pool
+        self.reuse: threading.local | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         pool, layer = self.pool, self.layer
         if pool is None:
+            reuse = self.reuse
+            if reuse is not None and x.dim() == 4 and x.shape[1] == layer.in_channels:
+                plan = layer._frozen_plan(x, None)
+                if plan is not None:
+                    y = plan.conv2d(x if x.is_contiguous() else x.contiguous(),
+                                    layer.kernel_size, layer.stride, layer.padding,
+                                    layer.dilation, self.act, None, None, layer.groups,
+                                    getattr(reuse, "out", None))
+                    if y is not None:
+                        reuse.out = y
+                        return y
             return layer.forward(x, self.act)
         if x.dim() == 4 and x.shape[1] == layer.in_channels:
             plan = layer._frozen_plan(x, None)
@@ -325,6 +345,9 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
             flush()
         pending.append((mod, act))
     flush()
+    for op, nxt in zip(ops, ops[1:]):
+        if isinstance(op, _ConvStep) and op.pool is None and isinstance(nxt, _ConvStep):
+            op.reuse = threading.local()
     return ops, guarded, params
 
 

@@ -298,7 +298,7 @@ class LinearPlan:
     def conv2d(self, x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
                padding: tuple[int, int], dilation: tuple[int, int], activation: str | None,
                residual: torch.Tensor | None, pool: PoolPlan | None = None,
-               groups: int = 1) -> torch.Tensor | None:
+               groups: int = 1, out: torch.Tensor | None = None) -> torch.Tensor | None:
         """A conv2d with groups = 1 in one native call (`tri_conv2d_planned`): ``x`` is a
         contiguous float32 NCHW tensor, the weight this plan's (O, C*kh*kw); returns NCHW.
         The patches are gathered (and, in int8 mode, quantized one by one) in C, the result
@@ -308,7 +308,8 @@ class LinearPlan:
         (`tri_conv2d_pool_planned`), or after it when the native pooling does not take it.
         ``groups`` > 1 (the weight then (O, C/groups*kh*kw)) runs natively only with float
         activations (the flat conv); otherwise None is returned and the caller takes the
-        general path."""
+        general path. ``out``, when it is a contiguous float32 CPU tensor of the result's
+        shape (pooling aside), receives the result in place of a new tensor."""
         b, c, h, w = x.shape
         key = (c, h, w, kernel, stride, padding, dilation, groups)
         hit = self.geoms.get(key)
@@ -356,7 +357,9 @@ class LinearPlan:
                 self.args_ptr, gptr, x.data_ptr(), b, rptr, _ACT_CODE[activation], pg[1],
                 y.data_ptr(), _call_threads(self.env_threads, 0), gw)
         else:
-            y = x.new(b, self.n, ho, wo)
+            y = out if out is not None and out.shape == (b, self.n, ho, wo) \
+                and out.dtype == torch.float32 and out.device.type == "cpu" \
+                and out.is_contiguous() else x.new(b, self.n, ho, wo)
             rc = self.lib.lib.tri_conv2d_planned(
                 self.args_ptr, gptr, x.data_ptr(), b, rptr, _ACT_CODE[activation],
                 y.data_ptr(), _call_threads(self.env_threads, 0), gw)

@@ -8,6 +8,7 @@ import copy
 import ctypes
 import io
 import textwrap
+import threading
 
 import pytest
 import torch
@@ -297,3 +298,57 @@ def test_an_empty_native_chain_is_refused():
     lib = _lib()
     args = ChainPlanArgs(nlayers=0, layers=None, acts=None, max_n=1)
     assert lib.lib.tri_chain_planned(ctypes.addressof(args), None, 1, None, 1, None) == 2
+
+
+TWO_CONVS = """
+model C2 {
+    layer conv1: TernaryConv2d { in_channels: 3, out_channels: 8, kernel_size: 3, padding: 1, act_quant: "AQ" }
+    layer bn1: BatchNorm2d { num_features: 8 }
+    layer conv2: TernaryConv2d { in_channels: 8, out_channels: 8, kernel_size: 3, groups: 8, padding: 1 }
+    layer conv3: TernaryConv2d { in_channels: 8, out_channels: 5, kernel_size: 1, act_quant: "AQ" }
+    forward(x: Tensor[b, 3, 9, 9]) -> Tensor[b, 5, 9, 9] {
+        x = relu6(bn1(conv1(x)))
+        x = relu6(conv2(x))
+        return conv3(x)
+    }
+}
+"""
+
+
+@pytest.mark.usefixtures("every_isa")
+@pytest.mark.parametrize("act_quant", ["none", "int8", "int8_image"])
+def test_a_conv_output_that_dies_in_the_plan_reuses_its_buffer(tmp_path, act_quant):
+    model = freeze_model(_build(tmp_path, TWO_CONVS, AQ=act_quant))
+    ops = model.forward._program()[0]
+    assert [op.reuse is not None for op in ops] == [True, True, False]   # never the result
+    x = torch.randn(3, 3, 9, 9)
+    with torch.no_grad():
+        first = model(x)
+        bufs = [op.reuse.out.data_ptr() for op in ops[:2]]
+        keep = first.clone()
+        first.fill_(7.0)                    # the caller owns the result: the plan never reuses it
+        second = model(x)
+        assert [op.reuse.out.data_ptr() for op in ops[:2]] == bufs   # written in place
+        torch.testing.assert_close(second, keep, rtol=0, atol=0)
+        torch.testing.assert_close(second, _reference(model, x), rtol=0, atol=0)
+        third = model(torch.randn(5, 3, 9, 9))                      # another batch: new buffers
+        assert third.shape == (5, 5, 9, 9) and ops[0].reuse.out.shape[0] == 5
+
+    # each thread has its own buffers: concurrent calls do not write into each other's
+    inputs = [torch.randn(2 + i % 3, 3, 9, 9) for i in range(8)]
+    with torch.no_grad():
+        want = [_reference(model, t) for t in inputs]
+    got: list = [None] * len(inputs)
+
+    def work(i: int) -> None:
+        with torch.no_grad():
+            for _ in range(20):
+                got[i] = model(inputs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
