@@ -425,6 +425,21 @@ class ChainForward:
         return self._run(ops, x)
 
 
+def install_plan(mod: nn.Module, cls: type, attr: str, data: list,
+                 worth_it: Callable[[], bool]) -> bool:
+    """Give ``mod`` the ``forward`` ``cls(mod, data)`` (data: its ``attr``) unless it has one
+    already; not when its instance has another ``forward``, when the class whose forward runs
+    is not the one that wrote ``attr``, or when ``worth_it()`` says there is nothing to plan.
+    Whether ``mod`` runs such a plan."""
+    if isinstance(mod.__dict__.get("forward"), cls):
+        return True
+    if "forward" in mod.__dict__ or not written_by_the_forwards_class(mod, attr) \
+            or not worth_it():
+        return False
+    mod.forward = cls(mod, data)
+    return True
+
+
 def written_by_the_forwards_class(mod: nn.Module, attr: str) -> bool:
     """Whether the class whose ``forward`` runs is the one whose ``__init__`` wrote ``attr``
     (a subclass that overrides ``forward`` keeps it: the data describe another forward)."""
@@ -447,15 +462,7 @@ def install_chains(model: nn.Module) -> int:
                 isinstance(s, list | tuple) and len(s) >= 2 and isinstance(s[0], str)
                 and isinstance(s[1], str) for s in steps):
             continue
-        if isinstance(mod.__dict__.get("forward"), ChainForward):
-            count += 1
-            continue
-        if "forward" in mod.__dict__ or not written_by_the_forwards_class(mod, "tritium_chain"):
-            continue
-        if not any(isinstance(mod._modules.get(s[1]), TernaryLayer) and mod._modules[s[1]].frozen
-                   for s in steps if isinstance(s, list | tuple) and len(s) > 1
-                   and s[0] == "layer" and isinstance(s[1], str)):
-            continue
-        mod.forward = ChainForward(mod, steps)
-        count += 1
+        count += install_plan(mod, ChainForward, "tritium_chain", steps, lambda m=mod, st=steps: any(
+            isinstance(m._modules.get(s[1]), TernaryLayer) and m._modules[s[1]].frozen
+            for s in st if s[0] == "layer"))
     return count

@@ -41,7 +41,7 @@ from tritium.runtime.chain import (
     _compile,
     _ConvStep,
     install_chains,
-    written_by_the_forwards_class,
+    install_plan,
 )
 from tritium.runtime.layers.ternary import TernaryConv2d, TernaryLayer
 
@@ -354,13 +354,6 @@ def install_forwards(model: nn.Module) -> int:
         graph = _graph_data(mod)
         if graph is None:
             continue
-        if isinstance(mod.__dict__.get("forward"), GraphForward):
-            count += 1
-            continue
-        if "forward" in mod.__dict__ or not written_by_the_forwards_class(mod, "tritium_graph"):
-            continue
-        if not any(isinstance(m, TernaryLayer) and m.frozen for m in mod.modules()):
-            continue
-        mod.forward = GraphForward(mod, graph)
-        count += 1
+        count += install_plan(mod, GraphForward, "tritium_graph", graph, lambda top=mod: any(
+            isinstance(m, TernaryLayer) and m.frozen for m in top.modules()))
     return count

@@ -73,16 +73,25 @@ def _steps(e: A.Expr, var: str, layers: set[str], shadowed: set[str]) -> list[li
     return None if inner is None else [*inner, step]
 
 
-def forward_chain(body: list, fns: list[A.FnDef], defined: set[str]) -> list[list] | None:
-    """The chain steps of the definition's `forward` (see the module docstring), or None.
-
-    `body`: the definition's items (its declared layers); `fns`: its methods; `defined`:
-    the program's top-level definitions (a user `fn relu` is not the builtin)."""
+def unary_forward(fns: list[A.FnDef]) -> A.FnDef | None:
+    """The definition's one `forward` when it takes one parameter without a default and has a
+    body (what a chain or a dataflow forward is made of), else None."""
     forwards = [f for f in fns if f.name == "forward"]
     if len(forwards) != 1:
         return None
     fn = forwards[0]
     if len(fn.params) != 1 or fn.params[0].default is not None or not fn.body:
+        return None
+    return fn
+
+
+def forward_chain(body: list, fns: list[A.FnDef], defined: set[str]) -> list[list] | None:
+    """The chain steps of the definition's `forward` (see the module docstring), or None.
+
+    `body`: the definition's items (its declared layers); `fns`: its methods; `defined`:
+    the program's top-level definitions (a user `fn relu` is not the builtin)."""
+    fn = unary_forward(fns)
+    if fn is None:
         return None
     var = fn.params[0].name
     layers = {item.name for item in body

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from ...frontend import ast as A
 from ...frontend.names import py_attr
-from .chain import chain_step
+from .chain import chain_step, unary_forward
 
 _CMP = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
@@ -148,11 +148,8 @@ def forward_graph(body: list, fns: list[A.FnDef], defined: set[str],
     `body`: the definition's items; `fns`: its methods; `defined`: the program's top-level
     definitions; `scalars`: its hyperparameters and config entries (what a condition may
     read)."""
-    forwards = [f for f in fns if f.name == "forward"]
-    if len(forwards) != 1:
-        return None
-    fn = forwards[0]
-    if len(fn.params) != 1 or fn.params[0].default is not None or not fn.body:
+    fn = unary_forward(fns)
+    if fn is None:
         return None
     var = fn.params[0].name
     decls = [item for item in body if isinstance(item, A.LayerDecl)]
