@@ -236,29 +236,21 @@ class _ConvStep:
         self.reuse: threading.local | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        pool, layer = self.pool, self.layer
-        if pool is None:
-            reuse = self.reuse
-            if reuse is not None and x.dim() == 4 and x.shape[1] == layer.in_channels:
-                plan = layer._frozen_plan(x, None)
-                if plan is not None:
-                    y = plan.conv2d(x if x.is_contiguous() else x.contiguous(),
-                                    layer.kernel_size, layer.stride, layer.padding,
-                                    layer.dilation, self.act, None, None, layer.groups,
-                                    getattr(reuse, "out", None))
-                    if y is not None:
-                        reuse.out = y
-                        return y
-            return layer.forward(x, self.act)
-        if x.dim() == 4 and x.shape[1] == layer.in_channels:
+        pool, layer, reuse = self.pool, self.layer, self.reuse
+        if (pool is not None or reuse is not None) and x.dim() == 4 \
+                and x.shape[1] == layer.in_channels:
             plan = layer._frozen_plan(x, None)
             if plan is not None:
                 y = plan.conv2d(x if x.is_contiguous() else x.contiguous(), layer.kernel_size,
                                 layer.stride, layer.padding, layer.dilation, self.act, None,
-                                pool, layer.groups)
+                                pool, layer.groups,
+                                None if reuse is None else getattr(reuse, "out", None))
                 if y is not None:
+                    if reuse is not None:
+                        reuse.out = y
                     return y
-        return pool(layer.forward(x, self.act))
+        y = layer.forward(x, self.act)
+        return y if pool is None else pool(y)
 
 
 def _function(step: list) -> Callable[[torch.Tensor], torch.Tensor] | None:

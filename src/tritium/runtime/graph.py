@@ -44,6 +44,7 @@ from tritium.runtime.chain import (
     install_plan,
 )
 from tritium.runtime.layers.ternary import TernaryConv2d, TernaryLayer
+from tritium.runtime.plan import conv_out_size
 
 __all__ = ["GraphForward", "install_forwards"]
 
@@ -56,21 +57,30 @@ class _Unsupported(Exception):
     """The ops are not understood, or the module does not allow the plan."""
 
 
-def _conv_out(layer: TernaryConv2d, x: torch.Tensor) -> tuple[int, ...]:
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (layer.kernel_size, layer.stride, layer.padding,
-                                              layer.dilation)
-    return (x.shape[0], layer.out_channels, (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
-            (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
-
-
 def _conv_residual(layer: TernaryConv2d, act: str | None, x: torch.Tensor,
                    r: torch.Tensor) -> torch.Tensor:
     """``act(layer(x) + r)``, with ``r`` in the conv's epilogue when it has the output's shape."""
     if x.dim() == 4 and type(r) is torch.Tensor and r.dtype == torch.float32 \
-            and r.shape == _conv_out(layer, x):
+            and r.shape == (x.shape[0], layer.out_channels, *conv_out_size(
+                x.shape[2], x.shape[3], layer.kernel_size, layer.stride, layer.padding,
+                layer.dilation)):
         return layer.forward(x, act, r)
     y = layer.forward(x) + r
     return y if act is None else _ACTIVATION_FNS[act](y)
+
+
+def _child_chain(module: nn.Module) -> list | None:
+    """The ops of a child module running as a chain whose last op takes a fused residual (a
+    frozen conv with no activation or pooling of its own), when its plan holds now (no hooks,
+    nothing needing autograd), else None."""
+    cf = module.__dict__.get("forward")
+    if not isinstance(cf, ChainForward) or module._forward_hooks or module._forward_pre_hooks:
+        return None
+    ops = cf._current()
+    if not ops or _residual_target(ops[-1]) != "conv" or (
+            torch.is_grad_enabled() and any(p.requires_grad for p in cf.program[2])):
+        return None
+    return ops
 
 
 def _residual_target(op: Any) -> str | None:
@@ -79,12 +89,8 @@ def _residual_target(op: Any) -> str | None:
     chain whose last op is one), or None."""
     if isinstance(op, _ConvStep):
         return "conv" if op.act is None and op.pool is None else None
-    if isinstance(op, nn.Module) and not (op._forward_hooks or op._forward_pre_hooks):
-        cf = op.__dict__.get("forward")
-        if isinstance(cf, ChainForward):
-            ops = cf._current()
-            if ops and _residual_target(ops[-1]) == "conv":
-                return "chain"
+    if isinstance(op, nn.Module) and _child_chain(op) is not None:
+        return "chain"
     return None
 
 
@@ -128,11 +134,8 @@ class _RunResidual:
         if self.kind == "conv":
             regs[self.dest] = _conv_residual(last.layer, self.act, x, r)
             return
-        cf = last.__dict__.get("forward")   # a child running as a chain: its last conv
-        ops = cf._current() if isinstance(cf, ChainForward) and not (
-            last._forward_hooks or last._forward_pre_hooks) else None
-        if ops and _residual_target(ops[-1]) == "conv" and not (
-                torch.is_grad_enabled() and any(p.requires_grad for p in cf.program[2])):
+        ops = _child_chain(last)   # a child running as a chain: its last conv
+        if ops is not None:
             for op in ops[:-1]:
                 x = op(x)
             regs[self.dest] = _conv_residual(ops[-1].layer, self.act, x, r)

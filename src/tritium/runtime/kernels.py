@@ -48,6 +48,7 @@ from tritium.runtime.plan import (  # noqa: F401 - re-exported: the runtime's ke
     _RESOLVED,
     ConfigResolver,
     LinearPlan,
+    conv_out_size,
     get_config_resolver,
     linear_plan,
     m_bucket,
@@ -370,8 +371,7 @@ def ternary_conv2d(
             f"and {o} outputs must divide into {groups} groups"
         )
     st, pd, dl = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
-    ho = (h + 2 * pd[0] - dl[0] * (kh - 1) - 1) // st[0] + 1
-    wo = (wd + 2 * pd[1] - dl[1] * (kw - 1) - 1) // st[1] + 1
+    ho, wo = conv_out_size(h, wd, (kh, kw), st, pd, dl)
     if ho <= 0 or wo <= 0:
         raise ValueError(f"input {h}x{wd} is too small for kernel {kh}x{kw} with this padding")
     if not torch.is_tensor(scale):

@@ -315,8 +315,7 @@ class LinearPlan:
         hit = self.geoms.get(key)
         if hit is None:
             kh, kw = kernel
-            ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-            wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+            ho, wo = conv_out_size(h, w, kernel, stride, padding, dilation)
             if ho <= 0 or wo <= 0 or c % groups or self.n % groups \
                     or c // groups * kh * kw != self.k:
                 raise ValueError(f"input {tuple(x.shape)} does not fit this convolution")
@@ -509,6 +508,13 @@ def linear_plan(wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tens
 
 
 _is_compiling = torch.compiler.is_compiling
+
+
+def conv_out_size(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
+                  padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """The output plane (height, width) of a zero-padded 2-D convolution of an h x w input."""
+    return ((h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1,
+            (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1)
 
 
 def plan_usable(x: torch.Tensor, *others: torch.Tensor | None) -> bool:

@@ -688,8 +688,8 @@ class TernaryConv2d(TernaryLayer):
         to int8 on its own, as :func:`~tritium.runtime.kernels.ternary_conv2d` quantizes."""
         b, _, h, w = x.shape
         kh, kw = self.kernel_size
-        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        ho, wo = kernels.conv_out_size(h, w, self.kernel_size, self.stride, self.padding,
+                                       self.dilation)
         cols = F.unfold(x, (kh, kw), dilation=self.dilation, padding=self.padding, stride=self.stride)
         g = self.groups
         kg = self.reduce_dim
