@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from tritium.backends import cpu as cpu_backend
 from tritium.backends.cpu import ChainPlanArgs
 from tritium.driver.models import build_model
 from tritium.runtime import freeze_model, kernels
@@ -352,3 +353,53 @@ def test_a_conv_output_that_dies_in_the_plan_reuses_its_buffer(tmp_path, act_qua
         t.join()
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+WIDE = """
+model W {
+    layer fc1: TernaryLinear { in_features: 64, out_features: 128, act_quant: "int8" }
+    layer bn1: BatchNorm1d { num_features: 128 }
+    layer fc2: TernaryLinear { in_features: 128, out_features: 96, act_quant: "int8" }
+    layer fc3: TernaryLinear { in_features: 96, out_features: 10, act_quant: "int8" }
+    forward(x: Tensor[b, 64]) -> Tensor[b, 10] {
+        x = relu(bn1(fc1(x)))
+        x = relu6(fc2(x))
+        return fc3(x)
+    }
+}
+"""
+
+
+@pytest.mark.usefixtures("every_isa")
+@pytest.mark.parametrize("fmt", ["t2", "t1.6"])
+def test_an_int8_chain_runs_as_one_parallel_region_bit_for_bit(tmp_path, fmt):
+    """With two threads and enough tokens, an all-int8 chain on the G2 GEMM runs as one
+    parallel region (each thread takes its tokens through every layer): the pool sees one
+    call that asks for a team, not one a layer, and the results are the layer-by-layer
+    chain's and the generated forward's, bit for bit."""
+    model = freeze_model(_build(tmp_path, WIDE), fmt)
+    run = model.forward._program()[0][0]
+    assert isinstance(run, _LinearRun) and run.acts == ["relu", "relu6", None]
+    lib = _lib()
+    region = lib.isa in ("avx2", "avx512")   # the paths with a G2 GEMM
+    lib.configure_pool(adaptive=False)
+    try:
+        for m in (1, 5, 17, 40, 64, 130, 300):
+            x = torch.randn(m, 64)
+            with torch.inference_mode():
+                ref = _reference(model, x)
+                model(x)                    # builds the plan
+            gws = run._g2_layouts() if m >= run.g2_min else None
+            outs = {}
+            for threads in (1, 2):
+                y = torch.empty(m, 10)
+                before = lib.pool_stats()["calls"]
+                assert run.fn(run.args_ptr, x.data_ptr(), m, y.data_ptr(), threads, gws) == 0
+                asked = lib.pool_stats()["calls"] - before
+                outs[threads] = y
+                if threads == 2 and region and m >= 40:
+                    assert asked == 1, m    # one region for the three layers
+            torch.testing.assert_close(outs[1], ref, rtol=0, atol=0)
+            torch.testing.assert_close(outs[2], ref, rtol=0, atol=0)
+    finally:
+        lib.configure_pool(adaptive=cpu_backend._env_flag("TRITIUM_POOL_ADAPTIVE", True))

@@ -692,7 +692,8 @@ TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, 
     P.m = m; P.k = k; P.n = n; P.row_bytes = p->row_bytes; P.fmt = p->fmt; P.w = p->w;
     P.nb = n_blocks(p->fmt, k);
     P.kpad = P.nb * blk_elems(p->fmt);
-    P.ldx = P.kpad + 64;
+    const int g2 = p->act_quant && TRI_HAVE_G2 && m >= TRI_GEMM_MIN_M;
+    P.ldx = g2 ? g2_xq_stride(k) : P.kpad + 64;
     P.epi.scale = p->scale; P.epi.nscale = p->nscale; P.epi.bias = p->bias;
     /* without a residual the activation belongs to the epilogue; with one, to the NCHW pass */
     P.epi.act = residual ? TRI_ACT_NONE : act;
@@ -713,8 +714,7 @@ TRI_EXPORT int tri_conv2d_planned(const TriLinearPlan *p, const TriConvGeom *g, 
             pool_run(patch_task, &J, tasks, gather_threads);
             if (!atomic_load(&J.oom)) {
                 P.xq = J.xq; P.sx = J.s; P.sumx = J.sum;
-                err = TRI_HAVE_G2 && m >= TRI_GEMM_MIN_M ? run_g2(&P, gw, nthreads)
-                                                         : run_problem(&P, nthreads);
+                err = g2 ? run_g2(&P, gw, nthreads) : run_problem(&P, nthreads);
             }
         }
         free(J.xq); free(J.s); free(J.sum);

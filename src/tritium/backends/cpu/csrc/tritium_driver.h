@@ -8,18 +8,29 @@
 
 typedef struct {
     int64_t m, k, n, row_bytes, kpad, nb;
-    int64_t ldx; /* row stride of xq and of the code/float scratch rows: kpad + 64 (no 4K aliasing) */
+    int64_t ldx; /* row stride of xq and of the code/float scratch rows: kpad + 64 (no 4K
+                  * aliasing); of xq for the G2 GEMM: g2_xq_stride */
     int fmt;
     const uint8_t *w;
     const float *x;      /* fp32 mode */
     const float *xpad;   /* fp32 mode, direct GEMV: x rows zero padded to stride ldx */
-    const int8_t *xq;    /* int8 mode: m x kpad, zero padded */
+    const int8_t *xq;    /* int8 mode: m rows of ldx, zero padded past k */
     const float *sx;     /* int8 mode: per-token scale (NULL for raw output) */
     const int32_t *sumx; /* int8 mode: per-token sum of xq */
     float *y;
     int32_t *yi; /* raw int32 output (tri_gemm_i8) */
     Epi epi;
 } Problem;
+
+/* The row stride of the quantized activations of the G2 GEMM (both ISAs), which reads a row
+ * only up to k rounded up to 4 (zeros past k): the per-token kernels' kpad + 64 made the
+ * quantizer zero 256 bytes a row after the 64 values of a 64-wide layer (a sixth of the
+ * digits MLP's time at a batch of 64). 64 bytes more when the stride is a multiple of 1 KB
+ * (rows 4 KB apart share cache sets). */
+static inline int64_t g2_xq_stride(int64_t k) {
+    const int64_t s = (k + 3) / 4 * 4;
+    return s % 1024 == 0 ? s + 64 : s;
+}
 
 typedef struct {
     const Problem *P;

@@ -82,6 +82,7 @@ TRI_EXPORT int tri_g2_pack(int fmt, const uint8_t *w, int64_t n, int64_t k, int6
 #define G2_NRV TRI_GEMM_NRV
 #define G2_NR (16 * TRI_GEMM_NRV)
 #define G2_TILE_ROWS (((TRI_GEMM_MC + G2_MR - 1) / G2_MR) * G2_MR)
+#define G2_TILE_BYTES ((size_t)G2_TILE_ROWS * G2_NR * sizeof(int32_t))
 
 typedef int32_t tri_i32u __attribute__((may_alias, aligned(1)));
 
@@ -354,8 +355,9 @@ typedef struct {
     const Problem *P;
     const uint8_t *gw;
     int64_t n16, k4, ngroups;
-    int32_t *tile[TRI_MAX_THREADS]; /* per-thread MC x NR partial sums, allocated on first use */
+    int32_t *tile[TRI_MAX_THREADS]; /* per-thread MC x NR partial sums, the thread's scratch */
     uint8_t *wbuf[TRI_MAX_THREADS]; /* per-thread expanded weight block (TRI_GEMM_UNPACK) */
+    size_t wbuf_bytes;
     _Atomic int err;
 } G2Job;
 
@@ -366,7 +368,7 @@ static void g2_task(void *ctx, int64_t task, int tid) {
     const int64_t grp = task % J->ngroups, ch = task / J->ngroups;
     const int64_t t0 = ch * TRI_GEMM_MC, t1 = min64(P->m, t0 + TRI_GEMM_MC);
     const int64_t p0 = grp * G2_NRV;
-    if (!J->tile[tid]) J->tile[tid] = tri_alloc((size_t)G2_TILE_ROWS * G2_NR * sizeof(int32_t));
+    if (!J->tile[tid]) J->tile[tid] = scratch_get(TRI_SCRATCH_TILE, G2_TILE_BYTES);
     int32_t *tile = J->tile[tid];
     if (!tile) {
         atomic_store(&J->err, 1);
@@ -379,7 +381,7 @@ static void g2_task(void *ctx, int64_t task, int tid) {
     const int unpack = TRI_GEMM_UNPACK && t1 - t0 > G2_MR;
     uint8_t *buf = NULL;
     if (unpack) {
-        if (!J->wbuf[tid]) J->wbuf[tid] = tri_alloc((size_t)(min64(kcg, J->k4) * G2_NR * 4));
+        if (!J->wbuf[tid]) J->wbuf[tid] = scratch_get(TRI_SCRATCH_WBUF, J->wbuf_bytes);
         buf = J->wbuf[tid];
         if (!buf) {
             atomic_store(&J->err, 1);
@@ -388,7 +390,7 @@ static void g2_task(void *ctx, int64_t task, int tid) {
     }
     const uint8_t *bp[G2_NRV];
     for (int v = 0; v < G2_NRV; v++) bp[v] = buf + 64 * v;
-    if (J->k4 == 0) memset(tile, 0, (size_t)G2_TILE_ROWS * G2_NR * sizeof(int32_t)); /* K = 0 */
+    if (J->k4 == 0) memset(tile, 0, G2_TILE_BYTES); /* K = 0 */
     for (int64_t g0 = 0; g0 < J->k4; g0 += kcg) {
         const int64_t g1 = min64(J->k4, g0 + kcg);
         if (unpack) g2_unpack(wp, g0, g1, buf);
@@ -430,14 +432,15 @@ static int run_g2(const Problem *P, const uint8_t *gw, int nthreads) {
     J->n16 = g2_n16(P->n);
     J->k4 = g2_k4(P->k);
     J->ngroups = (J->n16 + G2_NRV - 1) / G2_NRV;
+    J->wbuf_bytes = (size_t)(min64(TRI_GEMM_KC > 0 ? TRI_GEMM_KC / 4 : J->k4, J->k4) * G2_NR * 4);
     atomic_init(&J->err, 0);
     const int64_t nchunk = (P->m + TRI_GEMM_MC - 1) / TRI_GEMM_MC;
     const double work = (double)P->m * (double)P->n * (double)P->k * TRI_INT8_WORK;
     pool_run(g2_task, J, J->ngroups * nchunk, team_for_work(work, nthreads));
     int err = atomic_load(&J->err);
     for (int i = 0; i < TRI_MAX_THREADS; i++) {
-        free(J->tile[i]);
-        free(J->wbuf[i]);
+        scratch_put(J->tile[i], G2_TILE_BYTES);
+        scratch_put(J->wbuf[i], J->wbuf_bytes);
     }
     free(J);
     free(own);

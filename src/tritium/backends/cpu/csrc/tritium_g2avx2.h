@@ -21,6 +21,7 @@
 #define G2A_KB 63 /* groups of 4 k added in i16 before widening */
 #define G2A_MR 4  /* tokens per micro-kernel call */
 #define G2A_MC 64 /* tokens per task */
+#define G2A_TILE_BYTES ((size_t)G2A_MC * 32 * sizeof(int32_t))
 
 static inline int64_t g2a_n32(int64_t n) { return (n + 31) / 32; }
 
@@ -142,6 +143,34 @@ static const g2a_micro_fn g2a_micro_tab[2][G2A_MR + 1] = {
     {NULL, g2a_micro_1_1, g2a_micro_2_1, g2a_micro_3_1, g2a_micro_4_1},
 };
 
+/* y[t0 .. t1, col .. col + 8) (under the mask msk unless whole) from the tile's column acc (32
+ * int32 a token): ((sum - sumx) sx) sc, rounded, + bias, + residual, then the activation. The
+ * activation and whether there is a bias are constants of each inlined copy. */
+static inline __attribute__((always_inline)) void g2a_epi_col(
+    const Problem *P, int64_t t0, int64_t t1, int64_t col, const int32_t *acc, __m256 sc, __m256 bi,
+    __m256i msk, int whole, int has_res, const int act, const int has_bias) {
+    const int64_t n = P->n;
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    for (int64_t t = t0; t < t1; t++, acc += 32) {
+        const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)acc), _mm256_set1_epi32(P->sumx[t]));
+        __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(P->sx[t])), sc);
+        /* the product is rounded before the bias is added, as everywhere else: without this
+         * GCC fuses the two into an FMA (-ffp-contract=fast), one rounding fewer */
+        __asm__("" : "+x"(f));
+        if (has_bias) f = _mm256_add_ps(f, bi);
+        float *dst = P->y + t * n + col;
+        if (has_res) {
+            const float *r = P->epi.residual + t * n + col;
+            f = _mm256_add_ps(f, whole ? _mm256_loadu_ps(r) : _mm256_maskload_ps(r, msk));
+        }
+        /* vmaxps/vminps return the second operand when one is NaN: NaN passes, as in torch */
+        if (act == TRI_ACT_RELU) f = _mm256_max_ps(zero, f);
+        else if (act == TRI_ACT_RELU6) f = _mm256_min_ps(six, _mm256_max_ps(zero, f));
+        if (whole) _mm256_storeu_ps(dst, f);
+        else _mm256_maskstore_ps(dst, msk, f);
+    }
+}
+
 /* y[t0 .. t1, c0 .. c0 + nc) (nc <= 32) from a tile of int32 sums (32 a token), in 8-channel
  * vectors (a last one of fewer channels, a 10-class head, loads and stores under a mask): the
  * epilogue of a whole panel, its per-channel scales and biases loaded once (once a token and
@@ -167,42 +196,41 @@ static void g2a_epilogue_tile(const Problem *P, int64_t t0, int64_t t1, int64_t 
         }
         return;
     }
-    const int act = e->act, vec_act = act == TRI_ACT_NONE || act == TRI_ACT_RELU || act == TRI_ACT_RELU6;
-    __m256 sc[4], bi[4];
-    for (int v = 0; v < nv; v++) {
-        sc[v] = e->nscale == 1 ? _mm256_set1_ps(e->scale[0]) : _mm256_maskload_ps(e->scale + c0 + 8 * v, msk[v]);
-        bi[v] = e->bias ? _mm256_maskload_ps(e->bias + c0 + 8 * v, msk[v]) : _mm256_setzero_ps();
-    }
-    const int has_bias = e->bias != NULL;
-    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
-    for (int64_t t = t0; t < t1; t++) {
-        const __m256i sumx = _mm256_set1_epi32(P->sumx[t]);
-        const __m256 sx = _mm256_set1_ps(P->sx[t]);
-        const int32_t *acc = tile + (t - t0) * 32;
-        float *dst = P->y + t * n + c0;
-        const float *res = e->residual ? e->residual + t * n + c0 : NULL;
-        for (int v = 0; v < nv; v++) {
-            const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + 8 * v)), sumx);
-            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(a), sx);
-            if (!vec_act) {
+    const int act = e->act;
+    if (act != TRI_ACT_NONE && act != TRI_ACT_RELU && act != TRI_ACT_RELU6) {
+        for (int64_t t = t0; t < t1; t++) {
+            const __m256i sumx = _mm256_set1_epi32(P->sumx[t]);
+            const __m256 sx = _mm256_set1_ps(P->sx[t]);
+            for (int v = 0; v < nv; v++) {
+                const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(tile + (t - t0) * 32 + 8 * v)), sumx);
                 float tmp[8];
-                _mm256_storeu_ps(tmp, f);
+                _mm256_storeu_ps(tmp, _mm256_mul_ps(_mm256_cvtepi32_ps(a), sx));
                 for (int j = 0; j < 8 && 8 * v + j < nc; j++)
-                    dst[8 * v + j] = epi_apply(e, n, t, c0 + 8 * v + j, tmp[j]);
-                continue;
+                    P->y[t * n + c0 + 8 * v + j] = epi_apply(e, n, t, c0 + 8 * v + j, tmp[j]);
             }
-            f = _mm256_mul_ps(f, sc[v]);
-            /* the product is rounded before the bias is added, as everywhere else: without
-             * this GCC fuses the two into an FMA (-ffp-contract=fast), one rounding fewer */
-            __asm__("" : "+x"(f));
-            const int whole = full || v < nv - 1;
-            if (has_bias) f = _mm256_add_ps(f, bi[v]);
-            if (res) f = _mm256_add_ps(f, whole ? _mm256_loadu_ps(res + 8 * v) : _mm256_maskload_ps(res + 8 * v, msk[v]));
-            /* vmaxps/vminps return the second operand when one is NaN: NaN passes, as in torch */
-            if (act == TRI_ACT_RELU) f = _mm256_max_ps(zero, f);
-            else if (act == TRI_ACT_RELU6) f = _mm256_min_ps(six, _mm256_max_ps(zero, f));
-            if (whole) _mm256_storeu_ps(dst + 8 * v, f);
-            else _mm256_maskstore_ps(dst + 8 * v, msk[v], f);
+        }
+        return;
+    }
+    /* one 8-channel column at a time, its scales and biases in registers, the tokens down it */
+    for (int v = 0; v < nv; v++) {
+        const __m256 sc = e->nscale == 1 ? _mm256_set1_ps(e->scale[0]) : _mm256_maskload_ps(e->scale + c0 + 8 * v, msk[v]);
+        const int whole = full || v < nv - 1, has_res = e->residual != NULL;
+        const int64_t col = c0 + 8 * v;
+        const int32_t *acc = tile + 8 * v;
+        if (e->bias) {
+            const __m256 bi = _mm256_maskload_ps(e->bias + col, msk[v]);
+            switch (act) {
+            case TRI_ACT_RELU: g2a_epi_col(P, t0, t1, col, acc, sc, bi, msk[v], whole, has_res, TRI_ACT_RELU, 1); break;
+            case TRI_ACT_RELU6: g2a_epi_col(P, t0, t1, col, acc, sc, bi, msk[v], whole, has_res, TRI_ACT_RELU6, 1); break;
+            default: g2a_epi_col(P, t0, t1, col, acc, sc, bi, msk[v], whole, has_res, TRI_ACT_NONE, 1); break;
+            }
+        } else {
+            const __m256 bi = _mm256_setzero_ps();
+            switch (act) {
+            case TRI_ACT_RELU: g2a_epi_col(P, t0, t1, col, acc, sc, bi, msk[v], whole, has_res, TRI_ACT_RELU, 0); break;
+            case TRI_ACT_RELU6: g2a_epi_col(P, t0, t1, col, acc, sc, bi, msk[v], whole, has_res, TRI_ACT_RELU6, 0); break;
+            default: g2a_epi_col(P, t0, t1, col, acc, sc, bi, msk[v], whole, has_res, TRI_ACT_NONE, 0); break;
+            }
         }
     }
 }
@@ -211,7 +239,7 @@ typedef struct {
     const Problem *P;
     const uint8_t *gw;
     int64_t n32, k4;
-    int32_t *tile[TRI_MAX_THREADS]; /* per-thread MC x 32 int32 sums, allocated on first use */
+    int32_t *tile[TRI_MAX_THREADS]; /* per-thread MC x 32 int32 sums, the thread's scratch */
     _Atomic int err;
 } G2AJob;
 
@@ -221,7 +249,7 @@ static void g2a_task(void *ctx, int64_t task, int tid) {
     const Problem *P = J->P;
     const int64_t p = task % J->n32, ch = task / J->n32;
     const int64_t t0 = ch * G2A_MC, t1 = min64(P->m, t0 + G2A_MC);
-    if (!J->tile[tid]) J->tile[tid] = tri_alloc((size_t)G2A_MC * 32 * sizeof(int32_t));
+    if (!J->tile[tid]) J->tile[tid] = scratch_get(TRI_SCRATCH_TILE, G2A_TILE_BYTES);
     int32_t *tile = J->tile[tid];
     if (!tile) {
         atomic_store(&J->err, 1);
@@ -272,7 +300,7 @@ static int run_g2a(const Problem *P, const uint8_t *gw, int nthreads) {
     const double work = (double)P->m * (double)P->n * (double)P->k * TRI_INT8_WORK;
     pool_run(g2a_task, J, J->n32 * nchunk, team_for_work(work, nthreads));
     const int err = atomic_load(&J->err);
-    for (int i = 0; i < TRI_MAX_THREADS; i++) free(J->tile[i]);
+    for (int i = 0; i < TRI_MAX_THREADS; i++) scratch_put(J->tile[i], G2A_TILE_BYTES);
     free(J);
     free(own);
     return err;
