@@ -51,8 +51,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-from _args import positive_ints
+# numpy's BLAS computes the exact references between timings; OpenBLAS's worker threads then
+# spin on the cores for a while, and a timed 2-thread call waits milliseconds for its late
+# worker (ggml's and Tritium's alike: 1024x1024 at batch 64 on 2 threads ran no faster than
+# on 1). The references run on one thread (before numpy loads OpenBLAS).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from _args import positive_ints  # noqa: E402
 
 QK_K = 256
 IMPLS = ("TQ2_0", "TQ1_0", "T i8/t2", "T i8/t1.6", "T f32/t2")
