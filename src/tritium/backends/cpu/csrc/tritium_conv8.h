@@ -40,6 +40,7 @@
 #define TRI_C8_NR (TRI_C8_NRV * TRI_C8_PANEL)
 #define TRI_C8_CHUNK 96 /* positions per task (a multiple of TRI_C8_MR) */
 #define TRI_C8_FLUSH 64 /* AVX2: k groups summed in int16 before widening to int32 */
+#define C8_TILE_BYTES ((size_t)(TRI_C8_CHUNK * TRI_C8_NR) * 4) /* a task's sums (or floats) */
 
 typedef int32_t tri_c8_u32 __attribute__((may_alias, aligned(4)));
 
@@ -111,7 +112,7 @@ static void c8_image_task(void *ctx, int64_t b, int tid) {
     C8Job *J = ctx;
     const TriConvGeom *g = J->g;
     const int64_t hw = g->h * g->w, chw = g->c * hw, cp = J->cp;
-    if (!J->qbuf[tid]) J->qbuf[tid] = tri_alloc((size_t)chw);
+    if (!J->qbuf[tid]) J->qbuf[tid] = scratch_get(TRI_SCRATCH_C8_Q, (size_t)chw);
     int8_t *q = J->qbuf[tid];
     if (!q) {
         atomic_store(&J->oom, 1);
@@ -324,8 +325,8 @@ static void c8_task(void *ctx, int64_t task, int tid) {
     const int nr = (int)min64(TRI_C8_NRV, np - p0);
     const int64_t c0 = p0 * TRI_C8_PANEL, nc = min64((int64_t)nr * TRI_C8_PANEL, n - c0);
     const int64_t t0 = ch * TRI_C8_CHUNK, t1 = min64(J->m, t0 + TRI_C8_CHUNK);
-    if (!J->acc[tid]) J->acc[tid] = tri_alloc((size_t)(TRI_C8_CHUNK * TRI_C8_NR) * sizeof(int32_t));
-    if (!J->ftile[tid]) J->ftile[tid] = tri_alloc((size_t)(TRI_C8_CHUNK * TRI_C8_NR) * sizeof(float));
+    if (!J->acc[tid]) J->acc[tid] = scratch_get(TRI_SCRATCH_TILE, C8_TILE_BYTES);
+    if (!J->ftile[tid]) J->ftile[tid] = scratch_get(TRI_SCRATCH_C8_F, C8_TILE_BYTES);
     int32_t *acc = J->acc[tid];
     if (!acc || !J->ftile[tid]) {
         atomic_store(&J->oom, 1);
@@ -432,7 +433,8 @@ static int conv8(const TriLinearPlan *p, const TriConvGeom *g, const float *x, i
     }
     int64_t *off = tri_alloc((size_t)J->ntap * sizeof(int64_t));
     J->sx = tri_alloc((size_t)batch * sizeof(float));
-    J->xp = tri_alloc((size_t)(batch * J->img));
+    const size_t xp_bytes = (size_t)(batch * J->img);
+    J->xp = scratch_get(TRI_SCRATCH_C8_IMG, xp_bytes);
     int err = 1;
     if (gw && off && J->sx && J->xp) {
         J->wp = gw;
@@ -446,11 +448,12 @@ static int conv8(const TriLinearPlan *p, const TriConvGeom *g, const float *x, i
         pool_run(c8_task, J, J->nblk * J->nchunk, team_for_work(work, nthreads));
         err = atomic_load(&J->oom) ? 1 : 0;
         for (int i = 0; i < TRI_MAX_THREADS; i++) {
-            free(J->acc[i]);
-            free(J->ftile[i]);
-            free(J->qbuf[i]);
+            scratch_put(J->acc[i], C8_TILE_BYTES);
+            scratch_put(J->ftile[i], C8_TILE_BYTES);
+            scratch_put(J->qbuf[i], (size_t)chw);
         }
     }
-    free(own); free(off); free(J->sx); free(J->xp); free(J);
+    scratch_put(J->xp, xp_bytes);
+    free(own); free(off); free(J->sx); free(J);
     return err;
 }

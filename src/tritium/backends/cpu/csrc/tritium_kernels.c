@@ -65,10 +65,12 @@ static void *tri_alloc(size_t bytes) {
  * kept), or NULL when out of memory; scratch_put(p, bytes) ends the use. A buffer over
  * TRI_SCRATCH_KEEP bytes is not kept: scratch_get allocates it and scratch_put frees it, from
  * any thread, so a thread holds at most TRI_SCRATCH_SLOTS x TRI_SCRATCH_KEEP bytes between
- * calls, and frees them when it exits. Each slot has one user in the code, and no user calls
- * code that takes its slot on the same thread while it holds it. */
+ * calls, and frees them when it exits. No user of a slot calls code that takes the same
+ * slot on the same thread while it holds it (TILE: the G2 GEMMs' and the int8_image conv's
+ * tasks, which never nest). */
 enum { TRI_SCRATCH_XQ, TRI_SCRATCH_SX, TRI_SCRATCH_SUMX, TRI_SCRATCH_CHAIN, TRI_SCRATCH_TILE,
-       TRI_SCRATCH_WBUF, TRI_SCRATCH_SLOTS };
+       TRI_SCRATCH_WBUF, TRI_SCRATCH_C8_Q, TRI_SCRATCH_C8_F, TRI_SCRATCH_C8_IMG,
+       TRI_SCRATCH_SLOTS };
 #define TRI_SCRATCH_KEEP ((size_t)1 << 20)
 
 typedef struct {
