@@ -213,22 +213,30 @@ def test_a_short_wait_in_a_short_call_is_a_stall(pool, adaptive_pool):
     for little more than the worker took to arrive (a wait of 5-10 us on an idle machine), and
     that is a stall. Alone among the recent calls it is a hiccup (an interrupt, the host
     preempting the worker's vCPU: one backed-off call cost a thousand serial calls for a 30 us
-    loss): counted, the team kept; the next one right after it backs off."""
+    loss): counted, the team kept; the next one right after it backs off. On a loaded machine
+    (the other test worker beside this one) the caller itself can be preempted in the middle
+    of its share, after the worker is done: that call then waited for nobody and is no stall,
+    and the pair is tried again (at most five times)."""
     lib = adaptive_pool(pool)
     lib.lib.tri_pool_threads(2, 0)  # the team exists (a first call creates or wakes it)
-    lib.configure_pool(adaptive=True, debug=False)  # counters and back-off cleared
-    assert lib.lib.tri_pool_stall_probe(2, 14) == 2
-    st = lib.pool_stats()
-    assert st["stalls"] == 1, st
-    if st["max_wait_ns"] >= 500_000:   # the worker slept (a loaded CI machine): a real stall
-        assert st["lone"] == 0 and st["cap"] == 1, st
+    for _ in range(5):
+        lib.configure_pool(adaptive=True, debug=False)  # counters and back-off cleared
+        assert lib.lib.tri_pool_stall_probe(2, 14) == 2
+        st = lib.pool_stats()
+        assert st["stalls"] == 1, st
+        if st["max_wait_ns"] >= 500_000:   # the worker slept (a loaded CI machine): a real stall
+            assert st["lone"] == 0 and st["cap"] == 1, st
+            return
+        # alone among the recent calls, a short stall is a hiccup: counted, the team kept
+        assert st["lone"] == 1 and st["cap"] == 0, st
+        # the next one right after it is a loaded machine: the back-off starts
+        assert lib.lib.tri_pool_stall_probe(2, 14) == 2
+        st = lib.pool_stats()
+        if st["stalls"] == 1:   # the caller was preempted after the worker's task: try again
+            continue
+        assert st["stalls"] == 2 and st["lone"] == 1 and st["cap"] == 1, st
         return
-    # alone among the recent calls, a short stall is a hiccup: counted, the team kept
-    assert st["lone"] == 1 and st["cap"] == 0, st
-    # the next one right after it is a loaded machine: the back-off starts
-    assert lib.lib.tri_pool_stall_probe(2, 14) == 2
-    st = lib.pool_stats()
-    assert st["stalls"] == 2 and st["lone"] == 1 and st["cap"] == 1, st
+    pytest.fail(f"no second probe in five waited for its worker: {st}")
 
 
 def _team_of(lib, m, n, k, act_quant):

@@ -281,8 +281,7 @@ static void pool_feedback(int want, int team, int idle, int64_t mine, int64_t nt
 typedef struct {
     _Atomic int64_t next;
     int64_t end;
-    char pad[48]; /* a cache line each */
-} TriRange;
+} __attribute__((aligned(64))) TriRange; /* a cache line each */
 
 static _Atomic int g_omp_busy; /* one call at a time owns the team; others run serially */
 
