@@ -260,6 +260,28 @@ TRI_EXPORT int tri_linear_planned(const TriLinearPlan *p, const float *x, int64_
                       residual, act, p->act_quant, y, nthreads, gw);
 }
 
+/* The layers of chain c one after the other on m tokens, the intermediate rows in two
+ * ping-pong buffers of the calling thread's scratch; layer i on min(cap_i, nthreads)
+ * threads. Both the layer-by-layer chain and each task of a chain region run this. */
+static int chain_layers(const TriChainPlan *c, const float *x, int64_t m, float *y,
+                        int nthreads, const uint8_t *const *gws) {
+    const int64_t L = c->nlayers, stride = m * c->max_n;
+    const size_t bytes = L > 1 ? (size_t)(2 * stride) * sizeof(float) : 0;
+    float *buf = L > 1 ? scratch_get(TRI_SCRATCH_CHAIN, bytes) : NULL;
+    if (L > 1 && !buf) return 1;
+    const float *in = x;
+    int rc = 0;
+    for (int64_t i = 0; i < L && rc == 0; i++) {
+        const int threads = c->caps && c->caps[i] > 0 && c->caps[i] < nthreads ? c->caps[i] : nthreads;
+        float *out = i == L - 1 ? y : buf + (i & 1) * stride;
+        rc = tri_linear_planned(&c->layers[i], in, m, NULL, c->acts[i], out, threads,
+                                gws ? gws[i] : NULL);
+        in = out;
+    }
+    scratch_put(buf, bytes);
+    return rc;
+}
+
 /* A chain whose layers all take int8 activations through the G2 GEMM can run as one
  * parallel region: each thread takes a chunk of the tokens through every layer (quantize,
  * product, epilogue, then the next layer from its own rows), so the layers need no barrier
@@ -290,30 +312,18 @@ static void chain_task(void *ctx, int64_t task, int tid) {
     ChainJob *J = ctx;
     (void)tid;
     const TriChainPlan *c = J->c;
-    const int64_t t0 = task * J->rows, mm = min64(J->m, t0 + J->rows) - t0, L = c->nlayers;
-    const int64_t stride = mm * c->max_n;
-    const size_t bytes = (size_t)(2 * stride) * sizeof(float);
-    float *buf = scratch_get(TRI_SCRATCH_CHAIN, bytes);
-    if (!buf) {
-        atomic_store(&J->err, 1);
-        return;
-    }
-    const float *in = J->x + t0 * c->layers[0].k;
-    int rc = 0;
-    for (int64_t i = 0; i < L && rc == 0; i++) {
-        float *out = i == L - 1 ? J->y + t0 * c->layers[i].n : buf + (i & 1) * stride;
-        rc = tri_linear_planned(&c->layers[i], in, mm, NULL, c->acts[i], out, 1, J->gws[i]);
-        in = out;
-    }
-    scratch_put(buf, bytes);
+    const int64_t t0 = task * J->rows, mm = min64(J->m, t0 + J->rows) - t0;
+    const int rc = chain_layers(c, J->x + t0 * c->layers[0].k, mm,
+                                J->y + t0 * c->layers[c->nlayers - 1].n, 1, J->gws);
     if (rc) atomic_store(&J->err, rc);
 }
 
 /* The team of chain c on m tokens as one region (see ChainJob), or 0 when it runs layer by
- * layer: not every layer int8 with a G2 layout, a tuned thread cap, or too little work. */
+ * layer: one layer, not every layer int8 with a G2 layout, a tuned thread cap, or too little
+ * work. */
 static int chain_region_team(const TriChainPlan *c, int64_t m, int nthreads,
                              const uint8_t *const *gws) {
-    if (!TRI_HAVE_G2 || !gws || c->caps || nthreads < 2) return 0;
+    if (!TRI_HAVE_G2 || !gws || c->caps || nthreads < 2 || c->nlayers < 2) return 0;
     double work = 0.0;
     int64_t wbytes = 0;
     for (int64_t i = 0; i < c->nlayers; i++) {
@@ -334,12 +344,7 @@ static int chain_region_team(const TriChainPlan *c, int64_t m, int nthreads,
 
 TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t m, float *y,
                                  int nthreads, const uint8_t *const *gws) {
-    const int64_t L = c->nlayers;
-    if (L <= 0) return 2;
-#define CHAIN_THREADS(i) (c->caps && c->caps[i] > 0 && c->caps[i] < nthreads ? c->caps[i] : nthreads)
-    if (L == 1)
-        return tri_linear_planned(&c->layers[0], x, m, NULL, c->acts[0], y, CHAIN_THREADS(0),
-                                  gws ? gws[0] : NULL);
+    if (c->nlayers <= 0) return 2;
     const int team = chain_region_team(c, m, nthreads, gws);
     if (team > 1) {
         ChainJob J = {.c = c, .x = x, .y = y, .gws = gws, .m = m};
@@ -348,22 +353,7 @@ TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t 
         pool_run(chain_task, &J, (m + J.rows - 1) / J.rows, team);
         return atomic_load(&J.err);
     }
-    /* two ping-pong buffers for the intermediate activations, each m x max_n */
-    const int64_t stride = m * c->max_n;
-    const size_t bytes = (size_t)(2 * stride) * sizeof(float);
-    float *buf = scratch_get(TRI_SCRATCH_CHAIN, bytes);
-    if (!buf) return 1;
-    const float *in = x;
-    int rc = 0;
-    for (int64_t i = 0; i < L && rc == 0; i++) {
-        float *out = i == L - 1 ? y : buf + (i & 1) * stride;
-        rc = tri_linear_planned(&c->layers[i], in, m, NULL, c->acts[i], out, CHAIN_THREADS(i),
-                                gws ? gws[i] : NULL);
-        in = out;
-    }
-    scratch_put(buf, bytes);
-    return rc;
-#undef CHAIN_THREADS
+    return chain_layers(c, x, m, y, nthreads, gws);
 }
 
 #include "tritium_dw.h"   /* depthwise and pointwise convs (fp32), tri_conv2d_planned's */
