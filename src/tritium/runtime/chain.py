@@ -15,6 +15,13 @@ into the module as data (``self.tritium_chain``: ``["layer", attr]`` and
   following ``relu``/``relu6`` fused, and the ``nn.MaxPool2d``/``nn.AvgPool2d`` right after
   it in the same native call (``tri_conv2d_pool_planned``: the conv's output planes are
   pooled while they are in cache, never written whole);
+- a full-precision ``nn.Conv2d`` (a first layer kept in fp32) runs with the
+  ``nn.BatchNorm2d`` in inference form, the ``relu``/``relu6`` and the max/avg pooling after
+  it in one native call (``tri_conv2d_f32``, :class:`~tritium.runtime.plan.FloatConvPlan`):
+  the flat convolution on the model's float weights, the batch norm folded into its epilogue.
+  This is the one step whose values are not the generated forward's bit for bit: its sums
+  run in another order than oneDNN's (within float rounding; the modules run whenever the
+  plan does not hold: a batch norm in training mode, autograd, hooks);
 - any other ``nn.MaxPool2d``/``nn.AvgPool2d`` runs natively (``tri_pool2d``, the same values
   as torch's, bit for bit: :class:`~tritium.runtime.plan.PoolPlan`);
 - folded batch norms (``nn.Identity``) vanish; every other step runs as the generated code
@@ -24,7 +31,8 @@ Nothing is guessed from Python source: the steps are the compiler's, and the mod
 name are checked when the plan is built. Each call checks, cheaply, that the plan still
 holds (the same modules under those names, no hooks on the fused ones, unchanged weights,
 one float32 CPU tensor argument, nothing that needs autograd, not under ``torch.compile``);
-otherwise the generated ``forward`` runs, so results and errors are the generated code's.
+otherwise the generated ``forward`` runs, so results and errors are the generated code's
+(bit for bit, but for a full-precision conv's rounding, above).
 """
 
 from __future__ import annotations
@@ -253,6 +261,31 @@ class _ConvStep:
         return y if pool is None else pool(y)
 
 
+class _FloatConvStep:
+    """A full-precision ``nn.Conv2d`` with the inference-form batch norm, exact activation and
+    pooling that follow it, in one native call (:class:`~tritium.runtime.plan.FloatConvPlan`);
+    the modules one after the other when the plan does not take the call (a batch norm in
+    training mode, autograd, ...)."""
+
+    __slots__ = ("conv", "bn", "act", "pool", "plan")
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.Module | None, act: str | None,
+                 pool: _plan.PoolPlan | None) -> None:
+        self.conv, self.bn, self.act, self.pool = conv, bn, act, pool
+        self.plan = _plan.FloatConvPlan(conv, bn)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.plan(x, self.act, self.pool)
+        if y is not None:
+            return y
+        y = self.conv(x)
+        if self.bn is not None:
+            y = self.bn(y)
+        if self.act is not None:
+            y = _ACTIVATION_FNS[self.act](y)
+        return y if self.pool is None else self.pool(y)
+
+
 def _function(step: list) -> Callable[[torch.Tensor], torch.Tensor] | None:
     name = step[1]
     if name in _ACTIVATION_FNS and len(step) == 2:
@@ -271,6 +304,21 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
     guarded: list[tuple[str, nn.Module]] = []
     params: list = []
     pending: list = []   # (layer, activation) of the ternary linear run being gathered
+
+    def layer_at(j: int) -> nn.Module | None:
+        """The module of step ``j`` when it is a ``["layer", name]`` step."""
+        if j < len(steps) and list(steps[j][:1]) == ["layer"] and len(steps[j]) == 2 \
+                and isinstance(steps[j][1], str):
+            return module._modules.get(steps[j][1])
+        return None
+
+    def skip_identities(j: int) -> int:
+        """The first step from ``j`` that is not an ``nn.Identity`` without hooks (a folded
+        batch norm), guarding the ones skipped."""
+        while type(nxt := layer_at(j)) is nn.Identity and _no_hooks(nxt):
+            guarded.append((steps[j][1], nxt))
+            j += 1
+        return j
 
     def flush() -> None:
         if pending:
@@ -304,6 +352,28 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
             continue
         fusable = isinstance(mod, TernaryLayer) and mod.frozen and _no_hooks(mod) and (
             _native_linear(mod) or isinstance(mod, TernaryConv2d))
+        if not fusable and type(mod) is nn.Conv2d and _no_hooks(mod) \
+                and _plan._float_conv_params(mod) is not None:
+            # a full-precision conv: the batch norm, activation and pooling after it (past
+            # nn.Identity steps) in one native call
+            flush()
+            i, bn = skip_identities(i), None
+            nxt = layer_at(i)
+            if type(nxt) is nn.BatchNorm2d and _no_hooks(nxt):
+                guarded.append((steps[i][1], nxt))
+                bn, i = nxt, skip_identities(i + 1)
+            act = None
+            if i < len(steps) and list(steps[i][:1]) == ["call"] and len(steps[i]) == 2 \
+                    and steps[i][1] in _EXACT_EPILOGUE:
+                act, i = steps[i][1], skip_identities(i + 1)
+            pool, nxt = None, layer_at(i)
+            if nxt is not None and _no_hooks(nxt):
+                pool = _plan.pool_plan(nxt)
+                if pool is not None:
+                    guarded.append((steps[i][1], nxt))
+                    i += 1
+            ops.append(_FloatConvStep(mod, bn, act, pool))
+            continue
         if not fusable:
             flush()
             pool = _plan.pool_plan(mod) if _no_hooks(mod) else None

@@ -490,6 +490,132 @@ class PoolPlan:
         return y
 
 
+def _float_conv_params(conv: torch.nn.Module) -> tuple | None:
+    """(kernel, stride, padding, dilation) of a plain ``nn.Conv2d`` the native float conv
+    computes (zero padding given as numbers, float32 weights on the CPU), else None."""
+    if type(conv) is not torch.nn.Conv2d or conv.padding_mode != "zeros":
+        return None
+    w = conv.weight
+    if not isinstance(w, torch.Tensor) or w.dtype != torch.float32 or w.device.type != "cpu" \
+            or w.dim() != 4:
+        return None
+    two = [_two(v) for v in (conv.kernel_size, conv.stride, conv.padding, conv.dilation)]
+    if None in two or min(*two[0], *two[1], *two[3]) <= 0 or min(two[2]) < 0:
+        return None
+    return tuple(two)
+
+
+def _inference_norm(bn: torch.nn.Module | None, channels: int) -> bool:
+    """Whether ``bn`` is a 2-D batch norm that normalizes ``channels`` channels with running
+    statistics (its inference form, an affine map per channel) in its current mode."""
+    return type(bn) is torch.nn.BatchNorm2d and not bn.training \
+        and bn.running_mean is not None and bn.running_var is not None \
+        and bn.num_features == channels and bn.running_mean.dtype == torch.float32
+
+
+class FloatConvPlan:
+    """A full-precision ``nn.Conv2d``, with the batch norm in inference form, the ``relu`` or
+    ``relu6`` and the max/avg pooling that follow it, in one native call (``tri_conv2d_f32``:
+    the flat convolution of :meth:`LinearPlan.conv2d` on the model's own float weights). The
+    batch norm folds into a factor and a shift per channel applied in the epilogue (computed
+    from the modules' current tensors, again whenever one of them changes), the activation is
+    exact, the pooling is torch's own bit for bit; the sums run in another order than oneDNN's,
+    so the values are the modules' within float rounding (the tests bound it). A call the
+    plan does not take (autograd, a batch norm in training mode, a long K on a short plane...)
+    returns None: the caller runs the modules."""
+
+    __slots__ = ("conv", "bn", "lib", "env_threads", "key", "folded", "geoms")
+
+    def __init__(self, conv: torch.nn.Module, bn: torch.nn.Module | None) -> None:
+        self.conv, self.bn = conv, bn
+        self.lib = _lib()
+        self.env_threads = _default_threads()
+        self.key: tuple | None = None
+        self.folded: tuple | None = None
+        self.geoms: dict[tuple, tuple | None] = {}
+
+    def _tensors(self) -> tuple:
+        conv, bn = self.conv, self.bn
+        if bn is None:
+            return (conv.weight, conv.bias)
+        return (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+
+    def _fold(self) -> tuple:
+        """(weight, scale or None, bias or None), float32 and contiguous, for the modules'
+        current tensors."""
+        tensors = self._tensors()
+        key = tuple(None if t is None else (id(t), t._version) for t in tensors) + (
+            None if self.bn is None else float(self.bn.eps),)
+        if key != self.key:
+            with torch.no_grad():
+                w = self.conv.weight.detach().contiguous()
+                b = self.conv.bias
+                b = None if b is None else b.detach().float().contiguous()
+                scale = None
+                if self.bn is not None:
+                    bn = self.bn
+                    k = torch.rsqrt(bn.running_var.detach().float() + bn.eps)
+                    if bn.weight is not None:
+                        k = k * bn.weight.detach().float()
+                    shift = -bn.running_mean.detach().float() * k
+                    if bn.bias is not None:
+                        shift = shift + bn.bias.detach().float()
+                    if b is not None:
+                        shift = b * k + shift
+                    scale, b = k.contiguous(), shift.contiguous()
+            self.key, self.folded = key, (w, scale, b)
+        return self.folded
+
+    def __call__(self, x: torch.Tensor, activation: str | None,
+                 pool: PoolPlan | None) -> torch.Tensor | None:
+        conv, bn = self.conv, self.bn
+        params = _float_conv_params(conv)
+        if params is None or self.lib is None or x.dim() != 4 or x.dtype != torch.float32 \
+                or x.device.type != "cpu" or x.shape[1] != conv.in_channels or _is_compiling():
+            return None
+        if bn is not None and not _inference_norm(bn, conv.out_channels):
+            return None
+        if torch.is_grad_enabled() and (x.requires_grad or any(
+                t is not None and t.requires_grad for t in self._tensors())):
+            return None
+        kernel, stride, padding, dilation = params
+        b, c, h, w = x.shape
+        n, groups = conv.out_channels, conv.groups
+        key = (c, h, w, params, groups, n)
+        hit = self.geoms.get(key, False)
+        if hit is False:
+            ho, wo = conv_out_size(h, w, kernel, stride, padding, dilation)
+            hit = None
+            if ho > 0 and wo > 0 and groups > 0 and c % groups == 0 and n % groups == 0 \
+                    and tuple(conv.weight.shape) == (n, c // groups, *kernel):
+                g = cpu_backend.ConvGeomArgs(c, h, w, *kernel, *stride, *padding, *dilation,
+                                             ho, wo, groups)
+                hit = (g, ctypes.addressof(g), ho, wo)
+            self.geoms[key] = hit
+        if hit is None:
+            return None
+        _, gptr, ho, wo = hit
+        pg = None if pool is None else pool.geom(ho, wo)
+        if pool is not None and pg is None:   # a window the native pooling does not take
+            y = self(x, activation, None)
+            return None if y is None else pool.module(y)
+        wt, scale, bias = self._fold()
+        if not x.is_contiguous():
+            x = x.contiguous()
+        y = x.new(b, n, ho, wo) if pg is None else x.new(b, n, pg[2], pg[3])
+        rc = self.lib.lib.tri_conv2d_f32(
+            wt.data_ptr(), None if scale is None else scale.data_ptr(),
+            None if bias is None else bias.data_ptr(), n, gptr, x.data_ptr(), b, None,
+            _ACT_CODE[activation], None if pg is None else pg[1], y.data_ptr(),
+            _call_threads(self.env_threads, 0))
+        if rc == 3:   # a shape the flat conv does not take: torch's conv
+            self.geoms[key] = None
+            return None
+        if rc != 0:
+            raise MemoryError("tritium: the native float conv2d could not allocate its buffers")
+        return y
+
+
 def linear_plan(wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
                 bias: torch.Tensor | None, act_quant: str) -> LinearPlan | None:
     """A :class:`LinearPlan` for a frozen weight on the CPU, or None (no native kernels, or

@@ -182,7 +182,9 @@ def test_fallbacks_keep_the_generated_semantics(tmp_path):
         with pytest.raises(RuntimeError):
             model(x)                                   # the generated code's own error
         model.b2.shortcut = nn.Conv2d(4, 8, 1, stride=2)
-        torch.testing.assert_close(model(x), _reference(model, x), rtol=0, atol=0)
+        # the new shortcut, a full-precision conv, runs as the native float conv: its sums in
+        # another order than oneDNN's
+        torch.testing.assert_close(model(x), _reference(model, x), rtol=1e-5, atol=1e-6)
     # a subclass swapped in whose forward is another: that forward runs
     plan = type(model.b1)
 
@@ -192,7 +194,7 @@ def test_fallbacks_keep_the_generated_semantics(tmp_path):
 
     model.b1.__class__ = Doubled
     with torch.no_grad():
-        torch.testing.assert_close(model(x), _reference(model, x), rtol=0, atol=0)
+        torch.testing.assert_close(model(x), _reference(model, x), rtol=1e-5, atol=1e-6)
     model.b1.__class__ = plan
     # autograd: the generated forward, with gradients
     xg = x.clone().requires_grad_(True)

@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I = ctypes.c_int
 
-ABI_VERSION = 10
+ABI_VERSION = 11
 
 
 # The counters of the kernels' thread pool, in the order tri_pool_stats writes them:
@@ -166,6 +166,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "tri_conv2d_planned": (_I, [_P, _P, _P, _I64, _P, _I, _P, _I, _P]),
         "tri_conv2d_pool_planned": (_I, [_P, _P, _P, _I64, _P, _I, _P, _P, _I, _P]),
         "tri_pool2d": (_I, [_P, _P, _I64, _P, _I]),
+        "tri_conv2d_f32": (_I, [_P, _P, _P, _I64, _P, _P, _I64, _P, _I, _P, _P, _I]),
         "tri_conv_panel_bytes": (_I64, [_P, _P]),
         "tri_conv_panel_pack": (_I, [_P, _P]),
         "tri_conv8_bytes": (_I64, [_P, _P]),

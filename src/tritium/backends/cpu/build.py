@@ -58,8 +58,8 @@ from tritium.cachedir import (
 # the sections tritium_kernels.c includes, in the order it includes them
 SECTIONS = ("tritium_pool.h", "tritium_pack.h", "tritium_epilogue.h", "tritium_x86.h",
             "tritium_neon.h", "tritium_scalar.h", "tritium_driver.h", "tritium_f32p.h",
-            "tritium_g2avx2.h", "tritium_g2.h", "tritium_dw.h", "tritium_conv8.h", "tritium_conv.h",
-            "tritium_lm.h", "tritium_lmblock.h")
+            "tritium_g2avx2.h", "tritium_g2.h", "tritium_pool2d.h", "tritium_dw.h",
+            "tritium_conv8.h", "tritium_conv.h", "tritium_lm.h", "tritium_lmblock.h")
 SOURCE_FILES = ("tritium_kernels.h", *SECTIONS, "tritium_kernels.c")
 _INCLUDE = re.compile(r'^#include "(tritium_[a-z0-9_]+\.h)"[^\n]*$', re.MULTILINE)
 BASE_FLAGS = (

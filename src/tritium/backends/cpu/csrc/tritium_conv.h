@@ -86,145 +86,6 @@ static void nchw_task(void *ctx, int64_t task, int tid) {
     }
 }
 
-/* ---- pooling on NCHW planes, as torch computes it ----------------------------------------
- * The same window walk, comparisons and sums as ATen's CPU max_pool2d / avg_pool2d kernels
- * for contiguous NCHW input, so the results are the same bit for bit: max starts at -inf and
- * takes a value when it is greater or NaN (the last NaN of the window wins), as selects the
- * compiler vectorizes (a branch on random data mispredicts half the time); avg sums the
- * window row by row and divides by the divisor once. */
-#define TRI_POOL_STAGE 2048 /* floats of the 2x2 max pool's staging rows (on the stack) */
-
-/* (v > m || isnan(v)) ? v : m per lane: the max pool's step. Picking "the last NaN, else the
- * first of the largest" is associative, so a window's values may be combined pairwise:
- * pick(pick(d, c), pick(b, a)) is the chain pick(d, pick(c, pick(b, a))). */
-static inline tri_v16 vpick(tri_v16 v, tri_v16 m) {
-    const tri_v16i t = (v > m) | (v != v);
-    return (tri_v16)(((tri_v16i)v & t) | ((tri_v16i)m & ~t));
-}
-
-/* 2x2 windows, stride 2, no padding: for output row oh, lane t of one vector combines input
- * columns t and t + 1 of rows 2 oh and 2 oh + 1 (the even lanes are the windows); the rows go
- * to `stage` at a stride of 2 wo and one strided pass keeps the even lanes. Reads up to VW
- * floats past the plane (the caller's slack). */
-static void max_pool_2x2(const float *in, int64_t W, int64_t ho, int64_t wo, float *stage,
-                         float *out) {
-    for (int64_t oh = 0; oh < ho; oh++) {
-        const float *r0 = in + 2 * oh * W, *r1 = r0 + W;
-        float *st = stage + oh * 2 * wo;
-        for (int64_t t = 0; t < 2 * wo; t += VW) {
-            const tri_v16 a = *(const tri_v16u *)(r0 + t), b = *(const tri_v16u *)(r0 + t + 1);
-            const tri_v16 c = *(const tri_v16u *)(r1 + t), d = *(const tri_v16u *)(r1 + t + 1);
-            *(tri_v16u *)(st + t) = vpick(vpick(d, c), vpick(b, a));
-        }
-    }
-    for (int64_t r = 0; r < ho * wo; r++) out[r] = stage[2 * r];
-}
-
-/* `slack`: VW floats after the plane may be read */
-static void pool_plane(const TriPoolGeom *q, const float *in, float *out, int slack) {
-    const int64_t H = q->h, W = q->w;
-    if (q->kind == TRI_POOL_MAX) {
-        if (q->kh == 2 && q->kw == 2 && q->sh == 2 && q->sw == 2 && q->ph == 0 && q->pw == 0
-            && q->dh == 1 && q->dw == 1 && 2 * q->ho <= H && 2 * q->wo <= W) {
-            if (slack && 2 * q->ho * q->wo + VW <= TRI_POOL_STAGE) {
-                float stage[TRI_POOL_STAGE];
-                max_pool_2x2(in, W, q->ho, q->wo, stage, out);
-                return;
-            }
-            for (int64_t oh = 0; oh < q->ho; oh++) {   /* whole windows, no bounds */
-                const float *r0 = in + 2 * oh * W, *r1 = r0 + W;
-                float *o = out + oh * q->wo;
-                for (int64_t ow = 0; ow < q->wo; ow++) {
-                    const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow],
-                                d = r1[2 * ow + 1];
-                    float m = a;   /* what -inf then a gives, -inf included */
-                    m = ((b > m) | (b != b)) ? b : m;
-                    m = ((c > m) | (c != c)) ? c : m;
-                    m = ((d > m) | (d != d)) ? d : m;
-                    o[ow] = m;
-                }
-            }
-            return;
-        }
-        for (int64_t oh = 0; oh < q->ho; oh++) {
-            for (int64_t ow = 0; ow < q->wo; ow++) {
-                int64_t ih0 = oh * q->sh - q->ph, iw0 = ow * q->sw - q->pw;
-                const int64_t ih1 = min64(ih0 + (q->kh - 1) * q->dh + 1, H);
-                const int64_t iw1 = min64(iw0 + (q->kw - 1) * q->dw + 1, W);
-                while (ih0 < 0) ih0 += q->dh;
-                while (iw0 < 0) iw0 += q->dw;
-                float m = -INFINITY;
-                for (int64_t ih = ih0; ih < ih1; ih += q->dh)
-                    for (int64_t iw = iw0; iw < iw1; iw += q->dw) {
-                        const float v = in[ih * W + iw];
-                        m = ((v > m) | (v != v)) ? v : m;   /* no branch to mispredict */
-                    }
-                out[oh * q->wo + ow] = m;
-            }
-        }
-        return;
-    }
-    for (int64_t oh = 0; oh < q->ho; oh++) {
-        for (int64_t ow = 0; ow < q->wo; ow++) {
-            int64_t ih0 = oh * q->sh - q->ph, iw0 = ow * q->sw - q->pw;
-            int64_t ih1 = min64(ih0 + q->kh, H + q->ph), iw1 = min64(iw0 + q->kw, W + q->pw);
-            const int64_t pool_size = (ih1 - ih0) * (iw1 - iw0);
-            ih0 = ih0 < 0 ? 0 : ih0;
-            iw0 = iw0 < 0 ? 0 : iw0;
-            ih1 = min64(ih1, H);
-            iw1 = min64(iw1, W);
-            if (ih0 >= ih1 || iw0 >= iw1) {
-                out[oh * q->wo + ow] = 0.0f;
-                continue;
-            }
-            const int64_t div = q->divisor > 0 ? q->divisor
-                                : q->count_include_pad ? pool_size : (ih1 - ih0) * (iw1 - iw0);
-            float sum = 0.0f;
-            for (int64_t ih = ih0; ih < ih1; ih++)
-                for (int64_t iw = iw0; iw < iw1; iw++) sum += in[ih * W + iw];
-            out[oh * q->wo + ow] = sum / (float)div;
-        }
-    }
-}
-
-typedef struct {
-    const TriPoolGeom *q;
-    const float *x;
-    float *y;
-    int64_t planes, per_task;
-} PoolJob;
-
-static void pool_task(void *ctx, int64_t task, int tid) {
-    PoolJob *J = ctx;
-    (void)tid;
-    const int64_t in = J->q->h * J->q->w, out = J->q->ho * J->q->wo;
-    const int64_t p1 = min64(J->planes, (task + 1) * J->per_task);
-    for (int64_t p = task * J->per_task; p < p1; p++)   /* the next plane is the slack */
-        pool_plane(J->q, J->x + p * in, J->y + p * out, p + 1 < J->planes);
-}
-
-static int pool_geom_ok(const TriPoolGeom *q) {
-    return q->kind >= TRI_POOL_MAX && q->kind <= TRI_POOL_AVG && q->h > 0 && q->w > 0
-           && q->kh > 0 && q->kw > 0 && q->sh > 0 && q->sw > 0 && q->ph >= 0 && q->pw >= 0
-           && q->dh > 0 && q->dw > 0 && q->ho > 0 && q->wo > 0;
-}
-
-static void pool_planes(const TriPoolGeom *q, const float *x, int64_t planes, float *y,
-                        int nthreads) {
-    const int64_t in = q->h * q->w + q->ho * q->wo * q->kh * q->kw;   /* work per plane */
-    PoolJob J = {.q = q, .x = x, .y = y, .planes = planes};
-    J.per_task = (16384 + in - 1) / in;
-    const int64_t tasks = (planes + J.per_task - 1) / J.per_task;
-    pool_run(pool_task, &J, tasks, team_for_work((double)planes * (double)in, nthreads));
-}
-
-TRI_EXPORT int tri_pool2d(const TriPoolGeom *q, const float *x, int64_t planes, float *y,
-                          int nthreads) {
-    if (!pool_geom_ok(q)) return 2;
-    if (planes > 0) pool_planes(q, x, planes, y, nthreads);
-    return 0;
-}
-
 /* ---- fp32 mode: a register-blocked flat convolution ----------------------------------------
  * Each task takes one image, one group and a block of up to TRI_DC_OB of the group's output
  * channels. Each image's group of input channels is copied once (a first parallel pass,
@@ -253,11 +114,13 @@ TRI_EXPORT int tri_pool2d(const TriPoolGeom *q, const float *x, int64_t planes, 
 #define TRI_FLAT_CONV_MIN_LEN 64 /* above it, planes at least this long (ResNet-18's 4x4 lose) */
 
 typedef struct {
-    const TriLinearPlan *p;
     const TriConvGeom *g;
     const TriPoolGeom *q;  /* or NULL */
     const float *x, *residual;
-    const float *wf;       /* O x K trits as floats */
+    const float *wf;       /* O x K weights as floats (a ternary weight's trits) */
+    const float *scale;    /* per output channel, or one for all (nscale 1) */
+    const float *bias;     /* O or NULL */
+    int64_t n, k, nscale;
     const int64_t *off;    /* K tap offsets in a group's phase planes */
     float *y;
     int act;
@@ -371,7 +234,7 @@ static void flat_conv_task(void *ctx, int64_t task, int tid) {
     FlatConvJob *J = ctx;
     (void)tid;
     const TriConvGeom *g = J->g;
-    const int64_t n = J->p->n, K = J->p->k, groups = g->groups;
+    const int64_t n = J->n, K = J->k, groups = g->groups;
     const int64_t blk = task % J->nblk, gi = task / J->nblk % groups, b = task / J->nblk / groups;
     const int64_t o0 = gi * J->og + blk * J->og / J->nblk;
     const int64_t o1 = gi * J->og + (blk + 1) * J->og / J->nblk;
@@ -390,8 +253,8 @@ static void flat_conv_task(void *ctx, int64_t task, int tid) {
                         (int)((min64(J->len - l0, TRI_DC_NV * VW) + VW - 1) / VW));
     for (int i = 0; i < ob; i++) {
         const int64_t o = o0 + i, plane = b * n + o;
-        const float sc = J->p->scale[J->p->nscale == 1 ? 0 : o];
-        const float bi = J->p->bias ? J->p->bias[o] : 0.0f;
+        const float sc = J->scale[J->nscale == 1 ? 0 : o];
+        const float bi = J->bias ? J->bias[o] : 0.0f;
         const float *res = J->residual ? J->residual + plane * ohw : NULL;
         float *dst = J->q ? tmp : J->y + plane * ohw;
         const float *a = pl + i * J->lp;
@@ -415,10 +278,13 @@ static void flat_copy_task(void *ctx, int64_t task, int tid) {
 /* fp32 activations, and grouped, or a small K, or an output plane long enough that the
  * register blocks over positions beat the patch GEMM (measured on ResNet-18's 3x3 convs at
  * 32x32 input: 16x16 and 8x8 planes win by 1.2-2x, stride-2 8x8 -> 4x4 and 4x4 ones lose 2x) */
-static int flat_conv_fits(const TriLinearPlan *p, const TriConvGeom *g) {
-    if (p->act_quant) return 0;
+static int flat_conv_shape_fits(int64_t k, const TriConvGeom *g) {
     const int64_t len = (g->ho - 1) * ((g->w + 2 * g->pw + g->sw - 1) / g->sw) + g->wo;
-    return g->groups > 1 || p->k <= TRI_FLAT_CONV_SMALL_K || len >= TRI_FLAT_CONV_MIN_LEN;
+    return g->groups > 1 || k <= TRI_FLAT_CONV_SMALL_K || len >= TRI_FLAT_CONV_MIN_LEN;
+}
+
+static int flat_conv_fits(const TriLinearPlan *p, const TriConvGeom *g) {
+    return !p->act_quant && flat_conv_shape_fits(p->k, g);
 }
 
 /* the offset of tap (c, i, j) in a group's phase planes (see above), for the K taps */
@@ -433,11 +299,15 @@ static void flat_offsets(const FlatConvJob *J, int64_t *off) {
             }
 }
 
-static int flat_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
-                     int64_t batch, const float *residual, int act, const TriPoolGeom *q,
-                     float *y, int nthreads) {
-    const int64_t n = p->n, k = p->k, sh = g->sh, sw = g->sw;
-    FlatConvJob J = {.p = p, .g = g, .q = q, .x = x, .residual = residual, .y = y, .act = act};
+/* the flat conv of the O x K float weights wf (K = C / groups * kh * kw in (c, i, j) order:
+ * a conv weight's own layout) with the scale and bias epilogue */
+static int flat_conv_run(const float *wf, int64_t n, int64_t k, const float *scale,
+                         int64_t nscale, const float *bias, const TriConvGeom *g,
+                         const float *x, int64_t batch, const float *residual, int act,
+                         const TriPoolGeom *q, float *y, int nthreads) {
+    const int64_t sh = g->sh, sw = g->sw;
+    FlatConvJob J = {.g = g, .q = q, .x = x, .residual = residual, .y = y, .act = act,
+                     .wf = wf, .scale = scale, .bias = bias, .n = n, .k = k, .nscale = nscale};
     J.hq = (g->h + 2 * g->ph + sh - 1) / sh;
     J.wq = (g->w + 2 * g->pw + sw - 1) / sw;
     J.len = (g->ho - 1) * J.wq + g->wo;
@@ -447,27 +317,59 @@ static int flat_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *
     J.img = J.cg * sh * sw * J.hq * J.wq + VW;
     J.nblk = (J.og + TRI_DC_OB - 1) / TRI_DC_OB;
     atomic_init(&J.oom, 0);
-    float *wf = tri_alloc((size_t)(n * k) * sizeof(float));
     int64_t *off = tri_alloc((size_t)k * sizeof(int64_t));
-    uint8_t *codes = tri_alloc((size_t)(n_blocks(p->fmt, k) * blk_elems(p->fmt)));
     J.imgs = tri_alloc((size_t)(batch * g->groups * J.img) * sizeof(float));
     int err = 1;
-    if (wf && off && codes && J.imgs) {
+    if (off && J.imgs) {
         pool_run(flat_copy_task, &J, batch * g->groups,
                  team_for_work((double)(batch * g->groups * J.img), nthreads));
-        for (int64_t o = 0; o < n; o++) {
-            decode_codes(p->fmt, p->w + o * p->row_bytes, n_blocks(p->fmt, k), codes);
-            for (int64_t i = 0; i < k; i++) wf[o * k + i] = (float)((int)codes[i] - 1);
-        }
         flat_offsets(&J, off);
-        J.wf = wf;
         J.off = off;
         const double work = (double)batch * (double)n * (double)k * (double)J.len;
         pool_run(flat_conv_task, &J, batch * g->groups * J.nblk, team_for_work(work, nthreads));
         err = atomic_load(&J.oom) ? 1 : 0;
     }
-    free(wf); free(off); free(codes); free(J.imgs);
+    free(off); free(J.imgs);
     return err;
+}
+
+static int flat_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
+                     int64_t batch, const float *residual, int act, const TriPoolGeom *q,
+                     float *y, int nthreads) {
+    const int64_t n = p->n, k = p->k;
+    float *wf = tri_alloc((size_t)(n * k) * sizeof(float));
+    uint8_t *codes = tri_alloc((size_t)(n_blocks(p->fmt, k) * blk_elems(p->fmt)));
+    int err = 1;
+    if (wf && codes) {
+        for (int64_t o = 0; o < n; o++) {
+            decode_codes(p->fmt, p->w + o * p->row_bytes, n_blocks(p->fmt, k), codes);
+            for (int64_t i = 0; i < k; i++) wf[o * k + i] = (float)((int)codes[i] - 1);
+        }
+        err = flat_conv_run(wf, n, k, p->scale, p->nscale, p->bias, g, x, batch, residual, act,
+                            q, y, nthreads);
+    }
+    free(wf); free(codes);
+    return err;
+}
+
+/* A full-precision conv2d (the model's own float weights, w: O x C / groups * kh * kw) as the
+ * flat conv: per output channel y = act(conv(x, w) * scale + bias (+ residual)), pooled by q
+ * when given (scale NULL: 1; a batch norm in inference form folds into scale and bias).
+ * Returns 2 for a geometry that does not fit, 3 for one the flat conv does not take (a long
+ * K on a short plane: the caller's GEMM path), 1 when out of memory. */
+TRI_EXPORT int tri_conv2d_f32(const float *w, const float *scale, const float *bias,
+                              int64_t n, const TriConvGeom *g, const float *x, int64_t batch,
+                              const float *residual, int act, const TriPoolGeom *q, float *y,
+                              int nthreads) {
+    static const float one = 1.0f;
+    if (g->groups < 1 || g->c % g->groups || n % g->groups || g->ho <= 0 || g->wo <= 0)
+        return 2;
+    if (q && (!pool_geom_ok(q) || q->h != g->ho || q->w != g->wo)) return 2;
+    const int64_t k = g->c / g->groups * g->kh * g->kw;
+    if (!flat_conv_shape_fits(k, g)) return 3;
+    if (batch == 0 || n == 0) return 0;
+    return flat_conv_run(w, n, k, scale ? scale : &one, scale ? n : 1, bias, g, x, batch,
+                         residual, act, q, y, nthreads);
 }
 
 /* ---- fp32 mode: an implicit GEMM for many channels on small planes -------------------------
@@ -640,7 +542,7 @@ TRI_EXPORT int tri_conv_panel_pack(const TriLinearPlan *p, int8_t *out) {
 static int ig_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x, int64_t batch,
                    const float *residual, int act, const int8_t *wp, float *y, int nthreads) {
     const int64_t n = p->n, k = p->k, sh = g->sh, sw = g->sw;
-    FlatConvJob F = {.p = p, .g = g, .x = x};
+    FlatConvJob F = {.g = g, .x = x};
     F.hq = (g->h + 2 * g->ph + sh - 1) / sh;
     F.wq = (g->w + 2 * g->pw + sw - 1) / sw;
     F.cg = g->c;

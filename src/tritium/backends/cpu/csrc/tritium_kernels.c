@@ -29,7 +29,7 @@
 #include <arm_neon.h>
 #endif
 
-#define TRI_ABI_VERSION 10
+#define TRI_ABI_VERSION 11
 
 TRI_EXPORT const char *tri_isa(void) {
 #if TRI_ISA_AVX512
@@ -356,6 +356,7 @@ TRI_EXPORT int tri_chain_planned(const TriChainPlan *c, const float *x, int64_t 
     return chain_layers(c, x, m, y, nthreads, gws);
 }
 
+#include "tritium_pool2d.h" /* max and average pooling on NCHW planes */
 #include "tritium_dw.h"   /* depthwise and pointwise convs (fp32), tri_conv2d_planned's */
 #include "tritium_conv8.h" /* the int8-activation implicit-GEMM conv (int8_image) */
 #include "tritium_conv.h" /* conv2d: patches gathered into the GEMM rows, NCHW out */

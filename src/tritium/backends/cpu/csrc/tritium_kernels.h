@@ -198,6 +198,16 @@ TRI_EXPORT int tri_conv2d_pool_planned(const TriLinearPlan *p, const TriConvGeom
                                        int act, const TriPoolGeom *q, float *y, int nthreads,
                                        const uint8_t *gw);
 
+/* A full-precision conv2d as the flat conv: the float weights w (n x C / groups * kh * kw, a
+ * conv weight's layout), per output channel y = act(conv * scale + bias (+ residual)) (scale
+ * NULL: 1; a folded batch norm's factor and shift), pooled by q when not NULL (q->h, q->w the
+ * conv's ho, wo). Returns 0, 1 out of memory, 2 a geometry that does not fit, 3 a shape the
+ * flat conv does not take (the caller's own conv runs). C ABI 11. */
+TRI_EXPORT int tri_conv2d_f32(const float *w, const float *scale, const float *bias,
+                              int64_t n, const TriConvGeom *g, const float *x, int64_t batch,
+                              const float *residual, int act, const TriPoolGeom *q, float *y,
+                              int nthreads);
+
 /* The fp32 conv's panel layout of p's weight (int8 trits, k-major, in panels of output
  * channels): its size in bytes when tri_conv2d_planned would use it for geometry g, else 0;
  * and the packing (returns 1 if out of memory). C ABI 9. */
