@@ -224,7 +224,7 @@ def test_a_short_wait_in_a_short_call_is_a_stall(pool, adaptive_pool):
         assert lib.lib.tri_pool_stall_probe(2, 14) == 2
         st = lib.pool_stats()
         assert st["stalls"] == 1, st
-        if st["max_wait_ns"] >= 500_000:   # the worker slept (a loaded CI machine): a real stall
+        if st["max_wait_ns"] >= 4_000_000:   # the worker lost a time slice (a loaded CI machine)
             assert st["lone"] == 0 and st["cap"] == 1, st
             return
         # alone among the recent calls, a short stall is a hiccup: counted, the team kept
@@ -237,6 +237,36 @@ def test_a_short_wait_in_a_short_call_is_a_stall(pool, adaptive_pool):
         assert st["stalls"] == 2 and st["lone"] == 1 and st["cap"] == 1, st
         return
     pytest.fail(f"no second probe in five waited for its worker: {st}")
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_wait_of_a_vcpu_wake_up_is_a_hiccup(pool, adaptive_pool):
+    """A worker whose vCPU the host had idled or preempted (a 2-core KVM guest) may be 1-2 ms
+    late, in a call that found the team cold (its last call ended long before) or warm: alone
+    among the recent calls, a wait under 4 ms is a hiccup, counted, the team kept (each one
+    started a back-off of 35-70 ms of serial calls before); the same wait in the call right
+    after it backs off. A wait of 4 ms or more (a time slice: a loaded machine) backs off at
+    once."""
+    lib = adaptive_pool(pool)
+    lib.lib.tri_pool_threads(2, 0)
+    for _ in range(5):
+        lib.configure_pool(adaptive=True, debug=False)
+        time.sleep(0.01)                                 # the team goes cold
+        assert lib.lib.tri_pool_stall_probe(2, 2000) == 2  # the worker holds its task 2 ms
+        st = lib.pool_stats()
+        if st["stalls"] != 1:   # the caller was preempted past the worker's hold: again
+            continue
+        if st["max_wait_ns"] >= 4_000_000:
+            assert st["lone"] == 0 and st["cap"] == 1, st
+            return
+        assert st["max_wait_ns"] >= 1_000_000 and st["lone"] == 1 and st["cap"] == 0, st
+        assert lib.lib.tri_pool_stall_probe(2, 2000) == 2   # warm now: a loaded machine
+        st = lib.pool_stats()
+        if st["stalls"] == 1:
+            continue
+        assert st["stalls"] == 2 and st["lone"] == 1 and st["cap"] == 1, st
+        return
+    pytest.fail(f"no probe pair in five waited for its worker: {st}")
 
 
 def _team_of(lib, m, n, k, act_quant):

@@ -58,7 +58,7 @@ typedef void (*tri_task_fn)(void *ctx, int64_t task, int tid);
 #define TRI_WARM_NS 200000LL            /* a team whose last call ended this recently is warm */
 /* a stall shorter than this, with no other among the last TRI_LONE_CALLS parallel calls and
  * none just before it, is a lone hiccup: counted, no back-off (see pool_feedback) */
-#define TRI_STALL_LONE_NS 500000LL      /* 0.5 ms */
+#define TRI_STALL_LONE_NS 4000000LL     /* 4 ms */
 #define TRI_LONE_CALLS 3
 #define TRI_BACKOFF_PER_WAIT 32         /* a back-off lasts this many times the wait */
 #define TRI_BACKOFF_MIN_NS 10000000LL   /* 10 ms */
@@ -227,7 +227,11 @@ static void pool_feedback(int want, int team, int idle, int64_t mine, int64_t nt
      * calls), not a loaded machine: backing off for it cost a thousand serial calls (10 ms of
      * them) for a loss of 30 us, and more than half of a loop of short calls ran serially.
      * A loaded machine stalls call after call (the second one backs off) or for a time
-     * slice (ms: at once). */
+     * slice (ms; the second one backs off). Short means under 4 ms: on a 2-core KVM guest
+     * (Zen 4) the host's idling or preempting a vCPU made a worker 1-2 ms late, warm or
+     * cold (a call after a pause between bursts), about once a second on an idle machine,
+     * and each such wait started a back-off of 35-70 ms of serial calls (a 1024x1024 GEMV at
+     * batch 1 ran at its 1-thread time in whole bursts). */
     if (wait_ns < TRI_STALL_LONE_NS && atomic_load_explicit(&g_ps.streak, TRI_RELAXED) == 0 &&
         (before & ((1u << TRI_LONE_CALLS) - 1u)) == 0) {
         atomic_fetch_add_explicit(&g_ps.lone, 1, TRI_RELAXED);
