@@ -38,14 +38,18 @@ test: $(STAMP) cross-tools
 # (ONEDNN_MAX_CPU_ISA), MKL (MKL_ENABLE_INSTRUCTIONS) and numpy's OpenBLAS (OPENBLAS_CORETYPE;
 # Zen runs its Haswell kernels), so float results round as there. By default the tests whose
 # float results depend on those kernels (AVX2_TESTS; CI runs these after `make test` on an
-# AVX-512 machine); `make test-avx2 AVX2_TESTS=tests` runs the whole suite so.
+# AVX-512 machine); `make test-avx2 AVX2_TESTS=tests AVX2_SKIP=` runs the whole suite so.
 # See "Testing on other machines" in docs/architecture.md.
 AVX2_ENV := TRITIUM_CPU_MAX_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
             MKL_ENABLE_INSTRUCTIONS=AVX2 OPENBLAS_CORETYPE=Haswell
 AVX2_TESTS ?= tests/unit/runtime tests/unit/driver tests/unit/tune tests/e2e
+# The tuner's Triton-interpreter tests (the configs interpreted on numpy: int8 results exact,
+# fp32 ones within tolerance; 4 CPU-minutes on a 2-core Zen 4 guest) run once, in `make test`
+# (AVX2_SKIP= runs them here too).
+AVX2_SKIP ?= --ignore=tests/unit/tune/test_triton_run.py
 test-avx2: $(STAMP)
 	exe="$$($(LLAMA_CHECK))" && TRITIUM_LLAMA_CHECK="$$exe" \
-	    $(AVX2_ENV) $(PY) -m pytest -q -n 2 $(AVX2_TESTS)
+	    $(AVX2_ENV) $(PY) -m pytest -q -n 2 $(AVX2_SKIP) $(AVX2_TESTS)
 
 # The aarch64 cross compiler and qemu-user for the NEON kernel test
 # (tests/unit/backends/cpu/test_neon_cross.py). Installed only when missing, as root, with apt-get;
