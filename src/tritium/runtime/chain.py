@@ -320,6 +320,25 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
             j += 1
         return j
 
+    def fused_act(j: int) -> tuple[str | None, int]:
+        """The activation an epilogue computes exactly at step ``j`` (past folded batch
+        norms), and the step after it; else (None, ``j``)."""
+        k = skip_identities(j)
+        if k < len(steps) and list(steps[k][:1]) == ["call"] and len(steps[k]) == 2 \
+                and steps[k][1] in _EXACT_EPILOGUE:
+            return steps[k][1], k + 1
+        return None, k
+
+    def fused_pool(j: int) -> tuple[_plan.PoolPlan | None, int]:
+        """The native max/avg pooling of step ``j``, and the step after it; else (None,
+        ``j``)."""
+        nxt = layer_at(j)
+        pool = _plan.pool_plan(nxt) if nxt is not None and _no_hooks(nxt) else None
+        if pool is None:
+            return None, j
+        guarded.append((steps[j][1], nxt))
+        return pool, j + 1
+
     def flush() -> None:
         if pending:
             run = _LinearRun([lay for lay, _ in pending], [a for _, a in pending])
@@ -361,17 +380,9 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
             nxt = layer_at(i)
             if type(nxt) is nn.BatchNorm2d and _no_hooks(nxt):
                 guarded.append((steps[i][1], nxt))
-                bn, i = nxt, skip_identities(i + 1)
-            act = None
-            if i < len(steps) and list(steps[i][:1]) == ["call"] and len(steps[i]) == 2 \
-                    and steps[i][1] in _EXACT_EPILOGUE:
-                act, i = steps[i][1], skip_identities(i + 1)
-            pool, nxt = None, layer_at(i)
-            if nxt is not None and _no_hooks(nxt):
-                pool = _plan.pool_plan(nxt)
-                if pool is not None:
-                    guarded.append((steps[i][1], nxt))
-                    i += 1
+                bn, i = nxt, i + 1
+            act, i = fused_act(i)
+            pool, i = fused_pool(i)
             ops.append(_FloatConvStep(mod, bn, act, pool))
             continue
         if not fusable:
@@ -380,27 +391,11 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
             ops.append(mod if pool is None else pool)   # max/avg pooling: natively
             continue
         # the activation that follows (past folded batch norms) goes into the epilogue
-        j, act = i, None
-        while j < len(steps) and list(steps[j][:1]) == ["layer"] \
-                and type(module._modules.get(steps[j][1])) is nn.Identity \
-                and _no_hooks(module._modules[steps[j][1]]):
-            guarded.append((steps[j][1], module._modules[steps[j][1]]))
-            j += 1
-        if j < len(steps) and list(steps[j][:1]) == ["call"] and len(steps[j]) == 2 \
-                and steps[j][1] in _EXACT_EPILOGUE:
-            act, i = steps[j][1], j + 1
+        act, i = fused_act(i)
         if isinstance(mod, TernaryConv2d):
             flush()
             # a max/avg pooling right after (past the activation) runs in the conv's call
-            pool = None
-            if i < len(steps) and list(steps[i][:1]) == ["layer"] and len(steps[i]) == 2 \
-                    and isinstance(steps[i][1], str):
-                nxt = module._modules.get(steps[i][1])
-                if nxt is not None and _no_hooks(nxt):
-                    pool = _plan.pool_plan(nxt)
-                    if pool is not None:
-                        guarded.append((steps[i][1], nxt))
-                        i += 1
+            pool, i = fused_pool(i)
             ops.append(_ConvStep(mod, act, pool))
             continue
         if pending and pending[-1][0].out_features != mod.in_features:

@@ -495,9 +495,10 @@ def _float_conv_params(conv: torch.nn.Module) -> tuple | None:
     computes (zero padding given as numbers, float32 weights on the CPU), else None."""
     if type(conv) is not torch.nn.Conv2d or conv.padding_mode != "zeros":
         return None
-    w = conv.weight
+    w, b = conv.weight, conv.bias
     if not isinstance(w, torch.Tensor) or w.dtype != torch.float32 or w.device.type != "cpu" \
-            or w.dim() != 4:
+            or w.dim() != 4 or b is not None and (b.dtype != torch.float32
+                                                  or b.device.type != "cpu"):
         return None
     two = [_two(v) for v in (conv.kernel_size, conv.stride, conv.padding, conv.dilation)]
     if None in two or min(*two[0], *two[1], *two[3]) <= 0 or min(two[2]) < 0:
@@ -510,7 +511,9 @@ def _inference_norm(bn: torch.nn.Module | None, channels: int) -> bool:
     statistics (its inference form, an affine map per channel) in its current mode."""
     return type(bn) is torch.nn.BatchNorm2d and not bn.training \
         and bn.running_mean is not None and bn.running_var is not None \
-        and bn.num_features == channels and bn.running_mean.dtype == torch.float32
+        and bn.num_features == channels and all(
+            t is None or t.dtype == torch.float32 and t.device.type == "cpu"
+            for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var))
 
 
 class FloatConvPlan:
