@@ -85,6 +85,21 @@ class Normalization:
         return ((x - self.mean) / self.std).astype(np.float32)
 
 
+# where Debian's dataset packages put their files (`apt-get install dataset-fashion-mnist`)
+SYSTEM_DATA = Path("/usr/share/datasets")
+
+
+def _idx_root(name: str, data_dir: str | os.PathLike[str] | None) -> Path:
+    """The directory holding `name/`: the data root (see :func:`data_root`), or, when no
+    directory was named (no `data_dir`, no `$TRITIUM_DATA_DIR`) and the cache has no `name/`,
+    the system's (Debian's packages) when it has one."""
+    root = data_root(data_dir)
+    if data_dir is None and not os.environ.get("TRITIUM_DATA_DIR") \
+            and not (root / name).is_dir() and (SYSTEM_DATA / name).is_dir():
+        return SYSTEM_DATA
+    return root
+
+
 def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """`data_dir`, else `$TRITIUM_DATA_DIR`, else `~/.cache/tritium/data`."""
     if data_dir is not None:
@@ -159,7 +174,8 @@ def _idx_dataset(name: str, root: Path) -> Dataset:
             f"{name}: missing {', '.join(missing)} in {folder}",
             help=f"put the four IDX files ({', '.join(_IDX_FILES)}, each optionally .gz) in "
                  f"{folder}/ -- or pass --data-dir DIR / set TRITIUM_DATA_DIR to a directory "
-                 f"holding `{name}/`; Tritium never downloads data", code=2)
+                 f"holding `{name}/`, or install Debian's dataset-{name} package (read from "
+                 f"{SYSTEM_DATA}/{name}); Tritium never downloads data", code=2)
     arrays = {s: _parse_idx(raws[s], str(folder / s), 3 if "images" in s else 1)  # type: ignore[arg-type]
               for s in _IDX_FILES}
     x_tr = arrays[_IDX_FILES[0]].astype(np.float32)[:, None] / 255.0
@@ -317,7 +333,7 @@ def _load_dataset(spec: str, data_dir: str | os.PathLike[str] | None) -> Dataset
         return _digits()
     if name in ("mnist", "fashion-mnist", "fashionmnist"):
         name = "fashion-mnist" if name.startswith("fashion") else "mnist"
-        return _idx_dataset(name, data_root(data_dir))
+        return _idx_dataset(name, _idx_root(name, data_dir))
     if name in ("cifar10", "cifar-10"):
         return _cifar10(data_root(data_dir))
     path = Path(spec).expanduser()

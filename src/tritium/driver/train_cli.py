@@ -38,7 +38,8 @@ _TRAIN_EPILOG = """examples:
 
 data: digits (embedded, default), mnist and fashion-mnist (IDX files in DIR/mnist/ or
 DIR/fashion-mnist/), cifar10 (binary batches in DIR/cifar10/cifar-10-batches-bin/), or an
-.npz with arrays x and y. DIR is --data-dir, $TRITIUM_DATA_DIR or ~/.cache/tritium/data.
+.npz with arrays x and y. DIR is --data-dir, $TRITIUM_DATA_DIR or ~/.cache/tritium/data
+(where that has no copy, /usr/share/datasets: apt-get install dataset-fashion-mnist).
 Language models: text (the *.py files of Python's standard library) or text:PATH (a UTF-8
 file or a directory of them), held out by file. Nothing is downloaded."""
 
@@ -377,7 +378,7 @@ def register(sub: Any, formatter_class: Any) -> None:
                         "text:PATH (a text file or a directory of them)")
     t.add_argument("--data-dir", default=None, metavar="DIR", type=path_arg("input-dir"),
                    help="where local datasets live (default $TRITIUM_DATA_DIR or "
-                        "~/.cache/tritium/data)")
+                        "~/.cache/tritium/data, else Debian's /usr/share/datasets)")
     t.add_argument("--out", default=None, metavar="DIR", type=path_arg("output-dir"),
                    help="output directory (runs/<file>)")
     t.add_argument("--model", default=None, help="the model to train when the file has several")

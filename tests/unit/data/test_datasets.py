@@ -74,6 +74,37 @@ def test_missing_files_name_the_files_and_the_place(tmp_path: Path, monkeypatch)
     assert "t10k-labels-idx1-ubyte" in str(err.value)
 
 
+def test_debians_dataset_package_is_read_when_no_directory_is_named(tmp_path: Path,
+                                                                     monkeypatch):
+    """`apt-get install dataset-fashion-mnist` puts the IDX files in
+    /usr/share/datasets/fashion-mnist: read there when neither --data-dir nor
+    $TRITIUM_DATA_DIR names a directory and the cache holds no copy; a named directory, or
+    the cache's own copy, wins."""
+    import tritium.data as data_mod
+
+    rng = np.random.default_rng(3)
+    system = tmp_path / "system"
+    folder = system / "fashion-mnist"
+    folder.mkdir(parents=True)
+    _idx(folder / "train-images-idx3-ubyte", rng.integers(0, 256, (6, 28, 28)), True)
+    _idx(folder / "train-labels-idx1-ubyte", rng.integers(0, 10, 6), True)
+    _idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 256, (2, 28, 28)), True)
+    _idx(folder / "t10k-labels-idx1-ubyte", np.array([7, 8]), True)
+    monkeypatch.setattr(data_mod, "SYSTEM_DATA", system)
+    monkeypatch.delenv("TRITIUM_DATA_DIR", raising=False)
+    assert load_dataset("fashion-mnist").y_test.tolist() == [7, 8]
+    with pytest.raises(DatasetError) as err:          # mnist: not in the system's either
+        load_dataset("mnist")
+    assert "dataset-mnist" in str(err.value)
+    named = tmp_path / "named"
+    named.mkdir()
+    with pytest.raises(DatasetError, match="missing"):   # a named directory is the one read
+        load_dataset("fashion-mnist", named)
+    monkeypatch.setenv("TRITIUM_DATA_DIR", str(named))
+    with pytest.raises(DatasetError, match="missing"):
+        load_dataset("fashion-mnist")
+
+
 def test_npz_with_and_without_test_arrays(tmp_path: Path):
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "a.npz", x=rng.random((50, 6)), y=rng.integers(0, 3, 50))
