@@ -85,8 +85,9 @@ class Normalization:
         return ((x - self.mean) / self.std).astype(np.float32)
 
 
-# where Debian's dataset packages put their files (`apt-get install dataset-fashion-mnist`)
+# where Debian's dataset packages put their files, and the datasets Debian packages
 SYSTEM_DATA = Path("/usr/share/datasets")
+DEBIAN_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
 
 
 def _idx_root(name: str, data_dir: str | os.PathLike[str] | None) -> Path:
@@ -98,6 +99,12 @@ def _idx_root(name: str, data_dir: str | os.PathLike[str] | None) -> Path:
             and not (root / name).is_dir() and (SYSTEM_DATA / name).is_dir():
         return SYSTEM_DATA
     return root
+
+
+def _package_hint(name: str) -> str:
+    package = DEBIAN_PACKAGES.get(name)
+    return "" if package is None else (f", or `apt-get install {package}` (read from "
+                                       f"{SYSTEM_DATA}/{name})")
 
 
 def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -174,8 +181,8 @@ def _idx_dataset(name: str, root: Path) -> Dataset:
             f"{name}: missing {', '.join(missing)} in {folder}",
             help=f"put the four IDX files ({', '.join(_IDX_FILES)}, each optionally .gz) in "
                  f"{folder}/ -- or pass --data-dir DIR / set TRITIUM_DATA_DIR to a directory "
-                 f"holding `{name}/`, or install Debian's dataset-{name} package (read from "
-                 f"{SYSTEM_DATA}/{name}); Tritium never downloads data", code=2)
+                 f"holding `{name}/`{_package_hint(name)}; Tritium never downloads data",
+            code=2)
     arrays = {s: _parse_idx(raws[s], str(folder / s), 3 if "images" in s else 1)  # type: ignore[arg-type]
               for s in _IDX_FILES}
     x_tr = arrays[_IDX_FILES[0]].astype(np.float32)[:, None] / 255.0
