@@ -203,6 +203,22 @@ def test_byte_digit_trick_is_exact():
         assert out == [(v // 3 ** (4 - i)) % 3 for i in range(5)], v
 
 
+def test_vbmi_quotient_digit_trick_is_exact():
+    # the AVX-512 VBMI t1.6 decoder (docs/formats.md): q = (57 v) >> 9 is v // 9 for every
+    # byte (the invalid ones too: the kernels never index past a table), its three base-3
+    # digits by one 27-entry table each, the last two from r = v - 9 q by one 9-entry table
+    # each; the products fit vpmaddubsw's int16 and 9 q's byte shift does not carry
+    for v in range(256):
+        assert 57 * v < 2 ** 15
+        q = (57 * v) >> 9
+        assert q == v // 9 and q < 32 and (q << 3) < 256
+        r = (v - 9 * q) % 256
+        assert r < 9
+        if v < 243:
+            out = [q // 9, q // 3 % 3, q % 3, r // 3, r % 3]
+            assert out == [(v // 3 ** (4 - i)) % 3 for i in range(5)], v
+
+
 def test_fixed_point_digit_trick_is_exact():
     # the portable t1.6 decoder: f = 270 v; digit_i = (3 f) >> 16; f = (3 f) mod 2**16
     for v in range(243):
