@@ -186,21 +186,25 @@ def test_t1_6_decodes_every_byte_value(impl):
         assert trits[blk, :, j].tolist() == digits, v
 
 
-def test_byte_digit_trick_is_exact():
-    # the AVX2 t1.6 decoder (docs/formats.md): per weight T, two conditional subtractions
-    # min_u8(r, r - T) leave r mod T; the low nibble of the amount taken, through one table,
-    # is the digit; the remainder below 9 gives the last two digits by two tables
-    lut = [0, 1, 2, 1, 0, 0, 2, 0, 0, 1, 0, 1, 0, 0, 0, 0]
-    div3, mod3 = [0, 0, 0, 1, 1, 1, 2, 2, 2], [0, 1, 2, 0, 1, 2, 0, 1, 2]
-    for v in range(243):
-        r, out = v, []
-        for t in (81, 27, 9):
-            a = min(r, (r - t) % 256)
-            b = min(a, (a - t) % 256)
-            out.append(lut[((r - b) % 256) & 15])
-            r = b
-        out += [div3[r], mod3[r]]
-        assert out == [(v // 3 ** (4 - i)) % 3 for i in range(5)], v
+def test_avx2_digit_trick_is_exact():
+    # the AVX2 t1.6 decoder (docs/formats.md): q = (57 v) >> 9 = v // 9 by two vpmaddubsw,
+    # r = v - 9 q; two conditional subtractions min_u8(a, a - 9) leave s = q mod 9, the low
+    # nibble of the amount taken maps to q's top digit through one table, s and r give the
+    # other digits by two 9-entry tables. Every byte (the invalid ones too) stays within the
+    # tables and yields codes 0..2, so the kernels' int16 sums cannot overflow.
+    top = [0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    div3 = [0, 0, 0, 1, 1, 1, 2, 2, 2] + [0] * 7
+    mod3 = [0, 1, 2, 0, 1, 2, 0, 1, 2] + [0] * 7
+    for v in range(256):
+        q = ((57 * v) >> 9) & 0xFF
+        r = (v - 9 * q) % 256
+        a = min(q, (q - 9) % 256)
+        s = min(a, (a - 9) % 256)
+        assert r < 16 and s < 16, v
+        out = [top[((q - s) % 256) & 15], div3[s], mod3[s], div3[r], mod3[r]]
+        assert all(0 <= c <= 2 for c in out), v
+        if v < 243:
+            assert out == [(v // 3 ** (4 - i)) % 3 for i in range(5)], v
 
 
 def test_vbmi_quotient_digit_trick_is_exact():
