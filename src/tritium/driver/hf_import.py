@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..vocab import FORMATS
 from .hf_program import program_source
 
 __all__ = ["HFImportError", "HFArch", "import_hf", "read_hf_config", "program_source"]
@@ -508,13 +509,13 @@ class _Reader:
     def has(self, name: str) -> bool:
         return name in self.t
 
-    def ternary(self, arch: HFArch, prefix: str, shape: tuple[int, int], bias: bool
-                ) -> tuple[Any, Any, Any]:
-        """(packed t2 trits [out, in] (uint8, the kernels' layout), scale float32 [1], bias
-        float32 [out] or None): one weight read and packed at a time."""
+    def ternary(self, arch: HFArch, prefix: str, shape: tuple[int, int], bias: bool,
+                fmt: str = "t2") -> tuple[Any, Any, Any]:
+        """(trits [out, in] packed in `fmt` (uint8, the kernels' layout), scale float32 [1],
+        bias float32 [out] or None): one weight read and packed at a time."""
         from ..runtime.packing import pack_ternary
         trits, scale, b = self._trits(arch, prefix, shape, bias)
-        packed = pack_ternary(trits, "t2").data
+        packed = pack_ternary(trits, fmt).data
         del trits
         return packed, scale, b
 
@@ -558,10 +559,10 @@ class _Reader:
         return trits, scale.reshape(1), b
 
 
-def convert_state(arch: HFArch, directory: Path, shards: _Shards
+def convert_state(arch: HFArch, directory: Path, shards: _Shards, fmt: str = "t2"
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(float tensors by our state_dict name, ternary layers by module name -> (packed t2
-    trits, scale, bias)), every tensor checked against the config. The tensors are read one
+    """(float tensors by our state_dict name, ternary layers by module name -> (trits packed
+    in `fmt`, scale, bias)), every tensor checked against the config. The tensors are read one
     at a time and each ternary weight is packed as soon as it is read; the embeddings and the
     output head keep a 16-bit stored dtype (:data:`HALF_DTYPES`), every other float tensor
     becomes float32."""
@@ -580,13 +581,14 @@ def convert_state(arch: HFArch, directory: Path, shards: _Shards
                 bias = arch.mlp_bias if ours in ("gate_proj", "up_proj", "down_proj") \
                     else arch.attn_bias
                 tern[f"layers.{i}.{ours}"] = r.ternary(arch, hf, _linear_shape(arch, ours),
-                                                        bias)
+                                                        bias, fmt)
     floats["norm.weight"] = r.take("model.norm.weight", (arch.hidden,))
     if arch.lm_head_ternary:
         if not r.has("lm_head.weight") and arch.tie:
             raise HFImportError(f"{directory}: a ternary lm_head tied to the embeddings is "
                                 "not supported")
-        tern["lm_head"] = r.ternary(arch, "lm_head", _linear_shape(arch, "lm_head"), False)
+        tern["lm_head"] = r.ternary(arch, "lm_head", _linear_shape(arch, "lm_head"), False,
+                                    fmt)
     elif r.has("lm_head.weight"):
         floats["lm_head.weight"] = r.take("lm_head.weight", (arch.vocab, arch.hidden),
                                           keep_half=True)
@@ -624,8 +626,9 @@ def _check_dir(directory: str | os.PathLike[str]) -> Path:
 
 
 def build_frozen(arch: HFArch, source: str, program_file: str, floats: dict[str, Any],
-                 tern: dict[str, Any]):
-    """The compiled program's model with the imported weights (`tern`: packed t2), frozen.
+                 tern: dict[str, Any], fmt: str = "t2"):
+    """The compiled program's model with the imported weights (`tern`: packed in `fmt`),
+    frozen.
     The model takes the tensors themselves (no copy); 16-bit embeddings and output head stay
     16-bit (:mod:`tritium.runtime.layers.half`), a tied head sharing the embeddings' table."""
     import torch
@@ -644,7 +647,7 @@ def build_frozen(arch: HFArch, source: str, program_file: str, floats: dict[str,
                 raise AssertionError(f"the program has a ternary layer {name} the "
                                      "checkpoint lacks")
             # one layer's float weight at a time (uninitialized), dropped by freezing
-            mod.to_empty(device="cpu").freeze_skeleton("t2")
+            mod.to_empty(device="cpu").freeze_skeleton(fmt)
     state: dict[str, torch.Tensor] = dict(floats)
     for name, (packed, scale, bias) in tern.items():
         state[f"{name}.weight_packed"] = packed
@@ -658,15 +661,19 @@ def build_frozen(arch: HFArch, source: str, program_file: str, floats: dict[str,
 
 
 def import_hf(directory: str | Path, out: str | Path | None = None,
-              program: str | Path | None = None) -> dict[str, Any]:
+              program: str | Path | None = None, fmt: str = "t2") -> dict[str, Any]:
     """Import the Hugging Face checkpoint directory; write the checkpoint (default
-    ``runs/<dir name>/model.safetensors``) and the program (default ``model.tri`` beside
-    it). Returns what was written."""
+    ``runs/<dir name>/model.safetensors``), its ternary weights packed in `fmt` (``"t2"`` or
+    ``"t1.6"``), and the program (default ``model.tri`` beside it). Returns what was
+    written."""
     from ..argcheck import ArgError, check_output_file
     from ..cachedir import atomic_write_text
     from ..runtime import save_checkpoint
     from .models import RunInfo
 
+    if fmt not in FORMATS:
+        raise HFImportError(f"unknown packed format {fmt!r}: use one of "
+                            f"{', '.join(FORMATS)}", usage=True)
     d = _check_dir(directory)
     ckpt = Path(out) if out is not None else Path("runs") / (d.resolve().name or "hf") / \
         "model.safetensors"
@@ -678,16 +685,16 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
         raise HFImportError(exc.message, usage=True) from None
     arch = read_hf_config(d)
     with _Shards(d) as shards:
-        floats, tern = convert_state(arch, d, shards)
+        floats, tern = convert_state(arch, d, shards, fmt)
         hf_head = "lm_head.weight" in shards
     source = program_source(arch, d.resolve().name)
     n_tern = sum(math.prod(_linear_shape(arch, n.rpartition(".")[2])) for n in tern)
     n_float = sum(int(t.numel()) for k, t in floats.items()
                   if not (k == "lm_head.weight" and arch.tie and not hf_head))
-    model = build_frozen(arch, source, str(prog), floats, tern)
+    model = build_frozen(arch, source, str(prog), floats, tern, fmt)
     del floats, tern
     info = RunInfo(source=source, file=str(prog), entry=arch.name, dataset="text",
-                   input_shape=None, num_classes=arch.vocab, variant="ternary", format="t2")
+                   input_shape=None, num_classes=arch.vocab, variant="ternary", format=fmt)
     more = {"tritium.task": "lm", ARCH_KEY: arch.to_json(),
             "tritium.imported_from": "huggingface"}
     from .hf_tokenizer import read_hf_tokenizer
@@ -720,7 +727,7 @@ def cmd_import(args: Any) -> int:
     from .compile import CompileError
     from .console import EXIT_FAIL, EXIT_OK, EXIT_USAGE
     try:
-        r = import_hf(args.directory, args.out, args.program)
+        r = import_hf(args.directory, args.out, args.program, args.format)
     except HFImportError as exc:
         _error(exc.message, exc.help)
         return EXIT_USAGE if exc.usage else EXIT_FAIL
@@ -735,7 +742,8 @@ def cmd_import(args: Any) -> int:
           f"{r['ternary_params']:,} ternary and {r['float_params']:,} float parameters "
           f"(weights: {a.weights})")
     print(f"tokenizer: {r['tokenizer']}")
-    print(f"wrote {r['checkpoint']} ({r['bytes']:,} bytes) and {r['program']}")
+    print(f"wrote {r['checkpoint']} ({r['bytes']:,} bytes; ternary weights packed "
+          f"{args.format}) and {r['program']}")
     return EXIT_OK
 
 
@@ -750,11 +758,16 @@ def register(sub: Any, formatter_class: Any) -> None:
                     "quantized Llama, write the .tri program of its architecture and a "
                     "frozen Tritium checkpoint. Nothing is downloaded.",
         epilog="examples:\n  tritium import hf ./bitnet-b1.58-2B-4T --out runs/bitnet/model."
-               "safetensors\n  tritium import hf ./tiny --program tiny.tri")
+               "safetensors\n  tritium import hf ./tiny --program tiny.tri\n"
+               "  tritium import hf ./bitnet-b1.58-2B-4T --format t1.6   # 1.6 bits a weight")
     p.add_argument("source", choices=("hf",), help="the checkpoint's kind: hf (Hugging Face)")
     p.add_argument("directory", metavar="DIR", type=path_arg("input-dir"))
     p.add_argument("--out", default=None, metavar="CKPT", type=path_arg("output-file"),
                    help="the checkpoint to write (default runs/<DIR name>/model.safetensors)")
     p.add_argument("--program", default=None, metavar="OUT.tri", type=path_arg("output-file"),
                    help="the .tri program to write (default: beside the checkpoint)")
+    p.add_argument("--format", choices=FORMATS, default="t2",
+                   help="packing of the ternary weights in memory (default t2: 2 bits a "
+                        "weight; t1.6: 1.6 bits, the faster one on AVX-512 CPUs with VBMI for "
+                        "a model larger than the caches, slower on AVX2; docs/formats.md)")
     p.set_defaults(func=cmd_import)

@@ -225,6 +225,56 @@ def test_a_tiny_hand_made_checkpoint_imports(tmp_path):
     assert ours(torch.tensor([[1, 2, 3]])).shape == (1, 3, 16)
 
 
+def _random_tensors(h: int, f: int, v: int, layers: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    t = {"model.embed_tokens.weight": torch.randn(v, h, generator=g),
+         "model.norm.weight": torch.ones(h), "lm_head.weight": torch.randn(v, h, generator=g)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        for n in ("input_layernorm", "post_attention_layernorm", "self_attn.attn_sub_norm"):
+            t[p + n + ".weight"] = torch.rand(h, generator=g) + 0.5
+        t[p + "mlp.ffn_sub_norm.weight"] = torch.rand(f, generator=g) + 0.5
+        for n, shape in (("self_attn.q_proj", (h, h)), ("self_attn.k_proj", (h // 2, h)),
+                         ("self_attn.v_proj", (h // 2, h)), ("self_attn.o_proj", (h, h)),
+                         ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)),
+                         ("mlp.down_proj", (h, f))):
+            t[p + n + ".weight"] = torch.randn(shape, generator=g)
+    return t
+
+
+def test_the_t1_6_format_holds_the_same_model_in_less_memory(tmp_path):
+    # rows of 320 trits (two whole t1.6 blocks of 160) and of 700 (a partial fifth block)
+    h, f, v = 320, 700, 300
+    d = _write(tmp_path / "m", _conf(vocab_size=v, hidden_size=h, intermediate_size=f,
+                                     num_hidden_layers=2, num_attention_heads=4,
+                                     num_key_value_heads=2, tie_word_embeddings=False),
+               _random_tensors(h, f, v, 2, seed=7))
+    x = torch.randint(0, v, (2, 19), generator=torch.Generator().manual_seed(1))
+    from tritium.driver.generate import generate_tokens
+    from tritium.runtime import TernaryLinear
+    got = {}
+    for fmt in ("t2", "t1.6"):
+        r = import_hf(d, tmp_path / fmt / "model.safetensors", fmt=fmt)
+        model, info = model_from_checkpoint(r["checkpoint"])
+        assert info.format == fmt
+        layers = [m for m in model.modules() if isinstance(m, TernaryLinear)]
+        assert len(layers) == 14 and {m.format for m in layers} == {fmt}
+        packed = sum(m.weight_packed.numel() for m in layers)
+        with torch.no_grad():
+            got[fmt] = (packed, model(x), generate_tokens(model, [5, 17, 200, 3], 12,
+                                                          greedy=True).tokens)
+    # int8 activations and exact integer products: the formats give the same numbers
+    assert torch.equal(got["t2"][1], got["t1.6"][1])
+    assert got["t2"][2] == got["t1.6"][2]
+    assert got["t1.6"][0] < 0.75 * got["t2"][0]     # 202240 against 288000 bytes a layer
+    with pytest.raises(HFImportError, match="unknown packed format 't3'"):
+        import_hf(d, tmp_path / "bad.safetensors", fmt="t3")
+    p = _cli("import", "hf", "m", "--format", "t1.6", "--out", "c.safetensors", cwd=tmp_path)
+    assert p.returncode == 0 and "packed t1.6" in p.stdout, p.stderr
+    p = _cli("import", "hf", "m", "--format", "t3", cwd=tmp_path)
+    assert p.returncode == 2 and "t3" in p.stderr and "Traceback" not in p.stderr
+
+
 @pytest.mark.parametrize("edit,match", [
     (lambda t: t.pop("model.norm.weight"), "`model.norm.weight` is missing"),
     (lambda t: t.__setitem__("model.norm.weight", torch.ones(9)), "has shape \\[9\\]"),
