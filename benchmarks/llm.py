@@ -31,6 +31,10 @@ Implementations, at batch 1:
   * ``tritium-unfused`` (only when ``--impls`` names it): the same model with its decoder
     blocks kept off the fused call (each block's generated forward, layer by layer: the
     decode path before the fused blocks), to compare the two in one run;
+  * ``tritium-t1.6`` (only when ``--impls`` names it): the same Hugging Face checkpoint
+    imported with ``tritium import hf --format t1.6`` (the projections packed five trits a
+    byte; llama.cpp's TQ1_0 is its peer), which must choose the same tokens as ``tritium``
+    (exact int8 products in both formats: the run says whether it did);
   * ``torch-fp32`` / ``torch-bf16``: the same model in plain PyTorch -- every ternary
     projection becomes int8 fake quantization per token and ``F.linear`` with the dense
     weights (trits x scale), the whole model in fp32 or bf16;
@@ -132,7 +136,9 @@ TORCH_IMPLS = ("tritium", "torch-fp32", "torch-bf16")
 LLAMA_IMPLS = {"llama-tq2_0": "tq2_0", "llama-tq1_0": "tq1_0"}
 #: on request only: Tritium with its decoder blocks kept off the fused one-call decode
 #: (`generate_tokens(fused=False)`: each block's generated forward, layer by layer)
-EXTRA_IMPLS = ("tritium-unfused",)
+EXTRA_IMPLS = ("tritium-unfused", "tritium-t1.6")
+#: the packed format of each Tritium implementation's checkpoint (the others: t2)
+IMPL_FORMAT = {"tritium-t1.6": "t1.6"}
 DEFAULT_IMPLS = TORCH_IMPLS + tuple(LLAMA_IMPLS)
 IMPLS = TORCH_IMPLS + EXTRA_IMPLS + tuple(LLAMA_IMPLS)
 GIB = 1 << 30
@@ -270,10 +276,13 @@ def write_hf_checkpoint(directory: str | os.PathLike[str], size: Size, seed: int
     return d
 
 
-def prepare(size: Size, seed: int, workdir: str, qtypes: list[str]) -> dict:
+def prepare(size: Size, seed: int, workdir: str, qtypes: list[str],
+            formats: tuple[str, ...] = ("t2",)) -> dict:
     """(Run in a process of its own.) The size's Hugging Face checkpoint, imported with
-    `tritium import hf` (the directory is deleted afterwards) and exported to a GGUF file
-    per type in `qtypes`; returns the paths, or why the export failed."""
+    `tritium import hf` once per packed format in `formats` (t2 always: the GGUF export and
+    the PyTorch twins read it; the directory is deleted afterwards) and exported to a GGUF
+    file per type in `qtypes`; returns the paths (``checkpoints``: format -> path;
+    ``checkpoint``: the t2 one), or why the export failed."""
     from tritium.driver.evaluate import ExportError
     from tritium.driver.gguf_export import export_gguf
     from tritium.driver.hf_import import import_hf
@@ -282,11 +291,16 @@ def prepare(size: Size, seed: int, workdir: str, qtypes: list[str]) -> dict:
     t0 = time.perf_counter()
     hf = write_hf_checkpoint(work / "hf", size, seed)
     r = import_hf(hf, work / "model.safetensors")
-    shutil.rmtree(hf)
-    out = {"checkpoint": r["checkpoint"], "bytes": r["bytes"], "gguf": {},
-           "gguf_bytes": {}, "export_error": None}
+    out = {"checkpoint": r["checkpoint"], "checkpoints": {"t2": r["checkpoint"]},
+           "bytes": r["bytes"], "gguf": {}, "gguf_bytes": {}, "export_error": None}
     del r
     gc.collect()
+    for fmt in formats:
+        if fmt != "t2":
+            out["checkpoints"][fmt] = import_hf(hf, work / f"model-{fmt}.safetensors",
+                                                fmt=fmt)["checkpoint"]
+            gc.collect()
+    shutil.rmtree(hf)
     for q in qtypes:
         try:
             e = export_gguf(out["checkpoint"], work / f"model-{q}.gguf", q)
@@ -304,11 +318,12 @@ def prepare(size: Size, seed: int, workdir: str, qtypes: list[str]) -> dict:
 PREPARE_IN_PROCESS = 50_000_000
 
 
-def prepare_model(size: Size, seed: int, workdir: str, qtypes: list[str]) -> dict:
+def prepare_model(size: Size, seed: int, workdir: str, qtypes: list[str],
+                  formats: tuple[str, ...] = ("t2",)) -> dict:
     """`prepare`, in a fresh process unless the model is small."""
     if sum(size.params()) < PREPARE_IN_PROCESS:
-        return prepare(size, seed, workdir, qtypes)
-    return run_in_process(prepare, size, seed, workdir, qtypes)
+        return prepare(size, seed, workdir, qtypes, formats)
+    return run_in_process(prepare, size, seed, workdir, qtypes, formats)
 
 
 def run_in_process(fn, *args):
@@ -746,7 +761,9 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
     try:
         qtypes = [LLAMA_IMPLS[i] for i in impls if i in LLAMA_IMPLS]
         try:
-            prep = prepare_model(size, args.seed, workdir, qtypes)
+            formats = tuple(dict.fromkeys(["t2"] + [IMPL_FORMAT[i] for i in impls
+                                                    if i in IMPL_FORMAT]))
+            prep = prepare_model(size, args.seed, workdir, qtypes, formats)
         except RuntimeError as exc:
             log(f"   skipped: preparing the model failed ({exc})")
             return []
@@ -765,7 +782,8 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
                     runners[impl] = LlamaBench(impl, llama_bench, gguf)
                 continue
             try:
-                runners[impl] = Worker(impl, prep["checkpoint"], args.head, args.kv_cache)
+                runners[impl] = Worker(impl, prep["checkpoints"][IMPL_FORMAT.get(impl, "t2")],
+                                       args.head, args.kv_cache)
             except RuntimeError as exc:
                 log(f"   {impl} skipped: building it failed ({exc})")
                 continue
@@ -814,6 +832,17 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
             for q in rows:
                 if q["impl"] == r["impl"]:
                     q["uncached_agrees"] = v["agrees"]
+        # another packing of the same trits: the same integer products, the same tokens
+        t2 = {r["threads"]: r["tokens"] for r in rows if r["impl"] == "tritium"}
+        for r in rows:
+            if r["impl"] in IMPL_FORMAT and r["threads"] in t2 and r["threads"] == \
+                    args.threads[0]:
+                same = r["tokens"] == t2[r["threads"]]
+                log(f"   {r['impl']}: {'the same' if same else 'DIFFERENT'} "
+                    f"{len(r['tokens'])} greedy tokens as tritium (t2)")
+                if not same:
+                    raise RuntimeError(f"{r['impl']} chose other tokens than tritium from "
+                                       "the same trits")
         return rows
     finally:
         for w in runners.values():

@@ -277,6 +277,27 @@ def test_tiny_end_to_end(llm, capsys):
     assert rows[1][6:8] == ["1.00x", "1.00x"]      # torch-fp32 against itself
 
 
+def test_tiny_t1_6_import_chooses_the_same_tokens(llm, capsys):
+    assert llm.main(TINY + ["--impls", "tritium,tritium-t1.6"]) == 0
+    out = capsys.readouterr().out
+    assert "tritium-t1.6: the same 11 greedy tokens as tritium (t2)" in out
+    rows = _table(out)
+    assert [r[1] for r in rows] == ["tritium", "tritium-t1.6"]
+
+
+def test_prepare_imports_each_format_asked_for(llm, tmp_path):
+    from tritium.driver.models import model_from_checkpoint
+    from tritium.runtime import TernaryLinear
+    prep = llm.prepare(llm.SIZES["tiny"], 0, str(tmp_path), [], ("t2", "t1.6"))
+    assert set(prep["checkpoints"]) == {"t2", "t1.6"}
+    assert prep["checkpoint"] == prep["checkpoints"]["t2"]
+    for fmt, path in prep["checkpoints"].items():
+        model, info = model_from_checkpoint(path)
+        assert info.format == fmt
+        assert {m.format for m in model.modules() if isinstance(m, TernaryLinear)} == {fmt}
+    assert not (tmp_path / "hf").exists()
+
+
 def _started_cache_root() -> Path:
     """The cache root the suite was started with: tests/conftest.py gives each test a private
     root whose `kernels` links to that root's kernels."""
