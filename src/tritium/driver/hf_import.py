@@ -628,9 +628,9 @@ def _check_dir(directory: str | os.PathLike[str]) -> Path:
 def build_frozen(arch: HFArch, source: str, program_file: str, floats: dict[str, Any],
                  tern: dict[str, Any], fmt: str = "t2"):
     """The compiled program's model with the imported weights (`tern`: packed in `fmt`),
-    frozen.
-    The model takes the tensors themselves (no copy); 16-bit embeddings and output head stay
-    16-bit (:mod:`tritium.runtime.layers.half`), a tied head sharing the embeddings' table."""
+    frozen. The model takes the tensors themselves (no copy); 16-bit embeddings and output
+    head stay 16-bit (:mod:`tritium.runtime.layers.half`), a tied head sharing the
+    embeddings' table."""
     import torch
 
     from ..runtime import TernaryLinear
