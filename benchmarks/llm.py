@@ -68,7 +68,8 @@ gap over ``CACHE_TOLERANCE`` fails the run (exit status 1).
 
 Before a size is prepared, the memory of the preparation and of each implementation is
 estimated and compared with ``MemAvailable``; what does not fit is skipped with a message.
-Ratios are tokens/s over PyTorch fp32's and over llama.cpp TQ2_0's (above 1: faster).
+Ratios are tokens/s over PyTorch fp32's and over llama.cpp TQ2_0's and TQ1_0's (above 1:
+faster; t1.6's peer is TQ1_0).
 """
 
 from __future__ import annotations
@@ -852,7 +853,8 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
 
 
 def add_ratios(rows: list[dict]) -> None:
-    for key, base_impl in (("fp32", "torch-fp32"), ("tq2", "llama-tq2_0")):
+    for key, base_impl in (("fp32", "torch-fp32"), ("tq2", "llama-tq2_0"),
+                           ("tq1", "llama-tq1_0")):
         base = {(r["size"], r["threads"]): r for r in rows if r["impl"] == base_impl}
         for r in rows:
             b = base.get((r["size"], r["threads"]))
@@ -861,7 +863,8 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 COLUMNS = ("size", "impl", "threads", "prefill tok/s", "decode tok/s", "peak RSS MiB",
-           "prefill/fp32", "decode/fp32", "prefill/TQ2_0", "decode/TQ2_0")
+           "prefill/fp32", "decode/fp32", "prefill/TQ2_0", "decode/TQ2_0", "prefill/TQ1_0",
+           "decode/TQ1_0")
 
 
 def render(rows: list[dict]) -> str:
@@ -873,7 +876,8 @@ def render(rows: list[dict]) -> str:
         table.append([r["size"], r["impl"], str(r["threads"]), f"{r['prefill']:.1f}",
                       f"{r['decode']:.1f}", f"{r['peak'] / (1 << 20):.0f}",
                       ratio(r["x_fp32_prefill"]), ratio(r["x_fp32_decode"]),
-                      ratio(r["x_tq2_prefill"]), ratio(r["x_tq2_decode"])])
+                      ratio(r["x_tq2_prefill"]), ratio(r["x_tq2_decode"]),
+                      ratio(r["x_tq1_prefill"]), ratio(r["x_tq1_decode"])])
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
                        for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()

@@ -254,7 +254,8 @@ def _table(out: str) -> list[list[str]]:
     table = out[out.index("size  impl"):].strip().splitlines()
     assert table[0].split() == ["size", "impl", "threads", "prefill", "tok/s", "decode",
                                 "tok/s", "peak", "RSS", "MiB", "prefill/fp32", "decode/fp32",
-                                "prefill/TQ2_0", "decode/TQ2_0"]
+                                "prefill/TQ2_0", "decode/TQ2_0", "prefill/TQ1_0",
+                                "decode/TQ1_0"]
     return [line.split() for line in table[2:]]
 
 
@@ -268,12 +269,12 @@ def test_tiny_end_to_end(llm, capsys):
     assert "tritium: cached decode against an uncached forward, 11 greedy tokens: the same" \
         in out
     rows = _table(out)
-    assert [r[1] for r in rows] == TORCH_IMPLS and all(len(r) == 10 for r in rows)
+    assert [r[1] for r in rows] == TORCH_IMPLS and all(len(r) == 12 for r in rows)
     for r in rows:
         assert r[0] == "tiny" and r[2] == "1"
         assert float(r[3]) > 0 and float(r[4]) > 0 and int(r[5]) > 0
         assert re.fullmatch(r"\d+\.\d\dx", r[6]) and re.fullmatch(r"\d+\.\d\dx", r[7])
-        assert r[8:] == ["-", "-"]                  # no llama.cpp row to compare with
+        assert r[8:] == ["-"] * 4                   # no llama.cpp row to compare with
     assert rows[1][6:8] == ["1.00x", "1.00x"]      # torch-fp32 against itself
 
 
@@ -324,8 +325,10 @@ def test_tiny_with_llama_cpp_when_its_build_is_cached(llm, capsys):
     assert set(rows) == {"torch-fp32", "llama-tq2_0", "llama-tq1_0"}
     for r in rows.values():
         assert float(r[3]) > 0 and float(r[4]) > 0 and int(r[5]) > 0
-    assert rows["llama-tq2_0"][8:] == ["1.00x", "1.00x"]
+    assert rows["llama-tq2_0"][8:10] == ["1.00x", "1.00x"]
+    assert rows["llama-tq1_0"][10:12] == ["1.00x", "1.00x"]
     assert re.fullmatch(r"\d+\.\d\dx", rows["llama-tq1_0"][6])
+    assert re.fullmatch(r"\d+\.\d\dx", rows["torch-fp32"][11])
 
 
 def test_tritium_and_fp32_twin_choose_the_same_tokens(llm):
