@@ -768,6 +768,6 @@ def register(sub: Any, formatter_class: Any) -> None:
                    help="the .tri program to write (default: beside the checkpoint)")
     p.add_argument("--format", choices=FORMATS, default="t2",
                    help="packing of the ternary weights in memory (default t2: 2 bits a "
-                        "weight; t1.6: 1.6 bits, the faster one on AVX-512 CPUs with VBMI for "
-                        "a model larger than the caches, slower on AVX2; docs/formats.md)")
+                        "weight; t1.6: 1.6 bits, and for a model larger than the CPU's caches about "
+                        "as fast as t2 or faster: docs/training.md)")
     p.set_defaults(func=cmd_import)
