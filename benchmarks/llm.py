@@ -841,9 +841,9 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
                 same = r["tokens"] == t2[r["threads"]]
                 log(f"   {r['impl']}: {'the same' if same else 'DIFFERENT'} "
                     f"{len(r['tokens'])} greedy tokens as tritium (t2)")
-                if not same:
-                    raise RuntimeError(f"{r['impl']} chose other tokens than tritium from "
-                                       "the same trits")
+                for q in rows:
+                    if q["impl"] == r["impl"]:
+                        q["same_as_t2"] = same
         return rows
     finally:
         for w in runners.values():
@@ -938,10 +938,13 @@ def main(argv: list[str] | None = None) -> int:
     add_ratios(rows)
     print()
     print(render(rows) if rows else "(nothing ran)")
-    bad = [r for r in rows if r.get("uncached_agrees") is False or not r["cache"]]
+    bad = [r for r in rows if r.get("uncached_agrees") is False or not r["cache"]
+           or r.get("same_as_t2") is False]
     if bad:
         print("\nFAILED: " + "; ".join(
             f"{r['size']} {r['impl']}: " + ("decoded without the KV cache" if not r["cache"]
+                                            else "other tokens than tritium (t2) from the "
+                                            "same trits" if r.get("same_as_t2") is False
                                             else "cached and uncached tokens differ")
             for r in bad))
         return 1

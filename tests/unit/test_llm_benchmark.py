@@ -286,6 +286,21 @@ def test_tiny_t1_6_import_chooses_the_same_tokens(llm, capsys):
     assert [r[1] for r in rows] == ["tritium", "tritium-t1.6"]
 
 
+def test_a_t1_6_run_that_chose_other_tokens_fails_the_benchmark(llm, capsys, monkeypatch):
+    real = llm.Worker.run
+
+    def run(self, *args, **kwargs):    # t1.6's tokens made to differ
+        r = real(self, *args, **kwargs)
+        if self.impl == "tritium-t1.6":
+            r["tokens"] = [t + 1 for t in r["tokens"]]
+        return r
+    monkeypatch.setattr(llm.Worker, "run", run)
+    assert llm.main(TINY + ["--impls", "tritium,tritium-t1.6"]) == 1
+    out = capsys.readouterr().out
+    assert "tritium-t1.6: DIFFERENT 11 greedy tokens as tritium (t2)" in out
+    assert "FAILED: tiny tritium-t1.6: other tokens than tritium (t2) from the same trits" in out
+
+
 def test_prepare_imports_each_format_asked_for(llm, tmp_path):
     from tritium.driver.models import model_from_checkpoint
     from tritium.runtime import TernaryLinear
