@@ -198,7 +198,7 @@ def _pool_line() -> str:
     if not st:
         return "pool: no native kernels"
     return (f"pool: {st['parallel']} parallel calls, {st['stalls']} stalls "
-            f"(longest wait {st['max_wait_ns'] / 1e6:.2f} ms, {st['streak']} in a row at the "
+            f"({st['lone']} of them lone hiccups, no back-off; longest wait {st['max_wait_ns'] / 1e6:.2f} ms, {st['streak']} in a row at the "
             f"end), {st['capped']} calls on a smaller team during back-offs (the last one "
             f"{st['backoff_ns'] / 1e6:.0f} ms and {st['backoff_calls']} calls)")
 
