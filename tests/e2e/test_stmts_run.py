@@ -238,3 +238,23 @@ def test_a_function_held_in_a_list_or_dict_is_called(tmp_path, capsys) -> None:
     assert cli(["run", write(tmp_path, 'Err("stopped here")()\n', "err.tri")]) == 1
     err = capsys.readouterr().err
     assert "ProgramError: stopped here" in err and "err.tri:1:1" in err
+
+
+PARENTHESIZED_COMPARISONS = """\
+fn same_order(a: int, b: int, c: int) -> bool {
+    return (a < b) == (b < c)
+}
+print((1 < 2) == true)
+print(same_order(3, 2, 1), same_order(1, 2, 1))
+print((1 == 1) != (2 == 3), 1 < 2 < 3, (3 > 2) > 0)
+print((-2) ** 2, -2 ** 2, 2 ** 3 ** 2, (2 ** 3) ** 2, 1 - (2 - 3))
+"""
+
+
+def test_parenthesized_comparisons_do_not_become_python_chains(tmp_path, capsys) -> None:
+    # Python reads `a < b == c` as `a < b and b == c`: a comparison that the program
+    # compares must keep its parentheses in the generated code, or the program prints False
+    # for `(1 < 2) == true`
+    assert cli(["run", write(tmp_path, PARENTHESIZED_COMPARISONS)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "True", "True False", "True True True", "4 -4 512 64 2"]

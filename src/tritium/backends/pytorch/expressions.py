@@ -248,7 +248,11 @@ class BodyGen:
                 return f"trt.repeat_list({self.expr(e.left, ctx)}, {self.expr(e.right, ctx)})"
             if op == "/" and self.result.call_forms.get(e.span) == "int_div":
                 op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
-            return (f"{self.sub(e.left, ctx, prec)} {op} "
+            # Python chains comparisons (`a < b == c` is `a < b and b == c`); the parser has
+            # already unfolded a `.tri` chain into `and`s, so a comparison whose operand is a
+            # comparison was written with parentheses, and keeps them
+            left_prec = prec + 1 if prec == PY_PREC["=="] else prec
+            return (f"{self.sub(e.left, ctx, left_prec)} {op} "
                     f"{self.sub(e.right, ctx, prec + 1)}")
         if t is A.CondExpr:
             return (f"{self.sub(e.then, ctx, 2)} if {self.sub(e.cond, ctx, 2)} "
