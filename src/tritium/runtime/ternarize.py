@@ -10,7 +10,9 @@ place, starting quantization-aware training from the weights they hold.
 
 What is converted: layers of exactly the types ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``
 (a subclass may compute something else and is kept), including the query/key/value/output
-``nn.Linear`` projections of hand-written (Hugging Face style) attention modules. Kept, each
+``nn.Linear`` projections of hand-written (Hugging Face style) attention modules and the
+feed-forward layers of ``nn.TransformerEncoderLayer`` (whose fused inference path, which would
+bypass them, is then turned off for that layer). Kept, each
 with its reason in the report: layers inside ``nn.MultiheadAttention`` (it reads its
 projection weights directly, never calling them), layers with hooks or parametrizations,
 lazy layers, convolutions with a padding mode other than ``"zeros"`` or an asymmetric
@@ -424,6 +426,7 @@ def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern]
             if child is not None and id(child) in new_of:
                 setattr(mod, cname, new_of[id(child)])
     result = root_new if root_new is not None else model
+    _disable_fused_transformer_paths(result)
     if fold_bn and graph is not None:
         current = dict(result.named_modules())
         for lname, bname in _proven_folds(graph, modules):
@@ -448,6 +451,26 @@ def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern]
     # every call is recorded, in order, so that a rebuilt model replays them all
     result.tritium_ternarize = [*(getattr(model, "tritium_ternarize", None) or []), spec]
     return result, report
+
+
+def _disable_fused_transformer_paths(model: nn.Module) -> None:
+    """Keep PyTorch's fused inference paths of ``nn.TransformerEncoderLayer`` (and the nested
+    tensor path of ``nn.TransformerEncoder``) away from converted layers: in eval mode without
+    gradients they read ``linear1.weight``/``linear2.weight`` directly, never calling the
+    layers, so a ternarized encoder would run its fp32 latent weights and a frozen one (no
+    ``weight`` left) would fail. Each fast path checks ``activation_relu_or_gelu`` (the layer)
+    or ``use_nested_tensor`` (the stack) first; the ordinary path they fall back to calls the
+    layers and applies ``activation`` as before."""
+    touched = set()
+    for mod in model.modules():
+        if isinstance(mod, nn.TransformerEncoderLayer) and any(
+                isinstance(getattr(mod, n, None), TritiumLayer) for n in ("linear1", "linear2")):
+            mod.activation_relu_or_gelu = 0
+            touched.add(id(mod))
+    for mod in model.modules():
+        if isinstance(mod, nn.TransformerEncoder) and any(
+                id(layer) in touched for layer in mod.layers):
+            mod.use_nested_tensor = False
 
 
 # ----------------------------------------------------------------------------- replaying

@@ -189,6 +189,32 @@ def test_attention_projections_convert_but_not_inside_multihead_attention():
     assert model.attn.q_proj.weight.grad is not None
 
 
+def test_transformer_encoder_layers_run_their_ternary_layers_in_eval_and_frozen():
+    # PyTorch's fused eval path of nn.TransformerEncoderLayer (no_grad, batch_first) reads
+    # linear1.weight directly: it ran the fp32 latent weights, and a frozen layer failed
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True), num_layers=2)
+    model = nn.Sequential(nn.Linear(6, 16), enc, nn.Linear(16, 3)).eval()
+    x = torch.randn(2, 5, 6)
+    mask = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    with torch.no_grad():
+        fp32 = model(x)
+    _, report = tritium.ternarize(model)
+    assert isinstance(enc.layers[0].linear1, TernaryLinear) and "1.layers.1.linear2" in report.replaced
+    expect = model(x).detach()             # with gradients: never the fused path
+    with torch.no_grad():
+        got = model(x)
+        assert not torch.allclose(got, fp32, atol=1e-3)       # the ternary weights ran
+        torch.testing.assert_close(got, expect)
+        masked = enc(model[0](x), src_key_padding_mask=mask)  # the nested-tensor path
+        torch.testing.assert_close(masked, enc(model[0](x).requires_grad_(),
+                                               src_key_padding_mask=mask).detach())
+    freeze_model(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expect, rtol=1e-4, atol=1e-4)
+
+
 def test_layers_that_cannot_convert_are_kept_with_the_reason():
     class MyLinear(nn.Linear):
         pass
