@@ -182,10 +182,12 @@ def test_native_activation_quantizer_matches_torch(isa):
 @pytest.mark.parametrize("k", [8, 31, 32, 64, 100, 128, 333])
 def test_the_quantizer_treats_nan_and_inf_alike_on_every_isa_path(isa, k):
     """NaN and infinite activations (a diverged model) give every ISA path the scalar loop's
-    bytes: the scale is the largest |x| that is not NaN over 127, a NaN lane is 0 (as
-    (int8_t)NaN), and a row with an infinity has scale inf and every lane x / inf rounded
-    (0; inf / inf is NaN: 0). The AVX-512 path once clamped NaN lanes to -127. Rows go in
-    pairs (their latencies interleaved): a NaN row beside a finite one changes neither."""
+    bytes: the codes are those of the largest |x| that is not NaN over 127, a NaN lane is 0,
+    and a row with an infinity has every lane x / inf rounded (0; inf / inf is NaN: 0). The
+    scale of a row holding a NaN or an infinity is NaN, so that the whole token's output is
+    NaN as the fake quantization's is (a frozen model once turned a NaN input into finite
+    outputs). The AVX-512 path once clamped NaN lanes to -127. Rows go in pairs (their
+    latencies interleaved): a NaN row beside a finite one changes neither."""
     gen = torch.Generator().manual_seed(k)
     rows = []
     for case in range(6):
@@ -209,8 +211,40 @@ def test_the_quantizer_treats_nan_and_inf_alike_on_every_isa_path(isa, k):
     a = torch.where(a == 0, torch.ones_like(a), a)
     want = torch.round(x / a)
     want = torch.where(want.isnan(), torch.zeros_like(want), want).clamp(-127, 127)
-    assert torch.equal(s, a.squeeze(1))
+    bad = ~x.isfinite().all(dim=1)
+    assert bad.tolist() == [False] + [True] * 5
+    want_s = torch.where(bad, torch.full_like(s, float("nan")), a.squeeze(1))
+    torch.testing.assert_close(s, want_s, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(xq, want.to(torch.int8)), (xq != want.to(torch.int8)).nonzero()
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("kind", ["linear", "conv_patch", "conv_image", "linear_g2"])
+def test_frozen_int8_layers_give_nan_where_the_fake_quantization_does(isa, kind):
+    """A NaN or an infinity in an input token makes that token's output NaN in the frozen
+    int8 layers, as in the fake-quantized model they were frozen from (its absmax is NaN),
+    on every ISA path; the other tokens are untouched."""
+    from tritium.runtime import TernaryConv2d, TernaryLinear, freeze_model
+
+    torch.manual_seed(0)
+    if kind.startswith("linear"):
+        m = 16 if kind == "linear_g2" else 4   # batches that take the GEMV and the GEMM
+        layer = TernaryLinear(40, 24, act_quant="int8").eval()
+        x = torch.randn(m, 40)
+        x[1, 7], x[2, 0] = float("nan"), float("inf")
+    else:
+        aq = "int8" if kind == "conv_patch" else "int8_image"
+        layer = TernaryConv2d(3, 8, 3, padding=1, act_quant=aq).eval()
+        x = torch.randn(3, 3, 6, 6)
+        x[1, 0, 2, 2], x[2, 1, 0, 5] = float("nan"), float("inf")
+    with torch.no_grad():
+        fake = layer(x)
+        freeze_model(layer)
+        got = layer(x)
+    assert fake.isnan().any()
+    assert torch.equal(got.isnan(), fake.isnan())
+    ok = ~fake.isnan()
+    _close(got[ok], fake[ok], rtol=1e-3)
 
 
 @pytest.mark.native

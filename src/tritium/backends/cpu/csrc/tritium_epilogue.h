@@ -26,8 +26,9 @@
 
 #if TRI_ISA_AVX2
 /* 8 values quantized exactly as the scalar loop does: x r rounded, redone by division when a
- * lane is within TRI_QUANT_TIE of a half-integer (or always, by_div), NaN -> 0, clamped. */
-static inline __m256i quant8_exact(__m256 xv, __m256 vs, __m256 vr, int by_div) {
+ * lane is within TRI_QUANT_TIE of a half-integer (or always, by_div), NaN -> 0 (and noted in
+ * *nan: the row's scale becomes NaN), clamped. */
+static inline __m256i quant8_exact(__m256 xv, __m256 vs, __m256 vr, int by_div, __m256 *nan) {
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     __m256 v;
     if (by_div) {
@@ -39,13 +40,16 @@ static inline __m256i quant8_exact(__m256 xv, __m256 vs, __m256 vr, int by_div) 
         if (_mm256_movemask_ps(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f - TRI_QUANT_TIE), _CMP_GE_OQ)))
             v = _mm256_round_ps(_mm256_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     }
-    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); /* NaN -> 0, as (int8_t)NaN */
+    const __m256 ord = _mm256_cmp_ps(v, v, _CMP_ORD_Q);
+    *nan = _mm256_or_ps(*nan, _mm256_andnot_ps(ord, _mm256_castsi256_ps(_mm256_set1_epi32(-1))));
+    v = _mm256_and_ps(v, ord); /* NaN -> 0 */
     return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f)));
 }
 
 /* 32 values through quant8_exact (out of line: the fast loop keeps its registers) */
-__attribute__((noinline)) static void quant32_exact(const float *x, __m256 vs, __m256 vr, __m256i *qi) {
-    for (int j = 0; j < 4; j++) qi[j] = quant8_exact(_mm256_loadu_ps(x + 8 * j), vs, vr, 0);
+__attribute__((noinline)) static void quant32_exact(const float *x, __m256 vs, __m256 vr, __m256i *qi,
+                                                    __m256 *nan) {
+    for (int j = 0; j < 4; j++) qi[j] = quant8_exact(_mm256_loadu_ps(x + 8 * j), vs, vr, 0, nan);
 }
 #endif
 
@@ -102,7 +106,11 @@ static inline __attribute__((always_inline)) float row_amax(const float *x, int6
 }
 
 /* The quantized row for its maximum amax: sc = amax / 127 (1 for a zero row), q = x / sc
- * rounded half to even and clamped, *s = sc, *sum = the sum of q. */
+ * rounded half to even and clamped, *s = sc, *sum = the sum of q. A row holding a NaN (or an
+ * infinity: then amax is infinite and x / sc NaN) gets the scale NaN, so that every output of
+ * its token is NaN, as with the fake quantization (whose absmax is NaN) and the fp32 paths;
+ * its NaN codes are 0. The NaN test rides on the careful path, which such a lane always
+ * takes: the fast path pays nothing. */
 static inline __attribute__((always_inline)) void row_quant(const float *x, int64_t k, float amax,
                                                              int8_t *q, int64_t ldq, float *s,
                                                              int32_t *sum) {
@@ -115,6 +123,7 @@ static inline __attribute__((always_inline)) void row_quant(const float *x, int6
         const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
         const __m512 near_tie = _mm512_set1_ps(0.5f - TRI_QUANT_TIE);
         __m512i acc = _mm512_setzero_si512();
+        __mmask16 nan = 0;
         for (int64_t i = 0; i < k; i += 16) {
             const __mmask16 m = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1u);
             const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
@@ -129,7 +138,9 @@ static inline __attribute__((always_inline)) void row_quant(const float *x, int6
             if (by_div || _mm512_cmp_ps_mask(d, near_tie, _CMP_NLT_UQ)) {
                 if (by_div || _mm512_cmp_ps_mask(d, near_tie, _CMP_GE_OQ))
                     v = _mm512_roundscale_ps(_mm512_div_ps(xv, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
+                const __mmask16 ord = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
+                nan |= (__mmask16)(~ord & m);
+                v = _mm512_maskz_mov_ps(ord, v);
                 v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             }
             const __m512i qi = _mm512_maskz_mov_epi32(m, _mm512_cvtps_epi32(v));
@@ -137,13 +148,14 @@ static inline __attribute__((always_inline)) void row_quant(const float *x, int6
             _mm_mask_storeu_epi8(q + i, m, _mm512_cvtepi32_epi8(qi));
         }
         if (ldq > k) memset(q + k, 0, (size_t)(ldq - k));
-        *s = sc;
+        *s = nan ? NAN : sc;
         if (sum) *sum = _mm512_reduce_add_epi32(acc);
         return;
     }
 #endif
     int32_t acc = 0;
     int64_t i0 = 0;
+    int nan = 0;
 #if TRI_ISA_AVX2
     {
         const int by_div = !(sc >= TRI_QUANT_MIN_RECIP_SCALE);
@@ -151,6 +163,7 @@ static inline __attribute__((always_inline)) void row_quant(const float *x, int6
         const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
         const __m256 near_tie = _mm256_set1_ps(0.5f - TRI_QUANT_TIE);
         __m256i va = _mm256_setzero_si256();
+        __m256 vnan = _mm256_setzero_ps();
         /* 32 values a step. Fast path: y = x r rounded, no clamp (|x| <= amax, so |y| <= 127
          * (1 + 3 2^-24) rounds into [-127, 127]) and no NaN test: a lane that is near a tie,
          * NaN (x NaN, or amax infinite) or infinite fails "d < near_tie" (unordered compare)
@@ -167,14 +180,14 @@ static inline __attribute__((always_inline)) void row_quant(const float *x, int6
                     const __m256 d = _mm256_and_ps(_mm256_sub_ps(y, _mm256_cvtepi32_ps(qi[j])), absm);
                     bad = _mm256_or_ps(bad, _mm256_cmp_ps(d, near_tie, _CMP_NLT_UQ));
                 }
-                if (__builtin_expect(_mm256_movemask_ps(bad) != 0, 0)) quant32_exact(x + i0, vs, vr, qi);
+                if (__builtin_expect(_mm256_movemask_ps(bad) != 0, 0)) quant32_exact(x + i0, vs, vr, qi, &vnan);
                 va = _mm256_add_epi32(va, _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3])));
                 const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
                 _mm256_storeu_si256((__m256i *)(q + i0), _mm256_permutevar8x32_epi32(b, order));
             }
         }
         for (; i0 + 8 <= k; i0 += 8) {
-            const __m256i qi = quant8_exact(_mm256_loadu_ps(x + i0), vs, vr, by_div);
+            const __m256i qi = quant8_exact(_mm256_loadu_ps(x + i0), vs, vr, by_div, &vnan);
             va = _mm256_add_epi32(va, qi);
             const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
             _mm_storel_epi64((__m128i *)(q + i0), _mm_packs_epi16(w, w));
@@ -183,17 +196,22 @@ static inline __attribute__((always_inline)) void row_quant(const float *x, int6
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
         acc = _mm_cvtsi128_si32(h);
+        nan = _mm256_movemask_ps(vnan) != 0;
     }
 #endif
     for (int64_t i = i0; i < k; i++) {
         float v = nearbyintf(x[i] / sc);
+        if (v != v) {
+            nan = 1;
+            v = 0.0f;
+        }
         v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
         int8_t qi = (int8_t)v;
         q[i] = qi;
         acc += qi;
     }
     if (ldq > k) memset(q + k, 0, (size_t)(ldq - k));
-    *s = sc;
+    *s = nan ? NAN : sc;
     if (sum) *sum = acc;
 }
 
