@@ -258,3 +258,27 @@ def test_parenthesized_comparisons_do_not_become_python_chains(tmp_path, capsys)
     assert cli(["run", write(tmp_path, PARENTHESIZED_COMPARISONS)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "True", "True False", "True True True", "4 -4 512 64 2"]
+
+
+
+POSTFIX_OF_OPERATORS = """\
+let a = ones([2, 2])
+let b = tensor([[1.0, 2.0], [3.0, 4.0]])
+let w = tensor([[0.0, 1.0], [1.0, 0.0]])
+print((a + b)[0])
+print((a - b).shape)
+print((a @ w).T)
+print((a * 2.0).sum(), (-b).abs().sum())
+print((a if false else b)[1])
+"""
+
+
+def test_an_operator_expression_stays_whole_under_index_attribute_and_method(
+        tmp_path, capsys) -> None:
+    # `(a + b)[0]` was generated as `a + b[0]` (and `(a - b).shape` as `a - b.shape`)
+    assert cli(["run", write(tmp_path, POSTFIX_OF_OPERATORS)]) == 0
+    a, b = torch.ones(2, 2), torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    w = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    want = [str((a + b)[0]), "[2, 2]", str((a @ w).T),
+            f"{(a * 2.0).sum()!s} {(-b).abs().sum()!s}", str(b[1])]
+    assert capsys.readouterr().out.splitlines() == "\n".join(want).splitlines()

@@ -56,6 +56,10 @@ PY_PREC = {
     "@": 11, "**": 13,
 }
 
+# what binds tighter than any operator: the base of `.attr`, `[i]` and `(args)`, which an
+# operator expression must be parenthesized to be (`(a + b)[0]`, not `a + b[0]`)
+_POSTFIX = 20
+
 
 @dataclass
 class Ctx:
@@ -295,7 +299,7 @@ class BodyGen:
         if t is A.Attr and self.result.call_forms.get(e.span) in LAYER_ATTR_FORMS:
             return layer_attr_source(self, e, ctx)   # `layer.weights`, `model.layers`
         if t is A.Attr:
-            base = self.expr(e.value, ctx)
+            base = self.sub(e.value, ctx, _POSTFIX)
             if e.attr == "shape":
                 return f"list({base}.shape)"
             if e.attr in ("ndim", "T", "dtype"):
@@ -378,7 +382,7 @@ class BodyGen:
                 parts.append(s[:-1] if i.step is None else s)   # `::` -> `:` (never empty)
             else:
                 parts.append(self.expr(i, ctx))
-        return f"{self.expr(e.value, ctx)}[{', '.join(parts)}]"
+        return f"{self.sub(e.value, ctx, _POSTFIX)}[{', '.join(parts)}]"
 
     @staticmethod
     def as_tensor(src: str, wrap: bool) -> str:
@@ -407,9 +411,9 @@ class BodyGen:
                for a in e.args if a.name is None]
         if isinstance(f, A.Attr) and self.result.call_forms.get(e.span) == SUBLAYER_METHOD:
             named = [f"{py_local(k)}={v}" for k, v in kw.items()]   # a sub-layer's method
-            return f"{self.sub(f.value, ctx, 20)}.{py_attr(f.attr)}({', '.join([*pos, *named])})"
+            return f"{self.sub(f.value, ctx, _POSTFIX)}.{py_attr(f.attr)}({', '.join([*pos, *named])})"
         if isinstance(f, A.Attr):
-            base = self.as_tensor(self.expr(f.value, ctx), f.span in coerce)
+            base = self.as_tensor(self.sub(f.value, ctx, _POSTFIX), f.span in coerce)
             if self.result.call_forms.get(f.span) == "list_tensor":   # `xs.reshape(s)`
                 base = f"trt.tensor({base})"
             if f.attr == "size":
@@ -417,7 +421,7 @@ class BodyGen:
             if f.attr == "register_hook":   # a gradient hook (check.checker.hooks)
                 return f"trt.register_hook({base}, {args[0]})"
             if f.attr in LIST_METHODS and f.attr not in FUNCTIONS:   # xs.append(v): Python's
-                return f"{self.sub(f.value, ctx, 20)}.{f.attr}({', '.join(args)})"
+                return f"{self.sub(f.value, ctx, _POSTFIX)}.{f.attr}({', '.join(args)})"
             return self.builtin(f.attr, [base] + pos, kw, e.span)
         if isinstance(f, A.Call) and self.result.call_forms.get(f.span) == "construct":
             return f"{self.expr(f, ctx)}({', '.join(args)})"   # `MyLayer()(x)`
@@ -430,7 +434,7 @@ class BodyGen:
             # dict (`fs[0](x)`), or one that stops the program (`panic("…")()`): Python
             # calls what the expression evaluates to
             named = [f"{py_local(k)}={v}" for k, v in kw.items()]
-            return f"{self.sub(f, ctx, 20)}({', '.join([*pos, *named])})"
+            return f"{self.sub(f, ctx, _POSTFIX)}({', '.join([*pos, *named])})"
         n = f.id
         if n in ctx.self_attrs:
             return f"self.{py_attr(n)}({', '.join(args)})"
