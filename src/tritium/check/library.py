@@ -110,6 +110,9 @@ def pair(v) -> tuple[int, int] | None:
 def conv_out(size: Dim, k: int, s: int, p: int, d: int = 1, key: str = "kernel_size",
              ceil: bool = False) -> Dim:
     """Output length of a convolution or pooling window, symbolic when `size` is."""
+    for what, v, lo in (("stride", s, 1), ("dilation", d, 1), ("padding", p, 0)):
+        if isinstance(v, int) and v < lo:
+            raise ShapeError("E0820", f"`{what}` must be >= {lo}, got {v}", key=what)
     if isinstance(size, int):
         num = size + 2 * p - d * (k - 1) - 1
         out = (-(-num // s) if ceil else num // s) + 1

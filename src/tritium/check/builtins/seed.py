@@ -234,6 +234,12 @@ def conv2d_rule(ck, name, b, e) -> Value:
     stride, pad, dil = (_pair2(_const(b, k, dflt)) for k, dflt in
                         (("stride", 1), ("padding", 0), ("dilation", 1)))
     groups = _const(b, "groups", 1)
+    for key, vals, lo in (("stride", stride, 1), ("padding", pad, 0), ("dilation", dil, 1),
+                          ("groups", (groups,) if _is_int(groups) else None, 1)):
+        bad = [v for v in vals or () if v < lo]
+        if bad:
+            ck.report("E0820", f"{name}: `{key}` must be >= {lo}, got {bad[0]}", e.span)
+            return Value(ANY)
     c, cw = xt.shape[1], wt.shape[1]
     if _is_int(groups) and _is_int(c) and _is_int(cw) and c != cw * groups:
         ck.report("E0503", f"{name}: the input has {c} channels, the weight expects "
