@@ -311,6 +311,14 @@ def test_broadcast_reshape_and_dims():
     assert errors("fn f(xs: [[int]]) -> int { return xs[0][1] }") == []
 
 
+def test_a_negative_dim_in_a_type_is_one_diagnostic_not_a_crash():
+    # the dim was reported, then kept: slicing `x[:, 0:1]` raised ValueError in the checker
+    src = "fn first(x: Tensor[DIM, 3]) -> Tensor { return x[:, 0:1] }"
+    assert errors(src.replace("DIM", "-2")) == ["E0508"]
+    assert errors(src.replace("DIM", "1 - 3")) == ["E0508"]
+    assert errors(src.replace("DIM", "2")) == []
+
+
 def test_condition_must_be_bool():
     src = "fn f(x: Tensor[2]) -> Tensor { if x { return x }\n return x }"
     assert errors(src) == ["E0406"]

@@ -259,7 +259,9 @@ class DeclaredTypesMixin:
         v = d.value
         if v is None or _is_int(v):
             if _is_int(v) and v < 0:
-                self.report("E0508", f"a dimension cannot be negative ({v})", d.span)
+                self.report("E0508", f"a dimension cannot be negative ({v})", d.span,
+                            help="a dimension is a size >= 0, a name or `?`")
+                return None
             return v
         if isinstance(v, str):
             if bindings and v in bindings:
@@ -274,6 +276,10 @@ class DeclaredTypesMixin:
             return v
         val = self.eval_expr(v, scope)
         if val.known and _is_int(val.const):
+            if val.const < 0:
+                self.report("E0508", f"a dimension cannot be negative ({val.const})", d.span,
+                            help="a dimension is a size >= 0, a name or `?`")
+                return None
             return val.const
         if isinstance(val.const, SymInt):
             return val.const
