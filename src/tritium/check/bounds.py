@@ -13,7 +13,8 @@ bounded here, in one place, so that no program can make the compiler hang or exh
   applies at most `MAX_LAYERS` layers, counting every instance of every block (so nested
   repetitions cannot multiply past it);
 * one chain of binary operators (`a + b + …`) has at most `MAX_CHAIN` operators (generated
-  Python nests it as deeply; the nesting of brackets is bounded by the parser, E0203);
+  Python nests it as deeply; the nesting of brackets and postfix chains `x.f()[0]…` is
+  bounded by the parser, E0203);
 * a list or string built at compile time has at most `MAX_SEQUENCE` elements;
 * lowering unrolls at most `MAX_UNROLL` iterations of one loop, and at most `MAX_UNROLLED`
   expression nodes in all (iterations times the size of the loop body);

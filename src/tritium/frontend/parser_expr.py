@@ -199,33 +199,44 @@ class ExpressionsMixin:
     def parse_postfix(self) -> A.Expr:
         start = self.toks[self.pos]
         e = self.parse_primary()
-        while not self.line_ended():
-            if self.at("("):
-                args = self.parse_args()
-                e = self._step_by(A.Call(e, args, self.span_from(start)))
-            elif self.at("["):
-                self.advance()
-                idx = []
-                with self.nested():
-                    while not self.at("]"):
-                        idx.append(self.parse_subscript())
-                        if self.at(","):
-                            self.advance()
-                        elif not self.at("]"):
-                            raise self.error(f"expected `,` or `]` in an index, found "
-                                             f"{self.tok.describe()}", code="E0202")
-                self.advance()
-                e = A.Index(e, idx, self.span_from(start))
-            elif self.at("."):
-                self.advance()
-                name = self.toks[self.pos]
-                if name.kind not in (T.IDENT, T.KEYWORD):
-                    raise self.error(f"expected an attribute name after `.`, found "
-                                     f"{name.describe()}", code="E0202")
-                self.advance()
-                e = A.Attr(e, name.text, self.span_from(start))
-            else:
-                return e
+        steps = 0   # each call, index or attribute nests the chain one level deeper
+        try:
+            while not self.line_ended():
+                if not (self.at("(") or self.at("[") or self.at(".")):
+                    return e
+                self._nesting.__enter__()
+                steps += 1
+                e = self._postfix_step(e, start)
+            return e
+        finally:
+            self.depth -= steps
+
+    def _postfix_step(self, e: A.Expr, start) -> A.Expr:
+        """One call, index or attribute applied to `e` (the caller counted its level)."""
+        if self.at("("):
+            args = self.parse_args()
+            e = self._step_by(A.Call(e, args, self.span_from(start)))
+        elif self.at("["):
+            self.advance()
+            idx = []
+            with self.nested():
+                while not self.at("]"):
+                    idx.append(self.parse_subscript())
+                    if self.at(","):
+                        self.advance()
+                    elif not self.at("]"):
+                        raise self.error(f"expected `,` or `]` in an index, found "
+                                         f"{self.tok.describe()}", code="E0202")
+            self.advance()
+            e = A.Index(e, idx, self.span_from(start))
+        elif self.at("."):
+            self.advance()
+            name = self.toks[self.pos]
+            if name.kind not in (T.IDENT, T.KEYWORD):
+                raise self.error(f"expected an attribute name after `.`, found "
+                                 f"{name.describe()}", code="E0202")
+            self.advance()
+            e = A.Attr(e, name.text, self.span_from(start))
         return e
 
     @staticmethod

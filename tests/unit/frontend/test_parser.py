@@ -80,6 +80,16 @@ def test_deep_nesting_gives_a_diagnostic_not_recursion_error():
     assert parse(ok)[1] == []
 
 
+def test_a_long_postfix_chain_counts_as_nesting():
+    # 200 chained `.float()` built an AST 400 levels deep: `--emit ast` hit RecursionError
+    # and the generated Python had too many nested parentheses (E0021 at run)
+    src = "let x = ones([2])" + ".float()" * 200 + "\nprint(x)\n"
+    assert [d.code for d in parse(src)[1]] == ["E0203"]
+    assert [d.code for d in parse("let x = xs" + "[0]" * 300 + "\n")[1]] == ["E0203"]
+    ok = "let x = ones([2])" + ".float()" * 50 + "\nprint(x)\n"
+    assert parse(ok)[1] == []
+
+
 def test_recovery_reports_every_top_level_item_error():
     src = """model A {
   layer fc1: TernaryLinear { in_features: 64 out_features: }
