@@ -50,6 +50,7 @@ from torch.nn.modules import module as _nn_module
 
 from tritium.backends import cpu as cpu_backend
 from tritium.runtime import plan as _plan
+from tritium.runtime.capture import capturing
 from tritium.runtime.layers.ternary import TernaryConv2d, TernaryLayer, TernaryLinear
 from tritium.runtime.native import _ACT_CODE, _g2_layout
 
@@ -62,7 +63,6 @@ _ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 # the activations the kernels' epilogue computes exactly as torch does (NaN included), so
 # fusing them changes no bit; the others (gelu, silu, ...) run as the torch functions
 _EXACT_EPILOGUE = frozenset({"relu", "relu6"})
-_is_compiling = torch.compiler.is_compiling
 
 
 def _no_hooks(mod: nn.Module) -> bool:
@@ -469,7 +469,7 @@ class ChainForward:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if type(self.module).forward is not self.generated:   # the class changed since
             return type(self.module).forward(self.module, *args, **kwargs)
-        if len(args) != 1 or kwargs or _is_compiling():
+        if len(args) != 1 or kwargs or capturing():
             return self.original(*args, **kwargs)
         x = args[0]
         if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.is_cuda \

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from tritium.backends import cpu as cpu_backend
 from tritium.backends.cpu.build import KernelConfig
+from tritium.runtime.capture import capturing
 from tritium.runtime.native import (  # noqa: F401 - re-exported: the runtime's kernel API
     _ACT_CODE,
     _G2_LAYOUTS,
@@ -185,7 +186,7 @@ _ternary_linear_op.register_autograd(_backward, setup_context=_setup_context)
 def _use_triton(*tensors: torch.Tensor | None) -> bool:
     """CUDA tensors go to the generated Triton kernels (tritium.backends.triton, imported
     lazily: triton is optional) unless autograd or torch.compile needs the custom-op path."""
-    if torch.compiler.is_compiling():
+    if capturing():
         return False
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return False
@@ -255,7 +256,7 @@ def ternary_linear(
     grad_needed = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x2, scale, bias, residual)
     )
-    if grad_needed or torch.compiler.is_compiling():
+    if grad_needed or capturing():
         y = torch.ops.tritium.ternary_linear(*args)
     else:
         y = _linear_impl(*args)

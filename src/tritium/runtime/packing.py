@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from tritium import vocab
+from tritium.runtime.capture import capturing
 
 FORMAT_VERSION = vocab.FORMAT_VERSION
 FORMATS = vocab.FORMATS
@@ -146,7 +147,9 @@ def _pack_threads(elements: int) -> int:
 
 
 def _native_for(t: torch.Tensor):
-    if t.device.type != "cpu":
+    """The native kernels for a CPU tensor (None elsewhere, and while torch records a graph:
+    the pure-torch path is what a trace can see)."""
+    if t.device.type != "cpu" or capturing():
         return None
     from tritium.backends import cpu
 

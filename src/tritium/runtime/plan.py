@@ -21,6 +21,7 @@ import torch
 from tritium.backends import cpu as cpu_backend
 from tritium.backends.cpu.build import KernelConfig
 from tritium.runtime import tuned
+from tritium.runtime.capture import capturing
 from tritium.runtime.native import _ACT_CODE, _ensure_valid, _g2_layout, _g2_min_m, _lib
 from tritium.runtime.packing import FORMAT_CODE, num_threads
 
@@ -475,7 +476,7 @@ class PoolPlan:
         """The module's result for ``x``; natively for a float32 CPU NCHW tensor that needs
         no gradient."""
         if x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu" or (
-                x.requires_grad and torch.is_grad_enabled()) or _is_compiling():
+                x.requires_grad and torch.is_grad_enabled()) or capturing():
             return self.module(x)
         b, c, h, w = x.shape
         g = self.geom(h, w)
@@ -574,7 +575,7 @@ class FloatConvPlan:
         conv, bn = self.conv, self.bn
         params = _float_conv_params(conv)
         if params is None or self.lib is None or x.dim() != 4 or x.dtype != torch.float32 \
-                or x.device.type != "cpu" or x.shape[1] != conv.in_channels or _is_compiling():
+                or x.device.type != "cpu" or x.shape[1] != conv.in_channels or capturing():
             return None
         if bn is not None and not _inference_norm(bn, conv.out_channels):
             return None
@@ -636,9 +637,6 @@ def linear_plan(wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tens
     return LinearPlan(lib, wdata, n, k, fmt, scale, bias, act_quant)
 
 
-_is_compiling = torch.compiler.is_compiling
-
-
 def conv_out_size(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
                   padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
     """The output plane (height, width) of a zero-padded 2-D convolution of an h x w input."""
@@ -653,5 +651,5 @@ def plan_usable(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
     if torch.is_grad_enabled() and (x.requires_grad or any(
             t is not None and t.requires_grad for t in others)):
         return False
-    return not _is_compiling()
+    return not capturing()
 

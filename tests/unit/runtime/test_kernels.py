@@ -394,6 +394,32 @@ def test_torch_compile_traces_through(backend, act_quant):
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("warm", [False, True])
+def test_torch_jit_trace_of_a_frozen_model_records_its_ternary_ops(warm):
+    """torch.jit.trace sees no ctypes call: a frozen model that had already run (its layers
+    then run as cached native plans and chains) traced to a graph that only allocated the
+    output, and the traced model returned uninitialized memory. Under tracing the layers
+    take the custom op."""
+    from tritium.runtime import TernaryConv2d, TernaryLinear, freeze_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        TernaryConv2d(3, 8, 3, padding=1, act_quant="int8_image"), torch.nn.ReLU(),
+        TernaryConv2d(8, 8, 3, stride=2, act_quant="none"), torch.nn.Flatten(),
+        TernaryLinear(8 * 3 * 3, 32, act_quant="int8"), torch.nn.ReLU(),
+        TernaryLinear(32, 5, act_quant="int8")).eval()
+    freeze_model(net)
+    x, x2 = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        if warm:
+            net(x), net(x)
+        traced = torch.jit.trace(net, x, check_trace=False)
+        want = net(x2)
+        got = traced(x2)
+    assert "tritium::ternary_linear" in {n.kind() for n in traced.inlined_graph.nodes()}
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_custom_op_is_registered_with_fake_kernel():
     op = torch.ops.tritium.ternary_linear.default
     p = pack_ternary(_rand_trits(6, 20))

@@ -57,6 +57,7 @@ from torch import nn
 from torch.nn.modules import module as _module_mod
 
 from tritium.runtime import plan as _plan_mod
+from tritium.runtime.capture import capturing
 from tritium.runtime.decode_state import SESSION as _SESSION
 from tritium.runtime.decode_state import grown as _grown
 from tritium.runtime.native import _g2_layout
@@ -300,7 +301,7 @@ class BlockDecoder:
         if (not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[0] != 1
                 or x.shape[1] < 1 or x.dtype != torch.float32 or x.device.type != "cpu"
                 or not x.is_contiguous() or torch.is_grad_enabled()
-                or torch.compiler.is_compiling()):
+                or capturing()):
             return self.own_forward(x)
         slot = session._call
         if slot > len(session._keys) or _hooked(b):
