@@ -9,16 +9,19 @@ place, starting quantization-aware training from the weights they hold.
     tritium.runtime.freeze_model(model)                  # packed, batch norms folded
 
 What is converted: layers of exactly the types ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``
-(a subclass may compute something else and is kept), including the query/key/value/output
+(a subclass may compute something else and is kept) and transformers' ``Conv1D`` (a linear
+layer with its weight stored transposed: GPT-2's projections), including the query/key/value/output
 ``nn.Linear`` projections of hand-written (Hugging Face style) attention modules and the
 feed-forward layers of ``nn.TransformerEncoderLayer`` (whose fused inference path, which would
 bypass them, is then turned off for that layer). Kept, each
 with its reason in the report: layers inside ``nn.MultiheadAttention`` (it reads its
 projection weights directly, never calling them), layers with hooks or parametrizations,
 lazy layers, convolutions with a padding mode other than ``"zeros"`` or an asymmetric
-``padding="same"``, and, by default, the first and the last of the model's linear and
-convolution layers in execution order (``keep_first_last``; the ternary papers keep them in
-full precision, where they cost little and matter most).
+``padding="same"``, layers whose weight is tied to a module not converted with them (layers
+that share a weight and are all converted keep sharing it), and, by default, the first and
+the last of the model's linear and convolution layers in execution order
+(``keep_first_last``; the ternary papers keep them in full precision, where they cost little
+and matter most).
 
 Selection: ``include`` and ``exclude`` take a pattern or a list of them; a pattern is a glob
 over dotted module names (``"layer1.*"``, ``"*.q_proj"``, ``"fc"``) or a module class
@@ -58,6 +61,19 @@ __all__ = ["TernarizeReport", "TernaryConv1d", "ternarize", "ternarize_record_pr
 
 _CONVERTIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 SPEC_VERSION = 1
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2, GPT-J style projections): a linear layer whose weight
+    is stored transposed, ``[in, out]``, computing ``x @ W + b``. Matched by exact type (a
+    subclass may compute something else); transformers itself is never imported here."""
+    t = type(module)
+    return t.__name__ == "Conv1D" and t.__module__ == "transformers.pytorch_utils"
+
+
+def _convertible(module: nn.Module) -> bool:
+    """A layer ternarize considers: a linear or convolution layer, or transformers' Conv1D."""
+    return isinstance(module, _CONVERTIBLE) or _is_hf_conv1d(module)
 
 
 class TernaryConv1d(TernaryConv2d):
@@ -217,7 +233,7 @@ def _unsupported(module: nn.Module, parent: nn.Module | None) -> str | None:
         return "inside nn.MultiheadAttention, which reads its projection weights directly"
     if isinstance(module, nn.modules.lazy.LazyModuleMixin):
         return "a lazy layer whose shape is not known yet (run one forward first)"
-    if type(module) not in _CONVERTIBLE:
+    if type(module) not in _CONVERTIBLE and not _is_hf_conv1d(module):
         return (f"{type(module).__name__} subclasses {type(module).__mro__[1].__name__} and may "
                 "compute something else")
     if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks:
@@ -257,6 +273,10 @@ def _convert(module: nn.Module, options: Mapping[str, Any]) -> TernaryLayer:
         new = TernaryLinear(module.in_features, module.out_features, module.bias is not None,
                             **options, **factory)
         src = w
+    elif _is_hf_conv1d(module):     # weight [in, out]: the same linear layer, transposed
+        new = TernaryLinear(w.shape[0], w.shape[1], module.bias is not None, **options,
+                            **factory)
+        src = w.t()
     elif isinstance(module, nn.Conv2d):
         new = TernaryConv2d(module.in_channels, module.out_channels, module.kernel_size,
                             module.stride, _padding(module), module.dilation, module.groups,
@@ -310,7 +330,9 @@ def _proven_folds(graph: torch.fx.Graph, modules: dict[str, nn.Module]
             calls.setdefault(str(n.target), []).append(n)
     pairs: list[tuple[str, str]] = []
     for name, nodes in calls.items():
-        if len(nodes) != 1 or not isinstance(modules.get(name), _CONVERTIBLE + (TernaryLayer,)):
+        mod = modules.get(name)
+        if len(nodes) != 1 or not (mod is not None and _convertible(mod)
+                                   or isinstance(mod, TernaryLayer)):
             continue
         node = nodes[0]
         users = list(node.users)
@@ -318,7 +340,10 @@ def _proven_folds(graph: torch.fx.Graph, modules: dict[str, nn.Module]
             continue
         bn_node = users[0]
         bn_name = str(bn_node.target)
-        if not isinstance(modules.get(bn_name), nn.BatchNorm1d | nn.BatchNorm2d) \
+        bn = modules.get(bn_name)
+        # a batch norm without running statistics normalizes by each batch's own: nothing
+        # to fold (freeze_model keeps it)
+        if not isinstance(bn, nn.BatchNorm1d | nn.BatchNorm2d) or bn.running_mean is None \
                 or len(calls.get(bn_name, ())) != 1 \
                 or bn_node.args != (node,) or bn_node.kwargs:
             continue
@@ -392,7 +417,7 @@ def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern]
                 raise ValueError(f"ternarize: {what} pattern {p} matches no module of the "
                                  f"{type(model).__name__}")
     graph, note = _trace(model)
-    linear_like = [n for n, m in modules.items() if isinstance(m, _CONVERTIBLE)]
+    linear_like = [n for n, m in modules.items() if _convertible(m)]
     order = [n for n in dict.fromkeys(_call_order(graph)) if n in set(linear_like)]
     if graph is not None and set(order) == set(linear_like):
         report.order = "torch.fx trace"
@@ -403,7 +428,7 @@ def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern]
         edge[order[0]] = "the first layer (kept in full precision: keep_first_last)"
     if order and keep_first_last in (True, "last"):
         edge.setdefault(order[-1], "the last layer (kept in full precision: keep_first_last)")
-    new_of: dict[int, TernaryLayer] = {}
+    chosen: dict[str, nn.Module] = {}
     for name in linear_like:
         mod = modules[name]
         if inc is not None and not _matches(inc, name, chain(name)):
@@ -415,10 +440,19 @@ def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern]
         if why:
             report.kept[name] = why
             continue
+        chosen[name] = mod
+    groups = _tied_groups(modules, chosen, report)
+    new_of: dict[int, TernaryLayer] = {}
+    for name, mod in chosen.items():
         if id(mod) not in new_of:
             new_of[id(mod)] = _convert(mod, options)
         new = new_of[id(mod)]
         report.replaced[name] = f"{type(mod).__name__} -> {type(new).__name__}"
+    # layers that shared a weight (or bias) Parameter share the new layers' one
+    for members in groups:
+        first = new_of[id(members[0][0])]
+        for other, pname in members[1:]:
+            setattr(new_of[id(other)], pname, getattr(first, pname))
     # replace every reference (a module shared by several parents is replaced everywhere)
     root_new = new_of.get(id(model))
     for mod in modules.values():
@@ -451,6 +485,54 @@ def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern]
     # every call is recorded, in order, so that a rebuilt model replays them all
     result.tritium_ternarize = [*(getattr(model, "tritium_ternarize", None) or []), spec]
     return result, report
+
+
+def _tied_groups(modules: dict[str, nn.Module], chosen: dict[str, nn.Module],
+                 report: TernarizeReport) -> list[list[tuple[nn.Module, str]]]:
+    """Tied weights: a layer whose weight or bias Parameter another module also holds (a
+    language model's output layer tied to its embedding, layers sharing one matrix). When
+    every holder is a chosen layer of the same kind and shape, they are converted together
+    and share the new layers' Parameter (returned: per tied Parameter, its ``(module, name)``
+    holders); when a holder stays as it is (an embedding, a kept layer), the layer is kept too
+    (removed from ``chosen``, its reason in ``report.kept``): untied, QAT would train two
+    copies that drift apart, and the checkpoint would store both."""
+    holders: dict[int, list[tuple[str, nn.Module, str]]] = {}
+    for mname, mod in modules.items():
+        for pname, p in mod._parameters.items():
+            if p is not None:
+                holders.setdefault(id(p), []).append((mname, mod, pname))
+
+    def signature(mod: nn.Module) -> tuple:
+        return (type(mod), tuple(mod.weight.shape), mod.bias is None)
+
+    changed = True
+    while changed:      # keeping one layer may leave another's tie partner unconverted
+        changed = False
+        for name, mod in list(chosen.items()):
+            for pname in ("weight", "bias"):
+                p = mod._parameters.get(pname)
+                others = [h for h in holders.get(id(p), ()) if h[1] is not mod] if p is not None \
+                    else []
+                bad = [h for h in others if chosen.get(h[0]) is not h[1] or h[2] != pname
+                       or signature(h[1]) != signature(mod)]
+                if bad:
+                    who = ", ".join(f"{h[0] or 'the model'}.{h[2]}" for h in bad[:3])
+                    report.kept[name] = (f"its {pname} is tied to {who}, which is not converted "
+                                         "with it (untied, QAT would train two copies)")
+                    del chosen[name]
+                    changed = True
+                    break
+    groups: list[list[tuple[nn.Module, str]]] = []
+    seen: set[int] = set()
+    for mod in chosen.values():
+        for pname in ("weight", "bias"):
+            p = mod._parameters.get(pname)
+            if p is None or id(p) in seen or len({id(h[1]) for h in holders[id(p)]}) < 2:
+                continue
+            seen.add(id(p))
+            members = list({id(h[1]): (h[1], pname) for h in holders[id(p)]}.values())
+            groups.append(members)
+    return groups
 
 
 def _disable_fused_transformer_paths(model: nn.Module) -> None:

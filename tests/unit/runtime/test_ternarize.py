@@ -215,6 +215,79 @@ def test_transformer_encoder_layers_run_their_ternary_layers_in_eval_and_frozen(
         torch.testing.assert_close(model(x), expect, rtol=1e-4, atol=1e-4)
 
 
+def test_tied_weights_stay_tied_or_the_layer_is_kept():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 16)
+            self.a, self.p = nn.Linear(16, 32), nn.Linear(32, 32, bias=False)
+            self.q = nn.Linear(32, 32, bias=False)
+            self.q.weight = self.p.weight                  # one matrix, two layers
+            self.head = nn.Linear(16, 20, bias=False)
+            self.head.weight = self.emb.weight             # a language model's tied head
+            self.b = nn.Linear(32, 16)
+
+        def forward(self, t):
+            h = self.emb(t)
+            return self.head(self.b(self.q(torch.relu(self.p(self.a(h))))))
+
+    torch.manual_seed(0)
+    model = Tied()
+    params = sum(p.numel() for p in model.parameters())
+    _, report = tritium.ternarize(model, keep_first_last=False)
+    assert isinstance(model.p, TernaryLinear) and model.p.weight is model.q.weight
+    assert type(model.head) is nn.Linear and model.head.weight is model.emb.weight
+    assert "tied to emb.weight" in report.kept["head"]
+    assert sum(p.numel() for p in model.parameters()) == params
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    t = torch.randint(0, 20, (3, 5))
+    model(t).square().mean().backward()
+    opt.step()
+    assert model.p.weight is model.q.weight
+    model.eval()
+    with torch.no_grad():
+        want = model(t)
+        freeze_model(model)
+        torch.testing.assert_close(model(t), want, rtol=1e-4, atol=1e-4)
+    # a tie to a layer that is kept (excluded) keeps its partner too
+    model2 = Tied()
+    _, report2 = tritium.ternarize(model2, exclude="q", keep_first_last=False)
+    assert type(model2.p) is nn.Linear and "tied to q.weight" in report2.kept["p"]
+
+
+def test_transformers_conv1d_projections_become_ternary_linears():
+    transformers = pytest.importorskip("transformers")
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=32)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    w = model.transformer.h[0].attn.c_attn.weight.detach().clone()   # [in, out]
+    ids = torch.randint(0, 64, (2, 7))
+    _, report = tritium.ternarize(model, keep_first_last=False)
+    assert not any(isinstance(m, Conv1D) for m in model.modules())
+    assert sum(v == "Conv1D -> TernaryLinear" for v in report.replaced.values()) == 8
+    c_attn = model.transformer.h[0].attn.c_attn
+    assert (c_attn.in_features, c_attn.out_features) == (32, 96)
+    assert torch.equal(c_attn.weight.detach(), w.t())
+    assert "tied to transformer.wte.weight" in report.kept["lm_head"]
+    x = torch.randn(3, 32)
+    torch.testing.assert_close(c_attn(x), F.linear(x, c_attn.quantized_weight(), c_attn.bias))
+    with torch.no_grad():
+        want = model(ids).logits
+        freeze_model(model)
+        torch.testing.assert_close(model(ids).logits, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_batch_norm_without_running_statistics_is_not_reported_as_folded():
+    model = nn.Sequential(nn.Linear(10, 20), nn.BatchNorm1d(20, track_running_stats=False),
+                          nn.ReLU(), nn.Linear(20, 3))
+    _, report = tritium.ternarize(model, keep_first_last=False)
+    assert report.folds == [] and "fold" not in str(report)
+    freeze_model(model.eval())
+    assert isinstance(model[1], nn.BatchNorm1d)
+
+
 def test_layers_that_cannot_convert_are_kept_with_the_reason():
     class MyLinear(nn.Linear):
         pass
