@@ -288,6 +288,22 @@ def test_a_batch_norm_without_running_statistics_is_not_reported_as_folded():
     assert isinstance(model[1], nn.BatchNorm1d)
 
 
+@pytest.mark.parametrize("act_quant", ["none", "int8", "int8_image"])
+def test_a_conv2d_takes_one_unbatched_sample_as_nn_conv2d_does(act_quant):
+    torch.manual_seed(0)
+    layer = TernaryConv2d(3, 8, 3, padding=1, act_quant=act_quant).eval()
+    x, res = torch.randn(3, 9, 9), torch.randn(8, 9, 9)
+    with torch.no_grad():
+        want = layer(x.unsqueeze(0), "relu", res.unsqueeze(0)).squeeze(0)
+        torch.testing.assert_close(layer(x, "relu", res), want)
+        freeze_model(layer)
+        got = layer(x, "relu", res)
+    assert got.shape == (8, 9, 9)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\) or unbatched"):
+        layer(torch.randn(9, 9))
+
+
 def test_layers_that_cannot_convert_are_kept_with_the_reason():
     class MyLinear(nn.Linear):
         pass

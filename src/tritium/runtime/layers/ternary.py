@@ -644,8 +644,16 @@ class TernaryConv2d(TernaryLayer):
         activation: str | None = None,
         residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``act(conv(x, W) + b + residual)``; ``activation``/``residual`` are optional fusions."""
+        """``act(conv(x, W) + b + residual)``; ``activation``/``residual`` are optional fusions.
+        ``x`` is ``(N, C, H, W)``, or one unbatched ``(C, H, W)`` sample as ``nn.Conv2d`` takes."""
         _check_activation(activation)
+        if x.dim() == 3:
+            r = residual.unsqueeze(0) if residual is not None and residual.dim() == 3 \
+                else residual
+            return self.forward(x.unsqueeze(0), activation, r).squeeze(0)
+        if x.dim() != 4:
+            raise ValueError(f"{type(self).__name__} expects (N, C, H, W) or unbatched (C, H, W) "
+                             f"input, got shape {tuple(x.shape)}")
         if self.frozen:
             # fast path: a cached native call (no autograd, eager, float32 CPU NCHW; grouped
             # convs when the native kernels take them, see LinearPlan.conv2d)
