@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from ..vocab import FORMATS
-from .hf_program import program_source
+from .hf_program import program_source, reserved_names
 
 __all__ = ["HFImportError", "HFArch", "import_hf", "read_hf_config", "program_source"]
 
@@ -269,7 +269,8 @@ def _arch_from_config(cfg: dict[str, Any], where: str) -> HFArch:
         raise HFImportError(f"{where}: pretraining_tp != 1 is not supported")
     name = cfg.get("architectures", [None])
     name = name[0] if isinstance(name, list) and name else None
-    if not (isinstance(name, str) and _NAME.fullmatch(name)):
+    if not (isinstance(name, str) and _NAME.fullmatch(name)) or name in reserved_names():
+        # a name the program already uses (`attention`, `RMSNorm`, a keyword) would change it
         name = "BitNetForCausalLM" if mt == "bitnet" else "LlamaForCausalLM"
     return HFArch(
         model_type=mt, vocab=vocab, hidden=hidden, layers=layers, heads=heads, kv_heads=kv,

@@ -4,9 +4,43 @@ repeated (see :mod:`tritium.driver.hf_import`)."""
 
 from __future__ import annotations
 
+import functools
+import re
+from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["program_source"]
+__all__ = ["comment_text", "program_source", "reserved_names"]
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def comment_text(text: str, limit: int = 200) -> str:
+    """`text` (a directory's name, untrusted) made safe inside a `//` comment of the program:
+    one line of printable characters, each other character (a newline, a control or format
+    character, a lone surrogate) written as its escape, and at most `limit` characters."""
+    out = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return out if len(out) <= limit else out[:limit] + "..."
+
+
+@functools.lru_cache(maxsize=1)
+def reserved_names() -> frozenset[str]:
+    """The names the generated program itself uses (its block, layer types, builtins,
+    parameters, locals) and the language's keywords: a model name from the config that is
+    one of them would change what the program means."""
+    from ..frontend.lexer import KEYWORDS
+    names = set(KEYWORDS)
+    for sub in (True, False):
+        for act in ("relu2", "silu"):
+            for head in (True, False):
+                arch = SimpleNamespace(
+                    heads=4, kv_heads=2, attn_bias=False, mlp_bias=False, sub_norms=sub,
+                    act=act, lm_head_ternary=head, name="M", model_type="bitnet", vocab=2,
+                    hidden=2, layers=1, head_dim=1, ffn=1, eps=1e-5, rope_theta=1e4)
+                text = "\n".join(line.split("//", 1)[0]
+                                 for line in _render(arch, "").splitlines())
+                names.update(_IDENT.findall(text))
+    names.discard("M")
+    return frozenset(names)
 
 
 def _num(x: float) -> str:
@@ -14,7 +48,16 @@ def _num(x: float) -> str:
 
 
 def program_source(arch: Any, origin: str = "") -> str:
-    """The `.tri` program of the architecture (hyperparameters from the config)."""
+    """The `.tri` program of the architecture (hyperparameters from the config). `origin`
+    (the directory's name) goes into the first comment, flattened to one printable line;
+    the model name must be an identifier the program does not otherwise use."""
+    if not (isinstance(arch.name, str) and _IDENT.fullmatch(arch.name)
+            and arch.name not in reserved_names()):
+        raise ValueError(f"model name {str(arch.name)[:80]!r} is not a safe identifier")
+    return _render(arch, comment_text(origin))
+
+
+def _render(arch: Any, origin: str) -> str:
     lin = 'quantizer: "absmean", act_quant: "int8"'
     groups = arch.heads // arch.kv_heads
 

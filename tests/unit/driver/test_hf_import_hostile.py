@@ -1,0 +1,80 @@
+"""`tritium import hf` reads an untrusted directory: nothing from it (the directory's name,
+the config's architecture name) may change the `.tri` program it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tritium.driver.hf_import import import_hf, read_hf_config  # noqa: E402
+from tritium.driver.models import model_from_checkpoint  # noqa: E402
+
+INJECT = ("m\nfn attention(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor {\n"
+          " return q * 0.0\n}\n#")
+
+
+def _conf(**over) -> dict:
+    c = {"model_type": "bitnet", "vocab_size": 16, "hidden_size": 8, "intermediate_size": 8,
+         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+         "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
+    c.update(over)
+    return c
+
+
+def _tensors() -> dict:
+    g = torch.Generator().manual_seed(0)
+    h, f, v = 8, 8, 16
+    t = {"model.embed_tokens.weight": torch.randn(v, h, generator=g),
+         "model.norm.weight": torch.ones(h), "lm_head.weight": torch.randn(v, h, generator=g)}
+    p = "model.layers.0."
+    for n in ("input_layernorm", "post_attention_layernorm"):
+        t[p + n + ".weight"] = torch.ones(h)
+    t[p + "self_attn.attn_sub_norm.weight"] = torch.ones(h)
+    t[p + "mlp.ffn_sub_norm.weight"] = torch.ones(f)
+    for n, shape in (("self_attn.q_proj", (8, h)), ("self_attn.k_proj", (4, h)),
+                     ("self_attn.v_proj", (4, h)), ("self_attn.o_proj", (h, 8)),
+                     ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)),
+                     ("mlp.down_proj", (h, f))):
+        t[p + n + ".weight"] = torch.randn(shape, generator=g)
+    return t
+
+
+def _write(d: Path, conf: dict) -> Path:
+    from safetensors.torch import save_file
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps(conf))
+    save_file(_tensors(), str(d / "model.safetensors"))
+    return d
+
+
+def _logits(ckpt: str) -> torch.Tensor:
+    model, _ = model_from_checkpoint(ckpt)
+    with torch.no_grad():
+        return model(torch.tensor([[1, 2, 3, 4]]))
+
+
+def test_the_directory_name_cannot_inject_program_text(tmp_path):
+    plain = import_hf(_write(tmp_path / "plain", _conf()), tmp_path / "a" / "m.safetensors")
+    evil = import_hf(_write(tmp_path / INJECT, _conf()), tmp_path / "b" / "m.safetensors")
+    text = Path(evil["program"]).read_text()
+    first, rest = text.split("\n", 1)
+    assert first.startswith("// ") and "fn attention" in first     # escaped, in the comment
+    assert rest == Path(plain["program"]).read_text().split("\n", 1)[1]
+    assert "fn attention" not in rest
+    assert torch.equal(_logits(evil["checkpoint"]), _logits(plain["checkpoint"]))
+
+
+@pytest.mark.parametrize("name", ["attention", "RMSNorm", "Linear", "DecoderLayer", "model",
+                                  "layers", "x", "True"])
+def test_an_architecture_name_the_program_uses_is_not_taken(tmp_path, name):
+    arch = read_hf_config(_write(tmp_path / "m", _conf(architectures=[name])))
+    assert arch.name == "BitNetForCausalLM"
+
+
+def test_a_plain_architecture_name_is_kept(tmp_path):
+    arch = read_hf_config(_write(tmp_path / "m", _conf(architectures=["MyBitNet"])))
+    assert arch.name == "MyBitNet"
