@@ -212,6 +212,7 @@ class TernarizeReport:
     folds: list[tuple[str, str]] = field(default_factory=list)
     order: str = "registration order"
     fold_note: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"ternarized {len(self.replaced)} layer(s), kept {len(self.kept)}"]
@@ -222,6 +223,7 @@ class TernarizeReport:
                          + ", ".join(f"{b} into {a}" for a, b in self.folds))
         if self.fold_note:
             lines.append(f"  note: {self.fold_note}")
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -263,12 +265,24 @@ def _padding(module: nn.Conv1d | nn.Conv2d) -> tuple[int, ...]:
     return tuple(int(p) for p in module.padding)
 
 
+def _linear_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a converted linear layer: ``act_quant="int8_image"`` (one scale per
+    sample, for convolutions) quantizes a linear layer's input per token, which for the usual
+    (batch, features) input of a classifier's head is the same thing."""
+    o = dict(options)
+    if o.get("act_quant") == "int8_image":
+        o["act_quant"] = "int8"
+    return o
+
+
 def _convert(module: nn.Module, options: Mapping[str, Any]) -> TernaryLayer:
     """The ternary layer equivalent of ``module`` holding a copy of its weight and bias
     (latent weights), on its device and in its dtype and training mode."""
     w = module.weight
     factory = {"device": w.device, "dtype": w.dtype}
     new: TernaryLayer
+    if isinstance(module, nn.Linear) or _is_hf_conv1d(module):
+        options = _linear_options(options)
     if isinstance(module, nn.Linear):
         new = TernaryLinear(module.in_features, module.out_features, module.bias is not None,
                             **options, **factory)
@@ -374,7 +388,9 @@ def ternarize(
     Each converted layer starts from the existing weight and bias (its latent weights, so
     QAT continues from them). ``include``/``exclude``: module-name globs or module classes
     (see the module documentation); ``quantizer``, ``per_channel``, ``threshold``,
-    ``act_quant`` and ``ste`` go to every new layer (as :class:`TernaryLinear` takes them).
+    ``act_quant`` and ``ste`` go to every new layer (as :class:`TernaryLinear` takes them;
+    ``act_quant="int8_image"`` quantizes a convolution's input once per sample, the fast
+    native int8 convolution, and a linear layer's per token, as ``"int8"``).
     ``keep_first_last``: ``True`` (default) keeps the first and the last linear/convolution
     layer of the model (in ``torch.fx`` execution order, else registration order) in full
     precision, ``"first"`` or ``"last"`` only that one, ``False`` neither. ``fold_bn``:
@@ -389,7 +405,7 @@ def ternarize(
     exc = _patterns(exclude, "exclude")
     options = {"quantizer": quantizer, "act_quant": act_quant, "per_channel": per_channel,
                "threshold": threshold, "ste": ste}
-    TernaryLinear(1, 1, **options)          # validates every option before anything changes
+    _validate_options(options)              # before anything changes
     spec = {"version": SPEC_VERSION, "include": None if inc is None else [p.to_json() for p in inc],
             "exclude": None if exc is None else [p.to_json() for p in exc],
             "options": options, "keep_first_last": keep_first_last, "fold_bn": fold_bn}
@@ -442,6 +458,14 @@ def _ternarize(model: nn.Module, inc: list[_Pattern] | None, exc: list[_Pattern]
             continue
         chosen[name] = mod
     groups = _tied_groups(modules, chosen, report)
+    grouped = [n for n, m in chosen.items()
+               if isinstance(m, nn.Conv1d | nn.Conv2d) and m.groups > 1]
+    if grouped and options.get("act_quant") == "int8":
+        report.notes.append(
+            f"act_quant='int8' quantizes each patch of a grouped or depthwise convolution on "
+            f"its own ({', '.join(grouped[:3])}{', ...' if len(grouped) > 3 else ''}): that "
+            f"runs in PyTorch, slower than the fp32 layer; act_quant='int8_image' (one scale "
+            f"per sample, the native int8 convolution) or 'none' keeps them fast")
     new_of: dict[int, TernaryLayer] = {}
     for name, mod in chosen.items():
         if id(mod) not in new_of:
@@ -594,10 +618,16 @@ def ternarize_spec_problem(spec: Any) -> str | None:
                                              "threshold", "ste"}:
         return "options are not the ternary layer options"
     try:
-        TernaryLinear(1, 1, **o)
+        _validate_options(o)
     except (TypeError, ValueError) as e:
         return f"options: {e}"
     return None
+
+
+def _validate_options(options: Mapping[str, Any]) -> None:
+    """Raises for options a converted linear or convolution layer would refuse."""
+    TernaryLinear(1, 1, **_linear_options(options))
+    TernaryConv2d(1, 1, 1, **options)
 
 
 def apply_ternarize_record(model: nn.Module, record: list[dict[str, Any]]

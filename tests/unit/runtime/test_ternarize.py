@@ -4,6 +4,8 @@ their batch norms folded, saved and loaded; generated layer geometries keep thei
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -302,6 +304,31 @@ def test_a_conv2d_takes_one_unbatched_sample_as_nn_conv2d_does(act_quant):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\) or unbatched"):
         layer(torch.randn(9, 9))
+
+
+def test_int8_image_activations_for_convolutions_and_the_per_patch_note():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3, groups=16),
+                          nn.Conv2d(16, 8, 1), nn.Flatten(), nn.Linear(8 * 4 * 4, 3))
+    per_patch, report = tritium.ternarize(copy.deepcopy(model), keep_first_last=False,
+                                          act_quant="int8")
+    assert any("depthwise" in n and "(1)" in n for n in report.notes), report.notes
+    assert "int8_image" in str(report)
+    model, report = tritium.ternarize(model, keep_first_last=False, act_quant="int8_image")
+    assert not report.notes
+    assert [m.act_quant for m in model if isinstance(m, TernaryLayer)] == \
+        ["int8_image"] * 3 + ["int8"]
+    x = torch.randn(2, 3, 8, 8)
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+        freeze_model(model)
+        torch.testing.assert_close(model(x), want, rtol=1e-4, atol=1e-4)
+    # replayed from the recorded options (a checkpoint rebuilt from its entry point)
+    rebuilt, _ = apply_ternarize_record(
+        nn.Sequential(nn.Conv2d(3, 16, 3), nn.Linear(4, 2)), model.tritium_ternarize)
+    assert [m.act_quant for m in rebuilt] == ["int8_image", "int8"]
+    with pytest.raises(ValueError):
+        tritium.ternarize(nn.Linear(3, 2), act_quant="int4_image")
 
 
 def test_layers_that_cannot_convert_are_kept_with_the_reason():
