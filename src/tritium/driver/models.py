@@ -591,10 +591,13 @@ def unpacked_twin(model: nn.Module) -> nn.Module:
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def _compile_for(info: RunInfo) -> CompileResult:
-    """Compile a checkpoint's program. Its source is text from the checkpoint (untrusted,
-    never taken for a path); the file it names is used instead only when it is a regular
-    file holding exactly that text (then its imports resolve), read with a bound."""
+def _compile_for(info: RunInfo, path: str | Path) -> CompileResult:
+    """Compile the program of the checkpoint at `path`. Its source is text from the
+    checkpoint (untrusted, never taken for a path); the file it names is used instead only
+    when it is a regular file holding exactly that text (then its imports resolve), read
+    with a bound. The stored text alone reads no other file: an `import` in it is a
+    CheckpointError, and its diagnostics name the checkpoint ("<path> (stored source)"),
+    not the file it names, which does not hold that text."""
     from ..cachedir import read_file_bounded
 
     want = info.source.encode("utf-8", "surrogatepass")
@@ -604,7 +607,29 @@ def _compile_for(info: RunInfo) -> CompileResult:
             return compile_program(Path(info.file), with_ir=False)
     except (OSError, ValueError):
         pass   # gone, edited, not a regular file, a name the system refuses: use the text
-    return compile_program(source=info.source, with_ir=False, file=info.file)
+    shown = f"{path} (stored source)"
+    _refuse_stored_imports(info.source, shown, path)
+    return compile_program(source=info.source, with_ir=False, file=shown)
+
+
+def _refuse_stored_imports(source: str, shown: str, path: str | Path) -> None:
+    """A CheckpointError when the stored program text imports a file: what another file
+    holds is not recorded in the checkpoint, and reading it (any path the text names) would
+    let the checkpoint show that file's content in a diagnostic."""
+    from ..frontend import ast as A
+    from ..frontend.parser import parse
+    from ..runtime import CheckpointError
+
+    program, _, _ = parse(source, shown)
+    for item in program.items:
+        if isinstance(item, A.Import):
+            name = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in item.path[:80])
+            raise CheckpointError(str(path), f"its stored source (run metadata field "
+                                             f"'tritium.source') imports \"{name}\" at line "
+                                             f"{item.span.line}: a checkpoint's program is "
+                                             f"compiled from the text it carries, which may "
+                                             f"not read other files; keep the program file "
+                                             f"the checkpoint names with its imports beside it")
 
 
 _ENTRY_POLICY: contextvars.ContextVar[tuple[bool, str | None]] = contextvars.ContextVar(
@@ -720,7 +745,7 @@ def model_from_checkpoint(path: str | Path, *, trust_entry_point: bool | None = 
                          "MODULE:CALLABLE")
             model = _python_model(info, str(path))
         else:
-            compiled = _compile_for(info)
+            compiled = _compile_for(info, path)
             # an imported LM's program holds only what its checkpoint fills: built on the
             # meta device, its float32 latent weights are never allocated
             lazy = meta.extra.get("tritium.imported_from") == "huggingface"
