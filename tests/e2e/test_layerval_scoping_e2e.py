@@ -55,3 +55,28 @@ def test_lexical_scoping_runs_as_python_closures_would(tmp_path):
     out, _ = run_main(tmp_path, SCOPING)
     # reference: the same program in Python, with module-level x
     assert out.splitlines() == ["60 40 20 10", "51 2"]
+
+
+DEFAULTS = """
+let scale = 3
+
+fn mul(x: int, k: int = 2, j: int = 1) -> int {
+    return x * k * j * scale
+}
+
+fn outer() -> int {
+    let s = 5
+    fn inner(x: int, k: int = 2) -> int { return x * k * s }
+    return inner(1) + inner(x: 1) + inner(1, k: 3) + inner(1, 4)
+}
+
+print(mul(1), mul(x: 1), mul(1, k: 4), mul(1, j: 5), mul(1, 2, 3), outer())
+"""
+
+
+def test_a_function_with_defaults_reads_outer_names(tmp_path):
+    # the values read from around a function are appended after its parameters: after a
+    # default, the generated `def mul(x, k=2, j=1, scale)` was a SyntaxError (E0021), and a
+    # local function's call `inner(1)` passed `s` in the place of `k`
+    out, _ = run_main(tmp_path, DEFAULTS)
+    assert out.splitlines() == ["6 6 12 30 18 55"]

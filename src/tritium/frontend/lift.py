@@ -134,6 +134,29 @@ def _stray(e: A.FnExpr, diags: list[Diagnostic]) -> A.NoneLit:
 
 # ----------------------------------------------------------------------------- type aliases
 
+
+def append_captured(c: A.Call, own: list, names: list[str], values: list[A.Expr]) -> bool:
+    """Append to a call the values a function reads from around it, taken as trailing
+    parameters `names` after its own parameters `own`. The generated Python has no default
+    before a parameter without one (backends.pytorch), so the defaults the call leaves out
+    are written out: in place, or by name when the call names arguments. False (the call
+    unchanged) when its positional arguments do not fit `own`: reported as written."""
+    if not names:
+        return True
+    pos = [a for a in c.args if a.name is None]
+    if any(a.name is not None for a in c.args):
+        given = {a.name for a in c.args}
+        fill = [A.Arg(copy.deepcopy(p.default), p.name, c.span) for p in own[len(pos):]
+                if p.default is not None and p.name not in given]
+        c.args = list(c.args) + fill + [A.Arg(v, n, c.span) for n, v in zip(names, values)]
+        return True
+    fill = [A.Arg(copy.deepcopy(p.default), None, c.span)
+            for p in own[len(pos):] if p.default is not None]
+    if len(pos) + len(fill) != len(own):
+        return False
+    c.args = list(c.args) + fill + [A.Arg(v, None, c.span) for v in values]
+    return True
+
 class _Aliases:
     def __init__(self, diags: list[Diagnostic]) -> None:
         self.diags = diags
@@ -677,7 +700,9 @@ class _Lifter:
 
     def call(self, c: A.Call, loc: _Local) -> None:
         c.func = A.Name(loc.lifted, c.func.span)
-        c.args = list(c.args) + [A.Arg(A.Name(n, c.span), None, c.span) for n in loc.captures]
+        values = [A.Name(n, c.span) for n in loc.captures]
+        if not append_captured(c, loc.fn.params, loc.captures, values):
+            c.args = list(c.args) + [A.Arg(v, None, c.span) for v in values]
 
     def value(self, n: A.Name, loc: _Local) -> A.Expr:
         if loc.captures:   # a closure: the values it reads, bound here

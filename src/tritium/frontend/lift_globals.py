@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 
 from . import ast as A
-from .lift import _binders, _fields, _reads, _walk
+from .lift import _binders, _fields, _reads, _walk, append_captured
 
 _DEF_OWNERS = (A.ModelDef, A.BlockDef, A.LayerDef)
 
@@ -135,7 +135,7 @@ def _rename_reads(body: list, renamed: dict[str, str]) -> None:
 
 def _pass_values(tree, fns: dict, order: dict, name_of) -> None:
     """Every call `f(a)` of a function that takes top-level values gets them appended
-    (defaults it omits written out first, so they stay in place); every other use of `f`
+    (defaults it omits written out first: lift.append_captured); every other use of `f`
     as a value becomes a closure over them."""
     def extra(f: str, span) -> list[A.Expr]:
         return [A.Name(name_of(x), span) for x in order[f]]
@@ -143,16 +143,8 @@ def _pass_values(tree, fns: dict, order: dict, name_of) -> None:
     def fix_call(c: A.Call) -> None:
         f = fns[c.func.id]
         k = len(f.params) - len(order[c.func.id])   # the parameters before the added ones
-        pos = [a for a in c.args if a.name is None]
-        if any(a.name is not None for a in c.args):
-            c.args = list(c.args) + [A.Arg(A.Name(name_of(x), c.span), p.name, c.span)
-                                     for x, p in zip(order[c.func.id], f.params[k:])]
-            return
-        fill = [A.Arg(copy.deepcopy(p.default), None, c.span)
-                for p in f.params[len(pos):k] if p.default is not None]
-        if len(pos) + len(fill) != k:
-            return   # a wrong argument count: reported as written by the checker
-        c.args = list(c.args) + fill + [A.Arg(v, None, c.span) for v in extra(c.func.id, c.span)]
+        append_captured(c, f.params[:k], [p.name for p in f.params[k:]],
+                        extra(c.func.id, c.span))
 
     def wanted(x) -> bool:
         return isinstance(x, A.Name) and x.id in fns and bool(order[x.id])

@@ -67,10 +67,14 @@ class DefinitionGen:
         fn: A.FnDef = d.node
         ctx = Ctx()
         params = []
-        for p in fn.params:
+        # a default before a parameter without one (the values frontend.lift appends for
+        # the names a function reads from around it) is not Python's: each call writes it out
+        last = max((i for i, p in enumerate(fn.params) if p.default is None), default=-1)
+        for i, p in enumerate(fn.params):
             name = py_local(p.name)
             ctx.locals.add(p.name)
-            params.append(name + (f"={self.expr(p.default, ctx)}" if p.default is not None else ""))
+            params.append(name + (f"={self.expr(p.default, ctx)}"
+                                  if p.default is not None and i > last else ""))
         self.origin(0, fn)
         self.emit(0, f"def {self.class_names[d.name]}({', '.join(params)}):")
         self.emit(1, f'"""`fn {fn.name}` from {_text(d.file)}:{fn.span.line}."""')
