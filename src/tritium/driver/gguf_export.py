@@ -96,6 +96,16 @@ def _vocabulary(meta_record: str | None, vocab: int, path: str, gguf: Any
             types + [T.UNUSED] * pad, merges, pre, what)
 
 
+def _program_body(source: str) -> list[str]:
+    """An imported program without its leading comment (which names the directory it came
+    from): what the architecture record determines."""
+    lines = source.replace("\r\n", "\n").split("\n")
+    i = 0
+    while i < len(lines) and lines[i].lstrip().startswith("//"):
+        i += 1
+    return [line.rstrip() for line in lines[i:]]
+
+
 def _error(message: str, help: str | None = None):
     from .evaluate import ExportError
     return ExportError(message, help=help)
@@ -116,6 +126,7 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
     from ..argcheck import ArgError, check_output_file
     from ..runtime import read_checkpoint_metadata
     from .hf_import import ARCH_KEY, HFArch, HFImportError
+    from .hf_program import program_source
     from .models import model_from_checkpoint
 
     if qtype not in GGUF_TYPES:
@@ -138,6 +149,18 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         arch = HFArch.from_json(record, str(path))
     except HFImportError as exc:
         raise _error(exc.message, exc.help) from None
+    # the record is metadata beside the program the model is built from: both come from the
+    # import, and a record edited since (4 heads around 2-head tensors, another eps or rope
+    # base, more layers than the model has) would be written into the GGUF file as is
+    source = meta.extra.get("tritium.source")
+    try:
+        expected = program_source(arch)
+    except ValueError as exc:
+        raise _error(f"{path}: `{ARCH_KEY}`: {exc}") from None
+    if not isinstance(source, str) or _program_body(source) != _program_body(expected):
+        raise _error(f"{path}: its `{ARCH_KEY}` record does not describe the model its stored "
+                     "program builds (one of them was changed after `tritium import hf`)",
+                     help="import the model again with `tritium import hf DIR`")
     if not arch.sub_norms:
         raise _error(f"{path} is a {arch.model_type} model without BitNet's sub-norms; "
                      "llama.cpp's bitnet architecture needs attn_sub_norm and ffn_sub_norm")

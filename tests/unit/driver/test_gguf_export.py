@@ -240,3 +240,38 @@ def test_a_tokenizer_json_that_does_not_fit_is_not_used(tmp_path, how, why):
         path.write_text("[" * 100000)
     r = import_hf(d, tmp_path / "model.safetensors")
     assert r["tokenizer"].startswith("bytes (token id = byte; ") and why in r["tokenizer"]
+
+
+def _edit_metadata(src: Path, dst: Path, **changes: str) -> Path:
+    """A copy of the safetensors file with metadata entries replaced (the tensors, and so
+    the checkpoint's digest, unchanged): what anyone can do to a file they hand over."""
+    raw = src.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"].update(changes)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    dst.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    return dst
+
+
+@pytest.mark.parametrize("changes", [
+    {"heads": 8, "head_dim": 32, "kv_heads": 4}, {"layers": L + 1}, {"vocab": V + 4},
+    {"eps": 0.5}, {"rope_theta": 1.0}, {"act": "relu2"}])
+def test_an_architecture_record_that_disagrees_with_the_program_is_refused(
+        ckpt, tmp_path, changes):
+    # the record was written into the GGUF file as is: 8 heads around 4-head tensors, an
+    # IndexError traceback for one layer too many
+    from tritium.runtime import read_checkpoint_metadata
+
+    arch = json.loads(read_checkpoint_metadata(ckpt).extra["tritium.hf_arch"])
+    assert all(arch[k] != v for k, v in changes.items())
+    arch.update(changes)
+    bad = _edit_metadata(ckpt, tmp_path / "edited.safetensors",
+                         **{"tritium.hf_arch": json.dumps(arch)})
+    with pytest.raises(ExportError, match="does not describe the model its stored program"):
+        export_gguf(bad, tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()
+    # the same record, untouched, still exports
+    same = _edit_metadata(ckpt, tmp_path / "same.safetensors")
+    assert export_gguf(same, tmp_path / "ok.gguf")["output"] == str(tmp_path / "ok.gguf")
