@@ -35,6 +35,7 @@ __all__ = ["TextCorpus", "encode_split", "is_text_spec", "load_text", "pack_wind
            "stdlib_dir"]
 
 #: the largest text file read (larger ones are an error: split them)
+MAX_FILES = 20000          # files a text corpus directory may hold
 MAX_FILE_BYTES = 1 << 30
 
 
@@ -72,6 +73,10 @@ def _stdlib_files() -> tuple[Path, list[Path]]:
 
 
 def _tree_files(root: Path) -> list[Path]:
+    """The non-empty regular files under `root` (hidden ones skipped), at most MAX_FILES: a
+    spec naming `/` (which a checkpoint may record) would otherwise walk the whole machine,
+    and reading a pseudo-file (size 0 in /proc, e.g. /proc/kmsg) can block forever."""
+    from ..argcheck import show_path
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -79,8 +84,16 @@ def _tree_files(root: Path) -> list[Path]:
             if f.startswith("."):
                 continue
             p = Path(dirpath) / f
-            if p.is_file():              # regular files (and links to them) only
-                out.append(p)
+            try:
+                if not p.is_file() or p.stat().st_size == 0:   # regular files (and links)
+                    continue
+            except OSError:
+                continue
+            out.append(p)
+            if len(out) > MAX_FILES:
+                raise DatasetError(f"text corpus {show_path(root)} holds more than {MAX_FILES} "
+                                   "files", help="name a directory of text files, or one file",
+                                   code=2)
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -144,7 +157,7 @@ def _load(name: str, root: Path, paths: list[Path], strict: bool, max_bytes: int
     rels = [p.relative_to(root).as_posix() if p != root else p.name for p in paths]
     if not paths:
         raise DatasetError(f"--data text:{name}: no files", help="a UTF-8 text file or a "
-                           "directory holding text files", code=2)
+                           "directory holding text files (empty files are skipped)", code=2)
     n = len(paths)
     if n >= 3:
         k = max(1, math.ceil(n * holdout))

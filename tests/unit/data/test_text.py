@@ -64,8 +64,10 @@ def test_empty_and_missing(tmp_path):
     with pytest.raises(DatasetError, match="no files"):
         load_text(f"text:{tmp_path}")
     (tmp_path / "e.txt").write_text("")
-    with pytest.raises(DatasetError, match="holds no text"):
+    with pytest.raises(DatasetError, match="no files"):      # empty files are skipped
         load_text(f"text:{tmp_path}")
+    with pytest.raises(DatasetError, match="holds no text"):
+        load_text(f"text:{tmp_path}/e.txt")
     with pytest.raises(DatasetError, match="does not exist"):
         load_text(f"text:{tmp_path}/nope")
 
@@ -91,3 +93,21 @@ def test_pack_windows_targets_are_shifted_inputs():
 def test_encode_split_bytes():
     t = encode_split(ByteTokenizer(), [("a", "hé"), ("b", "!")])
     assert t.tolist() == list("hé!".encode())
+
+
+def test_a_directory_with_too_many_files_is_refused_and_empty_files_are_skipped(
+        tmp_path, monkeypatch):
+    # a corpus spec (which a checkpoint records, and eval then reads) naming `/` walked the
+    # whole machine, and a size-0 pseudo-file such as /proc/kmsg blocks its reader
+    from tritium.data import text as text_mod
+
+    for i in range(6):
+        (tmp_path / f"f{i}.txt").write_text(f"hello {i} " * 50)
+    (tmp_path / "empty.txt").write_text("")
+    corpus = load_text(f"text:{tmp_path}")
+    assert len(corpus.train) + len(corpus.val) + len(corpus.test) > 0
+    assert text_mod._tree_files(tmp_path) == sorted(
+        p for p in tmp_path.iterdir() if p.name != "empty.txt")
+    monkeypatch.setattr(text_mod, "MAX_FILES", 4)
+    with pytest.raises(DatasetError, match="holds more than 4 files"):
+        load_text(f"text:{tmp_path}")
