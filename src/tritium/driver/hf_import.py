@@ -557,6 +557,14 @@ class _Reader:
             scale = ws.to(torch.float32).clone()
             if b is not None:
                 b = b * scale
+        if not (math.isfinite(float(scale[0])) and float(scale[0]) > 0):
+            # 1 / 1e-45 overflows float32: the layer would compute inf/NaN
+            raise HFImportError(f"{self.dir}: `{prefix}.weight_scale` {float(ws[0])!r} gives "
+                                f"the layer scale {float(scale[0])!r}, not a finite positive "
+                                "float32")
+        if b is not None and not bool(torch.isfinite(b).all()):
+            raise HFImportError(f"{self.dir}: `{prefix}.bias` times `{prefix}.weight_scale` "
+                                "is not finite")
         return trits, scale.reshape(1), b
 
 

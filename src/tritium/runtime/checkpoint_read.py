@@ -424,6 +424,23 @@ def _digest_update(h: Any, name: str, t: torch.Tensor) -> None:
     h.update(raw)
 
 
+def _value_problem(path: Path, name: str, t: torch.Tensor) -> CheckpointError | None:
+    """A layer's scale (`*.weight_scale`) must be finite and not negative, a bias finite:
+    otherwise every output is NaN or sign-flipped, a silently wrong model."""
+    leaf = name.rpartition(".")[2]
+    if leaf not in ("weight_scale", "bias") or not t.is_floating_point() or not t.numel():
+        return None
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        v = float(t.reshape(-1)[bad.reshape(-1)][0])
+        return CheckpointError(path, f"tensor {name!r} holds {v!r} (a {leaf.replace('_', ' ')} "
+                                     "must be finite)")
+    if leaf == "weight_scale" and bool((t < 0).any()):
+        return CheckpointError(path, f"tensor {name!r} holds the negative scale "
+                                     f"{float(t.min())!r} (a weight scale is never negative)")
+    return None
+
+
 def _read(path: Path, keep: bool = True) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
     """The restored state and the metadata of a checkpoint, every tensor checked against its
     metadata and the digest. The tensors are read one at a time in digest order, each
@@ -467,6 +484,8 @@ def _read(path: Path, keep: bool = True) -> tuple[dict[str, torch.Tensor], Check
         for name in sorted(header):
             t = f.read(name, scratch)
             _digest_update(h, name, t)
+            if problem is None:
+                problem = _value_problem(path, name, t)
             if not keep or problem is not None:
                 continue
             info = metadata.tensors[name]

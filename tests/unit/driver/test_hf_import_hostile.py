@@ -78,3 +78,29 @@ def test_an_architecture_name_the_program_uses_is_not_taken(tmp_path, name):
 def test_a_plain_architecture_name_is_kept(tmp_path):
     arch = read_hf_config(_write(tmp_path / "m", _conf(architectures=["MyBitNet"])))
     assert arch.name == "MyBitNet"
+
+
+def _offline(scale: float) -> dict:
+    t = _tensors()
+    for k in [k for k in t if k.endswith("_proj.weight")]:
+        out_f, in_f = t[k].shape
+        t[k] = torch.full((-(-out_f // 4), in_f), 0b01010101, dtype=torch.uint8)
+        t[k[: -len("weight")] + "weight_scale"] = torch.tensor([scale])
+    return t
+
+
+@pytest.mark.parametrize("scale", [1e-45, 1e-39])
+def test_an_offline_scale_whose_reciprocal_overflows_is_refused(tmp_path, scale):
+    from safetensors.torch import save_file
+
+    from tritium.driver.hf_import import HFImportError
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(_conf(quantization_config={
+        "quant_method": "bitnet", "linear_class": "bitlinear",
+        "quantization_mode": "offline"})))
+    save_file(_offline(scale), str(d / "model.safetensors"))
+    with pytest.raises(HFImportError, match=r"weight_scale.*not a finite positive"):
+        import_hf(d, tmp_path / "o" / "m.safetensors")
+    save_file(_offline(0.5), str(d / "model.safetensors"))
+    import_hf(d, tmp_path / "o" / "m.safetensors")        # a normal scale imports
