@@ -319,6 +319,20 @@ def test_a_negative_dim_in_a_type_is_one_diagnostic_not_a_crash():
     assert errors(src.replace("DIM", "2")) == []
 
 
+@pytest.mark.parametrize("index,shape", [
+    ("x[:, None]", "2, 1, 3, 4"),
+    ("x[None]", "1, 2, 3, 4"),
+    ("x[:, None, :, None]", "2, 1, 3, 1, 4"),
+    ("x[0, None]", "1, 3, 4"),
+    ("x[:, :, :, None]", "2, 3, 4, 1"),
+])
+def test_none_in_an_index_is_a_new_dim_of_size_1(index, shape):
+    # `x[:, None]` was typed as if None were an integer index: Tensor[2, 4]
+    src = f"let x = randn([2, 3, 4])\nlet y: Tensor[{shape}] = {index}\n"
+    assert errors(src) == []
+    assert errors("let x = randn([2, 3])\nlet y = x[None, :, :, :]\n") == ["E0508"]
+
+
 def test_condition_must_be_bool():
     src = "fn f(x: Tensor[2]) -> Tensor { if x { return x }\n return x }"
     assert errors(src) == ["E0406"]

@@ -560,6 +560,8 @@ class ExpressionsMixin:
                 parts = [self.eval_expr(p, scope) if p is not None else None
                          for p in (i.start, i.stop, i.step)]
                 idx.append(("slice", parts, i.span))
+            elif isinstance(i, A.NoneLit):   # `x[:, None]`: a new dim of size 1 there
+                idx.append(("new", None, i.span))
             else:
                 idx.append(("index", self.eval_expr(i, scope), i.span))
         t = base.ty
@@ -592,6 +594,9 @@ class ExpressionsMixin:
             out: list[Dim] = []
             pos = 0
             for kind, v, span in idx:
+                if kind == "new":
+                    out.append(1)
+                    continue
                 if pos >= len(shape):
                     self.report("E0508", f"too many indices for a tensor of rank {len(shape)}",
                                 span)
