@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
-from .argcheck import number, path_arg
+from .argcheck import number, path_arg, quote
 from .driver.console import (
     EXIT_FAIL,
     EXIT_OK,
@@ -436,7 +436,9 @@ def _archive_summary() -> str:
     except (ArchiveError, ImportError, OSError) as exc:
         return f"{where} (unreadable: {exc})"
     size = f", {path.stat().st_size:,} bytes" if path is not None else ""
-    kernels_ = sorted({s["kernel"] for s in studies})
+    # kernel names come from the archive (untrusted): never a control character raw
+    kernels_ = sorted({k if isinstance(k, str) and k.isprintable() and len(k) <= 128
+                       else quote(k) for k in (s["kernel"] for s in studies)})
     return (f"{where}: {len(studies)} stud{'y' if len(studies) == 1 else 'ies'}{size}"
             + (f" ({', '.join(kernels_)})" if kernels_ else ""))
 

@@ -621,9 +621,9 @@ def validate_export(doc: Any) -> None:
             if not isinstance(s.get(key), str) or not s[key]:
                 _fail(f"{w}.{key}", "expected a non-empty string")
         shape = s.get("shape")
-        if (not isinstance(shape, list) or not shape
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                           for d in shape)):
+        if (not isinstance(shape, list) or not 1 <= len(shape) <= 8
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 10**12
+                           for d in shape)):   # what the archive reads back (checked_shape)
             _fail(f"{w}.shape", f"expected a list of positive integers, got {shape!r}")
         if not isinstance(s.get("device", {}), dict):
             _fail(f"{w}.device", "expected an object")
@@ -664,3 +664,53 @@ def validate_export(doc: Any) -> None:
                 _fail(f"{tw}.strategy", "expected a string")
             if not isinstance(t.setdefault("reason", None), str | None):
                 _fail(f"{tw}.reason", "expected a string or null")
+        _check_study_configs(s, w)
+
+
+def known_kernels() -> list[str]:
+    """Every kernel name the tuner has a search space for (CPU and Triton)."""
+    from tritium.tune.cpu import CPU_KERNELS
+    from tritium.tune.triton_space import triton_kernels
+
+    return [*CPU_KERNELS, *triton_kernels()]
+
+
+def study_space(kernel: str, shape: Any, device: Any):
+    """The search space of a study (a known kernel, its shape, its device), the one its
+    configs were drawn from, without the space's constraint (a legal config the constraint
+    rejects is an ``invalid`` trial, not a malformed one). ValueError says why there is none."""
+    from tritium.tune.cpu import CPU_KERNELS, linear_space
+    from tritium.tune.space import SearchSpace
+    from tritium.tune.triton_space import triton_space
+
+    if not isinstance(kernel, str) or kernel not in known_kernels():
+        raise ValueError(f"unknown kernel {str(kernel)[:60]!r}; expected cpu.linear, "
+                         "cpu.linear_f32 or a triton.* kernel this tritium generates")
+    shape = tuple(shape)
+    if len(shape) != 3:
+        raise ValueError(f"a {kernel} shape is three positive integers (M, N, K), "
+                         f"got {list(shape)}")
+    if kernel in CPU_KERNELS:
+        isa = device.get("isa") if isinstance(device, dict) else None
+        if not isinstance(isa, str):
+            raise ValueError(f"a {kernel} study needs its device's ISA (device.isa)")
+        space = linear_space(kernel, shape[0], isa)
+    else:
+        space = triton_space(kernel, shape)
+    return SearchSpace(space.kernel, space.params)
+
+
+def _check_study_configs(s: dict[str, Any], w: str) -> None:
+    """Every trial's config of study ``s`` is legal in its kernel's search space (so that no
+    strategy or runtime ever meets a value the kernel does not have)."""
+    if not isinstance(s["kernel"], str) or s["kernel"] not in known_kernels():
+        _fail(f"{w}.kernel", f"unknown kernel {s['kernel'][:60]!r}; expected cpu.linear, "
+                             "cpu.linear_f32 or a triton.* kernel this tritium generates")
+    try:
+        space = study_space(s["kernel"], s["shape"], s["device"])
+    except ValueError as e:
+        _fail(f"{w} ({s['kernel']})", str(e))
+    for j, t in enumerate(s["trials"]):
+        why = space.validate(t["config"])
+        if why is not None:
+            _fail(f"{w}.trials[{j}].config", f"not a {s['kernel']} config: {why}")

@@ -174,10 +174,24 @@ def _check_paths(args: Any) -> None:
 
 
 def cmd_tune(args: Any) -> int:
-    try:
-        return _cmd_tune(args)
-    except UsageError as e:
-        return _err(str(e))
+    import warnings
+
+    # a warning (an archive row the runtime's dispatch ignores, ...) is one line on stderr,
+    # never Python's two-line form that quotes a source line of tritium
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            code = _cmd_tune(args)
+        except UsageError as e:
+            code = _err(str(e))
+    seen: set[str] = set()
+    for w in caught:
+        text = "".join(c if c.isprintable() else repr(c)[1:-1]
+                       for c in " ".join(str(w.message).split()))
+        if text not in seen:
+            seen.add(text)
+            print(f"tritium tune: warning: {text}", file=sys.stderr)
+    return code
 
 
 def _open_archive(url: str | None):

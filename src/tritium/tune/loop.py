@@ -180,7 +180,8 @@ def tune(
             on_trial(trial)
 
     history = archive.history(study)
-    ok = [t for t in history if t.ok]
+    # an archived row outside the space (a corrupt or planted archive) is never the winner
+    ok = [t for t in history if t.ok and space.validate(t.config, constraint=False) is None]
     best = min(ok, key=lambda t: t.median_ms) if ok else None  # type: ignore[arg-type,return-value]
     result = TuneResult(
         kernel=problem.kernel, shape=tuple(problem.shape), fmt=problem.fmt,

@@ -69,8 +69,9 @@ class SearchSpace:
     def default(self) -> Config:
         return {p.name: p.default for p in self.params}
 
-    def validate(self, config: Any) -> str | None:
-        """Why ``config`` is not a legal config of this space, or None when it is."""
+    def validate(self, config: Any, *, constraint: bool = True) -> str | None:
+        """Why ``config`` is not a legal config of this space, or None when it is
+        (``constraint=False``: only its names, types and values are checked)."""
         if not isinstance(config, dict):
             return f"a config must be an object mapping parameter names to values, got {type(config).__name__}"
         unknown = sorted(set(config) - set(self.names))
@@ -81,9 +82,9 @@ class SearchSpace:
             return f"missing parameter(s) {', '.join(map(repr, missing))}"
         for p in self.params:
             v = config[p.name]
-            if v not in p.values or type(v) is not type(p.default):
+            if type(v) is not type(p.default) or v not in p.values:
                 return f"{p.name}={v!r} is not one of {list(p.values)}"
-        if self.constraint is not None:
+        if constraint and self.constraint is not None:
             return self.constraint(config)
         return None
 
@@ -105,7 +106,11 @@ class SearchSpace:
         return sum(1 for _ in self.grid())
 
     def neighbours(self, config: Config) -> Iterator[Config]:
-        """Legal configs that differ from ``config`` in one parameter by one step."""
+        """Legal configs that differ from ``config`` in one parameter by one step (none when
+        ``config`` itself is not made of this space's values: an archived config of another
+        space or a corrupt archive row)."""
+        if self.validate(config, constraint=False) is not None:
+            return
         for p in self.params:
             i = p.values.index(config[p.name])
             for j in (i - 1, i + 1):

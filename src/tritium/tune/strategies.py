@@ -33,6 +33,12 @@ def _seen(history: Iterable[Trial]) -> set[str]:
     return {config_key(t.config) for t in history}
 
 
+def _in_space(space: SearchSpace, config: Config) -> bool:
+    """Whether an archived config is made of ``space``'s parameters and values (the archive
+    is untrusted: a row of another space or a planted one is skipped, never climbed from)."""
+    return space.validate(config, constraint=False) is None
+
+
 def _random_unseen(space: SearchSpace, seen: set[str], rng: random.Random) -> Config | None:
     """A uniformly drawn legal config not in ``seen`` (None when the space is exhausted).
 
@@ -121,7 +127,8 @@ class HeuristicStrategy:
         for config in [*prior_configs(space, ctx), space.default()]:
             if config_key(config) not in seen:
                 return config
-        ok = sorted((t for t in history if t.ok), key=lambda t: t.median_ms)  # type: ignore[arg-type,return-value]
+        ok = sorted((t for t in history if t.ok and _in_space(space, t.config)),
+                    key=lambda t: t.median_ms)  # type: ignore[arg-type,return-value]
         for rank, best in enumerate(ok[: self.climb_from]):
             cands = [c for c in space.neighbours(best.config) if config_key(c) not in seen]
             if not cands:
@@ -139,6 +146,8 @@ class HeuristicStrategy:
         """If ``best`` improved on a trial one step away, take one more step the same way."""
         for t in history:
             if not t.ok or t is best or t.median_ms <= best.median_ms:  # type: ignore[operator]
+                continue
+            if not _in_space(space, t.config):
                 continue
             diff = [n for n in space.names if t.config[n] != best.config[n]]
             if len(diff) != 1:

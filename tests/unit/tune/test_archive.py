@@ -123,15 +123,23 @@ def test_two_worker_processes_share_one_search_without_loss_or_duplicates(tmp_pa
 
 
 def test_export_import_round_trip(tmp_path):
+    from tritium.tune.cpu import linear_space
+
+    # an export carries legal configs of the study's search space (import checks them)
+    default = linear_space("cpu.linear", 8, "avx2").default()
+
+    def cfg(i: int) -> dict:
+        return {**default, "threads": (1, 2, 4, 0)[i % 4], "pool": ("openmp", "pthread")[i > 3]}
+
     a = Archive(_url(tmp_path, "a.db"))
     sid = _study(a)
     for i, ms in enumerate([3.0, 1.0, 2.0]):
-        a.record(a.claim(sid, {"a": i, "mode": "x"}, "tpe"),
-                 Trial({"a": i}, "tpe", median_ms=ms, ci_ms=(ms - 0.1, ms + 0.1),
+        a.record(a.claim(sid, cfg(i), "tpe"),
+                 Trial(cfg(i), "tpe", median_ms=ms, ci_ms=(ms - 0.1, ms + 0.1),
                        times_ms=[ms]))
-    a.record(a.claim(sid, {"a": 9, "mode": "x"}, "tpe"),
-             Trial({"a": 9}, "tpe", status="invalid", reason="too big"))
-    a.claim(sid, {"a": 10, "mode": "x"}, "tpe")  # still running: not exported
+    a.record(a.claim(sid, cfg(4), "tpe"),
+             Trial(cfg(4), "tpe", status="invalid", reason="too big"))
+    a.claim(sid, cfg(5), "tpe")  # still running: not exported
     a.set_baseline(sid, 2.5, 20.0)
     path = tmp_path / "tuned.json"
     assert a.export_json(path) == 1
@@ -143,7 +151,7 @@ def test_export_import_round_trip(tmp_path):
     (s,) = b.find_studies("cpu.linear")
     assert (s["shape"], s["default_ms"], s["fp32_ms"]) == ((8, 64, 64), 2.5, 20.0)
     best = b.best(s["id"])
-    assert best.config == {"a": 1, "mode": "x"} and best.ci_ms == (0.9, 1.1)
+    assert best.config == cfg(1) and best.ci_ms == (0.9, 1.1)
     assert [t.status for t in b.history(s["id"])] == ["ok", "ok", "ok", "invalid"]
 
 
