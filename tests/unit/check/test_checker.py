@@ -347,6 +347,55 @@ def test_duplicate_definitions():
     assert "E0206" in errors(MLP.replace("layer fc2:", "layer fc1:"))
 
 
+LAYER_L = """
+layer L {
+    param w: Tensor[4, 2]
+    state s: int = 0
+    forward(x: Tensor[b, 4]) -> Tensor[b, 2] { return x @ w }
+    fn helper(x: Tensor) -> Tensor { return x }
+    EXTRA
+}
+"""
+
+
+@pytest.mark.parametrize("extra", [
+    "param w: Tensor[4, 4]",
+    "state s: int = 1",
+    "state w: int = 1",
+    "forward(x: Tensor[b, 4]) -> Tensor[b, 1] { return sum(x, dim: 1, keepdim: true) }",
+    "fn helper(x: Tensor) -> Tensor { return x + 1 }",
+    "fn w(x: Tensor) -> Tensor { return x }",
+])
+def test_a_member_defined_twice_is_e0206(extra):
+    # the later definition silently replaced the first (the second `forward` ran)
+    res = check_source(LAYER_L.replace("EXTRA", extra), "t.tri")
+    found = [d for d in res.diagnostics if d.is_error]
+    assert [d.code for d in found] == ["E0206"], [(d.code, d.message) for d in found]
+    assert found[0].span.line == 7 and found[0].secondary
+    assert errors(LAYER_L.replace("EXTRA", "")) == []
+
+
+def test_a_hyperparameter_defined_twice_is_e0206():
+    block = """
+block B {
+    params { n: int }
+    SECOND
+    layer fc: Linear { in_features: n, out_features: n }
+    forward(x: Tensor[b, n]) -> Tensor[b, n] { return fc(x) }
+}
+model M {
+    layer b: B { n: 4 }
+    forward(x: Tensor[b, 4]) -> Tensor[b, 4] { return b(x) }
+}
+"""
+    assert errors(block.replace("SECOND", "params { n: int }")) == ["E0206"]
+    assert errors(block.replace("SECOND", "params { m: int = 2 }")) == ["E0206"]
+    assert errors(block.replace("SECOND", "")) == []
+    layer = "layer H(n: int) {\n    PARAMS\n    forward(x: Tensor) -> Tensor { return x }\n}\n"
+    assert errors(layer.replace("PARAMS", "params { n: int }")) == ["E0206"]
+    assert errors(layer.replace("PARAMS", "params { k: int = 2 }")) == []
+
+
 def test_unused_variable_and_layer_warnings():
     src = MLP.replace("return fc2(relu(fc1(x)))", "let tmp = 3\n return fc1(x)").replace(
         "Tensor[batch, 10] {", "Tensor[batch, 32] {")

@@ -28,6 +28,7 @@ from .functions import FunctionsMixin
 from .int_division import mark_int_divisions
 from .layer_methods import bind_methods
 from .layers import LayersMixin
+from .members import check_members
 from .model import (
     MAX_INSTANCE_DEPTH,
     Definition,
@@ -111,6 +112,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         if isinstance(node, A.FnDef):
             self.check_function(node, Scope(), {})
             return
+        check_members(self, node)
         env = self.definition_env(node, None, abstract=True)
         if env is None:
             return
@@ -181,6 +183,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 if self.param_trace is not None and not abstract:
                     self.param_trace.append((".".join([*self._path, p.name]),
                                              scope.vars[p.name].ty))
+        members: set[str] = set()   # the names of the `param`s and `state`s so far
         for item in node.body:
             if isinstance(item, A.ConfigEntry):
                 if item.key in scope.vars and item.key not in cfg:
@@ -206,13 +209,17 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 inst = self.layer_instance(item, scope)
                 layers[item.name] = inst
                 scope.vars[item.name] = Value(LayerT(inst, inst.present is None))
+            elif isinstance(item, A.ParamDecl | A.StateDecl) and item.name in members:
+                continue   # defined twice (checker.members): the first definition stands
             elif isinstance(item, A.ParamDecl):
+                members.add(item.name)
                 scope.vars[item.name] = self.param_value(item, scope)
                 ty = scope.vars[item.name].ty
                 scope.used.add(item.name)
                 if self.param_trace is not None and not abstract and not isinstance(ty, NoneT):
                     self.param_trace.append((".".join([*self._path, item.name]), ty))
             elif isinstance(item, A.StateDecl):
+                members.add(item.name)
                 scope.vars[item.name] = self.state_value(item, scope)
                 scope.used.add(item.name)
             elif isinstance(item, A.Let) and not form_b:
