@@ -374,7 +374,8 @@ def compile_program(path: str | Path | None = None, *, source: str | None = None
 
     key = hashlib.sha256("\0".join([
         compiler_fingerprint(), _options_key(opt_level, annotate), src.name,
-        hashlib.sha256(src.text.encode()).hexdigest()]).encode()).hexdigest()
+        hashlib.sha256(src.text.encode()).hexdigest()]).encode("utf-8", "surrogatepass")
+    ).hexdigest()   # a file name the system gave undecodable bytes holds lone surrogates
     store = None
     if use_cache and print_ir_after_all is None:
         try:

@@ -40,7 +40,7 @@ from tritium.runtime.checkpoint_format import (
     _v4_blob,
     decode_dense,
 )
-from tritium.runtime.checkpoint_write import _source_hash_of
+from tritium.runtime.checkpoint_write import _check_text, _source_hash_of
 from tritium.runtime.packing import (
     FORMAT_VERSION,
     pack_ternary,
@@ -225,6 +225,9 @@ def _parse_metadata(path: Path, meta: dict[str, str], header: dict[str, Any]
                     ) -> tuple[CheckpointMetadata, str | None]:
     """The metadata and the stored digest of a checkpoint."""
     names = set(header)
+    for key, value in meta.items():
+        _check_text(path, f"header metadata key {key!r}", key)
+        _check_text(path, f"header metadata field {key!r}", value)
     if _KEY_VERSION not in meta:
         raise CheckpointError(
             path, f"no {_KEY_VERSION!r} in the header metadata: not a Tritium checkpoint"
@@ -275,6 +278,9 @@ def _parse_metadata(path: Path, meta: dict[str, str], header: dict[str, Any]
         digest = meta.get("tritium.digest")
         folds, half = {}, frozenset()
         tritium_version = meta.get("tritium.version", "")
+    for key, value in extra.items():
+        _check_text(path, f"run metadata key {key!r}", key)
+        _check_text(path, f"run metadata field {key!r}", value)
     for name, info in tensors.items():
         if info.packing_format not in PACKING_FORMATS:
             raise CheckpointError(

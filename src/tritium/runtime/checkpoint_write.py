@@ -83,7 +83,21 @@ def _folds(model: nn.Module) -> dict[str, str]:
 
 def _source_hash_of(extra: dict[str, str]) -> str | None:
     src = extra.get("tritium.source")
-    return None if src is None else hashlib.sha256(src.encode()).hexdigest()
+    return None if src is None else hashlib.sha256(src.encode("utf-8", "surrogatepass")
+                                                   ).hexdigest()
+
+
+def _check_text(path: Path, what: str, text: object) -> None:
+    """Metadata strings are Unicode text: JSON's `\\ud800` escape makes a lone surrogate,
+    which no encoder takes (hashing the stored source raised UnicodeEncodeError)."""
+    if not isinstance(text, str):
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CheckpointError(path, f"{what} is not valid Unicode text: a lone surrogate "
+                                    f"U+{ord(text[e.start]):04X} at character {e.start}"
+                              ) from None
 
 
 def _module_and_path(a: Any, b: Any, what: str) -> tuple[nn.Module, Path]:
@@ -252,6 +266,9 @@ def save_checkpoint(
         blob["h"] = source_hash
     elif source_hash is None and "tritium.source" in extra:
         blob["h"] = ""
+    for key, value in extra.items():    # what could not be read back is not written
+        _check_text(path, f"extra metadata key {key!r}", key)
+        _check_text(path, f"extra metadata field {key!r}", value)
     clash = sorted(set(extra) & _V4_RESERVED)
     if clash:
         raise CheckpointError(path, f"extra metadata keys {clash} are reserved for the "
