@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 
+from ..pytorch.text import escape
 from .specs import (
     BLOCK_BYTES,
     BLOCK_TRITS,
@@ -549,7 +550,7 @@ def generate_source(specs: Iterable[KernelSpec], title: str = "runtime kernels",
     quant = ",\n".join(
         f'    triton.Config({{"BLOCK_M": {m}, "BLOCK_K": {k}}}, num_warps={w})'
         for m, k, w in QUANT_CONFIGS) + ","
-    parts = [_HEADER.format(title=title.replace('"', "'")),
+    parts = [_HEADER.format(title=escape(title)),   # a file name: backslashes, quotes, newlines
              _AUTOTUNE.format(gemm_configs=gemm, quant_configs=quant,
                               t2_trits=BLOCK_TRITS["t2"], t16_trits=BLOCK_TRITS["t1.6"])]
     parts.append("\n# ----------------------------------------------------------------------------- helpers\n")
