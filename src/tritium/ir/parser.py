@@ -30,6 +30,10 @@ from .core import (
 )
 from .types import Dim, ScalarType, TensorType, Type
 
+#: How deep attribute values (lists, dicts, dense) and op regions may nest: the parser is
+#: recursive, and hostile text 1000 levels deep must be an error, not a RecursionError.
+MAX_NESTING = 100
+
 
 class ParseError(ValueError):
     def __init__(self, message: str, line: int, col: int) -> None:
@@ -67,6 +71,13 @@ class Parser:
         self.toks.append(("eof", "", line, pos - line_start + 1))
         self.i = 0
         self.values: dict[str, Value] = {}
+        self.depth = 0
+
+    def enter(self, what: str) -> None:
+        """One more level of nesting (at an opening bracket); ParseError past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"{what} nested more than {MAX_NESTING} levels deep")
 
     # ------------------------------------------------------------------ token helpers
     def peek(self, k: int = 0) -> tuple[str, str, int, int]:
@@ -152,6 +163,13 @@ class Parser:
         raise self.error("expected a type")
 
     def attr(self) -> Attr:
+        self.enter("attribute values")
+        try:
+            return self._attr()
+        finally:
+            self.depth -= 1
+
+    def _attr(self) -> Attr:
         kind, text, _, _ = self.peek()
         if kind == "string":
             self.i += 1
@@ -242,11 +260,13 @@ class Parser:
         self.i = end
         regions = []
         while self.at("{"):
+            self.enter("regions")
             self.next()
             block = Block()
             while not self.accept("}"):
                 block.append(self.op())
             regions.append(block)
+            self.depth -= 1
         op = Op(name, operands, attrs, out_types, regions)
         for r, v in zip(results, op.results):
             self.values[r] = v

@@ -11,6 +11,7 @@ in one function) or `None` (printed `?`: unknown).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +55,7 @@ class TensorType:
     def numel(self) -> int | None:
         if not self.is_static:
             return None
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # type: ignore[arg-type]  # exact: no int64 overflow
 
     def with_shape(self, shape: tuple[Dim, ...] | list[Dim]) -> TensorType:
         return TensorType(tuple(shape), self.dtype)

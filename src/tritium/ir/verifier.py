@@ -75,13 +75,16 @@ def _check_constant(op: Op) -> None:
         vals = (v,)
     if t.dtype == "str" or isinstance(v, str):
         raise InferError("str constants are not supported")
+    if any(not isinstance(x, bool | int | float) for x in vals):
+        bad = next(x for x in vals if not isinstance(x, bool | int | float))
+        raise InferError(f"a constant's elements must be numbers, got {str(bad)[:40]!r}")
     if t.dtype == "trit" and any(x not in (-1, 0, 1) or isinstance(x, float) for x in vals):
         raise InferError("trit constants must be -1, 0 or 1")
     if t.dtype not in FLOAT_DTYPES and any(isinstance(x, float) for x in vals):
         raise InferError(f"float value in a constant of type {t}")
     if t.dtype == "bool" and any(not isinstance(x, bool) for x in vals):
         raise InferError(f"non-bool value in a constant of type {t}")
-    if t.dtype in ("i8", "u8", "i32", "i64"):
+    if t.dtype in ("i8", "u8", "i16", "i32", "i64"):
         info = np.iinfo(NUMPY_DTYPES[t.dtype])
         if any(not info.min <= x <= info.max for x in vals):
             raise InferError(f"value out of range for {t.dtype}")

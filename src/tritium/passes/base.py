@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..ir.builder import Builder
-from ..ir.core import Function, Module, Op, Value, erase_op, replace_all_uses
+from ..ir.core import Dense, Function, Module, Op, Value, erase_op, replace_all_uses
 from ..ir.interpreter import constant_value
+from ..ir.types import TensorType
 
 Pattern = Callable[[Op, Builder], "list[Value] | None"]
 PASSES: dict[str, type[Pass]] = {}
@@ -32,6 +33,10 @@ class Pass:
         unknown = set(options) - set(self.options)
         if unknown and not self.free_options:
             raise ValueError(f"pass '{self.name}' has no option(s) {', '.join(sorted(unknown))}")
+        for k, v in options.items():
+            why = _option_problem(self.options.get(k, 0), v)
+            if why is not None:
+                raise ValueError(f"pass '{self.name}': option {k}={_short(v)} {why}")
         self.opts = {**self.options, **options}
 
     def run(self, module: Module) -> bool:
@@ -45,6 +50,30 @@ class Pass:
 
     def __repr__(self) -> str:
         return f"{self.name}{self.opts or ''}"
+
+
+#: The largest integer a pass option (a size, an element count) may be.
+MAX_OPTION_INT = 1 << 62
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:30] + "…"
+
+
+def _option_problem(default: Any, v: Any) -> str | None:
+    """Why `v` cannot be the value of an option whose default is `default` (an option of a
+    free-option pass, a dim binding, is an integer): None when it can."""
+    if isinstance(default, bool):
+        return None if isinstance(v, bool) else "must be true or false"
+    if isinstance(default, int):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_OPTION_INT:
+            return "must be an integer from 0 to 2**62"
+        return None
+    if isinstance(default, float):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+            return "must be a finite number"
+    return None
 
 
 def register(cls: type[Pass]) -> type[Pass]:
@@ -138,14 +167,43 @@ def replace_op(f: Function, op: Op, values: list[Value]) -> None:
     erase_op(op)
 
 
-def const_array(v: Value) -> np.ndarray | None:
-    """The value of `v` if it is defined by a `constant` op."""
+#: The most elements a pass materializes of one constant (a splat `constant() {value = 1.0}`
+#: of type tensor<[100000, 100000], f32> is 10**10 elements: never built as an array).
+MAX_CONST_ELEMENTS = 1 << 22
+
+
+def is_constant(v: Value) -> bool:
+    """Whether `v` is defined by a `constant` op (nothing is materialized)."""
+    return v.op is not None and v.op.name == "constant"
+
+
+def const_array(v: Value, max_elements: int = MAX_CONST_ELEMENTS) -> np.ndarray | None:
+    """The value of `v` if it is defined by a `constant` op of at most `max_elements`
+    elements (a larger or not static one is None: too big to evaluate at compile time)."""
     op = v.op
     if op is None or op.name != "constant":
         return None
-    return constant_value(op.attrs["value"], v.type)
+    t = v.type
+    if isinstance(t, TensorType):
+        n = t.numel()
+        if n is None or n > max_elements:
+            return None
+    return constant_value(op.attrs["value"], t)
 
 
 def is_splat(v: Value, x: float) -> bool:
+    """Whether `v` is a non-empty constant whose every element equals `x`. A splat (a scalar
+    `value`) is judged by one element, whatever the size of its type."""
+    op = v.op
+    if op is None or op.name != "constant":
+        return False
+    t = v.type
+    value = op.attrs.get("value")
+    if isinstance(t, TensorType) and not isinstance(value, Dense):
+        n = t.numel()
+        if not n:                       # empty or not static
+            return False
+        one = constant_value(value, TensorType((1,), t.dtype))
+        return bool(np.all(one == x))
     c = const_array(v)
     return c is not None and c.size > 0 and bool(np.all(c == x))

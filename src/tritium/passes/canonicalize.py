@@ -15,7 +15,15 @@ from ..ir.builder import Builder
 from ..ir.core import Function, Module, Op, Value
 from ..ir.ops import OPS, with_defaults
 from ..ir.types import ScalarType, TensorType
-from .base import Pass, Pattern, apply_patterns, const_array, is_splat, register
+from .base import (
+    Pass,
+    Pattern,
+    apply_patterns,
+    const_array,
+    is_constant,
+    is_splat,
+    register,
+)
 
 
 def _same_type(op: Op, x: Value) -> list[Value] | None:
@@ -38,7 +46,7 @@ def constants_right(op: Op, b: Builder) -> list[Value] | None:
     if not OPS[op.name].commutative or len(op.operands) != 2:
         return None
     x, y = op.operands
-    if const_array(x) is None or const_array(y) is not None:
+    if not is_constant(x) or is_constant(y):
         return None
     return b.create(op.name, [y, x], op.attrs, op.result_types).results
 

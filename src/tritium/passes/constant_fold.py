@@ -1,15 +1,18 @@
 """`constant-fold`: evaluate ops whose operands are all constants with the reference
 interpreter and replace them by constants. Results larger than `max_elements` (default
-4096) stay unfolded so that the IR does not grow."""
+4096, at most `MAX_CONST_ELEMENTS`) stay unfolded so that the IR does not grow, and operands
+larger than it are never materialized (a splat constant of 10**10 elements stays a splat)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..ir.builder import Builder
 from ..ir.core import Function, Module, Op, Value
 from ..ir.interpreter import InterpretError, eval_op
 from ..ir.ops import OPS
 from ..ir.types import TensorType
-from .base import Pass, apply_patterns, const_array, register
+from .base import MAX_CONST_ELEMENTS, Pass, apply_patterns, const_array, register
 
 NOT_FOLDABLE = ("constant", "param", "call", "if")
 
@@ -19,6 +22,13 @@ class ConstantFold(Pass):
     name = "constant-fold"
     options = {"max_elements": 4096}
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.opts["max_elements"] > MAX_CONST_ELEMENTS:
+            raise ValueError(f"pass '{self.name}': option max_elements="
+                             f"{self.opts['max_elements']} must be an integer from 0 to "
+                             f"{MAX_CONST_ELEMENTS} (what is folded is built in memory)")
+
     def fold(self, op: Op, b: Builder) -> list[Value] | None:
         d = OPS[op.name]
         if op.name in NOT_FOLDABLE or d.terminator or not d.pure or op.regions:
@@ -26,7 +36,8 @@ class ConstantFold(Pass):
         for t in op.result_types:
             if isinstance(t, TensorType) and (t.numel() is None or t.numel() > self.opts["max_elements"]):
                 return None
-        args = [const_array(v) for v in op.operands]
+        # operands too: a huge splat is never materialized to fold what uses it
+        args = [const_array(v, self.opts["max_elements"]) for v in op.operands]
         if any(a is None for a in args):
             return None
         try:

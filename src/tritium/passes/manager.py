@@ -212,8 +212,10 @@ def parse_pipeline_spec(spec: str) -> tuple[int, dict[str, int]]:
     bindings: dict[str, int] = {}
     for item in filter(None, (m.group(2) or "").split(",")):
         k, sep, v = item.partition("=")
-        if not sep or not v.strip().isdigit():
-            raise ValueError(f"pipeline binding '{item}' must be name=size")
+        v = v.strip()
+        if not sep or not (v.isascii() and v.isdigit()) or len(v) > 18:
+            raise ValueError(f"pipeline binding '{item}' must be name=size "
+                             "(a size of at most 18 digits)")
         bindings[k.strip()] = int(v)
     return int(m.group(1)), bindings
 
