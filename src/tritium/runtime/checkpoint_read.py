@@ -447,6 +447,30 @@ def _value_problem(path: Path, name: str, t: torch.Tensor) -> CheckpointError | 
     return None
 
 
+def _packed_problem(path: Path, name: str, info: TensorInfo, t: torch.Tensor
+                    ) -> CheckpointError | None:
+    """A version 1 packed tensor (the kernels' layout) whose bytes no trit row produces: a
+    t2 code 3, a t1.6 byte above 242, or a non-zero trit in a row's padding."""
+    from .packing import PackedDataError, PackedTernary
+    fmt = info.packing_format
+    n, k = info.logical_shape[0], math.prod(info.logical_shape[1:])
+    try:
+        PackedTernary(fmt, t, (n, k)).validate()
+    except PackedDataError as e:
+        v = e.value
+        if fmt == "t2" and v & (v >> 1) & 0x55:
+            what = "holds the t2 code 3, which is no trit (codes 0, 1, 2 are -1, 0, +1)"
+        elif fmt == "t1.6" and v > 242:
+            what = "is above 242 (not five base-3 digits)"
+        else:
+            what = f"holds a non-zero trit past the row's {k} columns (padding must be 0)"
+        return CheckpointError(path, f"tensor {name!r}: {fmt} byte 0x{v:02x} at (row {e.row}, "
+                                     f"byte {e.byte}) {what}")
+    except ValueError as e:
+        return CheckpointError(path, f"tensor {name!r}: {e}")
+    return None
+
+
 def _read(path: Path, keep: bool = True) -> tuple[dict[str, torch.Tensor], CheckpointMetadata]:
     """The restored state and the metadata of a checkpoint, every tensor checked against its
     metadata and the digest. The tensors are read one at a time in digest order, each
@@ -492,6 +516,11 @@ def _read(path: Path, keep: bool = True) -> tuple[dict[str, torch.Tensor], Check
             _digest_update(h, name, t)
             if problem is None:
                 problem = _value_problem(path, name, t)
+            if problem is None and not dense and \
+                    metadata.tensors[name].packing_format in _DENSE:
+                # version 1 stores the kernels' packing itself: its bytes are checked here,
+                # as version 2's dense trits are decoded (else the first forward raised)
+                problem = _packed_problem(path, name, metadata.tensors[name], t)
             if not keep or problem is not None:
                 continue
             info = metadata.tensors[name]
