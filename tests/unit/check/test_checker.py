@@ -396,6 +396,54 @@ model M {
     assert errors(layer.replace("PARAMS", "params { k: int = 2 }")) == []
 
 
+LOOP = """
+block Loop {
+    params { n: int }
+    layer again: Loop { n: n }
+    layer fc: Linear { in_features: n, out_features: n }
+    forward(x: Tensor[b, n]) -> Tensor[b, n] { return fc(x) }
+}
+model M {
+    layer l: Loop { n: 4 }
+    forward(x: Tensor[b, 4]) -> Tensor[b, 4] { return l(x) }
+}
+"""
+
+MUTUAL = """
+block A {
+    layer b: B
+    forward(x: Tensor) -> Tensor { return b(x) }
+}
+block B {
+    layer a: A
+    forward(x: Tensor) -> Tensor { return a(x) }
+}
+"""
+
+NET = """
+layer Net {
+    layer fc: Linear { in_features: 4, out_features: 4 }
+    let again = Net()
+    forward(x: Tensor[b, 4]) -> Tensor[b, 4] { return fc(x) }
+}
+"""
+
+
+@pytest.mark.parametrize("src,line,message", [
+    (LOOP, 4, "`Loop` instantiates itself (Loop -> Loop)"),
+    (MUTUAL, 3, "`A` instantiates itself (A -> B -> A)"),
+    (NET, 4, "`Net` instantiates itself (Net -> Net)"),
+    (LOOP.replace("layer again: Loop { n: n }", "layer again: Loop[2] { n: n }"), 4,
+     "(Loop -> Loop)"),
+])
+def test_a_definition_that_contains_itself_is_one_error(src, line, message):
+    # it passed check (bug6) or nested one message in another 32 times (bug20), and building
+    # it recursed until RecursionError
+    found = [d for d in check_source(src, "t.tri").diagnostics if d.is_error]
+    assert [(d.code, d.span.line) for d in found] == [("E0310", line)], found
+    assert message in found[0].message and len(found[0].message) < 80
+
+
 def test_unused_variable_and_layer_warnings():
     src = MLP.replace("return fc2(relu(fc1(x)))", "let tmp = 3\n return fc1(x)").replace(
         "Tensor[batch, 10] {", "Tensor[batch, 32] {")

@@ -22,6 +22,7 @@ from ..types import (
     Value,
 )
 from .calls import CallsMixin
+from .cycles import find_cycles
 from .declared import DeclaredTypesMixin
 from .expressions import ExpressionsMixin
 from .functions import FunctionsMixin
@@ -74,6 +75,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
         # `let x: T` declared without a value and not yet assigned: name -> (type, span, te)
         self.unassigned: dict = {}
         self.type_vars: dict = {}   # the type parameters in scope (generic fn or layer)
+        self._cycles: dict | None = None
 
     def count_layers(self, n: int, span: Span | None) -> bool:
         """Count `n` layer applications; False (reported once) past bounds.MAX_LAYERS."""
@@ -113,6 +115,16 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
             self.check_function(node, Scope(), {})
             return
         check_members(self, node)
+        cycle = self.cycles.get(node.name)
+        if cycle is not None:   # it contains itself (checker.cycles): reported once
+            path, span, here = cycle
+            if here:
+                self.report("E0310", f"`{node.name}` instantiates itself "
+                                     f"({' -> '.join(path)})", span,
+                            label=f"builds `{path[1]}` whenever `{node.name}` is built",
+                            help="a model, block or layer cannot contain itself: remove "
+                                 "this layer, or give it another kind")
+            return
         env = self.definition_env(node, None, abstract=True)
         if env is None:
             return
@@ -125,6 +137,13 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                         help="use fewer or shorter repetitions")
             return
         self.check_bodies(node, scope, layers, report_unused_layers=True)
+
+    @property
+    def cycles(self) -> dict:
+        """The definitions that contain themselves (checker.cycles), computed once."""
+        if self._cycles is None:
+            self._cycles = find_cycles(self.defs)
+        return self._cycles
 
     def modules_built(self, layers: dict[str, LayerInst], memo: dict, depth: int) -> int:
         """How many layers constructing a definition with these `layers` builds: declared

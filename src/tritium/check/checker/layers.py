@@ -464,6 +464,8 @@ class LayersMixin:
 
     def instantiate(self, d: Definition, cfg: dict, args: list[Value], call: A.Call,
                     inst_name: str) -> Value:
+        if d.name in self.cycles:   # reported at its declaration (checker.cycles)
+            return Value(ANY)
         if self.instance_depth >= MAX_INSTANCE_DEPTH:
             self.report("E0310", f"`{d.name}` instantiates itself recursively", call.span,
                         help="a block cannot contain itself")
