@@ -90,7 +90,10 @@ class RunInfo:
     def to_extra(self, **more: str) -> dict[str, str]:
         out = {
             "tritium.source": self.source,
-            "tritium.file": self.file,
+            # a file name with bytes that are not UTF-8 (held as lone surrogates) is recorded
+            # with those bytes escaped: a checkpoint's strings must be Unicode text
+            "tritium.file": self.file.encode("utf-8", "surrogateescape")
+                                     .decode("utf-8", "backslashreplace"),
             "tritium.entry": self.entry,
             "tritium.hyperparameters": json.dumps(self.hyperparameters, sort_keys=True),
             "tritium.dataset": self.dataset,

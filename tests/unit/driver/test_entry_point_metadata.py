@@ -79,3 +79,14 @@ def test_nothing_is_imported_without_trust(tmp_path, monkeypatch):
         assert info.variant == "fp32"
     finally:
         sys.modules.pop("tritium_unit_marker_mod", None)
+
+
+def test_a_file_name_with_undecodable_bytes_is_recorded_as_text():
+    # `tritium train` on m<0xff>.tri: the name holds a lone surrogate, which a checkpoint may
+    # not store (save_checkpoint refuses it): the byte is recorded escaped
+    info = RunInfo(source="model M {}", file="runs/m\udcff.tri", entry="M", dataset="digits",
+                   input_shape=[64], num_classes=10)
+    extra = info.to_extra()
+    assert extra["tritium.file"] == "runs/m\\xff.tri"
+    for v in extra.values():
+        v.encode("utf-8")

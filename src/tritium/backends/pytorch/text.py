@@ -151,6 +151,10 @@ def escape(s: str) -> str:
             out.append('\\"')
         elif c.isprintable():
             out.append(c)
+        elif "\ud800" <= c <= "\udfff":
+            # a lone surrogate (a file name's undecodable byte): its escape, read back, would
+            # be the surrogate again, which no encoder takes; the text shows the escape instead
+            out.append(f"\\\\u{ord(c):04x}")
         else:
             out.append(c.encode("unicode_escape", "backslashreplace").decode("ascii"))
     return "".join(out)
