@@ -149,7 +149,8 @@ def _schedule_json(schedule: QatSchedule | None) -> str:
 def _stored_schedule(text: str) -> QatSchedule | None:
     """The QAT schedule a train_state holds (None: fully quantized throughout), validated as
     a written schedule is (tritium.qat); raises ValueError for anything else."""
-    d = json.loads(text)
+    from ...cachedir import parse_json
+    d = parse_json(text, max_depth=4)
     if d is None:
         return None
     if not isinstance(d, dict) or set(d) != {"name", "warmup_epochs", "quantization_epochs",
@@ -214,7 +215,8 @@ def _load_state(path: Path, run: _Run, info: RunInfo, spec: str | None = None) -
         stored = _schedule_json(run.schedule)
     if stored != _schedule_json(run.schedule):
         def shown(text: str) -> str:
-            d = json.loads(text)
+            from ...cachedir import parse_json
+            d = parse_json(text, max_depth=4)
             return "none (fully quantized throughout)" if d is None else \
                 QatSchedule(d["name"], d["warmup_epochs"], tuple(d["quantization_epochs"]),
                             d["gradual"]).describe()
@@ -227,24 +229,167 @@ def _load_state(path: Path, run: _Run, info: RunInfo, spec: str | None = None) -
                          help="resume with the same training block, --epochs and "
                               "--qat-schedule", code=1)
     try:
+        r = _resume_state(meta, tensors, run)
+    except _BadState as exc:
+        raise TrainError(f"cannot resume: {path} holds a damaged training state: {exc}",
+                         help="resume from an undamaged train_state.safetensors, or train "
+                              "afresh without --resume", code=1) from None
+    try:
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         run.model.load_state_dict(model_state, strict=True)
-        state: dict[int, dict[str, Any]] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, pid, key = k.split(".", 2)
-                state.setdefault(int(pid), {})[key] = v
-        for pid, sc in json.loads(meta["optim_scalars"]).items():
-            state.setdefault(int(pid), {}).update(sc)
-        run.optimizer.load_state_dict({"state": state,
-                                       "param_groups": json.loads(meta["param_groups"])})
-        run.history = json.loads(meta["history"])
-        run.best_acc = float(meta["best_acc"])
-        run.best_epoch = int(meta["best_epoch"])
-        run.stale = int(meta.get("stale", "0"))
-        return int(meta["epoch"])
+        run.optimizer.load_state_dict({"state": r.optim_state,
+                                       "param_groups": r.param_groups})
     except (KeyError, ValueError, RuntimeError) as exc:
         raise TrainError(f"cannot resume from {path}: {exc}", code=1) from None
+    run.history = r.history
+    run.best_acc, run.best_epoch, run.stale = r.best_acc, r.best_epoch, r.stale
+    return r.epoch
+
+
+# ----------------------------------------------------------------------------- resume checks
+
+#: The most epochs a resumed state may have finished (a larger count is a damaged file).
+MAX_RESUME_EPOCHS = 1_000_000
+#: The keys of every history row (`_fit` writes them); a language model's rows add these.
+_ROW_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+_LM_ROW_KEYS = ("val_bpb", "val_perplexity")
+_ROW_OPTIONAL = ("qat_strength",)
+
+
+class _BadState(Exception):
+    """One field of a training state is malformed (the message names it)."""
+
+
+@dataclass
+class _Resumed:
+    epoch: int
+    history: list[dict[str, float]]
+    best_acc: float
+    best_epoch: int
+    stale: int
+    param_groups: list[dict[str, Any]]
+    optim_state: dict[int, dict[str, Any]]
+
+
+def _shown(text: str) -> str:
+    r = repr(text)
+    return r if len(r) <= 60 else r[:40] + "…" + r[-12:]
+
+
+def _meta_int(meta: dict[str, str], key: str, lo: int, hi: int,
+              default: str | None = None) -> int:
+    text = meta.get(key, default)
+    if text is None:
+        raise _BadState(f"`{key}` is missing")
+    body = text[1:] if text.startswith("-") else text
+    if not (isinstance(text, str) and body.isascii() and body.isdigit() and len(body) <= 18) \
+            or not lo <= int(text) <= hi:
+        raise _BadState(f"`{key}` must be a whole number from {lo} to {hi}, got {_shown(text)}")
+    return int(text)
+
+
+def _meta_json(meta: dict[str, str], key: str, max_depth: int) -> Any:
+    from ...cachedir import parse_json
+    if key not in meta:
+        raise _BadState(f"`{key}` is missing")
+    try:
+        return parse_json(meta[key], max_depth=max_depth)
+    except ValueError as exc:
+        raise _BadState(f"`{key}` is not valid JSON ({exc})") from None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v \
+        and v not in (float("inf"), float("-inf"))
+
+
+def _resume_state(meta: dict[str, str], tensors: dict[str, torch.Tensor],
+                  run: _Run) -> _Resumed:
+    """Every field `_load_state` restores, checked (types, ranges, JSON nesting) against the
+    run being resumed before anything is restored; _BadState names the first bad field."""
+    epoch = _meta_int(meta, "epoch", 0, MAX_RESUME_EPOCHS)
+    best_epoch = _meta_int(meta, "best_epoch", -1, epoch)
+    stale = _meta_int(meta, "stale", 0, epoch, default="0")
+    text = meta.get("best_acc")
+    try:
+        best_acc = float(text) if isinstance(text, str) and len(text) <= 40 else float("nan")
+    except ValueError:
+        best_acc = float("nan")
+    # an accuracy (-1 before the first epoch) or a language model's negated loss (-inf)
+    if not (best_acc == float("-inf") or _number(best_acc) and best_acc <= 1.0):
+        raise _BadState(f"`best_acc` must be a number of at most 1, got {_shown(str(text))}")
+
+    history = _meta_json(meta, "history", 2)
+    lm = meta.get("tritium.task") == "lm"
+    need = _ROW_KEYS + (_LM_ROW_KEYS if lm else ())
+    if not isinstance(history, list) or len(history) != epoch:
+        raise _BadState(f"`history` must be a list of one row per finished epoch ({epoch}), "
+                        f"got {type(history).__name__}"
+                        + (f" of {len(history)}" if isinstance(history, list) else ""))
+    for i, row in enumerate(history):
+        if not isinstance(row, dict) or any(k not in row for k in need) \
+                or any(k not in need + _ROW_OPTIONAL for k in row) \
+                or not all(_number(v) for v in row.values()) or row["epoch"] != i + 1:
+            raise _BadState(f"`history` row {i} is not the row of epoch {i + 1} (numbers "
+                            f"{', '.join(need)})")
+
+    current = run.optimizer.state_dict()["param_groups"]
+    groups = _meta_json(meta, "param_groups", 4)
+    if not isinstance(groups, list) or len(groups) != len(current):
+        raise _BadState(f"`param_groups` must be a list of {len(current)} parameter group(s)")
+    for i, (got, want) in enumerate(zip(groups, current)):
+        where = f"`param_groups` group {i}"
+        if not isinstance(got, dict) or set(got) != set(want):
+            raise _BadState(f"{where} must hold the keys {', '.join(sorted(want))}")
+        for key, w in want.items():
+            v = got[key]
+            if key == "params":
+                ok = v == w
+            elif isinstance(w, bool):
+                ok = isinstance(v, bool)
+            elif w is None:
+                ok = v is None or isinstance(v, bool)
+            elif isinstance(w, int | float):
+                ok = _number(v) and v >= 0
+            elif isinstance(w, list | tuple):
+                ok = isinstance(v, list) and len(v) == len(w) and \
+                    all(_number(x) and x >= 0 for x in v)
+            elif isinstance(w, str):
+                ok = isinstance(v, str) and len(v) <= 64
+            else:
+                ok = True
+            if not ok:
+                raise _BadState(f"{where}: `{key}` = {_shown(json.dumps(v))[:60]} is not "
+                                f"like this run's ({_shown(json.dumps(w, default=str))[:60]})")
+
+    params = [p for g in run.optimizer.param_groups for p in g["params"]]
+    ids = [i for g in current for i in g["params"]]
+    shapes = dict(zip(ids, (tuple(p.shape) for p in params)))
+    optim_state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if not k.startswith("optim."):
+            continue
+        _, pid, key = (k.split(".", 2) + ["", ""])[:3]
+        if not (pid.isascii() and pid.isdigit() and len(pid) <= 9 and int(pid) in shapes) \
+                or not key:
+            raise _BadState(f"tensor `{k[:80]}` is not the state of a parameter of this model")
+        if v.dim() and tuple(v.shape) != shapes[int(pid)]:
+            raise _BadState(f"tensor `{k[:80]}` has shape {list(v.shape)}, its parameter "
+                            f"{list(shapes[int(pid)])}")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise _BadState(f"tensor `{k[:80]}` holds NaN or infinity")
+        optim_state.setdefault(int(pid), {})[key] = v
+    scalars = _meta_json(meta, "optim_scalars", 2)
+    if not isinstance(scalars, dict):
+        raise _BadState("`optim_scalars` must be an object of parameter ids to objects")
+    for pid, sc in scalars.items():
+        if not (pid.isascii() and pid.isdigit() and len(pid) <= 9 and int(pid) in shapes) \
+                or not isinstance(sc, dict) \
+                or not all(_number(x) or isinstance(x, bool) for x in sc.values()):
+            raise _BadState(f"`optim_scalars` entry {_shown(pid)} is not an object of numbers "
+                            "for a parameter of this model")
+        optim_state.setdefault(int(pid), {}).update(sc)
+    return _Resumed(epoch, history, best_acc, best_epoch, stale, groups, optim_state)
 
 
 # ----------------------------------------------------------------------------- --init

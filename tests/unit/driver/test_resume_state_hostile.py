@@ -1,0 +1,104 @@
+"""`tritium train --resume` with a damaged `train_state.safetensors`: every field is checked
+(types, ranges, bounded JSON) before training starts, and a bad one is one clear error naming
+it (never a traceback, never a run that trains "epoch -4")."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import safetensors
+import safetensors.torch
+
+from tritium.cli import main
+
+PROGRAM = """model ResumeDigits {
+    layer fc1: TernaryLinear { in_features: 64, out_features: 16 }
+    layer fc2: TernaryLinear { in_features: 16, out_features: 10 }
+    forward(x: Tensor[batch, 64]) -> Tensor[batch, 10] {
+        return fc2(relu(fc1(x)))
+    }
+}
+"""
+FAST = ["--no-progress", "--latency-runs", "1", "--no-baseline", "-q"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A program and the run directory of one finished epoch (its train_state)."""
+    root = tmp_path_factory.mktemp("resume")
+    program = root / "digits.tri"
+    program.write_text(PROGRAM)
+    assert main(["train", str(program), "--out", str(root / "run"), "--epochs", "1",
+                 *FAST]) == 0
+    return program, root / "run"
+
+
+def _damaged(trained, tmp_path: Path, **changes: str) -> Path:
+    _, run = trained
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    path = out / "train_state.safetensors"
+    with safetensors.safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata())
+    tensors = safetensors.torch.load_file(str(path))
+    meta.update(changes)
+    safetensors.torch.save_file(tensors, str(path), metadata=meta)
+    return out
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"optim_scalars": "[1]"}, "`optim_scalars` must be an object"),
+    ({"optim_scalars": '{"0": 5}'}, "`optim_scalars` entry '0' is not an object"),
+    ({"optim_scalars": '{"99": {"step": 1}}'}, "`optim_scalars` entry '99'"),
+    ({"optim_scalars": DEEP}, "`optim_scalars` is not valid JSON (nested"),
+    ({"history": '{"a":1}'}, "`history` must be a list of one row per finished epoch (1)"),
+    ({"history": "[]"}, "`history` must be a list of one row per finished epoch (1)"),
+    ({"history": '[{"a": 1}]'}, "`history` row 0 is not the row of epoch 1"),
+    ({"history": DEEP}, "`history` is not valid JSON (nested"),
+    ({"epoch": "-5"}, "`epoch` must be a whole number from 0 to 1000000, got '-5'"),
+    ({"epoch": "999999999999"}, "`epoch` must be a whole number"),
+    ({"epoch": "\u0661"}, "`epoch` must be a whole number"),
+    ({"best_acc": "nan"}, "`best_acc` must be a number of at most 1"),
+    ({"best_acc": "5"}, "`best_acc` must be a number of at most 1"),
+    ({"best_epoch": "x"}, "`best_epoch` must be a whole number from -1 to 1"),
+    ({"stale": "-1"}, "`stale` must be a whole number from 0 to 1"),
+    ({"param_groups": DEEP}, "`param_groups` is not valid JSON (nested"),
+    ({"param_groups": "{}"}, "`param_groups` must be a list of 1 parameter group"),
+    ({"param_groups": "LR:NaN"}, "`param_groups` is not valid JSON (NaN"),
+    ({"param_groups": "LR:-100"}, "`param_groups` group 0: `lr`"),
+    ({"param_groups": 'LR:"x"'}, "`param_groups` group 0: `lr`"),
+])
+def test_a_damaged_resume_state_is_one_clear_error_before_training(trained, tmp_path, capsys,
+                                                                   changes, message):
+    program, run = trained
+    if changes.get("param_groups", "").startswith("LR:"):
+        with safetensors.safe_open(str(run / "train_state.safetensors"), framework="pt") as fh:
+            groups = json.loads(fh.metadata()["param_groups"])
+        text = json.dumps(groups).replace(f'"lr": {json.dumps(groups[0]["lr"])}',
+                                          f'"lr": {changes["param_groups"][3:]}')
+        assert text != json.dumps(groups)
+        changes = {"param_groups": text}
+    out = _damaged(trained, tmp_path, **changes)
+    code = main(["train", str(program), "--out", str(out), "--resume", "--epochs", "2", *FAST])
+    captured = capsys.readouterr()
+    err = captured.err
+    assert code == 1, err
+    assert message in err and "damaged training state" in err, err
+    assert "Traceback" not in err and "recursion" not in err.lower()
+    assert "resuming after" not in captured.out + err     # refused before training starts
+    assert len(json.loads((out / "metrics.json").read_text())["history"]["ternary"]) == 1
+
+
+def test_an_undamaged_state_resumes(trained, tmp_path, capsys):
+    program, _ = trained
+    out = _damaged(trained, tmp_path)
+    assert main(["train", str(program), "--out", str(out), "--resume", "--epochs", "2",
+                 *FAST]) == 0
+    rows = json.loads((out / "metrics.json").read_text())["history"]["ternary"]
+    assert [r["epoch"] for r in rows] == [1, 2]
