@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tritium.check import check_file, check_source
+from tritium.driver import compile_program
 from tritium.frontend.diagnostics import CODES, Severity, render
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -442,6 +443,45 @@ def test_a_definition_that_contains_itself_is_one_error(src, line, message):
     found = [d for d in check_source(src, "t.tri").diagnostics if d.is_error]
     assert [(d.code, d.span.line) for d in found] == [("E0310", line)], found
     assert message in found[0].message and len(found[0].message) < 80
+
+
+@pytest.mark.parametrize("params,code", [
+    ('x: int = "hello"', "E0401"),
+    ("x: trit = 5", "E0403"),
+    ("x: Tensor[2] = 3.5", "E0404"),
+    ("x: int = 2.5", "E0402"),
+])
+def test_a_default_is_checked_against_its_type(params, code):
+    # defaults were never checked: `x: int = "hello"` passed
+    assert errors(f"fn f({params}) -> int {{ return 1 }}\nprint(f())\n") == [code]
+    block = ("block B {\n    params { PARAMS }\n    forward(x: Tensor) -> Tensor { return x }\n}"
+             "\nmodel M {\n    layer b: B\n    forward(x: Tensor) -> Tensor { return b(x) }\n}\n")
+    if "Tensor" not in params:   # (a block's hyperparameters are not tensors)
+        assert errors(block.replace("PARAMS", params.replace("x:", "n:"))) == [code]
+    assert errors("fn f(x: int = 3, t: Tensor = None) -> int { return x }\nprint(f())\n") == []
+
+
+def test_a_call_sees_the_value_of_an_omitted_default(tmp_path):
+    # an omitted default was an unknown value: `k = -1` reached `out_features` unseen (and
+    # `compile --emit ir` failed with KeyError on the unknown width)
+    src = """
+fn widen(c: int, k: int = K) -> int {
+    return c * k
+}
+model Wide {
+    hid: CALL
+    layer fc1: TernaryLinear { in_features: 8, out_features: hid }
+    forward(x: Tensor[b, 8]) -> Tensor { return fc1(x) }
+}
+"""
+    assert errors(src.replace("K", "-1").replace("CALL", "widen(8)")) == ["E0309"]
+    assert errors(src.replace("K", "-1").replace("CALL", "widen(c: 8)")) == ["E0309"]
+    ok = src.replace("K", "2").replace("CALL", "widen(8)")
+    assert errors(ok) == []
+    path = tmp_path / "w.tri"
+    path.write_text(ok)
+    ir = compile_program(path, use_cache=False, stages=("ir",)).stages["ir"]
+    assert "16" in ir
 
 
 def test_unused_variable_and_layer_warnings():

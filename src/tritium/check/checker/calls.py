@@ -244,7 +244,8 @@ class CallsMixin:
                                 f"`{fn.name}` takes {len(fn.params)} argument(s), got "
                                 f"{len(args)}", s, secondary=[Label(fn.span, "defined here")])
                 return Value(ANY)
-            args = [args[i] if i is not None else Value(ANY) for i in slots]
+            args = [args[i] if i is not None else self.default_value(fn.params[k])
+                    for k, i in enumerate(slots)]
             e = A.Call(e.func, [e.args[i] if i is not None else A.Arg(A.NoneLit(e.span), None,
                                                                        e.span)
                                 for i in slots], e.span)
@@ -265,6 +266,20 @@ class CallsMixin:
             return self._user_fn_call(d, args, e)
         finally:
             self.type_vars = saved_tvars
+
+    def default_value(self, p: A.ParamSpec) -> Value:
+        """The value of a parameter's default where a call leaves it out (its own errors are
+        reported once, where the function is checked: checker.functions)."""
+        if p.default is None:
+            return Value(ANY)
+        self.quiet += 1
+        saved = self.inner
+        self.inner = []
+        try:
+            return self.eval_expr(p.default, Scope())
+        finally:
+            self.quiet -= 1
+            self.inner = saved
 
     def _user_fn_call(self, d: Definition, args: list[Value], e: A.Call) -> Value:
         fn: A.FnDef = d.node
@@ -294,7 +309,7 @@ class CallsMixin:
         saved_inner = self.inner
         self.inner = []
         try:
-            filled = args + [Value(ANY)] * (len(fn.params) - len(args))
+            filled = args + [self.default_value(p) for p in fn.params[len(args):]]
             res = self.check_function(fn, Scope(), {}, inputs=filled)
         finally:
             self.instance_depth -= 1

@@ -188,6 +188,9 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 scope.vars[p.name] = v if isinstance(v, Value) else Value.of(v)
             elif p.default is not None:
                 scope.vars[p.name] = self.eval_const(p.default, scope)
+                if p.type is not None and abstract:   # `n: int = "a"`: checked once
+                    scope.vars[p.name] = self.assign_declared(
+                        p.name, p.type, scope.vars[p.name], p.default.span, scope)
             else:
                 scope.vars[p.name] = self.symbolic_param(p)
             scope.used.add(p.name)

@@ -115,6 +115,18 @@ class FunctionsMixin:
         """The type parameters of one call, bound by unification (checker.generics)."""
         return bind_call(self, fn, args, spans, call_span, params)
 
+    def check_default(self, p: A.ParamSpec, declared, outer: Scope) -> None:
+        """A parameter's default is a value of its declared type (`None` stands for none
+        given), checked as an argument is (E0401, E0404; its value as the calls see it)."""
+        v = self.eval_expr(p.default, Scope(dict(outer.vars), {}, set()))
+        if p.type is None or isinstance(v.ty, NoneT):
+            return
+        if isinstance(declared, TensorT) and not isinstance(v.ty, TensorT | AnyT):
+            self.report("E0404", f"the default of `{p.name}` must be {declared}, got {v.ty}",
+                        p.default.span, label=f"not {declared}")
+        elif not isinstance(declared, TensorT):
+            self.check_assignable(declared, v, p.default.span, p.name)
+
     def _check_function(self, fn: A.FnDef, outer: Scope, layers: dict[str, LayerInst],
                         inputs: list[Value] | None = None, form_b: bool = False) -> Value:
         scope = Scope(dict(outer.vars), {}, set())
@@ -139,6 +151,8 @@ class FunctionsMixin:
                 scope.vars[p.name] = actual if not isinstance(actual.ty, AnyT) else Value(
                     working_type(declared))
             else:
+                if p.default is not None:   # checked against its type once, here
+                    self.check_default(p, declared, outer)
                 if isinstance(declared, ScalarT):
                     v = self.symbolic_param(UserParam(p.name, p.type, None, p.span))
                     scope.vars[p.name] = v
