@@ -297,6 +297,20 @@ def test_constructed_layers_run_with_given_and_initialized_weights(tmp_path, cap
     assert fresh.w.shape == (4, 3) and fresh.scale == 3.0
 
 
+def test_a_layer_with_a_params_section_is_constructed_and_runs(tmp_path, capsys) -> None:
+    src = """
+layer Head {
+    params { n: int, m: int = 2 }
+    layer fc: Linear { in_features: n, out_features: m }
+    forward(x: Tensor[b, n]) -> Tensor[b, m] { return fc(x) }
+}
+let h = Head(n: 3)
+let g = Head(3, 5)
+print(h(ones([1, 3])).shape, g(ones([4, 3])).shape)
+"""
+    assert run_main(tmp_path, src, capsys) == ["[1, 2] [4, 5]"]
+
+
 # ----------------------------------------------------------------------------- gradient hooks
 
 HOOKS = """

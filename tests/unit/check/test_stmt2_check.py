@@ -204,6 +204,34 @@ def test_calling_a_layer_type_without_its_inputs_constructs_an_instance() -> Non
     assert list(r.call_forms.values()).count("construct") == 4
 
 
+SECTIONS = """
+layer Head {
+    params { n: int, m: int = 2 }
+    layer fc: Linear { in_features: n, out_features: m }
+    forward(x: Tensor[b, n]) -> Tensor[b, m] { return fc(x) }
+}
+layer Both(k: int) {
+    params { n: int }
+    layer fc: Linear { in_features: n, out_features: k }
+    forward(x: Tensor[b, n]) -> Tensor[b, k] { return fc(x) }
+}
+"""
+
+
+def test_a_layer_with_a_params_section_is_constructed_by_name() -> None:
+    # `Head(n: 3)` was E0310 ("a layer type"): construction read only the signature
+    src = SECTIONS + ("let h = Head(n: 3)\n"
+                      "let g = Head(3, 5)\n"
+                      "let b = Both(4, n: 3)\n"
+                      "let y: Tensor[1, 2] = h(ones([1, 3]))\n"
+                      "let z: Tensor[1, 5] = g(ones([1, 3]))\n"
+                      "let w: Tensor[1, 4] = b(ones([1, 3]))\n")
+    r = check_source(src)
+    assert [(d.code, d.span.line, d.message) for d in r.errors] == []
+    assert list(r.call_forms.values()).count("construct") == 3
+    assert [d.code for d in check_source(SECTIONS + "let h = Head(q: 3)\n").errors] == ["E0310"]
+
+
 def test_construction_errors() -> None:
     src = LAYERS + ("let a = Affine()\n"                      # 10: dims unknown
                     "let b = Fixed(w: randn([5, 3]))\n"       # 11: declared [4, 3]

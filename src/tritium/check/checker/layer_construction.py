@@ -4,8 +4,9 @@ arguments given bind the layer's configuration: its hyperparameters (scalar argu
 the symbolic dims of its weights) and, in a layer written as a function, its weights (a
 weight given fixes the dims of its shape, and the instance starts from that tensor); the
 weights not given are initialized as in a `layer x: Kind { … }` declaration, which the
-instance is. A layer written as a function is constructed with named arguments only (or
-none): a call with positional ones, or one that passes an input, is the direct call
+instance is. Its hyperparameters may be in its signature (`layer Head(n: int)`) or in a `params { }`
+section (`params { n: int }`), as in a declaration. A layer written as a function is
+constructed with named arguments only (or none): a call with positional ones, or one that passes an input, is the direct call
 `FC(w1, x)` (a pure function) as before; a layer with a `forward` method also takes its
 configuration by position, in declaration order. A weight
 whose shape the call leaves unknown, or a missing hyperparameter, is reported with the
@@ -43,7 +44,9 @@ def construction(node, names: list[str | None]) -> Construction | None:
     report it)."""
     if not isinstance(node, A.LayerDef):
         return None
-    params = list(node.params or [])
+    # the hyperparameters in the signature, then those of a `params { }` section
+    params = list(node.params or []) + [p for item in node.body
+                                        if isinstance(item, A.ParamsSection) for p in item.params]
     inputs = {p.name for p in form_b_inputs(params)} if is_function_layer(node) else set()
     weights = {p.name for p in signature_weights(node)}
     config = [p for p in params if p.name not in inputs]
