@@ -309,13 +309,35 @@ def _npz(path: Path) -> Dataset:
         raise DatasetError(f"{path}: `y` must be a 1-D array of integer labels, one per row "
                            f"of `x` (x: {x.shape}, y: {y.shape} {y.dtype})")
     y = y.astype(np.int64)
-    if "x_test" in arrays and "y_test" in arrays:
-        x_te, y_te = _as_images(arrays["x_test"]), arrays["y_test"].astype(np.int64)
-        if x_te.shape[1:] != x.shape[1:] or len(x_te) != len(y_te):
-            raise DatasetError(f"{path}: `x_test`/`y_test` do not match `x`/`y` in shape")
-        x_tr, y_tr = x, y
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        have, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise DatasetError(f"{path} has `{have}` but no `{missing}`",
+                           help="give both `x_test` and `y_test`, or neither (then 20% of "
+                                "`x` is held out)")
+    if "x_test" in arrays:
+        x_te, y_te = _as_images(arrays["x_test"]), arrays["y_test"]
+        # the test labels are checked as `y` is: a float label is never truncated to a class
+        if not np.issubdtype(y_te.dtype, np.integer) or y_te.ndim != 1 \
+                or len(y_te) != len(x_te):
+            raise DatasetError(f"{path}: `y_test` must be a 1-D array of integer labels, one "
+                               f"per row of `x_test` (x_test: {x_te.shape}, y_test: "
+                               f"{y_te.shape} {y_te.dtype})")
+        if x_te.shape[1:] != x.shape[1:]:
+            raise DatasetError(f"{path}: `x_test` samples have shape {list(x_te.shape[1:])}, "
+                               f"`x` samples {list(x.shape[1:])}")
+        if len(x_te) == 0:
+            raise DatasetError(f"{path}: `x_test` and `y_test` are empty: the test split needs "
+                               "at least one sample",
+                               help="give test samples, or leave `x_test` and `y_test` out "
+                                    "(then 20% of `x` is held out)")
+        x_tr, y_tr, y_te = x, y, y_te.astype(np.int64)
     else:
         x_tr, y_tr, x_te, y_te = split_holdout(x, y, 0.2, seed=0)
+        if len(x_te) == 0:
+            raise DatasetError(f"{path}: its {len(x)} samples are too few to hold out a test "
+                               "split (every class has a single sample)",
+                               help="give two or more samples of a class, or `x_test` and "
+                                    "`y_test`")
     if min(y.min(), y_te.min()) < 0:
         raise DatasetError(f"{path}: labels must be non-negative class indices")
     classes = int(max(y_tr.max(), y_te.max())) + 1
