@@ -131,6 +131,15 @@ def test_missing_config_key():
     assert "`in_features`" in d.message
 
 
+def test_a_config_value_naming_a_layer_or_a_type_is_e0308():
+    # `per_channel: pool` (a layer) and `in_features: Blk` (a block type) were accepted
+    src = MLP.replace("out_features: 10 }", "out_features: 10, per_channel: fc1 }")
+    assert errors(src) == ["E0308"]
+    blk = "block Blk {\n    forward(x: Tensor) -> Tensor { return x }\n}\n"
+    assert errors(blk + MLP.replace("in_features: 64", "in_features: Blk")) == ["E0308"]
+    assert errors(blk + MLP) == []
+
+
 def test_config_value_types_and_values():
     assert "E0308" in errors(MLP.replace("in_features: 64", "in_features: 6.5"))
     assert "E0308" in errors(MLP.replace("in_features: 64", 'in_features: "64"'))

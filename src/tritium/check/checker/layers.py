@@ -19,6 +19,7 @@ from ..types import (
     INT,
     INT_TYPES,
     AnyT,
+    LayerT,
     NoneT,
     RangeT,
     ScalarT,
@@ -242,6 +243,12 @@ class LayersMixin:
                              f"`{lk.kind}` takes no configuration"))
                 continue
             spans[key] = span
+            what = self.not_a_config_value(expr, v) if keys[key].type != "any" else None
+            if what is not None:
+                self.report("E0308", f"`{key}` of `{lk.kind}` must be a value, got {what}",
+                            expr.span, label="not a value",
+                            help="a config value is a number, a string, a list or a constant")
+                continue
             if v.known or isinstance(v.const, SymInt):
                 if self.check_key_value(lk.kind, key, keys[key], v, expr.span):
                     cfg[key] = v.const
@@ -280,6 +287,16 @@ class LayersMixin:
             elif key not in cfg and k.default is not None and spec is not None:
                 cfg[key] = k.default
         return cfg, spans
+
+    def not_a_config_value(self, expr: A.Expr, v: Value) -> str | None:
+        """What a config value names when it is no value: a layer of the definition
+        (`per_channel: pool`) or a model, block or layer type (`in_features: Blk`)."""
+        if isinstance(v.ty, LayerT):
+            return f"the layer `{expr.id}`" if isinstance(expr, A.Name) else "a layer"
+        if isinstance(expr, A.Name) and isinstance(v.ty, AnyT) and expr.id in self.defs \
+                and self.defs[expr.id].kind != "fn":
+            return f"the {self.defs[expr.id].kind} type `{expr.id}`"
+        return None
 
     def key_of_user_param(self, p: UserParam) -> L.Key:
         t = p.type.name if p.type else "any"
