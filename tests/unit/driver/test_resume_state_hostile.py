@@ -102,3 +102,34 @@ def test_an_undamaged_state_resumes(trained, tmp_path, capsys):
                  *FAST]) == 0
     rows = json.loads((out / "metrics.json").read_text())["history"]["ternary"]
     assert [r["epoch"] for r in rows] == [1, 2]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda g: g.pop("lr"), "must hold the keys"),
+    (lambda g: g.update(evil=[[1]]), "`evil` is not a flag or a number"),
+    (lambda g: g.update(params=[0, 1, 2, 3, 99]), "`params`"),
+    (lambda g: g.update(betas=[0.9]), "`betas`"),
+])
+def test_damaged_parameter_groups(trained, tmp_path, capsys, edit, message):
+    program, run = trained
+    with safetensors.safe_open(str(run / "train_state.safetensors"), framework="pt") as fh:
+        groups = json.loads(fh.metadata()["param_groups"])
+    edit(groups[0])
+    out = _damaged(trained, tmp_path, param_groups=json.dumps(groups))
+    code = main(["train", str(program), "--out", str(out), "--resume", "--epochs", "2", *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "damaged training state" in err, err
+
+
+def test_a_flag_another_torch_version_does_not_write_is_not_damage(trained, tmp_path):
+    program, run = trained
+    with safetensors.safe_open(str(run / "train_state.safetensors"), framework="pt") as fh:
+        groups = json.loads(fh.metadata()["param_groups"])
+    flags = [k for k, v in groups[0].items() if isinstance(v, bool) or v is None]
+    assert flags
+    for k in flags[:1]:
+        del groups[0][k]
+    groups[0]["a_future_flag"] = False
+    out = _damaged(trained, tmp_path, param_groups=json.dumps(groups))
+    assert main(["train", str(program), "--out", str(out), "--resume", "--epochs", "2",
+                 *FAST]) == 0

@@ -339,9 +339,19 @@ def _resume_state(meta: dict[str, str], tensors: dict[str, torch.Tensor],
         raise _BadState(f"`param_groups` must be a list of {len(current)} parameter group(s)")
     for i, (got, want) in enumerate(zip(groups, current)):
         where = f"`param_groups` group {i}"
-        if not isinstance(got, dict) or set(got) != set(want):
-            raise _BadState(f"{where} must hold the keys {', '.join(sorted(want))}")
+        # the numbers (and `params`) must be there; a flag another torch version does not
+        # write takes the optimizer's default, one it writes and this one lacks is kept
+        need = sorted(k for k, w in want.items() if k == "params" or _number(w)
+                      or isinstance(w, list | tuple))
+        if not isinstance(got, dict) or any(k not in got for k in need):
+            raise _BadState(f"{where} must hold the keys {', '.join(need)}")
+        for key, v in got.items():
+            if key not in want and not (v is None or isinstance(v, bool | str) and
+                                        len(str(v)) <= 64 or _number(v)):
+                raise _BadState(f"{where}: `{str(key)[:40]}` is not a flag or a number")
         for key, w in want.items():
+            if key not in got:
+                continue
             v = got[key]
             if key == "params":
                 ok = v == w
