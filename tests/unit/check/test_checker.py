@@ -493,6 +493,30 @@ model Wide {
     assert "16" in ir
 
 
+def test_an_unused_layer_is_built_all_the_same():
+    # only a W0002: the configuration errors showed when the module was built
+    src = """
+block Expand {
+    params { t: int, c: int }
+    layer up: TernaryLinear { in_features: c, out_features: c * t }
+    forward(x: Tensor) -> Tensor { return up(x) }
+}
+model M {
+    LAYER
+    forward(x: Tensor[b, 16]) -> Tensor[b, 16] { return x }
+}
+"""
+    for layer, line in [("layer single: Expand { t: -1, c: 16 }", 8),
+                        ("layer blocks: Expand[] {\n        [-1, 16],\n    }", 8),
+                        ("layer attn: MultiheadAttention { embed_dim: 10, num_heads: 3 }", 8)]:
+        found = [d for d in check_source(src.replace("LAYER", layer), "t.tri").diagnostics]
+        assert [(d.code, d.span.line) for d in found if d.is_error] == [("E0309", line)]
+        assert "W0002" in [d.code for d in found]
+    assert errors(src.replace("LAYER", "layer single: Expand { t: 1, c: 16 }")) == []
+    assert errors(src.replace("LAYER", "layer a: MultiheadAttention { embed_dim: 12, "
+                                       "num_heads: 3 }")) == []
+
+
 def test_unused_variable_and_layer_warnings():
     src = MLP.replace("return fc2(relu(fc1(x)))", "let tmp = 3\n return fc1(x)").replace(
         "Tensor[batch, 10] {", "Tensor[batch, 32] {")

@@ -42,6 +42,7 @@ from .model import (
     is_function_layer,
     signature_weights,
 )
+from .unused_layers import check_unused_layer
 
 
 class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin, CallsMixin):
@@ -282,6 +283,7 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                     self.warn("W0002", f"layer `{name}` is declared but never used", inst.span,
                               label="never called in any function",
                               help=f"remove it, or call `{name}(…)` in `forward`")
+                    check_unused_layer(self, name, inst)   # it is built all the same
 
     def user_params(self, node) -> list[UserParam]:
         """The hyperparameters of a definition, as config keys for its instances."""
