@@ -343,6 +343,13 @@ def test_none_in_an_index_is_a_new_dim_of_size_1(index, shape):
     assert errors("let x = randn([2, 3])\nlet y = x[None, :, :, :]\n") == ["E0508"]
 
 
+def test_is_with_a_literal_is_e0405():
+    # `3 is None` passed check, then the generated Python did not compile (E0021)
+    for expr in ("3 is None", "None is 3", '"s" is not None', "x is 2"):
+        assert errors(f"let x = 2\nprint({expr})\n") == ["E0405"], expr
+    assert errors("fn f(x: int?) -> bool { return x is None }\nprint(f(3), f(None))\n") == []
+
+
 def test_condition_must_be_bool():
     src = "fn f(x: Tensor[2]) -> Tensor { if x { return x }\n return x }"
     assert errors(src) == ["E0406"]

@@ -334,6 +334,14 @@ class ExpressionsMixin:
             self.eval_expr(e.right, scope)
             return Value(BOOL)
         b = self.eval_expr(e.right, scope)
+        if op in ("is", "is not"):
+            lit = next((x for x in (e.left, e.right) if isinstance(x, A.Num | A.Str | A.TritLit)),
+                       None)
+            if lit is not None:   # Python refuses it (SyntaxWarning: "is" with a literal)
+                self.report("E0405", f"`{op}` with a literal compares identity, not value",
+                            lit.span, label="a literal",
+                            help="compare values with `==` or `!=` (a literal is never `None`)")
+                return Value(BOOL)
         return self.binary(op, a, b, e)
 
     def names_resolve(self, e: A.Expr, scope: Scope) -> None:
