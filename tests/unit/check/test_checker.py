@@ -350,6 +350,14 @@ def test_is_with_a_literal_is_e0405():
     assert errors("fn f(x: int?) -> bool { return x is None }\nprint(f(3), f(None))\n") == []
 
 
+def test_a_tensor_slice_with_a_negative_step_is_e0508():
+    # PyTorch raises ValueError at run time; a list slice may step backwards
+    assert errors("let x = randn([3, 2])\nlet r = x[::-1]\n") == ["E0508"]
+    assert errors("let x = randn([3, 2])\nlet r = x[:, 2:0:-1]\n") == ["E0508"]
+    assert errors("let xs = [1, 2, 3]\nlet r = xs[::-1]\n") == []
+    assert errors("let x = randn([3, 2])\nlet r = x[::2]\n") == []
+
+
 def test_condition_must_be_bool():
     src = "fn f(x: Tensor[2]) -> Tensor { if x { return x }\n return x }"
     assert errors(src) == ["E0406"]

@@ -621,6 +621,11 @@ class ExpressionsMixin:
                                          for p in v)
                     if step == 0:
                         self.report("E0508", "slice step cannot be zero", span)
+                    elif _is_int(step) and step < 0:   # PyTorch has no negative strides
+                        self.report("E0508", f"a tensor slice cannot step backwards (step "
+                                             f"{step})", span, label="negative step",
+                                    help="PyTorch tensors take positive slice steps only")
+                        return Value(ANY)
                     if isinstance(d, int) and all(x is None or _is_int(x) for x in (start, stop, step)) \
                             and all(p is None or p.known for p in v):
                         out.append(len(range(*slice(start, stop, step).indices(d))))
