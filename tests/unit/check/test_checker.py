@@ -358,6 +358,15 @@ def test_a_tensor_slice_with_a_negative_step_is_e0508():
     assert errors("let x = randn([3, 2])\nlet r = x[::2]\n") == []
 
 
+def test_strings_are_ordered():
+    # str is Comparable (a generic `T: Comparable` took strings) but `"apple" < "pear"` was
+    # E0405
+    res = check_source('let b: bool = "apple" < "pear"\nfn f(s: str) -> bool { return s >= "m" }'
+                       '\nprint(b, f("z"))\n', "t.tri")
+    assert [d.code for d in res.diagnostics if d.is_error] == []
+    assert errors('print("a" < 1)\n') == ["E0405"]
+
+
 def test_condition_must_be_bool():
     src = "fn f(x: Tensor[2]) -> Tensor { if x { return x }\n return x }"
     assert errors(src) == ["E0406"]

@@ -3,6 +3,8 @@ indexing and attributes."""
 
 from __future__ import annotations
 
+import operator
+
 from ...frontend import ast as A
 from ...frontend.diagnostics import Label, Span, did_you_mean
 from ...frontend.parser import TENSOR_TYPES
@@ -71,6 +73,8 @@ def _exits(s) -> bool:
 FLOAT_MATMUL = "float_matmul"
 _INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "bool"})
 
+
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 class ExpressionsMixin:
     # ------------------------------------------------------------------ expressions
@@ -438,6 +442,10 @@ class ExpressionsMixin:
             if op in ("==", "!="):
                 if a.known and b.known:
                     return Value(BOOL, (a.const == b.const) == (op == "=="), True)
+                return Value(BOOL)
+            if op in _ORDER and ta == tb == "str":   # strings order as in Python (Comparable)
+                if a.known and b.known:
+                    return Value(BOOL, _ORDER[op](a.const, b.const), True)
                 return Value(BOOL)
             if op == "*" and {ta, tb} & INT_TYPES and "str" in (ta, tb) and ta != tb:
                 return self.str_repeat(*((a, b) if ta == "str" else (b, a)), e)
