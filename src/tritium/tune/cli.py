@@ -429,8 +429,16 @@ def _tune_all(args: Any, archive: Any, problems: list[tuple[str, tuple[int, int,
     return EXIT_OK if any_ok else EXIT_FAIL
 
 
+def _safe(text: object) -> str:
+    """Text from the archive (untrusted) for the console: control characters escaped, rich
+    markup inert."""
+    from rich.markup import escape
+
+    return escape("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text)))
+
+
 def _config_text(config: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in config.items())
+    return " ".join(f"{_safe(k)}={_safe(v)}" for k, v in config.items())
 
 
 def _ratio(base: float | None, v: float | None) -> str:
@@ -455,7 +463,7 @@ def _print_result(console: Any, result: Any, top: int) -> None:
         ci = f"{t.ci_ms[0]:.4f}..{t.ci_ms[1]:.4f}" if t.ci_ms else "-"
         table.add_row(str(i), _config_text(t.config), f"{t.median_ms:.4f}", ci,
                       _ratio(result.default_ms, t.median_ms),
-                      _ratio(result.fp32_ms, t.median_ms), t.strategy)
+                      _ratio(result.fp32_ms, t.median_ms), _safe(t.strategy))
     console.print(table)
     if result.default_ms:
         base = f"default config {result.default_ms:.4f} ms"

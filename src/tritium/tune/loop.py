@@ -179,9 +179,11 @@ def tune(
         if on_trial is not None:
             on_trial(trial)
 
-    history = archive.history(study)
-    # an archived row outside the space (a corrupt or planted archive) is never the winner
-    ok = [t for t in history if t.ok and space.validate(t.config, constraint=False) is None]
+    # an archived row outside the space (a corrupt or planted archive) is never the winner,
+    # nor shown among the results
+    history = [t for t in archive.history(study)
+               if space.validate(t.config, constraint=False) is None]
+    ok = [t for t in history if t.ok]
     best = min(ok, key=lambda t: t.median_ms) if ok else None  # type: ignore[arg-type,return-value]
     result = TuneResult(
         kernel=problem.kernel, shape=tuple(problem.shape), fmt=problem.fmt,

@@ -40,10 +40,12 @@ PLOTS = ("convergence.png", "importance.png", "impact.png", "stability.png")
 
 
 def cell(value: Any) -> str:
-    """A value as one markdown table cell: `|` escaped, line breaks flattened."""
+    """A value as one markdown table cell: `|` escaped, line breaks flattened, other control
+    characters (from an untrusted archive) escaped as `\\xNN`."""
     text = value if isinstance(value, str) else str(value)
     text = text.replace("\\", "\\\\").replace("|", "\\|")
-    return " ".join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n")).strip()
+    text = " ".join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n")).strip()
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _ms(v: float | None) -> str:

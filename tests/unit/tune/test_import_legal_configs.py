@@ -150,3 +150,44 @@ def test_a_dispatch_warning_during_tune_is_one_line(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "tritium tune: warning: " in err and "illegal CPU kernel config" in err
     assert "\x1b" not in err and "_warn_once(" not in err and len(err.splitlines()) == 1
+
+
+def test_a_planted_row_is_neither_the_best_nor_shown_and_nothing_prints_raw(tmp_path):
+    """A planted archive row faster than anything (and one with control characters and rich
+    markup in a legal config's strategy) never wins, never shows as a top config, and the
+    table never prints a control character or interprets markup."""
+    import io
+
+    from rich.console import Console
+
+    from tritium.tune.cli import _print_result
+    from tritium.tune.loop import tune
+    from tritium.tune.strategies import GridStrategy
+
+    from .test_loop import FAST, Doubler
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    ar = Archive(url)
+    p = Doubler()
+    sid = ar.study(p.kernel, "", p.shape, p.fmt, "", {})
+    planted = {"a": 0, "b": "\x1b]0;PWNED\x07"}
+    ar.record(ar.claim(sid, planted, "x"), Trial(planted, "x", median_ms=1e-9))
+    legal = {"a": 3, "b": 2}
+    ar.record(ar.claim(sid, legal, "[/bogus]\x1b[31m"),
+              Trial(legal, "[/bogus]\x1b[31m", median_ms=1e-8))
+    result = tune(p, GridStrategy(), ar, budget=2, settings=FAST, stability=False)
+    assert result.best is not None and result.best.config == legal
+    assert planted not in [t.config for t in result.history]
+    buf = io.StringIO()
+    _print_result(Console(file=buf, width=200), result, 5)
+    out = buf.getvalue()
+    assert "\x1b" not in out and "\x07" not in out and "[/bogus]" in out
+
+
+def test_the_markdown_report_escapes_control_characters(tmp_path):
+    from tritium.tune.report import write_report
+
+    trials = [Trial({"pool": "\x1b]0;PWNED\x07", "x": i}, "grid", median_ms=1.0 + i, number=i)
+              for i in range(3)]
+    md = write_report(tmp_path, {"grid": trials}, {"kernel": "k"}).read_text()
+    assert "\x1b" not in md and "\x07" not in md and "\\x1b]0;PWNED" in md
