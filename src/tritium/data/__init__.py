@@ -309,6 +309,9 @@ def _npz(path: Path) -> Dataset:
         raise DatasetError(f"{path}: `y` must be a 1-D array of integer labels, one per row "
                            f"of `x` (x: {x.shape}, y: {y.shape} {y.dtype})")
     y = y.astype(np.int64)
+    if y.min() < 0:
+        raise DatasetError(f"{path}: labels must be non-negative class indices (`y` holds "
+                           f"{int(y.min())})")
     if ("x_test" in arrays) != ("y_test" in arrays):
         have, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
         raise DatasetError(f"{path} has `{have}` but no `{missing}`",
@@ -338,8 +341,9 @@ def _npz(path: Path) -> Dataset:
                                "split (every class has a single sample)",
                                help="give two or more samples of a class, or `x_test` and "
                                     "`y_test`")
-    if min(y.min(), y_te.min()) < 0:
-        raise DatasetError(f"{path}: labels must be non-negative class indices")
+    if y_te.min() < 0:
+        raise DatasetError(f"{path}: labels must be non-negative class indices (`y_test` "
+                           f"holds {int(y_te.min())})")
     classes = int(max(y_tr.max(), y_te.max())) + 1
     return Dataset(path.stem, x_tr, y_tr, x_te, y_te, classes)
 

@@ -62,3 +62,15 @@ def test_integer_test_labels_of_any_width_still_load(tmp_path):
     ds = load_dataset(str(path))
     assert ds.y_test.dtype == np.int64 and list(ds.y_test) == [0, 1, 2, 3, 0, 1, 2, 3]
     assert ds.num_classes == 4
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.zeros((5, 64), np.float32), "y": np.array([0, 1, 50, -1, 3])}, "`y` holds -1"),
+    ({"x": X, "y": Y, "x_test": X[:4], "y_test": np.array([0, -2, 1, 1])}, "`y_test` holds -2"),
+])
+def test_a_negative_label_is_named_before_any_split(tmp_path, arrays, message):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DatasetError, match="non-negative class indices") as err:
+        load_dataset(str(path))
+    assert message in str(err.value)
