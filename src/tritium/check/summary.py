@@ -112,9 +112,11 @@ class MissingHyperparameters(ValueError):
     """A block or layer summarized without values for hyperparameters that have no
     default."""
 
-    def __init__(self, name: str, missing: list[str], unknown: list[str]) -> None:
+    def __init__(self, name: str, missing: list[str], unknown: list[str],
+                 wrong: list[str] | None = None) -> None:
         self.name, self.missing, self.unknown = name, missing, unknown
-        parts = []
+        self.wrong = list(wrong or [])
+        parts = list(self.wrong)
         if missing:
             sets = " ".join(f"--set {m}=VALUE" for m in missing)
             parts.append(f"`{name}` needs values for its hyperparameters "
@@ -265,6 +267,18 @@ def pick_definition(result: CheckResult, name: str | None):
     return None
 
 
+_WANT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _fits(t: str, v) -> bool:
+    """A `--set` value (parse_sets: int, float, bool or str) of the hyperparameter type t."""
+    if t == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if t == "float":
+        return isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(v, bool) if t == "bool" else isinstance(v, str)
+
+
 def summarize_definition(result: CheckResult, d, hyper: dict | None = None,
                          fmt: str = "t2") -> Summary:
     """Summarize definition ``d`` with hyperparameter values ``hyper``; raises
@@ -276,8 +290,12 @@ def summarize_definition(result: CheckResult, d, hyper: dict | None = None,
     declared = checker.user_params(d.node)
     missing = [p.name for p in declared if p.default is None and p.name not in hyper]
     unknown = sorted(set(hyper) - {p.name for p in declared})
-    if missing or unknown:
-        raise MissingHyperparameters(d.name, missing, unknown)
+    wrong = [f"--set {p.name}={hyper[p.name]!r}: `{p.name}` of `{d.name}` must be "
+             f"{_WANT[t]}" for p in declared if p.name in hyper
+             and (t := checker.key_of_user_param(p).type) in _WANT
+             and not _fits(t, hyper[p.name])]
+    if missing or unknown or wrong:
+        raise MissingHyperparameters(d.name, missing, unknown, wrong)
     checker.trace = []
     checker.param_trace = []
     scope, layers = checker.definition_env(d.node, {k: Value.of(v) for k, v in
@@ -386,6 +404,10 @@ def _count(n: int | None) -> str:
 def summary_diagnostics(result: CheckResult, name: str | None) -> list[Diagnostic]:
     from ..frontend.diagnostics import did_you_mean
     defs = [n for n, d in result.definitions.items() if d.kind != "fn"]
+    if name is None and not defs:
+        return [Diagnostic("E0304", "the file defines no model, block or layer to summarize",
+                           None, help="summary reports the layers of a model: define one, "
+                                      "or pass a file that does")]
     if name is not None:
         return [Diagnostic("E0304", f"no model, block or layer named `{name}`", None,
                            help=did_you_mean(name, defs) or f"defined: {', '.join(defs)}")]

@@ -65,3 +65,30 @@ def test_cli_summary_json_and_errors(tmp_path):
                         str(ROOT / "examples" / "mlp.tri")], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "no model, block or layer named `Nope`" in r.stderr
+
+
+def test_set_values_are_checked_against_the_hyperparameter_types():
+    # `--set ch=abc` reached the summary as a string (an int hyperparameter)
+    from tritium.check.summary import MissingHyperparameters
+    r = check_source("block Dense {\n    params { n: int, m: int }\n"
+                     "    layer fc: TernaryLinear { in_features: n, out_features: m }\n"
+                     "    forward(x: Tensor[b, n]) -> Tensor[b, m] { return fc(x) }\n}", "d.tri")
+    d = pick_definition(r, "Dense")
+    for bad in ("abc", 4.5, True):
+        try:
+            summarize_definition(r, d, {"n": bad, "m": 3})
+        except MissingHyperparameters as exc:
+            assert "`n` of `Dense` must be an integer" in str(exc)
+        else:
+            raise AssertionError(f"n={bad!r} accepted")
+    assert summarize_definition(r, d, {"n": 4, "m": 3}).rows[0].ternary == 12
+
+
+def test_summary_of_a_file_without_models(tmp_path):
+    # it said "the file has several models" with an empty list of them
+    f = tmp_path / "f.tri"
+    f.write_text("fn helper(x: int) -> int {\n    return x * 2\n}\nprint(helper(2))\n")
+    r = subprocess.run([sys.executable, "-m", "tritium", "summary", str(f)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "defines no model, block or layer" in r.stderr
+    assert "several" not in r.stderr
