@@ -85,6 +85,8 @@ class Parser:
 
     def error(self, msg: str) -> ParseError:
         _, text, line, col = self.peek()
+        if len(text) > 60:      # a hostile token (a string, a number) of any length
+            text = text[:40] + "…"
         return ParseError(f"{msg} (found {text!r})" if text else f"{msg} (found end of input)", line, col)
 
     def next(self) -> str:
@@ -125,6 +127,8 @@ class Parser:
         if self.accept("?"):
             return None
         if kind == "number" and re.fullmatch(r"\d+", text):
+            if len(text) > 18:
+                raise self.error("a dim has at most 18 digits")
             self.i += 1
             return int(text)
         if kind == "ident" or self.name_like(kind, text):
@@ -175,8 +179,11 @@ class Parser:
             self.i += 1
             return json.loads(text)
         if kind == "number":
+            is_float = any(c in text for c in ".eEn")
+            if not is_float and len(text.lstrip("-")) > 100:
+                raise self.error("an integer attribute has at most 100 digits")
             self.i += 1
-            return float(text) if any(c in text for c in ".eEn") else int(text)
+            return float(text) if is_float else int(text)
         if self.accept("true"):
             return True
         if self.accept("false"):

@@ -124,3 +124,14 @@ def test_a_constant_of_non_numbers_is_a_verify_error(tmp_path, capsys):
             " return(%1) : (tensor<[2], f32>) -> ()\n }\n}\n")
     code, _, err = _opt(tmp_path, capsys, text, "--passes", "constant-fold")
     assert code == 1 and "a constant's elements must be numbers" in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model @M {} { sublayer @a : @L {x = " + "9" * 5000 + "} }",
+     "an integer attribute has at most 100 digits"),
+    ("model @M {} { func @f(%x: tensor<[" + "9" * 5000 + "], f32>) -> () "
+     "{ return() : () -> () } }", "a dim has at most 18 digits"),
+])
+def test_a_huge_number_is_a_parse_error_not_a_usage_error(tmp_path, capsys, text, message):
+    code, _, err = _opt(tmp_path, capsys, text, "-O0")
+    assert code == 1 and message in err and "--passes" not in err and len(err) < 300
