@@ -66,6 +66,25 @@ def test_exclude_and_bad_section_values_are_errors():
     assert "E0309" in diag_codes(program(LAYERS, "    optimization { format: \"t9\" }\n"))
 
 
+@pytest.mark.parametrize("entry,code", [
+    ('threshold: "high"', "E0308"),
+    ("threshold: -1.0", "E0309"),
+    ('per_channel: "yes"', "E0308"),
+    ('ste: "bogus"', "E0309"),
+    ('act_quant: "int4"', "E0309"),
+])
+def test_section_settings_of_the_ternary_layers_are_checked(entry, code):
+    # `threshold: "high"` was accepted and reached every ternary layer's config
+    src = program(LAYERS, f"    quantization {{ {entry} }}\n")
+    assert [d.code for d in check_source(src).errors] == [code]
+
+
+@pytest.mark.parametrize("entry", ["threshold: 0.5", "per_channel: true", 'ste: "clipped"',
+                                   'act_quant: "int8"', 'activations: "fp32"'])
+def test_good_section_settings_pass(entry):
+    assert check_source(program(LAYERS, f"    quantization {{ {entry} }}\n")).errors == []
+
+
 def test_unused_keys_warn_naming_the_key():
     d = check_source(program(LAYERS, "    training { mixed_precision: true }\n"
                                      "    performance { flops: 16.8B }\n"

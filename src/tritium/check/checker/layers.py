@@ -119,6 +119,15 @@ class LayersMixin:
                 self.report("E0309", f"unknown quantizer {c!r} in `quantization {{ }}`",
                             e.value.span, help=f"one of {', '.join(vocab.QUANTIZER_NAMES)}")
             return True
+        layer_key = L.SECTION_QUANT_KEYS.get(e.key) if section == "quantization" else None
+        if layer_key in ("threshold", "per_channel", "ste", "act_quant") and v.known:
+            # a setting of every ternary layer: the value the layer's own key takes
+            if layer_key == "act_quant" and isinstance(c, str) and c.lower() in (
+                    "fp32", "float32", "float", "full", "none"):
+                return True
+            self.check_key_value("quantization", e.key, L.LAYERS["TernaryLinear"].keys[layer_key],
+                                 v, e.value.span)
+            return True
         return False
 
     def quant_section_defaults(self, node, scope: Scope | None = None) -> dict:
