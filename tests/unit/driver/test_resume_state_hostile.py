@@ -133,3 +133,24 @@ def test_a_flag_another_torch_version_does_not_write_is_not_damage(trained, tmp_
     out = _damaged(trained, tmp_path, param_groups=json.dumps(groups))
     assert main(["train", str(program), "--out", str(out), "--resume", "--epochs", "2",
                  *FAST]) == 0
+
+
+@pytest.mark.parametrize("prefix", ["model.", "optim."])
+def test_a_nan_weight_or_optimizer_tensor_is_damage_not_divergence(trained, tmp_path, capsys,
+                                                                   prefix):
+    import torch
+
+    program, _ = trained
+    out = _damaged(trained, tmp_path)
+    path = out / "train_state.safetensors"
+    with safetensors.safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata())
+    tensors = safetensors.torch.load_file(str(path))
+    name = next(k for k, v in tensors.items() if k.startswith(prefix) and v.dim() >= 1
+                and v.is_floating_point())
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    safetensors.torch.save_file(tensors, str(path), metadata=meta)
+    code = main(["train", str(program), "--out", str(out), "--resume", "--epochs", "2", *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and f"tensor `{name}` holds NaN or infinity" in err, err
+    assert "diverged" not in err

@@ -372,6 +372,9 @@ def _resume_state(meta: dict[str, str], tensors: dict[str, torch.Tensor],
                 raise _BadState(f"{where}: `{key}` = {_shown(json.dumps(v))[:60]} is not "
                                 f"like this run's ({_shown(json.dumps(w, default=str))[:60]})")
 
+    for k, v in tensors.items():
+        if k.startswith("model.") and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise _BadState(f"tensor `{k[:80]}` holds NaN or infinity")
     params = [p for g in run.optimizer.param_groups for p in g["params"]]
     ids = [i for g in current for i in g["params"]]
     shapes = dict(zip(ids, (tuple(p.shape) for p in params)))
