@@ -264,6 +264,19 @@ def test_register_hook_takes_a_function_of_the_gradient() -> None:
     assert errors(bad) == [("E0404", 2), ("E0404", 4)]
 
 
+def test_a_hook_reads_its_gradient_as_a_tensor() -> None:
+    # `grad` has no type: `grad.mena` (and `grad.foo`) passed check
+    src = ("fn watch(x: Tensor, name: str) -> Tensor {\n"
+           "    x.register_hook(fn(grad) {\n"
+           "        print(name, grad.mena, grad.shape)\n"
+           "    })\n"
+           "    return x\n"
+           "}\n"
+           "print(watch(ones([2]), \"w\"))\n")
+    assert errors(src) == [("E0304", 3)]
+    assert errors(src.replace("grad.mena", "grad.ndim")) == []
+
+
 def test_an_unknown_method_of_an_untyped_value_is_reported() -> None:
     assert errors("fn f(g) {\n    print(g.foo())\n}\n") == [("E0305", 2)]
     assert errors("fn f(g) {\n    print(g.numel(), g.size(0))\n}\n") == []

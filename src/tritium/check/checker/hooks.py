@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from ...frontend import ast as A
 from ..types import ANY, AnyT, FnT, NoneT, TensorT, Value
+from .model import Scope
+
+_ABOUT_THE_GRADIENT = ("E0304", "E0305")   # an attribute or a method it does not have
 
 
 def register_hook(ck, base: Value, e: A.Call, scope) -> Value:
@@ -29,7 +32,35 @@ def register_hook(ck, base: Value, e: A.Call, scope) -> Value:
     grad = Value(TensorT(base.ty.dtype, base.ty.shape)) if isinstance(base.ty, TensorT) \
         else Value(ANY)
     out = ck.fn_value_call(hook.ty, [grad], e)
+    if isinstance(grad.ty, TensorT):
+        untyped_gradient(ck, hook.ty, grad)
     if not isinstance(out.ty, NoneT | TensorT | AnyT):
         ck.report("E0404", f"a gradient hook returns nothing or a tensor, got {out.ty}",
                   e.args[0].span)
     return Value(NoneT())
+
+
+def untyped_gradient(ck, ty: FnT, grad: Value) -> None:
+    """`fn(grad) { … grad.mena … }`: a hook's parameter without a type is checked on its own
+    as a value of unknown type, which has any attribute; here the body is checked with the
+    gradient (a tensor), and what it reads of it that a tensor lacks is reported."""
+    d = ck.defs.get(ty.name)
+    if d is None or d.kind != "fn" or not d.node.params or d.node.params[0].type is not None:
+        return
+    inputs = [grad, *getattr(ty, "bound", ())]
+    if len(inputs) != len(d.node.params):
+        return
+    saved = ck.inner
+    ck.inner = []
+    ck.quiet += 1
+    ck.instance_depth += 1
+    try:
+        ck.check_function(d.node, Scope(), {}, inputs=inputs)
+        problems = ck.inner
+    finally:
+        ck.quiet -= 1
+        ck.instance_depth -= 1
+        ck.inner = saved
+    for p in problems:
+        if p.code in _ABOUT_THE_GRADIENT:
+            ck.report(p.code, p.message, p.span, p.label, p.help, p.secondary)
