@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     # checks and their one table of ranges, the torch-free vocabulary of every stage, the
     # QAT schedule of `training { }` (checker and trainer)
     ("shared", ("tritium", "tritium.cachedir", "tritium.argcheck", "tritium.vocab",
-                "tritium.vocab.*", "tritium.compile_cache", "tritium.qat"), ()),
+                "tritium.vocab.*", "tritium.compile_cache", "tritium.qat", "tritium.textsafe"),
+     ()),
     # the compiler, one stage on the next
     ("frontend", ("tritium.frontend.*",), ("shared",)),
     ("check", ("tritium.check.*",), ("frontend", "shared")),

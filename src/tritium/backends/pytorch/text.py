@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from ...textsafe import escape  # noqa: F401 - this backend's name for it
 from .validate import HEADER_IMPORTS
 
 
@@ -138,26 +139,6 @@ def py_float(v: float) -> str:
     return f"float({repr(repr(v))})"
 
 
-def escape(s: str) -> str:
-    """Program text (a file name, a source line) made safe for a comment or a triple-quoted
-    docstring: a backslash, a quote and every non-printable character (newlines, U+2028,
-    lone surrogates, …) are written as escapes, so the text can neither end the comment or
-    the docstring nor change what the docstring says."""
-    out = []
-    for c in s:
-        if c == "\\":
-            out.append("\\\\")
-        elif c == '"':
-            out.append('\\"')
-        elif c.isprintable():
-            out.append(c)
-        elif "\ud800" <= c <= "\udfff":
-            # a lone surrogate (a file name's undecodable byte): its escape, read back, would
-            # be the surrogate again, which no encoder takes; the text shows the escape instead
-            out.append(f"\\\\u{ord(c):04x}")
-        else:
-            out.append(c.encode("unicode_escape", "backslashreplace").decode("ascii"))
-    return "".join(out)
 
 
 def literal(v) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 
-from ..pytorch.text import escape
+from ...textsafe import escape
 from .specs import (
     BLOCK_BYTES,
     BLOCK_TRITS,
