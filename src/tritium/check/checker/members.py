@@ -1,7 +1,8 @@
 """Each member of a model, block or layer is defined once (E0206).
 
 A definition's members share one namespace (they become the attributes and methods of one
-generated class): its hyperparameters (in the signature of a `layer L(n: int)` or in a
+generated class), layers and functions aside (a function is generated as a module-level def,
+so a layer may share its name): its hyperparameters (in the signature of a `layer L(n: int)` or in a
 `params { }` section, of which there is one), `param`s, `state`s and functions (`forward`
 and the other methods). A second definition of a name would silently replace the first
 (the later `param w` is the one allocated, the later `forward` the one that runs), so it is
@@ -26,6 +27,9 @@ def check_members(ck, node) -> None:
 
     def define(name: str, span: Span, what: str, report: bool) -> None:
         prev = seen.get(name)
+        if prev is not None and {prev[1], what} == {"layer", "function"}:
+            return   # a layer and a function live apart (the function is a module-level def;
+            #          `layer forward: ReLU` beside `forward(…)` is the seed's own hostile case)
         if prev is not None and report:
             ck.report("E0206", f"`{name}` is defined twice in `{node.name}` (a {prev[1]}, "
                                f"then a {what})" if prev[1] != what else
