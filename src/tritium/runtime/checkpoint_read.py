@@ -431,8 +431,9 @@ def _digest_update(h: Any, name: str, t: torch.Tensor) -> None:
 
 
 def _value_problem(path: Path, name: str, t: torch.Tensor) -> CheckpointError | None:
-    """A layer's scale (`*.weight_scale`) must be finite and not negative, a bias finite:
-    otherwise every output is NaN or sign-flipped, a silently wrong model."""
+    """A layer's scale (`*.weight_scale`) and bias must be finite: otherwise every output is
+    NaN, a silently wrong model. A scale may be negative: a batch norm with a negative weight
+    folds into its layer as a negative per-channel scale."""
     leaf = name.rpartition(".")[2]
     if leaf not in ("weight_scale", "bias") or not t.is_floating_point() or not t.numel():
         return None
@@ -441,9 +442,6 @@ def _value_problem(path: Path, name: str, t: torch.Tensor) -> CheckpointError | 
         v = float(t.reshape(-1)[bad.reshape(-1)][0])
         return CheckpointError(path, f"tensor {name!r} holds {v!r} (a {leaf.replace('_', ' ')} "
                                      "must be finite)")
-    if leaf == "weight_scale" and bool((t < 0).any()):
-        return CheckpointError(path, f"tensor {name!r} holds the negative scale "
-                                     f"{float(t.min())!r} (a weight scale is never negative)")
     return None
 
 
