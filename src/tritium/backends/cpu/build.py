@@ -174,7 +174,7 @@ POOL_FLAGS: dict[str, tuple[str, ...]] = {"openmp": ("-fopenmp",), "pthread": ()
 # The optimization level of each ISA path. The portable scalar path writes its 16-lane vectors
 # as GCC vector types that a plain x86-64/other target lowers to scalar code; at -O3 that
 # lowering, unrolled, costs gcc 27 s of partial-redundancy elimination for a path whose kernels
-# run no faster for it (measured: benchmarks/kernels.py --isa scalar, 1024x1024 batch 1 and
+# run no faster for it (measured: benchmarks/ternary_kernels.py --isa scalar, 1024x1024 batch 1 and
 # 64), so it builds at -O2 with the loop vectorizer (2.5 s).
 OPT_FLAGS: dict[str, tuple[str, ...]] = {"scalar": ("-O2", "-ftree-vectorize")}
 DEFAULT_OPT_FLAGS = ("-O3",)

@@ -1,8 +1,8 @@
 """Ternary GEMV/GEMM kernels against PyTorch baselines, all measured in the same run.
 
-    .venv/bin/python benchmarks/kernels.py            # full: 3 shapes x batch 1, 8, 64, 256
-    .venv/bin/python benchmarks/kernels.py --quick    # CI-sized
-    .venv/bin/python benchmarks/kernels.py --shapes 4096x4096 --batches 1,64 --threads 1
+    .venv/bin/python benchmarks/ternary_kernels.py            # full: 3 shapes x batch 1, 8, 64, 256
+    .venv/bin/python benchmarks/ternary_kernels.py --quick    # CI-sized
+    .venv/bin/python benchmarks/ternary_kernels.py --shapes 4096x4096 --batches 1,64 --threads 1
 
 A shape NxK is a linear layer with N output features and K input features (weight N x K);
 11008x4096 is a LLaMA-7B MLP up-projection. Baselines: torch fp32 ``F.linear``; torch int8
