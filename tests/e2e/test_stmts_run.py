@@ -282,3 +282,25 @@ def test_an_operator_expression_stays_whole_under_index_attribute_and_method(
     want = [str((a + b)[0]), "[2, 2]", str((a @ w).T),
             f"{(a * 2.0).sum()!s} {(-b).abs().sum()!s}", str(b[1])]
     assert capsys.readouterr().out.splitlines() == "\n".join(want).splitlines()
+
+
+CLOSURE_DEFAULTS = """\
+let scale = 3
+fn mul(x: int, k: int = 2, j: int = 1) -> int { return x * k * j * scale }
+fn apply(f: fn(int) -> int, v: int) -> int { return f(v) }
+fn apply2(f: fn(int, int) -> int, v: int) -> int { return f(v, 5) }
+fn outer(base: int) -> int {
+    fn inner(x: int, k: int = 10) -> int { return x * k + base }
+    return apply(inner, 1) + apply2(inner, 1) + inner(2)
+}
+print(mul(1), apply(mul, 1), apply2(mul, 1))
+print(outer(100))
+"""
+
+
+def test_a_function_with_defaults_that_reads_outer_names_works_as_a_value(
+        tmp_path, capsys) -> None:
+    # passed as a value (trt.closure), a call that left a default out was a TypeError: the
+    # generated def has no default before the values it reads from around it
+    assert cli(["run", write(tmp_path, CLOSURE_DEFAULTS)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["6 6 15", "335"]

@@ -97,12 +97,19 @@ def cast(x, dtype: str):
 
 class closure:   # noqa: N801 (called like a function in generated code)
     """A .tri function that reads names of the function around it, as a value: `fn` with
-    the values `captured` appended to the arguments of every call."""
+    the values `captured` appended to the arguments of every call. When the function's own
+    `own` parameters end in `defaults` (the generated def cannot hold them before the
+    appended values), a call that passes fewer arguments gets the defaults it leaves out."""
 
-    def __init__(self, fn, *captured) -> None:
+    def __init__(self, fn, *captured, own: int | None = None, defaults: tuple = ()) -> None:
         self.fn, self.captured = fn, captured
+        self.own, self.defaults = own, tuple(defaults)
 
     def __call__(self, *args):
+        if self.own is not None and len(args) < self.own:
+            missing = self.own - len(args)
+            if missing <= len(self.defaults):
+                args = (*args, *self.defaults[len(self.defaults) - missing:])
         return self.fn(*args, *self.captured)
 
 

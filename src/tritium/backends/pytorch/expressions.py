@@ -278,6 +278,15 @@ class BodyGen:
             return f"({self.expr(e.value, ctx)})"
         if t is A.Closure:   # a function reading outer names, as a value: trt.closure
             vals = "".join(f", {self.expr(c, ctx)}" for c in e.captured)
+            d = self.defs.get(e.fn)
+            own = d.node.params[:len(d.node.params) - len(e.captured)] \
+                if d is not None and d.kind == "fn" else []
+            defaults = [p.default for p in own if p.default is not None]
+            if defaults:    # the lifted def has none before the values appended (frontend.lift):
+                #             a call through the value that leaves some out gets them here
+                items = [self.expr(x, ctx) for x in defaults]
+                vals += (f", own={len(own)}, defaults=({', '.join(items)}"
+                         f"{',' if len(items) == 1 else ''})")
             return f"trt.closure({self.class_names[e.fn]}{vals})"
         if t is A.WithGradient:   # the straight-through estimator: a's value, b's gradient
             return (f"trt.with_gradient_from({self.expr(e.value, ctx)}, "
