@@ -27,6 +27,10 @@ from tritium.driver.hf_import import (  # noqa: E402
 )
 from tritium.driver.models import model_from_checkpoint  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_bitnet import conf as _conf  # noqa: E402
+from tiny_bitnet import tensors as _tensors  # noqa: E402
+
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 # transformers runs in a subprocess: its BitNet layers are @torch.compile'd, and loading
 # torch._dynamo/Triton's compiler here would break the Triton interpreter tests that run
@@ -171,14 +175,6 @@ def _write(d: Path, conf: dict | str, tensors: dict | None = None) -> Path:
     return d
 
 
-def _conf(**over) -> dict:
-    c = {"model_type": "bitnet", "vocab_size": 16, "hidden_size": 8, "intermediate_size": 8,
-         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-         "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
-    c.update(over)
-    return c
-
-
 @pytest.mark.parametrize("conf,match", [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "not a JSON object"),
@@ -201,25 +197,8 @@ def test_bad_configs_are_clear_errors(tmp_path, conf, match):
         read_hf_config(d)
 
 
-def _tiny_tensors() -> dict:
-    h, f, v = 8, 8, 16
-    t = {"model.embed_tokens.weight": torch.randn(v, h), "model.norm.weight": torch.ones(h),
-         "lm_head.weight": torch.randn(v, h)}
-    p = "model.layers.0."
-    for n in ("input_layernorm", "post_attention_layernorm"):
-        t[p + n + ".weight"] = torch.ones(h)
-    t[p + "self_attn.attn_sub_norm.weight"] = torch.ones(h)
-    t[p + "mlp.ffn_sub_norm.weight"] = torch.ones(f)
-    for n, shape in (("self_attn.q_proj", (8, h)), ("self_attn.k_proj", (4, h)),
-                     ("self_attn.v_proj", (4, h)), ("self_attn.o_proj", (h, 8)),
-                     ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)),
-                     ("mlp.down_proj", (h, f))):
-        t[p + n + ".weight"] = torch.randn(shape)
-    return t
-
-
 def test_a_tiny_hand_made_checkpoint_imports(tmp_path):
-    d = _write(tmp_path / "m", _conf(), _tiny_tensors())
+    d = _write(tmp_path / "m", _conf(), _tensors())
     r = import_hf(d, tmp_path / "ok.safetensors")
     ours, _ = model_from_checkpoint(r["checkpoint"])
     assert ours(torch.tensor([[1, 2, 3]])).shape == (1, 3, 16)
@@ -284,7 +263,7 @@ def test_the_t1_6_format_holds_the_same_model_in_less_memory(tmp_path):
     (lambda t: t.__setitem__("extra.weight", torch.ones(1)), "does not have"),
 ])
 def test_bad_tensors_are_clear_errors(tmp_path, edit, match):
-    t = _tiny_tensors()
+    t = _tensors()
     edit(t)
     d = _write(tmp_path / "m", _conf(), t)
     with pytest.raises(HFImportError, match=match):
@@ -293,7 +272,7 @@ def test_bad_tensors_are_clear_errors(tmp_path, edit, match):
 
 
 def test_damaged_and_pickled_files_are_refused(tmp_path):
-    d = _write(tmp_path / "m", _conf(), _tiny_tensors())
+    d = _write(tmp_path / "m", _conf(), _tensors())
     data = (d / "model.safetensors").read_bytes()
     (d / "model.safetensors").write_bytes(data[:8] + b"{garbage" + data[16:])
     with pytest.raises(HFImportError, match="not a valid safetensors file"):
@@ -313,7 +292,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli(tmp_path):
-    d = _write(tmp_path / "m", _conf(), _tiny_tensors())
+    d = _write(tmp_path / "m", _conf(), _tensors())
     p = _cli("import", "hf", "m", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "wrote runs/m/model.safetensors" in p.stdout

@@ -4,6 +4,7 @@ the config's architecture name) may change the `.tri` program it writes."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,41 +14,19 @@ torch = pytest.importorskip("torch")
 from tritium.driver.hf_import import import_hf, read_hf_config  # noqa: E402
 from tritium.driver.models import model_from_checkpoint  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_bitnet import conf as _conf  # noqa: E402
+from tiny_bitnet import tensors as _tensors  # noqa: E402
+
 INJECT = ("m\nfn attention(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor {\n"
           " return q * 0.0\n}\n#")
-
-
-def _conf(**over) -> dict:
-    c = {"model_type": "bitnet", "vocab_size": 16, "hidden_size": 8, "intermediate_size": 8,
-         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-         "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
-    c.update(over)
-    return c
-
-
-def _tensors() -> dict:
-    g = torch.Generator().manual_seed(0)
-    h, f, v = 8, 8, 16
-    t = {"model.embed_tokens.weight": torch.randn(v, h, generator=g),
-         "model.norm.weight": torch.ones(h), "lm_head.weight": torch.randn(v, h, generator=g)}
-    p = "model.layers.0."
-    for n in ("input_layernorm", "post_attention_layernorm"):
-        t[p + n + ".weight"] = torch.ones(h)
-    t[p + "self_attn.attn_sub_norm.weight"] = torch.ones(h)
-    t[p + "mlp.ffn_sub_norm.weight"] = torch.ones(f)
-    for n, shape in (("self_attn.q_proj", (8, h)), ("self_attn.k_proj", (4, h)),
-                     ("self_attn.v_proj", (4, h)), ("self_attn.o_proj", (h, 8)),
-                     ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)),
-                     ("mlp.down_proj", (h, f))):
-        t[p + n + ".weight"] = torch.randn(shape, generator=g)
-    return t
 
 
 def _write(d: Path, conf: dict) -> Path:
     from safetensors.torch import save_file
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps(conf))
-    save_file(_tensors(), str(d / "model.safetensors"))
+    save_file(_tensors(torch.Generator().manual_seed(0)), str(d / "model.safetensors"))
     return d
 
 
@@ -81,7 +60,7 @@ def test_a_plain_architecture_name_is_kept(tmp_path):
 
 
 def _offline(scale: float) -> dict:
-    t = _tensors()
+    t = _tensors(torch.Generator().manual_seed(0))
     for k in [k for k in t if k.endswith("_proj.weight")]:
         out_f, in_f = t[k].shape
         t[k] = torch.full((-(-out_f // 4), in_f), 0b01010101, dtype=torch.uint8)
