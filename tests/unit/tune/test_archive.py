@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ _WORKER = textwrap.dedent("""
 
     url, go, strategy, seed = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     ar = Archive(url)
+    go.with_name("ready-" + sys.argv[5]).touch()   # imported: the start line is the same
     while not go.exists():
         time.sleep(0.01)
     r = tune(Slow(), make_strategy(strategy, seed=seed), ar, baseline=False, stability=False,
@@ -104,9 +106,17 @@ def test_two_worker_processes_share_one_search_without_loss_or_duplicates(tmp_pa
     url, go = _url(tmp_path), tmp_path / "go"
     Archive(url).close()  # tables exist before the race
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src")}
-    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, url, str(go), strategy, "1"],
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, url, str(go), strategy, "1",
+                               str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for strategy in ("grid", "grid")]
+             for i, strategy in enumerate(("grid", "grid"))]
+    # both workers start together once both have imported torch and the tuner (on a busy
+    # machine one import could take longer than the other's whole search of 30 configs)
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{i}").exists() for i in range(2)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+            [p.communicate()[1][-2000:] for p in procs if p.poll() is not None]
+        time.sleep(0.01)
     go.touch()
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_out, err) in zip(procs, outs):
