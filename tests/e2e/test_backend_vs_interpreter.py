@@ -248,3 +248,27 @@ def test_rope_matches_interpreter(opt, tmp_path):
     assert result.ok, [d.message for d in result.diagnostics]
     model = tritium.load(f, "Rotate")
     _compare(result, model, [_input(2, 3, 7, 8, seed=6)], opt, "Rotate")
+
+
+ARGS = """
+layer F(x: Tensor[3, 4]) -> Tensor {
+    return OUT
+}
+"""
+
+
+@pytest.mark.parametrize("expr", [
+    "pow(x - 1.0, 2.0)", "pow(-x, 2.0)", "pow(2.0, x - 1.0)", "floordiv(x, x - 1.5)",
+    "permute(x + 1.0, [1, 0])", "(x - 1.0).permute([1, 0])", "layer_norm(x * 2.0 - 1.0)",
+    "rms_norm(x * 2.0 + 1.0)", "x * float(numel(x - 1.0))",
+])
+def test_a_builtin_template_keeps_its_arguments_operators(expr, tmp_path):
+    """A builtin's PyTorch template puts its arguments next to operators (`({x} ** {e})`,
+    `{x}.permute(...)`, `{x}.shape`): an argument with an operator of its own is
+    parenthesized there (`pow(x - 1.0, 2.0)` was `x - 1.0 ** 2.0`, i.e. x - 1)."""
+    src = ARGS.replace("OUT", expr)
+    f = tmp_path / "a.tri"
+    f.write_text(src)
+    result = check_source(src, str(f), f)
+    assert result.ok, [d.message for d in result.diagnostics]
+    _compare(result, tritium.load(f, "F"), [_input(3, 4, seed=7)], None, "F")
