@@ -5,7 +5,7 @@
     neg(neg(x)) → x            relu(relu(x)) → relu(x)         dropout(x) → x (inference)
     transpose(transpose(x, a, b), a, b) → x     transpose(x, a, a) → x
     permute(permute(x, p), q) → permute(x, p∘q)   permute(x, identity) → x
-    reshape(reshape(x)) → reshape(x)   reshape/flatten/cast that changes nothing → x
+    reshape(reshape(x)) → reshape(x) (a 0 keeps its meaning)   reshape/flatten/cast that changes nothing → x
     dim(x) of a static dim → constant             if(constant) → the taken region inlined
 """
 
@@ -97,8 +97,10 @@ def layout(op: Op, b: Builder) -> list[Value] | None:
             return [b.permute(p.operands[0], dims=[inner[i] for i in q])]
     elif op.name == "reshape":
         p = _producer(x, "reshape") or _producer(x, "flatten")
-        if p:
-            return b.create("reshape", [p.operands[0]], op.attrs, op.result_types).results
+        target = _composed_target(op.attrs["shape"], p, t) if p else None
+        if p and target is not None:
+            return b.create("reshape", [p.operands[0]], {**op.attrs, "shape": target},
+                            op.result_types).results
         if t.is_static and op.results[0].type == t:
             return [x]
     elif op.name == "flatten":
@@ -108,6 +110,28 @@ def layout(op: Op, b: Builder) -> list[Value] | None:
     elif op.results[0].type == t:  # cast to the same dtype
         return [x]
     return None
+
+
+def _composed_target(target: list[int], p: Op, mid: TensorType) -> list[int] | None:
+    """The target of `reshape(p's input)` equal to `reshape(p(x), target)` where `p` is a
+    reshape or flatten whose result has type `mid`, or None. A 0 in `target` copies a dim of
+    `p`'s result: it still means that dim of `x` where `p` kept it in place (a 0 of p's own
+    target, a dim before a flatten's start); a static size otherwise; no composition if
+    neither (`reshape(reshape(x, [3, 4]), [0, -1])` of x [2, 6] is [3, 4], not [2, 6])."""
+    if p.name == "reshape":
+        kept = {i for i, d in enumerate(p.attrs["shape"]) if d == 0}
+    else:
+        rank = p.operands[0].type.rank  # type: ignore[union-attr]
+        kept = set(range(_norm(with_defaults("flatten", p.attrs)["start_dim"], rank)))
+    out = []
+    for i, d in enumerate(target):
+        if d == 0 and i not in kept:
+            size = mid.shape[i] if i < mid.rank else None
+            if not isinstance(size, int) or size == 0:
+                return None
+            d = size
+        out.append(d)
+    return out
 
 
 def static_dim(op: Op, b: Builder) -> list[Value] | None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritium.ir import Module, interpret, new_function, tensor, verify
-from tritium.passes import PASSES
+from tritium.ir import Module, interpret, new_function, parse_module, tensor, verify
+from tritium.passes import PASSES, run_opt
 
 rng = np.random.default_rng(3)
 
@@ -186,3 +186,20 @@ def test_fuse_matmul_numerics(scale_kind: str) -> None:
     verify(m)
     assert "fused_linear" in [op.name for op in m.walk()] and "matmul" not in [op.name for op in m.walk()]
     np.testing.assert_allclose(interpret(m, "f", inputs)[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_canonicalize_keeps_what_a_zero_of_an_outer_reshape_copies() -> None:
+    """reshape(reshape(x, [-1, 4]), [0, -1]) of an x [2, 8] of unknown dims is [4, 4]: the 0
+    copies the inner result's dim, so composing into reshape(x, [0, -1]) gave [2, 8] (the
+    types [?, 4] and [?, ?] agree, so the verifier could not tell)."""
+    text = """func @f(%x: tensor<[?, ?], f32>) -> (tensor<[?, 4], f32>) {
+  %0 = reshape(%x) {shape = [-1, 4]} : (tensor<[?, ?], f32>) -> tensor<[?, 4], f32>
+  %1 = reshape(%0) {shape = [0, -1]} : (tensor<[?, 4], f32>) -> tensor<[?, 4], f32>
+  return(%1) : (tensor<[?, 4], f32>) -> ()
+}
+"""
+    x = arr(2, 8)
+    ref = interpret(parse_module(text), "f", [x])[0]
+    got = interpret(parse_module(run_opt(text, ["canonicalize"])), "f", [x])[0]
+    assert got.shape == ref.shape == (4, 4)
+    np.testing.assert_array_equal(got, ref)
