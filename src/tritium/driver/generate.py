@@ -95,9 +95,21 @@ def sample_next(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: floa
     import torch
 
     logits = logits.detach().float().reshape(-1)
+    if bool(torch.isnan(logits).any()):
+        # argmax would pick the first NaN, multinomial would raise
+        raise GenerateError(f"the model's logits hold NaN ({int(torch.isnan(logits).sum())} of "
+                            f"{logits.numel()}): no token can be chosen",
+                            help="its weights or activations overflowed; try --head fp32, "
+                                 "or check the checkpoint with `tritium eval`")
     if greedy or temperature == 0:
         return int(torch.argmax(logits))
-    scaled = logits / temperature
+    inf = torch.isposinf(logits)
+    if bool(inf.any()):     # the infinite logits share all of the probability
+        logits = torch.zeros_like(logits).masked_fill(~inf, float("-inf"))
+    # the largest logit becomes 0 before dividing: logits / 1e-40 overflow float32 to inf
+    # (and inf - inf is NaN in the softmax), while a temperature below float32's smallest
+    # normal number picks as that number does (the most likely token, ties shared)
+    scaled = (logits - logits.max()) / max(float(temperature), torch.finfo(torch.float32).tiny)
     if top_k and top_k < scaled.numel():
         kth = torch.topk(scaled, top_k).values[-1]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))

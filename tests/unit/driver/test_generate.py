@@ -51,6 +51,24 @@ def test_top_k_then_top_p_and_frequencies():
     assert counts[3] == 0
 
 
+@pytest.mark.parametrize("temperature", [1e-30, 1e-45, 1e-300, 5e-324])
+def test_a_tiny_temperature_picks_the_most_likely(temperature):
+    # logits / 1e-300 overflowed float32 to inf and the softmax to NaN: multinomial raised
+    logits = torch.tensor([0.1, 3.0, 2.9, -1.0, float("-inf")])
+    assert _draws(logits, n=50, temperature=temperature) == {1}
+    assert _draws(logits, n=50, temperature=temperature, top_k=2, top_p=0.5) == {1}
+    assert _draws(torch.tensor([2.0, 2.0, -1.0]), n=100, temperature=temperature) == {0, 1}
+
+
+def test_logits_that_are_not_finite():
+    with pytest.raises(GenerateError, match="NaN"):
+        sample_next(torch.tensor([1.0, float("nan"), 0.0]), greedy=True)
+    with pytest.raises(GenerateError, match="NaN"):
+        sample_next(torch.tensor([1.0, float("nan"), 0.0]), temperature=0.7)
+    # an infinite logit takes all of the probability (inf - inf was NaN)
+    assert _draws(torch.tensor([0.0, float("inf"), 5.0]), n=50) == {1}
+
+
 @pytest.mark.parametrize("bad", [dict(temperature=-1.0), dict(top_k=-2), dict(top_p=0.0),
                                  dict(top_p=1.5), dict(temperature=float("nan"))])
 def test_bad_sampling_options(bad):
