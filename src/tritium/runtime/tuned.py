@@ -143,8 +143,8 @@ def warn_once(message: str) -> None:
     _errors.append(message)
     if not _warned:
         _warned = True
-        warnings.warn(f"tritium: ignoring the tuning archive's {message}; the default kernel "
-                      "configs run", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"tritium: ignoring the tuning archive's {message}; it configures no "
+                      "kernel", RuntimeWarning, stacklevel=3)
 
 
 def note(message: str) -> None:

@@ -33,7 +33,7 @@ import os
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -399,9 +399,14 @@ class Archive:
         return min(ok, key=lambda t: t.median_ms) if ok else None  # type: ignore[arg-type,return-value]
 
     def best_per_study(self, kernel: str | None = None, device_fingerprint: str | None = None,
-                       fmt: str | None = None, source_hash: str | None = None
+                       fmt: str | None = None, source_hash: str | None = None,
+                       legal: Callable[[dict[str, Any], Config], str | None] | None = None
                        ) -> list[tuple[dict[str, Any], Config, float]]:
-        """(study, best config, its median) for each matching study with a successful trial."""
+        """(study, best config, its median) for each matching study with a successful trial.
+
+        ``legal(study, config)`` says why a config may not be used (None: it may); such a
+        trial is skipped (and listed in ``skipped``) and the study's next best one stands in,
+        as for a malformed trial: one planted row does not take its study's tuning away."""
         import sqlalchemy as sa
 
         self.skipped = []
@@ -424,9 +429,15 @@ class Archive:
         for sid, cfg, med in rows:
             if sid not in out:
                 try:
-                    out[sid] = (studies[sid], checked_config(cfg), _ms(med, required=True))
+                    row = (studies[sid], checked_config(cfg), _ms(med, required=True))
                 except ValueError as e:   # a malformed trial: the next best one may do
                     self.skipped.append(f"study {sid}: a trial's {e}")
+                    continue
+                why = legal(row[0], row[1]) if legal is not None else None
+                if why is not None:       # an illegal config: the next best one may do
+                    self.skipped.append(f"study {sid}: {why}")
+                    continue
+                out[sid] = row  # type: ignore[assignment]
         return [out[k] for k in sorted(out)]
 
     def statistics(self, study_id: int) -> dict[str, Any]:

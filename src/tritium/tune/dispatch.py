@@ -113,7 +113,8 @@ def _judged_studies(url: str, kernel: str | None = None, fingerprint: str | None
     out = []
     ar = _open_archive(url)
     try:
-        for study, config, ms in ar.best_per_study(kernel, fingerprint, fmt, source_hash):
+        for study, config, ms in ar.best_per_study(kernel, fingerprint, fmt, source_hash,
+                                                   legal=_why_illegal):
             if keep is not None and not keep(study):
                 continue
             out.append((study, config, ms, refusal(study)))
@@ -153,13 +154,30 @@ def _legal_cpu_config(isa: str, config: dict[str, Any]):
     return _tuned().legal_cpu_config(isa, config)
 
 
-def _legal_triton_config(kernel: str, shape: tuple[int, int, int],
-                         config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """An archived Triton config when the kernel's search space for ``shape`` accepts it,
-    else None: illegal names, types or values warn once (a corrupt archive); legal values
-    that the space's constraint rejects for this shape just mean autotuning."""
-    if config is None:
+def _why_illegal(study: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """Why a study's archived config may not configure a kernel (None: it may), so that the
+    study's next best legal config stands in for an illegal (corrupt or planted) best one.
+    A CPU study that does not record its ISA is left to the runtime's check with its own."""
+    kernel = str(study.get("kernel"))
+    if kernel.startswith("triton."):
+        why, misfit = _triton_config_problems(kernel, tuple(study.get("shape") or ()), config)
+        return None if why is None and misfit is None else \
+            f"illegal {kernel} config ({why or misfit})"
+    isa = (study.get("device") or {}).get("isa")
+    if not isinstance(isa, str):
         return None
+    from tritium.backends.cpu.build import KernelConfig
+
+    try:
+        KernelConfig.from_params(isa, config)
+    except (TypeError, ValueError) as e:
+        return f"illegal CPU kernel config ({e})"
+    return None
+
+
+def _triton_config_problems(kernel: str, shape: tuple[int, ...], config: dict[str, Any]
+                            ) -> tuple[str | None, str | None]:
+    """(why the names, types or values are illegal, why legal values do not fit ``shape``)."""
     try:
         from tritium.tune.space import SearchSpace
         from tritium.tune.triton_space import triton_space
@@ -170,6 +188,17 @@ def _legal_triton_config(kernel: str, shape: tuple[int, int, int],
             else space.constraint(config)
     except Exception as e:  # noqa: BLE001 - an unknown kernel or shape: not legal here
         why, misfit = f"{type(e).__name__}: {e}", None
+    return why, misfit
+
+
+def _legal_triton_config(kernel: str, shape: tuple[int, int, int],
+                         config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An archived Triton config when the kernel's search space for ``shape`` accepts it,
+    else None: illegal names, types or values warn once (a corrupt archive); legal values
+    that the space's constraint rejects for this shape just mean autotuning."""
+    if config is None:
+        return None
+    why, misfit = _triton_config_problems(kernel, shape, config)
     if why is not None:
         _warn_once(f"illegal {kernel} config ({why})")
         return None

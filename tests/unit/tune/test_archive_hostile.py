@@ -107,6 +107,36 @@ def test_nan_and_a_deep_device_are_harmless(db):
     assert _resolve() == KernelConfig(isa=ISA, threads=1)
 
 
+@pytest.mark.parametrize("planted", [{"threads": 1_000_000_000}, {"threads": 1, "bogus": 3}])
+def test_an_illegal_best_row_gives_way_to_the_studys_next_legal_config(tmp_path, monkeypatch,
+                                                                       planted):
+    """A planted (or corrupt) row faster than the study's real winner: the runtime runs the
+    next legal config of that shape, from the archive and from the records file alike (the
+    whole study's tuning was ignored, with a warning that the default kernels ran)."""
+    path = tmp_path / "t.db"
+    monkeypatch.setenv("TRITIUM_TUNE_STORAGE", f"sqlite:///{path}")
+    ar = Archive(f"sqlite:///{path}")
+    device = cpu.device_info(ISA)
+    sid = ar.study("cpu.linear", cpu.source_hash(), SHAPE, "t2", cpu.device_fingerprint(device),
+                   device)
+    ar.set_baseline(sid, 1.0, 2.0)
+    ar.set_confirmed_speedup(sid, 2.0)
+    for config, ms in (({"threads": 2}, 0.7), ({"threads": 1}, 0.5), (planted, 0.001)):
+        ar.record(ar.claim(sid, config, "grid"),
+                  Trial(config=config, strategy="grid", status="ok", median_ms=ms, times_ms=[ms]))
+    ar.close()
+    kernels.set_config_resolver(None)
+    dispatch.reset()
+    try:
+        with pytest.warns(RuntimeWarning, match="illegal CPU kernel config"):
+            assert _resolve() == KernelConfig(isa=ISA, threads=1)
+        records = dispatch.build_records()
+        assert [(r["shape"], r["config"]) for r in records] == [(list(SHAPE), {"threads": 1})]
+    finally:
+        kernels.set_config_resolver(None)
+        dispatch.reset()
+
+
 VALUES = st.one_of(st.integers(-10, 100_000), st.booleans(), st.text(max_size=8),
                    st.floats(allow_nan=False, allow_infinity=False),
                    st.sampled_from([v for p in _PARAMS for v in p.values]))
