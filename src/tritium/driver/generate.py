@@ -33,6 +33,7 @@ import codecs
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,8 +171,9 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
             t = time.perf_counter()
             # the prompt's forward projects only its last position through the head (the
             # logits a generation samples from), as llama.cpp's does
-            logits = session.forward(model, ids, last_only=True) if session is not None \
-                else model(ids)
+            with _forward_of(ids):
+                logits = session.forward(model, ids, last_only=True) \
+                    if session is not None else model(ids)
             token = pick(logits)
             result.prefill_seconds = time.perf_counter() - t
             result.tokens.append(token)
@@ -182,9 +184,11 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
             while len(result.tokens) < max_new_tokens:
                 ids = torch.cat([ids, torch.tensor([[token]], dtype=torch.long)], dim=1)
                 if session is not None:
-                    logits = session.forward(model, ids[:, -1:])
+                    with _forward_of(ids):
+                        logits = session.forward(model, ids[:, -1:])
                     checked = time.perf_counter()
-                    agrees = result.decode_steps > 0 or _agrees(model, ids, logits)
+                    with _forward_of(ids):
+                        agrees = result.decode_steps > 0 or _agrees(model, ids, logits)
                     t += time.perf_counter() - checked       # the check is not decoding
                     if not agrees:
                         # the model mixes positions outside `attention` (a convolution
@@ -192,9 +196,11 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                         session.__exit__(None, None, None)
                         session = None
                         result.cache_used = False
-                        logits = model(ids)
+                        with _forward_of(ids):
+                            logits = model(ids)
                 else:
-                    logits = model(ids)
+                    with _forward_of(ids):
+                        logits = model(ids)
                 token = pick(logits)
                 result.tokens.append(token)
                 result.decode_steps += 1
@@ -205,6 +211,23 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
             if session is not None:
                 session.__exit__(None, None, None)
     return result
+
+
+@contextmanager
+def _forward_of(ids):
+    """The model's forward over the sequence `ids` [1, n]: an error it raises (a table of
+    positions shorter than n, a forward declared for another input length) is a
+    GenerateError naming the sequence length, not a traceback from inside the model."""
+    try:
+        yield
+    except (IndexError, RuntimeError, ValueError) as exc:
+        n = int(ids.shape[-1])
+        raise GenerateError(
+            f"the model cannot run a sequence of {n} tokens: {type(exc).__name__}: "
+            f"{str(exc).strip()[:300]}",
+            help="a model whose forward declares a fixed input length, or that looks up "
+                 "positions in a table, runs only the sequence lengths it was built for: "
+                 "shorten the prompt or --max-new-tokens") from exc
 
 
 #: How far the first cached step's logits may be from full recomputation's, as a fraction of

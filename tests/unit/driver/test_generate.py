@@ -137,3 +137,29 @@ def test_a_model_mixing_positions_outside_attention_falls_back_to_recompute():
     cached = generate_tokens(model, [1, 2, 3], 12, greedy=True, use_cache=True)
     full = generate_tokens(model, [1, 2, 3], 12, greedy=True, use_cache=False)
     assert not cached.cache_used and cached.tokens == full.tokens
+
+
+class _Positions(torch.nn.Module):
+    """A toy LM that looks its positions up in a table of 8 (GPT-2's learned positions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(256, 16)
+        self.pos = torch.nn.Embedding(8, 16)
+        self.head = torch.nn.Linear(16, 256)
+
+    def forward(self, ids):
+        return self.head(self.embed(ids) + self.pos(torch.arange(ids.shape[1])))
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_sequence_longer_than_the_model_runs_is_a_clear_error(use_cache):
+    # the position table's IndexError came out of the model as a traceback
+    model = _Positions().eval()
+    assert len(generate_tokens(model, [1, 2, 3], 5, greedy=True, use_cache=use_cache).tokens) == 5
+    with pytest.raises(GenerateError, match="cannot run a sequence of 9 tokens") as err:
+        generate_tokens(model, [1, 2, 3], 7, greedy=True, use_cache=use_cache)
+    assert "IndexError" in err.value.message and "prompt" in err.value.help
+    with pytest.raises(GenerateError, match="sequence of 12 tokens"):
+        generate_tokens(model, list(range(12)), 1, use_cache=use_cache)
