@@ -21,7 +21,8 @@ is a :class:`TokenizerError`, not a traceback.
 :func:`bpe_from_hf_json` converts a Hugging Face ``tokenizer.json`` of a byte-level BPE
 (GPT-2's, Llama 3's, Qwen2's, and every tokenizer built the same way) into this form, and
 says which part it cannot represent otherwise (a SentencePiece model, a normalizer, a
-pre-tokenizer pattern it does not know): `tritium import hf` keeps a model's own tokenizer.
+pre-tokenizer pattern it does not know, an added token that strips the whitespace beside it
+or matches whole words only): `tritium import hf` keeps a model's own tokenizer.
 This module does not import torch; BPE needs the `tokenizers` package (`pip install
 tokenizers`).
 """
@@ -414,7 +415,7 @@ def bpe_from_hf_json(blob: Any) -> BpeTokenizer:
     model over the byte-level alphabet, no normalizer, a byte-level pre-tokenizer of a known
     pattern, its added tokens as special tokens. Anything else is a TokenizerError saying
     what cannot be reproduced (a SentencePiece tokenizer with byte fallback, a normalizer,
-    BPE dropout, a word suffix...)."""
+    BPE dropout, a word suffix, an added token with lstrip, rstrip or single_word...)."""
     if not isinstance(blob, dict):
         raise TokenizerError("tokenizer.json: not a JSON object")
     model = blob.get("model")
@@ -458,6 +459,12 @@ def bpe_from_hf_json(blob: Any) -> BpeTokenizer:
                                  "and id")
         if t["content"] in special:
             raise TokenizerError(f"tokenizer.json: added token {t['content'][:40]!r} twice")
+        # lstrip/rstrip take the whitespace beside the token into it, single_word matches it
+        # only as a whole word: the `tokenizers` package encodes such text otherwise
+        flags = [k for k in ("lstrip", "rstrip", "single_word") if t.get(k) not in (None, False)]
+        if flags:
+            raise TokenizerError(f"tokenizer.json: added token {t['content'][:40]!r} sets "
+                                 f"{' and '.join(flags)}, which Tritium cannot reproduce")
         special[t["content"]] = t["id"]
     return BpeTokenizer(vocab, merges, pre, ignore, special)  # type: ignore[arg-type]
 

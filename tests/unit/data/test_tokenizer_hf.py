@@ -112,6 +112,12 @@ _DELETE = object()
     (_edit("added_tokens.0.content", "x" * 300), "special token"),
     (_edit("added_tokens", [{"id": 1}]), "no content"),
     (_edit("model", _DELETE), "not BPE"),
+    # the tokenizers package takes the whitespace beside such a token into it (or matches it
+    # as a whole word only): "a <|x|> b" encoded to other ids than the file's own
+    (_edit("added_tokens.0.lstrip", True), "lstrip"),
+    (_edit("added_tokens.1.rstrip", True), "rstrip"),
+    (_edit("added_tokens.2.single_word", True), "single_word"),
+    (_edit("added_tokens.2.single_word", "yes"), "single_word"),
 ])
 def test_what_cannot_be_reproduced_is_a_clear_error(edit, match):
     blob = edit(copy.deepcopy(hf_tokenizer_json("llama3", vocab_size=300)))
