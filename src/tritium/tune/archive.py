@@ -468,29 +468,67 @@ class Archive:
     # ------------------------------------------------------------------ export / import
 
     def export_json(self, path: Path, kernel: str | None = None) -> int:
-        """Write every study (of ``kernel``) with its finished trials; the number of studies."""
+        """Write every study (of ``kernel``) with its finished trials; the number of studies.
+
+        Only what :meth:`import_json` accepts is written: a study or trial the import would
+        refuse (a malformed or planted row, a config outside its kernel's search space, a
+        study of an unknown kernel) is left out and listed in ``left_out``, so one bad row
+        never makes the whole export unreadable."""
         from tritium.cachedir import atomic_write_text
 
+        self.left_out = []
         doc: dict[str, Any] = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
                                "exported_at": time.time(), "studies": []}
         for s in self.find_studies(kernel):
-            trials = [t for t in self.history(s["id"]) if t.status != "running"]
-            doc["studies"].append({
-                "kernel": s["kernel"], "source_hash": s["source_hash"], "shape": s["shape"],
+            where = f"study {s['id']}"
+            if s.get("malformed"):
+                self.left_out.append(f"{where}: {s['malformed']}")
+                continue
+            study = {
+                "kernel": s["kernel"], "source_hash": s["source_hash"], "shape": list(s["shape"]),
                 "format": s["format"], "device_fingerprint": s["device_fingerprint"],
                 "device": s["device"], "default_ms": s["default_ms"], "fp32_ms": s["fp32_ms"],
-                "confirmed_speedup": s["confirmed_speedup"],
-                "trials": [{
+                "confirmed_speedup": s["confirmed_speedup"], "trials": [],
+            }
+            try:
+                _check_study(study, where)
+                space = _study_space(study, where)
+            except ArchiveError as e:
+                self.left_out.append(str(e).removeprefix("malformed tuning export: "))
+                continue
+            for row in self._trial_rows(s["id"]):
+                if row["status"] == "running":
+                    continue
+                try:
+                    t = _trial(row, 0)
+                except (ValueError, TypeError) as e:
+                    self.left_out.append(f"{where}, trial {row['id']}: {e}")
+                    continue
+                trial = {
                     "config": t.config, "status": t.status, "median_ms": t.median_ms,
                     "ci_ms": list(t.ci_ms) if t.ci_ms else None, "times_ms": t.times_ms,
                     "reason": t.reason, "strategy": t.strategy,
-                } for t in trials],
-            })
+                }
+                try:
+                    _check_trial(trial, f"{where}, trial {row['id']}")
+                    _check_config(trial, f"{where}, trial {row['id']}", space)
+                except ArchiveError as e:
+                    self.left_out.append(str(e).removeprefix("malformed tuning export: "))
+                    continue
+                study["trials"].append(trial)
+            doc["studies"].append(study)
         try:
             atomic_write_text(Path(path), json.dumps(doc, indent=1, sort_keys=True) + "\n")
         except OSError as e:
             raise ArchiveError(f"cannot write {path}: {e.strerror or e}") from None
         return len(doc["studies"])
+
+    def _trial_rows(self, study_id: int) -> list[Any]:
+        import sqlalchemy as sa
+
+        t = self.trials
+        return list(self._run(lambda conn: conn.execute(
+            sa.select(t).where(t.c.study_id == study_id).order_by(t.c.id)).mappings().all()))
 
     def import_json(self, path: Path) -> tuple[int, int]:
         """Merge an export file; (trials added, trials already present). Validates everything
@@ -626,56 +664,76 @@ def validate_export(doc: Any) -> None:
         _fail("studies", "expected a list")
     for i, s in enumerate(studies):
         w = f"studies[{i}]"
-        if not isinstance(s, dict):
-            _fail(w, "expected an object")
-        for key in ("kernel", "source_hash", "format", "device_fingerprint"):
-            if not isinstance(s.get(key), str) or not s[key]:
-                _fail(f"{w}.{key}", "expected a non-empty string")
-        shape = s.get("shape")
-        if (not isinstance(shape, list) or not 1 <= len(shape) <= 8
-                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 10**12
-                           for d in shape)):   # what the archive reads back (checked_shape)
-            _fail(f"{w}.shape", f"expected a list of positive integers, got {shape!r}")
-        if not isinstance(s.get("device", {}), dict):
-            _fail(f"{w}.device", "expected an object")
-        s.setdefault("device", {})
-        for key in ("default_ms", "fp32_ms", "confirmed_speedup"):
-            s.setdefault(key, None)
-            if not _num_or_none(s[key]):
-                _fail(f"{w}.{key}", f"expected a non-negative number or null, got {s[key]!r}")
+        _check_study(s, w)
         trials = s.get("trials")
         if not isinstance(trials, list):
             _fail(f"{w}.trials", "expected a list")
         for j, t in enumerate(trials):
-            tw = f"{w}.trials[{j}]"
-            if not isinstance(t, dict):
-                _fail(tw, "expected an object")
-            cfg = t.get("config")
-            if not isinstance(cfg, dict) or not all(
-                    isinstance(v, int | str | bool | float) for v in cfg.values()):
-                _fail(f"{tw}.config", "expected an object of scalar parameter values")
-            if t.get("status") not in STATUSES[:-1]:
-                _fail(f"{tw}.status", f"{t.get('status')!r} is not one of "
-                                      f"{', '.join(STATUSES[:-1])}")
-            t.setdefault("median_ms", None)
-            if not _num_or_none(t["median_ms"]):
-                _fail(f"{tw}.median_ms", f"expected a non-negative number or null, "
-                                         f"got {t['median_ms']!r}")
-            if t["status"] == "ok" and t["median_ms"] is None:
-                _fail(f"{tw}.median_ms", "an ok trial needs a median")
-            ci = t.setdefault("ci_ms", None)
-            if ci is not None and (not isinstance(ci, list) or len(ci) != 2
-                                   or not all(_num_or_none(v) and v is not None for v in ci)):
-                _fail(f"{tw}.ci_ms", f"expected [low, high] or null, got {ci!r}")
-            times = t.setdefault("times_ms", [])
-            if not isinstance(times, list) or not all(
-                    _num_or_none(v) and v is not None for v in times):
-                _fail(f"{tw}.times_ms", "expected a list of non-negative numbers")
-            if not isinstance(t.setdefault("strategy", "import"), str):
-                _fail(f"{tw}.strategy", "expected a string")
-            if not isinstance(t.setdefault("reason", None), str | None):
-                _fail(f"{tw}.reason", "expected a string or null")
-        _check_study_configs(s, w)
+            _check_trial(t, f"{w}.trials[{j}]")
+        space = _study_space(s, w)
+        for j, t in enumerate(trials):
+            _check_config(t, f"{w}.trials[{j}]", space)
+
+
+def _check_study(s: Any, w: str) -> None:
+    """One study of an export, less its trials (ArchiveError names the first problem; the
+    optional numbers and the device are filled in)."""
+    if not isinstance(s, dict):
+        _fail(w, "expected an object")
+    for key in ("kernel", "source_hash", "format", "device_fingerprint"):
+        if not isinstance(s.get(key), str) or not s[key]:
+            _fail(f"{w}.{key}", "expected a non-empty string")
+    shape = s.get("shape")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 10**12
+                       for d in shape)):   # what the archive reads back (checked_shape)
+        _fail(f"{w}.shape", f"expected a list of positive integers, got {shape!r}")
+    if not isinstance(s.get("device", {}), dict):
+        _fail(f"{w}.device", "expected an object")
+    s.setdefault("device", {})
+    for key in ("default_ms", "fp32_ms", "confirmed_speedup"):
+        s.setdefault(key, None)
+        if not _num_or_none(s[key]):
+            _fail(f"{w}.{key}", f"expected a non-negative number or null, got {s[key]!r}")
+
+
+def _check_trial(t: Any, tw: str) -> None:
+    """The fields of one trial of an export (the missing optional ones filled in)."""
+    if not isinstance(t, dict):
+        _fail(tw, "expected an object")
+    cfg = t.get("config")
+    if not isinstance(cfg, dict) or not all(
+            isinstance(v, int | str | bool | float) for v in cfg.values()):
+        _fail(f"{tw}.config", "expected an object of scalar parameter values")
+    if t.get("status") not in STATUSES[:-1]:
+        _fail(f"{tw}.status", f"{t.get('status')!r} is not one of "
+                              f"{', '.join(STATUSES[:-1])}")
+    t.setdefault("median_ms", None)
+    if not _num_or_none(t["median_ms"]):
+        _fail(f"{tw}.median_ms", f"expected a non-negative number or null, "
+                                 f"got {t['median_ms']!r}")
+    if t["status"] == "ok" and t["median_ms"] is None:
+        _fail(f"{tw}.median_ms", "an ok trial needs a median")
+    ci = t.setdefault("ci_ms", None)
+    if ci is not None and (not isinstance(ci, list) or len(ci) != 2
+                           or not all(_num_or_none(v) and v is not None for v in ci)):
+        _fail(f"{tw}.ci_ms", f"expected [low, high] or null, got {ci!r}")
+    times = t.setdefault("times_ms", [])
+    if not isinstance(times, list) or not all(
+            _num_or_none(v) and v is not None for v in times):
+        _fail(f"{tw}.times_ms", "expected a list of non-negative numbers")
+    if not isinstance(t.setdefault("strategy", "import"), str):
+        _fail(f"{tw}.strategy", "expected a string")
+    if not isinstance(t.setdefault("reason", None), str | None):
+        _fail(f"{tw}.reason", "expected a string or null")
+
+
+def _check_config(t: dict[str, Any], tw: str, space: Any) -> None:
+    """A checked trial's config is legal in its study's ``space`` (so that no strategy or
+    runtime ever meets a value the kernel does not have)."""
+    why = space.validate(t["config"])
+    if why is not None:
+        _fail(f"{tw}.config", f"not a {space.kernel} config: {why}")
 
 
 def known_kernels() -> list[str]:
@@ -711,17 +769,12 @@ def study_space(kernel: str, shape: Any, device: Any):
     return SearchSpace(space.kernel, space.params)
 
 
-def _check_study_configs(s: dict[str, Any], w: str) -> None:
-    """Every trial's config of study ``s`` is legal in its kernel's search space (so that no
-    strategy or runtime ever meets a value the kernel does not have)."""
+def _study_space(s: dict[str, Any], w: str):
+    """The search space a checked study's trials must be legal in (ArchiveError: none)."""
     if not isinstance(s["kernel"], str) or s["kernel"] not in known_kernels():
         _fail(f"{w}.kernel", f"unknown kernel {s['kernel'][:60]!r}; expected cpu.linear, "
                              "cpu.linear_f32 or a triton.* kernel this tritium generates")
     try:
-        space = study_space(s["kernel"], s["shape"], s["device"])
+        return study_space(s["kernel"], s["shape"], s["device"])
     except ValueError as e:
         _fail(f"{w} ({s['kernel']})", str(e))
-    for j, t in enumerate(s["trials"]):
-        why = space.validate(t["config"])
-        if why is not None:
-            _fail(f"{w}.trials[{j}].config", f"not a {s['kernel']} config: {why}")

@@ -258,6 +258,8 @@ def _cmd_tune(args: Any) -> int:
         if triton_plan["device"] is None:
             return _prune_triton(args, shape, triton_plan)  # type: ignore[arg-type]
 
+    import warnings
+
     archive = _open_archive(args.storage)
     try:
         if args.import_:
@@ -281,6 +283,11 @@ def _cmd_tune(args: Any) -> int:
             except ArchiveError as e:
                 raise UsageError(str(e)) from None
             print(f"exported {n} stud{'ies' if n != 1 else 'y'} to {args.export}")
+            left_out = archive.left_out
+            if left_out:   # printed as one escaped line by cmd_tune
+                warnings.warn(f"left out {len(left_out)} archive "
+                              f"row{'s' if len(left_out) != 1 else ''} that --import would "
+                              f"refuse (the first: {left_out[0]})", RuntimeWarning, stacklevel=1)
         if tuning or args.import_:
             _refresh_records(archive)
         return code

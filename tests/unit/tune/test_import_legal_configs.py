@@ -123,6 +123,39 @@ def test_a_planted_archive_row_does_not_crash_the_next_tune(tmp_path, capsys):
     assert config is not None and SPACE.validate(config) is None
 
 
+def test_export_leaves_out_what_import_would_refuse(tmp_path, capsys):
+    """Planted or corrupt archive rows (an illegal config, a config that is not JSON, a study
+    of an unknown kernel or without its ISA) are left out of `--export` with one warning, so
+    the file imports on another machine (it held them and `--import` refused it whole)."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    ar = Archive(url)
+    sid = ar.study("cpu.linear", "src", (1, 256, 256), "t2", "dev", {"isa": "avx2"})
+    rows = [(SPACE.default(), 1.0), (GOOD, 0.8), ({"threads": 1_000_000_000}, 0.1),
+            ({**GOOD, "threads": 4}, 0.9)]
+    for config, ms in rows:
+        ar.record(ar.claim(sid, config, "x"), Trial(config, "x", median_ms=ms))
+    for kernel, device in (("gpu.magic", {"isa": "avx2"}), ("cpu.linear", {})):
+        other = ar.study(kernel, "src", (1, 256, 256), "t2", "dev2", device)
+        ar.record(ar.claim(other, GOOD, "x"), Trial(GOOD, "x", median_ms=0.5))
+    ar.close()
+    db = sqlite3.connect(tmp_path / "a.db")
+    db.execute("update trials set config='not json' where config_key=?",
+               (json.dumps({**GOOD, "threads": 4}, sort_keys=True, separators=(",", ":")),))
+    db.commit()
+    db.close()
+    path = tmp_path / "x.json"
+    assert main(["tune", "--storage", url, "--export", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "left out 4 archive rows that --import would refuse" in err
+    assert len(err.splitlines()) == 1
+    doc = read_export(path)
+    assert [[t["config"] for t in s["trials"]] for s in doc["studies"]] == [
+        [SPACE.default(), GOOD]]
+    other = f"sqlite:///{tmp_path / 'b.db'}"
+    assert main(["tune", "--storage", other, "--import", str(path)]) == 0
+    assert "imported 2 trials" in capsys.readouterr().out
+
+
 def test_cache_info_never_prints_a_control_character_of_the_archive(tmp_path, monkeypatch,
                                                                      capsys):
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
