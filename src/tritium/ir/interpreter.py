@@ -132,6 +132,8 @@ def _gelu(xs: list[Array], a: dict[str, Attr]) -> Array:
 
 def softmax(x: Array, dim: int) -> Array:
     x = _f(x)
+    if x.size == 0:   # an empty tensor (a dim of size 0): empty, as torch gives it
+        return x
     e = np.exp(x - np.max(x, axis=dim, keepdims=True))
     return e / np.sum(e, axis=dim, keepdims=True)
 
@@ -144,6 +146,8 @@ def _softmax(xs: list[Array], a: dict[str, Attr]) -> Array:
 @kernel("log_softmax")
 def _log_softmax(xs: list[Array], a: dict[str, Attr]) -> Array:
     x = _f(xs[0])
+    if x.size == 0:
+        return x
     m = np.max(x, axis=a["dim"], keepdims=True)
     return x - m - np.log(np.sum(np.exp(x - m), axis=a["dim"], keepdims=True))
 

@@ -75,6 +75,16 @@ def test_softmax_and_log_softmax() -> None:
     close(run1("log_softmax", [x], dim=-1), F.log_softmax(t(x), dim=-1))
 
 
+@pytest.mark.parametrize("shape,dim", [((3, 0), 1), ((3, 0), -1), ((0, 4), 1), ((2, 0, 3), 2)])
+def test_softmax_of_an_empty_tensor_is_empty(shape: tuple[int, ...], dim: int) -> None:
+    """A softmax over a tensor with a dim of size 0 (`softmax(x[:, 4:], dim=1)` of x [3, 4])
+    is an empty tensor, as in torch (the interpreter raised 'zero-size array to reduction
+    operation maximum')."""
+    x = np.zeros(shape, np.float32)
+    close(run1("softmax", [x], dim=dim), F.softmax(t(x), dim=dim))
+    close(run1("log_softmax", [x], dim=dim), F.log_softmax(t(x), dim=dim))
+
+
 def test_batch_norm() -> None:
     x, m, v, g, b = rand(2, 3, 4, 4), rand(3), np.abs(rand(3)) + 0.1, rand(3), rand(3)
     got = run1("batch_norm", [x, m, v, g, b], eps=1e-3)
