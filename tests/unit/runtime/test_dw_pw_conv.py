@@ -122,6 +122,31 @@ def test_nan_and_infinity_pass_through_the_epilogue():
     torch.testing.assert_close(y, ref, equal_nan=True)
 
 
+@pytest.mark.parametrize("hw", [(12, 13), (5, 6)])   # the plane sweep, the lanes (<= 64)
+def test_depthwise_zero_taps_see_nan_and_infinity_as_the_float_conv_does(hw):
+    """A zero trit on a NaN or infinite input gives NaN (0 * x), as the convolution of the
+    weights as floats (the fake-quantized layer) does: the plane sweep, which skips zero taps,
+    once turned such inputs into finite outputs (a channel of all-zero trits gave its bias)."""
+    c, (h, w) = 6, hw
+    gen = torch.Generator().manual_seed(5)
+    trits = _trits(c, 9, gen=gen)
+    trits[0] = 0                      # no taps at all
+    trits[1] = 0
+    trits[1, 4] = 1                   # the centre tap only
+    x = torch.randn(2, c, h, w, generator=gen)
+    x[0, 0, 3, 4] = float("nan")
+    x[0, 1, 2, 2] = float("inf")
+    x[1, 2:, 1, 3] = float("-inf")
+    bias = torch.randn(c, generator=gen)
+    w4 = trits.float().reshape(c, 1, 3, 3)
+    ref = F.conv2d(x, w4, bias, 1, 1, 1, c)
+    assert ref.isnan().any()
+    for fmt in ("t2", "t1.6"):
+        y = ternary_conv2d(x, pack_ternary(trits, fmt), (c, 1, 3, 3), torch.ones(c), bias,
+                           1, 1, 1, c)
+        torch.testing.assert_close(y, ref, equal_nan=True, atol=2e-4, rtol=1e-4)
+
+
 def test_native_kernels_run_them():
     """The shapes above take the native path (not the torch fallback) where kernels exist."""
     if not kernels.native_available():

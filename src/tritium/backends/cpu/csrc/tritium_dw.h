@@ -17,7 +17,9 @@
  * padded and split into stride phases (as the flat conv does), so that every tap is one
  * contiguous run at the padded row stride; the channel's taps that are not zero are listed
  * (weight +1 or -1), and each run of TRI_PW_NV vectors of positions sums them in registers:
- * a zero trit costs nothing. The rows are then written with the epilogue. */
+ * a zero trit costs nothing (but on a plane holding NaN or an infinity, whose zero taps run
+ * too: 0 * x is NaN there, as in the float convolution the frozen layer stands for). The rows
+ * are then written with the epilogue. */
 
 #if TRI_ISA_AVX512
 #define TRI_PW_NV 4 /* vectors of positions per register block (the widest) */
@@ -322,6 +324,18 @@ static void dw_copy(const DwJob *J, const float *xc, float *d0) {
     memset(d, 0, (size_t)(J->img - (d - d0)) * sizeof(float));
 }
 
+/* Whether the len floats at x are all finite: x * 0 is 0 for a finite x and NaN for NaN or an
+ * infinity, so the sum of them is NaN exactly when one is not finite. */
+static int dw_plane_finite(const float *x, int64_t len) {
+    tri_v16 a = {0};
+    int64_t i = 0;
+    for (; i + VW <= len; i += VW) a += *(const tri_v16u *)(x + i) * 0.0f;
+    float s = 0.0f;
+    for (; i < len; i++) s += x[i] * 0.0f;
+    for (int l = 0; l < VW; l++) s += a[l];
+    return s == s;
+}
+
 /* acc[l] = sum over the nt listed taps of w[t] * src[off[t] + l], for whole runs up to lp */
 static void dw_sum(const float *src, const int64_t *off, const float *w, int nt, int64_t lp,
                    float *acc) {
@@ -360,8 +374,11 @@ static void dw_task(void *ctx, int64_t task, int tid) {
     }
     float *acc = buf + (J->img + VW - 1) / VW * VW;   /* tri_alloc: 64-byte aligned */
     for (int64_t c = c0; c < c1; c++) {
-        const int nt = J->nt[c];
         const int64_t plane = b * n + c;
+        /* the zero taps (listed after the others) count on a plane holding NaN or an
+         * infinity: 0 * x is NaN there, as in the convolution of the weights as floats */
+        int nt = J->nt[c];
+        if (nt < kk && !dw_plane_finite(J->x + plane * hw, hw)) nt = (int)kk;
         const float sc = p->scale[p->nscale == 1 ? 0 : c];
         const float bi = p->bias ? p->bias[c] : 0.0f;
         const float *res = J->residual ? J->residual + plane * ohw : NULL;
@@ -502,8 +519,9 @@ static int dw_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
     J.lp = (J.len + VW - 1) / VW * VW;
     /* the phase planes, then zeros far enough that every run up to lp reads inside */
     J.img = sh * sw * J.hq * J.wq + J.lp + TRI_PW_RUN;
-    /* the tap offsets, then each channel's taps that are not zero (listed without a branch:
-     * random trits mispredict), decoded once per call */
+    /* the tap offsets, then each channel's taps: those that are not zero first (listed
+     * without a branch: random trits mispredict), then the zero ones from the end (weight 0:
+     * they run on a plane that is not all finite), decoded once per call */
     const int64_t nb = n_blocks(p->fmt, kk);
     int64_t *off = tri_alloc((size_t)(kk + n * kk) * sizeof(int64_t));
     int32_t *nt = tri_alloc((size_t)n * sizeof(int32_t));
@@ -522,11 +540,14 @@ static int dw_conv(const TriLinearPlan *p, const TriConvGeom *g, const float *x,
     int64_t *toff = off + kk;
     for (int64_t c = 0; c < n; c++) {
         dw_codes(p, c, kk, nb, codes);
-        int32_t m = 0;
+        int32_t m = 0, z = 0;
         for (int64_t t = 0; t < kk; t++) {
-            toff[c * kk + m] = off[t];
-            tw[c * kk + m] = (float)((int)codes[t] - 1);
-            m += codes[t] != 1;
+            const int live = codes[t] != 1;
+            const int64_t at = c * kk + (live ? m : kk - 1 - z);
+            toff[at] = off[t];
+            tw[at] = (float)((int)codes[t] - 1);
+            m += live;
+            z += !live;
         }
         nt[c] = m;
     }
