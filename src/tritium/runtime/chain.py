@@ -472,7 +472,7 @@ class ChainForward:
         if len(args) != 1 or kwargs or capturing():
             return self.original(*args, **kwargs)
         x = args[0]
-        if type(x) is not torch.Tensor or x.dtype != torch.float32 or x.is_cuda \
+        if type(x) is not torch.Tensor or x.dtype != torch.float32 or not x.is_cpu \
                 or _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks:
             return self.original(x)
         ops = self._current()

@@ -113,7 +113,10 @@ def _linear_impl(
     act_quant: str,
 ) -> torch.Tensor:
     act = activation or None
-    lib = _lib() if x.device.type == "cpu" and wdata.device.type == "cpu" else None
+    # every tensor the native call reads on the CPU (else torch's own device error, or the
+    # reference on meta tensors: a shape-only run)
+    on_cpu = all(t is None or t.is_cpu for t in (x, wdata, scale, bias, residual))
+    lib = _lib() if on_cpu else None
     if lib is None:
         trits = unpack_ternary(PackedTernary(fmt, wdata, (n, k)))
         return _reference_linear(x, trits, scale, bias, residual, act, act_quant)

@@ -645,8 +645,9 @@ def conv_out_size(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, in
 
 
 def plan_usable(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
-    """True when a plan may serve this call: eager mode, no gradient to track, CPU float32."""
-    if x.dtype != torch.float32 or x.is_cuda:
+    """True when a plan may serve this call: eager mode, no gradient to track, CPU float32
+    (not merely "not CUDA": a meta tensor's data pointer is 0, and the kernels would read it)."""
+    if x.dtype != torch.float32 or not x.is_cpu:
         return False
     if torch.is_grad_enabled() and (x.requires_grad or any(
             t is not None and t.requires_grad for t in others)):
