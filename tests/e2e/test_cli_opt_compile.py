@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "examples" / "mlp.tri"
 
 IR = """func @f(%x: tensor<[4], f32>) -> (tensor<[4], f32>) {
-  %0 = constant() {value = 0.0} : () -> f32
+  %0 = constant() {value = -0.0} : () -> f32
   %1 = add(%x, %0) : (tensor<[4], f32>, f32) -> tensor<[4], f32>
   %2 = exp(%x) : (tensor<[4], f32>) -> tensor<[4], f32>
   return(%1) : (tensor<[4], f32>) -> ()

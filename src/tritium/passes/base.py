@@ -191,9 +191,10 @@ def const_array(v: Value, max_elements: int = MAX_CONST_ELEMENTS) -> np.ndarray 
     return constant_value(op.attrs["value"], t)
 
 
-def is_splat(v: Value, x: float) -> bool:
-    """Whether `v` is a non-empty constant whose every element equals `x`. A splat (a scalar
-    `value`) is judged by one element, whatever the size of its type."""
+def is_splat(v: Value, x: float, negative: bool | None = None) -> bool:
+    """Whether `v` is a non-empty constant whose every element equals `x` (with `negative`
+    given, also has that sign bit: 0.0 == -0.0, but x + 0.0 is not x for x = -0.0). A splat
+    (a scalar `value`) is judged by one element, whatever the size of its type."""
     op = v.op
     if op is None or op.name != "constant":
         return False
@@ -203,7 +204,9 @@ def is_splat(v: Value, x: float) -> bool:
         n = t.numel()
         if not n:                       # empty or not static
             return False
-        one = constant_value(value, TensorType((1,), t.dtype))
-        return bool(np.all(one == x))
-    c = const_array(v)
-    return c is not None and c.size > 0 and bool(np.all(c == x))
+        c = constant_value(value, TensorType((1,), t.dtype))
+    else:
+        c = const_array(v)
+        if c is None or c.size == 0:
+            return False
+    return bool(np.all(c == x)) and (negative is None or bool(np.all(np.signbit(c) == negative)))

@@ -1,6 +1,7 @@
 """`canonicalize`: local simplifications that never change results.
 
-    add(x, 0), sub(x, 0), mul(x, 1), div(x, 1), pow(x, 1) → x   (when the type is unchanged)
+    add(x, 0), sub(x, 0), mul(x, 1), div(x, 1), pow(x, 1) → x   (when the type is unchanged;
+                               for floats x + -0.0 and x - 0.0 only: -0.0 + 0.0 is 0.0)
     add(c, x) → add(x, c)      constants go right in commutative ops
     neg(neg(x)) → x            relu(relu(x)) → relu(x)         dropout(x) → x (inference)
     transpose(transpose(x, a, b), a, b) → x     transpose(x, a, a) → x
@@ -14,7 +15,7 @@ from __future__ import annotations
 from ..ir.builder import Builder
 from ..ir.core import Function, Module, Op, Value
 from ..ir.ops import OPS, with_defaults
-from ..ir.types import ScalarType, TensorType
+from ..ir.types import ScalarType, TensorType, is_float
 from .base import (
     Pass,
     Pattern,
@@ -31,9 +32,13 @@ def _same_type(op: Op, x: Value) -> list[Value] | None:
 
 
 def identity_operand(op: Op, b: Builder) -> list[Value] | None:
-    if op.name in ("add", "sub") and is_splat(op.operands[1], 0):
+    # floats: -0.0 + 0.0 is 0.0 and -0.0 - -0.0 is 0.0, so only x + -0.0 and x - 0.0 are x
+    signed = is_float(op.results[0].type) if op.results else False
+    if op.name == "add" and is_splat(op.operands[1], 0, True if signed else None):
         return _same_type(op, op.operands[0])
-    if op.name == "add" and is_splat(op.operands[0], 0):
+    if op.name == "sub" and is_splat(op.operands[1], 0, False if signed else None):
+        return _same_type(op, op.operands[0])
+    if op.name == "add" and is_splat(op.operands[0], 0, True if signed else None):
         return _same_type(op, op.operands[1])
     if op.name in ("mul", "div", "pow") and is_splat(op.operands[1], 1):
         return _same_type(op, op.operands[0])

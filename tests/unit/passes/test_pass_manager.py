@@ -21,7 +21,7 @@ from tritium.passes import (
 
 TEXT = '''\
 func @f(%x: tensor<[b, 4], f32>) -> (tensor<[b, 4], f32>) {
-  %0 = constant() {value = 0.0} : () -> f32
+  %0 = constant() {value = -0.0} : () -> f32
   %1 = add(%x, %0) : (tensor<[b, 4], f32>, f32) -> tensor<[b, 4], f32>
   %2 = exp(%1) : (tensor<[b, 4], f32>) -> tensor<[b, 4], f32>
   %3 = exp(%1) : (tensor<[b, 4], f32>) -> tensor<[b, 4], f32>
