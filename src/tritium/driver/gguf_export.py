@@ -7,7 +7,8 @@ What goes in (names and keys of llama.cpp's ``bitnet`` architecture, ``gguf.cons
   ``feed_forward_length``, ``attention.head_count``/``head_count_kv``,
   ``attention.layer_norm_rms_epsilon``, ``rope.freq_base``, ``rope.dimension_count``,
   ``general.file_type`` (MOSTLY_TQ2_0 or MOSTLY_TQ1_0);
-* ``token_embd.weight`` (f16 by default, or f32), which llama.cpp's bitnet graph also uses
+* ``token_embd.weight`` (f16 by default, or f32; f32 when a value is beyond float16's range),
+  which llama.cpp's bitnet graph also uses
   as the output head (so the checkpoint's head must be tied to its embeddings);
   ``output_norm``, ``blk.N.attn_norm``, ``attn_sub_norm``, ``ffn_norm``, ``ffn_sub_norm``
   in f32;
@@ -192,6 +193,13 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
     def f32(t: torch.Tensor) -> np.ndarray:
         return t.detach().to(torch.float32).contiguous().numpy()
 
+    notes = []
+    peak = float(emb.abs().max()) if emb.numel() else 0.0
+    if embed_type == "f16" and peak > float(np.finfo(np.float16).max):
+        # float16 would hold them as infinity (numpy's cast only warns)
+        embed_type = "f32"
+        notes.append(f"the token embeddings reach {peak:g}, beyond float16's largest value "
+                     f"{float(np.finfo(np.float16).max):g}: token_embd is written in f32")
     if embed_type == "f16":
         tensors.append((tn[T.TOKEN_EMBD] + ".weight", f32(emb).astype(np.float16), None))
     else:
@@ -258,7 +266,6 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         if tmp.exists():
             tmp.unlink()
         raise
-    notes = []
     if arch.act != "silu":
         notes.append(f"the model's MLP uses {arch.act}, but llama.cpp's bitnet graph gates "
                      "with SiLU: llama.cpp will compute a different function")

@@ -158,6 +158,25 @@ def test_what_llama_cpp_cannot_hold_is_refused(tmp_path):
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_embeddings_beyond_float16_are_written_in_float32(tmp_path):
+    # an embedding value past 65504 became inf in the f16 token_embd (numpy's cast only
+    # warned) and llama.cpp read infinities
+    from safetensors.torch import load_file
+    d = _hf_dir(tmp_path / "hf")
+    t = load_file(str(d / "model.safetensors"))
+    t["model.embed_tokens.weight"][3, 5] = 1e5
+    t["model.embed_tokens.weight"][7, 1] = -7e4
+    save_file(t, str(d / "model.safetensors"))
+    c = import_hf(d, tmp_path / "m.safetensors")
+    r = export_gguf(c["checkpoint"], tmp_path / "m.gguf")
+    assert any("f32" in n and "float16" in n for n in r["notes"])
+    by_name = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "m.gguf")).tensors}
+    e = by_name["token_embd.weight"]
+    assert e.tensor_type == gguf.GGMLQuantizationType.F32
+    data = np.asarray(e.data).reshape(V, H)
+    assert np.isfinite(data).all() and data[3, 5] == 1e5 and data[7, 1] == -7e4
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     path = os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "tritium", *args], cwd=cwd,
