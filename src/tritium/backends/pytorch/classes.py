@@ -42,7 +42,7 @@ from .text import literal as _q
 UNROLL = 16
 
 
-def _atomic(expr: str) -> str:
+def atomic(expr: str) -> str:
     """`expr`, parenthesized unless it is a name, a number, a literal or ends in one
     bracket group that spans the rest (a call, a subscript, a list)."""
     head = expr.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
@@ -361,9 +361,9 @@ class DefinitionGen:
         fan_in = f"({dims[1]}{rec})" if len(dims) >= 2 else (dims[0] if dims else "1")
         fan_out = f"({dims[0]}{rec})" if len(dims) >= 2 else (dims[0] if dims else "1")
         if kind == "normal":
-            return f"torch.randn({shape}) * {_atomic(k('std'))} + {_atomic(k('mean'))}"
+            return f"torch.randn({shape}) * {atomic(k('std'))} + {atomic(k('mean'))}"
         if kind == "uniform":
-            lo = _atomic(k("low"))
+            lo = atomic(k("low"))
             return f"torch.rand({shape}) * ({k('high')} - {lo}) + {lo}"
         if kind in ("zeros", "ones"):
             return f"torch.{kind}({shape})"
@@ -372,19 +372,19 @@ class DefinitionGen:
         if kind.startswith("xavier"):
             var = f"2.0 / ({fan_in} + {fan_out})"
             if kind == "xavier_normal":
-                return f"torch.randn({shape}) * ({_atomic(k('gain'))} * ({var}) ** 0.5)"
+                return f"torch.randn({shape}) * ({atomic(k('gain'))} * ({var}) ** 0.5)"
             return (f"(torch.rand({shape}) * 2.0 - 1.0) * "
-                    f"({_atomic(k('gain'))} * (3.0 * {var}) ** 0.5)")
+                    f"({atomic(k('gain'))} * (3.0 * {var}) ** 0.5)")
         # kaiming: the gain of the nonlinearity, over the chosen fan
         nl = self.const_value(keys["nonlinearity"]) if "nonlinearity" in keys \
             else INIT_DEFAULTS["nonlinearity"]
         gain = {"relu": "2.0 ** 0.5", "linear": "1.0", "sigmoid": "1.0", "tanh": "(5.0 / 3.0)"
-                }.get(nl, f"(2.0 / (1.0 + {_atomic(k('a'))} ** 2)) ** 0.5")
+                }.get(nl, f"(2.0 / (1.0 + {atomic(k('a'))} ** 2)) ** 0.5")
         mode = self.const_value(keys["mode"]) if "mode" in keys else "fan_in"
         fan = fan_out if mode == "fan_out" else fan_in
         if kind == "kaiming_normal":
-            return f"torch.randn({shape}) * ({gain} / {_atomic(fan)} ** 0.5)"
-        return f"(torch.rand({shape}) * 2.0 - 1.0) * ({gain} * (3.0 / {_atomic(fan)}) ** 0.5)"
+            return f"torch.randn({shape}) * ({gain} / {atomic(fan)} ** 0.5)"
+        return f"(torch.rand({shape}) * 2.0 - 1.0) * ({gain} * (3.0 / {atomic(fan)}) ** 0.5)"
 
     def gen_state(self, item: A.StateDecl, ctx: Ctx, indent: int) -> None:
         """`state steps: int = 0`: a registered buffer (in the state_dict, not learned)."""
@@ -553,7 +553,7 @@ class DefinitionGen:
         v = self.checker.eval_expr(e, scope)
         if v.known and type(v.const) in (int, float, bool, str):
             return _q(v.const)
-        return self.expr(e, Ctx(subst={k: _atomic(x) for k, x in subst.items()}))
+        return self.expr(e, Ctx(subst={k: atomic(x) for k, x in subst.items()}))
 
     # ------------------------------------------------------------------ methods
     def gen_method(self, fn: A.FnDef, attrs: set[str], ternary: dict[str, dict],

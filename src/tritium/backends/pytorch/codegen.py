@@ -34,7 +34,7 @@ from ...check.checker import Checker, Definition, Scope
 from ...check.checker.model import entry_statements, has_entry
 from ...frontend import ast as A
 from ...frontend.names import BadName, py_local
-from .classes import DefinitionGen
+from .classes import DefinitionGen, atomic
 from .expressions import BodyGen, Ctx
 from .text import MAX_LINE, CodegenError, header, wrap
 from .text import escape as _text
@@ -236,7 +236,7 @@ class PyTorchCodegen(DefinitionGen, BodyGen):
         args = {p.name: given[p.name] if p.name in given else _q(p.default) for p in spec.params}
         marks: dict[str, str] = {}   # placeholder -> an argument's source (see `fill`)
         for k, src in args.items():
-            if not _atomic(src):
+            if atomic(src) != src:   # `a - b`, `-a`: not safe next to an operator
                 marks[mark := f"\x00{len(marks)}\x00"] = src
                 args[k] = mark
         if callable(spec.torch):
@@ -255,41 +255,15 @@ _ARG_BEFORE = re.compile(r"(?:[(\[,]|[(,]\s*[A-Za-z_][A-Za-z0-9_]*=)\s*$")
 _ARG_AFTER = re.compile(r"\s*[)\],]")
 
 
-def _atomic(src: str) -> bool:
-    """Whether the Python expression `src` binds tighter than any operator, so a template may
-    put it anywhere (`{x}.permute(...)`, `{x} ** {e}`): a name, a call, an attribute, a
-    subscript, a display, a string, a float, or something wholly in parentheses. `a - b` and `-a` are not: `pow(a - b, 2)` is `(a - b) ** 2`."""
-    try:
-        node = pyast.parse(src.strip(), mode="eval").body
-    except SyntaxError:
-        return False
-    if isinstance(node, pyast.Constant):   # `3.real` is a syntax error: ints are marked
-        return not isinstance(node.value, int) or isinstance(node.value, bool)
-    if isinstance(node, pyast.Name | pyast.Call | pyast.Attribute | pyast.Subscript | pyast.List
-                  | pyast.Dict | pyast.Set | pyast.ListComp | pyast.DictComp | pyast.SetComp
-                  | pyast.JoinedStr):
-        return True
-    s = src.strip()
-    if s.startswith("(") and s.endswith(")"):   # `(a + b)`, `(-1)`, `(a, b)`: one group
-        try:
-            pyast.parse(s[1:-1], mode="eval")
-            return True
-        except SyntaxError:
-            return False
-    return False
-
-
 def fill(out: str, marks: dict[str, str]) -> str:
     """A builtin's filled template with each placeholder of `marks` replaced by its argument's
     source: as written where a call's argument stands (`torch.relu(a + b)`), in parentheses
     anywhere else (`(a + b).permute(...)`, `(a - b) ** 2`), so no template can change how an
-    argument's operators bind. A number stays bare unless an attribute follows it."""
+    argument's operators bind."""
     def put(m: re.Match) -> str:
         src = marks[m.group(0)]
         before, after = out[:m.start()], out[m.end():]
         if _ARG_BEFORE.search(before) and _ARG_AFTER.match(after) and not _tuple(src):
-            return src
-        if src.strip().isdigit() and not after.startswith("."):
             return src
         return f"({src})"
     return _MARK.sub(put, out) if marks else out
