@@ -16,6 +16,7 @@ trainer and stored in checkpoints so that `tritium predict` sees the same inputs
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,9 @@ __all__ = [
     "Normalization",
     "adapt_inputs",
     "data_root",
+    "dataset_digest",
     "load_dataset",
+    "recorded_spec",
     "read_arrays",
     "sniff_numpy",
     "split_holdout",
@@ -67,6 +70,30 @@ class Dataset:
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+
+def dataset_digest(ds: Dataset) -> str:
+    """A digest of a dataset's splits (the first 16 hex digits of the SHA-256 of their dtypes,
+    shapes and values): the data a model was trained on is the same data when this is
+    (checkpoints and training states record it)."""
+    h = hashlib.sha256()
+    for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{list(a.shape)};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()[:16]
+
+
+def recorded_spec(spec: str) -> str:
+    """`--data` as a checkpoint records it: a dataset name as it is, a path (an .npz, a
+    directory, `text:PATH`) made absolute, so that `tritium eval` finds the same data from
+    any working directory."""
+    if spec.strip().lower().replace("_", "-") in (*DATASETS, "sklearn-digits", "fashionmnist",
+                                                  "cifar-10", "text"):
+        return spec
+    if spec.startswith("text:"):
+        return "text:" + os.path.abspath(os.path.expanduser(spec[5:]))
+    return os.path.abspath(os.path.expanduser(spec))
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from torch import nn
 import tritium
 
 from ..cachedir import atomic_write_bytes
-from ..data import DatasetError, Normalization, adapt_inputs, load_dataset
+from ..data import DatasetError, Normalization, adapt_inputs, dataset_digest, load_dataset
 from .models import RunInfo, model_from_checkpoint, unpacked_twin
 
 __all__ = ["EXPORT_FORMATS", "EvalReport", "ExportError", "evaluate_checkpoint",
@@ -136,8 +136,17 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None,
     `data`), with the inputs prepared exactly as `tritium train` prepared them."""
     import torch.nn.functional as F
 
+    from ..argcheck import show_path
+
     model, info = load_for_eval(path)
     ds = load_dataset(data or info.dataset, data_dir)
+    if data is None and info.dataset_digest is not None \
+            and dataset_digest(ds) != info.dataset_digest:
+        raise DatasetError(f"{show_path(info.dataset)} is not the data {show_path(path)} was "
+                           "trained on (it changed since): its test split is not the one "
+                           "held out in training",
+                           help=f"--data {show_path(info.dataset)} evaluates it on the data "
+                                "as it is now", code=1)
     x = _prepare(ds.x_test, info)
     y = torch.as_tensor(ds.y_test)
     try:

@@ -73,6 +73,7 @@ class RunInfo:
     entry: str
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     dataset: str = "digits"
+    dataset_digest: str | None = None   # tritium.data.dataset_digest of the data trained on
     input_shape: list[int] | None = None
     normalization: tuple[float, float] = (0.0, 1.0)
     num_classes: int = 10
@@ -103,6 +104,8 @@ class RunInfo:
             "tritium.variant": self.variant,
             "tritium.format": self.format,
         }
+        if self.dataset_digest is not None:
+            out["tritium.dataset_digest"] = self.dataset_digest
         if self.fp32_layers:
             out["tritium.fp32_layers"] = json.dumps(self.fp32_layers)
         if self.python_entry is not None:
@@ -216,6 +219,13 @@ def _text_field(text: str, field: str) -> str:
     return text
 
 
+def _digest_field(text: str | None) -> str | None:
+    if text is not None and not re.fullmatch(r"[0-9a-f]{16}", text):
+        raise _FieldError("tritium.dataset_digest",
+                          f"expected 16 hexadecimal digits, got {text[:80]!r}")
+    return text
+
+
 def _name_field(text: str) -> str:
     if not text.isidentifier() or len(text) > 256:
         raise _FieldError("tritium.entry", f"{text[:60]!r} is not a model name")
@@ -272,6 +282,7 @@ def _input_fields(extra: dict[str, str]) -> dict[str, Any]:
     """The fields saying how inputs are prepared and what the model is (both kinds)."""
     return dict(
         dataset=_text_field(extra.get("tritium.dataset", "digits"), "tritium.dataset"),
+        dataset_digest=_digest_field(extra.get("tritium.dataset_digest")),
         input_shape=_shape_field(extra.get("tritium.input_shape", "null")),
         normalization=_norm_field(extra.get("tritium.normalization", "[0.0, 1.0]")),
         num_classes=_classes_field(extra.get("tritium.num_classes", "10")),

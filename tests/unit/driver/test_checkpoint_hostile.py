@@ -65,6 +65,8 @@ def test_a_rewritten_checkpoint_loads(tmp_path, model):
     ("tritium.file", "x\n.tri"),
     ("tritium.file", ""),
     ("tritium.dataset", "/tmp/\x00.npz"),
+    ("tritium.dataset_digest", "0123456789abcdeZ"),
+    ("tritium.dataset_digest", "\x1b[2J"),
     ("tritium.source", ""),
     ("tritium.source", "model M {}\x00"),
 ])

@@ -154,3 +154,51 @@ def test_a_nan_weight_or_optimizer_tensor_is_damage_not_divergence(trained, tmp_
     err = capsys.readouterr().err
     assert code == 1 and f"tensor `{name}` holds NaN or infinity" in err, err
     assert "diverged" not in err
+
+
+def _random_npz(path: Path, seed: int) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    np.savez(path, x=rng.random((200, 64)), y=rng.integers(0, 10, 200))
+    return path
+
+
+def test_resuming_on_other_data_is_refused(trained, tmp_path, capsys):
+    """A run of digits resumed with `--data other.npz` (or, forgetting `--data`, a run of an
+    .npz resumed on digits) trained on, chose its best epoch on and reported other data."""
+    program, run = trained
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    data = _random_npz(tmp_path / "other.npz", 0)
+    code = main(["train", str(program), "--out", str(out), "--resume", "--epochs", "2",
+                 "--data", str(data), *FAST])
+    err = capsys.readouterr().err
+    assert code == 1 and "was trained on other data ('digits')" in err and "Traceback" not in err
+    assert json.loads((out / "metrics.json").read_text())["dataset"] == "digits"
+
+
+def test_eval_finds_the_data_from_anywhere_and_refuses_it_changed(tmp_path, monkeypatch,
+                                                                   capsys):
+    """The checkpoint records an .npz by its absolute path (`eval` run from another directory
+    said `--data `d.npz` does not exist`) and the digest of its data: regenerated since, its
+    held-out test split is other samples (some trained on), so `eval` refuses it unless
+    `--data` asks for that data."""
+    program = tmp_path / "digits.tri"
+    program.write_text(PROGRAM)
+    monkeypatch.chdir(tmp_path)
+    _random_npz(tmp_path / "d.npz", 0)
+    assert main(["train", str(program), "--data", "d.npz", "--out", "run", "--epochs", "1",
+                 *FAST]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    ckpt = str(tmp_path / "run" / "model.safetensors")
+    assert main(["eval", ckpt]) == 0
+    assert "on d test split, 41 samples" in capsys.readouterr().out
+    _random_npz(tmp_path / "d.npz", 1)
+    assert main(["eval", ckpt]) == 1
+    err = capsys.readouterr().err
+    assert "is not the data" in err and "changed since" in err
+    assert main(["eval", ckpt, "--data", str(tmp_path / "d.npz")]) == 0

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...cachedir import atomic_write_bytes, atomic_write_text
-from ...data import DatasetError
+from ...data import DatasetError, recorded_spec
 from ...data.text import encode_split, load_text, pack_windows
 from ...data.tokenizer import (
     ByteTokenizer,
@@ -364,8 +364,8 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
                                 seq, tok)
     model.to(dist_.device).train()
     info = RunInfo(source=built.source, file=str(path), entry=built.entry,
-                   hyperparameters=dict(opts.hyperparameters), dataset=settings.dataset,
-                   input_shape=[seq], normalization=(0.0, 1.0), num_classes=vocab,
+                   hyperparameters=dict(opts.hyperparameters),
+                   dataset=recorded_spec(settings.dataset), input_shape=[seq], normalization=(0.0, 1.0), num_classes=vocab,
                    variant="ternary", format=opts.format, fp32_layers=fp32_names)
     tok_extra = {**tokenizer_extra(tok), "tritium.text_holdout": repr(float(holdout)),
                  "tritium.text_max_bytes": str(max_bytes or 0)}

@@ -21,7 +21,15 @@ from torch import nn
 
 from ...argcheck import ArgError
 from ...cachedir import atomic_write_bytes, atomic_write_text
-from ...data import Dataset, DatasetError, Normalization, load_dataset, split_holdout
+from ...data import (
+    Dataset,
+    DatasetError,
+    Normalization,
+    dataset_digest,
+    load_dataset,
+    recorded_spec,
+    split_holdout,
+)
 from ...qat import QatSchedule
 from ..evaluate import evaluate_model, load_for_eval, model_inputs
 from ..models import (
@@ -308,7 +316,8 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     model.to(dist_.device).train()
     x_val_dev, y_val_dev = x_val.to(dist_.device), y_val.to(dist_.device)
     info = RunInfo(source=built.source, file=str(path), entry=built.entry,
-                   hyperparameters=dict(opts.hyperparameters), dataset=settings.dataset,
+                   hyperparameters=dict(opts.hyperparameters),
+                   dataset=recorded_spec(settings.dataset), dataset_digest=dataset_digest(ds),
                    input_shape=shape, normalization=(sp.norm.mean, sp.norm.std),
                    num_classes=ds.num_classes, variant="ternary", format=opts.format,
                    fp32_layers=fp32_names)

@@ -127,6 +127,8 @@ def _state_blob(run: _Run, epoch: int, settings: TrainSettings, info: RunInfo,
         "source_hash": info.source_hash,
         "entry": info.entry,
         "fp32_layers": json.dumps(info.fp32_layers),
+        "dataset": info.dataset,
+        "dataset_digest": info.dataset_digest or "",
         "history": json.dumps(run.history),
         "best_acc": repr(run.best_acc),
         "best_epoch": str(run.best_epoch),
@@ -199,6 +201,16 @@ def _load_state(path: Path, run: _Run, info: RunInfo, spec: str | None = None) -
                          f"({meta.get('fp32_layers', '[]')[:200]}) than this run "
                          f"({json.dumps(info.fp32_layers)[:200]})",
                          help="resume with the same --fp32-layers", code=1)
+    stored_data = meta.get("dataset_digest") or None   # absent from older states
+    if stored_data is not None and info.dataset_digest is not None \
+            and stored_data != info.dataset_digest:
+        before = meta.get("dataset", "?")
+        raise TrainError(f"cannot resume: {path} was trained on other data "
+                         + (f"(the file {_shown(before)} changed since)"
+                            if before == info.dataset else
+                            f"({_shown(before)}) than this run's ({_shown(info.dataset)})"),
+                         help="resume with the same --data (or training block), its file "
+                              "unchanged; or train afresh without --resume", code=1)
     # the strength of an epoch is a function of the epoch and the schedule alone, so the same
     # schedule continues at the stage the interrupted run had reached (a state written before
     # schedules existed trained fully quantized throughout)
