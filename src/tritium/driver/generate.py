@@ -277,6 +277,12 @@ def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
     except TokenizerError as exc:
         raise GenerateError(exc.message, exc.help) from None
     model, info = load_for_eval(checkpoint)
+    if "tritium.num_classes" in meta.extra and tok.vocab_size > info.num_classes:
+        # its ids past the model's vocabulary would index past the embedding table
+        raise GenerateError(f"{checkpoint}: its tokenizer, {tok.describe()}, has more tokens "
+                            f"than the model's vocabulary of {info.num_classes}",
+                            help="the tokenizer record does not belong to this model: train "
+                                 "or import the model again")
     return model, tok, info
 
 

@@ -163,3 +163,41 @@ def test_a_sequence_longer_than_the_model_runs_is_a_clear_error(use_cache):
     assert "IndexError" in err.value.message and "prompt" in err.value.help
     with pytest.raises(GenerateError, match="sequence of 12 tokens"):
         generate_tokens(model, list(range(12)), 1, use_cache=use_cache)
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused_at_load(tmp_path):
+    # a checkpoint whose tokenizer record has more tokens than the model's vocabulary
+    # (an edited record): its ids past the embedding table raised IndexError in the model
+    import json
+    import sys
+
+    from safetensors.torch import save_file
+
+    from tritium.data.tokenizer import train_bpe
+    from tritium.driver.generate import generate
+    from tritium.driver.hf_import import import_hf
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_bitnet import conf, tensors
+
+    pytest.importorskip("tokenizers")
+    t = tensors(torch.Generator().manual_seed(0))
+    t["model.embed_tokens.weight"] = torch.randn(260, 8)
+    t["lm_head.weight"] = torch.randn(260, 8)
+    d = tmp_path / "hf"
+    d.mkdir()
+    save_file(t, str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps(conf(vocab_size=260)))
+    ckpt = Path(import_hf(d, tmp_path / "m.safetensors")["checkpoint"])
+    assert len(generate(str(ckpt), "héllo", 3, greedy=True).tokens) == 3
+    bpe = train_bpe(["héllo wörld, héllo again " * 50], vocab_size=300)
+    assert bpe.vocab_size > 260
+    raw = ckpt.read_bytes()         # the record replaced, the tensors as they were
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"]["tritium.tokenizer"] = json.dumps(bpe.to_json())
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    with pytest.raises(GenerateError, match="more tokens than the model's vocabulary of 260"):
+        generate(str(bad), "héllo wörld", 3, greedy=True)
