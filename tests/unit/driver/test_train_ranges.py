@@ -124,6 +124,24 @@ def test_the_divergence_message(capsys, tmp_path, monkeypatch):
     assert "no checkpoint was written" in err
 
 
+def test_divergence_never_calls_an_earlier_runs_checkpoint_its_own(capsys, tmp_path,
+                                                                   monkeypatch):
+    """A new run into the directory of an earlier one diverged in its first epoch: the
+    message said `the last good checkpoint is kept: .../model.safetensors (epoch -1)`, the
+    earlier run's file (of another program, perhaps)."""
+    from tritium.cli import main
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"an earlier run's checkpoint")
+    monkeypatch.setattr(train_mod, "_loss", lambda s, lg, y: (lg.sum() * math.inf))
+    code = main(["train", str(ROOT / "examples" / "mlp.tri"), "--out", str(out),
+                 "--epochs", "2", "--no-baseline", "--no-progress", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "is kept" not in err and "epoch -1" not in err
+    assert "no checkpoint was written" in err and "is an earlier run's" in err
+
+
 @pytest.mark.parametrize("key", BLOCK_KEYS)
 def test_check_reports_the_same_ranges_as_train(key):
     """`tritium check` flags a training key out of range (E0309), from the same table, so

@@ -164,8 +164,11 @@ def _duration(seconds: float) -> str:
 def _diverged_error(d: _Diverged, s: TrainSettings, ckpt: Path | None,
                     best_epoch: int) -> TrainError:
     where = f"epoch {d.epoch}" + (f", step {d.step}" if d.step else "")
-    kept = (f"; the last good checkpoint is kept: {ckpt} (epoch {best_epoch})" if ckpt
-            else "; no epoch finished, so no checkpoint was written")
+    if ckpt is not None and best_epoch >= 1:   # this run's (or the resumed run's) best epoch
+        kept = f"; the last good checkpoint is kept: {ckpt} (epoch {best_epoch})"
+    else:
+        kept = "; no epoch finished, so no checkpoint was written" + (
+            f" ({ckpt} is an earlier run's)" if ckpt is not None else "")
     return TrainError(f"training diverged: the {d.label} model's loss became {d.value} in "
                       f"{where} (learning rate {lr_at(s, d.epoch - 1):.3g}){kept}",
                       help="lower the learning rate (--lr) or set grad_clip in the training "
