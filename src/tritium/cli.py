@@ -673,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="examples:\n  tritium cache info\n  tritium cache clear\n"
                                "  tritium cache clear compile kernels   # keep the tuning archive")
     ca.add_argument("action", choices=("info", "clear"))
-    ca.add_argument("areas", nargs="*", type=_cache_area, metavar="AREA",
+    ca.add_argument("areas", nargs="*", default=[], type=_cache_area, metavar="AREA",
                     help=f"with clear: only these areas ({', '.join(CACHE_AREAS)}; "
                          "default: all of them)")
     ca.set_defaults(func=cmd_cache)

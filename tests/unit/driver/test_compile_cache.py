@@ -353,3 +353,12 @@ def test_clear_removes_links_and_fifos_but_never_their_targets(cache, tmp_path):
     assert len(cache.entries()) == 2
     assert cache.clear() == 2 and cache.entries() == []
     assert target.read_text() == "keep me"
+
+
+def test_cache_without_an_action_names_only_what_is_missing(capsys):
+    """`tritium cache` alone said `required: action, AREA`; AREA is optional."""
+    from tritium.cli import main
+
+    assert main(["cache"]) == 2
+    err = capsys.readouterr().err
+    assert "required: action " in err and "AREA" not in err
