@@ -6,14 +6,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# per-token absmax int8, the kernels' activation quantization: one home, in quant
+from tritium.runtime.quant import quantize_activations_int8
 
-def quantize_activations_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token (last dim) absmax int8: returns ``(xq int8, s float32 [..., 1])``."""
-    x = x.float()
-    s = x.abs().amax(dim=-1, keepdim=True) / 127
-    s = torch.where(s == 0, torch.ones_like(s), s)
-    xq = torch.clamp(torch.round(x / s), -127, 127).to(torch.int8)
-    return xq, s
+__all__ = ["apply_activation", "int_matmul_exact", "quantize_activations_int8",
+           "reference_linear"]
 
 
 def apply_activation(y: torch.Tensor, activation: str | None) -> torch.Tensor:
