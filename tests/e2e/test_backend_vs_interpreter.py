@@ -261,6 +261,8 @@ layer F(x: Tensor[3, 4]) -> Tensor {
     "pow(x - 1.0, 2.0)", "pow(-x, 2.0)", "pow(2.0, x - 1.0)", "floordiv(x, x - 1.5)",
     "permute(x + 1.0, [1, 0])", "(x - 1.0).permute([1, 0])", "layer_norm(x * 2.0 - 1.0)",
     "rms_norm(x * 2.0 + 1.0)", "x * float(numel(x - 1.0))",
+    # a long line: `return (... ** ...)` wrapped with a trailing comma returned a 1-tuple
+    "pow(cos(tanh(where(x > sum(x * 0.5), x, x * 0.5))), 1.0)",
 ])
 def test_a_builtin_template_keeps_its_arguments_operators(expr, tmp_path):
     """A builtin's PyTorch template puts its arguments next to operators (`({x} ** {e})`,

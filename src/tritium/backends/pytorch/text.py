@@ -8,7 +8,9 @@ source lines only through `escape`, and infinities as `float('inf')`, so nothing
 
 from __future__ import annotations
 
+import keyword
 import math
+import re
 
 from ...textsafe import escape  # noqa: F401 - this backend's name for it
 from .validate import HEADER_IMPORTS
@@ -85,12 +87,20 @@ def wrap(line: str) -> list[str]:
                 start = o
     if start < 0 or opens:
         return [line]
-    before = line[:start].rstrip()[-1:]
-    name_before = before.isalnum() or before in ("_", ")", "]")
-    if line[start] == "(" and not name_before or line[start] == "[" and name_before:
-        return [line]   # a parenthesized expression or a subscript: a comma would make a tuple
+    # a call or a subscript has its callee right before the bracket (`f(`, `x[`, `g(a)(`);
+    # `return (`, `not (`, `= (` open a parenthesized expression
+    word = re.search(r"[A-Za-z_][A-Za-z0-9_]*$", line[:start])
+    name_before = line[:start][-1:] in (")", "]") or (
+        word is not None and not keyword.iskeyword(word.group()))
+    if line[start] == "[" and name_before:
+        return [line]   # a subscript: a comma would make a tuple
     head, body = line[:start + 1], line[start + 1:-1]
     top = [(i, c) for i, c, depth in scan(body) if depth == 0]
+    indent = line[: len(line) - len(line.lstrip())]
+    if line[start] == "(" and not name_before and not any(c == "," for _, c in top):
+        # a parenthesized expression: its inside on lines of its own, without a comma
+        # (`(a ** b,)` would be a tuple)
+        return [head, *wrap(f"{indent}    {body.strip()}"), f"{indent})"]
     # a comprehension (`[f(i) for i in range(n)]`) is one element that takes no comma
     comprehension = any(c == " " and body.startswith(" for ", i) for i, c in top)
     cuts = [] if comprehension else [i for i, c in top if c == ","]
@@ -98,7 +108,6 @@ def wrap(line: str) -> list[str]:
     args = [p.strip() for p in pieces if p.strip()]
     if not args:
         return [line]
-    indent = line[: len(line) - len(line.lstrip())]
     out = [head]
     for a in args:
         if comprehension:       # kept whole: its clauses read as one line

@@ -48,3 +48,19 @@ def test_a_comprehension_is_one_element_without_a_trailing_comma(line):
     out = wrap(line)
     assert len(out) > 1
     assert ast.dump(ast.parse("\n".join(out).strip())) == ast.dump(ast.parse(line.strip()))
+
+
+@pytest.mark.parametrize("line", [
+    # pow(cos(...), 1.0): the template's parentheses after `return` were read as a call's
+    # and wrapped with a trailing comma: the module returned a 1-tuple, not a tensor
+    "        return (torch.cos(torch.tanh(torch.where(x > torch.sum(x * 0.5), x, x * 0.5))) ** "
+    "torch.as_tensor(1.0))",
+    "        y = not (torch.cos(torch.tanh(torch.where(x > torch.sum(x * 0.5), x, x * 0.5))) "
+    "> torch.as_tensor(1.0))",
+    "        y = aaaaaaaaaaaaaaaaaaaaaaaaa if bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb else "
+    "(ccccccccccccccccccccc(d) ** e)",
+])
+def test_a_parenthesized_expression_after_a_keyword_stays_one_value(line):
+    out = wrap(line)
+    assert len(out) > 1
+    assert ast.dump(ast.parse("\n".join(out).strip())) == ast.dump(ast.parse(line.strip()))
