@@ -127,6 +127,18 @@ def sample_next(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: floa
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def _whole(x: Any, otherwise: Any = None) -> Any:
+    """`x` as an int when it is a whole number (Python's, numpy's, a 0-d integer tensor; not
+    a bool), else `otherwise`."""
+    import operator
+    if isinstance(x, bool):
+        return otherwise
+    try:
+        return operator.index(x)
+    except TypeError:
+        return otherwise
+
+
 def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int | None = None,
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                     greedy: bool = False, seed: int | None = None, use_cache: bool = True,
@@ -146,6 +158,19 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                             f"{kv_cache!r}", code=2)
     if not prompt:
         raise GenerateError("the prompt is empty: it needs at least one token", code=2)
+    if _whole(max_new_tokens) is None:
+        raise GenerateError(f"max_new_tokens must be a whole number, got {max_new_tokens!r}",
+                            code=2)
+    max_new_tokens = _whole(max_new_tokens)
+    if seed is not None and not 0 <= _whole(seed, -1) < 1 << 64:
+        raise GenerateError(f"seed must be a whole number from 0 to 2**64 - 1, got {seed!r}",
+                            code=2)
+    bad = next((t for t in prompt if not 0 <= _whole(t, -1) < (vocab or 1 << 63)), None)
+    if bad is not None:
+        # (a negative id or one past the embedding table failed inside the model)
+        raise GenerateError(f"prompt token {bad!r} is not a token id"
+                            + (f" below the vocabulary of {vocab}" if vocab is not None else
+                               " (a whole number >= 0)"), code=2)
     gen = torch.Generator().manual_seed(int(seed) if seed is not None else
                                         int(torch.seed() % (1 << 63)))
     model.eval()

@@ -76,6 +76,26 @@ def test_bad_sampling_options(bad):
         generate_tokens(torch.nn.Identity(), [1], 1, **bad)
 
 
+
+@pytest.mark.parametrize("prompt, kw, match", [
+    ([1, 20], dict(vocab=10), "prompt token 20 is not a token id below the vocabulary of 10"),
+    ([-1], {}, "prompt token -1"), ([1.5], {}, "prompt token 1.5"), ([True], {}, "True"),
+    ([1], dict(seed=-1), "seed"), ([1], dict(seed=1 << 64), "seed"),
+    ([1], dict(seed=1.5), "seed"), ([1], dict(seed="7"), "seed"),
+    ([1], dict(max_new_tokens=None), "max_new_tokens"),
+    ([1], dict(max_new_tokens=2.5), "max_new_tokens")])
+def test_bad_prompt_ids_seeds_and_lengths_are_clear_errors(prompt, kw, match):
+    # a negative id failed inside the model (IndexError), a seed of 2**64 overflowed in
+    # torch (ValueError), max_new_tokens=None was a TypeError
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10))
+    kw = {"max_new_tokens": 2, **kw}
+    with pytest.raises(GenerateError, match=match):
+        generate_tokens(model, prompt, kw.pop("max_new_tokens"), **kw)
+    # numpy's and torch's integers are whole numbers too
+    import numpy as np
+    assert len(generate_tokens(model, [np.int64(3), torch.tensor(2)], np.int32(2),
+                               seed=np.uint64(5), vocab=10).tokens) == 2
+
 @pytest.fixture(scope="module")
 def tiny_frozen():
     import tritium
