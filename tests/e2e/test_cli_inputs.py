@@ -27,6 +27,19 @@ def test_a_tri_source_where_a_checkpoint_goes_says_train_it_first(argv, tmp_path
     assert "Traceback" not in err and "header length" not in err
 
 
+@pytest.mark.parametrize("name", ["model.py", "model.safetensors"])
+def test_a_generated_module_is_not_called_a_tri_source(name, tmp_path, capsys):
+    """`tritium eval runs/mlp/model.py` said `is a .tri source ... tritium train
+    runs/mlp/model.py`: the generated module holds the words `layer fc1`, and training it
+    is no answer."""
+    assert main(["compile", MLP, "-o", str(tmp_path / "model.py")]) == 0
+    (tmp_path / "model.py").rename(tmp_path / name)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert "is Python source" in err and ".tri source" not in err and "tritium train " not in err
+
+
 @pytest.mark.parametrize("text", ["just some notes\n" * 3, "{\"a\": 1}\n", "x" * 600])
 def test_other_text_is_named_as_text(text: str, tmp_path: Path, capsys):
     f = tmp_path / "notes.safetensors"
