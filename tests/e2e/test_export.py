@@ -122,6 +122,33 @@ def test_fp32_checkpoint_cannot_be_exported_packed(run: Path, tmp_path: Path, ca
     assert "needs a ternary checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
+def test_an_fp32_export_is_not_described_as_ternary(run: Path, tmp_path: Path, capsys,
+                                                      fmt: str):
+    """The fp32 checkpoint's export said `float weights trits*scale`, `the unpacked ternary
+    model`, and its file recorded ternary weights as trits * scale."""
+    capsys.readouterr()
+    out = _export(run / "fp32.safetensors", fmt, tmp_path / f"x.{fmt}")
+    said = capsys.readouterr().out
+    assert "fp32 model" in said and "trits" not in said and "ternary" not in said
+    if fmt == "onnx":
+        meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+        assert "trits" not in meta["tritium.weights"]
+    else:
+        from safetensors import safe_open
+        with safe_open(str(out), "pt") as fh:
+            assert "trits" not in fh.metadata()["tritium.export"]
+
+
+def test_the_onnx_metadata_names_the_data_not_where_it_was():
+    from tritium.driver.export import onnx_metadata
+    from tritium.driver.models import RunInfo
+
+    info = RunInfo(source="", file="m.tri", entry="M", dataset="/home/someone/data/cells.npz",
+                   input_shape=[4], num_classes=3)
+    assert onnx_metadata(info, [4], packed=False)["tritium.dataset"] == "cells"
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.sampled_from([-1, 0, 1]), min_size=1, max_size=67))
 def test_codes_round_trip(trits: list[int]):

@@ -320,7 +320,8 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path, *,
         import safetensors.torch
         state = {k: v.detach().contiguous().clone() for k, v in plain.state_dict().items()}
         meta = {k: v for k, v in info.to_extra().items()}
-        meta["tritium.export"] = "unpacked ternary weights (trits * scale) as float32"
+        meta["tritium.export"] = ("unpacked ternary weights (trits * scale) as float32"
+                                  if info.variant == "ternary" else "float32 weights")
         atomic_write_bytes(out, safetensors.torch.save(state, metadata=meta))
     elif fmt == "torchscript":
         import io
@@ -341,6 +342,7 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path, *,
                                             {"com.microsoft": 1} if matmul_nbits else None))
     return {"format": fmt, "output": str(out), "bytes": out.stat().st_size,
             "max_abs_diff": diff, "input_shape": shape, "model": info.entry,
+            "variant": info.variant,
             "raw_inputs": fmt.startswith("onnx") and note is None,
             "matmul_nbits_layers": uses_matmul_nbits(graph) if matmul_nbits else 0}
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -310,7 +311,9 @@ def onnx_metadata(info: RunInfo, raw_shape: list[int], *, packed: bool,
     out = {
         "tritium.version": tritium.__version__,
         "tritium.model": info.entry,
-        "tritium.dataset": info.dataset,
+        # the data's name, not the path it had on the machine that trained it
+        "tritium.dataset": Path(info.dataset).stem if info.dataset.endswith(".npz")
+        else info.dataset,
         "tritium.labels": json.dumps(labels),
         "tritium.normalization": json.dumps({"mean": info.normalization[0],
                                              "std": info.normalization[1],
@@ -320,7 +323,8 @@ def onnx_metadata(info: RunInfo, raw_shape: list[int], *, packed: bool,
         "tritium.variant": info.variant,
         "tritium.weights": ("ternary, 2-bit codes (trit + 1, four a uint8, low bits first) "
                             "unpacked in the graph, times a float scale per output channel"
-                            if packed else "float32 (ternary weights as trits * scale)"),
+                            if packed else "float32 (ternary weights as trits * scale)"
+                            if info.variant == "ternary" else "float32 (the fp32 model)"),
     }
     if matmul_nbits:
         out["tritium.weights"] = ("ternary: linear layers as com.microsoft.MatMulNBits "

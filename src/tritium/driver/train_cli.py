@@ -343,6 +343,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                               matmul_nbits=args.matmul_nbits)
     what = {"onnx-packed": "2-bit ternary weights unpacked in the graph",
             "onnx": "float weights trits*scale"}.get(r["format"], "the unpacked ternary model")
+    if r["variant"] != "ternary":
+        what = f"the {r['variant']} model's float weights"
     if r["matmul_nbits_layers"]:
         what = (f"2-bit ternary weights, {r['matmul_nbits_layers']} linear layers as "
                 "com.microsoft.MatMulNBits, the others unpacked in the graph")
@@ -350,7 +352,9 @@ def cmd_export(args: argparse.Namespace) -> int:
            if r.get("raw_inputs") else "")
     print(f"wrote {r['output']} ({r['format']}, {r['bytes']:,} bytes): {r['model']}, {what}; "
           f"input [batch, {', '.join(map(str, r['input_shape']))}]{raw}; "
-          f"max |difference| from the packed model on a test input: {r['max_abs_diff']:.2e}")
+          f"max |difference| from the "
+          f"{'packed' if r['variant'] == 'ternary' else 'checkpoint' + chr(39) + 's'} model "
+          f"on a test input: {r['max_abs_diff']:.2e}")
     return EXIT_OK
 
 
