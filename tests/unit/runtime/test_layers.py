@@ -184,6 +184,30 @@ def _check_frozen_state(layer: nn.Module, n: int, k: int, fmt: str, per_channel:
     assert set(sd) <= {"weight_packed", "weight_scale", "bias"}
 
 
+@pytest.mark.parametrize("x_shape,r_shape", [
+    ((2, 3, 16), (2, 3, 1)),   # one value per token: was read as one per feature, silently
+    ((2, 3, 16), (3, 8)),
+    ((2, 3, 16), (2, 1, 8)),
+    ((4, 16), (4, 1)),
+    ((4, 16), ()),
+    ((3, 16), (2, 3, 8)),      # a residual that makes the result larger
+])
+@pytest.mark.parametrize("act_quant", ["none", "int8"])
+def test_frozen_linear_broadcasts_the_residual_as_unfrozen(x_shape, r_shape, act_quant) -> None:
+    """The fused residual broadcasts against the output as ``y + residual`` does: the frozen
+    layer once flattened it to rows of N (a per-token residual [..., 1] became a per-feature
+    one, other shapes raised torch's reshape/expand errors)."""
+    torch.manual_seed(4)
+    layer = TernaryLinear(16, 8, act_quant=act_quant).eval()
+    x, r = torch.randn(x_shape), torch.randn(r_shape)
+    with torch.no_grad():
+        ref = layer(x, activation="relu", residual=r)
+        layer.freeze()
+        got = layer(x, activation="relu", residual=r)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("qkw", QUANTIZERS, ids=lambda d: d["quantizer"])
 @pytest.mark.parametrize("fmt", ["t2", "t1.6"])
 @pytest.mark.parametrize("per_channel", [False, True])

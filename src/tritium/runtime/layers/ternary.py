@@ -448,19 +448,21 @@ class TernaryLinear(TernaryLayer):
                     y = plan.run(x2 if x2.is_contiguous() else x2.contiguous(),
                                  _ACT_CODE[activation])
                     return y if len(shape) == 2 else y.view(*shape[:-1], self.out_features)
-            lead = x.shape[:-1]
-            x2 = x.reshape(-1, x.shape[-1])
-            r2 = None if residual is None else residual.reshape(-1, self.out_features)
+            # the residual broadcasts against the output [..., N] as in `y + residual`
+            # (kernels.ternary_linear expands it over the leading dims); one that makes the
+            # result larger than the output is added after the product, as unfrozen
+            out = (*x.shape[:-1], self.out_features)
+            late = residual is not None and torch.broadcast_shapes(out, residual.shape) != out
             y = kernels.ternary_linear(
-                x2,
+                x,
                 self.packed_weight(),
                 self.weight_scale,
                 self.bias,
-                activation=activation,
+                activation=None if late else activation,
                 act_quant=self.act_quant,
-                residual=r2,
+                residual=None if late else residual,
             )
-            return y.reshape(*lead, self.out_features)
+            return _epilogue(y, activation, residual) if late else y
         if self.act_quant == "int8":
             x = fake_quant_int8(x)
         y = F.linear(x, self.quantized_weight(), self.bias)
