@@ -692,6 +692,14 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
         check_output_file(os.fspath(program) if program is not None else prog, "--program")
     except ArgError as exc:
         raise HFImportError(exc.message, usage=True) from None
+    if ckpt.name.endswith(".safetensors") and ckpt.resolve().parent == d.resolve():
+        # the weights are every *.safetensors of the directory: the checkpoint would replace
+        # the file it is read from, or be read as one more shard by the next import
+        from ..argcheck import show_path
+        raise HFImportError(f"--out {show_path(os.fspath(ckpt))} is in the directory being "
+                            "imported, among its weights",
+                            help="write the checkpoint elsewhere (default runs/<DIR "
+                                 "name>/model.safetensors)", usage=True)
     arch = read_hf_config(d)
     with _Shards(d) as shards:
         floats, tern = convert_state(arch, d, shards, fmt)

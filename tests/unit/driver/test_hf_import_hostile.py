@@ -83,3 +83,21 @@ def test_an_offline_scale_whose_reciprocal_overflows_is_refused(tmp_path, scale)
         import_hf(d, tmp_path / "o" / "m.safetensors")
     save_file(_offline(0.5), str(d / "model.safetensors"))
     import_hf(d, tmp_path / "o" / "m.safetensors")        # a normal scale imports
+
+
+@pytest.mark.parametrize("out", ["model.safetensors", "other.safetensors",
+                                 "../m/new.safetensors"])
+def test_the_checkpoint_is_not_written_among_the_weights_it_is_read_from(tmp_path, out):
+    # --out m/model.safetensors replaced the Hugging Face weights with the Tritium checkpoint
+    # (the next import: "tensor `model.embed_tokens.weight` is missing"); another name in
+    # the directory became one more shard of it
+    from tritium.driver.hf_import import HFImportError
+    d = _write(tmp_path / "m", _conf())
+    before = sorted((p.name, p.read_bytes()) for p in d.iterdir())
+    with pytest.raises(HFImportError, match="in the directory being imported") as err:
+        import_hf(d, d / out)
+    assert err.value.usage
+    assert sorted((p.name, p.read_bytes()) for p in d.iterdir()) == before
+    # a folder below it is not among the weights
+    assert Path(import_hf(d, d / "sub" / "m.safetensors")["checkpoint"]).is_file()
+    assert import_hf(d, tmp_path / "again.safetensors")["checkpoint"]
