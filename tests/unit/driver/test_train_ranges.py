@@ -160,3 +160,24 @@ def test_check_reports_the_same_ranges_as_train(key):
     good = str(int(rng.hi)) if rng.kind is int else repr(rng.hi if not rng.hi_open else rng.lo)
     result = check_source(template.replace("KEY", key).replace("VALUE", good), "t.tri")
     assert not [d for d in result.diagnostics if d.is_error], (key, good)
+
+
+def test_an_empty_validation_split_is_an_error_not_a_silent_epoch_1(tmp_path, capsys):
+    """One training sample a class (a few-shot .npz with its own test split): nothing could
+    be held out, the run reported `val loss 0.0000 acc 0.0000` and kept epoch 1's model
+    whatever the later epochs learned. --val-split 0 chooses on the test split instead."""
+    import numpy as np
+
+    from tritium.cli import main
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "few.npz"
+    np.savez(data, x=rng.random((10, 64)), y=np.arange(10), x_test=rng.random((5, 64)),
+             y_test=np.arange(5))
+    argv = ["train", str(ROOT / "examples" / "mlp.tri"), "--data", str(data), "--epochs", "1",
+            "--no-baseline", "--no-progress", "--latency-runs", "1", "-q"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "no validation split can be held out" in err and "--val-split 0" in err
+    assert not (tmp_path / "a" / "model.safetensors").exists()
+    assert main([*argv, "--out", str(tmp_path / "b"), "--val-split", "0"]) == 0

@@ -97,6 +97,12 @@ class Splits:
 def prepare_splits(ds: Dataset, s: TrainSettings, input_shape: list[int] | None) -> Splits:
     if s.validation_split > 0:
         x_tr, y_tr, x_va, y_va = split_holdout(ds.x_train, ds.y_train, s.validation_split, seed=1)
+        if len(y_va) == 0:   # an empty split would choose epoch 1 whatever came after it
+            raise DatasetError(f"{ds.name}: no validation split can be held out of its "
+                               f"{len(ds.y_train)} training samples (every class has a single "
+                               "one), so no epoch could be chosen as the best",
+                               help="--val-split 0 chooses the best epoch on the test split; "
+                                    "or give two or more samples of a class")
     else:
         x_tr, y_tr, x_va, y_va = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     return Splits(x_tr, y_tr, x_va, y_va, ds.x_test, ds.y_test, Normalization.fit(x_tr),
