@@ -274,3 +274,37 @@ def test_a_builtin_template_keeps_its_arguments_operators(expr, tmp_path):
     result = check_source(src, str(f), f)
     assert result.ok, [d.message for d in result.diagnostics]
     _compare(result, tritium.load(f, "F"), [_input(3, 4, seed=7)], None, "F")
+
+
+RESERVED = """
+block forward {
+    layer state_dict: Linear { in_features: 4, out_features: 4 }
+    layer fc_: TernaryLinear { in_features: 4, out_features: 4 }
+    param type: Tensor[4] { init: "normal", mean: 1.0, std: 0.02 }
+    param TernaryTensor: TernaryTensor[4, 4] { init: "kaiming" }
+    forward(x: Tensor[n, 4]) -> Tensor[n, 4] {
+        return fc_(state_dict(x)) * type + x @ TernaryTensor
+    }
+}
+model main {
+    layer training: forward
+    layer lambda_: forward
+    forward(x: Tensor[n, 4]) -> Tensor[n, 4] {
+        return lambda_(training(x))
+    }
+}
+"""
+
+
+def test_ir_parameter_names_are_the_state_dict_keys_for_reserved_names(tmp_path):
+    """Layer and parameter names that the generated module renames (`training` → `training_`,
+    `fc_` → `fc__`, `type` → `type_`: frontend.names.py_attr) have the same names in the IR,
+    so a state_dict feeds the interpreter (the IR had `training.state_dict.weight` where the
+    module has `training_.state_dict_.weight`)."""
+    f = tmp_path / "r.tri"
+    f.write_text(RESERVED)
+    result = check_source(RESERVED, str(f), f)
+    assert result.ok, [d.message for d in result.diagnostics]
+    model = tritium.load(f, "main")
+    _randomize(model, 5)
+    _compare(result, model, [_input(3, 4, seed=8)], "O2", "main")

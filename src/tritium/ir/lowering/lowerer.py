@@ -17,6 +17,7 @@ from ...check.types import LayerT, TensorT
 from ...check.types import Value as CValue
 from ...frontend import ast as A
 from ...frontend.diagnostics import Span
+from ...frontend.names import py_attr
 from ..builder import new_function
 from ..core import Function, LayerDef, Module, ParamDef, QuantSpec, SubLayer
 from ..types import ScalarType, TensorType, Type
@@ -277,7 +278,7 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
                     cfg = self.checker.next_repeat_cfg(kind, cfg)
                 parts = ([str(i)] if len(inst.kinds) > 1 else []) + (
                     [str(r)] if kind.repeat is not None else [])
-                path = ".".join([inst.name, *parts])
+                path = ".".join([py_attr(inst.name), *parts])
                 if kind.spec is not None:
                     for k, v in cfg.items():
                         if isinstance(v, CValue) or (isinstance(v, str) and not _is_const(v)):
@@ -313,10 +314,10 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
         ternary = te.name == "TernaryTensor"
         dtype = "f32" if ternary or ty.dtype is None else ty.dtype
         q = quant() if ternary else None
-        self.param(build, name, list(ty.shape),
+        self.param(build, py_attr(name), list(ty.shape),
                    init_kind or self.init_text(init, len(ty.shape)), q.spec if q else None,
                    dtype, span)
-        build.env[name] = ParamRef(name, build.layer.params[-1].type, q)  # type: ignore[arg-type]
+        build.env[name] = ParamRef(py_attr(name), build.layer.params[-1].type, q)  # type: ignore[arg-type]
 
     def declare_param_decl(self, build: LayerBuild, item: A.ParamDecl,
                            quant: Callable[[], QuantCfg]) -> None:
@@ -345,8 +346,8 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
         else:
             st = self.decl_type(te, build, item.span)
             shape, dtype = [], st.dtype if isinstance(st, ScalarType) else "f32"
-        self.param(build, item.name, shape, "state", None, dtype, item.span)
-        build.env[item.name] = StateRef(item.name, build.layer.params[-1].type, None)  # type: ignore[arg-type]
+        self.param(build, py_attr(item.name), shape, "state", None, dtype, item.span)
+        build.env[item.name] = StateRef(py_attr(item.name), build.layer.params[-1].type, None)  # type: ignore[arg-type]
 
     def declare_let(self, build: LayerBuild, item: A.Let, quant: Callable[[], QuantCfg]) -> None:
         ternary = item.type is not None and item.type.name == "TernaryTensor"
@@ -358,9 +359,10 @@ class Lowerer(StatementsMixin, ExpressionsMixin, LayersMixin, BuiltinsMixin):
             if shape is None or not all(_is_int(d) for d in shape):
                 raise LoweringError(f"weight `{item.name}` needs a static shape", item.span)
             q = quant() if ternary or call == "random_ternary" else None
-            self.param(build, item.name, list(shape), self.init_text(item.value, len(shape)),
-                       q.spec if q else None, span=item.span)
-            build.env[item.name] = ParamRef(item.name, build.layer.params[-1].type,  # type: ignore[arg-type]
+            self.param(build, py_attr(item.name), list(shape),
+                       self.init_text(item.value, len(shape)), q.spec if q else None,
+                       span=item.span)
+            build.env[item.name] = ParamRef(py_attr(item.name), build.layer.params[-1].type,  # type: ignore[arg-type]
                                             q)
         elif not isinstance(build.env.get(item.name), bool | int | float | str | list):
             build.env[item.name] = LazyExpr(item.value)
