@@ -334,11 +334,8 @@ def _npz(path: Path) -> Dataset:
     x, y = _as_images(arrays["x"]), arrays["y"]
     if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or len(y) != len(x) or len(x) < 2:
         raise DatasetError(f"{path}: `y` must be a 1-D array of integer labels, one per row "
-                           f"of `x` (x: {x.shape}, y: {y.shape} {y.dtype})")
-    y = y.astype(np.int64)
-    if y.min() < 0:
-        raise DatasetError(f"{path}: labels must be non-negative class indices (`y` holds "
-                           f"{int(y.min())})")
+                           f"of `x` (x: {arrays['x'].shape}, y: {y.shape} {y.dtype})")
+    y = _class_indices(y, "y", path)
     if ("x_test" in arrays) != ("y_test" in arrays):
         have, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
         raise DatasetError(f"{path} has `{have}` but no `{missing}`",
@@ -350,8 +347,8 @@ def _npz(path: Path) -> Dataset:
         if not np.issubdtype(y_te.dtype, np.integer) or y_te.ndim != 1 \
                 or len(y_te) != len(x_te):
             raise DatasetError(f"{path}: `y_test` must be a 1-D array of integer labels, one "
-                               f"per row of `x_test` (x_test: {x_te.shape}, y_test: "
-                               f"{y_te.shape} {y_te.dtype})")
+                               f"per row of `x_test` (x_test: {arrays['x_test'].shape}, "
+                               f"y_test: {y_te.shape} {y_te.dtype})")
         if x_te.shape[1:] != x.shape[1:]:
             raise DatasetError(f"{path}: `x_test` samples have shape {list(x_te.shape[1:])}, "
                                f"`x` samples {list(x.shape[1:])}")
@@ -360,7 +357,7 @@ def _npz(path: Path) -> Dataset:
                                "at least one sample",
                                help="give test samples, or leave `x_test` and `y_test` out "
                                     "(then 20% of `x` is held out)")
-        x_tr, y_tr, y_te = x, y, y_te.astype(np.int64)
+        x_tr, y_tr, y_te = x, y, _class_indices(y_te, "y_test", path)
     else:
         x_tr, y_tr, x_te, y_te = split_holdout(x, y, 0.2, seed=0)
         if len(x_te) == 0:
@@ -368,11 +365,21 @@ def _npz(path: Path) -> Dataset:
                                "split (every class has a single sample)",
                                help="give two or more samples of a class, or `x_test` and "
                                     "`y_test`")
-    if y_te.min() < 0:
-        raise DatasetError(f"{path}: labels must be non-negative class indices (`y_test` "
-                           f"holds {int(y_te.min())})")
     classes = int(max(y_tr.max(), y_te.max())) + 1
     return Dataset(path.stem, x_tr, y_tr, x_te, y_te, classes)
+
+
+def _class_indices(y: np.ndarray, name: str, path: Path) -> np.ndarray:
+    """Integer labels as int64 class indices; DatasetError names a label that is not one
+    (read in the array's own dtype: a uint64 label is never wrapped to a negative one)."""
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:
+        raise DatasetError(f"{path}: labels must be non-negative class indices (`{name}` "
+                           f"holds {lo})")
+    if hi > np.iinfo(np.int64).max:
+        raise DatasetError(f"{path}: `{name}` holds the label {hi}, too large for a class "
+                           "index")
+    return y.astype(np.int64)
 
 
 def load_dataset(spec: str, data_dir: str | os.PathLike[str] | None = None) -> Dataset:

@@ -74,3 +74,23 @@ def test_a_negative_label_is_named_before_any_split(tmp_path, arrays, message):
     with pytest.raises(DatasetError, match="non-negative class indices") as err:
         load_dataset(str(path))
     assert message in str(err.value)
+
+
+BIG = np.iinfo(np.uint64).max
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": X, "y": np.where(Y == 3, BIG, Y).astype(np.uint64)},
+     f"`y` holds the label {BIG}, too large"),
+    ({"x": X, "y": Y, "x_test": X[:4], "y_test": np.array([0, BIG, 1, 1], np.uint64)},
+     f"`y_test` holds the label {BIG}, too large"),
+    ({"x": X.reshape(40, 8, 8), "y": Y > 1}, "(x: (40, 8, 8), y: (40,) bool)"),
+])
+def test_labels_are_named_as_the_file_holds_them(tmp_path, arrays, message):
+    """A uint64 label of 2**64-1 was reported as `y holds -1` (wrapped by the cast), and the
+    shape of `x` in a message as the reshaped image array's ((40, 1, 8, 8))."""
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(str(path))
+    assert message in str(err.value)
