@@ -124,7 +124,7 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
     except ImportError:
         raise _error("the GGUF export needs the `gguf` package",
                      help="pip install gguf (it is in tritium's `torch` extra)") from None
-    from ..argcheck import ArgError, check_output_file
+    from ..argcheck import ArgError, check_output_file, show_path
     from ..runtime import read_checkpoint_metadata
     from .hf_import import ARCH_KEY, HFArch, HFImportError
     from .hf_program import program_source
@@ -140,6 +140,11 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         out = check_output_file(out_text, "-o")
     except ArgError as exc:
         raise _error(exc.message) from None
+    if out.resolve() == Path(path).resolve():
+        raise _error(f"-o {show_path(out_text)} is the checkpoint itself: the GGUF file would "
+                     "replace it",
+                     help="write the GGUF file to another path (default: the checkpoint's "
+                          "with the suffix .gguf)")
     meta = read_checkpoint_metadata(path)
     record = meta.extra.get(ARCH_KEY)
     if record is None:

@@ -177,6 +177,18 @@ def test_embeddings_beyond_float16_are_written_in_float32(tmp_path):
     assert np.isfinite(data).all() and data[3, 5] == 1e5 and data[7, 1] == -7e4
 
 
+def test_the_checkpoint_itself_is_not_overwritten(ckpt, tmp_path):
+    # -o CKPT replaced the checkpoint with the GGUF file
+    import shutil
+    c = tmp_path / "c.safetensors"
+    shutil.copy(ckpt, c)
+    before = c.read_bytes()
+    for out in (c, tmp_path / "." / "c.safetensors"):
+        with pytest.raises(ExportError, match="is the checkpoint itself"):
+            export_gguf(c, out)
+    assert c.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     path = os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "tritium", *args], cwd=cwd,
