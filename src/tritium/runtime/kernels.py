@@ -31,6 +31,7 @@ from tritium.runtime.native import (  # noqa: F401 - re-exported: the runtime's 
     _G2_LAYOUTS,
     ACT_QUANT_MODES,
     ACTIVATIONS,
+    _checked_scale_bias,
     _ensure_valid,
     _g2_layout,
     _lib,
@@ -212,17 +213,6 @@ def _check_common(w: PackedTernary, activation: str | None, act_quant: str,
                          f"got {act_quant!r}")
 
 
-def _checked_scale_bias(n: int, scale, bias: torch.Tensor | None) -> torch.Tensor:
-    """``scale`` as a tensor of 1 or N elements, and ``bias`` of N (or None), else ValueError."""
-    if not torch.is_tensor(scale):
-        scale = torch.tensor(scale, dtype=torch.float32)
-    if scale.numel() not in (1, n):
-        raise ValueError(f"scale must have 1 or N={n} elements, got {tuple(scale.shape)}")
-    if bias is not None and bias.numel() != n:
-        raise ValueError(f"bias must have N={n} elements, got {tuple(bias.shape)}")
-    return scale
-
-
 def ternary_linear(
     x: torch.Tensor,
     w: PackedTernary,
@@ -302,9 +292,10 @@ def run_linear(
     if lib is None:
         raise RuntimeError(f"kernel config {config} could not be loaded: "
                            f"{cpu_backend.load_error(config)}")
-    _ensure_valid(lib, wdata, n, k, fmt)
+    _ensure_valid(lib, w.data, n, k, fmt)   # (w.data: the bytes made contiguous)
     x2 = x.float().contiguous()
-    plan = LinearPlan(lib, wdata, n, k, fmt, scale.contiguous(), bias, act_quant, config=config)
+    plan = LinearPlan(lib, w.data, n, k, fmt, scale.contiguous(), bias, act_quant,
+                      config=config)
     return plan(x2, activation, residual)
 
 
@@ -378,11 +369,7 @@ def ternary_conv2d(
     ho, wo = conv_out_size(h, wd, (kh, kw), st, pd, dl)
     if ho <= 0 or wo <= 0:
         raise ValueError(f"input {h}x{wd} is too small for kernel {kh}x{kw} with this padding")
-    if not torch.is_tensor(scale):
-        scale = torch.tensor(scale, dtype=torch.float32)
-    scale = scale.reshape(-1)
-    if scale.numel() not in (1, o):
-        raise ValueError(f"scale must have 1 or O={o} elements, got {tuple(scale.shape)}")
+    scale = _checked_scale_bias(o, scale, bias, "O").reshape(-1)
     # GPU: Triton kernels (they have no int8_image mode: that one runs in PyTorch below)
     if x.is_cuda and act_quant != "int8_image" and _use_triton(x, scale, bias, residual):
         from tritium.backends.triton import dispatch

@@ -90,6 +90,20 @@ def kernel_info() -> dict[str, Any]:
     return info
 
 
+def _checked_scale_bias(n: int, scale, bias: torch.Tensor | None,
+                        dim: str = "N") -> torch.Tensor:
+    """``scale`` as a tensor of 1 or ``n`` elements, and ``bias`` of ``n`` (or None), else
+    ValueError (``dim`` names ``n`` in it): what every native call assumes when it reads
+    them (a plan reads ``n`` biases and 1 or ``n`` scales)."""
+    if not torch.is_tensor(scale):
+        scale = torch.tensor(scale, dtype=torch.float32)
+    if scale.numel() not in (1, n):
+        raise ValueError(f"scale must have 1 or {dim}={n} elements, got {tuple(scale.shape)}")
+    if bias is not None and bias.numel() != n:
+        raise ValueError(f"bias must have {dim}={n} elements, got {tuple(bias.shape)}")
+    return scale
+
+
 # id(data tensor) -> (weakref to it, data_ptr, _version): packed bytes already checked once.
 _VALIDATED: dict[int, tuple[weakref.ref, int, int]] = {}
 

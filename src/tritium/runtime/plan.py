@@ -22,7 +22,14 @@ from tritium.backends import cpu as cpu_backend
 from tritium.backends.cpu.build import KernelConfig
 from tritium.runtime import tuned
 from tritium.runtime.capture import capturing
-from tritium.runtime.native import _ACT_CODE, _ensure_valid, _g2_layout, _g2_min_m, _lib
+from tritium.runtime.native import (
+    _ACT_CODE,
+    _checked_scale_bias,
+    _ensure_valid,
+    _g2_layout,
+    _g2_min_m,
+    _lib,
+)
 from tritium.runtime.packing import FORMAT_CODE, num_threads
 
 ConfigResolver = Callable[[int, int, int, str, str, str], "KernelConfig | None"]
@@ -623,9 +630,14 @@ class FloatConvPlan:
 def linear_plan(wdata: torch.Tensor, n: int, k: int, fmt: str, scale: torch.Tensor,
                 bias: torch.Tensor | None, act_quant: str) -> LinearPlan | None:
     """A :class:`LinearPlan` for a frozen weight on the CPU, or None (no native kernels, or
-    tensors the plan cannot take as they are)."""
-    if wdata.device.type != "cpu" or scale.device.type != "cpu":
+    tensors the plan cannot take as they are: the kernels read the bytes as N rows of
+    ``wdata.shape[1]`` from its data pointer, so a view with other strides, say a buffer
+    loaded with ``load_state_dict(assign=True)``, goes the general way). A scale of other
+    than 1 or N elements, or a bias of other than N, is a ValueError (the kernels would read
+    past them)."""
+    if wdata.device.type != "cpu" or scale.device.type != "cpu" or not wdata.is_contiguous():
         return None
+    _checked_scale_bias(n, scale, bias)
     if scale.dtype != torch.float32 or not scale.is_contiguous() or (
             bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()
                                   or bias.device.type != "cpu")):

@@ -80,3 +80,62 @@ def test_plan_rejects_an_out_it_cannot_write(bad):
         layer(x)
         with pytest.raises(ValueError, match="out must be a contiguous float32"):
             layer._plan(x, None, None, out=bad)
+
+
+def _strided(t: torch.Tensor) -> torch.Tensor:
+    """The same values as ``t`` (2-D) in a view with a longer row stride (not contiguous)."""
+    wide = torch.full((t.shape[0], 2 * t.shape[1]), 0x55, dtype=t.dtype)
+    wide[:, : t.shape[1]] = t
+    return wide[:, : t.shape[1]]
+
+
+def _default_config():
+    """The kernel config of the default library of this ISA path (already built)."""
+    from tritium.backends.cpu import KernelConfig
+    from tritium.runtime.native import _lib
+
+    return KernelConfig(isa=_lib().isa)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_packed_bytes_in_a_strided_view_are_read_as_the_values(kind):
+    """A frozen layer whose packed bytes are a view with other strides (what
+    ``load_state_dict(assign=True)`` installs from such a tensor) computes with the values:
+    the plan read them as contiguous rows from the data pointer (silently wrong outputs)."""
+    torch.manual_seed(6)
+    if kind == "linear":
+        layer, x = trt.TernaryLinear(100, 8).eval().freeze(), torch.randn(3, 100)
+        skeleton = trt.TernaryLinear.frozen_skeleton(100, 8)
+    else:
+        layer, x = trt.TernaryConv2d(4, 8, 3).eval().freeze(), torch.randn(2, 4, 6, 6)
+        skeleton = trt.TernaryConv2d.frozen_skeleton(4, 8, 3)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    state["weight_packed"] = _strided(state["weight_packed"])
+    skeleton.load_state_dict(state, assign=True)
+    assert not skeleton.weight_packed.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(skeleton(x), layer(x), rtol=0, atol=0)
+    w = layer.packed_weight()
+    scale = layer.weight_scale.expand(8).contiguous()
+    if kind == "linear":
+        got = kernels.run_linear(_default_config(), x, _strided(w.data), *w.shape, w.format, scale)
+        torch.testing.assert_close(got, kernels.ternary_linear(x, w, scale), rtol=0, atol=0)
+
+
+def test_a_scale_or_bias_of_the_wrong_size_is_an_error_not_a_read_past_it():
+    """A frozen layer given a scale of other than 1 or N values, or a bias of other than N
+    (assigned by hand), and ternary_conv2d given such a bias, raise ValueError: the native
+    call read N of them (other memory in the outputs)."""
+    layer, x = _frozen(7), torch.randn(3, 70)
+    with torch.no_grad():
+        layer.weight_scale = torch.ones(5)
+        with pytest.raises(ValueError, match="scale must have 1 or N=33"):
+            layer(x)
+        layer.weight_scale = torch.ones(33)
+        layer.bias = torch.nn.Parameter(torch.zeros(3), requires_grad=False)
+        with pytest.raises(ValueError, match="bias must have N=33"):
+            layer(x)
+    w = trt.pack_ternary(torch.randint(-1, 2, (8, 36), dtype=torch.int8))
+    with pytest.raises(ValueError, match="bias must have O=8"):
+        kernels.ternary_conv2d(torch.randn(1, 4, 5, 5), w, (8, 4, 3, 3), torch.ones(1),
+                               torch.zeros(3))
