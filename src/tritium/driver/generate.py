@@ -32,7 +32,7 @@ import argparse
 import codecs
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +44,8 @@ from ..vocab import LM_HEADS as HEADS
 KV_CACHES = ("f32", "f16")
 DEFAULT_KV_CACHE = "f32"
 
-__all__ = ["KV_CACHES", "GenerateError", "GenerationResult", "generate", "generate_tokens", "sample_next"]
+__all__ = ["KV_CACHES", "GenerateError", "GenerationResult", "end_of_text", "generate",
+           "generate_tokens", "sample_next"]
 
 
 class GenerateError(Exception):
@@ -64,6 +65,7 @@ class GenerationResult:
     decode_seconds: float = 0.0
     decode_steps: int = 0
     cache_used: bool = False    # False: asked not to, or the model cannot decode with it
+    stopped_at: int | None = None   # the stop token that ended the generation (not in tokens)
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -143,9 +145,11 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                     greedy: bool = False, seed: int | None = None, use_cache: bool = True,
                     on_token: Callable[[int], None] | None = None,
-                    fused: bool = True, kv_cache: str = DEFAULT_KV_CACHE) -> GenerationResult:
+                    fused: bool = True, kv_cache: str = DEFAULT_KV_CACHE,
+                    stop: Iterable[int] = ()) -> GenerationResult:
     """Generate up to `max_new_tokens` token ids after `prompt` with `model` (batch 1,
-    eval mode, no gradients). `vocab` limits the choice to ids below it. `fused=False`
+    eval mode, no gradients). `vocab` limits the choice to ids below it. Drawing one of the
+    `stop` ids ends the generation (it is not among the tokens: `stopped_at`). `fused=False`
     keeps decoder blocks off their fused one-call decode (`runtime.layers.decoder`).
     `kv_cache`: the cache's element type, "f32" or "f16" (`KV_CACHES`)."""
     import torch
@@ -182,6 +186,7 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
         return sample_next(last, temperature=temperature, top_k=top_k, top_p=top_p,
                            greedy=greedy, generator=gen)
 
+    stop = frozenset(int(t) for t in stop)
     with torch.no_grad():
         session = DecodeSession(fused=fused, max_tokens=len(prompt) + max_new_tokens,
                                 kv_dtype=torch.float16 if kv_cache == "f16" else None) \
@@ -199,6 +204,9 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                     if session is not None else model(ids)
             token = pick(logits)
             result.prefill_seconds = time.perf_counter() - t
+            if token in stop:
+                result.stopped_at = token
+                return result
             result.tokens.append(token)
             if on_token is not None:
                 on_token(token)
@@ -225,8 +233,11 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                     with _forward_of(ids):
                         logits = model(ids)
                 token = pick(logits)
-                result.tokens.append(token)
                 result.decode_steps += 1
+                if token in stop:
+                    result.stopped_at = token
+                    break
+                result.tokens.append(token)
                 if on_token is not None:
                     on_token(token)
             result.decode_seconds = time.perf_counter() - t
@@ -309,20 +320,39 @@ def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
     return model, tok, info
 
 
+def end_of_text(checkpoint: str) -> int | None:
+    """The token that ends a text for the model of the checkpoint: an imported model's
+    ``eos_token_id`` (its config.json's, recorded by `tritium import hf`), else None (a model
+    `tritium train` made has none)."""
+    from ..runtime import read_checkpoint_metadata
+    from .hf_import import ARCH_KEY, HFArch, HFImportError
+    record = read_checkpoint_metadata(checkpoint).extra.get(ARCH_KEY)
+    if record is None:
+        return None
+    try:
+        return HFArch.from_json(record, str(checkpoint)).eos
+    except HFImportError as exc:
+        raise GenerateError(exc.message, exc.help) from None
+
+
 def generate(checkpoint: str, prompt: str, max_new_tokens: int = 128, *,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              greedy: bool = False, seed: int | None = None, use_cache: bool = True,
              head: str = "int8", kv_cache: str = DEFAULT_KV_CACHE,
-             on_text: Callable[[str], Any] | None = None) -> GenerationResult:
+             on_text: Callable[[str], Any] | None = None,
+             stop_at_eos: bool = True) -> GenerationResult:
     """Generate text after `prompt` from a `tritium train` language-model checkpoint; see
     the module's documentation. `on_text` receives the new text piece by piece. `head`:
     "int8" (default) runs a full-precision output head with int8 weights and activations,
-    "fp32" as trained (see the module's documentation)."""
+    "fp32" as trained (see the module's documentation). `stop_at_eos`: the text ends where
+    the model draws its end-of-text token (:func:`end_of_text`), as transformers' and
+    llama.cpp's generation do."""
     if not isinstance(prompt, str):
         raise GenerateError(f"the prompt must be text, got {type(prompt).__name__}", code=2)
     if head not in HEADS:
         raise GenerateError(f"head must be one of {', '.join(HEADS)}, got {head!r}", code=2)
     model, tok, _ = load_language_model(checkpoint)
+    eos = end_of_text(checkpoint) if stop_at_eos else None
     from ..runtime.layers.head import quantize_head
     quantize_head(model, head)
     ids = tok.encode(prompt)
@@ -339,7 +369,8 @@ def generate(checkpoint: str, prompt: str, max_new_tokens: int = 128, *,
     result = generate_tokens(model, ids, max_new_tokens, vocab=tok.vocab_size,
                              temperature=temperature, top_k=top_k, top_p=top_p,
                              greedy=greedy, seed=seed, use_cache=use_cache,
-                             on_token=on_token, kv_cache=kv_cache)
+                             on_token=on_token, kv_cache=kv_cache,
+                             stop=() if eos is None else (eos,))
     tail = decoder.decode(b"", final=True)
     if tail:
         pieces.append(tail)
@@ -368,7 +399,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                  greedy=args.greedy, seed=args.seed, use_cache=not args.no_cache,
                  head=args.head, kv_cache=args.kv_cache,
-                 on_text=None if args.quiet else out)
+                 on_text=None if args.quiet else out, stop_at_eos=not args.ignore_eos)
     if not args.quiet:
         sys.stdout.write("\n")
         sys.stdout.flush()
@@ -376,7 +407,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
           f"({r.prefill_tokens_per_s:.1f} tokens/s); decode: {r.decode_steps} tokens in "
           f"{r.decode_seconds * 1000:.1f} ms ({r.decode_tokens_per_s:.1f} tokens/s)"
           + ("" if r.cache_used or r.decode_steps == 0 else " without KV cache"
-             + ("" if args.no_cache else " (the model mixes positions outside attention)")),
+             + ("" if args.no_cache else " (the model mixes positions outside attention)"))
+          + ("" if r.stopped_at is None else f"; stopped at the end-of-text token "
+             f"{r.stopped_at}"),
           file=sys.stderr)
     return EXIT_OK
 
@@ -419,6 +452,9 @@ def register(sub: Any, formatter_class: Any) -> None:
     g.add_argument("--seed", type=number("seed"), default=None,
                    help="seed of the sampler (the same seed, the same text)")
     g.add_argument("--greedy", action="store_true", help="always the most likely token")
+    g.add_argument("--ignore-eos", action="store_true",
+                   help="keep generating past the model's end-of-text token (an imported "
+                        "model's eos_token_id), which otherwise ends the text")
     g.add_argument("--no-cache", action="store_true",
                    help="recompute the whole sequence every token (no KV cache)")
     g.add_argument("--head", choices=HEADS, default="int8",

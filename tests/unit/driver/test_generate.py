@@ -185,39 +185,82 @@ def test_a_sequence_longer_than_the_model_runs_is_a_clear_error(use_cache):
         generate_tokens(model, list(range(12)), 1, use_cache=use_cache)
 
 
-def test_a_tokenizer_larger_than_the_model_is_refused_at_load(tmp_path):
-    # a checkpoint whose tokenizer record has more tokens than the model's vocabulary
-    # (an edited record): its ids past the embedding table raised IndexError in the model
+def _imported_lm(tmp_path: Path, **config) -> Path:
+    """A tiny hand-made BitNet checkpoint (vocabulary 260: the byte tokenizer) imported."""
     import json
     import sys
 
     from safetensors.torch import save_file
 
-    from tritium.data.tokenizer import train_bpe
-    from tritium.driver.generate import generate
     from tritium.driver.hf_import import import_hf
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from tiny_bitnet import conf, tensors
-
-    pytest.importorskip("tokenizers")
-    t = tensors(torch.Generator().manual_seed(0))
-    t["model.embed_tokens.weight"] = torch.randn(260, 8)
-    t["lm_head.weight"] = torch.randn(260, 8)
+    g = torch.Generator().manual_seed(0)
+    t = tensors(g)
+    t["model.embed_tokens.weight"] = torch.randn(260, 8, generator=g)
+    t["lm_head.weight"] = torch.randn(260, 8, generator=g)
     d = tmp_path / "hf"
     d.mkdir()
     save_file(t, str(d / "model.safetensors"))
-    (d / "config.json").write_text(json.dumps(conf(vocab_size=260)))
-    ckpt = Path(import_hf(d, tmp_path / "m.safetensors")["checkpoint"])
+    (d / "config.json").write_text(json.dumps(conf(vocab_size=260, **config)))
+    return Path(import_hf(d, tmp_path / "m.safetensors")["checkpoint"])
+
+
+def _with_metadata(src: Path, dst: Path, **changes: str) -> Path:
+    """A copy of the checkpoint with metadata entries replaced, the tensors as they were."""
+    import json
+    raw = src.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"].update(changes)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    dst.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    return dst
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused_at_load(tmp_path):
+    # a checkpoint whose tokenizer record has more tokens than the model's vocabulary
+    # (an edited record): its ids past the embedding table raised IndexError in the model
+    import json
+
+    from tritium.data.tokenizer import train_bpe
+    from tritium.driver.generate import generate
+
+    pytest.importorskip("tokenizers")
+    ckpt = _imported_lm(tmp_path)
     assert len(generate(str(ckpt), "héllo", 3, greedy=True).tokens) == 3
     bpe = train_bpe(["héllo wörld, héllo again " * 50], vocab_size=300)
     assert bpe.vocab_size > 260
-    raw = ckpt.read_bytes()         # the record replaced, the tensors as they were
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    header["__metadata__"]["tritium.tokenizer"] = json.dumps(bpe.to_json())
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    bad = _with_metadata(ckpt, tmp_path / "bad.safetensors",
+                         **{"tritium.tokenizer": json.dumps(bpe.to_json())})
     with pytest.raises(GenerateError, match="more tokens than the model's vocabulary of 260"):
         generate(str(bad), "héllo wörld", 3, greedy=True)
+
+
+def test_an_imported_model_stops_at_its_end_of_text_token(tmp_path):
+    # transformers and llama.cpp end a generation at eos_token_id; tritium generate went on
+    # past it (the end-of-text token's text, then another document)
+    import json
+
+    from tritium.driver.generate import end_of_text, generate
+    ckpt = _imported_lm(tmp_path)
+    assert end_of_text(str(ckpt)) is None
+    free = generate(str(ckpt), "héllo", 12, greedy=True)
+    assert free.stopped_at is None and len(free.tokens) == 12
+    k = next(i for i, t in enumerate(free.tokens) if i >= 2 and t not in free.tokens[:i])
+    eos = free.tokens[k]
+    from tritium.runtime import read_checkpoint_metadata
+    arch = json.loads(read_checkpoint_metadata(ckpt).extra["tritium.hf_arch"])
+    stops = _with_metadata(ckpt, tmp_path / "eos.safetensors",
+                           **{"tritium.hf_arch": json.dumps({**arch, "eos": eos})})
+    assert end_of_text(str(stops)) == eos
+    for use_cache in (True, False):
+        r = generate(str(stops), "héllo", 12, greedy=True, use_cache=use_cache)
+        assert r.tokens == free.tokens[:k] and r.stopped_at == eos
+    assert generate(str(stops), "héllo", 12, greedy=True, stop_at_eos=False).tokens == \
+        free.tokens
+    # a damaged record is an error, not a silent default
+    bad = _with_metadata(ckpt, tmp_path / "bad.safetensors", **{"tritium.hf_arch": "{"})
+    with pytest.raises(GenerateError, match="hf_arch"):
+        end_of_text(str(bad))
