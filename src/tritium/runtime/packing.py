@@ -268,7 +268,8 @@ def _unpack_torch(p: PackedTernary) -> torch.Tensor:
         # padding must hold zero trits (code 1); mark the bytes that hold a non-zero one
         pad = torch.zeros((n, nb * be), dtype=torch.bool, device=data.device)
         pad[:, k:] = codes[:, k:] != 1
-        per_byte = pad.view(n, nb, be // BLOCK_BYTES, BLOCK_BYTES).any(dim=2).reshape(n, -1)
+        per_byte = pad.view(n, nb, be // BLOCK_BYTES, BLOCK_BYTES).any(dim=2).reshape(
+            n, nb * BLOCK_BYTES)   # (not -1: a matrix of no rows has no size to infer)
         badbyte = badbyte | per_byte
     # (a meta tensor has no bytes to check: a shape-only run of a model moved to "meta")
     if not data.is_meta and bool(badbyte.any()):

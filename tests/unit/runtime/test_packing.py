@@ -77,7 +77,8 @@ def test_t1_6_layout_is_the_documented_one(impl):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (2, 127), (4, 128), (5, 129), (3, 160), (7, 161), (37, 130), (16, 1000)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (2, 127), (4, 128), (5, 129), (3, 160), (7, 161), (37, 130), (16, 1000),
+                                   (0, 5), (0, 200), (3, 0), (0, 0)])   # (no rows: unpack raised)
 def test_round_trip(impl, fmt, shape):
     g = torch.Generator().manual_seed(hash(shape) % 1000)
     trits = torch.randint(-1, 2, shape, generator=g, dtype=torch.int8)
