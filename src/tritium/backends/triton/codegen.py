@@ -162,9 +162,21 @@ def _round_half_even(v):
     "quant": '''\
 @triton.jit
 def _quantize_int8(x, s):
-    """clamp(round(x / s), -127, 127) as int8, with IEEE division (bit-exact with torch)."""
+    """clamp(round(x / s), -127, 127) as int8, with IEEE division (bit-exact with torch).
+    A NaN quotient (a NaN token, or inf / inf) becomes 0, as torch's cast makes it; min and
+    max would turn it into -127."""
     q = _round_half_even(tl.div_rn(x, s))
+    q = tl.where(q == q, q, 0.0)
     return tl.minimum(tl.maximum(q, -127.0), 127.0).to(tl.int8)
+
+
+@triton.jit
+def _absmax_rows(xt, amax):
+    """max(amax, max|xt| of each row), NaN once a row held a NaN (as torch's amax): Triton's
+    max ignores NaN, which would quantize a NaN token to plausible finite numbers."""
+    a = tl.abs(xt)
+    seen = (amax != amax) | (tl.max((a != a).to(tl.int32), axis=1) > 0)
+    return tl.where(seen, float("nan"), tl.maximum(amax, tl.max(a, axis=1)))
 ''',
     "dotf": '''\
 @triton.jit
@@ -173,7 +185,8 @@ def _dot_f32_trits(x, w, acc):
     into its tf32 head and the remainder, so two tensor-core products keep ~fp32 accuracy."""
     x_hi = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
     acc = tl.dot(x_hi, w, acc)
-    return tl.dot(x - x_hi, w, acc)
+    # an infinite x is its own head: its remainder is 0, not inf - inf (NaN in every output)
+    return tl.dot(tl.where(x == x_hi, 0.0, x - x_hi), w, acc)
 ''',
     "gelu": '''\
 @triton.jit
@@ -191,9 +204,11 @@ def _tanh(y):
 ''',
 }
 
+# relu and relu6 keep a NaN, as torch's do (Triton's min and max drop it by default).
 _ACTIVATION_LINE = {
-    "relu": "y = tl.maximum(y, 0.0)",
-    "relu6": "y = tl.minimum(tl.maximum(y, 0.0), 6.0)",
+    "relu": "y = tl.maximum(y, 0.0, propagate_nan=tl.PropagateNan.ALL)",
+    "relu6": "y = tl.maximum(y, 0.0, propagate_nan=tl.PropagateNan.ALL)\n"
+             "y = tl.minimum(y, 6.0, propagate_nan=tl.PropagateNan.ALL)",
     "gelu": "y = _gelu(y)",
     "silu": "y = y * tl.sigmoid(y)",
     "sigmoid": "y = tl.sigmoid(y)",
@@ -324,7 +339,7 @@ def _emit_absmax(e: _Lines, load_tile, k_step: str) -> None:
     e.indent()
     e("k = k0 + offs_j")
     load_tile(e)
-    e("amax = tl.maximum(amax, tl.max(tl.abs(xt), axis=1))")
+    e("amax = _absmax_rows(xt, amax)")
     e.dedent()
     e("xs = tl.div_rn(amax, 127.0)", "xs = tl.where(xs == 0.0, 1.0, xs)")
 
@@ -348,7 +363,7 @@ def _emit_epilogue(e: _Lines, spec: LinearSpec | Conv2dSpec, channel: str, out: 
     if spec.has_residual:
         e("y = y + tl.load(res_ptr + out, mask=mask, other=0.0)")
     if spec.activation != "none":
-        e(_ACTIVATION_LINE[spec.activation])
+        e(*_ACTIVATION_LINE[spec.activation].split("\n"))
     e("tl.store(y_ptr + out, y, mask=mask)")
 
 
@@ -513,7 +528,7 @@ def _quant_kernel(uses: Sequence[str]) -> str:
     e.indent()
     e("k = k0 + offs_k",
       "xt = tl.load(x_rows + k[None, :], mask=mask_m[:, None] & (k < K)[None, :], other=0.0)",
-      "amax = tl.maximum(amax, tl.max(tl.abs(xt), axis=1))")
+      "amax = _absmax_rows(xt, amax)")
     e.dedent()
     e("xs = tl.div_rn(amax, 127.0)", "xs = tl.where(xs == 0.0, 1.0, xs)",
       "tl.store(s_ptr + offs_m, xs, mask=mask_m)",

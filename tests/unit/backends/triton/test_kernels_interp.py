@@ -177,6 +177,50 @@ def test_quantize_int8_bit_exact():
     assert torch.equal(q[4, :8], torch.tensor([127, 0, 2, 2, 0, -2, 64, -126], dtype=torch.int8))
 
 
+def _same_with_nan(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit where finite, NaN exactly where the other is NaN, same infinities."""
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+
+
+def _non_finite_tokens(k: int) -> torch.Tensor:
+    x = torch.randn(4, k, generator=torch.Generator().manual_seed(3))
+    x[0, 5] = float("inf")       # the token's scale is inf: every quotient but inf/inf is 0
+    x[1, 2] = float("nan")       # a NaN token: its scale, and every output of it, is NaN
+    x[2, 7] = float("-inf")
+    return x
+
+
+def test_quantize_int8_keeps_nan_and_inf_tokens_as_torch():
+    # Triton's max ignores NaN: a NaN token was quantized to plausible finite numbers (and its
+    # NaN element to -127, as was inf / inf)
+    x = _non_finite_tokens(70)
+    q, s = triton_quantize_int8(x, config={"BLOCK_M": 4, "BLOCK_K": 64})
+    q_ref, s_ref = cpu.quantize_activations_int8(x)
+    assert torch.equal(q, q_ref) and _same_with_nan(s, s_ref)
+    assert s[1].isnan().all() and torch.isinf(s[0]).all()
+
+
+@pytest.mark.parametrize("act_quant", ["none", "int8"])
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_linear_propagates_nan_and_inf_as_torch(act, act_quant):
+    # A NaN or inf in the activations or the residual is never turned into finite outputs:
+    # int8 tokens with a NaN were quantized as if it were absent, relu/relu6 mapped NaN to 0,
+    # and the float path's tf32 split gave NaN (inf - inf) for every output of an inf.
+    t = _trits(6, 40, 5)
+    x = _non_finite_tokens(40)
+    res = torch.zeros(4, 6)
+    res[3, 1] = float("nan")
+    scale = torch.rand(6, generator=torch.Generator().manual_seed(6)) + 0.5
+    y = triton_ternary_linear(x, pack_ternary(t, "t2"), scale, None, act, act_quant, res)
+    if act_quant == "int8":
+        assert _same_with_nan(y, _ref_int8(x, t, scale, None, res, act))
+    else:   # the float path sums in another order: finite outputs within the tolerance
+        ref = _ref_float(x, t, scale, None, res, act)
+        assert torch.equal(y.isfinite(), ref.isfinite()) and torch.equal(y.isnan(), ref.isnan())
+        torch.testing.assert_close(y, ref, rtol=RTOL, atol=ATOL, equal_nan=True)
+    assert y[3, 1].isnan() and y[1].isnan().all()
+
+
 @pytest.mark.parametrize("m,k", [(1, 7), (3, 128)])
 def test_quantize_int8_small_shapes(m, k):
     x = torch.randn(m, k)
