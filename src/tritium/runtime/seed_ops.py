@@ -15,10 +15,33 @@ from tritium.runtime.functional import (
     threshold_quantize,
 )
 
+#: the most elements torch.quantile takes ("quantile() input tensor is too large" past it)
+_QUANTILE_MAX = 1 << 24
+
+
+def _quantile(v: torch.Tensor, p: float) -> torch.Tensor:
+    """torch.quantile(v, p) of a 1-d float tensor (linear interpolation between the two
+    order statistics around p * (n - 1)), for any number of elements: past torch.quantile's
+    2**24 (a 4096 x 4096 weight has more) from the k-th smallest value instead of a sort."""
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"the quantile must be in [0, 1], got {p}")
+    n = v.numel()
+    if n <= _QUANTILE_MAX:
+        return torch.quantile(v, p)
+    pos = p * (n - 1)
+    lo = min(int(pos), n - 1)
+    a = torch.kthvalue(v, lo + 1).values
+    if lo + 1 == n or pos == lo:
+        return a
+    # the next order statistic: a again when it repeats, else the least value above it
+    b = a if int((v <= a).sum()) > lo + 1 else v[v > a].min()
+    return a + (b - a) * (pos - lo)
+
 
 def quantile_threshold_quantize(x: torch.Tensor, p: float) -> torch.Tensor:
     """sign(x) where |x| > the p-quantile of |x| (a fraction p of zeros), identity STE."""
-    t = torch.quantile(x.detach().abs().flatten().to(torch.float32), float(p))
+    t = _quantile(x.detach().abs().flatten().to(torch.float32), p)
     return threshold_quantize(x, t.to(x.dtype))
 
 
