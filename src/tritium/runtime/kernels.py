@@ -439,7 +439,7 @@ def _conv2d_int8_image(x: torch.Tensor, w: PackedTernary, shape: tuple[int, int,
     (exact: every partial sum of int8 values times trits is an integer below 2**24 for
     K * 127 < 2**24), then ``* s_sample * scale + bias + residual`` and the activation."""
     b = x.shape[0]
-    xq, s = quantize_activations_int8(x.reshape(b, -1))
+    xq, s = quantize_activations_int8(x.flatten(1))
     trits = unpack_ternary(w).reshape(shape).float()
     yi = F.conv2d(xq.reshape(x.shape).float(), trits, None, stride, padding, dilation, groups)
     y = yi * s.reshape(b, 1, 1, 1) * scale.float().reshape(1, -1, 1, 1)

@@ -208,6 +208,20 @@ def test_frozen_linear_broadcasts_the_residual_as_unfrozen(x_shape, r_shape, act
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("act_quant", ["none", "int8", "int8_image"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_of_an_empty_batch_is_empty(act_quant: str, groups: int) -> None:
+    """A batch of no images gives no outputs, as nn.Conv2d does, unfrozen and frozen: the
+    int8_image quantizer reshaped it to (0, -1) and raised 'cannot reshape tensor of 0
+    elements'."""
+    layer = TernaryConv2d(4, 8, 3, padding=1, groups=groups, act_quant=act_quant).eval()
+    x = torch.randn(0, 4, 5, 5)
+    with torch.no_grad():
+        assert layer(x).shape == (0, 8, 5, 5)
+        layer.freeze()
+        assert layer(x).shape == (0, 8, 5, 5)
+
+
 @pytest.mark.parametrize("qkw", QUANTIZERS, ids=lambda d: d["quantizer"])
 @pytest.mark.parametrize("fmt", ["t2", "t1.6"])
 @pytest.mark.parametrize("per_channel", [False, True])

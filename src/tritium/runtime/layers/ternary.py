@@ -686,7 +686,7 @@ class TernaryConv2d(TernaryLayer):
             y = self._conv_int8_tokens(x, w_q)
         elif self.act_quant == "int8_image":
             # one absmax scale per sample: the image flattened is one token
-            xq = fake_quant_int8(x.reshape(x.shape[0], -1)).reshape(x.shape)
+            xq = fake_quant_int8(x.flatten(1)).reshape(x.shape)
             y = F.conv2d(xq, w_q, self.bias, self.stride, self.padding, self.dilation,
                          self.groups)
         else:
