@@ -57,25 +57,9 @@ def _f(x: Array) -> Array:
 
 # ----------------------------------------------------------------------------- elementwise
 
-def _ties_first(fn: Any) -> Callable[[Array, Array], Array]:
-    """np.maximum / np.minimum returning the first operand where the two are equal, as torch
-    does: maximum(-0.0, 0.0) is -0.0 (numpy gives the second); NaN still wins."""
-    def k(x: Array, y: Array) -> Array:
-        r = fn(x, y)
-        return np.where(x == y, x, r).astype(r.dtype, copy=False)
-    return k
-
-
-maximum, minimum = _ties_first(np.maximum), _ties_first(np.minimum)
-
-
-def relu6(v: Array) -> Array:
-    return minimum(maximum(v, np.zeros((), v.dtype)), np.asarray(6, v.dtype))
-
-
 _BIN = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
         "floordiv": np.floor_divide,
-        "pow": np.power, "maximum": maximum, "minimum": minimum, "eq": np.equal,
+        "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
         "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
         "ge": np.greater_equal, "logical_and": np.logical_and, "logical_or": np.logical_or}
 
@@ -105,14 +89,14 @@ def gelu(x: Array, approximate: str = "none") -> Array:
 
 
 def activation(x: Array, name: str) -> Array:
-    return {"none": lambda v: v, "relu": lambda v: maximum(v, np.zeros((), v.dtype)),
-            "relu6": relu6, "gelu": gelu, "silu": lambda v: _f(v) * sigmoid(v),
+    return {"none": lambda v: v, "relu": lambda v: np.maximum(v, 0),
+            "relu6": lambda v: np.clip(v, 0, 6), "gelu": gelu, "silu": lambda v: _f(v) * sigmoid(v),
             "sigmoid": sigmoid, "tanh": np.tanh}[name](x)
 
 
 _UN: dict[str, Callable[[Array], Array]] = {
-    "neg": np.negative, "abs": np.abs, "sign": np.sign,
-    "relu": lambda v: maximum(v, np.zeros((), v.dtype)), "relu6": relu6, "exp": lambda v: np.exp(_f(v)),
+    "neg": np.negative, "abs": np.abs, "sign": np.sign, "relu": lambda v: np.maximum(v, 0),
+    "relu6": lambda v: np.clip(v, 0, 6), "exp": lambda v: np.exp(_f(v)),
     "log": lambda v: np.log(_f(v)), "sqrt": lambda v: np.sqrt(_f(v)), "sigmoid": sigmoid,
     "tanh": lambda v: np.tanh(_f(v)), "silu": lambda v: _f(v) * sigmoid(v),
     "logical_not": np.logical_not, "dropout": lambda v: v,
@@ -131,8 +115,8 @@ for _n, _fn in _UN.items():
 def _clamp(xs: list[Array], a: dict[str, Attr]) -> Array:
     x = xs[0]
     if a["min"] is not None:
-        x = maximum(x, np.asarray(a["min"]))
-    return x if a["max"] is None else minimum(x, np.asarray(a["max"]))
+        x = np.maximum(x, a["min"])
+    return x if a["max"] is None else np.minimum(x, a["max"])
 
 
 @kernel("ternarize")

@@ -198,9 +198,8 @@ _def("yield", (0, None), None, "terminator of an if region", pure=False, termina
 _def("return", (0, None), None, "terminator of a function body", pure=False, terminator=True)
 
 for _n in ("add", "sub", "mul", "div", "floordiv", "pow", "maximum", "minimum"):
-    # maximum/minimum are not: on a tie they give the first operand (-0.0 vs 0.0), as torch
     _def(_n, (2, 2), _binary(_n), "elementwise with numpy broadcasting",
-         commutative=_n in ("add", "mul"))
+         commutative=_n in ("add", "mul", "maximum", "minimum"))
 for _n in ("eq", "ne", "lt", "le", "gt", "ge"):
     _def(_n, (2, 2), _compare, "elementwise comparison → bool", commutative=_n in ("eq", "ne"))
 for _n in ("logical_and", "logical_or"):
