@@ -79,6 +79,15 @@ def cmd_opt(args) -> int:
     pipeline = args.pipeline if args.pipeline is not None else (
         f"O{args.opt}" if args.opt is not None else None)
     passes = (args.passes if args.passes is not None else []) if pipeline is None else None
+    try:            # the passes and options first, on no IR: their errors are usage errors
+        run_opt("", passes, pipeline)
+    except ValueError as exc:
+        flag, value = ("--pipeline", args.pipeline) if args.pipeline is not None else (
+            "--passes", args.passes)
+        message = str(exc)
+        if len(message) > 300 or any(ord(c) < 32 for c in message):
+            message = f"{quote(value)} is not a list of known passes"
+        return usage_error(f"{flag}: {message}")
     chunks, starts, line = [], [], 1
     for part in (re.split(r"(?m)^// -----[ \t]*\n?", text) if args.split_input_file else [text]):
         chunks.append(part)
@@ -92,15 +101,8 @@ def cmd_opt(args) -> int:
             outs.append(run_opt(chunk, passes, pipeline))
         except ParseError as exc:
             error = f"{args.file}:{exc.line + offset}:{exc.col}: error: {exc.msg}"
-        except (VerifyError, PassError) as exc:
+        except (VerifyError, PassError, ValueError) as exc:   # the passes were checked above
             error = f"{args.file}: error: {exc}"
-        except ValueError as exc:          # an unknown pass, pass option or pipeline
-            flag, value = ("--pipeline", args.pipeline) if args.pipeline is not None else (
-                "--passes", args.passes)
-            message = str(exc)
-            if len(message) > 300 or any(ord(c) < 32 for c in message):
-                message = f"{quote(value)} is not a list of known passes"
-            return usage_error(f"{flag}: {message}")
         if error is not None:
             outs.append("")
         errors.append(error)

@@ -176,8 +176,12 @@ class Parser:
     def _attr(self) -> Attr:
         kind, text, _, _ = self.peek()
         if kind == "string":
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:   # `"\x1b"`: a JSON escape or nothing
+                raise self.error(f"bad escape in a string: {exc.msg}") from None
             self.i += 1
-            return json.loads(text)
+            return value
         if kind == "number":
             is_float = any(c in text for c in ".eEn")
             if not is_float and len(text.lstrip("-")) > 100:

@@ -131,6 +131,9 @@ def test_a_constant_of_non_numbers_is_a_verify_error(tmp_path, capsys):
      "an integer attribute has at most 100 digits"),
     ("model @M {} { func @f(%x: tensor<[" + "9" * 5000 + "], f32>) -> () "
      "{ return() : () -> () } }", "a dim has at most 18 digits"),
+    # a string attribute with an escape JSON does not have: was json's ValueError, reported
+    # as '--passes: Invalid \escape' (a usage error about the command line)
+    ('model @M {} { sublayer @a : @L {s = "\\x1b[31m"} }', ":1:37: error: bad escape in a string"),
 ])
 def test_a_huge_number_is_a_parse_error_not_a_usage_error(tmp_path, capsys, text, message):
     code, _, err = _opt(tmp_path, capsys, text, "-O0")
