@@ -419,7 +419,8 @@ def ternary_conv2d(
     if act_quant == "int8":
         xq, s = quantize_activations_int8(colg.transpose(2, 3))  # (B, G, L, kg), (B, G, L, 1)
         yi = torch.einsum("bglk,gok->bgol", xq.float(), trits)  # exact: |sum| < 2**24
-        y = yi * s.transpose(2, 3)
+        y = _with_ste_gradient(yi * s.transpose(2, 3), xf,
+                               lambda: torch.einsum("bgkl,gok->bgol", colg, trits))
     else:
         y = torch.einsum("bgkl,gok->bgol", colg, trits)
     y = y.reshape(b, o, ho, wo) * scale.float().reshape(1, -1, 1, 1)
@@ -428,6 +429,17 @@ def ternary_conv2d(
     if residual is not None:
         y = y + residual.float()
     return _apply_activation(y, activation).to(out_dtype)
+
+
+def _with_ste_gradient(y: torch.Tensor, x: torch.Tensor, float_product) -> torch.Tensor:
+    """``y``, the exact product of an int8 path, with the gradient of ``float_product()``
+    (the same product of the unquantized ``x``) when ``x`` needs one: the activation
+    quantizer is identity in the backward pass, the STE of the custom op's formula. The values
+    stay ``y``'s (``g - g.detach()`` is 0)."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return y
+    g = float_product()
+    return y.detach() + (g - g.detach())
 
 
 def _conv2d_int8_image(x: torch.Tensor, w: PackedTernary, shape: tuple[int, int, int, int],
@@ -442,7 +454,10 @@ def _conv2d_int8_image(x: torch.Tensor, w: PackedTernary, shape: tuple[int, int,
     xq, s = quantize_activations_int8(x.flatten(1))
     trits = unpack_ternary(w).reshape(shape).float()
     yi = F.conv2d(xq.reshape(x.shape).float(), trits, None, stride, padding, dilation, groups)
-    y = yi * s.reshape(b, 1, 1, 1) * scale.float().reshape(1, -1, 1, 1)
+    y = yi * s.reshape(b, 1, 1, 1)
+    y = _with_ste_gradient(y, x, lambda: F.conv2d(x, trits, None, stride, padding, dilation,
+                                                  groups))
+    y = y * scale.float().reshape(1, -1, 1, 1)
     if bias is not None:
         y = y + bias.float().reshape(1, -1, 1, 1)
     if residual is not None:

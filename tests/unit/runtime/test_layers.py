@@ -222,6 +222,25 @@ def test_conv_of_an_empty_batch_is_empty(act_quant: str, groups: int) -> None:
         assert layer(x).shape == (0, 8, 5, 5)
 
 
+@pytest.mark.parametrize("act_quant,groups", [("int8_image", 1), ("int8_image", 2),
+                                              ("int8", 8)])
+def test_frozen_int8_convs_pass_the_ste_gradient_to_their_input(act_quant, groups) -> None:
+    """The activation quantizer is identity in the backward pass of a frozen layer, as in
+    its fake-quantized form: the frozen int8_image convs and the many-group int8 convs (their
+    PyTorch path) gave their input no gradient at all (x.grad stayed None)."""
+    torch.manual_seed(8)
+    layer = TernaryConv2d(8, 8, 3, padding=1, groups=groups, act_quant=act_quant).eval()
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    (ref,) = torch.autograd.grad(layer(x).sum(), x)
+    layer.freeze()
+    y = layer(x)
+    y.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(y, layer(x), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("qkw", QUANTIZERS, ids=lambda d: d["quantizer"])
 @pytest.mark.parametrize("fmt", ["t2", "t1.6"])
 @pytest.mark.parametrize("per_channel", [False, True])
