@@ -83,6 +83,15 @@ def _default_reader_url() -> str:
     return f"sqlite:///{path}"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite storage URL (None: another database, or in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[1] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" and not path.startswith("file:") \
+        else None
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -223,9 +232,9 @@ class Archive:
             kwargs: dict[str, Any] = {}
             if self.url.startswith("sqlite"):
                 kwargs["connect_args"] = {"timeout": 60}
-                path = self.url.split("///", 1)[1] if "///" in self.url else ""
-                if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite_file(self.url)
+                if db is not None:
+                    db.parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(self.url, **kwargs)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -245,14 +254,13 @@ class Archive:
         try:
             self.md, self.studies, self.trials = _tables()
             if url.startswith("sqlite"):
-                path = url.split("///", 1)[1] if "///" in url else ""
-                if not path or path == ":memory:" or path.startswith("file:"):
+                db = sqlite_file(url)
+                if db is None:
                     raise ArchiveError(f"cannot read the tuning archive {url!r} read-only: "
                                        "not an SQLite file")
                 default = default_db_path()
-                readable_sqlite_file(Path(path), follow_symlinks=(
-                    default is None or Path(path) != default))
-                uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+                readable_sqlite_file(db, follow_symlinks=default is None or db != default)
+                uri = "file:" + urllib.parse.quote(os.path.abspath(db)) + "?mode=ro"
 
                 def connect():
                     import sqlite3

@@ -225,14 +225,20 @@ def _cmd_tune(args: Any) -> int:
         raise UsageError("--patience must be 0 (off) or positive")
     if args.model and (args.kernel or args.shape):
         raise UsageError("give either --model FILE.tri or --kernel NAME --shape M,N,K")
-    if args.kernel and not args.shape:
+    if args.kernel and not args.shape and not args.export:   # (--export: only its studies)
         raise UsageError("--kernel needs --shape M,N,K")
     if args.shape and not args.kernel:
         raise UsageError("--shape needs --kernel NAME")
-    tuning = bool(args.model or args.kernel)
+    tuning = bool(args.model or args.shape)
     if not tuning and not (args.export or args.import_):
         raise UsageError("nothing to do: give --kernel NAME --shape M,N,K, --model FILE.tri, "
                          "--export FILE or --import FILE")
+    if args.export and not tuning and not args.import_:
+        from tritium.tune.archive import default_url, sqlite_file
+
+        db = sqlite_file(args.storage or default_url())
+        if db is not None and not db.exists():   # (opening it would create it, and its dirs)
+            raise UsageError(f"nothing to export: there is no tuning archive at {db}")
     shape = parse_shape(args.shape) if args.shape else None
     batches = parse_batches(args.batch)
     if args.kernel and not args.kernel.startswith("triton."):
@@ -249,7 +255,7 @@ def _cmd_tune(args: Any) -> int:
         raise UsageError("--llm-url is for --strategy llm")
     if args.strategy == "llm" and tuning:
         _strategy(args)  # a malformed endpoint URL is a usage error before any work
-    triton = bool(args.kernel and args.kernel.startswith("triton."))
+    triton = bool(tuning and args.kernel and args.kernel.startswith("triton."))
     if getattr(args, "device", "auto") != "auto" and not triton:
         raise UsageError("--device is for triton.* kernels")
     triton_plan = None

@@ -156,6 +156,28 @@ def test_export_leaves_out_what_import_would_refuse(tmp_path, capsys):
     assert "imported 2 trials" in capsys.readouterr().out
 
 
+def test_export_names_a_missing_archive_and_filters_by_kernel_alone(tmp_path, capsys):
+    """`--export` of a storage with no archive created it (and its directories: a typo'd
+    path) and wrote an empty export; `--kernel K --export F`, the documented filter, said
+    `--kernel needs --shape`."""
+    missing = tmp_path / "typo" / "a.db"
+    assert main(["tune", "--storage", f"sqlite:///{missing}", "--export",
+                 str(tmp_path / "x.json")]) == 2
+    assert "nothing to export: there is no tuning archive at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "x.json").exists()
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    ar = Archive(url)
+    for kernel in ("cpu.linear", "cpu.linear_f32"):
+        space = linear_space(kernel, 1, "avx2")
+        sid = ar.study(kernel, "src", (1, 256, 256), "t2", "dev", {"isa": "avx2"})
+        ar.record(ar.claim(sid, space.default(), "x"), Trial(space.default(), "x", median_ms=1))
+    ar.close()
+    assert main(["tune", "--storage", url, "--kernel", "cpu.linear_f32", "--export",
+                 str(tmp_path / "x.json")]) == 0
+    assert [s["kernel"] for s in read_export(tmp_path / "x.json")["studies"]] == [
+        "cpu.linear_f32"]
+
+
 def test_cache_info_never_prints_a_control_character_of_the_archive(tmp_path, monkeypatch,
                                                                      capsys):
     monkeypatch.setenv("TRITIUM_CACHE_DIR", str(tmp_path / "cache"))
