@@ -98,12 +98,13 @@ def sample_next(logits, *, temperature: float = 1.0, top_k: int = 0, top_p: floa
     import torch
 
     logits = logits.detach().float().reshape(-1)
-    if bool(torch.isnan(logits).any()):
-        # argmax would pick the first NaN, multinomial would raise
-        raise GenerateError(f"the model's logits hold NaN ({int(torch.isnan(logits).sum())} of "
-                            f"{logits.numel()}): no token can be chosen",
-                            help="its weights or activations overflowed; try --head fp32, "
-                                 "or check the checkpoint with `tritium eval`")
+    nan = int(torch.isnan(logits).sum())
+    if nan or not bool((logits > float("-inf")).any()):
+        # argmax would pick the first NaN (or token 0 of all -inf), multinomial would raise
+        raise GenerateError(f"the model's logits hold NaN ({nan} of {logits.numel()})" if nan
+                            else "the model's logits are all -inf", help="no token can be "
+                            "chosen: its weights or activations overflowed; try --head fp32, "
+                            "or check the checkpoint with `tritium eval`")
     if greedy or temperature == 0:
         return int(torch.argmax(logits))
     inf = torch.isposinf(logits)

@@ -65,6 +65,9 @@ def test_logits_that_are_not_finite():
         sample_next(torch.tensor([1.0, float("nan"), 0.0]), greedy=True)
     with pytest.raises(GenerateError, match="NaN"):
         sample_next(torch.tensor([1.0, float("nan"), 0.0]), temperature=0.7)
+    for greedy in (True, False):     # greedy took token 0, sampling raised RuntimeError
+        with pytest.raises(GenerateError, match="all -inf"):
+            sample_next(torch.full((4,), float("-inf")), greedy=greedy)
     # an infinite logit takes all of the probability (inf - inf was NaN)
     assert _draws(torch.tensor([0.0, float("inf"), 5.0]), n=50) == {1}
 
