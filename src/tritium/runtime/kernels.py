@@ -154,13 +154,13 @@ def _ternary_linear_fake(x, wdata, n, k, fmt, scale, bias, residual, activation,
 
 def _setup_context(ctx, inputs, output) -> None:
     x, wdata, n, k, fmt, scale, bias, residual, activation, act_quant = inputs
-    ctx.meta = (n, k, fmt, activation, bias is not None, residual is not None)
+    ctx.meta = (n, k, fmt, activation, act_quant, bias is not None, residual is not None)
     ctx.save_for_backward(x, wdata, scale, bias, residual)
 
 
 def _backward(ctx, grad):
     x, wdata, scale, bias, residual = ctx.saved_tensors
-    n, k, fmt, activation, has_bias, has_res = ctx.meta
+    n, k, fmt, activation, act_quant, has_bias, has_res = ctx.meta
     needs = ctx.needs_input_grad
     trits = unpack_ternary(PackedTernary(fmt, wdata, (n, k)))
     with torch.enable_grad():
@@ -168,8 +168,15 @@ def _backward(ctx, grad):
         ss = scale.detach().float().requires_grad_(needs[5])
         bs = bias.detach().float().requires_grad_(needs[6]) if has_bias else None
         rs = residual.detach().float().requires_grad_(needs[7]) if has_res else None
-        # STE: the int8 activation quantizer is treated as identity in the backward pass.
-        y = _reference_linear(xs, trits, ss, bs, rs, activation or None, "none")
+        # STE: the int8 activation quantizer is treated as identity in the backward pass;
+        # the activation's derivative is taken where the forward's pre-activation is (that
+        # of the quantized input), as in the fake-quantized layer
+        y = _reference_linear(xs, trits, ss, bs, rs, None, "none")
+        if act_quant != "none" and activation:
+            with torch.no_grad():
+                z = _reference_linear(x, trits, scale, bias, residual, None, act_quant)
+            y = z + (y - y.detach())
+        y = _apply_activation(y, activation or None)
         wrt = [t for t in (xs, ss, bs, rs) if t is not None and t.requires_grad]
         grads = iter(torch.autograd.grad(y, wrt, grad)) if wrt else iter(())
     gx = next(grads) if needs[0] else None

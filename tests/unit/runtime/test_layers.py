@@ -241,6 +241,22 @@ def test_frozen_int8_convs_pass_the_ste_gradient_to_their_input(act_quant, group
         torch.testing.assert_close(y, layer(x), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("activation", ["gelu", "tanh"])
+def test_frozen_int8_linear_takes_the_activation_derivative_where_its_output_is(activation):
+    """The frozen int8 layer's gradient (the custom op's) is the fake-quantized layer's: the
+    quantizer is identity, the activation's derivative is taken at the pre-activation of the
+    quantized input. It was taken at the unquantized one's (gelu gradients off by 1e-3, a
+    relu's mask wrong where quantization flips a sign)."""
+    torch.manual_seed(9)
+    layer = TernaryLinear(64, 32, act_quant="int8").eval()
+    x = torch.randn(16, 64) * 3
+    x.requires_grad_(True)
+    (ref,) = torch.autograd.grad(layer(x, activation).square().sum(), x)
+    layer.freeze()
+    (got,) = torch.autograd.grad(layer(x, activation).square().sum(), x)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("qkw", QUANTIZERS, ids=lambda d: d["quantizer"])
 @pytest.mark.parametrize("fmt", ["t2", "t1.6"])
 @pytest.mark.parametrize("per_channel", [False, True])
