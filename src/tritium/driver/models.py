@@ -363,6 +363,23 @@ def _instantiate(compiled: CompileResult, entry: str | None,
                                        f"defined: {', '.join(classes) or 'nothing'}")])
     cls = classes.get(target) or classes[class_name(target)]
     try:
+        import inspect
+
+        takes = {name: p for name, p in inspect.signature(cls).parameters.items()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    except (TypeError, ValueError):
+        takes = None
+    unknown = [k for k in hyper if takes is not None and py_local(k) not in takes]
+    if unknown:
+        raise ModelBuildError(f"`{target}` has no hyperparameter "
+                              f"{', '.join(f'`{k}`' for k in unknown)}",
+                              help=(f"{did_you_mean(py_local(unknown[0]), list(takes)) or ''}"
+                                    f" its hyperparameters: {', '.join(takes)}".lstrip()
+                                    if takes
+                                    else f"`{target}` takes none (values written in its "
+                                         "body are not hyperparameters: declare them in "
+                                         "`params { }`)"))
+    try:
         return cls(**{py_local(k): v for k, v in hyper.items()}), target
     except (TypeError, ValueError, OverflowError, MemoryError, RuntimeError) as exc:
         raise ModelBuildError(f"cannot build `{target}`: {exc}",

@@ -181,3 +181,24 @@ def test_an_empty_validation_split_is_an_error_not_a_silent_epoch_1(tmp_path, ca
     assert "no validation split can be held out" in err and "--val-split 0" in err
     assert not (tmp_path / "a" / "model.safetensors").exists()
     assert main([*argv, "--out", str(tmp_path / "b"), "--val-split", "0"]) == 0
+
+
+def test_an_unknown_hyperparameter_is_named_with_the_ones_there_are(tmp_path, capsys):
+    """`--set hidden=64` on a model without that hyperparameter said `__init__() got an
+    unexpected keyword argument` with the help `pass its hyperparameters with --set`, which is
+    what the user had done."""
+    from tritium.cli import main
+
+    program = tmp_path / "p.tri"
+    program.write_text("model P {\n    params { width: int = 8 }\n"
+                       "    layer fc: TernaryLinear { in_features: 64, out_features: width }\n"
+                       "    forward(x: Tensor[batch, 64]) -> Tensor[batch, width] {\n"
+                       "        return fc(x)\n    }\n}\n")
+    for model, sets, said in ((program, "widht=4", "did you mean `width`? its hyperparameters: "
+                                                   "width"),
+                              (ROOT / "examples" / "mlp.tri", "hidden=4", "takes none")):
+        assert main(["train", str(model), "--set", sets, "--out", str(tmp_path / "r"),
+                     "--epochs", "1", "-q"]) != 0
+        err = capsys.readouterr().err
+        assert f"has no hyperparameter `{sets.split('=')[0]}`" in err and said in err
+        assert "unexpected keyword" not in err and "Traceback" not in err
