@@ -55,3 +55,21 @@ def test_profile_reports_the_first_compile_apart(capsys):
     first = re.search(r"first compile in this process took ([\d.]+) ms", out)
     assert head and first, out
     assert float(first.group(1)) >= 0 and "importing" in out
+
+
+@pytest.mark.parametrize("text, said", [
+    ("1;2;3\n", "holds no rows of numbers (its one row ['1;2;3'] was read as a header)"),
+    ("x,y\n", "holds no rows of numbers (its one row ['x', 'y'] was read as a header)"),
+    ("\n\n", "holds no rows of numbers"),
+])
+def test_a_csv_without_a_row_of_numbers_says_so(tmp_path, text, said):
+    """A semicolon-separated or header-only .csv said `rows must all hold the same number of
+    values` (its one row had been skipped as a header: there were no rows at all)."""
+    from tritium.data import DatasetError
+    from tritium.driver.evaluate import load_samples
+
+    path = tmp_path / "s.csv"
+    path.write_text(text)
+    with pytest.raises(DatasetError) as err:
+        load_samples(path)
+    assert said in str(err.value) and "same number of values" not in str(err.value)

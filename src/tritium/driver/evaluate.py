@@ -185,6 +185,7 @@ def load_samples(path: str | Path) -> np.ndarray:
         except ArgError as exc:
             raise DatasetError(exc.message, code=2) from None
         rows: list[list[float]] = []
+        header: list[str] | None = None
         try:
             with io.TextIOWrapper(fh, encoding="utf-8", newline="") as text:
                 for i, row in enumerate(csv.reader(text)):
@@ -195,12 +196,18 @@ def load_samples(path: str | Path) -> np.ndarray:
                         rows.append([float(c) for c in cells])
                     except ValueError:
                         if i == 0 and not rows:
+                            header = row
                             continue      # a header
                         raise DatasetError(f"{show_path(p)}:{i + 1}: not a number in "
                                            f"{row!r}") from None
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise DatasetError(f"cannot read {show_path(p)}: {exc}") from None
-        if not rows or len({len(r) for r in rows}) != 1:
+        if not rows:
+            raise DatasetError(f"{show_path(p)} holds no rows of numbers"
+                               + (f" (its one row {str(header)[:80]} was read as a header)"
+                                  if header is not None else ""),
+                               help="one sample per row, values separated by commas")
+        if len({len(r) for r in rows}) != 1:
             raise DatasetError(f"{show_path(p)}: rows must all hold the same number of values")
         arr = np.asarray(rows, dtype=np.float32)
     if arr.dtype.kind not in "biuf":
