@@ -279,7 +279,8 @@ def _arch_from_config(cfg: dict[str, Any], where: str) -> HFArch:
                        hi=1.0),
         rope_theta=_rope_theta(cfg, where), act=act, sub_norms=sub_norms,
         attn_bias=_cfg_bool(cfg, "attention_bias", where, False),
-        mlp_bias=_cfg_bool(cfg, "mlp_bias", where, False),
+        # transformers' BitNetMLP has no biases whatever the config says (LlamaMLP reads it)
+        mlp_bias=_cfg_bool(cfg, "mlp_bias", where, False) and mt == "llama",
         tie=_cfg_bool(cfg, "tie_word_embeddings", where, False),
         weights=weights, lm_head_ternary=lm_head_ternary,
         max_positions=_cfg_int(cfg, "max_position_embeddings", where, 1, 1 << 24, 2048),

@@ -101,3 +101,13 @@ def test_the_checkpoint_is_not_written_among_the_weights_it_is_read_from(tmp_pat
     # a folder below it is not among the weights
     assert Path(import_hf(d, d / "sub" / "m.safetensors")["checkpoint"]).is_file()
     assert import_hf(d, tmp_path / "again.safetensors")["checkpoint"]
+
+
+def test_a_bitnet_config_asking_for_mlp_biases_is_read_as_transformers_reads_it(tmp_path):
+    # BitNetMLP builds its projections without bias whatever `mlp_bias` says: such a
+    # checkpoint (no bias tensors) was refused ("tensor `...gate_proj.bias` is missing")
+    plain = import_hf(_write(tmp_path / "plain", _conf()), tmp_path / "a" / "m.safetensors")
+    biased = import_hf(_write(tmp_path / "biased", _conf(mlp_bias=True)),
+                       tmp_path / "b" / "m.safetensors")
+    assert not biased["arch"].mlp_bias
+    assert torch.equal(_logits(biased["checkpoint"]), _logits(plain["checkpoint"]))
