@@ -257,6 +257,23 @@ def test_frozen_int8_linear_takes_the_activation_derivative_where_its_output_is(
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("x_shape", [(1, 3, 5, 5), (3, 5, 5)])
+@pytest.mark.parametrize("act_quant", ["none", "int8", "int8_image"])
+def test_frozen_conv_takes_a_residual_that_enlarges_the_result(x_shape, act_quant) -> None:
+    """A residual that broadcasts the output to a larger shape ((2, O, H, W) on one image) is
+    added as ``y + residual`` is, unfrozen and frozen: the frozen layer raised torch's
+    'expanded size of the tensor' error."""
+    torch.manual_seed(10)
+    layer = TernaryConv2d(3, 4, 3, padding=1, act_quant=act_quant).eval()
+    x, r = torch.randn(x_shape), torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        ref = layer(x, "relu", r)
+        layer.freeze()
+        got = layer(x, "relu", r)
+    assert got.shape == ref.shape == (2, 4, 5, 5)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("qkw", QUANTIZERS, ids=lambda d: d["quantizer"])
 @pytest.mark.parametrize("fmt", ["t2", "t1.6"])
 @pytest.mark.parametrize("per_channel", [False, True])

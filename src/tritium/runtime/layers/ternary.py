@@ -657,6 +657,14 @@ class TernaryConv2d(TernaryLayer):
             raise ValueError(f"{type(self).__name__} expects (N, C, H, W) or unbatched (C, H, W) "
                              f"input, got shape {tuple(x.shape)}")
         if self.frozen:
+            if residual is not None:
+                ho, wo = kernels.conv_out_size(x.shape[2], x.shape[3], self.kernel_size,
+                                               self.stride, self.padding, self.dilation)
+                out = (x.shape[0], self.out_channels, ho, wo)
+                if torch.broadcast_shapes(out, residual.shape) != out:
+                    # a residual that makes the result larger than the output: added after
+                    # the conv, as unfrozen (the kernels expand it to the output)
+                    return _epilogue(self.forward(x), activation, residual)
             # fast path: a cached native call (no autograd, eager, float32 CPU NCHW; grouped
             # convs when the native kernels take them, see LinearPlan.conv2d)
             if x.dim() == 4 and x.shape[1] == self.in_channels:
