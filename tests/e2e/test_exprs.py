@@ -238,3 +238,20 @@ def test_list_comprehension_agrees(tmp_path):
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).numpy()
     np.testing.assert_allclose(ref, x + 1 * 2 * x + 2 * 3 * x, rtol=1e-5)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("product", "trits_only"), [
+    ("trit(x) @ transpose(trit(x), 0, 1)", True),
+    ("matmul(trit(x), transpose(trit(x), 0, 1))", True),
+    ("x @ transpose(trit(x), 0, 1)", False),
+])
+def test_a_trit_matmul_in_a_layer_does_not_wrap_in_int8(tmp_path, product, trits_only):
+    # trits computed in a layer's forward are int8: their product, a sum over 300 columns,
+    # was computed by torch in int8 and wrapped (172 came out as -84) where the IR sums in
+    # i32; with a float operand torch refused the mixed dtypes
+    src = (f"layer L(x: Tensor<float32, [2, 300]>) -> Tensor {{\n"
+           f"    return {product}\n}}\n")
+    ref, got = _run_both(src, tmp_path, shape=(2, 300))
+    assert ref.dtype == np.float32
+    assert not trits_only or float(np.abs(got).max()) > 127
+    np.testing.assert_allclose(ref, got.astype(np.float32), rtol=1e-5, atol=1e-4)

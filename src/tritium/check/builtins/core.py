@@ -133,8 +133,10 @@ _fn("concat", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "concatenate al
 _alias("cat", "concat")
 _fn("stack", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "stack along a new dim",
     concat_rule, "torch.stack({tensors}, dim={dim})")
+# `trt.float_matmul`: as `a @ b` does with an integer or trit operand (the checker's
+# FLOAT_MATMUL form), the product is a float, never int8 trits wrapped
 _fn("matmul", (_p("a"), _p("b")), "matrix product (same as `a @ b`)", matmul_rule,
-    "torch.matmul({a}, {b})", ir=IR("matmul", ("a", "b")))
+    "trt.float_matmul({a}, {b})", ir=IR("matmul", ("a", "b")))
 _fn("ternary_matmul", (_p("x"), _p("w")), "x @ wᵀ with ternary w of shape [out, in]",
     ternary_matmul_rule, "F.linear({x}, {w})", ir=IR("linear", ("x", "w")))
 _RED = (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False))

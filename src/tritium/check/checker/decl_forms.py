@@ -107,14 +107,6 @@ def construct(ck, call: A.Call, scope) -> Value:
     return Value(ty)
 
 
-def trit_outside_layers(ck, ta: TensorT, tb: TensorT) -> bool:
-    """`x @ w` with a trit operand in the program's entry or a top-level function: there the
-    trits are int8 (`random_ternary`, `ternary_tensor`), so the product is
-    computed on floats (`trt.float_matmul`), as for integers; a layer's ternary weight is
-    float storage, and its `x @ w` stays as written."""
-    return not getattr(ck, "_in_method", False) and "trit" in (ta.dtype, tb.dtype)
-
-
 def tensor_dtype_fits(ck, fn: A.FnDef, p: A.ParamSpec, got: TensorT, span) -> None:
     """An int tensor passed where a function declares a float element type
     (`fn safe_quantize<S>(x: Tensor<float32, S>)` called with `Tensor<int32, [10, 10]>()`)."""

@@ -41,7 +41,7 @@ from ..types import (
     shape_str,
 )
 from .calls_forms import dtype_constant
-from .decl_forms import trit_outside_layers, type_value
+from .decl_forms import type_value
 from .decl_lists import repeat_by_unknown, repeat_count
 from .dict_items import dict_item
 from .gradient_forms import with_gradient_value
@@ -69,9 +69,12 @@ def _exits(s) -> bool:
         return any(_exits(x) for x in s.body)
     return False
 
-#: CheckResult.call_forms: a `@` with an integer operand, generated as trt.float_matmul
+#: CheckResult.call_forms: a `@` with an integer or trit operand, generated as
+#: trt.float_matmul. Trits computed in the program (`trit(x)`, `ternary_tensor(…)`,
+#: `random_ternary`) are int8, whose product torch wraps, in a layer's methods as elsewhere;
+#: a layer's ternary weight is float storage, which trt.float_matmul takes as it is
 FLOAT_MATMUL = "float_matmul"
-_INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "bool"})
+_MATMUL_ON_FLOATS = frozenset({"int8", "int16", "int32", "int64", "uint8", "bool", "trit"})
 
 
 _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -493,11 +496,9 @@ class ExpressionsMixin:
             if not isinstance(ta, TensorT) or not isinstance(tb, TensorT):
                 self.report("E0405", "`@` needs two tensors", e.span, help="use `*` to scale")
                 return Value(ANY)
-            if ta.dtype in _INT_DTYPES or tb.dtype in _INT_DTYPES or trit_outside_layers(
-                    self, ta, tb):
-                # integers on a side: the product is float32 (what `matmul` types), computed
-                # on floats (torch's `@` refuses mixed dtypes). Trits are not in the list: a
-                # layer's ternary weight is float storage, and its `x @ w` stays as written
+            if ta.dtype in _MATMUL_ON_FLOATS or tb.dtype in _MATMUL_ON_FLOATS:
+                # integers or trits on a side: the product is float32 (what `matmul` types),
+                # computed on floats (torch's `@` refuses mixed dtypes, and wraps int8)
                 self.call_forms[e.span] = FLOAT_MATMUL
             return Value(self.matmul(ta, tb, e.span, e.left.span, e.right.span))
         sa = ta.shape if isinstance(ta, TensorT) else ()
