@@ -416,8 +416,8 @@ def _linear_kernel(spec: LinearSpec, uses: Sequence[str]) -> str:
       "offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)",
       "offs_j = tl.arange(0, 32)",
       "mask_m = offs_m < M", "mask_n = offs_n < N",
-      "x_rows = x_ptr + offs_m[:, None] * stride_xm",
-      "w_cols = w_ptr + offs_n[None, :] * stride_wn + offs_j[:, None]")
+      "x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm  # may pass 2**31",
+      "w_cols = w_ptr + offs_n[None, :].to(tl.int64) * stride_wn + offs_j[:, None]")
 
     def load_raw(e: _Lines) -> None:
         e("xt = tl.load(x_rows + k[None, :], mask=mask_m[:, None] & (k < K)[None, :],",
@@ -446,7 +446,7 @@ def _linear_kernel(spec: LinearSpec, uses: Sequence[str]) -> str:
     else:
         e("acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)")
     _emit_k_loop(e, spec, load_tile)
-    _emit_epilogue(e, spec, "offs_n", "offs_m[:, None] * stride_ym + offs_n[None, :]")
+    _emit_epilogue(e, spec, "offs_n", "offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :]")
     return e.text()
 
 
@@ -479,11 +479,11 @@ def _conv_kernel(spec: Conv2dSpec, uses: Sequence[str]) -> str:
       "mask_m = offs_m < M", "mask_n = offs_n < N",
       "channel = g * N + offs_n",
       "pos = offs_m % (Ho * Wo)",
-      "img = offs_m // (Ho * Wo)",
+      "img = (offs_m // (Ho * Wo)).to(tl.int64)  # img * stride passes 2**31 on large batches",
       "ih0 = (pos // Wo) * SH - PH",
       "iw0 = (pos % Wo) * SW - PW",
       "x_img = x_ptr + img * stride_xb + g * C_in * stride_xc",
-      "w_cols = w_ptr + channel[None, :] * stride_wn + offs_j[:, None]")
+      "w_cols = w_ptr + channel[None, :].to(tl.int64) * stride_wn + offs_j[:, None]")
 
     def load_tile(e: _Lines) -> None:
         e("c = k // (KH * KW)",
@@ -522,7 +522,7 @@ def _quant_kernel(uses: Sequence[str]) -> str:
       "offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)",
       "offs_k = tl.arange(0, BLOCK_K)",
       "mask_m = offs_m < M",
-      "x_rows = x_ptr + offs_m[:, None] * stride_xm",
+      "x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm  # may pass 2**31",
       "amax = tl.zeros((BLOCK_M,), dtype=tl.float32)",
       "for k0 in range(0, K, BLOCK_K):")
     e.indent()
@@ -538,7 +538,7 @@ def _quant_kernel(uses: Sequence[str]) -> str:
       "mask = mask_m[:, None] & (k < K)[None, :]",
       "xt = tl.load(x_rows + k[None, :], mask=mask, other=0.0)",
       "q = _quantize_int8(xt, xs[:, None])",
-      "tl.store(q_ptr + offs_m[:, None] * stride_qm + k[None, :], q, mask=mask)")
+      "tl.store(q_ptr + offs_m.to(tl.int64)[:, None] * stride_qm + k[None, :], q, mask=mask)")
     return e.text()
 
 

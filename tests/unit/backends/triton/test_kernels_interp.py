@@ -317,3 +317,48 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="activation"):
         triton_ternary_linear(torch.randn(2, 10), w, torch.tensor(1.0), activation="swish")
     assert packed_row_bytes(10, "t2") == w.data.shape[1]
+
+
+def _rows_past_2_31(shape: tuple[int, ...], row_stride: int) -> torch.Tensor:
+    """A tensor whose last row starts past element 2**31 of its storage (the storage is
+    reserved, not touched: only the rows are written)."""
+    try:
+        base = torch.empty(row_stride * shape[0], dtype=torch.float32)
+    except RuntimeError:   # no 8 GiB of address space to reserve
+        pytest.skip("cannot reserve 8 GiB of address space")
+    x = base.as_strided(shape, (row_stride, *torch.empty(shape[1:]).stride()))
+    x.copy_(torch.randn(shape, generator=torch.Generator().manual_seed(1)))
+    return x
+
+
+def test_row_offsets_past_2_31_elements_are_computed_in_int64():
+    # row * stride was int32: activations (or outputs) of more than 2**31 elements, a long
+    # prefill through a wide layer, read and wrote at wrapped offsets (a crash or garbage)
+    from tritium.backends.triton.launch import kernel_for
+    from tritium.backends.triton.specs import Conv2dSpec, LinearSpec, QuantInt8Spec
+
+    stride = 2**30 + 64                        # row 2 starts at element 2**31 + 128
+    t = _trits(32, 64, 2)
+    w = pack_ternary(t, "t2")
+    x = _rows_past_2_31((3, 64), stride)
+    y = torch.zeros(3, 32)
+    kernel_for(LinearSpec("t2")).fn[(1, 1)](
+        x, w.data, torch.ones(1), y, 3, 32, 64, stride, w.data.stride(0), 32,
+        PER_CHANNEL=False, BLOCK_M=16, BLOCK_N=32)
+    torch.testing.assert_close(y, x.clone() @ t.t(), rtol=RTOL, atol=ATOL)
+
+    q = torch.zeros(3, 64, dtype=torch.int8)
+    s = torch.zeros(3)
+    kernel_for(QuantInt8Spec()).fn[(1,)](x, q, s, 3, 64, stride, 64, BLOCK_M=4, BLOCK_K=64)
+    q_ref, s_ref = cpu.quantize_activations_int8(x.clone())
+    assert torch.equal(q, q_ref) and torch.equal(s, s_ref.reshape(-1))
+
+    img = _rows_past_2_31((3, 2, 4, 4), stride)    # image 2 starts past element 2**31
+    wt = torch.randint(-1, 2, (4, 2, 3, 3), generator=torch.Generator().manual_seed(3)).float()
+    wc = pack_ternary(wt.reshape(4, -1), "t2")
+    yc = torch.zeros(3, 4, 4, 4)
+    kernel_for(Conv2dSpec("t2")).fn[(3, 1, 1)](
+        img, wc.data, torch.ones(1), yc, 48, 4, 18, 2, 4, 4, 4, 4, 4, *img.stride(),
+        wc.data.stride(0), KH=3, KW=3, SH=1, SW=1, PH=1, PW=1, DH=1, DW=1, PER_CHANNEL=False,
+        BLOCK_M=16, BLOCK_N=32)
+    torch.testing.assert_close(yc, F.conv2d(img.clone(), wt, padding=1), rtol=RTOL, atol=ATOL)
