@@ -202,3 +202,30 @@ def test_eval_finds_the_data_from_anywhere_and_refuses_it_changed(tmp_path, monk
     err = capsys.readouterr().err
     assert "is not the data" in err and "changed since" in err
     assert main(["eval", ckpt, "--data", str(tmp_path / "d.npz")]) == 0
+
+
+def test_resuming_into_another_directory_keeps_the_best_epoch(trained, tmp_path, capsys):
+    """`--resume OLD --out NEW`: the first resumed epoch was written as NEW's
+    model.safetensors however bad (there was none yet), beside a report of the resumed best
+    epoch. Now the best checkpoint comes along; without one, the next epoch is the best."""
+    from tritium.runtime import read_checkpoint_metadata
+
+    program, run = trained
+    argv = ["train", str(program), "--resume", str(run), "--epochs", "2", "--lr", "10",
+            *FAST]
+    assert main([*argv, "--out", str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / "model.safetensors").read_bytes() == \
+        (run / "model.safetensors").read_bytes()             # epoch 2 (lr 10) was worse
+    metrics = json.loads((tmp_path / "new" / "metrics.json").read_text())
+    assert metrics["ternary"]["best_epoch"] == 1
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(run / "train_state.safetensors", lone / "state.safetensors")
+    capsys.readouterr()
+    loud = [a for a in argv[4:] if a != "-q"]
+    assert main([*argv[:3], str(lone / "state.safetensors"), *loud, "--out", str(lone)]) == 0
+    said = capsys.readouterr()
+    assert "does not hold the resumed run's best epoch (1)" in said.out + said.err
+    meta = read_checkpoint_metadata(lone / "model.safetensors").extra
+    assert meta["tritium.epoch"] == "2"
+    assert json.loads((lone / "metrics.json").read_text())["ternary"]["best_epoch"] == 2

@@ -61,6 +61,7 @@ from .report import (
 )
 from .settings import TrainError, TrainOptions, TrainResult, TrainSettings, _optimizer, lr_at
 from .state import (
+    _carry_best,
     _digest,
     _Diverged,
     _epoch_generator,
@@ -373,6 +374,7 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
     run = _Run("ternary", model, _optimizer(settings, model.parameters()),
                best_acc=-math.inf, schedule=settings.qat)
     start = 0
+    resume_note = None
     if state_path is not None:
         from ...argcheck import input_problem, show_path
         problem = input_problem(state_path)
@@ -382,6 +384,7 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
                                   "train` (holding train_state.safetensors) or that file")
         start = _load_state(state_path, run, info, settings.qat_spec)
         settings.qat = run.schedule or QatSchedule()   # the checkpoint's, continued
+        resume_note = _carry_best(run, state_path, out / "model.safetensors") if main else None
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "model.py", built.compiled.python)
@@ -415,6 +418,9 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
                 f"{len(windows['test'])} test")
             if start:
                 rep.console.print(f"resuming after epoch {start} of {settings.epochs}")
+            if resume_note:
+                from rich.markup import escape
+                rep.warn(escape(resume_note))
         try:
             _lm_fit(run, settings, windows["train"], val_w, token_bytes, steps_cap, dist_,
                     rep, start, on_epoch)

@@ -65,6 +65,7 @@ from .settings import (
     resolve_settings,
 )
 from .state import (  # noqa: F401 - the run helpers are re-exported from here too
+    _carry_best,
     _digest,
     _Diverged,
     _epoch_generator,
@@ -331,6 +332,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     run = _Run("ternary", model, _optimizer(settings, model.parameters()),
                schedule=settings.qat)
     start = 0
+    resume_note = None
     if opts.resume is not None:
         rp = Path(opts.resume)
         state_path = rp / "train_state.safetensors" if os.path.isdir(rp) else rp
@@ -342,6 +344,7 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
                                   "train` (holding train_state.safetensors) or that file")
         start = _load_state(state_path, run, info, settings.qat_spec)
         settings.qat = run.schedule or QatSchedule()   # the checkpoint's, continued
+        resume_note = _carry_best(run, state_path, out / "model.safetensors") if main else None
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "model.py", built.compiled.python)
@@ -369,6 +372,9 @@ def _train(opts: TrainOptions, dist_: Dist) -> TrainResult:
     with _Reporter(progress and main, opts.quiet or not main) as rep:
         if main and start:
             rep.console.print(f"resuming after epoch {start} of {settings.epochs}")
+        if main and resume_note:
+            from rich.markup import escape
+            rep.warn(escape(resume_note))
         if main and settings.qat.active and not opts.quiet:
             rep.console.print(_qat_line({"qat_schedule": _qat_summary(settings)}), soft_wrap=True)
         for w in run_warnings({"dataset": ds.name,

@@ -258,6 +258,36 @@ def _load_state(path: Path, run: _Run, info: RunInfo, spec: str | None = None) -
     return r.epoch
 
 
+def _carry_best(run: _Run, state_path: Path, ckpt: Path) -> str | None:
+    """Make ``ckpt`` (this run's model.safetensors) hold the resumed run's best epoch, which
+    a new epoch replaces only when it is better: it does already, or the resumed run's own
+    (beside ``state_path``, resuming into another --out) does and is copied; otherwise the
+    best is forgotten, so the next finished epoch is written as the best (a note says so).
+    Without this, a resumed run into another directory wrote its first epoch, however bad,
+    as model.safetensors and reported the resumed best epoch beside it."""
+    from ...cachedir import atomic_write_bytes
+    from ...runtime import CheckpointError, read_checkpoint_metadata
+
+    def epoch_of(path: Path) -> int | None:
+        try:
+            return int(read_checkpoint_metadata(path).extra.get("tritium.epoch", ""))
+        except (CheckpointError, OSError, ValueError):
+            return None
+
+    if run.best_epoch < 1 or epoch_of(ckpt) == run.best_epoch:
+        return None
+    src = state_path.parent / "model.safetensors"
+    if os.path.abspath(src) != os.path.abspath(ckpt) and epoch_of(src) == run.best_epoch:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(ckpt, src.read_bytes())
+        return None
+    best = run.best_epoch
+    run.best_acc, run.best_epoch, run.stale = float("-inf"), -1, 0
+    other = "" if os.path.abspath(src) == os.path.abspath(ckpt) else f", and neither does {src}"
+    return (f"{ckpt} does not hold the resumed run's best epoch ({best}){other}: the next "
+            "finished epoch is written as the best")
+
+
 # ----------------------------------------------------------------------------- resume checks
 
 #: The most epochs a resumed state may have finished (a larger count is a damaged file).
