@@ -104,6 +104,36 @@ def test_int8_kernels_keep_exact_rounding_in_ptx():
     assert any("mma.sync" in k.text("ptx") or "wgmma" in k.text("ptx") for k in build.kernels)
 
 
+_GOOD_STAGES = {"ttir": "t", "ttgir": "g", "llir": "l", "ptx": "p", "cubin": "f0VMRg=="}
+
+
+@pytest.mark.parametrize("entry", [
+    {"stages": {**_GOOD_STAGES, "cubin": "%%% not base64"}},
+    {"stages": {**_GOOD_STAGES, "ptx": 7}},
+    {"stages": ["ttir", "ttgir", "llir", "ptx", "cubin"]},
+    {"stages": _GOOD_STAGES, "shared": "lots"},
+    {"stages": _GOOD_STAGES, "seconds": [1]},
+])
+def test_a_malformed_cache_entry_is_rebuilt_not_served(entry, tmp_path, monkeypatch):
+    # A compile-cache entry is untrusted (its checksum anyone can recompute): one with a stage
+    # that is not text, a cubin that is not base64 or a non-numeric field raised mid-build
+    # (binascii.Error, ValueError) or was served as the build; it is now dropped and rebuilt.
+    import triton
+
+    from tritium.backends.triton import aot
+    from tritium.compile_cache import CompileCache
+
+    req, target = quant_request(16, 128), "cuda:sm_90"
+    store = CompileCache(tmp_path / "compile")
+    store.put(aot._key(req, target, triton.__version__), entry)
+    fresh = {"stages": {**_GOOD_STAGES, "ptx": "fresh"}, "seconds": 0.5, "shared": 0}
+    monkeypatch.setattr(aot, "_compile_here", lambda r, t: fresh)
+    monkeypatch.setattr(aot, "_compile_in_subprocess", lambda rs, t: [fresh for _ in rs])
+    k = compile_request(req, target, cache=store)
+    assert not k.cached and k.text("ptx") == "fresh" and k.stages["cubin"] == ELF
+    assert compile_request(req, target, cache=store).cached   # the rebuilt entry is served
+
+
 def test_cli_emits_ptx_and_writes_cubins(capsys, tmp_path):
     assert main(["compile", str(EX / "mlp.tri"), "--target", "cuda:sm_80", "--emit", "ptx"]) == 0
     out = capsys.readouterr().out

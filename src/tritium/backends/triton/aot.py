@@ -283,6 +283,28 @@ def _worker_main() -> int:
     return 0
 
 
+def _cache_entry_problem(entry: dict) -> str | None:
+    """Why a compile-cache entry is not a build this module wrote (None: it is). Entries are
+    untrusted (their checksum anyone can recompute): a malformed one is dropped and rebuilt,
+    never served (it raised binascii.Error, AttributeError or ValueError mid-build)."""
+    stages = entry.get("stages")
+    if not isinstance(stages, dict):
+        return "no stages"
+    for s in TEXT_STAGES:
+        if not isinstance(stages.get(s), str):
+            return f"stage {s} is not text"
+    try:
+        base64.b64decode(stages.get("cubin"), validate=True)
+    except (TypeError, ValueError):
+        return "the cubin is not base64"
+    seconds, shared = entry.get("seconds", 0.0), entry.get("shared")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return "seconds is not a number"
+    if shared is not None and (isinstance(shared, bool) or not isinstance(shared, int)):
+        return "shared is not an integer"
+    return None
+
+
 def _kernel(req: AotRequest, target: str, result: dict, cached: bool, key: str) -> AotKernel:
     stages: dict[str, str | bytes] = {s: result["stages"][s] for s in TEXT_STAGES}
     stages["cubin"] = base64.b64decode(result["stages"]["cubin"])
@@ -311,8 +333,8 @@ def build(requests: Iterable[AotRequest], target: str, cache: CompileCache | Non
     found: dict[int, AotKernel] = {}
     if store is not None:
         for i, (r, key) in enumerate(zip(reqs, keys)):
-            hit = store.get(key)
-            if hit is not None and all(s in hit.get("stages", {}) for s in STAGES):
+            hit = store.get(key, _cache_entry_problem)
+            if hit is not None:
                 found[i] = _kernel(r, target, hit, True, key)
     missing = [i for i in range(len(reqs)) if i not in found]
     if missing:
