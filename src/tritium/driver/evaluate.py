@@ -153,6 +153,13 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None,
     x = _prepare(ds.x_test, info)
     y = torch.as_tensor(ds.y_test)
     try:
+        with torch.no_grad():
+            width = model(x[:1]).shape[-1]
+        if int(y.max()) >= width:
+            raise DatasetError(f"the {ds.name} test split has the label {int(y.max())}, but "
+                               f"`{info.entry}` outputs {width} classes (labels 0 to "
+                               f"{width - 1})",
+                               help="evaluate it on data of the classes it was trained on")
         acc, loss = evaluate_model(model, x, y, lambda lg, yb: F.cross_entropy(lg, yb))
     except (RuntimeError, IndexError) as exc:
         raise DatasetError(f"the model cannot take the {ds.name} test samples: {exc}") from None

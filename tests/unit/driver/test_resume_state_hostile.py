@@ -229,3 +229,18 @@ def test_resuming_into_another_directory_keeps_the_best_epoch(trained, tmp_path,
     meta = read_checkpoint_metadata(lone / "model.safetensors").extra
     assert meta["tritium.epoch"] == "2"
     assert json.loads((lone / "metrics.json").read_text())["ternary"]["best_epoch"] == 2
+
+
+def test_eval_on_data_with_more_classes_names_the_label(trained, tmp_path, capsys):
+    """`eval --data` with labels past the model's outputs said `the model cannot take the
+    ... test samples: Target 14 is out of bounds.`"""
+    import numpy as np
+
+    _, run = trained
+    rng = np.random.default_rng(0)
+    data = tmp_path / "wide.npz"
+    np.savez(data, x=rng.random((40, 64)), y=np.arange(40) % 15)
+    assert main(["eval", str(run / "model.safetensors"), "--data", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert "the wide test split has the label 14, but `ResumeDigits` outputs 10 classes" in err
+    assert "out of bounds" not in err
