@@ -220,7 +220,10 @@ def generate_tokens(model, prompt: list[int], max_new_tokens: int, *, vocab: int
                         logits = session.forward(model, ids[:, -1:])
                     checked = time.perf_counter()
                     with _forward_of(ids):
-                        agrees = result.decode_steps > 0 or _agrees(model, ids, logits)
+                        # positions from `arange` restart at 0 in a cached step: never
+                        # served from the cache, whatever the logits look like
+                        agrees = session.position_free is None and (
+                            result.decode_steps > 0 or _agrees(model, ids, logits))
                     t += time.perf_counter() - checked       # the check is not decoding
                     if not agrees:
                         # the model mixes positions outside `attention` (a convolution

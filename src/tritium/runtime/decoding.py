@@ -71,6 +71,16 @@ def current_session() -> DecodeSession | None:
     return _SESSION.get()
 
 
+def note_positions(what: str) -> None:
+    """A builtin that makes values from a length (`arange`) ran: in a forward over tokens
+    after cached ones, they are the new tokens' own positions from 0, not their place in the
+    sequence (only `rope` and `attention` know the cache), so the session records it and a
+    generation recomputes the whole sequence instead (:func:`tritium.driver.generate`)."""
+    session = _SESSION.get()
+    if session is not None and session.offset > 0 and session.position_free is None:
+        session.position_free = what
+
+
 class DecodeSession:
     """Per-call-site key/value caches and the number of tokens already cached."""
 
@@ -102,6 +112,10 @@ class DecodeSession:
         self._examined: set[int] = set()   # models given their fused decoder blocks
         self._scratch: dict[Any, tuple] = {}  # each fused block's workspace in this session
         self._last_only = False   # the forward in progress needs the last position's logits
+        # what a forward over cached tokens computed from the new tokens' count alone (an
+        # `arange` of positions: a table of learned positions looked up by it starts again
+        # at 0), which the cache cannot stand in for; None while nothing did
+        self.position_free: str | None = None
         self._head_out: Any = None   # what the sliced head returned in it
 
     def __enter__(self) -> DecodeSession:
@@ -145,6 +159,7 @@ class DecodeSession:
         self._vbuf.clear()
         self._scratch.clear()
         self.offset = 0
+        self.position_free = None
 
     def rope_tables(self, d: int, base: float, offset: int, seq: int, dtype: torch.dtype,
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -174,7 +174,11 @@ def with_dtype(t: torch.Tensor, dtype: str | None = None, requires_grad: bool = 
 
 
 def arange(start, end=None, step=1, dtype: str | None = None) -> torch.Tensor:
-    """torch.arange: int64 when every bound is an integer, else float32."""
+    """torch.arange: int64 when every bound is an integer, else float32. (Positions made by
+    it in a decode session's step over cached tokens are recorded: see
+    :func:`tritium.runtime.decoding.note_positions`.)"""
+    from .decoding import note_positions
+    note_positions("arange")
     if end is None:
         start, end = 0, start
     t = torch.arange(start, end, step)

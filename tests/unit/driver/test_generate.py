@@ -176,6 +176,33 @@ class _Positions(torch.nn.Module):
         return self.head(self.embed(ids) + self.pos(torch.arange(ids.shape[1])))
 
 
+class _ArangePositions(torch.nn.Module):
+    """Learned positions looked up by the language's `arange` (trt.arange, what a .tri
+    program's `arange(seq)` runs), weak enough that the first cached step's logits stay
+    within CACHE_TOLERANCE of full recomputation although its position is wrong (0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(256, 16)
+        self.pos = torch.nn.Embedding(64, 16)
+        with torch.no_grad():
+            self.pos.weight.mul_(0.05)
+        self.head = torch.nn.Linear(16, 256)
+
+    def forward(self, ids):
+        from tritium.runtime import functional as trt
+        return self.head(self.embed(ids) + self.pos(trt.arange(ids.shape[1])))
+
+
+def test_positions_from_arange_are_never_served_from_the_cache():
+    # the cached step looked positions 0.. up for the new token; the logits check let it by
+    model = _ArangePositions().eval()
+    cached = generate_tokens(model, list(range(1, 30)), 6, greedy=True, use_cache=True)
+    full = generate_tokens(model, list(range(1, 30)), 6, greedy=True, use_cache=False)
+    assert not cached.cache_used and cached.tokens == full.tokens
+
+
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_a_sequence_longer_than_the_model_runs_is_a_clear_error(use_cache):
     # the position table's IndexError came out of the model as a traceback
