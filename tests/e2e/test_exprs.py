@@ -255,3 +255,16 @@ def test_a_trit_matmul_in_a_layer_does_not_wrap_in_int8(tmp_path, product, trits
     assert ref.dtype == np.float32
     assert not trits_only or float(np.abs(got).max()) > 127
     np.testing.assert_allclose(ref, got.astype(np.float32), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("reduction", [
+    "mean(int32(x), axis=1)", "mean(trit(x))", "int32(x).mean(1)", "std(int32(x), 1)",
+    "var(trit(x), 1, keepdim=true)",
+])
+def test_a_mean_of_integers_is_a_float(tmp_path, reduction):
+    # torch.mean/var refuse integer tensors ("could not infer output dtype"); the checker
+    # and the IR type the mean float32: the generated code reduces the tensor cast to floats
+    src = f"layer L(x: Tensor<float32, [2, 30]>) -> Tensor {{\n    return {reduction}\n}}\n"
+    ref, got = _run_both(src, tmp_path, shape=(2, 30))
+    assert ref.dtype == np.float32
+    np.testing.assert_allclose(ref, got, rtol=1e-5, atol=1e-6)

@@ -10,6 +10,7 @@ from ... import vocab
 from ..types import INT, TensorT, Value
 from .records import IR, PY_CALL, Template, _alias, _fn, _opt, _p
 from .rules import (
+    FLOAT_REDUCE,
     adaptive_pool_rule,
     attention_rule,
     cast_rule,
@@ -41,8 +42,15 @@ from .rules import (
 
 # ----------------------------------------------------------------------------- templates
 
+def float_x(a: dict[str, str], given: set[str]) -> dict[str, str]:
+    """A reduction's arguments with `x` cast to float32 where the checker found it holds
+    integers, trits or bools (`mean(int32(x))`: torch refuses them; the type is float32)."""
+    return {**a, "x": f"trt.cast({a['x']}, 'float32')"} if f"@{FLOAT_REDUCE}" in given else a
+
+
 def _reduce_torch(fn: str) -> Template:
     def render(a: dict[str, str], given: set[str]) -> str:
+        a = float_x(a, given)
         if "dim" not in given:
             return f"torch.{fn}({a['x']})" if a["keepdim"] == "False" else \
                 f"torch.{fn}({a['x']}, dim=tuple(range({a['x']}.dim())), keepdim=True)"

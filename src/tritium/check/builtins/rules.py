@@ -261,16 +261,25 @@ def ternary_matmul_rule(ck, name, b, e) -> Value:
     return Value(TensorT("float32", None))
 
 
+#: CheckResult.call_forms: `mean`/`std`/`var` of integers, trits or bools, generated on the
+#: tensor cast to float32 (torch refuses them on integers; the checker and the IR say float32)
+FLOAT_REDUCE = "float_reduce"
+_FLOAT_REDUCTIONS = ("mean", "std", "var")
+
+
 def reduce_rule(ck, name, b, e) -> Value:
     x, xt = b.get("x"), _xt(b)
+    floats = name in _FLOAT_REDUCTIONS
+    if floats and xt is not None and xt.dtype is not None and xt.dtype not in FLOAT_TYPES:
+        ck.call_forms[e.span] = FLOAT_REDUCE
+    dtype = "float32" if floats else xt.dtype if xt is not None else None
     if xt is None or xt.shape is None:
-        return Value(TensorT(xt.dtype if xt else None, None) if xt or not x
+        return Value(TensorT(dtype, None) if xt or not x
                      else FLOAT if isinstance(x.ty, ScalarT) else ANY)
     dim = _const(b, "dim")
     keep = bool(_const(b, "keepdim", False))
     if dim is None:
-        return Value(TensorT(xt.dtype if name not in ("mean", "std", "var") else "float32",
-                             tuple(1 for _ in xt.shape) if keep else ()))
+        return Value(TensorT(dtype, tuple(1 for _ in xt.shape) if keep else ()))
     dims = dim if isinstance(dim, list) else [dim]
     idx = set()
     for d in dims:
@@ -279,7 +288,7 @@ def reduce_rule(ck, name, b, e) -> Value:
             return Value(ANY)
         idx.add(i)
     s = tuple((1 if i in idx else d) for i, d in enumerate(xt.shape) if keep or i not in idx)
-    return Value(TensorT(xt.dtype if name not in ("mean", "std", "var") else "float32", s))
+    return Value(TensorT(dtype, s))
 
 
 def elementwise2_rule(ck, name, b, e) -> Value:

@@ -16,7 +16,7 @@ from ..types import (
     Value,
     dims_conflict,
 )
-from .core import _X
+from .core import _X, float_x
 from .records import IR, _alias, _fn, _opt, _p
 from .rules import (
     _const,
@@ -368,9 +368,11 @@ _STD = (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False),
         _opt("unbiased", "bool", True))
 _fn("std", _STD, "standard deviation over `dim` (all dims when omitted; Bessel-corrected "
     "unless unbiased=false)", reduce_rule,
-    "trt.std({x}, {dim}, keepdim={keepdim}, unbiased={unbiased})")
+    lambda a, given: "trt.std({x}, {dim}, keepdim={keepdim}, unbiased={unbiased})".format(
+        **float_x(a, given)))
 _fn("var", _STD, "variance over `dim` (as std)", reduce_rule,
-    "trt.std({x}, {dim}, keepdim={keepdim}, unbiased={unbiased}, var=True)")
+    lambda a, given: "trt.std({x}, {dim}, keepdim={keepdim}, unbiased={unbiased}, "
+                     "var=True)".format(**float_x(a, given)))
 _fn("dot", (_p("a"), _p("b")), "inner product of two 1-d tensors (a 0-d tensor)", dot_rule,
     "torch.dot({a}, {b})")
 _fn("outer", (_p("a"), _p("b")), "outer product of two 1-d tensors [n, m]", outer_rule,
