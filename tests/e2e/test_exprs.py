@@ -268,3 +268,16 @@ def test_a_mean_of_integers_is_a_float(tmp_path, reduction):
     ref, got = _run_both(src, tmp_path, shape=(2, 30))
     assert ref.dtype == np.float32
     np.testing.assert_allclose(ref, got, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("clip", [
+    "clip(int32(x * 4.0), -2.5, 2.5)", "clamp(int32(x * 4.0), min=-1.5)",
+    "clip(int32(x * 4.0), max_val=0.5)",
+])
+def test_a_clip_of_integers_with_float_bounds_stays_integer(tmp_path, clip):
+    # torch.clamp of an int32 tensor with a float bound returned float32 (-2.5) where the
+    # checker and the IR type int32 (-2): the bounds are truncated, the dtype kept
+    src = f"layer L(x: Tensor<float32, [2, 30]>) -> Tensor {{\n    return {clip}\n}}\n"
+    ref, got = _run_both(src, tmp_path, shape=(2, 30))
+    assert ref.dtype == got.dtype == np.int32
+    np.testing.assert_array_equal(ref, got)

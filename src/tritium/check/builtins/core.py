@@ -11,9 +11,11 @@ from ..types import INT, TensorT, Value
 from .records import IR, PY_CALL, Template, _alias, _fn, _opt, _p
 from .rules import (
     FLOAT_REDUCE,
+    INT_BOUNDS,
     adaptive_pool_rule,
     attention_rule,
     cast_rule,
+    clamp_rule,
     concat_rule,
     conversion_rule,
     creation_rule,
@@ -46,6 +48,12 @@ def float_x(a: dict[str, str], given: set[str]) -> dict[str, str]:
     """A reduction's arguments with `x` cast to float32 where the checker found it holds
     integers, trits or bools (`mean(int32(x))`: torch refuses them; the type is float32)."""
     return {**a, "x": f"trt.cast({a['x']}, 'float32')"} if f"@{FLOAT_REDUCE}" in given else a
+
+
+def _clamp_torch(a: dict[str, str], given: set[str]) -> str:
+    if f"@{INT_BOUNDS}" in given:   # `clip(int32(x), -2.5, 2.5)`: int32, as typed
+        a = {**a, **{k: f"trt.cast({a[k]}, 'int64')" for k in ("min", "max") if k in given}}
+    return "torch.clamp({x}, min={min}, max={max})".format(**a)
 
 
 def _reduce_torch(fn: str) -> Template:
@@ -161,7 +169,8 @@ _fn("maximum", (_p("a"), _p("b")), "elementwise maximum", elementwise2_rule,
 _fn("minimum", (_p("a"), _p("b")), "elementwise minimum", elementwise2_rule,
     "torch.minimum({a}, {b})", ir=IR("minimum", ("a", "b")), py=min)
 _fn("clamp", (_p("x"), _opt("min", "float", None), _opt("max", "float", None)),
-    "clip to [min, max]", elementwise_rule, "torch.clamp({x}, min={min}, max={max})",
+    "clip to [min, max] (an integer tensor keeps its dtype: the bounds are truncated)",
+    clamp_rule, _clamp_torch,
     aliases=(("min_val", "min"), ("max_val", "max"), ("lo", "min"), ("hi", "max")))
 _alias("clip", "clamp")
 _fn("where", (_p("cond"), _p("a"), _p("b")), "elementwise select", where_rule,

@@ -142,6 +142,19 @@ def elementwise_rule(ck, name: str, b: dict[str, Value], e) -> Value:
     return Value(out)
 
 
+#: CheckResult.call_forms: `clamp`/`clip` of an integer tensor: its bounds are truncated to
+#: integers, so the result keeps the tensor's dtype, as the checker and the IR type it
+#: (clamping integers then truncating is clamping to the truncated bounds)
+INT_BOUNDS = "int_bounds"
+
+
+def clamp_rule(ck, name, b, e) -> Value:
+    xt = _xt(b)
+    if xt is not None and xt.dtype in INT_TYPES and not xt.ternary:
+        ck.call_forms[e.span] = INT_BOUNDS
+    return elementwise_rule(ck, name, b, e)
+
+
 def flatten_rule(ck, name, b, e) -> Value:
     xt = _xt(b)
     if xt is None:
