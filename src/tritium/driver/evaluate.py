@@ -300,12 +300,21 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path, *,
     except ArgError as exc:
         raise ExportError(exc.message) from None
     model, info = load_for_eval(path)
-    if info.input_shape is None:
+    from ..runtime import read_checkpoint_metadata
+    from .train.lm import TOKENIZER_KEY
+    language_model = TOKENIZER_KEY in read_checkpoint_metadata(path).extra
+    if info.input_shape is None and not language_model:
         raise ExportError("the model does not declare a static input shape",
                           help="declare it in the forward, e.g. forward(x: Tensor[batch, 64])")
     if fmt == "onnx-packed" and info.variant != "ternary":
         raise ExportError(f"--format onnx-packed needs a ternary checkpoint; {path} is the "
                           f"{info.variant} model", help="export it with --format onnx")
+    if language_model and fmt.startswith("onnx"):
+        # the ONNX graphs take a classifier's raw samples (normalized and resized in them)
+        raise ExportError(f"--format {fmt} exports a classifier that takes raw samples; "
+                          f"{path} is a language model (it takes token ids)",
+                          help="--format gguf writes it for llama.cpp; --format safetensors "
+                               "or torchscript keep the model itself")
     gen = torch.Generator().manual_seed(0)
     note = None
     if fmt.startswith("onnx"):
@@ -323,11 +332,14 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path, *,
         shape = raw
     else:
         plain = unpacked_twin(model) if info.variant == "ternary" else model
-        sample = torch.randn(2, *info.input_shape, generator=gen)
+        # a language model takes token ids (below its vocabulary, num_classes), not floats
+        # (an imported one declares no length: a sample of 8 tokens)
+        shape = info.input_shape or [8]
+        sample = torch.randint(0, info.num_classes, (2, *shape), generator=gen) \
+            if language_model else torch.randn(2, *shape, generator=gen)
         with torch.no_grad():
             ref = model(sample)
             got = plain(sample)
-        shape = info.input_shape
     diff = float((ref - got).abs().max())
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":

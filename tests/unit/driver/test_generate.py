@@ -294,3 +294,21 @@ def test_an_imported_model_stops_at_its_end_of_text_token(tmp_path):
     bad = _with_metadata(ckpt, tmp_path / "bad.safetensors", **{"tritium.hf_arch": "{"})
     with pytest.raises(GenerateError, match="hf_arch"):
         end_of_text(str(bad))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torchscript"])
+def test_a_language_model_exports_with_token_ids(tmp_path, fmt):
+    # export fed the model a float sample: "Expected tensor for argument #1 'indices' to have
+    # one of the following scalar types: Long, Int" (a traceback)
+    from tritium.driver.evaluate import export_checkpoint
+    ckpt = _imported_lm(tmp_path)
+    r = export_checkpoint(ckpt, fmt, tmp_path / f"lm.{fmt}")
+    assert r["bytes"] > 0 and r["max_abs_diff"] < 1e-3
+
+
+def test_a_language_model_is_not_exported_as_an_onnx_classifier(tmp_path):
+    from tritium.driver.evaluate import ExportError, export_checkpoint
+    ckpt = _imported_lm(tmp_path)
+    with pytest.raises(ExportError, match="language model") as err:
+        export_checkpoint(ckpt, "onnx", tmp_path / "lm.onnx")
+    assert "gguf" in err.value.help and not (tmp_path / "lm.onnx").exists()

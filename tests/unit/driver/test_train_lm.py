@@ -140,6 +140,21 @@ def test_eval_recomputes_the_reported_test_bits_per_byte(tmp_path, corpus, capsy
     assert got["perplexity"] == pytest.approx(r.metrics["ternary"]["test_perplexity"], rel=1e-5)
 
 
+def test_a_trained_language_model_exports_through_the_cli(tmp_path, corpus, capsys):
+    # export fed the model a float sample: a traceback ("Expected tensor for argument #1
+    # 'indices' to have one of the following scalar types: Long, Int")
+    from tritium.cli import main
+
+    r = train(_opts(tmp_path, _model(tmp_path), corpus, baseline=False, epochs=1))
+    ckpt = str(r.out / "model.safetensors")
+    for fmt in ("safetensors", "torchscript"):
+        assert main(["export", ckpt, "--format", fmt, "-o", str(tmp_path / f"x.{fmt}")]) == 0
+        assert (tmp_path / f"x.{fmt}").stat().st_size > 0
+    assert main(["export", ckpt, "--format", "onnx", "-o", str(tmp_path / "x.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "language model" in err and "gguf" in err and "Traceback" not in err
+
+
 def test_training_block_language_model_keys(tmp_path, corpus):
     p = _model(tmp_path, seq_len=": 16, steps_per_epoch: 2, max_bytes: 20000, "
                                  "tokenizer: \"bytes\"")
