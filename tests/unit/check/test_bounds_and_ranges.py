@@ -252,3 +252,16 @@ def test_lists_grown_in_a_loop_stay_bounded(body: str, code: str | None, tmp_pat
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ([code] if code else [])
+
+
+@pytest.mark.parametrize(("power", "codes"), [
+    ("x.shape[0] ** -1", ["E0402"]),      # a run-time size: Python's result is a float
+    ("x.shape[0] ** (0 - 2)", ["E0402"]),
+    ("2 ** -1", ["E0402"]),               # the constant folds to 0.5
+    ("x.shape[0] ** 2", []),
+])
+def test_a_negative_power_of_an_integer_is_a_float(power: str, codes: list[str]) -> None:
+    # `x.shape[0] ** -1` was typed int, so `let k: int = …` checked and then held 0.333
+    src = (f"layer L(x: Tensor<float32, [batch, 4]>) -> Tensor {{\n"
+           f"    let k: int = {power}\n    return x * k\n}}\n")
+    assert [d.code for d in check_source(src, "p.tri").errors] == codes

@@ -459,6 +459,8 @@ class ExpressionsMixin:
         is_float = ta in FLOAT_TYPES or tb in FLOAT_TYPES or op == "/"
         cmp = op in ("==", "!=", "<", "<=", ">", ">=")
         rt = BOOL if cmp else FLOAT if is_float else INT
+        if op == "**" and b.known and _num(b.const) and b.const < 0:
+            rt = FLOAT   # `n ** -1`: a negative power of an integer is a float, as in Python
         if op == "@":
             self.report("E0405", "`@` needs tensors, not scalars", e.span, help="use `*`")
             return Value(ANY)
