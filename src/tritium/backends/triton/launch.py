@@ -58,6 +58,13 @@ def _launch(kernel: object, grid_of, args: list, constexprs: dict,
     # No FMA contraction (the epilogue then rounds exactly like the CPU kernels, the int8 path
     # stays bit-exact on a GPU) and no libdevice flush-to-zero where Triton allows it
     # (`compat.numeric_options`); the interpreter ignores the options.
+    device = args[0].device
+    if device.type != "cuda" and not interpreting():
+        # Triton itself would say "0 active drivers ([]). There should only be one."
+        raise RuntimeError(
+            f"the Triton kernels run on CUDA tensors, or on CPU tensors under Triton's "
+            f"interpreter (TRITON_INTERPRET=1, set before triton is imported); the input is on "
+            f"{device}")
     options = compat.numeric_options()
     if config is None:
         kernel[lambda meta: grid_of(meta)](*args, **constexprs, **options)  # type: ignore[index]

@@ -362,3 +362,16 @@ def test_row_offsets_past_2_31_elements_are_computed_in_int64():
         wc.data.stride(0), KH=3, KW=3, SH=1, SW=1, PH=1, PW=1, DH=1, DW=1, PER_CHANNEL=False,
         BLOCK_M=16, BLOCK_N=32)
     torch.testing.assert_close(yc, F.conv2d(img.clone(), wt, padding=1), rtol=RTOL, atol=ATOL)
+
+
+def test_cpu_tensors_without_the_interpreter_are_refused_clearly(monkeypatch):
+    # Triton said only "0 active drivers ([]). There should only be one." (a user calling a
+    # launcher on a CPU machine without TRITON_INTERPRET)
+    from tritium.backends.triton import launch
+
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    w = pack_ternary(_trits(4, 8, 0), "t2")
+    with pytest.raises(RuntimeError, match="CUDA tensors.*TRITON_INTERPRET=1.*on cpu"):
+        triton_ternary_linear(torch.randn(2, 8), w, torch.tensor(1.0))
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        triton_quantize_int8(torch.randn(2, 8))
