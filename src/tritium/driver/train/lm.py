@@ -384,7 +384,8 @@ def train_lm(opts: TrainOptions, dist_: Dist, built: Any, settings: TrainSetting
                                   "train` (holding train_state.safetensors) or that file")
         start = _load_state(state_path, run, info, settings.qat_spec)
         settings.qat = run.schedule or QatSchedule()   # the checkpoint's, continued
-        resume_note = _carry_best(run, state_path, out / "model.safetensors") if main else None
+        # every rank alike (early stopping counts from the best epoch), rank 0 writes
+        resume_note = _carry_best(run, state_path, out / "model.safetensors", copy=main)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "model.py", built.compiled.python)

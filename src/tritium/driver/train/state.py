@@ -258,13 +258,14 @@ def _load_state(path: Path, run: _Run, info: RunInfo, spec: str | None = None) -
     return r.epoch
 
 
-def _carry_best(run: _Run, state_path: Path, ckpt: Path) -> str | None:
+def _carry_best(run: _Run, state_path: Path, ckpt: Path, copy: bool = True) -> str | None:
     """Make ``ckpt`` (this run's model.safetensors) hold the resumed run's best epoch, which
     a new epoch replaces only when it is better: it does already, or the resumed run's own
     (beside ``state_path``, resuming into another --out) does and is copied; otherwise the
     best is forgotten, so the next finished epoch is written as the best (a note says so).
     Without this, a resumed run into another directory wrote its first epoch, however bad,
-    as model.safetensors and reported the resumed best epoch beside it."""
+    as model.safetensors and reported the resumed best epoch beside it. Every rank decides
+    alike (early stopping counts from the best epoch); only ``copy`` (rank 0) writes."""
     from ...cachedir import atomic_write_bytes
     from ...runtime import CheckpointError, read_checkpoint_metadata
 
@@ -278,8 +279,9 @@ def _carry_best(run: _Run, state_path: Path, ckpt: Path) -> str | None:
         return None
     src = state_path.parent / "model.safetensors"
     if os.path.abspath(src) != os.path.abspath(ckpt) and epoch_of(src) == run.best_epoch:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(ckpt, src.read_bytes())
+        if copy:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(ckpt, src.read_bytes())
         return None
     best = run.best_epoch
     run.best_acc, run.best_epoch, run.stale = float("-inf"), -1, 0
