@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from .. import vocab
 from ..frontend import ast as A
 from ..frontend.diagnostics import Diagnostic
+from ..frontend.names import py_attr
 from . import CheckResult
 from .checker import Checker, Scope
 from .types import TensorT, Value, shape_str
@@ -323,7 +324,16 @@ def summarize_definition(result: CheckResult, d, hyper: dict | None = None,
             continue
         seen.add(name)
         summary.rows.append(param_row(name, ty))
+    for r in summary.rows:   # named as the state_dict and the IR name them
+        r.name = state_key(r.name)
     return summary
+
+
+def state_key(name: str) -> str:
+    """The state_dict path of the layer or parameter the program calls ``name``
+    (`train.state_dict` -> `train_.state_dict_`: a name the generated nn.Module reserves is
+    renamed, `frontend.names.py_attr`); a repeated block's index stays."""
+    return ".".join(py_attr(p) if p.isidentifier() else p for p in name.split("."))
 
 
 def param_row(name: str, ty) -> LayerRow:

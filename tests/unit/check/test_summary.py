@@ -92,3 +92,26 @@ def test_summary_of_a_file_without_models(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "defines no model, block or layer" in r.stderr
     assert "several" not in r.stderr
+
+
+def test_layers_are_named_by_their_state_dict_keys(tmp_path):
+    # a layer or parameter whose name the generated nn.Module reserves (`state_dict`,
+    # `train`, `eval`, a trailing `_`) is renamed there: the summary showed the program's
+    # name, which no state_dict key nor IR parameter carries
+    import tritium
+
+    src = ("block B {\n    params { d: int }\n"
+           "    layer state_dict: Linear { in_features: d, out_features: d }\n"
+           "    forward(x: Tensor[batch, d]) -> Tensor[batch, d] { return state_dict(x) }\n}\n"
+           "model M {\n    layer forward_: TernaryLinear(4, 4)\n"
+           "    layer blocks: B[2] { d: 4 }\n    layer train: B { d: 4 }\n"
+           "    param eval: Tensor[4]\n"
+           "    forward(x: Tensor[batch, 4]) -> Tensor {\n"
+           "        return train(blocks(forward_(x))) + eval\n    }\n}\n")
+    path = tmp_path / "m.tri"
+    path.write_text(src)
+    r = check_file(path)
+    names = [x.name for x in summarize_definition(r, pick_definition(r, None)).rows]
+    keys = set(tritium.load(path).state_dict())
+    assert len(names) == 5
+    assert all(n in keys or f"{n}.weight" in keys for n in names), (names, sorted(keys))
