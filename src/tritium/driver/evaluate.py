@@ -301,7 +301,7 @@ def export_checkpoint(path: str | Path, fmt: str, output: str | Path, *,
         raise ExportError(exc.message) from None
     model, info = load_for_eval(path)
     from ..runtime import read_checkpoint_metadata
-    from .train.lm import TOKENIZER_KEY
+    from .models import TOKENIZER_KEY
     language_model = TOKENIZER_KEY in read_checkpoint_metadata(path).extra
     if info.input_shape is None and not language_model:
         raise ExportError("the model does not declare a static input shape",

@@ -172,6 +172,9 @@ MAX_INPUT_RANK = 8
 MAX_INPUT_ELEMENTS = 1 << 28
 MAX_CLASSES = 1 << 24
 MAX_TEXT_FIELD = 4096
+#: the metadata key of a language model's tokenizer (its presence marks a language model;
+#: here, below both the trainer and eval/export, which ask)
+TOKENIZER_KEY = "tritium.tokenizer"
 
 
 class _FieldError(Exception):

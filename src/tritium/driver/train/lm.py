@@ -45,7 +45,7 @@ from ...data.tokenizer import (
     train_bpe,
 )
 from ...qat import QatSchedule
-from ..models import RunInfo, declared_input_shape, float_twin
+from ..models import TOKENIZER_KEY, RunInfo, declared_input_shape, float_twin
 from .distributed import Dist
 from .report import (
     _diverged_error,
@@ -81,7 +81,6 @@ MAX_SEQ_LEN = 1 << 16
 EVAL_BATCH = 32
 #: text the BPE tokenizer learns from at most (the start of the training split)
 BPE_TRAIN_BYTES = 8 << 20
-TOKENIZER_KEY = "tritium.tokenizer"
 
 
 def tokenizer_extra(tok: Tokenizer) -> dict[str, str]:
