@@ -281,3 +281,21 @@ def test_a_clip_of_integers_with_float_bounds_stays_integer(tmp_path, clip):
     ref, got = _run_both(src, tmp_path, shape=(2, 30))
     assert ref.dtype == got.dtype == np.int32
     np.testing.assert_array_equal(ref, got)
+
+
+@pytest.mark.parametrize("call", [
+    "gelu(int32(x * 3.0))", "silu(int32(x * 3.0))", "softmax(int32(x * 3.0), 1)",
+    "log_softmax(trit(x))", "rms_norm(int32(x * 3.0))", "gelu(trit(x))", "sqrt(int32(x))",
+    "layer_norm(int32(x * 3.0))",
+])
+def test_a_float_function_of_integers_computes_on_floats(tmp_path, call):
+    # F.gelu, F.silu, softmax, rms_norm and layer_norm raised "not implemented for 'Int'" on an int32 or
+    # int8 (trit) tensor, and the checker typed sqrt(int32(x)) int32: like the IR, the
+    # result is float32, computed on the tensor cast to floats
+    src = f"layer L(x: Tensor<float32, [2, 8]>) -> Tensor {{\n    return {call}\n}}\n"
+    ref, got = _run_both(src, tmp_path, shape=(2, 8))
+    assert ref.dtype == got.dtype == np.float32
+    np.testing.assert_allclose(ref, got, rtol=1e-5, atol=1e-6)
+    typed = check_source(f"fn f(x: Tensor<float32, [2, 8]>) -> Tensor<float32, [2, 8]> {{\n"
+                         f"    let y: Tensor<int32, [2, 8]> = {call}\n    return x\n}}\n", "t.tri")
+    assert not typed.ok, call   # a float tensor is not an int32 one

@@ -10,8 +10,8 @@ from ... import vocab
 from ..types import INT, TensorT, Value
 from .records import IR, PY_CALL, Template, _alias, _fn, _opt, _p
 from .rules import (
-    FLOAT_REDUCE,
     INT_BOUNDS,
+    ON_FLOATS,
     adaptive_pool_rule,
     attention_rule,
     cast_rule,
@@ -45,9 +45,10 @@ from .rules import (
 # ----------------------------------------------------------------------------- templates
 
 def float_x(a: dict[str, str], given: set[str]) -> dict[str, str]:
-    """A reduction's arguments with `x` cast to float32 where the checker found it holds
-    integers, trits or bools (`mean(int32(x))`: torch refuses them; the type is float32)."""
-    return {**a, "x": f"trt.cast({a['x']}, 'float32')"} if f"@{FLOAT_REDUCE}" in given else a
+    """A builtin's arguments with `x` cast to float32 where the checker found it holds
+    integers, trits or bools and the result is a float (`mean(int32(x))`, `gelu(trit(x))`:
+    torch refuses them)."""
+    return {**a, "x": f"trt.cast({a['x']}, 'float32')"} if f"@{ON_FLOATS}" in given else a
 
 
 def _clamp_torch(a: dict[str, str], given: set[str]) -> str:
@@ -81,7 +82,8 @@ def _new_torch(base: str, random: str | None = None) -> Template:
 
 
 def _layer_norm_torch(a: dict[str, str], given: set[str]) -> str:
-    if given <= {"x", "eps"}:
+    a = float_x(a, given)
+    if {g for g in given if not g.startswith("@")} <= {"x", "eps"}:
         return f"F.layer_norm({a['x']}, {a['x']}.shape[-1:], eps={a['eps']})"
     return (f"trt.layer_norm({a['x']}, {a['normalized_shape']}, {a['weight']}, {a['bias']}, "
             f"eps={a['eps']})")
@@ -121,12 +123,20 @@ _UNARY = (  # name, doc, torch, python value
     ("neg", "negation", "torch.neg", lambda x: -x),
     ("sign", "sign in {-1, 0, 1}", "torch.sign", lambda x: (x > 0) - (x < 0)),
 )
+
+
+def on_floats(template: str) -> Template:
+    """``template`` filled with `x` cast to float32 where the checker asks (`float_x`)."""
+    return lambda a, given: template.format(**float_x(a, given))
+
+
 for _n, _d, _t, _py in _UNARY:
-    _fn(_n, _X, _d, elementwise_rule, f"{_t}({{x}})", ir=IR(_n), py=_py)
+    _fn(_n, _X, _d, elementwise_rule, on_floats(f"{_t}({{x}})"), ir=IR(_n), py=_py)
 
 for _n, _d in (("softmax", "softmax along `dim`"), ("log_softmax", "log-softmax along `dim`")):
     _fn(_n, (_p("x"), _opt("dim", "int", -1)), _d, elementwise_rule,
-        f"torch.{_n}({{x}}, dim={{dim}})", ir=IR(_n, attrs=(("dim", "dim", "int"),)))
+        on_floats(f"torch.{_n}({{x}}, dim={{dim}})"),
+        ir=IR(_n, attrs=(("dim", "dim", "int"),)))
 _fn("flatten", (_p("x"), _opt("start_dim", "int", 0), _opt("end_dim", "int", -1)),
     "flatten dims start_dim..end_dim (torch.flatten semantics)", flatten_rule,
     "torch.flatten({x}, {start_dim}, {end_dim})",
@@ -198,7 +208,7 @@ _fn("layer_norm", (_p("x"), _opt("normalized_shape", "ints", None), _opt("weight
     "`* weight + bias`", layer_norm_rule, _layer_norm_torch,
     aliases=(("shape", "normalized_shape"), ("gamma", "weight"), ("beta", "bias")))
 _fn("rms_norm", (_p("x"), _opt("eps", "float", 1e-6)), "RMS norm over the last dim",
-    elementwise_rule, "F.rms_norm({x}, {x}.shape[-1:], eps={eps})",
+    elementwise_rule, on_floats("F.rms_norm({x}, {x}.shape[-1:], eps={eps})"),
     ir=IR("rms_norm", attrs=(("eps", "eps", "float"),)))
 _fn("rope", (_p("x"), _opt("base", "float", 10000.0)),
     "rotary position embedding of `x` [..., seq, head_dim] (head_dim even; the halves "

@@ -121,6 +121,11 @@ def rope_rule(ck, name: str, b: dict[str, Value], e) -> Value:
 
 
 _OVER_DIMS = frozenset({"softmax", "log_softmax", "rms_norm", "layer_norm"})
+#: elementwise functions whose value on integers is a float (`relu`, `abs`, `round`… keep
+#: integers integers)
+_FLOAT_VALUED = frozenset({"gelu", "silu", "sigmoid", "tanh", "exp", "log", "log2", "log10",
+                           "sqrt", "sin", "cos", "tan", "softmax", "log_softmax", "rms_norm",
+                           "layer_norm"})
 
 
 def elementwise_rule(ck, name: str, b: dict[str, Value], e) -> Value:
@@ -137,8 +142,12 @@ def elementwise_rule(ck, name: str, b: dict[str, Value], e) -> Value:
         return Value(TensorT("float32", None))
     if name in ("softmax", "log_softmax"):
         ck.check_dim(xt, _const(b, "dim", -1), e)
-    out = TensorT("float32" if xt.dtype in (None, "trit") or xt.ternary else xt.dtype,
-                  xt.shape, name in ("quantize_ternary", "ternary_quantize"))
+    dtype = "float32" if xt.dtype in (None, "trit") or xt.ternary else xt.dtype
+    if name in _FLOAT_VALUED and xt.dtype is not None and xt.dtype not in FLOAT_TYPES:
+        # `sqrt(int32(x))`, `gelu(trit(x))`: a float of the integers (as the IR computes)
+        dtype = "float32"
+        ck.call_forms[e.span] = ON_FLOATS
+    out = TensorT(dtype, xt.shape, name in ("quantize_ternary", "ternary_quantize"))
     return Value(out)
 
 
@@ -274,9 +283,10 @@ def ternary_matmul_rule(ck, name, b, e) -> Value:
     return Value(TensorT("float32", None))
 
 
-#: CheckResult.call_forms: `mean`/`std`/`var` of integers, trits or bools, generated on the
-#: tensor cast to float32 (torch refuses them on integers; the checker and the IR say float32)
-FLOAT_REDUCE = "float_reduce"
+#: CheckResult.call_forms: `mean`/`std`/`var`, `softmax`, `gelu`, `sqrt`… of integers, trits
+#: or bools, generated on the tensor cast to float32 (torch refuses most of them on integers;
+#: the checker and the IR say float32)
+ON_FLOATS = "on_floats"
 _FLOAT_REDUCTIONS = ("mean", "std", "var")
 
 
@@ -284,7 +294,7 @@ def reduce_rule(ck, name, b, e) -> Value:
     x, xt = b.get("x"), _xt(b)
     floats = name in _FLOAT_REDUCTIONS
     if floats and xt is not None and xt.dtype is not None and xt.dtype not in FLOAT_TYPES:
-        ck.call_forms[e.span] = FLOAT_REDUCE
+        ck.call_forms[e.span] = ON_FLOATS
     dtype = "float32" if floats else xt.dtype if xt is not None else None
     if xt is None or xt.shape is None:
         return Value(TensorT(dtype, None) if xt or not x

@@ -16,7 +16,7 @@ from ..types import (
     Value,
     dims_conflict,
 )
-from .core import _X, float_x
+from .core import _X, float_x, on_floats
 from .records import IR, _alias, _fn, _opt, _p
 from .rules import (
     _const,
@@ -360,7 +360,7 @@ _MATH = (  # name, doc, torch, python value
     ("log10", "base-10 logarithm", "torch.log10", math.log10),
 )
 for _n, _d, _t, _py in _MATH:
-    _fn(_n, _X, _d, elementwise_rule, f"{_t}({{x}})", ir=IR(_n), py=_py)
+    _fn(_n, _X, _d, elementwise_rule, on_floats(f"{_t}({{x}})"), ir=IR(_n), py=_py)
 _fn("pow", (_p("x", "tensor"), _p("exponent", "tensor")), "x to the power `exponent` "
     "(elementwise, broadcast)", pow_rule, "({x} ** {exponent})", ir=IR("pow", ("x", "exponent")),
     py=lambda x, y: float(x) ** y, aliases=(("y", "exponent"),))
