@@ -677,3 +677,15 @@ def test_code_the_evaluation_skips_is_still_checked_for_generation(body):
 def test_skipped_code_is_not_evaluated(body):
     # what never runs keeps no type or value errors (only what generation needs)
     assert errors(DEAD.replace("BODY", body)) == []
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("int32(x) / 2", False), ("int32(x) * 0.5", False), ("int32(x) + x", False),
+    ("int32(x) + 1", True), ("int32(x) * int32(x)", True),
+])
+def test_integers_divided_or_with_floats_are_a_float_tensor(value, ok):
+    # `int32(x) / 2` was typed int32 (so an int32 annotation checked) where torch and the IR
+    # give float32 values
+    src = (f"fn f(x: Tensor<float32, [2, 4]>) -> Tensor<float32, [2, 4]> {{\n"
+           f"    let y: Tensor<int32, [2, 4]> = {value}\n    return x\n}}\n")
+    assert check_source(src, "t.tri").ok == ok, value

@@ -509,6 +509,12 @@ class ExpressionsMixin:
         cmp = op in ("==", "!=", "<", "<=", ">", ">=")
         da = ta.dtype if isinstance(ta, TensorT) else None
         dtype = "bool" if cmp else (da if da not in (None, "trit", "bool") else "float32")
+        if dtype in INT_TYPES:
+            # integers divided, or with floats, are floats (`int32(x) / 2`, `int32(x) * 0.5`,
+            # `int32(x) + x`), as torch and the IR compute them
+            other = tb.dtype if isinstance(tb, TensorT) else tb.name
+            if op == "/" or other in FLOAT_TYPES:
+                dtype = other if isinstance(tb, TensorT) and other in FLOAT_TYPES else "float32"
         return Value(TensorT(dtype, shape))
 
     def broadcast(self, a: Shape | None, b: Shape | None, span: Span) -> Shape | None:
