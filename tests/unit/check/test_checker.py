@@ -681,11 +681,12 @@ def test_skipped_code_is_not_evaluated(body):
 
 @pytest.mark.parametrize(("value", "ok"), [
     ("int32(x) / 2", False), ("int32(x) * 0.5", False), ("int32(x) + x", False),
-    ("int32(x) + 1", True), ("int32(x) * int32(x)", True),
+    ("int32(x) + 1", True), ("int32(x) * int32(x)", True), ("2 * int32(x)", True),
+    ("1 - int32(x)", True), ("2.0 * int32(x)", False), ("2 / int32(x)", False),
 ])
 def test_integers_divided_or_with_floats_are_a_float_tensor(value, ok):
     # `int32(x) / 2` was typed int32 (so an int32 annotation checked) where torch and the IR
-    # give float32 values
+    # give float32 values; `2 * int32(x)` was typed float32 where they give int32
     src = (f"fn f(x: Tensor<float32, [2, 4]>) -> Tensor<float32, [2, 4]> {{\n"
            f"    let y: Tensor<int32, [2, 4]> = {value}\n    return x\n}}\n")
     assert check_source(src, "t.tri").ok == ok, value

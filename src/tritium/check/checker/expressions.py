@@ -507,14 +507,16 @@ class ExpressionsMixin:
         sb = tb.shape if isinstance(tb, TensorT) else ()
         shape = self.broadcast(sa, sb, e.span)
         cmp = op in ("==", "!=", "<", "<=", ">", ">=")
-        da = ta.dtype if isinstance(ta, TensorT) else None
+        # the left tensor's dtype (`2 * int32(x)`: the tensor's, a number on the left)
+        t, o = (ta, tb) if isinstance(ta, TensorT) else (tb, ta)
+        da = t.dtype if isinstance(t, TensorT) else None
         dtype = "bool" if cmp else (da if da not in (None, "trit", "bool") else "float32")
         if dtype in INT_TYPES:
             # integers divided, or with floats, are floats (`int32(x) / 2`, `int32(x) * 0.5`,
             # `int32(x) + x`), as torch and the IR compute them
-            other = tb.dtype if isinstance(tb, TensorT) else tb.name
+            other = o.dtype if isinstance(o, TensorT) else o.name
             if op == "/" or other in FLOAT_TYPES:
-                dtype = other if isinstance(tb, TensorT) and other in FLOAT_TYPES else "float32"
+                dtype = other if isinstance(o, TensorT) and other in FLOAT_TYPES else "float32"
         return Value(TensorT(dtype, shape))
 
     def broadcast(self, a: Shape | None, b: Shape | None, span: Span) -> Shape | None:
