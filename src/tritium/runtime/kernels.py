@@ -332,11 +332,15 @@ def ternary_matmul_int8(xq: torch.Tensor, w: PackedTernary) -> torch.Tensor:
 
 
 def _pair(v: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(i) for i in v)
+    """A conv's stride, padding or dilation as a pair, checked as nn.Conv2d checks it: a
+    stride or dilation of at least 1, a padding of at least 0 (ValueError otherwise: a stride
+    of 0 divided by zero, a negative dilation or padding computed what torch refuses)."""
+    t = (v, v) if isinstance(v, int) else tuple(int(i) for i in v)
     if len(t) != 2:
         raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+    least = 0 if name == "padding" else 1
+    if min(t) < least:
+        raise ValueError(f"{name} must be at least {least}, got {v!r}")
     return t  # type: ignore[return-value]
 
 

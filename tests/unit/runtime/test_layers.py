@@ -563,3 +563,19 @@ def test_public_exports_as_generated_code_uses_them() -> None:
     trt.freeze_model(model, format="t1.6")
     assert isinstance(model[0].packed_weight(), trt.PackedTernary)
     assert trt.unpack_ternary(model[0].packed_weight()).shape == (4, 8)
+
+
+@pytest.mark.parametrize("bad", [dict(stride=0), dict(stride=(1, 0)), dict(dilation=0),
+                                 dict(dilation=-1), dict(padding=-1), dict(padding=(0, -2))])
+def test_a_conv_with_a_stride_dilation_or_padding_torch_refuses_is_refused(bad):
+    # ternary_conv2d divided by a stride of 0 (ZeroDivisionError) and computed something for
+    # a negative dilation or padding; TernaryConv2d took them too
+    from tritium.runtime.kernels import ternary_conv2d
+    from tritium.runtime.packing import pack_ternary
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=f"{name} must be at least"):
+        TernaryConv2d(3, 4, 3, **bad)
+    pk = pack_ternary(torch.ones(4, 2 * 3 * 3), "t2")
+    args = {"stride": 1, "padding": 0, "dilation": 1, **bad}
+    with pytest.raises(ValueError, match=f"{name} must be at least"):
+        ternary_conv2d(torch.randn(1, 2, 6, 6), pk, (4, 2, 3, 3), torch.tensor(1.0), **args)

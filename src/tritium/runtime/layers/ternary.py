@@ -14,6 +14,7 @@ from torch import nn
 
 from tritium.runtime import kernels
 from tritium.runtime import plan as _plan_mod
+from tritium.runtime.kernels import _pair  # a conv's pairs, checked as nn.Conv2d checks them
 from tritium.runtime.native import _ACT_CODE, _g2_layout
 from tritium.runtime.packing import (
     FORMAT_VERSION,
@@ -75,15 +76,6 @@ def _epilogue(
     if activation is not None:
         y = ACTIVATIONS[activation](y)
     return y
-
-
-def _pair(v: int | tuple[int, int], what: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(e) for e in v)
-    if len(t) != 2:
-        raise ValueError(f"{what} must be an int or a pair of ints, got {v!r}")
-    return (t[0], t[1])
 
 
 
