@@ -303,7 +303,7 @@ def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
     from ..data.tokenizer import TokenizerError
     from ..runtime import read_checkpoint_metadata
     from .evaluate import load_for_eval
-    from .train.lm import TOKENIZER_KEY, tokenizer_of
+    from .train.lm import TOKENIZER_KEY, model_tokenizer, tokenizer_of
 
     meta = read_checkpoint_metadata(checkpoint)
     if TOKENIZER_KEY not in meta.extra:
@@ -311,16 +311,11 @@ def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
                             help="generate from the model.safetensors of `tritium train "
                                  "MODEL.tri --data text[:PATH]`")
     try:
-        tok = tokenizer_of(meta.extra, str(checkpoint))
+        tokenizer_of(meta.extra, str(checkpoint))   # a damaged record, before the model loads
+        model, info = load_for_eval(checkpoint)
+        tok = model_tokenizer(meta.extra, info, str(checkpoint))
     except TokenizerError as exc:
         raise GenerateError(exc.message, exc.help) from None
-    model, info = load_for_eval(checkpoint)
-    if "tritium.num_classes" in meta.extra and tok.vocab_size > info.num_classes:
-        # its ids past the model's vocabulary would index past the embedding table
-        raise GenerateError(f"{checkpoint}: its tokenizer, {tok.describe()}, has more tokens "
-                            f"than the model's vocabulary of {info.num_classes}",
-                            help="the tokenizer record does not belong to this model: train "
-                                 "or import the model again")
     return model, tok, info
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tritium.driver.generate import GenerateError, generate_tokens, sample_next
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ckpt_edit import with_metadata as _with_metadata  # noqa: E402
 
 _EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "bitnet_b158.tri"
 
@@ -234,19 +238,6 @@ def _imported_lm(tmp_path: Path, **config) -> Path:
     save_file(t, str(d / "model.safetensors"))
     (d / "config.json").write_text(json.dumps(conf(vocab_size=260, **config)))
     return Path(import_hf(d, tmp_path / "m.safetensors")["checkpoint"])
-
-
-def _with_metadata(src: Path, dst: Path, **changes: str) -> Path:
-    """A copy of the checkpoint with metadata entries replaced, the tensors as they were."""
-    import json
-    raw = src.read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    header["__metadata__"].update(changes)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    dst.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
-    return dst
 
 
 def test_a_tokenizer_larger_than_the_model_is_refused_at_load(tmp_path):

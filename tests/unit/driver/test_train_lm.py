@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -153,6 +155,26 @@ def test_a_trained_language_model_exports_through_the_cli(tmp_path, corpus, caps
     assert main(["export", ckpt, "--format", "onnx", "-o", str(tmp_path / "x.onnx")]) == 1
     err = capsys.readouterr().err
     assert "language model" in err and "gguf" in err and "Traceback" not in err
+
+
+def test_eval_refuses_a_tokenizer_larger_than_the_model(tmp_path, corpus, capsys):
+    # an edited tokenizer record with more tokens than the model's vocabulary: eval raised the
+    # model's IndexError (ids past the embedding table) as a traceback
+    pytest.importorskip("tokenizers")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ckpt_edit import with_metadata
+
+    from tritium.cli import main
+    from tritium.data.tokenizer import train_bpe
+
+    r = train(_opts(tmp_path, _model(tmp_path), corpus, baseline=False, epochs=1))
+    bpe = train_bpe([(corpus / "m0.py").read_text() * 4], vocab_size=300)
+    assert bpe.vocab_size > 256
+    bad = with_metadata(r.out / "model.safetensors", tmp_path / "bad.safetensors",
+                         **{"tritium.tokenizer": json.dumps(bpe.to_json())})
+    assert main(["eval", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "more tokens than the model's vocabulary of 256" in err and "Traceback" not in err
 
 
 def test_training_block_language_model_keys(tmp_path, corpus):

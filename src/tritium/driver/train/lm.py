@@ -88,6 +88,19 @@ def tokenizer_extra(tok: Tokenizer) -> dict[str, str]:
             "tritium.task": "lm"}
 
 
+def model_tokenizer(extra: dict[str, str], info: RunInfo, where: str) -> Tokenizer:
+    """:func:`tokenizer_of` a language-model checkpoint whose model `info` describes; a
+    TokenizerError when the tokenizer has more tokens than the model's vocabulary (an edited
+    record: its ids past the embedding table would fail inside the model)."""
+    tok = tokenizer_of(extra, where)
+    if "tritium.num_classes" in extra and tok.vocab_size > info.num_classes:
+        raise TokenizerError(f"{where}: its tokenizer, {tok.describe()}, has more tokens "
+                             f"than the model's vocabulary of {info.num_classes}",
+                             help="the tokenizer record does not belong to this model: train "
+                                  "or import the model again")
+    return tok
+
+
 def tokenizer_of(extra: dict[str, str], where: str) -> Tokenizer:
     """The tokenizer a checkpoint (or training state) records; bytes when it records none.
     A damaged or hostile record is a TokenizerError naming the file."""
@@ -555,8 +568,9 @@ def evaluate_lm_checkpoint(path: str | Path, data: str | None = None) -> dict[st
     from ..evaluate import load_for_eval
 
     extra = read_checkpoint_metadata(path).extra
-    tok = tokenizer_of(extra, str(path))
+    tokenizer_of(extra, str(path))     # a damaged record is named before the model loads
     model, info = load_for_eval(path)
+    tok = model_tokenizer(extra, info, str(path))
     spec = data or info.dataset
     if not (spec.strip().lower() == "text" or spec.startswith("text:")):
         raise DatasetError(f"{path} is a language model: evaluate it on text",
