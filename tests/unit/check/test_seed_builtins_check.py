@@ -99,6 +99,9 @@ def test_split_gives_a_list_of_tensors_with_their_shapes():
     ("soft_quantize(x, temperature=0.0)", "E0820"),
     ("threshold_quantize(x, threshold=-0.5)", "E0820"),
     ("adaptive_threshold_quantize(x, factor=0.0)", "E0820"),
+    # a quantile of |x| is a fraction (90.0 checked and failed at run time)
+    ("adaptive_threshold_quantize(x, percentile=90.0)", "E0820"),
+    ("adaptive_threshold_quantize(x, target_sparsity=-0.1)", "E0820"),
     ("arange(0, 5, 0)", "E0820"),
     ("linspace(0.0, 1.0, -2)", "E0820"),
     ("split(x, 0)", "E0820"),

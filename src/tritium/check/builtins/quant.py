@@ -41,6 +41,11 @@ def ternary_values_rule(ck, name, b, e) -> Value:
     for k, (lo, strict) in _QUANT_RANGES.items():
         if k in b and not _range_check(ck, b, e, k, lo, strict):
             return Value(ANY)
+    for k, what in (("percentile", "0.9 for the 90th percentile"),   # a quantile of |x|
+                    ("target_sparsity", "0.3 for 30% zeros")):
+        if k in b and not _range_check(ck, b, e, k, 0.0, False, 1.0,
+                                       help=f"`{k}` is a fraction: {what}"):
+            return Value(ANY)
     x, xt = b.get("x"), _xt(b)
     ternary = name != "soft_quantize" and not (name == "gumbel_softmax_quantize"
                                                and _const(b, "hard", True) is False)

@@ -57,11 +57,17 @@ def _dtype_ok(ck, dt: str, e) -> bool:
     return False
 
 
-def _range_check(ck, b, e, key: str, lo: float, strict: bool) -> bool:
-    """Report E0820 unless the constant argument `key` (when known) is > lo (>= lo)."""
+def _range_check(ck, b, e, key: str, lo: float, strict: bool, hi: float | None = None,
+                 help: str | None = None) -> bool:  # noqa: A002
+    """Report E0820 unless the constant argument `key` (when known) is > lo (>= lo) and,
+    with `hi`, at most hi."""
     v = _const(b, key)
     if _num(v) and (v <= lo if strict else v < lo):
-        ck.report("E0820", f"`{key}` must be {'>' if strict else '>='} {lo:g}, got {v}", e.span)
+        ck.report("E0820", f"`{key}` must be {'>' if strict else '>='} {lo:g}, got {v}", e.span,
+                  help=help)
+        return False
+    if hi is not None and _num(v) and v > hi:
+        ck.report("E0820", f"`{key}` must be at most {hi:g}, got {v}", e.span, help=help)
         return False
     return True
 
