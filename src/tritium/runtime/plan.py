@@ -282,8 +282,9 @@ class LinearPlan:
         """``x2`` is a contiguous float32 [M, K]; the result is written to ``out`` (a contiguous
         float32 [M, N] on the CPU, what a tuner poisons before each run) or a new tensor."""
         m = x2.shape[0]
-        if out is not None and (out.dtype != torch.float32 or out.device.type != "cpu"
-                                or tuple(out.shape) != (m, self.n) or not out.is_contiguous()):
+        # (is_cpu and torch.Size == tuple: 0.3 us where device.type and tuple(shape) took 0.75)
+        if out is not None and (out.dtype is not torch.float32 or not out.is_cpu
+                                or out.shape != (m, self.n) or not out.is_contiguous()):
             raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {(m, self.n)}, "
                              f"got {out.dtype} {tuple(out.shape)} on {out.device}")
         fn, threads, g2_min = self._choice(m)
