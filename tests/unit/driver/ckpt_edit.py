@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def with_metadata(src: Path, dst: Path, **changes: str) -> Path:
-    """A copy of the checkpoint with metadata entries replaced, the tensors as they were."""
+    """A copy of the checkpoint with metadata entries replaced, the tensors (and so the
+    checkpoint's digest) as they were: what anyone can do to a file they hand over."""
     import json
     raw = src.read_bytes()
     n = int.from_bytes(raw[:8], "little")

@@ -22,6 +22,9 @@ from tritium.driver.gguf_export import NEVER_MERGE, byte_tokens, export_gguf  # 
 from tritium.driver.hf_import import import_hf  # noqa: E402
 from tritium.driver.models import model_from_checkpoint  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ckpt_edit import with_metadata as _edit_metadata  # noqa: E402
+
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 H, F, V, L = 256, 512, 300, 2
 
@@ -271,19 +274,6 @@ def test_a_tokenizer_json_that_does_not_fit_is_not_used(tmp_path, how, why):
         path.write_text("[" * 100000)
     r = import_hf(d, tmp_path / "model.safetensors")
     assert r["tokenizer"].startswith("bytes (token id = byte; ") and why in r["tokenizer"]
-
-
-def _edit_metadata(src: Path, dst: Path, **changes: str) -> Path:
-    """A copy of the safetensors file with metadata entries replaced (the tensors, and so
-    the checkpoint's digest, unchanged): what anyone can do to a file they hand over."""
-    raw = src.read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    header["__metadata__"].update(changes)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    dst.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
-    return dst
 
 
 @pytest.mark.parametrize("changes", [
