@@ -145,3 +145,29 @@ ZERO_BYTE = {"t2": 0x55, "t1.6": 121}
 def packed_row_bytes(k: int, fmt: str) -> int:
     """Bytes of one packed row of `k` trits: whole blocks, the last one padded with zeros."""
     return -(-k // BLOCK_TRITS[fmt]) * BLOCK_BYTES
+
+
+# The tile parameters the Triton kernels' tuner chooses from (tune/triton_space.py's search
+# spaces: the ternary GEMMs and the int8 activation quantizer). A tuned record whose value is
+# none of these was not written by the tuner and is refused (runtime/tuned.py).
+TRITON_GEMM_BLOCK_M = (16, 32, 64, 128)
+TRITON_GEMM_BLOCK_N = (32, 64, 128, 256)
+TRITON_GEMM_K_BLOCKS = (1, 2, 4)  # packed blocks per K-loop iteration
+TRITON_GEMM_GROUP_M = (1, 4, 8)
+TRITON_NUM_WARPS = (2, 4, 8)
+TRITON_NUM_STAGES = (1, 2, 3, 4)
+TRITON_QUANT_BLOCK_M = (1, 2, 4, 8, 16, 32)
+TRITON_QUANT_BLOCK_K = (64, 128, 256, 512, 1024, 2048)
+TRITON_QUANT_NUM_WARPS = (1, 2, 4, 8)
+TRITON_QUANT_NUM_STAGES = (1, 2, 3)
+
+
+def triton_tile_values() -> dict[str, frozenset[int]]:
+    """Every value the tuner may give each Triton tile parameter, over all its kernels."""
+    gemm_k = {t * b for t in BLOCK_TRITS.values() for b in TRITON_GEMM_K_BLOCKS}
+    return {"BLOCK_M": frozenset(TRITON_GEMM_BLOCK_M + TRITON_QUANT_BLOCK_M),
+            "BLOCK_N": frozenset(TRITON_GEMM_BLOCK_N),
+            "BLOCK_K": frozenset(gemm_k | set(TRITON_QUANT_BLOCK_K)),
+            "GROUP_M": frozenset(TRITON_GEMM_GROUP_M),
+            "num_warps": frozenset(TRITON_NUM_WARPS + TRITON_QUANT_NUM_WARPS),
+            "num_stages": frozenset(TRITON_NUM_STAGES + TRITON_QUANT_NUM_STAGES)}

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tritium.cachedir import tuned_configs_enabled, tuned_configs_path
+from tritium.vocab import triton_tile_values
 
 RECORDS_VERSION = 1
 MAX_RECORDS_BYTES = 16 << 20
@@ -284,9 +285,12 @@ class RecordsFile:
 
     def check_triton(self, kernel: str, shape: tuple[int, int, int],
                      config: dict[str, Any]) -> dict[str, Any] | None:
-        """The tuner wrote only configs legal for their shape; here the names and types."""
+        """The tuner wrote only configs legal for their shape; here the names, the types and
+        the values (each one the tuner may choose for its parameter: a record of BLOCK_M =
+        65536 or num_warps = 65536 would make the first call compile a tile no GPU holds)."""
+        allowed = triton_tile_values()
         bad = [k for k, v in config.items()
-               if k not in TRITON_PARAMS or not _int(v) or not 0 < v <= 1 << 16]
+               if k not in TRITON_PARAMS or not _int(v) or v not in allowed.get(k, ())]
         if bad:
             warn_once(f"illegal {kernel} config ({', '.join(sorted(bad))})")
             return None

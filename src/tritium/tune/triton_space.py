@@ -35,6 +35,7 @@ import functools
 import itertools
 from typing import Any
 
+from tritium import vocab
 from tritium.backends.triton.codegen import GEMM_CONFIGS, QUANT_CONFIGS, runtime_source
 from tritium.backends.triton.specs import (
     ACT_QUANTS,
@@ -52,16 +53,18 @@ SHARED_MEMORY_LIMIT = {"cuda:sm_80": 166912, "cuda:sm_90": 232448}
 TARGET_NAMES = {"cuda:sm_80": "NVIDIA Ampere (sm_80, A100)",
                 "cuda:sm_90": "NVIDIA Hopper (sm_90, H100)"}
 
-GEMM_BLOCK_M = (16, 32, 64, 128)
-GEMM_BLOCK_N = (32, 64, 128, 256)
-GEMM_K_BLOCKS = (1, 2, 4)  # packed blocks per K-loop iteration
-GEMM_GROUP_M = (1, 4, 8)
-NUM_WARPS = (2, 4, 8)
-NUM_STAGES = (1, 2, 3, 4)
-QUANT_BLOCK_M = (1, 2, 4, 8, 16, 32)
-QUANT_BLOCK_K = (64, 128, 256, 512, 1024, 2048)
-QUANT_NUM_WARPS = (1, 2, 4, 8)
-QUANT_NUM_STAGES = (1, 2, 3)
+# the values each parameter takes (one home: tritium.vocab, which the runtime's check of
+# tuned records reads too)
+GEMM_BLOCK_M = vocab.TRITON_GEMM_BLOCK_M
+GEMM_BLOCK_N = vocab.TRITON_GEMM_BLOCK_N
+GEMM_K_BLOCKS = vocab.TRITON_GEMM_K_BLOCKS  # packed blocks per K-loop iteration
+GEMM_GROUP_M = vocab.TRITON_GEMM_GROUP_M
+NUM_WARPS = vocab.TRITON_NUM_WARPS
+NUM_STAGES = vocab.TRITON_NUM_STAGES
+QUANT_BLOCK_M = vocab.TRITON_QUANT_BLOCK_M
+QUANT_BLOCK_K = vocab.TRITON_QUANT_BLOCK_K
+QUANT_NUM_WARPS = vocab.TRITON_QUANT_NUM_WARPS
+QUANT_NUM_STAGES = vocab.TRITON_QUANT_NUM_STAGES
 # triton.Config's default pipeline depth, which the quantizer's autotuning configs use.
 QUANT_DEFAULT_STAGES = 3
 

@@ -168,3 +168,28 @@ def test_prune_of_an_illegal_config_needs_no_compile():
         space, {**space.default(), "BLOCK_M": 128}, "cuda:sm_90")
     with pytest.raises(ValueError, match="unknown target"):
         prune(space, space.default(), "cuda:sm_70")
+
+
+def test_the_records_file_refuses_triton_values_the_tuner_never_chooses(tmp_path):
+    # the records file (untrusted) was checked for names and for integers up to 65536: a
+    # record of BLOCK_M = 65536 or num_warps = 65536 would have the first CUDA call compile it
+    import warnings
+
+    from tritium.runtime import tuned
+    from tritium.tune.triton_space import default_config, triton_kernels, triton_space
+
+    src = tuned.RecordsFile(tmp_path / "records.json")
+    for kernel in triton_kernels():
+        shape = (64, 256, 1024)
+        space = triton_space(kernel, shape)
+        for p in space.params:     # every value the tuner may write is taken
+            for v in p.values:
+                config = {**default_config(kernel, shape), p.name: v}
+                assert src.check_triton(kernel, shape, config) == config
+    kernel = triton_kernels()[0]
+    good = default_config(kernel, (64, 256, 1024))
+    for bad in ({"BLOCK_M": 1 << 16}, {"num_warps": 1 << 16}, {"num_warps": 3},
+                {"BLOCK_K": 100}, {"num_stages": 0}, {"tile": 4}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert src.check_triton(kernel, (64, 256, 1024), {**good, **bad}) is None, bad
