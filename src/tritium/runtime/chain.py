@@ -29,8 +29,10 @@ into the module as data (``self.tritium_chain``: ``["layer", attr]`` and
 
 Nothing is guessed from Python source: the steps are the compiler's, and the modules they
 name are checked when the plan is built. Each call checks, cheaply, that the plan still
-holds (the same modules under those names, no hooks on the fused ones, unchanged weights,
-one float32 CPU tensor argument, nothing that needs autograd, not under ``torch.compile``);
+holds (the same modules, of the same classes, under those names, no hooks on the fused ones,
+unchanged weights, one float32 CPU tensor argument, nothing that needs autograd, not under
+``torch.compile``); a ternary layer of a subclass with its own ``forward``, or with a
+parametrization, runs as a module;
 otherwise the generated ``forward`` runs, so results and errors are the generated code's
 (bit for bit, but for a full-precision conv's rounding, above).
 """
@@ -72,9 +74,10 @@ def _no_hooks(mod: nn.Module) -> bool:
 
 def _native_linear(mod: Any) -> bool:
     """A frozen ternary linear layer whose forward is the plain product (not BitLinear's
-    RMSNorm first)."""
+    RMSNorm first, nor a subclass's own forward)."""
+    cls = type(mod)
     return (isinstance(mod, TernaryLinear) and mod.frozen
-            and type(mod)._pre is TernaryLinear._pre)
+            and cls._pre is TernaryLinear._pre and cls.forward is TernaryLinear.forward)
 
 
 def _chain_args(plans: list, codes: list[int], caps: list[int] | None = None) -> tuple:
@@ -111,14 +114,15 @@ class _LinearRun:
         self.plans: list | None = None
 
     def _stale(self) -> bool:
-        """Whether a layer's weight, scale or bias is another tensor or was changed in place
-        since the plans were built (what each plan's ``valid_for`` checks, in one loop)."""
+        """Whether a layer's weight, scale or bias is another tensor, was changed in place or
+        got another storage (``.data =``), or its activation mode changed, since the plans
+        were built (what each layer's ``_current_plan`` checks, in one loop)."""
         if self.plans is None:
             return True
-        for bufs, params, w, s, b, versions in self.guard:
+        for layer, aq, bufs, params, w, s, b, versions in self.guard:
             if bufs["weight_packed"] is not w or bufs["weight_scale"] is not s \
-                    or params.get("bias") is not b \
-                    or (w._version, s._version, None if b is None else b._version) != versions:
+                    or params.get("bias") is not b or layer.act_quant != aq \
+                    or _plan.tensor_stamp(w, s, b) != versions:
                 return True
         return False
 
@@ -129,13 +133,13 @@ class _LinearRun:
             self.plans = None
             return False
         self.args_ptr, self.keep = _chain_args(plans, self.codes)
-        self.fn = plans[0].lib.lib.tri_chain_planned
+        self.fn = plans[0].lib.call.tri_chain_planned
         int8 = [p.g2_min for p in plans if p.aq]
         self.g2_min = min(int8) if int8 else 1 << 62
         self.gws = None
         self.env_threads = plans[0].env_threads
-        self.guard = [(layer._buffers, layer._parameters, *p.tensors, p.versions)
-                      for layer, p in zip(self.layers, plans, strict=True)]
+        self.guard = [(layer, p.act_quant, layer._buffers, layer._parameters, *p.tensors,
+                       p.versions) for layer, p in zip(self.layers, plans, strict=True)]
         self.tuned = {}
         self.plans = plans
         return True
@@ -174,21 +178,25 @@ class _LinearRun:
                 ptrs.append(p.g2.data_ptr() if p.aq == 1 and m >= g2_min
                             and p.g2 is not None else None)
             gws = (ctypes.c_void_p * len(ptrs))(*ptrs)
-            calls.append((lib.lib.tri_chain_planned, args_ptr, group[-1].n, gws, keep))
+            # (the array's address is what the call takes; `keep` holds the array alive)
+            calls.append((lib.call.tri_chain_planned, args_ptr, group[-1].n,
+                          ctypes.addressof(gws), (*keep, gws)))
             i = j
         self.tuned[m] = (_plan._RESOLVER_GENERATION, calls)
         return calls
 
     def _g2_layouts(self):
-        """The G2 layouts of the int8 layers (made on first use), as a ``const uint8_t **``."""
+        """The address of the G2 layouts of the int8 layers (made on first use): a
+        ``const uint8_t *[]`` the chain keeps."""
         if self.gws is None:
             ptrs = []
             for p in self.plans:
                 if p.aq and p.g2 is None:
                     p.g2 = _g2_layout(p.lib, p.tensors[0], p.n, p.k, p.fmt)
                 ptrs.append(None if not p.aq or p.g2 is None else p.g2.data_ptr())
-            self.gws = (ctypes.c_void_p * len(ptrs))(*ptrs)
-        return self.gws
+            arr = (ctypes.c_void_p * len(ptrs))(*ptrs)
+            self.gws = (arr, ctypes.addressof(arr))
+        return self.gws[1]
 
     def slow(self, x: torch.Tensor) -> torch.Tensor:
         for layer, act in zip(self.layers, self.acts, strict=True):
@@ -197,7 +205,9 @@ class _LinearRun:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        if len(shape) != 2 or shape[1] != self.k0 or x.requires_grad and torch.is_grad_enabled():
+        # (the chain's input is float32, but a module before the run may make another dtype)
+        if len(shape) != 2 or shape[1] != self.k0 or x.dtype is not torch.float32 \
+                or not x.is_cpu or x.requires_grad and torch.is_grad_enabled():
             return self.slow(x)
         if self._stale() and not self._build():
             return self.slow(x)
@@ -369,8 +379,10 @@ def _compile(module: nn.Module, steps: list) -> tuple[list, list, list] | None:
         i += 1
         if type(mod) is nn.Identity and _no_hooks(mod):
             continue
-        fusable = isinstance(mod, TernaryLayer) and mod.frozen and _no_hooks(mod) and (
-            _native_linear(mod) or isinstance(mod, TernaryConv2d))
+        fusable = isinstance(mod, TernaryLayer) and mod.frozen and _no_hooks(mod) \
+            and "parametrizations" not in mod._modules and (
+            _native_linear(mod) or isinstance(mod, TernaryConv2d)
+            and type(mod).forward is TernaryConv2d.forward)
         if not fusable and type(mod) is nn.Conv2d and _no_hooks(mod) \
                 and _plan._float_conv_params(mod) is not None:
             # a full-precision conv: the batch norm, activation and pooling after it (past
@@ -419,6 +431,7 @@ class ChainForward:
         self.generated = type(module).forward
         self.original = self.generated.__get__(module)
         self.program: tuple | None = None
+        self.types: tuple = ()   # the classes of the modules the program depends on
         try:
             self.__signature__ = inspect.signature(self.original)
         except (TypeError, ValueError):
@@ -446,8 +459,10 @@ class ChainForward:
         prog = self.program
         if prog is not None:
             mods = self.module._modules
-            for name, mod in prog[1]:
-                if mods.get(name) is not mod:
+            # (the class too: ``mod.__class__ = Sub``, as parametrizations do, changes what
+            # its call computes)
+            for (name, mod), cls in zip(prog[1], self.types, strict=True):
+                if mods.get(name) is not mod or type(mod) is not cls:
                     break
                 if mod is not None and (mod._forward_hooks or mod._forward_pre_hooks):
                     return None
@@ -456,6 +471,7 @@ class ChainForward:
                 if not attrs or all(getattr(self.module, a, None) == v for a, v in attrs):
                     return prog[0]
         prog = self.program = self._build()
+        self.types = () if prog is None else tuple(type(m) for _, m in prog[1])
         if prog is None or any(m is not None and (m._forward_hooks or m._forward_pre_hooks)
                                for _, m in prog[1]):
             return None

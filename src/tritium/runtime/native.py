@@ -61,8 +61,10 @@ def kernel_info() -> dict[str, Any]:
     ``pool_stats`` holds the pool's counters (``tritium.backends.cpu.POOL_STATS``): how many
     calls ran in parallel, how often a caller waited for a thread the OS had not scheduled
     (``stalls``, ``wait_ns``), and the smaller team of a back-off in progress (``cap``);
-    ``$TRITIUM_POOL_DEBUG=1`` reports each back-off on stderr. (``tritium.runtime.kernels.
-    kernel_info`` adds ``tuned_configs``.)
+    ``$TRITIUM_POOL_DEBUG=1`` reports each back-off on stderr. ``calls`` is how Python calls
+    the kernels on each layer call: ``"fast"`` (the CPython fast-call module) or ``"ctypes"``,
+    with ``calls_reason`` saying why ctypes (``tritium.backends.cpu.pycall``).
+    (``tritium.runtime.kernels.kernel_info`` adds ``tuned_configs``.)
     """
     lib = _lib()
     info: dict[str, Any] = {"native": lib is not None, "threads": num_threads()}
@@ -81,6 +83,8 @@ def kernel_info() -> dict[str, Any]:
         cache_path=str(b.path),
         key=b.key,
         pool_stats=lib.pool_stats(),
+        calls=lib.call.mode,
+        calls_reason=lib.call.reason or None,
     )
 
     if lib.pool == "openmp":

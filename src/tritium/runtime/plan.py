@@ -139,7 +139,7 @@ def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
     hit = _RESOLVED.get(key)
     if hit is not None:
         return hit
-    choice = (default_lib.lib.tri_linear_planned, 0, _g2_min_m(default_lib), default_lib)
+    choice = (default_lib.call.tri_linear_planned, 0, _g2_min_m(default_lib), default_lib)
     resolver = _RESOLVER
     if resolver is not None:
         try:
@@ -157,12 +157,26 @@ def _resolve(default_lib, m: int, n: int, k: int, fmt: str, act_quant: str
                 _resolver_warn(f"kernel config {config} could not be loaded "
                                f"({cpu_backend.load_error(config)})")
             else:
-                choice = (lib.lib.tri_linear_planned, config.threads, _g2_min_m(lib), lib)
+                choice = (lib.call.tri_linear_planned, config.threads, _g2_min_m(lib), lib)
                 if _RESOLVER is resolver:
                     _TUNED_USED[key] = config
     if _RESOLVER is resolver:
         _RESOLVED[key] = choice
     return choice
+
+
+def _dropped() -> None:
+    """What a copied or unpickled plan becomes: nothing (its holder builds its own)."""
+    return None
+
+
+def tensor_stamp(wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> tuple:
+    """What a plan built on these tensors depends on besides their identity: their version
+    counters (in-place changes) and data pointers (``t.data = other`` swaps the storage of the
+    same tensor object without touching its version: a plan holding the old pointer would
+    read freed memory)."""
+    return (wdata._version, scale._version, None if bias is None else bias._version,
+            wdata.data_ptr(), scale.data_ptr(), None if bias is None else bias.data_ptr())
 
 
 class LinearPlan:
@@ -184,13 +198,13 @@ class LinearPlan:
                  bias: torch.Tensor | None, act_quant: str,
                  config: KernelConfig | None = None) -> None:
         self.lib = lib
-        self.fn = lib.lib.tri_linear_planned
+        self.fn = lib.call.tri_linear_planned
         self.n, self.k, self.fmt = n, k, fmt
         # 1: int8 per token (per patch in a conv); 2: int8 per sample (convs, "int8_image")
         self.aq = {"int8": 1, "int8_image": 2}.get(act_quant, 0)
         self.act_quant = act_quant
         self.tensors = (wdata, scale, bias)
-        self.versions = tuple(None if t is None else t._version for t in self.tensors)
+        self.versions = tensor_stamp(wdata, scale, bias)
         # the constant arguments, converted to C once (the tensors above keep them alive)
         self.args = cpu_backend.LinearPlanArgs(
             w=wdata.data_ptr(), k=k, n=n, row_bytes=wdata.shape[1], scale=scale.data_ptr(),
@@ -208,12 +222,16 @@ class LinearPlan:
         # depends on the weight's C, kh and kw only, fixed for a layer)
         self.cpanel: torch.Tensor | None = None
 
+    def __reduce__(self):
+        # ctypes pointers into the original's tensors: a copy (a deepcopy that bypasses the
+        # layer's __getstate__, as a parametrized module's does) gets no plan
+        return (_dropped, ())
+
     def valid_for(self, wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
                   ) -> bool:
         w0, s0, b0 = self.tensors
         return (w0 is wdata and s0 is scale and b0 is bias
-                and self.versions == (wdata._version, scale._version,
-                                      None if bias is None else bias._version))
+                and self.versions == tensor_stamp(wdata, scale, bias))
 
     def _choice(self, m: int) -> tuple[Any, int, int]:
         """(kernel function, threads, G2 minimum batch) of a call with ``m`` rows: the
@@ -316,8 +334,8 @@ class LinearPlan:
         With ``pool`` the pooling module it stands for runs on the result in the same call
         (`tri_conv2d_pool_planned`), or after it when the native pooling does not take it.
         ``groups`` > 1 (the weight then (O, C/groups*kh*kw)) runs natively only with float
-        activations (the flat conv); otherwise None is returned and the caller takes the
-        general path. ``out``, when it is a contiguous float32 CPU tensor of the result's
+        activations (the flat conv); otherwise, and for an input the conv does not fit, None
+        is returned and the caller takes the general path. ``out``, when it is a contiguous float32 CPU tensor of the result's
         shape (pooling aside), receives the result in place of a new tensor."""
         b, c, h, w = x.shape
         key = (c, h, w, kernel, stride, padding, dilation, groups)
@@ -327,7 +345,7 @@ class LinearPlan:
             ho, wo = conv_out_size(h, w, kernel, stride, padding, dilation)
             if ho <= 0 or wo <= 0 or c % groups or self.n % groups \
                     or c // groups * kh * kw != self.k:
-                raise ValueError(f"input {tuple(x.shape)} does not fit this convolution")
+                return None   # the caller's general path raises its error, naming the problem
             geom = cpu_backend.ConvGeomArgs(c, h, w, kh, kw, *stride, *padding, *dilation, ho, wo,
                                             groups)
             gptr = ctypes.addressof(geom)
@@ -361,14 +379,14 @@ class LinearPlan:
                                 None, groups)
                 return None if y is None else pool.module(y)
             y = x.new(b, self.n, pg[2], pg[3])
-            rc = self.lib.lib.tri_conv2d_pool_planned(
+            rc = self.lib.call.tri_conv2d_pool_planned(
                 self.args_ptr, gptr, x.data_ptr(), b, rptr, _ACT_CODE[activation], pg[1],
                 y.data_ptr(), _call_threads(self.env_threads, 0), gw)
         else:
             y = out if out is not None and out.shape == (b, self.n, ho, wo) \
                 and out.dtype == torch.float32 and out.device.type == "cpu" \
                 and out.is_contiguous() else x.new(b, self.n, ho, wo)
-            rc = self.lib.lib.tri_conv2d_planned(
+            rc = self.lib.call.tri_conv2d_planned(
                 self.args_ptr, gptr, x.data_ptr(), b, rptr, _ACT_CODE[activation],
                 y.data_ptr(), _call_threads(self.env_threads, 0), gw)
         if rc == 3:   # a grouped conv the native kernels do not take
@@ -493,7 +511,7 @@ class PoolPlan:
         if not x.is_contiguous():
             x = x.contiguous()
         y = x.new(b, c, g[2], g[3])
-        if self.lib.lib.tri_pool2d(g[1], x.data_ptr(), b * c, y.data_ptr(),
+        if self.lib.call.tri_pool2d(g[1], x.data_ptr(), b * c, y.data_ptr(),
                                    _call_threads(self.env_threads, 0)):
             return self.module(x)
         return y
@@ -552,13 +570,20 @@ class FloatConvPlan:
             return (conv.weight, conv.bias)
         return (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)
 
-    def _fold(self) -> tuple:
+    def _fold(self) -> tuple | None:
         """(weight, scale or None, bias or None), float32 and contiguous, for the modules'
-        current tensors."""
+        current tensors; None when a bias or a batch norm tensor is not one value per output
+        channel (the modules then raise their error)."""
         tensors = self._tensors()
-        key = tuple(None if t is None else (id(t), t._version) for t in tensors) + (
+        # (the data pointer too: ``t.data = other`` changes neither identity nor version)
+        key = tuple(None if t is None else (id(t), t._version, t.data_ptr())
+                    for t in tensors) + (
             None if self.bn is None else float(self.bn.eps),)
         if key != self.key:
+            n = self.conv.out_channels
+            if any(t is not None and t.shape != (n,) for t in tensors[1:]):
+                self.key, self.folded = key, None
+                return None
             with torch.no_grad():
                 w = self.conv.weight.detach().contiguous()
                 b = self.conv.bias
@@ -593,7 +618,9 @@ class FloatConvPlan:
         kernel, stride, padding, dilation = params
         b, c, h, w = x.shape
         n, groups = conv.out_channels, conv.groups
-        key = (c, h, w, params, groups, n)
+        # (the weight's shape too: a weight replaced by one of another kernel size is what
+        # torch's conv follows, not the module's kernel_size)
+        key = (c, h, w, params, groups, n, conv.weight.shape)
         hit = self.geoms.get(key, False)
         if hit is False:
             ho, wo = conv_out_size(h, w, kernel, stride, padding, dilation)
@@ -611,11 +638,14 @@ class FloatConvPlan:
         if pool is not None and pg is None:   # a window the native pooling does not take
             y = self(x, activation, None)
             return None if y is None else pool.module(y)
-        wt, scale, bias = self._fold()
+        folded = self._fold()
+        if folded is None:
+            return None
+        wt, scale, bias = folded
         if not x.is_contiguous():
             x = x.contiguous()
         y = x.new(b, n, ho, wo) if pg is None else x.new(b, n, pg[2], pg[3])
-        rc = self.lib.lib.tri_conv2d_f32(
+        rc = self.lib.call.tri_conv2d_f32(
             wt.data_ptr(), None if scale is None else scale.data_ptr(),
             None if bias is None else bias.data_ptr(), n, gptr, x.data_ptr(), b, None,
             _ACT_CODE[activation], None if pg is None else pg[1], y.data_ptr(),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from tritium.runtime.decoding import DecodeSession
 from tritium.runtime.layers import decoder as dec
 from tritium.runtime.layers.head import quantize_head
 
-ROOT = Path(__file__).resolve().parents[3]
 ISAS = [i for i in ("avx512", "avx2", "scalar") if i in isa_mod.supported_isas()]
 
 # (hidden, layers, heads, kv heads, ffn, vocab): grouped-query attention with sizes that are
@@ -30,13 +28,9 @@ ISAS = [i for i in ("avx512", "avx2", "scalar") if i in isa_mod.supported_isas()
 SHAPES = {"gqa": (160, 2, 5, 1, 200, 300), "mha": (128, 3, 4, 4, 256, 256)}
 
 
-def _import(work: Path, shape: tuple[int, ...]) -> str:
-    """A random Hugging Face BitNet checkpoint of `shape`, imported with `tritium import hf`."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import llm
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def _import(llm, work: Path, shape: tuple[int, ...]) -> str:
+    """A random Hugging Face BitNet checkpoint of `shape` (benchmarks/llm.py's writer),
+    imported with `tritium import hf`."""
     from tritium.driver.hf_import import import_hf
     d, layers, heads, kv, ffn, vocab = shape
     hf = llm.write_hf_checkpoint(work / "hf", llm.Size(d, layers, heads, ffn, vocab, kv), seed=3)
@@ -44,8 +38,9 @@ def _import(work: Path, shape: tuple[int, ...]) -> str:
 
 
 @pytest.fixture(scope="module", params=list(SHAPES))
-def checkpoint(request, tmp_path_factory):
-    return _import(tmp_path_factory.mktemp(request.param), SHAPES[request.param])
+def checkpoint(request, tmp_path_factory, benchmark_module):
+    return _import(benchmark_module("llm"), tmp_path_factory.mktemp(request.param),
+                   SHAPES[request.param])
 
 
 def _model(checkpoint: str):
@@ -219,11 +214,11 @@ def test_sessions_in_threads_share_a_model(checkpoint):
     assert [got[0], got[1]] == alone
 
 
-def test_two_threads_give_the_tokens_of_one(tmp_path):
+def test_two_threads_give_the_tokens_of_one(tmp_path, benchmark_module):
     """gate/up of this block are worth two threads together (one parallel region for both),
     q/k/v are not: the pool's split must not change a value. (The prefill runs on one
     thread both times: PyTorch's own ops may sum in another order on two.)"""
-    model = _model(_import(tmp_path, (512, 1, 8, 8, 6144, 256)))
+    model = _model(_import(benchmark_module("llm"), tmp_path, (512, 1, 8, 8, 6144, 256)))
     prompt = [3, 1, 4, 1, 5, 9, 2, 6]
     before = torch.get_num_threads()
 
@@ -284,3 +279,29 @@ def test_a_tuning_archive_leaves_the_blocks_fused_where_it_has_no_config(checkpo
             kernels.set_config_resolver(None)
         n_blocks = len(model.layers)
         assert calls["decode"] == (4 * n_blocks if fused else 0), name
+
+
+@pytest.mark.parametrize("change", ["replaced", "new data", "eps"])
+def test_a_block_changed_after_a_fused_step_decodes_as_changed(checkpoint, change):
+    # the fused block's native arguments were built from its layers, their tensors and the
+    # norms' eps: a replaced layer, `t.data = other` (same tensor object and version) or a
+    # new eps must rebuild them, not decode with the old ones
+    model = _model(checkpoint)
+    prompt = [5, 17, 99, 3, 42]
+    _decode(model, prompt, 2, fused=True)
+    blk = model.layers[0]
+    if change == "replaced":
+        new = copy.deepcopy(blk.o_proj)
+        with torch.no_grad():
+            new.weight_scale.mul_(-2.0)
+        blk.o_proj = new
+    elif change == "new data":
+        blk.down_proj.weight_scale.data = blk.down_proj.weight_scale.data * -2.0
+    else:
+        blk.post_attention_layernorm.eps = 4.0
+    ref_tokens, ref_logits = _decode(model, prompt, 4, fused=False)
+    tokens, logits = _decode(model, prompt, 4, fused=True)
+    assert all(b.state == "on" for b in _blocks(model))
+    assert tokens == ref_tokens
+    for a, b in zip(logits, ref_logits, strict=True):
+        assert float((a - b).abs().max()) <= 0.02 * float(b.abs().max())

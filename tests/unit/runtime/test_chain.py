@@ -285,20 +285,19 @@ def test_tuned_configs_keep_the_chain_fused(tmp_path, m):
             assert calls is None, name
             continue
         got = []
-        for fn, args_ptr, _n_out, _gws, (args, _structs, _acts, caps) in calls:
+        for fn, args_ptr, _n_out, gws_ptr, (args, _structs, _acts, caps, gws) in calls:
             assert args_ptr == ctypes.addressof(args)
+            assert gws_ptr == ctypes.addressof(gws)
             assert (args.caps is None) == (caps is None)
             got.append((fn, None if caps is None else list(caps)))
-        assert [(ctypes.cast(fn, ctypes.c_void_p).value, c) for fn, c in got] == [
-            (ctypes.cast(lib.lib.tri_chain_planned, ctypes.c_void_p).value, c)
-            for lib, c in expected], name
+        assert got == [(lib.call.tri_chain_planned, c) for lib, c in expected], name
         assert calls[-1][2] == 10
 
 
 def test_an_empty_native_chain_is_refused():
     lib = _lib()
     args = ChainPlanArgs(nlayers=0, layers=None, acts=None, max_n=1)
-    assert lib.lib.tri_chain_planned(ctypes.addressof(args), None, 1, None, 1, None) == 2
+    assert lib.call.tri_chain_planned(ctypes.addressof(args), None, 1, None, 1, None) == 2
 
 
 TWO_CONVS = """

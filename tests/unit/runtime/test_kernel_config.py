@@ -160,7 +160,7 @@ def test_resolver_is_asked_once_per_bucket_and_its_config_runs():
                      (1, 37, 170, "t1.6", "int8", default_isa)]
     # the scalar specialization really ran: it is the one the bucket resolved to
     fn, _, _, _ = kernels._RESOLVED[(16, 37, 170, "t1.6", "int8", default_isa)]
-    assert fn is cpu.load(config=chosen).lib.tri_linear_planned
+    assert fn is cpu.load(config=chosen).call.tri_linear_planned
 
 
 def test_frozen_layers_use_the_resolver():

@@ -129,7 +129,7 @@ def test_pool_modules_followed_in_place_and_others_left_to_torch():
 def test_a_pool_geometry_without_output_is_refused():
     lib = _lib()
     g = PoolGeomArgs(POOL_MAX, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1, 0, 2, 1, 0)
-    assert lib.lib.tri_pool2d(ctypes.addressof(g), None, 1, None, 1) == 2
+    assert lib.call.tri_pool2d(ctypes.addressof(g), None, 1, None, 1) == 2
 
 
 conv_pool = st.fixed_dictionaries({

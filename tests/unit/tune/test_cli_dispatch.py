@@ -152,7 +152,7 @@ def test_after_tuning_the_runtime_runs_the_tuned_specialization():
     scale = torch.rand(37) + 0.5
     got = kernels.ternary_linear(x, w, scale, act_quant="int8")
     fn = kernels._RESOLVED[(16, 37, 170, "t1.6", "int8", cpu_backend.load().isa)][0]
-    assert fn is cpu_backend.load(config=tuned).lib.tri_linear_planned
+    assert fn is cpu_backend.load(config=tuned).call.tri_linear_planned
     assert dispatch.resolve(16, 37, 170, "t1.6", "int8", isa) == tuned
     kernels.set_config_resolver(None)
     torch.testing.assert_close(got, kernels.ternary_linear(x, w, scale, act_quant="int8"),

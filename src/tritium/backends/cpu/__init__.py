@@ -18,6 +18,7 @@ from pathlib import Path
 from tritium.backends.cpu import build as _build
 from tritium.backends.cpu import isa as isa_mod
 from tritium.backends.cpu.build import BuildError, BuiltKernel, KernelConfig, render_source
+from tritium.backends.cpu.pycall import Calls
 
 __all__ = [
     "BuildError",
@@ -98,10 +99,13 @@ def _env_flag(name: str, default: bool) -> bool:
 
 @dataclass(frozen=True)
 class NativeLibrary:
-    """A loaded kernel binary and its typed entry points (ctypes releases the GIL on calls)."""
+    """A loaded kernel binary: ``lib`` its typed ctypes entry points, ``call`` the per-call
+    ones (:data:`pycall.FAST_ENTRY_POINTS`) through the fast-call module where it builds
+    (:mod:`tritium.backends.cpu.pycall`). Both release the GIL during a call."""
 
     lib: ctypes.CDLL
     built: BuiltKernel
+    call: Calls
 
     @property
     def isa(self) -> str:
@@ -223,6 +227,7 @@ def _key(isa: str | None, config: KernelConfig | None = None) -> tuple:
         os.environ.get("TRITIUM_CPU_POOL", "") if config is None else "",
         os.environ.get("CC", ""),
         os.environ.get("TRITIUM_CACHE_DIR", ""),
+        os.environ.get("TRITIUM_CPU_CALLS", ""),
         None if config is None else config.build_config(),
     )
 
@@ -305,7 +310,7 @@ def _build_and_load(config: KernelConfig) -> NativeLibrary:
         raise BuildError(f"kernel ABI {lib.tri_abi_version()} != expected {ABI_VERSION}")
     lib.tri_pool_configure(int(_env_flag("TRITIUM_POOL_ADAPTIVE", True)),
                            int(_env_flag("TRITIUM_POOL_DEBUG", False)))
-    return NativeLibrary(lib, built)
+    return NativeLibrary(lib, built, Calls(lib))
 
 
 def load_error(config: KernelConfig | None = None) -> str | None:

@@ -38,6 +38,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Mapping
@@ -61,6 +63,8 @@ SECTIONS = ("tritium_pool.h", "tritium_pack.h", "tritium_epilogue.h", "tritium_x
             "tritium_g2avx2.h", "tritium_g2.h", "tritium_pool2d.h", "tritium_dw.h",
             "tritium_conv8.h", "tritium_conv.h", "tritium_lm.h", "tritium_lmblock.h")
 SOURCE_FILES = ("tritium_kernels.h", *SECTIONS, "tritium_kernels.c")
+# the CPython module of the fast calls (built on its own, see build_pycall)
+PYCALL_SOURCE = "tritium_pycall.c"
 _INCLUDE = re.compile(r'^#include "(tritium_[a-z0-9_]+\.h)"[^\n]*$', re.MULTILINE)
 BASE_FLAGS = (
     "-std=gnu11", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-fno-math-errno",
@@ -449,34 +453,96 @@ def _compile(cc: str, source: str, flags: list[str], out: Path) -> None:
                 os.unlink(tmp_so)
 
 
+def _compile_cached(cc: str, version: str, key: str, source: str, flags: list[str], so: Path,
+                    markers: bool) -> bool:
+    """Compile ``source`` into ``so`` unless a verified binary is already there (under the
+    build lock); True when it compiled now. With ``markers`` a failure leaves a ``.failed``
+    marker, and a standing one (:func:`honoured_failure`) is raised without compiling."""
+    failed = so.with_suffix(".failed")
+    if _verified(so):
+        return False
+    with _locked(so.parent / f".{so.name}.lock"):
+        if _verified(so):
+            return False
+        if markers:
+            # this compiler already rejected this very source and flags: do not pay for the
+            # failing compile in every process (for a while)
+            known = honoured_failure(failed, key, cc, version)
+            if known is not None:
+                raise BuildError(known, deterministic=True)
+        try:
+            _compile(cc, source, flags, so)
+        except BuildError as exc:
+            if markers:
+                _write_marker(failed, key, cc, version, exc)
+            raise
+        with contextlib.suppress(OSError):
+            failed.unlink()
+        atomic_write_text(so.with_suffix(".sha256"), _sha256_file(so))
+        return True
+
+
 def _build_one(cc: str, version: str, config: KernelConfig, kdir: Path) -> BuiltKernel:
     flags = compile_flags(config)
     source = render_source(config)
     cpu = " ".join(sorted(isa_mod.cpu_flags()))
     key = digest(source, " ".join(flags), version, cpu)
     so = kdir / f"tritium_{config.isa}_{key[:20]}.so"
-    failed = so.with_suffix(".failed")
-    built_now = False
-    if not _verified(so):
-        with _locked(kdir / f".{so.name}.lock"):
-            if not _verified(so):
-                if config.pool == "openmp":
-                    # this compiler already rejected this very source and flags: do not pay
-                    # for the failing compile in every process (for a while)
-                    known = honoured_failure(failed, key, cc, version)
-                    if known is not None:
-                        raise BuildError(known, deterministic=True)
-                try:
-                    _compile(cc, source, flags, so)
-                except BuildError as exc:
-                    if config.pool == "openmp":
-                        _write_marker(failed, key, cc, version, exc)
-                    raise
-                with contextlib.suppress(OSError):
-                    failed.unlink()
-                atomic_write_text(so.with_suffix(".sha256"), _sha256_file(so))
-                built_now = True
+    built_now = _compile_cached(cc, version, key, source, flags, so,
+                                markers=config.pool == "openmp")
     return BuiltKernel(so, config, cc, version.splitlines()[0], tuple(flags), key, built_now)
+
+
+def _compiler() -> str:
+    cc = find_compiler()
+    if cc is None:
+        raise BuildError(
+            "no C compiler found (set $CC or install cc/gcc/clang)"
+            if not os.environ.get("CC")
+            else f"the C compiler $CC={os.environ['CC']!r} does not exist"
+        )
+    return cc
+
+
+def python_include() -> Path | None:
+    """The directory of this interpreter's ``Python.h``, or None (a Python installed without
+    its C headers: Debian's ``python3`` without ``python3-dev``, say)."""
+    paths = sysconfig.get_paths()
+    for name in ("include", "platinclude"):
+        d = paths.get(name)
+        if d and os.path.isfile(os.path.join(d, "Python.h")):
+            return Path(d)
+    return None
+
+
+def build_pycall(cache_dir: Path | None = None) -> Path:
+    """A verified build of ``csrc/tritium_pycall.c`` (the CPython module that calls the kernel
+    libraries' per-call entry points without ctypes' argument conversion) for this interpreter,
+    compiling it if needed; cached beside the kernels by a key over its source (with the
+    kernels' header), the flags, the compiler and the interpreter. BuildError when there is
+    no compiler, no ``Python.h`` or the compile fails (a failure is remembered for a while, as
+    a failed OpenMP build is)."""
+    cc = _compiler()
+    include = python_include()
+    if include is None:
+        raise BuildError("this Python has no C headers (Python.h): install its development "
+                         "package (python3-dev) for the fast native calls")
+    version = compiler_version(cc)
+    body = _read_source(PYCALL_SOURCE)
+    if '#include "tritium_kernels.h"\n' not in body:
+        raise BuildError(f"{PYCALL_SOURCE} must include tritium_kernels.h")
+    source = body.replace('#include "tritium_kernels.h"\n', _read_source("tritium_kernels.h"))
+    flags = ["-O2", "-shared", "-fPIC", "-fvisibility=hidden", f"-I{include}"]
+    plat = sysconfig.get_paths().get("platinclude")
+    if plat and Path(plat) != include and os.path.isdir(plat):   # pyconfig.h may live there
+        flags.append(f"-I{plat}")
+    key = digest(source, " ".join(flags), version, sys.version,
+                 str(sysconfig.get_config_var("EXT_SUFFIX")))
+    kdir = cache_dir or cache_subdir("kernels")
+    kdir.mkdir(parents=True, exist_ok=True)
+    so = kdir / f"tritium_pycall_{key[:20]}.so"
+    _compile_cached(cc, version, key, source, flags, so, markers=True)
+    return so
 
 
 def build(config: KernelConfig, cache_dir: Path | None = None) -> BuiltKernel:
@@ -486,13 +552,7 @@ def build(config: KernelConfig, cache_dir: Path | None = None) -> BuiltKernel:
     clang without libomp) is built with ``pool="pthread"`` instead; the returned
     ``BuiltKernel.config`` says which, and ``pool_fallback`` holds the compiler's reason.
     """
-    cc = find_compiler()
-    if cc is None:
-        raise BuildError(
-            "no C compiler found (set $CC or install cc/gcc/clang)"
-            if not os.environ.get("CC")
-            else f"the C compiler $CC={os.environ['CC']!r} does not exist"
-        )
+    cc = _compiler()
     version = compiler_version(cc)
     kdir = cache_dir or cache_subdir("kernels")
     kdir.mkdir(parents=True, exist_ok=True)

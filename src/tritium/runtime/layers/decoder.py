@@ -127,8 +127,8 @@ class BlockDecoder:
 
     def _reset(self) -> None:
         self.state = "check"          # "check": compare the first fused call; "on"; "off"
-        self._watch: list[tuple[dict, str, torch.Tensor]] | None = None
-        self._versions: tuple[int, ...] = ()
+        self._watch: list[tuple[dict, str, Any]] | None = None
+        self._versions: tuple = ()
         self._args: _BlockArgs | None = None
         self._fn: Any = None
         self._args_ptr = 0
@@ -164,7 +164,7 @@ class BlockDecoder:
                 if owner.get(name) is not t:
                     break
             else:
-                if tuple([t._version for _, _, t in watch]) == self._versions:
+                if self._stamp() == self._versions:
                     args = self._args
         if args is None:
             args = self._build()
@@ -177,6 +177,18 @@ class BlockDecoder:
                 self._untuned.clear()
             hit = self._untuned[m] = (gen, all(p.runs_default(m) for p in self._plans))
         return args if hit[1] else None
+
+    def _stamp(self) -> tuple:
+        """What the native arguments depend on besides the watched objects' identity: each
+        watched tensor's version counter and data pointer (``t.data = other`` keeps the tensor
+        object and its version), the norms' eps, the head counts and the layers' activation
+        modes (read into the arguments when they were built)."""
+        b = self.block
+        ch = b._modules
+        return (tuple([(t._version, t.data_ptr()) for _, _, t in self._watch
+                       if isinstance(t, torch.Tensor)]),
+                tuple([ch[n].eps for n in NORMS]), b.heads, b.kv_heads, b.head_dim,
+                tuple([ch[n].act_quant for n in PROJS]))
 
     def _build(self) -> _BlockArgs | None:
         b = self.block
@@ -214,9 +226,10 @@ class BlockDecoder:
         args = _BlockArgs(dim, heads, kv, hd, ffn, *eps,
                           *[None if w is None else w.data_ptr() for w in weights],
                           *[p.args_ptr for p in plans])
-        # what the arguments point into: each plan's tensors (held by the layer's buffers)
-        # and the norms' weights
-        watch = []
+        # what the arguments were built from: the block's layers and norms (a module replaced
+        # is another object in the block's dict), each plan's tensors (held by the layer's
+        # buffers) and the norms' weights
+        watch: list[tuple[dict, str, Any]] = [(ch, n, ch[n]) for n in (*PROJS, *NORMS)]
         for n in PROJS:
             layer = ch[n]
             watch.append((layer._buffers, "weight_packed", layer._buffers["weight_packed"]))
@@ -230,7 +243,7 @@ class BlockDecoder:
         self._args, self._plans = args, plans
         self._args_ptr = ctypes.addressof(args)
         self._watch = watch
-        self._versions = tuple([t._version for _, _, t in watch])
+        self._versions = self._stamp()
         self._fn = lib.lib.tri_lm_block_decode
         self._prefill_fn = getattr(lib.lib, "tri_lm_block_prefill", None)
         self._ws_fn = lib.lib.tri_lm_block_workspace

@@ -43,8 +43,10 @@ class SharedInputGroup:
         self.misses = 0
         self._obs: list[list[int]] = []
         self._obs_x: tuple[torch.Tensor, int] | None = None
-        self._memo_x: tuple[torch.Tensor, int] | None = None
-        self._memo: dict[int, torch.Tensor] = {}
+        # (the input, its version, the outputs made for it that no member took yet): one
+        # attribute, read once per call, so that a thread never takes an output from the
+        # outputs another thread made for another input
+        self._memo: tuple[torch.Tensor, int, dict[int, torch.Tensor]] | None = None
         self._arrays: dict[tuple[int, ...], tuple] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -77,14 +79,15 @@ class SharedInputGroup:
             self._observe(i, x)
             if self.state != "fused":
                 return None
-        memo = self._memo_x
-        if memo is not None and memo[0] is x and memo[1] == x._version and i in self._memo:
-            y = self._memo.pop(i)
-            if not self._memo:
-                self._memo_x = None
-            return y
-        if self._memo:                        # outputs made for a tensor nobody asked about
-            self._memo, self._memo_x = {}, None
+        memo = self._memo
+        if memo is not None and memo[0] is x and memo[1] == x._version:
+            y = memo[2].pop(i, None)
+            if y is not None:
+                if not memo[2] and self._memo is memo:
+                    self._memo = None
+                return y
+        if memo is not None and memo[2]:      # outputs made for a tensor nobody asked about
+            self._memo = None
             self.misses += 1
             if self.misses >= self.MAX_MISSES:
                 self.state = "off"
@@ -96,12 +99,15 @@ class SharedInputGroup:
         if outs is None:
             return None
         y = outs.pop(i)
-        self._memo, self._memo_x = outs, (x, x._version)
+        self._memo = (x, x._version, outs)
         return y
 
     def _run(self, cluster: tuple[int, ...], x: torch.Tensor) -> dict[int, torch.Tensor] | None:
         plans = []
+        eps = self.members[cluster[0]].eps
         for j in cluster:
+            if self.members[j].eps != eps:   # changed since grouping: one norm no longer fits
+                return None
             plan = self.members[j]._frozen_plan(x, None)
             if plan is None:
                 return None
@@ -123,8 +129,9 @@ class SharedInputGroup:
             hit = self._arrays[cluster] = (key, ptrs, plans)
         ys = [x2.new(m, p.n) for p in plans]
         out_ptrs = (ctypes.c_void_p * len(ys))(*[y.data_ptr() for y in ys])
-        rc = p0.lib.lib.tri_rms_multi_planned(
-            hit[1], len(plans), x2.data_ptr(), m, self.members[cluster[0]].eps, out_ptrs,
+        rc = p0.lib.call.tri_rms_multi_planned(
+            ctypes.addressof(hit[1]), len(plans), x2.data_ptr(), m,
+            self.members[cluster[0]].eps, ctypes.addressof(out_ptrs),
             p0.env_threads or torch.get_num_threads())
         if rc == 2:
             return None

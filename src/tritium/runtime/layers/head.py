@@ -161,7 +161,7 @@ class Int8Head(nn.Module):
             m = x2.shape[0]
             y = x2.new(m, self.out_features)
             bias = self.bias
-            if lib.lib.tri_i8_linear(
+            if lib.call.tri_i8_linear(
                     x2.data_ptr(), m, self.in_features, self.weight_panels.data_ptr(),
                     self.out_features, self.weight_scale.data_ptr(),
                     self.weight_sums.data_ptr(), None if bias is None else bias.data_ptr(),

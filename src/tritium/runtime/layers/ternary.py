@@ -327,11 +327,14 @@ class TernaryLayer(TritiumLayer):
     def _current_plan(self) -> kernels.LinearPlan | None:
         """The cached native call of this frozen layer, rebuilt when its tensors changed (None
         without native kernels or for tensors a plan cannot take)."""
+        if "parametrizations" in self._modules:   # its tensors are computed on each access
+            return None
         bufs = self._buffers
         wdata, scale, bias = bufs["weight_packed"], bufs["weight_scale"], \
             self._parameters.get("bias")
         plan = self._plan
-        if plan is None or not plan.valid_for(wdata, scale, bias):
+        if plan is None or plan.act_quant != self.act_quant \
+                or not plan.valid_for(wdata, scale, bias):
             plan = self._plan = kernels.linear_plan(
                 wdata, self.out_dim, self.reduce_dim, self.format, scale, bias, self.act_quant)
         return plan
@@ -543,7 +546,7 @@ class BitLinear(TernaryLinear):
                                             plan.fmt)
             gw = None if plan.g2 is None else plan.g2.data_ptr()
         y = x2.new(m, plan.n)
-        if plan.lib.lib.tri_rms_linear_planned(
+        if plan.lib.call.tri_rms_linear_planned(
                 plan.args_ptr, x2.data_ptr(), m, self.eps, code, y.data_ptr(),
                 plan.env_threads or torch.get_num_threads(), gw):
             raise MemoryError("tritium: the native BitLinear kernel could not allocate its "
