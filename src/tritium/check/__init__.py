@@ -275,7 +275,12 @@ def _check(src: SourceFile) -> CheckResult:
     # Only the main file's definitions are checked here; imported files are checked when
     # they are the main file, and through every use of them from this one.
     with recursion_headroom():
-        for item in main.program.items:
+        # functions, then blocks and layers, then models: a power checked in a body of its own
+        # with its arguments or params not known is a float (checker.powers), which a use
+        # checked before it would not know
+        items = sorted(main.program.items, key=lambda i: 0 if isinstance(i, A.FnDef) else
+                       1 if isinstance(i, A.BlockDef | A.LayerDef) else 2)
+        for item in items:
             d = loader.defs.get(getattr(item, "name", None))
             if d is not None and d.node is item:
                 try:

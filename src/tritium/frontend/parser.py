@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TypeVar
 
 from . import ast as A
 from .diagnostics import Diagnostic, Span, did_you_mean
@@ -26,6 +28,7 @@ __all__ = ["DTYPES", "MAX_DEPTH", "TENSOR_TYPES", "ParseError", "Parser", "parse
 MAX_DEPTH = 200
 
 # keywords that start a statement at the top level (the others start items or are errors)
+_Item = TypeVar("_Item")
 _TOP_STATEMENT_KEYWORDS = frozenset({"let", "return", "if", "for", "not", "None", "true",
                                      "false", "True", "False"})
 _SECTION_NAMES = {"training", "performance", "quantization", "repeat", "inference", "export"}
@@ -124,6 +127,24 @@ class Parser(Forms2Mixin, DeclarationsMixin, SignaturesMixin, StatementsMixin,
             help = f"a `{op}` is missing"
         raise self.error(f"expected `{op}`{where}, found {self.tok.describe()}", code="E0202",
                          label=f"expected `{op}`", help=help)
+
+    def list_separator(self, close: str, what: str, help: str | None = None) -> None:
+        """After an item of a comma-separated list that `close` ends: a `,` is consumed and
+        `close` left to the caller; anything else is E0202, naming the list (`what`)."""
+        if self.at(","):
+            self.advance()
+        elif not self.at(close):
+            raise self.error(f"expected `,` or `{close}` in {what}, found "
+                             f"{self.tok.describe()}", code="E0202", help=help)
+
+    def comma_list(self, close: str, parse_item: Callable[[], _Item], what: str) -> list[_Item]:
+        """Items separated by commas (a trailing one allowed) up to `close`, consumed."""
+        items: list[_Item] = []
+        while not self.at(close):
+            items.append(parse_item())
+            self.list_separator(close, what)
+        self.advance()
+        return items
 
     def expect_ident(self, what: str = "a name") -> Token:
         t = self.toks[self.pos]

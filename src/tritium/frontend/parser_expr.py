@@ -222,11 +222,7 @@ class ExpressionsMixin:
             with self.nested():
                 while not self.at("]"):
                     idx.append(self.parse_subscript())
-                    if self.at(","):
-                        self.advance()
-                    elif not self.at("]"):
-                        raise self.error(f"expected `,` or `]` in an index, found "
-                                         f"{self.tok.describe()}", code="E0202")
+                    self.list_separator("]", "an index")
             self.advance()
             e = A.Index(e, idx, self.span_from(start))
         elif self.at("."):
@@ -345,12 +341,7 @@ class ExpressionsMixin:
                             "E0201", "a positional argument cannot follow a named one",
                             value.span, help="move the positional arguments first"))
                     args.append(A.Arg(value, None, value.span))
-                if self.at(","):
-                    self.advance()
-                elif not self.at(")"):
-                    raise self.error(f"expected `,` or `)` in the argument list, found "
-                                     f"{self.tok.describe()}", code="E0202",
-                                     help="a `)` may be missing")
+                self.list_separator(")", "the argument list", help="a `)` may be missing")
             self.advance()
         return args
 
@@ -444,11 +435,7 @@ class ExpressionsMixin:
                         items.append(self.parse_expr())
                         if len(items) == 1 and self.at_kw("for"):
                             return self.parse_list_comp(items[0], t)
-                        if self.at(","):
-                            self.advance()
-                        elif not self.at("]"):
-                            raise self.error(f"expected `,` or `]` in a list, found "
-                                             f"{self.tok.describe()}", code="E0202")
+                        self.list_separator("]", "a list")
                 self.advance()
                 return A.ListLit(items, self.span_from(t))
             if t.text == "{" and self._block_ahead():

@@ -54,16 +54,7 @@ class SignaturesMixin:
     # ------------------------------------------------------------------ functions
     def parse_param_specs(self) -> list[A.ParamSpec]:
         self.expect_op("(")
-        specs = []
-        while not self.at(")"):
-            specs.append(self.parse_param_spec())
-            if self.at(","):
-                self.advance()
-            elif not self.at(")"):
-                raise self.error(f"expected `,` or `)` in the parameter list, found "
-                                 f"{self.tok.describe()}", code="E0202")
-        self.advance()
-        return specs
+        return self.comma_list(")", self.parse_param_spec, "the parameter list")
 
     def parse_param_spec(self) -> A.ParamSpec:
         name = self.expect_ident("a parameter name")
@@ -129,12 +120,8 @@ class SignaturesMixin:
                     "E0900", f"higher-kinded type parameters (`{n.text}<…>`) have no meaning "
                              f"in .tri", n.span.to(self.tok.span), label="not supported",
                     help=f"a type parameter stands for one type: write `<{n.text}>`"))
-            if self.at(","):
-                self.advance()
-            elif not self.at(">"):
-                raise self.error(f"expected `,` or `>` in the type parameters, found "
-                                 f"{self.tok.describe()}", code="E0202",
-                                 help="write `<T>` or `<T: Numeric, U>`")
+            self.list_separator(">", "the type parameters",
+                                help="write `<T>` or `<T: Numeric, U>`")
         self.advance()
         return out
 
@@ -346,16 +333,7 @@ class SignaturesMixin:
 
     def parse_type_list(self, close: str) -> list[A.TypeExpr]:
         """Types separated by commas up to `close` (consumed)."""
-        items: list[A.TypeExpr] = []
-        while not self.at(close):
-            items.append(self.parse_type())
-            if self.at(","):
-                self.advance()
-            elif not self.at(close):
-                raise self.error(f"expected `,` or `{close}` in a list of types, found "
-                                 f"{self.tok.describe()}", code="E0202")
-        self.advance()
-        return items
+        return self.comma_list(close, self.parse_type, "a list of types")
 
     def parse_type_primary(self) -> A.TypeExpr:
         t = self.toks[self.pos]
@@ -480,11 +458,7 @@ class SignaturesMixin:
                 dims.append(A.Dim(None, e.span))
             else:
                 dims.append(A.Dim(e, self.span_from(t)))
-            if self.at(","):
-                self.advance()
-            elif not self.at("]"):
-                raise self.error(f"expected `,` or `]` in a shape, found {self.tok.describe()}",
-                                 code="E0202")
+            self.list_separator("]", "a shape")
         self.advance()
         return dims
 

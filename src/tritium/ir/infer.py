@@ -73,11 +73,24 @@ def _result(shape: tuple[Dim, ...], dtype: str, scalar: bool) -> Type:
     return TensorType(tuple(shape), dtype)
 
 
+def _kind(dtype: str) -> int:
+    return 0 if dtype == "bool" else 2 if dtype in FLOAT_DTYPES else 1
+
+
 def _arith_dtype(x: Type, y: Type) -> str:
     if isinstance(x, ScalarType) and isinstance(y, TensorType):
         x, y = y, x
     if isinstance(y, ScalarType) and isinstance(x, TensorType):  # scalars are "weak"
-        return "f32" if is_float(y) and not is_float(x) else x.dtype
+        if _kind(y.dtype) > _kind(x.dtype):   # torch: the scalar kind's default dtype
+            return "f32" if is_float(y) else "i64"   # `(x > 0) * 2` is i64
+        return x.dtype
+    if isinstance(x, TensorType) and isinstance(y, TensorType) and (x.rank == 0) != (y.rank == 0):
+        # torch: a 0-d tensor (`sum(x)`) decides the dtype only when it is of a higher kind
+        # (bool < integer < float) than the tensor with dims: int32 [n] + i64 [] is i32
+        d, z = (y, x) if x.rank == 0 else (x, y)
+        if _kind(d.dtype) < _kind(z.dtype):
+            return z.dtype
+        return "i8" if d.dtype == "trit" and z.dtype != "trit" else d.dtype
     return promote(x.dtype, y.dtype)
 
 
@@ -129,10 +142,11 @@ def _binary(name: str) -> Infer:
         dt = _arith_dtype(ts[0], ts[1])
         if name == "div" and not dt.startswith(("f", "bf")):
             dt = "f32"
-        elif name == "floordiv" and dt in ("bool", "trit"):
+        elif name == "floordiv" and dt == "bool":
             dt = "i64"
-        elif dt == "trit" and name not in ("mul", "maximum", "minimum"):
-            dt = "i8"
+        elif dt == "trit" and (name not in ("mul", "maximum", "minimum")
+                               or ts[0].dtype != ts[1].dtype):
+            dt = "i8"   # trits stay trits only multiplied by (or compared with) trits
         return [_result(_broadcast(*ts), dt, _all_scalar(ts))]
     return infer
 
@@ -144,6 +158,14 @@ def _unary(float_result: bool) -> Infer:
         dt = _float_dtype(t.dtype) if float_result else t.dtype
         return [_result(_shape(t), dt, isinstance(t, ScalarType))]
     return infer
+
+
+def _clamp(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
+    """The input's dtype; trits are clipped as f32 (the lowering casts them first)."""
+    _no_str(ts)
+    t = ts[0]
+    dt = "f32" if t.dtype == "trit" else t.dtype
+    return [_result(_shape(t), dt, isinstance(t, ScalarType))]
 
 
 def _softmax(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
@@ -215,9 +237,9 @@ def _matmul(ts: list[Type], a: dict[str, Attr]) -> list[Type]:
     _same(xs[-1], ys[-2], "matmul contraction dims differ")
     batch = _broadcast(TensorType(tuple(xs[:-2]), "f32"), TensorType(tuple(ys[:-2]), "f32"))
     shape = list(batch) + ([xs[-2]] if x.rank > 1 else []) + ([ys[-1]] if y.rank > 1 else [])
-    dt = promote(x.dtype, y.dtype)
-    if not is_float(x) and not is_float(y):
-        dt = "i32" if dt in ("bool", "trit", "i8", "u8") else dt
+    # integer, trit and bool operands are multiplied as floats (f32), as the PyTorch
+    # backend's trt.float_matmul does; a float operand keeps its dtype
+    dt = promote(x.dtype, y.dtype) if is_float(x) or is_float(y) else "f32"
     return [TensorType(tuple(shape), dt)]
 
 

@@ -57,9 +57,23 @@ def _f(x: Array) -> Array:
 
 # ----------------------------------------------------------------------------- elementwise
 
+def int_power(x: Array, y: Array) -> Array:
+    """``x ** y`` of integers as torch computes it: a negative exponent gives 1 for the base 1,
+    1 or -1 for the base -1 (by the exponent's parity) and 0 for any other base (numpy
+    refuses negative integer powers)."""
+    if x.dtype.kind == "f":
+        return np.power(x, y)
+    neg = y < 0
+    out = np.power(x, np.where(neg, 0, y))
+    if not np.any(neg):
+        return out
+    inverse = np.where(x == 1, 1, np.where(x == -1, np.where(y % 2 == 0, 1, -1), 0))
+    return np.where(neg, inverse, out)
+
+
 _BIN = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
         "floordiv": np.floor_divide,
-        "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
+        "pow": int_power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
         "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
         "ge": np.greater_equal, "logical_and": np.logical_and, "logical_or": np.logical_or}
 
@@ -70,6 +84,9 @@ for _n, _fn in _BIN.items():
             x, y = _f(x), _f(y)  # float arithmetic in float64; integers stay exact
         elif name in ("add", "sub", "mul", "pow", "floordiv"):
             x, y = x.astype(np.int64), y.astype(np.int64)  # no int8 overflow before the cast
+            if name == "floordiv" and not np.all(y):   # numpy gives 0; torch raises
+                raise ValueError("integer division by zero (`//` or `%` of integers; PyTorch "
+                                 "raises ZeroDivisionError)")
         with np.errstate(all="ignore"):
             return fn(x, y)
     KERNELS[_n] = _binary
@@ -205,9 +222,7 @@ def _argmax(xs: list[Array], a: dict[str, Attr]) -> Array:
 @kernel("matmul")
 def _matmul(xs: list[Array], a: dict[str, Attr]) -> Array:
     x, y = xs
-    if x.dtype.kind == "f" or y.dtype.kind == "f":
-        return _f(x) @ _f(y)
-    return x.astype(np.int64) @ y.astype(np.int64)
+    return _f(x) @ _f(y)   # integers and trits too: the product is a float (ops: matmul)
 
 
 def linear(x: Array, w: Array, b: Array | None = None) -> Array:

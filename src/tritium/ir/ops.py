@@ -22,6 +22,7 @@ from .infer import (  # noqa: F401  (also re-exported: the names other modules i
     _batch_norm,
     _binary,
     _cast,
+    _clamp,
     _compare,
     _concat,
     _conv2d,
@@ -208,7 +209,7 @@ _def("logical_not", (1, 1), _logical, "elementwise logical not")
 _def("select", (3, 3), _select, "select(cond, a, b): a where cond else b (torch.where)")
 for _n in ("neg", "abs", "sign", "relu", "relu6"):
     _def(_n, (1, 1), _unary(False), "elementwise, same dtype")
-_def("clamp", (1, 1), _unary(False), "clip to [min, max] (either bound may be none)",
+_def("clamp", (1, 1), _clamp, "clip to [min, max] (either bound may be none)",
      attrs={"min": AttrSpec("optfloat", None), "max": AttrSpec("optfloat", None)})
 _def("ternarize", (1, 1), _unary(True), "sign(x) where |x| > threshold, else 0 (ternary activation)",
      attrs={"threshold": AttrSpec("float", 0.5)})

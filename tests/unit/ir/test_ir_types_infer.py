@@ -42,7 +42,12 @@ def test_broadcast_and_promote() -> None:
     ("mean", ["tensor<[b, 3], f32>"], {}, ["tensor<[], f32>"]),
     ("argmax", ["tensor<[b, 10], f32>"], {"dim": 1}, ["tensor<[b], i64>"]),
     ("matmul", ["tensor<[2, b, 3, 4], f32>", "tensor<[4, 5], f32>"], {}, ["tensor<[2, b, 3, 5], f32>"]),
-    ("matmul", ["tensor<[3, 4], trit>", "tensor<[4], trit>"], {}, ["tensor<[3], i32>"]),
+    ("matmul", ["tensor<[3, 4], trit>", "tensor<[4], trit>"], {}, ["tensor<[3], f32>"]),  # as trt.float_matmul
+    ("matmul", ["tensor<[3, 4], i64>", "tensor<[4, 2], i8>"], {}, ["tensor<[3, 2], f32>"]),
+    ("clamp", ["tensor<[3], trit>"], {"min": 0.0, "max": 5.0}, ["tensor<[3], f32>"]),
+    ("add", ["tensor<[], i64>", "tensor<[3], i32>"], {}, ["tensor<[3], i32>"]),  # torch's 0-d rule
+    ("mul", ["tensor<[3], i8>", "tensor<[], f64>"], {}, ["tensor<[3], f64>"]),
+    ("mul", ["tensor<[3], trit>", "tensor<[], i64>"], {}, ["tensor<[3], i8>"]),
     ("linear", ["tensor<[b, 64], f32>", "tensor<[10, 64], f32>", "tensor<[10], f32>"], {}, ["tensor<[b, 10], f32>"]),
     ("conv2d", ["tensor<[n, 3, 32, 32], f32>", "tensor<[16, 3, 3, 3], f32>"], {"stride": [2, 2], "padding": [1, 1]},
      ["tensor<[n, 16, 16, 16], f32>"]),

@@ -242,6 +242,13 @@ class BodyGen:
             return f"{op}{self.sub(e.operand, ctx, prec + 1)}"
         if t is A.Binary:
             prec = PY_PREC[e.op]
+            power = self.result.call_forms.get(e.span) if e.op == "**" else None
+            if power == "float_pow":
+                # `d ** k` of ints typed float (checker.powers): a float for any k's sign
+                return f"float({self.expr(e.left, ctx)}) ** {self.sub(e.right, ctx, prec)}"
+            if power == "int_pow":   # `n: int = 2 ** k`: an int for any k's sign
+                return (f"int({self.sub(e.left, ctx, prec + 1)} ** "
+                        f"{self.sub(e.right, ctx, prec)})")
             if e.op == "**":   # right-associative
                 return (f"{self.sub(e.left, ctx, prec + 1)} ** "
                         f"{self.sub(e.right, ctx, prec)}")

@@ -54,6 +54,7 @@ def float_x(a: dict[str, str], given: set[str]) -> dict[str, str]:
 def _clamp_torch(a: dict[str, str], given: set[str]) -> str:
     if f"@{INT_BOUNDS}" in given:   # `clip(int32(x), -2.5, 2.5)`: int32, as typed
         a = {**a, **{k: f"trt.cast({a[k]}, 'int64')" for k in ("min", "max") if k in given}}
+    a = float_x(a, given)           # `clip(trit(x), -1, 1)`: float32, as typed
     return "torch.clamp({x}, min={min}, max={max})".format(**a)
 
 
@@ -161,13 +162,16 @@ _fn("stack", (_p("tensors", "tensors"), _opt("dim", "int", 0)), "stack along a n
     concat_rule, "torch.stack({tensors}, dim={dim})")
 # `trt.float_matmul`: as `a @ b` does with an integer or trit operand (the checker's
 # FLOAT_MATMUL form), the product is a float, never int8 trits wrapped
-_fn("matmul", (_p("a"), _p("b")), "matrix product (same as `a @ b`)", matmul_rule,
+_fn("matmul", (_p("a"), _p("b")),
+    "matrix product (same as `a @ b`; integer or trit operands multiply as float32)", matmul_rule,
     "trt.float_matmul({a}, {b})", ir=IR("matmul", ("a", "b")))
 _fn("ternary_matmul", (_p("x"), _p("w")), "x @ wᵀ with ternary w of shape [out, in]",
     ternary_matmul_rule, "F.linear({x}, {w})", ir=IR("linear", ("x", "w")))
 _RED = (_p("x"), _opt("dim", "ints", None), _opt("keepdim", "bool", False))
 for _n in ("sum", "mean", "amax", "amin"):
-    _fn(_n, _RED, f"{_n} over `dim` (all dims when omitted)", reduce_rule, _reduce_torch(_n))
+    _fn(_n, _RED, f"{_n} over `dim` (all dims when omitted)" + (
+        "; an integer, trit or bool tensor sums to int64" if _n == "sum" else ""),
+        reduce_rule, _reduce_torch(_n))
 _fn("max", _RED, "max over `dim`, or elementwise max of two tensors (or numbers)", reduce_rule,
     _reduce_torch("amax"), pair_op="maximum")
 _fn("min", _RED, "min over `dim`, or elementwise min of two tensors (or numbers)", reduce_rule,
@@ -179,7 +183,8 @@ _fn("maximum", (_p("a"), _p("b")), "elementwise maximum", elementwise2_rule,
 _fn("minimum", (_p("a"), _p("b")), "elementwise minimum", elementwise2_rule,
     "torch.minimum({a}, {b})", ir=IR("minimum", ("a", "b")), py=min)
 _fn("clamp", (_p("x"), _opt("min", "float", None), _opt("max", "float", None)),
-    "clip to [min, max] (an integer tensor keeps its dtype: the bounds are truncated)",
+    "clip to [min, max] (an integer tensor keeps its dtype: the bounds are truncated; a trit "
+    "tensor is clipped as float32)",
     clamp_rule, _clamp_torch,
     aliases=(("min_val", "min"), ("max_val", "max"), ("lo", "min"), ("hi", "max")))
 _alias("clip", "clamp")

@@ -167,7 +167,14 @@ def clamp_rule(ck, name, b, e) -> Value:
     xt = _xt(b)
     if xt is not None and xt.dtype in INT_TYPES and not xt.ternary:
         ck.call_forms[e.span] = INT_BOUNDS
-    return elementwise_rule(ck, name, b, e)
+    out = elementwise_rule(ck, name, b, e)
+    if xt is not None and xt.dtype == "trit" and isinstance(out.ty, TensorT):
+        # clipped, trits are floats (`clip(trit(x), min=0.5)` holds 0.5): the input is cast
+        # to float32 first, whether it is held as int8 (`trit(x)`) or as the floats a caller
+        # passed for a `TernaryTensor` argument, so the bounds are never truncated
+        ck.call_forms[e.span] = ON_FLOATS
+        return Value(TensorT("float32", out.ty.shape))
+    return out
 
 
 def flatten_rule(ck, name, b, e) -> Value:
@@ -302,6 +309,8 @@ def reduce_rule(ck, name, b, e) -> Value:
     if floats and xt is not None and xt.dtype is not None and xt.dtype not in FLOAT_TYPES:
         ck.call_forms[e.span] = ON_FLOATS
     dtype = "float32" if floats else xt.dtype if xt is not None else None
+    if name == "sum" and dtype is not None and dtype not in FLOAT_TYPES:
+        dtype = "int64"   # integers, trits and bools sum in int64, as torch and the IR do
     if xt is None or xt.shape is None:
         return Value(TensorT(dtype, None) if xt or not x
                      else FLOAT if isinstance(x.ty, ScalarT) else ANY)
@@ -329,10 +338,32 @@ def floordiv_rule(ck, name, b, e) -> Value:
 
 
 def where_rule(ck, name, b, e) -> Value:
-    return ck.tensor_binary("+", b["a"].ty, b["b"].ty, e)
+    """The values' dtype, and the shape of the condition and the values broadcast (as
+    torch.where: `where(x > 0, 0.0, 1.0)` has x's shape)."""
+    out = ck.tensor_binary("+", b["a"].ty, b["b"].ty, e)
+    c = b["cond"].ty
+    if not isinstance(c, TensorT) or not isinstance(out.ty, TensorT):
+        return out
+    shape = None if c.shape is None or out.ty.shape is None else \
+        ck.broadcast(c.shape, out.ty.shape, e.span)
+    return Value(TensorT(out.ty.dtype, shape, out.ty.ternary))
+
+
+def _float_dim(shape: Value) -> bool:
+    """A dimension of the list `shape` is a float (`x.shape[0] / 2`: torch refuses it)."""
+    items = shape.const if isinstance(shape.const, list) else ()
+    for x in items:
+        c = x.const if isinstance(x, Value) else x
+        if isinstance(c, float) or (isinstance(x, Value) and x.ty == FLOAT):
+            return True
+    return False
 
 
 def creation_rule(ck, name, b, e) -> Value:
+    if _float_dim(b["shape"]):
+        ck.report("E0308", f"a dimension of `{name}` must be an int, not a float", e.span,
+                  help="`/` divides to a float: for sizes write `floordiv(a, b)`, or `int(...)`")
+        return Value(ANY)
     dims = ck.shape_list(b["shape"])
     ternary = name == "random_ternary"
     if dims is not None:

@@ -42,6 +42,7 @@ from .model import (
     is_function_layer,
     signature_weights,
 )
+from .powers import mark_int_powers
 from .unused_layers import check_unused_layer
 
 
@@ -214,6 +215,8 @@ class Checker(LayersMixin, FunctionsMixin, DeclaredTypesMixin, ExpressionsMixin,
                 if item.key in cfg:
                     continue
                 mark_int_divisions(self, item.type, item.value)   # `n: int = a / b`
+                if item.type is None:
+                    mark_int_powers(self, item.value)   # `hidden: 2 ** depth` (powers.py)
                 scope.vars[item.key] = self.eval_const(item.value, scope)
                 if item.type is not None:   # `hidden: int = c * e`: checked against the type
                     scope.vars[item.key] = self.assign_declared(

@@ -56,6 +56,8 @@ from .model import (
     _paren,
     check_fstring,
 )
+from .powers import negative_power_of_int_tensor, power_is_float
+from .promotion import bool_tensor_refused, elementwise_dtype
 from .select_forms import elementwise_if, tensor_condition
 from .sublayer_methods import layer_member
 
@@ -163,6 +165,11 @@ class ExpressionsMixin:
                     return Value(v.ty, -v.const, True)
                 if isinstance(v.const, SymInt):
                     return Value(INT, SymInt(f"-{v.const}"))
+                if isinstance(v.ty, TensorT) and v.ty.dtype == "bool":
+                    self.report("E0405", "cannot negate a bool tensor (PyTorch refuses it)",
+                                e.span, label="a bool tensor (a mask)",
+                                help="`-int32(m)` negates its numbers, `1 - int32(m)` inverts it")
+                    return Value(v.ty)
                 if isinstance(v.ty, ScalarT | TensorT | AnyT):
                     return Value(v.ty)
                 self.report("E0405", f"cannot negate {v.ty}", e.span)
@@ -405,6 +412,9 @@ class ExpressionsMixin:
         if isinstance(ta, ScalarT) and isinstance(tb, ScalarT):
             return self.scalar_binary(op, a, b, e)
         if isinstance(ta, TensorT | ScalarT) and isinstance(tb, TensorT | ScalarT):
+            if op == "**":
+                negative_power_of_int_tensor(self, a, b, e)   # torch refuses it (powers.py)
+            bool_tensor_refused(self, op, ta, tb, e)   # `m - 1` of a mask (promotion.py)
             return self.tensor_binary(op, ta, tb, e)
         if op == "*" and (isinstance(ta, ListT) and isinstance(tb, ScalarT)
                           or isinstance(tb, ListT) and isinstance(ta, ScalarT)):
@@ -459,8 +469,8 @@ class ExpressionsMixin:
         is_float = ta in FLOAT_TYPES or tb in FLOAT_TYPES or op == "/"
         cmp = op in ("==", "!=", "<", "<=", ">", ">=")
         rt = BOOL if cmp else FLOAT if is_float else INT
-        if op == "**" and b.known and _num(b.const) and b.const < 0:
-            rt = FLOAT   # `n ** -1`: a negative power of an integer is a float, as in Python
+        if op == "**" and not is_float and power_is_float(self, a, b, e):
+            rt = FLOAT   # `n ** -1`, `d ** k` of a k not known: a float, as in Python (powers)
         if op == "@":
             self.report("E0405", "`@` needs tensors, not scalars", e.span, help="use `*`")
             return Value(ANY)
@@ -491,6 +501,8 @@ class ExpressionsMixin:
             return Value(rt)
         if op == "**" and isinstance(res, float) and not is_float:
             rt = FLOAT
+        if op == "**" and rt is FLOAT and isinstance(res, int) and not isinstance(res, bool):
+            res = float(res)   # a power typed float (FLOAT_POW in another check): 2 ** 3 is 8.0
         return Value(rt, res, True)
 
     def tensor_binary(self, op: str, ta, tb, e) -> Value:
@@ -506,18 +518,10 @@ class ExpressionsMixin:
         sa = ta.shape if isinstance(ta, TensorT) else ()
         sb = tb.shape if isinstance(tb, TensorT) else ()
         shape = self.broadcast(sa, sb, e.span)
-        cmp = op in ("==", "!=", "<", "<=", ">", ">=")
-        # the left tensor's dtype (`2 * int32(x)`: the tensor's, a number on the left)
-        t, o = (ta, tb) if isinstance(ta, TensorT) else (tb, ta)
-        da = t.dtype if isinstance(t, TensorT) else None
-        dtype = "bool" if cmp else (da if da not in (None, "trit", "bool") else "float32")
-        if dtype in INT_TYPES:
-            # integers divided, or with floats, are floats (`int32(x) / 2`, `int32(x) * 0.5`,
-            # `int32(x) + x`), as torch and the IR compute them
-            other = o.dtype if isinstance(o, TensorT) else o.name
-            if op == "/" or other in FLOAT_TYPES:
-                dtype = other if isinstance(o, TensorT) and other in FLOAT_TYPES else "float32"
-        return Value(TensorT(dtype, shape))
+        # as torch computes it (checker.promotion): `sum(x) + int32(x)` and `int8(x) +
+        # int32(x)` are int32, `trit(x) + trit(x)` int8, `(x > 0) * 2` int64
+        dtype = elementwise_dtype(op, ta, tb)
+        return Value(TensorT(dtype, shape, dtype == "trit"))
 
     def broadcast(self, a: Shape | None, b: Shape | None, span: Span) -> Shape | None:
         if a is None or b is None:

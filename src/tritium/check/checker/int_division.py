@@ -26,12 +26,15 @@ def mark_int_divisions(ck, te: A.TypeExpr | None, value: A.Expr | None) -> None:
     if te is None or value is None or te.name not in INT_TYPES or te.args or te.shape:
         return
     spans = ck.__dict__.setdefault("int_div_spans", set())
+    powers = ck.__dict__.setdefault("int_pow_spans", set())   # checker.powers
     todo: list[A.Expr] = [value]
     while todo:
         e = todo.pop()
         if isinstance(e, A.Binary) and e.op in _SPINE_OPS:
             if e.op == "/":
                 spans.add(e.span)
+            elif e.op == "**":
+                powers.add(e.span)
             todo += [e.left, e.right]
         elif isinstance(e, A.Unary) and e.op in ("-", "+"):
             todo.append(e.operand)

@@ -184,7 +184,10 @@ def _clamp(lw: Lowerer, b: Builder, a: dict[str, Any], span: Span | None) -> Any
             if not _is_num(v):
                 raise LoweringError(f"`{k}` of clamp must be a number known when lowering", span)
             attrs[k] = float(v)
-    return b.clamp(_tensor(lw, b, x, span), **attrs)
+    t = _tensor(lw, b, x, span)
+    if t.type.dtype == "trit":   # clipped as floats, as the checker types it (rules.clamp_rule)
+        t = b.cast(t, dtype="f32")
+    return b.clamp(t, **attrs)
 
 
 @_builtin("where")

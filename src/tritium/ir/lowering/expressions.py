@@ -48,6 +48,9 @@ from .values import (
     _WouldEmit,
 )
 
+#: IR dtypes whose powers are integer powers (torch refuses a negative integer exponent)
+_INTEGRAL = frozenset({"bool", "trit", "u8", "i8", "i16", "i32", "i64"})
+
 
 class RuntimeText:
     """The text of an f-string with a field known only at run time: the IR has no strings,
@@ -266,7 +269,20 @@ class ExpressionsMixin:
             op = "//"   # `n: int = a / b`: the seed's integer division (checker.int_division)
         if op == "*" and self.result.call_forms.get(e.span) == "repeat_floor":
             x, y = floor_count(x, y)   # `[x] * n` with a float n (decl.py)
-        return self.binary(op, x, y, b, e.span)
+        power = self.result.call_forms.get(e.span) if op == "**" else None
+        if power == "float_pow":
+            x = self.as_float(b, x, e.span)   # `d ** k` of ints typed float (checker.powers)
+        r = self.binary(op, x, y, b, e.span)
+        if power == "int_pow" and isinstance(r, float):
+            r = int(r)   # `n: int = 2 ** k` stays an int: truncated, as the generated int(…)
+        return r
+
+    def as_float(self, b: Builder, x: Any, span: Span | None) -> Any:
+        """The number `x` as a float (a Python float, or an f32 scalar value)."""
+        if _is_num(x) or isinstance(x, bool):
+            return float(x)
+        v = self.to_value(b, x, None, span)
+        return v if v.type.dtype in FLOAT_DTYPES else b.op("cast", v, dtype="f32")
 
     def binary(self, op: str, x: Any, y: Any, b: Builder, span: Span | None) -> Any:
         if op in ("is", "is not"):
@@ -297,12 +313,19 @@ class ExpressionsMixin:
         if x is None or y is None or isinstance(x, str) or isinstance(y, str):
             if op in ("==", "!="):
                 return (x == y) == (op == "==") if _is_const(x) and _is_const(y) else op == "!="
-        if op == "%":
-            raise LoweringError("`%` is only supported on values known when lowering", span,
-                                help="compute it from hyperparameters or static shapes")
+        if op == "%":   # Python's and torch's modulo (the divisor's sign): x - floor(x / y) * y
+            xv, yv = self.operands(b, x, y, span)
+            return b.op("sub", xv, b.op("mul", b.floordiv(xv, yv), yv))
         if op == "//":
             xv, yv = self.operands(b, x, y, span)
             return b.floordiv(xv, yv)
+        if op == "**" and isinstance(x, Value) and isinstance(x.type, TensorType) and \
+                x.type.dtype in _INTEGRAL and _is_int(y) and not isinstance(y, bool) and y < 0:
+            raise LoweringError(f"an integer tensor ({_LANG_DTYPES.get(x.type.dtype)}) to a "
+                                f"negative integer "
+                                f"power ({y}) has no value (PyTorch refuses it)", span,
+                                help=f"make the base a float (`float32(x) ** {y}`) or the "
+                                     f"exponent (`** {y}.0`)")
         if op not in _BINOPS:
             raise LoweringError(f"cannot lower the operator `{op}`", span)
         xv, yv = self.operands(b, x, y, span)
