@@ -42,6 +42,7 @@ __all__ = [
     "TokenizerError",
     "bpe_from_hf_json",
     "byte_alphabet",
+    "hf_prompt_template",
     "parse_tokenizer_spec",
     "tokenizer_from_json",
     "train_bpe",
@@ -467,6 +468,69 @@ def bpe_from_hf_json(blob: Any) -> BpeTokenizer:
                                  f"{' and '.join(flags)}, which Tritium cannot reproduce")
         special[t["content"]] = t["id"]
     return BpeTokenizer(vocab, merges, pre, ignore, special)  # type: ignore[arg-type]
+
+
+def hf_prompt_template(blob: Any, tok: BpeTokenizer) -> tuple[list[int], list[int]]:
+    """The token ids a Hugging Face ``tokenizer.json`` (parsed) puts before and after a
+    single text when transformers' tokenizer encodes it (``tokenizer(text)``): its
+    post-processor's ``single`` template (``TemplateProcessing``: Llama 3's
+    ``<|begin_of_text|> $A``), alone or in a ``Sequence`` beside ``ByteLevel`` (which only
+    moves offsets); none for ``ByteLevel`` or no post-processor (GPT-2, Qwen2). Every id must
+    be one of `tok`'s; any other post-processor is a TokenizerError."""
+    post = blob.get("post_processor") if isinstance(blob, dict) else None
+    parts: Any = [post]
+    if isinstance(post, dict) and post.get("type") == "Sequence":
+        parts = post.get("processors")
+        if not isinstance(parts, list) or len(parts) > 16:
+            raise TokenizerError("tokenizer.json: `post_processor.processors` must be a list "
+                                 "of at most 16 post-processors")
+    before: list[int] = []
+    after: list[int] = []
+    templates = 0
+    for p in parts:
+        kind = p.get("type") if isinstance(p, dict) else None
+        if p is None or kind == "ByteLevel":
+            continue
+        if kind != "TemplateProcessing" or templates:
+            raise TokenizerError(f"tokenizer.json: its post-processor ({str(kind)[:40]}) adds "
+                                 "tokens in a way Tritium cannot reproduce",
+                                 help="TemplateProcessing and ByteLevel post-processors "
+                                      "convert")
+        templates += 1
+        before, after = _template_ids(p, tok)
+    return before, after
+
+
+def _template_ids(p: dict[str, Any], tok: BpeTokenizer) -> tuple[list[int], list[int]]:
+    where = "tokenizer.json: `post_processor`"
+    single, specials = p.get("single"), p.get("special_tokens")
+    if not isinstance(single, list) or len(single) > 64 or not isinstance(specials, dict):
+        raise TokenizerError(f"{where}: a TemplateProcessing needs `single` (a list of at most "
+                             "64 pieces) and `special_tokens` (an object)")
+    out: tuple[list[int], list[int]] = ([], [])
+    side = 0
+    for item in single:
+        kind, value = next(iter(item.items())) if isinstance(item, dict) and len(item) == 1 \
+            else (None, None)
+        name = value.get("id") if isinstance(value, dict) else None
+        if kind == "Sequence" and name == "A" and side == 0:
+            side = 1
+            continue
+        entry = specials.get(name) if kind == "SpecialToken" and isinstance(name, str) \
+            else None
+        ids = entry.get("ids") if isinstance(entry, dict) else None
+        if not isinstance(ids, list) or len(ids) > 64:
+            raise TokenizerError(f"{where}: template piece {str(item)[:60]} is neither the text "
+                                 "($A, once) nor a special token listed with its ids")
+        for i in ids:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < tok.vocab_size:
+                raise TokenizerError(f"{where}: special token {name[:40]!r} has id "
+                                     f"{str(i)[:40]}, not a token of the tokenizer "
+                                     f"(0..{tok.vocab_size - 1})")
+        out[side].extend(ids)
+    if side == 0:
+        raise TokenizerError(f"{where}: its `single` template has no $A (the text)")
+    return out
 
 
 def tokenizer_from_json(blob: Any) -> Tokenizer:

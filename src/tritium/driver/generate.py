@@ -13,7 +13,10 @@ the whole sequence every step instead: the same tokens, slower). Sampling: greed
 `top_k` most likely tokens and to the smallest set whose probability reaches `top_p`,
 drawn from a generator seeded by `seed` (the same seed, the same text). Only token ids the
 tokenizer knows are ever chosen (a model vocabulary larger than the tokenizer's has
-unused rows). Text streams to `on_text` as soon as it forms whole UTF-8 characters.
+unused rows). Text streams to `on_text` as soon as it forms whole UTF-8 characters. A model
+`tritium import hf` imported generates as transformers would (:func:`generation_settings`):
+its prompt starts with the tokens its tokenizer puts before a text (Llama's BOS), and drawing
+any of its end-of-sequence ids (generation_config.json's, else config.json's) ends the text.
 
 The output head: by default (`head="int8"`, `--head int8`) a full-precision `lm_head` runs
 with int8 weights (one scale per vocabulary row) and int8 activations per token
@@ -38,14 +41,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..vocab import LM_HEADS as HEADS
+from .hf_tokenizer import GenerationSettings, HFImportError
 
 #: the KV cache's element types (`--kv-cache`): float32, or float16 (half the memory and the
 #: bytes attention reads per step; the fused decoder blocks write and read it natively)
 KV_CACHES = ("f32", "f16")
 DEFAULT_KV_CACHE = "f32"
 
-__all__ = ["KV_CACHES", "GenerateError", "GenerationResult", "end_of_text", "generate",
-           "generate_tokens", "sample_next"]
+__all__ = ["KV_CACHES", "GenerateError", "GenerationResult", "GenerationSettings", "end_of_text",
+           "generate", "generate_tokens", "generation_settings", "sample_next"]
 
 
 class GenerateError(Exception):
@@ -319,19 +323,33 @@ def load_language_model(checkpoint: str) -> tuple[Any, Any, Any]:
     return model, tok, info
 
 
-def end_of_text(checkpoint: str) -> int | None:
-    """The token that ends a text for the model of the checkpoint: an imported model's
-    ``eos_token_id`` (its config.json's, recorded by `tritium import hf`), else None (a model
-    `tritium train` made has none)."""
+def generation_settings(checkpoint: str) -> GenerationSettings:
+    """The generation settings of the checkpoint's model: an imported model's (`tritium
+    import hf` records them: its generation_config.json's or config.json's end-of-sequence
+    ids, the tokens its tokenizer puts around a prompt); a checkpoint imported before they
+    were recorded stops at its config.json's first ``eos_token_id``; a model `tritium train`
+    made has none."""
     from ..runtime import read_checkpoint_metadata
-    from .hf_import import ARCH_KEY, HFArch, HFImportError
-    record = read_checkpoint_metadata(checkpoint).extra.get(ARCH_KEY)
-    if record is None:
-        return None
+    from .hf_import import ARCH_KEY, HFArch
+    from .hf_tokenizer import read_generation_record
+    from .models import GENERATION_KEY
+    extra = read_checkpoint_metadata(checkpoint).extra
     try:
-        return HFArch.from_json(record, str(checkpoint)).eos
+        if GENERATION_KEY in extra:
+            return read_generation_record(extra[GENERATION_KEY], str(checkpoint))
+        if ARCH_KEY not in extra:
+            return GenerationSettings()
+        arch = HFArch.from_json(extra[ARCH_KEY], str(checkpoint))
     except HFImportError as exc:
         raise GenerateError(exc.message, exc.help) from None
+    return GenerationSettings(eos=() if arch.eos is None else (arch.eos,), bos=arch.bos)
+
+
+def end_of_text(checkpoint: str) -> int | None:
+    """The (first) token that ends a text for the model of the checkpoint
+    (:func:`generation_settings`), else None."""
+    eos = generation_settings(checkpoint).eos
+    return eos[0] if eos else None
 
 
 def generate(checkpoint: str, prompt: str, max_new_tokens: int = 128, *,
@@ -344,17 +362,24 @@ def generate(checkpoint: str, prompt: str, max_new_tokens: int = 128, *,
     the module's documentation. `on_text` receives the new text piece by piece. `head`:
     "int8" (default) runs a full-precision output head with int8 weights and activations,
     "fp32" as trained (see the module's documentation). `stop_at_eos`: the text ends where
-    the model draws its end-of-text token (:func:`end_of_text`), as transformers' and
-    llama.cpp's generation do."""
+    the model draws one of its end-of-sequence tokens (:func:`generation_settings`: every
+    id of a list), as transformers' and llama.cpp's generation do. An imported model's
+    prompt gets the tokens its tokenizer puts around a text (Llama's BOS before it), as
+    transformers' tokenizer does; they count in `prompt_tokens`."""
     if not isinstance(prompt, str):
         raise GenerateError(f"the prompt must be text, got {type(prompt).__name__}", code=2)
     if head not in HEADS:
         raise GenerateError(f"head must be one of {', '.join(HEADS)}, got {head!r}", code=2)
     model, tok, _ = load_language_model(checkpoint)
-    eos = end_of_text(checkpoint) if stop_at_eos else None
+    settings = generation_settings(checkpoint)
+    around = settings.prefix + settings.suffix
+    if any(i >= tok.vocab_size for i in around):
+        raise GenerateError(f"{checkpoint}: the tokens {list(around)[:8]} its record puts "
+                            f"around a prompt are not all below the tokenizer's "
+                            f"{tok.vocab_size}", help="import the model again")
     from ..runtime.layers.head import quantize_head
     quantize_head(model, head)
-    ids = tok.encode(prompt)
+    ids = [*settings.prefix, *tok.encode(prompt), *settings.suffix]
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pieces: list[str] = []
 
@@ -369,7 +394,7 @@ def generate(checkpoint: str, prompt: str, max_new_tokens: int = 128, *,
                              temperature=temperature, top_k=top_k, top_p=top_p,
                              greedy=greedy, seed=seed, use_cache=use_cache,
                              on_token=on_token, kv_cache=kv_cache,
-                             stop=() if eos is None else (eos,))
+                             stop=settings.eos if stop_at_eos else ())
     tail = decoder.decode(b"", final=True)
     if tail:
         pieces.append(tail)
@@ -452,8 +477,9 @@ def register(sub: Any, formatter_class: Any) -> None:
                    help="seed of the sampler (the same seed, the same text)")
     g.add_argument("--greedy", action="store_true", help="always the most likely token")
     g.add_argument("--ignore-eos", action="store_true",
-                   help="keep generating past the model's end-of-text token (an imported "
-                        "model's eos_token_id), which otherwise ends the text")
+                   help="keep generating past the model's end-of-text tokens (an imported "
+                        "model's eos_token_id, every id of a list), which otherwise end the "
+                        "text")
     g.add_argument("--no-cache", action="store_true",
                    help="recompute the whole sequence every token (no KV cache)")
     g.add_argument("--head", choices=HEADS, default="int8",

@@ -107,6 +107,27 @@ def _program_body(source: str) -> list[str]:
     return [line.rstrip() for line in lines[i:]]
 
 
+def _special_tokens(gen: Any) -> tuple[int | None, int | None, bool, bool, list[str]]:
+    """(bos id, eos id, add_bos, add_eos, notes) of the GGUF tokenizer from the checkpoint's
+    generation settings (generate.py's ``generation_settings``): llama.cpp puts its BOS before
+    a prompt when ``add_bos_token`` says so (the tokenizer's one prefix token) and its EOS
+    after it likewise, and ends a text at the EOS (the first of the model's ids)."""
+    notes = []
+    add_bos = len(gen.prefix) == 1
+    bos = gen.prefix[0] if add_bos else gen.bos
+    eos = gen.eos[0] if gen.eos else None
+    add_eos = list(gen.suffix) == [eos]
+    if len(gen.prefix) > 1 or (gen.suffix and not add_eos):
+        notes.append(f"the tokenizer puts {list(gen.prefix)} before and {list(gen.suffix)} "
+                     "after every prompt; llama.cpp adds one BOS before and the EOS after at "
+                     "most: it will encode prompts otherwise")
+    if len(gen.eos) > 1:
+        notes.append(f"the model ends a text at any of the tokens {list(gen.eos)}; the GGUF "
+                     f"file's end-of-text token is the first, {eos} (llama.cpp also ends at "
+                     "the control tokens it knows by their text, such as <|eot_id|>)")
+    return bos, eos, add_bos, add_eos, notes
+
+
 def _error(message: str, help: str | None = None):
     from .evaluate import ExportError
     return ExportError(message, help=help)
@@ -167,6 +188,14 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         raise _error(f"{path}: its `{ARCH_KEY}` record does not describe the model its stored "
                      "program builds (one of them was changed after `tritium import hf`)",
                      help="import the model again with `tritium import hf DIR`")
+    from .hf_tokenizer import GenerationSettings, read_generation_record
+    from .models import GENERATION_KEY
+    try:   # (a checkpoint imported before the record: config.json's first ids)
+        gen = read_generation_record(meta.extra[GENERATION_KEY], str(path)) \
+            if GENERATION_KEY in meta.extra else \
+            GenerationSettings(eos=() if arch.eos is None else (arch.eos,), bos=arch.bos)
+    except HFImportError as exc:
+        raise _error(exc.message, exc.help) from None
     if not arch.sub_norms:
         raise _error(f"{path} is a {arch.model_type} model without BitNet's sub-norms; "
                      "llama.cpp's bitnet architecture needs attn_sub_norm and ffn_sub_norm")
@@ -188,6 +217,7 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
     tokens, token_types, merges, pre, tok_what = _vocabulary(
         meta.extra.get("tritium.tokenizer"), arch.vocab, str(path), gguf)
 
+    bos, eos, add_bos, add_eos, gen_notes = _special_tokens(gen)
     q = gguf.GGMLQuantizationType.TQ2_0 if qtype == "tq2_0" else gguf.GGMLQuantizationType.TQ1_0
     ftype = gguf.LlamaFileType.MOSTLY_TQ2_0 if qtype == "tq2_0" \
         else gguf.LlamaFileType.MOSTLY_TQ1_0
@@ -254,12 +284,12 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         w.add_token_list(tokens)
         w.add_token_types(token_types)
         w.add_token_merges(merges)
-        w.add_add_bos_token(False)
-        w.add_add_eos_token(False)
-        if arch.bos is not None:
-            w.add_bos_token_id(arch.bos)
-        if arch.eos is not None:
-            w.add_eos_token_id(arch.eos)
+        w.add_add_bos_token(add_bos)
+        w.add_add_eos_token(add_eos)
+        if bos is not None:
+            w.add_bos_token_id(bos)
+        if eos is not None:
+            w.add_eos_token_id(eos)
         for name, data, raw in tensors:
             w.add_tensor(name, data, raw_dtype=raw)
         w.write_header_to_file()
@@ -271,6 +301,7 @@ def export_gguf(path: str | Path, output: str | Path | None = None, qtype: str =
         if tmp.exists():
             tmp.unlink()
         raise
+    notes += gen_notes
     if arch.act != "silu":
         notes.append(f"the model's MLP uses {arch.act}, but llama.cpp's bitnet graph gates "
                      "with SiLU: llama.cpp will compute a different function")

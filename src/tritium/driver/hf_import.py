@@ -54,6 +54,7 @@ from typing import Any
 
 from ..vocab import FORMATS
 from .hf_program import program_source, reserved_names
+from .hf_tokenizer import HFImportError, read_json_object
 
 __all__ = ["HFImportError", "HFArch", "import_hf", "read_hf_config", "program_source"]
 
@@ -66,17 +67,6 @@ MAX_HEADS = 1024
 #: the metadata key holding the architecture's hyperparameters (what GGUF export reads)
 ARCH_KEY = "tritium.hf_arch"
 FLOAT_DTYPES = ("F32", "BF16", "F16")
-
-
-class HFImportError(Exception):
-    """The checkpoint directory cannot be imported; `help` says what to do."""
-
-    def __init__(self, message: str, help: str | None = None,  # noqa: A002
-                 usage: bool = False) -> None:
-        self.message = message
-        self.help = help
-        self.usage = usage        # a bad command-line path (exit 2), not a bad checkpoint
-        super().__init__(message)
 
 
 @dataclass
@@ -120,6 +110,8 @@ class HFArch:
             raise HFImportError(f"{where}: `{ARCH_KEY}` is not valid JSON ({exc})") from None
         if not isinstance(d, dict):
             raise HFImportError(f"{where}: `{ARCH_KEY}` is not a JSON object")
+        if "max_positions" not in d:    # the context length GGUF export writes: not guessed
+            raise HFImportError(f"{where}: `{ARCH_KEY}` has no `max_positions`")
         cfg = {
             "model_type": d.get("model_type"), "vocab_size": d.get("vocab"),
             "hidden_size": d.get("hidden"), "num_hidden_layers": d.get("layers"),
@@ -128,7 +120,7 @@ class HFArch:
             "rms_norm_eps": d.get("eps"), "rope_theta": d.get("rope_theta"),
             "hidden_act": d.get("act"), "attention_bias": d.get("attn_bias", False),
             "mlp_bias": d.get("mlp_bias", False), "tie_word_embeddings": d.get("tie", False),
-            "max_position_embeddings": d.get("max_positions", 2048),
+            "max_position_embeddings": d["max_positions"],
             "bos_token_id": d.get("bos"), "eos_token_id": d.get("eos"),
             "architectures": [d.get("name")],
         }
@@ -285,37 +277,17 @@ def _arch_from_config(cfg: dict[str, Any], where: str) -> HFArch:
         weights=weights, lm_head_ternary=lm_head_ternary,
         max_positions=_cfg_int(cfg, "max_position_embeddings", where, 1, 1 << 24, 2048),
         bos=_token_id(cfg, "bos_token_id", vocab), eos=_token_id(cfg, "eos_token_id", vocab),
-        name=name)
-
-
-def _read_small(path: Path, limit: int, what: str) -> bytes:
-    from ..argcheck import ArgError, open_input
-    try:
-        with open_input(path, what) as f:
-            data = f.read(limit + 1)
-    except ArgError as exc:
-        raise HFImportError(exc.message) from None
-    except OSError as exc:
-        raise HFImportError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise HFImportError(f"{path} is larger than {limit} bytes; not a config file")
-    return data
+        name=name, extra={"special": {k: cfg.get(k) for k in ("bos_token_id", "eos_token_id",
+                                                              "pad_token_id")}})
 
 
 def read_hf_config(directory: str | Path) -> HFArch:
     """The validated architecture of the checkpoint directory's config.json."""
-    from ..cachedir import parse_json
     path = Path(directory) / "config.json"
-    if not path.exists():
+    cfg = read_json_object(path, MAX_CONFIG_BYTES)
+    if cfg is None:
         raise HFImportError(f"{path} does not exist", help="pass the directory that "
                             "save_pretrained wrote (config.json and *.safetensors)")
-    data = _read_small(path, MAX_CONFIG_BYTES, "config")
-    try:
-        cfg = parse_json(data, max_depth=16)
-    except ValueError as exc:
-        raise HFImportError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise HFImportError(f"{path} is not a JSON object")
     return _arch_from_config(cfg, str(path))
 
 
@@ -715,10 +687,12 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
                    input_shape=None, num_classes=arch.vocab, variant="ternary", format=fmt)
     more = {"tritium.task": "lm", ARCH_KEY: arch.to_json(),
             "tritium.imported_from": "huggingface"}
-    from .hf_tokenizer import read_hf_tokenizer
-    tok_json, tok_note = read_hf_tokenizer(d, arch.vocab)
+    from .hf_tokenizer import generation_record, read_hf_tokenizer
+    from .models import GENERATION_KEY
+    tok_json, tok_note, template = read_hf_tokenizer(d, arch.vocab)
     if tok_json is not None:
         more["tritium.tokenizer"] = tok_json
+    more[GENERATION_KEY], gen_note = generation_record(d, arch, template)
     extra = info.to_extra(**more)
     prog.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(prog, source)
@@ -727,7 +701,8 @@ def import_hf(directory: str | Path, out: str | Path | None = None,
                     float16_scales=False)
     return {"checkpoint": str(ckpt), "program": str(prog), "arch": arch,
             "ternary_params": n_tern, "float_params": n_float,
-            "bytes": ckpt.stat().st_size, "model": model, "tokenizer": tok_note}
+            "bytes": ckpt.stat().st_size, "model": model, "tokenizer": tok_note,
+            "generation": gen_note}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -759,7 +734,7 @@ def cmd_import(args: Any) -> int:
           f"({a.kv_heads} k/v), MLP {a.ffn}, vocabulary {a.vocab}; "
           f"{r['ternary_params']:,} ternary and {r['float_params']:,} float parameters "
           f"(weights: {a.weights})")
-    print(f"tokenizer: {r['tokenizer']}")
+    print(f"tokenizer: {r['tokenizer']}; generation: {r['generation']}")
     print(f"wrote {r['checkpoint']} ({r['bytes']:,} bytes; ternary weights packed "
           f"{args.format}) and {r['program']}")
     return EXIT_OK

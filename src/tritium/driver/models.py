@@ -51,6 +51,9 @@ from .run_fields import (
 #: the metadata key of a language model's tokenizer (its presence marks a language model;
 #: here, below both the trainer and eval/export, which ask)
 TOKENIZER_KEY = "tritium.tokenizer"
+#: the metadata key of an imported language model's generation settings (hf_tokenizer.py's
+#: generation_record: its end-of-sequence ids, the ids its tokenizer puts around a prompt)
+GENERATION_KEY = "tritium.generation"
 
 __all__ = [
     "BuiltModel",

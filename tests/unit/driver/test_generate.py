@@ -272,9 +272,9 @@ def test_an_imported_model_stops_at_its_end_of_text_token(tmp_path):
     k = next(i for i, t in enumerate(free.tokens) if i >= 2 and t not in free.tokens[:i])
     eos = free.tokens[k]
     from tritium.runtime import read_checkpoint_metadata
-    arch = json.loads(read_checkpoint_metadata(ckpt).extra["tritium.hf_arch"])
+    settings = json.loads(read_checkpoint_metadata(ckpt).extra["tritium.generation"])
     stops = _with_metadata(ckpt, tmp_path / "eos.safetensors",
-                           **{"tritium.hf_arch": json.dumps({**arch, "eos": eos})})
+                           **{"tritium.generation": json.dumps({**settings, "eos": [eos]})})
     assert end_of_text(str(stops)) == eos
     for use_cache in (True, False):
         r = generate(str(stops), "héllo", 12, greedy=True, use_cache=use_cache)
@@ -282,8 +282,8 @@ def test_an_imported_model_stops_at_its_end_of_text_token(tmp_path):
     assert generate(str(stops), "héllo", 12, greedy=True, stop_at_eos=False).tokens == \
         free.tokens
     # a damaged record is an error, not a silent default
-    bad = _with_metadata(ckpt, tmp_path / "bad.safetensors", **{"tritium.hf_arch": "{"})
-    with pytest.raises(GenerateError, match="hf_arch"):
+    bad = _with_metadata(ckpt, tmp_path / "bad.safetensors", **{"tritium.generation": "{"})
+    with pytest.raises(GenerateError, match="tritium.generation"):
         end_of_text(str(bad))
 
 

@@ -31,7 +31,7 @@ def loaded(monkeypatch):
         return model, ByteTokenizer(), {}
 
     monkeypatch.setattr(gen, "load_language_model", load)
-    monkeypatch.setattr(gen, "end_of_text", lambda checkpoint: None)
+    monkeypatch.setattr(gen, "generation_settings", lambda checkpoint: gen.GenerationSettings())
     return models
 
 

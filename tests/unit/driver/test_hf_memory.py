@@ -8,8 +8,6 @@ writer; no transformers, nothing downloaded)."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 import weakref
 from pathlib import Path
 
@@ -28,17 +26,10 @@ from tritium.runtime.decoding import DecodeSession  # noqa: E402
 from tritium.runtime.layers.half import HalfEmbedding, HalfLinear  # noqa: E402
 from tritium.runtime.layers.head import Int8Head, quantize_head  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture(scope="module")
-def llm():
-    bench = str(ROOT / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        yield importlib.import_module("llm")
-    finally:
-        sys.path.remove(bench)
+def llm(benchmark_module):
+    return benchmark_module("llm")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ layer-by-layer path, logits within the int8 error, on every kernel path of this 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,15 @@ from tritium.runtime.decoding import DecodeSession
 from tritium.runtime.layers import decoder as dec
 from tritium.runtime.layers.head import quantize_head
 
-ROOT = Path(__file__).resolve().parents[3]
 ISAS = [i for i in ("avx512", "avx2", "scalar") if i in isa_mod.supported_isas()]
 # (hidden, layers, heads, kv heads, ffn, vocab): grouped-query attention (5 query heads per
 # k/v head) with sizes that are not multiples of the packed blocks, and multi-head attention
 SHAPES = {"gqa": (160, 2, 10, 2, 200, 300), "mha": (128, 2, 4, 4, 256, 256)}
 
 
-def _import(work: Path, shape: tuple[int, ...]) -> str:
-    """A random Hugging Face BitNet checkpoint of `shape`, imported with `tritium import hf`."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import llm
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def _import(llm, work: Path, shape: tuple[int, ...]) -> str:
+    """A random Hugging Face BitNet checkpoint of `shape` (benchmarks/llm.py's writer),
+    imported with `tritium import hf`."""
     from tritium.driver.hf_import import import_hf
     d, layers, heads, kv, ffn, vocab = shape
     hf = llm.write_hf_checkpoint(work / "hf", llm.Size(d, layers, heads, ffn, vocab, kv), seed=5)
@@ -44,8 +38,9 @@ def _blocks(model) -> list[dec.BlockDecoder]:
 
 
 @pytest.fixture(scope="module", params=list(SHAPES))
-def checkpoint(request, tmp_path_factory):
-    return _import(tmp_path_factory.mktemp(request.param), SHAPES[request.param])
+def checkpoint(request, tmp_path_factory, benchmark_module):
+    return _import(benchmark_module("llm"), tmp_path_factory.mktemp(request.param),
+                   SHAPES[request.param])
 
 
 def _model(checkpoint: str, lib=None):
