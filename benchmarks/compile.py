@@ -13,13 +13,14 @@ tests/e2e (same weights, batch 32, eval mode), both measured in this run, median
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import statistics
 import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
+
+from _timing import median_time, per_call
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -27,15 +28,6 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 RESNET = ROOT / "examples" / "resnet18.tri"
 TARGETS = {"cold": 0.150, "cached": 0.010, "peak_mb": 50.0, "overhead": 0.03}
-
-
-def median_time(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -74,18 +66,10 @@ def main() -> int:
     x = torch.randn(args.batch, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(gen(x), hand(x), atol=1e-5)
-        for m in (gen, hand):
-            m(x)
-        # interleave the two so that machine noise hits both alike
-        tg, th = [], []
-        for _ in range(args.runs):
-            t = time.perf_counter()
-            gen(x)
-            tg.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            hand(x)
-            th.append(time.perf_counter() - t)
-    g, h = statistics.median(tg), statistics.median(th)
+        # one warm call each, then the two interleaved so that machine noise hits both alike
+        med = per_call({"gen": functools.partial(gen, x), "hand": functools.partial(hand, x)},
+                       args.runs)
+    g, h = med["gen"], med["hand"]
     overhead = g / h - 1
 
     rows = [

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _timing import median_time
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -174,15 +176,6 @@ def generate_program(lines: int = 10_000, seed: int = 1234) -> str:
 
 
 # ----------------------------------------------------------------------------- measuring
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def median_time_without_gc(fn: Callable[[], object], runs: int) -> float:
     """The same with the cyclic garbage collector off: the share of the time it takes."""

@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import multiprocessing as mp
@@ -93,6 +94,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import _timing
 from _args import positive_ints
 
 # of the largest logit: see `verify` (the bound `tritium generate` holds its cache to)
@@ -791,15 +793,11 @@ def bench_size(name: str, args, llama_bench: Path | None = None, log=print) -> l
             log(f"   {impl} built in {time.perf_counter() - t:.1f} s "
                 f"(RSS {runners[impl].built_rss / GIB:.2f} GiB)")
         prompt = prompt_tokens(args.prompt_len, size.vocab, args.seed)
-        samples: dict[tuple[str, int], list[dict]] = {}
-        for n in range(args.rounds):
-            t = time.perf_counter()
-            order = [(impl, th) for impl in runners for th in args.threads]
-            random.shuffle(order)
-            for impl, th in order:
-                samples.setdefault((impl, th), []).append(
-                    runners[impl].run(prompt, args.gen_len, th))
-            log(f"   round {n + 1}/{args.rounds} done in {time.perf_counter() - t:.0f} s")
+        samples = _timing.interleave(
+            {(impl, th): functools.partial(runner.run, prompt, args.gen_len, th)
+             for impl, runner in runners.items() for th in args.threads},
+            args.rounds, shuffle=random.shuffle,
+            on_round=lambda n, s: log(f"   round {n + 1}/{args.rounds} done in {s:.0f} s"))
         rows = []
         for (impl, th), runs in samples.items():
             rows.append({
@@ -870,20 +868,15 @@ COLUMNS = ("size", "impl", "threads", "prefill tok/s", "decode tok/s", "peak RSS
 def render(rows: list[dict]) -> str:
     def ratio(x):
         return "-" if x is None else f"{x:.2f}x"
-    table = [list(COLUMNS)]
+    body = []
     for r in sorted(rows, key=lambda r: (list(SIZES).index(r["size"]), r["threads"],
                                          IMPLS.index(r["impl"]))):
-        table.append([r["size"], r["impl"], str(r["threads"]), f"{r['prefill']:.1f}",
-                      f"{r['decode']:.1f}", f"{r['peak'] / (1 << 20):.0f}",
-                      ratio(r["x_fp32_prefill"]), ratio(r["x_fp32_decode"]),
-                      ratio(r["x_tq2_prefill"]), ratio(r["x_tq2_decode"]),
-                      ratio(r["x_tq1_prefill"]), ratio(r["x_tq1_decode"])])
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
-                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-             for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+        body.append([r["size"], r["impl"], str(r["threads"]), f"{r['prefill']:.1f}",
+                     f"{r['decode']:.1f}", f"{r['peak'] / (1 << 20):.0f}",
+                     ratio(r["x_fp32_prefill"]), ratio(r["x_fp32_decode"]),
+                     ratio(r["x_tq2_prefill"]), ratio(r["x_tq2_decode"]),
+                     ratio(r["x_tq1_prefill"]), ratio(r["x_tq1_decode"])])
+    return "\n".join(_timing.text_table(COLUMNS, body, left=2, rule=True))
 
 
 DIFFERENCES = (

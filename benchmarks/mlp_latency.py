@@ -15,22 +15,21 @@ model's median over the row's.
 
 Per-layer overhead: for each frozen ternary layer, its module call (``layer(x)``: the layer's
 own fast path, what a model that is not one chain pays per layer) and the whole folded model,
-against the bare native kernels (``tri_linear_planned`` through ctypes into a pre-allocated
-output, the same plan): the difference is the Python, ctypes and allocation cost above the
-kernel itself.
+against the bare native kernels (the plan's ``tri_linear_planned`` into a pre-allocated output,
+called as the plan calls it: through the fast-call module, about 0.1 us, or ctypes where it
+did not build): the difference is the Python and allocation cost above the kernel itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _timing
 import torch
-from _args import positive_ints
+from _args import positive_int, positive_ints
 from torch import nn
 
 from tritium.driver.models import build_model, float_twin, model_from_checkpoint
@@ -42,16 +41,9 @@ BASE = "fp32, batch norm folded"
 
 
 def measure(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    for _ in range(max(10, rounds // 10)):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(v) for name, v in times.items()}
+    """Median seconds of one call of each, rounds in a fixed order, after a warm-up of
+    ``max(10, rounds // 10)`` rounds."""
+    return _timing.per_call(fns, rounds, warmup=max(10, rounds // 10))
 
 
 def fresh_models() -> tuple[nn.Module, nn.Module]:
@@ -103,13 +95,13 @@ def layer_overheads(model: nn.Module, x: torch.Tensor, rounds: int) -> list[str]
     return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, help="a `tritium train` output directory")
-    ap.add_argument("--rounds", type=int, default=5000)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=positive_int, default=5000)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--batches", type=positive_ints, default=[1])
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.run is not None:
         folded, _ = model_from_checkpoint(args.run / "model.safetensors")
@@ -132,11 +124,11 @@ def main() -> None:
             torch.testing.assert_close(fp32_folded(x), ref, rtol=1e-4, atol=1e-5)
             medians = measure({name: (lambda m=m, x=x: m(x)) for name, m in models.items()},
                               args.rounds)
-            base = medians[BASE]
+            vs_base = _timing.speedups(medians, BASE)
             print(f"digits MLP, batch {batch}, {args.threads} thread(s), median of "
                   f"{args.rounds} interleaved rounds")
             for name, t in medians.items():
-                print(f"  {name:36s} {t * 1e6:8.2f} us   {base / t:5.2f}x vs {BASE}")
+                print(f"  {name:36s} {t * 1e6:8.2f} us   {vs_base[name]:5.2f}x vs {BASE}")
             print("per-layer overhead of the frozen ternary model (batch norm folded):")
             for line in layer_overheads(folded, x, args.rounds):
                 print(line)

@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 
+import _timing
 import torch
 
 from tritium import runtime as trt
@@ -105,28 +104,30 @@ def _pool_resolver(pool: str):
 def measure(models: dict[str, torch.nn.Module], pools: list[str], batch: int, width: int,
             rounds: int, reps: int, pause: float) -> dict[str, float]:
     x = torch.randn(batch, width)
-    variants: dict[str, tuple[Callable[[], torch.Tensor], str | None]] = {
-        "fp32": (lambda: models["fp32"](x), None),
-        "int8dyn": (lambda: models["int8dyn"](x), None),
+    variants: dict[str, Callable[[], float]] = {
+        "fp32": _sampler(lambda: models["fp32"](x), None, reps),
+        "int8dyn": _sampler(lambda: models["int8dyn"](x), None, reps),
     }
     for pool in pools:
-        variants[f"ternary[{pool}]"] = (lambda: models["ternary"](x), pool)
-    samples: dict[str, list[float]] = {k: [] for k in variants}
-    order = list(variants)
+        variants[f"ternary[{pool}]"] = _sampler(lambda: models["ternary"](x), pool, reps)
     with torch.no_grad():
-        for _ in range(rounds):
-            random.shuffle(order)
-            for name in order:
-                fn, pool = variants[name]
-                kernels.set_config_resolver(None if pool is None else _pool_resolver(pool))
-                time.sleep(pause)
-                fn()  # warm: the resolver's choice, caches
-                t = time.perf_counter()
-                for _ in range(reps):
-                    fn()
-                samples[name].append((time.perf_counter() - t) / reps * 1e3)
+        samples = _timing.interleave(variants, rounds, shuffle=random.shuffle, settle=pause)
     kernels.set_config_resolver(None)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return _timing.summarize(samples, scale=1e3)
+
+
+def _sampler(fn: Callable[[], torch.Tensor], pool: str | None, reps: int
+             ) -> Callable[[], float]:
+    """A sample of ``fn``: the kernels' resolver set to ``pool`` (None: the default) and one
+    warm call (the resolver's choice, caches), then the mean seconds of ``reps`` calls."""
+    sample = _timing.timed(fn, reps)
+
+    def run() -> float:
+        kernels.set_config_resolver(None if pool is None else _pool_resolver(pool))
+        fn()
+        return sample()
+
+    return run
 
 
 def _load_pool(pool: str, isa: str):

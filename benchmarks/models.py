@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import random
-import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 
+import _timing
 import torch
 from _args import positive_ints
 from torch import nn
@@ -124,21 +125,16 @@ def variants(path: str, entry: str | None) -> tuple[dict[str, nn.Module], str]:
 
 def measure(models: dict[str, nn.Module], x: torch.Tensor, threads: int, rounds: int,
             reps: int) -> dict[str, float]:
+    """Median ms per forward pass of each model: ``rounds`` interleaved rounds in a fresh
+    random order, a sample the mean of ``reps`` passes."""
     torch.set_num_threads(threads)
-    samples: dict[str, list[float]] = {k: [] for k in models}
-    order = list(models)
     with torch.no_grad():
         for m in models.values():
             m(x)  # warm: plans, packed layouts, allocator
-        for _ in range(rounds):
-            random.shuffle(order)
-            for name in order:
-                m = models[name]
-                t = _clock()
-                for _ in range(reps):
-                    m(x)
-                samples[name].append((_clock() - t) / reps * 1e3)
-    return {k: statistics.median(v) for k, v in samples.items()}
+        samples = _timing.interleave(
+            {k: _timing.timed(functools.partial(m, x), reps, _clock) for k, m in models.items()},
+            rounds, shuffle=random.shuffle)
+    return _timing.summarize(samples, scale=1e3)
 
 
 def _layer_inputs(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -173,22 +169,18 @@ def measure_layers(models: dict[str, nn.Module], x: torch.Tensor, threads: int, 
     inputs = _layer_inputs(models, x)
     mods = {k: dict(models[k].named_modules()) for k in ("ternary", "fp32")}
     runs = [(name, k) for name in inputs for k in ("ternary", "fp32")]
-    samples: dict[tuple[str, str], list[float]] = {r: [] for r in runs}
     with torch.no_grad():
         for name, k in runs:
             mods[k][name](inputs[name])
-        for _ in range(rounds):
-            random.shuffle(runs)
-            for name, k in runs:
-                m, xi = mods[k][name], inputs[name]
-                t = _clock()
-                for _ in range(reps):
-                    m(xi)
-                samples[(name, k)].append((_clock() - t) / reps * 1e3)
+        samples = _timing.interleave(
+            {(name, k): _timing.timed(functools.partial(mods[k][name], inputs[name]), reps,
+                                      _clock) for name, k in runs},
+            rounds, shuffle=random.shuffle)
+    meds = _timing.summarize(samples, scale=1e3)
     tot = {"ternary": 0.0, "fp32": 0.0}
     print(f"  {'layer':<24} {'shape':<34} {'ternary':>9} {'fp32':>9} {'vs fp32':>8}")
     for name in inputs:
-        med = {k: statistics.median(samples[(name, k)]) for k in tot}
+        med = {k: meds[(name, k)] for k in tot}
         for k in tot:
             tot[k] += med[k]
         print(f"  {name[:24]:<24} {_describe(mods['ternary'][name], inputs[name])[:34]:<34} "

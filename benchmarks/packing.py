@@ -12,26 +12,14 @@ interleaved repetitions.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
+import _timing
 import torch
+from _args import positive_int, shapes
 
 from tritium.runtime import packing
 from tritium.runtime.packing import pack_ternary, unpack_ternary
-
-
-def measure(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def _ops(trits: torch.Tensor, native: bool) -> dict[str, Callable[[], object]]:
@@ -53,38 +41,24 @@ def _ops(trits: torch.Tensor, native: bool) -> dict[str, Callable[[], object]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--shapes", default=None, help="comma list of NxK")
-    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--shapes", type=shapes, default=None, help="comma list of NxK")
+    ap.add_argument("--rounds", type=positive_int, default=None)
     args = ap.parse_args(argv)
-    shapes = args.shapes or ("1024x1024" if args.quick else "4096x4096,11008x4096")
+    shape_list = args.shapes or ([(1024, 1024)] if args.quick else [(4096, 4096), (11008, 4096)])
     rounds = args.rounds or (5 if args.quick else 11)
     native = packing._native_for(torch.zeros(1)) is not None
     rows = []
-    for spec in shapes.split(","):
-        n, k = (int(v) for v in spec.lower().split("x"))
+    for n, k in shape_list:
         trits = torch.randint(-1, 2, (n, k), dtype=torch.int8)
         fns = _ops(trits, native)
-        t = measure(fns, rounds)
-        base = t["int8 copy (baseline)"]
+        t = _timing.per_call(fns, rounds)
+        vs_copy = _timing.speedups(t, "int8 copy (baseline)")
         for name, sec in t.items():
-            rows.append((f"{n}x{k}", name, n * k / sec / 1e9, base / sec))
+            rows.append((f"{n}x{k}", name, n * k / sec / 1e9, vs_copy[name]))
     title = "Ternary packing throughput (G trits/s; ratio vs int8 copy in the same run)"
     headers = ["N x K", "operation", "G trits/s", "vs int8 copy"]
     body = [[a, b, f"{c:.2f}", f"{d:.2f}x"] for a, b, c, d in rows]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        for h in headers:
-            table.add_column(h, justify="right")
-        for b in body:
-            table.add_row(*b)
-        Console(width=120).print(table)
-    except ImportError:  # pragma: no cover
-        print(title)
-        for b in [headers, *body]:
-            print("  ".join(c.rjust(22) for c in b))
+    _timing.print_table(title, headers, body, width=120)
     if not native:
         print("native kernels unavailable: only the PyTorch fallback was measured")
     return 0

@@ -44,10 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,6 +54,8 @@ from dataclasses import dataclass, field
 # on 1). The references run on one thread (before numpy loads OpenBLAS).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import _args  # noqa: E402
+import _timing  # noqa: E402
 import numpy as np  # noqa: E402
 from _args import positive_ints  # noqa: E402
 
@@ -73,24 +72,13 @@ TRITIUM = ("T i8/t2", "T i8/t1.6", "T f32/t2")
 # ----------------------------------------------------------------------------- arguments
 
 def shapes(text: str) -> list[tuple[int, int]]:
-    """``4096x4096,1024x1024``: N x K pairs, K a multiple of 256 (the TQ and q8_K block)."""
-    out = []
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        try:
-            n, k = (int(v) for v in part.lower().split("x"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"shapes are NxK, comma-separated; got {part!r}"
-                                             ) from None
-        if n < 1 or k < 1:
-            raise argparse.ArgumentTypeError(f"shape {part!r} must be positive")
+    """``4096x4096,1024x1024``: N x K pairs (:func:`_args.shapes`), K a multiple of 256 (the
+    TQ and q8_K block)."""
+    out = _args.shapes(text)
+    for n, k in out:
         if k % QK_K:
             raise argparse.ArgumentTypeError(
-                f"shape {part!r}: K={k} must be a multiple of {QK_K} (ggml's TQ1_0/TQ2_0 block)")
-        out.append((n, k))
-    if not out:
-        raise argparse.ArgumentTypeError(f"no shape in {text!r}")
+                f"shape '{n}x{k}': K={k} must be a multiple of {QK_K} (ggml's TQ1_0/TQ2_0 block)")
     return out
 
 
@@ -252,47 +240,7 @@ def check_all(label: str, outs: dict[str, np.ndarray],
     return {name: check_output(f"{name} {label}", outs[name], *refs[name]) for name in outs}
 
 
-# ----------------------------------------------------------------------------- timing
-
-def _sampler(fn: Callable[[], object], min_time: float) -> Callable[[], float]:
-    """A sampler returning seconds per call, over enough calls to last ``min_time``. The call
-    time is estimated over a quarter of ``min_time`` of warm calls, not from one call: a first
-    call that starts a thread team or waits for a busy core would otherwise set one call per
-    sample, and every sample would then measure a wake-up."""
-    fn()
-    calls, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_time / 4:
-            break
-    reps = max(1, int(min_time / max(elapsed / calls, 1e-7)))
-
-    def sample() -> float:
-        t = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        return (time.perf_counter() - t) / reps
-
-    return sample
-
-
-def measure(fns: dict[str, Callable[[], object]], rounds: int, min_time: float, settle: float,
-            seed: int = 0) -> dict[str, float]:
-    """Median seconds per call of each function, interleaved round by round."""
-    samplers = {name: _sampler(fn, min_time) for name, fn in fns.items()}
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(samplers)
-    order = random.Random(seed)
-    for _ in range(rounds):
-        order.shuffle(names)
-        for name in names:
-            if settle > 0:
-                time.sleep(settle)
-            times[name].append(samplers[name]())
-    return {name: statistics.median(v) for name, v in times.items()}
-
+# ----------------------------------------------------------------------------- ratios
 
 def ratios(ms: dict[str, float]) -> dict[str, float]:
     """llama.cpp's time over Tritium's (> 1: Tritium faster)."""
@@ -381,7 +329,8 @@ def bench_batch(sh: Shape, m: int, threads: list[int], args) -> list[dict]:
             fns[name]()
         check_all(f"{label} (before timing)", outs, refs)
         with torch.no_grad():
-            med = measure(fns, args.rounds, args.min_time, args.settle, args.seed)
+            med = _timing.measure(fns, args.rounds, args.min_time, settle=args.settle,
+                                  seed=args.seed)
         errors = check_all(f"{label} (after timing)", outs, refs)
         ms = {name: v * 1e3 for name, v in med.items()}
         row = {"n": sh.n, "k": sh.k, "batch": m, "threads": nt,
@@ -406,11 +355,8 @@ def render(rows: list[dict], header: list[str]) -> str:
                      *(f"{r['ms'][n]:.3f}" for n in IMPLS),
                      *(f"{r['ratios'][key]:.2f}x" for key in ("t2/TQ2_0", "t1.6/TQ1_0",
                                                               "best/TQ2_0"))])
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(heads)]
     lines = list(header)
-    lines.append("  ".join(h.rjust(w) for h, w in zip(heads, widths)))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
+    lines += _timing.text_table(heads, body)
     worst = {name: max(r["errors"][name]["rel_err"] for r in rows) for name in IMPLS} if rows else {}
     lines.append("relative error vs the exact fp64 product (largest over the rows): " + ", ".join(
         f"{n} {worst[n]:.2g} ({ACT_LABEL[ACT_QUANT[n]]})" for n in IMPLS))

@@ -24,59 +24,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 
+import _timing
 import torch
 import torch.nn.functional as F
+from _args import positive_int, positive_ints, shapes
 
 from tritium.runtime.kernels import kernel_info, linear_plan, ternary_linear
 from tritium.runtime.packing import pack_ternary
 
 
-def _timer(fn: Callable[[], object], min_time: float) -> Callable[[], float]:
-    """A sampler returning seconds per call, looping enough calls to last ``min_time``."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = time.perf_counter() - t0
-    reps = max(1, int(min_time / max(one, 1e-7)))
-
-    def sample() -> float:
-        t = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        return (time.perf_counter() - t) / reps
-
-    return sample
-
-
-STATS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
-
-
-def measure(
-    fns: dict[str, Callable[[], object]], rounds: int, min_time: float, stat: str = "median",
-    settle: float = 0.05,
-) -> dict[str, float]:
-    samplers = {name: _timer(fn, min_time) for name, fn in fns.items()}
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(samplers)
-    order = random.Random(0)
-    for _ in range(rounds):
-        # A fresh order every round, and a pause before each sample: torch's OpenMP workers
-        # (and tritium's pool) keep spinning for several milliseconds after a parallel op and
-        # would otherwise take a core from whatever runs next on this 2-core machine. Each
-        # implementation is measured in its own steady state, not in its neighbour's wake.
-        order.shuffle(names)
-        for name in names:
-            if settle > 0:
-                time.sleep(settle)
-            times[name].append(samplers[name]())
-    return {name: STATS[stat](v) for name, v in times.items()}
+def measure(fns: dict[str, Callable[[], object]], rounds: int, min_time: float,
+            stat: str = "median", settle: float = 0.05) -> dict[str, float]:
+    """The ``stat`` of seconds per call of each function over interleaved rounds: a fresh
+    random order every round, and a pause before each sample: torch's OpenMP workers (and
+    tritium's pool) keep spinning for several milliseconds after a parallel op and would
+    otherwise take a core from whatever runs next on this 2-core machine. Each implementation
+    is measured in its own steady state, not in its neighbour's wake. A sample's call count
+    is estimated over a quarter of ``min_time`` of warm calls (one call, a wake-up after the
+    settle pause, could take 10-100x a steady call on a loaded machine)."""
+    return _timing.measure(fns, rounds, min_time, settle=settle, stat=stat)
 
 
 def memory_bandwidth(rounds: int) -> float:
@@ -145,9 +115,10 @@ def bench_shape(n: int, k: int, batches: list[int], args, bw: float) -> list[dic
         with torch.no_grad():
             t = measure(fns, args.rounds, args.min_time, args.stat, args.settle)
         row = {"n": n, "k": k, "batch": m, **{f"{key}_ms": v * 1e3 for key, v in t.items()}}
+        vs_fp32, vs_int8dyn = _timing.speedups(t, "fp32"), _timing.speedups(t, "int8dyn")
         for key in ("tri_i8_t2", "tri_f32_t2", "tri_i8_t16", "tri_f32_t16"):
-            row[f"{key}_vs_fp32"] = t["fp32"] / t[key]
-            row[f"{key}_vs_int8dyn"] = t["int8dyn"] / t[key]
+            row[f"{key}_vs_fp32"] = vs_fp32[key]
+            row[f"{key}_vs_int8dyn"] = vs_int8dyn[key]
         for key in ("int8dyn", "tri_i8_t2", "tri_i8_t16"):
             row[f"{key}_GMACs"] = m * n * k / t[key] / 1e9
         row["i8_t2_weight_GBps"] = p2.nbytes() / t["tri_i8_t2"] / 1e9
@@ -189,22 +160,7 @@ def render(rows: list[dict], bw: float, info: dict, stat: str = "median") -> Non
         f"memory bandwidth {bw:.1f} GB/s (copy, same run); machine load {info.get('loadavg_1min')} "
         f"on {os.cpu_count()} CPUs"
     )
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        for h in headers:
-            table.add_column(h, justify="right")
-        for b in body:
-            table.add_row(*b)
-        Console(width=250).print(table)
-    except ImportError:  # pragma: no cover - rich is a dependency, plain text just in case
-        print(title)
-        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
-        print("  ".join(h.rjust(w) for h, w in zip(headers, widths)))
-        for b in body:
-            print("  ".join(c.rjust(w) for c, w in zip(b, widths)))
+    _timing.print_table(title, headers, body, width=250)
     print(
         "T i8 = tritium int8-activation path (per-token absmax int8, exact int32 GEMM) -- the "
         "headline; T f32 = fp32-activation path. Ratios > 1 mean tritium is faster."
@@ -214,14 +170,14 @@ def render(rows: list[dict], bw: float, info: dict, stat: str = "median") -> Non
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small CI-sized run")
-    ap.add_argument("--shapes", default=None, help="comma list of NxK (default 1024x1024,4096x4096,11008x4096)")
-    ap.add_argument("--batches", default=None, help="comma list of batch sizes (default 1,8,64,256)")
+    ap.add_argument("--shapes", type=shapes, default=None, help="comma list of NxK (default 1024x1024,4096x4096,11008x4096)")
+    ap.add_argument("--batches", type=positive_ints, default=None, help="comma list of batch sizes (default 1,8,64,256)")
     ap.add_argument("--threads", type=int, default=None, help="threads for torch and tritium")
     ap.add_argument("--isa", default=None, help="force a kernel ISA path (avx512, avx2, neon, scalar)")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved repetitions (median)")
+    ap.add_argument("--rounds", type=positive_int, default=None, help="interleaved repetitions (median)")
     ap.add_argument("--min-time", type=float, default=0.02, help="seconds per timing sample")
     ap.add_argument(
-        "--stat", choices=sorted(STATS), default="median",
+        "--stat", choices=sorted(_timing.STATS), default="median",
         help="statistic over the rounds (min = best-of, for a machine shared with other jobs)",
     )
     ap.add_argument(
@@ -238,16 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         os.environ["TRITIUM_NUM_THREADS"] = str(args.threads)
     if args.quick:
-        shapes = args.shapes or "1024x1024,4096x4096"
-        batches = args.batches or "1,64"
+        shape_list = args.shapes or [(1024, 1024), (4096, 4096)]
+        batch_list = args.batches or [1, 64]
         args.rounds = args.rounds or 5
         args.min_time = min(args.min_time, 0.01)
     else:
-        shapes = args.shapes or "1024x1024,4096x4096,11008x4096"
-        batches = args.batches or "1,8,64,256"
+        shape_list = args.shapes or [(1024, 1024), (4096, 4096), (11008, 4096)]
+        batch_list = args.batches or [1, 8, 64, 256]
         args.rounds = args.rounds or 9
-    shape_list = [tuple(int(v) for v in s.lower().split("x")) for s in shapes.split(",")]
-    batch_list = [int(b) for b in batches.split(",")]
     info = kernel_info()
     print(f"kernels: {json.dumps(info)}", file=sys.stderr)
     load_before = os.getloadavg()[0]

@@ -35,16 +35,16 @@ import argparse
 import math
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import _timing
 import torch
 import torch.nn.functional as F
-from _args import positive_ints
+from _args import positive_ints, shapes
 
 from tritium import runtime as trt
 from tritium.runtime import kernels
@@ -60,19 +60,6 @@ NEIGHBOURS = {
 }
 
 
-def _shapes(text: str) -> list[tuple[int, int]]:
-    out = []
-    for part in text.split(","):
-        try:
-            n, k = (int(v) for v in part.lower().split("x"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"shapes are NxK, comma-separated; got {part!r}") from None
-        if n < 1 or k < 1:
-            raise argparse.ArgumentTypeError(f"shape {part!r} must be positive")
-        out.append((n, k))
-    return out
-
-
 def _choices(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         vals = [v.strip() for v in text.split(",") if v.strip()]
@@ -86,7 +73,7 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", type=_shapes, default=[(4096, 4096), (1024, 1024)],
+    p.add_argument("--shapes", type=shapes, default=[(4096, 4096), (1024, 1024)],
                    help="NxK weight shapes (default 4096x4096,1024x1024)")
     p.add_argument("--batches", type=positive_ints, default=[1, 64])
     p.add_argument("--acts", type=_choices(("int8", "none")), default=["int8", "none"])
@@ -153,32 +140,33 @@ def _calls_per_sample(variants: list[Variant], reps: int, min_ms: float) -> int:
     fastest = float("inf")
     for v in variants:
         _enter(v)
-        t = time.perf_counter()
-        for _ in range(reps):
-            v.run()
-        fastest = min(fastest, (time.perf_counter() - t) / reps * 1e3)
+        fastest = min(fastest, _timing.timed(v.run, reps)() * 1e3)
     return max(reps, min(100_000, math.ceil(min_ms / max(fastest, 1e-6))))
 
 
 def measure(variants: list[Variant], rounds: int, reps: int, min_ms: float = 0.0
             ) -> dict[str, float]:
-    samples: dict[str, list[float]] = {v.name: [] for v in variants}
-    order = list(variants)
     saved = kernels.get_config_resolver()
     with torch.no_grad():
         try:
             calls = _calls_per_sample(variants, reps, min_ms) if min_ms > 0 else reps
-            for _ in range(rounds):
-                random.shuffle(order)
-                for v in order:
-                    _enter(v)
-                    t = time.perf_counter()
-                    for _ in range(calls):
-                        v.run()
-                    samples[v.name].append((time.perf_counter() - t) / calls * 1e3)
+            samples = _timing.interleave({v.name: _sampler(v, calls) for v in variants}, rounds,
+                                         shuffle=random.shuffle)
         finally:
             kernels.set_config_resolver(saved)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return _timing.summarize(samples, scale=1e3)
+
+
+def _sampler(v: Variant, calls: int) -> Callable[[], float]:
+    """A sample of ``v``: its threads and resolver installed (and one warm call), then the
+    mean seconds of ``calls`` back-to-back calls."""
+    sample = _timing.timed(v.run, calls)
+
+    def run() -> float:
+        _enter(v)
+        return sample()
+
+    return run
 
 
 def layer_variants(n: int, k: int, batch: int, act: str, counts: list[int],

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -125,3 +126,18 @@ def every_isa(request, monkeypatch) -> str:
     if request.param != "torch":
         monkeypatch.setenv("TRITIUM_CPU_ISA", request.param)
     return request.param
+
+
+_BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+
+
+@pytest.fixture(scope="module")
+def benchmark_module():
+    """``importlib.import_module`` with ``benchmarks/`` on ``sys.path`` for the test module:
+    a benchmark script as a module (``benchmark_module("llm")``; its sibling helpers,
+    ``_args``, ``_timing``, ``_ggml``, import as it does)."""
+    sys.path.insert(0, _BENCHMARKS)
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(_BENCHMARKS)

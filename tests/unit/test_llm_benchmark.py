@@ -79,13 +79,8 @@ LLAMA_BENCH_SAMPLE = """\
 
 
 @pytest.fixture(scope="module")
-def llm():
-    bench = str(ROOT / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        yield importlib.import_module("llm")
-    finally:
-        sys.path.remove(bench)
+def llm(benchmark_module):
+    return benchmark_module("llm")
 
 
 @pytest.fixture(scope="module")

@@ -4,28 +4,17 @@ build-cache key and cache reuse, and the clear exit when the build tools are mis
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def mods():
-    bench = str(ROOT / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        peers = importlib.import_module("peers")
-        ggml = importlib.import_module("_ggml")
-        yield peers, ggml
-    finally:
-        sys.path.remove(bench)
+def mods(benchmark_module):
+    return benchmark_module("peers"), benchmark_module("_ggml")
 
 
 # ----------------------------------------------------------------------------- arguments
