@@ -223,6 +223,8 @@ def test_a_short_wait_in_a_short_call_is_a_stall(pool, adaptive_pool):
         lib.configure_pool(adaptive=True, debug=False)  # counters and back-off cleared
         assert lib.lib.tri_pool_stall_probe(2, 14) == 2
         st = lib.pool_stats()
+        if st["stalls"] == 0:   # the caller was preempted after the worker's task: try again
+            continue
         assert st["stalls"] == 1, st
         if st["max_wait_ns"] >= 4_000_000:   # the worker lost a time slice (a loaded CI machine)
             assert st["lone"] == 0 and st["cap"] == 1, st
