@@ -551,7 +551,17 @@ class ExpressionsMixin:
 
     def matmul(self, ta: TensorT, tb: TensorT, span: Span, ls: Span, rs: Span,
                transpose_b: bool = False) -> TensorT:
-        dtype = "float32"
+        # the float operands' dtype (float64 @ float64 is float64; an integer or trit operand
+        # is cast to the other's float dtype, two of them multiply as float32); two different
+        # float dtypes PyTorch refuses ('expected m1 and m2 to have the same dtype')
+        floats = {t.dtype for t in (ta, tb) if t.dtype in FLOAT_TYPES}
+        if len(floats) > 1:
+            self.report("E0405", f"a matrix product of {ta.dtype} and {tb.dtype}: PyTorch "
+                                 "multiplies only tensors of one float dtype", span,
+                        secondary=[Label(ls, f"{ta.dtype}"), Label(rs, f"{tb.dtype}")],
+                        help=f"cast the {tb.dtype} operand: `cast(…, \"{ta.dtype}\")`")
+            return TensorT("float32", None)
+        dtype = floats.pop() if floats else "float32"
         if ta.shape is None or tb.shape is None:
             return TensorT(dtype, None)
         sa, sb = ta.shape, tb.shape

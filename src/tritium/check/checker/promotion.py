@@ -32,8 +32,12 @@ def elementwise_dtype(op: str, ta, tb) -> str:
     if op in _COMPARISONS:
         return "bool"
     tensors = [t for t in (ta, tb) if isinstance(t, TensorT)]
+    if not tensors and all(isinstance(t, ScalarT) for t in (ta, tb)):
+        # numbers only (`where(c, 0, 1)`): torch makes them tensors of the default dtype of
+        # their kind (int64 for ints, float32 for floats, bool for bools)
+        return _DEFAULT[max(kind(ta.name), kind(tb.name))]
     if not tensors or any(t.dtype is None for t in tensors):
-        return "float32"   # not known (or numbers only: `where(c, 0, 1)`): a float, as before
+        return "float32"   # not known: a float, as before
     result: str | None = None
     for group in ([t.dtype for t in tensors if t.shape != ()],
                   [t.dtype for t in tensors if t.shape == ()]):

@@ -76,6 +76,26 @@ def test_an_integer_or_trit_matmul_is_a_float(tmp_path, body):
 
 
 @pytest.mark.parametrize("body", [
+    "return float16(x) @ transpose(float16(x))",    # the checker said float32
+    "return matmul(cast(x, \"float64\"), transpose(cast(x, \"float64\")))",
+    "return trit(x) @ transpose(cast(x, \"float64\"))",
+    "return int32(x) @ transpose(float16(x))",
+])
+def test_a_float_matmul_keeps_its_dtype(tmp_path, body):
+    agree(tmp_path, body)
+
+
+@pytest.mark.parametrize("body", ["x @ transpose(float16(x))",
+                                  "matmul(cast(x, \"float64\"), transpose(x))"])
+def test_a_matmul_of_two_float_dtypes_is_a_check_error(body):
+    # torch: 'expected m1 and m2 to have the same dtype, but got: float != double'
+    result = check_source("model M {\n    forward(x: Tensor<float32, [2, 3]>) -> Tensor "
+                          f"{{ return {body} }}\n}}\n", "p.tri")
+    assert [d.code for d in result.errors] == ["E0405"]
+    assert "cast(" in result.errors[0].help
+
+
+@pytest.mark.parametrize("body", [
     "return clip(trit(x), -1, 1)",                   # checker: float32; IR: trit; torch: int8
     "return clip(trit(x), min=0.5)",                 # IR's trit held 0, torch's float32 0.5
     "return clamp(trit(x), -3, -2)",                 # not trits any more
@@ -218,6 +238,16 @@ def test_where_of_two_numbers_checks(call):
     result = check_source("model M {\n    forward(x: Tensor<float32, [2, 3]>) -> Tensor "
                           f"{{ return {call} }}\n}}\n", "p.tri")
     assert result.ok, [d.message for d in result.errors]
+
+
+@pytest.mark.parametrize("body", [
+    "return where(x > 0, 0, 1)",                     # the checker said float32; torch: int64
+    "return where(x > 0, 0.5, 1)", "return where(x > 0, true, false)",
+    "return where(x > 0, true, 2)",
+    "return floordiv(where(x > 0, 7, 3), 2) + x",
+])
+def test_where_of_two_numbers_has_torchs_dtype(tmp_path, body):
+    agree(tmp_path, body)
 
 
 @pytest.mark.parametrize("body", ["(x > 0) - 1", "x - (x > 0)", "-(x > 0)",
