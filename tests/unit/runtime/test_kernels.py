@@ -111,6 +111,24 @@ def test_linear_matches_reference(isa, fmt, n, k, m, act_quant):
 
 
 @pytest.mark.native
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("m", [1, 3])
+def test_fp32_gemv_sums_near_the_float_range_stay_finite(isa, fmt, m):
+    # the AVX2 fp32 GEMV multiplies x by +-2.0 (float bit patterns made by byte shuffles) and
+    # halves the sum at the end: a sum above half the float range must take the plain kernel
+    k = 1000
+    trits = torch.ones(4, k, dtype=torch.int8)
+    trits[1] = -1
+    trits[2, ::2] = 0
+    x = torch.full((m, k), 2.5e35)
+    x[0, 1] = -1.0   # and a small value in a row that decides for the others
+    y = ternary_linear(x, pack_ternary(trits, fmt), torch.ones(4), None, act_quant="none")
+    ref = _reference(x, trits, torch.ones(4))
+    assert torch.isfinite(ref).all() and torch.isfinite(y).all(), y
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=0)
+
+
+@pytest.mark.native
 @pytest.mark.parametrize("m", [1, 2, 5, 69])
 def test_t1_6_kernels_decode_every_byte_value(isa, m):
     """Rows holding every valid t1.6 byte (0..242) in shuffled orders, through this ISA

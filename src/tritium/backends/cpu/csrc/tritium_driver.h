@@ -14,6 +14,7 @@ typedef struct {
     const uint8_t *w;
     const float *x;      /* fp32 mode */
     const float *xpad;   /* fp32 mode, direct GEMV: x rows zero padded to stride ldx */
+    int xperm;           /* xpad permuted by tri_f32_xperm_copy (the AVX2 fp32 GEMV) */
     const int8_t *xq;    /* int8 mode: m rows of ldx, zero padded past k */
     const float *sx;     /* int8 mode: per-token scale (NULL for raw output) */
     const int32_t *sumx; /* int8 mode: per-token sum of xq */
@@ -100,7 +101,8 @@ static void run_tile(ProblemJob *J, int64_t tile, int64_t ch, int tid) {
     } else if (J->direct) {
         for (int64_t t = t0; t < t1; t++) {
             float acc[4];
-            f32_gemv_direct4(P->fmt, wr, P->xpad + t * ldx, P->nb, acc, TRI_GEMV_PF_TILES * 4 * P->row_bytes);
+            f32_gemv_direct4(P->fmt, wr, P->xpad + t * ldx, P->nb, acc, TRI_GEMV_PF_TILES * 4 * P->row_bytes,
+                             P->xperm);
             for (int64_t r = 0; r < nr; r++)
                 P->y[t * n + r0 + r] = epi_apply(&P->epi, n, t, r0 + r, acc[r]);
         }

@@ -174,12 +174,43 @@ __attribute__((unused)) static void decode_codes_scalar(int fmt, const uint8_t *
 #else /* portable C (TRI_ISA_SCALAR) */
 #include "tritium_scalar.h" /* the portable C micro-kernels */
 #endif
+#ifndef TRI_F32_XPERM
+#define TRI_F32_XPERM 0 /* the fp32 GEMV reads x in its own order (tritium_x86.h: AVX2 does not) */
+#endif
 
 #include "tritium_driver.h"
 #include "tritium_f32p.h" /* the fp32-activation panel GEMM for batches of tokens */
 #include "tritium_g2avx2.h" /* the int8 batch GEMM of the AVX2 path */
 #include "tritium_g2.h"
 
+
+/* The AVX2 fp32 GEMV's order of x (fma_codes32_xperm, tritium_x86.h): within each group of 32,
+ * positions 8q..8q+3 take x[4q..4q+3] and 8q+4..8q+7 take x[16+4q..16+4q+3] (q = 0..3), the
+ * order in which four vpshufb spread a 128-bit lane's 16 codes over dwords. Done in place on
+ * the m zero-padded rows (kpad a multiple of 32, stride ldx) when every |x| is below
+ * 1e38 / (2 k): that GEMV sums 2x (its products are x times +-2.0, exact), which must stay
+ * finite; 0 (rows left in order, the plain GEMV runs) for larger, infinite or NaN values. */
+static int f32_xperm_rows(float *xp, int64_t m, int64_t k, int64_t kpad, int64_t ldx) {
+    const float limit = (float)(1e38 / (2.0 * (double)(k > 0 ? k : 1)));
+    for (int64_t t = 0; t < m; t++) {
+        const float *r = xp + t * ldx;
+        int ok = 1;
+        for (int64_t i = 0; i < k; i++) ok &= fabsf(r[i]) < limit; /* NaN: not below */
+        if (!ok) return 0;
+    }
+    for (int64_t t = 0; t < m; t++) {
+        float *r = xp + t * ldx, g[32];
+        for (int64_t b = 0; b < kpad; b += 32) {
+            memcpy(g, r + b, sizeof g);
+            for (int q = 0; q < 4; q++)
+                for (int j = 0; j < 4; j++) {
+                    r[b + 8 * q + j] = g[4 * q + j];
+                    r[b + 8 * q + 4 + j] = g[16 + 4 * q + j];
+                }
+        }
+    }
+    return 1;
+}
 
 TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w, int64_t n,
                           int64_t row_bytes, int fmt, const float *scale, int64_t nscale,
@@ -206,6 +237,7 @@ TRI_EXPORT int tri_linear(const float *x, int64_t m, int64_t k, const uint8_t *w
             memset(xp + t * P.ldx + k, 0, (size_t)(P.ldx - k) * sizeof(float));
         }
         P.xpad = xp;
+        P.xperm = TRI_F32_XPERM && f32_xperm_rows(xp, m, k, P.kpad, P.ldx);
         int rc = run_problem(&P, nthreads);
         free(xp);
         return rc;

@@ -292,8 +292,8 @@ static inline __attribute__((always_inline)) void neon_f32_gemv(int fmt, const u
 }
 
 static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o,
-                             int64_t pf) {
-    (void)pf;
+                             int64_t pf, int xperm) {
+    (void)pf; (void)xperm;
     if (fmt == TRI_FMT_T2) neon_f32_gemv(TRI_FMT_T2, w, x, nb, o);
     else neon_f32_gemv(TRI_FMT_T16, w, x, nb, o);
 }

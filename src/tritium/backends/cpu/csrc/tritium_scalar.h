@@ -37,8 +37,8 @@ static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int6
 }
 
 static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o,
-                             int64_t pf) {
-    (void)fmt; (void)w; (void)x; (void)nb; (void)o; (void)pf; /* never called: TRI_HAVE_DIRECT == 0 */
+                             int64_t pf, int xperm) {
+    (void)fmt; (void)w; (void)x; (void)nb; (void)o; (void)pf; (void)xperm; /* never called: TRI_HAVE_DIRECT == 0 */
 }
 
 static void f32_dot4x1(const float *const *wf, const float *x, int64_t k, float *o) {

@@ -366,16 +366,47 @@ static inline __m512 fma_codes32_512(__m256i c, const float *x, __m512 acc) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(t, 1))), _mm512_loadu_ps(x + 16), acc);
 }
 #define FMA_CODES fma_codes32_512
+#define TRI_F32_XPERM 0
 #else
 typedef __m256 facc_t;
 #define FACC_ZERO() _mm256_setzero_ps()
 #define FACC_SUM(a, b) hsum_f32(_mm256_add_ps((a), (b)))
 #define FMA_CODES fma_codes32
+
+/* The AVX2 fp32 GEMV on x permuted within each group of 32 (tri_f32_xperm_copy: lane-wise
+ * positions 8q..8q+3 hold x[4q..4q+3], 8q+4..8q+7 hold x[16+4q..16+4q+3]). Codes 0..2 become
+ * the float bit patterns of -2.0, 0.0 and +2.0 without a conversion: one vpshufb maps each
+ * code to its top byte (0xC0, 0x00, 0x40) and four vpshufb spread a lane's bytes 4q..4q+3 to
+ * the top bytes of its four dwords (the other bytes zero). 9 instructions per 32 trits where
+ * widening by vpmovsxbd and converting by vcvtdq2ps took 16; the products are exact (x times
+ * a power of two) and the sum is twice the dot product, halved once at the end (exact: the
+ * caller keeps x far below the float range, tri_f32_xperm_copy). */
+#define TRI_F32_XPERM 1
+#define XP_SPREAD_(q)                                                                                  \
+    _mm256_setr_epi8(-128, -128, -128, 4 * (q), -128, -128, -128, 4 * (q) + 1, -128, -128, -128, 4 * (q) + 2, \
+                     -128, -128, -128, 4 * (q) + 3, -128, -128, -128, 4 * (q), -128, -128, -128, 4 * (q) + 1, \
+                     -128, -128, -128, 4 * (q) + 2, -128, -128, -128, 4 * (q) + 3)
+static inline __m256 fma_codes32_xperm(__m256i c, const float *x, __m256 acc) {
+    const __m256i top = _mm256_shuffle_epi8(
+        _mm256_setr_epi8(-64, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                         -64, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), c);
+    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_shuffle_epi8(top, XP_SPREAD_(0))), _mm256_loadu_ps(x), acc);
+    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_shuffle_epi8(top, XP_SPREAD_(1))), _mm256_loadu_ps(x + 8), acc);
+    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_shuffle_epi8(top, XP_SPREAD_(2))), _mm256_loadu_ps(x + 16), acc);
+    return _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_shuffle_epi8(top, XP_SPREAD_(3))), _mm256_loadu_ps(x + 24), acc);
+}
 #endif
 
-/* x is zero padded to nb whole blocks. */
-static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o,
-                             int64_t pf) {
+/* x is zero padded to nb whole blocks; with xperm (the AVX2 path only) also permuted by
+ * tri_f32_xperm_copy, and the sums are twice the dot products until halved at the end. */
+#if TRI_F32_XPERM
+#define FMA_C(c, xp, a) (xperm ? fma_codes32_xperm((c), (xp), (a)) : FMA_CODES((c), (xp), (a)))
+#else
+#define FMA_C(c, xp, a) FMA_CODES((c), (xp), (a))
+#endif
+static inline __attribute__((always_inline)) void f32_gemv_direct4_impl(
+    int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o, int64_t pf, const int xperm) {
+    (void)xperm;
     facc_t a[4][2];
     for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = FACC_ZERO();
     if (fmt == TRI_FMT_T2) {
@@ -386,10 +417,10 @@ static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, i
             for (int r = 0; r < 4; r++) {
                 const __m256i v = LD(w[r] + b * 32);
                 PF_ROW(w[r] + b * 32);
-                a[r][0] = FMA_CODES(_mm256_and_si256(v, m3), xb, a[r][0]);
-                a[r][1] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), xb + 32, a[r][1]);
-                a[r][0] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), xb + 64, a[r][0]);
-                a[r][1] = FMA_CODES(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), xb + 96, a[r][1]);
+                a[r][0] = FMA_C(_mm256_and_si256(v, m3), xb, a[r][0]);
+                a[r][1] = FMA_C(_mm256_and_si256(_mm256_srli_epi16(v, 2), m3), xb + 32, a[r][1]);
+                a[r][0] = FMA_C(_mm256_and_si256(_mm256_srli_epi16(v, 4), m3), xb + 64, a[r][0]);
+                a[r][1] = FMA_C(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3), xb + 96, a[r][1]);
             }
         }
     } else {
@@ -403,8 +434,8 @@ static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, i
                 PF_ROW(w[r] + b * 32);
                 for (int i = 0; i < 5; i++) {
                     const __m512i d = dg[i];
-                    a[r][i & 1] = FMA_CODES(_mm512_castsi512_si256(d), xa + 32 * i, a[r][i & 1]);
-                    a[r][(i + 1) & 1] = FMA_CODES(_mm512_extracti64x4_epi64(d, 1), xc + 32 * i, a[r][(i + 1) & 1]);
+                    a[r][i & 1] = FMA_C(_mm512_castsi512_si256(d), xa + 32 * i, a[r][i & 1]);
+                    a[r][(i + 1) & 1] = FMA_C(_mm512_extracti64x4_epi64(d, 1), xc + 32 * i, a[r][(i + 1) & 1]);
                 }
             }
         }
@@ -415,15 +446,26 @@ static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, i
                 __m256i c0, c1, c2, c3, c4, v = LD(w[r] + b * 32);
                 PF_ROW(w[r] + b * 32);
                 T16_DECODE(v, c0, c1, c2, c3, c4);
-                a[r][0] = FMA_CODES(c0, xb, a[r][0]);
-                a[r][1] = FMA_CODES(c1, xb + 32, a[r][1]);
-                a[r][0] = FMA_CODES(c2, xb + 64, a[r][0]);
-                a[r][1] = FMA_CODES(c3, xb + 96, a[r][1]);
-                a[r][0] = FMA_CODES(c4, xb + 128, a[r][0]);
+                a[r][0] = FMA_C(c0, xb, a[r][0]);
+                a[r][1] = FMA_C(c1, xb + 32, a[r][1]);
+                a[r][0] = FMA_C(c2, xb + 64, a[r][0]);
+                a[r][1] = FMA_C(c3, xb + 96, a[r][1]);
+                a[r][0] = FMA_C(c4, xb + 128, a[r][0]);
             }
         }
     }
     for (int r = 0; r < 4; r++) o[r] = FACC_SUM(a[r][0], a[r][1]);
+}
+#undef FMA_C
+
+static void f32_gemv_direct4(int fmt, const uint8_t *const *w, const float *x, int64_t nb, float *o,
+                             int64_t pf, int xperm) {
+    if (TRI_F32_XPERM && xperm) {
+        f32_gemv_direct4_impl(fmt, w, x, nb, o, pf, 1);
+        for (int r = 0; r < 4; r++) o[r] *= 0.5f;
+    } else {
+        f32_gemv_direct4_impl(fmt, w, x, nb, o, pf, 0);
+    }
 }
 
 static inline __m256 tail_mask_load(const float *p, int64_t rem) {
