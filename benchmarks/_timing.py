@@ -139,6 +139,22 @@ def median_time(fn: Callable[[], object], runs: int) -> float:
     return per_call({"fn": fn}, runs, warmup=0)["fn"]
 
 
+def paired_ratio(samples: Mapping[K, Sequence[float]], num: K, den: K
+                 ) -> tuple[float, float, float]:
+    """(median, lower quartile, upper quartile) of ``num``'s sample over ``den``'s sample of
+    the same round: a slow drift of the machine (a neighbour's burst, a frequency change)
+    moves both samples of a round together and cancels in their ratio, where it widens the
+    gap between two medians taken over all rounds."""
+    a, b = list(samples[num]), list(samples[den])
+    if not a or len(a) != len(b):
+        raise ValueError(f"paired_ratio: {num!r} and {den!r} need as many samples (rounds), "
+                         f"got {len(a)} and {len(b)}")
+    ratios = sorted(x / y for x, y in zip(a, b))
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else \
+        [ratios[0]] * 3
+    return statistics.median(ratios), q[0], q[2]
+
+
 def speedups(times: Mapping[K, float], base: K,
              names: Iterable[K] | None = None) -> dict[K, float]:
     """``base``'s time over each one's (of ``names``, default all): above 1 is faster."""

@@ -23,8 +23,9 @@ condition.
 
 With ``--model FILE.tri`` (after ``tritium tune --model FILE.tri --batch 1,64``), every
 ternary linear shape of the model is also timed with the tuning archive's configs and with
-the defaults, interleaved, under each condition; ``tuned/default`` above 1.05 would be a tuned
-config that loses. Whether a tuned config applied to the shape is printed beside it. The whole
+the defaults, interleaved, under each condition; ``tuned/default`` (the median over rounds of
+the two samples' ratio within a round, over three times the rounds) above 1.05 would be a
+tuned config that loses. Whether a tuned config applied to the shape is printed beside it. The whole
 model (random weights, frozen) is timed the same way at batch 1 and 64: a tuning archive must
 not cost the fusion around a layer either (a chain of linear layers stays one native call).
 """
@@ -144,17 +145,34 @@ def _calls_per_sample(variants: list[Variant], reps: int, min_ms: float) -> int:
     return max(reps, min(100_000, math.ceil(min_ms / max(fastest, 1e-6))))
 
 
-def measure(variants: list[Variant], rounds: int, reps: int, min_ms: float = 0.0
-            ) -> dict[str, float]:
+def samples_of(variants: list[Variant], rounds: int, reps: int, min_ms: float = 0.0
+               ) -> dict[str, list[float]]:
+    """Each variant's samples (mean seconds per call), rounds interleaved in a fresh random
+    order each round."""
     saved = kernels.get_config_resolver()
     with torch.no_grad():
         try:
             calls = _calls_per_sample(variants, reps, min_ms) if min_ms > 0 else reps
-            samples = _timing.interleave({v.name: _sampler(v, calls) for v in variants}, rounds,
-                                         shuffle=random.shuffle)
+            return _timing.interleave({v.name: _sampler(v, calls) for v in variants}, rounds,
+                                      shuffle=random.shuffle)
         finally:
             kernels.set_config_resolver(saved)
-    return _timing.summarize(samples, scale=1e3)
+
+
+def measure(variants: list[Variant], rounds: int, reps: int, min_ms: float = 0.0
+            ) -> dict[str, float]:
+    return _timing.summarize(samples_of(variants, rounds, reps, min_ms), scale=1e3)
+
+
+def tuned_vs_default(variants: list[Variant], args) -> tuple[dict[str, float], str]:
+    """Medians (ms) of the "default" and "tuned" variants and the text of their ratio: the
+    median over rounds of tuned / default measured in the same round (and its interquartile
+    range), over three times the table's rounds (at least 21): the two differ by a few
+    percent at most, well inside the spread of separate medians beside a neighbour."""
+    samples = samples_of(variants, max(3 * args.rounds, 21), args.reps * 5, args.min_sample_ms)
+    mid, lo, hi = _timing.paired_ratio(samples, "tuned", "default")
+    return (_timing.summarize(samples, scale=1e3),
+            f"tuned/default {mid:.2f} (paired by round; quartiles {lo:.2f}-{hi:.2f})")
 
 
 def _sampler(v: Variant, calls: int) -> Callable[[], float]:
@@ -289,12 +307,11 @@ def _tuned_table(rows: list[tuple[int, int, int, str]], args, default: int) -> N
                       for u in kernels.tuned_configs_used())
         why = [r["why"] for r in kernels.tuned_configs_refused()
                if (r["m_bucket"], r["n"], r["k"]) == key]
-        med = measure(vs, args.rounds, args.reps * 5, args.min_sample_ms)
+        med, ratio = tuned_vs_default(vs, args)
         status = ("a tuned config applied" if applied else
                   f"the default ran: {why[0]}" if why else "no tuned config for this shape")
         print(f"    {m}x{n}x{k} {act:>4}: default {med['default']:.4f} ms, tuned "
-              f"{med['tuned']:.4f} ms, tuned/default {med['tuned'] / med['default']:.2f} "
-              f"({status})")
+              f"{med['tuned']:.4f} ms, {ratio} ({status})")
     from tritium.driver.models import build_model, declared_input_shape
 
     torch.manual_seed(0)
@@ -319,10 +336,9 @@ def _tuned_table(rows: list[tuple[int, int, int, str]], args, default: int) -> N
             break
         vs = [Variant("default", default, run, None, True),
               Variant("tuned", default, run, dispatch.resolve, True)]
-        med = measure(vs, args.rounds, args.reps * 5, args.min_sample_ms)
+        med, ratio = tuned_vs_default(vs, args)
         print(f"    whole model {built.entry} batch {batch}: default {med['default']:.4f} ms, "
-              f"tuned {med['tuned']:.4f} ms, tuned/default "
-              f"{med['tuned'] / med['default']:.2f}")
+              f"tuned {med['tuned']:.4f} ms, {ratio}")
 
 
 if __name__ == "__main__":

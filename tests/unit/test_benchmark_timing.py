@@ -136,3 +136,18 @@ def test_text_table(timing):
     assert timing.text_table(["x"], []) == ["x"]
     with pytest.raises(ValueError, match="row 0 has 1 cells, the header 2"):
         timing.text_table(["a", "b"], [["1"]])
+
+
+def test_paired_ratio_cancels_what_moves_a_whole_round(timing):
+    # the machine slows down 3x in the middle rounds: the medians of all rounds differ by
+    # more than the implementations do, the ratio within each round stays 1.1
+    slow = [1.0, 1.0, 3.0, 3.0, 3.0, 1.0, 1.0]
+    samples = {"tuned": [1.1 * s for s in slow], "default": slow}
+    mid, lo, hi = timing.paired_ratio(samples, "tuned", "default")
+    assert mid == pytest.approx(1.1) and lo == pytest.approx(1.1) and hi == pytest.approx(1.1)
+    shuffled = {"tuned": samples["tuned"], "default": slow[::-1][:3] + [1.0] * 4}
+    mid, lo, hi = timing.paired_ratio(shuffled, "tuned", "default")
+    assert mid == pytest.approx(1.1) and hi > 2   # rounds that do not pair up: a spread
+    assert timing.paired_ratio({"a": [2.0], "b": [4.0]}, "a", "b") == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="as many samples"):
+        timing.paired_ratio({"a": [1.0, 2.0], "b": [1.0]}, "a", "b")
