@@ -386,6 +386,25 @@ def cpu_lookup(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str
     return exact(table(kernel_of(act_quant), fmt, fp, source_hash()), m, n, k)
 
 
+def foreign_pool(pool: str) -> str | None:
+    """Why a tuned config on thread pool ``pool`` may not run in this process (None: it
+    may): the process's other layers run on its own pool (``$TRITIUM_CPU_POOL``, default
+    openmp), and two pools in one process keep two teams of threads waiting for work on the
+    same cores. A config timed alone on the other pool won its trial with the cores to
+    itself, yet in a model its layer and its neighbours hand the cores from one team to the
+    other at every layer (the digits MLP's whole model 9-11% slower at batch 64 with one
+    layer on the pthread pool, threads.py on a 2-core Zen 3)."""
+    from tritium.backends import cpu
+
+    lib = cpu.load()
+    own = None if lib is None else lib.pool
+    if own is None or pool == own:
+        return None
+    return (f"its thread pool ({pool}) is not this process's ({own}): two pools in one "
+            f"process hand the cores back and forth between layers (TRITIUM_CPU_POOL={pool} "
+            "runs it)")
+
+
 def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
     """The resolver the kernels call (``kernels.set_config_resolver``): a ``KernelConfig``
     or None (the default config). Never raises."""
@@ -405,6 +424,10 @@ def resolve(m: int, n: int, k: int, fmt: str, act_quant: str, isa: str):
                     answer = legal_cpu_config(isa, config)
                     if answer is None:
                         _refused[key] = "its config is not legal for the kernels here"
+                    else:
+                        why = foreign_pool(answer.pool)
+                        if why is not None:
+                            _refused[key], answer = why, None
                 else:
                     why = cpu_refusal(m, n, k, fmt, act_quant, isa)
                     if why is not None:

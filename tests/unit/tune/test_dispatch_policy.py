@@ -150,3 +150,41 @@ def test_a_config_runs_only_where_it_won_side_by_side_by_five_percent(
     records = json.loads(dispatch.write_records(url, tmp_path / "records.json").read_text())
     assert len(records["configs"]) == int(used)
     assert [why in r["why"] for r in records["refused"]] == ([] if used else [True])
+
+
+@native
+@pytest.mark.parametrize("env_pool", ["", "pthread"])
+@pytest.mark.parametrize("tuned_pool", ["openmp", "pthread"])
+def test_a_config_on_another_thread_pool_than_the_processs_keeps_the_default(
+        env_pool, tuned_pool, tmp_path, monkeypatch):
+    # a config timed alone on the pthread pool won its side-by-side trial, but in a model
+    # its layer and the others (on the process's OpenMP team) hand the cores between two
+    # teams at every layer: the digits MLP 9-11% slower at batch 64 (benchmarks/threads.py)
+    from tritium.runtime import tuned
+    from tritium.tune.measure import Trial
+
+    monkeypatch.setenv("TRITIUM_CPU_POOL", env_pool)
+    if cpu_backend.load() is None or cpu_backend.load().pool != (env_pool or "openmp"):
+        pytest.skip(f"the {env_pool or 'openmp'} pool does not build here")
+    isa = cpu.default_isa()
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    ar = Archive(url)
+    config = {"threads": 1, "pool": tuned_pool}
+    sid = ar.study("cpu.linear", cpu.source_hash(), (1, 64, 64), "t2",
+                   cpu.device_fingerprint(cpu.device_info(isa)), cpu.device_info(isa))
+    ar.set_baseline(sid, 0.012, None)
+    tid = ar.claim(sid, config, "grid")
+    ar.record(tid, Trial(config=config, strategy="grid", status="ok", median_ms=0.01,
+                         ci_ms=(0.01, 0.01), times_ms=[0.01]))
+    ar.set_confirmed_speedup(sid, 1.2)
+    ar.close()
+    dispatch.reset(url)
+    got = dispatch.resolve(1, 64, 64, "t2", "int8", isa)
+    own = (env_pool or "openmp") == tuned_pool
+    assert (got is not None) is own, got
+    if own:
+        assert got.pool == tuned_pool and tuned.refusals() == []
+    else:
+        (r,) = tuned.refusals()
+        assert f"its thread pool ({tuned_pool}) is not this process's" in r["why"], r
+        assert f"TRITIUM_CPU_POOL={tuned_pool}" in r["why"]
