@@ -373,14 +373,14 @@ typedef __m256 facc_t;
 #define FACC_SUM(a, b) hsum_f32(_mm256_add_ps((a), (b)))
 #define FMA_CODES fma_codes32
 
-/* The AVX2 fp32 GEMV on x permuted within each group of 32 (tri_f32_xperm_copy: lane-wise
+/* The AVX2 fp32 GEMV on x permuted within each group of 32 (f32_xperm_rows, tritium_kernels.c:
  * positions 8q..8q+3 hold x[4q..4q+3], 8q+4..8q+7 hold x[16+4q..16+4q+3]). Codes 0..2 become
  * the float bit patterns of -2.0, 0.0 and +2.0 without a conversion: one vpshufb maps each
  * code to its top byte (0xC0, 0x00, 0x40) and four vpshufb spread a lane's bytes 4q..4q+3 to
  * the top bytes of its four dwords (the other bytes zero). 9 instructions per 32 trits where
  * widening by vpmovsxbd and converting by vcvtdq2ps took 16; the products are exact (x times
  * a power of two) and the sum is twice the dot product, halved once at the end (exact: the
- * caller keeps x far below the float range, tri_f32_xperm_copy). */
+ * caller keeps x far below the float range: f32_xperm_rows). */
 #define TRI_F32_XPERM 1
 #define XP_SPREAD_(q)                                                                                  \
     _mm256_setr_epi8(-128, -128, -128, 4 * (q), -128, -128, -128, 4 * (q) + 1, -128, -128, -128, 4 * (q) + 2, \
@@ -398,7 +398,7 @@ static inline __m256 fma_codes32_xperm(__m256i c, const float *x, __m256 acc) {
 #endif
 
 /* x is zero padded to nb whole blocks; with xperm (the AVX2 path only) also permuted by
- * tri_f32_xperm_copy, and the sums are twice the dot products until halved at the end. */
+ * f32_xperm_rows, and the sums are twice the dot products until halved at the end. */
 #if TRI_F32_XPERM
 #define FMA_C(c, xp, a) (xperm ? fma_codes32_xperm((c), (xp), (a)) : FMA_CODES((c), (xp), (a)))
 #else
