@@ -119,10 +119,11 @@ class _LinearRun:
         were built (what each layer's ``_current_plan`` checks, in one loop)."""
         if self.plans is None:
             return True
+        holds = _plan.stamp_holds
         for layer, aq, bufs, params, w, s, b, versions in self.guard:
             if bufs["weight_packed"] is not w or bufs["weight_scale"] is not s \
                     or params.get("bias") is not b or layer.act_quant != aq \
-                    or _plan.tensor_stamp(w, s, b) != versions:
+                    or not holds(versions, w, s, b):
                 return True
         return False
 
@@ -431,7 +432,7 @@ class ChainForward:
         self.generated = type(module).forward
         self.original = self.generated.__get__(module)
         self.program: tuple | None = None
-        self.types: tuple = ()   # the classes of the modules the program depends on
+        self.types: tuple = ()   # (name, module, its class) of each module the program reads
         try:
             self.__signature__ = inspect.signature(self.original)
         except (TypeError, ValueError):
@@ -461,7 +462,7 @@ class ChainForward:
             mods = self.module._modules
             # (the class too: ``mod.__class__ = Sub``, as parametrizations do, changes what
             # its call computes)
-            for (name, mod), cls in zip(prog[1], self.types, strict=True):
+            for name, mod, cls in self.types:
                 if mods.get(name) is not mod or type(mod) is not cls:
                     break
                 if mod is not None and (mod._forward_hooks or mod._forward_pre_hooks):
@@ -471,7 +472,7 @@ class ChainForward:
                 if not attrs or all(getattr(self.module, a, None) == v for a, v in attrs):
                     return prog[0]
         prog = self.program = self._build()
-        self.types = () if prog is None else tuple(type(m) for _, m in prog[1])
+        self.types = () if prog is None else tuple((n, m, type(m)) for n, m in prog[1])
         if prog is None or any(m is not None and (m._forward_hooks or m._forward_pre_hooks)
                                for _, m in prog[1]):
             return None

@@ -179,6 +179,17 @@ def tensor_stamp(wdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | 
             wdata.data_ptr(), scale.data_ptr(), None if bias is None else bias.data_ptr())
 
 
+def stamp_holds(stamp: tuple, wdata: torch.Tensor, scale: torch.Tensor,
+                bias: torch.Tensor | None) -> bool:
+    """``stamp == tensor_stamp(wdata, scale, bias)`` without building the tuple, stopping at
+    the first difference (what every frozen layer's call checks: the tuple and the comparison
+    of six values cost as much as reading them)."""
+    vw, vs, vb, pw, ps, pb = stamp
+    return (wdata._version == vw and scale._version == vs and wdata.data_ptr() == pw
+            and scale.data_ptr() == ps
+            and (bias is None or bias._version == vb and bias.data_ptr() == pb))
+
+
 class LinearPlan:
     """A frozen layer's native call with everything but the input resolved once: the kernel
     function, the weight/scale/bias pointers and the format. Batch-1 inference of small layers
@@ -231,7 +242,7 @@ class LinearPlan:
                   ) -> bool:
         w0, s0, b0 = self.tensors
         return (w0 is wdata and s0 is scale and b0 is bias
-                and self.versions == tensor_stamp(wdata, scale, bias))
+                and stamp_holds(self.versions, wdata, scale, bias))
 
     def _choice(self, m: int) -> tuple[Any, int, int]:
         """(kernel function, threads, G2 minimum batch) of a call with ``m`` rows: the
