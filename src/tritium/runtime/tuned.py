@@ -396,8 +396,7 @@ def foreign_pool(pool: str) -> str | None:
     layer on the pthread pool, threads.py on a 2-core Zen 3)."""
     from tritium.backends import cpu
 
-    lib = cpu.load()
-    own = None if lib is None else lib.pool
+    own = cpu.process_pool()
     if own is None or pool == own:
         return None
     return (f"its thread pool ({pool}) is not this process's ({own}): two pools in one "

@@ -517,9 +517,10 @@ def _dispatch_line(result: Any) -> str:
             f"{c['tuned_ms']:.4f} ms, speedup {c['speedup']:.2f}x "
             f"(95% {c['low']:.2f}x..{c['high']:.2f}x): ")
     if c["wins"]:
+        from tritium.backends.cpu import KernelConfig
         from tritium.runtime.tuned import foreign_pool
 
-        why = foreign_pool(str(result.best.config.get("pool", "openmp")))
+        why = foreign_pool(str(result.best.config.get("pool", KernelConfig.pool)))
         if why is not None:
             return text + f"but the default config runs: {why}"
         return text + "the tuned config runs for this shape"

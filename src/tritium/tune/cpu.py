@@ -72,15 +72,6 @@ def device_fingerprint(device: dict[str, Any]) -> str:
     return cpu_fingerprint(device)
 
 
-def process_pool() -> str:
-    """The thread pool this process's kernels run on (``$TRITIUM_CPU_POOL``, default openmp;
-    pthread where OpenMP did not build)."""
-    from tritium.backends import cpu as backend
-
-    lib = backend.load()
-    return lib.pool if lib is not None else backend.select_pool()
-
-
 def search_params(isa: str) -> tuple[Param, ...]:
     """The kernel template's tunable fields on ``isa`` as search-space parameters."""
     from tritium.backends.cpu.build import KernelConfig
@@ -207,7 +198,10 @@ class CpuLinearProblem:
     def space(self) -> SearchSpace:
         # the thread pool stays the process's (tritium.runtime.tuned.foreign_pool: a config
         # on another pool, timed alone, may not run in a model beside the others' layers)
-        pools = {"pool": (process_pool(),)} if "pool" in {
+        from tritium.backends.cpu import process_pool
+
+        own = process_pool()
+        pools = {"pool": (own,)} if own is not None and "pool" in {
             p.name for p in search_params(self.isa)} else None
         return linear_space(self.kernel, self.shape[0], self.isa, only=pools)
 

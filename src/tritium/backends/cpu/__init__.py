@@ -206,6 +206,14 @@ def _disabled() -> bool:
     return os.environ.get("TRITIUM_DISABLE_NATIVE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def process_pool() -> str | None:
+    """The thread pool this process's default kernels run on (``select_pool``'s, or pthread
+    where OpenMP did not build), None without native kernels: the one every layer without a
+    tuned config shares (``tritium.runtime.tuned.foreign_pool``)."""
+    lib = load()
+    return None if lib is None else lib.pool
+
+
 def select_pool() -> str:
     """The thread pool of the default library: ``$TRITIUM_CPU_POOL`` (``openmp`` or
     ``pthread``), else ``openmp``. An unknown value warns and uses ``openmp``."""
