@@ -174,8 +174,9 @@ def test_extreme_int8_values_do_not_saturate(isa):
     xq[2] = -128
     y = ternary_matmul_int8(xq, pack_ternary(trits))
     assert torch.equal(y, xq.to(torch.int32) @ trits.to(torch.int32).t())
-    # one token at a time: the direct GEMV, whose AVX2 loop adds 8 blocks of pair sums in
-    # int16 (8 x 4 x 512 = 16384 at most) before widening
+    # one token at a time: the direct GEMV, whose AVX2 loop sums 8 blocks in int16 before
+    # widening, four times the codes of half the fields in a second int16 sum over 4 blocks
+    # (all +1 against -128: 4 x 2 x 2048 = 16384 there, 16384 in the first after adding it)
     for row in xq:
         one = row.unsqueeze(0)
         assert torch.equal(ternary_matmul_int8(one, pack_ternary(trits)),
