@@ -153,7 +153,9 @@ def test_t1_6_kernels_decode_every_byte_value(isa, m):
 
 @pytest.mark.native
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("n,k", [(1, 1), (67, 700), (4, 4096)])
+# (5, 1100), (9, 2200): the direct GEMV's steps of 8 blocks, a tail of 1-2 blocks and a last
+# tile padded with zero rows
+@pytest.mark.parametrize("n,k", [(1, 1), (67, 700), (4, 4096), (5, 1100), (9, 2200)])
 @pytest.mark.parametrize("m", [1, 2, 69])  # direct GEMV; 69 = chunk of 64 + 5: tiles 4x4 and 4x1
 def test_int8_gemm_is_bit_exact(isa, fmt, n, k, m):
     trits = _rand_trits(n, k, seed=k + m)
