@@ -44,9 +44,9 @@ typedef struct {
 } ProblemJob;
 
 /* Token tt's outputs of rows r0..r0+nr-1 (nr <= 4) from their int32 sums over the codes:
- * the sum of trit products is acc - sumx (codes are trits + 1); the raw int32 output, or the
- * epilogue of epi_apply with its fields read once for the rows (as epi_apply computes them: a
- * 4096-row GEMV at batch 1 spent a tenth of its time re-reading them row by row). */
+ * the sum of trit products is acc - sumx (codes are trits + 1); the raw int32 output, or
+ * epi_math with the epilogue's fields read once for the rows (epi_apply reads them for every
+ * value: a 4096-row GEMV at batch 1 spent a tenth of its time re-reading them). */
 static inline void store_i8_rows(const Problem *P, int64_t tt, int64_t r0, int64_t nr, const int32_t *acc) {
     const int64_t n = P->n;
     const int32_t sumx = P->sumx[tt];
@@ -61,13 +61,14 @@ static inline void store_i8_rows(const Problem *P, int64_t tt, int64_t r0, int64
     const float *res = e->residual ? e->residual + tt * n + r0 : NULL;
     const int act = e->act;
     float *y = P->y + tt * n + r0;
-    for (int64_t r = 0; r < nr; r++) {
-        float v = (float)(acc[r] - sumx) * sx;
-        v *= scale ? scale[r] : scale0;
-        if (bias) v += bias[r];
-        if (res) v += res[r];
-        y[r] = act == TRI_ACT_NONE ? v : act_apply(act, v);
+    if (!bias && !res && act == TRI_ACT_NONE) { /* the common case, its branches folded away */
+        for (int64_t r = 0; r < nr; r++)
+            y[r] = epi_math((float)(acc[r] - sumx) * sx, scale ? scale[r] : scale0, NULL, NULL, TRI_ACT_NONE);
+        return;
     }
+    for (int64_t r = 0; r < nr; r++)
+        y[r] = epi_math((float)(acc[r] - sumx) * sx, scale ? scale[r] : scale0, bias ? bias + r : NULL,
+                        res ? res + r : NULL, act);
 }
 
 /* The direct int8 GEMV's tiles tile0..tile1-1 of token chunk ch, each straight from the

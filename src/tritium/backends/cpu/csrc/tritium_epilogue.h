@@ -279,10 +279,18 @@ typedef struct {
     int act;
 } Epi;
 
+/* The epilogue's arithmetic on one value: times its scale, plus its bias and its residual
+ * (where given), through the activation (epi_apply's, and store_i8_rows' with the fields
+ * read once for a tile's rows). */
+static inline float epi_math(float v, float scale, const float *bias, const float *residual, int act) {
+    v *= scale;
+    if (bias) v += *bias;
+    if (residual) v += *residual;
+    return act == TRI_ACT_NONE ? v : act_apply(act, v);
+}
+
 static inline float epi_apply(const Epi *e, int64_t n, int64_t t, int64_t col, float v) {
-    v *= e->scale[e->nscale == 1 ? 0 : col];
-    if (e->bias) v += e->bias[col];
-    if (e->residual) v += e->residual[t * n + col];
-    return act_apply(e->act, v);
+    return epi_math(v, e->scale[e->nscale == 1 ? 0 : col], e->bias ? e->bias + col : NULL,
+                    e->residual ? e->residual + t * n + col : NULL, e->act);
 }
 
