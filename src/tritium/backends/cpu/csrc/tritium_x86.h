@@ -281,8 +281,8 @@ static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int6
          * lo (8 * 1536 plus 2 * 24576 / 4) within 24576 before one widening madd per row. */
 /* One row's block: lo += codes(x0) . x0 + codes(x2) . x2, hi += 4 codes(x1) . x1 +
  * 4 codes(x3) . x3 (see above). One asm statement, the activations read from L1 as memory
- * operands: in C, GCC hoisted every maddubs of an unrolled step ahead of the adds and spilled
- * their results (and the accumulators) to the stack. */
+ * operands (unaligned: __m256i_u): in C, GCC hoisted every maddubs of an unrolled step ahead
+ * of the adds and spilled their results (and the accumulators) to the stack. */
 #define T2_LOHI(L_, H_, wp, xb)                                                                    \
     do {                                                                                           \
         __m256i v_, t_, a_, c_;                                                                    \
@@ -302,9 +302,9 @@ static void gemv_direct4(int fmt, const uint8_t *const *w, const int8_t *x, int6
                 "vpaddw %[v], %[hi], %[hi]"                                                        \
                 : [lo] "+x"(L_), [hi] "+x"(H_), [v] "=&x"(v_), [t] "=&x"(t_), [a] "=&x"(a_),         \
                   [c] "=&x"(c_)                                                                    \
-                : [w] "m"(*(const __m256i *)(wp)), [m3] "x"(m3), [m12] "x"(m12),                    \
-                  [x0] "m"(*(const __m256i *)(xb)), [x1] "m"(*(const __m256i *)((xb) + 32)),        \
-                  [x2] "m"(*(const __m256i *)((xb) + 64)), [x3] "m"(*(const __m256i *)((xb) + 96))); \
+                : [w] "m"(*(const __m256i_u *)(wp)), [m3] "x"(m3), [m12] "x"(m12),                    \
+                  [x0] "m"(*(const __m256i_u *)(xb)), [x1] "m"(*(const __m256i_u *)((xb) + 32)),        \
+                  [x2] "m"(*(const __m256i_u *)((xb) + 64)), [x3] "m"(*(const __m256i_u *)((xb) + 96))); \
     } while (0)
         const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12);
         for (; b + 8 <= nb; b += 8) {
