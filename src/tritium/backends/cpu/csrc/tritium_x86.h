@@ -152,7 +152,7 @@ static void i8_dot4x1(const uint8_t *const *c, const int8_t *x, int64_t kp, int3
         MAC(a2, LD(c[2] + i), xv);
         MAC(a3, LD(c[3] + i), xv);
     }
-    o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
+    hsum4_i32(a0, a1, a2, a3, o);
 }
 
 static void i8_dot4x2(const uint8_t *const *c, const int8_t *x0, const int8_t *x1, int64_t kp,
@@ -168,8 +168,8 @@ static void i8_dot4x2(const uint8_t *const *c, const int8_t *x0, const int8_t *x
         cv = LD(c[2] + i); MAC(a2, cv, xa); MAC(b2, cv, xb);
         cv = LD(c[3] + i); MAC(a3, cv, xa); MAC(b3, cv, xb);
     }
-    o[0] = hsum_i32(a0); o[1] = hsum_i32(a1); o[2] = hsum_i32(a2); o[3] = hsum_i32(a3);
-    o[4] = hsum_i32(b0); o[5] = hsum_i32(b1); o[6] = hsum_i32(b2); o[7] = hsum_i32(b3);
+    hsum4_i32(a0, a1, a2, a3, o);
+    hsum4_i32(b0, b1, b2, b3, o + 4);
 #else
     /* maddubs results (|.| <= 508) are summed in int16 for up to 64 steps (64 * 508 < 32768)
      * and widened to int32 once per run: 2 instead of 3 instructions per 32 products. */
